@@ -1,0 +1,5 @@
+"""`python -m mlcicd` is the `mlcicd` command."""
+
+from mlcicd.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Every error mlcicd raises on purpose.
+
+    MlcicdError                 root: ``headline`` is what the CLI prints, exit code 1
+    ├── ConfigError             mlcicd.yaml is missing, unparsable or invalid (file, key path)
+    ├── ProjectError            the project directory is not usable (not a git repo, dirty tree,
+    │                           a file the config names is missing)
+    ├── StageError              a pipeline stage failed; carries the stage name
+    │   ├── BuildError          environment could not be built, or the project's tests failed
+    │   ├── TrainingError       the training job failed, was stopped or exceeded max_runtime
+    │   └── GateError           the model missed a quality threshold (metric, value, threshold)
+    ├── ArtifactError           an artifact is missing, its digest does not match, or an archive
+    │                           is unsafe to extract
+    ├── EndpointError           an endpoint could not be created, updated, reached or deleted
+    │   └── PortInUseError      the requested port is taken
+    ├── NotFoundError           a run, model package or endpoint of that name does not exist
+    └── StateError              the state database is unusable or a transition is illegal
+
+Each message says what went wrong, where, and what to do. Errors from libraries are
+converted at the boundary (``raise ArtifactError(...) from exc``), so a traceback reaching
+the user is always a bug.
+"""
+
+from __future__ import annotations
+
+
+class MlcicdError(Exception):
+    """Root of mlcicd's errors."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    @property
+    def headline(self) -> str:
+        """One line for the terminal: the message, then what to do, if known."""
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+    def __str__(self) -> str:
+        return self.headline
+
+
+class ConfigError(MlcicdError):
+    """mlcicd.yaml is missing, unparsable or invalid."""
+
+    exit_code = 2
+
+    def __init__(
+        self, message: str, *, path: str | None = None, key: str | None = None, hint: str | None = None
+    ) -> None:
+        where = path or "mlcicd.yaml"
+        if key:
+            where = f"{where}: {key}"
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.path = path
+        self.key = key
+
+
+class ProjectError(MlcicdError):
+    """The project directory is not usable as it is."""
+
+    exit_code = 2
+
+
+class StageError(MlcicdError):
+    """A pipeline stage failed."""
+
+    stage = "pipeline"
+
+    def __init__(self, message: str, *, hint: str | None = None, stage: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        if stage is not None:
+            self.stage = stage
+
+
+class BuildError(StageError):
+    stage = "build"
+
+
+class TrainingError(StageError):
+    stage = "train"
+
+
+class GateError(StageError):
+    stage = "gate"
+
+
+class ArtifactError(MlcicdError):
+    """An artifact is missing, corrupt, or unsafe."""
+
+
+class EndpointError(MlcicdError):
+    """An endpoint could not be created, updated, reached or deleted."""
+
+
+class PortInUseError(EndpointError):
+    """The port an endpoint asked for is taken."""
+
+
+class NotFoundError(MlcicdError):
+    """A named run, model package or endpoint does not exist."""
+
+    exit_code = 3
+
+
+class StateError(MlcicdError):
+    """The state database is unusable, or a state transition is not allowed."""
+
+
+__all__ = [
+    "ArtifactError",
+    "BuildError",
+    "ConfigError",
+    "EndpointError",
+    "GateError",
+    "MlcicdError",
+    "NotFoundError",
+    "PortInUseError",
+    "ProjectError",
+    "StageError",
+    "StateError",
+    "TrainingError",
+]
