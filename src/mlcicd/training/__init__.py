@@ -1,0 +1,44 @@
+"""Training jobs: the SageMaker script-mode contract, and the backends that run it.
+
+base.py       TrainingJobSpec → TrainingBackend.run → TrainingJobResult; parse_metrics
+toolkit.py    the /opt/ml layout, SM_* environment and arguments, as pure functions
+process.py    a script as a supervised process group, output streamed line by line
+local.py      LocalTrainingBackend: jobs as subprocesses in <jobs_root>/<name>/
+container.py  ``python -m mlcicd.training.container``: the same, inside a SageMaker image
+"""
+
+from mlcicd.training.base import (
+    Channel,
+    MetricDefinition,
+    TrainingBackend,
+    TrainingJobResult,
+    TrainingJobSpec,
+    TrainingJobStatus,
+    parse_metrics,
+)
+from mlcicd.training.local import LocalTrainingBackend
+from mlcicd.training.toolkit import (
+    TrainingPaths,
+    decode_hyperparameters,
+    encode_hyperparameters,
+    hyperparameter_args,
+    training_env,
+    training_environment,
+)
+
+__all__ = [
+    "Channel",
+    "LocalTrainingBackend",
+    "MetricDefinition",
+    "TrainingBackend",
+    "TrainingJobResult",
+    "TrainingJobSpec",
+    "TrainingJobStatus",
+    "TrainingPaths",
+    "decode_hyperparameters",
+    "encode_hyperparameters",
+    "hyperparameter_args",
+    "parse_metrics",
+    "training_env",
+    "training_environment",
+]

@@ -1,0 +1,152 @@
+"""Run a training script as a supervised process group, its output streamed line by line.
+
+The script runs in its own session (so its own process group): stopping it — at the
+deadline, on Ctrl-C, or when the script exits and leaves children behind, as a container
+teardown would — reaches every process it started, not only the one we spawned. A child
+that starts a session of its own (``setsid``, a daemon) escapes the group; only a container
+would catch it, and locally there is none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+TAIL_LINES = 20
+_MAX_LINE = 1 << 16  # longer lines are split, so a runaway progress bar cannot eat memory
+_POLL_SECONDS = 0.1
+_DRAIN_SECONDS = 2.0  # after the script exits, how long stray writers may keep the pipe open
+
+
+@dataclass
+class ProcessOutcome:
+    exit_code: int  # negative: killed by that signal
+    timed_out: bool
+    tail: list[str] = field(default_factory=list)  # the last TAIL_LINES lines of output
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _leader_exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Has the process exited? Without reaping it where the OS allows: while it is an
+    unreaped zombie its pid (our process group id) cannot be reused, so signalling the
+    group stays safe. (macOS before Python 3.13 has no waitid; there we reap.)"""
+    if not hasattr(os, "waitid"):
+        return proc.poll() is not None
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    """SIGTERM the group, give the leader ``grace_seconds`` to exit, then SIGKILL the group."""
+    try:
+        _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while not _leader_exited(proc) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        # Always, and even on a second Ctrl-C: children that ignore SIGTERM must not outlive us.
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:
+    try:
+        while chunk := stream.readline(_MAX_LINE):
+            lines.put(chunk.decode("utf-8", "replace").rstrip("\r\n"))
+    finally:
+        lines.put(None)
+
+
+def run_streaming(
+    cmd: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    on_line: Callable[[str], None],
+    max_runtime_seconds: float | None = None,
+    stop_grace_seconds: float = 5.0,
+) -> ProcessOutcome:
+    """Run ``cmd``, stdout and stderr merged, calling ``on_line`` for each line (in this thread).
+
+    Past ``max_runtime_seconds`` the process group gets SIGTERM, then SIGKILL after
+    ``stop_grace_seconds``; lines printed meanwhile are still delivered. Any exception while
+    waiting — ``KeyboardInterrupt`` or one raised by ``on_line`` — stops the group the same
+    way and propagates. Raises ``OSError`` if ``cmd`` cannot be started.
+    """
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    start = time.monotonic()
+    deadline = start + max_runtime_seconds if max_runtime_seconds is not None else None
+    kill_at: float | None = None
+    exited_at: float | None = None
+    timed_out = eof = False
+    try:
+        while True:
+            now = time.monotonic()
+            if exited_at is None and _leader_exited(proc):
+                # The job is over when the script exits; whatever it left running goes with it.
+                _signal_group(proc.pid, signal.SIGKILL)
+                exited_at = now
+            if exited_at is None and deadline is not None and not timed_out and now >= deadline:
+                timed_out = True
+                _signal_group(proc.pid, signal.SIGTERM)
+                kill_at = now + stop_grace_seconds
+            if exited_at is None and kill_at is not None and now >= kill_at:
+                _signal_group(proc.pid, signal.SIGKILL)
+                kill_at = None
+            if exited_at is not None and eof:
+                break
+            if exited_at is not None and now - exited_at > _DRAIN_SECONDS:
+                # A process outside the group still holds the pipe: stop listening to it.
+                while (line := lines.get_nowait() if not lines.empty() else None) is not None:
+                    tail.append(line)
+                    on_line(line)
+                break
+            try:
+                line = lines.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if line is None:
+                eof = True
+                continue
+            tail.append(line)
+            on_line(line)
+    except BaseException:
+        stop_process_group(proc, stop_grace_seconds)
+        reader.join(timeout=_DRAIN_SECONDS)
+        if not reader.is_alive():
+            proc.stdout.close()
+        raise
+    exit_code = proc.wait()
+    if eof:
+        reader.join()
+        proc.stdout.close()
+    return ProcessOutcome(exit_code=exit_code, timed_out=timed_out, tail=list(tail))
