@@ -1,0 +1,341 @@
+"""mlcicd.yaml: the pipeline definition, its schema and its loading.
+
+The schema is the dataclasses below; ``load_config`` walks the YAML against their type
+hints, so an unknown key, a wrong type or a bad value fails with the file, the key path
+(``train.hyperparameters.C``) and what was expected — before any stage runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mlcicd.errors import ConfigError
+
+CONFIG_FILE = "mlcicd.yaml"
+
+# SageMaker's resource-name pattern (training jobs, endpoints, model package groups).
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+HyperparameterValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    requirements: str = "requirements.txt"
+    test_requirements: tuple[str, ...] = ()
+    test: str | None = None
+    timeout: int = 1800
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    name: str
+    regex: str
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backend: Literal["local", "sagemaker"] = "local"
+    source_dir: str = "src"
+    entry_point: str = "train.py"
+    hyperparameters: dict[str, HyperparameterValue] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)
+    max_runtime: int = 86400
+    metric_definitions: tuple[MetricDefinition, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    # SageMaker backend (ignored by the local one).
+    image: str | None = None
+    role: str | None = None
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    use_spot: bool = False
+    max_wait: int | None = None
+    output_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``metric op value``, e.g. accuracy >= 0.85."""
+
+    metric: str
+    op: Literal[">=", ">", "<=", "<", "=="]
+    value: float
+
+    def passes(self, actual: float) -> bool:
+        return {
+            ">=": actual >= self.value,
+            ">": actual > self.value,
+            "<=": actual <= self.value,
+            "<": actual < self.value,
+            "==": actual == self.value,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    thresholds: tuple[Threshold, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    backend: Literal["local", "sagemaker"] = "local"
+    endpoint_name: str | None = None
+    source_dir: str = "src"
+    entry_point: str = "inference.py"
+    workers: int = 2
+    port: int | None = None
+    startup_timeout: float = 60.0
+    max_payload_mb: float = 6.0
+    environment: dict[str, str] = field(default_factory=dict)
+    sample: str | None = None  # a JSON request body `mlcicd run` sends once the endpoint is up
+    # SageMaker backend (ignored by the local one).
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where artifacts go: a local directory (default: the project's state dir) or s3://."""
+
+    uri: str | None = None
+    artifacts_bucket: str = "ml-cicd-pipeline-artifacts"
+    models_bucket: str = "ml-cicd-pipeline-models"
+
+
+@dataclass(frozen=True)
+class Config:
+    pipeline: str
+    branch: str = "main"
+    build: BuildConfig = field(default_factory=BuildConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.deploy.endpoint_name or f"{self.pipeline}-endpoint"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- loading ----------------------------------------------------------------------------
+
+_THRESHOLD_RE = re.compile(r"^\s*(>=|<=|==|>|<)?\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+def load_config(project_dir: Path) -> Config:
+    """Read and validate ``<project_dir>/mlcicd.yaml``."""
+    path = project_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            "file not found",
+            path=str(path),
+            hint="run `mlcicd init` to create one, or pass the project directory",
+        )
+    return parse_config(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}invalid YAML: {problem}", path=source) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of settings at the top level", path=source)
+    data = dict(data)
+    if "gate" in data:
+        data["gate"] = _gate_to_thresholds(data["gate"], source)
+    config: Config = _build(Config, data, "", source)
+    _check_semantics(config, source)
+    return config
+
+
+def _gate_to_thresholds(raw: Any, source: str) -> dict[str, Any]:
+    """``gate: {accuracy: ">= 0.85"}`` → ``{"thresholds": [...]}``; a bare number means ``>=``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"expected a mapping of metric: threshold (e.g. accuracy: \">= 0.85\"), got {_kind(raw)}",
+            path=source,
+            key="gate",
+        )
+    thresholds = []
+    for metric, spec in raw.items():
+        key = f"gate.{metric}"
+        if isinstance(spec, bool) or not isinstance(spec, int | float | str):
+            raise ConfigError(
+                f"expected a threshold like \">= 0.85\", got {_kind(spec)}", path=source, key=key
+            )
+        match = _THRESHOLD_RE.match(str(spec))
+        if not match:
+            raise ConfigError(
+                f"cannot read threshold {spec!r}; write it as \"OP NUMBER\" with OP one of >=, >, <=, <, ==",
+                path=source,
+                key=key,
+            )
+        thresholds.append({"metric": str(metric), "op": match.group(1) or ">=", "value": float(match.group(2))})
+    return {"thresholds": thresholds}
+
+
+def _build(cls: type[Any], data: Any, keypath: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {_kind(data)}", path=source, key=keypath or None)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        sub = f"{keypath}.{key}" if keypath else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(fields)}"
+            raise ConfigError("unknown key", path=source, key=sub, hint=hint)
+        kwargs[key] = _coerce(hints[key], value, sub, source)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            sub = f"{keypath}.{name}" if keypath else name
+            raise ConfigError("required key is missing", path=source, key=sub)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, keypath: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, keypath, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        expected = " or ".join(_type_name(a) for a in args if a is not type(None))
+        raise ConfigError(f"expected {expected}, got {_kind(value)}", path=source, key=keypath)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"expected one of {allowed}, got {value!r}", path=source, key=keypath)
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(typing.cast(type[Any], tp), value, keypath, source)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"expected a list, got {_kind(value)}", path=source, key=keypath)
+        return tuple(_coerce(args[0], v, f"{keypath}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping, got {_kind(value)}", path=source, key=keypath)
+        return {str(k): _coerce(args[1], v, f"{keypath}.{k}", source) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {_kind(value)}", path=source, key=keypath)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"expected an integer, got {_kind(value)}", path=source, key=keypath)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"expected a number, got {_kind(value)}", path=source, key=keypath)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {_kind(value)}", path=source, key=keypath)
+        return value
+    raise TypeError(f"config schema uses unsupported type {tp!r} at {keypath}")  # a bug in the schema
+
+
+def _check_semantics(config: Config, source: str) -> None:
+    for key, name in (("pipeline", config.pipeline), ("deploy.endpoint_name", config.endpoint_name)):
+        if not NAME_RE.match(name):
+            raise ConfigError(
+                f"{name!r} is not a valid name: use letters, digits and hyphens, at most 63 characters",
+                path=source,
+                key=key,
+            )
+    positive = {
+        "train.max_runtime": config.train.max_runtime,
+        "train.instance_count": config.train.instance_count,
+        "deploy.workers": config.deploy.workers,
+        "deploy.instance_count": config.deploy.instance_count,
+        "build.timeout": config.build.timeout,
+    }
+    for key, number in positive.items():
+        if number < 1:
+            raise ConfigError(f"must be at least 1, got {number}", path=source, key=key)
+    if config.deploy.port is not None and not 0 <= config.deploy.port <= 65535:
+        raise ConfigError(f"not a TCP port: {config.deploy.port}", path=source, key="deploy.port")
+    for i, definition in enumerate(config.train.metric_definitions):
+        key = f"train.metric_definitions[{i}].regex"
+        try:
+            pattern = re.compile(definition.regex)
+        except re.error as exc:
+            raise ConfigError(f"invalid regular expression: {exc}", path=source, key=key) from exc
+        if pattern.groups < 1:
+            raise ConfigError(
+                "the regex needs one capture group around the number, e.g. accuracy=([0-9.]+)",
+                path=source,
+                key=key,
+            )
+    for name in config.train.channels:
+        if not re.match(r"^[A-Za-z0-9._-]+$", name):
+            raise ConfigError("channel names use letters, digits, '.', '_' and '-'", path=source, key=f"train.channels.{name}")
+    defined = {d.name for d in config.train.metric_definitions}
+    for threshold in config.gate.thresholds:
+        if defined and threshold.metric not in defined:
+            raise ConfigError(
+                f"the gate checks {threshold.metric!r}, but train.metric_definitions does not define it",
+                path=source,
+                key=f"gate.{threshold.metric}",
+                hint=f"defined metrics: {', '.join(sorted(defined))}",
+            )
+    if config.store.uri is not None and not config.store.uri.startswith(("s3://", "file://", "/")):
+        raise ConfigError(
+            f"expected an s3:// URI or a local path, got {config.store.uri!r}", path=source, key="store.uri"
+        )
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return f"{type(value).__name__} ({value!r})"
+
+
+def _type_name(tp: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin is dict:
+        return "a mapping"
+    if origin is tuple:
+        return "a list"
+    return getattr(tp, "__name__", str(tp))

@@ -1,0 +1,178 @@
+"""Isolated Python environments for builds, training jobs and endpoints, cached by content.
+
+An environment holds the project's ``requirements.txt``, its test requirements, and the
+serving runtime mlcicd's endpoint needs (uvicorn, httptools, orjson, numpy — pinned to the
+versions mlcicd itself runs with), plus a path entry that makes the ``mlcicd`` package
+importable without installing it. Its key is the sha256 of all of that and the Python
+version, so a second build with the same requirements reuses it in milliseconds.
+
+Environments are built in place under a lock and marked complete last: an interrupted
+build is found incomplete and rebuilt, never used half-made.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import mlcicd
+from mlcicd.errors import BuildError
+
+RUNTIME_PACKAGES = ("uvicorn", "httptools", "orjson")
+COMPLETE_MARKER = ".mlcicd-complete"
+
+
+@dataclass(frozen=True)
+class Environment:
+    key: str
+    path: Path
+    cached: bool
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    def env_vars(self) -> dict[str, str]:
+        """Process environment that puts this environment first on PATH."""
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(self.path)
+        return env
+
+
+def runtime_requirements() -> list[str]:
+    """The serving runtime, pinned to what this mlcicd runs with (so endpoints behave alike)."""
+    pins = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return [*pins, "numpy"]
+
+
+def environment_key(requirements: str, extra: tuple[str, ...]) -> str:
+    spec = {
+        "python": sys.version,
+        "requirements": requirements,
+        "extra": sorted(extra),
+        "runtime": runtime_requirements(),
+        "mlcicd": mlcicd.__version__,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _uv() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if not found:
+            raise BuildError("uv is not installed", hint="reinstall mlcicd: `pip install mlcicd`") from None
+        return found
+
+
+def ensure_environment(
+    requirements_file: Path,
+    extra: tuple[str, ...],
+    cache_root: Path,
+    *,
+    log: Callable[[str], None],
+    timeout: float = 1800,
+) -> Environment:
+    """The environment for these requirements, built now if it does not exist yet."""
+    if not requirements_file.is_file():
+        raise BuildError(
+            f"requirements file {requirements_file.name} is not in the commit",
+            hint="commit it, or point build.requirements at the right file",
+        )
+    requirements = requirements_file.read_text(encoding="utf-8")
+    key = environment_key(requirements, extra)
+    path = cache_root / "envs" / key[:24]
+    if (path / COMPLETE_MARKER).exists():
+        return Environment(key=key, path=path, cached=True)
+    with _locked(cache_root / "envs" / f"{key[:24]}.lock"):
+        if (path / COMPLETE_MARKER).exists():  # built by another process while we waited
+            return Environment(key=key, path=path, cached=True)
+        if path.exists():
+            log(f"removing an incomplete environment at {path}")
+            shutil.rmtree(path)
+        _build(path, requirements_file, extra, log=log, timeout=timeout)
+        (path / COMPLETE_MARKER).write_text(json.dumps({"key": key, "requirements": requirements}))
+    return Environment(key=key, path=path, cached=False)
+
+
+def _run(cmd: list[str], *, log: Callable[[str], None], timeout: float, what: str) -> None:
+    log("$ " + " ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    try:
+        for line in proc.stdout:
+            log(line.rstrip())
+            tail = [*tail[-19:], line.rstrip()]
+        code = proc.wait(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if code != 0:
+        raise BuildError(f"{what} failed (exit {code}): {tail[-1] if tail else ''}".rstrip(": "))
+
+
+def _build(
+    path: Path, requirements_file: Path, extra: tuple[str, ...], *, log: Callable[[str], None], timeout: float
+) -> None:
+    uv = _uv()
+    try:
+        _run([uv, "venv", "--quiet", "--python", sys.executable, str(path)], log=log, timeout=timeout,
+             what="creating the environment")  # fmt: skip
+        python = str(path / "bin" / "python")
+        _run(
+            [uv, "pip", "install", "--quiet", "--python", python, "-r", str(requirements_file),
+             *extra, *runtime_requirements()],
+            log=log, timeout=timeout, what=f"installing {requirements_file.name}",
+        )  # fmt: skip
+        _link_mlcicd(path)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _link_mlcicd(env: Path) -> None:
+    """Make ``import mlcicd`` work in ``env`` without installing mlcicd's CLI dependencies.
+
+    A directory holding only a link to this package goes on the environment's path, so the
+    endpoint workers import the very code the CLI runs — and nothing else of ours leaks in.
+    """
+    runtime = env / "mlcicd-runtime"
+    runtime.mkdir(exist_ok=True)
+    (runtime / "mlcicd").symlink_to(Path(mlcicd.__file__).resolve().parent, target_is_directory=True)
+    purelib = subprocess.run(
+        [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    Path(purelib, "mlcicd-runtime.pth").write_text(str(runtime) + "\n")

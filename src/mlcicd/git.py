@@ -1,0 +1,119 @@
+"""The few git operations mlcicd needs, through the git command line."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcicd.errors import ProjectError
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    branch: str
+    author: str
+    message: str
+    tree: str  # the tree id of the project's directory at this commit: a digest of its content
+
+
+def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=repo, input=input, capture_output=True, check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise ProjectError("git is not installed", hint="install git and try again") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise ProjectError(f"git {' '.join(args)} failed in {repo}: {err[-1] if err else proc.returncode}")
+    return proc.stdout
+
+
+def repo_root(path: Path) -> Path:
+    try:
+        return Path(git(path, "rev-parse", "--show-toplevel").decode().strip())
+    except ProjectError as exc:
+        raise ProjectError(
+            f"{path} is not in a git repository",
+            hint="mlcicd runs what is committed: `git init && git add -A && git commit -m init` first",
+        ) from exc
+
+
+def resolve_commit(repo: Path, project_rel: str, ref: str, branch: str) -> Commit:
+    """The commit ``ref`` points at, with the tree id of the project directory in it."""
+    try:
+        sha = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    except ProjectError as exc:
+        raise ProjectError(
+            f"{ref!r} is not a commit in {repo}",
+            hint=f"commit your project, or set `branch:` in mlcicd.yaml (now {branch!r})",
+        ) from exc
+    fields = git(repo, "show", "-s", "--format=%an <%ae>%x00%B", sha).decode(errors="replace")
+    author, _, message = fields.partition("\x00")
+    spec = f"{sha}:{project_rel}" if project_rel not in ("", ".") else f"{sha}^{{tree}}"
+    try:
+        tree = git(repo, "rev-parse", spec).decode().strip()
+    except ProjectError as exc:
+        raise ProjectError(f"the project directory {project_rel!r} is not in commit {sha[:12]}") from exc
+    return Commit(sha=sha, branch=branch, author=author.strip(), message=message.strip(), tree=tree)
+
+
+def current_branch(repo: Path) -> str | None:
+    try:
+        name = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").decode().strip()
+    except ProjectError:
+        return None  # detached HEAD
+    return name or None
+
+
+def dirty_paths(repo: Path, project_rel: str) -> list[str]:
+    """Modified, staged or untracked files under the project directory (ignored ones excluded)."""
+    out = git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", project_rel or ".")
+    entries = [e for e in out.decode(errors="replace").split("\x00") if e]
+    return [e[3:] for e in entries if len(e) > 3 and e[2] == " "]
+
+
+def tree_id(repo: Path, commit: str, rel_path: str) -> str | None:
+    """The git object id of ``rel_path`` at ``commit`` (a content digest), or None if absent."""
+    try:
+        return git(repo, "rev-parse", f"{commit}:{rel_path}").decode().strip() or None
+    except ProjectError:
+        return None
+
+
+def export_tree(repo: Path, commit: str, project_rel: str, dest: Path) -> None:
+    """Write the project directory as it is in ``commit`` to ``dest`` (whole, or not at all).
+
+    Only committed content is exported, so nothing uncommitted can leak into a build.
+    """
+    spec = f"{commit}:{project_rel}" if project_rel not in ("", ".") else commit
+    data = git(repo, "archive", "--format=tar", spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(staging, filter="data")
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def exclude_path(repo: Path, pattern: str) -> None:
+    """Add ``pattern`` to the repository's ``info/exclude`` (never to a tracked .gitignore)."""
+    exclude = Path(git(repo, "rev-parse", "--git-path", "info/exclude").decode().strip())
+    if not exclude.is_absolute():
+        exclude = repo / exclude
+    existing = exclude.read_text().splitlines() if exclude.exists() else []
+    if pattern not in existing:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with open(exclude, "a", encoding="utf-8") as fh:
+            fh.write(("\n" if existing and existing[-1] else "") + pattern + "\n")

@@ -1,0 +1,89 @@
+"""Where a project is, and where its state lives.
+
+A project is a directory holding ``mlcicd.yaml`` inside a git repository (it may be a
+subdirectory of a larger repository). Its state — the SQLite database, the artifact store,
+logs, training jobs, endpoints — lives in ``<project>/.mlcicd/`` (kept out of git through
+``.git/info/exclude``), or in ``$MLCICD_HOME`` when that is set. Built Python environments
+are shared across projects in ``$MLCICD_CACHE`` (default ``~/.cache/mlcicd``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from mlcicd import git
+from mlcicd.config import CONFIG_FILE, Config, load_config
+from mlcicd.errors import ProjectError
+from mlcicd.state import State
+from mlcicd.store import ArtifactStore, open_store
+
+STATE_DIR_NAME = ".mlcicd"
+
+
+def cache_dir() -> Path:
+    if env := os.environ.get("MLCICD_CACHE"):
+        return Path(env).expanduser().resolve()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return (base / "mlcicd").resolve()
+
+
+def find_project_dir(start: Path) -> Path:
+    """``start`` or its nearest ancestor holding mlcicd.yaml."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ProjectError(
+        f"no {CONFIG_FILE} in {start} or any directory above it",
+        hint="run inside a project, or pass its directory with -C DIR",
+    )
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path) -> Project:
+        return cls(find_project_dir(start))
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.root)
+
+    @cached_property
+    def state_dir(self) -> Path:
+        if env := os.environ.get("MLCICD_HOME"):
+            return Path(env).expanduser().resolve()
+        return self.root / STATE_DIR_NAME
+
+    @cached_property
+    def state(self) -> State:
+        return State(self.state_dir / "state.db")
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return open_store(self.config.store.uri, default_root=self.state_dir / "artifacts")
+
+    @cached_property
+    def repo(self) -> Path:
+        return git.repo_root(self.root)
+
+    @cached_property
+    def rel(self) -> str:
+        """The project directory relative to the repository root ('' for the root itself)."""
+        rel = self.root.resolve().relative_to(self.repo.resolve()).as_posix()
+        return "" if rel == "." else rel
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the state directory, its parent created."""
+        path = self.state_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def keep_state_out_of_git(self) -> None:
+        if self.state_dir.is_relative_to(self.repo):
+            git.exclude_path(self.repo, f"/{self.state_dir.relative_to(self.repo).as_posix()}/")

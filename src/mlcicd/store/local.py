@@ -1,0 +1,61 @@
+"""Artifacts on local disk: ``<root>/<bucket>/<key>``, written atomically."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+from mlcicd.errors import ArtifactError
+from mlcicd.fsutil import atomic_open, sha256_file
+from mlcicd.store.base import ArtifactRef
+
+
+class LocalArtifactStore:
+    TYPE: ClassVar[str] = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def uri(self, bucket: str, key: str) -> str:
+        return (self.root / bucket / key).as_uri()
+
+    def _path(self, uri: str) -> Path:
+        if not uri.startswith("file://"):
+            raise ArtifactError(f"{uri} is not a local artifact URI (expected file://)")
+        path = Path(uri.removeprefix("file://")).resolve()
+        if not path.is_relative_to(self.root):
+            raise ArtifactError(f"{uri} is outside the artifact store {self.root}")
+        return path
+
+    def put_file(self, source: Path, bucket: str, key: str) -> ArtifactRef:
+        dest = (self.root / bucket / key).resolve()
+        if not dest.is_relative_to(self.root / bucket):
+            raise ArtifactError(f"artifact key {key!r} escapes bucket {bucket!r}")
+        with open(source, "rb") as src, atomic_open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return ArtifactRef(uri=dest.as_uri(), sha256=sha256_file(dest), size=dest.stat().st_size)
+
+    def get_file(self, uri: str, dest: Path, *, expected_sha256: str) -> Path:
+        path = self.verified_path(uri, expected_sha256)
+        with open(path, "rb") as src, atomic_open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return dest
+
+    def verified_path(self, uri: str, expected_sha256: str) -> Path:
+        path = self._path(uri)
+        if not path.is_file():
+            raise ArtifactError(f"artifact {uri} is missing", hint="rerun the pipeline with --force")
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise ArtifactError(
+                f"artifact {uri} has sha256 {actual[:12]}…, recorded {expected_sha256[:12]}…",
+                hint="it was changed after it was written; rerun the pipeline with --force",
+            )
+        return path
+
+    def local_path(self, uri: str) -> Path | None:
+        return self._path(uri)
+
+    def exists(self, uri: str) -> bool:
+        return self._path(uri).is_file()

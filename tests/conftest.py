@@ -1,0 +1,73 @@
+"""Shared fixtures: a committed copy of the iris project, and a per-session environment cache."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IRIS = REPO / "examples" / "iris"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada Tester", "GIT_COMMITTER_EMAIL": "ada@example.com",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Built environments go to one cache per test session (never the user's own)."""
+    old = os.environ.get("MLCICD_CACHE")
+    os.environ["MLCICD_CACHE"] = str(tmp_path_factory.mktemp("mlcicd-cache"))
+    os.environ.pop("MLCICD_HOME", None)
+    yield
+    if old is None:
+        os.environ.pop("MLCICD_CACHE", None)
+    else:
+        os.environ["MLCICD_CACHE"] = old
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    ).stdout
+
+
+def commit_all(repo: Path, message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def make_repo(path: Path, source: Path = IRIS) -> Path:
+    shutil.copytree(source, path, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__", ".pytest_cache"))
+    git(path, "init", "-q", "--initial-branch=main")
+    commit_all(path, "iris classifier")
+    return path
+
+
+def stop_endpoints(project_dir: Path) -> None:
+    """Stop every endpoint a test started (they outlive the CLI by design)."""
+    root = project_dir / ".mlcicd" / "endpoints"
+    if not root.is_dir():
+        return
+    from mlcicd.endpoints.local import LocalEndpointBackend
+
+    backend = LocalEndpointBackend(root)
+    for endpoint in root.iterdir():
+        if endpoint.is_dir():
+            with contextlib.suppress(Exception):
+                backend.delete(endpoint.name)
+
+
+@pytest.fixture
+def iris_project(tmp_path: Path) -> Iterator[Path]:
+    """A git repository holding a committed copy of examples/iris; endpoints stopped after."""
+    project = make_repo(tmp_path / "iris")
+    yield project
+    stop_endpoints(project)

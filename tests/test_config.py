@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlcicd.config import Threshold, load_config, parse_config
+from mlcicd.errors import ConfigError
+from tests.conftest import IRIS
+
+
+def test_the_iris_example_is_valid() -> None:
+    config = load_config(IRIS)
+    assert config.pipeline == "iris-classifier"
+    assert config.endpoint_name == "iris-classifier-endpoint"
+    assert config.gate.thresholds == (Threshold("accuracy", ">=", 0.85),)
+    assert config.train.channels == {"training": "data"}
+
+
+def test_defaults_fill_what_is_not_said() -> None:
+    config = parse_config("pipeline: p")
+    assert config.branch == "main"
+    assert config.endpoint_name == "p-endpoint"
+    assert config.train.backend == "local"
+    assert config.gate.thresholds == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pipeline: p\ntrain: {hyperparmeters: {}}", "mlcicd.yaml: train.hyperparmeters: unknown key (did you mean 'hyperparameters'?)"),
+        ("pipeline: p\ntrain: {max_runtime: ten}", "mlcicd.yaml: train.max_runtime: expected an integer, got a string ('ten')"),
+        ("pipeline: p\ntrain: {max_runtime: 0}", "mlcicd.yaml: train.max_runtime: must be at least 1, got 0"),
+        ("pipeline: p\ndeploy: {workers: true}", "mlcicd.yaml: deploy.workers: expected an integer, got a boolean (true)"),
+        ("pipeline: p\ntrain: {backend: docker}", "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', got 'docker'"),
+        ("pipeline: p\ntrain: {channels: [data]}", "mlcicd.yaml: train.channels: expected a mapping, got a list"),
+        ("pipeline: p\ngate: {accuracy: '~0.8'}", "mlcicd.yaml: gate.accuracy: cannot read threshold"),
+        ("pipeline: 'not ok'", "mlcicd.yaml: pipeline: 'not ok' is not a valid name"),
+        ("branch: main", "mlcicd.yaml: pipeline: required key is missing"),
+        ("- a\n- b", "mlcicd.yaml: expected a mapping of settings at the top level"),
+        ("pipeline: p\n  bad: [", "mlcicd.yaml: line 2"),
+        ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=[0-9.]+'}]", "needs one capture group"),
+        ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=([0-9.]+'}]", "invalid regular expression"),
+        ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=(.+)'}]\ngate: {f1: 0.5}", "gate.f1: the gate checks 'f1'"),
+        ("pipeline: p\nstore: {uri: 'ftp://x'}", "store.uri: expected an s3:// URI"),
+        ("pipeline: p\ndeploy: {port: 70000}", "deploy.port: not a TCP port"),
+    ],
+)
+def test_bad_config_names_file_key_and_expectation(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert expected in str(info.value)
+    assert "\n" not in info.value.headline
+
+
+@pytest.mark.parametrize(
+    ("spec", "op", "value"),
+    [(">= 0.85", ">=", 0.85), (0.9, ">=", 0.9), ("<0.1", "<", 0.1), ("== 1", "==", 1.0), ("> 1e-3", ">", 0.001)],
+)
+def test_gate_thresholds(spec: object, op: str, value: float) -> None:
+    config = parse_config(f"pipeline: p\ngate: {{loss: {spec!r}}}".replace("'", '"'))
+    assert config.gate.thresholds == (Threshold("loss", op, value),)  # type: ignore[arg-type]
+
+
+def test_threshold_semantics() -> None:
+    assert Threshold("a", ">=", 0.85).passes(0.85)
+    assert not Threshold("a", ">", 0.85).passes(0.85)
+    assert Threshold("loss", "<", 0.2).passes(0.1)
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path)
