@@ -27,6 +27,7 @@ from pathlib import Path
 
 import mlcicd
 from mlcicd.errors import BuildError
+from mlcicd.process import run_streaming
 
 RUNTIME_PACKAGES = ("uvicorn", "httptools", "orjson")
 COMPLETE_MARKER = ".mlcicd-complete"
@@ -127,20 +128,12 @@ def ensure_environment(
 
 def _run(cmd: list[str], *, log: Callable[[str], None], timeout: float, what: str) -> None:
     log("$ " + " ".join(cmd))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    tail: list[str] = []
-    try:
-        for line in proc.stdout:
-            log(line.rstrip())
-            tail = [*tail[-19:], line.rstrip()]
-        code = proc.wait(timeout=timeout)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if code != 0:
-        raise BuildError(f"{what} failed (exit {code}): {tail[-1] if tail else ''}".rstrip(": "))
+    outcome = run_streaming(cmd, cwd=Path.cwd(), env=os.environ, on_line=log, max_runtime_seconds=timeout)
+    if outcome.timed_out:
+        raise BuildError(f"{what} took longer than build.timeout ({timeout:g}s)")
+    if outcome.exit_code != 0:
+        last = outcome.tail[-1] if outcome.tail else ""
+        raise BuildError(f"{what} failed (exit {outcome.exit_code}): {last}".rstrip(": "))
 
 
 def _build(

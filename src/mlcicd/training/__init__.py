@@ -2,7 +2,6 @@
 
 base.py       TrainingJobSpec → TrainingBackend.run → TrainingJobResult; parse_metrics
 toolkit.py    the /opt/ml layout, SM_* environment and arguments, as pure functions
-process.py    a script as a supervised process group, output streamed line by line
 local.py      LocalTrainingBackend: jobs as subprocesses in <jobs_root>/<name>/
 container.py  ``python -m mlcicd.training.container``: the same, inside a SageMaker image
 """

@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from mlcicd.errors import MlcicdError, TrainingError
-from mlcicd.training.process import run_streaming
+from mlcicd.process import run_streaming
 from mlcicd.training.toolkit import (
     DEFAULT_HOST,
     TrainingPaths,

@@ -35,13 +35,13 @@ from typing import Any, ClassVar
 from mlcicd.archive import pack_dir
 from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import atomic_write_json
+from mlcicd.process import ProcessOutcome, run_streaming
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
     TrainingJobStatus,
     parse_metrics,
 )
-from mlcicd.training.process import ProcessOutcome, run_streaming
 from mlcicd.training.toolkit import (
     TrainingPaths,
     algorithm_error_reason,

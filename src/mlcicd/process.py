@@ -1,4 +1,6 @@
-"""Run a training script as a supervised process group, its output streamed line by line.
+"""Run a command as a supervised process group, its output streamed line by line.
+
+Used for training jobs, build environments and the project's tests.
 
 The script runs in its own session (so its own process group): stopping it — at the
 deadline, on Ctrl-C, or when the script exits and leaves children behind, as a container

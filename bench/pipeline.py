@@ -1,0 +1,118 @@
+"""Benchmark: the pipeline from commit to InService, on a copy of examples/iris.
+
+Measures, on this machine:
+  cold       first run with an empty environment cache (installs the requirements)
+  warm       a new commit (a changed hyperparameter) with the environment cached:
+             source → build (project tests) → train → gate → register → endpoint update
+  unchanged  `mlcicd run` again with nothing changed (every stage cached)
+
+Run: .venv/bin/python bench/pipeline.py [--repeat N] [--record]
+--record appends the figures to docs/benchmarks.md with the machine and date.
+Targets (2 cores): warm < 10 s, unchanged < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MLCICD = [sys.executable, "-m", "mlcicd"]
+GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+
+
+def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return elapsed
+
+
+def commit(project: Path, env: dict[str, str], message: str) -> None:
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True, env=env)
+    subprocess.run([*GIT, "commit", "-q", "-m", message], cwd=project, check=True, env=env)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions of the warm and unchanged runs")
+    parser.add_argument("--record", action="store_true", help="append the results to docs/benchmarks.md")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="mlcicd-bench-") as tmp:
+        root = Path(tmp)
+        project = root / "iris"
+        shutil.copytree(REPO / "examples" / "iris", project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
+        env = {**os.environ, "MLCICD_CACHE": str(root / "cache")}
+        env.pop("MLCICD_HOME", None)
+        subprocess.run(["git", "init", "-q", "--initial-branch=main"], cwd=project, check=True)
+        commit(project, env, "iris")
+        try:
+            cold = sh([*MLCICD, "run", str(project)], project, env)
+            warm, unchanged = [], []
+            for i in range(args.repeat):
+                config = project / "mlcicd.yaml"
+                config.write_text(_bump(config.read_text(), i))
+                commit(project, env, f"hyperparameter change {i}")
+                warm.append(sh([*MLCICD, "run", str(project)], project, env))
+                unchanged.append(sh([*MLCICD, "run", str(project)], project, env))
+        finally:
+            subprocess.run([*MLCICD, "-C", str(project), "endpoints", "delete", "iris-classifier-endpoint"],
+                           cwd=project, env=env, capture_output=True)  # fmt: skip
+
+    rows = [
+        ("cold (empty environment cache)", [cold]),
+        ("warm (new commit → InService)", warm),
+        ("unchanged rerun (all cached)", unchanged),
+    ]
+    print(f"machine: {machine()}")
+    print(f"{'case':<34}{'median':>9}{'min':>9}{'max':>9}  n")
+    for name, values in rows:
+        print(f"{name:<34}{statistics.median(values):>8.2f}s{min(values):>8.2f}s{max(values):>8.2f}s  {len(values)}")
+    if args.record:
+        stamp = dt.date.today().isoformat()
+        lines = [
+            f"\n### Pipeline, {stamp}\n",
+            f"Machine: {machine()}. `python bench/pipeline.py --repeat {args.repeat}`; wall time of",
+            "`mlcicd run` as a subprocess (CLI start-up included).\n",
+            "| case | median | min | max | n |",
+            "|---|---|---|---|---|",
+        ]
+        for name, values in rows:
+            lines.append(f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s | {max(values):.2f} s | {len(values)} |")
+        with open(REPO / "docs" / "benchmarks.md", "a", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def _bump(text: str, i: int) -> str:
+    """A different C hyperparameter each time: a new commit that trains a new model."""
+    return re.sub(r"C: [0-9.]+", f"C: {1.0 + (i + 1) / 10:.1f}", text, count=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`mlcicd runs`, `mlcicd logs`, `mlcicd models`: what happened, and what came of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlcicd.cli import cli, find_project
+from mlcicd.cli.output import echo_json, table, when
+from mlcicd.errors import NotFoundError
+
+
+@cli.group()
+def runs() -> None:
+    """Pipeline runs: their stages, status and timing."""
+
+
+@runs.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many of the newest runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The newest runs first."""
+    found = find_project(ctx).state.list_runs(limit=limit)
+    if as_json:
+        echo_json(found)
+        return
+    table(
+        ["run", "status", "commit", "started", "elapsed", "failed stage", "message"],
+        [
+            (r.id, r.status, (r.commit_sha or "")[:12], when(r.started_at), f"{r.elapsed:.1f}s",
+             r.failed_stage, (r.failure_reason or (r.message or "").splitlines()[0] if r.message else r.failure_reason))
+            for r in found
+        ],
+    )  # fmt: skip
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
+    """One run: its commit, each stage's status, time and outputs."""
+    state = find_project(ctx).state
+    run = state.get_run(run_id)
+    stages = state.stages(run_id)
+    if as_json:
+        echo_json({"run": run, "stages": stages})
+        return
+    click.echo(f"run {run.id}  {run.status}  {run.pipeline}  started {when(run.started_at)}  {run.elapsed:.1f}s")
+    if run.commit_sha:
+        dirty = " (working tree was dirty)" if run.dirty else ""
+        click.echo(f"commit {run.commit_sha} on {run.branch} by {run.author}{dirty}")
+        click.echo(f"    {(run.message or '').splitlines()[0] if run.message else ''}")
+    if run.failure_reason:
+        click.echo(f"failed at {run.failed_stage}: {run.failure_reason}")
+    table(
+        ["stage", "status", "elapsed", "message"],
+        [(s.stage, s.status, f"{s.elapsed:.1f}s" if s.elapsed is not None else "-", s.message) for s in stages],
+    )
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("--stage", "-s", default=None, help="Only this stage's log (source, build, train, …).")
+@click.pass_context
+def logs(ctx: click.Context, run_id: int, stage: str | None) -> None:
+    """Print a run's logs, stage by stage."""
+    state = find_project(ctx).state
+    state.get_run(run_id)
+    stages = state.stages(run_id)
+    if stage is not None:
+        stages = [s for s in stages if s.stage == stage]
+        if not stages:
+            names = ", ".join(s.stage for s in state.stages(run_id))
+            raise NotFoundError(f"run {run_id} has no stage {stage!r}", hint=f"stages: {names}")
+    for execution in stages:
+        if not execution.log_path:
+            continue
+        click.echo(f"==> {execution.stage} ({execution.status}) {execution.log_path}")
+        path = Path(execution.log_path)
+        click.echo(path.read_text(errors="replace") if path.is_file() else "(no log was written)", nl=False)
+        if execution.stage == "train":
+            # The training job's own log (the SageMaker TrainingJobs group) follows its stage.
+            for job in state.training_jobs(run_id=run_id):
+                if job.log_path and Path(job.log_path).is_file():
+                    click.echo(f"==> training job {job.name} ({job.status}) {job.log_path}")
+                    click.echo(Path(job.log_path).read_text(errors="replace"), nl=False)
+
+
+@cli.group()
+def models() -> None:
+    """The model registry: model package groups and their versions."""
+
+
+@models.command("list")
+@click.option("--group", default=None, help="Only this model package group (a pipeline's name).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models_list(ctx: click.Context, group: str | None, as_json: bool) -> None:
+    """Every model package, newest version first."""
+    packages = find_project(ctx).state.list_model_packages(group)
+    if as_json:
+        echo_json(packages)
+        return
+    table(
+        ["model", "status", "metrics", "commit", "training job", "sha256", "created"],
+        [
+            (p.arn, p.status, " ".join(f"{k}={v:g}" for k, v in sorted(p.metrics.items())),
+             (p.commit_sha or "")[:12], p.training_job, p.model_sha256[:12], when(p.created_at))
+            for p in packages
+        ],
+    )  # fmt: skip

@@ -1,0 +1,164 @@
+"""A run: the ordered stages, their state transitions, logs and caching.
+
+Each stage is one object with a ``name`` and a ``run(ctx)`` that returns a ``StageResult``
+(``Succeeded`` or ``Cached``, a one-line message, and outputs the later stages read) or
+raises a ``StageError``. The engine records every transition in the state database, writes
+each stage's log under a name shaped like the reference architecture's log groups, and
+tells a ``Reporter`` what happens so a terminal (or the service) can show it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar, Protocol
+
+from mlcicd.config import Config
+from mlcicd.errors import MlcicdError
+from mlcicd.project import Project
+from mlcicd.state import Run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    force: bool = False
+    allow_dirty: bool = False
+    ref: str | None = None  # a commit-ish; default: the configured branch
+
+
+@dataclass
+class StageResult:
+    status: str = "Succeeded"  # or "Cached"
+    message: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class Reporter(Protocol):
+    def stage_started(self, stage: str) -> None: ...
+    def log(self, stage: str, line: str) -> None: ...
+    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None: ...
+
+
+class SilentReporter:
+    def stage_started(self, stage: str) -> None:
+        pass
+
+    def log(self, stage: str, line: str) -> None:
+        pass
+
+    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None:
+        pass
+
+
+class StageLog:
+    """A stage's log: appended to its file, line by line, and shown by the reporter."""
+
+    def __init__(self, path: Path, stage: str, reporter: Reporter) -> None:
+        self.path = path
+        self.stage = stage
+        self.reporter = reporter
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
+
+    def __call__(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self._fh.write(f"{stamp} {line}\n")
+        self.reporter.log(self.stage, line)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+@dataclass
+class RunContext:
+    project: Project
+    config: Config
+    run: Run
+    options: RunOptions
+    reporter: Reporter
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+
+class Stage(Protocol):
+    name: ClassVar[str]
+
+    def log_group(self, config: Config) -> str:
+        """The log group this stage writes to, named like the reference's CloudWatch groups."""
+        ...
+
+    def run(self, ctx: RunContext) -> StageResult: ...
+
+
+def log_path(project: Project, group: str, stream: str) -> Path:
+    return project.state_dir / "logs" / group.strip("/") / f"{stream}.log"
+
+
+@dataclass
+class RunSummary:
+    run: Run
+    outputs: dict[str, dict[str, Any]]
+    error: MlcicdError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.run.status == "Succeeded"
+
+
+def run_pipeline(
+    project: Project, stages: Sequence[Stage], options: RunOptions, reporter: Reporter | None = None
+) -> RunSummary:
+    """Run ``stages`` in order; stop at the first failure. Ctrl-C is recorded, then re-raised."""
+    reporter = reporter or SilentReporter()
+    config = project.config
+    project.keep_state_out_of_git()
+    state = project.state
+    run = state.create_run(
+        pipeline=config.pipeline,
+        project_dir=str(project.root),
+        stages=[s.name for s in stages],
+        forced=options.force,
+    )
+    ctx = RunContext(project=project, config=config, run=run, options=options, reporter=reporter)
+    error: MlcicdError | None = None
+    failed_stage: str | None = None
+    for stage in stages:
+        path = log_path(project, stage.log_group(config), f"run-{run.id}")
+        state.start_stage(run.id, stage.name, log_path=str(path))
+        reporter.stage_started(stage.name)
+        stage_log = StageLog(path, stage.name, reporter)
+        ctx.log = stage_log
+        started = time.monotonic()
+        try:
+            result = stage.run(ctx)
+        except KeyboardInterrupt:
+            reason = "interrupted by the user (Ctrl-C)"
+            stage_log(reason)
+            state.finish_stage(run.id, stage.name, "Stopped", message=reason)
+            state.finish_run(run.id, "Stopped", failed_stage=stage.name, failure_reason=reason)
+            reporter.stage_finished(stage.name, "Stopped", time.monotonic() - started, reason)
+            raise
+        except MlcicdError as exc:
+            error, failed_stage = exc, stage.name
+            stage_log(f"FAILED: {exc.headline}")
+            state.finish_stage(run.id, stage.name, "Failed", message=exc.headline)
+            reporter.stage_finished(stage.name, "Failed", time.monotonic() - started, exc.headline)
+            break
+        except Exception as exc:  # a bug: record it, then let the traceback show
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            stage_log(reason)
+            state.finish_stage(run.id, stage.name, "Failed", message=reason)
+            state.finish_run(run.id, "Failed", failed_stage=stage.name, failure_reason=reason)
+            raise
+        finally:
+            stage_log.close()
+        ctx.outputs[stage.name] = result.outputs
+        state.finish_stage(run.id, stage.name, result.status, message=result.message, outputs=result.outputs)
+        reporter.stage_finished(stage.name, result.status, time.monotonic() - started, result.message)
+    if error is None:
+        state.finish_run(run.id, "Succeeded")
+    else:
+        state.finish_run(run.id, "Failed", failed_stage=failed_stage, failure_reason=error.headline)
+    return RunSummary(run=state.get_run(run.id), outputs=ctx.outputs, error=error)

@@ -1,0 +1,52 @@
+"""GATE: the model quality gate — thresholds from mlcicd.yaml on the job's metrics.
+
+A model that misses a threshold is registered as Rejected (so the registry remembers it),
+the run fails naming metric, value and threshold, and the endpoint keeps what it served.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from mlcicd.config import Config
+from mlcicd.errors import GateError
+from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.stages.register import register_model
+
+
+def evaluate(config: Config, metrics: dict[str, float]) -> list[str]:
+    """The failed checks, each as one sentence; empty when the model passes."""
+    failures = []
+    for threshold in config.gate.thresholds:
+        value = metrics.get(threshold.metric)
+        if value is None:
+            failures.append(
+                f"{threshold.metric} was not reported by the training job "
+                f"(needed {threshold}; check train.metric_definitions)"
+            )
+        elif not threshold.passes(value):
+            failures.append(f"{threshold.metric} = {value:g} does not meet {threshold}")
+    return failures
+
+
+class GateStage:
+    name: ClassVar[str] = "gate"
+
+    def log_group(self, config: Config) -> str:
+        return f"/aws/lambda/{config.pipeline}-training"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        metrics = ctx.outputs["train"]["metrics"]
+        for threshold in ctx.config.gate.thresholds:
+            ctx.log(f"check {threshold}: {metrics.get(threshold.metric, 'not reported')}")
+        failures = evaluate(ctx.config, metrics)
+        if failures:
+            reason = "; ".join(failures)
+            package = register_model(ctx, status="Rejected", reason=f"quality gate: {reason}")
+            ctx.log(f"model package {package.arn} registered as Rejected")
+            raise GateError(
+                f"quality gate failed: {reason}",
+                hint=f"model {package.arn} was rejected; the endpoint keeps serving its current model",
+            )
+        checks = ", ".join(str(t) for t in ctx.config.gate.thresholds) or "no thresholds configured"
+        return StageResult("Succeeded", f"passed: {checks}", {"passed": True, "metrics": metrics})

@@ -1,0 +1,60 @@
+"""REGISTER: a model package in the registry — group = pipeline, versions 1, 2, 3…
+
+A model is identified by its sha256: registering the same bytes again reuses the version.
+Lineage is explicit: commit → build digest → training job → model package.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from mlcicd.config import Config
+from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.state import ModelPackage
+
+
+def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -> ModelPackage:
+    train, source, build = ctx.outputs["train"], ctx.outputs["source"], ctx.outputs["build"]
+    state = ctx.project.state
+    existing = state.find_model_package(ctx.config.pipeline, train["model_sha256"])
+    if existing is not None and existing.status == status:
+        return existing
+    return state.register_model_package(
+        group_name=ctx.config.pipeline,
+        status=status,
+        status_reason=reason,
+        model_uri=train["model_uri"],
+        model_sha256=train["model_sha256"],
+        metrics=train["metrics"],
+        training_job=train["job"],
+        build_digest=build["digest"],
+        commit_sha=source["commit"],
+        run_id=ctx.run.id,
+        lineage={
+            "commit": {k: source[k] for k in ("commit", "branch", "author", "message", "tree", "dirty")},
+            "build": {"digest": build["digest"], "environment": build["environment"]},
+            "training_job": {
+                "name": train["job"],
+                "hyperparameters": train["hyperparameters"],
+                "data_digest": train["data_digest"],
+                "metrics": train["metrics"],
+            },
+        },
+    )
+
+
+class RegisterStage:
+    name: ClassVar[str] = "register"
+
+    def log_group(self, config: Config) -> str:
+        return f"/aws/lambda/{config.pipeline}-training"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        sha = ctx.outputs["train"]["model_sha256"]
+        existing = ctx.project.state.find_model_package(ctx.config.pipeline, sha)
+        package = register_model(ctx, status="Approved")
+        cached = existing is not None and existing.version == package.version
+        ctx.log(f"model package {package.arn} ({package.status}) sha256 {sha[:12]}")
+        outputs = {"group": package.group_name, "version": package.version, "model_sha256": sha,
+                   "model_uri": package.model_uri}  # fmt: skip
+        return StageResult("Cached" if cached else "Succeeded", f"model {package.arn}", outputs)

@@ -1,0 +1,174 @@
+"""TRAIN: a training job under SageMaker's contract; its model.tar.gz into the model store.
+
+A job's cache key is the build digest, the training settings and the data digest: a rerun
+with all three unchanged reuses the finished job's model (verified by its sha256).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mlcicd import git
+from mlcicd.config import Config, TrainConfig
+from mlcicd.errors import ArtifactError, ConfigError, TrainingError
+from mlcicd.fsutil import sha256_file
+from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.project import Project
+from mlcicd.state import TrainingJobRecord
+from mlcicd.training import Channel, MetricDefinition, TrainingBackend, TrainingJobSpec
+
+
+def training_backend(config: TrainConfig, project: Project) -> TrainingBackend:
+    if config.backend == "local":
+        from mlcicd.training.local import LocalTrainingBackend
+
+        return LocalTrainingBackend(project.state_dir / "jobs")
+    raise ConfigError(
+        f"training backend {config.backend!r} is not available in this version",
+        key="train.backend",
+        hint="use backend: local",
+    )
+
+
+def job_name(pipeline: str, run_id: int) -> str:
+    """SageMaker's default naming: base name + timestamp (+ the run, so names never clash)."""
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+    return f"{pipeline[:32].rstrip('-')}-{stamp}-{run_id}"
+
+
+def data_digest(project: Project, commit: str, source_dir: Path, channels: dict[str, str]) -> str:
+    """A digest of every channel's content: git's tree id when committed, else file hashes."""
+    parts: dict[str, str] = {}
+    for name, location in sorted(channels.items()):
+        path = Path(location)
+        if not path.is_absolute():
+            rel = "/".join(p for p in (project.rel, path.as_posix()) if p)
+            parts[name] = git.tree_id(project.repo, commit, rel) or _hash_path(source_dir / path)
+        else:
+            parts[name] = _hash_path(path)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _hash_path(path: Path) -> str:
+    if not path.exists():
+        return "missing"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path) if file != path else file.name}\0{sha256_file(file)}\0".encode())
+    return digest.hexdigest()
+
+
+class TrainStage:
+    name: ClassVar[str] = "train"
+
+    def log_group(self, config: Config) -> str:
+        return f"/aws/lambda/{config.pipeline}-training"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg = ctx.config.train
+        project = ctx.project
+        source = ctx.outputs["source"]
+        source_dir = Path(source["source_dir"])
+        build_digest = ctx.outputs["build"]["digest"]
+        channels = self._channels(cfg, source_dir)
+        data = data_digest(project, source["commit"], source_dir, cfg.channels)
+        settings = {
+            k: v for k, v in ctx.config.to_dict()["train"].items()
+            if k not in ("backend", "instance_type", "instance_count", "use_spot", "max_wait", "role", "output_path")
+        }  # fmt: skip
+        cache_key = hashlib.sha256(
+            json.dumps({"build": build_digest, "data": data, "train": settings}, sort_keys=True, default=str).encode()
+        ).hexdigest()
+
+        if not ctx.options.force:
+            previous = project.state.find_completed_training_job(cache_key)
+            if previous and previous.model_uri and previous.model_sha256 and self._artifact_ok(ctx, previous):
+                ctx.log(f"training job {previous.name} already trained this build on this data")
+                return StageResult("Cached", f"job {previous.name}", self._outputs(previous, data))
+
+        backend = training_backend(cfg, project)
+        name = job_name(ctx.config.pipeline, ctx.run.id)
+        spec = TrainingJobSpec(
+            name=name,
+            source_dir=source_dir / cfg.source_dir,
+            entry_point=cfg.entry_point,
+            python=Path(ctx.outputs["build"]["python"]),
+            hyperparameters=cfg.hyperparameters,
+            channels=channels,
+            metric_definitions=tuple(MetricDefinition(d.name, d.regex) for d in cfg.metric_definitions),
+            max_runtime_seconds=cfg.max_runtime,
+            environment=cfg.environment,
+        )
+        ctx.log(f"starting training job {name} ({backend.TYPE})")
+        sm_log = project.path("logs", "aws", "sagemaker", "TrainingJobs", f"{name}.log")
+        record = TrainingJobRecord(
+            name=name, run_id=ctx.run.id, cache_key=cache_key, status="InProgress", secondary_status="Starting",
+            failure_reason=None, build_digest=build_digest, data_digest=data,
+            hyperparameters=dict(cfg.hyperparameters), metrics={}, model_uri=None, model_sha256=None,
+            log_path=str(sm_log), started_at=time.time(), ended_at=None,
+        )  # fmt: skip
+        project.state.record_training_job(record)
+        try:
+            result = backend.run(spec, on_log=ctx.log)
+        except KeyboardInterrupt:
+            record.status, record.secondary_status = "Stopped", "Interrupted"
+            record.failure_reason, record.ended_at = "interrupted by the user (Ctrl-C)", time.time()
+            project.state.record_training_job(record)
+            raise
+        self._copy_log(result.log_path, sm_log)
+        record.status, record.secondary_status = result.status, result.secondary_status
+        record.failure_reason, record.metrics, record.ended_at = result.failure_reason, result.metrics, time.time()
+        if result.status == "Completed" and result.model_artifact is not None:
+            key = f"{ctx.config.pipeline}/{name}/output/model.tar.gz"
+            ref = project.store.put_file(result.model_artifact, ctx.config.store.models_bucket, key)
+            if result.model_sha256 and ref.sha256 != result.model_sha256:
+                raise ArtifactError(f"the model artifact changed while it was stored at {ref.uri}")
+            record.model_uri, record.model_sha256 = ref.uri, ref.sha256
+        project.state.record_training_job(record)
+        if result.status != "Completed":
+            raise TrainingError(
+                f"training job {name} {result.status.lower()} ({result.secondary_status}): {result.failure_reason}",
+                hint="the job's log: `mlcicd logs RUN --stage train`",
+            )
+        shown = ", ".join(f"{k}={v:g}" for k, v in sorted(result.metrics.items()))
+        return StageResult("Succeeded", f"job {name}: {shown}", self._outputs(record, data))
+
+    @staticmethod
+    def _channels(cfg: TrainConfig, source_dir: Path) -> tuple[Channel, ...]:
+        channels = []
+        for name, location in cfg.channels.items():
+            path = Path(location) if Path(location).is_absolute() else source_dir / location
+            if not path.exists():
+                raise TrainingError(
+                    f"channel {name!r}: {location} does not exist in the commit",
+                    hint="commit the data, or point train.channels at it",
+                )
+            channels.append(Channel(name=name, source=path))
+        return tuple(channels)
+
+    @staticmethod
+    def _artifact_ok(ctx: RunContext, job: TrainingJobRecord) -> bool:
+        assert job.model_uri is not None
+        return ctx.project.store.exists(job.model_uri)
+
+    @staticmethod
+    def _copy_log(source: Path, dest: Path) -> None:
+        with contextlib.suppress(OSError):
+            dest.write_bytes(source.read_bytes())
+
+    @staticmethod
+    def _outputs(job: TrainingJobRecord, data: str) -> dict[str, Any]:
+        return {
+            "job": job.name,
+            "metrics": job.metrics,
+            "model_uri": job.model_uri,
+            "model_sha256": job.model_sha256,
+            "data_digest": data,
+            "hyperparameters": job.hyperparameters,
+        }
