@@ -3,8 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov pins boto3/botocore far behind ours, so it lives in an environment of its own.
+TOOLS  := .venv-tools
 
-.PHONY: setup demo test lint unit integration bench clean
+.PHONY: setup tools demo test lint unit integration bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: Makefile
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet 'checkov==3.3.30'
+	@touch $@
+
 demo: setup
 	@bash scripts/demo.sh
 
@@ -22,13 +32,13 @@ lint: setup
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
-test: lint
+test: lint tools
 	$(BIN)/pytest
 
 unit: setup
 	$(BIN)/pytest -m "not integration"
 
-integration: setup
+integration: setup tools
 	$(BIN)/pytest -m integration
 
 bench: setup

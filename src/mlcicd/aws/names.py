@@ -1,0 +1,189 @@
+"""What the stack calls its resources, and the ARN patterns its policies are scoped to.
+
+The template and the orchestrator Lambdas read the same names from here: a Lambda may
+start a training job called ``<pipeline>-<suffix>`` because its policy allows
+``training-job/<pipeline>-*``, and both sides take that prefix from this module.
+
+Strings holding ``${AWS::AccountId}``, ``${AWS::Region}`` or ``${AWS::Partition}`` are
+meant for ``Fn::Sub``: CloudFormation fills them in when the stack is created.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mlcicd.config import Config
+from mlcicd.errors import ConfigError
+
+REPOSITORY_NAME = "ml-model-repo"  # the reference's ECR repository; buildspec.yml pushes there
+VARIANT_NAME = "AllTraffic"  # the endpoint's production variant (SageMaker's own default name)
+TRAINING_JOBS_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+# The environment of the orchestrator Lambdas: set by the template, read by mlcicd.aws.lambdas.
+ENV_PIPELINE = "MLCICD_PIPELINE"
+ENV_ENDPOINT_NAME = "MLCICD_ENDPOINT_NAME"
+ENV_SAGEMAKER_ROLE_ARN = "MLCICD_SAGEMAKER_ROLE_ARN"
+ENV_MODELS_BUCKET = "MLCICD_MODELS_BUCKET"
+ENV_ARTIFACTS_BUCKET = "MLCICD_ARTIFACTS_BUCKET"
+ENV_GATE_THRESHOLDS = "MLCICD_GATE_THRESHOLDS"  # JSON: [{"metric", "op", "value"}]
+ENV_TRAINING_INSTANCE_TYPE = "MLCICD_TRAINING_INSTANCE_TYPE"
+ENV_TRAINING_INSTANCE_COUNT = "MLCICD_TRAINING_INSTANCE_COUNT"
+ENV_TRAINING_USE_SPOT = "MLCICD_TRAINING_USE_SPOT"  # "true" or "false"
+ENV_TRAINING_MAX_RUNTIME = "MLCICD_TRAINING_MAX_RUNTIME"  # seconds
+ENV_TRAINING_MAX_WAIT = "MLCICD_TRAINING_MAX_WAIT"  # seconds, "" when not set
+ENV_TRAINING_CHANNELS = "MLCICD_TRAINING_CHANNELS"  # JSON: {channel: path in the source}
+ENV_TRAINING_ENVIRONMENT = "MLCICD_TRAINING_ENVIRONMENT"  # JSON: {name: value}
+ENV_HYPERPARAMETERS = "MLCICD_HYPERPARAMETERS"  # JSON: {name: value}
+ENV_METRIC_DEFINITIONS = "MLCICD_METRIC_DEFINITIONS"  # JSON: SageMaker's [{"Name", "Regex"}]
+ENV_ENDPOINT_INSTANCE_TYPE = "MLCICD_ENDPOINT_INSTANCE_TYPE"
+ENV_ENDPOINT_INSTANCE_COUNT = "MLCICD_ENDPOINT_INSTANCE_COUNT"
+ENV_ROLLBACK_ALARMS = "MLCICD_ROLLBACK_ALARMS"  # JSON: alarm names for deployment guardrails
+
+# CloudFormation's stack-name rule; the Lambda names "<stack>-training" must stay within 64.
+_STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+MAX_STACK_NAME = 50
+# A bucket name is "<prefix>-<account>-<region>"; S3 allows 63 characters and the longest
+# region names have 14, so the prefix gets 63 - 1 - 12 - 1 - 14.
+_BUCKET_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+MAX_BUCKET_PREFIX = 35
+
+
+def arn(service: str, resource: str) -> str:
+    """An ARN in this stack's account and region, for ``Fn::Sub``."""
+    return f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"
+
+
+@dataclass(frozen=True)
+class StackNames:
+    stack: str
+    pipeline: str
+    endpoint: str
+    artifacts_bucket_prefix: str
+    models_bucket_prefix: str
+    repository: str = REPOSITORY_NAME
+
+    @classmethod
+    def from_config(cls, config: Config, stack_name: str) -> StackNames:
+        if not _STACK_NAME_RE.match(stack_name) or len(stack_name) > MAX_STACK_NAME:
+            raise ConfigError(
+                f"{stack_name!r} is not a usable stack name",
+                path="--stack-name",
+                hint=f"start with a letter; use letters, digits and hyphens; at most {MAX_STACK_NAME} characters",
+            )
+        for key, prefix in (
+            ("store.artifacts_bucket", config.store.artifacts_bucket),
+            ("store.models_bucket", config.store.models_bucket),
+        ):
+            if not _BUCKET_PREFIX_RE.match(prefix) or len(prefix) > MAX_BUCKET_PREFIX or "--" in prefix:
+                raise ConfigError(
+                    f"{prefix!r} cannot start an S3 bucket name",
+                    key=key,
+                    hint=f"use lower-case letters, digits and single hyphens, at most {MAX_BUCKET_PREFIX} "
+                    "characters (the stack appends the account and region)",
+                )
+        return cls(
+            stack=stack_name,
+            pipeline=config.pipeline,
+            endpoint=config.endpoint_name,
+            artifacts_bucket_prefix=config.store.artifacts_bucket,
+            models_bucket_prefix=config.store.models_bucket,
+        )
+
+    # --- S3 (global names: made unique per account and region) -------------------------
+
+    @property
+    def artifacts_bucket(self) -> str:
+        return f"{self.artifacts_bucket_prefix}-${{AWS::AccountId}}-${{AWS::Region}}"
+
+    @property
+    def models_bucket(self) -> str:
+        return f"{self.models_bucket_prefix}-${{AWS::AccountId}}-${{AWS::Region}}"
+
+    # --- the stack's own resources -----------------------------------------------------
+
+    @property
+    def code_pipeline(self) -> str:
+        return self.stack
+
+    @property
+    def build_project(self) -> str:
+        return f"{self.stack}-build"
+
+    @property
+    def training_function(self) -> str:
+        return f"{self.stack}-training"
+
+    @property
+    def deploy_function(self) -> str:
+        return f"{self.stack}-deploy"
+
+    @property
+    def topic(self) -> str:
+        return f"{self.stack}-notifications"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.stack}-lambda-dlq"
+
+    @property
+    def key_alias(self) -> str:
+        return f"alias/{self.stack}"
+
+    # --- log groups: the reference's names -----------------------------------------------
+
+    @property
+    def build_log_group(self) -> str:
+        return f"/aws/codebuild/{self.build_project}"
+
+    @property
+    def training_log_group(self) -> str:
+        return f"/aws/lambda/{self.training_function}"
+
+    @property
+    def deploy_log_group(self) -> str:
+        return f"/aws/lambda/{self.deploy_function}"
+
+    @property
+    def training_jobs_log_group(self) -> str:
+        return TRAINING_JOBS_LOG_GROUP
+
+    @property
+    def endpoint_log_group(self) -> str:
+        return f"/aws/sagemaker/Endpoints/{self.endpoint}"
+
+    def log_group_arn(self, name: str) -> str:
+        return arn("logs", f"log-group:{name}:*")
+
+    # --- alarms --------------------------------------------------------------------------
+
+    @property
+    def endpoint_errors_alarm(self) -> str:
+        return f"{self.endpoint}-5xx-errors"
+
+    @property
+    def endpoint_latency_alarm(self) -> str:
+        return f"{self.endpoint}-model-latency-p99"
+
+    # --- SageMaker resources the Lambdas create, by name prefix ----------------------------
+    # SageMaker writes resource names in lower case inside ARNs, and IAM compares ARNs
+    # case-sensitively: the patterns are lower-cased so that a pipeline called "Iris" matches.
+
+    @property
+    def training_job_prefix(self) -> str:
+        return f"{self.pipeline}-"
+
+    @property
+    def model_prefix(self) -> str:
+        return f"{self.pipeline}-"
+
+    @property
+    def endpoint_config_prefix(self) -> str:
+        return f"{self.endpoint}-"
+
+    @property
+    def model_package_group(self) -> str:
+        return self.pipeline
+
+    def sagemaker_arn(self, resource_type: str, name: str) -> str:
+        return arn("sagemaker", f"{resource_type}/{name.lower()}")

@@ -1,0 +1,85 @@
+"""The reference architecture as a CloudFormation template, generated from mlcicd.yaml.
+
+``build_template`` returns the template as plain data (dicts, lists, strings), so tests and
+tools can read it; ``to_yaml`` writes it out. Applying it is a separate step.
+
+    storage.py      KMS key, artifacts/models/access-log buckets, ECR repository
+    monitoring.py   log groups, SNS topic, dead-letter queue, CloudWatch alarms
+    iam.py          one least-privilege role per component
+    pipeline.py     CodeBuild project, orchestrator Lambdas, CodePipeline (+ webhook)
+    parameters.py   parameters, conditions, rules
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from mlcicd.aws.names import StackNames
+from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
+from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
+from mlcicd.config import Config
+
+DEFAULT_STACK_NAME = "ml-cicd-pipeline"
+TEMPLATE_VERSION = "2010-09-09"
+
+
+def build_template(
+    config: Config,
+    *,
+    stack_name: str = DEFAULT_STACK_NAME,
+    approval: bool = False,
+    buildspec: str = "buildspec.yml",
+) -> Json:
+    """The stack for ``config``. ``approval`` sets the default of the RequireApproval
+    parameter; ``buildspec`` is the build spec's path from the repository root."""
+    names = StackNames.from_config(config, stack_name)
+    resources: Json = {
+        **storage.resources(names),
+        **monitoring.resources(names),
+        **iam.resources(names),
+        **pipeline.resources(config, names, buildspec=buildspec),
+    }
+    return {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": f"mlcicd: CI/CD for the {config.pipeline} model - GitHub, CodePipeline, CodeBuild, "
+        f"ECR, Lambda and SageMaker (generated from mlcicd.yaml by `mlcicd aws template`)",
+        "Metadata": parameters.interface(),
+        "Parameters": parameters.parameters(config, names, approval=approval),
+        "Rules": parameters.rules(),
+        "Conditions": parameters.conditions(),
+        "Resources": resources,
+        "Outputs": _outputs(),
+    }
+
+
+def _outputs() -> Json:
+    outputs: dict[str, tuple[str, Any]] = {
+        "ArtifactsBucketName": ("Pipeline artifacts bucket", ref(storage.ARTIFACTS_BUCKET)),
+        "ModelsBucketName": ("Model artifacts bucket", ref(storage.MODELS_BUCKET)),
+        "RepositoryUri": ("ECR repository of the training and serving image",
+                          get_att(storage.REPOSITORY, "RepositoryUri")),
+        "PipelineName": ("CodePipeline pipeline", ref(pipeline.PIPELINE)),
+        "NotificationTopicArn": ("SNS topic for approvals and alarms", ref(monitoring.TOPIC)),
+        "SageMakerRoleArn": ("Execution role of the training jobs and endpoints", arn_of(iam.SAGEMAKER_ROLE)),
+        "TrainingFunctionName": ("Training orchestrator Lambda", ref(pipeline.TRAINING_FUNCTION)),
+        "DeployFunctionName": ("Deploy orchestrator Lambda", ref(pipeline.DEPLOY_FUNCTION)),
+        "EncryptionKeyArn": ("KMS key of the stack's data", arn_of(storage.KEY)),
+    }  # fmt: skip
+    return {key: {"Description": description, "Value": value} for key, (description, value) in outputs.items()}
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # CloudFormation rejects YAML anchors and aliases
+
+
+def to_yaml(template: Json) -> str:
+    """CloudFormation YAML, in the template's own key order (intrinsics in long form)."""
+    return yaml.dump(
+        template, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True
+    )
+
+
+__all__ = ["DEFAULT_STACK_NAME", "build_template", "to_yaml"]

@@ -1,0 +1,219 @@
+"""One IAM role per component, each allowed only what its component does, on the stack's
+own resources.
+
+Where AWS authorises an action only on ``"*"`` (the action has no resource type), the
+statement names the action alone; ``ACTIONS_ON_ANY_RESOURCE`` lists every such action
+the stack uses, and a test holds the roles to that list.
+"""
+
+from __future__ import annotations
+
+from mlcicd.aws.names import StackNames, arn
+from mlcicd.aws.template import parameters as p
+from mlcicd.aws.template._cfn import (
+    NO_VALUE,
+    Json,
+    allow,
+    arn_of,
+    assume_role_policy,
+    if_,
+    policy_document,
+    ref,
+    sub,
+)
+from mlcicd.aws.template.monitoring import DEAD_LETTER_QUEUE, TOPIC
+from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
+
+SAGEMAKER_ROLE = "SageMakerExecutionRole"
+CODEBUILD_ROLE = "CodeBuildRole"
+TRAINING_FUNCTION_ROLE = "TrainingFunctionRole"
+DEPLOY_FUNCTION_ROLE = "DeployFunctionRole"
+PIPELINE_ROLE = "PipelineRole"
+
+ACTIONS_ON_ANY_RESOURCE = frozenset(
+    {
+        "ecr:GetAuthorizationToken",  # a registry login, not a repository action
+        "codepipeline:PutJobSuccessResult",  # job results name a job id, not a resource
+        "codepipeline:PutJobFailureResult",
+        "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
+    }
+)
+
+_ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+_ECR_PUSH = [*_ECR_PULL, "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload", "ecr:PutImage",
+             "ecr:UploadLayerPart"]  # fmt: skip
+
+
+def resources(names: StackNames) -> Json:
+    return {
+        SAGEMAKER_ROLE: _sagemaker_role(names),
+        CODEBUILD_ROLE: _codebuild_role(names),
+        TRAINING_FUNCTION_ROLE: _training_function_role(names),
+        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names),
+        PIPELINE_ROLE: _pipeline_role(names),
+    }
+
+
+def _role(service: str, description: str, *statements: Json) -> Json:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": description,
+            "AssumeRolePolicyDocument": assume_role_policy(service),
+            "Policies": [{"PolicyName": "least-privilege", "PolicyDocument": policy_document(*statements)}],
+        },
+    }
+
+
+def _allow_on_any_resource(sid: str, actions: list[str], *, condition: Json | None = None) -> Json:
+    unlisted = set(actions) - ACTIONS_ON_ANY_RESOURCE
+    if unlisted:  # a bug in this module: name the resources instead
+        raise ValueError(f"{sorted(unlisted)} must be scoped to resources")
+    return allow(sid, actions, "*", condition=condition)
+
+
+def _objects(bucket: str) -> Json:
+    return sub(f"${{{bucket}.Arn}}/*")
+
+
+def _write_logs(sid: str, *groups: str) -> Json:
+    return allow(sid, ["logs:CreateLogStream", "logs:PutLogEvents"], [sub(arn("logs", f"log-group:{g}:*")) for g in groups])
+
+
+def _use_key(*actions: str) -> Json:
+    return allow("UseTheStackKey", list(actions), [arn_of(KEY)])
+
+
+def _ecr_login() -> Json:
+    return _allow_on_any_resource("LogInToEcr", ["ecr:GetAuthorizationToken"])
+
+
+def _pass_sagemaker_role() -> Json:
+    return allow(
+        "PassTheSageMakerRoleToSageMakerOnly",
+        ["iam:PassRole"],
+        [arn_of(SAGEMAKER_ROLE)],
+        condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+    )
+
+
+def _sagemaker_role(names: StackNames) -> Json:
+    groups = [names.training_jobs_log_group, names.endpoint_log_group]
+    return _role(
+        "sagemaker.amazonaws.com",
+        "SageMaker training jobs and endpoints: read and write models, pull the image, write logs",
+        allow("ReadAndWriteModels", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+              [_objects(MODELS_BUCKET)]),
+        allow("ListModels", ["s3:ListBucket", "s3:GetBucketLocation"], [arn_of(MODELS_BUCKET)]),
+        allow("PullTheImage", _ECR_PULL, [arn_of(REPOSITORY)]),
+        _ecr_login(),
+        allow(
+            "WriteSageMakerLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [sub(arn("logs", f"log-group:{g}{tail}")) for g in groups for tail in ("", ":*")],
+        ),
+        _allow_on_any_resource(
+            "PutSageMakerMetrics",
+            ["cloudwatch:PutMetricData"],
+            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ),
+        _use_key("kms:Decrypt", "kms:GenerateDataKey"),
+    )  # fmt: skip
+
+
+def _codebuild_role(names: StackNames) -> Json:
+    return _role(
+        "codebuild.amazonaws.com",
+        "CodeBuild: read the source artifact, build and push the image, write build logs",
+        _write_logs("WriteBuildLogs", names.build_log_group),
+        allow("ReadAndWriteArtifacts", ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+              [_objects(ARTIFACTS_BUCKET)]),
+        allow("LocateArtifacts", ["s3:GetBucketAcl", "s3:GetBucketLocation"], [arn_of(ARTIFACTS_BUCKET)]),
+        allow("PushTheImage", _ECR_PUSH, [arn_of(REPOSITORY)]),
+        _ecr_login(),
+        _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
+    )  # fmt: skip
+
+
+def _function_basics(log_group: str) -> list[Json]:
+    """What both orchestrator Lambdas do: log, report to CodePipeline, read and write artifacts."""
+    return [
+        _write_logs("WriteFunctionLogs", log_group),
+        _allow_on_any_resource(
+            "ReportToCodePipeline", ["codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult"]
+        ),
+        allow("ReadAndWriteArtifacts", ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+              [_objects(ARTIFACTS_BUCKET)]),
+        allow("SendToTheDeadLetterQueue", ["sqs:SendMessage"], [arn_of(DEAD_LETTER_QUEUE)]),
+        _use_key("kms:Decrypt", "kms:GenerateDataKey"),
+        _pass_sagemaker_role(),
+    ]  # fmt: skip
+
+
+def _training_function_role(names: StackNames) -> Json:
+    group = names.model_package_group
+    return _role(
+        "lambda.amazonaws.com",
+        "Training Lambda: start and follow the pipeline's training jobs, register model packages",
+        *_function_basics(names.training_log_group),
+        allow(
+            "RunThePipelinesTrainingJobs",
+            ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+             "sagemaker:AddTags"],
+            [sub(names.sagemaker_arn("training-job", f"{names.training_job_prefix}*"))],
+        ),
+        allow(
+            "RegisterThePipelinesModels",
+            ["sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup",
+             "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+            [sub(names.sagemaker_arn("model-package-group", group)),
+             sub(names.sagemaker_arn("model-package", f"{group}/*"))],
+        ),
+        allow("ReadAndWriteModels", ["s3:GetObject", "s3:PutObject"], [_objects(MODELS_BUCKET)]),
+        allow("ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]),
+    )  # fmt: skip
+
+
+def _deploy_function_role(names: StackNames) -> Json:
+    return _role(
+        "lambda.amazonaws.com",
+        "Deploy Lambda: create the pipeline's models and endpoint configs, create or update its endpoint",
+        *_function_basics(names.deploy_log_group),
+        allow(
+            "ManageThePipelinesEndpoint",
+            ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+             "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+             "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+             "sagemaker:DescribeEndpoint", "sagemaker:AddTags"],
+            [sub(names.sagemaker_arn("model", f"{names.model_prefix}*")),
+             sub(names.sagemaker_arn("endpoint-config", f"{names.endpoint_config_prefix}*")),
+             sub(names.sagemaker_arn("endpoint", names.endpoint))],
+        ),
+        allow(
+            "ApproveThePipelinesModels",
+            ["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+            [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
+        ),
+    )  # fmt: skip
+
+
+def _pipeline_role(names: StackNames) -> Json:
+    functions = [names.training_function, names.deploy_function]
+    return _role(
+        "codepipeline.amazonaws.com",
+        "CodePipeline: move artifacts, start the build, invoke the Lambdas, notify approvers",
+        allow("ReadAndWriteArtifacts", ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+              [_objects(ARTIFACTS_BUCKET)]),
+        allow("LocateArtifacts", ["s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
+              [arn_of(ARTIFACTS_BUCKET)]),
+        allow("RunTheBuild", ["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
+              [sub(arn("codebuild", f"project/{names.build_project}"))]),
+        allow("InvokeTheOrchestrators", ["lambda:InvokeFunction"],
+              [sub(arn("lambda", f"function:{f}")) for f in functions]),
+        if_(p.USE_CONNECTION,
+            allow("UseTheGitHubConnection", ["codestar-connections:UseConnection", "codeconnections:UseConnection"],
+                  [ref(p.CONNECTION_ARN)]),
+            NO_VALUE),
+        allow("NotifyApprovers", ["sns:Publish"], [ref(TOPIC)]),
+        _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"),
+    )  # fmt: skip

@@ -1,0 +1,283 @@
+"""The pipeline: the CodeBuild project, the orchestrator Lambdas and CodePipeline itself
+(Source → Build → Train → optional Approval → Deploy)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from mlcicd.aws import names as n
+from mlcicd.aws.names import StackNames
+from mlcicd.aws.template import parameters as p
+from mlcicd.aws.template._cfn import (
+    ACCOUNT_ID,
+    NO_VALUE,
+    Json,
+    arn_of,
+    checkov_skips,
+    get_att,
+    if_,
+    ref,
+    sub,
+)
+from mlcicd.aws.template.iam import (
+    CODEBUILD_ROLE,
+    DEPLOY_FUNCTION_ROLE,
+    PIPELINE_ROLE,
+    SAGEMAKER_ROLE,
+    TRAINING_FUNCTION_ROLE,
+)
+from mlcicd.aws.template.monitoring import (
+    BUILD_LOG_GROUP,
+    DEAD_LETTER_QUEUE,
+    DEPLOY_FUNCTION_LOG_GROUP,
+    TOPIC,
+    TRAINING_FUNCTION_LOG_GROUP,
+)
+from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
+from mlcicd.config import Config
+from mlcicd.errors import ConfigError
+
+BUILD_PROJECT = "BuildProject"
+TRAINING_FUNCTION = "TrainingFunction"
+DEPLOY_FUNCTION = "DeployFunction"
+PIPELINE = "Pipeline"
+WEBHOOK = "PipelineWebhook"
+
+TRAINING_HANDLER = "mlcicd.aws.lambdas.training.handler"
+DEPLOY_HANDLER = "mlcicd.aws.lambdas.deploy.handler"
+LAMBDA_RUNTIME = "python3.11"
+LAMBDA_TIMEOUT = 120  # seconds: the Lambdas start or poll, and return a continuation token
+LAMBDA_ENVIRONMENT_LIMIT = 4096  # bytes, Lambda's limit on all variables together
+CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"  # Ubuntu 22.04 with Python 3.11 and Docker
+
+SOURCE, BUILD, TRAIN, APPROVAL, DEPLOY = "Source", "Build", "Train", "Approval", "Deploy"
+SOURCE_OUTPUT, BUILD_OUTPUT, MODEL_OUTPUT = "SourceOutput", "BuildOutput", "ModelOutput"
+
+_NOT_IN_A_VPC = (
+    "The function calls only AWS APIs (SageMaker, S3, CodePipeline) and reaches no private "
+    "resource; a VPC would add NAT or interface endpoints and nothing to protect."
+)
+
+
+def resources(config: Config, names: StackNames, *, buildspec: str) -> Json:
+    return {
+        BUILD_PROJECT: _build_project(config, names, buildspec),
+        TRAINING_FUNCTION: _function(
+            names.training_function, TRAINING_HANDLER, TRAINING_FUNCTION_ROLE, TRAINING_FUNCTION_LOG_GROUP,
+            "Starts and follows the pipeline's SageMaker training job, applies the gate, registers the model",
+            _training_environment(config, names),
+        ),
+        DEPLOY_FUNCTION: _function(
+            names.deploy_function, DEPLOY_HANDLER, DEPLOY_FUNCTION_ROLE, DEPLOY_FUNCTION_LOG_GROUP,
+            "Creates the model and endpoint config, creates or updates the endpoint, waits for InService",
+            _deploy_environment(config, names),
+        ),
+        PIPELINE: _pipeline(config, names),
+        WEBHOOK: _webhook(),
+    }  # fmt: skip
+
+
+def _build_project(config: Config, names: StackNames, buildspec: str) -> Json:
+    return {
+        "Type": "AWS::CodeBuild::Project",
+        "Properties": {
+            "Name": names.build_project,
+            "Description": f"BUILD stage of {names.code_pipeline}: runs {buildspec}, pushes the image to ECR",
+            "ServiceRole": arn_of(CODEBUILD_ROLE),
+            "Source": {"Type": "CODEPIPELINE", "BuildSpec": buildspec},
+            "Artifacts": {"Type": "CODEPIPELINE"},
+            "Environment": {
+                "Type": "LINUX_CONTAINER",
+                "ComputeType": "BUILD_GENERAL1_SMALL",
+                "Image": CODEBUILD_IMAGE,
+                "PrivilegedMode": True,  # docker build needs the Docker daemon
+                "EnvironmentVariables": [
+                    {"Name": "IMAGE_REPO_NAME", "Type": "PLAINTEXT", "Value": ref(REPOSITORY)},
+                    {"Name": "AWS_ACCOUNT_ID", "Type": "PLAINTEXT", "Value": ACCOUNT_ID},
+                ],
+            },
+            "EncryptionKey": arn_of(KEY),
+            "TimeoutInMinutes": min(max(math.ceil(config.build.timeout / 60), 5), 2160),
+            "LogsConfig": {"CloudWatchLogs": {"Status": "ENABLED", "GroupName": ref(BUILD_LOG_GROUP)}},
+        },
+    }
+
+
+def _function(
+    name: str, handler: str, role: str, log_group: str, description: str, environment: dict[str, Any]
+) -> Json:
+    return {
+        "Type": "AWS::Lambda::Function",
+        # The function would create its log group on first use, without retention or key.
+        "DependsOn": [log_group],
+        "Metadata": checkov_skips(("CKV_AWS_117", _NOT_IN_A_VPC)),
+        "Properties": {
+            "FunctionName": name,
+            "Description": description,
+            "Runtime": LAMBDA_RUNTIME,
+            "Handler": handler,
+            "Role": arn_of(role),
+            "Code": {"S3Bucket": ref(p.LAMBDA_CODE_BUCKET), "S3Key": ref(p.LAMBDA_CODE_KEY)},
+            "Timeout": LAMBDA_TIMEOUT,
+            "MemorySize": 256,
+            "Environment": {"Variables": environment},
+            "KmsKeyArn": arn_of(KEY),
+            "ReservedConcurrentExecutions": if_(
+                p.HAS_RESERVED_CONCURRENCY, ref(p.LAMBDA_RESERVED_CONCURRENCY), NO_VALUE
+            ),
+            "DeadLetterConfig": {"TargetArn": arn_of(DEAD_LETTER_QUEUE)},
+        },
+    }
+
+
+def _common_environment(names: StackNames) -> dict[str, Any]:
+    return {
+        n.ENV_PIPELINE: names.pipeline,
+        n.ENV_ENDPOINT_NAME: names.endpoint,
+        n.ENV_SAGEMAKER_ROLE_ARN: arn_of(SAGEMAKER_ROLE),
+        n.ENV_MODELS_BUCKET: ref(MODELS_BUCKET),
+        n.ENV_ARTIFACTS_BUCKET: ref(ARTIFACTS_BUCKET),
+    }
+
+
+def _training_environment(config: Config, names: StackNames) -> dict[str, Any]:
+    train = config.train
+    environment = {
+        **_common_environment(names),
+        n.ENV_GATE_THRESHOLDS: _json([{"metric": t.metric, "op": t.op, "value": t.value}
+                                      for t in config.gate.thresholds]),
+        n.ENV_TRAINING_INSTANCE_TYPE: train.instance_type,
+        n.ENV_TRAINING_INSTANCE_COUNT: str(train.instance_count),
+        n.ENV_TRAINING_USE_SPOT: "true" if train.use_spot else "false",
+        n.ENV_TRAINING_MAX_RUNTIME: str(train.max_runtime),
+        n.ENV_TRAINING_MAX_WAIT: "" if train.max_wait is None else str(train.max_wait),
+        n.ENV_TRAINING_CHANNELS: _json(train.channels),
+        n.ENV_TRAINING_ENVIRONMENT: _json(train.environment),
+        n.ENV_HYPERPARAMETERS: _json(train.hyperparameters),
+        n.ENV_METRIC_DEFINITIONS: _json([{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]),
+    }  # fmt: skip
+    _check_size(environment, "train")
+    return environment
+
+
+def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
+    environment = {
+        **_common_environment(names),
+        n.ENV_ENDPOINT_INSTANCE_TYPE: config.deploy.instance_type,
+        n.ENV_ENDPOINT_INSTANCE_COUNT: str(config.deploy.instance_count),
+        n.ENV_ROLLBACK_ALARMS: _json([names.endpoint_errors_alarm, names.endpoint_latency_alarm]),
+    }
+    _check_size(environment, "deploy")
+    return environment
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _check_size(environment: dict[str, Any], section: str) -> None:
+    # Values CloudFormation fills in (ARNs, bucket names) are counted at a generous 200 bytes.
+    size = sum(len(k) + (len(v) if isinstance(v, str) else 200) for k, v in environment.items())
+    if size > LAMBDA_ENVIRONMENT_LIMIT:
+        raise ConfigError(
+            f"the settings passed to the {section} Lambda take about {size} bytes; Lambda allows "
+            f"{LAMBDA_ENVIRONMENT_LIMIT} for its whole environment",
+            key=section,
+            hint="shorten the hyperparameters, environment or metric definitions",
+        )
+
+
+def _action(name: str, category: str, provider: str, configuration: Json, *, owner: str = "AWS",
+            inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> Json:  # fmt: skip
+    action: Json = {
+        "Name": name,
+        "ActionTypeId": {"Category": category, "Owner": owner, "Provider": provider, "Version": "1"},
+        "Configuration": configuration,
+        "RunOrder": 1,
+    }
+    if inputs:
+        action["InputArtifacts"] = [{"Name": a} for a in inputs]
+    if outputs:
+        action["OutputArtifacts"] = [{"Name": a} for a in outputs]
+    return action
+
+
+def _pipeline(config: Config, names: StackNames) -> Json:
+    from_connection = _action(
+        SOURCE, "Source", "CodeStarSourceConnection", outputs=(SOURCE_OUTPUT,),
+        configuration={
+            "ConnectionArn": ref(p.CONNECTION_ARN),
+            "FullRepositoryId": sub(f"${{{p.GITHUB_OWNER}}}/${{{p.GITHUB_REPO}}}"),
+            "BranchName": ref(p.BRANCH),
+            "OutputArtifactFormat": "CODE_ZIP",
+        },
+    )  # fmt: skip
+    from_token = _action(
+        SOURCE, "Source", "GitHub", owner="ThirdParty", outputs=(SOURCE_OUTPUT,),
+        configuration={
+            "Owner": ref(p.GITHUB_OWNER),
+            "Repo": ref(p.GITHUB_REPO),
+            "Branch": ref(p.BRANCH),
+            "OAuthToken": ref(p.GITHUB_TOKEN),
+            "PollForSourceChanges": False,  # the webhook starts the pipeline
+        },
+    )  # fmt: skip
+    approval = {
+        "Name": APPROVAL,
+        "Actions": [
+            _action("Approve", "Approval", "Manual", configuration={
+                "NotificationArn": ref(TOPIC),
+                "CustomData": f"The model trained by {names.pipeline} passed its gate. "
+                              f"Approve to deploy it to {names.endpoint}.",
+            })
+        ],
+    }  # fmt: skip
+    stages = [
+        {"Name": SOURCE, "Actions": [if_(p.USE_CONNECTION, from_connection, from_token)]},
+        {"Name": BUILD, "Actions": [
+            _action(BUILD, "Build", "CodeBuild", {"ProjectName": ref(BUILD_PROJECT)},
+                    inputs=(SOURCE_OUTPUT,), outputs=(BUILD_OUTPUT,)),
+        ]},
+        # The source goes along: the training channels (e.g. data/) live in the repository.
+        {"Name": TRAIN, "Actions": [
+            _action(TRAIN, "Invoke", "Lambda", {"FunctionName": ref(TRAINING_FUNCTION)},
+                    inputs=(BUILD_OUTPUT, SOURCE_OUTPUT), outputs=(MODEL_OUTPUT,)),
+        ]},
+        if_(p.APPROVAL_REQUIRED, approval, NO_VALUE),
+        {"Name": DEPLOY, "Actions": [
+            _action(DEPLOY, "Invoke", "Lambda", {"FunctionName": ref(DEPLOY_FUNCTION)}, inputs=(MODEL_OUTPUT,)),
+        ]},
+    ]  # fmt: skip
+    return {
+        "Type": "AWS::CodePipeline::Pipeline",
+        "Properties": {
+            "Name": names.code_pipeline,
+            "RoleArn": arn_of(PIPELINE_ROLE),
+            "ArtifactStore": {
+                "Type": "S3",
+                "Location": ref(ARTIFACTS_BUCKET),
+                "EncryptionKey": {"Id": arn_of(KEY), "Type": "KMS"},
+            },
+            "RestartExecutionOnUpdate": False,
+            "Stages": stages,
+        },
+    }
+
+
+def _webhook() -> Json:
+    """GitHub's push event starts the pipeline (version 1 source only: connections need none)."""
+    return {
+        "Type": "AWS::CodePipeline::Webhook",
+        "Condition": p.USE_GITHUB_TOKEN,
+        "Properties": {
+            "Authentication": "GITHUB_HMAC",
+            "AuthenticationConfiguration": {"SecretToken": ref(p.GITHUB_TOKEN)},
+            "Filters": [{"JsonPath": "$.ref", "MatchEquals": "refs/heads/{Branch}"}],
+            "TargetPipeline": ref(PIPELINE),
+            "TargetAction": SOURCE,
+            "TargetPipelineVersion": get_att(PIPELINE, "Version"),
+            "RegisterWithThirdParty": True,
+        },
+    }

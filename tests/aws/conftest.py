@@ -1,0 +1,96 @@
+"""Fixtures for the AWS tests: the iris config, and moto's server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from mlcicd.config import Config, load_config
+from tests.conftest import IRIS
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def iris_config() -> Config:
+    return load_config(IRIS)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m moto.server`` on a free loopback port, for the whole session."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"moto_server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer on {url} within 60 s:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+AwsClient = Callable[[str], Any]
+
+
+def reset(moto_server: str) -> None:
+    """Forget every resource moto holds (it keeps one state for the whole server)."""
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def clients(moto_server: str) -> AwsClient:
+    """A factory of real boto3 clients talking to moto's server, with dummy credentials."""
+    import boto3
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=moto_server,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return client
+
+
+@pytest.fixture
+def aws(moto_server: str) -> AwsClient:
+    """Clients of a freshly reset moto server."""
+    reset(moto_server)
+    return clients(moto_server)

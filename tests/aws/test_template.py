@@ -1,0 +1,327 @@
+"""The generated template, read as plain data (no AWS, no linters)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from mlcicd.aws import names
+from mlcicd.aws.template import build_template, iam, to_yaml
+from mlcicd.config import Config, parse_config
+from mlcicd.errors import ConfigError
+from tests.aws.cfn import as_list, references, resolve, resources_of_type, role_statements
+
+# The actions AWS authorises only on Resource "*" (no resource type in IAM), and so the only
+# ones a role may hold on "*". Adding one here is a decision: write down why in iam.py.
+ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
+    "ecr:GetAuthorizationToken",
+    "codepipeline:PutJobSuccessResult",
+    "codepipeline:PutJobFailureResult",
+    "cloudwatch:PutMetricData",
+}
+
+REFERENCE_LOG_GROUPS = {
+    "/aws/codebuild/ml-cicd-pipeline-build",
+    "/aws/lambda/ml-cicd-pipeline-training",
+    "/aws/lambda/ml-cicd-pipeline-deploy",
+    "/aws/sagemaker/TrainingJobs",
+    "/aws/sagemaker/Endpoints/iris-classifier-endpoint",
+}
+
+
+@pytest.fixture(scope="module")
+def template(iris_config: Config) -> dict[str, Any]:
+    return build_template(iris_config)
+
+
+def _stage_names(template: dict[str, Any], **overrides: str) -> list[str]:
+    pipeline = resolve(template, overrides)["Resources"]["Pipeline"]
+    return [stage["Name"] for stage in pipeline["Properties"]["Stages"]]
+
+
+def test_holds_every_component_of_the_reference(template: dict[str, Any]) -> None:
+    types = {r["Type"] for r in template["Resources"].values()}
+    assert types >= {
+        "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::ECR::Repository", "AWS::IAM::Role",
+        "AWS::CodeBuild::Project", "AWS::Lambda::Function", "AWS::CodePipeline::Pipeline",
+        "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm", "AWS::SNS::Topic", "AWS::KMS::Key",
+    }  # fmt: skip
+    assert set(template["Outputs"]) >= {
+        "ArtifactsBucketName", "ModelsBucketName", "RepositoryUri", "PipelineName", "NotificationTopicArn",
+    }  # fmt: skip
+
+
+def test_every_parameter_is_described(template: dict[str, Any]) -> None:
+    for name, parameter in template["Parameters"].items():
+        assert parameter.get("Description"), name
+
+
+def test_log_groups_have_the_reference_names_and_a_retention(template: dict[str, Any]) -> None:
+    groups = resources_of_type(template, "AWS::Logs::LogGroup").values()
+    assert {g["Properties"]["LogGroupName"] for g in groups} == REFERENCE_LOG_GROUPS
+    for group in groups:
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert "KmsKeyId" in group["Properties"]
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_log_group_names_follow_the_stack_and_endpoint(iris_config: Config) -> None:
+    config = dataclasses.replace(
+        iris_config, deploy=dataclasses.replace(iris_config.deploy, endpoint_name="fraud-endpoint")
+    )
+    template = build_template(config, stack_name="fraud-cicd")
+    groups = resources_of_type(template, "AWS::Logs::LogGroup").values()
+    assert {g["Properties"]["LogGroupName"] for g in groups} == {
+        "/aws/codebuild/fraud-cicd-build", "/aws/lambda/fraud-cicd-training", "/aws/lambda/fraud-cicd-deploy",
+        "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/Endpoints/fraud-endpoint",
+    }  # fmt: skip
+
+
+def test_the_lambdas_write_to_their_own_log_groups(template: dict[str, Any]) -> None:
+    functions = resources_of_type(template, "AWS::Lambda::Function")
+    for function in functions.values():
+        name = function["Properties"]["FunctionName"]
+        [group] = function["DependsOn"]
+        assert template["Resources"][group]["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
+
+
+def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(template: dict[str, Any]) -> None:
+    on_any_resource: set[str] = set()
+    for overrides in ({}, {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"}):
+        for role, statement in role_statements(resolve(template, overrides)):
+            actions = as_list(statement["Action"])
+            for action in actions:
+                verb = action.partition(":")[2]
+                assert "*" not in verb, f"{role}: {action}"
+            resources = as_list(statement["Resource"])
+            if "*" in resources:
+                assert resources == ["*"], role
+                on_any_resource.update(actions)
+            for resource in resources:
+                if isinstance(resource, str):
+                    assert resource == "*", f"{role}: a literal ARN {resource!r} (use the stack's names)"
+    assert on_any_resource == ACTIONS_ALLOWED_ON_ANY_RESOURCE
+    assert iam.ACTIONS_ON_ANY_RESOURCE == ACTIONS_ALLOWED_ON_ANY_RESOURCE
+
+
+def test_one_role_per_component(template: dict[str, Any]) -> None:
+    services = {
+        logical_id: role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
+        for logical_id, role in resources_of_type(template, "AWS::IAM::Role").items()
+    }
+    assert services == {
+        "SageMakerExecutionRole": "sagemaker.amazonaws.com",
+        "CodeBuildRole": "codebuild.amazonaws.com",
+        "TrainingFunctionRole": "lambda.amazonaws.com",
+        "DeployFunctionRole": "lambda.amazonaws.com",
+        "PipelineRole": "codepipeline.amazonaws.com",
+    }
+
+
+def test_pass_role_is_only_the_sagemaker_role_to_sagemaker(template: dict[str, Any]) -> None:
+    statements = role_statements(resolve(template))
+    passing = [(role, s) for role, s in statements if "iam:PassRole" in as_list(s["Action"])]
+    assert {role for role, _ in passing} == {"TrainingFunctionRole", "DeployFunctionRole"}
+    for _, statement in passing:
+        assert as_list(statement["Action"]) == ["iam:PassRole"]
+        assert statement["Resource"] == [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}]
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_sagemaker_permissions_are_scoped_to_the_pipelines_names(template: dict[str, Any]) -> None:
+    arns = [
+        resource["Fn::Sub"]
+        for _, statement in role_statements(resolve(template))
+        if any(a.startswith("sagemaker:") for a in as_list(statement["Action"]))
+        for resource in as_list(statement["Resource"])
+    ]
+    prefix = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+    assert f"{prefix}training-job/iris-classifier-*" in arns
+    assert f"{prefix}endpoint/iris-classifier-endpoint" in arns
+    assert f"{prefix}endpoint-config/iris-classifier-endpoint-*" in arns
+    assert f"{prefix}model/iris-classifier-*" in arns
+    assert all(arn.startswith(prefix) and "iris-classifier" in arn for arn in arns)
+
+
+def test_sagemaker_arn_patterns_are_lower_case(iris_config: Config) -> None:
+    config = dataclasses.replace(iris_config, pipeline="Iris-Classifier")
+    text = json.dumps(build_template(config))
+    assert "training-job/iris-classifier-*" in text
+    assert "Iris-Classifier-*" not in text
+
+
+def test_github_token_is_no_echo_and_only_used_without_a_connection(template: dict[str, Any]) -> None:
+    token = template["Parameters"]["GitHubToken"]
+    assert token["NoEcho"] is True
+    assert token["Default"] == ""
+    token_source = resolve(template)["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][0]
+    assert token_source["ActionTypeId"]["Provider"] == "GitHub"
+    assert token_source["Configuration"]["OAuthToken"] == {"Ref": "GitHubToken"}
+    connection = resolve(template, {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:1:connection/x"})
+    source = connection["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert "PipelineWebhook" not in connection["Resources"]
+    assert "PipelineWebhook" in resolve(template, {"GitHubToken": "ghp_x"})["Resources"]
+
+
+def test_approval_stage_only_with_approval(iris_config: Config, template: dict[str, Any]) -> None:
+    assert _stage_names(template) == ["Source", "Build", "Train", "Deploy"]
+    assert _stage_names(template, RequireApproval="true") == ["Source", "Build", "Train", "Approval", "Deploy"]
+    with_approval = build_template(iris_config, approval=True)
+    assert with_approval["Parameters"]["RequireApproval"]["Default"] == "true"
+    assert _stage_names(with_approval) == ["Source", "Build", "Train", "Approval", "Deploy"]
+    approve = resolve(with_approval)["Resources"]["Pipeline"]["Properties"]["Stages"][3]["Actions"][0]
+    assert approve["ActionTypeId"] == {"Category": "Approval", "Owner": "AWS", "Provider": "Manual", "Version": "1"}
+    assert approve["Configuration"]["NotificationArn"] == {"Ref": "NotificationTopic"}
+
+
+def test_buckets_are_named_from_the_config_and_unique_per_account_and_region(template: dict[str, Any]) -> None:
+    props = template["Resources"]["ArtifactsBucket"]["Properties"]
+    assert props["BucketName"] == {"Fn::Sub": "ml-cicd-pipeline-artifacts-${AWS::AccountId}-${AWS::Region}"}
+    models = template["Resources"]["ModelsBucket"]["Properties"]
+    assert models["BucketName"] == {"Fn::Sub": "ml-cicd-pipeline-models-${AWS::AccountId}-${AWS::Region}"}
+
+
+@pytest.mark.parametrize("bucket", ["ArtifactsBucket", "ModelsBucket", "AccessLogBucket"])
+def test_buckets_are_private_versioned_encrypted_and_tls_only(template: dict[str, Any], bucket: str) -> None:
+    props = template["Resources"][bucket]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    [rule] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"aws:kms", "AES256"}
+    assert props["LifecycleConfiguration"]["Rules"]
+    [policy] = [
+        r for r in resources_of_type(template, "AWS::S3::BucketPolicy").values()
+        if r["Properties"]["Bucket"] == {"Ref": bucket}
+    ]  # fmt: skip
+    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert denies[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_old_artifacts_move_to_cheaper_storage(template: dict[str, Any]) -> None:
+    rules = template["Resources"]["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    classes = [t["StorageClass"] for r in rules for t in r.get("Transitions", [])]
+    assert classes == ["STANDARD_IA", "GLACIER"]
+
+
+def test_ecr_repository(template: dict[str, Any]) -> None:
+    props = template["Resources"]["ModelRepository"]["Properties"]
+    assert props["RepositoryName"] == "ml-model-repo"
+    assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert props["ImageTagMutability"] == "IMMUTABLE"
+    assert props["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+    lifecycle = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])
+    assert [r["selection"]["tagStatus"] for r in lifecycle["rules"]] == ["untagged", "any"]
+
+
+def test_codebuild_project_builds_docker_images_from_the_buildspec(template: dict[str, Any]) -> None:
+    props = template["Resources"]["BuildProject"]["Properties"]
+    assert props["Source"] == {"Type": "CODEPIPELINE", "BuildSpec": "buildspec.yml"}
+    assert props["Environment"]["PrivilegedMode"] is True
+    variables = {v["Name"]: v["Value"] for v in props["Environment"]["EnvironmentVariables"]}
+    assert variables == {"IMAGE_REPO_NAME": {"Ref": "ModelRepository"}, "AWS_ACCOUNT_ID": {"Ref": "AWS::AccountId"}}
+    assert props["LogsConfig"]["CloudWatchLogs"]["GroupName"] == {"Ref": "BuildLogGroup"}
+
+
+def test_lambdas(template: dict[str, Any], iris_config: Config) -> None:
+    functions = resources_of_type(template, "AWS::Lambda::Function")
+    handlers = {f["Properties"]["Handler"] for f in functions.values()}
+    assert handlers == {"mlcicd.aws.lambdas.training.handler", "mlcicd.aws.lambdas.deploy.handler"}
+    for function in functions.values():
+        props = function["Properties"]
+        assert props["Runtime"] == "python3.11"
+        assert props["Code"] == {"S3Bucket": {"Ref": "LambdaCodeBucket"}, "S3Key": {"Ref": "LambdaCodeKey"}}
+        assert props["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+        assert "KmsKeyArn" in props and "ReservedConcurrentExecutions" in props
+        env = props["Environment"]["Variables"]
+        assert env[names.ENV_PIPELINE] == "iris-classifier"
+        assert env[names.ENV_ENDPOINT_NAME] == "iris-classifier-endpoint"
+        assert env[names.ENV_SAGEMAKER_ROLE_ARN] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+        assert env[names.ENV_MODELS_BUCKET] == {"Ref": "ModelsBucket"}
+    training = functions["TrainingFunction"]["Properties"]["Environment"]["Variables"]
+    assert json.loads(training[names.ENV_GATE_THRESHOLDS]) == [{"metric": "accuracy", "op": ">=", "value": 0.85}]
+    assert json.loads(training[names.ENV_HYPERPARAMETERS]) == {"C": 1.0, "max_iter": 200}
+    assert json.loads(training[names.ENV_METRIC_DEFINITIONS])[0] == {"Name": "accuracy", "Regex": "accuracy=([0-9.]+)"}
+    assert training[names.ENV_TRAINING_INSTANCE_TYPE] == iris_config.train.instance_type
+    deploy = functions["DeployFunction"]["Properties"]["Environment"]["Variables"]
+    assert deploy[names.ENV_ENDPOINT_INSTANCE_TYPE] == iris_config.deploy.instance_type
+
+
+def test_reserved_concurrency_zero_reserves_none(template: dict[str, Any]) -> None:
+    for overrides, expected in (({}, {"Ref": "LambdaReservedConcurrency"}), ({"LambdaReservedConcurrency": "0"}, None)):
+        function = resolve(template, overrides)["Resources"]["TrainingFunction"]["Properties"]
+        assert function.get("ReservedConcurrentExecutions") == expected
+
+
+def test_lambda_environment_too_large_is_a_config_error(iris_config: Config) -> None:
+    train = dataclasses.replace(iris_config.train, hyperparameters={f"p{i}": "x" * 100 for i in range(50)})
+    with pytest.raises(ConfigError, match="4096"):
+        build_template(dataclasses.replace(iris_config, train=train))
+
+
+def test_pipeline_stages_and_artifacts(template: dict[str, Any]) -> None:
+    pipeline = resolve(template)["Resources"]["Pipeline"]["Properties"]
+    assert pipeline["Name"] == "ml-cicd-pipeline"
+    assert pipeline["ArtifactStore"]["Location"] == {"Ref": "ArtifactsBucket"}
+    assert pipeline["ArtifactStore"]["EncryptionKey"]["Type"] == "KMS"
+    train, deploy = pipeline["Stages"][2]["Actions"][0], pipeline["Stages"][3]["Actions"][0]
+    assert train["Configuration"] == {"FunctionName": {"Ref": "TrainingFunction"}}
+    assert [a["Name"] for a in train["InputArtifacts"]] == ["BuildOutput", "SourceOutput"]
+    assert deploy["Configuration"] == {"FunctionName": {"Ref": "DeployFunction"}}
+    assert deploy["InputArtifacts"] == train["OutputArtifacts"]
+
+
+def test_endpoint_alarms_notify_the_topic(template: dict[str, Any]) -> None:
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    errors = alarms["EndpointErrorsAlarm"]["Properties"]
+    latency = alarms["EndpointLatencyAlarm"]["Properties"]
+    assert errors["MetricName"] == "Invocation5XXErrors"
+    assert errors["Threshold"] == {"Ref": "Endpoint5XXErrorsThreshold"}
+    assert latency["MetricName"] == "ModelLatency"
+    assert latency["ExtendedStatistic"] == "p99"
+    assert latency["Threshold"] == {"Ref": "ModelLatencyP99Microseconds"}
+    for alarm in (errors, latency):
+        assert alarm["Namespace"] == "AWS/SageMaker"
+        assert {"Name": "EndpointName", "Value": "iris-classifier-endpoint"} in alarm["Dimensions"]
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "NotificationTopic"}]
+
+
+def test_topic_and_queue_are_encrypted(template: dict[str, Any]) -> None:
+    assert template["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "EncryptionKey"}
+    assert template["Resources"]["DeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == {"Ref": "EncryptionKey"}
+
+
+def test_every_reference_names_a_parameter_resource_or_pseudo_parameter(template: dict[str, Any]) -> None:
+    known = set(template["Parameters"]) | set(template["Resources"])
+    for logical_id, resource in template["Resources"].items():
+        unknown = {r for r in references(resource) if not r.startswith("AWS::")} - known
+        assert not unknown, f"{logical_id} refers to {unknown}"
+
+
+def test_yaml_round_trips_without_anchors(template: dict[str, Any]) -> None:
+    text = to_yaml(template)
+    assert "&id" not in text and "*id" not in text
+    assert yaml.safe_load(text) == template
+
+
+def test_fits_in_a_create_stack_template_body(template: dict[str, Any]) -> None:
+    # CloudFormation takes at most 51,200 bytes inline; beyond that it has to go through S3.
+    assert len(to_yaml(template).encode()) < 51_200
+
+
+@pytest.mark.parametrize("stack_name", ["1stack", "ml_cicd", "x" * 51, ""])
+def test_bad_stack_name(iris_config: Config, stack_name: str) -> None:
+    with pytest.raises(ConfigError, match="stack name"):
+        build_template(iris_config, stack_name=stack_name)
+
+
+@pytest.mark.parametrize("bucket", ["Upper-Case", "a" * 36, "double--hyphen", "-leading"])
+def test_bad_bucket_prefix(bucket: str) -> None:
+    config = parse_config(f"pipeline: p\nstore:\n  artifacts_bucket: {bucket!r}\n")
+    with pytest.raises(ConfigError, match=r"store\.artifacts_bucket"):
+        build_template(config)
