@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlcicd import procinfo
 from mlcicd.errors import NotFoundError, StateError
 
 SCHEMA_VERSION = 1
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS runs (
     dirty           INTEGER NOT NULL DEFAULT 0,
     forced          INTEGER NOT NULL DEFAULT 0,
     pid             INTEGER,
+    pid_start       INTEGER,                -- with pid: the process's identity (pids are reused)
     started_at      REAL NOT NULL,
     ended_at        REAL,
     failed_stage    TEXT,
@@ -131,6 +133,7 @@ class Run:
     dirty: bool
     forced: bool
     pid: int | None
+    pid_start: int | None
     started_at: float
     ended_at: float | None
     failed_stage: str | None
@@ -311,8 +314,9 @@ class State:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, branch, author, message,"
-                " dirty, forced, pid, started_at) VALUES (?, ?, 'Running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (pipeline, project_dir, commit_sha, branch, author, message, dirty, forced, os.getpid(), now),
+                " dirty, forced, pid, pid_start, started_at) VALUES (?, ?, 'Running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pipeline, project_dir, commit_sha, branch, author, message, dirty, forced, os.getpid(),
+                 procinfo.start_time(os.getpid()), now),
             )
             run_id = int(cur.lastrowid or 0)
             db.executemany(
@@ -358,8 +362,8 @@ class State:
 
     def _reap_orphans(self) -> None:
         """A run whose process is gone (kill -9, power loss) is failed, with the reason."""
-        for row in self._db.execute("SELECT id, pid FROM runs WHERE status='Running'").fetchall():
-            if row["pid"] and not _pid_alive(row["pid"]):
+        for row in self._db.execute("SELECT id, pid, pid_start FROM runs WHERE status='Running'").fetchall():
+            if row["pid"] and not procinfo.is_alive(row["pid"], row["pid_start"]):
                 reason = f"the process running it (pid {row['pid']}) exited without finishing the run"
                 with self._tx() as db:
                     db.execute(
@@ -554,12 +558,3 @@ class State:
         with self._tx() as db:
             db.execute("DELETE FROM endpoints WHERE name=?", (name,))
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,22 @@
+"""Endpoint lifecycle: create, update, describe, delete — local and SageMaker side by side.
+
+base.py     ProductionVariant, EndpointConfig, EndpointDescription, EndpointBackend
+local.py    LocalEndpointBackend: a supervisor process per endpoint on this machine
+client.py   calling an endpoint over HTTP
+"""
+
+from mlcicd.endpoints.base import (
+    STATUSES,
+    EndpointBackend,
+    EndpointConfig,
+    EndpointDescription,
+    ProductionVariant,
+)
+
+__all__ = [
+    "STATUSES",
+    "EndpointBackend",
+    "EndpointConfig",
+    "EndpointDescription",
+    "ProductionVariant",
+]

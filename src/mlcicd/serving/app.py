@@ -1,0 +1,451 @@
+"""The ASGI app of one worker: SageMaker's container contract plus the Runtime API path.
+
+    GET  /ping                              200 once the model is loaded
+    POST /invocations                       the container contract; errors keep their status
+    POST /endpoints/{name}/invocations      what ``boto3 sagemaker-runtime invoke_endpoint``
+                                            calls; errors take SageMaker Runtime's shape
+
+On the Runtime path a failure inside the model's container (any 4xx/5xx the handlers
+produce) is answered as SageMaker answers it: 424 ``ModelError`` with ``OriginalStatusCode``
+and ``OriginalMessage``; a request SageMaker itself would refuse (unknown endpoint or
+variant) is a 400 ``ValidationError``; an oversized body a 413. Both carry
+``x-amzn-RequestId`` and ``x-amzn-ErrorType``, from which botocore picks the exception class.
+
+Raw ASGI on purpose: the hot path is headers → body → handlers → one response, with every
+lookup that can be made once (content types, Accept negotiation, variant table) cached.
+Prediction runs on the event loop thread: a worker is one core's worth of model.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import os
+import random
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from mlcicd.serving import codecs
+from mlcicd.serving.codecs import InvocationError, PayloadTooLargeError
+from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
+from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
+TARGET_VARIANT = b"x-amzn-sagemaker-target-variant"
+# A refused body is still read to its end by uvicorn, but discarded (never held), so the client
+# gets its 413 rather than a reset mid-upload and the connection stays usable. Past this
+# declared size that is not worth it: the connection is closed instead.
+_DISCARD_LIMIT = 64 * 1024 * 1024
+_CACHE_SIZE = 256
+_JSON_HEADER = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+_UNSEEN = object()
+
+
+class InvocationCounters:
+    """Per-process counts for the endpoint metrics (Invocations, 4XX/5XX, ModelLatency)."""
+
+    __slots__ = (
+        "errors_4xx",
+        "errors_5xx",
+        "invocations",
+        "model_latency_max",
+        "model_latency_total",
+    )
+
+    def __init__(self) -> None:
+        self.invocations = 0
+        self.errors_4xx = 0
+        self.errors_5xx = 0
+        self.model_latency_total = 0.0  # seconds, over requests that reached the handlers
+        self.model_latency_max = 0.0
+
+    def snapshot(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class InferenceApp:
+    """One worker's answer to every request; never raises into the server."""
+
+    def __init__(
+        self,
+        variants: Sequence[LoadedVariant],
+        *,
+        endpoint_name: str | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        default_accept: str | None = None,
+        logger: logging.Logger | None = None,
+        log_hint: str = "the endpoint log",
+    ) -> None:
+        if not variants:
+            raise ValueError("an InferenceApp needs at least one loaded variant")
+        self.variants = tuple(variants)
+        self.endpoint_name = endpoint_name
+        self.max_payload_bytes = max_payload_bytes
+        self.default_accept = default_accept or os.environ.get(
+            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", codecs.JSON
+        )
+        self.log = logger or logging.getLogger("mlcicd.serving")
+        self.log_hint = log_hint
+        self.healthy = True  # the variants are loaded before the app exists
+        self.draining = False  # set on shutdown: answer with `connection: close`
+        self.counters = InvocationCounters()
+        self.variant_counters = {v.name: InvocationCounters() for v in self.variants}
+        self._by_name = {v.name: v for v in self.variants}
+        total = sum(v.weight for v in self.variants)
+        self._cumulative = list(itertools.accumulate(v.weight / total for v in self.variants))
+        self._single = self.variants[0] if len(self.variants) == 1 else None
+        self._media_cache: dict[bytes | None, str] = {}
+        self._accept_cache: dict[tuple[bytes | None, bool], object] = {}
+        self._type_headers: dict[str, bytes] = {}
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._ids = itertools.count(1)
+
+    # -- the ASGI entry point -------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off and websockets are not served
+        path = scope["path"]
+        method = scope["method"]
+        try:
+            if path == "/invocations":
+                if method == "POST":
+                    await self._invoke(scope, receive, send, None)
+                else:
+                    await self._plain_error(send, 405, f"{method} {path}: use POST", allow=b"POST")
+            elif path == "/ping":
+                if method in ("GET", "HEAD"):
+                    await self._ping(send)
+                else:
+                    await self._plain_error(
+                        send, 405, f"{method} {path}: use GET", allow=b"GET, HEAD"
+                    )
+            elif (
+                path.startswith("/endpoints/") and path.endswith("/invocations") and len(path) > 23
+            ):
+                if method == "POST":
+                    await self._invoke(scope, receive, send, path[11:-12])
+                else:
+                    await self._plain_error(send, 405, f"{method} {path}: use POST", allow=b"POST")
+            else:
+                await self._plain_error(
+                    send, 404, f"no such path {path!r}: use GET /ping or POST /invocations"
+                )
+        except Exception as exc:  # a bug of ours: answer, log, keep serving
+            self.log.exception("internal error answering %s %s", method, path)
+            try:
+                await self._plain_error(
+                    send, 500, f"internal server error: {describe_exception(exc)}"
+                )
+            except Exception:
+                self.log.debug("could not send the 500 response", exc_info=True)
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def _ping(self, send: Send) -> None:
+        if self.healthy:
+            await _respond(
+                send, 200, [_JSON_HEADER, (b"content-length", b"2")], b"{}", self.draining
+            )
+        else:
+            await self._plain_error(send, 503, "the model is not loaded")
+
+    async def _invoke(
+        self, scope: Scope, receive: Receive, send: Send, runtime_name: str | None
+    ) -> None:
+        runtime = runtime_name is not None
+        request_id = f"{self._id_prefix}{next(self._ids):012x}" if runtime else None
+        counters = self.counters
+        counters.invocations += 1
+
+        content_type = accept = length = attributes = target = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"content-length":
+                length = value
+            elif name == CUSTOM_ATTRIBUTES:
+                attributes = value
+            elif name == TARGET_VARIANT:
+                target = value
+
+        if runtime and self.endpoint_name is not None and runtime_name != self.endpoint_name:
+            counters.errors_4xx += 1
+            await self._validation_error(
+                send, 400, f"Endpoint {runtime_name} of account local not found.", request_id
+            )
+            return
+
+        # The body, refused as soon as it is known to be too large.
+        limit = self.max_payload_bytes
+        declared = _int(length)
+        if declared is not None and declared > limit:
+            await self._too_large(
+                send, declared, runtime, request_id, close=declared > _DISCARD_LIMIT
+            )
+            return
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            parts = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await self._too_large(send, size, runtime, request_id, close=False)
+                    return
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(parts)
+        if len(body) > limit:
+            await self._too_large(send, len(body), runtime, request_id, close=False)
+            return
+
+        # The variant: the one asked for, else by weight.
+        variant = self._single
+        if target is not None:
+            wanted = target.decode("latin-1")
+            variant = self._by_name.get(wanted)
+            if variant is None:
+                counters.errors_4xx += 1
+                await self._validation_error(
+                    send,
+                    400,
+                    f"Variant {wanted} does not exist for endpoint {runtime_name or ''}.".rstrip(),
+                    request_id,
+                )
+                return
+        elif variant is None:
+            variant = self._pick()
+        vcounters = self.variant_counters[variant.name]
+        vcounters.invocations += 1
+
+        context = None
+        if variant.handlers.wants_context:
+            context = InvocationContext(
+                variant=variant.name,
+                custom_attributes=attributes.decode("latin-1") if attributes is not None else None,
+                request_id=request_id,
+            )
+        started = perf_counter()
+        try:
+            media = self._media(content_type)
+            answer_type = self._accept(accept, variant.handlers.default_output)
+            out, out_type = variant.invoke(body, media, answer_type, context)
+        except InvocationError as exc:
+            latency = perf_counter() - started
+            self._record(vcounters, exc.status, latency)
+            self._log_failure(scope, variant.name, request_id, exc)
+            if runtime:
+                await self._model_error(send, exc, variant.name, request_id)
+            else:
+                await self._error(send, exc.status, exc.error_type, exc.message)
+            return
+        latency = perf_counter() - started
+        vcounters.model_latency_total += latency
+        if latency > vcounters.model_latency_max:
+            vcounters.model_latency_max = latency
+        counters.model_latency_total += latency
+        if latency > counters.model_latency_max:
+            counters.model_latency_max = latency
+
+        headers: Headers = [
+            (b"content-type", self._type_header(out_type)),
+            (b"content-length", str(len(out)).encode()),
+        ]
+        if runtime:
+            headers.append((b"x-amzn-invoked-production-variant", variant.name.encode()))
+            headers.append((b"x-amzn-requestid", (request_id or "").encode()))
+        if context is not None and context.response_custom_attributes is not None:
+            value = context.response_custom_attributes
+            if value.isascii() and value.isprintable():
+                headers.append((CUSTOM_ATTRIBUTES, value.encode()))
+            else:
+                self.log.warning(
+                    "dropped custom attributes that are not printable ASCII: %r", value
+                )
+        await _respond(send, 200, headers, out, self.draining)
+
+    # -- once-per-value lookups -----------------------------------------------------------
+
+    def _pick(self) -> LoadedVariant:
+        """A variant drawn by weight (SageMaker's traffic split between production variants)."""
+        index = bisect.bisect_right(self._cumulative, random.random())
+        return self.variants[min(index, len(self.variants) - 1)]
+
+    def _media(self, header: bytes | None) -> str:
+        media = self._media_cache.get(header)
+        if media is None:
+            media = codecs.media_type(header.decode("latin-1") if header else None) or codecs.JSON
+            _remember(self._media_cache, header, media)
+        return media
+
+    def _accept(self, header: bytes | None, default_output: bool) -> str:
+        key = (header, default_output)
+        cached = self._accept_cache.get(key, _UNSEEN)
+        if isinstance(cached, str):
+            return cached
+        text = header.decode("latin-1") if header is not None else None
+        if cached is None:  # remembered as not acceptable
+            raise codecs.NotAcceptableError(
+                f"cannot answer with any type in Accept: {text!r}; supported: {', '.join(codecs.SUPPORTED)}"
+            )
+        try:
+            if default_output:
+                choice = codecs.negotiate(text, self.default_accept)
+            else:
+                choice = codecs.preferred_accept(text, self.default_accept)
+        except codecs.NotAcceptableError:
+            _remember(self._accept_cache, key, None)
+            raise
+        _remember(self._accept_cache, key, choice)
+        return choice
+
+    def _type_header(self, content_type: str) -> bytes:
+        value = self._type_headers.get(content_type)
+        if value is None:
+            value = content_type.encode("latin-1")
+            _remember(self._type_headers, content_type, value)
+        return value
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _record(self, vcounters: InvocationCounters, status: int, latency: float) -> None:
+        if status >= 500:
+            vcounters.errors_5xx += 1
+            self.counters.errors_5xx += 1
+        else:
+            vcounters.errors_4xx += 1
+            self.counters.errors_4xx += 1
+        vcounters.model_latency_total += latency
+        self.counters.model_latency_total += latency
+
+    def _log_failure(
+        self, scope: Scope, variant: str, request_id: str | None, exc: InvocationError
+    ) -> None:
+        rid = f" request={request_id}" if request_id else ""
+        level = logging.ERROR if exc.status >= 500 else logging.WARNING
+        self.log.log(level, "%s %s -> %d variant=%s%s: %s", scope["method"], scope["path"],
+                     exc.status, variant, rid, exc.message)  # fmt: skip
+
+    async def _too_large(
+        self, send: Send, size: int, runtime: bool, request_id: str | None, *, close: bool
+    ) -> None:
+        self.counters.errors_4xx += 1
+        exc = PayloadTooLargeError(
+            f"request body of {size} bytes is larger than the limit of {self.max_payload_bytes} bytes"
+        )
+        self.log.warning("POST invocations -> 413: %s", exc.message)
+        if runtime:
+            await self._validation_error(send, 413, exc.message, request_id, close=close)
+        else:
+            await self._error(send, 413, exc.error_type, exc.message, close=close)
+
+    async def _error(
+        self, send: Send, status: int, error_type: str, message: str, *, close: bool = False
+    ) -> None:
+        body = orjson.dumps({"error": error_type, "message": message})
+        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        await _respond(send, status, headers, body, close or self.draining)
+
+    async def _plain_error(
+        self, send: Send, status: int, message: str, allow: bytes | None = None
+    ) -> None:
+        body = orjson.dumps({"error": _REASONS.get(status, "Error"), "message": message})
+        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        if allow is not None:
+            headers.append((b"allow", allow))
+        await _respond(send, status, headers, body, self.draining)
+
+    async def _validation_error(
+        self, send: Send, status: int, message: str, request_id: str | None, *, close: bool = False
+    ) -> None:
+        await self._runtime_error(
+            send, status, "ValidationError", {"Message": message}, request_id, close
+        )
+
+    async def _model_error(
+        self, send: Send, exc: InvocationError, variant: str, request_id: str | None
+    ) -> None:
+        kind = "client" if exc.status < 500 else "server"
+        fields = {
+            "ErrorCode": "CLIENT_ERROR_FROM_MODEL"
+            if exc.status < 500
+            else "INTERNAL_FAILURE_FROM_MODEL",
+            "Message": (
+                f'Received {kind} error ({exc.status}) from primary with message "{exc.message}". '
+                f"See {self.log_hint} for more information."
+            ),
+            "OriginalStatusCode": exc.status,
+            "OriginalMessage": exc.message,
+        }
+        await self._runtime_error(send, 424, "ModelError", fields, request_id, False)
+
+    async def _runtime_error(
+        self,
+        send: Send,
+        status: int,
+        error_type: str,
+        fields: dict[str, Any],
+        request_id: str | None,
+        close: bool,
+    ) -> None:
+        body = orjson.dumps({"__type": error_type, **fields})
+        headers = [
+            _JSON_HEADER,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-amzn-errortype", error_type.encode()),
+            (b"x-amzn-requestid", (request_id or "").encode()),
+        ]
+        await _respond(send, status, headers, body, close or self.draining)
+
+
+_REASONS = {
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
+
+
+async def _respond(send: Send, status: int, headers: Headers, body: bytes, close: bool) -> None:
+    if close:
+        headers.append(_CLOSE)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _int(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:  # headers are client-controlled: keep the cache bounded
+        cache.clear()
+    cache[key] = value

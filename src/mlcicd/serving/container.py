@@ -1,0 +1,93 @@
+"""``serve`` in a SageMaker inference container: the same supervisor and workers as locally.
+
+    python -m mlcicd.serving.container [serve]
+
+SageMaker starts the image with ``serve`` and expects ``GET /ping`` and ``POST
+/invocations`` on port 8080. The settings come from the environment, as in SageMaker's
+inference toolkit:
+
+    SAGEMAKER_BIND_TO_PORT              port (8080); the host is 0.0.0.0
+    SAGEMAKER_BASE_DIR                  /opt/ml; the model is extracted in <base>/model
+    SM_MODEL_DIR                        the model directory itself (overrides the above)
+    SAGEMAKER_SUBMIT_DIRECTORY          the code (default <base>/code, else <base>/model/code)
+    SAGEMAKER_PROGRAM                   the inference script (inference.py)
+    SAGEMAKER_MODEL_SERVER_WORKERS      workers (one per CPU)
+    SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (6)
+    SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds each worker may take to load the model (300)
+    SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  the answer type for a missing or */* Accept (JSON)
+
+The serving config goes to a scratch directory (``MLCICD_SERVE_DIR``, default a temporary
+one); logs go to stderr, where SageMaker collects them. SIGTERM drains and exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mlcicd.fsutil import atomic_write_json
+from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.logs import configure_logging
+from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor
+
+DEFAULT_BASE_DIR = "/opt/ml"
+
+
+def config_from_env(env: Mapping[str, str]) -> ServingConfig:
+    """The serving config a SageMaker container's environment describes."""
+    base = Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR))
+    model_dir = Path(env.get("SM_MODEL_DIR") or base / "model")
+    code_dir = env.get("SAGEMAKER_SUBMIT_DIRECTORY")
+    if not code_dir or code_dir.startswith("s3://"):
+        # The SDK packs source_dir into model.tar.gz under code/ when it cannot be fetched here.
+        code_dir = str(
+            next((p for p in (base / "code", model_dir / "code") if p.is_dir()), base / "code")
+        )
+    workers = int(env.get("SAGEMAKER_MODEL_SERVER_WORKERS") or os.cpu_count() or 1)
+    payload_mb = float(env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB") or 6)
+    variant = VariantSpec(
+        name=env.get("SAGEMAKER_VARIANT_NAME", "AllTraffic"),
+        model_dir=str(model_dir),
+        code_dir=code_dir,
+        entry_point=env.get("SAGEMAKER_PROGRAM") or "inference.py",
+        python=sys.executable,
+    )
+    return ServingConfig(
+        name="container",
+        variants=(variant,),
+        endpoint_name=None,  # SageMaker routes by endpoint before the container: accept any name
+        host="0.0.0.0",
+        port=int(env.get("SAGEMAKER_BIND_TO_PORT") or 8080),
+        workers=workers,
+        startup_timeout=float(env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 300),
+        max_payload_bytes=int(payload_mb * 1024 * 1024),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "serve":
+        args = args[1:]
+    if args:
+        print(
+            f"usage: python -m mlcicd.serving.container [serve] (unexpected: {' '.join(args)})",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging("serve")
+    try:
+        config = config_from_env(os.environ)
+    except ValueError as exc:
+        print(f"serve: invalid serving settings: {exc}", file=sys.stderr)
+        return 2
+    state_dir = Path(os.environ.get("MLCICD_SERVE_DIR") or tempfile.mkdtemp(prefix="mlcicd-serve-"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(state_dir / CONFIG_FILE, config.to_dict())
+    return Supervisor(state_dir, log_hint="the container's log (CloudWatch)").run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,547 @@
+"""The long-lived process of one endpoint: it owns the socket and generations of workers.
+
+    python -m mlcicd.serving.supervisor <endpoint_dir> [--detach] [--launch-id ID]
+
+It reads ``<endpoint_dir>/config.json``, binds the listening socket itself, and starts a
+*generation*: N workers that inherit the socket and report on a pipe once ``model_fn``
+succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
+
+    SIGHUP          re-read config.json; start a new generation on the same socket; once all
+                    its workers are ready, SIGTERM the old one (it drains) — no request is
+                    lost, since the kernel's accept queue belongs to the socket, not to a
+                    worker. If the new generation fails, it is stopped, the old one keeps
+                    serving, and ``last_update_failure`` says why.
+    SIGTERM/SIGINT  stop the workers gracefully, write status OutOfService, exit 0.
+    a worker dies   it is replaced, with exponential backoff.
+
+``status.json`` is written only here, atomically; ``config_digest`` (the sha256 of the
+config.json bytes a generation was started from) lets a waiting deployer tell its own
+update from any other. ``--detach`` forks once, writes ``supervisor.pid`` and returns, so
+the process that started it neither waits for nor reaps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlcicd import procinfo
+from mlcicd.errors import PortInUseError
+from mlcicd.fsutil import atomic_write_json, atomic_write_text
+from mlcicd.serving.config import ServingConfig
+from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
+from mlcicd.serving.logs import configure_logging
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+PID_FILE = "supervisor.pid"
+RUN_DIR = "run"
+LOG_FILE = "logs/endpoint.log"
+
+EXIT_FAILED = 1
+RESTART_BACKOFF = (0.5, 30.0)  # first delay, ceiling; doubles per consecutive crash
+STABLE_AFTER = 10.0  # a worker ready this long resets the crash count
+ACCEPT_STOP_TIMEOUT = 10.0  # for a retiring worker to say it no longer accepts connections
+_DRAIN_GRACE = 2.0  # mirrors worker.DRAIN_GRACE (not imported: it pulls uvicorn)
+
+log = logging.getLogger("mlcicd.serving.supervisor")
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The endpoint's listening socket; :class:`PortInUseError` if ``port`` is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} is already in use",
+                hint="choose another port, or stop what listens on it",
+            ) from exc
+        raise
+    return sock
+
+
+class Supervisor:
+    """One endpoint's socket, workers and status file."""
+
+    def __init__(
+        self, state_dir: Path, *, launch_id: str | None = None, log_hint: str | None = None
+    ) -> None:
+        self.state_dir = state_dir.resolve()
+        self.launch_id = launch_id
+        self.log_hint = log_hint or str(self.state_dir / LOG_FILE)
+        self.sock: socket.socket | None = None
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.current: Generation | None = None
+        self.workers: dict[int, Worker] = {}
+        self.started_at = utcnow()
+        self.start_time = procinfo.start_time(os.getpid())
+        self.status = "Creating"
+        self.failure_reason: str | None = None
+        self.failure_kind: str | None = None
+        self.last_update_failure: str | None = None
+        self.last_update_digest: str | None = None
+        self.last_update_at: str | None = None
+        self.worker_restarts = 0
+        self._next_generation = 1
+        self._stop = False
+        self._reload = False
+        self._selector = selectors.DefaultSelector()
+        self._wakeup: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, serve until SIGTERM, stop; the exit code of the process."""
+        try:
+            return self._run()
+        except Exception as exc:  # a bug of ours: leave no worker behind, say what happened
+            log.exception("the supervisor crashed")
+            for worker in list(self.workers.values()):
+                worker.proc.kill()
+                worker.proc.wait()
+            self.workers.clear()
+            return self._fail(f"the endpoint server crashed: {type(exc).__name__}: {exc}", "crash")
+
+    def _run(self) -> int:
+        self._install_signals()
+        (self.state_dir / RUN_DIR).mkdir(parents=True, exist_ok=True)
+        self._write_status()
+        try:
+            config, digest = self._read_config()
+        except (OSError, ValueError) as exc:
+            return self._fail(f"cannot read {self.state_dir / CONFIG_FILE}: {exc}", "config")
+        self.host = config.host
+        try:
+            self.sock = bind_socket(config.host, config.port)
+        except PortInUseError as exc:
+            return self._fail(exc.message, "port_in_use")
+        except OSError as exc:
+            return self._fail(f"cannot listen on {config.host}:{config.port}: {exc}", "bind")
+        self.port = self.sock.getsockname()[1]
+        log.info("listening on %s:%d", self.host, self.port)
+
+        started = self._start_generation(config, digest)
+        if isinstance(started, str):
+            if self._stop:
+                self._stopped()
+                return 0
+            return self._fail(started, "startup")
+        self.current = started
+        self.status = "InService"
+        self._write_status()
+        log.info("InService: %s (generation %d) on port %d", config.name, started.number, self.port)
+
+        while not self.stopping():
+            self._wait(self._next_timeout())
+            if self.stopping():  # the wait ran the signal handlers
+                break
+            if self._reload:
+                self._reload = False
+                self._update()
+            self._housekeeping()
+        self._stopped()
+        return 0
+
+    def stopping(self) -> bool:
+        """SIGTERM or SIGINT has arrived."""
+        return self._stop
+
+    def _fail(self, reason: str, kind: str) -> int:
+        log.error("failed: %s", reason)
+        self._close_socket()
+        self.status, self.failure_reason, self.failure_kind = "Failed", reason, kind
+        self._write_status()
+        return EXIT_FAILED
+
+    def _stopped(self) -> None:
+        log.info("stopping: draining %d worker(s)", len(self.workers))
+        for gen in {w.generation for w in self.workers.values()}:
+            self._retire(gen, wait=False)
+        self._wait_for_exit(list(self.workers.values()))
+        self._close_socket()
+        self.status, self.failure_reason = (
+            "OutOfService",
+            "the endpoint server was stopped (SIGTERM)",
+        )
+        self.current = None
+        self._write_status()
+        log.info("stopped")
+
+    def _close_socket(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    # -- generations ----------------------------------------------------------------------
+
+    def _read_config(self) -> tuple[ServingConfig, str]:
+        path = self.state_dir / CONFIG_FILE
+        raw = path.read_bytes()
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from exc
+        return ServingConfig.from_dict(data, where=str(path)), hashlib.sha256(raw).hexdigest()
+
+    def _start_generation(self, config: ServingConfig, digest: str) -> Generation | str:
+        """Start ``config.workers`` workers and wait until all are ready: the generation, or why not."""
+        number = self._next_generation
+        self._next_generation += 1
+        spec = self.state_dir / RUN_DIR / f"gen-{number}.json"
+        atomic_write_json(spec, config.to_dict())
+        gen = Generation(number, config, digest, spec)
+        log.info("generation %d: starting %d worker(s) for %s", number, config.workers, config.name)
+        for _ in range(config.workers):
+            try:
+                self._spawn(gen)
+            except OSError as exc:
+                self._retire(gen, wait=True)
+                return f"cannot start a worker with {config.python or sys.executable}: {exc}"
+        deadline = time.monotonic() + config.startup_timeout
+        reason: str
+        while True:
+            broken = next((w for w in gen.workers if w.error or w.exit_code is not None), None)
+            if broken is not None:
+                reason = broken.error or self._exit_reason(broken)
+                break
+            if all(w.state == "ready" for w in gen.workers):
+                log.info("generation %d: all %d worker(s) ready", number, len(gen.workers))
+                return gen
+            if self._stop:
+                reason = "stopped before the workers were ready"
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                reason = (
+                    f"the workers were not ready within {config.startup_timeout:g}s (startup_timeout); "
+                    f"model_fn may be slow or stuck — see {self.log_hint}"
+                )
+                break
+            self._wait(min(0.25, deadline - now))
+            self._reap()
+        log.error("generation %d failed: %s", number, reason)
+        self._retire(gen, wait=True)
+        return reason
+
+    def _update(self) -> None:
+        assert self.current is not None
+        try:
+            config, digest = self._read_config()
+        except (OSError, ValueError) as exc:
+            self._update_failed(None, f"cannot read {self.state_dir / CONFIG_FILE}: {exc}")
+            return
+        if digest == self.current.digest:
+            log.info("SIGHUP: config unchanged")
+            self._write_status()
+            return
+        if config.host != self.host or config.port not in (0, self.port):
+            self._update_failed(
+                digest,
+                f"the endpoint listens on {self.host}:{self.port}; an update cannot move it to "
+                f"{config.host}:{config.port} (delete and redeploy to change it)",
+            )
+            return
+        log.info("SIGHUP: updating to %s", config.name)
+        self.status = "Updating"
+        self._write_status()
+        started = self._start_generation(config, digest)
+        if isinstance(started, str):
+            if not self._stop:
+                self._update_failed(digest, started)
+            return
+        old, self.current = self.current, started
+        self.last_update_failure, self.last_update_digest, self.last_update_at = (
+            None,
+            digest,
+            utcnow(),
+        )
+        self._retire(old, wait=False)
+        # InService with the new config means new connections reach the new generation only:
+        # wait (briefly) until the old workers say they stopped accepting.
+        self._wait_until_not_accepting(old.workers, ACCEPT_STOP_TIMEOUT)
+        self.status = "InService"
+        self._write_status()
+        log.info(
+            "InService: %s (generation %d); generation %d draining",
+            config.name,
+            started.number,
+            old.number,
+        )
+
+    def _update_failed(self, digest: str | None, reason: str) -> None:
+        log.error(
+            "update failed, generation %d keeps serving: %s",
+            self.current.number if self.current else 0,
+            reason,
+        )
+        self.last_update_failure, self.last_update_digest, self.last_update_at = (
+            reason,
+            digest,
+            utcnow(),
+        )
+        self.status = "InService"
+        self._write_status()
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _spawn(self, gen: Generation) -> Worker:
+        assert self.sock is not None
+        worker = spawn_worker(
+            gen, self.sock.fileno(), cwd=self.state_dir / RUN_DIR, log_hint=self.log_hint
+        )
+        assert worker.status_fd is not None
+        self._selector.register(worker.status_fd, selectors.EVENT_READ, worker)
+        gen.workers.append(worker)
+        self.workers[worker.pid] = worker
+        log.info("generation %d: worker %d started", gen.number, worker.pid)
+        return worker
+
+    def _on_status(self, worker: Worker) -> None:
+        events = worker.read_events()
+        if events is None:
+            self._close_status(worker)
+            return
+        for event in events:
+            if event.get("event") == "ready" and worker.state == "starting":
+                worker.state, worker.ready_at, worker.accepting = "ready", time.monotonic(), True
+                if worker.generation is self.current:
+                    self._write_status()  # a replacement joined
+            elif event.get("event") == "draining":
+                worker.accepting = False
+            elif event.get("event") == "failed":
+                worker.error = str(event.get("error") or "the worker failed to load the model")
+            else:
+                log.warning("worker %d sent an unexpected event: %r", worker.pid, event)
+
+    def _close_status(self, worker: Worker) -> None:
+        if worker.status_fd is not None:
+            self._selector.unregister(worker.status_fd)
+            os.close(worker.status_fd)
+            worker.status_fd = None
+
+    def _reap(self) -> None:
+        """Collect exited workers; schedule replacements for the serving generation's."""
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            code = worker.proc.poll()
+            if code is None:
+                if worker.state == "ready" and now - worker.ready_at > STABLE_AFTER:
+                    worker.generation.crashes = 0
+                continue
+            worker.exit_code = code
+            del self.workers[worker.pid]
+            if worker.status_fd is not None:
+                self._on_status(worker)  # a last event may still be in the pipe
+                self._close_status(worker)
+            gen = worker.generation
+            if gen is self.current:
+                gen.workers.remove(worker)
+            if worker.state == "stopping":
+                log.info(
+                    "generation %d: worker %d exited (%s)", gen.number, worker.pid, exit_text(code)
+                )
+            elif gen is self.current:
+                delay = min(RESTART_BACKOFF[0] * 2**gen.crashes, RESTART_BACKOFF[1])
+                gen.crashes += 1
+                gen.restarts_due.append(now + delay)
+                log.warning(
+                    "generation %d: worker %d died (%s)%s; replacing it in %.1fs",
+                    gen.number, worker.pid, exit_text(code), f": {worker.error}" if worker.error else "", delay,
+                )  # fmt: skip
+                self._write_status()
+            if gen is not self.current and not any(
+                w.generation is gen for w in self.workers.values()
+            ):
+                gen.spec_path.unlink(missing_ok=True)
+
+    def _housekeeping(self) -> None:
+        self._reap()
+        gen, now = self.current, time.monotonic()
+        if gen is not None:
+            due = [t for t in gen.restarts_due if t <= now]
+            gen.restarts_due = [t for t in gen.restarts_due if t > now]
+            for _ in due:
+                try:
+                    self._spawn(gen)
+                    self.worker_restarts += 1
+                except OSError as exc:
+                    log.error("cannot replace a worker: %s", exc)
+                    gen.restarts_due.append(now + RESTART_BACKOFF[1])
+        for worker in self.workers.values():
+            if worker.state == "stopping" and now >= worker.kill_at:
+                log.warning("worker %d did not drain in time; killing it", worker.pid)
+                worker.proc.kill()
+                worker.kill_at = now + 5.0
+
+    def _retire(self, gen: Generation, *, wait: bool) -> None:
+        """SIGTERM a generation's workers (they drain); with ``wait``, until they are gone."""
+        deadline = time.monotonic() + gen.config.drain_timeout + _DRAIN_GRACE + 5.0
+        victims = [w for w in self.workers.values() if w.generation is gen]
+        for worker in victims:
+            if worker.state != "stopping":
+                worker.state, worker.kill_at = "stopping", deadline
+                worker.proc.terminate()  # a no-op once Popen has seen it exit
+        if wait:
+            self._wait_for_exit(victims)
+
+    def _wait_until_not_accepting(self, workers: list[Worker], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(w.pid in self.workers and w.accepting for w in workers):
+            if time.monotonic() > deadline:
+                log.warning("old workers still accept connections after %.0fs; going on", timeout)
+                return
+            self._wait(0.02)
+            self._reap()
+
+    def _wait_for_exit(self, workers: list[Worker]) -> None:
+        while any(w.pid in self.workers for w in workers):
+            self._wait(0.1)
+            self._reap()
+            now = time.monotonic()
+            for worker in workers:
+                if worker.pid in self.workers and now >= worker.kill_at:
+                    log.warning("worker %d did not stop in time; killing it", worker.pid)
+                    worker.proc.kill()
+                    worker.kill_at = now + 5.0
+
+    def _exit_reason(self, worker: Worker) -> str:
+        reason = f"a worker exited ({exit_text(worker.exit_code)}) before it was ready"
+        tail = last_line(self.state_dir / LOG_FILE)
+        return f"{reason}: {tail}" if tail else f"{reason}; see {self.log_hint}"
+
+    # -- waiting and signals ----------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self._wakeup = read_fd
+        self._selector.register(read_fd, selectors.EVENT_READ, None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            self._stop = True
+        # SIGCHLD only wakes the loop (through the wakeup fd) so a dead worker is seen at once
+
+    def _wait(self, timeout: float) -> None:
+        for key, _ in self._selector.select(max(timeout, 0.0)):
+            if key.data is None:
+                assert self._wakeup is not None
+                try:
+                    while os.read(self._wakeup, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            else:
+                self._on_status(key.data)
+
+    def _next_timeout(self) -> float:
+        timeout = 1.0
+        if self.current is not None and self.current.restarts_due:
+            timeout = min(timeout, min(self.current.restarts_due) - time.monotonic())
+        return max(timeout, 0.0)
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        gen = self.current
+        config = gen.config if gen else None
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        status: dict[str, Any] = {
+            "status": self.status,
+            "pid": os.getpid(),
+            "pid_start_time": self.start_time,
+            "launch_id": self.launch_id,
+            "host": self.host,
+            "port": self.port,
+            "url": f"http://{host}:{self.port}" if self.port else None,
+            "generation": gen.number if gen else None,
+            "config_name": config.name if config else None,
+            "config_digest": gen.digest if gen else None,
+            "endpoint_name": config.endpoint_name if config else None,
+            "model_sha256": config.variants[0].model_sha256 if config else None,
+            "variants": [
+                {"name": v.name, "model_sha256": v.model_sha256, "weight": v.weight}
+                for v in config.variants
+            ]
+            if config
+            else [],
+            "workers": [
+                {
+                    "pid": w.pid,
+                    "start_time": w.start_time,
+                    "generation": w.generation.number,
+                    "state": w.state,
+                }
+                for w in self.workers.values()
+            ],
+            "worker_restarts": self.worker_restarts,
+            "started_at": self.started_at,
+            "updated_at": utcnow(),
+            "failure_reason": self.failure_reason,
+            "failure_kind": self.failure_kind,
+            "last_update_failure": self.last_update_failure,
+            "last_update_digest": self.last_update_digest,
+            "last_update_at": self.last_update_at,
+            "log": self.log_hint,
+        }
+        atomic_write_json(self.state_dir / STATUS_FILE, status)
+
+
+def detach(state_dir: Path) -> None:
+    """Fork; the parent records the child's pid and exits, the child leads a new session."""
+    pid = os.fork()
+    if pid:
+        record = {"pid": pid, "start_time": procinfo.start_time(pid)}
+        atomic_write_text(state_dir / PID_FILE, json.dumps(record) + "\n")
+        os._exit(0)
+    os.setsid()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlcicd.serving.supervisor", description=__doc__
+    )
+    parser.add_argument("endpoint_dir", type=Path)
+    parser.add_argument("--detach", action="store_true", help="fork into the background first")
+    parser.add_argument("--launch-id", help="echoed in status.json so the starter knows its launch")
+    args = parser.parse_args(argv)
+    state_dir: Path = args.endpoint_dir.resolve()
+    if args.detach:
+        detach(state_dir)
+    os.chdir(state_dir)
+    configure_logging("supervisor")
+    return Supervisor(state_dir, launch_id=args.launch_id).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""LocalEndpointBackend end to end: real supervisors, workers, sockets and clients."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlcicd import procinfo
+from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.errors import ArtifactError, EndpointError, NotFoundError, PortInUseError
+from tests.endpoints.conftest import endpoint_config
+from tests.serving.helpers import (
+    FULL_HANDLERS,
+    MODEL_FN_RAISES,
+    NO_HANDLERS,
+    PREDICT_FN_RAISES,
+    IrisModel,
+    request,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+JSON = {"Content-Type": "application/json"}
+
+
+def status_of(backend: LocalEndpointBackend, name: str) -> dict:
+    return json.loads((backend.endpoint_dir(name) / "status.json").read_text())
+
+
+def processes_of(backend: LocalEndpointBackend, name: str) -> list[tuple[int, int | None]]:
+    status = status_of(backend, name)
+    return [(status["pid"], status["pid_start_time"])] + [
+        (w["pid"], w["start_time"]) for w in status["workers"]
+    ]
+
+
+def none_alive(processes: list[tuple[int, int | None]]) -> bool:
+    return not any(procinfo.is_alive(pid, start) for pid, start in processes)
+
+
+def test_deploy_serves_sklearns_predictions(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    described = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
+    assert described.status == "InService" and described.config_name == "cfg-1"
+    assert described.model_sha256 == iris.sha256 and described.generation == 1
+    assert described.url == f"http://127.0.0.1:{described.port}" and procinfo.is_alive(
+        described.pid, None
+    )
+    want = iris.model.predict(iris.X).tolist()
+
+    assert request(described.url, "GET", "/ping").status == 200
+    response = request(described.url, body=json.dumps(iris.X.tolist()), headers=JSON)
+    assert response.json() == want
+    csv = "\n".join(",".join(map(str, row)) for row in iris.X.tolist())
+    response = request(
+        described.url, body=csv, headers={"Content-Type": "text/csv", "Accept": "text/csv"}
+    )
+    assert [int(v) for v in response.body.split()] == want
+
+    edir = backend.endpoint_dir("iris")
+    assert (edir / "models" / iris.sha256 / "model.joblib").is_file()
+    assert (edir / "code" / "cfg-1" / "inference.py").is_file()
+    assert "InService" in (edir / "logs" / "endpoint.log").read_text()
+    status = status_of(backend, "iris")
+    assert {"status", "pid", "port", "url", "generation", "config_name", "model_sha256", "started_at",
+            "failure_reason", "last_update_failure", "workers"} <= status.keys()  # fmt: skip
+
+
+def test_deploy_with_all_four_handlers(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    url = backend.deploy(endpoint_config(tmp_path, iris, FULL_HANDLERS)).url
+    assert url
+    response = request(url, body=json.dumps({"instances": iris.X[:10].tolist()}), headers=JSON)
+    assert response.json()["labels"] == iris.model.predict(iris.X[:10]).tolist()
+    assert request(url, body="1,2,3,4", headers={"Content-Type": "text/csv"}).status == 400
+
+
+def test_code_is_copied_at_deploy(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    config = endpoint_config(tmp_path, iris, NO_HANDLERS)
+    url = backend.deploy(config).url
+    assert url
+    (config.variants[0].code_dir / "inference.py").write_text("raise SystemExit('edited')\n")
+    assert (
+        "SageMaker's defaults"
+        in (backend.endpoint_dir("iris") / "code" / "cfg-1" / "inference.py").read_text()
+    )
+
+
+def test_model_fn_error_fails_the_deploy_and_leaves_nothing_running(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    with pytest.raises(EndpointError, match="RuntimeError: the weights are corrupt") as info:
+        backend.deploy(endpoint_config(tmp_path, iris, MODEL_FN_RAISES, workers=2))
+    assert "endpoint.log" in info.value.headline
+    described = backend.describe("iris")
+    assert described.status == "Failed" and "the weights are corrupt" in (
+        described.failure_reason or ""
+    )
+    assert described.url is None and described.pid is None
+    assert none_alive(processes_of(backend, "iris"))
+
+
+def test_broken_update_keeps_the_old_generation_serving(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    with pytest.raises(EndpointError, match=r"still serves cfg-1: .*the weights are corrupt"):
+        backend.deploy(endpoint_config(tmp_path, iris, MODEL_FN_RAISES, name="cfg-broken"))
+    described = backend.describe("iris")
+    assert described.status == "InService" and described.config_name == "cfg-1"
+    assert described.generation == 1 and described.pid == first.pid
+    assert "the weights are corrupt" in (described.last_update_failure or "")
+    assert json.loads((backend.endpoint_dir("iris") / "config.json").read_text())["name"] == "cfg-1"
+    response = request(first.url or "", body="[[6.7, 3.0, 5.2, 2.3]]", headers=JSON)
+    assert response.json() == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
+    # The same broken update again fails again (not mistaken for the earlier attempt).
+    with pytest.raises(EndpointError, match="the weights are corrupt"):
+        backend.deploy(endpoint_config(tmp_path, iris, MODEL_FN_RAISES, name="cfg-broken"))
+
+
+class Hammer:
+    """Clients that keep invoking during an update: one keep-alive, one connection per request."""
+
+    def __init__(self, url: str, rows: list[list[float]]) -> None:
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port = int(port)
+        self.body = json.dumps(rows).encode()
+        self.stop = threading.Event()
+        self.failures: list[str] = []
+        self.answers: set[str] = set()
+        self.count = 0
+        self.threads = [
+            threading.Thread(target=self.run, args=(keep,)) for keep in (True, False, True)
+        ]
+
+    def run(self, keep_alive: bool) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            while not self.stop.is_set():
+                try:
+                    conn.request("POST", "/invocations", body=self.body, headers=JSON)
+                    response = conn.getresponse()
+                    data = response.read()
+                    if response.status != 200:
+                        self.failures.append(f"{response.status}: {data[:200]!r}")
+                    else:
+                        self.answers.add(data.decode())
+                    self.count += 1
+                except (OSError, http.client.HTTPException) as exc:
+                    self.failures.append(repr(exc))
+                    conn.close()
+                if not keep_alive:
+                    conn.close()
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Hammer:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+def test_update_switches_the_model_without_failing_a_request(
+    tmp_path: Path, iris: IrisModel, flipped: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    rows = iris.X[::10].tolist()
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
+    old_workers = processes_of(backend, "iris")[1:]
+    with Hammer(first.url or "", rows) as hammer:
+        wait_for(lambda: hammer.count > 50)
+        second = backend.deploy(
+            endpoint_config(tmp_path, flipped, NO_HANDLERS, name="cfg-2", workers=2)
+        )
+        counted = hammer.count
+        wait_for(lambda: hammer.count > counted + 50)
+        wait_for(lambda: none_alive(old_workers), timeout=30)  # the old generation drained and left
+        time.sleep(0.3)
+    assert hammer.failures == []
+    assert second.status == "InService" and second.config_name == "cfg-2" and second.generation == 2
+    assert (
+        second.url == first.url
+        and second.pid == first.pid
+        and second.model_sha256 == flipped.sha256
+    )
+    old, new = (
+        json.dumps(iris.model.predict(rows).tolist(), separators=(",", ":")),
+        json.dumps(flipped.model.predict(rows).tolist(), separators=(",", ":")),
+    )
+    assert old != new and hammer.answers == {old, new}
+    assert request(second.url or "", body=json.dumps(rows), headers=JSON).body.decode() == new
+    # What neither the new nor the previous config uses is pruned; those two stay.
+    assert {p.name for p in (backend.endpoint_dir("iris") / "models").iterdir()} == {
+        iris.sha256,
+        flipped.sha256,
+    }
+
+
+def test_redeploying_the_same_config_changes_nothing(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    again = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    assert (again.pid, again.generation, again.port) == (first.pid, first.generation, first.port)
+
+
+def test_port_in_use(tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} is already in use"):
+            backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, port=port))
+    described = backend.describe("iris")
+    assert described.status == "Failed" and str(port) in (described.failure_reason or "")
+    assert none_alive(processes_of(backend, "iris"))
+
+
+def test_the_server_outlives_the_process_that_started_it(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    code = tmp_path / "code-starter"
+    code.mkdir()
+    (code / "inference.py").write_text("# defaults\n")
+    script = f"""
+import sys
+from pathlib import Path
+from mlcicd.endpoints import EndpointConfig, ProductionVariant
+from mlcicd.endpoints.local import LocalEndpointBackend
+variant = ProductionVariant(name="AllTraffic", model_data=Path({str(iris.archive)!r}),
+    model_sha256={iris.sha256!r}, code_dir=Path({str(code)!r}), entry_point="inference.py",
+    python=Path(sys.executable))
+described = LocalEndpointBackend(Path({str(backend.root)!r})).deploy(
+    EndpointConfig(name="cfg-1", endpoint_name="iris", variants=(variant,), workers=1))
+print(described.url)
+"""
+    starter = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert starter.returncode == 0, starter.stderr
+    url = starter.stdout.strip()
+    assert backend.describe("iris").status == "InService"
+    assert request(url, body="[[6.7, 3.0, 5.2, 2.3]]", headers=JSON).status == 200
+
+
+def test_delete_stops_everything(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
+    processes = processes_of(backend, "iris")
+    assert len(processes) == 3 and not none_alive(processes)
+    backend.delete("iris")
+    assert none_alive(processes)
+    assert not backend.endpoint_dir("iris").exists()
+    with pytest.raises(NotFoundError):
+        backend.describe("iris")
+    with pytest.raises(NotFoundError):
+        backend.delete("iris")
+
+
+def test_describe_when_the_server_died(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    processes = processes_of(backend, "iris")
+    assert first.pid
+    os.kill(first.pid, signal.SIGKILL)
+    wait_for(lambda: none_alive(processes), timeout=20)
+    described = backend.describe("iris")
+    assert described.status == "OutOfService" and "no longer running" in (
+        described.failure_reason or ""
+    )
+    assert described.url is None and described.pid is None
+    # Deploying again starts a fresh server.
+    again = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    assert again.status == "InService" and again.pid != first.pid
+
+
+def test_describe_guards_against_pid_reuse(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    path = backend.endpoint_dir("iris") / "status.json"
+    status = json.loads(path.read_text())
+    real = (status["pid"], status["pid_start_time"])
+    status["pid"], status["pid_start_time"] = os.getpid(), 1  # a live pid, but not the server
+    path.write_text(json.dumps(status))
+    try:
+        assert backend.describe("iris").status == "OutOfService"
+    finally:
+        status["pid"], status["pid_start_time"] = real
+        path.write_text(json.dumps(status))
+
+
+def test_list(tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend) -> None:
+    assert backend.list() == []
+    backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, endpoint="a"))
+    backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, endpoint="b"))
+    assert [(d.name, d.status) for d in backend.list()] == [("a", "InService"), ("b", "InService")]
+
+
+def test_moving_a_live_endpoint_to_another_port_is_refused(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    assert first.port
+    with pytest.raises(EndpointError, match=f"serves on port {first.port}"):
+        backend.deploy(
+            endpoint_config(tmp_path, iris, NO_HANDLERS, name="cfg-2", port=first.port + 1)
+        )
+
+
+def test_a_tampered_artifact_is_not_deployed(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    config = endpoint_config(tmp_path, iris, NO_HANDLERS)
+    bad = config.variants[0].__class__(**{**config.variants[0].__dict__, "model_sha256": "0" * 64})
+    with pytest.raises(ArtifactError, match="sha256"):
+        backend.deploy(config.__class__(**{**config.__dict__, "variants": (bad,)}))
+    assert not (backend.endpoint_dir("iris") / "status.json").exists()
+
+
+def test_invalid_names_are_refused(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    with pytest.raises(EndpointError, match="not valid"):
+        backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, endpoint="../escape"))
+    with pytest.raises(EndpointError, match="not valid"):
+        backend.describe("a/b")
+
+
+def boto3_client(url: str):  # type: ignore[no-untyped-def]
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}),
+    )  # fmt: skip
+
+
+def test_boto3_invoke_endpoint(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    described = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    client = boto3_client(described.url or "")
+    response = client.invoke_endpoint(
+        EndpointName="iris", Body=json.dumps(iris.X[:5].tolist()), ContentType="application/json",
+        Accept="application/json", CustomAttributes="trace=42",
+    )  # fmt: skip
+    assert json.loads(response["Body"].read()) == iris.model.predict(iris.X[:5]).tolist()
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    assert response["ContentType"] == "application/json"
+    assert response["ResponseMetadata"]["RequestId"]
+
+    npy = client.invoke_endpoint(
+        EndpointName="iris", Body=json.dumps(iris.X[:3].tolist()), ContentType="application/json",
+        Accept="application/x-npy",
+    )  # fmt: skip
+    import io
+
+    assert (
+        np.load(io.BytesIO(npy["Body"].read())).tolist() == iris.model.predict(iris.X[:3]).tolist()
+    )
+
+    with pytest.raises(
+        client.exceptions.ValidationError, match="Endpoint nope of account local not found"
+    ):
+        client.invoke_endpoint(
+            EndpointName="nope", Body=b"[[1,2,3,4]]", ContentType="application/json"
+        )
+
+
+def test_boto3_model_error_and_the_worker_keeps_serving(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    described = backend.deploy(endpoint_config(tmp_path, iris, PREDICT_FN_RAISES))
+    workers_before = processes_of(backend, "iris")
+    client = boto3_client(described.url or "")
+    with pytest.raises(client.exceptions.ModelError) as info:
+        client.invoke_endpoint(
+            EndpointName="iris", Body=b"[[-1, 3, 1, 0]]", ContentType="application/json"
+        )
+    error = info.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 500
+    assert "negative sepals break the model" in error["OriginalMessage"]
+    assert "negative sepals break the model" in str(info.value)
+
+    with pytest.raises(client.exceptions.ModelError) as info:
+        client.invoke_endpoint(EndpointName="iris", Body=b"1,2", ContentType="text/plain")
+    assert info.value.response["OriginalStatusCode"] == 415
+
+    response = client.invoke_endpoint(
+        EndpointName="iris", Body=b"[[6.7, 3.0, 5.2, 2.3]]", ContentType="application/json"
+    )
+    assert (
+        json.loads(response["Body"].read()) == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
+    )
+    assert processes_of(backend, "iris") == workers_before

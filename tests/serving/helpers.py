@@ -1,0 +1,216 @@
+"""Shared by the serving and endpoint tests: a tiny iris model, inference scripts, a client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from mlcicd.archive import pack_dir
+
+# All four handlers, written the way a user would (and a context-free signature).
+FULL_HANDLERS = """
+    import json
+    import os
+
+    import joblib
+    import numpy as np
+
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+    def input_fn(body, content_type):
+        if content_type != "application/json":
+            raise ValueError(f"this model only reads application/json, not {content_type}")
+        data = json.loads(body)
+        return np.asarray(data["instances"], dtype=float)
+
+
+    def predict_fn(data, model):
+        return {"labels": model.predict(data).tolist(), "probabilities": model.predict_proba(data).tolist()}
+
+
+    def output_fn(prediction, accept):
+        return json.dumps(prediction), "application/json"
+"""
+
+NO_HANDLERS = """
+    # SageMaker's defaults: model.joblib, JSON/CSV/NPY in and out, model.predict.
+"""
+
+MODEL_FN_RAISES = """
+    def model_fn(model_dir):
+        raise RuntimeError("the weights are corrupt")
+"""
+
+PREDICT_FN_RAISES = """
+    import joblib, os
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        if data[0][0] < 0:
+            raise ZeroDivisionError("negative sepals break the model")
+        return model.predict(data)
+"""
+
+CONTEXT_HANDLERS = """
+    def predict_fn(data, model, context):
+        context.response_custom_attributes = "seen=" + (context.custom_attributes or "")
+        return model.predict(data)
+"""
+
+TRANSFORM_FN = """
+    import json, os, joblib
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def transform_fn(model, body, content_type, accept):
+        rows = json.loads(body)
+        return json.dumps({"predictions": model.predict(rows).tolist()}), "application/json"
+"""
+
+
+@dataclass(frozen=True)
+class IrisModel:
+    model: LogisticRegression
+    X: np.ndarray
+    model_dir: Path
+    archive: Path
+    sha256: str
+
+
+def train_iris(directory: Path, *, C: float = 1.0, flip: bool = False) -> IrisModel:
+    """Train on iris, save model.joblib into ``directory/model`` and pack it.
+
+    ``flip`` reverses the labels, so the model predicts differently from the default one.
+    """
+    X, y = load_iris(return_X_y=True)
+    if flip:
+        y = 2 - y
+    model = LogisticRegression(C=C, max_iter=500).fit(X, y)
+    model_dir = directory / "model"
+    model_dir.mkdir(parents=True)
+    joblib.dump(model, model_dir / "model.joblib")
+    archive = directory / "model.tar.gz"
+    sha = pack_dir(model_dir, archive)
+    return IrisModel(model, X, model_dir, archive, sha)
+
+
+def write_code(directory: Path, script: str, name: str = "inference.py") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(textwrap.dedent(script))
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(
+    url: str, method: str = "POST", path: str = "/invocations", body: bytes | str = b"",
+    headers: dict[str, str] | None = None, timeout: float = 30.0,
+) -> Response:  # fmt: skip
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(
+            method,
+            path,
+            body=body.encode() if isinstance(body, str) else body,
+            headers=headers or {},
+        )
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+def call_asgi(
+    app: Any, method: str = "POST", path: str = "/invocations", body: bytes | str = b"",
+    headers: dict[str, str] | None = None, chunks: Iterable[bytes] | None = None,
+) -> Response:  # fmt: skip
+    """One request through an ASGI app, in process (no server)."""
+    raw = body.encode() if isinstance(body, str) else body
+    hdrs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if chunks is None and not any(k == b"content-length" for k, _ in hdrs):
+        hdrs.append((b"content-length", str(len(raw)).encode()))
+    parts = list(chunks) if chunks is not None else [raw]
+    scope = {"type": "http", "method": method, "path": path, "headers": hdrs, "query_string": b""}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if parts:
+            chunk = parts.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, body_msg = sent[0], sent[1]
+    assert start["type"] == "http.response.start" and len(sent) == 2
+    return Response(
+        start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body_msg["body"]
+    )
+
+
+def kill_tree(pids: Iterable[int]) -> None:
+    """Best-effort SIGKILL of processes a test started (cleanup on failure)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

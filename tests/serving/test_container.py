@@ -1,0 +1,72 @@
+"""`serve` as SageMaker runs it, configured by the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlcicd.serving.container import config_from_env
+from tests.serving.helpers import (
+    NO_HANDLERS,
+    IrisModel,
+    free_port,
+    request,
+    wait_for,
+    write_code,
+)
+
+
+def test_config_from_env_defaults(tmp_path: Path) -> None:
+    (tmp_path / "model" / "code").mkdir(parents=True)
+    config = config_from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    variant = config.variants[0]
+    assert (config.host, config.port) == ("0.0.0.0", 8080)
+    assert variant.model_dir == str(tmp_path / "model")
+    assert variant.code_dir == str(tmp_path / "model" / "code")  # the SDK's repacked layout
+    assert variant.entry_point == "inference.py"
+    assert config.workers == (os.cpu_count() or 1)
+    assert config.max_payload_bytes == 6 * 1024 * 1024
+
+
+def test_config_from_env_overrides() -> None:
+    config = config_from_env({
+        "SAGEMAKER_BIND_TO_PORT": "9090", "SM_MODEL_DIR": "/m", "SAGEMAKER_SUBMIT_DIRECTORY": "/c",
+        "SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
+    })  # fmt: skip
+    variant = config.variants[0]
+    assert (config.port, config.workers, config.max_payload_bytes) == (9090, 3, 1024 * 1024)
+    assert (variant.model_dir, variant.code_dir, variant.entry_point) == ("/m", "/c", "serve.py")
+
+
+@pytest.mark.integration
+def test_serve(tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    env = {
+        **os.environ, "SM_MODEL_DIR": str(iris.model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_SUBMIT_DIRECTORY": str(write_code(tmp_path / "code", NO_HANDLERS)),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "MLCICD_SERVE_DIR": str(tmp_path / "serve"),
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlcicd.serving.container", "serve"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    processes.append(proc)
+    status_file = tmp_path / "serve" / "status.json"
+    wait_for(
+        lambda: (
+            status_file.is_file() and json.loads(status_file.read_text())["status"] == "InService"
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    assert request(url, "GET", "/ping").status == 200
+    response = request(url, body="5.1,3.5,1.4,0.2", headers={"Content-Type": "text/csv"})
+    assert response.json() == iris.model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlcicd.errors import EndpointError
+from mlcicd.serving import codecs
+from mlcicd.serving.codecs import BadRequestError, UnsupportedMediaTypeError
+from mlcicd.serving.handlers import (
+    HandlerError,
+    InvocationContext,
+    LoadedVariant,
+    default_predict_fn,
+    load_handlers,
+)
+from tests.serving.helpers import (
+    CONTEXT_HANDLERS,
+    FULL_HANDLERS,
+    MODEL_FN_RAISES,
+    NO_HANDLERS,
+    PREDICT_FN_RAISES,
+    TRANSFORM_FN,
+    IrisModel,
+    write_code,
+)
+
+
+def loaded(code_dir: Path, script: str, iris: IrisModel) -> LoadedVariant:
+    handlers = load_handlers(write_code(code_dir, script))
+    return LoadedVariant("AllTraffic", handlers, handlers.load_model(iris.model_dir))
+
+
+def test_defaults_when_no_handler_is_defined(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, NO_HANDLERS, iris)
+    assert variant.handlers.input_fn is codecs.decode
+    assert variant.handlers.predict_fn is default_predict_fn
+    assert variant.handlers.default_output
+    body, content_type = variant.invoke(
+        json.dumps(iris.X[:5].tolist()).encode(), codecs.JSON, codecs.JSON
+    )
+    assert content_type == "application/json"
+    assert json.loads(body) == iris.model.predict(iris.X[:5]).tolist()
+
+
+def test_all_four_handlers(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, FULL_HANDLERS, iris)
+    assert not variant.handlers.default_output
+    request = json.dumps({"instances": iris.X[:3].tolist()}).encode()
+    body, content_type = variant.invoke(request, codecs.JSON, "text/csv")
+    assert content_type == "application/json"  # output_fn's tuple wins over the accept
+    assert json.loads(body)["labels"] == iris.model.predict(iris.X[:3]).tolist()
+
+
+def test_user_input_fn_value_error_is_the_clients_fault(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, FULL_HANDLERS, iris)
+    with pytest.raises(BadRequestError, match="only reads application/json"):
+        variant.invoke(b"1,2,3,4", codecs.CSV, codecs.JSON)
+    with pytest.raises(BadRequestError, match="KeyError"):
+        variant.invoke(b"{}", codecs.JSON, codecs.JSON)
+
+
+def test_predict_fn_error_is_the_models(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, PREDICT_FN_RAISES, iris)
+    with pytest.raises(
+        HandlerError,
+        match=r"predict_fn raised ZeroDivisionError: negative sepals .*inference.py, line",
+    ):
+        variant.invoke(b"[[-1, 2, 3, 4]]", codecs.JSON, codecs.JSON)
+    assert HandlerError.status == 500
+
+
+def test_wrong_row_width_is_a_bad_request_with_the_default_predict_fn(
+    code_dir: Path, iris: IrisModel
+) -> None:
+    variant = loaded(code_dir, NO_HANDLERS, iris)
+    with pytest.raises(BadRequestError, match="4 values"):
+        variant.invoke(b"[[1, 2, 3]]", codecs.JSON, codecs.JSON)
+
+
+def test_transform_fn(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, TRANSFORM_FN, iris)
+    body, _ = variant.invoke(json.dumps(iris.X[:2].tolist()).encode(), codecs.JSON, codecs.JSON)
+    assert json.loads(body) == {"predictions": iris.model.predict(iris.X[:2]).tolist()}
+    with pytest.raises(BadRequestError, match="could not parse"):
+        variant.invoke(b"[1, 2", codecs.JSON, codecs.JSON)
+
+
+def test_transform_fn_with_the_chain_is_refused(code_dir: Path) -> None:
+    write_code(
+        code_dir,
+        textwrap.dedent(TRANSFORM_FN) + "\ndef input_fn(body, content_type):\n    return body\n",
+    )
+    with pytest.raises(EndpointError, match="transform_fn together with"):
+        load_handlers(code_dir)
+
+
+def test_context_argument(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, CONTEXT_HANDLERS, iris)
+    assert variant.handlers.with_context == {"predict_fn"}
+    context = InvocationContext(variant="AllTraffic", custom_attributes="trace=1")
+    variant.invoke(b"[[5.1, 3.5, 1.4, 0.2]]", codecs.JSON, codecs.JSON, context)
+    assert context.response_custom_attributes == "seen=trace=1"
+
+
+def test_wrong_arity_is_refused_at_load(code_dir: Path) -> None:
+    write_code(code_dir, "def predict_fn(data):\n    return data\n")
+    with pytest.raises(EndpointError, match=r"predict_fn takes 1 argument"):
+        load_handlers(code_dir)
+
+
+def test_local_imports_of_the_script_work(code_dir: Path, iris: IrisModel) -> None:
+    write_code(code_dir, "def double(x):\n    return x * 2\n", name="helpers_for_test_xyz.py")
+    variant = loaded(
+        code_dir,
+        "from helpers_for_test_xyz import double\n\ndef predict_fn(data, model):\n    return double(data)\n",
+        iris,
+    )
+    body, _ = variant.invoke(b"[1, 2]", codecs.JSON, codecs.JSON)
+    assert json.loads(body) == [[2, 4]]
+
+
+def test_two_scripts_of_the_same_name_do_not_collide(tmp_path: Path, iris: IrisModel) -> None:
+    a = load_handlers(write_code(tmp_path / "a", "def predict_fn(data, model):\n    return 'a'\n"))
+    b = load_handlers(write_code(tmp_path / "b", "def predict_fn(data, model):\n    return 'b'\n"))
+    assert a.module is not b.module
+    assert a.predict_fn(None, None) == "a" and b.predict_fn(None, None) == "b"
+
+
+def test_missing_script(tmp_path: Path) -> None:
+    with pytest.raises(EndpointError, match="does not exist"):
+        load_handlers(tmp_path, "nope.py")
+
+
+def test_script_import_error_names_the_problem(code_dir: Path) -> None:
+    write_code(code_dir, "import not_a_real_package_xyz\n")
+    with pytest.raises(EndpointError, match="No module named 'not_a_real_package_xyz'") as info:
+        load_handlers(code_dir)
+    assert "requirements.txt" in info.value.headline
+
+
+def test_model_fn_error_carries_the_message(code_dir: Path, tmp_path: Path) -> None:
+    handlers = load_handlers(write_code(code_dir, MODEL_FN_RAISES))
+    with pytest.raises(
+        EndpointError,
+        match=r"model_fn of inference.py raised RuntimeError: the weights are corrupt \(inference.py, line 3\)",
+    ):
+        handlers.load_model(tmp_path)
+
+
+def test_default_model_fn_without_a_model_file(code_dir: Path, tmp_path: Path) -> None:
+    handlers = load_handlers(write_code(code_dir, NO_HANDLERS))
+    with pytest.raises(EndpointError, match="defines no model_fn") as info:
+        handlers.load_model(tmp_path)
+    assert "define model_fn" in info.value.headline
+
+
+def test_default_model_fn_reads_pickles(code_dir: Path, tmp_path: Path, iris: IrisModel) -> None:
+    import pickle
+
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(iris.model))
+    handlers = load_handlers(write_code(code_dir, NO_HANDLERS))
+    model = handlers.load_model(tmp_path)
+    assert np.array_equal(model.predict(iris.X), iris.model.predict(iris.X))
+
+
+def test_output_fn_must_return_bytes_or_str(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(
+        code_dir, "def output_fn(prediction, accept):\n    return {'no': 'bytes'}\n", iris
+    )
+    with pytest.raises(HandlerError, match="must return bytes, str"):
+        variant.invoke(b"[[5.1, 3.5, 1.4, 0.2]]", codecs.JSON, codecs.JSON)
+
+
+def test_unsupported_type_with_default_input_fn(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, NO_HANDLERS, iris)
+    with pytest.raises(UnsupportedMediaTypeError):
+        variant.invoke(b"hello", "text/plain", codecs.JSON)
+
+
+def test_syntax_error_points_at_the_line(code_dir: Path) -> None:
+    write_code(code_dir, "def model_fn(model_dir)\n    return 1\n")
+    with pytest.raises(EndpointError, match=r"SyntaxError: .*\(inference.py, line 1\)"):
+        load_handlers(code_dir)

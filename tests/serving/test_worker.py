@@ -1,0 +1,93 @@
+"""A worker process on its own: readiness, failure report, graceful stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlcicd.fsutil import atomic_write_json
+from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.worker import inherited_socket
+from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, IrisModel, request, write_code
+
+Processes = list[subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()
+
+
+def spawn(
+    tmp_path: Path, iris: IrisModel, script: str, sock: socket.socket, processes: Processes
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a worker on ``sock``; its status pipe's read end is returned with it."""
+    code = write_code(tmp_path / "code", script)
+    spec = tmp_path / "spec.json"
+    variant = VariantSpec("AllTraffic", str(iris.model_dir), str(code))
+    atomic_write_json(spec, ServingConfig(name="w", variants=(variant,)).to_dict())
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "mlcicd.serving.worker", "--fd", str(sock.fileno()),
+           "--spec", str(spec), "--status-fd", str(write_fd)]  # fmt: skip
+    try:
+        proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(), write_fd), stderr=subprocess.PIPE)
+    finally:
+        os.close(write_fd)
+    processes.append(proc)
+    return proc, read_fd
+
+
+def read_event(fd: int, timeout: float = 30.0) -> dict:
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, "no event from the worker"
+        return json.loads(os.read(fd, 65536).splitlines()[0])
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.integration
+def test_ready_then_serves_then_drains(
+    tmp_path: Path, iris: IrisModel, listener: socket.socket, processes: Processes
+) -> None:
+    proc, fd = spawn(tmp_path, iris, NO_HANDLERS, listener, processes)
+    assert read_event(fd) == {"event": "ready", "pid": proc.pid}
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    assert request(url, "GET", "/ping").status == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.integration
+def test_model_fn_failure_is_reported_before_listening(
+    tmp_path: Path, iris: IrisModel, listener: socket.socket, processes: Processes
+) -> None:
+    proc, fd = spawn(tmp_path, iris, MODEL_FN_RAISES, listener, processes)
+    event = read_event(fd)
+    assert proc.wait(timeout=20) == 3
+    assert event["event"] == "failed"
+    assert "RuntimeError: the weights are corrupt (inference.py, line 3)" in event["error"]
+    assert proc.stderr is not None and b"Traceback" in proc.stderr.read()
+
+
+def test_the_inherited_socket_says_it_is_tcp(listener: socket.socket) -> None:
+    # asyncio sets TCP_NODELAY only on sockets that say they are TCP; uvicorn's own `fd=`
+    # option labels every socket AF_UNIX, which would leave Nagle on for every connection.
+    inherited = inherited_socket(os.dup(listener.fileno()))
+    try:
+        assert (inherited.family, inherited.proto) == (socket.AF_INET, socket.IPPROTO_TCP)
+    finally:
+        inherited.close()
