@@ -67,7 +67,12 @@ def stop_endpoints(project_dir: Path) -> None:
 
 @pytest.fixture
 def iris_project(tmp_path: Path) -> Iterator[Path]:
-    """A git repository holding a committed copy of examples/iris; endpoints stopped after."""
+    """A git repository holding a committed copy of examples/iris; endpoints stopped after.
+
+    It sits below a directory whose pytest settings would break the project's tests if they
+    leaked in — as when the demo runs inside a checkout of mlcicd itself.
+    """
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
     project = make_repo(tmp_path / "iris")
     yield project
     stop_endpoints(project)
