@@ -30,10 +30,14 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
         ["run", "status", "commit", "started", "elapsed", "failed stage", "message"],
         [
             (r.id, r.status, (r.commit_sha or "")[:12], when(r.started_at), f"{r.elapsed:.1f}s",
-             r.failed_stage, (r.failure_reason or (r.message or "").splitlines()[0] if r.message else r.failure_reason))
+             r.failed_stage, r.failure_reason or _subject(r.message))
             for r in found
         ],
     )  # fmt: skip
+
+
+def _subject(message: str | None) -> str:
+    return message.splitlines()[0] if message else ""
 
 
 @runs.command("show")
@@ -52,7 +56,7 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     if run.commit_sha:
         dirty = " (working tree was dirty)" if run.dirty else ""
         click.echo(f"commit {run.commit_sha} on {run.branch} by {run.author}{dirty}")
-        click.echo(f"    {(run.message or '').splitlines()[0] if run.message else ''}")
+        click.echo(f"    {_subject(run.message)}")
     if run.failure_reason:
         click.echo(f"failed at {run.failed_stage}: {run.failure_reason}")
     table(

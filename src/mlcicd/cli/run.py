@@ -66,10 +66,15 @@ def run(
 
 
 def _show_failure(stages: list[StageExecution], error: MlcicdError) -> None:
+    """The failed stage's last log lines (what led to it), then the error in one line."""
     failed = next((s for s in stages if s.status == "Failed"), None)
     if failed is not None and failed.log_path and Path(failed.log_path).is_file():
-        lines = Path(failed.log_path).read_text(errors="replace").splitlines()[-15:]
-        click.echo(f"last lines of the {failed.stage} log ({failed.log_path}):", err=True)
-        for line in lines:
-            click.echo(f"    │ {line}", err=True)
+        lines = [
+            line for line in Path(failed.log_path).read_text(errors="replace").splitlines()
+            if " FAILED: " not in line  # the error itself is printed below
+        ][-15:]  # fmt: skip
+        if lines:
+            click.echo(f"last lines of the {failed.stage} log ({failed.log_path}):", err=True)
+            for line in lines:
+                click.echo(f"    │ {line}", err=True)
     click.echo(f"error: {error.headline}", err=True)
