@@ -95,8 +95,16 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
     assert endpoint["endpoint"]["pid"] == pid
     assert len(as_json(mlcicd(iris_project, "models", "list", "--json"))) == 1
 
+    # --force reruns every stage; the same bytes stay the same model version.
+    forced = mlcicd(iris_project, "run", "--force")
+    assert forced.exit_code == 0, forced.output
+    statuses = stage_status(iris_project, 3)
+    assert [statuses[s] for s in ("build", "train", "deploy")] == ["Succeeded"] * 3
+    assert statuses["register"] == "Cached"
+    assert len(as_json(mlcicd(iris_project, "models", "list", "--json"))) == 1
+
     runs = as_json(mlcicd(iris_project, "runs", "list", "--json"))
-    assert [r["status"] for r in runs] == ["Succeeded", "Succeeded"]
+    assert [r["status"] for r in runs] == ["Succeeded"] * 3
     logs = mlcicd(iris_project, "logs", "1", "--stage", "train")
     assert logs.exit_code == 0 and "accuracy=" in logs.output
 
@@ -106,7 +114,7 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
     failed = mlcicd(iris_project, "run")
     assert failed.exit_code != 0
     assert "accuracy = 0.9333 does not meet accuracy >= 0.99" in failed.output
-    statuses = stage_status(iris_project, 3)
+    statuses = stage_status(iris_project, 4)
     assert statuses["gate"] == "Failed" and statuses["deploy"] == "Skipped"
     models = as_json(mlcicd(iris_project, "models", "list", "--json"))
     assert models[0]["status"] == "Rejected" and "quality gate" in models[0]["status_reason"]
