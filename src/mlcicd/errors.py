@@ -13,7 +13,9 @@
     ├── EndpointError           an endpoint could not be created, updated, reached or deleted
     │   └── PortInUseError      the requested port is taken
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
-    └── StateError              the state database is unusable or a transition is illegal
+    ├── StateError              the state database is unusable or a transition is illegal
+    └── AwsError                an AWS API call failed: AWS's error code and message, the call
+        └── StackError          a CloudFormation stack did not reach the state asked for
 
 Each message says what went wrong, where, and what to do. Errors from libraries are
 converted at the boundary (``raise ArtifactError(...) from exc``), so a traceback reaching
@@ -111,8 +113,33 @@ class StateError(MlcicdError):
     """The state database is unusable, or a state transition is not allowed."""
 
 
+class AwsError(MlcicdError):
+    """An AWS API call failed. ``code`` is AWS's error code (``AccessDeniedException``,
+    ``NoSuchKey``, ``404``…, or botocore's exception name when no request got an answer),
+    ``aws_message`` AWS's own message, ``operation`` the call (``sagemaker:CreateTrainingJob``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        aws_message: str = "",
+        operation: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.aws_message = aws_message
+        self.operation = operation
+
+
+class StackError(AwsError):
+    """A CloudFormation stack failed to be created, updated or deleted, or cannot be."""
+
+
 __all__ = [
     "ArtifactError",
+    "AwsError",
     "BuildError",
     "ConfigError",
     "EndpointError",
@@ -121,6 +148,7 @@ __all__ = [
     "NotFoundError",
     "PortInUseError",
     "ProjectError",
+    "StackError",
     "StageError",
     "StateError",
     "TrainingError",

@@ -94,3 +94,20 @@ def aws(moto_server: str) -> AwsClient:
     """Clients of a freshly reset moto server."""
     reset(moto_server)
     return clients(moto_server)
+
+
+@pytest.fixture
+def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> AwsClient:
+    """A freshly reset moto server that mlcicd's own clients reach through the environment
+    (``MLCICD_AWS_ENDPOINT_URL``, dummy credentials, no profile); returns the test's clients."""
+    reset(moto_server)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLCICD_AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    return clients(moto_server)

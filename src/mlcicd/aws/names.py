@@ -39,6 +39,13 @@ ENV_METRIC_DEFINITIONS = "MLCICD_METRIC_DEFINITIONS"  # JSON: SageMaker's [{"Nam
 ENV_ENDPOINT_INSTANCE_TYPE = "MLCICD_ENDPOINT_INSTANCE_TYPE"
 ENV_ENDPOINT_INSTANCE_COUNT = "MLCICD_ENDPOINT_INSTANCE_COUNT"
 ENV_ROLLBACK_ALARMS = "MLCICD_ROLLBACK_ALARMS"  # JSON: alarm names for deployment guardrails
+# Read by the Lambdas, not (yet) set by the template; each has a default that works without it.
+ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
+ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
+ENV_TRAFFIC_ROUTING = "MLCICD_TRAFFIC_ROUTING"  # JSON: blue/green traffic shifting (aws/hosting.py)
+
+# Read by `mlcicd run` with the SageMaker backends (not by the Lambdas, which never wait).
+ENV_POLL_SECONDS = "MLCICD_SAGEMAKER_POLL_SECONDS"  # between DescribeTrainingJob/DescribeEndpoint calls
 
 # CloudFormation's stack-name rule; the Lambda names "<stack>-training" must stay within 64.
 _STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
@@ -47,6 +54,46 @@ MAX_STACK_NAME = 50
 # region names have 14, so the prefix gets 63 - 1 - 12 - 1 - 14.
 _BUCKET_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 MAX_BUCKET_PREFIX = 35
+MAX_SAGEMAKER_NAME = 63  # training jobs, models, endpoint configs, endpoints
+
+
+def training_job_prefix(pipeline: str) -> str:
+    return f"{pipeline}-"
+
+
+def model_prefix(pipeline: str) -> str:
+    return f"{pipeline}-"
+
+
+def endpoint_config_prefix(endpoint: str) -> str:
+    return f"{endpoint}-"
+
+
+def _sagemaker_name(prefix: str, suffix: str, what: str, key: str) -> str:
+    name = f"{prefix}{suffix}"
+    if len(name) > MAX_SAGEMAKER_NAME:
+        # Truncating the prefix would take the name out of what the policies allow.
+        raise ConfigError(
+            f"the {what} name {name!r} would be {len(name)} characters; SageMaker allows {MAX_SAGEMAKER_NAME}",
+            key=key,
+            hint=f"shorten {key} to at most {MAX_SAGEMAKER_NAME - len(suffix) - 1} characters",
+        )
+    return name
+
+
+def training_job_name(pipeline: str, suffix: str) -> str:
+    """``<pipeline>-<suffix>``: what the training Lambda's policy allows it to start."""
+    return _sagemaker_name(training_job_prefix(pipeline), suffix, "training job", "pipeline")
+
+
+def model_name(pipeline: str, suffix: str) -> str:
+    """``<pipeline>-<suffix>``: a SageMaker Model the deploy Lambda may create."""
+    return _sagemaker_name(model_prefix(pipeline), suffix, "model", "pipeline")
+
+
+def endpoint_config_name(endpoint: str, suffix: str) -> str:
+    """``<endpoint>-<suffix>``: an EndpointConfig the deploy Lambda may create."""
+    return _sagemaker_name(endpoint_config_prefix(endpoint), suffix, "endpoint config", "deploy.endpoint_name")
 
 
 def arn(service: str, resource: str) -> str:
@@ -171,15 +218,15 @@ class StackNames:
 
     @property
     def training_job_prefix(self) -> str:
-        return f"{self.pipeline}-"
+        return training_job_prefix(self.pipeline)
 
     @property
     def model_prefix(self) -> str:
-        return f"{self.pipeline}-"
+        return model_prefix(self.pipeline)
 
     @property
     def endpoint_config_prefix(self) -> str:
-        return f"{self.endpoint}-"
+        return endpoint_config_prefix(self.endpoint)
 
     @property
     def model_package_group(self) -> str:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import click
 
+from mlcicd.aws.package import build_lambda_package
+from mlcicd.aws.stack import (
+    StackEvent,
+    default_code_bucket,
+    deploy_stack,
+    destroy_stack,
+    upload_lambda_package,
+)
 from mlcicd.aws.template import DEFAULT_STACK_NAME, build_template, to_yaml
 from mlcicd.cli import cli, find_project
-from mlcicd.errors import ProjectError
+from mlcicd.cli.output import echo_json
+from mlcicd.errors import ConfigError, ProjectError
 from mlcicd.project import Project
 
 
@@ -52,3 +62,88 @@ def aws_template(
         click.echo(json.dumps(template, indent=2))
     else:
         click.echo(to_yaml(template), nl=False)
+
+
+def _parameters(values: tuple[str, ...]) -> dict[str, str]:
+    parameters: dict[str, str] = {}
+    for value in values:
+        key, sep, setting = value.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {value!r}", path="--parameter")
+        parameters[key] = setting
+    return parameters
+
+
+def _show_event(event: StackEvent) -> None:
+    click.echo(str(event))
+
+
+@aws.command("package")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("mlcicd-lambdas.zip"), show_default=True, help="Where to write the zip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the package's path, size and sha256 as JSON.")
+def aws_package(output: Path, as_json: bool) -> None:
+    """Build the orchestrator Lambdas' deployment package (mlcicd and PyYAML; Lambda has boto3).
+
+    `mlcicd aws deploy` builds and uploads it by itself; this is for uploading it your way
+    (then pass --parameter LambdaCodeBucket=… --parameter LambdaCodeKey=…).
+    """
+    package = build_lambda_package(output)
+    if as_json:
+        echo_json({"path": str(package.path), "sha256": package.sha256, "size": package.size,
+                   "files": package.files, "key": package.key})  # fmt: skip
+    else:
+        click.echo(f"{package.path}: {package.files} files, {package.size / 1024:.0f} KiB, sha256 {package.sha256}")
+
+
+@aws.command("deploy")
+@click.argument("project_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--stack-name", default=DEFAULT_STACK_NAME, show_default=True, help="The stack to create or update.")
+@click.option("--parameter", "-p", "parameter_values", multiple=True, metavar="KEY=VALUE",
+              help="A template parameter (repeatable), e.g. -p GitHubOwner=ada -p GitHubRepo=iris. "
+              "On an update, parameters not given keep their values.")
+@click.option("--approval", is_flag=True, help="Require a manual approval before deploying (RequireApproval's default).")
+@click.option("--code-bucket", default=None,
+              help="Where the Lambda package goes (default: mlcicd-lambda-code-<account>-<region>, created if missing).")
+@click.option("--json", "as_json", is_flag=True, help="Print the stack's status and outputs as JSON at the end.")
+@click.pass_context
+def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, parameter_values: tuple[str, ...],
+               approval: bool, code_bucket: str | None, as_json: bool) -> None:  # fmt: skip
+    """Create or update the stack on AWS through a change set, and wait, showing its events.
+
+    The template is the one `mlcicd aws template` prints. The Lambda package is built and
+    uploaded under its sha256, so the functions change exactly when their code does. A first
+    deploy needs GitHubOwner, GitHubRepo and ConnectionArn (or GitHubToken).
+    """
+    project = find_project(ctx, project_dir)
+    template = build_template(project.config, stack_name=stack_name, approval=approval, buildspec=_buildspec(project))
+    parameters = _parameters(parameter_values)
+    say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    if "LambdaCodeKey" not in parameters:
+        bucket = parameters.get("LambdaCodeBucket") or code_bucket or default_code_bucket()
+        with tempfile.TemporaryDirectory(prefix="mlcicd-package-") as tmp:
+            package = build_lambda_package(Path(tmp) / "lambdas.zip")
+            key = upload_lambda_package(package, bucket)
+        parameters.update(LambdaCodeBucket=bucket, LambdaCodeKey=key)
+        say(f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 {package.sha256[:12]})")
+    say(f"deploying stack {stack_name} …")
+    result = deploy_stack(stack_name, to_yaml(template), template, parameters,
+                          on_event=lambda e: say(str(e)), tags={"mlcicd:pipeline": project.config.pipeline})  # fmt: skip
+    if as_json:
+        echo_json({"stack_id": result.stack_id, "status": result.status, "changed": result.changed,
+                   "outputs": result.outputs})  # fmt: skip
+        return
+    click.echo(f"stack {stack_name}: {result.status}" + ("" if result.changed else " (no changes)"))
+    for key, value in sorted(result.outputs.items()):
+        click.echo(f"  {key:<24} {value}")
+
+
+@aws.command("destroy")
+@click.option("--stack-name", default=DEFAULT_STACK_NAME, show_default=True, help="The stack to delete.")
+@click.option("--force", is_flag=True,
+              help="Empty the stack's buckets (every object version) and image repository first. "
+              "Without it, a stack holding data is not deleted.")
+def aws_destroy(stack_name: str, force: bool) -> None:
+    """Delete the stack and everything it created, and wait, showing its events."""
+    destroy_stack(stack_name, force=force, on_event=_show_event, on_message=click.echo)
+    click.echo(f"stack {stack_name} deleted")

@@ -28,6 +28,10 @@ def training_backend(config: TrainConfig, project: Project) -> TrainingBackend:
         from mlcicd.training.local import LocalTrainingBackend
 
         return LocalTrainingBackend(project.state_dir / "jobs")
+    if config.backend == "sagemaker":
+        from mlcicd.training.sagemaker import SageMakerTrainingBackend
+
+        return SageMakerTrainingBackend.from_config(project.config, project.store, project.state_dir / "jobs")
     raise ConfigError(
         f"training backend {config.backend!r} is not available in this version",
         key="train.backend",

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlcicd.errors import ConfigError
+from mlcicd.errors import ArtifactError, ConfigError
 from mlcicd.store.base import ArtifactRef, ArtifactStore
 from mlcicd.store.local import LocalArtifactStore
+from mlcicd.store.s3 import S3ArtifactStore
 
 
 def open_store(uri: str | None, *, default_root: Path) -> ArtifactStore:
-    """The store a config's ``store.uri`` names: ``s3://bucket-prefix`` or a local path."""
+    """The store a config's ``store.uri`` names: ``s3://bucket[/prefix]`` or a local path."""
     if uri and uri.startswith("s3://"):
-        raise ConfigError(
-            f"the S3 artifact store ({uri}) is not available in this version",
-            key="store.uri",
-            hint="remove store.uri to keep artifacts in the project's state directory",
-        )
+        try:
+            return S3ArtifactStore(uri)
+        except ArtifactError as exc:
+            raise ConfigError(exc.message, key="store.uri", hint="write it as s3://bucket or s3://bucket/prefix") from exc
     if uri:
         return LocalArtifactStore(Path(uri.removeprefix("file://")))
     return LocalArtifactStore(default_root)
 
 
-__all__ = ["ArtifactRef", "ArtifactStore", "LocalArtifactStore", "open_store"]
+__all__ = ["ArtifactRef", "ArtifactStore", "LocalArtifactStore", "S3ArtifactStore", "open_store"]

@@ -117,6 +117,9 @@ def _sagemaker_role(names: StackNames) -> Json:
             ["cloudwatch:PutMetricData"],
             condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
         ),
+        # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role.
+        allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"],
+              [sub(arn("cloudwatch", f"alarm:{a}")) for a in (names.endpoint_errors_alarm, names.endpoint_latency_alarm)]),
         _use_key("kms:Decrypt", "kms:GenerateDataKey"),
     )  # fmt: skip
 

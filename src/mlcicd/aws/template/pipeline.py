@@ -67,7 +67,7 @@ def resources(config: Config, names: StackNames, *, buildspec: str) -> Json:
         TRAINING_FUNCTION: _function(
             names.training_function, TRAINING_HANDLER, TRAINING_FUNCTION_ROLE, TRAINING_FUNCTION_LOG_GROUP,
             "Starts and follows the pipeline's SageMaker training job, applies the gate, registers the model",
-            _training_environment(config, names),
+            _training_environment(config, names, project_dir=_project_dir(buildspec)),
         ),
         DEPLOY_FUNCTION: _function(
             names.deploy_function, DEPLOY_HANDLER, DEPLOY_FUNCTION_ROLE, DEPLOY_FUNCTION_LOG_GROUP,
@@ -142,10 +142,17 @@ def _common_environment(names: StackNames) -> dict[str, Any]:
     }
 
 
-def _training_environment(config: Config, names: StackNames) -> dict[str, Any]:
+def _project_dir(buildspec: str) -> str:
+    """The project's directory in the repository: where its buildspec.yml is ('' = the root)."""
+    return buildspec.rpartition("/")[0]
+
+
+def _training_environment(config: Config, names: StackNames, *, project_dir: str) -> dict[str, Any]:
     train = config.train
     environment = {
         **_common_environment(names),
+        n.ENV_PROJECT_DIR: project_dir,
+        n.ENV_REQUIRE_APPROVAL: if_(p.APPROVAL_REQUIRED, "true", "false"),
         n.ENV_GATE_THRESHOLDS: _json([{"metric": t.metric, "op": t.op, "value": t.value}
                                       for t in config.gate.thresholds]),
         n.ENV_TRAINING_INSTANCE_TYPE: train.instance_type,

@@ -1,0 +1,245 @@
+"""SageMaker hosting, as the deploy Lambda and ``deploy.backend: sagemaker`` both drive it:
+Models and EndpointConfigs created idempotently (looked up before created, never changed
+once made — their names say what they hold), an endpoint created or updated to a config,
+and how far an endpoint has got towards serving it.
+
+Updates use SageMaker's deployment guardrails when configured: blue/green with all-at-once,
+canary or linear traffic shifting, rolled back automatically when one of the alarms fires.
+The traffic shifting comes from ``$MLCICD_TRAFFIC_ROUTING`` (JSON)::
+
+    {"type": "CANARY" | "LINEAR" | "ALL_AT_ONCE",
+     "size_percent": 10,               # canary size, or linear step (CANARY/LINEAR)
+     "wait_seconds": 600,              # between steps; the baking time of ALL_AT_ONCE
+     "termination_wait_seconds": 0,    # before the old fleet goes
+     "max_execution_seconds": 3600}    # optional: SageMaker's own default otherwise
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mlcicd.aws.clients import AwsClient, is_not_found
+from mlcicd.aws.names import ENV_TRAFFIC_ROUTING
+from mlcicd.errors import AwsError, ConfigError, EndpointError
+
+IN_SERVICE = "InService"
+FAILED = "Failed"
+MOVING = ("Creating", "Updating", "SystemUpdating", "RollingBack")  # SageMaker is at work
+DEFAULT_WAIT_SECONDS = 600
+# In each Model's container environment: lets describe() say which model bytes it serves.
+MODEL_SHA256_ENV = "MLCICD_MODEL_SHA256"
+_ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
+
+
+def _exists_error(exc: AwsError) -> bool:
+    return "already exist" in exc.aws_message.lower() or exc.code == "ResourceInUse"
+
+
+def _described(call: Any, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        answer: dict[str, Any] = call(**kwargs)
+    except AwsError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return answer
+
+
+def tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
+
+
+def ensure_model(
+    sagemaker: AwsClient,
+    *,
+    name: str,
+    image: str,
+    model_data_url: str,
+    role_arn: str,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> bool:
+    """Create the Model unless it exists; return whether it was created now."""
+    if _described(sagemaker.describe_model, ModelName=name) is not None:
+        return False
+    container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_data_url, "Mode": "SingleModel"}
+    if environment:
+        container["Environment"] = dict(environment)
+    params: dict[str, Any] = {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role_arn}
+    if tags:
+        params["Tags"] = tag_list(tags)
+    try:
+        sagemaker.create_model(**params)
+    except AwsError as exc:
+        if _exists_error(exc):
+            return False
+        raise
+    return True
+
+
+def production_variant(
+    *, name: str, model_name: str, instance_type: str, instance_count: int, weight: float = 1.0
+) -> dict[str, Any]:
+    return {
+        "VariantName": name,
+        "ModelName": model_name,
+        "InitialInstanceCount": instance_count,
+        "InstanceType": instance_type,
+        "InitialVariantWeight": weight,
+    }
+
+
+def ensure_endpoint_config(
+    sagemaker: AwsClient,
+    *,
+    name: str,
+    variants: Sequence[Mapping[str, Any]],
+    tags: Mapping[str, str] | None = None,
+) -> bool:
+    """Create the EndpointConfig unless it exists; return whether it was created now."""
+    if _described(sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
+        return False
+    params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [dict(v) for v in variants]}
+    if tags:
+        params["Tags"] = tag_list(tags)
+    try:
+        sagemaker.create_endpoint_config(**params)
+    except AwsError as exc:
+        if _exists_error(exc):
+            return False
+        raise
+    return True
+
+
+def describe_endpoint(sagemaker: AwsClient, name: str) -> dict[str, Any] | None:
+    return _described(sagemaker.describe_endpoint, EndpointName=name)
+
+
+def traffic_routing(raw: str | None) -> dict[str, Any] | None:
+    """``$MLCICD_TRAFFIC_ROUTING`` parsed and checked; None when unset."""
+    if not raw:
+        return None
+    try:
+        routing = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"not JSON: {exc}", path=ENV_TRAFFIC_ROUTING) from exc
+    if not isinstance(routing, dict) or routing.get("type", "ALL_AT_ONCE") not in _ROUTING_TYPES:
+        raise ConfigError(f"expected an object with type one of {', '.join(_ROUTING_TYPES)}", path=ENV_TRAFFIC_ROUTING)
+    unknown = set(routing) - {"type", "size_percent", "wait_seconds", "termination_wait_seconds",
+                              "max_execution_seconds"}  # fmt: skip
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", path=ENV_TRAFFIC_ROUTING)
+    return routing
+
+
+def deployment_config(alarms: Sequence[str], routing: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """UpdateEndpoint's DeploymentConfig: blue/green with the traffic shifting asked for, and
+    automatic rollback on ``alarms``; None (SageMaker's default update) without either."""
+    if not alarms and not routing:
+        return None
+    routing = routing or {}
+    kind = routing.get("type", "ALL_AT_ONCE")
+    shifting: dict[str, Any] = {
+        "Type": kind,
+        "WaitIntervalInSeconds": int(routing.get("wait_seconds", DEFAULT_WAIT_SECONDS)),
+    }
+    size = {"Type": "CAPACITY_PERCENT", "Value": int(routing.get("size_percent", 10))}
+    if kind == "CANARY":
+        shifting["CanarySize"] = size
+    elif kind == "LINEAR":
+        shifting["LinearStepSize"] = size
+    policy: dict[str, Any] = {
+        "TrafficRoutingConfiguration": shifting,
+        "TerminationWaitInSeconds": int(routing.get("termination_wait_seconds", 0)),
+    }
+    if "max_execution_seconds" in routing:
+        policy["MaximumExecutionTimeoutInSeconds"] = int(routing["max_execution_seconds"])
+    config: dict[str, Any] = {"BlueGreenUpdatePolicy": policy}
+    if alarms:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+    return config
+
+
+StartResult = Literal["created", "updating", "current", "busy"]
+
+
+def start_deployment(
+    sagemaker: AwsClient,
+    endpoint: str,
+    config_name: str,
+    *,
+    deployment: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> StartResult:
+    """Make ``endpoint`` move to ``config_name``: create it, or update it when it is
+    InService on another config. ``current``: it already serves (or is moving to) that
+    config; ``busy``: SageMaker is changing it to another config — try again later."""
+    described = describe_endpoint(sagemaker, endpoint)
+    if described is None:
+        params: dict[str, Any] = {"EndpointName": endpoint, "EndpointConfigName": config_name}
+        if tags:
+            params["Tags"] = tag_list(tags)
+        sagemaker.create_endpoint(**params)
+        return "created"
+    status = described["EndpointStatus"]
+    if status == FAILED:
+        raise EndpointError(
+            f"endpoint {endpoint} is Failed: {described.get('FailureReason') or 'no reason given'}",
+            hint=f"SageMaker cannot update a failed endpoint: delete it (aws sagemaker delete-endpoint "
+            f"--endpoint-name {endpoint}) and deploy again",
+        )
+    if described.get("EndpointConfigName") == config_name:
+        return "current"
+    if status in MOVING:
+        return "busy"
+    if status != IN_SERVICE:
+        raise EndpointError(f"endpoint {endpoint} is {status}: it cannot be updated now")
+    update: dict[str, Any] = {"EndpointName": endpoint, "EndpointConfigName": config_name}
+    if deployment:
+        update["DeploymentConfig"] = dict(deployment)
+    sagemaker.update_endpoint(**update)
+    return "updating"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an endpoint has got towards serving a config."""
+
+    state: Literal["waiting", "done", "failed"]
+    status: str
+    reason: str | None = None
+
+
+def progress(described: Mapping[str, Any] | None, config_name: str) -> Progress:
+    if described is None:
+        return Progress("failed", "Missing", "the endpoint no longer exists (deleted while deploying?)")
+    status = str(described["EndpointStatus"])
+    reason = described.get("FailureReason")
+    current = described.get("EndpointConfigName")
+    if status in MOVING:
+        return Progress("waiting", status)
+    if status == IN_SERVICE and current == config_name:
+        return Progress("done", status)
+    if status == IN_SERVICE:
+        # An update that failed or was rolled back leaves the old config serving.
+        return Progress("failed", status, f"the update to {config_name} did not complete and the endpoint "
+                        f"still serves {current}: {reason or 'SageMaker rolled it back'}")  # fmt: skip
+    return Progress("failed", status, reason or f"the endpoint is {status}")
+
+
+__all__ = [
+    "MODEL_SHA256_ENV",
+    "Progress",
+    "deployment_config",
+    "describe_endpoint",
+    "ensure_endpoint_config",
+    "ensure_model",
+    "production_variant",
+    "progress",
+    "start_deployment",
+    "tag_list",
+    "traffic_routing",
+]

@@ -1,0 +1,385 @@
+"""TRAIN: the pipeline's training Lambda (``mlcicd.aws.lambdas.training.handler``).
+
+First invocation (no continuation token): read the image URI from the build's
+``imageDetail.json``, upload the training channels from the source artifact to the models
+bucket, start the SageMaker training job ``<pipeline>-<suffix of the job id>`` — unless a
+retried invocation already did — and return with a continuation token.
+
+Later invocations (CodePipeline re-invokes with the token, as a new job): while the job runs,
+return the token again. When it has Completed: the final metrics (``FinalMetricDataList``,
+and ``metrics.json`` from output.tar.gz) go through the same gate as the local pipeline; the
+model is registered as a model package (``PendingManualApproval`` when the pipeline has a
+manual approval, else ``Approved``; ``Rejected`` with the reason when it missed the gate);
+``model.json`` goes into the output artifact for the deploy action. Failed or Stopped:
+the job fails with the reason SageMaker gave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from mlcicd.aws import names as n
+from mlcicd.aws.clients import AwsClient, client, is_not_found
+from mlcicd.aws.codepipeline import Artifact, PipelineJob
+from mlcicd.aws.lambdas.runtime import (
+    bool_setting,
+    int_setting,
+    json_setting,
+    log,
+    run_job,
+    setting,
+)
+from mlcicd.aws.template.pipeline import BUILD_OUTPUT, MODEL_OUTPUT, SOURCE_OUTPUT
+from mlcicd.aws.training_jobs import (
+    create_training_job_request,
+    describe_training_job,
+    failure_reason,
+    final_metrics,
+    model_uri,
+    start_training_job,
+    status_transitions,
+)
+from mlcicd.config import Threshold
+from mlcicd.errors import ArtifactError, AwsError, ConfigError, GateError, TrainingError
+from mlcicd.stages.gate import evaluate_thresholds
+from mlcicd.store.s3 import parse_s3_uri
+
+IMAGE_DETAIL = "imageDetail.json"  # written by buildspec.yml
+MODEL_JSON = "model.json"  # read by the deploy Lambda
+REGISTRATION = "model-package.json"  # beside the job's output: makes registering idempotent
+CONTENT_TYPES = ["application/json", "text/csv", "application/x-npy"]
+RESPONSE_TYPES = ["application/json", "text/csv", "application/x-npy"]
+_OPS = (">=", ">", "<=", "<", "==")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The function's environment (set by the stack from mlcicd.yaml)."""
+
+    pipeline: str
+    role_arn: str
+    models_bucket: str
+    thresholds: tuple[Threshold, ...]
+    instance_type: str
+    instance_count: int
+    use_spot: bool
+    max_runtime: int
+    max_wait: int | None
+    channels: dict[str, str]
+    environment: dict[str, str]
+    hyperparameters: dict[str, Any]
+    metric_definitions: list[dict[str, str]]
+    require_approval: bool
+    project_dir: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> TrainingSettings:
+        thresholds = []
+        for raw in json_setting(environ, n.ENV_GATE_THRESHOLDS, []):
+            if not isinstance(raw, dict) or raw.get("op") not in _OPS or not isinstance(raw.get("value"), int | float):
+                raise ConfigError(f"{n.ENV_GATE_THRESHOLDS}: {raw!r} is not a threshold", path="the function's environment")
+            thresholds.append(Threshold(metric=str(raw["metric"]), op=raw["op"], value=float(raw["value"])))
+        max_wait = setting(environ, n.ENV_TRAINING_MAX_WAIT, "")
+        return cls(
+            pipeline=setting(environ, n.ENV_PIPELINE),
+            role_arn=setting(environ, n.ENV_SAGEMAKER_ROLE_ARN),
+            models_bucket=setting(environ, n.ENV_MODELS_BUCKET),
+            thresholds=tuple(thresholds),
+            instance_type=setting(environ, n.ENV_TRAINING_INSTANCE_TYPE, "ml.m5.large"),
+            instance_count=int_setting(environ, n.ENV_TRAINING_INSTANCE_COUNT, 1),
+            use_spot=bool_setting(environ, n.ENV_TRAINING_USE_SPOT, False),
+            max_runtime=int_setting(environ, n.ENV_TRAINING_MAX_RUNTIME, 86400),
+            max_wait=int_setting(environ, n.ENV_TRAINING_MAX_WAIT) if max_wait else None,
+            channels=json_setting(environ, n.ENV_TRAINING_CHANNELS, {}),
+            environment=json_setting(environ, n.ENV_TRAINING_ENVIRONMENT, {}),
+            hyperparameters=json_setting(environ, n.ENV_HYPERPARAMETERS, {}),
+            metric_definitions=json_setting(environ, n.ENV_METRIC_DEFINITIONS, []),
+            require_approval=bool_setting(environ, n.ENV_REQUIRE_APPROVAL, False),
+            project_dir=setting(environ, n.ENV_PROJECT_DIR, "").strip("/"),
+        )
+
+    @property
+    def output_path(self) -> str:
+        return f"s3://{self.models_bucket}/{self.pipeline}"
+
+    def job_prefix(self, job_name: str) -> str:
+        """Where the job's own files go in the models bucket (beside SageMaker's output)."""
+        return f"{self.pipeline}/{job_name}"
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point: one step of the Train action."""
+    return run_job(event, lambda job: step(job, TrainingSettings.from_environ(os.environ)), function="training")
+
+
+def step(job: PipelineJob, settings: TrainingSettings) -> None:
+    if job.continuation is None:
+        start(job, settings)
+    else:
+        follow(job, settings, job.continuation)
+
+
+def job_name_for(settings: TrainingSettings, pipeline_job_id: str) -> str:
+    """The same CodePipeline job always names the same training job (retries find it)."""
+    return n.training_job_name(settings.pipeline, hashlib.sha256(pipeline_job_id.encode()).hexdigest()[:16])
+
+
+# --- start -----------------------------------------------------------------------------------
+
+
+def start(job: PipelineJob, settings: TrainingSettings) -> None:
+    name = job_name_for(settings, job.id)
+    sagemaker = client("sagemaker")
+    source = _source(job)
+    described = describe_training_job(sagemaker, name)
+    if described is not None:
+        log(f"training job {name} exists already ({described['TrainingJobStatus']}): not starting it again")
+        image = str(described["AlgorithmSpecification"]["TrainingImage"])
+    else:
+        image = _image_uri(job)
+        channels = _upload_channels(job, settings, source, name)
+        request = create_training_job_request(
+            name=name,
+            image=image,
+            role_arn=settings.role_arn,
+            channels=channels,
+            output_path=settings.output_path,
+            instance_type=settings.instance_type,
+            instance_count=settings.instance_count,
+            max_runtime=settings.max_runtime,
+            use_spot=settings.use_spot,
+            max_wait=settings.max_wait,
+            checkpoint_uri=f"s3://{settings.models_bucket}/{settings.job_prefix(name)}/checkpoints",
+            hyperparameters=settings.hyperparameters,
+            environment=settings.environment,
+            metric_definitions=settings.metric_definitions,
+            tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:commit": (source.revision or "")[:256]},
+        )
+        created = start_training_job(sagemaker, request)
+        log(f"training job {name} {'started' if created else 'was started by an earlier invocation'} with {image}")
+    state = {"job": name, "image": image, "revision": source.revision}
+    job.continue_later(state, summary=f"training job {name} started", external_id=name, percent=0)
+
+
+def _source(job: PipelineJob) -> Artifact:
+    if len(job.inputs) == 1:
+        return job.inputs[0]
+    return job.input(SOURCE_OUTPUT)
+
+
+def _image_uri(job: PipelineJob) -> str:
+    build = job.inputs[0] if len(job.inputs) == 1 else job.input(BUILD_OUTPUT)
+    detail = job.read_json(build, IMAGE_DETAIL)
+    image = detail.get("ImageURI") if isinstance(detail, dict) else None
+    if not isinstance(image, str) or not image:
+        raise ArtifactError(f"{IMAGE_DETAIL} in artifact {build.name} has no ImageURI",
+                            hint="buildspec.yml writes it after pushing the image")  # fmt: skip
+    return image
+
+
+def _upload_channels(job: PipelineJob, settings: TrainingSettings, source: Artifact, name: str) -> dict[str, str]:
+    """Each channel's files from the source artifact to ``<job>/input/data/<channel>/``."""
+    if not settings.channels:
+        return {}
+    s3 = client("s3")
+    uris: dict[str, str] = {}
+    with job.open_zip(source) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        for channel, location in sorted(settings.channels.items()):
+            if PurePosixPath(location).is_absolute():
+                raise ConfigError(f"channel {channel!r} is the absolute path {location}; on AWS channels come "
+                                  "from the repository", key=f"train.channels.{channel}")  # fmt: skip
+            root = "/".join(p for p in (settings.project_dir, location.strip("/")) if p)
+            prefix = f"{settings.job_prefix(name)}/input/data/{channel}/"
+            found = 0
+            for member in members:
+                if member.filename == root:  # a single file
+                    rel = PurePosixPath(root).name
+                elif member.filename.startswith(root + "/"):
+                    rel = member.filename[len(root) + 1 :]
+                else:
+                    continue
+                with archive.open(member) as data:
+                    s3.upload_fileobj(data, settings.models_bucket, prefix + rel)
+                found += 1
+            if not found:
+                raise TrainingError(f"channel {channel!r}: {root} is not in the source artifact (commit "
+                                    f"{(source.revision or '?')[:12]})", hint="commit the data, or fix train.channels")  # fmt: skip
+            log(f"channel {channel}: {found} file(s) from {root}")
+            uris[channel] = f"s3://{settings.models_bucket}/{prefix}"
+    return uris
+
+
+# --- follow ----------------------------------------------------------------------------------
+
+
+def follow(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) -> None:
+    name = str(state["job"])
+    described = describe_training_job(client("sagemaker"), name)
+    if described is None:
+        raise TrainingError(f"training job {name} does not exist (deleted while the pipeline waited?)")
+    status = described["TrainingJobStatus"]
+    secondary = described.get("SecondaryStatus", "")
+    if status in ("InProgress", "Stopping"):
+        transitions = status_transitions(described)
+        latest = transitions[-1][1] if transitions else ""
+        log(f"training job {name}: {status} ({secondary}) {latest}")
+        job.continue_later(state, summary=f"{name}: {status} ({secondary}) {latest}".strip(), external_id=name)
+        return
+    if status != "Completed":
+        raise TrainingError(f"training job {name} {status.lower()} ({secondary}): {failure_reason(described)}")
+    complete(job, settings, state, described)
+
+
+def complete(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any], described: dict[str, Any]) -> None:
+    name = str(state["job"])
+    s3 = client("s3")
+    try:
+        metrics = final_metrics(s3, described)
+    except ValueError as exc:
+        raise TrainingError(f"training job {name}: {exc}") from exc
+    shown = ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())) or "none"
+    log(f"training job {name} completed; metrics: {shown}")
+    for threshold in settings.thresholds:
+        log(f"check {threshold}: {metrics.get(threshold.metric, 'not reported')}")
+    failures = evaluate_thresholds(settings.thresholds, metrics)
+    model_data_url = model_uri(described)
+    sha256 = _sha256_of(s3, model_data_url, name)
+    if failures:
+        reason = "; ".join(failures)
+        package = register(settings, state, model_data_url, sha256, metrics, status="Rejected",
+                           reason=f"quality gate: {reason}")  # fmt: skip
+        raise GateError(f"quality gate failed: {reason}",
+                        hint=f"model {package['arn']} was registered as Rejected; the endpoint keeps its model")  # fmt: skip
+    status = "PendingManualApproval" if settings.require_approval else "Approved"
+    package = register(settings, state, model_data_url, sha256, metrics, status=status, reason=None)
+    model = {
+        "model_data_url": model_data_url,
+        "model_sha256": sha256,
+        "model_package_arn": package["arn"],
+        "model_package_group": settings.pipeline,
+        "model_package_version": package["version"],
+        "approval_status": package["status"],
+        "metrics": metrics,
+        "gate": [str(t) for t in settings.thresholds],
+        "training_job": name,
+        "image_uri": state.get("image"),
+        "source_revision": state.get("revision"),
+    }
+    output = job.outputs[0] if len(job.outputs) == 1 else _named(job.outputs, MODEL_OUTPUT)
+    job.write_zip(output, {MODEL_JSON: (json.dumps(model, indent=2, sort_keys=True) + "\n").encode()})
+    log(f"model package {package['arn']} ({package['status']}); {MODEL_JSON} written to {output.name}")
+    job.succeed(
+        summary=f"{name}: {shown}; model package version {package['version']} ({package['status']})",
+        external_id=name,
+        variables={"TrainingJobName": name, "ModelPackageArn": package["arn"], "ModelDataUrl": model_data_url},
+    )
+
+
+def _named(artifacts: tuple[Artifact, ...], name: str) -> Artifact:
+    for artifact in artifacts:
+        if artifact.name == name:
+            return artifact
+    raise ArtifactError(f"the Train action has no output artifact {name!r}",
+                        hint="the pipeline's Train action must output ModelOutput")  # fmt: skip
+
+
+def _sha256_of(s3: AwsClient, uri: str, job_name: str) -> str:
+    """The model's digest, streamed from S3 (never held whole in the function's memory)."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except AwsError as exc:
+        if exc.code in ("NoSuchKey", "404"):
+            raise ArtifactError(f"training job {job_name} completed but {uri} does not exist") from exc
+        raise
+    digest = hashlib.sha256()
+    try:
+        for chunk in body.iter_chunks(1 << 20):
+            digest.update(chunk)
+    finally:
+        body.close()
+    return digest.hexdigest()
+
+
+# --- the model registry ----------------------------------------------------------------------
+
+
+def register(
+    settings: TrainingSettings,
+    state: Mapping[str, Any],
+    model_data_url: str,
+    sha256: str,
+    metrics: Mapping[str, float],
+    *,
+    status: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    """The job's model package: created once, remembered beside the job's output so a
+    retried invocation finds it instead of registering a second version."""
+    name = str(state["job"])
+    s3, sagemaker = client("s3"), client("sagemaker")
+    marker_key = f"{settings.job_prefix(name)}/{REGISTRATION}"
+    try:
+        body = s3.get_object(Bucket=settings.models_bucket, Key=marker_key)["Body"]
+        with body:
+            known: dict[str, Any] = json.loads(body.read())
+        log(f"{name} was registered already as {known['arn']}")
+        return known
+    except AwsError as exc:
+        if exc.code not in ("NoSuchKey", "404"):
+            raise
+    _ensure_group(sagemaker, settings.pipeline)
+    metrics_key = f"{settings.job_prefix(name)}/metrics.json"
+    s3.put_object(Bucket=settings.models_bucket, Key=metrics_key,
+                  Body=json.dumps(dict(metrics), sort_keys=True).encode(), ContentType="application/json")  # fmt: skip
+    properties = {
+        "training_job": name,
+        "model_sha256": sha256,
+        "image": str(state.get("image") or ""),
+        "commit": str(state.get("revision") or ""),
+        **{f"metric_{k}"[:128]: f"{v:g}" for k, v in sorted(metrics.items())},
+    }
+    params: dict[str, Any] = {
+        "ModelPackageGroupName": settings.pipeline,
+        "ModelPackageDescription": (reason or f"trained by {name}")[:1024],
+        "InferenceSpecification": {
+            "Containers": [{"Image": str(state.get("image")), "ModelDataUrl": model_data_url}],
+            "SupportedContentTypes": CONTENT_TYPES,
+            "SupportedResponseMIMETypes": RESPONSE_TYPES,
+        },
+        "ModelApprovalStatus": status,
+        "ModelMetrics": {"ModelQuality": {"Statistics": {
+            "ContentType": "application/json", "S3Uri": f"s3://{settings.models_bucket}/{metrics_key}"}}},
+        "CustomerMetadataProperties": {k: v[:256] for k, v in properties.items() if v},
+        # Within SageMaker's idempotency window, a second create with this token is the first.
+        "ClientToken": hashlib.sha256(name.encode()).hexdigest()[:32],
+    }  # fmt: skip
+    arn = str(sagemaker.create_model_package(**params)["ModelPackageArn"])
+    known = {"arn": arn, "version": int(arn.rsplit("/", 1)[-1]), "status": status, "training_job": name}
+    s3.put_object(Bucket=settings.models_bucket, Key=marker_key, Body=json.dumps(known).encode(),
+                  ContentType="application/json")  # fmt: skip
+    return known
+
+
+def _ensure_group(sagemaker: AwsClient, group: str) -> None:
+    try:
+        sagemaker.describe_model_package_group(ModelPackageGroupName=group)
+        return
+    except AwsError as exc:
+        if not is_not_found(exc):
+            raise
+    try:
+        sagemaker.create_model_package_group(
+            ModelPackageGroupName=group,
+            ModelPackageGroupDescription=f"models trained by the {group} pipeline (mlcicd)",
+        )
+    except AwsError as exc:
+        if "already exist" not in exc.aws_message.lower():
+            raise

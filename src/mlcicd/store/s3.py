@@ -1,0 +1,161 @@
+"""Artifacts on S3: ``s3://<bucket>/<prefix>/<store bucket>/<key>``.
+
+The store's root is ``store.uri`` (``s3://bucket`` or ``s3://bucket/prefix``); the logical
+buckets the pipeline writes to (``store.models_bucket``…) become the first part of the key,
+as they are directories under the local store's root — so a pipeline writes the same names
+locally and on S3.
+
+Each object carries its sha256 twice: as user metadata (``x-amz-meta-sha256``, the digest of
+the whole file, which mlcicd records) and as S3's own SHA256 checksum, which S3 checks on
+upload (per part for multipart uploads). Reads verify the recorded digest before the file
+appears at its destination. Encryption: with ``kms_key_id`` objects are written SSE-KMS under
+that key; without, the bucket's default encryption applies (S3 encrypts every new object,
+SSE-S3 at least; the stack's buckets default to SSE-KMS under the stack's key, which an
+explicit ``AES256`` would override).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mlcicd.errors import ArtifactError, AwsError
+from mlcicd.fsutil import atomic_open, sha256_file
+from mlcicd.store.base import ArtifactRef
+
+SHA256_METADATA = "sha256"  # x-amz-meta-sha256
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → ``("bucket", "key")`` (the key may be empty)."""
+    if not uri.startswith("s3://"):
+        raise ArtifactError(f"{uri} is not an S3 URI (expected s3://bucket/key)")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ArtifactError(f"{uri} names no bucket")
+    return bucket, key
+
+
+class _HashingWriter:
+    """Writes through to ``out`` and hashes what passes; not seekable, so S3 transfers write
+    it in order."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        written: int = self.out.write(data)
+        return written
+
+
+class S3ArtifactStore:
+    TYPE: ClassVar[str] = "s3"
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        kms_key_id: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
+        self.bucket, prefix = parse_s3_uri(root)
+        self.prefix = prefix.strip("/")
+        self.kms_key_id = kms_key_id
+        self.region = region
+        self.endpoint_url = endpoint_url
+
+    @property
+    def root(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @property
+    def client(self) -> Any:
+        from mlcicd.aws.clients import client
+
+        return client("s3", region=self.region, endpoint_url=self.endpoint_url)
+
+    def key(self, bucket: str, key: str) -> str:
+        """The object key of ``bucket``/``key`` under this store's root."""
+        parts = [p for p in (self.prefix, bucket.strip("/"), key.strip("/")) if p]
+        joined = "/".join(parts)
+        if any(part in ("", ".", "..") for part in joined.split("/")):
+            raise ArtifactError(f"artifact key {key!r} in bucket {bucket!r} is not a clean path")
+        return joined
+
+    def uri(self, bucket: str, key: str) -> str:
+        return f"s3://{self.bucket}/{self.key(bucket, key)}"
+
+    def put_file(self, source: Path, bucket: str, key: str) -> ArtifactRef:
+        sha256 = sha256_file(source)
+        size = source.stat().st_size
+        object_key = self.key(bucket, key)
+        extra: dict[str, Any] = {"Metadata": {SHA256_METADATA: sha256}, "ChecksumAlgorithm": "SHA256"}
+        if self.kms_key_id:
+            extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
+        self.client.upload_file(str(source), self.bucket, object_key, ExtraArgs=extra)
+        return ArtifactRef(uri=f"s3://{self.bucket}/{object_key}", sha256=sha256, size=size)
+
+    def get_file(self, uri: str, dest: Path, *, expected_sha256: str) -> Path:
+        bucket, key = parse_s3_uri(uri)
+        with atomic_open(dest, "wb") as out:
+            writer = self._download(bucket, key, out, uri)
+            actual = writer.digest.hexdigest()
+            if actual != expected_sha256:  # raising here leaves dest as it was
+                raise ArtifactError(
+                    f"artifact {uri} has sha256 {actual[:12]}…, recorded {expected_sha256[:12]}…",
+                    hint="it was changed after it was written; rerun the pipeline with --force",
+                )
+        return dest
+
+    def download(self, uri: str, dest: Path) -> ArtifactRef:
+        """Fetch an object nobody recorded a digest of (e.g. what SageMaker wrote) to
+        ``dest``, atomically; return its digest."""
+        bucket, key = parse_s3_uri(uri)
+        with atomic_open(dest, "wb") as out:
+            writer = self._download(bucket, key, out, uri)
+        return ArtifactRef(uri=uri, sha256=writer.digest.hexdigest(), size=writer.size)
+
+    def _download(self, bucket: str, key: str, out: Any, uri: str) -> _HashingWriter:
+        writer = _HashingWriter(out)
+        try:
+            self.client.download_fileobj(bucket, key, writer)
+        except AwsError as exc:
+            if _missing(exc):
+                raise ArtifactError(f"artifact {uri} is missing", hint="rerun the pipeline with --force") from exc
+            raise
+        return writer
+
+    def head(self, uri: str) -> dict[str, Any] | None:
+        """The object's HeadObject answer, or None if there is no such object."""
+        bucket, key = parse_s3_uri(uri)
+        try:
+            answer: dict[str, Any] = self.client.head_object(Bucket=bucket, Key=key)
+        except AwsError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return answer
+
+    def recorded_sha256(self, uri: str) -> str | None:
+        """The sha256 stored with the object by :meth:`put_file`, if it exists and has one."""
+        answer = self.head(uri)
+        return None if answer is None else answer.get("Metadata", {}).get(SHA256_METADATA)
+
+    def local_path(self, uri: str) -> Path | None:
+        return None
+
+    def exists(self, uri: str) -> bool:
+        return self.head(uri) is not None
+
+
+def _missing(error: AwsError) -> bool:
+    return error.code in ("404", "NoSuchKey", "NotFound")
+
+
+__all__ = ["SHA256_METADATA", "S3ArtifactStore", "parse_s3_uri"]

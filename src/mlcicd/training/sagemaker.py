@@ -1,0 +1,326 @@
+"""The SageMaker training backend (``train.backend: sagemaker``): the same training job, run
+by SageMaker from this machine.
+
+``run`` does what the SageMaker Python SDK's estimator does for script mode: it uploads each
+channel and ``sourcedir.tar.gz`` (the training code, named to the container by the
+``sagemaker_program`` and ``sagemaker_submit_directory`` hyperparameters) to the S3
+artifact store, starts the job with the configured image, role and instances (managed spot
+training with checkpoints when ``use_spot``), then polls DescribeTrainingJob every
+``poll_seconds`` — passing on each status change and each line of the job's CloudWatch log
+(``/aws/sagemaker/TrainingJobs``) — until the job ends. Its model.tar.gz is downloaded to
+``<jobs_root>/<name>/output/model.tar.gz`` with its sha256, so the stages after it work as
+with the local backend.
+
+Layout in the store (bucket ``store.models_bucket``, prefix the pipeline)::
+
+    <pipeline>/<job>/input/data/<channel>/…      the channels
+    <pipeline>/<job>/source/sourcedir.tar.gz      the code
+    <pipeline>/<job>/output/model.tar.gz          SageMaker's output (S3OutputPath = <pipeline>)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mlcicd.archive import pack_dir
+from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.names import ENV_POLL_SECONDS, TRAINING_JOBS_LOG_GROUP
+from mlcicd.aws.training_jobs import (
+    PROGRAM,
+    SUBMIT_DIRECTORY,
+    TERMINAL_STATUSES,
+    create_training_job_request,
+    failure_reason,
+    final_metrics,
+    metric_list,
+    model_uri,
+    status_transitions,
+)
+from mlcicd.config import Config
+from mlcicd.errors import ArtifactError, AwsError, ConfigError, TrainingError
+from mlcicd.fsutil import atomic_write_json
+from mlcicd.store.base import ArtifactStore
+from mlcicd.store.s3 import S3ArtifactStore
+from mlcicd.training.base import (
+    TrainingJobResult,
+    TrainingJobSpec,
+    TrainingJobStatus,
+    parse_metrics,
+)
+
+DEFAULT_POLL_SECONDS = 15.0
+
+OnLog = Callable[[str], None]
+
+
+def poll_seconds(explicit: float | None = None) -> float:
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(ENV_POLL_SECONDS)
+    try:
+        return float(raw) if raw else DEFAULT_POLL_SECONDS
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_POLL_SECONDS} must be a number of seconds, not {raw!r}") from exc
+
+
+class _JobLog:
+    """The job's log: to the caller's ``on_log`` and to ``logs/training.log``."""
+
+    def __init__(self, path: Path, on_log: OnLog | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.on_log = on_log
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed by close())
+
+    def __call__(self, line: str) -> None:
+        self.file.write(line + "\n")
+        self.file.flush()
+        if self.on_log is not None:
+            self.on_log(line)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _CloudWatchTail:
+    """The job's log streams (``<job>/algo-N-…``) in ``/aws/sagemaker/TrainingJobs``, read
+    from where the last call stopped."""
+
+    def __init__(self, logs: AwsClient, job: str) -> None:
+        self.logs = logs
+        self.job = job
+        self.tokens: dict[str, str | None] = {}
+
+    def lines(self) -> list[str]:
+        try:
+            streams = self.logs.describe_log_streams(
+                logGroupName=TRAINING_JOBS_LOG_GROUP, logStreamNamePrefix=f"{self.job}/"
+            ).get("logStreams", [])
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":  # no job has logged in this region yet
+                return []
+            raise
+        found: list[str] = []
+        for stream in sorted(s["logStreamName"] for s in streams):
+            token = self.tokens.get(stream)
+            while True:
+                params: dict[str, Any] = {"logGroupName": TRAINING_JOBS_LOG_GROUP, "logStreamName": stream,
+                                          "startFromHead": True}  # fmt: skip
+                if token:
+                    params["nextToken"] = token
+                page = self.logs.get_log_events(**params)
+                found.extend(str(e["message"]).rstrip("\n") for e in page.get("events", []))
+                if page.get("nextForwardToken") in (None, token):
+                    break
+                token = page["nextForwardToken"]
+            self.tokens[stream] = token
+        return found
+
+
+class SageMakerTrainingBackend:
+    TYPE: ClassVar[str] = "sagemaker"
+
+    def __init__(
+        self,
+        jobs_root: Path,
+        *,
+        store: S3ArtifactStore,
+        bucket: str,
+        prefix: str,
+        image: str,
+        role_arn: str,
+        instance_type: str = "ml.m5.large",
+        instance_count: int = 1,
+        use_spot: bool = False,
+        max_wait: int | None = None,
+        output_path: str | None = None,
+        poll_seconds: float | None = None,
+    ) -> None:
+        self.jobs_root = jobs_root
+        self.store = store
+        self.bucket = bucket
+        self.prefix = prefix
+        self.image = image
+        self.role_arn = role_arn
+        self.instance_type = instance_type
+        self.instance_count = instance_count
+        self.use_spot = use_spot
+        self.max_wait = max_wait
+        self.output_path = (output_path or store.uri(bucket, prefix)).rstrip("/")
+        self.poll_seconds = poll_seconds
+
+    @classmethod
+    def from_config(cls, config: Config, store: ArtifactStore, jobs_root: Path) -> SageMakerTrainingBackend:
+        train = config.train
+        if not isinstance(store, S3ArtifactStore):
+            raise ConfigError("training on SageMaker needs the artifact store on S3", key="store.uri",
+                              hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX")  # fmt: skip
+        if not train.image:
+            raise ConfigError("required with backend: sagemaker", key="train.image",
+                              hint="the ECR URI of the image built from the project's Dockerfile")  # fmt: skip
+        if not train.role:
+            raise ConfigError("required with backend: sagemaker", key="train.role",
+                              hint="an IAM role SageMaker may assume, e.g. the stack's SageMakerRoleArn output")  # fmt: skip
+        if train.output_path and not train.output_path.startswith("s3://"):
+            raise ConfigError(f"expected an s3:// URI, got {train.output_path!r}", key="train.output_path")
+        return cls(
+            jobs_root, store=store, bucket=config.store.models_bucket, prefix=config.pipeline,
+            image=train.image, role_arn=train.role, instance_type=train.instance_type,
+            instance_count=train.instance_count, use_spot=train.use_spot, max_wait=train.max_wait,
+            output_path=train.output_path,
+        )  # fmt: skip
+
+    def job_dir(self, name: str) -> Path:
+        return self.jobs_root / name
+
+    # --- run -------------------------------------------------------------------------------
+
+    def run(self, spec: TrainingJobSpec, *, on_log: OnLog | None = None) -> TrainingJobResult:
+        entry = spec.source_dir / spec.entry_point
+        if not entry.is_file():
+            raise TrainingError(f"entry point {entry} does not exist", hint="check train.source_dir and train.entry_point")
+        job_dir = self.job_dir(spec.name)
+        log = _JobLog(job_dir / "logs" / "training.log", on_log)
+        try:
+            return self._run(spec, job_dir, log)
+        finally:
+            log.close()
+
+    def _run(self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog) -> TrainingJobResult:
+        sagemaker = client("sagemaker")
+        request = self._request(spec, job_dir, log, sagemaker.meta.region_name)
+        try:
+            sagemaker.create_training_job(**request)
+        except AwsError as exc:
+            raise TrainingError(f"SageMaker did not start training job {spec.name}: {exc.message}",
+                                hint=exc.hint) from exc  # fmt: skip
+        log(f"training job {spec.name} created on {self.instance_count} x {self.instance_type} with {self.image}")
+        series: list[tuple[str, float, float]] = []
+        try:
+            described = self._wait(spec, sagemaker, log, series)
+        except KeyboardInterrupt:
+            self._stop(sagemaker, spec.name, log)
+            raise
+        atomic_write_json(job_dir / "description.json", described)
+        return self._result(spec, job_dir, described, log, series)
+
+    def _request(self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog, region: str | None) -> dict[str, Any]:
+        base = f"{self.prefix}/{spec.name}"
+        channels: dict[str, str] = {}
+        for channel in spec.channels:
+            files = [channel.source] if channel.source.is_file() else sorted(
+                p for p in channel.source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)  # fmt: skip
+            if not files:
+                raise TrainingError(f"channel {channel.name!r}: {channel.source} holds no files")
+            for path in files:
+                rel = path.name if path == channel.source else path.relative_to(channel.source).as_posix()
+                self.store.put_file(path, self.bucket, f"{base}/input/data/{channel.name}/{rel}")
+            channels[channel.name] = self.store.uri(self.bucket, f"{base}/input/data/{channel.name}") + "/"
+            log(f"channel {channel.name}: {len(files)} file(s) uploaded to {channels[channel.name]}")
+        sourcedir = job_dir / "source" / "sourcedir.tar.gz"
+        pack_dir(spec.source_dir, sourcedir)
+        code = self.store.put_file(sourcedir, self.bucket, f"{base}/source/sourcedir.tar.gz")
+        log(f"code {spec.source_dir} uploaded to {code.uri}")
+        hyperparameters: dict[str, Any] = {
+            **spec.hyperparameters,
+            PROGRAM: spec.entry_point,
+            SUBMIT_DIRECTORY: code.uri,
+            "sagemaker_container_log_level": 20,
+            "sagemaker_job_name": spec.name,
+        }
+        if region:
+            hyperparameters["sagemaker_region"] = region
+        return create_training_job_request(
+            name=spec.name, image=self.image, role_arn=self.role_arn, channels=channels,
+            output_path=self.output_path, instance_type=self.instance_type,
+            instance_count=self.instance_count, max_runtime=spec.max_runtime_seconds,
+            use_spot=self.use_spot, max_wait=self.max_wait,
+            checkpoint_uri=f"{self.output_path}/{spec.name}/checkpoints",
+            hyperparameters=hyperparameters, environment=dict(spec.environment),
+            metric_definitions=[{"Name": d.name, "Regex": d.regex} for d in spec.metric_definitions],
+            tags={"mlcicd:pipeline": self.prefix},
+        )  # fmt: skip
+
+    def _wait(
+        self, spec: TrainingJobSpec, sagemaker: AwsClient, log: _JobLog, series: list[tuple[str, float, float]]
+    ) -> dict[str, Any]:
+        interval = poll_seconds(self.poll_seconds)
+        tail = _CloudWatchTail(client("logs"), spec.name)
+        seen = 0
+        while True:
+            time.sleep(interval)
+            described: dict[str, Any] = sagemaker.describe_training_job(TrainingJobName=spec.name)
+            transitions = status_transitions(described)
+            for status, message in transitions[seen:]:
+                log(f"[{spec.name}] {status}: {message}".rstrip(": "))
+            seen = len(transitions)
+            self._log_lines(tail, spec, log, series)
+            if described["TrainingJobStatus"] in TERMINAL_STATUSES:
+                self._log_lines(tail, spec, log, series)  # what was written while it ended
+                log(f"[{spec.name}] {described['TrainingJobStatus']} ({described.get('SecondaryStatus')})")
+                return described
+
+    @staticmethod
+    def _log_lines(tail: _CloudWatchTail, spec: TrainingJobSpec, log: _JobLog,
+                   series: list[tuple[str, float, float]]) -> None:  # fmt: skip
+        for line in tail.lines():
+            log(line)
+            now = time.time()
+            series.extend((name, value, now) for name, value in parse_metrics(line, spec.metric_definitions))
+
+    @staticmethod
+    def _stop(sagemaker: AwsClient, name: str, log: _JobLog) -> None:
+        log(f"interrupted: stopping training job {name}")
+        try:
+            sagemaker.stop_training_job(TrainingJobName=name)
+        except AwsError as exc:  # the interrupt matters more: say so, and let it through
+            log(f"could not stop training job {name}: {exc.headline}")
+
+    def _result(self, spec: TrainingJobSpec, job_dir: Path, described: dict[str, Any], log: _JobLog,
+                series: list[tuple[str, float, float]]) -> TrainingJobResult:  # fmt: skip
+        status: TrainingJobStatus = described["TrainingJobStatus"]
+        secondary = str(described.get("SecondaryStatus", status))
+        reason = None if status == "Completed" else failure_reason(described)
+        metrics: dict[str, float] = {}
+        artifact: Path | None = None
+        sha256: str | None = None
+        if status == "Completed":
+            try:
+                metrics = final_metrics(client("s3"), described)
+            except ValueError as exc:
+                status, secondary, reason = "Failed", "Failed", f"ClientError: {exc}"
+        if status == "Completed":
+            uri = model_uri(described)
+            try:
+                ref = self.store.download(uri, job_dir / "output" / "model.tar.gz")
+            except ArtifactError as exc:
+                raise ArtifactError(f"training job {spec.name} completed, but its model is missing: {exc.message}",
+                                    hint="look for it in the S3 console; SageMaker writes it before Completed") from exc  # fmt: skip
+            artifact, sha256 = job_dir / "output" / "model.tar.gz", ref.sha256
+            log(f"model {uri} downloaded, sha256 {sha256[:12]}")
+        else:
+            metrics = metric_list(described)
+        return TrainingJobResult(
+            name=spec.name, status=status, secondary_status=secondary, failure_reason=reason,
+            metrics=metrics, metric_series=series, model_artifact=artifact, model_sha256=sha256,
+            exit_code=None,  # SageMaker does not report the script's exit code
+            started_at=_epoch(described.get("TrainingStartTime") or described.get("CreationTime")),
+            ended_at=_epoch(described.get("TrainingEndTime")) or time.time(),
+            log_path=log.path, job_dir=job_dir,
+        )  # fmt: skip
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    return 0.0
+
+
+__all__ = ["DEFAULT_POLL_SECONDS", "SageMakerTrainingBackend", "poll_seconds"]

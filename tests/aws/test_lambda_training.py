@@ -1,0 +1,266 @@
+"""The training Lambda, called as a Python function with CodePipeline's job events, against
+moto's server through real boto3 clients.
+
+What is real: S3 (artifacts, channels, the model, the registration marker), SageMaker's
+training jobs and model registry as moto implements them, the function's environment
+exactly as the generated template sets it.
+
+What is simulated, and how:
+- CodePipeline's PutJobSuccessResult / PutJobFailureResult (not in moto): botocore's Stubber
+  on the function's own codepipeline client, which records each result.
+- SageMaker's work: moto reports every training job Completed at once and writes nothing,
+  so the tests put model.tar.gz and output.tar.gz (holding metrics.json) where SageMaker
+  would, between the start and the continuation. A job still running or failed is shown by
+  stubbing DescribeTrainingJob alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mlcicd.aws.clients import client
+from mlcicd.aws.lambdas import training
+from mlcicd.aws.template import build_template
+from mlcicd.config import Config
+from tests.aws.conftest import AwsClient
+from tests.aws.events import (
+    ARTIFACTS_BUCKET,
+    COMMIT,
+    IMAGE,
+    MODELS_BUCKET,
+    ROLE_ARN,
+    artifact,
+    job_event,
+    lambda_environment,
+    read_zip,
+    token_of,
+    zip_bytes,
+)
+from tests.aws.stubs import OperationStubber
+from tests.conftest import IRIS
+
+pytestmark = pytest.mark.integration
+
+FUNCTION = "ml-cicd-pipeline-training"
+INPUTS = [artifact("BuildOutput", "ml-cicd-pipeline/BuildOutpu/build.zip"),
+          artifact("SourceOutput", "ml-cicd-pipeline/SourceOutp/source.zip", revision=COMMIT)]  # fmt: skip
+OUTPUTS = [artifact("ModelOutput", "ml-cicd-pipeline/ModelOutpu/model.zip")]
+
+
+@pytest.fixture
+def pipeline(aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClient]:
+    """The stack's buckets, the Build and Source artifacts, the function's environment."""
+    environment = lambda_environment(build_template(iris_config), "TrainingFunction")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    s3 = aws_env("s3")
+    for bucket in (ARTIFACTS_BUCKET, MODELS_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
+                  Body=zip_bytes({"imageDetail.json": json.dumps({"ImageURI": IMAGE}).encode(),
+                                  "build.json": b"{}"}))  # fmt: skip
+    source = {p.relative_to(IRIS).as_posix(): p.read_bytes() for p in IRIS.rglob("*")
+              if p.is_file() and ".mlcicd" not in p.parts and "__pycache__" not in p.parts}  # fmt: skip
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[1]["location"]["s3Location"]["objectKey"],
+                  Body=zip_bytes(source))  # fmt: skip
+    yield aws_env
+
+
+def invoke(job_id: str, *, continuation: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Invoke the handler once, expecting a success; return what it reported."""
+    return [report(job_id, continuation=continuation)]
+
+
+def report(job_id: str, *, continuation: str | None = None, fails: bool = False) -> tuple[str, dict[str, Any]]:
+    """Invoke the handler; return the one result it reported (success or failure)."""
+    stub = OperationStubber(client("codepipeline"), "PutJobSuccessResult", "PutJobFailureResult")
+    stub.add_response("put_job_failure_result" if fails else "put_job_success_result", {})
+    with stub:
+        training.handler(job_event(job_id, function=FUNCTION, inputs=INPUTS, outputs=OUTPUTS,
+                                   continuation=continuation), None)  # fmt: skip
+    (call,) = stub.calls
+    return call
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def sagemaker_writes_output(aws: AwsClient, job: str, metrics: dict[str, float]) -> bytes:
+    """What SageMaker uploads when a job completes: model/ and output/data/ as tar.gz files."""
+    model = tar_gz({"model.joblib": b"a fitted model"})
+    key = f"iris-classifier/{job}/output"
+    aws("s3").put_object(Bucket=MODELS_BUCKET, Key=f"{key}/model.tar.gz", Body=model)
+    aws("s3").put_object(Bucket=MODELS_BUCKET, Key=f"{key}/output.tar.gz",
+                         Body=tar_gz({"metrics.json": json.dumps(metrics).encode()}))  # fmt: skip
+    return model
+
+
+def started_job(aws: AwsClient) -> dict[str, Any]:
+    (summary,) = aws("sagemaker").list_training_jobs()["TrainingJobSummaries"]
+    described: dict[str, Any] = aws("sagemaker").describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    return described
+
+
+def test_start_uploads_the_channels_and_starts_the_job_once(pipeline: AwsClient) -> None:
+    (call,) = invoke("job-1")
+    state = json.loads(token_of(call))
+    job = started_job(pipeline)
+    assert state == {"image": IMAGE, "job": job["TrainingJobName"], "revision": COMMIT}
+    assert job["TrainingJobName"].startswith("iris-classifier-")  # the policy's training-job/<pipeline>-*
+    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert job["RoleArn"] == ROLE_ARN
+    assert job["HyperParameters"] == {"C": "1.0", "max_iter": "200"}
+    assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 600
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{MODELS_BUCKET}/iris-classifier"
+    (channel,) = job["InputDataConfig"]
+    uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+    assert (channel["ChannelName"], uri) == (
+        "training", f"s3://{MODELS_BUCKET}/iris-classifier/{job['TrainingJobName']}/input/data/training/")
+    keys = [o["Key"] for o in pipeline("s3").list_objects_v2(Bucket=MODELS_BUCKET)["Contents"]]
+    assert keys == [f"iris-classifier/{job['TrainingJobName']}/input/data/training/iris.csv"]
+    assert call[1]["executionDetails"]["externalExecutionId"] == job["TrainingJobName"]
+
+    # Lambda retries an invocation that errored with the same event: nothing new is started.
+    (again,) = invoke("job-1")
+    assert json.loads(token_of(again)) == state
+    assert len(pipeline("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1
+
+
+def test_start_then_continue_to_a_registered_model(pipeline: AwsClient) -> None:
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    model = sagemaker_writes_output(pipeline, name, {"accuracy": 0.97, "f1": 0.96})
+
+    done = report("job-2", continuation=token)
+    assert done[0] == "PutJobSuccessResult"
+    assert "continuationToken" not in done[1]
+    variables = done[1]["outputVariables"]
+    assert variables["TrainingJobName"] == name
+    package = pipeline("sagemaker").describe_model_package(ModelPackageName=variables["ModelPackageArn"])
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ModelPackageGroupName"] == "iris-classifier"
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container == {"Image": IMAGE, "ModelDataUrl": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/output/model.tar.gz"}
+
+    output = pipeline("s3").get_object(Bucket=ARTIFACTS_BUCKET, Key=OUTPUTS[0]["location"]["s3Location"]["objectKey"])
+    assert output["ServerSideEncryption"] == "aws:kms"  # under the pipeline's key
+    written = json.loads(read_zip(output["Body"].read())["model.json"])
+    assert written["model_data_url"] == container["ModelDataUrl"]
+    assert written["model_package_arn"] == variables["ModelPackageArn"]
+    assert written["model_package_version"] == 1
+    assert written["metrics"]["accuracy"] == 0.97
+    assert written["metrics"]["train:progress"] == 100.0  # moto's FinalMetricDataList, kept
+    assert written["image_uri"] == IMAGE and written["source_revision"] == COMMIT
+    assert written["model_sha256"] == hashlib.sha256(model).hexdigest()
+
+    # A retried continuation registers nothing twice.
+    again = report("job-2", continuation=token)
+    assert again[1]["outputVariables"]["ModelPackageArn"] == variables["ModelPackageArn"]
+    packages = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")
+    assert len(packages["ModelPackageSummaryList"]) == 1
+
+
+def test_continues_while_the_job_runs(pipeline: AwsClient) -> None:
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    running = {**_described(name), "TrainingJobStatus": "InProgress", "SecondaryStatus": "Training",
+               "SecondaryStatusTransitions": [{"Status": "Training", "StartTime": 0,
+                                               "StatusMessage": "Training image download completed."}]}  # fmt: skip
+    with OperationStubber(client("sagemaker"), "DescribeTrainingJob") as sagemaker:
+        sagemaker.add_response("describe_training_job", running, {"TrainingJobName": name})
+        call = report("job-2", continuation=token)
+    assert token_of(call) == token
+    assert "InProgress (Training)" in call[1]["executionDetails"]["summary"]
+
+
+def test_a_failed_job_fails_with_sagemakers_reason(pipeline: AwsClient) -> None:
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    failed = {**_described(name), "TrainingJobStatus": "Failed", "SecondaryStatus": "Failed",
+              "FailureReason": "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum"}  # fmt: skip
+    with OperationStubber(client("sagemaker"), "DescribeTrainingJob") as sagemaker:
+        sagemaker.add_response("describe_training_job", failed, {"TrainingJobName": name})
+        call = report("job-2", continuation=token, fails=True)
+    assert call[0] == "PutJobFailureResult"
+    assert call[1]["failureDetails"]["type"] == "JobFailed"
+    assert "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum" in call[1]["failureDetails"]["message"]
+    assert f"training job {name} failed" in call[1]["failureDetails"]["message"]
+
+
+def test_a_model_missing_the_gate_is_rejected_and_fails_the_job(pipeline: AwsClient) -> None:
+    token = token_of(invoke("job-1")[0])
+    sagemaker_writes_output(pipeline, json.loads(token)["job"], {"accuracy": 0.61, "f1": 0.6})
+    call = report("job-2", continuation=token, fails=True)
+    message = call[1]["failureDetails"]["message"]
+    assert message.startswith("quality gate failed: accuracy = 0.61 does not meet accuracy >= 0.85")
+    (summary,) = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")[
+        "ModelPackageSummaryList"]
+    assert summary["ModelApprovalStatus"] == "Rejected"
+    assert summary["ModelPackageArn"] in message
+    assert "Contents" not in pipeline("s3").list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="ml-cicd-pipeline/ModelOutpu")
+
+
+def test_approval_and_spot_training(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCICD_REQUIRE_APPROVAL", "true")
+    monkeypatch.setenv("MLCICD_TRAINING_USE_SPOT", "true")
+    monkeypatch.setenv("MLCICD_TRAINING_MAX_WAIT", "1200")
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    job = started_job(pipeline)
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200}
+    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{MODELS_BUCKET}/iris-classifier/{name}/checkpoints"
+    sagemaker_writes_output(pipeline, name, {"accuracy": 0.97})
+    call = report("job-2", continuation=token)
+    package = pipeline("sagemaker").describe_model_package(ModelPackageName=call[1]["outputVariables"]["ModelPackageArn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def test_a_missing_image_detail_fails_the_job_with_a_clear_reason(pipeline: AwsClient) -> None:
+    pipeline("s3").put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
+                              Body=zip_bytes({"build.json": b"{}"}))  # fmt: skip
+    call = report("job-1", fails=True)
+    assert call[1]["failureDetails"]["message"].startswith("artifact BuildOutput holds no imageDetail.json")
+    assert pipeline("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_a_bad_setting_fails_the_job(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCICD_GATE_THRESHOLDS", "[{")
+    call = report("job-1", fails=True)
+    assert "MLCICD_GATE_THRESHOLDS is not JSON" in call[1]["failureDetails"]["message"]
+
+
+def test_not_a_codepipeline_event() -> None:
+    from mlcicd.errors import MlcicdError
+
+    with pytest.raises(MlcicdError, match="not a CodePipeline job"):
+        training.handler({"Records": []}, None)
+
+
+def _described(name: str) -> dict[str, Any]:
+    """The fields DescribeTrainingJob always returns, for a stubbed answer."""
+    return {
+        "TrainingJobName": name,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}",
+        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/output/model.tar.gz"},
+        "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "CreationTime": 0,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{MODELS_BUCKET}/iris-classifier"},
+    }
+

@@ -1,0 +1,117 @@
+"""`mlcicd run` with ``train.backend: sagemaker``, ``deploy.backend: sagemaker`` and the
+artifact store on S3, end to end against moto's server.
+
+Real: the CLI in-process on a git repository holding a copy of examples/iris; the source,
+build (the project's environment) and register stages as always; every AWS call through
+mlcicd's own boto3 clients over loopback (``MLCICD_AWS_ENDPOINT_URL``, dummy credentials) —
+the uploads, CreateTrainingJob and its polling, the model's download, the Model,
+EndpointConfig and endpoint.
+
+Simulated, because moto runs nothing: the training itself. The project's train.py is run
+once on this machine by the local backend (the same script-mode contract), and when moto
+first reports the SageMaker job Completed, the test puts that model.tar.gz, its
+output/data (metrics.json) as output.tar.gz and its log where SageMaker would have put them
+(tests/aws/sagemaker_sim.py). moto's endpoints are InService at once, and nothing serves
+requests behind them. The project's own tests are not run by the build stage (they are
+exercised in tests/cli), to keep this test about AWS.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlcicd.cli import cli
+from mlcicd.training import (
+    Channel,
+    LocalTrainingBackend,
+    MetricDefinition,
+    TrainingJobSpec,
+    TrainingPaths,
+)
+from tests.aws.conftest import AwsClient
+from tests.aws.events import IMAGE, ROLE_ARN
+from tests.aws.sagemaker_sim import sagemaker_writes
+from tests.conftest import IRIS, commit_all, make_repo
+
+pytestmark = pytest.mark.integration
+
+STORE = "mlcicd-iris-runs"
+ENDPOINT = "iris-classifier-endpoint"
+
+
+def on_sagemaker(project: Path) -> None:
+    path = project / "mlcicd.yaml"
+    text = path.read_text()
+    for old, new in (
+        ("test: python -m pytest -q tests", "test: python -c pass"),
+        ("  backend: local                   # or sagemaker\n",
+         f"  backend: sagemaker\n  image: {IMAGE}\n  role: {ROLE_ARN}\n  instance_type: ml.m5.large\n"),
+        ("deploy:\n  backend: local\n", "deploy:\n  backend: sagemaker\n  instance_type: ml.t2.medium\n"),
+    ):  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text + f"\nstore:\n  uri: s3://{STORE}/iris\n")
+    commit_all(project, "train and serve on SageMaker")
+
+
+def trained_here(tmp_path: Path) -> tuple[bytes, dict[str, bytes], list[str]]:
+    """What a SageMaker job running the project's train.py produces: the model, output/data, the log."""
+    result = LocalTrainingBackend(tmp_path / "local-jobs").run(TrainingJobSpec(
+        name="iris-here", source_dir=IRIS / "src", entry_point="train.py", python=Path(sys.executable),
+        hyperparameters={"C": 1.0, "max_iter": 200}, channels=[Channel("training", IRIS / "data")],
+        metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
+    ))  # fmt: skip
+    result.raise_for_status()
+    assert result.model_artifact is not None
+    output_data = TrainingPaths(result.job_dir).output_data
+    output = {p.name: p.read_bytes() for p in output_data.iterdir() if p.is_file()}
+    return result.model_artifact.read_bytes(), output, result.log_path.read_text().splitlines()
+
+
+def test_run_trains_and_deploys_on_sagemaker(
+    aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws_env("s3").create_bucket(Bucket=STORE)
+    monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
+    project = make_repo(tmp_path / "iris")
+    on_sagemaker(project)
+    model, output, log = trained_here(tmp_path)
+    assert "metrics.json" in output
+
+    with sagemaker_writes(aws_env, model=model, output=output, log=log) as served:
+        first = CliRunner().invoke(cli, ["-C", str(project), "run"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    (job,) = served
+    assert job.startswith("iris-classifier-")
+    assert "accuracy=0.9333" in first.output  # the job's CloudWatch log, streamed to the terminal
+    assert "run 1 succeeded" in first.output
+
+    sagemaker, s3 = aws_env("sagemaker"), aws_env("s3")
+    described = sagemaker.describe_training_job(TrainingJobName=job)
+    assert described["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{STORE}/iris/ml-cicd-pipeline-models/iris-classifier"
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"].startswith(f"{ENDPOINT}-v1-")
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])[
+        "ProductionVariants"]
+    assert variant["InstanceType"] == "ml.t2.medium"
+    # The registered model's bytes are the job's, stored with their digest.
+    key = f"iris/ml-cicd-pipeline-models/iris-classifier/{job}/output/model.tar.gz"
+    assert s3.get_object(Bucket=STORE, Key=key)["Body"].read() == model
+    assert "sha256" in s3.head_object(Bucket=STORE, Key=key)["Metadata"]
+
+    models = CliRunner().invoke(cli, ["-C", str(project), "models", "list", "--json"])
+    assert models.exit_code == 0, models.output
+    assert f"s3://{STORE}/{key}" in models.output
+
+    # Unchanged: nothing is trained or deployed again.
+    again = CliRunner().invoke(cli, ["-C", str(project), "run"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
+    assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
+    assert f"{ENDPOINT} already serves model iris-classifier/1" in again.output

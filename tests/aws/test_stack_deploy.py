@@ -1,0 +1,137 @@
+"""`mlcicd aws deploy` and `mlcicd aws destroy` against moto's server.
+
+Real: CloudFormation change sets (create, update, nothing to change), stack events, the
+Lambda package uploaded to its bucket, emptying buckets and the image repository, deletion
+— all through real boto3 clients over loopback.
+
+What moto does not do, and how the tests stand: moto's CloudFormation completes a change
+set at once, reports only the stack's own events (not each resource's), leaves a stack
+made by a change set without Outputs (only CreateStack computes them), and skips the
+resource types it has no model for (see tests/aws/stack.py). The library tests deploy the
+template with those types removed (``for_moto``, as tests/aws/test_stack.py does); the CLI
+test deploys the full generated template and moto skips them (with a warning in its own
+log), so it proves the command's flow, not that CloudFormation accepts every resource —
+cfn-lint does that (tests/aws/test_linters.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mlcicd.aws.clients import client
+from mlcicd.aws.package import build_lambda_package
+from mlcicd.aws.stack import StackEvent, deploy_stack, describe_stack, upload_lambda_package
+from mlcicd.aws.template import build_template, to_yaml
+from mlcicd.cli import cli
+from mlcicd.config import Config
+from mlcicd.errors import ConfigError
+from tests.aws.conftest import AwsClient
+from tests.aws.stack import CONNECTION, for_moto
+from tests.conftest import IRIS
+
+pytestmark = pytest.mark.integration
+
+STACK = "ml-cicd-pipeline"
+GITHUB = {"GitHubOwner": "ada", "GitHubRepo": "iris", "ConnectionArn": CONNECTION}
+
+
+def _parameters(aws: AwsClient, tmp_path: Path) -> dict[str, str]:
+    package = build_lambda_package(tmp_path / "lambdas.zip")
+    key = upload_lambda_package(package, "mlcicd-lambda-code-test")
+    return {**GITHUB, "LambdaCodeBucket": "mlcicd-lambda-code-test", "LambdaCodeKey": key}
+
+
+def test_create_then_nothing_to_change_then_update(aws_env: AwsClient, iris_config: Config, tmp_path: Path) -> None:
+    template, _ = for_moto(build_template(iris_config))
+    parameters = _parameters(aws_env, tmp_path)
+    events: list[StackEvent] = []
+    created = deploy_stack(STACK, to_yaml(template), template, parameters, on_event=events.append, poll_seconds=0.01)
+    assert (created.status, created.changed) == ("CREATE_COMPLETE", True)
+    assert [e.status for e in events][-1] == "CREATE_COMPLETE"
+    assert "REVIEW_IN_PROGRESS" not in [e.status for e in events]  # only what followed the change set
+
+    unchanged = deploy_stack(STACK, to_yaml(template), template, parameters, poll_seconds=0.01)
+    assert (unchanged.status, unchanged.changed) == ("CREATE_COMPLETE", False)
+
+    # Only the changed parameter is given: the others keep their values.
+    updated = deploy_stack(STACK, to_yaml(template), template, {"LogRetentionDays": "14"}, poll_seconds=0.01)
+    assert (updated.status, updated.changed) == ("UPDATE_COMPLETE", True)
+    stack = describe_stack(client("cloudformation"), STACK)
+    assert stack is not None
+    values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert values["LogRetentionDays"] == "14" and values["GitHubOwner"] == "ada"
+    assert values["LambdaCodeKey"] == parameters["LambdaCodeKey"]
+
+
+def test_an_unknown_parameter_is_refused_before_anything_is_sent(aws_env: AwsClient, iris_config: Config) -> None:
+    template = build_template(iris_config)
+    with pytest.raises(ConfigError, match="--parameter: the template has no parameter GitHubUser"):
+        deploy_stack(STACK, to_yaml(template), template, {"GitHubUser": "ada"})
+    assert describe_stack(client("cloudformation"), STACK) is None
+
+
+def mlcicd(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["aws", *args], catch_exceptions=False)
+
+
+def test_the_commands_deploy_and_destroy(aws_env: AwsClient) -> None:
+    deployed = mlcicd("deploy", str(IRIS), *[f"--parameter={k}={v}" for k, v in GITHUB.items()])
+    assert deployed.exit_code == 0, deployed.output
+    code_bucket = "mlcicd-lambda-code-123456789012-us-east-1"
+    assert f"Lambda package s3://{code_bucket}/mlcicd/lambdas-" in deployed.output
+    assert "CREATE_COMPLETE" in deployed.output and "stack ml-cicd-pipeline: CREATE_COMPLETE" in deployed.output
+    (code,) = aws_env("s3").list_objects_v2(Bucket=code_bucket)["Contents"]
+    functions = aws_env("lambda").get_function(FunctionName="ml-cicd-pipeline-training")
+    assert functions["Configuration"]["Handler"] == "mlcicd.aws.lambdas.training.handler"
+
+    # Deploying again changes nothing. (The code is named explicitly: a rebuilt package would
+    # differ if the working tree's mlcicd changed in between; same code, same key is tested
+    # in test_package.py.)
+    again = mlcicd("deploy", str(IRIS), "--json", f"-pLambdaCodeBucket={code_bucket}", f"-pLambdaCodeKey={code['Key']}")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["changed"] is False
+
+    models, artifacts = _buckets(aws_env)
+    aws_env("s3").put_object(Bucket=models, Key="iris-classifier/job/output/model.tar.gz", Body=b"a model")
+    aws_env("s3").put_object(Bucket=artifacts, Key="ml-cicd-pipeline/SourceOutp/x.zip", Body=b"PK")
+    aws_env("ecr").put_image(repositoryName="ml-model-repo", imageTag="0123456789ab", imageManifest=json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "a" * 64},
+         "layers": []}))  # fmt: skip
+
+    refused = mlcicd("destroy")
+    assert refused.exit_code == 1
+    assert refused.output.startswith("error: stack ml-cicd-pipeline still holds data: ")
+    assert f"bucket {models}" in refused.output and "repository ml-model-repo" in refused.output
+    assert "--force" in refused.output
+    assert describe_stack(client("cloudformation"), STACK) is not None
+
+    destroyed = mlcicd("destroy", "--force")
+    assert destroyed.exit_code == 0, destroyed.output
+    assert f"emptied bucket {models}: 1 object version(s) or image(s) deleted" in destroyed.output
+    assert "emptied repository ml-model-repo: 1" in destroyed.output
+    assert "stack ml-cicd-pipeline deleted" in destroyed.output
+    assert describe_stack(client("cloudformation"), STACK) is None
+
+    gone = mlcicd("destroy")
+    assert gone.exit_code == 3
+    assert "stack ml-cicd-pipeline does not exist" in gone.output
+
+
+def test_a_bad_parameter_is_one_line(aws_env: AwsClient) -> None:
+    result = mlcicd("deploy", str(IRIS), "--parameter", "GitHubOwner")
+    assert result.exit_code == 2
+    assert result.output == "error: --parameter: expected KEY=VALUE, got 'GitHubOwner'\n"
+
+
+def _buckets(aws: AwsClient) -> tuple[str, str]:
+    resources: dict[str, Any] = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in aws("cloudformation").list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    }
+    return resources["ModelsBucket"], resources["ArtifactsBucket"]
