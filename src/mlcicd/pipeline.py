@@ -2,7 +2,8 @@
 
 Each stage is one object with a ``name`` and a ``run(ctx)`` that returns a ``StageResult``
 (``Succeeded`` or ``Cached``, a one-line message, and outputs the later stages read) or
-raises a ``StageError``. The engine records every transition in the state database, writes
+raises a ``StageError``. A stage may also return ``WaitingForApproval``: the run stops there,
+and ``resume_pipeline`` continues it later, from that stage, with the earlier outputs. The engine records every transition in the state database, writes
 each stage's log under a name shaped like the reference architecture's log groups, and
 tells a ``Reporter`` what happens so a terminal (or the service) can show it.
 """
@@ -10,7 +11,7 @@ tells a ``Reporter`` what happens so a terminal (or the service) can show it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
@@ -28,9 +29,12 @@ class RunOptions:
     ref: str | None = None  # a commit-ish; default: the configured branch
 
 
+WAITING = "WaitingForApproval"
+
+
 @dataclass
 class StageResult:
-    status: str = "Succeeded"  # or "Cached"
+    status: str = "Succeeded"  # or "Cached", or WAITING (the run stops until a decision)
     message: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -106,22 +110,61 @@ class RunSummary:
     def succeeded(self) -> bool:
         return self.run.status == "Succeeded"
 
+    @property
+    def waiting(self) -> bool:
+        return self.run.status == WAITING
+
 
 def run_pipeline(
-    project: Project, stages: Sequence[Stage], options: RunOptions, reporter: Reporter | None = None
+    project: Project,
+    stages: Sequence[Stage],
+    options: RunOptions,
+    reporter: Reporter | None = None,
+    *,
+    run_id: int | None = None,
+    outputs: Mapping[str, dict[str, Any]] | None = None,
 ) -> RunSummary:
-    """Run ``stages`` in order; stop at the first failure. Ctrl-C is recorded, then re-raised."""
+    """Run ``stages`` in order; stop at the first failure. Ctrl-C is recorded, then re-raised.
+
+    ``run_id`` starts a queued run instead of creating one; ``outputs`` stand in for stages
+    that are not run (a rollback deploys with the outputs rebuilt from a model's lineage).
+    """
     reporter = reporter or SilentReporter()
     config = project.config
     project.keep_state_out_of_git()
     state = project.state
-    run = state.create_run(
-        pipeline=config.pipeline,
-        project_dir=str(project.root),
-        stages=[s.name for s in stages],
-        forced=options.force,
-    )
+    names = [s.name for s in stages]
+    if run_id is None:
+        run = state.create_run(
+            pipeline=config.pipeline, project_dir=str(project.root), stages=names, forced=options.force
+        )
+    else:
+        run = state.start_queued_run(run_id, names)
     ctx = RunContext(project=project, config=config, run=run, options=options, reporter=reporter)
+    ctx.outputs.update(outputs or {})
+    return _execute(ctx, stages)
+
+
+def resume_pipeline(
+    project: Project, stages: Sequence[Stage], run_id: int, reporter: Reporter | None = None
+) -> RunSummary:
+    """Continue a run that waited for approval, from the stage it waited at, in this process."""
+    state = project.state
+    run = state.resume_run(run_id)
+    done = {s.stage: s for s in state.stages(run_id)}
+    ctx = RunContext(
+        project=project, config=project.config, run=run,
+        options=RunOptions(force=run.forced, allow_dirty=True, ref=run.commit_sha),
+        reporter=reporter or SilentReporter(),
+        outputs={n: s.outputs for n, s in done.items() if s.status in ("Succeeded", "Cached")},
+    )  # fmt: skip
+    remaining = [s for s in stages if s.name not in ctx.outputs]
+    return _execute(ctx, remaining)
+
+
+def _execute(ctx: RunContext, stages: Sequence[Stage]) -> RunSummary:
+    project, config, run, reporter = ctx.project, ctx.config, ctx.run, ctx.reporter
+    state = project.state
     error: MlcicdError | None = None
     failed_stage: str | None = None
     for stage in stages:
@@ -154,9 +197,12 @@ def run_pipeline(
             raise
         finally:
             stage_log.close()
-        ctx.outputs[stage.name] = result.outputs
         state.finish_stage(run.id, stage.name, result.status, message=result.message, outputs=result.outputs)
         reporter.stage_finished(stage.name, result.status, time.monotonic() - started, result.message)
+        if result.status == WAITING:
+            state.wait_for_approval(run.id)
+            return RunSummary(run=state.get_run(run.id), outputs=ctx.outputs)
+        ctx.outputs[stage.name] = result.outputs
     if error is None:
         state.finish_run(run.id, "Succeeded")
     else:

@@ -19,15 +19,23 @@ from typing import Any
 
 from mlcicd import procinfo
 from mlcicd.errors import NotFoundError, StateError
+from mlcicd.state_service import (
+    ADDED_COLUMNS,
+    SERVICE_SCHEMA,
+    ServiceState,
+    add_event,
+    note_endpoint_change,
+)
 
-SCHEMA_VERSION = 1
+# 2: the run queue, webhook deliveries, approvals, events, endpoint history (state_service.py)
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     pipeline        TEXT NOT NULL,
     project_dir     TEXT NOT NULL,
-    status          TEXT NOT NULL,          -- Running | Succeeded | Failed | Stopped
+    status          TEXT NOT NULL,          -- Queued | Running | WaitingForApproval | Succeeded | Failed | Stopped | Superseded
     commit_sha      TEXT,
     branch          TEXT,
     author          TEXT,
@@ -39,7 +47,11 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at      REAL NOT NULL,
     ended_at        REAL,
     failed_stage    TEXT,
-    failure_reason  TEXT
+    failure_reason  TEXT,
+    ref             TEXT,                   -- what was asked to run (queued runs)
+    trigger         TEXT NOT NULL DEFAULT '{}',  -- {"kind": "webhook" | "hook" | "poll" | "retry" | "rollback", …}
+    queued_at       REAL,
+    retry_of        INTEGER
 );
 CREATE TABLE IF NOT EXISTS stage_executions (
     run_id      INTEGER NOT NULL REFERENCES runs(id),
@@ -138,6 +150,10 @@ class Run:
     ended_at: float | None
     failed_stage: str | None
     failure_reason: str | None
+    ref: str | None = None
+    trigger: dict[str, Any] = field(default_factory=dict)
+    queued_at: float | None = None
+    retry_of: int | None = None
 
     @property
     def elapsed(self) -> float:
@@ -234,7 +250,7 @@ class EndpointConfigRecord:
     created_at: float
 
 
-_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec"}
+_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec", "trigger", "summary", "data"}
 _BOOL_COLUMNS = {"dirty", "forced"}
 
 
@@ -250,7 +266,7 @@ def _row(cls: type[Any], row: sqlite3.Row) -> Any:
     return cls(**values)
 
 
-class State:
+class State(ServiceState):
     """The state database of one state directory."""
 
     def __init__(self, path: Path) -> None:
@@ -269,10 +285,24 @@ class State:
                     hint="upgrade mlcicd",
                 )
             if version < SCHEMA_VERSION:
-                # executescript commits on its own, so the whole script is one transaction.
-                self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open state database {path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Create what is missing, add the columns later schemas added; one transaction."""
+        # executescript commits on its own, so the whole script is one transaction.
+        self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{SERVICE_SCHEMA}")
+        try:
+            for table, column, declaration in ADDED_COLUMNS:
+                present = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -365,22 +395,7 @@ class State:
         for row in self._db.execute("SELECT id, pid, pid_start FROM runs WHERE status='Running'").fetchall():
             if row["pid"] and not procinfo.is_alive(row["pid"], row["pid_start"]):
                 reason = f"the process running it (pid {row['pid']}) exited without finishing the run"
-                with self._tx() as db:
-                    db.execute(
-                        "UPDATE stage_executions SET status='Failed', ended_at=?, message=?"
-                        " WHERE run_id=? AND status='Running'",
-                        (time.time(), reason, row["id"]),
-                    )
-                    db.execute(
-                        "UPDATE runs SET status='Failed', ended_at=?, failure_reason=?,"
-                        " failed_stage=(SELECT stage FROM stage_executions WHERE run_id=? AND status='Failed' LIMIT 1)"
-                        " WHERE id=? AND status='Running'",
-                        (time.time(), reason, row["id"], row["id"]),
-                    )
-                    db.execute(
-                        "UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'",
-                        (row["id"],),
-                    )
+                self.fail_run_in_progress(row["id"], reason)
 
     # --- stage executions --------------------------------------------------------------
 
@@ -481,6 +496,8 @@ class State:
                     json.dumps(lineage, default=str), time.time(),
                 ),
             )  # fmt: skip
+            add_event(db, "registered", f"{group_name}/{version}",
+                      {"status": status, "reason": status_reason, "metrics": metrics, "run_id": run_id})  # fmt: skip
         return self.get_model_package(group_name, version)
 
     def get_model_package(self, group_name: str, version: int) -> ModelPackage:
@@ -519,6 +536,8 @@ class State:
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"model package {group_name}/{version} does not exist")
+            kind = {"Approved": "approved", "Rejected": "rejected"}.get(status, "status_changed")
+            add_event(db, kind, f"{group_name}/{version}", {"status": status, "reason": reason})
 
     # --- endpoints ---------------------------------------------------------------------------
 
@@ -540,6 +559,8 @@ class State:
 
     def upsert_endpoint(self, endpoint: EndpointRecord) -> None:
         with self._tx() as db:
+            previous = db.execute("SELECT config_name FROM endpoints WHERE name=?", (endpoint.name,)).fetchone()
+            note_endpoint_change(db, previous["config_name"] if previous else None, endpoint)
             db.execute(
                 "INSERT OR REPLACE INTO endpoints VALUES (:name, :backend, :status, :url, :port, :pid,"
                 " :config_name, :model_group, :model_version, :model_sha256, :failure_reason,"

@@ -38,7 +38,7 @@ def run(
     options = RunOptions(force=force, allow_dirty=allow_dirty, ref=ref)
     click.echo(f"mlcicd run · {config.pipeline} · {project.root}", err=as_json)
     try:
-        summary = run_pipeline(project, default_stages(), options, reporter)
+        summary = run_pipeline(project, default_stages(config), options, reporter)
     except KeyboardInterrupt:
         click.echo("interrupted: the run is recorded as Stopped; the endpoint keeps serving", err=True)
         ctx.exit(130)
@@ -48,6 +48,10 @@ def run(
     if summary.error is not None:
         _show_failure(project.state.stages(run_record.id), summary.error)
         ctx.exit(summary.error.exit_code)
+    if summary.waiting:
+        click.echo(f"run {run_record.id} is waiting for approval: `mlcicd approve {run_record.id}` "
+                   f"or `mlcicd reject {run_record.id}`", err=as_json)  # fmt: skip
+        return
     deploy = summary.outputs.get("deploy", {})
 
     def out(message: str) -> None:

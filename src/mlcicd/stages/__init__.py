@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from mlcicd.config import Config
 from mlcicd.pipeline import Stage
+from mlcicd.stages.approve import ApproveStage
 from mlcicd.stages.build import BuildStage
 from mlcicd.stages.deploy import DeployStage
 from mlcicd.stages.gate import GateStage
@@ -12,11 +14,14 @@ from mlcicd.stages.source import SourceStage
 from mlcicd.stages.train import TrainStage
 
 
-def default_stages() -> list[Stage]:
-    return [SourceStage(), BuildStage(), TrainStage(), GateStage(), RegisterStage(), DeployStage()]
+def default_stages(config: Config | None = None) -> list[Stage]:
+    """The pipeline's stages; with ``approve: manual``, an approval before the model is registered."""
+    approve: list[Stage] = [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
+    return [SourceStage(), BuildStage(), TrainStage(), GateStage(), *approve, RegisterStage(), DeployStage()]
 
 
 __all__ = [
+    "ApproveStage",
     "BuildStage",
     "DeployStage",
     "GateStage",

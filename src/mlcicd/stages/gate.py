@@ -6,18 +6,28 @@ the run fails naming metric, value and threshold, and the endpoint keeps what it
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-from mlcicd.config import Config
+from mlcicd.config import Config, Threshold
 from mlcicd.errors import GateError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.stages.register import register_model
 
 
 def evaluate(config: Config, metrics: dict[str, float]) -> list[str]:
-    """The failed checks, each as one sentence; empty when the model passes."""
+    """The failed checks of ``config``'s gate, each as one sentence; empty when the model passes."""
+    return evaluate_thresholds(config.gate.thresholds, metrics)
+
+
+def evaluate_thresholds(thresholds: Iterable[Threshold], metrics: Mapping[str, float]) -> list[str]:
+    """The failed checks, each as one sentence; empty when the model passes.
+
+    The local gate stage and the training Lambda (on SageMaker's FinalMetricDataList) both
+    decide through this function.
+    """
     failures = []
-    for threshold in config.gate.thresholds:
+    for threshold in thresholds:
         value = metrics.get(threshold.metric)
         if value is None:
             failures.append(
@@ -40,6 +50,11 @@ class GateStage:
         for threshold in ctx.config.gate.thresholds:
             ctx.log(f"check {threshold}: {metrics.get(threshold.metric, 'not reported')}")
         failures = evaluate(ctx.config, metrics)
+        challenger: dict[str, object] = {}
+        if not failures and ctx.config.gate.challenger is not None:
+            from mlcicd.stages.challenger import compare
+
+            failures, challenger = compare(ctx, ctx.config.gate.challenger)
         if failures:
             reason = "; ".join(failures)
             package = register_model(ctx, status="Rejected", reason=f"quality gate: {reason}")
@@ -49,4 +64,7 @@ class GateStage:
                 hint=f"model {package.arn} was rejected; the endpoint keeps serving its current model",
             )
         checks = ", ".join(str(t) for t in ctx.config.gate.thresholds) or "no thresholds configured"
-        return StageResult("Succeeded", f"passed: {checks}", {"passed": True, "metrics": metrics})
+        if challenger.get("summary"):
+            checks += f"; {challenger['summary']}"
+        outputs = {"passed": True, "metrics": metrics, **({"challenger": challenger} if challenger else {})}
+        return StageResult("Succeeded", f"passed: {checks}", outputs)

@@ -1,0 +1,68 @@
+"""Git hooks that tell `mlcicd up` about new commits: ``post-receive`` in a bare repository
+(a push arrived), ``post-commit`` in a working repository.
+
+The hook only says "look at this repository" (``POST /api/notify``); the service reads the
+branch head itself. It never fails a push or a commit: with no service listening it says so
+and exits 0. It runs this mlcicd's interpreter, so it needs neither curl nor a PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+from mlcicd import git
+from mlcicd.errors import ProjectError
+
+MARKER = "# installed by mlcicd hooks install"
+
+
+def hook_script(url: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        f"{MARKER}: tell `mlcicd up` at {url} that this repository changed\n"
+        f'"{sys.executable}" -m mlcicd.hooks "{url}" "$(pwd)" || true\n'
+    )
+
+
+def install(repo: Path, url: str, *, force: bool = False) -> Path:
+    """Install the hook in ``repo``; its path. An existing hook of another origin is kept."""
+    repo = repo.resolve()
+    try:
+        bare = git.git(repo, "rev-parse", "--is-bare-repository").decode().strip() == "true"
+        hooks_dir = Path(git.git(repo, "rev-parse", "--git-path", "hooks").decode().strip())
+    except ProjectError as exc:
+        raise ProjectError(f"{repo} is not a git repository") from exc
+    if not hooks_dir.is_absolute():
+        hooks_dir = repo / hooks_dir
+    hook = hooks_dir / ("post-receive" if bare else "post-commit")
+    if hook.exists() and MARKER not in hook.read_text(errors="replace") and not force:
+        raise ProjectError(
+            f"{hook} exists and was not installed by mlcicd",
+            hint="add the line from `mlcicd hooks install --print` to it, or pass --force to replace it",
+        )
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    tmp = hook.with_name(f".{hook.name}.tmp")
+    tmp.write_text(hook_script(url))
+    tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    os.replace(tmp, hook)
+    return hook
+
+
+def main(argv: list[str]) -> int:
+    from mlcicd.service.info import post_json
+
+    url, repository = argv[0], argv[1]
+    status = post_json(f"{url.rstrip('/')}/api/notify", {"repository": str(Path(repository).resolve())}, timeout=3)
+    if 200 <= status < 300:
+        print(f"mlcicd: notified {url}", file=sys.stderr)
+    else:
+        print(f"mlcicd: no service answered at {url}; this change is built when `mlcicd up` polls or runs",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,13 @@
+"""`mlcicd up`: the long-running side — an HTTP API and GitHub webhook, the durable run queue
+and its worker, polling, endpoint supervision and event notifications.
+
+    core.py        Service: the loop that claims queued runs, resumes approved ones, polls,
+                   supervises endpoints; one per process, for one or more projects
+    runner.py      one run in its own process (`python -m mlcicd.service.runner`)
+    http.py        the HTTP API (stdlib ThreadingHTTPServer on 127.0.0.1)
+    webhook.py     GitHub's push webhook: signature, events, routing to projects
+    triggers.py    what starts a run: a push notification, a poll, a retry
+    supervise.py   restarts crashed endpoints with backoff, restores them at start
+    notifier.py    POSTs registry events to the configured URLs, retried, bounded
+    info.py        service.json: how the CLI and the git hooks find a running service
+"""

@@ -1,0 +1,231 @@
+"""The service: one process for one or more projects (`mlcicd up`).
+
+Threads: the HTTP server (one thread per request), the queue loop below, the event notifier.
+Each thread opens its own state connections. The loop, every tick and per project:
+reject approvals past their timeout; resume runs that have a decision; otherwise claim the
+oldest queued run (one run per pipeline at a time); poll when due; supervise endpoints.
+Every run executes in its own subprocess (:mod:`mlcicd.service.runner`).
+
+At start, whatever a previous service left is made definite before anything new starts:
+runs whose process is gone are Failed with the reason, queued runs stay queued and run,
+and endpoints whose server is gone are started again on the config they served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlcicd.errors import MlcicdError, PortInUseError
+from mlcicd.project import Project
+from mlcicd.service import triggers
+from mlcicd.service.info import remove_info, write_info
+from mlcicd.service.notifier import EventNotifier
+from mlcicd.service.runner import PARENT_ENV
+from mlcicd.service.supervise import EndpointSupervisor
+from mlcicd.service.webhook import WebhookTarget
+
+TICK = 0.25
+SUPERVISE_EVERY = 1.0
+STOP_GRACE = 30.0
+
+
+@dataclass
+class Child:
+    process: subprocess.Popen[bytes]
+    run_id: int
+
+
+@dataclass
+class Served:
+    project: Project
+    secret: bytes | None
+    next_poll: float = 0.0
+    child: Child | None = None
+    pending_push: list[Path] = field(default_factory=list)
+
+
+class Service:
+    def __init__(self, roots: list[Path], port: int, *, out: object = None) -> None:
+        self.roots = [Path(r).resolve() for r in roots]
+        self.port = port
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self.served = [self._serve(root) for root in self.roots]
+        self.supervisor = EndpointSupervisor(self.log)
+        self._threads: list[threading.Thread] = []
+        self.url = ""
+
+    @staticmethod
+    def _serve(root: Path) -> Served:
+        project = Project(root)
+        config = project.config  # invalid mlcicd.yaml: fail now, before serving anything
+        secret = os.environ.get(config.service.webhook_secret_env)
+        project.keep_state_out_of_git()
+        return Served(project=project, secret=secret.encode() if secret else None)
+
+    def log(self, message: str) -> None:
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}", flush=True)
+
+    # -- what the HTTP threads may ask ---------------------------------------------------
+
+    def webhook_targets(self) -> list[WebhookTarget]:
+        return [
+            WebhookTarget(Project(s.project.root), s.secret, s.project.config.service.webhook_secret_env)
+            for s in self.served
+        ]
+
+    def notify_push(self, repository: Path) -> None:
+        """A git hook's notification: handled by the loop (the only thread that queues hook runs)."""
+        with self._lock:
+            for s in self.served:
+                s.pending_push.append(repository)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from mlcicd.service.http import make_server
+
+        try:
+            server = make_server(self, self.port)
+        except OSError as exc:
+            raise PortInUseError(
+                f"cannot listen on 127.0.0.1:{self.port}: {exc.strerror or exc}",
+                hint="another `mlcicd up` may be running; pass --port",
+            ) from exc
+        self.port = server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._recover()
+        for s in self.served:
+            write_info(s.project.state_dir, self.url)
+        notifier = EventNotifier(self.roots, self.log, self.stop_event)
+        self._threads = [
+            threading.Thread(target=server.serve_forever, name="http", daemon=True),
+            threading.Thread(target=self._loop, name="queue", daemon=True),
+            threading.Thread(target=notifier.run, name="notifier", daemon=True),
+        ]
+        self._server = server
+        for thread in self._threads:
+            thread.start()
+        names = ", ".join(f"{s.project.config.pipeline} ({s.project.root})" for s in self.served)
+        self.log(f"mlcicd up: serving {names} at {self.url}")
+
+    def _recover(self) -> None:
+        for s in self.served:
+            state = s.project.state
+            state.list_runs(limit=1)  # reaps runs whose process is gone: Failed, with the reason
+            for run in state.runs_with_status("Running"):
+                self.log(f"run {run.id} is still running in pid {run.pid}; the queue waits for it")
+            queued = state.runs_with_status("Queued")
+            if queued:
+                self.log(f"{s.project.config.pipeline}: {len(queued)} queued run(s) from before: "
+                         + ", ".join(str(r.id) for r in queued))  # fmt: skip
+            self.supervisor.check(s.project, restoring=True)
+
+    def wait(self) -> None:
+        """Until SIGTERM or SIGINT; then stop cleanly."""
+        def on_signal(signum: int, frame: object) -> None:
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not self.stop_event.wait(0.5):
+            pass
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.log("stopping: running runs are stopped and recorded as Failed (retry them with `mlcicd runs retry`)")
+        children = [s.child for s in self.served if s.child is not None]
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for child in children:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if hasattr(self, "_server"):
+            self._server.shutdown()
+            self._server.server_close()
+        for s in self.served:
+            remove_info(s.project.state_dir)
+
+    # -- the queue loop --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        last_supervised = 0.0
+        while not self.stop_event.wait(TICK):
+            supervise = time.monotonic() - last_supervised > SUPERVISE_EVERY
+            for s in self.served:
+                try:
+                    self._tick(s, supervise=supervise)
+                except MlcicdError as exc:
+                    self.log(f"{s.project.config.pipeline}: {exc.headline}")
+                except Exception as exc:  # a bug: keep serving, say what happened
+                    self.log(f"{s.project.config.pipeline}: internal error: {type(exc).__name__}: {exc}")
+            if supervise:
+                last_supervised = time.monotonic()
+
+    def _tick(self, s: Served, *, supervise: bool) -> None:
+        project, state = s.project, s.project.state
+        config = project.config
+        with self._lock:
+            pushes, s.pending_push = s.pending_push, []
+        for repository in pushes:
+            run = triggers.on_push(project, repository)
+            if run is not None:
+                self.log(f"{config.pipeline}: push to {repository}: run {run.id} queued for {run.commit_sha}")
+        if config.service.poll_interval and time.monotonic() >= s.next_poll:
+            s.next_poll = time.monotonic() + config.service.poll_interval
+            run = triggers.poll(project)
+            if run is not None:
+                self.log(f"{config.pipeline}: poll found {run.commit_sha}: run {run.id} queued")
+        for approval in state.expired_approvals():
+            with contextlib.suppress(MlcicdError):
+                state.decide_approval(approval.run_id, False, by="mlcicd (timeout)",
+                                      comment=f"no decision within approve.timeout ({config.approve.timeout:g}s)")  # fmt: skip
+                self.log(f"run {approval.run_id}: approval timed out; rejected")
+        if s.child is not None and s.child.process.poll() is not None:
+            self.log(f"{config.pipeline}: run {s.child.run_id} process exited ({s.child.process.returncode})")
+            code, run_id, s.child = s.child.process.returncode, s.child.run_id, None
+            if state.get_run(run_id).status == "Running":  # it died before it could say so
+                state.fail_run_in_progress(run_id, f"the run's process exited ({code}) without finishing it")
+        if s.child is None and not supervise:
+            self._start_next(s)
+        if supervise and s.child is None:
+            self.supervisor.check(project)
+
+    def _start_next(self, s: Served) -> None:
+        state, pipeline = s.project.state, s.project.config.pipeline
+        if state.runs_with_status("Running", pipeline):
+            return  # one at a time, even if another process runs it
+        decided = [r for r in state.decided_waiting_runs() if r.pipeline == pipeline]
+        if decided:
+            self._spawn(s, decided[0].id, resume=True)
+            return
+        run = state.claim_next_run(pipeline, os.getpid())
+        if run is not None:
+            self._spawn(s, run.id, resume=False)
+
+    def _spawn(self, s: Served, run_id: int, *, resume: bool) -> None:
+        log_path = s.project.path("logs", "service", f"run-{run_id}.log")
+        cmd = [sys.executable, "-m", "mlcicd.service.runner", str(s.project.root), str(run_id)]
+        if resume:
+            cmd.append("--resume")
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=s.project.root,
+                env={**os.environ, PARENT_ENV: str(os.getpid())},
+            )  # fmt: skip
+        s.child = Child(process, run_id)
+        self.log(f"{s.project.config.pipeline}: run {run_id} {'resumed' if resume else 'started'} (pid {process.pid})")

@@ -1,0 +1,159 @@
+"""The HTTP API of `mlcicd up`, on 127.0.0.1: JSON for what the CLI shows, the GitHub
+webhook, and the git hooks' notifications.
+
+    GET  /health                           {"status": "ok", "pid", "projects"}
+    GET  /api/runs[?pipeline=P&limit=N]    runs, newest first
+    GET  /api/runs/{id}[?pipeline=P]       a run, its stages and its approval
+    GET  /api/runs/{id}/logs               {stage: log text}
+    GET  /api/models                       the model registry
+    GET  /api/endpoints                    endpoints as last recorded
+    GET  /api/endpoints/{name}/history     every config the endpoint served, and why
+    GET  /api/events[?after=ID]            the registry's event log
+    POST /api/notify  {"repository": path} a git hook: look at this repository
+    POST /webhooks/github                  GitHub's push webhook (signed)
+
+``pipeline`` picks the project when the service serves several (default: the first).
+Each request opens its own state connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from mlcicd.cli.output import to_jsonable
+from mlcicd.errors import MlcicdError, NotFoundError
+from mlcicd.project import Project
+from mlcicd.service import webhook
+
+if TYPE_CHECKING:
+    from mlcicd.service.core import Service
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+
+
+class ServiceServer(ThreadingHTTPServer):
+    daemon_threads = True
+    service: Service
+
+
+def make_server(service: Service, port: int) -> ServiceServer:
+    server = ServiceServer(("127.0.0.1", port), Handler)
+    server.service = service
+    return server
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ServiceServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # requests are not worth a line each in the service log
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _send(self, status: int, payload: Any) -> None:
+        body = json.dumps(to_jsonable(payload), indent=1).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _project(self, query: dict[str, list[str]]) -> Project:
+        served = self.server.service.served
+        wanted = query.get("pipeline", [None])[0]
+        for s in served:
+            if wanted in (None, s.project.config.pipeline):
+                return Project(s.project.root)
+        raise NotFoundError(f"this service does not serve pipeline {wanted!r}")
+
+    # -- routes -----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        try:
+            self._send(HTTPStatus.OK, self._get(url.path.rstrip("/") or "/", query))
+        except NotFoundError as exc:
+            self._send(HTTPStatus.NOT_FOUND, {"error": exc.headline})
+        except (MlcicdError, ValueError) as exc:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+
+    def _get(self, path: str, query: dict[str, list[str]]) -> Any:
+        service = self.server.service
+        if path == "/health":
+            return {"status": "ok", "pid": os.getpid(),
+                    "projects": [{"pipeline": s.project.config.pipeline, "root": s.project.root} for s in service.served]}  # fmt: skip
+        project = self._project(query)
+        state = project.state
+        try:
+            if path == "/api/runs":
+                return state.list_runs(limit=int(query.get("limit", ["50"])[0]))
+            if m := re.fullmatch(r"/api/runs/(\d+)", path):
+                run_id = int(m.group(1))
+                return {"run": state.get_run(run_id), "stages": state.stages(run_id),
+                        "approval": state.get_approval(run_id)}  # fmt: skip
+            if m := re.fullmatch(r"/api/runs/(\d+)/logs", path):
+                state.get_run(int(m.group(1)))
+                return {
+                    s.stage: Path(s.log_path).read_text(errors="replace") if s.log_path and Path(s.log_path).is_file() else ""
+                    for s in state.stages(int(m.group(1)))
+                }
+            if path == "/api/models":
+                return state.list_model_packages()
+            if path == "/api/endpoints":
+                return state.list_endpoints()
+            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/history", path):
+                return state.endpoint_history(m.group(1))
+            if path == "/api/events":
+                return state.events(after=int(query.get("after", ["0"])[0]), limit=500)
+        finally:
+            state.close()
+        raise NotFoundError(f"no such resource: {path}")
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        body = self._body()
+        if body is None:
+            return
+        service = self.server.service
+        if url.path == "/webhooks/github":
+            headers = {k: v for k, v in self.headers.items()}
+            targets = service.webhook_targets()
+            try:
+                status, answer = webhook.handle(targets, headers, body)
+            except MlcicdError as exc:
+                status, answer = 500, {"error": exc.headline}
+            finally:
+                for target in targets:
+                    target.project.state.close()
+            if status in (200, 202) and answer.get("runs"):
+                service.log(f"webhook: queued {answer['runs']}")
+            self._send(status, answer)
+            return
+        if url.path == "/api/notify":
+            try:
+                repository = json.loads(body or b"{}").get("repository")
+            except (ValueError, AttributeError):
+                repository = None
+            if not isinstance(repository, str) or not repository:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": 'expected {"repository": PATH}'})
+                return
+            service.notify_push(Path(repository))
+            self._send(HTTPStatus.ACCEPTED, {"ok": True})
+            return
+        self._send(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {url.path}"})

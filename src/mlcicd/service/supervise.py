@@ -1,0 +1,109 @@
+"""Keep endpoints serving: a crashed endpoint server is restarted (with backoff) and the
+restart recorded in the endpoint's history; at `mlcicd up`, endpoints whose server is gone
+(a reboot, a kill) come back serving the endpoint config they served.
+
+The restart deploys exactly what the endpoint's ``config.json`` says it served, through the
+backend's normal ``deploy`` (so the model's digest is checked again), on its old port when
+that is free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlcicd.endpoints import EndpointConfig, ProductionVariant
+from mlcicd.endpoints.base import FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
+from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.errors import MlcicdError, NotFoundError, PortInUseError
+from mlcicd.fsutil import read_json
+from mlcicd.project import Project
+from mlcicd.state import EndpointRecord
+
+MAX_BACKOFF = 60.0
+HEALTHY_RESET = 60.0  # serving this long after a restart forgets earlier crashes
+
+
+def served_config(backend: LocalEndpointBackend, record: EndpointRecord) -> EndpointConfig:
+    """The endpoint config an endpoint served, read back from its config.json."""
+    data: dict[str, Any] = read_json(backend.endpoint_dir(record.name) / "config.json")
+    variants = tuple(
+        ProductionVariant(
+            name=v["name"], model_data=Path(v["model_dir"]), model_sha256=v["model_sha256"],
+            code_dir=Path(v["code_dir"]), entry_point=v.get("entry_point", "inference.py"),
+            python=Path(v["python"]), weight=float(v.get("weight", 1.0)), environment=v.get("environment") or {},
+        )
+        for v in data["variants"]
+    )  # fmt: skip
+    return EndpointConfig(
+        name=data["name"], endpoint_name=record.name, variants=variants, port=record.port or None,
+        workers=int(data.get("workers", 2)), startup_timeout=float(data.get("startup_timeout", 60.0)),
+        max_payload_bytes=int(data.get("max_payload_bytes", 6 * 1024 * 1024)),
+        drain_timeout=float(data.get("drain_timeout", 30.0)),
+    )  # fmt: skip
+
+
+class EndpointSupervisor:
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self._crashes: dict[tuple[str, str], tuple[int, float, float]] = {}  # attempts, next try, restarted at
+
+    def check(self, project: Project, *, restoring: bool = False) -> None:
+        """Restart the project's local endpoints whose server is gone (when their backoff allows)."""
+        backend = LocalEndpointBackend(project.state_dir / "endpoints")
+        for record in project.state.list_endpoints():
+            if record.backend != LocalEndpointBackend.TYPE:
+                continue
+            key = (str(project.state_dir), record.name)
+            try:
+                described = backend.describe(record.name)
+            except NotFoundError:
+                continue
+            attempts, next_try, restarted_at = self._crashes.get(key, (0, 0.0, 0.0))
+            if described.status == IN_SERVICE:
+                if attempts and time.monotonic() - restarted_at > HEALTHY_RESET:
+                    self._crashes.pop(key, None)
+                continue
+            was_serving = record.status in (IN_SERVICE, UPDATING, OUT_OF_SERVICE)
+            if not (described.status == OUT_OF_SERVICE or (described.status == FAILED and was_serving)):
+                continue
+            if time.monotonic() < next_try:
+                continue
+            attempts += 1
+            delay = min(MAX_BACKOFF, 2.0 ** (attempts - 1))
+            self._crashes[key] = (attempts, time.monotonic() + delay, time.monotonic())
+            why = "restored at service start" if restoring else f"its server had stopped (attempt {attempts})"
+            self._restart(project, backend, record, why, described.failure_reason)
+
+    def _restart(
+        self, project: Project, backend: LocalEndpointBackend, record: EndpointRecord, why: str, cause: str | None
+    ) -> None:
+        self.log(f"endpoint {record.name}: restarting {record.config_name}: {why}")
+        try:
+            config = served_config(backend, record)
+            try:
+                described = backend.deploy(config)
+            except PortInUseError:
+                config = EndpointConfig(**{**config.__dict__, "port": None})
+                described = backend.deploy(config)
+        except (MlcicdError, OSError, KeyError, ValueError) as exc:
+            reason = exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+            self.log(f"endpoint {record.name}: restart failed: {reason}")
+            project.state.record_endpoint_change(
+                record.name, reason="restart_failed", detail=reason, config_name=record.config_name,
+                model_group=record.model_group, model_version=record.model_version,
+                model_sha256=record.model_sha256,
+            )  # fmt: skip
+            return
+        now = time.time()
+        record.status, record.url, record.port, record.pid = described.status, described.url, described.port, described.pid
+        record.failure_reason, record.updated_at = None, now
+        project.state.upsert_endpoint(record)
+        project.state.record_endpoint_change(
+            record.name, reason="restart", detail=f"{why}" + (f"; it had: {cause}" if cause else ""),
+            config_name=record.config_name, model_group=record.model_group,
+            model_version=record.model_version, model_sha256=record.model_sha256,
+        )  # fmt: skip
+        self.log(f"endpoint {record.name}: {described.status} at {described.url} (pid {described.pid})")

@@ -1,0 +1,133 @@
+"""`mlcicd up` as a real process on 127.0.0.1, over copies of examples/iris in git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mlcicd.cli import cli
+from tests.conftest import commit_all, git, make_repo, stop_endpoints
+
+SECRET = "it's a secret to everybody"
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+WAIT = 240.0  # generous: a first build installs the environment
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Poll ``check`` until it returns something truthy (a deadline only against hanging)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def mlcicd(project: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["-C", str(project), *args], catch_exceptions=False)
+
+
+def as_json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def set_yaml(project: Path, old: str, new: str) -> None:
+    path = project / "mlcicd.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+def fast_project(path: Path) -> Path:
+    """A committed iris copy whose build skips the project's own tests (they are not the point)."""
+    project = make_repo(path)
+    set_yaml(project, "test: python -m pytest -q tests", "test: python -c pass")
+    commit_all(project, "fast build")
+    return project
+
+
+class ServiceProcess:
+    """`python -m mlcicd up PROJECT --port 0` with its output in a file."""
+
+    def __init__(self, project: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.project = project
+        self.log = log
+        self.env = {**os.environ, "MLCICD_WEBHOOK_SECRET": SECRET, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> ServiceProcess:
+        info = self.project / ".mlcicd" / "service.json"
+        info.unlink(missing_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mlcicd", "up", str(self.project), "--port", "0"],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.project,
+            )  # fmt: skip
+
+        def ready() -> str | None:
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            try:
+                return str(json.loads(info.read_text())["url"])
+            except (OSError, ValueError, KeyError):
+                return None
+
+        self.url = wait_for("the service to listen", ready, 60)
+        return self
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        request = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=60)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[list[ServiceProcess]]:
+    """Services a test starts; stopped (and their endpoints) afterwards."""
+    started: list[ServiceProcess] = []
+    yield started
+    for service in started:
+        service.stop()
+        stop_endpoints(service.project)
+
+
+def run_status(project: Path, run_id: int) -> str:
+    return str(as_json(mlcicd(project, "runs", "show", str(run_id), "--json"))["run"]["status"])
+
+
+def finished(project: Path, run_id: int) -> str | None:
+    status = run_status(project, run_id)
+    return status if status not in ("Queued", "Running") else None
+
+
+__all__ = ["commit_all", "git"]
