@@ -84,8 +84,94 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class ChallengerConfig:
+    """Champion/challenger: the new model must be no worse than the one in production.
+
+    Both are evaluated on ``data`` (a CSV in the commit, a header row, the label in column
+    ``label`` — default the last) through the candidate's inference.py; the candidate passes
+    when ``metric`` improves on the champion's by at least ``min_absolute_change`` (and
+    ``min_relative_change``, a fraction, when set). Negative margins tolerate a small loss.
+    """
+
+    data: str
+    metric: Literal["accuracy", "error_rate", "mae", "mse", "rmse"] = "accuracy"
+    label: str | None = None
+    min_absolute_change: float = 0.0
+    min_relative_change: float | None = None
+    prediction_key: str = "predictions"  # where predictions are in a JSON object answer
+
+
+@dataclass(frozen=True)
 class GateConfig:
     thresholds: tuple[Threshold, ...] = ()
+    challenger: ChallengerConfig | None = None
+
+
+@dataclass(frozen=True)
+class ApproveConfig:
+    """``approve: manual`` stops each run before its model is registered as Approved."""
+
+    mode: Literal["auto", "manual"] = "auto"
+    timeout: float | None = None  # seconds; unanswered for that long, the model is rejected
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """`mlcicd up`: its port, the GitHub webhook's secret, polling and event notifications."""
+
+    port: int = 8765
+    webhook_secret_env: str = "MLCICD_WEBHOOK_SECRET"  # the NAME of the variable holding the secret
+    remote: str = "origin"  # fetched on a push; the webhook payload's clone URL if absent
+    poll_interval: float | None = None  # seconds between checks of the branch; None: no polling
+    notify: tuple[str, ...] = ()  # URLs that registry events are POSTed to
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """A production variant: ``model`` is ``latest`` (this run's model) or a registered version."""
+
+    name: str
+    model: int | str = "latest"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """A shadow variant: gets a copy of the traffic, its answers are only recorded."""
+
+    model: int | str = "latest"
+    name: str = "Shadow"
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    percent: float = 10.0
+    bake_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    step_percent: float = 25.0
+    interval_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class AlarmsConfig:
+    """Auto-rollback: thresholds on the new model's metrics while traffic shifts."""
+
+    max_5xx_rate: float | None = None  # 0..1
+    max_p99_latency_ms: float | None = None  # p99 ModelLatency
+    min_invocations: int = 1
+    bake_seconds: float = 0.0  # all_at_once: how long to watch after the switch
+
+
+@dataclass(frozen=True)
+class DataCaptureConfig:
+    """SageMaker's DataCaptureConfig for the local endpoint."""
+
+    enabled: bool = False
+    sampling_percentage: float = 100.0
+    capture: tuple[Literal["input", "output"], ...] = ("input", "output")
 
 
 @dataclass(frozen=True)
@@ -100,6 +186,15 @@ class DeployConfig:
     max_payload_mb: float = 6.0
     environment: dict[str, str] = field(default_factory=dict)
     sample: str | None = None  # a JSON request body `mlcicd run` sends once the endpoint is up
+    strategy: Literal["all_at_once", "canary", "linear"] = "all_at_once"
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    variants: tuple[VariantConfig, ...] = ()  # empty: one variant, AllTraffic, this run's model
+    shadow: ShadowConfig | None = None
+    data_capture: DataCaptureConfig = field(default_factory=DataCaptureConfig)
+    header_timeout: float = 10.0  # seconds for a client to send a request's headers
+    body_timeout: float = 60.0  # then its body
     # SageMaker backend (ignored by the local one).
     instance_type: str = "ml.m5.large"
     instance_count: int = 1
@@ -123,6 +218,8 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    approve: ApproveConfig = field(default_factory=ApproveConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
     @property
     def endpoint_name(self) -> str:
@@ -162,6 +259,8 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> Config:
     data = dict(data)
     if "gate" in data:
         data["gate"] = _gate_to_thresholds(data["gate"], source)
+    if isinstance(data.get("approve"), str):  # `approve: manual` is `approve: {mode: manual}`
+        data["approve"] = {"mode": data["approve"]}
     config: Config = _build(Config, data, "", source)
     _check_semantics(config, source)
     return config
@@ -178,7 +277,10 @@ def _gate_to_thresholds(raw: Any, source: str) -> dict[str, Any]:
             key="gate",
         )
     thresholds = []
+    challenger = raw.get("challenger")
     for metric, spec in raw.items():
+        if metric == "challenger":
+            continue
         key = f"gate.{metric}"
         if isinstance(spec, bool) or not isinstance(spec, int | float | str):
             raise ConfigError(
@@ -192,7 +294,7 @@ def _gate_to_thresholds(raw: Any, source: str) -> dict[str, Any]:
                 key=key,
             )
         thresholds.append({"metric": str(metric), "op": match.group(1) or ">=", "value": float(match.group(2))})
-    return {"thresholds": thresholds}
+    return {"thresholds": thresholds, **({"challenger": challenger} if challenger is not None else {})}
 
 
 def _build(cls: type[Any], data: Any, keypath: str, source: str) -> Any:
@@ -227,6 +329,8 @@ def _coerce(tp: Any, value: Any, keypath: str, source: str) -> Any:
                 return _coerce(arg, value, keypath, source)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # Optional[X]: X's own error names the key that is wrong
+            raise errors[0]
         expected = " or ".join(_type_name(a) for a in args if a is not type(None))
         raise ConfigError(f"expected {expected}, got {_kind(value)}", path=source, key=keypath)
     if origin is Literal:
@@ -283,6 +387,7 @@ def _check_semantics(config: Config, source: str) -> None:
     for key, number in positive.items():
         if number < 1:
             raise ConfigError(f"must be at least 1, got {number}", path=source, key=key)
+    _check_deploy(config.deploy, source)
     if config.deploy.port is not None and not 0 <= config.deploy.port <= 65535:
         raise ConfigError(f"not a TCP port: {config.deploy.port}", path=source, key="deploy.port")
     for i, definition in enumerate(config.train.metric_definitions):
@@ -309,10 +414,61 @@ def _check_semantics(config: Config, source: str) -> None:
                 key=f"gate.{threshold.metric}",
                 hint=f"defined metrics: {', '.join(sorted(defined))}",
             )
+    if not 1 <= config.service.port <= 65535:
+        raise ConfigError(f"not a TCP port: {config.service.port}", path=source, key="service.port")
+    if config.service.poll_interval is not None and config.service.poll_interval <= 0:
+        raise ConfigError("must be a positive number of seconds", path=source, key="service.poll_interval")
+    if config.approve.timeout is not None and config.approve.timeout <= 0:
+        raise ConfigError("must be a positive number of seconds", path=source, key="approve.timeout")
+    for i, url in enumerate(config.service.notify):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"expected an http(s) URL, got {url!r}", path=source, key=f"service.notify[{i}]")
     if config.store.uri is not None and not config.store.uri.startswith(("s3://", "file://", "/")):
         raise ConfigError(
             f"expected an s3:// URI or a local path, got {config.store.uri!r}", path=source, key="store.uri"
         )
+
+
+def _check_deploy(deploy: DeployConfig, source: str) -> None:
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(message, path=source, key=f"deploy.{key}")
+
+    for key, value in (("canary.percent", deploy.canary.percent), ("linear.step_percent", deploy.linear.step_percent)):
+        if not 0 < value <= 100:
+            fail(key, f"must be a percentage above 0 and at most 100, got {value:g}")
+    for key, value in (
+        ("canary.bake_seconds", deploy.canary.bake_seconds), ("linear.interval_seconds", deploy.linear.interval_seconds),
+        ("alarms.bake_seconds", deploy.alarms.bake_seconds),
+    ):
+        if value < 0:
+            fail(key, f"must not be negative, got {value:g}")
+    for key, value in (("header_timeout", deploy.header_timeout), ("body_timeout", deploy.body_timeout)):
+        if value <= 0:
+            fail(key, f"must be a positive number of seconds, got {value:g}")
+    rate = deploy.alarms.max_5xx_rate
+    if rate is not None and not 0 <= rate <= 1:
+        fail("alarms.max_5xx_rate", f"a rate between 0 and 1 (0.01 is 1%), got {rate:g}")
+    if deploy.alarms.max_p99_latency_ms is not None and deploy.alarms.max_p99_latency_ms <= 0:
+        fail("alarms.max_p99_latency_ms", "must be a positive number of milliseconds")
+    if not 0 <= deploy.data_capture.sampling_percentage <= 100:
+        fail("data_capture.sampling_percentage", "must be between 0 and 100")
+    names = [v.name for v in deploy.variants]
+    for i, variant in enumerate(deploy.variants):
+        if not NAME_RE.match(variant.name):
+            fail(f"variants[{i}].name", f"{variant.name!r} is not a valid name: letters, digits and hyphens")
+        if names.count(variant.name) > 1:
+            fail(f"variants[{i}].name", f"{variant.name!r} is used by more than one variant")
+        if variant.weight < 0:
+            fail(f"variants[{i}].weight", f"must not be negative, got {variant.weight:g}")
+        if isinstance(variant.model, str) and variant.model != "latest":
+            fail(f"variants[{i}].model", f"expected 'latest' or a model package version, got {variant.model!r}")
+    if deploy.variants and not any(v.weight > 0 for v in deploy.variants):
+        fail("variants", "at least one variant needs a weight above 0")
+    if deploy.shadow is not None:
+        if deploy.shadow.name in names:
+            fail("shadow.name", f"{deploy.shadow.name!r} is also a production variant's name")
+        if isinstance(deploy.shadow.model, str) and deploy.shadow.model != "latest":
+            fail("shadow.model", f"expected 'latest' or a model package version, got {deploy.shadow.model!r}")
 
 
 def _kind(value: Any) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.handlers import LoadedVariant, load_handlers
+from mlcicd.serving.metrics import VariantMetrics
 from tests.serving.helpers import (
     CONTEXT_HANDLERS,
     NO_HANDLERS,
@@ -35,6 +36,11 @@ def make_app(
 @pytest.fixture
 def app(code_dir: Path, iris: IrisModel) -> InferenceApp:
     return make_app(code_dir, iris)
+
+
+def totals(app: InferenceApp) -> VariantMetrics:
+    """The app's counts of its one variant."""
+    return app.fleet.metrics["AllTraffic"]
 
 
 def expected(iris: IrisModel, rows: list[list[float]] = ROWS) -> list[int]:
@@ -115,7 +121,7 @@ def test_client_errors(
     assert response.status == status
     assert response.headers["content-type"] == "application/json"
     assert message in response.json()["message"]
-    assert app.counters.errors_4xx == 1 and app.counters.errors_5xx == 0
+    assert totals(app).errors_4xx == 1 and totals(app).errors_5xx == 0
 
 
 def test_body_over_the_limit_is_413_before_reading(code_dir: Path, iris: IrisModel) -> None:
@@ -160,7 +166,7 @@ def test_model_error_is_500_with_the_message(code_dir: Path, iris: IrisModel) ->
         call_asgi(app, body="[[1, 2, 3, 4]]", headers={"Content-Type": "application/json"}).status
         == 200
     )
-    assert (app.counters.invocations, app.counters.errors_5xx) == (2, 1)
+    assert (totals(app).invocations, totals(app).errors_5xx) == (2, 1)
 
 
 def test_runtime_path_headers(app: InferenceApp, iris: IrisModel) -> None:
@@ -208,7 +214,7 @@ def test_runtime_path_client_error_is_a_model_error_with_its_status(app: Inferen
         app, path="/endpoints/iris/invocations", body="hi", headers={"Content-Type": "text/plain"}
     )
     assert response.status == 424 and response.json()["OriginalStatusCode"] == 415
-    assert app.counters.errors_4xx == 1
+    assert totals(app).errors_4xx == 1
 
 
 def test_draining_answers_with_connection_close(app: InferenceApp) -> None:
@@ -220,10 +226,49 @@ def test_draining_answers_with_connection_close(app: InferenceApp) -> None:
 def test_counters(app: InferenceApp) -> None:
     for body in ("[[1, 2, 3, 4]]", "[[1, 2, 3, 4]]", "oops"):
         call_asgi(app, body=body, headers={"Content-Type": "application/json"})
-    snapshot = app.counters.snapshot()
-    assert snapshot["invocations"] == 3 and snapshot["errors_4xx"] == 1
-    assert snapshot["model_latency_total"] > 0
-    assert app.variant_counters["AllTraffic"].invocations == 3
+    counts = app.metrics.snapshot()["series"]["|AllTraffic"]
+    assert counts["Invocations"] == 3 and counts["Invocation4XXErrors"] == 1
+    assert counts["ModelLatencySum"] > 0 and sum(counts["ModelLatency"].values()) == 2
+    assert sum(counts["OverheadLatency"].values()) == 2
+
+
+def test_metrics_in_prometheus_format(app: InferenceApp) -> None:
+    for body in ("[[1, 2, 3, 4]]", "[[1, 2, 3, 4]]", "oops"):
+        call_asgi(app, body=body, headers={"Content-Type": "application/json"})
+    response = call_asgi(app, "GET", "/metrics")
+    assert response.status == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.body.decode()
+    assert 'Invocations{endpoint="iris",variant="AllTraffic"} 3' in text
+    assert 'Invocation4XXErrors{endpoint="iris",variant="AllTraffic"} 1' in text
+    assert 'Invocation5XXErrors{endpoint="iris",variant="AllTraffic"} 0' in text
+    assert 'ModelLatency_count{endpoint="iris",variant="AllTraffic"} 2' in text
+    assert 'OverheadLatency_bucket{endpoint="iris",variant="AllTraffic",le="+Inf"} 2' in text
+
+
+def test_every_answer_names_its_variant(app: InferenceApp) -> None:
+    response = call_asgi(app, body="[[1, 2, 3, 4]]", headers={"Content-Type": "application/json"})
+    assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
+    response = call_asgi(app, body="[[1, 2]]", headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
+
+
+def test_weights_change_in_place(tmp_path: Path, iris: IrisModel) -> None:
+    variants = []
+    for name in ("A", "B"):
+        handlers = load_handlers(
+            write_code(tmp_path / name, f"def predict_fn(data, model):\n    return '{name}'\n")
+        )
+        variants.append(LoadedVariant(name, handlers, None, 1.0))
+    app = InferenceApp(variants, endpoint_name="ab", config_name="cfg")
+    app.set_weights("cfg", {"A": 0.0, "B": 2.0})
+    seen = Counter(
+        call_asgi(app, body="[1]", headers={"Content-Type": "application/json"}).json()
+        for _ in range(50)
+    )
+    assert seen == {"B": 50}
+    app.set_weights("other-config", {"B": 0.0})  # another config's weights change nothing
+    assert app.fleet.single is not None and app.fleet.single.name == "B"
 
 
 def test_variants_by_weight_and_by_target(tmp_path: Path, iris: IrisModel) -> None:

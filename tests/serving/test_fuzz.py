@@ -1,9 +1,11 @@
-"""Malformed bodies and content types at a real worker: every answer has a status and a message."""
+"""Malformed bodies, headers and slow clients at a real worker: every answer has a status and a
+message, nobody starves the worker, and it still predicts correctly after."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,6 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris: IrisModel) -> Iterato
     code = write_code(state_dir / "code", NO_HANDLERS)
     config = ServingConfig(
         name="fuzz", endpoint_name="fuzz", workers=1, max_payload_bytes=4096,
+        header_timeout=1.0, body_timeout=1.0,
         variants=(VariantSpec(name="AllTraffic", model_dir=str(iris.model_dir), code_dir=str(code)),),
     )  # fmt: skip
     atomic_write_json(state_dir / "config.json", config.to_dict())
@@ -158,3 +161,87 @@ def test_oversized_chunked_body_is_refused(server: str) -> None:
         assert conn.getresponse().status == 200
     finally:
         conn.close()
+
+
+HEADER_NAMES = st.one_of(
+    st.sampled_from([b"Content-Type", b"Accept", b"Content-Length", b"X-Amzn-SageMaker-Target-Variant",
+                     b"X-Amzn-SageMaker-Custom-Attributes", b"X-Amzn-SageMaker-Inference-Id",
+                     b"Transfer-Encoding", b"Expect", b"Host"]),
+    st.binary(min_size=1, max_size=20).filter(lambda b: b"\r" not in b and b"\n" not in b and b":" not in b),
+)  # fmt: skip
+HEADER_VALUES = st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+def raw_exchange(url: str, data: bytes, timeout: float = 20.0) -> bytes:
+    """Send raw bytes, read until the server closes (or the timeout): what came back."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=6), body=BODIES)
+def test_malformed_headers_get_a_clear_answer(
+    server: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    request_bytes = (
+        b"POST /endpoints/fuzz/invocations HTTP/1.1\r\nHost: fuzz\r\n" + head
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )  # fmt: skip
+    answer = raw_exchange(server, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+    status = int(answer[9:12])
+    head_end = answer.find(b"\r\n\r\n")
+    assert 200 <= status < 600 and head_end > 0
+    if status >= 400:
+        assert answer[head_end + 4 :].strip(), answer  # a message, not an empty error
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(garbage=st.binary(min_size=1, max_size=200))
+def test_garbage_instead_of_http(server: str, garbage: bytes) -> None:
+    answer = raw_exchange(server, garbage + b"\r\n\r\n")
+    # Not HTTP at all: a 400 with a message, or (incomplete, then timed out) a 408.
+    assert answer == b"" or answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 408")), answer[:100]
+
+
+def test_slow_clients_do_not_starve_the_worker(server: str, iris: IrisModel) -> None:
+    """Slowloris: connections that never finish their headers or body are cut off after the
+    header/body timeout (1 s here), and meanwhile the one worker answers everyone else."""
+    host, port = server.removeprefix("http://").split(":")
+    slow: list[socket.socket] = []
+    try:
+        for i in range(60):
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            if i % 3 == 0:
+                sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            elif i % 3 == 1:
+                sock.sendall(
+                    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[[1,"
+                )
+            slow.append(sock)  # the third kind says nothing at all
+        rows = json.dumps(iris.X[:5].tolist())
+        for _ in range(20):
+            response = request(server, body=rows, headers=JSON)
+            assert response.json() == iris.model.predict(iris.X[:5]).tolist()
+        for sock in slow:
+            received = b""
+            while chunk := sock.recv(65536):  # the server closes: recv returns b"", no timeout
+                received += chunk
+            assert received == b"" or received.startswith(b"HTTP/1.1 408"), received[:100]
+            if received:
+                assert b"was not received in time" in received
+    finally:
+        for sock in slow:
+            sock.close()
+    assert request(server, body=rows, headers=JSON).status == 200

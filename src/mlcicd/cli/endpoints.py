@@ -12,9 +12,22 @@ from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import EndpointBackend, EndpointDescription
 from mlcicd.endpoints.client import invoke_endpoint
+from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.project import Project
 from mlcicd.state import EndpointRecord
+
+
+def _local(project: Project, name: str) -> LocalEndpointBackend:
+    """The backend of a local endpoint (live weights and metrics are local features)."""
+    record = project.state.get_endpoint(name)
+    if record is None:
+        names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
+        raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
+    backend = _backend(project, record.backend)
+    if not isinstance(backend, LocalEndpointBackend):  # pragma: no cover - only local exists here
+        raise EndpointError(f"endpoint {name} is not a local endpoint")
+    return backend
 
 
 def _backend(project: Project, kind: str) -> EndpointBackend:
@@ -92,6 +105,18 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
     ):  # fmt: skip
         if value is not None:
             click.echo(f"  {label:<20}{value}")
+    if described.variants:
+        weights = ", ".join(f"{v['name']}={v['weight']:g}" for v in described.variants)
+        click.echo(f"  {'variants':<20}{weights}")
+    if described.traffic:
+        t = described.traffic
+        click.echo(f"  {'traffic shift':<20}{t['percent']:g}% to {t['config_name']} ({t['strategy']})")
+    if described.last_rollback:
+        rb = described.last_rollback
+        click.echo(
+            f"  {'last rollback':<20}{rb.get('at')}: {rb.get('config_name')} → {rb.get('rolled_back_to')}, "
+            f"alarm {rb.get('message')}"
+        )
     if configs:
         click.echo("  endpoint configs (newest first):")
         for config in configs:
@@ -142,3 +167,68 @@ def invoke(
         raise EndpointError(f"{name} answered {response.status}: {response.error_message()}")
     sys.stdout.buffer.write(response.body if response.body.endswith(b"\n") else response.body + b"\n")
     sys.stdout.flush()
+
+
+def _weight(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write VARIANT=WEIGHT, e.g. A=0.9") from None
+
+
+@endpoints.command("set-weights")
+@click.argument("name")
+@click.argument("weights", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def endpoints_set_weights(ctx: click.Context, name: str, weights: tuple[str, ...], as_json: bool) -> None:
+    """Change the traffic weights of NAME's variants without a restart: VARIANT=WEIGHT …"""
+    project = find_project(ctx)
+    described = _local(project, name).set_weights(name, dict(_weight(w) for w in weights))
+    if as_json:
+        echo_json(described.variants)
+        return
+    total = sum(v["weight"] for v in described.variants) or 1.0
+    for v in described.variants:
+        click.echo(f"{v['name']:<20}weight {v['weight']:g}  ({v['weight'] / total:.0%} of the traffic)")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    try:
+        if text[-1] in _UNITS:
+            return float(text[:-1]) * _UNITS[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{text!r}: write a duration like 30s, 5m or 1h") from None
+
+
+@endpoints.command("metrics")
+@click.argument("name")
+@click.option("--window", default="5m", show_default=True, help="How far back: 30s, 5m, 1h, or all.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool) -> None:
+    """Invocations, errors and p50/p90/p99 latencies of NAME's variants over a window."""
+    project = find_project(ctx)
+    seconds = None if window == "all" else _duration(window)
+    summary = _local(project, name).metrics(name, seconds)
+    if as_json:
+        echo_json(summary)
+        return
+    rows = []
+    for variant, m in summary["variants"].items():
+        rows.append((
+            variant, m["Invocations"], m["Invocation4XXErrors"], m["Invocation5XXErrors"],
+            m["ModelLatencyp50_ms"], m["ModelLatencyp90_ms"], m["ModelLatencyp99_ms"], m["OverheadLatencyp99_ms"],
+        ))  # fmt: skip
+    click.echo(f"{name}, last {window}:")
+    table(["variant", "invocations", "4xx", "5xx", "model p50 ms", "p90 ms", "p99 ms", "overhead p99 ms"], rows)
+    dropped = {k: v for k, v in summary["counters"].items() if v}
+    if dropped:
+        click.echo("  " + ", ".join(f"{k} {v}" for k, v in dropped.items()))

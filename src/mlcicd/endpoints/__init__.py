@@ -7,6 +7,8 @@ client.py   calling an endpoint over HTTP
 
 from mlcicd.endpoints.base import (
     STATUSES,
+    DataCapture,
+    DeploymentPolicy,
     EndpointBackend,
     EndpointConfig,
     EndpointDescription,
@@ -15,6 +17,8 @@ from mlcicd.endpoints.base import (
 
 __all__ = [
     "STATUSES",
+    "DataCapture",
+    "DeploymentPolicy",
     "EndpointBackend",
     "EndpointConfig",
     "EndpointDescription",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
 
@@ -39,6 +39,35 @@ class ProductionVariant:
 
 
 @dataclass(frozen=True)
+class DeploymentPolicy:
+    """How an update shifts traffic and when it rolls back (SageMaker's ``DeploymentConfig``).
+
+    ``strategy`` is ``all_at_once``, ``canary`` (``canary_percent`` first) or ``linear``
+    (``linear_step_percent`` per step); each step waits ``wait_seconds`` while the alarms
+    watch the new config: a 5XX rate above ``max_5xx_rate`` (0..1) or a p99 ModelLatency
+    above ``max_p99_latency_ms`` rolls the update back.
+    """
+
+    strategy: str = "all_at_once"
+    canary_percent: float = 10.0
+    linear_step_percent: float = 25.0
+    wait_seconds: float = 0.0
+    max_5xx_rate: float | None = None
+    max_p99_latency_ms: float | None = None
+    min_invocations: int = 1
+
+
+@dataclass(frozen=True)
+class DataCapture:
+    """SageMaker's ``DataCaptureConfig``: a sampled share of requests and/or responses."""
+
+    sampling_percentage: float = 100.0
+    capture_input: bool = True
+    capture_output: bool = True
+    destination: Path | None = None  # None: the backend's default place
+
+
+@dataclass(frozen=True)
 class EndpointConfig:
     """What an endpoint serves and how; ``name`` identifies this exact config."""
 
@@ -50,6 +79,11 @@ class EndpointConfig:
     startup_timeout: float = 60.0  # for model_fn in every worker, per generation
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     drain_timeout: float = 30.0  # for in-flight requests of a retiring generation
+    header_timeout: float = 10.0  # for a client to send a request's headers
+    body_timeout: float = 60.0  # then its body
+    shadow: ProductionVariant | None = None  # gets a copy of the traffic; never answers
+    data_capture: DataCapture | None = None
+    deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
 
 
 @dataclass
@@ -69,6 +103,9 @@ class EndpointDescription:
     updated_at: float | None = None
     generation: int | None = None  # bumps with every successful update
     log_path: Path | None = None
+    variants: list[dict[str, Any]] = field(default_factory=list)  # name, weight, model_sha256
+    last_rollback: dict[str, Any] | None = None  # the alarm and its figures
+    traffic: dict[str, Any] | None = None  # during a canary/linear update: the new config's share
 
 
 class EndpointBackend(Protocol):

@@ -4,6 +4,10 @@
         endpoint.json        name, backend, created_at (written once)
         config.json          the serving config to run (read by the supervisor at start, SIGHUP)
         status.json          written only by the supervisor, atomically
+        weights.json         traffic weights set by ``set_weights`` (the workers poll it)
+        traffic.json         the new config's share during a canary/linear update (supervisor)
+        metrics/             each worker's counts, retired workers' sum, series.jsonl
+        data-capture/        captured requests/responses and shadow comparisons (default place)
         supervisor.pid       {"pid", "start_time"} of the supervisor, from its launcher
         models/<sha256>/     each model.tar.gz, digest-checked and extracted once
         code/<config_name>/  a copy of the inference code (per variant if their code differs)
@@ -49,10 +53,12 @@ from mlcicd.endpoints.base import (
 )
 from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
-from mlcicd.serving.config import ServingConfig, VariantSpec
-from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE
+from mlcicd.serving import metrics
+from mlcicd.serving.config import CaptureSpec, DeploymentSpec, ServingConfig, VariantSpec
+from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE, WEIGHTS_FILE
 
 META_FILE = "endpoint.json"
+CAPTURE_DIR = "data-capture"
 LOCK_FILE = ".lock"
 # SageMaker's rule for endpoint and endpoint config names; it also keeps them safe as paths.
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -143,7 +149,67 @@ class LocalEndpointBackend:
             updated_at=_epoch(status.get("updated_at")),
             generation=status.get("generation"),
             log_path=log_path,
+            variants=self._variants(edir, status),
+            last_rollback=status.get("last_rollback"),
+            traffic=status.get("traffic") if serving else None,
         )
+
+    def set_weights(self, name: str, weights: dict[str, float]) -> EndpointDescription:
+        """New traffic weights for the serving config's variants, without a restart.
+
+        SageMaker's ``UpdateEndpointWeightsAndCapacities``: the workers pick up
+        ``weights.json`` within a fraction of a second; requests in flight are unaffected.
+        """
+        described = self.describe(name)
+        if described.status not in (IN_SERVICE, UPDATING) or described.config_name is None:
+            raise EndpointError(f"endpoint {name} is {described.status}; it has no weights to set")
+        known = {v["name"]: v for v in described.variants}
+        unknown = sorted(set(weights) - set(known))
+        if unknown:
+            raise EndpointError(
+                f"endpoint {name} has no variant {', '.join(unknown)}",
+                hint=f"its variants: {', '.join(known) or 'none'}",
+            )
+        for variant, weight in weights.items():
+            if not (weight >= 0 and weight < float("inf")):
+                raise EndpointError(
+                    f"variant {variant}: weight must be a number >= 0, got {weight}"
+                )
+        merged = {v: float(weights.get(v, known[v]["weight"])) for v in known}
+        if not any(merged.values()):
+            raise EndpointError("at least one variant needs a weight above 0")
+        edir = self.endpoint_dir(name)
+        with _locked(edir):
+            atomic_write_json(
+                edir / WEIGHTS_FILE, {"config_name": described.config_name, "weights": merged}
+            )
+        return self.describe(name)
+
+    def metrics(self, name: str, window: float | None = None) -> dict[str, Any]:
+        """Per variant: counts, 5XX rate, p50/p90/p99 latencies (ms) — over ``window`` seconds
+        or since the endpoint started."""
+        edir = self.endpoint_dir(name)
+        if not edir.is_dir():
+            raise NotFoundError(f"endpoint {name} does not exist")
+        mdir = edir / metrics.METRICS_DIR
+        summed = metrics.window(mdir, window) if window else metrics.read_all(mdir)
+        variants = metrics.by_variant(summed)
+        return {
+            "endpoint": name,
+            "window_seconds": window,
+            "variants": {v: metrics.summary(c) for v, c in sorted(variants.items())},
+            "counters": summed.get("counters", {}),
+        }
+
+    def _variants(self, edir: Path, status: dict[str, Any]) -> list[dict[str, Any]]:
+        variants = [dict(v) for v in status.get("variants", []) if isinstance(v, dict)]
+        override = _read(edir / WEIGHTS_FILE) or {}
+        if override.get("config_name") == status.get("config_name"):
+            for variant in variants:
+                weight = (override.get("weights") or {}).get(variant.get("name"))
+                if isinstance(weight, int | float):
+                    variant["weight"] = weight
+        return variants
 
     def list(self) -> list[EndpointDescription]:
         if not self.root.is_dir():
@@ -171,9 +237,10 @@ class LocalEndpointBackend:
         """Extract the models, copy the code: the serving config with paths ready to use."""
         if not config.variants:
             raise EndpointError(f"endpoint config {config.name} has no production variant")
-        distinct_code = {v.code_dir.resolve() for v in config.variants}
+        everyone = [*config.variants, *([config.shadow] if config.shadow else [])]
+        distinct_code = {v.code_dir.resolve() for v in everyone}
         specs = []
-        for variant in config.variants:
+        for variant in everyone:
             if not SHA256_RE.match(variant.model_sha256):
                 raise EndpointError(
                     f"variant {variant.name}: {variant.model_sha256!r} is not a sha256 digest"
@@ -193,6 +260,23 @@ class LocalEndpointBackend:
                     python=str(variant.python), weight=variant.weight, environment=dict(variant.environment),
                 )
             )  # fmt: skip
+        shadow = specs.pop() if config.shadow else None
+        capture = None
+        if config.data_capture is not None:
+            dc = config.data_capture
+            capture = CaptureSpec(
+                destination=str((dc.destination or edir / CAPTURE_DIR).resolve()),
+                sampling_percentage=dc.sampling_percentage,
+                capture_input=dc.capture_input,
+                capture_output=dc.capture_output,
+            )
+        policy = config.deployment
+        deployment = DeploymentSpec(
+            strategy=policy.strategy, canary_percent=policy.canary_percent,
+            linear_step_percent=policy.linear_step_percent, wait_seconds=policy.wait_seconds,
+            max_5xx_rate=policy.max_5xx_rate, max_p99_latency_ms=policy.max_p99_latency_ms,
+            min_invocations=policy.min_invocations,
+        )  # fmt: skip
         port = config.port or 0
         if live is not None and config.port in (None, live.get("port")):
             # Keep the port as the running config.json states it (0 or a number), so that
@@ -203,6 +287,8 @@ class LocalEndpointBackend:
                 name=config.name, variants=tuple(specs), endpoint_name=config.endpoint_name, port=port,
                 workers=config.workers, startup_timeout=config.startup_timeout,
                 drain_timeout=config.drain_timeout, max_payload_bytes=config.max_payload_bytes,
+                header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+                shadow=shadow, capture=capture, deployment=deployment,
             )  # fmt: skip
         except ValueError as exc:
             raise EndpointError(f"endpoint config {config.name}: {exc}") from exc
@@ -310,9 +396,11 @@ class LocalEndpointBackend:
         if not procinfo.signal_process(pid, start, signal.SIGHUP):
             return self._create(edir, config, serving)  # it died just now: start afresh
         log_path = edir / LOG_FILE
+        steps = len(serving.deployment.steps()) if serving.deployment.shifts else 0
         deadline = (
-            time.monotonic() + serving.startup_timeout + serving.drain_timeout + self.launch_timeout
-        )
+            time.monotonic() + 2 * serving.startup_timeout + serving.drain_timeout
+            + self.launch_timeout + steps * (serving.deployment.wait_seconds + 2.0)
+        )  # fmt: skip
         while True:
             alive = procinfo.is_alive(pid, start)
             status = _read(edir / STATUS_FILE) or {}
@@ -326,6 +414,14 @@ class LocalEndpointBackend:
                 and status.get("last_update_at") != attempt_marker
             ):
                 _restore(config_path, previous)
+                rollback = status.get("last_rollback") or {}
+                if rollback.get("config_name") == config.name:
+                    raise EndpointRollbackError(
+                        f"update of endpoint {name} to {config.name} was rolled back, it still "
+                        f"serves {status.get('config_name')}: {failed}",
+                        rollback=rollback,
+                        hint=f"see {log_path}",
+                    )
                 raise EndpointError(
                     f"update of endpoint {name} to {config.name} failed, it still serves "
                     f"{status.get('config_name')}: {failed}",
@@ -400,6 +496,14 @@ class LocalEndpointBackend:
             for pid, start in processes:
                 procinfo.signal_process(pid, start, signal.SIGKILL)
             _wait_gone_all(set(processes), 5.0)
+
+
+class EndpointRollbackError(EndpointError):
+    """An update was rolled back because an alarm tripped; ``rollback`` holds its figures."""
+
+    def __init__(self, message: str, *, rollback: dict[str, Any], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.rollback = rollback
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The ASGI app of one worker: SageMaker's container contract plus the Runtime API path.
 
     GET  /ping                              200 once the model is loaded
+    GET  /metrics                           every worker's counts, Prometheus text format
     POST /invocations                       the container contract; errors keep their status
     POST /endpoints/{name}/invocations      what ``boto3 sagemaker-runtime invoke_endpoint``
                                             calls; errors take SageMaker Runtime's shape
@@ -14,6 +15,12 @@ variant) is a 400 ``ValidationError``; an oversized body a 413. Both carry
 Raw ASGI on purpose: the hot path is headers → body → handlers → one response, with every
 lookup that can be made once (content types, Accept negotiation, variant table) cached.
 Prediction runs on the event loop thread: a worker is one core's worth of model.
+
+Traffic is split here, in the worker, with no proxy: a :class:`Fleet` is one endpoint
+config's production variants with their weights (``set_weights`` changes them in place);
+during a canary or linear update the worker holds two fleets, the serving config's
+(``blue``) and the new one, and ``green_share`` of requests go to the new one. Data capture
+and the shadow variant happen after the response is sent, through bounded queues.
 """
 
 from __future__ import annotations
@@ -23,14 +30,17 @@ import itertools
 import logging
 import os
 import random
+import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any
 
 import orjson
 
-from mlcicd.serving import codecs
+from mlcicd.serving import batching, codecs
+from mlcicd.serving import metrics as metrics_files
+from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.codecs import InvocationError, PayloadTooLargeError
 from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
@@ -43,36 +53,62 @@ Headers = list[tuple[bytes, bytes]]
 
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 TARGET_VARIANT = b"x-amzn-sagemaker-target-variant"
+INFERENCE_ID = b"x-amzn-sagemaker-inference-id"
+INVOKED_VARIANT = b"x-amzn-invoked-production-variant"
 # A refused body is still read to its end by uvicorn, but discarded (never held), so the client
 # gets its 413 rather than a reset mid-upload and the connection stays usable. Past this
 # declared size that is not worth it: the connection is closed instead.
 _DISCARD_LIMIT = 64 * 1024 * 1024
 _CACHE_SIZE = 256
 _JSON_HEADER = (b"content-type", b"application/json")
+_PROMETHEUS_HEADER = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
 _CLOSE = (b"connection", b"close")
 _UNSEEN = object()
 
 
-class InvocationCounters:
-    """Per-process counts for the endpoint metrics (Invocations, 4XX/5XX, ModelLatency)."""
+class Fleet:
+    """One endpoint config's production variants, their weights and their metrics."""
 
-    __slots__ = (
-        "errors_4xx",
-        "errors_5xx",
-        "invocations",
-        "model_latency_max",
-        "model_latency_total",
-    )
+    __slots__ = ("by_name", "config_name", "cumulative", "header", "metrics", "single", "variants")
 
-    def __init__(self) -> None:
-        self.invocations = 0
-        self.errors_4xx = 0
-        self.errors_5xx = 0
-        self.model_latency_total = 0.0  # seconds, over requests that reached the handlers
-        self.model_latency_max = 0.0
+    def __init__(
+        self,
+        config_name: str,
+        variants: Sequence[LoadedVariant],
+        metrics: metrics_files.WorkerMetrics,
+    ) -> None:
+        if not variants:
+            raise ValueError("an InferenceApp needs at least one loaded variant")
+        self.config_name = config_name
+        self.variants = tuple(variants)
+        self.by_name = {v.name: v for v in self.variants}
+        self.header = {v.name: v.name.encode() for v in self.variants}
+        self.metrics = {v.name: metrics.variant(config_name, v.name) for v in self.variants}
+        self.cumulative: list[float] = []
+        self.single: LoadedVariant | None = None
+        self.set_weights({})
 
-    def snapshot(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """New traffic weights (variants not named keep theirs); one assignment, no lock."""
+        for variant in self.variants:
+            weight = weights.get(variant.name)
+            if isinstance(weight, int | float) and weight >= 0:
+                variant.weight = float(weight)
+        total = sum(v.weight for v in self.variants)
+        if total <= 0:  # all zero: SageMaker refuses it; serve evenly rather than not at all
+            self.cumulative = [(i + 1) / len(self.variants) for i in range(len(self.variants))]
+        else:
+            self.cumulative = list(itertools.accumulate(v.weight / total for v in self.variants))
+        live = [v for v in self.variants if v.weight > 0]
+        self.single = live[0] if len(live) == 1 else None
+
+    def pick(self) -> LoadedVariant:
+        """A variant drawn by weight (SageMaker's traffic split between production variants)."""
+        single = self.single
+        if single is not None:
+            return single
+        index = bisect.bisect_right(self.cumulative, random.random())
+        return self.variants[min(index, len(self.variants) - 1)]
 
 
 class InferenceApp:
@@ -87,10 +123,20 @@ class InferenceApp:
         default_accept: str | None = None,
         logger: logging.Logger | None = None,
         log_hint: str = "the endpoint log",
+        config_name: str = "",
+        metrics: metrics_files.WorkerMetrics | None = None,
+        blue: tuple[str, Sequence[LoadedVariant]] | None = None,
+        green_share: float = 1.0,
+        capture: CaptureWriter | None = None,
+        shadow: Any = None,  # a ShadowRunner
     ) -> None:
-        if not variants:
-            raise ValueError("an InferenceApp needs at least one loaded variant")
-        self.variants = tuple(variants)
+        self.metrics = metrics or metrics_files.WorkerMetrics(endpoint_name or "", None, "0")
+        self.fleet = Fleet(config_name, variants, self.metrics)
+        self.variants = self.fleet.variants
+        self.blue = Fleet(blue[0], blue[1], self.metrics) if blue is not None else None
+        self.green_share = green_share
+        self.capture = capture
+        self.shadow = shadow
         self.endpoint_name = endpoint_name
         self.max_payload_bytes = max_payload_bytes
         self.default_accept = default_accept or os.environ.get(
@@ -100,12 +146,6 @@ class InferenceApp:
         self.log_hint = log_hint
         self.healthy = True  # the variants are loaded before the app exists
         self.draining = False  # set on shutdown: answer with `connection: close`
-        self.counters = InvocationCounters()
-        self.variant_counters = {v.name: InvocationCounters() for v in self.variants}
-        self._by_name = {v.name: v for v in self.variants}
-        total = sum(v.weight for v in self.variants)
-        self._cumulative = list(itertools.accumulate(v.weight / total for v in self.variants))
-        self._single = self.variants[0] if len(self.variants) == 1 else None
         self._media_cache: dict[bytes | None, str] = {}
         self._accept_cache: dict[tuple[bytes | None, bool], object] = {}
         self._type_headers: dict[str, bytes] = {}
@@ -125,6 +165,8 @@ class InferenceApp:
                     await self._invoke(scope, receive, send, None)
                 else:
                     await self._plain_error(send, 405, f"{method} {path}: use POST", allow=b"POST")
+            elif path == "/metrics":
+                await self._metrics(send)
             elif path == "/ping":
                 if method in ("GET", "HEAD"):
                     await self._ping(send)
@@ -154,6 +196,22 @@ class InferenceApp:
 
     # -- routes ---------------------------------------------------------------------------
 
+    def set_weights(self, config_name: str, weights: Mapping[str, float]) -> None:
+        """``mlcicd endpoints set-weights``: new weights for the fleet of ``config_name``."""
+        for fleet in (self.fleet, self.blue):
+            if fleet is not None and fleet.config_name == config_name:
+                fleet.set_weights(weights)
+
+    async def _metrics(self, send: Send) -> None:
+        own = self.metrics.snapshot()
+        directory = self.metrics.directory
+        summed = (
+            metrics_files.read_all(directory, live=own) if directory else metrics_files.merge([own])
+        )
+        body = metrics_files.prometheus(summed, self.endpoint_name or "")
+        headers = [_PROMETHEUS_HEADER, (b"content-length", str(len(body)).encode())]
+        await _respond(send, 200, headers, body, self.draining)
+
     async def _ping(self, send: Send) -> None:
         if self.healthy:
             await _respond(
@@ -165,12 +223,11 @@ class InferenceApp:
     async def _invoke(
         self, scope: Scope, receive: Receive, send: Send, runtime_name: str | None
     ) -> None:
+        arrived = perf_counter()
         runtime = runtime_name is not None
         request_id = f"{self._id_prefix}{next(self._ids):012x}" if runtime else None
-        counters = self.counters
-        counters.invocations += 1
 
-        content_type = accept = length = attributes = target = None
+        content_type = accept = length = attributes = target = inference_id = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -182,9 +239,19 @@ class InferenceApp:
                 attributes = value
             elif name == TARGET_VARIANT:
                 target = value
+            elif name == INFERENCE_ID:
+                inference_id = value
+
+        # The variant by weight (the fleet first, during a canary); counted from here on.
+        fleet = self.fleet
+        if self.blue is not None and random.random() >= self.green_share:
+            fleet = self.blue
+        variant = fleet.pick()
+        vmetrics = fleet.metrics[variant.name]
+        vmetrics.invocations += 1
 
         if runtime and self.endpoint_name is not None and runtime_name != self.endpoint_name:
-            counters.errors_4xx += 1
+            vmetrics.errors_4xx += 1
             await self._validation_error(
                 send, 400, f"Endpoint {runtime_name} of account local not found.", request_id
             )
@@ -194,6 +261,7 @@ class InferenceApp:
         limit = self.max_payload_bytes
         declared = _int(length)
         if declared is not None and declared > limit:
+            vmetrics.errors_4xx += 1
             await self._too_large(
                 send, declared, runtime, request_id, close=declared > _DISCARD_LIMIT
             )
@@ -212,6 +280,7 @@ class InferenceApp:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
+                    vmetrics.errors_4xx += 1
                     await self._too_large(send, size, runtime, request_id, close=False)
                     return
                 parts.append(chunk)
@@ -219,16 +288,18 @@ class InferenceApp:
                     break
             body = b"".join(parts)
         if len(body) > limit:
+            vmetrics.errors_4xx += 1
             await self._too_large(send, len(body), runtime, request_id, close=False)
             return
 
-        # The variant: the one asked for, else by weight.
-        variant = self._single
-        if target is not None:
+        if target is not None:  # the variant asked for, in the fleet drawn, else in the other
             wanted = target.decode("latin-1")
-            variant = self._by_name.get(wanted)
-            if variant is None:
-                counters.errors_4xx += 1
+            chosen = fleet.by_name.get(wanted)
+            if chosen is None and self.blue is not None:
+                fleet = self.blue if fleet is self.fleet else self.fleet
+                chosen = fleet.by_name.get(wanted)
+            if chosen is None:
+                vmetrics.errors_4xx += 1
                 await self._validation_error(
                     send,
                     400,
@@ -236,10 +307,10 @@ class InferenceApp:
                     request_id,
                 )
                 return
-        elif variant is None:
-            variant = self._pick()
-        vcounters = self.variant_counters[variant.name]
-        vcounters.invocations += 1
+            if chosen is not variant:
+                vmetrics.invocations -= 1
+                variant, vmetrics = chosen, fleet.metrics[chosen.name]
+                vmetrics.invocations += 1
 
         context = None
         if variant.handlers.wants_context:
@@ -252,30 +323,24 @@ class InferenceApp:
         try:
             media = self._media(content_type)
             answer_type = self._accept(accept, variant.handlers.default_output)
-            out, out_type = variant.invoke(body, media, answer_type, context)
+            out, out_type = await batching.invoke(variant, body, media, answer_type, context)
         except InvocationError as exc:
-            latency = perf_counter() - started
-            self._record(vcounters, exc.status, latency)
+            vmetrics.error(exc.status)
             self._log_failure(scope, variant.name, request_id, exc)
             if runtime:
                 await self._model_error(send, exc, variant.name, request_id)
             else:
-                await self._error(send, exc.status, exc.error_type, exc.message)
+                await self._error(send, exc.status, exc.error_type, exc.message,
+                                  variant=fleet.header[variant.name])  # fmt: skip
             return
         latency = perf_counter() - started
-        vcounters.model_latency_total += latency
-        if latency > vcounters.model_latency_max:
-            vcounters.model_latency_max = latency
-        counters.model_latency_total += latency
-        if latency > counters.model_latency_max:
-            counters.model_latency_max = latency
 
         headers: Headers = [
             (b"content-type", self._type_header(out_type)),
             (b"content-length", str(len(out)).encode()),
+            (INVOKED_VARIANT, fleet.header[variant.name]),
         ]
         if runtime:
-            headers.append((b"x-amzn-invoked-production-variant", variant.name.encode()))
             headers.append((b"x-amzn-requestid", (request_id or "").encode()))
         if context is not None and context.response_custom_attributes is not None:
             value = context.response_custom_attributes
@@ -285,14 +350,19 @@ class InferenceApp:
                 self.log.warning(
                     "dropped custom attributes that are not printable ASCII: %r", value
                 )
+        vmetrics.observe(latency, perf_counter() - arrived - latency)
         await _respond(send, 200, headers, out, self.draining)
 
-    # -- once-per-value lookups -----------------------------------------------------------
+        # Off the hot path: the answer is sent; both only queue (bounded) and never raise.
+        capture, shadow = self.capture, self.shadow
+        if capture is not None or shadow is not None:
+            iid = inference_id.decode("latin-1") if inference_id is not None else request_id
+            if capture is not None and capture.sampled():
+                capture.offer((variant.name, iid, time.time(), media, body, out_type, out, None))
+            if shadow is not None and fleet is self.fleet:
+                shadow.offer((iid, body, media, answer_type, variant.name, out, out_type))
 
-    def _pick(self) -> LoadedVariant:
-        """A variant drawn by weight (SageMaker's traffic split between production variants)."""
-        index = bisect.bisect_right(self._cumulative, random.random())
-        return self.variants[min(index, len(self.variants) - 1)]
+    # -- once-per-value lookups -----------------------------------------------------------
 
     def _media(self, header: bytes | None) -> str:
         media = self._media_cache.get(header)
@@ -331,16 +401,6 @@ class InferenceApp:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _record(self, vcounters: InvocationCounters, status: int, latency: float) -> None:
-        if status >= 500:
-            vcounters.errors_5xx += 1
-            self.counters.errors_5xx += 1
-        else:
-            vcounters.errors_4xx += 1
-            self.counters.errors_4xx += 1
-        vcounters.model_latency_total += latency
-        self.counters.model_latency_total += latency
-
     def _log_failure(
         self, scope: Scope, variant: str, request_id: str | None, exc: InvocationError
     ) -> None:
@@ -352,7 +412,6 @@ class InferenceApp:
     async def _too_large(
         self, send: Send, size: int, runtime: bool, request_id: str | None, *, close: bool
     ) -> None:
-        self.counters.errors_4xx += 1
         exc = PayloadTooLargeError(
             f"request body of {size} bytes is larger than the limit of {self.max_payload_bytes} bytes"
         )
@@ -363,10 +422,13 @@ class InferenceApp:
             await self._error(send, 413, exc.error_type, exc.message, close=close)
 
     async def _error(
-        self, send: Send, status: int, error_type: str, message: str, *, close: bool = False
-    ) -> None:
+        self, send: Send, status: int, error_type: str, message: str, *, close: bool = False,
+        variant: bytes | None = None,
+    ) -> None:  # fmt: skip
         body = orjson.dumps({"error": error_type, "message": message})
         headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        if variant is not None:
+            headers.append((INVOKED_VARIANT, variant))
         await _respond(send, status, headers, body, close or self.draining)
 
     async def _plain_error(

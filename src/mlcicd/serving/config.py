@@ -14,6 +14,121 @@ from typing import Any
 
 FORMAT = 1
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
+STRATEGIES = ("all_at_once", "canary", "linear")
+CAPTURE_QUEUE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """What to capture, how often and where (an absolute directory)."""
+
+    destination: str
+    sampling_percentage: float = 100.0
+    capture_input: bool = True
+    capture_output: bool = True
+    queue_size: int = CAPTURE_QUEUE_SIZE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "sampling_percentage": self.sampling_percentage,
+            "capture_input": self.capture_input,
+            "capture_output": self.capture_output,
+            "queue_size": self.queue_size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaptureSpec:
+        return cls(
+            destination=str(data["destination"]),
+            sampling_percentage=float(data.get("sampling_percentage", 100.0)),
+            capture_input=bool(data.get("capture_input", True)),
+            capture_output=bool(data.get("capture_output", True)),
+            queue_size=int(data.get("queue_size", CAPTURE_QUEUE_SIZE)),
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """How an update moves traffic (SageMaker's blue/green ``TrafficRoutingConfiguration``).
+
+    ``all_at_once`` moves everything, ``canary`` first ``canary_percent`` then the rest,
+    ``linear`` ``linear_step_percent`` at a time; each step then waits ``wait_seconds``
+    (bake time, interval) while the alarms watch the new config's variants. An alarm that
+    trips moves all traffic back (auto-rollback).
+    """
+
+    strategy: str = "all_at_once"
+    canary_percent: float = 10.0
+    linear_step_percent: float = 25.0
+    wait_seconds: float = 0.0
+    max_5xx_rate: float | None = None  # 5XX errors / invocations, 0..1
+    max_p99_latency_ms: float | None = None  # p99 of ModelLatency
+    min_invocations: int = 1  # fewer invocations during a wait decide nothing
+
+    @property
+    def has_alarms(self) -> bool:
+        return self.max_5xx_rate is not None or self.max_p99_latency_ms is not None
+
+    @property
+    def shifts(self) -> bool:
+        """Whether the update serves old and new side by side (else: a plain generation swap)."""
+        return self.strategy != "all_at_once" or (self.has_alarms and self.wait_seconds > 0)
+
+    def steps(self) -> list[float]:
+        """The new config's share of traffic after each step, in percent."""
+        if self.strategy == "canary":
+            return [self.canary_percent, 100.0] if self.canary_percent < 100 else [100.0]
+        if self.strategy == "linear":
+            out, share = [], 0.0
+            while share < 100.0:
+                share = min(100.0, share + self.linear_step_percent)
+                out.append(share)
+            return out
+        return [100.0]
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.strategy not in STRATEGIES:
+            out.append(
+                f"deployment.strategy: one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if not 0 < self.canary_percent <= 100:
+            out.append(f"deployment.canary_percent: between 0 and 100, got {self.canary_percent}")
+        if not 0 < self.linear_step_percent <= 100:
+            out.append(
+                f"deployment.linear_step_percent: between 0 and 100, got {self.linear_step_percent}"
+            )
+        if self.wait_seconds < 0:
+            out.append(f"deployment.wait_seconds: must not be negative, got {self.wait_seconds}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "canary_percent": self.canary_percent,
+            "linear_step_percent": self.linear_step_percent,
+            "wait_seconds": self.wait_seconds,
+            "max_5xx_rate": self.max_5xx_rate,
+            "max_p99_latency_ms": self.max_p99_latency_ms,
+            "min_invocations": self.min_invocations,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeploymentSpec:
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            strategy=str(data.get("strategy", "all_at_once")),
+            canary_percent=float(data.get("canary_percent", 10.0)),
+            linear_step_percent=float(data.get("linear_step_percent", 25.0)),
+            wait_seconds=float(data.get("wait_seconds", 0.0)),
+            max_5xx_rate=number("max_5xx_rate"),
+            max_p99_latency_ms=number("max_p99_latency_ms"),
+            min_invocations=int(data.get("min_invocations", 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +184,11 @@ class ServingConfig:
     startup_timeout: float = 60.0
     drain_timeout: float = 30.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    header_timeout: float = 10.0  # for a client to send a request's headers
+    body_timeout: float = 60.0  # then for its body
+    shadow: VariantSpec | None = None
+    capture: CaptureSpec | None = None
+    deployment: DeploymentSpec = field(default_factory=DeploymentSpec)
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -98,6 +218,16 @@ class ServingConfig:
             out.append(f"startup_timeout: must be positive, got {self.startup_timeout}")
         if self.max_payload_bytes <= 0:
             out.append(f"max_payload_bytes: must be positive, got {self.max_payload_bytes}")
+        for key in ("header_timeout", "body_timeout"):
+            if getattr(self, key) <= 0:
+                out.append(f"{key}: must be positive, got {getattr(self, key)}")
+        if self.shadow is not None and self.shadow.name in names:
+            out.append(f"shadow: its name {self.shadow.name!r} is also a production variant's")
+        if self.capture is not None and not 0 <= self.capture.sampling_percentage <= 100:
+            out.append(
+                f"capture.sampling_percentage: between 0 and 100, got {self.capture.sampling_percentage}"
+            )
+        out.extend(self.deployment.problems())
         return out
 
     @property
@@ -116,7 +246,12 @@ class ServingConfig:
             "startup_timeout": self.startup_timeout,
             "drain_timeout": self.drain_timeout,
             "max_payload_bytes": self.max_payload_bytes,
+            "header_timeout": self.header_timeout,
+            "body_timeout": self.body_timeout,
             "variants": [v.to_dict() for v in self.variants],
+            "shadow": self.shadow.to_dict() if self.shadow else None,
+            "capture": self.capture.to_dict() if self.capture else None,
+            "deployment": self.deployment.to_dict(),
         }
 
     @classmethod
@@ -127,6 +262,8 @@ class ServingConfig:
         if fmt != FORMAT:
             raise ValueError(f"{where}: format {fmt!r} is not supported (expected {FORMAT})")
         raw_variants = _get(data, "variants", where, list)
+        shadow = _get(data, "shadow", where, (dict, type(None)), None)
+        capture = _get(data, "capture", where, (dict, type(None)), None)
         variants = tuple(
             VariantSpec.from_dict(v, f"{where}: variants[{i}]")
             if isinstance(v, Mapping)
@@ -145,6 +282,11 @@ class ServingConfig:
             max_payload_bytes=_get(
                 data, "max_payload_bytes", where, int, DEFAULT_MAX_PAYLOAD_BYTES
             ),
+            header_timeout=float(_get(data, "header_timeout", where, (int, float), 10.0)),
+            body_timeout=float(_get(data, "body_timeout", where, (int, float), 60.0)),
+            shadow=VariantSpec.from_dict(shadow, f"{where}: shadow") if shadow else None,
+            capture=CaptureSpec.from_dict(capture) if capture else None,
+            deployment=DeploymentSpec.from_dict(_get(data, "deployment", where, dict, {})),
         )
 
 

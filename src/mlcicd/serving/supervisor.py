@@ -12,7 +12,16 @@ succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
                     worker. If the new generation fails, it is stopped, the old one keeps
                     serving, and ``last_update_failure`` says why.
     SIGTERM/SIGINT  stop the workers gracefully, write status OutOfService, exit 0.
-    a worker dies   it is replaced, with exponential backoff.
+    a worker dies   it is replaced, with exponential backoff; its last metrics are folded
+                    into metrics/retired.json, so the endpoint's counters never go back.
+
+A canary or linear update (or one that bakes under alarms) is blue/green inside the
+workers: the new generation loads the serving config too and sends ``green_percent`` of
+requests to the new one; the supervisor moves the share step by step through
+``traffic.json`` (the workers poll it), and between steps watches the new config's
+metrics. An alarm that trips (5XX rate or p99 ModelLatency above its threshold) sends all
+traffic back at once, starts a generation of the old config, and records the rollback with
+its figures (``last_rollback``, and ``last_update_failure`` for the deployer).
 
 ``status.json`` is written only here, atomically; ``config_digest`` (the sha256 of the
 config.json bytes a generation was started from) lets a waiting deployer tell its own
@@ -41,6 +50,7 @@ from typing import Any
 from mlcicd import procinfo
 from mlcicd.errors import PortInUseError
 from mlcicd.fsutil import atomic_write_json, atomic_write_text
+from mlcicd.serving import metrics
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
 from mlcicd.serving.logs import configure_logging
@@ -50,6 +60,9 @@ STATUS_FILE = "status.json"
 PID_FILE = "supervisor.pid"
 RUN_DIR = "run"
 LOG_FILE = "logs/endpoint.log"
+TRAFFIC_FILE = "traffic.json"  # mirrors worker.TRAFFIC_FILE (not imported: it pulls uvicorn)
+WEIGHTS_FILE = "weights.json"
+ALARM_CHECK_INTERVAL = 0.5
 
 EXIT_FAILED = 1
 RESTART_BACKOFF = (0.5, 30.0)  # first delay, ceiling; doubles per consecutive crash
@@ -106,6 +119,11 @@ class Supervisor:
         self.last_update_digest: str | None = None
         self.last_update_at: str | None = None
         self.worker_restarts = 0
+        self.last_rollback: dict[str, Any] | None = None
+        self.traffic: dict[str, Any] | None = None  # during a shift: who gets what share
+        self.metrics_dir = self.state_dir / metrics.METRICS_DIR
+        self._series_last: str | None = None
+        self._series_due = 0.0
         self._next_generation = 1
         self._stop = False
         self._reload = False
@@ -129,6 +147,12 @@ class Supervisor:
     def _run(self) -> int:
         self._install_signals()
         (self.state_dir / RUN_DIR).mkdir(parents=True, exist_ok=True)
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        # A first line before any request of ours: windows reaching further back start here.
+        self._series_last = metrics.append_series(
+            self.metrics_dir, metrics.read_all(self.metrics_dir), None
+        )
+        (self.state_dir / TRAFFIC_FILE).unlink(missing_ok=True)  # generation numbers restart
         self._write_status()
         try:
             config, digest = self._read_config()
@@ -207,12 +231,26 @@ class Supervisor:
             raise ValueError(f"not valid JSON: {exc}") from exc
         return ServingConfig.from_dict(data, where=str(path)), hashlib.sha256(raw).hexdigest()
 
-    def _start_generation(self, config: ServingConfig, digest: str) -> Generation | str:
-        """Start ``config.workers`` workers and wait until all are ready: the generation, or why not."""
+    def _start_generation(
+        self,
+        config: ServingConfig,
+        digest: str,
+        *,
+        blue: ServingConfig | None = None,
+        green_percent: float = 100.0,
+    ) -> Generation | str:
+        """Start ``config.workers`` workers and wait until all are ready: the generation, or why not.
+
+        With ``blue``, the workers also load that config and give ``config`` only
+        ``green_percent`` of the traffic (until ``traffic.json`` says otherwise).
+        """
         number = self._next_generation
         self._next_generation += 1
         spec = self.state_dir / RUN_DIR / f"gen-{number}.json"
-        atomic_write_json(spec, config.to_dict())
+        data: dict[str, Any] = {**config.to_dict(), "state_dir": str(self.state_dir)}
+        if blue is not None:
+            data.update(blue=blue.to_dict(), green_percent=green_percent)
+        atomic_write_json(spec, data)
         gen = Generation(number, config, digest, spec)
         log.info("generation %d: starting %d worker(s) for %s", number, config.workers, config.name)
         for _ in range(config.workers):
@@ -265,9 +303,12 @@ class Supervisor:
                 f"{config.host}:{config.port} (delete and redeploy to change it)",
             )
             return
-        log.info("SIGHUP: updating to %s", config.name)
+        log.info("SIGHUP: updating to %s (%s)", config.name, config.deployment.strategy)
         self.status = "Updating"
         self._write_status()
+        if config.deployment.shifts:
+            self._shift(config, digest)
+            return
         started = self._start_generation(config, digest)
         if isinstance(started, str):
             if not self._stop:
@@ -291,6 +332,128 @@ class Supervisor:
             started.number,
             old.number,
         )
+
+    def _shift(self, config: ServingConfig, digest: str) -> None:
+        """Blue/green inside the workers: move traffic step by step, roll back on an alarm."""
+        old = self.current
+        assert old is not None
+        deployment = config.deployment
+        steps = deployment.steps()
+        started = self._start_generation(config, digest, blue=old.config, green_percent=steps[0])
+        if isinstance(started, str):
+            if not self._stop:
+                self._update_failed(digest, started)
+            return
+        self._set_traffic(started, steps[0], old.config.name)
+        self.current = started
+        self._retire(old, wait=False)
+        self._wait_until_not_accepting(old.workers, ACCEPT_STOP_TIMEOUT)
+        baseline = metrics.read_all(self.metrics_dir)
+        for index, share in enumerate(steps):
+            if index:
+                self._set_traffic(started, share, old.config.name)
+            log.info("%s gets %g%% of the traffic; waiting %gs", config.name, share,
+                     deployment.wait_seconds)  # fmt: skip
+            alarm = self._bake(config, baseline, deployment.wait_seconds)
+            if self._stop:
+                return
+            if alarm is not None:
+                self._roll_back(started, old, digest, share, alarm)
+                return
+        self.traffic = None
+        self.last_update_failure, self.last_update_digest, self.last_update_at = (
+            None,
+            digest,
+            utcnow(),
+        )
+        self.status = "InService"
+        self._write_status()
+        log.info("InService: %s (generation %d) after a %s update", config.name, started.number,
+                 deployment.strategy)  # fmt: skip
+
+    def _set_traffic(self, gen: Generation, percent: float, blue_name: str) -> None:
+        atomic_write_json(
+            self.state_dir / TRAFFIC_FILE, {"generation": gen.number, "green_percent": percent}
+        )
+        self.traffic = {
+            "config_name": gen.config.name,
+            "percent": percent,
+            "previous_config_name": blue_name,
+            "strategy": gen.config.deployment.strategy,
+        }
+        self._write_status()
+
+    def _bake(
+        self, config: ServingConfig, baseline: dict[str, Any], seconds: float
+    ) -> dict[str, Any] | None:
+        """Wait ``seconds`` watching the alarms on ``config``'s variants; the alarm that tripped."""
+        deployment = config.deployment
+        watching = deployment.has_alarms and seconds > 0
+        # The workers write their counts every FLUSH_INTERVAL: look once more after that.
+        end = time.monotonic() + seconds + (2 * metrics.FLUSH_INTERVAL if watching else 0.0)
+        next_check = 0.0
+        while not self._stop:
+            now = time.monotonic()
+            if watching and (now >= next_check or now >= end):
+                next_check = now + ALARM_CHECK_INTERVAL
+                alarm = self._alarm(config, baseline)
+                if alarm is not None:
+                    return alarm
+            if now >= end:
+                return None
+            self._wait(min(0.1, end - now))
+            self._housekeeping()
+        return None
+
+    def _alarm(self, config: ServingConfig, baseline: dict[str, Any]) -> dict[str, Any] | None:
+        deployment = config.deployment
+        since = metrics.difference(metrics.read_all(self.metrics_dir), baseline)
+        counts = metrics.merge(
+            {"series": {"x": c}} for c in metrics.by_variant(since, config.name).values()
+        )["series"].get("x")
+        if not counts or counts["Invocations"] < max(1, deployment.min_invocations):
+            return None
+        invocations, errors = counts["Invocations"], counts["Invocation5XXErrors"]
+        rate = errors / invocations
+        p99 = metrics.quantile(counts["ModelLatency"], 0.99)
+        p99_ms = None if p99 is None else round(p99 / 1000, 3)
+        figures = {"invocations": invocations, "5xx_errors": errors, "5xx_rate": round(rate, 4),
+                   "p99_model_latency_ms": p99_ms}  # fmt: skip
+        if deployment.max_5xx_rate is not None and rate > deployment.max_5xx_rate:
+            return {"alarm": "max_5xx_rate", "threshold": deployment.max_5xx_rate, **figures,
+                    "message": f"5XX rate {rate:.2%} ({errors} of {invocations} invocations) "
+                               f"> max_5xx_rate {deployment.max_5xx_rate:g}"}  # fmt: skip
+        limit = deployment.max_p99_latency_ms
+        if limit is not None and p99_ms is not None and p99_ms > limit:
+            return {"alarm": "max_p99_latency_ms", "threshold": limit, **figures,
+                    "message": f"p99 ModelLatency {p99_ms:g} ms (over {invocations} invocations) "
+                               f"> max_p99_latency_ms {limit:g}"}  # fmt: skip
+        return None
+
+    def _roll_back(
+        self, mixed: Generation, old: Generation, digest: str, share: float, alarm: dict[str, Any]
+    ) -> None:
+        """All traffic back to the old config at once, then a generation of it alone."""
+        self._set_traffic(mixed, 0.0, old.config.name)
+        reason = f"rolled back to {old.config.name} at {share:g}% of the traffic: alarm {alarm['message']}"
+        log.error("%s", reason)
+        self.last_rollback = {
+            **alarm,
+            "at": utcnow(),
+            "config_name": mixed.config.name,
+            "rolled_back_to": old.config.name,
+            "traffic_percent": share,
+        }
+        back = self._start_generation(old.config, old.digest)
+        if isinstance(back, str):  # the mixed generation keeps serving, all of it to the old model
+            log.error("could not restart %s alone (%s); it keeps serving beside %s",
+                      old.config.name, back, mixed.config.name)  # fmt: skip
+        else:
+            self.current = back
+            self._retire(mixed, wait=False)
+            self._wait_until_not_accepting(mixed.workers, ACCEPT_STOP_TIMEOUT)
+            self.traffic = None
+        self._update_failed(digest, reason)
 
     def _update_failed(self, digest: str | None, reason: str) -> None:
         log.error(
@@ -358,6 +521,7 @@ class Supervisor:
                 self._on_status(worker)  # a last event may still be in the pipe
                 self._close_status(worker)
             gen = worker.generation
+            metrics.fold_worker(self.metrics_dir, f"g{gen.number}-{worker.pid}")
             if gen is self.current:
                 gen.workers.remove(worker)
             if worker.state == "stopping":
@@ -381,6 +545,10 @@ class Supervisor:
     def _housekeeping(self) -> None:
         self._reap()
         gen, now = self.current, time.monotonic()
+        if now >= self._series_due:
+            self._series_due = now + metrics.SERIES_INTERVAL
+            summed = metrics.read_all(self.metrics_dir)
+            self._series_last = metrics.append_series(self.metrics_dir, summed, self._series_last)
         if gen is not None:
             due = [t for t in gen.restarts_due if t <= now]
             gen.restarts_due = [t for t in gen.restarts_due if t > now]
@@ -512,6 +680,9 @@ class Supervisor:
             "last_update_failure": self.last_update_failure,
             "last_update_digest": self.last_update_digest,
             "last_update_at": self.last_update_at,
+            "last_rollback": self.last_rollback,
+            "traffic": self.traffic,
+            "deployment": config.deployment.to_dict() if config else None,
             "log": self.log_hint,
         }
         atomic_write_json(self.state_dir / STATUS_FILE, status)

@@ -12,6 +12,14 @@ SIGTERM drains: stop accepting (the socket stays open in the other processes, so
 queued on it is lost), answer requests still arriving on open connections with
 ``connection: close`` for a short grace, then uvicorn's graceful shutdown. The worker also
 ends when its supervisor does (``PR_SET_PDEATHSIG`` on Linux, a parent-pid check elsewhere).
+
+Four times a second a housekeeping task writes the worker's metrics snapshot (when it
+changed), applies the endpoint's control files when they changed (``weights.json`` from
+``set-weights``, ``traffic.json`` from the supervisor during a canary or linear update) and
+closes connections whose client is too slow: a request's headers must arrive within
+``header_timeout`` of its first byte (or of the connection), its body within
+``body_timeout`` — a slowloris client gets a 408 and loses its connection, nobody else
+waits for it (the event loop never blocks on a client).
 """
 
 from __future__ import annotations
@@ -24,18 +32,23 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlcicd.fsutil import read_json
 from mlcicd.serving.app import InferenceApp
-from mlcicd.serving.config import ServingConfig
+from mlcicd.serving.capture import CaptureWriter
+from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
 from mlcicd.serving.logs import configure_logging
+from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
+from mlcicd.serving.shadow import ShadowRunner
 
 log = logging.getLogger("mlcicd.serving.worker")
 
@@ -43,23 +56,163 @@ EXIT_LOAD_FAILED = 3
 # How long a draining worker keeps answering (with `connection: close`) on connections that
 # are still open, before uvicorn closes the idle ones.
 DRAIN_GRACE = 2.0
+HOUSEKEEPING_INTERVAL = 0.25
+TRAFFIC_FILE = "traffic.json"  # {"generation": N, "green_percent": p}, from the supervisor
+WEIGHTS_FILE = "weights.json"  # {"config_name": ..., "weights": {variant: weight}}
+CAPTURE_DIR = "data-capture"  # the default destination of shadow comparisons
+_TIMEOUT_BODY = b'{"error":"RequestTimeout","message":"the request was not received in time"}'
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
+)
 
 
-def build_app(config: ServingConfig, *, log_hint: str = "the endpoint log") -> InferenceApp:
-    """Import every variant's handlers and run its ``model_fn``; raise on the first failure."""
-    loaded = []
-    for variant in config.variants:
-        handlers = load_handlers(Path(variant.code_dir), variant.entry_point)
-        model = handlers.load_model(variant.model_dir)
-        loaded.append(LoadedVariant(variant.name, handlers, model, variant.weight))
-        log.info("variant %s loaded from %s", variant.name, variant.model_dir)
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with deadlines for a request's headers and body.
+
+    Per request this costs one float per phase; a periodic sweep (:meth:`expired`) enforces
+    them, so no timer is created per request.
+    """
+
+    header_timeout = 10.0
+    body_timeout = 60.0
+    deadline: float | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.deadline = self.loop.time() + self.header_timeout
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.deadline = self.loop.time() + self.header_timeout
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.deadline = self.loop.time() + self.body_timeout
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.deadline = None
+
+    def expired(self, now: float) -> bool:
+        """Close the connection if its client is late; whether it was."""
+        deadline = self.deadline
+        if deadline is None or now < deadline or self.transport.is_closing():
+            return False
+        self.deadline = None
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            with contextlib.suppress(Exception):
+                self.transport.write(_TIMEOUT_RESPONSE)
+        self.transport.close()
+        return True
+
+
+def load_variant(spec: VariantSpec) -> LoadedVariant:
+    handlers = load_handlers(Path(spec.code_dir), spec.entry_point)
+    model = handlers.load_model(spec.model_dir)
+    log.info("variant %s loaded from %s", spec.name, spec.model_dir)
+    return LoadedVariant(spec.name, handlers, model, spec.weight)
+
+
+def build_app(
+    config: ServingConfig,
+    *,
+    log_hint: str = "the endpoint log",
+    state_dir: Path | None = None,
+    worker_id: str = "0",
+    blue: ServingConfig | None = None,
+    green_percent: float = 100.0,
+) -> InferenceApp:
+    """Import every variant's handlers and run its ``model_fn``; raise on the first failure.
+
+    With ``blue`` (an update that shifts traffic), the serving config's variants are loaded
+    too, and ``green_percent`` of requests go to ``config``'s.
+    """
+    endpoint = config.endpoint_name or config.name
+    metrics_dir = None
+    if state_dir is not None:
+        metrics_dir = state_dir / METRICS_DIR
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+    metrics = WorkerMetrics(endpoint, metrics_dir, worker_id)
+    loaded = [load_variant(v) for v in config.variants]
+    blue_fleet = None
+    if blue is not None:
+        blue_fleet = (blue.name, [load_variant(v) for v in blue.variants])
+    capture = shadow = None
+    if config.capture is not None:
+        capture = CaptureWriter(
+            config.capture, endpoint, worker_id, lambda: metrics.count("CaptureDropped")
+        )
+        metrics.counters.setdefault("CaptureDropped", 0)
+    if config.shadow is not None:
+        target = config.capture.destination if config.capture else None
+        if target is None:
+            target = str((state_dir or Path.cwd()) / CAPTURE_DIR)
+        recorder = CaptureWriter(
+            CaptureSpec(destination=target), endpoint, worker_id,
+            lambda: metrics.count("CaptureDropped"),
+        )  # fmt: skip
+        metrics.counters.setdefault("ShadowDropped", 0)
+        shadow = ShadowRunner(
+            load_variant(config.shadow), metrics.variant(config.name, config.shadow.name),
+            recorder, lambda: metrics.count("ShadowDropped"),
+        )  # fmt: skip
     return InferenceApp(
         loaded,
         endpoint_name=config.endpoint_name,
         max_payload_bytes=config.max_payload_bytes,
         logger=logging.getLogger("mlcicd.serving.app"),
         log_hint=log_hint,
+        config_name=config.name,
+        metrics=metrics,
+        blue=blue_fleet,
+        green_share=green_percent / 100.0,
+        capture=capture,
+        shadow=shadow,
     )
+
+
+class ControlFiles:
+    """The endpoint's control files, applied to the app when their mtime changes."""
+
+    def __init__(self, app: InferenceApp, state_dir: Path | None, generation: int) -> None:
+        self.app = app
+        self.state_dir = state_dir
+        self.generation = generation
+        self._seen: dict[str, int] = {}
+
+    def poll(self) -> None:
+        if self.state_dir is None:
+            return
+        for name, apply in ((WEIGHTS_FILE, self._weights), (TRAFFIC_FILE, self._traffic)):
+            path = self.state_dir / name
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                continue
+            if self._seen.get(name) == mtime:
+                continue
+            self._seen[name] = mtime
+            try:
+                data = read_json(path)
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                apply(data)
+
+    def _weights(self, data: Mapping[str, Any]) -> None:
+        weights = data.get("weights")
+        if isinstance(weights, dict):
+            self.app.set_weights(str(data.get("config_name")), weights)
+            log.info("traffic weights: %s", weights)
+
+    def _traffic(self, data: Mapping[str, Any]) -> None:
+        share = data.get("green_percent")
+        mine = data.get("generation") == self.generation and self.app.blue is not None
+        if mine and isinstance(share, int | float):
+            self.app.green_share = max(0.0, min(1.0, share / 100.0))
+            log.info("traffic: %g%% to %s", share, self.app.fleet.config_name)
 
 
 class WorkerServer(uvicorn.Server):
@@ -74,9 +227,12 @@ class WorkerServer(uvicorn.Server):
         on_draining: Callable[[], None] | None = None,
         parent_pid: int | None = None,
         drain_grace: float = DRAIN_GRACE,
+        control: ControlFiles | None = None,
     ) -> None:
         super().__init__(config)
         self.app = app
+        self.control = control
+        self._housekeeper: asyncio.Task[None] | None = None
         self.on_ready = on_ready
         self.on_draining = on_draining
         self.parent_pid = parent_pid
@@ -89,6 +245,7 @@ class WorkerServer(uvicorn.Server):
             return
         if self.parent_pid:
             self._watchdog = asyncio.create_task(self._watch_parent())
+        self._housekeeper = asyncio.create_task(self._housekeeping())
         if self.on_ready is not None and self.app.healthy:
             self.on_ready()
 
@@ -105,6 +262,27 @@ class WorkerServer(uvicorn.Server):
         if self._watchdog is not None:
             self._watchdog.cancel()
         await super().shutdown(sockets=sockets)
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+        self.app.metrics.flush(force=True)
+
+    async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        flushed = 0.0
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            try:
+                now = loop.time()
+                for connection in list(self.server_state.connections):
+                    if isinstance(connection, GuardedProtocol) and connection.expired(now):
+                        log.info("closed a connection whose client was too slow")
+                if self.control is not None:
+                    self.control.poll()
+                if time.monotonic() - flushed >= FLUSH_INTERVAL:
+                    flushed = time.monotonic()
+                    self.app.metrics.flush()
+            except Exception:  # housekeeping must outlive any one failure
+                log.exception("worker housekeeping failed")
 
     async def _watch_parent(self) -> None:
         while not self.should_exit:
@@ -123,12 +301,20 @@ def serve(
     on_ready: Callable[[], None] | None = None,
     on_draining: Callable[[], None] | None = None,
     parent_pid: int | None = None,
+    header_timeout: float = 10.0,
+    body_timeout: float = 60.0,
+    control: ControlFiles | None = None,
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain."""
+    protocol = type(
+        "GuardedProtocol",
+        (GuardedProtocol,),
+        {"header_timeout": header_timeout, "body_timeout": body_timeout},
+    )
     config = uvicorn.Config(
         app,
         loop="auto",  # uvloop when installed, else asyncio
-        http="httptools",
+        http=protocol,
         ws="none",
         lifespan="off",
         interface="asgi3",
@@ -139,8 +325,9 @@ def serve(
         timeout_graceful_shutdown=max(1, int(drain_timeout)),
     )
     server = WorkerServer(
-        config, app, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid
-    )
+        config, app, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid,
+        control=control,
+    )  # fmt: skip
     # uvicorn re-raises the signal it caught once it has shut down; make that a no-op so a
     # drained worker exits 0 instead of dying of SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -193,8 +380,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(f"worker.g{args.generation}")
     die_with_parent(args.parent_pid)
     try:
-        config = ServingConfig.from_dict(read_json(args.spec), where=str(args.spec))
-        app = build_app(config, log_hint=args.log_hint)
+        spec = read_json(args.spec)
+        config = ServingConfig.from_dict(spec, where=str(args.spec))
+        blue = spec.get("blue")
+        state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
+        app = build_app(
+            config,
+            log_hint=args.log_hint,
+            state_dir=state_dir,
+            worker_id=f"g{args.generation}-{os.getpid()}",
+            blue=ServingConfig.from_dict(blue, where=f"{args.spec}: blue") if blue else None,
+            green_percent=float(spec.get("green_percent", 100.0)),
+        )
     except Exception as exc:
         message = getattr(exc, "headline", None) or describe_exception(exc)
         log.error("failed to load the model: %s", message, exc_info=True)
@@ -216,7 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_ready=ready,
         on_draining=draining,
         parent_pid=args.parent_pid,
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        control=ControlFiles(app, state_dir, args.generation),
     )
+    for helper in (app.capture, app.shadow):
+        if helper is not None:
+            helper.close()
+    app.metrics.flush(force=True)
     log.info("stopped")
     return 0
 

@@ -2,7 +2,13 @@
 
 An endpoint config names exactly what is served (model sha256, code, runtime settings);
 when the endpoint already serves that config and is InService, deploy is a no-op.
-A failed create or update leaves the endpoint serving what it served before.
+A failed create or update leaves the endpoint serving what it served before; an update
+rolled back by an alarm fails the stage with the alarm's figures.
+
+``deploy.variants`` puts several models behind the endpoint with weights (``model:
+latest`` is this run's model, a number is that version of the pipeline's model package
+group); ``deploy.shadow`` adds a shadow variant; every variant runs this commit's
+inference code.
 """
 
 from __future__ import annotations
@@ -14,7 +20,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from mlcicd.config import Config, DeployConfig
-from mlcicd.endpoints import EndpointBackend, EndpointConfig, ProductionVariant
+from mlcicd.endpoints import (
+    DataCapture,
+    DeploymentPolicy,
+    EndpointBackend,
+    EndpointConfig,
+    ProductionVariant,
+)
 from mlcicd.errors import ConfigError, NotFoundError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
@@ -26,6 +38,10 @@ def endpoint_backend(config: DeployConfig, project: Project) -> EndpointBackend:
         from mlcicd.endpoints.local import LocalEndpointBackend
 
         return LocalEndpointBackend(project.state_dir / "endpoints")
+    if config.backend == "sagemaker":
+        from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
+
+        return SageMakerEndpointBackend.from_config(project.config, project.store)
     raise ConfigError(
         f"deploy backend {config.backend!r} is not available in this version",
         key="deploy.backend",
@@ -44,23 +60,50 @@ class DeployStage:
         project = ctx.project
         registered = ctx.outputs["register"]
         code_dir = Path(ctx.outputs["source"]["source_dir"]) / cfg.source_dir
-        model_path = project.store.local_path(registered["model_uri"])
-        if model_path is None:
-            raise ConfigError("the local endpoint needs a local artifact store", key="store.uri")
-        variant = ProductionVariant(
-            name="AllTraffic",
-            model_data=model_path,
-            model_sha256=registered["model_sha256"],
-            code_dir=code_dir,
-            entry_point=cfg.entry_point,
-            python=Path(ctx.outputs["build"]["python"]),
-            environment=cfg.environment,
+        python = Path(ctx.outputs["build"]["python"])
+
+        def production_variant(name: str, model: int | str, weight: float) -> ProductionVariant:
+            uri, sha = registered["model_uri"], registered["model_sha256"]
+            if model != "latest":
+                package = project.state.get_model_package(registered["group"], int(model))
+                uri, sha = package.model_uri, package.model_sha256
+            return ProductionVariant(
+                name=name, model_data=self._model_file(ctx, uri, sha), model_sha256=sha,
+                code_dir=code_dir, entry_point=cfg.entry_point, python=python,
+                environment=cfg.environment, weight=weight,
+            )  # fmt: skip
+
+        variants = tuple(production_variant(v.name, v.model, v.weight) for v in cfg.variants) or (
+            production_variant("AllTraffic", "latest", 1.0),
         )
+        variant = variants[0]
+        shadow = production_variant(cfg.shadow.name, cfg.shadow.model, 1.0) if cfg.shadow else None
+        policy = self._policy(cfg)
+        capture = None
+        if cfg.data_capture.enabled:
+            capture = DataCapture(
+                sampling_percentage=cfg.data_capture.sampling_percentage,
+                capture_input="input" in cfg.data_capture.capture,
+                capture_output="output" in cfg.data_capture.capture,
+                destination=self._capture_dir(ctx),
+            )
         settings = {
             "model": registered["model_sha256"], "code": ctx.outputs["source"]["tree"],
             "entry_point": cfg.entry_point, "python": str(variant.python), "workers": cfg.workers,
             "port": cfg.port, "environment": cfg.environment, "max_payload_mb": cfg.max_payload_mb,
         }  # fmt: skip
+        if cfg.variants or cfg.shadow:  # kept out otherwise: existing config names stay valid
+            settings["variants"] = [(v.name, v.model_sha256, v.weight) for v in variants]
+            settings["shadow"] = (shadow.name, shadow.model_sha256) if shadow else None
+        if capture is not None:
+            settings["data_capture"] = [
+                capture.sampling_percentage,
+                capture.capture_input,
+                capture.capture_output,
+            ]
+        if cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
+            settings.update(image=ctx.config.train.image, instance_type=cfg.instance_type,
+                            instance_count=cfg.instance_count)  # fmt: skip
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
         config_name = f"{endpoint_name[:40]}-v{registered['version']}-{digest[:8]}"
@@ -71,7 +114,12 @@ class DeployStage:
         except NotFoundError:
             current = None
         model_ref = f"{registered['group']}/{registered['version']}"
-        if current and current.status == "InService" and current.config_name == config_name and not ctx.options.force:
+        if (
+            current
+            and current.status == "InService"
+            and current.config_name == config_name
+            and not ctx.options.force
+        ):
             ctx.log(f"{endpoint_name} already serves {config_name} at {current.url}")
             return StageResult(
                 "Cached", f"{endpoint_name} already serves model {model_ref}",
@@ -83,11 +131,16 @@ class DeployStage:
         endpoint_config = EndpointConfig(
             name=config_name,
             endpoint_name=endpoint_name,
-            variants=(variant,),
+            variants=variants,
             port=cfg.port if cfg.port is not None else (current.port if current else None),
             workers=cfg.workers,
             startup_timeout=cfg.startup_timeout,
             max_payload_bytes=int(cfg.max_payload_mb * 1024 * 1024),
+            header_timeout=cfg.header_timeout,
+            body_timeout=cfg.body_timeout,
+            shadow=shadow,
+            data_capture=capture,
+            deployment=policy,
         )
         project.state.record_endpoint_config(
             EndpointConfigRecord(
@@ -107,6 +160,37 @@ class DeployStage:
         )  # fmt: skip
 
     @staticmethod
+    def _model_file(ctx: RunContext, uri: str, sha256: str) -> Path:
+        """model.tar.gz on this machine: the store's own file, or a verified copy of it."""
+        project = ctx.project
+        path = project.store.local_path(uri)
+        if path is None:  # a remote store (S3): a verified copy here, kept by digest
+            path = project.state_dir / "models" / sha256 / "model.tar.gz"
+            if not path.is_file():
+                project.store.get_file(uri, path, expected_sha256=sha256)
+        return path
+
+    @staticmethod
+    def _capture_dir(ctx: RunContext) -> Path | None:
+        """The artifact store's data-capture prefix, when the store is on this machine."""
+        store = ctx.project.store
+        uri = store.uri(ctx.config.store.artifacts_bucket, "data-capture")
+        return store.local_path(uri)
+
+    @staticmethod
+    def _policy(cfg: DeployConfig) -> DeploymentPolicy:
+        alarms = cfg.alarms
+        wait = {
+            "canary": cfg.canary.bake_seconds, "linear": cfg.linear.interval_seconds,
+        }.get(cfg.strategy, alarms.bake_seconds)  # fmt: skip
+        return DeploymentPolicy(
+            strategy=cfg.strategy, canary_percent=cfg.canary.percent,
+            linear_step_percent=cfg.linear.step_percent, wait_seconds=wait,
+            max_5xx_rate=alarms.max_5xx_rate, max_p99_latency_ms=alarms.max_p99_latency_ms,
+            min_invocations=alarms.min_invocations,
+        )  # fmt: skip
+
+    @staticmethod
     def _record(ctx: RunContext, backend: EndpointBackend, name: str) -> None:
         """Mirror what the backend reports into the state database (also after a failure)."""
         try:
@@ -116,7 +200,9 @@ class DeployStage:
             return
         state = ctx.project.state
         previous = state.get_endpoint(name)
-        config = next((c for c in state.endpoint_configs(name) if c.name == described.config_name), None)
+        config = next(
+            (c for c in state.endpoint_configs(name) if c.name == described.config_name), None
+        )
         now = time.time()
         state.upsert_endpoint(
             EndpointRecord(

@@ -1,0 +1,252 @@
+"""Adaptive micro-batching: concurrent requests to one variant share one ``predict_fn`` call.
+
+Per-call overhead, not per-row work, dominates small models: scikit-learn's forest costs about
+the same for 1 row as for 100. So requests that are in the worker at the same moment are
+predicted together:
+
+    request  → input_fn (its own task, on the event loop) → queue ──┐
+    request  → input_fn → queue ────────────────────────────────────┤ next loop iteration:
+    request  → input_fn → queue ────────────────────────────────────┘ one predict_fn call
+    … each request gets its own rows of the answer back → output_fn (its own task)
+
+The wait is adaptive and bounded: a flush is scheduled for the loop iteration after the first
+queued request (``call_soon``), so a request waits for nothing but the requests that arrived
+in the same instant — no timer, no added latency when the endpoint is idle, bigger batches
+exactly when it is busy. ``MLCICD_BATCH_WAIT_MS`` adds a fixed collection window (default 0);
+``MLCICD_MAX_BATCH`` bounds the rows of one call (default 256; a larger request goes alone).
+
+Who is batched: variants with SageMaker's default ``predict_fn``, and inference scripts whose
+``predict_fn`` declares it takes any number of rows and returns one answer per row, in order::
+
+    def predict_fn(data, model):
+        return model.predict(data)
+    predict_fn.supports_batching = True
+
+Never a ``predict_fn`` that takes the context argument (the context is per request) or a
+``transform_fn``. Only 2-D numeric arrays with the same dtype and width are concatenated;
+anything else is predicted alone. ``MLCICD_BATCHING=0`` turns batching off.
+
+Failures stay with their request where possible: if the batched call raises or returns the
+wrong number of rows, every request of the batch is predicted again on its own, so a bad
+row fails only the request that sent it. The flush never raises into the event loop: every
+queued future is resolved, with an answer or an error, so no request can hang on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from mlcicd.serving.codecs import InvocationError
+from mlcicd.serving.handlers import InvocationContext, LoadedVariant, default_predict_fn
+
+log = logging.getLogger("mlcicd.serving.batching")
+
+DEFAULT_MAX_BATCH = 256
+_OFF = ("0", "false", "no", "off")
+
+Pending = tuple[Any, "asyncio.Future[Any]"]
+
+
+def batchable(variant: LoadedVariant) -> bool:
+    """May requests to ``variant`` share a ``predict_fn`` call?"""
+    h = variant.handlers
+    if os.environ.get("MLCICD_BATCHING", "1").strip().lower() in _OFF:
+        return False
+    if h.transform_fn is not None or "predict_fn" in h.with_context:
+        return False
+    return (
+        h.predict_fn is default_predict_fn
+        or getattr(h.predict_fn, "supports_batching", False) is True
+    )
+
+
+class Batcher:
+    """The micro-batching queue of one variant in one worker (one event loop)."""
+
+    def __init__(
+        self, variant: LoadedVariant, *, max_rows: int | None = None, max_wait: float | None = None
+    ) -> None:
+        self.variant = variant
+        self.max_rows = (
+            max_rows if max_rows is not None else _env_int("MLCICD_MAX_BATCH", DEFAULT_MAX_BATCH)
+        )
+        wait_ms = _env_float("MLCICD_BATCH_WAIT_MS", 0.0)
+        self.max_wait = max_wait if max_wait is not None else max(0.0, wait_ms) / 1000.0
+        self._queue: list[Pending] = []
+        self._rows = 0
+        self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+        self.batches = 0  # predict_fn calls made for more than one request
+        self.batched_requests = 0
+
+    async def invoke(
+        self, body: bytes, content_type: str, accept: str, context: InvocationContext | None = None
+    ) -> tuple[bytes, str]:
+        """One request, its prediction made together with whatever else is queued."""
+        variant = self.variant
+        data = variant.read_input(body, content_type, context)
+        if _stackable(data) and data.shape[0] <= self.max_rows:
+            prediction = await self.submit(data)
+        else:
+            prediction = variant.predict(data, context)
+        return variant.write_output(prediction, accept, context)
+
+    def submit(self, data: Any) -> asyncio.Future[Any]:
+        """Queue one request's rows; the future resolves to its own rows of the answer."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self._rows + data.shape[0] > self.max_rows and self._queue:
+            self._cancel_schedule()
+            self.flush()  # the queue is full: answer it now, start a new one
+        self._queue.append((data, future))
+        self._rows += data.shape[0]
+        if self._scheduled is None:
+            if self.max_wait > 0:
+                self._scheduled = loop.call_later(self.max_wait, self.flush)
+            else:
+                self._scheduled = loop.call_soon(self.flush)
+        return future
+
+    def _cancel_schedule(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+
+    def flush(self) -> None:
+        """Predict everything queued; resolve every queued future, whatever happens."""
+        self._scheduled = None
+        queue, self._queue, self._rows = self._queue, [], 0
+        try:
+            for group in _groups(queue):
+                self._predict_group(group)
+        except BaseException as exc:  # a bug of ours: no request may wait forever
+            log.exception("micro-batch failed")
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("batch aborted")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+
+    def _predict_group(self, group: list[Pending]) -> None:
+        live = [(data, future) for data, future in group if not future.done()]
+        if not live:
+            return
+        if len(live) == 1:
+            self._predict_alone(*live[0])
+            return
+        stacked = np.concatenate([data for data, _ in live])
+        try:
+            prediction = self.variant.predict(stacked)
+        except InvocationError as exc:
+            log.info("batched predict_fn raised (%s); predicting each request alone", exc.message)
+            prediction = None
+        parts = _split(prediction, [data.shape[0] for data, _ in live])
+        if parts is None:
+            if prediction is not None:
+                log.warning(
+                    "batched predict_fn answered %s for %d rows; predicting each request alone",
+                    _describe(prediction),
+                    stacked.shape[0],
+                )
+            for data, future in live:
+                self._predict_alone(data, future)
+            return
+        self.batches += 1
+        self.batched_requests += len(live)
+        for (_, future), part in zip(live, parts, strict=True):
+            future.set_result(part)
+
+    def _predict_alone(self, data: Any, future: asyncio.Future[Any]) -> None:
+        try:
+            future.set_result(self.variant.predict(data))
+        except InvocationError as exc:
+            future.set_exception(exc)
+
+
+# The batcher of each variant (None: not batched), made on first use inside the event loop.
+_BATCHERS: dict[int, tuple[LoadedVariant, Batcher | None]] = {}
+
+
+def batcher_for(variant: LoadedVariant) -> Batcher | None:
+    entry = _BATCHERS.get(id(variant))
+    if entry is not None and entry[0] is variant:
+        return entry[1]
+    batcher = Batcher(variant) if batchable(variant) else None
+    _BATCHERS[id(variant)] = (variant, batcher)
+    return batcher
+
+
+async def invoke(
+    variant: LoadedVariant,
+    body: bytes,
+    content_type: str,
+    accept: str,
+    context: InvocationContext | None = None,
+) -> tuple[bytes, str]:
+    """``variant.invoke``, micro-batched when the variant allows it."""
+    batcher = batcher_for(variant)
+    if batcher is None:
+        return variant.invoke(body, content_type, accept, context)
+    return await batcher.invoke(body, content_type, accept, context)
+
+
+def _stackable(data: Any) -> bool:
+    return (
+        type(data) is np.ndarray
+        and data.ndim == 2
+        and data.shape[0] > 0
+        and data.dtype.kind in "biuf"
+    )
+
+
+def _groups(queue: list[Pending]) -> list[list[Pending]]:
+    """Requests whose arrays concatenate without changing a value: same dtype and width."""
+    groups: dict[tuple[str, int], list[Pending]] = {}
+    for item in queue:
+        data = item[0]
+        groups.setdefault((data.dtype.str, data.shape[1]), []).append(item)
+    return list(groups.values())
+
+
+def _split(prediction: Any, sizes: list[int]) -> list[Any] | None:
+    """Each request's rows of a batched answer, or None if it has not one answer per row."""
+    total = sum(sizes)
+    if isinstance(prediction, np.ndarray):
+        if prediction.ndim == 0 or prediction.shape[0] != total:
+            return None
+    elif isinstance(prediction, list | tuple):
+        if len(prediction) != total:
+            return None
+    else:
+        return None
+    parts = []
+    start = 0
+    for size in sizes:
+        parts.append(prediction[start : start + size])
+        start += size
+    return parts
+
+
+def _describe(prediction: Any) -> str:
+    shape = getattr(prediction, "shape", None)
+    return f"{type(prediction).__name__}{list(shape) if shape is not None else ''}"
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default

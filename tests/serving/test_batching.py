@@ -1,0 +1,182 @@
+"""Micro-batching: concurrent requests share a predict_fn call, and each gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlcicd.serving import batching, codecs
+from mlcicd.serving.batching import Batcher, batchable, batcher_for
+from mlcicd.serving.codecs import BadRequestError
+from mlcicd.serving.handlers import HandlerError, LoadedVariant, load_handlers
+from tests.serving.helpers import CONTEXT_HANDLERS, NO_HANDLERS, IrisModel, write_code
+
+# A user's batch-capable predict_fn that records every call's row count and refuses
+# negative first features (a bad row), to see where failures land.
+RECORDING = """
+    import joblib, os
+    import numpy as np
+
+    CALLS = []
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        CALLS.append(len(data))
+        if (np.asarray(data)[:, 0] < 0).any():
+            raise ValueError("negative sepal length")
+        return model.predict(data)
+
+    predict_fn.supports_batching = True
+"""
+
+WRONG_LENGTH = """
+    import joblib, os
+
+    CALLS = []
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        CALLS.append(len(data))
+        return model.predict(data)[:1]  # one answer, whatever was asked
+
+    predict_fn.supports_batching = True
+"""
+
+NOT_DECLARED = """
+    def predict_fn(data, model):
+        return model.predict(data)
+"""
+
+
+def variant_for(code_dir: Path, script: str, iris: IrisModel) -> LoadedVariant:
+    handlers = load_handlers(write_code(code_dir, textwrap.dedent(script)))
+    return LoadedVariant("AllTraffic", handlers, handlers.load_model(iris.model_dir))
+
+
+def body(rows: Any) -> bytes:
+    return json.dumps(np.asarray(rows).tolist()).encode()
+
+
+async def invoke_all(batcher: Batcher, bodies: list[bytes]) -> list[Any]:
+    async def one(payload: bytes) -> Any:
+        out, _ = await batcher.invoke(payload, codecs.JSON, codecs.JSON)
+        return json.loads(out)
+
+    return await asyncio.gather(*(one(b) for b in bodies), return_exceptions=True)
+
+
+def test_concurrent_requests_each_get_their_own_answer(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, NO_HANDLERS, iris)
+    batcher = Batcher(variant)
+    rng = np.random.default_rng(3)
+    rows = [iris.X[i % len(iris.X)] + rng.normal(scale=0.5, size=4) for i in range(300)]
+    sizes = [1 + i % 3 for i in range(300)]  # one to three rows per request
+    requests = [
+        np.vstack([r] * n) + np.arange(n)[:, None] * 0.01 for r, n in zip(rows, sizes, strict=True)
+    ]
+    answers = asyncio.run(invoke_all(batcher, [body(r) for r in requests]))
+    for request, answer in zip(requests, answers, strict=True):
+        assert answer == iris.model.predict(request).tolist()
+    assert batcher.batches >= 1 and batcher.batched_requests > 1  # they were batched
+
+
+def test_a_lone_request_is_not_kept_waiting(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, NO_HANDLERS, iris)
+    for wait in (0.0, 0.005):  # flushed on the next loop iteration, or by the timer
+        batcher = Batcher(variant, max_wait=wait)
+        out = asyncio.run(asyncio.wait_for(invoke_all(batcher, [body(iris.X[:1])]), 30))
+        assert out == [iris.model.predict(iris.X[:1]).tolist()]
+
+
+def test_batches_are_bounded(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, RECORDING, iris)
+    calls = variant.handlers.module.CALLS
+    batcher = Batcher(variant, max_rows=4)
+    bodies = [body(iris.X[i : i + 1]) for i in range(10)] + [body(iris.X[:6])]  # 6 > max: alone
+    answers = asyncio.run(invoke_all(batcher, bodies))
+    assert answers[:10] == [[int(iris.model.predict(iris.X[i : i + 1])[0])] for i in range(10)]
+    assert answers[10] == iris.model.predict(iris.X[:6]).tolist()
+    assert max(calls) == 6 and sorted(calls)[:-1] == [2, 4, 4]
+
+
+def test_a_failing_request_fails_alone(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, RECORDING, iris)
+    batcher = Batcher(variant)
+    bad = iris.X[:1].copy()
+    bad[0, 0] = -1
+    bodies = [body(iris.X[i : i + 1]) for i in range(5)]
+    bodies.insert(2, body(bad))
+    bodies.append(b"[1, 2")  # not JSON: refused before it reaches the queue
+    answers = asyncio.run(invoke_all(batcher, bodies))
+    assert isinstance(answers[2], HandlerError) and "negative sepal length" in answers[2].message
+    assert isinstance(answers[-1], BadRequestError)
+    good = [a for i, a in enumerate(answers[:-1]) if i != 2]
+    assert good == [[int(iris.model.predict(iris.X[i : i + 1])[0])] for i in range(5)]
+
+
+def test_an_answer_of_the_wrong_length_is_redone_per_request(
+    code_dir: Path, iris: IrisModel
+) -> None:
+    variant = variant_for(code_dir, WRONG_LENGTH, iris)
+    batcher = Batcher(variant)
+    answers = asyncio.run(invoke_all(batcher, [body(iris.X[i : i + 1]) for i in range(4)]))
+    assert answers == [[int(iris.model.predict(iris.X[i : i + 1])[0])] for i in range(4)]
+    assert variant.handlers.module.CALLS == [4, 1, 1, 1, 1]
+
+
+def test_dtypes_and_widths_are_not_mixed(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, RECORDING, iris)
+    batcher = Batcher(variant)
+    ints = np.rint(iris.X[:3]).astype(int)
+    bodies = [body(ints[0:1]), body(iris.X[0:1]), body(ints[1:2]), body(iris.X[1:2])]
+    bodies.append(b"[1.0, 2.0]")  # too narrow for the model: its own error
+    answers = asyncio.run(invoke_all(batcher, bodies))
+    assert answers[0] == iris.model.predict(ints[0:1]).tolist()
+    assert answers[3] == iris.model.predict(iris.X[1:2]).tolist()
+    assert isinstance(answers[4], HandlerError)  # a user predict_fn: sklearn's own error
+    assert sorted(variant.handlers.module.CALLS) == [1, 2, 2]
+
+
+def test_cancelled_requests_do_not_break_the_batch(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, NO_HANDLERS, iris)
+    batcher = Batcher(variant)
+
+    async def scenario() -> list[Any]:
+        first = batcher.submit(iris.X[:1])
+        second = batcher.submit(iris.X[1:2])
+        first.cancel()  # the client went away
+        return [await second]
+
+    (answer,) = asyncio.run(scenario())
+    assert answer.tolist() == iris.model.predict(iris.X[1:2]).tolist()
+
+
+def test_who_is_batched(code_dir: Path, iris: IrisModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert batchable(variant_for(code_dir / "a", NO_HANDLERS, iris))
+    assert batchable(variant_for(code_dir / "b", RECORDING, iris))
+    assert not batchable(variant_for(code_dir / "c", NOT_DECLARED, iris))
+    assert not batchable(variant_for(code_dir / "d", CONTEXT_HANDLERS, iris))
+    monkeypatch.setenv("MLCICD_BATCHING", "0")
+    assert not batchable(variant_for(code_dir / "e", NO_HANDLERS, iris))
+
+
+def test_invoke_without_batching_is_the_plain_path(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, NOT_DECLARED, iris)
+    assert batcher_for(variant) is None
+    out, content_type = asyncio.run(
+        batching.invoke(variant, body(iris.X[:2]), codecs.JSON, codecs.JSON)
+    )
+    assert json.loads(out) == iris.model.predict(iris.X[:2]).tolist()
+    assert content_type == codecs.JSON
+    default = variant_for(code_dir / "default", NO_HANDLERS, iris)
+    assert batcher_for(default) is batcher_for(default) is not None
