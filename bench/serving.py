@@ -10,7 +10,9 @@ Models: LogisticRegression and a 100-tree RandomForest on iris; a single-row JSO
 Load: wrk (Debian's `apt-get install -y wrk`), else a Python asyncio client (said so in the
 output). Each cell is the median of --runs runs of --duration seconds.
 
-Run:  .venv/bin/python bench/serving.py [--runs 3] [--duration 5] [--record]
+Run:  .venv/bin/python bench/serving.py [--runs 3] [--duration 5] [--record] [--label TEXT]
+      PYTHONPATH=src .venv-bench/bin/python bench/serving.py …   every server on one interpreter
+                                                                with uvloop (uvicorn's loop=auto)
 The bench venv (.venv-bench: mlflow, and the same scikit-learn/numpy as .venv) is created on
 first use. --record appends the table to docs/benchmarks.md with the machine, date and load.
 Targets (issue 3): LR ≥ 10x MLflow at 8 and 64 connections with p99 ≤ 5 ms at 8; RF ≥ 20x

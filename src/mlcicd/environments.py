@@ -1,7 +1,7 @@
 """Isolated Python environments for builds, training jobs and endpoints, cached by content.
 
 An environment holds the project's ``requirements.txt``, its test requirements, and the
-serving runtime mlcicd's endpoint needs (uvicorn, httptools, orjson, numpy — pinned to the
+serving runtime mlcicd's endpoint needs (uvicorn, httptools, uvloop, orjson, numpy — pinned to the
 versions mlcicd itself runs with), plus a path entry that makes the ``mlcicd`` package
 importable without installing it. Its key is the sha256 of all of that and the Python
 version, so a second build with the same requirements reuses it in milliseconds.
@@ -29,7 +29,7 @@ import mlcicd
 from mlcicd.errors import BuildError
 from mlcicd.process import run_streaming
 
-RUNTIME_PACKAGES = ("uvicorn", "httptools", "orjson")
+RUNTIME_PACKAGES = ("uvicorn", "httptools", "orjson", "uvloop")
 COMPLETE_MARKER = ".mlcicd-complete"
 
 

@@ -180,3 +180,18 @@ def test_invoke_without_batching_is_the_plain_path(code_dir: Path, iris: IrisMod
     assert content_type == codecs.JSON
     default = variant_for(code_dir / "default", NO_HANDLERS, iris)
     assert batcher_for(default) is batcher_for(default) is not None
+
+
+def test_a_new_event_loop_starts_clean(code_dir: Path, iris: IrisModel) -> None:
+    variant = variant_for(code_dir, NO_HANDLERS, iris)
+    batcher = Batcher(variant, max_wait=600)
+
+    async def leave_one_queued() -> None:
+        batcher.submit(iris.X[:1])  # the loop ends long before its timed flush
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(leave_one_queued())
+    loop.close()
+    batcher.max_wait = 0
+    answers = asyncio.run(asyncio.wait_for(invoke_all(batcher, [body(iris.X[:2])]), 30))
+    assert answers == [iris.model.predict(iris.X[:2]).tolist()]

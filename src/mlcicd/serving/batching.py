@@ -80,6 +80,7 @@ class Batcher:
         self._queue: list[Pending] = []
         self._rows = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # predict_fn calls made for more than one request
         self.batched_requests = 0
 
@@ -98,6 +99,8 @@ class Batcher:
     def submit(self, data: Any) -> asyncio.Future[Any]:
         """Queue one request's rows; the future resolves to its own rows of the answer."""
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a worker has one loop; tests may run several in turn
+            self._reset(loop)
         future: asyncio.Future[Any] = loop.create_future()
         if self._rows + data.shape[0] > self.max_rows and self._queue:
             self._cancel_schedule()
@@ -110,6 +113,13 @@ class Batcher:
             else:
                 self._scheduled = loop.call_soon(self.flush)
         return future
+
+    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Forget what a previous, finished event loop left queued (its requests are gone)."""
+        for _, future in self._queue:
+            if not future.done() and not future.get_loop().is_closed():
+                future.cancel()
+        self._queue, self._rows, self._scheduled, self._loop = [], 0, None, loop
 
     def _cancel_schedule(self) -> None:
         if self._scheduled is not None:
