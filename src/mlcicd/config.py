@@ -25,6 +25,9 @@ CONFIG_FILE = "mlcicd.yaml"
 
 # SageMaker's resource-name pattern (training jobs, endpoints, model package groups).
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# An endpoint config is named "<endpoint>-v<version>-<digest>" within SageMaker's 63
+# characters, and must start with the whole endpoint name (the IAM policies' prefix).
+MAX_ENDPOINT_NAME = 50
 HyperparameterValue = str | int | float | bool
 
 
@@ -229,6 +232,81 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# --- one run's backends (`mlcicd run --backend aws|local`) ---------------------------------
+
+RunBackend = Literal["aws", "local"]
+# The outputs of the stack (`mlcicd aws deploy`) that fill what --backend aws needs.
+STACK_ROLE_OUTPUT = "SageMakerRoleArn"
+STACK_MODELS_BUCKET_OUTPUT = "ModelsBucketName"
+STACK_REPOSITORY_OUTPUT = "RepositoryUri"
+IMAGE_TAG_LENGTH = 12  # buildspec.yml tags the image with the commit's first 12 digits
+
+
+def with_backend(
+    config: Config,
+    backend: RunBackend,
+    *,
+    stack_outputs: Mapping[str, str] | None = None,
+    commit: str | None = None,
+    source: str = CONFIG_FILE,
+) -> Config:
+    """``config`` with every stage on ``backend`` — a new Config; ``config`` is unchanged.
+
+    ``local`` runs training and the endpoint on this machine. ``aws`` sets ``train.backend``
+    and ``deploy.backend`` to ``sagemaker``, which needs ``train.image``, ``train.role`` and
+    ``store.uri`` on S3: what the config leaves unset is taken from ``stack_outputs`` (the
+    outputs of the stack ``mlcicd aws deploy`` made) — ``SageMakerRoleArn`` → ``train.role``,
+    ``ModelsBucketName`` → ``store.uri`` (``s3://<bucket>``), ``RepositoryUri`` and the
+    ``commit`` being run → ``train.image`` (``<uri>:<commit[:12]>``, the tag buildspec.yml
+    gives the image it builds). Whatever is still missing is one ConfigError naming every
+    missing key. The result is validated as a loaded config is.
+    """
+    if backend == "local":
+        result = dataclasses.replace(
+            config,
+            train=dataclasses.replace(config.train, backend="local"),
+            deploy=dataclasses.replace(config.deploy, backend="local"),
+        )
+        _check_semantics(result, source)
+        return result
+    outputs = stack_outputs or {}
+    train, store = config.train, config.store
+    role = train.role or outputs.get(STACK_ROLE_OUTPUT) or None
+    uri = store.uri
+    if uri is None and outputs.get(STACK_MODELS_BUCKET_OUTPUT):
+        uri = f"s3://{outputs[STACK_MODELS_BUCKET_OUTPUT]}"
+    image = train.image
+    if not image and outputs.get(STACK_REPOSITORY_OUTPUT) and commit:
+        image = f"{outputs[STACK_REPOSITORY_OUTPUT]}:{commit[:IMAGE_TAG_LENGTH]}"
+    missing = [key for key, value in (("train.image", image), ("train.role", role), ("store.uri", uri)) if not value]
+    if missing:
+        hint = (
+            f"the stack's outputs hold none of them ({STACK_REPOSITORY_OUTPUT}, {STACK_ROLE_OUTPUT}, "
+            f"{STACK_MODELS_BUCKET_OUTPUT}): is it the stack `mlcicd aws deploy` made?"
+            if stack_outputs is not None
+            else "set them in mlcicd.yaml, or pass --stack-name NAME to take them from the stack "
+            "`mlcicd aws deploy` made"
+        )
+        raise ConfigError(
+            f"--backend aws (SageMaker) needs {', '.join(missing)}, not set", path=source, hint=hint
+        )
+    if uri is None or not uri.startswith("s3://"):
+        raise ConfigError(
+            f"--backend aws keeps artifacts on S3; this is not an s3:// URI: {uri!r}",
+            path=source,
+            key="store.uri",
+            hint="set store.uri: s3://BUCKET[/PREFIX], or leave it unset and pass --stack-name NAME",
+        )
+    result = dataclasses.replace(
+        config,
+        train=dataclasses.replace(train, backend="sagemaker", image=image, role=role),
+        deploy=dataclasses.replace(config.deploy, backend="sagemaker"),
+        store=dataclasses.replace(store, uri=uri),
+    )
+    _check_semantics(result, source)
+    return result
+
+
 # --- loading ----------------------------------------------------------------------------
 
 _THRESHOLD_RE = re.compile(r"^\s*(>=|<=|==|>|<)?\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
@@ -377,6 +455,17 @@ def _check_semantics(config: Config, source: str) -> None:
                 path=source,
                 key=key,
             )
+    if len(config.endpoint_name) > MAX_ENDPOINT_NAME:
+        explicit = config.deploy.endpoint_name is not None
+        raise ConfigError(
+            f"the endpoint name {config.endpoint_name!r} has {len(config.endpoint_name)} characters; "
+            f"at most {MAX_ENDPOINT_NAME}, so its endpoint configs' names (<endpoint>-v<version>-<digest>) "
+            "fit in SageMaker's 63",
+            path=source,
+            key="deploy.endpoint_name" if explicit else "pipeline",
+            hint="shorten deploy.endpoint_name" if explicit
+            else "it is <pipeline>-endpoint: set a shorter deploy.endpoint_name, or shorten pipeline",
+        )
     positive = {
         "train.max_runtime": config.train.max_runtime,
         "train.instance_count": config.train.instance_count,

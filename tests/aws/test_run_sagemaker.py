@@ -18,6 +18,7 @@ exercised in tests/cli), to keep this test about AWS.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,3 +116,63 @@ def test_run_trains_and_deploys_on_sagemaker(
     assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
     assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
     assert f"{ENDPOINT} already serves model iris-classifier/1" in again.output
+
+
+STACK_TEMPLATE = """
+Resources:
+  Topic:
+    Type: AWS::SNS::Topic
+Outputs:
+  SageMakerRoleArn:
+    Value: {role}
+  ModelsBucketName:
+    Value: {bucket}
+  RepositoryUri:
+    Value: 123456789012.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo
+"""
+
+
+def test_run_backend_aws_takes_what_it_needs_from_the_stack(
+    aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlcicd.yaml says local and names no image, role or store: --backend aws --stack-name
+    fills them from the stack's outputs, for this run only."""
+    aws_env("s3").create_bucket(Bucket=STORE)
+    aws_env("cloudformation").create_stack(
+        StackName="ml-cicd-pipeline", TemplateBody=STACK_TEMPLATE.format(role=ROLE_ARN, bucket=STORE)
+    )
+    monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
+    project = make_repo(tmp_path / "iris")
+    path = project / "mlcicd.yaml"
+    path.write_text(path.read_text().replace("test: python -m pytest -q tests", "test: python -c pass"))
+    commit_all(project, "no project tests here")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    model, output, log = trained_here(tmp_path)
+
+    args = ["-C", str(project), "run", "--backend", "aws", "--stack-name", "ml-cicd-pipeline"]
+    with sagemaker_writes(aws_env, model=model, output=output, log=log) as served:
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (job,) = served
+    sagemaker = aws_env("sagemaker")
+    described = sagemaker.describe_training_job(TrainingJobName=job)
+    assert described["AlgorithmSpecification"]["TrainingImage"].endswith(f"/ml-model-repo:{commit[:12]}")
+    assert described["RoleArn"] == ROLE_ARN
+    assert described["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://{STORE}/")
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointStatus"] == "InService"
+    # What the deploy stage and the run report: the ARN and the runtime URL, no local URL or pid.
+    assert f"{ENDPOINT} is InService as {endpoint['EndpointArn']}" in result.output
+    assert f"/endpoints/{ENDPOINT}/invocations" in result.output
+    assert "None" not in result.output.split("deploy", 1)[1]
+    # mlcicd.yaml is as it was.
+    assert "backend: local" in path.read_text()
+
+
+def test_run_backend_aws_without_a_stack_names_the_missing_keys(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "iris")
+    result = CliRunner().invoke(cli, ["-C", str(project), "run", "--backend", "aws"])
+    assert result.exit_code == 2, result.output
+    assert "train.image, train.role, store.uri" in result.output
+    assert "--stack-name" in result.output

@@ -96,6 +96,24 @@ def endpoint_config_name(endpoint: str, suffix: str) -> str:
     return _sagemaker_name(endpoint_config_prefix(endpoint), suffix, "endpoint config", "deploy.endpoint_name")
 
 
+MIN_DIGEST_LENGTH = 4
+
+
+def versioned_endpoint_config_name(endpoint: str, version: int | str, digest: str, *, digest_length: int = 8) -> str:
+    """``<endpoint>-v<version>-<digest>``: the full endpoint name first (the IAM prefix
+    ``endpoint-config/<endpoint>-*``), at most 63 characters — the digest is shortened to fit
+    (to no fewer than 4 hex digits), never the endpoint's name."""
+    head = f"{endpoint_config_prefix(endpoint)}v{version}-"
+    room = min(digest_length, MAX_SAGEMAKER_NAME - len(head))
+    if room < MIN_DIGEST_LENGTH:
+        raise ConfigError(
+            f"the endpoint config name {head}… leaves no room for a digest; SageMaker allows {MAX_SAGEMAKER_NAME} characters",
+            key="deploy.endpoint_name",
+            hint=f"shorten deploy.endpoint_name to at most {MAX_SAGEMAKER_NAME - len(head) + len(endpoint) - MIN_DIGEST_LENGTH} characters",
+        )
+    return head + digest[:room]
+
+
 def arn(service: str, resource: str) -> str:
     """An ARN in this stack's account and region, for ``Fn::Sub``."""
     return f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"

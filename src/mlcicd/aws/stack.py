@@ -207,6 +207,17 @@ def _failures(tail: _EventTail) -> str:
     return "; ".join(f"{e.logical_id}: {e.reason}" for e in tail.failures[:3])
 
 
+def stack_outputs(stack: str) -> dict[str, str]:
+    """The outputs of the stack named ``stack`` (``mlcicd aws deploy``'s), by key."""
+    found = describe_stack(client("cloudformation"), stack)
+    if found is None:
+        raise NotFoundError(
+            f"stack {stack} does not exist (in this account and region)",
+            hint="create it with `mlcicd aws deploy`, or check --stack-name, AWS_PROFILE and AWS_REGION",
+        )
+    return _outputs(found)
+
+
 def _outputs(stack: Json) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 

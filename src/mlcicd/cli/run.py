@@ -8,12 +8,15 @@ from pathlib import Path
 
 import click
 
+from mlcicd import git
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
 from mlcicd.cli.progress import TerminalReporter
+from mlcicd.config import CONFIG_FILE, Config, RunBackend, with_backend
 from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.errors import MlcicdError
 from mlcicd.pipeline import RunOptions, run_pipeline
+from mlcicd.project import Project
 from mlcicd.stages import default_stages
 from mlcicd.state import StageExecution
 
@@ -23,17 +26,29 @@ from mlcicd.state import StageExecution
 @click.option("--allow-dirty", is_flag=True, help="Run the last commit even with uncommitted changes (recorded).")
 @click.option("--force", is_flag=True, help="Rerun every stage, ignoring caches.")
 @click.option("--ref", default=None, help="Commit, tag or branch to run (default: the configured branch).")
+@click.option("--backend", type=click.Choice(["aws", "local"]), default=None,
+              help="Train and serve on this backend for this run, whatever mlcicd.yaml says "
+                   "(aws: SageMaker, with the artifact store on S3).")  # fmt: skip
+@click.option("--stack-name", default=None, metavar="NAME",
+              help="With --backend aws: take train.role, train.image (RepositoryUri:<commit[:12]>) "
+                   "and store.uri, where mlcicd.yaml leaves them unset, from this stack's outputs.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the run's record as JSON at the end.")
 @click.pass_context
 def run(
-    ctx: click.Context, project_dir: Path | None, allow_dirty: bool, force: bool, ref: str | None, as_json: bool
-) -> None:
+    ctx: click.Context, project_dir: Path | None, allow_dirty: bool, force: bool, ref: str | None,
+    backend: RunBackend | None, stack_name: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """Run the pipeline on PROJECT_DIR (default: the current project).
 
     Exits 0 only when every stage succeeded, the quality gate included.
     """
+    if stack_name is not None and backend != "aws":
+        raise click.UsageError("--stack-name goes with --backend aws")
     project = find_project(ctx, project_dir)
     config = project.config  # validate before anything runs
+    if backend is not None:
+        config = _on_backend(project, config, backend, stack_name, ref)
+        project.config = config  # this run's config: every stage and backend reads it from here
     reporter = TerminalReporter(sys.stderr if as_json else None)
     options = RunOptions(force=force, allow_dirty=allow_dirty, ref=ref)
     click.echo(f"mlcicd run · {config.pipeline} · {project.root}", err=as_json)
@@ -58,6 +73,9 @@ def run(
         click.echo(message, err=as_json)  # with --json, stdout is the JSON alone
 
     out(f"run {run_record.id} succeeded in {run_record.elapsed:.1f}s")
+    if deploy.get("arn"):
+        out(f"endpoint {deploy['endpoint']}: {deploy['arn']}")
+        out(f"invoke it at {deploy['runtime_url']} (signed: boto3's sagemaker-runtime invoke_endpoint)")
     if deploy.get("url"):
         out(f"endpoint {deploy['endpoint']}: {deploy['url']}/invocations")
         if config.deploy.sample:
@@ -67,6 +85,21 @@ def run(
                 out(f"sample  {json.dumps(json.loads(config.deploy.sample))} → {body.strip()}")
             except MlcicdError as exc:
                 out(f"sample prediction failed: {exc.headline}")
+
+
+def _on_backend(project: Project, config: Config, backend: RunBackend, stack_name: str | None,
+                ref: str | None) -> Config:  # fmt: skip
+    """``config`` on ``backend``; with a stack, what it lacks comes from the stack's outputs."""
+    source = str(project.root / CONFIG_FILE)
+    if backend != "aws" or stack_name is None:
+        return with_backend(config, backend, source=source)
+    from mlcicd.aws.stack import stack_outputs
+
+    outputs = stack_outputs(stack_name)
+    commit = None
+    if not config.train.image:  # the image CodeBuild built from the commit this run runs
+        commit = git.resolve_commit(project.repo, project.rel, ref or config.branch, config.branch).sha
+    return with_backend(config, backend, stack_outputs=outputs, commit=commit, source=source)
 
 
 def _show_failure(stages: list[StageExecution], error: MlcicdError) -> None:

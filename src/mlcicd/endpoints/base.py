@@ -106,6 +106,7 @@ class EndpointDescription:
     variants: list[dict[str, Any]] = field(default_factory=list)  # name, weight, model_sha256
     last_rollback: dict[str, Any] | None = None  # the alarm and its figures
     traffic: dict[str, Any] | None = None  # during a canary/linear update: the new config's share
+    arn: str | None = None  # SageMaker's EndpointArn (SageMaker endpoints have no url, port or pid)
 
 
 class EndpointBackend(Protocol):

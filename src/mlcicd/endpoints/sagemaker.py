@@ -132,6 +132,7 @@ class SageMakerEndpointBackend:
             failure_reason=reason if status == hosting.FAILED else None,
             last_update_failure=reason if status != hosting.FAILED else None,
             created_at=_epoch(described.get("CreationTime")), updated_at=_epoch(described.get("LastModifiedTime")),
+            arn=described.get("EndpointArn"),
         )  # fmt: skip
 
     def list(self) -> list[EndpointDescription]:
@@ -253,6 +254,18 @@ class SageMakerEndpointBackend:
         time.sleep(poll_seconds(self.poll_seconds))
 
 
+def runtime_url(name: str, arn: str) -> str:
+    """The SageMaker Runtime URL invoking endpoint ``name`` (region and partition from its
+    ``arn``); it takes SigV4-signed requests: boto3's ``sagemaker-runtime`` client,
+    ``aws sagemaker-runtime invoke-endpoint``."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or not parts[5].startswith("endpoint/"):
+        raise ValueError(f"not a SageMaker endpoint ARN: {arn!r}")
+    partition, region = parts[1], parts[3]
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://runtime.sagemaker.{region}.{domain}/endpoints/{name}/invocations"
+
+
 def _epoch(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -261,4 +274,4 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-__all__ = ["SageMakerEndpointBackend"]
+__all__ = ["SageMakerEndpointBackend", "runtime_url"]

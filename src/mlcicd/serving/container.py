@@ -9,7 +9,10 @@ inference toolkit:
     SAGEMAKER_BIND_TO_PORT              port (8080); the host is 0.0.0.0
     SAGEMAKER_BASE_DIR                  /opt/ml; the model is extracted in <base>/model
     SM_MODEL_DIR                        the model directory itself (overrides the above)
-    SAGEMAKER_SUBMIT_DIRECTORY          the code (default <base>/code, else <base>/model/code)
+    SAGEMAKER_SUBMIT_DIRECTORY          the code (default <base>/code, else <base>/model/code);
+                                        an s3:// sourcedir.tar.gz is downloaded and extracted
+                                        into <base>/code when that is missing or empty
+    SAGEMAKER_REGION                    the region of that download (else AWS_REGION)
     SAGEMAKER_PROGRAM                   the inference script (inference.py)
     SAGEMAKER_MODEL_SERVER_WORKERS      workers (one per CPU)
     SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (6)
@@ -28,6 +31,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mlcicd.errors import MlcicdError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
 from mlcicd.serving.logs import configure_logging
@@ -67,6 +71,27 @@ def config_from_env(env: Mapping[str, str]) -> ServingConfig:
     )
 
 
+def fetch_code(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with an ``s3://`` ``SAGEMAKER_SUBMIT_DIRECTORY`` made local.
+
+    As SageMaker's toolkits do: the ``sourcedir.tar.gz`` it names is downloaded and extracted
+    (safely) into ``<base>/code`` unless that already holds files, and the variable then names
+    ``<base>/code``. Any other environment is returned unchanged.
+    """
+    out = dict(env)
+    uri = env.get("SAGEMAKER_SUBMIT_DIRECTORY") or ""
+    if not uri.startswith("s3://"):
+        return out
+    # Only a container whose code is on S3 imports the AWS side (and boto3).
+    from mlcicd.aws.sourcedir import download_and_extract
+
+    code_dir = Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR)) / "code"
+    if download_and_extract(uri, code_dir, region=env.get("SAGEMAKER_REGION") or None):
+        print(f"serve: code {uri} extracted into {code_dir}", file=sys.stderr)
+    out["SAGEMAKER_SUBMIT_DIRECTORY"] = str(code_dir)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "serve":
@@ -79,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging("serve")
     try:
-        config = config_from_env(os.environ)
+        env = fetch_code(os.environ)
+    except MlcicdError as exc:
+        print(f"serve: cannot fetch the inference code: {exc.headline}", file=sys.stderr)
+        return 1
+    try:
+        config = config_from_env(env)
     except ValueError as exc:
         print(f"serve: invalid serving settings: {exc}", file=sys.stderr)
         return 2

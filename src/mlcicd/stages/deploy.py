@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from mlcicd.aws.names import versioned_endpoint_config_name
 from mlcicd.config import Config, DeployConfig
 from mlcicd.endpoints import (
     DataCapture,
     DeploymentPolicy,
     EndpointBackend,
     EndpointConfig,
+    EndpointDescription,
     ProductionVariant,
 )
 from mlcicd.errors import ConfigError, NotFoundError
@@ -106,7 +108,7 @@ class DeployStage:
                             instance_count=cfg.instance_count)  # fmt: skip
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
-        config_name = f"{endpoint_name[:40]}-v{registered['version']}-{digest[:8]}"
+        config_name = versioned_endpoint_config_name(endpoint_name, registered["version"], digest)
         backend = endpoint_backend(cfg, project)
 
         try:
@@ -120,10 +122,11 @@ class DeployStage:
             and current.config_name == config_name
             and not ctx.options.force
         ):
-            ctx.log(f"{endpoint_name} already serves {config_name} at {current.url}")
+            ctx.log(f"{endpoint_name} already serves {config_name} {_location(current)}")
             return StageResult(
                 "Cached", f"{endpoint_name} already serves model {model_ref}",
-                {"endpoint": endpoint_name, "url": current.url, "config_name": config_name, "changed": False},
+                {"endpoint": endpoint_name, "url": current.url, "config_name": config_name, "changed": False,
+                 **_sagemaker_outputs(current)},
             )  # fmt: skip
 
         action = "updating" if current and current.status != "Failed" else "creating"
@@ -153,10 +156,11 @@ class DeployStage:
             described = backend.deploy(endpoint_config)
         finally:
             self._record(ctx, backend, endpoint_name)
-        ctx.log(f"{endpoint_name} is {described.status} at {described.url} (pid {described.pid})")
+        ctx.log(f"{endpoint_name} is {described.status} {_location(described)}")
         return StageResult(
-            "Succeeded", f"{endpoint_name} InService at {described.url}",
-            {"endpoint": endpoint_name, "url": described.url, "config_name": config_name, "changed": True},
+            "Succeeded", f"{endpoint_name} {described.status} {_location(described, brief=True)}",
+            {"endpoint": endpoint_name, "url": described.url, "config_name": config_name, "changed": True,
+             **_sagemaker_outputs(described)},
         )  # fmt: skip
 
     @staticmethod
@@ -215,3 +219,25 @@ class DeployStage:
                 created_at=previous.created_at if previous else now, updated_at=now,
             )
         )  # fmt: skip
+
+
+def _location(described: EndpointDescription, *, brief: bool = False) -> str:
+    """Where the endpoint is, as its backend has it: a local URL and process, or an ARN."""
+    if described.url is not None:
+        pid = f" (pid {described.pid})" if described.pid is not None and not brief else ""
+        return f"at {described.url}{pid}"
+    if described.arn is not None:
+        if brief:
+            return f"as {described.arn}"
+        from mlcicd.endpoints.sagemaker import runtime_url
+
+        return f"as {described.arn}, invoked at {runtime_url(described.name, described.arn)}"
+    return f"with config {described.config_name}"
+
+
+def _sagemaker_outputs(described: EndpointDescription) -> dict[str, str]:
+    if described.arn is None:
+        return {}
+    from mlcicd.endpoints.sagemaker import runtime_url
+
+    return {"arn": described.arn, "runtime_url": runtime_url(described.name, described.arn)}

@@ -5,8 +5,13 @@ out. This does what sagemaker-training-toolkit's ``train`` does for a script-mod
 through the same builders the local runner uses (:mod:`mlcicd.training.toolkit`):
 
 1. read ``input/config/*.json`` and build the ``SM_*`` environment;
-2. find the program — ``SAGEMAKER_PROGRAM`` (or the ``sagemaker_program`` hyperparameter)
-   in ``SAGEMAKER_SUBMIT_DIRECTORY`` if that is a local directory, else in ``code/``;
+2. find the code: when the job names it by an ``s3://`` URI (the ``sagemaker_submit_directory``
+   hyperparameter, else ``SAGEMAKER_SUBMIT_DIRECTORY``) and ``code/`` is missing or empty,
+   download that ``sourcedir.tar.gz`` and extract it (safely) into ``code/`` — the toolkit's
+   ``files.download_and_extract`` (:mod:`mlcicd.aws.sourcedir`) — and run from there;
+   otherwise from ``SAGEMAKER_SUBMIT_DIRECTORY`` if that is a local directory (code baked
+   into the image), else from ``code/``. The program is ``SAGEMAKER_PROGRAM`` (or the
+   ``sagemaker_program`` hyperparameter);
 3. run it with the hyperparameters as arguments, its output passed through to stdout
    (which SageMaker sends to CloudWatch, where MetricDefinitions are applied);
 4. on failure write ``output/failure`` unless the script did, and exit non-zero; on
@@ -31,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from mlcicd.aws.sourcedir import download_and_extract, is_s3_uri
 from mlcicd.errors import MlcicdError, TrainingError
 from mlcicd.process import run_streaming
 from mlcicd.training.toolkit import (
@@ -47,6 +53,7 @@ from mlcicd.training.toolkit import (
 DEFAULT_BASE_DIR = Path("/opt/ml")
 # SageMaker sends SIGTERM, then SIGKILL 120 s later; leave the script most of that.
 STOP_GRACE_SECONDS = 110.0
+SUBMIT_DIRECTORY_HP = "sagemaker_submit_directory"
 
 
 class _Stopped(BaseException):
@@ -70,11 +77,17 @@ def _num_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def _code_dir(paths: TrainingPaths, environ: Mapping[str, str]) -> Path:
+def _code_dir(paths: TrainingPaths, environ: Mapping[str, str], hyperparameters: Mapping[str, Any]) -> Path:
     submit_dir = environ.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    uri = str(hyperparameters.get(SUBMIT_DIRECTORY_HP) or submit_dir)
+    if is_s3_uri(uri):
+        region = hyperparameters.get("sagemaker_region")
+        if download_and_extract(uri, paths.code, region=str(region) if region else None):
+            print(f"code {uri} extracted into {paths.code}", file=sys.stderr)
+            return paths.code
     if submit_dir and Path(submit_dir).is_dir():
         return Path(submit_dir)
-    return paths.code  # e.g. an s3:// URI: SageMaker's SDK put the code in the image or code/
+    return paths.code  # the code the image (or an earlier download) put there
 
 
 def _write_failure(paths: TrainingPaths, reason: str) -> None:
@@ -97,7 +110,7 @@ def _prepare(
             "no training program: SAGEMAKER_PROGRAM is not set",
             hint="set it in the image (ENV SAGEMAKER_PROGRAM=train.py) or as the sagemaker_program hyperparameter",
         )
-    code_dir = _code_dir(paths, environ)
+    code_dir = _code_dir(paths, environ, hyperparameters)
     script = code_dir / str(program)
     if not script.is_file():
         raise TrainingError(f"training program {program!r} not found: looked for {script}")

@@ -97,10 +97,9 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     digest = hashlib.sha256(json.dumps({
         "image": model["image_uri"], "model": model["model_data_url"], "sha256": model.get("model_sha256"),
         "instance_type": settings.instance_type, "instance_count": settings.instance_count,
-    }, sort_keys=True).encode()).hexdigest()[:8]  # fmt: skip
-    suffix = f"v{version}-{digest}"
-    model_name = n.model_name(settings.pipeline, suffix)
-    config_name = n.endpoint_config_name(settings.endpoint, suffix)
+    }, sort_keys=True).encode()).hexdigest()  # fmt: skip
+    model_name = n.model_name(settings.pipeline, f"v{version}-{digest[:8]}")
+    config_name = n.versioned_endpoint_config_name(settings.endpoint, version, digest)
     tags = {"mlcicd:pipeline": settings.pipeline, "mlcicd:model-package": str(model["model_package_arn"])[:256]}
     environment = {MODEL_SHA256_ENV: str(model["model_sha256"])} if model.get("model_sha256") else {}
     if ensure_model(sagemaker, name=model_name, image=model["image_uri"], model_data_url=model["model_data_url"],
