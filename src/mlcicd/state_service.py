@@ -190,6 +190,7 @@ class ServiceState:
         commit_sha: str | None = None,
         delivery: tuple[str, str] | None = None,
         retry_of: int | None = None,
+        forced: bool = False,
     ) -> tuple[Run | None, list[int]]:
         """Queue a run of ``ref``; older queued runs of the pipeline are Superseded.
 
@@ -220,8 +221,8 @@ class ServiceState:
             ]
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, ref, trigger, queued_at, retry_of,"
-                " started_at) VALUES (?, ?, 'Queued', ?, ?, ?, ?, ?, ?)",
-                (pipeline, project_dir, commit_sha, ref, json.dumps(trigger), now, retry_of, now),
+                " started_at, forced) VALUES (?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?)",
+                (pipeline, project_dir, commit_sha, ref, json.dumps(trigger), now, retry_of, now, forced),
             )
             run_id = int(cur.lastrowid or 0)
             for old in older:

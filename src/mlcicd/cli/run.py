@@ -51,6 +51,15 @@ def run(
         project.config = config  # this run's config: every stage and backend reads it from here
     reporter = TerminalReporter(sys.stderr if as_json else None)
     options = RunOptions(force=force, allow_dirty=allow_dirty, ref=ref)
+    from mlcicd.service.client import find_running_service, run_through_service
+
+    # When `mlcicd up` serves this project its queue runs it, so one run per pipeline holds.
+    # (--backend runs stay here: the service always runs the commit's own mlcicd.yaml.)
+    service_url = find_running_service(project) if backend is None else None
+    if service_url is not None:
+        click.echo(f"mlcicd run · {config.pipeline} · {project.root} · via {service_url}", err=as_json)
+        ctx.exit(run_through_service(project, service_url, ref=ref, force=force, allow_dirty=allow_dirty,
+                                     as_json=as_json, reporter=reporter))  # fmt: skip
     click.echo(f"mlcicd run · {config.pipeline} · {project.root}", err=as_json)
     try:
         summary = run_pipeline(project, default_stages(config), options, reporter)

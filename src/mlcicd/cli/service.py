@@ -14,6 +14,7 @@ from mlcicd.cli.inspect import runs
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.cli.progress import TerminalReporter
 from mlcicd.errors import MlcicdError
+from mlcicd.project import Project
 
 
 @cli.command()
@@ -68,6 +69,8 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
     from mlcicd.stages import default_stages
 
     project = find_project(ctx)
+    if _through_service(ctx, project, run_id, approved, comment):
+        return
     state = project.state
     user = os.environ.get("USER") or getpass.getuser()
     expired = [a for a in state.expired_approvals() if a.run_id == run_id]
@@ -79,7 +82,7 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
         click.echo(f"run {run_id}: model {approval.model_group}/{approval.model_version} "
                    f"{approval.status.lower()} by {user}" + (f": {comment}" if comment else ""))  # fmt: skip
     service = running_service(project.state_dir)
-    if service is not None:
+    if service is not None:  # it started between the check above and the decision
         click.echo(f"the service at {service['url']} continues run {run_id}")
         return
     run = state.get_run(run_id)
@@ -91,6 +94,30 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
     click.echo(f"run {run_id} {summary.run.status.lower()}")
     if expired:
         ctx.exit(1)
+
+
+def _through_service(ctx: click.Context, project: Project, run_id: int, approved: bool, comment: str | None) -> bool:
+    """When `mlcicd up` serves the project, decide through its API and follow the run it resumes."""
+    from mlcicd.service import client
+
+    url = client.find_running_service(project)
+    if url is None:
+        return False
+    answer = client.decide(url, project, run_id, approved, comment)
+    approval = answer["approval"]
+    if answer.get("timed_out"):
+        click.echo(f"run {run_id}: the approval had timed out; the model is rejected", err=True)
+    else:
+        click.echo(f"run {run_id}: model {approval['model_group']}/{approval['model_version']} "
+                   f"{str(approval['status']).lower()} by {approval['decided_by']}"
+                   + (f": {comment}" if comment else ""))  # fmt: skip
+    click.echo(f"the service at {url} continues run {run_id}", err=True)
+    shown = client.follow_run(url, project, run_id, TerminalReporter())
+    status = shown["run"]["status"]
+    click.echo(f"run {run_id} {status.lower()}")
+    if answer.get("timed_out") or (approved and status != "Succeeded"):
+        ctx.exit(1)
+    return True
 
 
 @cli.command()
@@ -116,10 +143,17 @@ def reject(ctx: click.Context, run_id: int, comment: str | None) -> None:
 @click.pass_context
 def runs_retry(ctx: click.Context, run_id: int) -> None:
     """Queue the commit of a finished (e.g. interrupted) run again; `mlcicd up` runs it."""
+    from mlcicd.service import client
     from mlcicd.service.info import running_service
     from mlcicd.service.triggers import retry
 
     project = find_project(ctx)
+    url = client.find_running_service(project)
+    if url is not None:
+        run = client.retry(url, project, run_id)["run"]
+        click.echo(f"run {run['id']} queued in the service at {url} "
+                   f"(retry of run {run_id}, commit {str(run.get('commit_sha') or run.get('ref') or '')[:12]})")  # fmt: skip
+        return
     run = retry(project, run_id)
     where = running_service(project.state_dir)
     click.echo(f"run {run.id} queued (retry of run {run_id}, commit {(run.commit_sha or run.ref or '')[:12]})"

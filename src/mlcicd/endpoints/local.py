@@ -229,6 +229,36 @@ class LocalEndpointBackend:
             self._stop(edir)
             shutil.rmtree(edir, ignore_errors=True)
 
+    def restart(self, name: str) -> EndpointDescription:
+        """Start endpoint ``name`` again on its own recorded ``config.json``, exactly as it was
+        (variants, shadow, capture, deployment policy, workers, timeouts); a no-op if its
+        supervisor is alive. When config.json leaves the port to the system (0), the port the
+        endpoint last listened on is tried first, so its URL survives a restart when it can.
+        """
+        edir = self.endpoint_dir(name)
+        if not (edir / META_FILE).is_file():
+            raise NotFoundError(f"endpoint {name} does not exist", hint="deploy it first")
+        with _locked(edir):
+            if self._live_status(edir) is not None:
+                return self.describe(name)
+            config_path = edir / CONFIG_FILE
+            try:
+                recorded = config_path.read_bytes()
+                serving = ServingConfig.from_dict(json.loads(recorded), str(config_path))
+            except (OSError, ValueError) as exc:
+                raise EndpointError(
+                    f"endpoint {name} has no usable {CONFIG_FILE}: {exc}", hint="deploy it again"
+                ) from exc
+            last_port = (_read(edir / STATUS_FILE) or {}).get("port")
+            if serving.port == 0 and isinstance(last_port, int) and last_port > 0:
+                again = ServingConfig.from_dict({**serving.to_dict(), "port": last_port})
+                atomic_write_json(config_path, again.to_dict())
+                try:
+                    return self._launch(edir, name, again)
+                except PortInUseError:
+                    atomic_write_bytes(config_path, recorded)
+            return self._launch(edir, name, serving)
+
     # -- deploy ---------------------------------------------------------------------------
 
     def _prepare(
@@ -296,8 +326,11 @@ class LocalEndpointBackend:
     def _create(
         self, edir: Path, config: EndpointConfig, serving: ServingConfig
     ) -> EndpointDescription:
-        name = config.endpoint_name
         atomic_write_json(edir / CONFIG_FILE, serving.to_dict())
+        return self._launch(edir, config.endpoint_name, serving)
+
+    def _launch(self, edir: Path, name: str, serving: ServingConfig) -> EndpointDescription:
+        """Start a supervisor on the config.json in ``edir``; wait for InService or Failed."""
         for stale in (STATUS_FILE, PID_FILE):
             (edir / stale).unlink(missing_ok=True)
         log_path = edir / LOG_FILE

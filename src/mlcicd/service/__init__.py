@@ -10,4 +10,5 @@ and its worker, polling, endpoint supervision and event notifications.
     supervise.py   restarts crashed endpoints with backoff, restores them at start
     notifier.py    POSTs registry events to the configured URLs, retried, bounded
     info.py        service.json: how the CLI and the git hooks find a running service
+    client.py      the CLI's side: submit a run, follow it, approve/reject/retry via the API
 """

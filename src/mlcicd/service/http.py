@@ -9,6 +9,12 @@ webhook, and the git hooks' notifications.
     GET  /api/endpoints                    endpoints as last recorded
     GET  /api/endpoints/{name}/history     every config the endpoint served, and why
     GET  /api/events[?after=ID]            the registry's event log
+    POST /api/runs {"ref", "force", "allow_dirty", "by"}
+                                           queue a run (what `mlcicd run` does when the service
+                                           is up): 202 {"run", "superseded", "existing"}
+    POST /api/runs/{id}/approve|reject {"by", "comment"}
+                                           decide a run WaitingForApproval; the service resumes it
+    POST /api/runs/{id}/retry              queue a finished run's commit again: 202 {"run"}
     POST /api/notify  {"repository": path} a git hook: look at this repository
     POST /webhooks/github                  GitHub's push webhook (signed)
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -80,6 +87,13 @@ class Handler(BaseHTTPRequestHandler):
             if wanted in (None, s.project.config.pipeline):
                 return Project(s.project.root)
         raise NotFoundError(f"this service does not serve pipeline {wanted!r}")
+
+    def _post_runs(self, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
+        project = self._project(query)
+        try:
+            return _post_runs_for(project, path, body)
+        finally:
+            project.state.close()
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -145,6 +159,17 @@ class Handler(BaseHTTPRequestHandler):
                 service.log(f"webhook: queued {answer['runs']}")
             self._send(status, answer)
             return
+        if url.path.startswith("/api/runs"):
+            try:
+                status, answer = self._post_runs(url.path.rstrip("/"), parse_qs(url.query), body)
+            except NotFoundError as exc:
+                status, answer = HTTPStatus.NOT_FOUND, {"error": exc.headline, "hint": exc.hint}
+            except MlcicdError as exc:
+                status, answer = HTTPStatus.CONFLICT, {"error": exc.headline, "hint": exc.hint}
+            except ValueError as exc:
+                status, answer = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+            self._send(status, answer)
+            return
         if url.path == "/api/notify":
             try:
                 repository = json.loads(body or b"{}").get("repository")
@@ -157,3 +182,60 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.ACCEPTED, {"ok": True})
             return
         self._send(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {url.path}"})
+
+
+def _fields(body: bytes) -> dict[str, Any]:
+    data = json.loads(body or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = data.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _post_runs_for(project: Project, path: str, body: bytes) -> tuple[int, Any]:
+    from mlcicd import git
+    from mlcicd.errors import ProjectError
+    from mlcicd.service import triggers
+
+    data = _fields(body)
+    state, config = project.state, project.config
+    by = _text(data, "by", "unknown") or "unknown"
+    if path == "/api/runs":
+        ref = _text(data, "ref")
+        dirty = git.dirty_paths(project.repo, project.rel)
+        if dirty and not data.get("allow_dirty"):
+            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+            raise ProjectError(
+                f"the working tree has uncommitted changes: {shown}",
+                hint="commit them, or pass --allow-dirty to run the last commit anyway",
+            )
+        commit = git.resolve_commit(project.repo, project.rel, ref or config.branch, config.branch)
+        request = uuid.uuid4().hex
+        run, superseded = state.enqueue_run(
+            pipeline=config.pipeline, project_dir=str(project.root), ref=commit.sha, commit_sha=commit.sha,
+            trigger={"kind": "cli", "by": by, "ref": ref or config.branch, "branch": config.branch,
+                     "dirty": bool(dirty), "request": request},
+            forced=bool(data.get("force")),
+        )  # fmt: skip
+        assert run is not None  # no delivery id: a run is always returned
+        existing = run.trigger.get("request") != request  # that commit was queued or running already
+        return HTTPStatus.ACCEPTED, {"run": run, "superseded": superseded, "existing": existing}
+    m = re.fullmatch(r"/api/runs/(\d+)/(approve|reject|retry)", path)
+    if m is None:
+        raise NotFoundError(f"no such resource: {path}")
+    run_id, action = int(m.group(1)), m.group(2)
+    if action == "retry":
+        return HTTPStatus.ACCEPTED, {"run": triggers.retry(project, run_id)}
+    comment = _text(data, "comment")
+    if any(a.run_id == run_id for a in state.expired_approvals()):
+        approval = state.decide_approval(run_id, False, by="mlcicd (timeout)",
+                                         comment="no decision within approve.timeout")  # fmt: skip
+        return HTTPStatus.OK, {"approval": approval, "timed_out": True}
+    approval = state.decide_approval(run_id, action == "approve", by=by, comment=comment)
+    return HTTPStatus.OK, {"approval": approval, "timed_out": False}

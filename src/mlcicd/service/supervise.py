@@ -2,47 +2,24 @@
 restart recorded in the endpoint's history; at `mlcicd up`, endpoints whose server is gone
 (a reboot, a kill) come back serving the endpoint config they served.
 
-The restart deploys exactly what the endpoint's ``config.json`` says it served, through the
-backend's normal ``deploy`` (so the model's digest is checked again), on its old port when
-that is free.
+The restart is :meth:`LocalEndpointBackend.restart`: the endpoint's supervisor is launched
+again on its own recorded ``config.json``, exactly as it was — variants and weights, shadow,
+data capture, deployment policy, workers, timeouts — on its old port when that is free.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from mlcicd.endpoints import EndpointConfig, ProductionVariant
 from mlcicd.endpoints.base import FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
 from mlcicd.endpoints.local import LocalEndpointBackend
-from mlcicd.errors import MlcicdError, NotFoundError, PortInUseError
-from mlcicd.fsutil import read_json
+from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
 from mlcicd.state import EndpointRecord
 
 MAX_BACKOFF = 60.0
 HEALTHY_RESET = 60.0  # serving this long after a restart forgets earlier crashes
-
-
-def served_config(backend: LocalEndpointBackend, record: EndpointRecord) -> EndpointConfig:
-    """The endpoint config an endpoint served, read back from its config.json."""
-    data: dict[str, Any] = read_json(backend.endpoint_dir(record.name) / "config.json")
-    variants = tuple(
-        ProductionVariant(
-            name=v["name"], model_data=Path(v["model_dir"]), model_sha256=v["model_sha256"],
-            code_dir=Path(v["code_dir"]), entry_point=v.get("entry_point", "inference.py"),
-            python=Path(v["python"]), weight=float(v.get("weight", 1.0)), environment=v.get("environment") or {},
-        )
-        for v in data["variants"]
-    )  # fmt: skip
-    return EndpointConfig(
-        name=data["name"], endpoint_name=record.name, variants=variants, port=record.port or None,
-        workers=int(data.get("workers", 2)), startup_timeout=float(data.get("startup_timeout", 60.0)),
-        max_payload_bytes=int(data.get("max_payload_bytes", 6 * 1024 * 1024)),
-        drain_timeout=float(data.get("drain_timeout", 30.0)),
-    )  # fmt: skip
 
 
 class EndpointSupervisor:
@@ -82,13 +59,8 @@ class EndpointSupervisor:
     ) -> None:
         self.log(f"endpoint {record.name}: restarting {record.config_name}: {why}")
         try:
-            config = served_config(backend, record)
-            try:
-                described = backend.deploy(config)
-            except PortInUseError:
-                config = EndpointConfig(**{**config.__dict__, "port": None})
-                described = backend.deploy(config)
-        except (MlcicdError, OSError, KeyError, ValueError) as exc:
+            described = backend.restart(record.name)
+        except (MlcicdError, OSError) as exc:
             reason = exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
             self.log(f"endpoint {record.name}: restart failed: {reason}")
             project.state.record_endpoint_change(

@@ -1,0 +1,202 @@
+"""The CLI's side of a running `mlcicd up`: when the service serves the project, `mlcicd run`,
+`approve`, `reject` and `runs retry` go through its HTTP API, so that the queue's rules hold
+(one run per pipeline at a time, newer commits supersede queued ones) and the service is
+the one process that runs pipelines.
+
+The service is found by ``service.json`` in the project's state directory (url, pid and the
+pid's start time, written by `mlcicd up`; checked alive with :mod:`mlcicd.procinfo`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import click
+
+from mlcicd.errors import MlcicdError, NotFoundError, ProjectError, StateError
+from mlcicd.project import Project
+from mlcicd.service.info import running_service
+
+FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
+POLL = 0.5
+
+
+class Reporter(Protocol):
+    def stage_started(self, stage: str) -> None: ...
+    def log(self, stage: str, line: str) -> None: ...
+    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None: ...
+
+
+class ServiceError(MlcicdError):
+    """The service answered with an error (its message), or did not answer."""
+
+
+def find_running_service(project: Project) -> str | None:
+    """The URL of the live `mlcicd up` serving ``project``, or None."""
+    info = running_service(project.state_dir)
+    return str(info["url"]) if info and info.get("url") else None
+
+
+def user() -> str:
+    return os.environ.get("USER") or getpass.getuser()
+
+
+def request(url: str, method: str = "GET", payload: Any = None, *, timeout: float = 30.0) -> Any:
+    """JSON in, JSON out; an error answer raises with the service's own message."""
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            answer = json.loads(exc.read())
+        except ValueError:
+            answer = {}
+        message = answer.get("error") if isinstance(answer, dict) else None
+        hint = answer.get("hint") if isinstance(answer, dict) else None
+        kind: type[MlcicdError] = {404: NotFoundError, 409: StateError}.get(exc.code, ServiceError)
+        if exc.code == 409 and "uncommitted changes" in str(message):
+            kind = ProjectError
+        raise kind(message or f"the service answered {exc.code} to {method} {url}", hint=hint) from None
+    except (OSError, ValueError) as exc:
+        raise ServiceError(f"the service at {url} did not answer: {exc}") from None
+
+
+def _api(url: str, project: Project, path: str) -> str:
+    return f"{url.rstrip('/')}{path}?pipeline={quote(project.config.pipeline)}"
+
+
+def submit_run(
+    url: str, project: Project, *, ref: str | None = None, force: bool = False, allow_dirty: bool = False
+) -> dict[str, Any]:
+    """Queue a run of ``ref`` (default: the configured branch): {"run", "superseded", "existing"}."""
+    payload = {"ref": ref, "force": force, "allow_dirty": allow_dirty, "by": user()}
+    answer: dict[str, Any] = request(_api(url, project, "/api/runs"), "POST", payload)
+    return answer
+
+
+def decide(url: str, project: Project, run_id: int, approved: bool, comment: str | None) -> dict[str, Any]:
+    """Approve or reject run ``run_id``: {"approval", "timed_out"}; the service resumes the run."""
+    action = "approve" if approved else "reject"
+    answer: dict[str, Any] = request(
+        _api(url, project, f"/api/runs/{run_id}/{action}"), "POST", {"by": user(), "comment": comment}
+    )
+    return answer
+
+
+def retry(url: str, project: Project, run_id: int) -> dict[str, Any]:
+    """Queue run ``run_id``'s commit again: {"run"}."""
+    answer: dict[str, Any] = request(_api(url, project, f"/api/runs/{run_id}/retry"), "POST", {"by": user()})
+    return answer
+
+
+def get_run(url: str, project: Project, run_id: int) -> dict[str, Any]:
+    answer: dict[str, Any] = request(_api(url, project, f"/api/runs/{run_id}"))
+    return answer
+
+
+def _settled(shown: dict[str, Any]) -> bool:
+    status = shown["run"]["status"]
+    if status in FINISHED:
+        return True
+    approval = shown.get("approval") or {}
+    return bool(status == "WaitingForApproval" and approval.get("status") == "Pending")
+
+
+def follow_run(
+    url: str, project: Project, run_id: int, reporter: Reporter, *,
+    on_wait: Callable[[str], None] | None = None, poll: float = POLL,
+) -> dict[str, Any]:  # fmt: skip
+    """Show run ``run_id``'s stages and new log lines as they progress, until it finishes or
+    waits for a decision; its last ``{"run", "stages", "approval"}``. ``on_wait`` hears why
+    nothing moves yet (queued behind another run)."""
+    started: set[str] = set()
+    done: set[str] = set()
+    lines: dict[str, int] = {}
+    said_queued = False
+    while True:
+        shown = get_run(url, project, run_id)
+        run = shown["run"]
+        if run["status"] == "Queued" and not said_queued and on_wait is not None:
+            on_wait(f"run {run_id} is queued; it starts when the pipeline's current run ends")
+            said_queued = True
+        running = [s for s in shown["stages"] if s["status"] not in ("Pending", "Skipped") and s["stage"] not in done]
+        logs: dict[str, str] = request(_api(url, project, f"/api/runs/{run_id}/logs")) if running else {}
+        for stage in running:
+            name = stage["stage"]
+            if name not in started:
+                reporter.stage_started(name)
+                started.add(name)
+            text = logs.get(name, "")
+            new = text.splitlines()
+            if not text.endswith("\n") and stage["status"] == "Running":
+                new = new[:-1]  # a line still being written
+            for line in new[lines.get(name, 0) :]:
+                reporter.log(name, line)
+            lines[name] = max(lines.get(name, 0), len(new))
+            if stage["status"] not in ("Running", "WaitingForApproval") or (
+                stage["status"] == "WaitingForApproval" and _settled(shown)
+            ):
+                elapsed = (stage.get("ended_at") or time.time()) - (stage.get("started_at") or time.time())
+                reporter.stage_finished(name, stage["status"], elapsed, stage.get("message") or "")
+                done.add(name)
+        if _settled(shown) and all(s["stage"] in done for s in running):
+            return shown
+        time.sleep(poll)
+
+
+def run_through_service(
+    project: Project, url: str, *, ref: str | None, force: bool, allow_dirty: bool, as_json: bool,
+    reporter: Reporter,
+) -> int:  # fmt: skip
+    """`mlcicd run` when `mlcicd up` serves the project: queue the run there and follow it.
+    The exit code: 0 when it succeeded (or waits for approval), 1 when it did not, 130 when
+    the user stopped following (the run goes on)."""
+
+    def say(message: str) -> None:
+        click.echo(message, err=as_json)
+
+    answer = submit_run(url, project, ref=ref, force=force, allow_dirty=allow_dirty)
+    run = answer["run"]
+    sha = str(run.get("commit_sha") or run.get("ref") or "")[:12]
+    if answer.get("existing"):
+        say(f"run {run['id']} of {sha} is already {run['status'].lower()} in the service at {url}; following it")
+    else:
+        say(f"run {run['id']} of {sha} queued in the service at {url}")
+    for old in answer.get("superseded") or []:
+        say(f"run {old} (queued, not started) is superseded by run {run['id']}")
+    try:
+        shown = follow_run(url, project, int(run["id"]), reporter, on_wait=say)
+    except KeyboardInterrupt:
+        click.echo(f"stopped following; run {run['id']} goes on in the service (`mlcicd runs show {run['id']}`)",
+                   err=True)  # fmt: skip
+        return 130
+    run = shown["run"]
+    if as_json:
+        click.echo(json.dumps({"run": run, "stages": shown["stages"]}, indent=2))
+    if run["status"] == "WaitingForApproval":
+        say(f"run {run['id']} is waiting for approval: `mlcicd approve {run['id']}` or `mlcicd reject {run['id']}`")
+        return 0
+    if run["status"] == "Succeeded":
+        elapsed = (run.get("ended_at") or time.time()) - (run.get("started_at") or time.time())
+        say(f"run {run['id']} succeeded in {elapsed:.1f}s")
+        name = project.config.deploy.endpoint_name
+        endpoints = request(_api(url, project, "/api/endpoints"))
+        endpoint = next((e for e in endpoints if e.get("name") == name), None)
+        if endpoint is not None and endpoint.get("status") == "InService" and endpoint.get("url"):
+            say(f"endpoint {endpoint['name']}: {endpoint['url']}/invocations")
+        return 0
+    failed = next((s for s in shown["stages"] if s["status"] == "Failed"), None)
+    where = f" in {failed['stage']}" if failed else ""
+    click.echo(f"error: run {run['id']} {run['status'].lower()}{where}: {run.get('failure_reason') or ''}".rstrip(": "),
+               err=True)  # fmt: skip
+    return 1

@@ -1,0 +1,107 @@
+"""Registry events POSTed to ``service.notify`` URLs: a receiver on 127.0.0.1 gets the
+registered and deployed events; one that fails its first attempts gets them after retries;
+one that always fails is given up on after a bounded number of attempts per event."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlcicd.service.notifier import MAX_ATTEMPTS
+from tests.conftest import commit_all
+from tests.service.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """Collects POSTed JSON bodies; answers 503 to the first ``fail_first`` (or to all, if None)."""
+
+    def __init__(self, fail_first: int | None) -> None:
+        self.fail_first = fail_first
+        self.attempts: list[dict[str, Any]] = []  # every POST, failed or not
+        self.received: list[dict[str, Any]] = []  # the ones answered 2xx
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    receiver.attempts.append(body)
+                    fail = receiver.fail_first is None or len(receiver.attempts) <= receiver.fail_first
+                    if not fail:
+                        receiver.received.append(body)
+                self.send_response(503 if fail else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def kinds(self) -> list[str]:
+        with self.lock:
+            return [str(e["kind"]) for e in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    made: list[Receiver] = []
+    yield made
+    for receiver in made:
+        receiver.close()
+
+
+def test_events_are_posted_retried_and_bounded(
+    tmp_path: Path, services: list[ServiceProcess], receivers: list[Receiver]
+) -> None:
+    steady, flaky, broken = Receiver(0), Receiver(2), Receiver(None)
+    receivers += [steady, flaky, broken]
+    project = fast_project(tmp_path / "iris")
+    urls = "".join(f"    - {r.url}\n" for r in receivers)
+    set_yaml(project, "branch: main ", f"service:\n  poll_interval: 1\n  notify:\n{urls}branch: main ")
+    commit_all(project, "notify three receivers")
+
+    service = ServiceProcess(project, tmp_path / "service.log").start()
+    services.append(service)
+    runs = wait_for("the poll to queue a run", lambda: service.get("/api/runs"))
+    status = wait_for("the run", lambda: finished(project, runs[0]["id"]))
+    assert status == "Succeeded", (tmp_path / "service.log").read_text()
+    events = service.get("/api/events")
+    kinds = [e["kind"] for e in events]
+    assert "registered" in kinds and "deployed" in kinds
+
+    wait_for("every event at the steady receiver", lambda: steady.kinds() == kinds)
+    assert [e["id"] for e in steady.received] == [e["id"] for e in events]  # in order, once each
+    first = steady.received[0]
+    assert first["pipeline"] == "iris-classifier" and first["subject"] == events[0]["subject"]
+
+    wait_for("every event at the flaky receiver, after its failures", lambda: flaky.kinds() == kinds)
+    assert len(flaky.attempts) == len(kinds) + 2
+
+    # The broken one: each event tried MAX_ATTEMPTS times, then given up on; no more.
+    log = tmp_path / "service.log"
+    wait_for(
+        "the notifier to give up on every event",
+        lambda: log.read_text().count(f"notify {broken.url}: gave up") == len(kinds),
+        timeout=60.0 * len(kinds),
+    )
+    by_event: dict[int, int] = {}
+    for body in broken.attempts:
+        by_event[int(body["id"])] = by_event.get(int(body["id"]), 0) + 1
+    assert by_event == {e["id"]: MAX_ATTEMPTS for e in events}
