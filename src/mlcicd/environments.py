@@ -69,6 +69,7 @@ def environment_key(requirements: str, extra: tuple[str, ...]) -> str:
         "extra": sorted(extra),
         "runtime": runtime_requirements(),
         "mlcicd": mlcicd.__version__,
+        "layout": 2,  # 2: bytecode compiled at install
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
@@ -145,7 +146,10 @@ def _build(
              what="creating the environment")  # fmt: skip
         python = str(path / "bin" / "python")
         _run(
-            [uv, "pip", "install", "--quiet", "--python", python, "-r", str(requirements_file),
+            # Bytecode compiled once, here: every training job, test run and endpoint worker
+            # imports from this environment, and with PYTHONDONTWRITEBYTECODE set (as on many CI
+            # machines) each of them would otherwise recompile scikit-learn on every start.
+            [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, "-r", str(requirements_file),
              *extra, *runtime_requirements()],
             log=log, timeout=timeout, what=f"installing {requirements_file.name}",
         )  # fmt: skip
