@@ -19,12 +19,10 @@ Each line has SageMaker's capture record shape::
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import queue
 import random
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -33,20 +31,20 @@ from typing import Any
 
 import orjson
 
+from mlcicd.serving.background import STOP, BackgroundQueue
 from mlcicd.serving.config import CaptureSpec
 
 log = logging.getLogger("mlcicd.serving.capture")
 
 FLUSH_INTERVAL = 1.0
 FILE_RECORDS = 1000
-_STOP = object()
 
 
 # (variant, inference id, time, input type, input, output type, output, extra metadata)
 Record = tuple[str, str | None, float, str, bytes, str | None, bytes | None, dict[str, Any] | None]
 
 
-class CaptureWriter:
+class CaptureWriter(BackgroundQueue):
     """A bounded queue and the thread that empties it into files."""
 
     def __init__(self, spec: CaptureSpec, endpoint: str, worker_id: str, on_drop: Any) -> None:
@@ -54,26 +52,11 @@ class CaptureWriter:
         self.endpoint = endpoint
         self.worker_id = worker_id
         self.rate = spec.sampling_percentage / 100.0
-        self.on_drop = on_drop
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=spec.queue_size)
         self.written = 0
-        self._thread = threading.Thread(target=self._run, name="data-capture", daemon=True)
-        self._thread.start()
+        super().__init__("data-capture", on_drop, spec.queue_size)
 
     def sampled(self) -> bool:
         return self.rate >= 1.0 or random.random() < self.rate
-
-    def offer(self, record: Record) -> None:
-        """Queue a record, or drop and count it: never blocks."""
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.on_drop()
-
-    def close(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(queue.Full):
-            self.queue.put(_STOP, timeout=timeout)
-        self._thread.join(timeout)
 
     def _run(self) -> None:
         pending: dict[str, list[bytes]] = {}
@@ -84,7 +67,7 @@ class CaptureWriter:
                 item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 item = None
-            if item is _STOP:
+            if item is STOP:
                 stop = True
             elif item is not None:
                 try:

@@ -9,14 +9,12 @@ so ``jq`` can compare them line by line.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
-import threading
 import time
 from time import perf_counter
 from typing import Any
 
+from mlcicd.serving.background import STOP, BackgroundQueue
 from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.codecs import InvocationError
 from mlcicd.serving.handlers import LoadedVariant, describe_exception
@@ -25,13 +23,12 @@ from mlcicd.serving.metrics import VariantMetrics
 log = logging.getLogger("mlcicd.serving.shadow")
 
 QUEUE_SIZE = 256
-_STOP = object()
 
 # (inference id, body, content type, accept, production variant, production answer, its type)
 ShadowRequest = tuple[str | None, bytes, str, str, str, bytes, str]
 
 
-class ShadowRunner:
+class ShadowRunner(BackgroundQueue):
     def __init__(
         self,
         variant: LoadedVariant,
@@ -43,26 +40,12 @@ class ShadowRunner:
         self.variant = variant
         self.metrics = metrics
         self.capture = capture
-        self.on_drop = on_drop
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
-        self._thread.start()
-
-    def offer(self, request: ShadowRequest) -> None:
-        try:
-            self.queue.put_nowait(request)
-        except queue.Full:
-            self.on_drop()
-
-    def close(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(queue.Full):
-            self.queue.put(_STOP, timeout=timeout)
-        self._thread.join(timeout)
+        super().__init__("shadow", on_drop, queue_size)
 
     def _run(self) -> None:
         while True:
             item = self.queue.get()
-            if item is _STOP:
+            if item is STOP:
                 return
             try:
                 self._one(item)
