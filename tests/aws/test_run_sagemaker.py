@@ -117,6 +117,11 @@ def test_run_trains_and_deploys_on_sagemaker(
     assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
     assert f"{ENDPOINT} already serves model iris-classifier/1" in again.output
 
+    # The endpoint commands reach it through the backend it was recorded with.
+    described = CliRunner().invoke(cli, ["-C", str(project), "endpoints", "describe", ENDPOINT, "--json"])
+    assert described.exit_code == 0, described.output
+    assert '"backend": "sagemaker"' in described.output and '"status": "InService"' in described.output
+
 
 STACK_TEMPLATE = """
 Resources:

@@ -10,11 +10,12 @@ import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.endpoints import EndpointBackend, EndpointDescription
+from mlcicd.endpoints import EndpointDescription
 from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.project import Project
+from mlcicd.stages.deploy import endpoint_backend
 from mlcicd.state import EndpointRecord
 
 
@@ -24,18 +25,10 @@ def _local(project: Project, name: str) -> LocalEndpointBackend:
     if record is None:
         names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
         raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
-    backend = _backend(project, record.backend)
+    backend = endpoint_backend(record.backend, project)
     if not isinstance(backend, LocalEndpointBackend):  # pragma: no cover - only local exists here
         raise EndpointError(f"endpoint {name} is not a local endpoint")
     return backend
-
-
-def _backend(project: Project, kind: str) -> EndpointBackend:
-    if kind == "local":
-        from mlcicd.endpoints.local import LocalEndpointBackend
-
-        return LocalEndpointBackend(project.state_dir / "endpoints")
-    raise EndpointError(f"endpoint backend {kind!r} is not available in this version")
 
 
 def _live(project: Project, name: str) -> tuple[EndpointRecord, EndpointDescription]:
@@ -45,7 +38,7 @@ def _live(project: Project, name: str) -> tuple[EndpointRecord, EndpointDescript
         names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
         raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
     try:
-        described = _backend(project, record.backend).describe(name)
+        described = endpoint_backend(record.backend, project).describe(name)
     except NotFoundError:
         described = EndpointDescription(
             name=name, status="OutOfService", url=None, port=None, pid=None, config_name=record.config_name,
@@ -132,7 +125,7 @@ def endpoints_delete(ctx: click.Context, name: str) -> None:
     record = project.state.get_endpoint(name)
     if record is None:
         raise NotFoundError(f"endpoint {name} does not exist")
-    _backend(project, record.backend).delete(name)
+    endpoint_backend(record.backend, project).delete(name)
     project.state.delete_endpoint(name)
     click.echo(f"deleted {name}")
 

@@ -35,17 +35,18 @@ from mlcicd.project import Project
 from mlcicd.state import EndpointConfigRecord, EndpointRecord
 
 
-def endpoint_backend(config: DeployConfig, project: Project) -> EndpointBackend:
-    if config.backend == "local":
+def endpoint_backend(kind: str, project: Project) -> EndpointBackend:
+    """The endpoint backend named ``kind`` (``deploy.backend``, or an endpoint's recorded one)."""
+    if kind == "local":
         from mlcicd.endpoints.local import LocalEndpointBackend
 
         return LocalEndpointBackend(project.state_dir / "endpoints")
-    if config.backend == "sagemaker":
+    if kind == "sagemaker":
         from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
 
         return SageMakerEndpointBackend.from_config(project.config, project.store)
     raise ConfigError(
-        f"deploy backend {config.backend!r} is not available in this version",
+        f"deploy backend {kind!r} is not available in this version",
         key="deploy.backend",
         hint="use backend: local",
     )
@@ -109,7 +110,7 @@ class DeployStage:
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
         config_name = versioned_endpoint_config_name(endpoint_name, registered["version"], digest)
-        backend = endpoint_backend(cfg, project)
+        backend = endpoint_backend(cfg.backend, project)
 
         try:
             current = backend.describe(endpoint_name)
