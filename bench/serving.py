@@ -189,6 +189,22 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
+def wait_in_service(state_dir: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    from mlcicd.serving.supervisor import STATUS_FILE
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was InService")
+        try:
+            if json.loads((state_dir / STATUS_FILE).read_text()).get("status") == "InService":
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{state_dir} not InService after {timeout:.0f} s")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -440,6 +456,8 @@ def measure(
             proc = serve_uvicorn("hello" if server == "hello" else "predict", model_dir, work, port)
         try:
             wait_ready(f"http://127.0.0.1:{port}/ping", proc)
+            if server == "mlcicd":  # /ping answers once one worker is up: wait for them all
+                wait_in_service(work / f"endpoint-{model_dir.parent.name}-{port}", proc)
             url = f"http://127.0.0.1:{port}/invocations"
             load(url, body, 8, 1.0, args.threads, work)  # warm-up
             for c in conns:

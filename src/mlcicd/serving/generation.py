@@ -37,6 +37,7 @@ class Worker:
     ready_at: float = 0.0
     kill_at: float = 0.0
     buffer: bytes = b""
+    slot: int | None = None  # on the supervisor's connection board
 
     @property
     def pid(self) -> int:
@@ -76,8 +77,17 @@ class Generation:
     restarts_due: list[float] = field(default_factory=list)
 
 
-def spawn_worker(gen: Generation, sock_fd: int, *, cwd: Path, log_hint: str) -> Worker:
-    """Start one worker of ``gen`` on the listening socket ``sock_fd``."""
+def spawn_worker(
+    gen: Generation,
+    sock_fd: int,
+    *,
+    cwd: Path,
+    log_hint: str,
+    board_fd: int | None = None,
+    slot: int | None = None,
+) -> Worker:
+    """Start one worker of ``gen`` on the listening socket ``sock_fd`` (sharing new
+    connections fairly through the board at ``board_fd``, in ``slot``, when given)."""
     read_fd, write_fd = os.pipe()
     config = gen.config
     cmd = [
@@ -85,10 +95,14 @@ def spawn_worker(gen: Generation, sock_fd: int, *, cwd: Path, log_hint: str) -> 
         "--fd", str(sock_fd), "--spec", str(gen.spec_path), "--status-fd", str(write_fd),
         "--generation", str(gen.number), "--parent-pid", str(os.getpid()), "--log-hint", log_hint,
     ]  # fmt: skip
+    fds = [sock_fd, write_fd]
+    if board_fd is not None and slot is not None:
+        cmd += ["--board-fd", str(board_fd), "--slot", str(slot)]
+        fds.append(board_fd)
     try:
         proc = subprocess.Popen(
             cmd,
-            pass_fds=(sock_fd, write_fd),
+            pass_fds=fds,
             stdin=subprocess.DEVNULL,
             env=worker_env(config),
             cwd=cwd,  # not the code dir: nothing there may shadow our own imports
@@ -99,7 +113,7 @@ def spawn_worker(gen: Generation, sock_fd: int, *, cwd: Path, log_hint: str) -> 
     finally:
         os.close(write_fd)
     os.set_blocking(read_fd, False)
-    return Worker(proc, gen, read_fd, procinfo.start_time(proc.pid))
+    return Worker(proc, gen, read_fd, procinfo.start_time(proc.pid), slot=slot)
 
 
 def worker_env(config: ServingConfig) -> dict[str, str]:

@@ -51,6 +51,7 @@ from mlcicd import procinfo
 from mlcicd.errors import PortInUseError
 from mlcicd.fsutil import atomic_write_json, atomic_write_text
 from mlcicd.serving import metrics
+from mlcicd.serving.balance import ConnectionBoard
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
 from mlcicd.serving.logs import configure_logging
@@ -85,6 +86,7 @@ def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(backlog)
+        sock.setblocking(False)  # shared with every worker: none may ever block in accept()
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -129,6 +131,7 @@ class Supervisor:
         self._reload = False
         self._selector = selectors.DefaultSelector()
         self._wakeup: int | None = None
+        self.board: ConnectionBoard | None = None  # how many connections each worker holds
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class Supervisor:
             return self._fail(f"cannot listen on {config.host}:{config.port}: {exc}", "bind")
         self.port = self.sock.getsockname()[1]
         log.info("listening on %s:%d", self.host, self.port)
+        self.board = ConnectionBoard.create()
 
         started = self._start_generation(config, digest)
         if isinstance(started, str):
@@ -473,9 +477,17 @@ class Supervisor:
 
     def _spawn(self, gen: Generation) -> Worker:
         assert self.sock is not None
-        worker = spawn_worker(
-            gen, self.sock.fileno(), cwd=self.state_dir / RUN_DIR, log_hint=self.log_hint
-        )
+        board = self.board
+        slot = board.claim() if board is not None else None
+        try:
+            worker = spawn_worker(
+                gen, self.sock.fileno(), cwd=self.state_dir / RUN_DIR, log_hint=self.log_hint,
+                board_fd=board.fd if board is not None else None, slot=slot,
+            )  # fmt: skip
+        except BaseException:
+            if board is not None:
+                board.release(slot)
+            raise
         assert worker.status_fd is not None
         self._selector.register(worker.status_fd, selectors.EVENT_READ, worker)
         gen.workers.append(worker)
@@ -517,6 +529,8 @@ class Supervisor:
                 continue
             worker.exit_code = code
             del self.workers[worker.pid]
+            if self.board is not None:
+                self.board.release(worker.slot)
             if worker.status_fd is not None:
                 self._on_status(worker)  # a last event may still be in the pipe
                 self._close_status(worker)

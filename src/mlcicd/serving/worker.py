@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -44,6 +45,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlcicd.fsutil import read_json
 from mlcicd.serving.app import InferenceApp
+from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
@@ -78,10 +80,17 @@ class GuardedProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 60.0
     deadline: float | None = None
+    on_close: Callable[[], None] | None = None  # set by the acceptor that made the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.deadline = self.loop.time() + self.header_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -229,9 +238,16 @@ class WorkerServer(uvicorn.Server):
         parent_pid: int | None = None,
         drain_grace: float = DRAIN_GRACE,
         control: ControlFiles | None = None,
+        listen: socket.socket | None = None,
+        board: ConnectionBoard | None = None,
+        slot: int | None = None,
     ) -> None:
         super().__init__(config)
         self.app = app
+        self.listen = listen
+        self.board = board
+        self.slot = slot
+        self.acceptor: BalancedAcceptor | None = None
         self.control = control
         self._housekeeper: asyncio.Task[None] | None = None
         self.on_ready = on_ready
@@ -241,9 +257,19 @@ class WorkerServer(uvicorn.Server):
         self._watchdog: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        # uvicorn's own startup with no socket of its own; ours accepts its share (balance.py)
+        await super().startup(sockets=sockets if self.listen is None else [])
         if not self.started or self.should_exit:
             return
+        if self.listen is not None:
+            config = self.config
+            protocol_class: Any = config.http_protocol_class  # uvicorn builds it the same way
+            protocol = functools.partial(
+                protocol_class, config=config, server_state=self.server_state,
+                app_state=self.lifespan.state,
+            )  # fmt: skip
+            self.acceptor = BalancedAcceptor(self.listen, protocol, board=self.board, slot=self.slot)
+            self.acceptor.start()
         if self.parent_pid:
             self._watchdog = asyncio.create_task(self._watch_parent())
         self._housekeeper = asyncio.create_task(self._housekeeping())
@@ -253,6 +279,8 @@ class WorkerServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # stop accepting; the other processes keep the socket open
+        if self.acceptor is not None:
+            self.acceptor.close()
         self.app.draining = True
         if self.on_draining is not None:
             self.on_draining()
@@ -305,8 +333,13 @@ def serve(
     header_timeout: float = 10.0,
     body_timeout: float = 60.0,
     control: ControlFiles | None = None,
+    board: ConnectionBoard | None = None,
+    slot: int | None = None,
 ) -> None:
-    """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain."""
+    """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain.
+
+    With ``board`` and ``slot`` (from the supervisor), the worker takes only its share of
+    new connections (see :mod:`mlcicd.serving.balance`)."""
     protocol = type(
         "GuardedProtocol",
         (GuardedProtocol,),
@@ -327,23 +360,30 @@ def serve(
     )
     server = WorkerServer(
         config, app, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid,
-        control=control,
+        control=control, listen=sock, board=board, slot=slot,
     )  # fmt: skip
     # uvicorn re-raises the signal it caught once it has shut down; make that a no-op so a
     # drained worker exits 0 instead of dying of SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run(sockets=[sock])
+    server.run()
 
 
 def inherited_socket(fd: int) -> socket.socket:
     """The listening socket behind ``fd`` (family and protocol read from the fd itself).
 
     ``socket.fromfd(fd, AF_UNIX, ...)`` as uvicorn's ``fd=`` option does would mislabel a TCP
-    socket, and asyncio would then skip TCP_NODELAY on every accepted connection.
+    socket, and TCP_NODELAY would be skipped on every accepted connection.
     """
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     return sock
+
+
+def board(fd: int | None) -> ConnectionBoard | None:
+    """The supervisor's connection board, unless ``MLCICD_BALANCE=0`` turns balancing off."""
+    if fd is None or os.environ.get("MLCICD_BALANCE", "1") == "0":
+        return None
+    return ConnectionBoard(fd)
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -374,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, required=True, help="serving config (JSON) to load")
     parser.add_argument("--status-fd", type=int, help="pipe for the ready/failed event")
     parser.add_argument("--generation", type=int, default=0)
+    parser.add_argument("--board-fd", type=int, help="the supervisor's connection board")
+    parser.add_argument("--slot", type=int, help="this worker's slot on the board")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     parser.add_argument("--log-hint", default="the endpoint log", help="where clients should look")
     args = parser.parse_args(argv)
@@ -422,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,
         control=ControlFiles(app, state_dir, args.generation),
+        board=board(args.board_fd),
+        slot=args.slot,
     )
     for helper in (app.capture, app.shadow):
         if helper is not None:
