@@ -558,6 +558,54 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
             fail("shadow.name", f"{deploy.shadow.name!r} is also a production variant's name")
         if isinstance(deploy.shadow.model, str) and deploy.shadow.model != "latest":
             fail("shadow.model", f"expected 'latest' or a model package version, got {deploy.shadow.model!r}")
+    if deploy.backend == "sagemaker":
+        _check_sagemaker_deploy(deploy, source)
+
+
+# SageMaker's limits: WaitIntervalInSeconds, CanarySize and LinearStepSize (CAPACITY_PERCENT),
+# and an alarm's metric math reads at most 10 metrics, two per variant (mlcicd/aws/alarms.py).
+_SAGEMAKER_MAX_WAIT = 3600
+_SAGEMAKER_CANARY = (1, 50)
+_SAGEMAKER_LINEAR_STEP = (10, 50)
+_SAGEMAKER_ALARMED_VARIANTS = 5
+
+
+def _check_sagemaker_deploy(deploy: DeployConfig, source: str) -> None:
+    """What SageMaker accepts of ``deploy:`` (checked before a run starts, not by a failed
+    UpdateEndpoint after training)."""
+
+    def fail(key: str, message: str, hint: str | None = None) -> None:
+        raise ConfigError(message, path=source, key=f"deploy.{key}", hint=hint)
+
+    def whole(value: float) -> bool:
+        return float(value).is_integer()
+
+    wait_key, wait = {
+        "canary": ("canary.bake_seconds", deploy.canary.bake_seconds),
+        "linear": ("linear.interval_seconds", deploy.linear.interval_seconds),
+    }.get(deploy.strategy, ("alarms.bake_seconds", deploy.alarms.bake_seconds))
+    if not whole(wait) or wait > _SAGEMAKER_MAX_WAIT:
+        fail(wait_key, f"SageMaker waits whole seconds, at most {_SAGEMAKER_MAX_WAIT} (WaitIntervalInSeconds), "
+             f"got {wait:g}")  # fmt: skip
+    for strategy, key, value, (low, high), what in (
+        ("canary", "canary.percent", deploy.canary.percent, _SAGEMAKER_CANARY, "CanarySize"),
+        ("linear", "linear.step_percent", deploy.linear.step_percent, _SAGEMAKER_LINEAR_STEP, "LinearStepSize"),
+    ):
+        if deploy.strategy == strategy and (not whole(value) or not low <= value <= high):
+            fail(key, f"SageMaker's {what} is a whole percentage of the instances from {low} to {high}, got {value:g}")
+    if deploy.shadow is not None and len(deploy.variants) > 1:
+        fail("shadow", f"SageMaker puts a shadow variant beside one production variant, and deploy.variants "
+             f"has {len(deploy.variants)}", hint="keep one variant, or drop the shadow")  # fmt: skip
+    alarmed = deploy.alarms.max_5xx_rate is not None or deploy.alarms.max_p99_latency_ms is not None
+    if alarmed and len(deploy.variants) > _SAGEMAKER_ALARMED_VARIANTS:
+        fail("alarms", f"on SageMaker, alarms watch at most {_SAGEMAKER_ALARMED_VARIANTS} variants (an alarm reads "
+             f"at most 10 metrics), and deploy.variants has {len(deploy.variants)}")  # fmt: skip
+    capture = deploy.data_capture
+    if capture.enabled and not whole(capture.sampling_percentage):
+        fail("data_capture.sampling_percentage", "SageMaker samples a whole percentage (InitialSamplingPercentage), "
+             f"got {capture.sampling_percentage:g}")  # fmt: skip
+    if capture.enabled and not capture.capture:
+        fail("data_capture.capture", "SageMaker captures input, output or both: name at least one")
 
 
 def _kind(value: Any) -> str:

@@ -62,6 +62,14 @@ def runtime_requirements() -> list[str]:
     return [*pins, "numpy"]
 
 
+def aws_requirements() -> list[str]:
+    """boto3, pinned to what this mlcicd runs with: for endpoint workers that write to S3."""
+    try:
+        return [f"boto3=={metadata.version('boto3')}"]
+    except metadata.PackageNotFoundError:
+        return ["boto3"]
+
+
 def environment_key(requirements: str, extra: tuple[str, ...]) -> str:
     spec = {
         "python": sys.version,

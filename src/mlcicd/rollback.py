@@ -16,6 +16,7 @@ from mlcicd.environments import ensure_environment
 from mlcicd.errors import NotFoundError, StateError
 from mlcicd.pipeline import Reporter, RunOptions, RunSummary, run_pipeline
 from mlcicd.project import Project, cache_dir
+from mlcicd.stages.build import environment_extras
 from mlcicd.stages.deploy import DeployStage
 from mlcicd.state import ModelPackage
 
@@ -54,7 +55,7 @@ def rollback(
     source_dir = project.state_dir / "sources" / commit["tree"]
     if not source_dir.is_dir():
         git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
-    env = ensure_environment(source_dir / config.build.requirements, config.build.test_requirements, cache_dir(),
+    env = ensure_environment(source_dir / config.build.requirements, environment_extras(config), cache_dir(),
                              log=lambda line: None, timeout=config.build.timeout)  # fmt: skip
     outputs = {
         "source": {**commit, "source_dir": str(source_dir)},

@@ -5,7 +5,8 @@ moto 5.2 has no ``codepipeline:PutJobSuccessResult`` / ``PutJobFailureResult``,
 training job running or failing, or an endpoint updating (its jobs are Completed and its
 endpoints InService at once). :class:`OperationStubber` answers only the operations it is
 given — with responses botocore checks against the service's model — and lets every other
-call of the same real client go to moto's server.
+call of the same real client go to moto's server. :class:`SentParams` answers nothing: it
+records what a call sent on its way to moto, for a field moto accepts and drops.
 """
 
 from __future__ import annotations
@@ -51,3 +52,29 @@ class OperationStubber(Stubber):
         self.deactivate()
         if exc[0] is None:
             self.assert_no_pending_responses()
+
+
+class SentParams:
+    """Records the parameters of ``operations`` on one client while the calls go on to
+    moto unchanged (botocore still validates them against the service's model) — for what
+    moto accepts but does not keep, such as CreateEndpointConfig's ShadowProductionVariants."""
+
+    def __init__(self, client: Any, *operations: str) -> None:
+        self.client = getattr(client, "raw", client)
+        self.operations = operations
+        self.service = self.client.meta.service_model.service_id.hyphenize()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _record(self, model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        self.calls.append((model.name, dict(params)))
+
+    def __enter__(self) -> SentParams:
+        for op in self.operations:
+            self.client.meta.events.register(f"before-parameter-build.{self.service}.{op}", self._record,
+                                             unique_id=f"sent-params-{op}")  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for op in self.operations:
+            self.client.meta.events.unregister(f"before-parameter-build.{self.service}.{op}",
+                                               unique_id=f"sent-params-{op}")  # fmt: skip

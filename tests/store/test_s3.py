@@ -92,6 +92,21 @@ def test_keys_cannot_escape(store: tuple[ArtifactStore, Tamper], tmp_path: Path)
     artifacts, _ = store
     with pytest.raises(ArtifactError):
         artifacts.put_file(_file(tmp_path), "ml-models", "../../elsewhere/model.tar.gz")
+    with pytest.raises(ArtifactError):
+        artifacts.put_bytes(b"{}\n", "data-capture", "../../elsewhere/x.jsonl")
+
+
+def test_put_bytes_writes_a_whole_new_artifact_each_time(
+    store: tuple[ArtifactStore, Tamper], tmp_path: Path
+) -> None:
+    artifacts, _ = store
+    key = "iris/AllTraffic/2024/05/01/13/07-42-001-g1-7.jsonl"
+    first = artifacts.put_bytes(b'{"n": 1}\n', "data-capture", key)
+    assert first.uri == artifacts.uri("data-capture", key)
+    assert (first.sha256, first.size) == (hashlib.sha256(b'{"n": 1}\n').hexdigest(), 9)
+    second = artifacts.put_bytes(b'{"n": 2}\n', "data-capture", key)  # replaces, never appends
+    back = artifacts.get_file(second.uri, tmp_path / "back.jsonl", expected_sha256=second.sha256)
+    assert back.read_bytes() == b'{"n": 2}\n'
 
 
 # --- S3 only ---------------------------------------------------------------------------------
@@ -152,6 +167,9 @@ def test_aws_errors_come_back_as_ours(aws_env: AwsClient, tmp_path: Path) -> Non
         store.put_file(_file(tmp_path), "b", "k")
     assert raised.value.code == "NoSuchBucket"
     assert "s3:UploadFile" in raised.value.headline
+    with pytest.raises(AwsError) as raised:
+        store.put_bytes(b"{}\n", "b", "k.jsonl")
+    assert (raised.value.code, raised.value.operation) == ("NoSuchBucket", "s3:PutObject")
 
 
 def test_open_store_picks_the_implementation(tmp_path: Path) -> None:

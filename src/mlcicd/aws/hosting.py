@@ -5,7 +5,9 @@ and how far an endpoint has got towards serving it.
 
 Updates use SageMaker's deployment guardrails when configured: blue/green with all-at-once,
 canary or linear traffic shifting, rolled back automatically when one of the alarms fires.
-The traffic shifting comes from ``$MLCICD_TRAFFIC_ROUTING`` (JSON)::
+The traffic shifting comes, for the deploy Lambda, from ``$MLCICD_TRAFFIC_ROUTING`` (JSON) and,
+for ``deploy.backend: sagemaker``, from ``deploy.strategy`` in the same shape
+(:func:`mlcicd.endpoints.sagemaker.traffic_routing`)::
 
     {"type": "CANARY" | "LINEAR" | "ALL_AT_ONCE",
      "size_percent": 10,               # canary size, or linear step (CANARY/LINEAR)
@@ -38,7 +40,8 @@ def _exists_error(exc: AwsError) -> bool:
     return "already exist" in exc.aws_message.lower() or exc.code == "ResourceInUse"
 
 
-def _described(call: Any, **kwargs: Any) -> dict[str, Any] | None:
+def described_or_none(call: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """What a Describe call answers, or None if AWS says the thing does not exist."""
     try:
         answer: dict[str, Any] = call(**kwargs)
     except AwsError as exc:
@@ -63,7 +66,7 @@ def ensure_model(
     tags: Mapping[str, str] | None = None,
 ) -> bool:
     """Create the Model unless it exists; return whether it was created now."""
-    if _described(sagemaker.describe_model, ModelName=name) is not None:
+    if described_or_none(sagemaker.describe_model, ModelName=name) is not None:
         return False
     container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_data_url, "Mode": "SingleModel"}
     if environment:
@@ -92,17 +95,49 @@ def production_variant(
     }
 
 
+# What data capture records as text rather than base64: the types the local endpoint's
+# capture also writes as JSON or CSV (mlcicd.serving.capture).
+CAPTURE_JSON_TYPES = ("application/json", "application/jsonlines")
+CAPTURE_CSV_TYPES = ("text/csv",)
+
+
+def data_capture_config(
+    *,
+    destination: str,
+    sampling_percentage: float,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    kms_key_id: str | None = None,
+) -> dict[str, Any]:
+    """CreateEndpointConfig's DataCaptureConfig. SageMaker writes under ``destination``
+    ``<endpoint>/<variant>/yyyy/mm/dd/hh/…jsonl`` — the local endpoint's own layout."""
+    modes = [mode for mode, on in (("Input", capture_input), ("Output", capture_output)) if on]
+    config: dict[str, Any] = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": int(sampling_percentage),
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
+        "CaptureContentTypeHeader": {"JsonContentTypes": list(CAPTURE_JSON_TYPES),
+                                     "CsvContentTypes": list(CAPTURE_CSV_TYPES)},
+    }  # fmt: skip
+    if kms_key_id:
+        config["KmsKeyId"] = kms_key_id
+    return config
+
+
 def ensure_endpoint_config(
     sagemaker: AwsClient,
     *,
     name: str,
     variants: Sequence[Mapping[str, Any]],
+    shadow_variants: Sequence[Mapping[str, Any]] = (),
+    data_capture: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> bool:
     """Create the EndpointConfig unless it exists; return whether it was created now."""
-    if _described(sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
+    if described_or_none(sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
         return False
-    params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [dict(v) for v in variants]}
+    params = endpoint_config_request(name, variants, shadow_variants=shadow_variants, data_capture=data_capture)
     if tags:
         params["Tags"] = tag_list(tags)
     try:
@@ -114,8 +149,63 @@ def ensure_endpoint_config(
     return True
 
 
+def endpoint_config_request(
+    name: str,
+    variants: Sequence[Mapping[str, Any]],
+    *,
+    shadow_variants: Sequence[Mapping[str, Any]] = (),
+    data_capture: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """CreateEndpointConfig's parameters (without tags), as plain data."""
+    params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [dict(v) for v in variants]}
+    if shadow_variants:
+        params["ShadowProductionVariants"] = [dict(v) for v in shadow_variants]
+    if data_capture:
+        params["DataCaptureConfig"] = dict(data_capture)
+    return params
+
+
+def endpoint_config_differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The fields in which a described EndpointConfig does not hold what ``wanted``
+    (:func:`endpoint_config_request`) asks for; SageMaker's configs never change, so a name
+    must mean one content."""
+    return [
+        key for key in ("ProductionVariants", "ShadowProductionVariants", "DataCaptureConfig")
+        if _content(key, existing.get(key)) != _content(key, wanted.get(key))
+    ]  # fmt: skip
+
+
+def _content(key: str, value: Any) -> Any:
+    """What matters of a config's field, in a form that compares equal however SageMaker
+    orders or spells it."""
+    if not value:
+        return None
+    if key == "DataCaptureConfig":
+        types = value.get("CaptureContentTypeHeader") or {}
+        return (
+            bool(value.get("EnableCapture")), int(value.get("InitialSamplingPercentage", 0)),
+            str(value.get("DestinationS3Uri", "")).rstrip("/"), value.get("KmsKeyId") or None,
+            tuple(sorted(o.get("CaptureMode", "") for o in value.get("CaptureOptions", []))),
+            tuple(sorted(types.get("JsonContentTypes", []))), tuple(sorted(types.get("CsvContentTypes", []))),
+        )  # fmt: skip
+    return sorted(
+        (v["VariantName"], v.get("ModelName"), v.get("InstanceType"), v.get("InitialInstanceCount"),
+         float(v.get("InitialVariantWeight", 1.0)))
+        for v in value
+    )  # fmt: skip
+
+
+def update_weights(sagemaker: AwsClient, endpoint: str, weights: Mapping[str, float]) -> None:
+    """UpdateEndpointWeightsAndCapacities: new traffic weights for production variants, on
+    the instances they have (no new config, no new instances)."""
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": float(w)} for v, w in weights.items()],
+    )
+
+
 def describe_endpoint(sagemaker: AwsClient, name: str) -> dict[str, Any] | None:
-    return _described(sagemaker.describe_endpoint, EndpointName=name)
+    return described_or_none(sagemaker.describe_endpoint, EndpointName=name)
 
 
 def traffic_routing(raw: str | None) -> dict[str, Any] | None:
@@ -233,8 +323,12 @@ def progress(described: Mapping[str, Any] | None, config_name: str) -> Progress:
 __all__ = [
     "MODEL_SHA256_ENV",
     "Progress",
+    "data_capture_config",
     "deployment_config",
     "describe_endpoint",
+    "described_or_none",
+    "endpoint_config_differences",
+    "endpoint_config_request",
     "ensure_endpoint_config",
     "ensure_model",
     "production_variant",
@@ -242,4 +336,5 @@ __all__ = [
     "start_deployment",
     "tag_list",
     "traffic_routing",
+    "update_weights",
 ]

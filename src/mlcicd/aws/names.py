@@ -114,6 +114,17 @@ def versioned_endpoint_config_name(endpoint: str, version: int | str, digest: st
     return head + digest[:room]
 
 
+def rollback_errors_alarm(endpoint: str) -> str:
+    """The alarm ``deploy.alarms.max_5xx_rate`` becomes on SageMaker (made by mlcicd, not by
+    the stack: it watches the config being rolled out, so every deploy points it anew)."""
+    return f"{endpoint}-rollback-5xx-rate"
+
+
+def rollback_latency_alarm(endpoint: str) -> str:
+    """The alarm ``deploy.alarms.max_p99_latency_ms`` becomes on SageMaker (see above)."""
+    return f"{endpoint}-rollback-model-latency-p99"
+
+
 def arn(service: str, resource: str) -> str:
     """An ARN in this stack's account and region, for ``Fn::Sub``."""
     return f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"
@@ -229,6 +240,12 @@ class StackNames:
     @property
     def endpoint_latency_alarm(self) -> str:
         return f"{self.endpoint}-model-latency-p99"
+
+    @property
+    def rollback_alarms(self) -> tuple[str, str]:
+        """The alarms `mlcicd run` makes from deploy.alarms (their names differ from the
+        stack's own two, so neither overwrites the other)."""
+        return rollback_errors_alarm(self.endpoint), rollback_latency_alarm(self.endpoint)
 
     # --- SageMaker resources the Lambdas create, by name prefix ----------------------------
     # SageMaker writes resource names in lower case inside ARNs, and IAM compares ARNs

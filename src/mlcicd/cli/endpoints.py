@@ -10,7 +10,7 @@ import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.endpoints import EndpointDescription
+from mlcicd.endpoints import EndpointBackend, EndpointDescription
 from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
@@ -19,15 +19,22 @@ from mlcicd.stages.deploy import endpoint_backend
 from mlcicd.state import EndpointRecord
 
 
-def _local(project: Project, name: str) -> LocalEndpointBackend:
-    """The backend of a local endpoint (live weights and metrics are local features)."""
+def _backend(project: Project, name: str) -> EndpointBackend:
+    """The backend of a recorded endpoint (the one that deployed it)."""
     record = project.state.get_endpoint(name)
     if record is None:
         names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
         raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
-    backend = endpoint_backend(record.backend, project)
-    if not isinstance(backend, LocalEndpointBackend):  # pragma: no cover - only local exists here
-        raise EndpointError(f"endpoint {name} is not a local endpoint")
+    return endpoint_backend(record.backend, project)
+
+
+def _local(project: Project, name: str) -> LocalEndpointBackend:
+    """The backend of a local endpoint (its metrics are read from its files)."""
+    backend = _backend(project, name)
+    if not isinstance(backend, LocalEndpointBackend):
+        raise EndpointError(f"endpoint {name} is not a local endpoint",
+                            hint=f"a SageMaker endpoint's metrics are in CloudWatch (namespace AWS/SageMaker, "
+                                 f"EndpointName {name})")  # fmt: skip
     return backend
 
 
@@ -178,9 +185,11 @@ def _weight(text: str) -> tuple[str, float]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def endpoints_set_weights(ctx: click.Context, name: str, weights: tuple[str, ...], as_json: bool) -> None:
-    """Change the traffic weights of NAME's variants without a restart: VARIANT=WEIGHT …"""
+    """Change the traffic weights of NAME's variants without a restart: VARIANT=WEIGHT …
+
+    On SageMaker: UpdateEndpointWeightsAndCapacities, waiting until the endpoint serves them."""
     project = find_project(ctx)
-    described = _local(project, name).set_weights(name, dict(_weight(w) for w in weights))
+    described = _backend(project, name).set_weights(name, dict(_weight(w) for w in weights))
     if as_json:
         echo_json(described.variants)
         return

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from mlcicd.errors import EndpointError
+
+if TYPE_CHECKING:
+    from mlcicd.config import DeployConfig
 
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
 
@@ -64,7 +69,34 @@ class DataCapture:
     sampling_percentage: float = 100.0
     capture_input: bool = True
     capture_output: bool = True
-    destination: Path | None = None  # None: the backend's default place
+    # A directory, an s3:// URI (SageMaker's DestinationS3Uri), or None: the backend's default place.
+    destination: Path | str | None = None
+
+
+def deployment_policy(deploy: DeployConfig) -> DeploymentPolicy:
+    """``deploy.strategy`` with its step and wait, and ``deploy.alarms``: what the deploy
+    stage gives every backend, and what the stack gives the pipeline's deploy Lambda."""
+    alarms = deploy.alarms
+    wait = {
+        "canary": deploy.canary.bake_seconds, "linear": deploy.linear.interval_seconds,
+    }.get(deploy.strategy, alarms.bake_seconds)  # fmt: skip
+    return DeploymentPolicy(
+        strategy=deploy.strategy, canary_percent=deploy.canary.percent,
+        linear_step_percent=deploy.linear.step_percent, wait_seconds=wait,
+        max_5xx_rate=alarms.max_5xx_rate, max_p99_latency_ms=alarms.max_p99_latency_ms,
+        min_invocations=alarms.min_invocations,
+    )  # fmt: skip
+
+
+def data_capture(deploy: DeployConfig, destination: Path | str | None = None) -> DataCapture | None:
+    """``deploy.data_capture`` (None when it is not enabled), written to ``destination``."""
+    capture = deploy.data_capture
+    if not capture.enabled:
+        return None
+    return DataCapture(
+        sampling_percentage=capture.sampling_percentage, capture_input="input" in capture.capture,
+        capture_output="output" in capture.capture, destination=destination,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,3 +165,30 @@ class EndpointBackend(Protocol):
     def delete(self, name: str) -> None:
         """Stop the endpoint (in-flight requests finish) and forget it."""
         ...
+
+    def set_weights(self, name: str, weights: dict[str, float]) -> EndpointDescription:
+        """New traffic weights for some of the serving config's variants, without a new
+        config or a restart (SageMaker's ``UpdateEndpointWeightsAndCapacities``); the others
+        keep theirs. ``EndpointError`` for an unknown variant or a weight that is not a
+        number >= 0, or if no variant would keep a weight above 0."""
+        ...
+
+
+def checked_weights(
+    endpoint: str, weights: Mapping[str, float], current: Mapping[str, float]
+) -> dict[str, float]:
+    """Every variant's weight once ``weights`` are applied over ``current`` (each variant's
+    weight now), checked as :meth:`EndpointBackend.set_weights` says."""
+    unknown = sorted(set(weights) - set(current))
+    if unknown:
+        raise EndpointError(
+            f"endpoint {endpoint} has no variant {', '.join(unknown)}",
+            hint=f"its variants: {', '.join(current) or 'none'}",
+        )
+    for variant, weight in weights.items():
+        if not (weight >= 0 and weight < float("inf")):
+            raise EndpointError(f"variant {variant}: weight must be a number >= 0, got {weight}")
+    merged = {v: float(weights.get(v, w)) for v, w in current.items()}
+    if not any(merged.values()):
+        raise EndpointError("at least one variant needs a weight above 0")
+    return merged

@@ -50,6 +50,7 @@ from mlcicd.endpoints.base import (
     UPDATING,
     EndpointConfig,
     EndpointDescription,
+    checked_weights,
 )
 from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
@@ -163,21 +164,7 @@ class LocalEndpointBackend:
         described = self.describe(name)
         if described.status not in (IN_SERVICE, UPDATING) or described.config_name is None:
             raise EndpointError(f"endpoint {name} is {described.status}; it has no weights to set")
-        known = {v["name"]: v for v in described.variants}
-        unknown = sorted(set(weights) - set(known))
-        if unknown:
-            raise EndpointError(
-                f"endpoint {name} has no variant {', '.join(unknown)}",
-                hint=f"its variants: {', '.join(known) or 'none'}",
-            )
-        for variant, weight in weights.items():
-            if not (weight >= 0 and weight < float("inf")):
-                raise EndpointError(
-                    f"variant {variant}: weight must be a number >= 0, got {weight}"
-                )
-        merged = {v: float(weights.get(v, known[v]["weight"])) for v in known}
-        if not any(merged.values()):
-            raise EndpointError("at least one variant needs a weight above 0")
+        merged = checked_weights(name, weights, {v["name"]: v["weight"] for v in described.variants})
         edir = self.endpoint_dir(name)
         with _locked(edir):
             atomic_write_json(
@@ -294,8 +281,11 @@ class LocalEndpointBackend:
         capture = None
         if config.data_capture is not None:
             dc = config.data_capture
+            destination = dc.destination or edir / CAPTURE_DIR
+            if not str(destination).startswith("s3://"):  # an S3 URI goes to the workers as is
+                destination = Path(destination).resolve()
             capture = CaptureSpec(
-                destination=str((dc.destination or edir / CAPTURE_DIR).resolve()),
+                destination=str(destination),
                 sampling_percentage=dc.sampling_percentage,
                 capture_input=dc.capture_input,
                 capture_output=dc.capture_output,

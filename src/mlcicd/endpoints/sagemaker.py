@@ -8,6 +8,19 @@ or updates the endpoint; then it polls until InService. SageMaker itself keeps t
 config serving when an update fails, as the interface asks. A ``Failed`` endpoint cannot be
 updated on SageMaker: it is deleted and created again.
 
+The rest of ``deploy:`` means on SageMaker what it means locally, in SageMaker's terms:
+
+- variants and their weights: ProductionVariants with InitialVariantWeight;
+- ``shadow``: a ShadowProductionVariant weighted as the production variant (every request
+  copied; SageMaker allows one production variant beside it);
+- ``data_capture``: DataCaptureConfig writing under the store (``data-capture/`` of the
+  artifacts bucket, as the local endpoint lays it out: ``<endpoint>/<variant>/yyyy/mm/dd/hh``);
+- ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR), through
+  the same :func:`~mlcicd.aws.hosting.deployment_config` as the deploy Lambda's;
+- ``alarms``: CloudWatch alarms on the new fleet (:mod:`mlcicd.aws.alarms`) in its
+  AutoRollbackConfiguration;
+- ``mlcicd endpoints set-weights``: UpdateEndpointWeightsAndCapacities.
+
 Store layout (bucket ``store.models_bucket``, prefix the pipeline)::
 
     <pipeline>/models/<sha256>/model.tar.gz
@@ -23,22 +36,31 @@ import json
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.aws import hosting
+from mlcicd.aws.alarms import put_alarms, rollback_alarms
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.names import model_name
-from mlcicd.config import Config
-from mlcicd.endpoints.base import EndpointConfig, EndpointDescription, ProductionVariant
+from mlcicd.config import Config, StoreConfig
+from mlcicd.endpoints.base import (
+    DeploymentPolicy,
+    EndpointConfig,
+    EndpointDescription,
+    ProductionVariant,
+    checked_weights,
+)
 from mlcicd.errors import ConfigError, EndpointError, NotFoundError
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.sagemaker import poll_seconds
 
 DEFAULT_TIMEOUT = 3600.0  # an endpoint on new instances usually takes 5-10 minutes
+CAPTURE_PREFIX = "data-capture"  # in the artifacts bucket, as the deploy stage has it locally
 
 
 class SageMakerEndpointBackend:
@@ -54,12 +76,16 @@ class SageMakerEndpointBackend:
         role_arn: str,
         instance_type: str = "ml.m5.large",
         instance_count: int = 1,
+        capture_bucket: str = StoreConfig.artifacts_bucket,
         deployment: Mapping[str, Any] | None = None,
         poll_seconds: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        """``deployment``, when given, is UpdateEndpoint's DeploymentConfig as is, instead of
+        the one each EndpointConfig's policy makes."""
         self.store = store
         self.bucket = bucket
+        self.capture_bucket = capture_bucket
         self.pipeline = pipeline
         self.image = image
         self.role_arn = role_arn
@@ -84,7 +110,7 @@ class SageMakerEndpointBackend:
         return cls(
             store=store, bucket=config.store.models_bucket, pipeline=config.pipeline, image=config.train.image,
             role_arn=config.train.role, instance_type=config.deploy.instance_type,
-            instance_count=config.deploy.instance_count,
+            instance_count=config.deploy.instance_count, capture_bucket=config.store.artifacts_bucket,
         )  # fmt: skip
 
     @property
@@ -96,12 +122,18 @@ class SageMakerEndpointBackend:
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
         sagemaker = self.sagemaker
         variants = [self._model(sagemaker, variant) for variant in config.variants]
-        self._endpoint_config(sagemaker, config.name, variants)
+        shadows = []
+        if config.shadow is not None:  # weighted as the production variant: every request is copied
+            shadows = [
+                self._model(sagemaker, replace(config.shadow, weight=config.variants[0].weight))
+            ]
+        self._endpoint_config(sagemaker, config.name, variants, shadows, self._data_capture(config))
+        deployment = self._deployment(config)
         self._clear_failed(sagemaker, config.endpoint_name)
         deadline = time.monotonic() + self.timeout
         while True:
             started = hosting.start_deployment(sagemaker, config.endpoint_name, config.name,
-                                               deployment=self.deployment, tags=self._tags())  # fmt: skip
+                                               deployment=deployment, tags=self._tags())  # fmt: skip
             if started != "busy":
                 break
             self._sleep(deadline, config.endpoint_name, "to finish another change")
@@ -126,13 +158,14 @@ class SageMakerEndpointBackend:
         config_name = described.get("EndpointConfigName")
         status = str(described["EndpointStatus"])
         reason = described.get("FailureReason")
+        variants = _variants(sagemaker, described)
         return EndpointDescription(
             name=name, status=status, url=None, port=None, pid=None, config_name=config_name,
-            model_sha256=self._served_sha256(sagemaker, config_name),
+            model_sha256=variants[0]["model_sha256"] if variants else None,
             failure_reason=reason if status == hosting.FAILED else None,
             last_update_failure=reason if status != hosting.FAILED else None,
             created_at=_epoch(described.get("CreationTime")), updated_at=_epoch(described.get("LastModifiedTime")),
-            arn=described.get("EndpointArn"),
+            variants=variants, arn=described.get("EndpointArn"),
         )  # fmt: skip
 
     def list(self) -> list[EndpointDescription]:
@@ -150,6 +183,40 @@ class SageMakerEndpointBackend:
         if hosting.describe_endpoint(self.sagemaker, name) is None:
             raise NotFoundError(f"endpoint {name} does not exist on SageMaker")
         self.sagemaker.delete_endpoint(EndpointName=name)
+
+    def set_weights(self, name: str, weights: dict[str, float]) -> EndpointDescription:
+        """New traffic weights for the endpoint's production variants, on the instances they
+        have: SageMaker's UpdateEndpointWeightsAndCapacities. Returns once SageMaker serves
+        them (the endpoint is Updating meanwhile, and keeps serving)."""
+        sagemaker = self.sagemaker
+        described = hosting.describe_endpoint(sagemaker, name)
+        if described is None:
+            raise NotFoundError(f"endpoint {name} does not exist on SageMaker")
+        status = described["EndpointStatus"]
+        if status != hosting.IN_SERVICE:
+            raise EndpointError(f"endpoint {name} is {status}; SageMaker changes the weights of an InService endpoint only",
+                                hint="wait until `mlcicd endpoints describe` shows it InService")  # fmt: skip
+        current = {v["name"]: v["weight"] for v in _variants(sagemaker, described)}
+        wanted = {v: w for v, w in checked_weights(name, weights, current).items() if v in weights}
+        hosting.update_weights(sagemaker, name, wanted)
+        old_reason = described.get("FailureReason")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            now = hosting.describe_endpoint(sagemaker, name)
+            if now is None:
+                raise EndpointError(f"endpoint {name} was deleted while its weights changed")
+            if now["EndpointStatus"] == hosting.IN_SERVICE:
+                live = {v["VariantName"]: _weight(v) for v in now.get("ProductionVariants", [])}
+                if all(live.get(v) == w for v, w in wanted.items()):
+                    return self.describe(name)
+                reason = now.get("FailureReason")
+                if reason and reason != old_reason:  # SageMaker refused them, kept the old ones
+                    raise EndpointError(f"endpoint {name} kept its weights: {reason}")
+            elif now["EndpointStatus"] not in hosting.MOVING:
+                raise EndpointError(
+                    f"endpoint {name} is {now['EndpointStatus']}: {now.get('FailureReason') or ''}"
+                )
+            self._sleep(deadline, name, "to serve its new weights")
 
     # --- the pieces -------------------------------------------------------------------------
 
@@ -207,24 +274,59 @@ class SageMakerEndpointBackend:
         return uri
 
     def _endpoint_config(
-        self, sagemaker: AwsClient, name: str, variants: Sequence[Mapping[str, Any]]
+        self,
+        sagemaker: AwsClient,
+        name: str,
+        variants: Sequence[Mapping[str, Any]],
+        shadows: Sequence[Mapping[str, Any]],
+        capture: Mapping[str, Any] | None,
     ) -> None:
-        if hosting.ensure_endpoint_config(
-            sagemaker, name=name, variants=variants, tags=self._tags()
-        ):
+        if hosting.ensure_endpoint_config(sagemaker, name=name, variants=variants, shadow_variants=shadows,
+                                          data_capture=capture, tags=self._tags()):  # fmt: skip
             return
         existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
-        wanted = {
-            (v["VariantName"], v["ModelName"], v["InstanceType"], v["InitialInstanceCount"])
-            for v in variants
-        }
-        have = {(v["VariantName"], v["ModelName"], v.get("InstanceType"), v.get("InitialInstanceCount"))
-                for v in existing["ProductionVariants"]}  # fmt: skip
-        if wanted != have:  # SageMaker's configs never change: a name must mean one content
+        wanted = hosting.endpoint_config_request(
+            name, variants, shadow_variants=shadows, data_capture=capture
+        )
+        differences = hosting.endpoint_config_differences(existing, wanted)
+        if differences:  # SageMaker's configs never change: a name must mean one content
             raise EndpointError(
-                f"endpoint config {name} exists on SageMaker with other variants than this deploy asks for",
+                f"endpoint config {name} exists on SageMaker with other {', '.join(differences)} "
+                "than this deploy asks for",
                 hint="delete it (aws sagemaker delete-endpoint-config) if nothing uses it, and deploy again",
             )
+
+    def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:
+        capture = config.data_capture
+        if capture is None:
+            return None
+        destination = capture.destination
+        if not (isinstance(destination, str) and destination.startswith("s3://")):
+            # SageMaker writes to S3 only: a directory on this machine means nothing to it.
+            destination = self.store.uri(self.capture_bucket, CAPTURE_PREFIX)
+        return hosting.data_capture_config(
+            destination=destination, sampling_percentage=capture.sampling_percentage,
+            capture_input=capture.capture_input, capture_output=capture.capture_output,
+            kms_key_id=self.store.kms_key_id,
+        )  # fmt: skip
+
+    def _deployment(self, config: EndpointConfig) -> dict[str, Any] | None:
+        """UpdateEndpoint's DeploymentConfig for ``config``: its traffic shifting and, with
+        alarms, their CloudWatch alarms (put now, watching ``config``'s fleet)."""
+        if self.deployment is not None:
+            return dict(self.deployment)
+        policy = config.deployment
+        alarms: list[str] = []
+        if policy.max_5xx_rate is not None or policy.max_p99_latency_ms is not None:
+            alarms = put_alarms(client("cloudwatch"), rollback_alarms(
+                endpoint=config.endpoint_name, config_name=config.name, variants=[v.name for v in config.variants],
+                max_5xx_rate=policy.max_5xx_rate, max_p99_latency_ms=policy.max_p99_latency_ms,
+                min_invocations=policy.min_invocations, tags=self._tags(),
+            ))  # fmt: skip
+        routing = traffic_routing(policy)
+        if not alarms and routing == {"type": "ALL_AT_ONCE", "wait_seconds": 0}:
+            return None  # SageMaker's own update: blue/green, all at once, no baking
+        return hosting.deployment_config(alarms, routing)
 
     def _clear_failed(self, sagemaker: AwsClient, endpoint: str) -> None:
         described = hosting.describe_endpoint(sagemaker, endpoint)
@@ -235,23 +337,26 @@ class SageMakerEndpointBackend:
         while hosting.describe_endpoint(sagemaker, endpoint) is not None:
             self._sleep(deadline, endpoint, "to be deleted (it had Failed)")
 
-    def _served_sha256(self, sagemaker: AwsClient, config_name: str | None) -> str | None:
-        if not config_name:
-            return None
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-        variants = config.get("ProductionVariants", [])
-        if not variants:
-            return None
-        model = sagemaker.describe_model(ModelName=variants[0]["ModelName"])
-        environment = model.get("PrimaryContainer", {}).get("Environment", {})
-        sha: str | None = environment.get(hosting.MODEL_SHA256_ENV)
-        return sha
-
     def _sleep(self, deadline: float, endpoint: str, waiting_for: str) -> None:
         if time.monotonic() > deadline:
             raise EndpointError(f"gave up waiting {self.timeout:.0f}s for {endpoint} {waiting_for}",
                                 hint="it may still get there: `mlcicd endpoints` shows it")  # fmt: skip
         time.sleep(poll_seconds(self.poll_seconds))
+
+
+def traffic_routing(policy: DeploymentPolicy) -> dict[str, Any]:
+    """``deploy.strategy`` as the traffic shifting of :func:`~mlcicd.aws.hosting.deployment_config`
+    (the shape of ``$MLCICD_TRAFFIC_ROUTING``): the canary or the linear step is a percentage
+    of the instances (SageMaker's CAPACITY_PERCENT), each step waits ``wait_seconds``."""
+    routing: dict[str, Any] = {
+        "type": policy.strategy.upper(),
+        "wait_seconds": int(policy.wait_seconds),
+    }
+    if policy.strategy == "canary":
+        routing["size_percent"] = int(policy.canary_percent)
+    elif policy.strategy == "linear":
+        routing["size_percent"] = int(policy.linear_step_percent)
+    return routing
 
 
 def runtime_url(name: str, arn: str) -> str:
@@ -266,6 +371,34 @@ def runtime_url(name: str, arn: str) -> str:
     return f"https://runtime.sagemaker.{region}.{domain}/endpoints/{name}/invocations"
 
 
+def _variants(sagemaker: AwsClient, described: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The production variants served: name, weight (now) and model sha256 (None when its
+    Model is gone or was not made by mlcicd)."""
+    config_name = described.get("EndpointConfigName")
+    if not config_name:
+        return []
+    found = hosting.described_or_none
+    config = found(sagemaker.describe_endpoint_config, EndpointConfigName=config_name) or {}
+    live = {v["VariantName"]: v for v in described.get("ProductionVariants", [])}
+    variants = []
+    for variant in config.get("ProductionVariants", []):
+        model = found(sagemaker.describe_model, ModelName=variant["ModelName"]) or {}
+        environment = model.get("PrimaryContainer", {}).get("Environment", {})
+        name = variant["VariantName"]
+        weight = _weight({**variant, **live.get(name, {})})  # now, else as configured
+        variants.append({"name": name, "weight": weight,
+                         "model_sha256": environment.get(hosting.MODEL_SHA256_ENV)})  # fmt: skip
+    return variants
+
+
+def _weight(variant: Mapping[str, Any]) -> float:
+    """A variant's weight: what the endpoint serves now, else what its config says."""
+    for key in ("CurrentWeight", "DesiredWeight", "InitialVariantWeight"):
+        if isinstance(variant.get(key), int | float):
+            return float(variant[key])
+    return 1.0
+
+
 def _epoch(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -274,4 +407,4 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-__all__ = ["SageMakerEndpointBackend", "runtime_url"]
+__all__ = ["SageMakerEndpointBackend", "runtime_url", "traffic_routing"]

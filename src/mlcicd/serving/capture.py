@@ -2,10 +2,19 @@
 
 The request path only draws a random number and, when sampled, puts a tuple of references
 on a bounded queue (``put_nowait``: when full, the record is dropped and counted as
-``CaptureDropped``). A thread encodes the records and writes one complete file (atomic
-rename) per second at most, laid out as SageMaker lays out S3:
+``CaptureDropped``). A thread encodes the records and writes one complete file per folder
+per second at most, through the artifact store — to a directory (temp file, then rename) or
+to an ``s3://`` destination (one PutObject per file: an object is never appended to) — laid
+out as SageMaker lays out S3:
 
     <destination>/<endpoint>/<variant>/YYYY/MM/DD/HH/<mm-ss-mmm>-<worker>.jsonl
+
+The name is the file's first record's time, kept increasing per writer, so no file or
+object is ever overwritten. A write that fails (a full disk; on S3 a missing bucket,
+credentials, the network, after the client's own retries) drops that file's records and
+counts them as ``CaptureDropped`` too, with a warning in the log (at most one a minute,
+with how many were dropped); the thread goes on with the next file, the requests never
+notice. What waits in memory is bounded by the queue and ``FILE_RECORDS`` per folder.
 
 Each line has SageMaker's capture record shape::
 
@@ -20,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import queue
 import random
 import time
@@ -31,17 +39,27 @@ from typing import Any
 
 import orjson
 
+from mlcicd.errors import MlcicdError
 from mlcicd.serving.background import STOP, BackgroundQueue
 from mlcicd.serving.config import CaptureSpec
+from mlcicd.store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 
 log = logging.getLogger("mlcicd.serving.capture")
 
 FLUSH_INTERVAL = 1.0
 FILE_RECORDS = 1000
+WARN_INTERVAL = 60.0  # seconds between two warnings of failed writes
 
 
 # (variant, inference id, time, input type, input, output type, output, extra metadata)
 Record = tuple[str, str | None, float, str, bytes, str | None, bytes | None, dict[str, Any] | None]
+
+
+def capture_store(destination: str) -> ArtifactStore:
+    """The store capture files go to: S3 under an ``s3://`` destination, else a directory."""
+    if destination.startswith("s3://"):
+        return S3ArtifactStore(destination)
+    return LocalArtifactStore(Path(destination))
 
 
 class CaptureWriter(BackgroundQueue):
@@ -53,13 +71,23 @@ class CaptureWriter(BackgroundQueue):
         self.worker_id = worker_id
         self.rate = spec.sampling_percentage / 100.0
         self.written = 0
+        self.failed = 0  # records dropped because their file could not be written
+        self.store = capture_store(spec.destination)
+        self._last_ms = 0
+        self._warned_at: float | None = None
+        self._unreported = 0
+        if isinstance(self.store, S3ArtifactStore):
+            try:  # boto3 imported and the client made now, before serving, not on first flush
+                _ = self.store.client
+            except MlcicdError as exc:
+                log.warning("data capture to %s will fail: %s", spec.destination, exc.headline)
         super().__init__("data-capture", on_drop, spec.queue_size)
 
     def sampled(self) -> bool:
         return self.rate >= 1.0 or random.random() < self.rate
 
     def _run(self) -> None:
-        pending: dict[str, list[bytes]] = {}
+        pending: dict[str, tuple[float, list[bytes]]] = {}  # folder: (first record's time, lines)
         deadline = time.monotonic() + FLUSH_INTERVAL
         stop = False
         while not stop:
@@ -75,8 +103,8 @@ class CaptureWriter(BackgroundQueue):
                 except Exception:  # a record we cannot encode must not stop the thread
                     log.exception("could not encode a capture record")
                     continue
-                pending.setdefault(path, []).append(line)
-            full = any(len(lines) >= FILE_RECORDS for lines in pending.values())
+                pending.setdefault(path, (item[2], []))[1].append(line)
+            full = any(len(lines) >= FILE_RECORDS for _, lines in pending.values())
             if pending and (stop or full or time.monotonic() >= deadline):
                 self._flush(pending)
                 pending = {}
@@ -104,22 +132,42 @@ class CaptureWriter(BackgroundQueue):
         folder = f"{self.endpoint}/{variant}/{stamp:%Y/%m/%d/%H}"
         return folder, line + b"\n"
 
-    def _flush(self, pending: dict[str, list[bytes]]) -> None:
-        now = datetime.now(UTC)
-        for folder, lines in pending.items():
-            directory = Path(self.spec.destination) / folder
-            name = f"{now:%M-%S}-{now.microsecond // 1000:03d}-{self.worker_id}.jsonl"
+    def _flush(self, pending: dict[str, tuple[float, list[bytes]]]) -> None:
+        for folder, (first, lines) in pending.items():
+            name = self._name(first)
             try:
-                directory.mkdir(parents=True, exist_ok=True)
-                tmp = directory / f".{name}.tmp"
-                with open(tmp, "wb") as fh:
-                    fh.writelines(lines)
-                os.replace(tmp, directory / name)
+                self.store.put_bytes(b"".join(lines), folder, name)
+            except Exception as exc:  # a failed write must not end the thread
+                where = f"{self.spec.destination.rstrip('/')}/{folder}/{name}"
+                self._dropped(len(lines), where, exc)
+            else:
                 self.written += len(lines)
-            except OSError as exc:
-                log.warning(
-                    "could not write %d capture record(s) to %s: %s", len(lines), directory, exc
-                )
+
+    def _name(self, first: float) -> str:
+        """A file's name: its first record's time (so within its hour's folder), made later
+        than every name this writer gave before, so that none is ever reused."""
+        ms = max(int(first * 1000), self._last_ms + 1)
+        self._last_ms = ms
+        seconds, millis = divmod(ms, 1000)
+        return f"{datetime.fromtimestamp(seconds, UTC):%M-%S}-{millis:03d}-{self.worker_id}.jsonl"
+
+    def _dropped(self, count: int, where: str, exc: Exception) -> None:
+        """Count the records of a file that could not be written; warn now and then."""
+        self.failed += count
+        self._unreported += count
+        for _ in range(count):
+            self.on_drop()
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < WARN_INTERVAL:
+            return
+        self._warned_at = now
+        expected = isinstance(exc, (MlcicdError, OSError))
+        reason = exc.headline if isinstance(exc, MlcicdError) else str(exc)
+        log.warning(
+            "could not write %s: %s; %d capture record(s) dropped since the last warning",
+            where, reason, self._unreported, exc_info=not expected,
+        )  # fmt: skip
+        self._unreported = 0
 
 
 def _payload(content_type: str, body: bytes, mode: str) -> dict[str, Any]:

@@ -20,7 +20,8 @@ CAPTURE_QUEUE_SIZE = 1000
 
 @dataclass(frozen=True)
 class CaptureSpec:
-    """What to capture, how often and where (an absolute directory)."""
+    """What to capture, how often and where: an absolute directory, or an ``s3://bucket/prefix``
+    URI (the S3 artifact store's ``data-capture`` prefix; SageMaker's ``DestinationS3Uri``)."""
 
     destination: str
     sampling_percentage: float = 100.0
@@ -227,6 +228,10 @@ class ServingConfig:
             out.append(
                 f"capture.sampling_percentage: between 0 and 100, got {self.capture.sampling_percentage}"
             )
+        if self.capture is not None and self.capture.destination.startswith("s3://"):
+            bucket = self.capture.destination.removeprefix("s3://").partition("/")[0]
+            if not bucket:
+                out.append(f"capture.destination: {self.capture.destination!r} names no bucket")
         out.extend(self.deployment.problems())
         return out
 

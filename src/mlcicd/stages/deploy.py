@@ -22,13 +22,13 @@ from typing import ClassVar
 from mlcicd.aws.names import versioned_endpoint_config_name
 from mlcicd.config import Config, DeployConfig
 from mlcicd.endpoints import (
-    DataCapture,
     DeploymentPolicy,
     EndpointBackend,
     EndpointConfig,
     EndpointDescription,
     ProductionVariant,
 )
+from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError, NotFoundError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
@@ -82,14 +82,7 @@ class DeployStage:
         variant = variants[0]
         shadow = production_variant(cfg.shadow.name, cfg.shadow.model, 1.0) if cfg.shadow else None
         policy = self._policy(cfg)
-        capture = None
-        if cfg.data_capture.enabled:
-            capture = DataCapture(
-                sampling_percentage=cfg.data_capture.sampling_percentage,
-                capture_input="input" in cfg.data_capture.capture,
-                capture_output="output" in cfg.data_capture.capture,
-                destination=self._capture_dir(ctx),
-            )
+        capture = data_capture(cfg, self._capture_destination(ctx)) if cfg.data_capture.enabled else None
         settings = {
             "model": registered["model_sha256"], "code": ctx.outputs["source"]["tree"],
             "entry_point": cfg.entry_point, "python": str(variant.python), "workers": cfg.workers,
@@ -104,6 +97,8 @@ class DeployStage:
                 capture.capture_input,
                 capture.capture_output,
             ]
+            if isinstance(capture.destination, str):  # on S3: a new store is a new config
+                settings["data_capture"].append(capture.destination)
         if cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
             settings.update(image=ctx.config.train.image, instance_type=cfg.instance_type,
                             instance_count=cfg.instance_count)  # fmt: skip
@@ -176,24 +171,15 @@ class DeployStage:
         return path
 
     @staticmethod
-    def _capture_dir(ctx: RunContext) -> Path | None:
-        """The artifact store's data-capture prefix, when the store is on this machine."""
+    def _capture_destination(ctx: RunContext) -> Path | str:
+        """The artifact store's data-capture prefix: a directory, or an S3 URI."""
         store = ctx.project.store
         uri = store.uri(ctx.config.store.artifacts_bucket, "data-capture")
-        return store.local_path(uri)
+        return store.local_path(uri) or uri
 
     @staticmethod
     def _policy(cfg: DeployConfig) -> DeploymentPolicy:
-        alarms = cfg.alarms
-        wait = {
-            "canary": cfg.canary.bake_seconds, "linear": cfg.linear.interval_seconds,
-        }.get(cfg.strategy, alarms.bake_seconds)  # fmt: skip
-        return DeploymentPolicy(
-            strategy=cfg.strategy, canary_percent=cfg.canary.percent,
-            linear_step_percent=cfg.linear.step_percent, wait_seconds=wait,
-            max_5xx_rate=alarms.max_5xx_rate, max_p99_latency_ms=alarms.max_p99_latency_ms,
-            min_invocations=alarms.min_invocations,
-        )  # fmt: skip
+        return deployment_policy(cfg)  # shared with the stack's deploy Lambda (aws/template)
 
     @staticmethod
     def _record(ctx: RunContext, backend: EndpointBackend, name: str) -> None:

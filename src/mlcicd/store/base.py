@@ -30,6 +30,11 @@ class ArtifactStore(Protocol):
         """Copy ``source`` to ``bucket``/``key`` atomically; return its URI and digest."""
         ...
 
+    def put_bytes(self, data: bytes, bucket: str, key: str) -> ArtifactRef:
+        """Write ``data`` as ``bucket``/``key`` in one piece (a complete new file or object,
+        never an append); return its URI and digest. For small things made in memory."""
+        ...
+
     def get_file(self, uri: str, dest: Path, *, expected_sha256: str) -> Path:
         """Fetch ``uri`` to ``dest``, refusing it if its sha256 is not ``expected_sha256``."""
         ...

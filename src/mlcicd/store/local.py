@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mlcicd.errors import ArtifactError
-from mlcicd.fsutil import atomic_open, sha256_file
+from mlcicd.fsutil import atomic_open, sha256_bytes, sha256_file
 from mlcicd.store.base import ArtifactRef
 
 
@@ -28,13 +28,23 @@ class LocalArtifactStore:
             raise ArtifactError(f"{uri} is outside the artifact store {self.root}")
         return path
 
-    def put_file(self, source: Path, bucket: str, key: str) -> ArtifactRef:
+    def _dest(self, bucket: str, key: str) -> Path:
         dest = (self.root / bucket / key).resolve()
         if not dest.is_relative_to(self.root / bucket):
             raise ArtifactError(f"artifact key {key!r} escapes bucket {bucket!r}")
+        return dest
+
+    def put_file(self, source: Path, bucket: str, key: str) -> ArtifactRef:
+        dest = self._dest(bucket, key)
         with open(source, "rb") as src, atomic_open(dest, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         return ArtifactRef(uri=dest.as_uri(), sha256=sha256_file(dest), size=dest.stat().st_size)
+
+    def put_bytes(self, data: bytes, bucket: str, key: str) -> ArtifactRef:
+        dest = self._dest(bucket, key)
+        with atomic_open(dest, "wb") as out:
+            out.write(data)
+        return ArtifactRef(uri=dest.as_uri(), sha256=sha256_bytes(data), size=len(data))
 
     def get_file(self, uri: str, dest: Path, *, expected_sha256: str) -> Path:
         path = self.verified_path(uri, expected_sha256)

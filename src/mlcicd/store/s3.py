@@ -95,11 +95,21 @@ class S3ArtifactStore:
         sha256 = sha256_file(source)
         size = source.stat().st_size
         object_key = self.key(bucket, key)
-        extra: dict[str, Any] = {"Metadata": {SHA256_METADATA: sha256}, "ChecksumAlgorithm": "SHA256"}
-        if self.kms_key_id:
-            extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
-        self.client.upload_file(str(source), self.bucket, object_key, ExtraArgs=extra)
+        self.client.upload_file(str(source), self.bucket, object_key, ExtraArgs=self._put_args(sha256))
         return ArtifactRef(uri=f"s3://{self.bucket}/{object_key}", sha256=sha256, size=size)
+
+    def put_bytes(self, data: bytes, bucket: str, key: str) -> ArtifactRef:
+        """One PutObject: S3 makes the object visible whole, or not at all."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        object_key = self.key(bucket, key)
+        self.client.put_object(Bucket=self.bucket, Key=object_key, Body=data, **self._put_args(sha256))
+        return ArtifactRef(uri=f"s3://{self.bucket}/{object_key}", sha256=sha256, size=len(data))
+
+    def _put_args(self, sha256: str) -> dict[str, Any]:
+        args: dict[str, Any] = {"Metadata": {SHA256_METADATA: sha256}, "ChecksumAlgorithm": "SHA256"}
+        if self.kms_key_id:
+            args.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
+        return args
 
     def get_file(self, uri: str, dest: Path, *, expected_sha256: str) -> Path:
         bucket, key = parse_s3_uri(uri)

@@ -117,9 +117,11 @@ def _sagemaker_role(names: StackNames) -> Json:
             ["cloudwatch:PutMetricData"],
             condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
         ),
-        # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role.
+        # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role —
+        # the stack's (the deploy Lambda's updates) and those `mlcicd run` makes from deploy.alarms.
         allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"],
-              [sub(arn("cloudwatch", f"alarm:{a}")) for a in (names.endpoint_errors_alarm, names.endpoint_latency_alarm)]),
+              [sub(arn("cloudwatch", f"alarm:{a}"))
+               for a in (names.endpoint_errors_alarm, names.endpoint_latency_alarm, *names.rollback_alarms)]),
         _use_key("kms:Decrypt", "kms:GenerateDataKey"),
     )  # fmt: skip
 
