@@ -12,10 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_iris
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
     GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -124,23 +128,171 @@ def test_binary_and_string_labels() -> None:
         assert_same(lean, model, X_IRIS[50:51])
 
 
+BOOSTED_CLASSIFIERS: dict[str, Callable[[], Any]] = {
+    "gb": lambda: GradientBoostingClassifier(n_estimators=30, random_state=0),
+    "gb_exponential": lambda: GradientBoostingClassifier(
+        loss="exponential", n_estimators=20, random_state=0
+    ),
+    "gb_zero_init": lambda: GradientBoostingClassifier(init="zero", n_estimators=20),
+    "gb_subsampled": lambda: GradientBoostingClassifier(
+        n_estimators=20, subsample=0.6, max_depth=5, random_state=0
+    ),
+    "hgb": lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0),
+    "hgb_deep": lambda: HistGradientBoostingClassifier(
+        max_iter=15, max_leaf_nodes=None, max_depth=8, random_state=0
+    ),
+    "scaled_hgb": lambda: make_pipeline(
+        StandardScaler(), HistGradientBoostingClassifier(max_iter=10)
+    ),
+}
+BOOSTED_REGRESSORS: dict[str, Callable[[], Any]] = {
+    "gb": lambda: GradientBoostingRegressor(n_estimators=30, random_state=0),
+    "gb_huber": lambda: GradientBoostingRegressor(loss="huber", n_estimators=20, random_state=0),
+    "gb_quantile": lambda: GradientBoostingRegressor(loss="quantile", alpha=0.3, n_estimators=20),
+    "gb_zero_init": lambda: GradientBoostingRegressor(init="zero", n_estimators=20),
+    "hgb": lambda: HistGradientBoostingRegressor(max_iter=30, random_state=0),
+    "hgb_poisson": lambda: HistGradientBoostingRegressor(loss="poisson", max_iter=20),
+}
+
+
+def threshold_rows(model: Any, width: int) -> np.ndarray:
+    """Rows at every split threshold, one float64 ulp either side, and its float32 rounding."""
+    per_feature = fastpath._thresholds(model, width)
+    columns = []
+    for values in per_feature:
+        near = np.concatenate(
+            [
+                values,
+                np.nextafter(values, np.inf),
+                np.nextafter(values, -np.inf),
+                values.astype(np.float32).astype(np.float64),
+            ]
+        )
+        columns.append(near if near.size else np.zeros(1))
+    n = max(c.size for c in columns)
+    rows = np.empty((n, width))
+    for f, column in enumerate(columns):
+        rows[:, f] = np.resize(column, n)  # cycled: each threshold meets others' in its row
+    return rows
+
+
+def assert_identical(lean: LeanPredictor, model: Any, rows: np.ndarray) -> None:
+    """As assert_same, and bit-identical probabilities (same sums in the same order)."""
+    assert_same(lean, model, rows)
+    if lean._proba is not None:
+        np.testing.assert_array_equal(lean.predict_proba(rows), model.predict_proba(rows))
+
+
+@pytest.mark.parametrize(
+    ("name", "n_classes"),
+    [
+        (name, n)
+        for name in sorted(BOOSTED_CLASSIFIERS)
+        for n in (2, 3)
+        if not (name == "gb_exponential" and n == 3)  # exponential loss is binary only
+    ],
+)
+def test_gradient_boosting_classifiers(name: str, n_classes: int) -> None:
+    X, y = X_IRIS, Y_IRIS if n_classes == 3 else np.where(Y_IRIS == 1, "versicolor", "other")
+    model = fit(BOOSTED_CLASSIFIERS[name](), X, y)
+    lean = compile_model(model)
+    assert lean is not None, f"{name} is not compiled"
+    assert lean.description.endswith(f"{n_classes} classes)")
+    assert_identical(lean, model, X)
+    for i in range(0, len(X), 11):
+        assert_identical(lean, model, X[i : i + 1])
+    assert_identical(lean, model, probe_rows(model, X.shape[1]))
+    assert_identical(lean, model, threshold_rows(model, X.shape[1]))
+    assert_identical(lean, model, np.rint(X).astype(np.int64))
+    rng = np.random.default_rng(3)
+    assert_identical(lean, model, X.mean(axis=0) + rng.normal(size=(200, 4)) * X.std(axis=0) * 2)
+
+
+@pytest.mark.parametrize("name", sorted(BOOSTED_REGRESSORS))
+def test_gradient_boosting_regressors(name: str) -> None:
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 5))
+    y = np.exp(X @ rng.normal(scale=0.5, size=5)) + rng.normal(scale=0.1, size=300)
+    model = fit(BOOSTED_REGRESSORS[name](), X, np.abs(y))
+    lean = compile_model(model)
+    assert lean is not None, f"{name} is not compiled"
+    for rows in (X, X[:1], X[7:8], rng.normal(size=(100, 5)) * 3, threshold_rows(model, 5)):
+        assert lean.covers(rows)
+        np.testing.assert_array_equal(lean.predict(rows), model.predict(rows))  # bit for bit
+
+
+def test_hist_gradient_boosting_takes_nan_and_inf_as_it_does() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    target = X[:, 3] * 2 + 1
+    X[rng.random(X.shape) < 0.15] = np.nan  # missing in training: splits learn where it goes
+    classifier = fit(HistGradientBoostingClassifier(max_iter=20, random_state=0), X, y)
+    regressor = fit(HistGradientBoostingRegressor(max_iter=20), X, target)
+    holes = np.vstack([threshold_rows(classifier, 4), rng.normal(size=(100, 4))])
+    holes[rng.random(holes.shape) < 0.3] = np.nan
+    holes[::7, 1] = np.inf
+    holes[3::7, 2] = -np.inf
+    for model in (classifier, regressor):
+        lean = compile_model(model)
+        assert lean is not None and lean.allow_nonfinite
+        assert lean.covers(holes)
+        assert_identical(lean, model, holes)
+        assert_identical(lean, model, np.full((1, 4), np.nan))
+    scaled = fit(make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=5)), X, y)
+    lean = compile_model(scaled)
+    assert lean is not None and not lean.allow_nonfinite  # the scaler rejects inf: its error
+    assert not lean.covers(holes)
+    np.testing.assert_array_equal(lean.predict(X[:20]), scaled.predict(X[:20]))
+
+
+class ZeroGB(GradientBoostingRegressor):
+    def predict(self, X: Any) -> Any:
+        return np.zeros(len(X))
+
+
+def test_gradient_boosting_it_cannot_repeat_is_not_compiled() -> None:
+    codes = np.random.default_rng(5).integers(0, 4, size=(len(X_IRIS), 1))
+    categorical = HistGradientBoostingClassifier(max_iter=5, categorical_features=[0])
+    not_compiled = [
+        fit(categorical, np.hstack([codes, X_IRIS]), Y_IRIS),  # category bitsets: not walked
+        # an init estimator whose raw prediction varies by row (or at random)
+        fit(GradientBoostingClassifier(n_estimators=5, init=LogisticRegression()), X_IRIS, Y_IRIS),
+        fit(
+            GradientBoostingClassifier(n_estimators=5, init=DummyClassifier(strategy="stratified")),
+            X_IRIS,
+            Y_IRIS,
+        ),
+        fit(GradientBoostingRegressor(n_estimators=5, init=LinearRegression()), X_IRIS, Y_IRIS),
+        fit(ZeroGB(n_estimators=5), X_IRIS, Y_IRIS),  # overrides predict
+    ]
+    for model in not_compiled:
+        assert compile_model(model) is None, model
+
+
 @st.composite
 def problems(draw: st.DrawFn) -> tuple[Any, np.ndarray]:
     n_features = draw(st.integers(1, 6))
     n_classes = draw(st.integers(2, 4))
     seed = draw(st.integers(0, 2**32 - 1))
-    kind = draw(st.sampled_from(["logistic", "sgd", "tree", "forest", "extra_trees", "regressor"]))
+    kind = draw(
+        st.sampled_from(
+            ["logistic", "sgd", "tree", "forest", "extra_trees", "boosting", "regressor"]
+        )
+    )
     rng = np.random.default_rng(seed)
     n = draw(st.integers(n_classes * 3, 60))
     X = rng.normal(size=(n, n_features)) * rng.uniform(0.1, 100, size=n_features)
     X = np.round(X, draw(st.integers(0, 3)))  # ties and repeated values, as real data has
     if kind == "regressor":
         y: np.ndarray = X @ rng.normal(size=n_features)
-        model = fit(
-            draw(st.sampled_from([LinearRegression(), RandomForestRegressor(n_estimators=7)])),
-            X,
-            y,
-        )
+        regressors = [
+            LinearRegression(),
+            RandomForestRegressor(n_estimators=7),
+            GradientBoostingRegressor(n_estimators=7),
+            HistGradientBoostingRegressor(max_iter=7),
+        ]
+        model = fit(draw(st.sampled_from(regressors)), X, y)
     else:
         y = np.arange(n) % n_classes
         rng.shuffle(y)
@@ -150,6 +302,14 @@ def problems(draw: st.DrawFn) -> tuple[Any, np.ndarray]:
             "tree": DecisionTreeClassifier(max_depth=draw(st.none() | st.integers(1, 6))),
             "forest": RandomForestClassifier(n_estimators=draw(st.integers(1, 12))),
             "extra_trees": ExtraTreesClassifier(n_estimators=draw(st.integers(1, 12))),
+            "boosting": draw(
+                st.sampled_from(
+                    [
+                        GradientBoostingClassifier(n_estimators=draw(st.integers(1, 8))),
+                        HistGradientBoostingClassifier(max_iter=draw(st.integers(1, 8))),
+                    ]
+                )
+            ),
         }[kind]
         if draw(st.booleans()):
             estimator = make_pipeline(StandardScaler(), estimator)
@@ -213,8 +373,6 @@ class NotSklearn:
 def test_unrecognised_models_are_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     assert compile_model(fit(Custom(max_iter=500), X_IRIS, Y_IRIS)) is None  # overrides predict
     assert compile_model(NotSklearn()) is None
-    gb = fit(GradientBoostingClassifier(n_estimators=5), X_IRIS, Y_IRIS)
-    assert compile_model(gb) is None
     monkeypatch.setenv("MLCICD_FASTPATH", "0")
     assert compile_model(fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)) is None
 

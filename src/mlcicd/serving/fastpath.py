@@ -13,20 +13,25 @@ anyway, so at model load :func:`compile_model` recognises the estimator and retu
                         only defer to them (LinearRegression, Ridge, Lasso, ElasticNet, …)
     trees and forests   DecisionTree*, ExtraTree*, RandomForest*, ExtraTrees* (single output):
                         all trees flattened into one node table and walked level by level
+    gradient boosting   GradientBoosting*, HistGradientBoosting* (numerical features): the
+                        same walk, stage sums as scikit-learn adds them (:mod:`.boosting`)
     Pipeline            StandardScaler / MinMaxScaler steps in front of any of the above
 
 A method is recognised by identity (``type(model).predict is ForestClassifier.predict``), so
-a subclass that overrides it is not mistaken for its parent. GradientBoosting, SVC, kNN,
-multi-output and multilabel models are not compiled (yet): they keep ``model.predict``. Anything else, and any input the
-lean path does not cover (not a 2-D numeric array, float32, NaN or infinity, the wrong width),
-goes to the model's own ``predict``: answers never change, only their cost.
+a subclass that overrides it is not mistaken for its parent. SVC, kNN, multi-output and
+multilabel models are not compiled (yet): they keep ``model.predict``. Anything else, and any
+input the lean path does not cover (not a 2-D numeric array, float32, NaN or infinity — except
+for a bare HistGradientBoosting, which takes them as they are — the wrong width), goes to the
+model's own ``predict``: answers never change, only their cost.
 
 Belt and braces: :func:`compile_model` runs the compiled predictor and the estimator side by
 side on synthetic rows (random ones and rows made of the trees' own thresholds, where float32
-rounding decides the branch) and keeps the compiled one only if every answer is identical.
+rounding decides the branch; with NaN and ±inf holes for HistGradientBoosting) and keeps the
+compiled one only if every answer is identical.
 
-scikit-learn is imported only here, only when a model is inspected (the model's environment
-has it if the model is an estimator). ``MLCICD_FASTPATH=0`` turns the lean path off.
+scikit-learn is imported only here and in :mod:`.boosting`, only when a model is inspected
+(the model's environment has it if the model is an estimator). ``MLCICD_FASTPATH=0`` turns the
+lean path off.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +57,7 @@ _NUMERIC = frozenset("iuf")
 class LeanPredictor:
     """``predict(X)``: the compiled path when ``X`` is one it covers, else ``model.predict``."""
 
-    __slots__ = ("_compiled", "_proba", "description", "model", "n_features")
+    __slots__ = ("_compiled", "_proba", "allow_nonfinite", "description", "model", "n_features")
 
     def __init__(
         self,
@@ -60,12 +66,14 @@ class LeanPredictor:
         compiled: Compiled,
         proba: Compiled | None,
         description: str,
+        allow_nonfinite: bool = False,
     ) -> None:
         self.model = model
         self.n_features = n_features
         self._compiled = compiled
         self._proba = proba
         self.description = description
+        self.allow_nonfinite = allow_nonfinite
 
     def covers(self, X: Any) -> bool:
         """Is ``X`` an input the compiled path answers exactly as the estimator would?"""
@@ -75,7 +83,7 @@ class LeanPredictor:
             and X.shape[1] == self.n_features
             and X.shape[0] > 0
             and (X.dtype == np.float64 or X.dtype.kind in "iu")
-            and bool(np.isfinite(X).all())
+            and (self.allow_nonfinite or bool(np.isfinite(X).all()))
         )
 
     def predict(self, X: Any) -> Any:
@@ -137,7 +145,7 @@ def lookup(model: Any) -> LeanPredictor | None:
 # -------------------------------------------------------------------------- recognition
 
 
-def _build(model: Any) -> tuple[int, Compiled, Compiled | None, str] | None:
+def _build(model: Any) -> tuple[int, Compiled, Compiled | None, str, bool] | None:
     sklearn = _sk("sklearn")
     if sklearn.get_config().get("transform_output", "default") != "default":
         return None
@@ -148,14 +156,27 @@ def _build(model: Any) -> tuple[int, Compiled, Compiled | None, str] | None:
     if steps is None:
         return None
     compiled, proba, description = steps
-    return width, compiled, proba, description
+    # A bare HistGradientBoosting takes NaN and ±inf as they are (NaN follows each split's
+    # missing_go_to_left); in a Pipeline the scalers reject inf, so there they go to predict.
+    # (Its module is loaded if the model is one: no import for every other model.)
+    hist = sys.modules.get("sklearn.ensemble._hist_gradient_boosting.gradient_boosting")
+    nonfinite = hist is not None and isinstance(model, hist.BaseHistGradientBoosting)
+    return width, compiled, proba, description, nonfinite
 
 
 def _compile(model: Any) -> tuple[Compiled, Compiled | None, str] | None:
     Pipeline = _sk("sklearn.pipeline").Pipeline
     if type(model) is Pipeline:
         return _compile_pipeline(model)
-    for compile_one in (_compile_linear_classifier, _compile_linear_regressor, _compile_trees):
+    from mlcicd.serving import boosting
+
+    for compile_one in (
+        _compile_linear_classifier,
+        _compile_linear_regressor,
+        _compile_trees,
+        boosting.compile_gradient_boosting,
+        boosting.compile_hist_gradient_boosting,
+    ):
         result = compile_one(model)
         if result is not None:
             return result
@@ -321,7 +342,7 @@ def _compile_trees(model: Any) -> tuple[Compiled, Compiled | None, str] | None:
     ForestClassifier, ForestRegressor = forests.ForestClassifier, forests.ForestRegressor
     BaseDecisionTree = trees_module.BaseDecisionTree
     DecisionTreeClassifier = trees_module.DecisionTreeClassifier
-    from mlcicd.serving.forest import FlatForest
+    from mlcicd.serving.forest import FlatForest, sklearn_tree
 
     cls = type(model)
     if getattr(model, "n_outputs_", None) != 1:
@@ -343,7 +364,7 @@ def _compile_trees(model: Any) -> tuple[Compiled, Compiled | None, str] | None:
         return None
     if not trees or any(type(t).predict is not BaseDecisionTree.predict for t in trees):
         return None
-    forest = FlatForest([t.tree_ for t in trees], classifier=classifier, average=average)
+    forest = FlatForest([sklearn_tree(t.tree_) for t in trees], average=average)
     if classifier:
         classes = np.asarray(model.classes_)
         if forest.n_values != classes.size:
@@ -376,18 +397,26 @@ def _sk(name: str) -> Any:
 
 def _agrees(predictor: LeanPredictor, model: Any) -> bool:
     rows = probe_rows(model, predictor.n_features)
+    batches = [rows, rows[:1]]
+    if predictor.allow_nonfinite:
+        holes = rows.copy()
+        holes[np.random.default_rng(0x401E).random(holes.shape) < 0.3] = np.nan
+        holes[::5, 0] = np.inf
+        holes[2::5, -1] = -np.inf
+        batches.append(holes)
     try:
-        ours = predictor._compiled(rows)
-        theirs = np.asarray(model.predict(rows))
-        if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
-            return False
-        if predictor._proba is not None:
-            mine = predictor._proba(rows)
-            expected = np.asarray(model.predict_proba(rows))
+        for batch in batches:
+            ours = predictor._compiled(batch)
+            theirs = np.asarray(model.predict(batch))
+            if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
+                return False
+            if predictor._proba is None or len(batch) == 1:
+                continue
+            mine = predictor._proba(batch)
+            expected = np.asarray(model.predict_proba(batch))
             if mine.shape != expected.shape or not np.allclose(mine, expected, rtol=0, atol=1e-12):
                 return False
-        one = rows[:1]
-        return bool(np.array_equal(predictor._compiled(one), np.asarray(model.predict(one))))
+        return True
     except Exception:
         log.debug("probing the lean predictor failed", exc_info=True)
         return False
@@ -421,17 +450,26 @@ def probe_rows(model: Any, width: int, n: int = PROBE_ROWS) -> Array:
 
 
 def _thresholds(model: Any, width: int) -> list[Array]:
+    """Each feature's split thresholds over all trees, in tree order."""
     trees: list[Any] = []
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     if hasattr(final, "tree_"):
         trees = [final.tree_]
     elif hasattr(final, "estimators_"):
         trees = [getattr(t, "tree_", None) for t in np.ravel(final.estimators_)]
-    per_feature: list[list[Array]] = [[] for _ in range(width)]
+    features: list[Array] = []
+    thresholds: list[Array] = []
     for tree in trees:
-        if tree is None:
-            continue
-        inner = tree.children_left != -1
-        for f in range(width):
-            per_feature[f].append(tree.threshold[inner & (tree.feature == f)])
-    return [np.concatenate(p) if p else np.empty(0) for p in per_feature]
+        if tree is not None:
+            inner = tree.children_left != -1
+            features.append(tree.feature[inner])
+            thresholds.append(tree.threshold[inner])
+    for stage in getattr(final, "_predictors", None) or []:  # HistGradientBoosting
+        for predictor in stage:
+            inner = predictor.nodes["is_leaf"] == 0
+            features.append(predictor.nodes["feature_idx"][inner])
+            thresholds.append(predictor.nodes["num_threshold"][inner])
+    if not features:
+        return [np.empty(0) for _ in range(width)]
+    feature, threshold = np.concatenate(features), np.concatenate(thresholds)
+    return [threshold[feature == f] for f in range(width)]

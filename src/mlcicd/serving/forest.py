@@ -10,16 +10,25 @@ renumbered so that a split's right child directly follows its left child:
     value[n]      the leaf's value row (class fractions, or the regression value)
 
 One step of the walk moves every (tree, row) pair down one level:
-``node = left[node] + (x[row, feature[node]] > threshold[node])``; after ``max_depth``
-steps every pair sits on its leaf. Rows are cast to float32 first, as scikit-learn's trees
-do, and the per-tree values are added in tree order (``np.add.accumulate``, sequential by
-definition) then divided by the tree count, as the forests do — so sums are bit-identical.
+``node = left[node] + (x[row, feature[node]] > threshold[node])``; after ``depth`` steps
+every pair sits on its leaf. Two families of trees share that walk (:class:`TreeNodes`):
+
+    scikit-learn ``Tree``    (trees, forests, GradientBoosting) rows cast to float32 first, as
+                             those trees compare; no NaN (their callers reject it)
+    HistGradientBoosting     rows compared as float64; a NaN goes right where the split's
+                             ``missing_go_to_left`` is false (``NaN > t`` is false: left)
+
+and two ways of adding up what the leaves hold, each in scikit-learn's own order so sums are
+bit-identical: :meth:`FlatForest.values` adds the trees' value rows in tree order
+(``np.add.accumulate``, sequential by definition) then divides by the tree count, as the forests
+do; :meth:`FlatForest.boosted` adds, per output column, a starting value and then each stage's
+tree value, stage by stage, as gradient boosting does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,56 +36,110 @@ Array = np.ndarray[Any, Any]
 _LEAF = -1
 
 
-class FlatForest:
-    """Trees (scikit-learn ``Tree`` objects with one output) as flat arrays."""
+class TreeNodes(NamedTuple):
+    """One tree as parallel node arrays (root 0): the form both tree families are read into."""
 
-    def __init__(self, trees: Sequence[Any], *, classifier: bool, average: bool) -> None:
+    left: Array  # left child id, -1 at a leaf
+    right: Array  # right child id
+    feature: Array
+    threshold: Array  # go right when x > threshold
+    value: Array  # (n_nodes, n_values)
+    missing_left: Array | None = None  # per node, does NaN go left; None: NaN not handled
+
+
+def sklearn_tree(tree: Any, scale: float | None = None) -> TreeNodes:
+    """A scikit-learn ``Tree`` with one output; its values times ``scale`` when given."""
+    if tree.n_outputs != 1:
+        raise ValueError("only single-output trees are flattened")
+    value = np.asarray(tree.value, dtype=np.float64)[:, 0, :]
+    if scale is not None:
+        value = scale * value  # predict_stages' ``scale * value``: the same double product
+    return TreeNodes(tree.children_left, tree.children_right, tree.feature, tree.threshold, value)
+
+
+def hist_predictor(nodes: Array) -> TreeNodes:
+    """A HistGradientBoosting ``TreePredictor.nodes`` record array (numerical splits only)."""
+    if nodes["is_categorical"].any():
+        raise ValueError("categorical splits are not flattened")
+    leaf = nodes["is_leaf"].astype(bool)
+    return TreeNodes(
+        left=np.where(leaf, _LEAF, nodes["left"].astype(np.intp)),
+        right=np.where(leaf, _LEAF, nodes["right"].astype(np.intp)),
+        feature=nodes["feature_idx"],
+        threshold=nodes["num_threshold"],
+        value=np.asarray(nodes["value"], dtype=np.float64).reshape(-1, 1),
+        missing_left=nodes["missing_go_to_left"].astype(bool),
+    )
+
+
+class FlatForest:
+    """Trees (:class:`TreeNodes`) as flat arrays, walked together."""
+
+    def __init__(
+        self, trees: Sequence[TreeNodes], *, average: bool = False, float32: bool = True
+    ) -> None:
         lefts: list[Array] = []
         features: list[Array] = []
         thresholds: list[Array] = []
         values: list[Array] = []
+        missing_right: list[Array] = []
         roots: list[int] = []
         offset = 0
         depth = 0
         for tree in trees:
-            if tree.n_outputs != 1:
-                raise ValueError("only single-output trees are flattened")
-            order = _pairs_order(tree.children_left, tree.children_right)
+            order, tree_depth = _pairs_order(tree.left, tree.right)
             new_id = np.empty(order.size, dtype=np.intp)
             new_id[order] = np.arange(order.size, dtype=np.intp)
-            old_left = tree.children_left[order]
+            old_left = tree.left[order]
             leaf = old_left == _LEAF
             left = np.where(leaf, np.arange(order.size), new_id[np.where(leaf, 0, old_left)])
             lefts.append(left.astype(np.intp) + offset)
             features.append(np.where(leaf, 0, tree.feature[order]).astype(np.intp))
             thresholds.append(np.where(leaf, np.inf, tree.threshold[order]).astype(np.float64))
-            value = np.asarray(tree.value, dtype=np.float64)[order, 0, :]
-            values.append(value if classifier else value[:, :1])
+            values.append(np.asarray(tree.value, dtype=np.float64)[order])
+            if tree.missing_left is not None:
+                missing_right.append(~leaf & ~tree.missing_left[order])
             roots.append(offset)
             offset += order.size
-            depth = max(depth, int(tree.max_depth))
+            depth = max(depth, tree_depth)
+        if missing_right and len(missing_right) != len(roots):
+            raise ValueError("NaN handling for some trees and not others")
         self.left = np.concatenate(lefts)
         self.feature = np.concatenate(features)
         self.threshold = np.concatenate(thresholds)
         self.value = np.ascontiguousarray(np.concatenate(values))
+        self.missing_right = np.concatenate(missing_right) if missing_right else None
         self.roots = np.asarray(roots, dtype=np.intp)
         self.depth = depth
         self.n_trees = len(roots)
         self.n_values = self.value.shape[1]
         self.average = average
+        self.float32 = float32
 
     def leaves(self, X: Array) -> Array:
         """Leaf ids, shape (n_trees, n_rows), of the rows of ``X`` (2-D, float64 or int)."""
         n_rows, width = X.shape
-        # float32 as the trees compare, then back to float64 so the comparisons are exact
-        # and not a mixed-type loop.
-        flat = X.astype(np.float32).astype(np.float64).ravel()
+        if self.float32:
+            # float32 as the trees compare, then back to float64 so the comparisons are exact
+            # and not a mixed-type loop.
+            flat = X.astype(np.float32).astype(np.float64).ravel()
+        else:
+            flat = np.ascontiguousarray(X, dtype=np.float64).ravel()
+        nan: Array | None = None
+        missing_right = self.missing_right
+        if missing_right is not None:
+            nan = np.isnan(flat)
+            if not nan.any():
+                nan = None
         row_base = np.tile(np.arange(n_rows, dtype=np.intp) * width, self.n_trees)
         node = np.repeat(self.roots, n_rows)
         left, feature, threshold = self.left, self.feature, self.threshold
         for _ in range(self.depth):
-            x = flat.take(row_base + feature.take(node))
-            node = left.take(node) + (x > threshold.take(node))
+            at = row_base + feature.take(node)
+            right = flat.take(at) > threshold.take(node)
+            if nan is not None and missing_right is not None:
+                right |= nan.take(at) & missing_right.take(node)
+            node = left.take(node) + right
         leaves: Array = node.reshape(self.n_trees, n_rows)
         return leaves
 
@@ -91,16 +154,33 @@ class FlatForest:
             total /= self.n_trees
         return total
 
+    def boosted(self, X: Array, start: Array) -> Array:
+        """``start[k]`` plus, stage by stage, each stage's k-th tree value: (n_rows, len(start)).
 
-def _pairs_order(children_left: Array, children_right: Array) -> Array:
-    """Old node ids in an order where each split's children are adjacent, left first."""
+        The trees are stage-major, ``len(start)`` single-value trees a stage, the k-th adding to
+        column k — gradient boosting's raw predictions.
+        """
+        k = start.size
+        leaves = self.leaves(X)
+        per_stage: Array = self.value.take(leaves, axis=0).reshape(-1, k, leaves.shape[1])
+        per_stage[0] += start[:, np.newaxis]  # start + first stage (addition commutes exactly)
+        total: Array = per_stage[0]
+        if len(per_stage) > 1:
+            total = np.add.accumulate(per_stage, axis=0)[-1]
+        return total.T
+
+
+def _pairs_order(children_left: Array, children_right: Array) -> tuple[Array, int]:
+    """Old node ids in an order where each split's children are adjacent, left first; depth."""
     order = [0]
+    level = [0]
     head = 0
     while head < len(order):
         node = order[head]
-        head += 1
         left = int(children_left[node])
         if left != _LEAF:
             order.append(left)
             order.append(int(children_right[node]))
-    return np.asarray(order, dtype=np.intp)
+            level += [level[head] + 1] * 2
+        head += 1
+    return np.asarray(order, dtype=np.intp), max(level)
