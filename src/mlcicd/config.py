@@ -559,7 +559,7 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
         if isinstance(deploy.shadow.model, str) and deploy.shadow.model != "latest":
             fail("shadow.model", f"expected 'latest' or a model package version, got {deploy.shadow.model!r}")
     if deploy.backend == "sagemaker":
-        _check_sagemaker_deploy(deploy, source)
+        check_sagemaker_deploy(deploy, source)
 
 
 # SageMaker's limits: WaitIntervalInSeconds, CanarySize and LinearStepSize (CAPACITY_PERCENT),
@@ -570,9 +570,10 @@ _SAGEMAKER_LINEAR_STEP = (10, 50)
 _SAGEMAKER_ALARMED_VARIANTS = 5
 
 
-def _check_sagemaker_deploy(deploy: DeployConfig, source: str) -> None:
+def check_sagemaker_deploy(deploy: DeployConfig, source: str = CONFIG_FILE) -> None:
     """What SageMaker accepts of ``deploy:`` (checked before a run starts, not by a failed
-    UpdateEndpoint after training)."""
+    UpdateEndpoint after training): for ``deploy.backend: sagemaker``, and for the stack,
+    whose pipeline deploys to SageMaker whatever the backend says."""
 
     def fail(key: str, message: str, hint: str | None = None) -> None:
         raise ConfigError(message, path=source, key=f"deploy.{key}", hint=hint)

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 
-from mlcicd.config import Config, load_config
+from mlcicd.config import CONFIG_FILE, Config, load_config, parse_config
 from tests.conftest import IRIS
 
 REGION = "us-east-1"
@@ -21,6 +22,30 @@ REGION = "us-east-1"
 @pytest.fixture(scope="session")
 def iris_config() -> Config:
     return load_config(IRIS)
+
+
+# The rest of deploy: — what `mlcicd run --backend aws` maps to SageMaker, and the stack too.
+CANARY_DEPLOY = {
+    "instance_type": "ml.c5.large",
+    "instance_count": 2,
+    "strategy": "canary",
+    "canary": {"percent": 20, "bake_seconds": 300},
+    "alarms": {"max_5xx_rate": 0.01, "max_p99_latency_ms": 250, "min_invocations": 20},
+    "data_capture": {"enabled": True, "sampling_percentage": 20},
+}
+
+
+def iris_with_deploy(**deploy: object) -> Config:
+    """examples/iris's mlcicd.yaml with these keys of ``deploy:`` replaced."""
+    data = yaml.safe_load((IRIS / CONFIG_FILE).read_text())
+    data["deploy"].update(deploy)
+    return parse_config(yaml.safe_dump(data))
+
+
+@pytest.fixture(scope="session")
+def canary_config() -> Config:
+    """examples/iris deploying canary first, with rollback alarms and data capture."""
+    return iris_with_deploy(**CANARY_DEPLOY)
 
 
 def _free_port() -> int:

@@ -71,7 +71,7 @@ def lambda_environment(
     template: dict[str, Any], function: str, *, conditions: dict[str, bool] | None = None
 ) -> dict[str, str]:
     """The function's environment as the stack sets it, CloudFormation's values filled in
-    (conditions false unless named true in ``conditions``)."""
+    (conditions false unless named true in ``conditions``; ``Fn::Sub`` of the buckets)."""
     variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
     filled = {"ModelsBucket": MODELS_BUCKET, "ArtifactsBucket": ARTIFACTS_BUCKET, "SageMakerExecutionRole": ROLE_ARN}
     environment = {}
@@ -79,6 +79,11 @@ def lambda_environment(
         if isinstance(value, dict) and "Fn::If" in value:
             condition, when_true, when_false = value["Fn::If"]
             value = when_true if (conditions or {}).get(condition, False) else when_false
+        if isinstance(value, dict) and "Fn::Sub" in value:
+            value = value["Fn::Sub"]
+            for target, filled_in in filled.items():
+                value = value.replace(f"${{{target}}}", filled_in)
+            assert "${" not in value, value
         if isinstance(value, str):
             environment[name] = value
         else:

@@ -2,13 +2,15 @@
 moto's server through real boto3 clients.
 
 What is real: the ModelOutput artifact in S3, SageMaker's model registry, Models,
-EndpointConfigs and endpoint creation as moto implements them, the function's environment
-as the generated template sets it.
+EndpointConfigs (weights, DataCaptureConfig) and endpoint creation as moto implements them,
+the rollback alarms put in moto's CloudWatch, the function's environment as the generated
+template sets it from mlcicd.yaml.
 
 What is simulated, and how (botocore's Stubber on the function's own clients, those
 operations only): CodePipeline's PutJobSuccessResult / PutJobFailureResult; UpdateEndpoint,
 which moto lacks; and DescribeEndpoint while an endpoint updates, fails or rolls back —
-moto's endpoints are InService at once and cannot be updated.
+moto's endpoints are InService at once and cannot be updated. moto keeps no
+ShadowProductionVariants (it accepts and drops them): what was sent is recorded on its way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas import deploy
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
-from tests.aws.conftest import AwsClient
+from tests.aws.conftest import AwsClient, iris_with_deploy
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
     IMAGE,
@@ -35,7 +37,7 @@ from tests.aws.events import (
     token_of,
     zip_bytes,
 )
-from tests.aws.stubs import OperationStubber
+from tests.aws.stubs import OperationStubber, SentParams
 
 pytestmark = pytest.mark.integration
 
@@ -43,27 +45,37 @@ FUNCTION = "ml-cicd-pipeline-deploy"
 ENDPOINT = "iris-classifier-endpoint"
 INPUTS = [artifact("ModelOutput", "ml-cicd-pipeline/ModelOutpu/model.zip")]
 SHA = "ab" * 32
+ARN = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
+ERRORS_ALARM = f"{ENDPOINT}-rollback-5xx-rate"
+LATENCY_ALARM = f"{ENDPOINT}-rollback-model-latency-p99"
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, config: Config) -> None:
+    """The deploy function's environment as the stack generated from ``config`` sets it."""
+    for name, value in lambda_environment(build_template(config), "DeployFunction").items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
 def pipeline(aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClient]:
-    for name, value in lambda_environment(build_template(iris_config), "DeployFunction").items():
-        monkeypatch.setenv(name, value)
+    configure(monkeypatch, iris_config)
     aws_env("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
     aws_env("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
     yield aws_env
 
 
-def trained(aws: AwsClient, *, status: str = "Approved") -> dict[str, Any]:
+def trained(aws: AwsClient, *, status: str = "Approved", job: str = "iris-classifier-0123", sha: str = SHA
+            ) -> dict[str, Any]:  # fmt: skip
     """What the training Lambda leaves: a model package and model.json in ModelOutput."""
-    data_url = f"s3://{MODELS_BUCKET}/iris-classifier/iris-classifier-0123/output/model.tar.gz"
+    data_url = f"s3://{MODELS_BUCKET}/iris-classifier/{job}/output/model.tar.gz"
     arn = aws("sagemaker").create_model_package(
         ModelPackageGroupName="iris-classifier", ModelApprovalStatus=status,
         InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": data_url}],
                                 "SupportedContentTypes": ["application/json"],
                                 "SupportedResponseMIMETypes": ["application/json"]},
+        CustomerMetadataProperties={"model_sha256": sha, "training_job": job},
     )["ModelPackageArn"]  # fmt: skip
-    model = {"model_data_url": data_url, "model_sha256": SHA, "model_package_arn": arn,
+    model = {"model_data_url": data_url, "model_sha256": sha, "model_package_arn": arn,
              "model_package_version": int(arn.rsplit("/", 1)[1]), "image_uri": IMAGE,
              "approval_status": status, "metrics": {"accuracy": 0.97}}  # fmt: skip
     aws("s3").put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
@@ -109,7 +121,9 @@ def test_creates_the_endpoint_and_continues_until_in_service(pipeline: AwsClient
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
     assert model["ExecutionRoleArn"] == ROLE_ARN
     assert model["PrimaryContainer"]["Image"] == IMAGE
-    assert model["PrimaryContainer"]["Environment"] == {"MLCICD_MODEL_SHA256": SHA}
+    # As `mlcicd run` sets it (the code is in the image, not named on S3).
+    assert model["PrimaryContainer"]["Environment"] == {"MLCICD_MODEL_SHA256": SHA, "SAGEMAKER_PROGRAM": "inference.py"}
+    assert not described.get("DataCaptureConfig")  # deploy.data_capture is not enabled (moto answers {})
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config
 
     done = report("job-2", continuation=token)
@@ -144,12 +158,39 @@ def _deploy_first_version(aws: AwsClient) -> str:
     return str(json.loads(token)["config"])
 
 
-def test_updates_with_blue_green_canary_and_rollback_alarms(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    old = _deploy_first_version(pipeline)
-    monkeypatch.setenv("MLCICD_TRAFFIC_ROUTING", json.dumps({"type": "CANARY", "size_percent": 20, "wait_seconds": 300}))
-    trained(pipeline)  # version 2
+def test_without_strategy_or_alarms_an_update_is_sagemakers_own(pipeline: AwsClient) -> None:
+    _deploy_first_version(pipeline)
+    trained(pipeline, job="iris-classifier-0456")
     with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
-        sagemaker.add_response("update_endpoint", {"EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"})
+        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
+        token = token_of(report("job-3"))
+    ((_, update),) = sagemaker.calls
+    assert update == {"EndpointName": ENDPOINT, "EndpointConfigName": json.loads(token)["config"]}  # as `mlcicd run`
+    assert pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []
+
+
+def test_a_canary_deploy_with_rollback_alarms_and_data_capture(
+    pipeline: AwsClient, canary_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, canary_config)
+    sagemaker_ = pipeline("sagemaker")
+    old = _deploy_first_version(pipeline)
+    (variant,) = sagemaker_.describe_endpoint_config(EndpointConfigName=old)["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.large", 2)
+    # Where `mlcicd run --backend aws --stack-name` has it go: its store is the models bucket.
+    assert sagemaker_.describe_endpoint_config(EndpointConfigName=old)["DataCaptureConfig"] == {
+        "EnableCapture": True, "InitialSamplingPercentage": 20,
+        "DestinationS3Uri": f"s3://{MODELS_BUCKET}/ml-cicd-pipeline-artifacts/data-capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"],
+                                     "CsvContentTypes": ["text/csv"]},
+    }  # fmt: skip
+    # Creating an endpoint rolls nothing out: no alarm yet.
+    assert pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []
+
+    trained(pipeline, job="iris-classifier-0456", sha="cd" * 32)  # version 2
+    with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
+        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
         token = token_of(report("job-3"))
     new = json.loads(token)["config"]
     assert new.startswith(f"{ENDPOINT}-v2-") and new != old
@@ -163,10 +204,19 @@ def test_updates_with_blue_green_canary_and_rollback_alarms(pipeline: AwsClient,
                                                 "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 20}},
                 "TerminationWaitInSeconds": 0,
             },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "iris-classifier-endpoint-5xx-errors"},
-                                                     {"AlarmName": "iris-classifier-endpoint-model-latency-p99"}]},
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ERRORS_ALARM}, {"AlarmName": LATENCY_ALARM}]},
         },
     }  # fmt: skip
+    # deploy.alarms, put as `mlcicd run` puts them: on the new config's fleet only.
+    alarms = {a["AlarmName"]: a for a in pipeline("cloudwatch").describe_alarms()["MetricAlarms"]}
+    assert {name: alarm["Threshold"] for name, alarm in alarms.items()} == {ERRORS_ALARM: 0.01, LATENCY_ALARM: 250_000.0}
+    for alarm in alarms.values():
+        dimensions = [{d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]}
+                      for m in alarm["Metrics"] if "MetricStat" in m]  # fmt: skip
+        assert dimensions and all(d == {"EndpointName": ENDPOINT, "VariantName": "AllTraffic",
+                                        "EndpointConfigName": new} for d in dimensions)  # fmt: skip
+        (expression,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
+        assert expression.startswith("IF(n0 >= 20, ")
 
     with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", endpoint_answer(old, "Updating"))
@@ -176,13 +226,72 @@ def test_updates_with_blue_green_canary_and_rollback_alarms(pipeline: AwsClient,
     assert done[1]["outputVariables"]["EndpointConfigName"] == new
 
 
+def test_the_alarms_are_not_moved_while_another_update_rolls_out(
+    pipeline: AwsClient, canary_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, canary_config)
+    old = _deploy_first_version(pipeline)
+    trained(pipeline, job="iris-classifier-0456")
+    with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
+        sagemaker.add_response("describe_endpoint", endpoint_answer(old, "Updating"))
+        token = token_of(report("job-3"))
+    assert json.loads(token)["started"] is False
+    assert pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []  # the other rollout's stay its own
+    with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
+        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
+        report("job-4", continuation=token)
+    assert len(pipeline("cloudwatch").describe_alarms()["MetricAlarms"]) == 2
+
+
+def test_weighted_variants_serve_registered_versions(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, iris_with_deploy(variants=[{"name": "Champion", "model": 1, "weight": 3},
+                                                      {"name": "Challenger", "model": "latest", "weight": 1}]))  # fmt: skip
+    first = trained(pipeline)  # version 1
+    newest = trained(pipeline, job="iris-classifier-0456", sha="cd" * 32)  # version 2: this run's
+    config = json.loads(token_of(report("job-1")))["config"]
+    sagemaker = pipeline("sagemaker")
+    variants = {v["VariantName"]: v for v in sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]}
+    assert {name: v["InitialVariantWeight"] for name, v in variants.items()} == {"Champion": 3.0, "Challenger": 1.0}
+    champion = sagemaker.describe_model(ModelName=variants["Champion"]["ModelName"])["PrimaryContainer"]
+    challenger = sagemaker.describe_model(ModelName=variants["Challenger"]["ModelName"])["PrimaryContainer"]
+    assert variants["Champion"]["ModelName"].startswith("iris-classifier-v1-")
+    assert (champion["ModelDataUrl"], champion["Environment"]["MLCICD_MODEL_SHA256"]) == (first["model_data_url"], SHA)
+    assert (challenger["ModelDataUrl"], challenger["Environment"]["MLCICD_MODEL_SHA256"]) == (
+        newest["model_data_url"], "cd" * 32)  # fmt: skip
+    assert champion["Image"] == challenger["Image"] == IMAGE  # every variant on this commit's code
+
+
+def test_the_shadow_sees_every_request(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, iris_with_deploy(variants=[{"name": "Current", "model": 1, "weight": 2}],
+                                            shadow={"model": "latest", "name": "Shadow"}))  # fmt: skip
+    trained(pipeline)
+    newest = trained(pipeline, job="iris-classifier-0456", sha="cd" * 32)
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        report("job-1")
+    ((_, params),) = sent.calls
+    (shadow,) = params["ShadowProductionVariants"]
+    assert (shadow["VariantName"], shadow["InitialVariantWeight"]) == ("Shadow", 2)  # weighted as the production one
+    model = pipeline("sagemaker").describe_model(ModelName=shadow["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == newest["model_data_url"]
+    assert [v["VariantName"] for v in params["ProductionVariants"]] == ["Current"]
+
+
+def test_a_version_the_registry_does_not_hold_fails_the_job(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, iris_with_deploy(variants=[{"name": "Old", "model": 7}, {"name": "New"}]))
+    trained(pipeline)
+    call = report("job-1", fails=True)
+    message = call[1]["failureDetails"]["message"]
+    assert "names model version 7, and the model registry has no iris-classifier/7" in message
+    assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []
+
+
 def test_an_update_rolled_back_fails_with_sagemakers_reason(pipeline: AwsClient) -> None:
     old = _deploy_first_version(pipeline)
     trained(pipeline)
     with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
-        sagemaker.add_response("update_endpoint", {"EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"})
+        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
         token = token_of(report("job-3"))
-    reason = "Alarm iris-classifier-endpoint-5xx-errors went into ALARM state; rolled back"
+    reason = f"Alarm {ERRORS_ALARM} went into ALARM state; rolled back"
     with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", endpoint_answer(old, "InService", reason))
         call = report("job-4", continuation=token, fails=True)
@@ -209,6 +318,6 @@ def test_waits_for_another_deployment_before_updating(pipeline: AwsClient) -> No
         token = token_of(report("job-3"))
     assert json.loads(token)["started"] is False
     with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
-        sagemaker.add_response("update_endpoint", {"EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"})
+        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
         again = token_of(report("job-4", continuation=token))
     assert json.loads(again)["started"] is True

@@ -1,4 +1,5 @@
-"""cfn-lint and checkov on the template generated from examples/iris (both run offline)."""
+"""cfn-lint and checkov on the template generated from examples/iris, as it is and deploying
+canary with rollback alarms and data capture (both run offline)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,13 @@ SUPPRESSED = {
 CHECKOV_ENV = "MLCICD_CHECKOV"
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["without-approval", "with-approval"])
-def template_file(request: pytest.FixtureRequest, iris_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["without-approval", "with-approval", "canary-alarms-capture"])
+def template_file(
+    request: pytest.FixtureRequest, iris_config: Config, canary_config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.yaml"
-    path.write_text(to_yaml(build_template(iris_config, approval=request.param)), encoding="utf-8")
+    config = canary_config if request.param == "canary-alarms-capture" else iris_config
+    path.write_text(to_yaml(build_template(config, approval=request.param == "with-approval")), encoding="utf-8")
     return path
 
 

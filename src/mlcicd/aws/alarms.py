@@ -17,9 +17,10 @@ SageMaker's deployment guardrails guide):
 
 Each is judged per minute (SageMaker's resolution); a minute without traffic is no breach.
 Every deploy puts them again — PutMetricAlarm replaces an alarm of the same name, and its
-state starts afresh — pointed at its own config. The stack's alarms (``<endpoint>-5xx-errors``
-and ``-model-latency-p99``, which the deploy Lambda names) have other names: neither
-overwrites the other. Generating the alarms is plain data (:func:`rollback_alarms`);
+state starts afresh — pointed at its own config; ``mlcicd run`` and the pipeline's deploy
+Lambda put the same two (through :func:`mlcicd.aws.deployment.prepare_deployment`). The
+stack's own alarms (``<endpoint>-5xx-errors`` and ``-model-latency-p99``, which only notify)
+have other names: neither overwrites the other. Generating the alarms is plain data (:func:`rollback_alarms`);
 :func:`put_alarms` applies them.
 """
 

@@ -5,9 +5,9 @@ and how far an endpoint has got towards serving it.
 
 Updates use SageMaker's deployment guardrails when configured: blue/green with all-at-once,
 canary or linear traffic shifting, rolled back automatically when one of the alarms fires.
-The traffic shifting comes, for the deploy Lambda, from ``$MLCICD_TRAFFIC_ROUTING`` (JSON) and,
-for ``deploy.backend: sagemaker``, from ``deploy.strategy`` in the same shape
-(:func:`mlcicd.endpoints.sagemaker.traffic_routing`)::
+The traffic shifting comes from ``deploy.strategy`` in this shape
+(:func:`mlcicd.aws.deployment.traffic_routing`) — for the deploy Lambda through
+``$MLCICD_TRAFFIC_ROUTING`` (JSON), which the stack sets::
 
     {"type": "CANARY" | "LINEAR" | "ALL_AT_ONCE",
      "size_percent": 10,               # canary size, or linear step (CANARY/LINEAR)
@@ -19,7 +19,7 @@ for ``deploy.backend: sagemaker``, from ``deploy.strategy`` in the same shape
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -261,12 +261,16 @@ def start_deployment(
     endpoint: str,
     config_name: str,
     *,
-    deployment: Mapping[str, Any] | None = None,
+    deployment: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> StartResult:
     """Make ``endpoint`` move to ``config_name``: create it, or update it when it is
     InService on another config. ``current``: it already serves (or is moving to) that
-    config; ``busy``: SageMaker is changing it to another config — try again later."""
+    config; ``busy``: SageMaker is changing it to another config — try again later.
+
+    ``deployment`` is UpdateEndpoint's DeploymentConfig, or a function making it that is
+    called only when the update is made: it may put the rollback alarms, which must not be
+    pointed at this config while another update still rolls out under them."""
     described = describe_endpoint(sagemaker, endpoint)
     if described is None:
         params: dict[str, Any] = {"EndpointName": endpoint, "EndpointConfigName": config_name}
@@ -288,6 +292,8 @@ def start_deployment(
     if status != IN_SERVICE:
         raise EndpointError(f"endpoint {endpoint} is {status}: it cannot be updated now")
     update: dict[str, Any] = {"EndpointName": endpoint, "EndpointConfigName": config_name}
+    if callable(deployment):
+        deployment = deployment()
     if deployment:
         update["DeploymentConfig"] = dict(deployment)
     sagemaker.update_endpoint(**update)

@@ -38,11 +38,16 @@ ENV_HYPERPARAMETERS = "MLCICD_HYPERPARAMETERS"  # JSON: {name: value}
 ENV_METRIC_DEFINITIONS = "MLCICD_METRIC_DEFINITIONS"  # JSON: SageMaker's [{"Name", "Regex"}]
 ENV_ENDPOINT_INSTANCE_TYPE = "MLCICD_ENDPOINT_INSTANCE_TYPE"
 ENV_ENDPOINT_INSTANCE_COUNT = "MLCICD_ENDPOINT_INSTANCE_COUNT"
-ENV_ROLLBACK_ALARMS = "MLCICD_ROLLBACK_ALARMS"  # JSON: alarm names for deployment guardrails
-# Read by the Lambdas, not (yet) set by the template; each has a default that works without it.
+# deploy: as mlcicd/aws/deployment.py maps it for `mlcicd run` too; each "" = not configured.
+ENV_TRAFFIC_ROUTING = "MLCICD_TRAFFIC_ROUTING"  # JSON: deploy.strategy as blue/green traffic shifting
+ENV_ROLLBACK_THRESHOLDS = "MLCICD_ROLLBACK_THRESHOLDS"  # JSON: deploy.alarms {max_5xx_rate, …}
+ENV_DATA_CAPTURE = "MLCICD_DATA_CAPTURE"  # JSON: deploy.data_capture {sampling_percentage, …}
+ENV_VARIANTS = "MLCICD_VARIANTS"  # JSON: deploy.variants [{name, model, weight}]
+ENV_SHADOW = "MLCICD_SHADOW"  # JSON: deploy.shadow {name, model}
+ENV_ENDPOINT_ENVIRONMENT = "MLCICD_ENDPOINT_ENVIRONMENT"  # JSON: each Model's environment
+# Each has a default for a function whose environment lacks it.
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
-ENV_TRAFFIC_ROUTING = "MLCICD_TRAFFIC_ROUTING"  # JSON: blue/green traffic shifting (aws/hosting.py)
 
 # Read by `mlcicd run` with the SageMaker backends (not by the Lambdas, which never wait).
 ENV_POLL_SECONDS = "MLCICD_SAGEMAKER_POLL_SECONDS"  # between DescribeTrainingJob/DescribeEndpoint calls

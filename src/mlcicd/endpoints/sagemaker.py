@@ -15,11 +15,13 @@ The rest of ``deploy:`` means on SageMaker what it means locally, in SageMaker's
   copied; SageMaker allows one production variant beside it);
 - ``data_capture``: DataCaptureConfig writing under the store (``data-capture/`` of the
   artifacts bucket, as the local endpoint lays it out: ``<endpoint>/<variant>/yyyy/mm/dd/hh``);
-- ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR), through
-  the same :func:`~mlcicd.aws.hosting.deployment_config` as the deploy Lambda's;
+- ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR);
 - ``alarms``: CloudWatch alarms on the new fleet (:mod:`mlcicd.aws.alarms`) in its
   AutoRollbackConfiguration;
 - ``mlcicd endpoints set-weights``: UpdateEndpointWeightsAndCapacities.
+
+From the Models on, :mod:`mlcicd.aws.deployment` builds it all, as it does for the pipeline's
+deploy Lambda: the same mlcicd.yaml deploys the same way from a run and from a push.
 
 Store layout (bucket ``store.models_bucket``, prefix the pipeline)::
 
@@ -31,24 +33,32 @@ SageMaker endpoints have no local URL, port or process: those fields are None.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.aws import hosting
-from mlcicd.aws.alarms import put_alarms, rollback_alarms
 from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.deployment import (
+    CAPTURE_PREFIX,
+    VariantModel,
+    data_capture_config,
+    endpoint_config_request,
+    prepare_deployment,
+    put_endpoint_config,
+    rollback_thresholds,
+    traffic_routing,
+)
 from mlcicd.aws.names import model_name
 from mlcicd.config import Config, StoreConfig
 from mlcicd.endpoints.base import (
-    DeploymentPolicy,
     EndpointConfig,
     EndpointDescription,
     ProductionVariant,
@@ -60,7 +70,6 @@ from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.sagemaker import poll_seconds
 
 DEFAULT_TIMEOUT = 3600.0  # an endpoint on new instances usually takes 5-10 minutes
-CAPTURE_PREFIX = "data-capture"  # in the artifacts bucket, as the deploy stage has it locally
 
 
 class SageMakerEndpointBackend:
@@ -121,14 +130,17 @@ class SageMakerEndpointBackend:
 
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
         sagemaker = self.sagemaker
-        variants = [self._model(sagemaker, variant) for variant in config.variants]
-        shadows = []
-        if config.shadow is not None:  # weighted as the production variant: every request is copied
-            shadows = [
-                self._model(sagemaker, replace(config.shadow, weight=config.variants[0].weight))
-            ]
-        self._endpoint_config(sagemaker, config.name, variants, shadows, self._data_capture(config))
-        deployment = self._deployment(config)
+        variants = [VariantModel(v.name, self._model(sagemaker, v), v.weight) for v in config.variants]
+        shadow = None
+        if config.shadow is not None:
+            shadow = VariantModel(config.shadow.name, self._model(sagemaker, config.shadow))
+        request = endpoint_config_request(
+            config.name, variants, instance_type=self.instance_type, instance_count=self.instance_count,
+            shadow=shadow, data_capture=self._data_capture(config),
+        )  # fmt: skip
+        put_endpoint_config(sagemaker, request, tags=self._tags())
+        # Made (its alarms put) only when the update is: not while another one rolls out.
+        deployment = functools.partial(self._deployment, config)
         self._clear_failed(sagemaker, config.endpoint_name)
         deadline = time.monotonic() + self.timeout
         while True:
@@ -223,7 +235,8 @@ class SageMakerEndpointBackend:
     def _tags(self) -> dict[str, str]:
         return {"mlcicd:pipeline": self.pipeline}
 
-    def _model(self, sagemaker: AwsClient, variant: ProductionVariant) -> dict[str, Any]:
+    def _model(self, sagemaker: AwsClient, variant: ProductionVariant) -> str:
+        """The SageMaker Model serving ``variant`` (made unless it exists): its name."""
         model_url = self._upload_model(variant)
         code_url = self._upload_code(variant)
         environment = {
@@ -242,8 +255,7 @@ class SageMakerEndpointBackend:
         name = model_name(self.pipeline, f"{variant.model_sha256[:12]}-{digest[:12]}")
         hosting.ensure_model(sagemaker, name=name, image=self.image, model_data_url=model_url,
                              role_arn=self.role_arn, environment=environment, tags=self._tags())  # fmt: skip
-        return hosting.production_variant(name=variant.name, model_name=name, instance_type=self.instance_type,
-                                          instance_count=self.instance_count, weight=variant.weight)  # fmt: skip
+        return name
 
     def _upload_model(self, variant: ProductionVariant) -> str:
         uri = self.store.uri(
@@ -273,40 +285,9 @@ class SageMakerEndpointBackend:
                 self.store.put_file(archive, self.bucket, key)
         return uri
 
-    def _endpoint_config(
-        self,
-        sagemaker: AwsClient,
-        name: str,
-        variants: Sequence[Mapping[str, Any]],
-        shadows: Sequence[Mapping[str, Any]],
-        capture: Mapping[str, Any] | None,
-    ) -> None:
-        if hosting.ensure_endpoint_config(sagemaker, name=name, variants=variants, shadow_variants=shadows,
-                                          data_capture=capture, tags=self._tags()):  # fmt: skip
-            return
-        existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
-        wanted = hosting.endpoint_config_request(
-            name, variants, shadow_variants=shadows, data_capture=capture
-        )
-        differences = hosting.endpoint_config_differences(existing, wanted)
-        if differences:  # SageMaker's configs never change: a name must mean one content
-            raise EndpointError(
-                f"endpoint config {name} exists on SageMaker with other {', '.join(differences)} "
-                "than this deploy asks for",
-                hint="delete it (aws sagemaker delete-endpoint-config) if nothing uses it, and deploy again",
-            )
-
     def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:
-        capture = config.data_capture
-        if capture is None:
-            return None
-        destination = capture.destination
-        if not (isinstance(destination, str) and destination.startswith("s3://")):
-            # SageMaker writes to S3 only: a directory on this machine means nothing to it.
-            destination = self.store.uri(self.capture_bucket, CAPTURE_PREFIX)
-        return hosting.data_capture_config(
-            destination=destination, sampling_percentage=capture.sampling_percentage,
-            capture_input=capture.capture_input, capture_output=capture.capture_output,
+        return data_capture_config(
+            config.data_capture, default_destination=self.store.uri(self.capture_bucket, CAPTURE_PREFIX),
             kms_key_id=self.store.kms_key_id,
         )  # fmt: skip
 
@@ -316,17 +297,11 @@ class SageMakerEndpointBackend:
         if self.deployment is not None:
             return dict(self.deployment)
         policy = config.deployment
-        alarms: list[str] = []
-        if policy.max_5xx_rate is not None or policy.max_p99_latency_ms is not None:
-            alarms = put_alarms(client("cloudwatch"), rollback_alarms(
-                endpoint=config.endpoint_name, config_name=config.name, variants=[v.name for v in config.variants],
-                max_5xx_rate=policy.max_5xx_rate, max_p99_latency_ms=policy.max_p99_latency_ms,
-                min_invocations=policy.min_invocations, tags=self._tags(),
-            ))  # fmt: skip
-        routing = traffic_routing(policy)
-        if not alarms and routing == {"type": "ALL_AT_ONCE", "wait_seconds": 0}:
-            return None  # SageMaker's own update: blue/green, all at once, no baking
-        return hosting.deployment_config(alarms, routing)
+        return prepare_deployment(
+            client("cloudwatch"), endpoint=config.endpoint_name, config_name=config.name,
+            variants=[v.name for v in config.variants], routing=traffic_routing(policy),
+            **rollback_thresholds(policy), tags=self._tags(),
+        )  # fmt: skip
 
     def _clear_failed(self, sagemaker: AwsClient, endpoint: str) -> None:
         described = hosting.describe_endpoint(sagemaker, endpoint)
@@ -342,21 +317,6 @@ class SageMakerEndpointBackend:
             raise EndpointError(f"gave up waiting {self.timeout:.0f}s for {endpoint} {waiting_for}",
                                 hint="it may still get there: `mlcicd endpoints` shows it")  # fmt: skip
         time.sleep(poll_seconds(self.poll_seconds))
-
-
-def traffic_routing(policy: DeploymentPolicy) -> dict[str, Any]:
-    """``deploy.strategy`` as the traffic shifting of :func:`~mlcicd.aws.hosting.deployment_config`
-    (the shape of ``$MLCICD_TRAFFIC_ROUTING``): the canary or the linear step is a percentage
-    of the instances (SageMaker's CAPACITY_PERCENT), each step waits ``wait_seconds``."""
-    routing: dict[str, Any] = {
-        "type": policy.strategy.upper(),
-        "wait_seconds": int(policy.wait_seconds),
-    }
-    if policy.strategy == "canary":
-        routing["size_percent"] = int(policy.canary_percent)
-    elif policy.strategy == "linear":
-        routing["size_percent"] = int(policy.linear_step_percent)
-    return routing
 
 
 def runtime_url(name: str, arn: str) -> str:

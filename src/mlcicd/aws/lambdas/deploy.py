@@ -2,11 +2,17 @@
 
 First invocation: read ``model.json`` from the Train action's output artifact; approve the
 model package if it waited for the pipeline's manual approval (reaching this action means a
-person approved it); create the Model ``<pipeline>-v<version>-<digest>`` and the
-EndpointConfig ``<endpoint>-v<version>-<digest>`` (the digest covers the image, the model
-data and the instances, so a changed setting makes new ones); create the endpoint, or
-update it — blue/green with traffic shifting and automatic rollback on the stack's alarms
-when configured. Then return with a continuation token.
+person approved it); create a Model ``<pipeline>-v<version>-<digest>`` per model served and
+the EndpointConfig ``<endpoint>-v<version>-<digest>`` (the digests cover everything they
+hold, so a changed setting makes new ones); create the endpoint, or update it. Then return
+with a continuation token.
+
+The endpoint is what ``mlcicd run --backend aws`` makes of the same mlcicd.yaml — the stack
+passes ``deploy:`` on as ``MLCICD_*`` variables and both build the EndpointConfig, the
+traffic shifting and the rollback alarms with :mod:`mlcicd.aws.deployment`: ``variants``
+and ``shadow`` (``latest`` is the model just trained, a number that version of the model
+package group), every Model on this commit's image; ``data_capture``; ``strategy``; and
+``alarms``, put as CloudWatch alarms on the new fleet when the update starts.
 
 Later invocations: while SageMaker works, return the token again; InService on the new
 config succeeds; anything else (Failed, or an update SageMaker rolled back) fails the job
@@ -20,25 +26,33 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import client
 from mlcicd.aws.codepipeline import PipelineJob
+from mlcicd.aws.deployment import (
+    THRESHOLDS,
+    VariantModel,
+    data_capture_config,
+    endpoint_config_request,
+    prepare_deployment,
+    put_endpoint_config,
+)
 from mlcicd.aws.hosting import (
     MODEL_SHA256_ENV,
-    deployment_config,
     describe_endpoint,
-    ensure_endpoint_config,
+    described_or_none,
     ensure_model,
-    production_variant,
     progress,
     start_deployment,
     traffic_routing,
 )
 from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
-from mlcicd.errors import ArtifactError, EndpointError
+from mlcicd.config import ShadowConfig, VariantConfig
+from mlcicd.endpoints.base import DataCapture
+from mlcicd.errors import ArtifactError, ConfigError, EndpointError
 
 MODEL_JSON = "model.json"
 _REQUIRED = ("model_data_url", "model_package_arn", "model_package_version", "image_uri")
@@ -51,8 +65,12 @@ class DeploySettings:
     role_arn: str
     instance_type: str
     instance_count: int
-    alarms: tuple[str, ...]
-    routing: dict[str, Any] | None
+    routing: dict[str, Any] | None  # None: all at once, baking 10 minutes when alarmed
+    thresholds: dict[str, Any]  # mlcicd.aws.deployment.rollback_thresholds's; {}: no alarms
+    capture: DataCapture | None = None
+    variants: tuple[VariantConfig, ...] = ()  # (): AllTraffic, the model just trained
+    shadow: ShadowConfig | None = None
+    environment: Mapping[str, str] | None = None  # each Model's, beside MLCICD_MODEL_SHA256
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> DeploySettings:
@@ -62,9 +80,45 @@ class DeploySettings:
             role_arn=setting(environ, n.ENV_SAGEMAKER_ROLE_ARN),
             instance_type=setting(environ, n.ENV_ENDPOINT_INSTANCE_TYPE, "ml.m5.large"),
             instance_count=int_setting(environ, n.ENV_ENDPOINT_INSTANCE_COUNT, 1),
-            alarms=tuple(str(a) for a in json_setting(environ, n.ENV_ROLLBACK_ALARMS, [])),
             routing=traffic_routing(environ.get(n.ENV_TRAFFIC_ROUTING)),
-        )
+            thresholds=_thresholds(json_setting(environ, n.ENV_ROLLBACK_THRESHOLDS, {})),
+            capture=_capture(json_setting(environ, n.ENV_DATA_CAPTURE, {})),
+            variants=tuple(_parsed(VariantConfig, n.ENV_VARIANTS, v) for v in json_setting(environ, n.ENV_VARIANTS, [])),
+            shadow=_optional(ShadowConfig, n.ENV_SHADOW, json_setting(environ, n.ENV_SHADOW, {})),
+            environment={str(k): str(v) for k, v in json_setting(environ, n.ENV_ENDPOINT_ENVIRONMENT, {}).items()},
+        )  # fmt: skip
+
+
+_T = TypeVar("_T")
+
+
+def _parsed(kind: type[_T], name: str, value: Any) -> _T:
+    """``kind(**value)`` (a dataclass) for a JSON object, else a ConfigError naming the variable."""
+    try:
+        return kind(**value)
+    except TypeError as exc:  # not an object, or other fields
+        raise ConfigError(f"{name}: {value!r} is not a {kind.__name__} ({exc})",
+                          path="the function's environment") from exc  # fmt: skip
+
+
+def _optional(kind: type[_T], name: str, value: dict[str, Any]) -> _T | None:
+    """None for ``{}`` (the variable is ``""``: the key is not configured)."""
+    return _parsed(kind, name, value) if value else None
+
+
+def _thresholds(value: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(value) - set(THRESHOLDS))
+    if unknown:
+        raise ConfigError(f"{n.ENV_ROLLBACK_THRESHOLDS}: unknown keys {unknown}", path="the function's environment")
+    return value
+
+
+def _capture(value: dict[str, Any]) -> DataCapture | None:
+    capture = _optional(DataCapture, n.ENV_DATA_CAPTURE, value)
+    if capture is not None and not str(capture.destination or "").startswith("s3://"):
+        raise ConfigError(f"{n.ENV_DATA_CAPTURE}: destination must be an s3:// URI, not {capture.destination!r}",
+                          path="the function's environment")  # fmt: skip
+    return capture
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -94,40 +148,96 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     sagemaker = client("sagemaker")
     _approve(sagemaker, model, job.id)
     version = int(model["model_package_version"])
-    digest = hashlib.sha256(json.dumps({
-        "image": model["image_uri"], "model": model["model_data_url"], "sha256": model.get("model_sha256"),
-        "instance_type": settings.instance_type, "instance_count": settings.instance_count,
-    }, sort_keys=True).encode()).hexdigest()  # fmt: skip
-    model_name = n.model_name(settings.pipeline, f"v{version}-{digest[:8]}")
-    config_name = n.versioned_endpoint_config_name(settings.endpoint, version, digest)
     tags = {"mlcicd:pipeline": settings.pipeline, "mlcicd:model-package": str(model["model_package_arn"])[:256]}
-    environment = {MODEL_SHA256_ENV: str(model["model_sha256"])} if model.get("model_sha256") else {}
-    if ensure_model(sagemaker, name=model_name, image=model["image_uri"], model_data_url=model["model_data_url"],
-                    role_arn=settings.role_arn, environment=environment, tags=tags):  # fmt: skip
-        log(f"model {model_name} created ({model['model_data_url']})")
-    variant = production_variant(name=n.VARIANT_NAME, model_name=model_name,
-                                 instance_type=settings.instance_type, instance_count=settings.instance_count)  # fmt: skip
-    if ensure_endpoint_config(sagemaker, name=config_name, variants=[variant], tags=tags):
+    models: dict[int | str, str] = {}
+
+    def serving(ref: int | str) -> str:
+        """The Model of ``ref`` (``latest``, or a version in the registry) on this commit's image."""
+        if ref not in models:
+            models[ref] = _model(sagemaker, settings, model, ref, tags)
+        return models[ref]
+
+    variants = [VariantModel(v.name, serving(v.model), v.weight) for v in settings.variants] or [
+        VariantModel(n.VARIANT_NAME, serving("latest"))
+    ]
+    shadow = VariantModel(settings.shadow.name, serving(settings.shadow.model)) if settings.shadow else None
+    capture = None
+    if settings.capture is not None:
+        capture = data_capture_config(settings.capture, default_destination=str(settings.capture.destination))
+    request = endpoint_config_request(
+        "", variants, instance_type=settings.instance_type, instance_count=settings.instance_count,
+        shadow=shadow, data_capture=capture,
+    )  # fmt: skip
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    config_name = n.versioned_endpoint_config_name(settings.endpoint, version, digest)
+    if put_endpoint_config(sagemaker, {**request, "EndpointConfigName": config_name}, tags=tags):
         log(f"endpoint config {config_name} created")
-    state = {"endpoint": settings.endpoint, "config": config_name, "package": model["model_package_arn"]}
+    state = {"endpoint": settings.endpoint, "config": config_name, "package": model["model_package_arn"],
+             "variants": [v.name for v in variants]}  # fmt: skip
     _start(job, settings, state)
+
+
+def _model(
+    sagemaker: Any, settings: DeploySettings, model: Mapping[str, Any], ref: int | str, tags: Mapping[str, str]
+) -> str:
+    """Create (unless it exists) the Model serving ``ref`` — the model just trained, or
+    version ``ref`` of its package group — on this commit's image, as ``mlcicd run`` runs
+    every variant on this commit's code; return its name."""
+    package = str(model["model_package_arn"])
+    version, data_url, sha256 = int(model["model_package_version"]), str(model["model_data_url"]), model.get("model_sha256")
+    if ref != "latest":
+        version = int(ref)
+        package = f"{package.rsplit('/', 1)[0]}/{version}"
+        data_url, sha256 = _registered(sagemaker, package)
+    environment = {**(settings.environment or {}), **({MODEL_SHA256_ENV: str(sha256)} if sha256 else {})}
+    digest = hashlib.sha256(json.dumps({
+        "image": model["image_uri"], "model": data_url, "sha256": sha256, "environment": environment,
+    }, sort_keys=True).encode()).hexdigest()  # fmt: skip
+    name = n.model_name(settings.pipeline, f"v{version}-{digest[:8]}")
+    tags = {**tags, "mlcicd:model-package": package[:256]}
+    if ensure_model(sagemaker, name=name, image=model["image_uri"], model_data_url=data_url,
+                    role_arn=settings.role_arn, environment=environment, tags=tags):  # fmt: skip
+        log(f"model {name} created ({data_url})")
+    return name
+
+
+def _registered(sagemaker: Any, package_arn: str) -> tuple[str, str | None]:
+    """The model data and sha256 of a version in the registry (``…:model-package/<group>/<version>``)."""
+    described = described_or_none(sagemaker.describe_model_package, ModelPackageName=package_arn)
+    if described is None:
+        group, version = package_arn.split(":model-package/", 1)[-1].rsplit("/", 1)
+        raise EndpointError(f"deploy.variants or deploy.shadow names model version {version}, and the model "
+                            f"registry has no {group}/{version}",
+                            hint="name a registered version, or latest (the model this run trained)")  # fmt: skip
+    (container, *_) = described["InferenceSpecification"]["Containers"]
+    sha256 = (described.get("CustomerMetadataProperties") or {}).get("model_sha256")
+    return str(container["ModelDataUrl"]), sha256
 
 
 def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) -> None:
     sagemaker = client("sagemaker")
-    result = start_deployment(
-        sagemaker, state["endpoint"], state["config"],
-        deployment=deployment_config(settings.alarms, settings.routing), tags={"mlcicd:pipeline": settings.pipeline},
-    )  # fmt: skip
+    endpoint, config = str(state["endpoint"]), str(state["config"])
+
+    def deployment() -> dict[str, Any] | None:  # only for an update: it puts the rollback alarms
+        made = prepare_deployment(
+            client("cloudwatch"), endpoint=endpoint, config_name=config,
+            variants=state.get("variants") or [n.VARIANT_NAME], routing=settings.routing, **settings.thresholds,
+            tags={"mlcicd:pipeline": settings.pipeline},
+        )  # fmt: skip
+        log(f"deployment: {json.dumps(made, sort_keys=True) if made else 'SageMaker default (blue/green, all at once)'}")
+        return made
+
+    result = start_deployment(sagemaker, endpoint, config, deployment=deployment,
+                              tags={"mlcicd:pipeline": settings.pipeline})  # fmt: skip
     messages = {
-        "created": f"creating endpoint {state['endpoint']} with {state['config']}",
-        "updating": f"updating endpoint {state['endpoint']} to {state['config']}",
-        "current": f"endpoint {state['endpoint']} is already on {state['config']}",
-        "busy": f"endpoint {state['endpoint']} is being changed by another deployment; waiting to update it",
+        "created": f"creating endpoint {endpoint} with {config}",
+        "updating": f"updating endpoint {endpoint} to {config}",
+        "current": f"endpoint {endpoint} is already on {config}",
+        "busy": f"endpoint {endpoint} is being changed by another deployment; waiting to update it",
     }
     log(messages[result])
     state = {**state, "started": result != "busy"}
-    job.continue_later(state, summary=messages[result], external_id=state["endpoint"])
+    job.continue_later(state, summary=messages[result], external_id=endpoint)
 
 
 def follow(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) -> None:

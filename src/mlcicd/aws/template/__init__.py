@@ -19,7 +19,7 @@ import yaml
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
-from mlcicd.config import Config
+from mlcicd.config import Config, check_sagemaker_deploy
 
 DEFAULT_STACK_NAME = "ml-cicd-pipeline"
 TEMPLATE_VERSION = "2010-09-09"
@@ -35,10 +35,12 @@ def build_template(
     """The stack for ``config``. ``approval`` sets the default of the RequireApproval
     parameter; ``buildspec`` is the build spec's path from the repository root."""
     names = StackNames.from_config(config, stack_name)
+    # The pipeline deploys to SageMaker whatever deploy.backend says: SageMaker's limits hold.
+    check_sagemaker_deploy(config.deploy)
     resources: Json = {
         **storage.resources(names),
         **monitoring.resources(names),
-        **iam.resources(names),
+        **iam.resources(names, rollback_alarms=pipeline.rollback_alarm_names(config, names)),
         **pipeline.resources(config, names, buildspec=buildspec),
     }
     return {

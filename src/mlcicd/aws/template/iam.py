@@ -8,6 +8,8 @@ the stack uses, and a test holds the roles to that list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mlcicd.aws.names import StackNames, arn
 from mlcicd.aws.template import parameters as p
 from mlcicd.aws.template._cfn import (
@@ -44,12 +46,13 @@ _ECR_PUSH = [*_ECR_PULL, "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload", "
              "ecr:UploadLayerPart"]  # fmt: skip
 
 
-def resources(names: StackNames) -> Json:
+def resources(names: StackNames, *, rollback_alarms: Sequence[str] = ()) -> Json:
+    """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``."""
     return {
         SAGEMAKER_ROLE: _sagemaker_role(names),
         CODEBUILD_ROLE: _codebuild_role(names),
         TRAINING_FUNCTION_ROLE: _training_function_role(names),
-        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names),
+        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
         PIPELINE_ROLE: _pipeline_role(names),
     }
 
@@ -118,10 +121,8 @@ def _sagemaker_role(names: StackNames) -> Json:
             condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
         ),
         # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role —
-        # the stack's (the deploy Lambda's updates) and those `mlcicd run` makes from deploy.alarms.
-        allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"],
-              [sub(arn("cloudwatch", f"alarm:{a}"))
-               for a in (names.endpoint_errors_alarm, names.endpoint_latency_alarm, *names.rollback_alarms)]),
+        # those the deploy Lambda and `mlcicd run` put from deploy.alarms (the same two names).
+        allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], [_alarm(a) for a in names.rollback_alarms]),
         _use_key("kms:Decrypt", "kms:GenerateDataKey"),
     )  # fmt: skip
 
@@ -179,7 +180,14 @@ def _training_function_role(names: StackNames) -> Json:
     )  # fmt: skip
 
 
-def _deploy_function_role(names: StackNames) -> Json:
+def _alarm(name: str) -> Json:
+    return sub(arn("cloudwatch", f"alarm:{name}"))
+
+
+def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> Json:
+    # PutMetricAlarm with Tags also needs TagResource on the alarm.
+    put_alarms = allow("PutTheRollbackAlarms", ["cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"],
+                       [_alarm(a) for a in rollback_alarms])  # fmt: skip
     return _role(
         "lambda.amazonaws.com",
         "Deploy Lambda: create the pipeline's models and endpoint configs, create or update its endpoint",
@@ -199,6 +207,7 @@ def _deploy_function_role(names: StackNames) -> Json:
             ["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
             [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
         ),
+        *([put_alarms] if rollback_alarms else []),
     )  # fmt: skip
 
 

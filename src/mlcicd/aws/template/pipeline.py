@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
 
 from mlcicd.aws import names as n
+from mlcicd.aws.alarms import rollback_alarms
+from mlcicd.aws.deployment import CAPTURE_PREFIX, rollback_thresholds, traffic_routing
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template import parameters as p
 from mlcicd.aws.template._cfn import (
@@ -37,6 +40,7 @@ from mlcicd.aws.template.monitoring import (
 )
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
 from mlcicd.config import Config
+from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError
 
 BUILD_PROJECT = "BuildProject"
@@ -169,15 +173,51 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
     return environment
 
 
+def capture_destination(config: Config) -> str:
+    """Where the endpoint's data capture goes, for ``Fn::Sub``: where ``mlcicd run --backend
+    aws --stack-name`` has it go — its store is the models bucket, and the capture's place in
+    a store is the artifacts bucket's ``data-capture/`` — and where the SageMaker role may write."""
+    return f"s3://${{{MODELS_BUCKET}}}/{config.store.artifacts_bucket}/{CAPTURE_PREFIX}"
+
+
+def rollback_alarm_names(config: Config, names: StackNames) -> list[str]:
+    """The CloudWatch alarms the deploy Lambda puts for ``deploy.alarms`` (none without a
+    threshold): what its role may put, and nothing else."""
+    variants = [v.name for v in config.deploy.variants] or [n.VARIANT_NAME]
+    thresholds = rollback_thresholds(deployment_policy(config.deploy))
+    alarms = rollback_alarms(endpoint=names.endpoint, config_name="", variants=variants, **thresholds)
+    return [str(alarm["AlarmName"]) for alarm in alarms]
+
+
 def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
+    """``deploy:`` for the deploy Lambda, which maps it to SageMaker as ``mlcicd run --backend
+    aws`` does (mlcicd/aws/deployment.py)."""
+    deploy = config.deploy
+    policy = deployment_policy(deploy)
+    thresholds = rollback_thresholds(policy)
+    capture = data_capture(deploy, capture_destination(config))
     environment = {
         **_common_environment(names),
-        n.ENV_ENDPOINT_INSTANCE_TYPE: config.deploy.instance_type,
-        n.ENV_ENDPOINT_INSTANCE_COUNT: str(config.deploy.instance_count),
-        n.ENV_ROLLBACK_ALARMS: _json([names.endpoint_errors_alarm, names.endpoint_latency_alarm]),
-    }
+        n.ENV_ENDPOINT_INSTANCE_TYPE: deploy.instance_type,
+        n.ENV_ENDPOINT_INSTANCE_COUNT: str(deploy.instance_count),
+        n.ENV_TRAFFIC_ROUTING: _json(traffic_routing(policy)),
+        n.ENV_ROLLBACK_THRESHOLDS: _json(thresholds) if thresholds else "",
+        n.ENV_DATA_CAPTURE: sub(_json(dataclasses.asdict(capture))) if capture else "",
+        n.ENV_VARIANTS: _json([dataclasses.asdict(v) for v in deploy.variants]) if deploy.variants else "",
+        n.ENV_SHADOW: _json(dataclasses.asdict(deploy.shadow)) if deploy.shadow else "",
+        # As `mlcicd run` sets each Model's (its code is in the image here, not on S3).
+        n.ENV_ENDPOINT_ENVIRONMENT: _json({"SAGEMAKER_PROGRAM": deploy.entry_point, **deploy.environment}),
+    }  # fmt: skip
     _check_size(environment, "deploy")
     return environment
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        return len(value["Fn::Sub"]) + 200
+    return 200
 
 
 def _json(value: Any) -> str:
@@ -186,7 +226,7 @@ def _json(value: Any) -> str:
 
 def _check_size(environment: dict[str, Any], section: str) -> None:
     # Values CloudFormation fills in (ARNs, bucket names) are counted at a generous 200 bytes.
-    size = sum(len(k) + (len(v) if isinstance(v, str) else 200) for k, v in environment.items())
+    size = sum(len(k) + _size(v) for k, v in environment.items())
     if size > LAMBDA_ENVIRONMENT_LIMIT:
         raise ConfigError(
             f"the settings passed to the {section} Lambda take about {size} bytes; Lambda allows "
