@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 log = logging.getLogger("mlcicd.serving.balance")
 
-SLOTS = 256  # workers of every generation alive at once, replacements included
+SLOTS = 64  # workers of every generation alive at once, replacements included
 ABSENT = -1  # the slot's worker is not accepting (starting, draining, gone)
 DEFER_SECONDS = 0.001  # how often a deferring worker looks again
 TAKE_AFTER_SECONDS = 0.01  # how long a connection waits for the least loaded worker
