@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -136,3 +137,20 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> AwsClient:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
     return clients(moto_server)
+
+
+def push_image(aws: AwsClient, uri: str) -> None:
+    """Put ``uri`` (``<registry>/<repository>:<tag>``) in moto's ECR as `docker push` would:
+    its repository, if missing, then a manifest under the tag (moto stores no layers)."""
+    repository, _, tag = uri.partition("/")[2].rpartition(":")
+    ecr = aws("ecr")
+    if repository not in [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]:
+        ecr.create_repository(repositoryName=repository)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                   "digest": "sha256:" + tag.encode().hex().ljust(64, "0")[:64]},
+        "layers": [],
+    }  # fmt: skip
+    ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=json.dumps(manifest))

@@ -74,5 +74,25 @@ def test_explicit_credentials_make_a_client_of_their_own(aws_env: TestClients) -
     assert mine.raw._request_signer._credentials.access_key == "AKIAEXAMPLE"
 
 
+def test_timeouts_make_a_client_of_their_own_and_leave_the_others_as_they_were(aws_env: TestClients) -> None:
+    from mlcicd.aws.clients import Timeouts
+
+    short = Timeouts(connect_seconds=2, read_seconds=10, total_max_attempts=2)
+    quick = client("s3", timeouts=short)
+    assert quick is client("s3", timeouts=Timeouts(2, 10, 2))  # cached by value
+    assert quick is not client("s3")
+    config = quick.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2, 10)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
+    # Everyone else's: botocore's timeouts, standard retries, max_attempts 5 (= 6 attempts).
+    usual = client("s3").meta.config
+    assert (usual.connect_timeout, usual.read_timeout) == (60, 60)
+    assert usual.retries == {"mode": "standard", "total_max_attempts": 6}
+    quick.create_bucket(Bucket="made-quickly")  # it reaches the same endpoint
+    assert [b["Name"] for b in aws_env("s3").list_buckets()["Buckets"]] == ["made-quickly"]
+    with pytest.raises(ValueError):
+        Timeouts(connect_seconds=0, read_seconds=10, total_max_attempts=2)
+
+
 def test_the_variable_is_named_as_documented() -> None:
     assert ENV_ENDPOINT_URL == "MLCICD_AWS_ENDPOINT_URL"

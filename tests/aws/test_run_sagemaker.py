@@ -33,7 +33,7 @@ from mlcicd.training import (
     TrainingJobSpec,
     TrainingPaths,
 )
-from tests.aws.conftest import AwsClient
+from tests.aws.conftest import AwsClient, push_image
 from tests.aws.events import IMAGE, ROLE_ARN
 from tests.aws.sagemaker_sim import sagemaker_writes
 from tests.conftest import IRIS, commit_all, make_repo
@@ -77,6 +77,7 @@ def test_run_trains_and_deploys_on_sagemaker(
     aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     aws_env("s3").create_bucket(Bucket=STORE)
+    push_image(aws_env, IMAGE)
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
     project = make_repo(tmp_path / "iris")
     on_sagemaker(project)
@@ -154,11 +155,25 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
                             check=True).stdout.strip()  # fmt: skip
     model, output, log = trained_here(tmp_path)
-
     args = ["-C", str(project), "run", "--backend", "aws", "--stack-name", "ml-cicd-pipeline"]
+    image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo:{commit[:12]}"
+
+    # The stack's repository, but CodeBuild never built this commit: the train stage fails
+    # at once, naming the image, before anything is uploaded or asked of SageMaker.
+    aws_env("ecr").create_repository(repositoryName="ml-model-repo")
+    unpushed = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert unpushed.exit_code == 1, unpushed.output
+    assert f"error: image {image} is not in ECR: repository ml-model-repo has no image with tag {commit[:12]}" in (
+        unpushed.output)  # fmt: skip
+    assert f"docker push {image}" in unpushed.output
+    assert aws_env("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    assert aws_env("s3").list_objects_v2(Bucket=STORE).get("KeyCount") == 0
+
+    push_image(aws_env, image)
     with sagemaker_writes(aws_env, model=model, output=output, log=log) as served:
         result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert f"image {image} is in ECR (pushed " in result.output  # the train stage's log
     (job,) = served
     sagemaker = aws_env("sagemaker")
     described = sagemaker.describe_training_job(TrainingJobName=job)

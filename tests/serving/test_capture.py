@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,44 @@ def test_a_missing_bucket_drops_counts_warns_and_the_writer_goes_on(
     ids = [json.loads(line)["eventMetadata"]["inferenceId"] for body in found.values() for line in body.splitlines()]
     assert ids == ["id-3", "id-4"]
     assert (capture.written, capture.failed, drops.count) == (2, 3, 3)
+
+
+@pytest.mark.integration
+def test_an_unreachable_s3_fails_a_write_in_seconds_and_the_writer_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens where S3 should be (a closed port on loopback): each file fails after
+    the capture client's two attempts, its records counted, and the next file is tried."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("MLCICD_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}"), ("AWS_ACCESS_KEY_ID", "testing"),
+                        ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1"),
+                        ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+                        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    caplog.set_level(logging.WARNING, "mlcicd.serving.capture")
+    drops = Drops()
+    capture = writer(f"s3://{BUCKET}/runs/data-capture", drops)
+    config = capture.store.client.meta.config  # capture's own client, not the usual 60 s and 6 attempts
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (2, 10, 2)
+    try:
+        for n in range(3):
+            capture.offer(record(n))
+        wait_for(lambda: drops.count == 3, timeout=30)  # generous: a shared machine is slow at times
+        assert (capture.written, capture.failed) == (0, 3)
+        assert "Could not connect to the endpoint URL" in caplog.text
+        assert "3 capture record(s) dropped" in caplog.text
+
+        later = time.time()
+        for n in range(3, 5):  # the writer goes on: the next file is tried, and fails the same way
+            capture.offer(record(n, later))
+        wait_for(lambda: drops.count == 5, timeout=30)
+        assert (capture.written, capture.failed) == (0, 5)
+    finally:
+        capture.close()
 
 
 def test_the_serving_config_carries_an_s3_destination() -> None:

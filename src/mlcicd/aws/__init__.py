@@ -10,6 +10,7 @@ Lambdas, and the SageMaker pieces `mlcicd run` uses from a laptop.
     codepipeline.py  a CodePipeline job: its artifacts, and success, continuation or failure
     training_jobs.py CreateTrainingJob as plain data; how a job ended, its final metrics
     hosting.py       Models, EndpointConfigs, endpoints: created once, rolled out, followed
+    images.py        whether a training image is in ECR, asked before a job starts
     clients.py       every boto3 client, and AWS's errors as ``AwsError``
 
 The SageMaker backends themselves sit beside their local twins:

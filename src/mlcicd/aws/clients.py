@@ -4,9 +4,14 @@ boto3 is imported only when a client is first asked for, so ``mlcicd`` without t
 ``aws`` extra (and the Lambda package, which relies on the runtime's boto3) imports fine.
 
 ``MLCICD_AWS_ENDPOINT_URL`` sends every client to one endpoint — moto's server or
-LocalStack — instead of AWS. Clients are cached per service, region and endpoint: boto3
-clients are thread-safe, and a Lambda that keeps its clients between invocations saves
-their set-up on every warm start.
+LocalStack — instead of AWS. Clients are cached per service, region, endpoint and
+:class:`Timeouts`: boto3 clients are thread-safe, and a Lambda that keeps its clients
+between invocations saves their set-up on every warm start.
+
+Every client retries in botocore's standard mode. By default it waits as botocore does
+(60 s to connect, 60 s for an answer) and makes 6 attempts (``max_attempts: 5`` retries);
+a caller that must not be held that long — data capture's writer thread — asks for its
+own :class:`Timeouts` and gets a client of its own, leaving everyone else's as it was.
 
 A call through a client raises :class:`~mlcicd.errors.AwsError` (AWS's code and message,
 the operation) instead of botocore's ``ClientError`` or ``BotoCoreError``; code that drives
@@ -56,6 +61,21 @@ _NOT_FOUND_WORDS = ("not find", "not found", "does not exist")
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long a client waits and how often it tries: botocore's ``connect_timeout``,
+    ``read_timeout`` (seconds) and ``retries.total_max_attempts`` (the first attempt
+    included — botocore's ``max_attempts`` counts retries only), in standard mode."""
+
+    connect_seconds: float
+    read_seconds: float
+    total_max_attempts: int
+
+    def __post_init__(self) -> None:
+        if self.connect_seconds <= 0 or self.read_seconds <= 0 or self.total_max_attempts < 1:
+            raise ValueError(f"timeouts must be positive and attempts at least 1: {self}")
+
+
+@dataclass(frozen=True)
 class Credentials:
     """Explicit credentials (e.g. the ``artifactCredentials`` CodePipeline passes a Lambda)."""
 
@@ -75,28 +95,29 @@ def client(
     region: str | None = None,
     endpoint_url: str | None = None,
     credentials: Credentials | None = None,
+    timeouts: Timeouts | None = None,
 ) -> AwsClient:
     """A client of ``service``; AWS errors from its calls are raised as ``AwsError``.
 
     ``region`` defaults to boto3's resolution (AWS_REGION, AWS_DEFAULT_REGION, the profile);
-    ``endpoint_url`` to ``$MLCICD_AWS_ENDPOINT_URL``, else AWS's own endpoint. Clients with
-    explicit ``credentials`` are not cached.
+    ``endpoint_url`` to ``$MLCICD_AWS_ENDPOINT_URL``, else AWS's own endpoint; ``timeouts``
+    to botocore's (module docstring). Clients with explicit ``credentials`` are not cached.
     """
     url = resolve_endpoint_url(endpoint_url)
     if credentials is not None:
-        return AwsClient(_new_client(service, region, url, credentials), service)
-    return _cached(service, region or _default_region(), url)
+        return AwsClient(_new_client(service, region, url, credentials, timeouts), service)
+    return _cached(service, region or _default_region(), url, timeouts)
 
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str | None, str | None], AwsClient] = {}
+_cache: dict[tuple[str, str | None, str | None, Timeouts | None], AwsClient] = {}
 
 
-def _cached(service: str, region: str | None, url: str | None) -> AwsClient:
-    key = (service, region, url)
+def _cached(service: str, region: str | None, url: str | None, timeouts: Timeouts | None) -> AwsClient:
+    key = (service, region, url, timeouts)
     with _lock:
         if key not in _cache:
-            _cache[key] = AwsClient(_new_client(service, region, url, None), service)
+            _cache[key] = AwsClient(_new_client(service, region, url, None, timeouts), service)
         return _cache[key]
 
 
@@ -110,7 +131,9 @@ def _default_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
-def _new_client(service: str, region: str | None, url: str | None, credentials: Credentials | None) -> Any:
+def _new_client(
+    service: str, region: str | None, url: str | None, credentials: Credentials | None, timeouts: Timeouts | None
+) -> Any:
     try:
         import boto3
         from botocore.config import Config as BotoConfig
@@ -120,11 +143,15 @@ def _new_client(service: str, region: str | None, url: str | None, credentials: 
             code="ImportError",
             hint="install mlcicd with its AWS extra: pip install 'mlcicd[aws]'",
         ) from exc
-    kwargs: dict[str, Any] = {
-        "region_name": region,
-        "endpoint_url": url,
-        "config": BotoConfig(retries={"mode": "standard", "max_attempts": 5}),
-    }
+    if timeouts is None:
+        config = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
+    else:
+        config = BotoConfig(
+            connect_timeout=timeouts.connect_seconds,
+            read_timeout=timeouts.read_seconds,
+            retries={"mode": "standard", "total_max_attempts": timeouts.total_max_attempts},
+        )
+    kwargs: dict[str, Any] = {"region_name": region, "endpoint_url": url, "config": config}
     if credentials is not None:
         kwargs.update(
             aws_access_key_id=credentials.access_key_id,
@@ -235,6 +262,7 @@ __all__ = [
     "ENV_ENDPOINT_URL",
     "AwsClient",
     "Credentials",
+    "Timeouts",
     "aws_errors",
     "clear_cache",
     "client",

@@ -11,7 +11,8 @@ out as SageMaker lays out S3:
 
 The name is the file's first record's time, kept increasing per writer, so no file or
 object is ever overwritten. A write that fails (a full disk; on S3 a missing bucket,
-credentials, the network, after the client's own retries) drops that file's records and
+credentials, the network, after the client's own retries — short ones, see
+``S3_TIMEOUTS``) drops that file's records and
 counts them as ``CaptureDropped`` too, with a warning in the log (at most one a minute,
 with how many were dropped); the thread goes on with the next file, the requests never
 notice. What waits in memory is bounded by the queue and ``FILE_RECORDS`` per folder.
@@ -50,6 +51,17 @@ FLUSH_INTERVAL = 1.0
 FILE_RECORDS = 1000
 WARN_INTERVAL = 60.0  # seconds between two warnings of failed writes
 
+# The S3 client's (connect s, read s, attempts), not botocore's 60 s, 60 s and 6 attempts.
+# One thread writes: while a PutObject waits, records pile up in the bounded queue and
+# beyond it are dropped, for as long as it waits. Where there is a route S3 accepts a
+# connection in milliseconds, so 2 s gives up only on one that is not coming; a capture file
+# is small (at most FILE_RECORDS records) and S3 answers its PutObject in well under a
+# second, so 10 s without a byte back (a limit per socket read, not on the whole request) is
+# a stalled request; the second attempt absorbs a throttle, a 5xx or a dropped connection.
+# A file then fails in about 5 s when S3 is unreachable (about 20 s when it stalls) instead
+# of 6 minutes and more, and the next file tries afresh.
+S3_TIMEOUTS = (2.0, 10.0, 2)
+
 
 # (variant, inference id, time, input type, input, output type, output, extra metadata)
 Record = tuple[str, str | None, float, str, bytes, str | None, bytes | None, dict[str, Any] | None]
@@ -58,7 +70,11 @@ Record = tuple[str, str | None, float, str, bytes, str | None, bytes | None, dic
 def capture_store(destination: str) -> ArtifactStore:
     """The store capture files go to: S3 under an ``s3://`` destination, else a directory."""
     if destination.startswith("s3://"):
-        return S3ArtifactStore(destination)
+        # Imported only here: a worker that captures to a directory never loads mlcicd.aws.
+        from mlcicd.aws.clients import Timeouts
+
+        connect, read, attempts = S3_TIMEOUTS
+        return S3ArtifactStore(destination, timeouts=Timeouts(connect, read, attempts))
     return LocalArtifactStore(Path(destination))
 
 

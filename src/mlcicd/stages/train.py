@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +24,9 @@ from mlcicd.state import TrainingJobRecord
 from mlcicd.training import Channel, MetricDefinition, TrainingBackend, TrainingJobSpec
 
 
-def training_backend(config: TrainConfig, project: Project) -> TrainingBackend:
+def training_backend(
+    config: TrainConfig, project: Project, on_log: Callable[[str], None] | None = None
+) -> TrainingBackend:
     if config.backend == "local":
         from mlcicd.training.local import LocalTrainingBackend
 
@@ -31,7 +34,13 @@ def training_backend(config: TrainConfig, project: Project) -> TrainingBackend:
     if config.backend == "sagemaker":
         from mlcicd.training.sagemaker import SageMakerTrainingBackend
 
-        return SageMakerTrainingBackend.from_config(project.config, project.store, project.state_dir / "jobs")
+        backend = SageMakerTrainingBackend.from_config(project.config, project.store, project.state_dir / "jobs")
+        # Once per run, before any upload, SageMaker call or job record: an image never pushed
+        # would otherwise fail the job only minutes in.
+        found = backend.check_image()
+        if found and on_log is not None:
+            on_log(found)
+        return backend
     raise ConfigError(
         f"training backend {config.backend!r} is not available in this version",
         key="train.backend",
@@ -96,7 +105,7 @@ class TrainStage:
                 ctx.log(f"training job {previous.name} already trained this build on this data")
                 return StageResult("Cached", f"job {previous.name}", self._outputs(previous, data))
 
-        backend = training_backend(cfg, project)
+        backend = training_backend(cfg, project, ctx.log)
         name = job_name(ctx.config.pipeline, ctx.run.id)
         spec = TrainingJobSpec(
             name=name,

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlcicd.errors import ArtifactError, AwsError
 from mlcicd.fsutil import atomic_open, sha256_file
 from mlcicd.store.base import ArtifactRef
+
+if TYPE_CHECKING:  # importing mlcicd.aws here would load it into every serving worker
+    from mlcicd.aws.clients import Timeouts
 
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256
 
@@ -63,12 +66,14 @@ class S3ArtifactStore:
         kms_key_id: str | None = None,
         region: str | None = None,
         endpoint_url: str | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.bucket, prefix = parse_s3_uri(root)
         self.prefix = prefix.strip("/")
         self.kms_key_id = kms_key_id
         self.region = region
         self.endpoint_url = endpoint_url
+        self.timeouts = timeouts  # None: the clients' defaults (mlcicd.aws.clients)
 
     @property
     def root(self) -> str:
@@ -78,7 +83,7 @@ class S3ArtifactStore:
     def client(self) -> Any:
         from mlcicd.aws.clients import client
 
-        return client("s3", region=self.region, endpoint_url=self.endpoint_url)
+        return client("s3", region=self.region, endpoint_url=self.endpoint_url, timeouts=self.timeouts)
 
     def key(self, bucket: str, key: str) -> str:
         """The object key of ``bucket``/``key`` under this store's root."""

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.images import require_image
 from mlcicd.aws.names import ENV_POLL_SECONDS, TRAINING_JOBS_LOG_GROUP
 from mlcicd.aws.training_jobs import (
     PROGRAM,
@@ -177,6 +178,12 @@ class SageMakerTrainingBackend:
 
     def job_dir(self, name: str) -> Path:
         return self.jobs_root / name
+
+    def check_image(self) -> str | None:
+        """Raise ``ArtifactError`` if the image is an ECR image that was never pushed (SageMaker
+        would say so only minutes into the job, and obscurely); else a line for the log, or
+        None for an image in another registry (not checked). See ``mlcicd.aws.images``."""
+        return require_image(self.image)
 
     # --- run -------------------------------------------------------------------------------
 
