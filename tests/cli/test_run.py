@@ -251,3 +251,19 @@ def test_ctrl_c_records_the_run_as_stopped(iris_project: Path) -> None:
     run = as_json(mlcicd(iris_project, "runs", "show", "1", "--json"))
     assert run["run"]["status"] == "Stopped"
     assert {s["stage"]: s["status"] for s in run["stages"]}["train"] == "Stopped"
+
+
+def test_a_model_that_cannot_be_stored_fails_its_training_job_record(iris_project: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "ml-cicd-pipeline-models").write_text("a file where the models bucket should be")
+    set_yaml(iris_project, "pipeline: iris-classifier", f"pipeline: iris-classifier\nstore: {{uri: '{store}'}}")
+    commit_all(iris_project, "a store that cannot take the model")
+    result = mlcicd(iris_project, "run")
+    assert result.exit_code == 1
+    assert stage_status(iris_project, 1)["train"] == "Failed"
+    from mlcicd.project import Project
+
+    jobs = Project(iris_project).state.training_jobs(run_id=1)
+    assert [(j.status, j.ended_at is not None) for j in jobs] == [("Failed", True)]
+    assert jobs[0].failure_reason and "ml-cicd-pipeline-models" in jobs[0].failure_reason

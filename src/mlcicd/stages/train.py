@@ -129,20 +129,25 @@ class TrainStage:
         project.state.record_training_job(record)
         try:
             result = backend.run(spec, on_log=ctx.log)
-        except KeyboardInterrupt:
-            record.status, record.secondary_status = "Stopped", "Interrupted"
-            record.failure_reason, record.ended_at = "interrupted by the user (Ctrl-C)", time.time()
+            self._copy_log(result.log_path, sm_log)
+            if result.status == "Completed" and result.model_artifact is not None:
+                key = f"{ctx.config.pipeline}/{name}/output/model.tar.gz"
+                ref = project.store.put_file(result.model_artifact, ctx.config.store.models_bucket, key)
+                if result.model_sha256 and ref.sha256 != result.model_sha256:
+                    raise ArtifactError(f"the model artifact changed while it was stored at {ref.uri}")
+                record.model_uri, record.model_sha256 = ref.uri, ref.sha256
+        except BaseException as exc:  # the job's record never stays InProgress
+            stopped = isinstance(exc, KeyboardInterrupt)
+            record.status, record.secondary_status = ("Stopped", "Interrupted") if stopped else ("Failed", "Failed")
+            record.failure_reason = (
+                "interrupted by the user (Ctrl-C)" if stopped
+                else getattr(exc, "headline", None) or f"{type(exc).__name__}: {exc}"
+            )  # fmt: skip
+            record.ended_at = time.time()
             project.state.record_training_job(record)
             raise
-        self._copy_log(result.log_path, sm_log)
         record.status, record.secondary_status = result.status, result.secondary_status
         record.failure_reason, record.metrics, record.ended_at = result.failure_reason, result.metrics, time.time()
-        if result.status == "Completed" and result.model_artifact is not None:
-            key = f"{ctx.config.pipeline}/{name}/output/model.tar.gz"
-            ref = project.store.put_file(result.model_artifact, ctx.config.store.models_bucket, key)
-            if result.model_sha256 and ref.sha256 != result.model_sha256:
-                raise ArtifactError(f"the model artifact changed while it was stored at {ref.uri}")
-            record.model_uri, record.model_sha256 = ref.uri, ref.sha256
         project.state.record_training_job(record)
         if result.status != "Completed":
             raise TrainingError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,15 +38,26 @@ class LocalArtifactStore:
 
     def put_file(self, source: Path, bucket: str, key: str) -> ArtifactRef:
         dest = self._dest(bucket, key)
-        with open(source, "rb") as src, atomic_open(dest, "wb") as out:
+        with self._writing(dest), open(source, "rb") as src, atomic_open(dest, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         return ArtifactRef(uri=dest.as_uri(), sha256=sha256_file(dest), size=dest.stat().st_size)
 
     def put_bytes(self, data: bytes, bucket: str, key: str) -> ArtifactRef:
         dest = self._dest(bucket, key)
-        with atomic_open(dest, "wb") as out:
+        with self._writing(dest), atomic_open(dest, "wb") as out:
             out.write(data)
         return ArtifactRef(uri=dest.as_uri(), sha256=sha256_bytes(data), size=len(data))
+
+    @contextlib.contextmanager
+    def _writing(self, dest: Path) -> Iterator[None]:
+        """A failed write (a file where a folder should be, a full disk…) as ArtifactError."""
+        try:
+            yield
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot write {dest}: {exc.strerror or exc}",
+                hint=f"check the artifact store at {self.root} (store.uri in mlcicd.yaml)",
+            ) from exc
 
     def get_file(self, uri: str, dest: Path, *, expected_sha256: str) -> Path:
         path = self.verified_path(uri, expected_sha256)
