@@ -4,9 +4,11 @@ webhook, and the git hooks' notifications.
     GET  /health                           {"status": "ok", "pid", "projects"}
     GET  /api/runs[?pipeline=P&limit=N]    runs, newest first
     GET  /api/runs/{id}[?pipeline=P]       a run, its stages and its approval
-    GET  /api/runs/{id}/logs               {stage: log text}
+    GET  /api/runs/{id}/logs[?tail=N]      {stage: log text (its last N lines)}
     GET  /api/models                       the model registry
-    GET  /api/endpoints                    endpoints as last recorded
+    GET  /api/models/{group}/{version}     a model package and its lineage
+    GET  /api/endpoints                    endpoints (a local one with its live status)
+    GET  /api/endpoints/{name}             an endpoint: live status, configs, metrics (5 min), history
     GET  /api/endpoints/{name}/history     every config the endpoint served, and why
     GET  /api/events[?after=ID]            the registry's event log
     POST /api/runs {"ref", "force", "allow_dirty", "by"}
@@ -17,9 +19,12 @@ webhook, and the git hooks' notifications.
     POST /api/runs/{id}/retry              queue a finished run's commit again: 202 {"run"}
     POST /api/notify  {"repository": path} a git hook: look at this repository
     POST /webhooks/github                  GitHub's push webhook (signed)
+    GET  /, /runs/{id}, /models[/{group}/{version}], /endpoints[/{name}], /events
+                                           the dashboard (HTML, :mod:`mlcicd.web`), from the same data
 
 ``pipeline`` picks the project when the service serves several (default: the first).
-Each request opens its own state connection.
+Each request opens its own state connection. HEAD is answered wherever GET is; the
+dashboard's pages answer other methods 405.
 """
 
 from __future__ import annotations
@@ -32,17 +37,26 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from mlcicd.cli.output import to_jsonable
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
 from mlcicd.service import webhook
+from mlcicd.web import data, routes
 
 if TYPE_CHECKING:
     from mlcicd.service.core import Service
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+# A page shows values from commits, logs and models: no script may run, whatever slips through.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+                               "form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}  # fmt: skip
 
 
 class ServiceServer(ThreadingHTTPServer):
@@ -59,6 +73,7 @@ def make_server(service: Service, port: int) -> ServiceServer:
 class Handler(BaseHTTPRequestHandler):
     server: ServiceServer
     protocol_version = "HTTP/1.1"
+    head_only = False  # HEAD: the headers of GET's answer, no body
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests are not worth a line each in the service log
@@ -67,11 +82,35 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any) -> None:
         body = json.dumps(to_jsonable(payload), indent=1).encode()
+        self._reply(status, body, "application/json")
+
+    def _reply(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not self.head_only:
+            self.wfile.write(body)
+
+    def _page(self, path: str, query: dict[str, list[str]]) -> None:
+        served = [(s.project.config.pipeline, s.project.root) for s in self.server.service.served]
+        status, page = routes.render(served, path, query)
+        self._reply(status, page.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+
+    def _not_allowed(self) -> None:
+        """Another method than GET or HEAD on a page (or on the API, one it does not take).
+
+        The request's body, if any, is not read: the connection closes after the answer."""
+        path = urlsplit(self.path).path
+        if routes.is_page(path):
+            body = b"405 method not allowed: the dashboard is read-only (GET, HEAD)\n"
+            allow, content_type = "GET, HEAD", "text/plain; charset=utf-8"
+        else:
+            body = json.dumps({"error": f"{self.command} is not allowed on {path}"}).encode()
+            allow, content_type = "GET, HEAD, POST", "application/json"
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, body, content_type, {"Allow": allow, "Connection": "close"})
 
     def _body(self) -> bytes | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -100,6 +139,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        if routes.is_page(url.path):
+            self._page(url.path, query)
+            return
         try:
             self._send(HTTPStatus.OK, self._get(url.path.rstrip("/") or "/", query))
         except NotFoundError as exc:
@@ -116,31 +158,42 @@ class Handler(BaseHTTPRequestHandler):
         state = project.state
         try:
             if path == "/api/runs":
-                return state.list_runs(limit=int(query.get("limit", ["50"])[0]))
+                return data.runs(state, limit=int(query.get("limit", ["50"])[0]))
             if m := re.fullmatch(r"/api/runs/(\d+)", path):
-                run_id = int(m.group(1))
-                return {"run": state.get_run(run_id), "stages": state.stages(run_id),
-                        "approval": state.get_approval(run_id)}  # fmt: skip
+                return data.run(state, int(m.group(1)))
             if m := re.fullmatch(r"/api/runs/(\d+)/logs", path):
-                state.get_run(int(m.group(1)))
-                return {
-                    s.stage: Path(s.log_path).read_text(errors="replace") if s.log_path and Path(s.log_path).is_file() else ""
-                    for s in state.stages(int(m.group(1)))
-                }
+                tail = query.get("tail", [None])[0]
+                return data.run_logs(state, int(m.group(1)), tail=None if tail is None else int(tail))
             if path == "/api/models":
-                return state.list_model_packages()
+                return data.models(state)
+            if m := re.fullmatch(r"/api/models/([^/]+)/(\d+)", path):
+                return data.model(state, unquote(m.group(1)), int(m.group(2)))
             if path == "/api/endpoints":
-                return state.list_endpoints()
+                return data.endpoints(project)
+            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)", path):
+                return data.endpoint(project, m.group(1))
             if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/history", path):
-                return state.endpoint_history(m.group(1))
+                return data.endpoint_history(state, m.group(1))
             if path == "/api/events":
-                return state.events(after=int(query.get("after", ["0"])[0]), limit=500)
+                return data.events(state, after=int(query.get("after", ["0"])[0]), limit=500)
         finally:
             state.close()
         raise NotFoundError(f"no such resource: {path}")
 
+    def do_HEAD(self) -> None:
+        self.head_only = True  # one handler serves every request of a keep-alive connection
+        try:
+            self.do_GET()
+        finally:
+            self.head_only = False
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
     def do_POST(self) -> None:
         url = urlsplit(self.path)
+        if routes.is_page(url.path):
+            self._not_allowed()
+            return
         body = self._body()
         if body is None:
             return

@@ -1,0 +1,133 @@
+"""What `mlcicd up` shows: one function per resource, read through :mod:`mlcicd.state`.
+
+The JSON API (:mod:`mlcicd.service.http`) answers with these, and the dashboard pages
+(:mod:`mlcicd.web.pages`) render exactly what the API would answer (``to_jsonable`` of
+them), so a page never shows something the API does not say.
+
+Nothing here changes state: a local endpoint's live status is read from its files (what
+``describe`` does), never written back; a SageMaker endpoint is shown as last recorded, so a
+page never waits on AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mlcicd.cli.output import to_jsonable
+from mlcicd.endpoints.base import EndpointDescription
+from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.errors import NotFoundError
+from mlcicd.lineage import model_lineage
+from mlcicd.project import Project
+from mlcicd.stages.deploy import endpoint_backend
+from mlcicd.state import EndpointRecord, Run, State
+
+METRICS_WINDOW = 300.0  # seconds; `mlcicd endpoints metrics`' default window (5m)
+TAIL_BYTES = 64 * 1024  # a log tail never reads more than this from the end of a file
+
+
+def runs(state: State, limit: int = 50) -> list[Run]:
+    return state.list_runs(limit=limit)
+
+
+def run(state: State, run_id: int) -> dict[str, Any]:
+    """A run, its stages (outputs included: the gate's metrics and verdict) and its approval."""
+    return {"run": state.get_run(run_id), "stages": state.stages(run_id), "approval": state.get_approval(run_id)}
+
+
+def run_logs(state: State, run_id: int, tail: int | None = None) -> dict[str, str]:
+    """Each stage's log, or its last ``tail`` lines."""
+    state.get_run(run_id)
+    return {s.stage: read_log(s.log_path, tail) for s in state.stages(run_id)}
+
+
+def read_log(path: str | None, tail: int | None) -> str:
+    if not path or not Path(path).is_file():
+        return ""
+    if tail is None:
+        return Path(path).read_text(errors="replace")
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - TAIL_BYTES))
+        data = fh.read()
+    lines = data.decode(errors="replace").splitlines(keepends=True)
+    if size > TAIL_BYTES:
+        lines = lines[1:]  # the first one is cut
+    return "".join(lines[-tail:]) if tail > 0 else ""
+
+
+def models(state: State) -> list[Any]:
+    return state.list_model_packages()
+
+
+def model(state: State, group: str, version: int) -> dict[str, Any]:
+    """A model package and where it came from: commit → build → training job → endpoint configs."""
+    return {"model": state.get_model_package(group, version), "lineage": model_lineage(state, group, version)}
+
+
+def endpoints(project: Project) -> list[EndpointRecord]:
+    """Every endpoint; a local one with its live status (read, not recorded)."""
+    return [_with_live(record, _describe(project, record)) for record in project.state.list_endpoints()]
+
+
+def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dict[str, Any]:
+    """One endpoint: its record, what its backend reports now, the configs it served, its
+    variants' metrics over ``window`` seconds (the summary `mlcicd endpoints metrics` prints)
+    and its history (deploys, rollbacks, restarts, alarms)."""
+    state = project.state
+    record = state.get_endpoint(name)
+    if record is None:
+        raise NotFoundError(f"endpoint {name} does not exist")
+    live = _describe(project, record)
+    metrics = None
+    if live is not None:
+        backend = endpoint_backend(record.backend, project)
+        assert isinstance(backend, LocalEndpointBackend)
+        try:
+            metrics = backend.metrics(name, window)
+        except NotFoundError:
+            metrics = None
+    return {
+        "endpoint": _with_live(record, live),
+        "live": live,
+        "configs": state.endpoint_configs(name),
+        "metrics": metrics,
+        "history": state.endpoint_history(name),
+    }
+
+
+def endpoint_history(state: State, name: str) -> list[Any]:
+    return state.endpoint_history(name)
+
+
+def events(state: State, after: int = 0, limit: int = 500) -> list[Any]:
+    return state.events(after=after, limit=limit)
+
+
+def recent_events(state: State, limit: int = 50) -> list[Any]:
+    """The newest ``limit`` events, newest first."""
+    return list(reversed(state.recent_events(limit)))
+
+
+def _describe(project: Project, record: EndpointRecord) -> EndpointDescription | None:
+    if record.backend != LocalEndpointBackend.TYPE:
+        return None
+    try:
+        return endpoint_backend(record.backend, project).describe(record.name)
+    except NotFoundError:
+        return None
+
+
+def _with_live(record: EndpointRecord, live: EndpointDescription | None) -> EndpointRecord:
+    if live is None:
+        return record
+    return replace(record, status=live.status, url=live.url, port=live.port, pid=live.pid,
+                   failure_reason=live.failure_reason or record.failure_reason)  # fmt: skip
+
+
+def jsonable(value: Any) -> Any:
+    """What the API sends for ``value``; the pages render this."""
+    return to_jsonable(value)

@@ -1,0 +1,346 @@
+"""The dashboard's pages, rendered from what the JSON API answers (``data.jsonable`` of
+:mod:`mlcicd.web.data`): plain dicts and lists in, a whole HTML page out.
+
+Every value from a run, a repository, a log, a model or an endpoint goes through
+:mod:`mlcicd.web.layout`'s escaping; only markup built here is :class:`Html`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mlcicd.web.layout import (
+    Html,
+    compact,
+    duration,
+    facts,
+    h,
+    href,
+    join,
+    link,
+    metrics_text,
+    mono,
+    page,
+    part,
+    pre,
+    short,
+    status,
+    table,
+    when,
+)
+
+ACTIVE = ("Queued", "Running", "WaitingForApproval")
+REFRESH_ACTIVE = 3  # seconds, while a run is queued, running or waiting for a decision
+REFRESH = 10
+LOG_LINES = 40
+
+
+def _q(pipeline: str, pipelines: Sequence[str]) -> str | None:
+    """The ``pipeline`` query value of a link: only when the service serves several."""
+    return pipeline if len(pipelines) > 1 else None
+
+
+def run_link(pipeline: str, pipelines: Sequence[str], run_id: Any, text: Any = None) -> Html:
+    return link(href(f"/runs/{part(run_id)}", pipeline=_q(pipeline, pipelines)), text or f"run {run_id}")
+
+
+def model_link(pipeline: str, pipelines: Sequence[str], group: Any, version: Any) -> Html:
+    if group is None or version is None:
+        return h(None)
+    url = href(f"/models/{part(group)}/{part(version)}", pipeline=_q(pipeline, pipelines))
+    return link(url, f"{group}/{version}")
+
+
+def endpoint_link(pipeline: str, pipelines: Sequence[str], name: Any) -> Html:
+    if not name:
+        return h(None)
+    return link(href(f"/endpoints/{part(name)}", pipeline=_q(pipeline, pipelines)), name)
+
+
+def subject(message: Any) -> str:
+    return str(message).splitlines()[0] if message else ""
+
+
+def trigger_text(trigger: Any) -> str | None:
+    """Who or what started a run: ``cli by alice``, ``webhook``, ``retry of run 3``…"""
+    if not isinstance(trigger, dict) or not trigger.get("kind"):
+        return None
+    kind = str(trigger["kind"])
+    if kind == "retry" and trigger.get("of") is not None:
+        return f"retry of run {trigger['of']}"
+    if kind == "rollback" and trigger.get("to"):
+        return f"rollback to {trigger['to']}"
+    return f"{kind} by {trigger['by']}" if trigger.get("by") else kind
+
+
+def _runs_table(pipeline: str, pipelines: Sequence[str], runs: list[dict[str, Any]]) -> Html:
+    rows = [
+        (run_link(pipeline, pipelines, r["id"]), status(r["status"]), mono(short(r.get("commit_sha"))),
+         subject(r.get("message")), trigger_text(r.get("trigger")), when(r.get("started_at")),
+         duration(r.get("elapsed")), r.get("failure_reason") and f"{r.get('failed_stage') or ''}: {r['failure_reason']}")
+        for r in runs
+    ]  # fmt: skip
+    return table(["run", "status", "commit", "message", "trigger", "started", "duration", "failure"], rows,
+                 empty="no runs yet: push a commit, or `mlcicd run`")  # fmt: skip
+
+
+def _endpoints_table(pipeline: str, pipelines: Sequence[str], endpoints: list[dict[str, Any]]) -> Html:
+    rows = [
+        (endpoint_link(pipeline, pipelines, e["name"]), status(e["status"]), e.get("url"), e.get("backend"),
+         model_link(pipeline, pipelines, e.get("model_group"), e.get("model_version")), e.get("config_name"),
+         when(e.get("updated_at")))
+        for e in endpoints
+    ]  # fmt: skip
+    return table(["endpoint", "status", "url", "backend", "model", "config", "updated"], rows, empty="no endpoints yet")
+
+
+def _events_table(pipeline: str, pipelines: Sequence[str], events: list[dict[str, Any]]) -> Html:
+    rows = [(e["id"], when(e["at"]), e["kind"], e["subject"], mono(compact(e.get("data") or {}))) for e in events]
+    return table(["#", "when", "kind", "subject", "data"], rows, empty="no events yet")
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def overview(pipelines: Sequence[dict[str, Any]]) -> str:
+    """``/``: per pipeline, its newest runs, its endpoints and its latest events."""
+    names = [p["pipeline"] for p in pipelines]
+    sections = []
+    for p in pipelines:
+        name = p["pipeline"]
+        sections.append(
+            f"<h2>{h(name)} <span class=\"muted\">{h(p['root'])}</span></h2>"
+            f"{_runs_table(name, names, p['runs'])}"
+            f"<h2>{h(name)}: endpoints</h2>{_endpoints_table(name, names, p['endpoints'])}"
+            f"<h2>{h(name)}: latest events</h2>{_events_table(name, names, p['events'])}"
+        )
+    active = any(r["status"] in ACTIVE for p in pipelines for r in p["runs"])
+    return page("Pipelines", Html("".join(sections)), pipelines=names, refresh=REFRESH_ACTIVE if active else REFRESH)
+
+
+def run_page(pipeline: str, pipelines: Sequence[str], detail: dict[str, Any], logs: dict[str, str]) -> str:
+    """``/runs/{id}``: the run, its stages, the gate, the approval, each stage's log tail."""
+    run, stages, approval = detail["run"], detail["stages"], detail.get("approval")
+    by_name = {s["stage"]: s for s in stages}
+    model = next(((s["outputs"]["group"], s["outputs"]["version"]) for s in stages
+                  if isinstance(s.get("outputs"), dict) and {"group", "version"} <= s["outputs"].keys()),
+                 (approval["model_group"], approval["model_version"]) if approval else (None, None))  # fmt: skip
+    deployed = (by_name.get("deploy") or {}).get("outputs") or {}
+    body = [
+        facts([
+            ("status", status(run["status"])), ("pipeline", run["pipeline"]),
+            ("commit", mono(run.get("commit_sha")) if run.get("commit_sha") else None),
+            ("branch", run.get("branch")), ("author", run.get("author")),
+            ("message", pre(run["message"]) if run.get("message") else None),
+            ("trigger", trigger_text(run.get("trigger"))), ("ref", run.get("ref")),
+            ("started", when(run.get("started_at"))), ("ended", when(run.get("ended_at"))),
+            ("duration", duration(run.get("elapsed"))),
+            ("retry of", run_link(pipeline, pipelines, run["retry_of"]) if run.get("retry_of") else None),
+            ("working tree", "dirty" if run.get("dirty") else None), ("forced", "yes" if run.get("forced") else None),
+            ("failed stage", run.get("failed_stage")), ("failure", run.get("failure_reason")),
+            ("model", model_link(pipeline, pipelines, *model) if model[0] else None),
+            ("endpoint", endpoint_link(pipeline, pipelines, deployed.get("endpoint")) if deployed.get("endpoint") else None),
+        ]),
+        Html("<h2>Stages</h2>"),
+        table(["stage", "status", "started", "duration", "message"],
+              [(s["stage"], status(s["status"]), when(s.get("started_at")), duration(s.get("elapsed")), s.get("message"))
+               for s in stages], empty="no stages yet (the run is queued)"),
+        _gate(by_name),
+        _approval(pipeline, pipelines, approval),
+        Html("<h2>Logs</h2>"),
+    ]
+    # Stages of one log group write one log (train, gate and register: the training Lambda's).
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in stages:
+        groups.setdefault(s.get("log_path") or f"stage:{s['stage']}", []).append(s)
+    for together in groups.values():
+        text = logs.get(together[0]["stage"], "")
+        opened = " open" if any(s["status"] in ("Running", "Failed", "WaitingForApproval") for s in together) else ""
+        names = join([Html(f"{h(s['stage'])} {status(s['status'])}") for s in together], ", ")
+        body.append(Html(
+            f"<details{opened}><summary>{names} <span class=\"muted\">last {LOG_LINES} lines</span></summary>"
+            f"{pre(text) if text else Html('<p class=muted>no log</p>')}</details>"
+        ))  # fmt: skip
+    refresh = REFRESH_ACTIVE if run["status"] in ACTIVE else None
+    return page(f"Run {run['id']}", join(body), pipelines=pipelines, refresh=refresh)
+
+
+def _gate(by_name: dict[str, dict[str, Any]]) -> Html:
+    gate = by_name.get("gate")
+    if gate is None:
+        return Html("")
+    outputs = gate.get("outputs") or {}
+    metrics = outputs.get("metrics") or ((by_name.get("train") or {}).get("outputs") or {}).get("metrics") or {}
+    verdict = {"Succeeded": "passed", "Cached": "passed", "Failed": "failed"}.get(gate["status"], gate["status"])
+    challenger = outputs.get("challenger") or {}
+    return join([
+        Html("<h2>Quality gate</h2>"),
+        facts([("verdict", status(verdict)), ("why", gate.get("message")),
+               ("challenger", challenger.get("summary") if isinstance(challenger, dict) else None)]),
+        table(["metric", "value"], sorted(metrics.items()), empty="no metrics reported"),
+    ])  # fmt: skip
+
+
+def _approval(pipeline: str, pipelines: Sequence[str], approval: dict[str, Any] | None) -> Html:
+    if not approval:
+        return Html("")
+    production = (approval.get("summary") or {}).get("production") or {}
+    pending = approval["status"] == "Pending"
+    return join([
+        Html("<h2>Approval</h2>"),
+        facts([
+            ("status", status(approval["status"])),
+            ("model", model_link(pipeline, pipelines, approval["model_group"], approval["model_version"])),
+            ("requested", when(approval.get("requested_at"))),
+            ("expires", when(approval.get("expires_at")) if pending else None),
+            ("decided by", approval.get("decided_by")), ("why", approval.get("comment")),
+            ("decided", when(approval.get("decided_at"))),
+            ("model metrics", metrics_text((approval.get("summary") or {}).get("metrics"))),
+            ("production", f"{production.get('model')} {metrics_text(production.get('metrics')) or ''}"
+             if production.get("model") else None),
+            ("decide", mono(f"mlcicd approve {approval['run_id']} -m WHY  /  mlcicd reject {approval['run_id']} -m WHY")
+             if pending else None),
+        ]),
+    ])  # fmt: skip
+
+
+def models_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+    """``/models``: every model package, newest version first."""
+    sections = []
+    for pipeline, packages in per_pipeline:
+        rows = [
+            (model_link(pipeline, pipelines, p["group_name"], p["version"]), status(p["status"]), p.get("status_reason"),
+             metrics_text(p.get("metrics")), mono(short(p.get("commit_sha"))),
+             run_link(pipeline, pipelines, p["run_id"]) if p.get("run_id") is not None else None, when(p.get("created_at")))
+            for p in packages
+        ]  # fmt: skip
+        sections.append(join([Html(f"<h2>{h(pipeline)}</h2>"),
+                              table(["model", "status", "why", "metrics", "commit", "run", "created"], rows,
+                                    empty="no models yet")]))  # fmt: skip
+    return page("Models", join(sections), pipelines=pipelines, refresh=REFRESH)
+
+
+def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) -> str:
+    """``/models/{group}/{version}``: the package, its metrics and its lineage."""
+    package, lineage = data["model"], data["lineage"]
+    commit, build, job = lineage.get("commit") or {}, lineage.get("build") or {}, lineage.get("training_job") or {}
+    configs = lineage.get("endpoint_configs") or []
+    arrow = Html('<span class="arrow">→</span>')
+    chain = [mono(short(commit.get("commit"))) if commit.get("commit") else h("uncommitted"),
+             run_link(pipeline, pipelines, package["run_id"]) if package.get("run_id") is not None else h("no run"),
+             h(package["arn"])]  # fmt: skip
+    chain += [Html(f"{h(c['name'])} ({endpoint_link(pipeline, pipelines, c['endpoint'])})") for c in configs]
+    body = [
+        Html(f"<p>{join(chain, arrow)}</p>"),
+        facts([("status", status(package["status"])), ("why", package.get("status_reason")),
+               ("sha256", mono(package.get("model_sha256"))), ("uri", mono(package.get("model_uri"))),
+               ("created", when(package.get("created_at")))]),
+        Html("<h2>Metrics</h2>"),
+        table(["metric", "value"], sorted((package.get("metrics") or {}).items()), empty="no metrics"),
+        Html("<h2>Commit</h2>"),
+        facts([("commit", mono(commit.get("commit"))), ("branch", commit.get("branch")),
+               ("author", commit.get("author")), ("message", pre(commit["message"]) if commit.get("message") else None),
+               ("tree", mono(commit.get("tree"))), ("working tree", "dirty" if commit.get("dirty") else None)]),
+        Html("<h2>Build</h2>"),
+        facts([("digest", mono(build.get("digest"))), ("environment", build.get("environment"))]),
+        Html("<h2>Training job</h2>"),
+        facts([("name", job.get("name")), ("status", status(job["status"]) if job.get("status") else None),
+               ("hyperparameters", mono(compact(job["hyperparameters"])) if job.get("hyperparameters") else None),
+               ("data digest", mono(job.get("data_digest"))), ("metrics", metrics_text(job.get("metrics"))),
+               ("started", when(job.get("started_at"))), ("ended", when(job.get("ended_at")))]),
+        Html("<h2>Endpoint configs</h2>"),
+        table(["config", "endpoint", "run", "created"],
+              [(c["name"], endpoint_link(pipeline, pipelines, c["endpoint"]),
+                run_link(pipeline, pipelines, c["run_id"]) if c.get("run_id") is not None else None,
+                when(c.get("created_at"))) for c in configs], empty="not deployed"),
+    ]
+    return page(f"Model {package['arn']}", join(body), pipelines=pipelines, refresh=REFRESH)
+
+
+def endpoints_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+    """``/endpoints``: every endpoint, live status for local ones."""
+    sections = [join([Html(f"<h2>{h(pipeline)}</h2>"), _endpoints_table(pipeline, pipelines, endpoints)])
+                for pipeline, endpoints in per_pipeline]  # fmt: skip
+    return page("Endpoints", join(sections), pipelines=pipelines, refresh=REFRESH)
+
+
+def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) -> str:
+    """``/endpoints/{name}``: status, URL, config, variants and weights, metrics, history."""
+    record, live, metrics = data["endpoint"], data.get("live") or {}, data.get("metrics")
+    current = next((c for c in data["configs"] if c["name"] == record.get("config_name")), None)
+    variants = live.get("variants") or [
+        {"name": v[0], "model_sha256": v[1], "weight": v[2]} for v in ((current or {}).get("spec") or {}).get("variants") or []
+    ]  # fmt: skip
+    total = sum(float(v.get("weight") or 0) for v in variants) or 1.0
+    traffic, rollback = live.get("traffic"), live.get("last_rollback")
+    body = [
+        facts([
+            ("status", status(record["status"])), ("backend", record.get("backend")), ("url", mono(record.get("url"))),
+            ("pid", record.get("pid")),
+            ("model", model_link(pipeline, pipelines, record.get("model_group"), record.get("model_version"))),
+            ("config", record.get("config_name")), ("generation", live.get("generation")),
+            ("failure", record.get("failure_reason")), ("last update failure", live.get("last_update_failure")),
+            ("traffic shift", f"{traffic.get('percent')}% to {traffic.get('config_name')} ({traffic.get('strategy')})"
+             if isinstance(traffic, dict) else None),
+            ("last rollback", compact(rollback) if rollback else None),
+            ("created", when(record.get("created_at"))), ("updated", when(record.get("updated_at"))),
+            ("status source", None if live else "as last recorded (a SageMaker endpoint: `mlcicd endpoints describe`)"),
+        ]),
+        Html("<h2>Variants</h2>"),
+        table(["variant", "weight", "share", "model sha256"],
+              [(v.get("name"), v.get("weight"), f"{float(v.get('weight') or 0) / total:.0%}", mono(short(v.get("model_sha256"))))
+               for v in variants] or [("AllTraffic", 1, "100%", mono(short(record.get("model_sha256"))))]),
+        Html("<h2>Metrics</h2>"),
+        _metrics(metrics),
+        Html("<h2>Endpoint config</h2>"),
+        facts([(k, mono(v if isinstance(v, str) else compact(v)))
+               for k, v in sorted(((current or {}).get("spec") or {}).items())])
+        if current else h("not recorded"),
+        Html("<h2>History</h2>"),
+        table(["when", "why", "config", "model", "run", "detail"],
+              [(when(c["at"]), c["reason"], c.get("config_name"),
+                model_link(pipeline, pipelines, c.get("model_group"), c.get("model_version")),
+                run_link(pipeline, pipelines, c["run_id"]) if c.get("run_id") is not None else None, c.get("detail"))
+               for c in reversed(data["history"])], empty="no changes recorded"),
+        Html("<h2>Configs served</h2>"),
+        table(["config", "model", "run", "created"],
+              [(c["name"], model_link(pipeline, pipelines, c.get("model_group"), c.get("model_version")),
+                run_link(pipeline, pipelines, c["run_id"]) if c.get("run_id") is not None else None,
+                when(c.get("created_at"))) for c in data["configs"]]),
+    ]
+    return page(f"Endpoint {record['name']}", join(body), pipelines=pipelines, refresh=REFRESH)
+
+
+def _metrics(metrics: dict[str, Any] | None) -> Html:
+    if not metrics:
+        return Html('<p class="muted">no metrics here (a SageMaker endpoint\'s are in CloudWatch)</p>')
+    window = metrics.get("window_seconds")
+    rows = [
+        (variant, m.get("Invocations"), m.get("Invocation4XXErrors"), m.get("Invocation5XXErrors"),
+         m.get("ModelLatencyp50_ms"), m.get("ModelLatencyp90_ms"), m.get("ModelLatencyp99_ms"),
+         m.get("OverheadLatencyp99_ms"))
+        for variant, m in sorted((metrics.get("variants") or {}).items())
+    ]  # fmt: skip
+    dropped = {k: v for k, v in (metrics.get("counters") or {}).items() if v}
+    return join([
+        Html(f'<p class="muted">last {h(duration(window) if window else "all time")}'
+             f" (as `mlcicd endpoints metrics`)</p>"),
+        table(["variant", "invocations", "4xx", "5xx", "model p50 ms", "p90 ms", "p99 ms", "overhead p99 ms"], rows,
+              empty="no requests yet"),
+        facts([(k, v) for k, v in sorted(dropped.items())]),
+    ])  # fmt: skip
+
+
+def events_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+    """``/events``: the registry's event log, newest first."""
+    sections = [join([Html(f"<h2>{h(pipeline)}</h2>"), _events_table(pipeline, pipelines, events)])
+                for pipeline, events in per_pipeline]  # fmt: skip
+    return page("Events", join(sections), pipelines=pipelines, refresh=REFRESH)
+
+
+def error_page(pipelines: Sequence[str], title: str, message: str, hint: str | None = None) -> str:
+    """A 404 (an unknown run, model or endpoint) or a 400, as a page."""
+    body = join([Html(f"<p>{h(message)}</p>"), Html(f'<p class="muted">{h(hint)}</p>') if hint else Html(""),
+                 Html(f"<p>{link('/', 'back to the pipelines')}</p>")])  # fmt: skip
+    return page(title, body, pipelines=pipelines)
