@@ -45,8 +45,8 @@ def test_kill_9_mid_training_then_restart(tmp_path: Path, services: list[Service
 
     service = ServiceProcess(project, tmp_path / "service.log").start()
     services.append(service)
-    queued = mlcicd(project, "hooks", "install", str(project), "--url", service.url)
-    assert queued.exit_code == 0
+    queued = mlcicd(project, "hooks", "install", str(project))  # finds the service's port itself
+    assert queued.exit_code == 0 and queued.output.endswith(f"→ {service.url}\n"), queued.output
     # The post-commit hook queues the next commit; a run of HEAD needs a push of its own:
     (project / "README.md").write_text("v2\n")
     second = commit_all(project, "second")  # post-commit → a run of `second`

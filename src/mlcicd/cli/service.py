@@ -45,21 +45,38 @@ def hooks() -> None:
 
 @hooks.command("install")
 @click.argument("repo", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--url", default=None, help="The service's URL (default: http://127.0.0.1:<service.port>).")
+@click.option("--url", default=None,
+              help="The service's URL (default: the running `mlcicd up` of the project, else "
+                   "http://127.0.0.1:<service.port>).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing hook that mlcicd did not install.")
+@click.option("--print", "print_only", is_flag=True, help="Print the hook instead of installing it.")
 @click.pass_context
-def hooks_install(ctx: click.Context, repo: Path, url: str | None, force: bool) -> None:
+def hooks_install(ctx: click.Context, repo: Path, url: str | None, force: bool, print_only: bool) -> None:
     """Install post-receive (bare REPO) or post-commit (working REPO) to notify `mlcicd up`."""
-    from mlcicd.hooks import install
+    from mlcicd.hooks import hook_script, install
 
     if url is None:
-        try:
-            port = find_project(ctx).config.service.port
-        except MlcicdError:
-            port = 8765
-        url = f"http://127.0.0.1:{port}"
+        url = _service_url(ctx, repo)
+    if print_only:
+        click.echo(hook_script(url), nl=False)
+        return
     hook = install(repo, url, force=force)
     click.echo(f"installed {hook} → {url}")
+
+
+def _service_url(ctx: click.Context, repo: Path) -> str:
+    """Where the hook of ``repo`` should knock: the live service of the project (REPO itself
+    when it is one, else -C or the current directory), else the project's configured port."""
+    from mlcicd.config import ServiceConfig
+    from mlcicd.service.client import find_running_service
+
+    for start in (repo, None):
+        try:
+            project = find_project(ctx, start)
+        except MlcicdError:
+            continue
+        return find_running_service(project) or f"http://127.0.0.1:{project.config.service.port}"
+    return f"http://127.0.0.1:{ServiceConfig().port}"
 
 
 def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None) -> None:
