@@ -12,7 +12,6 @@ from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import EndpointBackend, EndpointDescription
 from mlcicd.endpoints.client import invoke_endpoint
-from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.project import Project
 from mlcicd.stages.deploy import endpoint_backend
@@ -26,16 +25,6 @@ def _backend(project: Project, name: str) -> EndpointBackend:
         names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
         raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
     return endpoint_backend(record.backend, project)
-
-
-def _local(project: Project, name: str) -> LocalEndpointBackend:
-    """The backend of a local endpoint (its metrics are read from its files)."""
-    backend = _backend(project, name)
-    if not isinstance(backend, LocalEndpointBackend):
-        raise EndpointError(f"endpoint {name} is not a local endpoint",
-                            hint=f"a SageMaker endpoint's metrics are in CloudWatch (namespace AWS/SageMaker, "
-                                 f"EndpointName {name})")  # fmt: skip
-    return backend
 
 
 def _live(project: Project, name: str) -> tuple[EndpointRecord, EndpointDescription]:
@@ -216,10 +205,12 @@ def _duration(text: str) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool) -> None:
-    """Invocations, errors and p50/p90/p99 latencies of NAME's variants over a window."""
+    """Invocations, errors and p50/p90/p99 latencies of NAME's variants over a window.
+
+    On SageMaker: CloudWatch's AWS/SageMaker metrics, about a minute late."""
     project = find_project(ctx)
     seconds = None if window == "all" else _duration(window)
-    summary = _local(project, name).metrics(name, seconds)
+    summary = _backend(project, name).metrics(name, seconds)
     if as_json:
         echo_json(summary)
         return
@@ -234,3 +225,5 @@ def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool)
     dropped = {k: v for k, v in summary["counters"].items() if v}
     if dropped:
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    for note in summary["notes"]:
+        click.echo(f"  note: {note}")

@@ -1,8 +1,10 @@
 """Endpoint lifecycle: create, update, describe, delete — local and SageMaker side by side.
 
-base.py     ProductionVariant, EndpointConfig, EndpointDescription, EndpointBackend
-local.py    LocalEndpointBackend: a supervisor process per endpoint on this machine
-client.py   calling an endpoint over HTTP
+base.py       ProductionVariant, EndpointConfig, EndpointDescription, EndpointMetrics,
+              EndpointBackend
+local.py      LocalEndpointBackend: a supervisor process per endpoint on this machine
+sagemaker.py  SageMakerEndpointBackend: SageMaker endpoints (their metrics from CloudWatch)
+client.py     calling an endpoint over HTTP
 """
 
 from mlcicd.endpoints.base import (
@@ -12,6 +14,7 @@ from mlcicd.endpoints.base import (
     EndpointBackend,
     EndpointConfig,
     EndpointDescription,
+    EndpointMetrics,
     ProductionVariant,
 )
 
@@ -22,5 +25,6 @@ __all__ = [
     "EndpointBackend",
     "EndpointConfig",
     "EndpointDescription",
+    "EndpointMetrics",
     "ProductionVariant",
 ]

@@ -2,8 +2,9 @@
 
 A :class:`ProductionVariant` is one model behind an endpoint; an :class:`EndpointConfig`
 names what an endpoint serves; an :class:`EndpointBackend` makes an endpoint serve it
-(``deploy`` creates or updates, and blocks until InService or failure) and reports on it.
-A failed update leaves the endpoint serving its previous config, as on SageMaker.
+(``deploy`` creates or updates, and blocks until InService or failure) and reports on it,
+its :class:`EndpointMetrics` included. A failed update leaves the endpoint serving its
+previous config, as on SageMaker.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 from mlcicd.errors import EndpointError
 
@@ -141,6 +142,23 @@ class EndpointDescription:
     arn: str | None = None  # SageMaker's EndpointArn (SageMaker endpoints have no url, port or pid)
 
 
+class EndpointMetrics(TypedDict):
+    """An endpoint's metrics over a window, the same from every backend (what
+    ``mlcicd endpoints metrics`` prints, and its ``--json``).
+
+    ``variants`` maps each variant to SageMaker's names: ``Invocations``,
+    ``Invocation4XXErrors``, ``Invocation5XXErrors`` (counts over the window), ``5XXRate``,
+    and ``ModelLatencyp50_ms`` … ``OverheadLatencyp99_ms`` (milliseconds; None without
+    requests) — :func:`mlcicd.serving.metrics.variant_summary` makes each one.
+    """
+
+    endpoint: str
+    window_seconds: float | None  # as asked; None: since the endpoint started
+    variants: dict[str, dict[str, Any]]
+    counters: dict[str, int]  # the backend's own, e.g. CaptureDropped (none on SageMaker)
+    notes: list[str]  # what a reader should know about these figures (SageMaker's delay)
+
+
 class EndpointBackend(Protocol):
     """Creates, updates, describes and deletes endpoints of one kind."""
 
@@ -171,6 +189,12 @@ class EndpointBackend(Protocol):
         config or a restart (SageMaker's ``UpdateEndpointWeightsAndCapacities``); the others
         keep theirs. ``EndpointError`` for an unknown variant or a weight that is not a
         number >= 0, or if no variant would keep a weight above 0."""
+        ...
+
+    def metrics(self, name: str, window: float | None = None) -> EndpointMetrics:
+        """Each variant's invocations, errors and p50/p90/p99 latencies over the last
+        ``window`` seconds (None: since the endpoint started); a variant without requests
+        has zero counts and None percentiles. ``NotFoundError`` if there is no such endpoint."""
         ...
 
 

@@ -50,6 +50,7 @@ from mlcicd.endpoints.base import (
     UPDATING,
     EndpointConfig,
     EndpointDescription,
+    EndpointMetrics,
     checked_weights,
 )
 from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
@@ -172,9 +173,9 @@ class LocalEndpointBackend:
             )
         return self.describe(name)
 
-    def metrics(self, name: str, window: float | None = None) -> dict[str, Any]:
+    def metrics(self, name: str, window: float | None = None) -> EndpointMetrics:
         """Per variant: counts, 5XX rate, p50/p90/p99 latencies (ms) — over ``window`` seconds
-        or since the endpoint started."""
+        or since the endpoint started (its own files: up to date within seconds)."""
         edir = self.endpoint_dir(name)
         if not edir.is_dir():
             raise NotFoundError(f"endpoint {name} does not exist")
@@ -186,6 +187,7 @@ class LocalEndpointBackend:
             "window_seconds": window,
             "variants": {v: metrics.summary(c) for v, c in sorted(variants.items())},
             "counters": summed.get("counters", {}),
+            "notes": [],
         }
 
     def _variants(self, edir: Path, status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,7 +18,9 @@ The rest of ``deploy:`` means on SageMaker what it means locally, in SageMaker's
 - ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR);
 - ``alarms``: CloudWatch alarms on the new fleet (:mod:`mlcicd.aws.alarms`) in its
   AutoRollbackConfiguration;
-- ``mlcicd endpoints set-weights``: UpdateEndpointWeightsAndCapacities.
+- ``mlcicd endpoints set-weights``: UpdateEndpointWeightsAndCapacities;
+- ``mlcicd endpoints metrics``: CloudWatch's ``AWS/SageMaker`` metrics in one GetMetricData
+  call (:mod:`mlcicd.aws.endpoint_metrics`), summarised as the local endpoint's.
 
 From the Models on, :mod:`mlcicd.aws.deployment` builds it all, as it does for the pipeline's
 deploy Lambda: the same mlcicd.yaml deploys the same way from a run and from a push.
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
-from mlcicd.aws import hosting
+from mlcicd.aws import endpoint_metrics, hosting
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.deployment import (
     CAPTURE_PREFIX,
@@ -61,6 +63,7 @@ from mlcicd.config import Config, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
+    EndpointMetrics,
     ProductionVariant,
     checked_weights,
 )
@@ -229,6 +232,15 @@ class SageMakerEndpointBackend:
                     f"endpoint {name} is {now['EndpointStatus']}: {now.get('FailureReason') or ''}"
                 )
             self._sleep(deadline, name, "to serve its new weights")
+
+    def metrics(self, name: str, window: float | None = None) -> EndpointMetrics:
+        """Per variant DescribeEndpoint names: CloudWatch's counts and p50/p90/p99 latencies
+        over ``window`` seconds (whole minutes), or since the endpoint was created. SageMaker's
+        metrics arrive about a minute late; a short window's notes say so."""
+        described = hosting.describe_endpoint(self.sagemaker, name)
+        if described is None:
+            raise NotFoundError(f"endpoint {name} does not exist on SageMaker", hint="deploy it first")
+        return endpoint_metrics.endpoint_metrics(client("cloudwatch"), described, window)
 
     # --- the pieces -------------------------------------------------------------------------
 

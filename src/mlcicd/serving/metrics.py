@@ -41,6 +41,8 @@ _RETIRED_REMEMBERED = 256
 BOUNDS_US: tuple[float, ...] = tuple(2 ** (k / 4) for k in range(16, 105))
 _PROM_BOUNDS = range(0, len(BOUNDS_US), 4)  # whole octaves in the Prometheus text
 COUNTERS = ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors")
+LATENCIES = ("ModelLatency", "OverheadLatency")  # histograms here; in CloudWatch, microseconds too
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))  # what a summary shows
 
 
 class VariantMetrics:
@@ -241,12 +243,23 @@ def quantile(buckets: Mapping[str, int], q: float) -> float | None:
 
 def summary(counts: Mapping[str, Any]) -> dict[str, Any]:
     """Counts, error rates and p50/p90/p99 (milliseconds) of one summed series."""
+    latencies = {f"{name}{label}": quantile(counts.get(name) or {}, q)
+                 for name in LATENCIES for label, q in PERCENTILES}  # fmt: skip
+    return variant_summary({name: counts.get(name, 0) for name in COUNTERS}, latencies)
+
+
+def variant_summary(
+    counts: Mapping[str, int], latencies_us: Mapping[str, float | None]
+) -> dict[str, Any]:
+    """One variant's line of ``mlcicd endpoints metrics``, whichever backend counted it: the
+    COUNTERS, the 5XX rate, and each of ``latencies_us`` (``"ModelLatencyp99"``…, in
+    microseconds; None or missing: no requests) as ``"ModelLatencyp99_ms"``."""
     invocations = counts.get("Invocations", 0)
     out: dict[str, Any] = {name: counts.get(name, 0) for name in COUNTERS}
     out["5XXRate"] = counts.get("Invocation5XXErrors", 0) / invocations if invocations else 0.0
-    for name in ("ModelLatency", "OverheadLatency"):
-        for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-            value = quantile(counts.get(name) or {}, q)
+    for name in LATENCIES:
+        for label, _ in PERCENTILES:
+            value = latencies_us.get(f"{name}{label}")
             out[f"{name}{label}_ms"] = None if value is None else round(value / 1000, 3)
     return out
 
