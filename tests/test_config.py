@@ -71,3 +71,31 @@ def test_threshold_semantics() -> None:
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path)
+
+
+def test_monitor_settings_and_their_defaults() -> None:
+    assert load_config(IRIS).monitor.label == "species"
+    monitor = parse_config("pipeline: p").monitor
+    assert (monitor.channel, monitor.label, monitor.drift_threshold, monitor.comparison_method) == (
+        None, None, 0.1, "Robust",
+    )  # fmt: skip
+    config = parse_config("pipeline: p\ntrain: {channels: {train: d}}\nmonitor: {channel: train, drift_threshold: 0.25}")
+    assert (config.monitor.channel, config.monitor.drift_threshold) == ("train", 0.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("monitor: {drift_threshold: 0}", "monitor.drift_threshold: a distribution distance is between 0 and 1"),
+        ("monitor: {drift_threshold: 1.5}", "monitor.drift_threshold: a distribution distance is between 0 and 1"),
+        ("monitor: {drift_threshold: high}", "monitor.drift_threshold: expected a number, got a string ('high')"),
+        ("monitor: {comparison_method: KS}", "monitor.comparison_method: expected one of 'Robust', 'Simple'"),
+        ("monitor: {channel: validation}", "monitor.channel: 'validation' is not a training channel (channels: training)"),
+        ("monitor: {label: ' '}", "monitor.label: expected a column name"),
+        ("monitor: {treshold: 0.1}", "monitor.treshold: unknown key"),
+    ],
+)
+def test_bad_monitor_settings_name_their_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"pipeline: p\ntrain: {{channels: {{training: data}}}}\n{text}")
+    assert expected in caught.value.headline

@@ -81,3 +81,29 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_unknown_run(state: State) -> None:
     with pytest.raises(NotFoundError, match="run 7 does not exist"):
         state.get_run(7)
+
+
+def test_a_models_baseline_is_recorded_and_replaced(state: State) -> None:
+    from mlcicd.state_monitor import ModelBaseline
+
+    _package(state, "a")
+    assert state.get_baseline("iris", 1) is None
+    first = ModelBaseline(group_name="iris", version=1, statistics_uri="file:///s1", statistics_sha256="1",
+                          constraints_uri="file:///c1", constraints_sha256="2", dataset={"item_count": 150})  # fmt: skip
+    state.record_baseline(first)
+    got = state.get_baseline("iris", 1)
+    assert got is not None and got.dataset == {"item_count": 150} and got.arn == "iris/1" and got.created_at > 0
+    state.record_baseline(ModelBaseline(group_name="iris", version=1, statistics_uri="file:///s2",
+                                        statistics_sha256="3", constraints_uri="file:///c2", constraints_sha256="4"))  # fmt: skip
+    assert state.get_baseline("iris", 1).statistics_uri == "file:///s2"  # type: ignore[union-attr]
+
+
+def test_a_schema_2_database_gains_the_baselines_table(tmp_path: Path) -> None:
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE model_baselines")
+    db.execute("PRAGMA user_version=2")
+    db.close()
+    state = State(tmp_path / "state.db")
+    assert state.get_baseline("iris", 1) is None
+    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == 3

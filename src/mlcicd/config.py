@@ -213,6 +213,18 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """Data-quality monitoring in SageMaker Model Monitor's terms (docs/monitor.md): a
+    baseline from the training channel when a model is registered, checked by
+    ``mlcicd monitor check`` against what the endpoint captured."""
+
+    channel: str | None = None  # the training channel the baseline reads; default: training, or the only one
+    label: str | None = None  # a column that is not a feature: its header name, or _c0, _c1… without a header
+    drift_threshold: float = 0.1  # baseline_drift_check: a distribution distance above this is a violation
+    comparison_method: Literal["Robust", "Simple"] = "Robust"  # constraints.json's comparison_method
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: str
     branch: str = "main"
@@ -223,6 +235,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     approve: ApproveConfig = field(default_factory=ApproveConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @property
     def endpoint_name(self) -> str:
@@ -516,6 +529,28 @@ def _check_semantics(config: Config, source: str) -> None:
         raise ConfigError(
             f"expected an s3:// URI or a local path, got {config.store.uri!r}", path=source, key="store.uri"
         )
+    _check_monitor(config, source)
+
+
+def _check_monitor(config: Config, source: str) -> None:
+    monitor = config.monitor
+    if not 0 < monitor.drift_threshold <= 1:
+        raise ConfigError(
+            f"a distribution distance is between 0 and 1; expected a threshold above 0 and at most 1, "
+            f"got {monitor.drift_threshold:g}",
+            path=source,
+            key="monitor.drift_threshold",
+        )
+    channels = config.train.channels
+    if monitor.channel is not None and monitor.channel not in channels:
+        raise ConfigError(
+            f"{monitor.channel!r} is not a training channel",
+            path=source,
+            key="monitor.channel",
+            hint=f"channels: {', '.join(channels)}" if channels else "train.channels names none",
+        )
+    if monitor.label is not None and not monitor.label.strip():
+        raise ConfigError("expected a column name, got an empty string", path=source, key="monitor.label")
 
 
 def _check_deploy(deploy: DeployConfig, source: str) -> None:

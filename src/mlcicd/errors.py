@@ -13,6 +13,8 @@
     ├── EndpointError           an endpoint could not be created, updated, reached or deleted
     │   └── PortInUseError      the requested port is taken
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
+    ├── MonitorError            data-quality monitoring cannot run: no baseline, no training data
+    │                           to compute one from, capture disabled, nothing captured
     ├── StateError              the state database is unusable or a transition is illegal
     └── AwsError                an AWS API call failed: AWS's error code and message, the call
         └── StackError          a CloudFormation stack did not reach the state asked for
@@ -109,6 +111,12 @@ class NotFoundError(MlcicdError):
     exit_code = 3
 
 
+class MonitorError(MlcicdError):
+    """A baseline cannot be computed, or captured data cannot be checked against one.
+
+    Exit code 1, never 3: ``mlcicd monitor check`` exits 3 for violations found."""
+
+
 class StateError(MlcicdError):
     """The state database is unusable, or a state transition is not allowed."""
 
@@ -145,6 +153,7 @@ __all__ = [
     "EndpointError",
     "GateError",
     "MlcicdError",
+    "MonitorError",
     "NotFoundError",
     "PortInUseError",
     "ProjectError",

@@ -19,16 +19,20 @@ from typing import Any
 
 from mlcicd import procinfo
 from mlcicd.errors import NotFoundError, StateError
+from mlcicd.state_monitor import MONITOR_SCHEMA, MonitorState
+from mlcicd.state_rollback import RollbackQueue
 from mlcicd.state_service import (
     ADDED_COLUMNS,
     SERVICE_SCHEMA,
     ServiceState,
     add_event,
     note_endpoint_change,
+    note_run_end,
 )
 
 # 2: the run queue, webhook deliveries, approvals, events, endpoint history (state_service.py)
-SCHEMA_VERSION = 2
+# 3: model versions' data-quality baselines (state_monitor.py)
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -250,7 +254,7 @@ class EndpointConfigRecord:
     created_at: float
 
 
-_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec", "trigger", "summary", "data"}
+_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec", "trigger", "summary", "data", "dataset"}
 _BOOL_COLUMNS = {"dirty", "forced"}
 
 
@@ -266,7 +270,7 @@ def _row(cls: type[Any], row: sqlite3.Row) -> Any:
     return cls(**values)
 
 
-class State(ServiceState):
+class State(ServiceState, RollbackQueue, MonitorState):
     """The state database of one state directory."""
 
     def __init__(self, path: Path) -> None:
@@ -292,7 +296,7 @@ class State(ServiceState):
     def _migrate(self) -> None:
         """Create what is missing, add the columns later schemas added; one transaction."""
         # executescript commits on its own, so the whole script is one transaction.
-        self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{SERVICE_SCHEMA}")
+        self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{SERVICE_SCHEMA}{MONITOR_SCHEMA}")
         try:
             for table, column, declaration in ADDED_COLUMNS:
                 present = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
@@ -376,6 +380,7 @@ class State(ServiceState):
             db.execute(
                 "UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'", (run_id,)
             )
+            note_run_end(db, run_id)
 
     def get_run(self, run_id: int) -> Run:
         self._reap_orphans()

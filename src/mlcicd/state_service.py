@@ -11,6 +11,9 @@ Queue states of a run::
     Queued ──claim──▶ Running ──▶ Succeeded | Failed | Stopped
       │                  └──▶ WaitingForApproval ──approve/reject/timeout──▶ Running …
       └──newer commit──▶ Superseded
+
+A queued rollback (``trigger.kind == "rollback"``, :mod:`mlcicd.state_rollback`) is claimed
+before the pipeline's other queued runs and superseded only by a newer rollback of its endpoint.
 """
 
 from __future__ import annotations
@@ -83,6 +86,11 @@ ADDED_COLUMNS = (
 
 FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
 
+ROLLBACK = "rollback"
+# Whether a run is a rollback, NULL-safe (a trigger '{}' has no kind), for WHERE and ORDER BY.
+IS_ROLLBACK = "json_extract(trigger, '$.kind') IS 'rollback'"
+NOT_ROLLBACK = "json_extract(trigger, '$.kind') IS NOT 'rollback'"
+
 
 @dataclass
 class Approval:
@@ -140,7 +148,7 @@ def note_endpoint_change(db: sqlite3.Connection, previous_config: str | None, re
     if record.status not in ("InService", "Updating"):
         return
     row = db.execute("SELECT reason, run_id FROM endpoint_configs WHERE name=?", (record.config_name,)).fetchone()
-    reason, run_id, detail = "deploy", None, None
+    reason, run_id, detail, asked = "deploy", None, None, {}
     if row is not None:
         run_id = row["run_id"]
         if row["reason"] and row["reason"] != "deploy":
@@ -148,8 +156,9 @@ def note_endpoint_change(db: sqlite3.Connection, previous_config: str | None, re
         elif run_id is not None:
             trig = db.execute("SELECT trigger FROM runs WHERE id=?", (run_id,)).fetchone()
             trigger = json.loads(trig["trigger"]) if trig and trig["trigger"] else {}
-            if trigger.get("kind") == "rollback":
+            if trigger.get("kind") == ROLLBACK:
                 reason, detail = "rollback", trigger.get("detail")
+                asked = {"by": trigger.get("by"), "why": trigger.get("reason")}
             elif trigger.get("kind"):
                 detail = f"run {run_id} ({trigger['kind']})"
     db.execute(
@@ -161,7 +170,24 @@ def note_endpoint_change(db: sqlite3.Connection, previous_config: str | None, re
     add_event(
         db, "rolled_back" if reason == "rollback" else "deployed", record.name,
         {"config": record.config_name, "model": f"{record.model_group}/{record.model_version}",
-         "previous_config": previous_config, "reason": reason, "run_id": run_id},
+         "previous_config": previous_config, "reason": reason, "run_id": run_id, **asked},
+    )  # fmt: skip
+
+
+def note_run_end(db: sqlite3.Connection, run_id: int) -> None:
+    """A rollback run that ended without deploying: a ``rollback_failed`` event (same tx).
+
+    One that deployed has its ``rolled_back`` event already, from the endpoint's change."""
+    row = db.execute("SELECT status, trigger, failure_reason FROM runs WHERE id=?", (run_id,)).fetchone()
+    if row is None or row["status"] not in ("Failed", "Stopped"):
+        return
+    trigger = json.loads(row["trigger"] or "{}")
+    if trigger.get("kind") != ROLLBACK:
+        return
+    add_event(
+        db, "rollback_failed", str(trigger.get("endpoint") or trigger.get("to") or ""),
+        {"run_id": run_id, "to": trigger.get("to"), "by": trigger.get("by"), "why": trigger.get("reason"),
+         "failure": row["failure_reason"]},
     )  # fmt: skip
 
 
@@ -192,7 +218,8 @@ class ServiceState:
         retry_of: int | None = None,
         forced: bool = False,
     ) -> tuple[Run | None, list[int]]:
-        """Queue a run of ``ref``; older queued runs of the pipeline are Superseded.
+        """Queue a run of ``ref``; older queued runs of the pipeline are Superseded (not
+        queued rollbacks: an operator's rollback still runs, first).
 
         Returns the run (None when ``delivery`` — (id, event) — was seen before, or the same
         commit is already queued or running: that one is returned) and the superseded ids.
@@ -210,14 +237,17 @@ class ServiceState:
                     return None, []
             if commit_sha is not None and retry_of is None:
                 same = db.execute(
-                    "SELECT id FROM runs WHERE pipeline=? AND commit_sha=? AND status IN ('Queued', 'Running')",
+                    "SELECT id FROM runs WHERE pipeline=? AND commit_sha=? AND status IN ('Queued', 'Running')"
+                    f" AND {NOT_ROLLBACK}",
                     (pipeline, commit_sha),
                 ).fetchone()
                 if same is not None:
                     return self._one(Run, "SELECT * FROM runs WHERE id=?", same["id"]), []
             older = [
                 r["id"]
-                for r in db.execute("SELECT id FROM runs WHERE pipeline=? AND status='Queued'", (pipeline,)).fetchall()
+                for r in db.execute(
+                    f"SELECT id FROM runs WHERE pipeline=? AND status='Queued' AND {NOT_ROLLBACK}", (pipeline,)
+                ).fetchall()
             ]
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, ref, trigger, queued_at, retry_of,"
@@ -237,9 +267,14 @@ class ServiceState:
     def create_started_run(
         self, *, pipeline: str, project_dir: str, commit_sha: str | None, trigger: dict[str, Any]
     ) -> Run:
-        """A run this process starts now, outside the queue (a rollback); Running, by this pid."""
+        """A run this process starts now, outside the queue (a rollback); Running, by this pid.
+        Refused while a run of the pipeline is Running (checked in the same transaction)."""
         now, pid = time.time(), os.getpid()
+        self._reap_orphans()
         with self._tx() as db:
+            busy = db.execute("SELECT id FROM runs WHERE pipeline=? AND status='Running'", (pipeline,)).fetchone()
+            if busy is not None:
+                raise StateError(f"run {busy['id']} of {pipeline} is in progress")
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, ref, trigger, pid, pid_start,"
                 " started_at) VALUES (?, ?, 'Running', ?, ?, ?, ?, ?, ?)",
@@ -257,16 +292,20 @@ class ServiceState:
             )
         return cur.rowcount == 1
 
-    def claim_next_run(self, pipeline: str, pid: int) -> Run | None:
-        """The oldest queued run of ``pipeline``, marked Running by ``pid`` — unless a run of
-        the pipeline runs already (one at a time). Atomic: two claimers never get the same run."""
+    def claim_next_run(self, pipeline: str, pid: int, *, rollbacks_only: bool = False) -> Run | None:
+        """The next queued run of ``pipeline`` — the oldest rollback, else the oldest run —
+        marked Running by ``pid``, unless a run of the pipeline runs already (one at a time).
+        Atomic: two claimers never get the same run."""
         self._reap_orphans()
         with self._tx() as db:
             busy = db.execute("SELECT 1 FROM runs WHERE pipeline=? AND status='Running'", (pipeline,)).fetchone()
             if busy is not None:
                 return None
+            only = f" AND {IS_ROLLBACK}" if rollbacks_only else ""
             row = db.execute(
-                "SELECT id FROM runs WHERE pipeline=? AND status='Queued' ORDER BY id LIMIT 1", (pipeline,)
+                f"SELECT id FROM runs WHERE pipeline=? AND status='Queued'{only}"
+                f" ORDER BY {IS_ROLLBACK} DESC, id LIMIT 1",
+                (pipeline,),
             ).fetchone()
             if row is None:
                 return None
@@ -319,12 +358,14 @@ class ServiceState:
                 "UPDATE stage_executions SET status='Failed', ended_at=?, message=? WHERE run_id=? AND status='Running'",
                 (now, reason, run_id),
             )
-            db.execute(
+            failed = db.execute(
                 "UPDATE runs SET status='Failed', ended_at=?, failure_reason=?, pid=NULL,"
                 " failed_stage=(SELECT stage FROM stage_executions WHERE run_id=? AND status='Failed' LIMIT 1)"
                 " WHERE id=? AND status='Running'",
                 (now, reason, run_id, run_id),
             )
+            if failed.rowcount:
+                note_run_end(db, run_id)
             db.execute("UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'", (run_id,))
             db.execute(
                 "UPDATE training_jobs SET status='Stopped', secondary_status='Interrupted', failure_reason=?,"

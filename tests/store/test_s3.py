@@ -109,6 +109,21 @@ def test_put_bytes_writes_a_whole_new_artifact_each_time(
     assert back.read_bytes() == b'{"n": 2}\n'
 
 
+def test_a_folder_is_listed_and_read_back_whatever_wrote_it(store: tuple[ArtifactStore, Tamper]) -> None:
+    artifacts, _ = store
+    keys = ["iris/B/2024/05/01/13/00-00-000-w1.jsonl", "iris/A/2024/05/01/14/00-00-000-w1.jsonl",
+            "iris/A/2024/05/01/13/59-59-999-w2.jsonl", "iris-2/A/2024/05/01/13/00-00-000-w1.jsonl"]  # fmt: skip
+    for key in keys:
+        artifacts.put_bytes(key.encode(), "data-capture", key)
+    listed = artifacts.list_uris("data-capture", "iris")
+    assert listed == [artifacts.uri("data-capture", k) for k in sorted(keys[:3])]  # not iris-2's
+    assert artifacts.list_uris("data-capture", "iris/A/2024/05/01/14") == [artifacts.uri("data-capture", keys[1])]
+    assert artifacts.list_uris("data-capture", "nobody") == []
+    assert artifacts.read_bytes(listed[0]) == keys[2].encode()
+    with pytest.raises(ArtifactError, match="is missing"):
+        artifacts.read_bytes(artifacts.uri("data-capture", "iris/none.jsonl"))
+
+
 # --- S3 only ---------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The CLI's side of a running `mlcicd up`: when the service serves the project, `mlcicd run`,
-`approve`, `reject` and `runs retry` go through its HTTP API, so that the queue's rules hold
-(one run per pipeline at a time, newer commits supersede queued ones) and the service is
-the one process that runs pipelines.
+`approve`, `reject`, `runs retry` and `endpoints rollback` go through its HTTP API, so that
+the queue's rules hold (one run per pipeline at a time, newer commits supersede queued ones,
+a rollback waits for the run in progress) and the service is the one process that runs pipelines.
 
 The service is found by ``service.json`` in the project's state directory (url, pid and the
 pid's start time, written by `mlcicd up`; checked alive with :mod:`mlcicd.procinfo`).
@@ -96,6 +96,17 @@ def decide(url: str, project: Project, run_id: int, approved: bool, comment: str
 def retry(url: str, project: Project, run_id: int) -> dict[str, Any]:
     """Queue run ``run_id``'s commit again: {"run"}."""
     answer: dict[str, Any] = request(_api(url, project, f"/api/runs/{run_id}/retry"), "POST", {"by": user()})
+    return answer
+
+
+def request_rollback(
+    url: str, project: Project, endpoint: str, to_version: int | None, reason: str | None
+) -> dict[str, Any]:
+    """Queue a rollback of ``endpoint``: {"run", "superseded", "target", "from", "behind"}."""
+    answer: dict[str, Any] = request(
+        _api(url, project, f"/api/endpoints/{quote(endpoint)}/rollback"), "POST",
+        {"to": to_version, "by": user(), "reason": reason},
+    )  # fmt: skip
     return answer
 
 

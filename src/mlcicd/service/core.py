@@ -2,8 +2,9 @@
 
 Threads: the HTTP server (one thread per request), the queue loop below, the event notifier.
 Each thread opens its own state connections. The loop, every tick and per project:
-reject approvals past their timeout; resume runs that have a decision; otherwise claim the
-oldest queued run (one run per pipeline at a time); poll when due; supervise endpoints.
+reject approvals past their timeout; start a queued rollback (an operator's, so first), else
+resume runs that have a decision, else claim the oldest queued run (one run per pipeline at a
+time); poll when due; supervise endpoints.
 Every run executes in its own subprocess (:mod:`mlcicd.service.runner`).
 
 At start, whatever a previous service left is made definite before anything new starts:
@@ -126,7 +127,8 @@ class Service:
             queued = state.runs_with_status("Queued")
             if queued:
                 self.log(f"{s.project.config.pipeline}: {len(queued)} queued run(s) from before: "
-                         + ", ".join(str(r.id) for r in queued))  # fmt: skip
+                         + ", ".join(f"{r.id} (rollback to {r.trigger.get('to')})"
+                                     if r.trigger.get("kind") == "rollback" else str(r.id) for r in queued))  # fmt: skip
             self.supervisor.check(s.project, restoring=True)
 
     def wait(self) -> None:
@@ -209,6 +211,10 @@ class Service:
         state, pipeline = s.project.state, s.project.config.pipeline
         if state.runs_with_status("Running", pipeline):
             return  # one at a time, even if another process runs it
+        rollback = state.claim_next_run(pipeline, os.getpid(), rollbacks_only=True)
+        if rollback is not None:  # an operator's rollback goes before a resumed run and the queue
+            self._spawn(s, rollback.id, resume=False)
+            return
         decided = [r for r in state.decided_waiting_runs() if r.pipeline == pipeline]
         if decided:
             self._spawn(s, decided[0].id, resume=True)
@@ -228,4 +234,6 @@ class Service:
                 env={**os.environ, PARENT_ENV: str(os.getpid())},
             )  # fmt: skip
         s.child = Child(process, run_id)
-        self.log(f"{s.project.config.pipeline}: run {run_id} {'resumed' if resume else 'started'} (pid {process.pid})")
+        trigger = s.project.state.get_run(run_id).trigger
+        what = f"rollback run {run_id} to {trigger.get('to')}" if trigger.get("kind") == "rollback" else f"run {run_id}"
+        self.log(f"{s.project.config.pipeline}: {what} {'resumed' if resume else 'started'} (pid {process.pid})")

@@ -17,6 +17,10 @@ webhook, and the git hooks' notifications.
     POST /api/runs/{id}/approve|reject {"by", "comment"}
                                            decide a run WaitingForApproval; the service resumes it
     POST /api/runs/{id}/retry              queue a finished run's commit again: 202 {"run"}
+    POST /api/endpoints/{name}/rollback {"to", "by", "reason"}
+                                           queue a rollback (to version ``to``, default: the
+                                           previous model, resolved now): 202 {"run", "superseded",
+                                           "target", "from", "behind"}
     POST /api/notify  {"repository": path} a git hook: look at this repository
     POST /webhooks/github                  GitHub's push webhook (signed)
     GET  /, /runs/{id}, /models[/{group}/{version}], /endpoints[/{name}], /events
@@ -127,9 +131,11 @@ class Handler(BaseHTTPRequestHandler):
                 return Project(s.project.root)
         raise NotFoundError(f"this service does not serve pipeline {wanted!r}")
 
-    def _post_runs(self, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
+    def _post_api(self, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
         project = self._project(query)
         try:
+            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/rollback", path):
+                return _post_rollback(project, m.group(1), body)
             return _post_runs_for(project, path, body)
         finally:
             project.state.close()
@@ -212,9 +218,9 @@ class Handler(BaseHTTPRequestHandler):
                 service.log(f"webhook: queued {answer['runs']}")
             self._send(status, answer)
             return
-        if url.path.startswith("/api/runs"):
+        if url.path.startswith(("/api/runs", "/api/endpoints/")):
             try:
-                status, answer = self._post_runs(url.path.rstrip("/"), parse_qs(url.query), body)
+                status, answer = self._post_api(url.path.rstrip("/"), parse_qs(url.query), body)
             except NotFoundError as exc:
                 status, answer = HTTPStatus.NOT_FOUND, {"error": exc.headline, "hint": exc.hint}
             except MlcicdError as exc:
@@ -249,6 +255,24 @@ def _text(data: dict[str, Any], key: str, default: str | None = None) -> str | N
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
     return value
+
+
+def _post_rollback(project: Project, endpoint: str, body: bytes) -> tuple[int, Any]:
+    """Queue a rollback of ``endpoint``: it runs as soon as no run of the pipeline is running,
+    before the pipeline's queued runs."""
+    from mlcicd.rollback import request_rollback
+
+    data = _fields(body)
+    to = data.get("to")
+    if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
+        raise ValueError(f"to: expected a model version (an integer), got {to!r}")
+    by = _text(data, "by", "unknown") or "unknown"
+    run, superseded = request_rollback(project, endpoint, to, by=by, reason=_text(data, "reason"))
+    running = project.state.runs_with_status("Running", project.config.pipeline)
+    return HTTPStatus.ACCEPTED, {
+        "run": run, "superseded": superseded, "target": run.trigger["to"], "from": run.trigger["from"],
+        "behind": [r.id for r in running],
+    }  # fmt: skip
 
 
 def _post_runs_for(project: Project, path: str, body: bytes) -> tuple[int, Any]:

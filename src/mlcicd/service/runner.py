@@ -1,5 +1,7 @@
 """One run in its own process: ``python -m mlcicd.service.runner PROJECT_DIR RUN_ID [--resume]``.
 
+A queued rollback (trigger ``rollback``) runs here too, as :func:`mlcicd.rollback.run_queued_rollback`.
+
 A process per run keeps a crashing run from taking the service down, and makes the
 service's death clean: the runner dies with it (``PR_SET_PDEATHSIG``) or is told to stop
 (SIGTERM), and either way its run ends Failed with the reason — by the runner itself, or,
@@ -21,8 +23,9 @@ from mlcicd.config import CONFIG_FILE, Config, parse_config
 from mlcicd.errors import MlcicdError, ProjectError
 from mlcicd.pipeline import RunOptions, resume_pipeline, run_pipeline
 from mlcicd.project import Project
+from mlcicd.rollback import run_queued_rollback
 from mlcicd.stages import default_stages
-from mlcicd.state import Run
+from mlcicd.state import Run, State
 
 PR_SET_PDEATHSIG = 1
 PARENT_ENV = "MLCICD_SERVICE_PID"
@@ -95,7 +98,9 @@ def main(argv: list[str]) -> int:
     try:
         _die_with(int(os.environ.get(PARENT_ENV, "0")))
         run = state.get_run(run_id)
-        if resume:
+        if run.trigger.get("kind") == "rollback" and not resume:
+            summary = run_queued_rollback(project, run, reporter)
+        elif resume:
             if run.commit_sha:
                 project.__dict__["config"] = commit_config(project, run.commit_sha)
             summary = resume_pipeline(project, default_stages(project.config), run_id, reporter)
@@ -104,16 +109,22 @@ def main(argv: list[str]) -> int:
             options = RunOptions(force=run.forced, allow_dirty=True, ref=sha)
             summary = run_pipeline(project, default_stages(project.config), options, reporter, run_id=run_id)
     except ServiceStopped:
-        state.fail_run_in_progress(
-            run_id, f"interrupted: the mlcicd service stopped during the run (`mlcicd runs retry {run_id}`)"
-        )
+        state.fail_run_in_progress(run_id, f"interrupted: the mlcicd service stopped during the run ({_again(state, run_id)})")
         return 143
-    except MlcicdError as exc:  # before the pipeline started: fetch, commit, mlcicd.yaml
+    except MlcicdError as exc:  # before the pipeline started: fetch, commit, mlcicd.yaml, a rollback's model
         state.fail_run_in_progress(run_id, exc.headline)
         print(f"run {run_id}: failed: {exc.headline}", flush=True)
         return 1
     print(f"run {run_id}: {summary.run.status}" + (f": {summary.error.headline}" if summary.error else ""), flush=True)
     return 0 if summary.succeeded or summary.waiting else 1
+
+
+def _again(state: State, run_id: int) -> str:
+    """How to ask for an interrupted run again."""
+    trigger = state.get_run(run_id).trigger
+    if trigger.get("kind") == "rollback":
+        return f"`mlcicd endpoints rollback {trigger.get('endpoint')} --to {trigger.get('version')}`"
+    return f"`mlcicd runs retry {run_id}`"
 
 
 if __name__ == "__main__":

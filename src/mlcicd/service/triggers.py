@@ -111,6 +111,12 @@ def retry(project: Project, run_id: int) -> Run:
     old = project.state.get_run(run_id)
     if old.status in ("Queued", "Running", "WaitingForApproval"):
         raise StateError(f"run {run_id} is {old.status}; only a finished run can be retried")
+    if old.trigger.get("kind") == "rollback":  # retrying it would rebuild and redeploy that old commit
+        raise StateError(
+            f"run {run_id} was a rollback; a rollback is not retried as a pipeline run",
+            hint=f"ask for it again: `mlcicd endpoints rollback {old.trigger.get('endpoint') or 'NAME'} "
+                 f"--to {old.trigger.get('version') or 'VERSION'}`",
+        )  # fmt: skip
     ref = old.commit_sha or old.ref
     if not ref:
         raise StateError(f"run {run_id} never resolved a commit; start a new run instead")

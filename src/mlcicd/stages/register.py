@@ -1,11 +1,14 @@
 """REGISTER: a model package in the registry — group = pipeline, versions 1, 2, 3…
 
 A model is identified by its sha256: registering the same bytes again reuses the version.
-Lineage is explicit: commit → build digest → training job → model package.
+Lineage is explicit: commit → build digest → training job → model package. An Approved model
+gets its data-quality baseline here, from its training channel (mlcicd.monitor.baseline): a
+model whose data cannot give one is registered all the same, and the log says why.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from mlcicd.config import Config
@@ -57,4 +60,11 @@ class RegisterStage:
         ctx.log(f"model package {package.arn} ({package.status}) sha256 {sha[:12]}")
         outputs = {"group": package.group_name, "version": package.version, "model_sha256": sha,
                    "model_uri": package.model_uri}  # fmt: skip
+        # Imported here: numpy loads when a model is registered, not with every command.
+        from mlcicd.monitor.baseline import ensure_baseline
+
+        source_dir = Path(ctx.outputs["source"]["source_dir"])
+        baseline = ensure_baseline(ctx.project, ctx.config, package, source_dir, ctx.log)
+        if baseline is not None:
+            outputs["baseline"] = {"statistics": baseline.statistics_uri, "constraints": baseline.constraints_uri}
         return StageResult("Cached" if cached else "Succeeded", f"model {package.arn}", outputs)

@@ -44,3 +44,13 @@ class ArtifactStore(Protocol):
         ...
 
     def exists(self, uri: str) -> bool: ...
+
+    def list_uris(self, bucket: str, prefix: str = "") -> list[str]:
+        """The URIs of every artifact in the folder ``bucket``/``prefix`` and below it, in key
+        order (what others wrote there, e.g. data capture files)."""
+        ...
+
+    def read_bytes(self, uri: str) -> bytes:
+        """The bytes of ``uri``, unverified: for artifacts nobody recorded a digest of (data
+        capture files). Anything recorded is read with :meth:`get_file` instead."""
+        ...

@@ -82,3 +82,20 @@ class LocalArtifactStore:
 
     def exists(self, uri: str) -> bool:
         return self._path(uri).is_file()
+
+    def list_uris(self, bucket: str, prefix: str = "") -> list[str]:
+        folder = self._dest(bucket, prefix or ".")
+        if not folder.is_dir():
+            return []
+        # atomic_open's temp files (".name.tmp") are writes in progress, not artifacts.
+        files = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return sorted(p.as_uri() for p in files)
+
+    def read_bytes(self, uri: str) -> bytes:
+        path = self._path(uri)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"artifact {uri} is missing") from exc
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from exc

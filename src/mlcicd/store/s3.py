@@ -168,6 +168,25 @@ class S3ArtifactStore:
     def exists(self, uri: str) -> bool:
         return self.head(uri) is not None
 
+    def list_uris(self, bucket: str, prefix: str = "") -> list[str]:
+        folder = self.key(bucket, prefix) + "/"  # a folder: "iris/" never lists "iris-2/…"
+        keys = [
+            item["Key"]
+            for page in self.client.paginate("list_objects_v2", Bucket=self.bucket, Prefix=folder)
+            for item in page.get("Contents", [])
+        ]
+        return [f"s3://{self.bucket}/{key}" for key in sorted(keys)]
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = parse_s3_uri(uri)
+        try:
+            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except AwsError as exc:
+            if _missing(exc):
+                raise ArtifactError(f"artifact {uri} is missing") from exc
+            raise
+        return body
+
 
 def _missing(error: AwsError) -> bool:
     return error.code in ("404", "NoSuchKey", "NotFound")

@@ -70,7 +70,7 @@ def trigger_text(trigger: Any) -> str | None:
     if kind == "retry" and trigger.get("of") is not None:
         return f"retry of run {trigger['of']}"
     if kind == "rollback" and trigger.get("to"):
-        return f"rollback to {trigger['to']}"
+        return f"rollback to {trigger['to']}" + (f" by {trigger['by']}" if trigger.get("by") else "")
     return f"{kind} by {trigger['by']}" if trigger.get("by") else kind
 
 

@@ -1,0 +1,111 @@
+"""`mlcicd monitor baseline` and `mlcicd monitor check`: data quality, in SageMaker Model
+Monitor's terms (docs/monitor.md)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import click
+
+from mlcicd.cli import cli, find_project
+from mlcicd.cli.output import echo_json, table, to_jsonable, when
+from mlcicd.errors import MlcicdError, MonitorError
+
+if TYPE_CHECKING:  # mlcicd.monitor loads numpy: imported by the commands that use it
+    from mlcicd.monitor import CheckReport
+
+
+@cli.group()
+def monitor() -> None:
+    """Data-quality baselines of models, and checks of what endpoints captured against them."""
+
+
+@monitor.command("baseline")
+@click.option("--model", "version", type=int, default=None,
+              help="The model package version (default: the newest Approved one).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def monitor_baseline(ctx: click.Context, version: int | None, as_json: bool) -> None:
+    """Compute a model's baseline (again) from its commit's training channel.
+
+    statistics.json and constraints.json go beside the model in the artifact store and are
+    recorded with its version; the register stage computes them for every new model.
+    """
+    from mlcicd.monitor import rebaseline
+    from mlcicd.monitor.baseline import describe
+
+    baseline = rebaseline(find_project(ctx), version)
+    if as_json:
+        echo_json(baseline)
+        return
+    click.echo(f"baseline of {baseline.arn}: {describe(baseline)}")
+
+
+@monitor.command("check")
+@click.argument("endpoint")
+@click.option("--since", default="1h", show_default=True,
+              help="Captured since: a duration back from now (30m, 1h, 2d) or an ISO 8601 time.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def monitor_check(ctx: click.Context, endpoint: str, since: str, as_json: bool) -> None:
+    """Check ENDPOINT's captured requests against the baselines of the models that served them.
+
+    Writes statistics.json and constraint_violations.json per variant and model to the
+    artifact store (a SageMaker monitoring execution's outputs) and prints a summary. Exit
+    status: 0 no violation, 3 violations found, 1 or 2 when the check could not run (no
+    capture, no baseline, a bad setting) — for CI and cron.
+    """
+    from mlcicd.monitor import VIOLATIONS_EXIT_CODE, check_endpoint, parse_since
+
+    try:
+        start = parse_since(since, time.time())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    try:
+        report = check_endpoint(find_project(ctx), endpoint, since=start)
+    except MlcicdError as exc:
+        if exc.exit_code == VIOLATIONS_EXIT_CODE:  # e.g. a NotFoundError: 3 would read as "violations"
+            raise MonitorError(exc.message, hint=exc.hint) from exc
+        raise
+    if as_json:
+        echo_json({**to_jsonable(report), "violation_count": report.violation_count})
+    else:
+        _show(report)
+    if report.violation_count:
+        ctx.exit(VIOLATIONS_EXIT_CODE)
+
+
+def _show(report: CheckReport) -> None:
+    rows = sum(v.rows for v in report.variants)
+    click.echo(f"{report.endpoint}: {report.records} captured requests ({rows} rows) since {when(report.since)}, "
+               f"from {report.files} files in {report.destination}")  # fmt: skip
+    if report.skipped:
+        reasons = "; ".join(f"{n} {why}" for why, n in sorted(report.skipped.items(), key=lambda i: -i[1]))
+        click.echo(f"skipped {sum(report.skipped.values())} unreadable lines: {reasons}")
+    if report.shadow_copies:
+        click.echo(f"left out {report.shadow_copies} shadow copies of requests")
+    for variant in report.variants:
+        click.echo(f"\nvariant {variant.variant}, model {variant.model}: {variant.records} requests, "
+                   f"{variant.rows} rows")  # fmt: skip
+        table(
+            ["feature", "type", "n", "missing", "mean (baseline)", "std (baseline)", "drift", "violations"],
+            [(f.name, f.inferred_type, f.n, f"{f.missing_rate:.1%}", _pair(f.mean, f.baseline_mean),
+              _pair(f.std, f.baseline_std), _number(f.drift), ", ".join(f.checks) or "ok")
+             for f in variant.features],
+        )  # fmt: skip
+        threshold = f"drift threshold {report.drift_threshold:g}, {report.comparison_method}"
+        if variant.violations:
+            click.echo(f"{len(variant.violations)} violations ({threshold}): {variant.violations_uri}")
+            for v in variant.violations:
+                click.echo(f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
+        else:
+            click.echo(f"no violations ({threshold}): {variant.violations_uri}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _pair(value: float | None, baseline: float | None) -> str:
+    return f"{_number(value)} ({_number(baseline)})"

@@ -1,0 +1,181 @@
+"""A model version's data-quality baseline: statistics.json and constraints.json from its
+training channel, stored beside the model and recorded with its version.
+
+The register stage computes it for each newly registered model (a failure to — no CSV in the
+channel, a label that is not a column — is logged and never fails the run); ``mlcicd monitor
+baseline`` computes it again. Both read the channel as it was in the model's commit (the
+exported tree the run used, exported again from git if it is gone).
+
+The files go to the model store at ``<pipeline>/<training job>/baseline/<digest>/``, beside
+the job's ``output/model.tar.gz``, named by the sha256 of their content (the same data gives
+the same bytes, so recomputing an unchanged baseline writes nothing new), each written
+atomically with its sha256 recorded; they are checked against it when read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlcicd import git
+from mlcicd.config import Config
+from mlcicd.errors import MlcicdError, MonitorError
+from mlcicd.monitor.constraints import suggest_constraints
+from mlcicd.monitor.dataset import read_channel
+from mlcicd.monitor.statistics import dataset_statistics
+from mlcicd.project import Project
+from mlcicd.state import ModelPackage
+from mlcicd.state_monitor import ModelBaseline
+
+STATISTICS = "statistics.json"
+CONSTRAINTS = "constraints.json"
+
+
+@dataclass
+class BaselineDocuments:
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]
+    dataset: dict[str, Any]  # what it was computed from: channel, files, label, item_count
+
+
+def training_channel(config: Config, source_dir: Path) -> tuple[str, Path]:
+    """The channel a baseline reads (``monitor.channel``; else ``training``, or the only one)
+    and where it is."""
+    channels = config.train.channels
+    name = config.monitor.channel
+    if name is None:
+        name = "training" if "training" in channels else next(iter(channels)) if len(channels) == 1 else None
+    if name is None or name not in channels:
+        raise MonitorError(
+            "no training channel to compute a data-quality baseline from"
+            + (f" among {', '.join(channels)}" if channels else " (train.channels names none)"),
+            hint="name one with monitor.channel in mlcicd.yaml",
+        )
+    location = Path(channels[name])
+    return name, location if location.is_absolute() else source_dir / location
+
+
+def label_column(config: Config) -> str | None:
+    """The column that is not a feature: ``monitor.label``, else the challenger's ``label``."""
+    if config.monitor.label is not None:
+        return config.monitor.label
+    return config.gate.challenger.label if config.gate.challenger is not None else None
+
+
+def compute_baseline(config: Config, source_dir: Path) -> BaselineDocuments:
+    channel, path = training_channel(config, source_dir)
+    table = read_channel(path, channel=channel, label=label_column(config))
+    if not table.names:
+        raise MonitorError(f"training channel {channel!r} has no column but the label {table.label!r}")
+    statistics = dataset_statistics(table.names, table.columns, table.rows)
+    constraints = suggest_constraints(statistics, drift_threshold=config.monitor.drift_threshold,
+                                      method=config.monitor.comparison_method)  # fmt: skip
+    dataset = {"channel": channel, "files": table.files, "label": table.label, "item_count": table.rows,
+               "features": table.names}  # fmt: skip
+    return BaselineDocuments(statistics, constraints, dataset)
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def store_baseline(project: Project, package: ModelPackage, documents: BaselineDocuments) -> ModelBaseline:
+    """Write the two files beside the model, then record them with the model version."""
+    statistics, constraints = _encode(documents.statistics), _encode(documents.constraints)
+    digest = hashlib.sha256(statistics + b"\0" + constraints).hexdigest()[:16]
+    folder = f"{package.group_name}/{package.training_job or f'model-{package.model_sha256[:12]}'}/baseline/{digest}"
+    bucket, store = project.config.store.models_bucket, project.store
+    stats_ref = store.put_bytes(statistics, bucket, f"{folder}/{STATISTICS}")
+    constraints_ref = store.put_bytes(constraints, bucket, f"{folder}/{CONSTRAINTS}")
+    data_digest = (package.lineage.get("training_job") or {}).get("data_digest")
+    return project.state.record_baseline(
+        ModelBaseline(
+            group_name=package.group_name, version=package.version,
+            statistics_uri=stats_ref.uri, statistics_sha256=stats_ref.sha256,
+            constraints_uri=constraints_ref.uri, constraints_sha256=constraints_ref.sha256,
+            dataset={**documents.dataset, "data_digest": data_digest},
+        )
+    )  # fmt: skip
+
+
+def describe(baseline: ModelBaseline) -> str:
+    """One line: what a baseline was computed from, and where it is."""
+    data = baseline.dataset
+    label = f", label {data['label']} left out" if data.get("label") else ""
+    folder = baseline.statistics_uri.rsplit("/", 1)[0]
+    return (f"{data.get('item_count')} rows, {len(data.get('features', []))} features from channel "
+            f"{data.get('channel')}{label}: {STATISTICS}, {CONSTRAINTS} in {folder}")  # fmt: skip
+
+
+def ensure_baseline(
+    project: Project, config: Config, package: ModelPackage, source_dir: Path, log: Callable[[str], None]
+) -> ModelBaseline | None:
+    """The register stage's step: the model's baseline, computed if it has none. Never raises
+    an mlcicd error: a model without a baseline is still a model (``monitor check`` says so)."""
+    existing = project.state.get_baseline(package.group_name, package.version)
+    if existing is not None:
+        log(f"data-quality baseline of {package.arn}: already computed")
+        return existing
+    try:
+        baseline = store_baseline(project, package, compute_baseline(config, source_dir))
+    except MlcicdError as exc:
+        log(f"no data-quality baseline for {package.arn}: {exc.headline}")
+        return None
+    log(f"data-quality baseline of {package.arn}: {describe(baseline)}")
+    return baseline
+
+
+def rebaseline(project: Project, version: int | None = None) -> ModelBaseline:
+    """Compute (again) the baseline of model ``version`` of the pipeline's group (default: the
+    newest Approved one) from its commit's training channel."""
+    state, config = project.state, project.config
+    group = config.pipeline
+    if version is None:
+        packages = state.list_model_packages(group)
+        approved = [p for p in packages if p.status == "Approved"]
+        if not approved:
+            raise MonitorError(f"model package group {group} has no Approved model",
+                               hint="run the pipeline, or name a version with --model")  # fmt: skip
+        package = approved[0]
+    else:
+        package = state.get_model_package(group, version)
+    commit = package.lineage.get("commit") or {}
+    if not commit.get("commit") or not commit.get("tree"):
+        raise MonitorError(f"model {package.arn} has no commit in its lineage: its training data cannot be found")
+    source_dir = project.state_dir / "sources" / commit["tree"]
+    if not source_dir.is_dir():
+        git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
+    return store_baseline(project, package, compute_baseline(config, source_dir))
+
+
+def load_baseline(project: Project, baseline: ModelBaseline) -> tuple[dict[str, Any], dict[str, Any]]:
+    """statistics.json and constraints.json of a recorded baseline, each checked against its
+    recorded sha256."""
+    documents = []
+    with tempfile.TemporaryDirectory(prefix="mlcicd-baseline-") as tmp:
+        for uri, sha256 in ((baseline.statistics_uri, baseline.statistics_sha256),
+                            (baseline.constraints_uri, baseline.constraints_sha256)):  # fmt: skip
+            path = project.store.get_file(uri, Path(tmp) / "document.json", expected_sha256=sha256)
+            try:
+                documents.append(json.loads(path.read_text(encoding="utf-8")))
+            except ValueError as exc:
+                raise MonitorError(f"{uri} is not JSON: {exc}") from exc
+    return documents[0], documents[1]
+
+
+__all__ = [
+    "BaselineDocuments",
+    "compute_baseline",
+    "describe",
+    "ensure_baseline",
+    "label_column",
+    "load_baseline",
+    "rebaseline",
+    "store_baseline",
+    "training_channel",
+]
