@@ -84,10 +84,8 @@ def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dic
     live = _describe(project, record)
     metrics = None
     if live is not None:
-        backend = endpoint_backend(record.backend, project)
-        assert isinstance(backend, LocalEndpointBackend)
         try:
-            metrics = backend.metrics(name, window)
+            metrics = endpoint_backend(record.backend, project).metrics(name, window)
         except NotFoundError:
             metrics = None
     return {

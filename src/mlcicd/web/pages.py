@@ -314,7 +314,7 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
 
 def _metrics(metrics: dict[str, Any] | None) -> Html:
     if not metrics:
-        return Html('<p class="muted">no metrics here (a SageMaker endpoint\'s are in CloudWatch)</p>')
+        return Html('<p class="muted">no metrics here (a SageMaker endpoint\'s come from CloudWatch: <code>mlcicd endpoints metrics NAME</code>)</p>')
     window = metrics.get("window_seconds")
     rows = [
         (variant, m.get("Invocations"), m.get("Invocation4XXErrors"), m.get("Invocation5XXErrors"),
