@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mlcicd.errors import MonitorError
+from mlcicd.monitor import dataset
 from mlcicd.monitor.dataset import UnreadableBody, body_rows, read_channel
 from tests.conftest import IRIS
 
@@ -41,6 +42,19 @@ def test_text_columns_do_not_make_a_header(tmp_path: Path) -> None:
 def test_a_label_that_is_not_a_column_is_named(tmp_path: Path) -> None:
     with pytest.raises(MonitorError, match=r"monitor.label 'target' is not a column.*sepal_length, sepal_width"):
         read_channel(IRIS / "data", channel="training", label="target")
+
+
+def test_a_large_channel_is_sampled_uniformly_and_the_same_way_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dataset, "MAX_ROWS", 50)
+    (tmp_path / "big.csv").write_text("x,y\n" + "".join(f"{i},{i % 3}\n" for i in range(1000)))
+    table = read_channel(tmp_path, channel="train", label="y")
+    again = read_channel(tmp_path, channel="train", label="y")
+    assert (table.rows, table.seen, table.names) == (50, 1000, ["x"])
+    assert table.columns == again.columns  # the same data gives the same baseline
+    xs = [float(x) for x in table.columns[0] if x is not None]
+    assert len(set(xs)) == 50 and max(xs) > 500  # from the whole file, not its first rows
 
 
 def test_a_channel_without_csv_says_so(tmp_path: Path) -> None:

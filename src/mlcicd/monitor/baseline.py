@@ -76,7 +76,7 @@ def compute_baseline(config: Config, source_dir: Path) -> BaselineDocuments:
     constraints = suggest_constraints(statistics, drift_threshold=config.monitor.drift_threshold,
                                       method=config.monitor.comparison_method)  # fmt: skip
     dataset = {"channel": channel, "files": table.files, "label": table.label, "item_count": table.rows,
-               "features": table.names}  # fmt: skip
+               "rows_read": table.seen, "features": table.names}  # fmt: skip
     return BaselineDocuments(statistics, constraints, dataset)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,10 @@ from mlcicd.errors import MonitorError
 from mlcicd.monitor.statistics import Cell, to_cell
 
 Row = list[Cell] | dict[str, Cell]
+# A baseline describes the training data's distributions; a uniform sample this large gives
+# each statistic to well under 1 % and keeps the register stage's memory and time bounded
+# whatever the data's size (every row is still read, once, streamed).
+MAX_ROWS = 100_000
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Table:
     rows: int
     files: list[str] = field(default_factory=list)
     label: str | None = None  # the column left out, if it was found
+    seen: int = 0  # rows read; more than ``rows`` when they were sampled down to MAX_ROWS
 
 
 def positional_name(index: int) -> str:
@@ -62,19 +68,21 @@ def read_channel(path: Path, *, channel: str, label: str | None) -> Table:
             hint="a data-quality baseline is computed from CSV data; set monitor.channel to a channel that has some",
         )
     names: list[str] = []
-    columns: dict[str, list[Cell]] = {}
-    rows = 0
+    sample: list[dict[str, Cell]] = []  # a uniform sample of at most MAX_ROWS rows (reservoir)
+    draw = random.Random(0)  # the same data gives the same baseline
+    seen = 0
     for file in files:
         for row in _csv_rows(file, channel):
-            for name in row:
-                if name not in columns:
-                    names.append(name)
-                    columns[name] = [None] * rows
-            for name in names:
-                columns[name].append(row.get(name))
-            rows += 1
-    if not rows:
+            names.extend(name for name in row if name not in names)
+            seen += 1
+            if len(sample) < MAX_ROWS:
+                sample.append(row)
+            elif (slot := draw.randrange(seen)) < MAX_ROWS:
+                sample[slot] = row
+    if not sample:
         raise MonitorError(f"training channel {channel!r} ({path}) holds no rows of data")
+    columns = {name: [row.get(name) for row in sample] for name in names}
+    rows = len(sample)
     found = None
     if label is not None:
         if label not in columns:
@@ -85,7 +93,8 @@ def read_channel(path: Path, *, channel: str, label: str | None) -> Table:
         found = label
         names.remove(label)
     return Table(names=names, columns=[columns[n] for n in names], rows=rows,
-                 files=[str(f.relative_to(path)) if f != path else f.name for f in files], label=found)  # fmt: skip
+                 files=[str(f.relative_to(path)) if f != path else f.name for f in files], label=found,
+                 seen=seen)  # fmt: skip
 
 
 def _csv_rows(file: Path, channel: str) -> Iterator[dict[str, Cell]]:
