@@ -1,0 +1,84 @@
+"""mlcicd.yaml: the pipeline definition, its schema and its loading.
+
+    schema.py    the schema: frozen dataclasses, one per section, with their defaults
+    load.py      ``load_config`` / ``parse_config``: the YAML walked into the schema
+    checks.py    the checks a type cannot express, SageMaker's limits among them
+    backend.py   ``with_backend``: one run on local or AWS, filled from the stack's outputs
+
+The schema is the dataclasses of schema.py; ``load_config`` walks the YAML against their
+type hints, so an unknown key, a wrong type or a bad value fails with the file, the key path
+(``train.hyperparameters.C``) and what was expected — before any stage runs.
+
+Import from here, ``mlcicd.config``: the modules are how it is laid out, not its interface.
+"""
+
+from __future__ import annotations
+
+from mlcicd.config.backend import (
+    IMAGE_TAG_LENGTH,
+    STACK_MODELS_BUCKET_OUTPUT,
+    STACK_REPOSITORY_OUTPUT,
+    STACK_ROLE_OUTPUT,
+    RunBackend,
+    with_backend,
+)
+from mlcicd.config.checks import check_sagemaker_deploy
+from mlcicd.config.load import load_config, parse_config
+from mlcicd.config.schema import (
+    CONFIG_FILE,
+    MAX_ENDPOINT_NAME,
+    NAME_RE,
+    AlarmsConfig,
+    ApproveConfig,
+    BuildConfig,
+    CanaryConfig,
+    ChallengerConfig,
+    Config,
+    DataCaptureConfig,
+    DeployConfig,
+    GateConfig,
+    HyperparameterValue,
+    LinearConfig,
+    MetricDefinition,
+    MonitorConfig,
+    ServiceConfig,
+    ShadowConfig,
+    StoreConfig,
+    Threshold,
+    TrainConfig,
+    VariantConfig,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "IMAGE_TAG_LENGTH",
+    "MAX_ENDPOINT_NAME",
+    "NAME_RE",
+    "STACK_MODELS_BUCKET_OUTPUT",
+    "STACK_REPOSITORY_OUTPUT",
+    "STACK_ROLE_OUTPUT",
+    "AlarmsConfig",
+    "ApproveConfig",
+    "BuildConfig",
+    "CanaryConfig",
+    "ChallengerConfig",
+    "Config",
+    "DataCaptureConfig",
+    "DeployConfig",
+    "GateConfig",
+    "HyperparameterValue",
+    "LinearConfig",
+    "MetricDefinition",
+    "MonitorConfig",
+    "RunBackend",
+    "ServiceConfig",
+    "ShadowConfig",
+    "StoreConfig",
+    "Threshold",
+    "TrainConfig",
+    "VariantConfig",
+    "check_sagemaker_deploy",
+    "load_config",
+    "parse_config",
+    "with_backend",
+]

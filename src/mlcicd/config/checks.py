@@ -1,0 +1,197 @@
+"""The checks a type cannot express: names, ranges, cross-references, and what SageMaker accepts.
+
+``_check_semantics`` validates every config that ``load_config``/``parse_config`` build
+and every one ``with_backend`` returns; ``check_sagemaker_deploy`` is also called on its own
+for the stack, whose pipeline deploys to SageMaker whatever ``deploy.backend`` says.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mlcicd.config.schema import CONFIG_FILE, MAX_ENDPOINT_NAME, NAME_RE, Config, DeployConfig
+from mlcicd.errors import ConfigError
+
+
+def _check_semantics(config: Config, source: str) -> None:
+    for key, name in (("pipeline", config.pipeline), ("deploy.endpoint_name", config.endpoint_name)):
+        if not NAME_RE.match(name):
+            raise ConfigError(
+                f"{name!r} is not a valid name: use letters, digits and hyphens, at most 63 characters",
+                path=source,
+                key=key,
+            )
+    if len(config.endpoint_name) > MAX_ENDPOINT_NAME:
+        explicit = config.deploy.endpoint_name is not None
+        raise ConfigError(
+            f"the endpoint name {config.endpoint_name!r} has {len(config.endpoint_name)} characters; "
+            f"at most {MAX_ENDPOINT_NAME}, so its endpoint configs' names (<endpoint>-v<version>-<digest>) "
+            "fit in SageMaker's 63",
+            path=source,
+            key="deploy.endpoint_name" if explicit else "pipeline",
+            hint="shorten deploy.endpoint_name" if explicit
+            else "it is <pipeline>-endpoint: set a shorter deploy.endpoint_name, or shorten pipeline",
+        )
+    positive = {
+        "train.max_runtime": config.train.max_runtime,
+        "train.instance_count": config.train.instance_count,
+        "deploy.workers": config.deploy.workers,
+        "deploy.instance_count": config.deploy.instance_count,
+        "build.timeout": config.build.timeout,
+    }
+    for key, number in positive.items():
+        if number < 1:
+            raise ConfigError(f"must be at least 1, got {number}", path=source, key=key)
+    _check_deploy(config.deploy, source)
+    if config.deploy.port is not None and not 0 <= config.deploy.port <= 65535:
+        raise ConfigError(f"not a TCP port: {config.deploy.port}", path=source, key="deploy.port")
+    for i, definition in enumerate(config.train.metric_definitions):
+        key = f"train.metric_definitions[{i}].regex"
+        try:
+            pattern = re.compile(definition.regex)
+        except re.error as exc:
+            raise ConfigError(f"invalid regular expression: {exc}", path=source, key=key) from exc
+        if pattern.groups < 1:
+            raise ConfigError(
+                "the regex needs one capture group around the number, e.g. accuracy=([0-9.]+)",
+                path=source,
+                key=key,
+            )
+    for name in config.train.channels:
+        if not re.match(r"^[A-Za-z0-9._-]+$", name):
+            raise ConfigError("channel names use letters, digits, '.', '_' and '-'", path=source, key=f"train.channels.{name}")
+    defined = {d.name for d in config.train.metric_definitions}
+    for threshold in config.gate.thresholds:
+        if defined and threshold.metric not in defined:
+            raise ConfigError(
+                f"the gate checks {threshold.metric!r}, but train.metric_definitions does not define it",
+                path=source,
+                key=f"gate.{threshold.metric}",
+                hint=f"defined metrics: {', '.join(sorted(defined))}",
+            )
+    if not 1 <= config.service.port <= 65535:
+        raise ConfigError(f"not a TCP port: {config.service.port}", path=source, key="service.port")
+    if config.service.poll_interval is not None and config.service.poll_interval <= 0:
+        raise ConfigError("must be a positive number of seconds", path=source, key="service.poll_interval")
+    if config.approve.timeout is not None and config.approve.timeout <= 0:
+        raise ConfigError("must be a positive number of seconds", path=source, key="approve.timeout")
+    for i, url in enumerate(config.service.notify):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"expected an http(s) URL, got {url!r}", path=source, key=f"service.notify[{i}]")
+    if config.store.uri is not None and not config.store.uri.startswith(("s3://", "file://", "/")):
+        raise ConfigError(
+            f"expected an s3:// URI or a local path, got {config.store.uri!r}", path=source, key="store.uri"
+        )
+    _check_monitor(config, source)
+
+
+def _check_monitor(config: Config, source: str) -> None:
+    monitor = config.monitor
+    if not 0 < monitor.drift_threshold <= 1:
+        raise ConfigError(
+            f"a distribution distance is between 0 and 1; expected a threshold above 0 and at most 1, "
+            f"got {monitor.drift_threshold:g}",
+            path=source,
+            key="monitor.drift_threshold",
+        )
+    channels = config.train.channels
+    if monitor.channel is not None and monitor.channel not in channels:
+        raise ConfigError(
+            f"{monitor.channel!r} is not a training channel",
+            path=source,
+            key="monitor.channel",
+            hint=f"channels: {', '.join(channels)}" if channels else "train.channels names none",
+        )
+    if monitor.label is not None and not monitor.label.strip():
+        raise ConfigError("expected a column name, got an empty string", path=source, key="monitor.label")
+
+
+def _check_deploy(deploy: DeployConfig, source: str) -> None:
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(message, path=source, key=f"deploy.{key}")
+
+    for key, value in (("canary.percent", deploy.canary.percent), ("linear.step_percent", deploy.linear.step_percent)):
+        if not 0 < value <= 100:
+            fail(key, f"must be a percentage above 0 and at most 100, got {value:g}")
+    for key, value in (
+        ("canary.bake_seconds", deploy.canary.bake_seconds), ("linear.interval_seconds", deploy.linear.interval_seconds),
+        ("alarms.bake_seconds", deploy.alarms.bake_seconds),
+    ):
+        if value < 0:
+            fail(key, f"must not be negative, got {value:g}")
+    for key, value in (("header_timeout", deploy.header_timeout), ("body_timeout", deploy.body_timeout)):
+        if value <= 0:
+            fail(key, f"must be a positive number of seconds, got {value:g}")
+    rate = deploy.alarms.max_5xx_rate
+    if rate is not None and not 0 <= rate <= 1:
+        fail("alarms.max_5xx_rate", f"a rate between 0 and 1 (0.01 is 1%), got {rate:g}")
+    if deploy.alarms.max_p99_latency_ms is not None and deploy.alarms.max_p99_latency_ms <= 0:
+        fail("alarms.max_p99_latency_ms", "must be a positive number of milliseconds")
+    if not 0 <= deploy.data_capture.sampling_percentage <= 100:
+        fail("data_capture.sampling_percentage", "must be between 0 and 100")
+    names = [v.name for v in deploy.variants]
+    for i, variant in enumerate(deploy.variants):
+        if not NAME_RE.match(variant.name):
+            fail(f"variants[{i}].name", f"{variant.name!r} is not a valid name: letters, digits and hyphens")
+        if names.count(variant.name) > 1:
+            fail(f"variants[{i}].name", f"{variant.name!r} is used by more than one variant")
+        if variant.weight < 0:
+            fail(f"variants[{i}].weight", f"must not be negative, got {variant.weight:g}")
+        if isinstance(variant.model, str) and variant.model != "latest":
+            fail(f"variants[{i}].model", f"expected 'latest' or a model package version, got {variant.model!r}")
+    if deploy.variants and not any(v.weight > 0 for v in deploy.variants):
+        fail("variants", "at least one variant needs a weight above 0")
+    if deploy.shadow is not None:
+        if deploy.shadow.name in names:
+            fail("shadow.name", f"{deploy.shadow.name!r} is also a production variant's name")
+        if isinstance(deploy.shadow.model, str) and deploy.shadow.model != "latest":
+            fail("shadow.model", f"expected 'latest' or a model package version, got {deploy.shadow.model!r}")
+    if deploy.backend == "sagemaker":
+        check_sagemaker_deploy(deploy, source)
+
+
+# SageMaker's limits: WaitIntervalInSeconds, CanarySize and LinearStepSize (CAPACITY_PERCENT),
+# and an alarm's metric math reads at most 10 metrics, two per variant (mlcicd/aws/alarms.py).
+_SAGEMAKER_MAX_WAIT = 3600
+_SAGEMAKER_CANARY = (1, 50)
+_SAGEMAKER_LINEAR_STEP = (10, 50)
+_SAGEMAKER_ALARMED_VARIANTS = 5
+
+
+def check_sagemaker_deploy(deploy: DeployConfig, source: str = CONFIG_FILE) -> None:
+    """What SageMaker accepts of ``deploy:`` (checked before a run starts, not by a failed
+    UpdateEndpoint after training): for ``deploy.backend: sagemaker``, and for the stack,
+    whose pipeline deploys to SageMaker whatever the backend says."""
+
+    def fail(key: str, message: str, hint: str | None = None) -> None:
+        raise ConfigError(message, path=source, key=f"deploy.{key}", hint=hint)
+
+    def whole(value: float) -> bool:
+        return float(value).is_integer()
+
+    wait_key, wait = {
+        "canary": ("canary.bake_seconds", deploy.canary.bake_seconds),
+        "linear": ("linear.interval_seconds", deploy.linear.interval_seconds),
+    }.get(deploy.strategy, ("alarms.bake_seconds", deploy.alarms.bake_seconds))
+    if not whole(wait) or wait > _SAGEMAKER_MAX_WAIT:
+        fail(wait_key, f"SageMaker waits whole seconds, at most {_SAGEMAKER_MAX_WAIT} (WaitIntervalInSeconds), "
+             f"got {wait:g}")  # fmt: skip
+    for strategy, key, value, (low, high), what in (
+        ("canary", "canary.percent", deploy.canary.percent, _SAGEMAKER_CANARY, "CanarySize"),
+        ("linear", "linear.step_percent", deploy.linear.step_percent, _SAGEMAKER_LINEAR_STEP, "LinearStepSize"),
+    ):
+        if deploy.strategy == strategy and (not whole(value) or not low <= value <= high):
+            fail(key, f"SageMaker's {what} is a whole percentage of the instances from {low} to {high}, got {value:g}")
+    if deploy.shadow is not None and len(deploy.variants) > 1:
+        fail("shadow", f"SageMaker puts a shadow variant beside one production variant, and deploy.variants "
+             f"has {len(deploy.variants)}", hint="keep one variant, or drop the shadow")  # fmt: skip
+    alarmed = deploy.alarms.max_5xx_rate is not None or deploy.alarms.max_p99_latency_ms is not None
+    if alarmed and len(deploy.variants) > _SAGEMAKER_ALARMED_VARIANTS:
+        fail("alarms", f"on SageMaker, alarms watch at most {_SAGEMAKER_ALARMED_VARIANTS} variants (an alarm reads "
+             f"at most 10 metrics), and deploy.variants has {len(deploy.variants)}")  # fmt: skip
+    capture = deploy.data_capture
+    if capture.enabled and not whole(capture.sampling_percentage):
+        fail("data_capture.sampling_percentage", "SageMaker samples a whole percentage (InitialSamplingPercentage), "
+             f"got {capture.sampling_percentage:g}")  # fmt: skip
+    if capture.enabled and not capture.capture:
+        fail("data_capture.capture", "SageMaker captures input, output or both: name at least one")

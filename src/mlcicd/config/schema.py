@@ -1,0 +1,235 @@
+"""The mlcicd.yaml schema: one frozen dataclass per section, with its defaults.
+
+``mlcicd.config.load`` walks the YAML against these classes' type hints, so a field's type
+here is what the file may hold; ``mlcicd.config.checks`` holds the rules a type cannot say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CONFIG_FILE = "mlcicd.yaml"
+
+# SageMaker's resource-name pattern (training jobs, endpoints, model package groups).
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# An endpoint config is named "<endpoint>-v<version>-<digest>" within SageMaker's 63
+# characters, and must start with the whole endpoint name (the IAM policies' prefix).
+MAX_ENDPOINT_NAME = 50
+HyperparameterValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    requirements: str = "requirements.txt"
+    test_requirements: tuple[str, ...] = ()
+    test: str | None = None
+    timeout: int = 1800
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    name: str
+    regex: str
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backend: Literal["local", "sagemaker"] = "local"
+    source_dir: str = "src"
+    entry_point: str = "train.py"
+    hyperparameters: dict[str, HyperparameterValue] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)
+    max_runtime: int = 86400
+    metric_definitions: tuple[MetricDefinition, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    # SageMaker backend (ignored by the local one).
+    image: str | None = None
+    role: str | None = None
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    use_spot: bool = False
+    max_wait: int | None = None
+    output_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``metric op value``, e.g. accuracy >= 0.85."""
+
+    metric: str
+    op: Literal[">=", ">", "<=", "<", "=="]
+    value: float
+
+    def passes(self, actual: float) -> bool:
+        return {
+            ">=": actual >= self.value,
+            ">": actual > self.value,
+            "<=": actual <= self.value,
+            "<": actual < self.value,
+            "==": actual == self.value,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class ChallengerConfig:
+    """Champion/challenger: the new model must be no worse than the one in production.
+
+    Both are evaluated on ``data`` (a CSV in the commit, a header row, the label in column
+    ``label`` — default the last) through the candidate's inference.py; the candidate passes
+    when ``metric`` improves on the champion's by at least ``min_absolute_change`` (and
+    ``min_relative_change``, a fraction, when set). Negative margins tolerate a small loss.
+    """
+
+    data: str
+    metric: Literal["accuracy", "error_rate", "mae", "mse", "rmse"] = "accuracy"
+    label: str | None = None
+    min_absolute_change: float = 0.0
+    min_relative_change: float | None = None
+    prediction_key: str = "predictions"  # where predictions are in a JSON object answer
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    thresholds: tuple[Threshold, ...] = ()
+    challenger: ChallengerConfig | None = None
+
+
+@dataclass(frozen=True)
+class ApproveConfig:
+    """``approve: manual`` stops each run before its model is registered as Approved."""
+
+    mode: Literal["auto", "manual"] = "auto"
+    timeout: float | None = None  # seconds; unanswered for that long, the model is rejected
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """`mlcicd up`: its port, the GitHub webhook's secret, polling and event notifications."""
+
+    port: int = 8765
+    webhook_secret_env: str = "MLCICD_WEBHOOK_SECRET"  # the NAME of the variable holding the secret
+    remote: str = "origin"  # fetched on a push; the webhook payload's clone URL if absent
+    poll_interval: float | None = None  # seconds between checks of the branch; None: no polling
+    notify: tuple[str, ...] = ()  # URLs that registry events are POSTed to
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """A production variant: ``model`` is ``latest`` (this run's model) or a registered version."""
+
+    name: str
+    model: int | str = "latest"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """A shadow variant: gets a copy of the traffic, its answers are only recorded."""
+
+    model: int | str = "latest"
+    name: str = "Shadow"
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    percent: float = 10.0
+    bake_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    step_percent: float = 25.0
+    interval_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class AlarmsConfig:
+    """Auto-rollback: thresholds on the new model's metrics while traffic shifts."""
+
+    max_5xx_rate: float | None = None  # 0..1
+    max_p99_latency_ms: float | None = None  # p99 ModelLatency
+    min_invocations: int = 1
+    bake_seconds: float = 0.0  # all_at_once: how long to watch after the switch
+
+
+@dataclass(frozen=True)
+class DataCaptureConfig:
+    """SageMaker's DataCaptureConfig for the local endpoint."""
+
+    enabled: bool = False
+    sampling_percentage: float = 100.0
+    capture: tuple[Literal["input", "output"], ...] = ("input", "output")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    backend: Literal["local", "sagemaker"] = "local"
+    endpoint_name: str | None = None
+    source_dir: str = "src"
+    entry_point: str = "inference.py"
+    workers: int = 2
+    port: int | None = None
+    startup_timeout: float = 60.0
+    max_payload_mb: float = 6.0
+    environment: dict[str, str] = field(default_factory=dict)
+    sample: str | None = None  # a JSON request body `mlcicd run` sends once the endpoint is up
+    strategy: Literal["all_at_once", "canary", "linear"] = "all_at_once"
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    variants: tuple[VariantConfig, ...] = ()  # empty: one variant, AllTraffic, this run's model
+    shadow: ShadowConfig | None = None
+    data_capture: DataCaptureConfig = field(default_factory=DataCaptureConfig)
+    header_timeout: float = 10.0  # seconds for a client to send a request's headers
+    body_timeout: float = 60.0  # then its body
+    # SageMaker backend (ignored by the local one).
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where artifacts go: a local directory (default: the project's state dir) or s3://."""
+
+    uri: str | None = None
+    artifacts_bucket: str = "ml-cicd-pipeline-artifacts"
+    models_bucket: str = "ml-cicd-pipeline-models"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Data-quality monitoring in SageMaker Model Monitor's terms (docs/monitor.md): a
+    baseline from the training channel when a model is registered, checked by
+    ``mlcicd monitor check`` against what the endpoint captured."""
+
+    channel: str | None = None  # the training channel the baseline reads; default: training, or the only one
+    label: str | None = None  # a column that is not a feature: its header name, or _c0, _c1… without a header
+    drift_threshold: float = 0.1  # baseline_drift_check: a distribution distance above this is a violation
+    comparison_method: Literal["Robust", "Simple"] = "Robust"  # constraints.json's comparison_method
+
+
+@dataclass(frozen=True)
+class Config:
+    pipeline: str
+    branch: str = "main"
+    build: BuildConfig = field(default_factory=BuildConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    approve: ApproveConfig = field(default_factory=ApproveConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.deploy.endpoint_name or f"{self.pipeline}-endpoint"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
