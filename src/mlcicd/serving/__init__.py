@@ -6,6 +6,9 @@
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations
     worker.py      one worker process: load the model, then serve the inherited socket
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
+    rollout.py     how an update replaces the serving generation: at once, or shifting traffic
+                   step by step under alarms, rolled back when one trips
+    status.py      status.json, as the supervisor writes it
     generation.py  worker processes as the supervisor sees them (start, events, exit)
     container.py   ``serve`` inside a SageMaker container, on top of the supervisor
     procinfo.py    is a recorded pid still the process we started?

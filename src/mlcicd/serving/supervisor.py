@@ -15,13 +15,8 @@ succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
     a worker dies   it is replaced, with exponential backoff; its last metrics are folded
                     into metrics/retired.json, so the endpoint's counters never go back.
 
-A canary or linear update (or one that bakes under alarms) is blue/green inside the
-workers: the new generation loads the serving config too and sends ``green_percent`` of
-requests to the new one; the supervisor moves the share step by step through
-``traffic.json`` (the workers poll it), and between steps watches the new config's
-metrics. An alarm that trips (5XX rate or p99 ModelLatency above its threshold) sends all
-traffic back at once, starts a generation of the old config, and records the rollback with
-its figures (``last_rollback``, and ``last_update_failure`` for the deployer).
+How an update moves the traffic — all at once, or step by step watching alarms, rolled
+back when one trips — is :mod:`mlcicd.serving.rollout`, which the supervisor drives.
 
 ``status.json`` is written only here, atomically; ``config_digest`` (the sha256 of the
 config.json bytes a generation was started from) lets a waiting deployer tell its own
@@ -43,7 +38,6 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +49,15 @@ from mlcicd.serving.balance import ConnectionBoard
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
 from mlcicd.serving.logs import configure_logging
+from mlcicd.serving.rollout import TRAFFIC_FILE, Rollout
+from mlcicd.serving.status import status_document, utcnow
 
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 PID_FILE = "supervisor.pid"
 RUN_DIR = "run"
 LOG_FILE = "logs/endpoint.log"
-TRAFFIC_FILE = "traffic.json"  # mirrors worker.TRAFFIC_FILE (not imported: it pulls uvicorn)
 WEIGHTS_FILE = "weights.json"
-ALARM_CHECK_INTERVAL = 0.5
 
 EXIT_FAILED = 1
 RESTART_BACKOFF = (0.5, 30.0)  # first delay, ceiling; doubles per consecutive crash
@@ -72,10 +66,6 @@ ACCEPT_STOP_TIMEOUT = 10.0  # for a retiring worker to say it no longer accepts 
 _DRAIN_GRACE = 2.0  # mirrors worker.DRAIN_GRACE (not imported: it pulls uvicorn)
 
 log = logging.getLogger("mlcicd.serving.supervisor")
-
-
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -117,12 +107,8 @@ class Supervisor:
         self.status = "Creating"
         self.failure_reason: str | None = None
         self.failure_kind: str | None = None
-        self.last_update_failure: str | None = None
-        self.last_update_digest: str | None = None
-        self.last_update_at: str | None = None
         self.worker_restarts = 0
-        self.last_rollback: dict[str, Any] | None = None
-        self.traffic: dict[str, Any] | None = None  # during a shift: who gets what share
+        self.rollout = Rollout(self)  # updates, and what status.json says of them
         self.metrics_dir = self.state_dir / metrics.METRICS_DIR
         self._series_last: str | None = None
         self._series_due = 0.0
@@ -156,7 +142,7 @@ class Supervisor:
             self.metrics_dir, metrics.read_all(self.metrics_dir), None
         )
         (self.state_dir / TRAFFIC_FILE).unlink(missing_ok=True)  # generation numbers restart
-        self._write_status()
+        self.write_status()
         try:
             config, digest = self._read_config()
         except (OSError, ValueError) as exc:
@@ -172,7 +158,7 @@ class Supervisor:
         log.info("listening on %s:%d", self.host, self.port)
         self.board = ConnectionBoard.create()
 
-        started = self._start_generation(config, digest)
+        started = self.start_generation(config, digest)
         if isinstance(started, str):
             if self._stop:
                 self._stopped()
@@ -180,7 +166,7 @@ class Supervisor:
             return self._fail(started, "startup")
         self.current = started
         self.status = "InService"
-        self._write_status()
+        self.write_status()
         log.info("InService: %s (generation %d) on port %d", config.name, started.number, self.port)
 
         while not self.stopping():
@@ -202,7 +188,7 @@ class Supervisor:
         log.error("failed: %s", reason)
         self._close_socket()
         self.status, self.failure_reason, self.failure_kind = "Failed", reason, kind
-        self._write_status()
+        self.write_status()
         return EXIT_FAILED
 
     def _stopped(self) -> None:
@@ -216,7 +202,7 @@ class Supervisor:
             "the endpoint server was stopped (SIGTERM)",
         )
         self.current = None
-        self._write_status()
+        self.write_status()
         log.info("stopped")
 
     def _close_socket(self) -> None:
@@ -235,7 +221,7 @@ class Supervisor:
             raise ValueError(f"not valid JSON: {exc}") from exc
         return ServingConfig.from_dict(data, where=str(path)), hashlib.sha256(raw).hexdigest()
 
-    def _start_generation(
+    def start_generation(
         self,
         config: ServingConfig,
         digest: str,
@@ -294,14 +280,14 @@ class Supervisor:
         try:
             config, digest = self._read_config()
         except (OSError, ValueError) as exc:
-            self._update_failed(None, f"cannot read {self.state_dir / CONFIG_FILE}: {exc}")
+            self.rollout.failed(None, f"cannot read {self.state_dir / CONFIG_FILE}: {exc}")
             return
         if digest == self.current.digest:
             log.info("SIGHUP: config unchanged")
-            self._write_status()
+            self.write_status()
             return
         if config.host != self.host or config.port not in (0, self.port):
-            self._update_failed(
+            self.rollout.failed(
                 digest,
                 f"the endpoint listens on {self.host}:{self.port}; an update cannot move it to "
                 f"{config.host}:{config.port} (delete and redeploy to change it)",
@@ -309,169 +295,18 @@ class Supervisor:
             return
         log.info("SIGHUP: updating to %s (%s)", config.name, config.deployment.strategy)
         self.status = "Updating"
-        self._write_status()
-        if config.deployment.shifts:
-            self._shift(config, digest)
-            return
-        started = self._start_generation(config, digest)
-        if isinstance(started, str):
-            if not self._stop:
-                self._update_failed(digest, started)
-            return
-        old, self.current = self.current, started
-        self.last_update_failure, self.last_update_digest, self.last_update_at = (
-            None,
-            digest,
-            utcnow(),
-        )
+        self.write_status()
+        self.rollout.update(config, digest)
+
+    def promote(self, gen: Generation) -> Generation:
+        """Make ``gen`` the serving generation; the one it replaces (returned) drains."""
+        old, self.current = self.current, gen
+        assert old is not None
         self._retire(old, wait=False)
         # InService with the new config means new connections reach the new generation only:
         # wait (briefly) until the old workers say they stopped accepting.
         self._wait_until_not_accepting(old.workers, ACCEPT_STOP_TIMEOUT)
-        self.status = "InService"
-        self._write_status()
-        log.info(
-            "InService: %s (generation %d); generation %d draining",
-            config.name,
-            started.number,
-            old.number,
-        )
-
-    def _shift(self, config: ServingConfig, digest: str) -> None:
-        """Blue/green inside the workers: move traffic step by step, roll back on an alarm."""
-        old = self.current
-        assert old is not None
-        deployment = config.deployment
-        steps = deployment.steps()
-        started = self._start_generation(config, digest, blue=old.config, green_percent=steps[0])
-        if isinstance(started, str):
-            if not self._stop:
-                self._update_failed(digest, started)
-            return
-        self._set_traffic(started, steps[0], old.config.name)
-        self.current = started
-        self._retire(old, wait=False)
-        self._wait_until_not_accepting(old.workers, ACCEPT_STOP_TIMEOUT)
-        baseline = metrics.read_all(self.metrics_dir)
-        for index, share in enumerate(steps):
-            if index:
-                self._set_traffic(started, share, old.config.name)
-            log.info("%s gets %g%% of the traffic; waiting %gs", config.name, share,
-                     deployment.wait_seconds)  # fmt: skip
-            alarm = self._bake(config, baseline, deployment.wait_seconds)
-            if self._stop:
-                return
-            if alarm is not None:
-                self._roll_back(started, old, digest, share, alarm)
-                return
-        self.traffic = None
-        self.last_update_failure, self.last_update_digest, self.last_update_at = (
-            None,
-            digest,
-            utcnow(),
-        )
-        self.status = "InService"
-        self._write_status()
-        log.info("InService: %s (generation %d) after a %s update", config.name, started.number,
-                 deployment.strategy)  # fmt: skip
-
-    def _set_traffic(self, gen: Generation, percent: float, blue_name: str) -> None:
-        atomic_write_json(
-            self.state_dir / TRAFFIC_FILE, {"generation": gen.number, "green_percent": percent}
-        )
-        self.traffic = {
-            "config_name": gen.config.name,
-            "percent": percent,
-            "previous_config_name": blue_name,
-            "strategy": gen.config.deployment.strategy,
-        }
-        self._write_status()
-
-    def _bake(
-        self, config: ServingConfig, baseline: dict[str, Any], seconds: float
-    ) -> dict[str, Any] | None:
-        """Wait ``seconds`` watching the alarms on ``config``'s variants; the alarm that tripped."""
-        deployment = config.deployment
-        watching = deployment.has_alarms and seconds > 0
-        # The workers write their counts every FLUSH_INTERVAL: look once more after that.
-        end = time.monotonic() + seconds + (2 * metrics.FLUSH_INTERVAL if watching else 0.0)
-        next_check = 0.0
-        while not self._stop:
-            now = time.monotonic()
-            if watching and (now >= next_check or now >= end):
-                next_check = now + ALARM_CHECK_INTERVAL
-                alarm = self._alarm(config, baseline)
-                if alarm is not None:
-                    return alarm
-            if now >= end:
-                return None
-            self._wait(min(0.1, end - now))
-            self._housekeeping()
-        return None
-
-    def _alarm(self, config: ServingConfig, baseline: dict[str, Any]) -> dict[str, Any] | None:
-        deployment = config.deployment
-        since = metrics.difference(metrics.read_all(self.metrics_dir), baseline)
-        counts = metrics.merge(
-            {"series": {"x": c}} for c in metrics.by_variant(since, config.name).values()
-        )["series"].get("x")
-        if not counts or counts["Invocations"] < max(1, deployment.min_invocations):
-            return None
-        invocations, errors = counts["Invocations"], counts["Invocation5XXErrors"]
-        rate = errors / invocations
-        p99 = metrics.quantile(counts["ModelLatency"], 0.99)
-        p99_ms = None if p99 is None else round(p99 / 1000, 3)
-        figures = {"invocations": invocations, "5xx_errors": errors, "5xx_rate": round(rate, 4),
-                   "p99_model_latency_ms": p99_ms}  # fmt: skip
-        if deployment.max_5xx_rate is not None and rate > deployment.max_5xx_rate:
-            return {"alarm": "max_5xx_rate", "threshold": deployment.max_5xx_rate, **figures,
-                    "message": f"5XX rate {rate:.2%} ({errors} of {invocations} invocations) "
-                               f"> max_5xx_rate {deployment.max_5xx_rate:g}"}  # fmt: skip
-        limit = deployment.max_p99_latency_ms
-        if limit is not None and p99_ms is not None and p99_ms > limit:
-            return {"alarm": "max_p99_latency_ms", "threshold": limit, **figures,
-                    "message": f"p99 ModelLatency {p99_ms:g} ms (over {invocations} invocations) "
-                               f"> max_p99_latency_ms {limit:g}"}  # fmt: skip
-        return None
-
-    def _roll_back(
-        self, mixed: Generation, old: Generation, digest: str, share: float, alarm: dict[str, Any]
-    ) -> None:
-        """All traffic back to the old config at once, then a generation of it alone."""
-        self._set_traffic(mixed, 0.0, old.config.name)
-        reason = f"rolled back to {old.config.name} at {share:g}% of the traffic: alarm {alarm['message']}"
-        log.error("%s", reason)
-        self.last_rollback = {
-            **alarm,
-            "at": utcnow(),
-            "config_name": mixed.config.name,
-            "rolled_back_to": old.config.name,
-            "traffic_percent": share,
-        }
-        back = self._start_generation(old.config, old.digest)
-        if isinstance(back, str):  # the mixed generation keeps serving, all of it to the old model
-            log.error("could not restart %s alone (%s); it keeps serving beside %s",
-                      old.config.name, back, mixed.config.name)  # fmt: skip
-        else:
-            self.current = back
-            self._retire(mixed, wait=False)
-            self._wait_until_not_accepting(mixed.workers, ACCEPT_STOP_TIMEOUT)
-            self.traffic = None
-        self._update_failed(digest, reason)
-
-    def _update_failed(self, digest: str | None, reason: str) -> None:
-        log.error(
-            "update failed, generation %d keeps serving: %s",
-            self.current.number if self.current else 0,
-            reason,
-        )
-        self.last_update_failure, self.last_update_digest, self.last_update_at = (
-            reason,
-            digest,
-            utcnow(),
-        )
-        self.status = "InService"
-        self._write_status()
+        return old
 
     # -- workers --------------------------------------------------------------------------
 
@@ -504,7 +339,7 @@ class Supervisor:
             if event.get("event") == "ready" and worker.state == "starting":
                 worker.state, worker.ready_at, worker.accepting = "ready", time.monotonic(), True
                 if worker.generation is self.current:
-                    self._write_status()  # a replacement joined
+                    self.write_status()  # a replacement joined
             elif event.get("event") == "draining":
                 worker.accepting = False
             elif event.get("event") == "failed":
@@ -550,7 +385,7 @@ class Supervisor:
                     "generation %d: worker %d died (%s)%s; replacing it in %.1fs",
                     gen.number, worker.pid, exit_text(code), f": {worker.error}" if worker.error else "", delay,
                 )  # fmt: skip
-                self._write_status()
+                self.write_status()
             if gen is not self.current and not any(
                 w.generation is gen for w in self.workers.values()
             ):
@@ -646,6 +481,11 @@ class Supervisor:
             else:
                 self._on_status(key.data)
 
+    def idle(self, seconds: float) -> None:
+        """Let up to ``seconds`` pass, tending the workers meanwhile."""
+        self._wait(seconds)
+        self._housekeeping()
+
     def _next_timeout(self) -> float:
         timeout = 1.0
         if self.current is not None and self.current.restarts_due:
@@ -654,52 +494,8 @@ class Supervisor:
 
     # -- status ---------------------------------------------------------------------------
 
-    def _write_status(self) -> None:
-        gen = self.current
-        config = gen.config if gen else None
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        status: dict[str, Any] = {
-            "status": self.status,
-            "pid": os.getpid(),
-            "pid_start_time": self.start_time,
-            "launch_id": self.launch_id,
-            "host": self.host,
-            "port": self.port,
-            "url": f"http://{host}:{self.port}" if self.port else None,
-            "generation": gen.number if gen else None,
-            "config_name": config.name if config else None,
-            "config_digest": gen.digest if gen else None,
-            "endpoint_name": config.endpoint_name if config else None,
-            "model_sha256": config.variants[0].model_sha256 if config else None,
-            "variants": [
-                {"name": v.name, "model_sha256": v.model_sha256, "weight": v.weight}
-                for v in config.variants
-            ]
-            if config
-            else [],
-            "workers": [
-                {
-                    "pid": w.pid,
-                    "start_time": w.start_time,
-                    "generation": w.generation.number,
-                    "state": w.state,
-                }
-                for w in self.workers.values()
-            ],
-            "worker_restarts": self.worker_restarts,
-            "started_at": self.started_at,
-            "updated_at": utcnow(),
-            "failure_reason": self.failure_reason,
-            "failure_kind": self.failure_kind,
-            "last_update_failure": self.last_update_failure,
-            "last_update_digest": self.last_update_digest,
-            "last_update_at": self.last_update_at,
-            "last_rollback": self.last_rollback,
-            "traffic": self.traffic,
-            "deployment": config.deployment.to_dict() if config else None,
-            "log": self.log_hint,
-        }
-        atomic_write_json(self.state_dir / STATUS_FILE, status)
+    def write_status(self) -> None:
+        atomic_write_json(self.state_dir / STATUS_FILE, status_document(self))
 
 
 def detach(state_dir: Path) -> None:
