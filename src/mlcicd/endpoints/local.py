@@ -19,29 +19,26 @@ waits for InService or Failed; with a live one it rewrites config.json, sends SI
 waits until the status shows that config's digest (or an update failure for it, in which
 case config.json is restored: the old generation never stopped serving). Liveness is
 "the recorded pid runs and started when recorded" (:mod:`mlcicd.procinfo`).
+
+What goes into config.json, models/ and code/ is built by :mod:`mlcicd.endpoints.local_config`;
+starting, watching and stopping the processes is :mod:`mlcicd.endpoints.local_process`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd import procinfo
-from mlcicd.archive import safe_extract
 from mlcicd.endpoints.base import (
     CREATING,
     FAILED,
@@ -53,19 +50,19 @@ from mlcicd.endpoints.base import (
     EndpointMetrics,
     checked_weights,
 )
+from mlcicd.endpoints.local_config import prune, serving_config
+from mlcicd.endpoints.local_process import POLL_INTERVAL, exited, launch, live_status, stop
+from mlcicd.endpoints.local_process import read_object as _read
 from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
-from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
+from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
 from mlcicd.serving import metrics
-from mlcicd.serving.config import CaptureSpec, DeploymentSpec, ServingConfig, VariantSpec
+from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE, WEIGHTS_FILE
 
 META_FILE = "endpoint.json"
-CAPTURE_DIR = "data-capture"
 LOCK_FILE = ".lock"
 # SageMaker's rule for endpoint and endpoint config names; it also keeps them safe as paths.
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_POLL = 0.05
 
 
 class LocalEndpointBackend:
@@ -99,7 +96,7 @@ class LocalEndpointBackend:
                     edir / META_FILE,
                     {"name": config.endpoint_name, "backend": self.TYPE, "created_at": time.time()},
                 )
-            live = self._live_status(edir)
+            live = live_status(edir)
             serving = self._prepare(edir, config, live)
             if live is not None:
                 return self._update(edir, config, serving, live)
@@ -215,7 +212,7 @@ class LocalEndpointBackend:
         if not edir.is_dir():
             raise NotFoundError(f"endpoint {name} does not exist")
         with _locked(edir):
-            self._stop(edir)
+            stop(edir, self.stop_timeout)
             shutil.rmtree(edir, ignore_errors=True)
 
     def restart(self, name: str) -> EndpointDescription:
@@ -228,7 +225,7 @@ class LocalEndpointBackend:
         if not (edir / META_FILE).is_file():
             raise NotFoundError(f"endpoint {name} does not exist", hint="deploy it first")
         with _locked(edir):
-            if self._live_status(edir) is not None:
+            if live_status(edir) is not None:
                 return self.describe(name)
             config_path = edir / CONFIG_FILE
             try:
@@ -253,67 +250,14 @@ class LocalEndpointBackend:
     def _prepare(
         self, edir: Path, config: EndpointConfig, live: dict[str, Any] | None
     ) -> ServingConfig:
-        """Extract the models, copy the code: the serving config with paths ready to use."""
-        if not config.variants:
-            raise EndpointError(f"endpoint config {config.name} has no production variant")
-        everyone = [*config.variants, *([config.shadow] if config.shadow else [])]
-        distinct_code = {v.code_dir.resolve() for v in everyone}
-        specs = []
-        for variant in everyone:
-            if not SHA256_RE.match(variant.model_sha256):
-                raise EndpointError(
-                    f"variant {variant.name}: {variant.model_sha256!r} is not a sha256 digest"
-                )
-            model_dir = edir / "models" / variant.model_sha256
-            if not model_dir.is_dir():  # extraction is all-or-nothing: a present dir is complete
-                safe_extract(variant.model_data, model_dir, expected_sha256=variant.model_sha256)
-            code_dir = edir / "code" / config.name
-            if len(distinct_code) > 1:
-                code_dir = code_dir / variant.name
-            serving_live = live is not None and live.get("config_name") == config.name
-            _copy_code(variant.code_dir, code_dir, config.name, in_use=serving_live)
-            specs.append(
-                VariantSpec(
-                    name=variant.name, model_dir=str(model_dir.resolve()), code_dir=str(code_dir.resolve()),
-                    entry_point=variant.entry_point, model_sha256=variant.model_sha256,
-                    python=str(variant.python), weight=variant.weight, environment=dict(variant.environment),
-                )
-            )  # fmt: skip
-        shadow = specs.pop() if config.shadow else None
-        capture = None
-        if config.data_capture is not None:
-            dc = config.data_capture
-            destination = dc.destination or edir / CAPTURE_DIR
-            if not str(destination).startswith("s3://"):  # an S3 URI goes to the workers as is
-                destination = Path(destination).resolve()
-            capture = CaptureSpec(
-                destination=str(destination),
-                sampling_percentage=dc.sampling_percentage,
-                capture_input=dc.capture_input,
-                capture_output=dc.capture_output,
-            )
-        policy = config.deployment
-        deployment = DeploymentSpec(
-            strategy=policy.strategy, canary_percent=policy.canary_percent,
-            linear_step_percent=policy.linear_step_percent, wait_seconds=policy.wait_seconds,
-            max_5xx_rate=policy.max_5xx_rate, max_p99_latency_ms=policy.max_p99_latency_ms,
-            min_invocations=policy.min_invocations,
-        )  # fmt: skip
+        """The serving config of ``config``, its models and code ready in ``edir``."""
         port = config.port or 0
         if live is not None and config.port in (None, live.get("port")):
             # Keep the port as the running config.json states it (0 or a number), so that
             # redeploying the same config is recognised as the same (same digest).
             port = int((_read(edir / CONFIG_FILE) or {}).get("port") or 0)
-        try:
-            return ServingConfig(
-                name=config.name, variants=tuple(specs), endpoint_name=config.endpoint_name, port=port,
-                workers=config.workers, startup_timeout=config.startup_timeout,
-                drain_timeout=config.drain_timeout, max_payload_bytes=config.max_payload_bytes,
-                header_timeout=config.header_timeout, body_timeout=config.body_timeout,
-                shadow=shadow, capture=capture, deployment=deployment,
-            )  # fmt: skip
-        except ValueError as exc:
-            raise EndpointError(f"endpoint config {config.name}: {exc}") from exc
+        in_use = live is not None and live.get("config_name") == config.name
+        return serving_config(edir, config, port=port, in_use=in_use)
 
     def _create(
         self, edir: Path, config: EndpointConfig, serving: ServingConfig
@@ -323,82 +267,10 @@ class LocalEndpointBackend:
 
     def _launch(self, edir: Path, name: str, serving: ServingConfig) -> EndpointDescription:
         """Start a supervisor on the config.json in ``edir``; wait for InService or Failed."""
-        for stale in (STATUS_FILE, PID_FILE):
-            (edir / stale).unlink(missing_ok=True)
-        log_path = edir / LOG_FILE
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        python = serving.python or sys.executable
-        launch_id = uuid.uuid4().hex
-        cmd = [
-            python,
-            "-m",
-            "mlcicd.serving.supervisor",
-            str(edir),
-            "--detach",
-            "--launch-id",
-            launch_id,
-        ]
-        try:
-            with open(log_path, "ab") as log:
-                launcher = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    cwd=edir,
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            raise EndpointError(f"cannot start the endpoint server with {python}: {exc}") from exc
-        try:
-            code = launcher.wait(timeout=self.launch_timeout)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            launcher.wait()
-            raise EndpointError(
-                f"the endpoint server of {name} did not start", hint=f"see {log_path}"
-            ) from None
-        if code != 0:
-            raise EndpointError(
-                f"the endpoint server of {name} could not start ({_tail(log_path)})",
-                hint=f"see {log_path}",
-            )
-        record = _read(edir / PID_FILE) or {}
-        pid, start = record.get("pid"), record.get("start_time")
-        deadline = time.monotonic() + serving.startup_timeout + self.launch_timeout
-        while True:
-            alive = procinfo.is_alive(
-                pid, start
-            )  # first: if it died, the status read next is final
-            status = _read(edir / STATUS_FILE)
-            if status is not None and status.get("launch_id") == launch_id:
-                pid, start = status.get("pid"), status.get("pid_start_time")
-                state = status.get("status")
-                if state == IN_SERVICE:
-                    return self.describe(name)
-                if state in (FAILED, OUT_OF_SERVICE):
-                    _wait_gone(pid, start, 10.0)
-                    reason = status.get("failure_reason") or "stopped while starting"
-                    if status.get("failure_kind") == "port_in_use":
-                        raise PortInUseError(
-                            f"cannot start endpoint {name}: {reason}",
-                            hint="choose another port (deploy.port), or stop what listens on it",
-                        )
-                    raise EndpointError(
-                        f"endpoint {name} failed to start: {reason}", hint=f"see {log_path}"
-                    )
-            if not alive:
-                raise EndpointError(
-                    f"the endpoint server of {name} exited while starting ({_tail(log_path)})",
-                    hint=f"see {log_path}",
-                )
-            if time.monotonic() > deadline:
-                self._stop(edir)
-                raise EndpointError(
-                    f"endpoint {name} was not InService after {serving.startup_timeout:g}s; it was stopped",
-                    hint=f"see {log_path}",
-                )
-            time.sleep(_POLL)
+        launch(
+            edir, name, serving, launch_timeout=self.launch_timeout, stop_timeout=self.stop_timeout
+        )
+        return self.describe(name)
 
     def _update(
         self, edir: Path, config: EndpointConfig, serving: ServingConfig, live: dict[str, Any]
@@ -430,7 +302,7 @@ class LocalEndpointBackend:
             alive = procinfo.is_alive(pid, start)
             status = _read(edir / STATUS_FILE) or {}
             if status.get("config_digest") == digest and status.get("status") == IN_SERVICE:
-                self._prune(edir, serving, previous)
+                prune(edir, serving, previous)
                 return self.describe(name)
             failed = status.get("last_update_failure")
             if (
@@ -453,74 +325,13 @@ class LocalEndpointBackend:
                     hint=f"see {log_path}",
                 )
             if not alive:
-                raise EndpointError(
-                    f"the endpoint server of {name} exited during the update ({_tail(log_path)})",
-                    hint=f"see {log_path}",
-                )
+                raise exited(name, log_path, "during the update")
             if time.monotonic() > deadline:
                 _restore(config_path, previous)
                 raise EndpointError(
                     f"update of endpoint {name} did not finish in time", hint=f"see {log_path}"
                 )
-            time.sleep(_POLL)
-
-    def _prune(self, edir: Path, serving: ServingConfig, previous: bytes | None) -> None:
-        """Forget models and code that neither the new nor the previous config uses."""
-        keep: set[Path] = set()
-        configs = [serving.to_dict()]
-        if previous:
-            with contextlib.suppress(ValueError):
-                configs.append(json.loads(previous))
-        for data in configs:
-            for variant in data.get("variants", []):
-                for key in ("model_dir", "code_dir"):
-                    path = Path(variant.get(key, ""))
-                    keep.update({path, path.parent})
-        for kind in ("models", "code"):
-            base = edir / kind
-            if not base.is_dir():
-                continue
-            for child in base.iterdir():
-                if child.resolve() not in keep and not child.name.startswith("."):
-                    shutil.rmtree(child, ignore_errors=True)
-
-    # -- liveness and stopping --------------------------------------------------------------
-
-    def _live_status(self, edir: Path) -> dict[str, Any] | None:
-        """status.json if its supervisor runs and serves (or is about to)."""
-        status = _read(edir / STATUS_FILE)
-        if status is None or status.get("status") not in (CREATING, UPDATING, IN_SERVICE):
-            return None
-        if not procinfo.is_alive(status.get("pid"), status.get("pid_start_time")):
-            return None
-        return status
-
-    def _stop(self, edir: Path) -> None:
-        """SIGTERM the supervisor (its workers drain), SIGKILL whatever outlives the timeout."""
-        status = _read(edir / STATUS_FILE) or {}
-        launcher = _read(edir / PID_FILE) or {}
-        supervisors = {
-            (status.get("pid"), status.get("pid_start_time")),
-            (launcher.get("pid"), launcher.get("start_time")),
-        }
-        workers = {
-            (w.get("pid"), w.get("start_time"))
-            for w in status.get("workers", [])
-            if isinstance(w, dict)
-        }
-        processes = [p for p in supervisors | workers if p[0]]
-        for pid, start in supervisors:
-            procinfo.signal_process(pid, start, signal.SIGTERM)
-        if not _wait_gone_all(supervisors, self.stop_timeout):
-            for pid, start in supervisors:
-                procinfo.signal_process(pid, start, signal.SIGKILL)
-        # Workers end with their supervisor (PR_SET_PDEATHSIG); make sure of it.
-        for pid, start in workers:
-            procinfo.signal_process(pid, start, signal.SIGTERM)
-        if not _wait_gone_all(set(processes), 10.0):
-            for pid, start in processes:
-                procinfo.signal_process(pid, start, signal.SIGKILL)
-            _wait_gone_all(set(processes), 5.0)
+            time.sleep(POLL_INTERVAL)
 
 
 class EndpointRollbackError(EndpointError):
@@ -553,14 +364,6 @@ def _locked(edir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _epoch(stamp: Any) -> float | None:
     if not isinstance(stamp, str):
         return None
@@ -570,65 +373,8 @@ def _epoch(stamp: Any) -> float | None:
         return None
 
 
-def _tail(path: Path, limit: int = 4096) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
-            lines = [
-                line for line in fh.read().decode("utf-8", "replace").splitlines() if line.strip()
-            ]
-    except OSError:
-        return "no log"
-    return lines[-1].strip() if lines else "nothing logged"
-
-
-def _wait_gone(pid: int | None, start: int | None, timeout: float) -> bool:
-    return _wait_gone_all({(pid, start)}, timeout)
-
-
-def _wait_gone_all(processes: set[tuple[Any, Any]], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(procinfo.is_alive(pid, start) for pid, start in processes):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(_POLL)
-    return True
-
-
 def _restore(path: Path, previous: bytes | None) -> None:
     if previous is None:
         path.unlink(missing_ok=True)
     else:
         atomic_write_bytes(path, previous)
-
-
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _copy_code(source: Path, dest: Path, config_name: str, *, in_use: bool) -> None:
-    """Copy the inference code, so later edits to the project do not reach a running endpoint."""
-    if not source.is_dir():
-        raise EndpointError(f"code directory {source} does not exist")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".mlcicd")
-    try:
-        shutil.copytree(source, staging, ignore=ignore)
-        if dest.is_dir():
-            if _tree_digest(dest) == _tree_digest(staging):
-                return
-            if in_use:
-                raise EndpointError(
-                    f"endpoint config {config_name} is being served with different code",
-                    hint="deploy the changed code under a new endpoint config name",
-                )
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
