@@ -99,3 +99,41 @@ def test_bad_monitor_settings_name_their_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(f"pipeline: p\ntrain: {{channels: {{training: data}}}}\n{text}")
     assert expected in caught.value.headline
+
+
+CAPTURING = "deploy: {data_capture: {enabled: true}}\n"
+
+
+def test_a_monitoring_schedule_is_off_by_default_and_read_as_a_duration() -> None:
+    assert parse_config("pipeline: p").monitor.schedule is None
+    assert parse_config("pipeline: p").monitor.schedule_seconds is None
+    monitor = parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 1h30m}}").monitor
+    assert (monitor.schedule, monitor.schedule_seconds) == ("1h30m", 5400.0)
+    assert parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 5m}}").monitor.schedule_seconds == 300.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{CAPTURING}monitor: {{schedule: hourly}}", "monitor.schedule: expected a duration like 1h, 30m or 1h30m, got 'hourly'"),
+        (f"{CAPTURING}monitor: {{schedule: 3600}}", "monitor.schedule: expected a string, got int (3600)"),
+        (f"{CAPTURING}monitor: {{schedule: 4m59s}}", "monitor.schedule: the shortest schedule is 5m, got '4m59s'"),
+        (f"{CAPTURING}monitor: {{schedule: 0s}}", "monitor.schedule: the shortest schedule is 5m"),
+        ("monitor: {schedule: 1h}", "monitor.schedule: a scheduled check reads the endpoint's captured requests, "
+                                    "and deploy.data_capture is not enabled"),
+        ("deploy: {data_capture: {enabled: true, capture: [output]}}\nmonitor: {schedule: 1h}",
+         "deploy.data_capture captures responses only (add input to deploy.data_capture.capture"),
+    ],
+)  # fmt: skip
+def test_bad_schedules_name_their_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"pipeline: p\n{text}")
+    assert expected in caught.value.headline
+
+
+def test_the_tests_floor_lowers_the_shortest_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLCICD_MONITOR_MIN_SCHEDULE exists for the tests' services, which check every few seconds.
+    monkeypatch.setenv("MLCICD_MONITOR_MIN_SCHEDULE", "1")
+    assert parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 2s}}").monitor.schedule_seconds == 2.0
+    with pytest.raises(ConfigError, match="the shortest schedule is 1s, got '0s'"):
+        parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 0s}}")

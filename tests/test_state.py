@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlcicd.errors import NotFoundError, StateError
-from mlcicd.state import State
+from mlcicd.state import SCHEMA_VERSION, State
 
 STAGES = ["source", "build", "train"]
 
@@ -98,12 +98,13 @@ def test_a_models_baseline_is_recorded_and_replaced(state: State) -> None:
     assert state.get_baseline("iris", 1).statistics_uri == "file:///s2"  # type: ignore[union-attr]
 
 
-def test_a_schema_2_database_gains_the_baselines_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("version", "table"), [(2, "model_baselines"), (3, "monitoring_executions")])
+def test_an_older_database_gains_the_tables_of_later_schemas(tmp_path: Path, version: int, table: str) -> None:
     State(tmp_path / "state.db").close()
     db = sqlite3.connect(tmp_path / "state.db")
-    db.execute("DROP TABLE model_baselines")
-    db.execute("PRAGMA user_version=2")
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"PRAGMA user_version={version}")
     db.close()
     state = State(tmp_path / "state.db")
-    assert state.get_baseline("iris", 1) is None
-    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == 3
+    assert state.get_baseline("iris", 1) is None and state.monitoring_executions("iris") == []
+    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

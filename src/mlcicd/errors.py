@@ -14,7 +14,10 @@
     │   └── PortInUseError      the requested port is taken
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
     ├── MonitorError            data-quality monitoring cannot run: no baseline, no training data
-    │                           to compute one from, capture disabled, nothing captured
+    │   │                       to compute one from, an unreadable capture config
+    │   └── NothingToCheckError a check has nothing to check: no such endpoint, capture disabled,
+    │                           nothing captured in its window, no baseline for the model (a
+    │                           scheduled check records "skipped", not a failure)
     ├── StateError              the state database is unusable or a transition is illegal
     └── AwsError                an AWS API call failed: AWS's error code and message, the call
         └── StackError          a CloudFormation stack did not reach the state asked for
@@ -117,6 +120,12 @@ class MonitorError(MlcicdError):
     Exit code 1, never 3: ``mlcicd monitor check`` exits 3 for violations found."""
 
 
+class NothingToCheckError(MonitorError):
+    """A check found nothing it could check (yet): the endpoint does not exist or does not
+    capture its requests, nothing was captured in the window, or the model that served has
+    no baseline. A scheduled check is recorded as skipped, not failed."""
+
+
 class StateError(MlcicdError):
     """The state database is unusable, or a state transition is not allowed."""
 
@@ -155,6 +164,7 @@ __all__ = [
     "MlcicdError",
     "MonitorError",
     "NotFoundError",
+    "NothingToCheckError",
     "PortInUseError",
     "ProjectError",
     "StackError",

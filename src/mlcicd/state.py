@@ -32,7 +32,8 @@ from mlcicd.state_service import (
 
 # 2: the run queue, webhook deliveries, approvals, events, endpoint history (state_service.py)
 # 3: model versions' data-quality baselines (state_monitor.py)
-SCHEMA_VERSION = 3
+# 4: monitoring executions of endpoints' schedules (state_monitor.py)
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -254,7 +255,8 @@ class EndpointConfigRecord:
     created_at: float
 
 
-_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec", "trigger", "summary", "data", "dataset"}
+_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec", "trigger", "summary", "data", "dataset",
+                 "variants"}  # fmt: skip
 _BOOL_COLUMNS = {"dirty", "forced"}
 
 

@@ -1,10 +1,19 @@
-"""The state of model monitoring: each model version's data-quality baseline.
+"""The state of model monitoring: each model version's data-quality baseline, and the
+executions of an endpoint's monitoring schedule.
 
 A baseline is SageMaker Model Monitor's pair of files, ``statistics.json`` and
 ``constraints.json``, computed from the model's training channel and kept in the artifact
 store beside the model; this table records where they are, their sha256 and what they were
 computed from (``dataset``: channel, files, label, rows). One baseline per model version:
 recomputing it (``mlcicd monitor baseline``) replaces the record in one transaction.
+
+A monitoring execution (SageMaker's term) is one scheduled check of what an endpoint captured
+in its window ``[window_start, window_end)``; `mlcicd up` records each one, whatever its
+outcome, and the next window starts where the last recorded one ended. Recording refuses a
+window that overlaps one already recorded (same transaction), so a record is counted once
+even if two services were to check the same endpoint. A check that found violations, or
+could not run, appends a ``monitoring_violations`` or ``monitoring_failed`` event in the same
+transaction; the service's notifier delivers it.
 
 These are methods of :class:`mlcicd.state.State` (mixed in); only state.py opens the
 database.
@@ -19,6 +28,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.state_service import add_event
+
 MONITOR_SCHEMA = """
 CREATE TABLE IF NOT EXISTS model_baselines (
     group_name          TEXT NOT NULL,
@@ -31,7 +42,26 @@ CREATE TABLE IF NOT EXISTS model_baselines (
     created_at          REAL NOT NULL,
     PRIMARY KEY (group_name, version)
 );
+CREATE TABLE IF NOT EXISTS monitoring_executions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_name   TEXT NOT NULL,
+    window_start    REAL NOT NULL,          -- captured records at or after this…
+    window_end      REAL NOT NULL,          -- …and before this
+    status          TEXT NOT NULL,          -- Completed | CompletedWithViolations | Skipped | Failed
+    records         INTEGER NOT NULL DEFAULT 0,
+    violation_count INTEGER NOT NULL DEFAULT 0,
+    variants        TEXT NOT NULL DEFAULT '[]',  -- [{"variant", "model", "records", "violations", "violations_uri", …}]
+    reason          TEXT,                   -- why it was skipped or failed
+    started_at      REAL NOT NULL,
+    ended_at        REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS monitoring_executions_window ON monitoring_executions(endpoint_name, window_end);
 """
+
+COMPLETED = "Completed"
+WITH_VIOLATIONS = "CompletedWithViolations"
+SKIPPED = "Skipped"
+FAILED = "Failed"
 
 
 @dataclass
@@ -51,13 +81,42 @@ class ModelBaseline:
         return f"{self.group_name}/{self.version}"
 
 
+@dataclass
+class MonitoringExecution:
+    """One scheduled check of an endpoint's captured requests (SageMaker's MonitoringExecution)."""
+
+    endpoint_name: str
+    window_start: float
+    window_end: float
+    status: str
+    records: int = 0
+    violation_count: int = 0
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    id: int = 0
+
+    @property
+    def verdict(self) -> str:
+        """What it found, in a few words: ``no violations``, ``3 violations``, ``skipped: why``…"""
+        if self.status == COMPLETED:
+            return "no violations"
+        if self.status == WITH_VIOLATIONS:
+            return f"{self.violation_count} violation{'s' if self.violation_count != 1 else ''}"
+        return f"{self.status.lower()}: {self.reason}"
+
+
 class MonitorState:
-    """Mixed into ``State``: data-quality baselines of model versions."""
+    """Mixed into ``State``: data-quality baselines of model versions, monitoring executions."""
+
+    _db: sqlite3.Connection
 
     if TYPE_CHECKING:
 
         def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
         def _one(self, cls: type[Any], sql: str, *args: Any) -> Any: ...
+        def _all(self, cls: type[Any], sql: str, *args: Any) -> list[Any]: ...
 
     def record_baseline(self, baseline: ModelBaseline) -> ModelBaseline:
         """Record (or replace) the baseline of ``group/version``."""
@@ -76,5 +135,70 @@ class MonitorState:
         )
         return baseline
 
+    # --- monitoring executions ----------------------------------------------------------
 
-__all__ = ["MONITOR_SCHEMA", "ModelBaseline", "MonitorState"]
+    def record_monitoring_execution(self, execution: MonitoringExecution) -> MonitoringExecution | None:
+        """Record a finished execution, and its event when it found violations or failed;
+        None (nothing recorded) when its window overlaps one recorded already."""
+        with self._tx() as db:
+            overlap = db.execute(
+                "SELECT id FROM monitoring_executions WHERE endpoint_name=? AND window_start < ? AND window_end > ?",
+                (execution.endpoint_name, execution.window_end, execution.window_start),
+            ).fetchone()
+            if overlap is not None:
+                return None
+            values = {**execution.__dict__, "variants": json.dumps(execution.variants, default=str)}
+            del values["id"]
+            cur = db.execute(
+                "INSERT INTO monitoring_executions (endpoint_name, window_start, window_end, status, records,"
+                " violation_count, variants, reason, started_at, ended_at) VALUES (:endpoint_name,"
+                " :window_start, :window_end, :status, :records, :violation_count, :variants, :reason,"
+                " :started_at, :ended_at)",
+                values,
+            )
+            execution.id = int(cur.lastrowid or 0)
+            if execution.status in (WITH_VIOLATIONS, FAILED):
+                add_event(db, "monitoring_violations" if execution.status == WITH_VIOLATIONS else "monitoring_failed",
+                          execution.endpoint_name, _event_data(execution))  # fmt: skip
+        return execution
+
+    def monitoring_executions(self, endpoint: str | None = None, *, limit: int = 50) -> list[MonitoringExecution]:
+        """The newest executions first (of ``endpoint``, or of every endpoint)."""
+        if endpoint is None:
+            return self._all(MonitoringExecution, "SELECT * FROM monitoring_executions ORDER BY window_end DESC,"
+                             " id DESC LIMIT ?", limit)  # fmt: skip
+        return self._all(MonitoringExecution, "SELECT * FROM monitoring_executions WHERE endpoint_name=?"
+                         " ORDER BY window_end DESC, id DESC LIMIT ?", endpoint, limit)  # fmt: skip
+
+    def last_monitored(self, endpoint: str) -> float | None:
+        """Where the next window of ``endpoint`` starts: the end of the last one recorded."""
+        row = self._db.execute(
+            "SELECT MAX(window_end) FROM monitoring_executions WHERE endpoint_name=?", (endpoint,)
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+
+def _event_data(execution: MonitoringExecution) -> dict[str, Any]:
+    """What a webhook hears: the execution, its window, and per variant what was found where."""
+    return {
+        "execution": execution.id, "window_start": execution.window_start, "window_end": execution.window_end,
+        "status": execution.status, "records": execution.records, "violation_count": execution.violation_count,
+        "reason": execution.reason,
+        "variants": [
+            {"variant": v.get("variant"), "model": v.get("model"), "violations_uri": v.get("violations_uri"),
+             "violations": [f"{x.get('feature_name')}: {x.get('constraint_check_type')}" for x in v.get("violations", [])]}
+            for v in execution.variants
+        ],
+    }  # fmt: skip
+
+
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "MONITOR_SCHEMA",
+    "SKIPPED",
+    "WITH_VIOLATIONS",
+    "ModelBaseline",
+    "MonitorState",
+    "MonitoringExecution",
+]

@@ -18,6 +18,7 @@ from mlcicd.monitor.baseline import compute_baseline, store_baseline
 from mlcicd.project import Project
 from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelPackage
 from mlcicd.state_monitor import ModelBaseline
+from mlcicd.store import LocalArtifactStore
 from tests.conftest import IRIS
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -107,6 +108,29 @@ def capture_key(endpoint: str, variant: str = "AllTraffic", at: float | None = N
     """Where a capture file of that hour goes, under the destination (SageMaker's layout)."""
     stamp = datetime.fromtimestamp(time.time() if at is None else at, UTC)
     return f"{endpoint}/{variant}/{stamp:%Y/%m/%d/%H}/{name}.jsonl"
+
+
+SHA1, SHA2 = "1" * 64, "2" * 64
+
+
+def shifted(rows: list[list[float]]) -> list[list[float]]:
+    """Petal length and width moved up by five of their standard deviations."""
+    return [[a, b, c + 5 * 1.76, d + 5 * 0.76] for a, b, c, d in rows]
+
+
+def capturing_project(
+    tmp_path: Path, *, with_baseline: bool = True, config: str = CONFIG
+) -> tuple[Project, LocalArtifactStore]:
+    """Model 1 (SHA1) serving on endpoint iris, which captures to ``tmp_path/capture``."""
+    project = make_project(tmp_path / "project", config=config)
+    package = register(project, SHA1)
+    if with_baseline:
+        baseline(project, package)
+    record_endpoint(project, "iris", "iris-v1-aaaa", SHA1)
+    destination = tmp_path / "capture"
+    write_serving_config(project, "iris", {"destination": str(destination), "sampling_percentage": 100.0,
+                                           "capture_input": True, "capture_output": True})  # fmt: skip
+    return project, LocalArtifactStore(destination)
 
 
 def mlcicd(project: Project, *args: str) -> Result:

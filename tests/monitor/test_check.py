@@ -11,40 +11,25 @@ from pathlib import Path
 import pytest
 
 from mlcicd.monitor.check import parse_since
-from mlcicd.project import Project
 from mlcicd.store import LocalArtifactStore
 from tests.aws.conftest import AwsClient, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.monitor.helpers import (
+    SHA1,
+    SHA2,
     baseline,
     capture_key,
     capture_line,
+    capturing_project,
     iris_rows,
     make_project,
     mlcicd,
     record_endpoint,
     register,
+    shifted,
     write_serving_config,
 )
 
-SHA1, SHA2 = "1" * 64, "2" * 64
 ROWS = iris_rows()
-
-
-def shifted(rows: list[list[float]]) -> list[list[float]]:
-    """Petal length and width moved up by five of their standard deviations."""
-    return [[a, b, c + 5 * 1.76, d + 5 * 0.76] for a, b, c, d in rows]
-
-
-def capturing_project(tmp_path: Path, *, with_baseline: bool = True) -> tuple[Project, LocalArtifactStore]:
-    project = make_project(tmp_path / "project")
-    package = register(project, SHA1)
-    if with_baseline:
-        baseline(project, package)
-    record_endpoint(project, "iris", "iris-v1-aaaa", SHA1)
-    destination = tmp_path / "capture"
-    write_serving_config(project, "iris", {"destination": str(destination), "sampling_percentage": 100.0,
-                                           "capture_input": True, "capture_output": True})  # fmt: skip
-    return project, LocalArtifactStore(destination)
 
 
 def put(store: LocalArtifactStore, lines: bytes, *, variant: str = "AllTraffic", name: str = "00-00-000-w1") -> None:

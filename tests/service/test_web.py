@@ -200,18 +200,37 @@ def test_every_page_escapes_what_it_is_given() -> None:
                 "run_id": 1, "detail": bad}]
     configs = [{"name": bad, "model_group": bad, "model_version": 1, "run_id": 1, "spec": {bad: bad}}]
     event = {"id": 1, "at": 0.0, "kind": bad, "subject": bad, "data": {bad: bad}}
+    baseline = {"statistics_uri": f"file:///{bad}", "statistics_sha256": bad, "constraints_uri": bad,
+                "constraints_sha256": bad, "dataset": {"channel": bad, "label": bad, "features": [bad],
+                                                       "files": [bad], "item_count": 1, "rows_read": 1}}
+    monitoring = {"schedule": bad, "executions": [
+        {"id": 1, "window_start": 0.0, "window_end": 1.0, "status": bad, "verdict": bad, "records": 1,
+         "reason": bad, "variants": [{"model": f"{bad}/1", "violations_uri": f"https://{bad}"},
+                                     {"model": bad, "violations_uri": f"javascript:{bad}"}]},
+        {"id": 2, "window_start": 1.0, "window_end": 2.0, "status": "Skipped", "verdict": bad, "records": 0,
+         "reason": bad, "variants": []},
+    ]}
     rendered = [
         pages.overview([{"pipeline": bad, "root": bad, "runs": [run], "endpoints": [endpoint], "events": [event]}]),
         pages.run_page(bad, [bad, "other"], {"run": run, "stages": stages, "approval": approval},
                        {bad: f"</pre>{bad}\n"}),
         pages.models_page([bad], [(bad, [model])]),
         pages.model_page(bad, [bad], {"model": model, "lineage": lineage}),
+        pages.model_page(bad, [bad], {"model": model, "lineage": lineage, "baseline": baseline}),
         pages.endpoints_page([bad], [(bad, [endpoint])]),
         pages.endpoint_page(bad, [bad], {"endpoint": endpoint, "live": live, "metrics": metrics,
                                          "history": history, "configs": configs}),
+        pages.endpoint_page(bad, [bad], {"endpoint": endpoint, "live": live, "metrics": metrics, "history": history,
+                                         "configs": configs, "monitoring": monitoring}),
+        pages.endpoint_page(bad, [bad], {"endpoint": endpoint, "live": {}, "metrics": None, "history": [],
+                                         "configs": [], "monitoring": {"config_error": bad, "executions": []}}),
         pages.events_page([bad], [(bad, [event])]),
         pages.error_page([bad], "Not found", bad, bad),
     ]  # fmt: skip
     for text in rendered:
         assert "<img" not in text
         assert html.escape(bad) in text or "%3Cimg" in text
+    # A report's location is a link only when a browser can follow it (file://, http(s)://).
+    assert not any('href="javascript:' in text for text in rendered)
+    assert sum('href="https://' in text for text in rendered) == 1
+    assert any("mlcicd.yaml does not load" in text for text in rendered)

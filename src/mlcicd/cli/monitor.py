@@ -1,5 +1,5 @@
-"""`mlcicd monitor baseline` and `mlcicd monitor check`: data quality, in SageMaker Model
-Monitor's terms (docs/monitor.md)."""
+"""`mlcicd monitor baseline`, `mlcicd monitor check` and `mlcicd monitor history`: data
+quality, in SageMaker Model Monitor's terms (docs/monitor.md)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,35 @@ def monitor_check(ctx: click.Context, endpoint: str, since: str, as_json: bool) 
         _show(report)
     if report.violation_count:
         ctx.exit(VIOLATIONS_EXIT_CODE)
+
+
+@monitor.command("history")
+@click.argument("endpoint", required=False)
+@click.option("--limit", default=20, show_default=True, help="How many executions, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def monitor_history(ctx: click.Context, endpoint: str | None, limit: int, as_json: bool) -> None:
+    """The scheduled checks `mlcicd up` ran (monitor.schedule) on ENDPOINT (default: the
+    project's): each one's window, verdict, violations and where its reports are."""
+    project = find_project(ctx)
+    name = endpoint or project.config.endpoint_name
+    executions = project.state.monitoring_executions(name, limit=limit)
+    if as_json:
+        echo_json(executions)
+        return
+    schedule = project.config.monitor.schedule if name == project.config.endpoint_name else None
+    click.echo(f"{name}: " + (f"checked every {schedule} by `mlcicd up` (monitor.schedule)" if schedule
+                              else "no monitor.schedule here: `mlcicd up` does not check it"))  # fmt: skip
+    if not executions:
+        click.echo("no monitoring executions yet")
+        return
+    table(
+        ["id", "window start", "window end", "status", "records", "violations", "model", "report / why"],
+        [(e.id, when(e.window_start), when(e.window_end), e.status, e.records, e.violation_count,
+          ", ".join(str(v.get("model")) for v in e.variants) or None,
+          " ".join(str(v.get("violations_uri")) for v in e.variants) or e.reason)
+         for e in executions],
+    )  # fmt: skip
 
 
 def _show(report: CheckReport) -> None:

@@ -14,7 +14,7 @@ import click
 def to_jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         data = dataclasses.asdict(obj)
-        for name in ("arn", "elapsed"):
+        for name in ("arn", "elapsed", "verdict"):
             if hasattr(obj, name):
                 data[name] = getattr(obj, name)
         return to_jsonable(data)

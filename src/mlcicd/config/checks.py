@@ -7,10 +7,23 @@ for the stack, whose pipeline deploys to SageMaker whatever ``deploy.backend`` s
 
 from __future__ import annotations
 
+import os
 import re
 
-from mlcicd.config.schema import CONFIG_FILE, MAX_ENDPOINT_NAME, NAME_RE, Config, DeployConfig
+from mlcicd.config.schema import (
+    CONFIG_FILE,
+    MAX_ENDPOINT_NAME,
+    MIN_MONITOR_SCHEDULE,
+    NAME_RE,
+    Config,
+    DeployConfig,
+)
+from mlcicd.durations import format_duration
 from mlcicd.errors import ConfigError
+
+# Lowers monitor.schedule's floor (seconds): the tests' service checks every few seconds.
+# Not for production use: a check reads its whole window into memory and writes reports.
+MIN_SCHEDULE_ENV = "MLCICD_MONITOR_MIN_SCHEDULE"
 
 
 def _check_semantics(config: Config, source: str) -> None:
@@ -104,6 +117,28 @@ def _check_monitor(config: Config, source: str) -> None:
         )
     if monitor.label is not None and not monitor.label.strip():
         raise ConfigError("expected a column name, got an empty string", path=source, key="monitor.label")
+    if monitor.schedule is not None:
+        _check_schedule(config, source)
+
+
+def _check_schedule(config: Config, source: str) -> None:
+    schedule, capture = config.monitor.schedule, config.deploy.data_capture
+    seconds = config.monitor.schedule_seconds
+    if seconds is None:
+        raise ConfigError(f"expected a duration like 1h, 30m or 1h30m, got {schedule!r}", path=source,
+                          key="monitor.schedule")  # fmt: skip
+    floor = float(os.environ.get(MIN_SCHEDULE_ENV) or MIN_MONITOR_SCHEDULE)
+    if seconds <= 0 or seconds < floor:
+        raise ConfigError(f"the shortest schedule is {format_duration(floor)}, got {schedule!r}", path=source,
+                          key="monitor.schedule", hint="SageMaker's is hourly: 1h")  # fmt: skip
+    if not capture.enabled:
+        raise ConfigError("a scheduled check reads the endpoint's captured requests, and deploy.data_capture "
+                          "is not enabled", path=source, key="monitor.schedule",
+                          hint="set deploy.data_capture: {enabled: true}, or drop monitor.schedule")  # fmt: skip
+    if "input" not in capture.capture:
+        raise ConfigError("a scheduled check reads the endpoint's captured requests, and deploy.data_capture "
+                          "captures responses only", path=source, key="monitor.schedule",
+                          hint="add input to deploy.data_capture.capture, or drop monitor.schedule")  # fmt: skip
 
 
 def _check_deploy(deploy: DeployConfig, source: str) -> None:

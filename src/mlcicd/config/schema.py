@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlcicd.durations import parse_duration
+
 CONFIG_FILE = "mlcicd.yaml"
 
 # SageMaker's resource-name pattern (training jobs, endpoints, model package groups).
@@ -19,6 +21,9 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # characters, and must start with the whole endpoint name (the IAM policies' prefix).
 MAX_ENDPOINT_NAME = 50
 HyperparameterValue = str | int | float | bool
+# monitor.schedule: no shorter than this — a check reads the whole window and writes reports.
+# MLCICD_MONITOR_MIN_SCHEDULE (seconds) lowers it, for the tests only (mlcicd.config.checks).
+MIN_MONITOR_SCHEDULE = 300.0
 
 
 @dataclass(frozen=True)
@@ -206,12 +211,19 @@ class StoreConfig:
 class MonitorConfig:
     """Data-quality monitoring in SageMaker Model Monitor's terms (docs/monitor.md): a
     baseline from the training channel when a model is registered, checked by
-    ``mlcicd monitor check`` against what the endpoint captured."""
+    ``mlcicd monitor check`` against what the endpoint captured — and, with ``schedule``, by
+    `mlcicd up` every interval, as SageMaker's MonitoringSchedule does."""
 
     channel: str | None = None  # the training channel the baseline reads; default: training, or the only one
     label: str | None = None  # a column that is not a feature: its header name, or _c0, _c1… without a header
     drift_threshold: float = 0.1  # baseline_drift_check: a distribution distance above this is a violation
     comparison_method: Literal["Robust", "Simple"] = "Robust"  # constraints.json's comparison_method
+    schedule: str | None = None  # `mlcicd up` checks the endpoint this often (1h, 30m); None: never
+
+    @property
+    def schedule_seconds(self) -> float | None:
+        """``schedule`` in seconds (checked at load, so a set schedule always reads)."""
+        return None if self.schedule is None else parse_duration(self.schedule)
 
 
 @dataclass(frozen=True)

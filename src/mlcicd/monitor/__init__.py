@@ -6,9 +6,10 @@
     capture.py      captured records, from a directory or S3, within a time window
     baseline.py     a model version's baseline: computed, stored beside the model, recorded
     check.py        an endpoint's captured requests against its models' baselines
+    schedule.py     the checks `mlcicd up` runs every ``monitor.schedule``: windows, executions
 
 A model gets its baseline when it is registered; ``mlcicd monitor check ENDPOINT`` compares
-what the endpoint captured with it (docs/monitor.md).
+what the endpoint captured with it, and `mlcicd up` does so on a schedule (docs/monitor.md).
 """
 
 from __future__ import annotations

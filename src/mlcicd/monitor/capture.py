@@ -3,7 +3,8 @@
 Files are where the capture writers (mlcicd's, or SageMaker's under ``DestinationS3Uri``) put
 them: ``<destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl``, read through the
 artifact store. Only the hours from ``since`` on are read, and only records whose
-``inferenceTime`` is at or after ``since``.
+``inferenceTime`` is at or after ``since`` and before ``until``: two windows that meet share
+no record (the scheduled checks of `mlcicd up` rely on it).
 
 Nothing captured is trusted: a line that is not a capture record, has no ``endpointInput``
 (output-only capture), no time or variant, or a body that cannot be read as rows is counted,
@@ -56,7 +57,8 @@ def capture_store(destination: str) -> ArtifactStore:
 
 
 def read_capture(destination: str, endpoint: str, since: float, until: float | None = None) -> CaptureScan:
-    """Every readable input record ``endpoint`` captured under ``destination`` from ``since``."""
+    """Every readable input record ``endpoint`` captured under ``destination`` from ``since``
+    (and before ``until``, when given)."""
     store = capture_store(destination)
     scan = CaptureScan(destination=destination)
     first_hour = datetime.fromtimestamp(since, UTC).replace(minute=0, second=0, microsecond=0)
@@ -109,7 +111,7 @@ def _record(line: bytes, since: float, until: float | None) -> CapturedRecord | 
     at = _time(metadata.get("inferenceTime"))
     if at is None:
         return "no inferenceTime"
-    if at < since or (until is not None and at > until):
+    if at < since or (until is not None and at >= until):  # [since, until): windows end to end share no record
         return None
     if "shadowOf" in metadata:
         return "shadow"

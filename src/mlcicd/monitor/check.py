@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mlcicd.durations import parse_duration
 from mlcicd.endpoints.local import LocalEndpointBackend
-from mlcicd.errors import MonitorError
+from mlcicd.errors import MonitorError, NothingToCheckError
 from mlcicd.fsutil import read_json
 from mlcicd.monitor.baseline import load_baseline
 from mlcicd.monitor.capture import CapturedRecord, CaptureScan, read_capture
@@ -34,8 +34,6 @@ from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelPackage
 
 VIOLATIONS_EXIT_CODE = 3  # `mlcicd monitor check` found violations (0: none; errors: 1 or 2)
 SINGLE_VARIANT = "AllTraffic"
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 ENABLE_CAPTURE = "set deploy.data_capture: {enabled: true} in mlcicd.yaml (it captures input and output) and deploy again"
 
 
@@ -78,10 +76,9 @@ class CheckReport:
 def parse_since(text: str, now: float) -> float:
     """``1h``, ``30m``, ``1h30m``, ``2d``, ``90s``, ``1w`` before ``now``; or an ISO 8601 time
     (local time unless it says its zone). ValueError when it is neither."""
-    compact = text.strip().lower().replace(" ", "")
-    parts = _DURATION_RE.findall(compact)
-    if parts and "".join(n + u for n, u in parts) == compact:
-        return now - sum(float(n) * _UNITS[u] for n, u in parts)
+    seconds = parse_duration(text)
+    if seconds is not None:
+        return now - seconds
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -99,18 +96,18 @@ def capture_destination(project: Project, endpoint: str) -> str:
         except (OSError, ValueError, AttributeError) as exc:
             raise MonitorError(f"endpoint {endpoint} has no readable {path}", hint="deploy it again") from exc
         if not isinstance(capture, dict) or not capture.get("destination"):
-            raise MonitorError(f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE)
+            raise NothingToCheckError(f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE)
         if capture.get("capture_input") is False:
-            raise MonitorError(f"endpoint {endpoint} captures its responses only",
-                               hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again")  # fmt: skip
+            raise NothingToCheckError(f"endpoint {endpoint} captures its responses only",
+                                      hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again")  # fmt: skip
         return str(capture["destination"])
     config = next((c for c in project.state.endpoint_configs(endpoint) if c.name == record.config_name), None)
     settings = config.spec.get("data_capture") if config is not None else None
     if not isinstance(settings, list) or len(settings) < 3:
-        raise MonitorError(f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE)
+        raise NothingToCheckError(f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE)
     if not settings[1]:
-        raise MonitorError(f"endpoint {endpoint} captures its responses only",
-                           hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again")  # fmt: skip
+        raise NothingToCheckError(f"endpoint {endpoint} captures its responses only",
+                                  hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again")  # fmt: skip
     if len(settings) > 3 and isinstance(settings[3], str):
         return settings[3]
     return project.store.uri(project.config.store.artifacts_bucket, "data-capture")
@@ -120,7 +117,7 @@ def _endpoint(project: Project, endpoint: str) -> EndpointRecord:
     record = project.state.get_endpoint(endpoint)
     if record is None:
         names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
-        raise MonitorError(f"endpoint {endpoint} does not exist", hint=f"endpoints: {names}")
+        raise NothingToCheckError(f"endpoint {endpoint} does not exist", hint=f"endpoints: {names}")
     return record
 
 
@@ -182,8 +179,8 @@ def check_endpoint(project: Project, endpoint: str, *, since: float, until: floa
     served = ServedModels(project, endpoint)
     scan = read_capture(destination, endpoint, since, until)
     if not scan.records:
-        raise MonitorError(f"endpoint {endpoint} captured no readable request since "
-                           f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M:%S}", hint=_nothing_hint(scan))  # fmt: skip
+        raise NothingToCheckError(f"endpoint {endpoint} captured no readable request since "
+                                  f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M:%S}", hint=_nothing_hint(scan))  # fmt: skip
     groups: dict[tuple[str, int], list[CapturedRecord]] = defaultdict(list)
     packages: dict[tuple[str, int], ModelPackage] = {}
     for record in scan.records:
@@ -194,8 +191,8 @@ def check_endpoint(project: Project, endpoint: str, *, since: float, until: floa
     missing = sorted({p.arn for p in packages.values() if project.state.get_baseline(p.group_name, p.version) is None})
     if missing:
         commands = "; ".join(f"mlcicd monitor baseline --model {arn.rsplit('/', 1)[1]}" for arn in missing)
-        raise MonitorError(f"no data-quality baseline for model {', '.join(missing)}, which served the captured requests",
-                           hint=f"compute it: {commands}")  # fmt: skip
+        raise NothingToCheckError(f"no data-quality baseline for model {', '.join(missing)}, which served the captured requests",
+                                  hint=f"compute it: {commands}")  # fmt: skip
     monitor = project.config.monitor
     report = CheckReport(
         endpoint=endpoint, since=since, until=until, destination=destination, files=scan.files, lines=scan.lines,
@@ -213,7 +210,7 @@ def _nothing_hint(scan: CaptureScan) -> str:
     if scan.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in scan.skipped.most_common())
         return f"{sum(scan.skipped.values())} captured lines were unreadable: {reasons}"
-    if scan.lines:
+    if scan.shadow_copies:  # not scan.lines: those hold the records of the hour outside the window too
         return "only shadow copies were captured in that time; widen --since"
     return f"nothing is captured in {scan.destination} for that time: send requests, or widen --since"
 

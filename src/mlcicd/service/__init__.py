@@ -1,5 +1,5 @@
 """`mlcicd up`: the long-running side — an HTTP API and GitHub webhook, the durable run queue
-and its worker, polling, endpoint supervision and event notifications.
+and its worker, polling, endpoint supervision, scheduled monitoring and event notifications.
 
     core.py        Service: the loop that claims queued runs, resumes approved ones, polls,
                    supervises endpoints; one per process, for one or more projects
@@ -9,6 +9,7 @@ and its worker, polling, endpoint supervision and event notifications.
     triggers.py    what starts a run: a push notification, a poll, a retry
     supervise.py   restarts crashed endpoints with backoff, restores them at start
     notifier.py    POSTs registry events to the configured URLs, retried, bounded
+    monitoring.py  runs each project's monitoring schedule (`monitor.schedule`) in its own thread
     info.py        service.json: how the CLI and the git hooks find a running service
     client.py      the CLI's side: submit a run, follow it, approve/reject/retry via the API
 """

@@ -1,7 +1,8 @@
 """The service: one process for one or more projects (`mlcicd up`).
 
-Threads: the HTTP server (one thread per request), the queue loop below, the event notifier.
-Each thread opens its own state connections. The loop, every tick and per project:
+Threads: the HTTP server (one thread per request), the queue loop below, the event notifier,
+the monitoring schedules (:mod:`mlcicd.service.monitoring`). Each thread opens its own state
+connections. The loop, every tick and per project:
 reject approvals past their timeout; start a queued rollback (an operator's, so first), else
 resume runs that have a decision, else claim the oldest queued run (one run per pipeline at a
 time); poll when due; supervise endpoints.
@@ -28,6 +29,7 @@ from mlcicd.errors import MlcicdError, PortInUseError
 from mlcicd.project import Project
 from mlcicd.service import triggers
 from mlcicd.service.info import remove_info, write_info
+from mlcicd.service.monitoring import MonitoringScheduler
 from mlcicd.service.notifier import EventNotifier
 from mlcicd.service.runner import PARENT_ENV
 from mlcicd.service.supervise import EndpointSupervisor
@@ -107,10 +109,12 @@ class Service:
         for s in self.served:
             write_info(s.project.state_dir, self.url)
         notifier = EventNotifier(self.roots, self.log, self.stop_event)
+        monitoring = MonitoringScheduler(self.roots, self.log, self.stop_event)
         self._threads = [
             threading.Thread(target=server.serve_forever, name="http", daemon=True),
             threading.Thread(target=self._loop, name="queue", daemon=True),
             threading.Thread(target=notifier.run, name="notifier", daemon=True),
+            threading.Thread(target=monitoring.run, name="monitoring", daemon=True),
         ]
         self._server = server
         for thread in self._threads:

@@ -10,6 +10,8 @@ webhook, and the git hooks' notifications.
     GET  /api/endpoints                    endpoints (a local one with its live status)
     GET  /api/endpoints/{name}             an endpoint: live status, configs, metrics (5 min), history
     GET  /api/endpoints/{name}/history     every config the endpoint served, and why
+    GET  /api/endpoints/{name}/monitoring[?limit=N]
+                                           its monitoring schedule and executions, newest first
     GET  /api/events[?after=ID]            the registry's event log
     POST /api/runs {"ref", "force", "allow_dirty", "by"}
                                            queue a run (what `mlcicd run` does when the service
@@ -180,6 +182,8 @@ class Handler(BaseHTTPRequestHandler):
                 return data.endpoint(project, m.group(1))
             if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/history", path):
                 return data.endpoint_history(state, m.group(1))
+            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/monitoring", path):
+                return data.monitoring(project, m.group(1), limit=int(query.get("limit", ["50"])[0]))
             if path == "/api/events":
                 return data.events(state, after=int(query.get("after", ["0"])[0]), limit=500)
         finally:

@@ -19,13 +19,14 @@ from typing import Any
 from mlcicd.cli.output import to_jsonable
 from mlcicd.endpoints.base import EndpointDescription
 from mlcicd.endpoints.local import LocalEndpointBackend
-from mlcicd.errors import NotFoundError
+from mlcicd.errors import ConfigError, NotFoundError
 from mlcicd.lineage import model_lineage
 from mlcicd.project import Project
 from mlcicd.stages.deploy import endpoint_backend
 from mlcicd.state import EndpointRecord, Run, State
 
 METRICS_WINDOW = 300.0  # seconds; `mlcicd endpoints metrics`' default window (5m)
+MONITORING_EXECUTIONS = 10  # the newest monitoring executions an endpoint's answer holds
 TAIL_BYTES = 64 * 1024  # a log tail never reads more than this from the end of a file
 
 
@@ -64,8 +65,10 @@ def models(state: State) -> list[Any]:
 
 
 def model(state: State, group: str, version: int) -> dict[str, Any]:
-    """A model package and where it came from: commit → build → training job → endpoint configs."""
-    return {"model": state.get_model_package(group, version), "lineage": model_lineage(state, group, version)}
+    """A model package, where it came from (commit → build → training job → endpoint configs)
+    and its data-quality baseline (None when it has none)."""
+    return {"model": state.get_model_package(group, version), "lineage": model_lineage(state, group, version),
+            "baseline": state.get_baseline(group, version)}  # fmt: skip
 
 
 def endpoints(project: Project) -> list[EndpointRecord]:
@@ -75,8 +78,8 @@ def endpoints(project: Project) -> list[EndpointRecord]:
 
 def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dict[str, Any]:
     """One endpoint: its record, what its backend reports now, the configs it served, its
-    variants' metrics over ``window`` seconds (the summary `mlcicd endpoints metrics` prints)
-    and its history (deploys, rollbacks, restarts, alarms)."""
+    variants' metrics over ``window`` seconds (the summary `mlcicd endpoints metrics` prints),
+    its history (deploys, rollbacks, restarts, alarms) and its newest monitoring executions."""
     state = project.state
     record = state.get_endpoint(name)
     if record is None:
@@ -94,7 +97,21 @@ def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dic
         "configs": state.endpoint_configs(name),
         "metrics": metrics,
         "history": state.endpoint_history(name),
+        "monitoring": monitoring(project, name, MONITORING_EXECUTIONS),
     }
+
+
+def monitoring(project: Project, name: str, limit: int = 50) -> dict[str, Any]:
+    """The endpoint's monitoring schedule (the project's ``monitor.schedule``, for its own
+    endpoint; None, with ``config_error``, while mlcicd.yaml does not load) and its executions,
+    newest first."""
+    executions = project.state.monitoring_executions(name, limit=limit)
+    try:
+        config = project.config
+    except ConfigError as exc:  # being edited: the page still shows what was recorded
+        return {"schedule": None, "config_error": exc.headline, "executions": executions}
+    schedule = config.monitor.schedule if name == config.endpoint_name else None
+    return {"schedule": schedule, "executions": executions}
 
 
 def endpoint_history(state: State, name: str) -> list[Any]:

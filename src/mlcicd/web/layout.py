@@ -26,10 +26,10 @@ pre{background:#111;color:#ddd;padding:.6em;overflow-x:auto;max-height:30em;whit
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#666}dd{margin:0}
 code,.mono{font-family:ui-monospace,monospace;font-size:.95em}.muted{color:#777}
 .st{padding:0 .4em;border-radius:3px;background:#ddd;white-space:nowrap}
-.st-Succeeded,.st-InService,.st-Approved,.st-passed{background:#c8ecc8}
+.st-Succeeded,.st-InService,.st-Approved,.st-passed,.st-Completed{background:#c8ecc8}
 .st-Cached{background:#d6e6f5}.st-Running,.st-Creating,.st-Updating,.st-Queued{background:#fde9a8}
 .st-WaitingForApproval,.st-Pending,.st-PendingManualApproval{background:#f8d3a0}
-.st-Failed,.st-Rejected,.st-OutOfService,.st-Stopped,.st-failed{background:#f5c2c2}
+.st-Failed,.st-Rejected,.st-OutOfService,.st-Stopped,.st-failed,.st-CompletedWithViolations{background:#f5c2c2}
 .arrow{color:#999;margin:0 .4em}
 """
 
@@ -67,6 +67,13 @@ def part(value: Any) -> str:
 
 def link(url: str, text: Any) -> Html:
     return Html(f'<a href="{html.escape(url, quote=True)}">{h(text)}</a>')
+
+
+def uri_link(uri: Any) -> Html:
+    """Where a file is (a report, a baseline): a link when a browser can follow it, else text."""
+    if isinstance(uri, str) and uri.startswith(("file://", "http://", "https://")):
+        return link(uri, uri)
+    return mono(uri) if uri else h(None)
 
 
 def status(value: Any) -> Html:

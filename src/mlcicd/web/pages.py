@@ -27,6 +27,7 @@ from mlcicd.web.layout import (
     short,
     status,
     table,
+    uri_link,
     when,
 )
 
@@ -238,6 +239,7 @@ def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) ->
                ("created", when(package.get("created_at")))]),
         Html("<h2>Metrics</h2>"),
         table(["metric", "value"], sorted((package.get("metrics") or {}).items()), empty="no metrics"),
+        _baseline(package, data.get("baseline")),
         Html("<h2>Commit</h2>"),
         facts([("commit", mono(commit.get("commit"))), ("branch", commit.get("branch")),
                ("author", commit.get("author")), ("message", pre(commit["message"]) if commit.get("message") else None),
@@ -256,6 +258,26 @@ def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) ->
                 when(c.get("created_at"))) for c in configs], empty="not deployed"),
     ]
     return page(f"Model {package['arn']}", join(body), pipelines=pipelines, refresh=REFRESH)
+
+
+def _baseline(package: dict[str, Any], baseline: dict[str, Any] | None) -> Html:
+    """The model's data-quality baseline: its two files, what they were computed from."""
+    title = Html("<h2>Data-quality baseline</h2>")
+    if not baseline:
+        return join([title, Html(f'<p class="muted">none (compute it: <code>mlcicd monitor baseline --model '
+                                 f'{h(package["version"])}</code>)</p>')])  # fmt: skip
+    dataset = baseline.get("dataset") or {}
+    return join([title, facts([
+        ("statistics.json", uri_link(baseline.get("statistics_uri"))),
+        ("its sha256", mono(baseline.get("statistics_sha256"))),
+        ("constraints.json", uri_link(baseline.get("constraints_uri"))),
+        ("its sha256", mono(baseline.get("constraints_sha256"))),
+        ("channel", dataset.get("channel")), ("label", dataset.get("label")),
+        ("features", ", ".join(map(str, dataset["features"])) if dataset.get("features") else None),
+        ("rows", f"{dataset.get('item_count')} of {dataset.get('rows_read')} read" if dataset.get("rows_read") else None),
+        ("files", ", ".join(map(str, dataset["files"])) if dataset.get("files") else None),
+        ("computed", when(baseline.get("created_at"))),
+    ])])  # fmt: skip
 
 
 def endpoints_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
@@ -293,6 +315,7 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
                for v in variants] or [("AllTraffic", 1, "100%", mono(short(record.get("model_sha256"))))]),
         Html("<h2>Metrics</h2>"),
         _metrics(metrics),
+        _monitoring(pipeline, pipelines, data.get("monitoring") or {}),
         Html("<h2>Endpoint config</h2>"),
         facts([(k, mono(v if isinstance(v, str) else compact(v)))
                for k, v in sorted(((current or {}).get("spec") or {}).items())])
@@ -310,6 +333,29 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
                 when(c.get("created_at"))) for c in data["configs"]]),
     ]
     return page(f"Endpoint {record['name']}", join(body), pipelines=pipelines, refresh=REFRESH)
+
+
+def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, Any]) -> Html:
+    """The endpoint's monitoring schedule and its newest executions, each linking its reports."""
+    schedule = monitoring.get("schedule")
+    said = (f"checked every {schedule} by `mlcicd up` (monitor.schedule)" if schedule
+            else f"mlcicd.yaml does not load: {monitoring['config_error']}" if monitoring.get("config_error")
+            else "no monitor.schedule: `mlcicd monitor check` checks it by hand")  # fmt: skip
+    rows = []
+    for e in monitoring.get("executions") or []:
+        variants = e.get("variants") or []
+        models = [model_link(pipeline, pipelines, *str(v.get("model")).rsplit("/", 1)) for v in variants
+                  if "/" in str(v.get("model"))]  # fmt: skip
+        reports = [uri_link(v.get("violations_uri")) for v in variants if v.get("violations_uri")]
+        rows.append((e["id"], when(e["window_start"]), when(e["window_end"]), status(e["status"]), e.get("verdict"),
+                     e.get("records"), join(models, ", ") if models else None,
+                     join(reports, Html("<br>")) if reports else e.get("reason")))  # fmt: skip
+    return join([
+        Html("<h2>Monitoring</h2>"),
+        Html(f'<p class="muted">{h(said)}</p>'),
+        table(["#", "window start", "window end", "status", "verdict", "records", "model", "report / why"], rows,
+              empty="no monitoring executions yet"),
+    ])  # fmt: skip
 
 
 def _metrics(metrics: dict[str, Any] | None) -> Html:
