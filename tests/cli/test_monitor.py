@@ -43,3 +43,15 @@ def test_a_pipeline_run_is_monitored_end_to_end(iris_project: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "variant AllTraffic, model iris-classifier/1:" in result.output
     assert "no violations (drift threshold 0.1, Robust)" in result.output
+
+    # A baseline that kept the label: every request misses that column, and the check says
+    # what to set. mlcicd.yaml of the working tree is what `monitor baseline` reads.
+    set_yaml(iris_project, "  label: species ", "  # label: species ")
+    assert mlcicd(iris_project, "monitor", "baseline").exit_code == 0
+    result = mlcicd(iris_project, "monitor", "check", NAME, "--since", "10m")
+    assert result.exit_code == 3, result.output
+    assert "species: missing_column_check" in result.output
+    assert "hint: if species is the label, set monitor.label in mlcicd.yaml" in result.output
+    set_yaml(iris_project, "  # label: species ", "  label: species ")
+    assert mlcicd(iris_project, "monitor", "baseline").exit_code == 0
+    assert mlcicd(iris_project, "monitor", "check", NAME, "--since", "10m").exit_code == 0

@@ -14,6 +14,7 @@ from mlcicd.errors import MlcicdError, MonitorError
 
 if TYPE_CHECKING:  # mlcicd.monitor loads numpy: imported by the commands that use it
     from mlcicd.monitor import CheckReport
+    from mlcicd.project import Project
 
 
 @cli.group()
@@ -62,8 +63,9 @@ def monitor_check(ctx: click.Context, endpoint: str, since: str, as_json: bool) 
         start = parse_since(since, time.time())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
+    project = find_project(ctx)
     try:
-        report = check_endpoint(find_project(ctx), endpoint, since=start)
+        report = check_endpoint(project, endpoint, since=start)
     except MlcicdError as exc:
         if exc.exit_code == VIOLATIONS_EXIT_CODE:  # e.g. a NotFoundError: 3 would read as "violations"
             raise MonitorError(exc.message, hint=exc.hint) from exc
@@ -72,8 +74,20 @@ def monitor_check(ctx: click.Context, endpoint: str, since: str, as_json: bool) 
         echo_json({**to_jsonable(report), "violation_count": report.violation_count})
     else:
         _show(report)
+        _label_hint(report, project)
     if report.violation_count:
         ctx.exit(VIOLATIONS_EXIT_CODE)
+
+
+def _label_hint(report: CheckReport, project: Project) -> None:
+    """A column the requests never carry is often the label, in a baseline that kept it."""
+    from mlcicd.monitor.baseline import label_column
+
+    missing = sorted({v["feature_name"] for variant in report.variants for v in variant.violations
+                      if v["constraint_check_type"] == "missing_column_check"})  # fmt: skip
+    if missing and label_column(project.config) is None:
+        click.echo(f"hint: if {' or '.join(missing)} is the label, set monitor.label in mlcicd.yaml "
+                   "and run `mlcicd monitor baseline` (no setting names the label yet)")  # fmt: skip
 
 
 @monitor.command("history")
