@@ -51,6 +51,20 @@ def described_or_none(call: Any, **kwargs: Any) -> dict[str, Any] | None:
     return answer
 
 
+def _create(call: Any, params: dict[str, Any], tags: Mapping[str, str] | None) -> bool:
+    """``call(**params)`` with the tags; False when another caller created it first (SageMaker
+    names never change content, so what exists is what was asked for)."""
+    if tags:
+        params["Tags"] = tag_list(tags)
+    try:
+        call(**params)
+    except AwsError as exc:
+        if _exists_error(exc):
+            return False
+        raise
+    return True
+
+
 def tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
 
@@ -72,15 +86,7 @@ def ensure_model(
     if environment:
         container["Environment"] = dict(environment)
     params: dict[str, Any] = {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role_arn}
-    if tags:
-        params["Tags"] = tag_list(tags)
-    try:
-        sagemaker.create_model(**params)
-    except AwsError as exc:
-        if _exists_error(exc):
-            return False
-        raise
-    return True
+    return _create(sagemaker.create_model, params, tags)
 
 
 def production_variant(
@@ -138,15 +144,7 @@ def ensure_endpoint_config(
     if described_or_none(sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
         return False
     params = endpoint_config_request(name, variants, shadow_variants=shadow_variants, data_capture=data_capture)
-    if tags:
-        params["Tags"] = tag_list(tags)
-    try:
-        sagemaker.create_endpoint_config(**params)
-    except AwsError as exc:
-        if _exists_error(exc):
-            return False
-        raise
-    return True
+    return _create(sagemaker.create_endpoint_config, params, tags)
 
 
 def endpoint_config_request(
