@@ -248,6 +248,11 @@ def _from_client_error(exc: Any, operation: str) -> AwsError:
     return AwsError(text, code=code, aws_message=message, operation=operation, hint=_HINTS.get(code))
 
 
+def is_already_there(error: AwsError) -> bool:
+    """Whether AWS refused a create because the thing exists (another caller made it first)."""
+    return error.code == "ResourceInUse" or "already exist" in error.aws_message.lower()
+
+
 def is_not_found(error: AwsError) -> bool:
     """Whether AWS said the thing asked about does not exist."""
     if error.code in _NOT_FOUND_CODES:
@@ -266,6 +271,7 @@ __all__ = [
     "aws_errors",
     "clear_cache",
     "client",
+    "is_already_there",
     "is_not_found",
     "resolve_endpoint_url",
     "translate",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mlcicd.aws.clients import AwsClient, is_not_found
+from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
 from mlcicd.aws.names import ENV_TRAFFIC_ROUTING
 from mlcicd.errors import AwsError, ConfigError, EndpointError
 
@@ -34,10 +34,6 @@ DEFAULT_WAIT_SECONDS = 600
 # In each Model's container environment: lets describe() say which model bytes it serves.
 MODEL_SHA256_ENV = "MLCICD_MODEL_SHA256"
 _ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
-
-
-def _exists_error(exc: AwsError) -> bool:
-    return "already exist" in exc.aws_message.lower() or exc.code == "ResourceInUse"
 
 
 def described_or_none(call: Any, **kwargs: Any) -> dict[str, Any] | None:
@@ -59,7 +55,7 @@ def _create(call: Any, params: dict[str, Any], tags: Mapping[str, str] | None) -
     try:
         call(**params)
     except AwsError as exc:
-        if _exists_error(exc):
+        if is_already_there(exc):
             return False
         raise
     return True

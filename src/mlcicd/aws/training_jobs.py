@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlcicd.aws.clients import AwsClient, is_not_found
+from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
 from mlcicd.errors import AwsError, ConfigError
 from mlcicd.store.s3 import parse_s3_uri
 from mlcicd.training.toolkit import encode_hyperparameters
@@ -125,7 +125,7 @@ def start_training_job(sagemaker: AwsClient, request: Mapping[str, Any]) -> bool
         sagemaker.create_training_job(**request)
     except AwsError as exc:
         # Another invocation created it between our look and our create.
-        if exc.code == "ResourceInUse" or "already exists" in exc.aws_message.lower():
+        if is_already_there(exc):
             return False
         raise
     return True
