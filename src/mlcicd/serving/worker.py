@@ -232,13 +232,13 @@ class WorkerServer(uvicorn.Server):
         self,
         config: uvicorn.Config,
         app: InferenceApp,
+        listen: socket.socket,
         *,
         on_ready: Callable[[], None] | None = None,
         on_draining: Callable[[], None] | None = None,
         parent_pid: int | None = None,
         drain_grace: float = DRAIN_GRACE,
         control: ControlFiles | None = None,
-        listen: socket.socket | None = None,
         board: ConnectionBoard | None = None,
         slot: int | None = None,
     ) -> None:
@@ -258,18 +258,16 @@ class WorkerServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn's own startup with no socket of its own; ours accepts its share (balance.py)
-        await super().startup(sockets=sockets if self.listen is None else [])
+        await super().startup(sockets=[])
         if not self.started or self.should_exit:
             return
-        if self.listen is not None:
-            config = self.config
-            protocol_class: Any = config.http_protocol_class  # uvicorn builds it the same way
-            protocol = functools.partial(
-                protocol_class, config=config, server_state=self.server_state,
-                app_state=self.lifespan.state,
-            )  # fmt: skip
-            self.acceptor = BalancedAcceptor(self.listen, protocol, board=self.board, slot=self.slot)
-            self.acceptor.start()
+        config = self.config
+        protocol_class: Any = config.http_protocol_class  # uvicorn builds it the same way
+        protocol = functools.partial(
+            protocol_class, config=config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        self.acceptor = BalancedAcceptor(self.listen, protocol, board=self.board, slot=self.slot)
+        self.acceptor.start()
         if self.parent_pid:
             self._watchdog = asyncio.create_task(self._watch_parent())
         self._housekeeper = asyncio.create_task(self._housekeeping())
@@ -277,10 +275,8 @@ class WorkerServer(uvicorn.Server):
             self.on_ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()  # stop accepting; the other processes keep the socket open
         if self.acceptor is not None:
-            self.acceptor.close()
+            self.acceptor.close()  # stop accepting; the other processes keep the socket open
         self.app.draining = True
         if self.on_draining is not None:
             self.on_draining()
@@ -359,8 +355,8 @@ def serve(
         timeout_graceful_shutdown=max(1, int(drain_timeout)),
     )
     server = WorkerServer(
-        config, app, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid,
-        control=control, listen=sock, board=board, slot=slot,
+        config, app, sock, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid,
+        control=control, board=board, slot=slot,
     )  # fmt: skip
     # uvicorn re-raises the signal it caught once it has shut down; make that a no-op so a
     # drained worker exits 0 instead of dying of SIGTERM.
