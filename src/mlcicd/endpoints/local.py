@@ -56,8 +56,8 @@ from mlcicd.endpoints.local_process import read_object as _read
 from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
 from mlcicd.serving import metrics
-from mlcicd.serving.config import ServingConfig
-from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE, WEIGHTS_FILE
+from mlcicd.serving.config import WEIGHTS_FILE, ServingConfig
+from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE
 
 META_FILE = "endpoint.json"
 LOCK_FILE = ".lock"

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving import metrics
-from mlcicd.serving.config import ServingConfig
+from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
 from mlcicd.serving.generation import Generation
 from mlcicd.serving.status import utcnow
 
 if TYPE_CHECKING:  # the supervisor imports this module
     from mlcicd.serving.supervisor import Supervisor
 
-TRAFFIC_FILE = "traffic.json"  # mirrors worker.TRAFFIC_FILE (not imported: it pulls uvicorn)
 ALARM_CHECK_INTERVAL = 0.5
 
 # The supervisor's log lines: a rollout is a part of its work, in its process.

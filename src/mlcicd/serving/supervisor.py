@@ -46,10 +46,10 @@ from mlcicd.errors import PortInUseError
 from mlcicd.fsutil import atomic_write_json, atomic_write_text
 from mlcicd.serving import metrics
 from mlcicd.serving.balance import ConnectionBoard
-from mlcicd.serving.config import ServingConfig
+from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
 from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
 from mlcicd.serving.logs import configure_logging
-from mlcicd.serving.rollout import TRAFFIC_FILE, Rollout
+from mlcicd.serving.rollout import Rollout
 from mlcicd.serving.status import status_document, utcnow
 
 CONFIG_FILE = "config.json"
@@ -57,7 +57,6 @@ STATUS_FILE = "status.json"
 PID_FILE = "supervisor.pid"
 RUN_DIR = "run"
 LOG_FILE = "logs/endpoint.log"
-WEIGHTS_FILE = "weights.json"
 
 EXIT_FAILED = 1
 RESTART_BACKOFF = (0.5, 30.0)  # first delay, ceiling; doubles per consecutive crash

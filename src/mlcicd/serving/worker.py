@@ -47,7 +47,13 @@ from mlcicd.fsutil import read_json
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.capture import CaptureWriter
-from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
+from mlcicd.serving.config import (
+    TRAFFIC_FILE,
+    WEIGHTS_FILE,
+    CaptureSpec,
+    ServingConfig,
+    VariantSpec,
+)
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
@@ -60,8 +66,6 @@ EXIT_LOAD_FAILED = 3
 # are still open, before uvicorn closes the idle ones.
 DRAIN_GRACE = 2.0
 HOUSEKEEPING_INTERVAL = 0.25
-TRAFFIC_FILE = "traffic.json"  # {"generation": N, "green_percent": p}, from the supervisor
-WEIGHTS_FILE = "weights.json"  # {"config_name": ..., "weights": {variant: weight}}
 CAPTURE_DIR = "data-capture"  # the default destination of shadow comparisons
 _TIMEOUT_BODY = b'{"error":"RequestTimeout","message":"the request was not received in time"}'
 _TIMEOUT_RESPONSE = (
