@@ -1,7 +1,8 @@
 """The serving config of a local endpoint, built from an :class:`EndpointConfig`.
 
 :func:`serving_config` readies what the config names inside the endpoint's directory (each
-model.tar.gz digest-checked and extracted once under ``models/<sha256>/``, the inference code
+model.tar.gz digest-checked and extracted once under ``models/<sha256>/``, marked
+complete by :func:`~mlcicd.archive.ensure_extracted`, the inference code
 copied under ``code/<config_name>/``) and returns the
 :class:`~mlcicd.serving.config.ServingConfig` that points at them, as plain data:
 :mod:`mlcicd.endpoints.local` writes it as config.json and starts or signals the supervisor on
@@ -19,7 +20,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from mlcicd.archive import safe_extract
+from mlcicd.archive import ensure_extracted
 from mlcicd.endpoints.base import EndpointConfig
 from mlcicd.errors import EndpointError
 from mlcicd.serving.config import CaptureSpec, DeploymentSpec, ServingConfig, VariantSpec
@@ -46,9 +47,10 @@ def serving_config(
             raise EndpointError(
                 f"variant {variant.name}: {variant.model_sha256!r} is not a sha256 digest"
             )
-        model_dir = edir / "models" / variant.model_sha256
-        if not model_dir.is_dir():  # extraction is all-or-nothing: a present dir is complete
-            safe_extract(variant.model_data, model_dir, expected_sha256=variant.model_sha256)
+        # A tree without the digest marker (a crash cut its extraction short) is extracted again.
+        model_dir = ensure_extracted(
+            variant.model_data, edir / "models" / variant.model_sha256, expected_sha256=variant.model_sha256
+        )
         code_dir = edir / "code" / config.name
         if len(distinct_code) > 1:
             code_dir = code_dir / variant.name
