@@ -93,6 +93,29 @@ def test_deploy_creates_the_endpoint(backend: SageMakerEndpointBackend, aws_env:
     assert [e.name for e in backend.list()] == [ENDPOINT]
 
 
+def test_a_model_overwritten_on_s3_is_uploaded_again(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
+    """Bytes of the same size under the old metadata: S3's checksum, not x-amz-meta-sha256,
+    decides that the upload is not skipped."""
+    first = config(tmp_path, 1)
+    backend.deploy(first)
+    variant = first.variants[0]
+    key = f"ml-cicd-pipeline-models/iris-classifier/models/{variant.model_sha256}/model.tar.gz"
+    good = variant.model_data.read_bytes()
+    aws_env("s3").put_object(Bucket=STORE, Key=key, Body=bytes([good[0] ^ 1]) + good[1:],
+                             Metadata={"sha256": variant.model_sha256}, ChecksumAlgorithm="SHA256")  # fmt: skip
+    backend.deploy(EndpointConfig(name="other-endpoint-v1", endpoint_name="other-endpoint", variants=(variant,)))
+    assert aws_env("s3").get_object(Bucket=STORE, Key=key)["Body"].read() == good
+
+
+def test_a_model_changed_on_disk_is_not_deployed(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+    first = config(tmp_path, 1)
+    first.variants[0].model_data.write_bytes(b"changed")
+    with pytest.raises(EndpointError, match="it changed after it was registered"):
+        backend.deploy(first)
+
+
 def test_an_update_waits_until_in_service_on_the_new_config(
     backend: SageMakerEndpointBackend, tmp_path: Path
 ) -> None:

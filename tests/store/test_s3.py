@@ -141,7 +141,7 @@ def test_the_layout_metadata_and_checksum(s3: AwsClient, tmp_path: Path) -> None
     head = s3("s3").head_object(Bucket=BUCKET, Key="runs/ml-models/iris/job-1/output/model.tar.gz", ChecksumMode="ENABLED")
     assert head["Metadata"] == {"sha256": ref.sha256}
     assert head["ChecksumSHA256"]  # S3 checked the upload against SHA256 itself
-    assert store.recorded_sha256(ref.uri) == ref.sha256
+    assert store.holds(ref.uri, _file(tmp_path))
     assert store.local_path(ref.uri) is None
     assert S3ArtifactStore(f"s3://{BUCKET}").uri("ml-models", "k") == f"s3://{BUCKET}/ml-models/k"
 
@@ -153,6 +153,37 @@ def test_multipart_uploads_keep_the_whole_files_digest(s3: AwsClient, tmp_path: 
     ref = store.put_file(_file(tmp_path, data), "ml-models", "big/model.tar.gz")
     assert ref.sha256 == hashlib.sha256(data).hexdigest()
     assert store.get_file(ref.uri, tmp_path / "big", expected_sha256=ref.sha256).read_bytes() == data
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("size", [1000, 9 * 1024 * 1024], ids=["whole", "multipart"])
+def test_an_object_overwritten_under_the_old_metadata_is_not_trusted(
+    s3: AwsClient, tmp_path: Path, size: int
+) -> None:
+    """Whoever may PutObject writes the metadata too: other bytes of the same size, with the
+    old sha256 in x-amz-meta-sha256 and a correct checksum of their own, must not pass."""
+    data = os.urandom(size)
+    store = S3ArtifactStore(f"s3://{BUCKET}")
+    source = _file(tmp_path, data)
+    ref = store.put_file(source, "ml-models", "iris/model.tar.gz")
+    assert store.holds(ref.uri, source)
+    evil = bytes([data[0] ^ 1]) + data[1:]
+    s3("s3").put_object(Bucket=BUCKET, Key="ml-models/iris/model.tar.gz", Body=evil,
+                        Metadata={"sha256": ref.sha256}, ChecksumAlgorithm="SHA256")  # fmt: skip
+    assert not store.holds(ref.uri, source)  # an upload is not skipped
+    with pytest.raises(ArtifactError, match=r"has sha256 .*, recorded " + ref.sha256[:12]):
+        store.get_file(ref.uri, tmp_path / "back", expected_sha256=ref.sha256)
+    assert not (tmp_path / "back").exists()
+
+
+@pytest.mark.integration
+def test_an_object_without_a_checksum_is_not_held(s3: AwsClient, tmp_path: Path) -> None:
+    source = _file(tmp_path)
+    s3("s3").put_object(Bucket=BUCKET, Key="plain", Body=source.read_bytes(),
+                        Metadata={"sha256": hashlib.sha256(source.read_bytes()).hexdigest()})  # fmt: skip
+    store = S3ArtifactStore(f"s3://{BUCKET}")
+    assert not store.holds(f"s3://{BUCKET}/plain", source)
+    assert not store.holds(f"s3://{BUCKET}/nothing", source)
 
 
 @pytest.mark.integration

@@ -68,6 +68,7 @@ from mlcicd.endpoints.base import (
     checked_weights,
 )
 from mlcicd.errors import ConfigError, EndpointError, NotFoundError
+from mlcicd.fsutil import sha256_file
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.sagemaker import poll_seconds
@@ -270,22 +271,18 @@ class SageMakerEndpointBackend:
         return name
 
     def _upload_model(self, variant: ProductionVariant) -> str:
-        uri = self.store.uri(
-            self.bucket, f"{self.pipeline}/models/{variant.model_sha256}/model.tar.gz"
-        )
-        if self.store.recorded_sha256(uri) == variant.model_sha256:
-            return uri
-        ref = self.store.put_file(
-            variant.model_data,
-            self.bucket,
-            f"{self.pipeline}/models/{variant.model_sha256}/model.tar.gz",
-        )
-        if ref.sha256 != variant.model_sha256:
+        """model.tar.gz on S3, uploaded unless S3's own checksum says it is there already."""
+        key = f"{self.pipeline}/models/{variant.model_sha256}/model.tar.gz"
+        sha256 = sha256_file(variant.model_data)
+        if sha256 != variant.model_sha256:
             raise EndpointError(
-                f"model {variant.model_data} has sha256 {ref.sha256[:12]}…, the endpoint config names "
+                f"model {variant.model_data} has sha256 {sha256[:12]}…, the endpoint config names "
                 f"{variant.model_sha256[:12]}…", hint="it changed after it was registered; retrain with --force"
             )  # fmt: skip
-        return ref.uri
+        uri = self.store.uri(self.bucket, key)
+        if not self.store.holds(uri, variant.model_data):
+            self.store.put_file(variant.model_data, self.bucket, key)
+        return uri
 
     def _upload_code(self, variant: ProductionVariant) -> str:
         with tempfile.TemporaryDirectory(prefix="mlcicd-sourcedir-") as tmp:
@@ -293,7 +290,7 @@ class SageMakerEndpointBackend:
             sha256 = pack_dir(variant.code_dir, archive)  # deterministic: same code, same digest
             key = f"{self.pipeline}/code/{sha256}/sourcedir.tar.gz"
             uri = self.store.uri(self.bucket, key)
-            if self.store.recorded_sha256(uri) != sha256:
+            if not self.store.holds(uri, archive):
                 self.store.put_file(archive, self.bucket, key)
         return uri
 

@@ -6,9 +6,12 @@ as they are directories under the local store's root — so a pipeline writes th
 locally and on S3.
 
 Each object carries its sha256 twice: as user metadata (``x-amz-meta-sha256``, the digest of
-the whole file, which mlcicd records) and as S3's own SHA256 checksum, which S3 checks on
-upload (per part for multipart uploads). Reads verify the recorded digest before the file
-appears at its destination. Encryption: with ``kms_key_id`` objects are written SSE-KMS under
+the whole file, for people) and as S3's own SHA256 checksum, which S3 computes from the bytes
+it receives (per part for multipart uploads). Only the checksum is trusted: metadata is
+written by whoever writes the object, so an object overwritten with other bytes can claim
+the old digest there. :meth:`S3ArtifactStore.holds` (may an upload be skipped?) compares the
+checksum S3 computed with the same checksum of the local file; reads verify the bytes
+received against the digest mlcicd recorded before the file appears at its destination. Encryption: with ``kms_key_id`` objects are written SSE-KMS under
 that key; without, the bucket's default encryption applies (S3 encrypts every new object,
 SSE-S3 at least; the stack's buckets default to SSE-KMS under the stack's key, which an
 explicit ``AES256`` would override).
@@ -16,6 +19,7 @@ explicit ``AES256`` would override).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -146,21 +150,36 @@ class S3ArtifactStore:
             raise
         return writer
 
-    def head(self, uri: str) -> dict[str, Any] | None:
+    def head(self, uri: str, **params: Any) -> dict[str, Any] | None:
         """The object's HeadObject answer, or None if there is no such object."""
         bucket, key = parse_s3_uri(uri)
         try:
-            answer: dict[str, Any] = self.client.head_object(Bucket=bucket, Key=key)
+            answer: dict[str, Any] = self.client.head_object(Bucket=bucket, Key=key, **params)
         except AwsError as exc:
             if _missing(exc):
                 return None
             raise
         return answer
 
-    def recorded_sha256(self, uri: str) -> str | None:
-        """The sha256 stored with the object by :meth:`put_file`, if it exists and has one."""
-        answer = self.head(uri)
-        return None if answer is None else answer.get("Metadata", {}).get(SHA256_METADATA)
+    def holds(self, uri: str, source: Path) -> bool:
+        """Whether the object at ``uri`` has the bytes of ``source`` (so an upload may be skipped).
+
+        Decided by S3's SHA256 checksum — computed by S3 from the bytes it stored, whole or per
+        part — against the same checksum of ``source``; never by the object's metadata. An
+        object without a checksum (written by something else) does not count.
+        """
+        answer = self.head(uri, ChecksumMode="ENABLED")
+        if answer is None or answer.get("ContentLength") != source.stat().st_size:
+            return False
+        stored = answer.get("ChecksumSHA256")
+        if not stored:
+            return False
+        # A multipart object's checksum is the sha256 of its parts' sha256s ("…-<parts>" on
+        # S3); the first part's size says how the file was cut.
+        first = self.head(uri, ChecksumMode="ENABLED", PartNumber=1) or {}
+        parts = int(first.get("PartsCount") or 0)
+        part_size = int(first.get("ContentLength") or 0) if parts else 0
+        return bool(stored.split("-")[0] == _checksum_sha256(source, part_size))
 
     def local_path(self, uri: str) -> Path | None:
         return None
@@ -186,6 +205,18 @@ class S3ArtifactStore:
                 raise ArtifactError(f"artifact {uri} is missing") from exc
             raise
         return body
+
+
+def _checksum_sha256(path: Path, part_size: int) -> str:
+    """S3's ChecksumSHA256 of ``path``'s bytes (base64): of the whole file, or with
+    ``part_size`` of a multipart upload cut into parts of that size."""
+    if not part_size:
+        return base64.b64encode(bytes.fromhex(sha256_file(path))).decode()
+    parts = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while part := fh.read(part_size):
+            parts.update(hashlib.sha256(part).digest())
+    return base64.b64encode(parts.digest()).decode()
 
 
 def _missing(error: AwsError) -> bool:
