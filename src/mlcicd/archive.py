@@ -18,7 +18,8 @@ standard library's extraction filter:
 - the archive is read in one pass over one open file: the bytes hashed are the bytes
   extracted (no window in which the file could be swapped between check and use). What is
   extracted goes to a private staging directory that becomes the target only when the digest
-  matches; the marker :data:`MARKER` (the digest, written last) says the tree is complete.
+  matches; in a model tree the marker :data:`MARKER` (the digest, written last) says the
+  tree is complete (:func:`ensure_extracted`).
 
 Python: the ``filter="data"`` argument arrived in 3.11.4 (PEP 706), hence
 ``requires-python >= 3.11.4``. Up to 3.11.12, 3.12.10 and 3.13.3 the filter itself can be
@@ -170,13 +171,15 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
 
 
 def safe_extract(
-    archive: Path, dest: Path, *, expected_sha256: str | None = None, limits: Limits | None = None
+    archive: Path, dest: Path, *, expected_sha256: str | None = None, limits: Limits | None = None,
+    mark: bool = False,
 ) -> str:
     """Extract ``archive`` into ``dest`` (created whole, or not at all); return its sha256.
 
     With ``expected_sha256`` nothing becomes ``dest`` unless the archive has that digest: a
     model is never deserialised from bytes we did not record. ``limits`` default to
-    :meth:`Limits.from_env`. A previous ``dest`` is replaced.
+    :meth:`Limits.from_env`. With ``mark`` the tree gets :data:`MARKER` (see
+    :func:`ensure_extracted`). A previous ``dest`` is replaced.
     """
     limits = Limits.from_env() if limits is None else limits
     try:
@@ -198,7 +201,8 @@ def safe_extract(
                 raise
             actual = reader.drain()
         _check_digest(archive, actual, expected_sha256)
-        _write_marker(staging, actual)
+        if mark:
+            _write_marker(staging, actual)
         if dest.exists():
             shutil.rmtree(dest)  # a crash here leaves dest without its marker: re-extracted
         os.replace(staging, dest)
@@ -279,5 +283,5 @@ def ensure_extracted(
     """
     if extracted_sha256(dest) == expected_sha256:
         return dest
-    safe_extract(archive, dest, expected_sha256=expected_sha256, limits=limits)
+    safe_extract(archive, dest, expected_sha256=expected_sha256, limits=limits, mark=True)
     return dest

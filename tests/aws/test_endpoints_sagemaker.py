@@ -84,6 +84,8 @@ def test_deploy_creates_the_endpoint(backend: SageMakerEndpointBackend, aws_env:
     assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
     assert environment["SAGEMAKER_SUBMIT_DIRECTORY"].endswith("/sourcedir.tar.gz")
     assert environment["MODEL_LOG_LEVEL"] == "info"
+    assert environment["MLCICD_MODEL_SHA256"] == variant.model_sha256  # the container checks it
+    assert environment["MLCICD_MODEL_DATA_URL"] == container["ModelDataUrl"]
 
     # The same config again: nothing new is made or uploaded.
     uploads = aws_env("s3").list_objects_v2(Bucket=STORE)["KeyCount"]

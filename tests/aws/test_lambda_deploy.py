@@ -122,7 +122,10 @@ def test_creates_the_endpoint_and_continues_until_in_service(pipeline: AwsClient
     assert model["ExecutionRoleArn"] == ROLE_ARN
     assert model["PrimaryContainer"]["Image"] == IMAGE
     # As `mlcicd run` sets it (the code is in the image, not named on S3).
-    assert model["PrimaryContainer"]["Environment"] == {"MLCICD_MODEL_SHA256": SHA, "SAGEMAKER_PROGRAM": "inference.py"}
+    assert model["PrimaryContainer"]["Environment"] == {  # the container checks that digest, fetched from there
+        "MLCICD_MODEL_SHA256": SHA, "MLCICD_MODEL_DATA_URL": model["PrimaryContainer"]["ModelDataUrl"],
+        "SAGEMAKER_PROGRAM": "inference.py",
+    }  # fmt: skip
     assert not described.get("DataCaptureConfig")  # deploy.data_capture is not enabled (moto answers {})
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config
 

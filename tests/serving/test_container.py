@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,3 +71,53 @@ def test_serve(tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen
     assert response.json() == iris.model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
+
+
+def _serve(tmp_path: Path, model_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    full = {
+        **os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_SUBMIT_DIRECTORY": str(write_code(tmp_path / "code", NO_HANDLERS)),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "MLCICD_SERVE_DIR": str(tmp_path / "serve"), **env,
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlcicd.serving.container", "serve"], env=full,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    return proc, port
+
+
+@pytest.mark.integration
+def test_serve_loads_only_the_archive_of_its_digest(
+    tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The model dir holds nothing but model.tar.gz: what answers is the tree checked and
+    extracted from it."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(iris.archive, model_dir / "model.tar.gz")
+    proc, port = _serve(tmp_path, model_dir, {"MLCICD_MODEL_SHA256": iris.sha256})
+    processes.append(proc)
+    status_file = tmp_path / "serve" / "status.json"
+    wait_for(lambda: status_file.is_file() and json.loads(status_file.read_text())["status"] == "InService")
+    response = request(f"http://127.0.0.1:{port}", body="5.1,3.5,1.4,0.2", headers={"Content-Type": "text/csv"})
+    assert response.json() == iris.model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
+
+
+@pytest.mark.integration
+def test_serve_refuses_a_model_of_another_digest(
+    tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(iris.model_dir, model_dir)  # what SageMaker extracted: it loads, if let
+    (model_dir / "model.tar.gz").write_bytes(iris.archive.read_bytes() + b"\0")
+    proc, port = _serve(tmp_path, model_dir, {"MLCICD_MODEL_SHA256": iris.sha256})
+    processes.append(proc)
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    assert f"refusing to serve the model: model artifact {model_dir / 'model.tar.gz'} has sha256" in stderr
+    assert not (tmp_path / "serve" / "status.json").exists()
+    assert not (tmp_path / "serve" / "model").exists()
+    with pytest.raises(OSError):  # nothing ever listened: /ping never answers
+        request(f"http://127.0.0.1:{port}", "GET", "/ping", timeout=5)

@@ -26,13 +26,15 @@ from typing import Any, Literal
 from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
 from mlcicd.aws.names import ENV_TRAFFIC_ROUTING
 from mlcicd.errors import AwsError, ConfigError, EndpointError
+from mlcicd.serving.model_check import MODEL_DATA_URL_ENV, MODEL_SHA256_ENV
 
+# MODEL_SHA256_ENV and MODEL_DATA_URL_ENV go in each Model's container environment: the model
+# bytes it may serve (the container checks them before model_fn) and where they are;
+# describe() reports the digest.
 IN_SERVICE = "InService"
 FAILED = "Failed"
 MOVING = ("Creating", "Updating", "SystemUpdating", "RollingBack")  # SageMaker is at work
 DEFAULT_WAIT_SECONDS = 600
-# In each Model's container environment: lets describe() say which model bytes it serves.
-MODEL_SHA256_ENV = "MLCICD_MODEL_SHA256"
 _ROUTING_TYPES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 
 
@@ -321,6 +323,7 @@ def progress(described: Mapping[str, Any] | None, config_name: str) -> Progress:
 
 
 __all__ = [
+    "MODEL_DATA_URL_ENV",
     "MODEL_SHA256_ENV",
     "Progress",
     "data_capture_config",

@@ -256,7 +256,8 @@ class SageMakerEndpointBackend:
             "SAGEMAKER_PROGRAM": variant.entry_point,
             "SAGEMAKER_SUBMIT_DIRECTORY": code_url,
             "SAGEMAKER_REGION": str(sagemaker.meta.region_name or ""),
-            hosting.MODEL_SHA256_ENV: variant.model_sha256,
+            hosting.MODEL_SHA256_ENV: variant.model_sha256,  # checked by the container, fetched
+            hosting.MODEL_DATA_URL_ENV: model_url,  # from here (mlcicd.serving.model_check)
             **variant.environment,
         }
         digest = hashlib.sha256(

@@ -11,6 +11,7 @@
     status.py      status.json, as the supervisor writes it
     generation.py  worker processes as the supervisor sees them (start, events, exit)
     container.py   ``serve`` inside a SageMaker container, on top of the supervisor
+    model_check.py the container serves only the model.tar.gz of MLCICD_MODEL_SHA256
     procinfo.py    is a recorded pid still the process we started?
     logs.py        one log line per event, on stderr
 

@@ -18,6 +18,10 @@ inference toolkit:
     SAGEMAKER_MAX_PAYLOAD_IN_MB         request body limit (6)
     SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds each worker may take to load the model (300)
     SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  the answer type for a missing or */* Accept (JSON)
+    MLCICD_MODEL_SHA256                 the model.tar.gz digest: the model is served only from
+                                        an archive of that digest (mlcicd.serving.model_check)
+    MLCICD_MODEL_DATA_URL               where that archive is, when the model dir has none
+    MLCICD_MAX_MODEL_BYTES / _MEMBERS   caps on what the archive may unpack to (mlcicd.archive)
 
 The serving config goes to a scratch directory (``MLCICD_SERVE_DIR``, default a temporary
 one); logs go to stderr, where SageMaker collects them. SIGTERM drains and exits 0.
@@ -35,6 +39,7 @@ from mlcicd.errors import MlcicdError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
 from mlcicd.serving.logs import configure_logging
+from mlcicd.serving.model_check import verified_model_dir
 from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor
 
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -43,7 +48,7 @@ DEFAULT_BASE_DIR = "/opt/ml"
 def config_from_env(env: Mapping[str, str]) -> ServingConfig:
     """The serving config a SageMaker container's environment describes."""
     base = Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR))
-    model_dir = Path(env.get("SM_MODEL_DIR") or base / "model")
+    model_dir = model_dir_from_env(env)
     code_dir = env.get("SAGEMAKER_SUBMIT_DIRECTORY")
     if not code_dir or code_dir.startswith("s3://"):
         # The SDK packs source_dir into model.tar.gz under code/ when it cannot be fetched here.
@@ -69,6 +74,11 @@ def config_from_env(env: Mapping[str, str]) -> ServingConfig:
         startup_timeout=float(env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 300),
         max_payload_bytes=int(payload_mb * 1024 * 1024),
     )
+
+
+def model_dir_from_env(env: Mapping[str, str]) -> Path:
+    """Where SageMaker put the model: ``SM_MODEL_DIR``, else ``<base>/model``."""
+    return Path(env.get("SM_MODEL_DIR") or Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR)) / "model")
 
 
 def fetch_code(env: Mapping[str, str]) -> dict[str, str]:
@@ -108,13 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlcicdError as exc:
         print(f"serve: cannot fetch the inference code: {exc.headline}", file=sys.stderr)
         return 1
+    state_dir = Path(os.environ.get("MLCICD_SERVE_DIR") or tempfile.mkdtemp(prefix="mlcicd-serve-"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:  # before any worker runs model_fn
+        env["SM_MODEL_DIR"] = str(verified_model_dir(env, model_dir_from_env(env), state_dir))
+    except MlcicdError as exc:
+        print(f"serve: refusing to serve the model: {exc.headline}", file=sys.stderr)
+        return 1
     try:
         config = config_from_env(env)
     except ValueError as exc:
         print(f"serve: invalid serving settings: {exc}", file=sys.stderr)
         return 2
-    state_dir = Path(os.environ.get("MLCICD_SERVE_DIR") or tempfile.mkdtemp(prefix="mlcicd-serve-"))
-    state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(state_dir / CONFIG_FILE, config.to_dict())
     return Supervisor(state_dir, log_hint="the container's log (CloudWatch)").run()
 

@@ -40,6 +40,7 @@ from mlcicd.aws.deployment import (
     put_endpoint_config,
 )
 from mlcicd.aws.hosting import (
+    MODEL_DATA_URL_ENV,
     MODEL_SHA256_ENV,
     describe_endpoint,
     described_or_none,
@@ -189,7 +190,9 @@ def _model(
         version = int(ref)
         package = f"{package.rsplit('/', 1)[0]}/{version}"
         data_url, sha256 = _registered(sagemaker, package)
-    environment = {**(settings.environment or {}), **({MODEL_SHA256_ENV: str(sha256)} if sha256 else {})}
+    # The container serves only the bytes of that digest, fetched from that URL (model_check).
+    checked = {MODEL_SHA256_ENV: str(sha256), MODEL_DATA_URL_ENV: data_url} if sha256 else {}
+    environment = {**(settings.environment or {}), **checked}
     digest = hashlib.sha256(json.dumps({
         "image": model["image_uri"], "model": data_url, "sha256": sha256, "environment": environment,
     }, sort_keys=True).encode()).hexdigest()  # fmt: skip
