@@ -26,7 +26,7 @@ Python: the ``filter="data"`` argument arrived in 3.11.4 (PEP 706), hence
 bypassed (CVE-2025-4517, CVE-2025-4330, CVE-2025-4138, CVE-2024-12718; fixed in 3.11.13,
 3.12.11, 3.13.4) — every one of them through a link member, which the checks here refuse
 before anything is written. The filter is kept as a second layer only, so an older patch
-release (this project's CI runs 3.11.7) is not a hole.
+release (the development machines run 3.11.7) is not a hole.
 """
 
 from __future__ import annotations
