@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import secrets
 from typing import Any
 
 import pytest
@@ -166,6 +168,23 @@ def test_github_token_is_no_echo_and_only_used_without_a_connection(template: di
     assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
     assert "PipelineWebhook" not in connection["Resources"]
     assert "PipelineWebhook" in resolve(template, {"GitHubToken": "ghp_x"})["Resources"]
+
+
+def test_the_webhook_signs_with_its_own_secret_not_the_token(template: dict[str, Any]) -> None:
+    secret = template["Parameters"]["WebhookSecret"]
+    assert secret["NoEcho"] is True
+    pattern = re.compile(secret["AllowedPattern"])
+    assert pattern.match("") and pattern.match("x" * 20) and pattern.match(secrets.token_urlsafe(32))
+    assert not pattern.match("x" * 19) and not pattern.match("a secret with spaces")
+    webhook = resolve(template, {"GitHubToken": "ghp_x"})["Resources"]["PipelineWebhook"]["Properties"]
+    assert webhook["AuthenticationConfiguration"] == {"SecretToken": {"Ref": "WebhookSecret"}}
+    assert webhook["Authentication"] == "GITHUB_HMAC" and webhook["RegisterWithThirdParty"] is True
+    assert "GitHubToken" not in references(webhook)
+    rule = template["Rules"]["WebhookSecretIsItsOwn"]
+    assert rule["RuleCondition"] == template["Conditions"]["UseGitHubToken"]
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, ""]}]} in asserted
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, {"Ref": "GitHubToken"}]}]} in asserted
 
 
 def test_approval_stage_only_with_approval(iris_config: Config, template: dict[str, Any]) -> None:

@@ -320,7 +320,8 @@ def _webhook() -> Json:
         "Condition": p.USE_GITHUB_TOKEN,
         "Properties": {
             "Authentication": "GITHUB_HMAC",
-            "AuthenticationConfiguration": {"SecretToken": ref(p.GITHUB_TOKEN)},
+            # Its own secret: the token reads the repository, and is nobody's signing key.
+            "AuthenticationConfiguration": {"SecretToken": ref(p.WEBHOOK_SECRET)},
             "Filters": [{"JsonPath": "$.ref", "MatchEquals": "refs/heads/{Branch}"}],
             "TargetPipeline": ref(PIPELINE),
             "TargetAction": SOURCE,
