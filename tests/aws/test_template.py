@@ -344,3 +344,25 @@ def test_bad_bucket_prefix(bucket: str) -> None:
     config = parse_config(f"pipeline: p\nstore:\n  artifacts_bucket: {bucket!r}\n")
     with pytest.raises(ConfigError, match=r"store\.artifacts_bucket"):
         build_template(config)
+
+
+def test_the_key_policy_lets_services_use_the_key_only_for_this_accounts_resources(template: dict[str, Any]) -> None:
+    statements = template["Resources"]["EncryptionKey"]["Properties"]["KeyPolicy"]["Statement"]
+    to_services = {s["Sid"]: s for s in statements if "Service" in s["Principal"]}
+    assert set(to_services) == {"CloudWatchLogsEncryptsTheStacksLogGroups", "CloudWatchAlarmsPublishToTheTopic"}
+    in_this_account = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:"
+    logs = to_services["CloudWatchLogsEncryptsTheStacksLogGroups"]["Condition"]
+    groups = logs["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+    assert {g["Fn::Sub"] for g in groups} == {
+        in_this_account.replace("{service}", "logs") + f"log-group:{name}" for name in REFERENCE_LOG_GROUPS
+    }
+    alarms = to_services["CloudWatchAlarmsPublishToTheTopic"]["Condition"]
+    assert alarms["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    notifying = {
+        a["Properties"]["AlarmName"] for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+        if {"Ref": "NotificationTopic"} in a["Properties"]["AlarmActions"]
+    }  # fmt: skip
+    assert {a["Fn::Sub"] for a in alarms["ArnLike"]["aws:SourceArn"]} == {
+        in_this_account.replace("{service}", "cloudwatch") + f"alarm:{name}" for name in notifying
+    }
+    assert len(notifying) == 5

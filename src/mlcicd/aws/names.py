@@ -247,6 +247,25 @@ class StackNames:
         return f"{self.endpoint}-model-latency-p99"
 
     @property
+    def training_function_errors_alarm(self) -> str:
+        return f"{self.training_function}-errors"
+
+    @property
+    def deploy_function_errors_alarm(self) -> str:
+        return f"{self.deploy_function}-errors"
+
+    @property
+    def dead_letter_queue_alarm(self) -> str:
+        return f"{self.dead_letter_queue}-messages"
+
+    @property
+    def notifying_alarms(self) -> tuple[str, ...]:
+        """The stack's alarms that publish to its (encrypted) topic: whose use of the key
+        the key policy allows CloudWatch."""
+        return (self.endpoint_errors_alarm, self.endpoint_latency_alarm, self.training_function_errors_alarm,
+                self.deploy_function_errors_alarm, self.dead_letter_queue_alarm)  # fmt: skip
+
+    @property
     def rollback_alarms(self) -> tuple[str, str]:
         """The alarms `mlcicd run` makes from deploy.alarms (their names differ from the
         stack's own two, so neither overwrites the other)."""
