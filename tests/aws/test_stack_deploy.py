@@ -43,7 +43,8 @@ GITHUB = {"GitHubOwner": "ada", "GitHubRepo": "iris", "ConnectionArn": CONNECTIO
 def _parameters(aws: AwsClient, tmp_path: Path) -> dict[str, str]:
     package = build_lambda_package(tmp_path / "lambdas.zip")
     key = upload_lambda_package(package, "mlcicd-lambda-code-test")
-    return {**GITHUB, "LambdaCodeBucket": "mlcicd-lambda-code-test", "LambdaCodeKey": key}
+    return {**GITHUB, "LambdaCodeBucket": "mlcicd-lambda-code-test", "LambdaCodeKey": key,
+            "WebhookSecret": "webhook-secret-of-the-tests"}  # fmt: skip
 
 
 def test_create_then_nothing_to_change_then_update(aws_env: AwsClient, iris_config: Config, tmp_path: Path) -> None:
@@ -170,10 +171,10 @@ def test_a_first_value_is_not_used_for_a_parameter_an_earlier_deploy_set(
 ) -> None:
     template, _ = for_moto(build_template(iris_config))
     parameters = _parameters(aws_env, tmp_path)
-    created = deploy_stack(STACK, to_yaml(template), template, {**parameters, "WebhookSecret": "s" * 20},
+    created = deploy_stack(STACK, to_yaml(template), template, parameters,
                            first_values={"WebhookSecret": "f" * 20}, poll_seconds=0.01)  # fmt: skip
     assert created.first_values == ()
     updated = deploy_stack(STACK, to_yaml(template), template, {"LogRetentionDays": "14"},
                            first_values={"WebhookSecret": "f" * 20}, poll_seconds=0.01)  # fmt: skip
     assert (updated.changed, updated.first_values) == (True, ())
-    assert _stack_parameters()["WebhookSecret"] == "s" * 20
+    assert _stack_parameters()["WebhookSecret"] == parameters["WebhookSecret"]

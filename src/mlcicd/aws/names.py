@@ -32,6 +32,8 @@ ENV_TRAINING_INSTANCE_COUNT = "MLCICD_TRAINING_INSTANCE_COUNT"
 ENV_TRAINING_USE_SPOT = "MLCICD_TRAINING_USE_SPOT"  # "true" or "false"
 ENV_TRAINING_MAX_RUNTIME = "MLCICD_TRAINING_MAX_RUNTIME"  # seconds
 ENV_TRAINING_MAX_WAIT = "MLCICD_TRAINING_MAX_WAIT"  # seconds, "" when not set
+ENV_TRAINING_KMS_KEY = "MLCICD_TRAINING_KMS_KEY"  # KmsKeyId and VolumeKmsKeyId; "" = SageMaker's default
+ENV_TRAINING_NETWORK_ISOLATION = "MLCICD_TRAINING_NETWORK_ISOLATION"  # "true" or "false"
 ENV_TRAINING_CHANNELS = "MLCICD_TRAINING_CHANNELS"  # JSON: {channel: path in the source}
 ENV_TRAINING_ENVIRONMENT = "MLCICD_TRAINING_ENVIRONMENT"  # JSON: {name: value}
 ENV_HYPERPARAMETERS = "MLCICD_HYPERPARAMETERS"  # JSON: {name: value}
@@ -286,6 +288,14 @@ class StackNames:
     @property
     def endpoint_config_prefix(self) -> str:
         return endpoint_config_prefix(self.endpoint)
+
+    @property
+    def training_prefixes(self) -> tuple[str, str]:
+        """Where in the models bucket training jobs read and write, as IAM patterns:
+        ``<pipeline>/`` (the training Lambda's jobs) and ``*<models bucket prefix>/<pipeline>/``
+        (the jobs of ``mlcicd run --backend aws``, whose store keeps them under
+        ``[<store.uri prefix>/]<store.models_bucket>/<pipeline>/``)."""
+        return f"{self.pipeline}/", f"*{self.models_bucket_prefix}/{self.pipeline}/"
 
     @property
     def model_package_group(self) -> str:

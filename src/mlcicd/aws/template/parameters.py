@@ -59,14 +59,16 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "used only when ConnectionArn is empty.",
         },
         WEBHOOK_SECRET: {
+            # Required even with a connection (which has no webhook): an empty default would be
+            # an empty HMAC key the day the source switches to GitHubToken.
             "Type": "String",
-            "Default": "",
             "NoEcho": True,
+            "MinLength": WEBHOOK_SECRET_MIN_LENGTH,
             # Printable ASCII without spaces: what GitHub's webhook settings take as a secret.
-            "AllowedPattern": f"^$|^[\\x21-\\x7e]{{{WEBHOOK_SECRET_MIN_LENGTH},}}$",
+            "AllowedPattern": "^[\\x21-\\x7e]+$",
             "ConstraintDescription": f"at least {WEBHOOK_SECRET_MIN_LENGTH} printable characters, no spaces",
             "Description": "HMAC secret GitHub signs its push events to the pipeline's webhook with (GitHubToken "
-            "source only; CodePipeline registers it with GitHub). `mlcicd aws deploy` generates one.",
+            "source; CodePipeline registers it with GitHub). `mlcicd aws deploy` generates one.",
         },
         GITHUB_OWNER: {
             "Type": "String",
@@ -176,15 +178,11 @@ def rules() -> Json:
                 }
             ]
         },
-        # The webhook's secret authenticates GitHub to the pipeline: it must be set, and must not
-        # be the token (which would then sign every push event anyone could replay to the URL).
+        # The webhook's secret authenticates GitHub to the pipeline: not the token, which reads
+        # the repository and would then sit in GitHub's webhook settings as well.
         "WebhookSecretIsItsOwn": {
             "RuleCondition": {"Fn::And": [equals(CONNECTION_ARN, ""), not_empty(GITHUB_TOKEN)]},
             "Assertions": [
-                {
-                    "Assert": not_empty(WEBHOOK_SECRET),
-                    "AssertDescription": "With GitHubToken, give WebhookSecret (`mlcicd aws deploy` generates one).",
-                },
                 {
                     "Assert": {"Fn::Not": [{"Fn::Equals": [ref(WEBHOOK_SECRET), ref(GITHUB_TOKEN)]}]},
                     "AssertDescription": "WebhookSecret must differ from GitHubToken.",
