@@ -38,6 +38,23 @@ def test_aws_fills_what_is_missing_from_the_stack(iris: Config) -> None:
     assert on_aws.gate == iris.gate and on_aws.deploy.endpoint_name == iris.deploy.endpoint_name
 
 
+def test_aws_takes_the_endpoint_role_and_key_from_the_stack(iris: Config) -> None:
+    outputs = {**OUTPUTS, "EndpointRoleArn": "arn:aws:iam::123456789012:role/stack-EndpointExecutionRole-Y",
+               "EncryptionKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k"}  # fmt: skip
+    on_aws = with_backend(iris, "aws", stack_outputs=outputs, commit=COMMIT)
+    assert on_aws.deploy.role == outputs["EndpointRoleArn"] != on_aws.train.role
+    assert on_aws.train.kms_key == outputs["EncryptionKeyArn"]
+    assert on_aws.train.network_isolation is True
+    # An older stack without them: the endpoint falls back to train.role, nothing is encrypted by name.
+    older = with_backend(iris, "aws", stack_outputs=OUTPUTS, commit=COMMIT)
+    assert (older.deploy.role, older.train.kms_key) == (None, None)
+    mine = parse_config("pipeline: p\ntrain:\n  kms_key: alias/mine\n  network_isolation: false\n"
+                        "deploy:\n  role: arn:aws:iam::1:role/serve\n")  # fmt: skip
+    kept = with_backend(mine, "aws", stack_outputs=outputs, commit=COMMIT)
+    assert (kept.train.kms_key, kept.train.network_isolation, kept.deploy.role) == (
+        "alias/mine", False, "arn:aws:iam::1:role/serve")  # fmt: skip
+
+
 def test_aws_keeps_what_the_config_sets(iris: Config) -> None:
     mine = dataclasses.replace(
         iris,

@@ -17,6 +17,8 @@ ACCOUNT = "123456789012"
 ARTIFACTS_BUCKET = "ml-cicd-pipeline-artifacts-123456789012-us-east-1"
 MODELS_BUCKET = "ml-cicd-pipeline-models-123456789012-us-east-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ml-cicd-pipeline-SageMakerExecutionRole-ABC"
+ENDPOINT_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ml-cicd-pipeline-EndpointExecutionRole-DEF"
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab"
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo:0123456789ab"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -73,7 +75,8 @@ def lambda_environment(
     """The function's environment as the stack sets it, CloudFormation's values filled in
     (conditions false unless named true in ``conditions``; ``Fn::Sub`` of the buckets)."""
     variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
-    filled = {"ModelsBucket": MODELS_BUCKET, "ArtifactsBucket": ARTIFACTS_BUCKET, "SageMakerExecutionRole": ROLE_ARN}
+    filled = {"ModelsBucket": MODELS_BUCKET, "ArtifactsBucket": ARTIFACTS_BUCKET, "SageMakerExecutionRole": ROLE_ARN,
+              "EndpointExecutionRole": ENDPOINT_ROLE_ARN, "EncryptionKey": KEY_ARN}  # fmt: skip
     environment = {}
     for name, value in variables.items():
         if isinstance(value, dict) and "Fn::If" in value:

@@ -65,7 +65,8 @@ def _upload_lambda_code(aws: AwsClient) -> None:
 def create_stack(aws: AwsClient, template: dict[str, Any], **parameters: str) -> dict[str, Any]:
     """Create the stack through CloudFormation's API; return it once CREATE_COMPLETE."""
     _upload_lambda_code(aws)
-    values = {"GitHubOwner": "ada", "GitHubRepo": "iris", "LambdaCodeBucket": CODE_BUCKET, **parameters}
+    values = {"GitHubOwner": "ada", "GitHubRepo": "iris", "LambdaCodeBucket": CODE_BUCKET,
+              "WebhookSecret": "webhook-secret-of-the-tests", **parameters}  # fmt: skip
     cfn = aws("cloudformation")
     cfn.create_stack(
         StackName=STACK,

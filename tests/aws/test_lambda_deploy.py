@@ -28,9 +28,9 @@ from mlcicd.config import Config
 from tests.aws.conftest import AwsClient, iris_with_deploy
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
+    ENDPOINT_ROLE_ARN,
     IMAGE,
     MODELS_BUCKET,
-    ROLE_ARN,
     artifact,
     job_event,
     lambda_environment,
@@ -119,7 +119,7 @@ def test_creates_the_endpoint_and_continues_until_in_service(pipeline: AwsClient
     assert variant["InstanceType"] == "ml.m5.large" and variant["InitialInstanceCount"] == 1
     assert variant["ModelName"].startswith("iris-classifier-v1-")  # the policy's model/<pipeline>-*
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert model["ExecutionRoleArn"] == ROLE_ARN
+    assert model["ExecutionRoleArn"] == ENDPOINT_ROLE_ARN  # the endpoint's own, read-only on models
     assert model["PrimaryContainer"]["Image"] == IMAGE
     # As `mlcicd run` sets it (the code is in the image, not named on S3).
     assert model["PrimaryContainer"]["Environment"] == {  # the container checks that digest, fetched from there

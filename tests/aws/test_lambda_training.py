@@ -16,6 +16,7 @@ What is simulated, and how:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -34,6 +35,7 @@ from tests.aws.events import (
     ARTIFACTS_BUCKET,
     COMMIT,
     IMAGE,
+    KEY_ARN,
     MODELS_BUCKET,
     ROLE_ARN,
     artifact,
@@ -125,7 +127,9 @@ def test_start_uploads_the_channels_and_starts_the_job_once(pipeline: AwsClient)
     assert job["RoleArn"] == ROLE_ARN
     assert job["HyperParameters"] == {"C": "1.0", "max_iter": "200"}
     assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 600
-    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{MODELS_BUCKET}/iris-classifier"
+    assert job["OutputDataConfig"] == {"S3OutputPath": f"s3://{MODELS_BUCKET}/iris-classifier", "KmsKeyId": KEY_ARN}
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == KEY_ARN
+    assert job["EnableNetworkIsolation"] is True  # the code is in the image: no network needed
     (channel,) = job["InputDataConfig"]
     uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
     assert (channel["ChannelName"], uri) == (
@@ -264,3 +268,11 @@ def _described(name: str) -> dict[str, Any]:
         "OutputDataConfig": {"S3OutputPath": f"s3://{MODELS_BUCKET}/iris-classifier"},
     }
 
+
+
+def test_a_job_goes_onto_the_network_only_when_mlcicd_yaml_says_so(iris_config: Config) -> None:
+    isolated = training.TrainingSettings.from_environ(lambda_environment(build_template(iris_config), "TrainingFunction"))
+    assert (isolated.network_isolation, isolated.kms_key_id) == (True, KEY_ARN)
+    online = dataclasses.replace(iris_config, train=dataclasses.replace(iris_config.train, network_isolation=False))
+    settings = training.TrainingSettings.from_environ(lambda_environment(build_template(online), "TrainingFunction"))
+    assert (settings.network_isolation, settings.kms_key_id) == (False, KEY_ARN)

@@ -7,7 +7,12 @@ import pytest
 
 from mlcicd.aws import names
 from mlcicd.aws.hosting import deployment_config, progress, traffic_routing
-from mlcicd.aws.training_jobs import create_training_job_request, metric_list, parse_metrics_file
+from mlcicd.aws.training_jobs import (
+    create_training_job_request,
+    has_local_storage,
+    metric_list,
+    parse_metrics_file,
+)
 from mlcicd.errors import ConfigError
 
 
@@ -34,6 +39,22 @@ def test_the_training_job_request() -> None:
     assert request["Environment"] == {"A": "1"}
     assert request["Tags"] == [{"Key": "mlcicd:pipeline", "Value": "iris"}]
     assert request["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 30}
+
+
+def test_the_key_encrypts_output_and_volume_except_local_nvme() -> None:
+    plain = _request()
+    assert "KmsKeyId" not in plain["OutputDataConfig"] and "VolumeKmsKeyId" not in plain["ResourceConfig"]  # type: ignore[operator]
+    assert plain["EnableNetworkIsolation"] is False
+    encrypted = _request(kms_key_id="alias/k", network_isolation=True)
+    assert encrypted["OutputDataConfig"] == {"S3OutputPath": "s3://b/iris-classifier", "KmsKeyId": "alias/k"}
+    assert encrypted["ResourceConfig"]["VolumeKmsKeyId"] == "alias/k"  # type: ignore[index]
+    assert encrypted["EnableNetworkIsolation"] is True
+    # SageMaker refuses a volume key where the instance has only local NVMe storage.
+    nvme = _request(kms_key_id="alias/k", instance_type="ml.g4dn.xlarge")
+    assert "VolumeKmsKeyId" not in nvme["ResourceConfig"] and nvme["OutputDataConfig"]["KmsKeyId"] == "alias/k"  # type: ignore[index,operator]
+    local = {t for t in ("ml.m5.large", "ml.m5d.large", "ml.p3.2xlarge", "ml.p3dn.24xlarge", "ml.p4d.24xlarge",
+                         "ml.g5.xlarge", "ml.c5.xlarge", "ml.trn1.2xlarge") if has_local_storage(t)}  # fmt: skip
+    assert local == {"ml.m5d.large", "ml.p3dn.24xlarge", "ml.p4d.24xlarge", "ml.g5.xlarge", "ml.trn1.2xlarge"}
 
 
 def test_spot_training_waits_and_checkpoints() -> None:

@@ -63,6 +63,28 @@ def test_training_code_comes_from_s3(aws_env: AwsClient, tmp_path: Path) -> None
     assert (base / "output" / "success").exists()
 
 
+def test_an_isolated_jobs_code_comes_from_its_code_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: the archive SageMaker put in the ``code`` channel is extracted; S3 is never
+    asked (its endpoint here is a closed port, which any attempt would fail on)."""
+    monkeypatch.setenv("MLCICD_AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    source = tmp_path / "upload-src"
+    source.mkdir()
+    (source / "train.py").write_text("import helper\n" + DUMP_SCRIPT)
+    (source / "helper.py").write_text("X = 1\n")
+    base = job_from_s3(tmp_path, "/opt/ml/input/data/code/sourcedir.tar.gz")
+    archive = base / "input" / "data" / "code" / "sourcedir.tar.gz"
+    archive.parent.mkdir(parents=True)
+    pack_dir(source, archive)
+    hyperparameters = base / "input" / "config" / "hyperparameters.json"
+    values = json.loads(hyperparameters.read_text())
+    values["sagemaker_submit_directory"] = json.dumps(str(archive))  # /opt/ml is tmp_path's here
+    hyperparameters.write_text(json.dumps(values))
+
+    assert train_main(["train", "--base-dir", str(base)], environ()) == 0
+    assert sorted(p.name for p in (base / "code").iterdir()) == ["helper.py", "train.py"]
+    assert (base / "model" / "seen.json").is_file() and (base / "output" / "success").exists()
+
+
 def test_uploaded_code_beats_the_images_submit_directory(aws_env: AwsClient, tmp_path: Path) -> None:
     aws_env("s3").create_bucket(Bucket=BUCKET)
     upload_code(aws_env, tmp_path, {"train.py": DUMP_SCRIPT})

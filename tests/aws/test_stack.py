@@ -3,6 +3,8 @@ client (resource types moto cannot create are filtered out: see tests/aws/stack.
 
 from __future__ import annotations
 
+import ast
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from mlcicd.aws import names
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
+from tests.aws.cfn import as_list
 from tests.aws.conftest import AwsClient, clients, reset
 from tests.aws.stack import (
     CONNECTION,
@@ -66,6 +69,28 @@ def test_reaches_create_complete_with_every_resource_moto_supports(deployed: Dep
     assert deployed.outputs["NotificationTopicArn"].endswith(":ml-cicd-pipeline-notifications")
 
 
+def test_the_execution_roles_hold_what_the_template_grants(deployed: Deployed) -> None:
+    iam = deployed.aws("iam")
+    training, endpoint = (deployed.outputs[k].rsplit("/", 1)[1] for k in ("SageMakerRoleArn", "EndpointRoleArn"))
+    assert training != endpoint
+
+    def actions(role: str) -> dict[str, set[str]]:
+        document = iam.get_role_policy(RoleName=role, PolicyName="least-privilege")["PolicyDocument"]
+        if isinstance(document, str):  # moto 5.2 keeps the policy CloudFormation gave it as Python's repr
+            document = ast.literal_eval(document)
+        return {s["Sid"]: set(as_list(s["Action"])) for s in document["Statement"]}
+
+    serving = actions(endpoint)
+    assert serving["ReadModels"] == {"s3:GetObject"}
+    assert not [sid for sid, held in serving.items() if held & {"s3:PutObject", "s3:DeleteObject"}]
+    assert actions(training)["ReadAndWriteUnderThePipelinesPrefix"] >= {"s3:PutObject"}
+    key = deployed.aws("kms").get_key_policy(KeyId=deployed.physical_id("EncryptionKey"), PolicyName="default")
+    policy = key["Policy"] if isinstance(key["Policy"], dict) else json.loads(key["Policy"])  # KMS: JSON text; moto 5.2: the document
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert statements["CloudWatchAlarmsPublishToTheTopic"]["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": "123456789012"}  # fmt: skip
+
+
 def test_log_groups_have_the_reference_names(deployed: Deployed) -> None:
     groups = deployed.aws("logs").describe_log_groups()["logGroups"]
     assert {g["logGroupName"] for g in groups} == {
@@ -77,13 +102,15 @@ def test_log_groups_have_the_reference_names(deployed: Deployed) -> None:
 
 def test_lambdas_are_configured_from_the_stack(deployed: Deployed) -> None:
     lambda_ = deployed.aws("lambda")
-    for function, handler in zip(
-        FUNCTIONS, ("mlcicd.aws.lambdas.training.handler", "mlcicd.aws.lambdas.deploy.handler"), strict=True
-    ):
+    # Each passes its own execution role: training jobs', endpoints' (read-only on models).
+    for function, handler, role in zip(
+        FUNCTIONS, ("mlcicd.aws.lambdas.training.handler", "mlcicd.aws.lambdas.deploy.handler"),
+        ("SageMakerRoleArn", "EndpointRoleArn"), strict=True,
+    ):  # fmt: skip
         config = lambda_.get_function_configuration(FunctionName=function)
         assert (config["Runtime"], config["Handler"]) == ("python3.11", handler)
         env = config["Environment"]["Variables"]
-        assert env[names.ENV_SAGEMAKER_ROLE_ARN] == deployed.outputs["SageMakerRoleArn"]
+        assert env[names.ENV_SAGEMAKER_ROLE_ARN] == deployed.outputs[role]
         assert env[names.ENV_MODELS_BUCKET] == MODELS
         assert env[names.ENV_ARTIFACTS_BUCKET] == ARTIFACTS
 

@@ -43,7 +43,8 @@ GITHUB = {"GitHubOwner": "ada", "GitHubRepo": "iris", "ConnectionArn": CONNECTIO
 def _parameters(aws: AwsClient, tmp_path: Path) -> dict[str, str]:
     package = build_lambda_package(tmp_path / "lambdas.zip")
     key = upload_lambda_package(package, "mlcicd-lambda-code-test")
-    return {**GITHUB, "LambdaCodeBucket": "mlcicd-lambda-code-test", "LambdaCodeKey": key}
+    return {**GITHUB, "LambdaCodeBucket": "mlcicd-lambda-code-test", "LambdaCodeKey": key,
+            "WebhookSecret": "webhook-secret-of-the-tests"}  # fmt: skip
 
 
 def test_create_then_nothing_to_change_then_update(aws_env: AwsClient, iris_config: Config, tmp_path: Path) -> None:
@@ -135,3 +136,45 @@ def _buckets(aws: AwsClient) -> tuple[str, str]:
         for r in aws("cloudformation").list_stack_resources(StackName=STACK)["StackResourceSummaries"]
     }
     return resources["ModelsBucket"], resources["ArtifactsBucket"]
+
+
+def _stack_parameters() -> dict[str, str]:
+    stack = describe_stack(client("cloudformation"), STACK)
+    assert stack is not None
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def test_a_webhook_secret_is_generated_once_and_never_shown(aws_env: AwsClient) -> None:
+    token = "ghp_" + "t" * 36
+    source = ["-pGitHubOwner=ada", "-pGitHubRepo=iris", f"-pGitHubToken={token}"]
+    deployed = mlcicd("deploy", str(IRIS), *source)
+    assert deployed.exit_code == 0, deployed.output
+    secret = _stack_parameters()["WebhookSecret"]
+    assert len(secret) >= 40 and secret != token
+    assert "WebhookSecret: generated at random" in deployed.output
+    assert secret not in deployed.output
+
+    # An update keeps it (CloudFormation's previous value), and says nothing of it.
+    updated = mlcicd("deploy", str(IRIS), "-pLogRetentionDays=14")
+    assert updated.exit_code == 0, updated.output
+    assert _stack_parameters()["WebhookSecret"] == secret
+    assert "WebhookSecret" not in updated.output
+
+    # One given is used as given.
+    given = mlcicd("deploy", str(IRIS), "-pWebhookSecret=" + "w" * 24)
+    assert given.exit_code == 0, given.output
+    assert _stack_parameters()["WebhookSecret"] == "w" * 24
+
+
+def test_a_first_value_is_not_used_for_a_parameter_an_earlier_deploy_set(
+    aws_env: AwsClient, iris_config: Config, tmp_path: Path
+) -> None:
+    template, _ = for_moto(build_template(iris_config))
+    parameters = _parameters(aws_env, tmp_path)
+    created = deploy_stack(STACK, to_yaml(template), template, parameters,
+                           first_values={"WebhookSecret": "f" * 20}, poll_seconds=0.01)  # fmt: skip
+    assert created.first_values == ()
+    updated = deploy_stack(STACK, to_yaml(template), template, {"LogRetentionDays": "14"},
+                           first_values={"WebhookSecret": "f" * 20}, poll_seconds=0.01)  # fmt: skip
+    assert (updated.changed, updated.first_values) == (True, ())
+    assert _stack_parameters()["WebhookSecret"] == parameters["WebhookSecret"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import secrets
 from typing import Any
 
 import pytest
@@ -115,6 +117,7 @@ def test_one_role_per_component(template: dict[str, Any]) -> None:
     }
     assert services == {
         "SageMakerExecutionRole": "sagemaker.amazonaws.com",
+        "EndpointExecutionRole": "sagemaker.amazonaws.com",
         "CodeBuildRole": "codebuild.amazonaws.com",
         "TrainingFunctionRole": "lambda.amazonaws.com",
         "DeployFunctionRole": "lambda.amazonaws.com",
@@ -122,14 +125,58 @@ def test_one_role_per_component(template: dict[str, Any]) -> None:
     }
 
 
-def test_pass_role_is_only_the_sagemaker_role_to_sagemaker(template: dict[str, Any]) -> None:
+def test_each_lambda_passes_only_its_execution_role_and_only_to_sagemaker(template: dict[str, Any]) -> None:
     statements = role_statements(resolve(template))
-    passing = [(role, s) for role, s in statements if "iam:PassRole" in as_list(s["Action"])]
-    assert {role for role, _ in passing} == {"TrainingFunctionRole", "DeployFunctionRole"}
-    for _, statement in passing:
+    passing = {role: s for role, s in statements if "iam:PassRole" in as_list(s["Action"])}
+    passed = {role: s["Resource"] for role, s in passing.items()}
+    assert passed == {
+        "TrainingFunctionRole": [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}],
+        "DeployFunctionRole": [{"Fn::GetAtt": ["EndpointExecutionRole", "Arn"]}],
+    }
+    for statement in passing.values():
         assert as_list(statement["Action"]) == ["iam:PassRole"]
-        assert statement["Resource"] == [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}]
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def _s3_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """Each S3 action the role holds, and the resources (Fn::Sub text) it holds it on."""
+    grants: dict[str, set[str]] = {}
+    for holder, statement in role_statements(resolve(template)):
+        if holder == role:
+            for action in as_list(statement["Action"]):
+                if action.startswith("s3:"):
+                    grants.setdefault(action, set()).update(
+                        r["Fn::Sub"] if "Fn::Sub" in r else json.dumps(r) for r in as_list(statement["Resource"]))
+    return grants
+
+
+def test_endpoints_read_models_and_never_write_them(template: dict[str, Any], canary_config: Config) -> None:
+    assert _s3_grants(template, "EndpointExecutionRole") == {"s3:GetObject": {"${ModelsBucket.Arn}/*"}}
+    # With data capture, it writes the capture, and nothing else.
+    capturing = _s3_grants(build_template(canary_config), "EndpointExecutionRole")
+    assert capturing == {"s3:GetObject": {"${ModelsBucket.Arn}/*"},
+                         "s3:PutObject": {"${ModelsBucket.Arn}/ml-cicd-pipeline-artifacts/data-capture/*"}}  # fmt: skip
+    env = template["Resources"]["DeployFunction"]["Properties"]["Environment"]["Variables"]
+    assert env[names.ENV_SAGEMAKER_ROLE_ARN] == {"Fn::GetAtt": ["EndpointExecutionRole", "Arn"]}
+    assert template["Outputs"]["EndpointRoleArn"]["Value"] == {"Fn::GetAtt": ["EndpointExecutionRole", "Arn"]}
+
+
+def test_training_jobs_write_only_under_the_pipelines_prefix(template: dict[str, Any]) -> None:
+    # The pipeline's own jobs, and those of `mlcicd run --backend aws` (under any store prefix).
+    under = {"${ModelsBucket.Arn}/iris-classifier/*", "${ModelsBucket.Arn}/*ml-cicd-pipeline-models/iris-classifier/*"}
+    grants = _s3_grants(template, "SageMakerExecutionRole")
+    assert grants.pop("s3:ListBucket") == grants.pop("s3:GetBucketLocation") == {json.dumps(
+        {"Fn::GetAtt": ["ModelsBucket", "Arn"]})}  # fmt: skip
+    assert grants == {"s3:GetObject": under, "s3:PutObject": under, "s3:AbortMultipartUpload": under}
+    [listing] = [s for r, s in role_statements(template) if r == "SageMakerExecutionRole" and "s3:ListBucket" in s["Action"]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [
+        "iris-classifier/*", "*ml-cicd-pipeline-models/iris-classifier/*"]}}  # fmt: skip
+    # Their volumes are encrypted through a grant that only an AWS resource may use.
+    [grant] = [s for r, s in role_statements(template) if r == "SageMakerExecutionRole" and "kms:CreateGrant" in s["Action"]]
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    # The training Lambda, too, writes only there.
+    assert _s3_grants(template, "TrainingFunctionRole")["s3:PutObject"] == {
+        "${ArtifactsBucket.Arn}/*", "${ModelsBucket.Arn}/iris-classifier/*"}  # fmt: skip
 
 
 def test_sagemaker_permissions_are_scoped_to_the_pipelines_names(template: dict[str, Any]) -> None:
@@ -166,6 +213,21 @@ def test_github_token_is_no_echo_and_only_used_without_a_connection(template: di
     assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
     assert "PipelineWebhook" not in connection["Resources"]
     assert "PipelineWebhook" in resolve(template, {"GitHubToken": "ghp_x"})["Resources"]
+
+
+def test_the_webhook_signs_with_its_own_secret_not_the_token(template: dict[str, Any]) -> None:
+    secret = template["Parameters"]["WebhookSecret"]
+    assert secret["NoEcho"] is True and "Default" not in secret and secret["MinLength"] == 20
+    pattern = re.compile(secret["AllowedPattern"])
+    assert pattern.match(secrets.token_urlsafe(32)) and not pattern.match("a secret with spaces")
+    webhook = resolve(template, {"GitHubToken": "ghp_x"})["Resources"]["PipelineWebhook"]["Properties"]
+    assert webhook["AuthenticationConfiguration"] == {"SecretToken": {"Ref": "WebhookSecret"}}
+    assert webhook["Authentication"] == "GITHUB_HMAC" and webhook["RegisterWithThirdParty"] is True
+    assert "GitHubToken" not in references(webhook)
+    rule = template["Rules"]["WebhookSecretIsItsOwn"]
+    assert rule["RuleCondition"] == template["Conditions"]["UseGitHubToken"]
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert asserted == [{"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, {"Ref": "GitHubToken"}]}]}]
 
 
 def test_approval_stage_only_with_approval(iris_config: Config, template: dict[str, Any]) -> None:
@@ -240,9 +302,11 @@ def test_lambdas(template: dict[str, Any], iris_config: Config) -> None:
         env = props["Environment"]["Variables"]
         assert env[names.ENV_PIPELINE] == "iris-classifier"
         assert env[names.ENV_ENDPOINT_NAME] == "iris-classifier-endpoint"
-        assert env[names.ENV_SAGEMAKER_ROLE_ARN] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
         assert env[names.ENV_MODELS_BUCKET] == {"Ref": "ModelsBucket"}
     training = functions["TrainingFunction"]["Properties"]["Environment"]["Variables"]
+    assert training[names.ENV_SAGEMAKER_ROLE_ARN] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert training[names.ENV_TRAINING_KMS_KEY] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]}
+    assert training[names.ENV_TRAINING_NETWORK_ISOLATION] == "true"
     assert json.loads(training[names.ENV_GATE_THRESHOLDS]) == [{"metric": "accuracy", "op": ">=", "value": 0.85}]
     assert json.loads(training[names.ENV_HYPERPARAMETERS]) == {"C": 1.0, "max_iter": 200}
     assert json.loads(training[names.ENV_METRIC_DEFINITIONS])[0] == {"Name": "accuracy", "Regex": "accuracy=([0-9.]+)"}
@@ -325,3 +389,25 @@ def test_bad_bucket_prefix(bucket: str) -> None:
     config = parse_config(f"pipeline: p\nstore:\n  artifacts_bucket: {bucket!r}\n")
     with pytest.raises(ConfigError, match=r"store\.artifacts_bucket"):
         build_template(config)
+
+
+def test_the_key_policy_lets_services_use_the_key_only_for_this_accounts_resources(template: dict[str, Any]) -> None:
+    statements = template["Resources"]["EncryptionKey"]["Properties"]["KeyPolicy"]["Statement"]
+    to_services = {s["Sid"]: s for s in statements if "Service" in s["Principal"]}
+    assert set(to_services) == {"CloudWatchLogsEncryptsTheStacksLogGroups", "CloudWatchAlarmsPublishToTheTopic"}
+    in_this_account = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:"
+    logs = to_services["CloudWatchLogsEncryptsTheStacksLogGroups"]["Condition"]
+    groups = logs["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+    assert {g["Fn::Sub"] for g in groups} == {
+        in_this_account.replace("{service}", "logs") + f"log-group:{name}" for name in REFERENCE_LOG_GROUPS
+    }
+    alarms = to_services["CloudWatchAlarmsPublishToTheTopic"]["Condition"]
+    assert alarms["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    notifying = {
+        a["Properties"]["AlarmName"] for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+        if {"Ref": "NotificationTopic"} in a["Properties"]["AlarmActions"]
+    }  # fmt: skip
+    assert {a["Fn::Sub"] for a in alarms["ArnLike"]["aws:SourceArn"]} == {
+        in_this_account.replace("{service}", "cloudwatch") + f"alarm:{name}" for name in notifying
+    }
+    assert len(notifying) == 5

@@ -57,7 +57,7 @@ def test_without_the_rest_of_deploy_a_plain_update_and_no_alarm_permission(iris_
     deploy_role = _statements(template, "DeployFunctionRole")
     assert not [s for s in deploy_role.values() if any(a.startswith("cloudwatch:") for a in as_list(s["Action"]))]
     # What SageMaker reads for a rollback: the two alarms deploy.alarms becomes, and no other.
-    read = _statements(template, "SageMakerExecutionRole")["ReadRollbackAlarms"]
+    read = _statements(template, "EndpointExecutionRole")["ReadRollbackAlarms"]
     assert _alarm_arns(read) == {ALARM_ARN + ERRORS_ALARM, ALARM_ARN + LATENCY_ALARM}
 
 

@@ -9,6 +9,7 @@ job that fails (moto's jobs always complete) and StopTrainingJob (not in moto).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -73,16 +74,48 @@ def test_a_job_runs_on_sagemaker_and_its_model_comes_back(backend: SageMakerTrai
     base = f"s3://{STORE}/runs/ml-cicd-pipeline-models/iris-classifier/{JOB}"
     assert job["HyperParameters"] == {
         "C": "1.0", "max_iter": "200", "sagemaker_program": '"train.py"',
-        "sagemaker_submit_directory": json.dumps(f"{base}/source/sourcedir.tar.gz"),
+        # Network-isolated (the default): SageMaker brings the code in as the "code" channel.
+        "sagemaker_submit_directory": json.dumps("/opt/ml/input/data/code/sourcedir.tar.gz"),
         "sagemaker_container_log_level": "20", "sagemaker_job_name": json.dumps(JOB),
         "sagemaker_region": '"us-east-1"',
     }  # fmt: skip
-    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"{base}/input/data/training/"
+    assert job["EnableNetworkIsolation"] is True
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]} == {
+        "code": f"{base}/source/", "training": f"{base}/input/data/training/"}  # fmt: skip
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{STORE}/runs/ml-cicd-pipeline-models/iris-classifier"
     assert job["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
     keys = {o["Key"] for o in aws_env("s3").list_objects_v2(Bucket=STORE)["Contents"]}
     prefix = f"runs/ml-cicd-pipeline-models/iris-classifier/{JOB}"
     assert {f"{prefix}/input/data/training/iris.csv", f"{prefix}/source/sourcedir.tar.gz"} <= keys
+
+
+def test_the_job_is_encrypted_with_the_key_and_may_be_let_onto_the_network(aws_env: AwsClient, tmp_path: Path) -> None:
+    aws_env("s3").create_bucket(Bucket=STORE)
+    key = "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab"
+    config = parse_config(f"pipeline: iris-classifier\ntrain:\n  backend: sagemaker\n  image: {IMAGE}\n"
+                          f"  role: {ROLE_ARN}\n  kms_key: {key}\n  network_isolation: false\n")  # fmt: skip
+    backend = SageMakerTrainingBackend.from_config(config, S3ArtifactStore(f"s3://{STORE}"), tmp_path / "jobs")
+    backend.poll_seconds = 0.01
+    with sagemaker_writes(aws_env, model=tar_gz({"model.joblib": b"fitted"})):
+        assert backend.run(spec()).status == "Completed"
+    job = aws_env("sagemaker").describe_training_job(TrainingJobName=JOB)
+    assert job["OutputDataConfig"]["KmsKeyId"] == key
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == key
+    # On the network, the container fetches its code from S3 itself, as before.
+    assert job["EnableNetworkIsolation"] is False
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["training"]
+    assert json.loads(job["HyperParameters"]["sagemaker_submit_directory"]).startswith(f"s3://{STORE}/")
+
+
+def test_a_channel_named_code_is_refused_when_the_job_is_isolated(backend: SageMakerTrainingBackend) -> None:
+    taken = dataclasses.replace(spec(), channels=[Channel("code", IRIS / "data")])
+    with pytest.raises(ConfigError, match=r"train.channels.code: the channel name 'code' is taken"):
+        backend.run(taken)
+    assert aws_jobs() == []
+
+
+def aws_jobs() -> list[str]:
+    return [j["TrainingJobName"] for j in client("sagemaker").list_training_jobs()["TrainingJobSummaries"]]
 
 
 def test_a_failed_job_is_a_result_with_sagemakers_reason(backend: SageMakerTrainingBackend) -> None:

@@ -32,6 +32,8 @@ ENV_TRAINING_INSTANCE_COUNT = "MLCICD_TRAINING_INSTANCE_COUNT"
 ENV_TRAINING_USE_SPOT = "MLCICD_TRAINING_USE_SPOT"  # "true" or "false"
 ENV_TRAINING_MAX_RUNTIME = "MLCICD_TRAINING_MAX_RUNTIME"  # seconds
 ENV_TRAINING_MAX_WAIT = "MLCICD_TRAINING_MAX_WAIT"  # seconds, "" when not set
+ENV_TRAINING_KMS_KEY = "MLCICD_TRAINING_KMS_KEY"  # KmsKeyId and VolumeKmsKeyId; "" = SageMaker's default
+ENV_TRAINING_NETWORK_ISOLATION = "MLCICD_TRAINING_NETWORK_ISOLATION"  # "true" or "false"
 ENV_TRAINING_CHANNELS = "MLCICD_TRAINING_CHANNELS"  # JSON: {channel: path in the source}
 ENV_TRAINING_ENVIRONMENT = "MLCICD_TRAINING_ENVIRONMENT"  # JSON: {name: value}
 ENV_HYPERPARAMETERS = "MLCICD_HYPERPARAMETERS"  # JSON: {name: value}
@@ -247,6 +249,25 @@ class StackNames:
         return f"{self.endpoint}-model-latency-p99"
 
     @property
+    def training_function_errors_alarm(self) -> str:
+        return f"{self.training_function}-errors"
+
+    @property
+    def deploy_function_errors_alarm(self) -> str:
+        return f"{self.deploy_function}-errors"
+
+    @property
+    def dead_letter_queue_alarm(self) -> str:
+        return f"{self.dead_letter_queue}-messages"
+
+    @property
+    def notifying_alarms(self) -> tuple[str, ...]:
+        """The stack's alarms that publish to its (encrypted) topic: whose use of the key
+        the key policy allows CloudWatch."""
+        return (self.endpoint_errors_alarm, self.endpoint_latency_alarm, self.training_function_errors_alarm,
+                self.deploy_function_errors_alarm, self.dead_letter_queue_alarm)  # fmt: skip
+
+    @property
     def rollback_alarms(self) -> tuple[str, str]:
         """The alarms `mlcicd run` makes from deploy.alarms (their names differ from the
         stack's own two, so neither overwrites the other)."""
@@ -267,6 +288,14 @@ class StackNames:
     @property
     def endpoint_config_prefix(self) -> str:
         return endpoint_config_prefix(self.endpoint)
+
+    @property
+    def training_prefixes(self) -> tuple[str, str]:
+        """Where in the models bucket training jobs read and write, as IAM patterns:
+        ``<pipeline>/`` (the training Lambda's jobs) and ``*<models bucket prefix>/<pipeline>/``
+        (the jobs of ``mlcicd run --backend aws``, whose store keeps them under
+        ``[<store.uri prefix>/]<store.models_bucket>/<pipeline>/``)."""
+        return f"{self.pipeline}/", f"*{self.models_bucket_prefix}/{self.pipeline}/"
 
     @property
     def model_package_group(self) -> str:

@@ -11,6 +11,9 @@ difference: the archive is extracted by :func:`mlcicd.archive.safe_extract`, whi
 members that would land outside the directory (absolute names, ``..``, links pointing out,
 devices).
 
+A network-isolated training job cannot reach S3: its code comes as a local archive in the
+``code`` channel instead, extracted the same way.
+
 boto3 is imported only here, when a URI is actually on S3.
 """
 
@@ -27,14 +30,24 @@ def is_s3_uri(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith("s3://")
 
 
+def is_archive_path(uri: str | None) -> bool:
+    """A local ``sourcedir.tar.gz``: where a network-isolated job's code is, in its ``code``
+    channel (``/opt/ml/input/data/code/sourcedir.tar.gz``, as the SageMaker SDK names it)."""
+    return bool(uri) and not is_s3_uri(uri) and str(uri).endswith(".tar.gz") and Path(str(uri)).is_file()
+
+
 def download_and_extract(uri: str, code_dir: Path, *, region: str | None = None) -> bool:
-    """Put the code at ``uri`` (``s3://…/sourcedir.tar.gz``) into ``code_dir``.
+    """Put the code at ``uri`` (``s3://…/sourcedir.tar.gz``, or such an archive on this
+    machine, as the toolkit also takes) into ``code_dir``.
 
     Returns False, doing nothing, when ``code_dir`` already holds files (the toolkit's rule),
     True when the code was downloaded and extracted.
     """
     if code_dir.is_dir() and any(code_dir.iterdir()):
         return False
+    if is_archive_path(uri):
+        safe_extract(Path(uri), code_dir)
+        return True
     from mlcicd.aws.clients import client
     from mlcicd.store.s3 import parse_s3_uri
 
@@ -49,4 +62,4 @@ def download_and_extract(uri: str, code_dir: Path, *, region: str | None = None)
     return True
 
 
-__all__ = ["download_and_extract", "is_s3_uri"]
+__all__ = ["download_and_extract", "is_archive_path", "is_s3_uri"]

@@ -50,6 +50,7 @@ class StackResult:
     status: str
     changed: bool
     outputs: dict[str, str]
+    first_values: tuple[str, ...] = ()  # the parameters set from ``first_values`` by this deploy
 
 
 OnEvent = Callable[[StackEvent], None]
@@ -101,18 +102,25 @@ class _EventTail:
         return events
 
 
-def _parameters(template: Json, given: Mapping[str, str], existing: Json | None) -> list[Json]:
+def _parameters(
+    template: Json, given: Mapping[str, str], existing: Json | None, first_values: Mapping[str, str]
+) -> tuple[list[Json], list[str]]:
+    """The change set's parameters, and the names of ``first_values`` used (those neither
+    given nor set by an earlier deploy)."""
     declared = set(template.get("Parameters", {}))
     unknown = sorted(set(given) - declared)
     if unknown:
         raise ConfigError(f"the template has no parameter {', '.join(unknown)}", path="--parameter",
                           hint=f"its parameters: {', '.join(sorted(declared))}")  # fmt: skip
     parameters: list[Json] = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(given.items())]
+    previous: set[str] = set()
     if existing is not None:  # keep what the last deploy set (the GitHub token among them)
         previous = {p["ParameterKey"] for p in existing.get("Parameters", [])}
         parameters += [{"ParameterKey": k, "UsePreviousValue": True}
                        for k in sorted((previous & declared) - set(given))]  # fmt: skip
-    return parameters
+    first = sorted((set(first_values) & declared) - set(given) - previous)
+    parameters += [{"ParameterKey": k, "ParameterValue": first_values[k]} for k in first]
+    return parameters, first
 
 
 def deploy_stack(
@@ -123,14 +131,17 @@ def deploy_stack(
     *,
     on_event: OnEvent | None = None,
     tags: Mapping[str, str] | None = None,
+    first_values: Mapping[str, str] | None = None,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> StackResult:
     """Create or update ``stack_name`` to ``template_body`` through a change set; wait.
 
     ``template`` is the same template as plain data (for its parameter names). Parameters
-    not given keep their previous values on an update. Raises ``StackError`` when the
-    change set or the stack fails, with CloudFormation's reasons.
+    not given keep their previous values on an update. ``first_values`` are for parameters
+    neither given nor set before (a generated secret: made once, then kept by CloudFormation,
+    never shown). Raises ``StackError`` when the change set or the stack fails, with
+    CloudFormation's reasons.
     """
     cloudformation = client("cloudformation")
     existing = describe_stack(cloudformation, stack_name)
@@ -145,12 +156,13 @@ def deploy_stack(
                              hint="wait for it to finish, then deploy again")  # fmt: skip
     creating = existing is None or existing["StackStatus"] == "REVIEW_IN_PROGRESS"
     change_set = f"mlcicd-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    change_parameters, first = _parameters(template, parameters, None if creating else existing, first_values or {})
     request: Json = {
         "StackName": stack_name,
         "ChangeSetName": change_set,
         "ChangeSetType": "CREATE" if creating else "UPDATE",
         "TemplateBody": template_body,
-        "Parameters": _parameters(template, parameters, None if creating else existing),
+        "Parameters": change_parameters,
         "Capabilities": list(CAPABILITIES),
         "Description": "mlcicd aws deploy",
     }
@@ -186,7 +198,7 @@ def deploy_stack(
     if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         raise StackError(f"stack {stack_name} is {status}: {_failures(tail) or 'see its events'}", code=status,
                          hint="CloudFormation rolled the change back; the console shows every event")  # fmt: skip
-    return StackResult(stack_id, status, True, _outputs(final))
+    return StackResult(stack_id, status, True, _outputs(final), tuple(first))
 
 
 def _wait(cloudformation: AwsClient, stack_id: str, tail: _EventTail, on_event: OnEvent | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +27,21 @@ METRICS_FILE = "metrics.json"
 VOLUME_SIZE_GB = 30
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
 PROGRAM = "sagemaker_program"
+# With network isolation the container cannot fetch its code from S3: SageMaker puts it in
+# the "code" channel, where the SageMaker SDK's framework estimators name it too.
+CODE_CHANNEL = "code"
+CODE_CHANNEL_SOURCEDIR = "/opt/ml/input/data/code/sourcedir.tar.gz"
+# Instance families whose only storage is local NVMe, encrypted by the instance's hardware:
+# SageMaker refuses a VolumeKmsKeyId for them. (Families with a "d" after the generation —
+# m5d, c5d, g4dn, p3dn, p4d — and these.)
+_LOCAL_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"})
+_LOCAL_STORAGE_FAMILY_RE = re.compile(r"^[a-z]+\d+[a-z]*d[a-z]*$")
+
+
+def has_local_storage(instance_type: str) -> bool:
+    """Whether ``instance_type`` (``ml.g4dn.xlarge``) trains on local NVMe storage only."""
+    family = instance_type.removeprefix("ml.").split(".", 1)[0]
+    return family in _LOCAL_STORAGE_FAMILIES or bool(_LOCAL_STORAGE_FAMILY_RE.match(family))
 
 
 def create_training_job_request(
@@ -45,6 +61,8 @@ def create_training_job_request(
     environment: Mapping[str, str] | None = None,
     metric_definitions: Sequence[Mapping[str, str]] = (),
     tags: Mapping[str, str] | None = None,
+    kms_key_id: str | None = None,
+    network_isolation: bool = False,
 ) -> dict[str, Any]:
     """CreateTrainingJob's parameters, as plain data.
 
@@ -53,6 +71,12 @@ def create_training_job_request(
     Managed spot training needs ``MaxWaitTimeInSeconds`` (``max_wait``, default
     ``max_runtime``) and gets checkpointing to ``checkpoint_uri``, so an interrupted job
     resumes where it was instead of starting over.
+
+    ``kms_key_id`` encrypts the model and output SageMaker writes to S3 (``KmsKeyId``) and
+    the instances' storage volume (``VolumeKmsKeyId``, except on instance types with only
+    local NVMe storage, which their hardware encrypts). ``network_isolation`` runs the
+    container with no network at all: SageMaker still downloads the channels and uploads
+    the model, the script reaches nothing (``EnableNetworkIsolation``).
     """
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime}
     request: dict[str, Any] = {
@@ -85,7 +109,12 @@ def create_training_job_request(
         "StoppingCondition": stopping,
         "HyperParameters": encode_hyperparameters(hyperparameters or {}),
         "EnableManagedSpotTraining": use_spot,
+        "EnableNetworkIsolation": network_isolation,
     }
+    if kms_key_id:
+        request["OutputDataConfig"]["KmsKeyId"] = kms_key_id
+        if not has_local_storage(instance_type):
+            request["ResourceConfig"]["VolumeKmsKeyId"] = kms_key_id
     if use_spot:
         wait = max_runtime if max_wait is None else max_wait
         if wait < max_runtime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mlcicd.aws.stack import (
     upload_lambda_package,
 )
 from mlcicd.aws.template import DEFAULT_STACK_NAME, build_template, to_yaml
+from mlcicd.aws.template.parameters import WEBHOOK_SECRET
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
 from mlcicd.errors import ConfigError, ProjectError
@@ -113,7 +115,9 @@ def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, pa
 
     The template is the one `mlcicd aws template` prints. The Lambda package is built and
     uploaded under its sha256, so the functions change exactly when their code does. A first
-    deploy needs GitHubOwner, GitHubRepo and ConnectionArn (or GitHubToken).
+    deploy needs GitHubOwner, GitHubRepo and ConnectionArn (or GitHubToken). The webhook's
+    secret (WebhookSecret) is generated at random on the first deploy unless given; it is
+    never shown: CodePipeline registers it with GitHub itself.
     """
     project = find_project(ctx, project_dir)
     template = build_template(project.config, stack_name=stack_name, approval=approval, buildspec=_buildspec(project))
@@ -127,8 +131,13 @@ def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, pa
         parameters.update(LambdaCodeBucket=bucket, LambdaCodeKey=key)
         say(f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 {package.sha256[:12]})")
     say(f"deploying stack {stack_name} …")
-    result = deploy_stack(stack_name, to_yaml(template), template, parameters,
+    # 256 random bits, URL-safe: used only if the stack has no WebhookSecret yet.
+    generated = {WEBHOOK_SECRET: secrets.token_urlsafe(32)}
+    result = deploy_stack(stack_name, to_yaml(template), template, parameters, first_values=generated,
                           on_event=lambda e: say(str(e)), tags={"mlcicd:pipeline": project.config.pipeline})  # fmt: skip
+    if WEBHOOK_SECRET in result.first_values:
+        say(f"{WEBHOOK_SECRET}: generated at random and kept by CloudFormation (NoEcho); CodePipeline registers "
+            "it with GitHub's webhook. To change it: --parameter WebhookSecret=…")
     if as_json:
         echo_json({"stack_id": result.stack_id, "status": result.status, "changed": result.changed,
                    "outputs": result.outputs})  # fmt: skip

@@ -16,6 +16,8 @@ RunBackend = Literal["aws", "local"]
 STACK_ROLE_OUTPUT = "SageMakerRoleArn"
 STACK_MODELS_BUCKET_OUTPUT = "ModelsBucketName"
 STACK_REPOSITORY_OUTPUT = "RepositoryUri"
+STACK_ENDPOINT_ROLE_OUTPUT = "EndpointRoleArn"
+STACK_KEY_OUTPUT = "EncryptionKeyArn"
 IMAGE_TAG_LENGTH = 12  # buildspec.yml tags the image with the commit's first 12 digits
 
 
@@ -36,7 +38,9 @@ def with_backend(
     ``ModelsBucketName`` → ``store.uri`` (``s3://<bucket>``), ``RepositoryUri`` and the
     ``commit`` being run → ``train.image`` (``<uri>:<commit[:12]>``, the tag buildspec.yml
     gives the image it builds). Whatever is still missing is one ConfigError naming every
-    missing key. The result is validated as a loaded config is.
+    missing key. Optional, when the config leaves them unset: ``EndpointRoleArn`` →
+    ``deploy.role``, ``EncryptionKeyArn`` → ``train.kms_key``. The result is validated as a
+    loaded config is.
     """
     if backend == "local":
         result = dataclasses.replace(
@@ -76,8 +80,10 @@ def with_backend(
         )
     result = dataclasses.replace(
         config,
-        train=dataclasses.replace(train, backend="sagemaker", image=image, role=role),
-        deploy=dataclasses.replace(config.deploy, backend="sagemaker"),
+        train=dataclasses.replace(train, backend="sagemaker", image=image, role=role,
+                                  kms_key=train.kms_key or outputs.get(STACK_KEY_OUTPUT) or None),
+        deploy=dataclasses.replace(config.deploy, backend="sagemaker",
+                                   role=config.deploy.role or outputs.get(STACK_ENDPOINT_ROLE_OUTPUT) or None),
         store=dataclasses.replace(store, uri=uri),
     )
     _check_semantics(result, source)

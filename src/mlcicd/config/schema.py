@@ -58,6 +58,8 @@ class TrainConfig:
     use_spot: bool = False
     max_wait: int | None = None
     output_path: str | None = None
+    kms_key: str | None = None  # encrypts the job's output and volume (the stack's EncryptionKeyArn)
+    network_isolation: bool = True  # the script reaches no network; false if it must download
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ class DeployConfig:
     # SageMaker backend (ignored by the local one).
     instance_type: str = "ml.m5.large"
     instance_count: int = 1
+    role: str | None = None  # the endpoint's execution role (the stack's EndpointRoleArn); default train.role
 
 
 @dataclass(frozen=True)

@@ -117,12 +117,14 @@ class SageMakerEndpointBackend:
         if not config.train.image:
             raise ConfigError("required with deploy.backend: sagemaker (the image that serves the model)",
                               key="train.image")  # fmt: skip
-        if not config.train.role:
+        # The endpoint's own role (read-only on models) when set; else the training job's.
+        role = config.deploy.role or config.train.role
+        if not role:
             raise ConfigError("required with deploy.backend: sagemaker (the endpoint's execution role)",
-                              key="train.role")  # fmt: skip
+                              key="deploy.role", hint="or train.role, which the endpoint then shares")  # fmt: skip
         return cls(
             store=store, bucket=config.store.models_bucket, pipeline=config.pipeline, image=config.train.image,
-            role_arn=config.train.role, instance_type=config.deploy.instance_type,
+            role_arn=role, instance_type=config.deploy.instance_type,
             instance_count=config.deploy.instance_count, capture_bucket=config.store.artifacts_bucket,
         )  # fmt: skip
 

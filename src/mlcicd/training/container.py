@@ -8,7 +8,8 @@ through the same builders the local runner uses (:mod:`mlcicd.training.toolkit`)
 2. find the code: when the job names it by an ``s3://`` URI (the ``sagemaker_submit_directory``
    hyperparameter, else ``SAGEMAKER_SUBMIT_DIRECTORY``) and ``code/`` is missing or empty,
    download that ``sourcedir.tar.gz`` and extract it (safely) into ``code/`` — the toolkit's
-   ``files.download_and_extract`` (:mod:`mlcicd.aws.sourcedir`) — and run from there;
+   ``files.download_and_extract`` (:mod:`mlcicd.aws.sourcedir`) — and run from there (a
+   network-isolated job names the archive in its ``code`` channel instead: extracted alike);
    otherwise from ``SAGEMAKER_SUBMIT_DIRECTORY`` if that is a local directory (code baked
    into the image), else from ``code/``. The program is ``SAGEMAKER_PROGRAM`` (or the
    ``sagemaker_program`` hyperparameter);
@@ -36,7 +37,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mlcicd.aws.sourcedir import download_and_extract, is_s3_uri
+from mlcicd.aws.sourcedir import download_and_extract, is_archive_path, is_s3_uri
 from mlcicd.errors import MlcicdError, TrainingError
 from mlcicd.process import run_streaming
 from mlcicd.training.toolkit import (
@@ -80,7 +81,7 @@ def _num_gpus() -> int:
 def _code_dir(paths: TrainingPaths, environ: Mapping[str, str], hyperparameters: Mapping[str, Any]) -> Path:
     submit_dir = environ.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     uri = str(hyperparameters.get(SUBMIT_DIRECTORY_HP) or submit_dir)
-    if is_s3_uri(uri):
+    if is_s3_uri(uri) or is_archive_path(uri):
         region = hyperparameters.get("sagemaker_region")
         if download_and_extract(uri, paths.code, region=str(region) if region else None):
             print(f"code {uri} extracted into {paths.code}", file=sys.stderr)

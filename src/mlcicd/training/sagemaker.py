@@ -5,11 +5,17 @@ by SageMaker from this machine.
 channel and ``sourcedir.tar.gz`` (the training code, named to the container by the
 ``sagemaker_program`` and ``sagemaker_submit_directory`` hyperparameters) to the S3
 artifact store, starts the job with the configured image, role and instances (managed spot
-training with checkpoints when ``use_spot``), then polls DescribeTrainingJob every
+training with checkpoints when ``use_spot``; output and volume encrypted with
+``train.kms_key``), then polls DescribeTrainingJob every
 ``poll_seconds`` — passing on each status change and each line of the job's CloudWatch log
 (``/aws/sagemaker/TrainingJobs``) — until the job ends. Its model.tar.gz is downloaded to
 ``<jobs_root>/<name>/output/model.tar.gz`` with its sha256, so the stages after it work as
 with the local backend.
+
+``train.network_isolation`` (the default) runs the job with no network: the container cannot
+fetch its code from S3, so — as the SDK's framework estimators do — the code goes in as the
+``code`` channel and ``sagemaker_submit_directory`` names the archive there
+(``/opt/ml/input/data/code/sourcedir.tar.gz``); SageMaker downloads it with the channels.
 
 Layout in the store (bucket ``store.models_bucket``, prefix the pipeline)::
 
@@ -32,6 +38,8 @@ from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.images import require_image
 from mlcicd.aws.names import ENV_POLL_SECONDS, TRAINING_JOBS_LOG_GROUP
 from mlcicd.aws.training_jobs import (
+    CODE_CHANNEL,
+    CODE_CHANNEL_SOURCEDIR,
     PROGRAM,
     SUBMIT_DIRECTORY,
     TERMINAL_STATUSES,
@@ -141,6 +149,8 @@ class SageMakerTrainingBackend:
         max_wait: int | None = None,
         output_path: str | None = None,
         poll_seconds: float | None = None,
+        kms_key_id: str | None = None,
+        network_isolation: bool = True,
     ) -> None:
         self.jobs_root = jobs_root
         self.store = store
@@ -154,6 +164,8 @@ class SageMakerTrainingBackend:
         self.max_wait = max_wait
         self.output_path = (output_path or store.uri(bucket, prefix)).rstrip("/")
         self.poll_seconds = poll_seconds
+        self.kms_key_id = kms_key_id
+        self.network_isolation = network_isolation
 
     @classmethod
     def from_config(cls, config: Config, store: ArtifactStore, jobs_root: Path) -> SageMakerTrainingBackend:
@@ -173,7 +185,7 @@ class SageMakerTrainingBackend:
             jobs_root, store=store, bucket=config.store.models_bucket, prefix=config.pipeline,
             image=train.image, role_arn=train.role, instance_type=train.instance_type,
             instance_count=train.instance_count, use_spot=train.use_spot, max_wait=train.max_wait,
-            output_path=train.output_path,
+            output_path=train.output_path, kms_key_id=train.kms_key, network_isolation=train.network_isolation,
         )  # fmt: skip
 
     def job_dir(self, name: str) -> Path:
@@ -219,6 +231,10 @@ class SageMakerTrainingBackend:
     def _request(self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog, region: str | None) -> dict[str, Any]:
         base = f"{self.prefix}/{spec.name}"
         channels: dict[str, str] = {}
+        if self.network_isolation and any(c.name == CODE_CHANNEL for c in spec.channels):
+            raise ConfigError(f"the channel name {CODE_CHANNEL!r} is taken by the training code when the job "
+                              "runs network-isolated", key=f"train.channels.{CODE_CHANNEL}",
+                              hint="rename the channel, or set train.network_isolation: false")  # fmt: skip
         for channel in spec.channels:
             files = [channel.source] if channel.source.is_file() else sorted(
                 p for p in channel.source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)  # fmt: skip
@@ -233,10 +249,14 @@ class SageMakerTrainingBackend:
         pack_dir(spec.source_dir, sourcedir)
         code = self.store.put_file(sourcedir, self.bucket, f"{base}/source/sourcedir.tar.gz")
         log(f"code {spec.source_dir} uploaded to {code.uri}")
+        submit_directory = code.uri
+        if self.network_isolation:  # SageMaker brings the code in; the container fetches nothing
+            channels[CODE_CHANNEL] = code.uri.rpartition("/")[0] + "/"
+            submit_directory = CODE_CHANNEL_SOURCEDIR
         hyperparameters: dict[str, Any] = {
             **spec.hyperparameters,
             PROGRAM: spec.entry_point,
-            SUBMIT_DIRECTORY: code.uri,
+            SUBMIT_DIRECTORY: submit_directory,
             "sagemaker_container_log_level": 20,
             "sagemaker_job_name": spec.name,
         }
@@ -250,7 +270,8 @@ class SageMakerTrainingBackend:
             checkpoint_uri=f"{self.output_path}/{spec.name}/checkpoints",
             hyperparameters=hyperparameters, environment=dict(spec.environment),
             metric_definitions=[{"Name": d.name, "Regex": d.regex} for d in spec.metric_definitions],
-            tags={"mlcicd:pipeline": self.prefix},
+            tags={"mlcicd:pipeline": self.prefix}, kms_key_id=self.kms_key_id,
+            network_isolation=self.network_isolation,
         )  # fmt: skip
 
     def _wait(

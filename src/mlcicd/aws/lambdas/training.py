@@ -71,6 +71,8 @@ class TrainingSettings:
     use_spot: bool
     max_runtime: int
     max_wait: int | None
+    kms_key_id: str | None
+    network_isolation: bool
     channels: dict[str, str]
     environment: dict[str, str]
     hyperparameters: dict[str, Any]
@@ -96,6 +98,9 @@ class TrainingSettings:
             use_spot=bool_setting(environ, n.ENV_TRAINING_USE_SPOT, False),
             max_runtime=int_setting(environ, n.ENV_TRAINING_MAX_RUNTIME, 86400),
             max_wait=int_setting(environ, n.ENV_TRAINING_MAX_WAIT) if max_wait else None,
+            kms_key_id=setting(environ, n.ENV_TRAINING_KMS_KEY, "") or None,
+            # The code is in the image: a job reaches no network unless mlcicd.yaml says it must.
+            network_isolation=bool_setting(environ, n.ENV_TRAINING_NETWORK_ISOLATION, True),
             channels=json_setting(environ, n.ENV_TRAINING_CHANNELS, {}),
             environment=json_setting(environ, n.ENV_TRAINING_ENVIRONMENT, {}),
             hyperparameters=json_setting(environ, n.ENV_HYPERPARAMETERS, {}),
@@ -160,6 +165,8 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
             environment=settings.environment,
             metric_definitions=settings.metric_definitions,
             tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:commit": (source.revision or "")[:256]},
+            kms_key_id=settings.kms_key_id,
+            network_isolation=settings.network_isolation,
         )
         created = start_training_job(sagemaker, request)
         log(f"training job {name} {'started' if created else 'was started by an earlier invocation'} with {image}")

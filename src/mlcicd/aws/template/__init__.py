@@ -5,7 +5,7 @@ tools can read it; ``to_yaml`` writes it out. Applying it is a separate step.
 
     storage.py      KMS key, artifacts/models/access-log buckets, ECR repository
     monitoring.py   log groups, SNS topic, dead-letter queue, CloudWatch alarms
-    iam.py          one least-privilege role per component
+    iam.py          one least-privilege role per component (training jobs and endpoints apart)
     pipeline.py     CodeBuild project, orchestrator Lambdas, CodePipeline (+ webhook)
     parameters.py   parameters, conditions, rules
 """
@@ -40,7 +40,8 @@ def build_template(
     resources: Json = {
         **storage.resources(names),
         **monitoring.resources(names),
-        **iam.resources(names, rollback_alarms=pipeline.rollback_alarm_names(config, names)),
+        **iam.resources(names, rollback_alarms=pipeline.rollback_alarm_names(config, names),
+                        capture_prefix=pipeline.capture_prefix(config)),
         **pipeline.resources(config, names, buildspec=buildspec),
     }
     return {
@@ -64,7 +65,9 @@ def _outputs() -> Json:
                           get_att(storage.REPOSITORY, "RepositoryUri")),
         "PipelineName": ("CodePipeline pipeline", ref(pipeline.PIPELINE)),
         "NotificationTopicArn": ("SNS topic for approvals and alarms", ref(monitoring.TOPIC)),
-        "SageMakerRoleArn": ("Execution role of the training jobs and endpoints", arn_of(iam.SAGEMAKER_ROLE)),
+        "SageMakerRoleArn": ("Execution role of the training jobs", arn_of(iam.SAGEMAKER_ROLE)),
+        "EndpointRoleArn": ("Execution role of the endpoints (reads models, never writes them)",
+                            arn_of(iam.ENDPOINT_ROLE)),
         "TrainingFunctionName": ("Training orchestrator Lambda", ref(pipeline.TRAINING_FUNCTION)),
         "DeployFunctionName": ("Deploy orchestrator Lambda", ref(pipeline.DEPLOY_FUNCTION)),
         "EncryptionKeyArn": ("KMS key of the stack's data", arn_of(storage.KEY)),

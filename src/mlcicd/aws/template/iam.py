@@ -26,7 +26,8 @@ from mlcicd.aws.template._cfn import (
 from mlcicd.aws.template.monitoring import DEAD_LETTER_QUEUE, TOPIC
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
 
-SAGEMAKER_ROLE = "SageMakerExecutionRole"
+SAGEMAKER_ROLE = "SageMakerExecutionRole"  # the training jobs' (the name predates the endpoints' own)
+ENDPOINT_ROLE = "EndpointExecutionRole"
 CODEBUILD_ROLE = "CodeBuildRole"
 TRAINING_FUNCTION_ROLE = "TrainingFunctionRole"
 DEPLOY_FUNCTION_ROLE = "DeployFunctionRole"
@@ -46,10 +47,13 @@ _ECR_PUSH = [*_ECR_PULL, "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload", "
              "ecr:UploadLayerPart"]  # fmt: skip
 
 
-def resources(names: StackNames, *, rollback_alarms: Sequence[str] = ()) -> Json:
-    """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``."""
+def resources(names: StackNames, *, rollback_alarms: Sequence[str] = (), capture_prefix: str | None = None) -> Json:
+    """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
+    ``capture_prefix``: where in the models bucket the endpoint writes its data capture
+    (None: it captures nothing)."""
     return {
-        SAGEMAKER_ROLE: _sagemaker_role(names),
+        SAGEMAKER_ROLE: _training_job_role(names),
+        ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
         CODEBUILD_ROLE: _codebuild_role(names),
         TRAINING_FUNCTION_ROLE: _training_function_role(names),
         DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
@@ -75,8 +79,8 @@ def _allow_on_any_resource(sid: str, actions: list[str], *, condition: Json | No
     return allow(sid, actions, "*", condition=condition)
 
 
-def _objects(bucket: str) -> Json:
-    return sub(f"${{{bucket}.Arn}}/*")
+def _objects(bucket: str, prefix: str = "") -> Json:
+    return sub(f"${{{bucket}.Arn}}/{prefix}*")
 
 
 def _write_logs(sid: str, *groups: str) -> Json:
@@ -91,39 +95,71 @@ def _ecr_login() -> Json:
     return _allow_on_any_resource("LogInToEcr", ["ecr:GetAuthorizationToken"])
 
 
-def _pass_sagemaker_role() -> Json:
+def _pass_role(role: str) -> Json:
     return allow(
-        "PassTheSageMakerRoleToSageMakerOnly",
+        "PassItsExecutionRoleToSageMakerOnly",
         ["iam:PassRole"],
-        [arn_of(SAGEMAKER_ROLE)],
+        [arn_of(role)],
         condition={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
     )
 
 
-def _sagemaker_role(names: StackNames) -> Json:
-    groups = [names.training_jobs_log_group, names.endpoint_log_group]
-    return _role(
-        "sagemaker.amazonaws.com",
-        "SageMaker training jobs and endpoints: read and write models, pull the image, write logs",
-        allow("ReadAndWriteModels", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-              [_objects(MODELS_BUCKET)]),
-        allow("ListModels", ["s3:ListBucket", "s3:GetBucketLocation"], [arn_of(MODELS_BUCKET)]),
+def _sagemaker_basics(log_group: str) -> list[Json]:
+    """What a training job's and an endpoint's containers both need: the image, their log
+    group, SageMaker's metrics."""
+    return [
         allow("PullTheImage", _ECR_PULL, [arn_of(REPOSITORY)]),
         _ecr_login(),
         allow(
             "WriteSageMakerLogs",
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            [sub(arn("logs", f"log-group:{g}{tail}")) for g in groups for tail in ("", ":*")],
+            [sub(arn("logs", f"log-group:{log_group}{tail}")) for tail in ("", ":*")],
         ),
         _allow_on_any_resource(
             "PutSageMakerMetrics",
             ["cloudwatch:PutMetricData"],
             condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
         ),
+    ]
+
+
+def _training_job_role(names: StackNames) -> Json:
+    # The pipeline's jobs (the training Lambda's) keep everything under <pipeline>/, those of
+    # `mlcicd run --backend aws` under [<store prefix>/]<models bucket prefix>/<pipeline>/: the
+    # channels and code they read, the model, output and checkpoints they write.
+    prefixes = names.training_prefixes
+    return _role(
+        "sagemaker.amazonaws.com",
+        "SageMaker training jobs: read their inputs and write their model, only under the pipeline's prefix",
+        allow("ReadAndWriteUnderThePipelinesPrefix", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+              [_objects(MODELS_BUCKET, prefix) for prefix in prefixes]),
+        allow("ListThePipelinesPrefix", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)],
+              condition={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}}),
+        allow("LocateModels", ["s3:GetBucketLocation"], [arn_of(MODELS_BUCKET)]),
+        *_sagemaker_basics(names.training_jobs_log_group),
+        # KmsKeyId (the model and output on S3) and VolumeKmsKeyId (the instances' volumes,
+        # attached through a grant only an AWS resource may use).
+        _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
+        allow("AttachEncryptedVolumes", ["kms:CreateGrant"], [arn_of(KEY)],
+              condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+    )  # fmt: skip
+
+
+def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
+    capture = [
+        allow("WriteTheDataCapture", ["s3:PutObject"], [_objects(MODELS_BUCKET, capture_prefix)]),
+    ] if capture_prefix else []  # fmt: skip
+    return _role(
+        "sagemaker.amazonaws.com",
+        "SageMaker endpoints: read models (never write them), pull the image, write logs"
+        + (" and the data capture" if capture_prefix else ""),
+        allow("ReadModels", ["s3:GetObject"], [_objects(MODELS_BUCKET)]),
+        *capture,
+        *_sagemaker_basics(names.endpoint_log_group),
         # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role —
         # those the deploy Lambda and `mlcicd run` put from deploy.alarms (the same two names).
         allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], [_alarm(a) for a in names.rollback_alarms]),
-        _use_key("kms:Decrypt", "kms:GenerateDataKey"),
+        _use_key("kms:Decrypt", *(["kms:GenerateDataKey"] if capture_prefix else [])),
     )  # fmt: skip
 
 
@@ -141,8 +177,9 @@ def _codebuild_role(names: StackNames) -> Json:
     )  # fmt: skip
 
 
-def _function_basics(log_group: str) -> list[Json]:
-    """What both orchestrator Lambdas do: log, report to CodePipeline, read and write artifacts."""
+def _function_basics(log_group: str, execution_role: str) -> list[Json]:
+    """What both orchestrator Lambdas do: log, report to CodePipeline, read and write artifacts,
+    hand SageMaker the ``execution_role`` of what they create."""
     return [
         _write_logs("WriteFunctionLogs", log_group),
         _allow_on_any_resource(
@@ -152,7 +189,7 @@ def _function_basics(log_group: str) -> list[Json]:
               [_objects(ARTIFACTS_BUCKET)]),
         allow("SendToTheDeadLetterQueue", ["sqs:SendMessage"], [arn_of(DEAD_LETTER_QUEUE)]),
         _use_key("kms:Decrypt", "kms:GenerateDataKey"),
-        _pass_sagemaker_role(),
+        _pass_role(execution_role),
     ]  # fmt: skip
 
 
@@ -161,7 +198,7 @@ def _training_function_role(names: StackNames) -> Json:
     return _role(
         "lambda.amazonaws.com",
         "Training Lambda: start and follow the pipeline's training jobs, register model packages",
-        *_function_basics(names.training_log_group),
+        *_function_basics(names.training_log_group, SAGEMAKER_ROLE),
         allow(
             "RunThePipelinesTrainingJobs",
             ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
@@ -175,8 +212,10 @@ def _training_function_role(names: StackNames) -> Json:
             [sub(names.sagemaker_arn("model-package-group", group)),
              sub(names.sagemaker_arn("model-package", f"{group}/*"))],
         ),
-        allow("ReadAndWriteModels", ["s3:GetObject", "s3:PutObject"], [_objects(MODELS_BUCKET)]),
-        allow("ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]),
+        # The channels it uploads, the model it hashes, the registration it records: all under <pipeline>/.
+        allow("ReadAndWriteUnderThePipelinesPrefix", ["s3:GetObject", "s3:PutObject"],
+              [_objects(MODELS_BUCKET, f"{names.pipeline}/")]),
+        allow("ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]),  # NoSuchKey, not AccessDenied
     )  # fmt: skip
 
 
@@ -191,7 +230,7 @@ def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> 
     return _role(
         "lambda.amazonaws.com",
         "Deploy Lambda: create the pipeline's models and endpoint configs, create or update its endpoint",
-        *_function_basics(names.deploy_log_group),
+        *_function_basics(names.deploy_log_group, ENDPOINT_ROLE),
         allow(
             "ManageThePipelinesEndpoint",
             ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",

@@ -77,18 +77,18 @@ def resources(names: StackNames) -> Json:
         statistic={"ExtendedStatistic": "p99"}, threshold=ref(p.MODEL_LATENCY_P99_THRESHOLD),
         comparison="GreaterThanThreshold", periods=3,
     )  # fmt: skip
-    for logical_id, function in (
-        (TRAINING_FUNCTION_ERRORS_ALARM, names.training_function),
-        (DEPLOY_FUNCTION_ERRORS_ALARM, names.deploy_function),
+    for logical_id, function, alarm in (
+        (TRAINING_FUNCTION_ERRORS_ALARM, names.training_function, names.training_function_errors_alarm),
+        (DEPLOY_FUNCTION_ERRORS_ALARM, names.deploy_function, names.deploy_function_errors_alarm),
     ):
         out[logical_id] = _alarm(
-            f"{function}-errors",
+            alarm,
             f"The orchestrator Lambda {function} failed",
             namespace="AWS/Lambda", metric="Errors", dimensions=[{"Name": "FunctionName", "Value": function}],
             statistic={"Statistic": "Sum"}, threshold=1, comparison="GreaterThanOrEqualToThreshold",
         )  # fmt: skip
     out[DEAD_LETTER_QUEUE_ALARM] = _alarm(
-        f"{names.dead_letter_queue}-messages",
+        names.dead_letter_queue_alarm,
         "An orchestrator Lambda invocation failed all its retries (see the dead-letter queue)",
         namespace="AWS/SQS", metric="ApproximateNumberOfMessagesVisible",
         dimensions=[{"Name": "QueueName", "Value": get_att(DEAD_LETTER_QUEUE, "QueueName")}],

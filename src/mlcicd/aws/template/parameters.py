@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from mlcicd.aws.names import StackNames
-from mlcicd.aws.template._cfn import Json, equals, not_empty
+from mlcicd.aws.template._cfn import Json, equals, not_empty, ref
 from mlcicd.config import Config
 
 # Parameters
 CONNECTION_ARN = "ConnectionArn"
 GITHUB_TOKEN = "GitHubToken"
+WEBHOOK_SECRET = "WebhookSecret"
 GITHUB_OWNER = "GitHubOwner"
 GITHUB_REPO = "GitHubRepo"
 BRANCH = "Branch"
@@ -31,6 +32,9 @@ HAS_NOTIFICATION_EMAIL = "HasNotificationEmail"
 MANAGES_TRAINING_JOBS_LOG_GROUP = "ManagesTrainingJobsLogGroup"
 HAS_RESERVED_CONCURRENCY = "HasReservedConcurrency"
 
+# A webhook secret shorter than this is refused; `mlcicd aws deploy` generates 43 characters.
+WEBHOOK_SECRET_MIN_LENGTH = 20
+
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_CHOICES = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -51,8 +55,20 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "Type": "String",
             "Default": "",
             "NoEcho": True,
-            "Description": "GitHub personal access token for the (older) GitHub version 1 source action, "
-            "also the webhook secret; used only when ConnectionArn is empty.",
+            "Description": "GitHub personal access token for the (older) GitHub version 1 source action; "
+            "used only when ConnectionArn is empty.",
+        },
+        WEBHOOK_SECRET: {
+            # Required even with a connection (which has no webhook): an empty default would be
+            # an empty HMAC key the day the source switches to GitHubToken.
+            "Type": "String",
+            "NoEcho": True,
+            "MinLength": WEBHOOK_SECRET_MIN_LENGTH,
+            # Printable ASCII without spaces: what GitHub's webhook settings take as a secret.
+            "AllowedPattern": "^[\\x21-\\x7e]+$",
+            "ConstraintDescription": f"at least {WEBHOOK_SECRET_MIN_LENGTH} printable characters, no spaces",
+            "Description": "HMAC secret GitHub signs its push events to the pipeline's webhook with (GitHubToken "
+            "source; CodePipeline registers it with GitHub). `mlcicd aws deploy` generates one.",
         },
         GITHUB_OWNER: {
             "Type": "String",
@@ -161,14 +177,25 @@ def rules() -> Json:
                     "AssertDescription": "Give ConnectionArn (recommended) or GitHubToken.",
                 }
             ]
-        }
+        },
+        # The webhook's secret authenticates GitHub to the pipeline: not the token, which reads
+        # the repository and would then sit in GitHub's webhook settings as well.
+        "WebhookSecretIsItsOwn": {
+            "RuleCondition": {"Fn::And": [equals(CONNECTION_ARN, ""), not_empty(GITHUB_TOKEN)]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Not": [{"Fn::Equals": [ref(WEBHOOK_SECRET), ref(GITHUB_TOKEN)]}]},
+                    "AssertDescription": "WebhookSecret must differ from GitHubToken.",
+                },
+            ],
+        },
     }
 
 
 def interface() -> Json:
     """The console's grouping of the parameters."""
     groups = [
-        ("Source (GitHub)", [CONNECTION_ARN, GITHUB_TOKEN, GITHUB_OWNER, GITHUB_REPO, BRANCH]),
+        ("Source (GitHub)", [CONNECTION_ARN, GITHUB_TOKEN, WEBHOOK_SECRET, GITHUB_OWNER, GITHUB_REPO, BRANCH]),
         ("Orchestrator Lambdas", [LAMBDA_CODE_BUCKET, LAMBDA_CODE_KEY, LAMBDA_RESERVED_CONCURRENCY]),
         ("Approvals and alarms", [REQUIRE_APPROVAL, NOTIFICATION_EMAIL, ENDPOINT_5XX_THRESHOLD,
                                   MODEL_LATENCY_P99_THRESHOLD]),

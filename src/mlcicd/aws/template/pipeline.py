@@ -27,6 +27,7 @@ from mlcicd.aws.template._cfn import (
 from mlcicd.aws.template.iam import (
     CODEBUILD_ROLE,
     DEPLOY_FUNCTION_ROLE,
+    ENDPOINT_ROLE,
     PIPELINE_ROLE,
     SAGEMAKER_ROLE,
     TRAINING_FUNCTION_ROLE,
@@ -136,11 +137,12 @@ def _function(
     }
 
 
-def _common_environment(names: StackNames) -> dict[str, Any]:
+def _common_environment(names: StackNames, execution_role: str) -> dict[str, Any]:
+    """``execution_role``: the role the Lambda passes to what it has SageMaker create."""
     return {
         n.ENV_PIPELINE: names.pipeline,
         n.ENV_ENDPOINT_NAME: names.endpoint,
-        n.ENV_SAGEMAKER_ROLE_ARN: arn_of(SAGEMAKER_ROLE),
+        n.ENV_SAGEMAKER_ROLE_ARN: arn_of(execution_role),
         n.ENV_MODELS_BUCKET: ref(MODELS_BUCKET),
         n.ENV_ARTIFACTS_BUCKET: ref(ARTIFACTS_BUCKET),
     }
@@ -154,7 +156,7 @@ def _project_dir(buildspec: str) -> str:
 def _training_environment(config: Config, names: StackNames, *, project_dir: str) -> dict[str, Any]:
     train = config.train
     environment = {
-        **_common_environment(names),
+        **_common_environment(names, SAGEMAKER_ROLE),
         n.ENV_PROJECT_DIR: project_dir,
         n.ENV_REQUIRE_APPROVAL: if_(p.APPROVAL_REQUIRED, "true", "false"),
         n.ENV_GATE_THRESHOLDS: _json([{"metric": t.metric, "op": t.op, "value": t.value}
@@ -164,6 +166,8 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         n.ENV_TRAINING_USE_SPOT: "true" if train.use_spot else "false",
         n.ENV_TRAINING_MAX_RUNTIME: str(train.max_runtime),
         n.ENV_TRAINING_MAX_WAIT: "" if train.max_wait is None else str(train.max_wait),
+        n.ENV_TRAINING_KMS_KEY: arn_of(KEY),  # the stack's, which its training role may use
+        n.ENV_TRAINING_NETWORK_ISOLATION: "true" if train.network_isolation else "false",
         n.ENV_TRAINING_CHANNELS: _json(train.channels),
         n.ENV_TRAINING_ENVIRONMENT: _json(train.environment),
         n.ENV_HYPERPARAMETERS: _json(train.hyperparameters),
@@ -178,6 +182,14 @@ def capture_destination(config: Config) -> str:
     aws --stack-name`` has it go — its store is the models bucket, and the capture's place in
     a store is the artifacts bucket's ``data-capture/`` — and where the SageMaker role may write."""
     return f"s3://${{{MODELS_BUCKET}}}/{config.store.artifacts_bucket}/{CAPTURE_PREFIX}"
+
+
+def capture_prefix(config: Config) -> str | None:
+    """The key prefix in the models bucket under which the endpoint writes its data capture
+    (see :func:`capture_destination`); None when ``deploy.data_capture`` is off."""
+    if data_capture(config.deploy, capture_destination(config)) is None:
+        return None
+    return f"{config.store.artifacts_bucket}/{CAPTURE_PREFIX}/"
 
 
 def rollback_alarm_names(config: Config, names: StackNames) -> list[str]:
@@ -197,7 +209,7 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
     thresholds = rollback_thresholds(policy)
     capture = data_capture(deploy, capture_destination(config))
     environment = {
-        **_common_environment(names),
+        **_common_environment(names, ENDPOINT_ROLE),
         n.ENV_ENDPOINT_INSTANCE_TYPE: deploy.instance_type,
         n.ENV_ENDPOINT_INSTANCE_COUNT: str(deploy.instance_count),
         n.ENV_TRAFFIC_ROUTING: _json(traffic_routing(policy)),
@@ -320,7 +332,8 @@ def _webhook() -> Json:
         "Condition": p.USE_GITHUB_TOKEN,
         "Properties": {
             "Authentication": "GITHUB_HMAC",
-            "AuthenticationConfiguration": {"SecretToken": ref(p.GITHUB_TOKEN)},
+            # Its own secret: the token reads the repository, and is nobody's signing key.
+            "AuthenticationConfiguration": {"SecretToken": ref(p.WEBHOOK_SECRET)},
             "Filters": [{"JsonPath": "$.ref", "MatchEquals": "refs/heads/{Branch}"}],
             "TargetPipeline": ref(PIPELINE),
             "TargetAction": SOURCE,

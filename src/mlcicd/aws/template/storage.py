@@ -110,6 +110,8 @@ def _key(names: StackNames) -> Json:
                     "Resource": "*",
                 },
                 {
+                    # The encryption context names the log group (CloudWatch Logs' own way to
+                    # scope a key): these five ARNs carry this account and region.
                     "Sid": "CloudWatchLogsEncryptsTheStacksLogGroups",
                     "Effect": "Allow",
                     "Principal": {"Service": sub("logs.${AWS::Region}.amazonaws.com")},
@@ -118,12 +120,18 @@ def _key(names: StackNames) -> Json:
                     "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}},
                 },
                 {
-                    # Alarms publish to the encrypted topic.
+                    # Alarms publish to the encrypted topic: only the stack's own alarms, in this
+                    # account (a service principal acts for every account: without the source
+                    # conditions, another account's alarm could use this key — the confused deputy).
                     "Sid": "CloudWatchAlarmsPublishToTheTopic",
                     "Effect": "Allow",
                     "Principal": {"Service": "cloudwatch.amazonaws.com"},
                     "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                     "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {"aws:SourceAccount": ACCOUNT_ID},
+                        "ArnLike": {"aws:SourceArn": [sub(arn("cloudwatch", f"alarm:{a}")) for a in names.notifying_alarms]},
+                    },
                 },
             ),
         },
