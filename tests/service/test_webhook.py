@@ -59,6 +59,9 @@ def test_signed_push_runs_forged_and_redelivered_do_not(tmp_path: Path, services
     status, answer = deliver(service, "push", {**push, "ref": "refs/heads/feature"})
     assert status == 200 and answer["ignored"]
     assert deliver(service, "issues", {"action": "opened"})[0] == 200
+    made = tmp_path / "made-by-the-attacker"
+    status, answer = deliver(service, "push", {**push, "repository": {"clone_url": f"--upload-pack=touch {made}"}})
+    assert status == 403 and str(upstream) in str(answer["error"]), answer  # not the repository it builds
     assert service.get("/api/runs") == []  # nothing ran
 
     status, answer = deliver(service, "push", push, delivery="delivery-1")
@@ -70,7 +73,10 @@ def test_signed_push_runs_forged_and_redelivered_do_not(tmp_path: Path, services
 
     assert wait_for("the run", lambda: finished(served, run_id)) == "Succeeded", (tmp_path / "service.log").read_text()
     run = service.get(f"/api/runs/{run_id}")["run"]
-    assert run["commit_sha"] == sha and run["trigger"]["kind"] == "webhook"
+    assert run["commit_sha"] == sha and run["trigger"]["kind"] == "webhook" and run["trigger"]["fetch"] == "origin"
+    status, replayed = deliver(service, "push", push, delivery="delivery-2")  # captured, resent under a new id
+    assert status == 200 and replayed["runs"] == [], replayed
+    assert [r["id"] for r in service.get("/api/runs")] == [run_id] and not made.exists()
 
 
 # --- in-process: what a signed body from outside can make the service do -------------------
