@@ -197,3 +197,15 @@ def test_an_unreachable_remote_is_a_failed_delivery_that_can_be_redelivered(tmp_
     upstream.rename(moved)  # the remote answers again: GitHub's "redeliver" of the same delivery runs
     status, answer = _send(target, body, "delivery-1")
     assert status == 202 and answer["runs"][0]["commit"] == sha, answer
+
+
+def test_a_ping_from_another_repositorys_hook_says_so_at_once(tmp_path: Path) -> None:
+    upstream, _, target = _served(tmp_path)
+    ping = {"zen": "Design for failure.", "hook_id": 1, "repository": {"clone_url": "https://github.com/ada/other.git"}}
+    body = json.dumps(ping).encode()
+    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "p", "X-Hub-Signature-256": signature(SECRET.encode(), body)}
+    status, answer = handle([target], headers, body)
+    assert status == 403 and str(upstream) in answer["error"], answer
+    own = json.dumps({**ping, "repository": {"clone_url": str(upstream)}}).encode()
+    headers["X-Hub-Signature-256"] = signature(SECRET.encode(), own)
+    assert handle([target], headers, own) == (200, {"ok": True, "event": "ping"})

@@ -2,8 +2,9 @@
 
 The signature (``X-Hub-Signature-256``: HMAC-SHA256 of the raw body with the secret) is
 checked with a constant-time compare before anything in the body is read; unsigned or
-forged → 401 and nothing runs. ``ping`` → 200. Other events and branches are acknowledged
-and ignored.
+forged → 401 and nothing runs. ``ping`` → 200 (or the refusal below, when it names another
+repository, so a misdirected hook shows at once). Other events and branches are
+acknowledged and ignored.
 
 A signed body is still only a claim: whoever captured one can resend it, and the secret may
 be shared by other repositories' hooks. So a ``push`` to a project's branch queues a run of
@@ -66,11 +67,17 @@ def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: b
     event = headers.get("x-github-event", "")
     digest = hashlib.sha256(body).hexdigest()
     delivery = Delivery(id=headers.get("x-github-delivery") or digest, event=event or "unknown", body_sha256=digest)
-    if event == "ping":
-        return 200, {"ok": True, "event": "ping"}
     try:
         payload = json.loads(body)
     except ValueError:
+        payload = None
+    if event == "ping":  # sent when the hook is made: a wrong repository shows in GitHub's UI now
+        if isinstance(payload, dict) and isinstance(payload.get("repository"), dict):
+            matched, refusal = _match(trusted, payload)
+            if not matched:
+                return refusal
+        return 200, {"ok": True, "event": "ping"}
+    if payload is None:
         return 400, {"error": "the body is not JSON"}
     if event != "push" or not isinstance(payload, dict):
         for t in trusted:
