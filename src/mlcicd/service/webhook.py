@@ -116,7 +116,7 @@ def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: b
                 delivery=delivery,
             )  # fmt: skip
         if run is None:
-            answer["ignored"].append(f"{config.pipeline}: delivery {delivery.id[:80]} was received before")
+            answer["ignored"].append(f"{config.pipeline}: delivery {delivery.id[:80]} or its body was received before")
         else:
             answer["runs"].append({"pipeline": config.pipeline, "run": run.id, "commit": sha})
     if unreadable and not answer["runs"]:
