@@ -63,3 +63,16 @@ def test_not_a_repository_says_what_to_do(tmp_path: Path) -> None:
 def test_unknown_ref(repo: Path) -> None:
     with pytest.raises(ProjectError, match="'nope' is not a commit"):
         git.resolve_commit(repo, "proj", "nope", "main")
+
+
+@pytest.mark.parametrize("ref", ["--output=written-by-git", "--all"])
+def test_a_ref_that_looks_like_an_option_is_not_obeyed(repo: Path, tmp_path: Path, ref: str) -> None:
+    """Refs come from pushes and the API: git must read them as names, never as options."""
+    made = repo / "written-by-git"
+    with pytest.raises(ProjectError, match="is not a commit"):
+        git.resolve_commit(repo, "proj", ref, "main")
+    assert git.tree_id(repo, ref, "proj") is None
+    with pytest.raises(ProjectError, match="archive"):
+        git.export_tree(repo, ref, "proj", tmp_path / "export")
+    assert not made.exists() and not (repo / "written-by-git:proj").exists()
+    assert not (tmp_path / "export").exists()

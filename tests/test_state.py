@@ -108,3 +108,23 @@ def test_an_older_database_gains_the_tables_of_later_schemas(tmp_path: Path, ver
     state = State(tmp_path / "state.db")
     assert state.get_baseline("iris", 1) is None and state.monitoring_executions("iris") == []
     assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Path) -> None:
+    from mlcicd.state_service import Delivery
+
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE webhook_bodies")
+    db.execute("INSERT INTO webhook_deliveries (delivery_id, event, received_at) VALUES ('old', 'push', 0)")
+    db.execute("PRAGMA user_version=4")
+    db.commit()
+    db.close()
+    state = State(tmp_path / "state.db")
+    assert not state.record_delivery(Delivery(id="old", event="push", body_sha256="a"))  # kept across the upgrade
+    assert state.record_delivery(Delivery(id="first", event="push", body_sha256="b"))
+    assert not state.record_delivery(Delivery(id="replayed", event="push", body_sha256="b"))
+    run, _ = state.enqueue_run(pipeline="p", project_dir="/", ref="c" * 40, commit_sha="c" * 40, trigger={},
+                               delivery=Delivery(id="again", event="push", body_sha256="b"))  # fmt: skip
+    assert run is None and state.list_runs() == []
+    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

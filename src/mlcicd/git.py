@@ -1,4 +1,10 @@
-"""The few git operations mlcicd needs, through the git command line."""
+"""The few git operations mlcicd needs, through the git command line.
+
+An argument that comes from outside — a ref or commit id (a push, the API, the state
+database), a URL, a path — never stands where git reads options: revisions follow
+``--end-of-options`` and URLs and paths follow ``--``, so a "commit" ``--output=FILE`` or a
+"URL" ``--upload-pack=CMD`` is refused by git as a bad name instead of being obeyed.
+"""
 
 from __future__ import annotations
 
@@ -50,17 +56,17 @@ def repo_root(path: Path) -> Path:
 def resolve_commit(repo: Path, project_rel: str, ref: str, branch: str) -> Commit:
     """The commit ``ref`` points at, with the tree id of the project directory in it."""
     try:
-        sha = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+        sha = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").decode().strip()
     except ProjectError as exc:
         raise ProjectError(
             f"{ref!r} is not a commit in {repo}",
             hint=f"commit your project, or set `branch:` in mlcicd.yaml (now {branch!r})",
         ) from exc
-    fields = git(repo, "show", "-s", "--format=%an <%ae>%x00%B", sha).decode(errors="replace")
+    fields = git(repo, "show", "-s", "--format=%an <%ae>%x00%B", "--end-of-options", sha).decode(errors="replace")
     author, _, message = fields.partition("\x00")
     spec = f"{sha}:{project_rel}" if project_rel not in ("", ".") else f"{sha}^{{tree}}"
     try:
-        tree = git(repo, "rev-parse", spec).decode().strip()
+        tree = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", spec).decode().strip()
     except ProjectError as exc:
         raise ProjectError(f"the project directory {project_rel!r} is not in commit {sha[:12]}") from exc
     return Commit(sha=sha, branch=branch, author=author.strip(), message=message.strip(), tree=tree)
@@ -84,7 +90,7 @@ def dirty_paths(repo: Path, project_rel: str) -> list[str]:
 def tree_id(repo: Path, commit: str, rel_path: str) -> str | None:
     """The git object id of ``rel_path`` at ``commit`` (a content digest), or None if absent."""
     try:
-        return git(repo, "rev-parse", f"{commit}:{rel_path}").decode().strip() or None
+        return git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}:{rel_path}").decode().strip() or None
     except ProjectError:
         return None
 
@@ -95,7 +101,7 @@ def export_tree(repo: Path, commit: str, project_rel: str, dest: Path) -> None:
     Only committed content is exported, so nothing uncommitted can leak into a build.
     """
     spec = f"{commit}:{project_rel}" if project_rel not in ("", ".") else commit
-    data = git(repo, "archive", "--format=tar", spec)
+    data = git(repo, "archive", "--format=tar", "--end-of-options", spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:

@@ -9,6 +9,8 @@ and exits 0. It runs this mlcicd's interpreter, so it needs neither curl nor a P
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -20,10 +22,17 @@ MARKER = "# installed by mlcicd hooks install"
 
 
 def hook_script(url: str) -> str:
+    """The hook's shell script. The URL is checked and quoted: a quote, ``$(…)`` or a line
+    break in it would otherwise become a command that every push or commit runs."""
+    if not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", url):
+        raise ProjectError(
+            f"the service URL {url[:200]!r} is not an http(s) URL without spaces or control characters",
+            hint="pass the URL `mlcicd up` prints, e.g. --url http://127.0.0.1:8765",
+        )
     return (
         "#!/bin/sh\n"
         f"{MARKER}: tell `mlcicd up` at {url} that this repository changed\n"
-        f'"{sys.executable}" -m mlcicd.hooks "{url}" "$(pwd)" || true\n'
+        f'{shlex.quote(sys.executable)} -m mlcicd.hooks {shlex.quote(url)} "$(pwd)" || true\n'
     )
 
 

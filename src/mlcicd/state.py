@@ -33,7 +33,8 @@ from mlcicd.state_service import (
 # 2: the run queue, webhook deliveries, approvals, events, endpoint history (state_service.py)
 # 3: model versions' data-quality baselines (state_monitor.py)
 # 4: monitoring executions of endpoints' schedules (state_monitor.py)
-SCHEMA_VERSION = 4
+# 5: the digests of webhook bodies, so a replay under a new delivery id is known (state_service.py)
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

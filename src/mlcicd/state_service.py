@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     received_at     REAL NOT NULL,
     run_id          INTEGER
 );
+CREATE TABLE IF NOT EXISTS webhook_bodies (  -- schema 5: a replay is known by its body, whatever its id
+    body_sha256     TEXT PRIMARY KEY,
+    delivery_id     TEXT NOT NULL,
+    received_at     REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS approvals (
     run_id          INTEGER PRIMARY KEY REFERENCES runs(id),
     model_group     TEXT NOT NULL,
@@ -90,6 +95,32 @@ ROLLBACK = "rollback"
 # Whether a run is a rollback, NULL-safe (a trigger '{}' has no kind), for WHERE and ORDER BY.
 IS_ROLLBACK = "json_extract(trigger, '$.kind') IS 'rollback'"
 NOT_ROLLBACK = "json_extract(trigger, '$.kind') IS NOT 'rollback'"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery: GitHub's id for it, its event, and the digest of its signed body.
+
+    The id (``X-GitHub-Delivery``) is not covered by the signature, so a captured body resent
+    under a new id is recognised by the digest."""
+
+    id: str
+    event: str
+    body_sha256: str
+
+
+def remember_delivery(db: sqlite3.Connection, delivery: Delivery) -> bool:
+    """Record ``delivery`` inside the caller's transaction; False if its id or body was seen."""
+    now = time.time()
+    new_id = db.execute(
+        "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, event, received_at) VALUES (?, ?, ?)",
+        (delivery.id, delivery.event, now),
+    ).rowcount
+    new_body = db.execute(
+        "INSERT OR IGNORE INTO webhook_bodies (body_sha256, delivery_id, received_at) VALUES (?, ?, ?)",
+        (delivery.body_sha256, delivery.id, now),
+    ).rowcount
+    return bool(new_id and new_body)
 
 
 @dataclass
@@ -214,27 +245,22 @@ class ServiceState:
         ref: str,
         trigger: dict[str, Any],
         commit_sha: str | None = None,
-        delivery: tuple[str, str] | None = None,
+        delivery: Delivery | None = None,
         retry_of: int | None = None,
         forced: bool = False,
     ) -> tuple[Run | None, list[int]]:
         """Queue a run of ``ref``; older queued runs of the pipeline are Superseded (not
         queued rollbacks: an operator's rollback still runs, first).
 
-        Returns the run (None when ``delivery`` — (id, event) — was seen before, or the same
-        commit is already queued or running: that one is returned) and the superseded ids.
+        Returns the run (None when ``delivery`` — its id or its body — was seen before; when the
+        same commit is already queued or running, that run) and the superseded ids.
         """
         from mlcicd.state import Run
 
         now = time.time()
         with self._tx() as db:
-            if delivery is not None:
-                seen = db.execute(
-                    "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, event, received_at) VALUES (?, ?, ?)",
-                    (delivery[0], delivery[1], now),
-                )
-                if seen.rowcount == 0:
-                    return None, []
+            if delivery is not None and not remember_delivery(db, delivery):
+                return None, []
             if commit_sha is not None and retry_of is None:
                 same = db.execute(
                     "SELECT id FROM runs WHERE pipeline=? AND commit_sha=? AND status IN ('Queued', 'Running')"
@@ -261,7 +287,7 @@ class ServiceState:
                     (now, f"superseded by run {run_id} ({(commit_sha or ref)[:12]}) before it started", old),
                 )
             if delivery is not None:
-                db.execute("UPDATE webhook_deliveries SET run_id=? WHERE delivery_id=?", (run_id, delivery[0]))
+                db.execute("UPDATE webhook_deliveries SET run_id=? WHERE delivery_id=?", (run_id, delivery.id))
         return self.get_run(run_id), older
 
     def create_started_run(
@@ -283,14 +309,10 @@ class ServiceState:
             )  # fmt: skip
         return self.get_run(int(cur.lastrowid or 0))
 
-    def record_delivery(self, delivery_id: str, event: str) -> bool:
-        """Remember a webhook delivery that starts nothing; False if it was seen before."""
+    def record_delivery(self, delivery: Delivery) -> bool:
+        """Remember a webhook delivery that starts nothing; False if its id or body was seen."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, event, received_at) VALUES (?, ?, ?)",
-                (delivery_id, event, time.time()),
-            )
-        return cur.rowcount == 1
+            return remember_delivery(db, delivery)
 
     def claim_next_run(self, pipeline: str, pid: int, *, rollbacks_only: bool = False) -> Run | None:
         """The next queued run of ``pipeline`` — the oldest rollback, else the oldest run —

@@ -30,3 +30,16 @@ def test_print_shows_the_hook_and_installs_nothing(tmp_path: Path) -> None:
     assert printed.output.startswith("#!/bin/sh\n") and MARKER in printed.output
     assert "-m mlcicd.hooks" in printed.output and "http://127.0.0.1:1" in printed.output
     assert not (project / ".git" / "hooks" / "post-commit").exists()
+
+
+def test_a_url_cannot_put_a_command_in_the_hook(tmp_path: Path) -> None:
+    """The hook is a shell script every push runs: what the URL says stays a URL."""
+    project = make_repo(tmp_path / "iris")
+    made = tmp_path / "made-by-the-hook"
+    url = f'http://127.0.0.1:1/$(touch${{IFS}}{made})"`touch${{IFS}}{made}`"'  # no space: a valid URL
+    quoted = mlcicd(project, "hooks", "install", str(project), "--url", url)
+    assert quoted.exit_code == 0, quoted.output
+    broken = mlcicd(project, "hooks", "install", str(project), "--force", "--url", f"http://127.0.0.1:1/\ntouch {made}")
+    assert broken.exit_code != 0 and "not an http(s) URL" in broken.output
+    git(project, "commit", "-q", "--allow-empty", "-m", "the hook runs")
+    assert not made.exists()

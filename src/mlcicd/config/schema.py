@@ -121,7 +121,7 @@ class ServiceConfig:
 
     port: int = 8765
     webhook_secret_env: str = "MLCICD_WEBHOOK_SECRET"  # the NAME of the variable holding the secret
-    remote: str = "origin"  # fetched on a push; the webhook payload's clone URL if absent
+    remote: str = "origin"  # fetched on a push; a webhook push must be for its repository
     poll_interval: float | None = None  # seconds between checks of the branch; None: no polling
     notify: tuple[str, ...] = ()  # URLs that registry events are POSTed to
 

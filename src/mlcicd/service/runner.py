@@ -24,6 +24,7 @@ from mlcicd.errors import MlcicdError, ProjectError
 from mlcicd.pipeline import RunOptions, resume_pipeline, run_pipeline
 from mlcicd.project import Project
 from mlcicd.rollback import run_queued_rollback
+from mlcicd.service.triggers import remote_url
 from mlcicd.stages import default_stages
 from mlcicd.state import Run, State
 
@@ -65,12 +66,22 @@ def commit_config(project: Project, sha: str) -> Config:
 
 
 def prepare_source(project: Project, run: Run) -> str:
-    """Fetch what the trigger names, resolve the commit, and use that commit's mlcicd.yaml."""
+    """Fetch the remote the trigger names, resolve the commit, and use that commit's mlcicd.yaml.
+
+    Only a remote configured in the repository is fetched, by its name: a URL in a trigger
+    (queued by an older mlcicd from a webhook's payload) is refused, never handed to git.
+    """
     fetch = run.trigger.get("fetch")
     branch = run.trigger.get("branch") or project.config.branch
     if fetch:
+        if remote_url(project, str(fetch)) is None:
+            raise ProjectError(
+                f"run {run.id} asks to fetch {str(fetch)[:200]!r}, which is not a remote of {project.repo}",
+                hint=f"a run fetches only a configured remote: set service.remote in mlcicd.yaml "
+                     f"(now {project.config.service.remote!r}) to one of `git remote -v`, then push again",
+            )  # fmt: skip
         print(f"run {run.id}: git fetch {fetch} refs/heads/{branch}", flush=True)
-        git.git(project.repo, "fetch", "--quiet", str(fetch), f"refs/heads/{branch}")
+        git.git(project.repo, "fetch", "--quiet", "--", str(fetch), f"refs/heads/{branch}")
     ref = run.commit_sha or run.ref or branch
     sha = git.resolve_commit(project.repo, project.rel, ref, branch).sha
     project.__dict__["config"] = commit_config(project, sha)  # the cached_property's slot

@@ -3,12 +3,14 @@
 Nothing a notification says is trusted: a hook only says "look at this repository", and
 the service reads the branch head from the repository itself. A commit that already has a
 run of the pipeline is not run again by a hook or a poll (``mlcicd runs retry`` does that).
+What a run fetches is always a remote configured in the project's repository, by name.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,10 @@ from mlcicd import git
 from mlcicd.errors import ProjectError
 from mlcicd.project import Project
 from mlcicd.state import Run
+
+# Held from reading a branch head to queueing it, so two triggers queue heads in the order
+# the remote had them: a slower, older head never supersedes a newer one queued meanwhile.
+queueing = threading.Lock()
 
 
 def remote_url(project: Project, remote: str) -> str | None:
@@ -56,7 +62,7 @@ def branch_head(location: str, branch: str, base: Path) -> str | None:
         if local is not None and local.is_dir():
             out = git.git(local, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
             return out.decode().strip() or None
-        out = git.git(base, "ls-remote", location, f"refs/heads/{branch}")
+        out = git.git(base, "ls-remote", "--", location, f"refs/heads/{branch}")
     except ProjectError:
         return None
     line = out.decode().split("\n", 1)[0]
@@ -82,14 +88,16 @@ def on_push(project: Project, repository: Path) -> Run | None:
     config = project.config
     repository = repository.resolve()
     if repository == project.repo.resolve():
-        sha = branch_head(str(project.repo), config.branch, project.repo)
-        return enqueue(project, sha, {"kind": "hook"}, only_new=True)
+        with queueing:
+            sha = branch_head(str(project.repo), config.branch, project.repo)
+            return enqueue(project, sha, {"kind": "hook"}, only_new=True)
     remote = config.service.remote
     url = remote_url(project, remote)
     if url is None or not same_repository(url, str(repository), project.repo):
         return None
-    sha = branch_head(str(repository), config.branch, project.repo)
-    return enqueue(project, sha, {"kind": "hook", "fetch": remote}, only_new=True)
+    with queueing:
+        sha = branch_head(str(repository), config.branch, project.repo)
+        return enqueue(project, sha, {"kind": "hook", "fetch": remote}, only_new=True)
 
 
 def poll(project: Project) -> Run | None:
@@ -97,11 +105,12 @@ def poll(project: Project) -> Run | None:
     config = project.config
     remote = config.service.remote
     url = remote_url(project, remote)
-    if url is None:
-        sha = branch_head(str(project.repo), config.branch, project.repo)
-        return enqueue(project, sha, {"kind": "poll"}, only_new=True)
-    sha = branch_head(url, config.branch, project.repo)
-    return enqueue(project, sha, {"kind": "poll", "fetch": remote}, only_new=True)
+    with queueing:
+        if url is None:
+            sha = branch_head(str(project.repo), config.branch, project.repo)
+            return enqueue(project, sha, {"kind": "poll"}, only_new=True)
+        sha = branch_head(url, config.branch, project.repo)
+        return enqueue(project, sha, {"kind": "poll", "fetch": remote}, only_new=True)
 
 
 def retry(project: Project, run_id: int) -> Run:
