@@ -120,10 +120,11 @@ def test_a_content_length_that_lies_is_answered_and_the_server_goes_on(service: 
                      + b"Content-Length: " + length + b"\r\n\r\n{}")  # fmt: skip
         assert answer.startswith(b"HTTP/1.1 400 "), (length, answer)
     # Too large, declared: 413 at once, without waiting for (or reading) a byte of the body.
-    answer = raw(service.url, b"POST /api/notify HTTP/1.1\r\nHost: 127.0.0.1:" + port.encode()
-                 + b"\r\nAuthorization: " + token.encode() + b"\r\nContent-Type: application/json\r\n"
-                 + b"Content-Length: 2000000\r\n\r\n")  # fmt: skip
-    assert answer.startswith(b"HTTP/1.1 413 ") and b"connection: close" in answer.lower(), answer
+    for length, closes in ((2_000_000, False), (100_000_000, True)):
+        answer = raw(service.url, b"POST /api/notify HTTP/1.1\r\nHost: 127.0.0.1:" + port.encode()
+                     + b"\r\nAuthorization: " + token.encode() + b"\r\nContent-Type: application/json\r\n"
+                     + b"Content-Length: %d\r\n\r\n" % length)  # fmt: skip
+        assert answer.startswith(b"HTTP/1.1 413 ") and (b"connection: close" in answer.lower()) == closes, answer
     answer = raw(service.url, b"POST /webhooks/github HTTP/1.1\r\nHost: tunnel.example\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 26214401\r\n\r\n")  # fmt: skip
     assert answer.startswith(b"HTTP/1.1 413 "), answer
@@ -250,3 +251,37 @@ def test_the_git_hook_sends_the_token_it_reads_when_it_runs(server: InProcess, t
         hook = subprocess.run([sys.executable, "-m", "mlcicd.hooks", server.url, repo, *args],
                               capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
         assert hook.returncode == 0 and says in hook.stderr, (args, hook.stderr)
+
+
+def test_the_cli_sends_the_token_itself_and_says_when_it_is_refused(
+    server: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlcicd.errors import NotFoundError
+    from mlcicd.project import Project
+    from mlcicd.service import client
+    from mlcicd.service.auth import TOKEN_ENV
+
+    project = Project(server.service.served[0].project.root)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(NotFoundError, match="run 7 does not exist"):  # through: the token was accepted
+        client.get_run(server.url, project, 7)
+    monkeypatch.setenv(TOKEN_ENV, "not-the-token")
+    with pytest.raises(client.TokenRefusedError, match=r"refused the token \(from \$MLCICD_TOKEN\)") as refused:
+        client.get_run(server.url, project, 7)
+    assert "the user that runs `mlcicd up`" in str(refused.value)
+
+
+def test_a_chunked_body_is_cut_at_the_limit(server: InProcess) -> None:
+    from mlcicd.service.http import API_BODY
+
+    chunk = b"x" * 65536
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"POST /api/notify HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     % (server.port, server.token.encode()))  # fmt: skip
+        for _ in range(API_BODY // len(chunk) + 1):  # just past the limit, never the last chunk
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]

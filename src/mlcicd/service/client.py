@@ -11,6 +11,7 @@ call carries the token found beside it and the user's name (:mod:`mlcicd.service
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,10 @@ class Reporter(Protocol):
 
 class ServiceError(MlcicdError):
     """The service answered with an error (its message), or did not answer."""
+
+
+class TokenRefusedError(ServiceError):
+    """The service answered 401: no token was sent, or not its own."""
 
 
 def find_running_service(project: Project) -> str | None:
@@ -67,7 +72,9 @@ def request(
             answer = {}
         message = answer.get("error") if isinstance(answer, dict) else None
         hint = answer.get("hint") if isinstance(answer, dict) else None
-        kind: type[MlcicdError] = {404: NotFoundError, 409: StateError}.get(exc.code, ServiceError)
+        kind: type[MlcicdError] = {401: TokenRefusedError, 404: NotFoundError, 409: StateError}.get(
+            exc.code, ServiceError
+        )
         if exc.code == 409 and "uncommitted changes" in str(message):
             kind = ProjectError
         raise kind(message or f"the service answered {exc.code} to {method} {url}", hint=hint) from None
@@ -81,8 +88,16 @@ def _api(url: str, project: Project, path: str) -> str:
 
 def call(url: str, project: Project, path: str, method: str = "GET", payload: Any = None) -> Any:
     """``path`` of the service at ``url`` for ``project``, with its token and the user's name."""
-    headers = auth.client_headers(auth.token_path(project.state_dir))
-    return request(_api(url, project, path), method, payload, headers=headers)
+    token_file = auth.token_path(project.state_dir)
+    try:
+        return request(_api(url, project, path), method, payload, headers=auth.client_headers(token_file))
+    except TokenRefusedError:
+        sent = f"${auth.TOKEN_ENV}" if os.environ.get(auth.TOKEN_ENV, "").strip() else str(token_file)
+        raise TokenRefusedError(
+            f"the service at {url} refused the token (from {sent})",
+            hint=f"run mlcicd as the user that runs `mlcicd up` (the token file is readable by it only), "
+                 f"or set ${auth.TOKEN_ENV} to the token the service uses",
+        ) from None  # fmt: skip
 
 
 def submit_run(

@@ -40,7 +40,8 @@ What a request must be, checked in this order before any work is done:
   dashboard is read-only and needs none; the webhook is authenticated by its signature.
 - A POST's body is ``application/json`` (else 415: what an HTML form can send is refused),
   within ``API_BODY`` (the webhook's: ``WEBHOOK_BODY``, GitHub's own cap); a declared
-  ``Content-Length`` too large is 413 before the body is read, and the connection closes.
+  ``Content-Length`` too large is 413 before the body is read (past ``DRAIN_LIMIT`` the
+  connection closes), a chunked body as soon as it grows past the limit.
   A ``Content-Length`` that is negative or not a number is a 400 from uvicorn's parser.
 - ``by`` of what a POST records is the ``X-Mlcicd-User`` of the token's holder, never the body's.
 
@@ -92,6 +93,10 @@ BODY_TIMEOUT = 30.0
 CONCURRENCY = 64
 THREADS = 8
 SWEEP = 0.25  # how often late clients are looked for
+# The rest of a refused body is read by uvicorn and dropped (never held), so the client reads its
+# 413 rather than a reset mid-upload; past this declared size the connection is closed instead.
+# A chunked body that never ends is cut by BODY_TIMEOUT.
+DRAIN_LIMIT = 64 * 1024 * 1024
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 # A page shows values from commits, logs and models: no script may run, whatever slips through.
@@ -255,9 +260,9 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
     """The request's body, at most ``limit`` bytes: a larger declared length is refused before a
     byte of it is read, a larger chunked one as soon as it grows past the limit."""
     declared = int(headers.get("content-length") or 0)  # uvicorn's parser let only digits through
-    too_large = _closing(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"the body is larger than {limit} bytes"})
+    too_large = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"the body is larger than {limit} bytes"}
     if declared > limit:
-        return too_large
+        return (_closing if declared > DRAIN_LIMIT else _json)(*too_large)
     parts: list[bytes] = []
     size = 0
     while True:
@@ -267,7 +272,7 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return too_large
+            return _json(*too_large)
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
