@@ -285,3 +285,22 @@ def test_a_chunked_body_is_cut_at_the_limit(server: InProcess) -> None:
         while part := sock.recv(65536):
             answer += part
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
+def test_each_served_project_has_its_token_and_the_environment_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlcicd.service.auth import TOKEN_ENV, TOKEN_FILE
+    from mlcicd.service.core import Service
+
+    roots = [fast_project(tmp_path / "a"), fast_project(tmp_path / "b")]
+    monkeypatch.setenv(TOKEN_ENV, "the-one-token-of-this-service")
+    service = Service(roots, 0)
+    service.load_tokens()
+    assert service.tokens == [b"the-one-token-of-this-service"]
+    assert not any((root / ".mlcicd" / TOKEN_FILE).exists() for root in roots)  # nothing written
+    monkeypatch.delenv(TOKEN_ENV)
+    service.load_tokens()
+    files = [(root / ".mlcicd" / TOKEN_FILE) for root in roots]
+    assert service.tokens == [f.read_bytes().strip() for f in files] and len(set(service.tokens)) == 2
+    assert all(str(f) in service.token_hint for f in files)  # a 401 says where to look

@@ -25,8 +25,9 @@ from mlcicd.service.auth import token_path
 def up(ctx: click.Context, project_dirs: tuple[Path, ...], port: int | None) -> None:
     """Serve PROJECT_DIRs: run their pipelines on push, keep their endpoints serving.
 
-    One process: an HTTP API and the GitHub webhook (POST /webhooks/github) on 127.0.0.1,
-    a durable run queue (one run per pipeline at a time, newer commits supersede queued
+    One process: an HTTP API (it needs the token in .mlcicd/service.token, which the CLI
+    sends itself), a read-only dashboard and the GitHub webhook (POST /webhooks/github) on
+    127.0.0.1, a durable run queue (one run per pipeline at a time, newer commits supersede queued
     ones), polling when service.poll_interval is set, and endpoint supervision. Stop it with
     Ctrl-C; a run in progress is recorded as Failed and can be retried.
     """

@@ -158,7 +158,8 @@ class ServiceApp:
         request = Request.of(scope)
         answer = await self._answer(request, receive)
         headers = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode())]
-        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in answer.headers.items()]
+        extra = {"X-Content-Type-Options": "nosniff", **answer.headers}  # JSON is never read as a page
+        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})  # uvicorn drops it for HEAD
 
