@@ -37,7 +37,10 @@ USER_NAME = re.compile(r"[\w.@+\\-][\w.@+\\ -]{0,63}")
 
 def os_user() -> str:
     """This process's user: the name the CLI sends, and the service's when none is sent."""
-    return os.environ.get("USER") or getpass.getuser()
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name (a container): say which uid
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def ensure_token(state_dir: Path) -> bytes:
