@@ -135,13 +135,13 @@ def test_a_content_length_that_lies_is_answered_and_the_server_goes_on(service: 
 
 
 class InProcess:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **limits: Any) -> None:
         from mlcicd.service.core import Service
         from mlcicd.service.http import ServiceServer
 
         self.service = Service([root], 0)
         self.service.load_tokens()
-        self.server = ServiceServer(self.service, 0, header_timeout=0.5, body_timeout=0.5)
+        self.server = ServiceServer(self.service, 0, **{"header_timeout": 0.5, "body_timeout": 0.5, **limits})
         self.port = self.server.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = self.service.tokens[0].decode()
@@ -304,3 +304,21 @@ def test_each_served_project_has_its_token_and_the_environment_overrides(
     files = [(root / ".mlcicd" / TOKEN_FILE) for root in roots]
     assert service.tokens == [f.read_bytes().strip() for f in files] and len(set(service.tokens)) == 2
     assert all(str(f) in service.token_hint for f in files)  # a 401 says where to look
+
+
+def test_connections_past_the_limit_are_answered_503(tmp_path: Path) -> None:
+    from tests.service.conftest import wait_for
+
+    served = InProcess(fast_project(tmp_path / "iris"), header_timeout=60.0, concurrency=3)
+    served.server.start()
+    health = (f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+              f"Authorization: Bearer {served.token}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    idle = [socket.create_connection(("127.0.0.1", served.port), timeout=30) for _ in range(3)]
+    try:
+        # Once the server has taken the idle ones, the next is refused rather than queued.
+        wait_for("the limit to be reached", lambda: raw(served.url, health).startswith(b"HTTP/1.1 503 "), 60)
+        for sock in idle:
+            sock.close()
+        wait_for("the server to answer again", lambda: raw(served.url, health).startswith(b"HTTP/1.1 200 "), 60)
+    finally:
+        served.server.stop()

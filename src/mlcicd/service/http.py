@@ -308,7 +308,7 @@ class ServiceServer:
     and port 0 is known), run in a thread of the service; ``stop`` ends it."""
 
     def __init__(self, service: Service, port: int, *, header_timeout: float = HEADER_TIMEOUT,
-                 body_timeout: float = BODY_TIMEOUT) -> None:  # fmt: skip
+                 body_timeout: float = BODY_TIMEOUT, concurrency: int = CONCURRENCY) -> None:  # fmt: skip
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -324,7 +324,7 @@ class ServiceServer:
         config = uvicorn.Config(
             self.app, loop="asyncio", http=protocol, ws="none", lifespan="off", interface="asgi3",
             access_log=False, log_config=None, proxy_headers=False, server_header=False,
-            limit_concurrency=CONCURRENCY, timeout_keep_alive=5, timeout_graceful_shutdown=5,
+            limit_concurrency=concurrency, timeout_keep_alive=5, timeout_graceful_shutdown=5,
         )  # fmt: skip
         # A malformed request is answered 400 by uvicorn; it is not worth a line in the service log.
         logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
