@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -89,12 +90,21 @@ class ServiceProcess:
         self.url = wait_for("the service to listen", ready, 60)
         return self
 
+    def auth(self) -> dict[str, str]:
+        """What the CLI sends: the token from the project's state directory, the user's name."""
+        token = self.project / ".mlcicd" / "service.token"
+        return {"Authorization": f"Bearer {token.read_text().strip() if token.exists() else ''}",
+                "X-Mlcicd-User": os.environ.get("USER") or getpass.getuser()}  # fmt: skip
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+        request = urllib.request.Request(self.url + path, headers=self.auth())
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-        request = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers)
+    def post(self, path: str, body: bytes, headers: dict[str, str], *, token: bool = True) -> tuple[int, Any]:
+        """POST ``body``; with ``token``, as the CLI would (the token and the user's name added)."""
+        sent = {**(self.auth() if token else {}), **headers}
+        request = urllib.request.Request(self.url + path, data=body, method="POST", headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())

@@ -20,7 +20,10 @@ def test_without_a_running_service_the_hook_knocks_on_the_configured_port(tmp_pa
     assert installed.exit_code == 0, installed.output
     assert installed.output.strip().endswith("→ http://127.0.0.1:9123")
     hook = Path(git(project, "rev-parse", "--git-path", "hooks").strip())
-    assert "http://127.0.0.1:9123" in (project / hook / "post-commit").read_text()
+    script = (project / hook / "post-commit").read_text()
+    assert "http://127.0.0.1:9123" in script
+    # It names the token file (made at the service's first start), read when the hook runs.
+    assert str(project.resolve() / ".mlcicd" / "service.token") in script
 
 
 def test_print_shows_the_hook_and_installs_nothing(tmp_path: Path) -> None:

@@ -34,8 +34,10 @@ XSS = "<script>alert(1)</script>"
 JSON = {"Content-Type": "application/json"}
 
 
-def fetch(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, Message, str]:
-    request = urllib.request.Request(url, data=body, method=method, headers=JSON if body is not None else {})
+def fetch(url: str, method: str = "GET", body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, Message, str]:  # fmt: skip
+    sent = {**(JSON if body is not None else {}), **(headers or {})}
+    request = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.headers, response.read().decode()
@@ -62,7 +64,8 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
 
     assert "no runs yet" in page(service, "/")
 
-    code, answer = service.post("/api/runs", json.dumps({"by": "<b>mallory</b>"}).encode(), JSON)
+    # ``by`` is who holds the token and says so (X-Mlcicd-User), never what a body claims.
+    code, answer = service.post("/api/runs", json.dumps({"by": "mallory"}).encode(), {**JSON, "X-Mlcicd-User": "ada"})
     assert code == 202, answer
     run_id = answer["run"]["id"]
     shown = wait_for("the run to wait for approval",
@@ -71,7 +74,7 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     # The overview: the run, its status, commit and who started it; escaped.
     overview = page(service, "/")
     assert f'href="/runs/{run_id}"' in overview and "WaitingForApproval" in overview
-    assert sha[:12] in overview and "cli by &lt;b&gt;mallory&lt;/b&gt;" in overview
+    assert sha[:12] in overview and "cli by ada" in overview and "mallory" not in overview
     assert html.escape(f"manual approval {XSS}") in overview
     assert 'http-equiv="refresh"' in overview
 
@@ -89,14 +92,30 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     assert tails["train"] and len(tails["train"].splitlines()) <= 5
     assert html.escape(tails["train"].splitlines()[-1]) in text
 
+    # A page on any site POSTs a form to approve it (the browser sends no token, and cannot send
+    # JSON without asking first): refused, and the run still waits. Even with the token, a form's
+    # content type is refused.
+    approve = f"{service.url}/api/runs/{run_id}/approve"
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://evil.example"}
+    code, _, text = fetch(approve, "POST", b"comment=pwned", form)
+    assert code == 401 and "service.token" in text, text
+    code, _, text = fetch(approve, "POST", b"", form)
+    assert code == 401, text
+    code, _, text = fetch(approve, "POST", b"comment=pwned", {**service.auth(), **form})
+    assert code == 415 and "application/json" in text, text
+    shown = service.get(f"/api/runs/{run_id}")
+    assert shown["run"]["status"] == "WaitingForApproval" and shown["approval"]["status"] == "Pending"
+
     # Approved through the API: the same page now shows the run finished and who decided why.
     code, answer = service.post(f"/api/runs/{run_id}/approve",
-                                json.dumps({"by": "carol", "comment": "ship <it>"}).encode(), JSON)  # fmt: skip
+                                json.dumps({"by": "mallory", "comment": "ship <it>"}).encode(),
+                                {**JSON, "X-Mlcicd-User": "carol"})  # fmt: skip
     assert code == 200, answer
     wait_for("the run to finish", lambda: service.get(f"/api/runs/{run_id}")["run"]["status"] == "Succeeded")
     text = page(service, f"/runs/{run_id}")
     assert "st-Succeeded" in text and "st-Approved" in text and "<td>deploy</td>" in text
-    assert "carol" in text and "ship &lt;it&gt;" in text
+    assert "carol" in text and "ship &lt;it&gt;" in text and "mallory" not in text
+    assert service.get(f"/api/runs/{run_id}")["approval"]["decided_by"] == "carol"
     assert 'http-equiv="refresh"' not in text  # finished: nothing left to follow
     assert f'href="/endpoints/{ENDPOINT}"' in text
 
@@ -135,7 +154,7 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
         code, headers, text = fetch(service.url + path)
         assert code == 404 and headers["Content-Type"] == "text/html; charset=utf-8", (path, code)
         assert says in text and "Not found" in text
-    code, headers, text = fetch(service.url + "/api/nope")
+    code, headers, text = fetch(service.url + "/api/nope", headers=service.auth())
     assert code == 404 and headers["Content-Type"] == "application/json"
 
     # Read-only: HEAD answers like GET without a body; other methods are 405 on pages.
@@ -149,7 +168,7 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     assert code == 405
     keep_alive = http.client.HTTPConnection(*service.url.removeprefix("http://").split(":"), timeout=30)
     for method, path in (("HEAD", "/"), ("GET", f"/runs/{run_id}"), ("HEAD", "/api/runs"), ("GET", "/api/runs")):
-        keep_alive.request(method, path)
+        keep_alive.request(method, path, headers=service.auth())
         response = keep_alive.getresponse()
         body = response.read()
         assert response.status == 200 and bool(body) == (method == "GET"), (method, path)

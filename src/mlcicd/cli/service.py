@@ -15,6 +15,7 @@ from mlcicd.cli.output import echo_json, table, when
 from mlcicd.cli.progress import TerminalReporter
 from mlcicd.errors import MlcicdError
 from mlcicd.project import Project
+from mlcicd.service.auth import token_path
 
 
 @cli.command()
@@ -24,8 +25,9 @@ from mlcicd.project import Project
 def up(ctx: click.Context, project_dirs: tuple[Path, ...], port: int | None) -> None:
     """Serve PROJECT_DIRs: run their pipelines on push, keep their endpoints serving.
 
-    One process: an HTTP API and the GitHub webhook (POST /webhooks/github) on 127.0.0.1,
-    a durable run queue (one run per pipeline at a time, newer commits supersede queued
+    One process: an HTTP API (it needs the token in .mlcicd/service.token, which the CLI
+    sends itself), a read-only dashboard and the GitHub webhook (POST /webhooks/github) on
+    127.0.0.1, a durable run queue (one run per pipeline at a time, newer commits supersede queued
     ones), polling when service.poll_interval is set, and endpoint supervision. Stop it with
     Ctrl-C; a run in progress is recorded as Failed and can be retried.
     """
@@ -55,28 +57,39 @@ def hooks_install(ctx: click.Context, repo: Path, url: str | None, force: bool, 
     """Install post-receive (bare REPO) or post-commit (working REPO) to notify `mlcicd up`."""
     from mlcicd.hooks import hook_script, install
 
+    project = _hook_project(ctx, repo)
     if url is None:
-        url = _service_url(ctx, repo)
+        url = _service_url(project)
+    token_file = None if project is None else token_path(project.state_dir)
+    if token_file is None:
+        click.echo("warning: no mlcicd project found (REPO, -C or here): the hook sends only $MLCICD_TOKEN, "
+                   "if set when it runs", err=True)  # fmt: skip
     if print_only:
-        click.echo(hook_script(url), nl=False)
+        click.echo(hook_script(url, token_file), nl=False)
         return
-    hook = install(repo, url, force=force)
+    hook = install(repo, url, force=force, token_file=token_file)
     click.echo(f"installed {hook} → {url}")
 
 
-def _service_url(ctx: click.Context, repo: Path) -> str:
-    """Where the hook of ``repo`` should knock: the live service of the project (REPO itself
-    when it is one, else -C or the current directory), else the project's configured port."""
+def _hook_project(ctx: click.Context, repo: Path) -> Project | None:
+    """The project a hook of ``repo`` serves: REPO itself when it is one, else -C or the current
+    directory; its service's URL and token file are the hook's."""
+    for start in (repo, None):
+        try:
+            return find_project(ctx, start)
+        except MlcicdError:
+            continue
+    return None
+
+
+def _service_url(project: Project | None) -> str:
+    """Where the hook should knock: the project's live service, else its configured port."""
     from mlcicd.config import ServiceConfig
     from mlcicd.service.client import find_running_service
 
-    for start in (repo, None):
-        try:
-            project = find_project(ctx, start)
-        except MlcicdError:
-            continue
-        return find_running_service(project) or f"http://127.0.0.1:{project.config.service.port}"
-    return f"http://127.0.0.1:{ServiceConfig().port}"
+    if project is None:
+        return f"http://127.0.0.1:{ServiceConfig().port}"
+    return find_running_service(project) or f"http://127.0.0.1:{project.config.service.port}"
 
 
 def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None) -> None:

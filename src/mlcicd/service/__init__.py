@@ -4,7 +4,10 @@ and its worker, polling, endpoint supervision, scheduled monitoring and event no
     core.py        Service: the loop that claims queued runs, resumes approved ones, polls,
                    supervises endpoints; one per process, for one or more projects
     runner.py      one run in its own process (`python -m mlcicd.service.runner`)
-    http.py        the HTTP API (stdlib ThreadingHTTPServer on 127.0.0.1)
+    http.py        the HTTP server on 127.0.0.1 (uvicorn, ASGI): its checks (Host, token, JSON,
+                   sizes, timeouts), the API, the dashboard and the webhook
+    api.py         what the API answers: reads and POSTs on the state and git
+    auth.py        the API's token (.mlcicd/service.token, $MLCICD_TOKEN) and ``by``
     webhook.py     GitHub's push webhook: signature, events, routing to projects
     triggers.py    what starts a run: a push notification, a poll, a retry
     supervise.py   restarts crashed endpoints with backoff, restores them at start

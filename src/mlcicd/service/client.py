@@ -4,12 +4,12 @@ the queue's rules hold (one run per pipeline at a time, newer commits supersede 
 a rollback waits for the run in progress) and the service is the one process that runs pipelines.
 
 The service is found by ``service.json`` in the project's state directory (url, pid and the
-pid's start time, written by `mlcicd up`; checked alive with :mod:`mlcicd.procinfo`).
+pid's start time, written by `mlcicd up`; checked alive with :mod:`mlcicd.procinfo`); every
+call carries the token found beside it and the user's name (:mod:`mlcicd.service.auth`).
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import time
@@ -23,6 +23,7 @@ import click
 
 from mlcicd.errors import MlcicdError, NotFoundError, ProjectError, StateError
 from mlcicd.project import Project
+from mlcicd.service import auth
 from mlcicd.service.info import running_service
 
 FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
@@ -39,6 +40,10 @@ class ServiceError(MlcicdError):
     """The service answered with an error (its message), or did not answer."""
 
 
+class TokenRefusedError(ServiceError):
+    """The service answered 401: no token was sent, or not its own."""
+
+
 def find_running_service(project: Project) -> str | None:
     """The URL of the live `mlcicd up` serving ``project``, or None."""
     info = running_service(project.state_dir)
@@ -46,13 +51,17 @@ def find_running_service(project: Project) -> str | None:
 
 
 def user() -> str:
-    return os.environ.get("USER") or getpass.getuser()
+    return auth.os_user()
 
 
-def request(url: str, method: str = "GET", payload: Any = None, *, timeout: float = 30.0) -> Any:
+def request(
+    url: str, method: str = "GET", payload: Any = None, *, headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Any:  # fmt: skip
     """JSON in, JSON out; an error answer raises with the service's own message."""
     data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})  # fmt: skip
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
@@ -63,7 +72,9 @@ def request(url: str, method: str = "GET", payload: Any = None, *, timeout: floa
             answer = {}
         message = answer.get("error") if isinstance(answer, dict) else None
         hint = answer.get("hint") if isinstance(answer, dict) else None
-        kind: type[MlcicdError] = {404: NotFoundError, 409: StateError}.get(exc.code, ServiceError)
+        kind: type[MlcicdError] = {401: TokenRefusedError, 404: NotFoundError, 409: StateError}.get(
+            exc.code, ServiceError
+        )
         if exc.code == 409 and "uncommitted changes" in str(message):
             kind = ProjectError
         raise kind(message or f"the service answered {exc.code} to {method} {url}", hint=hint) from None
@@ -75,27 +86,39 @@ def _api(url: str, project: Project, path: str) -> str:
     return f"{url.rstrip('/')}{path}?pipeline={quote(project.config.pipeline)}"
 
 
+def call(url: str, project: Project, path: str, method: str = "GET", payload: Any = None) -> Any:
+    """``path`` of the service at ``url`` for ``project``, with its token and the user's name."""
+    token_file = auth.token_path(project.state_dir)
+    try:
+        return request(_api(url, project, path), method, payload, headers=auth.client_headers(token_file))
+    except TokenRefusedError:
+        sent = f"${auth.TOKEN_ENV}" if os.environ.get(auth.TOKEN_ENV, "").strip() else str(token_file)
+        raise TokenRefusedError(
+            f"the service at {url} refused the token (from {sent})",
+            hint=f"run mlcicd as the user that runs `mlcicd up` (the token file is readable by it only), "
+                 f"or set ${auth.TOKEN_ENV} to the token the service uses",
+        ) from None  # fmt: skip
+
+
 def submit_run(
     url: str, project: Project, *, ref: str | None = None, force: bool = False, allow_dirty: bool = False
 ) -> dict[str, Any]:
     """Queue a run of ``ref`` (default: the configured branch): {"run", "superseded", "existing"}."""
-    payload = {"ref": ref, "force": force, "allow_dirty": allow_dirty, "by": user()}
-    answer: dict[str, Any] = request(_api(url, project, "/api/runs"), "POST", payload)
+    payload = {"ref": ref, "force": force, "allow_dirty": allow_dirty}
+    answer: dict[str, Any] = call(url, project, "/api/runs", "POST", payload)
     return answer
 
 
 def decide(url: str, project: Project, run_id: int, approved: bool, comment: str | None) -> dict[str, Any]:
     """Approve or reject run ``run_id``: {"approval", "timed_out"}; the service resumes the run."""
     action = "approve" if approved else "reject"
-    answer: dict[str, Any] = request(
-        _api(url, project, f"/api/runs/{run_id}/{action}"), "POST", {"by": user(), "comment": comment}
-    )
+    answer: dict[str, Any] = call(url, project, f"/api/runs/{run_id}/{action}", "POST", {"comment": comment})
     return answer
 
 
 def retry(url: str, project: Project, run_id: int) -> dict[str, Any]:
     """Queue run ``run_id``'s commit again: {"run"}."""
-    answer: dict[str, Any] = request(_api(url, project, f"/api/runs/{run_id}/retry"), "POST", {"by": user()})
+    answer: dict[str, Any] = call(url, project, f"/api/runs/{run_id}/retry", "POST", {})
     return answer
 
 
@@ -103,15 +126,14 @@ def request_rollback(
     url: str, project: Project, endpoint: str, to_version: int | None, reason: str | None
 ) -> dict[str, Any]:
     """Queue a rollback of ``endpoint``: {"run", "superseded", "target", "from", "behind"}."""
-    answer: dict[str, Any] = request(
-        _api(url, project, f"/api/endpoints/{quote(endpoint)}/rollback"), "POST",
-        {"to": to_version, "by": user(), "reason": reason},
-    )  # fmt: skip
+    answer: dict[str, Any] = call(
+        url, project, f"/api/endpoints/{quote(endpoint)}/rollback", "POST", {"to": to_version, "reason": reason}
+    )
     return answer
 
 
 def get_run(url: str, project: Project, run_id: int) -> dict[str, Any]:
-    answer: dict[str, Any] = request(_api(url, project, f"/api/runs/{run_id}"))
+    answer: dict[str, Any] = call(url, project, f"/api/runs/{run_id}")
     return answer
 
 
@@ -141,7 +163,7 @@ def follow_run(
             on_wait(f"run {run_id} is queued; it starts when the pipeline's current run ends")
             said_queued = True
         running = [s for s in shown["stages"] if s["status"] not in ("Pending", "Skipped") and s["stage"] not in done]
-        logs: dict[str, str] = request(_api(url, project, f"/api/runs/{run_id}/logs")) if running else {}
+        logs: dict[str, str] = call(url, project, f"/api/runs/{run_id}/logs") if running else {}
         for stage in running:
             name = stage["stage"]
             if name not in started:
@@ -201,7 +223,7 @@ def run_through_service(
         elapsed = (run.get("ended_at") or time.time()) - (run.get("started_at") or time.time())
         say(f"run {run['id']} succeeded in {elapsed:.1f}s")
         name = project.config.deploy.endpoint_name
-        endpoints = request(_api(url, project, "/api/endpoints"))
+        endpoints = call(url, project, "/api/endpoints")
         endpoint = next((e for e in endpoints if e.get("name") == name), None)
         if endpoint is not None and endpoint.get("status") == "InService" and endpoint.get("url"):
             say(f"endpoint {endpoint['name']}: {endpoint['url']}/invocations")

@@ -1,8 +1,8 @@
 """The service: one process for one or more projects (`mlcicd up`).
 
-Threads: the HTTP server (one thread per request), the queue loop below, the event notifier,
-the monitoring schedules (:mod:`mlcicd.service.monitoring`). Each thread opens its own state
-connections. The loop, every tick and per project:
+Threads: the HTTP server (uvicorn's event loop, and a bounded pool for the requests' work), the
+queue loop below, the event notifier, the monitoring schedules (:mod:`mlcicd.service.monitoring`).
+Each thread opens its own state connections. The loop, every tick and per project:
 reject approvals past their timeout; start a queued rollback (an operator's, so first), else
 resume runs that have a decision, else claim the oldest queued run (one run per pipeline at a
 time); poll when due; supervise endpoints.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mlcicd.errors import MlcicdError, PortInUseError
 from mlcicd.project import Project
-from mlcicd.service import triggers
+from mlcicd.service import auth, triggers
 from mlcicd.service.info import remove_info, write_info
 from mlcicd.service.monitoring import MonitoringScheduler
 from mlcicd.service.notifier import EventNotifier
@@ -65,6 +65,9 @@ class Service:
         self.supervisor = EndpointSupervisor(self.log)
         self._threads: list[threading.Thread] = []
         self.url = ""
+        self.user = auth.os_user()  # ``by`` of a request whose client did not say who it is
+        self.tokens: list[bytes] = []
+        self.token_hint = ""
 
     @staticmethod
     def _serve(root: Path) -> Served:
@@ -93,30 +96,45 @@ class Service:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        from mlcicd.service.http import make_server
+    def load_tokens(self) -> None:
+        """The tokens the API accepts: $MLCICD_TOKEN, else each served project's token file
+        (made now if missing), so the CLI of any of them finds one where it finds service.json."""
+        override = os.environ.get(auth.TOKEN_ENV, "").strip()
+        if override:
+            self.tokens = [override.encode()]
+            self.token_hint = (f"send the token this service was started with (${auth.TOKEN_ENV}) "
+                               "as `Authorization: Bearer TOKEN`")  # fmt: skip
+            return
+        self.tokens = [auth.ensure_token(s.project.state_dir) for s in self.served]
+        files = " or ".join(str(s.project.state_dir / auth.TOKEN_FILE) for s in self.served)
+        self.token_hint = (f"send `Authorization: Bearer TOKEN` with the token in {files} (the mlcicd CLI does), "
+                           f"or set ${auth.TOKEN_ENV} for the client")  # fmt: skip
 
+    def start(self) -> None:
+        from mlcicd.service.http import ServiceServer
+
+        self.load_tokens()
         try:
-            server = make_server(self, self.port)
+            server = ServiceServer(self, self.port)
         except OSError as exc:
             raise PortInUseError(
                 f"cannot listen on 127.0.0.1:{self.port}: {exc.strerror or exc}",
                 hint="another `mlcicd up` may be running; pass --port",
             ) from exc
-        self.port = server.server_address[1]
+        self.port = server.port
         self.url = f"http://127.0.0.1:{self.port}"
         self._recover()
+        self._server = server
+        server.start()
         for s in self.served:
             write_info(s.project.state_dir, self.url)
         notifier = EventNotifier(self.roots, self.log, self.stop_event)
         monitoring = MonitoringScheduler(self.roots, self.log, self.stop_event)
         self._threads = [
-            threading.Thread(target=server.serve_forever, name="http", daemon=True),
             threading.Thread(target=self._loop, name="queue", daemon=True),
             threading.Thread(target=notifier.run, name="notifier", daemon=True),
             threading.Thread(target=monitoring.run, name="monitoring", daemon=True),
         ]
-        self._server = server
         for thread in self._threads:
             thread.start()
         names = ", ".join(f"{s.project.config.pipeline} ({s.project.root})" for s in self.served)
@@ -161,8 +179,7 @@ class Service:
                 child.process.kill()
                 child.process.wait()
         if hasattr(self, "_server"):
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         for s in self.served:
             remove_info(s.project.state_dir)
 

@@ -1,5 +1,6 @@
-"""The HTTP API of `mlcicd up`, on 127.0.0.1: JSON for what the CLI shows, the GitHub
-webhook, and the git hooks' notifications.
+"""The HTTP side of `mlcicd up` on 127.0.0.1: JSON for what the CLI shows, the GitHub webhook,
+the git hooks' notifications, and the dashboard — an ASGI app served by uvicorn in a thread of
+the service.
 
     GET  /health                           {"status": "ok", "pid", "projects"}
     GET  /api/runs[?pipeline=P&limit=N]    runs, newest first
@@ -13,13 +14,13 @@ webhook, and the git hooks' notifications.
     GET  /api/endpoints/{name}/monitoring[?limit=N]
                                            its monitoring schedule and executions, newest first
     GET  /api/events[?after=ID]            the registry's event log
-    POST /api/runs {"ref", "force", "allow_dirty", "by"}
+    POST /api/runs {"ref", "force", "allow_dirty"}
                                            queue a run (what `mlcicd run` does when the service
                                            is up): 202 {"run", "superseded", "existing"}
-    POST /api/runs/{id}/approve|reject {"by", "comment"}
+    POST /api/runs/{id}/approve|reject {"comment"}
                                            decide a run WaitingForApproval; the service resumes it
     POST /api/runs/{id}/retry              queue a finished run's commit again: 202 {"run"}
-    POST /api/endpoints/{name}/rollback {"to", "by", "reason"}
+    POST /api/endpoints/{name}/rollback {"to", "reason"}
                                            queue a rollback (to version ``to``, default: the
                                            previous model, resolved now): 202 {"run", "superseded",
                                            "target", "from", "behind"}
@@ -28,33 +29,76 @@ webhook, and the git hooks' notifications.
     GET  /, /runs/{id}, /models[/{group}/{version}], /endpoints[/{name}], /events
                                            the dashboard (HTML, :mod:`mlcicd.web`), from the same data
 
-``pipeline`` picks the project when the service serves several (default: the first).
-Each request opens its own state connection. HEAD is answered wherever GET is; the
-dashboard's pages answer other methods 405.
+What a request must be, checked in this order before any work is done:
+
+- ``Host`` is the service's own address (``127.0.0.1:PORT`` or ``localhost:PORT``), so a web
+  page whose name was rebound to 127.0.0.1 (DNS rebinding) reads nothing; else 400. The webhook
+  is exempt: GitHub reaches it through a tunnel or proxy under a foreign name, and its HMAC
+  signature (:mod:`mlcicd.service.webhook`) is what protects it.
+- ``/health`` and ``/api/…`` need the service's token (``Authorization: Bearer``,
+  :mod:`mlcicd.service.auth`), reads included; else 401 saying where the token file is. The
+  dashboard is read-only and needs none; the webhook is authenticated by its signature.
+- A POST's body is ``application/json`` (else 415: what an HTML form can send is refused),
+  within ``API_BODY`` (the webhook's: ``WEBHOOK_BODY``, GitHub's own cap); a declared
+  ``Content-Length`` too large is 413 before the body is read (past ``DRAIN_LIMIT`` the
+  connection closes), a chunked body as soon as it grows past the limit.
+  A ``Content-Length`` that is negative or not a number is a 400 from uvicorn's parser.
+- ``by`` of what a POST records is the ``X-Mlcicd-User`` of the token's holder, never the body's.
+
+uvicorn gives the rest: a slow client never holds a thread (the event loop waits for it); one
+that does not send its headers within ``HEADER_TIMEOUT`` (its body within ``BODY_TIMEOUT``) gets
+408 and loses its connection; at most ``CONCURRENCY`` connections and requests at once (then
+503); the work of a request (the state database, git) runs in a pool of ``THREADS`` threads.
+``pipeline`` picks the project when the service serves several (default: the first). HEAD is
+answered wherever GET is; the dashboard's pages answer other methods 405.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import os
-import re
-import uuid
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs
+
+import uvicorn
 
 from mlcicd.cli.output import to_jsonable
 from mlcicd.errors import MlcicdError, NotFoundError
-from mlcicd.project import Project
-from mlcicd.service import webhook
-from mlcicd.web import data, routes
+from mlcicd.service import api, auth, webhook
+from mlcicd.serving.worker import GuardedProtocol
+from mlcicd.web import routes
 
 if TYPE_CHECKING:
     from mlcicd.service.core import Service
 
-MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+WEBHOOK = "/webhooks/github"
+WEBHOOK_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+API_BODY = 1024 * 1024  # a run, a decision, a rollback: a few hundred bytes
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+CONCURRENCY = 64
+THREADS = 8
+SWEEP = 0.25  # how often late clients are looked for
+# The rest of a refused body is read by uvicorn and dropped (never held), so the client reads its
+# 413 rather than a reset mid-upload; past this declared size the connection is closed instead.
+# A chunked body that never ends is cut by BODY_TIMEOUT.
+DRAIN_LIMIT = 64 * 1024 * 1024
+JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
 # A page shows values from commits, logs and models: no script may run, whatever slips through.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
@@ -65,258 +109,244 @@ PAGE_HEADERS = {
 }  # fmt: skip
 
 
-class ServiceServer(ThreadingHTTPServer):
-    daemon_threads = True
-    service: Service
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def make_server(service: Service, port: int) -> ServiceServer:
-    server = ServiceServer(("127.0.0.1", port), Handler)
-    server.service = service
-    return server
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, json.dumps(to_jsonable(payload), indent=1).encode(), JSON_TYPE, headers or {})
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: ServiceServer
-    protocol_version = "HTTP/1.1"
-    head_only = False  # HEAD: the headers of GET's answer, no body
+def _closing(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
+    """An answer given without reading the request's body: the connection closes after it."""
+    return _json(status, payload, {**(headers or {}), "Connection": "close"})
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # requests are not worth a line each in the service log
 
-    # -- plumbing ---------------------------------------------------------------------------
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names in lower case
 
-    def _send(self, status: int, payload: Any) -> None:
-        body = json.dumps(to_jsonable(payload), indent=1).encode()
-        self._reply(status, body, "application/json")
+    @classmethod
+    def of(cls, scope: Scope) -> Request:
+        raw = scope.get("raw_path") or scope["path"].encode()  # as sent: routes unquote their parts
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        return cls(scope["method"], raw.decode("latin-1"), parse_qs(scope["query_string"].decode("latin-1")), headers)
 
-    def _reply(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if not self.head_only:
-            self.wfile.write(body)
 
-    def _page(self, path: str, query: dict[str, list[str]]) -> None:
-        served = [(s.project.config.pipeline, s.project.root) for s in self.server.service.served]
-        status, page = routes.render(served, path, query)
-        self._reply(status, page.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+class ServiceApp:
+    """The ASGI app: the checks above, then the work in the thread pool."""
 
-    def _not_allowed(self) -> None:
-        """Another method than GET or HEAD on a page (or on the API, one it does not take).
+    def __init__(self, service: Service, port: int) -> None:
+        self.service = service
+        self.hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        if port == 80:
+            self.hosts |= {"127.0.0.1", "localhost"}
+        self.executor = ThreadPoolExecutor(THREADS, thread_name_prefix="http")
 
-        The request's body, if any, is not read: the connection closes after the answer."""
-        path = urlsplit(self.path).path
-        if routes.is_page(path):
-            body = b"405 method not allowed: the dashboard is read-only (GET, HEAD)\n"
-            allow, content_type = "GET, HEAD", "text/plain; charset=utf-8"
-        else:
-            body = json.dumps({"error": f"{self.command} is not allowed on {path}"}).encode()
-            allow, content_type = "GET, HEAD, POST", "application/json"
-        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, body, content_type, {"Allow": allow, "Connection": "close"})
-
-    def _body(self) -> bytes | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _project(self, query: dict[str, list[str]]) -> Project:
-        served = self.server.service.served
-        wanted = query.get("pipeline", [None])[0]
-        for s in served:
-            if wanted in (None, s.project.config.pipeline):
-                return Project(s.project.root)
-        raise NotFoundError(f"this service does not serve pipeline {wanted!r}")
-
-    def _post_api(self, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, Any]:
-        project = self._project(query)
-        try:
-            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/rollback", path):
-                return _post_rollback(project, m.group(1), body)
-            return _post_runs_for(project, path, body)
-        finally:
-            project.state.close()
-
-    # -- routes -----------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        if routes.is_page(url.path):
-            self._page(url.path, query)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             return
+        request = Request.of(scope)
+        answer = await self._answer(request, receive)
+        headers = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode())]
+        extra = {"X-Content-Type-Options": "nosniff", **answer.headers}  # JSON is never read as a page
+        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})  # uvicorn drops it for HEAD
+
+    async def _work(self, work: Callable[[], Answer]) -> Answer:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+    async def _answer(self, request: Request, receive: Receive) -> Answer:
+        method, path, headers = request.method, request.path, request.headers
+        if path == WEBHOOK:
+            if method != "POST":
+                return _closing(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} is not allowed on {path}"},
+                                {"Allow": "POST"})  # fmt: skip
+            delivery = await _read_body(receive, headers, WEBHOOK_BODY)
+            if isinstance(delivery, Answer):
+                return delivery
+            return await self._work(lambda: self._webhook(headers, delivery))
+        page = routes.is_page(path)
+        host = headers.get("host", "")
+        if host.lower() not in self.hosts:
+            message = (f"Host {host!r} is not this service's address ({' or '.join(sorted(self.hosts))}): "
+                       "a page reached under another name (DNS rebinding) is refused")  # fmt: skip
+            if page:
+                return Answer(HTTPStatus.BAD_REQUEST, f"400 bad request: {message}\n".encode(), TEXT_TYPE,
+                              {"Connection": "close"})  # fmt: skip
+            return _closing(HTTPStatus.BAD_REQUEST, {"error": message})
+        if page:
+            if method not in ("GET", "HEAD"):
+                return Answer(HTTPStatus.METHOD_NOT_ALLOWED,
+                              b"405 method not allowed: the dashboard is read-only (GET, HEAD)\n", TEXT_TYPE,
+                              {"Allow": "GET, HEAD", "Connection": "close"})  # fmt: skip
+            return await self._work(lambda: self._page(request))
+        if path != "/health" and not path.startswith("/api/"):
+            return _closing(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {path}"})
+        if method not in ("GET", "HEAD", "POST"):
+            return _closing(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} is not allowed on {path}"},
+                            {"Allow": "GET, HEAD, POST"})  # fmt: skip
+        if not auth.accepted(auth.bearer(headers.get("authorization")), self.service.tokens):
+            return _closing(HTTPStatus.UNAUTHORIZED,
+                            {"error": f"missing or wrong token for {method} {path}", "hint": self.service.token_hint},
+                            {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if method != "POST":
+            return await self._work(lambda: self._get(request))
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != JSON_TYPE:
+            return _closing(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                            {"error": f"POST {path} takes a JSON body (Content-Type: {JSON_TYPE}), "
+                                      f"not {content_type or 'no Content-Type'}"})  # fmt: skip
         try:
-            self._send(HTTPStatus.OK, self._get(url.path.rstrip("/") or "/", query))
+            by = auth.user_of(headers.get(auth.USER_HEADER.lower()), self.service.user)
+        except ValueError as exc:
+            return _closing(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        body = await _read_body(receive, headers, API_BODY)
+        if isinstance(body, Answer):
+            return body
+        return await self._work(lambda: self._post(request, body, by))
+
+    # -- the work, in the pool ---------------------------------------------------------------
+
+    def _page(self, request: Request) -> Answer:
+        served = [(s.project.config.pipeline, s.project.root) for s in self.service.served]
+        status, page = routes.render(served, request.path, request.query)
+        return Answer(status, page.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+
+    def _get(self, request: Request) -> Answer:
+        try:
+            return _json(HTTPStatus.OK, api.get(self.service, request.path.rstrip("/") or "/", request.query))
         except NotFoundError as exc:
-            self._send(HTTPStatus.NOT_FOUND, {"error": exc.headline})
+            return _json(HTTPStatus.NOT_FOUND, {"error": exc.headline})
         except (MlcicdError, ValueError) as exc:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return _json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
 
-    def _get(self, path: str, query: dict[str, list[str]]) -> Any:
-        service = self.server.service
-        if path == "/health":
-            return {"status": "ok", "pid": os.getpid(),
-                    "projects": [{"pipeline": s.project.config.pipeline, "root": s.project.root} for s in service.served]}  # fmt: skip
-        project = self._project(query)
-        state = project.state
+    def _post(self, request: Request, body: bytes, by: str) -> Answer:
         try:
-            if path == "/api/runs":
-                return data.runs(state, limit=int(query.get("limit", ["50"])[0]))
-            if m := re.fullmatch(r"/api/runs/(\d+)", path):
-                return data.run(state, int(m.group(1)))
-            if m := re.fullmatch(r"/api/runs/(\d+)/logs", path):
-                tail = query.get("tail", [None])[0]
-                return data.run_logs(state, int(m.group(1)), tail=None if tail is None else int(tail))
-            if path == "/api/models":
-                return data.models(state)
-            if m := re.fullmatch(r"/api/models/([^/]+)/(\d+)", path):
-                return data.model(state, unquote(m.group(1)), int(m.group(2)))
-            if path == "/api/endpoints":
-                return data.endpoints(project)
-            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)", path):
-                return data.endpoint(project, m.group(1))
-            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/history", path):
-                return data.endpoint_history(state, m.group(1))
-            if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)/monitoring", path):
-                return data.monitoring(project, m.group(1), limit=int(query.get("limit", ["50"])[0]))
-            if path == "/api/events":
-                return data.events(state, after=int(query.get("after", ["0"])[0]), limit=500)
-        finally:
-            state.close()
-        raise NotFoundError(f"no such resource: {path}")
+            status, answer = api.post(self.service, request.path.rstrip("/"), request.query, body, by)
+        except NotFoundError as exc:
+            status, answer = HTTPStatus.NOT_FOUND, {"error": exc.headline, "hint": exc.hint}
+        except MlcicdError as exc:
+            status, answer = HTTPStatus.CONFLICT, {"error": exc.headline, "hint": exc.hint}
+        except ValueError as exc:
+            status, answer = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+        return _json(status, answer)
 
-    def do_HEAD(self) -> None:
-        self.head_only = True  # one handler serves every request of a keep-alive connection
+    def _webhook(self, headers: dict[str, str], body: bytes) -> Answer:
+        service = self.service
+        targets = service.webhook_targets()
         try:
-            self.do_GET()
+            status, answer = webhook.handle(targets, headers, body)
+        except MlcicdError as exc:
+            status, answer = 500, {"error": exc.headline}
         finally:
-            self.head_only = False
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        if routes.is_page(url.path):
-            self._not_allowed()
-            return
-        body = self._body()
-        if body is None:
-            return
-        service = self.server.service
-        if url.path == "/webhooks/github":
-            headers = {k: v for k, v in self.headers.items()}
-            targets = service.webhook_targets()
-            try:
-                status, answer = webhook.handle(targets, headers, body)
-            except MlcicdError as exc:
-                status, answer = 500, {"error": exc.headline}
-            finally:
-                for target in targets:
-                    target.project.state.close()
-            if status in (200, 202) and answer.get("runs"):
-                service.log(f"webhook: queued {answer['runs']}")
-            self._send(status, answer)
-            return
-        if url.path.startswith(("/api/runs", "/api/endpoints/")):
-            try:
-                status, answer = self._post_api(url.path.rstrip("/"), parse_qs(url.query), body)
-            except NotFoundError as exc:
-                status, answer = HTTPStatus.NOT_FOUND, {"error": exc.headline, "hint": exc.hint}
-            except MlcicdError as exc:
-                status, answer = HTTPStatus.CONFLICT, {"error": exc.headline, "hint": exc.hint}
-            except ValueError as exc:
-                status, answer = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
-            self._send(status, answer)
-            return
-        if url.path == "/api/notify":
-            try:
-                repository = json.loads(body or b"{}").get("repository")
-            except (ValueError, AttributeError):
-                repository = None
-            if not isinstance(repository, str) or not repository:
-                self._send(HTTPStatus.BAD_REQUEST, {"error": 'expected {"repository": PATH}'})
-                return
-            service.notify_push(Path(repository))
-            self._send(HTTPStatus.ACCEPTED, {"ok": True})
-            return
-        self._send(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {url.path}"})
+            for target in targets:
+                target.project.state.close()
+        if status in (200, 202) and answer.get("runs"):
+            service.log(f"webhook: queued {answer['runs']}")
+        return _json(status, answer)
 
 
-def _fields(body: bytes) -> dict[str, Any]:
-    data = json.loads(body or b"{}")
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    return data
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | Answer:
+    """The request's body, at most ``limit`` bytes: a larger declared length is refused before a
+    byte of it is read, a larger chunked one as soon as it grows past the limit."""
+    declared = int(headers.get("content-length") or 0)  # uvicorn's parser let only digits through
+    too_large = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"the body is larger than {limit} bytes"}
+    if declared > limit:
+        return (_closing if declared > DRAIN_LIMIT else _json)(*too_large)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return _closing(HTTPStatus.BAD_REQUEST, {"error": "the client went away"})
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return _json(*too_large)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
-def _text(data: dict[str, Any], key: str, default: str | None = None) -> str | None:
-    value = data.get(key, default)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
-    return value
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus the sweep that cuts clients too slow to send their request."""
+
+    _sweeper: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await super().shutdown(sockets=sockets)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP)
+            now = loop.time()
+            for connection in list(self.server_state.connections):
+                if isinstance(connection, GuardedProtocol):
+                    connection.expired(now)
 
 
-def _post_rollback(project: Project, endpoint: str, body: bytes) -> tuple[int, Any]:
-    """Queue a rollback of ``endpoint``: it runs as soon as no run of the pipeline is running,
-    before the pipeline's queued runs."""
-    from mlcicd.rollback import request_rollback
+class ServiceServer:
+    """uvicorn on a socket bound before it starts (so a taken port fails `mlcicd up` at once
+    and port 0 is known), run in a thread of the service; ``stop`` ends it."""
 
-    data = _fields(body)
-    to = data.get("to")
-    if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
-        raise ValueError(f"to: expected a model version (an integer), got {to!r}")
-    by = _text(data, "by", "unknown") or "unknown"
-    run, superseded = request_rollback(project, endpoint, to, by=by, reason=_text(data, "reason"))
-    running = project.state.runs_with_status("Running", project.config.pipeline)
-    return HTTPStatus.ACCEPTED, {
-        "run": run, "superseded": superseded, "target": run.trigger["to"], "from": run.trigger["from"],
-        "behind": [r.id for r in running],
-    }  # fmt: skip
-
-
-def _post_runs_for(project: Project, path: str, body: bytes) -> tuple[int, Any]:
-    from mlcicd import git
-    from mlcicd.errors import ProjectError
-    from mlcicd.service import triggers
-
-    data = _fields(body)
-    state, config = project.state, project.config
-    by = _text(data, "by", "unknown") or "unknown"
-    if path == "/api/runs":
-        ref = _text(data, "ref")
-        dirty = git.dirty_paths(project.repo, project.rel)
-        if dirty and not data.get("allow_dirty"):
-            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-            raise ProjectError(
-                f"the working tree has uncommitted changes: {shown}",
-                hint="commit them, or pass --allow-dirty to run the last commit anyway",
-            )
-        commit = git.resolve_commit(project.repo, project.rel, ref or config.branch, config.branch)
-        request = uuid.uuid4().hex
-        run, superseded = state.enqueue_run(
-            pipeline=config.pipeline, project_dir=str(project.root), ref=commit.sha, commit_sha=commit.sha,
-            trigger={"kind": "cli", "by": by, "ref": ref or config.branch, "branch": config.branch,
-                     "dirty": bool(dirty), "request": request},
-            forced=bool(data.get("force")),
+    def __init__(self, service: Service, port: int, *, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT, concurrency: int = CONCURRENCY) -> None:  # fmt: skip
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(("127.0.0.1", port))
+            self.socket.listen(128)
+        except OSError:
+            self.socket.close()
+            raise
+        self.port: int = self.socket.getsockname()[1]
+        self.app = ServiceApp(service, self.port)
+        protocol = type("ServiceProtocol", (GuardedProtocol,),
+                        {"header_timeout": header_timeout, "body_timeout": body_timeout})  # fmt: skip
+        config = uvicorn.Config(
+            self.app, loop="asyncio", http=protocol, ws="none", lifespan="off", interface="asgi3",
+            access_log=False, log_config=None, proxy_headers=False, server_header=False,
+            limit_concurrency=concurrency, timeout_keep_alive=5, timeout_graceful_shutdown=5,
         )  # fmt: skip
-        assert run is not None  # no delivery id: a run is always returned
-        existing = run.trigger.get("request") != request  # that commit was queued or running already
-        return HTTPStatus.ACCEPTED, {"run": run, "superseded": superseded, "existing": existing}
-    m = re.fullmatch(r"/api/runs/(\d+)/(approve|reject|retry)", path)
-    if m is None:
-        raise NotFoundError(f"no such resource: {path}")
-    run_id, action = int(m.group(1)), m.group(2)
-    if action == "retry":
-        return HTTPStatus.ACCEPTED, {"run": triggers.retry(project, run_id)}
-    comment = _text(data, "comment")
-    if any(a.run_id == run_id for a in state.expired_approvals()):
-        approval = state.decide_approval(run_id, False, by="mlcicd (timeout)",
-                                         comment="no decision within approve.timeout")  # fmt: skip
-        return HTTPStatus.OK, {"approval": approval, "timed_out": True}
-    approval = state.decide_approval(run_id, action == "approve", by=by, comment=comment)
-    return HTTPStatus.OK, {"approval": approval, "timed_out": False}
+        # A malformed request is answered 400 by uvicorn; it is not worth a line in the service log.
+        logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+        self.server = _Server(config)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+
+    def _run(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Serve, once uvicorn says it does (or its thread ended: then raise)."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.server.started:
+            raise MlcicdError(f"the HTTP server did not start on 127.0.0.1:{self.port}",
+                              hint="see the service's output above")  # fmt: skip
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+        self.app.executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(OSError):
+            self.socket.close()
