@@ -44,6 +44,7 @@ def test_defaults_fill_what_is_not_said() -> None:
         ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=(.+)'}]\ngate: {f1: 0.5}", "gate.f1: the gate checks 'f1'"),
         ("pipeline: p\nstore: {uri: 'ftp://x'}", "store.uri: expected an s3:// URI"),
         ("pipeline: p\ndeploy: {port: 70000}", "deploy.port: not a TCP port"),
+        ("pipeline: p\ndeploy: {model_timeout: 0}", "deploy.model_timeout: must be a positive number of seconds, got 0"),
     ],
 )
 def test_bad_config_names_file_key_and_expectation(text: str, expected: str) -> None:

@@ -23,10 +23,13 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     - {name: B, model: latest, weight: 1}
   data_capture: {enabled: true, sampling_percentage: 100}
   header_timeout: 5
+  model_timeout: 30
 """)  # fmt: skip
     commit_all(iris_project, "A/B")
     result = mlcicd(iris_project, "run", str(iris_project))
     assert result.exit_code == 0, result.output
+    served = json.loads(next(iris_project.rglob(f"endpoints/{NAME}/config.json")).read_text())
+    assert served["model_timeout"] == 30  # mlcicd.yaml reaches the workers
     described = as_json(mlcicd(iris_project, "endpoints", "describe", NAME, "--json"))
     url = described["endpoint"]["url"]
     assert [(v["name"], v["weight"]) for v in described["live"]["variants"]] == [("A", 1), ("B", 1)]

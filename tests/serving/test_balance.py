@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlcicd.serving.balance import ABSENT, BalancedAcceptor, ConnectionBoard
+from mlcicd.serving.balance import ABSENT, BUSY_AFTER_SECONDS, BalancedAcceptor, ConnectionBoard
 from tests.serving.helpers import IrisModel, request, wait_for
 from tests.serving.test_supervisor import Start, in_service, start_supervisor, write_config
 
@@ -117,6 +117,19 @@ def test_a_worker_that_is_not_accepting_does_not_count(board: ConnectionBoard) -
     assert a is not None and b is not None
     board.counts[a] = 5  # b is still starting (ABSENT)
     assert board.least_loaded(a)
+
+
+def test_a_peer_whose_loop_stalled_is_not_waited_for(board: ConnectionBoard) -> None:
+    stalled, busy = board.claim(), board.claim()
+    assert stalled is not None and busy is not None
+    board.counts[stalled], board.counts[busy] = 0, 3
+    now = time.monotonic()
+    board.beat(stalled, now)
+    assert not board.least_loaded(busy)  # the peer with fewer is alive: it takes the next one
+    board.beat(stalled, now - BUSY_AFTER_SECONDS - 1)  # its loop has not run since
+    assert board.least_loaded(busy) and board.stalled_for(stalled, now) > BUSY_AFTER_SECONDS
+    board.release(stalled)  # a replacement starts with no heartbeat: not stalled
+    assert board.claim() == stalled and board.stalled_for(stalled, now) == 0.0
 
 
 def test_connections_are_shared_evenly(listener: socket.socket, board: ConnectionBoard) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 
 from mlcicd import procinfo
 from mlcicd.fsutil import atomic_write_json
+from mlcicd.serving import metrics
 from mlcicd.serving.config import ServingConfig, VariantSpec
 from tests.serving.helpers import (
     MODEL_FN_RAISES,
@@ -36,11 +40,12 @@ JSON = {"Content-Type": "application/json"}
 
 
 def write_config(state_dir: Path, iris: IrisModel, script: str = NO_HANDLERS, *, name: str = "cfg-1",
-                 port: int = 0, workers: int = 1, startup_timeout: float = 30.0) -> Path:  # fmt: skip
+                 port: int = 0, workers: int = 1, startup_timeout: float = 30.0,
+                 model_timeout: float = 60.0) -> Path:  # fmt: skip
     code = write_code(state_dir.parent / f"code-{name}", script)
     config = ServingConfig(
         name=name, endpoint_name="iris", port=port, workers=workers, startup_timeout=startup_timeout,
-        drain_timeout=5.0, variants=(VariantSpec(name="AllTraffic", model_dir=str(iris.model_dir),
+        drain_timeout=5.0, model_timeout=model_timeout, variants=(VariantSpec(name="AllTraffic", model_dir=str(iris.model_dir),
                                                  code_dir=str(code), model_sha256=iris.sha256),),
     )  # fmt: skip
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -219,3 +224,131 @@ def test_free_port_is_honoured(tmp_path: Path, iris: IrisModel, start_supervisor
     state_dir = write_config(tmp_path / "ep", iris, port=port)
     start_supervisor(state_dir)
     assert in_service(state_dir)["url"] == f"http://127.0.0.1:{port}"
+
+
+# A negative first feature hangs predict_fn (after leaving a mark in the worker's cwd, run/);
+# below -5 it hangs in C code that holds the GIL, so no thread of the worker runs either.
+HANGS = """
+    import os, re, time
+    import joblib
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        if data[0][0] < 0:
+            open("hanging", "w").close()
+            if data[0][0] < -5:
+                re.match(r"(a+)+$", "a" * 64 + "b")  # catastrophic backtracking: ages
+            time.sleep(3600)
+        return model.predict(data)
+"""
+HANG_ROW = b"[[-1.0, 3.0, 5.2, 2.3]]"
+HANG_IN_C_ROW = b"[[-9.0, 3.0, 5.2, 2.3]]"
+
+
+def replaced(state_dir: Path, victim: int) -> dict[str, Any]:
+    """status.json once the stalled ``victim`` is gone and every worker is ready again."""
+    return wait_for(
+        lambda: (
+            (s := status(state_dir)).get("worker_restarts") == 1
+            and victim not in [w["pid"] for w in s["workers"]]
+            and {w["state"] for w in s["workers"]} == {"ready"}
+            and s
+        ),
+        timeout=60,
+    )
+
+
+def hang_in_background(url: str, row: bytes, path: str = "/invocations") -> Callable[[], Any]:
+    """Send a request that hangs a worker; the returned call waits for its answer (or error)."""
+    outcome: list[Any] = []
+
+    def send() -> None:
+        try:
+            outcome.append(request(url, body=row, headers=JSON, path=path, timeout=60))
+        except Exception as exc:  # the connection may die with its worker
+            outcome.append(exc)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join(90)
+        assert outcome, "the hung request got no answer at all"
+        return outcome[0]
+
+    return result
+
+
+def test_a_stalled_worker_answers_504_and_is_replaced_while_the_other_serves(
+    tmp_path: Path, iris: IrisModel, start_supervisor: Start
+) -> None:
+    state_dir = write_config(tmp_path / "ep", iris, HANGS, workers=2, model_timeout=2.0)
+    start_supervisor(state_dir)
+    before = in_service(state_dir)
+    url, expected = before["url"], iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
+    hung = hang_in_background(url, HANG_ROW)
+    wait_for(lambda: (state_dir / "run" / "hanging").exists())
+    # Every other request, each on a new connection, is answered throughout: by the other
+    # worker while one is stalled, then by it and the replacement.
+    answered, deadline = 0, time.monotonic() + 60
+    while not (s := status(state_dir)).get("worker_restarts") or answered < 5:
+        assert time.monotonic() < deadline, "the stalled worker was never replaced"
+        assert predict(url) == expected
+        answered += 1
+    response = hung()
+    assert response.status == 504, response.body
+    assert response.json()["error"] == "ModelTimeout"
+    assert "deploy.model_timeout" in response.json()["message"]
+    victim = next(w["pid"] for w in before["workers"] if w["pid"] not in [x["pid"] for x in s["workers"]])
+    after = replaced(state_dir, victim)
+    assert len(after["workers"]) == 2 and procinfo.start_time(victim) is None
+    assert predict(url) == expected and request(url, "GET", "/ping").status == 200
+    log = (state_dir / "endpoint.log").read_text()
+    assert "the event loop has not run for" in log and "in predict_fn" in log  # where it hung
+    assert "exit code 4" in log
+    counted = metrics.read_all(state_dir / "metrics")["series"]["cfg-1|AllTraffic"]
+    assert counted["Invocation5XXErrors"] == 1  # flushed by the stalled worker as it exited
+
+
+def test_with_one_stalled_worker_ping_fails_until_its_replacement_serves(
+    tmp_path: Path, iris: IrisModel, start_supervisor: Start
+) -> None:
+    state_dir = write_config(tmp_path / "ep", iris, HANGS, workers=1, model_timeout=3.0)
+    start_supervisor(state_dir)
+    before = in_service(state_dir)
+    url = before["url"]
+    host, port = url.removeprefix("http://").split(":")
+    held = http.client.HTTPConnection(host, int(port), timeout=30)  # kept alive by the worker
+    held.request("GET", "/ping")
+    assert held.getresponse().read() == b"{}"
+    hung = hang_in_background(url, HANG_ROW, path="/endpoints/iris/invocations")
+    wait_for(lambda: (state_dir / "run" / "hanging").exists())
+    held.request("POST", "/invocations", body=ROW, headers=JSON)  # never read by the worker
+    with pytest.raises(TimeoutError):  # nobody answers /ping while the only worker is stalled
+        request(url, "GET", "/ping", timeout=1.0)
+    unread = held.getresponse()
+    assert unread.status == 503 and unread.getheader("connection") == "close"
+    assert json.loads(unread.read())["error"] == "ServiceUnavailable"
+    held.close()
+    response = hung()  # the Runtime path: as SageMaker answers an invocation that timed out
+    assert response.status == 424 and response.headers["x-amzn-errortype"] == "ModelError"
+    assert response.json()["OriginalStatusCode"] == 0
+    assert "timed out" in response.json()["OriginalMessage"]
+    after = replaced(state_dir, before["workers"][0]["pid"])
+    assert request(url, "GET", "/ping").status == 200
+    assert predict(after["url"]) == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
+
+
+def test_a_worker_stalled_holding_the_gil_is_killed_by_the_supervisor(
+    tmp_path: Path, iris: IrisModel, start_supervisor: Start
+) -> None:
+    state_dir = write_config(tmp_path / "ep", iris, HANGS, workers=1, model_timeout=1.0)
+    start_supervisor(state_dir)
+    before = in_service(state_dir)
+    hung = hang_in_background(before["url"], HANG_IN_C_ROW)
+    after = replaced(state_dir, before["workers"][0]["pid"])
+    assert isinstance(hung(), ConnectionError)  # no thread of the worker could answer
+    assert "did not exit; killed" in (state_dir / "endpoint.log").read_text()
+    assert predict(after["url"]) == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()

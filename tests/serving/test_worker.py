@@ -16,6 +16,7 @@ import pytest
 
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.watchdog import EXIT_STALLED
 from mlcicd.serving.worker import inherited_socket
 from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, IrisModel, request, write_code
 
@@ -32,13 +33,15 @@ def listener() -> Iterator[socket.socket]:
 
 
 def spawn(
-    tmp_path: Path, iris: IrisModel, script: str, sock: socket.socket, processes: Processes
-) -> tuple[subprocess.Popen[bytes], int]:
+    tmp_path: Path, iris: IrisModel, script: str, sock: socket.socket, processes: Processes,
+    model_timeout: float = 60.0,
+) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
     """Start a worker on ``sock``; its status pipe's read end is returned with it."""
     code = write_code(tmp_path / "code", script)
     spec = tmp_path / "spec.json"
     variant = VariantSpec("AllTraffic", str(iris.model_dir), str(code))
-    atomic_write_json(spec, ServingConfig(name="w", variants=(variant,)).to_dict())
+    config = ServingConfig(name="w", variants=(variant,), model_timeout=model_timeout)
+    atomic_write_json(spec, config.to_dict())
     read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-m", "mlcicd.serving.worker", "--fd", str(sock.fileno()),
            "--spec", str(spec), "--status-fd", str(write_fd)]  # fmt: skip
@@ -91,3 +94,25 @@ def test_the_inherited_socket_says_it_is_tcp(listener: socket.socket) -> None:
         assert (inherited.family, inherited.proto) == (socket.AF_INET, socket.IPPROTO_TCP)
     finally:
         inherited.close()
+
+
+@pytest.mark.integration
+def test_a_stalled_worker_answers_for_itself_and_exits(
+    tmp_path: Path, iris: IrisModel, listener: socket.socket, processes: Processes
+) -> None:
+    # No supervisor and no board: the loop's heartbeat is the worker's own.
+    hangs = "import time\n\ndef predict_fn(data, model):\n    time.sleep(3600)\n"
+    proc, fd = spawn(tmp_path, iris, hangs, listener, processes, model_timeout=1.0)
+    events = os.fdopen(fd, "rb")
+    try:
+        assert json.loads(events.readline())["event"] == "ready"
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        response = request(url, body=b"[[1, 2, 3, 4]]", headers={"Content-Type": "application/json"})
+        assert response.status == 504 and response.json()["error"] == "ModelTimeout"
+        assert response.headers["connection"] == "close"
+        stalled = json.loads(events.readline())
+        assert stalled["event"] == "stalled" and "deploy.model_timeout is 1s" in stalled["error"]
+    finally:
+        events.close()
+    assert proc.wait(timeout=20) == EXIT_STALLED
+    assert proc.stderr is not None and b"in predict_fn" in proc.stderr.read()

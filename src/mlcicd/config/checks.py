@@ -154,7 +154,8 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
     ):
         if value < 0:
             fail(key, f"must not be negative, got {value:g}")
-    for key, value in (("header_timeout", deploy.header_timeout), ("body_timeout", deploy.body_timeout)):
+    for key, value in (("header_timeout", deploy.header_timeout), ("body_timeout", deploy.body_timeout),
+                       ("model_timeout", deploy.model_timeout)):
         if value <= 0:
             fail(key, f"must be a positive number of seconds, got {value:g}")
     rate = deploy.alarms.max_5xx_rate

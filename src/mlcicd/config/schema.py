@@ -195,6 +195,7 @@ class DeployConfig:
     data_capture: DataCaptureConfig = field(default_factory=DataCaptureConfig)
     header_timeout: float = 10.0  # seconds for a client to send a request's headers
     body_timeout: float = 60.0  # then its body
+    model_timeout: float = 60.0  # for one request's handlers; a worker stalled longer is replaced
     # SageMaker backend (ignored by the local one).
     instance_type: str = "ml.m5.large"
     instance_count: int = 1

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mlcicd.config import DeployConfig
 
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
+DEFAULT_MODEL_TIMEOUT = 60.0  # SageMaker's invocation limit (fixed there)
 
 # SageMaker's endpoint statuses that a backend reports.
 CREATING = "Creating"
@@ -114,6 +115,7 @@ class EndpointConfig:
     drain_timeout: float = 30.0  # for in-flight requests of a retiring generation
     header_timeout: float = 10.0  # for a client to send a request's headers
     body_timeout: float = 60.0  # then its body
+    model_timeout: float = DEFAULT_MODEL_TIMEOUT  # for a request's handlers; then its worker is replaced
     shadow: ProductionVariant | None = None  # gets a copy of the traffic; never answers
     data_capture: DataCapture | None = None
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)

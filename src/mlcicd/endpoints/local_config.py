@@ -88,6 +88,7 @@ def serving_config(
             workers=config.workers, startup_timeout=config.startup_timeout,
             drain_timeout=config.drain_timeout, max_payload_bytes=config.max_payload_bytes,
             header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+            model_timeout=config.model_timeout,
             shadow=shadow, capture=capture, deployment=deployment,
         )  # fmt: skip
     except ValueError as exc:

@@ -5,6 +5,7 @@
     handlers.py    the user's inference.py: model_fn / input_fn / predict_fn / output_fn
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations
     worker.py      one worker process: load the model, then serve the inherited socket
+    watchdog.py    a worker whose handler hangs: heartbeat, answer the stuck requests, exit
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
     rollout.py     how an update replaces the serving generation: at once, or shifting traffic
                    step by step under alarms, rolled back when one trips

@@ -14,7 +14,8 @@ variant) is a 400 ``ValidationError``; an oversized body a 413. Both carry
 
 Raw ASGI on purpose: the hot path is headers → body → handlers → one response, with every
 lookup that can be made once (content types, Accept negotiation, variant table) cached.
-Prediction runs on the event loop thread: a worker is one core's worth of model.
+Prediction runs on the event loop thread: a worker is one core's worth of model. A handler
+that never returns stalls the whole worker; :mod:`mlcicd.serving.watchdog` answers for it.
 
 Traffic is split here, in the worker, with no proxy: a :class:`Fleet` is one endpoint
 config's production variants with their weights (``set_weights`` changes them in place);
@@ -44,6 +45,7 @@ from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.codecs import InvocationError, PayloadTooLargeError
 from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
+from mlcicd.serving.watchdog import IN_HANDLERS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -312,6 +314,7 @@ class InferenceApp:
                 variant, vmetrics = chosen, fleet.metrics[chosen.name]
                 vmetrics.invocations += 1
 
+        scope[IN_HANDLERS] = vmetrics  # should the handlers stall the loop, the watchdog answers 504
         context = None
         if variant.handlers.wants_context:
             context = InvocationContext(

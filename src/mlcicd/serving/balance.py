@@ -11,6 +11,11 @@ only while no other accepting worker holds fewer, so the least loaded takes the 
 connection. A worker that defers looks again every :data:`DEFER_SECONDS` and takes a
 connection that has waited :data:`TAKE_AFTER_SECONDS`, so a busy or stuck peer delays a
 client by at most that, never refuses one. The board is advisory: a stale count costs balance, not correctness.
+
+Each slot also holds its worker's heartbeat: the time (``time.monotonic()``, one clock for
+every process) its event loop last ran (:mod:`mlcicd.serving.watchdog`). A peer whose loop
+has not run for :data:`BUSY_AFTER_SECONDS` cannot accept, so it is not waited for; the
+supervisor replaces a worker whose loop stalls past ``model_timeout``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import select
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("mlcicd.serving.balance")
@@ -32,18 +38,21 @@ ABSENT = -1  # the slot's worker is not accepting (starting, draining, gone)
 DEFER_SECONDS = 0.001  # how often a deferring worker looks again
 TAKE_AFTER_SECONDS = 0.01  # how long a connection waits for the least loaded worker
 _RETRY_AFTER_ERROR = 0.1  # EMFILE and friends: let connections close before trying again
+BUSY_AFTER_SECONDS = 1.0  # a peer whose loop has not run this long is not waited for
+_COUNTS_BYTES = SLOTS * 4
 
 
 class ConnectionBoard:
-    """Connections held per worker slot; shared by the supervisor and its workers."""
+    """Connections held and heartbeats, per worker slot; shared by the supervisor and its workers."""
 
     def __init__(self, fd: int, *, create: bool = False) -> None:
-        size = SLOTS * 4
+        size = _COUNTS_BYTES + SLOTS * 8
         if create:
             os.ftruncate(fd, size)
         self.fd = fd
         self._map = mmap.mmap(fd, size)
-        self.counts = memoryview(self._map).cast("i")  # aligned int32 stores: never torn
+        self.counts = memoryview(self._map)[:_COUNTS_BYTES].cast("i")  # aligned int32: never torn
+        self.beats = memoryview(self._map)[_COUNTS_BYTES:].cast("d")  # aligned float64; 0: none yet
         if create:
             for slot in range(SLOTS):
                 self.counts[slot] = ABSENT
@@ -64,6 +73,7 @@ class ConnectionBoard:
             if slot not in self._claimed:
                 self._claimed.add(slot)
                 self.counts[slot] = ABSENT
+                self.beats[slot] = 0.0
                 return slot
         return None
 
@@ -71,19 +81,34 @@ class ConnectionBoard:
         """The slot's worker has exited: whatever it last wrote no longer counts."""
         if slot is not None:
             self.counts[slot] = ABSENT
+            self.beats[slot] = 0.0
             self._claimed.discard(slot)
+
+    def stalled_for(self, slot: int | None, now: float) -> float:
+        """How long the slot's event loop has not run (0 before its first heartbeat)."""
+        beat = self.beats[slot] if slot is not None else 0.0
+        return now - beat if beat > 0 else 0.0
 
     def close(self) -> None:
         self.counts.release()
+        self.beats.release()
         self._map.close()
         os.close(self.fd)
 
     # -- a worker's side -------------------------------------------------------------------
 
+    def beat(self, slot: int, now: float) -> None:
+        """The slot's event loop ran at ``now``."""
+        self.beats[slot] = now
+
     def least_loaded(self, slot: int) -> bool:
-        """Whether no other accepting worker holds fewer connections than ``slot``'s."""
+        """Whether no other accepting worker that can accept holds fewer connections than
+        ``slot``'s (one whose loop has stalled cannot: it is not waited for)."""
         mine = self.counts[slot]
-        return all(n == ABSENT or n >= mine for n in self.counts)
+        for other, n in enumerate(self.counts):
+            if n != ABSENT and n < mine and self.stalled_for(other, time.monotonic()) < BUSY_AFTER_SECONDS:
+                return False
+        return True
 
 
 class BalancedAcceptor:

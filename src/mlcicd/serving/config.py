@@ -14,6 +14,7 @@ from typing import Any
 
 FORMAT = 1
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
+DEFAULT_MODEL_TIMEOUT = 60.0  # SageMaker's invocation limit: a worker stalled longer is replaced
 STRATEGIES = ("all_at_once", "canary", "linear")
 CAPTURE_QUEUE_SIZE = 1000
 # The endpoint's control files, which its workers poll: written by the supervisor during a
@@ -191,6 +192,7 @@ class ServingConfig:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     header_timeout: float = 10.0  # for a client to send a request's headers
     body_timeout: float = 60.0  # then for its body
+    model_timeout: float = DEFAULT_MODEL_TIMEOUT  # for a request's handlers (the event loop)
     shadow: VariantSpec | None = None
     capture: CaptureSpec | None = None
     deployment: DeploymentSpec = field(default_factory=DeploymentSpec)
@@ -223,7 +225,7 @@ class ServingConfig:
             out.append(f"startup_timeout: must be positive, got {self.startup_timeout}")
         if self.max_payload_bytes <= 0:
             out.append(f"max_payload_bytes: must be positive, got {self.max_payload_bytes}")
-        for key in ("header_timeout", "body_timeout"):
+        for key in ("header_timeout", "body_timeout", "model_timeout"):
             if getattr(self, key) <= 0:
                 out.append(f"{key}: must be positive, got {getattr(self, key)}")
         if self.shadow is not None and self.shadow.name in names:
@@ -257,6 +259,7 @@ class ServingConfig:
             "max_payload_bytes": self.max_payload_bytes,
             "header_timeout": self.header_timeout,
             "body_timeout": self.body_timeout,
+            "model_timeout": self.model_timeout,
             "variants": [v.to_dict() for v in self.variants],
             "shadow": self.shadow.to_dict() if self.shadow else None,
             "capture": self.capture.to_dict() if self.capture else None,
@@ -293,6 +296,9 @@ class ServingConfig:
             ),
             header_timeout=float(_get(data, "header_timeout", where, (int, float), 10.0)),
             body_timeout=float(_get(data, "body_timeout", where, (int, float), 60.0)),
+            model_timeout=float(
+                _get(data, "model_timeout", where, (int, float), DEFAULT_MODEL_TIMEOUT)
+            ),
             shadow=VariantSpec.from_dict(shadow, f"{where}: shadow") if shadow else None,
             capture=CaptureSpec.from_dict(capture) if capture else None,
             deployment=DeploymentSpec.from_dict(_get(data, "deployment", where, dict, {})),

@@ -4,7 +4,8 @@ A :class:`Generation` is the set of workers started from one serving config; eac
 :class:`Worker` is a ``python -m mlcicd.serving.worker`` child holding the shared listening
 socket and the write end of a pipe, on which it reports JSON lines: ``{"event": "ready"}``
 once it serves (or ``{"event": "failed", "error": ...}`` if the model did not load), then
-``{"event": "draining"}`` once, told to stop, it no longer accepts connections.
+``{"event": "draining"}`` once, told to stop, it no longer accepts connections — or
+``{"event": "stalled", "error": ...}`` as a handler that stalled its loop makes it exit.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Worker:
     generation: Generation
     status_fd: int | None  # read end of the worker's status pipe, until EOF
     start_time: int | None
-    state: str = "starting"  # starting → ready → stopping
+    state: str = "starting"  # starting → ready → stopping (or stalled: being killed)
     accepting: bool = False  # between its "ready" and "draining" events
     error: str | None = None  # what the worker reported when it failed
     exit_code: int | None = None

@@ -14,6 +14,10 @@ succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
     SIGTERM/SIGINT  stop the workers gracefully, write status OutOfService, exit 0.
     a worker dies   it is replaced, with exponential backoff; its last metrics are folded
                     into metrics/retired.json, so the endpoint's counters never go back.
+    a worker stalls its event loop has not stamped its heartbeat on the board for
+                    ``model_timeout``: the worker answers for itself and exits
+                    (:mod:`mlcicd.serving.watchdog`); if it has not after a grace (a
+                    handler stuck holding the GIL), it is SIGKILLed. Replaced as above.
 
 How an update moves the traffic — all at once, or step by step watching alarms, rolled
 back when one trips — is :mod:`mlcicd.serving.rollout`, which the supervisor drives.
@@ -63,6 +67,7 @@ RESTART_BACKOFF = (0.5, 30.0)  # first delay, ceiling; doubles per consecutive c
 STABLE_AFTER = 10.0  # a worker ready this long resets the crash count
 ACCEPT_STOP_TIMEOUT = 10.0  # for a retiring worker to say it no longer accepts connections
 _DRAIN_GRACE = 2.0  # mirrors worker.DRAIN_GRACE (not imported: it pulls uvicorn)
+STALL_KILL_GRACE = 5.0  # past model_timeout, for a stalled worker to answer for itself and exit
 
 log = logging.getLogger("mlcicd.serving.supervisor")
 
@@ -343,6 +348,8 @@ class Supervisor:
                 worker.accepting = False
             elif event.get("event") == "failed":
                 worker.error = str(event.get("error") or "the worker failed to load the model")
+            elif event.get("event") == "stalled":
+                worker.error = str(event.get("error") or "its event loop stalled")
             else:
                 log.warning("worker %d sent an unexpected event: %r", worker.pid, event)
 
@@ -412,6 +419,24 @@ class Supervisor:
                 log.warning("worker %d did not drain in time; killing it", worker.pid)
                 worker.proc.kill()
                 worker.kill_at = now + 5.0
+            elif worker.state == "ready" and self.board is not None:
+                self._kill_if_stalled(worker, now)
+
+    def _kill_if_stalled(self, worker: Worker, now: float) -> None:
+        """SIGKILL a worker whose loop stalled past ``model_timeout`` and did not exit itself
+        (no signal reaches a wedged loop; its watchdog thread has had its grace)."""
+        assert self.board is not None
+        timeout = worker.generation.config.model_timeout
+        stalled = self.board.stalled_for(worker.slot, now)
+        if stalled <= timeout + STALL_KILL_GRACE:
+            return
+        worker.state, worker.accepting = "stalled", False
+        worker.error = (
+            f"its event loop stalled for {stalled:.0f}s (deploy.model_timeout is {timeout:g}s) "
+            "and it did not exit; killed"
+        )
+        log.error("generation %d: worker %d: %s", worker.generation.number, worker.pid, worker.error)
+        worker.proc.kill()
 
     def _retire(self, gen: Generation, *, wait: bool) -> None:
         """SIGTERM a generation's workers (they drain); with ``wait``, until they are gone."""

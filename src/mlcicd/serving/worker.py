@@ -20,6 +20,11 @@ closes connections whose client is too slow: a request's headers must arrive wit
 ``header_timeout`` of its first byte (or of the connection), its body within
 ``body_timeout`` — a slowloris client gets a 408 and loses its connection, nobody else
 waits for it (the event loop never blocks on a client).
+
+The loop also stamps a heartbeat on the supervisor's board; should a handler hold it longer
+than ``model_timeout``, a watchdog thread answers the stuck requests and the worker exits
+(:data:`~mlcicd.serving.watchdog.EXIT_STALLED`, after a ``{"event": "stalled"}``) to be
+replaced — see :mod:`mlcicd.serving.watchdog`.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_hand
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
 from mlcicd.serving.shadow import ShadowRunner
+from mlcicd.serving.watchdog import Heartbeat, Watchdog
 
 log = logging.getLogger("mlcicd.serving.worker")
 
@@ -245,12 +251,20 @@ class WorkerServer(uvicorn.Server):
         control: ControlFiles | None = None,
         board: ConnectionBoard | None = None,
         slot: int | None = None,
+        balance: bool = True,
+        model_timeout: float | None = None,
+        on_stall: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(config)
         self.app = app
         self.listen = listen
         self.board = board
         self.slot = slot
+        self.balance = balance
+        self.model_timeout = model_timeout
+        self.on_stall = on_stall
+        self.heartbeat: Heartbeat | None = None
+        self.stall_watchdog: Watchdog | None = None
         self.acceptor: BalancedAcceptor | None = None
         self.control = control
         self._housekeeper: asyncio.Task[None] | None = None
@@ -270,8 +284,17 @@ class WorkerServer(uvicorn.Server):
         protocol = functools.partial(
             protocol_class, config=config, server_state=self.server_state, app_state=self.lifespan.state
         )
-        self.acceptor = BalancedAcceptor(self.listen, protocol, board=self.board, slot=self.slot)
+        board = self.board if self.balance else None
+        self.acceptor = BalancedAcceptor(self.listen, protocol, board=board, slot=self.slot)
         self.acceptor.start()
+        self.heartbeat = Heartbeat(self.board, self.slot)
+        self.heartbeat.start()
+        if self.model_timeout is not None:
+            self.stall_watchdog = Watchdog(
+                self.heartbeat, self.server_state.connections, self.model_timeout,
+                log_hint=self.app.log_hint, metrics=self.app.metrics, on_stall=self.on_stall,
+            )  # fmt: skip
+            self.stall_watchdog.start()
         if self.parent_pid:
             self._watchdog = asyncio.create_task(self._watch_parent())
         self._housekeeper = asyncio.create_task(self._housekeeping())
@@ -335,11 +358,16 @@ def serve(
     control: ControlFiles | None = None,
     board: ConnectionBoard | None = None,
     slot: int | None = None,
+    balance: bool = True,
+    model_timeout: float | None = None,
+    on_stall: Callable[[str], None] | None = None,
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain.
 
-    With ``board`` and ``slot`` (from the supervisor), the worker takes only its share of
-    new connections (see :mod:`mlcicd.serving.balance`)."""
+    With ``board`` and ``slot`` (from the supervisor), the worker stamps its heartbeat there
+    and, with ``balance``, takes only its share of new connections (see
+    :mod:`mlcicd.serving.balance`). With ``model_timeout``, a loop stalled that long is
+    answered for and the process exits (:mod:`mlcicd.serving.watchdog`)."""
     protocol = type(
         "GuardedProtocol",
         (GuardedProtocol,),
@@ -360,12 +388,17 @@ def serve(
     )
     server = WorkerServer(
         config, app, sock, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid,
-        control=control, board=board, slot=slot,
+        control=control, board=board, slot=slot, balance=balance, model_timeout=model_timeout,
+        on_stall=on_stall,
     )  # fmt: skip
     # uvicorn re-raises the signal it caught once it has shut down; make that a no-op so a
     # drained worker exits 0 instead of dying of SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if server.stall_watchdog is not None:  # the loop is gone: no heartbeat from here on
+            server.stall_watchdog.stop()
 
 
 def inherited_socket(fd: int) -> socket.socket:
@@ -380,10 +413,13 @@ def inherited_socket(fd: int) -> socket.socket:
 
 
 def board(fd: int | None) -> ConnectionBoard | None:
-    """The supervisor's connection board, unless ``MLCICD_BALANCE=0`` turns balancing off."""
-    if fd is None or os.environ.get("MLCICD_BALANCE", "1") == "0":
-        return None
-    return ConnectionBoard(fd)
+    """The supervisor's board: for the heartbeat always, for balancing unless switched off."""
+    return None if fd is None else ConnectionBoard(fd)
+
+
+def balancing() -> bool:
+    """Whether connections are shared through the board (``MLCICD_BALANCE=0`` turns it off)."""
+    return os.environ.get("MLCICD_BALANCE", "1") != "0"
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -450,9 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("ready: serving %s", ", ".join(v.name for v in app.variants))
         _report(args.status_fd, {"event": "ready", "pid": os.getpid()}, last=False)
 
+    pipe_open = [True]  # the draining event is the last: the fd is closed (its number reused)
+
     def draining() -> None:
         log.info("draining: no longer accepting connections")
+        pipe_open[0] = False
         _report(args.status_fd, {"event": "draining"})
+
+    def stalled(reason: str) -> None:  # from the watchdog thread, just before the exit
+        if pipe_open[0]:
+            _report(args.status_fd, {"event": "stalled", "error": reason})
 
     serve(
         app,
@@ -466,6 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         control=ControlFiles(app, state_dir, args.generation),
         board=board(args.board_fd),
         slot=args.slot,
+        balance=balancing(),
+        model_timeout=config.model_timeout,
+        on_stall=stalled,
     )
     for helper in (app.capture, app.shadow):
         if helper is not None:

@@ -28,7 +28,7 @@ from mlcicd.endpoints import (
     EndpointDescription,
     ProductionVariant,
 )
-from mlcicd.endpoints.base import data_capture, deployment_policy
+from mlcicd.endpoints.base import DEFAULT_MODEL_TIMEOUT, data_capture, deployment_policy
 from mlcicd.errors import ConfigError, NotFoundError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
@@ -88,6 +88,8 @@ class DeployStage:
             "entry_point": cfg.entry_point, "python": str(variant.python), "workers": cfg.workers,
             "port": cfg.port, "environment": cfg.environment, "max_payload_mb": cfg.max_payload_mb,
         }  # fmt: skip
+        if cfg.model_timeout != DEFAULT_MODEL_TIMEOUT:  # the default stays out: names stay valid
+            settings["model_timeout"] = cfg.model_timeout
         if cfg.variants or cfg.shadow:  # kept out otherwise: existing config names stay valid
             settings["variants"] = [(v.name, v.model_sha256, v.weight) for v in variants]
             settings["shadow"] = (shadow.name, shadow.model_sha256) if shadow else None
@@ -137,6 +139,7 @@ class DeployStage:
             max_payload_bytes=int(cfg.max_payload_mb * 1024 * 1024),
             header_timeout=cfg.header_timeout,
             body_timeout=cfg.body_timeout,
+            model_timeout=cfg.model_timeout,
             shadow=shadow,
             data_capture=capture,
             deployment=policy,
