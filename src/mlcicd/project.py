@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mlcicd import git
+from mlcicd import git, process
 from mlcicd.config import CONFIG_FILE, Config, load_config
 from mlcicd.errors import ProjectError
 from mlcicd.state import State
@@ -52,7 +52,10 @@ class Project:
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.root)
+        config = load_config(self.root)
+        # Whoever reads the config may hold the webhook secret: its children must not see it.
+        process.withhold(config.service.webhook_secret_env)
+        return config
 
     @cached_property
     def state_dir(self) -> Path:

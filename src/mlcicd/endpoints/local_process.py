@@ -21,6 +21,7 @@ from mlcicd import procinfo
 from mlcicd.endpoints.base import CREATING, FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
 from mlcicd.errors import EndpointError, PortInUseError
 from mlcicd.fsutil import read_json
+from mlcicd.process import child_environment
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.supervisor import LOG_FILE, PID_FILE, STATUS_FILE
 
@@ -58,6 +59,9 @@ def launch(
                 stdout=log,
                 stderr=log,
                 cwd=edir,
+                # Without mlcicd's secrets; with AWS credentials, which worker_env gives only
+                # to the workers of a generation that captures to S3.
+                env=child_environment(aws=True),
                 start_new_session=True,
             )
     except OSError as exc:
