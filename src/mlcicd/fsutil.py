@@ -29,10 +29,12 @@ def sha256_bytes(data: bytes) -> str:
 
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path``; on success fsync and rename it into place.
+    """Open a temp file beside ``path``; on success fsync and rename it into place, then
+    fsync the directory.
 
     On any exception the temp file is removed and ``path`` is untouched, so a reader sees
-    either the old file or the whole new one, never half of it.
+    either the old file or the whole new one, never half of it. The file is created 0600
+    (``mkstemp``): artifacts, captured data and state are the owner's alone.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -46,6 +48,18 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the names in ``directory`` durable: a rename is an update of the directory, and
+    until the directory is synced a power loss can bring back the old file, or no file at
+    all, even though the new file's bytes are on disk."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
