@@ -33,6 +33,8 @@ CHILD_SETTINGS = frozenset({
     "MLCICD_AWS_ENDPOINT_URL", "MLCICD_BALANCE", "MLCICD_BATCHING", "MLCICD_BATCH_WAIT_MS",
     "MLCICD_CACHE", "MLCICD_FASTPATH", "MLCICD_HOME", "MLCICD_MAX_BATCH", "MLCICD_MODEL_SHA256",
     "MLCICD_MONITOR_MIN_SCHEDULE", "MLCICD_SAGEMAKER_POLL_SECONDS", "MLCICD_SERVE_DIR",
+    # the model archive's limits and location, for whichever process extracts it (archive.py)
+    "MLCICD_MAX_MODEL_BYTES", "MLCICD_MAX_MODEL_MEMBERS", "MLCICD_MODEL_DATA_URL",
 })
 # The variables from which boto3 (and the AWS CLI) take credentials. AWS_REGION, AWS_PROFILE
 # and the like are settings, not secrets, and pass.
