@@ -62,6 +62,50 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def private_dir(directory: Path) -> Path:
+    """``directory``, created if missing, accessible to its owner only (0700).
+
+    One that exists with access for others is tightened, if it is ours: a state directory
+    made by an older mlcicd (0755), or one shared on purpose, would otherwise keep showing
+    its logs, captured requests and tokens to every user of the machine.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def private_file(path: Path) -> None:
+    """Tighten ``path`` to 0600 if it is looser and ours; nothing if it does not exist.
+
+    By name, never by opening it: closing any descriptor of a SQLite database drops every
+    lock this process holds on it, those of its other connections too.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(path, 0o600)
+
+
+def open_private_log(path: Path, mode: str = "a") -> IO[Any]:
+    """``path`` opened to append (``"a"`` text, ``"ab"`` bytes), created 0600 with its
+    directory: logs show what a project's code printed, and that can be anything."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:  # an older mlcicd's
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8", buffering=1)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_open(path, "wb") as fh:
         fh.write(data)

@@ -17,6 +17,7 @@ from pathlib import Path
 from mlcicd import git, process
 from mlcicd.config import CONFIG_FILE, Config, load_config
 from mlcicd.errors import ProjectError
+from mlcicd.fsutil import private_dir
 from mlcicd.state import State
 from mlcicd.store import ArtifactStore, open_store
 
@@ -59,9 +60,10 @@ class Project:
 
     @cached_property
     def state_dir(self) -> Path:
+        """The state directory, created 0700 (see :func:`~mlcicd.fsutil.private_dir`)."""
         if env := os.environ.get("MLCICD_HOME"):
-            return Path(env).expanduser().resolve()
-        return self.root / STATE_DIR_NAME
+            return private_dir(Path(env).expanduser().resolve())
+        return private_dir(self.root / STATE_DIR_NAME)
 
     @cached_property
     def state(self) -> State:

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.errors import ArtifactError, TrainingError
-from mlcicd.fsutil import atomic_write_json
+from mlcicd.fsutil import atomic_write_json, open_private_log
 from mlcicd.process import ProcessOutcome, child_environment, run_streaming
 from mlcicd.training.base import (
     TrainingJobResult,
@@ -378,7 +378,7 @@ class LocalTrainingBackend:
         self, job: _Job, env: dict[str, str], on_log: Callable[[str], None] | None
     ) -> ProcessOutcome:
         definitions = job.spec.metric_definitions
-        with open(job.log_path, "a", encoding="utf-8", buffering=1) as log:
+        with open_private_log(job.log_path) as log:
 
             def on_line(line: str) -> None:
                 log.write(line + "\n")
