@@ -112,6 +112,11 @@ def test_an_older_database_gains_the_tables_of_later_schemas(tmp_path: Path, ver
     assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_writes_are_synced_before_they_return(state: State) -> None:
+    """synchronous=FULL (2): a queued run, an approval, a registered model survive a power loss."""
+    assert state._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
 def test_state_directory_and_database_are_the_owners_alone(tmp_path: Path) -> None:
     state = State(tmp_path / "new" / "state.db")
     state.create_run(pipeline="iris", project_dir="/p", stages=STAGES)
