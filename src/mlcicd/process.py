@@ -28,7 +28,7 @@ from typing import IO
 # The MLCICD_* variables a child may see: settings that mlcicd's own code in the child reads
 # (the serving workers' knobs, the state and cache locations, the AWS endpoint override). Any
 # other MLCICD_* is withheld — MLCICD_TOKEN, MLCICD_WEBHOOK_SECRET, and any name added later
-# until it is listed here (tests/test_process_env.py fails for an unlisted name in src/).
+# until it is listed here (tests/test_process.py fails for an unlisted name in src/).
 CHILD_SETTINGS = frozenset({
     "MLCICD_AWS_ENDPOINT_URL", "MLCICD_BALANCE", "MLCICD_BATCHING", "MLCICD_BATCH_WAIT_MS",
     "MLCICD_CACHE", "MLCICD_FASTPATH", "MLCICD_HOME", "MLCICD_MAX_BATCH", "MLCICD_MODEL_SHA256",
