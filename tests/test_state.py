@@ -108,4 +108,3 @@ def test_an_older_database_gains_the_tables_of_later_schemas(tmp_path: Path, ver
     state = State(tmp_path / "state.db")
     assert state.get_baseline("iris", 1) is None and state.monitoring_executions("iris") == []
     assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-
