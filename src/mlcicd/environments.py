@@ -27,7 +27,7 @@ from pathlib import Path
 
 import mlcicd
 from mlcicd.errors import BuildError
-from mlcicd.process import run_streaming
+from mlcicd.process import child_environment, run_streaming
 
 RUNTIME_PACKAGES = ("uvicorn", "httptools", "orjson", "uvloop")
 COMPLETE_MARKER = ".mlcicd-complete"
@@ -45,10 +45,17 @@ class Environment:
 
     def env_vars(self) -> dict[str, str]:
         """Process environment that puts this environment first on PATH."""
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        env["VIRTUAL_ENV"] = str(self.path)
-        return env
+        return venv_environment(self.path)
+
+
+def venv_environment(path: Path) -> dict[str, str]:
+    """The environment of a child that runs the project's code in the environment at ``path``
+    (its tests, its inference code): first on PATH, without this process's Python variables
+    or secrets (:func:`~mlcicd.process.child_environment`)."""
+    env = {k: v for k, v in child_environment().items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PATH"] = f"{path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(path)
+    return env
 
 
 def runtime_requirements() -> list[str]:
@@ -137,7 +144,8 @@ def ensure_environment(
 
 def _run(cmd: list[str], *, log: Callable[[str], None], timeout: float, what: str) -> None:
     log("$ " + " ".join(cmd))
-    outcome = run_streaming(cmd, cwd=Path.cwd(), env=os.environ, on_line=log, max_runtime_seconds=timeout)
+    # Installing runs the packages' own build code: it gets no secrets either.
+    outcome = run_streaming(cmd, cwd=Path.cwd(), env=child_environment(), on_line=log, max_runtime_seconds=timeout)
     if outcome.timed_out:
         raise BuildError(f"{what} took longer than build.timeout ({timeout:g}s)")
     if outcome.exit_code != 0:
@@ -178,6 +186,6 @@ def _link_mlcicd(env: Path) -> None:
     (runtime / "mlcicd").symlink_to(Path(mlcicd.__file__).resolve().parent, target_is_directory=True)
     purelib = subprocess.run(
         [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=child_environment(),  # its .pth files run code
     ).stdout.strip()  # fmt: skip
     Path(purelib, "mlcicd-runtime.pth").write_text(str(runtime) + "\n")

@@ -29,10 +29,12 @@ def sha256_bytes(data: bytes) -> str:
 
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path``; on success fsync and rename it into place.
+    """Open a temp file beside ``path``; on success fsync and rename it into place, then
+    fsync the directory.
 
     On any exception the temp file is removed and ``path`` is untouched, so a reader sees
-    either the old file or the whole new one, never half of it.
+    either the old file or the whole new one, never half of it. The file is created 0600
+    (``mkstemp``): artifacts, captured data and state are the owner's alone.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -46,6 +48,62 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the names in ``directory`` durable: a rename is an update of the directory, and
+    until the directory is synced a power loss can bring back the old file, or no file at
+    all, even though the new file's bytes are on disk."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def private_dir(directory: Path) -> Path:
+    """``directory``, created if missing, accessible to its owner only (0700).
+
+    One that exists with access for others is tightened, if it is ours: a state directory
+    made by an older mlcicd (0755), or one shared on purpose, would otherwise keep showing
+    its logs, captured requests and tokens to every user of the machine.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def private_file(path: Path) -> None:
+    """Tighten ``path`` to 0600 if it is looser and ours; nothing if it does not exist.
+
+    By name, never by opening it: closing any descriptor of a SQLite database drops every
+    lock this process holds on it, those of its other connections too.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(path, 0o600)
+
+
+def open_private_log(path: Path, mode: str = "a") -> IO[Any]:
+    """``path`` opened to append (``"a"`` text, ``"ab"`` bytes), created 0600 with its
+    directory: logs show what a project's code printed, and that can be anything."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:  # an older mlcicd's
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8", buffering=1)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

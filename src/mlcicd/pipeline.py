@@ -18,6 +18,7 @@ from typing import IO, Any, ClassVar, Protocol
 
 from mlcicd.config import Config
 from mlcicd.errors import MlcicdError
+from mlcicd.fsutil import open_private_log
 from mlcicd.project import Project
 from mlcicd.state import Run
 
@@ -63,8 +64,7 @@ class StageLog:
         self.path = path
         self.stage = stage
         self.reporter = reporter
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
+        self._fh: IO[str] = open_private_log(path)
 
     def __call__(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,6 +1,7 @@
 """Run a command as a supervised process group, its output streamed line by line.
 
-Used for training jobs, build environments and the project's tests.
+Used for training jobs, build environments and the project's tests. Also decides what
+environment any child that runs a user's code may see (:func:`child_environment`).
 
 The script runs in its own session (so its own process group): stopping it — at the
 deadline, on Ctrl-C, or when the script exits and leaves children behind, as a container
@@ -24,6 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+# The MLCICD_* variables a child may see: settings that mlcicd's own code in the child reads
+# (the serving workers' knobs, the state and cache locations, the AWS endpoint override). Any
+# other MLCICD_* is withheld — MLCICD_TOKEN, MLCICD_WEBHOOK_SECRET, and any name added later
+# until it is listed here (tests/test_process.py fails for an unlisted name in src/).
+CHILD_SETTINGS = frozenset({
+    "MLCICD_AWS_ENDPOINT_URL", "MLCICD_BALANCE", "MLCICD_BATCHING", "MLCICD_BATCH_WAIT_MS",
+    "MLCICD_CACHE", "MLCICD_FASTPATH", "MLCICD_HOME", "MLCICD_MAX_BATCH", "MLCICD_MODEL_SHA256",
+    "MLCICD_MONITOR_MIN_SCHEDULE", "MLCICD_SAGEMAKER_POLL_SECONDS", "MLCICD_SERVE_DIR",
+    # the model archive's limits and location, for whichever process extracts it (archive.py)
+    "MLCICD_MAX_MODEL_BYTES", "MLCICD_MAX_MODEL_MEMBERS", "MLCICD_MODEL_DATA_URL",
+})
+# The variables from which boto3 (and the AWS CLI) take credentials. AWS_REGION, AWS_PROFILE
+# and the like are settings, not secrets, and pass.
+AWS_CREDENTIALS = frozenset({
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+})
+_withheld: set[str] = set()  # more names of secrets this process holds: see withhold()
+
 TAIL_LINES = 20
 _MAX_LINE = 1 << 16  # longer lines are split, so a runaway progress bar cannot eat memory
 _POLL_SECONDS = 0.1
@@ -35,6 +57,39 @@ class ProcessOutcome:
     exit_code: int  # negative: killed by that signal
     timed_out: bool
     tail: list[str] = field(default_factory=list)  # the last TAIL_LINES lines of output
+
+
+def withhold(name: str) -> None:
+    """Never pass variable ``name`` to a child: it holds a secret this process reads (a
+    ``service.webhook_secret_env`` not named MLCICD_*)."""
+    _withheld.add(name)
+
+
+def child_environment(environ: Mapping[str, str] | None = None, *, aws: bool = False) -> dict[str, str]:
+    """``environ`` (default: this process's) without the secrets a child must not see.
+
+    The service's secrets stay with the service: a training script, a build step, the
+    project's tests, an endpoint worker — anything that runs code from the repository — may
+    print its environment to a log, write it into a model, or send it away. So:
+
+    - every ``MLCICD_*`` is dropped unless it is in :data:`CHILD_SETTINGS`;
+    - any name given to :func:`withhold` is dropped;
+    - AWS credentials (:data:`AWS_CREDENTIALS`) are dropped unless ``aws``: only a child
+      whose own work needs AWS gets them (the service's run process, which may drive
+      SageMaker; an endpoint whose data capture goes to S3). A local training job, a build
+      and the project's tests do not — their inputs and outputs are local files.
+
+    What a user configures for the child (``train.environment``, a variant's
+    ``environment``) is added by the caller afterwards, so it always reaches the child.
+    """
+    environ = os.environ if environ is None else environ
+    return {
+        k: v
+        for k, v in environ.items()
+        if not (k.startswith("MLCICD_") and k not in CHILD_SETTINGS)
+        and k not in _withheld
+        and (aws or k not in AWS_CREDENTIALS)
+    }
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from mlcicd import git
+from mlcicd import git, process
 from mlcicd.config import CONFIG_FILE, Config, load_config
 from mlcicd.errors import ProjectError
+from mlcicd.fsutil import private_dir
 from mlcicd.state import State
 from mlcicd.store import ArtifactStore, open_store
 
@@ -52,13 +53,17 @@ class Project:
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.root)
+        config = load_config(self.root)
+        # Whoever reads the config may hold the webhook secret: its children must not see it.
+        process.withhold(config.service.webhook_secret_env)
+        return config
 
     @cached_property
     def state_dir(self) -> Path:
+        """The state directory, created 0700 (see :func:`~mlcicd.fsutil.private_dir`)."""
         if env := os.environ.get("MLCICD_HOME"):
-            return Path(env).expanduser().resolve()
-        return self.root / STATE_DIR_NAME
+            return private_dir(Path(env).expanduser().resolve())
+        return private_dir(self.root / STATE_DIR_NAME)
 
     @cached_property
     def state(self) -> State:

@@ -2,7 +2,14 @@
 
 SQLite in WAL mode, one file per state directory. Every state change in mlcicd goes through
 this module; nothing else opens the database. Writes are single transactions, so a crash
-leaves each record either before or after a change, never between.
+leaves each record either before or after a change, never between; with
+``synchronous=FULL`` a write that returned survives a power loss too (a queued run, an
+approval, a registered model are not silently undone). Writes are rare — a few per stage —
+so the millisecond or few of an fsync per commit does not show.
+
+The state directory is the owner's alone (0700, tightened if it was looser) and so is the
+database file (0600; SQLite gives its -wal and -shm files the same mode): it holds webhook
+deliveries, approvals and who gave them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 
 from mlcicd import procinfo
 from mlcicd.errors import NotFoundError, StateError
+from mlcicd.fsutil import private_dir, private_file
 from mlcicd.state_monitor import MONITOR_SCHEMA, MonitorState
 from mlcicd.state_rollback import RollbackQueue
 from mlcicd.state_service import (
@@ -278,12 +286,14 @@ class State(ServiceState, RollbackQueue, MonitorState):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            private_dir(path.parent)
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+                private_file(name)  # before WAL mode: SQLite creates -wal and -shm with the file's mode
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -295,6 +305,9 @@ class State(ServiceState, RollbackQueue, MonitorState):
                 self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open state database {path}: {exc}") from exc
+        except OSError as exc:
+            raise StateError(f"cannot create state database {path}: {exc.strerror or exc}",
+                             hint=f"{path.parent} must be a directory this user can write to") from exc  # fmt: skip
 
     def _migrate(self) -> None:
         """Create what is missing, add the columns later schemas added; one transaction."""

@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.integration  # fresh interpreters
 
 ALLOWED_THIRD_PARTY = {"numpy", "orjson", "uvicorn", "httptools", "h11", "uvloop", "mlcicd"}
-OURS_ALLOWED = {"mlcicd", "mlcicd.errors", "mlcicd.fsutil", "mlcicd.archive", "mlcicd.procinfo"}
+OURS_ALLOWED = {"mlcicd", "mlcicd.errors", "mlcicd.fsutil", "mlcicd.archive", "mlcicd.procinfo", "mlcicd.process"}
 # Data capture writes through the artifact store; boto3 is imported only by an S3 capture.
 WORKER_ALLOWED = {*OURS_ALLOWED, "mlcicd.store", "mlcicd.store.base", "mlcicd.store.local", "mlcicd.store.s3"}
 

@@ -20,7 +20,8 @@ from typing import Any
 from mlcicd import procinfo
 from mlcicd.endpoints.base import CREATING, FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
 from mlcicd.errors import EndpointError, PortInUseError
-from mlcicd.fsutil import read_json
+from mlcicd.fsutil import open_private_log, read_json
+from mlcicd.process import child_environment
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.supervisor import LOG_FILE, PID_FILE, STATUS_FILE
 
@@ -38,7 +39,6 @@ def launch(
     for stale in (STATUS_FILE, PID_FILE):
         (edir / stale).unlink(missing_ok=True)
     log_path = edir / LOG_FILE
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     python = serving.python or sys.executable
     launch_id = uuid.uuid4().hex
     cmd = [
@@ -51,13 +51,16 @@ def launch(
         launch_id,
     ]
     try:
-        with open(log_path, "ab") as log:
+        with open_private_log(log_path, "ab") as log:
             launcher = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 cwd=edir,
+                # Without mlcicd's secrets; with AWS credentials, which worker_env gives only
+                # to the workers of a generation that captures to S3.
+                env=child_environment(aws=True),
                 start_new_session=True,
             )
     except OSError as exc:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcicd.errors import MlcicdError, PortInUseError
+from mlcicd.fsutil import open_private_log
+from mlcicd.process import child_environment
 from mlcicd.project import Project
 from mlcicd.service import auth, triggers
 from mlcicd.service.info import remove_info, write_info
@@ -249,10 +251,10 @@ class Service:
         cmd = [sys.executable, "-m", "mlcicd.service.runner", str(s.project.root), str(run_id)]
         if resume:
             cmd.append("--resume")
-        with open(log_path, "ab") as log:
+        with open_private_log(log_path, "ab") as log:
             process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=s.project.root,
-                env={**os.environ, PARENT_ENV: str(os.getpid())},
+                env={**child_environment(aws=True), PARENT_ENV: str(os.getpid())},
             )  # fmt: skip
         s.child = Child(process, run_id)
         trigger = s.project.state.get_run(run_id).trigger

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import procinfo
+from mlcicd.process import child_environment
 from mlcicd.serving.config import ServingConfig
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -118,8 +119,12 @@ def spawn_worker(
 
 
 def worker_env(config: ServingConfig) -> dict[str, str]:
-    """The supervisor's environment, the SageMaker variables, and the variants' own."""
-    env = dict(os.environ)
+    """The supervisor's environment, the SageMaker variables, and the variants' own.
+
+    AWS credentials only when the workers need them, to write captured data to S3.
+    """
+    capture = config.capture
+    env = child_environment(aws=capture is not None and capture.destination.startswith("s3://"))
     first = config.variants[0]
     env.setdefault("SAGEMAKER_PROGRAM", first.entry_point)
     env.setdefault("SAGEMAKER_SUBMIT_DIRECTORY", first.code_dir)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from mlcicd.archive import safe_extract
 from mlcicd.config import ChallengerConfig
+from mlcicd.environments import venv_environment
 from mlcicd.errors import GateError, NotFoundError
 from mlcicd.evaluation import GREATER_IS_BETTER
 from mlcicd.pipeline import RunContext
@@ -110,9 +110,7 @@ def compare(ctx: RunContext, cfg: ChallengerConfig) -> tuple[list[str], dict[str
 
 def _run_evaluation(ctx: RunContext, cwd: Path, spec: Path) -> dict[str, dict[str, float]]:
     build = ctx.outputs["build"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PATH"] = f"{Path(build['environment']) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = build["environment"]
+    env = venv_environment(Path(build["environment"]))
     lines: list[str] = []
 
     def on_line(line: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from mlcicd import git
 from mlcicd.config import Config, TrainConfig
 from mlcicd.errors import ArtifactError, ConfigError, TrainingError
-from mlcicd.fsutil import sha256_file
+from mlcicd.fsutil import atomic_write_bytes, sha256_file
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
 from mlcicd.state import TrainingJobRecord
@@ -178,7 +178,7 @@ class TrainStage:
     @staticmethod
     def _copy_log(source: Path, dest: Path) -> None:
         with contextlib.suppress(OSError):
-            dest.write_bytes(source.read_bytes())
+            atomic_write_bytes(dest, source.read_bytes())  # 0600, as the job's own log
 
     @staticmethod
     def _outputs(job: TrainingJobRecord, data: str) -> dict[str, Any]:

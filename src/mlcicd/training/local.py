@@ -15,8 +15,10 @@ Deliberate choices, where SageMaker leaves room:
 - The model is packed only when the job completes; a completed script that wrote nothing to
   ``SM_MODEL_DIR`` fails the job. (SageMaker also uploads the model of a *stopped* job.)
 - The script inherits this process's environment minus Python's own variables
-  (``PYTHONPATH``, ``VIRTUAL_ENV``, …) and any stale ``SM_*``; then ``spec.environment``;
-  then the toolkit's variables, which win.
+  (``PYTHONPATH``, ``VIRTUAL_ENV``, …), any stale ``SM_*`` and the secrets
+  (:func:`~mlcicd.process.child_environment`: mlcicd's tokens, AWS credentials — a local
+  job's data and model are local files); then ``spec.environment``; then the toolkit's
+  variables, which win.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.errors import ArtifactError, TrainingError
-from mlcicd.fsutil import atomic_write_json
-from mlcicd.process import ProcessOutcome, run_streaming
+from mlcicd.fsutil import atomic_write_json, open_private_log
+from mlcicd.process import ProcessOutcome, child_environment, run_streaming
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
@@ -350,7 +352,9 @@ class LocalTrainingBackend:
             "TRAINING_JOB_NAME": spec.name,
         }
         env = {
-            k: v for k, v in os.environ.items() if k not in _PYTHON_ENV and not k.startswith("SM_")
+            k: v
+            for k, v in child_environment().items()
+            if k not in _PYTHON_ENV and not k.startswith("SM_")
         }
         env["PYTHONUNBUFFERED"] = "1"
         env.update(spec.environment)
@@ -374,7 +378,7 @@ class LocalTrainingBackend:
         self, job: _Job, env: dict[str, str], on_log: Callable[[str], None] | None
     ) -> ProcessOutcome:
         definitions = job.spec.metric_definitions
-        with open(job.log_path, "a", encoding="utf-8", buffering=1) as log:
+        with open_private_log(job.log_path) as log:
 
             def on_line(line: str) -> None:
                 log.write(line + "\n")

@@ -52,7 +52,7 @@ from mlcicd.aws.training_jobs import (
 )
 from mlcicd.config import Config
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, TrainingError
-from mlcicd.fsutil import atomic_write_json
+from mlcicd.fsutil import atomic_write_json, open_private_log
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.base import (
@@ -81,10 +81,9 @@ class _JobLog:
     """The job's log: to the caller's ``on_log`` and to ``logs/training.log``."""
 
     def __init__(self, path: Path, on_log: OnLog | None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.on_log = on_log
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed by close())
+        self.file = open_private_log(path)
 
     def __call__(self, line: str) -> None:
         self.file.write(line + "\n")
