@@ -225,8 +225,10 @@ def build_image(
         cmd = [
             podman_binary(BuildError), "build", "--file", str(context / dockerfile), "--tag", tag,
             "--network", "host", "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{COMMIT_LABEL}={commit}",
-            "--volume", f"{wheel.parent}:{WHEELS_IN_BUILD}:ro",
-            "--build-arg", f"MLCICD_SPEC=mlcicd[aws] @ file://{WHEELS_IN_BUILD}/{wheel.name}",
+            # The digest in the path: a layer cache keyed on the RUN line and its arguments
+            # (not on what a volume holds) must not reuse an install of another mlcicd.
+            "--volume", f"{wheel.parent}:{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}:ro",
+            "--build-arg", f"MLCICD_SPEC=mlcicd[aws] @ file://{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}/{wheel.name}",
             *pip_build_mounts(host_pip_settings(), Path(scratch)),
         ]  # fmt: skip
         if base:
