@@ -58,3 +58,9 @@ def test_an_unpullable_base_says_how_to_make_one(tmp_path: Path, base_image: str
     write(context / "Dockerfile", "FROM registry.invalid/none/python:3.11\n")
     with pytest.raises(BuildError, match=r"cannot be pulled here.*mlcicd image base"):
         build_image(context, tag="localhost/mlcicd/unpullable:test", tree="u" * 40, commit="c" * 40)
+
+
+def test_image_base_prints_the_tag_to_pass_as_base(base_image: str) -> None:
+    result = CliRunner().invoke(cli, ["image", "base"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == base_image
