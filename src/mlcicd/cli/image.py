@@ -25,7 +25,7 @@ def image() -> None:
 @click.option("--base", default=None, metavar="IMAGE",
               help="The base image (the Dockerfile's BASE_IMAGE); default build.image.base in "
                    "mlcicd.yaml, else $MLCICD_IMAGE_BASE, else the Dockerfile's FROM.")  # fmt: skip
-@click.option("--force", is_flag=True, help="Build even when an image of the same context exists.")
+@click.option("--force", is_flag=True, help="Build from scratch, even when an image of the same context exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def build(ctx: click.Context, project_dir: Path | None, base: str | None, force: bool, as_json: bool) -> None:

@@ -203,7 +203,8 @@ def build_image(
     log: OnLog = lambda line: None,
     timeout: float = 3600,
 ) -> BuiltImage:
-    """Build ``context``'s Dockerfile as ``tag``; reuse an image of the same context digest.
+    """Build ``context``'s Dockerfile as ``tag``; reuse an image of the same context digest
+    (``force``: build from scratch, without podman's layer cache either).
 
     ``tree`` is the git tree id of the context (its content digest), ``commit`` the commit
     it is from. A failure raises ``BuildError`` naming the failing step and its output.
@@ -233,6 +234,8 @@ def build_image(
         ]  # fmt: skip
         if base:
             cmd += ["--build-arg", f"BASE_IMAGE={base}"]
+        if force:  # from scratch: no layer of an earlier build either
+            cmd.append("--no-cache")
         cmd.append(str(context))
         lines: list[str] = []
 
