@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mlcicd.cli import cli
 from mlcicd.endpoints.podman import PodmanEndpointBackend
 from mlcicd.project import Project
-from tests.conftest import commit_all, git, stop_endpoints
+from tests.conftest import IRIS, commit_all, git, stop_endpoints
 from tests.serving.helpers import request
 
 pytestmark = pytest.mark.integration
@@ -24,6 +24,11 @@ ROWS = [[3.5, 40.0, 5.0], [6.0, 10.0, 2.5], [7.5, 80.0, 11.0]]
 
 def housing(path: Path, base_image: str, backend: str) -> Path:
     shutil.copytree(HOUSING, path)
+    # The image files every project gets from the template (`mlcicd init`); iris's
+    # requirements, so the housing image shares the iris image's pip layer.
+    for name in ("Dockerfile", "docker", "requirements.txt"):
+        source = IRIS / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, path / name)
     config = path / "mlcicd.yaml"
     text = config.read_text().replace("BASE_IMAGE", base_image)
     config.write_text(text.replace("backend: container", f"backend: {backend}"))

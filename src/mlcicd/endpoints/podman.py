@@ -23,14 +23,11 @@ update leaves the old container serving.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,6 +40,7 @@ from mlcicd.endpoints.base import (
     EndpointMetrics,
     ProductionVariant,
 )
+from mlcicd.endpoints.local import _locked  # one deploy or delete of an endpoint at a time
 from mlcicd.endpoints.local_process import read_object
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.fsutil import atomic_write_json
@@ -50,7 +48,6 @@ from mlcicd.images.podman import image_id, podman, podman_binary, remove_contain
 from mlcicd.serving import metrics
 
 RECORD_FILE = "endpoint.json"
-LOCK_FILE = ".lock"
 SERVE_DIR_IN_CONTAINER = "/var/run/mlcicd-serve"
 PING_INTERVAL = 0.2
 LOG_LINES = 15
@@ -68,17 +65,6 @@ def _pinged(port: int) -> bool:
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-@contextlib.contextmanager
-def _locked(edir: Path) -> Iterator[None]:
-    """One deploy or delete of an endpoint at a time, across processes."""
-    with open(edir / LOCK_FILE, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class PodmanEndpointBackend:
