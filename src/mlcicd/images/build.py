@@ -11,7 +11,8 @@ Dockerfile stays the one CodeBuild runs, and the wheel is not left in the image.
 pip inside the build uses the package index this machine's pip uses (its ``index-url``,
 ``extra-index-url``, ``find-links`` and ``cert``): they are written to a pip.conf mounted at
 ``/etc/pip.conf`` for the build only, local (``file://``) indexes mounted read-only at the same
-paths, and the build shares the host's network (a build step needs the index, nothing else).
+paths. The build runs on podman's own network (outbound), or the host's when the index is on
+this machine's loopback (:func:`build_network`).
 
 The image is labelled with its context digest (the commit's tree of the project, the base
 image and the mlcicd source): an image with that label is reused instead of rebuilt.
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +166,18 @@ def pip_build_mounts(settings: dict[str, str], scratch: Path) -> list[str]:
     return [arg for volume in volumes for arg in ("--volume", volume)]
 
 
+def build_network(settings: dict[str, str]) -> list[str]:
+    """The build's network: podman's own (outbound only: this machine's loopback services,
+    such as `mlcicd up`, stay out of reach of a Dockerfile's RUN), unless the package index
+    is itself on this machine's loopback; then the host's."""
+    for key in ("index-url", "extra-index-url", "find-links"):
+        for location in settings.get(key, "").split():
+            host = urllib.parse.urlsplit(location).hostname or ""
+            if host == "localhost" or host.startswith("127.") or host == "::1":
+                return ["--network", "host"]
+    return []
+
+
 def context_digest(tree: str, base: str | None, mlcicd_digest: str) -> str:
     return hashlib.sha256(json.dumps({"tree": tree, "base": base, "mlcicd": mlcicd_digest}).encode()).hexdigest()
 
@@ -222,15 +236,17 @@ def build_image(
         log(f"image {tag} reused: context {digest[:12]} was built before")
         return BuiltImage(tag, "sha256:" + found.removeprefix("sha256:"), digest, base, False,
                           time.monotonic() - start, _size(tag))  # fmt: skip
+    pip_settings = host_pip_settings()
     with tempfile.TemporaryDirectory(prefix="mlcicd-build-") as scratch:
         cmd = [
             podman_binary(BuildError), "build", "--file", str(context / dockerfile), "--tag", tag,
-            "--network", "host", "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{COMMIT_LABEL}={commit}",
+            *build_network(pip_settings),
+            "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{COMMIT_LABEL}={commit}",
             # The digest in the path: a layer cache keyed on the RUN line and its arguments
             # (not on what a volume holds) must not reuse an install of another mlcicd.
             "--volume", f"{wheel.parent}:{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}:ro",
             "--build-arg", f"MLCICD_SPEC=mlcicd[aws] @ file://{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}/{wheel.name}",
-            *pip_build_mounts(host_pip_settings(), Path(scratch)),
+            *pip_build_mounts(pip_settings, Path(scratch)),
         ]  # fmt: skip
         if base:
             cmd += ["--build-arg", f"BASE_IMAGE={base}"]

@@ -1,4 +1,4 @@
-"""Where the base image's Debian comes from: this machine's own apt settings."""
+"""What a base image and a build take from this machine: its apt mirror, suite and pip index."""
 
 from __future__ import annotations
 
@@ -33,3 +33,13 @@ def test_the_suite_is_this_machines(tmp_path: Path) -> None:
     release.write_text('NAME="Something"\n')
     with pytest.raises(BuildError, match="pass --suite"):
         host_suite(release)
+
+
+def test_a_build_reaches_the_hosts_network_only_for_an_index_on_loopback() -> None:
+    from mlcicd.images.build import build_network
+
+    assert build_network({"index-url": "https://pypi.org/simple", "extra-index-url": "file:///opt/pypi/simple"}) == []
+    assert build_network({"extra-index-url": "https://pypi.org/simple http://127.0.0.1:3141/root/pypi"}) == [
+        "--network", "host",
+    ]  # fmt: skip
+    assert build_network({"find-links": "http://localhost:8000/wheels"}) == ["--network", "host"]
