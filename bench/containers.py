@@ -71,7 +71,8 @@ def main() -> int:
     args = parser.parse_args()
     env = dict(os.environ)
     started = time.perf_counter()
-    base = subprocess.run([*MLCICD, "image", "base"], capture_output=True, text=True, check=True, env=env)
+    suite = os.environ.get("MLCICD_TEST_BASE_SUITE") or "trixie"  # as the tests: see tests/containers
+    base = subprocess.run([*MLCICD, "image", "base", "--suite", suite], capture_output=True, text=True, check=True, env=env)
     base_seconds, base_tag = time.perf_counter() - started, base.stdout.strip()
     load = wrk if shutil.which("wrk") else pyclient
     with tempfile.TemporaryDirectory(prefix="mlcicd-bench-containers-") as scratch:

@@ -29,12 +29,18 @@ def _podman_or_fail() -> None:
         pytest.fail(f"podman is not installed: {INSTALL_HINT}", pytrace=False)
 
 
+# The tests' base: Debian trixie (Python 3.13), whatever the host runs. Bookworm's Python
+# (3.11.2) lacks tarfile's extraction filters (PEP 706, 3.11.4), which mlcicd's archive
+# handling needs; MLCICD_TEST_BASE_SUITE picks another suite.
+TEST_SUITE = os.environ.get("MLCICD_TEST_BASE_SUITE") or "trixie"
+
+
 @pytest.fixture(scope="session")
 def base_image() -> str:
     _podman_or_fail()
     from mlcicd.images.base import make_base_image
 
-    return make_base_image().tag
+    return make_base_image(suite=TEST_SUITE).tag
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from mlcicd.cli import cli
 from mlcicd.errors import BuildError
 from mlcicd.images.build import CONTEXT_LABEL, build_image
 from tests.conftest import make_repo
-from tests.containers.conftest import write
+from tests.containers.conftest import TEST_SUITE, write
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,6 @@ def test_an_unpullable_base_says_how_to_make_one(tmp_path: Path, base_image: str
 
 
 def test_image_base_prints_the_tag_to_pass_as_base(base_image: str) -> None:
-    result = CliRunner().invoke(cli, ["image", "base"])
+    result = CliRunner().invoke(cli, ["image", "base", "--suite", TEST_SUITE])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == base_image

@@ -43,3 +43,12 @@ def test_a_build_reaches_the_hosts_network_only_for_an_index_on_loopback() -> No
         "--network", "host",
     ]  # fmt: skip
     assert build_network({"find-links": "http://localhost:8000/wheels"}) == ["--network", "host"]
+
+
+def test_the_image_python_must_meet_mlcicds_requires_python() -> None:
+    from mlcicd.images.base import required_python
+
+    assert required_python(">=3.11.4") == (3, 11, 4)
+    assert required_python(">= 3.12") == (3, 12)
+    assert required_python("") == (3,)
+    assert required_python() >= (3, 11)  # the installed mlcicd's own metadata

@@ -13,6 +13,7 @@ It is made once per machine: a tag that exists is reused. debootstrap needs root
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -111,6 +112,34 @@ def _make_venv(rootfs: Path, log: list[str]) -> None:
             target.mkdir()
 
 
+def required_python(requires: str | None = None) -> tuple[int, ...]:
+    """The lowest Python the running mlcicd installs on (its ``Requires-Python: >=X.Y[.Z]``)."""
+    if requires is None:
+        try:
+            requires = importlib.metadata.metadata("mlcicd")["Requires-Python"] or ""
+        except importlib.metadata.PackageNotFoundError:
+            requires = ""
+    match = re.search(r">=\s*([0-9]+(?:\.[0-9]+)*)", requires)
+    return tuple(int(part) for part in match.group(1).split(".")) if match else (3,)
+
+
+def _check_python(rootfs: Path, suite: str) -> None:
+    """The image's Python must install this mlcicd; a suite whose Python is older fails here,
+    not minutes later in the first ``pip install`` of every project image."""
+    done = subprocess.run(
+        ["chroot", str(rootfs), "/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    found = tuple(int(part) for part in done.stdout.split()) if done.returncode == 0 else ()
+    needed = required_python()
+    if found < needed:
+        shown = ".".join(map(str, found)) or "none"
+        raise BuildError(
+            f"Debian {suite}'s Python is {shown}, and mlcicd needs Python >= {'.'.join(map(str, needed))}",
+            hint="pass a newer suite: mlcicd image base --suite trixie",
+        )
+
+
 def _import(rootfs: Path, tag: str) -> None:
     changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
     podman = podman_binary(BuildError)
@@ -149,6 +178,7 @@ def make_base_image(
         rootfs = Path(scratch) / "rootfs"
         rootfs.mkdir()
         _debootstrap(rootfs, suite, mirror, log)
+        _check_python(rootfs, suite)
         _make_venv(rootfs, log)
         _import(rootfs, tag)
     return BaseImage(tag, image_id(tag, error=BuildError), True, time.monotonic() - start, suite, mirror)
