@@ -112,3 +112,10 @@ def test_a_container_that_dies_at_start_fails_the_update_and_the_old_one_serves(
     assert now.last_update_failure is not None and "no GPU" in now.last_update_failure
     assert invoke(str(good.url)).status == 200
     assert iris_containers() == ["mlcicd-ep-iris-1"]
+
+
+def test_an_image_without_serve_says_what_to_add(base_image: str, iris: IrisModel, tmp_path: Path, no_containers_left: None) -> None:
+    backend = PodmanEndpointBackend(tmp_path / "endpoints", base_image)
+    with pytest.raises(EndpointError, match=rf"image {base_image} has no `serve` on its PATH"):
+        backend.deploy(config("iris-v1", iris, IRIS / "src"))
+    assert iris_containers() == []

@@ -92,3 +92,10 @@ def test_without_podman_the_error_says_to_install_it(tmp_path: Path, monkeypatch
 def test_a_missing_image_says_how_to_build_it(tmp_path: Path, base_image: str) -> None:
     with pytest.raises(TrainingError, match=r"does not exist on this machine.*mlcicd image build"):
         PodmanTrainingBackend(tmp_path / "jobs", "localhost/mlcicd/never-built:0")
+
+
+def test_an_image_without_train_says_what_to_add(base_image: str, tmp_path: Path, no_containers_left: None) -> None:
+    source = write(tmp_path / "src" / "train.py", "print('never runs')\n").parent
+    result = PodmanTrainingBackend(tmp_path / "jobs", base_image).run(spec(source, "noentry-1"))
+    assert result.status == "Failed"
+    assert f"image {base_image} has no `train` on its PATH" in (result.failure_reason or "")

@@ -44,7 +44,14 @@ from mlcicd.endpoints.local import _locked  # one deploy or delete of an endpoin
 from mlcicd.endpoints.local_process import read_object
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.fsutil import atomic_write_json
-from mlcicd.images.podman import image_id, podman, podman_binary, remove_container, tail
+from mlcicd.images.podman import (
+    image_id,
+    missing_entry,
+    podman,
+    podman_binary,
+    remove_container,
+    tail,
+)
 from mlcicd.serving import metrics
 
 RECORD_FILE = "endpoint.json"
@@ -213,7 +220,8 @@ class PodmanEndpointBackend:
             "SAGEMAKER_VARIANT_NAME": variant.name,
             "MLCICD_SERVE_DIR": SERVE_DIR_IN_CONTAINER,
         }
-        podman(
+        what = f"starting container {name} for endpoint {config.endpoint_name}"
+        done = podman(
             [
                 "run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080",
                 "--label", f"io.mlcicd.endpoint={config.endpoint_name}",
@@ -223,8 +231,11 @@ class PodmanEndpointBackend:
                 *[arg for key in sorted(env) for arg in ("--env", f"{key}={env[key]}")],
                 image, "serve",
             ],
-            error=EndpointError, what=f"starting container {name} for endpoint {config.endpoint_name}",
+            error=EndpointError, what=what, check=False,
         )  # fmt: skip
+        if done.returncode != 0:
+            said = tail(done.stderr or done.stdout, 8)
+            raise EndpointError(missing_entry(str(self.image), "serve", said) or f"{what}: {said}")
 
     def _wait_in_service(self, name: str, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -233,7 +244,10 @@ class PodmanEndpointBackend:
                 return
             running, _, reason = self._state(name)
             if not running:
-                raise EndpointError(f"container {name} exited before answering /ping: {reason}")
+                raise EndpointError(
+                    missing_entry(str(self.image), "serve", reason)
+                    or f"container {name} exited before answering /ping: {reason}"
+                )
             if time.monotonic() >= deadline:
                 raise EndpointError(
                     f"container {name} did not answer /ping on 127.0.0.1:{port} within {timeout:g}s; "

@@ -94,3 +94,14 @@ def remove_container(name: str) -> None:
         )  # fmt: skip
     except (MlcicdError, OSError, subprocess.SubprocessError):
         pass
+
+
+def missing_entry(image: str, entry: str, output: str) -> str | None:
+    """Why a container of ``image`` could not start ``entry``, if that is what ``output`` says."""
+    if f'"{entry}": executable file not found' not in output:
+        return None
+    return (
+        f"image {image} has no `{entry}` on its PATH: SageMaker runs `docker run IMAGE {entry}`; "
+        f"copy the entry into the image (the template's Dockerfile: COPY docker/train docker/serve /usr/local/bin/)"
+    )
+

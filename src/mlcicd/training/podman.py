@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from mlcicd.errors import TrainingError
 from mlcicd.fsutil import atomic_write_json
-from mlcicd.images.podman import image_id, podman, podman_binary, remove_container
+from mlcicd.images.podman import image_id, missing_entry, podman, podman_binary, remove_container
 from mlcicd.process import ProcessOutcome, run_streaming
 from mlcicd.training.local import LocalTrainingBackend, _Job
 from mlcicd.training.toolkit import encode_hyperparameters
@@ -110,4 +110,7 @@ class PodmanTrainingBackend(LocalTrainingBackend):
             remove_container(name)
         if stopped.is_set():
             outcome.timed_out = True
+        reason = missing_entry(self.image, "train", "\n".join(outcome.tail))
+        if outcome.exit_code != 0 and reason is not None:
+            job.paths.failure_file.write_text(f"ClientError: {reason}\n", encoding="utf-8")
         return outcome
