@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins boto3/botocore far behind ours, so it lives in an environment of its own.
 TOOLS  := .venv-tools
 
-.PHONY: setup tools demo test lint unit integration bench clean
+.PHONY: setup tools containers demo test lint unit integration bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ $(TOOLS)/.installed: Makefile
 	$(TOOLS)/bin/python -m pip install --quiet 'checkov==3.3.30'
 	@touch $@
 
+# podman for the container backends and their tests: installed with apt when missing,
+# configured where this machine needs it (docs/containers.md). MLCICD_SKIP_CONTAINERS=1 skips.
+containers:
+	@bash scripts/containers.sh
+
 demo: setup
 	@bash scripts/demo.sh
 
@@ -32,13 +37,13 @@ lint: setup
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
-test: lint tools
+test: lint tools containers
 	$(BIN)/pytest
 
 unit: setup
 	$(BIN)/pytest -m "not integration"
 
-integration: setup tools
+integration: setup tools containers
 	$(BIN)/pytest -m integration
 
 bench: setup

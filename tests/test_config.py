@@ -32,7 +32,7 @@ def test_defaults_fill_what_is_not_said() -> None:
         ("pipeline: p\ntrain: {max_runtime: ten}", "mlcicd.yaml: train.max_runtime: expected an integer, got a string ('ten')"),
         ("pipeline: p\ntrain: {max_runtime: 0}", "mlcicd.yaml: train.max_runtime: must be at least 1, got 0"),
         ("pipeline: p\ndeploy: {workers: true}", "mlcicd.yaml: deploy.workers: expected an integer, got a boolean (true)"),
-        ("pipeline: p\ntrain: {backend: docker}", "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', got 'docker'"),
+        ("pipeline: p\ntrain: {backend: docker}", "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', 'container', got 'docker'"),
         ("pipeline: p\ntrain: {channels: [data]}", "mlcicd.yaml: train.channels: expected a mapping, got a list"),
         ("pipeline: p\ngate: {accuracy: '~0.8'}", "mlcicd.yaml: gate.accuracy: cannot read threshold"),
         ("pipeline: 'not ok'", "mlcicd.yaml: pipeline: 'not ok' is not a valid name"),

@@ -58,6 +58,6 @@ def main() -> None:
     cli(prog_name="mlcicd")
 
 
-from mlcicd.cli import aws, endpoints, history, init, inspect, monitor, run, service  # noqa: E402  (registers the commands)
+from mlcicd.cli import aws, endpoints, history, image, init, inspect, monitor, run, service  # noqa: E402  (registers the commands)
 
-__all__ = ["aws", "cli", "endpoints", "history", "init", "inspect", "main", "monitor", "run", "service"]
+__all__ = ["aws", "cli", "endpoints", "history", "image", "init", "inspect", "main", "monitor", "run", "service"]

@@ -184,6 +184,25 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
             fail("shadow.model", f"expected 'latest' or a model package version, got {deploy.shadow.model!r}")
     if deploy.backend == "sagemaker":
         check_sagemaker_deploy(deploy, source)
+    if deploy.backend == "container":
+        _check_container_deploy(deploy, source)
+
+
+def _check_container_deploy(deploy: DeployConfig, source: str) -> None:
+    """What one container running the image's ``serve`` can do (docs/containers.md): one
+    model, all traffic, switched all at once."""
+    unsupported = [
+        ("variants", len(deploy.variants) > 1, "more than one variant"),
+        ("shadow", deploy.shadow is not None, "a shadow variant"),
+        ("strategy", deploy.strategy != "all_at_once", f"strategy {deploy.strategy}"),
+        ("data_capture.enabled", deploy.data_capture.enabled, "data capture"),
+    ]
+    for key, present, what in unsupported:
+        if present:
+            raise ConfigError(
+                f"deploy.backend: container serves one model from one container: {what} is not supported",
+                path=source, key=f"deploy.{key}", hint="use backend: local for it, or remove the setting",
+            )  # fmt: skip
 
 
 # SageMaker's limits: WaitIntervalInSeconds, CanarySize and LinearStepSize (CAPACITY_PERCENT),

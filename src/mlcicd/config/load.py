@@ -179,7 +179,7 @@ def _type_name(tp: Any) -> str:
     if tp in names:
         return names[tp]
     origin = typing.get_origin(tp)
-    if origin is dict:
+    if origin is dict or dataclasses.is_dataclass(tp):  # a section is a mapping in the file
         return "a mapping"
     if origin is tuple:
         return "a list"

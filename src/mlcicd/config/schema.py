@@ -27,11 +27,29 @@ MIN_MONITOR_SCHEDULE = 300.0
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """``build.image``: the build stage builds the project's Dockerfile with podman
+    (docs/containers.md); ``base`` replaces its FROM (else $MLCICD_IMAGE_BASE, else FROM)."""
+
+    enabled: bool = True
+    base: str | None = None
+    dockerfile: str = "Dockerfile"
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     requirements: str = "requirements.txt"
     test_requirements: tuple[str, ...] = ()
     test: str | None = None
     timeout: int = 1800
+    image: bool | ImageConfig = False  # `true`, or the image's settings
+
+    @property
+    def image_settings(self) -> ImageConfig | None:
+        """The image to build, or None: ``build.image`` is false (``enabled: false``)."""
+        if isinstance(self.image, ImageConfig):
+            return self.image if self.image.enabled else None
+        return ImageConfig() if self.image else None
 
 
 @dataclass(frozen=True)
@@ -42,7 +60,7 @@ class MetricDefinition:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    backend: Literal["local", "sagemaker"] = "local"
+    backend: Literal["local", "sagemaker", "container"] = "local"
     source_dir: str = "src"
     entry_point: str = "train.py"
     hyperparameters: dict[str, HyperparameterValue] = field(default_factory=dict)
@@ -50,7 +68,8 @@ class TrainConfig:
     max_runtime: int = 86400
     metric_definitions: tuple[MetricDefinition, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
-    # SageMaker backend (ignored by the local one).
+    # SageMaker backend (ignored by the local one); the container backend's image, when set
+    # (else the one the build stage built: build.image).
     image: str | None = None
     role: str | None = None
     instance_type: str = "ml.m5.large"
@@ -176,7 +195,7 @@ class DataCaptureConfig:
 
 @dataclass(frozen=True)
 class DeployConfig:
-    backend: Literal["local", "sagemaker"] = "local"
+    backend: Literal["local", "sagemaker", "container"] = "local"
     endpoint_name: str | None = None
     source_dir: str = "src"
     entry_point: str = "inference.py"

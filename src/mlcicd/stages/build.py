@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import ClassVar
 
-from mlcicd.config import Config
+from mlcicd.config import Config, ImageConfig
 from mlcicd.environments import aws_requirements, ensure_environment
 from mlcicd.errors import BuildError
 from mlcicd.pipeline import RunContext, StageResult
@@ -27,6 +27,14 @@ def environment_extras(config: Config) -> tuple[str, ...]:
     if deploy.backend == "local" and deploy.data_capture.enabled and store.startswith("s3://"):
         return (*config.build.test_requirements, *aws_requirements())
     return config.build.test_requirements
+
+
+def image_settings(config: Config) -> ImageConfig | None:
+    """The image the build stage builds: ``build.image``, implied by a ``container`` backend."""
+    settings = config.build.image_settings
+    if settings is None and "container" in (config.train.backend, config.deploy.backend):
+        return ImageConfig()
+    return settings
 
 
 class BuildStage:
@@ -56,11 +64,30 @@ class BuildStage:
         previous = ctx.project.state.last_outputs("build", key="digest", value=digest)
         if previous and not ctx.options.force and env.cached:
             ctx.log(f"build {digest[:12]} already passed its tests in an earlier run")
+            outputs.update(self._image(ctx, source_dir))
             return StageResult("Cached", f"build {digest[:12]}", {**outputs, "tests": previous.get("tests")})
         tests = "none configured"
         if build.test:
             tests = self._test(ctx, build.test, source_dir, env.env_vars(), build.timeout)
+        outputs.update(self._image(ctx, source_dir))
         return StageResult("Succeeded", f"build {digest[:12]}, tests {tests}", {**outputs, "tests": tests})
+
+    def _image(self, ctx: RunContext, source_dir: Path) -> dict[str, str]:
+        """The commit's image (``build.image``, or a ``container`` backend): built with podman
+        once per context digest; its tag and id go to the stages after (lineage)."""
+        settings = image_settings(ctx.config)
+        if settings is None:
+            return {}
+        from mlcicd.images.build import build_image, choose_base, image_tag
+
+        source = ctx.outputs["source"]
+        built = build_image(
+            source_dir, tag=image_tag(ctx.config.pipeline, source["commit"]), tree=source["tree"],
+            commit=source["commit"], base=choose_base(None, settings.base), dockerfile=settings.dockerfile,
+            force=ctx.options.force, log=ctx.log, timeout=ctx.config.build.timeout,
+        )  # fmt: skip
+        ctx.log(f"image {built.tag} {built.image_id} {'built' if built.built else 'reused'}")
+        return {"image": built.tag, "image_id": built.image_id}
 
     def _test(self, ctx: RunContext, command: str, cwd: Path, env: dict[str, str], timeout: int) -> str:
         ctx.log(f"$ {command}")

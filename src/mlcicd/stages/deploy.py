@@ -35,8 +35,9 @@ from mlcicd.project import Project
 from mlcicd.state import EndpointConfigRecord, EndpointRecord
 
 
-def endpoint_backend(kind: str, project: Project) -> EndpointBackend:
-    """The endpoint backend named ``kind`` (``deploy.backend``, or an endpoint's recorded one)."""
+def endpoint_backend(kind: str, project: Project, *, image: str | None = None) -> EndpointBackend:
+    """The endpoint backend named ``kind`` (``deploy.backend``, or an endpoint's recorded one);
+    ``image`` is what a ``container`` endpoint is deployed from (the build stage's)."""
     if kind == "local":
         from mlcicd.endpoints.local import LocalEndpointBackend
 
@@ -45,6 +46,10 @@ def endpoint_backend(kind: str, project: Project) -> EndpointBackend:
         from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
 
         return SageMakerEndpointBackend.from_config(project.config, project.store)
+    if kind == "container":
+        from mlcicd.endpoints.podman import PodmanEndpointBackend
+
+        return PodmanEndpointBackend(project.state_dir / "container-endpoints", image)
     raise ConfigError(
         f"deploy backend {kind!r} is not available in this version",
         key="deploy.backend",
@@ -101,13 +106,15 @@ class DeployStage:
             ]
             if isinstance(capture.destination, str):  # on S3: a new store is a new config
                 settings["data_capture"].append(capture.destination)
-        if cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
+        if cfg.backend == "container":  # another image is another config
+            settings["image"] = ctx.outputs["build"].get("image_id")
+        elif cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
             settings.update(image=ctx.config.train.image, instance_type=cfg.instance_type,
                             instance_count=cfg.instance_count)  # fmt: skip
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
         config_name = versioned_endpoint_config_name(endpoint_name, registered["version"], digest)
-        backend = endpoint_backend(cfg.backend, project)
+        backend = endpoint_backend(cfg.backend, project, image=ctx.outputs["build"].get("image"))
 
         try:
             current = backend.describe(endpoint_name)

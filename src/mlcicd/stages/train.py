@@ -25,8 +25,9 @@ from mlcicd.training import Channel, MetricDefinition, TrainingBackend, Training
 
 
 def training_backend(
-    config: TrainConfig, project: Project, on_log: Callable[[str], None] | None = None
+    config: TrainConfig, project: Project, on_log: Callable[[str], None] | None = None, *, image: str | None = None
 ) -> TrainingBackend:
+    """The backend ``train.backend`` names; ``image`` is the build stage's (``container``)."""
     if config.backend == "local":
         from mlcicd.training.local import LocalTrainingBackend
 
@@ -41,6 +42,15 @@ def training_backend(
         if found and on_log is not None:
             on_log(found)
         return backend
+    if config.backend == "container":
+        from mlcicd.training.podman import PodmanTrainingBackend
+
+        if not (config.image or image):
+            raise ConfigError(
+                "train.backend: container needs an image, and none was built",
+                key="train.image", hint="set build.image: true (or train.image: TAG)",
+            )  # fmt: skip
+        return PodmanTrainingBackend(project.state_dir / "jobs", config.image or str(image))
     raise ConfigError(
         f"training backend {config.backend!r} is not available in this version",
         key="train.backend",
@@ -95,6 +105,8 @@ class TrainStage:
             k: v for k, v in ctx.config.to_dict()["train"].items()
             if k not in ("backend", "instance_type", "instance_count", "use_spot", "max_wait", "role", "output_path")
         }  # fmt: skip
+        if cfg.backend == "container":  # a job in another image is another job
+            settings["image_id"] = ctx.outputs["build"].get("image_id")
         cache_key = hashlib.sha256(
             json.dumps({"build": build_digest, "data": data, "train": settings}, sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -105,7 +117,7 @@ class TrainStage:
                 ctx.log(f"training job {previous.name} already trained this build on this data")
                 return StageResult("Cached", f"job {previous.name}", self._outputs(previous, data))
 
-        backend = training_backend(cfg, project, ctx.log)
+        backend = training_backend(cfg, project, ctx.log, image=ctx.outputs["build"].get("image"))
         name = job_name(ctx.config.pipeline, ctx.run.id)
         spec = TrainingJobSpec(
             name=name,
@@ -155,7 +167,10 @@ class TrainStage:
                 hint="the job's log: `mlcicd logs RUN --stage train`",
             )
         shown = ", ".join(f"{k}={v:g}" for k, v in sorted(result.metrics.items()))
-        return StageResult("Succeeded", f"job {name}: {shown}", self._outputs(record, data))
+        outputs = self._outputs(record, data)
+        if cfg.backend == "container":  # lineage: the exact image the model was trained in
+            outputs["training_image"] = getattr(backend, "image_id", None)
+        return StageResult("Succeeded", f"job {name}: {shown}", outputs)
 
     @staticmethod
     def _channels(cfg: TrainConfig, source_dir: Path) -> tuple[Channel, ...]:

@@ -4,6 +4,7 @@ base.py       TrainingJobSpec → TrainingBackend.run → TrainingJobResult; par
 toolkit.py    the /opt/ml layout, SM_* environment and arguments, as pure functions
 local.py      LocalTrainingBackend: jobs as subprocesses in <jobs_root>/<name>/
 container.py  ``python -m mlcicd.training.container``: the same, inside a SageMaker image
+podman.py     PodmanTrainingBackend: the host side, running that image's ``train`` with podman
 """
 
 from mlcicd.training.base import (

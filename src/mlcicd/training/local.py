@@ -127,6 +127,7 @@ class _Job:
     metric_series: list[tuple[str, float, float]] = field(default_factory=list)
     model_artifact: Path | None = None
     model_sha256: str | None = None
+    training_image: str | None = None  # the image the job ran in (the container backend)
 
     @property
     def log_path(self) -> Path:
@@ -205,6 +206,8 @@ class _Job:
                 "ModelSha256": self.model_sha256,
             },
         }
+        if self.training_image is not None:
+            description["AlgorithmSpecification"]["TrainingImage"] = self.training_image
         if self.failure_reason is not None:
             description["FailureReason"] = self.failure_reason
         if self.started_at is not None and self.ended_at is not None:
@@ -392,18 +395,22 @@ class LocalTrainingBackend:
             job.started_at = time.time()
             job.write_description()
             try:
-                outcome = run_streaming(
-                    job.command,
-                    cwd=job.paths.code,
-                    env=env,
-                    on_line=on_line,
-                    max_runtime_seconds=job.spec.max_runtime_seconds,
-                    stop_grace_seconds=self.stop_grace_seconds,
-                )
+                outcome = self._run(job, env, on_line)
             finally:
                 job.ended_at = time.time()
         job.exit_code = outcome.exit_code
         return outcome
+
+    def _run(self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]) -> ProcessOutcome:
+        """Run the job's command to the end, stopped at its max runtime."""
+        return run_streaming(
+            job.command,
+            cwd=job.paths.code,
+            env=env,
+            on_line=on_line,
+            max_runtime_seconds=job.spec.max_runtime_seconds,
+            stop_grace_seconds=self.stop_grace_seconds,
+        )
 
     def _conclude(self, job: _Job, outcome: ProcessOutcome) -> None:
         paths = job.paths

@@ -1,0 +1,77 @@
+"""Container tests: real podman, a real base image and one real iris image for the session.
+
+They run wherever the tests run: a machine without podman FAILS them with the install hint
+(`make test` installs it: scripts/containers.sh) unless MLCICD_SKIP_CONTAINERS=1 says to
+skip them on purpose. The base image is made once per machine (podman keeps it); the iris
+image once per mlcicd source and iris tree (reused by its context label).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlcicd.images.podman import INSTALL_HINT, PODMAN_ENV
+from tests.conftest import make_repo
+
+pytestmark = pytest.mark.integration
+
+
+def _podman_or_fail() -> None:
+    if os.environ.get("MLCICD_SKIP_CONTAINERS") == "1":
+        pytest.skip("MLCICD_SKIP_CONTAINERS=1: container tests skipped on purpose")
+    if shutil.which(os.environ.get(PODMAN_ENV) or "podman") is None:
+        pytest.fail(f"podman is not installed: {INSTALL_HINT}", pytrace=False)
+
+
+# The tests' base: Debian trixie (Python 3.13), whatever the host runs. Bookworm's Python
+# (3.11.2) lacks tarfile's extraction filters (PEP 706, 3.11.4), which mlcicd's archive
+# handling needs; MLCICD_TEST_BASE_SUITE picks another suite.
+TEST_SUITE = os.environ.get("MLCICD_TEST_BASE_SUITE") or "trixie"
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    _podman_or_fail()
+    from mlcicd.images.base import make_base_image
+
+    return make_base_image(suite=TEST_SUITE).tag
+
+
+@pytest.fixture(scope="session")
+def iris_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The image of a committed copy of examples/iris, built on the base image."""
+    from mlcicd.images.build import build_project_image
+    from mlcicd.project import Project
+
+    repo = make_repo(tmp_path_factory.mktemp("iris-image") / "iris")
+    return build_project_image(Project(repo), base=base_image).tag
+
+
+def containers_named(prefix: str) -> list[str]:
+    out = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout
+    return [name for name in out.split() if name.startswith(prefix)]
+
+
+@pytest.fixture
+def no_containers_left() -> Iterator[None]:
+    """Every container a test made with mlcicd's names is gone when it ends."""
+    before = set(containers_named("mlcicd-"))
+    yield
+    left = set(containers_named("mlcicd-")) - before
+    for name in left:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True)
+    assert not left, f"containers left behind: {sorted(left)}"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

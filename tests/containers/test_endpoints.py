@@ -1,0 +1,121 @@
+"""deploy.backend: container — the image's `serve`, behind 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlcicd.endpoints import EndpointConfig, ProductionVariant
+from mlcicd.endpoints.podman import PodmanEndpointBackend
+from mlcicd.errors import EndpointError, NotFoundError
+from tests.conftest import IRIS
+from tests.containers.conftest import containers_named, write
+from tests.serving.helpers import IrisModel, Response, request, train_iris, wait_for
+
+pytestmark = pytest.mark.integration
+
+# The iris handlers, and a predict_fn that can hold a request: it says it has the request
+# (a file in the server's mounted state directory), then sleeps HOLD seconds.
+HOLDING = """
+import os, time
+from inference import input_fn, model_fn, output_fn, predict_fn as iris_predict
+
+def predict_fn(data, model):
+    hold = float(os.environ.get("HOLD", "0"))
+    if hold:
+        open("/var/run/mlcicd-serve/holding", "w").close()
+        time.sleep(hold)
+    return iris_predict(data, model)
+"""
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
+    return train_iris(tmp_path_factory.mktemp("iris"))
+
+
+@pytest.fixture
+def backend(iris_image: str, tmp_path: Path, no_containers_left: None) -> Iterator[PodmanEndpointBackend]:
+    backend = PodmanEndpointBackend(tmp_path / "endpoints", iris_image, drain_seconds=20)
+    yield backend
+    for described in backend.list():
+        backend.delete(described.name)
+
+
+def config(name: str, model: IrisModel, code: Path, entry: str = "inference.py", **env: str) -> EndpointConfig:
+    variant = ProductionVariant(
+        name="AllTraffic", model_data=model.archive, model_sha256=model.sha256, code_dir=code,
+        entry_point=entry, python=Path(sys.executable), environment=env,
+    )  # fmt: skip
+    return EndpointConfig(name=name, endpoint_name="iris", variants=(variant,), workers=1, startup_timeout=60)
+
+
+def iris_containers() -> list[str]:
+    return [n for n in containers_named("mlcicd-ep-iris-") if n.removeprefix("mlcicd-ep-iris-").isdigit()]
+
+
+def invoke(url: str) -> Response:
+    return request(url, body=json.dumps(ROWS), headers={"Content-Type": "application/json"})
+
+
+def test_it_answers_as_the_model_does_then_is_deleted(backend: PodmanEndpointBackend, iris: IrisModel) -> None:
+    described = backend.deploy(config("iris-v1", iris, IRIS / "src"))
+    assert described.status == "InService" and described.url is not None
+    assert described.url.startswith("http://127.0.0.1:")
+    answer = invoke(described.url)
+    assert answer.status == 200
+    assert json.loads(answer.body)["predictions"] == iris.model.predict(np.array(ROWS)).tolist()
+    # The server's workers write their counts every few seconds, into the mounted directory.
+    wait_for(lambda: backend.metrics("iris")["variants"].get("AllTraffic", {}).get("Invocations") == 1)
+    backend.delete("iris")
+    assert iris_containers() == []
+    with pytest.raises(NotFoundError):
+        backend.describe("iris")
+
+
+def test_an_update_drains_the_old_container(backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path) -> None:
+    code = write(tmp_path / "code" / "holding.py", HOLDING).parent
+    write(code / "inference.py", (IRIS / "src" / "inference.py").read_text())
+    old = backend.deploy(config("iris-v1", iris, code, "holding.py", HOLD="3"))
+    assert old.url is not None
+    answers: list[Response] = []
+    held = threading.Thread(target=lambda: answers.append(invoke(str(old.url))))
+    held.start()
+    serve_dir = tmp_path / "endpoints" / "iris" / "serve" / "mlcicd-ep-iris-1"
+    wait_for(lambda: (serve_dir / "holding").exists(), timeout=30)
+    new = backend.deploy(config("iris-v2", iris, code, "holding.py"))
+    held.join(timeout=60)
+    assert [a.status for a in answers] == [200]  # accepted by the old container, answered by it
+    assert new.config_name == "iris-v2" and new.url != old.url
+    assert invoke(str(new.url)).status == 200
+    assert iris_containers() == ["mlcicd-ep-iris-2"]
+
+
+def test_a_container_that_dies_at_start_fails_the_update_and_the_old_one_serves(
+    backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path
+) -> None:
+    good = backend.deploy(config("iris-v1", iris, IRIS / "src"))
+    broken = write(tmp_path / "broken" / "inference.py", "raise RuntimeError('the handler cannot load: no GPU')\n").parent
+    with pytest.raises(EndpointError) as caught:
+        backend.deploy(config("iris-v2", iris, broken))
+    assert "mlcicd-ep-iris-2" in caught.value.headline
+    assert "no GPU" in caught.value.headline  # the container's own last log lines
+    now = backend.describe("iris")
+    assert (now.status, now.config_name, now.url) == ("InService", "iris-v1", good.url)
+    assert now.last_update_failure is not None and "no GPU" in now.last_update_failure
+    assert invoke(str(good.url)).status == 200
+    assert iris_containers() == ["mlcicd-ep-iris-1"]
+
+
+def test_an_image_without_serve_says_what_to_add(base_image: str, iris: IrisModel, tmp_path: Path, no_containers_left: None) -> None:
+    backend = PodmanEndpointBackend(tmp_path / "endpoints", base_image)
+    with pytest.raises(EndpointError, match=rf"image {base_image} has no `serve` on its PATH"):
+        backend.deploy(config("iris-v1", iris, IRIS / "src"))
+    assert iris_containers() == []
