@@ -35,6 +35,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
 
 test: lint tools containers

@@ -39,20 +39,39 @@ BODY = json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode()
 
 
 def endpoint_url(project: Path, env: dict[str, str]) -> str:
-    out = subprocess.run([*MLCICD, "-C", str(project), "endpoints", "describe", "iris-classifier-endpoint",
-                          "--json"], capture_output=True, text=True, check=True, env=env).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            *MLCICD,
+            "-C",
+            str(project),
+            "endpoints",
+            "describe",
+            "iris-classifier-endpoint",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
     return str(json.loads(out)["endpoint"]["url"])
 
 
 def image_size(tag: str) -> float:
-    out = subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", tag],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Size}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(out.strip()) / 1e6
 
 
 def project_copy(root: Path, name: str, env: dict[str, str], edit: dict[str, str]) -> Path:
     project = root / name
-    shutil.copytree(REPO / "examples" / "iris", project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
+    shutil.copytree(
+        REPO / "examples" / "iris", project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__")
+    )
     config = project / "mlcicd.yaml"
     text = config.read_text()
     for old, new in edit.items():
@@ -64,25 +83,40 @@ def project_copy(root: Path, name: str, env: dict[str, str], edit: dict[str, str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     env = dict(os.environ)
     started = time.perf_counter()
-    suite = os.environ.get("MLCICD_TEST_BASE_SUITE") or "trixie"  # as the tests: see tests/containers
-    base = subprocess.run([*MLCICD, "image", "base", "--suite", suite], capture_output=True, text=True, check=True, env=env)
+    suite = (
+        os.environ.get("MLCICD_TEST_BASE_SUITE") or "trixie"
+    )  # as the tests: see tests/containers
+    base = subprocess.run(
+        [*MLCICD, "image", "base", "--suite", suite],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     base_seconds, base_tag = time.perf_counter() - started, base.stdout.strip()
     load = wrk if shutil.which("wrk") else pyclient
     with tempfile.TemporaryDirectory(prefix="mlcicd-bench-containers-") as scratch:
         root = Path(scratch)
         local = project_copy(root, "local", env, {})
-        boxed = project_copy(root, "boxed", env, {
-            "backend: local                   # or sagemaker": "backend: container",
-            "  backend: local\n": "  backend: container\n",
-            "  test: python -m pytest -q tests": f"  image:\n    base: {base_tag}\n  test: python -m pytest -q tests",
-        })  # fmt: skip
+        boxed = project_copy(
+            root,
+            "boxed",
+            env,
+            {
+                "backend: local                   # or sagemaker": "backend: container",
+                "  backend: local\n": "  backend: container\n",
+                "  test: python -m pytest -q tests": f"  image:\n    base: {base_tag}\n  test: python -m pytest -q tests",
+            },
+        )
         with open(boxed / "requirements.txt", "a", encoding="utf-8") as fh:
             fh.write(f"# bench {time.time()}\n")  # a layer no earlier build made
         commit(boxed, env, "unique requirements.txt")
@@ -93,17 +127,38 @@ def main() -> int:
             config.write_text(config.read_text().replace("C: 1.0", "C: 0.9"))
             commit(boxed, env, "C 0.9")
             warm_s = sh([*MLCICD, "-C", str(boxed), "run"], boxed, env)
-            tags = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                                   "localhost/mlcicd/iris-classifier"], capture_output=True, text=True).stdout.split()  # fmt: skip
+            tags = subprocess.run(
+                [
+                    "podman",
+                    "images",
+                    "--format",
+                    "{{.Repository}}:{{.Tag}}",
+                    "localhost/mlcicd/iris-classifier",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             urls = {"local": endpoint_url(local, env), "container": endpoint_url(boxed, env)}
             rps: dict[str, list[float]] = {"local": [], "container": []}
             for _ in range(args.runs):
                 for name, url in urls.items():
-                    rps[name].append(load(f"{url}/invocations", BODY, 8, args.duration, 2, root).rps)
+                    rps[name].append(
+                        load(f"{url}/invocations", BODY, 8, args.duration, 2, root).rps
+                    )
         finally:
             for project in (local, boxed):
-                subprocess.run([*MLCICD, "-C", str(project), "endpoints", "delete", "iris-classifier-endpoint"],
-                               capture_output=True, env=env)  # fmt: skip
+                subprocess.run(
+                    [
+                        *MLCICD,
+                        "-C",
+                        str(project),
+                        "endpoints",
+                        "delete",
+                        "iris-classifier-endpoint",
+                    ],
+                    capture_output=True,
+                    env=env,
+                )
     local_rps, container_rps = statistics.median(rps["local"]), statistics.median(rps["container"])
     lines = [
         f"### Containers, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {machine()}, load {os.getloadavg()[0]:.1f}",
@@ -112,7 +167,9 @@ def main() -> int:
         "|---|---|",
         f"| `mlcicd image base` ({'made' if base_seconds > 20 else 'existed'}; {image_size(base_tag):.0f} MB) | {base_seconds:.1f} |",
         f"| `mlcicd run`, local backends | {local_s:.1f} |",
-        f"| `mlcicd run`, container backends, image from scratch ({image_size(tags[0]):.0f} MB) | {cold_s:.1f} |" if tags else "",
+        f"| `mlcicd run`, container backends, image from scratch ({image_size(tags[0]):.0f} MB) | {cold_s:.1f} |"
+        if tags
+        else "",
         f"| `mlcicd run`, container backends, new commit (cached layers) | {warm_s:.1f} |",
         "",
         f"Endpoint, 8 connections, {'wrk' if load is wrk else 'Python client'}, median of {args.runs} x {args.duration:g}s: "

@@ -59,15 +59,25 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=5, help="repetitions of the warm and unchanged runs")
-    parser.add_argument("--record", action="store_true", help="append the results to docs/benchmarks.md")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="repetitions of the warm and unchanged runs"
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="append the results to docs/benchmarks.md"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mlcicd-bench-") as tmp:
         root = Path(tmp)
         project = root / "iris"
-        shutil.copytree(REPO / "examples" / "iris", project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
+        shutil.copytree(
+            REPO / "examples" / "iris",
+            project,
+            ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"),
+        )
         env = {**os.environ, "MLCICD_CACHE": str(root / "cache")}
         env.pop("MLCICD_HOME", None)
         subprocess.run(["git", "init", "-q", "--initial-branch=main"], cwd=project, check=True)
@@ -82,8 +92,12 @@ def main() -> None:
                 warm.append(sh([*MLCICD, "run", str(project)], project, env))
                 unchanged.append(sh([*MLCICD, "run", str(project)], project, env))
         finally:
-            subprocess.run([*MLCICD, "-C", str(project), "endpoints", "delete", "iris-classifier-endpoint"],
-                           cwd=project, env=env, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [*MLCICD, "-C", str(project), "endpoints", "delete", "iris-classifier-endpoint"],
+                cwd=project,
+                env=env,
+                capture_output=True,
+            )
 
     rows = [
         ("cold (empty environment cache)", [cold]),
@@ -93,7 +107,9 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"{'case':<34}{'median':>9}{'min':>9}{'max':>9}  n")
     for name, values in rows:
-        print(f"{name:<34}{statistics.median(values):>8.2f}s{min(values):>8.2f}s{max(values):>8.2f}s  {len(values)}")
+        print(
+            f"{name:<34}{statistics.median(values):>8.2f}s{min(values):>8.2f}s{max(values):>8.2f}s  {len(values)}"
+        )
     if args.record:
         stamp = dt.date.today().isoformat()
         lines = [
@@ -104,7 +120,9 @@ def main() -> None:
             "|---|---|---|---|---|",
         ]
         for name, values in rows:
-            lines.append(f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s | {max(values):.2f} s | {len(values)} |")
+            lines.append(
+                f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s | {max(values):.2f} s | {len(values)} |"
+            )
         with open(REPO / "docs" / "benchmarks.md", "a", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
 

@@ -245,9 +245,20 @@ def serve_mlflow(
             capture_output=True,
         )
     cmd = [
-        str(bench_python.parent / "mlflow"), "models", "serve", "-m", str(mlflow_dir),
-        "-h", "127.0.0.1", "-p", str(port), "-w", "2", "--env-manager", "local",
-    ]  # fmt: skip
+        str(bench_python.parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(mlflow_dir),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        "2",
+        "--env-manager",
+        "local",
+    ]
     # mlflow execs `uvicorn` from PATH: the bench venv's
     env = dict(os.environ, PATH=f"{bench_python.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     return start(cmd, env, work, work / "mlflow.log")
@@ -297,9 +308,17 @@ def wrk(
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
     cmd = [
-        "wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration:g}s",
-        "--timeout", "2s", "--latency", "-s", str(script), url,
-    ]  # fmt: skip
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--timeout",
+        "2s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(
         cmd,
         env=dict(os.environ, BENCH_BODY=body.decode()),
@@ -398,9 +417,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (2 cores: keep 1)")
     parser.add_argument("--servers", default="mlflow,mlcicd,uvicorn,hello")
     parser.add_argument(
-        "--mlcicd-python", default=sys.executable,
+        "--mlcicd-python",
+        default=sys.executable,
         help="interpreter for our workers (e.g. .venv-bench/bin/python to measure with uvloop)",
-    )  # fmt: skip
+    )
     parser.add_argument("--label", default="", help="a note for this run in the record")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()

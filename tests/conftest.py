@@ -14,9 +14,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "examples" / "iris"
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Ada Tester", "GIT_AUTHOR_EMAIL": "ada@example.com",
-    "GIT_COMMITTER_NAME": "Ada Tester", "GIT_COMMITTER_EMAIL": "ada@example.com",
-}  # fmt: skip
+    "GIT_AUTHOR_NAME": "Ada Tester",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada Tester",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,7 +36,12 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+        ["git", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
     ).stdout
 
 
@@ -45,7 +52,9 @@ def commit_all(repo: Path, message: str = "change") -> str:
 
 
 def make_repo(path: Path, source: Path = IRIS) -> Path:
-    shutil.copytree(source, path, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__", ".pytest_cache"))
+    shutil.copytree(
+        source, path, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__", ".pytest_cache")
+    )
     git(path, "init", "-q", "--initial-branch=main")
     commit_all(path, "iris classifier")
     return path
@@ -72,7 +81,9 @@ def iris_project(tmp_path: Path) -> Iterator[Path]:
     It sits below a directory whose pytest settings would break the project's tests if they
     leaked in — as when the demo runs inside a checkout of mlcicd itself.
     """
-    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "--no-such-option"\n'
+    )
     project = make_repo(tmp_path / "iris")
     yield project
     stop_endpoints(project)

@@ -28,23 +28,56 @@ def test_defaults_fill_what_is_not_said() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("pipeline: p\ntrain: {hyperparmeters: {}}", "mlcicd.yaml: train.hyperparmeters: unknown key (did you mean 'hyperparameters'?)"),
-        ("pipeline: p\ntrain: {max_runtime: ten}", "mlcicd.yaml: train.max_runtime: expected an integer, got a string ('ten')"),
-        ("pipeline: p\ntrain: {max_runtime: 0}", "mlcicd.yaml: train.max_runtime: must be at least 1, got 0"),
-        ("pipeline: p\ndeploy: {workers: true}", "mlcicd.yaml: deploy.workers: expected an integer, got a boolean (true)"),
-        ("pipeline: p\ntrain: {backend: docker}", "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', 'container', got 'docker'"),
-        ("pipeline: p\ntrain: {channels: [data]}", "mlcicd.yaml: train.channels: expected a mapping, got a list"),
-        ("pipeline: p\ngate: {accuracy: '~0.8'}", "mlcicd.yaml: gate.accuracy: cannot read threshold"),
+        (
+            "pipeline: p\ntrain: {hyperparmeters: {}}",
+            "mlcicd.yaml: train.hyperparmeters: unknown key (did you mean 'hyperparameters'?)",
+        ),
+        (
+            "pipeline: p\ntrain: {max_runtime: ten}",
+            "mlcicd.yaml: train.max_runtime: expected an integer, got a string ('ten')",
+        ),
+        (
+            "pipeline: p\ntrain: {max_runtime: 0}",
+            "mlcicd.yaml: train.max_runtime: must be at least 1, got 0",
+        ),
+        (
+            "pipeline: p\ndeploy: {workers: true}",
+            "mlcicd.yaml: deploy.workers: expected an integer, got a boolean (true)",
+        ),
+        (
+            "pipeline: p\ntrain: {backend: docker}",
+            "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', 'container', got 'docker'",
+        ),
+        (
+            "pipeline: p\ntrain: {channels: [data]}",
+            "mlcicd.yaml: train.channels: expected a mapping, got a list",
+        ),
+        (
+            "pipeline: p\ngate: {accuracy: '~0.8'}",
+            "mlcicd.yaml: gate.accuracy: cannot read threshold",
+        ),
         ("pipeline: 'not ok'", "mlcicd.yaml: pipeline: 'not ok' is not a valid name"),
         ("branch: main", "mlcicd.yaml: pipeline: required key is missing"),
         ("- a\n- b", "mlcicd.yaml: expected a mapping of settings at the top level"),
         ("pipeline: p\n  bad: [", "mlcicd.yaml: line 2"),
-        ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=[0-9.]+'}]", "needs one capture group"),
-        ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=([0-9.]+'}]", "invalid regular expression"),
-        ("pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=(.+)'}]\ngate: {f1: 0.5}", "gate.f1: the gate checks 'f1'"),
+        (
+            "pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=[0-9.]+'}]",
+            "needs one capture group",
+        ),
+        (
+            "pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=([0-9.]+'}]",
+            "invalid regular expression",
+        ),
+        (
+            "pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=(.+)'}]\ngate: {f1: 0.5}",
+            "gate.f1: the gate checks 'f1'",
+        ),
         ("pipeline: p\nstore: {uri: 'ftp://x'}", "store.uri: expected an s3:// URI"),
         ("pipeline: p\ndeploy: {port: 70000}", "deploy.port: not a TCP port"),
-        ("pipeline: p\ndeploy: {model_timeout: 0}", "deploy.model_timeout: must be a positive number of seconds, got 0"),
+        (
+            "pipeline: p\ndeploy: {model_timeout: 0}",
+            "deploy.model_timeout: must be a positive number of seconds, got 0",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_expectation(text: str, expected: str) -> None:
@@ -56,7 +89,13 @@ def test_bad_config_names_file_key_and_expectation(text: str, expected: str) -> 
 
 @pytest.mark.parametrize(
     ("spec", "op", "value"),
-    [(">= 0.85", ">=", 0.85), (0.9, ">=", 0.9), ("<0.1", "<", 0.1), ("== 1", "==", 1.0), ("> 1e-3", ">", 0.001)],
+    [
+        (">= 0.85", ">=", 0.85),
+        (0.9, ">=", 0.9),
+        ("<0.1", "<", 0.1),
+        ("== 1", "==", 1.0),
+        ("> 1e-3", ">", 0.001),
+    ],
 )
 def test_gate_thresholds(spec: object, op: str, value: float) -> None:
     config = parse_config(f"pipeline: p\ngate: {{loss: {spec!r}}}".replace("'", '"'))
@@ -78,20 +117,40 @@ def test_monitor_settings_and_their_defaults() -> None:
     assert load_config(IRIS).monitor.label == "species"
     monitor = parse_config("pipeline: p").monitor
     assert (monitor.channel, monitor.label, monitor.drift_threshold, monitor.comparison_method) == (
-        None, None, 0.1, "Robust",
-    )  # fmt: skip
-    config = parse_config("pipeline: p\ntrain: {channels: {train: d}}\nmonitor: {channel: train, drift_threshold: 0.25}")
+        None,
+        None,
+        0.1,
+        "Robust",
+    )
+    config = parse_config(
+        "pipeline: p\ntrain: {channels: {train: d}}\nmonitor: {channel: train, drift_threshold: 0.25}"
+    )
     assert (config.monitor.channel, config.monitor.drift_threshold) == ("train", 0.25)
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("monitor: {drift_threshold: 0}", "monitor.drift_threshold: a distribution distance is between 0 and 1"),
-        ("monitor: {drift_threshold: 1.5}", "monitor.drift_threshold: a distribution distance is between 0 and 1"),
-        ("monitor: {drift_threshold: high}", "monitor.drift_threshold: expected a number, got a string ('high')"),
-        ("monitor: {comparison_method: KS}", "monitor.comparison_method: expected one of 'Robust', 'Simple'"),
-        ("monitor: {channel: validation}", "monitor.channel: 'validation' is not a training channel (channels: training)"),
+        (
+            "monitor: {drift_threshold: 0}",
+            "monitor.drift_threshold: a distribution distance is between 0 and 1",
+        ),
+        (
+            "monitor: {drift_threshold: 1.5}",
+            "monitor.drift_threshold: a distribution distance is between 0 and 1",
+        ),
+        (
+            "monitor: {drift_threshold: high}",
+            "monitor.drift_threshold: expected a number, got a string ('high')",
+        ),
+        (
+            "monitor: {comparison_method: KS}",
+            "monitor.comparison_method: expected one of 'Robust', 'Simple'",
+        ),
+        (
+            "monitor: {channel: validation}",
+            "monitor.channel: 'validation' is not a training channel (channels: training)",
+        ),
         ("monitor: {label: ' '}", "monitor.label: expected a column name"),
         ("monitor: {treshold: 0.1}", "monitor.treshold: unknown key"),
     ],
@@ -110,22 +169,39 @@ def test_a_monitoring_schedule_is_off_by_default_and_read_as_a_duration() -> Non
     assert parse_config("pipeline: p").monitor.schedule_seconds is None
     monitor = parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 1h30m}}").monitor
     assert (monitor.schedule, monitor.schedule_seconds) == ("1h30m", 5400.0)
-    assert parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 5m}}").monitor.schedule_seconds == 300.0
+    assert (
+        parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 5m}}").monitor.schedule_seconds
+        == 300.0
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (f"{CAPTURING}monitor: {{schedule: hourly}}", "monitor.schedule: expected a duration like 1h, 30m or 1h30m, got 'hourly'"),
-        (f"{CAPTURING}monitor: {{schedule: 3600}}", "monitor.schedule: expected a string, got int (3600)"),
-        (f"{CAPTURING}monitor: {{schedule: 4m59s}}", "monitor.schedule: the shortest schedule is 5m, got '4m59s'"),
+        (
+            f"{CAPTURING}monitor: {{schedule: hourly}}",
+            "monitor.schedule: expected a duration like 1h, 30m or 1h30m, got 'hourly'",
+        ),
+        (
+            f"{CAPTURING}monitor: {{schedule: 3600}}",
+            "monitor.schedule: expected a string, got int (3600)",
+        ),
+        (
+            f"{CAPTURING}monitor: {{schedule: 4m59s}}",
+            "monitor.schedule: the shortest schedule is 5m, got '4m59s'",
+        ),
         (f"{CAPTURING}monitor: {{schedule: 0s}}", "monitor.schedule: the shortest schedule is 5m"),
-        ("monitor: {schedule: 1h}", "monitor.schedule: a scheduled check reads the endpoint's captured requests, "
-                                    "and deploy.data_capture is not enabled"),
-        ("deploy: {data_capture: {enabled: true, capture: [output]}}\nmonitor: {schedule: 1h}",
-         "deploy.data_capture captures responses only (add input to deploy.data_capture.capture"),
+        (
+            "monitor: {schedule: 1h}",
+            "monitor.schedule: a scheduled check reads the endpoint's captured requests, "
+            "and deploy.data_capture is not enabled",
+        ),
+        (
+            "deploy: {data_capture: {enabled: true, capture: [output]}}\nmonitor: {schedule: 1h}",
+            "deploy.data_capture captures responses only (add input to deploy.data_capture.capture",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_schedules_name_their_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(f"pipeline: p\n{text}")
@@ -135,6 +211,9 @@ def test_bad_schedules_name_their_key(text: str, expected: str) -> None:
 def test_the_tests_floor_lowers_the_shortest_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     # MLCICD_MONITOR_MIN_SCHEDULE exists for the tests' services, which check every few seconds.
     monkeypatch.setenv("MLCICD_MONITOR_MIN_SCHEDULE", "1")
-    assert parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 2s}}").monitor.schedule_seconds == 2.0
+    assert (
+        parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 2s}}").monitor.schedule_seconds
+        == 2.0
+    )
     with pytest.raises(ConfigError, match="the shortest schedule is 1s, got '0s'"):
         parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 0s}}")

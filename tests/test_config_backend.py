@@ -39,8 +39,11 @@ def test_aws_fills_what_is_missing_from_the_stack(iris: Config) -> None:
 
 
 def test_aws_takes_the_endpoint_role_and_key_from_the_stack(iris: Config) -> None:
-    outputs = {**OUTPUTS, "EndpointRoleArn": "arn:aws:iam::123456789012:role/stack-EndpointExecutionRole-Y",
-               "EncryptionKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k"}  # fmt: skip
+    outputs = {
+        **OUTPUTS,
+        "EndpointRoleArn": "arn:aws:iam::123456789012:role/stack-EndpointExecutionRole-Y",
+        "EncryptionKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k",
+    }
     on_aws = with_backend(iris, "aws", stack_outputs=outputs, commit=COMMIT)
     assert on_aws.deploy.role == outputs["EndpointRoleArn"] != on_aws.train.role
     assert on_aws.train.kms_key == outputs["EncryptionKeyArn"]
@@ -48,11 +51,16 @@ def test_aws_takes_the_endpoint_role_and_key_from_the_stack(iris: Config) -> Non
     # An older stack without them: the endpoint falls back to train.role, nothing is encrypted by name.
     older = with_backend(iris, "aws", stack_outputs=OUTPUTS, commit=COMMIT)
     assert (older.deploy.role, older.train.kms_key) == (None, None)
-    mine = parse_config("pipeline: p\ntrain:\n  kms_key: alias/mine\n  network_isolation: false\n"
-                        "deploy:\n  role: arn:aws:iam::1:role/serve\n")  # fmt: skip
+    mine = parse_config(
+        "pipeline: p\ntrain:\n  kms_key: alias/mine\n  network_isolation: false\n"
+        "deploy:\n  role: arn:aws:iam::1:role/serve\n"
+    )
     kept = with_backend(mine, "aws", stack_outputs=outputs, commit=COMMIT)
     assert (kept.train.kms_key, kept.train.network_isolation, kept.deploy.role) == (
-        "alias/mine", False, "arn:aws:iam::1:role/serve")  # fmt: skip
+        "alias/mine",
+        False,
+        "arn:aws:iam::1:role/serve",
+    )
 
 
 def test_aws_keeps_what_the_config_sets(iris: Config) -> None:
@@ -63,8 +71,10 @@ def test_aws_keeps_what_the_config_sets(iris: Config) -> None:
     )
     on_aws = with_backend(mine, "aws", stack_outputs=OUTPUTS, commit=COMMIT)
     assert (on_aws.train.image, on_aws.train.role, on_aws.store.uri) == (
-        "my/image:1", "arn:aws:iam::1:role/mine", "s3://mine/runs",
-    )  # fmt: skip
+        "my/image:1",
+        "arn:aws:iam::1:role/mine",
+        "s3://mine/runs",
+    )
     assert with_backend(mine, "aws") == on_aws  # nothing missing: no stack needed
 
 
@@ -78,26 +88,34 @@ def test_aws_without_a_stack_names_every_missing_key(iris: Config) -> None:
 
 def test_aws_with_a_stack_lacking_outputs(iris: Config) -> None:
     with pytest.raises(ConfigError) as caught:
-        with_backend(iris, "aws", stack_outputs={"RepositoryUri": OUTPUTS["RepositoryUri"]}, commit=COMMIT)
+        with_backend(
+            iris, "aws", stack_outputs={"RepositoryUri": OUTPUTS["RepositoryUri"]}, commit=COMMIT
+        )
     assert "train.role, store.uri" in caught.value.headline
     assert "train.image" not in caught.value.headline.split("needs")[1].split(",")[0]
 
 
 def test_aws_refuses_a_local_store(iris: Config) -> None:
-    local_store = dataclasses.replace(iris, store=dataclasses.replace(iris.store, uri="/tmp/artifacts"))
+    local_store = dataclasses.replace(
+        iris, store=dataclasses.replace(iris.store, uri="/tmp/artifacts")
+    )
     with pytest.raises(ConfigError, match=r"store\.uri.*not an s3:// URI"):
         with_backend(local_store, "aws", stack_outputs=OUTPUTS, commit=COMMIT)
 
 
 def test_local_overrides_sagemaker_in_the_config(iris: Config) -> None:
-    on_sagemaker = dataclasses.replace(iris, train=TrainConfig(backend="sagemaker", image="i", role="r"))
+    on_sagemaker = dataclasses.replace(
+        iris, train=TrainConfig(backend="sagemaker", image="i", role="r")
+    )
     local = with_backend(on_sagemaker, "local")
     assert (local.train.backend, local.deploy.backend) == ("local", "local")
     assert on_sagemaker.train.backend == "sagemaker"
 
 
 def test_the_result_is_validated(iris: Config) -> None:
-    broken = dataclasses.replace(iris, deploy=dataclasses.replace(iris.deploy, endpoint_name="x" * 51))
+    broken = dataclasses.replace(
+        iris, deploy=dataclasses.replace(iris.deploy, endpoint_name="x" * 51)
+    )
     with pytest.raises(ConfigError, match=r"deploy\.endpoint_name"):
         with_backend(broken, "local")
 
@@ -123,7 +141,10 @@ def test_endpoint_config_names_start_with_the_whole_endpoint_name(length: int) -
         assert len(name) <= 63
         assert len(name.rsplit("-", 1)[1]) >= 4
     # Short names keep the 8-digit digest (existing configs keep their names).
-    assert versioned_endpoint_config_name("iris-classifier-endpoint", 3, "abcdef0123") == "iris-classifier-endpoint-v3-abcdef01"
+    assert (
+        versioned_endpoint_config_name("iris-classifier-endpoint", 3, "abcdef0123")
+        == "iris-classifier-endpoint-v3-abcdef01"
+    )
 
 
 def test_endpoint_config_name_without_room_for_a_digest() -> None:

@@ -13,12 +13,18 @@ def test_build_image_is_off_unless_asked_or_implied() -> None:
     assert image_settings(parse_config("pipeline: p")) is None
     assert image_settings(parse_config("pipeline: p\nbuild: {image: true}")) == ImageConfig()
     assert image_settings(parse_config("pipeline: p\ntrain: {backend: container}")) == ImageConfig()
-    assert image_settings(parse_config("pipeline: p\ndeploy: {backend: container}")) == ImageConfig()
+    assert (
+        image_settings(parse_config("pipeline: p\ndeploy: {backend: container}")) == ImageConfig()
+    )
 
 
 def test_build_image_takes_its_settings() -> None:
-    config = parse_config("pipeline: p\nbuild: {image: {base: localhost/py:3.11, dockerfile: docker/Dockerfile}}")
-    assert image_settings(config) == ImageConfig(base="localhost/py:3.11", dockerfile="docker/Dockerfile")
+    config = parse_config(
+        "pipeline: p\nbuild: {image: {base: localhost/py:3.11, dockerfile: docker/Dockerfile}}"
+    )
+    assert image_settings(config) == ImageConfig(
+        base="localhost/py:3.11", dockerfile="docker/Dockerfile"
+    )
     assert image_settings(parse_config("pipeline: p\nbuild: {image: {enabled: false}}")) is None
 
 
@@ -36,7 +42,11 @@ def test_a_wrong_build_image_names_the_key() -> None:
         ("{backend: container, data_capture: {enabled: true}}", "deploy.data_capture.enabled"),
     ],
 )
-def test_a_container_endpoint_refuses_what_one_container_cannot_serve(deploy: str, key: str) -> None:
-    with pytest.raises(ConfigError, match=rf"{key}: deploy.backend: container serves one model") as caught:
+def test_a_container_endpoint_refuses_what_one_container_cannot_serve(
+    deploy: str, key: str
+) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"{key}: deploy.backend: container serves one model"
+    ) as caught:
         parse_config(f"pipeline: p\ndeploy: {deploy}")
     assert "use backend: local" in caught.value.headline

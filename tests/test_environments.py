@@ -23,8 +23,10 @@ def test_environment_is_built_once_with_bytecode_and_mlcicd_importable(tmp_path:
     assert list(env.path.glob("lib/python*/site-packages/__pycache__/six*.pyc"))
     out = subprocess.run(
         [str(env.python), "-c", "import six, mlcicd.serving.codecs, uvicorn, orjson; print('ok')"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == "ok"
     again = ensure_environment(requirements, (), tmp_path / "cache", log=lines.append)
     assert again.cached and again.path == env.path
@@ -50,5 +52,9 @@ def test_unknown_package_fails_with_the_installer_message(tmp_path: Path) -> Non
 
 
 def test_missing_requirements_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match=r"requirements file requirements\.txt is not in the commit"):
-        ensure_environment(tmp_path / "requirements.txt", (), tmp_path / "cache", log=lambda _: None)
+    with pytest.raises(
+        BuildError, match=r"requirements file requirements\.txt is not in the commit"
+    ):
+        ensure_environment(
+            tmp_path / "requirements.txt", (), tmp_path / "cache", log=lambda _: None
+        )

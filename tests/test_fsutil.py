@@ -11,7 +11,9 @@ import pytest
 from mlcicd.fsutil import atomic_open, atomic_write_text
 
 
-def test_the_directory_is_synced_after_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_directory_is_synced_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Until its directory is synced, a renamed file can come back as the old one after a
     power loss. What was fsynced is seen through the real os.fsync, by the inode it named."""
     synced: list[os.stat_result] = []
@@ -25,7 +27,10 @@ def test_the_directory_is_synced_after_the_rename(tmp_path: Path, monkeypatch: p
     path = tmp_path / "state" / "record.json"
     atomic_write_text(path, "{}")
     directory = path.parent.stat()
-    assert [stat.S_ISDIR(s.st_mode) for s in synced] == [False, True]  # the file, then its directory
+    assert [stat.S_ISDIR(s.st_mode) for s in synced] == [
+        False,
+        True,
+    ]  # the file, then its directory
     assert (synced[1].st_dev, synced[1].st_ino) == (directory.st_dev, directory.st_ino)
     assert (synced[0].st_dev, synced[0].st_ino) == (path.stat().st_dev, path.stat().st_ino)
 

@@ -66,7 +66,9 @@ def test_unknown_ref(repo: Path) -> None:
 
 
 @pytest.mark.parametrize("ref", ["--output=written-by-git", "--all"])
-def test_a_ref_that_looks_like_an_option_is_not_obeyed(repo: Path, tmp_path: Path, ref: str) -> None:
+def test_a_ref_that_looks_like_an_option_is_not_obeyed(
+    repo: Path, tmp_path: Path, ref: str
+) -> None:
     """Refs come from pushes and the API: git must read them as names, never as options."""
     made = repo / "written-by-git"
     with pytest.raises(ProjectError, match="is not a commit"):

@@ -19,11 +19,22 @@ LAMBDA_SETTINGS = SRC / "aws" / "names.py"
 WITHHELD = {"MLCICD_TOKEN", "MLCICD_WEBHOOK_SECRET", "MLCICD_SERVICE_PID"}
 
 SECRETS = {
-    "MLCICD_TOKEN": "api-token", "MLCICD_WEBHOOK_SECRET": "hook-secret", "MLCICD_NEW_PASSWORD": "p",
-    "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "aws-secret", "AWS_SESSION_TOKEN": "session",
-}  # fmt: skip
-SETTINGS = {"PATH": "/usr/bin", "HOME": "/home/ada", "AWS_REGION": "eu-west-1", "AWS_PROFILE": "dev",
-            "MLCICD_CACHE": "/cache", "MLCICD_BATCHING": "0", "PIP_INDEX_URL": "https://pypi.example"}  # fmt: skip
+    "MLCICD_TOKEN": "api-token",
+    "MLCICD_WEBHOOK_SECRET": "hook-secret",
+    "MLCICD_NEW_PASSWORD": "p",
+    "AWS_ACCESS_KEY_ID": "AKIA",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "AWS_SESSION_TOKEN": "session",
+}
+SETTINGS = {
+    "PATH": "/usr/bin",
+    "HOME": "/home/ada",
+    "AWS_REGION": "eu-west-1",
+    "AWS_PROFILE": "dev",
+    "MLCICD_CACHE": "/cache",
+    "MLCICD_BATCHING": "0",
+    "PIP_INDEX_URL": "https://pypi.example",
+}
 
 
 def test_secrets_are_dropped_and_settings_kept() -> None:
@@ -40,7 +51,9 @@ def test_aws_credentials_only_when_asked_for() -> None:
 def test_the_configured_webhook_secret_is_withheld_whatever_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "mlcicd.yaml").write_text("pipeline: p\nservice: {webhook_secret_env: GH_HOOK_KEY}\n")
+    (tmp_path / "mlcicd.yaml").write_text(
+        "pipeline: p\nservice: {webhook_secret_env: GH_HOOK_KEY}\n"
+    )
     monkeypatch.setenv("GH_HOOK_KEY", "hook-secret")
     assert child_environment()["GH_HOOK_KEY"] == "hook-secret"  # nobody has read the config yet
     assert Project(tmp_path).config.service.webhook_secret_env == "GH_HOOK_KEY"
@@ -48,13 +61,17 @@ def test_the_configured_webhook_secret_is_withheld_whatever_its_name(
     assert "GH_HOOK_KEY" not in child_environment(aws=True)
 
 
-def test_a_child_started_with_it_sees_none_of_the_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_child_started_with_it_sees_none_of_the_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MLCICD_FASTPATH", "0")
     lines: list[str] = []
     code = "import os; print(' '.join(sorted(os.environ)))"
-    outcome = run_streaming([sys.executable, "-c", code], cwd=tmp_path, env=child_environment(), on_line=lines.append)
+    outcome = run_streaming(
+        [sys.executable, "-c", code], cwd=tmp_path, env=child_environment(), on_line=lines.append
+    )
     assert outcome.exit_code == 0, lines
     seen = set(lines[-1].split())
     assert not seen & set(SECRETS)
@@ -67,7 +84,9 @@ def test_every_mlcicd_variable_in_the_source_is_classified() -> None:
     names: dict[str, set[str]] = {}
     for path in SRC.rglob("*.py"):
         if path != LAMBDA_SETTINGS:
-            for name in re.findall(r"[\"'](MLCICD_[A-Z0-9_]+)[\"']", path.read_text(encoding="utf-8")):
+            for name in re.findall(
+                r"[\"'](MLCICD_[A-Z0-9_]+)[\"']", path.read_text(encoding="utf-8")
+            ):
                 names.setdefault(name, set()).add(str(path.relative_to(SRC)))
     unclassified = {n: sorted(p) for n, p in names.items() if n not in CHILD_SETTINGS | WITHHELD}
     assert not unclassified, (

@@ -20,10 +20,17 @@ def state(tmp_path: Path) -> State:
 
 def _package(state: State, sha: str, status: str = "Approved") -> int:
     return state.register_model_package(
-        group_name="iris", status=status, model_uri=f"file:///m/{sha}", model_sha256=sha,
-        metrics={"accuracy": 0.9}, training_job="job", build_digest="b", commit_sha="c", run_id=None,
+        group_name="iris",
+        status=status,
+        model_uri=f"file:///m/{sha}",
+        model_sha256=sha,
+        metrics={"accuracy": 0.9},
+        training_job="job",
+        build_digest="b",
+        commit_sha="c",
+        run_id=None,
         lineage={},
-    ).version  # fmt: skip
+    ).version
 
 
 def test_database_is_wal(state: State) -> None:
@@ -88,18 +95,42 @@ def test_a_models_baseline_is_recorded_and_replaced(state: State) -> None:
 
     _package(state, "a")
     assert state.get_baseline("iris", 1) is None
-    first = ModelBaseline(group_name="iris", version=1, statistics_uri="file:///s1", statistics_sha256="1",
-                          constraints_uri="file:///c1", constraints_sha256="2", dataset={"item_count": 150})  # fmt: skip
+    first = ModelBaseline(
+        group_name="iris",
+        version=1,
+        statistics_uri="file:///s1",
+        statistics_sha256="1",
+        constraints_uri="file:///c1",
+        constraints_sha256="2",
+        dataset={"item_count": 150},
+    )
     state.record_baseline(first)
     got = state.get_baseline("iris", 1)
-    assert got is not None and got.dataset == {"item_count": 150} and got.arn == "iris/1" and got.created_at > 0
-    state.record_baseline(ModelBaseline(group_name="iris", version=1, statistics_uri="file:///s2",
-                                        statistics_sha256="3", constraints_uri="file:///c2", constraints_sha256="4"))  # fmt: skip
+    assert (
+        got is not None
+        and got.dataset == {"item_count": 150}
+        and got.arn == "iris/1"
+        and got.created_at > 0
+    )
+    state.record_baseline(
+        ModelBaseline(
+            group_name="iris",
+            version=1,
+            statistics_uri="file:///s2",
+            statistics_sha256="3",
+            constraints_uri="file:///c2",
+            constraints_sha256="4",
+        )
+    )
     assert state.get_baseline("iris", 1).statistics_uri == "file:///s2"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("version", "table"), [(2, "model_baselines"), (3, "monitoring_executions")])
-def test_an_older_database_gains_the_tables_of_later_schemas(tmp_path: Path, version: int, table: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "table"), [(2, "model_baselines"), (3, "monitoring_executions")]
+)
+def test_an_older_database_gains_the_tables_of_later_schemas(
+    tmp_path: Path, version: int, table: str
+) -> None:
     State(tmp_path / "state.db").close()
     db = sqlite3.connect(tmp_path / "state.db")
     db.execute(f"DROP TABLE {table}")
@@ -107,7 +138,10 @@ def test_an_older_database_gains_the_tables_of_later_schemas(tmp_path: Path, ver
     db.close()
     state = State(tmp_path / "state.db")
     assert state.get_baseline("iris", 1) is None and state.monitoring_executions("iris") == []
-    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+    )
 
 
 def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Path) -> None:
@@ -116,15 +150,28 @@ def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Pat
     State(tmp_path / "state.db").close()
     db = sqlite3.connect(tmp_path / "state.db")
     db.execute("DROP TABLE webhook_bodies")
-    db.execute("INSERT INTO webhook_deliveries (delivery_id, event, received_at) VALUES ('old', 'push', 0)")
+    db.execute(
+        "INSERT INTO webhook_deliveries (delivery_id, event, received_at) VALUES ('old', 'push', 0)"
+    )
     db.execute("PRAGMA user_version=4")
     db.commit()
     db.close()
     state = State(tmp_path / "state.db")
-    assert not state.record_delivery(Delivery(id="old", event="push", body_sha256="a"))  # kept across the upgrade
+    assert not state.record_delivery(
+        Delivery(id="old", event="push", body_sha256="a")
+    )  # kept across the upgrade
     assert state.record_delivery(Delivery(id="first", event="push", body_sha256="b"))
     assert not state.record_delivery(Delivery(id="replayed", event="push", body_sha256="b"))
-    run, _ = state.enqueue_run(pipeline="p", project_dir="/", ref="c" * 40, commit_sha="c" * 40, trigger={},
-                               delivery=Delivery(id="again", event="push", body_sha256="b"))  # fmt: skip
+    run, _ = state.enqueue_run(
+        pipeline="p",
+        project_dir="/",
+        ref="c" * 40,
+        commit_sha="c" * 40,
+        trigger={},
+        delivery=Delivery(id="again", event="push", body_sha256="b"),
+    )
     assert run is None and state.list_runs() == []
-    assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+    )

@@ -30,7 +30,10 @@ def test_writes_are_synced_before_they_return(state: State) -> None:
 def test_state_directory_and_database_are_the_owners_alone(tmp_path: Path) -> None:
     state = State(tmp_path / "new" / "state.db")
     state.create_run(pipeline="iris", project_dir="/p", stages=STAGES)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (state.path.parent, *state.path.parent.iterdir())}
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in (state.path.parent, *state.path.parent.iterdir())
+    }
     assert modes == {"new": 0o700, "state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
 
 

@@ -16,16 +16,29 @@ def state(tmp_path: Path) -> State:
     return State(tmp_path / "state.db")
 
 
-def _rollback(state: State, endpoint: str = "iris-endpoint", version: int = 1, by: str = "ada") -> tuple[Run, list[int]]:
+def _rollback(
+    state: State, endpoint: str = "iris-endpoint", version: int = 1, by: str = "ada"
+) -> tuple[Run, list[int]]:
     return state.enqueue_rollback(
-        pipeline="iris", project_dir="/p", endpoint=endpoint, commit_sha="c0ffee",
-        trigger={"to": f"iris/{version}", "version": version, "from": "iris/2", "by": by, "reason": "p99 doubled"},
+        pipeline="iris",
+        project_dir="/p",
+        endpoint=endpoint,
+        commit_sha="c0ffee",
+        trigger={
+            "to": f"iris/{version}",
+            "version": version,
+            "from": "iris/2",
+            "by": by,
+            "reason": "p99 doubled",
+        },
         message=f"rollback of {endpoint} to iris/{version}",
-    )  # fmt: skip
+    )
 
 
 def _commit(state: State, sha: str) -> Run:
-    run, _ = state.enqueue_run(pipeline="iris", project_dir="/p", ref=sha, commit_sha=sha, trigger={"kind": "hook"})
+    run, _ = state.enqueue_run(
+        pipeline="iris", project_dir="/p", ref=sha, commit_sha=sha, trigger={"kind": "hook"}
+    )
     assert run is not None
     return run
 
@@ -37,21 +50,31 @@ def test_a_newer_rollback_of_the_endpoint_replaces_the_queued_one(state: State) 
     assert replaced == [first.id]
     old = state.get_run(first.id)
     assert old.status == "Superseded"
-    assert old.failure_reason == f"replaced by rollback run {second.id} (to iris/3, asked by grace) before it started"
+    assert (
+        old.failure_reason
+        == f"replaced by rollback run {second.id} (to iris/3, asked by grace) before it started"
+    )
     assert state.get_run(other.id).status == "Queued"
     assert second.trigger["kind"] == "rollback" and second.trigger["endpoint"] == "iris-endpoint"
     queued = [e for e in state.events() if e.kind == "rollback_queued"]
     assert queued[-1].subject == "iris-endpoint"
-    assert queued[-1].data == {"run_id": second.id, "to": "iris/3", "from": "iris/2", "by": "grace",
-                               "why": "p99 doubled", "replaces": [first.id]}  # fmt: skip
+    assert queued[-1].data == {
+        "run_id": second.id,
+        "to": "iris/3",
+        "from": "iris/2",
+        "by": "grace",
+        "why": "p99 doubled",
+        "replaces": [first.id],
+    }
 
 
 def test_a_new_commit_does_not_supersede_a_queued_rollback(state: State) -> None:
     rollback, _ = _rollback(state)
     run = _commit(state, "c0ffee")  # the rollback's own commit: still a run of its own
     assert run.id != rollback.id
-    _run, superseded = state.enqueue_run(pipeline="iris", project_dir="/p", ref="beef", commit_sha="beef",
-                                         trigger={"kind": "hook"})  # fmt: skip
+    _run, superseded = state.enqueue_run(
+        pipeline="iris", project_dir="/p", ref="beef", commit_sha="beef", trigger={"kind": "hook"}
+    )
     assert superseded == [run.id]
     assert state.get_run(rollback.id).status == "Queued"
 
@@ -90,7 +113,11 @@ def test_a_failed_rollback_is_an_event(state: State) -> None:
 def test_a_run_started_outside_the_queue_is_refused_while_another_runs(state: State) -> None:
     running = state.create_run(pipeline="iris", project_dir="/p", stages=["source"])
     with pytest.raises(StateError, match=f"run {running.id} of iris is in progress"):
-        state.create_started_run(pipeline="iris", project_dir="/p", commit_sha="c", trigger={"kind": "rollback"})
+        state.create_started_run(
+            pipeline="iris", project_dir="/p", commit_sha="c", trigger={"kind": "rollback"}
+        )
     state.finish_run(running.id, "Succeeded")
-    started = state.create_started_run(pipeline="iris", project_dir="/p", commit_sha="c", trigger={"kind": "rollback"})
+    started = state.create_started_run(
+        pipeline="iris", project_dir="/p", commit_sha="c", trigger={"kind": "rollback"}
+    )
     assert started.status == "Running"

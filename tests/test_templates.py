@@ -29,4 +29,11 @@ def test_ignore_skips_state_caches_and_virtual_environments(tmp_path: Path) -> N
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     names = [".mlcicd", "__pycache__", "x.pyc", ".venv", ".git", "env", "src", "train.py", "data"]
-    assert templates.ignore(str(tmp_path), names) == {".mlcicd", "__pycache__", "x.pyc", ".venv", ".git", "env"}
+    assert templates.ignore(str(tmp_path), names) == {
+        ".mlcicd",
+        "__pycache__",
+        "x.pyc",
+        ".venv",
+        ".git",
+        "env",
+    }

@@ -60,9 +60,11 @@ def pack_dir(src: Path, dest: Path) -> str:
     """Pack the contents of ``src`` (not the directory itself) into ``dest``; return its sha256."""
     if not src.is_dir():
         raise ArtifactError(f"cannot pack {src}: not a directory")
-    with atomic_open(dest, "wb") as out, gzip.GzipFile(
-        filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6
-    ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        atomic_open(dest, "wb") as out,
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for root, dirs, files in os.walk(src):
             dirs.sort()
             rel_root = Path(root).relative_to(src)
@@ -162,16 +164,24 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
             hint="copy the file the link points to into the model directory instead",
         )
     if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-        kind = "a device or fifo" if member.ischr() or member.isblk() or member.isfifo() else (
-            f"of tar type {member.type!r}"
+        kind = (
+            "a device or fifo"
+            if member.ischr() or member.isblk() or member.isfifo()
+            else (f"of tar type {member.type!r}")
         )
         raise ArtifactError(f"refusing to extract {archive}: {name!r} is {kind}")
     if [p for p in parts if p not in ("", ".")] == [MARKER]:
-        raise ArtifactError(f"refusing to extract {archive}: {name!r} is the name mlcicd marks trees with")
+        raise ArtifactError(
+            f"refusing to extract {archive}: {name!r} is the name mlcicd marks trees with"
+        )
 
 
 def safe_extract(
-    archive: Path, dest: Path, *, expected_sha256: str | None = None, limits: Limits | None = None,
+    archive: Path,
+    dest: Path,
+    *,
+    expected_sha256: str | None = None,
+    limits: Limits | None = None,
     mark: bool = False,
 ) -> str:
     """Extract ``archive`` into ``dest`` (created whole, or not at all); return its sha256.

@@ -52,7 +52,11 @@ def venv_environment(path: Path) -> dict[str, str]:
     """The environment of a child that runs the project's code in the environment at ``path``
     (its tests, its inference code): first on PATH, without this process's Python variables
     or secrets (:func:`~mlcicd.process.child_environment`)."""
-    env = {k: v for k, v in child_environment().items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in child_environment().items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
     env["PATH"] = f"{path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(path)
     return env
@@ -108,7 +112,9 @@ def _uv() -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if not found:
-            raise BuildError("uv is not installed", hint="reinstall mlcicd: `pip install mlcicd`") from None
+            raise BuildError(
+                "uv is not installed", hint="reinstall mlcicd: `pip install mlcicd`"
+            ) from None
         return found
 
 
@@ -145,7 +151,9 @@ def ensure_environment(
 def _run(cmd: list[str], *, log: Callable[[str], None], timeout: float, what: str) -> None:
     log("$ " + " ".join(cmd))
     # Installing runs the packages' own build code: it gets no secrets either.
-    outcome = run_streaming(cmd, cwd=Path.cwd(), env=child_environment(), on_line=log, max_runtime_seconds=timeout)
+    outcome = run_streaming(
+        cmd, cwd=Path.cwd(), env=child_environment(), on_line=log, max_runtime_seconds=timeout
+    )
     if outcome.timed_out:
         raise BuildError(f"{what} took longer than build.timeout ({timeout:g}s)")
     if outcome.exit_code != 0:
@@ -154,21 +162,43 @@ def _run(cmd: list[str], *, log: Callable[[str], None], timeout: float, what: st
 
 
 def _build(
-    path: Path, requirements_file: Path, extra: tuple[str, ...], *, log: Callable[[str], None], timeout: float
+    path: Path,
+    requirements_file: Path,
+    extra: tuple[str, ...],
+    *,
+    log: Callable[[str], None],
+    timeout: float,
 ) -> None:
     uv = _uv()
     try:
-        _run([uv, "venv", "--quiet", "--python", sys.executable, str(path)], log=log, timeout=timeout,
-             what="creating the environment")  # fmt: skip
+        _run(
+            [uv, "venv", "--quiet", "--python", sys.executable, str(path)],
+            log=log,
+            timeout=timeout,
+            what="creating the environment",
+        )
         python = str(path / "bin" / "python")
         _run(
             # Bytecode compiled once, here: every training job, test run and endpoint worker
             # imports from this environment, and with PYTHONDONTWRITEBYTECODE set (as on many CI
             # machines) each of them would otherwise recompile scikit-learn on every start.
-            [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, "-r", str(requirements_file),
-             *extra, *runtime_requirements()],
-            log=log, timeout=timeout, what=f"installing {requirements_file.name}",
-        )  # fmt: skip
+            [
+                uv,
+                "pip",
+                "install",
+                "--quiet",
+                "--compile-bytecode",
+                "--python",
+                python,
+                "-r",
+                str(requirements_file),
+                *extra,
+                *runtime_requirements(),
+            ],
+            log=log,
+            timeout=timeout,
+            what=f"installing {requirements_file.name}",
+        )
         _link_mlcicd(path)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
@@ -183,9 +213,18 @@ def _link_mlcicd(env: Path) -> None:
     """
     runtime = env / "mlcicd-runtime"
     runtime.mkdir(exist_ok=True)
-    (runtime / "mlcicd").symlink_to(Path(mlcicd.__file__).resolve().parent, target_is_directory=True)
+    (runtime / "mlcicd").symlink_to(
+        Path(mlcicd.__file__).resolve().parent, target_is_directory=True
+    )
     purelib = subprocess.run(
-        [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True, env=child_environment(),  # its .pth files run code
-    ).stdout.strip()  # fmt: skip
+        [
+            str(env / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=child_environment(),  # its .pth files run code
+    ).stdout.strip()
     Path(purelib, "mlcicd-runtime.pth").write_text(str(runtime) + "\n")

@@ -57,7 +57,12 @@ class ConfigError(MlcicdError):
     exit_code = 2
 
     def __init__(
-        self, message: str, *, path: str | None = None, key: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        hint: str | None = None,
     ) -> None:
         where = path or "mlcicd.yaml"
         if key:

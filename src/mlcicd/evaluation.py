@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 # Higher is better for these; lower for the rest.
-GREATER_IS_BETTER = {"accuracy": True, "error_rate": False, "mae": False, "mse": False, "rmse": False}
+GREATER_IS_BETTER = {
+    "accuracy": True,
+    "error_rate": False,
+    "mae": False,
+    "mse": False,
+    "rmse": False,
+}
 
 
 def read_held_out(path: Path, label: str | None) -> tuple[list[list[Any]], list[Any]]:
@@ -48,7 +54,9 @@ def _number(value: str) -> Any:
 def predictions_of(answer: Any, key: str) -> list[Any]:
     if isinstance(answer, dict):
         if key not in answer:
-            raise ValueError(f"the answer has no {key!r} (keys: {', '.join(map(str, answer))}); set prediction_key")
+            raise ValueError(
+                f"the answer has no {key!r} (keys: {', '.join(map(str, answer))}); set prediction_key"
+            )
         answer = answer[key]
     if not isinstance(answer, list):
         raise ValueError(f"expected a list of predictions, got {type(answer).__name__}")
@@ -87,7 +95,9 @@ def evaluate(spec: dict[str, Any]) -> dict[str, dict[str, float]]:
         handlers = load_handlers(Path(spec["code_dir"]), spec.get("entry_point", "inference.py"))
         variant = LoadedVariant(name, handlers, handlers.load_model(model_dir))
         answer, _content_type = variant.invoke(body, "application/json", "application/json")
-        scores[name] = metrics(predictions_of(json.loads(answer), spec.get("prediction_key", "predictions")), labels)
+        scores[name] = metrics(
+            predictions_of(json.loads(answer), spec.get("prediction_key", "predictions")), labels
+        )
     return scores
 
 

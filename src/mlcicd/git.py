@@ -32,14 +32,20 @@ class Commit:
 def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=repo, input=input, capture_output=True, check=False,
+            ["git", *args],
+            cwd=repo,
+            input=input,
+            capture_output=True,
+            check=False,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )  # fmt: skip
+        )
     except FileNotFoundError as exc:
         raise ProjectError("git is not installed", hint="install git and try again") from exc
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise ProjectError(f"git {' '.join(args)} failed in {repo}: {err[-1] if err else proc.returncode}")
+        raise ProjectError(
+            f"git {' '.join(args)} failed in {repo}: {err[-1] if err else proc.returncode}"
+        )
     return proc.stdout
 
 
@@ -56,19 +62,29 @@ def repo_root(path: Path) -> Path:
 def resolve_commit(repo: Path, project_rel: str, ref: str, branch: str) -> Commit:
     """The commit ``ref`` points at, with the tree id of the project directory in it."""
     try:
-        sha = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").decode().strip()
+        sha = (
+            git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+            .decode()
+            .strip()
+        )
     except ProjectError as exc:
         raise ProjectError(
             f"{ref!r} is not a commit in {repo}",
             hint=f"commit your project, or set `branch:` in mlcicd.yaml (now {branch!r})",
         ) from exc
-    fields = git(repo, "show", "-s", "--format=%an <%ae>%x00%B", "--end-of-options", sha).decode(errors="replace")
+    fields = git(repo, "show", "-s", "--format=%an <%ae>%x00%B", "--end-of-options", sha).decode(
+        errors="replace"
+    )
     author, _, message = fields.partition("\x00")
     spec = f"{sha}:{project_rel}" if project_rel not in ("", ".") else f"{sha}^{{tree}}"
     try:
-        tree = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", spec).decode().strip()
+        tree = (
+            git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", spec).decode().strip()
+        )
     except ProjectError as exc:
-        raise ProjectError(f"the project directory {project_rel!r} is not in commit {sha[:12]}") from exc
+        raise ProjectError(
+            f"the project directory {project_rel!r} is not in commit {sha[:12]}"
+        ) from exc
     return Commit(sha=sha, branch=branch, author=author.strip(), message=message.strip(), tree=tree)
 
 
@@ -82,7 +98,9 @@ def current_branch(repo: Path) -> str | None:
 
 def dirty_paths(repo: Path, project_rel: str) -> list[str]:
     """Modified, staged or untracked files under the project directory (ignored ones excluded)."""
-    out = git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", project_rel or ".")
+    out = git(
+        repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", project_rel or "."
+    )
     entries = [e for e in out.decode(errors="replace").split("\x00") if e]
     return [e[3:] for e in entries if len(e) > 3 and e[2] == " "]
 
@@ -90,7 +108,14 @@ def dirty_paths(repo: Path, project_rel: str) -> list[str]:
 def tree_id(repo: Path, commit: str, rel_path: str) -> str | None:
     """The git object id of ``rel_path`` at ``commit`` (a content digest), or None if absent."""
     try:
-        return git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}:{rel_path}").decode().strip() or None
+        return (
+            git(
+                repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}:{rel_path}"
+            )
+            .decode()
+            .strip()
+            or None
+        )
     except ProjectError:
         return None
 

@@ -71,17 +71,26 @@ def main(argv: list[str]) -> int:
 
     url, repository = argv[0], argv[1]
     token_file = Path(argv[2]) if len(argv) > 2 else None
-    status = post_json(f"{url.rstrip('/')}/api/notify", {"repository": str(Path(repository).resolve())}, timeout=3,
-                       headers=client_headers(token_file))  # fmt: skip
+    status = post_json(
+        f"{url.rstrip('/')}/api/notify",
+        {"repository": str(Path(repository).resolve())},
+        timeout=3,
+        headers=client_headers(token_file),
+    )
     if 200 <= status < 300:
         print(f"mlcicd: notified {url}", file=sys.stderr)
     elif status == 401:
         where = token_file or "no token file (installed without a project)"
-        print(f"mlcicd: the service at {url} refused the token ({where}, or $MLCICD_TOKEN); reinstall the hook "
-              "with `mlcicd hooks install` from the project, or run as the user of `mlcicd up`", file=sys.stderr)  # fmt: skip
+        print(
+            f"mlcicd: the service at {url} refused the token ({where}, or $MLCICD_TOKEN); reinstall the hook "
+            "with `mlcicd hooks install` from the project, or run as the user of `mlcicd up`",
+            file=sys.stderr,
+        )
     else:
-        print(f"mlcicd: no service answered at {url}; this change is built when `mlcicd up` polls or runs",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"mlcicd: no service answered at {url}; this change is built when `mlcicd up` polls or runs",
+            file=sys.stderr,
+        )
     return 0
 
 

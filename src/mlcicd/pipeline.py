@@ -136,7 +136,10 @@ def run_pipeline(
     names = [s.name for s in stages]
     if run_id is None:
         run = state.create_run(
-            pipeline=config.pipeline, project_dir=str(project.root), stages=names, forced=options.force
+            pipeline=config.pipeline,
+            project_dir=str(project.root),
+            stages=names,
+            forced=options.force,
         )
     else:
         run = state.start_queued_run(run_id, names)
@@ -153,11 +156,13 @@ def resume_pipeline(
     run = state.resume_run(run_id)
     done = {s.stage: s for s in state.stages(run_id)}
     ctx = RunContext(
-        project=project, config=project.config, run=run,
+        project=project,
+        config=project.config,
+        run=run,
         options=RunOptions(force=run.forced, allow_dirty=True, ref=run.commit_sha),
         reporter=reporter or SilentReporter(),
         outputs={n: s.outputs for n, s in done.items() if s.status in ("Succeeded", "Cached")},
-    )  # fmt: skip
+    )
     remaining = [s for s in stages if s.name not in ctx.outputs]
     return _execute(ctx, remaining)
 
@@ -197,8 +202,12 @@ def _execute(ctx: RunContext, stages: Sequence[Stage]) -> RunSummary:
             raise
         finally:
             stage_log.close()
-        state.finish_stage(run.id, stage.name, result.status, message=result.message, outputs=result.outputs)
-        reporter.stage_finished(stage.name, result.status, time.monotonic() - started, result.message)
+        state.finish_stage(
+            run.id, stage.name, result.status, message=result.message, outputs=result.outputs
+        )
+        reporter.stage_finished(
+            stage.name, result.status, time.monotonic() - started, result.message
+        )
         if result.status == WAITING:
             state.wait_for_approval(run.id)
             return RunSummary(run=state.get_run(run.id), outputs=ctx.outputs)

@@ -29,21 +29,42 @@ from typing import IO
 # (the serving workers' knobs, the state and cache locations, the AWS endpoint override). Any
 # other MLCICD_* is withheld — MLCICD_TOKEN, MLCICD_WEBHOOK_SECRET, and any name added later
 # until it is listed here (tests/test_process.py fails for an unlisted name in src/).
-CHILD_SETTINGS = frozenset({
-    "MLCICD_AWS_ENDPOINT_URL", "MLCICD_BALANCE", "MLCICD_BATCHING", "MLCICD_BATCH_WAIT_MS",
-    "MLCICD_CACHE", "MLCICD_FASTPATH", "MLCICD_HOME", "MLCICD_MAX_BATCH", "MLCICD_MODEL_SHA256",
-    "MLCICD_MONITOR_MIN_SCHEDULE", "MLCICD_SAGEMAKER_POLL_SECONDS", "MLCICD_SERVE_DIR",
-    # the model archive's limits and location, for whichever process extracts it (archive.py)
-    "MLCICD_MAX_MODEL_BYTES", "MLCICD_MAX_MODEL_MEMBERS", "MLCICD_MODEL_DATA_URL",
-})
+CHILD_SETTINGS = frozenset(
+    {
+        "MLCICD_AWS_ENDPOINT_URL",
+        "MLCICD_BALANCE",
+        "MLCICD_BATCHING",
+        "MLCICD_BATCH_WAIT_MS",
+        "MLCICD_CACHE",
+        "MLCICD_FASTPATH",
+        "MLCICD_HOME",
+        "MLCICD_MAX_BATCH",
+        "MLCICD_MODEL_SHA256",
+        "MLCICD_MONITOR_MIN_SCHEDULE",
+        "MLCICD_SAGEMAKER_POLL_SECONDS",
+        "MLCICD_SERVE_DIR",
+        # the model archive's limits and location, for whichever process extracts it (archive.py)
+        "MLCICD_MAX_MODEL_BYTES",
+        "MLCICD_MAX_MODEL_MEMBERS",
+        "MLCICD_MODEL_DATA_URL",
+    }
+)
 # The variables from which boto3 (and the AWS CLI) take credentials. AWS_REGION, AWS_PROFILE
 # and the like are settings, not secrets, and pass.
-AWS_CREDENTIALS = frozenset({
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-})
+AWS_CREDENTIALS = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    }
+)
 _withheld: set[str] = set()  # more names of secrets this process holds: see withhold()
 
 TAIL_LINES = 20
@@ -65,7 +86,9 @@ def withhold(name: str) -> None:
     _withheld.add(name)
 
 
-def child_environment(environ: Mapping[str, str] | None = None, *, aws: bool = False) -> dict[str, str]:
+def child_environment(
+    environ: Mapping[str, str] | None = None, *, aws: bool = False
+) -> dict[str, str]:
     """``environ`` (default: this process's) without the secrets a child must not see.
 
     The service's secrets stay with the service: a training script, a build step, the

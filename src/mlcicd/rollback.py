@@ -29,23 +29,32 @@ from mlcicd.stages.deploy import DeployStage
 from mlcicd.state import ModelPackage, Run
 
 
-def rollback_target(project: Project, endpoint: str, to_version: int | None) -> tuple[ModelPackage, str]:
+def rollback_target(
+    project: Project, endpoint: str, to_version: int | None
+) -> tuple[ModelPackage, str]:
     """The package to roll back to, and what the endpoint serves now (``group/version``)."""
     state = project.state
     record = state.get_endpoint(endpoint)
     if record is None:
         raise NotFoundError(f"endpoint {endpoint} does not exist")
     if endpoint != project.config.endpoint_name:  # the deploy stage deploys the configured one
-        raise StateError(f"endpoint {endpoint} is not the one {project.config.pipeline} deploys "
-                         f"({project.config.endpoint_name})", hint="roll back from the project that deploys it")  # fmt: skip
+        raise StateError(
+            f"endpoint {endpoint} is not the one {project.config.pipeline} deploys "
+            f"({project.config.endpoint_name})",
+            hint="roll back from the project that deploys it",
+        )
     group = record.model_group or project.config.pipeline
     current = record.model_version
     if to_version is None:
         history = [h.model_version for h in reversed(state.endpoint_history(endpoint))]
         configs = [c.model_version for c in state.endpoint_configs(endpoint)]  # newest first
-        earlier = [v for v in history if v not in (None, current)] or [v for v in configs if v not in (None, current)]
+        earlier = [v for v in history if v not in (None, current)] or [
+            v for v in configs if v not in (None, current)
+        ]
         if not earlier:
-            raise StateError(f"endpoint {endpoint} has served no other model", hint="name one with --to VERSION")
+            raise StateError(
+                f"endpoint {endpoint} has served no other model", hint="name one with --to VERSION"
+            )
         to_version = earlier[0]
     package = state.get_model_package(group, to_version)
     _check_servable(package)
@@ -54,19 +63,36 @@ def rollback_target(project: Project, endpoint: str, to_version: int | None) -> 
 
 def _check_servable(package: ModelPackage) -> None:
     if package.status != "Approved":
-        raise StateError(f"model {package.arn} is {package.status}; only an Approved model can be served")
+        raise StateError(
+            f"model {package.arn} is {package.status}; only an Approved model can be served"
+        )
     commit: dict[str, Any] = package.lineage.get("commit") or {}
     if not commit.get("commit") or not commit.get("tree"):
-        raise StateError(f"model {package.arn} has no commit in its lineage; it cannot be redeployed")
+        raise StateError(
+            f"model {package.arn} has no commit in its lineage; it cannot be redeployed"
+        )
 
 
-def _trigger(endpoint: str, package: ModelPackage, current: str, *, explicit: bool, by: str | None,
-             reason: str | None) -> dict[str, Any]:  # fmt: skip
+def _trigger(
+    endpoint: str,
+    package: ModelPackage,
+    current: str,
+    *,
+    explicit: bool,
+    by: str | None,
+    reason: str | None,
+) -> dict[str, Any]:
     return {
-        "kind": "rollback", "endpoint": endpoint, "to": package.arn, "version": package.version,
-        "from": current, "chosen": "--to" if explicit else "previous", "by": by, "reason": reason,
+        "kind": "rollback",
+        "endpoint": endpoint,
+        "to": package.arn,
+        "version": package.version,
+        "from": current,
+        "chosen": "--to" if explicit else "previous",
+        "by": by,
+        "reason": reason,
         "detail": f"rollback from {current} to {package.arn}{_asked(by, reason)}",
-    }  # fmt: skip
+    }
 
 
 def _asked(by: str | None, reason: str | None) -> str:
@@ -78,27 +104,44 @@ def _message(endpoint: str, trigger: dict[str, Any]) -> str:
 
 
 def rollback(
-    project: Project, endpoint: str, to_version: int | None, reporter: Reporter | None = None, *,
-    by: str | None = None, reason: str | None = None,
-) -> RunSummary:  # fmt: skip
+    project: Project,
+    endpoint: str,
+    to_version: int | None,
+    reporter: Reporter | None = None,
+    *,
+    by: str | None = None,
+    reason: str | None = None,
+) -> RunSummary:
     """Roll back now, in this process; refused while a run of the pipeline is in progress."""
     state, config = project.state, project.config
     package, current = rollback_target(project, endpoint, to_version)
     _refuse_while_running(project)
     outputs = _deploy_inputs(project, package)
-    trigger = _trigger(endpoint, package, current, explicit=to_version is not None, by=by, reason=reason)
+    trigger = _trigger(
+        endpoint, package, current, explicit=to_version is not None, by=by, reason=reason
+    )
     commit = outputs["source"]
     try:
         run = state.create_started_run(
-            pipeline=config.pipeline, project_dir=str(project.root), commit_sha=commit["commit"], trigger=trigger,
-        )  # fmt: skip
+            pipeline=config.pipeline,
+            project_dir=str(project.root),
+            commit_sha=commit["commit"],
+            trigger=trigger,
+        )
     except StateError:  # a run started while the tree was exported: the same refusal
         _refuse_while_running(project)
         raise
-    state.update_run_source(run.id, commit_sha=commit["commit"], branch=commit.get("branch") or config.branch,
-                            author=commit.get("author") or "", message=_message(endpoint, trigger),
-                            dirty=False)  # fmt: skip
-    return run_pipeline(project, [DeployStage()], RunOptions(), reporter, run_id=run.id, outputs=outputs)
+    state.update_run_source(
+        run.id,
+        commit_sha=commit["commit"],
+        branch=commit.get("branch") or config.branch,
+        author=commit.get("author") or "",
+        message=_message(endpoint, trigger),
+        dirty=False,
+    )
+    return run_pipeline(
+        project, [DeployStage()], RunOptions(), reporter, run_id=run.id, outputs=outputs
+    )
 
 
 def _refuse_while_running(project: Project) -> None:
@@ -109,8 +152,8 @@ def _refuse_while_running(project: Project) -> None:
         raise StateError(
             f"run {run.id} of {pipeline} is in progress (pid {run.pid}); a rollback now would race its deploy",
             hint="start `mlcicd up` and roll back again: the service queues the rollback to run as soon as "
-                 f"run {run.id} ends; or wait for run {run.id} to end (`mlcicd runs show {run.id}`)",
-        )  # fmt: skip
+            f"run {run.id} ends; or wait for run {run.id} to end (`mlcicd runs show {run.id}`)",
+        )
 
 
 def request_rollback(
@@ -120,18 +163,28 @@ def request_rollback(
     the ids of the earlier queued rollbacks of ``endpoint`` it replaced."""
     config = project.config
     package, current = rollback_target(project, endpoint, to_version)
-    trigger = _trigger(endpoint, package, current, explicit=to_version is not None, by=by, reason=reason)
+    trigger = _trigger(
+        endpoint, package, current, explicit=to_version is not None, by=by, reason=reason
+    )
     return project.state.enqueue_rollback(
-        pipeline=config.pipeline, project_dir=str(project.root), endpoint=endpoint,
-        commit_sha=str(package.lineage["commit"]["commit"]), trigger=trigger, message=_message(endpoint, trigger),
-    )  # fmt: skip
+        pipeline=config.pipeline,
+        project_dir=str(project.root),
+        endpoint=endpoint,
+        commit_sha=str(package.lineage["commit"]["commit"]),
+        trigger=trigger,
+        message=_message(endpoint, trigger),
+    )
 
 
 def run_queued_rollback(project: Project, run: Run, reporter: Reporter | None = None) -> RunSummary:
     """Run a rollback the service claimed: the version recorded when it was asked for."""
     state, config = project.state, project.config
     trigger = run.trigger
-    endpoint, group, version = str(trigger["endpoint"]), str(trigger["to"]).rpartition("/")[0], int(trigger["version"])
+    endpoint, group, version = (
+        str(trigger["endpoint"]),
+        str(trigger["to"]).rpartition("/")[0],
+        int(trigger["version"]),
+    )
     record = state.get_endpoint(endpoint)
     if record is None:
         raise NotFoundError(f"endpoint {endpoint} does not exist (any more)")
@@ -141,13 +194,24 @@ def run_queued_rollback(project: Project, run: Run, reporter: Reporter | None = 
     outputs = _deploy_inputs(project, package)
     commit = outputs["source"]
     # What it rolls back from is what the endpoint serves now: a run may have deployed since.
-    since = f" (asked for while it served {trigger['from']})" if trigger.get("from") not in (None, current) else ""
+    since = (
+        f" (asked for while it served {trigger['from']})"
+        if trigger.get("from") not in (None, current)
+        else ""
+    )
     asked = _asked(trigger.get("by"), trigger.get("reason"))
     state.set_trigger_detail(run.id, f"rollback from {current} to {package.arn}{since}{asked}")
-    state.update_run_source(run.id, commit_sha=commit["commit"], branch=commit.get("branch") or config.branch,
-                            author=commit.get("author") or "", message=run.message or _message(endpoint, trigger),
-                            dirty=False)  # fmt: skip
-    return run_pipeline(project, [DeployStage()], RunOptions(), reporter, run_id=run.id, outputs=outputs)
+    state.update_run_source(
+        run.id,
+        commit_sha=commit["commit"],
+        branch=commit.get("branch") or config.branch,
+        author=commit.get("author") or "",
+        message=run.message or _message(endpoint, trigger),
+        dirty=False,
+    )
+    return run_pipeline(
+        project, [DeployStage()], RunOptions(), reporter, run_id=run.id, outputs=outputs
+    )
 
 
 def _deploy_inputs(project: Project, package: ModelPackage) -> dict[str, dict[str, Any]]:
@@ -157,14 +221,27 @@ def _deploy_inputs(project: Project, package: ModelPackage) -> dict[str, dict[st
     source_dir = project.state_dir / "sources" / commit["tree"]
     if not source_dir.is_dir():
         git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
-    env = ensure_environment(source_dir / config.build.requirements, environment_extras(config), cache_dir(),
-                             log=lambda line: None, timeout=config.build.timeout)  # fmt: skip
+    env = ensure_environment(
+        source_dir / config.build.requirements,
+        environment_extras(config),
+        cache_dir(),
+        log=lambda line: None,
+        timeout=config.build.timeout,
+    )
     return {
         "source": {**commit, "source_dir": str(source_dir)},
-        "build": {"digest": package.build_digest, "environment": str(env.path), "python": str(env.python)},
-        "register": {"group": package.group_name, "version": package.version,
-                     "model_sha256": package.model_sha256, "model_uri": package.model_uri},
-    }  # fmt: skip
+        "build": {
+            "digest": package.build_digest,
+            "environment": str(env.path),
+            "python": str(env.python),
+        },
+        "register": {
+            "group": package.group_name,
+            "version": package.version,
+            "model_sha256": package.model_sha256,
+            "model_uri": package.model_uri,
+        },
+    }
 
 
 __all__ = ["request_rollback", "rollback", "rollback_target", "run_queued_rollback"]

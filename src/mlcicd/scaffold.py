@@ -83,8 +83,10 @@ def init_project(
         check_pipeline_name(name)
     source = templates.find_template(template)
     if source is None:
-        raise ProjectError(f"the {template!r} template is not installed with mlcicd",
-                           hint="reinstall mlcicd (its wheel carries mlcicd/templates/)")  # fmt: skip
+        raise ProjectError(
+            f"the {template!r} template is not installed with mlcicd",
+            hint="reinstall mlcicd (its wheel carries mlcicd/templates/)",
+        )
     existing = sorted(p.name for p in dest.iterdir()) if dest.is_dir() else []
     if existing and not force:
         shown = ", ".join(existing[:5]) + (", …" if len(existing) > 5 else "")
@@ -128,20 +130,28 @@ def _render(source: Path, staging: Path, result: InitResult) -> None:
     ):
         text = _set_value(text, pattern, _yaml_scalar(value))
     config = parse_config(text, source=str(result.path / CONFIG_FILE))  # the same rules as `run`
-    if (config.pipeline, config.branch, config.endpoint_name) != (result.pipeline, result.branch, result.endpoint):
+    if (config.pipeline, config.branch, config.endpoint_name) != (
+        result.pipeline,
+        result.branch,
+        result.endpoint,
+    ):
         raise AssertionError(f"the template's {CONFIG_FILE} was not renamed as expected")  # a bug
     config_path.write_text(text, encoding="utf-8")
     readme = staging / "README.md"
     if readme.is_file():
-        readme.write_text(readme.read_text(encoding="utf-8").replace(template_endpoint, result.endpoint),
-                          encoding="utf-8")  # fmt: skip
+        readme.write_text(
+            readme.read_text(encoding="utf-8").replace(template_endpoint, result.endpoint),
+            encoding="utf-8",
+        )
 
 
 def _set_value(text: str, pattern: str, value: str) -> str:
     """Replace the value of the one line ``pattern`` matches, its trailing comment kept in place."""
     match = re.search(pattern, text, flags=re.MULTILINE)
     if match is None:
-        raise AssertionError(f"the template's {CONFIG_FILE} has no line matching {pattern!r}")  # a bug
+        raise AssertionError(
+            f"the template's {CONFIG_FILE} has no line matching {pattern!r}"
+        )  # a bug
     key = match.group().split(":", 1)[0] + ":"
     rest = text[match.end() :].split("\n", 1)[0]
     comment = rest.lstrip(" \t")
@@ -178,7 +188,9 @@ def _merge(staging: Path, dest: Path, result: InitResult) -> None:
             result.created.append(rel)
         if result.repo is None:
             created_git = not (dest / ".git").exists()  # never remove one that was there
-            project_files = [rel for rel in (*result.created, *result.kept) if (dest / rel).is_file()]
+            project_files = [
+                rel for rel in (*result.created, *result.kept) if (dest / rel).is_file()
+            ]
             result.commit = _first_commit(dest, project_files, result)
             result.untracked = _untracked(dest)
     except BaseException:
@@ -209,7 +221,9 @@ def _occupied(dest: Path, rel: str) -> bool:
 def _first_commit(work_tree: Path, paths: list[str] | None, result: InitResult) -> str | None:
     """A new repository in ``work_tree`` on the result's branch, ``paths`` (None: all) committed."""
     git.git(work_tree, "init", "-q")
-    git.git(work_tree, "symbolic-ref", "HEAD", f"refs/heads/{result.branch}")  # any git, not only >= 2.28
+    git.git(
+        work_tree, "symbolic-ref", "HEAD", f"refs/heads/{result.branch}"
+    )  # any git, not only >= 2.28
     for key, fallback in FALLBACK_IDENTITY.items():
         if not _identity_configured(work_tree, key):
             git.git(work_tree, "config", key, fallback)  # only here, so the commit cannot fail
@@ -221,13 +235,22 @@ def _first_commit(work_tree: Path, paths: list[str] | None, result: InitResult) 
         if not paths:
             return None
         git.git(work_tree, "add", "--", *paths)
-    git.git(work_tree, "commit", "-q", "-m", f"{result.pipeline}: start from the mlcicd {result.template} template")
+    git.git(
+        work_tree,
+        "commit",
+        "-q",
+        "-m",
+        f"{result.pipeline}: start from the mlcicd {result.template} template",
+    )
     return git.git(work_tree, "rev-parse", "HEAD").decode().strip()
 
 
 def _identity_configured(repo: Path, key: str) -> bool:
-    env = ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME") if key == "user.name" else (
-        "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")  # fmt: skip
+    env = (
+        ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME")
+        if key == "user.name"
+        else ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")
+    )
     if all(os.environ.get(var) for var in env):
         return True
     try:
@@ -237,7 +260,9 @@ def _identity_configured(repo: Path, key: str) -> bool:
 
 
 def _ignored(repo: Path, paths: list[str]) -> set[str]:
-    out = git.git(repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", *paths)
+    out = git.git(
+        repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", *paths
+    )
     return {p for p in out.decode(errors="replace").split("\x00") if p}
 
 

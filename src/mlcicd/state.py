@@ -264,8 +264,18 @@ class EndpointConfigRecord:
     created_at: float
 
 
-_JSON_COLUMNS = {"outputs", "hyperparameters", "metrics", "lineage", "spec", "trigger", "summary", "data", "dataset",
-                 "variants"}  # fmt: skip
+_JSON_COLUMNS = {
+    "outputs",
+    "hyperparameters",
+    "metrics",
+    "lineage",
+    "spec",
+    "trigger",
+    "summary",
+    "data",
+    "dataset",
+    "variants",
+}
 _BOOL_COLUMNS = {"dirty", "forced"}
 
 
@@ -288,9 +298,17 @@ class State(ServiceState, RollbackQueue, MonitorState):
         self.path = path
         try:
             private_dir(path.parent)
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
-                private_file(name)  # before WAL mode: SQLite creates -wal and -shm with the file's mode
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            for name in (
+                path,
+                path.with_name(f"{path.name}-wal"),
+                path.with_name(f"{path.name}-shm"),
+            ):
+                private_file(
+                    name
+                )  # before WAL mode: SQLite creates -wal and -shm with the file's mode
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -306,8 +324,10 @@ class State(ServiceState, RollbackQueue, MonitorState):
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open state database {path}: {exc}") from exc
         except OSError as exc:
-            raise StateError(f"cannot create state database {path}: {exc.strerror or exc}",
-                             hint=f"{path.parent} must be a directory this user can write to") from exc  # fmt: skip
+            raise StateError(
+                f"cannot create state database {path}: {exc.strerror or exc}",
+                hint=f"{path.parent} must be a directory this user can write to",
+            ) from exc
 
     def _migrate(self) -> None:
         """Create what is missing, add the columns later schemas added; one transaction."""
@@ -315,7 +335,9 @@ class State(ServiceState, RollbackQueue, MonitorState):
         self._db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{SERVICE_SCHEMA}{MONITOR_SCHEMA}")
         try:
             for table, column, declaration in ADDED_COLUMNS:
-                present = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
+                present = {
+                    r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()
+                }
                 if column not in present:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -365,8 +387,19 @@ class State(ServiceState, RollbackQueue, MonitorState):
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, branch, author, message,"
                 " dirty, forced, pid, pid_start, started_at) VALUES (?, ?, 'Running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (pipeline, project_dir, commit_sha, branch, author, message, dirty, forced, os.getpid(),
-                 procinfo.start_time(os.getpid()), now),
+                (
+                    pipeline,
+                    project_dir,
+                    commit_sha,
+                    branch,
+                    author,
+                    message,
+                    dirty,
+                    forced,
+                    os.getpid(),
+                    procinfo.start_time(os.getpid()),
+                    now,
+                ),
             )
             run_id = int(cur.lastrowid or 0)
             db.executemany(
@@ -385,7 +418,12 @@ class State(ServiceState, RollbackQueue, MonitorState):
             )
 
     def finish_run(
-        self, run_id: int, status: str, *, failed_stage: str | None = None, failure_reason: str | None = None
+        self,
+        run_id: int,
+        status: str,
+        *,
+        failed_stage: str | None = None,
+        failure_reason: str | None = None,
     ) -> None:
         with self._tx() as db:
             db.execute(
@@ -394,7 +432,8 @@ class State(ServiceState, RollbackQueue, MonitorState):
             )
             # Stages that never started are skipped, not pending forever.
             db.execute(
-                "UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'", (run_id,)
+                "UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'",
+                (run_id,),
             )
             note_run_end(db, run_id)
 
@@ -402,20 +441,28 @@ class State(ServiceState, RollbackQueue, MonitorState):
         self._reap_orphans()
         run: Run | None = self._one(Run, "SELECT * FROM runs WHERE id=?", run_id)
         if run is None:
-            raise NotFoundError(f"run {run_id} does not exist", hint="`mlcicd runs list` shows the runs")
+            raise NotFoundError(
+                f"run {run_id} does not exist", hint="`mlcicd runs list` shows the runs"
+            )
         return run
 
     def list_runs(self, *, pipeline: str | None = None, limit: int = 50) -> list[Run]:
         self._reap_orphans()
         if pipeline:
-            return self._all(Run, "SELECT * FROM runs WHERE pipeline=? ORDER BY id DESC LIMIT ?", pipeline, limit)
+            return self._all(
+                Run, "SELECT * FROM runs WHERE pipeline=? ORDER BY id DESC LIMIT ?", pipeline, limit
+            )
         return self._all(Run, "SELECT * FROM runs ORDER BY id DESC LIMIT ?", limit)
 
     def _reap_orphans(self) -> None:
         """A run whose process is gone (kill -9, power loss) is failed, with the reason."""
-        for row in self._db.execute("SELECT id, pid, pid_start FROM runs WHERE status='Running'").fetchall():
+        for row in self._db.execute(
+            "SELECT id, pid, pid_start FROM runs WHERE status='Running'"
+        ).fetchall():
             if row["pid"] and not procinfo.is_alive(row["pid"], row["pid_start"]):
-                reason = f"the process running it (pid {row['pid']}) exited without finishing the run"
+                reason = (
+                    f"the process running it (pid {row['pid']}) exited without finishing the run"
+                )
                 self.fail_run_in_progress(row["id"], reason)
 
     # --- stage executions --------------------------------------------------------------
@@ -439,11 +486,22 @@ class State(ServiceState, RollbackQueue, MonitorState):
         with self._tx() as db:
             db.execute(
                 "UPDATE stage_executions SET status=?, ended_at=?, message=?, outputs=? WHERE run_id=? AND stage=?",
-                (status, time.time(), message, json.dumps(outputs or {}, default=str), run_id, stage),
+                (
+                    status,
+                    time.time(),
+                    message,
+                    json.dumps(outputs or {}, default=str),
+                    run_id,
+                    stage,
+                ),
             )
 
     def stages(self, run_id: int) -> list[StageExecution]:
-        return self._all(StageExecution, "SELECT * FROM stage_executions WHERE run_id=? ORDER BY position", run_id)
+        return self._all(
+            StageExecution,
+            "SELECT * FROM stage_executions WHERE run_id=? ORDER BY position",
+            run_id,
+        )
 
     def last_outputs(self, stage: str, *, key: str, value: str) -> dict[str, Any] | None:
         """Outputs of the newest successful execution of ``stage`` whose outputs[key] == value."""
@@ -471,13 +529,19 @@ class State(ServiceState, RollbackQueue, MonitorState):
             )
 
     def get_training_job(self, name: str) -> TrainingJobRecord:
-        job: TrainingJobRecord | None = self._one(TrainingJobRecord, "SELECT * FROM training_jobs WHERE name=?", name)
+        job: TrainingJobRecord | None = self._one(
+            TrainingJobRecord, "SELECT * FROM training_jobs WHERE name=?", name
+        )
         if job is None:
             raise NotFoundError(f"training job {name} does not exist")
         return job
 
     def training_jobs(self, *, run_id: int) -> list[TrainingJobRecord]:
-        return self._all(TrainingJobRecord, "SELECT * FROM training_jobs WHERE run_id=? ORDER BY started_at", run_id)
+        return self._all(
+            TrainingJobRecord,
+            "SELECT * FROM training_jobs WHERE run_id=? ORDER BY started_at",
+            run_id,
+        )
 
     def find_completed_training_job(self, cache_key: str) -> TrainingJobRecord | None:
         job: TrainingJobRecord | None = self._one(
@@ -507,27 +571,46 @@ class State(ServiceState, RollbackQueue, MonitorState):
         """Add the next version to ``group_name`` (1, 2, 3…) in one transaction."""
         with self._tx() as db:
             version = db.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM model_packages WHERE group_name=?", (group_name,)
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM model_packages WHERE group_name=?",
+                (group_name,),
             ).fetchone()[0]
             db.execute(
                 "INSERT INTO model_packages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    group_name, version, status, status_reason, model_uri, model_sha256,
-                    json.dumps(metrics), training_job, build_digest, commit_sha, run_id,
-                    json.dumps(lineage, default=str), time.time(),
+                    group_name,
+                    version,
+                    status,
+                    status_reason,
+                    model_uri,
+                    model_sha256,
+                    json.dumps(metrics),
+                    training_job,
+                    build_digest,
+                    commit_sha,
+                    run_id,
+                    json.dumps(lineage, default=str),
+                    time.time(),
                 ),
-            )  # fmt: skip
-            add_event(db, "registered", f"{group_name}/{version}",
-                      {"status": status, "reason": status_reason, "metrics": metrics, "run_id": run_id})  # fmt: skip
+            )
+            add_event(
+                db,
+                "registered",
+                f"{group_name}/{version}",
+                {"status": status, "reason": status_reason, "metrics": metrics, "run_id": run_id},
+            )
         return self.get_model_package(group_name, version)
 
     def get_model_package(self, group_name: str, version: int) -> ModelPackage:
         package: ModelPackage | None = self._one(
-            ModelPackage, "SELECT * FROM model_packages WHERE group_name=? AND version=?", group_name, version
+            ModelPackage,
+            "SELECT * FROM model_packages WHERE group_name=? AND version=?",
+            group_name,
+            version,
         )
         if package is None:
             raise NotFoundError(
-                f"model package {group_name}/{version} does not exist", hint="`mlcicd models list` shows them"
+                f"model package {group_name}/{version} does not exist",
+                hint="`mlcicd models list` shows them",
             )
         return package
 
@@ -543,9 +626,13 @@ class State(ServiceState, RollbackQueue, MonitorState):
     def list_model_packages(self, group_name: str | None = None) -> list[ModelPackage]:
         if group_name:
             return self._all(
-                ModelPackage, "SELECT * FROM model_packages WHERE group_name=? ORDER BY version DESC", group_name
+                ModelPackage,
+                "SELECT * FROM model_packages WHERE group_name=? ORDER BY version DESC",
+                group_name,
             )
-        return self._all(ModelPackage, "SELECT * FROM model_packages ORDER BY group_name, version DESC")
+        return self._all(
+            ModelPackage, "SELECT * FROM model_packages ORDER BY group_name, version DESC"
+        )
 
     def set_model_package_status(
         self, group_name: str, version: int, status: str, *, reason: str | None = None
@@ -580,7 +667,9 @@ class State(ServiceState, RollbackQueue, MonitorState):
 
     def upsert_endpoint(self, endpoint: EndpointRecord) -> None:
         with self._tx() as db:
-            previous = db.execute("SELECT config_name FROM endpoints WHERE name=?", (endpoint.name,)).fetchone()
+            previous = db.execute(
+                "SELECT config_name FROM endpoints WHERE name=?", (endpoint.name,)
+            ).fetchone()
             note_endpoint_change(db, previous["config_name"] if previous else None, endpoint)
             db.execute(
                 "INSERT OR REPLACE INTO endpoints VALUES (:name, :backend, :status, :url, :port, :pid,"
@@ -590,7 +679,9 @@ class State(ServiceState, RollbackQueue, MonitorState):
             )
 
     def get_endpoint(self, name: str) -> EndpointRecord | None:
-        endpoint: EndpointRecord | None = self._one(EndpointRecord, "SELECT * FROM endpoints WHERE name=?", name)
+        endpoint: EndpointRecord | None = self._one(
+            EndpointRecord, "SELECT * FROM endpoints WHERE name=?", name
+        )
         return endpoint
 
     def list_endpoints(self) -> list[EndpointRecord]:
@@ -599,4 +690,3 @@ class State(ServiceState, RollbackQueue, MonitorState):
     def delete_endpoint(self, name: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM endpoints WHERE name=?", (name,))
-

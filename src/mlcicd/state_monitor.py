@@ -131,13 +131,18 @@ class MonitorState:
 
     def get_baseline(self, group_name: str, version: int) -> ModelBaseline | None:
         baseline: ModelBaseline | None = self._one(
-            ModelBaseline, "SELECT * FROM model_baselines WHERE group_name=? AND version=?", group_name, version
+            ModelBaseline,
+            "SELECT * FROM model_baselines WHERE group_name=? AND version=?",
+            group_name,
+            version,
         )
         return baseline
 
     # --- monitoring executions ----------------------------------------------------------
 
-    def record_monitoring_execution(self, execution: MonitoringExecution) -> MonitoringExecution | None:
+    def record_monitoring_execution(
+        self, execution: MonitoringExecution
+    ) -> MonitoringExecution | None:
         """Record a finished execution, and its event when it found violations or failed;
         None (nothing recorded) when its window overlaps one recorded already."""
         with self._tx() as db:
@@ -158,17 +163,33 @@ class MonitorState:
             )
             execution.id = int(cur.lastrowid or 0)
             if execution.status in (WITH_VIOLATIONS, FAILED):
-                add_event(db, "monitoring_violations" if execution.status == WITH_VIOLATIONS else "monitoring_failed",
-                          execution.endpoint_name, _event_data(execution))  # fmt: skip
+                add_event(
+                    db,
+                    "monitoring_violations"
+                    if execution.status == WITH_VIOLATIONS
+                    else "monitoring_failed",
+                    execution.endpoint_name,
+                    _event_data(execution),
+                )
         return execution
 
-    def monitoring_executions(self, endpoint: str | None = None, *, limit: int = 50) -> list[MonitoringExecution]:
+    def monitoring_executions(
+        self, endpoint: str | None = None, *, limit: int = 50
+    ) -> list[MonitoringExecution]:
         """The newest executions first (of ``endpoint``, or of every endpoint)."""
         if endpoint is None:
-            return self._all(MonitoringExecution, "SELECT * FROM monitoring_executions ORDER BY window_end DESC,"
-                             " id DESC LIMIT ?", limit)  # fmt: skip
-        return self._all(MonitoringExecution, "SELECT * FROM monitoring_executions WHERE endpoint_name=?"
-                         " ORDER BY window_end DESC, id DESC LIMIT ?", endpoint, limit)  # fmt: skip
+            return self._all(
+                MonitoringExecution,
+                "SELECT * FROM monitoring_executions ORDER BY window_end DESC, id DESC LIMIT ?",
+                limit,
+            )
+        return self._all(
+            MonitoringExecution,
+            "SELECT * FROM monitoring_executions WHERE endpoint_name=?"
+            " ORDER BY window_end DESC, id DESC LIMIT ?",
+            endpoint,
+            limit,
+        )
 
     def last_monitored(self, endpoint: str) -> float | None:
         """Where the next window of ``endpoint`` starts: the end of the last one recorded."""
@@ -181,15 +202,26 @@ class MonitorState:
 def _event_data(execution: MonitoringExecution) -> dict[str, Any]:
     """What a webhook hears: the execution, its window, and per variant what was found where."""
     return {
-        "execution": execution.id, "window_start": execution.window_start, "window_end": execution.window_end,
-        "status": execution.status, "records": execution.records, "violation_count": execution.violation_count,
+        "execution": execution.id,
+        "window_start": execution.window_start,
+        "window_end": execution.window_end,
+        "status": execution.status,
+        "records": execution.records,
+        "violation_count": execution.violation_count,
         "reason": execution.reason,
         "variants": [
-            {"variant": v.get("variant"), "model": v.get("model"), "violations_uri": v.get("violations_uri"),
-             "violations": [f"{x.get('feature_name')}: {x.get('constraint_check_type')}" for x in v.get("violations", [])]}
+            {
+                "variant": v.get("variant"),
+                "model": v.get("model"),
+                "violations_uri": v.get("violations_uri"),
+                "violations": [
+                    f"{x.get('feature_name')}: {x.get('constraint_check_type')}"
+                    for x in v.get("violations", [])
+                ],
+            }
             for v in execution.variants
         ],
-    }  # fmt: skip
+    }
 
 
 __all__ = [

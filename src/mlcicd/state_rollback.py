@@ -38,9 +38,15 @@ class RollbackQueue:
         def _all(self, cls: type[Any], sql: str, *args: Any) -> list[Any]: ...
 
     def enqueue_rollback(
-        self, *, pipeline: str, project_dir: str, endpoint: str, commit_sha: str, trigger: dict[str, Any],
+        self,
+        *,
+        pipeline: str,
+        project_dir: str,
+        endpoint: str,
+        commit_sha: str,
+        trigger: dict[str, Any],
         message: str,
-    ) -> tuple[Run, list[int]]:  # fmt: skip
+    ) -> tuple[Run, list[int]]:
         """Queue a rollback of ``endpoint``; a rollback of it queued before (not started) is
         Superseded by this one. The run and the ids it replaced; a ``rollback_queued`` event."""
         now = time.time()
@@ -57,31 +63,57 @@ class RollbackQueue:
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, ref, message, trigger, queued_at,"
                 " started_at) VALUES (?, ?, 'Queued', ?, ?, ?, ?, ?, ?)",
-                (pipeline, project_dir, commit_sha, commit_sha, message, json.dumps(trigger), now, now),
+                (
+                    pipeline,
+                    project_dir,
+                    commit_sha,
+                    commit_sha,
+                    message,
+                    json.dumps(trigger),
+                    now,
+                    now,
+                ),
             )
             run_id = int(cur.lastrowid or 0)
             by = trigger.get("by") or "unknown"
             for old in older:
                 db.execute(
                     "UPDATE runs SET status='Superseded', ended_at=?, failure_reason=? WHERE id=?",
-                    (now, f"replaced by rollback run {run_id} (to {trigger.get('to')}, asked by {by}) "
-                          "before it started", old),
-                )  # fmt: skip
+                    (
+                        now,
+                        f"replaced by rollback run {run_id} (to {trigger.get('to')}, asked by {by}) "
+                        "before it started",
+                        old,
+                    ),
+                )
             add_event(
-                db, "rollback_queued", endpoint,
-                {"run_id": run_id, "to": trigger.get("to"), "from": trigger.get("from"), "by": by,
-                 "why": trigger.get("reason"), "replaces": older},
-            )  # fmt: skip
+                db,
+                "rollback_queued",
+                endpoint,
+                {
+                    "run_id": run_id,
+                    "to": trigger.get("to"),
+                    "from": trigger.get("from"),
+                    "by": by,
+                    "why": trigger.get("reason"),
+                    "replaces": older,
+                },
+            )
         return self.get_run(run_id), older
 
     def set_trigger_detail(self, run_id: int, detail: str) -> None:
         """What the endpoint's history will say about this run (known once it starts)."""
         with self._tx() as db:
-            db.execute("UPDATE runs SET trigger=json_set(trigger, '$.detail', ?) WHERE id=?", (detail, run_id))
+            db.execute(
+                "UPDATE runs SET trigger=json_set(trigger, '$.detail', ?) WHERE id=?",
+                (detail, run_id),
+            )
 
     def queued_rollbacks(self, pipeline: str) -> list[Run]:
         from mlcicd.state import Run
 
         return self._all(
-            Run, f"SELECT * FROM runs WHERE pipeline=? AND status='Queued' AND {IS_ROLLBACK} ORDER BY id", pipeline
+            Run,
+            f"SELECT * FROM runs WHERE pipeline=? AND status='Queued' AND {IS_ROLLBACK} ORDER BY id",
+            pipeline,
         )

@@ -178,7 +178,9 @@ def note_endpoint_change(db: sqlite3.Connection, previous_config: str | None, re
         return
     if record.status not in ("InService", "Updating"):
         return
-    row = db.execute("SELECT reason, run_id FROM endpoint_configs WHERE name=?", (record.config_name,)).fetchone()
+    row = db.execute(
+        "SELECT reason, run_id FROM endpoint_configs WHERE name=?", (record.config_name,)
+    ).fetchone()
     reason, run_id, detail, asked = "deploy", None, None, {}
     if row is not None:
         run_id = row["run_id"]
@@ -195,31 +197,57 @@ def note_endpoint_change(db: sqlite3.Connection, previous_config: str | None, re
     db.execute(
         "INSERT INTO endpoint_history (endpoint_name, config_name, model_group, model_version, model_sha256,"
         " reason, detail, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (record.name, record.config_name, record.model_group, record.model_version, record.model_sha256,
-         reason, detail, run_id, time.time()),
-    )  # fmt: skip
+        (
+            record.name,
+            record.config_name,
+            record.model_group,
+            record.model_version,
+            record.model_sha256,
+            reason,
+            detail,
+            run_id,
+            time.time(),
+        ),
+    )
     add_event(
-        db, "rolled_back" if reason == "rollback" else "deployed", record.name,
-        {"config": record.config_name, "model": f"{record.model_group}/{record.model_version}",
-         "previous_config": previous_config, "reason": reason, "run_id": run_id, **asked},
-    )  # fmt: skip
+        db,
+        "rolled_back" if reason == "rollback" else "deployed",
+        record.name,
+        {
+            "config": record.config_name,
+            "model": f"{record.model_group}/{record.model_version}",
+            "previous_config": previous_config,
+            "reason": reason,
+            "run_id": run_id,
+            **asked,
+        },
+    )
 
 
 def note_run_end(db: sqlite3.Connection, run_id: int) -> None:
     """A rollback run that ended without deploying: a ``rollback_failed`` event (same tx).
 
     One that deployed has its ``rolled_back`` event already, from the endpoint's change."""
-    row = db.execute("SELECT status, trigger, failure_reason FROM runs WHERE id=?", (run_id,)).fetchone()
+    row = db.execute(
+        "SELECT status, trigger, failure_reason FROM runs WHERE id=?", (run_id,)
+    ).fetchone()
     if row is None or row["status"] not in ("Failed", "Stopped"):
         return
     trigger = json.loads(row["trigger"] or "{}")
     if trigger.get("kind") != ROLLBACK:
         return
     add_event(
-        db, "rollback_failed", str(trigger.get("endpoint") or trigger.get("to") or ""),
-        {"run_id": run_id, "to": trigger.get("to"), "by": trigger.get("by"), "why": trigger.get("reason"),
-         "failure": row["failure_reason"]},
-    )  # fmt: skip
+        db,
+        "rollback_failed",
+        str(trigger.get("endpoint") or trigger.get("to") or ""),
+        {
+            "run_id": run_id,
+            "to": trigger.get("to"),
+            "by": trigger.get("by"),
+            "why": trigger.get("reason"),
+            "failure": row["failure_reason"],
+        },
+    )
 
 
 class ServiceState:
@@ -272,22 +300,40 @@ class ServiceState:
             older = [
                 r["id"]
                 for r in db.execute(
-                    f"SELECT id FROM runs WHERE pipeline=? AND status='Queued' AND {NOT_ROLLBACK}", (pipeline,)
+                    f"SELECT id FROM runs WHERE pipeline=? AND status='Queued' AND {NOT_ROLLBACK}",
+                    (pipeline,),
                 ).fetchall()
             ]
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, ref, trigger, queued_at, retry_of,"
                 " started_at, forced) VALUES (?, ?, 'Queued', ?, ?, ?, ?, ?, ?, ?)",
-                (pipeline, project_dir, commit_sha, ref, json.dumps(trigger), now, retry_of, now, forced),
+                (
+                    pipeline,
+                    project_dir,
+                    commit_sha,
+                    ref,
+                    json.dumps(trigger),
+                    now,
+                    retry_of,
+                    now,
+                    forced,
+                ),
             )
             run_id = int(cur.lastrowid or 0)
             for old in older:
                 db.execute(
                     "UPDATE runs SET status='Superseded', ended_at=?, failure_reason=? WHERE id=?",
-                    (now, f"superseded by run {run_id} ({(commit_sha or ref)[:12]}) before it started", old),
+                    (
+                        now,
+                        f"superseded by run {run_id} ({(commit_sha or ref)[:12]}) before it started",
+                        old,
+                    ),
                 )
             if delivery is not None:
-                db.execute("UPDATE webhook_deliveries SET run_id=? WHERE delivery_id=?", (run_id, delivery.id))
+                db.execute(
+                    "UPDATE webhook_deliveries SET run_id=? WHERE delivery_id=?",
+                    (run_id, delivery.id),
+                )
         return self.get_run(run_id), older
 
     def create_started_run(
@@ -298,15 +344,25 @@ class ServiceState:
         now, pid = time.time(), os.getpid()
         self._reap_orphans()
         with self._tx() as db:
-            busy = db.execute("SELECT id FROM runs WHERE pipeline=? AND status='Running'", (pipeline,)).fetchone()
+            busy = db.execute(
+                "SELECT id FROM runs WHERE pipeline=? AND status='Running'", (pipeline,)
+            ).fetchone()
             if busy is not None:
                 raise StateError(f"run {busy['id']} of {pipeline} is in progress")
             cur = db.execute(
                 "INSERT INTO runs (pipeline, project_dir, status, commit_sha, ref, trigger, pid, pid_start,"
                 " started_at) VALUES (?, ?, 'Running', ?, ?, ?, ?, ?, ?)",
-                (pipeline, project_dir, commit_sha, commit_sha, json.dumps(trigger), pid,
-                 procinfo.start_time(pid), now),
-            )  # fmt: skip
+                (
+                    pipeline,
+                    project_dir,
+                    commit_sha,
+                    commit_sha,
+                    json.dumps(trigger),
+                    pid,
+                    procinfo.start_time(pid),
+                    now,
+                ),
+            )
         return self.get_run(int(cur.lastrowid or 0))
 
     def record_delivery(self, delivery: Delivery) -> bool:
@@ -314,13 +370,17 @@ class ServiceState:
         with self._tx() as db:
             return remember_delivery(db, delivery)
 
-    def claim_next_run(self, pipeline: str, pid: int, *, rollbacks_only: bool = False) -> Run | None:
+    def claim_next_run(
+        self, pipeline: str, pid: int, *, rollbacks_only: bool = False
+    ) -> Run | None:
         """The next queued run of ``pipeline`` — the oldest rollback, else the oldest run —
         marked Running by ``pid``, unless a run of the pipeline runs already (one at a time).
         Atomic: two claimers never get the same run."""
         self._reap_orphans()
         with self._tx() as db:
-            busy = db.execute("SELECT 1 FROM runs WHERE pipeline=? AND status='Running'", (pipeline,)).fetchone()
+            busy = db.execute(
+                "SELECT 1 FROM runs WHERE pipeline=? AND status='Running'", (pipeline,)
+            ).fetchone()
             if busy is not None:
                 return None
             only = f" AND {IS_ROLLBACK}" if rollbacks_only else ""
@@ -357,7 +417,10 @@ class ServiceState:
 
     def wait_for_approval(self, run_id: int) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET status='WaitingForApproval', pid=NULL, pid_start=NULL WHERE id=?", (run_id,))
+            db.execute(
+                "UPDATE runs SET status='WaitingForApproval', pid=NULL, pid_start=NULL WHERE id=?",
+                (run_id,),
+            )
 
     def resume_run(self, run_id: int, pid: int | None = None) -> Run:
         """A run waiting for approval (with a decision) continues in ``pid`` (default: this one)."""
@@ -388,7 +451,10 @@ class ServiceState:
             )
             if failed.rowcount:
                 note_run_end(db, run_id)
-            db.execute("UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'", (run_id,))
+            db.execute(
+                "UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status='Pending'",
+                (run_id,),
+            )
             db.execute(
                 "UPDATE training_jobs SET status='Stopped', secondary_status='Interrupted', failure_reason=?,"
                 " ended_at=? WHERE run_id=? AND status='InProgress'",
@@ -400,7 +466,9 @@ class ServiceState:
 
         if pipeline is None:
             return self._all(Run, "SELECT * FROM runs WHERE status=? ORDER BY id", status)
-        return self._all(Run, "SELECT * FROM runs WHERE status=? AND pipeline=? ORDER BY id", status, pipeline)
+        return self._all(
+            Run, "SELECT * FROM runs WHERE status=? AND pipeline=? ORDER BY id", status, pipeline
+        )
 
     def has_run_for_commit(self, pipeline: str, commit_sha: str) -> bool:
         row = self._db.execute(
@@ -411,7 +479,13 @@ class ServiceState:
     # --- approvals ----------------------------------------------------------------------
 
     def request_approval(
-        self, run_id: int, group: str, version: int, *, timeout: float | None, summary: dict[str, Any]
+        self,
+        run_id: int,
+        group: str,
+        version: int,
+        *,
+        timeout: float | None,
+        summary: dict[str, Any],
     ) -> list[int]:
         """Record that ``run_id`` waits; older waiting runs of the group are Superseded (their ids)."""
         now = time.time()
@@ -419,7 +493,14 @@ class ServiceState:
             db.execute(
                 "INSERT OR REPLACE INTO approvals (run_id, model_group, model_version, status, requested_at,"
                 " expires_at, summary) VALUES (?, ?, ?, 'Pending', ?, ?, ?)",
-                (run_id, group, version, now, now + timeout if timeout else None, json.dumps(summary, default=str)),
+                (
+                    run_id,
+                    group,
+                    version,
+                    now,
+                    now + timeout if timeout else None,
+                    json.dumps(summary, default=str),
+                ),
             )
             older = [
                 int(r["run_id"])
@@ -436,7 +517,8 @@ class ServiceState:
                     (reason, now, old),
                 )
                 db.execute(
-                    "UPDATE runs SET status='Superseded', ended_at=?, failure_reason=? WHERE id=?", (now, reason, old)
+                    "UPDATE runs SET status='Superseded', ended_at=?, failure_reason=? WHERE id=?",
+                    (now, reason, old),
                 )
                 db.execute(
                     "UPDATE stage_executions SET status='Skipped' WHERE run_id=? AND status IN ('Pending', 'WaitingForApproval')",
@@ -445,10 +527,14 @@ class ServiceState:
         return older
 
     def get_approval(self, run_id: int) -> Approval | None:
-        approval: Approval | None = self._one(Approval, "SELECT * FROM approvals WHERE run_id=?", run_id)
+        approval: Approval | None = self._one(
+            Approval, "SELECT * FROM approvals WHERE run_id=?", run_id
+        )
         return approval
 
-    def decide_approval(self, run_id: int, approved: bool, *, by: str, comment: str | None) -> Approval:
+    def decide_approval(
+        self, run_id: int, approved: bool, *, by: str, comment: str | None
+    ) -> Approval:
         """Approve or reject a pending approval (once): who and why are recorded."""
         with self._tx() as db:
             row = db.execute(
@@ -462,7 +548,9 @@ class ServiceState:
                     hint="`mlcicd runs list` shows runs in WaitingForApproval",
                 )
             if row["status"] != "Pending" or row["run_status"] != "WaitingForApproval":
-                raise StateError(f"run {run_id} was already decided ({row['status']}, run {row['run_status']})")
+                raise StateError(
+                    f"run {run_id} was already decided ({row['status']}, run {row['run_status']})"
+                )
             db.execute(
                 "UPDATE approvals SET status=?, decided_by=?, comment=?, decided_at=? WHERE run_id=?",
                 ("Approved" if approved else "Rejected", by, comment, time.time(), run_id),
@@ -496,10 +584,14 @@ class ServiceState:
             add_event(db, kind, subject, data)
 
     def events(self, *, after: int = 0, limit: int = 100) -> list[Event]:
-        return self._all(Event, "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+        return self._all(
+            Event, "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit
+        )
 
     def recent_events(self, limit: int = 50) -> list[Event]:
-        return list(reversed(self._all(Event, "SELECT * FROM events ORDER BY id DESC LIMIT ?", limit)))
+        return list(
+            reversed(self._all(Event, "SELECT * FROM events ORDER BY id DESC LIMIT ?", limit))
+        )
 
     def event_cursor(self, url: str) -> int:
         """Where delivery to ``url`` stands; a new URL starts at the newest event (no backlog)."""
@@ -513,26 +605,49 @@ class ServiceState:
 
     def advance_event_cursor(self, url: str, last_id: int) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO event_cursors (url, last_id) VALUES (?, ?)", (url, last_id))
+            db.execute(
+                "INSERT OR REPLACE INTO event_cursors (url, last_id) VALUES (?, ?)", (url, last_id)
+            )
 
     # --- endpoint history ---------------------------------------------------------------
 
     def record_endpoint_change(
-        self, endpoint: str, *, reason: str, detail: str, config_name: str | None = None,
-        model_group: str | None = None, model_version: int | None = None, model_sha256: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        endpoint: str,
+        *,
+        reason: str,
+        detail: str,
+        config_name: str | None = None,
+        model_group: str | None = None,
+        model_version: int | None = None,
+        model_sha256: str | None = None,
+    ) -> None:
         """A change that is not a new config (a restart after a crash, an alarm)."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO endpoint_history (endpoint_name, config_name, model_group, model_version,"
                 " model_sha256, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (endpoint, config_name, model_group, model_version, model_sha256, reason, detail, time.time()),
+                (
+                    endpoint,
+                    config_name,
+                    model_group,
+                    model_version,
+                    model_sha256,
+                    reason,
+                    detail,
+                    time.time(),
+                ),
             )
-            add_event(db, "restarted" if reason == "restart" else reason, endpoint,
-                      {"config": config_name, "detail": detail})  # fmt: skip
+            add_event(
+                db,
+                "restarted" if reason == "restart" else reason,
+                endpoint,
+                {"config": config_name, "detail": detail},
+            )
 
     def endpoint_history(self, endpoint: str) -> list[EndpointChange]:
         return self._all(
-            EndpointChange, "SELECT * FROM endpoint_history WHERE endpoint_name=? ORDER BY id", endpoint
+            EndpointChange,
+            "SELECT * FROM endpoint_history WHERE endpoint_name=? ORDER BY id",
+            endpoint,
         )
-

@@ -9,7 +9,9 @@ from typing import Any
 _NO_VALUE = object()
 
 
-def parameter_values(template: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, str]:
+def parameter_values(
+    template: dict[str, Any], overrides: dict[str, str] | None = None
+) -> dict[str, str]:
     values = {k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v}
     values.update(overrides or {})
     return values

@@ -77,7 +77,9 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {url} within 60 s:\n{log.read_text()}")
+                    pytest.fail(
+                        f"moto_server did not answer on {url} within 60 s:\n{log.read_text()}"
+                    )
                 time.sleep(0.2)
         yield url
     finally:
@@ -149,8 +151,11 @@ def push_image(aws: AwsClient, uri: str) -> None:
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
-                   "digest": "sha256:" + tag.encode().hex().ljust(64, "0")[:64]},
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1,
+            "digest": "sha256:" + tag.encode().hex().ljust(64, "0")[:64],
+        },
         "layers": [],
-    }  # fmt: skip
+    }
     ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=json.dumps(manifest))

@@ -40,7 +40,10 @@ def artifact(name: str, key: str, revision: str | None = None) -> dict[str, Any]
     return {
         "name": name,
         "revision": revision,
-        "location": {"type": "S3", "s3Location": {"bucketName": ARTIFACTS_BUCKET, "objectKey": key}},
+        "location": {
+            "type": "S3",
+            "s3Location": {"bucketName": ARTIFACTS_BUCKET, "objectKey": key},
+        },
     }
 
 
@@ -61,9 +64,11 @@ def job_event(
             "secretAccessKey": "artifact-secret",
             "sessionToken": "artifact-session-token",
         },
-        "encryptionKey": {"id": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-                          "type": "KMS"},
-    }  # fmt: skip
+        "encryptionKey": {
+            "id": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "type": "KMS",
+        },
+    }
     if continuation is not None:
         data["continuationToken"] = continuation
     return {"CodePipeline.job": {"id": job_id, "accountId": ACCOUNT, "data": data}}
@@ -75,8 +80,13 @@ def lambda_environment(
     """The function's environment as the stack sets it, CloudFormation's values filled in
     (conditions false unless named true in ``conditions``; ``Fn::Sub`` of the buckets)."""
     variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
-    filled = {"ModelsBucket": MODELS_BUCKET, "ArtifactsBucket": ARTIFACTS_BUCKET, "SageMakerExecutionRole": ROLE_ARN,
-              "EndpointExecutionRole": ENDPOINT_ROLE_ARN, "EncryptionKey": KEY_ARN}  # fmt: skip
+    filled = {
+        "ModelsBucket": MODELS_BUCKET,
+        "ArtifactsBucket": ARTIFACTS_BUCKET,
+        "SageMakerExecutionRole": ROLE_ARN,
+        "EndpointExecutionRole": ENDPOINT_ROLE_ARN,
+        "EncryptionKey": KEY_ARN,
+    }
     environment = {}
     for name, value in variables.items():
         if isinstance(value, dict) and "Fn::If" in value:

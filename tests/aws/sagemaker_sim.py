@@ -42,13 +42,20 @@ def write_log(aws: AwsClient, job: str, lines: Sequence[str]) -> None:
     logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
     now = int(time.time() * 1000)
     if lines:
-        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
-                            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])  # fmt: skip
+        logs.put_log_events(
+            logGroupName=LOG_GROUP,
+            logStreamName=stream,
+            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
+        )
 
 
 @contextmanager
 def sagemaker_writes(
-    aws: AwsClient, *, model: bytes, output: Mapping[str, bytes] | None = None, log: Sequence[str] = ()
+    aws: AwsClient,
+    *,
+    model: bytes,
+    output: Mapping[str, bytes] | None = None,
+    log: Sequence[str] = (),
 ) -> Iterator[list[str]]:
     """While active, completed jobs get ``model`` (model.tar.gz bytes), ``output`` (the files of
     /opt/ml/output/data, packed as output.tar.gz) and ``log``; yields the jobs served."""
@@ -61,13 +68,19 @@ def sagemaker_writes(
         bucket, key = parse_s3_uri(parsed["ModelArtifacts"]["S3ModelArtifacts"])
         aws("s3").put_object(Bucket=bucket, Key=key, Body=model)
         if output is not None:
-            aws("s3").put_object(Bucket=bucket, Key=key.rsplit("/", 1)[0] + "/output.tar.gz", Body=tar_gz(output))
+            aws("s3").put_object(
+                Bucket=bucket, Key=key.rsplit("/", 1)[0] + "/output.tar.gz", Body=tar_gz(output)
+            )
         write_log(aws, str(name), log)
         served.append(str(name))
 
     events = client("sagemaker").meta.events
-    events.register("after-call.sagemaker.DescribeTrainingJob", completed, unique_id="sagemaker-sim")
+    events.register(
+        "after-call.sagemaker.DescribeTrainingJob", completed, unique_id="sagemaker-sim"
+    )
     try:
         yield served
     finally:
-        events.unregister("after-call.sagemaker.DescribeTrainingJob", completed, unique_id="sagemaker-sim")
+        events.unregister(
+            "after-call.sagemaker.DescribeTrainingJob", completed, unique_id="sagemaker-sim"
+        )

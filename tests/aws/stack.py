@@ -38,7 +38,9 @@ NOT_IN_MOTO = frozenset(
 )
 STACK = "ml-cicd-pipeline"
 CODE_BUCKET = "mlcicd-lambda-code"
-CONNECTION = "arn:aws:codeconnections:us-east-1:123456789012:connection/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab"
+CONNECTION = (
+    "arn:aws:codeconnections:us-east-1:123456789012:connection/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab"
+)
 
 
 def for_moto(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -58,15 +60,22 @@ def _upload_lambda_code(aws: AwsClient) -> None:
     s3.create_bucket(Bucket=CODE_BUCKET)
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("mlcicd/aws/lambdas/training.py", "def handler(event, context):\n    return None\n")
+        zf.writestr(
+            "mlcicd/aws/lambdas/training.py", "def handler(event, context):\n    return None\n"
+        )
     s3.put_object(Bucket=CODE_BUCKET, Key="mlcicd/lambdas.zip", Body=archive.getvalue())
 
 
 def create_stack(aws: AwsClient, template: dict[str, Any], **parameters: str) -> dict[str, Any]:
     """Create the stack through CloudFormation's API; return it once CREATE_COMPLETE."""
     _upload_lambda_code(aws)
-    values = {"GitHubOwner": "ada", "GitHubRepo": "iris", "LambdaCodeBucket": CODE_BUCKET,
-              "WebhookSecret": "webhook-secret-of-the-tests", **parameters}  # fmt: skip
+    values = {
+        "GitHubOwner": "ada",
+        "GitHubRepo": "iris",
+        "LambdaCodeBucket": CODE_BUCKET,
+        "WebhookSecret": "webhook-secret-of-the-tests",
+        **parameters,
+    }
     cfn = aws("cloudformation")
     cfn.create_stack(
         StackName=STACK,
@@ -90,7 +99,9 @@ def create_stack(aws: AwsClient, template: dict[str, Any], **parameters: str) ->
 
 
 def stack_resources(aws: AwsClient) -> dict[str, dict[str, Any]]:
-    summaries = aws("cloudformation").list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    summaries = aws("cloudformation").list_stack_resources(StackName=STACK)[
+        "StackResourceSummaries"
+    ]
     return {r["LogicalResourceId"]: r for r in summaries}
 
 

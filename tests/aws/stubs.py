@@ -29,22 +29,40 @@ class OperationStubber(Stubber):
     def _handlers(self) -> list[tuple[str, Any, str, bool]]:
         handlers = []
         for op in self.operations:
-            handlers.append((f"before-parameter-build.{self.service}.{op}", self._record_and_check,
-                             f"{self._expected_params_event_id}-{op}", True))
-            handlers.append((f"before-call.{self.service}.{op}", self._get_response_handler,
-                             f"{self._event_id}-{op}", False))
+            handlers.append(
+                (
+                    f"before-parameter-build.{self.service}.{op}",
+                    self._record_and_check,
+                    f"{self._expected_params_event_id}-{op}",
+                    True,
+                )
+            )
+            handlers.append(
+                (
+                    f"before-call.{self.service}.{op}",
+                    self._get_response_handler,
+                    f"{self._event_id}-{op}",
+                    False,
+                )
+            )
         return handlers
 
     def activate(self) -> None:
         for event, handler, unique_id, first in self._handlers():
-            register = self.client.meta.events.register_first if first else self.client.meta.events.register
+            register = (
+                self.client.meta.events.register_first
+                if first
+                else self.client.meta.events.register
+            )
             register(event, handler, unique_id=unique_id)
 
     def deactivate(self) -> None:
         for event, handler, unique_id, _ in self._handlers():
             self.client.meta.events.unregister(event, handler, unique_id=unique_id)
 
-    def _record_and_check(self, model: Any, params: dict[str, Any], context: Any, **kwargs: Any) -> None:
+    def _record_and_check(
+        self, model: Any, params: dict[str, Any], context: Any, **kwargs: Any
+    ) -> None:
         self.calls.append((model.name, dict(params)))
         self._assert_expected_params(model, params, context, **kwargs)
 
@@ -70,11 +88,15 @@ class SentParams:
 
     def __enter__(self) -> SentParams:
         for op in self.operations:
-            self.client.meta.events.register(f"before-parameter-build.{self.service}.{op}", self._record,
-                                             unique_id=f"sent-params-{op}")  # fmt: skip
+            self.client.meta.events.register(
+                f"before-parameter-build.{self.service}.{op}",
+                self._record,
+                unique_id=f"sent-params-{op}",
+            )
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for op in self.operations:
-            self.client.meta.events.unregister(f"before-parameter-build.{self.service}.{op}",
-                                               unique_id=f"sent-params-{op}")  # fmt: skip
+            self.client.meta.events.unregister(
+                f"before-parameter-build.{self.service}.{op}", unique_id=f"sent-params-{op}"
+            )

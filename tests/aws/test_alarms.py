@@ -12,8 +12,9 @@ from mlcicd.endpoints.sagemaker import traffic_routing
 
 
 def test_one_variant_reads_its_own_series() -> None:
-    (latency,) = rollback_alarms(endpoint="e", config_name="e-v2-ab", variants=["AllTraffic"],
-                                 max_p99_latency_ms=12.5)  # fmt: skip
+    (latency,) = rollback_alarms(
+        endpoint="e", config_name="e-v2-ab", variants=["AllTraffic"], max_p99_latency_ms=12.5
+    )
     assert latency["AlarmName"] == "e-rollback-model-latency-p99"
     assert latency["Threshold"] == 12_500.0
     (expression,) = [m for m in latency["Metrics"] if m["ReturnData"]]
@@ -26,21 +27,44 @@ def test_one_variant_reads_its_own_series() -> None:
 def test_no_threshold_no_alarm_and_at_most_five_variants() -> None:
     assert rollback_alarms(endpoint="e", config_name="c", variants=["A"]) == []
     with pytest.raises(ValueError, match="1 to 5 production variants"):
-        rollback_alarms(endpoint="e", config_name="c", variants=[f"V{i}" for i in range(6)], max_5xx_rate=0.1)
+        rollback_alarms(
+            endpoint="e", config_name="c", variants=[f"V{i}" for i in range(6)], max_5xx_rate=0.1
+        )
 
 
 @pytest.mark.parametrize(
     ("policy", "shifting"),
     [
-        (DeploymentPolicy(strategy="canary", canary_percent=10, wait_seconds=60),
-         {"Type": "CANARY", "WaitIntervalInSeconds": 60, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}),
-        (DeploymentPolicy(strategy="linear", linear_step_percent=25, wait_seconds=30),
-         {"Type": "LINEAR", "WaitIntervalInSeconds": 30, "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}}),
-        (DeploymentPolicy(strategy="all_at_once", wait_seconds=120),
-         {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 120}),
+        (
+            DeploymentPolicy(strategy="canary", canary_percent=10, wait_seconds=60),
+            {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 60,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            },
+        ),
+        (
+            DeploymentPolicy(strategy="linear", linear_step_percent=25, wait_seconds=30),
+            {
+                "Type": "LINEAR",
+                "WaitIntervalInSeconds": 30,
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+            },
+        ),
+        (
+            DeploymentPolicy(strategy="all_at_once", wait_seconds=120),
+            {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 120},
+        ),
     ],
-)  # fmt: skip
-def test_strategies_become_blue_green_traffic_shifting(policy: DeploymentPolicy, shifting: dict[str, object]) -> None:
+)
+def test_strategies_become_blue_green_traffic_shifting(
+    policy: DeploymentPolicy, shifting: dict[str, object]
+) -> None:
     # The same function turns the deploy Lambda's $MLCICD_TRAFFIC_ROUTING into a DeploymentConfig.
     config = deployment_config([], traffic_routing(policy))
-    assert config == {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": shifting, "TerminationWaitInSeconds": 0}}
+    assert config == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": shifting,
+            "TerminationWaitInSeconds": 0,
+        }
+    }

@@ -27,7 +27,10 @@ def test_prints_the_template_as_yaml() -> None:
     assert template["Resources"]["Pipeline"]["Properties"]["Name"] == "ml-cicd-pipeline"
     assert template["Parameters"]["RequireApproval"]["Default"] == "false"
     # examples/iris sits in a subdirectory of its repository; CodeBuild starts at the root.
-    assert template["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"] == "examples/iris/buildspec.yml"
+    assert (
+        template["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"]
+        == "examples/iris/buildspec.yml"
+    )
 
 
 def test_json_approval_and_stack_name() -> None:
@@ -35,13 +38,19 @@ def test_json_approval_and_stack_name() -> None:
     assert code == 0, output
     template = json.loads(output)
     assert template["Parameters"]["RequireApproval"]["Default"] == "true"
-    assert template["Resources"]["BuildLogGroup"]["Properties"]["LogGroupName"] == "/aws/codebuild/fraud-cicd-build"
+    assert (
+        template["Resources"]["BuildLogGroup"]["Properties"]["LogGroupName"]
+        == "/aws/codebuild/fraud-cicd-build"
+    )
 
 
 def test_project_at_the_root_of_its_repository(iris_project: Path) -> None:
     code, output = _run(str(iris_project))
     assert code == 0, output
-    assert yaml.safe_load(output)["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"] == "buildspec.yml"
+    assert (
+        yaml.safe_load(output)["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"]
+        == "buildspec.yml"
+    )
 
 
 def test_project_outside_git(tmp_path: Path) -> None:
@@ -49,7 +58,10 @@ def test_project_outside_git(tmp_path: Path) -> None:
     shutil.copytree(IRIS, project, ignore=shutil.ignore_patterns(".mlcicd"))
     code, output = _run(str(project))
     assert code == 0, output
-    assert yaml.safe_load(output)["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"] == "buildspec.yml"
+    assert (
+        yaml.safe_load(output)["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"]
+        == "buildspec.yml"
+    )
 
 
 def test_bad_stack_name_is_one_line_and_exit_code_2() -> None:

@@ -19,7 +19,9 @@ def test_the_endpoint_comes_from_the_environment(aws_env: TestClients, moto_serv
     assert [b["Name"] for b in aws_env("s3").list_buckets()["Buckets"]] == ["made-by-mlcicd"]
 
 
-def test_clients_are_cached_per_service_region_and_endpoint(aws_env: TestClients, moto_server: str) -> None:
+def test_clients_are_cached_per_service_region_and_endpoint(
+    aws_env: TestClients, moto_server: str
+) -> None:
     assert client("sagemaker") is client("sagemaker")
     assert client("sagemaker") is not client("sagemaker", region="eu-west-1")
     assert client("sagemaker", region="eu-west-1").meta.region_name == "eu-west-1"
@@ -74,7 +76,9 @@ def test_explicit_credentials_make_a_client_of_their_own(aws_env: TestClients) -
     assert mine.raw._request_signer._credentials.access_key == "AKIAEXAMPLE"
 
 
-def test_timeouts_make_a_client_of_their_own_and_leave_the_others_as_they_were(aws_env: TestClients) -> None:
+def test_timeouts_make_a_client_of_their_own_and_leave_the_others_as_they_were(
+    aws_env: TestClients,
+) -> None:
     from mlcicd.aws.clients import Timeouts
 
     short = Timeouts(connect_seconds=2, read_seconds=10, total_max_attempts=2)

@@ -23,7 +23,10 @@ NOW = datetime(2025, 3, 4, 12, 3, 30, tzinfo=UTC)
 def test_the_window_is_one_period_of_whole_minutes_up_to_the_next_one() -> None:
     five = metrics_window(300, NOW)
     assert (five.start, five.end, five.period) == (
-        datetime(2025, 3, 4, 11, 59, tzinfo=UTC), datetime(2025, 3, 4, 12, 4, tzinfo=UTC), 300)  # fmt: skip
+        datetime(2025, 3, 4, 11, 59, tzinfo=UTC),
+        datetime(2025, 3, 4, 12, 4, tzinfo=UTC),
+        300,
+    )
     assert metrics_window(30, NOW).period == 60  # SageMaker's metrics are per minute
     assert metrics_window(90, NOW).period == 120
     on_the_minute = datetime(2025, 3, 4, 12, 3, tzinfo=UTC)
@@ -44,19 +47,33 @@ def test_every_variant_and_metric_in_one_call() -> None:
     assert len(batches(queries)) == 1
     stats = {
         (q["MetricStat"]["Metric"]["MetricName"], q["MetricStat"]["Stat"])
-        for q in queries if q["Id"].startswith("v1_")
-    }  # fmt: skip
+        for q in queries
+        if q["Id"].startswith("v1_")
+    }
     assert stats == {
-        ("Invocations", "Sum"), ("Invocation4XXErrors", "Sum"), ("Invocation5XXErrors", "Sum"),
-        ("ModelLatency", "p50"), ("ModelLatency", "p90"), ("ModelLatency", "p99"),
-        ("OverheadLatency", "p50"), ("OverheadLatency", "p90"), ("OverheadLatency", "p99"),
-    }  # fmt: skip
+        ("Invocations", "Sum"),
+        ("Invocation4XXErrors", "Sum"),
+        ("Invocation5XXErrors", "Sum"),
+        ("ModelLatency", "p50"),
+        ("ModelLatency", "p90"),
+        ("ModelLatency", "p99"),
+        ("OverheadLatency", "p50"),
+        ("OverheadLatency", "p90"),
+        ("OverheadLatency", "p99"),
+    }
     b = next(q for q in queries if q["Id"] == "v1_modellatency_p99")["MetricStat"]
     assert b == {
-        "Metric": {"Namespace": "AWS/SageMaker", "MetricName": "ModelLatency",
-                   "Dimensions": [{"Name": "EndpointName", "Value": "iris"}, {"Name": "VariantName", "Value": "B"}]},
-        "Period": 300, "Stat": "p99",
-    }  # fmt: skip
+        "Metric": {
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "ModelLatency",
+            "Dimensions": [
+                {"Name": "EndpointName", "Value": "iris"},
+                {"Name": "VariantName", "Value": "B"},
+            ],
+        },
+        "Period": 300,
+        "Stat": "p99",
+    }
 
 
 def test_past_500_queries_the_calls_are_split() -> None:
@@ -67,17 +84,30 @@ def test_past_500_queries_the_calls_are_split() -> None:
 
 def test_summaries_have_the_local_shape_in_milliseconds() -> None:
     values = {
-        "v0_invocations_sum": [40.0], "v0_invocation4xxerrors_sum": [1.0], "v0_invocation5xxerrors_sum": [2.0],
-        "v0_modellatency_p50": [1500.0], "v0_modellatency_p90": [4000.0], "v0_modellatency_p99": [12345.6],
+        "v0_invocations_sum": [40.0],
+        "v0_invocation4xxerrors_sum": [1.0],
+        "v0_invocation5xxerrors_sum": [2.0],
+        "v0_modellatency_p50": [1500.0],
+        "v0_modellatency_p90": [4000.0],
+        "v0_modellatency_p99": [12345.6],
         "v0_overheadlatency_p99": [250.0],
-    }  # fmt: skip
+    }
     found = summaries(["B", "A"], {k.replace("v0_", "v1_"): v for k, v in values.items()})
     assert list(found) == ["A", "B"]  # sorted, as locally
     a, b = found["A"], found["B"]
     assert set(a) == set(b) == set(metrics.summary({}))
-    assert (a["Invocations"], a["Invocation4XXErrors"], a["Invocation5XXErrors"], a["5XXRate"]) == (40, 1, 2, 0.05)
+    assert (a["Invocations"], a["Invocation4XXErrors"], a["Invocation5XXErrors"], a["5XXRate"]) == (
+        40,
+        1,
+        2,
+        0.05,
+    )
     assert isinstance(a["Invocations"], int)
-    assert (a["ModelLatencyp50_ms"], a["ModelLatencyp90_ms"], a["ModelLatencyp99_ms"]) == (1.5, 4.0, 12.346)
+    assert (a["ModelLatencyp50_ms"], a["ModelLatencyp90_ms"], a["ModelLatencyp99_ms"]) == (
+        1.5,
+        4.0,
+        12.346,
+    )
     assert (a["OverheadLatencyp50_ms"], a["OverheadLatencyp99_ms"]) == (None, 0.25)
     # No datapoints: what a local endpoint without requests shows.
     assert b == metrics.summary({})
@@ -85,7 +115,9 @@ def test_summaries_have_the_local_shape_in_milliseconds() -> None:
 
 
 def test_variants_are_production_then_shadow() -> None:
-    described = {"ProductionVariants": [{"VariantName": "A"}, {"VariantName": "B"}],
-                 "ShadowProductionVariants": [{"VariantName": "Shadow"}]}  # fmt: skip
+    described = {
+        "ProductionVariants": [{"VariantName": "A"}, {"VariantName": "B"}],
+        "ShadowProductionVariants": [{"VariantName": "Shadow"}],
+    }
     assert variant_names(described) == ["A", "B", "Shadow"]
     assert variant_names({}) == []

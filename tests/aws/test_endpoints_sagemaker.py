@@ -39,9 +39,15 @@ ARN = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
 def backend(aws_env: AwsClient) -> SageMakerEndpointBackend:
     aws_env("s3").create_bucket(Bucket=STORE)
     return SageMakerEndpointBackend(
-        store=S3ArtifactStore(f"s3://{STORE}"), bucket="ml-cicd-pipeline-models", pipeline="iris-classifier",
-        image=IMAGE, role_arn=ROLE_ARN, instance_type="ml.t2.medium", instance_count=2, poll_seconds=0.01,
-    )  # fmt: skip
+        store=S3ArtifactStore(f"s3://{STORE}"),
+        bucket="ml-cicd-pipeline-models",
+        pipeline="iris-classifier",
+        image=IMAGE,
+        role_arn=ROLE_ARN,
+        instance_type="ml.t2.medium",
+        instance_count=2,
+        poll_seconds=0.01,
+    )
 
 
 def config(tmp_path: Path, version: int) -> EndpointConfig:
@@ -49,37 +55,57 @@ def config(tmp_path: Path, version: int) -> EndpointConfig:
     model.parent.mkdir(parents=True, exist_ok=True)
     model.write_bytes(tar_gz({"model.joblib": f"model {version}".encode()}))
     variant = ProductionVariant(
-        name="AllTraffic", model_data=model, model_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
-        code_dir=IRIS / "src", entry_point="inference.py", python=Path(sys.executable),
+        name="AllTraffic",
+        model_data=model,
+        model_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+        code_dir=IRIS / "src",
+        entry_point="inference.py",
+        python=Path(sys.executable),
         environment={"MODEL_LOG_LEVEL": "info"},
-    )  # fmt: skip
-    return EndpointConfig(name=f"{ENDPOINT}-v{version}-0123abcd", endpoint_name=ENDPOINT, variants=(variant,))
+    )
+    return EndpointConfig(
+        name=f"{ENDPOINT}-v{version}-0123abcd", endpoint_name=ENDPOINT, variants=(variant,)
+    )
 
 
 def answer(config_name: str, status: str, reason: str | None = None) -> dict[str, Any]:
-    described: dict[str, Any] = {"EndpointName": ENDPOINT, "EndpointArn": ARN, "EndpointConfigName": config_name,
-                                 "EndpointStatus": status, "CreationTime": 0, "LastModifiedTime": 0}  # fmt: skip
+    described: dict[str, Any] = {
+        "EndpointName": ENDPOINT,
+        "EndpointArn": ARN,
+        "EndpointConfigName": config_name,
+        "EndpointStatus": status,
+        "CreationTime": 0,
+        "LastModifiedTime": 0,
+    }
     if reason:
         described["FailureReason"] = reason
     return described
 
 
-def test_deploy_creates_the_endpoint(backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path) -> None:
+def test_deploy_creates_the_endpoint(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
     first = config(tmp_path, 1)
     described = backend.deploy(first)
     variant = first.variants[0]
     assert (described.status, described.config_name, described.model_sha256) == (
-        "InService", first.name, variant.model_sha256)
+        "InService",
+        first.name,
+        variant.model_sha256,
+    )
     assert described.url is None and described.pid is None
     sagemaker = aws_env("sagemaker")
-    (production,) = sagemaker.describe_endpoint_config(EndpointConfigName=first.name)["ProductionVariants"]
+    (production,) = sagemaker.describe_endpoint_config(EndpointConfigName=first.name)[
+        "ProductionVariants"
+    ]
     assert (production["InstanceType"], production["InitialInstanceCount"]) == ("ml.t2.medium", 2)
     model = sagemaker.describe_model(ModelName=production["ModelName"])
     container = model["PrimaryContainer"]
     assert production["ModelName"].startswith(f"iris-classifier-{variant.model_sha256[:12]}-")
     assert container["Image"] == IMAGE and model["ExecutionRoleArn"] == ROLE_ARN
     assert container["ModelDataUrl"] == (
-        f"s3://{STORE}/ml-cicd-pipeline-models/iris-classifier/models/{variant.model_sha256}/model.tar.gz")
+        f"s3://{STORE}/ml-cicd-pipeline-models/iris-classifier/models/{variant.model_sha256}/model.tar.gz"
+    )
     environment = container["Environment"]
     assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
     assert environment["SAGEMAKER_SUBMIT_DIRECTORY"].endswith("/sourcedir.tar.gz")
@@ -105,13 +131,24 @@ def test_a_model_overwritten_on_s3_is_uploaded_again(
     variant = first.variants[0]
     key = f"ml-cicd-pipeline-models/iris-classifier/models/{variant.model_sha256}/model.tar.gz"
     good = variant.model_data.read_bytes()
-    aws_env("s3").put_object(Bucket=STORE, Key=key, Body=bytes([good[0] ^ 1]) + good[1:],
-                             Metadata={"sha256": variant.model_sha256}, ChecksumAlgorithm="SHA256")  # fmt: skip
-    backend.deploy(EndpointConfig(name="other-endpoint-v1", endpoint_name="other-endpoint", variants=(variant,)))
+    aws_env("s3").put_object(
+        Bucket=STORE,
+        Key=key,
+        Body=bytes([good[0] ^ 1]) + good[1:],
+        Metadata={"sha256": variant.model_sha256},
+        ChecksumAlgorithm="SHA256",
+    )
+    backend.deploy(
+        EndpointConfig(
+            name="other-endpoint-v1", endpoint_name="other-endpoint", variants=(variant,)
+        )
+    )
     assert aws_env("s3").get_object(Bucket=STORE, Key=key)["Body"].read() == good
 
 
-def test_a_model_changed_on_disk_is_not_deployed(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+def test_a_model_changed_on_disk_is_not_deployed(
+    backend: SageMakerEndpointBackend, tmp_path: Path
+) -> None:
     first = config(tmp_path, 1)
     first.variants[0].model_data.write_bytes(b"changed")
     with pytest.raises(EndpointError, match="it changed after it was registered"):
@@ -125,9 +162,14 @@ def test_an_update_waits_until_in_service_on_the_new_config(
     backend.deploy(old)
     with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", answer(old.name, "InService"))  # is it Failed?
-        sagemaker.add_response("describe_endpoint", answer(old.name, "InService"))  # create or update?
-        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN},
-                               {"EndpointName": ENDPOINT, "EndpointConfigName": new.name})  # fmt: skip
+        sagemaker.add_response(
+            "describe_endpoint", answer(old.name, "InService")
+        )  # create or update?
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": ARN},
+            {"EndpointName": ENDPOINT, "EndpointConfigName": new.name},
+        )
         sagemaker.add_response("describe_endpoint", answer(old.name, "Updating"))
         sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))
         sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))  # describe()
@@ -136,30 +178,47 @@ def test_an_update_waits_until_in_service_on_the_new_config(
     assert described.model_sha256 == new.variants[0].model_sha256
 
 
-def test_an_update_sagemaker_rolled_back_raises_its_reason(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+def test_an_update_sagemaker_rolled_back_raises_its_reason(
+    backend: SageMakerEndpointBackend, tmp_path: Path
+) -> None:
     old, new = config(tmp_path, 1), config(tmp_path, 2)
     backend.deploy(old)
     with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as sagemaker:
         for _ in range(2):
             sagemaker.add_response("describe_endpoint", answer(old.name, "InService"))
         sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
-        sagemaker.add_response("describe_endpoint", answer(old.name, "InService", "ping health check failed"))
-        with pytest.raises(EndpointError, match=f"still serves {old.name}: ping health check failed"):
+        sagemaker.add_response(
+            "describe_endpoint", answer(old.name, "InService", "ping health check failed")
+        )
+        with pytest.raises(
+            EndpointError, match=f"still serves {old.name}: ping health check failed"
+        ):
             backend.deploy(new)
 
 
-def test_a_failed_endpoint_is_deleted_and_created_again(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+def test_a_failed_endpoint_is_deleted_and_created_again(
+    backend: SageMakerEndpointBackend, tmp_path: Path
+) -> None:
     old, new = config(tmp_path, 1), config(tmp_path, 2)
     backend.deploy(old)
-    gone = {"service_error_code": "ValidationException", "service_message": f"Could not find endpoint '{ARN}'."}
+    gone = {
+        "service_error_code": "ValidationException",
+        "service_message": f"Could not find endpoint '{ARN}'.",
+    }
     with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", answer(old.name, "Failed", "out of capacity"))
-        sagemaker.add_client_error("describe_endpoint", **gone)  # deleted (DeleteEndpoint went to moto)
+        sagemaker.add_client_error(
+            "describe_endpoint", **gone
+        )  # deleted (DeleteEndpoint went to moto)
         sagemaker.add_client_error("describe_endpoint", **gone)  # so: create
         sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))
-        sagemaker.add_response("describe_endpoint", answer(new.name, "InService"), {"EndpointName": ANY})
+        sagemaker.add_response(
+            "describe_endpoint", answer(new.name, "InService"), {"EndpointName": ANY}
+        )
         assert backend.deploy(new).config_name == new.name
-    assert backend.describe(ENDPOINT).config_name == new.name  # moto: created again on the new config
+    assert (
+        backend.describe(ENDPOINT).config_name == new.name
+    )  # moto: created again on the new config
 
 
 def test_delete(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:

@@ -49,17 +49,26 @@ ENDPOINT = "iris-classifier-endpoint"
 ARN = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
 ERRORS_ALARM = f"{ENDPOINT}-rollback-5xx-rate"
 LATENCY_ALARM = f"{ENDPOINT}-rollback-model-latency-p99"
-CAPTURE_TYPES = {"JsonContentTypes": ["application/json", "application/jsonlines"], "CsvContentTypes": ["text/csv"]}
+CAPTURE_TYPES = {
+    "JsonContentTypes": ["application/json", "application/jsonlines"],
+    "CsvContentTypes": ["text/csv"],
+}
 
 
 @pytest.fixture
 def backend(aws_env: AwsClient) -> SageMakerEndpointBackend:
     aws_env("s3").create_bucket(Bucket=STORE)
     return SageMakerEndpointBackend(
-        store=S3ArtifactStore(f"s3://{STORE}/runs"), bucket="ml-cicd-pipeline-models", pipeline="iris-classifier",
-        image=IMAGE, role_arn=ROLE_ARN, instance_type="ml.t2.medium", instance_count=2,
-        capture_bucket="ml-cicd-pipeline-artifacts", poll_seconds=0.01,
-    )  # fmt: skip
+        store=S3ArtifactStore(f"s3://{STORE}/runs"),
+        bucket="ml-cicd-pipeline-models",
+        pipeline="iris-classifier",
+        image=IMAGE,
+        role_arn=ROLE_ARN,
+        instance_type="ml.t2.medium",
+        instance_count=2,
+        capture_bucket="ml-cicd-pipeline-artifacts",
+        poll_seconds=0.01,
+    )
 
 
 def variant(tmp_path: Path, name: str, model: str, weight: float = 1.0) -> ProductionVariant:
@@ -68,21 +77,40 @@ def variant(tmp_path: Path, name: str, model: str, weight: float = 1.0) -> Produ
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(tar_gz({"model.joblib": model.encode()}))
     return ProductionVariant(
-        name=name, model_data=path, model_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        code_dir=IRIS / "src", entry_point="inference.py", python=Path(sys.executable), weight=weight,
-    )  # fmt: skip
+        name=name,
+        model_data=path,
+        model_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        code_dir=IRIS / "src",
+        entry_point="inference.py",
+        python=Path(sys.executable),
+        weight=weight,
+    )
 
 
 def config(name: str, *variants: ProductionVariant, **settings: Any) -> EndpointConfig:
-    return EndpointConfig(name=f"{ENDPOINT}-{name}", endpoint_name=ENDPOINT, variants=variants, **settings)
+    return EndpointConfig(
+        name=f"{ENDPOINT}-{name}", endpoint_name=ENDPOINT, variants=variants, **settings
+    )
 
 
-def answer(config_name: str, status: str, weights: dict[str, float] | None = None, reason: str | None = None
-           ) -> dict[str, Any]:  # fmt: skip
-    described: dict[str, Any] = {"EndpointName": ENDPOINT, "EndpointArn": ARN, "EndpointConfigName": config_name,
-                                 "EndpointStatus": status, "CreationTime": 0, "LastModifiedTime": 0}  # fmt: skip
+def answer(
+    config_name: str,
+    status: str,
+    weights: dict[str, float] | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "EndpointName": ENDPOINT,
+        "EndpointArn": ARN,
+        "EndpointConfigName": config_name,
+        "EndpointStatus": status,
+        "CreationTime": 0,
+        "LastModifiedTime": 0,
+    }
     if weights is not None:
-        described["ProductionVariants"] = [{"VariantName": v, "CurrentWeight": w} for v, w in weights.items()]
+        described["ProductionVariants"] = [
+            {"VariantName": v, "CurrentWeight": w} for v, w in weights.items()
+        ]
     if reason:
         described["FailureReason"] = reason
     return described
@@ -95,23 +123,30 @@ def test_weighted_variants_and_data_capture(
     backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
 ) -> None:
     a, b = variant(tmp_path, "A", "one", weight=3), variant(tmp_path, "B", "two", weight=1)
-    ab = config("v1-ab", a, b, data_capture=DataCapture(sampling_percentage=20, capture_output=False))
+    ab = config(
+        "v1-ab", a, b, data_capture=DataCapture(sampling_percentage=20, capture_output=False)
+    )
     described = backend.deploy(ab)
 
     stored = aws_env("sagemaker").describe_endpoint_config(EndpointConfigName=ab.name)
     variants = {v["VariantName"]: v for v in stored["ProductionVariants"]}
-    assert {n: (v["InitialVariantWeight"], v["InitialInstanceCount"]) for n, v in variants.items()} == {
-        "A": (3.0, 2), "B": (1.0, 2)}  # fmt: skip
+    assert {
+        n: (v["InitialVariantWeight"], v["InitialInstanceCount"]) for n, v in variants.items()
+    } == {"A": (3.0, 2), "B": (1.0, 2)}
     assert variants["A"]["ModelName"] != variants["B"]["ModelName"]
     # Under the store, where the local endpoint writes its capture (data-capture/ of the
     # artifacts bucket); SageMaker appends <endpoint>/<variant>/yyyy/mm/dd/hh.
     assert stored["DataCaptureConfig"] == {
-        "EnableCapture": True, "InitialSamplingPercentage": 20,
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 20,
         "DestinationS3Uri": f"s3://{STORE}/runs/ml-cicd-pipeline-artifacts/data-capture",
-        "CaptureOptions": [{"CaptureMode": "Input"}], "CaptureContentTypeHeader": CAPTURE_TYPES,
-    }  # fmt: skip
+        "CaptureOptions": [{"CaptureMode": "Input"}],
+        "CaptureContentTypeHeader": CAPTURE_TYPES,
+    }
     assert [(v["name"], v["weight"], v["model_sha256"]) for v in described.variants] == [
-        ("A", 3.0, a.model_sha256), ("B", 1.0, b.model_sha256)]  # fmt: skip
+        ("A", 3.0, a.model_sha256),
+        ("B", 1.0, b.model_sha256),
+    ]
     assert described.model_sha256 == a.model_sha256
 
     # The same config again is the same content: nothing to say.
@@ -124,32 +159,53 @@ def test_capture_goes_where_the_deploy_stage_says_on_s3(
 ) -> None:
     elsewhere = f"s3://{STORE}/captured"
     capture = DataCapture(sampling_percentage=100, destination=elsewhere)
-    backend.deploy(config("v1-capture", variant(tmp_path, "AllTraffic", "one"), data_capture=capture))
-    stored = aws_env("sagemaker").describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-v1-capture")
+    backend.deploy(
+        config("v1-capture", variant(tmp_path, "AllTraffic", "one"), data_capture=capture)
+    )
+    stored = aws_env("sagemaker").describe_endpoint_config(
+        EndpointConfigName=f"{ENDPOINT}-v1-capture"
+    )
     assert stored["DataCaptureConfig"]["DestinationS3Uri"] == elsewhere
-    assert stored["DataCaptureConfig"]["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
+    assert stored["DataCaptureConfig"]["CaptureOptions"] == [
+        {"CaptureMode": "Input"},
+        {"CaptureMode": "Output"},
+    ]
 
 
 def test_the_shadow_is_a_shadow_production_variant(
     backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
 ) -> None:
-    production, shadow = variant(tmp_path, "AllTraffic", "one", weight=2), variant(tmp_path, "Shadow", "two")
+    production, shadow = (
+        variant(tmp_path, "AllTraffic", "one", weight=2),
+        variant(tmp_path, "Shadow", "two"),
+    )
     with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
         backend.deploy(config("v1-shadow", production, shadow=shadow))
     ((_, params),) = sent.calls
     (copy,) = params["ShadowProductionVariants"]
     # Weighted as the production variant: SageMaker copies every request, as the local endpoint does.
-    assert (copy["VariantName"], copy["InitialVariantWeight"], copy["InstanceType"]) == ("Shadow", 2, "ml.t2.medium")
+    assert (copy["VariantName"], copy["InitialVariantWeight"], copy["InstanceType"]) == (
+        "Shadow",
+        2,
+        "ml.t2.medium",
+    )
     model = aws_env("sagemaker").describe_model(ModelName=copy["ModelName"])
     assert model["PrimaryContainer"]["Environment"]["MLCICD_MODEL_SHA256"] == shadow.model_sha256
     assert [v["VariantName"] for v in params["ProductionVariants"]] == ["AllTraffic"]
 
 
-@pytest.mark.xfail(strict=True, reason="moto 5.2 accepts ShadowProductionVariants in CreateEndpointConfig and drops them")
-def test_moto_keeps_the_shadow(backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason="moto 5.2 accepts ShadowProductionVariants in CreateEndpointConfig and drops them",
+)
+def test_moto_keeps_the_shadow(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
     shadow = variant(tmp_path, "Shadow", "two")
     backend.deploy(config("v1-shadow", variant(tmp_path, "AllTraffic", "one"), shadow=shadow))
-    stored = aws_env("sagemaker").describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-v1-shadow")
+    stored = aws_env("sagemaker").describe_endpoint_config(
+        EndpointConfigName=f"{ENDPOINT}-v1-shadow"
+    )
     assert [v["VariantName"] for v in stored["ShadowProductionVariants"]] == ["Shadow"]
 
 
@@ -171,7 +227,9 @@ def test_an_existing_config_of_that_name_must_hold_the_same(
         other["shadow"] = variant(tmp_path, "Shadow", "two")
     if "weight" in other:
         plain = variant(tmp_path, "AllTraffic", "one", weight=other.pop("weight"))
-    with pytest.raises(EndpointError, match=f"exists on SageMaker with other {field} than this deploy asks for"):
+    with pytest.raises(
+        EndpointError, match=f"exists on SageMaker with other {field} than this deploy asks for"
+    ):
         backend.deploy(config("v1-0123abcd", plain, **other))
 
 
@@ -184,24 +242,43 @@ def test_a_canary_update_with_alarms_on_the_new_fleet(
     a, b = variant(tmp_path, "A", "one", weight=9), variant(tmp_path, "B", "two", weight=1)
     old = config("v1-old", a, b)
     backend.deploy(old)
-    policy = DeploymentPolicy(strategy="canary", canary_percent=10, wait_seconds=300, max_5xx_rate=0.01,
-                              max_p99_latency_ms=50, min_invocations=20)  # fmt: skip
+    policy = DeploymentPolicy(
+        strategy="canary",
+        canary_percent=10,
+        wait_seconds=300,
+        max_5xx_rate=0.01,
+        max_p99_latency_ms=50,
+        min_invocations=20,
+    )
     new = config("v2-new", variant(tmp_path, "A", "three", weight=9), b, deployment=policy)
     deployment = {
         "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": 300,
-                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}},
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 300,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            },
             "TerminationWaitInSeconds": 0,
         },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ERRORS_ALARM}, {"AlarmName": LATENCY_ALARM}]},
-    }  # fmt: skip
+        "AutoRollbackConfiguration": {
+            "Alarms": [{"AlarmName": ERRORS_ALARM}, {"AlarmName": LATENCY_ALARM}]
+        },
+    }
     # moto has no UpdateEndpoint, and its endpoints never update: the Stubber answers both.
     with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", answer(old.name, "InService"))  # is it Failed?
-        sagemaker.add_response("describe_endpoint", answer(old.name, "InService"))  # create or update?
-        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN},
-                               {"EndpointName": ENDPOINT, "EndpointConfigName": new.name,
-                                "DeploymentConfig": deployment})  # fmt: skip
+        sagemaker.add_response(
+            "describe_endpoint", answer(old.name, "InService")
+        )  # create or update?
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": ARN},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointConfigName": new.name,
+                "DeploymentConfig": deployment,
+            },
+        )
         sagemaker.add_response("describe_endpoint", answer(new.name, "Updating"))
         sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))
         sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))  # describe()
@@ -210,35 +287,65 @@ def test_a_canary_update_with_alarms_on_the_new_fleet(
     alarms = {a["AlarmName"]: a for a in aws_env("cloudwatch").describe_alarms()["MetricAlarms"]}
     assert set(alarms) == {ERRORS_ALARM, LATENCY_ALARM}
     errors, latency = alarms[ERRORS_ALARM], alarms[LATENCY_ALARM]
-    assert (errors["Threshold"], latency["Threshold"]) == (0.01, 50_000.0)  # ModelLatency is in microseconds
+    assert (errors["Threshold"], latency["Threshold"]) == (
+        0.01,
+        50_000.0,
+    )  # ModelLatency is in microseconds
     for alarm in (errors, latency):
-        assert (alarm["ComparisonOperator"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (
-            "GreaterThanThreshold", 1, "notBreaching")  # fmt: skip
+        assert (
+            alarm["ComparisonOperator"],
+            alarm["EvaluationPeriods"],
+            alarm["TreatMissingData"],
+        ) == ("GreaterThanThreshold", 1, "notBreaching")
     expressions = {alarm["AlarmName"]: _expression(alarm) for alarm in (errors, latency)}
     assert expressions == {
         ERRORS_ALARM: "IF(SUM([n0, n1]) >= 20, SUM([e0, e1]) / SUM([n0, n1]), 0)",
         LATENCY_ALARM: "IF(SUM([n0, n1]) >= 20, MAX([p0, p1]), 0)",
     }
     watched = _watched(errors)
-    assert watched["e0"] == ("Invocation5XXErrors", "Sum", {"EndpointName": ENDPOINT, "VariantName": "A",
-                                                             "EndpointConfigName": new.name})  # fmt: skip
-    assert watched["n1"] == ("Invocations", "Sum", {"EndpointName": ENDPOINT, "VariantName": "B",
-                                                     "EndpointConfigName": new.name})  # fmt: skip
+    assert watched["e0"] == (
+        "Invocation5XXErrors",
+        "Sum",
+        {"EndpointName": ENDPOINT, "VariantName": "A", "EndpointConfigName": new.name},
+    )
+    assert watched["n1"] == (
+        "Invocations",
+        "Sum",
+        {"EndpointName": ENDPOINT, "VariantName": "B", "EndpointConfigName": new.name},
+    )
     assert _watched(latency)["p1"][:2] == ("ModelLatency", "p99")
 
     # The next update puts the same two alarms again, watching its own config.
-    newer = config("v3-newer", a, b, deployment=DeploymentPolicy(strategy="linear", linear_step_percent=20,
-                                                                  wait_seconds=60, max_5xx_rate=0.05))  # fmt: skip
+    newer = config(
+        "v3-newer",
+        a,
+        b,
+        deployment=DeploymentPolicy(
+            strategy="linear", linear_step_percent=20, wait_seconds=60, max_5xx_rate=0.05
+        ),
+    )
     with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as sagemaker:
         for _ in range(2):
             sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))
-        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN}, {
-            "EndpointName": ENDPOINT, "EndpointConfigName": newer.name, "DeploymentConfig": {
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {"Type": "LINEAR", "WaitIntervalInSeconds": 60,
-                                                    "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 20}},
-                    "TerminationWaitInSeconds": 0},
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ERRORS_ALARM}]}}})  # fmt: skip
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": ARN},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointConfigName": newer.name,
+                "DeploymentConfig": {
+                    "BlueGreenUpdatePolicy": {
+                        "TrafficRoutingConfiguration": {
+                            "Type": "LINEAR",
+                            "WaitIntervalInSeconds": 60,
+                            "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 20},
+                        },
+                        "TerminationWaitInSeconds": 0,
+                    },
+                    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ERRORS_ALARM}]},
+                },
+            },
+        )
         for _ in range(2):
             sagemaker.add_response("describe_endpoint", answer(newer.name, "InService"))
         backend.deploy(newer)
@@ -247,20 +354,36 @@ def test_a_canary_update_with_alarms_on_the_new_fleet(
     assert _watched(alarms[ERRORS_ALARM])["e0"][2]["EndpointConfigName"] == newer.name
 
 
-def test_all_at_once_with_alarms_bakes_as_long_as_asked(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+def test_all_at_once_with_alarms_bakes_as_long_as_asked(
+    backend: SageMakerEndpointBackend, tmp_path: Path
+) -> None:
     old = config("v1-old", variant(tmp_path, "AllTraffic", "one"))
     backend.deploy(old)
-    policy = DeploymentPolicy(max_p99_latency_ms=20, wait_seconds=0)  # not the deploy Lambda's 10-minute default
+    policy = DeploymentPolicy(
+        max_p99_latency_ms=20, wait_seconds=0
+    )  # not the deploy Lambda's 10-minute default
     new = config("v2-new", variant(tmp_path, "AllTraffic", "two"), deployment=policy)
     with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as sagemaker:
         for _ in range(2):
             sagemaker.add_response("describe_endpoint", answer(old.name, "InService"))
-        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN}, {
-            "EndpointName": ENDPOINT, "EndpointConfigName": new.name, "DeploymentConfig": {
-                "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
-                                                                          "WaitIntervalInSeconds": 0},
-                                          "TerminationWaitInSeconds": 0},
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": LATENCY_ALARM}]}}})  # fmt: skip
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": ARN},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointConfigName": new.name,
+                "DeploymentConfig": {
+                    "BlueGreenUpdatePolicy": {
+                        "TrafficRoutingConfiguration": {
+                            "Type": "ALL_AT_ONCE",
+                            "WaitIntervalInSeconds": 0,
+                        },
+                        "TerminationWaitInSeconds": 0,
+                    },
+                    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": LATENCY_ALARM}]},
+                },
+            },
+        )
         for _ in range(2):
             sagemaker.add_response("describe_endpoint", answer(new.name, "InService"))
         backend.deploy(new)
@@ -271,8 +394,11 @@ def test_an_update_the_alarms_rolled_back_fails_with_the_reason(
 ) -> None:
     old = config("v1-old", variant(tmp_path, "AllTraffic", "one"))
     backend.deploy(old)
-    new = config("v2-new", variant(tmp_path, "AllTraffic", "two"),
-                 deployment=DeploymentPolicy(strategy="canary", wait_seconds=60, max_5xx_rate=0.01))  # fmt: skip
+    new = config(
+        "v2-new",
+        variant(tmp_path, "AllTraffic", "two"),
+        deployment=DeploymentPolicy(strategy="canary", wait_seconds=60, max_5xx_rate=0.01),
+    )
     reason = f"Alarm {ERRORS_ALARM} went into ALARM state; rolled back"
     with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as sagemaker:
         for _ in range(2):
@@ -293,7 +419,10 @@ def test_set_weights(backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_
     described = backend.set_weights(ENDPOINT, {"B": 3})
     assert [(v["name"], v["weight"]) for v in described.variants] == [("A", 1.0), ("B", 3.0)]
     live = aws_env("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert {v["VariantName"]: v["CurrentWeight"] for v in live["ProductionVariants"]} == {"A": 1.0, "B": 3.0}
+    assert {v["VariantName"]: v["CurrentWeight"] for v in live["ProductionVariants"]} == {
+        "A": 1.0,
+        "B": 3.0,
+    }
 
     for weights, message in (
         ({"C": 1.0}, "endpoint iris-classifier-endpoint has no variant C"),
@@ -303,33 +432,49 @@ def test_set_weights(backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_
         with pytest.raises(EndpointError, match=message):
             backend.set_weights(ENDPOINT, weights)
     live = aws_env("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert {v["VariantName"]: v["CurrentWeight"] for v in live["ProductionVariants"]} == {"A": 1.0, "B": 3.0}
+    assert {v["VariantName"]: v["CurrentWeight"] for v in live["ProductionVariants"]} == {
+        "A": 1.0,
+        "B": 3.0,
+    }
 
 
-def test_set_weights_waits_until_sagemaker_serves_them(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+def test_set_weights_waits_until_sagemaker_serves_them(
+    backend: SageMakerEndpointBackend, tmp_path: Path
+) -> None:
     ab = config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two"))
     backend.deploy(ab)
     # moto applies new weights at once: the Stubber shows SageMaker's Updating in between.
     with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", answer(ab.name, "InService", {"A": 1, "B": 1}))
         sagemaker.add_response("describe_endpoint", answer(ab.name, "Updating", {"A": 1, "B": 1}))
-        sagemaker.add_response("describe_endpoint", answer(ab.name, "InService", {"A": 1, "B": 1}))  # not yet
+        sagemaker.add_response(
+            "describe_endpoint", answer(ab.name, "InService", {"A": 1, "B": 1})
+        )  # not yet
         sagemaker.add_response("describe_endpoint", answer(ab.name, "InService", {"A": 0, "B": 1}))
-        sagemaker.add_response("describe_endpoint", answer(ab.name, "InService", {"A": 0, "B": 1}))  # describe()
+        sagemaker.add_response(
+            "describe_endpoint", answer(ab.name, "InService", {"A": 0, "B": 1})
+        )  # describe()
         described = backend.set_weights(ENDPOINT, {"A": 0})
     assert [(v["name"], v["weight"]) for v in described.variants] == [("A", 0.0), ("B", 1.0)]
 
 
-def test_set_weights_of_an_endpoint_that_is_not_in_service(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
+def test_set_weights_of_an_endpoint_that_is_not_in_service(
+    backend: SageMakerEndpointBackend, tmp_path: Path
+) -> None:
     ab = config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two"))
     backend.deploy(ab)
     with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", answer(ab.name, "Updating", {"A": 1, "B": 1}))
-        with pytest.raises(EndpointError, match="is Updating; SageMaker changes the weights of an InService endpoint"):
+        with pytest.raises(
+            EndpointError,
+            match="is Updating; SageMaker changes the weights of an InService endpoint",
+        ):
             backend.set_weights(ENDPOINT, {"A": 2})
 
 
-def test_describe_survives_a_deleted_model(backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path) -> None:
+def test_describe_survives_a_deleted_model(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
     ab = config("v1-ab", variant(tmp_path, "A", "one", weight=2), variant(tmp_path, "B", "two"))
     backend.deploy(ab)
     sagemaker = aws_env("sagemaker")
@@ -337,7 +482,9 @@ def test_describe_survives_a_deleted_model(backend: SageMakerEndpointBackend, aw
     sagemaker.delete_model(ModelName=a["ModelName"])
     described = backend.describe(ENDPOINT)
     assert [(v["name"], v["weight"], v["model_sha256"] is None) for v in described.variants] == [
-        ("A", 2.0, True), ("B", 1.0, False)]  # fmt: skip
+        ("A", 2.0, True),
+        ("B", 1.0, False),
+    ]
 
 
 def test_the_cli_sets_the_weights_of_a_sagemaker_endpoint(
@@ -350,26 +497,45 @@ pipeline: iris-classifier
 train: {{image: {IMAGE}, role: {ROLE_ARN}}}
 deploy: {{backend: sagemaker, endpoint_name: {ENDPOINT}, instance_type: ml.t2.medium, instance_count: 2}}
 store: {{uri: 's3://{STORE}/runs'}}
-""")  # fmt: skip
+""")
     ab = config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two"))
     backend.deploy(ab)
     now = time.time()
-    Project(project).state.upsert_endpoint(EndpointRecord(
-        name=ENDPOINT, backend="sagemaker", status="InService", url=None, port=None, pid=None,
-        config_name=ab.name, model_group=None, model_version=None, model_sha256=None, failure_reason=None,
-        created_at=now, updated_at=now,
-    ))  # fmt: skip
+    Project(project).state.upsert_endpoint(
+        EndpointRecord(
+            name=ENDPOINT,
+            backend="sagemaker",
+            status="InService",
+            url=None,
+            port=None,
+            pid=None,
+            config_name=ab.name,
+            model_group=None,
+            model_version=None,
+            model_sha256=None,
+            failure_reason=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
 
-    result = CliRunner().invoke(cli, ["-C", str(project), "endpoints", "set-weights", ENDPOINT, "A=1", "B=0", "--json"])
+    result = CliRunner().invoke(
+        cli, ["-C", str(project), "endpoints", "set-weights", ENDPOINT, "A=1", "B=0", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert [(v["name"], v["weight"]) for v in json.loads(result.stdout)] == [("A", 1.0), ("B", 0.0)]
     live = aws_env("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
-    assert {v["VariantName"]: v["CurrentWeight"] for v in live["ProductionVariants"]} == {"A": 1.0, "B": 0.0}
+    assert {v["VariantName"]: v["CurrentWeight"] for v in live["ProductionVariants"]} == {
+        "A": 1.0,
+        "B": 0.0,
+    }
 
     bad = CliRunner().invoke(cli, ["-C", str(project), "endpoints", "set-weights", ENDPOINT, "C=1"])
     assert bad.exit_code != 0 and "has no variant C" in bad.output
     metrics = CliRunner().invoke(cli, ["-C", str(project), "endpoints", "metrics", ENDPOINT])
-    assert metrics.exit_code == 0, metrics.output  # from CloudWatch: test_endpoints_sagemaker_metrics.py
+    assert metrics.exit_code == 0, (
+        metrics.output
+    )  # from CloudWatch: test_endpoints_sagemaker_metrics.py
 
 
 def _expression(alarm: dict[str, Any]) -> str:
@@ -380,7 +546,11 @@ def _expression(alarm: dict[str, Any]) -> str:
 def _watched(alarm: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, str]]]:
     """Each metric an alarm reads: its name, statistic and dimensions, by query id."""
     return {
-        m["Id"]: (m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Stat"],
-                  {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]})
-        for m in alarm["Metrics"] if "MetricStat" in m
-    }  # fmt: skip
+        m["Id"]: (
+            m["MetricStat"]["Metric"]["MetricName"],
+            m["MetricStat"]["Stat"],
+            {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]},
+        )
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    }

@@ -40,13 +40,19 @@ pytestmark = pytest.mark.integration
 
 # What CloudWatch would answer for the percentiles, microseconds, by (variant, metric, stat).
 PERCENTILES = {
-    ("A", "ModelLatency", "p50"): 1500.0, ("A", "ModelLatency", "p90"): 4000.0,
-    ("A", "ModelLatency", "p99"): 9876.5, ("A", "OverheadLatency", "p50"): 200.0,
-    ("A", "OverheadLatency", "p90"): 300.0, ("A", "OverheadLatency", "p99"): 750.0,
-    ("B", "ModelLatency", "p50"): 2500.0, ("B", "ModelLatency", "p90"): 5000.0,
-    ("B", "ModelLatency", "p99"): 20000.0, ("B", "OverheadLatency", "p50"): 100.0,
-    ("B", "OverheadLatency", "p90"): 150.0, ("B", "OverheadLatency", "p99"): 400.0,
-}  # fmt: skip
+    ("A", "ModelLatency", "p50"): 1500.0,
+    ("A", "ModelLatency", "p90"): 4000.0,
+    ("A", "ModelLatency", "p99"): 9876.5,
+    ("A", "OverheadLatency", "p50"): 200.0,
+    ("A", "OverheadLatency", "p90"): 300.0,
+    ("A", "OverheadLatency", "p99"): 750.0,
+    ("B", "ModelLatency", "p50"): 2500.0,
+    ("B", "ModelLatency", "p90"): 5000.0,
+    ("B", "ModelLatency", "p99"): 20000.0,
+    ("B", "OverheadLatency", "p50"): 100.0,
+    ("B", "OverheadLatency", "p90"): 150.0,
+    ("B", "OverheadLatency", "p99"): 400.0,
+}
 
 
 class MotoPercentiles:
@@ -64,8 +70,12 @@ class MotoPercentiles:
 
     def _take(self, params: dict[str, Any], **kwargs: Any) -> None:
         self.calls.append({**params, "MetricDataQueries": list(params["MetricDataQueries"])})
-        self._taken = [q for q in params["MetricDataQueries"] if q["MetricStat"]["Stat"].startswith("p")]
-        params["MetricDataQueries"] = [q for q in params["MetricDataQueries"] if q not in self._taken]
+        self._taken = [
+            q for q in params["MetricDataQueries"] if q["MetricStat"]["Stat"].startswith("p")
+        ]
+        params["MetricDataQueries"] = [
+            q for q in params["MetricDataQueries"] if q not in self._taken
+        ]
 
     def _answer(self, parsed: dict[str, Any], **kwargs: Any) -> None:
         start = self.calls[-1]["StartTime"]
@@ -73,17 +83,33 @@ class MotoPercentiles:
             stat = query["MetricStat"]
             dimensions = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
             value = None
-            if stat["Metric"]["Namespace"] == "AWS/SageMaker" and dimensions.get("EndpointName") == ENDPOINT:
-                value = self.answers.get((dimensions["VariantName"], stat["Metric"]["MetricName"], stat["Stat"]))
-            parsed.setdefault("MetricDataResults", []).append({
-                "Id": query["Id"], "Label": query["Id"], "StatusCode": "Complete",
-                "Timestamps": [start] if value is not None else [], "Values": [value] if value is not None else [],
-            })  # fmt: skip
+            if (
+                stat["Metric"]["Namespace"] == "AWS/SageMaker"
+                and dimensions.get("EndpointName") == ENDPOINT
+            ):
+                value = self.answers.get(
+                    (dimensions["VariantName"], stat["Metric"]["MetricName"], stat["Stat"])
+                )
+            parsed.setdefault("MetricDataResults", []).append(
+                {
+                    "Id": query["Id"],
+                    "Label": query["Id"],
+                    "StatusCode": "Complete",
+                    "Timestamps": [start] if value is not None else [],
+                    "Values": [value] if value is not None else [],
+                }
+            )
 
     def _handlers(self) -> list[tuple[str, Any, str]]:
         # botocore's unique ids are unique across all events: one each.
-        return [("before-parameter-build.cloudwatch.GetMetricData", self._take, "moto-percentiles-take"),
-                ("after-call.cloudwatch.GetMetricData", self._answer, "moto-percentiles-answer")]  # fmt: skip
+        return [
+            (
+                "before-parameter-build.cloudwatch.GetMetricData",
+                self._take,
+                "moto-percentiles-take",
+            ),
+            ("after-call.cloudwatch.GetMetricData", self._answer, "moto-percentiles-answer"),
+        ]
 
     def __enter__(self) -> MotoPercentiles:
         for event, handler, unique_id in self._handlers():
@@ -100,40 +126,106 @@ def backend(aws_env: AwsClient, tmp_path: Path) -> SageMakerEndpointBackend:
     """An endpoint in moto serving variants A and B."""
     aws_env("s3").create_bucket(Bucket=STORE)
     backend = SageMakerEndpointBackend(
-        store=S3ArtifactStore(f"s3://{STORE}/runs"), bucket="ml-cicd-pipeline-models", pipeline="iris-classifier",
-        image=IMAGE, role_arn=ROLE_ARN, instance_type="ml.t2.medium", instance_count=2, poll_seconds=0.01,
-    )  # fmt: skip
+        store=S3ArtifactStore(f"s3://{STORE}/runs"),
+        bucket="ml-cicd-pipeline-models",
+        pipeline="iris-classifier",
+        image=IMAGE,
+        role_arn=ROLE_ARN,
+        instance_type="ml.t2.medium",
+        instance_count=2,
+        poll_seconds=0.01,
+    )
     backend.deploy(config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two")))
     return backend
 
 
-def put_traffic(aws: AwsClient, endpoint: str, variant: str, at: datetime, *, invocations: int, errors_4xx: int,
-                errors_5xx: int, latency_us: list[float]) -> None:  # fmt: skip
+def put_traffic(
+    aws: AwsClient,
+    endpoint: str,
+    variant: str,
+    at: datetime,
+    *,
+    invocations: int,
+    errors_4xx: int,
+    errors_5xx: int,
+    latency_us: list[float],
+) -> None:
     """The per-minute datapoints SageMaker publishes for one variant's traffic."""
-    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    dimensions = [
+        {"Name": "EndpointName", "Value": endpoint},
+        {"Name": "VariantName", "Value": variant},
+    ]
     datum = {"Dimensions": dimensions, "Timestamp": at}
-    aws("cloudwatch").put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-        {**datum, "MetricName": "Invocations", "Value": invocations, "Unit": "None"},
-        {**datum, "MetricName": "Invocation4XXErrors", "Value": errors_4xx, "Unit": "None"},
-        {**datum, "MetricName": "Invocation5XXErrors", "Value": errors_5xx, "Unit": "None"},
-        {**datum, "MetricName": "ModelLatency", "Values": latency_us, "Unit": "Microseconds"},
-        {**datum, "MetricName": "OverheadLatency", "Values": [v / 10 for v in latency_us], "Unit": "Microseconds"},
-    ])  # fmt: skip
+    aws("cloudwatch").put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {**datum, "MetricName": "Invocations", "Value": invocations, "Unit": "None"},
+            {**datum, "MetricName": "Invocation4XXErrors", "Value": errors_4xx, "Unit": "None"},
+            {**datum, "MetricName": "Invocation5XXErrors", "Value": errors_5xx, "Unit": "None"},
+            {**datum, "MetricName": "ModelLatency", "Values": latency_us, "Unit": "Microseconds"},
+            {
+                **datum,
+                "MetricName": "OverheadLatency",
+                "Values": [v / 10 for v in latency_us],
+                "Unit": "Microseconds",
+            },
+        ],
+    )
 
 
 def traffic(aws: AwsClient) -> None:
     """Two minutes of A, one of B, in the last five minutes; older and other endpoints' besides."""
     now = datetime.now(UTC)
-    put_traffic(aws, ENDPOINT, "A", now - timedelta(seconds=150), invocations=30, errors_4xx=1, errors_5xx=0,
-                latency_us=[1500, 4000, 9000])  # fmt: skip
-    put_traffic(aws, ENDPOINT, "A", now - timedelta(seconds=90), invocations=20, errors_4xx=0, errors_5xx=2,
-                latency_us=[1800, 9800])  # fmt: skip
-    put_traffic(aws, ENDPOINT, "B", now - timedelta(seconds=90), invocations=10, errors_4xx=0, errors_5xx=1,
-                latency_us=[2500, 20000])  # fmt: skip
-    put_traffic(aws, ENDPOINT, "A", now - timedelta(minutes=20), invocations=1000, errors_4xx=0, errors_5xx=0,
-                latency_us=[1000])  # fmt: skip
-    put_traffic(aws, "another-endpoint", "A", now - timedelta(seconds=90), invocations=7, errors_4xx=7,
-                errors_5xx=7, latency_us=[1000])  # fmt: skip
+    put_traffic(
+        aws,
+        ENDPOINT,
+        "A",
+        now - timedelta(seconds=150),
+        invocations=30,
+        errors_4xx=1,
+        errors_5xx=0,
+        latency_us=[1500, 4000, 9000],
+    )
+    put_traffic(
+        aws,
+        ENDPOINT,
+        "A",
+        now - timedelta(seconds=90),
+        invocations=20,
+        errors_4xx=0,
+        errors_5xx=2,
+        latency_us=[1800, 9800],
+    )
+    put_traffic(
+        aws,
+        ENDPOINT,
+        "B",
+        now - timedelta(seconds=90),
+        invocations=10,
+        errors_4xx=0,
+        errors_5xx=1,
+        latency_us=[2500, 20000],
+    )
+    put_traffic(
+        aws,
+        ENDPOINT,
+        "A",
+        now - timedelta(minutes=20),
+        invocations=1000,
+        errors_4xx=0,
+        errors_5xx=0,
+        latency_us=[1000],
+    )
+    put_traffic(
+        aws,
+        "another-endpoint",
+        "A",
+        now - timedelta(seconds=90),
+        invocations=7,
+        errors_4xx=7,
+        errors_5xx=7,
+        latency_us=[1000],
+    )
 
 
 def test_counts_and_percentiles_per_variant_from_cloudwatch(
@@ -148,14 +240,37 @@ def test_counts_and_percentiles_per_variant_from_cloudwatch(
     assert call["EndTime"] - call["StartTime"] == timedelta(minutes=5)
 
     assert set(found) == set(EndpointMetrics.__required_keys__)
-    assert (found["endpoint"], found["window_seconds"], found["counters"], found["notes"]) == (ENDPOINT, 300, {}, [])
+    assert (found["endpoint"], found["window_seconds"], found["counters"], found["notes"]) == (
+        ENDPOINT,
+        300,
+        {},
+        [],
+    )
     a, b = found["variants"]["A"], found["variants"]["B"]
     assert set(a) == set(b) == set(metrics.summary({}))  # as a local endpoint's
-    assert (a["Invocations"], a["Invocation4XXErrors"], a["Invocation5XXErrors"], a["5XXRate"]) == (50, 1, 2, 0.04)
-    assert (b["Invocations"], b["Invocation4XXErrors"], b["Invocation5XXErrors"], b["5XXRate"]) == (10, 0, 1, 0.1)
+    assert (a["Invocations"], a["Invocation4XXErrors"], a["Invocation5XXErrors"], a["5XXRate"]) == (
+        50,
+        1,
+        2,
+        0.04,
+    )
+    assert (b["Invocations"], b["Invocation4XXErrors"], b["Invocation5XXErrors"], b["5XXRate"]) == (
+        10,
+        0,
+        1,
+        0.1,
+    )
     # Microseconds in CloudWatch, milliseconds here, as locally.
-    assert (a["ModelLatencyp50_ms"], a["ModelLatencyp90_ms"], a["ModelLatencyp99_ms"]) == (1.5, 4.0, 9.877)
-    assert (b["OverheadLatencyp50_ms"], b["OverheadLatencyp90_ms"], b["OverheadLatencyp99_ms"]) == (0.1, 0.15, 0.4)
+    assert (a["ModelLatencyp50_ms"], a["ModelLatencyp90_ms"], a["ModelLatencyp99_ms"]) == (
+        1.5,
+        4.0,
+        9.877,
+    )
+    assert (b["OverheadLatencyp50_ms"], b["OverheadLatencyp90_ms"], b["OverheadLatencyp99_ms"]) == (
+        0.1,
+        0.15,
+        0.4,
+    )
 
     # The hour holds the older minute too: moto's Sums over the longer period.
     with MotoPercentiles(PERCENTILES) as cloudwatch:
@@ -167,13 +282,18 @@ def test_an_idle_endpoint_shows_zeros_and_no_percentiles(backend: SageMakerEndpo
     # moto answers percentile queries over no datapoints (it fails only with some): no help needed.
     found = backend.metrics(ENDPOINT, 600)
     assert found["variants"] == {"A": metrics.summary({}), "B": metrics.summary({})}
-    assert found["variants"]["A"]["Invocations"] == 0 and found["variants"]["A"]["ModelLatencyp99_ms"] is None
+    assert (
+        found["variants"]["A"]["Invocations"] == 0
+        and found["variants"]["A"]["ModelLatencyp99_ms"] is None
+    )
     assert found["notes"] == []
     # Since the endpoint was created (`--window all`): a period from its CreationTime.
     assert backend.metrics(ENDPOINT)["window_seconds"] is None
 
 
-def test_a_short_window_says_the_metrics_come_a_minute_late(backend: SageMakerEndpointBackend) -> None:
+def test_a_short_window_says_the_metrics_come_a_minute_late(
+    backend: SageMakerEndpointBackend,
+) -> None:
     (note,) = backend.metrics(ENDPOINT, 60)["notes"]
     assert "about a minute late" in note
     assert backend.metrics(ENDPOINT, 300)["notes"] == []
@@ -187,13 +307,21 @@ def test_an_endpoint_gone_from_sagemaker(backend: SageMakerEndpointBackend) -> N
 def test_access_denied_names_the_permission(backend: SageMakerEndpointBackend) -> None:
     # moto's server enforces no IAM: the Stubber answers GetMetricData as AWS would.
     with OperationStubber(client("cloudwatch"), "GetMetricData") as cloudwatch:
-        cloudwatch.add_client_error("get_metric_data", "AccessDenied", "User: arn:aws:iam::123456789012:user/ci "
-                                    "is not authorized to perform: cloudwatch:GetMetricData")  # fmt: skip
+        cloudwatch.add_client_error(
+            "get_metric_data",
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/ci "
+            "is not authorized to perform: cloudwatch:GetMetricData",
+        )
         with pytest.raises(AwsError) as raised:
             backend.metrics(ENDPOINT, 300)
     assert raised.value.code == "AccessDenied"
-    assert raised.value.headline.startswith(f"endpoint {ENDPOINT}: CloudWatch refused its metrics (AccessDenied: ")
-    assert raised.value.headline.endswith("(the credentials in use need the permission cloudwatch:GetMetricData)")
+    assert raised.value.headline.startswith(
+        f"endpoint {ENDPOINT}: CloudWatch refused its metrics (AccessDenied: "
+    )
+    assert raised.value.headline.endswith(
+        "(the credentials in use need the permission cloudwatch:GetMetricData)"
+    )
 
 
 # --- the CLI: the same table and --json as for a local endpoint -------------------------------
@@ -209,13 +337,25 @@ pipeline: iris-classifier
 train: {{image: {IMAGE}, role: {ROLE_ARN}}}
 deploy: {{backend: sagemaker, endpoint_name: {ENDPOINT}, instance_type: ml.t2.medium, instance_count: 2}}
 store: {{uri: 's3://{STORE}/runs'}}
-""")  # fmt: skip
+""")
     now = time.time()
-    Project(project).state.upsert_endpoint(EndpointRecord(
-        name=ENDPOINT, backend="sagemaker", status="InService", url=None, port=None, pid=None,
-        config_name=f"{ENDPOINT}-v1-ab", model_group=None, model_version=None, model_sha256=None,
-        failure_reason=None, created_at=now, updated_at=now,
-    ))  # fmt: skip
+    Project(project).state.upsert_endpoint(
+        EndpointRecord(
+            name=ENDPOINT,
+            backend="sagemaker",
+            status="InService",
+            url=None,
+            port=None,
+            pid=None,
+            config_name=f"{ENDPOINT}-v1-ab",
+            model_group=None,
+            model_version=None,
+            model_sha256=None,
+            failure_reason=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
     return project
 
 
@@ -237,8 +377,22 @@ def test_the_cli_prints_the_table_and_json(project: Path, aws_env: AwsClient) ->
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
     assert lines[0] == f"{ENDPOINT}, last 5m:"
-    assert lines[1].split() == ["VARIANT", "INVOCATIONS", "4XX", "5XX", "MODEL", "P50", "MS", "P90", "MS", "P99", "MS",
-                                "OVERHEAD", "P99", "MS"]  # fmt: skip
+    assert lines[1].split() == [
+        "VARIANT",
+        "INVOCATIONS",
+        "4XX",
+        "5XX",
+        "MODEL",
+        "P50",
+        "MS",
+        "P90",
+        "MS",
+        "P99",
+        "MS",
+        "OVERHEAD",
+        "P99",
+        "MS",
+    ]
     assert lines[2].split() == ["A", "50", "1", "2", "1.5", "4.0", "9.877", "0.75"]
     assert lines[3].split() == ["B", "10", "0", "1", "2.5", "5.0", "20.0", "0.4"]
     assert len(lines) == 4  # no note for 5 minutes
@@ -257,7 +411,9 @@ def test_the_cli_errors(project: Path) -> None:
     unknown = mlcicd(project, "endpoints", "metrics", "nope")
     assert unknown.exit_code == NotFoundError.exit_code
     assert "endpoint nope does not exist" in unknown.output and "Traceback" not in unknown.output
-    with OperationStubber(client("cloudwatch"), "GetMetricData") as cloudwatch:  # moto enforces no IAM
+    with OperationStubber(
+        client("cloudwatch"), "GetMetricData"
+    ) as cloudwatch:  # moto enforces no IAM
         cloudwatch.add_client_error("get_metric_data", "AccessDenied", "not authorized")
         denied = mlcicd(project, "endpoints", "metrics", ENDPOINT)
     assert denied.exit_code == 1 and "cloudwatch:GetMetricData" in denied.output

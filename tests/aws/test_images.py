@@ -18,17 +18,31 @@ REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 def test_ecr_uris_are_parsed_and_other_registries_are_not() -> None:
     assert parse_ecr_image(IMAGE) == EcrImage(
-        uri=IMAGE, registry=REGISTRY, account="123456789012", region="us-east-1",
-        repository="ml-model-repo", tag="0123456789ab", digest=None,
-    )  # fmt: skip
+        uri=IMAGE,
+        registry=REGISTRY,
+        account="123456789012",
+        region="us-east-1",
+        repository="ml-model-repo",
+        tag="0123456789ab",
+        digest=None,
+    )
     nested = parse_ecr_image("210987654321.dkr.ecr.eu-west-1.amazonaws.com/team/iris")
     assert nested is not None
     assert (nested.account, nested.region, nested.repository, nested.image_id) == (
-        "210987654321", "eu-west-1", "team/iris", {"imageTag": "latest"})  # fmt: skip
+        "210987654321",
+        "eu-west-1",
+        "team/iris",
+        {"imageTag": "latest"},
+    )
     pinned = parse_ecr_image(f"{REGISTRY}/ml-model-repo@sha256:{'a' * 64}")
     assert pinned is not None and pinned.image_id == {"imageDigest": f"sha256:{'a' * 64}"}
-    for other in ("python:3.11-slim", "ghcr.io/ada/iris:1", "localhost:5000/iris:1",
-                  "docker.io/library/python:3.11", f"{REGISTRY}"):  # fmt: skip
+    for other in (
+        "python:3.11-slim",
+        "ghcr.io/ada/iris:1",
+        "localhost:5000/iris:1",
+        "docker.io/library/python:3.11",
+        f"{REGISTRY}",
+    ):
         assert parse_ecr_image(other) is None, other
 
 
@@ -38,7 +52,9 @@ def test_a_tag_never_pushed_fails_naming_the_image_and_how_to_push_it(aws_env: A
     with pytest.raises(ArtifactError) as raised:
         require_image(IMAGE)
     headline = raised.value.headline
-    assert headline.startswith(f"image {IMAGE} is not in ECR: repository ml-model-repo has no image with tag 0123456789ab")
+    assert headline.startswith(
+        f"image {IMAGE} is not in ECR: repository ml-model-repo has no image with tag 0123456789ab"
+    )
     assert f"docker push {IMAGE}" in headline and f"docker build -t {IMAGE} ." in headline
     assert f"--password-stdin {REGISTRY}" in headline and "buildspec.yml" in headline
 
@@ -61,11 +77,17 @@ def test_a_missing_repository_is_named(aws_env: AwsClient) -> None:
 
 
 @pytest.mark.integration
-def test_another_registry_is_not_asked_and_a_refused_lookup_does_not_block(aws_env: AwsClient) -> None:
+def test_another_registry_is_not_asked_and_a_refused_lookup_does_not_block(
+    aws_env: AwsClient,
+) -> None:
     assert require_image("ghcr.io/ada/iris:0123456789ab") is None
     push_image(aws_env, IMAGE)
     with OperationStubber(client("ecr"), "DescribeImages") as ecr:
-        ecr.add_client_error("describe_images", "AccessDeniedException", "not authorized to ecr:DescribeImages")
+        ecr.add_client_error(
+            "describe_images", "AccessDeniedException", "not authorized to ecr:DescribeImages"
+        )
         found = require_image(IMAGE)
     assert found is not None
-    assert found.startswith(f"image {IMAGE} not looked up in ECR (AccessDeniedException: these credentials may not")
+    assert found.startswith(
+        f"image {IMAGE} not looked up in ECR (AccessDeniedException: these credentials may not"
+    )

@@ -57,37 +57,56 @@ def configure(monkeypatch: pytest.MonkeyPatch, config: Config) -> None:
 
 
 @pytest.fixture
-def pipeline(aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClient]:
+def pipeline(
+    aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AwsClient]:
     configure(monkeypatch, iris_config)
     aws_env("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
     aws_env("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
     yield aws_env
 
 
-def trained(aws: AwsClient, *, status: str = "Approved", job: str = "iris-classifier-0123", sha: str = SHA
-            ) -> dict[str, Any]:  # fmt: skip
+def trained(
+    aws: AwsClient, *, status: str = "Approved", job: str = "iris-classifier-0123", sha: str = SHA
+) -> dict[str, Any]:
     """What the training Lambda leaves: a model package and model.json in ModelOutput."""
     data_url = f"s3://{MODELS_BUCKET}/iris-classifier/{job}/output/model.tar.gz"
     arn = aws("sagemaker").create_model_package(
-        ModelPackageGroupName="iris-classifier", ModelApprovalStatus=status,
-        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": data_url}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"]},
+        ModelPackageGroupName="iris-classifier",
+        ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": data_url}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
         CustomerMetadataProperties={"model_sha256": sha, "training_job": job},
-    )["ModelPackageArn"]  # fmt: skip
-    model = {"model_data_url": data_url, "model_sha256": sha, "model_package_arn": arn,
-             "model_package_version": int(arn.rsplit("/", 1)[1]), "image_uri": IMAGE,
-             "approval_status": status, "metrics": {"accuracy": 0.97}}  # fmt: skip
-    aws("s3").put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
-                         Body=zip_bytes({"model.json": json.dumps(model).encode()}))  # fmt: skip
+    )["ModelPackageArn"]
+    model = {
+        "model_data_url": data_url,
+        "model_sha256": sha,
+        "model_package_arn": arn,
+        "model_package_version": int(arn.rsplit("/", 1)[1]),
+        "image_uri": IMAGE,
+        "approval_status": status,
+        "metrics": {"accuracy": 0.97},
+    }
+    aws("s3").put_object(
+        Bucket=ARTIFACTS_BUCKET,
+        Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
+        Body=zip_bytes({"model.json": json.dumps(model).encode()}),
+    )
     return model
 
 
-def report(job_id: str, *, continuation: str | None = None, fails: bool = False) -> tuple[str, dict[str, Any]]:
+def report(
+    job_id: str, *, continuation: str | None = None, fails: bool = False
+) -> tuple[str, dict[str, Any]]:
     stub = OperationStubber(client("codepipeline"), "PutJobSuccessResult", "PutJobFailureResult")
     stub.add_response("put_job_failure_result" if fails else "put_job_success_result", {})
     with stub:
-        deploy.handler(job_event(job_id, function=FUNCTION, inputs=INPUTS, continuation=continuation), None)
+        deploy.handler(
+            job_event(job_id, function=FUNCTION, inputs=INPUTS, continuation=continuation), None
+        )
     (call,) = stub.calls
     return call
 
@@ -122,11 +141,16 @@ def test_creates_the_endpoint_and_continues_until_in_service(pipeline: AwsClient
     assert model["ExecutionRoleArn"] == ENDPOINT_ROLE_ARN  # the endpoint's own, read-only on models
     assert model["PrimaryContainer"]["Image"] == IMAGE
     # As `mlcicd run` sets it (the code is in the image, not named on S3).
-    assert model["PrimaryContainer"]["Environment"] == {  # the container checks that digest, fetched from there
-        "MLCICD_MODEL_SHA256": SHA, "MLCICD_MODEL_DATA_URL": model["PrimaryContainer"]["ModelDataUrl"],
+    assert model["PrimaryContainer"][
+        "Environment"
+    ] == {  # the container checks that digest, fetched from there
+        "MLCICD_MODEL_SHA256": SHA,
+        "MLCICD_MODEL_DATA_URL": model["PrimaryContainer"]["ModelDataUrl"],
         "SAGEMAKER_PROGRAM": "inference.py",
-    }  # fmt: skip
-    assert not described.get("DataCaptureConfig")  # deploy.data_capture is not enabled (moto answers {})
+    }
+    assert not described.get(
+        "DataCaptureConfig"
+    )  # deploy.data_capture is not enabled (moto answers {})
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config
 
     done = report("job-2", continuation=token)
@@ -143,14 +167,18 @@ def test_creates_the_endpoint_and_continues_until_in_service(pipeline: AwsClient
 def test_a_model_waiting_for_the_pipelines_approval_is_approved(pipeline: AwsClient) -> None:
     model = trained(pipeline, status="PendingManualApproval")
     report("job-1")
-    package = pipeline("sagemaker").describe_model_package(ModelPackageName=model["model_package_arn"])
+    package = pipeline("sagemaker").describe_model_package(
+        ModelPackageName=model["model_package_arn"]
+    )
     assert package["ModelApprovalStatus"] == "Approved"
 
 
 def test_a_rejected_model_is_not_deployed(pipeline: AwsClient) -> None:
     model = trained(pipeline, status="Rejected")
     call = report("job-1", fails=True)
-    assert call[1]["failureDetails"]["message"].startswith(f"model package {model['model_package_arn']} is Rejected")
+    assert call[1]["failureDetails"]["message"].startswith(
+        f"model package {model['model_package_arn']} is Rejected"
+    )
     assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []
 
 
@@ -168,7 +196,10 @@ def test_without_strategy_or_alarms_an_update_is_sagemakers_own(pipeline: AwsCli
         sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
         token = token_of(report("job-3"))
     ((_, update),) = sagemaker.calls
-    assert update == {"EndpointName": ENDPOINT, "EndpointConfigName": json.loads(token)["config"]}  # as `mlcicd run`
+    assert update == {
+        "EndpointName": ENDPOINT,
+        "EndpointConfigName": json.loads(token)["config"],
+    }  # as `mlcicd run`
     assert pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []
 
 
@@ -182,12 +213,15 @@ def test_a_canary_deploy_with_rollback_alarms_and_data_capture(
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.large", 2)
     # Where `mlcicd run --backend aws --stack-name` has it go: its store is the models bucket.
     assert sagemaker_.describe_endpoint_config(EndpointConfigName=old)["DataCaptureConfig"] == {
-        "EnableCapture": True, "InitialSamplingPercentage": 20,
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 20,
         "DestinationS3Uri": f"s3://{MODELS_BUCKET}/ml-cicd-pipeline-artifacts/data-capture",
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"],
-                                     "CsvContentTypes": ["text/csv"]},
-    }  # fmt: skip
+        "CaptureContentTypeHeader": {
+            "JsonContentTypes": ["application/json", "application/jsonlines"],
+            "CsvContentTypes": ["text/csv"],
+        },
+    }
     # Creating an endpoint rolls nothing out: no alarm yet.
     assert pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []
 
@@ -203,21 +237,34 @@ def test_a_canary_deploy_with_rollback_alarms_and_data_capture(
         "EndpointConfigName": new,
         "DeploymentConfig": {
             "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": 300,
-                                                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 20}},
+                "TrafficRoutingConfiguration": {
+                    "Type": "CANARY",
+                    "WaitIntervalInSeconds": 300,
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 20},
+                },
                 "TerminationWaitInSeconds": 0,
             },
-            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ERRORS_ALARM}, {"AlarmName": LATENCY_ALARM}]},
+            "AutoRollbackConfiguration": {
+                "Alarms": [{"AlarmName": ERRORS_ALARM}, {"AlarmName": LATENCY_ALARM}]
+            },
         },
-    }  # fmt: skip
+    }
     # deploy.alarms, put as `mlcicd run` puts them: on the new config's fleet only.
     alarms = {a["AlarmName"]: a for a in pipeline("cloudwatch").describe_alarms()["MetricAlarms"]}
-    assert {name: alarm["Threshold"] for name, alarm in alarms.items()} == {ERRORS_ALARM: 0.01, LATENCY_ALARM: 250_000.0}
+    assert {name: alarm["Threshold"] for name, alarm in alarms.items()} == {
+        ERRORS_ALARM: 0.01,
+        LATENCY_ALARM: 250_000.0,
+    }
     for alarm in alarms.values():
-        dimensions = [{d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]}
-                      for m in alarm["Metrics"] if "MetricStat" in m]  # fmt: skip
-        assert dimensions and all(d == {"EndpointName": ENDPOINT, "VariantName": "AllTraffic",
-                                        "EndpointConfigName": new} for d in dimensions)  # fmt: skip
+        dimensions = [
+            {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]}
+            for m in alarm["Metrics"]
+            if "MetricStat" in m
+        ]
+        assert dimensions and all(
+            d == {"EndpointName": ENDPOINT, "VariantName": "AllTraffic", "EndpointConfigName": new}
+            for d in dimensions
+        )
         (expression,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
         assert expression.startswith("IF(n0 >= 20, ")
 
@@ -239,48 +286,88 @@ def test_the_alarms_are_not_moved_while_another_update_rolls_out(
         sagemaker.add_response("describe_endpoint", endpoint_answer(old, "Updating"))
         token = token_of(report("job-3"))
     assert json.loads(token)["started"] is False
-    assert pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []  # the other rollout's stay its own
+    assert (
+        pipeline("cloudwatch").describe_alarms()["MetricAlarms"] == []
+    )  # the other rollout's stay its own
     with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
         sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
         report("job-4", continuation=token)
     assert len(pipeline("cloudwatch").describe_alarms()["MetricAlarms"]) == 2
 
 
-def test_weighted_variants_serve_registered_versions(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(monkeypatch, iris_with_deploy(variants=[{"name": "Champion", "model": 1, "weight": 3},
-                                                      {"name": "Challenger", "model": "latest", "weight": 1}]))  # fmt: skip
+def test_weighted_variants_serve_registered_versions(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(
+        monkeypatch,
+        iris_with_deploy(
+            variants=[
+                {"name": "Champion", "model": 1, "weight": 3},
+                {"name": "Challenger", "model": "latest", "weight": 1},
+            ]
+        ),
+    )
     first = trained(pipeline)  # version 1
     newest = trained(pipeline, job="iris-classifier-0456", sha="cd" * 32)  # version 2: this run's
     config = json.loads(token_of(report("job-1")))["config"]
     sagemaker = pipeline("sagemaker")
-    variants = {v["VariantName"]: v for v in sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]}
-    assert {name: v["InitialVariantWeight"] for name, v in variants.items()} == {"Champion": 3.0, "Challenger": 1.0}
-    champion = sagemaker.describe_model(ModelName=variants["Champion"]["ModelName"])["PrimaryContainer"]
-    challenger = sagemaker.describe_model(ModelName=variants["Challenger"]["ModelName"])["PrimaryContainer"]
+    variants = {
+        v["VariantName"]: v
+        for v in sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    }
+    assert {name: v["InitialVariantWeight"] for name, v in variants.items()} == {
+        "Champion": 3.0,
+        "Challenger": 1.0,
+    }
+    champion = sagemaker.describe_model(ModelName=variants["Champion"]["ModelName"])[
+        "PrimaryContainer"
+    ]
+    challenger = sagemaker.describe_model(ModelName=variants["Challenger"]["ModelName"])[
+        "PrimaryContainer"
+    ]
     assert variants["Champion"]["ModelName"].startswith("iris-classifier-v1-")
-    assert (champion["ModelDataUrl"], champion["Environment"]["MLCICD_MODEL_SHA256"]) == (first["model_data_url"], SHA)
+    assert (champion["ModelDataUrl"], champion["Environment"]["MLCICD_MODEL_SHA256"]) == (
+        first["model_data_url"],
+        SHA,
+    )
     assert (challenger["ModelDataUrl"], challenger["Environment"]["MLCICD_MODEL_SHA256"]) == (
-        newest["model_data_url"], "cd" * 32)  # fmt: skip
+        newest["model_data_url"],
+        "cd" * 32,
+    )
     assert champion["Image"] == challenger["Image"] == IMAGE  # every variant on this commit's code
 
 
-def test_the_shadow_sees_every_request(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(monkeypatch, iris_with_deploy(variants=[{"name": "Current", "model": 1, "weight": 2}],
-                                            shadow={"model": "latest", "name": "Shadow"}))  # fmt: skip
+def test_the_shadow_sees_every_request(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(
+        monkeypatch,
+        iris_with_deploy(
+            variants=[{"name": "Current", "model": 1, "weight": 2}],
+            shadow={"model": "latest", "name": "Shadow"},
+        ),
+    )
     trained(pipeline)
     newest = trained(pipeline, job="iris-classifier-0456", sha="cd" * 32)
     with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
         report("job-1")
     ((_, params),) = sent.calls
     (shadow,) = params["ShadowProductionVariants"]
-    assert (shadow["VariantName"], shadow["InitialVariantWeight"]) == ("Shadow", 2)  # weighted as the production one
+    assert (shadow["VariantName"], shadow["InitialVariantWeight"]) == (
+        "Shadow",
+        2,
+    )  # weighted as the production one
     model = pipeline("sagemaker").describe_model(ModelName=shadow["ModelName"])
     assert model["PrimaryContainer"]["ModelDataUrl"] == newest["model_data_url"]
     assert [v["VariantName"] for v in params["ProductionVariants"]] == ["Current"]
 
 
-def test_a_version_the_registry_does_not_hold_fails_the_job(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(monkeypatch, iris_with_deploy(variants=[{"name": "Old", "model": 7}, {"name": "New"}]))
+def test_a_version_the_registry_does_not_hold_fails_the_job(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(
+        monkeypatch, iris_with_deploy(variants=[{"name": "Old", "model": 7}, {"name": "New"}])
+    )
     trained(pipeline)
     call = report("job-1", fails=True)
     message = call[1]["failureDetails"]["message"]

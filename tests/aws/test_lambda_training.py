@@ -51,13 +51,17 @@ from tests.conftest import IRIS
 pytestmark = pytest.mark.integration
 
 FUNCTION = "ml-cicd-pipeline-training"
-INPUTS = [artifact("BuildOutput", "ml-cicd-pipeline/BuildOutpu/build.zip"),
-          artifact("SourceOutput", "ml-cicd-pipeline/SourceOutp/source.zip", revision=COMMIT)]  # fmt: skip
+INPUTS = [
+    artifact("BuildOutput", "ml-cicd-pipeline/BuildOutpu/build.zip"),
+    artifact("SourceOutput", "ml-cicd-pipeline/SourceOutp/source.zip", revision=COMMIT),
+]
 OUTPUTS = [artifact("ModelOutput", "ml-cicd-pipeline/ModelOutpu/model.zip")]
 
 
 @pytest.fixture
-def pipeline(aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClient]:
+def pipeline(
+    aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AwsClient]:
     """The stack's buckets, the Build and Source artifacts, the function's environment."""
     environment = lambda_environment(build_template(iris_config), "TrainingFunction")
     for name, value in environment.items():
@@ -65,13 +69,23 @@ def pipeline(aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.Monkey
     s3 = aws_env("s3")
     for bucket in (ARTIFACTS_BUCKET, MODELS_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
-                  Body=zip_bytes({"imageDetail.json": json.dumps({"ImageURI": IMAGE}).encode(),
-                                  "build.json": b"{}"}))  # fmt: skip
-    source = {p.relative_to(IRIS).as_posix(): p.read_bytes() for p in IRIS.rglob("*")
-              if p.is_file() and ".mlcicd" not in p.parts and "__pycache__" not in p.parts}  # fmt: skip
-    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[1]["location"]["s3Location"]["objectKey"],
-                  Body=zip_bytes(source))  # fmt: skip
+    s3.put_object(
+        Bucket=ARTIFACTS_BUCKET,
+        Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
+        Body=zip_bytes(
+            {"imageDetail.json": json.dumps({"ImageURI": IMAGE}).encode(), "build.json": b"{}"}
+        ),
+    )
+    source = {
+        p.relative_to(IRIS).as_posix(): p.read_bytes()
+        for p in IRIS.rglob("*")
+        if p.is_file() and ".mlcicd" not in p.parts and "__pycache__" not in p.parts
+    }
+    s3.put_object(
+        Bucket=ARTIFACTS_BUCKET,
+        Key=INPUTS[1]["location"]["s3Location"]["objectKey"],
+        Body=zip_bytes(source),
+    )
     yield aws_env
 
 
@@ -80,13 +94,19 @@ def invoke(job_id: str, *, continuation: str | None = None) -> list[tuple[str, d
     return [report(job_id, continuation=continuation)]
 
 
-def report(job_id: str, *, continuation: str | None = None, fails: bool = False) -> tuple[str, dict[str, Any]]:
+def report(
+    job_id: str, *, continuation: str | None = None, fails: bool = False
+) -> tuple[str, dict[str, Any]]:
     """Invoke the handler; return the one result it reported (success or failure)."""
     stub = OperationStubber(client("codepipeline"), "PutJobSuccessResult", "PutJobFailureResult")
     stub.add_response("put_job_failure_result" if fails else "put_job_success_result", {})
     with stub:
-        training.handler(job_event(job_id, function=FUNCTION, inputs=INPUTS, outputs=OUTPUTS,
-                                   continuation=continuation), None)  # fmt: skip
+        training.handler(
+            job_event(
+                job_id, function=FUNCTION, inputs=INPUTS, outputs=OUTPUTS, continuation=continuation
+            ),
+            None,
+        )
     (call,) = stub.calls
     return call
 
@@ -106,14 +126,19 @@ def sagemaker_writes_output(aws: AwsClient, job: str, metrics: dict[str, float])
     model = tar_gz({"model.joblib": b"a fitted model"})
     key = f"iris-classifier/{job}/output"
     aws("s3").put_object(Bucket=MODELS_BUCKET, Key=f"{key}/model.tar.gz", Body=model)
-    aws("s3").put_object(Bucket=MODELS_BUCKET, Key=f"{key}/output.tar.gz",
-                         Body=tar_gz({"metrics.json": json.dumps(metrics).encode()}))  # fmt: skip
+    aws("s3").put_object(
+        Bucket=MODELS_BUCKET,
+        Key=f"{key}/output.tar.gz",
+        Body=tar_gz({"metrics.json": json.dumps(metrics).encode()}),
+    )
     return model
 
 
 def started_job(aws: AwsClient) -> dict[str, Any]:
     (summary,) = aws("sagemaker").list_training_jobs()["TrainingJobSummaries"]
-    described: dict[str, Any] = aws("sagemaker").describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    described: dict[str, Any] = aws("sagemaker").describe_training_job(
+        TrainingJobName=summary["TrainingJobName"]
+    )
     return described
 
 
@@ -122,18 +147,25 @@ def test_start_uploads_the_channels_and_starts_the_job_once(pipeline: AwsClient)
     state = json.loads(token_of(call))
     job = started_job(pipeline)
     assert state == {"image": IMAGE, "job": job["TrainingJobName"], "revision": COMMIT}
-    assert job["TrainingJobName"].startswith("iris-classifier-")  # the policy's training-job/<pipeline>-*
+    assert job["TrainingJobName"].startswith(
+        "iris-classifier-"
+    )  # the policy's training-job/<pipeline>-*
     assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert job["RoleArn"] == ROLE_ARN
     assert job["HyperParameters"] == {"C": "1.0", "max_iter": "200"}
     assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 600
-    assert job["OutputDataConfig"] == {"S3OutputPath": f"s3://{MODELS_BUCKET}/iris-classifier", "KmsKeyId": KEY_ARN}
+    assert job["OutputDataConfig"] == {
+        "S3OutputPath": f"s3://{MODELS_BUCKET}/iris-classifier",
+        "KmsKeyId": KEY_ARN,
+    }
     assert job["ResourceConfig"]["VolumeKmsKeyId"] == KEY_ARN
     assert job["EnableNetworkIsolation"] is True  # the code is in the image: no network needed
     (channel,) = job["InputDataConfig"]
     uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
     assert (channel["ChannelName"], uri) == (
-        "training", f"s3://{MODELS_BUCKET}/iris-classifier/{job['TrainingJobName']}/input/data/training/")
+        "training",
+        f"s3://{MODELS_BUCKET}/iris-classifier/{job['TrainingJobName']}/input/data/training/",
+    )
     keys = [o["Key"] for o in pipeline("s3").list_objects_v2(Bucket=MODELS_BUCKET)["Contents"]]
     assert keys == [f"iris-classifier/{job['TrainingJobName']}/input/data/training/iris.csv"]
     assert call[1]["executionDetails"]["externalExecutionId"] == job["TrainingJobName"]
@@ -154,13 +186,20 @@ def test_start_then_continue_to_a_registered_model(pipeline: AwsClient) -> None:
     assert "continuationToken" not in done[1]
     variables = done[1]["outputVariables"]
     assert variables["TrainingJobName"] == name
-    package = pipeline("sagemaker").describe_model_package(ModelPackageName=variables["ModelPackageArn"])
+    package = pipeline("sagemaker").describe_model_package(
+        ModelPackageName=variables["ModelPackageArn"]
+    )
     assert package["ModelApprovalStatus"] == "Approved"
     assert package["ModelPackageGroupName"] == "iris-classifier"
     container = package["InferenceSpecification"]["Containers"][0]
-    assert container == {"Image": IMAGE, "ModelDataUrl": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/output/model.tar.gz"}
+    assert container == {
+        "Image": IMAGE,
+        "ModelDataUrl": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/output/model.tar.gz",
+    }
 
-    output = pipeline("s3").get_object(Bucket=ARTIFACTS_BUCKET, Key=OUTPUTS[0]["location"]["s3Location"]["objectKey"])
+    output = pipeline("s3").get_object(
+        Bucket=ARTIFACTS_BUCKET, Key=OUTPUTS[0]["location"]["s3Location"]["objectKey"]
+    )
     assert output["ServerSideEncryption"] == "aws:kms"  # under the pipeline's key
     written = json.loads(read_zip(output["Body"].read())["model.json"])
     assert written["model_data_url"] == container["ModelDataUrl"]
@@ -181,9 +220,18 @@ def test_start_then_continue_to_a_registered_model(pipeline: AwsClient) -> None:
 def test_continues_while_the_job_runs(pipeline: AwsClient) -> None:
     token = token_of(invoke("job-1")[0])
     name = json.loads(token)["job"]
-    running = {**_described(name), "TrainingJobStatus": "InProgress", "SecondaryStatus": "Training",
-               "SecondaryStatusTransitions": [{"Status": "Training", "StartTime": 0,
-                                               "StatusMessage": "Training image download completed."}]}  # fmt: skip
+    running = {
+        **_described(name),
+        "TrainingJobStatus": "InProgress",
+        "SecondaryStatus": "Training",
+        "SecondaryStatusTransitions": [
+            {
+                "Status": "Training",
+                "StartTime": 0,
+                "StatusMessage": "Training image download completed.",
+            }
+        ],
+    }
     with OperationStubber(client("sagemaker"), "DescribeTrainingJob") as sagemaker:
         sagemaker.add_response("describe_training_job", running, {"TrainingJobName": name})
         call = report("job-2", continuation=token)
@@ -194,14 +242,21 @@ def test_continues_while_the_job_runs(pipeline: AwsClient) -> None:
 def test_a_failed_job_fails_with_sagemakers_reason(pipeline: AwsClient) -> None:
     token = token_of(invoke("job-1")[0])
     name = json.loads(token)["job"]
-    failed = {**_described(name), "TrainingJobStatus": "Failed", "SecondaryStatus": "Failed",
-              "FailureReason": "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum"}  # fmt: skip
+    failed = {
+        **_described(name),
+        "TrainingJobStatus": "Failed",
+        "SecondaryStatus": "Failed",
+        "FailureReason": "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum",
+    }
     with OperationStubber(client("sagemaker"), "DescribeTrainingJob") as sagemaker:
         sagemaker.add_response("describe_training_job", failed, {"TrainingJobName": name})
         call = report("job-2", continuation=token, fails=True)
     assert call[0] == "PutJobFailureResult"
     assert call[1]["failureDetails"]["type"] == "JobFailed"
-    assert "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum" in call[1]["failureDetails"]["message"]
+    assert (
+        "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum"
+        in call[1]["failureDetails"]["message"]
+    )
     assert f"training job {name} failed" in call[1]["failureDetails"]["message"]
 
 
@@ -212,10 +267,13 @@ def test_a_model_missing_the_gate_is_rejected_and_fails_the_job(pipeline: AwsCli
     message = call[1]["failureDetails"]["message"]
     assert message.startswith("quality gate failed: accuracy = 0.61 does not meet accuracy >= 0.85")
     (summary,) = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")[
-        "ModelPackageSummaryList"]
+        "ModelPackageSummaryList"
+    ]
     assert summary["ModelApprovalStatus"] == "Rejected"
     assert summary["ModelPackageArn"] in message
-    assert "Contents" not in pipeline("s3").list_objects_v2(Bucket=ARTIFACTS_BUCKET, Prefix="ml-cicd-pipeline/ModelOutpu")
+    assert "Contents" not in pipeline("s3").list_objects_v2(
+        Bucket=ARTIFACTS_BUCKET, Prefix="ml-cicd-pipeline/ModelOutpu"
+    )
 
 
 def test_approval_and_spot_training(pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,18 +285,28 @@ def test_approval_and_spot_training(pipeline: AwsClient, monkeypatch: pytest.Mon
     job = started_job(pipeline)
     assert job["EnableManagedSpotTraining"] is True
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200}
-    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{MODELS_BUCKET}/iris-classifier/{name}/checkpoints"
+    assert (
+        job["CheckpointConfig"]["S3Uri"]
+        == f"s3://{MODELS_BUCKET}/iris-classifier/{name}/checkpoints"
+    )
     sagemaker_writes_output(pipeline, name, {"accuracy": 0.97})
     call = report("job-2", continuation=token)
-    package = pipeline("sagemaker").describe_model_package(ModelPackageName=call[1]["outputVariables"]["ModelPackageArn"])
+    package = pipeline("sagemaker").describe_model_package(
+        ModelPackageName=call[1]["outputVariables"]["ModelPackageArn"]
+    )
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
 
 
 def test_a_missing_image_detail_fails_the_job_with_a_clear_reason(pipeline: AwsClient) -> None:
-    pipeline("s3").put_object(Bucket=ARTIFACTS_BUCKET, Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
-                              Body=zip_bytes({"build.json": b"{}"}))  # fmt: skip
+    pipeline("s3").put_object(
+        Bucket=ARTIFACTS_BUCKET,
+        Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
+        Body=zip_bytes({"build.json": b"{}"}),
+    )
     call = report("job-1", fails=True)
-    assert call[1]["failureDetails"]["message"].startswith("artifact BuildOutput holds no imageDetail.json")
+    assert call[1]["failureDetails"]["message"].startswith(
+        "artifact BuildOutput holds no imageDetail.json"
+    )
     assert pipeline("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
@@ -260,7 +328,9 @@ def _described(name: str) -> dict[str, Any]:
     return {
         "TrainingJobName": name,
         "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}",
-        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/output/model.tar.gz"},
+        "ModelArtifacts": {
+            "S3ModelArtifacts": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/output/model.tar.gz"
+        },
         "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
@@ -269,10 +339,15 @@ def _described(name: str) -> dict[str, Any]:
     }
 
 
-
 def test_a_job_goes_onto_the_network_only_when_mlcicd_yaml_says_so(iris_config: Config) -> None:
-    isolated = training.TrainingSettings.from_environ(lambda_environment(build_template(iris_config), "TrainingFunction"))
+    isolated = training.TrainingSettings.from_environ(
+        lambda_environment(build_template(iris_config), "TrainingFunction")
+    )
     assert (isolated.network_isolation, isolated.kms_key_id) == (True, KEY_ARN)
-    online = dataclasses.replace(iris_config, train=dataclasses.replace(iris_config.train, network_isolation=False))
-    settings = training.TrainingSettings.from_environ(lambda_environment(build_template(online), "TrainingFunction"))
+    online = dataclasses.replace(
+        iris_config, train=dataclasses.replace(iris_config.train, network_isolation=False)
+    )
+    settings = training.TrainingSettings.from_environ(
+        lambda_environment(build_template(online), "TrainingFunction")
+    )
     assert (settings.network_isolation, settings.kms_key_id) == (False, KEY_ARN)

@@ -28,20 +28,30 @@ SUPPRESSED = {
 CHECKOV_ENV = "MLCICD_CHECKOV"
 
 
-@pytest.fixture(scope="module", params=["without-approval", "with-approval", "canary-alarms-capture"])
+@pytest.fixture(
+    scope="module", params=["without-approval", "with-approval", "canary-alarms-capture"]
+)
 def template_file(
-    request: pytest.FixtureRequest, iris_config: Config, canary_config: Config, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    iris_config: Config,
+    canary_config: Config,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.yaml"
     config = canary_config if request.param == "canary-alarms-capture" else iris_config
-    path.write_text(to_yaml(build_template(config, approval=request.param == "with-approval")), encoding="utf-8")
+    path.write_text(
+        to_yaml(build_template(config, approval=request.param == "with-approval")), encoding="utf-8"
+    )
     return path
 
 
 def test_cfn_lint_finds_no_error_or_warning(template_file: Path) -> None:
     from cfnlint.api import lint
 
-    matches = lint(template_file.read_text(encoding="utf-8"), regions=["us-east-1", "eu-west-1", "ap-southeast-2"])
+    matches = lint(
+        template_file.read_text(encoding="utf-8"),
+        regions=["us-east-1", "eu-west-1", "ap-southeast-2"],
+    )
     assert [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches] == []
 
 
@@ -59,15 +69,28 @@ def _checkov() -> str:
 
 
 def test_checkov_fails_nothing_and_every_suppression_has_a_reason(template_file: Path) -> None:
-    command = [_checkov(), "--skip-download", "-f", template_file.name, "--framework", "cloudformation", "-o", "json"]
-    result = subprocess.run(command, cwd=template_file.parent, capture_output=True, text=True, timeout=300)
+    command = [
+        _checkov(),
+        "--skip-download",
+        "-f",
+        template_file.name,
+        "--framework",
+        "cloudformation",
+        "-o",
+        "json",
+    ]
+    result = subprocess.run(
+        command, cwd=template_file.parent, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode in (0, 1), result.stderr
     report = json.loads(result.stdout)
     if isinstance(report, list):  # one report per framework when several ran
         [report] = [r for r in report if r["check_type"] == "cloudformation"]
     results = report["results"]
     assert results["parsing_errors"] == []
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results["failed_checks"]
+    ]
     assert failed == []
     skipped = results["skipped_checks"]
     assert {(c["check_id"], c["resource"]) for c in skipped} == SUPPRESSED

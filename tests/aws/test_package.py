@@ -30,7 +30,10 @@ def test_the_package_holds_mlcicd_and_pure_python_yaml(tmp_path: Path) -> None:
 
 
 def test_the_same_code_makes_the_same_bytes(tmp_path: Path) -> None:
-    assert build_lambda_package(tmp_path / "a.zip").sha256 == build_lambda_package(tmp_path / "b.zip").sha256
+    assert (
+        build_lambda_package(tmp_path / "a.zip").sha256
+        == build_lambda_package(tmp_path / "b.zip").sha256
+    )
 
 
 @pytest.mark.integration
@@ -47,13 +50,19 @@ def test_the_handlers_import_from_the_package_alone(tmp_path: Path) -> None:
         "assert 'boto3' not in sys.modules, 'boto3 is imported lazily'"
     )
     # -S: no site-packages, so nothing is found outside the package and the standard library.
-    done = subprocess.run([sys.executable, "-S", "-c", script, str(root), *modules],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(root), *modules],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_the_command(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["aws", "package", "--output", str(tmp_path / "l.zip"), "--json"])
+    result = CliRunner().invoke(
+        cli, ["aws", "package", "--output", str(tmp_path / "l.zip"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["path"] == str(tmp_path / "l.zip") and len(shown["sha256"]) == 64

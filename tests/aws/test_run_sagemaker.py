@@ -49,10 +49,15 @@ def on_sagemaker(project: Path) -> None:
     text = path.read_text()
     for old, new in (
         ("test: python -m pytest -q tests", "test: python -c pass"),
-        ("  backend: local                   # or sagemaker\n",
-         f"  backend: sagemaker\n  image: {IMAGE}\n  role: {ROLE_ARN}\n  instance_type: ml.m5.large\n"),
-        ("deploy:\n  backend: local\n", "deploy:\n  backend: sagemaker\n  instance_type: ml.t2.medium\n"),
-    ):  # fmt: skip
+        (
+            "  backend: local                   # or sagemaker\n",
+            f"  backend: sagemaker\n  image: {IMAGE}\n  role: {ROLE_ARN}\n  instance_type: ml.m5.large\n",
+        ),
+        (
+            "deploy:\n  backend: local\n",
+            "deploy:\n  backend: sagemaker\n  instance_type: ml.t2.medium\n",
+        ),
+    ):
         assert old in text, old
         text = text.replace(old, new)
     path.write_text(text + f"\nstore:\n  uri: s3://{STORE}/iris\n")
@@ -61,11 +66,17 @@ def on_sagemaker(project: Path) -> None:
 
 def trained_here(tmp_path: Path) -> tuple[bytes, dict[str, bytes], list[str]]:
     """What a SageMaker job running the project's train.py produces: the model, output/data, the log."""
-    result = LocalTrainingBackend(tmp_path / "local-jobs").run(TrainingJobSpec(
-        name="iris-here", source_dir=IRIS / "src", entry_point="train.py", python=Path(sys.executable),
-        hyperparameters={"C": 1.0, "max_iter": 200}, channels=[Channel("training", IRIS / "data")],
-        metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
-    ))  # fmt: skip
+    result = LocalTrainingBackend(tmp_path / "local-jobs").run(
+        TrainingJobSpec(
+            name="iris-here",
+            source_dir=IRIS / "src",
+            entry_point="train.py",
+            python=Path(sys.executable),
+            hyperparameters={"C": 1.0, "max_iter": 200},
+            channels=[Channel("training", IRIS / "data")],
+            metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
+        )
+    )
     result.raise_for_status()
     assert result.model_artifact is not None
     output_data = TrainingPaths(result.job_dir).output_data
@@ -95,12 +106,16 @@ def test_run_trains_and_deploys_on_sagemaker(
     sagemaker, s3 = aws_env("sagemaker"), aws_env("s3")
     described = sagemaker.describe_training_job(TrainingJobName=job)
     assert described["AlgorithmSpecification"]["TrainingImage"] == IMAGE
-    assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{STORE}/iris/ml-cicd-pipeline-models/iris-classifier"
+    assert (
+        described["OutputDataConfig"]["S3OutputPath"]
+        == f"s3://{STORE}/iris/ml-cicd-pipeline-models/iris-classifier"
+    )
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointStatus"] == "InService"
     assert endpoint["EndpointConfigName"].startswith(f"{ENDPOINT}-v1-")
-    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])[
-        "ProductionVariants"]
+    (variant,) = sagemaker.describe_endpoint_config(
+        EndpointConfigName=endpoint["EndpointConfigName"]
+    )["ProductionVariants"]
     assert variant["InstanceType"] == "ml.t2.medium"
     # The registered model's bytes are the job's, stored with their digest.
     key = f"iris/ml-cicd-pipeline-models/iris-classifier/{job}/output/model.tar.gz"
@@ -119,9 +134,13 @@ def test_run_trains_and_deploys_on_sagemaker(
     assert f"{ENDPOINT} already serves model iris-classifier/1" in again.output
 
     # The endpoint commands reach it through the backend it was recorded with.
-    described = CliRunner().invoke(cli, ["-C", str(project), "endpoints", "describe", ENDPOINT, "--json"])
+    described = CliRunner().invoke(
+        cli, ["-C", str(project), "endpoints", "describe", ENDPOINT, "--json"]
+    )
     assert described.exit_code == 0, described.output
-    assert '"backend": "sagemaker"' in described.output and '"status": "InService"' in described.output
+    assert (
+        '"backend": "sagemaker"' in described.output and '"status": "InService"' in described.output
+    )
 
 
 STACK_TEMPLATE = """
@@ -145,15 +164,19 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     fills them from the stack's outputs, for this run only."""
     aws_env("s3").create_bucket(Bucket=STORE)
     aws_env("cloudformation").create_stack(
-        StackName="ml-cicd-pipeline", TemplateBody=STACK_TEMPLATE.format(role=ROLE_ARN, bucket=STORE)
+        StackName="ml-cicd-pipeline",
+        TemplateBody=STACK_TEMPLATE.format(role=ROLE_ARN, bucket=STORE),
     )
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
     project = make_repo(tmp_path / "iris")
     path = project / "mlcicd.yaml"
-    path.write_text(path.read_text().replace("test: python -m pytest -q tests", "test: python -c pass"))
+    path.write_text(
+        path.read_text().replace("test: python -m pytest -q tests", "test: python -c pass")
+    )
     commit_all(project, "no project tests here")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
     model, output, log = trained_here(tmp_path)
     args = ["-C", str(project), "run", "--backend", "aws", "--stack-name", "ml-cicd-pipeline"]
     image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo:{commit[:12]}"
@@ -163,8 +186,10 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     aws_env("ecr").create_repository(repositoryName="ml-model-repo")
     unpushed = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert unpushed.exit_code == 1, unpushed.output
-    assert f"error: image {image} is not in ECR: repository ml-model-repo has no image with tag {commit[:12]}" in (
-        unpushed.output)  # fmt: skip
+    assert (
+        f"error: image {image} is not in ECR: repository ml-model-repo has no image with tag {commit[:12]}"
+        in (unpushed.output)
+    )
     assert f"docker push {image}" in unpushed.output
     assert aws_env("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
     assert aws_env("s3").list_objects_v2(Bucket=STORE).get("KeyCount") == 0
@@ -177,7 +202,9 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     (job,) = served
     sagemaker = aws_env("sagemaker")
     described = sagemaker.describe_training_job(TrainingJobName=job)
-    assert described["AlgorithmSpecification"]["TrainingImage"].endswith(f"/ml-model-repo:{commit[:12]}")
+    assert described["AlgorithmSpecification"]["TrainingImage"].endswith(
+        f"/ml-model-repo:{commit[:12]}"
+    )
     assert described["RoleArn"] == ROLE_ARN
     assert described["OutputDataConfig"]["S3OutputPath"].startswith(f"s3://{STORE}/")
     endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)

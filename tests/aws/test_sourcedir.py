@@ -43,15 +43,20 @@ def upload_code(aws: AwsClient, tmp_path: Path, files: dict[str, str], key: str 
 
 def job_from_s3(tmp_path: Path, uri: str) -> Path:
     """/opt/ml for a job whose code is only on S3: code/ is empty, the hyperparameter names it."""
-    base = fake_opt_ml(tmp_path, "raise SystemExit('the image code ran')\n",
-                       {"sagemaker_submit_directory": uri, "sagemaker_region": REGION})  # fmt: skip
+    base = fake_opt_ml(
+        tmp_path,
+        "raise SystemExit('the image code ran')\n",
+        {"sagemaker_submit_directory": uri, "sagemaker_region": REGION},
+    )
     (base / "code" / "train.py").unlink()
     return base
 
 
 def test_training_code_comes_from_s3(aws_env: AwsClient, tmp_path: Path) -> None:
     aws_env("s3").create_bucket(Bucket=BUCKET)
-    upload_code(aws_env, tmp_path, {"train.py": "import helper\n" + DUMP_SCRIPT, "helper.py": "X = 1\n"})
+    upload_code(
+        aws_env, tmp_path, {"train.py": "import helper\n" + DUMP_SCRIPT, "helper.py": "X = 1\n"}
+    )
     base = job_from_s3(tmp_path, URI)
 
     assert train_main(["train", "--base-dir", str(base)], environ()) == 0
@@ -63,7 +68,9 @@ def test_training_code_comes_from_s3(aws_env: AwsClient, tmp_path: Path) -> None
     assert (base / "output" / "success").exists()
 
 
-def test_an_isolated_jobs_code_comes_from_its_code_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_isolated_jobs_code_comes_from_its_code_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No network: the archive SageMaker put in the ``code`` channel is extracted; S3 is never
     asked (its endpoint here is a closed port, which any attempt would fail on)."""
     monkeypatch.setenv("MLCICD_AWS_ENDPOINT_URL", "http://127.0.0.1:9")
@@ -85,7 +92,9 @@ def test_an_isolated_jobs_code_comes_from_its_code_channel(tmp_path: Path, monke
     assert (base / "model" / "seen.json").is_file() and (base / "output" / "success").exists()
 
 
-def test_uploaded_code_beats_the_images_submit_directory(aws_env: AwsClient, tmp_path: Path) -> None:
+def test_uploaded_code_beats_the_images_submit_directory(
+    aws_env: AwsClient, tmp_path: Path
+) -> None:
     aws_env("s3").create_bucket(Bucket=BUCKET)
     upload_code(aws_env, tmp_path, {"train.py": DUMP_SCRIPT})
     base = job_from_s3(tmp_path, URI)
@@ -93,7 +102,12 @@ def test_uploaded_code_beats_the_images_submit_directory(aws_env: AwsClient, tmp
     baked.mkdir()
     (baked / "train.py").write_text("raise SystemExit('the image code ran')\n")
 
-    assert train_main(["train", "--base-dir", str(base)], environ(SAGEMAKER_SUBMIT_DIRECTORY=str(baked))) == 0
+    assert (
+        train_main(
+            ["train", "--base-dir", str(base)], environ(SAGEMAKER_SUBMIT_DIRECTORY=str(baked))
+        )
+        == 0
+    )
     assert (base / "model" / "seen.json").is_file()
 
 
@@ -118,7 +132,10 @@ def test_an_archive_escaping_the_code_dir_is_refused(aws_env: AwsClient, tmp_pat
     aws_env("s3").create_bucket(Bucket=BUCKET)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in (("train.py", DUMP_SCRIPT.encode()), ("../escaped.py", b"print('out')\n")):
+        for name, data in (
+            ("train.py", DUMP_SCRIPT.encode()),
+            ("../escaped.py", b"print('out')\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -133,12 +150,20 @@ def test_an_archive_escaping_the_code_dir_is_refused(aws_env: AwsClient, tmp_pat
 
 def test_serving_code_comes_from_s3(aws_env: AwsClient, tmp_path: Path) -> None:
     aws_env("s3").create_bucket(Bucket=BUCKET)
-    uri = upload_code(aws_env, tmp_path, {"inference.py": "def model_fn(d):\n    return d\n"},
-                      key="iris-classifier/code/abc/sourcedir.tar.gz")  # fmt: skip
+    uri = upload_code(
+        aws_env,
+        tmp_path,
+        {"inference.py": "def model_fn(d):\n    return d\n"},
+        key="iris-classifier/code/abc/sourcedir.tar.gz",
+    )
     base = tmp_path / "opt" / "ml"
     (base / "model").mkdir(parents=True)
-    env = {"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_SUBMIT_DIRECTORY": uri,
-           "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_REGION": REGION}  # fmt: skip
+    env = {
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SAGEMAKER_SUBMIT_DIRECTORY": uri,
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_REGION": REGION,
+    }
 
     fetched = fetch_code(env)
     assert fetched["SAGEMAKER_SUBMIT_DIRECTORY"] == str(base / "code")

@@ -57,7 +57,9 @@ def deployed(moto_server: str, iris_config: Config) -> Deployed:
     return Deployed(aws, template, removed, stack, stack_resources(aws))
 
 
-def test_reaches_create_complete_with_every_resource_moto_supports(deployed: Deployed, iris_config: Config) -> None:
+def test_reaches_create_complete_with_every_resource_moto_supports(
+    deployed: Deployed, iris_config: Config
+) -> None:
     full = build_template(iris_config)
     assert {full["Resources"][k]["Type"] for k in deployed.removed} == NOT_IN_MOTO
     assert deployed.stack["StackStatus"] == "CREATE_COMPLETE"
@@ -65,18 +67,27 @@ def test_reaches_create_complete_with_every_resource_moto_supports(deployed: Dep
     assert {r["ResourceStatus"] for r in deployed.resources.values()} == {"CREATE_COMPLETE"}
     assert deployed.outputs["ArtifactsBucketName"] == ARTIFACTS
     assert deployed.outputs["ModelsBucketName"] == MODELS
-    assert deployed.outputs["RepositoryUri"] == "123456789012.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo"
+    assert (
+        deployed.outputs["RepositoryUri"]
+        == "123456789012.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo"
+    )
     assert deployed.outputs["NotificationTopicArn"].endswith(":ml-cicd-pipeline-notifications")
 
 
 def test_the_execution_roles_hold_what_the_template_grants(deployed: Deployed) -> None:
     iam = deployed.aws("iam")
-    training, endpoint = (deployed.outputs[k].rsplit("/", 1)[1] for k in ("SageMakerRoleArn", "EndpointRoleArn"))
+    training, endpoint = (
+        deployed.outputs[k].rsplit("/", 1)[1] for k in ("SageMakerRoleArn", "EndpointRoleArn")
+    )
     assert training != endpoint
 
     def actions(role: str) -> dict[str, set[str]]:
-        document = iam.get_role_policy(RoleName=role, PolicyName="least-privilege")["PolicyDocument"]
-        if isinstance(document, str):  # moto 5.2 keeps the policy CloudFormation gave it as Python's repr
+        document = iam.get_role_policy(RoleName=role, PolicyName="least-privilege")[
+            "PolicyDocument"
+        ]
+        if isinstance(
+            document, str
+        ):  # moto 5.2 keeps the policy CloudFormation gave it as Python's repr
             document = ast.literal_eval(document)
         return {s["Sid"]: set(as_list(s["Action"])) for s in document["Statement"]}
 
@@ -84,29 +95,38 @@ def test_the_execution_roles_hold_what_the_template_grants(deployed: Deployed) -
     assert serving["ReadModels"] == {"s3:GetObject"}
     assert not [sid for sid, held in serving.items() if held & {"s3:PutObject", "s3:DeleteObject"}]
     assert actions(training)["ReadAndWriteUnderThePipelinesPrefix"] >= {"s3:PutObject"}
-    key = deployed.aws("kms").get_key_policy(KeyId=deployed.physical_id("EncryptionKey"), PolicyName="default")
-    policy = key["Policy"] if isinstance(key["Policy"], dict) else json.loads(key["Policy"])  # KMS: JSON text; moto 5.2: the document
+    key = deployed.aws("kms").get_key_policy(
+        KeyId=deployed.physical_id("EncryptionKey"), PolicyName="default"
+    )
+    policy = (
+        key["Policy"] if isinstance(key["Policy"], dict) else json.loads(key["Policy"])
+    )  # KMS: JSON text; moto 5.2: the document
     statements = {s["Sid"]: s for s in policy["Statement"]}
     assert statements["CloudWatchAlarmsPublishToTheTopic"]["Condition"]["StringEquals"] == {
-        "aws:SourceAccount": "123456789012"}  # fmt: skip
+        "aws:SourceAccount": "123456789012"
+    }
 
 
 def test_log_groups_have_the_reference_names(deployed: Deployed) -> None:
     groups = deployed.aws("logs").describe_log_groups()["logGroups"]
     assert {g["logGroupName"] for g in groups} == {
-        "/aws/codebuild/ml-cicd-pipeline-build", "/aws/lambda/ml-cicd-pipeline-training",
-        "/aws/lambda/ml-cicd-pipeline-deploy", "/aws/sagemaker/TrainingJobs",
+        "/aws/codebuild/ml-cicd-pipeline-build",
+        "/aws/lambda/ml-cicd-pipeline-training",
+        "/aws/lambda/ml-cicd-pipeline-deploy",
+        "/aws/sagemaker/TrainingJobs",
         "/aws/sagemaker/Endpoints/iris-classifier-endpoint",
-    }  # fmt: skip
+    }
 
 
 def test_lambdas_are_configured_from_the_stack(deployed: Deployed) -> None:
     lambda_ = deployed.aws("lambda")
     # Each passes its own execution role: training jobs', endpoints' (read-only on models).
     for function, handler, role in zip(
-        FUNCTIONS, ("mlcicd.aws.lambdas.training.handler", "mlcicd.aws.lambdas.deploy.handler"),
-        ("SageMakerRoleArn", "EndpointRoleArn"), strict=True,
-    ):  # fmt: skip
+        FUNCTIONS,
+        ("mlcicd.aws.lambdas.training.handler", "mlcicd.aws.lambdas.deploy.handler"),
+        ("SageMakerRoleArn", "EndpointRoleArn"),
+        strict=True,
+    ):
         config = lambda_.get_function_configuration(FunctionName=function)
         assert (config["Runtime"], config["Handler"]) == ("python3.11", handler)
         env = config["Environment"]["Variables"]
@@ -124,11 +144,18 @@ def test_lambdas_are_configured_from_the_stack(deployed: Deployed) -> None:
 def _bucket_encryption(d: Deployed) -> None:
     s3 = d.aws("s3")
     for bucket in (ARTIFACTS, MODELS):
-        [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ]
         default = rule["ApplyServerSideEncryptionByDefault"]
-        assert (default["SSEAlgorithm"], default["KMSMasterKeyID"]) == ("aws:kms", d.outputs["EncryptionKeyArn"])
+        assert (default["SSEAlgorithm"], default["KMSMasterKeyID"]) == (
+            "aws:kms",
+            d.outputs["EncryptionKeyArn"],
+        )
     log_bucket = d.physical_id("AccessLogBucket")
-    [rule] = s3.get_bucket_encryption(Bucket=log_bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    [rule] = s3.get_bucket_encryption(Bucket=log_bucket)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
@@ -187,7 +214,11 @@ def _lambda_reserved_concurrency(d: Deployed) -> None:
 def _lambda_dead_letter_queue(d: Deployed) -> None:
     for function in FUNCTIONS:
         config = d.aws("lambda").get_function_configuration(FunctionName=function)
-        assert config.get("DeadLetterConfig", {}).get("TargetArn", "").endswith(":ml-cicd-pipeline-lambda-dlq")
+        assert (
+            config.get("DeadLetterConfig", {})
+            .get("TargetArn", "")
+            .endswith(":ml-cicd-pipeline-lambda-dlq")
+        )
 
 
 def _lambda_environment_kms(d: Deployed) -> None:
@@ -198,17 +229,21 @@ def _lambda_environment_kms(d: Deployed) -> None:
 
 def _topic_and_queue_kms(d: Deployed) -> None:
     key_id = d.physical_id("EncryptionKey")
-    attributes = d.aws("sns").get_topic_attributes(TopicArn=d.outputs["NotificationTopicArn"])["Attributes"]
+    attributes = d.aws("sns").get_topic_attributes(TopicArn=d.outputs["NotificationTopicArn"])[
+        "Attributes"
+    ]
     assert attributes["KmsMasterKeyId"] == key_id
     sqs = d.aws("sqs")
     url = sqs.get_queue_url(QueueName="ml-cicd-pipeline-lambda-dlq")["QueueUrl"]
-    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["KmsMasterKeyId"])["Attributes"] == {
-        "KmsMasterKeyId": key_id
-    }
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["KmsMasterKeyId"])[
+        "Attributes"
+    ] == {"KmsMasterKeyId": key_id}
 
 
 def _key_rotation(d: Deployed) -> None:
-    assert d.aws("kms").get_key_rotation_status(KeyId=d.physical_id("EncryptionKey"))["KeyRotationEnabled"]
+    assert d.aws("kms").get_key_rotation_status(KeyId=d.physical_id("EncryptionKey"))[
+        "KeyRotationEnabled"
+    ]
 
 
 APPLIED: dict[str, Callable[[Deployed], None]] = {
@@ -239,7 +274,9 @@ DROPPED_BY_MOTO: dict[str, Callable[[Deployed], None]] = {
     [
         *APPLIED,
         *(
-            pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="moto's CloudFormation drops it"))
+            pytest.param(
+                name, marks=pytest.mark.xfail(strict=True, reason="moto's CloudFormation drops it")
+            )
             for name in DROPPED_BY_MOTO
         ),
     ],

@@ -43,24 +43,36 @@ GITHUB = {"GitHubOwner": "ada", "GitHubRepo": "iris", "ConnectionArn": CONNECTIO
 def _parameters(aws: AwsClient, tmp_path: Path) -> dict[str, str]:
     package = build_lambda_package(tmp_path / "lambdas.zip")
     key = upload_lambda_package(package, "mlcicd-lambda-code-test")
-    return {**GITHUB, "LambdaCodeBucket": "mlcicd-lambda-code-test", "LambdaCodeKey": key,
-            "WebhookSecret": "webhook-secret-of-the-tests"}  # fmt: skip
+    return {
+        **GITHUB,
+        "LambdaCodeBucket": "mlcicd-lambda-code-test",
+        "LambdaCodeKey": key,
+        "WebhookSecret": "webhook-secret-of-the-tests",
+    }
 
 
-def test_create_then_nothing_to_change_then_update(aws_env: AwsClient, iris_config: Config, tmp_path: Path) -> None:
+def test_create_then_nothing_to_change_then_update(
+    aws_env: AwsClient, iris_config: Config, tmp_path: Path
+) -> None:
     template, _ = for_moto(build_template(iris_config))
     parameters = _parameters(aws_env, tmp_path)
     events: list[StackEvent] = []
-    created = deploy_stack(STACK, to_yaml(template), template, parameters, on_event=events.append, poll_seconds=0.01)
+    created = deploy_stack(
+        STACK, to_yaml(template), template, parameters, on_event=events.append, poll_seconds=0.01
+    )
     assert (created.status, created.changed) == ("CREATE_COMPLETE", True)
     assert [e.status for e in events][-1] == "CREATE_COMPLETE"
-    assert "REVIEW_IN_PROGRESS" not in [e.status for e in events]  # only what followed the change set
+    assert "REVIEW_IN_PROGRESS" not in [
+        e.status for e in events
+    ]  # only what followed the change set
 
     unchanged = deploy_stack(STACK, to_yaml(template), template, parameters, poll_seconds=0.01)
     assert (unchanged.status, unchanged.changed) == ("CREATE_COMPLETE", False)
 
     # Only the changed parameter is given: the others keep their values.
-    updated = deploy_stack(STACK, to_yaml(template), template, {"LogRetentionDays": "14"}, poll_seconds=0.01)
+    updated = deploy_stack(
+        STACK, to_yaml(template), template, {"LogRetentionDays": "14"}, poll_seconds=0.01
+    )
     assert (updated.status, updated.changed) == ("UPDATE_COMPLETE", True)
     stack = describe_stack(client("cloudformation"), STACK)
     assert stack is not None
@@ -69,7 +81,9 @@ def test_create_then_nothing_to_change_then_update(aws_env: AwsClient, iris_conf
     assert values["LambdaCodeKey"] == parameters["LambdaCodeKey"]
 
 
-def test_an_unknown_parameter_is_refused_before_anything_is_sent(aws_env: AwsClient, iris_config: Config) -> None:
+def test_an_unknown_parameter_is_refused_before_anything_is_sent(
+    aws_env: AwsClient, iris_config: Config
+) -> None:
     template = build_template(iris_config)
     with pytest.raises(ConfigError, match="--parameter: the template has no parameter GitHubUser"):
         deploy_stack(STACK, to_yaml(template), template, {"GitHubUser": "ada"})
@@ -85,7 +99,10 @@ def test_the_commands_deploy_and_destroy(aws_env: AwsClient) -> None:
     assert deployed.exit_code == 0, deployed.output
     code_bucket = "mlcicd-lambda-code-123456789012-us-east-1"
     assert f"Lambda package s3://{code_bucket}/mlcicd/lambdas-" in deployed.output
-    assert "CREATE_COMPLETE" in deployed.output and "stack ml-cicd-pipeline: CREATE_COMPLETE" in deployed.output
+    assert (
+        "CREATE_COMPLETE" in deployed.output
+        and "stack ml-cicd-pipeline: CREATE_COMPLETE" in deployed.output
+    )
     (code,) = aws_env("s3").list_objects_v2(Bucket=code_bucket)["Contents"]
     functions = aws_env("lambda").get_function(FunctionName="ml-cicd-pipeline-training")
     assert functions["Configuration"]["Handler"] == "mlcicd.aws.lambdas.training.handler"
@@ -93,17 +110,37 @@ def test_the_commands_deploy_and_destroy(aws_env: AwsClient) -> None:
     # Deploying again changes nothing. (The code is named explicitly: a rebuilt package would
     # differ if the working tree's mlcicd changed in between; same code, same key is tested
     # in test_package.py.)
-    again = mlcicd("deploy", str(IRIS), "--json", f"-pLambdaCodeBucket={code_bucket}", f"-pLambdaCodeKey={code['Key']}")
+    again = mlcicd(
+        "deploy",
+        str(IRIS),
+        "--json",
+        f"-pLambdaCodeBucket={code_bucket}",
+        f"-pLambdaCodeKey={code['Key']}",
+    )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["changed"] is False
 
     models, artifacts = _buckets(aws_env)
-    aws_env("s3").put_object(Bucket=models, Key="iris-classifier/job/output/model.tar.gz", Body=b"a model")
+    aws_env("s3").put_object(
+        Bucket=models, Key="iris-classifier/job/output/model.tar.gz", Body=b"a model"
+    )
     aws_env("s3").put_object(Bucket=artifacts, Key="ml-cicd-pipeline/SourceOutp/x.zip", Body=b"PK")
-    aws_env("ecr").put_image(repositoryName="ml-model-repo", imageTag="0123456789ab", imageManifest=json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "a" * 64},
-         "layers": []}))  # fmt: skip
+    aws_env("ecr").put_image(
+        repositoryName="ml-model-repo",
+        imageTag="0123456789ab",
+        imageManifest=json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "size": 1,
+                    "digest": "sha256:" + "a" * 64,
+                },
+                "layers": [],
+            }
+        ),
+    )
 
     refused = mlcicd("destroy")
     assert refused.exit_code == 1
@@ -133,7 +170,9 @@ def test_a_bad_parameter_is_one_line(aws_env: AwsClient) -> None:
 def _buckets(aws: AwsClient) -> tuple[str, str]:
     resources: dict[str, Any] = {
         r["LogicalResourceId"]: r["PhysicalResourceId"]
-        for r in aws("cloudformation").list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+        for r in aws("cloudformation").list_stack_resources(StackName=STACK)[
+            "StackResourceSummaries"
+        ]
     }
     return resources["ModelsBucket"], resources["ArtifactsBucket"]
 
@@ -171,10 +210,22 @@ def test_a_first_value_is_not_used_for_a_parameter_an_earlier_deploy_set(
 ) -> None:
     template, _ = for_moto(build_template(iris_config))
     parameters = _parameters(aws_env, tmp_path)
-    created = deploy_stack(STACK, to_yaml(template), template, parameters,
-                           first_values={"WebhookSecret": "f" * 20}, poll_seconds=0.01)  # fmt: skip
+    created = deploy_stack(
+        STACK,
+        to_yaml(template),
+        template,
+        parameters,
+        first_values={"WebhookSecret": "f" * 20},
+        poll_seconds=0.01,
+    )
     assert created.first_values == ()
-    updated = deploy_stack(STACK, to_yaml(template), template, {"LogRetentionDays": "14"},
-                           first_values={"WebhookSecret": "f" * 20}, poll_seconds=0.01)  # fmt: skip
+    updated = deploy_stack(
+        STACK,
+        to_yaml(template),
+        template,
+        {"LogRetentionDays": "14"},
+        first_values={"WebhookSecret": "f" * 20},
+        poll_seconds=0.01,
+    )
     assert (updated.changed, updated.first_values) == (True, ())
     assert _stack_parameters()["WebhookSecret"] == parameters["WebhookSecret"]

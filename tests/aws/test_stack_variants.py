@@ -20,14 +20,21 @@ from tests.aws.stack import CONNECTION, create_stack, for_moto, outputs, stack_r
 pytestmark = pytest.mark.integration
 
 
-def test_token_source_with_approval_and_an_existing_training_log_group(aws: AwsClient, iris_config: Config) -> None:
-    aws("logs").create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")  # an account that trained before
+def test_token_source_with_approval_and_an_existing_training_log_group(
+    aws: AwsClient, iris_config: Config
+) -> None:
+    aws("logs").create_log_group(
+        logGroupName="/aws/sagemaker/TrainingJobs"
+    )  # an account that trained before
     template, _ = for_moto(build_template(iris_config, approval=True))
     create_stack(aws, template, GitHubToken="ghp_0123456789", CreateTrainingJobsLogGroup="false")
     created = stack_resources(aws)
     assert "TrainingJobsLogGroup" not in created
 
-    sids = [statement["Sid"] for statement in _statements(aws, created["PipelineRole"]["PhysicalResourceId"])]
+    sids = [
+        statement["Sid"]
+        for statement in _statements(aws, created["PipelineRole"]["PhysicalResourceId"])
+    ]
     assert "UseTheGitHubConnection" not in sids
     assert "InvokeTheOrchestrators" in sids
 
@@ -37,14 +44,18 @@ def test_a_canary_deploy_with_alarms_and_capture(aws: AwsClient, canary_config: 
     stack = create_stack(aws, template, ConnectionArn=CONNECTION)
     created = stack_resources(aws)
     models_bucket = outputs(stack)["ModelsBucketName"]
-    env = aws("lambda").get_function_configuration(FunctionName="ml-cicd-pipeline-deploy")["Environment"]["Variables"]
+    env = aws("lambda").get_function_configuration(FunctionName="ml-cicd-pipeline-deploy")[
+        "Environment"
+    ]["Variables"]
     assert json.loads(env[names.ENV_TRAFFIC_ROUTING])["type"] == "CANARY"
     assert json.loads(env[names.ENV_ROLLBACK_THRESHOLDS])["max_5xx_rate"] == 0.01
     # CloudFormation filled the bucket in.
     capture = json.loads(env[names.ENV_DATA_CAPTURE])
     assert capture["destination"] == f"s3://{models_bucket}/ml-cicd-pipeline-artifacts/data-capture"
 
-    statements = {s["Sid"]: s for s in _statements(aws, created["DeployFunctionRole"]["PhysicalResourceId"])}
+    statements = {
+        s["Sid"]: s for s in _statements(aws, created["DeployFunctionRole"]["PhysicalResourceId"])
+    }
     put = statements["PutTheRollbackAlarms"]
     assert sorted(put["Action"]) == ["cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"]
     assert sorted(put["Resource"]) == [
@@ -58,7 +69,9 @@ def _statements(aws: AwsClient, role: str) -> list[dict[str, Any]]:
     iam = aws("iam")
     [policy] = iam.list_role_policies(RoleName=role)["PolicyNames"]
     document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
-    if isinstance(document, str):  # moto serves CloudFormation-made inline policies as a Python repr
+    if isinstance(
+        document, str
+    ):  # moto serves CloudFormation-made inline policies as a Python repr
         document = json.loads(document) if document.startswith('{"') else ast.literal_eval(document)
     # moto leaves AWS::NoValue in a list as null where CloudFormation drops it.
     return [statement for statement in document["Statement"] if statement is not None]

@@ -48,13 +48,25 @@ def _stage_names(template: dict[str, Any], **overrides: str) -> list[str]:
 def test_holds_every_component_of_the_reference(template: dict[str, Any]) -> None:
     types = {r["Type"] for r in template["Resources"].values()}
     assert types >= {
-        "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::ECR::Repository", "AWS::IAM::Role",
-        "AWS::CodeBuild::Project", "AWS::Lambda::Function", "AWS::CodePipeline::Pipeline",
-        "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm", "AWS::SNS::Topic", "AWS::KMS::Key",
-    }  # fmt: skip
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::ECR::Repository",
+        "AWS::IAM::Role",
+        "AWS::CodeBuild::Project",
+        "AWS::Lambda::Function",
+        "AWS::CodePipeline::Pipeline",
+        "AWS::Logs::LogGroup",
+        "AWS::CloudWatch::Alarm",
+        "AWS::SNS::Topic",
+        "AWS::KMS::Key",
+    }
     assert set(template["Outputs"]) >= {
-        "ArtifactsBucketName", "ModelsBucketName", "RepositoryUri", "PipelineName", "NotificationTopicArn",
-    }  # fmt: skip
+        "ArtifactsBucketName",
+        "ModelsBucketName",
+        "RepositoryUri",
+        "PipelineName",
+        "NotificationTopicArn",
+    }
 
 
 def test_every_parameter_is_described(template: dict[str, Any]) -> None:
@@ -78,9 +90,12 @@ def test_log_group_names_follow_the_stack_and_endpoint(iris_config: Config) -> N
     template = build_template(config, stack_name="fraud-cicd")
     groups = resources_of_type(template, "AWS::Logs::LogGroup").values()
     assert {g["Properties"]["LogGroupName"] for g in groups} == {
-        "/aws/codebuild/fraud-cicd-build", "/aws/lambda/fraud-cicd-training", "/aws/lambda/fraud-cicd-deploy",
-        "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/Endpoints/fraud-endpoint",
-    }  # fmt: skip
+        "/aws/codebuild/fraud-cicd-build",
+        "/aws/lambda/fraud-cicd-training",
+        "/aws/lambda/fraud-cicd-deploy",
+        "/aws/sagemaker/TrainingJobs",
+        "/aws/sagemaker/Endpoints/fraud-endpoint",
+    }
 
 
 def test_the_lambdas_write_to_their_own_log_groups(template: dict[str, Any]) -> None:
@@ -91,9 +106,14 @@ def test_the_lambdas_write_to_their_own_log_groups(template: dict[str, Any]) -> 
         assert template["Resources"][group]["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
 
 
-def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(template: dict[str, Any]) -> None:
+def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(
+    template: dict[str, Any],
+) -> None:
     on_any_resource: set[str] = set()
-    for overrides in ({}, {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"}):
+    for overrides in (
+        {},
+        {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"},
+    ):
         for role, statement in role_statements(resolve(template, overrides)):
             actions = as_list(statement["Action"])
             for action in actions:
@@ -105,14 +125,18 @@ def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(te
                 on_any_resource.update(actions)
             for resource in resources:
                 if isinstance(resource, str):
-                    assert resource == "*", f"{role}: a literal ARN {resource!r} (use the stack's names)"
+                    assert resource == "*", (
+                        f"{role}: a literal ARN {resource!r} (use the stack's names)"
+                    )
     assert on_any_resource == ACTIONS_ALLOWED_ON_ANY_RESOURCE
     assert iam.ACTIONS_ON_ANY_RESOURCE == ACTIONS_ALLOWED_ON_ANY_RESOURCE
 
 
 def test_one_role_per_component(template: dict[str, Any]) -> None:
     services = {
-        logical_id: role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
+        logical_id: role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"][
+            "Service"
+        ]
         for logical_id, role in resources_of_type(template, "AWS::IAM::Role").items()
     }
     assert services == {
@@ -125,7 +149,9 @@ def test_one_role_per_component(template: dict[str, Any]) -> None:
     }
 
 
-def test_each_lambda_passes_only_its_execution_role_and_only_to_sagemaker(template: dict[str, Any]) -> None:
+def test_each_lambda_passes_only_its_execution_role_and_only_to_sagemaker(
+    template: dict[str, Any],
+) -> None:
     statements = role_statements(resolve(template))
     passing = {role: s for role, s in statements if "iam:PassRole" in as_list(s["Action"])}
     passed = {role: s["Resource"] for role, s in passing.items()}
@@ -135,7 +161,9 @@ def test_each_lambda_passes_only_its_execution_role_and_only_to_sagemaker(templa
     }
     for statement in passing.values():
         assert as_list(statement["Action"]) == ["iam:PassRole"]
-        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+        assert statement["Condition"] == {
+            "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+        }
 
 
 def _s3_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
@@ -146,37 +174,70 @@ def _s3_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
             for action in as_list(statement["Action"]):
                 if action.startswith("s3:"):
                     grants.setdefault(action, set()).update(
-                        r["Fn::Sub"] if "Fn::Sub" in r else json.dumps(r) for r in as_list(statement["Resource"]))
+                        r["Fn::Sub"] if "Fn::Sub" in r else json.dumps(r)
+                        for r in as_list(statement["Resource"])
+                    )
     return grants
 
 
-def test_endpoints_read_models_and_never_write_them(template: dict[str, Any], canary_config: Config) -> None:
-    assert _s3_grants(template, "EndpointExecutionRole") == {"s3:GetObject": {"${ModelsBucket.Arn}/*"}}
+def test_endpoints_read_models_and_never_write_them(
+    template: dict[str, Any], canary_config: Config
+) -> None:
+    assert _s3_grants(template, "EndpointExecutionRole") == {
+        "s3:GetObject": {"${ModelsBucket.Arn}/*"}
+    }
     # With data capture, it writes the capture, and nothing else.
     capturing = _s3_grants(build_template(canary_config), "EndpointExecutionRole")
-    assert capturing == {"s3:GetObject": {"${ModelsBucket.Arn}/*"},
-                         "s3:PutObject": {"${ModelsBucket.Arn}/ml-cicd-pipeline-artifacts/data-capture/*"}}  # fmt: skip
+    assert capturing == {
+        "s3:GetObject": {"${ModelsBucket.Arn}/*"},
+        "s3:PutObject": {"${ModelsBucket.Arn}/ml-cicd-pipeline-artifacts/data-capture/*"},
+    }
     env = template["Resources"]["DeployFunction"]["Properties"]["Environment"]["Variables"]
     assert env[names.ENV_SAGEMAKER_ROLE_ARN] == {"Fn::GetAtt": ["EndpointExecutionRole", "Arn"]}
-    assert template["Outputs"]["EndpointRoleArn"]["Value"] == {"Fn::GetAtt": ["EndpointExecutionRole", "Arn"]}
+    assert template["Outputs"]["EndpointRoleArn"]["Value"] == {
+        "Fn::GetAtt": ["EndpointExecutionRole", "Arn"]
+    }
 
 
 def test_training_jobs_write_only_under_the_pipelines_prefix(template: dict[str, Any]) -> None:
     # The pipeline's own jobs, and those of `mlcicd run --backend aws` (under any store prefix).
-    under = {"${ModelsBucket.Arn}/iris-classifier/*", "${ModelsBucket.Arn}/*ml-cicd-pipeline-models/iris-classifier/*"}
+    under = {
+        "${ModelsBucket.Arn}/iris-classifier/*",
+        "${ModelsBucket.Arn}/*ml-cicd-pipeline-models/iris-classifier/*",
+    }
     grants = _s3_grants(template, "SageMakerExecutionRole")
-    assert grants.pop("s3:ListBucket") == grants.pop("s3:GetBucketLocation") == {json.dumps(
-        {"Fn::GetAtt": ["ModelsBucket", "Arn"]})}  # fmt: skip
-    assert grants == {"s3:GetObject": under, "s3:PutObject": under, "s3:AbortMultipartUpload": under}
-    [listing] = [s for r, s in role_statements(template) if r == "SageMakerExecutionRole" and "s3:ListBucket" in s["Action"]]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": [
-        "iris-classifier/*", "*ml-cicd-pipeline-models/iris-classifier/*"]}}  # fmt: skip
+    assert (
+        grants.pop("s3:ListBucket")
+        == grants.pop("s3:GetBucketLocation")
+        == {json.dumps({"Fn::GetAtt": ["ModelsBucket", "Arn"]})}
+    )
+    assert grants == {
+        "s3:GetObject": under,
+        "s3:PutObject": under,
+        "s3:AbortMultipartUpload": under,
+    }
+    [listing] = [
+        s
+        for r, s in role_statements(template)
+        if r == "SageMakerExecutionRole" and "s3:ListBucket" in s["Action"]
+    ]
+    assert listing["Condition"] == {
+        "StringLike": {
+            "s3:prefix": ["iris-classifier/*", "*ml-cicd-pipeline-models/iris-classifier/*"]
+        }
+    }
     # Their volumes are encrypted through a grant that only an AWS resource may use.
-    [grant] = [s for r, s in role_statements(template) if r == "SageMakerExecutionRole" and "kms:CreateGrant" in s["Action"]]
+    [grant] = [
+        s
+        for r, s in role_statements(template)
+        if r == "SageMakerExecutionRole" and "kms:CreateGrant" in s["Action"]
+    ]
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
     # The training Lambda, too, writes only there.
     assert _s3_grants(template, "TrainingFunctionRole")["s3:PutObject"] == {
-        "${ArtifactsBucket.Arn}/*", "${ModelsBucket.Arn}/iris-classifier/*"}  # fmt: skip
+        "${ArtifactsBucket.Arn}/*",
+        "${ModelsBucket.Arn}/iris-classifier/*",
+    }
 
 
 def test_sagemaker_permissions_are_scoped_to_the_pipelines_names(template: dict[str, Any]) -> None:
@@ -201,14 +262,20 @@ def test_sagemaker_arn_patterns_are_lower_case(iris_config: Config) -> None:
     assert "Iris-Classifier-*" not in text
 
 
-def test_github_token_is_no_echo_and_only_used_without_a_connection(template: dict[str, Any]) -> None:
+def test_github_token_is_no_echo_and_only_used_without_a_connection(
+    template: dict[str, Any],
+) -> None:
     token = template["Parameters"]["GitHubToken"]
     assert token["NoEcho"] is True
     assert token["Default"] == ""
-    token_source = resolve(template)["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][0]
+    token_source = resolve(template)["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][
+        0
+    ]
     assert token_source["ActionTypeId"]["Provider"] == "GitHub"
     assert token_source["Configuration"]["OAuthToken"] == {"Ref": "GitHubToken"}
-    connection = resolve(template, {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:1:connection/x"})
+    connection = resolve(
+        template, {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:1:connection/x"}
+    )
     source = connection["Resources"]["Pipeline"]["Properties"]["Stages"][0]["Actions"][0]
     assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
     assert "PipelineWebhook" not in connection["Resources"]
@@ -220,36 +287,61 @@ def test_the_webhook_signs_with_its_own_secret_not_the_token(template: dict[str,
     assert secret["NoEcho"] is True and "Default" not in secret and secret["MinLength"] == 20
     pattern = re.compile(secret["AllowedPattern"])
     assert pattern.match(secrets.token_urlsafe(32)) and not pattern.match("a secret with spaces")
-    webhook = resolve(template, {"GitHubToken": "ghp_x"})["Resources"]["PipelineWebhook"]["Properties"]
+    webhook = resolve(template, {"GitHubToken": "ghp_x"})["Resources"]["PipelineWebhook"][
+        "Properties"
+    ]
     assert webhook["AuthenticationConfiguration"] == {"SecretToken": {"Ref": "WebhookSecret"}}
     assert webhook["Authentication"] == "GITHUB_HMAC" and webhook["RegisterWithThirdParty"] is True
     assert "GitHubToken" not in references(webhook)
     rule = template["Rules"]["WebhookSecretIsItsOwn"]
     assert rule["RuleCondition"] == template["Conditions"]["UseGitHubToken"]
     asserted = [a["Assert"] for a in rule["Assertions"]]
-    assert asserted == [{"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, {"Ref": "GitHubToken"}]}]}]
+    assert asserted == [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecret"}, {"Ref": "GitHubToken"}]}]}
+    ]
 
 
 def test_approval_stage_only_with_approval(iris_config: Config, template: dict[str, Any]) -> None:
     assert _stage_names(template) == ["Source", "Build", "Train", "Deploy"]
-    assert _stage_names(template, RequireApproval="true") == ["Source", "Build", "Train", "Approval", "Deploy"]
+    assert _stage_names(template, RequireApproval="true") == [
+        "Source",
+        "Build",
+        "Train",
+        "Approval",
+        "Deploy",
+    ]
     with_approval = build_template(iris_config, approval=True)
     assert with_approval["Parameters"]["RequireApproval"]["Default"] == "true"
     assert _stage_names(with_approval) == ["Source", "Build", "Train", "Approval", "Deploy"]
-    approve = resolve(with_approval)["Resources"]["Pipeline"]["Properties"]["Stages"][3]["Actions"][0]
-    assert approve["ActionTypeId"] == {"Category": "Approval", "Owner": "AWS", "Provider": "Manual", "Version": "1"}
+    approve = resolve(with_approval)["Resources"]["Pipeline"]["Properties"]["Stages"][3]["Actions"][
+        0
+    ]
+    assert approve["ActionTypeId"] == {
+        "Category": "Approval",
+        "Owner": "AWS",
+        "Provider": "Manual",
+        "Version": "1",
+    }
     assert approve["Configuration"]["NotificationArn"] == {"Ref": "NotificationTopic"}
 
 
-def test_buckets_are_named_from_the_config_and_unique_per_account_and_region(template: dict[str, Any]) -> None:
+def test_buckets_are_named_from_the_config_and_unique_per_account_and_region(
+    template: dict[str, Any],
+) -> None:
     props = template["Resources"]["ArtifactsBucket"]["Properties"]
-    assert props["BucketName"] == {"Fn::Sub": "ml-cicd-pipeline-artifacts-${AWS::AccountId}-${AWS::Region}"}
+    assert props["BucketName"] == {
+        "Fn::Sub": "ml-cicd-pipeline-artifacts-${AWS::AccountId}-${AWS::Region}"
+    }
     models = template["Resources"]["ModelsBucket"]["Properties"]
-    assert models["BucketName"] == {"Fn::Sub": "ml-cicd-pipeline-models-${AWS::AccountId}-${AWS::Region}"}
+    assert models["BucketName"] == {
+        "Fn::Sub": "ml-cicd-pipeline-models-${AWS::AccountId}-${AWS::Region}"
+    }
 
 
 @pytest.mark.parametrize("bucket", ["ArtifactsBucket", "ModelsBucket", "AccessLogBucket"])
-def test_buckets_are_private_versioned_encrypted_and_tls_only(template: dict[str, Any], bucket: str) -> None:
+def test_buckets_are_private_versioned_encrypted_and_tls_only(
+    template: dict[str, Any], bucket: str
+) -> None:
     props = template["Resources"][bucket]["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
@@ -257,15 +349,20 @@ def test_buckets_are_private_versioned_encrypted_and_tls_only(template: dict[str
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"aws:kms", "AES256"}
     assert props["LifecycleConfiguration"]["Rules"]
     [policy] = [
-        r for r in resources_of_type(template, "AWS::S3::BucketPolicy").values()
+        r
+        for r in resources_of_type(template, "AWS::S3::BucketPolicy").values()
         if r["Properties"]["Bucket"] == {"Ref": bucket}
-    ]  # fmt: skip
-    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    ]
+    denies = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+    ]
     assert denies[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_old_artifacts_move_to_cheaper_storage(template: dict[str, Any]) -> None:
-    rules = template["Resources"]["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    rules = template["Resources"]["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"][
+        "Rules"
+    ]
     classes = [t["StorageClass"] for r in rules for t in r.get("Transitions", [])]
     assert classes == ["STANDARD_IA", "GLACIER"]
 
@@ -280,12 +377,17 @@ def test_ecr_repository(template: dict[str, Any]) -> None:
     assert [r["selection"]["tagStatus"] for r in lifecycle["rules"]] == ["untagged", "any"]
 
 
-def test_codebuild_project_builds_docker_images_from_the_buildspec(template: dict[str, Any]) -> None:
+def test_codebuild_project_builds_docker_images_from_the_buildspec(
+    template: dict[str, Any],
+) -> None:
     props = template["Resources"]["BuildProject"]["Properties"]
     assert props["Source"] == {"Type": "CODEPIPELINE", "BuildSpec": "buildspec.yml"}
     assert props["Environment"]["PrivilegedMode"] is True
     variables = {v["Name"]: v["Value"] for v in props["Environment"]["EnvironmentVariables"]}
-    assert variables == {"IMAGE_REPO_NAME": {"Ref": "ModelRepository"}, "AWS_ACCOUNT_ID": {"Ref": "AWS::AccountId"}}
+    assert variables == {
+        "IMAGE_REPO_NAME": {"Ref": "ModelRepository"},
+        "AWS_ACCOUNT_ID": {"Ref": "AWS::AccountId"},
+    }
     assert props["LogsConfig"]["CloudWatchLogs"]["GroupName"] == {"Ref": "BuildLogGroup"}
 
 
@@ -296,33 +398,50 @@ def test_lambdas(template: dict[str, Any], iris_config: Config) -> None:
     for function in functions.values():
         props = function["Properties"]
         assert props["Runtime"] == "python3.11"
-        assert props["Code"] == {"S3Bucket": {"Ref": "LambdaCodeBucket"}, "S3Key": {"Ref": "LambdaCodeKey"}}
-        assert props["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+        assert props["Code"] == {
+            "S3Bucket": {"Ref": "LambdaCodeBucket"},
+            "S3Key": {"Ref": "LambdaCodeKey"},
+        }
+        assert props["DeadLetterConfig"] == {
+            "TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+        }
         assert "KmsKeyArn" in props and "ReservedConcurrentExecutions" in props
         env = props["Environment"]["Variables"]
         assert env[names.ENV_PIPELINE] == "iris-classifier"
         assert env[names.ENV_ENDPOINT_NAME] == "iris-classifier-endpoint"
         assert env[names.ENV_MODELS_BUCKET] == {"Ref": "ModelsBucket"}
     training = functions["TrainingFunction"]["Properties"]["Environment"]["Variables"]
-    assert training[names.ENV_SAGEMAKER_ROLE_ARN] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert training[names.ENV_SAGEMAKER_ROLE_ARN] == {
+        "Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]
+    }
     assert training[names.ENV_TRAINING_KMS_KEY] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]}
     assert training[names.ENV_TRAINING_NETWORK_ISOLATION] == "true"
-    assert json.loads(training[names.ENV_GATE_THRESHOLDS]) == [{"metric": "accuracy", "op": ">=", "value": 0.85}]
+    assert json.loads(training[names.ENV_GATE_THRESHOLDS]) == [
+        {"metric": "accuracy", "op": ">=", "value": 0.85}
+    ]
     assert json.loads(training[names.ENV_HYPERPARAMETERS]) == {"C": 1.0, "max_iter": 200}
-    assert json.loads(training[names.ENV_METRIC_DEFINITIONS])[0] == {"Name": "accuracy", "Regex": "accuracy=([0-9.]+)"}
+    assert json.loads(training[names.ENV_METRIC_DEFINITIONS])[0] == {
+        "Name": "accuracy",
+        "Regex": "accuracy=([0-9.]+)",
+    }
     assert training[names.ENV_TRAINING_INSTANCE_TYPE] == iris_config.train.instance_type
     deploy = functions["DeployFunction"]["Properties"]["Environment"]["Variables"]
     assert deploy[names.ENV_ENDPOINT_INSTANCE_TYPE] == iris_config.deploy.instance_type
 
 
 def test_reserved_concurrency_zero_reserves_none(template: dict[str, Any]) -> None:
-    for overrides, expected in (({}, {"Ref": "LambdaReservedConcurrency"}), ({"LambdaReservedConcurrency": "0"}, None)):
+    for overrides, expected in (
+        ({}, {"Ref": "LambdaReservedConcurrency"}),
+        ({"LambdaReservedConcurrency": "0"}, None),
+    ):
         function = resolve(template, overrides)["Resources"]["TrainingFunction"]["Properties"]
         assert function.get("ReservedConcurrentExecutions") == expected
 
 
 def test_lambda_environment_too_large_is_a_config_error(iris_config: Config) -> None:
-    train = dataclasses.replace(iris_config.train, hyperparameters={f"p{i}": "x" * 100 for i in range(50)})
+    train = dataclasses.replace(
+        iris_config.train, hyperparameters={f"p{i}": "x" * 100 for i in range(50)}
+    )
     with pytest.raises(ConfigError, match="4096"):
         build_template(dataclasses.replace(iris_config, train=train))
 
@@ -356,11 +475,17 @@ def test_endpoint_alarms_notify_the_topic(template: dict[str, Any]) -> None:
 
 
 def test_topic_and_queue_are_encrypted(template: dict[str, Any]) -> None:
-    assert template["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "EncryptionKey"}
-    assert template["Resources"]["DeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == {"Ref": "EncryptionKey"}
+    assert template["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == {
+        "Ref": "EncryptionKey"
+    }
+    assert template["Resources"]["DeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == {
+        "Ref": "EncryptionKey"
+    }
 
 
-def test_every_reference_names_a_parameter_resource_or_pseudo_parameter(template: dict[str, Any]) -> None:
+def test_every_reference_names_a_parameter_resource_or_pseudo_parameter(
+    template: dict[str, Any],
+) -> None:
     known = set(template["Parameters"]) | set(template["Resources"])
     for logical_id, resource in template["Resources"].items():
         unknown = {r for r in references(resource) if not r.startswith("AWS::")} - known
@@ -391,22 +516,29 @@ def test_bad_bucket_prefix(bucket: str) -> None:
         build_template(config)
 
 
-def test_the_key_policy_lets_services_use_the_key_only_for_this_accounts_resources(template: dict[str, Any]) -> None:
+def test_the_key_policy_lets_services_use_the_key_only_for_this_accounts_resources(
+    template: dict[str, Any],
+) -> None:
     statements = template["Resources"]["EncryptionKey"]["Properties"]["KeyPolicy"]["Statement"]
     to_services = {s["Sid"]: s for s in statements if "Service" in s["Principal"]}
-    assert set(to_services) == {"CloudWatchLogsEncryptsTheStacksLogGroups", "CloudWatchAlarmsPublishToTheTopic"}
+    assert set(to_services) == {
+        "CloudWatchLogsEncryptsTheStacksLogGroups",
+        "CloudWatchAlarmsPublishToTheTopic",
+    }
     in_this_account = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:"
     logs = to_services["CloudWatchLogsEncryptsTheStacksLogGroups"]["Condition"]
     groups = logs["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
     assert {g["Fn::Sub"] for g in groups} == {
-        in_this_account.replace("{service}", "logs") + f"log-group:{name}" for name in REFERENCE_LOG_GROUPS
+        in_this_account.replace("{service}", "logs") + f"log-group:{name}"
+        for name in REFERENCE_LOG_GROUPS
     }
     alarms = to_services["CloudWatchAlarmsPublishToTheTopic"]["Condition"]
     assert alarms["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     notifying = {
-        a["Properties"]["AlarmName"] for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+        a["Properties"]["AlarmName"]
+        for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
         if {"Ref": "NotificationTopic"} in a["Properties"]["AlarmActions"]
-    }  # fmt: skip
+    }
     assert {a["Fn::Sub"] for a in alarms["ArnLike"]["aws:SourceArn"]} == {
         in_this_account.replace("{service}", "cloudwatch") + f"alarm:{name}" for name in notifying
     }

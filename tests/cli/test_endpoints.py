@@ -17,14 +17,18 @@ JSON = {"Content-Type": "application/json"}
 
 
 def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
-    set_yaml(iris_project, "  workers: 2\n", """  workers: 2
+    set_yaml(
+        iris_project,
+        "  workers: 2\n",
+        """  workers: 2
   variants:
     - {name: A, model: latest, weight: 1}
     - {name: B, model: latest, weight: 1}
   data_capture: {enabled: true, sampling_percentage: 100}
   header_timeout: 5
   model_timeout: 30
-""")  # fmt: skip
+""",
+    )
     commit_all(iris_project, "A/B")
     result = mlcicd(iris_project, "run", str(iris_project))
     assert result.exit_code == 0, result.output
@@ -37,21 +41,37 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     result = mlcicd(iris_project, "endpoints", "set-weights", NAME, "B=0")
     assert result.exit_code == 0, result.output
     assert "A" in result.output and "100% of the traffic" in result.output
-    wait_for(lambda: all(
-        request(url, body=json.dumps(ROWS), headers=JSON).headers["x-amzn-invoked-production-variant"] == "A"
-        for _ in range(20)
-    ), timeout=30)  # fmt: skip
+    wait_for(
+        lambda: all(
+            request(url, body=json.dumps(ROWS), headers=JSON).headers[
+                "x-amzn-invoked-production-variant"
+            ]
+            == "A"
+            for _ in range(20)
+        ),
+        timeout=30,
+    )
     text = mlcicd(iris_project, "endpoints", "describe", NAME).output
     assert "A=1, B=0" in text
 
-    summary = wait_for(lambda: (s := as_json(mlcicd(iris_project, "endpoints", "metrics", NAME, "--json")))
-                       ["variants"].get("A", {}).get("Invocations", 0) >= 20 and s, timeout=30)  # fmt: skip
+    summary = wait_for(
+        lambda: (
+            (s := as_json(mlcicd(iris_project, "endpoints", "metrics", NAME, "--json")))["variants"]
+            .get("A", {})
+            .get("Invocations", 0)
+            >= 20
+            and s
+        ),
+        timeout=30,
+    )
     assert summary["window_seconds"] == 300 and summary["variants"]["A"]["ModelLatencyp99_ms"] > 0
     table = mlcicd(iris_project, "endpoints", "metrics", NAME, "--window", "1h")
     assert table.exit_code == 0 and "P99 MS" in table.output and "A " in table.output
 
-    captured = wait_for(lambda: list(iris_project.rglob("data-capture/iris-classifier-endpoint/A/*/*/*/*/*.jsonl")),
-                        timeout=30)  # fmt: skip
+    captured = wait_for(
+        lambda: list(iris_project.rglob("data-capture/iris-classifier-endpoint/A/*/*/*/*/*.jsonl")),
+        timeout=30,
+    )
     assert "captureData" in captured[0].read_text()
 
     bad = mlcicd(iris_project, "endpoints", "set-weights", NAME, "C=1")

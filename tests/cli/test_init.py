@@ -18,9 +18,11 @@ from mlcicd.errors import ProjectError
 from tests.conftest import IRIS, git, stop_endpoints
 
 TEMPLATE_FILES = sorted(
-    p.relative_to(IRIS).as_posix() for p in IRIS.rglob("*")
-    if p.is_file() and not {".mlcicd", "__pycache__", ".pytest_cache"} & set(p.relative_to(IRIS).parts)
-)  # fmt: skip
+    p.relative_to(IRIS).as_posix()
+    for p in IRIS.rglob("*")
+    if p.is_file()
+    and not {".mlcicd", "__pycache__", ".pytest_cache"} & set(p.relative_to(IRIS).parts)
+)
 
 
 def init(*args: str) -> Result:
@@ -48,19 +50,34 @@ def test_init_makes_a_committed_project_named_after_its_directory(tmp_path: Path
     result = init("my-model")
     assert result.exit_code == 0, result.output
     project = tmp_path / "my-model"
-    assert sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
-                  if p.is_file() and ".git" not in p.relative_to(project).parts) == TEMPLATE_FILES  # fmt: skip
+    assert (
+        sorted(
+            p.relative_to(project).as_posix()
+            for p in project.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(project).parts
+        )
+        == TEMPLATE_FILES
+    )
     config = load_config(project)
-    assert (config.pipeline, config.endpoint_name, config.branch) == ("my-model", "my-model-endpoint", "main")
+    assert (config.pipeline, config.endpoint_name, config.branch) == (
+        "my-model",
+        "my-model-endpoint",
+        "main",
+    )
     text = (project / "mlcicd.yaml").read_text()
-    assert "pipeline: my-model                 # also the model package group" in text  # comment kept in place
+    assert (
+        "pipeline: my-model                 # also the model package group" in text
+    )  # comment kept in place
     assert "iris-classifier-endpoint" not in (project / "README.md").read_text()
     assert (project / "docker" / "train").stat().st_mode & 0o111  # still executable
 
     assert tracked(project) == TEMPLATE_FILES
     assert git(project, "status", "--porcelain") == ""
     assert git(project, "symbolic-ref", "--short", "HEAD").strip() == "main"
-    assert "created my-model from the iris template: pipeline my-model, endpoint my-model-endpoint" in result.output
+    assert (
+        "created my-model from the iris template: pipeline my-model, endpoint my-model-endpoint"
+        in result.output
+    )
     assert "  created  src/train.py" in result.output
     assert "git: a new repository on branch main, first commit" in result.output
     assert result.output.rstrip().endswith("next: mlcicd run my-model")
@@ -104,10 +121,14 @@ def test_a_name_yaml_would_read_as_a_number_stays_a_string(tmp_path: Path) -> No
         (["ok", "--name", "a" * 42], f"'{'a' * 42}' (--name)", f"--name {'a' * 41}"),
     ],
 )
-def test_invalid_names_are_refused_with_the_fix(tmp_path: Path, args: list[str], shown: str, suggested: str) -> None:
+def test_invalid_names_are_refused_with_the_fix(
+    tmp_path: Path, args: list[str], shown: str, suggested: str
+) -> None:
     result = init(*args)
     assert result.exit_code == 2
-    assert result.output.startswith(f"error: {shown} is not a valid pipeline name: use letters, digits and hyphens")
+    assert result.output.startswith(
+        f"error: {shown} is not a valid pipeline name: use letters, digits and hyphens"
+    )
     assert f"(pass {suggested})" in result.output
     assert list(tmp_path.iterdir()) == []  # nothing written
 
@@ -142,8 +163,13 @@ def test_force_adds_what_is_missing_and_keeps_every_existing_file(tmp_path: Path
     result = init("proj", "--force")
     assert result.exit_code == 0, result.output
     assert (project / "src" / "train.py").read_text() == "print('my own training')\n"
-    assert "  kept     src/train.py  (already there; the template's was not written)" in result.output
-    assert "  created  src/inference.py" in result.output and "  created  src/train.py" not in result.output
+    assert (
+        "  kept     src/train.py  (already there; the template's was not written)" in result.output
+    )
+    assert (
+        "  created  src/inference.py" in result.output
+        and "  created  src/train.py" not in result.output
+    )
     assert load_config(project).pipeline == "proj"
     # The first commit holds the project's files (the kept train.py too), not the stranger.
     assert tracked(project) == TEMPLATE_FILES
@@ -169,15 +195,31 @@ def test_inside_a_repository_there_is_no_nested_repository(tmp_path: Path) -> No
     project = tmp_path / "models" / "iris2"
     assert not (project / ".git").exists()
     assert load_config(project).branch == "trunk"  # the branch the repository is on
-    assert git(tmp_path, "status", "--porcelain", "--untracked-files=all").count("?? models/iris2/") == len(TEMPLATE_FILES)
-    assert f"git: inside the repository {tmp_path.resolve()} (branch trunk); nothing committed" in result.output
-    assert "next: git add models/iris2 && git commit -m 'Add iris2' && mlcicd run models/iris2" in result.output
+    assert git(tmp_path, "status", "--porcelain", "--untracked-files=all").count(
+        "?? models/iris2/"
+    ) == len(TEMPLATE_FILES)
+    assert (
+        f"git: inside the repository {tmp_path.resolve()} (branch trunk); nothing committed"
+        in result.output
+    )
+    assert (
+        "next: git add models/iris2 && git commit -m 'Add iris2' && mlcicd run models/iris2"
+        in result.output
+    )
 
 
-def test_without_a_git_identity_the_commit_uses_a_local_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_git_identity_the_commit_uses_a_local_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+    for var in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "EMAIL",
+    ):
         monkeypatch.delenv(var, raising=False)
     assert init("proj").exit_code == 0
     project = tmp_path / "proj"
@@ -204,10 +246,14 @@ def test_a_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(scaffold, "_first_commit", _failing_commit)
     result = init("a/b/proj")
     assert result.exit_code == 2 and "on purpose" in result.output
-    assert list(tmp_path.iterdir()) == []  # not the project, its staging, nor the parents made for it
+    assert (
+        list(tmp_path.iterdir()) == []
+    )  # not the project, its staging, nor the parents made for it
 
 
-def test_a_failure_with_force_restores_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_with_force_restores_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = tmp_path / "proj"
     (project / "src").mkdir(parents=True)
     (project / "src" / "train.py").write_text("mine\n")
@@ -215,46 +261,87 @@ def test_a_failure_with_force_restores_the_directory(tmp_path: Path, monkeypatch
     result = init("proj", "--force")
     assert result.exit_code == 2 and "on purpose" in result.output
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
-        "proj", "proj/src", "proj/src/train.py"
-    ]  # fmt: skip
+        "proj",
+        "proj/src",
+        "proj/src/train.py",
+    ]
     assert (project / "src" / "train.py").read_text() == "mine\n"
 
 
-def test_junk_in_the_template_is_not_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_junk_in_the_template_is_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = tmp_path / "examples" / "iris"
     (tmp_path / "examples").mkdir()
     shutil.copytree(IRIS, source, ignore=templates.ignore)
-    for junk in (".mlcicd/state.db", "src/__pycache__/train.cpython-311.pyc", "env/pyvenv.cfg", ".venv/bin/python"):
+    for junk in (
+        ".mlcicd/state.db",
+        "src/__pycache__/train.cpython-311.pyc",
+        "env/pyvenv.cfg",
+        ".venv/bin/python",
+    ):
         (source / junk).parent.mkdir(parents=True, exist_ok=True)
         (source / junk).write_text("junk")
     monkeypatch.setattr(templates, "PACKAGED", tmp_path / "nowhere")
     monkeypatch.setattr(templates, "SOURCE", tmp_path / "examples")
     assert init("proj").exit_code == 0
     assert tracked(tmp_path / "proj") == TEMPLATE_FILES
-    assert not [p for p in ("proj/.mlcicd", "proj/src/__pycache__", "proj/env", "proj/.venv") if (tmp_path / p).exists()]
+    assert not [
+        p
+        for p in ("proj/.mlcicd", "proj/src/__pycache__", "proj/env", "proj/.venv")
+        if (tmp_path / p).exists()
+    ]
 
 
 @pytest.mark.integration
 def test_init_then_run_serves_the_new_model(tmp_path: Path) -> None:
     """The two commands of the README, as a user types them."""
     project = tmp_path / "my-model"
-    made = subprocess.run([sys.executable, "-m", "mlcicd", "init", "my-model"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, "-m", "mlcicd", "init", "my-model"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     try:
-        ran = subprocess.run([sys.executable, "-m", "mlcicd", "run", "my-model"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        ran = subprocess.run(
+            [sys.executable, "-m", "mlcicd", "run", "my-model"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "endpoint my-model-endpoint:" in ran.stdout and "sample" in ran.stdout
         invoked = subprocess.run(
-            [sys.executable, "-m", "mlcicd", "-C", str(project), "invoke", "my-model-endpoint",
-             "--body", "[[5.1, 3.5, 1.4, 0.2]]"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mlcicd",
+                "-C",
+                str(project),
+                "invoke",
+                "my-model-endpoint",
+                "--body",
+                "[[5.1, 3.5, 1.4, 0.2]]",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert invoked.returncode == 0, invoked.stderr
         assert json.loads(invoked.stdout)["labels"] == ["setosa"]
-        models = subprocess.run([sys.executable, "-m", "mlcicd", "-C", str(project), "models", "list", "--json"],
-                                capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-        assert [(m["group_name"], m["version"]) for m in json.loads(models.stdout)] == [("my-model", 1)]
+        models = subprocess.run(
+            [sys.executable, "-m", "mlcicd", "-C", str(project), "models", "list", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert [(m["group_name"], m["version"]) for m in json.loads(models.stdout)] == [
+            ("my-model", 1)
+        ]
     finally:
         stop_endpoints(project)

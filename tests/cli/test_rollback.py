@@ -18,10 +18,17 @@ ENDPOINT = "iris-classifier-endpoint"
 
 def _registered(state: State, sha: str, n: int) -> None:
     state.register_model_package(
-        group_name="iris-classifier", status="Approved", model_uri=f"file:///m/{n}", model_sha256=f"{n}" * 64,
-        metrics={}, training_job=None, build_digest=None, commit_sha=sha, run_id=None,
+        group_name="iris-classifier",
+        status="Approved",
+        model_uri=f"file:///m/{n}",
+        model_sha256=f"{n}" * 64,
+        metrics={},
+        training_job=None,
+        build_digest=None,
+        commit_sha=sha,
+        run_id=None,
         lineage={"commit": {"commit": sha, "tree": "0" * 40}},
-    )  # fmt: skip
+    )
 
 
 def test_rollback_during_a_run_is_refused_and_says_to_use_the_service(tmp_path: Path) -> None:
@@ -31,18 +38,39 @@ def test_rollback_during_a_run_is_refused_and_says_to_use_the_service(tmp_path: 
     _registered(state, sha, 1)
     _registered(state, sha, 2)
     now = time.time()
-    state.upsert_endpoint(EndpointRecord(
-        name=ENDPOINT, backend="local", status="InService", url=None, port=None, pid=None, config_name=None,
-        model_group="iris-classifier", model_version=2, model_sha256="2" * 64, failure_reason=None,
-        created_at=now, updated_at=now,
-    ))  # fmt: skip
-    running = state.create_run(pipeline="iris-classifier", project_dir=str(root), stages=["train"])  # this pid: alive
+    state.upsert_endpoint(
+        EndpointRecord(
+            name=ENDPOINT,
+            backend="local",
+            status="InService",
+            url=None,
+            port=None,
+            pid=None,
+            config_name=None,
+            model_group="iris-classifier",
+            model_version=2,
+            model_sha256="2" * 64,
+            failure_reason=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    running = state.create_run(
+        pipeline="iris-classifier", project_dir=str(root), stages=["train"]
+    )  # this pid: alive
 
-    result = CliRunner().invoke(cli, ["-C", str(root), "endpoints", "rollback", ENDPOINT, "--to", "1"])
+    result = CliRunner().invoke(
+        cli, ["-C", str(root), "endpoints", "rollback", ENDPOINT, "--to", "1"]
+    )
     assert result.exit_code == 1
     assert f"run {running.id} of iris-classifier is in progress" in result.output
-    assert "start `mlcicd up` and roll back again" in result.output and f"wait for run {running.id}" in result.output
+    assert (
+        "start `mlcicd up` and roll back again" in result.output
+        and f"wait for run {running.id}" in result.output
+    )
     assert [r.id for r in state.list_runs()] == [running.id]  # nothing was started
 
-    other = CliRunner().invoke(cli, ["-C", str(root), "endpoints", "rollback", "someone-elses", "--to", "1"])
+    other = CliRunner().invoke(
+        cli, ["-C", str(root), "endpoints", "rollback", "someone-elses", "--to", "1"]
+    )
     assert other.exit_code != 0 and "does not exist" in other.output

@@ -69,7 +69,9 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
     assert stage_status(iris_project, 1) == dict.fromkeys(
         ("source", "build", "train", "gate", "register", "deploy"), "Succeeded"
     )
-    endpoint = as_json(mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json"))
+    endpoint = as_json(
+        mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json")
+    )
     assert endpoint["endpoint"]["status"] == "InService"
     assert endpoint["endpoint"]["model_version"] == 1
     pid = endpoint["endpoint"]["pid"]
@@ -79,19 +81,32 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
     assert json.loads(invoked.stdout)["labels"] == ["setosa", "virginica"]
 
     models = as_json(mlcicd(iris_project, "models", "list", "--json"))
-    assert [(m["group_name"], m["version"], m["status"]) for m in models] == [("iris-classifier", 1, "Approved")]
+    assert [(m["group_name"], m["version"], m["status"]) for m in models] == [
+        ("iris-classifier", 1, "Approved")
+    ]
     assert models[0]["metrics"]["accuracy"] >= 0.85
-    assert models[0]["lineage"]["commit"]["commit"] == as_json(mlcicd(iris_project, "runs", "show", "1", "--json"))["run"]["commit_sha"]
+    assert (
+        models[0]["lineage"]["commit"]["commit"]
+        == as_json(mlcicd(iris_project, "runs", "show", "1", "--json"))["run"]["commit_sha"]
+    )
     assert models[0]["training_job"].startswith("iris-classifier-")
 
     # Unchanged rerun: everything cached, the same endpoint process keeps serving.
     again = mlcicd(iris_project, "run")
     assert again.exit_code == 0, again.output
     statuses = stage_status(iris_project, 2)
-    assert statuses == {"source": "Succeeded", "build": "Cached", "train": "Cached", "gate": "Succeeded",
-                        "register": "Cached", "deploy": "Cached"}  # fmt: skip
+    assert statuses == {
+        "source": "Succeeded",
+        "build": "Cached",
+        "train": "Cached",
+        "gate": "Succeeded",
+        "register": "Cached",
+        "deploy": "Cached",
+    }
     assert "cached" in again.output
-    endpoint = as_json(mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json"))
+    endpoint = as_json(
+        mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json")
+    )
     assert endpoint["endpoint"]["pid"] == pid
     assert len(as_json(mlcicd(iris_project, "models", "list", "--json"))) == 1
 
@@ -118,7 +133,9 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
     assert statuses["gate"] == "Failed" and statuses["deploy"] == "Skipped"
     models = as_json(mlcicd(iris_project, "models", "list", "--json"))
     assert models[0]["status"] == "Rejected" and "quality gate" in models[0]["status_reason"]
-    endpoint = as_json(mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json"))
+    endpoint = as_json(
+        mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json")
+    )
     assert endpoint["endpoint"]["pid"] == pid and endpoint["endpoint"]["model_version"] == 1
     invoked = mlcicd(iris_project, "invoke", "iris-classifier-endpoint", "--body", json.dumps(ROWS))
     assert json.loads(invoked.stdout)["labels"] == ["setosa", "virginica"]
@@ -136,7 +153,9 @@ def test_dirty_tree_is_refused_and_allow_dirty_runs_the_commit(iris_project: Pat
     train.write_text("raise SystemExit('this uncommitted script must never run')\n")
     refused = mlcicd(iris_project, "run")
     assert refused.exit_code == 2
-    assert "uncommitted changes: src/train.py" in refused.output and "--allow-dirty" in refused.output
+    assert (
+        "uncommitted changes: src/train.py" in refused.output and "--allow-dirty" in refused.output
+    )
 
     allowed = mlcicd(iris_project, "run", "--allow-dirty")
     assert allowed.exit_code == 0, allowed.output
@@ -145,7 +164,9 @@ def test_dirty_tree_is_refused_and_allow_dirty_runs_the_commit(iris_project: Pat
 
 
 def test_failing_project_tests_fail_the_build_with_their_output(iris_project: Path) -> None:
-    (iris_project / "tests" / "test_broken.py").write_text("def test_broken():\n    assert 1 == 2, 'broken on purpose'\n")
+    (iris_project / "tests" / "test_broken.py").write_text(
+        "def test_broken():\n    assert 1 == 2, 'broken on purpose'\n"
+    )
     commit_all(iris_project, "a broken test")
     result = mlcicd(iris_project, "run")
     assert result.exit_code == 1
@@ -162,13 +183,17 @@ def test_a_crashing_training_script_fails_with_its_reason(iris_project: Path) ->
     result = mlcicd(iris_project, "run")
     assert result.exit_code == 1
     assert "training job" in result.output and "failed" in result.output
-    assert "below" in result.output or "min_accuracy" in result.output  # the script's output/failure text
+    assert (
+        "below" in result.output or "min_accuracy" in result.output
+    )  # the script's output/failure text
     assert stage_status(iris_project, 1)["train"] == "Failed"
     assert as_json(mlcicd(iris_project, "models", "list", "--json")) == []
 
 
 def test_max_runtime_stops_the_job(iris_project: Path) -> None:
-    (iris_project / "src" / "train.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n")
+    (iris_project / "src" / "train.py").write_text(
+        "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
+    )
     set_yaml(iris_project, "max_runtime: 600", "max_runtime: 1")
     skip_project_tests(iris_project)
     commit_all(iris_project, "a job that never ends")
@@ -179,9 +204,12 @@ def test_max_runtime_stops_the_job(iris_project: Path) -> None:
 
 def test_model_fn_that_raises_fails_deploy_and_keeps_nothing_half_done(iris_project: Path) -> None:
     inference = iris_project / "src" / "inference.py"
-    inference.write_text(inference.read_text().replace(
-        "def model_fn(model_dir", "def model_fn(model_dir, _unused=None):\n    raise RuntimeError('cannot load the model on purpose')\n\ndef _old_model_fn(model_dir"
-    ))  # fmt: skip
+    inference.write_text(
+        inference.read_text().replace(
+            "def model_fn(model_dir",
+            "def model_fn(model_dir, _unused=None):\n    raise RuntimeError('cannot load the model on purpose')\n\ndef _old_model_fn(model_dir",
+        )
+    )
     skip_project_tests(iris_project)  # they would catch it first, in the build
     commit_all(iris_project, "a model_fn that raises")
     result = mlcicd(iris_project, "run")
@@ -234,13 +262,17 @@ def test_unknown_run_and_endpoint_are_not_found(iris_project: Path) -> None:
 
 
 def test_ctrl_c_records_the_run_as_stopped(iris_project: Path) -> None:
-    (iris_project / "src" / "train.py").write_text("import time\nprint('training', flush=True)\ntime.sleep(60)\n")
+    (iris_project / "src" / "train.py").write_text(
+        "import time\nprint('training', flush=True)\ntime.sleep(60)\n"
+    )
     skip_project_tests(iris_project)
     commit_all(iris_project, "slow training")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlcicd", "run", str(iris_project)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.strip() == "│ training":  # the script is running
@@ -253,11 +285,17 @@ def test_ctrl_c_records_the_run_as_stopped(iris_project: Path) -> None:
     assert {s["stage"]: s["status"] for s in run["stages"]}["train"] == "Stopped"
 
 
-def test_a_model_that_cannot_be_stored_fails_its_training_job_record(iris_project: Path, tmp_path: Path) -> None:
+def test_a_model_that_cannot_be_stored_fails_its_training_job_record(
+    iris_project: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     store.mkdir()
     (store / "ml-cicd-pipeline-models").write_text("a file where the models bucket should be")
-    set_yaml(iris_project, "pipeline: iris-classifier", f"pipeline: iris-classifier\nstore: {{uri: '{store}'}}")
+    set_yaml(
+        iris_project,
+        "pipeline: iris-classifier",
+        f"pipeline: iris-classifier\nstore: {{uri: '{store}'}}",
+    )
     commit_all(iris_project, "a store that cannot take the model")
     result = mlcicd(iris_project, "run")
     assert result.exit_code == 1

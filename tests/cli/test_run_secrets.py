@@ -48,15 +48,23 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     root = tmp_path_factory.mktemp("secrets")
-    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
+    (root / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "--no-such-option"\n'
+    )
     project = make_repo(root / "iris")
     dump = root / "dumps"
     dump.mkdir()
     (project / "src" / "envdump.py").write_text(DUMP.format(dump=str(dump)))
     for script in ("train.py", "inference.py"):
         path = project / "src" / script
-        path.write_text(path.read_text().replace("import os\n", "import os\n\nimport envdump  # noqa: F401\n", 1))
-    (project / "tests" / "test_envdump.py").write_text("import envdump  # noqa: F401\n\n\ndef test_ok():\n    pass\n")
+        path.write_text(
+            path.read_text().replace(
+                "import os\n", "import os\n\nimport envdump  # noqa: F401\n", 1
+            )
+        )
+    (project / "tests" / "test_envdump.py").write_text(
+        "import envdump  # noqa: F401\n\n\ndef test_ok():\n    pass\n"
+    )
     set_yaml(project, "deploy:\n", "service:\n  webhook_secret_env: IRIS_HOOK_SECRET\n\ndeploy:\n")
     set_yaml(project, "  workers: 2\n", "  workers: 2\n  data_capture: {enabled: true}\n")
     commit_all(project, "dump the environment, capture the requests")
@@ -76,7 +84,9 @@ def test_no_secret_reaches_the_tests_the_training_script_or_the_endpoint(run: Ru
     assert not any(leaked.values()), leaked
     kinds = {
         "the project's tests": [s for s in run.seen if "pytest" in " ".join(s["argv"])],
-        "the training job": [s for s in run.seen if "SM_MODEL_DIR" in s["env"] and "TRAINING_JOB_NAME" in s["env"]],
+        "the training job": [
+            s for s in run.seen if "SM_MODEL_DIR" in s["env"] and "TRAINING_JOB_NAME" in s["env"]
+        ],
         "an endpoint worker": [s for s in run.seen if s["argv"][0].endswith("worker.py")],
     }
     for kind, found in kinds.items():
@@ -93,11 +103,20 @@ def test_the_state_directory_logs_and_captured_requests_are_the_owners_alone(run
     state = run.project / ".mlcicd"
     assert mode(state) == 0o700
     logs = [p for p in state.rglob("*.log") if p.is_file()]
-    for folder in ("codebuild", "codepipeline", "TrainingJobs", "jobs", "endpoints"):  # a log of each kind
+    for folder in (
+        "codebuild",
+        "codepipeline",
+        "TrainingJobs",
+        "jobs",
+        "endpoints",
+    ):  # a log of each kind
         assert any(folder in p.relative_to(state).parts for p in logs), (folder, logs)
     assert {str(p.relative_to(state)): oct(mode(p)) for p in logs if mode(p) != 0o600} == {}
     # The deploy stage sent its sample request: the workers capture it within a second or so.
-    captured = wait_for(lambda: [p for p in (state / "artifacts").rglob("*.jsonl") if "data-capture" in p.parts], timeout=30)
+    captured = wait_for(
+        lambda: [p for p in (state / "artifacts").rglob("*.jsonl") if "data-capture" in p.parts],
+        timeout=30,
+    )
     assert {str(p.relative_to(state)): oct(mode(p)) for p in captured if mode(p) != 0o600} == {}
     database = state / "state.db"
     assert [oct(mode(p)) for p in (database, state / "state.db-wal")] == ["0o600", "0o600"]

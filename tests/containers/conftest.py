@@ -55,7 +55,10 @@ def iris_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str
 
 def containers_named(prefix: str) -> list[str]:
     out = subprocess.run(
-        ["podman", "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+        ["podman", "ps", "--all", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [name for name in out.split() if name.startswith(prefix)]
 

@@ -42,30 +42,47 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
 
 
 @pytest.fixture
-def backend(iris_image: str, tmp_path: Path, no_containers_left: None) -> Iterator[PodmanEndpointBackend]:
+def backend(
+    iris_image: str, tmp_path: Path, no_containers_left: None
+) -> Iterator[PodmanEndpointBackend]:
     backend = PodmanEndpointBackend(tmp_path / "endpoints", iris_image, drain_seconds=20)
     yield backend
     for described in backend.list():
         backend.delete(described.name)
 
 
-def config(name: str, model: IrisModel, code: Path, entry: str = "inference.py", **env: str) -> EndpointConfig:
+def config(
+    name: str, model: IrisModel, code: Path, entry: str = "inference.py", **env: str
+) -> EndpointConfig:
     variant = ProductionVariant(
-        name="AllTraffic", model_data=model.archive, model_sha256=model.sha256, code_dir=code,
-        entry_point=entry, python=Path(sys.executable), environment=env,
-    )  # fmt: skip
-    return EndpointConfig(name=name, endpoint_name="iris", variants=(variant,), workers=1, startup_timeout=60)
+        name="AllTraffic",
+        model_data=model.archive,
+        model_sha256=model.sha256,
+        code_dir=code,
+        entry_point=entry,
+        python=Path(sys.executable),
+        environment=env,
+    )
+    return EndpointConfig(
+        name=name, endpoint_name="iris", variants=(variant,), workers=1, startup_timeout=60
+    )
 
 
 def iris_containers() -> list[str]:
-    return [n for n in containers_named("mlcicd-ep-iris-") if n.removeprefix("mlcicd-ep-iris-").isdigit()]
+    return [
+        n
+        for n in containers_named("mlcicd-ep-iris-")
+        if n.removeprefix("mlcicd-ep-iris-").isdigit()
+    ]
 
 
 def invoke(url: str) -> Response:
     return request(url, body=json.dumps(ROWS), headers={"Content-Type": "application/json"})
 
 
-def test_it_answers_as_the_model_does_then_is_deleted(backend: PodmanEndpointBackend, iris: IrisModel) -> None:
+def test_it_answers_as_the_model_does_then_is_deleted(
+    backend: PodmanEndpointBackend, iris: IrisModel
+) -> None:
     described = backend.deploy(config("iris-v1", iris, IRIS / "src"))
     assert described.status == "InService" and described.url is not None
     assert described.url.startswith("http://127.0.0.1:")
@@ -73,14 +90,18 @@ def test_it_answers_as_the_model_does_then_is_deleted(backend: PodmanEndpointBac
     assert answer.status == 200
     assert json.loads(answer.body)["predictions"] == iris.model.predict(np.array(ROWS)).tolist()
     # The server's workers write their counts every few seconds, into the mounted directory.
-    wait_for(lambda: backend.metrics("iris")["variants"].get("AllTraffic", {}).get("Invocations") == 1)
+    wait_for(
+        lambda: backend.metrics("iris")["variants"].get("AllTraffic", {}).get("Invocations") == 1
+    )
     backend.delete("iris")
     assert iris_containers() == []
     with pytest.raises(NotFoundError):
         backend.describe("iris")
 
 
-def test_an_update_drains_the_old_container(backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path) -> None:
+def test_an_update_drains_the_old_container(
+    backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path
+) -> None:
     code = write(tmp_path / "code" / "holding.py", HOLDING).parent
     write(code / "inference.py", (IRIS / "src" / "inference.py").read_text())
     old = backend.deploy(config("iris-v1", iris, code, "holding.py", HOLD="3"))
@@ -102,7 +123,10 @@ def test_a_container_that_dies_at_start_fails_the_update_and_the_old_one_serves(
     backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path
 ) -> None:
     good = backend.deploy(config("iris-v1", iris, IRIS / "src"))
-    broken = write(tmp_path / "broken" / "inference.py", "raise RuntimeError('the handler cannot load: no GPU')\n").parent
+    broken = write(
+        tmp_path / "broken" / "inference.py",
+        "raise RuntimeError('the handler cannot load: no GPU')\n",
+    ).parent
     with pytest.raises(EndpointError) as caught:
         backend.deploy(config("iris-v2", iris, broken))
     assert "mlcicd-ep-iris-2" in caught.value.headline
@@ -114,7 +138,9 @@ def test_a_container_that_dies_at_start_fails_the_update_and_the_old_one_serves(
     assert iris_containers() == ["mlcicd-ep-iris-1"]
 
 
-def test_an_image_without_serve_says_what_to_add(base_image: str, iris: IrisModel, tmp_path: Path, no_containers_left: None) -> None:
+def test_an_image_without_serve_says_what_to_add(
+    base_image: str, iris: IrisModel, tmp_path: Path, no_containers_left: None
+) -> None:
     backend = PodmanEndpointBackend(tmp_path / "endpoints", base_image)
     with pytest.raises(EndpointError, match=rf"image {base_image} has no `serve` on its PATH"):
         backend.deploy(config("iris-v1", iris, IRIS / "src"))

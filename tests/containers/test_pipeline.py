@@ -43,7 +43,9 @@ def run_and_predict(project: Path) -> tuple[list[float], str]:
     described = Project(project)
     record = described.state.get_endpoint(described.config.endpoint_name)
     assert record is not None
-    shown = CliRunner().invoke(cli, ["-C", str(project), "endpoints", "describe", record.name, "--json"])
+    shown = CliRunner().invoke(
+        cli, ["-C", str(project), "endpoints", "describe", record.name, "--json"]
+    )
     url = json.loads(shown.output)["endpoint"]["url"]
     answer = request(url, body=json.dumps(ROWS), headers={"Content-Type": "application/json"})
     assert answer.status == 200, answer.body

@@ -20,26 +20,35 @@ pytestmark = pytest.mark.integration
 
 
 def spec(source: Path, name: str, **kwargs: object) -> TrainingJobSpec:
-    return TrainingJobSpec(name=name, source_dir=source, entry_point="train.py", python=Path(sys.executable),
-                           **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    return TrainingJobSpec(
+        name=name, source_dir=source, entry_point="train.py", python=Path(sys.executable), **kwargs
+    )  # type: ignore[arg-type]
 
 
-def test_the_iris_job_trains_in_the_image_as_on_sagemaker(iris_image: str, tmp_path: Path, no_containers_left: None) -> None:
+def test_the_iris_job_trains_in_the_image_as_on_sagemaker(
+    iris_image: str, tmp_path: Path, no_containers_left: None
+) -> None:
     backend = PodmanTrainingBackend(tmp_path / "jobs", iris_image)
     lines: list[str] = []
     result = backend.run(
-        spec(IRIS / "src", "iris-1", hyperparameters={"C": 1.0, "max_iter": 200},
-             channels=[Channel("training", IRIS / "data")],
-             metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")]),
+        spec(
+            IRIS / "src",
+            "iris-1",
+            hyperparameters={"C": 1.0, "max_iter": 200},
+            channels=[Channel("training", IRIS / "data")],
+            metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
+        ),
         on_log=lines.append,
-    )  # fmt: skip
+    )
     assert result.status == "Completed", result.failure_reason
     assert result.metrics["accuracy"] > 0.85
     assert result.model_artifact is not None
     with tarfile.open(result.model_artifact) as tar:
         assert "model.joblib" in tar.getnames()
     description = json.loads((result.job_dir / "description.json").read_text())
-    assert description["AlgorithmSpecification"]["TrainingImage"].startswith(f"{iris_image}@sha256:")
+    assert description["AlgorithmSpecification"]["TrainingImage"].startswith(
+        f"{iris_image}@sha256:"
+    )
     assert any("podman" in part for part in description["LocalJob"]["Command"][:1])
 
 
@@ -55,7 +64,12 @@ def test_the_job_sees_opt_ml_and_the_sm_environment(iris_image: str, tmp_path: P
     source = write(tmp_path / "src" / "train.py", SEEN).parent
     write(tmp_path / "data" / "rows.csv", "1,2\n")
     result = PodmanTrainingBackend(tmp_path / "jobs", iris_image).run(
-        spec(source, "seen-1", hyperparameters={"lr": 0.5}, channels=[Channel("training", tmp_path / "data")])
+        spec(
+            source,
+            "seen-1",
+            hyperparameters={"lr": 0.5},
+            channels=[Channel("training", tmp_path / "data")],
+        )
     )
     assert result.status == "Completed", result.failure_reason
     seen = json.loads((result.job_dir / "model" / "seen.json").read_text())
@@ -67,8 +81,13 @@ def test_the_job_sees_opt_ml_and_the_sm_environment(iris_image: str, tmp_path: P
     assert seen["files"] == ["rows.csv"]
 
 
-def test_max_runtime_stops_the_container(iris_image: str, tmp_path: Path, no_containers_left: None) -> None:
-    source = write(tmp_path / "src" / "train.py", "import time\nprint('started', flush=True)\ntime.sleep(600)\n").parent
+def test_max_runtime_stops_the_container(
+    iris_image: str, tmp_path: Path, no_containers_left: None
+) -> None:
+    source = write(
+        tmp_path / "src" / "train.py",
+        "import time\nprint('started', flush=True)\ntime.sleep(600)\n",
+    ).parent
     backend = PodmanTrainingBackend(tmp_path / "jobs", iris_image, stop_grace_seconds=1)
     result = backend.run(spec(source, "slow-1", max_runtime_seconds=3))
     assert (result.status, result.secondary_status) == ("Stopped", "MaxRuntimeExceeded")
@@ -76,13 +95,17 @@ def test_max_runtime_stops_the_container(iris_image: str, tmp_path: Path, no_con
 
 
 def test_a_failing_script_fails_the_job_with_its_reason(iris_image: str, tmp_path: Path) -> None:
-    source = write(tmp_path / "src" / "train.py", "raise SystemExit('the data has no label column')\n").parent
+    source = write(
+        tmp_path / "src" / "train.py", "raise SystemExit('the data has no label column')\n"
+    ).parent
     result = PodmanTrainingBackend(tmp_path / "jobs", iris_image).run(spec(source, "bad-1"))
     assert result.status == "Failed"
     assert "the data has no label column" in (result.failure_reason or "")
 
 
-def test_without_podman_the_error_says_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_podman_the_error_says_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(PODMAN_ENV, "/nonexistent/podman")
     with pytest.raises(TrainingError, match=r"install podman.*or use backend: local"):
         PodmanTrainingBackend(tmp_path / "jobs", "localhost/mlcicd/any:tag")
@@ -94,7 +117,9 @@ def test_a_missing_image_says_how_to_build_it(tmp_path: Path, base_image: str) -
         PodmanTrainingBackend(tmp_path / "jobs", "localhost/mlcicd/never-built:0")
 
 
-def test_an_image_without_train_says_what_to_add(base_image: str, tmp_path: Path, no_containers_left: None) -> None:
+def test_an_image_without_train_says_what_to_add(
+    base_image: str, tmp_path: Path, no_containers_left: None
+) -> None:
     source = write(tmp_path / "src" / "train.py", "print('never runs')\n").parent
     result = PodmanTrainingBackend(tmp_path / "jobs", base_image).run(spec(source, "noentry-1"))
     assert result.status == "Failed"

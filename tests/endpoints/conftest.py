@@ -39,15 +39,31 @@ def backend(tmp_path: Path) -> Iterator[LocalEndpointBackend]:
 
 
 def endpoint_config(
-    tmp_path: Path, model: IrisModel, script: str, *, name: str = "cfg-1", endpoint: str = "iris",
-    port: int | None = None, workers: int = 1, startup_timeout: float = 30.0,
-) -> EndpointConfig:  # fmt: skip
+    tmp_path: Path,
+    model: IrisModel,
+    script: str,
+    *,
+    name: str = "cfg-1",
+    endpoint: str = "iris",
+    port: int | None = None,
+    workers: int = 1,
+    startup_timeout: float = 30.0,
+) -> EndpointConfig:
     code = write_code(tmp_path / f"code-{name}", script)
     variant = ProductionVariant(
-        name="AllTraffic", model_data=model.archive, model_sha256=model.sha256, code_dir=code,
-        entry_point="inference.py", python=Path(sys.executable),
-    )  # fmt: skip
+        name="AllTraffic",
+        model_data=model.archive,
+        model_sha256=model.sha256,
+        code_dir=code,
+        entry_point="inference.py",
+        python=Path(sys.executable),
+    )
     return EndpointConfig(
-        name=name, endpoint_name=endpoint, variants=(variant,), port=port, workers=workers,
-        startup_timeout=startup_timeout, drain_timeout=10.0,
-    )  # fmt: skip
+        name=name,
+        endpoint_name=endpoint,
+        variants=(variant,),
+        port=port,
+        workers=workers,
+        startup_timeout=startup_timeout,
+        drain_timeout=10.0,
+    )

@@ -33,25 +33,37 @@ def captured(aws: AwsClient) -> dict[str, list[dict]]:
     s3 = aws("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     return {
-        key: [json.loads(line) for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()]
+        key: [
+            json.loads(line)
+            for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()
+        ]
         for key in keys
     }
 
 
 def test_capture_goes_to_the_s3_store_in_sagemakers_layout(
-    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend, aws_env: AwsClient  # noqa: F811
+    tmp_path: Path,
+    iris: IrisModel,
+    backend: LocalEndpointBackend,
+    aws_env: AwsClient,  # noqa: F811
 ) -> None:
     aws_env("s3").create_bucket(Bucket=BUCKET)
-    config = replace(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2),
-                     data_capture=DataCapture(destination=f"s3://{BUCKET}/{PREFIX}"))  # fmt: skip
+    config = replace(
+        endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2),
+        data_capture=DataCapture(destination=f"s3://{BUCKET}/{PREFIX}"),
+    )
     url = backend.deploy(config).url or ""
     for i in range(12):
         headers = {**JSON, "X-Amzn-SageMaker-Inference-Id": f"r{i}"}
         assert request(url, body=json.dumps(ROWS), headers=headers).status == 200
 
-    objects = wait_for(lambda: sum(map(len, (o := captured(aws_env)).values())) == 12 and o, timeout=30)
+    objects = wait_for(
+        lambda: sum(map(len, (o := captured(aws_env)).values())) == 12 and o, timeout=30
+    )
     records = [r for lines in objects.values() for r in lines]
-    assert sorted(r["eventMetadata"]["inferenceId"] for r in records) == sorted(f"r{i}" for i in range(12))
+    assert sorted(r["eventMetadata"]["inferenceId"] for r in records) == sorted(
+        f"r{i}" for i in range(12)
+    )
     for key, lines in objects.items():
         match = KEY_RE.match(key)
         assert match, key
@@ -60,18 +72,25 @@ def test_capture_goes_to_the_s3_store_in_sagemakers_layout(
             assert match.groups() == (f"{when:%Y}", f"{when:%m}", f"{when:%d}", f"{when:%H}")
             assert r["eventMetadata"]["variant"] == "AllTraffic" and r["eventMetadata"]["eventId"]
             assert r["captureData"]["endpointInput"] == {
-                "observedContentType": "application/json", "mode": "INPUT",
-                "data": json.dumps(ROWS), "encoding": "JSON",
-            }  # fmt: skip
+                "observedContentType": "application/json",
+                "mode": "INPUT",
+                "data": json.dumps(ROWS),
+                "encoding": "JSON",
+            }
             assert r["captureData"]["endpointOutput"]["data"] == answer(iris)
     assert not (backend.endpoint_dir("iris") / "data-capture").exists()  # nothing went to disk
 
 
 def test_a_missing_bucket_fails_no_request_and_is_counted_and_logged(
-    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend, aws_env: AwsClient  # noqa: F811
+    tmp_path: Path,
+    iris: IrisModel,
+    backend: LocalEndpointBackend,
+    aws_env: AwsClient,  # noqa: F811
 ) -> None:
-    config = replace(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2),
-                     data_capture=DataCapture(destination=f"s3://{BUCKET}/{PREFIX}"))  # fmt: skip
+    config = replace(
+        endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2),
+        data_capture=DataCapture(destination=f"s3://{BUCKET}/{PREFIX}"),
+    )
     url = backend.deploy(config).url or ""
     for _ in range(10):
         response = request(url, body=json.dumps(ROWS), headers=JSON)

@@ -74,8 +74,19 @@ def test_deploy_serves_sklearns_predictions(
     assert (edir / "code" / "cfg-1" / "inference.py").is_file()
     assert "InService" in (edir / "logs" / "endpoint.log").read_text()
     status = status_of(backend, "iris")
-    assert {"status", "pid", "port", "url", "generation", "config_name", "model_sha256", "started_at",
-            "failure_reason", "last_update_failure", "workers"} <= status.keys()  # fmt: skip
+    assert {
+        "status",
+        "pid",
+        "port",
+        "url",
+        "generation",
+        "config_name",
+        "model_sha256",
+        "started_at",
+        "failure_reason",
+        "last_update_failure",
+        "workers",
+    } <= status.keys()
 
 
 def test_deploy_with_all_four_handlers(
@@ -353,9 +364,13 @@ def boto3_client(url: str):  # type: ignore[no-untyped-def]
     from botocore.config import Config
 
     return boto3.client(
-        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}),
-    )  # fmt: skip
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def test_boto3_invoke_endpoint(
@@ -364,18 +379,23 @@ def test_boto3_invoke_endpoint(
     described = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
     client = boto3_client(described.url or "")
     response = client.invoke_endpoint(
-        EndpointName="iris", Body=json.dumps(iris.X[:5].tolist()), ContentType="application/json",
-        Accept="application/json", CustomAttributes="trace=42",
-    )  # fmt: skip
+        EndpointName="iris",
+        Body=json.dumps(iris.X[:5].tolist()),
+        ContentType="application/json",
+        Accept="application/json",
+        CustomAttributes="trace=42",
+    )
     assert json.loads(response["Body"].read()) == iris.model.predict(iris.X[:5]).tolist()
     assert response["InvokedProductionVariant"] == "AllTraffic"
     assert response["ContentType"] == "application/json"
     assert response["ResponseMetadata"]["RequestId"]
 
     npy = client.invoke_endpoint(
-        EndpointName="iris", Body=json.dumps(iris.X[:3].tolist()), ContentType="application/json",
+        EndpointName="iris",
+        Body=json.dumps(iris.X[:3].tolist()),
+        ContentType="application/json",
         Accept="application/x-npy",
-    )  # fmt: skip
+    )
     import io
 
     assert (

@@ -22,9 +22,13 @@ def _config(tmp_path: Path) -> EndpointConfig:
     (code / "inference.py").write_text("def model_fn(model_dir):\n    return None\n")
     sha256 = pack_dir(model, tmp_path / "model.tar.gz")
     variant = ProductionVariant(
-        name="AllTraffic", model_data=tmp_path / "model.tar.gz", model_sha256=sha256,
-        code_dir=code, entry_point="inference.py", python=Path(sys.executable),
-    )  # fmt: skip
+        name="AllTraffic",
+        model_data=tmp_path / "model.tar.gz",
+        model_sha256=sha256,
+        code_dir=code,
+        entry_point="inference.py",
+        python=Path(sys.executable),
+    )
     return EndpointConfig(name="c1", endpoint_name="iris", variants=(variant,))
 
 

@@ -118,9 +118,10 @@ def test_ten_updates_and_two_broken_ones_under_load_lose_no_request(
         load.more()
         with pytest.raises(EndpointError, match=r"still serves cfg-10: .*not ready within 3s"):
             backend.deploy(
-                endpoint_config(tmp_path, iris, NEVER_READY, name="hangs", workers=2,
-                                startup_timeout=3)
-            )  # fmt: skip
+                endpoint_config(
+                    tmp_path, iris, NEVER_READY, name="hangs", workers=2, startup_timeout=3
+                )
+            )
         load.more()
         stats = load.stop()
     assert stats["failed"] == 0, stats["failures"]
@@ -137,8 +138,11 @@ def test_canary_rolls_back_when_the_5xx_alarm_trips(
     first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
     broken = with_policy(
         endpoint_config(tmp_path, flipped, ALWAYS_RAISES, name="cfg-2", workers=2),
-        strategy="canary", canary_percent=50, wait_seconds=5, max_5xx_rate=0.05,
-    )  # fmt: skip
+        strategy="canary",
+        canary_percent=50,
+        wait_seconds=5,
+        max_5xx_rate=0.05,
+    )
     with LoadProcess(first.url or "", tmp_path / "load.json") as load:
         with pytest.raises(EndpointRollbackError, match=r"rolled back.*5XX rate") as info:
             backend.deploy(broken)
@@ -166,8 +170,10 @@ def test_the_p99_latency_alarm(
     first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=1))
     slow = with_policy(
         endpoint_config(tmp_path, iris, SLOW, name="cfg-slow", workers=1),
-        strategy="all_at_once", wait_seconds=4, max_p99_latency_ms=20,
-    )  # fmt: skip
+        strategy="all_at_once",
+        wait_seconds=4,
+        max_p99_latency_ms=20,
+    )
     with LoadProcess(first.url or "", tmp_path / "load.json", threads=2) as load:
         with pytest.raises(EndpointRollbackError, match="p99 ModelLatency") as info:
             backend.deploy(slow)
@@ -184,8 +190,11 @@ def test_linear_update_moves_traffic_in_steps_without_failing_a_request(
     first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
     update = with_policy(
         endpoint_config(tmp_path, flipped, NO_HANDLERS, name="cfg-2", workers=2),
-        strategy="linear", linear_step_percent=50, wait_seconds=1.5, max_5xx_rate=0.01,
-    )  # fmt: skip
+        strategy="linear",
+        linear_step_percent=50,
+        wait_seconds=1.5,
+        max_5xx_rate=0.01,
+    )
     with LoadProcess(first.url or "", tmp_path / "load.json") as load:
         described = backend.deploy(update)
         before = load.stats()["answers"].get(answer(iris), 0)

@@ -33,26 +33,38 @@ JSON = {"Content-Type": "application/json"}
 
 def variant(tmp_path: Path, name: str, model: IrisModel, weight: float = 1.0) -> ProductionVariant:
     return ProductionVariant(
-        name=name, model_data=model.archive, model_sha256=model.sha256,
-        code_dir=write_code(tmp_path / f"code-{name}", NO_HANDLERS), entry_point="inference.py",
-        python=Path(sys.executable), weight=weight,
-    )  # fmt: skip
+        name=name,
+        model_data=model.archive,
+        model_sha256=model.sha256,
+        code_dir=write_code(tmp_path / f"code-{name}", NO_HANDLERS),
+        entry_point="inference.py",
+        python=Path(sys.executable),
+        weight=weight,
+    )
 
 
 def ab_config(
     tmp_path: Path, iris: IrisModel, flipped: IrisModel, **kwargs: object
 ) -> EndpointConfig:
     return EndpointConfig(
-        name="ab-1", endpoint_name="iris", workers=2, drain_timeout=10.0,
-        variants=(variant(tmp_path, "A", iris), variant(tmp_path, "B", flipped)), **kwargs,  # type: ignore[arg-type]
-    )  # fmt: skip
+        name="ab-1",
+        endpoint_name="iris",
+        workers=2,
+        drain_timeout=10.0,
+        variants=(variant(tmp_path, "A", iris), variant(tmp_path, "B", flipped)),
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def boto3_client(url: str):  # type: ignore[no-untyped-def]
     return boto3.client(
-        "sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}),
-    )  # fmt: skip
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def test_set_weights_moves_traffic_without_failing_a_request(
@@ -98,15 +110,20 @@ def test_boto3_target_variant_custom_attributes_and_inference_id(
     config = ab_config(tmp_path, iris, flipped)
     b = replace(config.variants[1], code_dir=write_code(tmp_path / "ctx", CONTEXT_HANDLERS))
     capture_dir = tmp_path / "capture"
-    config = replace(config, variants=(config.variants[0], b),
-                     data_capture=DataCapture(destination=capture_dir))  # fmt: skip
+    config = replace(
+        config, variants=(config.variants[0], b), data_capture=DataCapture(destination=capture_dir)
+    )
     described = backend.deploy(config)
     client = boto3_client(described.url or "")
     for target, model in (("A", iris), ("B", flipped)):
         response = client.invoke_endpoint(
-            EndpointName="iris", Body=json.dumps(ROWS), ContentType="application/json",
-            TargetVariant=target, CustomAttributes="trace=7", InferenceId=f"id-{target}",
-        )  # fmt: skip
+            EndpointName="iris",
+            Body=json.dumps(ROWS),
+            ContentType="application/json",
+            TargetVariant=target,
+            CustomAttributes="trace=7",
+            InferenceId=f"id-{target}",
+        )
         assert response["InvokedProductionVariant"] == target
         assert response["Body"].read().decode() == answer(model)
         # Only B's handler (it takes a context) answers custom attributes.
@@ -121,15 +138,20 @@ def test_boto3_target_variant_custom_attributes_and_inference_id(
 
 
 def _records(root: Path) -> list[dict]:
-    return [json.loads(line) for path in sorted(root.rglob("*.jsonl"))
-            for line in path.read_text().splitlines()]  # fmt: skip
+    return [
+        json.loads(line)
+        for path in sorted(root.rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 def test_data_capture_writes_sagemakers_record_shape(
     tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
 ) -> None:
-    config = replace(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2),
-                     data_capture=DataCapture(sampling_percentage=50.0))  # fmt: skip
+    config = replace(
+        endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2),
+        data_capture=DataCapture(sampling_percentage=50.0),
+    )
     url = backend.deploy(config).url or ""
     for i in range(100):
         assert (
@@ -147,9 +169,11 @@ def test_data_capture_writes_sagemakers_record_shape(
     record = records[0]
     assert record["eventVersion"] == "0"
     assert record["captureData"]["endpointInput"] == {
-        "observedContentType": "application/json", "mode": "INPUT",
-        "data": json.dumps(ROWS), "encoding": "JSON",
-    }  # fmt: skip
+        "observedContentType": "application/json",
+        "mode": "INPUT",
+        "data": json.dumps(ROWS),
+        "encoding": "JSON",
+    }
     assert record["captureData"]["endpointOutput"]["mode"] == "OUTPUT"
     assert record["captureData"]["endpointOutput"]["data"] == answer(iris)
     meta = record["eventMetadata"]

@@ -21,7 +21,9 @@ def test_the_mirror_is_the_main_archive_apt_uses(tmp_path: Path) -> None:
 
 
 def test_a_one_line_sources_list_works_too(tmp_path: Path) -> None:
-    (tmp_path / "sources.list").write_text("deb [arch=amd64] https://deb.example.org/debian bookworm main\n")
+    (tmp_path / "sources.list").write_text(
+        "deb [arch=amd64] https://deb.example.org/debian bookworm main\n"
+    )
     assert host_mirror(tmp_path) == "https://deb.example.org/debian"
     assert host_mirror(tmp_path / "nothing-here") == DEFAULT_MIRROR
 
@@ -38,10 +40,18 @@ def test_the_suite_is_this_machines(tmp_path: Path) -> None:
 def test_a_build_reaches_the_hosts_network_only_for_an_index_on_loopback() -> None:
     from mlcicd.images.build import build_network
 
-    assert build_network({"index-url": "https://pypi.org/simple", "extra-index-url": "file:///opt/pypi/simple"}) == []
-    assert build_network({"extra-index-url": "https://pypi.org/simple http://127.0.0.1:3141/root/pypi"}) == [
-        "--network", "host",
-    ]  # fmt: skip
+    assert (
+        build_network(
+            {"index-url": "https://pypi.org/simple", "extra-index-url": "file:///opt/pypi/simple"}
+        )
+        == []
+    )
+    assert build_network(
+        {"extra-index-url": "https://pypi.org/simple http://127.0.0.1:3141/root/pypi"}
+    ) == [
+        "--network",
+        "host",
+    ]
     assert build_network({"find-links": "http://localhost:8000/wheels"}) == ["--network", "host"]
 
 

@@ -47,10 +47,17 @@ def make_project(root: Path, *, store: str | None = None, config: str = CONFIG) 
 
 def register(project: Project, sha: str, *, job: str = "iris-job-1") -> ModelPackage:
     return project.state.register_model_package(
-        group_name=project.config.pipeline, status="Approved", model_uri=f"file:///models/{sha}/model.tar.gz",
-        model_sha256=sha, metrics={"accuracy": 0.97}, training_job=job, build_digest="b" * 64,
-        commit_sha="c" * 40, run_id=None, lineage={"training_job": {"data_digest": "d" * 64}},
-    )  # fmt: skip
+        group_name=project.config.pipeline,
+        status="Approved",
+        model_uri=f"file:///models/{sha}/model.tar.gz",
+        model_sha256=sha,
+        metrics={"accuracy": 0.97},
+        training_job=job,
+        build_digest="b" * 64,
+        commit_sha="c" * 40,
+        run_id=None,
+        lineage={"training_job": {"data_digest": "d" * 64}},
+    )
 
 
 def baseline(project: Project, package: ModelPackage) -> ModelBaseline:
@@ -59,22 +66,49 @@ def baseline(project: Project, package: ModelPackage) -> ModelBaseline:
 
 
 def record_endpoint(
-    project: Project, name: str, config_name: str, sha: str, *, version: int = 1, spec: dict[str, Any] | None = None,
+    project: Project,
+    name: str,
+    config_name: str,
+    sha: str,
+    *,
+    version: int = 1,
+    spec: dict[str, Any] | None = None,
     backend: str = "local",
-) -> None:  # fmt: skip
+) -> None:
     """What the deploy stage records when endpoint ``name`` starts serving ``config_name``."""
     now = time.time()
     state = project.state
-    state.record_endpoint_config(EndpointConfigRecord(
-        name=config_name, endpoint_name=name, model_group=project.config.pipeline, model_version=version,
-        model_sha256=sha, run_id=None, reason="deploy", spec=spec or {"model": sha}, created_at=now,
-    ))  # fmt: skip
+    state.record_endpoint_config(
+        EndpointConfigRecord(
+            name=config_name,
+            endpoint_name=name,
+            model_group=project.config.pipeline,
+            model_version=version,
+            model_sha256=sha,
+            run_id=None,
+            reason="deploy",
+            spec=spec or {"model": sha},
+            created_at=now,
+        )
+    )
     previous = state.get_endpoint(name)
-    state.upsert_endpoint(EndpointRecord(
-        name=name, backend=backend, status="InService", url=None, port=None, pid=None, config_name=config_name,
-        model_group=project.config.pipeline, model_version=version, model_sha256=sha, failure_reason=None,
-        created_at=previous.created_at if previous else now, updated_at=now,
-    ))  # fmt: skip
+    state.upsert_endpoint(
+        EndpointRecord(
+            name=name,
+            backend=backend,
+            status="InService",
+            url=None,
+            port=None,
+            pid=None,
+            config_name=config_name,
+            model_group=project.config.pipeline,
+            model_version=version,
+            model_sha256=sha,
+            failure_reason=None,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+        )
+    )
 
 
 def write_serving_config(project: Project, name: str, capture: dict[str, Any] | None) -> None:
@@ -85,9 +119,13 @@ def write_serving_config(project: Project, name: str, capture: dict[str, Any] | 
 
 
 def capture_line(
-    rows: Any, *, variant: str = "AllTraffic", at: float | None = None, content_type: str = "text/csv",
+    rows: Any,
+    *,
+    variant: str = "AllTraffic",
+    at: float | None = None,
+    content_type: str = "text/csv",
     extra: dict[str, Any] | None = None,
-) -> bytes:  # fmt: skip
+) -> bytes:
     """One capture record, shaped as mlcicd.serving.capture writes it."""
     if content_type == "text/csv":
         data, encoding = "".join(",".join(map(str, row)) + "\n" for row in rows), "CSV"
@@ -96,15 +134,30 @@ def capture_line(
     else:
         data, encoding = base64.b64encode(rows).decode(), "BASE64"
     stamp = datetime.fromtimestamp(time.time() if at is None else at, UTC)
-    metadata = {"eventId": "e", "inferenceTime": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "variant": variant, **(extra or {})}  # fmt: skip
-    record = {"captureData": {"endpointInput": {"observedContentType": content_type, "mode": "INPUT", "data": data,
-                                                "encoding": encoding}},
-              "eventMetadata": metadata, "eventVersion": "0"}  # fmt: skip
+    metadata = {
+        "eventId": "e",
+        "inferenceTime": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "variant": variant,
+        **(extra or {}),
+    }
+    record = {
+        "captureData": {
+            "endpointInput": {
+                "observedContentType": content_type,
+                "mode": "INPUT",
+                "data": data,
+                "encoding": encoding,
+            }
+        },
+        "eventMetadata": metadata,
+        "eventVersion": "0",
+    }
     return json.dumps(record).encode() + b"\n"
 
 
-def capture_key(endpoint: str, variant: str = "AllTraffic", at: float | None = None, name: str = "00-00-000-w1") -> str:
+def capture_key(
+    endpoint: str, variant: str = "AllTraffic", at: float | None = None, name: str = "00-00-000-w1"
+) -> str:
     """Where a capture file of that hour goes, under the destination (SageMaker's layout)."""
     stamp = datetime.fromtimestamp(time.time() if at is None else at, UTC)
     return f"{endpoint}/{variant}/{stamp:%Y/%m/%d/%H}/{name}.jsonl"
@@ -128,8 +181,16 @@ def capturing_project(
         baseline(project, package)
     record_endpoint(project, "iris", "iris-v1-aaaa", SHA1)
     destination = tmp_path / "capture"
-    write_serving_config(project, "iris", {"destination": str(destination), "sampling_percentage": 100.0,
-                                           "capture_input": True, "capture_output": True})  # fmt: skip
+    write_serving_config(
+        project,
+        "iris",
+        {
+            "destination": str(destination),
+            "sampling_percentage": 100.0,
+            "capture_input": True,
+            "capture_output": True,
+        },
+    )
     return project, LocalArtifactStore(destination)
 
 

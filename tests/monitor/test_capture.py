@@ -26,32 +26,48 @@ MALFORMED = [
 
 
 def lines() -> bytes:
-    return b"".join([
-        capture_line(GOOD), capture_line(GOOD, content_type="application/json"), *MALFORMED,
-        capture_line(GOOD, variant="Shadow", extra={"shadowOf": "AllTraffic"}),
-        capture_line(GOOD, at=NOW - 600),  # before the window
-    ])  # fmt: skip
+    return b"".join(
+        [
+            capture_line(GOOD),
+            capture_line(GOOD, content_type="application/json"),
+            *MALFORMED,
+            capture_line(GOOD, variant="Shadow", extra={"shadowOf": "AllTraffic"}),
+            capture_line(GOOD, at=NOW - 600),  # before the window
+        ]
+    )
 
 
 def expect_scan(scan: object) -> None:
     from mlcicd.monitor.capture import CaptureScan
 
     assert isinstance(scan, CaptureScan)
-    assert [(r.variant, r.rows) for r in scan.records] == [("AllTraffic", GOOD), ("AllTraffic", GOOD)]
+    assert [(r.variant, r.rows) for r in scan.records] == [
+        ("AllTraffic", GOOD),
+        ("AllTraffic", GOOD),
+    ]
     assert scan.shadow_copies == 1
     assert dict(scan.skipped) == {
-        "not a JSON line": 1, "not a capture record": 1, "no inferenceTime": 1, "no endpointInput (output only)": 1,
-        "application/x-npy body is not a .npy array": 1, "application/json body is not valid JSON": 1,
-    }  # fmt: skip
+        "not a JSON line": 1,
+        "not a capture record": 1,
+        "no inferenceTime": 1,
+        "no endpointInput (output only)": 1,
+        "application/x-npy body is not a .npy array": 1,
+        "application/json body is not valid JSON": 1,
+    }
     assert scan.files == 1  # the file two hours back was not even read
 
 
 def test_a_directory_is_read_within_the_window(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path / "capture")
     store.put_bytes(lines(), "iris", capture_key("iris", name="00-00-001-w1").removeprefix("iris/"))
-    store.put_bytes(capture_line(GOOD, at=NOW - 7200), "iris",
-                    capture_key("iris", at=NOW - 7200).removeprefix("iris/"))  # fmt: skip
-    store.put_bytes(capture_line(GOOD), "iris-2", capture_key("iris-2").removeprefix("iris-2/"))  # another endpoint
+    store.put_bytes(
+        capture_line(GOOD, at=NOW - 7200),
+        "iris",
+        capture_key("iris", at=NOW - 7200).removeprefix("iris/"),
+    )
+    store.put_bytes(
+        capture_line(GOOD), "iris-2", capture_key("iris-2").removeprefix("iris-2/")
+    )  # another endpoint
     expect_scan(read_capture(str(tmp_path / "capture"), "iris", since=NOW - 300))
 
 
@@ -66,7 +82,12 @@ def test_s3_capture_objects_are_read_through_the_store(aws_env: AwsClient) -> No
     s3.create_bucket(Bucket="capture-bucket")
     prefix = "runs/ml-cicd-pipeline-artifacts/data-capture"
     s3.put_object(Bucket="capture-bucket", Key=f"{prefix}/{capture_key('iris')}", Body=lines())
-    s3.put_object(Bucket="capture-bucket", Key=f"{prefix}/{capture_key('iris', at=NOW - 7200)}",
-                  Body=capture_line(GOOD, at=NOW - 7200))  # fmt: skip
-    s3.put_object(Bucket="capture-bucket", Key=f"{prefix}/{capture_key('iris-2')}", Body=capture_line(GOOD))
+    s3.put_object(
+        Bucket="capture-bucket",
+        Key=f"{prefix}/{capture_key('iris', at=NOW - 7200)}",
+        Body=capture_line(GOOD, at=NOW - 7200),
+    )
+    s3.put_object(
+        Bucket="capture-bucket", Key=f"{prefix}/{capture_key('iris-2')}", Body=capture_line(GOOD)
+    )
     expect_scan(read_capture(f"s3://capture-bucket/{prefix}", "iris", since=NOW - 300))

@@ -16,10 +16,18 @@ BASELINE = dataset_statistics(FEATURES, COLUMNS, len(ROWS))
 CONSTRAINTS = suggest_constraints(BASELINE, drift_threshold=0.1, method="Robust")
 
 
-def run(columns: dict[str, list[Cell]], rows: int, *, method: str = "Robust", extra: tuple[str, ...] = (),
-        baseline: dict = BASELINE, constraints: dict = CONSTRAINTS) -> tuple[dict, list[dict[str, str]]]:  # fmt: skip
-    features, violations = check(baseline, constraints, columns, rows, extra=extra, drift_threshold=0.1,
-                                 method=method)  # fmt: skip
+def run(
+    columns: dict[str, list[Cell]],
+    rows: int,
+    *,
+    method: str = "Robust",
+    extra: tuple[str, ...] = (),
+    baseline: dict = BASELINE,
+    constraints: dict = CONSTRAINTS,
+) -> tuple[dict, list[dict[str, str]]]:
+    features, violations = check(
+        baseline, constraints, columns, rows, extra=extra, drift_threshold=0.1, method=method
+    )
     return {f.name: f for f in features}, violations
 
 
@@ -31,14 +39,19 @@ def sample(n: int, seed: int = 1) -> dict[str, list[Cell]]:
 def test_suggested_constraints_have_sagemakers_shape() -> None:
     assert CONSTRAINTS["version"] == 0.0
     assert CONSTRAINTS["features"][0] == {
-        "name": "sepal_length", "inferred_type": "Fractional", "completeness": 1.0,
+        "name": "sepal_length",
+        "inferred_type": "Fractional",
+        "completeness": 1.0,
         "num_constraints": {"is_non_negative": True},
-    }  # fmt: skip
+    }
     config = CONSTRAINTS["monitoring_config"]
     assert config["distribution_constraints"] == {
-        "perform_comparison": "Enabled", "comparison_threshold": 0.1, "comparison_method": "Robust",
-        "categorical_comparison_threshold": 0.1, "categorical_drift_method": "LInfinity",
-    }  # fmt: skip
+        "perform_comparison": "Enabled",
+        "comparison_threshold": 0.1,
+        "comparison_method": "Robust",
+        "categorical_comparison_threshold": 0.1,
+        "categorical_drift_method": "LInfinity",
+    }
     assert config["datatype_check_threshold"] == 1.0 and config["evaluate_constraints"] == "Enabled"
 
 
@@ -74,7 +87,9 @@ def test_missing_values_break_completeness() -> None:
     columns = sample(40)
     columns["sepal_width"][:10] = [None] * 10
     features, violations = run(columns, 40)
-    assert ("sepal_width", "completeness_check") in {(v["feature_name"], v["constraint_check_type"]) for v in violations}
+    assert ("sepal_width", "completeness_check") in {
+        (v["feature_name"], v["constraint_check_type"]) for v in violations
+    }
     assert features["sepal_width"].missing_rate == pytest.approx(0.25)
     assert "Observed: only 75.0% of the rows" in violations[0]["description"]
 
@@ -83,7 +98,9 @@ def test_strings_in_a_numeric_feature_break_the_data_type() -> None:
     columns = sample(40)
     columns["sepal_length"][0] = "five"
     _, violations = run(columns, 40)
-    assert [(v["feature_name"], v["constraint_check_type"]) for v in violations] == [("sepal_length", "data_type_check")]
+    assert [(v["feature_name"], v["constraint_check_type"]) for v in violations] == [
+        ("sepal_length", "data_type_check")
+    ]
     assert "Expected data type: Fractional" in violations[0]["description"]
 
 
@@ -101,8 +118,9 @@ def test_missing_and_extra_columns() -> None:
     del columns["petal_width"]
     features, violations = run(columns, 30, extra=("_c4",))
     assert [(v["feature_name"], v["constraint_check_type"]) for v in violations] == [
-        ("petal_width", "missing_column_check"), ("_c4", "extra_column_check"),
-    ]  # fmt: skip
+        ("petal_width", "missing_column_check"),
+        ("_c4", "extra_column_check"),
+    ]
     assert features["_c4"].baseline_type is None
 
 
@@ -111,8 +129,20 @@ def test_string_features_check_their_domain_and_their_drift() -> None:
     baseline = dataset_statistics(["colour"], [colours], 100)
     constraints = suggest_constraints(baseline, drift_threshold=0.1, method="Robust")
     assert constraints["features"][0]["string_constraints"] == {"domains": ["blue", "green", "red"]}
-    _, same = run({"colour": ["red", "blue", "red", "green", "red"] * 4}, 20, baseline=baseline, constraints=constraints)
+    _, same = run(
+        {"colour": ["red", "blue", "red", "green", "red"] * 4},
+        20,
+        baseline=baseline,
+        constraints=constraints,
+    )
     assert same == []
-    _, changed = run({"colour": ["black"] * 5 + ["blue"] * 15}, 20, baseline=baseline, constraints=constraints)
-    assert {v["constraint_check_type"] for v in changed} == {"categorical_values_check", "baseline_drift_check"}
-    assert "unknown values: black" in next(v["description"] for v in changed if "domain" in v["description"])
+    _, changed = run(
+        {"colour": ["black"] * 5 + ["blue"] * 15}, 20, baseline=baseline, constraints=constraints
+    )
+    assert {v["constraint_check_type"] for v in changed} == {
+        "categorical_values_check",
+        "baseline_drift_check",
+    }
+    assert "unknown values: black" in next(
+        v["description"] for v in changed if "domain" in v["description"]
+    )

@@ -40,7 +40,9 @@ def test_text_columns_do_not_make_a_header(tmp_path: Path) -> None:
 
 
 def test_a_label_that_is_not_a_column_is_named(tmp_path: Path) -> None:
-    with pytest.raises(MonitorError, match=r"monitor.label 'target' is not a column.*sepal_length, sepal_width"):
+    with pytest.raises(
+        MonitorError, match=r"monitor.label 'target' is not a column.*sepal_length, sepal_width"
+    ):
         read_channel(IRIS / "data", channel="training", label="target")
 
 
@@ -68,17 +70,27 @@ def test_a_channel_without_csv_says_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content_type", "data", "rows"),
     [
-        ("text/csv", "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]),
+        (
+            "text/csv",
+            "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
+            [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+        ),
         ("text/csv; charset=utf-8", "5.1,,red\n", [[5.1, None, "red"]]),
         ("application/json", "[5.1, 3.5, 1.4, 0.2]", [[5.1, 3.5, 1.4, 0.2]]),
         ("application/json", "[[5.1, 3.5], [6.7, 3.0]]", [[5.1, 3.5], [6.7, 3.0]]),
         ("application/json", '{"instances": [[5.1, 3.5]]}', [[5.1, 3.5]]),
-        ("application/json", '[{"a": 1, "b": "x"}, {"a": null}]', [{"a": 1.0, "b": "x"}, {"a": None}]),
+        (
+            "application/json",
+            '[{"a": 1, "b": "x"}, {"a": null}]',
+            [{"a": 1.0, "b": "x"}, {"a": None}],
+        ),
         ("application/json", "7", [[7.0]]),
-        ("application/jsonlines", "[1, 2]\n{\"a\": 3}\n", [[1.0, 2.0], {"a": 3.0}]),
+        ("application/jsonlines", '[1, 2]\n{"a": 3}\n', [[1.0, 2.0], {"a": 3.0}]),
     ],
 )
-def test_captured_bodies_are_read_as_the_default_input_fn_reads_them(content_type: str, data: str, rows: list) -> None:
+def test_captured_bodies_are_read_as_the_default_input_fn_reads_them(
+    content_type: str, data: str, rows: list
+) -> None:
     assert body_rows(content_type, data, "CSV" if "csv" in content_type else "JSON") == rows
 
 

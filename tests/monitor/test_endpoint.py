@@ -41,8 +41,10 @@ def monitored(tmp_path: Path, iris: IrisModel) -> Iterator[tuple[Project, str, P
     baseline(project, register(project, iris.sha256))
     backend = LocalEndpointBackend(project.state_dir / "endpoints", stop_timeout=20.0)
     capture = tmp_path / "capture"
-    config = replace(endpoint_config(tmp_path, iris, NO_HANDLERS, endpoint="iris", workers=2),
-                     data_capture=DataCapture(destination=capture))  # fmt: skip
+    config = replace(
+        endpoint_config(tmp_path, iris, NO_HANDLERS, endpoint="iris", workers=2),
+        data_capture=DataCapture(destination=capture),
+    )
     url = backend.deploy(config).url or ""
     record_endpoint(project, "iris", config.name, iris.sha256)
     try:
@@ -79,7 +81,7 @@ def test_monitor_check_on_a_capturing_endpoint(monitored: tuple[Project, str, Pa
     wait_for(lambda: captured(capture) == 40, timeout=30)
     garbage = capture / capture_key("iris", name="59-59-999-test")
     garbage.parent.mkdir(parents=True, exist_ok=True)
-    garbage.write_bytes(b"not json\n{\"captureData\": 1}\n")
+    garbage.write_bytes(b'not json\n{"captureData": 1}\n')
 
     result = mlcicd(project, "monitor", "check", "iris", "--json")
     assert result.exit_code == 0, result.output

@@ -77,8 +77,11 @@ class ServiceProcess:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mlcicd", "up", str(self.project), "--port", "0"],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.project,
-            )  # fmt: skip
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.project,
+            )
 
         def ready() -> str | None:
             assert self.process is not None and self.process.poll() is None, self.log.read_text()
@@ -93,15 +96,19 @@ class ServiceProcess:
     def auth(self) -> dict[str, str]:
         """What the CLI sends: the token from the project's state directory, the user's name."""
         token = self.project / ".mlcicd" / "service.token"
-        return {"Authorization": f"Bearer {token.read_text().strip() if token.exists() else ''}",
-                "X-Mlcicd-User": os.environ.get("USER") or getpass.getuser()}  # fmt: skip
+        return {
+            "Authorization": f"Bearer {token.read_text().strip() if token.exists() else ''}",
+            "X-Mlcicd-User": os.environ.get("USER") or getpass.getuser(),
+        }
 
     def get(self, path: str) -> Any:
         request = urllib.request.Request(self.url + path, headers=self.auth())
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def post(self, path: str, body: bytes, headers: dict[str, str], *, token: bool = True) -> tuple[int, Any]:
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str], *, token: bool = True
+    ) -> tuple[int, Any]:
         """POST ``body``; with ``token``, as the CLI would (the token and the user's name added)."""
         sent = {**(self.auth() if token else {}), **headers}
         request = urllib.request.Request(self.url + path, data=body, method="POST", headers=sent)

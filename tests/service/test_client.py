@@ -38,7 +38,9 @@ class Recorder:
         self.events.append((status, stage))
 
 
-def test_run_approve_reject_and_retry_through_the_service(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_run_approve_reject_and_retry_through_the_service(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     root = fast_project(tmp_path / "iris")
     set_yaml(root, "deploy:\n", "approve: manual\n\ndeploy:\n")
     sha = commit_all(root, "manual approval")
@@ -57,15 +59,23 @@ def test_run_approve_reject_and_retry_through_the_service(tmp_path: Path, servic
     (root / "scratch.txt").unlink()
 
     recorder = Recorder()
-    code = client.run_through_service(project, url, ref=None, force=False, allow_dirty=False, as_json=False,
-                                      reporter=recorder)  # fmt: skip
+    code = client.run_through_service(
+        project, url, ref=None, force=False, allow_dirty=False, as_json=False, reporter=recorder
+    )
     assert code == 0, (tmp_path / "service.log").read_text()
     run = service.get("/api/runs/1")["run"]
-    assert run["status"] == "WaitingForApproval" and run["commit_sha"] == sha and run["trigger"]["kind"] == "cli"
+    assert (
+        run["status"] == "WaitingForApproval"
+        and run["commit_sha"] == sha
+        and run["trigger"]["kind"] == "cli"
+    )
     started = [stage for what, stage in recorder.events if what == "started"]
     assert started == ["source", "build", "train", "gate", "approve"]
     assert ("log", "train") in recorder.events
-    assert ("Succeeded", "train") in recorder.events and ("WaitingForApproval", "approve") in recorder.events
+    assert ("Succeeded", "train") in recorder.events and (
+        "WaitingForApproval",
+        "approve",
+    ) in recorder.events
 
     with pytest.raises(NotFoundError):
         client.decide(url, project, 99, True, None)
@@ -76,28 +86,42 @@ def test_run_approve_reject_and_retry_through_the_service(tmp_path: Path, servic
     assert "run 1 succeeded" in approved.output
     shown = service.get("/api/runs/1")
     assert shown["run"]["status"] == "Succeeded" and shown["approval"]["comment"] == "looks good"
-    assert as_json(mlcicd(root, "endpoints", "describe", "iris-classifier-endpoint", "--json"))["endpoint"]["status"] == "InService"
+    assert (
+        as_json(mlcicd(root, "endpoints", "describe", "iris-classifier-endpoint", "--json"))[
+            "endpoint"
+        ]["status"]
+        == "InService"
+    )
 
     retried = mlcicd(root, "runs", "retry", "1")
     assert retried.exit_code == 0, retried.output
     assert f"queued in the service at {url}" in retried.output
-    assert wait_for("the retry", lambda: finished(root, 2)) == "Succeeded"  # its model was approved before
+    assert (
+        wait_for("the retry", lambda: finished(root, 2)) == "Succeeded"
+    )  # its model was approved before
 
     set_yaml(root, "C: 1.0", "C: 0.5")
     commit_all(root, "another model")
     submitted = client.submit_run(url, project)
     assert submitted["run"]["id"] == 3 and not submitted["existing"]
     assert client.submit_run(url, project)["existing"]  # the same commit again: the same run
-    wait_for("run 3 to wait for approval", lambda: service.get("/api/runs/3")["run"]["status"] == "WaitingForApproval")
+    wait_for(
+        "run 3 to wait for approval",
+        lambda: service.get("/api/runs/3")["run"]["status"] == "WaitingForApproval",
+    )
     rejected = mlcicd(root, "reject", "3", "-m", "no need")
     assert rejected.exit_code == 0, rejected.output
     assert finished(root, 3) == "Failed"  # followed to its end
     assert service.get("/api/runs/3")["approval"]["status"] == "Rejected"
-    endpoint = as_json(mlcicd(root, "endpoints", "describe", "iris-classifier-endpoint", "--json"))["endpoint"]
+    endpoint = as_json(mlcicd(root, "endpoints", "describe", "iris-classifier-endpoint", "--json"))[
+        "endpoint"
+    ]
     assert endpoint["model_version"] == 1
 
 
-def test_mlcicd_run_goes_through_a_running_service(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_mlcicd_run_goes_through_a_running_service(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     root = fast_project(tmp_path / "iris")
     service = ServiceProcess(root, tmp_path / "service.log").start()
     services.append(service)
@@ -105,4 +129,6 @@ def test_mlcicd_run_goes_through_a_running_service(tmp_path: Path, services: lis
     assert result.exit_code == 0, result.output
     assert f"via {service.url}" in result.output
     runs = service.get("/api/runs")
-    assert len(runs) == 1 and runs[0]["trigger"]["kind"] == "cli" and runs[0]["status"] == "Succeeded"
+    assert (
+        len(runs) == 1 and runs[0]["trigger"]["kind"] == "cli" and runs[0]["status"] == "Succeeded"
+    )

@@ -35,7 +35,9 @@ from tests.serving.helpers import request
 pytestmark = pytest.mark.integration
 
 ENDPOINT = "iris-classifier-endpoint"
-FLOOR = {"MLCICD_MONITOR_MIN_SCHEDULE": "1"}  # the tests-only floor: production's shortest schedule is 5m
+FLOOR = {
+    "MLCICD_MONITOR_MIN_SCHEDULE": "1"
+}  # the tests-only floor: production's shortest schedule is 5m
 JSON = {"Content-Type": "application/json"}
 
 
@@ -60,22 +62,32 @@ def page(url: str) -> str:
 
 
 def test_the_service_checks_the_endpoint_on_its_schedule(
-    tmp_path: Path, services: list[ServiceProcess], receivers: list[Receiver],  # noqa: F811
+    tmp_path: Path,
+    services: list[ServiceProcess],
+    receivers: list[Receiver],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    monkeypatch.setenv(*next(iter(FLOOR.items())))  # the in-process CLI below reads the same mlcicd.yaml
+) -> None:
+    monkeypatch.setenv(
+        *next(iter(FLOOR.items()))
+    )  # the in-process CLI below reads the same mlcicd.yaml
     receiver = Receiver(0)
     receivers.append(receiver)
     project = fast_project(tmp_path / "iris")
     set_yaml(project, "  drift_threshold: 0.1 ", "  schedule: 3s\n  drift_threshold: 0.1 ")
     set_yaml(project, "  workers: 2\n", "  workers: 2\n  data_capture: {enabled: true}\n")
-    set_yaml(project, "branch: main ", f"service:\n  poll_interval: 1\n  notify:\n    - {receiver.url}\nbranch: main ")
+    set_yaml(
+        project,
+        "branch: main ",
+        f"service:\n  poll_interval: 1\n  notify:\n    - {receiver.url}\nbranch: main ",
+    )
     commit_all(project, "monitor every 3 seconds")
     log = tmp_path / "service.log"
     service = ServiceProcess(project, log, env=FLOOR).start()
     services.append(service)
     runs = wait_for("the poll to queue a run", lambda: service.get("/api/runs"))
-    assert wait_for("the run", lambda: finished(project, runs[0]["id"])) == "Succeeded", log.read_text()
+    assert wait_for("the run", lambda: finished(project, runs[0]["id"])) == "Succeeded", (
+        log.read_text()
+    )
     url = service.get(f"/api/endpoints/{ENDPOINT}")["endpoint"]["url"]
 
     def executions() -> list[dict[str, Any]]:
@@ -92,22 +104,27 @@ def test_the_service_checks_the_endpoint_on_its_schedule(
     passed = [e for e in executions() if e["records"]]
     assert passed and {(e["status"], e["verdict"], e["violation_count"]) for e in passed} == {
         ("Completed", "no violations", 0),
-    }, passed  # fmt: skip
+    }, passed
     assert {v["model"] for e in passed for v in e["variants"]} == {"iris-classifier/1"}
     assert not [e for e in executions() if e["status"] == "Failed"], executions()
 
     # The same requests shifted: violations, recorded and told to the webhook.
     send(url, shifted(sample))
-    found = wait_for("violations", lambda: [e for e in executions() if e["status"] == "CompletedWithViolations"],
-                     timeout=60)  # fmt: skip
+    found = wait_for(
+        "violations",
+        lambda: [e for e in executions() if e["status"] == "CompletedWithViolations"],
+        timeout=60,
+    )
     drifted = found[-1]
     assert drifted["window_end"] > calm
     (variant,) = [v for v in drifted["variants"] if v["violations"]]
     assert {v["feature_name"] for v in variant["violations"]} >= {"petal_length", "petal_width"}
     report = json.loads(Path(variant["violations_uri"].removeprefix("file://")).read_text())
     assert report == {"violations": variant["violations"]}
-    told = wait_for("the webhook to hear of the drift",
-                    lambda: [e for e in receiver.received if e["kind"] == "monitoring_violations"])  # fmt: skip
+    told = wait_for(
+        "the webhook to hear of the drift",
+        lambda: [e for e in receiver.received if e["kind"] == "monitoring_violations"],
+    )
     assert told[0]["subject"] == ENDPOINT and told[0]["pipeline"] == "iris-classifier"
     heard = next(e for e in told if e["data"]["execution"] == drifted["id"])
     assert heard["data"]["variants"][0]["violations_uri"] == variant["violations_uri"]
@@ -117,7 +134,10 @@ def test_the_service_checks_the_endpoint_on_its_schedule(
     listed = as_json(mlcicd(project, "monitor", "history", "--json", "--limit", "500"))
     assert drifted["id"] in [e["id"] for e in listed]
     text = mlcicd(project, "monitor", "history").output
-    assert text.startswith(f"{ENDPOINT}: checked every 3s by `mlcicd up`") and "CompletedWithViolations" in text
+    assert (
+        text.startswith(f"{ENDPOINT}: checked every 3s by `mlcicd up`")
+        and "CompletedWithViolations" in text
+    )
     endpoint_page = page(f"{service.url}/endpoints/{ENDPOINT}")
     assert "<h2>Monitoring</h2>" in endpoint_page and "checked every 3s" in endpoint_page
     assert f'<a href="{html.escape(variant["violations_uri"])}">' in endpoint_page
@@ -133,8 +153,11 @@ def test_the_service_checks_the_endpoint_on_its_schedule(
     restarted = ServiceProcess(project, log, env=FLOOR).start()
     services.append(restarted)
     service = restarted
-    resumed = wait_for("a check after the restart",
-                       lambda: [e for e in executions() if e["id"] > max(b["id"] for b in before)], timeout=60)  # fmt: skip
+    resumed = wait_for(
+        "a check after the restart",
+        lambda: [e for e in executions() if e["id"] > max(b["id"] for b in before)],
+        timeout=60,
+    )
     assert resumed[-1]["window_start"] == last_end
     assert f"monitoring {ENDPOINT} every 3s (resuming from" in log.read_text()
 

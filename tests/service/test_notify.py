@@ -38,7 +38,9 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with receiver.lock:
                     receiver.attempts.append(body)
-                    fail = receiver.fail_first is None or len(receiver.attempts) <= receiver.fail_first
+                    fail = (
+                        receiver.fail_first is None or len(receiver.attempts) <= receiver.fail_first
+                    )
                     if not fail:
                         receiver.received.append(body)
                 self.send_response(503 if fail else 204)
@@ -74,7 +76,9 @@ def test_events_are_posted_retried_and_bounded(
     receivers += [steady, flaky, broken]
     project = fast_project(tmp_path / "iris")
     urls = "".join(f"    - {r.url}\n" for r in receivers)
-    set_yaml(project, "branch: main ", f"service:\n  poll_interval: 1\n  notify:\n{urls}branch: main ")
+    set_yaml(
+        project, "branch: main ", f"service:\n  poll_interval: 1\n  notify:\n{urls}branch: main "
+    )
     commit_all(project, "notify three receivers")
 
     service = ServiceProcess(project, tmp_path / "service.log").start()
@@ -91,7 +95,9 @@ def test_events_are_posted_retried_and_bounded(
     first = steady.received[0]
     assert first["pipeline"] == "iris-classifier" and first["subject"] == events[0]["subject"]
 
-    wait_for("every event at the flaky receiver, after its failures", lambda: flaky.kinds() == kinds)
+    wait_for(
+        "every event at the flaky receiver, after its failures", lambda: flaky.kinds() == kinds
+    )
     assert len(flaky.attempts) == len(kinds) + 2
 
     # The broken one: each event tried MAX_ATTEMPTS times, then given up on; no more.

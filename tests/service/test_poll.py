@@ -13,7 +13,9 @@ from tests.service.conftest import ServiceProcess, fast_project, finished, set_y
 pytestmark = pytest.mark.integration
 
 
-def test_a_push_to_a_polled_remote_starts_a_run(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_a_push_to_a_polled_remote_starts_a_run(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     seed = fast_project(tmp_path / "seed")
     set_yaml(seed, "branch: main ", "service:\n  poll_interval: 1\nbranch: main ")
     first = commit_all(seed, "poll the remote every second")

@@ -25,7 +25,9 @@ from tests.service.conftest import (
 pytestmark = pytest.mark.integration
 
 
-def test_push_to_a_bare_repository_runs_and_deploys(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_push_to_a_bare_repository_runs_and_deploys(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     seed = fast_project(tmp_path / "seed")
     origin = tmp_path / "origin.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(origin))
@@ -49,13 +51,15 @@ def test_push_to_a_bare_repository_runs_and_deploys(tmp_path: Path, services: li
     assert runs[0]["commit_sha"] == sha and runs[0]["trigger"]["kind"] == "hook"
     run_id = runs[0]["id"]
     assert wait_for("the run to finish", lambda: finished(served, run_id)) == "Succeeded", (
-        (tmp_path / "service.log").read_text()
-    )
+        tmp_path / "service.log"
+    ).read_text()
     shown = service.get(f"/api/runs/{run_id}")
     assert [s["status"] for s in shown["stages"]] == ["Succeeded"] * 6
     assert shown["run"]["commit_sha"] == sha
 
-    endpoint = as_json(mlcicd(served, "endpoints", "describe", "iris-classifier-endpoint", "--json"))["endpoint"]
+    endpoint = as_json(
+        mlcicd(served, "endpoints", "describe", "iris-classifier-endpoint", "--json")
+    )["endpoint"]
     assert endpoint["status"] == "InService"
     package = as_json(mlcicd(served, "models", "list", "--json"))[0]
     assert package["commit_sha"] == sha and endpoint["model_version"] == package["version"]
@@ -74,7 +78,9 @@ def test_push_to_a_bare_repository_runs_and_deploys(tmp_path: Path, services: li
         return any(h["reason"] == "restart" for h in history)
 
     wait_for("the endpoint to be restarted", restarted)
-    again = as_json(mlcicd(served, "endpoints", "describe", "iris-classifier-endpoint", "--json"))["endpoint"]
+    again = as_json(mlcicd(served, "endpoints", "describe", "iris-classifier-endpoint", "--json"))[
+        "endpoint"
+    ]
     assert again["status"] == "InService" and again["pid"] != endpoint["pid"]
     assert again["model_version"] == endpoint["model_version"]
     invoked = mlcicd(served, "invoke", "iris-classifier-endpoint", "--body", json.dumps(ROWS))

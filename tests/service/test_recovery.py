@@ -61,7 +61,9 @@ def test_kill_9_mid_training_then_restart(tmp_path: Path, services: list[Service
 
     # Restart: nothing is left Running; the interrupted run failed with the reason.
     service.start()
-    assert wait_for("the interrupted run to be failed", lambda: finished(project, run_id)) == "Failed"
+    assert (
+        wait_for("the interrupted run to be failed", lambda: finished(project, run_id)) == "Failed"
+    )
     shown = as_json(mlcicd(project, "runs", "show", str(run_id), "--json"))
     assert shown["run"]["failed_stage"] == "train"
     assert "interrupted: the mlcicd service stopped" in shown["run"]["failure_reason"]
@@ -73,8 +75,8 @@ def test_kill_9_mid_training_then_restart(tmp_path: Path, services: list[Service
     runs = service.get("/api/runs")
     third_run = next(r for r in runs if r["commit_sha"] == third)
     assert wait_for("the queued run", lambda: finished(project, third_run["id"])) == "Succeeded", (
-        (tmp_path / "service.log").read_text()
-    )
+        tmp_path / "service.log"
+    ).read_text()
     # And the interrupted one can be retried.
     retried = mlcicd(project, "runs", "retry", str(run_id))
     assert retried.exit_code == 0, retried.output

@@ -45,7 +45,9 @@ def served_config(project: Path) -> dict[str, Any]:
     return dict(data)
 
 
-def test_up_restart_restores_the_endpoint_as_it_was(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_up_restart_restores_the_endpoint_as_it_was(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     project = fast_project(tmp_path / "iris")
     set_yaml(project, "  workers: 2\n", "  workers: 2\n" + CAPTURE)
     set_yaml(project, "branch: main ", "service:\n  poll_interval: 1\nbranch: main ")
@@ -64,10 +66,14 @@ def test_up_restart_restores_the_endpoint_as_it_was(tmp_path: Path, services: li
 
     service.stop()  # the endpoint outlives the service, by design; then it dies too
     os.kill(before["pid"], signal.SIGKILL)
-    wait_for("the endpoint to be out of service", lambda: describe(project)["status"] != "InService")
+    wait_for(
+        "the endpoint to be out of service", lambda: describe(project)["status"] != "InService"
+    )
 
     service.start()
-    after = wait_for("the endpoint to come back", lambda: (d := describe(project))["status"] == "InService" and d)
+    after = wait_for(
+        "the endpoint to come back", lambda: (d := describe(project))["status"] == "InService" and d
+    )
     assert after["pid"] != before["pid"]
     assert after["config_name"] == before["config_name"]
     assert after["model_sha256"] == before["model_sha256"]
@@ -80,5 +86,7 @@ def test_up_restart_restores_the_endpoint_as_it_was(tmp_path: Path, services: li
     assert invoked.exit_code == 0, invoked.output
     assert json.loads(invoked.stdout)["labels"] == ["setosa", "virginica"]
     history = service.get(f"/api/endpoints/{ENDPOINT}/history")
-    assert history[-1]["reason"] == "restart" and "restored at service start" in history[-1]["detail"]
+    assert (
+        history[-1]["reason"] == "restart" and "restored at service start" in history[-1]["detail"]
+    )
     assert len(service.get("/api/runs")) == 1  # nothing was run again to restore it

@@ -24,8 +24,11 @@ pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc/PID/environ"),
 ]
 
-SECRETS = {"MLCICD_TOKEN": "the-api-token", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
-           "AWS_SECRET_ACCESS_KEY": "the-aws-secret"}  # fmt: skip
+SECRETS = {
+    "MLCICD_TOKEN": "the-api-token",
+    "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "the-aws-secret",
+}
 
 
 def environ(pid: int) -> dict[str, str]:
@@ -40,15 +43,19 @@ def test_the_run_process_and_the_training_script_do_not_see_the_services_secrets
     pid_file, go = tmp_path / "train.pid", tmp_path / "go"
     train = project / "src" / "train.py"
     # The script waits, so the test can read both processes' environments while they run.
-    wait = f"import os\nimport pathlib, time\npathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n" \
-           f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.05)\n"  # fmt: skip
+    wait = (
+        f"import os\nimport pathlib, time\npathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.05)\n"
+    )
     train.write_text(train.read_text().replace("import os\n", wait, 1))
     set_yaml(project, "deploy:\n", "service:\n  poll_interval: 0.5\n\ndeploy:\n")
     commit_all(project, "a training script that waits; polling")
     service = ServiceProcess(project, tmp_path / "service.log", env=SECRETS).start()
     services.append(service)
 
-    training_pid = int(wait_for("the training script to start", lambda: pid_file.exists() and pid_file.read_text()))
+    training_pid = int(
+        wait_for("the training script to start", lambda: pid_file.exists() and pid_file.read_text())
+    )
     run = as_json(mlcicd(project, "runs", "show", "1", "--json"))["run"]
     runner, script = environ(run["pid"]), environ(training_pid)
     go.touch()
@@ -58,4 +65,6 @@ def test_the_run_process_and_the_training_script_do_not_see_the_services_secrets
     assert runner["AWS_SECRET_ACCESS_KEY"] == SECRETS["AWS_SECRET_ACCESS_KEY"]
     assert "SM_MODEL_DIR" in script  # it is the training script
     assert {k for k in (*SECRETS, "MLCICD_WEBHOOK_SECRET") if k in script} == set()
-    assert wait_for("the run to finish", lambda: finished(project, 1)) == "Succeeded", service.log.read_text()
+    assert wait_for("the run to finish", lambda: finished(project, 1)) == "Succeeded", (
+        service.log.read_text()
+    )

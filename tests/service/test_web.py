@@ -34,8 +34,9 @@ XSS = "<script>alert(1)</script>"
 JSON = {"Content-Type": "application/json"}
 
 
-def fetch(url: str, method: str = "GET", body: bytes | None = None,
-          headers: dict[str, str] | None = None) -> tuple[int, Message, str]:  # fmt: skip
+def fetch(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Message, str]:
     sent = {**(JSON if body is not None else {}), **(headers or {})}
     request = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
@@ -49,13 +50,17 @@ def page(service: ServiceProcess, path: str) -> str:
     code, headers, text = fetch(service.url + path)
     assert code == 200, text
     assert headers["Content-Type"] == "text/html; charset=utf-8"
-    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none': no script runs
+    assert (
+        "script-src" not in headers["Content-Security-Policy"]
+    )  # default-src 'none': no script runs
     assert "<script" not in text.lower()
     return text
 
 
 @pytest.mark.integration
-def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_dashboard_follows_a_run_to_its_endpoint(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     root = fast_project(tmp_path / "iris")
     set_yaml(root, "deploy:\n", "approve: manual\n\ndeploy:\n")
     sha = commit_all(root, f"manual approval {XSS}\n\nsee <b>this</b> & that")
@@ -65,11 +70,17 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     assert "no runs yet" in page(service, "/")
 
     # ``by`` is who holds the token and says so (X-Mlcicd-User), never what a body claims.
-    code, answer = service.post("/api/runs", json.dumps({"by": "mallory"}).encode(), {**JSON, "X-Mlcicd-User": "ada"})
+    code, answer = service.post(
+        "/api/runs", json.dumps({"by": "mallory"}).encode(), {**JSON, "X-Mlcicd-User": "ada"}
+    )
     assert code == 202, answer
     run_id = answer["run"]["id"]
-    shown = wait_for("the run to wait for approval",
-                     lambda: (s := service.get(f"/api/runs/{run_id}"))["run"]["status"] == "WaitingForApproval" and s)  # fmt: skip
+    shown = wait_for(
+        "the run to wait for approval",
+        lambda: (
+            (s := service.get(f"/api/runs/{run_id}"))["run"]["status"] == "WaitingForApproval" and s
+        ),
+    )
 
     # The overview: the run, its status, commit and who started it; escaped.
     overview = page(service, "/")
@@ -104,14 +115,21 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     code, _, text = fetch(approve, "POST", b"comment=pwned", {**service.auth(), **form})
     assert code == 415 and "application/json" in text, text
     shown = service.get(f"/api/runs/{run_id}")
-    assert shown["run"]["status"] == "WaitingForApproval" and shown["approval"]["status"] == "Pending"
+    assert (
+        shown["run"]["status"] == "WaitingForApproval" and shown["approval"]["status"] == "Pending"
+    )
 
     # Approved through the API: the same page now shows the run finished and who decided why.
-    code, answer = service.post(f"/api/runs/{run_id}/approve",
-                                json.dumps({"by": "mallory", "comment": "ship <it>"}).encode(),
-                                {**JSON, "X-Mlcicd-User": "carol"})  # fmt: skip
+    code, answer = service.post(
+        f"/api/runs/{run_id}/approve",
+        json.dumps({"by": "mallory", "comment": "ship <it>"}).encode(),
+        {**JSON, "X-Mlcicd-User": "carol"},
+    )
     assert code == 200, answer
-    wait_for("the run to finish", lambda: service.get(f"/api/runs/{run_id}")["run"]["status"] == "Succeeded")
+    wait_for(
+        "the run to finish",
+        lambda: service.get(f"/api/runs/{run_id}")["run"]["status"] == "Succeeded",
+    )
     text = page(service, f"/runs/{run_id}")
     assert "st-Succeeded" in text and "st-Approved" in text and "<td>deploy</td>" in text
     assert "carol" in text and "ship &lt;it&gt;" in text and "mallory" not in text
@@ -132,8 +150,14 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     # The endpoint: live status, URL, variants, history, and the metrics `endpoints metrics` reads.
     invoked = mlcicd(root, "invoke", ENDPOINT, "--body", json.dumps(ROWS))
     assert invoked.exit_code == 0, invoked.output
-    wait_for("the invocation to be counted", lambda: (service.get(f"/api/endpoints/{ENDPOINT}")["metrics"]
-                                                      ["variants"].get("AllTraffic", {}).get("Invocations")))  # fmt: skip
+    wait_for(
+        "the invocation to be counted",
+        lambda: (
+            service.get(f"/api/endpoints/{ENDPOINT}")["metrics"]["variants"]
+            .get("AllTraffic", {})
+            .get("Invocations")
+        ),
+    )
     cli_metrics = as_json(mlcicd(root, "endpoints", "metrics", ENDPOINT, "--json"))
     endpoint = service.get(f"/api/endpoints/{ENDPOINT}")
     assert endpoint["endpoint"]["status"] == "InService"
@@ -148,9 +172,13 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
     assert "<td>registered</td>" in events and "<td>deployed</td>" in events
 
     # Unknown things are 404 pages; the API's unknown paths stay JSON.
-    for path, says in (("/runs/99", "run 99 does not exist"), (f"/models/{package['group_name']}/99", "99"),
-                       ("/endpoints/no-such-endpoint", "no-such-endpoint"), ("/runs/nope", "no such page"),
-                       (f"/runs/{run_id}?pipeline=other", "other")):  # fmt: skip
+    for path, says in (
+        ("/runs/99", "run 99 does not exist"),
+        (f"/models/{package['group_name']}/99", "99"),
+        ("/endpoints/no-such-endpoint", "no-such-endpoint"),
+        ("/runs/nope", "no such page"),
+        (f"/runs/{run_id}?pipeline=other", "other"),
+    ):
         code, headers, text = fetch(service.url + path)
         assert code == 404 and headers["Content-Type"] == "text/html; charset=utf-8", (path, code)
         assert says in text and "Not found" in text
@@ -166,23 +194,35 @@ def test_dashboard_follows_a_run_to_its_endpoint(tmp_path: Path, services: list[
         assert code == 405 and headers["Allow"] == "GET, HEAD", method
     code, _, _ = fetch(service.url + "/", "POST", b"{}")
     assert code == 405
-    keep_alive = http.client.HTTPConnection(*service.url.removeprefix("http://").split(":"), timeout=30)
-    for method, path in (("HEAD", "/"), ("GET", f"/runs/{run_id}"), ("HEAD", "/api/runs"), ("GET", "/api/runs")):
+    keep_alive = http.client.HTTPConnection(
+        *service.url.removeprefix("http://").split(":"), timeout=30
+    )
+    for method, path in (
+        ("HEAD", "/"),
+        ("GET", f"/runs/{run_id}"),
+        ("HEAD", "/api/runs"),
+        ("GET", "/api/runs"),
+    ):
         keep_alive.request(method, path, headers=service.auth())
         response = keep_alive.getresponse()
         body = response.read()
         assert response.status == 200 and bool(body) == (method == "GET"), (method, path)
     keep_alive.close()
-    assert service.get("/health")["status"] == "ok"  # the connection-closing 405s left the server serving
+    assert (
+        service.get("/health")["status"] == "ok"
+    )  # the connection-closing 405s left the server serving
 
 
 def test_values_are_escaped_and_markup_is_kept() -> None:
     assert h(XSS) == "&lt;script&gt;alert(1)&lt;/script&gt;"
-    assert h('"quoted" & \'single\'') == "&quot;quoted&quot; &amp; &#x27;single&#x27;"
+    assert h("\"quoted\" & 'single'") == "&quot;quoted&quot; &amp; &#x27;single&#x27;"
     assert h(Html("<b>ours</b>")) == "<b>ours</b>" and "muted" in h(None)
     cells = table(["a", "b"], [(XSS, Html("<i>kept</i>"))])
     assert "<td>&lt;script&gt;" in cells and "<td><i>kept</i></td>" in cells
-    assert status('Failed"><script>') == '<span class="st st-Failedscript">Failed&quot;&gt;&lt;script&gt;</span>'
+    assert (
+        status('Failed"><script>')
+        == '<span class="st st-Failedscript">Failed&quot;&gt;&lt;script&gt;</span>'
+    )
 
 
 def test_a_log_tail_reads_only_the_end(tmp_path: Path) -> None:
@@ -197,55 +237,197 @@ def test_a_log_tail_reads_only_the_end(tmp_path: Path) -> None:
 def test_every_page_escapes_what_it_is_given() -> None:
     """Hostile text in every field a user, a repository, a log or a model can set."""
     bad = '<img src=x onerror="alert(1)">'
-    run = {"id": 1, "pipeline": bad, "status": "Failed", "commit_sha": bad, "branch": bad, "author": bad,
-           "message": bad, "trigger": {"kind": bad, "by": bad}, "ref": bad, "started_at": 0.0, "ended_at": 1.0,
-           "elapsed": 1.0, "failed_stage": bad, "failure_reason": bad, "retry_of": None, "dirty": True}
-    stages = [{"stage": bad, "status": bad, "started_at": 0.0, "elapsed": 1.0, "message": bad, "log_path": bad,
-               "outputs": {"group": bad, "version": bad, "metrics": {bad: 1.0}}},
-              {"stage": "gate", "status": "Failed", "message": bad, "log_path": None, "outputs": {}}]
-    approval = {"run_id": 1, "model_group": bad, "model_version": 1, "status": "Pending", "decided_by": bad,
-                "comment": bad, "summary": {"metrics": {bad: 1}, "production": {"model": bad, "metrics": {}}}}
-    model = {"group_name": bad, "version": 2, "arn": bad, "status": bad, "status_reason": bad, "metrics": {bad: 1},
-             "commit_sha": bad, "run_id": 1, "model_uri": bad, "model_sha256": bad}
-    lineage = {"commit": {"commit": bad, "message": bad, "author": bad}, "build": {"digest": bad},
-               "training_job": {"name": bad, "status": bad, "hyperparameters": {bad: bad}},
-               "endpoint_configs": [{"name": bad, "endpoint": bad, "run_id": 1}]}
-    endpoint = {"name": bad, "status": bad, "url": bad, "backend": bad, "model_group": bad, "model_version": 1,
-                "config_name": bad, "failure_reason": bad}
-    live = {"variants": [{"name": bad, "weight": 1.0, "model_sha256": bad}], "last_update_failure": bad,
-            "traffic": {"percent": 10, "config_name": bad, "strategy": bad}, "last_rollback": {bad: bad}}
+    run = {
+        "id": 1,
+        "pipeline": bad,
+        "status": "Failed",
+        "commit_sha": bad,
+        "branch": bad,
+        "author": bad,
+        "message": bad,
+        "trigger": {"kind": bad, "by": bad},
+        "ref": bad,
+        "started_at": 0.0,
+        "ended_at": 1.0,
+        "elapsed": 1.0,
+        "failed_stage": bad,
+        "failure_reason": bad,
+        "retry_of": None,
+        "dirty": True,
+    }
+    stages = [
+        {
+            "stage": bad,
+            "status": bad,
+            "started_at": 0.0,
+            "elapsed": 1.0,
+            "message": bad,
+            "log_path": bad,
+            "outputs": {"group": bad, "version": bad, "metrics": {bad: 1.0}},
+        },
+        {"stage": "gate", "status": "Failed", "message": bad, "log_path": None, "outputs": {}},
+    ]
+    approval = {
+        "run_id": 1,
+        "model_group": bad,
+        "model_version": 1,
+        "status": "Pending",
+        "decided_by": bad,
+        "comment": bad,
+        "summary": {"metrics": {bad: 1}, "production": {"model": bad, "metrics": {}}},
+    }
+    model = {
+        "group_name": bad,
+        "version": 2,
+        "arn": bad,
+        "status": bad,
+        "status_reason": bad,
+        "metrics": {bad: 1},
+        "commit_sha": bad,
+        "run_id": 1,
+        "model_uri": bad,
+        "model_sha256": bad,
+    }
+    lineage = {
+        "commit": {"commit": bad, "message": bad, "author": bad},
+        "build": {"digest": bad},
+        "training_job": {"name": bad, "status": bad, "hyperparameters": {bad: bad}},
+        "endpoint_configs": [{"name": bad, "endpoint": bad, "run_id": 1}],
+    }
+    endpoint = {
+        "name": bad,
+        "status": bad,
+        "url": bad,
+        "backend": bad,
+        "model_group": bad,
+        "model_version": 1,
+        "config_name": bad,
+        "failure_reason": bad,
+    }
+    live = {
+        "variants": [{"name": bad, "weight": 1.0, "model_sha256": bad}],
+        "last_update_failure": bad,
+        "traffic": {"percent": 10, "config_name": bad, "strategy": bad},
+        "last_rollback": {bad: bad},
+    }
     metrics = {"window_seconds": 300, "variants": {bad: {"Invocations": 1}}, "counters": {bad: 1}}
-    history = [{"at": 0.0, "reason": bad, "config_name": bad, "model_group": bad, "model_version": 1,
-                "run_id": 1, "detail": bad}]
-    configs = [{"name": bad, "model_group": bad, "model_version": 1, "run_id": 1, "spec": {bad: bad}}]
+    history = [
+        {
+            "at": 0.0,
+            "reason": bad,
+            "config_name": bad,
+            "model_group": bad,
+            "model_version": 1,
+            "run_id": 1,
+            "detail": bad,
+        }
+    ]
+    configs = [
+        {"name": bad, "model_group": bad, "model_version": 1, "run_id": 1, "spec": {bad: bad}}
+    ]
     event = {"id": 1, "at": 0.0, "kind": bad, "subject": bad, "data": {bad: bad}}
-    baseline = {"statistics_uri": f"file:///{bad}", "statistics_sha256": bad, "constraints_uri": bad,
-                "constraints_sha256": bad, "dataset": {"channel": bad, "label": bad, "features": [bad],
-                                                       "files": [bad], "item_count": 1, "rows_read": 1}}
-    monitoring = {"schedule": bad, "executions": [
-        {"id": 1, "window_start": 0.0, "window_end": 1.0, "status": bad, "verdict": bad, "records": 1,
-         "reason": bad, "variants": [{"model": f"{bad}/1", "violations_uri": f"https://{bad}"},
-                                     {"model": bad, "violations_uri": f"javascript:{bad}"}]},
-        {"id": 2, "window_start": 1.0, "window_end": 2.0, "status": "Skipped", "verdict": bad, "records": 0,
-         "reason": bad, "variants": []},
-    ]}
+    baseline = {
+        "statistics_uri": f"file:///{bad}",
+        "statistics_sha256": bad,
+        "constraints_uri": bad,
+        "constraints_sha256": bad,
+        "dataset": {
+            "channel": bad,
+            "label": bad,
+            "features": [bad],
+            "files": [bad],
+            "item_count": 1,
+            "rows_read": 1,
+        },
+    }
+    monitoring = {
+        "schedule": bad,
+        "executions": [
+            {
+                "id": 1,
+                "window_start": 0.0,
+                "window_end": 1.0,
+                "status": bad,
+                "verdict": bad,
+                "records": 1,
+                "reason": bad,
+                "variants": [
+                    {"model": f"{bad}/1", "violations_uri": f"https://{bad}"},
+                    {"model": bad, "violations_uri": f"javascript:{bad}"},
+                ],
+            },
+            {
+                "id": 2,
+                "window_start": 1.0,
+                "window_end": 2.0,
+                "status": "Skipped",
+                "verdict": bad,
+                "records": 0,
+                "reason": bad,
+                "variants": [],
+            },
+        ],
+    }
     rendered = [
-        pages.overview([{"pipeline": bad, "root": bad, "runs": [run], "endpoints": [endpoint], "events": [event]}]),
-        pages.run_page(bad, [bad, "other"], {"run": run, "stages": stages, "approval": approval},
-                       {bad: f"</pre>{bad}\n"}),
+        pages.overview(
+            [
+                {
+                    "pipeline": bad,
+                    "root": bad,
+                    "runs": [run],
+                    "endpoints": [endpoint],
+                    "events": [event],
+                }
+            ]
+        ),
+        pages.run_page(
+            bad,
+            [bad, "other"],
+            {"run": run, "stages": stages, "approval": approval},
+            {bad: f"</pre>{bad}\n"},
+        ),
         pages.models_page([bad], [(bad, [model])]),
         pages.model_page(bad, [bad], {"model": model, "lineage": lineage}),
         pages.model_page(bad, [bad], {"model": model, "lineage": lineage, "baseline": baseline}),
         pages.endpoints_page([bad], [(bad, [endpoint])]),
-        pages.endpoint_page(bad, [bad], {"endpoint": endpoint, "live": live, "metrics": metrics,
-                                         "history": history, "configs": configs}),
-        pages.endpoint_page(bad, [bad], {"endpoint": endpoint, "live": live, "metrics": metrics, "history": history,
-                                         "configs": configs, "monitoring": monitoring}),
-        pages.endpoint_page(bad, [bad], {"endpoint": endpoint, "live": {}, "metrics": None, "history": [],
-                                         "configs": [], "monitoring": {"config_error": bad, "executions": []}}),
+        pages.endpoint_page(
+            bad,
+            [bad],
+            {
+                "endpoint": endpoint,
+                "live": live,
+                "metrics": metrics,
+                "history": history,
+                "configs": configs,
+            },
+        ),
+        pages.endpoint_page(
+            bad,
+            [bad],
+            {
+                "endpoint": endpoint,
+                "live": live,
+                "metrics": metrics,
+                "history": history,
+                "configs": configs,
+                "monitoring": monitoring,
+            },
+        ),
+        pages.endpoint_page(
+            bad,
+            [bad],
+            {
+                "endpoint": endpoint,
+                "live": {},
+                "metrics": None,
+                "history": [],
+                "configs": [],
+                "monitoring": {"config_error": bad, "executions": []},
+            },
+        ),
         pages.events_page([bad], [(bad, [event])]),
         pages.error_page([bad], "Not found", bad, bad),
-    ]  # fmt: skip
+    ]
     for text in rendered:
         assert "<img" not in text
         assert html.escape(bad) in text or "%3Cimg" in text

@@ -31,25 +31,40 @@ from tests.service.conftest import (
 )
 
 
-def deliver(service: ServiceProcess, event: str, payload: dict[str, object], *, secret: str | None = SECRET,
-            delivery: str | None = None) -> tuple[int, dict[str, object]]:  # fmt: skip
+def deliver(
+    service: ServiceProcess,
+    event: str,
+    payload: dict[str, object],
+    *,
+    secret: str | None = SECRET,
+    delivery: str | None = None,
+) -> tuple[int, dict[str, object]]:
     body = json.dumps(payload).encode()
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
-               "X-GitHub-Delivery": delivery or str(uuid.uuid4())}  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+    }
     if secret is not None:
         headers["X-Hub-Signature-256"] = signature(secret.encode(), body)
     return service.post("/webhooks/github", body, headers)
 
 
 @pytest.mark.integration
-def test_signed_push_runs_forged_and_redelivered_do_not(tmp_path: Path, services: list[ServiceProcess]) -> None:
+def test_signed_push_runs_forged_and_redelivered_do_not(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
     upstream = fast_project(tmp_path / "upstream")  # stands for the GitHub repository
     served = tmp_path / "served"
     git(tmp_path, "clone", "-q", str(upstream), str(served))
     sha = git(upstream, "rev-parse", "HEAD").strip()
     service = ServiceProcess(served, tmp_path / "service.log").start()
     services.append(service)
-    push = {"ref": "refs/heads/main", "after": sha, "repository": {"clone_url": str(upstream), "full_name": "ada/iris"}}
+    push = {
+        "ref": "refs/heads/main",
+        "after": sha,
+        "repository": {"clone_url": str(upstream), "full_name": "ada/iris"},
+    }
 
     assert deliver(service, "ping", {"zen": "Keep it logically awesome."})[0] == 200
     assert deliver(service, "push", push, secret=None)[0] == 401
@@ -60,8 +75,12 @@ def test_signed_push_runs_forged_and_redelivered_do_not(tmp_path: Path, services
     assert status == 200 and answer["ignored"]
     assert deliver(service, "issues", {"action": "opened"})[0] == 200
     made = tmp_path / "made-by-the-attacker"
-    status, answer = deliver(service, "push", {**push, "repository": {"clone_url": f"--upload-pack=touch {made}"}})
-    assert status == 403 and str(upstream) in str(answer["error"]), answer  # not the repository it builds
+    status, answer = deliver(
+        service, "push", {**push, "repository": {"clone_url": f"--upload-pack=touch {made}"}}
+    )
+    assert status == 403 and str(upstream) in str(answer["error"]), (
+        answer
+    )  # not the repository it builds
     assert service.get("/api/runs") == []  # nothing ran
 
     status, answer = deliver(service, "push", push, delivery="delivery-1")
@@ -71,10 +90,18 @@ def test_signed_push_runs_forged_and_redelivered_do_not(tmp_path: Path, services
     assert status == 200 and again["runs"] == [] and again["ignored"]
     assert [r["id"] for r in service.get("/api/runs")] == [run_id]
 
-    assert wait_for("the run", lambda: finished(served, run_id)) == "Succeeded", (tmp_path / "service.log").read_text()
+    assert wait_for("the run", lambda: finished(served, run_id)) == "Succeeded", (
+        tmp_path / "service.log"
+    ).read_text()
     run = service.get(f"/api/runs/{run_id}")["run"]
-    assert run["commit_sha"] == sha and run["trigger"]["kind"] == "webhook" and run["trigger"]["fetch"] == "origin"
-    status, replayed = deliver(service, "push", push, delivery="delivery-2")  # captured, resent under a new id
+    assert (
+        run["commit_sha"] == sha
+        and run["trigger"]["kind"] == "webhook"
+        and run["trigger"]["fetch"] == "origin"
+    )
+    status, replayed = deliver(
+        service, "push", push, delivery="delivery-2"
+    )  # captured, resent under a new id
     assert status == 200 and replayed["runs"] == [], replayed
     assert [r["id"] for r in service.get("/api/runs")] == [run_id] and not made.exists()
 
@@ -88,22 +115,37 @@ def _served(tmp_path: Path) -> tuple[Path, Project, WebhookTarget]:
     served = tmp_path / "served"
     git(tmp_path, "clone", "-q", str(upstream), str(served))
     project = Project(served)
-    return upstream, project, WebhookTarget(project=project, secret=SECRET.encode(), secret_env="MLCICD_WEBHOOK_SECRET")
+    return (
+        upstream,
+        project,
+        WebhookTarget(project=project, secret=SECRET.encode(), secret_env="MLCICD_WEBHOOK_SECRET"),
+    )
 
 
-def _push(target: WebhookTarget, payload: dict[str, Any], delivery: str | None = None) -> tuple[int, dict[str, Any]]:
+def _push(
+    target: WebhookTarget, payload: dict[str, Any], delivery: str | None = None
+) -> tuple[int, dict[str, Any]]:
     return _send(target, json.dumps(payload).encode(), delivery)
 
 
-def _send(target: WebhookTarget, body: bytes, delivery: str | None = None) -> tuple[int, dict[str, Any]]:
-    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-               "X-Hub-Signature-256": signature(SECRET.encode(), body)}  # fmt: skip
+def _send(
+    target: WebhookTarget, body: bytes, delivery: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature(SECRET.encode(), body),
+    }
     return handle([target], headers, body)
 
 
 def _push_of(upstream: Path, sha: str, clone_url: str | None = None) -> dict[str, Any]:
-    return {"ref": "refs/heads/main", "before": "0" * 40, "after": sha,
-            "repository": {"clone_url": clone_url or str(upstream), "full_name": "ada/iris"}}  # fmt: skip
+    return {
+        "ref": "refs/heads/main",
+        "before": "0" * 40,
+        "after": sha,
+        "repository": {"clone_url": clone_url or str(upstream), "full_name": "ada/iris"},
+    }
 
 
 def _queued(project: Project) -> list[tuple[str | None, str]]:
@@ -112,7 +154,9 @@ def _queued(project: Project) -> list[tuple[str | None, str]]:
 
 def test_a_clone_url_that_is_an_option_runs_nothing(tmp_path: Path) -> None:
     upstream, project, target = _served(tmp_path)
-    git(project.repo, "remote", "remove", "origin")  # no configured remote: the payload's URL was fetched
+    git(
+        project.repo, "remote", "remove", "origin"
+    )  # no configured remote: the payload's URL was fetched
     sha = git(upstream, "rev-parse", "HEAD").strip()
     made = tmp_path / "made-by-the-attacker"
     status, answer = _push(target, _push_of(upstream, sha, clone_url=f"--upload-pack=touch {made}"))
@@ -130,9 +174,12 @@ def test_the_runner_fetches_only_a_configured_remote(tmp_path: Path) -> None:
     sha = git(upstream, "rev-parse", "HEAD").strip()
     made = tmp_path / "made-by-the-attacker"
     run, _ = project.state.enqueue_run(
-        pipeline=project.config.pipeline, project_dir=str(project.root), ref=sha, commit_sha=sha,
+        pipeline=project.config.pipeline,
+        project_dir=str(project.root),
+        ref=sha,
+        commit_sha=sha,
         trigger={"kind": "webhook", "fetch": f"--upload-pack=touch {made}", "branch": "main"},
-    )  # fmt: skip
+    )
     assert run is not None
     with pytest.raises(ProjectError, match="not a remote of") as info:
         prepare_source(project, run)
@@ -143,7 +190,9 @@ def test_the_runner_fetches_only_a_configured_remote(tmp_path: Path) -> None:
 def test_a_push_for_another_repository_is_refused(tmp_path: Path) -> None:
     upstream, project, target = _served(tmp_path)
     sha = git(upstream, "rev-parse", "HEAD").strip()
-    status, answer = _push(target, _push_of(upstream, sha, clone_url="https://github.com/mallory/iris.git"))
+    status, answer = _push(
+        target, _push_of(upstream, sha, clone_url="https://github.com/mallory/iris.git")
+    )
     assert status == 403, answer
     assert "github.com/mallory/iris" in answer["error"] and str(upstream) in answer["error"]
     assert project.state.list_runs() == []
@@ -192,18 +241,30 @@ def test_an_unreachable_remote_is_a_failed_delivery_that_can_be_redelivered(tmp_
     git(project.repo, "remote", "set-url", "origin", str(moved))
     body = json.dumps(_push_of(upstream, sha, clone_url=str(moved))).encode()
     status, answer = _send(target, body, "delivery-1")
-    assert status == 502 and "cannot read refs/heads/main of remote 'origin'" in answer["error"], answer
+    assert status == 502 and "cannot read refs/heads/main of remote 'origin'" in answer["error"], (
+        answer
+    )
     assert project.state.list_runs() == []
-    upstream.rename(moved)  # the remote answers again: GitHub's "redeliver" of the same delivery runs
+    upstream.rename(
+        moved
+    )  # the remote answers again: GitHub's "redeliver" of the same delivery runs
     status, answer = _send(target, body, "delivery-1")
     assert status == 202 and answer["runs"][0]["commit"] == sha, answer
 
 
 def test_a_ping_from_another_repositorys_hook_says_so_at_once(tmp_path: Path) -> None:
     upstream, _, target = _served(tmp_path)
-    ping = {"zen": "Design for failure.", "hook_id": 1, "repository": {"clone_url": "https://github.com/ada/other.git"}}
+    ping = {
+        "zen": "Design for failure.",
+        "hook_id": 1,
+        "repository": {"clone_url": "https://github.com/ada/other.git"},
+    }
     body = json.dumps(ping).encode()
-    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "p", "X-Hub-Signature-256": signature(SECRET.encode(), body)}
+    headers = {
+        "X-GitHub-Event": "ping",
+        "X-GitHub-Delivery": "p",
+        "X-Hub-Signature-256": signature(SECRET.encode(), body),
+    }
     status, answer = handle([target], headers, body)
     assert status == 403 and str(upstream) in answer["error"], answer
     own = json.dumps({**ping, "repository": {"clone_url": str(upstream)}}).encode()

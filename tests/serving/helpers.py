@@ -140,9 +140,13 @@ class Response:
 
 
 def request(
-    url: str, method: str = "POST", path: str = "/invocations", body: bytes | str = b"",
-    headers: dict[str, str] | None = None, timeout: float = 30.0,
-) -> Response:  # fmt: skip
+    url: str,
+    method: str = "POST",
+    path: str = "/invocations",
+    body: bytes | str = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Response:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
@@ -159,9 +163,13 @@ def request(
 
 
 def call_asgi(
-    app: Any, method: str = "POST", path: str = "/invocations", body: bytes | str = b"",
-    headers: dict[str, str] | None = None, chunks: Iterable[bytes] | None = None,
-) -> Response:  # fmt: skip
+    app: Any,
+    method: str = "POST",
+    path: str = "/invocations",
+    body: bytes | str = b"",
+    headers: dict[str, str] | None = None,
+    chunks: Iterable[bytes] | None = None,
+) -> Response:
     """One request through an ASGI app, in process (no server)."""
     raw = body.encode() if isinstance(body, str) else body
     hdrs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -171,9 +171,14 @@ def test_model_error_is_500_with_the_message(code_dir: Path, iris: IrisModel) ->
 
 def test_runtime_path_headers(app: InferenceApp, iris: IrisModel) -> None:
     response = call_asgi(
-        app, path="/endpoints/iris/invocations", body=json.dumps(ROWS),
-        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Custom-Attributes": "trace=1"},
-    )  # fmt: skip
+        app,
+        path="/endpoints/iris/invocations",
+        body=json.dumps(ROWS),
+        headers={
+            "Content-Type": "application/json",
+            "X-Amzn-SageMaker-Custom-Attributes": "trace=1",
+        },
+    )
     assert response.status == 200 and response.json() == expected(iris)
     assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
     assert len(response.headers["x-amzn-requestid"]) == 36
@@ -184,9 +189,14 @@ def test_runtime_path_headers(app: InferenceApp, iris: IrisModel) -> None:
 def test_custom_attributes_set_by_the_handler(code_dir: Path, iris: IrisModel) -> None:
     app = make_app(code_dir, iris, CONTEXT_HANDLERS)
     response = call_asgi(
-        app, path="/endpoints/iris/invocations", body="[[1, 2, 3, 4]]",
-        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Custom-Attributes": "trace=1"},
-    )  # fmt: skip
+        app,
+        path="/endpoints/iris/invocations",
+        body="[[1, 2, 3, 4]]",
+        headers={
+            "Content-Type": "application/json",
+            "X-Amzn-SageMaker-Custom-Attributes": "trace=1",
+        },
+    )
     assert response.headers["x-amzn-sagemaker-custom-attributes"] == "seen=trace=1"
 
 
@@ -199,8 +209,12 @@ def test_runtime_path_unknown_endpoint(app: InferenceApp) -> None:
 
 def test_runtime_path_model_error_shape(code_dir: Path, iris: IrisModel) -> None:
     app = make_app(code_dir, iris, PREDICT_FN_RAISES)
-    response = call_asgi(app, path="/endpoints/iris/invocations", body="[[-1, 2, 3, 4]]",
-                         headers={"Content-Type": "application/json"})  # fmt: skip
+    response = call_asgi(
+        app,
+        path="/endpoints/iris/invocations",
+        body="[[-1, 2, 3, 4]]",
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status == 424
     assert response.headers["x-amzn-errortype"] == "ModelError"
     error = response.json()
@@ -289,11 +303,19 @@ def test_variants_by_weight_and_by_target(tmp_path: Path, iris: IrisModel) -> No
         for _ in range(400)
     )
     assert seen.keys() == {"A", "B"} and 220 < seen["A"] < 380
-    response = call_asgi(app, path="/endpoints/ab/invocations", body="[1]",
-                         headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Variant": "B"})  # fmt: skip
+    response = call_asgi(
+        app,
+        path="/endpoints/ab/invocations",
+        body="[1]",
+        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Variant": "B"},
+    )
     assert response.json() == "B"
-    response = call_asgi(app, path="/endpoints/ab/invocations", body="[1]",
-                         headers={"X-Amzn-SageMaker-Target-Variant": "C"})  # fmt: skip
+    response = call_asgi(
+        app,
+        path="/endpoints/ab/invocations",
+        body="[1]",
+        headers={"X-Amzn-SageMaker-Target-Variant": "C"},
+    )
     assert response.status == 400 and response.headers["x-amzn-errortype"] == "ValidationError"
 
 

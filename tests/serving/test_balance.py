@@ -42,7 +42,9 @@ class Worker:
     """An acceptor on its own event loop in a thread: a worker process, as far as the
     socket and the board can tell."""
 
-    def __init__(self, listener: socket.socket, board: ConnectionBoard | None, slot: int | None) -> None:
+    def __init__(
+        self, listener: socket.socket, board: ConnectionBoard | None, slot: int | None
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.protocols: list[Echo] = []
         # A socket on a duplicate of the listener's fd, as a worker inherits it (not
@@ -189,7 +191,9 @@ def test_a_busy_least_loaded_worker_delays_a_client_never_strands_it(
         free.stop()
 
 
-def test_a_closed_acceptor_leaves_the_board(listener: socket.socket, board: ConnectionBoard) -> None:
+def test_a_closed_acceptor_leaves_the_board(
+    listener: socket.socket, board: ConnectionBoard
+) -> None:
     worker = Worker(listener, board, board.claim())
     slot = worker.acceptor.slot
     assert slot is not None and board.counts[slot] == 0

@@ -33,7 +33,16 @@ class Drops:
 
 
 def record(n: int, when: float = WHEN) -> Record:
-    return ("A", f"id-{n}", when, "application/json", b"[[1, 2, 3, 4]]", "application/json", b"[0]", None)
+    return (
+        "A",
+        f"id-{n}",
+        when,
+        "application/json",
+        b"[[1, 2, 3, 4]]",
+        "application/json",
+        b"[0]",
+        None,
+    )
 
 
 def writer(destination: str, drops: Drops) -> CaptureWriter:
@@ -59,12 +68,18 @@ def test_a_file_is_never_overwritten_by_the_next_flush(tmp_path: Path) -> None:
     # Usually two files (a full one, then the rest); a slow machine may flush once more.
     assert len(files) >= 2
     assert [f.name for f in files] == [f"07-42-{250 + i:03d}-w1.jsonl" for i in range(len(files))]
-    ids = [json.loads(line)["eventMetadata"]["inferenceId"] for f in files for line in f.read_text().splitlines()]
+    ids = [
+        json.loads(line)["eventMetadata"]["inferenceId"]
+        for f in files
+        for line in f.read_text().splitlines()
+    ]
     assert ids == [f"id-{n}" for n in range(FILE_RECORDS + 5)]
     assert (capture.written, capture.failed, drops.count) == (FILE_RECORDS + 5, 0, 0)
 
 
-def test_a_directory_that_cannot_be_made_drops_and_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_directory_that_cannot_be_made_drops_and_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "file").write_text("not a directory")
     drops = Drops()
     capture = writer(str(tmp_path / "file"), drops)
@@ -98,7 +113,8 @@ def test_records_become_objects_in_sagemakers_layout(aws_env: AwsClient) -> None
 
 @pytest.mark.integration
 def test_a_missing_bucket_drops_counts_warns_and_the_writer_goes_on(
-    aws_env: AwsClient, caplog: pytest.LogCaptureFixture  # noqa: F811
+    aws_env: AwsClient,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, "mlcicd.serving.capture")
     drops = Drops()
@@ -115,7 +131,11 @@ def test_a_missing_bucket_drops_counts_warns_and_the_writer_goes_on(
         capture.offer(record(n, later))
     capture.close()
     found = objects(aws_env)
-    ids = [json.loads(line)["eventMetadata"]["inferenceId"] for body in found.values() for line in body.splitlines()]
+    ids = [
+        json.loads(line)["eventMetadata"]["inferenceId"]
+        for body in found.values()
+        for line in body.splitlines()
+    ]
     assert ids == ["id-3", "id-4"]
     assert (capture.written, capture.failed, drops.count) == (2, 3, 3)
 
@@ -131,20 +151,32 @@ def test_an_unreachable_s3_fails_a_write_in_seconds_and_the_writer_goes_on(
         port = sock.getsockname()[1]
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in (("MLCICD_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}"), ("AWS_ACCESS_KEY_ID", "testing"),
-                        ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1"),
-                        ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
-                        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")):  # fmt: skip
+    for name, value in (
+        ("MLCICD_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials"),
+    ):
         monkeypatch.setenv(name, value)
     caplog.set_level(logging.WARNING, "mlcicd.serving.capture")
     drops = Drops()
     capture = writer(f"s3://{BUCKET}/runs/data-capture", drops)
-    config = capture.store.client.meta.config  # capture's own client, not the usual 60 s and 6 attempts
-    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (2, 10, 2)
+    config = (
+        capture.store.client.meta.config
+    )  # capture's own client, not the usual 60 s and 6 attempts
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (
+        2,
+        10,
+        2,
+    )
     try:
         for n in range(3):
             capture.offer(record(n))
-        wait_for(lambda: drops.count == 3, timeout=30)  # generous: a shared machine is slow at times
+        wait_for(
+            lambda: drops.count == 3, timeout=30
+        )  # generous: a shared machine is slow at times
         assert (capture.written, capture.failed) == (0, 3)
         assert "Could not connect to the endpoint URL" in caplog.text
         assert "3 capture record(s) dropped" in caplog.text
@@ -160,7 +192,10 @@ def test_an_unreachable_s3_fails_a_write_in_seconds_and_the_writer_goes_on(
 
 def test_the_serving_config_carries_an_s3_destination() -> None:
     variant = VariantSpec(name="A", model_dir="/m", code_dir="/c")
-    capture = CaptureSpec(destination=f"s3://{BUCKET}/runs/ml-cicd-pipeline-artifacts/data-capture", sampling_percentage=20)
+    capture = CaptureSpec(
+        destination=f"s3://{BUCKET}/runs/ml-cicd-pipeline-artifacts/data-capture",
+        sampling_percentage=20,
+    )
     config = ServingConfig(name="cfg", variants=(variant,), capture=capture)
     assert ServingConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="names no bucket"):
@@ -169,9 +204,13 @@ def test_the_serving_config_carries_an_s3_destination() -> None:
 
 def test_a_config_json_of_an_earlier_version_still_loads() -> None:
     written: dict[str, Any] = {
-        "format": 1, "name": "cfg", "endpoint_name": "iris",
+        "format": 1,
+        "name": "cfg",
+        "endpoint_name": "iris",
         "variants": [{"name": "A", "model_dir": "/m", "code_dir": "/c"}],
         "capture": {"destination": "/srv/endpoints/iris/data-capture", "sampling_percentage": 50.0},
-    }  # fmt: skip
+    }
     capture = ServingConfig.from_dict(written).capture
-    assert capture == CaptureSpec(destination="/srv/endpoints/iris/data-capture", sampling_percentage=50.0)
+    assert capture == CaptureSpec(
+        destination="/srv/endpoints/iris/data-capture", sampling_percentage=50.0
+    )

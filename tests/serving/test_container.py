@@ -36,11 +36,16 @@ def test_config_from_env_defaults(tmp_path: Path) -> None:
 
 
 def test_config_from_env_overrides() -> None:
-    config = config_from_env({
-        "SAGEMAKER_BIND_TO_PORT": "9090", "SM_MODEL_DIR": "/m", "SAGEMAKER_SUBMIT_DIRECTORY": "/c",
-        "SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
-    })  # fmt: skip
+    config = config_from_env(
+        {
+            "SAGEMAKER_BIND_TO_PORT": "9090",
+            "SM_MODEL_DIR": "/m",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/c",
+            "SAGEMAKER_PROGRAM": "serve.py",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
+        }
+    )
     variant = config.variants[0]
     assert (config.port, config.workers, config.max_payload_bytes) == (9090, 3, 1024 * 1024)
     assert (variant.model_dir, variant.code_dir, variant.entry_point) == ("/m", "/c", "serve.py")
@@ -50,14 +55,19 @@ def test_config_from_env_overrides() -> None:
 def test_serve(tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen[bytes]]) -> None:
     port = free_port()
     env = {
-        **os.environ, "SM_MODEL_DIR": str(iris.model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+        **os.environ,
+        "SM_MODEL_DIR": str(iris.model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_SUBMIT_DIRECTORY": str(write_code(tmp_path / "code", NO_HANDLERS)),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "MLCICD_SERVE_DIR": str(tmp_path / "serve"),
-    }  # fmt: skip
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "MLCICD_SERVE_DIR": str(tmp_path / "serve"),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlcicd.serving.container", "serve"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "mlcicd.serving.container", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     processes.append(proc)
     status_file = tmp_path / "serve" / "status.json"
     wait_for(
@@ -73,17 +83,25 @@ def test_serve(tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen
     assert proc.wait(timeout=20) == 0
 
 
-def _serve(tmp_path: Path, model_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def _serve(
+    tmp_path: Path, model_dir: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     full = {
-        **os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+        **os.environ,
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_SUBMIT_DIRECTORY": str(write_code(tmp_path / "code", NO_HANDLERS)),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "MLCICD_SERVE_DIR": str(tmp_path / "serve"), **env,
-    }  # fmt: skip
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "MLCICD_SERVE_DIR": str(tmp_path / "serve"),
+        **env,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlcicd.serving.container", "serve"], env=full,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [sys.executable, "-m", "mlcicd.serving.container", "serve"],
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return proc, port
 
 
@@ -99,8 +117,14 @@ def test_serve_loads_only_the_archive_of_its_digest(
     proc, port = _serve(tmp_path, model_dir, {"MLCICD_MODEL_SHA256": iris.sha256})
     processes.append(proc)
     status_file = tmp_path / "serve" / "status.json"
-    wait_for(lambda: status_file.is_file() and json.loads(status_file.read_text())["status"] == "InService")
-    response = request(f"http://127.0.0.1:{port}", body="5.1,3.5,1.4,0.2", headers={"Content-Type": "text/csv"})
+    wait_for(
+        lambda: (
+            status_file.is_file() and json.loads(status_file.read_text())["status"] == "InService"
+        )
+    )
+    response = request(
+        f"http://127.0.0.1:{port}", body="5.1,3.5,1.4,0.2", headers={"Content-Type": "text/csv"}
+    )
     assert response.json() == iris.model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
 
 
@@ -116,7 +140,10 @@ def test_serve_refuses_a_model_of_another_digest(
     assert proc.wait(timeout=60) == 1
     assert proc.stderr is not None
     stderr = proc.stderr.read().decode()
-    assert f"refusing to serve the model: model artifact {model_dir / 'model.tar.gz'} has sha256" in stderr
+    assert (
+        f"refusing to serve the model: model artifact {model_dir / 'model.tar.gz'} has sha256"
+        in stderr
+    )
     assert not (tmp_path / "serve" / "status.json").exists()
     assert not (tmp_path / "serve" / "model").exists()
     with pytest.raises(OSError):  # nothing ever listened: /ping never answers

@@ -73,10 +73,16 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris: IrisModel) -> Iterato
     state_dir = tmp_path_factory.mktemp("fuzz")
     code = write_code(state_dir / "code", NO_HANDLERS)
     config = ServingConfig(
-        name="fuzz", endpoint_name="fuzz", workers=1, max_payload_bytes=4096,
-        header_timeout=1.0, body_timeout=1.0,
-        variants=(VariantSpec(name="AllTraffic", model_dir=str(iris.model_dir), code_dir=str(code)),),
-    )  # fmt: skip
+        name="fuzz",
+        endpoint_name="fuzz",
+        workers=1,
+        max_payload_bytes=4096,
+        header_timeout=1.0,
+        body_timeout=1.0,
+        variants=(
+            VariantSpec(name="AllTraffic", model_dir=str(iris.model_dir), code_dir=str(code)),
+        ),
+    )
     atomic_write_json(state_dir / "config.json", config.to_dict())
     with open(state_dir / "endpoint.log", "ab") as log:
         proc = subprocess.Popen(
@@ -164,11 +170,23 @@ def test_oversized_chunked_body_is_refused(server: str) -> None:
 
 
 HEADER_NAMES = st.one_of(
-    st.sampled_from([b"Content-Type", b"Accept", b"Content-Length", b"X-Amzn-SageMaker-Target-Variant",
-                     b"X-Amzn-SageMaker-Custom-Attributes", b"X-Amzn-SageMaker-Inference-Id",
-                     b"Transfer-Encoding", b"Expect", b"Host"]),
-    st.binary(min_size=1, max_size=20).filter(lambda b: b"\r" not in b and b"\n" not in b and b":" not in b),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            b"Content-Type",
+            b"Accept",
+            b"Content-Length",
+            b"X-Amzn-SageMaker-Target-Variant",
+            b"X-Amzn-SageMaker-Custom-Attributes",
+            b"X-Amzn-SageMaker-Inference-Id",
+            b"Transfer-Encoding",
+            b"Expect",
+            b"Host",
+        ]
+    ),
+    st.binary(min_size=1, max_size=20).filter(
+        lambda b: b"\r" not in b and b"\n" not in b and b":" not in b
+    ),
+)
 HEADER_VALUES = st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b)
 
 
@@ -193,9 +211,13 @@ def test_malformed_headers_get_a_clear_answer(
 ) -> None:
     head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
     request_bytes = (
-        b"POST /endpoints/fuzz/invocations HTTP/1.1\r\nHost: fuzz\r\n" + head
-        + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
-    )  # fmt: skip
+        b"POST /endpoints/fuzz/invocations HTTP/1.1\r\nHost: fuzz\r\n"
+        + head
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
     answer = raw_exchange(server, request_bytes)
     assert answer.startswith(b"HTTP/1.1 "), answer[:100]
     status = int(answer[9:12])

@@ -11,9 +11,22 @@ import pytest
 pytestmark = pytest.mark.integration  # fresh interpreters
 
 ALLOWED_THIRD_PARTY = {"numpy", "orjson", "uvicorn", "httptools", "h11", "uvloop", "mlcicd"}
-OURS_ALLOWED = {"mlcicd", "mlcicd.errors", "mlcicd.fsutil", "mlcicd.archive", "mlcicd.procinfo", "mlcicd.process"}
+OURS_ALLOWED = {
+    "mlcicd",
+    "mlcicd.errors",
+    "mlcicd.fsutil",
+    "mlcicd.archive",
+    "mlcicd.procinfo",
+    "mlcicd.process",
+}
 # Data capture writes through the artifact store; boto3 is imported only by an S3 capture.
-WORKER_ALLOWED = {*OURS_ALLOWED, "mlcicd.store", "mlcicd.store.base", "mlcicd.store.local", "mlcicd.store.s3"}
+WORKER_ALLOWED = {
+    *OURS_ALLOWED,
+    "mlcicd.store",
+    "mlcicd.store.base",
+    "mlcicd.store.local",
+    "mlcicd.store.s3",
+}
 
 
 def imported_after(baseline: str, target: str) -> set[str]:

@@ -40,7 +40,9 @@ def test_without_a_digest_the_model_dir_is_served_as_it_is(tmp_path: Path) -> No
     assert verified_model_dir({}, model_dir, tmp_path / "scratch") == model_dir
 
 
-def test_the_archive_of_that_digest_is_extracted_and_served(tmp_path: Path, iris: IrisModel) -> None:
+def test_the_archive_of_that_digest_is_extracted_and_served(
+    tmp_path: Path, iris: IrisModel
+) -> None:
     model_dir = _model_dir(tmp_path, iris.archive)
     env = {"MLCICD_MODEL_SHA256": iris.sha256}
     tree = verified_model_dir(env, model_dir, tmp_path / "scratch")
@@ -62,8 +64,11 @@ def test_a_tree_a_crash_cut_short_is_not_served(tmp_path: Path, iris: IrisModel)
     partial = tmp_path / "scratch" / "model"
     partial.mkdir(parents=True)
     (partial / "model.joblib").write_bytes(b"cut")
-    tree = verified_model_dir({"MLCICD_MODEL_SHA256": iris.sha256}, _model_dir(tmp_path, iris.archive),
-                              tmp_path / "scratch")  # fmt: skip
+    tree = verified_model_dir(
+        {"MLCICD_MODEL_SHA256": iris.sha256},
+        _model_dir(tmp_path, iris.archive),
+        tmp_path / "scratch",
+    )
     assert (tree / MARKER).is_file()
     assert (tree / "model.joblib").read_bytes() == (iris.model_dir / "model.joblib").read_bytes()
 
@@ -73,16 +78,23 @@ def test_a_tree_a_crash_cut_short_is_not_served(tmp_path: Path, iris: IrisModel)
     [
         ({"MLCICD_MODEL_SHA256": "abc"}, "is not a sha256 digest"),
         ({"MLCICD_MODEL_SHA256": "0" * 64}, "no model archive to check it against"),
-        ({"MLCICD_MODEL_SHA256": "0" * 64, "MLCICD_MODEL_DATA_URL": "/opt/ml/m.tgz"}, "no s3:// URI"),
+        (
+            {"MLCICD_MODEL_SHA256": "0" * 64, "MLCICD_MODEL_DATA_URL": "/opt/ml/m.tgz"},
+            "no s3:// URI",
+        ),
     ],
 )
-def test_a_digest_that_cannot_be_checked_is_an_error(tmp_path: Path, env: dict[str, str], message: str) -> None:
+def test_a_digest_that_cannot_be_checked_is_an_error(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ArtifactError, match=message):
         verified_model_dir(env, _model_dir(tmp_path), tmp_path / "scratch")
 
 
 @pytest.mark.integration
-def test_the_archive_is_fetched_from_s3_and_checked(s3: AwsClient, tmp_path: Path, iris: IrisModel) -> None:
+def test_the_archive_is_fetched_from_s3_and_checked(
+    s3: AwsClient, tmp_path: Path, iris: IrisModel
+) -> None:
     s3("s3").put_object(Bucket=BUCKET, Key=KEY, Body=iris.archive.read_bytes())
     env = {"MLCICD_MODEL_SHA256": iris.sha256, "MLCICD_MODEL_DATA_URL": f"s3://{BUCKET}/{KEY}"}
     tree = verified_model_dir(env, _model_dir(tmp_path), tmp_path / "scratch")
@@ -90,9 +102,15 @@ def test_the_archive_is_fetched_from_s3_and_checked(s3: AwsClient, tmp_path: Pat
 
 
 @pytest.mark.integration
-def test_an_object_overwritten_on_s3_is_refused(s3: AwsClient, tmp_path: Path, iris: IrisModel) -> None:
-    s3("s3").put_object(Bucket=BUCKET, Key=KEY, Body=iris.archive.read_bytes() + b"\0",
-                             Metadata={"sha256": iris.sha256})  # fmt: skip
+def test_an_object_overwritten_on_s3_is_refused(
+    s3: AwsClient, tmp_path: Path, iris: IrisModel
+) -> None:
+    s3("s3").put_object(
+        Bucket=BUCKET,
+        Key=KEY,
+        Body=iris.archive.read_bytes() + b"\0",
+        Metadata={"sha256": iris.sha256},
+    )
     env = {"MLCICD_MODEL_SHA256": iris.sha256, "MLCICD_MODEL_DATA_URL": f"s3://{BUCKET}/{KEY}"}
     with pytest.raises(ArtifactError, match="was changed after it was written"):
         verified_model_dir(env, _model_dir(tmp_path), tmp_path / "scratch")

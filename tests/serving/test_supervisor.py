@@ -39,15 +39,35 @@ ROW = b"[[6.7, 3.0, 5.2, 2.3]]"
 JSON = {"Content-Type": "application/json"}
 
 
-def write_config(state_dir: Path, iris: IrisModel, script: str = NO_HANDLERS, *, name: str = "cfg-1",
-                 port: int = 0, workers: int = 1, startup_timeout: float = 30.0,
-                 model_timeout: float = 60.0) -> Path:  # fmt: skip
+def write_config(
+    state_dir: Path,
+    iris: IrisModel,
+    script: str = NO_HANDLERS,
+    *,
+    name: str = "cfg-1",
+    port: int = 0,
+    workers: int = 1,
+    startup_timeout: float = 30.0,
+    model_timeout: float = 60.0,
+) -> Path:
     code = write_code(state_dir.parent / f"code-{name}", script)
     config = ServingConfig(
-        name=name, endpoint_name="iris", port=port, workers=workers, startup_timeout=startup_timeout,
-        drain_timeout=5.0, model_timeout=model_timeout, variants=(VariantSpec(name="AllTraffic", model_dir=str(iris.model_dir),
-                                                 code_dir=str(code), model_sha256=iris.sha256),),
-    )  # fmt: skip
+        name=name,
+        endpoint_name="iris",
+        port=port,
+        workers=workers,
+        startup_timeout=startup_timeout,
+        drain_timeout=5.0,
+        model_timeout=model_timeout,
+        variants=(
+            VariantSpec(
+                name="AllTraffic",
+                model_dir=str(iris.model_dir),
+                code_dir=str(code),
+                model_sha256=iris.sha256,
+            ),
+        ),
+    )
     state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(state_dir / "config.json", config.to_dict())
     return state_dir
@@ -73,8 +93,10 @@ def start_supervisor() -> Iterator[Start]:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mlcicd.serving.supervisor", str(state_dir)],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             log.close()
         started.append((proc, state_dir))
@@ -301,7 +323,9 @@ def test_a_stalled_worker_answers_504_and_is_replaced_while_the_other_serves(
     assert response.status == 504, response.body
     assert response.json()["error"] == "ModelTimeout"
     assert "deploy.model_timeout" in response.json()["message"]
-    victim = next(w["pid"] for w in before["workers"] if w["pid"] not in [x["pid"] for x in s["workers"]])
+    victim = next(
+        w["pid"] for w in before["workers"] if w["pid"] not in [x["pid"] for x in s["workers"]]
+    )
     after = replaced(state_dir, victim)
     assert len(after["workers"]) == 2 and procinfo.start_time(victim) is None
     assert predict(url) == expected and request(url, "GET", "/ping").status == 200

@@ -33,9 +33,13 @@ def listener() -> Iterator[socket.socket]:
 
 
 def spawn(
-    tmp_path: Path, iris: IrisModel, script: str, sock: socket.socket, processes: Processes,
+    tmp_path: Path,
+    iris: IrisModel,
+    script: str,
+    sock: socket.socket,
+    processes: Processes,
     model_timeout: float = 60.0,
-) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
+) -> tuple[subprocess.Popen[bytes], int]:
     """Start a worker on ``sock``; its status pipe's read end is returned with it."""
     code = write_code(tmp_path / "code", script)
     spec = tmp_path / "spec.json"
@@ -43,8 +47,17 @@ def spawn(
     config = ServingConfig(name="w", variants=(variant,), model_timeout=model_timeout)
     atomic_write_json(spec, config.to_dict())
     read_fd, write_fd = os.pipe()
-    cmd = [sys.executable, "-m", "mlcicd.serving.worker", "--fd", str(sock.fileno()),
-           "--spec", str(spec), "--status-fd", str(write_fd)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlcicd.serving.worker",
+        "--fd",
+        str(sock.fileno()),
+        "--spec",
+        str(spec),
+        "--status-fd",
+        str(write_fd),
+    ]
     try:
         proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(), write_fd), stderr=subprocess.PIPE)
     finally:
@@ -107,7 +120,9 @@ def test_a_stalled_worker_answers_for_itself_and_exits(
     try:
         assert json.loads(events.readline())["event"] == "ready"
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        response = request(url, body=b"[[1, 2, 3, 4]]", headers={"Content-Type": "application/json"})
+        response = request(
+            url, body=b"[[1, 2, 3, 4]]", headers={"Content-Type": "application/json"}
+        )
         assert response.status == 504 and response.json()["error"] == "ModelTimeout"
         assert response.headers["connection"] == "close"
         stalled = json.loads(events.readline())

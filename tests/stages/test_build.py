@@ -9,15 +9,18 @@ from mlcicd.stages.build import environment_extras
 
 
 def extras(text: str) -> tuple[str, ...]:
-    return environment_extras(parse_config("pipeline: p\nbuild: {test_requirements: [pytest]}\n" + text))
+    return environment_extras(
+        parse_config("pipeline: p\nbuild: {test_requirements: [pytest]}\n" + text)
+    )
 
 
 def test_boto3_joins_only_when_a_local_endpoint_captures_to_an_s3_store() -> None:
     capture = "deploy: {data_capture: {enabled: true}}\n"
     # The workers write the capture objects themselves: they need boto3, as the CLI runs it.
     assert extras(capture + "store: {uri: s3://bucket/runs}\n") == (
-        "pytest", f"boto3=={metadata.version('boto3')}",
-    )  # fmt: skip
+        "pytest",
+        f"boto3=={metadata.version('boto3')}",
+    )
     assert extras(capture) == ("pytest",)  # a local store: files, no boto3
     assert extras("store: {uri: s3://bucket/runs}\n") == ("pytest",)  # no capture
     on_sagemaker = "deploy: {backend: sagemaker, data_capture: {enabled: true}}\n"

@@ -52,7 +52,9 @@ def _file(tmp_path: Path, data: bytes = b"model bytes\n", name: str = "model.tar
     return path
 
 
-def test_put_then_get_round_trips_with_the_digest(store: tuple[ArtifactStore, Tamper], tmp_path: Path) -> None:
+def test_put_then_get_round_trips_with_the_digest(
+    store: tuple[ArtifactStore, Tamper], tmp_path: Path
+) -> None:
     artifacts, _ = store
     source = _file(tmp_path)
     ref = artifacts.put_file(source, "ml-models", "iris/job-1/output/model.tar.gz")
@@ -84,7 +86,11 @@ def test_a_changed_artifact_is_refused_and_the_destination_untouched(
 def test_a_missing_artifact_says_so(store: tuple[ArtifactStore, Tamper], tmp_path: Path) -> None:
     artifacts, _ = store
     with pytest.raises(ArtifactError, match="is missing"):
-        artifacts.get_file(artifacts.uri("ml-models", "nothing/here.tar.gz"), tmp_path / "x", expected_sha256="0" * 64)
+        artifacts.get_file(
+            artifacts.uri("ml-models", "nothing/here.tar.gz"),
+            tmp_path / "x",
+            expected_sha256="0" * 64,
+        )
     assert not (tmp_path / "x").exists()
 
 
@@ -109,15 +115,23 @@ def test_put_bytes_writes_a_whole_new_artifact_each_time(
     assert back.read_bytes() == b'{"n": 2}\n'
 
 
-def test_a_folder_is_listed_and_read_back_whatever_wrote_it(store: tuple[ArtifactStore, Tamper]) -> None:
+def test_a_folder_is_listed_and_read_back_whatever_wrote_it(
+    store: tuple[ArtifactStore, Tamper],
+) -> None:
     artifacts, _ = store
-    keys = ["iris/B/2024/05/01/13/00-00-000-w1.jsonl", "iris/A/2024/05/01/14/00-00-000-w1.jsonl",
-            "iris/A/2024/05/01/13/59-59-999-w2.jsonl", "iris-2/A/2024/05/01/13/00-00-000-w1.jsonl"]  # fmt: skip
+    keys = [
+        "iris/B/2024/05/01/13/00-00-000-w1.jsonl",
+        "iris/A/2024/05/01/14/00-00-000-w1.jsonl",
+        "iris/A/2024/05/01/13/59-59-999-w2.jsonl",
+        "iris-2/A/2024/05/01/13/00-00-000-w1.jsonl",
+    ]
     for key in keys:
         artifacts.put_bytes(key.encode(), "data-capture", key)
     listed = artifacts.list_uris("data-capture", "iris")
     assert listed == [artifacts.uri("data-capture", k) for k in sorted(keys[:3])]  # not iris-2's
-    assert artifacts.list_uris("data-capture", "iris/A/2024/05/01/14") == [artifacts.uri("data-capture", keys[1])]
+    assert artifacts.list_uris("data-capture", "iris/A/2024/05/01/14") == [
+        artifacts.uri("data-capture", keys[1])
+    ]
     assert artifacts.list_uris("data-capture", "nobody") == []
     assert artifacts.read_bytes(listed[0]) == keys[2].encode()
     with pytest.raises(ArtifactError, match="is missing"):
@@ -138,7 +152,9 @@ def test_the_layout_metadata_and_checksum(s3: AwsClient, tmp_path: Path) -> None
     store = S3ArtifactStore(f"s3://{BUCKET}/runs/")
     ref = store.put_file(_file(tmp_path), "ml-models", "iris/job-1/output/model.tar.gz")
     assert ref.uri == f"s3://{BUCKET}/runs/ml-models/iris/job-1/output/model.tar.gz"
-    head = s3("s3").head_object(Bucket=BUCKET, Key="runs/ml-models/iris/job-1/output/model.tar.gz", ChecksumMode="ENABLED")
+    head = s3("s3").head_object(
+        Bucket=BUCKET, Key="runs/ml-models/iris/job-1/output/model.tar.gz", ChecksumMode="ENABLED"
+    )
     assert head["Metadata"] == {"sha256": ref.sha256}
     assert head["ChecksumSHA256"]  # S3 checked the upload against SHA256 itself
     assert store.holds(ref.uri, _file(tmp_path))
@@ -152,7 +168,9 @@ def test_multipart_uploads_keep_the_whole_files_digest(s3: AwsClient, tmp_path: 
     store = S3ArtifactStore(f"s3://{BUCKET}")
     ref = store.put_file(_file(tmp_path, data), "ml-models", "big/model.tar.gz")
     assert ref.sha256 == hashlib.sha256(data).hexdigest()
-    assert store.get_file(ref.uri, tmp_path / "big", expected_sha256=ref.sha256).read_bytes() == data
+    assert (
+        store.get_file(ref.uri, tmp_path / "big", expected_sha256=ref.sha256).read_bytes() == data
+    )
 
 
 @pytest.mark.integration
@@ -168,8 +186,13 @@ def test_an_object_overwritten_under_the_old_metadata_is_not_trusted(
     ref = store.put_file(source, "ml-models", "iris/model.tar.gz")
     assert store.holds(ref.uri, source)
     evil = bytes([data[0] ^ 1]) + data[1:]
-    s3("s3").put_object(Bucket=BUCKET, Key="ml-models/iris/model.tar.gz", Body=evil,
-                        Metadata={"sha256": ref.sha256}, ChecksumAlgorithm="SHA256")  # fmt: skip
+    s3("s3").put_object(
+        Bucket=BUCKET,
+        Key="ml-models/iris/model.tar.gz",
+        Body=evil,
+        Metadata={"sha256": ref.sha256},
+        ChecksumAlgorithm="SHA256",
+    )
     assert not store.holds(ref.uri, source)  # an upload is not skipped
     with pytest.raises(ArtifactError, match=r"has sha256 .*, recorded " + ref.sha256[:12]):
         store.get_file(ref.uri, tmp_path / "back", expected_sha256=ref.sha256)
@@ -179,8 +202,12 @@ def test_an_object_overwritten_under_the_old_metadata_is_not_trusted(
 @pytest.mark.integration
 def test_an_object_without_a_checksum_is_not_held(s3: AwsClient, tmp_path: Path) -> None:
     source = _file(tmp_path)
-    s3("s3").put_object(Bucket=BUCKET, Key="plain", Body=source.read_bytes(),
-                        Metadata={"sha256": hashlib.sha256(source.read_bytes()).hexdigest()})  # fmt: skip
+    s3("s3").put_object(
+        Bucket=BUCKET,
+        Key="plain",
+        Body=source.read_bytes(),
+        Metadata={"sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
+    )
     store = S3ArtifactStore(f"s3://{BUCKET}")
     assert not store.holds(f"s3://{BUCKET}/plain", source)
     assert not store.holds(f"s3://{BUCKET}/nothing", source)
@@ -188,20 +215,30 @@ def test_an_object_without_a_checksum_is_not_held(s3: AwsClient, tmp_path: Path)
 
 @pytest.mark.integration
 def test_encryption_by_the_buckets_default_or_a_kms_key(s3: AwsClient, tmp_path: Path) -> None:
-    s3("s3").put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})  # fmt: skip
+    s3("s3").put_bucket_encryption(
+        Bucket=BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
     plain = S3ArtifactStore(f"s3://{BUCKET}").put_file(_file(tmp_path), "b", "default.tar.gz")
     assert _head(s3, plain.uri)["ServerSideEncryption"] == "AES256"
     key = s3("kms").create_key()["KeyMetadata"]["Arn"]
-    ref = S3ArtifactStore(f"s3://{BUCKET}", kms_key_id=key).put_file(_file(tmp_path), "b", "kms.tar.gz")
+    ref = S3ArtifactStore(f"s3://{BUCKET}", kms_key_id=key).put_file(
+        _file(tmp_path), "b", "kms.tar.gz"
+    )
     head = _head(s3, ref.uri)
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key)
 
 
 @pytest.mark.integration
 def test_download_reports_the_digest_of_what_nobody_recorded(s3: AwsClient, tmp_path: Path) -> None:
-    s3("s3").put_object(Bucket=BUCKET, Key="sagemaker/output/model.tar.gz", Body=b"written by SageMaker")
-    ref = S3ArtifactStore(f"s3://{BUCKET}").download(f"s3://{BUCKET}/sagemaker/output/model.tar.gz", tmp_path / "m")
+    s3("s3").put_object(
+        Bucket=BUCKET, Key="sagemaker/output/model.tar.gz", Body=b"written by SageMaker"
+    )
+    ref = S3ArtifactStore(f"s3://{BUCKET}").download(
+        f"s3://{BUCKET}/sagemaker/output/model.tar.gz", tmp_path / "m"
+    )
     assert ref.sha256 == hashlib.sha256(b"written by SageMaker").hexdigest()
     assert (tmp_path / "m").read_bytes() == b"written by SageMaker"
 

@@ -111,10 +111,20 @@ def test_parse_metrics() -> None:
 
 def test_raise_for_status(tmp_path: Path) -> None:
     result = TrainingJobResult(
-        name="job-1", status="Failed", secondary_status="Failed", failure_reason="bad data\nmore",
-        metrics={}, metric_series=[], model_artifact=None, model_sha256=None, exit_code=1,
-        started_at=0.0, ended_at=1.0, log_path=tmp_path / "training.log", job_dir=tmp_path,
-    )  # fmt: skip
+        name="job-1",
+        status="Failed",
+        secondary_status="Failed",
+        failure_reason="bad data\nmore",
+        metrics={},
+        metric_series=[],
+        model_artifact=None,
+        model_sha256=None,
+        exit_code=1,
+        started_at=0.0,
+        ended_at=1.0,
+        log_path=tmp_path / "training.log",
+        job_dir=tmp_path,
+    )
     assert not result.succeeded
     with pytest.raises(TrainingError, match=r"job-1 failed \(Failed\): bad data \(full log: "):
         result.raise_for_status()

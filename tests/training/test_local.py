@@ -19,9 +19,14 @@ from tests.training.conftest import DUMP_SCRIPT, SAVE_MODEL, make_spec, process_
 pytestmark = pytest.mark.integration
 
 HPS = {
-    "epochs": 3, "learning-rate": 0.1, "optimizer": "adam", "use_bn": True,
-    "layers": [1, 2], "extra": {"b": 2, "a": "x"}, "C": 1.5,
-}  # fmt: skip
+    "epochs": 3,
+    "learning-rate": 0.1,
+    "optimizer": "adam",
+    "use_bn": True,
+    "layers": [1, 2],
+    "extra": {"b": 2, "a": "x"},
+    "C": 1.5,
+}
 
 
 def test_script_sees_the_sagemaker_environment_and_arguments(
@@ -50,9 +55,22 @@ def test_script_sees_the_sagemaker_environment_and_arguments(
     assert result.job_dir == job
 
     assert seen["argv"] == [
-        "train.py", "-C", "1.5", "--epochs", "3", "--extra", "a=x,b=2", "--layers", "[1, 2]",
-        "--learning-rate", "0.1", "--optimizer", "adam", "--use_bn", "True",
-    ]  # fmt: skip
+        "train.py",
+        "-C",
+        "1.5",
+        "--epochs",
+        "3",
+        "--extra",
+        "a=x,b=2",
+        "--layers",
+        "[1, 2]",
+        "--learning-rate",
+        "0.1",
+        "--optimizer",
+        "adam",
+        "--use_bn",
+        "True",
+    ]
     assert Path(seen["cwd"]).resolve() == (job / "code").resolve()
     assert seen["channels"] == {"train": ["a.csv", "sub/b.csv"], "extra": ["extra.txt"]}
 
@@ -199,8 +217,11 @@ def test_metrics_from_the_log(backend: LocalTrainingBackend, tmp_path: Path) -> 
 
     assert result.metrics == {"loss": 0.5, "acc": 0.7}  # the last match wins
     assert [(name, value) for name, value, _ in result.metric_series] == [
-        ("loss", 0.9), ("acc", 0.5), ("loss", 0.5), ("acc", 0.7),
-    ]  # fmt: skip
+        ("loss", 0.9),
+        ("acc", 0.5),
+        ("loss", 0.5),
+        ("acc", 0.7),
+    ]
     stamps = [at for _, _, at in result.metric_series]
     assert stamps == sorted(stamps)
     assert result.started_at <= stamps[0] <= stamps[-1] <= result.ended_at
@@ -274,8 +295,11 @@ open(os.path.join(model, "sub", "config.json"), "w").write("{}")
     assert description["ModelArtifacts"] == {"S3ModelArtifacts": str(result.model_artifact)}
     assert description["LocalJob"]["ModelSha256"] == result.model_sha256
     assert [t["Status"] for t in description["SecondaryStatusTransitions"]] == [
-        "Starting", "Training", "Uploading", "Completed",
-    ]  # fmt: skip
+        "Starting",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
 
 
 def test_failure_file_is_the_failure_reason(backend: LocalTrainingBackend, tmp_path: Path) -> None:

@@ -24,26 +24,80 @@ BASE = TrainingPaths(Path("/opt/ml"))
 
 # Environment.to_env_vars() of sagemaker-training-toolkit, for a job with channels and hps.
 TOOLKIT_VARS = {
-    "SM_HOSTS", "SM_NETWORK_INTERFACE_NAME", "SM_HPS", "SM_USER_ENTRY_POINT", "SM_FRAMEWORK_PARAMS",
-    "SM_RESOURCE_CONFIG", "SM_INPUT_DATA_CONFIG", "SM_OUTPUT_DATA_DIR", "SM_CHANNELS",
-    "SM_CURRENT_HOST", "SM_CURRENT_INSTANCE_TYPE", "SM_CURRENT_INSTANCE_GROUP",
-    "SM_CURRENT_INSTANCE_GROUP_HOSTS", "SM_INSTANCE_GROUPS", "SM_INSTANCE_GROUPS_DICT",
-    "SM_DISTRIBUTION_INSTANCE_GROUPS", "SM_IS_HETERO", "SM_MODULE_NAME", "SM_LOG_LEVEL",
-    "SM_FRAMEWORK_MODULE", "SM_INPUT_DIR", "SM_INPUT_CONFIG_DIR", "SM_OUTPUT_DIR", "SM_NUM_CPUS",
-    "SM_NUM_GPUS", "SM_NUM_NEURONS", "SM_MODEL_DIR", "SM_MODULE_DIR", "SM_TRAINING_ENV",
-    "SM_USER_ARGS", "SM_OUTPUT_INTERMEDIATE_DIR", "SM_CHANNEL_TRAINING", "SM_HP_BATCH-SIZE",
-}  # fmt: skip
+    "SM_HOSTS",
+    "SM_NETWORK_INTERFACE_NAME",
+    "SM_HPS",
+    "SM_USER_ENTRY_POINT",
+    "SM_FRAMEWORK_PARAMS",
+    "SM_RESOURCE_CONFIG",
+    "SM_INPUT_DATA_CONFIG",
+    "SM_OUTPUT_DATA_DIR",
+    "SM_CHANNELS",
+    "SM_CURRENT_HOST",
+    "SM_CURRENT_INSTANCE_TYPE",
+    "SM_CURRENT_INSTANCE_GROUP",
+    "SM_CURRENT_INSTANCE_GROUP_HOSTS",
+    "SM_INSTANCE_GROUPS",
+    "SM_INSTANCE_GROUPS_DICT",
+    "SM_DISTRIBUTION_INSTANCE_GROUPS",
+    "SM_IS_HETERO",
+    "SM_MODULE_NAME",
+    "SM_LOG_LEVEL",
+    "SM_FRAMEWORK_MODULE",
+    "SM_INPUT_DIR",
+    "SM_INPUT_CONFIG_DIR",
+    "SM_OUTPUT_DIR",
+    "SM_NUM_CPUS",
+    "SM_NUM_GPUS",
+    "SM_NUM_NEURONS",
+    "SM_MODEL_DIR",
+    "SM_MODULE_DIR",
+    "SM_TRAINING_ENV",
+    "SM_USER_ARGS",
+    "SM_OUTPUT_INTERMEDIATE_DIR",
+    "SM_CHANNEL_TRAINING",
+    "SM_HP_BATCH-SIZE",
+}
 # The properties of the toolkit's Environment, i.e. the keys of SM_TRAINING_ENV.
 TOOLKIT_PROPERTIES = {
-    "additional_framework_parameters", "channel_input_dirs", "current_host", "current_instance_group",
-    "current_instance_group_hosts", "current_instance_type", "distribution_hosts",
-    "distribution_instance_groups", "framework_module", "hosts", "hyperparameters",
-    "input_config_dir", "input_data_config", "input_dir", "instance_groups", "instance_groups_dict",
-    "is_hetero", "is_master", "is_modelparallel_enabled", "is_smddpmprun_installed",
-    "is_smddprun_installed", "job_name", "log_level", "master_hostname", "model_dir", "module_dir",
-    "module_name", "network_interface_name", "num_cpus", "num_gpus", "num_neurons", "output_data_dir",
-    "output_dir", "output_intermediate_dir", "resource_config", "topology", "user_entry_point",
-}  # fmt: skip
+    "additional_framework_parameters",
+    "channel_input_dirs",
+    "current_host",
+    "current_instance_group",
+    "current_instance_group_hosts",
+    "current_instance_type",
+    "distribution_hosts",
+    "distribution_instance_groups",
+    "framework_module",
+    "hosts",
+    "hyperparameters",
+    "input_config_dir",
+    "input_data_config",
+    "input_dir",
+    "instance_groups",
+    "instance_groups_dict",
+    "is_hetero",
+    "is_master",
+    "is_modelparallel_enabled",
+    "is_smddpmprun_installed",
+    "is_smddprun_installed",
+    "job_name",
+    "log_level",
+    "master_hostname",
+    "model_dir",
+    "module_dir",
+    "module_name",
+    "network_interface_name",
+    "num_cpus",
+    "num_gpus",
+    "num_neurons",
+    "output_data_dir",
+    "output_dir",
+    "output_intermediate_dir",
+    "resource_config",
+    "topology",
+    "user_entry_point",
+}
 
 
 def env_for(hps: dict[str, Any], **kwargs: Any) -> dict[str, str]:
@@ -62,8 +116,13 @@ def test_hyperparameters_travel_as_json_strings() -> None:
     hps = {"epochs": 3, "lr": 0.1, "opt": "adam", "bn": True, "layers": [1, 2], "cfg": {"a": None}}
     encoded = encode_hyperparameters(hps)
     assert encoded == {
-        "epochs": "3", "lr": "0.1", "opt": '"adam"', "bn": "true", "layers": "[1, 2]", "cfg": '{"a": null}',
-    }  # fmt: skip
+        "epochs": "3",
+        "lr": "0.1",
+        "opt": '"adam"',
+        "bn": "true",
+        "layers": "[1, 2]",
+        "cfg": '{"a": null}',
+    }
     assert decode_hyperparameters(encoded) == hps
     # Written by hand (not by the SDK): values that are not JSON stay strings, as in the toolkit.
     assert decode_hyperparameters({"opt": "adam", "n": "5"}) == {"opt": "adam", "n": 5}
@@ -115,10 +174,17 @@ def test_hyperparameter_args(hps: dict[str, Any], expected: list[str]) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("/opt/ml/model", "/opt/ml/model"), (b"2", "2"), (4.0, "4.0"), (2, "2"), ("¡ø", "¡ø"),
-        (None, ""), (True, "true"), ([1, "a"], '[1,"a"]'), ({"b": 1, "a": 2}, '{"a":2,"b":1}'),
+        ("/opt/ml/model", "/opt/ml/model"),
+        (b"2", "2"),
+        (4.0, "4.0"),
+        (2, "2"),
+        ("¡ø", "¡ø"),
+        (None, ""),
+        (True, "true"),
+        ([1, "a"], '[1,"a"]'),
+        ({"b": 1, "a": 2}, '{"a":2,"b":1}'),
     ],
-)  # fmt: skip
+)
 def test_env_value(value: Any, expected: str) -> None:
     assert env_value(value) == expected
 
@@ -133,9 +199,14 @@ def test_training_env_has_every_toolkit_variable() -> None:
     sm = {key for key in env if key.startswith("SM_")}
     assert sm >= TOOLKIT_VARS
     model_trainer = {
-        "SM_HOST_COUNT", "SM_CURRENT_HOST_RANK", "SM_MASTER_ADDR", "SM_MASTER_PORT",
-        "SM_INPUT_DATA_DIR", "SM_OUTPUT_FAILURE", "SM_HP_BATCH_SIZE",
-    }  # fmt: skip
+        "SM_HOST_COUNT",
+        "SM_CURRENT_HOST_RANK",
+        "SM_MASTER_ADDR",
+        "SM_MASTER_PORT",
+        "SM_INPUT_DATA_DIR",
+        "SM_OUTPUT_FAILURE",
+        "SM_HP_BATCH_SIZE",
+    }
     assert sm - TOOLKIT_VARS == model_trainer
     assert json.loads(env["SM_TRAINING_ENV"]).keys() == TOOLKIT_PROPERTIES
 

@@ -44,7 +44,9 @@ def _npy_rows(request_body: str | bytes) -> np.ndarray:
         raise ValueError(f"invalid NPY body: {exc}") from exc
     data = np.atleast_2d(np.asarray(data, dtype=float))
     if data.ndim != 2 or data.shape[1] != N_FEATURES:
-        raise ValueError(f"expected rows of {N_FEATURES} features, got an array of shape {data.shape}")
+        raise ValueError(
+            f"expected rows of {N_FEATURES} features, got an array of shape {data.shape}"
+        )
     if not np.isfinite(data).all():
         raise ValueError("features must be finite numbers")
     return data

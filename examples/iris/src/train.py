@@ -57,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _ArgumentParser(description="Train the iris classifier (SageMaker script mode).")
     # Hyperparameters (mlcicd.yaml `train.hyperparameters`).
     # SageMaker passes one-letter hyperparameters as `-C 1.0`, longer ones as `--max_iter 200`.
-    parser.add_argument("-C", "--C", type=float, default=1.0, help="inverse regularisation strength")
+    parser.add_argument(
+        "-C", "--C", type=float, default=1.0, help="inverse regularisation strength"
+    )
     parser.add_argument("--max_iter", type=int, default=200)
     parser.add_argument("--min_accuracy", type=float, default=0.85, help="quality gate")
     # Where SageMaker puts things; the flags let you run the script by hand.

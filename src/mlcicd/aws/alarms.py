@@ -61,28 +61,45 @@ def rollback_alarms(
     enough = f"{_combine('SUM', 'n', len(variants))} >= {max(1, min_invocations)}"
     alarms = []
     if max_5xx_rate is not None:
-        errors = [_stat(f"e{i}", "Invocation5XXErrors", "Sum", endpoint, config_name, v)
-                  for i, v in enumerate(variants)]  # fmt: skip
+        errors = [
+            _stat(f"e{i}", "Invocation5XXErrors", "Sum", endpoint, config_name, v)
+            for i, v in enumerate(variants)
+        ]
         rate = f"{_combine('SUM', 'e', len(variants))} / {_combine('SUM', 'n', len(variants))}"
-        alarms.append(_alarm(
-            rollback_errors_alarm(endpoint),
-            f"5XX rate of {endpoint}'s new config {config_name} above {max_5xx_rate:g} "
-            f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the update back",
-            [*errors, *invocations, _expression("rate", f"IF({enough}, {rate}, 0)", "5XX rate")],
-            threshold=float(max_5xx_rate), tags=tags,
-        ))  # fmt: skip
+        alarms.append(
+            _alarm(
+                rollback_errors_alarm(endpoint),
+                f"5XX rate of {endpoint}'s new config {config_name} above {max_5xx_rate:g} "
+                f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the update back",
+                [
+                    *errors,
+                    *invocations,
+                    _expression("rate", f"IF({enough}, {rate}, 0)", "5XX rate"),
+                ],
+                threshold=float(max_5xx_rate),
+                tags=tags,
+            )
+        )
     if max_p99_latency_ms is not None:
-        latencies = [_stat(f"p{i}", "ModelLatency", "p99", endpoint, config_name, v)
-                     for i, v in enumerate(variants)]  # fmt: skip
+        latencies = [
+            _stat(f"p{i}", "ModelLatency", "p99", endpoint, config_name, v)
+            for i, v in enumerate(variants)
+        ]
         p99 = _combine("MAX", "p", len(variants))
-        alarms.append(_alarm(
-            rollback_latency_alarm(endpoint),
-            f"p99 ModelLatency of {endpoint}'s new config {config_name} above {max_p99_latency_ms:g} ms "
-            f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the update back",
-            [*latencies, *invocations, _expression("p99", f"IF({enough}, {p99}, 0)", "p99 ModelLatency (µs)")],
-            threshold=float(max_p99_latency_ms) * 1000,  # ModelLatency is in microseconds
-            tags=tags,
-        ))  # fmt: skip
+        alarms.append(
+            _alarm(
+                rollback_latency_alarm(endpoint),
+                f"p99 ModelLatency of {endpoint}'s new config {config_name} above {max_p99_latency_ms:g} ms "
+                f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the update back",
+                [
+                    *latencies,
+                    *invocations,
+                    _expression("p99", f"IF({enough}, {p99}, 0)", "p99 ModelLatency (µs)"),
+                ],
+                threshold=float(max_p99_latency_ms) * 1000,  # ModelLatency is in microseconds
+                tags=tags,
+            )
+        )
     return alarms
 
 

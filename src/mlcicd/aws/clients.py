@@ -54,7 +54,14 @@ _HINTS = {
     "free capacity",
 }
 _NOT_FOUND_CODES = frozenset(
-    {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound", "ResourceNotFoundException"}
+    {
+        "404",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "NotFound",
+        "ResourceNotFound",
+        "ResourceNotFoundException",
+    }
 )
 # SageMaker answers "not found" with a ValidationException; its message tells them apart.
 _NOT_FOUND_WORDS = ("not find", "not found", "does not exist")
@@ -113,7 +120,9 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str | None, str | None, Timeouts | None], AwsClient] = {}
 
 
-def _cached(service: str, region: str | None, url: str | None, timeouts: Timeouts | None) -> AwsClient:
+def _cached(
+    service: str, region: str | None, url: str | None, timeouts: Timeouts | None
+) -> AwsClient:
     key = (service, region, url, timeouts)
     with _lock:
         if key not in _cache:
@@ -132,7 +141,11 @@ def _default_region() -> str | None:
 
 
 def _new_client(
-    service: str, region: str | None, url: str | None, credentials: Credentials | None, timeouts: Timeouts | None
+    service: str,
+    region: str | None,
+    url: str | None,
+    credentials: Credentials | None,
+    timeouts: Timeouts | None,
 ) -> Any:
     try:
         import boto3
@@ -222,8 +235,13 @@ def translate(exc: BaseException, operation: str) -> AwsError | None:
         return _from_client_error(exc, operation)
     if isinstance(exc, BotoCoreError):
         code = type(exc).__name__
-        return AwsError(f"{operation}: {exc}", code=code, aws_message=str(exc), operation=operation,
-                        hint=_HINTS.get(code))  # fmt: skip
+        return AwsError(
+            f"{operation}: {exc}",
+            code=code,
+            aws_message=str(exc),
+            operation=operation,
+            hint=_HINTS.get(code),
+        )
     try:
         from boto3.exceptions import Boto3Error
     except ImportError:  # pragma: no cover - botocore without boto3
@@ -245,7 +263,9 @@ def _from_client_error(exc: Any, operation: str) -> AwsError:
     if code == "404" and not message:
         message = "Not Found"
     text = f"{operation} failed: {code}" + (f": {message}" if message else "")
-    return AwsError(text, code=code, aws_message=message, operation=operation, hint=_HINTS.get(code))
+    return AwsError(
+        text, code=code, aws_message=message, operation=operation, hint=_HINTS.get(code)
+    )
 
 
 def is_already_there(error: AwsError) -> bool:

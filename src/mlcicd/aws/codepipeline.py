@@ -63,7 +63,9 @@ class PipelineJob:
     codepipeline: AwsClient = field(repr=False, compare=False)
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any], *, codepipeline: AwsClient | None = None) -> PipelineJob:
+    def from_event(
+        cls, event: Mapping[str, Any], *, codepipeline: AwsClient | None = None
+    ) -> PipelineJob:
         try:
             job = event["CodePipeline.job"]
             data = job["data"]
@@ -81,11 +83,15 @@ class PipelineJob:
             account_id=job.get("accountId"),
             inputs=tuple(_artifact(a) for a in data.get("inputArtifacts", [])),
             outputs=tuple(_artifact(a) for a in data.get("outputArtifacts", [])),
-            credentials=Credentials(creds["accessKeyId"], creds["secretAccessKey"], creds.get("sessionToken"))
+            credentials=Credentials(
+                creds["accessKeyId"], creds["secretAccessKey"], creds.get("sessionToken")
+            )
             if creds
             else None,
             continuation=_decode_token(token) if token else None,
-            user_parameters=(data.get("actionConfiguration", {}).get("configuration", {}).get("UserParameters")),
+            user_parameters=(
+                data.get("actionConfiguration", {}).get("configuration", {}).get("UserParameters")
+            ),
             encryption_key=key.get("id") if key.get("type", "KMS") == "KMS" else None,
             codepipeline=codepipeline or client("codepipeline"),
         )
@@ -103,8 +109,10 @@ class PipelineJob:
             if artifact.name == name:
                 return artifact
         names = ", ".join(a.name for a in self.inputs) or "none"
-        raise ArtifactError(f"the job has no input artifact {name!r} (it has: {names})",
-                            hint="check the pipeline's InputArtifacts for this action")  # fmt: skip
+        raise ArtifactError(
+            f"the job has no input artifact {name!r} (it has: {names})",
+            hint="check the pipeline's InputArtifacts for this action",
+        )
 
     @contextmanager
     def open_zip(self, artifact: Artifact) -> Iterator[zipfile.ZipFile]:
@@ -127,7 +135,9 @@ class PipelineJob:
                 raw = archive.read(member)
             except KeyError as exc:
                 held = ", ".join(archive.namelist()[:10]) or "nothing"
-                raise ArtifactError(f"artifact {artifact.name} holds no {member} (it holds: {held})") from exc
+                raise ArtifactError(
+                    f"artifact {artifact.name} holds no {member} (it holds: {held})"
+                ) from exc
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -142,23 +152,43 @@ class PipelineJob:
         extra: dict[str, Any] = {}
         if self.encryption_key:
             extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.encryption_key}
-        self._s3().put_object(Bucket=artifact.bucket, Key=artifact.key, Body=buffer.getvalue(), **extra)
+        self._s3().put_object(
+            Bucket=artifact.bucket, Key=artifact.key, Body=buffer.getvalue(), **extra
+        )
 
     # --- results -----------------------------------------------------------------------------
 
-    def continue_later(self, state: Mapping[str, Any], *, summary: str, external_id: str | None = None,
-                       percent: int | None = None) -> None:  # fmt: skip
+    def continue_later(
+        self,
+        state: Mapping[str, Any],
+        *,
+        summary: str,
+        external_id: str | None = None,
+        percent: int | None = None,
+    ) -> None:
         """Report progress: CodePipeline will invoke the function again with ``state``."""
         token = json.dumps(dict(state), sort_keys=True, separators=(",", ":"))
         if len(token) > MAX_TOKEN:  # a bug: the state must stay small
-            raise ValueError(f"continuation state is {len(token)} characters; CodePipeline keeps {MAX_TOKEN}")
+            raise ValueError(
+                f"continuation state is {len(token)} characters; CodePipeline keeps {MAX_TOKEN}"
+            )
         self.codepipeline.put_job_success_result(
-            jobId=self.id, continuationToken=token, executionDetails=_details(summary, external_id, percent)
+            jobId=self.id,
+            continuationToken=token,
+            executionDetails=_details(summary, external_id, percent),
         )
 
-    def succeed(self, *, summary: str, external_id: str | None = None,
-                variables: Mapping[str, str] | None = None) -> None:  # fmt: skip
-        params: dict[str, Any] = {"jobId": self.id, "executionDetails": _details(summary, external_id, 100)}
+    def succeed(
+        self,
+        *,
+        summary: str,
+        external_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
+        params: dict[str, Any] = {
+            "jobId": self.id,
+            "executionDetails": _details(summary, external_id, 100),
+        }
         if variables:
             params["outputVariables"] = dict(variables)
         self.codepipeline.put_job_success_result(**params)
@@ -184,15 +214,21 @@ def _artifact(raw: Mapping[str, Any]) -> Artifact:
     if location.get("type", "S3") != "S3":
         raise ArtifactError(f"artifact {raw.get('name')} is not in S3 ({location.get('type')})")
     s3 = location.get("s3Location", {})
-    return Artifact(name=str(raw.get("name", "")), bucket=str(s3.get("bucketName", "")),
-                    key=str(s3.get("objectKey", "")), revision=raw.get("revision"))  # fmt: skip
+    return Artifact(
+        name=str(raw.get("name", "")),
+        bucket=str(s3.get("bucketName", "")),
+        key=str(s3.get("objectKey", "")),
+        revision=raw.get("revision"),
+    )
 
 
 def _decode_token(token: str) -> dict[str, Any]:
     try:
         state = json.loads(token)
     except ValueError as exc:
-        raise MlcicdError(f"the continuation token is not one this function wrote: {token[:80]!r}") from exc
+        raise MlcicdError(
+            f"the continuation token is not one this function wrote: {token[:80]!r}"
+        ) from exc
     if not isinstance(state, dict):
         raise MlcicdError(f"the continuation token is not one this function wrote: {token[:80]!r}")
     return state

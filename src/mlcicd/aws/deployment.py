@@ -56,15 +56,21 @@ def endpoint_config_request(
     SageMaker copies to it the share of requests its weight says, and it should see all."""
 
     def production_variant(variant: VariantModel, weight: float) -> dict[str, Any]:
-        return hosting.production_variant(name=variant.name, model_name=variant.model_name,
-                                          instance_type=instance_type, instance_count=instance_count,
-                                          weight=weight)  # fmt: skip
+        return hosting.production_variant(
+            name=variant.name,
+            model_name=variant.model_name,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            weight=weight,
+        )
 
     shadows = [production_variant(shadow, variants[0].weight)] if shadow is not None else []
     return hosting.endpoint_config_request(
-        name, [production_variant(v, v.weight) for v in variants], shadow_variants=shadows,
+        name,
+        [production_variant(v, v.weight) for v in variants],
+        shadow_variants=shadows,
         data_capture=data_capture,
-    )  # fmt: skip
+    )
 
 
 def data_capture_config(
@@ -79,9 +85,12 @@ def data_capture_config(
     if not (isinstance(destination, str) and destination.startswith("s3://")):
         destination = default_destination
     return hosting.data_capture_config(
-        destination=destination, sampling_percentage=capture.sampling_percentage,
-        capture_input=capture.capture_input, capture_output=capture.capture_output, kms_key_id=kms_key_id,
-    )  # fmt: skip
+        destination=destination,
+        sampling_percentage=capture.sampling_percentage,
+        capture_input=capture.capture_input,
+        capture_output=capture.capture_output,
+        kms_key_id=kms_key_id,
+    )
 
 
 def put_endpoint_config(
@@ -93,10 +102,13 @@ def put_endpoint_config(
     mean one content — or EndpointError says which differ."""
     name = str(request["EndpointConfigName"])
     if hosting.ensure_endpoint_config(
-        sagemaker, name=name, variants=request["ProductionVariants"],
-        shadow_variants=request.get("ShadowProductionVariants", ()), data_capture=request.get("DataCaptureConfig"),
+        sagemaker,
+        name=name,
+        variants=request["ProductionVariants"],
+        shadow_variants=request.get("ShadowProductionVariants", ()),
+        data_capture=request.get("DataCaptureConfig"),
         tags=tags,
-    ):  # fmt: skip
+    ):
         return True
     existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
     differences = hosting.endpoint_config_differences(existing, request)
@@ -130,7 +142,10 @@ def rollback_thresholds(policy: DeploymentPolicy) -> dict[str, Any]:
     when no threshold is set."""
     thresholds: dict[str, Any] = {
         key: value
-        for key, value in (("max_5xx_rate", policy.max_5xx_rate), ("max_p99_latency_ms", policy.max_p99_latency_ms))
+        for key, value in (
+            ("max_5xx_rate", policy.max_5xx_rate),
+            ("max_p99_latency_ms", policy.max_p99_latency_ms),
+        )
         if value is not None
     }
     if thresholds:
@@ -156,10 +171,18 @@ def prepare_deployment(
     the update. None, SageMaker's own update, when there is neither an alarm nor a wait."""
     alarms: list[str] = []
     if max_5xx_rate is not None or max_p99_latency_ms is not None:
-        alarms = put_alarms(cloudwatch, rollback_alarms(
-            endpoint=endpoint, config_name=config_name, variants=variants, max_5xx_rate=max_5xx_rate,
-            max_p99_latency_ms=max_p99_latency_ms, min_invocations=min_invocations, tags=tags,
-        ))  # fmt: skip
+        alarms = put_alarms(
+            cloudwatch,
+            rollback_alarms(
+                endpoint=endpoint,
+                config_name=config_name,
+                variants=variants,
+                max_5xx_rate=max_5xx_rate,
+                max_p99_latency_ms=max_p99_latency_ms,
+                min_invocations=min_invocations,
+                tags=tags,
+            ),
+        )
     if not alarms and routing is not None and _plain(routing):
         return None  # blue/green, all at once, no baking: what UpdateEndpoint does anyway
     return hosting.deployment_config(alarms, routing)

@@ -31,8 +31,10 @@ from mlcicd.serving.metrics import COUNTERS, LATENCIES, PERCENTILES, variant_sum
 
 MAX_QUERIES = 500  # GetMetricData's limit on MetricDataQueries per call
 SHORT_WINDOW = 300.0  # seconds: below it, SageMaker's delay is worth a note
-DELAY_NOTE = ("SageMaker's metrics reach CloudWatch about a minute late: a window under 5 minutes "
-              "may not count the latest requests yet")  # fmt: skip
+DELAY_NOTE = (
+    "SageMaker's metrics reach CloudWatch about a minute late: a window under 5 minutes "
+    "may not count the latest requests yet"
+)
 _ACCESS_DENIED = ("AccessDenied", "AccessDeniedException")
 _ANSWERED = (None, "Complete", "PartialData")  # PartialData: the rest is on the next page
 # The finest period CloudWatch answers for a window starting this long ago: it keeps
@@ -94,11 +96,21 @@ def metric_queries(endpoint: str, variants: Sequence[str], period: int) -> list[
             {"Name": "VariantName", "Value": variant},
         ]
         for metric, stat in _stats():
-            queries.append({
-                "Id": _query_id(index, metric, stat), "ReturnData": True,
-                "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
-                               "Period": period, "Stat": stat},
-            })  # fmt: skip
+            queries.append(
+                {
+                    "Id": _query_id(index, metric, stat),
+                    "ReturnData": True,
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": NAMESPACE,
+                            "MetricName": metric,
+                            "Dimensions": dimensions,
+                        },
+                        "Period": period,
+                        "Stat": stat,
+                    },
+                }
+            )
     return queries
 
 
@@ -132,8 +144,13 @@ def read_values(
     values: dict[str, list[float]] = {}
     incomplete: set[str] = set()
     for batch in batches(queries):
-        pages = cloudwatch.paginate("get_metric_data", MetricDataQueries=batch, StartTime=window.start,
-                                    EndTime=window.end, ScanBy="TimestampAscending")  # fmt: skip
+        pages = cloudwatch.paginate(
+            "get_metric_data",
+            MetricDataQueries=batch,
+            StartTime=window.start,
+            EndTime=window.end,
+            ScanBy="TimestampAscending",
+        )
         for page in pages:
             for result in page.get("MetricDataResults", []):
                 values.setdefault(result["Id"], []).extend(
@@ -171,13 +188,22 @@ def endpoint_metrics(
     except AwsError as exc:
         if exc.code not in _ACCESS_DENIED:
             raise
-        raise AwsError(f"endpoint {name}: CloudWatch refused its metrics ({exc.code}: {exc.aws_message})",
-                       code=exc.code, aws_message=exc.aws_message, operation=exc.operation,
-                       hint="the credentials in use need the permission cloudwatch:GetMetricData") from exc  # fmt: skip
+        raise AwsError(
+            f"endpoint {name}: CloudWatch refused its metrics ({exc.code}: {exc.aws_message})",
+            code=exc.code,
+            aws_message=exc.aws_message,
+            operation=exc.operation,
+            hint="the credentials in use need the permission cloudwatch:GetMetricData",
+        ) from exc
     if window and window < SHORT_WINDOW:
         notes.insert(0, DELAY_NOTE)
-    return {"endpoint": name, "window_seconds": window, "variants": summaries(variants, values),
-            "counters": {}, "notes": notes}  # fmt: skip
+    return {
+        "endpoint": name,
+        "window_seconds": window,
+        "variants": summaries(variants, values),
+        "counters": {},
+        "notes": notes,
+    }
 
 
 __all__ = [

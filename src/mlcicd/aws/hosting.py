@@ -80,10 +80,18 @@ def ensure_model(
     """Create the Model unless it exists; return whether it was created now."""
     if described_or_none(sagemaker.describe_model, ModelName=name) is not None:
         return False
-    container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_data_url, "Mode": "SingleModel"}
+    container: dict[str, Any] = {
+        "Image": image,
+        "ModelDataUrl": model_data_url,
+        "Mode": "SingleModel",
+    }
     if environment:
         container["Environment"] = dict(environment)
-    params: dict[str, Any] = {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": role_arn}
+    params: dict[str, Any] = {
+        "ModelName": name,
+        "PrimaryContainer": container,
+        "ExecutionRoleArn": role_arn,
+    }
     return _create(sagemaker.create_model, params, tags)
 
 
@@ -121,9 +129,11 @@ def data_capture_config(
         "InitialSamplingPercentage": int(sampling_percentage),
         "DestinationS3Uri": destination,
         "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
-        "CaptureContentTypeHeader": {"JsonContentTypes": list(CAPTURE_JSON_TYPES),
-                                     "CsvContentTypes": list(CAPTURE_CSV_TYPES)},
-    }  # fmt: skip
+        "CaptureContentTypeHeader": {
+            "JsonContentTypes": list(CAPTURE_JSON_TYPES),
+            "CsvContentTypes": list(CAPTURE_CSV_TYPES),
+        },
+    }
     if kms_key_id:
         config["KmsKeyId"] = kms_key_id
     return config
@@ -141,7 +151,9 @@ def ensure_endpoint_config(
     """Create the EndpointConfig unless it exists; return whether it was created now."""
     if described_or_none(sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
         return False
-    params = endpoint_config_request(name, variants, shadow_variants=shadow_variants, data_capture=data_capture)
+    params = endpoint_config_request(
+        name, variants, shadow_variants=shadow_variants, data_capture=data_capture
+    )
     return _create(sagemaker.create_endpoint_config, params, tags)
 
 
@@ -153,7 +165,10 @@ def endpoint_config_request(
     data_capture: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """CreateEndpointConfig's parameters (without tags), as plain data."""
-    params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [dict(v) for v in variants]}
+    params: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [dict(v) for v in variants],
+    }
     if shadow_variants:
         params["ShadowProductionVariants"] = [dict(v) for v in shadow_variants]
     if data_capture:
@@ -161,14 +176,17 @@ def endpoint_config_request(
     return params
 
 
-def endpoint_config_differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+def endpoint_config_differences(
+    existing: Mapping[str, Any], wanted: Mapping[str, Any]
+) -> list[str]:
     """The fields in which a described EndpointConfig does not hold what ``wanted``
     (:func:`endpoint_config_request`) asks for; SageMaker's configs never change, so a name
     must mean one content."""
     return [
-        key for key in ("ProductionVariants", "ShadowProductionVariants", "DataCaptureConfig")
+        key
+        for key in ("ProductionVariants", "ShadowProductionVariants", "DataCaptureConfig")
         if _content(key, existing.get(key)) != _content(key, wanted.get(key))
-    ]  # fmt: skip
+    ]
 
 
 def _content(key: str, value: Any) -> Any:
@@ -179,16 +197,24 @@ def _content(key: str, value: Any) -> Any:
     if key == "DataCaptureConfig":
         types = value.get("CaptureContentTypeHeader") or {}
         return (
-            bool(value.get("EnableCapture")), int(value.get("InitialSamplingPercentage", 0)),
-            str(value.get("DestinationS3Uri", "")).rstrip("/"), value.get("KmsKeyId") or None,
+            bool(value.get("EnableCapture")),
+            int(value.get("InitialSamplingPercentage", 0)),
+            str(value.get("DestinationS3Uri", "")).rstrip("/"),
+            value.get("KmsKeyId") or None,
             tuple(sorted(o.get("CaptureMode", "") for o in value.get("CaptureOptions", []))),
-            tuple(sorted(types.get("JsonContentTypes", []))), tuple(sorted(types.get("CsvContentTypes", []))),
-        )  # fmt: skip
+            tuple(sorted(types.get("JsonContentTypes", []))),
+            tuple(sorted(types.get("CsvContentTypes", []))),
+        )
     return sorted(
-        (v["VariantName"], v.get("ModelName"), v.get("InstanceType"), v.get("InitialInstanceCount"),
-         float(v.get("InitialVariantWeight", 1.0)))
+        (
+            v["VariantName"],
+            v.get("ModelName"),
+            v.get("InstanceType"),
+            v.get("InitialInstanceCount"),
+            float(v.get("InitialVariantWeight", 1.0)),
+        )
         for v in value
-    )  # fmt: skip
+    )
 
 
 def update_weights(sagemaker: AwsClient, endpoint: str, weights: Mapping[str, float]) -> None:
@@ -196,7 +222,9 @@ def update_weights(sagemaker: AwsClient, endpoint: str, weights: Mapping[str, fl
     the instances they have (no new config, no new instances)."""
     sagemaker.update_endpoint_weights_and_capacities(
         EndpointName=endpoint,
-        DesiredWeightsAndCapacities=[{"VariantName": v, "DesiredWeight": float(w)} for v, w in weights.items()],
+        DesiredWeightsAndCapacities=[
+            {"VariantName": v, "DesiredWeight": float(w)} for v, w in weights.items()
+        ],
     )
 
 
@@ -213,15 +241,25 @@ def traffic_routing(raw: str | None) -> dict[str, Any] | None:
     except ValueError as exc:
         raise ConfigError(f"not JSON: {exc}", path=ENV_TRAFFIC_ROUTING) from exc
     if not isinstance(routing, dict) or routing.get("type", "ALL_AT_ONCE") not in _ROUTING_TYPES:
-        raise ConfigError(f"expected an object with type one of {', '.join(_ROUTING_TYPES)}", path=ENV_TRAFFIC_ROUTING)
-    unknown = set(routing) - {"type", "size_percent", "wait_seconds", "termination_wait_seconds",
-                              "max_execution_seconds"}  # fmt: skip
+        raise ConfigError(
+            f"expected an object with type one of {', '.join(_ROUTING_TYPES)}",
+            path=ENV_TRAFFIC_ROUTING,
+        )
+    unknown = set(routing) - {
+        "type",
+        "size_percent",
+        "wait_seconds",
+        "termination_wait_seconds",
+        "max_execution_seconds",
+    }
     if unknown:
         raise ConfigError(f"unknown keys {sorted(unknown)}", path=ENV_TRAFFIC_ROUTING)
     return routing
 
 
-def deployment_config(alarms: Sequence[str], routing: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def deployment_config(
+    alarms: Sequence[str], routing: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
     """UpdateEndpoint's DeploymentConfig: blue/green with the traffic shifting asked for, and
     automatic rollback on ``alarms``; None (SageMaker's default update) without either."""
     if not alarms and not routing:
@@ -307,7 +345,9 @@ class Progress:
 
 def progress(described: Mapping[str, Any] | None, config_name: str) -> Progress:
     if described is None:
-        return Progress("failed", "Missing", "the endpoint no longer exists (deleted while deploying?)")
+        return Progress(
+            "failed", "Missing", "the endpoint no longer exists (deleted while deploying?)"
+        )
     status = str(described["EndpointStatus"])
     reason = described.get("FailureReason")
     current = described.get("EndpointConfigName")
@@ -317,8 +357,12 @@ def progress(described: Mapping[str, Any] | None, config_name: str) -> Progress:
         return Progress("done", status)
     if status == IN_SERVICE:
         # An update that failed or was rolled back leaves the old config serving.
-        return Progress("failed", status, f"the update to {config_name} did not complete and the endpoint "
-                        f"still serves {current}: {reason or 'SageMaker rolled it back'}")  # fmt: skip
+        return Progress(
+            "failed",
+            status,
+            f"the update to {config_name} did not complete and the endpoint "
+            f"still serves {current}: {reason or 'SageMaker rolled it back'}",
+        )
     return Progress("failed", status, reason or f"the endpoint is {status}")
 
 

@@ -58,8 +58,15 @@ def parse_ecr_image(uri: str) -> EcrImage | None:
         if not colon:  # no tag: docker's default
             repository, tag_part = rest, "latest"
         tag, digest = tag_part, None
-    return EcrImage(uri=uri, registry=registry, account=match["account"], region=match["region"],
-                    repository=repository, tag=tag, digest=digest)  # fmt: skip
+    return EcrImage(
+        uri=uri,
+        registry=registry,
+        account=match["account"],
+        region=match["region"],
+        repository=repository,
+        tag=tag,
+        digest=digest,
+    )
 
 
 def require_image(uri: str) -> str | None:
@@ -75,8 +82,9 @@ def require_image(uri: str) -> str | None:
         return None
     ecr = client("ecr", region=image.region)
     try:
-        answer = ecr.describe_images(registryId=image.account, repositoryName=image.repository,
-                                     imageIds=[image.image_id])  # fmt: skip
+        answer = ecr.describe_images(
+            registryId=image.account, repositoryName=image.repository, imageIds=[image.image_id]
+        )
     except AwsError as exc:
         if exc.code == "ImageNotFoundException":
             raise ArtifactError(
@@ -92,18 +100,24 @@ def require_image(uri: str) -> str | None:
                 "train.image or --stack-name",
             ) from exc
         if exc.code in ("AccessDenied", "AccessDeniedException"):
-            return (f"image {uri} not looked up in ECR ({exc.code}: these credentials may not call "
-                    "ecr:DescribeImages; SageMaker's role may still pull it)")  # fmt: skip
+            return (
+                f"image {uri} not looked up in ECR ({exc.code}: these credentials may not call "
+                "ecr:DescribeImages; SageMaker's role may still pull it)"
+            )
         raise
     pushed = (answer.get("imageDetails") or [{}])[0].get("imagePushedAt")
-    when = f" (pushed {pushed.isoformat(timespec='seconds')})" if isinstance(pushed, datetime) else ""
+    when = (
+        f" (pushed {pushed.isoformat(timespec='seconds')})" if isinstance(pushed, datetime) else ""
+    )
     return f"image {uri} is in ECR{when}"
 
 
 def _push_hint(image: EcrImage) -> str:
     if image.digest:
-        return ("no image with that digest was pushed, or it was deleted (the stack's repository "
-                "expires untagged images after 7 days): push the image again and name it by its tag")  # fmt: skip
+        return (
+            "no image with that digest was pushed, or it was deleted (the stack's repository "
+            "expires untagged images after 7 days): push the image again and name it by its tag"
+        )
     return (
         "push it first: let the pipeline on AWS build this commit — push it to the pipeline's "
         "branch; CodeBuild runs buildspec.yml — or, by hand from the project directory, "

@@ -32,7 +32,9 @@ ENV_TRAINING_INSTANCE_COUNT = "MLCICD_TRAINING_INSTANCE_COUNT"
 ENV_TRAINING_USE_SPOT = "MLCICD_TRAINING_USE_SPOT"  # "true" or "false"
 ENV_TRAINING_MAX_RUNTIME = "MLCICD_TRAINING_MAX_RUNTIME"  # seconds
 ENV_TRAINING_MAX_WAIT = "MLCICD_TRAINING_MAX_WAIT"  # seconds, "" when not set
-ENV_TRAINING_KMS_KEY = "MLCICD_TRAINING_KMS_KEY"  # KmsKeyId and VolumeKmsKeyId; "" = SageMaker's default
+ENV_TRAINING_KMS_KEY = (
+    "MLCICD_TRAINING_KMS_KEY"  # KmsKeyId and VolumeKmsKeyId; "" = SageMaker's default
+)
 ENV_TRAINING_NETWORK_ISOLATION = "MLCICD_TRAINING_NETWORK_ISOLATION"  # "true" or "false"
 ENV_TRAINING_CHANNELS = "MLCICD_TRAINING_CHANNELS"  # JSON: {channel: path in the source}
 ENV_TRAINING_ENVIRONMENT = "MLCICD_TRAINING_ENVIRONMENT"  # JSON: {name: value}
@@ -41,7 +43,9 @@ ENV_METRIC_DEFINITIONS = "MLCICD_METRIC_DEFINITIONS"  # JSON: SageMaker's [{"Nam
 ENV_ENDPOINT_INSTANCE_TYPE = "MLCICD_ENDPOINT_INSTANCE_TYPE"
 ENV_ENDPOINT_INSTANCE_COUNT = "MLCICD_ENDPOINT_INSTANCE_COUNT"
 # deploy: as mlcicd/aws/deployment.py maps it for `mlcicd run` too; each "" = not configured.
-ENV_TRAFFIC_ROUTING = "MLCICD_TRAFFIC_ROUTING"  # JSON: deploy.strategy as blue/green traffic shifting
+ENV_TRAFFIC_ROUTING = (
+    "MLCICD_TRAFFIC_ROUTING"  # JSON: deploy.strategy as blue/green traffic shifting
+)
 ENV_ROLLBACK_THRESHOLDS = "MLCICD_ROLLBACK_THRESHOLDS"  # JSON: deploy.alarms {max_5xx_rate, …}
 ENV_DATA_CAPTURE = "MLCICD_DATA_CAPTURE"  # JSON: deploy.data_capture {sampling_percentage, …}
 ENV_VARIANTS = "MLCICD_VARIANTS"  # JSON: deploy.variants [{name, model, weight}]
@@ -52,7 +56,9 @@ ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the reposit
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
 
 # Read by `mlcicd run` with the SageMaker backends (not by the Lambdas, which never wait).
-ENV_POLL_SECONDS = "MLCICD_SAGEMAKER_POLL_SECONDS"  # between DescribeTrainingJob/DescribeEndpoint calls
+ENV_POLL_SECONDS = (
+    "MLCICD_SAGEMAKER_POLL_SECONDS"  # between DescribeTrainingJob/DescribeEndpoint calls
+)
 
 # CloudFormation's stack-name rule; the Lambda names "<stack>-training" must stay within 64.
 _STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
@@ -100,13 +106,17 @@ def model_name(pipeline: str, suffix: str) -> str:
 
 def endpoint_config_name(endpoint: str, suffix: str) -> str:
     """``<endpoint>-<suffix>``: an EndpointConfig the deploy Lambda may create."""
-    return _sagemaker_name(endpoint_config_prefix(endpoint), suffix, "endpoint config", "deploy.endpoint_name")
+    return _sagemaker_name(
+        endpoint_config_prefix(endpoint), suffix, "endpoint config", "deploy.endpoint_name"
+    )
 
 
 MIN_DIGEST_LENGTH = 4
 
 
-def versioned_endpoint_config_name(endpoint: str, version: int | str, digest: str, *, digest_length: int = 8) -> str:
+def versioned_endpoint_config_name(
+    endpoint: str, version: int | str, digest: str, *, digest_length: int = 8
+) -> str:
     """``<endpoint>-v<version>-<digest>``: the full endpoint name first (the IAM prefix
     ``endpoint-config/<endpoint>-*``), at most 63 characters — the digest is shortened to fit
     (to no fewer than 4 hex digits), never the endpoint's name."""
@@ -158,7 +168,11 @@ class StackNames:
             ("store.artifacts_bucket", config.store.artifacts_bucket),
             ("store.models_bucket", config.store.models_bucket),
         ):
-            if not _BUCKET_PREFIX_RE.match(prefix) or len(prefix) > MAX_BUCKET_PREFIX or "--" in prefix:
+            if (
+                not _BUCKET_PREFIX_RE.match(prefix)
+                or len(prefix) > MAX_BUCKET_PREFIX
+                or "--" in prefix
+            ):
                 raise ConfigError(
                     f"{prefix!r} cannot start an S3 bucket name",
                     key=key,
@@ -264,8 +278,13 @@ class StackNames:
     def notifying_alarms(self) -> tuple[str, ...]:
         """The stack's alarms that publish to its (encrypted) topic: whose use of the key
         the key policy allows CloudWatch."""
-        return (self.endpoint_errors_alarm, self.endpoint_latency_alarm, self.training_function_errors_alarm,
-                self.deploy_function_errors_alarm, self.dead_letter_queue_alarm)  # fmt: skip
+        return (
+            self.endpoint_errors_alarm,
+            self.endpoint_latency_alarm,
+            self.training_function_errors_alarm,
+            self.deploy_function_errors_alarm,
+            self.dead_letter_queue_alarm,
+        )
 
     @property
     def rollback_alarms(self) -> tuple[str, str]:

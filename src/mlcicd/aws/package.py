@@ -17,7 +17,10 @@ from pathlib import Path
 from mlcicd.errors import ArtifactError
 from mlcicd.fsutil import atomic_open, sha256_file
 
-PACKAGES = ("mlcicd", "yaml")  # everything the handlers import beyond the standard library and boto3
+PACKAGES = (
+    "mlcicd",
+    "yaml",
+)  # everything the handlers import beyond the standard library and boto3
 _DATA_FILES = ("py.typed",)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 LAMBDA_SIZE_LIMIT = 50 * 1024 * 1024  # a zip given to Lambda directly (unzipped: 250 MB)
@@ -39,8 +42,10 @@ class LambdaPackage:
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise ArtifactError(f"cannot find the {name} package to put in the Lambda package",
-                            hint=f"install it in this environment (pip install {name})")  # fmt: skip
+        raise ArtifactError(
+            f"cannot find the {name} package to put in the Lambda package",
+            hint=f"install it in this environment (pip install {name})",
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -68,7 +73,9 @@ def build_lambda_package(dest: Path) -> LambdaPackage:
             archive.writestr(info, path.read_bytes())
     size = dest.stat().st_size
     if size > LAMBDA_SIZE_LIMIT:  # pragma: no cover - mlcicd is far below it
-        raise ArtifactError(f"the Lambda package is {size} bytes; Lambda accepts {LAMBDA_SIZE_LIMIT}")
+        raise ArtifactError(
+            f"the Lambda package is {size} bytes; Lambda accepts {LAMBDA_SIZE_LIMIT}"
+        )
     return LambdaPackage(path=dest, sha256=sha256_file(dest), size=size, files=len(files))
 
 

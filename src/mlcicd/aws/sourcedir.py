@@ -33,7 +33,12 @@ def is_s3_uri(uri: str | None) -> bool:
 def is_archive_path(uri: str | None) -> bool:
     """A local ``sourcedir.tar.gz``: where a network-isolated job's code is, in its ``code``
     channel (``/opt/ml/input/data/code/sourcedir.tar.gz``, as the SageMaker SDK names it)."""
-    return bool(uri) and not is_s3_uri(uri) and str(uri).endswith(".tar.gz") and Path(str(uri)).is_file()
+    return (
+        bool(uri)
+        and not is_s3_uri(uri)
+        and str(uri).endswith(".tar.gz")
+        and Path(str(uri)).is_file()
+    )
 
 
 def download_and_extract(uri: str, code_dir: Path, *, region: str | None = None) -> bool:

@@ -25,7 +25,9 @@ from mlcicd.errors import AwsError, ConfigError, NotFoundError, StackError
 Json = dict[str, Any]
 CAPABILITIES = ("CAPABILITY_IAM",)
 DEFAULT_POLL_SECONDS = 5.0
-DEFAULT_TIMEOUT = 3 * 3600.0  # CloudFormation's own limit for most resources is far beyond a pipeline's
+DEFAULT_TIMEOUT = (
+    3 * 3600.0
+)  # CloudFormation's own limit for most resources is far beyond a pipeline's
 _NO_CHANGES = ("didn't contain changes", "no updates are to be performed")
 _FAILED_TO_CREATE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED")
 
@@ -93,9 +95,13 @@ class _EventTail:
                 break
         self.seen.update(e["EventId"] for e in fresh)
         events = [
-            StackEvent(timestamp=e.get("Timestamp"), logical_id=e.get("LogicalResourceId", ""),
-                       resource_type=e.get("ResourceType", ""), status=e.get("ResourceStatus", ""),
-                       reason=e.get("ResourceStatusReason"))
+            StackEvent(
+                timestamp=e.get("Timestamp"),
+                logical_id=e.get("LogicalResourceId", ""),
+                resource_type=e.get("ResourceType", ""),
+                status=e.get("ResourceStatus", ""),
+                reason=e.get("ResourceStatusReason"),
+            )
             for e in reversed(fresh)
         ]
         self.failures += [e for e in events if e.status.endswith("_FAILED") and e.reason]
@@ -110,14 +116,21 @@ def _parameters(
     declared = set(template.get("Parameters", {}))
     unknown = sorted(set(given) - declared)
     if unknown:
-        raise ConfigError(f"the template has no parameter {', '.join(unknown)}", path="--parameter",
-                          hint=f"its parameters: {', '.join(sorted(declared))}")  # fmt: skip
-    parameters: list[Json] = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(given.items())]
+        raise ConfigError(
+            f"the template has no parameter {', '.join(unknown)}",
+            path="--parameter",
+            hint=f"its parameters: {', '.join(sorted(declared))}",
+        )
+    parameters: list[Json] = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(given.items())
+    ]
     previous: set[str] = set()
     if existing is not None:  # keep what the last deploy set (the GitHub token among them)
         previous = {p["ParameterKey"] for p in existing.get("Parameters", [])}
-        parameters += [{"ParameterKey": k, "UsePreviousValue": True}
-                       for k in sorted((previous & declared) - set(given))]  # fmt: skip
+        parameters += [
+            {"ParameterKey": k, "UsePreviousValue": True}
+            for k in sorted((previous & declared) - set(given))
+        ]
     first = sorted((set(first_values) & declared) - set(given) - previous)
     parameters += [{"ParameterKey": k, "ParameterValue": first_values[k]} for k in first]
     return parameters, first
@@ -148,15 +161,23 @@ def deploy_stack(
     if existing is not None:
         status = existing["StackStatus"]
         if status in _FAILED_TO_CREATE:
-            raise StackError(f"stack {stack_name} is {status}: it was never created, and cannot be updated",
-                             code=status, hint=f"remove it with `mlcicd aws destroy --stack-name {stack_name}` "
-                             "and deploy again")  # fmt: skip
+            raise StackError(
+                f"stack {stack_name} is {status}: it was never created, and cannot be updated",
+                code=status,
+                hint=f"remove it with `mlcicd aws destroy --stack-name {stack_name}` "
+                "and deploy again",
+            )
         if status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
-            raise StackError(f"stack {stack_name} is {status}: another change is under way", code=status,
-                             hint="wait for it to finish, then deploy again")  # fmt: skip
+            raise StackError(
+                f"stack {stack_name} is {status}: another change is under way",
+                code=status,
+                hint="wait for it to finish, then deploy again",
+            )
     creating = existing is None or existing["StackStatus"] == "REVIEW_IN_PROGRESS"
     change_set = f"mlcicd-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    change_parameters, first = _parameters(template, parameters, None if creating else existing, first_values or {})
+    change_parameters, first = _parameters(
+        template, parameters, None if creating else existing, first_values or {}
+    )
     request: Json = {
         "StackName": stack_name,
         "ChangeSetName": change_set,
@@ -173,7 +194,9 @@ def deploy_stack(
     except AwsError as exc:
         if any(words in exc.aws_message.lower() for words in _NO_CHANGES):
             assert existing is not None
-            return StackResult(existing["StackId"], existing["StackStatus"], False, _outputs(existing))
+            return StackResult(
+                existing["StackId"], existing["StackStatus"], False, _outputs(existing)
+            )
         raise
     stack_id = str(created["StackId"])
     deadline = time.monotonic() + timeout
@@ -188,21 +211,33 @@ def deploy_stack(
             cloudformation.delete_change_set(StackName=stack_id, ChangeSetName=change_set)
             now = describe_stack(cloudformation, stack_id) or {"StackStatus": "?"}
             return StackResult(stack_id, now["StackStatus"], False, _outputs(now))
-        raise StackError(f"CloudFormation refused the change set for {stack_name}: {reason}", code="FAILED",
-                         aws_message=reason)  # fmt: skip
+        raise StackError(
+            f"CloudFormation refused the change set for {stack_name}: {reason}",
+            code="FAILED",
+            aws_message=reason,
+        )
     tail = _EventTail(cloudformation, stack_id)
     tail.skip_existing()
     cloudformation.execute_change_set(StackName=stack_id, ChangeSetName=change_set)
     final = _wait(cloudformation, stack_id, tail, on_event, deadline, poll_seconds)
     status = final["StackStatus"]
     if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-        raise StackError(f"stack {stack_name} is {status}: {_failures(tail) or 'see its events'}", code=status,
-                         hint="CloudFormation rolled the change back; the console shows every event")  # fmt: skip
+        raise StackError(
+            f"stack {stack_name} is {status}: {_failures(tail) or 'see its events'}",
+            code=status,
+            hint="CloudFormation rolled the change back; the console shows every event",
+        )
     return StackResult(stack_id, status, True, _outputs(final), tuple(first))
 
 
-def _wait(cloudformation: AwsClient, stack_id: str, tail: _EventTail, on_event: OnEvent | None,
-          deadline: float, poll_seconds: float) -> Json:  # fmt: skip
+def _wait(
+    cloudformation: AwsClient,
+    stack_id: str,
+    tail: _EventTail,
+    on_event: OnEvent | None,
+    deadline: float,
+    poll_seconds: float,
+) -> Json:
     while True:
         described = describe_stack(cloudformation, stack_id)
         for event in tail.new():
@@ -236,8 +271,11 @@ def _outputs(stack: Json) -> dict[str, str]:
 
 def _sleep(deadline: float, seconds: float, what: str) -> None:
     if time.monotonic() > deadline:
-        raise StackError(f"gave up waiting for {what}", code="Timeout",
-                         hint="CloudFormation goes on: see the stack in the console")  # fmt: skip
+        raise StackError(
+            f"gave up waiting for {what}",
+            code="Timeout",
+            hint="CloudFormation goes on: see the stack in the console",
+        )
     time.sleep(seconds)
 
 
@@ -273,8 +311,10 @@ def _object_versions(s3: AwsClient, bucket: str) -> Iterator[list[Json]]:
     """Every version and delete marker of ``bucket``, a page (at most 1000) at a time."""
     try:
         for page in s3.paginate("list_object_versions", Bucket=bucket):
-            batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                     for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]  # fmt: skip
+            batch = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
             if batch:
                 yield batch
     except AwsError as exc:
@@ -293,7 +333,11 @@ def _images(ecr: AwsClient, repository: str) -> Iterator[list[Json]]:
 
 
 def is_empty(item: Contents) -> bool:
-    pages = _object_versions(client("s3"), item.name) if item.kind == "bucket" else _images(client("ecr"), item.name)
+    pages = (
+        _object_versions(client("s3"), item.name)
+        if item.kind == "bucket"
+        else _images(client("ecr"), item.name)
+    )
     return next(pages, None) is None
 
 
@@ -309,8 +353,10 @@ def empty(item: Contents) -> int:
             answer = s3.delete_objects(Bucket=item.name, Delete={"Objects": batch, "Quiet": True})
             if answer.get("Errors"):
                 first = answer["Errors"][0]
-                raise StackError(f"cannot empty bucket {item.name}: {first.get('Key')}: {first.get('Message')}",
-                                 code=str(first.get("Code")))  # fmt: skip
+                raise StackError(
+                    f"cannot empty bucket {item.name}: {first.get('Key')}: {first.get('Message')}",
+                    code=str(first.get("Code")),
+                )
             removed += len(batch)
     ecr = client("ecr")
     for page in list(_images(ecr, item.name)):
@@ -333,8 +379,10 @@ def destroy_stack(
     cloudformation = client("cloudformation")
     existing = describe_stack(cloudformation, stack_name)
     if existing is None:
-        raise NotFoundError(f"stack {stack_name} does not exist (in this account and region)",
-                            hint="check --stack-name and AWS_REGION")  # fmt: skip
+        raise NotFoundError(
+            f"stack {stack_name} does not exist (in this account and region)",
+            hint="check --stack-name and AWS_REGION",
+        )
     stack_id = str(existing["StackId"])
     storage = stack_storage(cloudformation, stack_id)
     full = [item for item in storage if not is_empty(item)]
@@ -353,10 +401,14 @@ def destroy_stack(
     tail = _EventTail(cloudformation, stack_id)
     tail.skip_existing()
     cloudformation.delete_stack(StackName=stack_id)
-    final = _wait(cloudformation, stack_id, tail, on_event, time.monotonic() + timeout, poll_seconds)
+    final = _wait(
+        cloudformation, stack_id, tail, on_event, time.monotonic() + timeout, poll_seconds
+    )
     if final["StackStatus"] != "DELETE_COMPLETE":
-        raise StackError(f"stack {stack_name} is {final['StackStatus']}: {_failures(tail) or 'see its events'}",
-                         code=final["StackStatus"])  # fmt: skip
+        raise StackError(
+            f"stack {stack_name} is {final['StackStatus']}: {_failures(tail) or 'see its events'}",
+            code=final["StackStatus"],
+        )
     return StackResult(stack_id, "DELETE_COMPLETE", True, {})
 
 
@@ -384,16 +436,26 @@ def upload_lambda_package(package: LambdaPackage, bucket: str) -> str:
         if region != "us-east-1":  # S3's oldest region takes no location constraint
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**create)
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True})  # fmt: skip
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
     try:
         s3.head_object(Bucket=bucket, Key=package.key)
     except AwsError as exc:
         if exc.code not in ("404", "NoSuchKey", "NotFound"):
             raise
-        s3.upload_file(str(package.path), bucket, package.key,
-                       ExtraArgs={"Metadata": {"sha256": package.sha256}, "ChecksumAlgorithm": "SHA256"})  # fmt: skip
+        s3.upload_file(
+            str(package.path),
+            bucket,
+            package.key,
+            ExtraArgs={"Metadata": {"sha256": package.sha256}, "ChecksumAlgorithm": "SHA256"},
+        )
     return package.key
 
 

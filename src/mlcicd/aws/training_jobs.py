@@ -34,7 +34,9 @@ CODE_CHANNEL_SOURCEDIR = "/opt/ml/input/data/code/sourcedir.tar.gz"
 # Instance families whose only storage is local NVMe, encrypted by the instance's hardware:
 # SageMaker refuses a VolumeKmsKeyId for them. (Families with a "d" after the generation —
 # m5d, c5d, g4dn, p3dn, p4d — and these.)
-_LOCAL_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"})
+_LOCAL_STORAGE_FAMILIES = frozenset(
+    {"g5", "g6", "g6e", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"}
+)
 _LOCAL_STORAGE_FAMILY_RE = re.compile(r"^[a-z]+\d+[a-z]*d[a-z]*$")
 
 
@@ -84,7 +86,9 @@ def create_training_job_request(
         "AlgorithmSpecification": {
             "TrainingImage": image,
             "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": d["Name"], "Regex": d["Regex"]} for d in metric_definitions],
+            "MetricDefinitions": [
+                {"Name": d["Name"], "Regex": d["Regex"]} for d in metric_definitions
+            ],
         },
         "RoleArn": role_arn,
         "InputDataConfig": [
@@ -125,7 +129,10 @@ def create_training_job_request(
             )
         stopping["MaxWaitTimeInSeconds"] = wait
         if checkpoint_uri:
-            request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"}
+            request["CheckpointConfig"] = {
+                "S3Uri": checkpoint_uri,
+                "LocalPath": "/opt/ml/checkpoints",
+            }
     if environment:
         request["Environment"] = dict(environment)
     if tags:
@@ -164,7 +171,9 @@ def failure_reason(description: Mapping[str, Any]) -> str:
     status = description.get("TrainingJobStatus", "?")
     secondary = description.get("SecondaryStatus", "?")
     reason = str(description.get("FailureReason") or "").strip()
-    return reason or f"the training job ended {status} ({secondary}) without a reason from SageMaker"
+    return (
+        reason or f"the training job ended {status} ({secondary}) without a reason from SageMaker"
+    )
 
 
 def metric_list(description: Mapping[str, Any]) -> dict[str, float]:
@@ -227,7 +236,11 @@ def parse_metrics_file(data: bytes) -> dict[str, float]:
         raise ValueError(f"{METRICS_FILE} must hold an object of name: number")
     metrics: dict[str, float] = {}
     for name, value in parsed.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{METRICS_FILE}: {name!r} is {value!r}, not a finite number")
         metrics[str(name)] = float(value)
     return metrics

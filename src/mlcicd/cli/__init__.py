@@ -36,9 +36,13 @@ class MlcicdGroup(click.Group):
 @click.group(cls=MlcicdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlcicd")
 @click.option(
-    "-C", "--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "-C",
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="The project directory (default: the one holding mlcicd.yaml, from here upwards).",
-)  # fmt: skip
+)
 @click.pass_context
 def cli(ctx: click.Context, project_dir: Path | None) -> None:
     """CI/CD for machine-learning models: source → build → train + gate → register → deploy.
@@ -60,4 +64,16 @@ def main() -> None:
 
 from mlcicd.cli import aws, endpoints, history, image, init, inspect, monitor, run, service  # noqa: E402  (registers the commands)
 
-__all__ = ["aws", "cli", "endpoints", "history", "image", "init", "inspect", "main", "monitor", "run", "service"]
+__all__ = [
+    "aws",
+    "cli",
+    "endpoints",
+    "history",
+    "image",
+    "init",
+    "inspect",
+    "main",
+    "monitor",
+    "run",
+    "service",
+]

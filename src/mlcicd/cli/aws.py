@@ -41,10 +41,17 @@ def _buildspec(project: Project) -> str:
 
 @aws.command("template")
 @click.argument("project_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--stack-name", default=DEFAULT_STACK_NAME, show_default=True,
-              help="Names the stack's resources (log groups, Lambdas, pipeline).")
-@click.option("--approval", is_flag=True,
-              help="Require a manual approval before deploying (the RequireApproval parameter's default).")
+@click.option(
+    "--stack-name",
+    default=DEFAULT_STACK_NAME,
+    show_default=True,
+    help="Names the stack's resources (log groups, Lambdas, pipeline).",
+)
+@click.option(
+    "--approval",
+    is_flag=True,
+    help="Require a manual approval before deploying (the RequireApproval parameter's default).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @click.pass_context
 def aws_template(
@@ -81,9 +88,17 @@ def _show_event(event: StackEvent) -> None:
 
 
 @aws.command("package")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("mlcicd-lambdas.zip"), show_default=True, help="Where to write the zip.")
-@click.option("--json", "as_json", is_flag=True, help="Print the package's path, size and sha256 as JSON.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("mlcicd-lambdas.zip"),
+    show_default=True,
+    help="Where to write the zip.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the package's path, size and sha256 as JSON."
+)
 def aws_package(output: Path, as_json: bool) -> None:
     """Build the orchestrator Lambdas' deployment package (mlcicd and PyYAML; Lambda has boto3).
 
@@ -92,25 +107,64 @@ def aws_package(output: Path, as_json: bool) -> None:
     """
     package = build_lambda_package(output)
     if as_json:
-        echo_json({"path": str(package.path), "sha256": package.sha256, "size": package.size,
-                   "files": package.files, "key": package.key})  # fmt: skip
+        echo_json(
+            {
+                "path": str(package.path),
+                "sha256": package.sha256,
+                "size": package.size,
+                "files": package.files,
+                "key": package.key,
+            }
+        )
     else:
-        click.echo(f"{package.path}: {package.files} files, {package.size / 1024:.0f} KiB, sha256 {package.sha256}")
+        click.echo(
+            f"{package.path}: {package.files} files, {package.size / 1024:.0f} KiB, sha256 {package.sha256}"
+        )
 
 
 @aws.command("deploy")
 @click.argument("project_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--stack-name", default=DEFAULT_STACK_NAME, show_default=True, help="The stack to create or update.")
-@click.option("--parameter", "-p", "parameter_values", multiple=True, metavar="KEY=VALUE",
-              help="A template parameter (repeatable), e.g. -p GitHubOwner=ada -p GitHubRepo=iris. "
-              "On an update, parameters not given keep their values.")
-@click.option("--approval", is_flag=True, help="Require a manual approval before deploying (RequireApproval's default).")
-@click.option("--code-bucket", default=None,
-              help="Where the Lambda package goes (default: mlcicd-lambda-code-<account>-<region>, created if missing).")
-@click.option("--json", "as_json", is_flag=True, help="Print the stack's status and outputs as JSON at the end.")
+@click.option(
+    "--stack-name",
+    default=DEFAULT_STACK_NAME,
+    show_default=True,
+    help="The stack to create or update.",
+)
+@click.option(
+    "--parameter",
+    "-p",
+    "parameter_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A template parameter (repeatable), e.g. -p GitHubOwner=ada -p GitHubRepo=iris. "
+    "On an update, parameters not given keep their values.",
+)
+@click.option(
+    "--approval",
+    is_flag=True,
+    help="Require a manual approval before deploying (RequireApproval's default).",
+)
+@click.option(
+    "--code-bucket",
+    default=None,
+    help="Where the Lambda package goes (default: mlcicd-lambda-code-<account>-<region>, created if missing).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the stack's status and outputs as JSON at the end.",
+)
 @click.pass_context
-def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, parameter_values: tuple[str, ...],
-               approval: bool, code_bucket: str | None, as_json: bool) -> None:  # fmt: skip
+def aws_deploy(
+    ctx: click.Context,
+    project_dir: Path | None,
+    stack_name: str,
+    parameter_values: tuple[str, ...],
+    approval: bool,
+    code_bucket: str | None,
+    as_json: bool,
+) -> None:
     """Create or update the stack on AWS through a change set, and wait, showing its events.
 
     The template is the one `mlcicd aws template` prints. The Lambda package is built and
@@ -120,7 +174,9 @@ def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, pa
     never shown: CodePipeline registers it with GitHub itself.
     """
     project = find_project(ctx, project_dir)
-    template = build_template(project.config, stack_name=stack_name, approval=approval, buildspec=_buildspec(project))
+    template = build_template(
+        project.config, stack_name=stack_name, approval=approval, buildspec=_buildspec(project)
+    )
     parameters = _parameters(parameter_values)
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if "LambdaCodeKey" not in parameters:
@@ -129,18 +185,35 @@ def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, pa
             package = build_lambda_package(Path(tmp) / "lambdas.zip")
             key = upload_lambda_package(package, bucket)
         parameters.update(LambdaCodeBucket=bucket, LambdaCodeKey=key)
-        say(f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 {package.sha256[:12]})")
+        say(
+            f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 {package.sha256[:12]})"
+        )
     say(f"deploying stack {stack_name} …")
     # 256 random bits, URL-safe: used only if the stack has no WebhookSecret yet.
     generated = {WEBHOOK_SECRET: secrets.token_urlsafe(32)}
-    result = deploy_stack(stack_name, to_yaml(template), template, parameters, first_values=generated,
-                          on_event=lambda e: say(str(e)), tags={"mlcicd:pipeline": project.config.pipeline})  # fmt: skip
+    result = deploy_stack(
+        stack_name,
+        to_yaml(template),
+        template,
+        parameters,
+        first_values=generated,
+        on_event=lambda e: say(str(e)),
+        tags={"mlcicd:pipeline": project.config.pipeline},
+    )
     if WEBHOOK_SECRET in result.first_values:
-        say(f"{WEBHOOK_SECRET}: generated at random and kept by CloudFormation (NoEcho); CodePipeline registers "
-            "it with GitHub's webhook. To change it: --parameter WebhookSecret=…")
+        say(
+            f"{WEBHOOK_SECRET}: generated at random and kept by CloudFormation (NoEcho); CodePipeline registers "
+            "it with GitHub's webhook. To change it: --parameter WebhookSecret=…"
+        )
     if as_json:
-        echo_json({"stack_id": result.stack_id, "status": result.status, "changed": result.changed,
-                   "outputs": result.outputs})  # fmt: skip
+        echo_json(
+            {
+                "stack_id": result.stack_id,
+                "status": result.status,
+                "changed": result.changed,
+                "outputs": result.outputs,
+            }
+        )
         return
     click.echo(f"stack {stack_name}: {result.status}" + ("" if result.changed else " (no changes)"))
     for key, value in sorted(result.outputs.items()):
@@ -148,10 +221,15 @@ def aws_deploy(ctx: click.Context, project_dir: Path | None, stack_name: str, pa
 
 
 @aws.command("destroy")
-@click.option("--stack-name", default=DEFAULT_STACK_NAME, show_default=True, help="The stack to delete.")
-@click.option("--force", is_flag=True,
-              help="Empty the stack's buckets (every object version) and image repository first. "
-              "Without it, a stack holding data is not deleted.")
+@click.option(
+    "--stack-name", default=DEFAULT_STACK_NAME, show_default=True, help="The stack to delete."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Empty the stack's buckets (every object version) and image repository first. "
+    "Without it, a stack holding data is not deleted.",
+)
 def aws_destroy(stack_name: str, force: bool) -> None:
     """Delete the stack and everything it created, and wait, showing its events."""
     destroy_stack(stack_name, force=force, on_event=_show_event, on_message=click.echo)

@@ -37,13 +37,23 @@ def _live(project: Project, name: str) -> tuple[EndpointRecord, EndpointDescript
         described = endpoint_backend(record.backend, project).describe(name)
     except NotFoundError:
         described = EndpointDescription(
-            name=name, status="OutOfService", url=None, port=None, pid=None, config_name=record.config_name,
-            model_sha256=record.model_sha256, failure_reason="its files are gone", last_update_failure=None,
-        )  # fmt: skip
+            name=name,
+            status="OutOfService",
+            url=None,
+            port=None,
+            pid=None,
+            config_name=record.config_name,
+            model_sha256=record.model_sha256,
+            failure_reason="its files are gone",
+            last_update_failure=None,
+        )
     if (described.status, described.pid, described.url) != (record.status, record.pid, record.url):
         record.status, record.pid, record.url, record.port = (
-            described.status, described.pid, described.url, described.port,
-        )  # fmt: skip
+            described.status,
+            described.pid,
+            described.url,
+            described.port,
+        )
         record.failure_reason = described.failure_reason or record.failure_reason
         record.updated_at = time.time()
         project.state.upsert_endpoint(record)
@@ -67,9 +77,18 @@ def endpoints_list(ctx: click.Context, as_json: bool) -> None:
         return
     table(
         ["endpoint", "status", "url", "model", "config", "updated"],
-        [(r.name, r.status, r.url, f"{r.model_group}/{r.model_version}" if r.model_group else None,
-          r.config_name, when(r.updated_at)) for r in records],
-    )  # fmt: skip
+        [
+            (
+                r.name,
+                r.status,
+                r.url,
+                f"{r.model_group}/{r.model_version}" if r.model_group else None,
+                r.config_name,
+                when(r.updated_at),
+            )
+            for r in records
+        ],
+    )
 
 
 @endpoints.command("describe")
@@ -86,12 +105,16 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     click.echo(f"{record.name}  {record.status}  ({record.backend})")
     for label, value in (
-        ("url", record.url), ("pid", record.pid), ("config", record.config_name),
+        ("url", record.url),
+        ("pid", record.pid),
+        ("config", record.config_name),
         ("model", f"{record.model_group}/{record.model_version}" if record.model_group else None),
-        ("model sha256", record.model_sha256), ("failure", described.failure_reason),
-        ("last update failure", described.last_update_failure), ("created", when(record.created_at)),
+        ("model sha256", record.model_sha256),
+        ("failure", described.failure_reason),
+        ("last update failure", described.last_update_failure),
+        ("created", when(record.created_at)),
         ("updated", when(record.updated_at)),
-    ):  # fmt: skip
+    ):
         if value is not None:
             click.echo(f"  {label:<20}{value}")
     if described.variants:
@@ -99,7 +122,9 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(f"  {'variants':<20}{weights}")
     if described.traffic:
         t = described.traffic
-        click.echo(f"  {'traffic shift':<20}{t['percent']:g}% to {t['config_name']} ({t['strategy']})")
+        click.echo(
+            f"  {'traffic shift':<20}{t['percent']:g}% to {t['config_name']} ({t['strategy']})"
+        )
     if described.last_rollback:
         rb = described.last_rollback
         click.echo(
@@ -109,7 +134,9 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
     if configs:
         click.echo("  endpoint configs (newest first):")
         for config in configs:
-            click.echo(f"    {config.name}  model {config.model_group}/{config.model_version}  {when(config.created_at)}")
+            click.echo(
+                f"    {config.name}  model {config.model_group}/{config.model_version}  {when(config.created_at)}"
+            )
 
 
 @endpoints.command("delete")
@@ -129,20 +156,32 @@ def endpoints_delete(ctx: click.Context, name: str) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("--body", default=None, help="The request body (default: read from standard input).")
-@click.option("--body-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="Read the request body from this file.")  # fmt: skip
+@click.option(
+    "--body-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Read the request body from this file.",
+)
 @click.option("--content-type", default="application/json", show_default=True)
-@click.option("--accept", default=None, help="The response type to ask for (default: the endpoint's choice).")
+@click.option(
+    "--accept", default=None, help="The response type to ask for (default: the endpoint's choice)."
+)
 @click.pass_context
 def invoke(
-    ctx: click.Context, name: str, body: str | None, body_file: Path | None, content_type: str, accept: str | None
+    ctx: click.Context,
+    name: str,
+    body: str | None,
+    body_file: Path | None,
+    content_type: str,
+    accept: str | None,
 ) -> None:
     """Send one request to endpoint NAME and print the response."""
     project = find_project(ctx)
     _record, described = _live(project, name)
     if described.status not in ("InService", "Updating") or not described.url:
         raise EndpointError(
-            f"endpoint {name} is {described.status}" + (f": {described.failure_reason}" if described.failure_reason else ""),
+            f"endpoint {name} is {described.status}"
+            + (f": {described.failure_reason}" if described.failure_reason else ""),
             hint="redeploy it with `mlcicd run --force`",
         )
     if body_file is not None:
@@ -154,7 +193,9 @@ def invoke(
     response = invoke_endpoint(described.url, data, content_type, accept=accept)
     if not response.ok:
         raise EndpointError(f"{name} answered {response.status}: {response.error_message()}")
-    sys.stdout.buffer.write(response.body if response.body.endswith(b"\n") else response.body + b"\n")
+    sys.stdout.buffer.write(
+        response.body if response.body.endswith(b"\n") else response.body + b"\n"
+    )
     sys.stdout.flush()
 
 
@@ -173,7 +214,9 @@ def _weight(text: str) -> tuple[str, float]:
 @click.argument("weights", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def endpoints_set_weights(ctx: click.Context, name: str, weights: tuple[str, ...], as_json: bool) -> None:
+def endpoints_set_weights(
+    ctx: click.Context, name: str, weights: tuple[str, ...], as_json: bool
+) -> None:
     """Change the traffic weights of NAME's variants without a restart: VARIANT=WEIGHT …
 
     On SageMaker: UpdateEndpointWeightsAndCapacities, waiting until the endpoint serves them."""
@@ -184,7 +227,9 @@ def endpoints_set_weights(ctx: click.Context, name: str, weights: tuple[str, ...
         return
     total = sum(v["weight"] for v in described.variants) or 1.0
     for v in described.variants:
-        click.echo(f"{v['name']:<20}weight {v['weight']:g}  ({v['weight'] / total:.0%} of the traffic)")
+        click.echo(
+            f"{v['name']:<20}weight {v['weight']:g}  ({v['weight'] / total:.0%} of the traffic)"
+        )
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -201,7 +246,9 @@ def _duration(text: str) -> float:
 
 @endpoints.command("metrics")
 @click.argument("name")
-@click.option("--window", default="5m", show_default=True, help="How far back: 30s, 5m, 1h, or all.")
+@click.option(
+    "--window", default="5m", show_default=True, help="How far back: 30s, 5m, 1h, or all."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool) -> None:
@@ -216,12 +263,32 @@ def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool)
         return
     rows = []
     for variant, m in summary["variants"].items():
-        rows.append((
-            variant, m["Invocations"], m["Invocation4XXErrors"], m["Invocation5XXErrors"],
-            m["ModelLatencyp50_ms"], m["ModelLatencyp90_ms"], m["ModelLatencyp99_ms"], m["OverheadLatencyp99_ms"],
-        ))  # fmt: skip
+        rows.append(
+            (
+                variant,
+                m["Invocations"],
+                m["Invocation4XXErrors"],
+                m["Invocation5XXErrors"],
+                m["ModelLatencyp50_ms"],
+                m["ModelLatencyp90_ms"],
+                m["ModelLatencyp99_ms"],
+                m["OverheadLatencyp99_ms"],
+            )
+        )
     click.echo(f"{name}, last {window}:")
-    table(["variant", "invocations", "4xx", "5xx", "model p50 ms", "p90 ms", "p99 ms", "overhead p99 ms"], rows)
+    table(
+        [
+            "variant",
+            "invocations",
+            "4xx",
+            "5xx",
+            "model p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "overhead p99 ms",
+        ],
+        rows,
+    )
     dropped = {k: v for k, v in summary["counters"].items() if v}
     if dropped:
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in dropped.items()))

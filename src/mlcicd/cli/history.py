@@ -14,11 +14,26 @@ from mlcicd.project import Project
 
 @endpoints.command("rollback")
 @click.argument("name")
-@click.option("--to", "to_version", type=int, default=None, help="The model version to serve (default: the previous one).")
-@click.option("--reason", "-m", default=None, help="Why (recorded with your user name in the run, history and events).")
-@click.option("--wait", is_flag=True, help="With `mlcicd up` running: wait until the queued rollback is done.")
+@click.option(
+    "--to",
+    "to_version",
+    type=int,
+    default=None,
+    help="The model version to serve (default: the previous one).",
+)
+@click.option(
+    "--reason",
+    "-m",
+    default=None,
+    help="Why (recorded with your user name in the run, history and events).",
+)
+@click.option(
+    "--wait", is_flag=True, help="With `mlcicd up` running: wait until the queued rollback is done."
+)
 @click.pass_context
-def endpoints_rollback(ctx: click.Context, name: str, to_version: int | None, reason: str | None, wait: bool) -> None:
+def endpoints_rollback(
+    ctx: click.Context, name: str, to_version: int | None, reason: str | None, wait: bool
+) -> None:
     """Serve the previous (or a named) model again, through the normal deploy path.
 
     When `mlcicd up` serves the project the rollback is queued there: it runs as soon as the
@@ -34,7 +49,9 @@ def endpoints_rollback(ctx: click.Context, name: str, to_version: int | None, re
         return
     package, current = rollback_target(project, name, to_version)
     click.echo(f"rolling {name} back from {current} to {package.arn}")
-    summary = rollback(project, name, package.version, TerminalReporter(), by=client.user(), reason=reason)
+    summary = rollback(
+        project, name, package.version, TerminalReporter(), by=client.user(), reason=reason
+    )
     if summary.error is not None:
         raise summary.error
     deploy = summary.outputs.get("deploy", {})
@@ -48,10 +65,14 @@ def _rollback_through_service(
 
     answer = client.request_rollback(url, project, name, to_version, reason)
     run_id = int(answer["run"]["id"])
-    click.echo(f"rollback of {name} from {answer['from']} to {answer['target']} queued as run {run_id} "
-               f"in the service at {url}")  # fmt: skip
+    click.echo(
+        f"rollback of {name} from {answer['from']} to {answer['target']} queued as run {run_id} "
+        f"in the service at {url}"
+    )
     for old in answer.get("superseded") or []:
-        click.echo(f"run {old} (a rollback of {name} queued earlier, not started) is replaced by run {run_id}")
+        click.echo(
+            f"run {old} (a rollback of {name} queued earlier, not started) is replaced by run {run_id}"
+        )
     for busy in answer.get("behind") or []:
         click.echo(f"it runs when run {busy} ends, before any queued run")
     if not wait:
@@ -60,12 +81,18 @@ def _rollback_through_service(
     try:
         shown = client.follow_run(url, project, run_id, TerminalReporter(), on_wait=click.echo)
     except KeyboardInterrupt:
-        click.echo(f"stopped following; rollback run {run_id} goes on in the service (`mlcicd runs show {run_id}`)",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"stopped following; rollback run {run_id} goes on in the service (`mlcicd runs show {run_id}`)",
+            err=True,
+        )
         raise SystemExit(130) from None
     run = shown["run"]
     if run["status"] != "Succeeded":
-        raise StateError(f"rollback run {run_id} {run['status'].lower()}: {run.get('failure_reason') or ''}".rstrip(": "))
+        raise StateError(
+            f"rollback run {run_id} {run['status'].lower()}: {run.get('failure_reason') or ''}".rstrip(
+                ": "
+            )
+        )
     deploy = next((s.get("outputs") or {} for s in shown["stages"] if s["stage"] == "deploy"), {})
     click.echo(f"{name} serves {answer['target']} at {deploy.get('url')} (run {run_id})")
 
@@ -80,6 +107,17 @@ def endpoints_history(ctx: click.Context, name: str, as_json: bool) -> None:
     if as_json:
         echo_json(history)
         return
-    table(["when", "why", "config", "model", "run", "detail"],
-          [(when(h.at), h.reason, h.config_name, f"{h.model_group}/{h.model_version}" if h.model_group else None,
-            h.run_id, h.detail) for h in history])  # fmt: skip
+    table(
+        ["when", "why", "config", "model", "run", "detail"],
+        [
+            (
+                when(h.at),
+                h.reason,
+                h.config_name,
+                f"{h.model_group}/{h.model_version}" if h.model_group else None,
+                h.run_id,
+                h.detail,
+            )
+            for h in history
+        ],
+    )

@@ -20,15 +20,29 @@ def image() -> None:
 
 
 @image.command("build")
-@click.argument("project_dir", metavar="[PROJECT]", required=False,
-                type=click.Path(file_okay=False, path_type=Path))  # fmt: skip
-@click.option("--base", default=None, metavar="IMAGE",
-              help="The base image (the Dockerfile's BASE_IMAGE); default build.image.base in "
-                   "mlcicd.yaml, else $MLCICD_IMAGE_BASE, else the Dockerfile's FROM.")  # fmt: skip
-@click.option("--force", is_flag=True, help="Build from scratch, even when an image of the same context exists.")
+@click.argument(
+    "project_dir",
+    metavar="[PROJECT]",
+    required=False,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--base",
+    default=None,
+    metavar="IMAGE",
+    help="The base image (the Dockerfile's BASE_IMAGE); default build.image.base in "
+    "mlcicd.yaml, else $MLCICD_IMAGE_BASE, else the Dockerfile's FROM.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Build from scratch, even when an image of the same context exists.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def build(ctx: click.Context, project_dir: Path | None, base: str | None, force: bool, as_json: bool) -> None:
+def build(
+    ctx: click.Context, project_dir: Path | None, base: str | None, force: bool, as_json: bool
+) -> None:
     """Build the project's Dockerfile from its last commit as mlcicd/<pipeline>:<commit[:12]>.
 
     The image carries this mlcicd (a wheel of it) and the commit's code; a failing step is
@@ -40,12 +54,22 @@ def build(ctx: click.Context, project_dir: Path | None, base: str | None, force:
     log = (lambda line: click.echo(line, err=True)) if not as_json else (lambda line: None)
     built = build_project_image(project, base=base, force=force, log=log)
     if as_json:
-        echo_json({"tag": built.tag, "image_id": built.image_id, "context_digest": built.context_digest,
-                   "base": built.base, "built": built.built, "seconds": round(built.seconds, 1),
-                   "size_bytes": built.size_bytes})  # fmt: skip
+        echo_json(
+            {
+                "tag": built.tag,
+                "image_id": built.image_id,
+                "context_digest": built.context_digest,
+                "base": built.base,
+                "built": built.built,
+                "seconds": round(built.seconds, 1),
+                "size_bytes": built.size_bytes,
+            }
+        )
         return
     size = f", {built.size_bytes / 1e6:.0f} MB" if built.size_bytes else ""
-    click.echo(f"{built.tag} {built.image_id} ({'built' if built.built else 'reused'} in {built.seconds:.1f}s{size})")
+    click.echo(
+        f"{built.tag} {built.image_id} ({'built' if built.built else 'reused'} in {built.seconds:.1f}s{size})"
+    )
 
 
 @image.command("base")

@@ -14,11 +14,18 @@ from mlcicd.scaffold import init_project
 
 @cli.command()
 @click.argument("directory", metavar="[DIR]", required=False, type=click.Path(path_type=Path))
-@click.option("--name", default=None, metavar="PIPELINE",
-              help="The pipeline's name (default: the directory's); its endpoint is PIPELINE-endpoint.")  # fmt: skip
-@click.option("--force", is_flag=True,
-              help="Add the template's missing files to a non-empty DIR; files already there "
-                   "are kept, never overwritten.")  # fmt: skip
+@click.option(
+    "--name",
+    default=None,
+    metavar="PIPELINE",
+    help="The pipeline's name (default: the directory's); its endpoint is PIPELINE-endpoint.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Add the template's missing files to a non-empty DIR; files already there "
+    "are kept, never overwritten.",
+)
 @click.pass_context
 def init(ctx: click.Context, directory: Path | None, name: str | None, force: bool) -> None:
     """Create a project in DIR (default: the current directory) from the iris template.
@@ -31,26 +38,38 @@ def init(ctx: click.Context, directory: Path | None, name: str | None, force: bo
     result = init_project(Path(target), name=name, force=force)
     shown = _shown(result.path)
     where = result.path if shown == "." else shown
-    click.echo(f"created {where} from the {result.template} template: pipeline {result.pipeline}, "
-               f"endpoint {result.endpoint}")  # fmt: skip
+    click.echo(
+        f"created {where} from the {result.template} template: pipeline {result.pipeline}, "
+        f"endpoint {result.endpoint}"
+    )
     for rel in result.created:
         click.echo(f"  created  {rel}")
     for rel in result.kept:
         click.echo(f"  kept     {rel}  (already there; the template's was not written)")
     if "mlcicd.yaml" in result.kept:
-        click.echo("note: mlcicd.yaml was already there and is kept as it is: its pipeline and endpoint "
-                   "names are its own, not the ones above")  # fmt: skip
+        click.echo(
+            "note: mlcicd.yaml was already there and is kept as it is: its pipeline and endpoint "
+            "names are its own, not the ones above"
+        )
     run = "mlcicd run" + ("" if shown == "." else f" {shlex.quote(shown)}")
     if result.repo is not None:
         rel = os.path.relpath(result.path, Path.cwd())
-        click.echo(f"git: inside the repository {result.repo} (branch {result.branch}); nothing committed")
-        click.echo(f"next: git add {shlex.quote(rel)} && git commit -m 'Add {result.pipeline}' && {run}")
+        click.echo(
+            f"git: inside the repository {result.repo} (branch {result.branch}); nothing committed"
+        )
+        click.echo(
+            f"next: git add {shlex.quote(rel)} && git commit -m 'Add {result.pipeline}' && {run}"
+        )
         return
     if result.commit is not None:
-        click.echo(f"git: a new repository on branch {result.branch}, first commit {result.commit[:12]}")
+        click.echo(
+            f"git: a new repository on branch {result.branch}, first commit {result.commit[:12]}"
+        )
     if result.untracked:
-        click.echo(f"not committed (they were there before): {', '.join(result.untracked)} — commit or "
-                   "ignore them first, `mlcicd run` runs a clean tree")  # fmt: skip
+        click.echo(
+            f"not committed (they were there before): {', '.join(result.untracked)} — commit or "
+            "ignore them first, `mlcicd run` runs a clean tree"
+        )
     click.echo(f"next: {run}")
 
 

@@ -29,11 +29,18 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     table(
         ["run", "status", "commit", "started", "elapsed", "failed stage", "message"],
         [
-            (r.id, r.status, (r.commit_sha or "")[:12], when(r.started_at), f"{r.elapsed:.1f}s",
-             r.failed_stage, r.failure_reason or _subject(r.message))
+            (
+                r.id,
+                r.status,
+                (r.commit_sha or "")[:12],
+                when(r.started_at),
+                f"{r.elapsed:.1f}s",
+                r.failed_stage,
+                r.failure_reason or _subject(r.message),
+            )
             for r in found
         ],
-    )  # fmt: skip
+    )
 
 
 def _subject(message: str | None) -> str:
@@ -52,7 +59,9 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     if as_json:
         echo_json({"run": run, "stages": stages})
         return
-    click.echo(f"run {run.id}  {run.status}  {run.pipeline}  started {when(run.started_at)}  {run.elapsed:.1f}s")
+    click.echo(
+        f"run {run.id}  {run.status}  {run.pipeline}  started {when(run.started_at)}  {run.elapsed:.1f}s"
+    )
     if run.commit_sha:
         dirty = " (working tree was dirty)" if run.dirty else ""
         click.echo(f"commit {run.commit_sha} on {run.branch} by {run.author}{dirty}")
@@ -61,13 +70,18 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
         click.echo(f"failed at {run.failed_stage}: {run.failure_reason}")
     table(
         ["stage", "status", "elapsed", "message"],
-        [(s.stage, s.status, f"{s.elapsed:.1f}s" if s.elapsed is not None else "-", s.message) for s in stages],
+        [
+            (s.stage, s.status, f"{s.elapsed:.1f}s" if s.elapsed is not None else "-", s.message)
+            for s in stages
+        ],
     )
 
 
 @cli.command()
 @click.argument("run_id", type=int)
-@click.option("--stage", "-s", default=None, help="Only this stage's log (source, build, train, …).")
+@click.option(
+    "--stage", "-s", default=None, help="Only this stage's log (source, build, train, …)."
+)
 @click.pass_context
 def logs(ctx: click.Context, run_id: int, stage: str | None) -> None:
     """Print a run's logs, stage by stage."""
@@ -84,7 +98,9 @@ def logs(ctx: click.Context, run_id: int, stage: str | None) -> None:
             continue
         click.echo(f"==> {execution.stage} ({execution.status}) {execution.log_path}")
         path = Path(execution.log_path)
-        click.echo(path.read_text(errors="replace") if path.is_file() else "(no log was written)", nl=False)
+        click.echo(
+            path.read_text(errors="replace") if path.is_file() else "(no log was written)", nl=False
+        )
         if execution.stage == "train":
             # The training job's own log (the SageMaker TrainingJobs group) follows its stage.
             for job in state.training_jobs(run_id=run_id):
@@ -111,8 +127,15 @@ def models_list(ctx: click.Context, group: str | None, as_json: bool) -> None:
     table(
         ["model", "status", "metrics", "commit", "training job", "sha256", "created"],
         [
-            (p.arn, p.status, " ".join(f"{k}={v:g}" for k, v in sorted(p.metrics.items())),
-             (p.commit_sha or "")[:12], p.training_job, p.model_sha256[:12], when(p.created_at))
+            (
+                p.arn,
+                p.status,
+                " ".join(f"{k}={v:g}" for k, v in sorted(p.metrics.items())),
+                (p.commit_sha or "")[:12],
+                p.training_job,
+                p.model_sha256[:12],
+                when(p.created_at),
+            )
             for p in packages
         ],
-    )  # fmt: skip
+    )

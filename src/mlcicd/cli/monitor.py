@@ -23,8 +23,13 @@ def monitor() -> None:
 
 
 @monitor.command("baseline")
-@click.option("--model", "version", type=int, default=None,
-              help="The model package version (default: the newest Approved one).")  # fmt: skip
+@click.option(
+    "--model",
+    "version",
+    type=int,
+    default=None,
+    help="The model package version (default: the newest Approved one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def monitor_baseline(ctx: click.Context, version: int | None, as_json: bool) -> None:
@@ -45,8 +50,12 @@ def monitor_baseline(ctx: click.Context, version: int | None, as_json: bool) -> 
 
 @monitor.command("check")
 @click.argument("endpoint")
-@click.option("--since", default="1h", show_default=True,
-              help="Captured since: a duration back from now (30m, 1h, 2d) or an ISO 8601 time.")  # fmt: skip
+@click.option(
+    "--since",
+    default="1h",
+    show_default=True,
+    help="Captured since: a duration back from now (30m, 1h, 2d) or an ISO 8601 time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def monitor_check(ctx: click.Context, endpoint: str, since: str, as_json: bool) -> None:
@@ -67,7 +76,9 @@ def monitor_check(ctx: click.Context, endpoint: str, since: str, as_json: bool) 
     try:
         report = check_endpoint(project, endpoint, since=start)
     except MlcicdError as exc:
-        if exc.exit_code == VIOLATIONS_EXIT_CODE:  # e.g. a NotFoundError: 3 would read as "violations"
+        if (
+            exc.exit_code == VIOLATIONS_EXIT_CODE
+        ):  # e.g. a NotFoundError: 3 would read as "violations"
             raise MonitorError(exc.message, hint=exc.hint) from exc
         raise
     if as_json:
@@ -83,11 +94,19 @@ def _label_hint(report: CheckReport, project: Project) -> None:
     """A column the requests never carry is often the label, in a baseline that kept it."""
     from mlcicd.monitor.baseline import label_column
 
-    missing = sorted({v["feature_name"] for variant in report.variants for v in variant.violations
-                      if v["constraint_check_type"] == "missing_column_check"})  # fmt: skip
+    missing = sorted(
+        {
+            v["feature_name"]
+            for variant in report.variants
+            for v in variant.violations
+            if v["constraint_check_type"] == "missing_column_check"
+        }
+    )
     if missing and label_column(project.config) is None:
-        click.echo(f"hint: if {' or '.join(missing)} is the label, set monitor.label in mlcicd.yaml "
-                   "and run `mlcicd monitor baseline` (no setting names the label yet)")  # fmt: skip
+        click.echo(
+            f"hint: if {' or '.join(missing)} is the label, set monitor.label in mlcicd.yaml "
+            "and run `mlcicd monitor baseline` (no setting names the label yet)"
+        )
 
 
 @monitor.command("history")
@@ -105,43 +124,96 @@ def monitor_history(ctx: click.Context, endpoint: str | None, limit: int, as_jso
         echo_json(executions)
         return
     schedule = project.config.monitor.schedule if name == project.config.endpoint_name else None
-    click.echo(f"{name}: " + (f"checked every {schedule} by `mlcicd up` (monitor.schedule)" if schedule
-                              else "no monitor.schedule here: `mlcicd up` does not check it"))  # fmt: skip
+    click.echo(
+        f"{name}: "
+        + (
+            f"checked every {schedule} by `mlcicd up` (monitor.schedule)"
+            if schedule
+            else "no monitor.schedule here: `mlcicd up` does not check it"
+        )
+    )
     if not executions:
         click.echo("no monitoring executions yet")
         return
     table(
-        ["id", "window start", "window end", "status", "records", "violations", "model", "report / why"],
-        [(e.id, when(e.window_start), when(e.window_end), e.status, e.records, e.violation_count,
-          ", ".join(str(v.get("model")) for v in e.variants) or None,
-          " ".join(str(v.get("violations_uri")) for v in e.variants) or e.reason)
-         for e in executions],
-    )  # fmt: skip
+        [
+            "id",
+            "window start",
+            "window end",
+            "status",
+            "records",
+            "violations",
+            "model",
+            "report / why",
+        ],
+        [
+            (
+                e.id,
+                when(e.window_start),
+                when(e.window_end),
+                e.status,
+                e.records,
+                e.violation_count,
+                ", ".join(str(v.get("model")) for v in e.variants) or None,
+                " ".join(str(v.get("violations_uri")) for v in e.variants) or e.reason,
+            )
+            for e in executions
+        ],
+    )
 
 
 def _show(report: CheckReport) -> None:
     rows = sum(v.rows for v in report.variants)
-    click.echo(f"{report.endpoint}: {report.records} captured requests ({rows} rows) since {when(report.since)}, "
-               f"from {report.files} files in {report.destination}")  # fmt: skip
+    click.echo(
+        f"{report.endpoint}: {report.records} captured requests ({rows} rows) since {when(report.since)}, "
+        f"from {report.files} files in {report.destination}"
+    )
     if report.skipped:
-        reasons = "; ".join(f"{n} {why}" for why, n in sorted(report.skipped.items(), key=lambda i: -i[1]))
+        reasons = "; ".join(
+            f"{n} {why}" for why, n in sorted(report.skipped.items(), key=lambda i: -i[1])
+        )
         click.echo(f"skipped {sum(report.skipped.values())} unreadable lines: {reasons}")
     if report.shadow_copies:
         click.echo(f"left out {report.shadow_copies} shadow copies of requests")
     for variant in report.variants:
-        click.echo(f"\nvariant {variant.variant}, model {variant.model}: {variant.records} requests, "
-                   f"{variant.rows} rows")  # fmt: skip
+        click.echo(
+            f"\nvariant {variant.variant}, model {variant.model}: {variant.records} requests, "
+            f"{variant.rows} rows"
+        )
         table(
-            ["feature", "type", "n", "missing", "mean (baseline)", "std (baseline)", "drift", "violations"],
-            [(f.name, f.inferred_type, f.n, f"{f.missing_rate:.1%}", _pair(f.mean, f.baseline_mean),
-              _pair(f.std, f.baseline_std), _number(f.drift), ", ".join(f.checks) or "ok")
-             for f in variant.features],
-        )  # fmt: skip
+            [
+                "feature",
+                "type",
+                "n",
+                "missing",
+                "mean (baseline)",
+                "std (baseline)",
+                "drift",
+                "violations",
+            ],
+            [
+                (
+                    f.name,
+                    f.inferred_type,
+                    f.n,
+                    f"{f.missing_rate:.1%}",
+                    _pair(f.mean, f.baseline_mean),
+                    _pair(f.std, f.baseline_std),
+                    _number(f.drift),
+                    ", ".join(f.checks) or "ok",
+                )
+                for f in variant.features
+            ],
+        )
         threshold = f"drift threshold {report.drift_threshold:g}, {report.comparison_method}"
         if variant.violations:
-            click.echo(f"{len(variant.violations)} violations ({threshold}): {variant.violations_uri}")
+            click.echo(
+                f"{len(variant.violations)} violations ({threshold}): {variant.violations_uri}"
+            )
             for v in variant.violations:
-                click.echo(f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
+                click.echo(
+                    f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}"
+                )
         else:
             click.echo(f"no violations ({threshold}): {variant.violations_uri}")
 

@@ -46,7 +46,7 @@ class TerminalReporter:
     def log(self, stage: str, line: str) -> None:
         with self._lock:
             if self.live:
-                self._tail = [*self._tail[-(TAIL - 1):], line]
+                self._tail = [*self._tail[-(TAIL - 1) :], line]
                 self._redraw()
             else:
                 self._write(f"    │ {line}\n")

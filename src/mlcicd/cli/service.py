@@ -20,7 +20,12 @@ from mlcicd.service.auth import token_path
 
 @cli.command()
 @click.argument("project_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default: service.port of the first project).")
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="Port on 127.0.0.1 (default: service.port of the first project).",
+)
 @click.pass_context
 def up(ctx: click.Context, project_dirs: tuple[Path, ...], port: int | None) -> None:
     """Serve PROJECT_DIRs: run their pipelines on push, keep their endpoints serving.
@@ -34,9 +39,14 @@ def up(ctx: click.Context, project_dirs: tuple[Path, ...], port: int | None) -> 
     from mlcicd.service.core import Service
 
     projects = [find_project(ctx, d) for d in project_dirs] or [find_project(ctx)]
-    service = Service([p.root for p in projects], port if port is not None else projects[0].config.service.port)
+    service = Service(
+        [p.root for p in projects], port if port is not None else projects[0].config.service.port
+    )
     service.start()
-    click.echo(f"mlcicd up: {service.url} (webhook: {service.url}/webhooks/github) — Ctrl-C to stop", err=True)
+    click.echo(
+        f"mlcicd up: {service.url} (webhook: {service.url}/webhooks/github) — Ctrl-C to stop",
+        err=True,
+    )
     service.wait()
 
 
@@ -47,13 +57,20 @@ def hooks() -> None:
 
 @hooks.command("install")
 @click.argument("repo", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--url", default=None,
-              help="The service's URL (default: the running `mlcicd up` of the project, else "
-                   "http://127.0.0.1:<service.port>).")  # fmt: skip
+@click.option(
+    "--url",
+    default=None,
+    help="The service's URL (default: the running `mlcicd up` of the project, else "
+    "http://127.0.0.1:<service.port>).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing hook that mlcicd did not install.")
-@click.option("--print", "print_only", is_flag=True, help="Print the hook instead of installing it.")
+@click.option(
+    "--print", "print_only", is_flag=True, help="Print the hook instead of installing it."
+)
 @click.pass_context
-def hooks_install(ctx: click.Context, repo: Path, url: str | None, force: bool, print_only: bool) -> None:
+def hooks_install(
+    ctx: click.Context, repo: Path, url: str | None, force: bool, print_only: bool
+) -> None:
     """Install post-receive (bare REPO) or post-commit (working REPO) to notify `mlcicd up`."""
     from mlcicd.hooks import hook_script, install
 
@@ -62,8 +79,11 @@ def hooks_install(ctx: click.Context, repo: Path, url: str | None, force: bool, 
         url = _service_url(project)
     token_file = None if project is None else token_path(project.state_dir)
     if token_file is None:
-        click.echo("warning: no mlcicd project found (REPO, -C or here): the hook sends only $MLCICD_TOKEN, "
-                   "if set when it runs", err=True)  # fmt: skip
+        click.echo(
+            "warning: no mlcicd project found (REPO, -C or here): the hook sends only $MLCICD_TOKEN, "
+            "if set when it runs",
+            err=True,
+        )
     if print_only:
         click.echo(hook_script(url, token_file), nl=False)
         return
@@ -105,12 +125,16 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
     user = os.environ.get("USER") or getpass.getuser()
     expired = [a for a in state.expired_approvals() if a.run_id == run_id]
     if expired:
-        state.decide_approval(run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout")
+        state.decide_approval(
+            run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
+        )
         click.echo(f"run {run_id}: the approval had timed out; the model is rejected", err=True)
     else:
         approval = state.decide_approval(run_id, approved, by=user, comment=comment)
-        click.echo(f"run {run_id}: model {approval.model_group}/{approval.model_version} "
-                   f"{approval.status.lower()} by {user}" + (f": {comment}" if comment else ""))  # fmt: skip
+        click.echo(
+            f"run {run_id}: model {approval.model_group}/{approval.model_version} "
+            f"{approval.status.lower()} by {user}" + (f": {comment}" if comment else "")
+        )
     service = running_service(project.state_dir)
     if service is not None:  # it started between the check above and the decision
         click.echo(f"the service at {service['url']} continues run {run_id}")
@@ -126,7 +150,9 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
         ctx.exit(1)
 
 
-def _through_service(ctx: click.Context, project: Project, run_id: int, approved: bool, comment: str | None) -> bool:
+def _through_service(
+    ctx: click.Context, project: Project, run_id: int, approved: bool, comment: str | None
+) -> bool:
     """When `mlcicd up` serves the project, decide through its API and follow the run it resumes."""
     from mlcicd.service import client
 
@@ -138,9 +164,11 @@ def _through_service(ctx: click.Context, project: Project, run_id: int, approved
     if answer.get("timed_out"):
         click.echo(f"run {run_id}: the approval had timed out; the model is rejected", err=True)
     else:
-        click.echo(f"run {run_id}: model {approval['model_group']}/{approval['model_version']} "
-                   f"{str(approval['status']).lower()} by {approval['decided_by']}"
-                   + (f": {comment}" if comment else ""))  # fmt: skip
+        click.echo(
+            f"run {run_id}: model {approval['model_group']}/{approval['model_version']} "
+            f"{str(approval['status']).lower()} by {approval['decided_by']}"
+            + (f": {comment}" if comment else "")
+        )
     click.echo(f"the service at {url} continues run {run_id}", err=True)
     shown = client.follow_run(url, project, run_id, TerminalReporter())
     status = shown["run"]["status"]
@@ -181,13 +209,17 @@ def runs_retry(ctx: click.Context, run_id: int) -> None:
     url = client.find_running_service(project)
     if url is not None:
         run = client.retry(url, project, run_id)["run"]
-        click.echo(f"run {run['id']} queued in the service at {url} "
-                   f"(retry of run {run_id}, commit {str(run.get('commit_sha') or run.get('ref') or '')[:12]})")  # fmt: skip
+        click.echo(
+            f"run {run['id']} queued in the service at {url} "
+            f"(retry of run {run_id}, commit {str(run.get('commit_sha') or run.get('ref') or '')[:12]})"
+        )
         return
     run = retry(project, run_id)
     where = running_service(project.state_dir)
-    click.echo(f"run {run.id} queued (retry of run {run_id}, commit {(run.commit_sha or run.ref or '')[:12]})"
-               + ("" if where else "; start `mlcicd up` to run it"))  # fmt: skip
+    click.echo(
+        f"run {run.id} queued (retry of run {run_id}, commit {(run.commit_sha or run.ref or '')[:12]})"
+        + ("" if where else "; start `mlcicd up` to run it")
+    )
 
 
 @cli.command()
@@ -207,8 +239,10 @@ def lineage(ctx: click.Context, target: str, as_json: bool) -> None:
         e = found["endpoint"]
         click.echo(f"endpoint {e['name']}  {e['status']}  {e['url'] or ''}  config {e['config']}")
         for h in found["history"]:
-            click.echo(f"  {when(h.at)}  {h.reason:<9} {h.config_name}  model {h.model_group}/{h.model_version}"
-                       + (f"  ({h.detail})" if h.detail else ""))  # fmt: skip
+            click.echo(
+                f"  {when(h.at)}  {h.reason:<9} {h.config_name}  model {h.model_group}/{h.model_version}"
+                + (f"  ({h.detail})" if h.detail else "")
+            )
         if found["model"] is None:
             return
         found = found["model"]
@@ -227,7 +261,9 @@ def _show_model(found: dict[str, object]) -> None:
     click.echo(f"              data {j.get('data_digest')}  {metrics}")
     click.echo(f"model package {m['arn']}  {m['status']}  sha256 {m['sha256']}")
     for config in found["endpoint_configs"]:  # type: ignore[attr-defined]
-        click.echo(f"endpoint      {config['endpoint']}  config {config['name']}  {when(config['created_at'])}")
+        click.echo(
+            f"endpoint      {config['endpoint']}  config {config['name']}  {when(config['created_at'])}"
+        )
 
 
 @cli.command()
@@ -240,8 +276,20 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
     if as_json:
         echo_json(found)
         return
-    table(["id", "when", "event", "subject", "detail"],
-          [(e.id, when(e.at), e.kind, e.subject,
-            " ".join(f"{k}={v}" for k, v in sorted(e.data.items()) if v is not None and k != "metrics"))
-           for e in found])  # fmt: skip
-
+    table(
+        ["id", "when", "event", "subject", "detail"],
+        [
+            (
+                e.id,
+                when(e.at),
+                e.kind,
+                e.subject,
+                " ".join(
+                    f"{k}={v}"
+                    for k, v in sorted(e.data.items())
+                    if v is not None and k != "metrics"
+                ),
+            )
+            for e in found
+        ],
+    )

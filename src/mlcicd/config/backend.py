@@ -59,7 +59,11 @@ def with_backend(
     image = train.image
     if not image and outputs.get(STACK_REPOSITORY_OUTPUT) and commit:
         image = f"{outputs[STACK_REPOSITORY_OUTPUT]}:{commit[:IMAGE_TAG_LENGTH]}"
-    missing = [key for key, value in (("train.image", image), ("train.role", role), ("store.uri", uri)) if not value]
+    missing = [
+        key
+        for key, value in (("train.image", image), ("train.role", role), ("store.uri", uri))
+        if not value
+    ]
     if missing:
         hint = (
             f"the stack's outputs hold none of them ({STACK_REPOSITORY_OUTPUT}, {STACK_ROLE_OUTPUT}, "
@@ -80,10 +84,18 @@ def with_backend(
         )
     result = dataclasses.replace(
         config,
-        train=dataclasses.replace(train, backend="sagemaker", image=image, role=role,
-                                  kms_key=train.kms_key or outputs.get(STACK_KEY_OUTPUT) or None),
-        deploy=dataclasses.replace(config.deploy, backend="sagemaker",
-                                   role=config.deploy.role or outputs.get(STACK_ENDPOINT_ROLE_OUTPUT) or None),
+        train=dataclasses.replace(
+            train,
+            backend="sagemaker",
+            image=image,
+            role=role,
+            kms_key=train.kms_key or outputs.get(STACK_KEY_OUTPUT) or None,
+        ),
+        deploy=dataclasses.replace(
+            config.deploy,
+            backend="sagemaker",
+            role=config.deploy.role or outputs.get(STACK_ENDPOINT_ROLE_OUTPUT) or None,
+        ),
         store=dataclasses.replace(store, uri=uri),
     )
     _check_semantics(result, source)

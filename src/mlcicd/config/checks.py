@@ -27,7 +27,10 @@ MIN_SCHEDULE_ENV = "MLCICD_MONITOR_MIN_SCHEDULE"
 
 
 def _check_semantics(config: Config, source: str) -> None:
-    for key, name in (("pipeline", config.pipeline), ("deploy.endpoint_name", config.endpoint_name)):
+    for key, name in (
+        ("pipeline", config.pipeline),
+        ("deploy.endpoint_name", config.endpoint_name),
+    ):
         if not NAME_RE.match(name):
             raise ConfigError(
                 f"{name!r} is not a valid name: use letters, digits and hyphens, at most 63 characters",
@@ -42,7 +45,8 @@ def _check_semantics(config: Config, source: str) -> None:
             "fit in SageMaker's 63",
             path=source,
             key="deploy.endpoint_name" if explicit else "pipeline",
-            hint="shorten deploy.endpoint_name" if explicit
+            hint="shorten deploy.endpoint_name"
+            if explicit
             else "it is <pipeline>-endpoint: set a shorter deploy.endpoint_name, or shorten pipeline",
         )
     positive = {
@@ -72,7 +76,11 @@ def _check_semantics(config: Config, source: str) -> None:
             )
     for name in config.train.channels:
         if not re.match(r"^[A-Za-z0-9._-]+$", name):
-            raise ConfigError("channel names use letters, digits, '.', '_' and '-'", path=source, key=f"train.channels.{name}")
+            raise ConfigError(
+                "channel names use letters, digits, '.', '_' and '-'",
+                path=source,
+                key=f"train.channels.{name}",
+            )
     defined = {d.name for d in config.train.metric_definitions}
     for threshold in config.gate.thresholds:
         if defined and threshold.metric not in defined:
@@ -85,15 +93,23 @@ def _check_semantics(config: Config, source: str) -> None:
     if not 1 <= config.service.port <= 65535:
         raise ConfigError(f"not a TCP port: {config.service.port}", path=source, key="service.port")
     if config.service.poll_interval is not None and config.service.poll_interval <= 0:
-        raise ConfigError("must be a positive number of seconds", path=source, key="service.poll_interval")
+        raise ConfigError(
+            "must be a positive number of seconds", path=source, key="service.poll_interval"
+        )
     if config.approve.timeout is not None and config.approve.timeout <= 0:
-        raise ConfigError("must be a positive number of seconds", path=source, key="approve.timeout")
+        raise ConfigError(
+            "must be a positive number of seconds", path=source, key="approve.timeout"
+        )
     for i, url in enumerate(config.service.notify):
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"expected an http(s) URL, got {url!r}", path=source, key=f"service.notify[{i}]")
+            raise ConfigError(
+                f"expected an http(s) URL, got {url!r}", path=source, key=f"service.notify[{i}]"
+            )
     if config.store.uri is not None and not config.store.uri.startswith(("s3://", "file://", "/")):
         raise ConfigError(
-            f"expected an s3:// URI or a local path, got {config.store.uri!r}", path=source, key="store.uri"
+            f"expected an s3:// URI or a local path, got {config.store.uri!r}",
+            path=source,
+            key="store.uri",
         )
     _check_monitor(config, source)
 
@@ -116,7 +132,9 @@ def _check_monitor(config: Config, source: str) -> None:
             hint=f"channels: {', '.join(channels)}" if channels else "train.channels names none",
         )
     if monitor.label is not None and not monitor.label.strip():
-        raise ConfigError("expected a column name, got an empty string", path=source, key="monitor.label")
+        raise ConfigError(
+            "expected a column name, got an empty string", path=source, key="monitor.label"
+        )
     if monitor.schedule is not None:
         _check_schedule(config, source)
 
@@ -125,37 +143,59 @@ def _check_schedule(config: Config, source: str) -> None:
     schedule, capture = config.monitor.schedule, config.deploy.data_capture
     seconds = config.monitor.schedule_seconds
     if seconds is None:
-        raise ConfigError(f"expected a duration like 1h, 30m or 1h30m, got {schedule!r}", path=source,
-                          key="monitor.schedule")  # fmt: skip
+        raise ConfigError(
+            f"expected a duration like 1h, 30m or 1h30m, got {schedule!r}",
+            path=source,
+            key="monitor.schedule",
+        )
     floor = float(os.environ.get(MIN_SCHEDULE_ENV) or MIN_MONITOR_SCHEDULE)
     if seconds <= 0 or seconds < floor:
-        raise ConfigError(f"the shortest schedule is {format_duration(floor)}, got {schedule!r}", path=source,
-                          key="monitor.schedule", hint="SageMaker's is hourly: 1h")  # fmt: skip
+        raise ConfigError(
+            f"the shortest schedule is {format_duration(floor)}, got {schedule!r}",
+            path=source,
+            key="monitor.schedule",
+            hint="SageMaker's is hourly: 1h",
+        )
     if not capture.enabled:
-        raise ConfigError("a scheduled check reads the endpoint's captured requests, and deploy.data_capture "
-                          "is not enabled", path=source, key="monitor.schedule",
-                          hint="set deploy.data_capture: {enabled: true}, or drop monitor.schedule")  # fmt: skip
+        raise ConfigError(
+            "a scheduled check reads the endpoint's captured requests, and deploy.data_capture "
+            "is not enabled",
+            path=source,
+            key="monitor.schedule",
+            hint="set deploy.data_capture: {enabled: true}, or drop monitor.schedule",
+        )
     if "input" not in capture.capture:
-        raise ConfigError("a scheduled check reads the endpoint's captured requests, and deploy.data_capture "
-                          "captures responses only", path=source, key="monitor.schedule",
-                          hint="add input to deploy.data_capture.capture, or drop monitor.schedule")  # fmt: skip
+        raise ConfigError(
+            "a scheduled check reads the endpoint's captured requests, and deploy.data_capture "
+            "captures responses only",
+            path=source,
+            key="monitor.schedule",
+            hint="add input to deploy.data_capture.capture, or drop monitor.schedule",
+        )
 
 
 def _check_deploy(deploy: DeployConfig, source: str) -> None:
     def fail(key: str, message: str) -> None:
         raise ConfigError(message, path=source, key=f"deploy.{key}")
 
-    for key, value in (("canary.percent", deploy.canary.percent), ("linear.step_percent", deploy.linear.step_percent)):
+    for key, value in (
+        ("canary.percent", deploy.canary.percent),
+        ("linear.step_percent", deploy.linear.step_percent),
+    ):
         if not 0 < value <= 100:
             fail(key, f"must be a percentage above 0 and at most 100, got {value:g}")
     for key, value in (
-        ("canary.bake_seconds", deploy.canary.bake_seconds), ("linear.interval_seconds", deploy.linear.interval_seconds),
+        ("canary.bake_seconds", deploy.canary.bake_seconds),
+        ("linear.interval_seconds", deploy.linear.interval_seconds),
         ("alarms.bake_seconds", deploy.alarms.bake_seconds),
     ):
         if value < 0:
             fail(key, f"must not be negative, got {value:g}")
-    for key, value in (("header_timeout", deploy.header_timeout), ("body_timeout", deploy.body_timeout),
-                       ("model_timeout", deploy.model_timeout)):
+    for key, value in (
+        ("header_timeout", deploy.header_timeout),
+        ("body_timeout", deploy.body_timeout),
+        ("model_timeout", deploy.model_timeout),
+    ):
         if value <= 0:
             fail(key, f"must be a positive number of seconds, got {value:g}")
     rate = deploy.alarms.max_5xx_rate
@@ -168,20 +208,29 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
     names = [v.name for v in deploy.variants]
     for i, variant in enumerate(deploy.variants):
         if not NAME_RE.match(variant.name):
-            fail(f"variants[{i}].name", f"{variant.name!r} is not a valid name: letters, digits and hyphens")
+            fail(
+                f"variants[{i}].name",
+                f"{variant.name!r} is not a valid name: letters, digits and hyphens",
+            )
         if names.count(variant.name) > 1:
             fail(f"variants[{i}].name", f"{variant.name!r} is used by more than one variant")
         if variant.weight < 0:
             fail(f"variants[{i}].weight", f"must not be negative, got {variant.weight:g}")
         if isinstance(variant.model, str) and variant.model != "latest":
-            fail(f"variants[{i}].model", f"expected 'latest' or a model package version, got {variant.model!r}")
+            fail(
+                f"variants[{i}].model",
+                f"expected 'latest' or a model package version, got {variant.model!r}",
+            )
     if deploy.variants and not any(v.weight > 0 for v in deploy.variants):
         fail("variants", "at least one variant needs a weight above 0")
     if deploy.shadow is not None:
         if deploy.shadow.name in names:
             fail("shadow.name", f"{deploy.shadow.name!r} is also a production variant's name")
         if isinstance(deploy.shadow.model, str) and deploy.shadow.model != "latest":
-            fail("shadow.model", f"expected 'latest' or a model package version, got {deploy.shadow.model!r}")
+            fail(
+                "shadow.model",
+                f"expected 'latest' or a model package version, got {deploy.shadow.model!r}",
+            )
     if deploy.backend == "sagemaker":
         check_sagemaker_deploy(deploy, source)
     if deploy.backend == "container":
@@ -201,8 +250,10 @@ def _check_container_deploy(deploy: DeployConfig, source: str) -> None:
         if present:
             raise ConfigError(
                 f"deploy.backend: container serves one model from one container: {what} is not supported",
-                path=source, key=f"deploy.{key}", hint="use backend: local for it, or remove the setting",
-            )  # fmt: skip
+                path=source,
+                key=f"deploy.{key}",
+                hint="use backend: local for it, or remove the setting",
+            )
 
 
 # SageMaker's limits: WaitIntervalInSeconds, CanarySize and LinearStepSize (CAPACITY_PERCENT),
@@ -229,24 +280,46 @@ def check_sagemaker_deploy(deploy: DeployConfig, source: str = CONFIG_FILE) -> N
         "linear": ("linear.interval_seconds", deploy.linear.interval_seconds),
     }.get(deploy.strategy, ("alarms.bake_seconds", deploy.alarms.bake_seconds))
     if not whole(wait) or wait > _SAGEMAKER_MAX_WAIT:
-        fail(wait_key, f"SageMaker waits whole seconds, at most {_SAGEMAKER_MAX_WAIT} (WaitIntervalInSeconds), "
-             f"got {wait:g}")  # fmt: skip
+        fail(
+            wait_key,
+            f"SageMaker waits whole seconds, at most {_SAGEMAKER_MAX_WAIT} (WaitIntervalInSeconds), "
+            f"got {wait:g}",
+        )
     for strategy, key, value, (low, high), what in (
         ("canary", "canary.percent", deploy.canary.percent, _SAGEMAKER_CANARY, "CanarySize"),
-        ("linear", "linear.step_percent", deploy.linear.step_percent, _SAGEMAKER_LINEAR_STEP, "LinearStepSize"),
+        (
+            "linear",
+            "linear.step_percent",
+            deploy.linear.step_percent,
+            _SAGEMAKER_LINEAR_STEP,
+            "LinearStepSize",
+        ),
     ):
         if deploy.strategy == strategy and (not whole(value) or not low <= value <= high):
-            fail(key, f"SageMaker's {what} is a whole percentage of the instances from {low} to {high}, got {value:g}")
+            fail(
+                key,
+                f"SageMaker's {what} is a whole percentage of the instances from {low} to {high}, got {value:g}",
+            )
     if deploy.shadow is not None and len(deploy.variants) > 1:
-        fail("shadow", f"SageMaker puts a shadow variant beside one production variant, and deploy.variants "
-             f"has {len(deploy.variants)}", hint="keep one variant, or drop the shadow")  # fmt: skip
+        fail(
+            "shadow",
+            f"SageMaker puts a shadow variant beside one production variant, and deploy.variants "
+            f"has {len(deploy.variants)}",
+            hint="keep one variant, or drop the shadow",
+        )
     alarmed = deploy.alarms.max_5xx_rate is not None or deploy.alarms.max_p99_latency_ms is not None
     if alarmed and len(deploy.variants) > _SAGEMAKER_ALARMED_VARIANTS:
-        fail("alarms", f"on SageMaker, alarms watch at most {_SAGEMAKER_ALARMED_VARIANTS} variants (an alarm reads "
-             f"at most 10 metrics), and deploy.variants has {len(deploy.variants)}")  # fmt: skip
+        fail(
+            "alarms",
+            f"on SageMaker, alarms watch at most {_SAGEMAKER_ALARMED_VARIANTS} variants (an alarm reads "
+            f"at most 10 metrics), and deploy.variants has {len(deploy.variants)}",
+        )
     capture = deploy.data_capture
     if capture.enabled and not whole(capture.sampling_percentage):
-        fail("data_capture.sampling_percentage", "SageMaker samples a whole percentage (InitialSamplingPercentage), "
-             f"got {capture.sampling_percentage:g}")  # fmt: skip
+        fail(
+            "data_capture.sampling_percentage",
+            "SageMaker samples a whole percentage (InitialSamplingPercentage), "
+            f"got {capture.sampling_percentage:g}",
+        )
     if capture.enabled and not capture.capture:
         fail("data_capture.capture", "SageMaker captures input, output or both: name at least one")

@@ -63,7 +63,7 @@ def _gate_to_thresholds(raw: Any, source: str) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"expected a mapping of metric: threshold (e.g. accuracy: \">= 0.85\"), got {_kind(raw)}",
+            f'expected a mapping of metric: threshold (e.g. accuracy: ">= 0.85"), got {_kind(raw)}',
             path=source,
             key="gate",
         )
@@ -75,22 +75,29 @@ def _gate_to_thresholds(raw: Any, source: str) -> dict[str, Any]:
         key = f"gate.{metric}"
         if isinstance(spec, bool) or not isinstance(spec, int | float | str):
             raise ConfigError(
-                f"expected a threshold like \">= 0.85\", got {_kind(spec)}", path=source, key=key
+                f'expected a threshold like ">= 0.85", got {_kind(spec)}', path=source, key=key
             )
         match = _THRESHOLD_RE.match(str(spec))
         if not match:
             raise ConfigError(
-                f"cannot read threshold {spec!r}; write it as \"OP NUMBER\" with OP one of >=, >, <=, <, ==",
+                f'cannot read threshold {spec!r}; write it as "OP NUMBER" with OP one of >=, >, <=, <, ==',
                 path=source,
                 key=key,
             )
-        thresholds.append({"metric": str(metric), "op": match.group(1) or ">=", "value": float(match.group(2))})
-    return {"thresholds": thresholds, **({"challenger": challenger} if challenger is not None else {})}
+        thresholds.append(
+            {"metric": str(metric), "op": match.group(1) or ">=", "value": float(match.group(2))}
+        )
+    return {
+        "thresholds": thresholds,
+        **({"challenger": challenger} if challenger is not None else {}),
+    }
 
 
 def _build(cls: type[Any], data: Any, keypath: str, source: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping, got {_kind(data)}", path=source, key=keypath or None)
+        raise ConfigError(
+            f"expected a mapping, got {_kind(data)}", path=source, key=keypath or None
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -102,7 +109,11 @@ def _build(cls: type[Any], data: Any, keypath: str, source: str) -> Any:
             raise ConfigError("unknown key", path=source, key=sub, hint=hint)
         kwargs[key] = _coerce(hints[key], value, sub, source)
     for name, f in fields.items():
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if (
+            name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
             sub = f"{keypath}.{name}" if keypath else name
             raise ConfigError("required key is missing", path=source, key=sub)
     return cls(**kwargs)
@@ -143,7 +154,9 @@ def _coerce(tp: Any, value: Any, keypath: str, source: str) -> Any:
         return {str(k): _coerce(args[1], v, f"{keypath}.{k}", source) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"expected true or false, got {_kind(value)}", path=source, key=keypath)
+            raise ConfigError(
+                f"expected true or false, got {_kind(value)}", path=source, key=keypath
+            )
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -157,7 +170,9 @@ def _coerce(tp: Any, value: Any, keypath: str, source: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"expected a string, got {_kind(value)}", path=source, key=keypath)
         return value
-    raise TypeError(f"config schema uses unsupported type {tp!r} at {keypath}")  # a bug in the schema
+    raise TypeError(
+        f"config schema uses unsupported type {tp!r} at {keypath}"
+    )  # a bug in the schema
 
 
 def _kind(value: Any) -> str:

@@ -77,7 +77,9 @@ class TrainConfig:
     use_spot: bool = False
     max_wait: int | None = None
     output_path: str | None = None
-    kms_key: str | None = None  # encrypts the job's output and volume (the stack's EncryptionKeyArn)
+    kms_key: str | None = (
+        None  # encrypts the job's output and volume (the stack's EncryptionKeyArn)
+    )
     network_isolation: bool = True  # the script reaches no network; false if it must download
 
 
@@ -218,7 +220,9 @@ class DeployConfig:
     # SageMaker backend (ignored by the local one).
     instance_type: str = "ml.m5.large"
     instance_count: int = 1
-    role: str | None = None  # the endpoint's execution role (the stack's EndpointRoleArn); default train.role
+    role: str | None = (
+        None  # the endpoint's execution role (the stack's EndpointRoleArn); default train.role
+    )
 
 
 @dataclass(frozen=True)
@@ -237,10 +241,18 @@ class MonitorConfig:
     ``mlcicd monitor check`` against what the endpoint captured — and, with ``schedule``, by
     `mlcicd up` every interval, as SageMaker's MonitoringSchedule does."""
 
-    channel: str | None = None  # the training channel the baseline reads; default: training, or the only one
-    label: str | None = None  # a column that is not a feature: its header name, or _c0, _c1… without a header
-    drift_threshold: float = 0.1  # baseline_drift_check: a distribution distance above this is a violation
-    comparison_method: Literal["Robust", "Simple"] = "Robust"  # constraints.json's comparison_method
+    channel: str | None = (
+        None  # the training channel the baseline reads; default: training, or the only one
+    )
+    label: str | None = (
+        None  # a column that is not a feature: its header name, or _c0, _c1… without a header
+    )
+    drift_threshold: float = (
+        0.1  # baseline_drift_check: a distribution distance above this is a violation
+    )
+    comparison_method: Literal["Robust", "Simple"] = (
+        "Robust"  # constraints.json's comparison_method
+    )
     schedule: str | None = None  # `mlcicd up` checks the endpoint this often (1h, 30m); None: never
 
     @property

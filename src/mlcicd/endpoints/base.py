@@ -80,14 +80,18 @@ def deployment_policy(deploy: DeployConfig) -> DeploymentPolicy:
     stage gives every backend, and what the stack gives the pipeline's deploy Lambda."""
     alarms = deploy.alarms
     wait = {
-        "canary": deploy.canary.bake_seconds, "linear": deploy.linear.interval_seconds,
-    }.get(deploy.strategy, alarms.bake_seconds)  # fmt: skip
+        "canary": deploy.canary.bake_seconds,
+        "linear": deploy.linear.interval_seconds,
+    }.get(deploy.strategy, alarms.bake_seconds)
     return DeploymentPolicy(
-        strategy=deploy.strategy, canary_percent=deploy.canary.percent,
-        linear_step_percent=deploy.linear.step_percent, wait_seconds=wait,
-        max_5xx_rate=alarms.max_5xx_rate, max_p99_latency_ms=alarms.max_p99_latency_ms,
+        strategy=deploy.strategy,
+        canary_percent=deploy.canary.percent,
+        linear_step_percent=deploy.linear.step_percent,
+        wait_seconds=wait,
+        max_5xx_rate=alarms.max_5xx_rate,
+        max_p99_latency_ms=alarms.max_p99_latency_ms,
         min_invocations=alarms.min_invocations,
-    )  # fmt: skip
+    )
 
 
 def data_capture(deploy: DeployConfig, destination: Path | str | None = None) -> DataCapture | None:
@@ -96,9 +100,11 @@ def data_capture(deploy: DeployConfig, destination: Path | str | None = None) ->
     if not capture.enabled:
         return None
     return DataCapture(
-        sampling_percentage=capture.sampling_percentage, capture_input="input" in capture.capture,
-        capture_output="output" in capture.capture, destination=destination,
-    )  # fmt: skip
+        sampling_percentage=capture.sampling_percentage,
+        capture_input="input" in capture.capture,
+        capture_output="output" in capture.capture,
+        destination=destination,
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,9 @@ class EndpointConfig:
     drain_timeout: float = 30.0  # for in-flight requests of a retiring generation
     header_timeout: float = 10.0  # for a client to send a request's headers
     body_timeout: float = 60.0  # then its body
-    model_timeout: float = DEFAULT_MODEL_TIMEOUT  # for a request's handlers; then its worker is replaced
+    model_timeout: float = (
+        DEFAULT_MODEL_TIMEOUT  # for a request's handlers; then its worker is replaced
+    )
     shadow: ProductionVariant | None = None  # gets a copy of the traffic; never answers
     data_capture: DataCapture | None = None
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)

@@ -113,11 +113,20 @@ class LocalEndpointBackend:
             launcher = _read(edir / PID_FILE) or {}
             alive = procinfo.is_alive(launcher.get("pid"), launcher.get("start_time"))
             return EndpointDescription(
-                name=name, status=CREATING if alive else FAILED, url=None, port=None,
-                pid=launcher.get("pid") if alive else None, config_name=None, model_sha256=None,
-                failure_reason=None if alive else f"the endpoint server never started; see {log_path}",
-                last_update_failure=None, created_at=meta.get("created_at"), log_path=log_path,
-            )  # fmt: skip
+                name=name,
+                status=CREATING if alive else FAILED,
+                url=None,
+                port=None,
+                pid=launcher.get("pid") if alive else None,
+                config_name=None,
+                model_sha256=None,
+                failure_reason=None
+                if alive
+                else f"the endpoint server never started; see {log_path}",
+                last_update_failure=None,
+                created_at=meta.get("created_at"),
+                log_path=log_path,
+            )
         pid = status.get("pid")
         alive = procinfo.is_alive(pid, status.get("pid_start_time"))
         state, reason = status.get("status", FAILED), status.get("failure_reason")
@@ -162,7 +171,9 @@ class LocalEndpointBackend:
         described = self.describe(name)
         if described.status not in (IN_SERVICE, UPDATING) or described.config_name is None:
             raise EndpointError(f"endpoint {name} is {described.status}; it has no weights to set")
-        merged = checked_weights(name, weights, {v["name"]: v["weight"] for v in described.variants})
+        merged = checked_weights(
+            name, weights, {v["name"]: v["weight"] for v in described.variants}
+        )
         edir = self.endpoint_dir(name)
         with _locked(edir):
             atomic_write_json(
@@ -295,9 +306,12 @@ class LocalEndpointBackend:
         log_path = edir / LOG_FILE
         steps = len(serving.deployment.steps()) if serving.deployment.shifts else 0
         deadline = (
-            time.monotonic() + 2 * serving.startup_timeout + serving.drain_timeout
-            + self.launch_timeout + steps * (serving.deployment.wait_seconds + 2.0)
-        )  # fmt: skip
+            time.monotonic()
+            + 2 * serving.startup_timeout
+            + serving.drain_timeout
+            + self.launch_timeout
+            + steps * (serving.deployment.wait_seconds + 2.0)
+        )
         while True:
             alive = procinfo.is_alive(pid, start)
             status = _read(edir / STATUS_FILE) or {}

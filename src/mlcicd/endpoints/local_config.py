@@ -29,9 +29,7 @@ CAPTURE_DIR = "data-capture"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def serving_config(
-    edir: Path, config: EndpointConfig, *, port: int, in_use: bool
-) -> ServingConfig:
+def serving_config(edir: Path, config: EndpointConfig, *, port: int, in_use: bool) -> ServingConfig:
     """Extract the models, copy the code: the serving config with paths ready to use.
 
     ``port`` is the one config.json states; ``in_use``: the endpoint serves ``config.name``
@@ -49,7 +47,9 @@ def serving_config(
             )
         # A tree without the digest marker (a crash cut its extraction short) is extracted again.
         model_dir = ensure_extracted(
-            variant.model_data, edir / "models" / variant.model_sha256, expected_sha256=variant.model_sha256
+            variant.model_data,
+            edir / "models" / variant.model_sha256,
+            expected_sha256=variant.model_sha256,
         )
         code_dir = edir / "code" / config.name
         if len(distinct_code) > 1:
@@ -57,11 +57,16 @@ def serving_config(
         _copy_code(variant.code_dir, code_dir, config.name, in_use=in_use)
         specs.append(
             VariantSpec(
-                name=variant.name, model_dir=str(model_dir.resolve()), code_dir=str(code_dir.resolve()),
-                entry_point=variant.entry_point, model_sha256=variant.model_sha256,
-                python=str(variant.python), weight=variant.weight, environment=dict(variant.environment),
+                name=variant.name,
+                model_dir=str(model_dir.resolve()),
+                code_dir=str(code_dir.resolve()),
+                entry_point=variant.entry_point,
+                model_sha256=variant.model_sha256,
+                python=str(variant.python),
+                weight=variant.weight,
+                environment=dict(variant.environment),
             )
-        )  # fmt: skip
+        )
     shadow = specs.pop() if config.shadow else None
     capture = None
     if config.data_capture is not None:
@@ -77,20 +82,31 @@ def serving_config(
         )
     policy = config.deployment
     deployment = DeploymentSpec(
-        strategy=policy.strategy, canary_percent=policy.canary_percent,
-        linear_step_percent=policy.linear_step_percent, wait_seconds=policy.wait_seconds,
-        max_5xx_rate=policy.max_5xx_rate, max_p99_latency_ms=policy.max_p99_latency_ms,
+        strategy=policy.strategy,
+        canary_percent=policy.canary_percent,
+        linear_step_percent=policy.linear_step_percent,
+        wait_seconds=policy.wait_seconds,
+        max_5xx_rate=policy.max_5xx_rate,
+        max_p99_latency_ms=policy.max_p99_latency_ms,
         min_invocations=policy.min_invocations,
-    )  # fmt: skip
+    )
     try:
         return ServingConfig(
-            name=config.name, variants=tuple(specs), endpoint_name=config.endpoint_name, port=port,
-            workers=config.workers, startup_timeout=config.startup_timeout,
-            drain_timeout=config.drain_timeout, max_payload_bytes=config.max_payload_bytes,
-            header_timeout=config.header_timeout, body_timeout=config.body_timeout,
+            name=config.name,
+            variants=tuple(specs),
+            endpoint_name=config.endpoint_name,
+            port=port,
+            workers=config.workers,
+            startup_timeout=config.startup_timeout,
+            drain_timeout=config.drain_timeout,
+            max_payload_bytes=config.max_payload_bytes,
+            header_timeout=config.header_timeout,
+            body_timeout=config.body_timeout,
             model_timeout=config.model_timeout,
-            shadow=shadow, capture=capture, deployment=deployment,
-        )  # fmt: skip
+            shadow=shadow,
+            capture=capture,
+            deployment=deployment,
+        )
     except ValueError as exc:
         raise EndpointError(f"endpoint config {config.name}: {exc}") from exc
 

@@ -92,7 +92,11 @@ class PodmanEndpointBackend:
     # -- the interface --------------------------------------------------------------------
 
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
-        if len(config.variants) != 1 or config.shadow is not None or config.data_capture is not None:
+        if (
+            len(config.variants) != 1
+            or config.shadow is not None
+            or config.data_capture is not None
+        ):
             raise EndpointError(
                 f"endpoint {config.endpoint_name}: a container serves one model, without shadow or capture",
                 hint="use deploy.backend: local for variants, shadows and data capture",
@@ -129,12 +133,20 @@ class PodmanEndpointBackend:
                 raise
             now = time.time()
             new_record: dict[str, Any] = {
-                "name": config.endpoint_name, "backend": self.TYPE,
-                "created_at": record.get("created_at") or now, "updated_at": now,
-                "config_name": config.name, "model_sha256": variant.model_sha256, "variant": variant.name,
-                "image": self.image, "image_id": built, "container": name, "port": port,
-                "generation": generation, "last_update_failure": None,
-            }  # fmt: skip
+                "name": config.endpoint_name,
+                "backend": self.TYPE,
+                "created_at": record.get("created_at") or now,
+                "updated_at": now,
+                "config_name": config.name,
+                "model_sha256": variant.model_sha256,
+                "variant": variant.name,
+                "image": self.image,
+                "image_id": built,
+                "container": name,
+                "port": port,
+                "generation": generation,
+                "last_update_failure": None,
+            }
             atomic_write_json(edir / RECORD_FILE, new_record)
             if old and old != name:
                 self._stop(str(old))
@@ -150,20 +162,35 @@ class PodmanEndpointBackend:
         running, pid, reason = self._state(container)
         port = record.get("port")
         return EndpointDescription(
-            name=name, status=IN_SERVICE if running else FAILED,
-            url=f"http://127.0.0.1:{port}" if running else None, port=port if running else None,
-            pid=pid, config_name=record.get("config_name"), model_sha256=record.get("model_sha256"),
+            name=name,
+            status=IN_SERVICE if running else FAILED,
+            url=f"http://127.0.0.1:{port}" if running else None,
+            port=port if running else None,
+            pid=pid,
+            config_name=record.get("config_name"),
+            model_sha256=record.get("model_sha256"),
             failure_reason=None if running else reason,
             last_update_failure=record.get("last_update_failure"),
-            created_at=record.get("created_at"), updated_at=record.get("updated_at"),
+            created_at=record.get("created_at"),
+            updated_at=record.get("updated_at"),
             generation=record.get("generation"),
-            variants=[{"name": record.get("variant"), "weight": 1.0, "model_sha256": record.get("model_sha256")}],
-        )  # fmt: skip
+            variants=[
+                {
+                    "name": record.get("variant"),
+                    "weight": 1.0,
+                    "model_sha256": record.get("model_sha256"),
+                }
+            ],
+        )
 
     def list(self) -> list[EndpointDescription]:
         if not self.root.is_dir():
             return []
-        return [self.describe(d.name) for d in sorted(self.root.iterdir()) if (d / RECORD_FILE).is_file()]
+        return [
+            self.describe(d.name)
+            for d in sorted(self.root.iterdir())
+            if (d / RECORD_FILE).is_file()
+        ]
 
     def delete(self, name: str) -> None:
         edir = self.endpoint_dir(name)
@@ -186,13 +213,19 @@ class PodmanEndpointBackend:
         record = read_object(self.endpoint_dir(name) / RECORD_FILE)
         if not record:
             raise NotFoundError(f"endpoint {name} does not exist")
-        mdir = self.endpoint_dir(name) / "serve" / str(record.get("container")) / metrics.METRICS_DIR
+        mdir = (
+            self.endpoint_dir(name) / "serve" / str(record.get("container")) / metrics.METRICS_DIR
+        )
         summed = metrics.window(mdir, window) if window else metrics.read_all(mdir)
         return {
-            "endpoint": name, "window_seconds": window,
-            "variants": {v: metrics.summary(c) for v, c in sorted(metrics.by_variant(summed).items())},
-            "counters": summed.get("counters", {}), "notes": [],
-        }  # fmt: skip
+            "endpoint": name,
+            "window_seconds": window,
+            "variants": {
+                v: metrics.summary(c) for v, c in sorted(metrics.by_variant(summed).items())
+            },
+            "counters": summed.get("counters", {}),
+            "notes": [],
+        }
 
     # -- the container --------------------------------------------------------------------
 
@@ -203,9 +236,15 @@ class PodmanEndpointBackend:
         return model_dir
 
     def _start(
-        self, edir: Path, name: str, port: int, image: str, model_dir: Path,
-        variant: ProductionVariant, config: EndpointConfig,
-    ) -> None:  # fmt: skip
+        self,
+        edir: Path,
+        name: str,
+        port: int,
+        image: str,
+        model_dir: Path,
+        variant: ProductionVariant,
+        config: EndpointConfig,
+    ) -> None:
         serve_dir = edir / "serve" / name
         serve_dir.mkdir(parents=True, exist_ok=True)
         env = {
@@ -223,16 +262,28 @@ class PodmanEndpointBackend:
         what = f"starting container {name} for endpoint {config.endpoint_name}"
         done = podman(
             [
-                "run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080",
-                "--label", f"io.mlcicd.endpoint={config.endpoint_name}",
-                "--volume", f"{model_dir.resolve()}:/opt/ml/model:ro",
-                "--volume", f"{variant.code_dir.resolve()}:/opt/ml/code:ro",
-                "--volume", f"{serve_dir.resolve()}:{SERVE_DIR_IN_CONTAINER}",
+                "run",
+                "--detach",
+                "--name",
+                name,
+                "--publish",
+                f"127.0.0.1:{port}:8080",
+                "--label",
+                f"io.mlcicd.endpoint={config.endpoint_name}",
+                "--volume",
+                f"{model_dir.resolve()}:/opt/ml/model:ro",
+                "--volume",
+                f"{variant.code_dir.resolve()}:/opt/ml/code:ro",
+                "--volume",
+                f"{serve_dir.resolve()}:{SERVE_DIR_IN_CONTAINER}",
                 *[arg for key in sorted(env) for arg in ("--env", f"{key}={env[key]}")],
-                image, "serve",
+                image,
+                "serve",
             ],
-            error=EndpointError, what=what, check=False,
-        )  # fmt: skip
+            error=EndpointError,
+            what=what,
+            check=False,
+        )
         if done.returncode != 0:
             said = tail(done.stderr or done.stdout, 8)
             raise EndpointError(missing_entry(str(self.image), "serve", said) or f"{what}: {said}")
@@ -259,9 +310,17 @@ class PodmanEndpointBackend:
     def _state(self, name: str) -> tuple[bool, int | None, str]:
         """(running, pid, why not running)."""
         done = podman(
-            ["container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}} {{.State.ExitCode}}", name],
-            error=EndpointError, what=f"inspecting container {name}", check=False,
-        )  # fmt: skip
+            [
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Running}} {{.State.Pid}} {{.State.ExitCode}}",
+                name,
+            ],
+            error=EndpointError,
+            what=f"inspecting container {name}",
+            check=False,
+        )
         if done.returncode != 0:
             return False, None, f"container {name} is gone (removed outside mlcicd?)"
         running, pid, code = [*done.stdout.split(), "", "", ""][:3]
@@ -270,11 +329,21 @@ class PodmanEndpointBackend:
         return False, None, f"container {name} exited with code {code}; its log: {self._logs(name)}"
 
     def _logs(self, name: str) -> str:
-        done = podman(["logs", "--tail", str(LOG_LINES), name], error=EndpointError, what="reading logs", check=False)
+        done = podman(
+            ["logs", "--tail", str(LOG_LINES), name],
+            error=EndpointError,
+            what="reading logs",
+            check=False,
+        )
         return tail(done.stdout + done.stderr, LOG_LINES) or "(empty)"
 
     def _stop(self, name: str) -> None:
         """SIGTERM (the server drains), SIGKILL after the drain time; then remove it."""
-        podman(["stop", "--time", str(self.drain_seconds), name], error=EndpointError,
-               what=f"stopping container {name}", check=False, timeout=self.drain_seconds + 60)  # fmt: skip
+        podman(
+            ["stop", "--time", str(self.drain_seconds), name],
+            error=EndpointError,
+            what=f"stopping container {name}",
+            check=False,
+            timeout=self.drain_seconds + 60,
+        )
         remove_container(name)

@@ -111,22 +111,35 @@ class SageMakerEndpointBackend:
     @classmethod
     def from_config(cls, config: Config, store: ArtifactStore) -> SageMakerEndpointBackend:
         if not isinstance(store, S3ArtifactStore):
-            raise ConfigError("SageMaker endpoints need the artifact store on S3", key="store.uri",
-                              hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX")  # fmt: skip
+            raise ConfigError(
+                "SageMaker endpoints need the artifact store on S3",
+                key="store.uri",
+                hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX",
+            )
         # One image trains and serves (SageMaker runs it with `train`, then with `serve`).
         if not config.train.image:
-            raise ConfigError("required with deploy.backend: sagemaker (the image that serves the model)",
-                              key="train.image")  # fmt: skip
+            raise ConfigError(
+                "required with deploy.backend: sagemaker (the image that serves the model)",
+                key="train.image",
+            )
         # The endpoint's own role (read-only on models) when set; else the training job's.
         role = config.deploy.role or config.train.role
         if not role:
-            raise ConfigError("required with deploy.backend: sagemaker (the endpoint's execution role)",
-                              key="deploy.role", hint="or train.role, which the endpoint then shares")  # fmt: skip
+            raise ConfigError(
+                "required with deploy.backend: sagemaker (the endpoint's execution role)",
+                key="deploy.role",
+                hint="or train.role, which the endpoint then shares",
+            )
         return cls(
-            store=store, bucket=config.store.models_bucket, pipeline=config.pipeline, image=config.train.image,
-            role_arn=role, instance_type=config.deploy.instance_type,
-            instance_count=config.deploy.instance_count, capture_bucket=config.store.artifacts_bucket,
-        )  # fmt: skip
+            store=store,
+            bucket=config.store.models_bucket,
+            pipeline=config.pipeline,
+            image=config.train.image,
+            role_arn=role,
+            instance_type=config.deploy.instance_type,
+            instance_count=config.deploy.instance_count,
+            capture_bucket=config.store.artifacts_bucket,
+        )
 
     @property
     def sagemaker(self) -> AwsClient:
@@ -136,22 +149,33 @@ class SageMakerEndpointBackend:
 
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
         sagemaker = self.sagemaker
-        variants = [VariantModel(v.name, self._model(sagemaker, v), v.weight) for v in config.variants]
+        variants = [
+            VariantModel(v.name, self._model(sagemaker, v), v.weight) for v in config.variants
+        ]
         shadow = None
         if config.shadow is not None:
             shadow = VariantModel(config.shadow.name, self._model(sagemaker, config.shadow))
         request = endpoint_config_request(
-            config.name, variants, instance_type=self.instance_type, instance_count=self.instance_count,
-            shadow=shadow, data_capture=self._data_capture(config),
-        )  # fmt: skip
+            config.name,
+            variants,
+            instance_type=self.instance_type,
+            instance_count=self.instance_count,
+            shadow=shadow,
+            data_capture=self._data_capture(config),
+        )
         put_endpoint_config(sagemaker, request, tags=self._tags())
         # Made (its alarms put) only when the update is: not while another one rolls out.
         deployment = functools.partial(self._deployment, config)
         self._clear_failed(sagemaker, config.endpoint_name)
         deadline = time.monotonic() + self.timeout
         while True:
-            started = hosting.start_deployment(sagemaker, config.endpoint_name, config.name,
-                                               deployment=deployment, tags=self._tags())  # fmt: skip
+            started = hosting.start_deployment(
+                sagemaker,
+                config.endpoint_name,
+                config.name,
+                deployment=deployment,
+                tags=self._tags(),
+            )
             if started != "busy":
                 break
             self._sleep(deadline, config.endpoint_name, "to finish another change")
@@ -162,8 +186,10 @@ class SageMakerEndpointBackend:
             if now.state == "done":
                 return self.describe(config.endpoint_name)
             if now.state == "failed":
-                raise EndpointError(f"endpoint {config.endpoint_name} ({now.status}): {now.reason}",
-                                    hint="SageMaker's log: /aws/sagemaker/Endpoints/" + config.endpoint_name)  # fmt: skip
+                raise EndpointError(
+                    f"endpoint {config.endpoint_name} ({now.status}): {now.reason}",
+                    hint="SageMaker's log: /aws/sagemaker/Endpoints/" + config.endpoint_name,
+                )
             self._sleep(deadline, config.endpoint_name, f"to be InService with {config.name}")
 
     def describe(self, name: str) -> EndpointDescription:
@@ -178,13 +204,20 @@ class SageMakerEndpointBackend:
         reason = described.get("FailureReason")
         variants = _variants(sagemaker, described)
         return EndpointDescription(
-            name=name, status=status, url=None, port=None, pid=None, config_name=config_name,
+            name=name,
+            status=status,
+            url=None,
+            port=None,
+            pid=None,
+            config_name=config_name,
             model_sha256=variants[0]["model_sha256"] if variants else None,
             failure_reason=reason if status == hosting.FAILED else None,
             last_update_failure=reason if status != hosting.FAILED else None,
-            created_at=_epoch(described.get("CreationTime")), updated_at=_epoch(described.get("LastModifiedTime")),
-            variants=variants, arn=described.get("EndpointArn"),
-        )  # fmt: skip
+            created_at=_epoch(described.get("CreationTime")),
+            updated_at=_epoch(described.get("LastModifiedTime")),
+            variants=variants,
+            arn=described.get("EndpointArn"),
+        )
 
     def list(self) -> list[EndpointDescription]:
         found = []
@@ -212,8 +245,10 @@ class SageMakerEndpointBackend:
             raise NotFoundError(f"endpoint {name} does not exist on SageMaker")
         status = described["EndpointStatus"]
         if status != hosting.IN_SERVICE:
-            raise EndpointError(f"endpoint {name} is {status}; SageMaker changes the weights of an InService endpoint only",
-                                hint="wait until `mlcicd endpoints describe` shows it InService")  # fmt: skip
+            raise EndpointError(
+                f"endpoint {name} is {status}; SageMaker changes the weights of an InService endpoint only",
+                hint="wait until `mlcicd endpoints describe` shows it InService",
+            )
         current = {v["name"]: v["weight"] for v in _variants(sagemaker, described)}
         wanted = {v: w for v, w in checked_weights(name, weights, current).items() if v in weights}
         hosting.update_weights(sagemaker, name, wanted)
@@ -242,7 +277,9 @@ class SageMakerEndpointBackend:
         metrics arrive about a minute late; a short window's notes say so."""
         described = hosting.describe_endpoint(self.sagemaker, name)
         if described is None:
-            raise NotFoundError(f"endpoint {name} does not exist on SageMaker", hint="deploy it first")
+            raise NotFoundError(
+                f"endpoint {name} does not exist on SageMaker", hint="deploy it first"
+            )
         return endpoint_metrics.endpoint_metrics(client("cloudwatch"), described, window)
 
     # --- the pieces -------------------------------------------------------------------------
@@ -269,8 +306,15 @@ class SageMakerEndpointBackend:
             ).encode()
         ).hexdigest()
         name = model_name(self.pipeline, f"{variant.model_sha256[:12]}-{digest[:12]}")
-        hosting.ensure_model(sagemaker, name=name, image=self.image, model_data_url=model_url,
-                             role_arn=self.role_arn, environment=environment, tags=self._tags())  # fmt: skip
+        hosting.ensure_model(
+            sagemaker,
+            name=name,
+            image=self.image,
+            model_data_url=model_url,
+            role_arn=self.role_arn,
+            environment=environment,
+            tags=self._tags(),
+        )
         return name
 
     def _upload_model(self, variant: ProductionVariant) -> str:
@@ -280,8 +324,9 @@ class SageMakerEndpointBackend:
         if sha256 != variant.model_sha256:
             raise EndpointError(
                 f"model {variant.model_data} has sha256 {sha256[:12]}…, the endpoint config names "
-                f"{variant.model_sha256[:12]}…", hint="it changed after it was registered; retrain with --force"
-            )  # fmt: skip
+                f"{variant.model_sha256[:12]}…",
+                hint="it changed after it was registered; retrain with --force",
+            )
         uri = self.store.uri(self.bucket, key)
         if not self.store.holds(uri, variant.model_data):
             self.store.put_file(variant.model_data, self.bucket, key)
@@ -299,9 +344,10 @@ class SageMakerEndpointBackend:
 
     def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:
         return data_capture_config(
-            config.data_capture, default_destination=self.store.uri(self.capture_bucket, CAPTURE_PREFIX),
+            config.data_capture,
+            default_destination=self.store.uri(self.capture_bucket, CAPTURE_PREFIX),
             kms_key_id=self.store.kms_key_id,
-        )  # fmt: skip
+        )
 
     def _deployment(self, config: EndpointConfig) -> dict[str, Any] | None:
         """UpdateEndpoint's DeploymentConfig for ``config``: its traffic shifting and, with
@@ -310,10 +356,14 @@ class SageMakerEndpointBackend:
             return dict(self.deployment)
         policy = config.deployment
         return prepare_deployment(
-            client("cloudwatch"), endpoint=config.endpoint_name, config_name=config.name,
-            variants=[v.name for v in config.variants], routing=traffic_routing(policy),
-            **rollback_thresholds(policy), tags=self._tags(),
-        )  # fmt: skip
+            client("cloudwatch"),
+            endpoint=config.endpoint_name,
+            config_name=config.name,
+            variants=[v.name for v in config.variants],
+            routing=traffic_routing(policy),
+            **rollback_thresholds(policy),
+            tags=self._tags(),
+        )
 
     def _clear_failed(self, sagemaker: AwsClient, endpoint: str) -> None:
         described = hosting.describe_endpoint(sagemaker, endpoint)
@@ -326,8 +376,10 @@ class SageMakerEndpointBackend:
 
     def _sleep(self, deadline: float, endpoint: str, waiting_for: str) -> None:
         if time.monotonic() > deadline:
-            raise EndpointError(f"gave up waiting {self.timeout:.0f}s for {endpoint} {waiting_for}",
-                                hint="it may still get there: `mlcicd endpoints` shows it")  # fmt: skip
+            raise EndpointError(
+                f"gave up waiting {self.timeout:.0f}s for {endpoint} {waiting_for}",
+                hint="it may still get there: `mlcicd endpoints` shows it",
+            )
         time.sleep(poll_seconds(self.poll_seconds))
 
 
@@ -358,8 +410,13 @@ def _variants(sagemaker: AwsClient, described: Mapping[str, Any]) -> list[dict[s
         environment = model.get("PrimaryContainer", {}).get("Environment", {})
         name = variant["VariantName"]
         weight = _weight({**variant, **live.get(name, {})})  # now, else as configured
-        variants.append({"name": name, "weight": weight,
-                         "model_sha256": environment.get(hosting.MODEL_SHA256_ENV)})  # fmt: skip
+        variants.append(
+            {
+                "name": name,
+                "weight": weight,
+                "model_sha256": environment.get(hosting.MODEL_SHA256_ENV),
+            }
+        )
     return variants
 
 

@@ -36,7 +36,13 @@ IMAGE_CHANGES = (
     'CMD ["python3"]',
 )
 # Written by dpkg/apt during debootstrap and useless in an image.
-_CACHES = ("var/cache/apt/archives", "var/lib/apt/lists", "var/cache/debconf", "usr/share/doc", "usr/share/man")
+_CACHES = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "var/cache/debconf",
+    "usr/share/doc",
+    "usr/share/man",
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,11 @@ def host_suite(os_release: Path = Path("/etc/os-release")) -> str:
 def host_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     """The Debian mirror apt uses here: on a machine that reaches only that one, it is the only
     one debootstrap can use. Read from sources.list and sources.list.d (both formats)."""
-    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.sources")),
-             *sorted((apt_dir / "sources.list.d").glob("*.list"))]  # fmt: skip
+    files = [
+        apt_dir / "sources.list",
+        *sorted((apt_dir / "sources.list.d").glob("*.sources")),
+        *sorted((apt_dir / "sources.list.d").glob("*.list")),
+    ]
     for file in files:
         try:
             text = file.read_text(encoding="utf-8")
@@ -91,8 +100,17 @@ def _debootstrap(rootfs: Path, suite: str, mirror: str, log: list[str]) -> None:
             "debootstrap is needed to make a base image and is not on PATH",
             hint="apt-get install debootstrap (scripts/containers.sh does), or pass --base IMAGE",
         )
-    cmd = [binary, "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(rootfs), mirror]
-    outcome = run_streaming(cmd, cwd=rootfs.parent, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, on_line=log.append)
+    cmd = [
+        binary,
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        suite,
+        str(rootfs),
+        mirror,
+    ]
+    outcome = run_streaming(
+        cmd, cwd=rootfs.parent, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, on_line=log.append
+    )
     if outcome.exit_code != 0:
         raise BuildError(
             f"debootstrap {suite} from {mirror} failed (exit {outcome.exit_code}): {tail(chr(10).join(log), 12)}",
@@ -102,7 +120,9 @@ def _debootstrap(rootfs: Path, suite: str, mirror: str, log: list[str]) -> None:
 
 def _make_venv(rootfs: Path, log: list[str]) -> None:
     cmd = ["chroot", str(rootfs), "/usr/bin/python3", "-m", "venv", VENV]
-    outcome = run_streaming(cmd, cwd=rootfs, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, on_line=log.append)
+    outcome = run_streaming(
+        cmd, cwd=rootfs, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, on_line=log.append
+    )
     if outcome.exit_code != 0:
         raise BuildError(f"making {VENV} in the base image failed: {tail(chr(10).join(log), 12)}")
     for cache in _CACHES:
@@ -127,9 +147,16 @@ def _check_python(rootfs: Path, suite: str) -> None:
     """The image's Python must install this mlcicd; a suite whose Python is older fails here,
     not minutes later in the first ``pip install`` of every project image."""
     done = subprocess.run(
-        ["chroot", str(rootfs), "/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "chroot",
+            str(rootfs),
+            "/usr/bin/python3",
+            "-c",
+            "import sys; print(*sys.version_info[:3])",
+        ],
+        capture_output=True,
+        text=True,
+    )
     found = tuple(int(part) for part in done.stdout.split()) if done.returncode == 0 else ()
     needed = required_python()
     if found < needed:
@@ -143,14 +170,18 @@ def _check_python(rootfs: Path, suite: str) -> None:
 def _import(rootfs: Path, tag: str) -> None:
     changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
     podman = podman_binary(BuildError)
-    with subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE) as tar:
+    with subprocess.Popen(
+        ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
+    ) as tar:
         done = subprocess.run(
             [podman, "import", *changes, "-", tag], stdin=tar.stdout, capture_output=True, text=True
         )
         if tar.stdout is not None:
             tar.stdout.close()
     if tar.returncode != 0 or done.returncode != 0:
-        raise BuildError(f"importing the base image as {tag} failed: {tail(done.stderr or done.stdout, 8)}")
+        raise BuildError(
+            f"importing the base image as {tag} failed: {tail(done.stderr or done.stdout, 8)}"
+        )
 
 
 def default_tag(suite: str) -> str:
@@ -172,7 +203,9 @@ def make_base_image(
     tag = tag or default_tag(suite)
     start = time.monotonic()
     if not force and image_exists(tag, error=BuildError):
-        return BaseImage(tag, image_id(tag, error=BuildError), False, time.monotonic() - start, suite, mirror)
+        return BaseImage(
+            tag, image_id(tag, error=BuildError), False, time.monotonic() - start, suite, mirror
+        )
     log: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mlcicd-rootfs-", dir=workdir) as scratch:
         rootfs = Path(scratch) / "rootfs"
@@ -181,4 +214,6 @@ def make_base_image(
         _check_python(rootfs, suite)
         _make_venv(rootfs, log)
         _import(rootfs, tag)
-    return BaseImage(tag, image_id(tag, error=BuildError), True, time.monotonic() - start, suite, mirror)
+    return BaseImage(
+        tag, image_id(tag, error=BuildError), True, time.monotonic() - start, suite, mirror
+    )

@@ -48,7 +48,19 @@ WHEELS_IN_BUILD = "/mlcicd-wheels"
 PIP_CONF_IN_BUILD = "/etc/pip.conf"
 CERT_IN_BUILD = "/etc/mlcicd-pip-ca.crt"
 _PIP_KEYS = ("index-url", "extra-index-url", "find-links", "trusted-host", "timeout")
-_SOURCE_SUFFIXES = (".py", ".toml", ".cfg", ".in", ".json", ".yaml", ".yml", ".txt", ".html", ".js", ".css")
+_SOURCE_SUFFIXES = (
+    ".py",
+    ".toml",
+    ".cfg",
+    ".in",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".txt",
+    ".html",
+    ".js",
+    ".css",
+)
 
 OnLog = Callable[[str], None]
 
@@ -89,7 +101,11 @@ def source_digest(root: Path) -> str:
     """sha256 over mlcicd's packaged sources: a new wheel, and new images, when they change."""
     digest = hashlib.sha256()
     files = [root / "pyproject.toml", root / "setup.py"]
-    files += sorted(p for p in (root / "src" / "mlcicd").rglob("*") if p.suffix in _SOURCE_SUFFIXES and "__pycache__" not in p.parts)
+    files += sorted(
+        p
+        for p in (root / "src" / "mlcicd").rglob("*")
+        if p.suffix in _SOURCE_SUFFIXES and "__pycache__" not in p.parts
+    )
     for file in files:
         if file.is_file():
             digest.update(f"{file.relative_to(root)}\0".encode())
@@ -111,9 +127,22 @@ def mlcicd_wheel(log: OnLog) -> tuple[Path, str]:
     lines: list[str] = []
     try:
         outcome = run_streaming(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(scratch), str(root)],
-            cwd=root, env=dict(os.environ), on_line=lines.append, max_runtime_seconds=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "-w",
+                str(scratch),
+                str(root),
+            ],
+            cwd=root,
+            env=dict(os.environ),
+            on_line=lines.append,
+            max_runtime_seconds=600,
+        )
         if outcome.exit_code != 0:
             raise BuildError(f"building the mlcicd wheel failed: {tail(chr(10).join(lines), 10)}")
         os.replace(scratch, out)
@@ -126,7 +155,10 @@ def host_pip_settings() -> dict[str, str]:
     """What this machine's pip is configured with, among the keys a build needs."""
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         out = ""
@@ -179,20 +211,28 @@ def build_network(settings: dict[str, str]) -> list[str]:
 
 
 def context_digest(tree: str, base: str | None, mlcicd_digest: str) -> str:
-    return hashlib.sha256(json.dumps({"tree": tree, "base": base, "mlcicd": mlcicd_digest}).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({"tree": tree, "base": base, "mlcicd": mlcicd_digest}).encode()
+    ).hexdigest()
 
 
 def _cached(digest: str) -> str | None:
     done = podman(
         ["images", "--quiet", "--no-trunc", "--filter", f"label={CONTEXT_LABEL}={digest}"],
-        error=BuildError, what="looking for a cached image",
-    )  # fmt: skip
+        error=BuildError,
+        what="looking for a cached image",
+    )
     ids = done.stdout.split()
     return ids[0] if ids else None
 
 
 def _size(tag: str) -> int | None:
-    done = podman(["image", "inspect", "--format", "{{.Size}}", tag], error=BuildError, what="sizing", check=False)
+    done = podman(
+        ["image", "inspect", "--format", "{{.Size}}", tag],
+        error=BuildError,
+        what="sizing",
+        check=False,
+    )
     try:
         return int(done.stdout.strip())
     except ValueError:
@@ -234,20 +274,37 @@ def build_image(
     if not force and (found := _cached(digest)) is not None:
         podman(["tag", found, tag], error=BuildError, what=f"tagging the cached image as {tag}")
         log(f"image {tag} reused: context {digest[:12]} was built before")
-        return BuiltImage(tag, "sha256:" + found.removeprefix("sha256:"), digest, base, False,
-                          time.monotonic() - start, _size(tag))  # fmt: skip
+        return BuiltImage(
+            tag,
+            "sha256:" + found.removeprefix("sha256:"),
+            digest,
+            base,
+            False,
+            time.monotonic() - start,
+            _size(tag),
+        )
     pip_settings = host_pip_settings()
     with tempfile.TemporaryDirectory(prefix="mlcicd-build-") as scratch:
         cmd = [
-            podman_binary(BuildError), "build", "--file", str(context / dockerfile), "--tag", tag,
+            podman_binary(BuildError),
+            "build",
+            "--file",
+            str(context / dockerfile),
+            "--tag",
+            tag,
             *build_network(pip_settings),
-            "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{COMMIT_LABEL}={commit}",
+            "--label",
+            f"{CONTEXT_LABEL}={digest}",
+            "--label",
+            f"{COMMIT_LABEL}={commit}",
             # The digest in the path: a layer cache keyed on the RUN line and its arguments
             # (not on what a volume holds) must not reuse an install of another mlcicd.
-            "--volume", f"{wheel.parent}:{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}:ro",
-            "--build-arg", f"MLCICD_SPEC=mlcicd[aws] @ file://{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}/{wheel.name}",
+            "--volume",
+            f"{wheel.parent}:{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}:ro",
+            "--build-arg",
+            f"MLCICD_SPEC=mlcicd[aws] @ file://{WHEELS_IN_BUILD}/{mlcicd_digest[:16]}/{wheel.name}",
             *pip_build_mounts(pip_settings, Path(scratch)),
-        ]  # fmt: skip
+        ]
         if base:
             cmd += ["--build-arg", f"BASE_IMAGE={base}"]
         if force:  # from scratch: no layer of an earlier build either
@@ -259,10 +316,16 @@ def build_image(
             lines.append(line)
             log(line)
 
-        log(f"$ podman build --tag {tag}{f' --build-arg BASE_IMAGE={base}' if base else ''} {context}")
-        outcome = run_streaming(cmd, cwd=context, env=dict(os.environ), on_line=on_line, max_runtime_seconds=timeout)
+        log(
+            f"$ podman build --tag {tag}{f' --build-arg BASE_IMAGE={base}' if base else ''} {context}"
+        )
+        outcome = run_streaming(
+            cmd, cwd=context, env=dict(os.environ), on_line=on_line, max_runtime_seconds=timeout
+        )
     if outcome.timed_out:
-        raise BuildError(f"building {tag} took longer than {timeout:g}s; stopped at {_failed_step(lines)}")
+        raise BuildError(
+            f"building {tag} took longer than {timeout:g}s; stopped at {_failed_step(lines)}"
+        )
     if outcome.exit_code != 0 and any("initializing source docker://" in line for line in lines):
         raise BuildError(
             f"building {tag} failed: the base image cannot be pulled here: {tail(chr(10).join(lines), 1)}",
@@ -274,11 +337,23 @@ def build_image(
             f"building {tag} failed at {_failed_step(lines)}:\n{tail(chr(10).join(lines), 15)}",
             hint=f"fix {context / dockerfile} (or the base image: --base, build.image.base, ${BASE_ENV})",
         )
-    return BuiltImage(tag, image_id(tag, error=BuildError), digest, base, True, time.monotonic() - start, _size(tag))
+    return BuiltImage(
+        tag,
+        image_id(tag, error=BuildError),
+        digest,
+        base,
+        True,
+        time.monotonic() - start,
+        _size(tag),
+    )
 
 
 def build_project_image(
-    project: Project, *, base: str | None = None, force: bool = False, log: OnLog = lambda line: None
+    project: Project,
+    *,
+    base: str | None = None,
+    force: bool = False,
+    log: OnLog = lambda line: None,
 ) -> BuiltImage:
     """The image of the project's last commit (HEAD): what ``mlcicd image build`` builds.
 
@@ -286,15 +361,24 @@ def build_project_image(
     ``base``, else ``build.image.base``, else ``$MLCICD_IMAGE_BASE``, else the FROM."""
     config = project.config
     settings = config.build.image_settings
-    commit = git.resolve_commit(project.repo, project.rel, "HEAD", git.current_branch(project.repo) or "HEAD")
+    commit = git.resolve_commit(
+        project.repo, project.rel, "HEAD", git.current_branch(project.repo) or "HEAD"
+    )
     dirty = git.dirty_paths(project.repo, project.rel)
     if dirty:
-        log(f"{len(dirty)} uncommitted file(s) are NOT in the image: it is built from commit {commit.sha[:12]}")
+        log(
+            f"{len(dirty)} uncommitted file(s) are NOT in the image: it is built from commit {commit.sha[:12]}"
+        )
     context = project.state_dir / "sources" / commit.tree
     if not context.is_dir():
         git.export_tree(project.repo, commit.sha, project.rel, context)
     return build_image(
-        context, tag=image_tag(config.pipeline, commit.sha), tree=commit.tree, commit=commit.sha,
+        context,
+        tag=image_tag(config.pipeline, commit.sha),
+        tree=commit.tree,
+        commit=commit.sha,
         base=choose_base(base, settings.base if settings else None),
-        dockerfile=settings.dockerfile if settings else "Dockerfile", force=force, log=log,
-    )  # fmt: skip
+        dockerfile=settings.dockerfile if settings else "Dockerfile",
+        force=force,
+        log=log,
+    )

@@ -31,7 +31,9 @@ def podman_binary(error: type[MlcicdError]) -> str:
     name = os.environ.get(PODMAN_ENV) or "podman"
     found = shutil.which(name)
     if found is None:
-        raise error(f"podman is needed for containers and {name!r} is not on PATH", hint=INSTALL_HINT)
+        raise error(
+            f"podman is needed for containers and {name!r} is not on PATH", hint=INSTALL_HINT
+        )
     return found
 
 
@@ -69,7 +71,9 @@ def podman(
 
 
 def image_exists(tag: str, *, error: type[MlcicdError]) -> bool:
-    done = podman(["image", "exists", tag], error=error, what=f"looking for image {tag}", check=False)
+    done = podman(
+        ["image", "exists", tag], error=error, what=f"looking for image {tag}", check=False
+    )
     return done.returncode == 0
 
 
@@ -80,7 +84,11 @@ def image_id(tag: str, *, error: type[MlcicdError]) -> str:
             f"image {tag} does not exist on this machine",
             hint="build it: mlcicd image build (or set build.image: true)",
         )
-    done = podman(["image", "inspect", "--format", "{{.Id}}", tag], error=error, what=f"inspecting image {tag}")
+    done = podman(
+        ["image", "inspect", "--format", "{{.Id}}", tag],
+        error=error,
+        what=f"inspecting image {tag}",
+    )
     return "sha256:" + done.stdout.strip().removeprefix("sha256:")
 
 
@@ -90,8 +98,10 @@ def remove_container(name: str) -> None:
         binary = podman_binary(MlcicdError)
         subprocess.run(
             [binary, "rm", "--force", "--time", "5", name],
-            capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
     except (MlcicdError, OSError, subprocess.SubprocessError):
         pass
 
@@ -104,4 +114,3 @@ def missing_entry(image: str, entry: str, output: str) -> str | None:
         f"image {image} has no `{entry}` on its PATH: SageMaker runs `docker run IMAGE {entry}`; "
         f"copy the entry into the image (the template's Dockerfile: COPY docker/train docker/serve /usr/local/bin/)"
     )
-

@@ -49,7 +49,13 @@ def training_channel(config: Config, source_dir: Path) -> tuple[str, Path]:
     channels = config.train.channels
     name = config.monitor.channel
     if name is None:
-        name = "training" if "training" in channels else next(iter(channels)) if len(channels) == 1 else None
+        name = (
+            "training"
+            if "training" in channels
+            else next(iter(channels))
+            if len(channels) == 1
+            else None
+        )
     if name is None or name not in channels:
         raise MonitorError(
             "no training channel to compute a data-quality baseline from"
@@ -71,12 +77,23 @@ def compute_baseline(config: Config, source_dir: Path) -> BaselineDocuments:
     channel, path = training_channel(config, source_dir)
     table = read_channel(path, channel=channel, label=label_column(config))
     if not table.names:
-        raise MonitorError(f"training channel {channel!r} has no column but the label {table.label!r}")
+        raise MonitorError(
+            f"training channel {channel!r} has no column but the label {table.label!r}"
+        )
     statistics = dataset_statistics(table.names, table.columns, table.rows)
-    constraints = suggest_constraints(statistics, drift_threshold=config.monitor.drift_threshold,
-                                      method=config.monitor.comparison_method)  # fmt: skip
-    dataset = {"channel": channel, "files": table.files, "label": table.label, "item_count": table.rows,
-               "rows_read": table.seen, "features": table.names}  # fmt: skip
+    constraints = suggest_constraints(
+        statistics,
+        drift_threshold=config.monitor.drift_threshold,
+        method=config.monitor.comparison_method,
+    )
+    dataset = {
+        "channel": channel,
+        "files": table.files,
+        "label": table.label,
+        "item_count": table.rows,
+        "rows_read": table.seen,
+        "features": table.names,
+    }
     return BaselineDocuments(statistics, constraints, dataset)
 
 
@@ -84,7 +101,9 @@ def _encode(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
-def store_baseline(project: Project, package: ModelPackage, documents: BaselineDocuments) -> ModelBaseline:
+def store_baseline(
+    project: Project, package: ModelPackage, documents: BaselineDocuments
+) -> ModelBaseline:
     """Write the two files beside the model, then record them with the model version."""
     statistics, constraints = _encode(documents.statistics), _encode(documents.constraints)
     digest = hashlib.sha256(statistics + b"\0" + constraints).hexdigest()[:16]
@@ -95,12 +114,15 @@ def store_baseline(project: Project, package: ModelPackage, documents: BaselineD
     data_digest = (package.lineage.get("training_job") or {}).get("data_digest")
     return project.state.record_baseline(
         ModelBaseline(
-            group_name=package.group_name, version=package.version,
-            statistics_uri=stats_ref.uri, statistics_sha256=stats_ref.sha256,
-            constraints_uri=constraints_ref.uri, constraints_sha256=constraints_ref.sha256,
+            group_name=package.group_name,
+            version=package.version,
+            statistics_uri=stats_ref.uri,
+            statistics_sha256=stats_ref.sha256,
+            constraints_uri=constraints_ref.uri,
+            constraints_sha256=constraints_ref.sha256,
             dataset={**documents.dataset, "data_digest": data_digest},
         )
-    )  # fmt: skip
+    )
 
 
 def describe(baseline: ModelBaseline) -> str:
@@ -108,12 +130,18 @@ def describe(baseline: ModelBaseline) -> str:
     data = baseline.dataset
     label = f", label {data['label']} left out" if data.get("label") else ""
     folder = baseline.statistics_uri.rsplit("/", 1)[0]
-    return (f"{data.get('item_count')} rows, {len(data.get('features', []))} features from channel "
-            f"{data.get('channel')}{label}: {STATISTICS}, {CONSTRAINTS} in {folder}")  # fmt: skip
+    return (
+        f"{data.get('item_count')} rows, {len(data.get('features', []))} features from channel "
+        f"{data.get('channel')}{label}: {STATISTICS}, {CONSTRAINTS} in {folder}"
+    )
 
 
 def ensure_baseline(
-    project: Project, config: Config, package: ModelPackage, source_dir: Path, log: Callable[[str], None]
+    project: Project,
+    config: Config,
+    package: ModelPackage,
+    source_dir: Path,
+    log: Callable[[str], None],
 ) -> ModelBaseline | None:
     """The register stage's step: the model's baseline, computed if it has none. Never raises
     an mlcicd error: a model without a baseline is still a model (``monitor check`` says so)."""
@@ -139,27 +167,35 @@ def rebaseline(project: Project, version: int | None = None) -> ModelBaseline:
         packages = state.list_model_packages(group)
         approved = [p for p in packages if p.status == "Approved"]
         if not approved:
-            raise MonitorError(f"model package group {group} has no Approved model",
-                               hint="run the pipeline, or name a version with --model")  # fmt: skip
+            raise MonitorError(
+                f"model package group {group} has no Approved model",
+                hint="run the pipeline, or name a version with --model",
+            )
         package = approved[0]
     else:
         package = state.get_model_package(group, version)
     commit = package.lineage.get("commit") or {}
     if not commit.get("commit") or not commit.get("tree"):
-        raise MonitorError(f"model {package.arn} has no commit in its lineage: its training data cannot be found")
+        raise MonitorError(
+            f"model {package.arn} has no commit in its lineage: its training data cannot be found"
+        )
     source_dir = project.state_dir / "sources" / commit["tree"]
     if not source_dir.is_dir():
         git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
     return store_baseline(project, package, compute_baseline(config, source_dir))
 
 
-def load_baseline(project: Project, baseline: ModelBaseline) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_baseline(
+    project: Project, baseline: ModelBaseline
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """statistics.json and constraints.json of a recorded baseline, each checked against its
     recorded sha256."""
     documents = []
     with tempfile.TemporaryDirectory(prefix="mlcicd-baseline-") as tmp:
-        for uri, sha256 in ((baseline.statistics_uri, baseline.statistics_sha256),
-                            (baseline.constraints_uri, baseline.constraints_sha256)):  # fmt: skip
+        for uri, sha256 in (
+            (baseline.statistics_uri, baseline.statistics_sha256),
+            (baseline.constraints_uri, baseline.constraints_sha256),
+        ):
             path = project.store.get_file(uri, Path(tmp) / "document.json", expected_sha256=sha256)
             try:
                 documents.append(json.loads(path.read_text(encoding="utf-8")))

@@ -56,7 +56,9 @@ def capture_store(destination: str) -> ArtifactStore:
     return LocalArtifactStore(Path(destination))
 
 
-def read_capture(destination: str, endpoint: str, since: float, until: float | None = None) -> CaptureScan:
+def read_capture(
+    destination: str, endpoint: str, since: float, until: float | None = None
+) -> CaptureScan:
     """Every readable input record ``endpoint`` captured under ``destination`` from ``since``
     (and before ``until``, when given)."""
     store = capture_store(destination)
@@ -111,7 +113,9 @@ def _record(line: bytes, since: float, until: float | None) -> CapturedRecord | 
     at = _time(metadata.get("inferenceTime"))
     if at is None:
         return "no inferenceTime"
-    if at < since or (until is not None and at >= until):  # [since, until): windows end to end share no record
+    if at < since or (
+        until is not None and at >= until
+    ):  # [since, until): windows end to end share no record
         return None
     if "shadowOf" in metadata:
         return "shadow"
@@ -122,8 +126,11 @@ def _record(line: bytes, since: float, until: float | None) -> CapturedRecord | 
     if not isinstance(payload, dict):
         return "no endpointInput (output only)"
     try:
-        rows = body_rows(str(payload.get("observedContentType") or ""), str(payload.get("data", "")),
-                         str(payload.get("encoding") or ""))  # fmt: skip
+        rows = body_rows(
+            str(payload.get("observedContentType") or ""),
+            str(payload.get("data", "")),
+            str(payload.get("encoding") or ""),
+        )
     except UnreadableBody as exc:
         return str(exc)
     if not rows:

@@ -82,7 +82,9 @@ def parse_since(text: str, now: float) -> float:
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is neither a duration (1h, 30m, 2d) nor an ISO 8601 time") from None
+        raise ValueError(
+            f"{text!r} is neither a duration (1h, 30m, 2d) nor an ISO 8601 time"
+        ) from None
     return when.timestamp()
 
 
@@ -90,24 +92,39 @@ def capture_destination(project: Project, endpoint: str) -> str:
     """Where ``endpoint`` writes its captured requests; MonitorError if it captures none."""
     record = _endpoint(project, endpoint)
     if record.backend == "local":
-        path = LocalEndpointBackend(project.state_dir / "endpoints").endpoint_dir(endpoint) / CONFIG_FILE
+        path = (
+            LocalEndpointBackend(project.state_dir / "endpoints").endpoint_dir(endpoint)
+            / CONFIG_FILE
+        )
         try:
             capture = read_json(path).get("capture")
         except (OSError, ValueError, AttributeError) as exc:
-            raise MonitorError(f"endpoint {endpoint} has no readable {path}", hint="deploy it again") from exc
+            raise MonitorError(
+                f"endpoint {endpoint} has no readable {path}", hint="deploy it again"
+            ) from exc
         if not isinstance(capture, dict) or not capture.get("destination"):
-            raise NothingToCheckError(f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE)
+            raise NothingToCheckError(
+                f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE
+            )
         if capture.get("capture_input") is False:
-            raise NothingToCheckError(f"endpoint {endpoint} captures its responses only",
-                                      hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again")  # fmt: skip
+            raise NothingToCheckError(
+                f"endpoint {endpoint} captures its responses only",
+                hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again",
+            )
         return str(capture["destination"])
-    config = next((c for c in project.state.endpoint_configs(endpoint) if c.name == record.config_name), None)
+    config = next(
+        (c for c in project.state.endpoint_configs(endpoint) if c.name == record.config_name), None
+    )
     settings = config.spec.get("data_capture") if config is not None else None
     if not isinstance(settings, list) or len(settings) < 3:
-        raise NothingToCheckError(f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE)
+        raise NothingToCheckError(
+            f"endpoint {endpoint} does not capture its requests", hint=ENABLE_CAPTURE
+        )
     if not settings[1]:
-        raise NothingToCheckError(f"endpoint {endpoint} captures its responses only",
-                                  hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again")  # fmt: skip
+        raise NothingToCheckError(
+            f"endpoint {endpoint} captures its responses only",
+            hint="add input to deploy.data_capture.capture in mlcicd.yaml and deploy again",
+        )
     if len(settings) > 3 and isinstance(settings[3], str):
         return settings[3]
     return project.store.uri(project.config.store.artifacts_bucket, "data-capture")
@@ -164,14 +181,18 @@ class ServedModels:
     def _package(self, config: EndpointConfigRecord, variant: str) -> ModelPackage | None:
         variants = config.spec.get("variants")
         if isinstance(variants, list) and variants:
-            sha = next((v[1] for v in variants if isinstance(v, list) and v and v[0] == variant), None)
+            sha = next(
+                (v[1] for v in variants if isinstance(v, list) and v and v[0] == variant), None
+            )
         else:  # one model: the deploy stage names its variant as SageMaker does
             sha = config.model_sha256 if variant == SINGLE_VARIANT else None
         group = config.model_group or self.record.model_group or self.project.config.pipeline
         return self.project.state.find_model_package(group, sha) if sha else None
 
 
-def check_endpoint(project: Project, endpoint: str, *, since: float, until: float | None = None) -> CheckReport:
+def check_endpoint(
+    project: Project, endpoint: str, *, since: float, until: float | None = None
+) -> CheckReport:
     """Check what ``endpoint`` captured from ``since`` against its models' baselines, write the
     reports to the artifact store, and say what was found."""
     until = time.time() if until is None else until
@@ -179,8 +200,11 @@ def check_endpoint(project: Project, endpoint: str, *, since: float, until: floa
     served = ServedModels(project, endpoint)
     scan = read_capture(destination, endpoint, since, until)
     if not scan.records:
-        raise NothingToCheckError(f"endpoint {endpoint} captured no readable request since "
-                                  f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M:%S}", hint=_nothing_hint(scan))  # fmt: skip
+        raise NothingToCheckError(
+            f"endpoint {endpoint} captured no readable request since "
+            f"{datetime.fromtimestamp(since):%Y-%m-%d %H:%M:%S}",
+            hint=_nothing_hint(scan),
+        )
     groups: dict[tuple[str, int], list[CapturedRecord]] = defaultdict(list)
     packages: dict[tuple[str, int], ModelPackage] = {}
     for record in scan.records:
@@ -188,17 +212,35 @@ def check_endpoint(project: Project, endpoint: str, *, since: float, until: floa
         key = (record.variant, package.version)
         groups[key].append(record)
         packages[key] = package
-    missing = sorted({p.arn for p in packages.values() if project.state.get_baseline(p.group_name, p.version) is None})
+    missing = sorted(
+        {
+            p.arn
+            for p in packages.values()
+            if project.state.get_baseline(p.group_name, p.version) is None
+        }
+    )
     if missing:
-        commands = "; ".join(f"mlcicd monitor baseline --model {arn.rsplit('/', 1)[1]}" for arn in missing)
-        raise NothingToCheckError(f"no data-quality baseline for model {', '.join(missing)}, which served the captured requests",
-                                  hint=f"compute it: {commands}")  # fmt: skip
+        commands = "; ".join(
+            f"mlcicd monitor baseline --model {arn.rsplit('/', 1)[1]}" for arn in missing
+        )
+        raise NothingToCheckError(
+            f"no data-quality baseline for model {', '.join(missing)}, which served the captured requests",
+            hint=f"compute it: {commands}",
+        )
     monitor = project.config.monitor
     report = CheckReport(
-        endpoint=endpoint, since=since, until=until, destination=destination, files=scan.files, lines=scan.lines,
-        records=len(scan.records), skipped=dict(scan.skipped), shadow_copies=scan.shadow_copies,
-        drift_threshold=monitor.drift_threshold, comparison_method=monitor.comparison_method,
-    )  # fmt: skip
+        endpoint=endpoint,
+        since=since,
+        until=until,
+        destination=destination,
+        files=scan.files,
+        lines=scan.lines,
+        records=len(scan.records),
+        skipped=dict(scan.skipped),
+        shadow_copies=scan.shadow_copies,
+        drift_threshold=monitor.drift_threshold,
+        comparison_method=monitor.comparison_method,
+    )
     stamp = datetime.fromtimestamp(until, UTC)
     for (variant, version), records in sorted(groups.items()):
         package = packages[(variant, version)]
@@ -210,15 +252,23 @@ def _nothing_hint(scan: CaptureScan) -> str:
     if scan.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in scan.skipped.most_common())
         return f"{sum(scan.skipped.values())} captured lines were unreadable: {reasons}"
-    if scan.shadow_copies:  # not scan.lines: those hold the records of the hour outside the window too
+    if (
+        scan.shadow_copies
+    ):  # not scan.lines: those hold the records of the hour outside the window too
         return "only shadow copies were captured in that time; widen --since"
-    return f"nothing is captured in {scan.destination} for that time: send requests, or widen --since"
+    return (
+        f"nothing is captured in {scan.destination} for that time: send requests, or widen --since"
+    )
 
 
 def _check_group(
-    project: Project, endpoint: str, variant: str, package: ModelPackage, records: list[CapturedRecord],
+    project: Project,
+    endpoint: str,
+    variant: str,
+    package: ModelPackage,
+    records: list[CapturedRecord],
     stamp: datetime,
-) -> VariantCheck:  # fmt: skip
+) -> VariantCheck:
     baseline = project.state.get_baseline(package.group_name, package.version)
     assert baseline is not None  # checked by the caller
     statistics, constraints = load_baseline(project, baseline)
@@ -230,20 +280,36 @@ def _check_group(
     # The thresholds are mlcicd.yaml's now, not those recorded in constraints.json when the
     # baseline was computed: changing monitor.drift_threshold needs no new baseline.
     features, violations = check(
-        statistics, constraints, present, len(rows),
+        statistics,
+        constraints,
+        present,
+        len(rows),
         extra=[n for n in extras if any(c is not None for c in columns[n])],
-        drift_threshold=monitor.drift_threshold, method=monitor.comparison_method,
-    )  # fmt: skip
-    result = VariantCheck(variant=variant, model=package.arn, records=len(records), rows=len(rows),
-                          baseline_statistics=baseline.statistics_uri, baseline_constraints=baseline.constraints_uri,
-                          features=features, violations=violations)  # fmt: skip
+        drift_threshold=monitor.drift_threshold,
+        method=monitor.comparison_method,
+    )
+    result = VariantCheck(
+        variant=variant,
+        model=package.arn,
+        records=len(records),
+        rows=len(rows),
+        baseline_statistics=baseline.statistics_uri,
+        baseline_constraints=baseline.constraints_uri,
+        features=features,
+        violations=violations,
+    )
     ordered = [n for n in names if n in present] + extras
     current = dataset_statistics(ordered, [columns[n] for n in ordered], len(rows))
     folder = f"{endpoint}/{variant}/{stamp:%Y/%m/%d/%H}/{stamp:%M-%S}-v{package.version}"
     store, bucket = project.store, project.config.store.artifacts_bucket
-    result.statistics_uri = store.put_bytes(_encode(current), bucket, f"monitoring/{folder}/statistics.json").uri
-    result.violations_uri = store.put_bytes(_encode(violations_document(violations)), bucket,
-                                            f"monitoring/{folder}/constraint_violations.json").uri  # fmt: skip
+    result.statistics_uri = store.put_bytes(
+        _encode(current), bucket, f"monitoring/{folder}/statistics.json"
+    ).uri
+    result.violations_uri = store.put_bytes(
+        _encode(violations_document(violations)),
+        bucket,
+        f"monitoring/{folder}/constraint_violations.json",
+    ).uri
     return result
 
 

@@ -34,7 +34,9 @@ DOMAIN_CONTENT_THRESHOLD = 1.0
 _EPSILON = 1e-9
 
 
-def suggest_constraints(statistics: dict[str, Any], *, drift_threshold: float, method: str) -> dict[str, Any]:
+def suggest_constraints(
+    statistics: dict[str, Any], *, drift_threshold: float, method: str
+) -> dict[str, Any]:
     """constraints.json for a baseline's statistics.json."""
     rows = statistics["dataset"]["item_count"]
     features = []
@@ -42,10 +44,15 @@ def suggest_constraints(statistics: dict[str, Any], *, drift_threshold: float, m
         kind = feature["inferred_type"]
         stats = feature.get("numerical_statistics") or feature.get("string_statistics") or {}
         present = stats.get("common", {}).get("num_present", 0)
-        entry: dict[str, Any] = {"name": feature["name"], "inferred_type": kind,
-                                 "completeness": present / rows if rows else 0.0}  # fmt: skip
+        entry: dict[str, Any] = {
+            "name": feature["name"],
+            "inferred_type": kind,
+            "completeness": present / rows if rows else 0.0,
+        }
         if kind in st.NUMERIC_TYPES:
-            entry["num_constraints"] = {"is_non_negative": feature["numerical_statistics"]["min"] >= 0}
+            entry["num_constraints"] = {
+                "is_non_negative": feature["numerical_statistics"]["min"] >= 0
+            }
         elif kind == st.STRING:
             values = st.categorical_counts(feature)
             if len(values) <= MAX_DOMAIN:
@@ -111,19 +118,31 @@ def check(
 
     def violate(result: FeatureCheck, kind: str, description: str) -> None:
         result.checks.append(kind)
-        violations.append({"feature_name": result.name, "constraint_check_type": kind, "description": description})
+        violations.append(
+            {"feature_name": result.name, "constraint_check_type": kind, "description": description}
+        )
 
     for constraint in constraints["features"]:
         name, kind = constraint["name"], constraint["inferred_type"]
         feature = base.get(name, {})
         base_numbers = feature.get("numerical_statistics", {})
-        result = FeatureCheck(name=name, baseline_type=kind, inferred_type=st.UNKNOWN, n=0, missing_rate=1.0,
-                              baseline_mean=base_numbers.get("mean"), baseline_std=base_numbers.get("std_dev"))  # fmt: skip
+        result = FeatureCheck(
+            name=name,
+            baseline_type=kind,
+            inferred_type=st.UNKNOWN,
+            n=0,
+            missing_rate=1.0,
+            baseline_mean=base_numbers.get("mean"),
+            baseline_std=base_numbers.get("std_dev"),
+        )
         results.append(result)
         if name not in columns:
-            violate(result, "missing_column_check",
-                    f"There is no column {name} in the current data; the baseline has {len(constraints['features'])} "
-                    f"features")  # fmt: skip
+            violate(
+                result,
+                "missing_column_check",
+                f"There is no column {name} in the current data; the baseline has {len(constraints['features'])} "
+                f"features",
+            )
             continue
         cells = columns[name]
         present = [c for c in cells if c is not None]
@@ -134,17 +153,23 @@ def check(
             result.mean, result.std = float(values.mean()), float(values.std())
         completeness = len(present) / rows if rows else 1.0
         if completeness < constraint.get("completeness", 0.0) - _EPSILON:
-            violate(result, "completeness_check",
-                    f"Data completeness requirement is not met. Expected completeness: "
-                    f"{_percent(constraint['completeness'])}. Observed: only {_percent(completeness)} of the rows "
-                    f"have {name}")  # fmt: skip
+            violate(
+                result,
+                "completeness_check",
+                f"Data completeness requirement is not met. Expected completeness: "
+                f"{_percent(constraint['completeness'])}. Observed: only {_percent(completeness)} of the rows "
+                f"have {name}",
+            )
         if present and kind in (*st.NUMERIC_TYPES, st.STRING):
             match = sum(st.conforms(c, kind) for c in present) / len(present)
             if match < DATATYPE_CHECK_THRESHOLD - _EPSILON:
-                violate(result, "data_type_check",
-                        f"Data type match requirement is not met. Expected data type: {kind}, expected match: "
-                        f"{_percent(DATATYPE_CHECK_THRESHOLD)}. Observed: only {_percent(match)} of the values are "
-                        f"{kind}")  # fmt: skip
+                violate(
+                    result,
+                    "data_type_check",
+                    f"Data type match requirement is not met. Expected data type: {kind}, expected match: "
+                    f"{_percent(DATATYPE_CHECK_THRESHOLD)}. Observed: only {_percent(match)} of the values are "
+                    f"{kind}",
+                )
         _drift(result, feature, kind, present, values, drift_threshold, method, violate)
         domain = constraint.get("string_constraints", {}).get("domains")
         if kind == st.STRING and domain and present:
@@ -152,22 +177,36 @@ def check(
             inside = sum(st.text(c) in known for c in present) / len(present)
             if inside < DOMAIN_CONTENT_THRESHOLD - _EPSILON:
                 unknown = sorted({st.text(c) for c in present} - known)
-                violate(result, "categorical_values_check",
-                        f"Only {_percent(inside)} of the values are in the baseline's domain; unknown values: "
-                        f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}")  # fmt: skip
+                violate(
+                    result,
+                    "categorical_values_check",
+                    f"Only {_percent(inside)} of the values are in the baseline's domain; unknown values: "
+                    f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}",
+                )
     for name in extra:
-        result = FeatureCheck(name=name, baseline_type=None, inferred_type=st.UNKNOWN, n=0, missing_rate=0.0)
+        result = FeatureCheck(
+            name=name, baseline_type=None, inferred_type=st.UNKNOWN, n=0, missing_rate=0.0
+        )
         results.append(result)
-        violate(result, "extra_column_check",
-                f"There is a column {name} in the current data that the baseline has not; the baseline has "
-                f"{len(constraints['features'])} features")  # fmt: skip
+        violate(
+            result,
+            "extra_column_check",
+            f"There is a column {name} in the current data that the baseline has not; the baseline has "
+            f"{len(constraints['features'])} features",
+        )
     return results, violations
 
 
 def _drift(
-    result: FeatureCheck, feature: dict[str, Any], kind: str, present: Sequence[st.Cell], values: st.FArray,
-    threshold: float, method: str, violate: Any,
-) -> None:  # fmt: skip
+    result: FeatureCheck,
+    feature: dict[str, Any],
+    kind: str,
+    present: Sequence[st.Cell],
+    values: st.FArray,
+    threshold: float,
+    method: str,
+    violate: Any,
+) -> None:
     if kind in st.NUMERIC_TYPES:
         distribution = st.sketch_distribution(feature)
         if distribution is None or not values.size:
@@ -180,13 +219,21 @@ def _drift(
         counts = st.categorical_counts(feature)
         if not counts or not present:
             return
-        result.distance = result.drift = st.categorical_distance(counts, Counter(st.text(c) for c in present if c is not None))
+        result.distance = result.drift = st.categorical_distance(
+            counts, Counter(st.text(c) for c in present if c is not None)
+        )
     if result.drift is not None and result.distance is not None and result.drift > threshold:
-        how = (f"L-infinity distance {result.distance:.4g} less {result.distance - result.drift:.4g} of sampling "
-               f"noise for {values.size} values" if kind in st.NUMERIC_TYPES and method == "Robust"
-               else "L-infinity distance between the distributions")  # fmt: skip
-        violate(result, "baseline_drift_check",
-                f"Baseline drift distance: {result.drift:.4g} exceeds threshold: {threshold:g} ({how})")
+        how = (
+            f"L-infinity distance {result.distance:.4g} less {result.distance - result.drift:.4g} of sampling "
+            f"noise for {values.size} values"
+            if kind in st.NUMERIC_TYPES and method == "Robust"
+            else "L-infinity distance between the distributions"
+        )
+        violate(
+            result,
+            "baseline_drift_check",
+            f"Baseline drift distance: {result.drift:.4g} exceeds threshold: {threshold:g} ({how})",
+        )
 
 
 def _percent(share: float) -> str:
@@ -198,4 +245,10 @@ def violations_document(violations: list[dict[str, str]]) -> dict[str, Any]:
     return {"violations": violations}
 
 
-__all__ = ["FeatureCheck", "check", "monitoring_config", "suggest_constraints", "violations_document"]
+__all__ = [
+    "FeatureCheck",
+    "check",
+    "monitoring_config",
+    "suggest_constraints",
+    "violations_document",
+]

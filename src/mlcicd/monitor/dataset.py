@@ -92,9 +92,14 @@ def read_channel(path: Path, *, channel: str, label: str | None) -> Table:
             )
         found = label
         names.remove(label)
-    return Table(names=names, columns=[columns[n] for n in names], rows=rows,
-                 files=[str(f.relative_to(path)) if f != path else f.name for f in files], label=found,
-                 seen=seen)  # fmt: skip
+    return Table(
+        names=names,
+        columns=[columns[n] for n in names],
+        rows=rows,
+        files=[str(f.relative_to(path)) if f != path else f.name for f in files],
+        label=found,
+        seen=seen,
+    )
 
 
 def _csv_rows(file: Path, channel: str) -> Iterator[dict[str, Cell]]:
@@ -108,7 +113,10 @@ def _csv_rows(file: Path, channel: str) -> Iterator[dict[str, Cell]]:
         header = [cell.strip() or positional_name(i) for i, cell in enumerate(lines[0])]
         lines = lines[1:]
     for line in lines:
-        yield {(header[i] if i < len(header) else positional_name(i)): to_cell(cell) for i, cell in enumerate(line)}
+        yield {
+            (header[i] if i < len(header) else positional_name(i)): to_cell(cell)
+            for i, cell in enumerate(line)
+        }
 
 
 def _has_header(lines: list[list[str]]) -> bool:
@@ -116,7 +124,9 @@ def _has_header(lines: list[list[str]]) -> bool:
         return False
     first = [to_cell(c) for c in lines[0]]
     second = [to_cell(c) for c in lines[1]]
-    return not any(isinstance(c, float) for c in first) and any(isinstance(c, float) for c in second)
+    return not any(isinstance(c, float) for c in first) and any(
+        isinstance(c, float) for c in second
+    )
 
 
 # --- captured request bodies ---------------------------------------------------------------------
@@ -143,12 +153,18 @@ def body_rows(content_type: str, data: str, encoding: str) -> list[Row]:
         except UnicodeDecodeError as exc:
             raise UnreadableBody(f"{media} body is not UTF-8") from exc
     if media == "text/csv":
-        return [[to_cell(c) for c in row] for row in csv.reader(io.StringIO(raw)) if any(c.strip() for c in row)]
+        return [
+            [to_cell(c) for c in row]
+            for row in csv.reader(io.StringIO(raw))
+            if any(c.strip() for c in row)
+        ]
     if media == "application/json":
         return _json_rows(_load(raw, media))
     if media in ("application/jsonlines", "application/x-jsonlines"):
         return [_json_row(_load(line, media)) for line in raw.splitlines() if line.strip()]
-    raise UnreadableBody(f"content type {content_type or '(none)'} is not read (CSV, JSON, JSON Lines and NPY are)")
+    raise UnreadableBody(
+        f"content type {content_type or '(none)'} is not read (CSV, JSON, JSON Lines and NPY are)"
+    )
 
 
 def _load(text: str, media: str) -> Any:
@@ -185,4 +201,12 @@ def _npy_rows(raw: bytes) -> list[Row]:
     return [[to_cell(v) for v in row] for row in rows.tolist()]
 
 
-__all__ = ["Row", "Table", "UnreadableBody", "body_rows", "csv_files", "positional_name", "read_channel"]
+__all__ = [
+    "Row",
+    "Table",
+    "UnreadableBody",
+    "body_rows",
+    "csv_files",
+    "positional_name",
+    "read_channel",
+]

@@ -43,19 +43,30 @@ def next_window(last_end: float | None, interval: float, now: float) -> tuple[fl
 
 
 def run_execution(
-    project: Project, endpoint: str, start: float, end: float, log: Callable[[str], None] | None = None
+    project: Project,
+    endpoint: str,
+    start: float,
+    end: float,
+    log: Callable[[str], None] | None = None,
 ) -> MonitoringExecution | None:
     """Check ``endpoint``'s records of ``[start, end)`` and record the execution; None when a
     window overlapping it was recorded meanwhile (by another service)."""
-    execution = MonitoringExecution(endpoint_name=endpoint, window_start=start, window_end=end, status=FAILED,
-                                    started_at=time.time())  # fmt: skip
+    execution = MonitoringExecution(
+        endpoint_name=endpoint,
+        window_start=start,
+        window_end=end,
+        status=FAILED,
+        started_at=time.time(),
+    )
     try:
         report = check_endpoint(project, endpoint, since=start, until=end)
     except NothingToCheckError as exc:
         execution.status, execution.reason = SKIPPED, exc.headline
     except MlcicdError as exc:
         execution.reason = exc.headline
-    except Exception as exc:  # a bug: still recorded, or the same window would fail again every second
+    except (
+        Exception
+    ) as exc:  # a bug: still recorded, or the same window would fail again every second
         execution.reason = f"internal error: {type(exc).__name__}: {exc}"
         if log is not None:
             log(f"monitoring {endpoint}: {traceback.format_exc().rstrip()}")
@@ -69,10 +80,15 @@ def run_execution(
 
 def _variant(check: VariantCheck) -> dict[str, Any]:
     return {
-        "variant": check.variant, "model": check.model, "records": check.records, "rows": check.rows,
-        "violations": check.violations, "statistics_uri": check.statistics_uri,
-        "violations_uri": check.violations_uri, "baseline_constraints": check.baseline_constraints,
-    }  # fmt: skip
+        "variant": check.variant,
+        "model": check.model,
+        "records": check.records,
+        "rows": check.rows,
+        "violations": check.violations,
+        "statistics_uri": check.statistics_uri,
+        "violations_uri": check.violations_uri,
+        "baseline_constraints": check.baseline_constraints,
+    }
 
 
 __all__ = ["CAPTURE_SETTLE", "MAX_INTERVALS", "next_window", "run_execution"]

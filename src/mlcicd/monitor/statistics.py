@@ -110,12 +110,16 @@ def numbers(cells: Iterable[Cell]) -> FArray:
 # --- statistics.json ----------------------------------------------------------------------
 
 
-def dataset_statistics(names: Sequence[str], columns: Sequence[Sequence[Cell]], item_count: int) -> dict[str, Any]:
+def dataset_statistics(
+    names: Sequence[str], columns: Sequence[Sequence[Cell]], item_count: int
+) -> dict[str, Any]:
     """statistics.json of a dataset of ``item_count`` rows, one feature per name."""
     return {
         "version": 0.0,
         "dataset": {"item_count": item_count},
-        "features": [feature_statistics(name, cells) for name, cells in zip(names, columns, strict=True)],
+        "features": [
+            feature_statistics(name, cells) for name, cells in zip(names, columns, strict=True)
+        ],
     }
 
 
@@ -124,11 +128,18 @@ def feature_statistics(name: str, cells: Sequence[Cell]) -> dict[str, Any]:
     common = {"num_present": len(present), "num_missing": len(cells) - len(present)}
     kind = infer_type(present)
     if kind in NUMERIC_TYPES:
-        return {"name": name, "inferred_type": kind, "numerical_statistics": numerical(numbers(present), common)}
+        return {
+            "name": name,
+            "inferred_type": kind,
+            "numerical_statistics": numerical(numbers(present), common),
+        }
     counts = Counter(text(c) for c in present)
     strings: dict[str, Any] = {"common": common, "distinct_count": float(len(counts))}
     if counts:
-        buckets = [{"value": value, "count": float(n)} for value, n in sorted(counts.items(), key=lambda i: (-i[1], i[0]))]
+        buckets = [
+            {"value": value, "count": float(n)}
+            for value, n in sorted(counts.items(), key=lambda i: (-i[1], i[0]))
+        ]
         strings["distribution"] = {"categorical": {"buckets": buckets}}
     return {"name": name, "inferred_type": kind, "string_statistics": strings}
 
@@ -145,7 +156,10 @@ def numerical(values: FArray, common: dict[str, int]) -> dict[str, Any]:
         "distribution": {
             "kll": {
                 "buckets": buckets(values, low, high),
-                "sketch": {"parameters": {"c": KLL_C, "k": float(KLL_K)}, "data": kll_levels(values)},
+                "sketch": {
+                    "parameters": {"c": KLL_C, "k": float(KLL_K)},
+                    "data": kll_levels(values),
+                },
             }
         },
     }
@@ -159,7 +173,11 @@ def buckets(values: FArray, low: float, high: float) -> list[dict[str, float]]:
     edges = np.linspace(low, high, BUCKETS + 1)
     counts, _ = np.histogram(values, bins=edges)
     return [
-        {"lower_bound": float(edges[i]), "upper_bound": float(edges[i + 1]), "count": float(counts[i])}
+        {
+            "lower_bound": float(edges[i]),
+            "upper_bound": float(edges[i + 1]),
+            "count": float(counts[i]),
+        }
         for i in range(BUCKETS)
     ]
 
@@ -172,7 +190,11 @@ def kll_levels(values: FArray, k: int = KLL_K, c: float = KLL_C) -> list[list[fl
     flips = 0
     while True:
         height = len(levels)
-        full = [h for h in range(height) if levels[h].size > max(2, math.ceil(k * c ** (height - 1 - h)))]
+        full = [
+            h
+            for h in range(height)
+            if levels[h].size > max(2, math.ceil(k * c ** (height - 1 - h)))
+        ]
         if not full:
             return [level.tolist() for level in levels]
         h = full[0]

@@ -35,8 +35,14 @@ def project_of(service: Service, query: dict[str, list[str]]) -> Project:
 
 def get(service: Service, path: str, query: dict[str, list[str]]) -> Any:
     if path == "/health":
-        return {"status": "ok", "pid": os.getpid(),
-                "projects": [{"pipeline": s.project.config.pipeline, "root": s.project.root} for s in service.served]}  # fmt: skip
+        return {
+            "status": "ok",
+            "pid": os.getpid(),
+            "projects": [
+                {"pipeline": s.project.config.pipeline, "root": s.project.root}
+                for s in service.served
+            ],
+        }
     project = project_of(service, query)
     state = project.state
     try:
@@ -66,7 +72,9 @@ def get(service: Service, path: str, query: dict[str, list[str]]) -> Any:
     raise NotFoundError(f"no such resource: {path}")
 
 
-def post(service: Service, path: str, query: dict[str, list[str]], body: bytes, by: str) -> tuple[int, Any]:
+def post(
+    service: Service, path: str, query: dict[str, list[str]], body: bytes, by: str
+) -> tuple[int, Any]:
     """A POST under /api/; ``by`` is who asks (recorded with runs, approvals and rollbacks)."""
     if path == "/api/notify":
         try:
@@ -114,9 +122,12 @@ def _post_rollback(project: Project, endpoint: str, body: bytes, by: str) -> tup
     run, superseded = request_rollback(project, endpoint, to, by=by, reason=_text(data, "reason"))
     running = project.state.runs_with_status("Running", project.config.pipeline)
     return HTTPStatus.ACCEPTED, {
-        "run": run, "superseded": superseded, "target": run.trigger["to"], "from": run.trigger["from"],
+        "run": run,
+        "superseded": superseded,
+        "target": run.trigger["to"],
+        "from": run.trigger["from"],
         "behind": [r.id for r in running],
-    }  # fmt: skip
+    }
 
 
 def _post_runs_for(project: Project, path: str, body: bytes, by: str) -> tuple[int, Any]:
@@ -138,13 +149,24 @@ def _post_runs_for(project: Project, path: str, body: bytes, by: str) -> tuple[i
         commit = git.resolve_commit(project.repo, project.rel, ref or config.branch, config.branch)
         request = uuid.uuid4().hex
         run, superseded = state.enqueue_run(
-            pipeline=config.pipeline, project_dir=str(project.root), ref=commit.sha, commit_sha=commit.sha,
-            trigger={"kind": "cli", "by": by, "ref": ref or config.branch, "branch": config.branch,
-                     "dirty": bool(dirty), "request": request},
+            pipeline=config.pipeline,
+            project_dir=str(project.root),
+            ref=commit.sha,
+            commit_sha=commit.sha,
+            trigger={
+                "kind": "cli",
+                "by": by,
+                "ref": ref or config.branch,
+                "branch": config.branch,
+                "dirty": bool(dirty),
+                "request": request,
+            },
             forced=bool(data.get("force")),
-        )  # fmt: skip
+        )
         assert run is not None  # no delivery id: a run is always returned
-        existing = run.trigger.get("request") != request  # that commit was queued or running already
+        existing = (
+            run.trigger.get("request") != request
+        )  # that commit was queued or running already
         return HTTPStatus.ACCEPTED, {"run": run, "superseded": superseded, "existing": existing}
     m = re.fullmatch(r"/api/runs/(\d+)/(approve|reject|retry)", path)
     if m is None:
@@ -154,8 +176,9 @@ def _post_runs_for(project: Project, path: str, body: bytes, by: str) -> tuple[i
         return HTTPStatus.ACCEPTED, {"run": triggers.retry(project, run_id)}
     comment = _text(data, "comment")
     if any(a.run_id == run_id for a in state.expired_approvals()):
-        approval = state.decide_approval(run_id, False, by="mlcicd (timeout)",
-                                         comment="no decision within approve.timeout")  # fmt: skip
+        approval = state.decide_approval(
+            run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
+        )
         return HTTPStatus.OK, {"approval": approval, "timed_out": True}
     approval = state.decide_approval(run_id, action == "approve", by=by, comment=comment)
     return HTTPStatus.OK, {"approval": approval, "timed_out": False}

@@ -51,7 +51,9 @@ def ensure_token(state_dir: Path) -> bytes:
         _create(path, secrets.token_urlsafe(32).encode())
     info = path.lstat()
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path} is not a regular file", hint="delete it; `mlcicd up` makes a new token")
+        raise ConfigError(
+            f"{path} is not a regular file", hint="delete it; `mlcicd up` makes a new token"
+        )
     if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
         raise ConfigError(
             f"{path}: the service's token may be read by others (mode {stat.S_IMODE(info.st_mode):o}, "
@@ -60,7 +62,10 @@ def ensure_token(state_dir: Path) -> bytes:
         )
     token = path.read_bytes().strip()
     if len(token) < 16:
-        raise ConfigError(f"{path}: the token is too short to be secret", hint="delete it; `mlcicd up` makes a new one")
+        raise ConfigError(
+            f"{path}: the token is too short to be secret",
+            hint="delete it; `mlcicd up` makes a new one",
+        )
     return token
 
 

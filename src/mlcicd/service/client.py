@@ -55,13 +55,21 @@ def user() -> str:
 
 
 def request(
-    url: str, method: str = "GET", payload: Any = None, *, headers: dict[str, str] | None = None,
+    url: str,
+    method: str = "GET",
+    payload: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
     timeout: float = 30.0,
-) -> Any:  # fmt: skip
+) -> Any:
     """JSON in, JSON out; an error answer raises with the service's own message."""
     data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})  # fmt: skip
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
@@ -77,7 +85,9 @@ def request(
         )
         if exc.code == 409 and "uncommitted changes" in str(message):
             kind = ProjectError
-        raise kind(message or f"the service answered {exc.code} to {method} {url}", hint=hint) from None
+        raise kind(
+            message or f"the service answered {exc.code} to {method} {url}", hint=hint
+        ) from None
     except (OSError, ValueError) as exc:
         raise ServiceError(f"the service at {url} did not answer: {exc}") from None
 
@@ -90,18 +100,27 @@ def call(url: str, project: Project, path: str, method: str = "GET", payload: An
     """``path`` of the service at ``url`` for ``project``, with its token and the user's name."""
     token_file = auth.token_path(project.state_dir)
     try:
-        return request(_api(url, project, path), method, payload, headers=auth.client_headers(token_file))
+        return request(
+            _api(url, project, path), method, payload, headers=auth.client_headers(token_file)
+        )
     except TokenRefusedError:
-        sent = f"${auth.TOKEN_ENV}" if os.environ.get(auth.TOKEN_ENV, "").strip() else str(token_file)
+        sent = (
+            f"${auth.TOKEN_ENV}" if os.environ.get(auth.TOKEN_ENV, "").strip() else str(token_file)
+        )
         raise TokenRefusedError(
             f"the service at {url} refused the token (from {sent})",
             hint=f"run mlcicd as the user that runs `mlcicd up` (the token file is readable by it only), "
-                 f"or set ${auth.TOKEN_ENV} to the token the service uses",
-        ) from None  # fmt: skip
+            f"or set ${auth.TOKEN_ENV} to the token the service uses",
+        ) from None
 
 
 def submit_run(
-    url: str, project: Project, *, ref: str | None = None, force: bool = False, allow_dirty: bool = False
+    url: str,
+    project: Project,
+    *,
+    ref: str | None = None,
+    force: bool = False,
+    allow_dirty: bool = False,
 ) -> dict[str, Any]:
     """Queue a run of ``ref`` (default: the configured branch): {"run", "superseded", "existing"}."""
     payload = {"ref": ref, "force": force, "allow_dirty": allow_dirty}
@@ -109,10 +128,14 @@ def submit_run(
     return answer
 
 
-def decide(url: str, project: Project, run_id: int, approved: bool, comment: str | None) -> dict[str, Any]:
+def decide(
+    url: str, project: Project, run_id: int, approved: bool, comment: str | None
+) -> dict[str, Any]:
     """Approve or reject run ``run_id``: {"approval", "timed_out"}; the service resumes the run."""
     action = "approve" if approved else "reject"
-    answer: dict[str, Any] = call(url, project, f"/api/runs/{run_id}/{action}", "POST", {"comment": comment})
+    answer: dict[str, Any] = call(
+        url, project, f"/api/runs/{run_id}/{action}", "POST", {"comment": comment}
+    )
     return answer
 
 
@@ -127,7 +150,11 @@ def request_rollback(
 ) -> dict[str, Any]:
     """Queue a rollback of ``endpoint``: {"run", "superseded", "target", "from", "behind"}."""
     answer: dict[str, Any] = call(
-        url, project, f"/api/endpoints/{quote(endpoint)}/rollback", "POST", {"to": to_version, "reason": reason}
+        url,
+        project,
+        f"/api/endpoints/{quote(endpoint)}/rollback",
+        "POST",
+        {"to": to_version, "reason": reason},
     )
     return answer
 
@@ -146,9 +173,14 @@ def _settled(shown: dict[str, Any]) -> bool:
 
 
 def follow_run(
-    url: str, project: Project, run_id: int, reporter: Reporter, *,
-    on_wait: Callable[[str], None] | None = None, poll: float = POLL,
-) -> dict[str, Any]:  # fmt: skip
+    url: str,
+    project: Project,
+    run_id: int,
+    reporter: Reporter,
+    *,
+    on_wait: Callable[[str], None] | None = None,
+    poll: float = POLL,
+) -> dict[str, Any]:
     """Show run ``run_id``'s stages and new log lines as they progress, until it finishes or
     waits for a decision; its last ``{"run", "stages", "approval"}``. ``on_wait`` hears why
     nothing moves yet (queued behind another run)."""
@@ -162,7 +194,11 @@ def follow_run(
         if run["status"] == "Queued" and not said_queued and on_wait is not None:
             on_wait(f"run {run_id} is queued; it starts when the pipeline's current run ends")
             said_queued = True
-        running = [s for s in shown["stages"] if s["status"] not in ("Pending", "Skipped") and s["stage"] not in done]
+        running = [
+            s
+            for s in shown["stages"]
+            if s["status"] not in ("Pending", "Skipped") and s["stage"] not in done
+        ]
         logs: dict[str, str] = call(url, project, f"/api/runs/{run_id}/logs") if running else {}
         for stage in running:
             name = stage["stage"]
@@ -179,7 +215,9 @@ def follow_run(
             if stage["status"] not in ("Running", "WaitingForApproval") or (
                 stage["status"] == "WaitingForApproval" and _settled(shown)
             ):
-                elapsed = (stage.get("ended_at") or time.time()) - (stage.get("started_at") or time.time())
+                elapsed = (stage.get("ended_at") or time.time()) - (
+                    stage.get("started_at") or time.time()
+                )
                 reporter.stage_finished(name, stage["status"], elapsed, stage.get("message") or "")
                 done.add(name)
         if _settled(shown) and all(s["stage"] in done for s in running):
@@ -188,9 +226,15 @@ def follow_run(
 
 
 def run_through_service(
-    project: Project, url: str, *, ref: str | None, force: bool, allow_dirty: bool, as_json: bool,
+    project: Project,
+    url: str,
+    *,
+    ref: str | None,
+    force: bool,
+    allow_dirty: bool,
+    as_json: bool,
     reporter: Reporter,
-) -> int:  # fmt: skip
+) -> int:
     """`mlcicd run` when `mlcicd up` serves the project: queue the run there and follow it.
     The exit code: 0 when it succeeded (or waits for approval), 1 when it did not, 130 when
     the user stopped following (the run goes on)."""
@@ -202,7 +246,9 @@ def run_through_service(
     run = answer["run"]
     sha = str(run.get("commit_sha") or run.get("ref") or "")[:12]
     if answer.get("existing"):
-        say(f"run {run['id']} of {sha} is already {run['status'].lower()} in the service at {url}; following it")
+        say(
+            f"run {run['id']} of {sha} is already {run['status'].lower()} in the service at {url}; following it"
+        )
     else:
         say(f"run {run['id']} of {sha} queued in the service at {url}")
     for old in answer.get("superseded") or []:
@@ -210,14 +256,18 @@ def run_through_service(
     try:
         shown = follow_run(url, project, int(run["id"]), reporter, on_wait=say)
     except KeyboardInterrupt:
-        click.echo(f"stopped following; run {run['id']} goes on in the service (`mlcicd runs show {run['id']}`)",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"stopped following; run {run['id']} goes on in the service (`mlcicd runs show {run['id']}`)",
+            err=True,
+        )
         return 130
     run = shown["run"]
     if as_json:
         click.echo(json.dumps({"run": run, "stages": shown["stages"]}, indent=2))
     if run["status"] == "WaitingForApproval":
-        say(f"run {run['id']} is waiting for approval: `mlcicd approve {run['id']}` or `mlcicd reject {run['id']}`")
+        say(
+            f"run {run['id']} is waiting for approval: `mlcicd approve {run['id']}` or `mlcicd reject {run['id']}`"
+        )
         return 0
     if run["status"] == "Succeeded":
         elapsed = (run.get("ended_at") or time.time()) - (run.get("started_at") or time.time())
@@ -230,6 +280,10 @@ def run_through_service(
         return 0
     failed = next((s for s in shown["stages"] if s["status"] == "Failed"), None)
     where = f" in {failed['stage']}" if failed else ""
-    click.echo(f"error: run {run['id']} {run['status'].lower()}{where}: {run.get('failure_reason') or ''}".rstrip(": "),
-               err=True)  # fmt: skip
+    click.echo(
+        f"error: run {run['id']} {run['status'].lower()}{where}: {run.get('failure_reason') or ''}".rstrip(
+            ": "
+        ),
+        err=True,
+    )
     return 1

@@ -86,7 +86,9 @@ class Service:
 
     def webhook_targets(self) -> list[WebhookTarget]:
         return [
-            WebhookTarget(Project(s.project.root), s.secret, s.project.config.service.webhook_secret_env)
+            WebhookTarget(
+                Project(s.project.root), s.secret, s.project.config.service.webhook_secret_env
+            )
             for s in self.served
         ]
 
@@ -104,13 +106,17 @@ class Service:
         override = os.environ.get(auth.TOKEN_ENV, "").strip()
         if override:
             self.tokens = [override.encode()]
-            self.token_hint = (f"send the token this service was started with (${auth.TOKEN_ENV}) "
-                               "as `Authorization: Bearer TOKEN`")  # fmt: skip
+            self.token_hint = (
+                f"send the token this service was started with (${auth.TOKEN_ENV}) "
+                "as `Authorization: Bearer TOKEN`"
+            )
             return
         self.tokens = [auth.ensure_token(s.project.state_dir) for s in self.served]
         files = " or ".join(str(s.project.state_dir / auth.TOKEN_FILE) for s in self.served)
-        self.token_hint = (f"send `Authorization: Bearer TOKEN` with the token in {files} (the mlcicd CLI does), "
-                           f"or set ${auth.TOKEN_ENV} for the client")  # fmt: skip
+        self.token_hint = (
+            f"send `Authorization: Bearer TOKEN` with the token in {files} (the mlcicd CLI does), "
+            f"or set ${auth.TOKEN_ENV} for the client"
+        )
 
     def start(self) -> None:
         from mlcicd.service.http import ServiceServer
@@ -150,13 +156,20 @@ class Service:
                 self.log(f"run {run.id} is still running in pid {run.pid}; the queue waits for it")
             queued = state.runs_with_status("Queued")
             if queued:
-                self.log(f"{s.project.config.pipeline}: {len(queued)} queued run(s) from before: "
-                         + ", ".join(f"{r.id} (rollback to {r.trigger.get('to')})"
-                                     if r.trigger.get("kind") == "rollback" else str(r.id) for r in queued))  # fmt: skip
+                self.log(
+                    f"{s.project.config.pipeline}: {len(queued)} queued run(s) from before: "
+                    + ", ".join(
+                        f"{r.id} (rollback to {r.trigger.get('to')})"
+                        if r.trigger.get("kind") == "rollback"
+                        else str(r.id)
+                        for r in queued
+                    )
+                )
             self.supervisor.check(s.project, restoring=True)
 
     def wait(self) -> None:
         """Until SIGTERM or SIGINT; then stop cleanly."""
+
         def on_signal(signum: int, frame: object) -> None:
             self.stop_event.set()
 
@@ -168,7 +181,9 @@ class Service:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.log("stopping: running runs are stopped and recorded as Failed (retry them with `mlcicd runs retry`)")
+        self.log(
+            "stopping: running runs are stopped and recorded as Failed (retry them with `mlcicd runs retry`)"
+        )
         children = [s.child for s in self.served if s.child is not None]
         for child in children:
             with contextlib.suppress(ProcessLookupError):
@@ -197,7 +212,9 @@ class Service:
                 except MlcicdError as exc:
                     self.log(f"{s.project.config.pipeline}: {exc.headline}")
                 except Exception as exc:  # a bug: keep serving, say what happened
-                    self.log(f"{s.project.config.pipeline}: internal error: {type(exc).__name__}: {exc}")
+                    self.log(
+                        f"{s.project.config.pipeline}: internal error: {type(exc).__name__}: {exc}"
+                    )
             if supervise:
                 last_supervised = time.monotonic()
 
@@ -209,7 +226,9 @@ class Service:
         for repository in pushes:
             run = triggers.on_push(project, repository)
             if run is not None:
-                self.log(f"{config.pipeline}: push to {repository}: run {run.id} queued for {run.commit_sha}")
+                self.log(
+                    f"{config.pipeline}: push to {repository}: run {run.id} queued for {run.commit_sha}"
+                )
         if config.service.poll_interval and time.monotonic() >= s.next_poll:
             s.next_poll = time.monotonic() + config.service.poll_interval
             run = triggers.poll(project)
@@ -217,14 +236,22 @@ class Service:
                 self.log(f"{config.pipeline}: poll found {run.commit_sha}: run {run.id} queued")
         for approval in state.expired_approvals():
             with contextlib.suppress(MlcicdError):
-                state.decide_approval(approval.run_id, False, by="mlcicd (timeout)",
-                                      comment=f"no decision within approve.timeout ({config.approve.timeout:g}s)")  # fmt: skip
+                state.decide_approval(
+                    approval.run_id,
+                    False,
+                    by="mlcicd (timeout)",
+                    comment=f"no decision within approve.timeout ({config.approve.timeout:g}s)",
+                )
                 self.log(f"run {approval.run_id}: approval timed out; rejected")
         if s.child is not None and s.child.process.poll() is not None:
-            self.log(f"{config.pipeline}: run {s.child.run_id} process exited ({s.child.process.returncode})")
+            self.log(
+                f"{config.pipeline}: run {s.child.run_id} process exited ({s.child.process.returncode})"
+            )
             code, run_id, s.child = s.child.process.returncode, s.child.run_id, None
             if state.get_run(run_id).status == "Running":  # it died before it could say so
-                state.fail_run_in_progress(run_id, f"the run's process exited ({code}) without finishing it")
+                state.fail_run_in_progress(
+                    run_id, f"the run's process exited ({code}) without finishing it"
+                )
         if s.child is None and not supervise:
             self._start_next(s)
         if supervise and s.child is None:
@@ -253,10 +280,20 @@ class Service:
             cmd.append("--resume")
         with open_private_log(log_path, "ab") as log:
             process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=s.project.root,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=s.project.root,
                 env={**child_environment(aws=True), PARENT_ENV: str(os.getpid())},
-            )  # fmt: skip
+            )
         s.child = Child(process, run_id)
         trigger = s.project.state.get_run(run_id).trigger
-        what = f"rollback run {run_id} to {trigger.get('to')}" if trigger.get("kind") == "rollback" else f"run {run_id}"
-        self.log(f"{s.project.config.pipeline}: {what} {'resumed' if resume else 'started'} (pid {process.pid})")
+        what = (
+            f"rollback run {run_id} to {trigger.get('to')}"
+            if trigger.get("kind") == "rollback"
+            else f"run {run_id}"
+        )
+        self.log(
+            f"{s.project.config.pipeline}: {what} {'resumed' if resume else 'started'} (pid {process.pid})"
+        )

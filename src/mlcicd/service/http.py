@@ -102,11 +102,11 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 # A page shows values from commits, logs and models: no script may run, whatever slips through.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-                               "form-action 'none'; frame-ancestors 'none'",
+    "form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -118,7 +118,9 @@ class Answer:
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
-    return Answer(status, json.dumps(to_jsonable(payload), indent=1).encode(), JSON_TYPE, headers or {})
+    return Answer(
+        status, json.dumps(to_jsonable(payload), indent=1).encode(), JSON_TYPE, headers or {}
+    )
 
 
 def _closing(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -139,7 +141,12 @@ class Request:
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-        return cls(scope["method"], raw.decode("latin-1"), parse_qs(scope["query_string"].decode("latin-1")), headers)
+        return cls(
+            scope["method"],
+            raw.decode("latin-1"),
+            parse_qs(scope["query_string"].decode("latin-1")),
+            headers,
+        )
 
 
 class ServiceApp:
@@ -157,8 +164,14 @@ class ServiceApp:
             return
         request = Request.of(scope)
         answer = await self._answer(request, receive)
-        headers = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode())]
-        extra = {"X-Content-Type-Options": "nosniff", **answer.headers}  # JSON is never read as a page
+        headers = [
+            (b"content-type", answer.content_type.encode()),
+            (b"content-length", str(len(answer.body)).encode()),
+        ]
+        extra = {
+            "X-Content-Type-Options": "nosniff",
+            **answer.headers,
+        }  # JSON is never read as a page
         headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})  # uvicorn drops it for HEAD
@@ -170,8 +183,11 @@ class ServiceApp:
         method, path, headers = request.method, request.path, request.headers
         if path == WEBHOOK:
             if method != "POST":
-                return _closing(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} is not allowed on {path}"},
-                                {"Allow": "POST"})  # fmt: skip
+                return _closing(
+                    HTTPStatus.METHOD_NOT_ALLOWED,
+                    {"error": f"{method} is not allowed on {path}"},
+                    {"Allow": "POST"},
+                )
             delivery = await _read_body(receive, headers, WEBHOOK_BODY)
             if isinstance(delivery, Answer):
                 return delivery
@@ -179,34 +195,55 @@ class ServiceApp:
         page = routes.is_page(path)
         host = headers.get("host", "")
         if host.lower() not in self.hosts:
-            message = (f"Host {host!r} is not this service's address ({' or '.join(sorted(self.hosts))}): "
-                       "a page reached under another name (DNS rebinding) is refused")  # fmt: skip
+            message = (
+                f"Host {host!r} is not this service's address ({' or '.join(sorted(self.hosts))}): "
+                "a page reached under another name (DNS rebinding) is refused"
+            )
             if page:
-                return Answer(HTTPStatus.BAD_REQUEST, f"400 bad request: {message}\n".encode(), TEXT_TYPE,
-                              {"Connection": "close"})  # fmt: skip
+                return Answer(
+                    HTTPStatus.BAD_REQUEST,
+                    f"400 bad request: {message}\n".encode(),
+                    TEXT_TYPE,
+                    {"Connection": "close"},
+                )
             return _closing(HTTPStatus.BAD_REQUEST, {"error": message})
         if page:
             if method not in ("GET", "HEAD"):
-                return Answer(HTTPStatus.METHOD_NOT_ALLOWED,
-                              b"405 method not allowed: the dashboard is read-only (GET, HEAD)\n", TEXT_TYPE,
-                              {"Allow": "GET, HEAD", "Connection": "close"})  # fmt: skip
+                return Answer(
+                    HTTPStatus.METHOD_NOT_ALLOWED,
+                    b"405 method not allowed: the dashboard is read-only (GET, HEAD)\n",
+                    TEXT_TYPE,
+                    {"Allow": "GET, HEAD", "Connection": "close"},
+                )
             return await self._work(lambda: self._page(request))
         if path != "/health" and not path.startswith("/api/"):
             return _closing(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {path}"})
         if method not in ("GET", "HEAD", "POST"):
-            return _closing(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} is not allowed on {path}"},
-                            {"Allow": "GET, HEAD, POST"})  # fmt: skip
+            return _closing(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                {"error": f"{method} is not allowed on {path}"},
+                {"Allow": "GET, HEAD, POST"},
+            )
         if not auth.accepted(auth.bearer(headers.get("authorization")), self.service.tokens):
-            return _closing(HTTPStatus.UNAUTHORIZED,
-                            {"error": f"missing or wrong token for {method} {path}", "hint": self.service.token_hint},
-                            {"WWW-Authenticate": "Bearer"})  # fmt: skip
+            return _closing(
+                HTTPStatus.UNAUTHORIZED,
+                {
+                    "error": f"missing or wrong token for {method} {path}",
+                    "hint": self.service.token_hint,
+                },
+                {"WWW-Authenticate": "Bearer"},
+            )
         if method != "POST":
             return await self._work(lambda: self._get(request))
         content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
         if content_type != JSON_TYPE:
-            return _closing(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                            {"error": f"POST {path} takes a JSON body (Content-Type: {JSON_TYPE}), "
-                                      f"not {content_type or 'no Content-Type'}"})  # fmt: skip
+            return _closing(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                {
+                    "error": f"POST {path} takes a JSON body (Content-Type: {JSON_TYPE}), "
+                    f"not {content_type or 'no Content-Type'}"
+                },
+            )
         try:
             by = auth.user_of(headers.get(auth.USER_HEADER.lower()), self.service.user)
         except ValueError as exc:
@@ -225,7 +262,9 @@ class ServiceApp:
 
     def _get(self, request: Request) -> Answer:
         try:
-            return _json(HTTPStatus.OK, api.get(self.service, request.path.rstrip("/") or "/", request.query))
+            return _json(
+                HTTPStatus.OK, api.get(self.service, request.path.rstrip("/") or "/", request.query)
+            )
         except NotFoundError as exc:
             return _json(HTTPStatus.NOT_FOUND, {"error": exc.headline})
         except (MlcicdError, ValueError) as exc:
@@ -233,7 +272,9 @@ class ServiceApp:
 
     def _post(self, request: Request, body: bytes, by: str) -> Answer:
         try:
-            status, answer = api.post(self.service, request.path.rstrip("/"), request.query, body, by)
+            status, answer = api.post(
+                self.service, request.path.rstrip("/"), request.query, body, by
+            )
         except NotFoundError as exc:
             status, answer = HTTPStatus.NOT_FOUND, {"error": exc.headline, "hint": exc.hint}
         except MlcicdError as exc:
@@ -261,7 +302,10 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
     """The request's body, at most ``limit`` bytes: a larger declared length is refused before a
     byte of it is read, a larger chunked one as soon as it grows past the limit."""
     declared = int(headers.get("content-length") or 0)  # uvicorn's parser let only digits through
-    too_large = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"the body is larger than {limit} bytes"}
+    too_large = (
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        {"error": f"the body is larger than {limit} bytes"},
+    )
     if declared > limit:
         return (_closing if declared > DRAIN_LIMIT else _json)(*too_large)
     parts: list[bytes] = []
@@ -307,8 +351,15 @@ class ServiceServer:
     """uvicorn on a socket bound before it starts (so a taken port fails `mlcicd up` at once
     and port 0 is known), run in a thread of the service; ``stop`` ends it."""
 
-    def __init__(self, service: Service, port: int, *, header_timeout: float = HEADER_TIMEOUT,
-                 body_timeout: float = BODY_TIMEOUT, concurrency: int = CONCURRENCY) -> None:  # fmt: skip
+    def __init__(
+        self,
+        service: Service,
+        port: int,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        concurrency: int = CONCURRENCY,
+    ) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -319,13 +370,26 @@ class ServiceServer:
             raise
         self.port: int = self.socket.getsockname()[1]
         self.app = ServiceApp(service, self.port)
-        protocol = type("ServiceProtocol", (GuardedProtocol,),
-                        {"header_timeout": header_timeout, "body_timeout": body_timeout})  # fmt: skip
+        protocol = type(
+            "ServiceProtocol",
+            (GuardedProtocol,),
+            {"header_timeout": header_timeout, "body_timeout": body_timeout},
+        )
         config = uvicorn.Config(
-            self.app, loop="asyncio", http=protocol, ws="none", lifespan="off", interface="asgi3",
-            access_log=False, log_config=None, proxy_headers=False, server_header=False,
-            limit_concurrency=concurrency, timeout_keep_alive=5, timeout_graceful_shutdown=5,
-        )  # fmt: skip
+            self.app,
+            loop="asyncio",
+            http=protocol,
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            access_log=False,
+            log_config=None,
+            proxy_headers=False,
+            server_header=False,
+            limit_concurrency=concurrency,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=5,
+        )
         # A malformed request is answered 400 by uvicorn; it is not worth a line in the service log.
         logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
         self.server = _Server(config)
@@ -341,8 +405,10 @@ class ServiceServer:
         while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         if not self.server.started:
-            raise MlcicdError(f"the HTTP server did not start on 127.0.0.1:{self.port}",
-                              hint="see the service's output above")  # fmt: skip
+            raise MlcicdError(
+                f"the HTTP server did not start on 127.0.0.1:{self.port}",
+                hint="see the service's output above",
+            )
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -22,7 +22,9 @@ INFO_FILE = "service.json"
 def write_info(state_dir: Path, url: str) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
-    atomic_write_json(state_dir / INFO_FILE, {"pid": pid, "start_time": procinfo.start_time(pid), "url": url})
+    atomic_write_json(
+        state_dir / INFO_FILE, {"pid": pid, "start_time": procinfo.start_time(pid), "url": url}
+    )
 
 
 def remove_info(state_dir: Path) -> None:
@@ -42,12 +44,16 @@ def running_service(state_dir: Path) -> dict[str, Any] | None:
     return info
 
 
-def post_json(url: str, payload: Any, *, timeout: float = 5.0, headers: dict[str, str] | None = None) -> int:
+def post_json(
+    url: str, payload: Any, *, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> int:
     """POST ``payload`` as JSON; the status code (0 when nothing answered)."""
     request = urllib.request.Request(
-        url, data=json.dumps(payload, default=str).encode(), method="POST",
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", **(headers or {})},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status)

@@ -22,7 +22,9 @@ TICK = 1.0
 
 
 class MonitoringScheduler:
-    def __init__(self, roots: list[Path], log: Callable[[str], None], stop: threading.Event) -> None:
+    def __init__(
+        self, roots: list[Path], log: Callable[[str], None], stop: threading.Event
+    ) -> None:
         self.projects = [Project(root) for root in roots]  # own connections: this is its own thread
         self.log = log
         self.stop = stop
@@ -36,7 +38,9 @@ class MonitoringScheduler:
                 except MlcicdError as exc:
                     self.log(f"{project.config.pipeline}: monitoring: {exc.headline}")
                 except Exception as exc:  # a bug: keep serving, say what happened
-                    self.log(f"{project.config.pipeline}: monitoring: internal error: {type(exc).__name__}: {exc}")
+                    self.log(
+                        f"{project.config.pipeline}: monitoring: internal error: {type(exc).__name__}: {exc}"
+                    )
                 if self.stop.is_set():
                     return
 
@@ -53,17 +57,27 @@ class MonitoringScheduler:
         last = project.state.last_monitored(endpoint)
         if endpoint not in self._announced:
             self._announced.add(endpoint)
-            since = f"resuming from {_stamp(last)}" if last is not None else "first window: the last interval"
-            self.log(f"{config.pipeline}: monitoring {endpoint} every {config.monitor.schedule} ({since})")
+            since = (
+                f"resuming from {_stamp(last)}"
+                if last is not None
+                else "first window: the last interval"
+            )
+            self.log(
+                f"{config.pipeline}: monitoring {endpoint} every {config.monitor.schedule} ({since})"
+            )
         window = next_window(last, interval, time.time())
         if window is None:
             return
         execution = run_execution(project, endpoint, *window, log=self.log)
         span = f"{_stamp(window[0])} to {_stamp(window[1])}"
         if execution is None:
-            self.log(f"{config.pipeline}: monitoring {endpoint} {span}: already recorded by another service")
+            self.log(
+                f"{config.pipeline}: monitoring {endpoint} {span}: already recorded by another service"
+            )
             return
-        self.log(f"{config.pipeline}: monitoring {endpoint} {span}: execution {execution.id}: {execution.verdict}")
+        self.log(
+            f"{config.pipeline}: monitoring {endpoint} {span}: execution {execution.id}: {execution.verdict}"
+        )
 
 
 def _stamp(ts: float) -> str:

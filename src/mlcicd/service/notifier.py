@@ -20,7 +20,9 @@ MAX_BACKOFF = 30.0
 
 
 class EventNotifier:
-    def __init__(self, roots: list[Path], log: Callable[[str], None], stop: threading.Event) -> None:
+    def __init__(
+        self, roots: list[Path], log: Callable[[str], None], stop: threading.Event
+    ) -> None:
         self.projects = [Project(root) for root in roots]  # own connections: this is its own thread
         self.log = log
         self.stop = stop
@@ -38,8 +40,14 @@ class EventNotifier:
             return
         state = project.state
         for event in state.events(after=state.event_cursor(url), limit=50):
-            body = {"id": event.id, "at": event.at, "kind": event.kind, "subject": event.subject,
-                    "pipeline": project.config.pipeline, "data": event.data}  # fmt: skip
+            body = {
+                "id": event.id,
+                "at": event.at,
+                "kind": event.kind,
+                "subject": event.subject,
+                "pipeline": project.config.pipeline,
+                "data": event.data,
+            }
             status = post_json(url, body, headers={"X-Mlcicd-Event": event.kind})
             if 200 <= status < 300:
                 attempts = 0
@@ -49,7 +57,9 @@ class EventNotifier:
                     delay = min(MAX_BACKOFF, 0.5 * 2 ** (attempts - 1))
                     self._failures[url] = (attempts, time.monotonic() + delay)
                     return
-                self.log(f"notify {url}: gave up on event {event.id} ({event.kind}) after {attempts} attempts")
+                self.log(
+                    f"notify {url}: gave up on event {event.id} ({event.kind}) after {attempts} attempts"
+                )
                 attempts = 0
             state.advance_event_cursor(url, event.id)
             self._failures.pop(url, None)

@@ -78,8 +78,8 @@ def prepare_source(project: Project, run: Run) -> str:
             raise ProjectError(
                 f"run {run.id} asks to fetch {str(fetch)[:200]!r}, which is not a remote of {project.repo}",
                 hint=f"a run fetches only a configured remote: set service.remote in mlcicd.yaml "
-                     f"(now {project.config.service.remote!r}) to one of `git remote -v`, then push again",
-            )  # fmt: skip
+                f"(now {project.config.service.remote!r}) to one of `git remote -v`, then push again",
+            )
         print(f"run {run.id}: git fetch {fetch} refs/heads/{branch}", flush=True)
         git.git(project.repo, "fetch", "--quiet", "--", str(fetch), f"refs/heads/{branch}")
     ref = run.commit_sha or run.ref or branch
@@ -118,15 +118,26 @@ def main(argv: list[str]) -> int:
         else:
             sha = prepare_source(project, run)
             options = RunOptions(force=run.forced, allow_dirty=True, ref=sha)
-            summary = run_pipeline(project, default_stages(project.config), options, reporter, run_id=run_id)
+            summary = run_pipeline(
+                project, default_stages(project.config), options, reporter, run_id=run_id
+            )
     except ServiceStopped:
-        state.fail_run_in_progress(run_id, f"interrupted: the mlcicd service stopped during the run ({_again(state, run_id)})")
+        state.fail_run_in_progress(
+            run_id,
+            f"interrupted: the mlcicd service stopped during the run ({_again(state, run_id)})",
+        )
         return 143
-    except MlcicdError as exc:  # before the pipeline started: fetch, commit, mlcicd.yaml, a rollback's model
+    except (
+        MlcicdError
+    ) as exc:  # before the pipeline started: fetch, commit, mlcicd.yaml, a rollback's model
         state.fail_run_in_progress(run_id, exc.headline)
         print(f"run {run_id}: failed: {exc.headline}", flush=True)
         return 1
-    print(f"run {run_id}: {summary.run.status}" + (f": {summary.error.headline}" if summary.error else ""), flush=True)
+    print(
+        f"run {run_id}: {summary.run.status}"
+        + (f": {summary.error.headline}" if summary.error else ""),
+        flush=True,
+    )
     return 0 if summary.succeeded or summary.waiting else 1
 
 
@@ -134,7 +145,9 @@ def _again(state: State, run_id: int) -> str:
     """How to ask for an interrupted run again."""
     trigger = state.get_run(run_id).trigger
     if trigger.get("kind") == "rollback":
-        return f"`mlcicd endpoints rollback {trigger.get('endpoint')} --to {trigger.get('version')}`"
+        return (
+            f"`mlcicd endpoints rollback {trigger.get('endpoint')} --to {trigger.get('version')}`"
+        )
     return f"`mlcicd runs retry {run_id}`"
 
 

@@ -25,7 +25,9 @@ HEALTHY_RESET = 60.0  # serving this long after a restart forgets earlier crashe
 class EndpointSupervisor:
     def __init__(self, log: Callable[[str], None]) -> None:
         self.log = log
-        self._crashes: dict[tuple[str, str], tuple[int, float, float]] = {}  # attempts, next try, restarted at
+        self._crashes: dict[
+            tuple[str, str], tuple[int, float, float]
+        ] = {}  # attempts, next try, restarted at
 
     def check(self, project: Project, *, restoring: bool = False) -> None:
         """Restart the project's local endpoints whose server is gone (when their backoff allows)."""
@@ -44,38 +46,66 @@ class EndpointSupervisor:
                     self._crashes.pop(key, None)
                 continue
             was_serving = record.status in (IN_SERVICE, UPDATING, OUT_OF_SERVICE)
-            if not (described.status == OUT_OF_SERVICE or (described.status == FAILED and was_serving)):
+            if not (
+                described.status == OUT_OF_SERVICE or (described.status == FAILED and was_serving)
+            ):
                 continue
             if time.monotonic() < next_try:
                 continue
             attempts += 1
             delay = min(MAX_BACKOFF, 2.0 ** (attempts - 1))
             self._crashes[key] = (attempts, time.monotonic() + delay, time.monotonic())
-            why = "restored at service start" if restoring else f"its server had stopped (attempt {attempts})"
+            why = (
+                "restored at service start"
+                if restoring
+                else f"its server had stopped (attempt {attempts})"
+            )
             self._restart(project, backend, record, why, described.failure_reason)
 
     def _restart(
-        self, project: Project, backend: LocalEndpointBackend, record: EndpointRecord, why: str, cause: str | None
+        self,
+        project: Project,
+        backend: LocalEndpointBackend,
+        record: EndpointRecord,
+        why: str,
+        cause: str | None,
     ) -> None:
         self.log(f"endpoint {record.name}: restarting {record.config_name}: {why}")
         try:
             described = backend.restart(record.name)
         except (MlcicdError, OSError) as exc:
-            reason = exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+            reason = (
+                exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+            )
             self.log(f"endpoint {record.name}: restart failed: {reason}")
             project.state.record_endpoint_change(
-                record.name, reason="restart_failed", detail=reason, config_name=record.config_name,
-                model_group=record.model_group, model_version=record.model_version,
+                record.name,
+                reason="restart_failed",
+                detail=reason,
+                config_name=record.config_name,
+                model_group=record.model_group,
+                model_version=record.model_version,
                 model_sha256=record.model_sha256,
-            )  # fmt: skip
+            )
             return
         now = time.time()
-        record.status, record.url, record.port, record.pid = described.status, described.url, described.port, described.pid
+        record.status, record.url, record.port, record.pid = (
+            described.status,
+            described.url,
+            described.port,
+            described.pid,
+        )
         record.failure_reason, record.updated_at = None, now
         project.state.upsert_endpoint(record)
         project.state.record_endpoint_change(
-            record.name, reason="restart", detail=f"{why}" + (f"; it had: {cause}" if cause else ""),
-            config_name=record.config_name, model_group=record.model_group,
-            model_version=record.model_version, model_sha256=record.model_sha256,
-        )  # fmt: skip
-        self.log(f"endpoint {record.name}: {described.status} at {described.url} (pid {described.pid})")
+            record.name,
+            reason="restart",
+            detail=f"{why}" + (f"; it had: {cause}" if cause else ""),
+            config_name=record.config_name,
+            model_group=record.model_group,
+            model_version=record.model_version,
+            model_sha256=record.model_sha256,
+        )
+        self.log(
+            f"endpoint {record.name}: {described.status} at {described.url} (pid {described.pid})"
+        )

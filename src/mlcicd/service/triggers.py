@@ -26,7 +26,10 @@ queueing = threading.Lock()
 
 def remote_url(project: Project, remote: str) -> str | None:
     try:
-        return git.git(project.repo, "config", "--get", f"remote.{remote}.url").decode().strip() or None
+        return (
+            git.git(project.repo, "config", "--get", f"remote.{remote}.url").decode().strip()
+            or None
+        )
     except ProjectError:
         return None
 
@@ -60,7 +63,9 @@ def branch_head(location: str, branch: str, base: Path) -> str | None:
     try:
         local = _local_path(location, base)
         if local is not None and local.is_dir():
-            out = git.git(local, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
+            out = git.git(
+                local, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"
+            )
             return out.decode().strip() or None
         out = git.git(base, "ls-remote", "--", location, f"refs/heads/{branch}")
     except ProjectError:
@@ -69,7 +74,9 @@ def branch_head(location: str, branch: str, base: Path) -> str | None:
     return line.split("\t", 1)[0] or None
 
 
-def enqueue(project: Project, sha: str | None, trigger: dict[str, Any], *, only_new: bool) -> Run | None:
+def enqueue(
+    project: Project, sha: str | None, trigger: dict[str, Any], *, only_new: bool
+) -> Run | None:
     """Queue a run of ``sha`` (superseding older queued ones); None if there is nothing to do."""
     if not sha:
         return None
@@ -77,9 +84,12 @@ def enqueue(project: Project, sha: str | None, trigger: dict[str, Any], *, only_
     if only_new and project.state.has_run_for_commit(config.pipeline, sha):
         return None
     run, _superseded = project.state.enqueue_run(
-        pipeline=config.pipeline, project_dir=str(project.root), ref=sha, commit_sha=sha,
+        pipeline=config.pipeline,
+        project_dir=str(project.root),
+        ref=sha,
+        commit_sha=sha,
         trigger={**trigger, "branch": config.branch},
-    )  # fmt: skip
+    )
     return run
 
 
@@ -120,19 +130,25 @@ def retry(project: Project, run_id: int) -> Run:
     old = project.state.get_run(run_id)
     if old.status in ("Queued", "Running", "WaitingForApproval"):
         raise StateError(f"run {run_id} is {old.status}; only a finished run can be retried")
-    if old.trigger.get("kind") == "rollback":  # retrying it would rebuild and redeploy that old commit
+    if (
+        old.trigger.get("kind") == "rollback"
+    ):  # retrying it would rebuild and redeploy that old commit
         raise StateError(
             f"run {run_id} was a rollback; a rollback is not retried as a pipeline run",
             hint=f"ask for it again: `mlcicd endpoints rollback {old.trigger.get('endpoint') or 'NAME'} "
-                 f"--to {old.trigger.get('version') or 'VERSION'}`",
-        )  # fmt: skip
+            f"--to {old.trigger.get('version') or 'VERSION'}`",
+        )
     ref = old.commit_sha or old.ref
     if not ref:
         raise StateError(f"run {run_id} never resolved a commit; start a new run instead")
     trigger = {k: v for k, v in old.trigger.items() if k in ("fetch", "branch")}
     run, _ = project.state.enqueue_run(
-        pipeline=old.pipeline, project_dir=str(project.root), ref=ref, commit_sha=old.commit_sha,
-        trigger={**trigger, "kind": "retry", "of": run_id}, retry_of=run_id,
-    )  # fmt: skip
+        pipeline=old.pipeline,
+        project_dir=str(project.root),
+        ref=ref,
+        commit_sha=old.commit_sha,
+        trigger={**trigger, "kind": "retry", "of": run_id},
+        retry_of=run_id,
+    )
     assert run is not None
     return run

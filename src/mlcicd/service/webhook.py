@@ -54,7 +54,9 @@ def verify(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(signature(secret, body).encode(), header.strip().encode())
 
 
-def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+def handle(
+    targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: bytes
+) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON answer) for one delivery. Header names are case-insensitive."""
     headers = {k.lower(): v for k, v in headers.items()}
     if not any(t.secret for t in targets):
@@ -66,7 +68,9 @@ def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: b
         return 401, {"error": "missing or wrong X-Hub-Signature-256"}
     event = headers.get("x-github-event", "")
     digest = hashlib.sha256(body).hexdigest()
-    delivery = Delivery(id=headers.get("x-github-delivery") or digest, event=event or "unknown", body_sha256=digest)
+    delivery = Delivery(
+        id=headers.get("x-github-delivery") or digest, event=event or "unknown", body_sha256=digest
+    )
     try:
         payload = json.loads(body)
     except ValueError:
@@ -92,7 +96,9 @@ def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: b
         config = t.project.config
         if payload.get("ref") != f"refs/heads/{config.branch}" or payload.get("deleted"):
             t.project.state.record_delivery(delivery)
-            answer["ignored"].append(f"{config.pipeline}: {str(payload.get('ref'))[:200]} is not refs/heads/{config.branch}")
+            answer["ignored"].append(
+                f"{config.pipeline}: {str(payload.get('ref'))[:200]} is not refs/heads/{config.branch}"
+            )
             continue
         sha = payload.get("after")
         if not isinstance(sha, str) or not COMMIT_ID.fullmatch(sha):
@@ -100,7 +106,9 @@ def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: b
         with queueing:  # the head read and the queueing of it, in the remote's order
             head = branch_head(url, config.branch, t.project.repo)
             if head is None:  # not recorded: a redelivery once the remote answers still runs
-                unreadable.append(f"refs/heads/{config.branch} of remote {config.service.remote!r} ({url})")
+                unreadable.append(
+                    f"refs/heads/{config.branch} of remote {config.service.remote!r} ({url})"
+                )
                 continue
             if head != sha:
                 t.project.state.record_delivery(delivery)
@@ -110,18 +118,29 @@ def handle(targets: Sequence[WebhookTarget], headers: Mapping[str, str], body: b
                 )
                 continue
             run, _ = t.project.state.enqueue_run(
-                pipeline=config.pipeline, project_dir=str(t.project.root), ref=sha, commit_sha=sha,
-                trigger={"kind": "webhook", "delivery": delivery.id, "fetch": config.service.remote,
-                         "branch": config.branch},
+                pipeline=config.pipeline,
+                project_dir=str(t.project.root),
+                ref=sha,
+                commit_sha=sha,
+                trigger={
+                    "kind": "webhook",
+                    "delivery": delivery.id,
+                    "fetch": config.service.remote,
+                    "branch": config.branch,
+                },
                 delivery=delivery,
-            )  # fmt: skip
+            )
         if run is None:
-            answer["ignored"].append(f"{config.pipeline}: delivery {delivery.id[:80]} or its body was received before")
+            answer["ignored"].append(
+                f"{config.pipeline}: delivery {delivery.id[:80]} or its body was received before"
+            )
         else:
             answer["runs"].append({"pipeline": config.pipeline, "run": run.id, "commit": sha})
     if unreadable and not answer["runs"]:
-        return 502, {"error": f"cannot read {', '.join(unreadable)}",
-                     "hint": "check that the service can reach the remote, then redeliver the push from GitHub"}  # fmt: skip
+        return 502, {
+            "error": f"cannot read {', '.join(unreadable)}",
+            "hint": "check that the service can reach the remote, then redeliver the push from GitHub",
+        }
     return (202 if answer["runs"] else 200), answer
 
 
@@ -150,19 +169,25 @@ def _match(
         return matched, (200, {})
     pushed = repr(urls[0][:200]) if urls else "a repository the payload does not name"
     if builds:
-        return [], (403, {
-            "error": f"the push is for {pushed}; this service builds only {', '.join(builds)}",
-            "hint": "send this repository's pushes to the service that builds it, or set service.remote"
-                    " in mlcicd.yaml to the remote whose pushes this service should build",
-        })  # fmt: skip
+        return [], (
+            403,
+            {
+                "error": f"the push is for {pushed}; this service builds only {', '.join(builds)}",
+                "hint": "send this repository's pushes to the service that builds it, or set service.remote"
+                " in mlcicd.yaml to the remote whose pushes this service should build",
+            },
+        )
     t = missing[0]
     remote = t.project.config.service.remote
-    return [], (409, {
-        "error": f"{t.project.repo} has no remote {remote!r}: a push is fetched only from the configured"
-                 f" remote (service.remote), never from a URL in the payload (the push is for {pushed})",
-        "hint": f"git -C {t.project.repo} remote add {remote} <URL of the GitHub repository>,"
-                " or set service.remote in mlcicd.yaml to an existing remote (`git remote -v`)",
-    })  # fmt: skip
+    return [], (
+        409,
+        {
+            "error": f"{t.project.repo} has no remote {remote!r}: a push is fetched only from the configured"
+            f" remote (service.remote), never from a URL in the payload (the push is for {pushed})",
+            "hint": f"git -C {t.project.repo} remote add {remote} <URL of the GitHub repository>,"
+            " or set service.remote in mlcicd.yaml to an existing remote (`git remote -v`)",
+        },
+    )
 
 
 __all__ = ["WebhookTarget", "handle", "signature", "verify"]

@@ -314,7 +314,9 @@ class InferenceApp:
                 variant, vmetrics = chosen, fleet.metrics[chosen.name]
                 vmetrics.invocations += 1
 
-        scope[IN_HANDLERS] = vmetrics  # should the handlers stall the loop, the watchdog answers 504
+        scope[IN_HANDLERS] = (
+            vmetrics  # should the handlers stall the loop, the watchdog answers 504
+        )
         context = None
         if variant.handlers.wants_context:
             context = InvocationContext(
@@ -333,8 +335,13 @@ class InferenceApp:
             if runtime:
                 await self._model_error(send, exc, variant.name, request_id)
             else:
-                await self._error(send, exc.status, exc.error_type, exc.message,
-                                  variant=fleet.header[variant.name])  # fmt: skip
+                await self._error(
+                    send,
+                    exc.status,
+                    exc.error_type,
+                    exc.message,
+                    variant=fleet.header[variant.name],
+                )
             return
         latency = perf_counter() - started
 
@@ -409,8 +416,16 @@ class InferenceApp:
     ) -> None:
         rid = f" request={request_id}" if request_id else ""
         level = logging.ERROR if exc.status >= 500 else logging.WARNING
-        self.log.log(level, "%s %s -> %d variant=%s%s: %s", scope["method"], scope["path"],
-                     exc.status, variant, rid, exc.message)  # fmt: skip
+        self.log.log(
+            level,
+            "%s %s -> %d variant=%s%s: %s",
+            scope["method"],
+            scope["path"],
+            exc.status,
+            variant,
+            rid,
+            exc.message,
+        )
 
     async def _too_large(
         self, send: Send, size: int, runtime: bool, request_id: str | None, *, close: bool
@@ -425,9 +440,15 @@ class InferenceApp:
             await self._error(send, 413, exc.error_type, exc.message, close=close)
 
     async def _error(
-        self, send: Send, status: int, error_type: str, message: str, *, close: bool = False,
+        self,
+        send: Send,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
+        close: bool = False,
         variant: bytes | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         body = orjson.dumps({"error": error_type, "message": message})
         headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
         if variant is not None:

@@ -106,7 +106,11 @@ class ConnectionBoard:
         ``slot``'s (one whose loop has stalled cannot: it is not waited for)."""
         mine = self.counts[slot]
         for other, n in enumerate(self.counts):
-            if n != ABSENT and n < mine and self.stalled_for(other, time.monotonic()) < BUSY_AFTER_SECONDS:
+            if (
+                n != ABSENT
+                and n < mine
+                and self.stalled_for(other, time.monotonic()) < BUSY_AFTER_SECONDS
+            ):
                 return False
         return True
 

@@ -181,8 +181,11 @@ class CaptureWriter(BackgroundQueue):
         reason = exc.headline if isinstance(exc, MlcicdError) else str(exc)
         log.warning(
             "could not write %s: %s; %d capture record(s) dropped since the last warning",
-            where, reason, self._unreported, exc_info=not expected,
-        )  # fmt: skip
+            where,
+            reason,
+            self._unreported,
+            exc_info=not expected,
+        )
         self._unreported = 0
 
 

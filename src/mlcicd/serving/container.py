@@ -78,7 +78,9 @@ def config_from_env(env: Mapping[str, str]) -> ServingConfig:
 
 def model_dir_from_env(env: Mapping[str, str]) -> Path:
     """Where SageMaker put the model: ``SM_MODEL_DIR``, else ``<base>/model``."""
-    return Path(env.get("SM_MODEL_DIR") or Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR)) / "model")
+    return Path(
+        env.get("SM_MODEL_DIR") or Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR)) / "model"
+    )
 
 
 def fetch_code(env: Mapping[str, str]) -> dict[str, str]:

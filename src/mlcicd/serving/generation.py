@@ -93,10 +93,22 @@ def spawn_worker(
     read_fd, write_fd = os.pipe()
     config = gen.config
     cmd = [
-        config.python or sys.executable, "-m", "mlcicd.serving.worker",
-        "--fd", str(sock_fd), "--spec", str(gen.spec_path), "--status-fd", str(write_fd),
-        "--generation", str(gen.number), "--parent-pid", str(os.getpid()), "--log-hint", log_hint,
-    ]  # fmt: skip
+        config.python or sys.executable,
+        "-m",
+        "mlcicd.serving.worker",
+        "--fd",
+        str(sock_fd),
+        "--spec",
+        str(gen.spec_path),
+        "--status-fd",
+        str(write_fd),
+        "--generation",
+        str(gen.number),
+        "--parent-pid",
+        str(os.getpid()),
+        "--log-hint",
+        log_hint,
+    ]
     fds = [sock_fd, write_fd]
     if board_fd is not None and slot is not None:
         cmd += ["--board-fd", str(board_fd), "--slot", str(slot)]

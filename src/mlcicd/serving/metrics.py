@@ -48,8 +48,15 @@ PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))  # what a summary show
 class VariantMetrics:
     """The counts of one (endpoint config, variant) in one worker."""
 
-    __slots__ = ("errors_4xx", "errors_5xx", "invocations", "model", "model_sum", "overhead",
-                 "overhead_sum")  # fmt: skip
+    __slots__ = (
+        "errors_4xx",
+        "errors_5xx",
+        "invocations",
+        "model",
+        "model_sum",
+        "overhead",
+        "overhead_sum",
+    )
 
     def __init__(self) -> None:
         self.invocations = 0
@@ -243,8 +250,11 @@ def quantile(buckets: Mapping[str, int], q: float) -> float | None:
 
 def summary(counts: Mapping[str, Any]) -> dict[str, Any]:
     """Counts, error rates and p50/p90/p99 (milliseconds) of one summed series."""
-    latencies = {f"{name}{label}": quantile(counts.get(name) or {}, q)
-                 for name in LATENCIES for label, q in PERCENTILES}  # fmt: skip
+    latencies = {
+        f"{name}{label}": quantile(counts.get(name) or {}, q)
+        for name in LATENCIES
+        for label, q in PERCENTILES
+    }
     return variant_summary({name: counts.get(name, 0) for name in COUNTERS}, latencies)
 
 
@@ -361,8 +371,13 @@ def _escape(value: str) -> str:
 
 
 def _empty() -> dict[str, Any]:
-    return {**dict.fromkeys(COUNTERS, 0), "ModelLatency": {}, "ModelLatencySum": 0.0,
-            "OverheadLatency": {}, "OverheadLatencySum": 0.0}  # fmt: skip
+    return {
+        **dict.fromkeys(COUNTERS, 0),
+        "ModelLatency": {},
+        "ModelLatencySum": 0.0,
+        "OverheadLatency": {},
+        "OverheadLatencySum": 0.0,
+    }
 
 
 def _sparse(buckets: list[int]) -> dict[str, int]:

@@ -36,7 +36,9 @@ def verified_model_dir(env: Mapping[str, str], model_dir: Path, scratch: Path) -
     ``scratch`` extracted from the archive of that digest. Raises ArtifactError otherwise."""
     expected = (env.get(MODEL_SHA256_ENV) or "").strip()
     if not expected:
-        print(f"serve: {MODEL_SHA256_ENV} is not set: serving {model_dir} unchecked", file=sys.stderr)
+        print(
+            f"serve: {MODEL_SHA256_ENV} is not set: serving {model_dir} unchecked", file=sys.stderr
+        )
         return model_dir
     if not _SHA256_RE.match(expected):
         raise ArtifactError(

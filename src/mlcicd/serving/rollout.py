@@ -112,8 +112,12 @@ class Rollout:
         for index, share in enumerate(steps):
             if index:
                 self._set_traffic(started, share, old.config.name)
-            log.info("%s gets %g%% of the traffic; waiting %gs", config.name, share,
-                     deployment.wait_seconds)  # fmt: skip
+            log.info(
+                "%s gets %g%% of the traffic; waiting %gs",
+                config.name,
+                share,
+                deployment.wait_seconds,
+            )
             alarm = self._bake(config, baseline, deployment.wait_seconds)
             if supervisor.stopping():
                 return
@@ -124,8 +128,12 @@ class Rollout:
         self._done(None, digest)
         supervisor.status = "InService"
         supervisor.write_status()
-        log.info("InService: %s (generation %d) after a %s update", config.name, started.number,
-                 deployment.strategy)  # fmt: skip
+        log.info(
+            "InService: %s (generation %d) after a %s update",
+            config.name,
+            started.number,
+            deployment.strategy,
+        )
 
     def _set_traffic(self, gen: Generation, percent: float, blue_name: str) -> None:
         atomic_write_json(
@@ -172,17 +180,29 @@ class Rollout:
         rate = errors / invocations
         p99 = metrics.quantile(counts["ModelLatency"], 0.99)
         p99_ms = None if p99 is None else round(p99 / 1000, 3)
-        figures = {"invocations": invocations, "5xx_errors": errors, "5xx_rate": round(rate, 4),
-                   "p99_model_latency_ms": p99_ms}  # fmt: skip
+        figures = {
+            "invocations": invocations,
+            "5xx_errors": errors,
+            "5xx_rate": round(rate, 4),
+            "p99_model_latency_ms": p99_ms,
+        }
         if deployment.max_5xx_rate is not None and rate > deployment.max_5xx_rate:
-            return {"alarm": "max_5xx_rate", "threshold": deployment.max_5xx_rate, **figures,
-                    "message": f"5XX rate {rate:.2%} ({errors} of {invocations} invocations) "
-                               f"> max_5xx_rate {deployment.max_5xx_rate:g}"}  # fmt: skip
+            return {
+                "alarm": "max_5xx_rate",
+                "threshold": deployment.max_5xx_rate,
+                **figures,
+                "message": f"5XX rate {rate:.2%} ({errors} of {invocations} invocations) "
+                f"> max_5xx_rate {deployment.max_5xx_rate:g}",
+            }
         limit = deployment.max_p99_latency_ms
         if limit is not None and p99_ms is not None and p99_ms > limit:
-            return {"alarm": "max_p99_latency_ms", "threshold": limit, **figures,
-                    "message": f"p99 ModelLatency {p99_ms:g} ms (over {invocations} invocations) "
-                               f"> max_p99_latency_ms {limit:g}"}  # fmt: skip
+            return {
+                "alarm": "max_p99_latency_ms",
+                "threshold": limit,
+                **figures,
+                "message": f"p99 ModelLatency {p99_ms:g} ms (over {invocations} invocations) "
+                f"> max_p99_latency_ms {limit:g}",
+            }
         return None
 
     def _roll_back(
@@ -201,8 +221,12 @@ class Rollout:
         }
         back = self.supervisor.start_generation(old.config, old.digest)
         if isinstance(back, str):  # the mixed generation keeps serving, all of it to the old model
-            log.error("could not restart %s alone (%s); it keeps serving beside %s",
-                      old.config.name, back, mixed.config.name)  # fmt: skip
+            log.error(
+                "could not restart %s alone (%s); it keeps serving beside %s",
+                old.config.name,
+                back,
+                mixed.config.name,
+            )
         else:
             self.supervisor.promote(back)
             self.traffic = None

@@ -320,9 +320,13 @@ class Supervisor:
         slot = board.claim() if board is not None else None
         try:
             worker = spawn_worker(
-                gen, self.sock.fileno(), cwd=self.state_dir / RUN_DIR, log_hint=self.log_hint,
-                board_fd=board.fd if board is not None else None, slot=slot,
-            )  # fmt: skip
+                gen,
+                self.sock.fileno(),
+                cwd=self.state_dir / RUN_DIR,
+                log_hint=self.log_hint,
+                board_fd=board.fd if board is not None else None,
+                slot=slot,
+            )
         except BaseException:
             if board is not None:
                 board.release(slot)
@@ -389,8 +393,12 @@ class Supervisor:
                 gen.restarts_due.append(now + delay)
                 log.warning(
                     "generation %d: worker %d died (%s)%s; replacing it in %.1fs",
-                    gen.number, worker.pid, exit_text(code), f": {worker.error}" if worker.error else "", delay,
-                )  # fmt: skip
+                    gen.number,
+                    worker.pid,
+                    exit_text(code),
+                    f": {worker.error}" if worker.error else "",
+                    delay,
+                )
                 self.write_status()
             if gen is not self.current and not any(
                 w.generation is gen for w in self.workers.values()
@@ -435,7 +443,9 @@ class Supervisor:
             f"its event loop stalled for {stalled:.0f}s (deploy.model_timeout is {timeout:g}s) "
             "and it did not exit; killed"
         )
-        log.error("generation %d: worker %d: %s", worker.generation.number, worker.pid, worker.error)
+        log.error(
+            "generation %d: worker %d: %s", worker.generation.number, worker.pid, worker.error
+        )
         worker.proc.kill()
 
     def _retire(self, gen: Generation, *, wait: bool) -> None:

@@ -136,7 +136,9 @@ class Watchdog:
             log.error(
                 "%s; answered %d timed out and %d not started, closed %d idle connection(s); "
                 "restarting. The handler is stuck at:\n%s",
-                reason, *counts, where.rstrip(),
+                reason,
+                *counts,
+                where.rstrip(),
             )
             if self.metrics is not None:
                 self.metrics.flush(force=True)

@@ -170,14 +170,18 @@ def build_app(
         if target is None:
             target = str((state_dir or Path.cwd()) / CAPTURE_DIR)
         recorder = CaptureWriter(
-            CaptureSpec(destination=target), endpoint, worker_id,
+            CaptureSpec(destination=target),
+            endpoint,
+            worker_id,
             lambda: metrics.count("CaptureDropped"),
-        )  # fmt: skip
+        )
         metrics.counters.setdefault("ShadowDropped", 0)
         shadow = ShadowRunner(
-            load_variant(config.shadow), metrics.variant(config.name, config.shadow.name),
-            recorder, lambda: metrics.count("ShadowDropped"),
-        )  # fmt: skip
+            load_variant(config.shadow),
+            metrics.variant(config.name, config.shadow.name),
+            recorder,
+            lambda: metrics.count("ShadowDropped"),
+        )
     return InferenceApp(
         loaded,
         endpoint_name=config.endpoint_name,
@@ -282,7 +286,10 @@ class WorkerServer(uvicorn.Server):
         config = self.config
         protocol_class: Any = config.http_protocol_class  # uvicorn builds it the same way
         protocol = functools.partial(
-            protocol_class, config=config, server_state=self.server_state, app_state=self.lifespan.state
+            protocol_class,
+            config=config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
         )
         board = self.board if self.balance else None
         self.acceptor = BalancedAcceptor(self.listen, protocol, board=board, slot=self.slot)
@@ -291,9 +298,13 @@ class WorkerServer(uvicorn.Server):
         self.heartbeat.start()
         if self.model_timeout is not None:
             self.stall_watchdog = Watchdog(
-                self.heartbeat, self.server_state.connections, self.model_timeout,
-                log_hint=self.app.log_hint, metrics=self.app.metrics, on_stall=self.on_stall,
-            )  # fmt: skip
+                self.heartbeat,
+                self.server_state.connections,
+                self.model_timeout,
+                log_hint=self.app.log_hint,
+                metrics=self.app.metrics,
+                on_stall=self.on_stall,
+            )
             self.stall_watchdog.start()
         if self.parent_pid:
             self._watchdog = asyncio.create_task(self._watch_parent())
@@ -387,10 +398,19 @@ def serve(
         timeout_graceful_shutdown=max(1, int(drain_timeout)),
     )
     server = WorkerServer(
-        config, app, sock, on_ready=on_ready, on_draining=on_draining, parent_pid=parent_pid,
-        control=control, board=board, slot=slot, balance=balance, model_timeout=model_timeout,
+        config,
+        app,
+        sock,
+        on_ready=on_ready,
+        on_draining=on_draining,
+        parent_pid=parent_pid,
+        control=control,
+        board=board,
+        slot=slot,
+        balance=balance,
+        model_timeout=model_timeout,
         on_stall=on_stall,
-    )  # fmt: skip
+    )
     # uvicorn re-raises the signal it caught once it has shut down; make that a no-op so a
     # drained worker exits 0 instead of dying of SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -35,31 +35,51 @@ class ApproveStage:
             return self._request(ctx)
         ref = f"{approval.model_group}/{approval.model_version}"
         why = f"{approval.decided_by}" + (f": {approval.comment}" if approval.comment else "")
-        outputs = {"model": ref, "decision": approval.status, "by": approval.decided_by, "comment": approval.comment}
+        outputs = {
+            "model": ref,
+            "decision": approval.status,
+            "by": approval.decided_by,
+            "comment": approval.comment,
+        }
         if approval.status == "Approved":
-            state.set_model_package_status(approval.model_group, approval.model_version, "Approved",
-                                           reason=f"approved by {why}")  # fmt: skip
+            state.set_model_package_status(
+                approval.model_group,
+                approval.model_version,
+                "Approved",
+                reason=f"approved by {why}",
+            )
             ctx.log(f"model {ref} approved by {why}")
             return StageResult("Succeeded", f"model {ref} approved by {why}", outputs)
-        state.set_model_package_status(approval.model_group, approval.model_version, "Rejected",
-                                       reason=f"rejected by {why}")  # fmt: skip
+        state.set_model_package_status(
+            approval.model_group, approval.model_version, "Rejected", reason=f"rejected by {why}"
+        )
         ctx.log(f"model {ref} rejected by {why}")
-        raise StageError(f"model {ref} was rejected by {why}", stage=self.name,
-                         hint="the endpoint keeps serving its current model")  # fmt: skip
+        raise StageError(
+            f"model {ref} was rejected by {why}",
+            stage=self.name,
+            hint="the endpoint keeps serving its current model",
+        )
 
     def _request(self, ctx: RunContext) -> StageResult:
         state, train = ctx.project.state, ctx.outputs["train"]
         existing = state.find_model_package(ctx.config.pipeline, train["model_sha256"])
         if existing is not None and existing.status == "Approved":
             ctx.log(f"model {existing.arn} was approved before (same sha256)")
-            return StageResult("Succeeded", f"model {existing.arn} approved before", {"model": existing.arn})
-        package = register_model(ctx, status="PendingManualApproval", reason="waiting for a manual approval")
+            return StageResult(
+                "Succeeded", f"model {existing.arn} approved before", {"model": existing.arn}
+            )
+        package = register_model(
+            ctx, status="PendingManualApproval", reason="waiting for a manual approval"
+        )
         production = champion(ctx.project, ctx.config.endpoint_name)
         summary: dict[str, Any] = {
-            "model": package.arn, "metrics": package.metrics,
-            "production": {"model": production.arn, "metrics": production.metrics} if production else None,
+            "model": package.arn,
+            "metrics": package.metrics,
+            "production": {"model": production.arn, "metrics": production.metrics}
+            if production
+            else None,
             "challenger": ctx.outputs.get("gate", {}).get("challenger"),
-        }  # fmt: skip
+        }
         timeout = ctx.config.approve.timeout
         superseded = state.request_approval(
             ctx.run.id, package.group_name, package.version, timeout=timeout, summary=summary
@@ -67,19 +87,27 @@ class ApproveStage:
         for run_id in superseded:
             old = state.get_approval(run_id)
             if old is not None and old.model_version != package.version:
-                state.set_model_package_status(old.model_group, old.model_version, "Rejected",
-                                               reason=f"superseded by run {ctx.run.id}")  # fmt: skip
+                state.set_model_package_status(
+                    old.model_group,
+                    old.model_version,
+                    "Rejected",
+                    reason=f"superseded by run {ctx.run.id}",
+                )
         ctx.log(f"model {package.arn}: {_metrics(package.metrics)}")
         if production:
             ctx.log(f"production {production.arn}: {_metrics(production.metrics)}")
             for key in sorted(set(package.metrics) & set(production.metrics)):
                 delta = package.metrics[key] - production.metrics[key]
-                ctx.log(f"  {key}: {package.metrics[key]:g} vs {production.metrics[key]:g} ({delta:+g})")
+                ctx.log(
+                    f"  {key}: {package.metrics[key]:g} vs {production.metrics[key]:g} ({delta:+g})"
+                )
         else:
             ctx.log("production: no model serves the endpoint yet")
         if superseded:
             ctx.log(f"superseded the runs waiting before: {', '.join(map(str, superseded))}")
-        ctx.log(f"waiting for approval: `mlcicd approve {ctx.run.id}` or `mlcicd reject {ctx.run.id}`"
-                + (f" (rejected after {timeout:g}s)" if timeout else ""))  # fmt: skip
+        ctx.log(
+            f"waiting for approval: `mlcicd approve {ctx.run.id}` or `mlcicd reject {ctx.run.id}`"
+            + (f" (rejected after {timeout:g}s)" if timeout else "")
+        )
         vs = f" vs production {production.arn} {_metrics(production.metrics)}" if production else ""
         return StageResult(WAITING, f"model {package.arn} {_metrics(package.metrics)}{vs}", summary)

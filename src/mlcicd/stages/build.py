@@ -65,12 +65,16 @@ class BuildStage:
         if previous and not ctx.options.force and env.cached:
             ctx.log(f"build {digest[:12]} already passed its tests in an earlier run")
             outputs.update(self._image(ctx, source_dir))
-            return StageResult("Cached", f"build {digest[:12]}", {**outputs, "tests": previous.get("tests")})
+            return StageResult(
+                "Cached", f"build {digest[:12]}", {**outputs, "tests": previous.get("tests")}
+            )
         tests = "none configured"
         if build.test:
             tests = self._test(ctx, build.test, source_dir, env.env_vars(), build.timeout)
         outputs.update(self._image(ctx, source_dir))
-        return StageResult("Succeeded", f"build {digest[:12]}, tests {tests}", {**outputs, "tests": tests})
+        return StageResult(
+            "Succeeded", f"build {digest[:12]}, tests {tests}", {**outputs, "tests": tests}
+        )
 
     def _image(self, ctx: RunContext, source_dir: Path) -> dict[str, str]:
         """The commit's image (``build.image``, or a ``container`` backend): built with podman
@@ -82,19 +86,31 @@ class BuildStage:
 
         source = ctx.outputs["source"]
         built = build_image(
-            source_dir, tag=image_tag(ctx.config.pipeline, source["commit"]), tree=source["tree"],
-            commit=source["commit"], base=choose_base(None, settings.base), dockerfile=settings.dockerfile,
-            force=ctx.options.force, log=ctx.log, timeout=ctx.config.build.timeout,
-        )  # fmt: skip
+            source_dir,
+            tag=image_tag(ctx.config.pipeline, source["commit"]),
+            tree=source["tree"],
+            commit=source["commit"],
+            base=choose_base(None, settings.base),
+            dockerfile=settings.dockerfile,
+            force=ctx.options.force,
+            log=ctx.log,
+            timeout=ctx.config.build.timeout,
+        )
         ctx.log(f"image {built.tag} {built.image_id} {'built' if built.built else 'reused'}")
         return {"image": built.tag, "image_id": built.image_id}
 
-    def _test(self, ctx: RunContext, command: str, cwd: Path, env: dict[str, str], timeout: int) -> str:
+    def _test(
+        self, ctx: RunContext, command: str, cwd: Path, env: dict[str, str], timeout: int
+    ) -> str:
         ctx.log(f"$ {command}")
         try:
-            outcome = run_streaming(shlex.split(command), cwd=cwd, env=env, on_line=ctx.log, max_runtime_seconds=timeout)
+            outcome = run_streaming(
+                shlex.split(command), cwd=cwd, env=env, on_line=ctx.log, max_runtime_seconds=timeout
+            )
         except OSError as exc:
-            raise BuildError(f"cannot run the test command `{command}`: {exc}", hint="check build.test") from exc
+            raise BuildError(
+                f"cannot run the test command `{command}`: {exc}", hint="check build.test"
+            ) from exc
         if outcome.timed_out:
             raise BuildError(f"the tests (`{command}`) ran longer than build.timeout ({timeout}s)")
         last = next((line for line in reversed(outcome.tail) if line.strip()), "")

@@ -46,9 +46,15 @@ def model_archive(project: Project, uri: str, sha256: str) -> Path:
     return path
 
 
-def judge(cfg: ChallengerConfig, challenger: float, champion_value: float) -> tuple[bool, float, float]:
+def judge(
+    cfg: ChallengerConfig, challenger: float, champion_value: float
+) -> tuple[bool, float, float]:
     """(passes, improvement, relative improvement); improvement > 0 is better whatever the metric."""
-    change = challenger - champion_value if GREATER_IS_BETTER[cfg.metric] else champion_value - challenger
+    change = (
+        challenger - champion_value
+        if GREATER_IS_BETTER[cfg.metric]
+        else champion_value - challenger
+    )
     relative = math.inf if change > 0 else 0.0  # against a champion scoring zero
     if champion_value:
         relative = change / abs(champion_value)
@@ -63,7 +69,9 @@ def compare(ctx: RunContext, cfg: ChallengerConfig) -> tuple[list[str], dict[str
     project, train = ctx.project, ctx.outputs["train"]
     current = champion(project, ctx.config.endpoint_name)
     if current is None:
-        ctx.log(f"challenger: no model serves {ctx.config.endpoint_name} yet; nothing to compare with")
+        ctx.log(
+            f"challenger: no model serves {ctx.config.endpoint_name} yet; nothing to compare with"
+        )
         return [], {"champion": None}
     if current.model_sha256 == train["model_sha256"]:
         ctx.log(f"challenger: the candidate is the champion ({current.arn}) itself")
@@ -71,7 +79,10 @@ def compare(ctx: RunContext, cfg: ChallengerConfig) -> tuple[list[str], dict[str
     source_dir = Path(ctx.outputs["source"]["source_dir"])
     data = source_dir / cfg.data
     if not data.is_file():
-        raise GateError(f"gate.challenger.data: {cfg.data} is not in the commit", hint="commit the held-out data")
+        raise GateError(
+            f"gate.challenger.data: {cfg.data} is not in the commit",
+            hint="commit the held-out data",
+        )
     scratch = project.state_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="challenger-") as tmp:
@@ -84,9 +95,12 @@ def compare(ctx: RunContext, cfg: ChallengerConfig) -> tuple[list[str], dict[str
             safe_extract(model_archive(project, uri, sha), Path(tmp, name), expected_sha256=sha)
         spec = {
             "code_dir": str(source_dir / ctx.config.deploy.source_dir),
-            "entry_point": ctx.config.deploy.entry_point, "data": str(data), "label": cfg.label,
-            "prediction_key": cfg.prediction_key, "models": models,
-        }  # fmt: skip
+            "entry_point": ctx.config.deploy.entry_point,
+            "data": str(data),
+            "label": cfg.label,
+            "prediction_key": cfg.prediction_key,
+            "models": models,
+        }
         Path(tmp, "spec.json").write_text(json.dumps(spec))
         scores = _run_evaluation(ctx, Path(tmp), Path(tmp, "spec.json"))
     ours, theirs = scores["challenger"][cfg.metric], scores["champion"][cfg.metric]
@@ -97,9 +111,16 @@ def compare(ctx: RunContext, cfg: ChallengerConfig) -> tuple[list[str], dict[str
     )
     ctx.log(shown)
     result = {
-        "metric": cfg.metric, "challenger": ours, "champion": theirs, "champion_model": current.arn,
-        "change": change, "relative_change": relative, "passed": ok, "summary": shown, "scores": scores,
-    }  # fmt: skip
+        "metric": cfg.metric,
+        "challenger": ours,
+        "champion": theirs,
+        "champion_model": current.arn,
+        "change": change,
+        "relative_change": relative,
+        "passed": ok,
+        "summary": shown,
+        "scores": scores,
+    }
     if ok:
         return [], result
     needed = f"at least {cfg.min_absolute_change:+g}"
@@ -119,9 +140,12 @@ def _run_evaluation(ctx: RunContext, cwd: Path, spec: Path) -> dict[str, dict[st
             ctx.log(line)
 
     outcome = run_streaming(
-        [build["python"], "-m", "mlcicd.evaluation", str(spec)], cwd=cwd, env=env, on_line=on_line,
+        [build["python"], "-m", "mlcicd.evaluation", str(spec)],
+        cwd=cwd,
+        env=env,
+        on_line=on_line,
         max_runtime_seconds=ctx.config.build.timeout,
-    )  # fmt: skip
+    )
     last = next((line for line in reversed(lines) if line.startswith("{")), "{}")
     try:
         answer = json.loads(last)
@@ -129,6 +153,8 @@ def _run_evaluation(ctx: RunContext, cwd: Path, spec: Path) -> dict[str, dict[st
         answer = {}
     if outcome.exit_code != 0 or "scores" not in answer:
         reason = answer.get("error") or (lines[-1] if lines else f"exit {outcome.exit_code}")
-        raise GateError(f"the champion/challenger evaluation failed: {reason}", hint="see the gate log")
+        raise GateError(
+            f"the champion/challenger evaluation failed: {reason}", hint="see the gate log"
+        )
     scores: dict[str, dict[str, float]] = answer["scores"]
     return scores

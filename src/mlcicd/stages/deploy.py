@@ -76,10 +76,15 @@ class DeployStage:
                 package = project.state.get_model_package(registered["group"], int(model))
                 uri, sha = package.model_uri, package.model_sha256
             return ProductionVariant(
-                name=name, model_data=self._model_file(ctx, uri, sha), model_sha256=sha,
-                code_dir=code_dir, entry_point=cfg.entry_point, python=python,
-                environment=cfg.environment, weight=weight,
-            )  # fmt: skip
+                name=name,
+                model_data=self._model_file(ctx, uri, sha),
+                model_sha256=sha,
+                code_dir=code_dir,
+                entry_point=cfg.entry_point,
+                python=python,
+                environment=cfg.environment,
+                weight=weight,
+            )
 
         variants = tuple(production_variant(v.name, v.model, v.weight) for v in cfg.variants) or (
             production_variant("AllTraffic", "latest", 1.0),
@@ -87,12 +92,19 @@ class DeployStage:
         variant = variants[0]
         shadow = production_variant(cfg.shadow.name, cfg.shadow.model, 1.0) if cfg.shadow else None
         policy = self._policy(cfg)
-        capture = data_capture(cfg, self._capture_destination(ctx)) if cfg.data_capture.enabled else None
+        capture = (
+            data_capture(cfg, self._capture_destination(ctx)) if cfg.data_capture.enabled else None
+        )
         settings = {
-            "model": registered["model_sha256"], "code": ctx.outputs["source"]["tree"],
-            "entry_point": cfg.entry_point, "python": str(variant.python), "workers": cfg.workers,
-            "port": cfg.port, "environment": cfg.environment, "max_payload_mb": cfg.max_payload_mb,
-        }  # fmt: skip
+            "model": registered["model_sha256"],
+            "code": ctx.outputs["source"]["tree"],
+            "entry_point": cfg.entry_point,
+            "python": str(variant.python),
+            "workers": cfg.workers,
+            "port": cfg.port,
+            "environment": cfg.environment,
+            "max_payload_mb": cfg.max_payload_mb,
+        }
         if cfg.model_timeout != DEFAULT_MODEL_TIMEOUT:  # the default stays out: names stay valid
             settings["model_timeout"] = cfg.model_timeout
         if cfg.variants or cfg.shadow:  # kept out otherwise: existing config names stay valid
@@ -109,8 +121,11 @@ class DeployStage:
         if cfg.backend == "container":  # another image is another config
             settings["image"] = ctx.outputs["build"].get("image_id")
         elif cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
-            settings.update(image=ctx.config.train.image, instance_type=cfg.instance_type,
-                            instance_count=cfg.instance_count)  # fmt: skip
+            settings.update(
+                image=ctx.config.train.image,
+                instance_type=cfg.instance_type,
+                instance_count=cfg.instance_count,
+            )
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
         config_name = versioned_endpoint_config_name(endpoint_name, registered["version"], digest)
@@ -129,10 +144,16 @@ class DeployStage:
         ):
             ctx.log(f"{endpoint_name} already serves {config_name} {_location(current)}")
             return StageResult(
-                "Cached", f"{endpoint_name} already serves model {model_ref}",
-                {"endpoint": endpoint_name, "url": current.url, "config_name": config_name, "changed": False,
-                 **_sagemaker_outputs(current)},
-            )  # fmt: skip
+                "Cached",
+                f"{endpoint_name} already serves model {model_ref}",
+                {
+                    "endpoint": endpoint_name,
+                    "url": current.url,
+                    "config_name": config_name,
+                    "changed": False,
+                    **_sagemaker_outputs(current),
+                },
+            )
 
         action = "updating" if current and current.status != "Failed" else "creating"
         ctx.log(f"{action} {endpoint_name} with {config_name} (model {model_ref})")
@@ -153,21 +174,33 @@ class DeployStage:
         )
         project.state.record_endpoint_config(
             EndpointConfigRecord(
-                name=config_name, endpoint_name=endpoint_name, model_group=registered["group"],
-                model_version=registered["version"], model_sha256=registered["model_sha256"],
-                run_id=ctx.run.id, reason="deploy", spec=settings, created_at=time.time(),
+                name=config_name,
+                endpoint_name=endpoint_name,
+                model_group=registered["group"],
+                model_version=registered["version"],
+                model_sha256=registered["model_sha256"],
+                run_id=ctx.run.id,
+                reason="deploy",
+                spec=settings,
+                created_at=time.time(),
             )
-        )  # fmt: skip
+        )
         try:
             described = backend.deploy(endpoint_config)
         finally:
             self._record(ctx, backend, endpoint_name)
         ctx.log(f"{endpoint_name} is {described.status} {_location(described)}")
         return StageResult(
-            "Succeeded", f"{endpoint_name} {described.status} {_location(described, brief=True)}",
-            {"endpoint": endpoint_name, "url": described.url, "config_name": config_name, "changed": True,
-             **_sagemaker_outputs(described)},
-        )  # fmt: skip
+            "Succeeded",
+            f"{endpoint_name} {described.status} {_location(described, brief=True)}",
+            {
+                "endpoint": endpoint_name,
+                "url": described.url,
+                "config_name": config_name,
+                "changed": True,
+                **_sagemaker_outputs(described),
+            },
+        )
 
     @staticmethod
     def _model_file(ctx: RunContext, uri: str, sha256: str) -> Path:
@@ -207,15 +240,21 @@ class DeployStage:
         now = time.time()
         state.upsert_endpoint(
             EndpointRecord(
-                name=name, backend=backend.TYPE, status=described.status, url=described.url,
-                port=described.port, pid=described.pid, config_name=described.config_name,
+                name=name,
+                backend=backend.TYPE,
+                status=described.status,
+                url=described.url,
+                port=described.port,
+                pid=described.pid,
+                config_name=described.config_name,
                 model_group=config.model_group if config else None,
                 model_version=config.model_version if config else None,
                 model_sha256=described.model_sha256,
                 failure_reason=described.failure_reason or described.last_update_failure,
-                created_at=previous.created_at if previous else now, updated_at=now,
+                created_at=previous.created_at if previous else now,
+                updated_at=now,
             )
-        )  # fmt: skip
+        )
 
 
 def _location(described: EndpointDescription, *, brief: bool = False) -> str:

@@ -66,5 +66,9 @@ class GateStage:
         checks = ", ".join(str(t) for t in ctx.config.gate.thresholds) or "no thresholds configured"
         if challenger.get("summary"):
             checks += f"; {challenger['summary']}"
-        outputs = {"passed": True, "metrics": metrics, **({"challenger": challenger} if challenger else {})}
+        outputs = {
+            "passed": True,
+            "metrics": metrics,
+            **({"challenger": challenger} if challenger else {}),
+        }
         return StageResult("Succeeded", f"passed: {checks}", outputs)

@@ -34,7 +34,9 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
         commit_sha=source["commit"],
         run_id=ctx.run.id,
         lineage={
-            "commit": {k: source[k] for k in ("commit", "branch", "author", "message", "tree", "dirty")},
+            "commit": {
+                k: source[k] for k in ("commit", "branch", "author", "message", "tree", "dirty")
+            },
             "build": {"digest": build["digest"], "environment": build["environment"]},
             "training_job": {
                 "name": train["job"],
@@ -58,13 +60,20 @@ class RegisterStage:
         package = register_model(ctx, status="Approved")
         cached = existing is not None and existing.version == package.version
         ctx.log(f"model package {package.arn} ({package.status}) sha256 {sha[:12]}")
-        outputs = {"group": package.group_name, "version": package.version, "model_sha256": sha,
-                   "model_uri": package.model_uri}  # fmt: skip
+        outputs = {
+            "group": package.group_name,
+            "version": package.version,
+            "model_sha256": sha,
+            "model_uri": package.model_uri,
+        }
         # Imported here: numpy loads when a model is registered, not with every command.
         from mlcicd.monitor.baseline import ensure_baseline
 
         source_dir = Path(ctx.outputs["source"]["source_dir"])
         baseline = ensure_baseline(ctx.project, ctx.config, package, source_dir, ctx.log)
         if baseline is not None:
-            outputs["baseline"] = {"statistics": baseline.statistics_uri, "constraints": baseline.constraints_uri}
+            outputs["baseline"] = {
+                "statistics": baseline.statistics_uri,
+                "constraints": baseline.constraints_uri,
+            }
         return StageResult("Cached" if cached else "Succeeded", f"model {package.arn}", outputs)

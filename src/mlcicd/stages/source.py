@@ -24,7 +24,9 @@ class SourceStage:
         ref = ctx.options.ref or branch
         if ctx.options.ref is None and git.current_branch(repo) not in (branch, None):
             # HEAD of the configured branch is what runs, whatever is checked out.
-            ctx.log(f"note: {branch!r} is built, not the checked-out branch {git.current_branch(repo)!r}")
+            ctx.log(
+                f"note: {branch!r} is built, not the checked-out branch {git.current_branch(repo)!r}"
+            )
         dirty = git.dirty_paths(repo, rel)
         if dirty and not ctx.options.allow_dirty:
             shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
@@ -36,15 +38,23 @@ class SourceStage:
         if dirty:
             ctx.log(f"--allow-dirty: {len(dirty)} uncommitted file(s) are NOT part of this run")
         project.state.update_run_source(
-            ctx.run.id, commit_sha=commit.sha, branch=branch, author=commit.author,
-            message=commit.message, dirty=bool(dirty),
-        )  # fmt: skip
-        ctx.log(f"commit {commit.sha[:12]} on {branch} by {commit.author}: {commit.message.splitlines()[0] if commit.message else ''}")
+            ctx.run.id,
+            commit_sha=commit.sha,
+            branch=branch,
+            author=commit.author,
+            message=commit.message,
+            dirty=bool(dirty),
+        )
+        ctx.log(
+            f"commit {commit.sha[:12]} on {branch} by {commit.author}: {commit.message.splitlines()[0] if commit.message else ''}"
+        )
         source_dir = project.state_dir / "sources" / commit.tree
         cached = source_dir.is_dir()
         if not cached:
             git.export_tree(repo, commit.sha, rel, source_dir)
-        ctx.log(f"tree {commit.tree[:12]} {'already exported' if cached else 'exported'} to {source_dir}")
+        ctx.log(
+            f"tree {commit.tree[:12]} {'already exported' if cached else 'exported'} to {source_dir}"
+        )
         _check_files(ctx.config, source_dir, commit.sha)
         subject = commit.message.splitlines()[0] if commit.message else ""
         return StageResult(
@@ -70,7 +80,11 @@ def _check_files(config: Config, source_dir: Path, sha: str) -> None:
         "deploy.entry_point": f"{config.deploy.source_dir}/{config.deploy.entry_point}",
     }
     needed.update(
-        {f"train.channels.{name}": path for name, path in config.train.channels.items() if not Path(path).is_absolute()}
+        {
+            f"train.channels.{name}": path
+            for name, path in config.train.channels.items()
+            if not Path(path).is_absolute()
+        }
     )
     for key, rel in needed.items():
         if not (source_dir / rel).exists():

@@ -25,7 +25,11 @@ from mlcicd.training import Channel, MetricDefinition, TrainingBackend, Training
 
 
 def training_backend(
-    config: TrainConfig, project: Project, on_log: Callable[[str], None] | None = None, *, image: str | None = None
+    config: TrainConfig,
+    project: Project,
+    on_log: Callable[[str], None] | None = None,
+    *,
+    image: str | None = None,
 ) -> TrainingBackend:
     """The backend ``train.backend`` names; ``image`` is the build stage's (``container``)."""
     if config.backend == "local":
@@ -35,7 +39,9 @@ def training_backend(
     if config.backend == "sagemaker":
         from mlcicd.training.sagemaker import SageMakerTrainingBackend
 
-        backend = SageMakerTrainingBackend.from_config(project.config, project.store, project.state_dir / "jobs")
+        backend = SageMakerTrainingBackend.from_config(
+            project.config, project.store, project.state_dir / "jobs"
+        )
         # Once per run, before any upload, SageMaker call or job record: an image never pushed
         # would otherwise fail the job only minutes in.
         found = backend.check_image()
@@ -48,8 +54,9 @@ def training_backend(
         if not (config.image or image):
             raise ConfigError(
                 "train.backend: container needs an image, and none was built",
-                key="train.image", hint="set build.image: true (or train.image: TAG)",
-            )  # fmt: skip
+                key="train.image",
+                hint="set build.image: true (or train.image: TAG)",
+            )
         return PodmanTrainingBackend(project.state_dir / "jobs", config.image or str(image))
     raise ConfigError(
         f"training backend {config.backend!r} is not available in this version",
@@ -83,7 +90,9 @@ def _hash_path(path: Path) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     digest = hashlib.sha256()
     for file in files:
-        digest.update(f"{file.relative_to(path) if file != path else file.name}\0{sha256_file(file)}\0".encode())
+        digest.update(
+            f"{file.relative_to(path) if file != path else file.name}\0{sha256_file(file)}\0".encode()
+        )
     return digest.hexdigest()
 
 
@@ -102,18 +111,37 @@ class TrainStage:
         channels = self._channels(cfg, source_dir)
         data = data_digest(project, source["commit"], source_dir, cfg.channels)
         settings = {
-            k: v for k, v in ctx.config.to_dict()["train"].items()
-            if k not in ("backend", "instance_type", "instance_count", "use_spot", "max_wait", "role", "output_path")
-        }  # fmt: skip
+            k: v
+            for k, v in ctx.config.to_dict()["train"].items()
+            if k
+            not in (
+                "backend",
+                "instance_type",
+                "instance_count",
+                "use_spot",
+                "max_wait",
+                "role",
+                "output_path",
+            )
+        }
         if cfg.backend == "container":  # a job in another image is another job
             settings["image_id"] = ctx.outputs["build"].get("image_id")
         cache_key = hashlib.sha256(
-            json.dumps({"build": build_digest, "data": data, "train": settings}, sort_keys=True, default=str).encode()
+            json.dumps(
+                {"build": build_digest, "data": data, "train": settings},
+                sort_keys=True,
+                default=str,
+            ).encode()
         ).hexdigest()
 
         if not ctx.options.force:
             previous = project.state.find_completed_training_job(cache_key)
-            if previous and previous.model_uri and previous.model_sha256 and self._artifact_ok(ctx, previous):
+            if (
+                previous
+                and previous.model_uri
+                and previous.model_sha256
+                and self._artifact_ok(ctx, previous)
+            ):
                 ctx.log(f"training job {previous.name} already trained this build on this data")
                 return StageResult("Cached", f"job {previous.name}", self._outputs(previous, data))
 
@@ -126,40 +154,64 @@ class TrainStage:
             python=Path(ctx.outputs["build"]["python"]),
             hyperparameters=cfg.hyperparameters,
             channels=channels,
-            metric_definitions=tuple(MetricDefinition(d.name, d.regex) for d in cfg.metric_definitions),
+            metric_definitions=tuple(
+                MetricDefinition(d.name, d.regex) for d in cfg.metric_definitions
+            ),
             max_runtime_seconds=cfg.max_runtime,
             environment=cfg.environment,
         )
         ctx.log(f"starting training job {name} ({backend.TYPE})")
         sm_log = project.path("logs", "aws", "sagemaker", "TrainingJobs", f"{name}.log")
         record = TrainingJobRecord(
-            name=name, run_id=ctx.run.id, cache_key=cache_key, status="InProgress", secondary_status="Starting",
-            failure_reason=None, build_digest=build_digest, data_digest=data,
-            hyperparameters=dict(cfg.hyperparameters), metrics={}, model_uri=None, model_sha256=None,
-            log_path=str(sm_log), started_at=time.time(), ended_at=None,
-        )  # fmt: skip
+            name=name,
+            run_id=ctx.run.id,
+            cache_key=cache_key,
+            status="InProgress",
+            secondary_status="Starting",
+            failure_reason=None,
+            build_digest=build_digest,
+            data_digest=data,
+            hyperparameters=dict(cfg.hyperparameters),
+            metrics={},
+            model_uri=None,
+            model_sha256=None,
+            log_path=str(sm_log),
+            started_at=time.time(),
+            ended_at=None,
+        )
         project.state.record_training_job(record)
         try:
             result = backend.run(spec, on_log=ctx.log)
             self._copy_log(result.log_path, sm_log)
             if result.status == "Completed" and result.model_artifact is not None:
                 key = f"{ctx.config.pipeline}/{name}/output/model.tar.gz"
-                ref = project.store.put_file(result.model_artifact, ctx.config.store.models_bucket, key)
+                ref = project.store.put_file(
+                    result.model_artifact, ctx.config.store.models_bucket, key
+                )
                 if result.model_sha256 and ref.sha256 != result.model_sha256:
-                    raise ArtifactError(f"the model artifact changed while it was stored at {ref.uri}")
+                    raise ArtifactError(
+                        f"the model artifact changed while it was stored at {ref.uri}"
+                    )
                 record.model_uri, record.model_sha256 = ref.uri, ref.sha256
         except BaseException as exc:  # the job's record never stays InProgress
             stopped = isinstance(exc, KeyboardInterrupt)
-            record.status, record.secondary_status = ("Stopped", "Interrupted") if stopped else ("Failed", "Failed")
+            record.status, record.secondary_status = (
+                ("Stopped", "Interrupted") if stopped else ("Failed", "Failed")
+            )
             record.failure_reason = (
-                "interrupted by the user (Ctrl-C)" if stopped
+                "interrupted by the user (Ctrl-C)"
+                if stopped
                 else getattr(exc, "headline", None) or f"{type(exc).__name__}: {exc}"
-            )  # fmt: skip
+            )
             record.ended_at = time.time()
             project.state.record_training_job(record)
             raise
         record.status, record.secondary_status = result.status, result.secondary_status
-        record.failure_reason, record.metrics, record.ended_at = result.failure_reason, result.metrics, time.time()
+        record.failure_reason, record.metrics, record.ended_at = (
+            result.failure_reason,
+            result.metrics,
+            time.time(),
+        )
         project.state.record_training_job(record)
         if result.status != "Completed":
             raise TrainingError(

@@ -16,7 +16,9 @@ def open_store(uri: str | None, *, default_root: Path) -> ArtifactStore:
         try:
             return S3ArtifactStore(uri)
         except ArtifactError as exc:
-            raise ConfigError(exc.message, key="store.uri", hint="write it as s3://bucket or s3://bucket/prefix") from exc
+            raise ConfigError(
+                exc.message, key="store.uri", hint="write it as s3://bucket or s3://bucket/prefix"
+            ) from exc
     if uri:
         return LocalArtifactStore(Path(uri.removeprefix("file://")))
     return LocalArtifactStore(default_root)

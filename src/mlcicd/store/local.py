@@ -68,7 +68,9 @@ class LocalArtifactStore:
     def verified_path(self, uri: str, expected_sha256: str) -> Path:
         path = self._path(uri)
         if not path.is_file():
-            raise ArtifactError(f"artifact {uri} is missing", hint="rerun the pipeline with --force")
+            raise ArtifactError(
+                f"artifact {uri} is missing", hint="rerun the pipeline with --force"
+            )
         actual = sha256_file(path)
         if actual != expected_sha256:
             raise ArtifactError(

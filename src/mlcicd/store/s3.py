@@ -87,7 +87,9 @@ class S3ArtifactStore:
     def client(self) -> Any:
         from mlcicd.aws.clients import client
 
-        return client("s3", region=self.region, endpoint_url=self.endpoint_url, timeouts=self.timeouts)
+        return client(
+            "s3", region=self.region, endpoint_url=self.endpoint_url, timeouts=self.timeouts
+        )
 
     def key(self, bucket: str, key: str) -> str:
         """The object key of ``bucket``/``key`` under this store's root."""
@@ -104,18 +106,25 @@ class S3ArtifactStore:
         sha256 = sha256_file(source)
         size = source.stat().st_size
         object_key = self.key(bucket, key)
-        self.client.upload_file(str(source), self.bucket, object_key, ExtraArgs=self._put_args(sha256))
+        self.client.upload_file(
+            str(source), self.bucket, object_key, ExtraArgs=self._put_args(sha256)
+        )
         return ArtifactRef(uri=f"s3://{self.bucket}/{object_key}", sha256=sha256, size=size)
 
     def put_bytes(self, data: bytes, bucket: str, key: str) -> ArtifactRef:
         """One PutObject: S3 makes the object visible whole, or not at all."""
         sha256 = hashlib.sha256(data).hexdigest()
         object_key = self.key(bucket, key)
-        self.client.put_object(Bucket=self.bucket, Key=object_key, Body=data, **self._put_args(sha256))
+        self.client.put_object(
+            Bucket=self.bucket, Key=object_key, Body=data, **self._put_args(sha256)
+        )
         return ArtifactRef(uri=f"s3://{self.bucket}/{object_key}", sha256=sha256, size=len(data))
 
     def _put_args(self, sha256: str) -> dict[str, Any]:
-        args: dict[str, Any] = {"Metadata": {SHA256_METADATA: sha256}, "ChecksumAlgorithm": "SHA256"}
+        args: dict[str, Any] = {
+            "Metadata": {SHA256_METADATA: sha256},
+            "ChecksumAlgorithm": "SHA256",
+        }
         if self.kms_key_id:
             args.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
         return args
@@ -146,7 +155,9 @@ class S3ArtifactStore:
             self.client.download_fileobj(bucket, key, writer)
         except AwsError as exc:
             if _missing(exc):
-                raise ArtifactError(f"artifact {uri} is missing", hint="rerun the pipeline with --force") from exc
+                raise ArtifactError(
+                    f"artifact {uri} is missing", hint="rerun the pipeline with --force"
+                ) from exc
             raise
         return writer
 

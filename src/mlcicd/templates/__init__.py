@@ -22,9 +22,19 @@ SOURCE = PACKAGED.parents[2] / "examples"  # src/mlcicd/templates -> the reposit
 # What a template directory may hold that is not the template: mlcicd's state of a run on
 # it, git, caches, build leftovers, virtual environments (also found by their pyvenv.cfg).
 IGNORED = (
-    ".mlcicd", ".git", "__pycache__", "*.py[co]", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-    ".hypothesis", "*.egg-info", ".venv", "venv", ".DS_Store",
-)  # fmt: skip
+    ".mlcicd",
+    ".git",
+    "__pycache__",
+    "*.py[co]",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "*.egg-info",
+    ".venv",
+    "venv",
+    ".DS_Store",
+)
 _ignore_patterns = shutil.ignore_patterns(*IGNORED)
 
 

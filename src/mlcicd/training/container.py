@@ -78,7 +78,9 @@ def _num_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def _code_dir(paths: TrainingPaths, environ: Mapping[str, str], hyperparameters: Mapping[str, Any]) -> Path:
+def _code_dir(
+    paths: TrainingPaths, environ: Mapping[str, str], hyperparameters: Mapping[str, Any]
+) -> Path:
     submit_dir = environ.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     uri = str(hyperparameters.get(SUBMIT_DIRECTORY_HP) or submit_dir)
     if is_s3_uri(uri) or is_archive_path(uri):

@@ -401,7 +401,9 @@ class LocalTrainingBackend:
         job.exit_code = outcome.exit_code
         return outcome
 
-    def _run(self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]) -> ProcessOutcome:
+    def _run(
+        self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]
+    ) -> ProcessOutcome:
         """Run the job's command to the end, stopped at its max runtime."""
         return run_streaming(
             job.command,

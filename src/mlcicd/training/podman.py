@@ -76,15 +76,24 @@ class PodmanTrainingBackend(LocalTrainingBackend):
         ]
         (job.paths.base / "checkpoints").mkdir(exist_ok=True)
         job.command = [
-            podman_binary(TrainingError), "run", "--rm", "--name", self.container_name(job.spec.name),
-            "--network", "none", *mounts,
+            podman_binary(TrainingError),
+            "run",
+            "--rm",
+            "--name",
+            self.container_name(job.spec.name),
+            "--network",
+            "none",
+            *mounts,
             # NAME alone: podman takes the value from its own environment (not on its command line).
             *[arg for key in sorted(env) for arg in ("--env", key)],
-            self.image_id, "train",
-        ]  # fmt: skip
+            self.image_id,
+            "train",
+        ]
         return {**os.environ, **env}
 
-    def _run(self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]) -> ProcessOutcome:
+    def _run(
+        self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]
+    ) -> ProcessOutcome:
         """``podman run``, with the deadline enforced on the container: killing the podman
         client alone would leave the container running."""
         name = self.container_name(job.spec.name)
@@ -94,17 +103,22 @@ class PodmanTrainingBackend(LocalTrainingBackend):
             stopped.set()
             podman(
                 ["stop", "--time", str(max(1, round(self.stop_grace_seconds))), name],
-                error=TrainingError, what=f"stopping container {name}", check=False,
-            )  # fmt: skip
+                error=TrainingError,
+                what=f"stopping container {name}",
+                check=False,
+            )
 
         timer = threading.Timer(job.spec.max_runtime_seconds, stop_at_deadline)
         timer.daemon = True
         timer.start()
         try:
             outcome = run_streaming(
-                job.command, cwd=job.paths.base, env=env, on_line=on_line,
+                job.command,
+                cwd=job.paths.base,
+                env=env,
+                on_line=on_line,
                 stop_grace_seconds=self.stop_grace_seconds + 10,
-            )  # fmt: skip
+            )
         finally:
             timer.cancel()
             remove_container(name)

@@ -117,8 +117,11 @@ class _CloudWatchTail:
         for stream in sorted(s["logStreamName"] for s in streams):
             token = self.tokens.get(stream)
             while True:
-                params: dict[str, Any] = {"logGroupName": TRAINING_JOBS_LOG_GROUP, "logStreamName": stream,
-                                          "startFromHead": True}  # fmt: skip
+                params: dict[str, Any] = {
+                    "logGroupName": TRAINING_JOBS_LOG_GROUP,
+                    "logStreamName": stream,
+                    "startFromHead": True,
+                }
                 if token:
                     params["nextToken"] = token
                 page = self.logs.get_log_events(**params)
@@ -167,25 +170,47 @@ class SageMakerTrainingBackend:
         self.network_isolation = network_isolation
 
     @classmethod
-    def from_config(cls, config: Config, store: ArtifactStore, jobs_root: Path) -> SageMakerTrainingBackend:
+    def from_config(
+        cls, config: Config, store: ArtifactStore, jobs_root: Path
+    ) -> SageMakerTrainingBackend:
         train = config.train
         if not isinstance(store, S3ArtifactStore):
-            raise ConfigError("training on SageMaker needs the artifact store on S3", key="store.uri",
-                              hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX")  # fmt: skip
+            raise ConfigError(
+                "training on SageMaker needs the artifact store on S3",
+                key="store.uri",
+                hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX",
+            )
         if not train.image:
-            raise ConfigError("required with backend: sagemaker", key="train.image",
-                              hint="the ECR URI of the image built from the project's Dockerfile")  # fmt: skip
+            raise ConfigError(
+                "required with backend: sagemaker",
+                key="train.image",
+                hint="the ECR URI of the image built from the project's Dockerfile",
+            )
         if not train.role:
-            raise ConfigError("required with backend: sagemaker", key="train.role",
-                              hint="an IAM role SageMaker may assume, e.g. the stack's SageMakerRoleArn output")  # fmt: skip
+            raise ConfigError(
+                "required with backend: sagemaker",
+                key="train.role",
+                hint="an IAM role SageMaker may assume, e.g. the stack's SageMakerRoleArn output",
+            )
         if train.output_path and not train.output_path.startswith("s3://"):
-            raise ConfigError(f"expected an s3:// URI, got {train.output_path!r}", key="train.output_path")
+            raise ConfigError(
+                f"expected an s3:// URI, got {train.output_path!r}", key="train.output_path"
+            )
         return cls(
-            jobs_root, store=store, bucket=config.store.models_bucket, prefix=config.pipeline,
-            image=train.image, role_arn=train.role, instance_type=train.instance_type,
-            instance_count=train.instance_count, use_spot=train.use_spot, max_wait=train.max_wait,
-            output_path=train.output_path, kms_key_id=train.kms_key, network_isolation=train.network_isolation,
-        )  # fmt: skip
+            jobs_root,
+            store=store,
+            bucket=config.store.models_bucket,
+            prefix=config.pipeline,
+            image=train.image,
+            role_arn=train.role,
+            instance_type=train.instance_type,
+            instance_count=train.instance_count,
+            use_spot=train.use_spot,
+            max_wait=train.max_wait,
+            output_path=train.output_path,
+            kms_key_id=train.kms_key,
+            network_isolation=train.network_isolation,
+        )
 
     def job_dir(self, name: str) -> Path:
         return self.jobs_root / name
@@ -201,7 +226,10 @@ class SageMakerTrainingBackend:
     def run(self, spec: TrainingJobSpec, *, on_log: OnLog | None = None) -> TrainingJobResult:
         entry = spec.source_dir / spec.entry_point
         if not entry.is_file():
-            raise TrainingError(f"entry point {entry} does not exist", hint="check train.source_dir and train.entry_point")
+            raise TrainingError(
+                f"entry point {entry} does not exist",
+                hint="check train.source_dir and train.entry_point",
+            )
         job_dir = self.job_dir(spec.name)
         log = _JobLog(job_dir / "logs" / "training.log", on_log)
         try:
@@ -215,9 +243,12 @@ class SageMakerTrainingBackend:
         try:
             sagemaker.create_training_job(**request)
         except AwsError as exc:
-            raise TrainingError(f"SageMaker did not start training job {spec.name}: {exc.message}",
-                                hint=exc.hint) from exc  # fmt: skip
-        log(f"training job {spec.name} created on {self.instance_count} x {self.instance_type} with {self.image}")
+            raise TrainingError(
+                f"SageMaker did not start training job {spec.name}: {exc.message}", hint=exc.hint
+            ) from exc
+        log(
+            f"training job {spec.name} created on {self.instance_count} x {self.instance_type} with {self.image}"
+        )
         series: list[tuple[str, float, float]] = []
         try:
             described = self._wait(spec, sagemaker, log, series)
@@ -227,23 +258,43 @@ class SageMakerTrainingBackend:
         atomic_write_json(job_dir / "description.json", described)
         return self._result(spec, job_dir, described, log, series)
 
-    def _request(self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog, region: str | None) -> dict[str, Any]:
+    def _request(
+        self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog, region: str | None
+    ) -> dict[str, Any]:
         base = f"{self.prefix}/{spec.name}"
         channels: dict[str, str] = {}
         if self.network_isolation and any(c.name == CODE_CHANNEL for c in spec.channels):
-            raise ConfigError(f"the channel name {CODE_CHANNEL!r} is taken by the training code when the job "
-                              "runs network-isolated", key=f"train.channels.{CODE_CHANNEL}",
-                              hint="rename the channel, or set train.network_isolation: false")  # fmt: skip
+            raise ConfigError(
+                f"the channel name {CODE_CHANNEL!r} is taken by the training code when the job "
+                "runs network-isolated",
+                key=f"train.channels.{CODE_CHANNEL}",
+                hint="rename the channel, or set train.network_isolation: false",
+            )
         for channel in spec.channels:
-            files = [channel.source] if channel.source.is_file() else sorted(
-                p for p in channel.source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)  # fmt: skip
+            files = (
+                [channel.source]
+                if channel.source.is_file()
+                else sorted(
+                    p
+                    for p in channel.source.rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts
+                )
+            )
             if not files:
                 raise TrainingError(f"channel {channel.name!r}: {channel.source} holds no files")
             for path in files:
-                rel = path.name if path == channel.source else path.relative_to(channel.source).as_posix()
+                rel = (
+                    path.name
+                    if path == channel.source
+                    else path.relative_to(channel.source).as_posix()
+                )
                 self.store.put_file(path, self.bucket, f"{base}/input/data/{channel.name}/{rel}")
-            channels[channel.name] = self.store.uri(self.bucket, f"{base}/input/data/{channel.name}") + "/"
-            log(f"channel {channel.name}: {len(files)} file(s) uploaded to {channels[channel.name]}")
+            channels[channel.name] = (
+                self.store.uri(self.bucket, f"{base}/input/data/{channel.name}") + "/"
+            )
+            log(
+                f"channel {channel.name}: {len(files)} file(s) uploaded to {channels[channel.name]}"
+            )
         sourcedir = job_dir / "source" / "sourcedir.tar.gz"
         pack_dir(spec.source_dir, sourcedir)
         code = self.store.put_file(sourcedir, self.bucket, f"{base}/source/sourcedir.tar.gz")
@@ -262,19 +313,33 @@ class SageMakerTrainingBackend:
         if region:
             hyperparameters["sagemaker_region"] = region
         return create_training_job_request(
-            name=spec.name, image=self.image, role_arn=self.role_arn, channels=channels,
-            output_path=self.output_path, instance_type=self.instance_type,
-            instance_count=self.instance_count, max_runtime=spec.max_runtime_seconds,
-            use_spot=self.use_spot, max_wait=self.max_wait,
+            name=spec.name,
+            image=self.image,
+            role_arn=self.role_arn,
+            channels=channels,
+            output_path=self.output_path,
+            instance_type=self.instance_type,
+            instance_count=self.instance_count,
+            max_runtime=spec.max_runtime_seconds,
+            use_spot=self.use_spot,
+            max_wait=self.max_wait,
             checkpoint_uri=f"{self.output_path}/{spec.name}/checkpoints",
-            hyperparameters=hyperparameters, environment=dict(spec.environment),
-            metric_definitions=[{"Name": d.name, "Regex": d.regex} for d in spec.metric_definitions],
-            tags={"mlcicd:pipeline": self.prefix}, kms_key_id=self.kms_key_id,
+            hyperparameters=hyperparameters,
+            environment=dict(spec.environment),
+            metric_definitions=[
+                {"Name": d.name, "Regex": d.regex} for d in spec.metric_definitions
+            ],
+            tags={"mlcicd:pipeline": self.prefix},
+            kms_key_id=self.kms_key_id,
             network_isolation=self.network_isolation,
-        )  # fmt: skip
+        )
 
     def _wait(
-        self, spec: TrainingJobSpec, sagemaker: AwsClient, log: _JobLog, series: list[tuple[str, float, float]]
+        self,
+        spec: TrainingJobSpec,
+        sagemaker: AwsClient,
+        log: _JobLog,
+        series: list[tuple[str, float, float]],
     ) -> dict[str, Any]:
         interval = poll_seconds(self.poll_seconds)
         tail = _CloudWatchTail(client("logs"), spec.name)
@@ -289,16 +354,24 @@ class SageMakerTrainingBackend:
             self._log_lines(tail, spec, log, series)
             if described["TrainingJobStatus"] in TERMINAL_STATUSES:
                 self._log_lines(tail, spec, log, series)  # what was written while it ended
-                log(f"[{spec.name}] {described['TrainingJobStatus']} ({described.get('SecondaryStatus')})")
+                log(
+                    f"[{spec.name}] {described['TrainingJobStatus']} ({described.get('SecondaryStatus')})"
+                )
                 return described
 
     @staticmethod
-    def _log_lines(tail: _CloudWatchTail, spec: TrainingJobSpec, log: _JobLog,
-                   series: list[tuple[str, float, float]]) -> None:  # fmt: skip
+    def _log_lines(
+        tail: _CloudWatchTail,
+        spec: TrainingJobSpec,
+        log: _JobLog,
+        series: list[tuple[str, float, float]],
+    ) -> None:
         for line in tail.lines():
             log(line)
             now = time.time()
-            series.extend((name, value, now) for name, value in parse_metrics(line, spec.metric_definitions))
+            series.extend(
+                (name, value, now) for name, value in parse_metrics(line, spec.metric_definitions)
+            )
 
     @staticmethod
     def _stop(sagemaker: AwsClient, name: str, log: _JobLog) -> None:
@@ -308,8 +381,14 @@ class SageMakerTrainingBackend:
         except AwsError as exc:  # the interrupt matters more: say so, and let it through
             log(f"could not stop training job {name}: {exc.headline}")
 
-    def _result(self, spec: TrainingJobSpec, job_dir: Path, described: dict[str, Any], log: _JobLog,
-                series: list[tuple[str, float, float]]) -> TrainingJobResult:  # fmt: skip
+    def _result(
+        self,
+        spec: TrainingJobSpec,
+        job_dir: Path,
+        described: dict[str, Any],
+        log: _JobLog,
+        series: list[tuple[str, float, float]],
+    ) -> TrainingJobResult:
         status: TrainingJobStatus = described["TrainingJobStatus"]
         secondary = str(described.get("SecondaryStatus", status))
         reason = None if status == "Completed" else failure_reason(described)
@@ -326,20 +405,29 @@ class SageMakerTrainingBackend:
             try:
                 ref = self.store.download(uri, job_dir / "output" / "model.tar.gz")
             except ArtifactError as exc:
-                raise ArtifactError(f"training job {spec.name} completed, but its model is missing: {exc.message}",
-                                    hint="look for it in the S3 console; SageMaker writes it before Completed") from exc  # fmt: skip
+                raise ArtifactError(
+                    f"training job {spec.name} completed, but its model is missing: {exc.message}",
+                    hint="look for it in the S3 console; SageMaker writes it before Completed",
+                ) from exc
             artifact, sha256 = job_dir / "output" / "model.tar.gz", ref.sha256
             log(f"model {uri} downloaded, sha256 {sha256[:12]}")
         else:
             metrics = metric_list(described)
         return TrainingJobResult(
-            name=spec.name, status=status, secondary_status=secondary, failure_reason=reason,
-            metrics=metrics, metric_series=series, model_artifact=artifact, model_sha256=sha256,
+            name=spec.name,
+            status=status,
+            secondary_status=secondary,
+            failure_reason=reason,
+            metrics=metrics,
+            metric_series=series,
+            model_artifact=artifact,
+            model_sha256=sha256,
             exit_code=None,  # SageMaker does not report the script's exit code
             started_at=_epoch(described.get("TrainingStartTime") or described.get("CreationTime")),
             ended_at=_epoch(described.get("TrainingEndTime")) or time.time(),
-            log_path=log.path, job_dir=job_dir,
-        )  # fmt: skip
+            log_path=log.path,
+            job_dir=job_dir,
+        )
 
 
 def _epoch(value: Any) -> float:

@@ -36,7 +36,11 @@ def runs(state: State, limit: int = 50) -> list[Run]:
 
 def run(state: State, run_id: int) -> dict[str, Any]:
     """A run, its stages (outputs included: the gate's metrics and verdict) and its approval."""
-    return {"run": state.get_run(run_id), "stages": state.stages(run_id), "approval": state.get_approval(run_id)}
+    return {
+        "run": state.get_run(run_id),
+        "stages": state.stages(run_id),
+        "approval": state.get_approval(run_id),
+    }
 
 
 def run_logs(state: State, run_id: int, tail: int | None = None) -> dict[str, str]:
@@ -67,13 +71,18 @@ def models(state: State) -> list[Any]:
 def model(state: State, group: str, version: int) -> dict[str, Any]:
     """A model package, where it came from (commit → build → training job → endpoint configs)
     and its data-quality baseline (None when it has none)."""
-    return {"model": state.get_model_package(group, version), "lineage": model_lineage(state, group, version),
-            "baseline": state.get_baseline(group, version)}  # fmt: skip
+    return {
+        "model": state.get_model_package(group, version),
+        "lineage": model_lineage(state, group, version),
+        "baseline": state.get_baseline(group, version),
+    }
 
 
 def endpoints(project: Project) -> list[EndpointRecord]:
     """Every endpoint; a local one with its live status (read, not recorded)."""
-    return [_with_live(record, _describe(project, record)) for record in project.state.list_endpoints()]
+    return [
+        _with_live(record, _describe(project, record)) for record in project.state.list_endpoints()
+    ]
 
 
 def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dict[str, Any]:
@@ -139,8 +148,14 @@ def _describe(project: Project, record: EndpointRecord) -> EndpointDescription |
 def _with_live(record: EndpointRecord, live: EndpointDescription | None) -> EndpointRecord:
     if live is None:
         return record
-    return replace(record, status=live.status, url=live.url, port=live.port, pid=live.pid,
-                   failure_reason=live.failure_reason or record.failure_reason)  # fmt: skip
+    return replace(
+        record,
+        status=live.status,
+        url=live.url,
+        port=live.port,
+        pid=live.pid,
+        failure_reason=live.failure_reason or record.failure_reason,
+    )
 
 
 def jsonable(value: Any) -> Any:

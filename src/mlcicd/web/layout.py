@@ -83,7 +83,9 @@ def status(value: Any) -> Html:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "none yet") -> Html:
-    body = "".join("<tr>" + "".join(f"<td>{h(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{h(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
     if not body:
         return Html(f'<p class="muted">{h(empty)}</p>')
     head = "".join(f"<th>{h(name)}</th>" for name in headers)
@@ -133,16 +135,24 @@ def compact(value: Any) -> str:
 def metrics_text(metrics: Any) -> str | None:
     if not isinstance(metrics, dict) or not metrics:
         return None
-    return " ".join(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in sorted(metrics.items()))
+    return " ".join(
+        f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}"
+        for k, v in sorted(metrics.items())
+    )
 
 
 def page(title: str, body: Html, *, pipelines: Sequence[str], refresh: int | None = None) -> str:
     """A whole page: the navigation, ``body``, and a refresh every ``refresh`` seconds (no JS)."""
     meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
     nav = "".join(
-        link(href(path), label) for path, label in (("/", "Runs"), ("/models", "Models"),
-                                                    ("/endpoints", "Endpoints"), ("/events", "Events"))
-    )  # fmt: skip
+        link(href(path), label)
+        for path, label in (
+            ("/", "Runs"),
+            ("/models", "Models"),
+            ("/endpoints", "Endpoints"),
+            ("/events", "Events"),
+        )
+    )
     return (
         "<!doctype html>\n"
         f'<html lang="en"><head><meta charset="utf-8">{meta}'

@@ -43,7 +43,9 @@ def _q(pipeline: str, pipelines: Sequence[str]) -> str | None:
 
 
 def run_link(pipeline: str, pipelines: Sequence[str], run_id: Any, text: Any = None) -> Html:
-    return link(href(f"/runs/{part(run_id)}", pipeline=_q(pipeline, pipelines)), text or f"run {run_id}")
+    return link(
+        href(f"/runs/{part(run_id)}", pipeline=_q(pipeline, pipelines)), text or f"run {run_id}"
+    )
 
 
 def model_link(pipeline: str, pipelines: Sequence[str], group: Any, version: Any) -> Html:
@@ -71,33 +73,60 @@ def trigger_text(trigger: Any) -> str | None:
     if kind == "retry" and trigger.get("of") is not None:
         return f"retry of run {trigger['of']}"
     if kind == "rollback" and trigger.get("to"):
-        return f"rollback to {trigger['to']}" + (f" by {trigger['by']}" if trigger.get("by") else "")
+        return f"rollback to {trigger['to']}" + (
+            f" by {trigger['by']}" if trigger.get("by") else ""
+        )
     return f"{kind} by {trigger['by']}" if trigger.get("by") else kind
 
 
 def _runs_table(pipeline: str, pipelines: Sequence[str], runs: list[dict[str, Any]]) -> Html:
     rows = [
-        (run_link(pipeline, pipelines, r["id"]), status(r["status"]), mono(short(r.get("commit_sha"))),
-         subject(r.get("message")), trigger_text(r.get("trigger")), when(r.get("started_at")),
-         duration(r.get("elapsed")), r.get("failure_reason") and f"{r.get('failed_stage') or ''}: {r['failure_reason']}")
+        (
+            run_link(pipeline, pipelines, r["id"]),
+            status(r["status"]),
+            mono(short(r.get("commit_sha"))),
+            subject(r.get("message")),
+            trigger_text(r.get("trigger")),
+            when(r.get("started_at")),
+            duration(r.get("elapsed")),
+            r.get("failure_reason") and f"{r.get('failed_stage') or ''}: {r['failure_reason']}",
+        )
         for r in runs
-    ]  # fmt: skip
-    return table(["run", "status", "commit", "message", "trigger", "started", "duration", "failure"], rows,
-                 empty="no runs yet: push a commit, or `mlcicd run`")  # fmt: skip
+    ]
+    return table(
+        ["run", "status", "commit", "message", "trigger", "started", "duration", "failure"],
+        rows,
+        empty="no runs yet: push a commit, or `mlcicd run`",
+    )
 
 
-def _endpoints_table(pipeline: str, pipelines: Sequence[str], endpoints: list[dict[str, Any]]) -> Html:
+def _endpoints_table(
+    pipeline: str, pipelines: Sequence[str], endpoints: list[dict[str, Any]]
+) -> Html:
     rows = [
-        (endpoint_link(pipeline, pipelines, e["name"]), status(e["status"]), e.get("url"), e.get("backend"),
-         model_link(pipeline, pipelines, e.get("model_group"), e.get("model_version")), e.get("config_name"),
-         when(e.get("updated_at")))
+        (
+            endpoint_link(pipeline, pipelines, e["name"]),
+            status(e["status"]),
+            e.get("url"),
+            e.get("backend"),
+            model_link(pipeline, pipelines, e.get("model_group"), e.get("model_version")),
+            e.get("config_name"),
+            when(e.get("updated_at")),
+        )
         for e in endpoints
-    ]  # fmt: skip
-    return table(["endpoint", "status", "url", "backend", "model", "config", "updated"], rows, empty="no endpoints yet")
+    ]
+    return table(
+        ["endpoint", "status", "url", "backend", "model", "config", "updated"],
+        rows,
+        empty="no endpoints yet",
+    )
 
 
 def _events_table(pipeline: str, pipelines: Sequence[str], events: list[dict[str, Any]]) -> Html:
-    rows = [(e["id"], when(e["at"]), e["kind"], e["subject"], mono(compact(e.get("data") or {}))) for e in events]
+    rows = [
+        (e["id"], when(e["at"]), e["kind"], e["subject"], mono(compact(e.get("data") or {})))
+        for e in events
+    ]
     return table(["#", "when", "kind", "subject", "data"], rows, empty="no events yet")
 
 
@@ -111,42 +140,81 @@ def overview(pipelines: Sequence[dict[str, Any]]) -> str:
     for p in pipelines:
         name = p["pipeline"]
         sections.append(
-            f"<h2>{h(name)} <span class=\"muted\">{h(p['root'])}</span></h2>"
+            f'<h2>{h(name)} <span class="muted">{h(p["root"])}</span></h2>'
             f"{_runs_table(name, names, p['runs'])}"
             f"<h2>{h(name)}: endpoints</h2>{_endpoints_table(name, names, p['endpoints'])}"
             f"<h2>{h(name)}: latest events</h2>{_events_table(name, names, p['events'])}"
         )
     active = any(r["status"] in ACTIVE for p in pipelines for r in p["runs"])
-    return page("Pipelines", Html("".join(sections)), pipelines=names, refresh=REFRESH_ACTIVE if active else REFRESH)
+    return page(
+        "Pipelines",
+        Html("".join(sections)),
+        pipelines=names,
+        refresh=REFRESH_ACTIVE if active else REFRESH,
+    )
 
 
-def run_page(pipeline: str, pipelines: Sequence[str], detail: dict[str, Any], logs: dict[str, str]) -> str:
+def run_page(
+    pipeline: str, pipelines: Sequence[str], detail: dict[str, Any], logs: dict[str, str]
+) -> str:
     """``/runs/{id}``: the run, its stages, the gate, the approval, each stage's log tail."""
     run, stages, approval = detail["run"], detail["stages"], detail.get("approval")
     by_name = {s["stage"]: s for s in stages}
-    model = next(((s["outputs"]["group"], s["outputs"]["version"]) for s in stages
-                  if isinstance(s.get("outputs"), dict) and {"group", "version"} <= s["outputs"].keys()),
-                 (approval["model_group"], approval["model_version"]) if approval else (None, None))  # fmt: skip
+    model = next(
+        (
+            (s["outputs"]["group"], s["outputs"]["version"])
+            for s in stages
+            if isinstance(s.get("outputs"), dict) and {"group", "version"} <= s["outputs"].keys()
+        ),
+        (approval["model_group"], approval["model_version"]) if approval else (None, None),
+    )
     deployed = (by_name.get("deploy") or {}).get("outputs") or {}
     body = [
-        facts([
-            ("status", status(run["status"])), ("pipeline", run["pipeline"]),
-            ("commit", mono(run.get("commit_sha")) if run.get("commit_sha") else None),
-            ("branch", run.get("branch")), ("author", run.get("author")),
-            ("message", pre(run["message"]) if run.get("message") else None),
-            ("trigger", trigger_text(run.get("trigger"))), ("ref", run.get("ref")),
-            ("started", when(run.get("started_at"))), ("ended", when(run.get("ended_at"))),
-            ("duration", duration(run.get("elapsed"))),
-            ("retry of", run_link(pipeline, pipelines, run["retry_of"]) if run.get("retry_of") else None),
-            ("working tree", "dirty" if run.get("dirty") else None), ("forced", "yes" if run.get("forced") else None),
-            ("failed stage", run.get("failed_stage")), ("failure", run.get("failure_reason")),
-            ("model", model_link(pipeline, pipelines, *model) if model[0] else None),
-            ("endpoint", endpoint_link(pipeline, pipelines, deployed.get("endpoint")) if deployed.get("endpoint") else None),
-        ]),
+        facts(
+            [
+                ("status", status(run["status"])),
+                ("pipeline", run["pipeline"]),
+                ("commit", mono(run.get("commit_sha")) if run.get("commit_sha") else None),
+                ("branch", run.get("branch")),
+                ("author", run.get("author")),
+                ("message", pre(run["message"]) if run.get("message") else None),
+                ("trigger", trigger_text(run.get("trigger"))),
+                ("ref", run.get("ref")),
+                ("started", when(run.get("started_at"))),
+                ("ended", when(run.get("ended_at"))),
+                ("duration", duration(run.get("elapsed"))),
+                (
+                    "retry of",
+                    run_link(pipeline, pipelines, run["retry_of"]) if run.get("retry_of") else None,
+                ),
+                ("working tree", "dirty" if run.get("dirty") else None),
+                ("forced", "yes" if run.get("forced") else None),
+                ("failed stage", run.get("failed_stage")),
+                ("failure", run.get("failure_reason")),
+                ("model", model_link(pipeline, pipelines, *model) if model[0] else None),
+                (
+                    "endpoint",
+                    endpoint_link(pipeline, pipelines, deployed.get("endpoint"))
+                    if deployed.get("endpoint")
+                    else None,
+                ),
+            ]
+        ),
         Html("<h2>Stages</h2>"),
-        table(["stage", "status", "started", "duration", "message"],
-              [(s["stage"], status(s["status"]), when(s.get("started_at")), duration(s.get("elapsed")), s.get("message"))
-               for s in stages], empty="no stages yet (the run is queued)"),
+        table(
+            ["stage", "status", "started", "duration", "message"],
+            [
+                (
+                    s["stage"],
+                    status(s["status"]),
+                    when(s.get("started_at")),
+                    duration(s.get("elapsed")),
+                    s.get("message"),
+                )
+                for s in stages
+            ],
+            empty="no stages yet (the run is queued)",
+        ),
         _gate(by_name),
         _approval(pipeline, pipelines, approval),
         Html("<h2>Logs</h2>"),
@@ -157,12 +225,18 @@ def run_page(pipeline: str, pipelines: Sequence[str], detail: dict[str, Any], lo
         groups.setdefault(s.get("log_path") or f"stage:{s['stage']}", []).append(s)
     for together in groups.values():
         text = logs.get(together[0]["stage"], "")
-        opened = " open" if any(s["status"] in ("Running", "Failed", "WaitingForApproval") for s in together) else ""
+        opened = (
+            " open"
+            if any(s["status"] in ("Running", "Failed", "WaitingForApproval") for s in together)
+            else ""
+        )
         names = join([Html(f"{h(s['stage'])} {status(s['status'])}") for s in together], ", ")
-        body.append(Html(
-            f"<details{opened}><summary>{names} <span class=\"muted\">last {LOG_LINES} lines</span></summary>"
-            f"{pre(text) if text else Html('<p class=muted>no log</p>')}</details>"
-        ))  # fmt: skip
+        body.append(
+            Html(
+                f'<details{opened}><summary>{names} <span class="muted">last {LOG_LINES} lines</span></summary>'
+                f"{pre(text) if text else Html('<p class=muted>no log</p>')}</details>"
+            )
+        )
     refresh = REFRESH_ACTIVE if run["status"] in ACTIVE else None
     return page(f"Run {run['id']}", join(body), pipelines=pipelines, refresh=refresh)
 
@@ -172,15 +246,31 @@ def _gate(by_name: dict[str, dict[str, Any]]) -> Html:
     if gate is None:
         return Html("")
     outputs = gate.get("outputs") or {}
-    metrics = outputs.get("metrics") or ((by_name.get("train") or {}).get("outputs") or {}).get("metrics") or {}
-    verdict = {"Succeeded": "passed", "Cached": "passed", "Failed": "failed"}.get(gate["status"], gate["status"])
+    metrics = (
+        outputs.get("metrics")
+        or ((by_name.get("train") or {}).get("outputs") or {}).get("metrics")
+        or {}
+    )
+    verdict = {"Succeeded": "passed", "Cached": "passed", "Failed": "failed"}.get(
+        gate["status"], gate["status"]
+    )
     challenger = outputs.get("challenger") or {}
-    return join([
-        Html("<h2>Quality gate</h2>"),
-        facts([("verdict", status(verdict)), ("why", gate.get("message")),
-               ("challenger", challenger.get("summary") if isinstance(challenger, dict) else None)]),
-        table(["metric", "value"], sorted(metrics.items()), empty="no metrics reported"),
-    ])  # fmt: skip
+    return join(
+        [
+            Html("<h2>Quality gate</h2>"),
+            facts(
+                [
+                    ("verdict", status(verdict)),
+                    ("why", gate.get("message")),
+                    (
+                        "challenger",
+                        challenger.get("summary") if isinstance(challenger, dict) else None,
+                    ),
+                ]
+            ),
+            table(["metric", "value"], sorted(metrics.items()), empty="no metrics reported"),
+        ]
+    )
 
 
 def _approval(pipeline: str, pipelines: Sequence[str], approval: dict[str, Any] | None) -> Html:
@@ -188,74 +278,158 @@ def _approval(pipeline: str, pipelines: Sequence[str], approval: dict[str, Any] 
         return Html("")
     production = (approval.get("summary") or {}).get("production") or {}
     pending = approval["status"] == "Pending"
-    return join([
-        Html("<h2>Approval</h2>"),
-        facts([
-            ("status", status(approval["status"])),
-            ("model", model_link(pipeline, pipelines, approval["model_group"], approval["model_version"])),
-            ("requested", when(approval.get("requested_at"))),
-            ("expires", when(approval.get("expires_at")) if pending else None),
-            ("decided by", approval.get("decided_by")), ("why", approval.get("comment")),
-            ("decided", when(approval.get("decided_at"))),
-            ("model metrics", metrics_text((approval.get("summary") or {}).get("metrics"))),
-            ("production", f"{production.get('model')} {metrics_text(production.get('metrics')) or ''}"
-             if production.get("model") else None),
-            ("decide", mono(f"mlcicd approve {approval['run_id']} -m WHY  /  mlcicd reject {approval['run_id']} -m WHY")
-             if pending else None),
-        ]),
-    ])  # fmt: skip
+    return join(
+        [
+            Html("<h2>Approval</h2>"),
+            facts(
+                [
+                    ("status", status(approval["status"])),
+                    (
+                        "model",
+                        model_link(
+                            pipeline, pipelines, approval["model_group"], approval["model_version"]
+                        ),
+                    ),
+                    ("requested", when(approval.get("requested_at"))),
+                    ("expires", when(approval.get("expires_at")) if pending else None),
+                    ("decided by", approval.get("decided_by")),
+                    ("why", approval.get("comment")),
+                    ("decided", when(approval.get("decided_at"))),
+                    ("model metrics", metrics_text((approval.get("summary") or {}).get("metrics"))),
+                    (
+                        "production",
+                        f"{production.get('model')} {metrics_text(production.get('metrics')) or ''}"
+                        if production.get("model")
+                        else None,
+                    ),
+                    (
+                        "decide",
+                        mono(
+                            f"mlcicd approve {approval['run_id']} -m WHY  /  mlcicd reject {approval['run_id']} -m WHY"
+                        )
+                        if pending
+                        else None,
+                    ),
+                ]
+            ),
+        ]
+    )
 
 
-def models_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+def models_page(
+    pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]
+) -> str:
     """``/models``: every model package, newest version first."""
     sections = []
     for pipeline, packages in per_pipeline:
         rows = [
-            (model_link(pipeline, pipelines, p["group_name"], p["version"]), status(p["status"]), p.get("status_reason"),
-             metrics_text(p.get("metrics")), mono(short(p.get("commit_sha"))),
-             run_link(pipeline, pipelines, p["run_id"]) if p.get("run_id") is not None else None, when(p.get("created_at")))
+            (
+                model_link(pipeline, pipelines, p["group_name"], p["version"]),
+                status(p["status"]),
+                p.get("status_reason"),
+                metrics_text(p.get("metrics")),
+                mono(short(p.get("commit_sha"))),
+                run_link(pipeline, pipelines, p["run_id"]) if p.get("run_id") is not None else None,
+                when(p.get("created_at")),
+            )
             for p in packages
-        ]  # fmt: skip
-        sections.append(join([Html(f"<h2>{h(pipeline)}</h2>"),
-                              table(["model", "status", "why", "metrics", "commit", "run", "created"], rows,
-                                    empty="no models yet")]))  # fmt: skip
+        ]
+        sections.append(
+            join(
+                [
+                    Html(f"<h2>{h(pipeline)}</h2>"),
+                    table(
+                        ["model", "status", "why", "metrics", "commit", "run", "created"],
+                        rows,
+                        empty="no models yet",
+                    ),
+                ]
+            )
+        )
     return page("Models", join(sections), pipelines=pipelines, refresh=REFRESH)
 
 
 def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) -> str:
     """``/models/{group}/{version}``: the package, its metrics and its lineage."""
     package, lineage = data["model"], data["lineage"]
-    commit, build, job = lineage.get("commit") or {}, lineage.get("build") or {}, lineage.get("training_job") or {}
+    commit, build, job = (
+        lineage.get("commit") or {},
+        lineage.get("build") or {},
+        lineage.get("training_job") or {},
+    )
     configs = lineage.get("endpoint_configs") or []
     arrow = Html('<span class="arrow">→</span>')
-    chain = [mono(short(commit.get("commit"))) if commit.get("commit") else h("uncommitted"),
-             run_link(pipeline, pipelines, package["run_id"]) if package.get("run_id") is not None else h("no run"),
-             h(package["arn"])]  # fmt: skip
-    chain += [Html(f"{h(c['name'])} ({endpoint_link(pipeline, pipelines, c['endpoint'])})") for c in configs]
+    chain = [
+        mono(short(commit.get("commit"))) if commit.get("commit") else h("uncommitted"),
+        run_link(pipeline, pipelines, package["run_id"])
+        if package.get("run_id") is not None
+        else h("no run"),
+        h(package["arn"]),
+    ]
+    chain += [
+        Html(f"{h(c['name'])} ({endpoint_link(pipeline, pipelines, c['endpoint'])})")
+        for c in configs
+    ]
     body = [
         Html(f"<p>{join(chain, arrow)}</p>"),
-        facts([("status", status(package["status"])), ("why", package.get("status_reason")),
-               ("sha256", mono(package.get("model_sha256"))), ("uri", mono(package.get("model_uri"))),
-               ("created", when(package.get("created_at")))]),
+        facts(
+            [
+                ("status", status(package["status"])),
+                ("why", package.get("status_reason")),
+                ("sha256", mono(package.get("model_sha256"))),
+                ("uri", mono(package.get("model_uri"))),
+                ("created", when(package.get("created_at"))),
+            ]
+        ),
         Html("<h2>Metrics</h2>"),
-        table(["metric", "value"], sorted((package.get("metrics") or {}).items()), empty="no metrics"),
+        table(
+            ["metric", "value"], sorted((package.get("metrics") or {}).items()), empty="no metrics"
+        ),
         _baseline(package, data.get("baseline")),
         Html("<h2>Commit</h2>"),
-        facts([("commit", mono(commit.get("commit"))), ("branch", commit.get("branch")),
-               ("author", commit.get("author")), ("message", pre(commit["message"]) if commit.get("message") else None),
-               ("tree", mono(commit.get("tree"))), ("working tree", "dirty" if commit.get("dirty") else None)]),
+        facts(
+            [
+                ("commit", mono(commit.get("commit"))),
+                ("branch", commit.get("branch")),
+                ("author", commit.get("author")),
+                ("message", pre(commit["message"]) if commit.get("message") else None),
+                ("tree", mono(commit.get("tree"))),
+                ("working tree", "dirty" if commit.get("dirty") else None),
+            ]
+        ),
         Html("<h2>Build</h2>"),
         facts([("digest", mono(build.get("digest"))), ("environment", build.get("environment"))]),
         Html("<h2>Training job</h2>"),
-        facts([("name", job.get("name")), ("status", status(job["status"]) if job.get("status") else None),
-               ("hyperparameters", mono(compact(job["hyperparameters"])) if job.get("hyperparameters") else None),
-               ("data digest", mono(job.get("data_digest"))), ("metrics", metrics_text(job.get("metrics"))),
-               ("started", when(job.get("started_at"))), ("ended", when(job.get("ended_at")))]),
+        facts(
+            [
+                ("name", job.get("name")),
+                ("status", status(job["status"]) if job.get("status") else None),
+                (
+                    "hyperparameters",
+                    mono(compact(job["hyperparameters"])) if job.get("hyperparameters") else None,
+                ),
+                ("data digest", mono(job.get("data_digest"))),
+                ("metrics", metrics_text(job.get("metrics"))),
+                ("started", when(job.get("started_at"))),
+                ("ended", when(job.get("ended_at"))),
+            ]
+        ),
         Html("<h2>Endpoint configs</h2>"),
-        table(["config", "endpoint", "run", "created"],
-              [(c["name"], endpoint_link(pipeline, pipelines, c["endpoint"]),
-                run_link(pipeline, pipelines, c["run_id"]) if c.get("run_id") is not None else None,
-                when(c.get("created_at"))) for c in configs], empty="not deployed"),
+        table(
+            ["config", "endpoint", "run", "created"],
+            [
+                (
+                    c["name"],
+                    endpoint_link(pipeline, pipelines, c["endpoint"]),
+                    run_link(pipeline, pipelines, c["run_id"])
+                    if c.get("run_id") is not None
+                    else None,
+                    when(c.get("created_at")),
+                )
+                for c in configs
+            ],
+            empty="not deployed",
+        ),
     ]
     return page(f"Model {package['arn']}", join(body), pipelines=pipelines, refresh=REFRESH)
 
@@ -264,26 +438,58 @@ def _baseline(package: dict[str, Any], baseline: dict[str, Any] | None) -> Html:
     """The model's data-quality baseline: its two files, what they were computed from."""
     title = Html("<h2>Data-quality baseline</h2>")
     if not baseline:
-        return join([title, Html(f'<p class="muted">none (compute it: <code>mlcicd monitor baseline --model '
-                                 f'{h(package["version"])}</code>)</p>')])  # fmt: skip
+        return join(
+            [
+                title,
+                Html(
+                    f'<p class="muted">none (compute it: <code>mlcicd monitor baseline --model '
+                    f"{h(package['version'])}</code>)</p>"
+                ),
+            ]
+        )
     dataset = baseline.get("dataset") or {}
-    return join([title, facts([
-        ("statistics.json", uri_link(baseline.get("statistics_uri"))),
-        ("its sha256", mono(baseline.get("statistics_sha256"))),
-        ("constraints.json", uri_link(baseline.get("constraints_uri"))),
-        ("its sha256", mono(baseline.get("constraints_sha256"))),
-        ("channel", dataset.get("channel")), ("label", dataset.get("label")),
-        ("features", ", ".join(map(str, dataset["features"])) if dataset.get("features") else None),
-        ("rows", f"{dataset.get('item_count')} of {dataset.get('rows_read')} read" if dataset.get("rows_read") else None),
-        ("files", ", ".join(map(str, dataset["files"])) if dataset.get("files") else None),
-        ("computed", when(baseline.get("created_at"))),
-    ])])  # fmt: skip
+    return join(
+        [
+            title,
+            facts(
+                [
+                    ("statistics.json", uri_link(baseline.get("statistics_uri"))),
+                    ("its sha256", mono(baseline.get("statistics_sha256"))),
+                    ("constraints.json", uri_link(baseline.get("constraints_uri"))),
+                    ("its sha256", mono(baseline.get("constraints_sha256"))),
+                    ("channel", dataset.get("channel")),
+                    ("label", dataset.get("label")),
+                    (
+                        "features",
+                        ", ".join(map(str, dataset["features"]))
+                        if dataset.get("features")
+                        else None,
+                    ),
+                    (
+                        "rows",
+                        f"{dataset.get('item_count')} of {dataset.get('rows_read')} read"
+                        if dataset.get("rows_read")
+                        else None,
+                    ),
+                    (
+                        "files",
+                        ", ".join(map(str, dataset["files"])) if dataset.get("files") else None,
+                    ),
+                    ("computed", when(baseline.get("created_at"))),
+                ]
+            ),
+        ]
+    )
 
 
-def endpoints_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+def endpoints_page(
+    pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]
+) -> str:
     """``/endpoints``: every endpoint, live status for local ones."""
-    sections = [join([Html(f"<h2>{h(pipeline)}</h2>"), _endpoints_table(pipeline, pipelines, endpoints)])
-                for pipeline, endpoints in per_pipeline]  # fmt: skip
+    sections = [
+        join([Html(f"<h2>{h(pipeline)}</h2>"), _endpoints_table(pipeline, pipelines, endpoints)])
+        for pipeline, endpoints in per_pipeline
+    ]
     return page("Endpoints", join(sections), pipelines=pipelines, refresh=REFRESH)
 
 
@@ -292,45 +498,104 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
     record, live, metrics = data["endpoint"], data.get("live") or {}, data.get("metrics")
     current = next((c for c in data["configs"] if c["name"] == record.get("config_name")), None)
     variants = live.get("variants") or [
-        {"name": v[0], "model_sha256": v[1], "weight": v[2]} for v in ((current or {}).get("spec") or {}).get("variants") or []
-    ]  # fmt: skip
+        {"name": v[0], "model_sha256": v[1], "weight": v[2]}
+        for v in ((current or {}).get("spec") or {}).get("variants") or []
+    ]
     total = sum(float(v.get("weight") or 0) for v in variants) or 1.0
     traffic, rollback = live.get("traffic"), live.get("last_rollback")
     body = [
-        facts([
-            ("status", status(record["status"])), ("backend", record.get("backend")), ("url", mono(record.get("url"))),
-            ("pid", record.get("pid")),
-            ("model", model_link(pipeline, pipelines, record.get("model_group"), record.get("model_version"))),
-            ("config", record.get("config_name")), ("generation", live.get("generation")),
-            ("failure", record.get("failure_reason")), ("last update failure", live.get("last_update_failure")),
-            ("traffic shift", f"{traffic.get('percent')}% to {traffic.get('config_name')} ({traffic.get('strategy')})"
-             if isinstance(traffic, dict) else None),
-            ("last rollback", compact(rollback) if rollback else None),
-            ("created", when(record.get("created_at"))), ("updated", when(record.get("updated_at"))),
-            ("status source", None if live else "as last recorded (a SageMaker endpoint: `mlcicd endpoints describe`)"),
-        ]),
+        facts(
+            [
+                ("status", status(record["status"])),
+                ("backend", record.get("backend")),
+                ("url", mono(record.get("url"))),
+                ("pid", record.get("pid")),
+                (
+                    "model",
+                    model_link(
+                        pipeline, pipelines, record.get("model_group"), record.get("model_version")
+                    ),
+                ),
+                ("config", record.get("config_name")),
+                ("generation", live.get("generation")),
+                ("failure", record.get("failure_reason")),
+                ("last update failure", live.get("last_update_failure")),
+                (
+                    "traffic shift",
+                    f"{traffic.get('percent')}% to {traffic.get('config_name')} ({traffic.get('strategy')})"
+                    if isinstance(traffic, dict)
+                    else None,
+                ),
+                ("last rollback", compact(rollback) if rollback else None),
+                ("created", when(record.get("created_at"))),
+                ("updated", when(record.get("updated_at"))),
+                (
+                    "status source",
+                    None
+                    if live
+                    else "as last recorded (a SageMaker endpoint: `mlcicd endpoints describe`)",
+                ),
+            ]
+        ),
         Html("<h2>Variants</h2>"),
-        table(["variant", "weight", "share", "model sha256"],
-              [(v.get("name"), v.get("weight"), f"{float(v.get('weight') or 0) / total:.0%}", mono(short(v.get("model_sha256"))))
-               for v in variants] or [("AllTraffic", 1, "100%", mono(short(record.get("model_sha256"))))]),
+        table(
+            ["variant", "weight", "share", "model sha256"],
+            [
+                (
+                    v.get("name"),
+                    v.get("weight"),
+                    f"{float(v.get('weight') or 0) / total:.0%}",
+                    mono(short(v.get("model_sha256"))),
+                )
+                for v in variants
+            ]
+            or [("AllTraffic", 1, "100%", mono(short(record.get("model_sha256"))))],
+        ),
         Html("<h2>Metrics</h2>"),
         _metrics(metrics),
         _monitoring(pipeline, pipelines, data.get("monitoring") or {}),
         Html("<h2>Endpoint config</h2>"),
-        facts([(k, mono(v if isinstance(v, str) else compact(v)))
-               for k, v in sorted(((current or {}).get("spec") or {}).items())])
-        if current else h("not recorded"),
+        facts(
+            [
+                (k, mono(v if isinstance(v, str) else compact(v)))
+                for k, v in sorted(((current or {}).get("spec") or {}).items())
+            ]
+        )
+        if current
+        else h("not recorded"),
         Html("<h2>History</h2>"),
-        table(["when", "why", "config", "model", "run", "detail"],
-              [(when(c["at"]), c["reason"], c.get("config_name"),
-                model_link(pipeline, pipelines, c.get("model_group"), c.get("model_version")),
-                run_link(pipeline, pipelines, c["run_id"]) if c.get("run_id") is not None else None, c.get("detail"))
-               for c in reversed(data["history"])], empty="no changes recorded"),
+        table(
+            ["when", "why", "config", "model", "run", "detail"],
+            [
+                (
+                    when(c["at"]),
+                    c["reason"],
+                    c.get("config_name"),
+                    model_link(pipeline, pipelines, c.get("model_group"), c.get("model_version")),
+                    run_link(pipeline, pipelines, c["run_id"])
+                    if c.get("run_id") is not None
+                    else None,
+                    c.get("detail"),
+                )
+                for c in reversed(data["history"])
+            ],
+            empty="no changes recorded",
+        ),
         Html("<h2>Configs served</h2>"),
-        table(["config", "model", "run", "created"],
-              [(c["name"], model_link(pipeline, pipelines, c.get("model_group"), c.get("model_version")),
-                run_link(pipeline, pipelines, c["run_id"]) if c.get("run_id") is not None else None,
-                when(c.get("created_at"))) for c in data["configs"]]),
+        table(
+            ["config", "model", "run", "created"],
+            [
+                (
+                    c["name"],
+                    model_link(pipeline, pipelines, c.get("model_group"), c.get("model_version")),
+                    run_link(pipeline, pipelines, c["run_id"])
+                    if c.get("run_id") is not None
+                    else None,
+                    when(c.get("created_at")),
+                )
+                for c in data["configs"]
+            ],
+        ),
     ]
     return page(f"Endpoint {record['name']}", join(body), pipelines=pipelines, refresh=REFRESH)
 
@@ -338,55 +603,119 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
 def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, Any]) -> Html:
     """The endpoint's monitoring schedule and its newest executions, each linking its reports."""
     schedule = monitoring.get("schedule")
-    said = (f"checked every {schedule} by `mlcicd up` (monitor.schedule)" if schedule
-            else f"mlcicd.yaml does not load: {monitoring['config_error']}" if monitoring.get("config_error")
-            else "no monitor.schedule: `mlcicd monitor check` checks it by hand")  # fmt: skip
+    said = (
+        f"checked every {schedule} by `mlcicd up` (monitor.schedule)"
+        if schedule
+        else f"mlcicd.yaml does not load: {monitoring['config_error']}"
+        if monitoring.get("config_error")
+        else "no monitor.schedule: `mlcicd monitor check` checks it by hand"
+    )
     rows = []
     for e in monitoring.get("executions") or []:
         variants = e.get("variants") or []
-        models = [model_link(pipeline, pipelines, *str(v.get("model")).rsplit("/", 1)) for v in variants
-                  if "/" in str(v.get("model"))]  # fmt: skip
+        models = [
+            model_link(pipeline, pipelines, *str(v.get("model")).rsplit("/", 1))
+            for v in variants
+            if "/" in str(v.get("model"))
+        ]
         reports = [uri_link(v.get("violations_uri")) for v in variants if v.get("violations_uri")]
-        rows.append((e["id"], when(e["window_start"]), when(e["window_end"]), status(e["status"]), e.get("verdict"),
-                     e.get("records"), join(models, ", ") if models else None,
-                     join(reports, Html("<br>")) if reports else e.get("reason")))  # fmt: skip
-    return join([
-        Html("<h2>Monitoring</h2>"),
-        Html(f'<p class="muted">{h(said)}</p>'),
-        table(["#", "window start", "window end", "status", "verdict", "records", "model", "report / why"], rows,
-              empty="no monitoring executions yet"),
-    ])  # fmt: skip
+        rows.append(
+            (
+                e["id"],
+                when(e["window_start"]),
+                when(e["window_end"]),
+                status(e["status"]),
+                e.get("verdict"),
+                e.get("records"),
+                join(models, ", ") if models else None,
+                join(reports, Html("<br>")) if reports else e.get("reason"),
+            )
+        )
+    return join(
+        [
+            Html("<h2>Monitoring</h2>"),
+            Html(f'<p class="muted">{h(said)}</p>'),
+            table(
+                [
+                    "#",
+                    "window start",
+                    "window end",
+                    "status",
+                    "verdict",
+                    "records",
+                    "model",
+                    "report / why",
+                ],
+                rows,
+                empty="no monitoring executions yet",
+            ),
+        ]
+    )
 
 
 def _metrics(metrics: dict[str, Any] | None) -> Html:
     if not metrics:
-        return Html('<p class="muted">no metrics here (a SageMaker endpoint\'s come from CloudWatch: <code>mlcicd endpoints metrics NAME</code>)</p>')
+        return Html(
+            '<p class="muted">no metrics here (a SageMaker endpoint\'s come from CloudWatch: <code>mlcicd endpoints metrics NAME</code>)</p>'
+        )
     window = metrics.get("window_seconds")
     rows = [
-        (variant, m.get("Invocations"), m.get("Invocation4XXErrors"), m.get("Invocation5XXErrors"),
-         m.get("ModelLatencyp50_ms"), m.get("ModelLatencyp90_ms"), m.get("ModelLatencyp99_ms"),
-         m.get("OverheadLatencyp99_ms"))
+        (
+            variant,
+            m.get("Invocations"),
+            m.get("Invocation4XXErrors"),
+            m.get("Invocation5XXErrors"),
+            m.get("ModelLatencyp50_ms"),
+            m.get("ModelLatencyp90_ms"),
+            m.get("ModelLatencyp99_ms"),
+            m.get("OverheadLatencyp99_ms"),
+        )
         for variant, m in sorted((metrics.get("variants") or {}).items())
-    ]  # fmt: skip
+    ]
     dropped = {k: v for k, v in (metrics.get("counters") or {}).items() if v}
-    return join([
-        Html(f'<p class="muted">last {h(duration(window) if window else "all time")}'
-             f" (as `mlcicd endpoints metrics`)</p>"),
-        table(["variant", "invocations", "4xx", "5xx", "model p50 ms", "p90 ms", "p99 ms", "overhead p99 ms"], rows,
-              empty="no requests yet"),
-        facts([(k, v) for k, v in sorted(dropped.items())]),
-    ])  # fmt: skip
+    return join(
+        [
+            Html(
+                f'<p class="muted">last {h(duration(window) if window else "all time")}'
+                f" (as `mlcicd endpoints metrics`)</p>"
+            ),
+            table(
+                [
+                    "variant",
+                    "invocations",
+                    "4xx",
+                    "5xx",
+                    "model p50 ms",
+                    "p90 ms",
+                    "p99 ms",
+                    "overhead p99 ms",
+                ],
+                rows,
+                empty="no requests yet",
+            ),
+            facts([(k, v) for k, v in sorted(dropped.items())]),
+        ]
+    )
 
 
-def events_page(pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+def events_page(
+    pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]
+) -> str:
     """``/events``: the registry's event log, newest first."""
-    sections = [join([Html(f"<h2>{h(pipeline)}</h2>"), _events_table(pipeline, pipelines, events)])
-                for pipeline, events in per_pipeline]  # fmt: skip
+    sections = [
+        join([Html(f"<h2>{h(pipeline)}</h2>"), _events_table(pipeline, pipelines, events)])
+        for pipeline, events in per_pipeline
+    ]
     return page("Events", join(sections), pipelines=pipelines, refresh=REFRESH)
 
 
 def error_page(pipelines: Sequence[str], title: str, message: str, hint: str | None = None) -> str:
     """A 404 (an unknown run, model or endpoint) or a 400, as a page."""
-    body = join([Html(f"<p>{h(message)}</p>"), Html(f'<p class="muted">{h(hint)}</p>') if hint else Html(""),
-                 Html(f"<p>{link('/', 'back to the pipelines')}</p>")])  # fmt: skip
+    body = join(
+        [
+            Html(f"<p>{h(message)}</p>"),
+            Html(f'<p class="muted">{h(hint)}</p>') if hint else Html(""),
+            Html(f"<p>{link('/', 'back to the pipelines')}</p>"),
+        ]
+    )
     return page(title, body, pipelines=pipelines)

@@ -38,7 +38,9 @@ def is_page(path: str) -> bool:
     return path in ("", "/") or path.split("/")[1] in SECTIONS
 
 
-def render(served: Sequence[tuple[str, Path]], path: str, query: dict[str, list[str]]) -> tuple[int, str]:
+def render(
+    served: Sequence[tuple[str, Path]], path: str, query: dict[str, list[str]]
+) -> tuple[int, str]:
     """The status and page for ``path``; ``served`` is each served pipeline's (name, root)."""
     names = [name for name, _ in served]
     try:
@@ -58,37 +60,60 @@ def render(served: Sequence[tuple[str, Path]], path: str, query: dict[str, list[
         return HTTPStatus.BAD_REQUEST, pages.error_page(names, "Bad request", str(exc))
 
 
-def _page(served: Sequence[tuple[str, Path]], names: list[str], open_project: Callable[[Path], Project],
-          path: str, query: dict[str, list[str]]) -> str:  # fmt: skip
+def _page(
+    served: Sequence[tuple[str, Path]],
+    names: list[str],
+    open_project: Callable[[Path], Project],
+    path: str,
+    query: dict[str, list[str]],
+) -> str:
     if path == "/":
         overview = []
         for name, root in served:
             project = open_project(root)
-            overview.append(data.jsonable({
-                "pipeline": name, "root": root, "runs": data.runs(project.state, RECENT_RUNS),
-                "endpoints": data.endpoints(project), "events": data.recent_events(project.state, RECENT_EVENTS),
-            }))  # fmt: skip
+            overview.append(
+                data.jsonable(
+                    {
+                        "pipeline": name,
+                        "root": root,
+                        "runs": data.runs(project.state, RECENT_RUNS),
+                        "endpoints": data.endpoints(project),
+                        "events": data.recent_events(project.state, RECENT_EVENTS),
+                    }
+                )
+            )
         return pages.overview(overview)
     if path == "/models":
-        models = [(name, data.jsonable(data.models(open_project(root).state))) for name, root in served]
+        models = [
+            (name, data.jsonable(data.models(open_project(root).state))) for name, root in served
+        ]
         return pages.models_page(names, models)
     if path == "/endpoints":
-        endpoints = [(name, data.jsonable(data.endpoints(open_project(root)))) for name, root in served]
+        endpoints = [
+            (name, data.jsonable(data.endpoints(open_project(root)))) for name, root in served
+        ]
         return pages.endpoints_page(names, endpoints)
     if path == "/events":
-        events = [(name, data.jsonable(data.recent_events(open_project(root).state, EVENTS))) for name, root in served]
+        events = [
+            (name, data.jsonable(data.recent_events(open_project(root).state, EVENTS)))
+            for name, root in served
+        ]
         return pages.events_page(names, events)
     name, root = _pick(served, query)
     if m := re.fullmatch(r"/runs/(\d+)", path):
         state = open_project(root).state
         run_id = int(m.group(1))
         detail = data.jsonable(data.run(state, run_id))
-        return pages.run_page(name, names, detail, data.run_logs(state, run_id, tail=pages.LOG_LINES))
+        return pages.run_page(
+            name, names, detail, data.run_logs(state, run_id, tail=pages.LOG_LINES)
+        )
     if m := re.fullmatch(r"/models/([^/]+)/(\d+)", path):
         found = data.model(open_project(root).state, unquote(m.group(1)), int(m.group(2)))
         return pages.model_page(name, names, data.jsonable(found))
     if m := re.fullmatch(r"/endpoints/([^/]+)", path):
-        return pages.endpoint_page(name, names, data.jsonable(data.endpoint(open_project(root), unquote(m.group(1)))))
+        return pages.endpoint_page(
+            name, names, data.jsonable(data.endpoint(open_project(root), unquote(m.group(1))))
+        )
     raise NotFoundError(f"no such page: {path}", hint="the dashboard starts at /")
 
 

@@ -84,10 +84,16 @@ class DeploySettings:
             routing=traffic_routing(environ.get(n.ENV_TRAFFIC_ROUTING)),
             thresholds=_thresholds(json_setting(environ, n.ENV_ROLLBACK_THRESHOLDS, {})),
             capture=_capture(json_setting(environ, n.ENV_DATA_CAPTURE, {})),
-            variants=tuple(_parsed(VariantConfig, n.ENV_VARIANTS, v) for v in json_setting(environ, n.ENV_VARIANTS, [])),
+            variants=tuple(
+                _parsed(VariantConfig, n.ENV_VARIANTS, v)
+                for v in json_setting(environ, n.ENV_VARIANTS, [])
+            ),
             shadow=_optional(ShadowConfig, n.ENV_SHADOW, json_setting(environ, n.ENV_SHADOW, {})),
-            environment={str(k): str(v) for k, v in json_setting(environ, n.ENV_ENDPOINT_ENVIRONMENT, {}).items()},
-        )  # fmt: skip
+            environment={
+                str(k): str(v)
+                for k, v in json_setting(environ, n.ENV_ENDPOINT_ENVIRONMENT, {}).items()
+            },
+        )
 
 
 _T = TypeVar("_T")
@@ -98,8 +104,9 @@ def _parsed(kind: type[_T], name: str, value: Any) -> _T:
     try:
         return kind(**value)
     except TypeError as exc:  # not an object, or other fields
-        raise ConfigError(f"{name}: {value!r} is not a {kind.__name__} ({exc})",
-                          path="the function's environment") from exc  # fmt: skip
+        raise ConfigError(
+            f"{name}: {value!r} is not a {kind.__name__} ({exc})", path="the function's environment"
+        ) from exc
 
 
 def _optional(kind: type[_T], name: str, value: dict[str, Any]) -> _T | None:
@@ -110,21 +117,28 @@ def _optional(kind: type[_T], name: str, value: dict[str, Any]) -> _T | None:
 def _thresholds(value: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(value) - set(THRESHOLDS))
     if unknown:
-        raise ConfigError(f"{n.ENV_ROLLBACK_THRESHOLDS}: unknown keys {unknown}", path="the function's environment")
+        raise ConfigError(
+            f"{n.ENV_ROLLBACK_THRESHOLDS}: unknown keys {unknown}",
+            path="the function's environment",
+        )
     return value
 
 
 def _capture(value: dict[str, Any]) -> DataCapture | None:
     capture = _optional(DataCapture, n.ENV_DATA_CAPTURE, value)
     if capture is not None and not str(capture.destination or "").startswith("s3://"):
-        raise ConfigError(f"{n.ENV_DATA_CAPTURE}: destination must be an s3:// URI, not {capture.destination!r}",
-                          path="the function's environment")  # fmt: skip
+        raise ConfigError(
+            f"{n.ENV_DATA_CAPTURE}: destination must be an s3:// URI, not {capture.destination!r}",
+            path="the function's environment",
+        )
     return capture
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point: one step of the Deploy action."""
-    return run_job(event, lambda job: step(job, DeploySettings.from_environ(os.environ)), function="deploy")
+    return run_job(
+        event, lambda job: step(job, DeploySettings.from_environ(os.environ)), function="deploy"
+    )
 
 
 def step(job: PipelineJob, settings: DeploySettings) -> None:
@@ -139,8 +153,10 @@ def read_model(job: PipelineJob) -> dict[str, Any]:
     model = job.read_json(artifact, MODEL_JSON)
     missing = [k for k in _REQUIRED if not isinstance(model, dict) or not model.get(k)]
     if missing:
-        raise ArtifactError(f"{MODEL_JSON} in artifact {artifact.name} lacks {', '.join(missing)}",
-                            hint="it is written by the Train action's Lambda")  # fmt: skip
+        raise ArtifactError(
+            f"{MODEL_JSON} in artifact {artifact.name} lacks {', '.join(missing)}",
+            hint="it is written by the Train action's Lambda",
+        )
     return dict(model)
 
 
@@ -149,7 +165,10 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     sagemaker = client("sagemaker")
     _approve(sagemaker, model, job.id)
     version = int(model["model_package_version"])
-    tags = {"mlcicd:pipeline": settings.pipeline, "mlcicd:model-package": str(model["model_package_arn"])[:256]}
+    tags = {
+        "mlcicd:pipeline": settings.pipeline,
+        "mlcicd:model-package": str(model["model_package_arn"])[:256],
+    }
     models: dict[int | str, str] = {}
 
     def serving(ref: int | str) -> str:
@@ -161,31 +180,53 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     variants = [VariantModel(v.name, serving(v.model), v.weight) for v in settings.variants] or [
         VariantModel(n.VARIANT_NAME, serving("latest"))
     ]
-    shadow = VariantModel(settings.shadow.name, serving(settings.shadow.model)) if settings.shadow else None
+    shadow = (
+        VariantModel(settings.shadow.name, serving(settings.shadow.model))
+        if settings.shadow
+        else None
+    )
     capture = None
     if settings.capture is not None:
-        capture = data_capture_config(settings.capture, default_destination=str(settings.capture.destination))
+        capture = data_capture_config(
+            settings.capture, default_destination=str(settings.capture.destination)
+        )
     request = endpoint_config_request(
-        "", variants, instance_type=settings.instance_type, instance_count=settings.instance_count,
-        shadow=shadow, data_capture=capture,
-    )  # fmt: skip
+        "",
+        variants,
+        instance_type=settings.instance_type,
+        instance_count=settings.instance_count,
+        shadow=shadow,
+        data_capture=capture,
+    )
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     config_name = n.versioned_endpoint_config_name(settings.endpoint, version, digest)
     if put_endpoint_config(sagemaker, {**request, "EndpointConfigName": config_name}, tags=tags):
         log(f"endpoint config {config_name} created")
-    state = {"endpoint": settings.endpoint, "config": config_name, "package": model["model_package_arn"],
-             "variants": [v.name for v in variants]}  # fmt: skip
+    state = {
+        "endpoint": settings.endpoint,
+        "config": config_name,
+        "package": model["model_package_arn"],
+        "variants": [v.name for v in variants],
+    }
     _start(job, settings, state)
 
 
 def _model(
-    sagemaker: Any, settings: DeploySettings, model: Mapping[str, Any], ref: int | str, tags: Mapping[str, str]
+    sagemaker: Any,
+    settings: DeploySettings,
+    model: Mapping[str, Any],
+    ref: int | str,
+    tags: Mapping[str, str],
 ) -> str:
     """Create (unless it exists) the Model serving ``ref`` — the model just trained, or
     version ``ref`` of its package group — on this commit's image, as ``mlcicd run`` runs
     every variant on this commit's code; return its name."""
     package = str(model["model_package_arn"])
-    version, data_url, sha256 = int(model["model_package_version"]), str(model["model_data_url"]), model.get("model_sha256")
+    version, data_url, sha256 = (
+        int(model["model_package_version"]),
+        str(model["model_data_url"]),
+        model.get("model_sha256"),
+    )
     if ref != "latest":
         version = int(ref)
         package = f"{package.rsplit('/', 1)[0]}/{version}"
@@ -193,13 +234,28 @@ def _model(
     # The container serves only the bytes of that digest, fetched from that URL (model_check).
     checked = {MODEL_SHA256_ENV: str(sha256), MODEL_DATA_URL_ENV: data_url} if sha256 else {}
     environment = {**(settings.environment or {}), **checked}
-    digest = hashlib.sha256(json.dumps({
-        "image": model["image_uri"], "model": data_url, "sha256": sha256, "environment": environment,
-    }, sort_keys=True).encode()).hexdigest()  # fmt: skip
+    digest = hashlib.sha256(
+        json.dumps(
+            {
+                "image": model["image_uri"],
+                "model": data_url,
+                "sha256": sha256,
+                "environment": environment,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
     name = n.model_name(settings.pipeline, f"v{version}-{digest[:8]}")
     tags = {**tags, "mlcicd:model-package": package[:256]}
-    if ensure_model(sagemaker, name=name, image=model["image_uri"], model_data_url=data_url,
-                    role_arn=settings.role_arn, environment=environment, tags=tags):  # fmt: skip
+    if ensure_model(
+        sagemaker,
+        name=name,
+        image=model["image_uri"],
+        model_data_url=data_url,
+        role_arn=settings.role_arn,
+        environment=environment,
+        tags=tags,
+    ):
         log(f"model {name} created ({data_url})")
     return name
 
@@ -209,9 +265,11 @@ def _registered(sagemaker: Any, package_arn: str) -> tuple[str, str | None]:
     described = described_or_none(sagemaker.describe_model_package, ModelPackageName=package_arn)
     if described is None:
         group, version = package_arn.split(":model-package/", 1)[-1].rsplit("/", 1)
-        raise EndpointError(f"deploy.variants or deploy.shadow names model version {version}, and the model "
-                            f"registry has no {group}/{version}",
-                            hint="name a registered version, or latest (the model this run trained)")  # fmt: skip
+        raise EndpointError(
+            f"deploy.variants or deploy.shadow names model version {version}, and the model "
+            f"registry has no {group}/{version}",
+            hint="name a registered version, or latest (the model this run trained)",
+        )
     (container, *_) = described["InferenceSpecification"]["Containers"]
     sha256 = (described.get("CustomerMetadataProperties") or {}).get("model_sha256")
     return str(container["ModelDataUrl"]), sha256
@@ -223,15 +281,26 @@ def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
 
     def deployment() -> dict[str, Any] | None:  # only for an update: it puts the rollback alarms
         made = prepare_deployment(
-            client("cloudwatch"), endpoint=endpoint, config_name=config,
-            variants=state.get("variants") or [n.VARIANT_NAME], routing=settings.routing, **settings.thresholds,
+            client("cloudwatch"),
+            endpoint=endpoint,
+            config_name=config,
+            variants=state.get("variants") or [n.VARIANT_NAME],
+            routing=settings.routing,
+            **settings.thresholds,
             tags={"mlcicd:pipeline": settings.pipeline},
-        )  # fmt: skip
-        log(f"deployment: {json.dumps(made, sort_keys=True) if made else 'SageMaker default (blue/green, all at once)'}")
+        )
+        log(
+            f"deployment: {json.dumps(made, sort_keys=True) if made else 'SageMaker default (blue/green, all at once)'}"
+        )
         return made
 
-    result = start_deployment(sagemaker, endpoint, config, deployment=deployment,
-                              tags={"mlcicd:pipeline": settings.pipeline})  # fmt: skip
+    result = start_deployment(
+        sagemaker,
+        endpoint,
+        config,
+        deployment=deployment,
+        tags={"mlcicd:pipeline": settings.pipeline},
+    )
     messages = {
         "created": f"creating endpoint {endpoint} with {config}",
         "updating": f"updating endpoint {endpoint} to {config}",
@@ -252,13 +321,18 @@ def follow(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
     now = progress(described, config)
     if now.state == "waiting":
         log(f"endpoint {endpoint}: {now.status}")
-        job.continue_later(state, summary=f"{endpoint}: {now.status} ({config})", external_id=endpoint)
+        job.continue_later(
+            state, summary=f"{endpoint}: {now.status} ({config})", external_id=endpoint
+        )
         return
     if now.state == "failed":
         raise EndpointError(f"endpoint {endpoint} ({now.status}): {now.reason}")
     log(f"endpoint {endpoint} is InService with {config}")
-    job.succeed(summary=f"{endpoint} InService with {config}", external_id=endpoint,
-                variables={"EndpointName": endpoint, "EndpointConfigName": config})  # fmt: skip
+    job.succeed(
+        summary=f"{endpoint} InService with {config}",
+        external_id=endpoint,
+        variables={"EndpointName": endpoint, "EndpointConfigName": config},
+    )
 
 
 def _approve(sagemaker: Any, model: Mapping[str, Any], job_id: str) -> None:
@@ -266,11 +340,16 @@ def _approve(sagemaker: Any, model: Mapping[str, Any], job_id: str) -> None:
     arn = str(model["model_package_arn"])
     status = sagemaker.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
     if status == "Rejected":
-        raise EndpointError(f"model package {arn} is Rejected: it is not deployed",
-                            hint="approve it in the model registry, or push a better model")  # fmt: skip
+        raise EndpointError(
+            f"model package {arn} is Rejected: it is not deployed",
+            hint="approve it in the model registry, or push a better model",
+        )
     if status == "PendingManualApproval":
         sagemaker.update_model_package(
-            ModelPackageArn=arn, ModelApprovalStatus="Approved",
-            ApprovalDescription=f"approved in CodePipeline before the deploy action (job {job_id})"[:1024],
-        )  # fmt: skip
+            ModelPackageArn=arn,
+            ModelApprovalStatus="Approved",
+            ApprovalDescription=f"approved in CodePipeline before the deploy action (job {job_id})"[
+                :1024
+            ],
+        )
         log(f"model package {arn} approved")

@@ -29,8 +29,11 @@ def log(message: str) -> None:
 def setting(environ: Mapping[str, str], name: str, default: str | None = None) -> str:
     value = environ.get(name, default)
     if value is None:
-        raise ConfigError(f"{name} is not set", path=_WHERE,
-                          hint="the stack sets it: redeploy with `mlcicd aws deploy`")  # fmt: skip
+        raise ConfigError(
+            f"{name} is not set",
+            path=_WHERE,
+            hint="the stack sets it: redeploy with `mlcicd aws deploy`",
+        )
     return value
 
 
@@ -73,7 +76,9 @@ def run_job(
         return {"jobId": job.id, "status": "failed", "reason": exc.headline}
     except Exception as exc:  # a bug: the pipeline must still hear of it now
         traceback.print_exc(file=sys.stdout)
-        reason = f"internal error in the {function} function ({type(exc).__name__}: {exc}); see its log"
+        reason = (
+            f"internal error in the {function} function ({type(exc).__name__}: {exc}); see its log"
+        )
         job.fail(reason)
         return {"jobId": job.id, "status": "failed", "reason": reason}
     return {"jobId": job.id, "status": "reported"}

@@ -84,9 +84,18 @@ class TrainingSettings:
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingSettings:
         thresholds = []
         for raw in json_setting(environ, n.ENV_GATE_THRESHOLDS, []):
-            if not isinstance(raw, dict) or raw.get("op") not in _OPS or not isinstance(raw.get("value"), int | float):
-                raise ConfigError(f"{n.ENV_GATE_THRESHOLDS}: {raw!r} is not a threshold", path="the function's environment")
-            thresholds.append(Threshold(metric=str(raw["metric"]), op=raw["op"], value=float(raw["value"])))
+            if (
+                not isinstance(raw, dict)
+                or raw.get("op") not in _OPS
+                or not isinstance(raw.get("value"), int | float)
+            ):
+                raise ConfigError(
+                    f"{n.ENV_GATE_THRESHOLDS}: {raw!r} is not a threshold",
+                    path="the function's environment",
+                )
+            thresholds.append(
+                Threshold(metric=str(raw["metric"]), op=raw["op"], value=float(raw["value"]))
+            )
         max_wait = setting(environ, n.ENV_TRAINING_MAX_WAIT, "")
         return cls(
             pipeline=setting(environ, n.ENV_PIPELINE),
@@ -120,7 +129,9 @@ class TrainingSettings:
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point: one step of the Train action."""
-    return run_job(event, lambda job: step(job, TrainingSettings.from_environ(os.environ)), function="training")
+    return run_job(
+        event, lambda job: step(job, TrainingSettings.from_environ(os.environ)), function="training"
+    )
 
 
 def step(job: PipelineJob, settings: TrainingSettings) -> None:
@@ -132,7 +143,9 @@ def step(job: PipelineJob, settings: TrainingSettings) -> None:
 
 def job_name_for(settings: TrainingSettings, pipeline_job_id: str) -> str:
     """The same CodePipeline job always names the same training job (retries find it)."""
-    return n.training_job_name(settings.pipeline, hashlib.sha256(pipeline_job_id.encode()).hexdigest()[:16])
+    return n.training_job_name(
+        settings.pipeline, hashlib.sha256(pipeline_job_id.encode()).hexdigest()[:16]
+    )
 
 
 # --- start -----------------------------------------------------------------------------------
@@ -144,7 +157,9 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
     source = _source(job)
     described = describe_training_job(sagemaker, name)
     if described is not None:
-        log(f"training job {name} exists already ({described['TrainingJobStatus']}): not starting it again")
+        log(
+            f"training job {name} exists already ({described['TrainingJobStatus']}): not starting it again"
+        )
         image = str(described["AlgorithmSpecification"]["TrainingImage"])
     else:
         image = _image_uri(job)
@@ -164,12 +179,17 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
             hyperparameters=settings.hyperparameters,
             environment=settings.environment,
             metric_definitions=settings.metric_definitions,
-            tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:commit": (source.revision or "")[:256]},
+            tags={
+                "mlcicd:pipeline": settings.pipeline,
+                "mlcicd:commit": (source.revision or "")[:256],
+            },
             kms_key_id=settings.kms_key_id,
             network_isolation=settings.network_isolation,
         )
         created = start_training_job(sagemaker, request)
-        log(f"training job {name} {'started' if created else 'was started by an earlier invocation'} with {image}")
+        log(
+            f"training job {name} {'started' if created else 'was started by an earlier invocation'} with {image}"
+        )
     state = {"job": name, "image": image, "revision": source.revision}
     job.continue_later(state, summary=f"training job {name} started", external_id=name, percent=0)
 
@@ -185,12 +205,16 @@ def _image_uri(job: PipelineJob) -> str:
     detail = job.read_json(build, IMAGE_DETAIL)
     image = detail.get("ImageURI") if isinstance(detail, dict) else None
     if not isinstance(image, str) or not image:
-        raise ArtifactError(f"{IMAGE_DETAIL} in artifact {build.name} has no ImageURI",
-                            hint="buildspec.yml writes it after pushing the image")  # fmt: skip
+        raise ArtifactError(
+            f"{IMAGE_DETAIL} in artifact {build.name} has no ImageURI",
+            hint="buildspec.yml writes it after pushing the image",
+        )
     return image
 
 
-def _upload_channels(job: PipelineJob, settings: TrainingSettings, source: Artifact, name: str) -> dict[str, str]:
+def _upload_channels(
+    job: PipelineJob, settings: TrainingSettings, source: Artifact, name: str
+) -> dict[str, str]:
     """Each channel's files from the source artifact to ``<job>/input/data/<channel>/``."""
     if not settings.channels:
         return {}
@@ -200,8 +224,11 @@ def _upload_channels(job: PipelineJob, settings: TrainingSettings, source: Artif
         members = [m for m in archive.infolist() if not m.is_dir()]
         for channel, location in sorted(settings.channels.items()):
             if PurePosixPath(location).is_absolute():
-                raise ConfigError(f"channel {channel!r} is the absolute path {location}; on AWS channels come "
-                                  "from the repository", key=f"train.channels.{channel}")  # fmt: skip
+                raise ConfigError(
+                    f"channel {channel!r} is the absolute path {location}; on AWS channels come "
+                    "from the repository",
+                    key=f"train.channels.{channel}",
+                )
             root = "/".join(p for p in (settings.project_dir, location.strip("/")) if p)
             prefix = f"{settings.job_prefix(name)}/input/data/{channel}/"
             found = 0
@@ -216,8 +243,11 @@ def _upload_channels(job: PipelineJob, settings: TrainingSettings, source: Artif
                     s3.upload_fileobj(data, settings.models_bucket, prefix + rel)
                 found += 1
             if not found:
-                raise TrainingError(f"channel {channel!r}: {root} is not in the source artifact (commit "
-                                    f"{(source.revision or '?')[:12]})", hint="commit the data, or fix train.channels")  # fmt: skip
+                raise TrainingError(
+                    f"channel {channel!r}: {root} is not in the source artifact (commit "
+                    f"{(source.revision or '?')[:12]})",
+                    hint="commit the data, or fix train.channels",
+                )
             log(f"channel {channel}: {found} file(s) from {root}")
             uris[channel] = f"s3://{settings.models_bucket}/{prefix}"
     return uris
@@ -230,21 +260,29 @@ def follow(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) 
     name = str(state["job"])
     described = describe_training_job(client("sagemaker"), name)
     if described is None:
-        raise TrainingError(f"training job {name} does not exist (deleted while the pipeline waited?)")
+        raise TrainingError(
+            f"training job {name} does not exist (deleted while the pipeline waited?)"
+        )
     status = described["TrainingJobStatus"]
     secondary = described.get("SecondaryStatus", "")
     if status in ("InProgress", "Stopping"):
         transitions = status_transitions(described)
         latest = transitions[-1][1] if transitions else ""
         log(f"training job {name}: {status} ({secondary}) {latest}")
-        job.continue_later(state, summary=f"{name}: {status} ({secondary}) {latest}".strip(), external_id=name)
+        job.continue_later(
+            state, summary=f"{name}: {status} ({secondary}) {latest}".strip(), external_id=name
+        )
         return
     if status != "Completed":
-        raise TrainingError(f"training job {name} {status.lower()} ({secondary}): {failure_reason(described)}")
+        raise TrainingError(
+            f"training job {name} {status.lower()} ({secondary}): {failure_reason(described)}"
+        )
     complete(job, settings, state, described)
 
 
-def complete(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any], described: dict[str, Any]) -> None:
+def complete(
+    job: PipelineJob, settings: TrainingSettings, state: dict[str, Any], described: dict[str, Any]
+) -> None:
     name = str(state["job"])
     s3 = client("s3")
     try:
@@ -260,10 +298,19 @@ def complete(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]
     sha256 = _sha256_of(s3, model_data_url, name)
     if failures:
         reason = "; ".join(failures)
-        package = register(settings, state, model_data_url, sha256, metrics, status="Rejected",
-                           reason=f"quality gate: {reason}")  # fmt: skip
-        raise GateError(f"quality gate failed: {reason}",
-                        hint=f"model {package['arn']} was registered as Rejected; the endpoint keeps its model")  # fmt: skip
+        package = register(
+            settings,
+            state,
+            model_data_url,
+            sha256,
+            metrics,
+            status="Rejected",
+            reason=f"quality gate: {reason}",
+        )
+        raise GateError(
+            f"quality gate failed: {reason}",
+            hint=f"model {package['arn']} was registered as Rejected; the endpoint keeps its model",
+        )
     status = "PendingManualApproval" if settings.require_approval else "Approved"
     package = register(settings, state, model_data_url, sha256, metrics, status=status, reason=None)
     model = {
@@ -280,12 +327,20 @@ def complete(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]
         "source_revision": state.get("revision"),
     }
     output = job.outputs[0] if len(job.outputs) == 1 else _named(job.outputs, MODEL_OUTPUT)
-    job.write_zip(output, {MODEL_JSON: (json.dumps(model, indent=2, sort_keys=True) + "\n").encode()})
-    log(f"model package {package['arn']} ({package['status']}); {MODEL_JSON} written to {output.name}")
+    job.write_zip(
+        output, {MODEL_JSON: (json.dumps(model, indent=2, sort_keys=True) + "\n").encode()}
+    )
+    log(
+        f"model package {package['arn']} ({package['status']}); {MODEL_JSON} written to {output.name}"
+    )
     job.succeed(
         summary=f"{name}: {shown}; model package version {package['version']} ({package['status']})",
         external_id=name,
-        variables={"TrainingJobName": name, "ModelPackageArn": package["arn"], "ModelDataUrl": model_data_url},
+        variables={
+            "TrainingJobName": name,
+            "ModelPackageArn": package["arn"],
+            "ModelDataUrl": model_data_url,
+        },
     )
 
 
@@ -293,8 +348,10 @@ def _named(artifacts: tuple[Artifact, ...], name: str) -> Artifact:
     for artifact in artifacts:
         if artifact.name == name:
             return artifact
-    raise ArtifactError(f"the Train action has no output artifact {name!r}",
-                        hint="the pipeline's Train action must output ModelOutput")  # fmt: skip
+    raise ArtifactError(
+        f"the Train action has no output artifact {name!r}",
+        hint="the pipeline's Train action must output ModelOutput",
+    )
 
 
 def _sha256_of(s3: AwsClient, uri: str, job_name: str) -> str:
@@ -304,7 +361,9 @@ def _sha256_of(s3: AwsClient, uri: str, job_name: str) -> str:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except AwsError as exc:
         if exc.code in ("NoSuchKey", "404"):
-            raise ArtifactError(f"training job {job_name} completed but {uri} does not exist") from exc
+            raise ArtifactError(
+                f"training job {job_name} completed but {uri} does not exist"
+            ) from exc
         raise
     digest = hashlib.sha256()
     try:
@@ -344,8 +403,12 @@ def register(
             raise
     _ensure_group(sagemaker, settings.pipeline)
     metrics_key = f"{settings.job_prefix(name)}/metrics.json"
-    s3.put_object(Bucket=settings.models_bucket, Key=metrics_key,
-                  Body=json.dumps(dict(metrics), sort_keys=True).encode(), ContentType="application/json")  # fmt: skip
+    s3.put_object(
+        Bucket=settings.models_bucket,
+        Key=metrics_key,
+        Body=json.dumps(dict(metrics), sort_keys=True).encode(),
+        ContentType="application/json",
+    )
     properties = {
         "training_job": name,
         "model_sha256": sha256,
@@ -362,16 +425,31 @@ def register(
             "SupportedResponseMIMETypes": RESPONSE_TYPES,
         },
         "ModelApprovalStatus": status,
-        "ModelMetrics": {"ModelQuality": {"Statistics": {
-            "ContentType": "application/json", "S3Uri": f"s3://{settings.models_bucket}/{metrics_key}"}}},
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": f"s3://{settings.models_bucket}/{metrics_key}",
+                }
+            }
+        },
         "CustomerMetadataProperties": {k: v[:256] for k, v in properties.items() if v},
         # Within SageMaker's idempotency window, a second create with this token is the first.
         "ClientToken": hashlib.sha256(name.encode()).hexdigest()[:32],
-    }  # fmt: skip
+    }
     arn = str(sagemaker.create_model_package(**params)["ModelPackageArn"])
-    known = {"arn": arn, "version": int(arn.rsplit("/", 1)[-1]), "status": status, "training_job": name}
-    s3.put_object(Bucket=settings.models_bucket, Key=marker_key, Body=json.dumps(known).encode(),
-                  ContentType="application/json")  # fmt: skip
+    known = {
+        "arn": arn,
+        "version": int(arn.rsplit("/", 1)[-1]),
+        "status": status,
+        "training_job": name,
+    }
+    s3.put_object(
+        Bucket=settings.models_bucket,
+        Key=marker_key,
+        Body=json.dumps(known).encode(),
+        ContentType="application/json",
+    )
     return known
 
 

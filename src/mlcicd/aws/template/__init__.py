@@ -40,8 +40,11 @@ def build_template(
     resources: Json = {
         **storage.resources(names),
         **monitoring.resources(names),
-        **iam.resources(names, rollback_alarms=pipeline.rollback_alarm_names(config, names),
-                        capture_prefix=pipeline.capture_prefix(config)),
+        **iam.resources(
+            names,
+            rollback_alarms=pipeline.rollback_alarm_names(config, names),
+            capture_prefix=pipeline.capture_prefix(config),
+        ),
         **pipeline.resources(config, names, buildspec=buildspec),
     }
     return {
@@ -61,18 +64,25 @@ def _outputs() -> Json:
     outputs: dict[str, tuple[str, Any]] = {
         "ArtifactsBucketName": ("Pipeline artifacts bucket", ref(storage.ARTIFACTS_BUCKET)),
         "ModelsBucketName": ("Model artifacts bucket", ref(storage.MODELS_BUCKET)),
-        "RepositoryUri": ("ECR repository of the training and serving image",
-                          get_att(storage.REPOSITORY, "RepositoryUri")),
+        "RepositoryUri": (
+            "ECR repository of the training and serving image",
+            get_att(storage.REPOSITORY, "RepositoryUri"),
+        ),
         "PipelineName": ("CodePipeline pipeline", ref(pipeline.PIPELINE)),
         "NotificationTopicArn": ("SNS topic for approvals and alarms", ref(monitoring.TOPIC)),
         "SageMakerRoleArn": ("Execution role of the training jobs", arn_of(iam.SAGEMAKER_ROLE)),
-        "EndpointRoleArn": ("Execution role of the endpoints (reads models, never writes them)",
-                            arn_of(iam.ENDPOINT_ROLE)),
+        "EndpointRoleArn": (
+            "Execution role of the endpoints (reads models, never writes them)",
+            arn_of(iam.ENDPOINT_ROLE),
+        ),
         "TrainingFunctionName": ("Training orchestrator Lambda", ref(pipeline.TRAINING_FUNCTION)),
         "DeployFunctionName": ("Deploy orchestrator Lambda", ref(pipeline.DEPLOY_FUNCTION)),
         "EncryptionKeyArn": ("KMS key of the stack's data", arn_of(storage.KEY)),
-    }  # fmt: skip
-    return {key: {"Description": description, "Value": value} for key, (description, value) in outputs.items()}
+    }
+    return {
+        key: {"Description": description, "Value": value}
+        for key, (description, value) in outputs.items()
+    }
 
 
 class _Dumper(yaml.SafeDumper):
@@ -83,7 +93,12 @@ class _Dumper(yaml.SafeDumper):
 def to_yaml(template: Json) -> str:
     """CloudFormation YAML, in the template's own key order (intrinsics in long form)."""
     return yaml.dump(
-        template, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True
+        template,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=120,
+        allow_unicode=True,
     )
 
 

@@ -26,7 +26,9 @@ from mlcicd.aws.template._cfn import (
 from mlcicd.aws.template.monitoring import DEAD_LETTER_QUEUE, TOPIC
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
 
-SAGEMAKER_ROLE = "SageMakerExecutionRole"  # the training jobs' (the name predates the endpoints' own)
+SAGEMAKER_ROLE = (
+    "SageMakerExecutionRole"  # the training jobs' (the name predates the endpoints' own)
+)
 ENDPOINT_ROLE = "EndpointExecutionRole"
 CODEBUILD_ROLE = "CodeBuildRole"
 TRAINING_FUNCTION_ROLE = "TrainingFunctionRole"
@@ -43,11 +45,18 @@ ACTIONS_ON_ANY_RESOURCE = frozenset(
 )
 
 _ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-_ECR_PUSH = [*_ECR_PULL, "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload", "ecr:PutImage",
-             "ecr:UploadLayerPart"]  # fmt: skip
+_ECR_PUSH = [
+    *_ECR_PULL,
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+]
 
 
-def resources(names: StackNames, *, rollback_alarms: Sequence[str] = (), capture_prefix: str | None = None) -> Json:
+def resources(
+    names: StackNames, *, rollback_alarms: Sequence[str] = (), capture_prefix: str | None = None
+) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
     (None: it captures nothing)."""
@@ -67,7 +76,9 @@ def _role(service: str, description: str, *statements: Json) -> Json:
         "Properties": {
             "Description": description,
             "AssumeRolePolicyDocument": assume_role_policy(service),
-            "Policies": [{"PolicyName": "least-privilege", "PolicyDocument": policy_document(*statements)}],
+            "Policies": [
+                {"PolicyName": "least-privilege", "PolicyDocument": policy_document(*statements)}
+            ],
         },
     }
 
@@ -84,7 +95,11 @@ def _objects(bucket: str, prefix: str = "") -> Json:
 
 
 def _write_logs(sid: str, *groups: str) -> Json:
-    return allow(sid, ["logs:CreateLogStream", "logs:PutLogEvents"], [sub(arn("logs", f"log-group:{g}:*")) for g in groups])
+    return allow(
+        sid,
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        [sub(arn("logs", f"log-group:{g}:*")) for g in groups],
+    )
 
 
 def _use_key(*actions: str) -> Json:
@@ -112,7 +127,12 @@ def _sagemaker_basics(log_group: str) -> list[Json]:
         _ecr_login(),
         allow(
             "WriteSageMakerLogs",
-            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
             [sub(arn("logs", f"log-group:{log_group}{tail}")) for tail in ("", ":*")],
         ),
         _allow_on_any_resource(
@@ -131,24 +151,41 @@ def _training_job_role(names: StackNames) -> Json:
     return _role(
         "sagemaker.amazonaws.com",
         "SageMaker training jobs: read their inputs and write their model, only under the pipeline's prefix",
-        allow("ReadAndWriteUnderThePipelinesPrefix", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-              [_objects(MODELS_BUCKET, prefix) for prefix in prefixes]),
-        allow("ListThePipelinesPrefix", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)],
-              condition={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}}),
+        allow(
+            "ReadAndWriteUnderThePipelinesPrefix",
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            [_objects(MODELS_BUCKET, prefix) for prefix in prefixes],
+        ),
+        allow(
+            "ListThePipelinesPrefix",
+            ["s3:ListBucket"],
+            [arn_of(MODELS_BUCKET)],
+            condition={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+        ),
         allow("LocateModels", ["s3:GetBucketLocation"], [arn_of(MODELS_BUCKET)]),
         *_sagemaker_basics(names.training_jobs_log_group),
         # KmsKeyId (the model and output on S3) and VolumeKmsKeyId (the instances' volumes,
         # attached through a grant only an AWS resource may use).
         _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
-        allow("AttachEncryptedVolumes", ["kms:CreateGrant"], [arn_of(KEY)],
-              condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
-    )  # fmt: skip
+        allow(
+            "AttachEncryptedVolumes",
+            ["kms:CreateGrant"],
+            [arn_of(KEY)],
+            condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+    )
 
 
 def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
-    capture = [
-        allow("WriteTheDataCapture", ["s3:PutObject"], [_objects(MODELS_BUCKET, capture_prefix)]),
-    ] if capture_prefix else []  # fmt: skip
+    capture = (
+        [
+            allow(
+                "WriteTheDataCapture", ["s3:PutObject"], [_objects(MODELS_BUCKET, capture_prefix)]
+            ),
+        ]
+        if capture_prefix
+        else []
+    )
     return _role(
         "sagemaker.amazonaws.com",
         "SageMaker endpoints: read models (never write them), pull the image, write logs"
@@ -158,9 +195,13 @@ def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
         *_sagemaker_basics(names.endpoint_log_group),
         # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role —
         # those the deploy Lambda and `mlcicd run` put from deploy.alarms (the same two names).
-        allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], [_alarm(a) for a in names.rollback_alarms]),
+        allow(
+            "ReadRollbackAlarms",
+            ["cloudwatch:DescribeAlarms"],
+            [_alarm(a) for a in names.rollback_alarms],
+        ),
         _use_key("kms:Decrypt", *(["kms:GenerateDataKey"] if capture_prefix else [])),
-    )  # fmt: skip
+    )
 
 
 def _codebuild_role(names: StackNames) -> Json:
@@ -168,13 +209,20 @@ def _codebuild_role(names: StackNames) -> Json:
         "codebuild.amazonaws.com",
         "CodeBuild: read the source artifact, build and push the image, write build logs",
         _write_logs("WriteBuildLogs", names.build_log_group),
-        allow("ReadAndWriteArtifacts", ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-              [_objects(ARTIFACTS_BUCKET)]),
-        allow("LocateArtifacts", ["s3:GetBucketAcl", "s3:GetBucketLocation"], [arn_of(ARTIFACTS_BUCKET)]),
+        allow(
+            "ReadAndWriteArtifacts",
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            [_objects(ARTIFACTS_BUCKET)],
+        ),
+        allow(
+            "LocateArtifacts",
+            ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+            [arn_of(ARTIFACTS_BUCKET)],
+        ),
         allow("PushTheImage", _ECR_PUSH, [arn_of(REPOSITORY)]),
         _ecr_login(),
         _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
-    )  # fmt: skip
+    )
 
 
 def _function_basics(log_group: str, execution_role: str) -> list[Json]:
@@ -183,14 +231,18 @@ def _function_basics(log_group: str, execution_role: str) -> list[Json]:
     return [
         _write_logs("WriteFunctionLogs", log_group),
         _allow_on_any_resource(
-            "ReportToCodePipeline", ["codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult"]
+            "ReportToCodePipeline",
+            ["codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult"],
         ),
-        allow("ReadAndWriteArtifacts", ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-              [_objects(ARTIFACTS_BUCKET)]),
+        allow(
+            "ReadAndWriteArtifacts",
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            [_objects(ARTIFACTS_BUCKET)],
+        ),
         allow("SendToTheDeadLetterQueue", ["sqs:SendMessage"], [arn_of(DEAD_LETTER_QUEUE)]),
         _use_key("kms:Decrypt", "kms:GenerateDataKey"),
         _pass_role(execution_role),
-    ]  # fmt: skip
+    ]
 
 
 def _training_function_role(names: StackNames) -> Json:
@@ -201,22 +253,38 @@ def _training_function_role(names: StackNames) -> Json:
         *_function_basics(names.training_log_group, SAGEMAKER_ROLE),
         allow(
             "RunThePipelinesTrainingJobs",
-            ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-             "sagemaker:AddTags"],
+            [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+            ],
             [sub(names.sagemaker_arn("training-job", f"{names.training_job_prefix}*"))],
         ),
         allow(
             "RegisterThePipelinesModels",
-            ["sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup",
-             "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
-            [sub(names.sagemaker_arn("model-package-group", group)),
-             sub(names.sagemaker_arn("model-package", f"{group}/*"))],
+            [
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:CreateModelPackage",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:AddTags",
+            ],
+            [
+                sub(names.sagemaker_arn("model-package-group", group)),
+                sub(names.sagemaker_arn("model-package", f"{group}/*")),
+            ],
         ),
         # The channels it uploads, the model it hashes, the registration it records: all under <pipeline>/.
-        allow("ReadAndWriteUnderThePipelinesPrefix", ["s3:GetObject", "s3:PutObject"],
-              [_objects(MODELS_BUCKET, f"{names.pipeline}/")]),
-        allow("ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]),  # NoSuchKey, not AccessDenied
-    )  # fmt: skip
+        allow(
+            "ReadAndWriteUnderThePipelinesPrefix",
+            ["s3:GetObject", "s3:PutObject"],
+            [_objects(MODELS_BUCKET, f"{names.pipeline}/")],
+        ),
+        allow(
+            "ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]
+        ),  # NoSuchKey, not AccessDenied
+    )
 
 
 def _alarm(name: str) -> Json:
@@ -225,21 +293,34 @@ def _alarm(name: str) -> Json:
 
 def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> Json:
     # PutMetricAlarm with Tags also needs TagResource on the alarm.
-    put_alarms = allow("PutTheRollbackAlarms", ["cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"],
-                       [_alarm(a) for a in rollback_alarms])  # fmt: skip
+    put_alarms = allow(
+        "PutTheRollbackAlarms",
+        ["cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"],
+        [_alarm(a) for a in rollback_alarms],
+    )
     return _role(
         "lambda.amazonaws.com",
         "Deploy Lambda: create the pipeline's models and endpoint configs, create or update its endpoint",
         *_function_basics(names.deploy_log_group, ENDPOINT_ROLE),
         allow(
             "ManageThePipelinesEndpoint",
-            ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
-             "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
-             "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
-             "sagemaker:DescribeEndpoint", "sagemaker:AddTags"],
-            [sub(names.sagemaker_arn("model", f"{names.model_prefix}*")),
-             sub(names.sagemaker_arn("endpoint-config", f"{names.endpoint_config_prefix}*")),
-             sub(names.sagemaker_arn("endpoint", names.endpoint))],
+            [
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:DeleteModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:AddTags",
+            ],
+            [
+                sub(names.sagemaker_arn("model", f"{names.model_prefix}*")),
+                sub(names.sagemaker_arn("endpoint-config", f"{names.endpoint_config_prefix}*")),
+                sub(names.sagemaker_arn("endpoint", names.endpoint)),
+            ],
         ),
         allow(
             "ApproveThePipelinesModels",
@@ -247,7 +328,7 @@ def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> 
             [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
         ),
         *([put_alarms] if rollback_alarms else []),
-    )  # fmt: skip
+    )
 
 
 def _pipeline_role(names: StackNames) -> Json:
@@ -255,18 +336,35 @@ def _pipeline_role(names: StackNames) -> Json:
     return _role(
         "codepipeline.amazonaws.com",
         "CodePipeline: move artifacts, start the build, invoke the Lambdas, notify approvers",
-        allow("ReadAndWriteArtifacts", ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-              [_objects(ARTIFACTS_BUCKET)]),
-        allow("LocateArtifacts", ["s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
-              [arn_of(ARTIFACTS_BUCKET)]),
-        allow("RunTheBuild", ["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
-              [sub(arn("codebuild", f"project/{names.build_project}"))]),
-        allow("InvokeTheOrchestrators", ["lambda:InvokeFunction"],
-              [sub(arn("lambda", f"function:{f}")) for f in functions]),
-        if_(p.USE_CONNECTION,
-            allow("UseTheGitHubConnection", ["codestar-connections:UseConnection", "codeconnections:UseConnection"],
-                  [ref(p.CONNECTION_ARN)]),
-            NO_VALUE),
+        allow(
+            "ReadAndWriteArtifacts",
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            [_objects(ARTIFACTS_BUCKET)],
+        ),
+        allow(
+            "LocateArtifacts",
+            ["s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
+            [arn_of(ARTIFACTS_BUCKET)],
+        ),
+        allow(
+            "RunTheBuild",
+            ["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
+            [sub(arn("codebuild", f"project/{names.build_project}"))],
+        ),
+        allow(
+            "InvokeTheOrchestrators",
+            ["lambda:InvokeFunction"],
+            [sub(arn("lambda", f"function:{f}")) for f in functions],
+        ),
+        if_(
+            p.USE_CONNECTION,
+            allow(
+                "UseTheGitHubConnection",
+                ["codestar-connections:UseConnection", "codeconnections:UseConnection"],
+                [ref(p.CONNECTION_ARN)],
+            ),
+            NO_VALUE,
+        ),
         allow("NotifyApprovers", ["sns:Publish"], [ref(TOPIC)]),
         _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"),
-    )  # fmt: skip
+    )

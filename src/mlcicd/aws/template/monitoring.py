@@ -50,7 +50,11 @@ def resources(names: StackNames) -> Json:
     out[EMAIL_SUBSCRIPTION] = {
         "Type": "AWS::SNS::Subscription",
         "Condition": p.HAS_NOTIFICATION_EMAIL,
-        "Properties": {"TopicArn": ref(TOPIC), "Protocol": "email", "Endpoint": ref(p.NOTIFICATION_EMAIL)},
+        "Properties": {
+            "TopicArn": ref(TOPIC),
+            "Protocol": "email",
+            "Endpoint": ref(p.NOTIFICATION_EMAIL),
+        },
     }
     # CodePipeline invokes the Lambdas asynchronously; an invocation that fails every retry
     # lands here (and raises an alarm) instead of vanishing.
@@ -62,38 +66,59 @@ def resources(names: StackNames) -> Json:
             "MessageRetentionPeriod": 14 * 24 * 3600,
         },
     }
-    endpoint = [{"Name": "EndpointName", "Value": names.endpoint}, {"Name": "VariantName", "Value": VARIANT_NAME}]
+    endpoint = [
+        {"Name": "EndpointName", "Value": names.endpoint},
+        {"Name": "VariantName", "Value": VARIANT_NAME},
+    ]
     out[ENDPOINT_ERRORS_ALARM] = _alarm(
         names.endpoint_errors_alarm,
         f"The endpoint {names.endpoint} answered with 5XX errors",
-        namespace="AWS/SageMaker", metric="Invocation5XXErrors", dimensions=endpoint,
-        statistic={"Statistic": "Sum"}, threshold=ref(p.ENDPOINT_5XX_THRESHOLD),
+        namespace="AWS/SageMaker",
+        metric="Invocation5XXErrors",
+        dimensions=endpoint,
+        statistic={"Statistic": "Sum"},
+        threshold=ref(p.ENDPOINT_5XX_THRESHOLD),
         comparison="GreaterThanOrEqualToThreshold",
-    )  # fmt: skip
+    )
     out[ENDPOINT_LATENCY_ALARM] = _alarm(
         names.endpoint_latency_alarm,
         f"The endpoint {names.endpoint}'s p99 model latency is above the threshold",
-        namespace="AWS/SageMaker", metric="ModelLatency", dimensions=endpoint,
-        statistic={"ExtendedStatistic": "p99"}, threshold=ref(p.MODEL_LATENCY_P99_THRESHOLD),
-        comparison="GreaterThanThreshold", periods=3,
-    )  # fmt: skip
+        namespace="AWS/SageMaker",
+        metric="ModelLatency",
+        dimensions=endpoint,
+        statistic={"ExtendedStatistic": "p99"},
+        threshold=ref(p.MODEL_LATENCY_P99_THRESHOLD),
+        comparison="GreaterThanThreshold",
+        periods=3,
+    )
     for logical_id, function, alarm in (
-        (TRAINING_FUNCTION_ERRORS_ALARM, names.training_function, names.training_function_errors_alarm),
+        (
+            TRAINING_FUNCTION_ERRORS_ALARM,
+            names.training_function,
+            names.training_function_errors_alarm,
+        ),
         (DEPLOY_FUNCTION_ERRORS_ALARM, names.deploy_function, names.deploy_function_errors_alarm),
     ):
         out[logical_id] = _alarm(
             alarm,
             f"The orchestrator Lambda {function} failed",
-            namespace="AWS/Lambda", metric="Errors", dimensions=[{"Name": "FunctionName", "Value": function}],
-            statistic={"Statistic": "Sum"}, threshold=1, comparison="GreaterThanOrEqualToThreshold",
-        )  # fmt: skip
+            namespace="AWS/Lambda",
+            metric="Errors",
+            dimensions=[{"Name": "FunctionName", "Value": function}],
+            statistic={"Statistic": "Sum"},
+            threshold=1,
+            comparison="GreaterThanOrEqualToThreshold",
+        )
     out[DEAD_LETTER_QUEUE_ALARM] = _alarm(
         names.dead_letter_queue_alarm,
         "An orchestrator Lambda invocation failed all its retries (see the dead-letter queue)",
-        namespace="AWS/SQS", metric="ApproximateNumberOfMessagesVisible",
+        namespace="AWS/SQS",
+        metric="ApproximateNumberOfMessagesVisible",
         dimensions=[{"Name": "QueueName", "Value": get_att(DEAD_LETTER_QUEUE, "QueueName")}],
-        statistic={"Statistic": "Maximum"}, threshold=1, comparison="GreaterThanOrEqualToThreshold",
-    )  # fmt: skip
+        statistic={"Statistic": "Maximum"},
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+    )
     return out
 
 

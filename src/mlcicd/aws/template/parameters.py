@@ -37,9 +37,29 @@ WEBHOOK_SECRET_MIN_LENGTH = 20
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_CHOICES = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-)  # fmt: skip
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
@@ -184,7 +204,9 @@ def rules() -> Json:
             "RuleCondition": {"Fn::And": [equals(CONNECTION_ARN, ""), not_empty(GITHUB_TOKEN)]},
             "Assertions": [
                 {
-                    "Assert": {"Fn::Not": [{"Fn::Equals": [ref(WEBHOOK_SECRET), ref(GITHUB_TOKEN)]}]},
+                    "Assert": {
+                        "Fn::Not": [{"Fn::Equals": [ref(WEBHOOK_SECRET), ref(GITHUB_TOKEN)]}]
+                    },
                     "AssertDescription": "WebhookSecret must differ from GitHubToken.",
                 },
             ],
@@ -195,14 +217,32 @@ def rules() -> Json:
 def interface() -> Json:
     """The console's grouping of the parameters."""
     groups = [
-        ("Source (GitHub)", [CONNECTION_ARN, GITHUB_TOKEN, WEBHOOK_SECRET, GITHUB_OWNER, GITHUB_REPO, BRANCH]),
-        ("Orchestrator Lambdas", [LAMBDA_CODE_BUCKET, LAMBDA_CODE_KEY, LAMBDA_RESERVED_CONCURRENCY]),
-        ("Approvals and alarms", [REQUIRE_APPROVAL, NOTIFICATION_EMAIL, ENDPOINT_5XX_THRESHOLD,
-                                  MODEL_LATENCY_P99_THRESHOLD]),
-        ("Retention", [LOG_RETENTION_DAYS, CREATE_TRAINING_JOBS_LOG_GROUP, ARTIFACT_TRANSITION_DAYS]),
-    ]  # fmt: skip
+        (
+            "Source (GitHub)",
+            [CONNECTION_ARN, GITHUB_TOKEN, WEBHOOK_SECRET, GITHUB_OWNER, GITHUB_REPO, BRANCH],
+        ),
+        (
+            "Orchestrator Lambdas",
+            [LAMBDA_CODE_BUCKET, LAMBDA_CODE_KEY, LAMBDA_RESERVED_CONCURRENCY],
+        ),
+        (
+            "Approvals and alarms",
+            [
+                REQUIRE_APPROVAL,
+                NOTIFICATION_EMAIL,
+                ENDPOINT_5XX_THRESHOLD,
+                MODEL_LATENCY_P99_THRESHOLD,
+            ],
+        ),
+        (
+            "Retention",
+            [LOG_RETENTION_DAYS, CREATE_TRAINING_JOBS_LOG_GROUP, ARTIFACT_TRANSITION_DAYS],
+        ),
+    ]
     return {
         "AWS::CloudFormation::Interface": {
-            "ParameterGroups": [{"Label": {"default": label}, "Parameters": ps} for label, ps in groups]
+            "ParameterGroups": [
+                {"Label": {"default": label}, "Parameters": ps} for label, ps in groups
+            ]
         }
     }

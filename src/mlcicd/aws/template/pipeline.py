@@ -70,18 +70,24 @@ def resources(config: Config, names: StackNames, *, buildspec: str) -> Json:
     return {
         BUILD_PROJECT: _build_project(config, names, buildspec),
         TRAINING_FUNCTION: _function(
-            names.training_function, TRAINING_HANDLER, TRAINING_FUNCTION_ROLE, TRAINING_FUNCTION_LOG_GROUP,
+            names.training_function,
+            TRAINING_HANDLER,
+            TRAINING_FUNCTION_ROLE,
+            TRAINING_FUNCTION_LOG_GROUP,
             "Starts and follows the pipeline's SageMaker training job, applies the gate, registers the model",
             _training_environment(config, names, project_dir=_project_dir(buildspec)),
         ),
         DEPLOY_FUNCTION: _function(
-            names.deploy_function, DEPLOY_HANDLER, DEPLOY_FUNCTION_ROLE, DEPLOY_FUNCTION_LOG_GROUP,
+            names.deploy_function,
+            DEPLOY_HANDLER,
+            DEPLOY_FUNCTION_ROLE,
+            DEPLOY_FUNCTION_LOG_GROUP,
             "Creates the model and endpoint config, creates or updates the endpoint, waits for InService",
             _deploy_environment(config, names),
         ),
         PIPELINE: _pipeline(config, names),
         WEBHOOK: _webhook(),
-    }  # fmt: skip
+    }
 
 
 def _build_project(config: Config, names: StackNames, buildspec: str) -> Json:
@@ -105,13 +111,20 @@ def _build_project(config: Config, names: StackNames, buildspec: str) -> Json:
             },
             "EncryptionKey": arn_of(KEY),
             "TimeoutInMinutes": min(max(math.ceil(config.build.timeout / 60), 5), 2160),
-            "LogsConfig": {"CloudWatchLogs": {"Status": "ENABLED", "GroupName": ref(BUILD_LOG_GROUP)}},
+            "LogsConfig": {
+                "CloudWatchLogs": {"Status": "ENABLED", "GroupName": ref(BUILD_LOG_GROUP)}
+            },
         },
     }
 
 
 def _function(
-    name: str, handler: str, role: str, log_group: str, description: str, environment: dict[str, Any]
+    name: str,
+    handler: str,
+    role: str,
+    log_group: str,
+    description: str,
+    environment: dict[str, Any],
 ) -> Json:
     return {
         "Type": "AWS::Lambda::Function",
@@ -159,8 +172,9 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         **_common_environment(names, SAGEMAKER_ROLE),
         n.ENV_PROJECT_DIR: project_dir,
         n.ENV_REQUIRE_APPROVAL: if_(p.APPROVAL_REQUIRED, "true", "false"),
-        n.ENV_GATE_THRESHOLDS: _json([{"metric": t.metric, "op": t.op, "value": t.value}
-                                      for t in config.gate.thresholds]),
+        n.ENV_GATE_THRESHOLDS: _json(
+            [{"metric": t.metric, "op": t.op, "value": t.value} for t in config.gate.thresholds]
+        ),
         n.ENV_TRAINING_INSTANCE_TYPE: train.instance_type,
         n.ENV_TRAINING_INSTANCE_COUNT: str(train.instance_count),
         n.ENV_TRAINING_USE_SPOT: "true" if train.use_spot else "false",
@@ -171,8 +185,10 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         n.ENV_TRAINING_CHANNELS: _json(train.channels),
         n.ENV_TRAINING_ENVIRONMENT: _json(train.environment),
         n.ENV_HYPERPARAMETERS: _json(train.hyperparameters),
-        n.ENV_METRIC_DEFINITIONS: _json([{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]),
-    }  # fmt: skip
+        n.ENV_METRIC_DEFINITIONS: _json(
+            [{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]
+        ),
+    }
     _check_size(environment, "train")
     return environment
 
@@ -197,7 +213,9 @@ def rollback_alarm_names(config: Config, names: StackNames) -> list[str]:
     threshold): what its role may put, and nothing else."""
     variants = [v.name for v in config.deploy.variants] or [n.VARIANT_NAME]
     thresholds = rollback_thresholds(deployment_policy(config.deploy))
-    alarms = rollback_alarms(endpoint=names.endpoint, config_name="", variants=variants, **thresholds)
+    alarms = rollback_alarms(
+        endpoint=names.endpoint, config_name="", variants=variants, **thresholds
+    )
     return [str(alarm["AlarmName"]) for alarm in alarms]
 
 
@@ -215,11 +233,15 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
         n.ENV_TRAFFIC_ROUTING: _json(traffic_routing(policy)),
         n.ENV_ROLLBACK_THRESHOLDS: _json(thresholds) if thresholds else "",
         n.ENV_DATA_CAPTURE: sub(_json(dataclasses.asdict(capture))) if capture else "",
-        n.ENV_VARIANTS: _json([dataclasses.asdict(v) for v in deploy.variants]) if deploy.variants else "",
+        n.ENV_VARIANTS: _json([dataclasses.asdict(v) for v in deploy.variants])
+        if deploy.variants
+        else "",
         n.ENV_SHADOW: _json(dataclasses.asdict(deploy.shadow)) if deploy.shadow else "",
         # As `mlcicd run` sets each Model's (its code is in the image here, not on S3).
-        n.ENV_ENDPOINT_ENVIRONMENT: _json({"SAGEMAKER_PROGRAM": deploy.entry_point, **deploy.environment}),
-    }  # fmt: skip
+        n.ENV_ENDPOINT_ENVIRONMENT: _json(
+            {"SAGEMAKER_PROGRAM": deploy.entry_point, **deploy.environment}
+        ),
+    }
     _check_size(environment, "deploy")
     return environment
 
@@ -248,11 +270,24 @@ def _check_size(environment: dict[str, Any], section: str) -> None:
         )
 
 
-def _action(name: str, category: str, provider: str, configuration: Json, *, owner: str = "AWS",
-            inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()) -> Json:  # fmt: skip
+def _action(
+    name: str,
+    category: str,
+    provider: str,
+    configuration: Json,
+    *,
+    owner: str = "AWS",
+    inputs: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
+) -> Json:
     action: Json = {
         "Name": name,
-        "ActionTypeId": {"Category": category, "Owner": owner, "Provider": provider, "Version": "1"},
+        "ActionTypeId": {
+            "Category": category,
+            "Owner": owner,
+            "Provider": provider,
+            "Version": "1",
+        },
         "Configuration": configuration,
         "RunOrder": 1,
     }
@@ -265,16 +300,23 @@ def _action(name: str, category: str, provider: str, configuration: Json, *, own
 
 def _pipeline(config: Config, names: StackNames) -> Json:
     from_connection = _action(
-        SOURCE, "Source", "CodeStarSourceConnection", outputs=(SOURCE_OUTPUT,),
+        SOURCE,
+        "Source",
+        "CodeStarSourceConnection",
+        outputs=(SOURCE_OUTPUT,),
         configuration={
             "ConnectionArn": ref(p.CONNECTION_ARN),
             "FullRepositoryId": sub(f"${{{p.GITHUB_OWNER}}}/${{{p.GITHUB_REPO}}}"),
             "BranchName": ref(p.BRANCH),
             "OutputArtifactFormat": "CODE_ZIP",
         },
-    )  # fmt: skip
+    )
     from_token = _action(
-        SOURCE, "Source", "GitHub", owner="ThirdParty", outputs=(SOURCE_OUTPUT,),
+        SOURCE,
+        "Source",
+        "GitHub",
+        owner="ThirdParty",
+        outputs=(SOURCE_OUTPUT,),
         configuration={
             "Owner": ref(p.GITHUB_OWNER),
             "Repo": ref(p.GITHUB_REPO),
@@ -282,33 +324,65 @@ def _pipeline(config: Config, names: StackNames) -> Json:
             "OAuthToken": ref(p.GITHUB_TOKEN),
             "PollForSourceChanges": False,  # the webhook starts the pipeline
         },
-    )  # fmt: skip
+    )
     approval = {
         "Name": APPROVAL,
         "Actions": [
-            _action("Approve", "Approval", "Manual", configuration={
-                "NotificationArn": ref(TOPIC),
-                "CustomData": f"The model trained by {names.pipeline} passed its gate. "
-                              f"Approve to deploy it to {names.endpoint}.",
-            })
+            _action(
+                "Approve",
+                "Approval",
+                "Manual",
+                configuration={
+                    "NotificationArn": ref(TOPIC),
+                    "CustomData": f"The model trained by {names.pipeline} passed its gate. "
+                    f"Approve to deploy it to {names.endpoint}.",
+                },
+            )
         ],
-    }  # fmt: skip
+    }
     stages = [
         {"Name": SOURCE, "Actions": [if_(p.USE_CONNECTION, from_connection, from_token)]},
-        {"Name": BUILD, "Actions": [
-            _action(BUILD, "Build", "CodeBuild", {"ProjectName": ref(BUILD_PROJECT)},
-                    inputs=(SOURCE_OUTPUT,), outputs=(BUILD_OUTPUT,)),
-        ]},
+        {
+            "Name": BUILD,
+            "Actions": [
+                _action(
+                    BUILD,
+                    "Build",
+                    "CodeBuild",
+                    {"ProjectName": ref(BUILD_PROJECT)},
+                    inputs=(SOURCE_OUTPUT,),
+                    outputs=(BUILD_OUTPUT,),
+                ),
+            ],
+        },
         # The source goes along: the training channels (e.g. data/) live in the repository.
-        {"Name": TRAIN, "Actions": [
-            _action(TRAIN, "Invoke", "Lambda", {"FunctionName": ref(TRAINING_FUNCTION)},
-                    inputs=(BUILD_OUTPUT, SOURCE_OUTPUT), outputs=(MODEL_OUTPUT,)),
-        ]},
+        {
+            "Name": TRAIN,
+            "Actions": [
+                _action(
+                    TRAIN,
+                    "Invoke",
+                    "Lambda",
+                    {"FunctionName": ref(TRAINING_FUNCTION)},
+                    inputs=(BUILD_OUTPUT, SOURCE_OUTPUT),
+                    outputs=(MODEL_OUTPUT,),
+                ),
+            ],
+        },
         if_(p.APPROVAL_REQUIRED, approval, NO_VALUE),
-        {"Name": DEPLOY, "Actions": [
-            _action(DEPLOY, "Invoke", "Lambda", {"FunctionName": ref(DEPLOY_FUNCTION)}, inputs=(MODEL_OUTPUT,)),
-        ]},
-    ]  # fmt: skip
+        {
+            "Name": DEPLOY,
+            "Actions": [
+                _action(
+                    DEPLOY,
+                    "Invoke",
+                    "Lambda",
+                    {"FunctionName": ref(DEPLOY_FUNCTION)},
+                    inputs=(MODEL_OUTPUT,),
+                ),
+            ],
+        },
+    ]
     return {
         "Type": "AWS::CodePipeline::Pipeline",
         "Properties": {

@@ -50,11 +50,17 @@ def resources(names: StackNames) -> Json:
                     "Id": "ArtifactsToInfrequentAccess",
                     "Status": "Enabled",
                     "Transitions": [
-                        {"StorageClass": "STANDARD_IA", "TransitionInDays": ref(p.ARTIFACT_TRANSITION_DAYS)},
+                        {
+                            "StorageClass": "STANDARD_IA",
+                            "TransitionInDays": ref(p.ARTIFACT_TRANSITION_DAYS),
+                        },
                         {"StorageClass": "GLACIER", "TransitionInDays": 365},
                     ],
                     "NoncurrentVersionTransitions": [
-                        {"StorageClass": "GLACIER", "TransitionInDays": ref(p.ARTIFACT_TRANSITION_DAYS)}
+                        {
+                            "StorageClass": "GLACIER",
+                            "TransitionInDays": ref(p.ARTIFACT_TRANSITION_DAYS),
+                        }
                     ],
                 },
                 _abort_incomplete_uploads(),
@@ -71,7 +77,10 @@ def resources(names: StackNames) -> Json:
                     "Id": "ReplacedModelsToInfrequentAccess",
                     "Status": "Enabled",
                     "NoncurrentVersionTransitions": [
-                        {"StorageClass": "STANDARD_IA", "TransitionInDays": ref(p.ARTIFACT_TRANSITION_DAYS)}
+                        {
+                            "StorageClass": "STANDARD_IA",
+                            "TransitionInDays": ref(p.ARTIFACT_TRANSITION_DAYS),
+                        }
                     ],
                 },
                 _abort_incomplete_uploads(),
@@ -82,7 +91,13 @@ def resources(names: StackNames) -> Json:
     }
 
 
-_LOGS_KEY_ACTIONS = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+_LOGS_KEY_ACTIONS = [
+    "kms:Encrypt*",
+    "kms:Decrypt*",
+    "kms:ReEncrypt*",
+    "kms:GenerateDataKey*",
+    "kms:Describe*",
+]
 
 
 def _key(names: StackNames) -> Json:
@@ -117,7 +132,9 @@ def _key(names: StackNames) -> Json:
                     "Principal": {"Service": sub("logs.${AWS::Region}.amazonaws.com")},
                     "Action": _LOGS_KEY_ACTIONS,
                     "Resource": "*",
-                    "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}},
+                    "Condition": {
+                        "ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}
+                    },
                 },
                 {
                     # Alarms publish to the encrypted topic: only the stack's own alarms, in this
@@ -130,7 +147,11 @@ def _key(names: StackNames) -> Json:
                     "Resource": "*",
                     "Condition": {
                         "StringEquals": {"aws:SourceAccount": ACCOUNT_ID},
-                        "ArnLike": {"aws:SourceArn": [sub(arn("cloudwatch", f"alarm:{a}")) for a in names.notifying_alarms]},
+                        "ArnLike": {
+                            "aws:SourceArn": [
+                                sub(arn("cloudwatch", f"alarm:{a}")) for a in names.notifying_alarms
+                            ]
+                        },
                     },
                 },
             ),
@@ -154,7 +175,10 @@ def _bucket(name: str, *, log_prefix: str, rules: list[Json]) -> Json:
             "BucketEncryption": {
                 "ServerSideEncryptionConfiguration": [
                     {
-                        "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": arn_of(KEY)},
+                        "ServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": arn_of(KEY),
+                        },
                         "BucketKeyEnabled": True,
                     }
                 ]
@@ -162,7 +186,10 @@ def _bucket(name: str, *, log_prefix: str, rules: list[Json]) -> Json:
             "VersioningConfiguration": {"Status": "Enabled"},
             "PublicAccessBlockConfiguration": _PUBLIC_ACCESS_BLOCKED,
             "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-            "LoggingConfiguration": {"DestinationBucketName": ref(ACCESS_LOG_BUCKET), "LogFilePrefix": log_prefix},
+            "LoggingConfiguration": {
+                "DestinationBucketName": ref(ACCESS_LOG_BUCKET),
+                "LogFilePrefix": log_prefix,
+            },
             "LifecycleConfiguration": {"Rules": rules},
         },
     }
@@ -180,12 +207,17 @@ def _access_log_bucket() -> Json:
     return {
         "Type": "AWS::S3::Bucket",
         "Metadata": checkov_skips(
-            ("CKV_AWS_18", "This is the access-log bucket: logging its own access would log the logging."),
+            (
+                "CKV_AWS_18",
+                "This is the access-log bucket: logging its own access would log the logging.",
+            ),
         ),
         "Properties": {
             # S3 server access logging can deliver only to a bucket encrypted with SSE-S3.
             "BucketEncryption": {
-                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
             },
             "VersioningConfiguration": {"Status": "Enabled"},
             "PublicAccessBlockConfiguration": _PUBLIC_ACCESS_BLOCKED,
@@ -237,7 +269,9 @@ def _tls_only_policy(bucket: str) -> Json:
         "Type": "AWS::S3::BucketPolicy",
         "Properties": {
             "Bucket": ref(bucket),
-            "PolicyDocument": policy_document(deny_insecure_transport("s3:*", _bucket_and_objects(bucket))),
+            "PolicyDocument": policy_document(
+                deny_insecure_transport("s3:*", _bucket_and_objects(bucket))
+            ),
         },
     }
 
@@ -252,18 +286,26 @@ def _repository(names: StackNames) -> Json:
             {
                 "rulePriority": 1,
                 "description": "Untagged images (replaced layers of failed pushes) expire after 7 days",
-                "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                              "countUnit": "days", "countNumber": 7},
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 7,
+                },
                 "action": {"type": "expire"},
             },
             {
                 "rulePriority": 2,
                 "description": f"Keep the newest {IMAGES_KEPT} images",
-                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": IMAGES_KEPT},
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": IMAGES_KEPT,
+                },
                 "action": {"type": "expire"},
             },
         ]
-    }  # fmt: skip
+    }
     return {
         "Type": "AWS::ECR::Repository",
         "Properties": {
