@@ -9,13 +9,14 @@ are shared across projects in ``$MLCICD_CACHE`` (default ``~/.cache/mlcicd``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from mlcicd import git, process
-from mlcicd.config import CONFIG_FILE, Config, load_config
+from mlcicd.config import CONFIG_FILE, Config, load_config, parse_config
 from mlcicd.errors import ProjectError
 from mlcicd.fsutil import private_dir
 from mlcicd.state import State
@@ -46,17 +47,43 @@ def find_project_dir(start: Path) -> Path:
 @dataclass
 class Project:
     root: Path
+    commit: str | None = None
+    """The commit whose mlcicd.yaml is :attr:`config` (see :meth:`at_commit`); None: the
+    working tree's."""
 
     @classmethod
     def find(cls, start: Path) -> Project:
         return cls(find_project_dir(start))
 
+    def at_commit(self, sha: str) -> Project:
+        """This project with mlcicd.yaml as committed in ``sha``: a pushed commit runs with its
+        own pipeline definition, not the one in the working tree.
+
+        The state database already open is shared, so a caller holding ``project.state`` and the
+        returned project's ``state`` see the same connection.
+        """
+        pinned = dataclasses.replace(self, commit=sha)
+        for shared in ("state_dir", "state"):
+            if shared in self.__dict__:  # cached_property's slot: reuse, don't reopen
+                pinned.__dict__[shared] = self.__dict__[shared]
+        pinned.config  # noqa: B018 -- read now: a commit without mlcicd.yaml fails here, not later
+        return pinned
+
     @cached_property
     def config(self) -> Config:
-        config = load_config(self.root)
+        config = load_config(self.root) if self.commit is None else self._committed_config()
         # Whoever reads the config may hold the webhook secret: its children must not see it.
         process.withhold(config.service.webhook_secret_env)
         return config
+
+    def _committed_config(self) -> Config:
+        assert self.commit is not None
+        path = "/".join(p for p in (self.rel, CONFIG_FILE) if p)
+        try:
+            text = git.git(self.repo, "show", f"{self.commit}:{path}").decode()
+        except ProjectError as exc:
+            raise ProjectError(f"{path} is not in commit {self.commit[:12]}") from exc
+        return parse_config(text, source=f"{self.commit[:12]}:{path}")
 
     @cached_property
     def state_dir(self) -> Path:

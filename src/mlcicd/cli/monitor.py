@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import click
 
 from mlcicd.cli import cli, find_project
-from mlcicd.cli.output import echo_json, table, to_jsonable, when
+from mlcicd.cli.output import echo_json, table, when
 from mlcicd.errors import MlcicdError, MonitorError
+from mlcicd.jsonable import to_jsonable
 
 if TYPE_CHECKING:  # mlcicd.monitor loads numpy: imported by the commands that use it
     from mlcicd.monitor import CheckReport

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -10,21 +9,7 @@ from typing import Any
 
 import click
 
-
-def to_jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        data = dataclasses.asdict(obj)
-        for name in ("arn", "elapsed", "verdict"):
-            if hasattr(obj, name):
-                data[name] = getattr(obj, name)
-        return to_jsonable(data)
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, int | float | str | bool) or obj is None:
-        return obj
-    return str(obj)
+from mlcicd.jsonable import to_jsonable
 
 
 def echo_json(obj: Any) -> None:

@@ -115,7 +115,6 @@ def _service_url(project: Project | None) -> str:
 def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None) -> None:
     from mlcicd.pipeline import resume_pipeline
     from mlcicd.service.info import running_service
-    from mlcicd.service.runner import commit_config
     from mlcicd.stages import default_stages
 
     project = find_project(ctx)
@@ -141,7 +140,7 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
         return
     run = state.get_run(run_id)
     if run.commit_sha:
-        project.__dict__["config"] = commit_config(project, run.commit_sha)
+        project = project.at_commit(run.commit_sha)
     summary = resume_pipeline(project, default_stages(project.config), run_id, TerminalReporter())
     if summary.error is not None:
         raise summary.error

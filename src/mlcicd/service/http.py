@@ -71,8 +71,8 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from mlcicd.cli.output import to_jsonable
 from mlcicd.errors import MlcicdError, NotFoundError
+from mlcicd.jsonable import to_jsonable
 from mlcicd.service import api, auth, webhook
 from mlcicd.serving.worker import GuardedProtocol
 from mlcicd.web import routes

@@ -19,7 +19,6 @@ from pathlib import Path
 from types import FrameType
 
 from mlcicd import git
-from mlcicd.config import CONFIG_FILE, Config, parse_config
 from mlcicd.errors import MlcicdError, ProjectError
 from mlcicd.pipeline import RunOptions, resume_pipeline, run_pipeline
 from mlcicd.project import Project
@@ -55,18 +54,8 @@ class LogReporter:
         self._say(f"{stage} {status} in {elapsed:.1f}s {message}")
 
 
-def commit_config(project: Project, sha: str) -> Config:
-    """mlcicd.yaml as committed in ``sha``: a pushed commit runs with its own pipeline definition."""
-    path = "/".join(p for p in (project.rel, CONFIG_FILE) if p)
-    try:
-        text = git.git(project.repo, "show", f"{sha}:{path}").decode()
-    except ProjectError as exc:
-        raise ProjectError(f"{path} is not in commit {sha[:12]}") from exc
-    return parse_config(text, source=f"{sha[:12]}:{path}")
-
-
-def prepare_source(project: Project, run: Run) -> str:
-    """Fetch the remote the trigger names, resolve the commit, and use that commit's mlcicd.yaml.
+def prepare_source(project: Project, run: Run) -> Project:
+    """Fetch the remote the trigger names, resolve the commit: the project at that commit.
 
     Only a remote configured in the repository is fetched, by its name: a URL in a trigger
     (queued by an older mlcicd from a webhook's payload) is refused, never handed to git.
@@ -84,8 +73,7 @@ def prepare_source(project: Project, run: Run) -> str:
         git.git(project.repo, "fetch", "--quiet", "--", str(fetch), f"refs/heads/{branch}")
     ref = run.commit_sha or run.ref or branch
     sha = git.resolve_commit(project.repo, project.rel, ref, branch).sha
-    project.__dict__["config"] = commit_config(project, sha)  # the cached_property's slot
-    return sha
+    return project.at_commit(sha)
 
 
 def _die_with(parent: int) -> None:
@@ -113,11 +101,12 @@ def main(argv: list[str]) -> int:
             summary = run_queued_rollback(project, run, reporter)
         elif resume:
             if run.commit_sha:
-                project.__dict__["config"] = commit_config(project, run.commit_sha)
+                project = project.at_commit(run.commit_sha)
             summary = resume_pipeline(project, default_stages(project.config), run_id, reporter)
         else:
-            sha = prepare_source(project, run)
-            options = RunOptions(force=run.forced, allow_dirty=True, ref=sha)
+            project = prepare_source(project, run)
+            assert project.commit is not None
+            options = RunOptions(force=run.forced, allow_dirty=True, ref=project.commit)
             summary = run_pipeline(
                 project, default_stages(project.config), options, reporter, run_id=run_id
             )

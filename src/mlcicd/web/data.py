@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlcicd.cli.output import to_jsonable
 from mlcicd.endpoints.base import EndpointDescription
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import ConfigError, NotFoundError
+from mlcicd.jsonable import to_jsonable
 from mlcicd.lineage import model_lineage
 from mlcicd.project import Project
 from mlcicd.stages.deploy import endpoint_backend
