@@ -3,61 +3,39 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.endpoints import EndpointBackend, EndpointDescription
+from mlcicd.endpoints import EndpointBackend, EndpointDescription, open_backend
 from mlcicd.endpoints.client import invoke_endpoint
+from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.project import Project
-from mlcicd.stages.deploy import endpoint_backend
 from mlcicd.state import EndpointRecord
+
+
+def _record(project: Project, name: str) -> EndpointRecord:
+    record = project.state.get_endpoint(name)
+    if record is None:
+        names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
+        raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
+    return record
 
 
 def _backend(project: Project, name: str) -> EndpointBackend:
     """The backend of a recorded endpoint (the one that deployed it)."""
-    record = project.state.get_endpoint(name)
-    if record is None:
-        names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
-        raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
-    return endpoint_backend(record.backend, project)
+    return open_backend(_record(project, name).backend, project)
 
 
 def _live(project: Project, name: str) -> tuple[EndpointRecord, EndpointDescription]:
-    """The recorded endpoint with what its backend reports now (and the record brought up to date)."""
-    record = project.state.get_endpoint(name)
-    if record is None:
-        names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
-        raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
-    try:
-        described = endpoint_backend(record.backend, project).describe(name)
-    except NotFoundError:
-        described = EndpointDescription(
-            name=name,
-            status="OutOfService",
-            url=None,
-            port=None,
-            pid=None,
-            config_name=record.config_name,
-            model_sha256=record.model_sha256,
-            failure_reason="its files are gone",
-            last_update_failure=None,
-        )
-    if (described.status, described.pid, described.url) != (record.status, record.pid, record.url):
-        record.status, record.pid, record.url, record.port = (
-            described.status,
-            described.pid,
-            described.url,
-            described.port,
-        )
-        record.failure_reason = described.failure_reason or record.failure_reason
-        record.updated_at = time.time()
-        project.state.upsert_endpoint(record)
-    return record, described
+    """The recorded endpoint with what its backend reports now (and the record brought up to
+    date)."""
+    refreshed = refresh(project.state, _backend(project, name), name)
+    assert refreshed is not None  # there is a record: an endpoint the backend lost is "gone"
+    return refreshed
 
 
 @cli.group()
@@ -148,7 +126,7 @@ def endpoints_delete(ctx: click.Context, name: str) -> None:
     record = project.state.get_endpoint(name)
     if record is None:
         raise NotFoundError(f"endpoint {name} does not exist")
-    endpoint_backend(record.backend, project).delete(name)
+    open_backend(record.backend, project).delete(name)
     project.state.delete_endpoint(name)
     click.echo(f"deleted {name}")
 

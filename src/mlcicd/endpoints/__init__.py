@@ -7,8 +7,15 @@ local_config.py   its serving config.json, models and code, built from an Endpoi
 local_process.py  starting, watching and stopping its supervisor and workers
 podman.py         PodmanEndpointBackend: the project's image running ``serve``, with podman
 sagemaker.py      SageMakerEndpointBackend: SageMaker endpoints (their metrics from CloudWatch)
-client.py         calling an endpoint over HTTP
+refresh.py        an endpoint's record brought up to date with what its backend reports
+
+:func:`open_backend` picks the backend by its ``TYPE`` (``deploy.backend``, or the one an
+endpoint was recorded with).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from mlcicd.endpoints.base import (
     STATUSES,
@@ -20,6 +27,35 @@ from mlcicd.endpoints.base import (
     EndpointMetrics,
     ProductionVariant,
 )
+from mlcicd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlcicd.project import Project
+
+
+def open_backend(kind: str, project: Project, *, image: str | None = None) -> EndpointBackend:
+    """The endpoint backend whose ``TYPE`` is ``kind`` (``deploy.backend``, or an endpoint's
+    recorded one); ``image`` is what a ``container`` endpoint is deployed from (the build
+    stage's). Each is imported only when chosen: SageMaker's brings boto3, podman's its images.
+    """
+    if kind == "local":
+        from mlcicd.endpoints.local import LocalEndpointBackend
+
+        return LocalEndpointBackend(project.state_dir / "endpoints")
+    if kind == "sagemaker":
+        from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
+
+        return SageMakerEndpointBackend.from_config(project.config, project.store)
+    if kind == "container":
+        from mlcicd.endpoints.podman import PodmanEndpointBackend
+
+        return PodmanEndpointBackend(project.state_dir / "container-endpoints", image)
+    raise ConfigError(
+        f"deploy backend {kind!r} is not available in this version",
+        key="deploy.backend",
+        hint="use backend: local",
+    )
+
 
 __all__ = [
     "STATUSES",
@@ -30,4 +66,5 @@ __all__ = [
     "EndpointDescription",
     "EndpointMetrics",
     "ProductionVariant",
+    "open_backend",
 ]

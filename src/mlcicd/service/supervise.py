@@ -12,8 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from mlcicd.endpoints import open_backend
 from mlcicd.endpoints.base import FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
 from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
 from mlcicd.state import EndpointRecord
@@ -31,7 +33,8 @@ class EndpointSupervisor:
 
     def check(self, project: Project, *, restoring: bool = False) -> None:
         """Restart the project's local endpoints whose server is gone (when their backoff allows)."""
-        backend = LocalEndpointBackend(project.state_dir / "endpoints")
+        backend = open_backend(LocalEndpointBackend.TYPE, project)
+        assert isinstance(backend, LocalEndpointBackend)  # restart is the local backend's
         for record in project.state.list_endpoints():
             if record.backend != LocalEndpointBackend.TYPE:
                 continue
@@ -88,15 +91,7 @@ class EndpointSupervisor:
                 model_sha256=record.model_sha256,
             )
             return
-        now = time.time()
-        record.status, record.url, record.port, record.pid = (
-            described.status,
-            described.url,
-            described.port,
-            described.pid,
-        )
-        record.failure_reason, record.updated_at = None, now
-        project.state.upsert_endpoint(record)
+        refresh(project.state, backend, record.name, live=described)
         project.state.record_endpoint_change(
             record.name,
             reason="restart",

@@ -27,34 +27,13 @@ from mlcicd.endpoints import (
     EndpointConfig,
     EndpointDescription,
     ProductionVariant,
+    open_backend,
 )
 from mlcicd.endpoints.base import DEFAULT_MODEL_TIMEOUT, data_capture, deployment_policy
-from mlcicd.errors import ConfigError, NotFoundError
+from mlcicd.endpoints.refresh import refresh
+from mlcicd.errors import NotFoundError
 from mlcicd.pipeline import RunContext, StageResult
-from mlcicd.project import Project
-from mlcicd.state import EndpointConfigRecord, EndpointRecord
-
-
-def endpoint_backend(kind: str, project: Project, *, image: str | None = None) -> EndpointBackend:
-    """The endpoint backend named ``kind`` (``deploy.backend``, or an endpoint's recorded one);
-    ``image`` is what a ``container`` endpoint is deployed from (the build stage's)."""
-    if kind == "local":
-        from mlcicd.endpoints.local import LocalEndpointBackend
-
-        return LocalEndpointBackend(project.state_dir / "endpoints")
-    if kind == "sagemaker":
-        from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
-
-        return SageMakerEndpointBackend.from_config(project.config, project.store)
-    if kind == "container":
-        from mlcicd.endpoints.podman import PodmanEndpointBackend
-
-        return PodmanEndpointBackend(project.state_dir / "container-endpoints", image)
-    raise ConfigError(
-        f"deploy backend {kind!r} is not available in this version",
-        key="deploy.backend",
-        hint="use backend: local",
-    )
+from mlcicd.state import EndpointConfigRecord
 
 
 class DeployStage:
@@ -129,7 +108,7 @@ class DeployStage:
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
         config_name = versioned_endpoint_config_name(endpoint_name, registered["version"], digest)
-        backend = endpoint_backend(cfg.backend, project, image=ctx.outputs["build"].get("image"))
+        backend = open_backend(cfg.backend, project, image=ctx.outputs["build"].get("image"))
 
         try:
             current = backend.describe(endpoint_name)
@@ -227,34 +206,7 @@ class DeployStage:
     @staticmethod
     def _record(ctx: RunContext, backend: EndpointBackend, name: str) -> None:
         """Mirror what the backend reports into the state database (also after a failure)."""
-        try:
-            described = backend.describe(name)
-        except NotFoundError:
-            ctx.project.state.delete_endpoint(name)
-            return
-        state = ctx.project.state
-        previous = state.get_endpoint(name)
-        config = next(
-            (c for c in state.endpoint_configs(name) if c.name == described.config_name), None
-        )
-        now = time.time()
-        state.upsert_endpoint(
-            EndpointRecord(
-                name=name,
-                backend=backend.TYPE,
-                status=described.status,
-                url=described.url,
-                port=described.port,
-                pid=described.pid,
-                config_name=described.config_name,
-                model_group=config.model_group if config else None,
-                model_version=config.model_version if config else None,
-                model_sha256=described.model_sha256,
-                failure_reason=described.failure_reason or described.last_update_failure,
-                created_at=previous.created_at if previous else now,
-                updated_at=now,
-            )
-        )
+        refresh(ctx.project.state, backend, name)
 
 
 def _location(described: EndpointDescription, *, brief: bool = False) -> str:

@@ -10,59 +10,17 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd import git
 from mlcicd.config import Config, TrainConfig
-from mlcicd.errors import ArtifactError, ConfigError, TrainingError
+from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import atomic_write_bytes, sha256_file
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
 from mlcicd.state import TrainingJobRecord
-from mlcicd.training import Channel, MetricDefinition, TrainingBackend, TrainingJobSpec
-
-
-def training_backend(
-    config: TrainConfig,
-    project: Project,
-    on_log: Callable[[str], None] | None = None,
-    *,
-    image: str | None = None,
-) -> TrainingBackend:
-    """The backend ``train.backend`` names; ``image`` is the build stage's (``container``)."""
-    if config.backend == "local":
-        from mlcicd.training.local import LocalTrainingBackend
-
-        return LocalTrainingBackend(project.state_dir / "jobs")
-    if config.backend == "sagemaker":
-        from mlcicd.training.sagemaker import SageMakerTrainingBackend
-
-        backend = SageMakerTrainingBackend.from_config(
-            project.config, project.store, project.state_dir / "jobs"
-        )
-        # Once per run, before any upload, SageMaker call or job record: an image never pushed
-        # would otherwise fail the job only minutes in.
-        found = backend.check_image()
-        if found and on_log is not None:
-            on_log(found)
-        return backend
-    if config.backend == "container":
-        from mlcicd.training.podman import PodmanTrainingBackend
-
-        if not (config.image or image):
-            raise ConfigError(
-                "train.backend: container needs an image, and none was built",
-                key="train.image",
-                hint="set build.image: true (or train.image: TAG)",
-            )
-        return PodmanTrainingBackend(project.state_dir / "jobs", config.image or str(image))
-    raise ConfigError(
-        f"training backend {config.backend!r} is not available in this version",
-        key="train.backend",
-        hint="use backend: local",
-    )
+from mlcicd.training import Channel, MetricDefinition, TrainingJobSpec, open_backend
 
 
 def job_name(pipeline: str, run_id: int) -> str:
@@ -145,7 +103,7 @@ class TrainStage:
                 ctx.log(f"training job {previous.name} already trained this build on this data")
                 return StageResult("Cached", f"job {previous.name}", self._outputs(previous, data))
 
-        backend = training_backend(cfg, project, ctx.log, image=ctx.outputs["build"].get("image"))
+        backend = open_backend(cfg, project, ctx.log, image=ctx.outputs["build"].get("image"))
         name = job_name(ctx.config.pipeline, ctx.run.id)
         spec = TrainingJobSpec(
             name=name,

@@ -12,17 +12,17 @@ page never waits on AWS.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mlcicd.endpoints import open_backend
 from mlcicd.endpoints.base import EndpointDescription
 from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import ConfigError, NotFoundError
 from mlcicd.jsonable import to_jsonable
 from mlcicd.lineage import model_lineage
 from mlcicd.project import Project
-from mlcicd.stages.deploy import endpoint_backend
 from mlcicd.state import EndpointRecord, Run, State
 
 METRICS_WINDOW = 300.0  # seconds; `mlcicd endpoints metrics`' default window (5m)
@@ -80,9 +80,7 @@ def model(state: State, group: str, version: int) -> dict[str, Any]:
 
 def endpoints(project: Project) -> list[EndpointRecord]:
     """Every endpoint; a local one with its live status (read, not recorded)."""
-    return [
-        _with_live(record, _describe(project, record)) for record in project.state.list_endpoints()
-    ]
+    return [_refreshed(project, record)[0] for record in project.state.list_endpoints()]
 
 
 def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dict[str, Any]:
@@ -93,15 +91,15 @@ def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dic
     record = state.get_endpoint(name)
     if record is None:
         raise NotFoundError(f"endpoint {name} does not exist")
-    live = _describe(project, record)
+    current, live = _refreshed(project, record)
     metrics = None
     if live is not None:
         try:
-            metrics = endpoint_backend(record.backend, project).metrics(name, window)
+            metrics = open_backend(record.backend, project).metrics(name, window)
         except NotFoundError:
             metrics = None
     return {
-        "endpoint": _with_live(record, live),
+        "endpoint": current,
         "live": live,
         "configs": state.endpoint_configs(name),
         "metrics": metrics,
@@ -136,26 +134,16 @@ def recent_events(state: State, limit: int = 50) -> list[Any]:
     return list(reversed(state.recent_events(limit)))
 
 
-def _describe(project: Project, record: EndpointRecord) -> EndpointDescription | None:
+def _refreshed(
+    project: Project, record: EndpointRecord
+) -> tuple[EndpointRecord, EndpointDescription | None]:
+    """A local endpoint as it is now (read, not recorded); any other as last recorded."""
     if record.backend != LocalEndpointBackend.TYPE:
-        return None
-    try:
-        return endpoint_backend(record.backend, project).describe(record.name)
-    except NotFoundError:
-        return None
-
-
-def _with_live(record: EndpointRecord, live: EndpointDescription | None) -> EndpointRecord:
-    if live is None:
-        return record
-    return replace(
-        record,
-        status=live.status,
-        url=live.url,
-        port=live.port,
-        pid=live.pid,
-        failure_reason=live.failure_reason or record.failure_reason,
+        return record, None
+    refreshed = refresh(
+        project.state, open_backend(record.backend, project), record.name, write=False
     )
+    return refreshed if refreshed is not None else (record, None)
 
 
 def jsonable(value: Any) -> Any:
