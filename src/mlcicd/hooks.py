@@ -66,8 +66,8 @@ def install(repo: Path, url: str, *, force: bool = False, token_file: Path | Non
 
 
 def main(argv: list[str]) -> int:
-    from mlcicd.service.auth import client_headers
-    from mlcicd.service.info import post_json
+    from mlcicd.daemon.auth import client_headers
+    from mlcicd.daemon.info import post_json
 
     url, repository = argv[0], argv[1]
     token_file = Path(argv[2]) if len(argv) > 2 else None

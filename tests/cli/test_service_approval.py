@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, stop_endpoints
-from tests.service.conftest import as_json, fast_project, mlcicd, set_yaml
+from tests.daemon.conftest import as_json, fast_project, mlcicd, set_yaml
 
 pytestmark = pytest.mark.integration
 

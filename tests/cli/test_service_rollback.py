@@ -11,7 +11,7 @@ import pytest
 
 from mlcicd.endpoints.client import invoke_endpoint
 from tests.conftest import commit_all, stop_endpoints
-from tests.service.conftest import ROWS, as_json, fast_project, mlcicd, set_yaml
+from tests.daemon.conftest import ROWS, as_json, fast_project, mlcicd, set_yaml
 
 pytestmark = pytest.mark.integration
 

@@ -62,18 +62,31 @@ def main() -> None:
     cli(prog_name="mlcicd")
 
 
-from mlcicd.cli import aws, endpoints, history, image, init, inspect, monitor, run, service  # noqa: E402  (registers the commands)
+# Importing the command modules registers their commands on `cli` (hence E402).
+from mlcicd.cli import (  # noqa: E402
+    aws,
+    endpoints,
+    image,
+    init,
+    models,
+    monitor,
+    rollback,
+    run,
+    runs,
+    service,
+)
 
 __all__ = [
     "aws",
     "cli",
     "endpoints",
-    "history",
     "image",
     "init",
-    "inspect",
     "main",
+    "models",
     "monitor",
+    "rollback",
     "run",
+    "runs",
     "service",
 ]

@@ -117,6 +117,32 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
             )
 
 
+@endpoints.command("history")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def endpoints_history(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Every config endpoint NAME served, when, and why it changed (deploy, rollback, restart, alarm)."""
+    history = find_project(ctx).state.endpoint_history(name)
+    if as_json:
+        echo_json(history)
+        return
+    table(
+        ["when", "why", "config", "model", "run", "detail"],
+        [
+            (
+                when(h.at),
+                h.reason,
+                h.config_name,
+                f"{h.model_group}/{h.model_version}" if h.model_group else None,
+                h.run_id,
+                h.detail,
+            )
+            for h in history
+        ],
+    )
+
+
 @endpoints.command("delete")
 @click.argument("name")
 @click.pass_context

@@ -71,7 +71,7 @@ def run(
         project.config = config  # this run's config: every stage and backend reads it from here
     reporter = TerminalReporter(sys.stderr if as_json else None)
     options = RunOptions(force=force, allow_dirty=allow_dirty, ref=ref)
-    from mlcicd.service.client import find_running_service, run_through_service
+    from mlcicd.daemon.client import find_running_service, run_through_service
 
     # When `mlcicd up` serves this project its queue runs it, so one run per pipeline holds.
     # (--backend runs stay here: the service always runs the commit's own mlcicd.yaml.)

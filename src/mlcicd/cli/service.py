@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 
 from mlcicd.cli import cli, find_project
-from mlcicd.cli.inspect import runs
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.cli.progress import TerminalReporter
+from mlcicd.cli.runs import runs
+from mlcicd.daemon.auth import token_path
 from mlcicd.errors import MlcicdError
 from mlcicd.project import Project
-from mlcicd.service.auth import token_path
 
 
 @cli.command()
@@ -36,7 +36,7 @@ def up(ctx: click.Context, project_dirs: tuple[Path, ...], port: int | None) -> 
     ones), polling when service.poll_interval is set, and endpoint supervision. Stop it with
     Ctrl-C; a run in progress is recorded as Failed and can be retried.
     """
-    from mlcicd.service.core import Service
+    from mlcicd.daemon.core import Service
 
     projects = [find_project(ctx, d) for d in project_dirs] or [find_project(ctx)]
     service = Service(
@@ -105,7 +105,7 @@ def _hook_project(ctx: click.Context, repo: Path) -> Project | None:
 def _service_url(project: Project | None) -> str:
     """Where the hook should knock: the project's live service, else its configured port."""
     from mlcicd.config import ServiceConfig
-    from mlcicd.service.client import find_running_service
+    from mlcicd.daemon.client import find_running_service
 
     if project is None:
         return f"http://127.0.0.1:{ServiceConfig().port}"
@@ -113,8 +113,8 @@ def _service_url(project: Project | None) -> str:
 
 
 def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None) -> None:
+    from mlcicd.daemon.info import running_service
     from mlcicd.pipeline import resume_pipeline
-    from mlcicd.service.info import running_service
     from mlcicd.stages import default_stages
 
     project = find_project(ctx)
@@ -153,7 +153,7 @@ def _through_service(
     ctx: click.Context, project: Project, run_id: int, approved: bool, comment: str | None
 ) -> bool:
     """When `mlcicd up` serves the project, decide through its API and follow the run it resumes."""
-    from mlcicd.service import client
+    from mlcicd.daemon import client
 
     url = client.find_running_service(project)
     if url is None:
@@ -200,9 +200,9 @@ def reject(ctx: click.Context, run_id: int, comment: str | None) -> None:
 @click.pass_context
 def runs_retry(ctx: click.Context, run_id: int) -> None:
     """Queue the commit of a finished (e.g. interrupted) run again; `mlcicd up` runs it."""
-    from mlcicd.service import client
-    from mlcicd.service.info import running_service
-    from mlcicd.service.triggers import retry
+    from mlcicd.daemon import client
+    from mlcicd.daemon.info import running_service
+    from mlcicd.daemon.triggers import retry
 
     project = find_project(ctx)
     url = client.find_running_service(project)

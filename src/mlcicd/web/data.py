@@ -1,6 +1,6 @@
 """What `mlcicd up` shows: one function per resource, read through :mod:`mlcicd.state`.
 
-The JSON API (:mod:`mlcicd.service.http`) answers with these, and the dashboard pages
+The JSON API (:mod:`mlcicd.daemon.http`) answers with these, and the dashboard pages
 (:mod:`mlcicd.web.pages`) render exactly what the API would answer (``to_jsonable`` of
 them), so a page never shows something the API does not say.
 

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all
-from tests.monitor.helpers import iris_rows, shifted
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ServiceProcess,
     as_json,
     fast_project,
@@ -29,7 +28,8 @@ from tests.service.conftest import (
     set_yaml,
     wait_for,
 )
-from tests.service.test_notify import Receiver, receivers  # noqa: F401  (fixture)
+from tests.daemon.test_notify import Receiver, receivers  # noqa: F401  (fixture)
+from tests.monitor.helpers import iris_rows, shifted
 from tests.serving.helpers import request
 
 pytestmark = pytest.mark.integration

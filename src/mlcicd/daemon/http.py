@@ -34,9 +34,9 @@ What a request must be, checked in this order before any work is done:
 - ``Host`` is the service's own address (``127.0.0.1:PORT`` or ``localhost:PORT``), so a web
   page whose name was rebound to 127.0.0.1 (DNS rebinding) reads nothing; else 400. The webhook
   is exempt: GitHub reaches it through a tunnel or proxy under a foreign name, and its HMAC
-  signature (:mod:`mlcicd.service.webhook`) is what protects it.
+  signature (:mod:`mlcicd.daemon.webhook`) is what protects it.
 - ``/health`` and ``/api/…`` need the service's token (``Authorization: Bearer``,
-  :mod:`mlcicd.service.auth`), reads included; else 401 saying where the token file is. The
+  :mod:`mlcicd.daemon.auth`), reads included; else 401 saying where the token file is. The
   dashboard is read-only and needs none; the webhook is authenticated by its signature.
 - A POST's body is ``application/json`` (else 415: what an HTML form can send is refused),
   within ``API_BODY`` (the webhook's: ``WEBHOOK_BODY``, GitHub's own cap); a declared
@@ -71,14 +71,14 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
+from mlcicd.daemon import api, auth, webhook
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.jsonable import to_jsonable
-from mlcicd.service import api, auth, webhook
 from mlcicd.serving.worker import GuardedProtocol
 from mlcicd.web import routes
 
 if TYPE_CHECKING:
-    from mlcicd.service.core import Service
+    from mlcicd.daemon.core import Service
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ROWS,
     ServiceProcess,
     as_json,

@@ -1,4 +1,4 @@
-"""What the API of `mlcicd up` answers (:mod:`mlcicd.service.http` serves it): blocking work on
+"""What the API of `mlcicd up` answers (:mod:`mlcicd.daemon.http` serves it): blocking work on
 the state database and git, run in the server's thread pool, one state connection per request.
 
 ``get`` and ``post`` take a path and its query (and a POST's JSON body and who sends it) and
@@ -22,7 +22,7 @@ from mlcicd.project import Project
 from mlcicd.web import data
 
 if TYPE_CHECKING:
-    from mlcicd.service.core import Service
+    from mlcicd.daemon.core import Service
 
 
 def project_of(service: Service, query: dict[str, list[str]]) -> Project:
@@ -132,8 +132,8 @@ def _post_rollback(project: Project, endpoint: str, body: bytes, by: str) -> tup
 
 def _post_runs_for(project: Project, path: str, body: bytes, by: str) -> tuple[int, Any]:
     from mlcicd import git
+    from mlcicd.daemon import triggers
     from mlcicd.errors import ProjectError
-    from mlcicd.service import triggers
 
     data = _fields(body)
     state, config = project.state, project.config

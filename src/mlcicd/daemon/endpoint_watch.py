@@ -24,7 +24,7 @@ MAX_BACKOFF = 60.0
 HEALTHY_RESET = 60.0  # serving this long after a restart forgets earlier crashes
 
 
-class EndpointSupervisor:
+class EndpointWatch:
     def __init__(self, log: Callable[[str], None]) -> None:
         self.log = log
         self._crashes: dict[

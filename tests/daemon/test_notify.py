@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from mlcicd.service.notifier import MAX_ATTEMPTS
+from mlcicd.daemon.notifier import MAX_ATTEMPTS
 from tests.conftest import commit_all
-from tests.service.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
+from tests.daemon.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
 

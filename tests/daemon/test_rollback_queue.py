@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mlcicd.daemon import client
 from mlcicd.project import Project
-from mlcicd.service import client
 from tests.conftest import commit_all
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ServiceProcess,
     as_json,
     fast_project,
@@ -23,7 +23,7 @@ from tests.service.conftest import (
     set_yaml,
     wait_for,
 )
-from tests.service.test_recovery import HOLD, stage_running
+from tests.daemon.test_recovery import HOLD, stage_running
 
 pytestmark = pytest.mark.integration
 

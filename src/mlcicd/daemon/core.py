@@ -1,12 +1,12 @@
 """The service: one process for one or more projects (`mlcicd up`).
 
 Threads: the HTTP server (uvicorn's event loop, and a bounded pool for the requests' work), the
-queue loop below, the event notifier, the monitoring schedules (:mod:`mlcicd.service.monitoring`).
+queue loop below, the event notifier, the monitoring schedules (:mod:`mlcicd.daemon.monitoring`).
 Each thread opens its own state connections. The loop, every tick and per project:
 reject approvals past their timeout; start a queued rollback (an operator's, so first), else
 resume runs that have a decision, else claim the oldest queued run (one run per pipeline at a
 time); poll when due; supervise endpoints.
-Every run executes in its own subprocess (:mod:`mlcicd.service.runner`).
+Every run executes in its own subprocess (:mod:`mlcicd.daemon.runner`).
 
 At start, whatever a previous service left is made definite before anything new starts:
 runs whose process is gone are Failed with the reason, queued runs stay queued and run,
@@ -25,17 +25,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcicd.daemon import auth, triggers
+from mlcicd.daemon.endpoint_watch import EndpointWatch
+from mlcicd.daemon.info import remove_info, write_info
+from mlcicd.daemon.monitoring import MonitoringScheduler
+from mlcicd.daemon.notifier import EventNotifier
+from mlcicd.daemon.runner import PARENT_ENV
+from mlcicd.daemon.webhook import WebhookTarget
 from mlcicd.errors import MlcicdError, PortInUseError
 from mlcicd.fsutil import open_private_log
 from mlcicd.process import child_environment
 from mlcicd.project import Project
-from mlcicd.service import auth, triggers
-from mlcicd.service.info import remove_info, write_info
-from mlcicd.service.monitoring import MonitoringScheduler
-from mlcicd.service.notifier import EventNotifier
-from mlcicd.service.runner import PARENT_ENV
-from mlcicd.service.supervise import EndpointSupervisor
-from mlcicd.service.webhook import WebhookTarget
 
 TICK = 0.25
 SUPERVISE_EVERY = 1.0
@@ -64,7 +64,7 @@ class Service:
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self.served = [self._serve(root) for root in self.roots]
-        self.supervisor = EndpointSupervisor(self.log)
+        self.endpoint_watch = EndpointWatch(self.log)
         self._threads: list[threading.Thread] = []
         self.url = ""
         self.user = auth.os_user()  # ``by`` of a request whose client did not say who it is
@@ -119,7 +119,7 @@ class Service:
         )
 
     def start(self) -> None:
-        from mlcicd.service.http import ServiceServer
+        from mlcicd.daemon.http import ServiceServer
 
         self.load_tokens()
         try:
@@ -165,7 +165,7 @@ class Service:
                         for r in queued
                     )
                 )
-            self.supervisor.check(s.project, restoring=True)
+            self.endpoint_watch.check(s.project, restoring=True)
 
     def wait(self) -> None:
         """Until SIGTERM or SIGINT; then stop cleanly."""
@@ -255,7 +255,7 @@ class Service:
         if s.child is None and not supervise:
             self._start_next(s)
         if supervise and s.child is None:
-            self.supervisor.check(project)
+            self.endpoint_watch.check(project)
 
     def _start_next(self, s: Served) -> None:
         state, pipeline = s.project.state, s.project.config.pipeline
@@ -275,7 +275,7 @@ class Service:
 
     def _spawn(self, s: Served, run_id: int, *, resume: bool) -> None:
         log_path = s.project.path("logs", "service", f"run-{run_id}.log")
-        cmd = [sys.executable, "-m", "mlcicd.service.runner", str(s.project.root), str(run_id)]
+        cmd = [sys.executable, "-m", "mlcicd.daemon.runner", str(s.project.root), str(run_id)]
         if resume:
             cmd.append("--resume")
         with open_private_log(log_path, "ab") as log:

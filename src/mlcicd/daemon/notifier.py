@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mlcicd.daemon.info import post_json
 from mlcicd.project import Project
-from mlcicd.service.info import post_json
 
 MAX_ATTEMPTS = 6
 MAX_BACKOFF = 30.0

@@ -1,4 +1,4 @@
-"""One run in its own process: ``python -m mlcicd.service.runner PROJECT_DIR RUN_ID [--resume]``.
+"""One run in its own process: ``python -m mlcicd.daemon.runner PROJECT_DIR RUN_ID [--resume]``.
 
 A queued rollback (trigger ``rollback``) runs here too, as :func:`mlcicd.rollback.run_queued_rollback`.
 
@@ -19,11 +19,11 @@ from pathlib import Path
 from types import FrameType
 
 from mlcicd import git
+from mlcicd.daemon.triggers import remote_url
 from mlcicd.errors import MlcicdError, ProjectError
 from mlcicd.pipeline import RunOptions, resume_pipeline, run_pipeline
 from mlcicd.project import Project
 from mlcicd.rollback import run_queued_rollback
-from mlcicd.service.triggers import remote_url
 from mlcicd.stages import default_stages
 from mlcicd.state import Run, State
 

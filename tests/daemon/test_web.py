@@ -19,7 +19,7 @@ from mlcicd.web import pages
 from mlcicd.web.data import read_log
 from mlcicd.web.layout import Html, h, status, table
 from tests.conftest import commit_all
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ROWS,
     ServiceProcess,
     as_json,

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from mlcicd.daemon.runner import prepare_source
+from mlcicd.daemon.webhook import WebhookTarget, handle, signature
 from mlcicd.errors import MlcicdError, ProjectError
 from mlcicd.project import Project
-from mlcicd.service.runner import prepare_source
-from mlcicd.service.webhook import WebhookTarget, handle, signature
 from tests.conftest import commit_all, git
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     SECRET,
     ServiceProcess,
     fast_project,

@@ -1,4 +1,4 @@
-"""`mlcicd endpoints rollback` and `mlcicd endpoints history`."""
+"""`mlcicd endpoints rollback`: an endpoint back to the model it served before."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import click
 
 from mlcicd.cli import find_project
 from mlcicd.cli.endpoints import endpoints
-from mlcicd.cli.output import echo_json, table, when
 from mlcicd.cli.progress import TerminalReporter
 from mlcicd.errors import StateError
 from mlcicd.project import Project
@@ -39,8 +38,8 @@ def endpoints_rollback(
     When `mlcicd up` serves the project the rollback is queued there: it runs as soon as the
     pipeline's run in progress ends, before its queued runs (a rollback of NAME queued earlier
     is replaced). Without --to, "the previous model" is decided now, not when it runs."""
+    from mlcicd.daemon import client
     from mlcicd.rollback import rollback, rollback_target
-    from mlcicd.service import client
 
     project = find_project(ctx)
     url = client.find_running_service(project)
@@ -61,7 +60,7 @@ def endpoints_rollback(
 def _rollback_through_service(
     project: Project, url: str, name: str, to_version: int | None, reason: str | None, wait: bool
 ) -> None:
-    from mlcicd.service import client
+    from mlcicd.daemon import client
 
     answer = client.request_rollback(url, project, name, to_version, reason)
     run_id = int(answer["run"]["id"])
@@ -95,29 +94,3 @@ def _rollback_through_service(
         )
     deploy = next((s.get("outputs") or {} for s in shown["stages"] if s["stage"] == "deploy"), {})
     click.echo(f"{name} serves {answer['target']} at {deploy.get('url')} (run {run_id})")
-
-
-@endpoints.command("history")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def endpoints_history(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Every config endpoint NAME served, when, and why it changed (deploy, rollback, restart, alarm)."""
-    history = find_project(ctx).state.endpoint_history(name)
-    if as_json:
-        echo_json(history)
-        return
-    table(
-        ["when", "why", "config", "model", "run", "detail"],
-        [
-            (
-                when(h.at),
-                h.reason,
-                h.config_name,
-                f"{h.model_group}/{h.model_version}" if h.model_group else None,
-                h.run_id,
-                h.detail,
-            )
-            for h in history
-        ],
-    )

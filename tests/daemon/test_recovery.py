@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ServiceProcess,
     as_json,
     fast_project,

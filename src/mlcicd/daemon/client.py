@@ -5,7 +5,7 @@ a rollback waits for the run in progress) and the service is the one process tha
 
 The service is found by ``service.json`` in the project's state directory (url, pid and the
 pid's start time, written by `mlcicd up`; checked alive with :mod:`mlcicd.procinfo`); every
-call carries the token found beside it and the user's name (:mod:`mlcicd.service.auth`).
+call carries the token found beside it and the user's name (:mod:`mlcicd.daemon.auth`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from urllib.parse import quote
 
 import click
 
+from mlcicd.daemon import auth
+from mlcicd.daemon.info import running_service
 from mlcicd.errors import MlcicdError, NotFoundError, ProjectError, StateError
 from mlcicd.project import Project
-from mlcicd.service import auth
-from mlcicd.service.info import running_service
 
 FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
 POLL = 0.5

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, git
-from tests.service.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
+from tests.daemon.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, git
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ROWS,
     ServiceProcess,
     as_json,

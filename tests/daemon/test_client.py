@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from mlcicd.daemon import client
 from mlcicd.errors import NotFoundError, ProjectError
 from mlcicd.project import Project
-from mlcicd.service import client
 from tests.conftest import commit_all
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ServiceProcess,
     as_json,
     fast_project,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import (
+from tests.daemon.conftest import (
     ServiceProcess,
     as_json,
     commit_all,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all
-from tests.service.conftest import ServiceProcess, fast_project
+from tests.daemon.conftest import ServiceProcess, fast_project
 
 pytestmark = pytest.mark.integration
 
@@ -177,8 +177,8 @@ def test_a_content_length_that_lies_is_answered_and_the_server_goes_on(
 
 class InProcess:
     def __init__(self, root: Path, **limits: Any) -> None:
-        from mlcicd.service.core import Service
-        from mlcicd.service.http import ServiceServer
+        from mlcicd.daemon.core import Service
+        from mlcicd.daemon.http import ServiceServer
 
         self.service = Service([root], 0)
         self.service.load_tokens()
@@ -267,8 +267,8 @@ def test_a_slow_client_holds_nobody_and_is_cut(server: InProcess) -> None:
 def test_the_token_file_is_private_and_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlcicd.daemon import auth
     from mlcicd.errors import ConfigError
-    from mlcicd.service import auth
 
     monkeypatch.delenv(auth.TOKEN_ENV, raising=False)
     state = tmp_path / ".mlcicd"
@@ -303,8 +303,8 @@ def test_the_git_hook_sends_the_token_it_reads_when_it_runs(
     import subprocess
     import sys
 
+    from mlcicd.daemon.auth import TOKEN_ENV, token_path
     from mlcicd.hooks import hook_script
-    from mlcicd.service.auth import TOKEN_ENV, token_path
 
     token_file = token_path(server.service.served[0].project.state_dir)
     script = hook_script(server.url, token_file)
@@ -329,10 +329,10 @@ def test_the_git_hook_sends_the_token_it_reads_when_it_runs(
 def test_the_cli_sends_the_token_itself_and_says_when_it_is_refused(
     server: InProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlcicd.daemon import client
+    from mlcicd.daemon.auth import TOKEN_ENV
     from mlcicd.errors import NotFoundError
     from mlcicd.project import Project
-    from mlcicd.service import client
-    from mlcicd.service.auth import TOKEN_ENV
 
     project = Project(server.service.served[0].project.root)
     monkeypatch.delenv(TOKEN_ENV, raising=False)
@@ -349,7 +349,7 @@ def test_the_cli_sends_the_token_itself_and_says_when_it_is_refused(
 
 
 def test_a_chunked_body_is_cut_at_the_limit(server: InProcess) -> None:
-    from mlcicd.service.http import API_BODY
+    from mlcicd.daemon.http import API_BODY
 
     chunk = b"x" * 65536
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
@@ -369,8 +369,8 @@ def test_a_chunked_body_is_cut_at_the_limit(server: InProcess) -> None:
 def test_each_served_project_has_its_token_and_the_environment_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlcicd.service.auth import TOKEN_ENV, TOKEN_FILE
-    from mlcicd.service.core import Service
+    from mlcicd.daemon.auth import TOKEN_ENV, TOKEN_FILE
+    from mlcicd.daemon.core import Service
 
     roots = [fast_project(tmp_path / "a"), fast_project(tmp_path / "b")]
     monkeypatch.setenv(TOKEN_ENV, "the-one-token-of-this-service")
@@ -388,7 +388,7 @@ def test_each_served_project_has_its_token_and_the_environment_overrides(
 
 
 def test_connections_past_the_limit_are_answered_503(tmp_path: Path) -> None:
-    from tests.service.conftest import wait_for
+    from tests.daemon.conftest import wait_for
 
     served = InProcess(fast_project(tmp_path / "iris"), header_timeout=60.0, concurrency=3)
     served.server.start()
