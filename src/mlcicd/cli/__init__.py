@@ -64,6 +64,7 @@ def main() -> None:
 
 # Importing the command modules registers their commands on `cli` (hence E402).
 from mlcicd.cli import (  # noqa: E402
+    approve,
     aws,
     endpoints,
     image,
@@ -77,6 +78,7 @@ from mlcicd.cli import (  # noqa: E402
 )
 
 __all__ = [
+    "approve",
     "aws",
     "cli",
     "endpoints",

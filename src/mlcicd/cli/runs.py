@@ -1,4 +1,4 @@
-"""`mlcicd runs` and `mlcicd logs`: what happened in a run, stage by stage."""
+"""`mlcicd runs` and `mlcicd logs`: what happened in a run, stage by stage; `runs retry`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.errors import NotFoundError
+from mlcicd.operations import open_operations
 
 
 @cli.group()
@@ -107,3 +108,19 @@ def logs(ctx: click.Context, run_id: int, stage: str | None) -> None:
                 if job.log_path and Path(job.log_path).is_file():
                     click.echo(f"==> training job {job.name} ({job.status}) {job.log_path}")
                     click.echo(Path(job.log_path).read_text(errors="replace"), nl=False)
+
+
+@runs.command("retry")
+@click.argument("run_id", type=int)
+@click.pass_context
+def runs_retry(ctx: click.Context, run_id: int) -> None:
+    """Queue the commit of a finished (e.g. interrupted) run again; `mlcicd up` runs it."""
+    retried = open_operations(find_project(ctx)).retry(run_id)
+    what = f"retry of run {run_id}, commit {retried.commit[:12]}"
+    if retried.service_url is not None:
+        click.echo(f"run {retried.run_id} queued in the service at {retried.service_url} ({what})")
+        return
+    click.echo(
+        f"run {retried.run_id} queued ({what})"
+        + ("" if retried.service_running else "; start `mlcicd up` to run it")
+    )

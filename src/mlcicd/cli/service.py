@@ -1,18 +1,14 @@
-"""`mlcicd up`, `hooks install`, `approve`, `reject`, `lineage`, `events`, `runs retry`."""
+"""`mlcicd up`, `hooks install`, `lineage`, `events`."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from pathlib import Path
 
 import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.cli.progress import TerminalReporter
-from mlcicd.cli.runs import runs
 from mlcicd.daemon.auth import token_path
 from mlcicd.errors import MlcicdError
 from mlcicd.project import Project
@@ -110,115 +106,6 @@ def _service_url(project: Project | None) -> str:
     if project is None:
         return f"http://127.0.0.1:{ServiceConfig().port}"
     return find_running_service(project) or f"http://127.0.0.1:{project.config.service.port}"
-
-
-def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None) -> None:
-    from mlcicd.daemon.info import running_service
-    from mlcicd.pipeline import resume_pipeline
-    from mlcicd.stages import default_stages
-
-    project = find_project(ctx)
-    if _through_service(ctx, project, run_id, approved, comment):
-        return
-    state = project.state
-    user = os.environ.get("USER") or getpass.getuser()
-    expired = [a for a in state.expired_approvals() if a.run_id == run_id]
-    if expired:
-        state.decide_approval(
-            run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
-        )
-        click.echo(f"run {run_id}: the approval had timed out; the model is rejected", err=True)
-    else:
-        approval = state.decide_approval(run_id, approved, by=user, comment=comment)
-        click.echo(
-            f"run {run_id}: model {approval.model_group}/{approval.model_version} "
-            f"{approval.status.lower()} by {user}" + (f": {comment}" if comment else "")
-        )
-    service = running_service(project.state_dir)
-    if service is not None:  # it started between the check above and the decision
-        click.echo(f"the service at {service['url']} continues run {run_id}")
-        return
-    run = state.get_run(run_id)
-    if run.commit_sha:
-        project = project.at_commit(run.commit_sha)
-    summary = resume_pipeline(project, default_stages(project.config), run_id, TerminalReporter())
-    if summary.error is not None:
-        raise summary.error
-    click.echo(f"run {run_id} {summary.run.status.lower()}")
-    if expired:
-        ctx.exit(1)
-
-
-def _through_service(
-    ctx: click.Context, project: Project, run_id: int, approved: bool, comment: str | None
-) -> bool:
-    """When `mlcicd up` serves the project, decide through its API and follow the run it resumes."""
-    from mlcicd.daemon import client
-
-    url = client.find_running_service(project)
-    if url is None:
-        return False
-    answer = client.decide(url, project, run_id, approved, comment)
-    approval = answer["approval"]
-    if answer.get("timed_out"):
-        click.echo(f"run {run_id}: the approval had timed out; the model is rejected", err=True)
-    else:
-        click.echo(
-            f"run {run_id}: model {approval['model_group']}/{approval['model_version']} "
-            f"{str(approval['status']).lower()} by {approval['decided_by']}"
-            + (f": {comment}" if comment else "")
-        )
-    click.echo(f"the service at {url} continues run {run_id}", err=True)
-    shown = client.follow_run(url, project, run_id, TerminalReporter())
-    status = shown["run"]["status"]
-    click.echo(f"run {run_id} {status.lower()}")
-    if answer.get("timed_out") or (approved and status != "Succeeded"):
-        ctx.exit(1)
-    return True
-
-
-@cli.command()
-@click.argument("run_id", type=int)
-@click.option("--comment", "-m", default=None, help="Why (recorded with your user name).")
-@click.pass_context
-def approve(ctx: click.Context, run_id: int, comment: str | None) -> None:
-    """Approve the model of run RUN_ID (WaitingForApproval): it is registered and deployed."""
-    _decide(ctx, run_id, True, comment)
-
-
-@cli.command()
-@click.argument("run_id", type=int)
-@click.option("--comment", "-m", default=None, help="Why (recorded with your user name).")
-@click.pass_context
-def reject(ctx: click.Context, run_id: int, comment: str | None) -> None:
-    """Reject the model of run RUN_ID: the run fails and the endpoint keeps its model."""
-    _decide(ctx, run_id, False, comment)
-
-
-@runs.command("retry")
-@click.argument("run_id", type=int)
-@click.pass_context
-def runs_retry(ctx: click.Context, run_id: int) -> None:
-    """Queue the commit of a finished (e.g. interrupted) run again; `mlcicd up` runs it."""
-    from mlcicd.daemon import client
-    from mlcicd.daemon.info import running_service
-    from mlcicd.daemon.triggers import retry
-
-    project = find_project(ctx)
-    url = client.find_running_service(project)
-    if url is not None:
-        run = client.retry(url, project, run_id)["run"]
-        click.echo(
-            f"run {run['id']} queued in the service at {url} "
-            f"(retry of run {run_id}, commit {str(run.get('commit_sha') or run.get('ref') or '')[:12]})"
-        )
-        return
-    run = retry(project, run_id)
-    where = running_service(project.state_dir)
-    click.echo(
-        f"run {run.id} queued (retry of run {run_id}, commit {(run.commit_sha or run.ref or '')[:12]})"
-        + ("" if where else "; start `mlcicd up` to run it")
-    )
 
 
 @cli.command()

@@ -1,0 +1,104 @@
+"""The operations in this process, on the project's state: what the CLI does when no
+`mlcicd up` serves the project."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mlcicd.daemon.auth import os_user
+from mlcicd.operations.base import Continued, Decision, Retried, RollbackDone, RollbackRequest
+from mlcicd.pipeline import Reporter
+from mlcicd.project import Project
+
+
+class LocalOperations:
+    service_url: str | None = None
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def decide(self, run_id: int, approved: bool, comment: str | None) -> Decision:
+        state = self.project.state
+        if any(a.run_id == run_id for a in state.expired_approvals()):
+            approval = state.decide_approval(
+                run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
+            )
+            timed_out = True
+        else:
+            approval = state.decide_approval(run_id, approved, by=os_user(), comment=comment)
+            timed_out = False
+        return Decision(
+            run_id=run_id,
+            model_group=approval.model_group,
+            model_version=approval.model_version,
+            status=approval.status,
+            decided_by=approval.decided_by,
+            timed_out=timed_out,
+        )
+
+    def continue_run(self, run_id: int, reporter: Reporter) -> Continued:
+        from mlcicd.daemon.info import running_service
+        from mlcicd.pipeline import resume_pipeline
+        from mlcicd.stages import default_stages
+
+        service = running_service(self.project.state_dir)
+        if service is not None:  # it started since this command looked: it resumes the run
+            return Continued(status=None, service_url=str(service["url"]))
+        project = self.project
+        run = project.state.get_run(run_id)
+        if run.commit_sha:
+            project = project.at_commit(run.commit_sha)
+        summary = resume_pipeline(project, default_stages(project.config), run_id, reporter)
+        if summary.error is not None:
+            raise summary.error
+        return Continued(status=summary.run.status)
+
+    def retry(self, run_id: int) -> Retried:
+        from mlcicd.daemon.info import running_service
+        from mlcicd.daemon.triggers import retry
+
+        run = retry(self.project, run_id)
+        return Retried(
+            run_id=run.id,
+            retry_of=run_id,
+            commit=run.commit_sha or run.ref or "",
+            service_url=None,
+            service_running=running_service(self.project.state_dir) is not None,
+        )
+
+    def request_rollback(
+        self, endpoint: str, to_version: int | None, reason: str | None
+    ) -> RollbackRequest:
+        from mlcicd.rollback import rollback_target
+
+        package, current = rollback_target(self.project, endpoint, to_version)
+        return RollbackRequest(
+            endpoint=endpoint,
+            target=package.arn,
+            current=current,
+            version=package.version,
+            reason=reason,
+        )
+
+    def finish_rollback(
+        self,
+        request: RollbackRequest,
+        reporter: Reporter,
+        *,
+        wait: bool,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> RollbackDone | None:
+        from mlcicd.rollback import rollback
+
+        summary = rollback(
+            self.project,
+            request.endpoint,
+            request.version,
+            reporter,
+            by=os_user(),
+            reason=request.reason,
+        )
+        if summary.error is not None:
+            raise summary.error
+        deploy = summary.outputs.get("deploy", {})
+        return RollbackDone(run_id=summary.run.id, url=deploy.get("url"))
