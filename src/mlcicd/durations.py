@@ -19,7 +19,8 @@ def parse_duration(text: str) -> float | None:
 
 
 def format_duration(seconds: float) -> str:
-    """``300`` → ``5m``, ``5400`` → ``1h30m``, ``2.5`` → ``2.5s``: what parse_duration reads back."""
+    """``300`` → ``5m``, ``5400`` → ``1h30m``, ``2.5`` → ``2.5s``: what parse_duration reads
+    back."""
     if seconds < 60 and not float(seconds).is_integer():
         return f"{seconds:g}s"
     rest, out = int(seconds), ""

@@ -55,7 +55,8 @@ def repo_root(path: Path) -> Path:
     except ProjectError as exc:
         raise ProjectError(
             f"{path} is not in a git repository",
-            hint="mlcicd runs what is committed: `git init && git add -A && git commit -m init` first",
+            hint="mlcicd runs what is committed: `git init && git add -A && git commit -m init` "
+            "first",
         ) from exc
 
 

@@ -30,14 +30,16 @@ def hook_script(url: str, token_file: Path | None = None) -> str:
     file's path is quoted too; the token itself is read when the hook runs."""
     if not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", url):
         raise ProjectError(
-            f"the service URL {url[:200]!r} is not an http(s) URL without spaces or control characters",
+            f"the service URL {url[:200]!r} is not an http(s) URL without spaces or control "
+            "characters",
             hint="pass the URL `mlcicd up` prints, e.g. --url http://127.0.0.1:8765",
         )
     token = f" {shlex.quote(str(token_file))}" if token_file is not None else ""
     return (
         "#!/bin/sh\n"
         f"{MARKER}: tell `mlcicd up` at {url} that this repository changed\n"
-        f'{shlex.quote(sys.executable)} -m mlcicd.hooks {shlex.quote(url)} "$(pwd)"{token} || true\n'
+        f"{shlex.quote(sys.executable)} -m mlcicd.hooks {shlex.quote(url)} "
+        f'"$(pwd)"{token} || true\n'
     )
 
 
@@ -55,7 +57,8 @@ def install(repo: Path, url: str, *, force: bool = False, token_file: Path | Non
     if hook.exists() and MARKER not in hook.read_text(errors="replace") and not force:
         raise ProjectError(
             f"{hook} exists and was not installed by mlcicd",
-            hint="add the line from `mlcicd hooks install --print` to it, or pass --force to replace it",
+            hint="add the line from `mlcicd hooks install --print` to it, or pass --force to "
+            "replace it",
         )
     hooks_dir.mkdir(parents=True, exist_ok=True)
     tmp = hook.with_name(f".{hook.name}.tmp")
@@ -82,13 +85,15 @@ def main(argv: list[str]) -> int:
     elif status == 401:
         where = token_file or "no token file (installed without a project)"
         print(
-            f"mlcicd: the service at {url} refused the token ({where}, or $MLCICD_TOKEN); reinstall the hook "
+            f"mlcicd: the service at {url} refused the token ({where}, or $MLCICD_TOKEN); "
+            "reinstall the hook "
             "with `mlcicd hooks install` from the project, or run as the user of `mlcicd up`",
             file=sys.stderr,
         )
     else:
         print(
-            f"mlcicd: no service answered at {url}; this change is built when `mlcicd up` polls or runs",
+            f"mlcicd: no service answered at {url}; this change is built when `mlcicd up` polls "
+            "or runs",
             file=sys.stderr,
         )
     return 0

@@ -3,7 +3,8 @@
 Each stage is one object with a ``name`` and a ``run(ctx)`` that returns a ``StageResult``
 (``Succeeded`` or ``Cached``, a one-line message, and outputs the later stages read) or
 raises a ``StageError``. A stage may also return ``WaitingForApproval``: the run stops there,
-and ``resume_pipeline`` continues it later, from that stage, with the earlier outputs. The engine records every transition in the state database, writes
+and ``resume_pipeline`` continues it later, from that stage, with the earlier outputs. The
+engine records every transition in the state database, writes
 each stage's log under a name shaped like the reference architecture's log groups, and
 tells a ``Reporter`` what happens so a terminal (or the service) can show it.
 """

@@ -100,7 +100,8 @@ def _asked(by: str | None, reason: str | None) -> str:
 
 
 def _message(endpoint: str, trigger: dict[str, Any]) -> str:
-    return f"rollback of {endpoint} to {trigger['to']}{_asked(trigger.get('by'), trigger.get('reason'))}"
+    asked = _asked(trigger.get("by"), trigger.get("reason"))
+    return f"rollback of {endpoint} to {trigger['to']}{asked}"
 
 
 def rollback(
@@ -150,9 +151,11 @@ def _refuse_while_running(project: Project) -> None:
     if running:
         run = running[0]
         raise StateError(
-            f"run {run.id} of {pipeline} is in progress (pid {run.pid}); a rollback now would race its deploy",
-            hint="start `mlcicd up` and roll back again: the service queues the rollback to run as soon as "
-            f"run {run.id} ends; or wait for run {run.id} to end (`mlcicd runs show {run.id}`)",
+            f"run {run.id} of {pipeline} is in progress (pid {run.pid}); a rollback now would "
+            "race its deploy",
+            hint="start `mlcicd up` and roll back again: the service queues the rollback to run "
+            f"as soon as run {run.id} ends; or wait for run {run.id} to end "
+            f"(`mlcicd runs show {run.id}`)",
         )
 
 

@@ -50,7 +50,8 @@ class InitResult:
 
 
 def check_pipeline_name(name: str, *, origin: str = "--name") -> None:
-    """The rule of ``pipeline:`` in mlcicd.yaml, for a pipeline whose endpoint is <name>-endpoint."""
+    """The rule of ``pipeline:`` in mlcicd.yaml, for a pipeline whose endpoint is
+    <name>-endpoint."""
     if NAME_RE.match(name) and len(name) <= MAX_PIPELINE_NAME:
         return
     suggestion = suggest_name(name)

@@ -118,7 +118,8 @@ def aws_package(output: Path, as_json: bool) -> None:
         )
     else:
         click.echo(
-            f"{package.path}: {package.files} files, {package.size / 1024:.0f} KiB, sha256 {package.sha256}"
+            f"{package.path}: {package.files} files, {package.size / 1024:.0f} KiB, sha256 "
+            f"{package.sha256}"
         )
 
 
@@ -147,7 +148,8 @@ def aws_package(output: Path, as_json: bool) -> None:
 @click.option(
     "--code-bucket",
     default=None,
-    help="Where the Lambda package goes (default: mlcicd-lambda-code-<account>-<region>, created if missing).",
+    help="Where the Lambda package goes (default: mlcicd-lambda-code-<account>-<region>, created "
+    "if missing).",
 )
 @click.option(
     "--json",
@@ -186,7 +188,8 @@ def aws_deploy(
             key = upload_lambda_package(package, bucket)
         parameters.update(LambdaCodeBucket=bucket, LambdaCodeKey=key)
         say(
-            f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 {package.sha256[:12]})"
+            f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 "
+            f"{package.sha256[:12]})"
         )
     say(f"deploying stack {stack_name} …")
     # 256 random bits, URL-safe: used only if the stack has no WebhookSecret yet.
@@ -202,8 +205,9 @@ def aws_deploy(
     )
     if WEBHOOK_SECRET in result.first_values:
         say(
-            f"{WEBHOOK_SECRET}: generated at random and kept by CloudFormation (NoEcho); CodePipeline registers "
-            "it with GitHub's webhook. To change it: --parameter WebhookSecret=…"
+            f"{WEBHOOK_SECRET}: generated at random and kept by CloudFormation (NoEcho); "
+            "CodePipeline registers it with GitHub's webhook. To change it: "
+            "--parameter WebhookSecret=…"
         )
     if as_json:
         echo_json(

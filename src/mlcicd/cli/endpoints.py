@@ -106,14 +106,16 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
     if described.last_rollback:
         rb = described.last_rollback
         click.echo(
-            f"  {'last rollback':<20}{rb.get('at')}: {rb.get('config_name')} → {rb.get('rolled_back_to')}, "
+            f"  {'last rollback':<20}{rb.get('at')}: {rb.get('config_name')} → "
+            f"{rb.get('rolled_back_to')}, "
             f"alarm {rb.get('message')}"
         )
     if configs:
         click.echo("  endpoint configs (newest first):")
         for config in configs:
             click.echo(
-                f"    {config.name}  model {config.model_group}/{config.model_version}  {when(config.created_at)}"
+                f"    {config.name}  model {config.model_group}/{config.model_version}  "
+                f"{when(config.created_at)}"
             )
 
 
@@ -122,7 +124,8 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def endpoints_history(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Every config endpoint NAME served, when, and why it changed (deploy, rollback, restart, alarm)."""
+    """Every config endpoint NAME served, when, and why it changed (deploy, rollback, restart,
+    alarm)."""
     history = find_project(ctx).state.endpoint_history(name)
     if as_json:
         echo_json(history)

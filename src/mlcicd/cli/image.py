@@ -68,7 +68,8 @@ def build(
         return
     size = f", {built.size_bytes / 1e6:.0f} MB" if built.size_bytes else ""
     click.echo(
-        f"{built.tag} {built.image_id} ({'built' if built.built else 'reused'} in {built.seconds:.1f}s{size})"
+        f"{built.tag} {built.image_id} ({'built' if built.built else 'reused'} in "
+        f"{built.seconds:.1f}s{size})"
     )
 
 

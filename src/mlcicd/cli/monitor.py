@@ -166,7 +166,8 @@ def monitor_history(ctx: click.Context, endpoint: str | None, limit: int, as_jso
 def _show(report: CheckReport) -> None:
     rows = sum(v.rows for v in report.variants)
     click.echo(
-        f"{report.endpoint}: {report.records} captured requests ({rows} rows) since {when(report.since)}, "
+        f"{report.endpoint}: {report.records} captured requests ({rows} rows) since "
+        f"{when(report.since)}, "
         f"from {report.files} files in {report.destination}"
     )
     if report.skipped:

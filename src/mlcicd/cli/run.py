@@ -121,7 +121,8 @@ def run(
     if deploy.get("arn"):
         out(f"endpoint {deploy['endpoint']}: {deploy['arn']}")
         out(
-            f"invoke it at {deploy['runtime_url']} (signed: boto3's sagemaker-runtime invoke_endpoint)"
+            f"invoke it at {deploy['runtime_url']} (signed: boto3's sagemaker-runtime "
+            "invoke_endpoint)"
         )
     if deploy.get("url"):
         out(f"endpoint {deploy['endpoint']}: {deploy['url']}/invocations")

@@ -61,7 +61,8 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
         echo_json({"run": run, "stages": stages})
         return
     click.echo(
-        f"run {run.id}  {run.status}  {run.pipeline}  started {when(run.started_at)}  {run.elapsed:.1f}s"
+        f"run {run.id}  {run.status}  {run.pipeline}  started {when(run.started_at)}  "
+        f"{run.elapsed:.1f}s"
     )
     if run.commit_sha:
         dirty = " (working tree was dirty)" if run.dirty else ""

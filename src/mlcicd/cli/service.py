@@ -76,7 +76,8 @@ def hooks_install(
     token_file = None if project is None else token_path(project.state_dir)
     if token_file is None:
         click.echo(
-            "warning: no mlcicd project found (REPO, -C or here): the hook sends only $MLCICD_TOKEN, "
+            "warning: no mlcicd project found (REPO, -C or here): the hook sends only "
+            "$MLCICD_TOKEN, "
             "if set when it runs",
             err=True,
         )
@@ -126,8 +127,8 @@ def lineage(ctx: click.Context, target: str, as_json: bool) -> None:
         click.echo(f"endpoint {e['name']}  {e['status']}  {e['url'] or ''}  config {e['config']}")
         for h in found["history"]:
             click.echo(
-                f"  {when(h.at)}  {h.reason:<9} {h.config_name}  model {h.model_group}/{h.model_version}"
-                + (f"  ({h.detail})" if h.detail else "")
+                f"  {when(h.at)}  {h.reason:<9} {h.config_name}  model "
+                f"{h.model_group}/{h.model_version}" + (f"  ({h.detail})" if h.detail else "")
             )
         if found["model"] is None:
             return
@@ -148,7 +149,8 @@ def _show_model(found: dict[str, object]) -> None:
     click.echo(f"model package {m['arn']}  {m['status']}  sha256 {m['sha256']}")
     for config in found["endpoint_configs"]:  # type: ignore[attr-defined]
         click.echo(
-            f"endpoint      {config['endpoint']}  config {config['name']}  {when(config['created_at'])}"
+            f"endpoint      {config['endpoint']}  config {config['name']}  "
+            f"{when(config['created_at'])}"
         )
 
 
@@ -157,7 +159,8 @@ def _show_model(found: dict[str, object]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def events(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """The registry's event log: registered, approved, rejected, deployed, rolled back, restarted."""
+    """The registry's event log: registered, approved, rejected, deployed, rolled back,
+    restarted."""
     found = find_project(ctx).state.recent_events(limit)
     if as_json:
         echo_json(found)

@@ -56,9 +56,11 @@ def ensure_token(state_dir: Path) -> bytes:
         )
     if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
         raise ConfigError(
-            f"{path}: the service's token may be read by others (mode {stat.S_IMODE(info.st_mode):o}, "
+            f"{path}: the service's token may be read by others (mode "
+            f"{stat.S_IMODE(info.st_mode):o}, "
             f"owner uid {info.st_uid})",
-            hint=f"delete it (`mlcicd up` makes a new one, readable by you only) or `chmod 600 {path}`",
+            hint="delete it (`mlcicd up` makes a new one, readable by you only) or `chmod 600 "
+            f"{path}`",
         )
     token = path.read_bytes().strip()
     if len(token) < 16:

@@ -109,7 +109,8 @@ def call(url: str, project: Project, path: str, method: str = "GET", payload: An
         )
         raise TokenRefusedError(
             f"the service at {url} refused the token (from {sent})",
-            hint=f"run mlcicd as the user that runs `mlcicd up` (the token file is readable by it only), "
+            hint="run mlcicd as the user that runs `mlcicd up` (the token file is readable by "
+            "it only), "
             f"or set ${auth.TOKEN_ENV} to the token the service uses",
         ) from None
 
@@ -122,7 +123,8 @@ def submit_run(
     force: bool = False,
     allow_dirty: bool = False,
 ) -> dict[str, Any]:
-    """Queue a run of ``ref`` (default: the configured branch): {"run", "superseded", "existing"}."""
+    """Queue a run of ``ref`` (default: the configured branch): {"run", "superseded",
+    "existing"}."""
     payload = {"ref": ref, "force": force, "allow_dirty": allow_dirty}
     answer: dict[str, Any] = call(url, project, "/api/runs", "POST", payload)
     return answer
@@ -247,7 +249,8 @@ def run_through_service(
     sha = str(run.get("commit_sha") or run.get("ref") or "")[:12]
     if answer.get("existing"):
         say(
-            f"run {run['id']} of {sha} is already {run['status'].lower()} in the service at {url}; following it"
+            f"run {run['id']} of {sha} is already {run['status'].lower()} in the service at "
+            f"{url}; following it"
         )
     else:
         say(f"run {run['id']} of {sha} queued in the service at {url}")
@@ -257,7 +260,8 @@ def run_through_service(
         shown = follow_run(url, project, int(run["id"]), reporter, on_wait=say)
     except KeyboardInterrupt:
         click.echo(
-            f"stopped following; run {run['id']} goes on in the service (`mlcicd runs show {run['id']}`)",
+            f"stopped following; run {run['id']} goes on in the service (`mlcicd runs show "
+            f"{run['id']}`)",
             err=True,
         )
         return 130
@@ -266,7 +270,8 @@ def run_through_service(
         click.echo(json.dumps({"run": run, "stages": shown["stages"]}, indent=2))
     if run["status"] == "WaitingForApproval":
         say(
-            f"run {run['id']} is waiting for approval: `mlcicd approve {run['id']}` or `mlcicd reject {run['id']}`"
+            f"run {run['id']} is waiting for approval: `mlcicd approve {run['id']}` or `mlcicd "
+            f"reject {run['id']}`"
         )
         return 0
     if run["status"] == "Succeeded":
@@ -280,10 +285,8 @@ def run_through_service(
         return 0
     failed = next((s for s in shown["stages"] if s["status"] == "Failed"), None)
     where = f" in {failed['stage']}" if failed else ""
+    reason = run.get("failure_reason") or ""
     click.echo(
-        f"error: run {run['id']} {run['status'].lower()}{where}: {run.get('failure_reason') or ''}".rstrip(
-            ": "
-        ),
-        err=True,
+        f"error: run {run['id']} {run['status'].lower()}{where}: {reason}".rstrip(": "), err=True
     )
     return 1

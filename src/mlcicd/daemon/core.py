@@ -93,7 +93,8 @@ class Service:
         ]
 
     def notify_push(self, repository: Path) -> None:
-        """A git hook's notification: handled by the loop (the only thread that queues hook runs)."""
+        """A git hook's notification: handled by the loop (the only thread that queues hook
+        runs)."""
         with self._lock:
             for s in self.served:
                 s.pending_push.append(repository)
@@ -182,7 +183,8 @@ class Service:
     def stop(self) -> None:
         self.stop_event.set()
         self.log(
-            "stopping: running runs are stopped and recorded as Failed (retry them with `mlcicd runs retry`)"
+            "stopping: running runs are stopped and recorded as Failed (retry them with `mlcicd "
+            "runs retry`)"
         )
         children = [s.child for s in self.served if s.child is not None]
         for child in children:
@@ -227,7 +229,8 @@ class Service:
             run = triggers.on_push(project, repository)
             if run is not None:
                 self.log(
-                    f"{config.pipeline}: push to {repository}: run {run.id} queued for {run.commit_sha}"
+                    f"{config.pipeline}: push to {repository}: run {run.id} queued for "
+                    f"{run.commit_sha}"
                 )
         if config.service.poll_interval and time.monotonic() >= s.next_poll:
             s.next_poll = time.monotonic() + config.service.poll_interval
@@ -245,7 +248,8 @@ class Service:
                 self.log(f"run {approval.run_id}: approval timed out; rejected")
         if s.child is not None and s.child.process.poll() is not None:
             self.log(
-                f"{config.pipeline}: run {s.child.run_id} process exited ({s.child.process.returncode})"
+                f"{config.pipeline}: run {s.child.run_id} process exited "
+                f"({s.child.process.returncode})"
             )
             code, run_id, s.child = s.child.process.returncode, s.child.run_id, None
             if state.get_run(run_id).status == "Running":  # it died before it could say so
@@ -295,5 +299,6 @@ class Service:
             else f"run {run_id}"
         )
         self.log(
-            f"{s.project.config.pipeline}: {what} {'resumed' if resume else 'started'} (pid {process.pid})"
+            f"{s.project.config.pipeline}: {what} {'resumed' if resume else 'started'} (pid "
+            f"{process.pid})"
         )

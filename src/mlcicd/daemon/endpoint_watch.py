@@ -32,7 +32,8 @@ class EndpointWatch:
         ] = {}  # attempts, next try, restarted at
 
     def check(self, project: Project, *, restoring: bool = False) -> None:
-        """Restart the project's local endpoints whose server is gone (when their backoff allows)."""
+        """Restart the project's local endpoints whose server is gone (when their backoff
+        allows)."""
         backend = open_backend(LocalEndpointBackend.TYPE, project)
         assert isinstance(backend, LocalEndpointBackend)  # restart is the local backend's
         for record in project.state.list_endpoints():

@@ -9,7 +9,8 @@ the service.
     GET  /api/models                       the model registry
     GET  /api/models/{group}/{version}     a model package and its lineage
     GET  /api/endpoints                    endpoints (a local one with its live status)
-    GET  /api/endpoints/{name}             an endpoint: live status, configs, metrics (5 min), history
+    GET  /api/endpoints/{name}             an endpoint: live status, configs, metrics (5 min),
+                                           history
     GET  /api/endpoints/{name}/history     every config the endpoint served, and why
     GET  /api/endpoints/{name}/monitoring[?limit=N]
                                            its monitoring schedule and executions, newest first
@@ -27,7 +28,8 @@ the service.
     POST /api/notify  {"repository": path} a git hook: look at this repository
     POST /webhooks/github                  GitHub's push webhook (signed)
     GET  /, /runs/{id}, /models[/{group}/{version}], /endpoints[/{name}], /events
-                                           the dashboard (HTML, :mod:`mlcicd.web`), from the same data
+                                           the dashboard (HTML, :mod:`mlcicd.web`), from the same
+                                           data
 
 What a request must be, checked in this order before any work is done:
 

@@ -39,7 +39,8 @@ class MonitoringScheduler:
                     self.log(f"{project.config.pipeline}: monitoring: {exc.headline}")
                 except Exception as exc:  # a bug: keep serving, say what happened
                     self.log(
-                        f"{project.config.pipeline}: monitoring: internal error: {type(exc).__name__}: {exc}"
+                        f"{project.config.pipeline}: monitoring: internal error: "
+                        f"{type(exc).__name__}: {exc}"
                     )
                 if self.stop.is_set():
                     return
@@ -63,7 +64,8 @@ class MonitoringScheduler:
                 else "first window: the last interval"
             )
             self.log(
-                f"{config.pipeline}: monitoring {endpoint} every {config.monitor.schedule} ({since})"
+                f"{config.pipeline}: monitoring {endpoint} every {config.monitor.schedule} "
+                f"({since})"
             )
         window = next_window(last, interval, time.time())
         if window is None:
@@ -72,11 +74,13 @@ class MonitoringScheduler:
         span = f"{_stamp(window[0])} to {_stamp(window[1])}"
         if execution is None:
             self.log(
-                f"{config.pipeline}: monitoring {endpoint} {span}: already recorded by another service"
+                f"{config.pipeline}: monitoring {endpoint} {span}: already recorded by another "
+                "service"
             )
             return
         self.log(
-            f"{config.pipeline}: monitoring {endpoint} {span}: execution {execution.id}: {execution.verdict}"
+            f"{config.pipeline}: monitoring {endpoint} {span}: execution {execution.id}: "
+            f"{execution.verdict}"
         )
 
 

@@ -58,7 +58,8 @@ class EventNotifier:
                     self._failures[url] = (attempts, time.monotonic() + delay)
                     return
                 self.log(
-                    f"notify {url}: gave up on event {event.id} ({event.kind}) after {attempts} attempts"
+                    f"notify {url}: gave up on event {event.id} ({event.kind}) after {attempts} "
+                    "attempts"
                 )
                 attempts = 0
             state.advance_event_cursor(url, event.id)

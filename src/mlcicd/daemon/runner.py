@@ -1,6 +1,7 @@
 """One run in its own process: ``python -m mlcicd.daemon.runner PROJECT_DIR RUN_ID [--resume]``.
 
-A queued rollback (trigger ``rollback``) runs here too, as :func:`mlcicd.rollback.run_queued_rollback`.
+A queued rollback (trigger ``rollback``) runs here too, as
+:func:`mlcicd.rollback.run_queued_rollback`.
 
 A process per run keeps a crashing run from taking the service down, and makes the
 service's death clean: the runner dies with it (``PR_SET_PDEATHSIG``) or is told to stop
@@ -65,9 +66,11 @@ def prepare_source(project: Project, run: Run) -> Project:
     if fetch:
         if remote_url(project, str(fetch)) is None:
             raise ProjectError(
-                f"run {run.id} asks to fetch {str(fetch)[:200]!r}, which is not a remote of {project.repo}",
+                f"run {run.id} asks to fetch {str(fetch)[:200]!r}, which is not a remote of "
+                f"{project.repo}",
                 hint=f"a run fetches only a configured remote: set service.remote in mlcicd.yaml "
-                f"(now {project.config.service.remote!r}) to one of `git remote -v`, then push again",
+                f"(now {project.config.service.remote!r}) to one of `git remote -v`, then push "
+                "again",
             )
         print(f"run {run.id}: git fetch {fetch} refs/heads/{branch}", flush=True)
         git.git(project.repo, "fetch", "--quiet", "--", str(fetch), f"refs/heads/{branch}")

@@ -135,7 +135,8 @@ def retry(project: Project, run_id: int) -> Run:
     ):  # retrying it would rebuild and redeploy that old commit
         raise StateError(
             f"run {run_id} was a rollback; a rollback is not retried as a pipeline run",
-            hint=f"ask for it again: `mlcicd endpoints rollback {old.trigger.get('endpoint') or 'NAME'} "
+            hint="ask for it again: `mlcicd endpoints rollback "
+            f"{old.trigger.get('endpoint') or 'NAME'} "
             f"--to {old.trigger.get('version') or 'VERSION'}`",
         )
     ref = old.commit_sha or old.ref

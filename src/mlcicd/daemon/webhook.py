@@ -97,7 +97,8 @@ def handle(
         if payload.get("ref") != f"refs/heads/{config.branch}" or payload.get("deleted"):
             t.project.state.record_delivery(delivery)
             answer["ignored"].append(
-                f"{config.pipeline}: {str(payload.get('ref'))[:200]} is not refs/heads/{config.branch}"
+                f"{config.pipeline}: {str(payload.get('ref'))[:200]} is not "
+                f"refs/heads/{config.branch}"
             )
             continue
         sha = payload.get("after")
@@ -113,7 +114,8 @@ def handle(
             if head != sha:
                 t.project.state.record_delivery(delivery)
                 answer["ignored"].append(
-                    f"{config.pipeline}: {sha[:12]} is not the head of {config.branch} (now {head[:12]}):"
+                    f"{config.pipeline}: {sha[:12]} is not the head of {config.branch} (now "
+                    f"{head[:12]}):"
                     " an older push, or a replayed one"
                 )
                 continue
@@ -139,7 +141,8 @@ def handle(
     if unreadable and not answer["runs"]:
         return 502, {
             "error": f"cannot read {', '.join(unreadable)}",
-            "hint": "check that the service can reach the remote, then redeliver the push from GitHub",
+            "hint": "check that the service can reach the remote, then redeliver the push from "
+            "GitHub",
         }
     return (202 if answer["runs"] else 200), answer
 
@@ -173,8 +176,9 @@ def _match(
             403,
             {
                 "error": f"the push is for {pushed}; this service builds only {', '.join(builds)}",
-                "hint": "send this repository's pushes to the service that builds it, or set service.remote"
-                " in mlcicd.yaml to the remote whose pushes this service should build",
+                "hint": "send this repository's pushes to the service that builds it, or set "
+                "service.remote in mlcicd.yaml to the remote whose pushes this service should "
+                "build",
             },
         )
     t = missing[0]
@@ -182,8 +186,9 @@ def _match(
     return [], (
         409,
         {
-            "error": f"{t.project.repo} has no remote {remote!r}: a push is fetched only from the configured"
-            f" remote (service.remote), never from a URL in the payload (the push is for {pushed})",
+            "error": f"{t.project.repo} has no remote {remote!r}: a push is fetched only from "
+            "the configured remote (service.remote), never from a URL in the payload "
+            f"(the push is for {pushed})",
             "hint": f"git -C {t.project.repo} remote add {remote} <URL of the GitHub repository>,"
             " or set service.remote in mlcicd.yaml to an existing remote (`git remote -v`)",
         },

@@ -116,7 +116,8 @@ class BuildStage:
         last = next((line for line in reversed(outcome.tail) if line.strip()), "")
         if outcome.exit_code != 0:
             raise BuildError(
-                f"the project's tests failed (`{command}` exited {outcome.exit_code}): {last.strip('= ')}",
+                f"the project's tests failed (`{command}` exited {outcome.exit_code}): "
+                f"{last.strip('= ')}",
                 hint="the test output is in `mlcicd logs RUN --stage build`",
             )
         return last.strip("= ") or "passed"

@@ -49,7 +49,8 @@ def model_archive(project: Project, uri: str, sha256: str) -> Path:
 def judge(
     cfg: ChallengerConfig, challenger: float, champion_value: float
 ) -> tuple[bool, float, float]:
-    """(passes, improvement, relative improvement); improvement > 0 is better whatever the metric."""
+    """(passes, improvement, relative improvement); improvement > 0 is better whatever the
+    metric."""
     change = (
         challenger - champion_value
         if GREATER_IS_BETTER[cfg.metric]

@@ -25,7 +25,8 @@ class SourceStage:
         if ctx.options.ref is None and git.current_branch(repo) not in (branch, None):
             # HEAD of the configured branch is what runs, whatever is checked out.
             ctx.log(
-                f"note: {branch!r} is built, not the checked-out branch {git.current_branch(repo)!r}"
+                f"note: {branch!r} is built, not the checked-out branch "
+                f"{git.current_branch(repo)!r}"
             )
         dirty = git.dirty_paths(repo, rel)
         if dirty and not ctx.options.allow_dirty:
@@ -46,14 +47,16 @@ class SourceStage:
             dirty=bool(dirty),
         )
         ctx.log(
-            f"commit {commit.sha[:12]} on {branch} by {commit.author}: {commit.message.splitlines()[0] if commit.message else ''}"
+            f"commit {commit.sha[:12]} on {branch} by {commit.author}: "
+            f"{commit.message.splitlines()[0] if commit.message else ''}"
         )
         source_dir = project.state_dir / "sources" / commit.tree
         cached = source_dir.is_dir()
         if not cached:
             git.export_tree(repo, commit.sha, rel, source_dir)
         ctx.log(
-            f"tree {commit.tree[:12]} {'already exported' if cached else 'exported'} to {source_dir}"
+            f"tree {commit.tree[:12]} {'already exported' if cached else 'exported'} to "
+            f"{source_dir}"
         )
         _check_files(ctx.config, source_dir, commit.sha)
         subject = commit.message.splitlines()[0] if commit.message else ""

@@ -48,9 +48,8 @@ def _hash_path(path: Path) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     digest = hashlib.sha256()
     for file in files:
-        digest.update(
-            f"{file.relative_to(path) if file != path else file.name}\0{sha256_file(file)}\0".encode()
-        )
+        name = file.relative_to(path) if file != path else file.name
+        digest.update(f"{name}\0{sha256_file(file)}\0".encode())
     return digest.hexdigest()
 
 
@@ -173,7 +172,8 @@ class TrainStage:
         project.state.record_training_job(record)
         if result.status != "Completed":
             raise TrainingError(
-                f"training job {name} {result.status.lower()} ({result.secondary_status}): {result.failure_reason}",
+                f"training job {name} {result.status.lower()} ({result.secondary_status}): "
+                f"{result.failure_reason}",
                 hint="the job's log: `mlcicd logs RUN --stage train`",
             )
         shown = ", ".join(f"{k}={v:g}" for k, v in sorted(result.metrics.items()))

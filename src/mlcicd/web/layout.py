@@ -19,9 +19,11 @@ from urllib.parse import quote, urlencode
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#223;color:#eee;padding:.5em 1em}header a{color:#eee;margin-right:1.2em}
-header b{margin-right:2em}main{padding:0 1em 2em}h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}
+header b{margin-right:2em}main{padding:0 1em 2em}
+h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;background:#fff;margin:.4em 0}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f0f0f0}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f0f0f0}
 pre{background:#111;color:#ddd;padding:.6em;overflow-x:auto;max-height:30em;white-space:pre-wrap}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#666}dd{margin:0}
 code,.mono{font-family:ui-monospace,monospace;font-size:.95em}.muted{color:#777}

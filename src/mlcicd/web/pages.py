@@ -233,7 +233,8 @@ def run_page(
         names = join([Html(f"{h(s['stage'])} {status(s['status'])}") for s in together], ", ")
         body.append(
             Html(
-                f'<details{opened}><summary>{names} <span class="muted">last {LOG_LINES} lines</span></summary>'
+                f'<details{opened}><summary>{names} <span class="muted">last {LOG_LINES} lines'
+                "</span></summary>"
                 f"{pre(text) if text else Html('<p class=muted>no log</p>')}</details>"
             )
         )
@@ -305,7 +306,8 @@ def _approval(pipeline: str, pipelines: Sequence[str], approval: dict[str, Any] 
                     (
                         "decide",
                         mono(
-                            f"mlcicd approve {approval['run_id']} -m WHY  /  mlcicd reject {approval['run_id']} -m WHY"
+                            f"mlcicd approve {approval['run_id']} -m WHY  /  mlcicd reject "
+                            f"{approval['run_id']} -m WHY"
                         )
                         if pending
                         else None,
@@ -522,7 +524,8 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
                 ("last update failure", live.get("last_update_failure")),
                 (
                     "traffic shift",
-                    f"{traffic.get('percent')}% to {traffic.get('config_name')} ({traffic.get('strategy')})"
+                    f"{traffic.get('percent')}% to {traffic.get('config_name')} "
+                    f"({traffic.get('strategy')})"
                     if isinstance(traffic, dict)
                     else None,
                 ),
@@ -656,7 +659,8 @@ def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, A
 def _metrics(metrics: dict[str, Any] | None) -> Html:
     if not metrics:
         return Html(
-            '<p class="muted">no metrics here (a SageMaker endpoint\'s come from CloudWatch: <code>mlcicd endpoints metrics NAME</code>)</p>'
+            '<p class="muted">no metrics here (a SageMaker endpoint\'s come from CloudWatch: '
+            "<code>mlcicd endpoints metrics NAME</code>)</p>"
         )
     window = metrics.get("window_seconds")
     rows = [

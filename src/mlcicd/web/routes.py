@@ -2,11 +2,13 @@
 → a page (:mod:`mlcicd.web.pages`). Served by `mlcicd up` for GET and HEAD.
 
     /                              per pipeline: newest runs, endpoints, latest events
-    /runs/{id}                     a run: stages, the gate's metrics and verdict, approval, log tails
+    /runs/{id}                     a run: stages, the gate's metrics and verdict, approval,
+                                   log tails
     /models                        the model registry
     /models/{group}/{version}      a model, its metrics, lineage and data-quality baseline
     /endpoints                     endpoints, live status for local ones
-    /endpoints/{name}              an endpoint: variants and weights, metrics, monitoring, config, history
+    /endpoints/{name}              an endpoint: variants and weights, metrics, monitoring,
+                                   config, history
     /events                        the registry's event log
 
 ``?pipeline=NAME`` picks the project when the service serves several (default: the first).
