@@ -14,18 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from mlcicd.cli import cli
 from tests.conftest import commit_all
+from tests.helpers import mlcicd
 
 pytestmark = pytest.mark.integration
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-
-
-def mlcicd(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(project), *args], catch_exceptions=False)
 
 
 def as_json(result: Result) -> Any:
@@ -207,7 +203,9 @@ def test_model_fn_that_raises_fails_deploy_and_keeps_nothing_half_done(iris_proj
     inference.write_text(
         inference.read_text().replace(
             "def model_fn(model_dir",
-            "def model_fn(model_dir, _unused=None):\n    raise RuntimeError('cannot load the model on purpose')\n\ndef _old_model_fn(model_dir",
+            "def model_fn(model_dir, _unused=None):\n"
+            "    raise RuntimeError('cannot load the model on purpose')\n\n"
+            "def _old_model_fn(model_dir",
         )
     )
     skip_project_tests(iris_project)  # they would catch it first, in the build
@@ -238,7 +236,8 @@ def test_invalid_config_is_one_line_before_anything_runs(iris_project: Path) -> 
     result = mlcicd(iris_project, "run")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
-        f"error: {iris_project / 'mlcicd.yaml'}: train.max_runtime: expected an integer, got a string ('soon')"
+        f"error: {iris_project / 'mlcicd.yaml'}: train.max_runtime: expected an integer, "
+        "got a string ('soon')"
     )
     assert not (iris_project / ".mlcicd" / "state.db").exists()
 

@@ -12,13 +12,13 @@ from mlcicd.monitor.schedule import CAPTURE_SETTLE, MAX_INTERVALS, next_window, 
 from mlcicd.project import Project
 from mlcicd.state_service import Event
 from mlcicd.store import LocalArtifactStore
+from tests.helpers import mlcicd
 from tests.monitor.helpers import (
     CONFIG,
     capture_key,
     capture_line,
     capturing_project,
     iris_rows,
-    mlcicd,
     shifted,
 )
 

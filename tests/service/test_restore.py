@@ -13,16 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all
-from tests.service.conftest import (
-    ROWS,
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import mlcicd, wait_for
+from tests.service.conftest import ROWS, ServiceProcess, as_json, fast_project, finished, set_yaml
 
 pytestmark = pytest.mark.integration
 
