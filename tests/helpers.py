@@ -2,7 +2,8 @@
 
 - ``train_iris``: a small real model, saved and packed as an endpoint serves it (the
   session-scoped ``iris`` and ``flipped`` fixtures in tests/conftest.py train it once).
-- ``mlcicd``: the CLI in-process, as a user types it.
+- ``mlcicd``: the CLI in-process, as a user types it; ``as_json`` its JSON output;
+  ``set_yaml`` edits a project's mlcicd.yaml.
 - ``wait_for``: a wait on a condition; its deadline only guards against hanging, so a slow
   machine makes a test slower, never red.
 - ``delete_endpoints`` / ``kill_tree``: the teardown of the endpoints a test started.
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -71,6 +73,20 @@ def mlcicd(project: Path | Project | None, *args: str, catch_exceptions: bool = 
     else:
         where = ["-C", str(project if isinstance(project, Path) else project.root)]
     return CliRunner().invoke(cli, [*where, *args], catch_exceptions=catch_exceptions)
+
+
+def as_json(result: Result) -> Any:
+    """The JSON a successful command printed (its output shown when it failed)."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def set_yaml(project: Path, old: str, new: str) -> None:
+    """Replace ``old`` (which must be there) by ``new`` in the project's mlcicd.yaml."""
+    path = project / "mlcicd.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
 
 
 def wait_for(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_run import ROWS, as_json, set_yaml
+from tests.cli.test_run import ROWS
 from tests.conftest import commit_all
-from tests.helpers import mlcicd, wait_for
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 from tests.serving.helpers import request
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_run import as_json, set_yaml
 from tests.conftest import commit_all
-from tests.helpers import mlcicd, wait_for
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 from tests.monitor.helpers import iris_rows
 from tests.serving.helpers import request
 

@@ -11,34 +11,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import Result
 
 from tests.conftest import commit_all
-from tests.helpers import mlcicd
+from tests.helpers import as_json, mlcicd, set_yaml
 
 pytestmark = pytest.mark.integration
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def stage_status(project: Path, run_id: int) -> dict[str, str]:
     shown = as_json(mlcicd(project, "runs", "show", str(run_id), "--json"))
     return {s["stage"]: s["status"] for s in shown["stages"]}
-
-
-def set_yaml(project: Path, old: str, new: str) -> None:
-    path = project / "mlcicd.yaml"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 def _alive(pid: int) -> bool:

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_run import set_yaml
 from tests.conftest import commit_all, make_repo, stop_endpoints
-from tests.helpers import mlcicd, wait_for
+from tests.helpers import mlcicd, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
 

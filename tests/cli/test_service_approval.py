@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, stop_endpoints
-from tests.helpers import mlcicd
-from tests.service.conftest import as_json, fast_project, set_yaml
+from tests.helpers import as_json, mlcicd, set_yaml
+from tests.service.conftest import fast_project
 
 pytestmark = pytest.mark.integration
 

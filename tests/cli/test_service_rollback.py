@@ -11,8 +11,8 @@ import pytest
 
 from mlcicd.endpoints.client import invoke_endpoint
 from tests.conftest import commit_all, stop_endpoints
-from tests.helpers import mlcicd
-from tests.service.conftest import ROWS, as_json, fast_project, set_yaml
+from tests.helpers import as_json, mlcicd, set_yaml
+from tests.service.conftest import ROWS, fast_project
 
 pytestmark = pytest.mark.integration
 

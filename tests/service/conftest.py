@@ -14,25 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 
 from tests.conftest import commit_all, git, make_repo, stop_endpoints
-from tests.helpers import mlcicd, wait_for
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 
 SECRET = "it's a secret to everybody"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def set_yaml(project: Path, old: str, new: str) -> None:
-    path = project / "mlcicd.yaml"
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 def fast_project(path: Path) -> Path:

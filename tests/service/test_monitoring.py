@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all
-from tests.helpers import mlcicd, wait_for
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 from tests.monitor.helpers import iris_rows, shifted
-from tests.service.conftest import ServiceProcess, as_json, fast_project, finished, set_yaml
+from tests.service.conftest import ServiceProcess, fast_project, finished
 from tests.service.test_notify import Receiver, receivers  # noqa: F401  (fixture)
 from tests.serving.helpers import request
 

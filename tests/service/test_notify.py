@@ -15,9 +15,9 @@ import pytest
 
 from mlcicd.service.notifier import MAX_ATTEMPTS, EventNotifier
 from tests.conftest import commit_all
-from tests.helpers import wait_for
+from tests.helpers import set_yaml, wait_for
 from tests.monitor.helpers import CONFIG, make_project
-from tests.service.conftest import ServiceProcess, fast_project, finished, set_yaml
+from tests.service.conftest import ServiceProcess, fast_project, finished
 
 pytestmark = pytest.mark.integration
 

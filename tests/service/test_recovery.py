@@ -11,8 +11,8 @@ import pytest
 
 from mlcicd.service.info import running_service
 from tests.conftest import commit_all
-from tests.helpers import mlcicd, wait_for
-from tests.service.conftest import ServiceProcess, as_json, fast_project, finished, run_status
+from tests.helpers import as_json, mlcicd, wait_for
+from tests.service.conftest import ServiceProcess, fast_project, finished, run_status
 
 pytestmark = pytest.mark.integration
 

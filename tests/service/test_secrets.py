@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mlcicd, wait_for
-from tests.service.conftest import (
-    ServiceProcess,
-    as_json,
-    commit_all,
-    fast_project,
-    finished,
-    set_yaml,
-)
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.service.conftest import ServiceProcess, commit_all, fast_project, finished
 
 pytestmark = [
     pytest.mark.integration,

@@ -21,8 +21,8 @@ from mlcicd.project import Project
 from mlcicd.service.runner import prepare_source
 from mlcicd.service.webhook import WebhookTarget, handle, signature
 from tests.conftest import commit_all, git
-from tests.helpers import wait_for
-from tests.service.conftest import SECRET, ServiceProcess, fast_project, finished, set_yaml
+from tests.helpers import set_yaml, wait_for
+from tests.service.conftest import SECRET, ServiceProcess, fast_project, finished
 
 
 def deliver(

@@ -25,15 +25,6 @@ def iris_repo(tmp_path: Path) -> Iterator[Path]:
     stop_endpoints(root)
 
 
-def set_yaml(root: Path, old: str, new: str) -> None:
-    """Edit mlcicd.yaml before the Project reads it (no commit needed: stages read the config
-    they are handed, the source stage alone looks at the tree)."""
-    path = root / "mlcicd.yaml"
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
-
-
 class Stages:
     """A RunContext per stage run, on one project, collecting what the stages log."""
 

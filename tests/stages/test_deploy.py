@@ -12,9 +12,9 @@ import pytest
 from mlcicd.errors import MlcicdError
 from mlcicd.project import Project
 from mlcicd.stages.deploy import DeployStage
-from tests.helpers import IrisModel
+from tests.helpers import IrisModel, set_yaml
 from tests.serving.helpers import request
-from tests.stages.conftest import Stages, set_yaml
+from tests.stages.conftest import Stages
 
 pytestmark = pytest.mark.integration  # a real endpoint: a supervisor and its workers
 

@@ -11,7 +11,8 @@ import pytest
 from mlcicd.config import parse_config
 from mlcicd.errors import GateError
 from mlcicd.stages.gate import GateStage, evaluate, evaluate_thresholds
-from tests.stages.conftest import Stages, set_yaml
+from tests.helpers import set_yaml
+from tests.stages.conftest import Stages
 
 
 def thresholds(gate: str) -> Any:

@@ -9,7 +9,8 @@ import pytest
 
 from mlcicd.errors import TrainingError
 from mlcicd.stages.train import TrainStage
-from tests.stages.conftest import Stages, set_yaml
+from tests.helpers import set_yaml
+from tests.stages.conftest import Stages
 
 pytestmark = pytest.mark.integration  # a real training process
 
