@@ -67,8 +67,7 @@ def test_a_run_whose_process_died_is_failed_with_the_reason(state: State, tmp_pa
     # A real process creates a run and is killed before it finishes it.
     code = (
         "import sys, os; from pathlib import Path; from mlcicd.state import State;"
-        f"s = State(Path({str(tmp_path / 'state.db')!r})); "
-        "r = s.create_run(pipeline='p', project_dir='/', stages=['a']);"
+        f"s = State(Path({str(tmp_path / 'state.db')!r})); r = s.create_run(pipeline='p', project_dir='/', stages=['a']);"
         "s.start_stage(r.id, 'a'); os._exit(9)"
     )
     subprocess.run([sys.executable, "-c", code], check=False)

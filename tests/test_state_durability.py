@@ -63,10 +63,7 @@ def test_opening_the_state_leaves_the_other_connections_locks_alone(tmp_path: Pa
     first = State(path)
     first.create_run(pipeline="iris", project_dir="/p", stages=STAGES)
     State(path).close()
-    code = (
-        f"import sqlite3; c = sqlite3.connect({str(path)!r}); "
-        "c.execute('SELECT 1 FROM runs').fetchall(); c.close()"
-    )
+    code = f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('SELECT 1 FROM runs').fetchall(); c.close()"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert path.with_name("state.db-wal").exists()  # still ours: the other process was not the last
     assert first.get_run(1).pipeline == "iris"
