@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mlcicd.training.container import main
 from mlcicd.training.toolkit import encode_hyperparameters, input_data_config, resource_config
+from tests.helpers import wait_for
 from tests.training.conftest import DUMP_SCRIPT, SAVE_MODEL, process_gone
 
 pytestmark = pytest.mark.integration
@@ -152,10 +152,10 @@ time.sleep(60)
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (pids_file.exists() and len(pids_file.read_text().split()) == 2):
-            assert time.monotonic() < deadline, "the script did not start"
-            time.sleep(0.05)
+        wait_for(
+            "the script and its child to start",
+            lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2,
+        )
         container.send_signal(signal.SIGTERM)
         _, stderr = container.communicate(timeout=30)
     finally:
