@@ -56,8 +56,11 @@ from mlcicd.state.schema import SCHEMA_VERSION
 class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring):
     """The state database of one state directory.
 
-    Each base is one group of tables over the same :class:`Database` (``self.db``); none
-    calls another's methods except :class:`Queue`, which is a :class:`Runs` with a queue.
+    Each base is one group of tables over the same :class:`~mlcicd.state.db.Database`
+    (``self.db``), usable alone (``Registry(Database(path))``); none calls another's methods
+    except :class:`~mlcicd.state.queue.Queue`, which is a :class:`~mlcicd.state.runs.Runs`
+    with a queue. State is their union rather than a holder of them so that callers keep
+    one flat ``state.get_run(...)``, ``state.upsert_endpoint(...)``.
     """
 
     def __init__(self, path: Path) -> None:
