@@ -13,8 +13,7 @@ from typing import Any
 
 from mlcicd.monitor.baseline import compute_baseline, store_baseline
 from mlcicd.project import Project
-from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelPackage
-from mlcicd.state_monitor import ModelBaseline
+from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelBaseline, ModelPackage
 from mlcicd.store import LocalArtifactStore
 from tests.conftest import IRIS
 
