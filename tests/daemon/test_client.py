@@ -11,15 +11,8 @@ from mlcicd.daemon import client
 from mlcicd.errors import NotFoundError, ProjectError
 from mlcicd.project import Project
 from tests.conftest import commit_all
-from tests.daemon.conftest import (
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.daemon.conftest import ServiceProcess, fast_project, finished
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,15 +18,9 @@ class LocalOperations:
         self.project = project
 
     def decide(self, run_id: int, approved: bool, comment: str | None) -> Decision:
-        state = self.project.state
-        if any(a.run_id == run_id for a in state.expired_approvals()):
-            approval = state.decide_approval(
-                run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
-            )
-            timed_out = True
-        else:
-            approval = state.decide_approval(run_id, approved, by=os_user(), comment=comment)
-            timed_out = False
+        approval, timed_out = self.project.state.decide_approval_unless_expired(
+            run_id, approved, by=os_user(), comment=comment
+        )
         return Decision(
             run_id=run_id,
             model_group=approval.model_group,
