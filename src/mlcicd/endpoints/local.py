@@ -53,7 +53,7 @@ from mlcicd.endpoints.base import (
 from mlcicd.endpoints.local_config import prune, serving_config
 from mlcicd.endpoints.local_process import POLL_INTERVAL, exited, launch, live_status, stop
 from mlcicd.endpoints.local_process import read_object as _read
-from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
+from mlcicd.errors import EndpointError, EndpointRollbackError, NotFoundError, PortInUseError
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
 from mlcicd.serving import metrics
 from mlcicd.serving.config import WEIGHTS_FILE, ServingConfig
@@ -346,14 +346,6 @@ class LocalEndpointBackend:
                     f"update of endpoint {name} did not finish in time", hint=f"see {log_path}"
                 )
             time.sleep(POLL_INTERVAL)
-
-
-class EndpointRollbackError(EndpointError):
-    """An update was rolled back because an alarm tripped; ``rollback`` holds its figures."""
-
-    def __init__(self, message: str, *, rollback: dict[str, Any], hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.rollback = rollback
 
 
 # -- helpers ------------------------------------------------------------------------------
