@@ -47,8 +47,8 @@ from mlcicd.aws.training_jobs import (
 )
 from mlcicd.config import Threshold
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, GateError, TrainingError
-from mlcicd.stages.gate import evaluate_thresholds
 from mlcicd.store.s3 import parse_s3_uri
+from mlcicd.thresholds import evaluate_thresholds
 
 IMAGE_DETAIL = "imageDetail.json"  # written by buildspec.yml
 MODEL_JSON = "model.json"  # read by the deploy Lambda
