@@ -436,4 +436,4 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-__all__ = ["SageMakerEndpointBackend", "runtime_url", "traffic_routing"]
+__all__ = ["SageMakerEndpointBackend", "runtime_url"]

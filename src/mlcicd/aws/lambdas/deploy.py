@@ -45,9 +45,9 @@ from mlcicd.aws.hosting import (
     describe_endpoint,
     described_or_none,
     ensure_model,
+    parse_traffic_routing,
     progress,
     start_deployment,
-    traffic_routing,
 )
 from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
@@ -81,7 +81,7 @@ class DeploySettings:
             role_arn=setting(environ, n.ENV_SAGEMAKER_ROLE_ARN),
             instance_type=setting(environ, n.ENV_ENDPOINT_INSTANCE_TYPE, "ml.m5.large"),
             instance_count=int_setting(environ, n.ENV_ENDPOINT_INSTANCE_COUNT, 1),
-            routing=traffic_routing(environ.get(n.ENV_TRAFFIC_ROUTING)),
+            routing=parse_traffic_routing(environ.get(n.ENV_TRAFFIC_ROUTING)),
             thresholds=_thresholds(json_setting(environ, n.ENV_ROLLBACK_THRESHOLDS, {})),
             capture=_capture(json_setting(environ, n.ENV_DATA_CAPTURE, {})),
             variants=tuple(
