@@ -5,6 +5,7 @@ toolkit.py    the /opt/ml layout, SM_* environment and arguments, as pure functi
 local.py      LocalTrainingBackend: jobs as subprocesses in <jobs_root>/<name>/
 container.py  ``python -m mlcicd.training.container``: the same, inside a SageMaker image
 podman.py     PodmanTrainingBackend: the host side, running that image's ``train`` with podman
+sagemaker.py  SageMakerTrainingBackend: CreateTrainingJob on SageMaker, its logs and metrics
 """
 
 from mlcicd.training.base import (
@@ -22,8 +23,8 @@ from mlcicd.training.toolkit import (
     decode_hyperparameters,
     encode_hyperparameters,
     hyperparameter_args,
-    training_env,
-    training_environment,
+    training_env_document,
+    training_env_vars,
 )
 
 __all__ = [
@@ -39,6 +40,6 @@ __all__ = [
     "encode_hyperparameters",
     "hyperparameter_args",
     "parse_metrics",
-    "training_env",
-    "training_environment",
+    "training_env_document",
+    "training_env_vars",
 ]

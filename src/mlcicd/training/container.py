@@ -48,7 +48,7 @@ from mlcicd.training.toolkit import (
     hyperparameter_args,
     missing_model_reason,
     resource_config,
-    training_env,
+    training_env_vars,
 )
 
 DEFAULT_BASE_DIR = Path("/opt/ml")
@@ -119,7 +119,7 @@ def _prepare(
         raise TrainingError(f"training program {program!r} not found: looked for {script}")
     env = dict(environ)
     env.update(
-        training_env(
+        training_env_vars(
             paths,
             hyperparameters=hyperparameters,
             resource_config=resources,
