@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from mlcicd import compiler
 from mlcicd.errors import EndpointError
-from mlcicd.serving import codecs, fastpath
+from mlcicd.serving import codecs
 from mlcicd.serving.codecs import BadRequestError, InvocationError
 
 MODEL_FILES = ("model.joblib", "model.pkl", "model.pickle")
@@ -255,9 +256,9 @@ def default_predict_fn(data: Any, model: Any) -> Any:
     """SageMaker scikit-learn's default: ``model.predict(data)``.
 
     Through the model's lean predictor when :class:`LoadedVariant` compiled one at load
-    (:mod:`mlcicd.serving.fastpath`): the same answers without scikit-learn's per-call cost.
+    (:mod:`mlcicd.compiler`): the same answers without scikit-learn's per-call cost.
     """
-    lean = fastpath.lookup(model)
+    lean = compiler.lookup(model)
     if lean is not None:
         return lean.predict(data)
     predict = getattr(model, "predict", None)
@@ -289,7 +290,7 @@ class LoadedVariant:
         )
         self.n_features: int | None = width if isinstance(width, int) else None
         if handlers.predict_fn is default_predict_fn:
-            fastpath.register(model)  # compiled and verified now, at load, not per request
+            compiler.register(model)  # compiled and verified now, at load, not per request
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, context: InvocationContext | None = None
