@@ -55,7 +55,8 @@ def predictions_of(answer: Any, key: str) -> list[Any]:
     if isinstance(answer, dict):
         if key not in answer:
             raise ValueError(
-                f"the answer has no {key!r} (keys: {', '.join(map(str, answer))}); set prediction_key"
+                f"the answer has no {key!r} (keys: {', '.join(map(str, answer))}); set "
+                "prediction_key"
             )
         answer = answer[key]
     if not isinstance(answer, list):

@@ -130,7 +130,8 @@ def put_endpoint_config(
         raise EndpointError(
             f"endpoint config {name} exists on SageMaker with other {', '.join(differences)} "
             "than this deploy asks for",
-            hint="delete it (aws sagemaker delete-endpoint-config) if nothing uses it, and deploy again",
+            hint="delete it (aws sagemaker delete-endpoint-config) if nothing uses it, and "
+            "deploy again",
         )
     return False
 
@@ -138,8 +139,9 @@ def put_endpoint_config(
 def traffic_routing(policy: DeploymentPolicy) -> dict[str, Any]:
     """``deploy.strategy`` as the traffic shifting of
     :func:`~mlcicd.aws.hosting.deployment_config` (the shape of ``$MLCICD_TRAFFIC_ROUTING``,
-    which the deploy Lambda reads back with :func:`~mlcicd.aws.hosting.parse_traffic_routing`): the canary or the linear step is a percentage
-    of the instances (SageMaker's CAPACITY_PERCENT), each step waits ``wait_seconds``."""
+    which the deploy Lambda reads back with :func:`~mlcicd.aws.hosting.parse_traffic_routing`):
+    the canary or the linear step is a percentage of the instances (SageMaker's
+    CAPACITY_PERCENT), each step waits ``wait_seconds``."""
     routing: dict[str, Any] = {
         "type": policy.strategy.upper(),
         "wait_seconds": int(policy.wait_seconds),

@@ -111,8 +111,8 @@ def endpoint_config_differences(
     existing: Mapping[str, Any], wanted: Mapping[str, Any]
 ) -> list[str]:
     """The fields in which a described EndpointConfig does not hold what ``wanted``
-    (:func:`mlcicd.aws.deployment.endpoint_config_request`) asks for; SageMaker's configs never change, so a name
-    must mean one content."""
+    (:func:`mlcicd.aws.deployment.endpoint_config_request`) asks for; SageMaker's configs
+    never change, so a name must mean one content."""
     return [
         key
         for key in ("ProductionVariants", "ShadowProductionVariants", "DataCaptureConfig")
@@ -247,7 +247,8 @@ def start_deployment(
     if status == FAILED:
         raise EndpointError(
             f"endpoint {endpoint} is Failed: {described.get('FailureReason') or 'no reason given'}",
-            hint=f"SageMaker cannot update a failed endpoint: delete it (aws sagemaker delete-endpoint "
+            hint="SageMaker cannot update a failed endpoint: delete it (aws sagemaker "
+            "delete-endpoint "
             f"--endpoint-name {endpoint}) and deploy again",
         )
     if described.get("EndpointConfigName") == config_name:

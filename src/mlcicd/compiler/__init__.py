@@ -27,10 +27,10 @@ input the lean path does not cover (not a 2-D numeric array, float32, NaN or inf
 for a bare HistGradientBoosting, which takes them as they are — the wrong width), goes to the
 model's own ``predict``: answers never change, only their cost.
 
-Belt and braces: :func:`compile_model` runs (:mod:`.verify`) the compiled predictor and the estimator side by
+Belt and braces: :func:`compile_model` runs the compiled predictor and the estimator side by
 side on synthetic rows (random ones and rows made of the trees' own thresholds, where float32
 rounding decides the branch; with NaN and ±inf holes for HistGradientBoosting) and keeps the
-compiled one only if every answer is identical.
+compiled one only if every answer is identical (:mod:`.verify`).
 
 scikit-learn is imported only in this package (through :func:`.base.sk`), only when a model
 is inspected (the model's environment has it if the model is an estimator); :mod:`.forest`

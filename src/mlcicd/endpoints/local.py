@@ -134,7 +134,8 @@ class LocalEndpointBackend:
             if state in (IN_SERVICE, UPDATING):
                 state = OUT_OF_SERVICE
                 reason = (
-                    f"the endpoint server (pid {pid}) is no longer running: it was killed or the machine "
+                    f"the endpoint server (pid {pid}) is no longer running: it was killed or the "
+                    "machine "
                     "restarted; deploy again to restart it"
                 )
             elif state == CREATING:
@@ -289,7 +290,8 @@ class LocalEndpointBackend:
         name = config.endpoint_name
         if config.port is not None and config.port != live.get("port"):
             raise EndpointError(
-                f"endpoint {name} serves on port {live.get('port')}; it cannot move to port {config.port} "
+                f"endpoint {name} serves on port {live.get('port')}; it cannot move to port "
+                f"{config.port} "
                 "while serving",
                 hint=f"delete it first (mlcicd endpoints delete {name})",
             )

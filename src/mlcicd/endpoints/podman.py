@@ -98,7 +98,8 @@ class PodmanEndpointBackend:
             or config.data_capture is not None
         ):
             raise EndpointError(
-                f"endpoint {config.endpoint_name}: a container serves one model, without shadow or capture",
+                f"endpoint {config.endpoint_name}: a container serves one model, without shadow "
+                "or capture",
                 hint="use deploy.backend: local for variants, shadows and data capture",
             )
         if self.image is None:
@@ -301,7 +302,8 @@ class PodmanEndpointBackend:
                 )
             if time.monotonic() >= deadline:
                 raise EndpointError(
-                    f"container {name} did not answer /ping on 127.0.0.1:{port} within {timeout:g}s; "
+                    f"container {name} did not answer /ping on 127.0.0.1:{port} within "
+                    f"{timeout:g}s; "
                     f"its log: {self._logs(name)}",
                     hint="raise deploy.startup_timeout if model_fn is slow",
                 )

@@ -113,7 +113,8 @@ def _debootstrap(rootfs: Path, suite: str, mirror: str, log: list[str]) -> None:
     )
     if outcome.exit_code != 0:
         raise BuildError(
-            f"debootstrap {suite} from {mirror} failed (exit {outcome.exit_code}): {tail(chr(10).join(log), 12)}",
+            f"debootstrap {suite} from {mirror} failed (exit {outcome.exit_code}): "
+            f"{tail(chr(10).join(log), 12)}",
             hint="it needs root and the mirror; check /etc/apt/sources.list*, or pass --mirror",
         )
 
@@ -162,7 +163,8 @@ def _check_python(rootfs: Path, suite: str) -> None:
     if found < needed:
         shown = ".".join(map(str, found)) or "none"
         raise BuildError(
-            f"Debian {suite}'s Python is {shown}, and mlcicd needs Python >= {'.'.join(map(str, needed))}",
+            f"Debian {suite}'s Python is {shown}, and mlcicd needs Python >= "
+            f"{'.'.join(map(str, needed))}",
             hint="pass a newer suite: mlcicd image base --suite trixie",
         )
 

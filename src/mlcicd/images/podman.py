@@ -112,5 +112,6 @@ def missing_entry(image: str, entry: str, output: str) -> str | None:
         return None
     return (
         f"image {image} has no `{entry}` on its PATH: SageMaker runs `docker run IMAGE {entry}`; "
-        f"copy the entry into the image (the template's Dockerfile: COPY docker/train docker/serve /usr/local/bin/)"
+        "copy the entry into the image (the template's Dockerfile: COPY docker/train "
+        "docker/serve /usr/local/bin/)"
     )

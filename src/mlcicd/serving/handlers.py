@@ -230,7 +230,8 @@ def _default_model_fn_for(script: Path) -> Handler:
             if os.path.isfile(path):
                 return _load_model_file(path)
         raise EndpointError(
-            f"{script.name} defines no model_fn, and {model_dir} holds none of {', '.join(MODEL_FILES)}",
+            f"{script.name} defines no model_fn, and {model_dir} holds none of "
+            f"{', '.join(MODEL_FILES)}",
             hint="define model_fn(model_dir) in the inference script to load the model",
         )
 
@@ -264,7 +265,8 @@ def default_predict_fn(data: Any, model: Any) -> Any:
     predict = getattr(model, "predict", None)
     if predict is None:
         raise TypeError(
-            f"the model ({type(model).__name__}) has no predict method; define predict_fn in the inference script"
+            f"the model ({type(model).__name__}) has no predict method; define predict_fn in the "
+            "inference script"
         )
     return predict(data)
 
@@ -407,7 +409,8 @@ def _response(result: Any, accept: str, stage: str) -> tuple[bytes, str]:
         raise HandlerError(
             stage,
             TypeError(
-                f"{stage} must return bytes, str or (body, content_type), not {type(result).__name__}"
+                f"{stage} must return bytes, str or (body, content_type), not "
+                f"{type(result).__name__}"
             ),
         )
     if (

@@ -233,7 +233,8 @@ class Supervisor:
         blue: ServingConfig | None = None,
         green_percent: float = 100.0,
     ) -> Generation | str:
-        """Start ``config.workers`` workers and wait until all are ready: the generation, or why not.
+        """Start ``config.workers`` workers and wait until all are ready: the generation, or
+        why not.
 
         With ``blue``, the workers also load that config and give ``config`` only
         ``green_percent`` of the traffic (until ``traffic.json`` says otherwise).
@@ -269,7 +270,8 @@ class Supervisor:
             now = time.monotonic()
             if now >= deadline:
                 reason = (
-                    f"the workers were not ready within {config.startup_timeout:g}s (startup_timeout); "
+                    f"the workers were not ready within {config.startup_timeout:g}s "
+                    "(startup_timeout); "
                     f"model_fn may be slow or stuck — see {self.log_hint}"
                 )
                 break

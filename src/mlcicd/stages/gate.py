@@ -42,7 +42,8 @@ class GateStage:
             ctx.log(f"model package {package.arn} registered as Rejected")
             raise GateError(
                 f"quality gate failed: {reason}",
-                hint=f"model {package.arn} was rejected; the endpoint keeps serving its current model",
+                hint=f"model {package.arn} was rejected; the endpoint keeps serving its current "
+                "model",
             )
         checks = ", ".join(str(t) for t in ctx.config.gate.thresholds) or "no thresholds configured"
         if challenger.get("summary"):

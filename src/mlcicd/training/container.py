@@ -111,7 +111,8 @@ def _prepare(
     if not program:
         raise TrainingError(
             "no training program: SAGEMAKER_PROGRAM is not set",
-            hint="set it in the image (ENV SAGEMAKER_PROGRAM=train.py) or as the sagemaker_program hyperparameter",
+            hint="set it in the image (ENV SAGEMAKER_PROGRAM=train.py) or as the "
+            "sagemaker_program hyperparameter",
         )
     code_dir = _code_dir(paths, environ, hyperparameters)
     script = code_dir / str(program)

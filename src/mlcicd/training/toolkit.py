@@ -61,7 +61,8 @@ _DISTRIBUTION_FLAGS = (
 
 @dataclass(frozen=True)
 class TrainingPaths:
-    """The ``/opt/ml`` layout under ``base`` (a job directory locally, ``/opt/ml`` in a container)."""
+    """The ``/opt/ml`` layout under ``base`` (a job directory locally, ``/opt/ml`` in a
+    container)."""
 
     base: Path
 

@@ -172,7 +172,8 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     models: dict[int | str, str] = {}
 
     def serving(ref: int | str) -> str:
-        """The Model of ``ref`` (``latest``, or a version in the registry) on this commit's image."""
+        """The Model of ``ref`` (``latest``, or a version in the registry) on this commit's
+        image."""
         if ref not in models:
             models[ref] = _model(sagemaker, settings, model, ref, tags)
         return models[ref]
@@ -261,7 +262,8 @@ def _model(
 
 
 def _registered(sagemaker: Any, package_arn: str) -> tuple[str, str | None]:
-    """The model data and sha256 of a version in the registry (``…:model-package/<group>/<version>``)."""
+    """The model data and sha256 of a version in the registry
+    (``…:model-package/<group>/<version>``)."""
     described = described_or_none(sagemaker.describe_model_package, ModelPackageName=package_arn)
     if described is None:
         group, version = package_arn.split(":model-package/", 1)[-1].rsplit("/", 1)
@@ -289,9 +291,12 @@ def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
             **settings.thresholds,
             tags={"mlcicd:pipeline": settings.pipeline},
         )
-        log(
-            f"deployment: {json.dumps(made, sort_keys=True) if made else 'SageMaker default (blue/green, all at once)'}"
+        shown = (
+            json.dumps(made, sort_keys=True)
+            if made
+            else "SageMaker default (blue/green, all at once)"
         )
+        log(f"deployment: {shown}")
         return made
 
     result = start_deployment(

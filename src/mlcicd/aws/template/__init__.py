@@ -50,7 +50,8 @@ def build_template(
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
-        "Description": f"mlcicd: CI/CD for the {config.pipeline} model - GitHub, CodePipeline, CodeBuild, "
+        "Description": f"mlcicd: CI/CD for the {config.pipeline} model - GitHub, CodePipeline, "
+        "CodeBuild, "
         f"ECR, Lambda and SageMaker (generated from mlcicd.yaml by `mlcicd aws template`)",
         "Metadata": parameters.interface(),
         "Parameters": parameters.parameters(config, names, approval=approval),
