@@ -25,7 +25,8 @@ from mlcicd.stages.train import TrainStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
-    """The pipeline's stages; with ``approve: manual``, an approval before the model is registered."""
+    """The pipeline's stages; with ``approve: manual``, an approval before the model is
+    registered."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
