@@ -17,7 +17,7 @@ from mlcicd.endpoints import EndpointConfig, ProductionVariant
 from mlcicd.endpoints.podman import PodmanEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
 from tests.conftest import IRIS
-from tests.containers.conftest import containers_named, write
+from tests.containers.conftest import SECRETS, assert_no_secret_in, containers_named, write
 from tests.endpoints.test_updates import LoadProcess
 from tests.serving.helpers import (
     IrisModel,
@@ -221,16 +221,16 @@ def test_a_tampered_model_archive_keeps_the_container_out_of_service(
     assert invoke(str(good.url)).status == 200
 
 
-def test_the_container_gets_no_secret_of_mlcicd_nor_aws_credentials(
-    backend: PodmanEndpointBackend, iris: IrisModel, monkeypatch: pytest.MonkeyPatch
+def test_neither_podman_nor_the_container_gets_a_secret_of_mlcicd(
+    backend: PodmanEndpointBackend, iris: IrisModel, podman_environments: Path
 ) -> None:
-    monkeypatch.setenv("MLCICD_TOKEN", "service-token")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
     backend.deploy(config("iris-v1", iris, IRIS / "src", GREETING="configured"))
     env = container_env(backend.container_name("iris", 1))
     assert env["GREETING"] == "configured"  # what the variant configures reaches it
-    assert "MLCICD_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert not set(SECRETS) & set(env)
     assert env["MLCICD_MODEL_SHA256"] == iris.sha256
+    backend.delete("iris")
+    assert_no_secret_in(podman_environments)
 
 
 def container_env(name: str) -> dict[str, str]:
