@@ -9,6 +9,14 @@ import click
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
 
+# The project both build and prune work on: the current one when not given.
+project_argument = click.argument(
+    "project_dir",
+    metavar="[PROJECT]",
+    required=False,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+
 
 @cli.group()
 def image() -> None:
@@ -20,12 +28,7 @@ def image() -> None:
 
 
 @image.command("build")
-@click.argument(
-    "project_dir",
-    metavar="[PROJECT]",
-    required=False,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@project_argument
 @click.option(
     "--base",
     default=None,
@@ -92,12 +95,7 @@ def base(tag: str | None, suite: str | None, mirror: str | None, force: bool) ->
 
 
 @image.command("prune")
-@click.argument(
-    "project_dir",
-    metavar="[PROJECT]",
-    required=False,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@project_argument
 @click.option(
     "--keep",
     default=3,
