@@ -1,8 +1,8 @@
-"""Shared fixtures: a committed copy of the iris project, and a per-session environment cache."""
+"""Shared fixtures: a committed copy of the iris project, a trained iris model (once per
+session), and a per-session environment cache."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import IrisModel, delete_endpoints, train_iris
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "examples" / "iris"
@@ -61,17 +63,22 @@ def make_repo(path: Path, source: Path = IRIS) -> Path:
 
 
 def stop_endpoints(project_dir: Path) -> None:
-    """Stop every endpoint a test started (they outlive the CLI by design)."""
-    root = project_dir / ".mlcicd" / "endpoints"
-    if not root.is_dir():
-        return
+    """Stop every endpoint a test started in ``project_dir`` (they outlive the CLI by design)."""
     from mlcicd.endpoints.local import LocalEndpointBackend
 
-    backend = LocalEndpointBackend(root)
-    for endpoint in root.iterdir():
-        if endpoint.is_dir():
-            with contextlib.suppress(Exception):
-                backend.delete(endpoint.name)
+    delete_endpoints(LocalEndpointBackend(project_dir / ".mlcicd" / "endpoints"))
+
+
+@pytest.fixture(scope="session")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
+    """A LogisticRegression trained on iris, saved as model.joblib and packed (once)."""
+    return train_iris(tmp_path_factory.mktemp("iris"))
+
+
+@pytest.fixture(scope="session")
+def flipped(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
+    """A model whose labels are reversed: an update to it visibly changes predictions."""
+    return train_iris(tmp_path_factory.mktemp("flipped"), flip=True)
 
 
 @pytest.fixture

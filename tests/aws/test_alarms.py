@@ -68,3 +68,26 @@ def test_strategies_become_blue_green_traffic_shifting(
             "TerminationWaitInSeconds": 0,
         }
     }
+
+
+def test_min_invocations_guards_every_alarm_over_all_variants() -> None:
+    alarms = rollback_alarms(
+        endpoint="e",
+        config_name="c",
+        variants=["A", "B"],
+        max_5xx_rate=0.05,
+        max_p99_latency_ms=40,
+        min_invocations=20,
+    )
+    expressions = [m["Expression"] for a in alarms for m in a["Metrics"] if m["ReturnData"]]
+    assert expressions == [
+        "IF(SUM([n0, n1]) >= 20, SUM([e0, e1]) / SUM([n0, n1]), 0)",
+        "IF(SUM([n0, n1]) >= 20, MAX([p0, p1]), 0)",
+    ]
+    assert all("once it has 20 invocations a minute" in a["AlarmDescription"] for a in alarms)
+    # Fewer than one is one: a minute without invocations never trips an alarm.
+    (zero,) = rollback_alarms(
+        endpoint="e", config_name="c", variants=["A"], max_5xx_rate=0.1, min_invocations=0
+    )
+    (expression,) = [m["Expression"] for m in zero["Metrics"] if m["ReturnData"]]
+    assert expression == "IF(n0 >= 1, e0 / n0, 0)"

@@ -183,7 +183,8 @@ def test_the_shadow_is_a_shadow_production_variant(
         backend.deploy(config("v1-shadow", production, shadow=shadow))
     ((_, params),) = sent.calls
     (copy,) = params["ShadowProductionVariants"]
-    # Weighted as the production variant: SageMaker copies every request, as the local endpoint does.
+    # Weighted as the production variant: SageMaker copies every request, as the local
+    # endpoint does.
     assert (copy["VariantName"], copy["InitialVariantWeight"], copy["InstanceType"]) == (
         "Shadow",
         2,
@@ -495,7 +496,9 @@ def test_the_cli_sets_the_weights_of_a_sagemaker_endpoint(
     (project / "mlcicd.yaml").write_text(f"""\
 pipeline: iris-classifier
 train: {{image: {IMAGE}, role: {ROLE_ARN}}}
-deploy: {{backend: sagemaker, endpoint_name: {ENDPOINT}, instance_type: ml.t2.medium, instance_count: 2}}
+deploy:
+  {{backend: sagemaker, endpoint_name: {ENDPOINT}, instance_type: ml.t2.medium,
+   instance_count: 2}}
 store: {{uri: 's3://{STORE}/runs'}}
 """)
     ab = config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two"))

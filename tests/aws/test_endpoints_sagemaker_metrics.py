@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from mlcicd.aws.clients import client
-from mlcicd.cli import cli
 from mlcicd.endpoints import EndpointMetrics
 from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
 from mlcicd.errors import AwsError, NotFoundError
@@ -35,6 +33,7 @@ from tests.aws.conftest import AwsClient
 from tests.aws.events import IMAGE, ROLE_ARN
 from tests.aws.stubs import OperationStubber
 from tests.aws.test_endpoints_sagemaker_config import ENDPOINT, STORE, config, variant
+from tests.helpers import mlcicd
 
 pytestmark = pytest.mark.integration
 
@@ -335,7 +334,9 @@ def project(backend: SageMakerEndpointBackend, tmp_path: Path) -> Path:
     (project / "mlcicd.yaml").write_text(f"""\
 pipeline: iris-classifier
 train: {{image: {IMAGE}, role: {ROLE_ARN}}}
-deploy: {{backend: sagemaker, endpoint_name: {ENDPOINT}, instance_type: ml.t2.medium, instance_count: 2}}
+deploy:
+  {{backend: sagemaker, endpoint_name: {ENDPOINT}, instance_type: ml.t2.medium,
+   instance_count: 2}}
 store: {{uri: 's3://{STORE}/runs'}}
 """)
     now = time.time()
@@ -357,10 +358,6 @@ store: {{uri: 's3://{STORE}/runs'}}
         )
     )
     return project
-
-
-def mlcicd(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(project), *args])
 
 
 def test_the_cli_prints_the_table_and_json(project: Path, aws_env: AwsClient) -> None:

@@ -71,7 +71,8 @@ def test_a_missing_repository_is_named(aws_env: AwsClient) -> None:
     with pytest.raises(ArtifactError) as raised:
         require_image(IMAGE)
     assert raised.value.message == (
-        f"image {IMAGE}: ECR repository ml-model-repo does not exist in registry 123456789012 (us-east-1)"
+        f"image {IMAGE}: ECR repository ml-model-repo does not exist in registry "
+        "123456789012 (us-east-1)"
     )
     assert "mlcicd aws deploy" in (raised.value.hint or "")
 

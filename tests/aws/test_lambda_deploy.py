@@ -393,7 +393,10 @@ def test_a_failed_endpoint_fails_with_sagemakers_reason(pipeline: AwsClient) -> 
     trained(pipeline)
     token = token_of(report("job-1"))
     config = json.loads(token)["config"]
-    reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+    reason = (
+        "The primary container for production variant AllTraffic did not pass the ping "
+        "health check."
+    )
     with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
         sagemaker.add_response("describe_endpoint", endpoint_answer(config, "Failed", reason))
         call = report("job-2", continuation=token, fails=True)

@@ -46,7 +46,8 @@ def test_the_handlers_import_from_the_package_alone(tmp_path: Path) -> None:
     script = (
         "import importlib, sys; sys.path.insert(0, sys.argv[1]); "
         "[importlib.import_module(m).handler for m in sys.argv[2:]]; "
-        "import yaml, mlcicd; assert yaml.__file__.startswith(sys.argv[1]) and mlcicd.__file__.startswith(sys.argv[1]); "
+        "import yaml, mlcicd; assert yaml.__file__.startswith(sys.argv[1]) "
+        "and mlcicd.__file__.startswith(sys.argv[1]); "
         "assert 'boto3' not in sys.modules, 'boto3 is imported lazily'"
     )
     # -S: no site-packages, so nothing is found outside the package and the standard library.

@@ -51,7 +51,8 @@ def on_sagemaker(project: Path) -> None:
         ("test: python -m pytest -q tests", "test: python -c pass"),
         (
             "  backend: local                   # or sagemaker\n",
-            f"  backend: sagemaker\n  image: {IMAGE}\n  role: {ROLE_ARN}\n  instance_type: ml.m5.large\n",
+            f"  backend: sagemaker\n  image: {IMAGE}\n  role: {ROLE_ARN}\n"
+            "  instance_type: ml.m5.large\n",
         ),
         (
             "deploy:\n  backend: local\n",
@@ -65,7 +66,8 @@ def on_sagemaker(project: Path) -> None:
 
 
 def trained_here(tmp_path: Path) -> tuple[bytes, dict[str, bytes], list[str]]:
-    """What a SageMaker job running the project's train.py produces: the model, output/data, the log."""
+    """What a SageMaker job running the project's train.py produces: the model, output/data,
+    the log."""
     result = LocalTrainingBackend(tmp_path / "local-jobs").run(
         TrainingJobSpec(
             name="iris-here",
@@ -187,8 +189,8 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     unpushed = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert unpushed.exit_code == 1, unpushed.output
     assert (
-        f"error: image {image} is not in ECR: repository ml-model-repo has no image with tag {commit[:12]}"
-        in (unpushed.output)
+        f"error: image {image} is not in ECR: repository ml-model-repo has no image with tag "
+        f"{commit[:12]}" in (unpushed.output)
     )
     assert f"docker push {image}" in unpushed.output
     assert aws_env("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []

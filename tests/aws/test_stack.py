@@ -261,7 +261,8 @@ DROPPED_BY_MOTO: dict[str, Callable[[Deployed], None]] = {
     "bucket public access block": _bucket_public_access_block,
     "bucket lifecycle": _bucket_lifecycle,
     "bucket access logging": _bucket_access_logging,
-    "repository scan on push": _repository_scan_on_push,  # kept in CloudFormation's casing, not served
+    # kept in CloudFormation's casing, not served
+    "repository scan on push": _repository_scan_on_push,
     "repository KMS": _repository_kms,
     "log group KMS": _log_group_kms,  # Logs model ignores KmsKeyId
     "lambda dead-letter queue": _lambda_dead_letter_queue,  # Lambda model ignores DeadLetterConfig

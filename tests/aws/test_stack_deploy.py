@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from mlcicd.aws.clients import client
 from mlcicd.aws.package import build_lambda_package
 from mlcicd.aws.stack import StackEvent, deploy_stack, describe_stack, upload_lambda_package
 from mlcicd.aws.template import build_template, to_yaml
-from mlcicd.cli import cli
 from mlcicd.config import Config
 from mlcicd.errors import ConfigError
 from tests.aws.conftest import AwsClient
 from tests.aws.stack import CONNECTION, for_moto
 from tests.conftest import IRIS
+from tests.helpers import mlcicd
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +89,10 @@ def test_an_unknown_parameter_is_refused_before_anything_is_sent(
     assert describe_stack(client("cloudformation"), STACK) is None
 
 
-def mlcicd(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["aws", *args], catch_exceptions=False)
-
-
 def test_the_commands_deploy_and_destroy(aws_env: AwsClient) -> None:
-    deployed = mlcicd("deploy", str(IRIS), *[f"--parameter={k}={v}" for k, v in GITHUB.items()])
+    deployed = mlcicd(
+        None, "aws", "deploy", str(IRIS), *[f"--parameter={k}={v}" for k, v in GITHUB.items()]
+    )
     assert deployed.exit_code == 0, deployed.output
     code_bucket = "mlcicd-lambda-code-123456789012-us-east-1"
     assert f"Lambda package s3://{code_bucket}/mlcicd/lambdas-" in deployed.output
@@ -111,6 +108,8 @@ def test_the_commands_deploy_and_destroy(aws_env: AwsClient) -> None:
     # differ if the working tree's mlcicd changed in between; same code, same key is tested
     # in test_package.py.)
     again = mlcicd(
+        None,
+        "aws",
         "deploy",
         str(IRIS),
         "--json",
@@ -142,27 +141,27 @@ def test_the_commands_deploy_and_destroy(aws_env: AwsClient) -> None:
         ),
     )
 
-    refused = mlcicd("destroy")
+    refused = mlcicd(None, "aws", "destroy")
     assert refused.exit_code == 1
     assert refused.output.startswith("error: stack ml-cicd-pipeline still holds data: ")
     assert f"bucket {models}" in refused.output and "repository ml-model-repo" in refused.output
     assert "--force" in refused.output
     assert describe_stack(client("cloudformation"), STACK) is not None
 
-    destroyed = mlcicd("destroy", "--force")
+    destroyed = mlcicd(None, "aws", "destroy", "--force")
     assert destroyed.exit_code == 0, destroyed.output
     assert f"emptied bucket {models}: 1 object version(s) or image(s) deleted" in destroyed.output
     assert "emptied repository ml-model-repo: 1" in destroyed.output
     assert "stack ml-cicd-pipeline deleted" in destroyed.output
     assert describe_stack(client("cloudformation"), STACK) is None
 
-    gone = mlcicd("destroy")
+    gone = mlcicd(None, "aws", "destroy")
     assert gone.exit_code == 3
     assert "stack ml-cicd-pipeline does not exist" in gone.output
 
 
 def test_a_bad_parameter_is_one_line(aws_env: AwsClient) -> None:
-    result = mlcicd("deploy", str(IRIS), "--parameter", "GitHubOwner")
+    result = mlcicd(None, "aws", "deploy", str(IRIS), "--parameter", "GitHubOwner")
     assert result.exit_code == 2
     assert result.output == "error: --parameter: expected KEY=VALUE, got 'GitHubOwner'\n"
 
@@ -186,7 +185,7 @@ def _stack_parameters() -> dict[str, str]:
 def test_a_webhook_secret_is_generated_once_and_never_shown(aws_env: AwsClient) -> None:
     token = "ghp_" + "t" * 36
     source = ["-pGitHubOwner=ada", "-pGitHubRepo=iris", f"-pGitHubToken={token}"]
-    deployed = mlcicd("deploy", str(IRIS), *source)
+    deployed = mlcicd(None, "aws", "deploy", str(IRIS), *source)
     assert deployed.exit_code == 0, deployed.output
     secret = _stack_parameters()["WebhookSecret"]
     assert len(secret) >= 40 and secret != token
@@ -194,13 +193,13 @@ def test_a_webhook_secret_is_generated_once_and_never_shown(aws_env: AwsClient) 
     assert secret not in deployed.output
 
     # An update keeps it (CloudFormation's previous value), and says nothing of it.
-    updated = mlcicd("deploy", str(IRIS), "-pLogRetentionDays=14")
+    updated = mlcicd(None, "aws", "deploy", str(IRIS), "-pLogRetentionDays=14")
     assert updated.exit_code == 0, updated.output
     assert _stack_parameters()["WebhookSecret"] == secret
     assert "WebhookSecret" not in updated.output
 
     # One given is used as given.
-    given = mlcicd("deploy", str(IRIS), "-pWebhookSecret=" + "w" * 24)
+    given = mlcicd(None, "aws", "deploy", str(IRIS), "-pWebhookSecret=" + "w" * 24)
     assert given.exit_code == 0, given.output
     assert _stack_parameters()["WebhookSecret"] == "w" * 24
 

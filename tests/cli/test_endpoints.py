@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_run import ROWS, as_json, mlcicd, set_yaml
+from tests.cli.test_run import ROWS
 from tests.conftest import commit_all
-from tests.serving.helpers import request, wait_for
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.serving.helpers import request
 
 pytestmark = pytest.mark.integration
 NAME = "iris-classifier-endpoint"
@@ -42,6 +43,7 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "A" in result.output and "100% of the traffic" in result.output
     wait_for(
+        "both variants answering",
         lambda: all(
             request(url, body=json.dumps(ROWS), headers=JSON).headers[
                 "x-amzn-invoked-production-variant"
@@ -55,6 +57,7 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     assert "A=1, B=0" in text
 
     summary = wait_for(
+        "the invocations counted",
         lambda: (
             (s := as_json(mlcicd(iris_project, "endpoints", "metrics", NAME, "--json")))["variants"]
             .get("A", {})
@@ -69,6 +72,7 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     assert table.exit_code == 0 and "P99 MS" in table.output and "A " in table.output
 
     captured = wait_for(
+        "captured records",
         lambda: list(iris_project.rglob("data-capture/iris-classifier-endpoint/A/*/*/*/*/*.jsonl")),
         timeout=30,
     )

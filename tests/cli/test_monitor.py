@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_run import as_json, mlcicd, set_yaml
 from tests.conftest import commit_all
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 from tests.monitor.helpers import iris_rows
-from tests.serving.helpers import request, wait_for
+from tests.serving.helpers import request
 
 pytestmark = pytest.mark.integration
 NAME = "iris-classifier-endpoint"
@@ -37,7 +37,7 @@ def test_a_pipeline_run_is_monitored_end_to_end(iris_project: Path) -> None:
         files = (iris_project / ".mlcicd").rglob(f"data-capture/{NAME}/AllTraffic/*/*/*/*/*.jsonl")
         return sum(len(p.read_bytes().splitlines()) for p in files)
 
-    wait_for(lambda: captured() >= 10, timeout=30)
+    wait_for("10 captured records", lambda: captured() >= 10, timeout=30)
 
     result = mlcicd(iris_project, "monitor", "check", NAME, "--since", "10m")
     assert result.exit_code == 0, result.output

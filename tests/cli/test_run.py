@@ -11,38 +11,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from mlcicd.cli import cli
 from tests.conftest import commit_all
+from tests.helpers import as_json, mlcicd, set_yaml
 
 pytestmark = pytest.mark.integration
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
-def mlcicd(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(project), *args], catch_exceptions=False)
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def stage_status(project: Path, run_id: int) -> dict[str, str]:
     shown = as_json(mlcicd(project, "runs", "show", str(run_id), "--json"))
     return {s["stage"]: s["status"] for s in shown["stages"]}
-
-
-def set_yaml(project: Path, old: str, new: str) -> None:
-    path = project / "mlcicd.yaml"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 def _alive(pid: int) -> bool:
@@ -207,7 +189,9 @@ def test_model_fn_that_raises_fails_deploy_and_keeps_nothing_half_done(iris_proj
     inference.write_text(
         inference.read_text().replace(
             "def model_fn(model_dir",
-            "def model_fn(model_dir, _unused=None):\n    raise RuntimeError('cannot load the model on purpose')\n\ndef _old_model_fn(model_dir",
+            "def model_fn(model_dir, _unused=None):\n"
+            "    raise RuntimeError('cannot load the model on purpose')\n\n"
+            "def _old_model_fn(model_dir",
         )
     )
     skip_project_tests(iris_project)  # they would catch it first, in the build
@@ -238,7 +222,8 @@ def test_invalid_config_is_one_line_before_anything_runs(iris_project: Path) -> 
     result = mlcicd(iris_project, "run")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
-        f"error: {iris_project / 'mlcicd.yaml'}: train.max_runtime: expected an integer, got a string ('soon')"
+        f"error: {iris_project / 'mlcicd.yaml'}: train.max_runtime: expected an integer, "
+        "got a string ('soon')"
     )
     assert not (iris_project / ".mlcicd" / "state.db").exists()
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_run import mlcicd, set_yaml
 from tests.conftest import commit_all, make_repo, stop_endpoints
-from tests.serving.helpers import wait_for
+from tests.helpers import mlcicd, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +113,7 @@ def test_the_state_directory_logs_and_captured_requests_are_the_owners_alone(run
     assert {str(p.relative_to(state)): oct(mode(p)) for p in logs if mode(p) != 0o600} == {}
     # The deploy stage sent its sample request: the workers capture it within a second or so.
     captured = wait_for(
+        "captured records",
         lambda: [p for p in (state / "artifacts").rglob("*.jsonl") if "data-capture" in p.parts],
         timeout=30,
     )

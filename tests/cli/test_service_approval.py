@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, stop_endpoints
-from tests.service.conftest import as_json, fast_project, mlcicd, set_yaml
+from tests.helpers import as_json, mlcicd, set_yaml
+from tests.service.conftest import fast_project
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +52,11 @@ def test_approve_reject_and_timeout(tmp_path: Path) -> None:
         approved = mlcicd(project, "approve", "1", "--comment", "looks good")
         assert approved.exit_code == 0, approved.output
         assert f"approved by {os.environ.get('USER') or ''}".rstrip() in approved.output
-        assert (
-            stages(project, 1)
-            == {
-                **dict.fromkeys(
-                    ("source", "build", "train", "gate", "approve", "deploy"), "Succeeded"
-                ),
-                "register": "Cached",  # the approval stage registered it (PendingManualApproval → Approved)
-            }
-        )
+        assert stages(project, 1) == {
+            **dict.fromkeys(("source", "build", "train", "gate", "approve", "deploy"), "Succeeded"),
+            # the approval stage registered it (PendingManualApproval → Approved)
+            "register": "Cached",
+        }
         assert package(project, 1)["status"] == "Approved"
         assert "looks good" in str(package(project, 1)["status_reason"])
         endpoint = as_json(

@@ -11,11 +11,15 @@ import pytest
 
 from mlcicd.endpoints.client import invoke_endpoint
 from tests.conftest import commit_all, stop_endpoints
-from tests.service.conftest import ROWS, as_json, fast_project, mlcicd, set_yaml
+from tests.helpers import as_json, mlcicd, set_yaml
+from tests.service.conftest import ROWS, fast_project
 
 pytestmark = pytest.mark.integration
 
-GATE = 'gate:                              # the model quality gate (reference: accuracy >= 0.85)\n  accuracy: ">= 0.85"\n'
+GATE = (
+    "gate:                              # the model quality gate (reference: accuracy >= 0.85)\n"
+    '  accuracy: ">= 0.85"\n'
+)
 CHALLENGER = (
     "gate:\n  challenger: {metric: accuracy, data: data/iris.csv, min_absolute_change: 0.0}\n"
 )

@@ -19,14 +19,8 @@ from mlcicd.errors import EndpointError, NotFoundError
 from tests.conftest import IRIS
 from tests.containers.conftest import SECRETS, assert_no_secret_in, containers_named, write
 from tests.endpoints.test_updates import LoadProcess
-from tests.serving.helpers import (
-    IrisModel,
-    Response,
-    free_port,
-    request,
-    train_iris,
-    wait_for,
-)
+from tests.helpers import IrisModel, train_iris, wait_for
+from tests.serving.helpers import Response, free_port, request
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +103,8 @@ def test_it_answers_as_the_model_does_then_is_deleted(
     assert json.loads(answer.body)["predictions"] == iris.model.predict(np.array(ROWS)).tolist()
     # The server's workers write their counts every few seconds, into the mounted directory.
     wait_for(
-        lambda: backend.metrics("iris")["variants"].get("AllTraffic", {}).get("Invocations") == 1
+        "one invocation counted",
+        lambda: backend.metrics("iris")["variants"].get("AllTraffic", {}).get("Invocations") == 1,
     )
     backend.delete("iris")
     assert iris_containers(backend) == []
@@ -128,7 +123,9 @@ def test_an_update_drains_the_old_container(
     held = threading.Thread(target=lambda: answers.append(invoke(str(old.url))))
     held.start()
     serve_dir = tmp_path / "endpoints" / "iris" / "serve" / backend.container_name("iris", 1)
-    wait_for(lambda: (serve_dir / "holding").exists(), timeout=30)
+    wait_for(
+        "the request to hold in the worker", lambda: (serve_dir / "holding").exists(), timeout=30
+    )
     new = backend.deploy(config("iris-v2", iris, code, "holding.py"))
     held.join(timeout=60)
     assert [a.status for a in answers] == [200]  # accepted by the old container, answered by it

@@ -55,7 +55,8 @@ def test_the_iris_job_trains_in_the_image_as_on_sagemaker(
 SEEN = """
 import json, os, sys
 seen = {"env": {k: v for k, v in os.environ.items() if k.startswith(("SM_", "SAGEMAKER_"))},
-        "argv": sys.argv[1:], "cwd": os.getcwd(), "files": sorted(os.listdir("/opt/ml/input/data/training"))}
+        "argv": sys.argv[1:], "cwd": os.getcwd(),
+        "files": sorted(os.listdir("/opt/ml/input/data/training"))}
 json.dump(seen, open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.json"), "w"))
 """
 

@@ -8,18 +8,8 @@ import pytest
 
 from mlcicd.endpoints import EndpointConfig, ProductionVariant
 from mlcicd.endpoints.local import LocalEndpointBackend
-from tests.serving.helpers import IrisModel, kill_tree, train_iris, write_code
-
-
-@pytest.fixture(scope="session")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
-    return train_iris(tmp_path_factory.mktemp("iris"))
-
-
-@pytest.fixture(scope="session")
-def flipped(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
-    """A model whose labels are reversed: an update to it visibly changes predictions."""
-    return train_iris(tmp_path_factory.mktemp("flipped"), flip=True)
+from tests.helpers import IrisModel, delete_endpoints
+from tests.serving.helpers import write_code
 
 
 @pytest.fixture
@@ -27,15 +17,7 @@ def backend(tmp_path: Path) -> Iterator[LocalEndpointBackend]:
     """A backend whose endpoints are all deleted (processes stopped) after the test."""
     backend = LocalEndpointBackend(tmp_path / "endpoints", stop_timeout=20.0)
     yield backend
-    if backend.root.is_dir():
-        for edir in backend.root.iterdir():
-            try:
-                backend.delete(edir.name)
-            except Exception:
-                from mlcicd.endpoints.local import _read
-
-                status = _read(edir / "status.json") or {}
-                kill_tree([status.get("pid", 0), *(w["pid"] for w in status.get("workers", []))])
+    delete_endpoints(backend)
 
 
 def endpoint_config(

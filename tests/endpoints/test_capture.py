@@ -17,7 +17,8 @@ from mlcicd.endpoints.local import LocalEndpointBackend
 from tests.aws.conftest import AwsClient, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.endpoints.conftest import endpoint_config
 from tests.endpoints.test_updates import ROWS, answer
-from tests.serving.helpers import NO_HANDLERS, IrisModel, request, wait_for
+from tests.helpers import IrisModel, wait_for
+from tests.serving.helpers import NO_HANDLERS, request
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,9 @@ def test_capture_goes_to_the_s3_store_in_sagemakers_layout(
         assert request(url, body=json.dumps(ROWS), headers=headers).status == 200
 
     objects = wait_for(
-        lambda: sum(map(len, (o := captured(aws_env)).values())) == 12 and o, timeout=30
+        "12 captured objects",
+        lambda: sum(map(len, (o := captured(aws_env)).values())) == 12 and o,
+        timeout=30,
     )
     records = [r for lines in objects.values() for r in lines]
     assert sorted(r["eventMetadata"]["inferenceId"] for r in records) == sorted(
@@ -100,7 +103,7 @@ def test_a_missing_bucket_fails_no_request_and_is_counted_and_logged(
         text = request(url, "GET", "/metrics").body.decode()
         return text if 'CaptureDropped{endpoint="iris"} 10' in text else None
 
-    wait_for(dropped, timeout=30)
+    wait_for("a capture drop", dropped, timeout=30)
     log = backend.log_path("iris").read_text()
     assert "NoSuchBucket" in log and "capture record(s) dropped" in log
     assert request(url, body=json.dumps(ROWS), headers=JSON).status == 200  # the workers live on

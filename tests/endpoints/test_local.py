@@ -20,14 +20,13 @@ from mlcicd import procinfo
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import ArtifactError, EndpointError, NotFoundError, PortInUseError
 from tests.endpoints.conftest import endpoint_config
+from tests.helpers import IrisModel, wait_for
 from tests.serving.helpers import (
     FULL_HANDLERS,
     MODEL_FN_RAISES,
     NO_HANDLERS,
     PREDICT_FN_RAISES,
-    IrisModel,
     request,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -198,13 +197,15 @@ def test_update_switches_the_model_without_failing_a_request(
     first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
     old_workers = processes_of(backend, "iris")[1:]
     with Hammer(first.url or "", rows) as hammer:
-        wait_for(lambda: hammer.count > 50)
+        wait_for("50 answers", lambda: hammer.count > 50)
         second = backend.deploy(
             endpoint_config(tmp_path, flipped, NO_HANDLERS, name="cfg-2", workers=2)
         )
         counted = hammer.count
-        wait_for(lambda: hammer.count > counted + 50)
-        wait_for(lambda: none_alive(old_workers), timeout=30)  # the old generation drained and left
+        wait_for("50 more answers", lambda: hammer.count > counted + 50)
+        wait_for(
+            "the old workers to exit", lambda: none_alive(old_workers), timeout=30
+        )  # the old generation drained and left
         time.sleep(0.3)
     assert hammer.failures == []
     assert second.status == "InService" and second.config_name == "cfg-2" and second.generation == 2
@@ -295,7 +296,7 @@ def test_describe_when_the_server_died(
     processes = processes_of(backend, "iris")
     assert first.pid
     os.kill(first.pid, signal.SIGKILL)
-    wait_for(lambda: none_alive(processes), timeout=20)
+    wait_for("the endpoint's processes to exit", lambda: none_alive(processes), timeout=20)
     described = backend.describe("iris")
     assert described.status == "OutOfService" and "no longer running" in (
         described.failure_reason or ""

@@ -18,13 +18,8 @@ from mlcicd.endpoints import DeploymentPolicy, EndpointConfig
 from mlcicd.endpoints.local import EndpointRollbackError, LocalEndpointBackend
 from mlcicd.errors import EndpointError
 from tests.endpoints.conftest import endpoint_config
-from tests.serving.helpers import (
-    MODEL_FN_RAISES,
-    NO_HANDLERS,
-    IrisModel,
-    request,
-    wait_for,
-)
+from tests.helpers import IrisModel, wait_for
+from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, request
 
 pytestmark = pytest.mark.integration
 JSON = {"Content-Type": "application/json"}
@@ -69,7 +64,13 @@ class LoadProcess:
     def more(self, n: int = 30) -> dict[str, Any]:
         """Wait until ``n`` more requests were answered; the stats then."""
         start = self.stats()["requests"]
-        return dict(wait_for(lambda: (s := self.stats())["requests"] >= start + n and s, 60))
+        return dict(
+            wait_for(
+                "the load generator's requests",
+                lambda: (s := self.stats())["requests"] >= start + n and s,
+                60,
+            )
+        )
 
     def stop(self) -> dict[str, Any]:
         if self.proc.poll() is None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -18,14 +18,8 @@ from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import EndpointError
 from tests.endpoints.conftest import endpoint_config
 from tests.endpoints.test_updates import ROWS, LoadProcess, answer
-from tests.serving.helpers import (
-    CONTEXT_HANDLERS,
-    NO_HANDLERS,
-    IrisModel,
-    request,
-    wait_for,
-    write_code,
-)
+from tests.helpers import IrisModel, wait_for
+from tests.serving.helpers import CONTEXT_HANDLERS, NO_HANDLERS, request, write_code
 
 pytestmark = pytest.mark.integration
 JSON = {"Content-Type": "application/json"}
@@ -78,7 +72,7 @@ def test_set_weights_moves_traffic_without_failing_a_request(
         assert stats["variants"].keys() == {"A", "B"}
         described = backend.set_weights("iris", {"A": 0.0})
         assert [(v["name"], v["weight"]) for v in described.variants] == [("A", 0.0), ("B", 1.0)]
-        time.sleep(1.0)  # the workers poll weights.json four times a second
+        applied(backend, "'A': 0(?:\\.0)?[,}]")  # by both workers (they poll weights.json)
         before = load.more(10)["variants"]
         after = load.more(200)["variants"]
         stats = load.stop()
@@ -87,8 +81,7 @@ def test_set_weights_moves_traffic_without_failing_a_request(
 
     # The distribution follows the weights (3:1 over 400 requests: far from the edges).
     backend.set_weights("iris", {"A": 3, "B": 1})
-    wait_for(lambda: Counter(_variant(url) for _ in range(20))["A"] > 0, timeout=30)
-    time.sleep(1.0)  # one worker answering with the new weights is not all of them yet
+    applied(backend, "'A': 3(?:\\.0)?[,}]")
     seen = Counter(_variant(url) for _ in range(400))
     assert 240 < seen["A"] < 360 and seen["A"] + seen["B"] == 400
 
@@ -96,6 +89,16 @@ def test_set_weights_moves_traffic_without_failing_a_request(
         backend.set_weights("iris", {"C": 1})
     with pytest.raises(EndpointError, match="at least one variant"):
         backend.set_weights("iris", {"A": 0, "B": 0})
+
+
+def applied(backend: LocalEndpointBackend, weights: str, workers: int = 2) -> None:
+    """Wait until each of the ``workers`` has logged applying ``weights`` (a regex)."""
+    line = re.compile(r"\[(\d+)\] INFO \S+: traffic weights: \{.*" + weights)
+
+    def pids() -> set[str]:
+        return set(line.findall(backend.log_path("iris").read_text()))
+
+    wait_for(f"{workers} workers applying {weights}", lambda: len(pids()) >= workers, 30)
 
 
 def _variant(url: str) -> str:
@@ -130,7 +133,9 @@ def test_boto3_target_variant_custom_attributes_and_inference_id(
         assert response.get("CustomAttributes") == ("seen=trace=7" if target == "B" else None)
     with pytest.raises(client.exceptions.ValidationError, match="Variant C does not exist"):
         client.invoke_endpoint(EndpointName="iris", Body=b"[1]", TargetVariant="C")
-    records = wait_for(lambda: len(r := _records(capture_dir / "iris")) == 2 and r, timeout=30)
+    records = wait_for(
+        "2 capture records", lambda: len(r := _records(capture_dir / "iris")) == 2 and r, timeout=30
+    )
     by_id = {r["eventMetadata"]["inferenceId"]: r for r in records}
     assert by_id.keys() == {"id-A", "id-B"}
     assert by_id["id-B"]["eventMetadata"]["variant"] == "B"
@@ -163,8 +168,22 @@ def test_data_capture_writes_sagemakers_record_shape(
             == 200
         )
     root = backend.endpoint_dir("iris") / "data-capture" / "iris" / "AllTraffic"
-    time.sleep(1.5)  # the writer threads flush once a second
-    records = wait_for(lambda: _records(root), timeout=30)
+    markers = iter(range(10_000))
+
+    def flushed() -> bool:
+        """Each writer's queue is in order: once a later request's record is in a worker's
+        file, all of that worker's sampled records are written."""
+        headers = {**JSON, "X-Amzn-SageMaker-Inference-Id": f"m{next(markers)}"}
+        assert request(url, body=json.dumps(ROWS), headers=headers).status == 200
+        writers = {
+            path.stem.split("-", 3)[3]
+            for path in root.rglob("*.jsonl")
+            if '"inferenceId":"m' in path.read_text()
+        }
+        return len(writers) == 2
+
+    wait_for("a later record from both workers", flushed, timeout=60)
+    records = [r for r in _records(root) if r["eventMetadata"]["inferenceId"].startswith("r")]
     assert 20 < len(records) < 80  # about half, sampled
     record = records[0]
     assert record["eventVersion"] == "0"
@@ -198,13 +217,16 @@ def test_shadow_variant_gets_a_copy_and_never_answers(
         assert response.body.decode() == answer(iris)
         assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
     root = backend.endpoint_dir("iris") / "data-capture" / "iris" / "Shadow"
-    records = wait_for(lambda: len(r := _records(root)) == 30 and r, timeout=30)
+    records = wait_for(
+        "30 shadow capture records", lambda: len(r := _records(root)) == 30 and r, timeout=30
+    )
     record = records[0]
     assert record["eventMetadata"]["shadowOf"] == "AllTraffic"
     assert record["eventMetadata"]["productionOutput"]["data"] == answer(iris)
     assert record["captureData"]["endpointOutput"]["data"] == answer(flipped)
     assert record["eventMetadata"]["shadowModelLatencyMs"] >= 0
     summary = wait_for(
+        "30 shadow invocations counted",
         lambda: (
             (m := backend.metrics("iris"))["variants"].get("Shadow", {}).get("Invocations") == 30
             and m
@@ -230,11 +252,14 @@ def test_metrics_are_summed_over_workers_and_generations(
         text = request(url, "GET", "/metrics").body.decode()
         return text if 'Invocations{endpoint="iris",variant="AllTraffic"} 55' in text else None
 
-    text = wait_for(scraped, timeout=30)  # one scrape, every worker of both generations
+    text = wait_for(
+        "a scrape counting every request", scraped, timeout=30
+    )  # one scrape, every worker of both generations
     assert 'Invocation4XXErrors{endpoint="iris",variant="AllTraffic"} 5' in text
     assert 'ModelLatency_count{endpoint="iris",variant="AllTraffic"} 50' in text
     # The files the CLI reads lag the live counts by at most a flush interval (0.5 s).
     summary = wait_for(
+        "the invocations counted",
         lambda: (
             (m := backend.metrics("iris", window=300)["variants"]["AllTraffic"])["Invocations"]
             == 55

@@ -11,13 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner, Result
-
-from mlcicd.cli import cli
 from mlcicd.monitor.baseline import compute_baseline, store_baseline
 from mlcicd.project import Project
-from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelPackage
-from mlcicd.state_monitor import ModelBaseline
+from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelBaseline, ModelPackage
 from mlcicd.store import LocalArtifactStore
 from tests.conftest import IRIS
 
@@ -192,7 +188,3 @@ def capturing_project(
         },
     )
     return project, LocalArtifactStore(destination)
-
-
-def mlcicd(project: Project, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(project.root), *args], catch_exceptions=False)

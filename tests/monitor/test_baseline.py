@@ -15,7 +15,8 @@ from mlcicd.pipeline import RunContext, RunOptions, SilentReporter
 from mlcicd.project import Project
 from mlcicd.stages.register import RegisterStage
 from tests.conftest import git
-from tests.monitor.helpers import FEATURES, mlcicd
+from tests.helpers import mlcicd
+from tests.monitor.helpers import FEATURES
 
 
 def register_run(project: Project, source_dir: Path) -> tuple[RunContext, list[str]]:

@@ -13,6 +13,7 @@ import pytest
 from mlcicd.monitor.check import parse_since
 from mlcicd.store import LocalArtifactStore
 from tests.aws.conftest import AwsClient, aws_env, moto_server  # noqa: F401  (fixtures)
+from tests.helpers import mlcicd
 from tests.monitor.helpers import (
     SHA1,
     SHA2,
@@ -22,7 +23,6 @@ from tests.monitor.helpers import (
     capturing_project,
     iris_rows,
     make_project,
-    mlcicd,
     record_endpoint,
     register,
     shifted,

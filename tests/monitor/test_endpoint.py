@@ -17,17 +17,17 @@ import pytest
 from mlcicd.endpoints import DataCapture
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.project import Project
-from tests.endpoints.conftest import endpoint_config, iris  # noqa: F401  (fixture)
+from tests.endpoints.conftest import endpoint_config
+from tests.helpers import IrisModel, delete_endpoints, mlcicd, wait_for
 from tests.monitor.helpers import (
     baseline,
     capture_key,
     iris_rows,
     make_project,
-    mlcicd,
     record_endpoint,
     register,
 )
-from tests.serving.helpers import NO_HANDLERS, IrisModel, kill_tree, request, wait_for
+from tests.serving.helpers import NO_HANDLERS, request
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ ROWS = iris_rows()
 
 
 @pytest.fixture
-def monitored(tmp_path: Path, iris: IrisModel) -> Iterator[tuple[Project, str, Path]]:  # noqa: F811
+def monitored(tmp_path: Path, iris: IrisModel) -> Iterator[tuple[Project, str, Path]]:
     """A project whose model has a baseline, serving it on endpoint iris with capture on."""
     project = make_project(tmp_path / "project")
     baseline(project, register(project, iris.sha256))
@@ -50,13 +50,7 @@ def monitored(tmp_path: Path, iris: IrisModel) -> Iterator[tuple[Project, str, P
     try:
         yield project, url, capture
     finally:
-        try:
-            backend.delete("iris")
-        except Exception:
-            from mlcicd.endpoints.local import _read
-
-            status = _read(backend.endpoint_dir("iris") / "status.json") or {}
-            kill_tree([status.get("pid", 0), *(w["pid"] for w in status.get("workers", []))])
+        delete_endpoints(backend)
 
 
 def send(url: str, rows: list[list[float]]) -> None:
@@ -78,7 +72,7 @@ def test_monitor_check_on_a_capturing_endpoint(monitored: tuple[Project, str, Pa
     project, url, capture = monitored
     sample = random.Random(11).sample(ROWS, 80)
     send(url, sample)
-    wait_for(lambda: captured(capture) == 40, timeout=30)
+    wait_for("40 captured records", lambda: captured(capture) == 40, timeout=30)
     garbage = capture / capture_key("iris", name="59-59-999-test")
     garbage.parent.mkdir(parents=True, exist_ok=True)
     garbage.write_bytes(b'not json\n{"captureData": 1}\n')
@@ -94,7 +88,9 @@ def test_monitor_check_on_a_capturing_endpoint(monitored: tuple[Project, str, Pa
     shift_at = time.time()
     std = {2: 1.7653, 3: 0.7622}  # petal length and width in the training data
     send(url, [[a, b, c + 5 * std[2], d + 5 * std[3]] for a, b, c, d in sample])
-    wait_for(lambda: captured(capture) == 80 + 2, timeout=30)  # + the two garbage lines
+    wait_for(
+        "82 captured records", lambda: captured(capture) == 80 + 2, timeout=30
+    )  # + the two garbage lines
 
     since = datetime.fromtimestamp(shift_at, UTC).isoformat()
     result = mlcicd(project, "monitor", "check", "iris", "--since", since)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 from mlcicd.monitor.schedule import CAPTURE_SETTLE, MAX_INTERVALS, next_window, run_execution
 from mlcicd.project import Project
-from mlcicd.state_service import Event
+from mlcicd.state import Event
 from mlcicd.store import LocalArtifactStore
+from tests.helpers import mlcicd
 from tests.monitor.helpers import (
     CONFIG,
     capture_key,
     capture_line,
     capturing_project,
     iris_rows,
-    mlcicd,
     shifted,
 )
 

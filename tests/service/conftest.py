@@ -8,49 +8,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from mlcicd.cli import cli
 from tests.conftest import commit_all, git, make_repo, stop_endpoints
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 
 SECRET = "it's a secret to everybody"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-WAIT = 240.0  # generous: a first build installs the environment
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll ``check`` until it returns something truthy (a deadline only against hanging)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
-
-
-def mlcicd(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["-C", str(project), *args], catch_exceptions=False)
-
-
-def as_json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def set_yaml(project: Path, old: str, new: str) -> None:
-    path = project / "mlcicd.yaml"
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 def fast_project(path: Path) -> Path:
@@ -72,8 +41,12 @@ class ServiceProcess:
         self.url = ""
 
     def start(self) -> ServiceProcess:
+        """Start `mlcicd up`, and wait until its service.json names it.
+
+        A service.json left behind (a kill -9 cannot remove it) stays: the new process must
+        see past it, as it would for a user.
+        """
         info = self.project / ".mlcicd" / "service.json"
-        info.unlink(missing_ok=True)
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mlcicd", "up", str(self.project), "--port", "0"],
@@ -86,9 +59,10 @@ class ServiceProcess:
         def ready() -> str | None:
             assert self.process is not None and self.process.poll() is None, self.log.read_text()
             try:
-                return str(json.loads(info.read_text())["url"])
-            except (OSError, ValueError, KeyError):
+                written = json.loads(info.read_text())
+            except (OSError, ValueError):
                 return None
+            return str(written["url"]) if written.get("pid") == self.process.pid else None
 
         self.url = wait_for("the service to listen", ready, 60)
         return self

@@ -11,15 +11,8 @@ from mlcicd.errors import NotFoundError, ProjectError
 from mlcicd.project import Project
 from mlcicd.service import client
 from tests.conftest import commit_all
-from tests.service.conftest import (
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.service.conftest import ServiceProcess, fast_project, finished
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlcicd.hooks import MARKER
 from tests.conftest import commit_all, git, make_repo
-from tests.service.conftest import mlcicd, set_yaml
+from tests.helpers import mlcicd, set_yaml
 
 
 def test_without_a_running_service_the_hook_knocks_on_the_configured_port(tmp_path: Path) -> None:

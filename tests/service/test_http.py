@@ -59,7 +59,8 @@ def ask(
 
 
 def raw(url: str, request: bytes) -> bytes:
-    """``request`` as bytes on a socket; everything the server sends until it closes or 30 s pass."""
+    """``request`` as bytes on a socket; everything the server sends until it closes or 30 s
+    pass."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(request)
@@ -109,7 +110,8 @@ def test_a_cross_site_form_changes_nothing(service: ServiceProcess) -> None:
 
 
 def test_a_request_under_another_host_name_is_refused(service: ServiceProcess) -> None:
-    """DNS rebinding: evil.example resolves to 127.0.0.1, the browser sends ``Host: evil.example``."""
+    """DNS rebinding: evil.example resolves to 127.0.0.1, the browser sends
+    ``Host: evil.example``."""
     port = service.url.rsplit(":", 1)[1]
     for path in ("/api/runs", "/health", "/", "/runs/1", "/events"):
         for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.nip.io:{port}", ""):
@@ -388,7 +390,7 @@ def test_each_served_project_has_its_token_and_the_environment_overrides(
 
 
 def test_connections_past_the_limit_are_answered_503(tmp_path: Path) -> None:
-    from tests.service.conftest import wait_for
+    from tests.helpers import wait_for
 
     served = InProcess(fast_project(tmp_path / "iris"), header_timeout=60.0, concurrency=3)
     served.server.start()

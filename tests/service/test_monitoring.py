@@ -19,16 +19,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
 from tests.monitor.helpers import iris_rows, shifted
-from tests.service.conftest import (
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.service.conftest import ServiceProcess, fast_project, finished
 from tests.service.test_notify import Receiver, receivers  # noqa: F401  (fixture)
 from tests.serving.helpers import request
 
@@ -130,7 +123,8 @@ def test_the_service_checks_the_endpoint_on_its_schedule(
     assert heard["data"]["variants"][0]["violations_uri"] == variant["violations_uri"]
     assert "petal_length: baseline_drift_check" in heard["data"]["variants"][0]["violations"]
 
-    # Shown: `mlcicd monitor history`, the endpoint's page (verdicts, report links), the model's baseline.
+    # Shown: `mlcicd monitor history`, the endpoint's page (verdicts, report links), the
+    # model's baseline.
     listed = as_json(mlcicd(project, "monitor", "history", "--json", "--limit", "500"))
     assert drifted["id"] in [e["id"] for e in listed]
     text = mlcicd(project, "monitor", "history").output

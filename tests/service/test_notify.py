@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from mlcicd.service.notifier import MAX_ATTEMPTS
+from mlcicd.service.notifier import MAX_ATTEMPTS, EventNotifier
 from tests.conftest import commit_all
-from tests.service.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
+from tests.helpers import set_yaml, wait_for
+from tests.monitor.helpers import CONFIG, make_project
+from tests.service.conftest import ServiceProcess, fast_project, finished
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +113,44 @@ def test_events_are_posted_retried_and_bounded(
     for body in broken.attempts:
         by_event[int(body["id"])] = by_event.get(int(body["id"]), 0) + 1
     assert by_event == {e["id"]: MAX_ATTEMPTS for e in events}
+
+
+def test_the_cursor_survives_a_restart_and_nothing_is_sent_twice(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver(0)
+    receivers.append(receiver)
+    project = make_project(
+        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
+    )
+    root, state = project.root, project.state
+    state.add_event("registered", "before", {})
+    # The URL first seen now: its cursor starts after the newest event (the past is not replayed).
+    assert state.event_cursor(receiver.url) == state.recent_events(1)[0].id
+
+    def notifier() -> tuple[threading.Event, threading.Thread]:
+        """A notifier as the service starts one: its own Project, its own thread."""
+        stop = threading.Event()
+        thread = threading.Thread(target=EventNotifier([root], print, stop).run, daemon=True)
+        thread.start()
+        return stop, thread
+
+    state.add_event("registered", "a", {})
+    state.add_event("deployed", "b", {})
+    stop, thread = notifier()
+    wait_for("a and b delivered", lambda: len(receiver.received) == 2, timeout=30)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+    state.add_event("deployed", "c", {})  # while no notifier runs
+    stop, thread = notifier()  # the restart: it reads the cursor from the database
+    try:
+        wait_for("c delivered", lambda: len(receiver.received) >= 3, timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+    # In order, each once: a restart that lost or ignored the cursor would have sent a and b
+    # again before c (or never sent c).
+    assert [e["subject"] for e in receiver.received] == ["a", "b", "c"]
+    assert len(receiver.attempts) == 3

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, git
-from tests.service.conftest import ServiceProcess, fast_project, finished, set_yaml, wait_for
+from tests.helpers import set_yaml, wait_for
+from tests.service.conftest import ServiceProcess, fast_project, finished
 
 pytestmark = pytest.mark.integration
 

@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, git
-from tests.service.conftest import (
-    ROWS,
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.service.conftest import ROWS, ServiceProcess, fast_project, finished
 
 pytestmark = pytest.mark.integration
 

@@ -3,21 +3,16 @@ the interrupted one can be retried, and queued runs are neither lost nor run twi
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
 import pytest
 
+from mlcicd.service.info import running_service
 from tests.conftest import commit_all
-from tests.service.conftest import (
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    run_status,
-    wait_for,
-)
+from tests.helpers import as_json, mlcicd, wait_for
+from tests.service.conftest import ServiceProcess, fast_project, finished, run_status
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +52,14 @@ def test_kill_9_mid_training_then_restart(tmp_path: Path, services: list[Service
     third = commit_all(project, "third")  # queued behind the running one
     wait_for("the third commit to queue", lambda: len(service.get("/api/runs")) == 2)
 
+    killed = service.process.pid if service.process is not None else None
     service.kill(signal.SIGKILL)
+    # Its service.json stays behind, naming a dead process: the CLI ignores it...
+    stale = json.loads((project / ".mlcicd" / "service.json").read_text())
+    assert stale["pid"] == killed and running_service(project / ".mlcicd") is None
 
-    # Restart: nothing is left Running; the interrupted run failed with the reason.
+    # ...and so does the restart (which meets it). Restart: nothing is left Running; the
+    # interrupted run failed with the reason.
     service.start()
     assert (
         wait_for("the interrupted run to be failed", lambda: finished(project, run_id)) == "Failed"

@@ -14,15 +14,8 @@ import pytest
 from mlcicd.project import Project
 from mlcicd.service import client
 from tests.conftest import commit_all
-from tests.service.conftest import (
-    ServiceProcess,
-    as_json,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.service.conftest import ServiceProcess, fast_project, finished
 from tests.service.test_recovery import HOLD, stage_running
 
 pytestmark = pytest.mark.integration
@@ -135,8 +128,8 @@ def test_a_rollback_during_a_run_is_queued_and_runs_next(
         hold.unlink(missing_ok=True)
     assert waiting.returncode == 0, output + (tmp_path / "service.log").read_text()
     assert (
-        f"run {first} (a rollback of {ENDPOINT} queued earlier, not started) is replaced by run {second}"
-        in output
+        f"run {first} (a rollback of {ENDPOINT} queued earlier, not started) is replaced by "
+        f"run {second}" in output
     )
     assert f"{ENDPOINT} serves iris-classifier/1 at http://" in output
     assert finished(root, slow) == "Succeeded"
@@ -199,7 +192,8 @@ def test_a_queued_rollback_survives_kill_9_of_the_service(
         assert f"to iris-classifier/1 queued as run {rollback}" in asked.output
 
         service.kill(signal.SIGKILL)
-        service.start()  # the slow run is Failed (interrupted); the rollback runs, training still held
+        # The slow run is Failed (interrupted); the rollback runs, training still held.
+        service.start()
         assert wait_for("the interrupted run", lambda: finished(root, slow)) == "Failed"
         assert wait_for("the restored rollback", lambda: finished(root, rollback)) == "Succeeded", (
             tmp_path / "service.log"

@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import (
-    ServiceProcess,
-    as_json,
-    commit_all,
-    fast_project,
-    finished,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.service.conftest import ServiceProcess, commit_all, fast_project, finished
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,7 +36,8 @@ def test_the_run_process_and_the_training_script_do_not_see_the_services_secrets
     train = project / "src" / "train.py"
     # The script waits, so the test can read both processes' environments while they run.
     wait = (
-        f"import os\nimport pathlib, time\npathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+        f"import os\nimport pathlib, time\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
         f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.05)\n"
     )
     train.write_text(train.read_text().replace("import os\n", wait, 1))

@@ -19,15 +19,8 @@ from mlcicd.web import pages
 from mlcicd.web.data import read_log
 from mlcicd.web.layout import Html, h, status, table
 from tests.conftest import commit_all
-from tests.service.conftest import (
-    ROWS,
-    ServiceProcess,
-    as_json,
-    fast_project,
-    mlcicd,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.service.conftest import ROWS, ServiceProcess, fast_project
 
 ENDPOINT = "iris-classifier-endpoint"
 XSS = "<script>alert(1)</script>"

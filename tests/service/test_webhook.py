@@ -21,14 +21,8 @@ from mlcicd.project import Project
 from mlcicd.service.runner import prepare_source
 from mlcicd.service.webhook import WebhookTarget, handle, signature
 from tests.conftest import commit_all, git
-from tests.service.conftest import (
-    SECRET,
-    ServiceProcess,
-    fast_project,
-    finished,
-    set_yaml,
-    wait_for,
-)
+from tests.helpers import set_yaml, wait_for
+from tests.service.conftest import SECRET, ServiceProcess, fast_project, finished
 
 
 def deliver(
@@ -219,7 +213,8 @@ def test_an_old_captured_push_neither_runs_nor_supersedes_the_newer_one(tmp_path
     new = commit_all(upstream, "newer")
     status, answer = _push(target, _push_of(upstream, new))
     assert status == 202, answer
-    # A push of the old commit this service never received (captured on the way, or while it was down).
+    # A push of the old commit this service never received (captured on the way, or while it
+    # was down).
     status, answer = _push(target, _push_of(upstream, old))
     assert status == 200 and answer["runs"] == [], answer
     assert "not the head" in answer["ignored"][0]

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.helpers import IrisModel, stop_process, train_iris
-
-
-@pytest.fixture(scope="session")
-def iris(tmp_path_factory: pytest.TempPathFactory) -> IrisModel:
-    """A LogisticRegression trained on iris, saved as model.joblib and packed (once)."""
-    return train_iris(tmp_path_factory.mktemp("iris"))
+from tests.serving.helpers import stop_process
 
 
 @pytest.fixture

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
-import os
-import signal
 import socket
 import subprocess
 import textwrap
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import joblib
-import numpy as np
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
-
-from mlcicd.archive import pack_dir
 
 # All four handlers, written the way a user would (and a context-free signature).
 FULL_HANDLERS = """
@@ -45,7 +34,10 @@ FULL_HANDLERS = """
 
 
     def predict_fn(data, model):
-        return {"labels": model.predict(data).tolist(), "probabilities": model.predict_proba(data).tolist()}
+        return {
+            "labels": model.predict(data).tolist(),
+            "probabilities": model.predict_proba(data).tolist(),
+        }
 
 
     def output_fn(prediction, accept):
@@ -89,32 +81,6 @@ TRANSFORM_FN = """
         rows = json.loads(body)
         return json.dumps({"predictions": model.predict(rows).tolist()}), "application/json"
 """
-
-
-@dataclass(frozen=True)
-class IrisModel:
-    model: LogisticRegression
-    X: np.ndarray
-    model_dir: Path
-    archive: Path
-    sha256: str
-
-
-def train_iris(directory: Path, *, C: float = 1.0, flip: bool = False) -> IrisModel:
-    """Train on iris, save model.joblib into ``directory/model`` and pack it.
-
-    ``flip`` reverses the labels, so the model predicts differently from the default one.
-    """
-    X, y = load_iris(return_X_y=True)
-    if flip:
-        y = 2 - y
-    model = LogisticRegression(C=C, max_iter=500).fit(X, y)
-    model_dir = directory / "model"
-    model_dir.mkdir(parents=True)
-    joblib.dump(model, model_dir / "model.joblib")
-    archive = directory / "model.tar.gz"
-    sha = pack_dir(model_dir, archive)
-    return IrisModel(model, X, model_dir, archive, sha)
 
 
 def write_code(directory: Path, script: str, name: str = "inference.py") -> Path:
@@ -196,13 +162,6 @@ def call_asgi(
     )
 
 
-def kill_tree(pids: Iterable[int]) -> None:
-    """Best-effort SIGKILL of processes a test started (cleanup on failure)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     if proc.poll() is None:
         proc.terminate()
@@ -211,14 +170,3 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait()
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)

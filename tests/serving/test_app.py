@@ -13,11 +13,11 @@ import pytest
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.handlers import LoadedVariant, load_handlers
 from mlcicd.serving.metrics import VariantMetrics
+from tests.helpers import IrisModel
 from tests.serving.helpers import (
     CONTEXT_HANDLERS,
     NO_HANDLERS,
     PREDICT_FN_RAISES,
-    IrisModel,
     call_asgi,
     write_code,
 )
@@ -160,7 +160,8 @@ def test_model_error_is_500_with_the_message(code_dir: Path, iris: IrisModel) ->
     assert response.status == 500
     assert response.json() == {
         "error": "ModelError",
-        "message": "predict_fn raised ZeroDivisionError: negative sepals break the model (inference.py, line 9)",
+        "message": "predict_fn raised ZeroDivisionError: negative sepals break the model "
+        "(inference.py, line 9)",
     }
     assert (
         call_asgi(app, body="[[1, 2, 3, 4]]", headers={"Content-Type": "application/json"}).status

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from mlcicd.serving.balance import ABSENT, BUSY_AFTER_SECONDS, BalancedAcceptor, ConnectionBoard
-from tests.serving.helpers import IrisModel, request, wait_for
+from tests.helpers import IrisModel, wait_for
+from tests.serving.helpers import request
 from tests.serving.test_supervisor import Start, in_service, start_supervisor, write_config
 
 __all__ = ["start_supervisor"]  # the fixture, imported for the integration test
@@ -73,9 +74,17 @@ class Worker:
         self.loop.call_soon(self.started.set)
         self.loop.run_forever()
 
-    def block(self, seconds: float) -> None:
-        """Keep the event loop busy, as a long prediction would."""
-        self.loop.call_soon_threadsafe(time.sleep, seconds)
+    def block(self, until: threading.Event) -> None:
+        """Keep the event loop busy until ``until`` is set, as a long prediction would;
+        return once it is busy."""
+        busy = threading.Event()
+
+        def hold() -> None:
+            busy.set()
+            until.wait()
+
+        self.loop.call_soon_threadsafe(hold)
+        assert busy.wait(5), "the worker's loop never ran"
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self._shutdown)
@@ -143,7 +152,11 @@ def test_connections_are_shared_evenly(listener: socket.socket, board: Connectio
         assert [w.acceptor.connections for w in workers] == [4, 4]
         for client in clients[:3]:  # the count follows closes too
             client.close()
-        wait_for(lambda: sum(w.acceptor.connections for w in workers) == 5, timeout=5)
+        wait_for(
+            "5 connections accepted",
+            lambda: sum(w.acceptor.connections for w in workers) == 5,
+            timeout=5,
+        )
         assert [board.counts[i] for i in (0, 1)] == [w.acceptor.connections for w in workers]
         clients.append(connect(listener))  # the next goes to whichever holds fewer
         assert sorted(w.acceptor.connections for w in workers) in ([2, 4], [3, 3])
@@ -180,10 +193,15 @@ def test_a_busy_least_loaded_worker_delays_a_client_never_strands_it(
         assert busy.acceptor.connections == free.acceptor.connections == 1
         clients.append(connect(listener))
         holder, other = (busy, free) if busy.acceptor.connections == 2 else (free, busy)
-        other.block(1.0)  # the least loaded worker cannot accept for a second
-        started = time.monotonic()
-        clients.append(connect(listener))  # so the other one takes it after a short wait
-        assert time.monotonic() - started < 0.5 and holder.acceptor.connections == 3
+        released = threading.Event()
+        other.block(released)  # the least loaded worker cannot accept until released
+        try:
+            # So the holder takes it after a short wait: answered while the other is still
+            # blocked (a stranded client would be answered only after the release).
+            clients.append(connect(listener))
+            assert holder.acceptor.connections == 3 and other.acceptor.connections == 1
+        finally:
+            released.set()
     finally:
         for client in clients:
             client.close()

@@ -15,7 +15,8 @@ from mlcicd.serving import batching, codecs
 from mlcicd.serving.batching import Batcher, batchable, batcher_for
 from mlcicd.serving.codecs import BadRequestError
 from mlcicd.serving.handlers import HandlerError, LoadedVariant, load_handlers
-from tests.serving.helpers import CONTEXT_HANDLERS, NO_HANDLERS, IrisModel, write_code
+from tests.helpers import IrisModel
+from tests.serving.helpers import CONTEXT_HANDLERS, NO_HANDLERS, write_code
 
 # A user's batch-capable predict_fn that records every call's row count and refuses
 # negative first features (a bad row), to see where failures land.

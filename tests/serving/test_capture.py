@@ -17,7 +17,7 @@ import pytest
 from mlcicd.serving.capture import FILE_RECORDS, CaptureWriter, Record
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
 from tests.aws.conftest import AwsClient, aws_env, moto_server  # noqa: F401  (fixtures)
-from tests.serving.helpers import wait_for
+from tests.helpers import wait_for
 
 BUCKET = "mlcicd-capture-test"
 WHEN = 1714568862.25  # 2024-05-01T13:07:42.250Z
@@ -62,7 +62,7 @@ def test_a_file_is_never_overwritten_by_the_next_flush(tmp_path: Path) -> None:
     for n in range(FILE_RECORDS + 5):
         capture.offer(record(n))  # the queue holds 1000: give the thread time to take them
         if n % 500 == 499:
-            wait_for(lambda: capture.queue.qsize() == 0, timeout=10)
+            wait_for("the capture queue to empty", lambda: capture.queue.qsize() == 0, timeout=10)
     capture.close()
     files = sorted((tmp_path / "iris" / "A" / "2024" / "05" / "01" / "13").glob("*.jsonl"))
     # Usually two files (a full one, then the rest); a slow machine may flush once more.
@@ -121,7 +121,7 @@ def test_a_missing_bucket_drops_counts_warns_and_the_writer_goes_on(
     capture = writer(f"s3://{BUCKET}/runs/data-capture", drops)
     for n in range(3):
         capture.offer(record(n))
-    wait_for(lambda: drops.count == 3, timeout=30)
+    wait_for("3 capture drops", lambda: drops.count == 3, timeout=30)
     assert capture.failed == 3 and capture.written == 0
     assert "NoSuchBucket" in caplog.text and "3 capture record(s) dropped" in caplog.text
 
@@ -175,7 +175,7 @@ def test_an_unreachable_s3_fails_a_write_in_seconds_and_the_writer_goes_on(
         for n in range(3):
             capture.offer(record(n))
         wait_for(
-            lambda: drops.count == 3, timeout=30
+            "3 capture drops", lambda: drops.count == 3, timeout=30
         )  # generous: a shared machine is slow at times
         assert (capture.written, capture.failed) == (0, 3)
         assert "Could not connect to the endpoint URL" in caplog.text
@@ -184,7 +184,7 @@ def test_an_unreachable_s3_fails_a_write_in_seconds_and_the_writer_goes_on(
         later = time.time()
         for n in range(3, 5):  # the writer goes on: the next file is tried, and fails the same way
             capture.offer(record(n, later))
-        wait_for(lambda: drops.count == 5, timeout=30)
+        wait_for("5 capture drops", lambda: drops.count == 5, timeout=30)
         assert (capture.written, capture.failed) == (0, 5)
     finally:
         capture.close()

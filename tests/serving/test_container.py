@@ -14,14 +14,8 @@ from pathlib import Path
 import pytest
 
 from mlcicd.serving.container import config_from_env
-from tests.serving.helpers import (
-    NO_HANDLERS,
-    IrisModel,
-    free_port,
-    request,
-    wait_for,
-    write_code,
-)
+from tests.helpers import IrisModel, wait_for
+from tests.serving.helpers import NO_HANDLERS, free_port, request, write_code
 
 
 def test_config_from_env_defaults(tmp_path: Path) -> None:
@@ -72,9 +66,10 @@ def test_serve(tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen
     processes.append(proc)
     status_file = tmp_path / "serve" / "status.json"
     wait_for(
+        "the endpoint InService",
         lambda: (
             status_file.is_file() and json.loads(status_file.read_text())["status"] == "InService"
-        )
+        ),
     )
     url = f"http://127.0.0.1:{port}"
     assert request(url, "GET", "/ping").status == 200
@@ -119,9 +114,10 @@ def test_serve_loads_only_the_archive_of_its_digest(
     processes.append(proc)
     status_file = tmp_path / "serve" / "status.json"
     wait_for(
+        "the endpoint InService",
         lambda: (
             status_file.is_file() and json.loads(status_file.read_text())["status"] == "InService"
-        )
+        ),
     )
     response = request(
         f"http://127.0.0.1:{port}", body="5.1,3.5,1.4,0.2", headers={"Content-Type": "text/csv"}
@@ -181,7 +177,8 @@ def test_serve_takes_the_socket_handed_over_on_fd_3(
         processes.append(proc)
         status = tmp_path / name / "status.json"
         wait_for(
-            lambda: status.is_file() and json.loads(status.read_text())["status"] == "InService"
+            f"serve ({name}) InService",
+            lambda: status.is_file() and json.loads(status.read_text())["status"] == "InService",
         )
         return proc
 

@@ -41,7 +41,8 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTre
 from mlcicd.serving import fastpath
 from mlcicd.serving.fastpath import LeanPredictor, compile_model, probe_rows
 from mlcicd.serving.handlers import LoadedVariant, load_handlers
-from tests.serving.helpers import NO_HANDLERS, IrisModel, write_code
+from tests.helpers import IrisModel
+from tests.serving.helpers import NO_HANDLERS, write_code
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 

@@ -17,6 +17,7 @@ from mlcicd.serving.handlers import (
     default_predict_fn,
     load_handlers,
 )
+from tests.helpers import IrisModel
 from tests.serving.helpers import (
     CONTEXT_HANDLERS,
     FULL_HANDLERS,
@@ -24,7 +25,6 @@ from tests.serving.helpers import (
     NO_HANDLERS,
     PREDICT_FN_RAISES,
     TRANSFORM_FN,
-    IrisModel,
     write_code,
 )
 
@@ -116,7 +116,8 @@ def test_local_imports_of_the_script_work(code_dir: Path, iris: IrisModel) -> No
     write_code(code_dir, "def double(x):\n    return x * 2\n", name="helpers_for_test_xyz.py")
     variant = loaded(
         code_dir,
-        "from helpers_for_test_xyz import double\n\ndef predict_fn(data, model):\n    return double(data)\n",
+        "from helpers_for_test_xyz import double\n\n"
+        "def predict_fn(data, model):\n    return double(data)\n",
         iris,
     )
     body, _ = variant.invoke(b"[1, 2]", codecs.JSON, codecs.JSON)
@@ -146,7 +147,8 @@ def test_model_fn_error_carries_the_message(code_dir: Path, tmp_path: Path) -> N
     handlers = load_handlers(write_code(code_dir, MODEL_FN_RAISES))
     with pytest.raises(
         EndpointError,
-        match=r"model_fn of inference.py raised RuntimeError: the weights are corrupt \(inference.py, line 3\)",
+        match=r"model_fn of inference.py raised RuntimeError: the weights are corrupt "
+        r"\(inference.py, line 3\)",
     ):
         handlers.load_model(tmp_path)
 

@@ -11,7 +11,7 @@ from mlcicd.archive import MARKER, extracted_sha256
 from mlcicd.errors import ArtifactError
 from mlcicd.serving.model_check import verified_model_dir
 from tests.aws.conftest import AwsClient, aws_env, moto_server  # noqa: F401  (fixtures)
-from tests.serving.helpers import IrisModel
+from tests.helpers import IrisModel
 
 BUCKET = "mlcicd-models"
 KEY = "iris/models/model.tar.gz"

@@ -21,16 +21,13 @@ from mlcicd import procinfo
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving import metrics
 from mlcicd.serving.config import ServingConfig, VariantSpec
+from tests.helpers import IrisModel, kill_tree, train_iris, wait_for
 from tests.serving.helpers import (
     MODEL_FN_RAISES,
     NO_HANDLERS,
-    IrisModel,
     free_port,
-    kill_tree,
     request,
     stop_process,
-    train_iris,
-    wait_for,
     write_code,
 )
 
@@ -110,7 +107,10 @@ def start_supervisor() -> Iterator[Start]:
 
 
 def in_service(state_dir: Path) -> dict[str, Any]:
-    return wait_for(lambda: (s := status(state_dir)).get("status") == "InService" and s)
+    return wait_for(
+        "the endpoint InService",
+        lambda: (s := status(state_dir)).get("status") == "InService" and s,
+    )
 
 
 def predict(url: str) -> list[int]:
@@ -147,14 +147,15 @@ def test_sighup_starts_a_new_generation(
     write_config(state_dir, flipped, name="cfg-2")
     proc.send_signal(signal.SIGHUP)
     after = wait_for(
+        "generation 2 InService",
         lambda: (
             (s := status(state_dir)).get("generation") == 2 and s.get("status") == "InService" and s
-        )
+        ),
     )
     assert after["config_name"] == "cfg-2" and after["url"] == before["url"]
     assert predict(after["url"]) == flipped.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
     old = before["workers"][0]["pid"]
-    wait_for(lambda: procinfo.start_time(old) is None, timeout=20)
+    wait_for("the old worker to exit", lambda: procinfo.start_time(old) is None, timeout=20)
 
 
 def test_failed_update_keeps_the_old_generation(
@@ -165,7 +166,10 @@ def test_failed_update_keeps_the_old_generation(
     before = in_service(state_dir)
     write_config(state_dir, iris, MODEL_FN_RAISES, name="cfg-broken")
     proc.send_signal(signal.SIGHUP)
-    after = wait_for(lambda: (s := status(state_dir)).get("last_update_failure") and s)
+    after = wait_for(
+        "the update failure in the status",
+        lambda: (s := status(state_dir)).get("last_update_failure") and s,
+    )
     assert "the weights are corrupt" in after["last_update_failure"]
     assert (
         after["status"] == "InService"
@@ -185,11 +189,12 @@ def test_a_dead_worker_is_replaced(
     victim = before["workers"][0]["pid"]
     os.kill(victim, signal.SIGKILL)
     after = wait_for(
+        "the worker restarted",
         lambda: (
             (s := status(state_dir)).get("worker_restarts") == 1
             and [w["state"] for w in s["workers"]] == ["ready"]
             and s
-        )
+        ),
     )
     assert after["workers"][0]["pid"] != victim
     assert predict(after["url"]) == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
@@ -230,7 +235,11 @@ def test_workers_end_with_their_supervisor(
     pids = [w["pid"] for w in in_service(state_dir)["workers"]]
     proc.kill()
     proc.wait()
-    wait_for(lambda: all(procinfo.start_time(pid) is None for pid in pids), timeout=20)
+    wait_for(
+        "every process to exit",
+        lambda: all(procinfo.start_time(pid) is None for pid in pids),
+        timeout=20,
+    )
 
 
 def test_startup_timeout(tmp_path: Path, iris: IrisModel, start_supervisor: Start) -> None:
@@ -272,6 +281,7 @@ HANG_IN_C_ROW = b"[[-9.0, 3.0, 5.2, 2.3]]"
 def replaced(state_dir: Path, victim: int) -> dict[str, Any]:
     """status.json once the stalled ``victim`` is gone and every worker is ready again."""
     return wait_for(
+        "the worker restarted",
         lambda: (
             (s := status(state_dir)).get("worker_restarts") == 1
             and victim not in [w["pid"] for w in s["workers"]]
@@ -311,7 +321,7 @@ def test_a_stalled_worker_answers_504_and_is_replaced_while_the_other_serves(
     before = in_service(state_dir)
     url, expected = before["url"], iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
     hung = hang_in_background(url, HANG_ROW)
-    wait_for(lambda: (state_dir / "run" / "hanging").exists())
+    wait_for("the worker to hang", lambda: (state_dir / "run" / "hanging").exists())
     # Every other request, each on a new connection, is answered throughout: by the other
     # worker while one is stalled, then by it and the replacement.
     answered, deadline = 0, time.monotonic() + 60
@@ -348,7 +358,7 @@ def test_with_one_stalled_worker_ping_fails_until_its_replacement_serves(
     held.request("GET", "/ping")
     assert held.getresponse().read() == b"{}"
     hung = hang_in_background(url, HANG_ROW, path="/endpoints/iris/invocations")
-    wait_for(lambda: (state_dir / "run" / "hanging").exists())
+    wait_for("the worker to hang", lambda: (state_dir / "run" / "hanging").exists())
     held.request("POST", "/invocations", body=ROW, headers=JSON)  # never read by the worker
     with pytest.raises(TimeoutError):  # nobody answers /ping while the only worker is stalled
         request(url, "GET", "/ping", timeout=1.0)

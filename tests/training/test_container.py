@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mlcicd.training.container import main
 from mlcicd.training.toolkit import encode_hyperparameters, input_data_config, resource_config
+from tests.helpers import wait_for
 from tests.training.conftest import DUMP_SCRIPT, SAVE_MODEL, process_gone
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,11 @@ def test_an_exception_writes_the_failure_file(tmp_path: Path) -> None:
 
 
 def test_the_scripts_own_failure_file_is_kept(tmp_path: Path) -> None:
-    script = 'import os, sys\nopen("/".join([os.environ["SM_OUTPUT_DIR"], "failure"]), "w").write("mine")\nsys.exit(2)\n'
+    script = (
+        "import os, sys\n"
+        'open("/".join([os.environ["SM_OUTPUT_DIR"], "failure"]), "w").write("mine")\n'
+        "sys.exit(2)\n"
+    )
     base = fake_opt_ml(tmp_path, script)
     assert main(["--base-dir", str(base)], environ()) == 2
     assert (base / "output" / "failure").read_text() == "mine"
@@ -134,7 +138,8 @@ def test_sigterm_stops_the_script_and_its_children(tmp_path: Path) -> None:
     script = """
 import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "pids"), "w").write(f"{os.getpid()} {child.pid}")
+with open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "pids"), "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
 time.sleep(60)
 """
     base = fake_opt_ml(tmp_path, script)
@@ -147,10 +152,10 @@ time.sleep(60)
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (pids_file.exists() and len(pids_file.read_text().split()) == 2):
-            assert time.monotonic() < deadline, "the script did not start"
-            time.sleep(0.05)
+        wait_for(
+            "the script and its child to start",
+            lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2,
+        )
         container.send_signal(signal.SIGTERM)
         _, stderr = container.communicate(timeout=30)
     finally:

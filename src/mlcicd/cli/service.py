@@ -123,14 +123,12 @@ def _decide(ctx: click.Context, run_id: int, approved: bool, comment: str | None
         return
     state = project.state
     user = os.environ.get("USER") or getpass.getuser()
-    expired = [a for a in state.expired_approvals() if a.run_id == run_id]
+    approval, expired = state.decide_approval_unless_expired(
+        run_id, approved, by=user, comment=comment
+    )
     if expired:
-        state.decide_approval(
-            run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
-        )
         click.echo(f"run {run_id}: the approval had timed out; the model is rejected", err=True)
     else:
-        approval = state.decide_approval(run_id, approved, by=user, comment=comment)
         click.echo(
             f"run {run_id}: model {approval.model_group}/{approval.model_version} "
             f"{approval.status.lower()} by {user}" + (f": {comment}" if comment else "")

@@ -29,8 +29,7 @@ from mlcicd.monitor.constraints import suggest_constraints
 from mlcicd.monitor.dataset import read_channel
 from mlcicd.monitor.statistics import dataset_statistics
 from mlcicd.project import Project
-from mlcicd.state import ModelPackage
-from mlcicd.state_monitor import ModelBaseline
+from mlcicd.state import ModelBaseline, ModelPackage
 
 STATISTICS = "statistics.json"
 CONSTRAINTS = "constraints.json"

@@ -25,7 +25,7 @@ from typing import Any
 from mlcicd.errors import MlcicdError, NothingToCheckError
 from mlcicd.monitor.check import VariantCheck, check_endpoint
 from mlcicd.project import Project
-from mlcicd.state_monitor import COMPLETED, FAILED, SKIPPED, WITH_VIOLATIONS, MonitoringExecution
+from mlcicd.state import COMPLETED, FAILED, SKIPPED, WITH_VIOLATIONS, MonitoringExecution
 
 CAPTURE_SETTLE = 30.0  # seconds: capture writers flush every second; an S3 put may take some more
 MAX_INTERVALS = 24  # a window covers at most this many intervals (its records are read into memory)

@@ -175,10 +175,7 @@ def _post_runs_for(project: Project, path: str, body: bytes, by: str) -> tuple[i
     if action == "retry":
         return HTTPStatus.ACCEPTED, {"run": triggers.retry(project, run_id)}
     comment = _text(data, "comment")
-    if any(a.run_id == run_id for a in state.expired_approvals()):
-        approval = state.decide_approval(
-            run_id, False, by="mlcicd (timeout)", comment="no decision within approve.timeout"
-        )
-        return HTTPStatus.OK, {"approval": approval, "timed_out": True}
-    approval = state.decide_approval(run_id, action == "approve", by=by, comment=comment)
-    return HTTPStatus.OK, {"approval": approval, "timed_out": False}
+    approval, timed_out = state.decide_approval_unless_expired(
+        run_id, action == "approve", by=by, comment=comment
+    )
+    return HTTPStatus.OK, {"approval": approval, "timed_out": timed_out}

@@ -234,15 +234,8 @@ class Service:
             run = triggers.poll(project)
             if run is not None:
                 self.log(f"{config.pipeline}: poll found {run.commit_sha}: run {run.id} queued")
-        for approval in state.expired_approvals():
-            with contextlib.suppress(MlcicdError):
-                state.decide_approval(
-                    approval.run_id,
-                    False,
-                    by="mlcicd (timeout)",
-                    comment=f"no decision within approve.timeout ({config.approve.timeout:g}s)",
-                )
-                self.log(f"run {approval.run_id}: approval timed out; rejected")
+        for approval in state.reject_expired_approvals(timeout=config.approve.timeout):
+            self.log(f"run {approval.run_id}: approval timed out; rejected")
         if s.child is not None and s.child.process.poll() is not None:
             self.log(
                 f"{config.pipeline}: run {s.child.run_id} process exited ({s.child.process.returncode})"

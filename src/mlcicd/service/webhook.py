@@ -32,7 +32,7 @@ from typing import Any
 
 from mlcicd.project import Project
 from mlcicd.service.triggers import branch_head, queueing, remote_url, same_repository
-from mlcicd.state_service import Delivery
+from mlcicd.state import Delivery
 
 COMMIT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or a SHA-256 repository's
 

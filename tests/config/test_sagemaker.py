@@ -29,7 +29,8 @@ TWO = "  variants: [{name: A, weight: 1}, {name: B, weight: 1}]\n"
         (
             "  strategy: linear\n  linear: {step_percent: 5}\n",
             "deploy.linear.step_percent",
-            "SageMaker's LinearStepSize is a whole percentage of the instances from 10 to 50, got 5",
+            "SageMaker's LinearStepSize is a whole percentage of the instances from 10 to 50, "
+            "got 5",
         ),
         (
             "  strategy: canary\n  canary: {bake_seconds: 7200}\n",
@@ -49,7 +50,8 @@ TWO = "  variants: [{name: A, weight: 1}, {name: B, weight: 1}]\n"
         (
             TWO + "  shadow: {model: latest}\n",
             "deploy.shadow",
-            "SageMaker puts a shadow variant beside one production variant, and deploy.variants has 2",
+            "SageMaker puts a shadow variant beside one production variant, and deploy.variants "
+            "has 2",
         ),
         (
             "  variants: ["

@@ -46,7 +46,8 @@ def test_defaults_fill_what_is_not_said() -> None:
         ),
         (
             "pipeline: p\ntrain: {backend: docker}",
-            "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', 'container', got 'docker'",
+            "mlcicd.yaml: train.backend: expected one of 'local', 'sagemaker', 'container', "
+            "got 'docker'",
         ),
         (
             "pipeline: p\ntrain: {channels: [data]}",
@@ -69,7 +70,8 @@ def test_defaults_fill_what_is_not_said() -> None:
             "invalid regular expression",
         ),
         (
-            "pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=(.+)'}]\ngate: {f1: 0.5}",
+            "pipeline: p\ntrain:\n  metric_definitions: [{name: acc, regex: 'acc=(.+)'}]\n"
+            "gate: {f1: 0.5}",
             "gate.f1: the gate checks 'f1'",
         ),
         ("pipeline: p\nstore: {uri: 'ftp://x'}", "store.uri: expected an s3:// URI"),
@@ -123,7 +125,8 @@ def test_monitor_settings_and_their_defaults() -> None:
         "Robust",
     )
     config = parse_config(
-        "pipeline: p\ntrain: {channels: {train: d}}\nmonitor: {channel: train, drift_threshold: 0.25}"
+        "pipeline: p\ntrain: {channels: {train: d}}\n"
+        "monitor: {channel: train, drift_threshold: 0.25}"
     )
     assert (config.monitor.channel, config.monitor.drift_threshold) == ("train", 0.25)
 

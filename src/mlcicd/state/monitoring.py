@@ -14,123 +14,36 @@ window that overlaps one already recorded (same transaction), so a record is cou
 even if two services were to check the same endpoint. A check that found violations, or
 could not run, appends a ``monitoring_violations`` or ``monitoring_failed`` event in the same
 transaction; the service's notifier delivers it.
-
-These are methods of :class:`mlcicd.state.State` (mixed in); only state.py opens the
-database.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlcicd.state_service import add_event
-
-MONITOR_SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_baselines (
-    group_name          TEXT NOT NULL,
-    version             INTEGER NOT NULL,
-    statistics_uri      TEXT NOT NULL,
-    statistics_sha256   TEXT NOT NULL,
-    constraints_uri     TEXT NOT NULL,
-    constraints_sha256  TEXT NOT NULL,
-    dataset             TEXT NOT NULL DEFAULT '{}',  -- {"channel", "files", "label", "item_count", …}
-    created_at          REAL NOT NULL,
-    PRIMARY KEY (group_name, version)
-);
-CREATE TABLE IF NOT EXISTS monitoring_executions (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    endpoint_name   TEXT NOT NULL,
-    window_start    REAL NOT NULL,          -- captured records at or after this…
-    window_end      REAL NOT NULL,          -- …and before this
-    status          TEXT NOT NULL,          -- Completed | CompletedWithViolations | Skipped | Failed
-    records         INTEGER NOT NULL DEFAULT 0,
-    violation_count INTEGER NOT NULL DEFAULT 0,
-    variants        TEXT NOT NULL DEFAULT '[]',  -- [{"variant", "model", "records", "violations", "violations_uri", …}]
-    reason          TEXT,                   -- why it was skipped or failed
-    started_at      REAL NOT NULL,
-    ended_at        REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS monitoring_executions_window ON monitoring_executions(endpoint_name, window_end);
-"""
-
-COMPLETED = "Completed"
-WITH_VIOLATIONS = "CompletedWithViolations"
-SKIPPED = "Skipped"
-FAILED = "Failed"
+from mlcicd.state.db import Tables
+from mlcicd.state.events import add_event
+from mlcicd.state.records import FAILED, WITH_VIOLATIONS, ModelBaseline, MonitoringExecution
 
 
-@dataclass
-class ModelBaseline:
-    group_name: str
-    version: int
-    statistics_uri: str
-    statistics_sha256: str
-    constraints_uri: str
-    constraints_sha256: str
-    dataset: dict[str, Any] = field(default_factory=dict)
-    created_at: float = 0.0
-
-    @property
-    def arn(self) -> str:
-        """The model package it belongs to: group/version."""
-        return f"{self.group_name}/{self.version}"
-
-
-@dataclass
-class MonitoringExecution:
-    """One scheduled check of an endpoint's captured requests (SageMaker's MonitoringExecution)."""
-
-    endpoint_name: str
-    window_start: float
-    window_end: float
-    status: str
-    records: int = 0
-    violation_count: int = 0
-    variants: list[dict[str, Any]] = field(default_factory=list)
-    reason: str | None = None
-    started_at: float = 0.0
-    ended_at: float = 0.0
-    id: int = 0
-
-    @property
-    def verdict(self) -> str:
-        """What it found, in a few words: ``no violations``, ``3 violations``, ``skipped: why``…"""
-        if self.status == COMPLETED:
-            return "no violations"
-        if self.status == WITH_VIOLATIONS:
-            return f"{self.violation_count} violation{'s' if self.violation_count != 1 else ''}"
-        return f"{self.status.lower()}: {self.reason}"
-
-
-class MonitorState:
-    """Mixed into ``State``: data-quality baselines of model versions, monitoring executions."""
-
-    _db: sqlite3.Connection
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _one(self, cls: type[Any], sql: str, *args: Any) -> Any: ...
-        def _all(self, cls: type[Any], sql: str, *args: Any) -> list[Any]: ...
+class Monitoring(Tables):
+    """Data-quality baselines of model versions, monitoring executions of endpoints."""
 
     def record_baseline(self, baseline: ModelBaseline) -> ModelBaseline:
         """Record (or replace) the baseline of ``group/version``."""
         baseline.created_at = baseline.created_at or time.time()
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO model_baselines VALUES (:group_name, :version, :statistics_uri,"
-                " :statistics_sha256, :constraints_uri, :constraints_sha256, :dataset, :created_at)",
+                "INSERT OR REPLACE INTO model_baselines VALUES (:group_name, :version,"
+                " :statistics_uri, :statistics_sha256, :constraints_uri, :constraints_sha256,"
+                " :dataset, :created_at)",
                 {**baseline.__dict__, "dataset": json.dumps(baseline.dataset, default=str)},
             )
         return baseline
 
     def get_baseline(self, group_name: str, version: int) -> ModelBaseline | None:
-        baseline: ModelBaseline | None = self._one(
+        baseline: ModelBaseline | None = self.db.one(
             ModelBaseline,
             "SELECT * FROM model_baselines WHERE group_name=? AND version=?",
             group_name,
@@ -145,9 +58,10 @@ class MonitorState:
     ) -> MonitoringExecution | None:
         """Record a finished execution, and its event when it found violations or failed;
         None (nothing recorded) when its window overlaps one recorded already."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             overlap = db.execute(
-                "SELECT id FROM monitoring_executions WHERE endpoint_name=? AND window_start < ? AND window_end > ?",
+                "SELECT id FROM monitoring_executions"
+                " WHERE endpoint_name=? AND window_start < ? AND window_end > ?",
                 (execution.endpoint_name, execution.window_end, execution.window_start),
             ).fetchone()
             if overlap is not None:
@@ -155,10 +69,10 @@ class MonitorState:
             values = {**execution.__dict__, "variants": json.dumps(execution.variants, default=str)}
             del values["id"]
             cur = db.execute(
-                "INSERT INTO monitoring_executions (endpoint_name, window_start, window_end, status, records,"
-                " violation_count, variants, reason, started_at, ended_at) VALUES (:endpoint_name,"
-                " :window_start, :window_end, :status, :records, :violation_count, :variants, :reason,"
-                " :started_at, :ended_at)",
+                "INSERT INTO monitoring_executions (endpoint_name, window_start, window_end,"
+                " status, records, violation_count, variants, reason, started_at, ended_at)"
+                " VALUES (:endpoint_name, :window_start, :window_end, :status, :records,"
+                " :violation_count, :variants, :reason, :started_at, :ended_at)",
                 values,
             )
             execution.id = int(cur.lastrowid or 0)
@@ -178,12 +92,12 @@ class MonitorState:
     ) -> list[MonitoringExecution]:
         """The newest executions first (of ``endpoint``, or of every endpoint)."""
         if endpoint is None:
-            return self._all(
+            return self.db.all(
                 MonitoringExecution,
                 "SELECT * FROM monitoring_executions ORDER BY window_end DESC, id DESC LIMIT ?",
                 limit,
             )
-        return self._all(
+        return self.db.all(
             MonitoringExecution,
             "SELECT * FROM monitoring_executions WHERE endpoint_name=?"
             " ORDER BY window_end DESC, id DESC LIMIT ?",
@@ -193,8 +107,8 @@ class MonitorState:
 
     def last_monitored(self, endpoint: str) -> float | None:
         """Where the next window of ``endpoint`` starts: the end of the last one recorded."""
-        row = self._db.execute(
-            "SELECT MAX(window_end) FROM monitoring_executions WHERE endpoint_name=?", (endpoint,)
+        row = self.db.execute(
+            "SELECT MAX(window_end) FROM monitoring_executions WHERE endpoint_name=?", endpoint
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
@@ -222,15 +136,3 @@ def _event_data(execution: MonitoringExecution) -> dict[str, Any]:
             for v in execution.variants
         ],
     }
-
-
-__all__ = [
-    "COMPLETED",
-    "FAILED",
-    "MONITOR_SCHEMA",
-    "SKIPPED",
-    "WITH_VIOLATIONS",
-    "ModelBaseline",
-    "MonitorState",
-    "MonitoringExecution",
-]

@@ -1,19 +1,52 @@
-"""Monitoring executions in the state database: recorded once per window, their events in the
-same transaction, the end of the last window for the schedule to resume from."""
+"""Baselines and monitoring executions in the state database: a baseline recorded and
+replaced; executions recorded once per window, their events in the same transaction, the
+end of the last window for the schedule to resume from."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from mlcicd.state import (
+    COMPLETED,
+    FAILED,
+    SKIPPED,
+    WITH_VIOLATIONS,
+    ModelBaseline,
+    MonitoringExecution,
+    State,
+)
+from tests.state.helpers import register_package
 
-import pytest
 
-from mlcicd.state import State
-from mlcicd.state_monitor import COMPLETED, FAILED, SKIPPED, WITH_VIOLATIONS, MonitoringExecution
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> State:
-    return State(tmp_path / "state.db")
+def test_a_models_baseline_is_recorded_and_replaced(state: State) -> None:
+    register_package(state, "a")
+    assert state.get_baseline("iris", 1) is None
+    first = ModelBaseline(
+        group_name="iris",
+        version=1,
+        statistics_uri="file:///s1",
+        statistics_sha256="1",
+        constraints_uri="file:///c1",
+        constraints_sha256="2",
+        dataset={"item_count": 150},
+    )
+    state.record_baseline(first)
+    got = state.get_baseline("iris", 1)
+    assert (
+        got is not None
+        and got.dataset == {"item_count": 150}
+        and got.arn == "iris/1"
+        and got.created_at > 0
+    )
+    state.record_baseline(
+        ModelBaseline(
+            group_name="iris",
+            version=1,
+            statistics_uri="file:///s2",
+            statistics_sha256="3",
+            constraints_uri="file:///c2",
+            constraints_sha256="4",
+        )
+    )
+    assert state.get_baseline("iris", 1).statistics_uri == "file:///s2"  # type: ignore[union-attr]
 
 
 def execution(

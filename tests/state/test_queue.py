@@ -3,17 +3,10 @@ same endpoint, never superseded by a commit; a failed one is an event."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mlcicd.errors import StateError
 from mlcicd.state import Run, State
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> State:
-    return State(tmp_path / "state.db")
 
 
 def _rollback(

@@ -48,7 +48,8 @@ def test_aws_takes_the_endpoint_role_and_key_from_the_stack(iris: Config) -> Non
     assert on_aws.deploy.role == outputs["EndpointRoleArn"] != on_aws.train.role
     assert on_aws.train.kms_key == outputs["EncryptionKeyArn"]
     assert on_aws.train.network_isolation is True
-    # An older stack without them: the endpoint falls back to train.role, nothing is encrypted by name.
+    # An older stack without them: the endpoint falls back to train.role, nothing is encrypted
+    # by name.
     older = with_backend(iris, "aws", stack_outputs=OUTPUTS, commit=COMMIT)
     assert (older.deploy.role, older.train.kms_key) == (None, None)
     mine = parse_config(

@@ -1,0 +1,135 @@
+"""Scaffolding every test package shares: one of each, so that a fix reaches every test.
+
+- ``train_iris``: a small real model, saved and packed as an endpoint serves it (the
+  session-scoped ``iris`` and ``flipped`` fixtures in tests/conftest.py train it once).
+- ``mlcicd``: the CLI in-process, as a user types it; ``as_json`` its JSON output;
+  ``set_yaml`` edits a project's mlcicd.yaml.
+- ``wait_for``: a wait on a condition; its deadline only guards against hanging, so a slow
+  machine makes a test slower, never red.
+- ``delete_endpoints`` / ``kill_tree``: the teardown of the endpoints a test started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import joblib
+import numpy as np
+from click.testing import CliRunner, Result
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from mlcicd.archive import pack_dir
+from mlcicd.cli import cli
+
+if TYPE_CHECKING:
+    from mlcicd.endpoints.local import LocalEndpointBackend
+    from mlcicd.project import Project
+
+WAIT = 240.0  # generous: a first build installs the environment; reached only when hanging
+
+
+@dataclass(frozen=True)
+class IrisModel:
+    model: LogisticRegression
+    X: np.ndarray
+    model_dir: Path
+    archive: Path
+    sha256: str
+
+
+def train_iris(directory: Path, *, C: float = 1.0, flip: bool = False) -> IrisModel:
+    """Train on iris, save model.joblib into ``directory/model`` and pack it.
+
+    ``flip`` reverses the labels, so the model predicts differently from the default one.
+    """
+    X, y = load_iris(return_X_y=True)
+    if flip:
+        y = 2 - y
+    model = LogisticRegression(C=C, max_iter=500).fit(X, y)
+    model_dir = directory / "model"
+    model_dir.mkdir(parents=True)
+    joblib.dump(model, model_dir / "model.joblib")
+    archive = directory / "model.tar.gz"
+    sha = pack_dir(model_dir, archive)
+    return IrisModel(model, X, model_dir, archive, sha)
+
+
+def mlcicd(project: Path | Project | None, *args: str, catch_exceptions: bool = False) -> Result:
+    """Run ``mlcicd -C PROJECT ARGS…`` in-process (no ``-C`` when ``project`` is None).
+
+    Unexpected exceptions propagate by default, so a bug shows its traceback in the test.
+    """
+    if project is None:
+        where: list[str] = []
+    else:
+        where = ["-C", str(project if isinstance(project, Path) else project.root)]
+    return CliRunner().invoke(cli, [*where, *args], catch_exceptions=catch_exceptions)
+
+
+def as_json(result: Result) -> Any:
+    """The JSON a successful command printed (its output shown when it failed)."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def set_yaml(project: Path, old: str, new: str) -> None:
+    """Replace ``old`` (which must be there) by ``new`` in the project's mlcicd.yaml."""
+    path = project / "mlcicd.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = WAIT, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that.
+
+    ``timeout`` is a deadline against hanging, not a measurement: when it passes the test
+    fails naming ``what`` it waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def kill_tree(pids: Iterable[int]) -> None:
+    """Best-effort SIGKILL of processes a test started (cleanup on failure)."""
+    for pid in pids:
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def delete_endpoints(backend: LocalEndpointBackend) -> None:
+    """Delete every endpoint under ``backend`` (they outlive the test by design).
+
+    An endpoint that cannot be deleted in order has its supervisor and workers killed, so a
+    failed test leaves no process behind.
+    """
+    from mlcicd.endpoints.local import _read
+
+    if not backend.root.is_dir():
+        return
+    for endpoint in backend.root.iterdir():
+        if not endpoint.is_dir():
+            continue
+        try:
+            backend.delete(endpoint.name)
+        except Exception:
+            status = _read(endpoint / "status.json") or {}
+            kill_tree([status.get("pid", 0), *(w["pid"] for w in status.get("workers", []))])

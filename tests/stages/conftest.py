@@ -1,0 +1,67 @@
+"""One stage at a time: a real project (a committed iris copy, its state database and local
+store), a run in that database, and the outputs the earlier stages would have handed on."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlcicd.pipeline import RunContext, RunOptions, SilentReporter
+from mlcicd.project import Project
+from tests.conftest import git, make_repo, stop_endpoints
+
+STAGES = ["source", "build", "train", "gate", "register", "deploy"]
+
+
+@pytest.fixture
+def iris_repo(tmp_path: Path) -> Iterator[Path]:
+    """A committed copy of examples/iris; its endpoints are stopped after the test."""
+    root = make_repo(tmp_path / "iris")
+    yield root
+    stop_endpoints(root)
+
+
+class Stages:
+    """A RunContext per stage run, on one project, collecting what the stages log."""
+
+    def __init__(self, root: Path) -> None:
+        self.project = Project(root)
+        self.lines: list[str] = []
+
+    def context(self, outputs: dict[str, dict[str, Any]], *, force: bool = False) -> RunContext:
+        project = self.project
+        run = project.state.create_run(
+            pipeline=project.config.pipeline, project_dir=str(project.root), stages=STAGES
+        )
+        return RunContext(
+            project=project,
+            config=project.config,
+            run=run,
+            options=RunOptions(force=force),
+            reporter=SilentReporter(),
+            outputs={k: dict(v) for k, v in outputs.items()},
+            log=self.lines.append,
+        )
+
+    def source(self) -> dict[str, Any]:
+        """What the source stage hands on for HEAD of the repository."""
+        root = self.project.root
+        commit = git(root, "rev-parse", "HEAD").strip()
+        return {
+            "source_dir": str(root),
+            "commit": commit,
+            "branch": "main",
+            "author": "Ada Tester",
+            "message": "iris classifier",
+            "tree": git(root, "rev-parse", "HEAD^{tree}").strip(),
+            "dirty": False,
+        }
+
+    @staticmethod
+    def build() -> dict[str, Any]:
+        """A build whose environment is this interpreter's (it has the example's imports)."""
+        return {"digest": "b" * 64, "python": sys.executable, "environment": sys.prefix}

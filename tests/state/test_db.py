@@ -1,0 +1,132 @@
+"""The state on disk: WAL, synced before a write returns, the owner's alone, opened without
+disturbing the locks of the process's other connections; older schemas migrated, newer
+ones refused."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlcicd.errors import StateError
+from mlcicd.state import SCHEMA_VERSION, Delivery, State
+
+STAGES = ["source", "build", "train"]
+
+
+def test_database_is_wal(state: State) -> None:
+    mode = sqlite3.connect(state.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_writes_are_synced_before_they_return(state: State) -> None:
+    """synchronous=FULL (2): a queued run, an approval, a registered model survive a power loss."""
+    assert state.db.connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_state_directory_and_database_are_the_owners_alone(tmp_path: Path) -> None:
+    state = State(tmp_path / "new" / "state.db")
+    state.create_run(pipeline="iris", project_dir="/p", stages=STAGES)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in (state.path.parent, *state.path.parent.iterdir())
+    }
+    assert modes == {"new": 0o700, "state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+
+
+def test_a_looser_state_directory_and_database_are_tightened(tmp_path: Path) -> None:
+    """As an older mlcicd left them (0755, 0644): readable by every user of the machine."""
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    os.chmod(old, 0o755)
+    State(old / "state.db").close()
+    os.chmod(old, 0o755)
+    os.chmod(old / "state.db", 0o644)
+    State(old / "state.db").close()
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (old, old / "state.db")] == [0o700, 0o600]
+
+
+def test_a_state_directory_that_cannot_be_created_is_a_state_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StateError, match="cannot create state database"):
+        State(tmp_path / "file" / "state.db")
+
+
+def test_opening_the_state_leaves_the_other_connections_locks_alone(tmp_path: Path) -> None:
+    """Closing any descriptor of the database file drops every lock this process holds on it.
+    Were opening a State to do that, the next process to close its connection would find
+    itself the last one, checkpoint and delete the WAL under the service: a malformed database."""
+    path = tmp_path / "state.db"
+    first = State(path)
+    first.create_run(pipeline="iris", project_dir="/p", stages=STAGES)
+    State(path).close()
+    code = (
+        f"import sqlite3; c = sqlite3.connect({str(path)!r});"
+        " c.execute('SELECT 1 FROM runs').fetchall(); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert path.with_name("state.db-wal").exists()  # still ours: the other process was not the last
+    assert first.get_run(1).pipeline == "iris"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(StateError, match="newer mlcicd"):
+        State(tmp_path / "state.db")
+
+
+@pytest.mark.parametrize(
+    ("version", "table"), [(2, "model_baselines"), (3, "monitoring_executions")]
+)
+def test_an_older_database_gains_the_tables_of_later_schemas(
+    tmp_path: Path, version: int, table: str
+) -> None:
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"PRAGMA user_version={version}")
+    db.close()
+    state = State(tmp_path / "state.db")
+    assert state.get_baseline("iris", 1) is None and state.monitoring_executions("iris") == []
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+    )
+
+
+def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Path) -> None:
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE webhook_bodies")
+    db.execute(
+        "INSERT INTO webhook_deliveries (delivery_id, event, received_at) VALUES ('old', 'push', 0)"
+    )
+    db.execute("PRAGMA user_version=4")
+    db.commit()
+    db.close()
+    state = State(tmp_path / "state.db")
+    assert not state.record_delivery(
+        Delivery(id="old", event="push", body_sha256="a")
+    )  # kept across the upgrade
+    assert state.record_delivery(Delivery(id="first", event="push", body_sha256="b"))
+    assert not state.record_delivery(Delivery(id="replayed", event="push", body_sha256="b"))
+    run, _ = state.enqueue_run(
+        pipeline="p",
+        project_dir="/",
+        ref="c" * 40,
+        commit_sha="c" * 40,
+        trigger={},
+        delivery=Delivery(id="again", event="push", body_sha256="b"),
+    )
+    assert run is None and state.list_runs() == []
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+    )
