@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mlcicd.errors import BuildError
 from mlcicd.images.podman import image_exists, image_id, podman_binary, tail
-from mlcicd.process import run_streaming
+from mlcicd.process import child_environment, run_streaming
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -176,7 +176,11 @@ def _import(rootfs: Path, tag: str) -> None:
         ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
     ) as tar:
         done = subprocess.run(
-            [podman, "import", *changes, "-", tag], stdin=tar.stdout, capture_output=True, text=True
+            [podman, "import", *changes, "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            env=child_environment(),
         )
         if tar.stdout is not None:
             tar.stdout.close()

@@ -37,7 +37,7 @@ import mlcicd
 from mlcicd import git
 from mlcicd.errors import BuildError
 from mlcicd.images.podman import image_id, podman, podman_binary, tail
-from mlcicd.process import run_streaming
+from mlcicd.process import child_environment, run_streaming
 from mlcicd.project import Project, cache_dir
 
 BASE_ENV = "MLCICD_IMAGE_BASE"
@@ -321,7 +321,7 @@ def build_image(
             f"{context}"
         )
         outcome = run_streaming(
-            cmd, cwd=context, env=dict(os.environ), on_line=on_line, max_runtime_seconds=timeout
+            cmd, cwd=context, env=child_environment(), on_line=on_line, max_runtime_seconds=timeout
         )
     if outcome.timed_out:
         raise BuildError(
