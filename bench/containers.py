@@ -114,7 +114,8 @@ def main() -> int:
             {
                 "backend: local                   # or sagemaker": "backend: container",
                 "  backend: local\n": "  backend: container\n",
-                "  test: python -m pytest -q tests": f"  image:\n    base: {base_tag}\n  test: python -m pytest -q tests",
+                "  test: python -m pytest -q tests": f"  image:\n    base: {base_tag}\n  test: "
+                "python -m pytest -q tests",
             },
         )
         with open(boxed / "requirements.txt", "a", encoding="utf-8") as fh:
@@ -161,18 +162,22 @@ def main() -> int:
                 )
     local_rps, container_rps = statistics.median(rps["local"]), statistics.median(rps["container"])
     lines = [
-        f"### Containers, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {machine()}, load {os.getloadavg()[0]:.1f}",
+        f"### Containers, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {machine()}, load "
+        f"{os.getloadavg()[0]:.1f}",
         "",
         "| | seconds |",
         "|---|---|",
-        f"| `mlcicd image base` ({'made' if base_seconds > 20 else 'existed'}; {image_size(base_tag):.0f} MB) | {base_seconds:.1f} |",
+        f"| `mlcicd image base` ({'made' if base_seconds > 20 else 'existed'}; "
+        f"{image_size(base_tag):.0f} MB) | {base_seconds:.1f} |",
         f"| `mlcicd run`, local backends | {local_s:.1f} |",
-        f"| `mlcicd run`, container backends, image from scratch ({image_size(tags[0]):.0f} MB) | {cold_s:.1f} |"
+        f"| `mlcicd run`, container backends, image from scratch ({image_size(tags[0]):.0f} MB) "
+        f"| {cold_s:.1f} |"
         if tags
         else "",
         f"| `mlcicd run`, container backends, new commit (cached layers) | {warm_s:.1f} |",
         "",
-        f"Endpoint, 8 connections, {'wrk' if load is wrk else 'Python client'}, median of {args.runs} x {args.duration:g}s: "
+        f"Endpoint, 8 connections, {'wrk' if load is wrk else 'Python client'}, median of "
+        f"{args.runs} x {args.duration:g}s: "
         f"local {local_rps:.0f} req/s, container {container_rps:.0f} req/s "
         f"({100 * container_rps / local_rps:.0f} % of local; target ≥ 80 %).",
         "",

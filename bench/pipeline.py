@@ -55,7 +55,10 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, "
+        f"{platform.system()}"
+    )
 
 
 def main() -> None:
@@ -108,20 +111,23 @@ def main() -> None:
     print(f"{'case':<34}{'median':>9}{'min':>9}{'max':>9}  n")
     for name, values in rows:
         print(
-            f"{name:<34}{statistics.median(values):>8.2f}s{min(values):>8.2f}s{max(values):>8.2f}s  {len(values)}"
+            f"{name:<34}{statistics.median(values):>8.2f}s"
+            f"{min(values):>8.2f}s{max(values):>8.2f}s  {len(values)}"
         )
     if args.record:
         stamp = dt.date.today().isoformat()
         lines = [
             f"\n### Pipeline, {stamp}\n",
-            f"Machine: {machine()}. `python bench/pipeline.py --repeat {args.repeat}`; wall time of",
+            f"Machine: {machine()}. `python bench/pipeline.py --repeat {args.repeat}`; "
+            "wall time of",
             "`mlcicd run` as a subprocess (CLI start-up included).\n",
             "| case | median | min | max | n |",
             "|---|---|---|---|---|",
         ]
         for name, values in rows:
             lines.append(
-                f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s | {max(values):.2f} s | {len(values)} |"
+                f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s | "
+                f"{max(values):.2f} s | {len(values)} |"
             )
         with open(REPO / "docs" / "benchmarks.md", "a", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")

@@ -362,7 +362,8 @@ def pyclient(url: str, body: bytes, connections: int, duration: float, *_: objec
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            match = re.search(rb"(?i)content-length: (\d+)", head)
+            length = int(match.group(1))  # type: ignore[union-attr]
             await reader.readexactly(length)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors += 1
@@ -394,7 +395,10 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, "
+        f"{platform.system()}"
+    )
 
 
 def median(results: list[Result]) -> Result:
@@ -486,7 +490,8 @@ def measure(
                 ]
                 table[(server, model_name, c)] = r = median(runs)
                 print(
-                    f"{server:8} {model_name:20} c={c:<3} {r.rps:9.0f} req/s  p50 {r.p50_ms:7.2f} ms"
+                    f"{server:8} {model_name:20} c={c:<3} {r.rps:9.0f} req/s  p50 "
+                    f"{r.p50_ms:7.2f} ms"
                     f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors} timeouts {r.timeouts}",
                     flush=True,
                 )

@@ -11,7 +11,9 @@
     ├── ArtifactError           an artifact is missing, its digest does not match, or an archive
     │                           is unsafe to extract
     ├── EndpointError           an endpoint could not be created, updated, reached or deleted
-    │   └── PortInUseError      the requested port is taken
+    │   ├── PortInUseError      the requested port is taken
+    │   └── EndpointRollbackError
+    │                           an update was rolled back because an alarm tripped (its figures)
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
     ├── MonitorError            data-quality monitoring cannot run: no baseline, no training data
     │   │                       to compute one from, an unreadable capture config
@@ -19,15 +21,23 @@
     │                           nothing captured in its window, no baseline for the model (a
     │                           scheduled check records "skipped", not a failure)
     ├── StateError              the state database is unusable or a transition is illegal
+    ├── ServiceError            the service (`mlcicd up`) answered with an error, or did not answer
+    │   └── TokenRefusedError   it answered 401: no token was sent, or not its own
     └── AwsError                an AWS API call failed: AWS's error code and message, the call
         └── StackError          a CloudFormation stack did not reach the state asked for
 
 Each message says what went wrong, where, and what to do. Errors from libraries are
 converted at the boundary (``raise ArtifactError(...) from exc``), so a traceback reaching
 the user is always a bug.
+
+The one family not here is :class:`mlcicd.serving.codecs.InvocationError` and its subclasses:
+they are not failures of mlcicd but HTTP answers (400, 406, 413, 415, 500) an endpoint's worker
+gives a client for one invocation, and never reach the CLI.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MlcicdError(Exception):
@@ -113,6 +123,14 @@ class PortInUseError(EndpointError):
     """The port an endpoint asked for is taken."""
 
 
+class EndpointRollbackError(EndpointError):
+    """An update was rolled back because an alarm tripped; ``rollback`` holds its figures."""
+
+    def __init__(self, message: str, *, rollback: dict[str, Any], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.rollback = rollback
+
+
 class NotFoundError(MlcicdError):
     """A named run, model package or endpoint does not exist."""
 
@@ -133,6 +151,14 @@ class NothingToCheckError(MonitorError):
 
 class StateError(MlcicdError):
     """The state database is unusable, or a state transition is not allowed."""
+
+
+class ServiceError(MlcicdError):
+    """The service (`mlcicd up`) answered with an error (its message), or did not answer."""
+
+
+class TokenRefusedError(ServiceError):
+    """The service answered 401: no token was sent, or not its own."""
 
 
 class AwsError(MlcicdError):
@@ -165,6 +191,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "EndpointError",
+    "EndpointRollbackError",
     "GateError",
     "MlcicdError",
     "MonitorError",
@@ -172,8 +199,10 @@ __all__ = [
     "NothingToCheckError",
     "PortInUseError",
     "ProjectError",
+    "ServiceError",
     "StackError",
     "StageError",
     "StateError",
+    "TokenRefusedError",
     "TrainingError",
 ]

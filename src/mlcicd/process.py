@@ -38,9 +38,11 @@ CHILD_SETTINGS = frozenset(
         "MLCICD_CACHE",
         "MLCICD_FASTPATH",
         "MLCICD_HOME",
+        "MLCICD_IMAGE_BASE",  # the build stage's base image (images/build.py)
         "MLCICD_MAX_BATCH",
         "MLCICD_MODEL_SHA256",
         "MLCICD_MONITOR_MIN_SCHEDULE",
+        "MLCICD_PODMAN",  # which podman the run process calls (images/podman.py)
         "MLCICD_SAGEMAKER_POLL_SECONDS",
         "MLCICD_SERVE_DIR",
         # the model archive's limits and location, for whichever process extracts it (archive.py)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mlcicd.aws.alarms import rollback_alarms
+from mlcicd.aws.deployment import traffic_routing
 from mlcicd.aws.hosting import deployment_config
 from mlcicd.endpoints import DeploymentPolicy
-from mlcicd.endpoints.sagemaker import traffic_routing
 
 
 def test_one_variant_reads_its_own_series() -> None:

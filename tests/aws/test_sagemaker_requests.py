@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlcicd.aws import names
-from mlcicd.aws.hosting import deployment_config, progress, traffic_routing
+from mlcicd.aws.hosting import deployment_config, parse_traffic_routing, progress
 from mlcicd.aws.training_jobs import (
     create_training_job_request,
     has_local_storage,
@@ -143,7 +143,7 @@ def test_deployment_guardrails() -> None:
     assert deployment_config([], None) is None
     linear = deployment_config(
         ["a"],
-        traffic_routing(
+        parse_traffic_routing(
             '{"type": "LINEAR", "size_percent": 25, "wait_seconds": 120, '
             '"max_execution_seconds": 3600}'
         ),
@@ -167,9 +167,9 @@ def test_deployment_guardrails() -> None:
         "WaitIntervalInSeconds": 600,
     }
     with pytest.raises(ConfigError, match="MLCICD_TRAFFIC_ROUTING: expected an object with type"):
-        traffic_routing('{"type": "SOMETIMES"}')
+        parse_traffic_routing('{"type": "SOMETIMES"}')
     with pytest.raises(ConfigError, match="unknown keys"):
-        traffic_routing('{"type": "CANARY", "percent": 5}')
+        parse_traffic_routing('{"type": "CANARY", "percent": 5}')
 
 
 def test_progress_towards_a_config() -> None:

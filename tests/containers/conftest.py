@@ -78,3 +78,32 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+SECRETS = {"MLCICD_TOKEN": "service-token", "AWS_SECRET_ACCESS_KEY": "aws-secret"}
+
+
+@pytest.fixture
+def podman_environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """mlcicd's secrets in this process's environment, and podman replaced by a wrapper that
+    records the environment of every call (one file each) in the directory returned."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    seen = tmp_path / "podman-environments"
+    seen.mkdir()
+    real = shutil.which(os.environ.get(PODMAN_ENV) or "podman")
+    wrapper = write(
+        tmp_path / "bin" / "podman",
+        f'#!/bin/sh\nenv > "{seen}/$$.env"\nexec "{real}" "$@"\n',
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv(PODMAN_ENV, str(wrapper))
+    return seen
+
+
+def assert_no_secret_in(seen: Path) -> None:
+    calls = sorted(seen.glob("*.env"))
+    assert calls, "podman was never called through the wrapper"
+    for call in calls:
+        for name, value in SECRETS.items():
+            assert value not in call.read_text(), f"{name} reached podman ({call.name})"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -15,9 +17,10 @@ from mlcicd.endpoints import EndpointConfig, ProductionVariant
 from mlcicd.endpoints.podman import PodmanEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
 from tests.conftest import IRIS
-from tests.containers.conftest import containers_named, write
+from tests.containers.conftest import SECRETS, assert_no_secret_in, containers_named, write
+from tests.endpoints.test_updates import LoadProcess
 from tests.helpers import IrisModel, train_iris, wait_for
-from tests.serving.helpers import Response, request
+from tests.serving.helpers import Response, free_port, request
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +56,12 @@ def backend(
 
 
 def config(
-    name: str, model: IrisModel, code: Path, entry: str = "inference.py", **env: str
+    name: str,
+    model: IrisModel,
+    code: Path,
+    entry: str = "inference.py",
+    port: int | None = None,
+    **env: str,
 ) -> EndpointConfig:
     variant = ProductionVariant(
         name="AllTraffic",
@@ -65,16 +73,19 @@ def config(
         environment=env,
     )
     return EndpointConfig(
-        name=name, endpoint_name="iris", variants=(variant,), workers=1, startup_timeout=60
+        name=name,
+        endpoint_name="iris",
+        variants=(variant,),
+        workers=1,
+        startup_timeout=60,
+        port=port,
     )
 
 
-def iris_containers() -> list[str]:
-    return [
-        n
-        for n in containers_named("mlcicd-ep-iris-")
-        if n.removeprefix("mlcicd-ep-iris-").isdigit()
-    ]
+def iris_containers(backend: PodmanEndpointBackend) -> list[int]:
+    """The generations of endpoint iris that have a container."""
+    prefix = backend.container_name("iris", 0).removesuffix("0")
+    return sorted(int(n.removeprefix(prefix)) for n in containers_named(prefix))
 
 
 def invoke(url: str) -> Response:
@@ -96,7 +107,7 @@ def test_it_answers_as_the_model_does_then_is_deleted(
         lambda: backend.metrics("iris")["variants"].get("AllTraffic", {}).get("Invocations") == 1,
     )
     backend.delete("iris")
-    assert iris_containers() == []
+    assert iris_containers(backend) == []
     with pytest.raises(NotFoundError):
         backend.describe("iris")
 
@@ -111,16 +122,16 @@ def test_an_update_drains_the_old_container(
     answers: list[Response] = []
     held = threading.Thread(target=lambda: answers.append(invoke(str(old.url))))
     held.start()
-    serve_dir = tmp_path / "endpoints" / "iris" / "serve" / "mlcicd-ep-iris-1"
+    serve_dir = tmp_path / "endpoints" / "iris" / "serve" / backend.container_name("iris", 1)
     wait_for(
         "the request to hold in the worker", lambda: (serve_dir / "holding").exists(), timeout=30
     )
     new = backend.deploy(config("iris-v2", iris, code, "holding.py"))
     held.join(timeout=60)
     assert [a.status for a in answers] == [200]  # accepted by the old container, answered by it
-    assert new.config_name == "iris-v2" and new.url != old.url
+    assert new.config_name == "iris-v2" and new.url == old.url  # the address stays
     assert invoke(str(new.url)).status == 200
-    assert iris_containers() == ["mlcicd-ep-iris-2"]
+    assert iris_containers(backend) == [2]
 
 
 def test_a_container_that_dies_at_start_fails_the_update_and_the_old_one_serves(
@@ -133,13 +144,13 @@ def test_a_container_that_dies_at_start_fails_the_update_and_the_old_one_serves(
     ).parent
     with pytest.raises(EndpointError) as caught:
         backend.deploy(config("iris-v2", iris, broken))
-    assert "mlcicd-ep-iris-2" in caught.value.headline
+    assert backend.container_name("iris", 2) in caught.value.headline
     assert "no GPU" in caught.value.headline  # the container's own last log lines
     now = backend.describe("iris")
     assert (now.status, now.config_name, now.url) == ("InService", "iris-v1", good.url)
     assert now.last_update_failure is not None and "no GPU" in now.last_update_failure
     assert invoke(str(good.url)).status == 200
-    assert iris_containers() == ["mlcicd-ep-iris-1"]
+    assert iris_containers(backend) == [1]
 
 
 def test_an_image_without_serve_says_what_to_add(
@@ -148,4 +159,82 @@ def test_an_image_without_serve_says_what_to_add(
     backend = PodmanEndpointBackend(tmp_path / "endpoints", base_image)
     with pytest.raises(EndpointError, match=rf"image {base_image} has no `serve` on its PATH"):
         backend.deploy(config("iris-v1", iris, IRIS / "src"))
-    assert iris_containers() == []
+    assert iris_containers(backend) == []
+
+
+def test_updates_under_load_keep_the_port_and_lose_no_request(
+    backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path
+) -> None:
+    """deploy.port fixed: the old container no longer has to stop before the new one starts."""
+    port = free_port()
+    first = backend.deploy(config("iris-v1", iris, IRIS / "src", port=port))
+    assert first.url == f"http://127.0.0.1:{port}"
+    broken = write(tmp_path / "broken" / "inference.py", "raise RuntimeError('no GPU')\n").parent
+    with LoadProcess(first.url, tmp_path / "load.json") as load:
+        second = backend.deploy(config("iris-v2", iris, IRIS / "src", port=port))
+        load.more()
+        with pytest.raises(EndpointError, match="no GPU"):
+            backend.deploy(config("iris-v3", iris, broken, port=port))
+        load.more()
+        third = backend.deploy(config("iris-v4", iris, IRIS / "src"))  # no port: the same one
+        load.more()
+        stats = load.stop()
+    assert stats["failed"] == 0, stats["failures"]
+    assert second.url == third.url == first.url
+    assert backend.describe("iris").config_name == "iris-v4"
+    assert iris_containers(backend) == [3]  # the failed update took no generation
+
+
+def test_the_port_cannot_move_and_is_freed_by_delete(
+    backend: PodmanEndpointBackend, iris: IrisModel
+) -> None:
+    first = backend.deploy(config("iris-v1", iris, IRIS / "src"))
+    other = free_port()
+    with pytest.raises(EndpointError, match=r"cannot move it to port .*delete the endpoint"):
+        backend.deploy(config("iris-v2", iris, IRIS / "src", port=other))
+    assert backend.describe("iris").url == first.url
+    backend.delete("iris")
+    port = int(str(first.url).rsplit(":", 1)[1])
+    with socket.socket() as sock:  # nothing holds it any more
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+
+
+def test_a_tampered_model_archive_keeps_the_container_out_of_service(
+    backend: PodmanEndpointBackend, iris: IrisModel, tmp_path: Path
+) -> None:
+    """The container checks model.tar.gz against MLCICD_MODEL_SHA256 itself, as on SageMaker."""
+    good = backend.deploy(config("iris-v1", iris, IRIS / "src"))
+    archive = tmp_path / "endpoints" / "iris" / "models" / iris.sha256 / "model.tar.gz"
+    assert archive.is_file()
+    archive.write_bytes(archive.read_bytes() + b"\0" * 1024)  # what a writer of the store could do
+    with pytest.raises(
+        EndpointError,
+        match=rf"{backend.container_name('iris', 2)} exited .*refusing to serve the model",
+    ):
+        backend.deploy(config("iris-v2", iris, IRIS / "src"))
+    now = backend.describe("iris")
+    assert (now.status, now.config_name, now.url) == ("InService", "iris-v1", good.url)
+    assert invoke(str(good.url)).status == 200
+
+
+def test_neither_podman_nor_the_container_gets_a_secret_of_mlcicd(
+    backend: PodmanEndpointBackend, iris: IrisModel, podman_environments: Path
+) -> None:
+    backend.deploy(config("iris-v1", iris, IRIS / "src", GREETING="configured"))
+    env = container_env(backend.container_name("iris", 1))
+    assert env["GREETING"] == "configured"  # what the variant configures reaches it
+    assert not set(SECRETS) & set(env)
+    assert env["MLCICD_MODEL_SHA256"] == iris.sha256
+    backend.delete("iris")
+    assert_no_secret_in(podman_environments)
+
+
+def container_env(name: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["podman", "container", "inspect", "--format", "{{json .Config.Env}}", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(item.split("=", 1) for item in json.loads(out))

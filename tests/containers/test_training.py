@@ -14,7 +14,7 @@ from mlcicd.images.podman import PODMAN_ENV
 from mlcicd.training import Channel, MetricDefinition, TrainingJobSpec
 from mlcicd.training.podman import PodmanTrainingBackend
 from tests.conftest import IRIS
-from tests.containers.conftest import containers_named, write
+from tests.containers.conftest import SECRETS, assert_no_secret_in, containers_named, write
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +125,25 @@ def test_an_image_without_train_says_what_to_add(
     result = PodmanTrainingBackend(tmp_path / "jobs", base_image).run(spec(source, "noentry-1"))
     assert result.status == "Failed"
     assert f"image {base_image} has no `train` on its PATH" in (result.failure_reason or "")
+
+
+ENVIRONMENT = """
+import json, os
+json.dump(sorted(os.environ), open(os.path.join(os.environ["SM_MODEL_DIR"], "names.json"), "w"))
+"""
+
+
+def test_neither_podman_nor_the_job_gets_a_secret_of_mlcicd(
+    iris_image: str, tmp_path: Path, podman_environments: Path
+) -> None:
+    """A training job runs the repository's code: it gets what train.environment says, and
+    no MLCICD_TOKEN nor AWS credentials (its data and model are mounted files)."""
+    source = write(tmp_path / "src" / "train.py", ENVIRONMENT).parent
+    result = PodmanTrainingBackend(tmp_path / "jobs", iris_image).run(
+        spec(source, "environment-1", environment={"GREETING": "configured"})
+    )
+    assert result.status == "Completed", result.failure_reason
+    names = json.loads((result.job_dir / "model" / "names.json").read_text())
+    assert "GREETING" in names and "SM_MODEL_DIR" in names
+    assert not set(SECRETS) & set(names)
+    assert_no_secret_in(podman_environments)

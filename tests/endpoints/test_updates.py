@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from mlcicd.endpoints import DeploymentPolicy, EndpointConfig
-from mlcicd.endpoints.local import EndpointRollbackError, LocalEndpointBackend
-from mlcicd.errors import EndpointError
+from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.errors import EndpointError, EndpointRollbackError
 from tests.endpoints.conftest import endpoint_config
 from tests.helpers import IrisModel, wait_for
 from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, request

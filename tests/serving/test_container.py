@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,68 @@ def test_serve_refuses_a_model_of_another_digest(
     assert not (tmp_path / "serve" / "model").exists()
     with pytest.raises(OSError):  # nothing ever listened: /ping never answers
         request(f"http://127.0.0.1:{port}", "GET", "/ping", timeout=5)
+
+
+FD3 = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.execvp(sys.argv[2], sys.argv[2:])"
+
+
+@pytest.mark.integration
+def test_serve_takes_the_socket_handed_over_on_fd_3(
+    tmp_path: Path, iris: IrisModel, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """LISTEN_FDS=1: serve listens where the socket was bound (not on SAGEMAKER_BIND_TO_PORT),
+    and it keeps answering there after serve has stopped and another took the socket."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def serve(name: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "SM_MODEL_DIR": str(iris.model_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(free_port()),  # not used: the socket is
+            "SAGEMAKER_SUBMIT_DIRECTORY": str(write_code(tmp_path / "code", NO_HANDLERS)),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            "MLCICD_SERVE_DIR": str(tmp_path / name),
+            "LISTEN_FDS": "1",
+        }
+        cmd = [sys.executable, "-c", FD3, str(listener.fileno())]
+        cmd += [sys.executable, "-m", "mlcicd.serving.container", "serve"]
+        proc = subprocess.Popen(cmd, env=env, pass_fds=(listener.fileno(),))
+        processes.append(proc)
+        status = tmp_path / name / "status.json"
+        wait_for(
+            f"serve ({name}) InService",
+            lambda: status.is_file() and json.loads(status.read_text())["status"] == "InService",
+        )
+        return proc
+
+    first = serve("first")
+    assert request(url, "GET", "/ping").status == 200
+    second = serve("second")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    response = request(url, body="5.1,3.5,1.4,0.2", headers={"Content-Type": "text/csv"})
+    assert response.json() == iris.model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+    listener.close()
+
+
+def test_serve_refuses_a_handover_that_is_not_a_listening_socket(tmp_path: Path) -> None:
+    with open(tmp_path / "file", "w") as not_a_socket:
+        cmd = [sys.executable, "-c", FD3, str(not_a_socket.fileno())]
+        cmd += [sys.executable, "-m", "mlcicd.serving.container", "serve"]
+        done = subprocess.run(
+            cmd,
+            env={**os.environ, "LISTEN_FDS": "1", "MLCICD_SERVE_DIR": str(tmp_path / "serve")},
+            pass_fds=(not_a_socket.fileno(),),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert "serve: cannot serve the socket handed over: LISTEN_FDS=1 but fd 3 is not a socket" in (
+        done.stderr
+    )

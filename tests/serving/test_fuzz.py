@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -229,8 +230,10 @@ def test_malformed_headers_get_a_clear_answer(
 @given(garbage=st.binary(min_size=1, max_size=200))
 def test_garbage_instead_of_http(server: str, garbage: bytes) -> None:
     answer = raw_exchange(server, garbage + b"\r\n\r\n")
-    # Not HTTP at all: a 400 with a message, or (incomplete, then timed out) a 408.
-    assert answer == b"" or answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 408")), answer[:100]
+    # Not HTTP at all: a 400 with a message, or (incomplete, then timed out) a 408. Garbage
+    # that happens to read as a request line (b"POST /" is one, HTTP/0.9 style) is answered
+    # as that request: a 4xx of its own (404 for "/"). Never a 5xx.
+    assert answer == b"" or re.match(rb"HTTP/1\.1 4\d\d ", answer), answer[:100]
 
 
 def test_slow_clients_do_not_starve_the_worker(server: str, iris: IrisModel) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlcicd import compiler
 from mlcicd.errors import EndpointError
 from mlcicd.serving import codecs
 from mlcicd.serving.codecs import BadRequestError, UnsupportedMediaTypeError
@@ -187,3 +188,14 @@ def test_syntax_error_points_at_the_line(code_dir: Path) -> None:
     write_code(code_dir, "def model_fn(model_dir)\n    return 1\n")
     with pytest.raises(EndpointError, match=r"SyntaxError: .*\(inference.py, line 1\)"):
         load_handlers(code_dir)
+
+
+def test_the_default_predict_fn_uses_the_compiled_model(code_dir: Path, iris: IrisModel) -> None:
+    handlers = load_handlers(write_code(code_dir, NO_HANDLERS))
+    model = handlers.load_model(iris.model_dir)
+    LoadedVariant("AllTraffic", handlers, model)
+    lean = compiler.lookup(model)
+    assert lean is not None and lean.model is model
+    assert compiler.register(model) is lean  # compiled once
+    out = handlers.predict_fn(iris.X[:4], model)
+    np.testing.assert_array_equal(out, iris.model.predict(iris.X[:4]))

@@ -26,6 +26,12 @@ WORKER_ALLOWED = {
     "mlcicd.store.base",
     "mlcicd.store.local",
     "mlcicd.store.s3",
+    # The model compiler behind the default predict_fn: numpy only (scikit-learn, forest and
+    # boosting are imported when a model is loaded).
+    "mlcicd.compiler",
+    "mlcicd.compiler.base",
+    "mlcicd.compiler.linear",
+    "mlcicd.compiler.verify",
 }
 
 

@@ -16,8 +16,8 @@ from mlcicd.training.toolkit import (
     hyperparameter_args,
     input_data_config,
     resource_config,
-    training_env,
-    training_environment,
+    training_env_document,
+    training_env_vars,
 )
 
 BASE = TrainingPaths(Path("/opt/ml"))
@@ -101,7 +101,7 @@ TOOLKIT_PROPERTIES = {
 
 
 def env_for(hps: dict[str, Any], **kwargs: Any) -> dict[str, str]:
-    return training_env(
+    return training_env_vars(
         BASE,
         hyperparameters=hps,
         resource_config=kwargs.pop("resource_config", resource_config("ml.m5.large")),
@@ -260,7 +260,7 @@ def test_environ_sets_program_and_framework_module() -> None:
 
 def test_resource_config_without_instance_groups() -> None:
     """The shape the toolkit itself writes outside SageMaker: hosts only."""
-    env = training_environment(
+    env = training_env_document(
         BASE,
         hyperparameters={},
         resource_config={"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]},

@@ -10,6 +10,11 @@ Lambdas, and the SageMaker pieces `mlcicd run` uses from a laptop.
     codepipeline.py  a CodePipeline job: its artifacts, and success, continuation or failure
     training_jobs.py CreateTrainingJob as plain data; how a job ended, its final metrics
     hosting.py       Models, EndpointConfigs, endpoints: created once, rolled out, followed
+    deployment.py    what ``deploy:`` becomes on SageMaker: the EndpointConfig request, data
+                     capture, traffic shifting and rollback thresholds as plain data
+    alarms.py        the CloudWatch alarms that roll an endpoint update back
+    endpoint_metrics.py  an endpoint's metrics from CloudWatch, summed as a local one's are
+    sourcedir.py     a job's or model's code from sourcedir.tar.gz on S3, as the toolkits get it
     images.py        whether a training image is in ECR, asked before a job starts
     clients.py       every boto3 client, and AWS's errors as ``AwsError``
 

@@ -20,8 +20,8 @@ Every deploy puts them again — PutMetricAlarm replaces an alarm of the same na
 state starts afresh — pointed at its own config; ``mlcicd run`` and the pipeline's deploy
 Lambda put the same two (through :func:`mlcicd.aws.deployment.prepare_deployment`). The
 stack's own alarms (``<endpoint>-5xx-errors`` and ``-model-latency-p99``, which only notify)
-have other names: neither overwrites the other. Generating the alarms is plain data (:func:`rollback_alarms`);
-:func:`put_alarms` applies them.
+have other names: neither overwrites the other. Generating the alarms is plain data
+(:func:`rollback_alarms`); :func:`put_alarms` applies them.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def rollback_alarms(
             _alarm(
                 rollback_errors_alarm(endpoint),
                 f"5XX rate of {endpoint}'s new config {config_name} above {max_5xx_rate:g} "
-                f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the update back",
+                f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the "
+                "update back",
                 [
                     *errors,
                     *invocations,
@@ -89,8 +90,10 @@ def rollback_alarms(
         alarms.append(
             _alarm(
                 rollback_latency_alarm(endpoint),
-                f"p99 ModelLatency of {endpoint}'s new config {config_name} above {max_p99_latency_ms:g} ms "
-                f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the update back",
+                f"p99 ModelLatency of {endpoint}'s new config {config_name} above "
+                f"{max_p99_latency_ms:g} ms "
+                f"(once it has {max(1, min_invocations)} invocations a minute): mlcicd rolls the "
+                "update back",
                 [
                     *latencies,
                     *invocations,

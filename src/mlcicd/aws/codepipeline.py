@@ -9,7 +9,8 @@ The event (AWS's "Example JSON event" of the Lambda invoke action)::
             "inputArtifacts": [{"name": ..., "revision": ..., "location": {"type": "S3",
                                 "s3Location": {"bucketName": ..., "objectKey": ...}}}],
             "outputArtifacts": [ same shape ],
-            "artifactCredentials": {"accessKeyId": ..., "secretAccessKey": ..., "sessionToken": ...},
+            "artifactCredentials": {"accessKeyId": ..., "secretAccessKey": ...,
+                                    "sessionToken": ...},
             "continuationToken": "<only when re-invoked after a continuation>",
             "encryptionKey": {"id": "<KMS key ARN>", "type": "KMS"}}}}
 
@@ -144,7 +145,8 @@ class PipelineJob:
             raise ArtifactError(f"{member} in artifact {artifact.name} is not JSON: {exc}") from exc
 
     def write_zip(self, artifact: Artifact, files: Mapping[str, bytes]) -> None:
-        """Write the output artifact: a zip holding ``files`` (written whole: S3 PUTs are atomic)."""
+        """Write the output artifact: a zip holding ``files`` (written whole: S3 PUTs are
+        atomic)."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, content in sorted(files.items()):

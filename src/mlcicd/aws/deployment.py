@@ -56,21 +56,29 @@ def endpoint_config_request(
     SageMaker copies to it the share of requests its weight says, and it should see all."""
 
     def production_variant(variant: VariantModel, weight: float) -> dict[str, Any]:
-        return hosting.production_variant(
-            name=variant.name,
-            model_name=variant.model_name,
-            instance_type=instance_type,
-            instance_count=instance_count,
-            weight=weight,
-        )
+        return {
+            "VariantName": variant.name,
+            "ModelName": variant.model_name,
+            "InitialInstanceCount": instance_count,
+            "InstanceType": instance_type,
+            "InitialVariantWeight": weight,
+        }
 
-    shadows = [production_variant(shadow, variants[0].weight)] if shadow is not None else []
-    return hosting.endpoint_config_request(
-        name,
-        [production_variant(v, v.weight) for v in variants],
-        shadow_variants=shadows,
-        data_capture=data_capture,
-    )
+    request: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [production_variant(v, v.weight) for v in variants],
+    }
+    if shadow is not None:
+        request["ShadowProductionVariants"] = [production_variant(shadow, variants[0].weight)]
+    if data_capture:
+        request["DataCaptureConfig"] = dict(data_capture)
+    return request
+
+
+# What data capture records as text rather than base64: the types the local endpoint's
+# capture also writes as JSON or CSV (mlcicd.serving.capture).
+CAPTURE_JSON_TYPES = ("application/json", "application/jsonlines")
+CAPTURE_CSV_TYPES = ("text/csv",)
 
 
 def data_capture_config(
@@ -78,19 +86,32 @@ def data_capture_config(
 ) -> dict[str, Any] | None:
     """``deploy.data_capture`` as DataCaptureConfig, written to the capture's own s3://
     destination or else ``default_destination`` (SageMaker writes to S3 only: a directory on
-    this machine means nothing to it). None when nothing is captured."""
+    this machine means nothing to it). None when nothing is captured. SageMaker writes
+    ``<endpoint>/<variant>/yyyy/mm/dd/hh/…jsonl`` under the destination — the local
+    endpoint's own layout."""
     if capture is None:
         return None
     destination = capture.destination
     if not (isinstance(destination, str) and destination.startswith("s3://")):
         destination = default_destination
-    return hosting.data_capture_config(
-        destination=destination,
-        sampling_percentage=capture.sampling_percentage,
-        capture_input=capture.capture_input,
-        capture_output=capture.capture_output,
-        kms_key_id=kms_key_id,
-    )
+    modes = [
+        mode
+        for mode, on in (("Input", capture.capture_input), ("Output", capture.capture_output))
+        if on
+    ]
+    config: dict[str, Any] = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": int(capture.sampling_percentage),
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
+        "CaptureContentTypeHeader": {
+            "JsonContentTypes": list(CAPTURE_JSON_TYPES),
+            "CsvContentTypes": list(CAPTURE_CSV_TYPES),
+        },
+    }
+    if kms_key_id:
+        config["KmsKeyId"] = kms_key_id
+    return config
 
 
 def put_endpoint_config(
@@ -101,14 +122,7 @@ def put_endpoint_config(
     variants, weights, shadow and capture — SageMaker's configs never change, so a name must
     mean one content — or EndpointError says which differ."""
     name = str(request["EndpointConfigName"])
-    if hosting.ensure_endpoint_config(
-        sagemaker,
-        name=name,
-        variants=request["ProductionVariants"],
-        shadow_variants=request.get("ShadowProductionVariants", ()),
-        data_capture=request.get("DataCaptureConfig"),
-        tags=tags,
-    ):
+    if hosting.ensure_endpoint_config(sagemaker, request, tags=tags):
         return True
     existing = sagemaker.describe_endpoint_config(EndpointConfigName=name)
     differences = hosting.endpoint_config_differences(existing, request)
@@ -116,15 +130,18 @@ def put_endpoint_config(
         raise EndpointError(
             f"endpoint config {name} exists on SageMaker with other {', '.join(differences)} "
             "than this deploy asks for",
-            hint="delete it (aws sagemaker delete-endpoint-config) if nothing uses it, and deploy again",
+            hint="delete it (aws sagemaker delete-endpoint-config) if nothing uses it, and "
+            "deploy again",
         )
     return False
 
 
 def traffic_routing(policy: DeploymentPolicy) -> dict[str, Any]:
-    """``deploy.strategy`` as the traffic shifting of :func:`~mlcicd.aws.hosting.deployment_config`
-    (the shape of ``$MLCICD_TRAFFIC_ROUTING``): the canary or the linear step is a percentage
-    of the instances (SageMaker's CAPACITY_PERCENT), each step waits ``wait_seconds``."""
+    """``deploy.strategy`` as the traffic shifting of
+    :func:`~mlcicd.aws.hosting.deployment_config` (the shape of ``$MLCICD_TRAFFIC_ROUTING``,
+    which the deploy Lambda reads back with :func:`~mlcicd.aws.hosting.parse_traffic_routing`):
+    the canary or the linear step is a percentage of the instances (SageMaker's
+    CAPACITY_PERCENT), each step waits ``wait_seconds``."""
     routing: dict[str, Any] = {
         "type": policy.strategy.upper(),
         "wait_seconds": int(policy.wait_seconds),
@@ -198,6 +215,8 @@ def _plain(routing: Mapping[str, Any]) -> bool:
 
 
 __all__ = [
+    "CAPTURE_CSV_TYPES",
+    "CAPTURE_JSON_TYPES",
     "CAPTURE_PREFIX",
     "THRESHOLDS",
     "VariantModel",

@@ -95,93 +95,24 @@ def ensure_model(
     return _create(sagemaker.create_model, params, tags)
 
 
-def production_variant(
-    *, name: str, model_name: str, instance_type: str, instance_count: int, weight: float = 1.0
-) -> dict[str, Any]:
-    return {
-        "VariantName": name,
-        "ModelName": model_name,
-        "InitialInstanceCount": instance_count,
-        "InstanceType": instance_type,
-        "InitialVariantWeight": weight,
-    }
-
-
-# What data capture records as text rather than base64: the types the local endpoint's
-# capture also writes as JSON or CSV (mlcicd.serving.capture).
-CAPTURE_JSON_TYPES = ("application/json", "application/jsonlines")
-CAPTURE_CSV_TYPES = ("text/csv",)
-
-
-def data_capture_config(
-    *,
-    destination: str,
-    sampling_percentage: float,
-    capture_input: bool = True,
-    capture_output: bool = True,
-    kms_key_id: str | None = None,
-) -> dict[str, Any]:
-    """CreateEndpointConfig's DataCaptureConfig. SageMaker writes under ``destination``
-    ``<endpoint>/<variant>/yyyy/mm/dd/hh/…jsonl`` — the local endpoint's own layout."""
-    modes = [mode for mode, on in (("Input", capture_input), ("Output", capture_output)) if on]
-    config: dict[str, Any] = {
-        "EnableCapture": True,
-        "InitialSamplingPercentage": int(sampling_percentage),
-        "DestinationS3Uri": destination,
-        "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
-        "CaptureContentTypeHeader": {
-            "JsonContentTypes": list(CAPTURE_JSON_TYPES),
-            "CsvContentTypes": list(CAPTURE_CSV_TYPES),
-        },
-    }
-    if kms_key_id:
-        config["KmsKeyId"] = kms_key_id
-    return config
-
-
 def ensure_endpoint_config(
-    sagemaker: AwsClient,
-    *,
-    name: str,
-    variants: Sequence[Mapping[str, Any]],
-    shadow_variants: Sequence[Mapping[str, Any]] = (),
-    data_capture: Mapping[str, Any] | None = None,
-    tags: Mapping[str, str] | None = None,
+    sagemaker: AwsClient, request: Mapping[str, Any], *, tags: Mapping[str, str] | None = None
 ) -> bool:
-    """Create the EndpointConfig unless it exists; return whether it was created now."""
+    """Create the EndpointConfig ``request`` asks for
+    (:func:`mlcicd.aws.deployment.endpoint_config_request`) unless one of its name exists;
+    return whether it was created now."""
+    name = request["EndpointConfigName"]
     if described_or_none(sagemaker.describe_endpoint_config, EndpointConfigName=name) is not None:
         return False
-    params = endpoint_config_request(
-        name, variants, shadow_variants=shadow_variants, data_capture=data_capture
-    )
-    return _create(sagemaker.create_endpoint_config, params, tags)
-
-
-def endpoint_config_request(
-    name: str,
-    variants: Sequence[Mapping[str, Any]],
-    *,
-    shadow_variants: Sequence[Mapping[str, Any]] = (),
-    data_capture: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """CreateEndpointConfig's parameters (without tags), as plain data."""
-    params: dict[str, Any] = {
-        "EndpointConfigName": name,
-        "ProductionVariants": [dict(v) for v in variants],
-    }
-    if shadow_variants:
-        params["ShadowProductionVariants"] = [dict(v) for v in shadow_variants]
-    if data_capture:
-        params["DataCaptureConfig"] = dict(data_capture)
-    return params
+    return _create(sagemaker.create_endpoint_config, dict(request), tags)
 
 
 def endpoint_config_differences(
     existing: Mapping[str, Any], wanted: Mapping[str, Any]
 ) -> list[str]:
     """The fields in which a described EndpointConfig does not hold what ``wanted``
-    (:func:`endpoint_config_request`) asks for; SageMaker's configs never change, so a name
-    must mean one content."""
+    (:func:`mlcicd.aws.deployment.endpoint_config_request`) asks for; SageMaker's configs
+    never change, so a name must mean one content."""
     return [
         key
         for key in ("ProductionVariants", "ShadowProductionVariants", "DataCaptureConfig")
@@ -232,7 +163,7 @@ def describe_endpoint(sagemaker: AwsClient, name: str) -> dict[str, Any] | None:
     return described_or_none(sagemaker.describe_endpoint, EndpointName=name)
 
 
-def traffic_routing(raw: str | None) -> dict[str, Any] | None:
+def parse_traffic_routing(raw: str | None) -> dict[str, Any] | None:
     """``$MLCICD_TRAFFIC_ROUTING`` parsed and checked; None when unset."""
     if not raw:
         return None
@@ -316,7 +247,8 @@ def start_deployment(
     if status == FAILED:
         raise EndpointError(
             f"endpoint {endpoint} is Failed: {described.get('FailureReason') or 'no reason given'}",
-            hint=f"SageMaker cannot update a failed endpoint: delete it (aws sagemaker delete-endpoint "
+            hint="SageMaker cannot update a failed endpoint: delete it (aws sagemaker "
+            "delete-endpoint "
             f"--endpoint-name {endpoint}) and deploy again",
         )
     if described.get("EndpointConfigName") == config_name:
@@ -370,18 +302,15 @@ __all__ = [
     "MODEL_DATA_URL_ENV",
     "MODEL_SHA256_ENV",
     "Progress",
-    "data_capture_config",
     "deployment_config",
     "describe_endpoint",
     "described_or_none",
     "endpoint_config_differences",
-    "endpoint_config_request",
     "ensure_endpoint_config",
     "ensure_model",
-    "production_variant",
+    "parse_traffic_routing",
     "progress",
     "start_deployment",
     "tag_list",
-    "traffic_routing",
     "update_weights",
 ]

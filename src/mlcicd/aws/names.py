@@ -87,7 +87,8 @@ def _sagemaker_name(prefix: str, suffix: str, what: str, key: str) -> str:
     if len(name) > MAX_SAGEMAKER_NAME:
         # Truncating the prefix would take the name out of what the policies allow.
         raise ConfigError(
-            f"the {what} name {name!r} would be {len(name)} characters; SageMaker allows {MAX_SAGEMAKER_NAME}",
+            f"the {what} name {name!r} would be {len(name)} characters; SageMaker allows "
+            f"{MAX_SAGEMAKER_NAME}",
             key=key,
             hint=f"shorten {key} to at most {MAX_SAGEMAKER_NAME - len(suffix) - 1} characters",
         )
@@ -124,9 +125,11 @@ def versioned_endpoint_config_name(
     room = min(digest_length, MAX_SAGEMAKER_NAME - len(head))
     if room < MIN_DIGEST_LENGTH:
         raise ConfigError(
-            f"the endpoint config name {head}… leaves no room for a digest; SageMaker allows {MAX_SAGEMAKER_NAME} characters",
+            f"the endpoint config name {head}… leaves no room for a digest; SageMaker allows "
+            f"{MAX_SAGEMAKER_NAME} characters",
             key="deploy.endpoint_name",
-            hint=f"shorten deploy.endpoint_name to at most {MAX_SAGEMAKER_NAME - len(head) + len(endpoint) - MIN_DIGEST_LENGTH} characters",
+            hint="shorten deploy.endpoint_name to at most "
+            f"{MAX_SAGEMAKER_NAME - len(head) + len(endpoint) - MIN_DIGEST_LENGTH} characters",
         )
     return head + digest[:room]
 
@@ -162,7 +165,8 @@ class StackNames:
             raise ConfigError(
                 f"{stack_name!r} is not a usable stack name",
                 path="--stack-name",
-                hint=f"start with a letter; use letters, digits and hyphens; at most {MAX_STACK_NAME} characters",
+                hint="start with a letter; use letters, digits and hyphens; at most "
+                f"{MAX_STACK_NAME} characters",
             )
         for key, prefix in (
             ("store.artifacts_bucket", config.store.artifacts_bucket),
@@ -176,7 +180,8 @@ class StackNames:
                 raise ConfigError(
                     f"{prefix!r} cannot start an S3 bucket name",
                     key=key,
-                    hint=f"use lower-case letters, digits and single hyphens, at most {MAX_BUCKET_PREFIX} "
+                    hint="use lower-case letters, digits and single hyphens, at most "
+                    f"{MAX_BUCKET_PREFIX} "
                     "characters (the stack appends the account and region)",
                 )
         return cls(

@@ -260,7 +260,8 @@ def stack_outputs(stack: str) -> dict[str, str]:
     if found is None:
         raise NotFoundError(
             f"stack {stack} does not exist (in this account and region)",
-            hint="create it with `mlcicd aws deploy`, or check --stack-name, AWS_PROFILE and AWS_REGION",
+            hint="create it with `mlcicd aws deploy`, or check --stack-name, AWS_PROFILE and "
+            "AWS_REGION",
         )
     return _outputs(found)
 
@@ -391,7 +392,8 @@ def destroy_stack(
             f"stack {stack_name} still holds data: {', '.join(str(i) for i in full)} "
             "(CloudFormation cannot delete a bucket or repository that is not empty)",
             code="NotEmpty",
-            hint="copy out what you want to keep, then run again with --force to delete every object "
+            hint="copy out what you want to keep, then run again with --force to delete every "
+            "object "
             "version and image in them",
         )
     for item in full:
@@ -424,7 +426,8 @@ def default_code_bucket() -> str:
 
 
 def upload_lambda_package(package: LambdaPackage, bucket: str) -> str:
-    """Put the package in ``bucket`` (created, private, if missing) under its digest; return the key."""
+    """Put the package in ``bucket`` (created, private, if missing) under its digest; return
+    the key."""
     s3 = client("s3")
     try:
         s3.head_bucket(Bucket=bucket)

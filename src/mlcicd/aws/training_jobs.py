@@ -123,7 +123,8 @@ def create_training_job_request(
         wait = max_runtime if max_wait is None else max_wait
         if wait < max_runtime:
             raise ConfigError(
-                f"max_wait ({wait}s) must be at least max_runtime ({max_runtime}s) for spot training",
+                f"max_wait ({wait}s) must be at least max_runtime ({max_runtime}s) for spot "
+                "training",
                 key="train.max_wait",
                 hint="it is the runtime plus the time to wait for spot capacity",
             )
@@ -186,7 +187,8 @@ def metric_list(description: Mapping[str, Any]) -> dict[str, float]:
 
 
 def output_uri(description: Mapping[str, Any]) -> str:
-    """Where SageMaker put ``/opt/ml/output/data``: ``<S3OutputPath>/<job>/output/output.tar.gz``."""
+    """Where SageMaker put ``/opt/ml/output/data``:
+    ``<S3OutputPath>/<job>/output/output.tar.gz``."""
     base = str(description["OutputDataConfig"]["S3OutputPath"]).rstrip("/")
     return f"{base}/{description['TrainingJobName']}/output/output.tar.gz"
 

@@ -1,4 +1,4 @@
-"""`mlcicd image build` and `mlcicd image base`: the project's image, built with podman."""
+"""`mlcicd image build`, `base` and `prune`: the project's image, built with podman."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
+
+# The project both build and prune work on: the current one when not given.
+project_argument = click.argument(
+    "project_dir",
+    metavar="[PROJECT]",
+    required=False,
+    type=click.Path(file_okay=False, path_type=Path),
+)
 
 
 @cli.group()
@@ -20,12 +28,7 @@ def image() -> None:
 
 
 @image.command("build")
-@click.argument(
-    "project_dir",
-    metavar="[PROJECT]",
-    required=False,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@project_argument
 @click.option(
     "--base",
     default=None,
@@ -90,3 +93,41 @@ def base(tag: str | None, suite: str | None, mirror: str | None, force: bool) ->
     how = f"made from {made.suite} ({made.mirror})" if made.built else "exists"
     click.echo(f"{made.tag} {made.image_id} ({how}, {made.seconds:.1f}s)", err=True)
     click.echo(made.tag)
+
+
+@image.command("prune")
+@project_argument
+@click.option(
+    "--keep",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many of the newest images to keep.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def prune(
+    ctx: click.Context, project_dir: Path | None, keep: int, dry_run: bool, as_json: bool
+) -> None:
+    """Remove the project's old images (mlcicd/<pipeline>:*), never one in use.
+
+    Kept: the --keep newest, any image a container endpoint serves, and any image a
+    container was made from. The base image and other projects' images are not touched.
+    """
+    from mlcicd.images.prune import prune_images
+
+    project = find_project(ctx, project_dir)
+    pruned = prune_images(project.config.pipeline, project.state_dir, keep=keep, dry_run=dry_run)
+    if as_json:
+        echo_json({"removed": pruned.removed, "kept": pruned.kept, "failed": pruned.failed})
+        return
+    verb = "would remove" if dry_run else "removed"
+    for tag in pruned.removed:
+        click.echo(f"{verb} {tag}")
+    for tag, why in pruned.kept.items():
+        click.echo(f"kept {tag}: {why}")
+    for tag, said in pruned.failed.items():
+        click.echo(f"could not remove {tag}: {said}", err=True)
+    if pruned.failed:
+        ctx.exit(1)

@@ -66,7 +66,8 @@ def with_backend(
     ]
     if missing:
         hint = (
-            f"the stack's outputs hold none of them ({STACK_REPOSITORY_OUTPUT}, {STACK_ROLE_OUTPUT}, "
+            f"the stack's outputs hold none of them ({STACK_REPOSITORY_OUTPUT}, "
+            f"{STACK_ROLE_OUTPUT}, "
             f"{STACK_MODELS_BUCKET_OUTPUT}): is it the stack `mlcicd aws deploy` made?"
             if stack_outputs is not None
             else "set them in mlcicd.yaml, or pass --stack-name NAME to take them from the stack "
@@ -80,7 +81,9 @@ def with_backend(
             f"--backend aws keeps artifacts on S3; this is not an s3:// URI: {uri!r}",
             path=source,
             key="store.uri",
-            hint="set store.uri: s3://BUCKET[/PREFIX], or leave it unset and pass --stack-name NAME",
+            hint=(
+                "set store.uri: s3://BUCKET[/PREFIX], or leave it unset and pass --stack-name NAME"
+            ),
         )
     result = dataclasses.replace(
         config,

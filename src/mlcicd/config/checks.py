@@ -33,21 +33,25 @@ def _check_semantics(config: Config, source: str) -> None:
     ):
         if not NAME_RE.match(name):
             raise ConfigError(
-                f"{name!r} is not a valid name: use letters, digits and hyphens, at most 63 characters",
+                f"{name!r} is not a valid name: use letters, digits and hyphens, at most 63 "
+                "characters",
                 path=source,
                 key=key,
             )
     if len(config.endpoint_name) > MAX_ENDPOINT_NAME:
         explicit = config.deploy.endpoint_name is not None
         raise ConfigError(
-            f"the endpoint name {config.endpoint_name!r} has {len(config.endpoint_name)} characters; "
-            f"at most {MAX_ENDPOINT_NAME}, so its endpoint configs' names (<endpoint>-v<version>-<digest>) "
+            f"the endpoint name {config.endpoint_name!r} has {len(config.endpoint_name)} "
+            "characters; "
+            f"at most {MAX_ENDPOINT_NAME}, so its endpoint configs' names "
+            "(<endpoint>-v<version>-<digest>) "
             "fit in SageMaker's 63",
             path=source,
             key="deploy.endpoint_name" if explicit else "pipeline",
             hint="shorten deploy.endpoint_name"
             if explicit
-            else "it is <pipeline>-endpoint: set a shorter deploy.endpoint_name, or shorten pipeline",
+            else "it is <pipeline>-endpoint: set a shorter deploy.endpoint_name, or shorten "
+            "pipeline",
         )
     positive = {
         "train.max_runtime": config.train.max_runtime,
@@ -85,7 +89,8 @@ def _check_semantics(config: Config, source: str) -> None:
     for threshold in config.gate.thresholds:
         if defined and threshold.metric not in defined:
             raise ConfigError(
-                f"the gate checks {threshold.metric!r}, but train.metric_definitions does not define it",
+                f"the gate checks {threshold.metric!r}, but train.metric_definitions does not "
+                "define it",
                 path=source,
                 key=f"gate.{threshold.metric}",
                 hint=f"defined metrics: {', '.join(sorted(defined))}",
@@ -118,7 +123,8 @@ def _check_monitor(config: Config, source: str) -> None:
     monitor = config.monitor
     if not 0 < monitor.drift_threshold <= 1:
         raise ConfigError(
-            f"a distribution distance is between 0 and 1; expected a threshold above 0 and at most 1, "
+            "a distribution distance is between 0 and 1; expected a threshold above 0 and at "
+            "most 1, "
             f"got {monitor.drift_threshold:g}",
             path=source,
             key="monitor.drift_threshold",
@@ -249,7 +255,8 @@ def _check_container_deploy(deploy: DeployConfig, source: str) -> None:
     for key, present, what in unsupported:
         if present:
             raise ConfigError(
-                f"deploy.backend: container serves one model from one container: {what} is not supported",
+                f"deploy.backend: container serves one model from one container: {what} is not "
+                "supported",
                 path=source,
                 key=f"deploy.{key}",
                 hint="use backend: local for it, or remove the setting",
@@ -282,7 +289,8 @@ def check_sagemaker_deploy(deploy: DeployConfig, source: str = CONFIG_FILE) -> N
     if not whole(wait) or wait > _SAGEMAKER_MAX_WAIT:
         fail(
             wait_key,
-            f"SageMaker waits whole seconds, at most {_SAGEMAKER_MAX_WAIT} (WaitIntervalInSeconds), "
+            f"SageMaker waits whole seconds, at most {_SAGEMAKER_MAX_WAIT} "
+            "(WaitIntervalInSeconds), "
             f"got {wait:g}",
         )
     for strategy, key, value, (low, high), what in (
@@ -298,7 +306,8 @@ def check_sagemaker_deploy(deploy: DeployConfig, source: str = CONFIG_FILE) -> N
         if deploy.strategy == strategy and (not whole(value) or not low <= value <= high):
             fail(
                 key,
-                f"SageMaker's {what} is a whole percentage of the instances from {low} to {high}, got {value:g}",
+                f"SageMaker's {what} is a whole percentage of the instances from {low} to "
+                f"{high}, got {value:g}",
             )
     if deploy.shadow is not None and len(deploy.variants) > 1:
         fail(
@@ -311,7 +320,8 @@ def check_sagemaker_deploy(deploy: DeployConfig, source: str = CONFIG_FILE) -> N
     if alarmed and len(deploy.variants) > _SAGEMAKER_ALARMED_VARIANTS:
         fail(
             "alarms",
-            f"on SageMaker, alarms watch at most {_SAGEMAKER_ALARMED_VARIANTS} variants (an alarm reads "
+            f"on SageMaker, alarms watch at most {_SAGEMAKER_ALARMED_VARIANTS} variants (an "
+            "alarm reads "
             f"at most 10 metrics), and deploy.variants has {len(deploy.variants)}",
         )
     capture = deploy.data_capture

@@ -80,7 +80,8 @@ def _gate_to_thresholds(raw: Any, source: str) -> dict[str, Any]:
         match = _THRESHOLD_RE.match(str(spec))
         if not match:
             raise ConfigError(
-                f'cannot read threshold {spec!r}; write it as "OP NUMBER" with OP one of >=, >, <=, <, ==',
+                f'cannot read threshold {spec!r}; write it as "OP NUMBER" with OP one of >=, >, '
+                "<=, <, ==",
                 path=source,
                 key=key,
             )

@@ -23,7 +23,14 @@ import click
 
 from mlcicd.daemon import auth
 from mlcicd.daemon.info import running_service
-from mlcicd.errors import MlcicdError, NotFoundError, ProjectError, StateError
+from mlcicd.errors import (
+    MlcicdError,
+    NotFoundError,
+    ProjectError,
+    ServiceError,
+    StateError,
+    TokenRefusedError,
+)
 from mlcicd.project import Project
 
 FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
@@ -34,14 +41,6 @@ class Reporter(Protocol):
     def stage_started(self, stage: str) -> None: ...
     def log(self, stage: str, line: str) -> None: ...
     def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None: ...
-
-
-class ServiceError(MlcicdError):
-    """The service answered with an error (its message), or did not answer."""
-
-
-class TokenRefusedError(ServiceError):
-    """The service answered 401: no token was sent, or not its own."""
 
 
 def find_running_service(project: Project) -> str | None:

@@ -71,7 +71,8 @@ class DataCapture:
     sampling_percentage: float = 100.0
     capture_input: bool = True
     capture_output: bool = True
-    # A directory, an s3:// URI (SageMaker's DestinationS3Uri), or None: the backend's default place.
+    # A directory, an s3:// URI (SageMaker's DestinationS3Uri), or None: the backend's default
+    # place.
     destination: Path | str | None = None
 
 

@@ -53,7 +53,7 @@ from mlcicd.endpoints.base import (
 from mlcicd.endpoints.local_config import prune, serving_config
 from mlcicd.endpoints.local_process import POLL_INTERVAL, exited, launch, live_status, stop
 from mlcicd.endpoints.local_process import read_object as _read
-from mlcicd.errors import EndpointError, NotFoundError, PortInUseError
+from mlcicd.errors import EndpointError, EndpointRollbackError, NotFoundError, PortInUseError
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
 from mlcicd.serving import metrics
 from mlcicd.serving.config import WEIGHTS_FILE, ServingConfig
@@ -134,7 +134,8 @@ class LocalEndpointBackend:
             if state in (IN_SERVICE, UPDATING):
                 state = OUT_OF_SERVICE
                 reason = (
-                    f"the endpoint server (pid {pid}) is no longer running: it was killed or the machine "
+                    f"the endpoint server (pid {pid}) is no longer running: it was killed or the "
+                    "machine "
                     "restarted; deploy again to restart it"
                 )
             elif state == CREATING:
@@ -289,7 +290,8 @@ class LocalEndpointBackend:
         name = config.endpoint_name
         if config.port is not None and config.port != live.get("port"):
             raise EndpointError(
-                f"endpoint {name} serves on port {live.get('port')}; it cannot move to port {config.port} "
+                f"endpoint {name} serves on port {live.get('port')}; it cannot move to port "
+                f"{config.port} "
                 "while serving",
                 hint=f"delete it first (mlcicd endpoints delete {name})",
             )
@@ -346,14 +348,6 @@ class LocalEndpointBackend:
                     f"update of endpoint {name} did not finish in time", hint=f"see {log_path}"
                 )
             time.sleep(POLL_INTERVAL)
-
-
-class EndpointRollbackError(EndpointError):
-    """An update was rolled back because an alarm tripped; ``rollback`` holds its figures."""
-
-    def __init__(self, message: str, *, rollback: dict[str, Any], hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.rollback = rollback
 
 
 # -- helpers ------------------------------------------------------------------------------

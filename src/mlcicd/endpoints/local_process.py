@@ -105,7 +105,8 @@ def launch(
         if time.monotonic() > deadline:
             stop(edir, stop_timeout)
             raise EndpointError(
-                f"endpoint {name} was not InService after {serving.startup_timeout:g}s; it was stopped",
+                f"endpoint {name} was not InService after {serving.startup_timeout:g}s; it was "
+                "stopped",
                 hint=f"see {log_path}",
             )
         time.sleep(POLL_INTERVAL)

@@ -3,35 +3,43 @@ with ``serve`` by podman, as SageMaker hosting runs it.
 
     <root>/<endpoint_name>/
         endpoint.json          what serves now: container, port, config, model, image id
-        models/<sha256>/       each model.tar.gz, digest-checked and extracted once
+        listener.json          the process that holds the endpoint's socket (listener.py)
+        models/<sha256>/       each model.tar.gz, as registered (mounted read-only)
         serve/<container>/     the server's status.json and metrics/ (MLCICD_SERVE_DIR inside)
 
-Each config runs in a container of its own (``mlcicd-ep-<endpoint>-<generation>``):
-``/opt/ml/model`` holds the extracted model (read-only), ``/opt/ml/code`` the inference
-code (read-only), the ``SAGEMAKER_*`` serving environment says the rest, and port 8080 is
-published on ``127.0.0.1`` only. The endpoint is InService once ``GET /ping`` answers 200; a
-container that exits first fails the deploy with its last log lines.
+Each config runs in a container of its own (``mlcicd-ep-<endpoint>-<root>-<generation>``,
+``<root>`` a digest of the endpoints directory: podman's names are the machine's, and two
+projects may both have an endpoint ``iris``):
+``/opt/ml/model`` holds the model.tar.gz and ``MLCICD_MODEL_SHA256`` its registered digest,
+so the container's ``serve`` checks the archive and extracts it itself before ``model_fn``
+(:mod:`mlcicd.serving.model_check`) — as it does on SageMaker, where nothing on the host can
+check for it. ``/opt/ml/code`` holds the inference code (read-only) and the ``SAGEMAKER_*``
+serving environment says the rest. The container gets no AWS credentials nor mlcicd's
+secrets: its environment is the serving one and what the variant configures.
 
-An update starts the new container on a new port, waits for its ``/ping``, records it as
-the one serving (``describe`` gives its URL), then stops the old one with SIGTERM: the old
-server stops accepting and finishes the requests it has (drain), so no request it accepted
-is lost — but the URL changes: clients must take it from ``describe`` (``mlcicd invoke``
-does). With ``deploy.port`` fixed the port cannot be shared, so the old container is
-stopped (drained) first: requests in that gap are refused, never half-answered. A failed
-update leaves the old container serving.
+The address is one listening socket on ``127.0.0.1``, bound once by the endpoint's listener
+(:mod:`mlcicd.endpoints.listener`) and handed to each container as fd 3 (``LISTEN_FDS``):
+the URL stays the same for the endpoint's life. An update starts the new container on that
+socket, waits until its server says InService (its status.json), records it, then stops the
+old one with SIGTERM: the old server stops accepting and finishes the requests it has
+(drain), while the new one accepts from the same kernel queue — no request is refused or
+lost, as with local endpoints. A new container that exits first, or is not InService within
+``deploy.startup_timeout``, fails the update with its last log lines and leaves the old one
+serving, on the same address.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
-import socket
+import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlcicd.archive import safe_extract
+from mlcicd.endpoints import listener
 from mlcicd.endpoints.base import (
     FAILED,
     IN_SERVICE,
@@ -52,7 +60,10 @@ from mlcicd.images.podman import (
     remove_container,
     tail,
 )
+from mlcicd.process import child_environment
 from mlcicd.serving import metrics
+from mlcicd.serving.model_check import ARCHIVE_NAME, MODEL_SHA256_ENV
+from mlcicd.serving.supervisor import STATUS_FILE
 
 RECORD_FILE = "endpoint.json"
 SERVE_DIR_IN_CONTAINER = "/var/run/mlcicd-serve"
@@ -60,18 +71,9 @@ PING_INTERVAL = 0.2
 LOG_LINES = 15
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pinged(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+# Run as ``python -c _FD3 FD podman run …``: podman passes fds 3.. (--preserve-fds), so the
+# socket must be fd 3 in podman's process, whatever number it has here.
+_FD3 = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.execvp(sys.argv[2], sys.argv[2:])"
 
 
 class PodmanEndpointBackend:
@@ -83,6 +85,10 @@ class PodmanEndpointBackend:
         self.root = Path(root).resolve()
         self.image = image
         self.drain_seconds = drain_seconds
+        self.root_id = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+
+    def container_name(self, endpoint: str, generation: int) -> str:
+        return f"mlcicd-ep-{endpoint}-{self.root_id}-{generation}"
 
     def endpoint_dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -98,7 +104,8 @@ class PodmanEndpointBackend:
             or config.data_capture is not None
         ):
             raise EndpointError(
-                f"endpoint {config.endpoint_name}: a container serves one model, without shadow or capture",
+                f"endpoint {config.endpoint_name}: a container serves one model, without shadow "
+                "or capture",
                 hint="use deploy.backend: local for variants, shadows and data capture",
             )
         if self.image is None:
@@ -112,21 +119,26 @@ class PodmanEndpointBackend:
         edir.mkdir(parents=True, exist_ok=True)
         with _locked(edir):
             record = read_object(edir / RECORD_FILE) or {}
-            old = record.get("container") if record else None
-            old_running = bool(old) and self._state(str(old))[0]
+            old = str(record.get("container") or "") or None
+            old_running = old is not None and self._state(old)[0]
             generation = int(record.get("generation") or 0) + 1
-            name = f"mlcicd-ep-{config.endpoint_name}-{generation}"
-            port = config.port or _free_port()
-            if old_running and config.port is not None and record.get("port") == config.port:
-                self._stop(str(old))  # the port cannot be shared: drain the old one first
-                old_running = False
+            name = self.container_name(config.endpoint_name, generation)
+            port, started_listener = self._address(edir, config, old if old_running else None)
+            if started_listener and old_running and config.port is not None:
+                old_running = False  # _address stopped it: it held the port alone
             variant = config.variants[0]
             model_dir = self._model(edir, variant)
             try:
-                self._start(edir, name, port, built, model_dir, variant, config)
-                self._wait_in_service(name, port, config.startup_timeout)
+                listen_fd = listener.socket_fd(edir)
+                try:
+                    self._start(edir, name, listen_fd, built, model_dir, variant, config)
+                finally:
+                    os.close(listen_fd)
+                self._wait_in_service(edir / "serve" / name, name, config.startup_timeout)
             except BaseException as exc:
                 remove_container(name)
+                if started_listener and not old_running:
+                    listener.stop(edir)  # nothing serves it: free the port
                 if record:
                     record["last_update_failure"] = getattr(exc, "headline", None) or repr(exc)
                     atomic_write_json(edir / RECORD_FILE, record)
@@ -149,9 +161,30 @@ class PodmanEndpointBackend:
             }
             atomic_write_json(edir / RECORD_FILE, new_record)
             if old and old != name:
-                self._stop(str(old))
-                shutil.rmtree(edir / "serve" / str(old), ignore_errors=True)
+                self._stop(old)
+                shutil.rmtree(edir / "serve" / old, ignore_errors=True)
             return self.describe(config.endpoint_name)
+
+    def _address(self, edir: Path, config: EndpointConfig, old: str | None) -> tuple[int, bool]:
+        """The endpoint's port, and whether its listener was started now.
+
+        The listener, once running, keeps the port for the endpoint's life: an update
+        cannot move it. Without one (a new endpoint, a listener that was killed, or an
+        endpoint deployed before listeners) it is started; if the running container
+        ``old`` then holds the wanted port itself, it is stopped (drained) first.
+        """
+        held = listener.running(edir)
+        if held is not None:
+            if config.port is not None and config.port != held["port"]:
+                raise EndpointError(
+                    f"endpoint {config.endpoint_name} listens on 127.0.0.1:{held['port']}; "
+                    f"an update cannot move it to port {config.port}",
+                    hint="delete the endpoint and deploy it again to change deploy.port",
+                )
+            return held["port"], False
+        if old is not None and config.port is not None:
+            self._stop(old)  # it publishes the port itself: the one gap left, said in the docs
+        return listener.start(edir, config.port), True
 
     def describe(self, name: str) -> EndpointDescription:
         edir = self.endpoint_dir(name)
@@ -200,6 +233,7 @@ class PodmanEndpointBackend:
             record = read_object(edir / RECORD_FILE) or {}
             if record.get("container"):
                 self._stop(str(record["container"]))
+            listener.stop(edir)
         shutil.rmtree(edir, ignore_errors=True)
 
     def set_weights(self, name: str, weights: dict[str, float]) -> EndpointDescription:
@@ -230,21 +264,34 @@ class PodmanEndpointBackend:
     # -- the container --------------------------------------------------------------------
 
     def _model(self, edir: Path, variant: ProductionVariant) -> Path:
+        """A directory holding the variant's model.tar.gz, copied as it is: the container
+        checks it against ``MLCICD_MODEL_SHA256`` and extracts it itself."""
         model_dir = edir / "models" / variant.model_sha256
-        if not model_dir.is_dir():  # extraction is all-or-nothing: a present dir is complete
-            safe_extract(variant.model_data, model_dir, expected_sha256=variant.model_sha256)
+        archive = model_dir / ARCHIVE_NAME
+        if not archive.is_file():
+            model_dir.mkdir(parents=True, exist_ok=True)
+            partial = model_dir / f".{ARCHIVE_NAME}.partial"
+            try:
+                shutil.copyfile(variant.model_data, partial)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise EndpointError(
+                    f"cannot copy the model {variant.model_data} for the container: {exc}"
+                ) from exc
+            partial.replace(archive)
         return model_dir
 
     def _start(
         self,
         edir: Path,
         name: str,
-        port: int,
+        listen_fd: int,
         image: str,
         model_dir: Path,
         variant: ProductionVariant,
         config: EndpointConfig,
     ) -> None:
+        """``podman run --detach`` with the endpoint's socket as the container's fd 3."""
         serve_dir = edir / "serve" / name
         serve_dir.mkdir(parents=True, exist_ok=True)
         env = {
@@ -257,53 +304,76 @@ class PodmanEndpointBackend:
             "SAGEMAKER_MAX_PAYLOAD_IN_MB": f"{config.max_payload_bytes / 1024 / 1024:g}",
             "SAGEMAKER_MODEL_SERVER_TIMEOUT": f"{config.startup_timeout:g}",
             "SAGEMAKER_VARIANT_NAME": variant.name,
+            MODEL_SHA256_ENV: variant.model_sha256,
             "MLCICD_SERVE_DIR": SERVE_DIR_IN_CONTAINER,
+            "LISTEN_FDS": "1",
         }
         what = f"starting container {name} for endpoint {config.endpoint_name}"
-        done = podman(
-            [
-                "run",
-                "--detach",
-                "--name",
-                name,
-                "--publish",
-                f"127.0.0.1:{port}:8080",
-                "--label",
-                f"io.mlcicd.endpoint={config.endpoint_name}",
-                "--volume",
-                f"{model_dir.resolve()}:/opt/ml/model:ro",
-                "--volume",
-                f"{variant.code_dir.resolve()}:/opt/ml/code:ro",
-                "--volume",
-                f"{serve_dir.resolve()}:{SERVE_DIR_IN_CONTAINER}",
-                *[arg for key in sorted(env) for arg in ("--env", f"{key}={env[key]}")],
-                image,
-                "serve",
-            ],
-            error=EndpointError,
-            what=what,
-            check=False,
-        )
+        cmd = [
+            sys.executable,
+            "-c",
+            _FD3,
+            str(listen_fd),
+            podman_binary(EndpointError),
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--preserve-fds",
+            "1",
+            "--label",
+            f"io.mlcicd.endpoint={config.endpoint_name}",
+            "--volume",
+            f"{model_dir.resolve()}:/opt/ml/model:ro",
+            "--volume",
+            f"{variant.code_dir.resolve()}:/opt/ml/code:ro",
+            "--volume",
+            f"{serve_dir.resolve()}:{SERVE_DIR_IN_CONTAINER}",
+            # NAME alone: podman takes the value from its own environment (not on its command line).
+            *[arg for key in sorted(env) for arg in ("--env", key)],
+            image,
+            "serve",
+        ]
+        try:
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(listen_fd,),
+                env={**child_environment(), **env},  # podman's own: no secrets of ours
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EndpointError(f"{what}: {exc}") from exc
+        finally:
+            # podman (runc) made the shared socket blocking; the old container's workers
+            # need it non-blocking (listener.py bounds the meantime).
+            os.set_blocking(listen_fd, False)
         if done.returncode != 0:
             said = tail(done.stderr or done.stdout, 8)
             raise EndpointError(missing_entry(str(self.image), "serve", said) or f"{what}: {said}")
 
-    def _wait_in_service(self, name: str, port: int, timeout: float) -> None:
+    def _wait_in_service(self, serve_dir: Path, name: str, timeout: float) -> None:
+        """Until the container's own server says InService: ``/ping`` on the endpoint's
+        address cannot tell, the old container answers it too during an update."""
         deadline = time.monotonic() + timeout
         while True:
-            if _pinged(port):
+            status = read_object(serve_dir / STATUS_FILE) or {}
+            if status.get("status") == IN_SERVICE:
                 return
             running, _, reason = self._state(name)
             if not running:
                 raise EndpointError(
                     missing_entry(str(self.image), "serve", reason)
-                    or f"container {name} exited before answering /ping: {reason}"
+                    or f"container {name} exited before it served: {reason}"
                 )
             if time.monotonic() >= deadline:
                 raise EndpointError(
-                    f"container {name} did not answer /ping on 127.0.0.1:{port} within {timeout:g}s; "
+                    f"container {name} was not InService within {timeout:g}s; "
                     f"its log: {self._logs(name)}",
-                    hint="raise deploy.startup_timeout if model_fn is slow",
+                    hint="raise deploy.startup_timeout if model_fn is slow; an image's serve "
+                    "must serve the socket on fd 3 (LISTEN_FDS), as mlcicd's does",
                 )
             time.sleep(PING_INTERVAL)
 

@@ -246,7 +246,8 @@ class SageMakerEndpointBackend:
         status = described["EndpointStatus"]
         if status != hosting.IN_SERVICE:
             raise EndpointError(
-                f"endpoint {name} is {status}; SageMaker changes the weights of an InService endpoint only",
+                f"endpoint {name} is {status}; SageMaker changes the weights of an InService "
+                "endpoint only",
                 hint="wait until `mlcicd endpoints describe` shows it InService",
             )
         current = {v["name"]: v["weight"] for v in _variants(sagemaker, described)}
@@ -436,4 +437,4 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-__all__ = ["SageMakerEndpointBackend", "runtime_url", "traffic_routing"]
+__all__ = ["SageMakerEndpointBackend", "runtime_url"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mlcicd.errors import BuildError
 from mlcicd.images.podman import image_exists, image_id, podman_binary, tail
-from mlcicd.process import run_streaming
+from mlcicd.process import child_environment, run_streaming
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -113,7 +113,8 @@ def _debootstrap(rootfs: Path, suite: str, mirror: str, log: list[str]) -> None:
     )
     if outcome.exit_code != 0:
         raise BuildError(
-            f"debootstrap {suite} from {mirror} failed (exit {outcome.exit_code}): {tail(chr(10).join(log), 12)}",
+            f"debootstrap {suite} from {mirror} failed (exit {outcome.exit_code}): "
+            f"{tail(chr(10).join(log), 12)}",
             hint="it needs root and the mirror; check /etc/apt/sources.list*, or pass --mirror",
         )
 
@@ -162,7 +163,8 @@ def _check_python(rootfs: Path, suite: str) -> None:
     if found < needed:
         shown = ".".join(map(str, found)) or "none"
         raise BuildError(
-            f"Debian {suite}'s Python is {shown}, and mlcicd needs Python >= {'.'.join(map(str, needed))}",
+            f"Debian {suite}'s Python is {shown}, and mlcicd needs Python >= "
+            f"{'.'.join(map(str, needed))}",
             hint="pass a newer suite: mlcicd image base --suite trixie",
         )
 
@@ -174,7 +176,11 @@ def _import(rootfs: Path, tag: str) -> None:
         ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
     ) as tar:
         done = subprocess.run(
-            [podman, "import", *changes, "-", tag], stdin=tar.stdout, capture_output=True, text=True
+            [podman, "import", *changes, "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            env=child_environment(),
         )
         if tar.stdout is not None:
             tar.stdout.close()

@@ -37,7 +37,7 @@ import mlcicd
 from mlcicd import git
 from mlcicd.errors import BuildError
 from mlcicd.images.podman import image_id, podman, podman_binary, tail
-from mlcicd.process import run_streaming
+from mlcicd.process import child_environment, run_streaming
 from mlcicd.project import Project, cache_dir
 
 BASE_ENV = "MLCICD_IMAGE_BASE"
@@ -317,10 +317,11 @@ def build_image(
             log(line)
 
         log(
-            f"$ podman build --tag {tag}{f' --build-arg BASE_IMAGE={base}' if base else ''} {context}"
+            f"$ podman build --tag {tag}{f' --build-arg BASE_IMAGE={base}' if base else ''} "
+            f"{context}"
         )
         outcome = run_streaming(
-            cmd, cwd=context, env=dict(os.environ), on_line=on_line, max_runtime_seconds=timeout
+            cmd, cwd=context, env=child_environment(), on_line=on_line, max_runtime_seconds=timeout
         )
     if outcome.timed_out:
         raise BuildError(
@@ -328,14 +329,17 @@ def build_image(
         )
     if outcome.exit_code != 0 and any("initializing source docker://" in line for line in lines):
         raise BuildError(
-            f"building {tag} failed: the base image cannot be pulled here: {tail(chr(10).join(lines), 1)}",
-            hint="make one with `mlcicd image base` and pass its tag as --base (or build.image.base, "
+            f"building {tag} failed: the base image cannot be pulled here: "
+            f"{tail(chr(10).join(lines), 1)}",
+            hint="make one with `mlcicd image base` and pass its tag as --base (or "
+            "build.image.base, "
             f"${BASE_ENV})",
         )
     if outcome.exit_code != 0:
         raise BuildError(
             f"building {tag} failed at {_failed_step(lines)}:\n{tail(chr(10).join(lines), 15)}",
-            hint=f"fix {context / dockerfile} (or the base image: --base, build.image.base, ${BASE_ENV})",
+            hint=f"fix {context / dockerfile} (or the base image: --base, build.image.base, "
+            f"${BASE_ENV})",
         )
     return BuiltImage(
         tag,
@@ -367,7 +371,8 @@ def build_project_image(
     dirty = git.dirty_paths(project.repo, project.rel)
     if dirty:
         log(
-            f"{len(dirty)} uncommitted file(s) are NOT in the image: it is built from commit {commit.sha[:12]}"
+            f"{len(dirty)} uncommitted file(s) are NOT in the image: it is built from commit "
+            f"{commit.sha[:12]}"
         )
     context = project.state_dir / "sources" / commit.tree
     if not context.is_dir():

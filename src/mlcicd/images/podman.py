@@ -4,6 +4,11 @@ podman, not Docker: it needs no daemon (a container is a child of the command th
 it), runs as root or rootless, and reads the same Dockerfiles and images. ``MLCICD_PODMAN``
 names another binary (a wrapper, or ``docker`` where its CLI suffices for what we call).
 
+podman runs with :func:`mlcicd.process.child_environment`: it runs the project's code (a
+build's ``RUN`` steps, ``train``, ``serve``), and whatever reaches a container reaches it
+through podman — so neither mlcicd's secrets nor AWS credentials are in podman's
+environment at all. What a container must see is passed by name (``--env NAME``).
+
 Every call names the error class to raise, so a failure reads as the stage's own: a
 ``BuildError`` while building an image, a ``TrainingError`` while training, an
 ``EndpointError`` while serving.
@@ -17,6 +22,7 @@ import subprocess
 from collections.abc import Sequence
 
 from mlcicd.errors import MlcicdError
+from mlcicd.process import child_environment
 
 PODMAN_ENV = "MLCICD_PODMAN"
 INSTALL_HINT = (
@@ -58,7 +64,12 @@ def podman(
     cmd = [podman_binary(error), *args]
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired as exc:
         raise error(f"{what}: podman did not answer within {timeout:g}s ({' '.join(cmd)})") from exc
@@ -101,6 +112,7 @@ def remove_container(name: str) -> None:
             capture_output=True,
             timeout=60,
             stdin=subprocess.DEVNULL,
+            env=child_environment(),
         )
     except (MlcicdError, OSError, subprocess.SubprocessError):
         pass
@@ -112,5 +124,6 @@ def missing_entry(image: str, entry: str, output: str) -> str | None:
         return None
     return (
         f"image {image} has no `{entry}` on its PATH: SageMaker runs `docker run IMAGE {entry}`; "
-        f"copy the entry into the image (the template's Dockerfile: COPY docker/train docker/serve /usr/local/bin/)"
+        "copy the entry into the image (the template's Dockerfile: COPY docker/train "
+        "docker/serve /usr/local/bin/)"
     )

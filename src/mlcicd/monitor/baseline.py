@@ -106,7 +106,8 @@ def store_baseline(
     """Write the two files beside the model, then record them with the model version."""
     statistics, constraints = _encode(documents.statistics), _encode(documents.constraints)
     digest = hashlib.sha256(statistics + b"\0" + constraints).hexdigest()[:16]
-    folder = f"{package.group_name}/{package.training_job or f'model-{package.model_sha256[:12]}'}/baseline/{digest}"
+    job = package.training_job or f"model-{package.model_sha256[:12]}"
+    folder = f"{package.group_name}/{job}/baseline/{digest}"
     bucket, store = project.config.store.models_bucket, project.store
     stats_ref = store.put_bytes(statistics, bucket, f"{folder}/{STATISTICS}")
     constraints_ref = store.put_bytes(constraints, bucket, f"{folder}/{CONSTRAINTS}")

@@ -34,7 +34,10 @@ from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelPackage
 
 VIOLATIONS_EXIT_CODE = 3  # `mlcicd monitor check` found violations (0: none; errors: 1 or 2)
 SINGLE_VARIANT = "AllTraffic"
-ENABLE_CAPTURE = "set deploy.data_capture: {enabled: true} in mlcicd.yaml (it captures input and output) and deploy again"
+ENABLE_CAPTURE = (
+    "set deploy.data_capture: {enabled: true} in mlcicd.yaml (it captures input and "
+    "output) and deploy again"
+)
 
 
 @dataclass
@@ -172,8 +175,8 @@ class ServedModels:
         if package is None:
             stamp = datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
             raise MonitorError(
-                f"cannot tell which model variant {variant} of endpoint {self.endpoint} served at {stamp}"
-                + (f" (endpoint config {names[0]})" if names else ""),
+                f"cannot tell which model variant {variant} of endpoint {self.endpoint} served "
+                f"at {stamp}" + (f" (endpoint config {names[0]})" if names else ""),
                 hint="its endpoint configs are recorded when `mlcicd run` deploys it",
             )
         return package
@@ -224,7 +227,8 @@ def check_endpoint(
             f"mlcicd monitor baseline --model {arn.rsplit('/', 1)[1]}" for arn in missing
         )
         raise NothingToCheckError(
-            f"no data-quality baseline for model {', '.join(missing)}, which served the captured requests",
+            f"no data-quality baseline for model {', '.join(missing)}, which served the captured "
+            "requests",
             hint=f"compute it: {commands}",
         )
     monitor = project.config.monitor

@@ -140,7 +140,8 @@ def check(
             violate(
                 result,
                 "missing_column_check",
-                f"There is no column {name} in the current data; the baseline has {len(constraints['features'])} "
+                f"There is no column {name} in the current data; the baseline has "
+                f"{len(constraints['features'])} "
                 f"features",
             )
             continue
@@ -157,7 +158,8 @@ def check(
                 result,
                 "completeness_check",
                 f"Data completeness requirement is not met. Expected completeness: "
-                f"{_percent(constraint['completeness'])}. Observed: only {_percent(completeness)} of the rows "
+                f"{_percent(constraint['completeness'])}. Observed: only "
+                f"{_percent(completeness)} of the rows "
                 f"have {name}",
             )
         if present and kind in (*st.NUMERIC_TYPES, st.STRING):
@@ -166,8 +168,10 @@ def check(
                 violate(
                     result,
                     "data_type_check",
-                    f"Data type match requirement is not met. Expected data type: {kind}, expected match: "
-                    f"{_percent(DATATYPE_CHECK_THRESHOLD)}. Observed: only {_percent(match)} of the values are "
+                    f"Data type match requirement is not met. Expected data type: {kind}, "
+                    "expected match: "
+                    f"{_percent(DATATYPE_CHECK_THRESHOLD)}. Observed: only {_percent(match)} of "
+                    "the values are "
                     f"{kind}",
                 )
         _drift(result, feature, kind, present, values, drift_threshold, method, violate)
@@ -180,7 +184,8 @@ def check(
                 violate(
                     result,
                     "categorical_values_check",
-                    f"Only {_percent(inside)} of the values are in the baseline's domain; unknown values: "
+                    f"Only {_percent(inside)} of the values are in the baseline's domain; "
+                    "unknown values: "
                     f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}",
                 )
     for name in extra:
@@ -191,7 +196,8 @@ def check(
         violate(
             result,
             "extra_column_check",
-            f"There is a column {name} in the current data that the baseline has not; the baseline has "
+            f"There is a column {name} in the current data that the baseline has not; the "
+            "baseline has "
             f"{len(constraints['features'])} features",
         )
     return results, violations
@@ -224,7 +230,8 @@ def _drift(
         )
     if result.drift is not None and result.distance is not None and result.drift > threshold:
         how = (
-            f"L-infinity distance {result.distance:.4g} less {result.distance - result.drift:.4g} of sampling "
+            f"L-infinity distance {result.distance:.4g} less "
+            f"{result.distance - result.drift:.4g} of sampling "
             f"noise for {values.size} values"
             if kind in st.NUMERIC_TYPES and method == "Robust"
             else "L-infinity distance between the distributions"

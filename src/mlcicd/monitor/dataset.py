@@ -65,7 +65,8 @@ def read_channel(path: Path, *, channel: str, label: str | None) -> Table:
         where = "does not exist" if not path.exists() else "holds no .csv file"
         raise MonitorError(
             f"training channel {channel!r} ({path}) {where}",
-            hint="a data-quality baseline is computed from CSV data; set monitor.channel to a channel that has some",
+            hint="a data-quality baseline is computed from CSV data; set monitor.channel to a "
+            "channel that has some",
         )
     names: list[str] = []
     sample: list[dict[str, Cell]] = []  # a uniform sample of at most MAX_ROWS rows (reservoir)

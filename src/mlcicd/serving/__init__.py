@@ -13,10 +13,17 @@
     generation.py  worker processes as the supervisor sees them (start, events, exit)
     container.py   ``serve`` inside a SageMaker container, on top of the supervisor
     model_check.py the container serves only the model.tar.gz of MLCICD_MODEL_SHA256
-    procinfo.py    is a recorded pid still the process we started?
+    balance.py     spreads connections evenly over the workers of one listening socket
+    batching.py    adaptive micro-batching: concurrent requests share one predict_fn call
+    background.py  a bounded queue drained by one daemon thread: work off the hot path
+    capture.py     data capture: sampled requests and responses as JSON Lines
+    shadow.py      the shadow variant: a copy of live traffic, answered off the hot path
+    metrics.py     SageMaker's endpoint metrics, counted per worker, summed over all
     logs.py        one log line per event, on stderr
 
+The default predict_fn's lean predictors are the model compiler's, :mod:`mlcicd.compiler`.
 Everything here runs under the *model's* interpreter, which has numpy, uvicorn, httptools
-and orjson but none of the CLI's dependencies: import only the stdlib, those four and
-``mlcicd.errors`` / ``mlcicd.fsutil`` / ``mlcicd.archive`` (a test holds us to it).
+and orjson but none of the CLI's dependencies: import only the stdlib, those four,
+``mlcicd.errors`` / ``fsutil`` / ``archive`` / ``procinfo`` / ``process``, the artifact store
+(capture) and the compiler (a test, tests/serving/test_imports.py, holds us to it).
 """

@@ -389,7 +389,8 @@ class InferenceApp:
         text = header.decode("latin-1") if header is not None else None
         if cached is None:  # remembered as not acceptable
             raise codecs.NotAcceptableError(
-                f"cannot answer with any type in Accept: {text!r}; supported: {', '.join(codecs.SUPPORTED)}"
+                f"cannot answer with any type in Accept: {text!r}; supported: "
+                f"{', '.join(codecs.SUPPORTED)}"
             )
         try:
             if default_output:
@@ -431,7 +432,8 @@ class InferenceApp:
         self, send: Send, size: int, runtime: bool, request_id: str | None, *, close: bool
     ) -> None:
         exc = PayloadTooLargeError(
-            f"request body of {size} bytes is larger than the limit of {self.max_payload_bytes} bytes"
+            f"request body of {size} bytes is larger than the limit of {self.max_payload_bytes} "
+            "bytes"
         )
         self.log.warning("POST invocations -> 413: %s", exc.message)
         if runtime:

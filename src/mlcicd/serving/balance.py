@@ -10,7 +10,8 @@ one slot per accepting worker with the number of connections it holds. A worker 
 only while no other accepting worker holds fewer, so the least loaded takes the next
 connection. A worker that defers looks again every :data:`DEFER_SECONDS` and takes a
 connection that has waited :data:`TAKE_AFTER_SECONDS`, so a busy or stuck peer delays a
-client by at most that, never refuses one. The board is advisory: a stale count costs balance, not correctness.
+client by at most that, never refuses one. The board is advisory: a stale count costs
+balance, not correctness.
 
 Each slot also holds its worker's heartbeat: the time (``time.monotonic()``, one clock for
 every process) its event loop last ran (:mod:`mlcicd.serving.watchdog`). A peer whose loop
@@ -43,7 +44,8 @@ _COUNTS_BYTES = SLOTS * 4
 
 
 class ConnectionBoard:
-    """Connections held and heartbeats, per worker slot; shared by the supervisor and its workers."""
+    """Connections held and heartbeats, per worker slot; shared by the supervisor and its
+    workers."""
 
     def __init__(self, fd: int, *, create: bool = False) -> None:
         size = _COUNTS_BYTES + SLOTS * 8

@@ -181,7 +181,8 @@ def _rows(data: Any, kind: str) -> np.ndarray[Any, Any]:
             array = np.asarray(data)
         except ValueError as exc:
             raise BadRequestError(
-                f"{kind} body is not a rectangular array: rows must all have the same length ({exc})"
+                f"{kind} body is not a rectangular array: rows must all have the same length "
+                f"({exc})"
             ) from exc
     if array.dtype.kind == "O":
         raise BadRequestError(
@@ -273,7 +274,8 @@ def _encode_csv(prediction: Any) -> bytes:
         raise NotAcceptableError(f"the prediction cannot be written as {CSV}: {exc}") from exc
     if array.dtype.kind == "O" or array.ndim > 2:
         raise NotAcceptableError(
-            f"the prediction (shape {array.shape}, dtype {array.dtype}) cannot be written as {CSV}; "
+            f"the prediction (shape {array.shape}, dtype {array.dtype}) cannot be written as "
+            f"{CSV}; "
             f"ask for {JSON} or {NPY}"
         )
     rows = array.reshape(-1, 1) if array.ndim < 2 else array

@@ -232,7 +232,8 @@ class ServingConfig:
             out.append(f"shadow: its name {self.shadow.name!r} is also a production variant's")
         if self.capture is not None and not 0 <= self.capture.sampling_percentage <= 100:
             out.append(
-                f"capture.sampling_percentage: between 0 and 100, got {self.capture.sampling_percentage}"
+                "capture.sampling_percentage: between 0 and 100, got "
+                f"{self.capture.sampling_percentage}"
             )
         if self.capture is not None and self.capture.destination.startswith("s3://"):
             bucket = self.capture.destination.removeprefix("s3://").partition("/")[0]

@@ -22,6 +22,9 @@ inference toolkit:
                                         an archive of that digest (mlcicd.serving.model_check)
     MLCICD_MODEL_DATA_URL               where that archive is, when the model dir has none
     MLCICD_MAX_MODEL_BYTES / _MEMBERS   caps on what the archive may unpack to (mlcicd.archive)
+    LISTEN_FDS=1                        serve the listening socket on fd 3 instead of binding
+                                        (systemd's socket activation; podman --preserve-fds):
+                                        how mlcicd's container endpoints keep one address
 
 The serving config goes to a scratch directory (``MLCICD_SERVE_DIR``, default a temporary
 one); logs go to stderr, where SageMaker collects them. SIGTERM drains and exits 0.
@@ -40,7 +43,7 @@ from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.model_check import verified_model_dir
-from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor
+from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor, activated_socket
 
 DEFAULT_BASE_DIR = "/opt/ml"
 
@@ -115,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     configure_logging("serve")
+    try:  # first: no child (a download, a worker) may see the variables
+        sock = activated_socket(os.environ)
+    except ValueError as exc:
+        print(f"serve: cannot serve the socket handed over: {exc}", file=sys.stderr)
+        return 2
     try:
         env = fetch_code(os.environ)
     except MlcicdError as exc:
@@ -133,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serve: invalid serving settings: {exc}", file=sys.stderr)
         return 2
     atomic_write_json(state_dir / CONFIG_FILE, config.to_dict())
-    return Supervisor(state_dir, log_hint="the container's log (CloudWatch)").run()
+    return Supervisor(state_dir, log_hint="the container's log (CloudWatch)", sock=sock).run()
 
 
 if __name__ == "__main__":

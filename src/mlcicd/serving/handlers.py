@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from mlcicd import compiler
 from mlcicd.errors import EndpointError
-from mlcicd.serving import codecs, fastpath
+from mlcicd.serving import codecs
 from mlcicd.serving.codecs import BadRequestError, InvocationError
 
 MODEL_FILES = ("model.joblib", "model.pkl", "model.pickle")
@@ -229,7 +230,8 @@ def _default_model_fn_for(script: Path) -> Handler:
             if os.path.isfile(path):
                 return _load_model_file(path)
         raise EndpointError(
-            f"{script.name} defines no model_fn, and {model_dir} holds none of {', '.join(MODEL_FILES)}",
+            f"{script.name} defines no model_fn, and {model_dir} holds none of "
+            f"{', '.join(MODEL_FILES)}",
             hint="define model_fn(model_dir) in the inference script to load the model",
         )
 
@@ -255,15 +257,16 @@ def default_predict_fn(data: Any, model: Any) -> Any:
     """SageMaker scikit-learn's default: ``model.predict(data)``.
 
     Through the model's lean predictor when :class:`LoadedVariant` compiled one at load
-    (:mod:`mlcicd.serving.fastpath`): the same answers without scikit-learn's per-call cost.
+    (:mod:`mlcicd.compiler`): the same answers without scikit-learn's per-call cost.
     """
-    lean = fastpath.lookup(model)
+    lean = compiler.lookup(model)
     if lean is not None:
         return lean.predict(data)
     predict = getattr(model, "predict", None)
     if predict is None:
         raise TypeError(
-            f"the model ({type(model).__name__}) has no predict method; define predict_fn in the inference script"
+            f"the model ({type(model).__name__}) has no predict method; define predict_fn in the "
+            "inference script"
         )
     return predict(data)
 
@@ -289,7 +292,7 @@ class LoadedVariant:
         )
         self.n_features: int | None = width if isinstance(width, int) else None
         if handlers.predict_fn is default_predict_fn:
-            fastpath.register(model)  # compiled and verified now, at load, not per request
+            compiler.register(model)  # compiled and verified now, at load, not per request
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, context: InvocationContext | None = None
@@ -406,7 +409,8 @@ def _response(result: Any, accept: str, stage: str) -> tuple[bytes, str]:
         raise HandlerError(
             stage,
             TypeError(
-                f"{stage} must return bytes, str or (body, content_type), not {type(result).__name__}"
+                f"{stage} must return bytes, str or (body, content_type), not "
+                f"{type(result).__name__}"
             ),
         )
     if (

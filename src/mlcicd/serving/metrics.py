@@ -296,7 +296,8 @@ def append_series(directory: Path, summed: Mapping[str, Any], last: str | None) 
 
 
 def window(directory: Path, seconds: float) -> dict[str, Any]:
-    """The counts of the last ``seconds``: the live sum minus the series line at the window's start."""
+    """The counts of the last ``seconds``: the live sum minus the series line at the
+    window's start."""
     now = read_all(directory)
     start = time.time() - seconds
     base: Mapping[str, Any] = {}

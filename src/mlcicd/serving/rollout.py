@@ -210,7 +210,10 @@ class Rollout:
     ) -> None:
         """All traffic back to the old config at once, then a generation of it alone."""
         self._set_traffic(mixed, 0.0, old.config.name)
-        reason = f"rolled back to {old.config.name} at {share:g}% of the traffic: alarm {alarm['message']}"
+        reason = (
+            f"rolled back to {old.config.name} at {share:g}% of the traffic: alarm "
+            f"{alarm['message']}"
+        )
         log.error("%s", reason)
         self.last_rollback = {
             **alarm,

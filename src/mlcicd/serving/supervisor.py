@@ -41,7 +41,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +92,60 @@ def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+LISTEN_FDS_START = 3  # systemd's SD_LISTEN_FDS_START: the first inherited socket
+SOCKET_ACTIVATION_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+def activated_socket(env: MutableMapping[str, str]) -> socket.socket | None:
+    """The listening socket handed to this process (systemd-style ``LISTEN_FDS``), or None.
+
+    A container endpoint's socket is bound on the host and outlives its containers
+    (:mod:`mlcicd.endpoints.listener`): each container serves it from fd 3, so an update
+    moves no address and the kernel's accept queue carries the requests across. The
+    variables are removed from ``env`` (the workers get the socket by its number, and
+    must not take themselves for activated). ``LISTEN_PID``, when set, must be this
+    process (systemd's rule: the variables were meant for it, not for a parent).
+    Raises ValueError saying what is wrong with what was handed over.
+    """
+    count, pid = env.get("LISTEN_FDS"), env.get("LISTEN_PID")
+    for name in SOCKET_ACTIVATION_ENV:
+        env.pop(name, None)
+    if not count:
+        return None
+    if pid and pid != str(os.getpid()):
+        return None
+    if count != "1":
+        raise ValueError(f"LISTEN_FDS={count}: one listening socket is expected (fd 3)")
+    try:
+        sock = socket.socket(fileno=LISTEN_FDS_START)
+    except OSError as exc:
+        raise ValueError(f"LISTEN_FDS=1 but fd 3 is not a socket: {exc}") from exc
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        sock.detach()
+        raise ValueError("LISTEN_FDS=1 but fd 3 is not a listening TCP socket")
+    sock.setblocking(False)  # as bind_socket: shared with every worker
+    return sock
+
+
 class Supervisor:
     """One endpoint's socket, workers and status file."""
 
     def __init__(
-        self, state_dir: Path, *, launch_id: str | None = None, log_hint: str | None = None
+        self,
+        state_dir: Path,
+        *,
+        launch_id: str | None = None,
+        log_hint: str | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """``sock``: a listening socket to serve instead of binding config.json's address."""
         self.state_dir = state_dir.resolve()
         self.launch_id = launch_id
         self.log_hint = log_hint or str(self.state_dir / LOG_FILE)
-        self.sock: socket.socket | None = None
+        self.sock: socket.socket | None = sock
+        self._inherited = sock is not None
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.current: Generation | None = None
@@ -152,12 +196,15 @@ class Supervisor:
         except (OSError, ValueError) as exc:
             return self._fail(f"cannot read {self.state_dir / CONFIG_FILE}: {exc}", "config")
         self.host = config.host
-        try:
-            self.sock = bind_socket(config.host, config.port)
-        except PortInUseError as exc:
-            return self._fail(exc.message, "port_in_use")
-        except OSError as exc:
-            return self._fail(f"cannot listen on {config.host}:{config.port}: {exc}", "bind")
+        if self.sock is None:
+            try:
+                self.sock = bind_socket(config.host, config.port)
+            except PortInUseError as exc:
+                return self._fail(exc.message, "port_in_use")
+            except OSError as exc:
+                return self._fail(f"cannot listen on {config.host}:{config.port}: {exc}", "bind")
+        else:  # handed over: its address is the one clients use, whatever config.json says
+            self.host = str(self.sock.getsockname()[0])
         self.port = self.sock.getsockname()[1]
         log.info("listening on %s:%d", self.host, self.port)
         self.board = ConnectionBoard.create()
@@ -233,7 +280,8 @@ class Supervisor:
         blue: ServingConfig | None = None,
         green_percent: float = 100.0,
     ) -> Generation | str:
-        """Start ``config.workers`` workers and wait until all are ready: the generation, or why not.
+        """Start ``config.workers`` workers and wait until all are ready: the generation, or
+        why not.
 
         With ``blue``, the workers also load that config and give ``config`` only
         ``green_percent`` of the traffic (until ``traffic.json`` says otherwise).
@@ -269,7 +317,8 @@ class Supervisor:
             now = time.monotonic()
             if now >= deadline:
                 reason = (
-                    f"the workers were not ready within {config.startup_timeout:g}s (startup_timeout); "
+                    f"the workers were not ready within {config.startup_timeout:g}s "
+                    "(startup_timeout); "
                     f"model_fn may be slow or stuck — see {self.log_hint}"
                 )
                 break
@@ -290,7 +339,7 @@ class Supervisor:
             log.info("SIGHUP: config unchanged")
             self.write_status()
             return
-        if config.host != self.host or config.port not in (0, self.port):
+        if not self._inherited and (config.host != self.host or config.port not in (0, self.port)):
             self.rollout.failed(
                 digest,
                 f"the endpoint listens on {self.host}:{self.port}; an update cannot move it to "

@@ -180,7 +180,8 @@ class Watchdog:
         return timed_out, not_started, idle
 
     def timeout_response(self, runtime: bool) -> bytes:
-        """What a request in the handlers gets: SageMaker's answer to an invocation that timed out."""
+        """What a request in the handlers gets: SageMaker's answer to an invocation that
+        timed out."""
         if not runtime:
             message = (
                 f"the model did not answer within {self.timeout:g}s (deploy.model_timeout); "

@@ -1,5 +1,15 @@
 """The pipeline's stages, in order. Each is backend-neutral: backends sit behind
-``mlcicd.training`` (train) and ``mlcicd.endpoints`` (deploy)."""
+``mlcicd.training`` (train) and ``mlcicd.endpoints`` (deploy).
+
+    source.py      SOURCE: the commit resolved and its tree exported (only committed content)
+    build.py       BUILD: the isolated environment from requirements.txt, the project's tests
+    train.py       TRAIN: a training job under SageMaker's contract; its model.tar.gz stored
+    gate.py        GATE: the thresholds (the rule in :mod:`mlcicd.thresholds`), then ...
+    challenger.py  ... champion/challenger: is the new model as good as the one serving?
+    approve.py     APPROVE (``approve: manual``): a person decides before production
+    register.py    REGISTER: a model package in the registry, one version per model sha256
+    deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
+"""
 
 from __future__ import annotations
 

@@ -6,37 +6,18 @@ the run fails naming metric, value and threshold, and the endpoint keeps what it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-from mlcicd.config import Config, Threshold
+from mlcicd.config import Config
 from mlcicd.errors import GateError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.stages.register import register_model
+from mlcicd.thresholds import evaluate_thresholds
 
 
 def evaluate(config: Config, metrics: dict[str, float]) -> list[str]:
     """The failed checks of ``config``'s gate, each as one sentence; empty when the model passes."""
     return evaluate_thresholds(config.gate.thresholds, metrics)
-
-
-def evaluate_thresholds(thresholds: Iterable[Threshold], metrics: Mapping[str, float]) -> list[str]:
-    """The failed checks, each as one sentence; empty when the model passes.
-
-    The local gate stage and the training Lambda (on SageMaker's FinalMetricDataList) both
-    decide through this function.
-    """
-    failures = []
-    for threshold in thresholds:
-        value = metrics.get(threshold.metric)
-        if value is None:
-            failures.append(
-                f"{threshold.metric} was not reported by the training job "
-                f"(needed {threshold}; check train.metric_definitions)"
-            )
-        elif not threshold.passes(value):
-            failures.append(f"{threshold.metric} = {value:g} does not meet {threshold}")
-    return failures
 
 
 class GateStage:

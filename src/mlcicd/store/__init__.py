@@ -1,4 +1,11 @@
-"""Artifact stores: one interface, a local-disk and an S3 implementation side by side."""
+"""Artifact stores: one interface, a local-disk and an S3 implementation side by side.
+
+    base.py    ArtifactStore, the interface, and ArtifactRef (a stored artifact's uri and digest)
+    local.py   LocalArtifactStore: a directory on this machine
+    s3.py      S3ArtifactStore: a bucket and prefix
+
+``open_store`` picks one from ``store.uri``.
+"""
 
 from __future__ import annotations
 

@@ -11,10 +11,11 @@ it receives (per part for multipart uploads). Only the checksum is trusted: meta
 written by whoever writes the object, so an object overwritten with other bytes can claim
 the old digest there. :meth:`S3ArtifactStore.holds` (may an upload be skipped?) compares the
 checksum S3 computed with the same checksum of the local file; reads verify the bytes
-received against the digest mlcicd recorded before the file appears at its destination. Encryption: with ``kms_key_id`` objects are written SSE-KMS under
-that key; without, the bucket's default encryption applies (S3 encrypts every new object,
-SSE-S3 at least; the stack's buckets default to SSE-KMS under the stack's key, which an
-explicit ``AES256`` would override).
+received against the digest mlcicd recorded before the file appears at its destination.
+Encryption: with ``kms_key_id`` objects are written SSE-KMS under that key; without, the
+bucket's default encryption applies (S3 encrypts every new object, SSE-S3 at least; the
+stack's buckets default to SSE-KMS under the stack's key, which an explicit ``AES256`` would
+override).
 """
 
 from __future__ import annotations

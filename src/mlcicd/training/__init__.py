@@ -5,7 +5,7 @@ toolkit.py    the /opt/ml layout, SM_* environment and arguments, as pure functi
 local.py      LocalTrainingBackend: jobs as subprocesses in <jobs_root>/<name>/
 container.py  ``python -m mlcicd.training.container``: the same, inside a SageMaker image
 podman.py     PodmanTrainingBackend: the host side, running that image's ``train`` with podman
-sagemaker.py  SageMakerTrainingBackend: SageMaker training jobs
+sagemaker.py  SageMakerTrainingBackend: CreateTrainingJob on SageMaker, its logs and metrics
 
 :func:`open_backend` picks the backend by its ``TYPE`` (``train.backend``).
 """
@@ -31,8 +31,8 @@ from mlcicd.training.toolkit import (
     decode_hyperparameters,
     encode_hyperparameters,
     hyperparameter_args,
-    training_env,
-    training_environment,
+    training_env_document,
+    training_env_vars,
 )
 
 if TYPE_CHECKING:  # the container entry (training/container.py) runs without either
@@ -95,6 +95,6 @@ __all__ = [
     "hyperparameter_args",
     "open_backend",
     "parse_metrics",
-    "training_env",
-    "training_environment",
+    "training_env_document",
+    "training_env_vars",
 ]

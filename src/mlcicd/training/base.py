@@ -88,12 +88,14 @@ class TrainingJobSpec:
         if not JOB_NAME_PATTERN.fullmatch(self.name):
             raise TrainingError(
                 f"training job name {self.name!r} is not valid",
-                hint="use 1-63 letters, digits and hyphens, starting and ending with a letter or digit",
+                hint="use 1-63 letters, digits and hyphens, starting and ending with a letter or "
+                "digit",
             )
         entry = PurePosixPath(self.entry_point)
         if not self.entry_point or entry.is_absolute() or ".." in entry.parts:
             raise TrainingError(
-                f"entry point {self.entry_point!r} must be a path relative to source_dir {self.source_dir}"
+                f"entry point {self.entry_point!r} must be a path relative to source_dir "
+                f"{self.source_dir}"
             )
         if self.max_runtime_seconds < 1:
             raise TrainingError(
@@ -112,7 +114,8 @@ class TrainingJobSpec:
         for key, value in self.environment.items():
             if key.startswith("SM_") or key in RESERVED_ENV:
                 raise TrainingError(
-                    f"environment variable {key} is set by the training runner and cannot be overridden"
+                    f"environment variable {key} is set by the training runner and cannot be "
+                    "overridden"
                 )
             if not isinstance(value, str):
                 raise TrainingError(

@@ -48,7 +48,7 @@ from mlcicd.training.toolkit import (
     hyperparameter_args,
     missing_model_reason,
     resource_config,
-    training_env,
+    training_env_vars,
 )
 
 DEFAULT_BASE_DIR = Path("/opt/ml")
@@ -111,7 +111,8 @@ def _prepare(
     if not program:
         raise TrainingError(
             "no training program: SAGEMAKER_PROGRAM is not set",
-            hint="set it in the image (ENV SAGEMAKER_PROGRAM=train.py) or as the sagemaker_program hyperparameter",
+            hint="set it in the image (ENV SAGEMAKER_PROGRAM=train.py) or as the "
+            "sagemaker_program hyperparameter",
         )
     code_dir = _code_dir(paths, environ, hyperparameters)
     script = code_dir / str(program)
@@ -119,7 +120,7 @@ def _prepare(
         raise TrainingError(f"training program {program!r} not found: looked for {script}")
     env = dict(environ)
     env.update(
-        training_env(
+        training_env_vars(
             paths,
             hyperparameters=hyperparameters,
             resource_config=resources,

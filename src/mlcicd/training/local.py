@@ -54,7 +54,7 @@ from mlcicd.training.toolkit import (
     input_data_config,
     missing_model_reason,
     resource_config,
-    training_env,
+    training_env_vars,
 )
 
 _PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
@@ -363,7 +363,7 @@ class LocalTrainingBackend:
         env.update(spec.environment)
         env.update(runner_env)
         env.update(
-            training_env(
+            training_env_vars(
                 paths,
                 hyperparameters=hyperparameters,
                 resource_config=resources,

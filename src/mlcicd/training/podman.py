@@ -21,7 +21,6 @@ does all of that); only the running differs:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import ClassVar
 from mlcicd.errors import TrainingError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.images.podman import image_id, missing_entry, podman, podman_binary, remove_container
-from mlcicd.process import ProcessOutcome, run_streaming
+from mlcicd.process import ProcessOutcome, child_environment, run_streaming
 from mlcicd.training.local import LocalTrainingBackend, _Job
 from mlcicd.training.toolkit import encode_hyperparameters
 
@@ -89,7 +88,9 @@ class PodmanTrainingBackend(LocalTrainingBackend):
             self.image_id,
             "train",
         ]
-        return {**os.environ, **env}
+        # podman's own environment, from which --env NAME takes the values: without mlcicd's
+        # secrets and AWS credentials (the job's data and model are mounted files).
+        return {**child_environment(), **env}
 
     def _run(
         self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]

@@ -247,7 +247,8 @@ class SageMakerTrainingBackend:
                 f"SageMaker did not start training job {spec.name}: {exc.message}", hint=exc.hint
             ) from exc
         log(
-            f"training job {spec.name} created on {self.instance_count} x {self.instance_type} with {self.image}"
+            f"training job {spec.name} created on {self.instance_count} x {self.instance_type} "
+            f"with {self.image}"
         )
         series: list[tuple[str, float, float]] = []
         try:
@@ -355,7 +356,8 @@ class SageMakerTrainingBackend:
             if described["TrainingJobStatus"] in TERMINAL_STATUSES:
                 self._log_lines(tail, spec, log, series)  # what was written while it ended
                 log(
-                    f"[{spec.name}] {described['TrainingJobStatus']} ({described.get('SecondaryStatus')})"
+                    f"[{spec.name}] {described['TrainingJobStatus']} "
+                    f"({described.get('SecondaryStatus')})"
                 )
                 return described
 

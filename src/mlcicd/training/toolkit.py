@@ -5,7 +5,9 @@ produced here exactly as ``sagemaker-training-toolkit`` produces them:
 
 - ``/opt/ml`` (here: any base directory, see :class:`TrainingPaths`) with
   ``input/config/{hyperparameters,resourceconfig,inputdataconfig}.json``;
-- the ``SM_*`` environment (:func:`training_env`, the toolkit's ``Environment.to_env_vars``);
+- the ``SM_*`` environment variables (:func:`training_env_vars`, the toolkit's
+  ``Environment.to_env_vars``), among them ``SM_TRAINING_ENV``, the JSON document of the
+  toolkit's ``Environment`` (:func:`training_env_document`);
 - its arguments, the hyperparameters as ``--name value`` (:func:`hyperparameter_args`, the
   toolkit's ``mapping.to_cmd_args``).
 
@@ -59,7 +61,8 @@ _DISTRIBUTION_FLAGS = (
 
 @dataclass(frozen=True)
 class TrainingPaths:
-    """The ``/opt/ml`` layout under ``base`` (a job directory locally, ``/opt/ml`` in a container)."""
+    """The ``/opt/ml`` layout under ``base`` (a job directory locally, ``/opt/ml`` in a
+    container)."""
 
     base: Path
 
@@ -244,7 +247,7 @@ def input_data_config(channel_names: Sequence[str]) -> dict[str, dict[str, str]]
     }
 
 
-def training_environment(
+def training_env_document(
     paths: TrainingPaths,
     *,
     hyperparameters: Mapping[str, Any],
@@ -343,7 +346,7 @@ def training_environment(
     }
 
 
-def training_env(
+def training_env_vars(
     paths: TrainingPaths,
     *,
     hyperparameters: Mapping[str, Any],
@@ -362,9 +365,9 @@ def training_env(
     ``SM_INPUT_DATA_DIR``, ``SM_OUTPUT_FAILURE``, and ``SM_HP_LEARNING_RATE`` beside the
     toolkit's ``SM_HP_LEARNING-RATE``), so scripts written for either run; where a name
     exists in both, the toolkit's value is the one set. Arguments as for
-    :func:`training_environment`.
+    :func:`training_env_document`.
     """
-    env = training_environment(
+    env = training_env_document(
         paths,
         hyperparameters=hyperparameters,
         resource_config=resource_config,

@@ -45,9 +45,9 @@ from mlcicd.aws.hosting import (
     describe_endpoint,
     described_or_none,
     ensure_model,
+    parse_traffic_routing,
     progress,
     start_deployment,
-    traffic_routing,
 )
 from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
@@ -81,7 +81,7 @@ class DeploySettings:
             role_arn=setting(environ, n.ENV_SAGEMAKER_ROLE_ARN),
             instance_type=setting(environ, n.ENV_ENDPOINT_INSTANCE_TYPE, "ml.m5.large"),
             instance_count=int_setting(environ, n.ENV_ENDPOINT_INSTANCE_COUNT, 1),
-            routing=traffic_routing(environ.get(n.ENV_TRAFFIC_ROUTING)),
+            routing=parse_traffic_routing(environ.get(n.ENV_TRAFFIC_ROUTING)),
             thresholds=_thresholds(json_setting(environ, n.ENV_ROLLBACK_THRESHOLDS, {})),
             capture=_capture(json_setting(environ, n.ENV_DATA_CAPTURE, {})),
             variants=tuple(
@@ -172,7 +172,8 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     models: dict[int | str, str] = {}
 
     def serving(ref: int | str) -> str:
-        """The Model of ``ref`` (``latest``, or a version in the registry) on this commit's image."""
+        """The Model of ``ref`` (``latest``, or a version in the registry) on this commit's
+        image."""
         if ref not in models:
             models[ref] = _model(sagemaker, settings, model, ref, tags)
         return models[ref]
@@ -261,7 +262,8 @@ def _model(
 
 
 def _registered(sagemaker: Any, package_arn: str) -> tuple[str, str | None]:
-    """The model data and sha256 of a version in the registry (``…:model-package/<group>/<version>``)."""
+    """The model data and sha256 of a version in the registry
+    (``…:model-package/<group>/<version>``)."""
     described = described_or_none(sagemaker.describe_model_package, ModelPackageName=package_arn)
     if described is None:
         group, version = package_arn.split(":model-package/", 1)[-1].rsplit("/", 1)
@@ -289,9 +291,12 @@ def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
             **settings.thresholds,
             tags={"mlcicd:pipeline": settings.pipeline},
         )
-        log(
-            f"deployment: {json.dumps(made, sort_keys=True) if made else 'SageMaker default (blue/green, all at once)'}"
+        shown = (
+            json.dumps(made, sort_keys=True)
+            if made
+            else "SageMaker default (blue/green, all at once)"
         )
+        log(f"deployment: {shown}")
         return made
 
     result = start_deployment(

@@ -47,8 +47,8 @@ from mlcicd.aws.training_jobs import (
 )
 from mlcicd.config import Threshold
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, GateError, TrainingError
-from mlcicd.stages.gate import evaluate_thresholds
 from mlcicd.store.s3 import parse_s3_uri
+from mlcicd.thresholds import evaluate_thresholds
 
 IMAGE_DETAIL = "imageDetail.json"  # written by buildspec.yml
 MODEL_JSON = "model.json"  # read by the deploy Lambda
@@ -158,7 +158,8 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
     described = describe_training_job(sagemaker, name)
     if described is not None:
         log(
-            f"training job {name} exists already ({described['TrainingJobStatus']}): not starting it again"
+            f"training job {name} exists already ({described['TrainingJobStatus']}): not "
+            "starting it again"
         )
         image = str(described["AlgorithmSpecification"]["TrainingImage"])
     else:
@@ -188,7 +189,8 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
         )
         created = start_training_job(sagemaker, request)
         log(
-            f"training job {name} {'started' if created else 'was started by an earlier invocation'} with {image}"
+            f"training job {name} "
+            f"{'started' if created else 'was started by an earlier invocation'} with {image}"
         )
     state = {"job": name, "image": image, "revision": source.revision}
     job.continue_later(state, summary=f"training job {name} started", external_id=name, percent=0)
@@ -331,10 +333,13 @@ def complete(
         output, {MODEL_JSON: (json.dumps(model, indent=2, sort_keys=True) + "\n").encode()}
     )
     log(
-        f"model package {package['arn']} ({package['status']}); {MODEL_JSON} written to {output.name}"
+        f"model package {package['arn']} ({package['status']}); {MODEL_JSON} written to "
+        f"{output.name}"
     )
     job.succeed(
-        summary=f"{name}: {shown}; model package version {package['version']} ({package['status']})",
+        summary=(
+            f"{name}: {shown}; model package version {package['version']} ({package['status']})"
+        ),
         external_id=name,
         variables={
             "TrainingJobName": name,

@@ -8,6 +8,7 @@ tools can read it; ``to_yaml`` writes it out. Applying it is a separate step.
     iam.py          one least-privilege role per component (training jobs and endpoints apart)
     pipeline.py     CodeBuild project, orchestrator Lambdas, CodePipeline (+ webhook)
     parameters.py   parameters, conditions, rules
+    _cfn.py         CloudFormation's intrinsic functions and IAM's policy grammar, as data
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def build_template(
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
-        "Description": f"mlcicd: CI/CD for the {config.pipeline} model - GitHub, CodePipeline, CodeBuild, "
+        "Description": f"mlcicd: CI/CD for the {config.pipeline} model - GitHub, CodePipeline, "
+        "CodeBuild, "
         f"ECR, Lambda and SageMaker (generated from mlcicd.yaml by `mlcicd aws template`)",
         "Metadata": parameters.interface(),
         "Parameters": parameters.parameters(config, names, approval=approval),

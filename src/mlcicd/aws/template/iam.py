@@ -150,7 +150,8 @@ def _training_job_role(names: StackNames) -> Json:
     prefixes = names.training_prefixes
     return _role(
         "sagemaker.amazonaws.com",
-        "SageMaker training jobs: read their inputs and write their model, only under the pipeline's prefix",
+        "SageMaker training jobs: read their inputs and write their model, only under the "
+        "pipeline's prefix",
         allow(
             "ReadAndWriteUnderThePipelinesPrefix",
             ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
@@ -275,7 +276,8 @@ def _training_function_role(names: StackNames) -> Json:
                 sub(names.sagemaker_arn("model-package", f"{group}/*")),
             ],
         ),
-        # The channels it uploads, the model it hashes, the registration it records: all under <pipeline>/.
+        # The channels it uploads, the model it hashes, the registration it records: all under
+        # <pipeline>/.
         allow(
             "ReadAndWriteUnderThePipelinesPrefix",
             ["s3:GetObject", "s3:PutObject"],
@@ -300,7 +302,8 @@ def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> 
     )
     return _role(
         "lambda.amazonaws.com",
-        "Deploy Lambda: create the pipeline's models and endpoint configs, create or update its endpoint",
+        "Deploy Lambda: create the pipeline's models and endpoint configs, create or update its "
+        "endpoint",
         *_function_basics(names.deploy_log_group, ENDPOINT_ROLE),
         allow(
             "ManageThePipelinesEndpoint",

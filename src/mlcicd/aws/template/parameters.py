@@ -67,15 +67,20 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
         CONNECTION_ARN: {
             "Type": "String",
             "Default": "",
-            "AllowedPattern": r"^$|^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:[0-9]{12}:connection/[A-Za-z0-9-]+$",
-            "Description": "ARN of a CodeStar (CodeConnections) connection to GitHub; the recommended source. "
+            "AllowedPattern": (
+                r"^$|^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:"
+                r"[0-9]{12}:connection/[A-Za-z0-9-]+$"
+            ),
+            "Description": "ARN of a CodeStar (CodeConnections) connection to GitHub; the "
+            "recommended source. "
             "Leave empty to use GitHubToken instead.",
         },
         GITHUB_TOKEN: {
             "Type": "String",
             "Default": "",
             "NoEcho": True,
-            "Description": "GitHub personal access token for the (older) GitHub version 1 source action; "
+            "Description": "GitHub personal access token for the (older) GitHub version 1 source "
+            "action; "
             "used only when ConnectionArn is empty.",
         },
         WEBHOOK_SECRET: {
@@ -86,8 +91,10 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "MinLength": WEBHOOK_SECRET_MIN_LENGTH,
             # Printable ASCII without spaces: what GitHub's webhook settings take as a secret.
             "AllowedPattern": "^[\\x21-\\x7e]+$",
-            "ConstraintDescription": f"at least {WEBHOOK_SECRET_MIN_LENGTH} printable characters, no spaces",
-            "Description": "HMAC secret GitHub signs its push events to the pipeline's webhook with (GitHubToken "
+            "ConstraintDescription": f"at least {WEBHOOK_SECRET_MIN_LENGTH} printable "
+            "characters, no spaces",
+            "Description": "HMAC secret GitHub signs its push events to the pipeline's webhook "
+            "with (GitHubToken "
             "source; CodePipeline registers it with GitHub). `mlcicd aws deploy` generates one.",
         },
         GITHUB_OWNER: {
@@ -98,7 +105,8 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
         GITHUB_REPO: {
             "Type": "String",
             "MinLength": 1,
-            "Description": "GitHub repository holding mlcicd.yaml, buildspec.yml and the Dockerfile.",
+            "Description": "GitHub repository holding mlcicd.yaml, buildspec.yml and the "
+            "Dockerfile.",
         },
         BRANCH: {
             "Type": "String",
@@ -129,7 +137,8 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "Type": "String",
             "Default": "",
             "AllowedPattern": r"^$|^[^@\s]+@[^@\s]+$",
-            "Description": "E-mail address subscribed to the topic for approvals and alarms (optional).",
+            "Description": "E-mail address subscribed to the topic for approvals and alarms "
+            "(optional).",
         },
         LOG_RETENTION_DAYS: {
             "Type": "Number",
@@ -141,7 +150,8 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "Type": "String",
             "Default": "true",
             "AllowedValues": ["true", "false"],
-            "Description": f"Create {names.training_jobs_log_group} (one per account and region, shared by "
+            "Description": f"Create {names.training_jobs_log_group} (one per account and region, "
+            "shared by "
             "every training job): set false if it exists already.",
         },
         ARTIFACT_TRANSITION_DAYS: {
@@ -149,7 +159,8 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "Default": 30,
             "MinValue": 30,
             "MaxValue": 335,
-            "Description": "Days after which pipeline artifacts, and replaced model versions, move to "
+            "Description": "Days after which pipeline artifacts, and replaced model versions, "
+            "move to "
             "cheaper storage (S3's minimum is 30; artifacts go on to Glacier after a year).",
         },
         LAMBDA_RESERVED_CONCURRENCY: {
@@ -157,20 +168,23 @@ def parameters(config: Config, names: StackNames, *, approval: bool) -> Json:
             "Default": 2,
             "MinValue": 0,
             "MaxValue": 100,
-            "Description": "Concurrent executions reserved for each orchestrator Lambda; 0 reserves "
+            "Description": "Concurrent executions reserved for each orchestrator Lambda; 0 "
+            "reserves "
             "none (for accounts whose concurrency quota is still 10).",
         },
         ENDPOINT_5XX_THRESHOLD: {
             "Type": "Number",
             "Default": 1,
             "MinValue": 1,
-            "Description": "Alarm when the endpoint returns at least this many 5XX errors in 5 minutes.",
+            "Description": "Alarm when the endpoint returns at least this many 5XX errors in 5 "
+            "minutes.",
         },
         MODEL_LATENCY_P99_THRESHOLD: {
             "Type": "Number",
             "Default": 500000,
             "MinValue": 1,
-            "Description": "Alarm when the endpoint's p99 ModelLatency exceeds this, in microseconds "
+            "Description": "Alarm when the endpoint's p99 ModelLatency exceeds this, in "
+            "microseconds "
             "(SageMaker's unit for the metric), for 3 periods of 5 minutes.",
         },
     }

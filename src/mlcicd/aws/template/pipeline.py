@@ -74,7 +74,8 @@ def resources(config: Config, names: StackNames, *, buildspec: str) -> Json:
             TRAINING_HANDLER,
             TRAINING_FUNCTION_ROLE,
             TRAINING_FUNCTION_LOG_GROUP,
-            "Starts and follows the pipeline's SageMaker training job, applies the gate, registers the model",
+            "Starts and follows the pipeline's SageMaker training job, applies the gate, "
+            "registers the model",
             _training_environment(config, names, project_dir=_project_dir(buildspec)),
         ),
         DEPLOY_FUNCTION: _function(
@@ -82,7 +83,8 @@ def resources(config: Config, names: StackNames, *, buildspec: str) -> Json:
             DEPLOY_HANDLER,
             DEPLOY_FUNCTION_ROLE,
             DEPLOY_FUNCTION_LOG_GROUP,
-            "Creates the model and endpoint config, creates or updates the endpoint, waits for InService",
+            "Creates the model and endpoint config, creates or updates the endpoint, waits for "
+            "InService",
             _deploy_environment(config, names),
         ),
         PIPELINE: _pipeline(config, names),
@@ -95,7 +97,8 @@ def _build_project(config: Config, names: StackNames, buildspec: str) -> Json:
         "Type": "AWS::CodeBuild::Project",
         "Properties": {
             "Name": names.build_project,
-            "Description": f"BUILD stage of {names.code_pipeline}: runs {buildspec}, pushes the image to ECR",
+            "Description": f"BUILD stage of {names.code_pipeline}: runs {buildspec}, pushes the "
+            "image to ECR",
             "ServiceRole": arn_of(CODEBUILD_ROLE),
             "Source": {"Type": "CODEPIPELINE", "BuildSpec": buildspec},
             "Artifacts": {"Type": "CODEPIPELINE"},

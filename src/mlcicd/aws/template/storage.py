@@ -112,7 +112,8 @@ def _key(names: StackNames) -> Json:
     return {
         "Type": "AWS::KMS::Key",
         "Properties": {
-            "Description": f"Encrypts the {names.stack} stack's buckets, images, logs, topic, queue "
+            "Description": f"Encrypts the {names.stack} stack's buckets, images, logs, topic, "
+            "queue "
             "and Lambda environments",
             "EnableKeyRotation": True,
             "KeyPolicy": policy_document(
@@ -285,7 +286,8 @@ def _repository(names: StackNames) -> Json:
         "rules": [
             {
                 "rulePriority": 1,
-                "description": "Untagged images (replaced layers of failed pushes) expire after 7 days",
+                "description": "Untagged images (replaced layers of failed pushes) expire after "
+                "7 days",
                 "selection": {
                     "tagStatus": "untagged",
                     "countType": "sinceImagePushed",

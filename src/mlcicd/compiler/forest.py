@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-Array = np.ndarray[Any, Any]
+from mlcicd.compiler.base import Array, Lean, sk
+
 _LEAF = -1
 
 
@@ -170,6 +171,55 @@ class FlatForest:
         return total.T
 
 
+def compile_trees(model: Any) -> Lean | None:
+    forests, trees_module = sk("sklearn.ensemble._forest"), sk("sklearn.tree")
+    ForestClassifier, ForestRegressor = forests.ForestClassifier, forests.ForestRegressor
+    BaseDecisionTree = trees_module.BaseDecisionTree
+    DecisionTreeClassifier = trees_module.DecisionTreeClassifier
+
+    cls = type(model)
+    if getattr(model, "n_outputs_", None) != 1:
+        return None
+    if cls.predict is BaseDecisionTree.predict:
+        classifier = isinstance(model, DecisionTreeClassifier)
+        if classifier and cls.predict_proba is not DecisionTreeClassifier.predict_proba:
+            return None
+        trees = [model]
+        average = False
+    elif (
+        cls.predict is ForestClassifier.predict
+        and cls.predict_proba is ForestClassifier.predict_proba
+    ):
+        classifier, trees, average = True, list(model.estimators_), True
+    elif cls.predict is ForestRegressor.predict:
+        classifier, trees, average = False, list(model.estimators_), True
+    else:
+        return None
+    if not trees or any(type(t).predict is not BaseDecisionTree.predict for t in trees):
+        return None
+    forest = FlatForest([sklearn_tree(t.tree_) for t in trees], average=average)
+    if classifier:
+        classes = np.asarray(model.classes_)
+        if forest.n_values != classes.size:
+            return None
+
+        def predict(X: Array) -> Array:
+            out: Array = classes.take(forest.values(X).argmax(axis=1), axis=0)
+            return out
+
+        def proba(X: Array) -> Array:
+            return forest.values(X)
+
+        kind = f"{len(trees)} tree(s), {classes.size} classes"
+        return predict, proba, f"{cls.__name__} (flattened, {kind})"
+
+    def regress(X: Array) -> Array:
+        out: Array = forest.values(X)[:, 0]
+        return out
+
+    return regress, None, f"{cls.__name__} (flattened, {len(trees)} tree(s))"
+
+
 def _pairs_order(children_left: Array, children_right: Array) -> tuple[Array, int]:
     """Old node ids in an order where each split's children are adjacent, left first; depth."""
     order = [0]
@@ -184,3 +234,6 @@ def _pairs_order(children_left: Array, children_right: Array) -> tuple[Array, in
             level += [level[head] + 1] * 2
         head += 1
     return np.asarray(order, dtype=np.intp), max(level)
+
+
+__all__ = ["FlatForest", "TreeNodes", "compile_trees", "hist_predictor", "sklearn_tree"]

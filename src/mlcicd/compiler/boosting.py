@@ -1,4 +1,4 @@
-"""Gradient boosting recompiled onto the flattened tree walk of :mod:`mlcicd.serving.forest`.
+"""Gradient boosting recompiled onto the flattened tree walk of :mod:`mlcicd.compiler.forest`.
 
 Both families start every row at a raw prediction, add each stage's tree values to it column by
 column (one column per class when multiclass, else one), and read the answer off the sum:
@@ -31,10 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from mlcicd.serving.fastpath import Array, Compiled, _sk
-from mlcicd.serving.forest import FlatForest, hist_predictor, sklearn_tree
-
-Lean = tuple[Compiled, Compiled | None, str]  # predict, predict_proba, description
+from mlcicd.compiler.base import Array, Compiled, Lean, sk
+from mlcicd.compiler.forest import FlatForest, hist_predictor, sklearn_tree
 
 
 def _unchanged_kind(model: Any, Classifier: Any, Regressor: Any) -> bool | None:
@@ -51,7 +49,7 @@ def _unchanged_kind(model: Any, Classifier: Any, Regressor: Any) -> bool | None:
 
 def compile_gradient_boosting(model: Any) -> Lean | None:
     """GradientBoostingClassifier / GradientBoostingRegressor, or None."""
-    gb = _sk("sklearn.ensemble._gb")
+    gb = sk("sklearn.ensemble._gb")
     Base = gb.BaseGradientBoosting
     Classifier, Regressor = gb.GradientBoostingClassifier, gb.GradientBoostingRegressor
     cls = type(model)
@@ -93,7 +91,7 @@ def compile_gradient_boosting(model: Any) -> Lean | None:
 
 def compile_hist_gradient_boosting(model: Any) -> Lean | None:
     """HistGradientBoostingClassifier / HistGradientBoostingRegressor, or None."""
-    hgb = _sk("sklearn.ensemble._hist_gradient_boosting.gradient_boosting")
+    hgb = sk("sklearn.ensemble._hist_gradient_boosting.gradient_boosting")
     Base = hgb.BaseHistGradientBoosting
     Classifier = hgb.HistGradientBoostingClassifier
     Regressor = hgb.HistGradientBoostingRegressor
@@ -146,7 +144,7 @@ def _gradient_boosting_start(model: Any, n_columns: int) -> Array | None:
         if init != "zero":
             return None
     else:
-        dummy = _sk("sklearn.dummy")
+        dummy = sk("sklearn.dummy")
         if not (
             type(init) is dummy.DummyRegressor
             or (type(init) is dummy.DummyClassifier and init.strategy != "stratified")
@@ -189,3 +187,6 @@ def _classifier(
 
     kind = f"{stages}, {classes.size} classes"
     return predict, proba, f"{type(model).__name__} (flattened, {kind})"
+
+
+__all__ = ["compile_gradient_boosting", "compile_hist_gradient_boosting"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,11 +37,8 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier
 
-from mlcicd.serving import fastpath
-from mlcicd.serving.fastpath import LeanPredictor, compile_model, probe_rows
-from mlcicd.serving.handlers import LoadedVariant, load_handlers
-from tests.helpers import IrisModel
-from tests.serving.helpers import NO_HANDLERS, write_code
+from mlcicd import compiler
+from mlcicd.compiler import LeanPredictor, compile_model, probe_rows, verify
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 
@@ -158,7 +154,7 @@ BOOSTED_REGRESSORS: dict[str, Callable[[], Any]] = {
 
 def threshold_rows(model: Any, width: int) -> np.ndarray:
     """Rows at every split threshold, one float64 ulp either side, and its float32 rounding."""
-    per_feature = fastpath._thresholds(model, width)
+    per_feature = verify._thresholds(model, width)
     columns = []
     for values in per_feature:
         near = np.concatenate(
@@ -380,22 +376,11 @@ def test_unrecognised_models_are_not_compiled(monkeypatch: pytest.MonkeyPatch) -
 
 def test_a_predictor_that_disagrees_at_load_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     model = fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)
-    real = fastpath._compile
+    real = compiler._compile
 
     def off_by_one(model: Any) -> Any:
         predict, proba, description = real(model)
         return (lambda X: (predict(X) + 1) % 3), proba, description
 
-    monkeypatch.setattr(fastpath, "_compile", off_by_one)
+    monkeypatch.setattr(compiler, "_compile", off_by_one)
     assert compile_model(model) is None
-
-
-def test_the_default_predict_fn_uses_it(code_dir: Path, iris: IrisModel) -> None:
-    handlers = load_handlers(write_code(code_dir, NO_HANDLERS))
-    model = handlers.load_model(iris.model_dir)
-    LoadedVariant("AllTraffic", handlers, model)
-    lean = fastpath.lookup(model)
-    assert lean is not None and lean.model is model
-    assert fastpath.register(model) is lean  # compiled once
-    out = handlers.predict_fn(iris.X[:4], model)
-    np.testing.assert_array_equal(out, iris.model.predict(iris.X[:4]))
