@@ -10,6 +10,7 @@ meant for ``Fn::Sub``: CloudFormation fills them in when the stack is created.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -59,6 +60,19 @@ ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as Pendi
 ENV_POLL_SECONDS = (
     "MLCICD_SAGEMAKER_POLL_SECONDS"  # between DescribeTrainingJob/DescribeEndpoint calls
 )
+DEFAULT_POLL_SECONDS = 15.0
+
+
+def poll_seconds(explicit: float | None = None) -> float:
+    """How long `mlcicd run` waits between two looks at a SageMaker job or endpoint."""
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(ENV_POLL_SECONDS)
+    try:
+        return float(raw) if raw else DEFAULT_POLL_SECONDS
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_POLL_SECONDS} must be a number of seconds, not {raw!r}") from exc
+
 
 # CloudFormation's stack-name rule; the Lambda names "<stack>-training" must stay within 64.
 _STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")

@@ -35,9 +35,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mlcicd import procinfo
-from mlcicd.endpoints.local_process import read_object
 from mlcicd.errors import EndpointError, PortInUseError
-from mlcicd.fsutil import atomic_write_text
+from mlcicd.fsutil import atomic_write_text, read_object
 from mlcicd.process import child_environment
 from mlcicd.serving.supervisor import bind_socket
 

@@ -52,9 +52,9 @@ from mlcicd.endpoints.base import (
 )
 from mlcicd.endpoints.local_config import prune, serving_config
 from mlcicd.endpoints.local_process import POLL_INTERVAL, exited, launch, live_status, stop
-from mlcicd.endpoints.local_process import read_object as _read
 from mlcicd.errors import EndpointError, EndpointRollbackError, NotFoundError, PortInUseError
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
+from mlcicd.fsutil import read_object as _read
 from mlcicd.serving import metrics
 from mlcicd.serving.config import WEIGHTS_FILE, ServingConfig
 from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE

@@ -20,7 +20,7 @@ from typing import Any
 from mlcicd import procinfo
 from mlcicd.endpoints.base import CREATING, FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
 from mlcicd.errors import EndpointError, PortInUseError
-from mlcicd.fsutil import open_private_log, read_json
+from mlcicd.fsutil import open_private_log, read_object
 from mlcicd.process import child_environment
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.supervisor import LOG_FILE, PID_FILE, STATUS_FILE
@@ -148,15 +148,6 @@ def stop(edir: Path, timeout: float) -> None:
         for pid, start in processes:
             procinfo.signal_process(pid, start, signal.SIGKILL)
         _wait_gone_all(set(processes), 5.0)
-
-
-def read_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``; None if it is missing, partly written or not an object."""
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def exited(name: str, log_path: Path, when: str) -> EndpointError:

@@ -49,9 +49,8 @@ from mlcicd.endpoints.base import (
     ProductionVariant,
 )
 from mlcicd.endpoints.local import _locked  # one deploy or delete of an endpoint at a time
-from mlcicd.endpoints.local_process import read_object
 from mlcicd.errors import EndpointError, NotFoundError
-from mlcicd.fsutil import atomic_write_json
+from mlcicd.fsutil import atomic_write_json, read_object
 from mlcicd.images.podman import (
     image_id,
     missing_entry,

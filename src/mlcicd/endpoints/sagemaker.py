@@ -58,7 +58,7 @@ from mlcicd.aws.deployment import (
     rollback_thresholds,
     traffic_routing,
 )
-from mlcicd.aws.names import model_name
+from mlcicd.aws.names import model_name, poll_seconds
 from mlcicd.config import Config, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
@@ -71,7 +71,6 @@ from mlcicd.errors import ConfigError, EndpointError, NotFoundError
 from mlcicd.fsutil import sha256_file
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
-from mlcicd.training.sagemaker import poll_seconds
 
 DEFAULT_TIMEOUT = 3600.0  # an endpoint on new instances usually takes 5-10 minutes
 

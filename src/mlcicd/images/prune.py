@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlcicd.endpoints.local_process import read_object
 from mlcicd.errors import BuildError
+from mlcicd.fsutil import read_object
 from mlcicd.images.podman import podman, tail
 
 ENDPOINTS_DIR = "container-endpoints"  # under the project's state dir (stages/deploy.py)

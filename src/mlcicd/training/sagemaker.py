@@ -26,7 +26,6 @@ Layout in the store (bucket ``store.models_bucket``, prefix the pipeline)::
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -36,7 +35,7 @@ from typing import Any, ClassVar
 from mlcicd.archive import pack_dir
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.images import require_image
-from mlcicd.aws.names import ENV_POLL_SECONDS, TRAINING_JOBS_LOG_GROUP
+from mlcicd.aws.names import TRAINING_JOBS_LOG_GROUP, poll_seconds
 from mlcicd.aws.training_jobs import (
     CODE_CHANNEL,
     CODE_CHANNEL_SOURCEDIR,
@@ -62,19 +61,7 @@ from mlcicd.training.base import (
     parse_metrics,
 )
 
-DEFAULT_POLL_SECONDS = 15.0
-
 OnLog = Callable[[str], None]
-
-
-def poll_seconds(explicit: float | None = None) -> float:
-    if explicit is not None:
-        return explicit
-    raw = os.environ.get(ENV_POLL_SECONDS)
-    try:
-        return float(raw) if raw else DEFAULT_POLL_SECONDS
-    except ValueError as exc:
-        raise ConfigError(f"{ENV_POLL_SECONDS} must be a number of seconds, not {raw!r}") from exc
 
 
 class _JobLog:
@@ -440,4 +427,4 @@ def _epoch(value: Any) -> float:
     return 0.0
 
 
-__all__ = ["DEFAULT_POLL_SECONDS", "SageMakerTrainingBackend", "poll_seconds"]
+__all__ = ["SageMakerTrainingBackend"]
