@@ -37,6 +37,7 @@ lint: setup
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint tools containers
 	$(BIN)/pytest
