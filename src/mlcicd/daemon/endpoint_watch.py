@@ -2,19 +2,22 @@
 restart recorded in the endpoint's history; at `mlcicd up`, endpoints whose server is gone
 (a reboot, a kill) come back serving the endpoint config they served.
 
-The restart is :meth:`LocalEndpointBackend.restart`: the endpoint's supervisor is launched
-again on its own recorded ``config.json``, exactly as it was — variants and weights, shadow,
-data capture, deployment policy, workers, timeouts — on its old port when that is free.
+The restart is the backend's :meth:`~mlcicd.endpoints.base.EndpointBackend.restart`, for
+every backend served on this machine (:data:`mlcicd.endpoints.ON_THIS_MACHINE`): a local
+endpoint's supervisor is launched again on its own recorded ``config.json`` (variants and
+weights, shadow, capture, policy, workers, timeouts), on its old port when that is free; a
+container endpoint gets a new container from its recorded ``endpoint.json``, on its
+listener's socket — the same address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
-from mlcicd.endpoints import open_backend
-from mlcicd.endpoints.base import FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING
-from mlcicd.endpoints.local import LocalEndpointBackend
+from mlcicd.endpoints import ON_THIS_MACHINE, open_backend
+from mlcicd.endpoints.base import FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING, EndpointBackend
 from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
@@ -32,13 +35,15 @@ class EndpointWatch:
         ] = {}  # attempts, next try, restarted at
 
     def check(self, project: Project, *, restoring: bool = False) -> None:
-        """Restart the project's local endpoints whose server is gone (when their backoff
-        allows)."""
-        backend = open_backend(LocalEndpointBackend.TYPE, project)
-        assert isinstance(backend, LocalEndpointBackend)  # restart is the local backend's
+        """Restart the project's endpoints served on this machine whose server is gone
+        (when their backoff allows)."""
+        backends: dict[str, EndpointBackend] = {}
         for record in project.state.list_endpoints():
-            if record.backend != LocalEndpointBackend.TYPE:
+            if record.backend not in ON_THIS_MACHINE:
                 continue
+            if record.backend not in backends:
+                backends[record.backend] = open_backend(record.backend, project)
+            backend = backends[record.backend]
             key = (str(project.state_dir), record.name)
             try:
                 described = backend.describe(record.name)
@@ -69,7 +74,7 @@ class EndpointWatch:
     def _restart(
         self,
         project: Project,
-        backend: LocalEndpointBackend,
+        backend: EndpointBackend,
         record: EndpointRecord,
         why: str,
         cause: str | None,
@@ -91,6 +96,9 @@ class EndpointWatch:
                 model_version=record.model_version,
                 model_sha256=record.model_sha256,
             )
+            # The record says Failed (and why) when the backend does.
+            with contextlib.suppress(MlcicdError, OSError):
+                refresh(project.state, backend, record.name)
             return
         refresh(project.state, backend, record.name, live=described)
         project.state.record_endpoint_change(

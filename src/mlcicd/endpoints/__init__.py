@@ -32,6 +32,10 @@ from mlcicd.errors import ConfigError
 if TYPE_CHECKING:
     from mlcicd.project import Project
 
+# The backends whose endpoints are served by processes on this machine: `mlcicd up` restarts
+# them when they die (SageMaker looks after its own).
+ON_THIS_MACHINE = ("local", "container")
+
 
 def open_backend(kind: str, project: Project, *, image: str | None = None) -> EndpointBackend:
     """The endpoint backend whose ``TYPE`` is ``kind`` (``deploy.backend``, or an endpoint's
@@ -58,6 +62,7 @@ def open_backend(kind: str, project: Project, *, image: str | None = None) -> En
 
 
 __all__ = [
+    "ON_THIS_MACHINE",
     "STATUSES",
     "DataCapture",
     "DeploymentPolicy",

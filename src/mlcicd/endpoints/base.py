@@ -195,6 +195,15 @@ class EndpointBackend(Protocol):
         """Stop the endpoint (in-flight requests finish) and forget it."""
         ...
 
+    def restart(self, name: str) -> EndpointDescription:
+        """Serve endpoint ``name`` again, as it was, after what serves it died (a kill, a
+        crash, a reboot): ``mlcicd up`` calls it for the endpoints served on this machine
+        (:data:`mlcicd.endpoints.ON_THIS_MACHINE`). A no-op while it serves; its address is
+        kept when it can be. ``EndpointError`` with the reason (the server's last log lines)
+        when it does not serve again.
+        """
+        ...
+
     def set_weights(self, name: str, weights: dict[str, float]) -> EndpointDescription:
         """New traffic weights for some of the serving config's variants, without a new
         config or a restart (SageMaker's ``UpdateEndpointWeightsAndCapacities``); the others

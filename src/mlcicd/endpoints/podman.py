@@ -2,9 +2,11 @@
 with ``serve`` by podman, as SageMaker hosting runs it.
 
     <root>/<endpoint_name>/
-        endpoint.json          what serves now: container, port, config, model, image id
+        endpoint.json          what serves now: container, port, config, model, image id,
+                               and how (``serving``: code, environment, workers, timeouts)
         listener.json          the process that holds the endpoint's socket (listener.py)
         models/<sha256>/       each model.tar.gz, as registered (mounted read-only)
+        code/<container>/      the inference code its deploy copied (mounted read-only)
         serve/<container>/     the server's status.json and metrics/ (MLCICD_SERVE_DIR inside)
 
 Each config runs in a container of its own (``mlcicd-ep-<endpoint>-<root>-<generation>``,
@@ -26,6 +28,10 @@ old one with SIGTERM: the old server stops accepting and finishes the requests i
 lost, as with local endpoints. A new container that exits first, or is not InService within
 ``deploy.startup_timeout``, fails the update with its last log lines and leaves the old one
 serving, on the same address.
+
+A container that dies is served again by :meth:`PodmanEndpointBackend.restart` (``mlcicd
+up``'s endpoint watch calls it, as for a local endpoint): a new generation from what
+endpoint.json recorded — no deploy config needed — on the same socket, so the same URL.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -125,17 +132,15 @@ class PodmanEndpointBackend:
             port, started_listener = self._address(edir, config, old if old_running else None)
             if started_listener and old_running and config.port is not None:
                 old_running = False  # _address stopped it: it held the port alone
-            variant = config.variants[0]
-            model_dir = self._model(edir, variant)
+            model_dir = self._model(edir, config.variants[0])
+            # The container mounts a copy: a restart must find the code the run deployed,
+            # after the run's own checkout is pruned.
+            variant = replace(config.variants[0], code_dir=_copy_code(config, edir / "code" / name))
             try:
-                listen_fd = listener.socket_fd(edir)
-                try:
-                    self._start(edir, name, listen_fd, built, model_dir, variant, config)
-                finally:
-                    os.close(listen_fd)
-                self._wait_in_service(edir / "serve" / name, name, config.startup_timeout)
+                self._serve(edir, name, built, model_dir, variant, config)
             except BaseException as exc:
                 remove_container(name)
+                shutil.rmtree(variant.code_dir, ignore_errors=True)
                 if started_listener and not old_running:
                     listener.stop(edir)  # nothing serves it: free the port
                 if record:
@@ -157,12 +162,71 @@ class PodmanEndpointBackend:
                 "port": port,
                 "generation": generation,
                 "last_update_failure": None,
+                "serving": {
+                    "code_dir": str(variant.code_dir),
+                    "entry_point": variant.entry_point,
+                    "environment": dict(variant.environment),
+                    "workers": config.workers,
+                    "max_payload_bytes": config.max_payload_bytes,
+                    "startup_timeout": config.startup_timeout,
+                },
             }
             atomic_write_json(edir / RECORD_FILE, new_record)
             if old and old != name:
                 self._stop(old)
                 shutil.rmtree(edir / "serve" / old, ignore_errors=True)
+            _remove_code(edir, record, keep=variant.code_dir)
             return self.describe(config.endpoint_name)
+
+    def restart(self, name: str) -> EndpointDescription:
+        """Serve endpoint ``name`` again after its container died (killed, out of memory, a
+        reboot): a new container generation of the recorded image, model, code and serving
+        settings (endpoint.json's ``serving``), on the listener's socket — the same address.
+        A listener that died too is started again on the recorded port. A no-op while the
+        endpoint's container runs.
+
+        ``EndpointError`` with the new container's last log lines when it does not serve;
+        a new container that died is kept instead of the old one, for ``describe`` to show
+        its log.
+        """
+        edir = self.endpoint_dir(name)
+        if not (edir / RECORD_FILE).is_file():
+            raise NotFoundError(f"endpoint {name} does not exist", hint="deploy it first")
+        with _locked(edir):
+            record = read_object(edir / RECORD_FILE) or {}
+            old = str(record.get("container") or "")
+            if old and self._state(old)[0]:
+                return self.describe(name)
+            variant, config = _recorded(name, record, edir)
+            if listener.running(edir) is None:
+                listener.start(edir, int(record["port"]))  # kept until the endpoint is deleted
+            generation = int(record.get("generation") or 0) + 1
+            new = self.container_name(name, generation)
+            model_dir = edir / "models" / variant.model_sha256
+            try:
+                self._serve(edir, new, str(record["image_id"]), model_dir, variant, config)
+            except BaseException:
+                running, _, reason = self._state(new)
+                if running or not reason.startswith(f"container {new} exited"):
+                    remove_container(new)
+                    shutil.rmtree(edir / "serve" / new, ignore_errors=True)
+                    raise
+                # It died too: it becomes the one describe reports, with its own log.
+                self._replace(edir, record, old, new, generation)
+                raise
+            self._replace(edir, record, old, new, generation)
+            return self.describe(name)
+
+    def _replace(
+        self, edir: Path, record: dict[str, Any], old: str, new: str, generation: int
+    ) -> None:
+        """Record container ``new`` as the endpoint's, and remove the dead ``old``."""
+        atomic_write_json(
+            edir / RECORD_FILE, {**record, "container": new, "generation": generation}
+        )
+        if old:
+            remove_container(old)
+            shutil.rmtree(edir / "serve" / old, ignore_errors=True)
 
     def _address(self, edir: Path, config: EndpointConfig, old: str | None) -> tuple[int, bool]:
         """The endpoint's port, and whether its listener was started now.
@@ -262,6 +326,23 @@ class PodmanEndpointBackend:
 
     # -- the container --------------------------------------------------------------------
 
+    def _serve(
+        self,
+        edir: Path,
+        name: str,
+        image: str,
+        model_dir: Path,
+        variant: ProductionVariant,
+        config: EndpointConfig,
+    ) -> None:
+        """Start container ``name`` on the endpoint's socket; wait until it is InService."""
+        listen_fd = listener.socket_fd(edir)
+        try:
+            self._start(edir, name, listen_fd, image, model_dir, variant, config)
+        finally:
+            os.close(listen_fd)
+        self._wait_in_service(edir / "serve" / name, name, config.startup_timeout, image)
+
     def _model(self, edir: Path, variant: ProductionVariant) -> Path:
         """A directory holding the variant's model.tar.gz, copied as it is: the container
         checks it against ``MLCICD_MODEL_SHA256`` and extracts it itself."""
@@ -351,9 +432,11 @@ class PodmanEndpointBackend:
             os.set_blocking(listen_fd, False)
         if done.returncode != 0:
             said = tail(done.stderr or done.stdout, 8)
-            raise EndpointError(missing_entry(str(self.image), "serve", said) or f"{what}: {said}")
+            raise EndpointError(
+                missing_entry(self.image or image, "serve", said) or f"{what}: {said}"
+            )
 
-    def _wait_in_service(self, serve_dir: Path, name: str, timeout: float) -> None:
+    def _wait_in_service(self, serve_dir: Path, name: str, timeout: float, image: str) -> None:
         """Until the container's own server says InService: ``/ping`` on the endpoint's
         address cannot tell, the old container answers it too during an update."""
         deadline = time.monotonic() + timeout
@@ -364,7 +447,7 @@ class PodmanEndpointBackend:
             running, _, reason = self._state(name)
             if not running:
                 raise EndpointError(
-                    missing_entry(str(self.image), "serve", reason)
+                    missing_entry(self.image or image, "serve", reason)
                     or f"container {name} exited before it served: {reason}"
                 )
             if time.monotonic() >= deadline:
@@ -416,3 +499,56 @@ class PodmanEndpointBackend:
             timeout=self.drain_seconds + 60,
         )
         remove_container(name)
+
+
+def _copy_code(config: EndpointConfig, dest: Path) -> Path:
+    """A copy of the variant's inference code at ``dest`` (resolved)."""
+    source = config.variants[0].code_dir
+    if not source.is_dir():
+        raise EndpointError(
+            f"endpoint {config.endpoint_name}: code directory {source} does not exist"
+        )
+    shutil.rmtree(dest, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".mlcicd")
+    shutil.copytree(source, dest, ignore=ignore)
+    return dest.resolve()
+
+
+def _remove_code(edir: Path, record: dict[str, Any], keep: Path) -> None:
+    """The code copy of the config ``record`` served, unless it is ``keep``."""
+    code = (record.get("serving") or {}).get("code_dir")
+    if code and Path(code) != keep and Path(code).parent == (edir / "code").resolve():
+        shutil.rmtree(code, ignore_errors=True)
+
+
+def _recorded(
+    name: str, record: dict[str, Any], edir: Path
+) -> tuple[ProductionVariant, EndpointConfig]:
+    """The variant and config that endpoint.json says the endpoint serves."""
+    serving = record.get("serving")
+    if not isinstance(serving, dict) or not record.get("image_id") or not record.get("port"):
+        raise EndpointError(
+            f"endpoint {name}: its record ({edir / RECORD_FILE}) does not say how it was served, "
+            "so it cannot be restarted",
+            hint="deploy it again (endpoints deployed before this version recorded less)",
+        )
+    sha = str(record["model_sha256"])
+    variant = ProductionVariant(
+        name=str(record.get("variant") or "AllTraffic"),
+        model_data=edir / "models" / sha / ARCHIVE_NAME,
+        model_sha256=sha,
+        code_dir=Path(serving["code_dir"]),
+        entry_point=str(serving["entry_point"]),
+        python=Path(sys.executable),  # unused: the image serves with its own interpreter
+        environment={str(k): str(v) for k, v in (serving.get("environment") or {}).items()},
+    )
+    config = EndpointConfig(
+        name=str(record.get("config_name")),
+        endpoint_name=name,
+        variants=(variant,),
+        port=int(record["port"]),
+        workers=int(serving["workers"]),
+        startup_timeout=float(serving["startup_timeout"]),
+        max_payload_bytes=int(serving["max_payload_bytes"]),
+    )
+    return variant, config

@@ -228,6 +228,10 @@ class SageMakerEndpointBackend:
                     continue
         return found
 
+    def restart(self, name: str) -> EndpointDescription:
+        """Nothing to start here: SageMaker replaces an endpoint's failed instances itself."""
+        return self.describe(name)
+
     def delete(self, name: str) -> None:
         """Delete the endpoint; SageMaker drains it. Its configs and models stay (lineage)."""
         if hosting.describe_endpoint(self.sagemaker, name) is None:
