@@ -6,6 +6,7 @@ local.py          LocalEndpointBackend: a supervisor process per endpoint on thi
 local_config.py   its serving config.json, models and code, built from an EndpointConfig
 local_process.py  starting, watching and stopping its supervisor and workers
 podman.py         PodmanEndpointBackend: the project's image running ``serve``, with podman
+podman_config.py  what its endpoint.json records of how it serves, read back to restart it
 sagemaker.py      SageMakerEndpointBackend: SageMaker endpoints (their metrics from CloudWatch)
 refresh.py        an endpoint's record brought up to date with what its backend reports
 

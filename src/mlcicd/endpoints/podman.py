@@ -56,6 +56,7 @@ from mlcicd.endpoints.base import (
     ProductionVariant,
 )
 from mlcicd.endpoints.local import _locked  # one deploy or delete of an endpoint at a time
+from mlcicd.endpoints.podman_config import copy_code, recorded, remove_code, serving_record
 from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.fsutil import atomic_write_json, read_object
 from mlcicd.images.podman import (
@@ -135,7 +136,7 @@ class PodmanEndpointBackend:
             model_dir = self._model(edir, config.variants[0])
             # The container mounts a copy: a restart must find the code the run deployed,
             # after the run's own checkout is pruned.
-            variant = replace(config.variants[0], code_dir=_copy_code(config, edir / "code" / name))
+            variant = replace(config.variants[0], code_dir=copy_code(config, edir / "code" / name))
             try:
                 self._serve(edir, name, built, model_dir, variant, config)
             except BaseException as exc:
@@ -162,20 +163,13 @@ class PodmanEndpointBackend:
                 "port": port,
                 "generation": generation,
                 "last_update_failure": None,
-                "serving": {
-                    "code_dir": str(variant.code_dir),
-                    "entry_point": variant.entry_point,
-                    "environment": dict(variant.environment),
-                    "workers": config.workers,
-                    "max_payload_bytes": config.max_payload_bytes,
-                    "startup_timeout": config.startup_timeout,
-                },
+                "serving": serving_record(variant, config),
             }
             atomic_write_json(edir / RECORD_FILE, new_record)
             if old and old != name:
                 self._stop(old)
                 shutil.rmtree(edir / "serve" / old, ignore_errors=True)
-            _remove_code(edir, record, keep=variant.code_dir)
+            remove_code(edir, record, keep=variant.code_dir)
             return self.describe(config.endpoint_name)
 
     def restart(self, name: str) -> EndpointDescription:
@@ -197,7 +191,7 @@ class PodmanEndpointBackend:
             old = str(record.get("container") or "")
             if old and self._state(old)[0]:
                 return self.describe(name)
-            variant, config = _recorded(name, record, edir)
+            variant, config = recorded(name, record, edir)
             if listener.running(edir) is None:
                 listener.start(edir, int(record["port"]))  # kept until the endpoint is deleted
             generation = int(record.get("generation") or 0) + 1
@@ -499,56 +493,3 @@ class PodmanEndpointBackend:
             timeout=self.drain_seconds + 60,
         )
         remove_container(name)
-
-
-def _copy_code(config: EndpointConfig, dest: Path) -> Path:
-    """A copy of the variant's inference code at ``dest`` (resolved)."""
-    source = config.variants[0].code_dir
-    if not source.is_dir():
-        raise EndpointError(
-            f"endpoint {config.endpoint_name}: code directory {source} does not exist"
-        )
-    shutil.rmtree(dest, ignore_errors=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".mlcicd")
-    shutil.copytree(source, dest, ignore=ignore)
-    return dest.resolve()
-
-
-def _remove_code(edir: Path, record: dict[str, Any], keep: Path) -> None:
-    """The code copy of the config ``record`` served, unless it is ``keep``."""
-    code = (record.get("serving") or {}).get("code_dir")
-    if code and Path(code) != keep and Path(code).parent == (edir / "code").resolve():
-        shutil.rmtree(code, ignore_errors=True)
-
-
-def _recorded(
-    name: str, record: dict[str, Any], edir: Path
-) -> tuple[ProductionVariant, EndpointConfig]:
-    """The variant and config that endpoint.json says the endpoint serves."""
-    serving = record.get("serving")
-    if not isinstance(serving, dict) or not record.get("image_id") or not record.get("port"):
-        raise EndpointError(
-            f"endpoint {name}: its record ({edir / RECORD_FILE}) does not say how it was served, "
-            "so it cannot be restarted",
-            hint="deploy it again (endpoints deployed before this version recorded less)",
-        )
-    sha = str(record["model_sha256"])
-    variant = ProductionVariant(
-        name=str(record.get("variant") or "AllTraffic"),
-        model_data=edir / "models" / sha / ARCHIVE_NAME,
-        model_sha256=sha,
-        code_dir=Path(serving["code_dir"]),
-        entry_point=str(serving["entry_point"]),
-        python=Path(sys.executable),  # unused: the image serves with its own interpreter
-        environment={str(k): str(v) for k, v in (serving.get("environment") or {}).items()},
-    )
-    config = EndpointConfig(
-        name=str(record.get("config_name")),
-        endpoint_name=name,
-        variants=(variant,),
-        port=int(record["port"]),
-        workers=int(serving["workers"]),
-        startup_timeout=float(serving["startup_timeout"]),
-        max_payload_bytes=int(serving["max_payload_bytes"]),
-    )
-    return variant, config
