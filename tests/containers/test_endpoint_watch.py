@@ -1,8 +1,11 @@
 """`mlcicd up`'s endpoint watch and a container endpoint whose container dies: a new container
-on the same address, with backoff; one that dies at start is recorded Failed with its log."""
+on the same address (its listener started again if it died too), with backoff; one that dies
+at start is recorded Failed with its log."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from mlcicd.daemon.endpoint_watch import EndpointWatch
-from mlcicd.endpoints import open_backend
+from mlcicd.endpoints import listener, open_backend
 from mlcicd.endpoints.podman import RECORD_FILE, PodmanEndpointBackend
 from mlcicd.endpoints.refresh import refresh
 from mlcicd.fsutil import read_object
 from mlcicd.project import Project
 from tests.conftest import IRIS, make_repo
 from tests.containers.test_endpoints import config, invoke, iris_containers
-from tests.helpers import IrisModel, train_iris
+from tests.helpers import IrisModel, train_iris, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +100,18 @@ def test_a_restart_that_dies_at_start_is_recorded_failed_with_its_log(
     assert record is not None and record.status == "Failed"
     assert record.failure_reason is not None and "no GPU" in record.failure_reason
     assert iris_containers(backend) == [2]  # kept for its log; deleting the endpoint removes it
+
+
+def test_a_dead_listener_is_started_again_on_the_recorded_port(
+    project: Project, iris_image: str, iris: IrisModel
+) -> None:
+    backend = deployed(project, iris_image, iris)
+    url = backend.describe("iris").url
+    held = listener.running(backend.endpoint_dir("iris"))
+    assert held is not None
+    kill(backend)
+    os.kill(held["pid"], signal.SIGKILL)  # as a reboot leaves it: nothing holds the port
+    wait_for("the listener to exit", lambda: listener.running(backend.endpoint_dir("iris")) is None)
+    EndpointWatch(lambda line: None).check(project, restoring=True)
+    assert backend.describe("iris").url == url and invoke(str(url)).status == 200
+    assert "restored at service start" in str(project.state.endpoint_history("iris")[-1].detail)
