@@ -76,7 +76,7 @@ import uvicorn
 from mlcicd.daemon import api, auth, webhook
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.jsonable import to_jsonable
-from mlcicd.serving.worker import GuardedProtocol
+from mlcicd.serving.protocol import GuardedProtocol, guarded_protocol
 from mlcicd.web import routes
 
 if TYPE_CHECKING:
@@ -372,11 +372,7 @@ class ServiceServer:
             raise
         self.port: int = self.socket.getsockname()[1]
         self.app = ServiceApp(service, self.port)
-        protocol = type(
-            "ServiceProtocol",
-            (GuardedProtocol,),
-            {"header_timeout": header_timeout, "body_timeout": body_timeout},
-        )
+        protocol = guarded_protocol(header_timeout, body_timeout)
         config = uvicorn.Config(
             self.app,
             loop="asyncio",

@@ -46,7 +46,6 @@ from typing import Any
 
 import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlcicd.fsutil import read_json
 from mlcicd.serving.app import InferenceApp
@@ -62,6 +61,7 @@ from mlcicd.serving.config import (
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
+from mlcicd.serving.protocol import GuardedProtocol, guarded_protocol
 from mlcicd.serving.shadow import ShadowRunner
 from mlcicd.serving.watchdog import Heartbeat, Watchdog
 
@@ -73,59 +73,6 @@ EXIT_LOAD_FAILED = 3
 DRAIN_GRACE = 2.0
 HOUSEKEEPING_INTERVAL = 0.25
 CAPTURE_DIR = "data-capture"  # the default destination of shadow comparisons
-_TIMEOUT_BODY = b'{"error":"RequestTimeout","message":"the request was not received in time"}'
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
-)
-
-
-class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with deadlines for a request's headers and body.
-
-    Per request this costs one float per phase; a periodic sweep (:meth:`expired`) enforces
-    them, so no timer is created per request.
-    """
-
-    header_timeout = 10.0
-    body_timeout = 60.0
-    deadline: float | None = None
-    on_close: Callable[[], None] | None = None  # set by the acceptor that made the connection
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.deadline = self.loop.time() + self.header_timeout
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.deadline = self.loop.time() + self.header_timeout
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self.deadline = self.loop.time() + self.body_timeout
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self.deadline = None
-
-    def expired(self, now: float) -> bool:
-        """Close the connection if its client is late; whether it was."""
-        deadline = self.deadline
-        if deadline is None or now < deadline or self.transport.is_closing():
-            return False
-        self.deadline = None
-        cycle = self.cycle
-        if cycle is None or not cycle.response_started:
-            with contextlib.suppress(Exception):
-                self.transport.write(_TIMEOUT_RESPONSE)
-        self.transport.close()
-        return True
 
 
 def load_variant(spec: VariantSpec) -> LoadedVariant:
@@ -379,11 +326,7 @@ def serve(
     and, with ``balance``, takes only its share of new connections (see
     :mod:`mlcicd.serving.balance`). With ``model_timeout``, a loop stalled that long is
     answered for and the process exits (:mod:`mlcicd.serving.watchdog`)."""
-    protocol = type(
-        "GuardedProtocol",
-        (GuardedProtocol,),
-        {"header_timeout": header_timeout, "body_timeout": body_timeout},
-    )
+    protocol = guarded_protocol(header_timeout, body_timeout)
     config = uvicorn.Config(
         app,
         loop="auto",  # uvloop when installed, else asyncio
