@@ -314,9 +314,8 @@ class InferenceApp:
                 variant, vmetrics = chosen, fleet.metrics[chosen.name]
                 vmetrics.invocations += 1
 
-        scope[IN_HANDLERS] = (
-            vmetrics  # should the handlers stall the loop, the watchdog answers 504
-        )
+        # Should the handlers stall the loop, the watchdog answers 504 with these metrics.
+        scope[IN_HANDLERS] = vmetrics
         context = None
         if variant.handlers.wants_context:
             context = InvocationContext(
