@@ -10,6 +10,7 @@ import click
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import EndpointBackend, EndpointDescription, open_backend
+from mlcicd.endpoints.base import metric_rows
 from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import EndpointError, NotFoundError
@@ -268,34 +269,9 @@ def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool)
     if as_json:
         echo_json(summary)
         return
-    rows = []
-    for variant, m in summary["variants"].items():
-        rows.append(
-            (
-                variant,
-                m["Invocations"],
-                m["Invocation4XXErrors"],
-                m["Invocation5XXErrors"],
-                m["ModelLatencyp50_ms"],
-                m["ModelLatencyp90_ms"],
-                m["ModelLatencyp99_ms"],
-                m["OverheadLatencyp99_ms"],
-            )
-        )
+    headings, rows = metric_rows(summary["variants"])
     click.echo(f"{name}, last {window}:")
-    table(
-        [
-            "variant",
-            "invocations",
-            "4xx",
-            "5xx",
-            "model p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "overhead p99 ms",
-        ],
-        rows,
-    )
+    table(headings, rows)
     dropped = {k: v for k, v in summary["counters"].items() if v}
     if dropped:
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in dropped.items()))

@@ -170,6 +170,28 @@ class EndpointMetrics(TypedDict):
     notes: list[str]  # what a reader should know about these figures (SageMaker's delay)
 
 
+# The columns a person reads of each variant's metrics (the CLI's table and the dashboard's):
+# (heading, key in EndpointMetrics["variants"][name]).
+METRIC_COLUMNS = (
+    ("invocations", "Invocations"),
+    ("4xx", "Invocation4XXErrors"),
+    ("5xx", "Invocation5XXErrors"),
+    ("model p50 ms", "ModelLatencyp50_ms"),
+    ("p90 ms", "ModelLatencyp90_ms"),
+    ("p99 ms", "ModelLatencyp99_ms"),
+    ("overhead p99 ms", "OverheadLatencyp99_ms"),
+)
+
+
+def metric_rows(
+    variants: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The headings, and a row of :data:`METRIC_COLUMNS` per variant in ``variants``' order."""
+    headings = ["variant", *(heading for heading, _ in METRIC_COLUMNS)]
+    rows = [(name, *(m.get(key) for _, key in METRIC_COLUMNS)) for name, m in variants.items()]
+    return headings, rows
+
+
 class EndpointBackend(Protocol):
     """Creates, updates, describes and deletes endpoints of one kind."""
 

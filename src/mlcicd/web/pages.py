@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mlcicd.endpoints.base import metric_rows
 from mlcicd.web.layout import (
     Html,
     compact,
@@ -663,19 +664,7 @@ def _metrics(metrics: dict[str, Any] | None) -> Html:
             "<code>mlcicd endpoints metrics NAME</code>)</p>"
         )
     window = metrics.get("window_seconds")
-    rows = [
-        (
-            variant,
-            m.get("Invocations"),
-            m.get("Invocation4XXErrors"),
-            m.get("Invocation5XXErrors"),
-            m.get("ModelLatencyp50_ms"),
-            m.get("ModelLatencyp90_ms"),
-            m.get("ModelLatencyp99_ms"),
-            m.get("OverheadLatencyp99_ms"),
-        )
-        for variant, m in sorted((metrics.get("variants") or {}).items())
-    ]
+    headings, rows = metric_rows(dict(sorted((metrics.get("variants") or {}).items())))
     dropped = {k: v for k, v in (metrics.get("counters") or {}).items() if v}
     return join(
         [
@@ -684,16 +673,7 @@ def _metrics(metrics: dict[str, Any] | None) -> Html:
                 f" (as `mlcicd endpoints metrics`)</p>"
             ),
             table(
-                [
-                    "variant",
-                    "invocations",
-                    "4xx",
-                    "5xx",
-                    "model p50 ms",
-                    "p90 ms",
-                    "p99 ms",
-                    "overhead p99 ms",
-                ],
+                headings,
                 rows,
                 empty="no requests yet",
             ),
