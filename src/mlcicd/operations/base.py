@@ -28,12 +28,11 @@ class Decision:
 
 @dataclass
 class Continued:
-    """Where a decided run went on: ``status`` when it was followed here; ``service_url`` when
-    a service took it over (then ``followed`` says whether this process waited for it)."""
+    """Where a decided run went on: ``service_url`` when a service took it over; ``status``
+    when this process followed it to its end (None: the service goes on without us)."""
 
     status: str | None
     service_url: str | None = None
-    followed: bool = False
 
 
 @dataclass

@@ -32,7 +32,7 @@ class HttpOperations:
 
     def continue_run(self, run_id: int, reporter: Reporter) -> Continued:
         shown = client.follow_run(self.url, self.project, run_id, reporter)
-        return Continued(status=str(shown["run"]["status"]), service_url=self.url, followed=True)
+        return Continued(status=str(shown["run"]["status"]), service_url=self.url)
 
     def retry(self, run_id: int) -> Retried:
         run = client.retry(self.url, self.project, run_id)["run"]
