@@ -220,3 +220,50 @@ def test_the_tests_floor_lowers_the_shortest_schedule(monkeypatch: pytest.Monkey
     )
     with pytest.raises(ConfigError, match="the shortest schedule is 1s, got '0s'"):
         parse_config(f"pipeline: p\n{CAPTURING}monitor: {{schedule: 0s}}")
+
+
+def test_staging_is_off_unless_present_and_names_itself_after_the_endpoint() -> None:
+    assert parse_config("pipeline: p").staging is None
+    assert parse_config("pipeline: p").staging_endpoint_name is None
+    config = parse_config(
+        "pipeline: p\nstaging:\n  test: pytest -q tests/endpoint\n"
+        "  load: {requests: 50, p99_ms: 40}"
+    )
+    assert config.staging is not None and config.staging.load is not None
+    assert config.staging_endpoint_name == "p-endpoint-staging"
+    assert config.staging.test == "pytest -q tests/endpoint"
+    assert (config.staging.load.requests, config.staging.load.concurrency) == (50, 8)
+    assert config.staging.load.p99_ms == 40 and not config.staging.keep
+    named = parse_config("pipeline: p\nstaging: {endpoint_name: p-stage}")
+    assert named.staging_endpoint_name == "p-stage"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "pipeline: p\nstaging: {endpoint_name: p-endpoint}",
+            "staging.endpoint_name: the staging endpoint 'p-endpoint' is the production endpoint",
+        ),
+        (
+            "pipeline: p\ndeploy: {endpoint_name: x}\nstaging: {endpoint_name: x}",
+            "staging.endpoint_name: the staging endpoint 'x' is the production endpoint",
+        ),
+        ("pipeline: p\nstaging: {endpoint_name: 'a b'}", "staging.endpoint_name: the staging"),
+        (
+            "pipeline: p\ndeploy: {endpoint_name: " + "e" * 45 + "}\nstaging: {}",
+            "deploy.endpoint_name: the staging endpoint name",
+        ),
+        ("pipeline: p\nstaging: {test: ' '}", "staging.test: is empty"),
+        ("pipeline: p\nstaging: {timeout: 0}", "staging.timeout: must be at least 1"),
+        ("pipeline: p\nstaging: {load: {requests: 0}}", "staging.load.requests: must be at"),
+        ("pipeline: p\nstaging: {load: {concurrency: 0}}", "staging.load.concurrency: must"),
+        ("pipeline: p\nstaging: {load: {p99_ms: -1}}", "staging.load.p99_ms: must be a positive"),
+        ("pipeline: p\nstaging: {load: {max_error_rate: 2}}", "staging.load.max_error_rate"),
+        ("pipeline: p\nstaging: {lod: {}}", "staging.lod"),
+    ],
+)
+def test_bad_staging_settings_name_their_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert expected in str(info.value)

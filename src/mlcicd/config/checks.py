@@ -117,6 +117,62 @@ def _check_semantics(config: Config, source: str) -> None:
             key="store.uri",
         )
     _check_monitor(config, source)
+    _check_staging(config, source)
+
+
+def _check_staging(config: Config, source: str) -> None:
+    staging = config.staging
+    name = config.staging_endpoint_name
+    if staging is None or name is None:
+        return
+    explicit = staging.endpoint_name is not None
+    key = "staging.endpoint_name" if explicit else "deploy.endpoint_name"
+    if not NAME_RE.match(name) or len(name) > MAX_ENDPOINT_NAME:
+        raise ConfigError(
+            f"the staging endpoint name {name!r} is not a valid endpoint name: letters, digits "
+            f"and hyphens, at most {MAX_ENDPOINT_NAME} characters",
+            path=source,
+            key=key,
+            hint=None if explicit else "it is <endpoint>-staging: set staging.endpoint_name",
+        )
+    if name == config.endpoint_name:
+        raise ConfigError(
+            f"the staging endpoint {name!r} is the production endpoint: staging would replace "
+            "the model production serves",
+            path=source,
+            key="staging.endpoint_name",
+            hint="give staging its own name, or leave it out for <endpoint>-staging",
+        )
+    if staging.timeout < 1:
+        raise ConfigError(
+            f"must be at least 1 second, got {staging.timeout}", path=source, key="staging.timeout"
+        )
+    if staging.test is not None and not staging.test.strip():
+        raise ConfigError(
+            "is empty: give the command that runs the endpoint tests, or leave it out",
+            path=source,
+            key="staging.test",
+        )
+    load = staging.load
+    if load is None:
+        return
+    for field_name, number in (("requests", load.requests), ("concurrency", load.concurrency)):
+        if number < 1:
+            raise ConfigError(
+                f"must be at least 1, got {number}", path=source, key=f"staging.load.{field_name}"
+            )
+    if load.p99_ms is not None and load.p99_ms <= 0:
+        raise ConfigError(
+            f"must be a positive number of milliseconds, got {load.p99_ms}",
+            path=source,
+            key="staging.load.p99_ms",
+        )
+    if not 0.0 <= load.max_error_rate <= 1.0:
+        raise ConfigError(
+            f"must be a fraction between 0.0 and 1.0, got {load.max_error_rate}",
+            path=source,
+            key="staging.load.max_error_rate",
+        )
 
 
 def _check_monitor(config: Config, source: str) -> None:

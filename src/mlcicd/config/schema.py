@@ -226,6 +226,32 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class LoadCheckConfig:
+    """``staging.load``: a short built-in load check against the staging endpoint
+    (its figures against these bounds fail the run at ``staging``)."""
+
+    requests: int = 2000
+    concurrency: int = 8
+    p99_ms: float | None = None  # None: recorded, not bounded
+    max_error_rate: float = 0.0  # a fraction of requests, 0.0 to 1.0
+    payload: str | None = None  # a request body file; default: deploy.sample
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class StagingConfig:
+    """``staging``: the testing stage (docs/staging.md). When present, a run deploys the new
+    model to a staging endpoint with production's deploy settings, runs the project's endpoint
+    tests and the load check against it, and only then goes on to approve and deploy."""
+
+    endpoint_name: str | None = None  # default: <deploy endpoint>-staging
+    test: str | None = None  # the project's tests, run with MLCICD_ENDPOINT_URL set
+    timeout: int = 600  # seconds for the test command
+    load: LoadCheckConfig | None = None
+    keep: bool = False  # keep the staging endpoint serving after the stage
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where artifacts go: a local directory (default: the project's state dir) or s3://."""
 
@@ -273,10 +299,18 @@ class Config:
     approve: ApproveConfig = field(default_factory=ApproveConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    staging: StagingConfig | None = None  # None: no testing stage
 
     @property
     def endpoint_name(self) -> str:
         return self.deploy.endpoint_name or f"{self.pipeline}-endpoint"
+
+    @property
+    def staging_endpoint_name(self) -> str | None:
+        """The staging endpoint's name, or None when the project has no ``staging:``."""
+        if self.staging is None:
+            return None
+        return self.staging.endpoint_name or f"{self.endpoint_name}-staging"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
