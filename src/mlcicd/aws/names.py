@@ -55,6 +55,9 @@ ENV_ENDPOINT_ENVIRONMENT = "MLCICD_ENDPOINT_ENVIRONMENT"  # JSON: each Model's e
 # Each has a default for a function whose environment lacks it.
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
+# The deploy Lambda's second endpoint (staging:); "" = none. An action's UserParameters
+# choose it, never name it: the function deploys and deletes only what its environment names.
+ENV_STAGING_ENDPOINT_NAME = "MLCICD_STAGING_ENDPOINT_NAME"
 
 # Read by `mlcicd run` with the SageMaker backends (not by the Lambdas, which never wait).
 ENV_POLL_SECONDS = (
@@ -172,6 +175,7 @@ class StackNames:
     artifacts_bucket_prefix: str
     models_bucket_prefix: str
     repository: str = REPOSITORY_NAME
+    staging_endpoint: str | None = None  # staging: the testing stage's endpoint; None: no stage
 
     @classmethod
     def from_config(cls, config: Config, stack_name: str) -> StackNames:
@@ -204,6 +208,7 @@ class StackNames:
             endpoint=config.endpoint_name,
             artifacts_bucket_prefix=config.store.artifacts_bucket,
             models_bucket_prefix=config.store.models_bucket,
+            staging_endpoint=config.staging_endpoint_name,
         )
 
     # --- S3 (global names: made unique per account and region) -------------------------
@@ -233,6 +238,11 @@ class StackNames:
     @property
     def deploy_function(self) -> str:
         return f"{self.stack}-deploy"
+
+    @property
+    def staging_test_project(self) -> str:
+        """The CodeBuild project that runs ``staging.test`` against the staging endpoint."""
+        return f"{self.stack}-staging-test"
 
     @property
     def topic(self) -> str:
@@ -267,6 +277,23 @@ class StackNames:
     @property
     def endpoint_log_group(self) -> str:
         return f"/aws/sagemaker/Endpoints/{self.endpoint}"
+
+    @property
+    def staging_test_log_group(self) -> str:
+        return f"/aws/codebuild/{self.staging_test_project}"
+
+    @property
+    def staging_endpoint_log_group(self) -> str | None:
+        if self.staging_endpoint is None:
+            return None
+        return f"/aws/sagemaker/Endpoints/{self.staging_endpoint}"
+
+    @property
+    def staging_log_groups(self) -> tuple[str, ...]:
+        """The testing stage's log groups (the test project's, the staging endpoint's)."""
+        if self.staging_endpoint_log_group is None:
+            return ()
+        return self.staging_test_log_group, self.staging_endpoint_log_group
 
     def log_group_arn(self, name: str) -> str:
         return arn("logs", f"log-group:{name}:*")

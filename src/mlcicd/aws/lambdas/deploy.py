@@ -17,10 +17,16 @@ package group), every Model on this commit's image; ``data_capture``; ``strategy
 Later invocations: while SageMaker works, return the token again; InService on the new
 config succeeds; anything else (Failed, or an update SageMaker rolled back) fails the job
 with SageMaker's FailureReason. A retried invocation finds what the first one created.
+
+With ``staging:``, the Staging stage invokes it too (its UserParameters say so,
+:mod:`mlcicd.aws.lambdas.staging`): the same models and EndpointConfig on the staging
+endpoint — without traffic shifting, rollback alarms or data capture, which guard and watch
+production — leaving a package that waits for approval waiting; and then to delete it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,6 +56,7 @@ from mlcicd.aws.hosting import (
     start_deployment,
 )
 from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
+from mlcicd.aws.lambdas.staging import Target, clear_leftover, delete_step, staging_endpoint
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import ShadowConfig, VariantConfig
 from mlcicd.endpoints.base import DataCapture
@@ -72,6 +79,8 @@ class DeploySettings:
     variants: tuple[VariantConfig, ...] = ()  # (): AllTraffic, the model just trained
     shadow: ShadowConfig | None = None
     environment: Mapping[str, str] | None = None  # each Model's, beside MLCICD_MODEL_SHA256
+    staging_endpoint: str | None = None  # staging:'s endpoint; None: the stack has no stage
+    staging: bool = False  # this invocation deploys to the staging endpoint
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> DeploySettings:
@@ -93,6 +102,19 @@ class DeploySettings:
                 str(k): str(v)
                 for k, v in json_setting(environ, n.ENV_ENDPOINT_ENVIRONMENT, {}).items()
             },
+            staging_endpoint=environ.get(n.ENV_STAGING_ENDPOINT_NAME) or None,
+        )
+
+    def for_staging(self) -> DeploySettings:
+        """Production's settings on the staging endpoint, all at once, unguarded, uncaptured:
+        the rollback alarms carry production's names, and test traffic is no one's data."""
+        return dataclasses.replace(
+            self,
+            endpoint=staging_endpoint(self.staging_endpoint),
+            routing={"type": "ALL_AT_ONCE", "wait_seconds": 0},
+            thresholds={},
+            capture=None,
+            staging=True,
         )
 
 
@@ -142,6 +164,12 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def step(job: PipelineJob, settings: DeploySettings) -> None:
+    target = Target.from_job(job)
+    if target.staging and target.action == "delete":
+        delete_step(job, staging_endpoint(settings.staging_endpoint))
+        return
+    if target.staging:
+        settings = settings.for_staging()
     if job.continuation is None:
         start(job, settings)
     else:
@@ -163,7 +191,7 @@ def read_model(job: PipelineJob) -> dict[str, Any]:
 def start(job: PipelineJob, settings: DeploySettings) -> None:
     model = read_model(job)
     sagemaker = client("sagemaker")
-    _approve(sagemaker, model, job.id)
+    _approve(sagemaker, model, job.id, approve=not settings.staging)
     version = int(model["model_package_version"])
     tags = {
         "mlcicd:pipeline": settings.pipeline,
@@ -280,6 +308,10 @@ def _registered(sagemaker: Any, package_arn: str) -> tuple[str, str | None]:
 def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) -> None:
     sagemaker = client("sagemaker")
     endpoint, config = str(state["endpoint"]), str(state["config"])
+    if settings.staging and not clear_leftover(sagemaker, endpoint):
+        summary = f"{endpoint}: waiting for the earlier staging endpoint to be deleted"
+        job.continue_later({**state, "started": False}, summary=summary, external_id=endpoint)
+        return
 
     def deployment() -> dict[str, Any] | None:  # only for an update: it puts the rollback alarms
         made = prepare_deployment(
@@ -340,8 +372,9 @@ def follow(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
     )
 
 
-def _approve(sagemaker: Any, model: Mapping[str, Any], job_id: str) -> None:
-    """A package waiting for approval has had it: the pipeline's approval stage precedes this."""
+def _approve(sagemaker: Any, model: Mapping[str, Any], job_id: str, *, approve: bool) -> None:
+    """A package waiting for approval has had it: the pipeline's approval stage precedes the
+    production deploy (``approve``); the staging deploy precedes the approval."""
     arn = str(model["model_package_arn"])
     status = sagemaker.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
     if status == "Rejected":
@@ -349,7 +382,7 @@ def _approve(sagemaker: Any, model: Mapping[str, Any], job_id: str) -> None:
             f"model package {arn} is Rejected: it is not deployed",
             hint="approve it in the model registry, or push a better model",
         )
-    if status == "PendingManualApproval":
+    if status == "PendingManualApproval" and approve:
         sagemaker.update_model_package(
             ModelPackageArn=arn,
             ModelApprovalStatus="Approved",

@@ -7,6 +7,7 @@ tools can read it; ``to_yaml`` writes it out. Applying it is a separate step.
     monitoring.py   log groups, SNS topic, dead-letter queue, CloudWatch alarms
     iam.py          one least-privilege role per component (training jobs and endpoints apart)
     pipeline.py     CodeBuild project, orchestrator Lambdas, CodePipeline (+ webhook)
+    staging.py      the testing stage (staging:): its actions, test project and build spec
     parameters.py   parameters, conditions, rules
     _cfn.py         CloudFormation's intrinsic functions and IAM's policy grammar, as data
 """
@@ -45,6 +46,7 @@ def build_template(
             names,
             rollback_alarms=pipeline.rollback_alarm_names(config, names),
             capture_prefix=pipeline.capture_prefix(config),
+            staging_cleanup=config.staging is not None and not config.staging.keep,
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
     }

@@ -71,3 +71,33 @@ def deny_insecure_transport(action: str, resources: list[Any]) -> Json:
 def checkov_skips(*skips: tuple[str, str]) -> Json:
     """Resource ``Metadata`` that tells checkov a check does not apply here, and why."""
     return {"checkov": {"skip": [{"id": check, "comment": reason} for check, reason in skips]}}
+
+
+def pipeline_action(
+    name: str,
+    category: str,
+    provider: str,
+    configuration: Json,
+    *,
+    owner: str = "AWS",
+    inputs: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
+    run_order: int = 1,
+) -> Json:
+    """A CodePipeline action: its type, configuration, artifacts and place in its stage."""
+    action: Json = {
+        "Name": name,
+        "ActionTypeId": {
+            "Category": category,
+            "Owner": owner,
+            "Provider": provider,
+            "Version": "1",
+        },
+        "Configuration": configuration,
+        "RunOrder": run_order,
+    }
+    if inputs:
+        action["InputArtifacts"] = [{"Name": a} for a in inputs]
+    if outputs:
+        action["OutputArtifacts"] = [{"Name": a} for a in outputs]
+    return action

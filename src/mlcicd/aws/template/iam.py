@@ -34,6 +34,7 @@ CODEBUILD_ROLE = "CodeBuildRole"
 TRAINING_FUNCTION_ROLE = "TrainingFunctionRole"
 DEPLOY_FUNCTION_ROLE = "DeployFunctionRole"
 PIPELINE_ROLE = "PipelineRole"
+STAGING_TEST_ROLE = "StagingTestRole"  # with staging: only
 
 ACTIONS_ON_ANY_RESOURCE = frozenset(
     {
@@ -55,12 +56,17 @@ _ECR_PUSH = [
 
 
 def resources(
-    names: StackNames, *, rollback_alarms: Sequence[str] = (), capture_prefix: str | None = None
+    names: StackNames,
+    *,
+    rollback_alarms: Sequence[str] = (),
+    capture_prefix: str | None = None,
+    staging_cleanup: bool = True,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
-    (None: it captures nothing)."""
-    return {
+    (None: it captures nothing); ``staging_cleanup``: the staging test project deletes the
+    staging endpoint when its tests fail (``staging.keep`` is false)."""
+    roles = {
         SAGEMAKER_ROLE: _training_job_role(names),
         ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
         CODEBUILD_ROLE: _codebuild_role(names),
@@ -68,6 +74,11 @@ def resources(
         DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
         PIPELINE_ROLE: _pipeline_role(names),
     }
+    if names.staging_endpoint is not None:
+        roles[STAGING_TEST_ROLE] = _staging_test_role(
+            names, names.staging_endpoint, cleanup=staging_cleanup
+        )
+    return roles
 
 
 def _role(service: str, description: str, *statements: Json) -> Json:
@@ -119,9 +130,9 @@ def _pass_role(role: str) -> Json:
     )
 
 
-def _sagemaker_basics(log_group: str) -> list[Json]:
+def _sagemaker_basics(*log_groups: str) -> list[Json]:
     """What a training job's and an endpoint's containers both need: the image, their log
-    group, SageMaker's metrics."""
+    groups, SageMaker's metrics."""
     return [
         allow("PullTheImage", _ECR_PULL, [arn_of(REPOSITORY)]),
         _ecr_login(),
@@ -133,7 +144,11 @@ def _sagemaker_basics(log_group: str) -> list[Json]:
                 "logs:PutLogEvents",
                 "logs:DescribeLogStreams",
             ],
-            [sub(arn("logs", f"log-group:{log_group}{tail}")) for tail in ("", ":*")],
+            [
+                sub(arn("logs", f"log-group:{group}{tail}"))
+                for group in log_groups
+                for tail in ("", ":*")
+            ],
         ),
         _allow_on_any_resource(
             "PutSageMakerMetrics",
@@ -193,7 +208,8 @@ def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
         + (" and the data capture" if capture_prefix else ""),
         allow("ReadModels", ["s3:GetObject"], [_objects(MODELS_BUCKET)]),
         *capture,
-        *_sagemaker_basics(names.endpoint_log_group),
+        # The staging endpoint runs with this role too, and logs to its own group.
+        *_sagemaker_basics(names.endpoint_log_group, *names.staging_log_groups[1:]),
         # Deployment guardrails: SageMaker reads the rollback alarms as the endpoint's role —
         # those the deploy Lambda and `mlcicd run` put from deploy.alarms (the same two names).
         allow(
@@ -331,6 +347,67 @@ def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> 
             [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
         ),
         *([put_alarms] if rollback_alarms else []),
+        *_manage_staging_endpoint(names),
+    )
+
+
+def _manage_staging_endpoint(names: StackNames) -> list[Json]:
+    """The deploy Lambda's staging actions: its endpoint configs by prefix and the staging
+    endpoint by name — which it alone may delete (production's it never may)."""
+    if names.staging_endpoint is None:
+        return []
+    staging = names.staging_endpoint
+    return [
+        allow(
+            "ManageTheStagingEndpoint",
+            [
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:AddTags",
+            ],
+            [
+                sub(names.sagemaker_arn("endpoint-config", f"{staging}-*")),
+                sub(names.sagemaker_arn("endpoint", staging)),
+            ],
+        )
+    ]
+
+
+def _staging_test_role(names: StackNames, staging: str, *, cleanup: bool) -> Json:
+    # The project's tests run with this role: they may call the staging endpoint, and no other.
+    endpoint = [sub(names.sagemaker_arn("endpoint", staging))]
+    delete = (
+        [
+            allow(
+                "DeleteTheStagingEndpointWhenItsTestsFail",
+                ["sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint"],
+                endpoint,
+            )
+        ]
+        if cleanup
+        else []
+    )
+    return _role(
+        "codebuild.amazonaws.com",
+        f"CodeBuild: run the project's endpoint tests and the load check against {staging}",
+        _write_logs("WriteTestLogs", names.staging_test_log_group),
+        allow(
+            "ReadTheSource",
+            ["s3:GetObject", "s3:GetObjectVersion"],
+            [_objects(ARTIFACTS_BUCKET)],
+        ),
+        allow(
+            "LocateArtifacts",
+            ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+            [arn_of(ARTIFACTS_BUCKET)],
+        ),
+        allow("InvokeTheStagingEndpoint", ["sagemaker:InvokeEndpoint"], endpoint),
+        *delete,
+        _use_key("kms:Decrypt", "kms:DescribeKey"),
     )
 
 
@@ -352,7 +429,13 @@ def _pipeline_role(names: StackNames) -> Json:
         allow(
             "RunTheBuild",
             ["codebuild:StartBuild", "codebuild:BatchGetBuilds"],
-            [sub(arn("codebuild", f"project/{names.build_project}"))],
+            [
+                sub(arn("codebuild", f"project/{project}"))
+                for project in (
+                    names.build_project,
+                    *([names.staging_test_project] if names.staging_endpoint else []),
+                )
+            ],
         ),
         allow(
             "InvokeTheOrchestrators",

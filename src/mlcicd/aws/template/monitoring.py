@@ -15,6 +15,8 @@ TRAINING_FUNCTION_LOG_GROUP = "TrainingFunctionLogGroup"
 DEPLOY_FUNCTION_LOG_GROUP = "DeployFunctionLogGroup"
 TRAINING_JOBS_LOG_GROUP = "TrainingJobsLogGroup"
 ENDPOINT_LOG_GROUP = "EndpointLogGroup"
+STAGING_TEST_LOG_GROUP = "StagingTestLogGroup"  # with staging: only
+STAGING_ENDPOINT_LOG_GROUP = "StagingEndpointLogGroup"
 TOPIC = "NotificationTopic"
 EMAIL_SUBSCRIPTION = "NotificationEmailSubscription"
 DEAD_LETTER_QUEUE = "DeadLetterQueue"
@@ -35,6 +37,9 @@ def resources(names: StackNames) -> Json:
         TRAINING_JOBS_LOG_GROUP: names.training_jobs_log_group,
         ENDPOINT_LOG_GROUP: names.endpoint_log_group,
     }
+    if names.staging_endpoint_log_group is not None:
+        groups[STAGING_TEST_LOG_GROUP] = names.staging_test_log_group
+        groups[STAGING_ENDPOINT_LOG_GROUP] = names.staging_endpoint_log_group
     out: Json = {logical_id: _log_group(name) for logical_id, name in groups.items()}
     # One log group per account and region, shared by all training jobs: an account that
     # has trained before has it already, and CloudFormation cannot adopt it.

@@ -1,5 +1,5 @@
 """The pipeline: the CodeBuild project, the orchestrator Lambdas and CodePipeline itself
-(Source → Build → Train → optional Approval → Deploy)."""
+(Source → Build → Train → Staging with ``staging:`` → optional Approval → Deploy)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mlcicd.aws.alarms import rollback_alarms
 from mlcicd.aws.deployment import CAPTURE_PREFIX, rollback_thresholds, traffic_routing
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template import parameters as p
+from mlcicd.aws.template import staging
 from mlcicd.aws.template._cfn import (
     ACCOUNT_ID,
     NO_VALUE,
@@ -21,6 +22,7 @@ from mlcicd.aws.template._cfn import (
     checkov_skips,
     get_att,
     if_,
+    pipeline_action,
     ref,
     sub,
 )
@@ -89,6 +91,9 @@ def resources(config: Config, names: StackNames, *, buildspec: str) -> Json:
         ),
         PIPELINE: _pipeline(config, names),
         WEBHOOK: _webhook(),
+        **staging.resources(
+            config, names, project_dir=_project_dir(buildspec), image=CODEBUILD_IMAGE
+        ),
     }
 
 
@@ -231,6 +236,7 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
     capture = data_capture(deploy, capture_destination(config))
     environment = {
         **_common_environment(names, ENDPOINT_ROLE),
+        n.ENV_STAGING_ENDPOINT_NAME: names.staging_endpoint or "",
         n.ENV_ENDPOINT_INSTANCE_TYPE: deploy.instance_type,
         n.ENV_ENDPOINT_INSTANCE_COUNT: str(deploy.instance_count),
         n.ENV_TRAFFIC_ROUTING: _json(traffic_routing(policy)),
@@ -273,36 +279,8 @@ def _check_size(environment: dict[str, Any], section: str) -> None:
         )
 
 
-def _action(
-    name: str,
-    category: str,
-    provider: str,
-    configuration: Json,
-    *,
-    owner: str = "AWS",
-    inputs: tuple[str, ...] = (),
-    outputs: tuple[str, ...] = (),
-) -> Json:
-    action: Json = {
-        "Name": name,
-        "ActionTypeId": {
-            "Category": category,
-            "Owner": owner,
-            "Provider": provider,
-            "Version": "1",
-        },
-        "Configuration": configuration,
-        "RunOrder": 1,
-    }
-    if inputs:
-        action["InputArtifacts"] = [{"Name": a} for a in inputs]
-    if outputs:
-        action["OutputArtifacts"] = [{"Name": a} for a in outputs]
-    return action
-
-
 def _pipeline(config: Config, names: StackNames) -> Json:
-    from_connection = _action(
+    from_connection = pipeline_action(
         SOURCE,
         "Source",
         "CodeStarSourceConnection",
@@ -314,7 +292,7 @@ def _pipeline(config: Config, names: StackNames) -> Json:
             "OutputArtifactFormat": "CODE_ZIP",
         },
     )
-    from_token = _action(
+    from_token = pipeline_action(
         SOURCE,
         "Source",
         "GitHub",
@@ -331,14 +309,19 @@ def _pipeline(config: Config, names: StackNames) -> Json:
     approval = {
         "Name": APPROVAL,
         "Actions": [
-            _action(
+            pipeline_action(
                 "Approve",
                 "Approval",
                 "Manual",
                 configuration={
                     "NotificationArn": ref(TOPIC),
-                    "CustomData": f"The model trained by {names.pipeline} passed its gate. "
-                    f"Approve to deploy it to {names.endpoint}.",
+                    "CustomData": f"The model trained by {names.pipeline} passed its gate"
+                    + (
+                        f" and its tests on {names.staging_endpoint}"
+                        if names.staging_endpoint
+                        else ""
+                    )
+                    + f". Approve to deploy it to {names.endpoint}.",
                 },
             )
         ],
@@ -348,7 +331,7 @@ def _pipeline(config: Config, names: StackNames) -> Json:
         {
             "Name": BUILD,
             "Actions": [
-                _action(
+                pipeline_action(
                     BUILD,
                     "Build",
                     "CodeBuild",
@@ -362,7 +345,7 @@ def _pipeline(config: Config, names: StackNames) -> Json:
         {
             "Name": TRAIN,
             "Actions": [
-                _action(
+                pipeline_action(
                     TRAIN,
                     "Invoke",
                     "Lambda",
@@ -372,11 +355,23 @@ def _pipeline(config: Config, names: StackNames) -> Json:
                 ),
             ],
         },
+        *(
+            [
+                staging.stage(
+                    keep=config.staging.keep,
+                    deploy_function=DEPLOY_FUNCTION,
+                    model_output=MODEL_OUTPUT,
+                    source_output=SOURCE_OUTPUT,
+                )
+            ]
+            if config.staging is not None
+            else []
+        ),
         if_(p.APPROVAL_REQUIRED, approval, NO_VALUE),
         {
             "Name": DEPLOY,
             "Actions": [
-                _action(
+                pipeline_action(
                     DEPLOY,
                     "Invoke",
                     "Lambda",
