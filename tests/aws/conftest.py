@@ -49,6 +49,31 @@ def canary_config() -> Config:
     return iris_with_deploy(**CANARY_DEPLOY)
 
 
+# staging: the testing stage, with the project's endpoint tests and a load check.
+STAGING = {
+    "test": "python -m pytest -q tests/endpoint",
+    "load": {"requests": 200, "concurrency": 4, "p99_ms": 250, "max_error_rate": 0.01},
+}
+
+
+def iris_with(**sections: object) -> Config:
+    """examples/iris's mlcicd.yaml with these top-level sections set (a section it has is
+    updated key by key)."""
+    data = yaml.safe_load((IRIS / CONFIG_FILE).read_text())
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(name), dict):
+            data[name].update(value)
+        else:
+            data[name] = value
+    return parse_config(yaml.safe_dump(data))
+
+
+@pytest.fixture(scope="session")
+def staging_config() -> Config:
+    """examples/iris with a testing stage (its staging endpoint deleted after)."""
+    return iris_with(staging=STAGING)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

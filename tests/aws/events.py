@@ -54,9 +54,13 @@ def job_event(
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]] | None = None,
     continuation: str | None = None,
+    user_parameters: str | None = None,
 ) -> dict[str, Any]:
+    configuration = {"FunctionName": function}
+    if user_parameters is not None:
+        configuration["UserParameters"] = user_parameters
     data: dict[str, Any] = {
-        "actionConfiguration": {"configuration": {"FunctionName": function}},
+        "actionConfiguration": {"configuration": configuration},
         "inputArtifacts": inputs,
         "outputArtifacts": outputs or [],
         "artifactCredentials": {

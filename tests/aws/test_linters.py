@@ -1,5 +1,5 @@
-"""cfn-lint and checkov on the template generated from examples/iris, as it is and deploying
-canary with rollback alarms and data capture (both run offline)."""
+"""cfn-lint and checkov on the template generated from examples/iris, as it is, deploying
+canary with rollback alarms and data capture, and with the testing stage (all offline)."""
 
 from __future__ import annotations
 
@@ -29,18 +29,23 @@ CHECKOV_ENV = "MLCICD_CHECKOV"
 
 
 @pytest.fixture(
-    scope="module", params=["without-approval", "with-approval", "canary-alarms-capture"]
+    scope="module",
+    params=["without-approval", "with-approval", "canary-alarms-capture", "staging-with-approval"],
 )
 def template_file(
     request: pytest.FixtureRequest,
     iris_config: Config,
     canary_config: Config,
+    staging_config: Config,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.yaml"
-    config = canary_config if request.param == "canary-alarms-capture" else iris_config
+    config = {"canary-alarms-capture": canary_config, "staging-with-approval": staging_config}.get(
+        request.param, iris_config
+    )
     path.write_text(
-        to_yaml(build_template(config, approval=request.param == "with-approval")), encoding="utf-8"
+        to_yaml(build_template(config, approval=request.param.endswith("with-approval"))),
+        encoding="utf-8",
     )
     return path
 

@@ -359,21 +359,25 @@ def _manage_staging_endpoint(names: StackNames) -> list[Json]:
     staging = names.staging_endpoint
     return [
         allow(
-            "ManageTheStagingEndpoint",
+            "MakeTheStagingEndpointsConfigs",
             [
                 "sagemaker:CreateEndpointConfig",
                 "sagemaker:DescribeEndpointConfig",
+                "sagemaker:AddTags",
+            ],
+            [sub(names.sagemaker_arn("endpoint-config", f"{staging}-*"))],
+        ),
+        allow(
+            "ManageTheStagingEndpoint",
+            [
                 "sagemaker:CreateEndpoint",
                 "sagemaker:UpdateEndpoint",
                 "sagemaker:DescribeEndpoint",
                 "sagemaker:DeleteEndpoint",
                 "sagemaker:AddTags",
             ],
-            [
-                sub(names.sagemaker_arn("endpoint-config", f"{staging}-*")),
-                sub(names.sagemaker_arn("endpoint", staging)),
-            ],
-        )
+            [sub(names.sagemaker_arn("endpoint", staging))],
+        ),
     ]
 
 

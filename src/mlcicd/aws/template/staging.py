@@ -25,7 +25,7 @@ import yaml
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template._cfn import Json, arn_of, pipeline_action, ref, sub
 from mlcicd.aws.template.iam import STAGING_TEST_ROLE
-from mlcicd.aws.template.monitoring import STAGING_ENDPOINT_LOG_GROUP, STAGING_TEST_LOG_GROUP
+from mlcicd.aws.template.monitoring import STAGING_TEST_LOG_GROUP
 from mlcicd.aws.template.storage import KEY
 from mlcicd.config import Config
 from mlcicd.config.schema import LoadCheckConfig, StagingConfig
@@ -71,8 +71,6 @@ def _test_project(
 ) -> Json:
     return {
         "Type": "AWS::CodeBuild::Project",
-        # The endpoint's log group is the stack's before the endpoint writes to it.
-        "DependsOn": [STAGING_TEST_LOG_GROUP, STAGING_ENDPOINT_LOG_GROUP],
         "Properties": {
             "Name": names.staging_test_project,
             "Description": f"Staging stage of {names.code_pipeline}: runs the endpoint tests and "
