@@ -265,7 +265,14 @@ class StagingStage:
             try:
                 described = self._deploy(ctx, backend, endpoint)
             except EndpointError as exc:
-                self._fail(ctx, outputs, f"the staging endpoint {endpoint} did not serve: {exc}")
+                self._fail(
+                    ctx,
+                    outputs,
+                    f"the staging endpoint {endpoint} did not serve: {exc.message}",
+                    hint="it serves with production's settings: check deploy.entry_point and "
+                    f"deploy.startup_timeout ({ctx.config.deploy.startup_timeout:g}s)"
+                    + (f"; {exc.hint}" if exc.hint else ""),
+                )
             outputs["url"] = described.url
             failures = self._check(ctx, staging, described, outputs)
         finally:
@@ -412,7 +419,9 @@ class StagingStage:
             )
         return ctx.config.deploy.sample.encode()
 
-    def _fail(self, ctx: RunContext, outputs: dict[str, Any], reason: str) -> NoReturn:
+    def _fail(
+        self, ctx: RunContext, outputs: dict[str, Any], reason: str, *, hint: str | None = None
+    ) -> NoReturn:
         registered = ctx.outputs["register"]
         ref = f"{registered['group']}/{registered['version']}"
         why = f"failed staging in run {ctx.run.id}: {reason}"
@@ -421,8 +430,9 @@ class StagingStage:
         )
         raise StagingError(
             f"model {ref} {why}",
-            hint="production keeps serving its model; `mlcicd logs "
-            f"{ctx.run.id} --stage staging` has the whole output",
+            hint=(f"{hint}; " if hint else "")
+            + f"production keeps serving its model; `mlcicd logs {ctx.run.id} --stage staging` "
+            "has the whole output",
             outputs=outputs,
         )
 
