@@ -218,9 +218,9 @@ def test_user_parameters_that_are_not_a_staging_action_touch_nothing(
 
 
 def test_a_stack_without_staging_refuses_the_staging_actions(
-    pipeline: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, iris_config)
+    configure(monkeypatch, iris_with(staging=None))
     trained(pipeline)
     for parameters in (DEPLOY, DELETE):
         failed = report("job-1", parameters, fails=True)

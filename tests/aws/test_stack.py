@@ -115,6 +115,9 @@ def test_log_groups_have_the_reference_names(deployed: Deployed) -> None:
         "/aws/lambda/ml-cicd-pipeline-deploy",
         "/aws/sagemaker/TrainingJobs",
         "/aws/sagemaker/Endpoints/iris-classifier-endpoint",
+        # examples/iris has staging: — the test project's and the staging endpoint's
+        "/aws/codebuild/ml-cicd-pipeline-staging-test",
+        "/aws/sagemaker/Endpoints/iris-classifier-endpoint-staging",
     }
 
 

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from mlcicd.aws import names
-from mlcicd.aws.template import build_template, iam, to_yaml
+from mlcicd.aws.template import TEMPLATE_BODY_LIMIT, build_template, iam, template_body, to_yaml
 from mlcicd.config import Config, parse_config
 from mlcicd.errors import ConfigError
 from tests.aws.cfn import as_list, references, resolve, resources_of_type, role_statements
+from tests.aws.conftest import CANARY_DEPLOY, iris_with
 
 # The actions AWS authorises only on Resource "*" (no resource type in IAM), and so the only
 # ones a role may hold on "*". Adding one here is a decision: write down why in iam.py.
@@ -33,6 +34,13 @@ REFERENCE_LOG_GROUPS = {
     "/aws/sagemaker/TrainingJobs",
     "/aws/sagemaker/Endpoints/iris-classifier-endpoint",
 }
+
+
+@pytest.fixture(scope="module")
+def iris_config() -> Config:
+    """examples/iris without its testing stage: the reference's five stages (the Staging
+    stage's resources are tests/aws/test_template_staging.py's)."""
+    return iris_with(staging=None)
 
 
 @pytest.fixture(scope="module")
@@ -500,7 +508,13 @@ def test_yaml_round_trips_without_anchors(template: dict[str, Any]) -> None:
 
 def test_fits_in_a_create_stack_template_body(template: dict[str, Any]) -> None:
     # CloudFormation takes at most 51,200 bytes inline; beyond that it has to go through S3.
-    assert len(to_yaml(template).encode()) < 51_200
+    assert len(to_yaml(template).encode()) < TEMPLATE_BODY_LIMIT
+    # What `mlcicd aws deploy` sends, with every stage and option: still inline, with room.
+    everything = build_template(iris_with(deploy=CANARY_DEPLOY), approval=True)
+    assert everything["Resources"]["StagingTestProject"]
+    body = template_body(everything)
+    assert json.loads(body) == everything
+    assert len(body.encode()) < TEMPLATE_BODY_LIMIT * 0.95
 
 
 @pytest.mark.parametrize("stack_name", ["1stack", "ml_cicd", "x" * 51, ""])

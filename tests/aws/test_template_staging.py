@@ -19,7 +19,6 @@ from mlcicd.aws.load_check import _parser
 from mlcicd.aws.template import build_template
 from mlcicd.aws.template.staging import LOAD_CHECK_MODULE
 from mlcicd.config import Config
-from mlcicd.errors import ConfigError
 from tests.aws.conftest import STAGING, AwsClient, clients, iris_with, reset
 from tests.aws.stack import CONNECTION, create_stack, for_moto, stack_resources
 
@@ -182,8 +181,8 @@ def test_the_deploy_lambda_may_delete_the_staging_endpoint_alone(staging_config:
     }
 
 
-def test_without_staging_the_pipeline_has_no_such_stage(iris_config: Config) -> None:
-    template = build_template(iris_config)
+def test_without_staging_the_pipeline_has_no_such_stage() -> None:
+    template = build_template(iris_with(staging=None))
     assert "Staging" not in [s["Name"] for s in _stages(template, approval=True)]
     for resource in ("StagingTestProject", "StagingTestRole", "StagingTestLogGroup"):
         assert resource not in template["Resources"]
@@ -244,15 +243,6 @@ def test_a_project_in_a_subdirectory_runs_there_with_its_payload_file() -> None:
         assert spec["phases"][phase]["commands"][0] == "cd examples/iris"
     load = shlex.split(spec["phases"]["build"]["commands"][-1])
     assert load[load.index("--payload") + 1] == "tests/row.json" and "--body" not in load
-
-
-def test_a_load_check_with_nothing_to_send_is_refused_naming_the_key() -> None:
-    data = {"staging": {"load": {"requests": 10}}}
-    config = iris_with(**data, deploy={"sample": None})
-    with pytest.raises(ConfigError) as raised:
-        build_template(config)
-    assert raised.value.key == "staging.load.payload"
-    assert "deploy.sample" in str(raised.value.hint)
 
 
 @pytest.mark.integration

@@ -17,7 +17,7 @@ from mlcicd.aws.stack import (
     destroy_stack,
     upload_lambda_package,
 )
-from mlcicd.aws.template import DEFAULT_STACK_NAME, build_template, to_yaml
+from mlcicd.aws.template import DEFAULT_STACK_NAME, build_template, template_body, to_yaml
 from mlcicd.aws.template.parameters import WEBHOOK_SECRET
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
@@ -196,7 +196,7 @@ def aws_deploy(
     generated = {WEBHOOK_SECRET: secrets.token_urlsafe(32)}
     result = deploy_stack(
         stack_name,
-        to_yaml(template),
+        template_body(template),
         template,
         parameters,
         first_values=generated,

@@ -14,6 +14,7 @@ tools can read it; ``to_yaml`` writes it out. Applying it is a separate step.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -106,4 +107,21 @@ def to_yaml(template: Json) -> str:
     )
 
 
-__all__ = ["DEFAULT_STACK_NAME", "build_template", "to_yaml"]
+# CloudFormation's limit on a template passed inline (TemplateBody); beyond it, only from S3.
+TEMPLATE_BODY_LIMIT = 51_200
+
+
+def template_body(template: Json) -> str:
+    """What ``mlcicd aws deploy`` sends CloudFormation: compact JSON. The YAML printed for
+    people has room to read; with every stage (staging:, approval, canary with alarms and
+    capture) it is past the inline limit, the same template as JSON well within it."""
+    return json.dumps(template, separators=(",", ":"))
+
+
+__all__ = [
+    "DEFAULT_STACK_NAME",
+    "TEMPLATE_BODY_LIMIT",
+    "build_template",
+    "template_body",
+    "to_yaml",
+]

@@ -29,7 +29,6 @@ from mlcicd.aws.template.monitoring import STAGING_TEST_LOG_GROUP
 from mlcicd.aws.template.storage import KEY
 from mlcicd.config import Config
 from mlcicd.config.schema import LoadCheckConfig, StagingConfig
-from mlcicd.errors import ConfigError
 
 STAGING = "Staging"
 DEPLOY_STAGING, TEST_STAGING, DELETE_STAGING = "DeployStaging", "TestStaging", "DeleteStaging"
@@ -160,14 +159,9 @@ def load_check_command(config: Config, load: LoadCheckConfig) -> str:
         args += ["--p99-ms", repr(load.p99_ms)]
     if load.payload is not None:
         args += ["--payload", load.payload]
-    elif config.deploy.sample is not None:
+    else:  # one of them is set: checked when mlcicd.yaml is loaded (staging.load.payload)
+        assert config.deploy.sample is not None
         args += ["--body", config.deploy.sample]
-    else:
-        raise ConfigError(
-            "the load check has nothing to send",
-            key="staging.load.payload",
-            hint="name a request body file, or set deploy.sample",
-        )
     quoted = " ".join(shlex.quote(a) for a in args)
     return f'{quoted} --endpoint-name "$MLCICD_ENDPOINT_NAME"'
 
