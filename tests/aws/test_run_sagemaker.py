@@ -13,11 +13,15 @@ first reports the SageMaker job Completed, the test puts that model.tar.gz, its
 output/data (metrics.json) as output.tar.gz and its log where SageMaker would have put them
 (tests/aws/sagemaker_sim.py). moto's endpoints are InService at once, and nothing serves
 requests behind them. The project's own tests are not run by the build stage (they are
-exercised in tests/cli), to keep this test about AWS.
+exercised in tests/cli), to keep this test about AWS; nor is examples/iris's staging: (moto's
+InvokeEndpoint answers a canned body, which no test of the model's answers accepts), except by
+the test of the staging stage on SageMaker, with an endpoint test of its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +48,16 @@ STORE = "mlcicd-iris-runs"
 ENDPOINT = "iris-classifier-endpoint"
 
 
-def on_sagemaker(project: Path) -> None:
+def with_staging(project: Path, section: str = "") -> None:
+    """examples/iris's ``staging:`` (its last section) replaced by ``section`` (none: "")."""
+    path = project / "mlcicd.yaml"
+    text = path.read_text()
+    assert "\nstaging:" in text
+    path.write_text(text[: text.index("\nstaging:")] + "\n" + section)
+
+
+def on_sagemaker(project: Path, staging: str = "") -> None:
+    with_staging(project, staging)
     path = project / "mlcicd.yaml"
     text = path.read_text()
     for old, new in (
@@ -172,6 +185,7 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
     project = make_repo(tmp_path / "iris")
     path = project / "mlcicd.yaml"
+    with_staging(project)
     path.write_text(
         path.read_text().replace("test: python -m pytest -q tests", "test: python -c pass")
     )
@@ -225,3 +239,98 @@ def test_run_backend_aws_without_a_stack_names_the_missing_keys(tmp_path: Path) 
     assert result.exit_code == 2, result.output
     assert "train.image, train.role, store.uri" in result.output
     assert "--stack-name" in result.output
+
+
+# What the staging test below runs as `staging.test`: what a test using boto3 sees.
+PROBE = """
+import json, os, sys, boto3
+seen = {n: os.environ.get(n) for n in ("MLCICD_ENDPOINT_NAME", "MLCICD_ENDPOINT_URL", "AWS_REGION")}
+answer = boto3.client("sagemaker-runtime").invoke_endpoint(
+    EndpointName=os.environ["MLCICD_ENDPOINT_NAME"], Body=b"[[5.1, 3.5, 1.4, 0.2]]",
+    ContentType="application/json")
+seen["answer"] = answer["Body"].read().decode()
+sagemaker = boto3.client("sagemaker", endpoint_url=os.environ["MLCICD_AWS_ENDPOINT_URL"])
+seen["endpoints"] = sorted(e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"])
+json.dump(seen, open(sys.argv[1], "w"))
+"""
+STAGING_ENDPOINT = f"{ENDPOINT}-staging"
+
+
+def test_run_stages_the_model_on_a_sagemaker_endpoint_before_production(
+    aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """source → … → register → staging (deploy, test, load, delete) → deploy, on SageMaker:
+    the test calls the staging endpoint through boto3's sagemaker-runtime, signed, with the
+    variables the stage sets; production does not exist yet while it runs."""
+    aws_env("s3").create_bucket(Bucket=STORE)
+    push_image(aws_env, IMAGE)
+    monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
+    project = make_repo(tmp_path / "iris")
+    (project / "tests" / "endpoint_probe.py").write_text(PROBE)
+    seen = tmp_path / "seen.json"
+    on_sagemaker(
+        project,
+        "staging:\n"
+        f"  test: python tests/endpoint_probe.py {seen}\n"
+        "  load: {requests: 20, concurrency: 2}\n",
+    )
+    model, output, log = trained_here(tmp_path)
+    with sagemaker_writes(aws_env, model=model, output=output, log=log):
+        result = CliRunner().invoke(cli, ["-C", str(project), "run"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.index("▶ staging") < result.output.index("▶ deploy")
+    probe = json.loads(seen.read_text())
+    assert probe == {
+        "MLCICD_ENDPOINT_NAME": STAGING_ENDPOINT,
+        "MLCICD_ENDPOINT_URL": "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/"
+        f"{STAGING_ENDPOINT}/invocations",
+        "AWS_REGION": "us-east-1",
+        "answer": "body",  # moto's canned answer: the call was signed and reached the runtime
+        "endpoints": [STAGING_ENDPOINT],  # production comes after staging
+    }
+    # The load check went through the runtime too: 20 requests, none failed.
+    assert "load check: 20 requests at concurrency 2" in result.output
+    assert ", 0 errors" in result.output.split("▶ staging", 1)[1].split("▶ deploy", 1)[0]
+    sagemaker = aws_env("sagemaker")
+    # Staging deleted after the stage; its config, with production's, stays (they cost nothing).
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [ENDPOINT]
+    configs = [
+        c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    ]
+    assert sorted(c.rsplit("-", 2)[0] for c in configs) == [ENDPOINT, STAGING_ENDPOINT]
+    shown = CliRunner().invoke(cli, ["-C", str(project), "runs", "show", "1"])
+    assert shown.exit_code == 0, shown.output
+    assert "20 requests" in shown.output and STAGING_ENDPOINT in shown.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="moto's InvokeEndpoint answers a canned body, not the model's: examples/iris's "
+    "endpoint tests reach it, signed, and then find no species in the answer",
+)
+def test_examples_iris_endpoint_tests_pass_against_a_sagemaker_endpoint(
+    aws_env: AwsClient, tmp_path: Path
+) -> None:
+    from mlcicd.endpoints.sagemaker_runtime import client_environment
+
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{STAGING_ENDPOINT}"
+    environment = {
+        **os.environ,
+        **client_environment(arn),
+        "MLCICD_ENDPOINT_NAME": STAGING_ENDPOINT,
+        "MLCICD_ENDPOINT_URL": "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/"
+        f"{STAGING_ENDPOINT}/invocations",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/endpoint"],
+        cwd=IRIS,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Signed calls that reached moto: none of them failed for want of credentials or a route.
+    assert (
+        "NoCredentialsError" not in result.stdout and "EndpointConnectionError" not in result.stdout
+    )
+    assert result.returncode == 0, result.stdout

@@ -25,3 +25,12 @@ def test_boto3_joins_only_when_a_local_endpoint_captures_to_an_s3_store() -> Non
     assert extras("store: {uri: s3://bucket/runs}\n") == ("pytest",)  # no capture
     on_sagemaker = "deploy: {backend: sagemaker, data_capture: {enabled: true}}\n"
     assert extras(on_sagemaker + "store: {uri: s3://bucket/runs}\n") == ("pytest",)
+
+
+def test_boto3_joins_when_the_endpoint_tests_call_a_sagemaker_staging_endpoint() -> None:
+    # SageMaker's runtime takes only signed requests: the tests need boto3's sagemaker-runtime.
+    staged = "staging: {test: python -m pytest -q tests/endpoint}\n"
+    boto3 = f"boto3=={metadata.version('boto3')}"
+    assert extras("deploy: {backend: sagemaker}\n" + staged) == ("pytest", boto3)
+    assert extras(staged) == ("pytest",)  # a local staging endpoint: plain HTTP
+    assert extras("deploy: {backend: sagemaker}\nstaging: {keep: true}\n") == ("pytest",)

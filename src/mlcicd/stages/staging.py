@@ -41,6 +41,7 @@ from mlcicd.endpoints.acceptance import (
 )
 from mlcicd.endpoints.base import ProductionVariant
 from mlcicd.endpoints.refresh import refresh
+from mlcicd.endpoints.sagemaker_runtime import client_environment, invoke_load, runtime_client
 from mlcicd.environments import venv_environment
 from mlcicd.errors import EndpointError, MlcicdError, NotFoundError, StagingError
 from mlcicd.pipeline import RunContext, StageResult
@@ -234,6 +235,8 @@ class StagingStage:
                 endpoint_name=described.name,
                 runtime_url=described.url,
             )
+            if described.url is None and described.arn:  # SageMaker's: signed requests only
+                env.update(client_environment(described.arn))
             tested = run_endpoint_tests(
                 staging.test, cwd=source_dir, env=env, timeout=staging.timeout, log=ctx.log
             )
@@ -253,12 +256,24 @@ class StagingStage:
         load = staging.load
         if load is None:
             return []
-        if described.url is None:
-            ctx.log("load check skipped: the endpoint has no HTTP address on this machine")
+        if described.url is None and not described.arn:
+            ctx.log("load check skipped: the endpoint has neither an address nor an ARN")
             return []
         body = self._payload(ctx, source_dir)
         ctx.log(f"load check: {load.requests} requests at concurrency {load.concurrency}")
-        result = load_check(described.url, body, load.content_type, load.requests, load.concurrency)
+        if described.url is not None:
+            result = load_check(
+                described.url, body, load.content_type, load.requests, load.concurrency
+            )
+        else:  # through SageMaker's runtime API, as the pipeline's TestStaging action does
+            result = invoke_load(
+                runtime_client(),
+                described.name,
+                body,
+                requests=load.requests,
+                concurrency=load.concurrency,
+                content_type=load.content_type,
+            )
         bounds = {"p99_ms": load.p99_ms, "max_error_rate": load.max_error_rate}
         figures = result.figures()
         missed = missed_bounds(figures, bounds)

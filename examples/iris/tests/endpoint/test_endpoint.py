@@ -5,6 +5,10 @@ address in MLCICD_ENDPOINT_URL (`staging.test` in mlcicd.yaml). They call the en
 application would — over HTTP, through the real server and inference.py — so they catch what
 the unit tests cannot: a model that loads but answers wrong, a handler the server cannot
 reach, an error that becomes a 500 instead of a 4xx. Without MLCICD_ENDPOINT_URL they skip.
+
+A staging endpoint on SageMaker (`mlcicd run --backend aws`, the pipeline's TestStaging action)
+takes only signed requests through its runtime API: there they go through boto3's
+sagemaker-runtime, and the container's own status comes back in SageMaker's ModelError.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ KNOWN = [
 ]
 
 
+# MLCICD_ENDPOINT_URL is then https://runtime.sagemaker.<region>.amazonaws.com/endpoints/…
+ON_SAGEMAKER = URL.startswith("https://runtime.sagemaker.")
+
+
 def invoke(body: bytes, content_type: str, accept: str = "application/json") -> tuple[int, bytes]:
+    if ON_SAGEMAKER:
+        return invoke_sagemaker(body, content_type, accept)
     request = urllib.request.Request(
         f"{URL}/invocations",
         data=body,
@@ -41,6 +51,29 @@ def invoke(body: bytes, content_type: str, accept: str = "application/json") -> 
         return error.code, error.read()
 
 
+def invoke_sagemaker(body: bytes, content_type: str, accept: str) -> tuple[int, bytes]:
+    import boto3  # the build environment has it when staging runs on SageMaker
+    from botocore.exceptions import ClientError
+
+    runtime = boto3.client("sagemaker-runtime")
+    try:
+        answer = runtime.invoke_endpoint(
+            EndpointName=os.environ["MLCICD_ENDPOINT_NAME"],
+            Body=body,
+            ContentType=content_type,
+            Accept=accept,
+        )
+    except ClientError as error:  # ModelError: the container answered with another status
+        response = error.response
+        status = (
+            response.get("OriginalStatusCode") or response["ResponseMetadata"]["HTTPStatusCode"]
+        )
+        message = response.get("OriginalMessage") or response["Error"].get("Message", "")
+        return int(status), str(message).encode()
+    return 200, answer["Body"].read()
+
+
+@pytest.mark.skipif(ON_SAGEMAKER, reason="SageMaker's runtime has no /ping (it pinged it itself)")
 def test_ping() -> None:
     with urllib.request.urlopen(f"{URL}/ping", timeout=10) as answer:
         assert answer.status == 200
