@@ -56,14 +56,19 @@ def configure(monkeypatch: pytest.MonkeyPatch, config: Config) -> None:
         monkeypatch.setenv(name, value)
 
 
+def set_up(aws: AwsClient, monkeypatch: pytest.MonkeyPatch, config: Config) -> AwsClient:
+    """The deploy function configured from ``config``; the artifacts bucket, the registry."""
+    configure(monkeypatch, config)
+    aws("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
+    aws("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
+    return aws
+
+
 @pytest.fixture
 def pipeline(
     aws_env: AwsClient, iris_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AwsClient]:
-    configure(monkeypatch, iris_config)
-    aws_env("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
-    aws_env("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
-    yield aws_env
+    yield set_up(aws_env, monkeypatch, iris_config)
 
 
 def trained(

@@ -17,7 +17,7 @@ from mlcicd.aws.lambdas import deploy
 from mlcicd.aws.template.staging import user_parameters
 from mlcicd.config import Config
 from tests.aws.conftest import CANARY_DEPLOY, STAGING, AwsClient, iris_with
-from tests.aws.events import ARTIFACTS_BUCKET, job_event, token_of
+from tests.aws.events import job_event, token_of
 from tests.aws.stubs import OperationStubber
 from tests.aws.test_lambda_deploy import (
     ENDPOINT,
@@ -25,6 +25,7 @@ from tests.aws.test_lambda_deploy import (
     INPUTS,
     configure,
     endpoint_answer,
+    set_up,
     trained,
 )
 
@@ -39,10 +40,7 @@ DEPLOY, DELETE = user_parameters(), user_parameters(delete=True)
 def pipeline(
     aws_env: AwsClient, staging_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AwsClient]:
-    configure(monkeypatch, staging_config)
-    aws_env("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
-    aws_env("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
-    yield aws_env
+    yield set_up(aws_env, monkeypatch, staging_config)
 
 
 def report(
@@ -125,9 +123,7 @@ def test_a_rejected_model_is_not_staged(pipeline: AwsClient) -> None:
 def test_staging_has_productions_instances_without_its_capture_or_rollback_alarms(
     aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, iris_with(staging=STAGING, deploy=CANARY_DEPLOY))
-    aws_env("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
-    aws_env("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
+    set_up(aws_env, monkeypatch, iris_with(staging=STAGING, deploy=CANARY_DEPLOY))
     trained(aws_env)
     config = _deploy_staging(aws_env)
     sagemaker = aws_env("sagemaker")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlcicd.endpoints.acceptance import missed_bounds
-from mlcicd.endpoints.sagemaker_runtime import invoke_load, runtime_client
+from mlcicd.endpoints.sagemaker_runtime import invoke_load
 from mlcicd.errors import ConfigError, MlcicdError
 
 
@@ -61,14 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         body = _body(args)
-        result = invoke_load(
-            runtime_client(),
-            args.endpoint_name,
-            body,
-            requests=args.requests,
-            concurrency=args.concurrency,
-            content_type=args.content_type,
-        )
+        load = {"requests": args.requests, "concurrency": args.concurrency}
+        result = invoke_load(args.endpoint_name, body, content_type=args.content_type, **load)
     except MlcicdError as exc:
         print(f"load check: {exc.headline}", file=sys.stderr)
         return 2

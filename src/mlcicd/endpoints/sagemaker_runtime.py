@@ -48,15 +48,17 @@ def client_environment(arn: str) -> dict[str, str]:
 
 
 def invoke_load(
-    runtime: AwsClient,
     endpoint: str,
     body: bytes,
     *,
     requests: int,
     concurrency: int,
     content_type: str = "application/json",
+    runtime: AwsClient | None = None,
 ) -> LoadResult:
-    """``requests`` InvokeEndpoint calls on ``endpoint`` over ``concurrency`` threads."""
+    """``requests`` InvokeEndpoint calls on ``endpoint`` over ``concurrency`` threads
+    (``runtime``: :func:`runtime_client` unless given)."""
+    runtime = runtime or runtime_client()
     lock = threading.Lock()
     latencies: list[float] = []
     errors: list[str] = []

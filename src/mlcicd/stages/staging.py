@@ -41,7 +41,7 @@ from mlcicd.endpoints.acceptance import (
 )
 from mlcicd.endpoints.base import ProductionVariant
 from mlcicd.endpoints.refresh import refresh
-from mlcicd.endpoints.sagemaker_runtime import client_environment, invoke_load, runtime_client
+from mlcicd.endpoints.sagemaker_runtime import client_environment, invoke_load
 from mlcicd.environments import venv_environment
 from mlcicd.errors import EndpointError, MlcicdError, NotFoundError, StagingError
 from mlcicd.pipeline import RunContext, StageResult
@@ -267,7 +267,6 @@ class StagingStage:
             )
         else:  # through SageMaker's runtime API, as the pipeline's TestStaging action does
             result = invoke_load(
-                runtime_client(),
                 described.name,
                 body,
                 requests=load.requests,
