@@ -17,7 +17,7 @@ import yaml
 
 from mlcicd.aws.load_check import _parser
 from mlcicd.aws.template import build_template
-from mlcicd.aws.template.staging import LOAD_CHECK_MODULE
+from mlcicd.aws.template.staging import INSTALL_COMMANDS, LOAD_CHECK_MODULE
 from mlcicd.config import Config
 from tests.aws.conftest import STAGING, AwsClient, clients, iris_with, reset
 from tests.aws.stack import CONNECTION, create_stack, for_moto, stack_resources
@@ -206,9 +206,10 @@ def test_the_buildspec_runs_the_test_then_the_load_check_and_cleans_up_on_failur
 ) -> None:
     spec = _buildspec(build_template(staging_config))
     assert spec["env"]["variables"] == {"MLCICD_SPEC": "mlcicd[aws]"}
-    install = spec["phases"]["install"]["commands"]
-    assert install[-1] == 'pip install pytest "$MLCICD_SPEC"'
-    test, load = spec["phases"]["build"]["commands"]  # the project is the repository's root
+    # All in the build phase, whose failure still runs post_build (an install phase's would not).
+    assert spec["phases"]["install"] == {"runtime-versions": {"python": "3.11"}}
+    *install, test, load = spec["phases"]["build"]["commands"]  # the project is the root
+    assert install == list(INSTALL_COMMANDS)
     assert shlex.split(test) == [
         "timeout",
         "--kill-after=10",
@@ -239,8 +240,7 @@ def test_the_buildspec_runs_the_test_then_the_load_check_and_cleans_up_on_failur
 def test_a_project_in_a_subdirectory_runs_there_with_its_payload_file() -> None:
     config = iris_with(staging={"test": "make check", "load": {"payload": "tests/row.json"}})
     spec = _buildspec(build_template(config, buildspec="examples/iris/buildspec.yml"))
-    for phase in ("install", "build"):
-        assert spec["phases"][phase]["commands"][0] == "cd examples/iris"
+    assert spec["phases"]["build"]["commands"][0] == "cd examples/iris"
     load = shlex.split(spec["phases"]["build"]["commands"][-1])
     assert load[load.index("--payload") + 1] == "tests/row.json" and "--body" not in load
 
@@ -267,7 +267,8 @@ def test_the_build_phase_runs_the_configured_test_and_the_load_check(
         "MLCICD_ENDPOINT_NAME": STAGING_ENDPOINT,
         "MLCICD_ENDPOINT_URL": url,
     }
-    script = "set -e\n" + "\n".join(spec["phases"]["build"]["commands"])
+    commands = [c for c in spec["phases"]["build"]["commands"] if c not in INSTALL_COMMANDS]
+    script = "set -e\n" + "\n".join(commands)  # mlcicd and pytest: this interpreter's
     result = subprocess.run(
         ["bash", "-c", script],
         cwd=tmp_path,

@@ -41,6 +41,10 @@ LOAD_CHECK_MODULE = "mlcicd.aws.load_check"
 # What the test project installs beside the project's requirements: boto3 (for tests using
 # sagemaker-runtime) and the load check. Pin it as the Dockerfile's MLCICD_SPEC is pinned.
 MLCICD_SPEC = "mlcicd[aws]"
+INSTALL_COMMANDS = (
+    "if [ -f requirements.txt ]; then pip install -r requirements.txt; fi",
+    'pip install pytest "$MLCICD_SPEC"',
+)
 INSTALL_MINUTES = 15  # CodeBuild's timeout beyond staging.timeout: installing, the load check
 
 
@@ -101,7 +105,7 @@ def _test_project(
 
 def buildspec(config: Config, project_dir: str) -> str:
     """The test project's build spec, as YAML text: install, ``staging.test`` (bounded by
-    ``staging.timeout``), the load check; when the tests fail, delete the staging endpoint."""
+    ``staging.timeout``), the load check; when any of them fails, delete the staging endpoint."""
     staging = config.staging
     assert staging is not None
     cd = f"cd {shlex.quote(project_dir)}" if project_dir else None
@@ -119,16 +123,11 @@ def buildspec(config: Config, project_dir: str) -> str:
             'if [ "$CODEBUILD_BUILD_SUCCEEDING" != 1 ]; then aws sagemaker delete-endpoint '
             '--endpoint-name "$MLCICD_ENDPOINT_NAME"; fi'
         )
+    # Everything that can fail is in the build phase: a failed build phase still runs
+    # post_build (a failed install phase would not), which deletes the staging endpoint.
     phases: dict[str, Any] = {
-        "install": {
-            "runtime-versions": {"python": "3.11"},
-            "commands": [
-                *([cd] if cd else []),
-                "if [ -f requirements.txt ]; then pip install -r requirements.txt; fi",
-                'pip install pytest "$MLCICD_SPEC"',
-            ],
-        },
-        "build": {"commands": [*([cd] if cd else []), *(build or ["true"])]},
+        "install": {"runtime-versions": {"python": "3.11"}},
+        "build": {"commands": [*([cd] if cd else []), *INSTALL_COMMANDS, *build]},
     }
     if post_build:
         phases["post_build"] = {"commands": post_build}
