@@ -222,3 +222,19 @@ def test_a_stack_without_staging_refuses_the_staging_actions(
         failed = report("job-1", parameters, fails=True)
         assert "MLCICD_STAGING_ENDPOINT_NAME is not set" in failed[1]["failureDetails"]["message"]
     assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+def test_a_staging_endpoint_still_being_deleted_is_waited_for(pipeline: AwsClient) -> None:
+    """The previous execution's post_build deleted it a moment ago: wait, then create."""
+    trained(pipeline)
+    with OperationStubber(client("sagemaker"), "DescribeEndpoint") as describe:
+        describe.add_response(
+            "describe_endpoint",
+            {**endpoint_answer("old", "Deleting"), "EndpointName": STAGING_ENDPOINT},
+        )
+        token = token_of(report("job-1", DEPLOY))
+    assert json.loads(token)["started"] is False
+    assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []  # nothing asked of it yet
+    created = json.loads(token_of(report("job-1-more", DEPLOY, continuation=token)))
+    described = pipeline("sagemaker").describe_endpoint(EndpointName=STAGING_ENDPOINT)
+    assert described["EndpointConfigName"] == created["config"]

@@ -76,6 +76,8 @@ def test_the_stage_runs_after_training_and_before_the_approval_and_production(
         "Deploy",
     ]
     assert [s["Name"] for s in _stages(template, approval=False)][3:] == ["Staging", "Deploy"]
+    approve = stages[4]["Actions"][0]["Configuration"]["CustomData"]
+    assert f"passed its gate and its tests on {STAGING_ENDPOINT}" in approve
     actions = {a["Name"]: a for a in stages[3]["Actions"]}
     assert [(a["Name"], a["RunOrder"]) for a in stages[3]["Actions"]] == [
         ("DeployStaging", 1),
