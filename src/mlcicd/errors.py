@@ -7,6 +7,8 @@
     ├── StageError              a pipeline stage failed; carries the stage name
     │   ├── BuildError          environment could not be built, or the project's tests failed
     │   ├── TrainingError       the training job failed, was stopped or exceeded max_runtime
+    │   ├── ProcessingError     a processing step's job failed, was stopped or gave no report
+    │   ├── DataCheckError      new training data violates the production model's baseline
     │   └── GateError           the model missed a quality threshold (metric, value, threshold)
     ├── ArtifactError           an artifact is missing, its digest does not match, or an archive
     │                           is unsafe to extract
@@ -105,6 +107,14 @@ class BuildError(StageError):
 
 class TrainingError(StageError):
     stage = "train"
+
+
+class ProcessingError(StageError):
+    stage = "process"
+
+
+class DataCheckError(StageError):
+    stage = "data_check"
 
 
 class GateError(StageError):
