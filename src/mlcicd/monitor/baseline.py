@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,12 @@ class BaselineDocuments:
     dataset: dict[str, Any]  # what it was computed from: channel, files, label, item_count
 
 
-def training_channel(config: Config, source_dir: Path) -> tuple[str, Path]:
+def training_channel(
+    config: Config, source_dir: Path, channels_at: Mapping[str, Path] | None = None
+) -> tuple[str, Path]:
     """The channel a baseline reads (``monitor.channel``; else ``training``, or the only one)
-    and where it is."""
+    and where it is: in ``channels_at`` (where a run found each channel, a processing step's
+    output among them), else in ``source_dir``."""
     channels = config.train.channels
     name = config.monitor.channel
     if name is None:
@@ -61,6 +64,8 @@ def training_channel(config: Config, source_dir: Path) -> tuple[str, Path]:
             + (f" among {', '.join(channels)}" if channels else " (train.channels names none)"),
             hint="name one with monitor.channel in mlcicd.yaml",
         )
+    if channels_at is not None and name in channels_at:
+        return name, channels_at[name]
     location = Path(channels[name])
     return name, location if location.is_absolute() else source_dir / location
 
@@ -72,8 +77,10 @@ def label_column(config: Config) -> str | None:
     return config.gate.challenger.label if config.gate.challenger is not None else None
 
 
-def compute_baseline(config: Config, source_dir: Path) -> BaselineDocuments:
-    channel, path = training_channel(config, source_dir)
+def compute_baseline(
+    config: Config, source_dir: Path, channels: Mapping[str, Path] | None = None
+) -> BaselineDocuments:
+    channel, path = training_channel(config, source_dir, channels)
     table = read_channel(path, channel=channel, label=label_column(config))
     if not table.names:
         raise MonitorError(
@@ -142,6 +149,8 @@ def ensure_baseline(
     package: ModelPackage,
     source_dir: Path,
     log: Callable[[str], None],
+    *,
+    channels: Mapping[str, Path] | None = None,
 ) -> ModelBaseline | None:
     """The register stage's step: the model's baseline, computed if it has none. Never raises
     an mlcicd error: a model without a baseline is still a model (``monitor check`` says so)."""
@@ -150,7 +159,7 @@ def ensure_baseline(
         log(f"data-quality baseline of {package.arn}: already computed")
         return existing
     try:
-        baseline = store_baseline(project, package, compute_baseline(config, source_dir))
+        baseline = store_baseline(project, package, compute_baseline(config, source_dir, channels))
     except MlcicdError as exc:
         log(f"no data-quality baseline for {package.arn}: {exc.headline}")
         return None

@@ -3,6 +3,7 @@
 
     source.py      SOURCE: the commit resolved and its tree exported (only committed content)
     build.py       BUILD: the isolated environment from requirements.txt, the project's tests
+    process.py     PROCESS (steps before training) and EVALUATE (after): ``processing:``'s jobs
     train.py       TRAIN: a training job under SageMaker's contract; its model.tar.gz stored
     gate.py        GATE: the thresholds (the rule in :mod:`mlcicd.thresholds`), then ...
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
@@ -19,6 +20,7 @@ from mlcicd.stages.approve import ApproveStage
 from mlcicd.stages.build import BuildStage
 from mlcicd.stages.deploy import DeployStage
 from mlcicd.stages.gate import GateStage
+from mlcicd.stages.process import EvaluateStage, ProcessStage, processing_stages
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
 from mlcicd.stages.train import TrainStage
@@ -30,10 +32,13 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
+    before, after = processing_stages(config)
     return [
         SourceStage(),
         BuildStage(),
+        *before,
         TrainStage(),
+        *after,
         GateStage(),
         *approve,
         RegisterStage(),
@@ -45,7 +50,9 @@ __all__ = [
     "ApproveStage",
     "BuildStage",
     "DeployStage",
+    "EvaluateStage",
     "GateStage",
+    "ProcessStage",
     "RegisterStage",
     "SourceStage",
     "TrainStage",
