@@ -114,7 +114,15 @@ class ProcessingError(StageError):
 
 
 class DataCheckError(StageError):
+    """The stage's report travels with it: the run records it as the stage's outputs."""
+
     stage = "data_check"
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, outputs: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.outputs = outputs or {}
 
 
 class GateError(StageError):

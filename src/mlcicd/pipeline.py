@@ -192,7 +192,13 @@ def _execute(ctx: RunContext, stages: Sequence[Stage]) -> RunSummary:
         except MlcicdError as exc:
             error, failed_stage = exc, stage.name
             stage_log(f"FAILED: {exc.headline}")
-            state.finish_stage(run.id, stage.name, "Failed", message=exc.headline)
+            state.finish_stage(  # an error may carry a report (the data check's violations)
+                run.id,
+                stage.name,
+                "Failed",
+                message=exc.headline,
+                outputs=getattr(exc, "outputs", None),
+            )
             reporter.stage_finished(stage.name, "Failed", time.monotonic() - started, exc.headline)
             break
         except Exception as exc:  # a bug: record it, then let the traceback show

@@ -13,20 +13,11 @@ from mlcicd.errors import GateError, ProcessingError
 from mlcicd.stages.gate import GateStage
 from mlcicd.stages.process import EvaluateStage, ProcessStage
 from mlcicd.stages.train import TrainStage
-from mlcicd.templates import find_template
-from tests.conftest import commit_all, make_repo
+from tests.conftest import commit_all
 from tests.helpers import set_yaml
 from tests.stages.conftest import Stages
 
 pytestmark = pytest.mark.integration  # real processing and training jobs
-
-PIPELINE = find_template("pipeline")
-
-
-@pytest.fixture
-def pipeline_repo(tmp_path: Path) -> Path:
-    assert PIPELINE is not None
-    return make_repo(tmp_path / "pipeline", PIPELINE)
 
 
 def _through_evaluate(stages: Stages, **kwargs: Any) -> dict[str, dict[str, Any]]:
