@@ -63,6 +63,17 @@ class MlcicdError(Exception):
         return self.headline
 
 
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+
+
+def reason_of(exc: BaseException) -> str:
+    """What a job's record says of the exception that ended it: Ctrl-C, an mlcicd error's
+    headline, or any other's type and message."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+
+
 class ConfigError(MlcicdError):
     """mlcicd.yaml is missing, unparsable or invalid."""
 

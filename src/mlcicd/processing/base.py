@@ -170,14 +170,3 @@ class ProcessingBackend(Protocol):
 def exit_message(text: str) -> str:
     """ExitMessage: the first 1 KB of /opt/ml/output/message, as SageMaker keeps it."""
     return text.strip()[:MESSAGE_LIMIT]
-
-
-def algorithm_error_reason(exit_code: int, log_tail: Sequence[str]) -> str:
-    """FailureReason for a script that failed without saying why."""
-    if exit_code < 0:
-        head = f"AlgorithmError: the processing script was killed by signal {-exit_code}"
-    else:
-        head = f"AlgorithmError: the processing script exited with exit code {exit_code}"
-    if not log_tail:
-        return head + " (it printed nothing)"
-    return head + "; last log lines:\n" + "\n".join(log_tail)

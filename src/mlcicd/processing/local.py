@@ -24,7 +24,6 @@ Deliberate choices, as in :mod:`mlcicd.training.local`:
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,8 +32,8 @@ from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.errors import ArtifactError, ProcessingError
-from mlcicd.fsutil import atomic_write_json, open_private_log
-from mlcicd.process import ProcessOutcome, child_environment, run_streaming
+from mlcicd.fsutil import atomic_write_json, copy_code, link_into, open_private_log
+from mlcicd.process import ProcessOutcome, exit_reason, run_streaming, script_environment
 from mlcicd.processing.base import (
     CODE_INPUT,
     DEFAULT_HOST,
@@ -43,25 +42,14 @@ from mlcicd.processing.base import (
     ProcessingJobSpec,
     ProcessingJobStatus,
     ProcessingPaths,
-    algorithm_error_reason,
     exit_message,
 )
 
-_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
-_NOT_CODE = ("__pycache__", ".git")
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 
 
 def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
-
-
-def _link_or_copy(src: str, dst: str) -> str:
-    try:
-        os.link(src, dst)
-    except OSError:  # another filesystem, or links not allowed there
-        shutil.copy2(src, dst)
-    return dst
 
 
 def job_config(spec: ProcessingJobSpec, paths: ProcessingPaths) -> dict[str, Any]:
@@ -205,24 +193,9 @@ class LocalProcessingBackend:
         self, spec: ProcessingJobSpec, paths: ProcessingPaths
     ) -> tuple[dict[str, str], list[str]]:
         """Lay out the job directory; return the script's environment and command."""
-        jobs_root = self.jobs_root
-
-        def not_code(directory: str, names: list[str]) -> set[str]:
-            # The jobs root may sit inside source_dir; never copy jobs into jobs.
-            return {
-                n for n in names if n in _NOT_CODE or Path(directory, n).absolute() == jobs_root
-            }
-
-        shutil.copytree(spec.source_dir, paths.code, ignore=not_code)
+        copy_code(spec.source_dir, paths.code, skip=self.jobs_root)
         for item in spec.inputs:
-            target = paths.input(item.name)
-            target.mkdir(parents=True)
-            if item.source.is_dir():
-                shutil.copytree(
-                    item.source, target, copy_function=_link_or_copy, dirs_exist_ok=True
-                )
-            else:
-                _link_or_copy(str(item.source), str(target / item.source.name))
+            link_into(item.source, paths.input(item.name))
         for name in spec.outputs:
             paths.output(name).mkdir(parents=True)
         paths.message_file.parent.mkdir(parents=True)
@@ -230,12 +203,7 @@ class LocalProcessingBackend:
         atomic_write_json(
             paths.resource_config_file, {"current_host": DEFAULT_HOST, "hosts": [DEFAULT_HOST]}
         )
-        env = {
-            k: v
-            for k, v in child_environment().items()
-            if k not in _PYTHON_ENV and not k.startswith("SM_")
-        }
-        env["PYTHONUNBUFFERED"] = "1"
+        env = script_environment()
         env.update(spec.environment)
         env[BASE_DIR_ENV] = str(paths.base)
         command = [str(spec.python), str(paths.code / spec.entry_point), *spec.arguments]
@@ -284,7 +252,7 @@ class LocalProcessingBackend:
                 {},
             )
         if outcome.exit_code != 0:
-            reason = algorithm_error_reason(outcome.exit_code, outcome.tail)
+            reason = exit_reason("processing script", outcome.exit_code, outcome.tail)
             if message:
                 reason = f"AlgorithmError: {message} (exit code {outcome.exit_code})"
             return "Failed", reason, message, {}

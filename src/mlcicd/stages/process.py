@@ -35,7 +35,7 @@ from mlcicd.config.processing import (
     report_names,
     step_order,
 )
-from mlcicd.errors import ArtifactError, ProcessingError
+from mlcicd.errors import ArtifactError, ProcessingError, reason_of
 from mlcicd.fsutil import sha256_file
 from mlcicd.pipeline import RunContext, Stage, StageResult
 from mlcicd.processing import ProcessingInput, ProcessingJobResult, ProcessingJobSpec, open_backend
@@ -239,11 +239,7 @@ class _StepsStage:
         except BaseException as exc:  # the job's record never stays InProgress
             stopped = isinstance(exc, KeyboardInterrupt)
             record.status = "Stopped" if stopped else "Failed"
-            record.failure_reason = (
-                "interrupted by the user (Ctrl-C)"
-                if stopped
-                else getattr(exc, "headline", None) or f"{type(exc).__name__}: {exc}"
-            )
+            record.failure_reason = reason_of(exc)
             record.ended_at = time.time()
             project.state.record_processing_job(record)
             raise

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from mlcicd.config import Config, TrainConfig
 from mlcicd.config.processing import parse_reference
-from mlcicd.errors import ArtifactError, TrainingError
+from mlcicd.errors import ArtifactError, TrainingError, reason_of
 from mlcicd.fsutil import atomic_write_bytes
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
@@ -167,11 +167,7 @@ class TrainStage:
             record.status, record.secondary_status = (
                 ("Stopped", "Interrupted") if stopped else ("Failed", "Failed")
             )
-            record.failure_reason = (
-                "interrupted by the user (Ctrl-C)"
-                if stopped
-                else getattr(exc, "headline", None) or f"{type(exc).__name__}: {exc}"
-            )
+            record.failure_reason = reason_of(exc)
             record.ended_at = time.time()
             project.state.record_training_job(record)
             raise
