@@ -9,7 +9,9 @@
     │   ├── TrainingError       the training job failed, was stopped or exceeded max_runtime
     │   ├── ProcessingError     a processing step's job failed, was stopped or gave no report
     │   ├── DataCheckError      new training data violates the production model's baseline
-    │   └── GateError           the model missed a quality threshold (metric, value, threshold)
+    │   ├── GateError           the model missed a quality threshold (metric, value, threshold)
+    │   └── StagingError        the staging endpoint did not serve, the endpoint tests failed or
+    │                           a load bound was missed (the figures are in ``outputs``)
     ├── ArtifactError           an artifact is missing, its digest does not match, or an archive
     │                           is unsafe to extract
     ├── EndpointError           an endpoint could not be created, updated, reached or deleted
@@ -102,14 +104,23 @@ class ProjectError(MlcicdError):
 
 
 class StageError(MlcicdError):
-    """A pipeline stage failed."""
+    """A pipeline stage failed. ``outputs`` is what it found before it failed (recorded with
+    the failed stage, as a successful one's outputs are)."""
 
     stage = "pipeline"
 
-    def __init__(self, message: str, *, hint: str | None = None, stage: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        stage: str | None = None,
+        outputs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         if stage is not None:
             self.stage = stage
+        self.outputs = outputs or {}
 
 
 class BuildError(StageError):
@@ -125,19 +136,15 @@ class ProcessingError(StageError):
 
 
 class DataCheckError(StageError):
-    """The stage's report travels with it: the run records it as the stage's outputs."""
-
     stage = "data_check"
-
-    def __init__(
-        self, message: str, *, hint: str | None = None, outputs: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.outputs = outputs or {}
 
 
 class GateError(StageError):
     stage = "gate"
+
+
+class StagingError(StageError):
+    stage = "staging"
 
 
 class ArtifactError(MlcicdError):
@@ -231,6 +238,7 @@ __all__ = [
     "ServiceError",
     "StackError",
     "StageError",
+    "StagingError",
     "StateError",
     "TokenRefusedError",
     "TrainingError",

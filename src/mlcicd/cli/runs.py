@@ -82,6 +82,14 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
         click.echo(f"data check against model {check.get('model')} ({check.get('mode')}):")
         for v in check["violations"]:
             click.echo(f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
+    staged = next((s for s in stages if s.stage == "staging" and s.outputs), None)
+    if staged is not None:
+        from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts
+
+        for what, text in staging_facts(staged.outputs):
+            click.echo(f"{what}: {text}")
+        for line in failed_test_tail(staged.outputs):
+            click.echo(f"    │ {line}")
 
 
 @cli.command()

@@ -10,6 +10,7 @@
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
     approve.py     APPROVE (``approve: manual``): a person decides before production
     register.py    REGISTER: a model package in the registry, one version per model sha256
+    staging.py     STAGING (``staging:``): a staging endpoint, the endpoint tests, a load check
     deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
 """
 
@@ -25,12 +26,13 @@ from mlcicd.stages.gate import GateStage
 from mlcicd.stages.process import EvaluateStage, ProcessStage, processing_stages
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
+from mlcicd.stages.staging import StagingStage
 from mlcicd.stages.train import TrainStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
     """The pipeline's stages; with ``approve: manual``, an approval before the model is
-    registered."""
+    registered — or, with ``staging:``, after staging, so the person sees its results."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
@@ -38,14 +40,22 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     check: list[Stage] = (
         [DataCheckStage()] if config is not None and config.data_check != "off" else []
     )
+    # processing: steps before training, the data check, then the steps after it (evaluate)
+    trained: list[Stage] = [*before, *check, TrainStage(), *after, GateStage()]
+    if config is not None and config.staging is not None:
+        return [
+            SourceStage(),
+            BuildStage(),
+            *trained,
+            RegisterStage(),
+            StagingStage(),
+            *approve,
+            DeployStage(),
+        ]
     return [
         SourceStage(),
         BuildStage(),
-        *before,
-        *check,
-        TrainStage(),
-        *after,
-        GateStage(),
+        *trained,
         *approve,
         RegisterStage(),
         DeployStage(),
@@ -62,6 +72,7 @@ __all__ = [
     "ProcessStage",
     "RegisterStage",
     "SourceStage",
+    "StagingStage",
     "TrainStage",
     "default_stages",
 ]
