@@ -176,6 +176,8 @@ def _check_step(
         fail("entry_point", f"{step.entry_point!r} is not a path relative to source_dir")
     if step.max_runtime < 1:
         fail("max_runtime", f"must be at least 1 second, got {step.max_runtime}")
+    if step.instance_count < 1:
+        fail("instance_count", f"must be at least 1, got {step.instance_count}")
     for name in step.inputs:
         if not IO_NAME_RE.match(name) or name in RESERVED_INPUTS:
             fail(

@@ -270,8 +270,14 @@ class ProcessingStepConfig:
     environment: dict[str, str] = field(default_factory=dict)
     after: str | None = None  # "train", or the name of a step this one waits for
     report: str | None = None  # "<output>/<file>.json": a PropertyFile for the gate
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "sagemaker"] = "local"
     max_runtime: int = 3600  # seconds (StoppingCondition.MaxRuntimeInSeconds)
+    # SageMaker backend (ignored by the local one): the image (default train.image), instances,
+    # and whether the job may reach the network; the role and KMS key are train's.
+    image: str | None = None
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    network_isolation: bool = True
 
 
 @dataclass(frozen=True)

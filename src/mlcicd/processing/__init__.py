@@ -2,6 +2,8 @@
 
 base.py    ProcessingJobSpec → ProcessingBackend.run → ProcessingJobResult; the /opt/ml layout
 local.py   LocalProcessingBackend: jobs as subprocesses in <jobs_root>/<name>/
+sagemaker.py  SageMakerProcessingBackend: CreateProcessingJob on SageMaker, its log and outputs
+artifacts.py  a stored output as a directory again, extracted safely, once
 
 :func:`open_backend` picks the backend by its ``TYPE`` (a step's ``backend``).
 """
@@ -29,8 +31,15 @@ if TYPE_CHECKING:
 
 def open_backend(step: ProcessingStepConfig, project: Project) -> ProcessingBackend:
     """The backend whose ``TYPE`` is the step's ``backend``."""
+    jobs_root = project.state_dir / "processing-jobs"
     if step.backend == "local":
-        return LocalProcessingBackend(project.state_dir / "processing-jobs")
+        return LocalProcessingBackend(jobs_root)
+    if step.backend == "sagemaker":
+        from mlcicd.processing.sagemaker import SageMakerProcessingBackend
+
+        return SageMakerProcessingBackend.from_config(
+            project.config, step, project.store, jobs_root
+        )
     raise ConfigError(
         f"processing backend {step.backend!r} is not available in this version",
         key=f"processing.{step.name}.backend",
