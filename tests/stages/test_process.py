@@ -95,3 +95,43 @@ def test_independent_steps_run_side_by_side_and_both_are_stored(pipeline_repo: P
     )
     assert any(line.startswith("[prepare-b] ") for line in stages.lines)
     assert json.loads(json.dumps(result.outputs)) == result.outputs
+
+
+# A sibling that goes on after the broken step's job has failed: it waits for the job's
+# description to say so (bounded), then writes more log lines.
+SIBLING = """
+import json, os, sys, time
+from pathlib import Path
+jobs = Path(os.environ["SAGEMAKER_BASE_DIR"]).parent
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done = [p for p in jobs.glob("*-broken-*/description.json")
+            if json.loads(p.read_text()).get("ProcessingJobStatus") == "Failed"]
+    if done:
+        break
+    time.sleep(0.05)
+time.sleep(0.5)
+print("still working after the other step failed", flush=True)
+"""
+
+
+def test_a_failed_step_lets_its_sibling_finish(pipeline_repo: Path) -> None:
+    (pipeline_repo / "src" / "sibling.py").write_text(SIBLING)
+    config = (pipeline_repo / "mlcicd.yaml").read_text()
+    steps = (
+        "  - name: broken\n    entry_point: prepare.py\n"
+        '    inputs: {raw: data/raw}\n    arguments: ["--test-size", "oops"]\n'
+        "  - name: sibling\n    entry_point: sibling.py\n"
+    )
+    (pipeline_repo / "mlcicd.yaml").write_text(
+        config.replace("processing:\n", "processing:\n" + steps)
+    )
+    commit_all(pipeline_repo)
+    stages = Stages(pipeline_repo)
+    outputs = {"source": stages.source(), "build": stages.build()}
+    with pytest.raises(ProcessingError, match=r"step broken: processing job .* failed"):
+        ProcessStage().run(stages.context(outputs))
+    run_id = stages.project.state.list_runs()[0].id
+    jobs = {j.step: j.status for j in stages.project.state.processing_jobs(run_id=run_id)}
+    assert jobs == {"broken": "Failed", "sibling": "Completed", "prepare": "Completed"}
+    assert "[sibling] still working after the other step failed" in stages.lines

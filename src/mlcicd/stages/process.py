@@ -143,11 +143,11 @@ class _StepsStage:
                 futures = {
                     s.name: pool.submit(self._run_step, ctx, s, view, logger(s.name)) for s in ready
                 }
-                try:
+                try:  # a failed step fails the stage once its siblings have ended
                     for name, future in futures.items():
                         results[name] = future.result()
-                except BaseException:
-                    stopping.set()
+                except KeyboardInterrupt:
+                    stopping.set()  # Ctrl-C: stop the siblings too
                     raise
         cached = all(r["status"] == "Cached" for r in results.values())
         message = "; ".join(f"{n}: job {r['job']} ({r['status']})" for n, r in results.items())
