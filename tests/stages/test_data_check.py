@@ -87,3 +87,16 @@ def test_the_same_data_passes_and_no_model_yet_is_skipped(pipeline_repo: Path) -
     again = Stages(pipeline_repo)
     passed = DataCheckStage().run(again.context(_prepared(again)))
     assert passed.outputs["status"] == "Passed" and passed.outputs["violations"] == []
+
+
+def test_training_data_the_check_cannot_read_fails_or_warns(pipeline_repo: Path) -> None:
+    _approved_model(pipeline_repo)
+    set_yaml(pipeline_repo, "label: species", "label: kind")  # no such column in the data
+    stages = Stages(pipeline_repo)
+    with pytest.raises(DataCheckError, match=r"cannot be checked: monitor\.label 'kind'"):
+        DataCheckStage().run(stages.context(_prepared(stages)))
+    set_yaml(pipeline_repo, "data_check: fail", "data_check: warn")
+    warned = Stages(pipeline_repo)
+    result = DataCheckStage().run(warned.context(_prepared(warned)))
+    assert result.status == "Succeeded" and result.outputs["status"] == "Unreadable"
+    assert result.message.startswith("not checked (warn): the training channel")

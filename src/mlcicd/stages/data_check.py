@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mlcicd.config import Config
-from mlcicd.errors import DataCheckError
+from mlcicd.errors import DataCheckError, MonitorError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.stages.train import channel_sources
 
@@ -31,7 +31,18 @@ class DataCheckStage:
         source_dir = Path(ctx.outputs["source"]["source_dir"])
         channels = {name: path for name, (path, _) in channel_sources(ctx).items()}
         channel, path = training_channel(ctx.config, source_dir, channels)
-        report = check_training_data(ctx.project, ctx.config, channel, path, ctx.run.id)
+        try:
+            report = check_training_data(ctx.project, ctx.config, channel, path, ctx.run.id)
+        except MonitorError as exc:  # no CSV, no rows, the label column gone: unlike the baseline
+            reason = f"the training channel {channel!r} cannot be checked: {exc.message}"
+            if ctx.config.data_check == "fail":
+                raise DataCheckError(reason, hint=exc.hint) from exc
+            ctx.log(f"data check (warn): {reason}")
+            return StageResult(
+                "Succeeded",
+                f"not checked (warn): {reason}",
+                {"mode": "warn", "status": "Unreadable", "channel": channel, "reason": reason},
+            )
         outputs = {"mode": ctx.config.data_check, **report.to_dict()}
         if report.status == SKIPPED:
             ctx.log(f"data check skipped: {report.reason}")
