@@ -58,6 +58,18 @@ def test_the_pipeline_template_runs_caches_and_checks_new_data(project: Path) ->
     assert [statuses[s] for s in ("process", "train", "evaluate")] == ["Cached"] * 3
     assert statuses["data_check"] == "Succeeded"  # the same data passes its own baseline
 
+    config = project / "mlcicd.yaml"
+    config.write_text(config.read_text().replace("C: 1.0", "C: 0.9"))
+    commit_all(project, "another C")
+    third = mlcicd(project, "run", str(project))
+    assert third.exit_code == 0, third.output
+    statuses = _stages(project, 3)  # prepare read the same data with the same script: reused
+    assert [statuses[s] for s in ("process", "train", "evaluate")] == [
+        "Cached",
+        "Succeeded",
+        "Succeeded",
+    ]
+
     raw = project / "data" / "raw" / "iris.csv"
     rows = list(csv.DictReader(raw.read_text().splitlines()))
     for row in rows:
@@ -68,11 +80,11 @@ def test_the_pipeline_template_runs_caches_and_checks_new_data(project: Path) ->
     writer.writerows(rows)
     raw.write_text(out.getvalue())
     commit_all(project, "new data")
-    third = mlcicd(project, "run", str(project))
-    assert third.exit_code != 0
-    assert "petal_width: data_type_check" in third.output
-    statuses = _stages(project, 3)
+    fourth = mlcicd(project, "run", str(project))
+    assert fourth.exit_code != 0
+    assert "petal_width: data_type_check" in fourth.output
+    statuses = _stages(project, 4)
     assert statuses["data_check"] == "Failed" and statuses["train"] not in ("Succeeded", "Cached")
-    shown = mlcicd(project, "runs", "show", "3")
+    shown = mlcicd(project, "runs", "show", "4")
     assert "failed at data_check" in shown.output
     assert "  petal_width: data_type_check: Data type match requirement is not met" in shown.output

@@ -6,7 +6,7 @@ from its model.tar.gz, and any earlier output; a ``report`` is what the gate rea
 stage the steps run in waves: each wave is every step whose inputs exist, run side by side.
 
 A step's cache key is its script (the tree of its source_dir), its settings (entry point,
-arguments, environment, outputs, report), the build's digest and the digest of every input
+arguments, environment, outputs, report), the build's environment and the digest of every input
 (a path's git tree, an earlier output's sha256): a rerun with all of them unchanged reuses the
 completed job's stored outputs and report. Each output is stored as
 ``<pipeline>/processing/<job>/output/<name>.tar.gz`` in the artifacts bucket, with its sha256.
@@ -188,7 +188,8 @@ class _StepsStage:
         code = path_digest(project, source["commit"], source_dir, step.source_dir)
         cache_key = hashlib.sha256(
             json.dumps(
-                {"step": settings, "code": code, "inputs": digests, "build": build["digest"]},
+                # The environment, not the build digest: that one changes with every commit.
+                {"step": settings, "code": code, "inputs": digests, "env": build["environment"]},
                 sort_keys=True,
                 default=list,
             ).encode()
