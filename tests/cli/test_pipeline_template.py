@@ -51,6 +51,10 @@ def test_the_pipeline_template_runs_caches_and_checks_new_data(project: Path) ->
     assert lineage["processing"]["evaluate"]["report"]["metrics"]["accuracy"]["value"] >= 0.85
     assert set(lineage["processing"]["prepare"]["outputs"]) == {"train", "test"}
     assert "processing    evaluate  job " in mlcicd(project, "lineage", "1").output
+    # The baseline again, from the channel the lineage recorded (prepare's train output).
+    again = mlcicd(project, "monitor", "baseline", "--model", "1")
+    assert again.exit_code == 0, again.output
+    assert "120 rows, 4 features from channel training" in again.output
 
     second = mlcicd(project, "run", str(project))
     assert second.exit_code == 0, second.output

@@ -143,7 +143,7 @@ def _show_model(found: dict[str, object]) -> None:
     click.echo(f"              {message[0] if message else ''}")
     click.echo(f"build         {b.get('digest')}")
     for step, done in dict(found.get("processing") or {}).items():  # type: ignore[call-overload]
-        shown = " ".join(f"{n}={d[:12]}" for n, d in sorted(done["outputs"].items()))
+        shown = " ".join(f"{n}={o['sha256'][:12]}" for n, o in sorted(done["outputs"].items()))
         click.echo(f"processing    {step}  job {done['job']}  {shown}")
     hps = json.dumps(j.get("hyperparameters", {}), sort_keys=True)
     metrics = " ".join(f"{k}={v:g}" for k, v in sorted(dict(j.get("metrics") or {}).items()))

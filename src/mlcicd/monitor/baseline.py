@@ -24,10 +24,12 @@ from typing import Any
 
 from mlcicd import git
 from mlcicd.config import Config
+from mlcicd.config.processing import parse_reference
 from mlcicd.errors import MlcicdError, MonitorError
 from mlcicd.monitor.constraints import suggest_constraints
 from mlcicd.monitor.dataset import read_channel
 from mlcicd.monitor.statistics import dataset_statistics
+from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
 from mlcicd.state import ModelBaseline, ModelPackage
 
@@ -191,7 +193,29 @@ def rebaseline(project: Project, version: int | None = None) -> ModelBaseline:
     source_dir = project.state_dir / "sources" / commit["tree"]
     if not source_dir.is_dir():
         git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
-    return store_baseline(project, package, compute_baseline(config, source_dir))
+    channels = _processed_channels(project, config, package)
+    return store_baseline(project, package, compute_baseline(config, source_dir, channels))
+
+
+def _processed_channels(project: Project, config: Config, package: ModelPackage) -> dict[str, Path]:
+    """The training channels that were a processing step's output (``prepare.train``), as
+    the model's lineage recorded them: extracted again from the store, checked by digest."""
+    steps = {s.name: s for s in config.processing}
+    recorded = package.lineage.get("processing") or {}
+    found: dict[str, Path] = {}
+    for name, location in config.train.channels.items():
+        ref = parse_reference(location, steps)
+        if ref is None:
+            continue
+        output = ((recorded.get(ref.step) or {}).get("outputs") or {}).get(ref.output)
+        if not isinstance(output, dict):
+            raise MonitorError(
+                f"training channel {name!r} is {location}, and model {package.arn}'s lineage "
+                "does not record that output",
+                hint="the model was trained before the channel came from a processing step",
+            )
+        found[name] = output_directory(project, output)
+    return found
 
 
 def load_baseline(

@@ -10,9 +10,11 @@ at all, so a directory that exists is complete.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlcicd.archive import safe_extract
+from mlcicd.project import Project
 from mlcicd.store import ArtifactStore
 
 
@@ -30,3 +32,11 @@ def extracted_artifact(store: ArtifactStore, uri: str, sha256: str, root: Path) 
         archive = store.get_file(uri, Path(tmp) / "artifact.tar.gz", expected_sha256=sha256)
         safe_extract(archive, dest, expected_sha256=sha256)
     return dest
+
+
+def output_directory(project: Project, artifact: Mapping[str, str]) -> Path:
+    """A stored output (or a model), ``{"uri", "sha256"}``, as a directory under the project's
+    ``.mlcicd/extracted/``."""
+    return extracted_artifact(
+        project.store, artifact["uri"], artifact["sha256"], project.state_dir / "extracted"
+    )

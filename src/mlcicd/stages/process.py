@@ -39,7 +39,7 @@ from mlcicd.errors import ArtifactError, ProcessingError, reason_of
 from mlcicd.fsutil import sha256_file
 from mlcicd.pipeline import RunContext, Stage, StageResult
 from mlcicd.processing import ProcessingInput, ProcessingJobResult, ProcessingJobSpec, open_backend
-from mlcicd.processing.artifacts import extracted_artifact
+from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
 from mlcicd.state import ProcessingJobRecord
 
@@ -81,13 +81,6 @@ def step_output(outputs: Mapping[str, Any], ref: Reference) -> dict[str, str]:
             return dict(step["outputs"][ref.output])
     raise ProcessingError(
         f"{ref} was not produced in this run", hint="run the pipeline again from the start"
-    )
-
-
-def output_directory(project: Project, artifact: Mapping[str, str]) -> Path:
-    """A stored output (or model) as a directory, extracted safely, once per digest."""
-    return extracted_artifact(
-        project.store, artifact["uri"], artifact["sha256"], project.state_dir / "extracted"
     )
 
 
@@ -338,7 +331,7 @@ def processing_lineage(outputs: Mapping[str, Any]) -> dict[str, Any]:
             lineage[step] = {
                 "job": found["job"],
                 "inputs": found.get("inputs", {}),
-                "outputs": {n: o["sha256"] for n, o in found["outputs"].items()},
+                "outputs": found["outputs"],  # {name: {"uri", "sha256"}}
                 **({"report": found["report"]} if "report" in found else {}),
             }
     return lineage

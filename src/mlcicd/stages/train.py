@@ -19,8 +19,9 @@ from mlcicd.config.processing import parse_reference
 from mlcicd.errors import ArtifactError, TrainingError, reason_of
 from mlcicd.fsutil import atomic_write_bytes
 from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
-from mlcicd.stages.process import output_directory, path_digest, step_output
+from mlcicd.stages.process import path_digest, step_output
 from mlcicd.state import TrainingJobRecord
 from mlcicd.training import Channel, MetricDefinition, TrainingJobSpec, open_backend
 
