@@ -9,6 +9,8 @@ import pytest
 
 from mlcicd.daemon import client
 from mlcicd.errors import NotFoundError, ProjectError
+from mlcicd.operations.http import HttpOperations
+from mlcicd.pipeline import RunOptions
 from mlcicd.project import Project
 from tests.conftest import commit_all
 from tests.daemon.conftest import ServiceProcess, fast_project, finished
@@ -52,10 +54,10 @@ def test_run_approve_reject_and_retry_through_the_service(
     (root / "scratch.txt").unlink()
 
     recorder = Recorder()
-    code = client.run_through_service(
-        project, url, ref=None, force=False, allow_dirty=False, as_json=False, reporter=recorder
-    )
-    assert code == 0, (tmp_path / "service.log").read_text()
+    ops = HttpOperations(project, url)
+    done = ops.finish_run(ops.request_run(RunOptions()), recorder)
+    assert done.error is None, (tmp_path / "service.log").read_text()
+    assert done.status == "WaitingForApproval"
     run = service.get("/api/runs/1")["run"]
     assert (
         run["status"] == "WaitingForApproval"
