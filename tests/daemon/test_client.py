@@ -14,23 +14,9 @@ from mlcicd.pipeline import RunOptions
 from mlcicd.project import Project
 from tests.conftest import commit_all
 from tests.daemon.conftest import ServiceProcess, fast_project, finished
-from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.helpers import StageRecorder, as_json, mlcicd, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def stage_started(self, stage: str) -> None:
-        self.events.append(("started", stage))
-
-    def log(self, stage: str, line: str) -> None:
-        self.events.append(("log", stage))
-
-    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None:
-        self.events.append((status, stage))
 
 
 def test_run_approve_reject_and_retry_through_the_service(
@@ -53,7 +39,7 @@ def test_run_approve_reject_and_retry_through_the_service(
     assert service.get("/api/runs") == []
     (root / "scratch.txt").unlink()
 
-    recorder = Recorder()
+    recorder = StageRecorder()
     ops = HttpOperations(project, url)
     done = ops.finish_run(ops.request_run(RunOptions()), recorder)
     assert done.error is None, (tmp_path / "service.log").read_text()
