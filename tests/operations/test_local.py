@@ -18,6 +18,7 @@ from mlcicd.operations import RunRequest, open_operations
 from mlcicd.operations.local import LocalOperations
 from mlcicd.pipeline import RunOptions
 from mlcicd.project import Project
+from mlcicd.stages import default_stages
 from mlcicd.state.approvals import TIMED_OUT_BY
 from tests.conftest import commit_all, git, make_repo, stop_endpoints
 from tests.daemon.conftest import fast_project
@@ -164,7 +165,7 @@ def test_run_approve_roll_back_and_fail_in_this_process(fast: Project) -> None:
     recorder = StageRecorder()
     done = ops.finish_run(ops.request_run(RunOptions()), recorder)
     assert done.error is None and done.status == "Succeeded"
-    assert recorder.started == ["source", "build", "train", "gate", "register", "deploy"]
+    assert recorder.started == [stage.name for stage in default_stages(fast.config)]
     assert done.record["run"].id == done.run_id == 1
     assert [s.stage for s in done.record["stages"]] == recorder.started
     assert done.deploy["endpoint"] == ENDPOINT and done.deploy["url"].startswith("http://")
