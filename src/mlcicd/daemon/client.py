@@ -1,5 +1,6 @@
-"""The CLI's side of a running `mlcicd up`: when the service serves the project, `mlcicd run`,
-`approve`, `reject`, `runs retry` and `endpoints rollback` go through its HTTP API, so that
+"""The client of a running `mlcicd up`'s API, which :mod:`mlcicd.operations.http` speaks
+through: when the service serves the project, `mlcicd run`, `approve`, `reject`,
+`runs retry` and `endpoints rollback` go through its HTTP API, so that
 the queue's rules hold (one run per pipeline at a time, newer commits supersede queued ones,
 a rollback waits for the run in progress) and the service is the one process that runs pipelines.
 
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from mlcicd.daemon import auth
@@ -29,16 +30,11 @@ from mlcicd.errors import (
     StateError,
     TokenRefusedError,
 )
+from mlcicd.pipeline import Reporter
 from mlcicd.project import Project
 
 FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
 POLL = 0.5
-
-
-class Reporter(Protocol):
-    def stage_started(self, stage: str) -> None: ...
-    def log(self, stage: str, line: str) -> None: ...
-    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None: ...
 
 
 def find_running_service(project: Project) -> str | None:
