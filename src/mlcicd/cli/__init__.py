@@ -75,6 +75,7 @@ from mlcicd.cli import (  # noqa: E402
     run,
     runs,
     service,
+    transform,
 )
 
 __all__ = [
@@ -91,4 +92,5 @@ __all__ = [
     "run",
     "runs",
     "service",
+    "transform",
 ]

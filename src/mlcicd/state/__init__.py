@@ -14,6 +14,7 @@ connection (:class:`~mlcicd.state.db.Tables`):
 * :mod:`~mlcicd.state.endpoints` — endpoints, their configs and their history
 * :mod:`~mlcicd.state.events` — the event log, notifiers' cursors, webhook deliveries
 * :mod:`~mlcicd.state.monitoring` — baselines and monitoring executions
+* :mod:`~mlcicd.state.transforms` — batch transform jobs
 
 :class:`State` is the front callers hold: it opens the database and has every group's
 methods. A new table goes into :mod:`~mlcicd.state.schema` (with a new
@@ -48,12 +49,14 @@ from mlcicd.state.records import (
     Run,
     StageExecution,
     TrainingJobRecord,
+    TransformJobRecord,
 )
 from mlcicd.state.registry import Registry
 from mlcicd.state.schema import SCHEMA_VERSION
+from mlcicd.state.transforms import Transforms
 
 
-class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring):
+class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring, Transforms):
     """The state database of one state directory.
 
     Each base is one group of tables over the same :class:`~mlcicd.state.db.Database`
@@ -90,4 +93,5 @@ __all__ = [
     "StageExecution",
     "State",
     "TrainingJobRecord",
+    "TransformJobRecord",
 ]

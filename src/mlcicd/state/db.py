@@ -40,6 +40,7 @@ JSON_COLUMNS = {
     "data",
     "dataset",
     "variants",
+    "settings",
 }
 BOOL_COLUMNS = {"dirty", "forced"}
 
