@@ -288,6 +288,28 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class TransformConfig:
+    """``transform``: a batch transform stage after register (docs/transform.md): the new
+    model scores ``input`` into ``output`` (paths from the project directory) with SageMaker's
+    CreateTransformJob fields; skipped when the same model already scored the same input."""
+
+    input: str
+    output: str
+    backend: str = "local"
+    content_type: str = "text/csv"
+    accept: str | None = None
+    split_type: Literal["Line", "None"] = "Line"
+    batch_strategy: Literal["MultiRecord", "SingleRecord"] = "MultiRecord"
+    max_payload_mb: float = 6
+    max_concurrent: int = 1
+    compression: Literal["None", "Gzip"] = "None"
+    assemble_with: Literal["Line", "None"] = "Line"
+    input_filter: str = "$"
+    join_source: Literal["None", "Input"] = "None"
+    output_filter: str = "$"
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: str
     branch: str = "main"
@@ -300,6 +322,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     staging: StagingConfig | None = None  # None: no testing stage
+    transform: TransformConfig | None = None  # None: no batch transform stage
 
     @property
     def endpoint_name(self) -> str:

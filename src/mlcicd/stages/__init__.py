@@ -8,6 +8,7 @@
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
     approve.py     APPROVE (``approve: manual``): a person decides before production
     register.py    REGISTER: a model package in the registry, one version per model sha256
+    transform.py   TRANSFORM (``transform:``): the registered model scores a dataset
     deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
 """
 
@@ -22,6 +23,7 @@ from mlcicd.stages.gate import GateStage
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
 from mlcicd.stages.train import TrainStage
+from mlcicd.stages.transform import TransformStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
@@ -30,6 +32,9 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
+    transform: list[Stage] = (
+        [TransformStage()] if config is not None and config.transform is not None else []
+    )
     return [
         SourceStage(),
         BuildStage(),
@@ -37,6 +42,7 @@ def default_stages(config: Config | None = None) -> list[Stage]:
         GateStage(),
         *approve,
         RegisterStage(),
+        *transform,
         DeployStage(),
     ]
 
@@ -49,5 +55,6 @@ __all__ = [
     "RegisterStage",
     "SourceStage",
     "TrainStage",
+    "TransformStage",
     "default_stages",
 ]
