@@ -55,6 +55,7 @@ TEMP_SUFFIX = ".mlcicd-tmp"
 # A task is this much of a file: small enough that two workers share a file evenly and
 # progress moves, large enough that a task is many mini-batches' worth of work.
 TASK_BYTES = 4 * 1024 * 1024
+MIN_TASK_BYTES = 64 * 1024
 LOAD_TIMEOUT = 600.0  # model_fn's time to load, per worker
 
 
@@ -140,7 +141,10 @@ class LocalTransformBackend:
                 "settings": settings.to_dict(),
             },
         )
-        tasks = plan_tasks(objects, parts, settings.split_type, settings.compression)
+        # Four tasks a worker at least, so that workers share one file evenly.
+        total = sum(o.size for o in objects)
+        task_bytes = min(TASK_BYTES, max(MIN_TASK_BYTES, total // (4 * settings.max_concurrent)))
+        tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, task_bytes)
         progress = TransformProgress(
             objects_total=len(objects),
             bytes_total=sum(o.size for o in objects),
@@ -424,15 +428,15 @@ def claim_output(output: Path, objects: list[InputObject], key: dict[str, Any], 
 
 
 def plan_tasks(
-    objects: list[InputObject], parts: Path, split_type: str, compression: str
+    objects: list[InputObject], parts: Path, split_type: str, compression: str, task_bytes: int
 ) -> list[Task]:
     tasks: list[Task] = []
     for obj in objects:
         whole = split_type == "None"
-        if whole or compression == "Gzip" or obj.size <= TASK_BYTES:
+        if whole or compression == "Gzip" or obj.size <= task_bytes:
             ranges: list[tuple[int, int | None]] = [(0, None)]
         else:
-            ranges = [(s, min(s + TASK_BYTES, obj.size)) for s in range(0, obj.size, TASK_BYTES)]
+            ranges = [(s, min(s + task_bytes, obj.size)) for s in range(0, obj.size, task_bytes)]
         for start, end in ranges:
             part = parts / f"{len(tasks):06d}"
             tasks.append(Task(len(tasks), obj, start, end, whole, part))
