@@ -9,6 +9,7 @@
     approve.py     APPROVE (``approve: manual``): a person decides before production
     register.py    REGISTER: a model package in the registry, one version per model sha256
     transform.py   TRANSFORM (``transform:``): the registered model scores a dataset
+    staging.py     STAGING (``staging:``): a staging endpoint, the endpoint tests, a load check
     deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
 """
 
@@ -22,19 +23,33 @@ from mlcicd.stages.deploy import DeployStage
 from mlcicd.stages.gate import GateStage
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
+from mlcicd.stages.staging import StagingStage
 from mlcicd.stages.train import TrainStage
 from mlcicd.stages.transform import TransformStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
     """The pipeline's stages; with ``approve: manual``, an approval before the model is
-    registered."""
+    registered — or, with ``staging:``, after staging, so the person sees its results; with
+    ``transform:``, a batch transform by the new model right after register."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
     transform: list[Stage] = (
         [TransformStage()] if config is not None and config.transform is not None else []
     )
+    if config is not None and config.staging is not None:
+        return [
+            SourceStage(),
+            BuildStage(),
+            TrainStage(),
+            GateStage(),
+            RegisterStage(),
+            *transform,
+            StagingStage(),
+            *approve,
+            DeployStage(),
+        ]
     return [
         SourceStage(),
         BuildStage(),
@@ -54,6 +69,7 @@ __all__ = [
     "GateStage",
     "RegisterStage",
     "SourceStage",
+    "StagingStage",
     "TrainStage",
     "TransformStage",
     "default_stages",
