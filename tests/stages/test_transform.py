@@ -34,7 +34,7 @@ def test_the_new_model_scores_the_input_and_the_same_input_is_cached(
     source.write_text("".join(",".join(map(str, row)) + "\n" for row in iris.X))
     stages = Stages(iris_repo)
     names = [s.name for s in default_stages(stages.project.config)]
-    assert names[-3:] == ["register", "transform", "deploy"]
+    assert names.index("transform") == names.index("register") + 1 < names.index("deploy")
     outputs = {
         "source": stages.source(),
         "build": stages.build(),
