@@ -21,23 +21,11 @@ from mlcicd.transform import local as local_module
 from mlcicd.transform.base import TransformJobResult
 from mlcicd.transform.local import LocalTransformBackend
 from tests.helpers import IrisModel, wait_for
+from tests.transform.conftest import rows
 
 pytestmark = pytest.mark.integration  # worker processes
 
 EXAMPLE_CODE = Path(__file__).parents[2] / "examples" / "iris" / "src"
-
-
-@pytest.fixture
-def model(iris: IrisModel, tmp_path: Path) -> TransformModel:
-    """The iris model with SageMaker's default handlers (an inference.py that defines none)."""
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "inference.py").write_text("")
-    return TransformModel("iris-classifier/1", iris.archive, iris.sha256, code)
-
-
-def rows(iris: IrisModel, n: int) -> np.ndarray:
-    return np.tile(iris.X, (n // len(iris.X) + 1, 1))[:n]
 
 
 def write_csv(path: Path, data: np.ndarray, ids: bool = False) -> Path:

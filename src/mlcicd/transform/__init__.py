@@ -4,6 +4,7 @@ base.py       TransformSettings (CreateTransformJob's fields), TransformJobSpec,
               TransformBackend, check_settings
 dataproc.py   DataProcessing: InputFilter / JoinSource / OutputFilter on one record
 local.py      LocalTransformBackend: worker processes on this machine
+s3io.py       s3:// inputs and outputs (the artifact store's client)
 worker.py     ``python -m mlcicd.transform.worker``: one worker, in the model's environment
 jobs.py       a job run and recorded (InProgress → Completed / Failed / Stopped)
 
@@ -37,9 +38,12 @@ def open_backend(kind: str, project: Project, *, where: Where = flag) -> Transfo
     """The transform backend whose ``TYPE`` is ``kind``; ``where`` names a setting as the
     user gave it (``--input`` on the command line, ``transform.input`` in mlcicd.yaml)."""
     if kind == "local":
+        from mlcicd.store import S3ArtifactStore
         from mlcicd.transform.local import LocalTransformBackend
 
-        return LocalTransformBackend(project.state_dir / "transform-jobs", where=where)
+        store = project.store
+        s3 = (lambda: store.client) if isinstance(store, S3ArtifactStore) else None
+        return LocalTransformBackend(project.state_dir / "transform-jobs", where=where, s3=s3)
     raise ConfigError(
         f"transform backend {kind!r} is not available in this version",
         key="transform.backend",

@@ -34,6 +34,7 @@ MAX_PAYLOAD_MB, DEFAULT_PAYLOAD_MB = 100, 6
 CSV, JSON, JSONLINES = "text/csv", "application/json", "application/jsonlines"
 FILTERABLE = (CSV, JSON, JSONLINES)
 OUTPUT_SUFFIX = ".out"
+MANIFEST = ".mlcicd-transform.json"  # in an output directory: which job's outputs it holds
 
 Where = Callable[[str], str]
 

@@ -39,8 +39,10 @@ from mlcicd.archive import ensure_extracted
 from mlcicd.errors import TransformError
 from mlcicd.fsutil import atomic_write_json, open_private_log
 from mlcicd.process import child_environment
+from mlcicd.transform import s3io
 from mlcicd.transform.base import (
     COMPLETED,
+    MANIFEST,
     OUTPUT_SUFFIX,
     TransformJobResult,
     TransformJobSpec,
@@ -50,7 +52,6 @@ from mlcicd.transform.base import (
     flag,
 )
 
-MANIFEST = ".mlcicd-transform.json"
 TEMP_SUFFIX = ".mlcicd-tmp"
 # A task is this much of a file: small enough that two workers share a file evenly and
 # progress moves, large enough that a task is many mini-batches' worth of work.
@@ -103,9 +104,12 @@ class LocalTransformBackend:
 
     TYPE: ClassVar[str] = "local"
 
-    def __init__(self, root: Path, *, where: Where = flag) -> None:
+    def __init__(
+        self, root: Path, *, where: Where = flag, s3: s3io.ClientFactory | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.where = where
+        self.s3 = s3 or _s3_client
 
     def log_path(self, name: str) -> Path:
         return self.root / name / "job.log"
@@ -118,10 +122,45 @@ class LocalTransformBackend:
     ) -> TransformJobResult:
         settings = spec.settings
         check_settings(settings, self.where)
-        objects = list_inputs(Path(spec.input), self.where("input"))
-        output = Path(spec.output).resolve()
-        _check_apart(Path(spec.input).resolve(), output, self.where)
-        claim_output(output, objects, _job_key(spec), self.where("output"))
+        job_dir = self.root / spec.name
+        staged = job_dir / "staged"  # s3:// input and output, on their way
+        shutil.rmtree(staged, ignore_errors=True)
+        try:
+            return self._run(spec, job_dir, staged, on_progress, on_log)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def _run(
+        self,
+        spec: TransformJobSpec,
+        job_dir: Path,
+        staged: Path,
+        on_progress: Callable[[TransformProgress], None] | None,
+        on_log: Callable[[str], None] | None,
+    ) -> TransformJobResult:
+        settings = spec.settings
+        remote_in, remote_out = (u.startswith(s3io.S3) for u in (spec.input, spec.output))
+        source = Path(spec.input)
+        if remote_in:
+            source = s3io.download_input(self.s3(), spec.input, staged / "in", self.where("input"))
+        objects = list_inputs(source, self.where("input"))
+        upload: Callable[[Path, str], None] | None = None
+        if remote_out:
+            output = staged / "out"
+            expected = {o.name + OUTPUT_SUFFIX for o in objects}
+            client = self.s3()
+            s3io.claim_output(client, spec.output, expected, _job_key(spec), self.where("output"))
+            output.mkdir(parents=True)
+
+            def upload(path: Path, rel: str) -> None:
+                s3io.upload(client, path, spec.output, rel)
+                path.unlink()
+
+        else:
+            output = Path(spec.output).resolve()
+            if not remote_in:
+                _check_apart(source.resolve(), output, self.where)
+            claim_output(output, objects, _job_key(spec), self.where("output"))
         model_dir = ensure_extracted(
             spec.model.model_file,
             self.root / "models" / spec.model.model_sha256,
@@ -150,7 +189,7 @@ class LocalTransformBackend:
             bytes_total=sum(o.size for o in objects),
             started=time.monotonic(),
         )
-        run = _Run(self, spec, tasks, progress, output, on_progress)
+        run = _Run(self, spec, tasks, progress, output, on_progress, upload)
         try:
             run.start_workers(worker_spec, min(settings.max_concurrent, len(tasks)))
             if on_log is not None:
@@ -159,7 +198,8 @@ class LocalTransformBackend:
         finally:
             run.stop()
             shutil.rmtree(parts, ignore_errors=True)
-        outputs = [str(output / (o.name + OUTPUT_SUFFIX)) for o in objects]
+        base = spec.output.rstrip("/") if remote_out else str(output)
+        outputs = [f"{base}/{o.name}{OUTPUT_SUFFIX}" for o in objects]
         return TransformJobResult(
             COMPLETED, None, len(objects), progress.rows_in, progress.rows_out, outputs
         )
@@ -176,8 +216,10 @@ class _Run:
         progress: TransformProgress,
         output: Path,
         on_progress: Callable[[TransformProgress], None] | None,
+        upload: Callable[[Path, str], None] | None = None,
     ) -> None:
         self.backend = backend
+        self.upload = upload
         self.spec = spec
         self.tasks = tasks
         self.pending = list(reversed(tasks))
@@ -287,6 +329,8 @@ class _Run:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, final)
+        if self.upload is not None:
+            self.upload(final, obj.name + OUTPUT_SUFFIX)
 
     def _failure(self, task: Task, message: dict[str, Any]) -> TransformError:
         kind, error = message.get("kind"), message.get("error")
@@ -388,8 +432,9 @@ def _check_apart(source: Path, output: Path, where: Where) -> None:
 
 def _job_key(spec: TransformJobSpec) -> dict[str, Any]:
     """What makes two jobs the same job: a rerun may take over its output directory."""
+    remote = spec.input.startswith(s3io.S3)
     return {
-        "input": str(Path(spec.input).resolve()),
+        "input": spec.input if remote else str(Path(spec.input).resolve()),
         "model_sha256": spec.model.model_sha256,
         "settings": {k: v for k, v in spec.settings.to_dict().items() if k != "max_concurrent"},
     }
@@ -469,3 +514,9 @@ def digest_inputs(source: Path) -> str:
                 digest.update(chunk)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _s3_client() -> Any:
+    from mlcicd.aws.clients import client
+
+    return client("s3")
