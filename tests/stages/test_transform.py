@@ -56,6 +56,9 @@ def test_the_new_model_scores_the_input_and_the_same_input_is_cached(
     again = Stage().run(stages.context(outputs))
     assert again.status == "Cached" and again.outputs["job"] == first.outputs["job"]
 
+    (iris_repo / "scored" / "a.csv.out").unlink()  # an output gone: the job runs again
+    assert Stage().run(stages.context(outputs)).status == "Succeeded"
+
     source.write_text("5.1,3.5,1.4,0.2\n")
     changed = Stage().run(stages.context(outputs))
     assert changed.status == "Succeeded" and changed.outputs["rows"] == 1

@@ -25,7 +25,7 @@ from mlcicd.transform import (
     run_job,
 )
 from mlcicd.transform.base import OUTPUT_SUFFIX
-from mlcicd.transform.local import digest_inputs, list_inputs
+from mlcicd.transform.local import list_inputs
 
 
 class TransformStage:
@@ -38,13 +38,17 @@ class TransformStage:
         cfg = ctx.config.transform
         assert cfg is not None  # the stage is in the pipeline only with a transform: section
         project, registered = ctx.project, ctx.outputs["register"]
-        source = (project.root / cfg.input).resolve()
-        output = (project.root / cfg.output).resolve()
+        source, output = (
+            uri if uri.startswith("s3://") else str((project.root / uri).resolve())
+            for uri in (cfg.input, cfg.output)
+        )
+        backend = open_backend(cfg.backend, project, where=lambda f: f"transform.{f}")
         settings = TransformSettings(
             **{k: v for k, v in vars(cfg).items() if k not in ("input", "output", "backend")}
         )
         group, version = registered["group"], registered["version"]
-        key = _cache_key(registered["model_sha256"], digest_inputs(source), settings, output)
+        data = backend.input_digest(source)
+        key = _cache_key(registered["model_sha256"], data, settings, output)
         prefix = f"{group[:36]}-{version}-{key[:10]}"
         done = self._completed(ctx, prefix, source, output)
         if done is not None and not ctx.options.force:
@@ -52,7 +56,7 @@ class TransformStage:
             return StageResult(
                 "Cached",
                 f"{group}/{version} already scored {cfg.input} (job {done})",
-                {"job": done, "output": str(output), "changed": False},
+                {"job": done, "output": output, "changed": False},
             )
         deploy = ctx.config.deploy
         model = TransformModel(
@@ -65,9 +69,8 @@ class TransformStage:
             environment=dict(deploy.environment),
         )
         spec = TransformJobSpec(
-            f"{prefix}-r{ctx.run.id}", model, str(source), str(output), settings, ctx.run.id
+            f"{prefix}-r{ctx.run.id}", model, source, output, settings, ctx.run.id
         )
-        backend = open_backend(cfg.backend, project, where=lambda f: f"transform.{f}")
         ctx.log(f"transform job {spec.name}: {group}/{version} on {cfg.input} → {cfg.output}")
         job = run_job(
             project.state,
@@ -82,23 +85,27 @@ class TransformStage:
         return StageResult(
             "Succeeded",
             f"{job.rows_in} rows of {cfg.input} scored into {cfg.output}",
-            {"job": job.name, "output": str(output), "rows": job.rows_out, "changed": True},
+            {"job": job.name, "output": output, "rows": job.rows_out, "changed": True},
         )
 
     @staticmethod
-    def _completed(ctx: RunContext, prefix: str, source: Path, output: Path) -> str | None:
-        """A Completed job of the same key whose outputs are all still there."""
+    def _completed(ctx: RunContext, prefix: str, source: str, output: str) -> str | None:
+        """A Completed job of the same key whose outputs are all still there (on this
+        machine; on S3, as its record says)."""
         registered = ctx.outputs["register"]
         for job in ctx.project.state.transform_jobs(registered["group"], registered["version"]):
-            if job.status == "Completed" and job.name.startswith(prefix + "-"):
-                expected = [output / (o.name + OUTPUT_SUFFIX) for o in list_inputs(source, "")]
-                if all(p.is_file() for p in expected):
-                    return job.name
+            if job.status != "Completed" or not job.name.startswith(prefix + "-"):
+                continue
+            if output.startswith("s3://") or source.startswith("s3://"):
+                return job.name
+            names = [o.name + OUTPUT_SUFFIX for o in list_inputs(Path(source), "transform.input")]
+            if all((Path(output) / name).is_file() for name in names):
+                return job.name
         return None
 
 
-def _cache_key(model: str, data: str, settings: TransformSettings, output: Path) -> str:
+def _cache_key(model: str, data: str, settings: TransformSettings, output: str) -> str:
     described: dict[str, Any] = settings.to_dict()
     described.pop("max_concurrent")  # how fast, not what: the same outputs
-    text = json.dumps([model, data, described, str(output)], sort_keys=True)
+    text = json.dumps([model, data, described, output], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -208,6 +208,10 @@ class TransformBackend(Protocol):
         """Where job ``name``'s log is (the model code's prints and tracebacks)."""
         ...
 
+    def input_digest(self, source: str) -> str:
+        """What ``source`` holds, as a digest: the pipeline's stage is cached by it."""
+        ...
+
     def run(
         self,
         spec: TransformJobSpec,

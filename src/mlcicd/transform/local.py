@@ -114,6 +114,13 @@ class LocalTransformBackend:
     def log_path(self, name: str) -> Path:
         return self.root / name / "job.log"
 
+    def input_digest(self, source: str) -> str:
+        """What the input holds, as a digest: of its bytes here, of its listing on S3 (keys,
+        sizes and ETags: S3's own digest of each object's bytes)."""
+        if source.startswith(s3io.S3):
+            return s3io.listing_digest(self.s3(), source, self.where("input"))
+        return digest_inputs(Path(source), self.where("input"))
+
     def run(
         self,
         spec: TransformJobSpec,
@@ -504,10 +511,10 @@ def _line_number(task: Task, line: int) -> int:
     return counted + 1 + line + 1
 
 
-def digest_inputs(source: Path) -> str:
+def digest_inputs(source: Path, name: str = "input") -> str:
     """The input's digest (names and bytes): the pipeline's stage runs again when it changes."""
     digest = hashlib.sha256()
-    for obj in list_inputs(source, "input"):
+    for obj in list_inputs(source, name):
         digest.update(obj.name.encode() + b"\0")
         with open(obj.path, "rb") as fh:
             while chunk := fh.read(1 << 20):

@@ -11,6 +11,7 @@ under it, other objects refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -31,19 +32,32 @@ def split(uri: str, name: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def keys(client: Any, bucket: str, prefix: str) -> list[tuple[str, int]]:
-    """Every (key, size) under ``prefix`` (a prefix of whole path parts), sorted."""
-    found: list[tuple[str, int]] = []
+def objects(client: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Every object (ListObjectsV2's entries) under ``prefix``, a prefix of whole path parts,
+    or the one object it names; sorted by key."""
+    found: list[dict[str, Any]] = []
     paginator = client.raw.get_paginator("list_objects_v2")
     start = f"{prefix}/" if prefix else ""
     for page in paginator.paginate(Bucket=bucket, Prefix=start):
-        found += [(o["Key"], int(o["Size"])) for o in page.get("Contents", [])]
-    if not found and prefix:  # the prefix may name one object
+        found += page.get("Contents", [])
+    if not found and prefix:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            found += [
-                (o["Key"], int(o["Size"])) for o in page.get("Contents", []) if o["Key"] == prefix
-            ]
-    return sorted(found)
+            found += [o for o in page.get("Contents", []) if o["Key"] == prefix]
+    return sorted(found, key=lambda o: str(o["Key"]))
+
+
+def keys(client: Any, bucket: str, prefix: str) -> list[tuple[str, int]]:
+    """Every (key, size) under ``prefix``, sorted."""
+    return [(str(o["Key"]), int(o["Size"])) for o in objects(client, bucket, prefix)]
+
+
+def listing_digest(client: Any, uri: str, name: str) -> str:
+    """A digest of what is under ``uri``: keys, sizes and ETags."""
+    bucket, prefix = split(uri, name)
+    listing = [(o["Key"], o["Size"], o.get("ETag")) for o in objects(client, bucket, prefix)]
+    if not listing:
+        raise TransformError(f"{name} {uri} holds no objects", hint="point it at the files")
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
 def download_input(client: Any, uri: str, dest: Path, name: str) -> Path:
