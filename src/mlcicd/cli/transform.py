@@ -36,7 +36,7 @@ PROGRESS_INTERVAL = 1.0  # seconds between progress lines
 @click.option("--join-source", default="None", show_default=True, help="None | Input")
 @click.option("--output-filter", default="$", show_default=True, help="JSONPath")
 @click.option("--job-name", default=None, help="TransformJobName (default: model and time).")
-@click.option("--backend", default="local", show_default=True)
+@click.option("--backend", default="local", show_default=True, help="local | sagemaker")
 @click.option("--json", "as_json", is_flag=True, help="Print the job's record as JSON.")
 @click.pass_context
 def transform(

@@ -129,12 +129,12 @@ def _check_transform(config: Config, source: str) -> None:
     for key in ("input", "output"):
         if not getattr(transform, key).strip():
             raise ConfigError("must name a file or directory", path=source, key=f"transform.{key}")
-    if transform.backend != "local":
+    if transform.backend not in ("local", "sagemaker"):
         raise ConfigError(
             f"transform backend {transform.backend!r} is not available in this version",
             path=source,
             key="transform.backend",
-            hint="use backend: local",
+            hint="use backend: local or sagemaker",
         )
     if not 0 < transform.max_payload_mb <= 100:
         raise ConfigError(

@@ -5,6 +5,7 @@ base.py       TransformSettings (CreateTransformJob's fields), TransformJobSpec,
 dataproc.py   DataProcessing: InputFilter / JoinSource / OutputFilter on one record
 local.py      LocalTransformBackend: worker processes on this machine
 s3io.py       s3:// inputs and outputs (the artifact store's client)
+sagemaker.py  SageMakerTransformBackend: CreateTransformJob on SageMaker, followed to its end
 worker.py     ``python -m mlcicd.transform.worker``: one worker, in the model's environment
 jobs.py       a job run and recorded (InProgress → Completed / Failed / Stopped)
 
@@ -44,10 +45,16 @@ def open_backend(kind: str, project: Project, *, where: Where = flag) -> Transfo
         store = project.store
         s3 = (lambda: store.client) if isinstance(store, S3ArtifactStore) else None
         return LocalTransformBackend(project.state_dir / "transform-jobs", where=where, s3=s3)
+    if kind == "sagemaker":
+        from mlcicd.transform.sagemaker import SageMakerTransformBackend
+
+        return SageMakerTransformBackend.from_config(
+            project.config, project.store, project.state_dir / "transform-jobs", where
+        )
     raise ConfigError(
         f"transform backend {kind!r} is not available in this version",
         key="transform.backend",
-        hint="use backend: local",
+        hint="use backend: local or sagemaker",
     )
 
 
