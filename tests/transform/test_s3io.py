@@ -54,3 +54,16 @@ def test_s3_objects_in_and_out_objects_out(
 
 def _decoded(body: bytes) -> list[list[float]]:
     return [[float(v) for v in line.split(",")] for line in body.decode().splitlines()]
+
+
+def test_a_key_that_would_climb_out_of_the_job_directory_is_refused(
+    tmp_path: Path, model: TransformModel, aws_env: Any
+) -> None:
+    s3 = aws_env("s3")
+    s3.create_bucket(Bucket="batch")
+    s3.put_object(Bucket="batch", Key="in/../../../escaped.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    backend = LocalTransformBackend(tmp_path / "jobs")
+    spec = TransformJobSpec("climb", model, "s3://batch/in", str(tmp_path / "out"))
+    with pytest.raises(TransformError, match="is not a clean path"):
+        backend.run(spec)
+    assert not list(tmp_path.rglob("escaped.csv"))
