@@ -72,6 +72,9 @@ def test_transform_a_registered_model_list_describe_and_lineage(
     assert [(j["name"], j["status"], j["rows_out"]) for j in listed] == [
         ("nightly", "Completed", 150)
     ]
+    assert "nightly" in mlcicd(root, "transforms", "list").stdout
+    shown = mlcicd(root, "transforms", "describe", "nightly").stdout
+    assert "status          Completed" in shown and "join_source=Input" in shown
     described = as_json(mlcicd(root, "transforms", "describe", "nightly", "--json"))
     assert described["model_sha256"] == iris.sha256 and described["model_version"] == 1
     assert described["settings"]["join_source"] == "Input"
