@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from mlcicd.aws.clients import AwsClient, is_not_found
-from mlcicd.errors import AwsError
+from mlcicd.aws.clients import AwsClient
+from mlcicd.aws.hosting import described_or_none, tag_list
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 
@@ -60,16 +60,10 @@ def create_transform_job_request(
     if environment:
         request["Environment"] = dict(environment)
     if tags:
-        request["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        request["Tags"] = tag_list(tags)
     return request
 
 
 def describe_transform_job(sagemaker: AwsClient, name: str) -> dict[str, Any] | None:
     """DescribeTransformJob's answer, or None when SageMaker knows no job of that name."""
-    try:
-        described: dict[str, Any] = sagemaker.describe_transform_job(TransformJobName=name)
-    except AwsError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    return described
+    return described_or_none(sagemaker.describe_transform_job, TransformJobName=name)
