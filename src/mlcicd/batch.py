@@ -83,6 +83,9 @@ def transform(
 ) -> TransformJobRecord:
     """Run a transform job of MODEL ``ref`` now, in this process's workers; its record."""
     package = resolve_package(project, ref)
+    if on_log is not None:
+        commit = str((package.lineage.get("commit") or {}).get("commit", ""))[:12]
+        on_log(f"model {package.arn} ({package.status}): commit {commit}'s code and environment")
     model = transform_model(project, package)
     chosen = open_backend(backend, project)
     spec = TransformJobSpec(
