@@ -142,6 +142,9 @@ def _show_model(found: dict[str, object]) -> None:
     click.echo(f"commit        {c.get('commit')} on {c.get('branch')} by {c.get('author')}")
     click.echo(f"              {message[0] if message else ''}")
     click.echo(f"build         {b.get('digest')}")
+    for step, done in dict(found.get("processing") or {}).items():  # type: ignore[call-overload]
+        shown = " ".join(f"{n}={o['sha256'][:12]}" for n, o in sorted(done["outputs"].items()))
+        click.echo(f"processing    {step}  job {done['job']}  {shown}")
     hps = json.dumps(j.get("hyperparameters", {}), sort_keys=True)
     metrics = " ".join(f"{k}={v:g}" for k, v in sorted(dict(j.get("metrics") or {}).items()))
     click.echo(f"training job  {j.get('name')}  hyperparameters {hps}")
