@@ -37,6 +37,7 @@ CHILD_SETTINGS = frozenset(
         "MLCICD_BATCH_WAIT_MS",
         "MLCICD_CACHE",
         "MLCICD_FASTPATH",
+        "MLCICD_GIT_TIMEOUT",  # a run process fetches its commit (daemon/runner.py)
         "MLCICD_HOME",
         "MLCICD_IMAGE_BASE",  # the build stage's base image (images/build.py)
         "MLCICD_MAX_BATCH",
