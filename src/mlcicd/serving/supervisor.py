@@ -31,7 +31,6 @@ the process that started it neither waits for nor reaps it.
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import json
 import logging
@@ -41,7 +40,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
 from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.rollout import Rollout
+from mlcicd.serving.sockets import bind_socket
 from mlcicd.serving.status import status_document, utcnow
 
 CONFIG_FILE = "config.json"
@@ -70,63 +70,6 @@ _DRAIN_GRACE = 2.0  # mirrors worker.DRAIN_GRACE (not imported: it pulls uvicorn
 STALL_KILL_GRACE = 5.0  # past model_timeout, for a stalled worker to answer for itself and exit
 
 log = logging.getLogger("mlcicd.serving.supervisor")
-
-
-def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """The endpoint's listening socket; :class:`PortInUseError` if ``port`` is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)  # shared with every worker: none may ever block in accept()
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"port {port} is already in use",
-                hint="choose another port, or stop what listens on it",
-            ) from exc
-        raise
-    return sock
-
-
-LISTEN_FDS_START = 3  # systemd's SD_LISTEN_FDS_START: the first inherited socket
-SOCKET_ACTIVATION_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-
-
-def activated_socket(env: MutableMapping[str, str]) -> socket.socket | None:
-    """The listening socket handed to this process (systemd-style ``LISTEN_FDS``), or None.
-
-    A container endpoint's socket is bound on the host and outlives its containers
-    (:mod:`mlcicd.endpoints.listener`): each container serves it from fd 3, so an update
-    moves no address and the kernel's accept queue carries the requests across. The
-    variables are removed from ``env`` (the workers get the socket by its number, and
-    must not take themselves for activated). ``LISTEN_PID``, when set, must be this
-    process (systemd's rule: the variables were meant for it, not for a parent).
-    Raises ValueError saying what is wrong with what was handed over.
-    """
-    count, pid = env.get("LISTEN_FDS"), env.get("LISTEN_PID")
-    for name in SOCKET_ACTIVATION_ENV:
-        env.pop(name, None)
-    if not count:
-        return None
-    if pid and pid != str(os.getpid()):
-        return None
-    if count != "1":
-        raise ValueError(f"LISTEN_FDS={count}: one listening socket is expected (fd 3)")
-    try:
-        sock = socket.socket(fileno=LISTEN_FDS_START)
-    except OSError as exc:
-        raise ValueError(f"LISTEN_FDS=1 but fd 3 is not a socket: {exc}") from exc
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
-        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-    ):
-        sock.detach()
-        raise ValueError("LISTEN_FDS=1 but fd 3 is not a listening TCP socket")
-    sock.setblocking(False)  # as bind_socket: shared with every worker
-    return sock
 
 
 class Supervisor:
@@ -578,7 +521,9 @@ class Supervisor:
     # -- status ---------------------------------------------------------------------------
 
     def write_status(self) -> None:
-        atomic_write_json(self.state_dir / STATUS_FILE, status_document(self))
+        atomic_write_json(
+            self.state_dir / STATUS_FILE, status_document(self, self.rollout.record())
+        )
 
 
 def detach(state_dir: Path) -> None:
