@@ -4,6 +4,8 @@
     codecs.py      request/response bodies: JSON, CSV, NPY, JSON Lines; content negotiation
     handlers.py    the user's inference.py: model_fn / input_fn / predict_fn / output_fn
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations
+    fleet.py       the traffic split inside a worker: production variants drawn by weight
+    responses.py   one ASGI response; the error shapes of the container and Runtime paths
     worker.py      one worker process: load the model, then serve the inherited socket
     watchdog.py    a worker whose handler hangs: heartbeat, answer the stuck requests, exit
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
