@@ -9,6 +9,7 @@
     worker.py      one worker process: load the model, then serve the inherited socket
     watchdog.py    a worker whose handler hangs: heartbeat, answer the stuck requests, exit
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
+    workers.py     its workers: started, replaced with backoff, killed when stalled, retired
     sockets.py     the listening socket: bound, handed over (LISTEN_FDS) or inherited
     rollout.py     how an update replaces the serving generation: at once, or shifting traffic
                    step by step under alarms, rolled back when one trips

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from mlcicd.serving.generation import Generation, Worker
+from mlcicd.serving.generation import Generation
+from mlcicd.serving.workers import WorkerPool
 
 
 class StatusSource(Protocol):
@@ -29,8 +30,7 @@ class StatusSource(Protocol):
     start_time: int | None
     started_at: str
     current: Generation | None
-    workers: dict[int, Worker]
-    worker_restarts: int
+    workers: WorkerPool
     failure_reason: str | None
     failure_kind: str | None
     log_hint: str
@@ -73,9 +73,9 @@ def status_document(supervisor: StatusSource, updates: Mapping[str, Any]) -> dic
                 "generation": w.generation.number,
                 "state": w.state,
             }
-            for w in supervisor.workers.values()
+            for w in supervisor.workers.by_pid.values()
         ],
-        "worker_restarts": supervisor.worker_restarts,
+        "worker_restarts": supervisor.workers.restarts,
         "started_at": supervisor.started_at,
         "updated_at": utcnow(),
         "failure_reason": supervisor.failure_reason,
