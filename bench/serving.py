@@ -22,7 +22,6 @@ MLflow at 64; LR at 64 ≥ 50 % of hello.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -345,44 +344,12 @@ def _ms(text: str) -> float:
 
 
 def pyclient(url: str, body: bytes, connections: int, duration: float, *_: object) -> Result:
-    """Fallback when wrk is missing: keep-alive HTTP/1.1 clients on asyncio (slower than wrk)."""
-    host, port_path = url.split("//", 1)[1].split(":", 1)
-    port, path = port_path.split("/", 1)
-    request = (
-        f"POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    latencies: list[float] = []
-    errors = 0
+    """Fallback when wrk is missing: mlcicd's own load client (keep-alive HTTP/1.1 on asyncio,
+    the one the staging stage's load check uses; slower than wrk)."""
+    from mlcicd.endpoints.load import run_load
 
-    async def one(deadline: float) -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, int(port))
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            match = re.search(rb"(?i)content-length: (\d+)", head)
-            length = int(match.group(1))  # type: ignore[union-attr]
-            await reader.readexactly(length)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors += 1
-            latencies.append(time.perf_counter() - started)
-        writer.close()
-
-    async def main() -> None:
-        deadline = time.perf_counter() + duration
-        await asyncio.gather(*(one(deadline) for _ in range(connections)))
-
-    asyncio.run(main())
-    latencies.sort()
-    return Result(
-        len(latencies) / duration,
-        latencies[len(latencies) // 2] * 1e3,
-        latencies[int(len(latencies) * 0.99)] * 1e3,
-        errors,
-        0,
-    )
+    result = run_load(url, body, concurrency=connections, duration=duration, timeout=2.0)
+    return Result(result.rps, result.p50_ms, result.p99_ms, result.errors, 0)
 
 
 # ------------------------------------------------------------------------------- report

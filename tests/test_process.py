@@ -16,7 +16,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mlcicd"
 # never in the environment of a process mlcicd starts.
 LAMBDA_SETTINGS = SRC / "aws" / "names.py"
 # Withheld on purpose (secrets, or meant for one child only and set by its parent).
-WITHHELD = {"MLCICD_TOKEN", "MLCICD_WEBHOOK_SECRET", "MLCICD_SERVICE_PID"}
+WITHHELD = {
+    "MLCICD_TOKEN",
+    "MLCICD_WEBHOOK_SECRET",
+    "MLCICD_SERVICE_PID",
+    "MLCICD_ENDPOINT_URL",  # set by the staging stage for its endpoint tests alone
+    "MLCICD_ENDPOINT_NAME",
+}
 
 SECRETS = {
     "MLCICD_TOKEN": "api-token",

@@ -7,7 +7,9 @@
     ├── StageError              a pipeline stage failed; carries the stage name
     │   ├── BuildError          environment could not be built, or the project's tests failed
     │   ├── TrainingError       the training job failed, was stopped or exceeded max_runtime
-    │   └── GateError           the model missed a quality threshold (metric, value, threshold)
+    │   ├── GateError           the model missed a quality threshold (metric, value, threshold)
+    │   └── StagingError        the staging endpoint did not serve, the endpoint tests failed or
+    │                           a load bound was missed (the figures are in ``outputs``)
     ├── ArtifactError           an artifact is missing, its digest does not match, or an archive
     │                           is unsafe to extract
     ├── EndpointError           an endpoint could not be created, updated, reached or deleted
@@ -89,14 +91,23 @@ class ProjectError(MlcicdError):
 
 
 class StageError(MlcicdError):
-    """A pipeline stage failed."""
+    """A pipeline stage failed. ``outputs`` is what it found before it failed (recorded with
+    the failed stage, as a successful one's outputs are)."""
 
     stage = "pipeline"
 
-    def __init__(self, message: str, *, hint: str | None = None, stage: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        stage: str | None = None,
+        outputs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         if stage is not None:
             self.stage = stage
+        self.outputs = outputs or {}
 
 
 class BuildError(StageError):
@@ -109,6 +120,10 @@ class TrainingError(StageError):
 
 class GateError(StageError):
     stage = "gate"
+
+
+class StagingError(StageError):
+    stage = "staging"
 
 
 class ArtifactError(MlcicdError):
@@ -202,6 +217,7 @@ __all__ = [
     "ServiceError",
     "StackError",
     "StageError",
+    "StagingError",
     "StateError",
     "TokenRefusedError",
     "TrainingError",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
 
 from mlcicd.config import Config
-from mlcicd.errors import MlcicdError
+from mlcicd.errors import MlcicdError, StageError
 from mlcicd.fsutil import open_private_log
 from mlcicd.project import Project
 from mlcicd.state import Run
@@ -192,7 +192,8 @@ def _execute(ctx: RunContext, stages: Sequence[Stage]) -> RunSummary:
         except MlcicdError as exc:
             error, failed_stage = exc, stage.name
             stage_log(f"FAILED: {exc.headline}")
-            state.finish_stage(run.id, stage.name, "Failed", message=exc.headline)
+            outputs = exc.outputs if isinstance(exc, StageError) else None
+            state.finish_stage(run.id, stage.name, "Failed", message=exc.headline, outputs=outputs)
             reporter.stage_finished(stage.name, "Failed", time.monotonic() - started, exc.headline)
             break
         except Exception as exc:  # a bug: record it, then let the traceback show

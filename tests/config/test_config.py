@@ -227,7 +227,7 @@ def test_staging_is_off_unless_present_and_names_itself_after_the_endpoint() -> 
     assert parse_config("pipeline: p").staging_endpoint_name is None
     config = parse_config(
         "pipeline: p\nstaging:\n  test: pytest -q tests/endpoint\n"
-        "  load: {requests: 50, p99_ms: 40}"
+        "  load: {requests: 50, p99_ms: 40, payload: rows.json}"
     )
     assert config.staging is not None and config.staging.load is not None
     assert config.staging_endpoint_name == "p-endpoint-staging"
@@ -261,6 +261,11 @@ def test_staging_is_off_unless_present_and_names_itself_after_the_endpoint() -> 
         ("pipeline: p\nstaging: {load: {p99_ms: -1}}", "staging.load.p99_ms: must be a positive"),
         ("pipeline: p\nstaging: {load: {max_error_rate: 2}}", "staging.load.max_error_rate"),
         ("pipeline: p\nstaging: {lod: {}}", "staging.lod"),
+        (
+            "pipeline: p\nstaging: {load: {requests: 5}}",
+            "staging.load.payload: the load check has nothing to send (give a request body file "
+            "here, or set deploy.sample)",
+        ),
     ],
 )
 def test_bad_staging_settings_name_their_key(text: str, expected: str) -> None:

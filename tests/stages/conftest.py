@@ -13,8 +13,9 @@ import pytest
 from mlcicd.pipeline import RunContext, RunOptions, SilentReporter
 from mlcicd.project import Project
 from tests.conftest import git, make_repo, stop_endpoints
+from tests.helpers import IrisModel
 
-STAGES = ["source", "build", "train", "gate", "register", "deploy"]
+STAGES = ["source", "build", "train", "gate", "register", "staging", "deploy"]
 
 
 @pytest.fixture
@@ -65,3 +66,28 @@ class Stages:
     def build() -> dict[str, Any]:
         """A build whose environment is this interpreter's (it has the example's imports)."""
         return {"digest": "b" * 64, "python": sys.executable, "environment": sys.prefix}
+
+
+def registered(project: Project, model: IrisModel) -> dict[str, Any]:
+    """The register stage's outputs for ``model``, stored and registered as it does."""
+    ref = project.store.put_file(
+        model.archive, project.config.store.models_bucket, "iris/job-1/output/model.tar.gz"
+    )
+    package = project.state.register_model_package(
+        group_name=project.config.pipeline,
+        status="Approved",
+        model_uri=ref.uri,
+        model_sha256=ref.sha256,
+        metrics={"accuracy": 0.97},
+        training_job="job-1",
+        build_digest="b" * 64,
+        commit_sha="c" * 40,
+        run_id=None,
+        lineage={},
+    )
+    return {
+        "group": package.group_name,
+        "version": package.version,
+        "model_sha256": package.model_sha256,
+        "model_uri": package.model_uri,
+    }

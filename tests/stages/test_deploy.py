@@ -5,46 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mlcicd.errors import MlcicdError
-from mlcicd.project import Project
 from mlcicd.stages.deploy import DeployStage
 from tests.helpers import IrisModel, set_yaml
 from tests.serving.helpers import request
-from tests.stages.conftest import Stages
+from tests.stages.conftest import Stages, registered
 
 pytestmark = pytest.mark.integration  # a real endpoint: a supervisor and its workers
 
 ENDPOINT = "iris-classifier-endpoint"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-
-
-def registered(project: Project, model: IrisModel) -> dict[str, Any]:
-    """The register stage's outputs for ``model``, stored and registered as it does."""
-    ref = project.store.put_file(
-        model.archive, project.config.store.models_bucket, "iris/job-1/output/model.tar.gz"
-    )
-    package = project.state.register_model_package(
-        group_name=project.config.pipeline,
-        status="Approved",
-        model_uri=ref.uri,
-        model_sha256=ref.sha256,
-        metrics={"accuracy": 0.97},
-        training_job="job-1",
-        build_digest="b" * 64,
-        commit_sha="c" * 40,
-        run_id=None,
-        lineage={},
-    )
-    return {
-        "group": package.group_name,
-        "version": package.version,
-        "model_sha256": package.model_sha256,
-        "model_uri": package.model_uri,
-    }
 
 
 def one_worker(root: Path) -> None:

@@ -24,7 +24,7 @@ def models_list(ctx: click.Context, group: str | None, as_json: bool) -> None:
         echo_json(packages)
         return
     table(
-        ["model", "status", "metrics", "commit", "training job", "sha256", "created"],
+        ["model", "status", "metrics", "commit", "training job", "sha256", "created", "reason"],
         [
             (
                 p.arn,
@@ -34,6 +34,7 @@ def models_list(ctx: click.Context, group: str | None, as_json: bool) -> None:
                 p.training_job,
                 p.model_sha256[:12],
                 when(p.created_at),
+                p.status_reason or "",
             )
             for p in packages
         ],

@@ -77,6 +77,14 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
             for s in stages
         ],
     )
+    staged = next((s for s in stages if s.stage == "staging" and s.outputs), None)
+    if staged is not None:
+        from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts
+
+        for what, text in staging_facts(staged.outputs):
+            click.echo(f"{what}: {text}")
+        for line in failed_test_tail(staged.outputs):
+            click.echo(f"    │ {line}")
 
 
 @cli.command()

@@ -173,6 +173,13 @@ def _check_staging(config: Config, source: str) -> None:
             path=source,
             key="staging.load.max_error_rate",
         )
+    if load.payload is None and config.deploy.sample is None:
+        raise ConfigError(
+            "the load check has nothing to send",
+            path=source,
+            key="staging.load.payload",
+            hint="give a request body file here, or set deploy.sample",
+        )
 
 
 def _check_monitor(config: Config, source: str) -> None:

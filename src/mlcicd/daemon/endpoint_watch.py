@@ -7,7 +7,8 @@ every backend served on this machine (:data:`mlcicd.endpoints.ON_THIS_MACHINE`):
 endpoint's supervisor is launched again on its own recorded ``config.json`` (variants and
 weights, shadow, capture, policy, workers, timeouts), on its old port when that is free; a
 container endpoint gets a new container from its recorded ``endpoint.json``, on its
-listener's socket — the same address.
+listener's socket — the same address. A staging endpoint left behind by a run that died is
+deleted instead (:func:`mlcicd.stages.staging.remove_orphans`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mlcicd.endpoints.base import FAILED, IN_SERVICE, OUT_OF_SERVICE, UPDATING, 
 from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
+from mlcicd.stages.staging import remove_orphans
 from mlcicd.state import EndpointRecord
 
 MAX_BACKOFF = 60.0
@@ -37,6 +39,9 @@ class EndpointWatch:
     def check(self, project: Project, *, restoring: bool = False) -> None:
         """Restart the project's endpoints served on this machine whose server is gone
         (when their backoff allows)."""
+        # A staging endpoint whose run died is removed, never brought back (stages/staging.py).
+        with contextlib.suppress(MlcicdError, OSError):
+            remove_orphans(project, project.config, self.log)
         backends: dict[str, EndpointBackend] = {}
         for record in project.state.list_endpoints():
             if record.backend not in ON_THIS_MACHINE:

@@ -8,6 +8,7 @@
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
     approve.py     APPROVE (``approve: manual``): a person decides before production
     register.py    REGISTER: a model package in the registry, one version per model sha256
+    staging.py     STAGING (``staging:``): a staging endpoint, the endpoint tests, a load check
     deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
 """
 
@@ -21,15 +22,27 @@ from mlcicd.stages.deploy import DeployStage
 from mlcicd.stages.gate import GateStage
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
+from mlcicd.stages.staging import StagingStage
 from mlcicd.stages.train import TrainStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
     """The pipeline's stages; with ``approve: manual``, an approval before the model is
-    registered."""
+    registered — or, with ``staging:``, after staging, so the person sees its results."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
+    if config is not None and config.staging is not None:
+        return [
+            SourceStage(),
+            BuildStage(),
+            TrainStage(),
+            GateStage(),
+            RegisterStage(),
+            StagingStage(),
+            *approve,
+            DeployStage(),
+        ]
     return [
         SourceStage(),
         BuildStage(),
@@ -48,6 +61,7 @@ __all__ = [
     "GateStage",
     "RegisterStage",
     "SourceStage",
+    "StagingStage",
     "TrainStage",
     "default_stages",
 ]

@@ -33,6 +33,7 @@ from mlcicd.endpoints.base import DEFAULT_MODEL_TIMEOUT, data_capture, deploymen
 from mlcicd.endpoints.refresh import refresh
 from mlcicd.errors import NotFoundError
 from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.project import Project
 from mlcicd.state import EndpointConfigRecord
 
 
@@ -183,14 +184,7 @@ class DeployStage:
 
     @staticmethod
     def _model_file(ctx: RunContext, uri: str, sha256: str) -> Path:
-        """model.tar.gz on this machine: the store's own file, or a verified copy of it."""
-        project = ctx.project
-        path = project.store.local_path(uri)
-        if path is None:  # a remote store (S3): a verified copy here, kept by digest
-            path = project.state_dir / "models" / sha256 / "model.tar.gz"
-            if not path.is_file():
-                project.store.get_file(uri, path, expected_sha256=sha256)
-        return path
+        return model_file(ctx.project, uri, sha256)
 
     @staticmethod
     def _capture_destination(ctx: RunContext) -> Path | str:
@@ -207,6 +201,16 @@ class DeployStage:
     def _record(ctx: RunContext, backend: EndpointBackend, name: str) -> None:
         """Mirror what the backend reports into the state database (also after a failure)."""
         refresh(ctx.project.state, backend, name)
+
+
+def model_file(project: Project, uri: str, sha256: str) -> Path:
+    """model.tar.gz on this machine: the store's own file, or a verified copy of it."""
+    path = project.store.local_path(uri)
+    if path is None:  # a remote store (S3): a verified copy here, kept by digest
+        path = project.state_dir / "models" / sha256 / "model.tar.gz"
+        if not path.is_file():
+            project.store.get_file(uri, path, expected_sha256=sha256)
+    return path
 
 
 def _location(described: EndpointDescription, *, brief: bool = False) -> str:

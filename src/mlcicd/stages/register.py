@@ -48,6 +48,11 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
     )
 
 
+def _approval_follows(config: Config) -> bool:
+    """Does a manual approval come after this stage (``staging:`` puts it after staging)?"""
+    return config.approve.mode == "manual" and config.staging is not None
+
+
 class RegisterStage:
     name: ClassVar[str] = "register"
 
@@ -57,7 +62,13 @@ class RegisterStage:
     def run(self, ctx: RunContext) -> StageResult:
         sha = ctx.outputs["train"]["model_sha256"]
         existing = ctx.project.state.find_model_package(ctx.config.pipeline, sha)
-        package = register_model(ctx, status="Approved")
+        if _approval_follows(ctx.config) and (existing is None or existing.status != "Approved"):
+            # A person decides after staging: until then the package is not Approved.
+            package = register_model(
+                ctx, status="PendingManualApproval", reason="waiting for staging and an approval"
+            )
+        else:
+            package = register_model(ctx, status="Approved")
         cached = existing is not None and existing.version == package.version
         ctx.log(f"model package {package.arn} ({package.status}) sha256 {sha[:12]}")
         outputs = {

@@ -156,3 +156,37 @@ class Registry(Tables):
                 raise NotFoundError(f"model package {group_name}/{version} does not exist")
             kind = {"Approved": "approved", "Rejected": "rejected"}.get(status, "status_changed")
             add_event(db, kind, f"{group_name}/{version}", {"status": status, "reason": reason})
+
+    def record_staging(
+        self,
+        group_name: str,
+        version: int,
+        results: dict[str, Any],
+        *,
+        failure: str | None = None,
+    ) -> None:
+        """What the staging stage found of a model (its endpoint tests, its load figures),
+        kept in its record as ``lineage["staging"]``; with ``failure``, the package becomes
+        Rejected with that reason, in the same transaction, so the registry never says a
+        model that failed staging is Approved."""
+        subject = f"{group_name}/{version}"
+        with self.db.tx() as db:
+            cur = db.execute(
+                "UPDATE model_packages SET lineage=json_set(lineage, '$.staging', json(?))"
+                " WHERE group_name=? AND version=?",
+                (json.dumps(results, default=str), group_name, version),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"model package {subject} does not exist")
+            if failure is not None:
+                db.execute(
+                    "UPDATE model_packages SET status='Rejected', status_reason=?"
+                    " WHERE group_name=? AND version=?",
+                    (failure, group_name, version),
+                )
+            add_event(
+                db,
+                "staging_failed" if failure else "staging_passed",
+                subject,
+                {"reason": failure, "run_id": results.get("run_id")},
+            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts
 from mlcicd.endpoints.base import metric_rows
 from mlcicd.web.layout import (
     Html,
@@ -217,6 +218,7 @@ def run_page(
             empty="no stages yet (the run is queued)",
         ),
         _gate(by_name),
+        _staging(by_name),
         _approval(pipeline, pipelines, approval),
         Html("<h2>Logs</h2>"),
     ]
@@ -271,6 +273,26 @@ def _gate(by_name: dict[str, dict[str, Any]]) -> Html:
                 ]
             ),
             table(["metric", "value"], sorted(metrics.items()), empty="no metrics reported"),
+        ]
+    )
+
+
+def _staging(by_name: dict[str, dict[str, Any]]) -> Html:
+    """The staging stage's endpoint tests and load figures (and the tests' tail if they
+    failed): what a person deciding on the model, or reading why it stopped, needs."""
+    staged = by_name.get("staging")
+    if staged is None:
+        return Html("")
+    outputs = staged.get("outputs") or {}
+    tail = failed_test_tail(outputs)
+    return join(
+        [
+            Html("<h2>Staging</h2>"),
+            facts(
+                [("status", status(staged["status"])), ("why", staged.get("message"))]
+                + [(what, text) for what, text in staging_facts(outputs)]
+            ),
+            pre("\n".join(tail)) if tail else Html(""),
         ]
     )
 
