@@ -7,6 +7,8 @@
     ├── StageError              a pipeline stage failed; carries the stage name
     │   ├── BuildError          environment could not be built, or the project's tests failed
     │   ├── TrainingError       the training job failed, was stopped or exceeded max_runtime
+    │   ├── ProcessingError     a processing step's job failed, was stopped or gave no report
+    │   ├── DataCheckError      new training data violates the production model's baseline
     │   ├── GateError           the model missed a quality threshold (metric, value, threshold)
     │   └── StagingError        the staging endpoint did not serve, the endpoint tests failed or
     │                           a load bound was missed (the figures are in ``outputs``)
@@ -63,6 +65,17 @@ class MlcicdError(Exception):
         return self.headline
 
 
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+
+
+def reason_of(exc: BaseException) -> str:
+    """What a job's record says of the exception that ended it: Ctrl-C, an mlcicd error's
+    headline, or any other's type and message."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
+
+
 class ConfigError(MlcicdError):
     """mlcicd.yaml is missing, unparsable or invalid."""
 
@@ -116,6 +129,14 @@ class BuildError(StageError):
 
 class TrainingError(StageError):
     stage = "train"
+
+
+class ProcessingError(StageError):
+    stage = "process"
+
+
+class DataCheckError(StageError):
+    stage = "data_check"
 
 
 class GateError(StageError):

@@ -130,3 +130,19 @@ def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Pat
         sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
         == SCHEMA_VERSION
     )
+
+
+def test_a_schema_5_database_gains_the_processing_jobs(tmp_path: Path) -> None:
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE processing_jobs")
+    db.execute("PRAGMA user_version=5")
+    db.close()
+    state = State(tmp_path / "state.db")
+    assert state.processing_jobs(run_id=1) == []
+    assert state.find_completed_processing_job("key") is None
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+        == 6
+    )

@@ -24,6 +24,7 @@ def test_the_public_names_are_curated() -> None:
         "ModelBaseline",
         "ModelPackage",
         "MonitoringExecution",
+        "ProcessingJobRecord",
         "Run",
         "StageExecution",
         "State",
@@ -45,6 +46,7 @@ LAYERS = [
     "registry",
     "endpoints",
     "monitoring",
+    "processing",
 ]
 
 

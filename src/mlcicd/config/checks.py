@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 
+from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
     CONFIG_FILE,
     MAX_ENDPOINT_NAME,
@@ -85,9 +86,12 @@ def _check_semantics(config: Config, source: str) -> None:
                 path=source,
                 key=f"train.channels.{name}",
             )
+    check_processing(config, source)
     defined = {d.name for d in config.train.metric_definitions}
+    reports = report_names(config)
     for threshold in config.gate.thresholds:
-        if defined and threshold.metric not in defined:
+        in_report = "." in threshold.metric and threshold.metric.split(".", 1)[0] in reports
+        if defined and not in_report and threshold.metric not in defined:
             raise ConfigError(
                 f"the gate checks {threshold.metric!r}, but train.metric_definitions does not "
                 "define it",

@@ -3,6 +3,8 @@
 
     source.py      SOURCE: the commit resolved and its tree exported (only committed content)
     build.py       BUILD: the isolated environment from requirements.txt, the project's tests
+    process.py     PROCESS (steps before training) and EVALUATE (after): ``processing:``'s jobs
+    data_check.py  DATA_CHECK (``data_check: warn|fail``): training data against production's
     train.py       TRAIN: a training job under SageMaker's contract; its model.tar.gz stored
     gate.py        GATE: the thresholds (the rule in :mod:`mlcicd.thresholds`), then ...
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
@@ -18,8 +20,10 @@ from mlcicd.config import Config
 from mlcicd.pipeline import Stage
 from mlcicd.stages.approve import ApproveStage
 from mlcicd.stages.build import BuildStage
+from mlcicd.stages.data_check import DataCheckStage
 from mlcicd.stages.deploy import DeployStage
 from mlcicd.stages.gate import GateStage
+from mlcicd.stages.process import EvaluateStage, ProcessStage, processing_stages
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
 from mlcicd.stages.staging import StagingStage
@@ -32,12 +36,17 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
+    before, after = processing_stages(config)
+    check: list[Stage] = (
+        [DataCheckStage()] if config is not None and config.data_check != "off" else []
+    )
+    # processing: steps before training, the data check, then the steps after it (evaluate)
+    trained: list[Stage] = [*before, *check, TrainStage(), *after, GateStage()]
     if config is not None and config.staging is not None:
         return [
             SourceStage(),
             BuildStage(),
-            TrainStage(),
-            GateStage(),
+            *trained,
             RegisterStage(),
             StagingStage(),
             *approve,
@@ -46,8 +55,7 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     return [
         SourceStage(),
         BuildStage(),
-        TrainStage(),
-        GateStage(),
+        *trained,
         *approve,
         RegisterStage(),
         DeployStage(),
@@ -57,8 +65,11 @@ def default_stages(config: Config | None = None) -> list[Stage]:
 __all__ = [
     "ApproveStage",
     "BuildStage",
+    "DataCheckStage",
     "DeployStage",
+    "EvaluateStage",
     "GateStage",
+    "ProcessStage",
     "RegisterStage",
     "SourceStage",
     "StagingStage",

@@ -14,6 +14,7 @@ connection (:class:`~mlcicd.state.db.Tables`):
 * :mod:`~mlcicd.state.endpoints` — endpoints, their configs and their history
 * :mod:`~mlcicd.state.events` — the event log, notifiers' cursors, webhook deliveries
 * :mod:`~mlcicd.state.monitoring` — baselines and monitoring executions
+* :mod:`~mlcicd.state.processing` — processing jobs, their outputs and reports
 
 :class:`State` is the front callers hold: it opens the database and has every group's
 methods. A new table goes into :mod:`~mlcicd.state.schema` (with a new
@@ -30,6 +31,7 @@ from mlcicd.state.db import Database
 from mlcicd.state.endpoints import Endpoints
 from mlcicd.state.events import Events
 from mlcicd.state.monitoring import Monitoring
+from mlcicd.state.processing import Processing
 from mlcicd.state.queue import Queue
 from mlcicd.state.records import (
     COMPLETED,
@@ -45,6 +47,7 @@ from mlcicd.state.records import (
     ModelBaseline,
     ModelPackage,
     MonitoringExecution,
+    ProcessingJobRecord,
     Run,
     StageExecution,
     TrainingJobRecord,
@@ -53,7 +56,7 @@ from mlcicd.state.registry import Registry
 from mlcicd.state.schema import SCHEMA_VERSION
 
 
-class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring):
+class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring, Processing):
     """The state database of one state directory.
 
     Each base is one group of tables over the same :class:`~mlcicd.state.db.Database`
@@ -86,6 +89,7 @@ __all__ = [
     "ModelBaseline",
     "ModelPackage",
     "MonitoringExecution",
+    "ProcessingJobRecord",
     "Run",
     "StageExecution",
     "State",

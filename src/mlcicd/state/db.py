@@ -40,6 +40,8 @@ JSON_COLUMNS = {
     "data",
     "dataset",
     "variants",
+    "inputs",
+    "report",
 }
 BOOL_COLUMNS = {"dirty", "forced"}
 

@@ -187,6 +187,25 @@ FAILED = "Failed"
 
 
 @dataclass
+class ProcessingJobRecord:
+    """One processing job (DescribeProcessingJob, reduced), under its step's cache key."""
+
+    name: str
+    run_id: int | None
+    step: str
+    cache_key: str
+    status: str  # InProgress | Completed | Failed | Stopped
+    failure_reason: str | None
+    exit_message: str | None
+    inputs: dict[str, Any]  # {name: digest of what it read}
+    outputs: dict[str, Any]  # {name: {"uri", "sha256"}}
+    report: dict[str, Any]  # the step's report, {} when it has none
+    log_path: str | None
+    started_at: float
+    ended_at: float | None
+
+
+@dataclass
 class ModelBaseline:
     group_name: str
     version: int

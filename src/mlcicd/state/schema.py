@@ -14,11 +14,12 @@ Versions:
 3. model versions' data-quality baselines
 4. monitoring executions of endpoints' schedules
 5. the digests of webhook bodies, so a replay under a new delivery id is known
+6. processing jobs: the steps of ``processing:``, their outputs and reports
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # --- runs and the queue (runs.py, queue.py) ---------------------------------------------------
 
@@ -227,4 +228,25 @@ CREATE INDEX IF NOT EXISTS monitoring_executions_window
     ON monitoring_executions(endpoint_name, window_end);
 """
 
-SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING
+# --- processing jobs (processing.py) ---------------------------------------------------------
+
+PROCESSING = """
+CREATE TABLE IF NOT EXISTS processing_jobs (
+    name            TEXT PRIMARY KEY,
+    run_id          INTEGER,
+    step            TEXT NOT NULL,          -- the name of its step in processing:
+    cache_key       TEXT NOT NULL,          -- script, arguments and input digests
+    status          TEXT NOT NULL,          -- InProgress | Completed | Failed | Stopped
+    failure_reason  TEXT,
+    exit_message    TEXT,                   -- /opt/ml/output/message (ExitMessage)
+    inputs          TEXT NOT NULL DEFAULT '{}',   -- {name: digest or reference}
+    outputs         TEXT NOT NULL DEFAULT '{}',   -- {name: {"uri", "sha256"}}
+    report          TEXT,                   -- the step's report (a PropertyFile), as JSON
+    log_path        TEXT,
+    started_at      REAL NOT NULL,
+    ended_at        REAL
+);
+CREATE INDEX IF NOT EXISTS processing_jobs_cache ON processing_jobs(cache_key, status);
+"""
+
+SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING + PROCESSING
