@@ -58,11 +58,11 @@ from mlcicd.config import Config, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
-    EndpointMetrics,
     ProductionVariant,
     checked_weights,
 )
 from mlcicd.errors import ConfigError, EndpointError, NotFoundError
+from mlcicd.shapes import EndpointMetrics
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 

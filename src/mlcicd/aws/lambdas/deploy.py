@@ -52,8 +52,8 @@ from mlcicd.aws.hosting import (
 from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import ShadowConfig, VariantConfig
-from mlcicd.endpoints.base import DataCapture
 from mlcicd.errors import ArtifactError, ConfigError, EndpointError
+from mlcicd.shapes import DataCapture
 
 MODEL_JSON = "model.json"
 _REQUIRED = ("model_data_url", "model_package_arn", "model_package_version", "image_uri")
