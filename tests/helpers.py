@@ -3,7 +3,7 @@
 - ``train_iris``: a small real model, saved and packed as an endpoint serves it (the
   session-scoped ``iris`` and ``flipped`` fixtures in tests/conftest.py train it once).
 - ``mlcicd``: the CLI in-process, as a user types it; ``as_json`` its JSON output;
-  ``set_yaml`` edits a project's mlcicd.yaml.
+  ``set_yaml`` edits a project's mlcicd.yaml; ``drop_staging`` removes its staging stage.
 - ``wait_for``: a wait on a condition; its deadline only guards against hanging, so a slow
   machine makes a test slower, never red.
 - ``delete_endpoints`` / ``kill_tree``: the teardown of the endpoints a test started.
@@ -87,6 +87,15 @@ def set_yaml(project: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, old
     path.write_text(text.replace(old, new))
+
+
+def drop_staging(project: Path) -> None:
+    """Remove the ``staging:`` section, the last of examples/iris's mlcicd.yaml: for tests whose
+    point is elsewhere, a run without a staging endpoint is seconds shorter."""
+    path = project / "mlcicd.yaml"
+    head, found, _ = path.read_text().partition("\nstaging:")
+    assert found, "mlcicd.yaml has no staging: section"
+    path.write_text(head.rstrip("\n") + "\n")
 
 
 def wait_for(
