@@ -78,3 +78,30 @@ def test_a_ref_that_looks_like_an_option_is_not_obeyed(
         git.export_tree(repo, ref, "proj", tmp_path / "export")
     assert not made.exists() and not (repo / "written-by-git:proj").exists()
     assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.integration
+def test_a_remote_that_never_answers_is_given_up_on(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote that accepts the connection and then says nothing: the webhook checks the
+    branch head under the queueing lock, so ls-remote must end — with an error that says why."""
+    import socket
+
+    from mlcicd.daemon.triggers import branch_head
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"git://127.0.0.1:{silent.getsockname()[1]}/model.git"
+        monkeypatch.setenv(git.NETWORK_TIMEOUT_ENV, "1")
+        with pytest.raises(ProjectError, match=r"did not finish in 1 s") as info:
+            git.git(repo, "ls-remote", "--", url, timeout=git.network_timeout())
+        assert git.NETWORK_TIMEOUT_ENV in (info.value.hint or "")
+        assert branch_head(url, "main", repo) is None
+
+
+def test_a_bad_network_timeout_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(git.NETWORK_TIMEOUT_ENV, "soon")
+    with pytest.raises(ProjectError, match="MLCICD_GIT_TIMEOUT='soon' is not a number"):
+        git.network_timeout()
+    monkeypatch.delenv(git.NETWORK_TIMEOUT_ENV)
+    assert git.network_timeout() == git.NETWORK_TIMEOUT

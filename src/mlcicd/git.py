@@ -19,6 +19,24 @@ from pathlib import Path
 
 from mlcicd.errors import ProjectError
 
+# Seconds a git command that talks to a remote (fetch, ls-remote) may take: a remote that
+# accepts the connection and then says nothing must not hold the webhook's queueing lock or a
+# run forever. MLCICD_GIT_TIMEOUT overrides it.
+NETWORK_TIMEOUT = 300.0
+NETWORK_TIMEOUT_ENV = "MLCICD_GIT_TIMEOUT"
+
+
+def network_timeout() -> float:
+    """How long a git command talking to a remote may run (:data:`NETWORK_TIMEOUT`)."""
+    value = os.environ.get(NETWORK_TIMEOUT_ENV)
+    try:
+        return float(value) if value else NETWORK_TIMEOUT
+    except ValueError:
+        raise ProjectError(
+            f"{NETWORK_TIMEOUT_ENV}={value!r} is not a number of seconds",
+            hint=f"set it to e.g. 120, or unset it for {NETWORK_TIMEOUT:.0f}",
+        ) from None
+
 
 @dataclass(frozen=True)
 class Commit:
@@ -29,7 +47,9 @@ class Commit:
     tree: str  # the tree id of the project's directory at this commit: a digest of its content
 
 
-def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
+def git(repo: Path, *args: str, input: bytes | None = None, timeout: float | None = None) -> bytes:
+    """Run git in ``repo``; its stdout. ``timeout`` (seconds) bounds a command that talks to a
+    remote (pass :func:`network_timeout`); local commands are not bounded."""
     try:
         proc = subprocess.run(
             ["git", *args],
@@ -37,10 +57,16 @@ def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
             input=input,
             capture_output=True,
             check=False,
+            timeout=timeout,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
         )
     except FileNotFoundError as exc:
         raise ProjectError("git is not installed", hint="install git and try again") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ProjectError(
+            f"git {' '.join(args)} in {repo} did not finish in {timeout:g} s",
+            hint=f"is the remote reachable? {NETWORK_TIMEOUT_ENV} sets the limit (seconds)",
+        ) from exc
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise ProjectError(

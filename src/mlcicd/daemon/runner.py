@@ -73,7 +73,15 @@ def prepare_source(project: Project, run: Run) -> Project:
                 "again",
             )
         print(f"run {run.id}: git fetch {fetch} refs/heads/{branch}", flush=True)
-        git.git(project.repo, "fetch", "--quiet", "--", str(fetch), f"refs/heads/{branch}")
+        git.git(
+            project.repo,
+            "fetch",
+            "--quiet",
+            "--",
+            str(fetch),
+            f"refs/heads/{branch}",
+            timeout=git.network_timeout(),
+        )
     ref = run.commit_sha or run.ref or branch
     sha = git.resolve_commit(project.repo, project.rel, ref, branch).sha
     return project.at_commit(sha)

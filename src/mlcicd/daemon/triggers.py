@@ -67,7 +67,14 @@ def branch_head(location: str, branch: str, base: Path) -> str | None:
                 local, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"
             )
             return out.decode().strip() or None
-        out = git.git(base, "ls-remote", "--", location, f"refs/heads/{branch}")
+        out = git.git(
+            base,
+            "ls-remote",
+            "--",
+            location,
+            f"refs/heads/{branch}",
+            timeout=git.network_timeout(),
+        )
     except ProjectError:
         return None
     line = out.decode().split("\n", 1)[0]
