@@ -16,7 +16,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = ("iris",)
+TEMPLATES = ("iris", "pipeline")
 
 
 def _templates_module() -> types.ModuleType:

@@ -1,17 +1,21 @@
-"""Benchmark: the pipeline from commit to InService, on a copy of examples/iris.
+"""Benchmark: the pipeline from commit to InService, on copies of examples/iris and
+examples/pipeline (the three-step pipeline: prepare → train → evaluate, and a data check).
 
-Measures, on this machine:
+Measures, on this machine, for each:
   cold       first run with an empty environment cache (installs the requirements)
   warm       a new commit (a changed hyperparameter) with the environment cached:
-             source → build (project tests) → train → gate → register → endpoint update
+             source → build (project tests) → train → gate → register → endpoint update;
+             the pipeline template also runs prepare (cached: the data is unchanged), the
+             data check against the model before, and evaluate
   unchanged  `mlcicd run` again with nothing changed (every stage cached)
-  staging    the staging stage's own time in each warm run (a staging endpoint, the
-             example's endpoint tests, its load check, the teardown), and a warm run of a
-             copy without `staging:` for comparison
+  staging    for a template with `staging:` (iris): the staging stage's own time in each warm
+             run (a staging endpoint, the endpoint tests, the load check, the teardown), and
+             the warm runs of a copy without `staging:` for comparison
 
-Run: .venv/bin/python bench/pipeline.py [--repeat N] [--record]
+Run: .venv/bin/python bench/pipeline.py [--repeat N] [--template iris|pipeline] [--record]
 --record appends the figures to docs/benchmarks.md with the machine and date.
-Targets (2 cores): warm < 10 s, unchanged < 1 s, the staging stage <= 3 s of a warm run.
+Targets (2 cores): iris warm < 10 s, unchanged < 1 s; pipeline warm < 6 s; the staging stage
+<= 3 s of a warm run.
 """
 
 from __future__ import annotations
@@ -75,61 +79,33 @@ def main() -> None:
     parser.add_argument(
         "--record", action="store_true", help="append the results to docs/benchmarks.md"
     )
+    parser.add_argument(
+        "--template",
+        choices=sorted(TEMPLATES),
+        action="append",
+        help="which project (default: both)",
+    )
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="mlcicd-bench-") as tmp:
-        root = Path(tmp)
-        project = root / "iris"
-        shutil.copytree(
-            REPO / "examples" / "iris",
-            project,
-            ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"),
-        )
-        env = {**os.environ, "MLCICD_CACHE": str(root / "cache")}
-        env.pop("MLCICD_HOME", None)
-        subprocess.run(["git", "init", "-q", "--initial-branch=main"], cwd=project, check=True)
-        commit(project, env, "iris")
-        plain = root / "iris-no-staging"
-        shutil.copytree(project, plain)
-        config = plain / "mlcicd.yaml"
-        config.write_text(config.read_text().partition("\nstaging:")[0] + "\n")
-        commit(plain, env, "no staging")
-        try:
-            cold = sh([*MLCICD, "run", str(project)], project, env)
-            sh([*MLCICD, "run", str(plain)], plain, env)
-            warm, unchanged, staging, warm_plain = [], [], [], []
-            for i in range(args.repeat):
-                config = project / "mlcicd.yaml"
-                config.write_text(_bump(config.read_text(), i))
-                commit(project, env, f"hyperparameter change {i}")
-                warm.append(sh([*MLCICD, "run", str(project)], project, env))
-                staging.append(_stage_seconds(project, env, "staging"))
-                unchanged.append(sh([*MLCICD, "run", str(project)], project, env))
-                config = plain / "mlcicd.yaml"
-                config.write_text(_bump(config.read_text(), i))
-                commit(plain, env, f"hyperparameter change {i}")
-                warm_plain.append(sh([*MLCICD, "run", str(plain)], plain, env))
-        finally:
-            for copy in (project, plain):
-                subprocess.run(
-                    [*MLCICD, "-C", str(copy), "endpoints", "delete", "iris-classifier-endpoint"],
-                    cwd=copy,
-                    env=env,
-                    capture_output=True,
-                )
-
-    rows = [
-        ("cold (empty environment cache)", [cold]),
-        ("warm (new commit → InService)", warm),
-        ("unchanged rerun (all cached)", unchanged),
-        ("staging stage, in the warm run", staging),
-        ("warm, a copy without staging", warm_plain),
-    ]
+    rows = []
+    for template in args.template or sorted(TEMPLATES):
+        cold, warm, unchanged, staging = _measure(template, args.repeat)
+        rows += [
+            (f"{template}: cold (empty environment cache)", [cold]),
+            (f"{template}: warm (new commit → InService)", warm),
+            (f"{template}: unchanged rerun (all cached)", unchanged),
+        ]
+        if staging:
+            _, plain, _, _ = _measure(template, args.repeat, staging=False)
+            rows += [
+                (f"{template}: staging stage, in the warm run", staging),
+                (f"{template}: warm, a copy without staging", plain),
+            ]
     print(f"machine: {machine()}")
-    print(f"{'case':<34}{'median':>9}{'min':>9}{'max':>9}  n")
+    print(f"{'case':<44}{'median':>9}{'min':>9}{'max':>9}  n")
     for name, values in rows:
         print(
-            f"{name:<34}{statistics.median(values):>8.2f}s"
+            f"{name:<44}{statistics.median(values):>8.2f}s"
             f"{min(values):>8.2f}s{max(values):>8.2f}s  {len(values)}"
         )
     if args.record:
@@ -149,6 +125,53 @@ def main() -> None:
             )
         with open(REPO / "docs" / "benchmarks.md", "a", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
+
+
+# The template, and the endpoint its runs deploy to (deleted at the end).
+TEMPLATES = {"iris": "iris-classifier-endpoint", "pipeline": "iris-pipeline-endpoint"}
+
+
+def _measure(
+    template: str, repeat: int, *, staging: bool = True
+) -> tuple[float, list[float], list[float], list[float]]:
+    """Cold, warm and unchanged runs' wall times, and the staging stage's time in each warm
+    run (none when the project has no ``staging:``, or ``staging`` is false: it is removed)."""
+    with tempfile.TemporaryDirectory(prefix="mlcicd-bench-") as tmp:
+        root = Path(tmp)
+        project = root / template
+        shutil.copytree(
+            REPO / "examples" / template,
+            project,
+            ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"),
+        )
+        env = {**os.environ, "MLCICD_CACHE": str(root / "cache")}
+        env.pop("MLCICD_HOME", None)
+        subprocess.run(["git", "init", "-q", "--initial-branch=main"], cwd=project, check=True)
+        config = project / "mlcicd.yaml"
+        if not staging:
+            config.write_text(
+                re.sub(r"(?m)^staging:.*\n(?:(?:[ \t].*|#.*|)\n)*", "", config.read_text())
+            )
+        staged = re.search(r"(?m)^staging:", config.read_text()) is not None
+        commit(project, env, template)
+        try:
+            cold = sh([*MLCICD, "run", str(project)], project, env)
+            warm, unchanged, stage = [], [], []
+            for i in range(repeat):
+                config.write_text(_bump(config.read_text(), i))
+                commit(project, env, f"hyperparameter change {i}")
+                warm.append(sh([*MLCICD, "run", str(project)], project, env))
+                if staged:
+                    stage.append(_stage_seconds(project, env, "staging"))
+                unchanged.append(sh([*MLCICD, "run", str(project)], project, env))
+        finally:
+            subprocess.run(
+                [*MLCICD, "-C", str(project), "endpoints", "delete", TEMPLATES[template]],
+                cwd=project,
+                env=env,
+                capture_output=True,
+            )
+    return cold, warm, unchanged, stage
 
 
 def _stage_seconds(project: Path, env: dict[str, str], stage: str) -> float:

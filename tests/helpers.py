@@ -4,8 +4,11 @@
   session-scoped ``iris`` and ``flipped`` fixtures in tests/conftest.py train it once).
 - ``mlcicd``: the CLI in-process, as a user types it; ``as_json`` its JSON output;
   ``set_yaml`` edits a project's mlcicd.yaml; ``drop_staging`` removes its staging stage.
+- ``StageRecorder``: a pipeline reporter that keeps what it was told, for asserting on.
 - ``wait_for``: a wait on a condition; its deadline only guards against hanging, so a slow
   machine makes a test slower, never red.
+- ``register_model`` / ``record_endpoint``: a registry and an endpoint record, without
+  training or serving anything.
 - ``delete_endpoints`` / ``kill_tree``: the teardown of the endpoints a test started.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +37,7 @@ from mlcicd.cli import cli
 if TYPE_CHECKING:
     from mlcicd.endpoints.local import LocalEndpointBackend
     from mlcicd.project import Project
+    from mlcicd.state import State
 
 WAIT = 240.0  # generous: a first build installs the environment; reached only when hanging
 
@@ -63,6 +68,46 @@ def train_iris(directory: Path, *, C: float = 1.0, flip: bool = False) -> IrisMo
     return IrisModel(model, X, model_dir, archive, sha)
 
 
+def register_model(state: State, sha: str, version: int) -> None:
+    """An Approved iris-classifier model package (the ``version``-th), of commit ``sha``."""
+    state.register_model_package(
+        group_name="iris-classifier",
+        status="Approved",
+        model_uri=f"file:///m/{version}",
+        model_sha256=f"{version}" * 64,
+        metrics={},
+        training_job=None,
+        build_digest=None,
+        commit_sha=sha,
+        run_id=None,
+        lineage={"commit": {"commit": sha, "tree": "0" * 40}},
+    )
+
+
+def record_endpoint(state: State, name: str, version: int) -> None:
+    """The record of local endpoint ``name`` InService with iris-classifier/``version``."""
+    from mlcicd.state import EndpointRecord
+
+    now = time.time()
+    state.upsert_endpoint(
+        EndpointRecord(
+            name=name,
+            backend="local",
+            status="InService",
+            url=None,
+            port=None,
+            pid=None,
+            config_name=None,
+            model_group="iris-classifier",
+            model_version=version,
+            model_sha256=f"{version}" * 64,
+            failure_reason=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
 def mlcicd(project: Path | Project | None, *args: str, catch_exceptions: bool = False) -> Result:
     """Run ``mlcicd -C PROJECT ARGS…`` in-process (no ``-C`` when ``project`` is None).
 
@@ -90,12 +135,33 @@ def set_yaml(project: Path, old: str, new: str) -> None:
 
 
 def drop_staging(project: Path) -> None:
-    """Remove the ``staging:`` section, the last of examples/iris's mlcicd.yaml: for tests whose
-    point is elsewhere, a run without a staging endpoint is seconds shorter."""
+    """Remove the ``staging:`` section of the project's mlcicd.yaml: for tests whose point is
+    elsewhere, a run without a staging endpoint is seconds shorter."""
     path = project / "mlcicd.yaml"
-    head, found, _ = path.read_text().partition("\nstaging:")
-    assert found, "mlcicd.yaml has no staging: section"
-    path.write_text(head.rstrip("\n") + "\n")
+    text, count = re.subn(r"(?m)^staging:.*\n(?:(?:[ \t].*|#.*|)\n)*", "", path.read_text())
+    assert count == 1, "mlcicd.yaml has no staging: section"
+    path.write_text(text)
+
+
+class StageRecorder:
+    """A :class:`~mlcicd.pipeline.Reporter` keeping ``(what, stage)``: "started", "log", or
+    the status a stage finished with."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def stage_started(self, stage: str) -> None:
+        self.events.append(("started", stage))
+
+    def log(self, stage: str, line: str) -> None:
+        self.events.append(("log", stage))
+
+    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None:
+        self.events.append((status, stage))
+
+    @property
+    def started(self) -> list[str]:
+        return [stage for what, stage in self.events if what == "started"]
 
 
 def wait_for(

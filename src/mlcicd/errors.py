@@ -7,6 +7,8 @@
     ├── StageError              a pipeline stage failed; carries the stage name
     │   ├── BuildError          environment could not be built, or the project's tests failed
     │   ├── TrainingError       the training job failed, was stopped or exceeded max_runtime
+    │   ├── ProcessingError     a processing step's job failed, was stopped or gave no report
+    │   ├── DataCheckError      new training data violates the production model's baseline
     │   ├── GateError           the model missed a quality threshold (metric, value, threshold)
     │   └── StagingError        the staging endpoint did not serve, the endpoint tests failed or
     │                           a load bound was missed (the figures are in ``outputs``)
@@ -16,6 +18,8 @@
     │   ├── PortInUseError      the requested port is taken
     │   └── EndpointRollbackError
     │                           an update was rolled back because an alarm tripped (its figures)
+    ├── TransformError          a batch transform job cannot start (a bad setting, input or
+    │                           output) or failed (a record the model refused: object and line)
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
     ├── MonitorError            data-quality monitoring cannot run: no baseline, no training data
     │   │                       to compute one from, an unreadable capture config
@@ -61,6 +65,17 @@ class MlcicdError(Exception):
 
     def __str__(self) -> str:
         return self.headline
+
+
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+
+
+def reason_of(exc: BaseException) -> str:
+    """What a job's record says of the exception that ended it: Ctrl-C, an mlcicd error's
+    headline, or any other's type and message."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return exc.headline if isinstance(exc, MlcicdError) else f"{type(exc).__name__}: {exc}"
 
 
 class ConfigError(MlcicdError):
@@ -118,6 +133,14 @@ class TrainingError(StageError):
     stage = "train"
 
 
+class ProcessingError(StageError):
+    stage = "process"
+
+
+class DataCheckError(StageError):
+    stage = "data_check"
+
+
 class GateError(StageError):
     stage = "gate"
 
@@ -144,6 +167,10 @@ class EndpointRollbackError(EndpointError):
     def __init__(self, message: str, *, rollback: dict[str, Any], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.rollback = rollback
+
+
+class TransformError(MlcicdError):
+    """A batch transform job cannot start or failed: names the flag or key, object and line."""
 
 
 class NotFoundError(MlcicdError):

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,38 @@ def read_object(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+_NOT_CODE = ("__pycache__", ".git")
+
+
+def link_or_copy(src: str, dst: str) -> str:
+    """Hard-link ``src`` as ``dst`` (instant for big data), or copy it where links cannot go
+    (another filesystem). ``shutil.copytree``'s ``copy_function``."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def link_into(source: Path, target: Path) -> None:
+    """A job's input: the files of ``source`` (or the one file it is) in the new directory
+    ``target``, linked where they can be — so a job must never write into its inputs in place:
+    they may be the originals."""
+    target.mkdir(parents=True)
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)
+    else:
+        link_or_copy(str(source), str(target / source.name))
+
+
+def copy_code(source_dir: Path, dest: Path, *, skip: Path) -> None:
+    """A job's copy of its script's ``source_dir``, without caches, ``.git`` or ``skip`` (the
+    jobs' root may sit inside source_dir: never copy jobs into jobs)."""
+    skip = skip.absolute()
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return {n for n in names if n in _NOT_CODE or Path(directory, n).absolute() == skip}
+
+    shutil.copytree(source_dir, dest, ignore=ignore)

@@ -17,9 +17,13 @@ import shlex
 import stat
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlcicd import git
 from mlcicd.errors import ProjectError
+
+if TYPE_CHECKING:  # the hook itself runs this module: it imports no more than it needs
+    from mlcicd.project import Project
 
 MARKER = "# installed by mlcicd hooks install"
 
@@ -41,6 +45,17 @@ def hook_script(url: str, token_file: Path | None = None) -> str:
         f"{shlex.quote(sys.executable)} -m mlcicd.hooks {shlex.quote(url)} "
         f'"$(pwd)"{token} || true\n'
     )
+
+
+def hook_url(project: Project | None) -> str:
+    """Where a hook should knock: the project's live `mlcicd up`, else the port it would listen
+    on (service.port; the default one without a project)."""
+    from mlcicd.config import ServiceConfig
+    from mlcicd.daemon.client import find_running_service
+
+    if project is None:
+        return f"http://127.0.0.1:{ServiceConfig().port}"
+    return find_running_service(project) or f"http://127.0.0.1:{project.config.service.port}"
 
 
 def install(repo: Path, url: str, *, force: bool = False, token_file: Path | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""Where did this come from? commit → build → training job → model package → endpoint configs.
+"""Where did this come from? commit → build → processing steps' outputs → training job →
+evaluation report → model package → endpoint configs.
 
 ``lineage(state, target)`` answers for a model package (``group/version``, or a version of
 the project's group) or for an endpoint (its current model's lineage and its history).
@@ -48,6 +49,7 @@ def model_lineage(state: State, group: str, version: int) -> dict[str, Any]:
     return {
         "commit": recorded.get("commit", {"commit": package.commit_sha}),
         "build": recorded.get("build", {"digest": package.build_digest}),
+        "processing": recorded.get("processing", {}),
         "training_job": job,
         "model_package": {
             "arn": package.arn,
@@ -60,6 +62,10 @@ def model_lineage(state: State, group: str, version: int) -> dict[str, Any]:
             "created_at": package.created_at,
         },
         "endpoint_configs": configs,
+        "transform_jobs": [
+            {"name": j.name, "status": j.status, "output": j.output_uri, "run_id": j.run_id}
+            for j in state.transform_jobs(group, version)
+        ],
     }
 
 

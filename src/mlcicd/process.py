@@ -37,6 +37,7 @@ CHILD_SETTINGS = frozenset(
         "MLCICD_BATCH_WAIT_MS",
         "MLCICD_CACHE",
         "MLCICD_FASTPATH",
+        "MLCICD_GIT_TIMEOUT",  # a run process fetches its commit (daemon/runner.py)
         "MLCICD_HOME",
         "MLCICD_IMAGE_BASE",  # the build stage's base image (images/build.py)
         "MLCICD_MAX_BATCH",
@@ -115,6 +116,35 @@ def child_environment(
         and k not in _withheld
         and (aws or k not in AWS_CREDENTIALS)
     }
+
+
+# Python's own variables: a script runs in its build's interpreter, never with ours.
+PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+
+
+def script_environment() -> dict[str, str]:
+    """What a job's script (training, processing) starts from: :func:`child_environment`
+    without Python's variables and any stale ``SM_*`` (the runner sets its own), unbuffered so
+    its log arrives line by line. The caller adds the job's environment, then the runner's."""
+    env = {
+        k: v
+        for k, v in child_environment().items()
+        if k not in PYTHON_ENV and not k.startswith("SM_")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def exit_reason(script: str, exit_code: int, log_tail: Sequence[str]) -> str:
+    """SageMaker's FailureReason for a ``script`` (``training script``) that failed without
+    saying why: how it ended, and the last lines of its log."""
+    if exit_code < 0:
+        head = f"AlgorithmError: the {script} was killed by signal {-exit_code}"
+    else:
+        head = f"AlgorithmError: the {script} exited with exit code {exit_code}"
+    if not log_tail:
+        return head + " (it printed nothing)"
+    return head + "; last log lines:\n" + "\n".join(log_tail)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -50,6 +50,8 @@ class Project:
     commit: str | None = None
     """The commit whose mlcicd.yaml is :attr:`config` (see :meth:`at_commit`); None: the
     working tree's."""
+    given_config: Config | None = field(default=None, repr=False)
+    """A config that stands for mlcicd.yaml (see :meth:`with_config`); None: read the file."""
 
     @classmethod
     def find(cls, start: Path) -> Project:
@@ -62,16 +64,33 @@ class Project:
         The state database already open is shared, so a caller holding ``project.state`` and the
         returned project's ``state`` see the same connection.
         """
-        pinned = dataclasses.replace(self, commit=sha)
-        for shared in ("state_dir", "state"):
-            if shared in self.__dict__:  # cached_property's slot: reuse, don't reopen
-                pinned.__dict__[shared] = self.__dict__[shared]
+        pinned = self._sharing_state(sha, None)
         pinned.config  # noqa: B018 -- read now: a commit without mlcicd.yaml fails here, not later
         return pinned
 
+    def with_config(self, config: Config) -> Project:
+        """This project run with ``config`` instead of its mlcicd.yaml (`mlcicd run --backend`):
+        every stage and backend reads the config from the project, so this one reaches them all.
+
+        The state database already open is shared, as with :meth:`at_commit`.
+        """
+        return self._sharing_state(self.commit, config)
+
+    def _sharing_state(self, commit: str | None, given_config: Config | None) -> Project:
+        project = dataclasses.replace(self, commit=commit, given_config=given_config)
+        for shared in ("state_dir", "state"):
+            if shared in self.__dict__:  # cached_property's slot: reuse, don't reopen
+                project.__dict__[shared] = self.__dict__[shared]
+        return project
+
     @cached_property
     def config(self) -> Config:
-        config = load_config(self.root) if self.commit is None else self._committed_config()
+        if self.given_config is not None:
+            config = self.given_config
+        elif self.commit is None:
+            config = load_config(self.root)
+        else:
+            config = self._committed_config()
         # Whoever reads the config may hold the webhook secret: its children must not see it.
         process.withhold(config.service.webhook_secret_env)
         return config

@@ -34,16 +34,16 @@ def tar_gz(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def write_log(aws: AwsClient, job: str, lines: Sequence[str]) -> None:
+def write_log(aws: AwsClient, job: str, lines: Sequence[str], log_group: str = LOG_GROUP) -> None:
     logs = aws("logs")
     with suppress(logs.exceptions.ResourceAlreadyExistsException):
-        logs.create_log_group(logGroupName=LOG_GROUP)
+        logs.create_log_group(logGroupName=log_group)
     stream = f"{job}/algo-1-{int(time.time())}"
-    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+    logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
     now = int(time.time() * 1000)
     if lines:
         logs.put_log_events(
-            logGroupName=LOG_GROUP,
+            logGroupName=log_group,
             logStreamName=stream,
             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
         )

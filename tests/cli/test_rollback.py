@@ -3,58 +3,25 @@ message that says what to do (the service queues it; or wait). No model is train
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from mlcicd.cli import cli
 from mlcicd.project import Project
-from mlcicd.state import EndpointRecord, State
 from tests.conftest import git, make_repo
+from tests.helpers import record_endpoint, register_model
 
 ENDPOINT = "iris-classifier-endpoint"
-
-
-def _registered(state: State, sha: str, n: int) -> None:
-    state.register_model_package(
-        group_name="iris-classifier",
-        status="Approved",
-        model_uri=f"file:///m/{n}",
-        model_sha256=f"{n}" * 64,
-        metrics={},
-        training_job=None,
-        build_digest=None,
-        commit_sha=sha,
-        run_id=None,
-        lineage={"commit": {"commit": sha, "tree": "0" * 40}},
-    )
 
 
 def test_rollback_during_a_run_is_refused_and_says_to_use_the_service(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "iris")
     state = Project(root).state
     sha = git(root, "rev-parse", "HEAD").strip()
-    _registered(state, sha, 1)
-    _registered(state, sha, 2)
-    now = time.time()
-    state.upsert_endpoint(
-        EndpointRecord(
-            name=ENDPOINT,
-            backend="local",
-            status="InService",
-            url=None,
-            port=None,
-            pid=None,
-            config_name=None,
-            model_group="iris-classifier",
-            model_version=2,
-            model_sha256="2" * 64,
-            failure_reason=None,
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    register_model(state, sha, 1)
+    register_model(state, sha, 2)
+    record_endpoint(state, ENDPOINT, 2)
     running = state.create_run(
         pipeline="iris-classifier", project_dir=str(root), stages=["train"]
     )  # this pid: alive

@@ -270,3 +270,21 @@ def test_bad_staging_settings_name_their_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "message"),
+    [
+        ("transform: {input: in, output: out, split_type: line}", "transform.split_type", ""),
+        (
+            "transform: {input: in, output: out, max_payload_mb: 200}",
+            "transform.max_payload_mb",
+            "",
+        ),
+        ("transform: {input: in, output: out, backend: ec2}", "transform.backend", "not available"),
+        ("transform: {input: in}", "transform.output", "required key is missing"),
+    ],
+)
+def test_a_bad_transform_section_names_its_key(section: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"{key}: .*{message}"):
+        parse_config(f"pipeline: iris\n{section}\n")

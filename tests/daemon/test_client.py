@@ -9,26 +9,15 @@ import pytest
 
 from mlcicd.daemon import client
 from mlcicd.errors import NotFoundError, ProjectError
+from mlcicd.operations.http import HttpOperations
+from mlcicd.pipeline import RunOptions
 from mlcicd.project import Project
+from mlcicd.stages import default_stages
 from tests.conftest import commit_all
 from tests.daemon.conftest import ServiceProcess, fast_project, finished
-from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.helpers import StageRecorder, as_json, mlcicd, set_yaml, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def stage_started(self, stage: str) -> None:
-        self.events.append(("started", stage))
-
-    def log(self, stage: str, line: str) -> None:
-        self.events.append(("log", stage))
-
-    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None:
-        self.events.append((status, stage))
 
 
 def test_run_approve_reject_and_retry_through_the_service(
@@ -51,19 +40,19 @@ def test_run_approve_reject_and_retry_through_the_service(
     assert service.get("/api/runs") == []
     (root / "scratch.txt").unlink()
 
-    recorder = Recorder()
-    code = client.run_through_service(
-        project, url, ref=None, force=False, allow_dirty=False, as_json=False, reporter=recorder
-    )
-    assert code == 0, (tmp_path / "service.log").read_text()
+    recorder = StageRecorder()
+    ops = HttpOperations(project, url)
+    done = ops.finish_run(ops.request_run(RunOptions()), recorder)
+    assert done.error is None, (tmp_path / "service.log").read_text()
+    assert done.status == "WaitingForApproval"
     run = service.get("/api/runs/1")["run"]
     assert (
         run["status"] == "WaitingForApproval"
         and run["commit_sha"] == sha
         and run["trigger"]["kind"] == "cli"
     )
-    started = [stage for what, stage in recorder.events if what == "started"]
-    assert started == ["source", "build", "train", "gate", "approve"]
+    stages = [stage.name for stage in default_stages(project.config)]  # staging: before approve
+    assert recorder.started == stages[: stages.index("approve") + 1]
     assert ("log", "train") in recorder.events
     assert ("Succeeded", "train") in recorder.events and (
         "WaitingForApproval",

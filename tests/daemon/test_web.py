@@ -218,6 +218,28 @@ def test_values_are_escaped_and_markup_is_kept() -> None:
     )
 
 
+def test_the_run_page_shows_the_data_check_by_column() -> None:
+    run = {"id": 3, "pipeline": "p", "status": "Failed", "message": None, "trigger": {}}
+    check = {
+        "status": "CompletedWithViolations",
+        "mode": "fail",
+        "model": "p/1",
+        "channel": "training",
+        "rows": 120,
+        "violations": [
+            {
+                "feature_name": "petal_width",
+                "constraint_check_type": "data_type_check",
+                "description": "only 0.0% of the values are Fractional",
+            }
+        ],
+    }
+    stages = [{"stage": "data_check", "status": "Failed", "message": "x", "outputs": check}]
+    page = pages.run_page("p", ["p"], {"run": run, "stages": stages}, {})
+    assert "<h2>Data check</h2>" in page
+    assert "<td>petal_width</td><td>data_type_check</td>" in page and "p/1" in page
+
+
 def test_a_log_tail_reads_only_the_end(tmp_path: Path) -> None:
     log = tmp_path / "stage.log"
     log.write_text("".join(f"line {i}\n" for i in range(100_000)))
@@ -259,6 +281,22 @@ def test_every_page_escapes_what_it_is_given() -> None:
             "outputs": {"group": bad, "version": bad, "metrics": {bad: 1.0}},
         },
         {"stage": "gate", "status": "Failed", "message": bad, "log_path": None, "outputs": {}},
+        {
+            "stage": "data_check",
+            "status": "Failed",
+            "message": bad,
+            "log_path": None,
+            "outputs": {
+                "status": bad,
+                "mode": bad,
+                "model": bad,
+                "channel": bad,
+                "reason": bad,
+                "violations": [
+                    {"feature_name": bad, "constraint_check_type": bad, "description": bad}
+                ],
+            },
+        },
     ]
     approval = {
         "run_id": 1,

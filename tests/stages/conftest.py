@@ -12,6 +12,7 @@ import pytest
 
 from mlcicd.pipeline import RunContext, RunOptions, SilentReporter
 from mlcicd.project import Project
+from mlcicd.templates import find_template
 from tests.conftest import git, make_repo, stop_endpoints
 from tests.helpers import IrisModel
 
@@ -24,6 +25,14 @@ def iris_repo(tmp_path: Path) -> Iterator[Path]:
     root = make_repo(tmp_path / "iris")
     yield root
     stop_endpoints(root)
+
+
+@pytest.fixture
+def pipeline_repo(tmp_path: Path) -> Path:
+    """A committed copy of the pipeline template: prepare → train → evaluate → gate."""
+    template = find_template("pipeline")
+    assert template is not None
+    return make_repo(tmp_path / "pipeline", template)
 
 
 class Stages:

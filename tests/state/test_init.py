@@ -24,10 +24,12 @@ def test_the_public_names_are_curated() -> None:
         "ModelBaseline",
         "ModelPackage",
         "MonitoringExecution",
+        "ProcessingJobRecord",
         "Run",
         "StageExecution",
         "State",
         "TrainingJobRecord",
+        "TransformJobRecord",
     }
     assert len(mlcicd.state.__all__) == len(set(mlcicd.state.__all__))
     assert all(hasattr(mlcicd.state, name) for name in mlcicd.state.__all__)
@@ -45,6 +47,8 @@ LAYERS = [
     "registry",
     "endpoints",
     "monitoring",
+    "processing",
+    "transforms",
 ]
 
 

@@ -9,34 +9,10 @@ import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.endpoints import EndpointBackend, EndpointDescription, open_backend
+from mlcicd.endpoints import recorded
 from mlcicd.endpoints.base import metric_rows
 from mlcicd.endpoints.client import invoke_endpoint
-from mlcicd.endpoints.refresh import refresh
-from mlcicd.errors import EndpointError, NotFoundError
-from mlcicd.project import Project
-from mlcicd.state import EndpointRecord
-
-
-def _record(project: Project, name: str) -> EndpointRecord:
-    record = project.state.get_endpoint(name)
-    if record is None:
-        names = ", ".join(e.name for e in project.state.list_endpoints()) or "none yet"
-        raise NotFoundError(f"endpoint {name} does not exist", hint=f"endpoints: {names}")
-    return record
-
-
-def _backend(project: Project, name: str) -> EndpointBackend:
-    """The backend of a recorded endpoint (the one that deployed it)."""
-    return open_backend(_record(project, name).backend, project)
-
-
-def _live(project: Project, name: str) -> tuple[EndpointRecord, EndpointDescription]:
-    """The recorded endpoint with what its backend reports now (and the record brought up to
-    date)."""
-    refreshed = refresh(project.state, _backend(project, name), name)
-    assert refreshed is not None  # there is a record: an endpoint the backend lost is "gone"
-    return refreshed
+from mlcicd.errors import EndpointError
 
 
 @cli.group()
@@ -50,7 +26,7 @@ def endpoints() -> None:
 def endpoints_list(ctx: click.Context, as_json: bool) -> None:
     """Every endpoint with its live status."""
     project = find_project(ctx)
-    records = [_live(project, e.name)[0] for e in project.state.list_endpoints()]
+    records = [recorded.live(project, e.name)[0] for e in project.state.list_endpoints()]
     if as_json:
         echo_json(records)
         return
@@ -77,7 +53,7 @@ def endpoints_list(ctx: click.Context, as_json: bool) -> None:
 def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
     """One endpoint: status, URL, pid, model and the configs it served."""
     project = find_project(ctx)
-    record, described = _live(project, name)
+    record, described = recorded.live(project, name)
     configs = project.state.endpoint_configs(name)
     if as_json:
         echo_json({"endpoint": record, "live": described, "configs": configs})
@@ -152,12 +128,7 @@ def endpoints_history(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def endpoints_delete(ctx: click.Context, name: str) -> None:
     """Stop the endpoint and remove it (its model stays in the registry)."""
-    project = find_project(ctx)
-    record = project.state.get_endpoint(name)
-    if record is None:
-        raise NotFoundError(f"endpoint {name} does not exist")
-    open_backend(record.backend, project).delete(name)
-    project.state.delete_endpoint(name)
+    recorded.delete(find_project(ctx), name)
     click.echo(f"deleted {name}")
 
 
@@ -185,7 +156,7 @@ def invoke(
 ) -> None:
     """Send one request to endpoint NAME and print the response."""
     project = find_project(ctx)
-    _record, described = _live(project, name)
+    _, described = recorded.live(project, name)
     if described.status not in ("InService", "Updating") or not described.url:
         raise EndpointError(
             f"endpoint {name} is {described.status}"
@@ -229,7 +200,9 @@ def endpoints_set_weights(
 
     On SageMaker: UpdateEndpointWeightsAndCapacities, waiting until the endpoint serves them."""
     project = find_project(ctx)
-    described = _backend(project, name).set_weights(name, dict(_weight(w) for w in weights))
+    described = recorded.backend_of(project, name).set_weights(
+        name, dict(_weight(w) for w in weights)
+    )
     if as_json:
         echo_json(described.variants)
         return
@@ -265,7 +238,7 @@ def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool)
     On SageMaker: CloudWatch's AWS/SageMaker metrics, about a minute late."""
     project = find_project(ctx)
     seconds = None if window == "all" else _duration(window)
-    summary = _backend(project, name).metrics(name, seconds)
+    summary = recorded.backend_of(project, name).metrics(name, seconds)
     if as_json:
         echo_json(summary)
         return

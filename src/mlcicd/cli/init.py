@@ -1,4 +1,4 @@
-"""`mlcicd init`: a new project from the iris template, ready for `mlcicd run`."""
+"""`mlcicd init`: a new project from a template (iris, or pipeline), ready for `mlcicd run`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mlcicd import templates
 from mlcicd.cli import cli
 from mlcicd.scaffold import init_project
 
@@ -26,16 +27,27 @@ from mlcicd.scaffold import init_project
     help="Add the template's missing files to a non-empty DIR; files already there "
     "are kept, never overwritten.",
 )
+@click.option(
+    "--template",
+    type=click.Choice(templates.NAMES),
+    default=templates.DEFAULT,
+    show_default=True,
+    help="iris: train and serve; pipeline: prepare → train → evaluate, the gate on the "
+    "evaluation report, and a data check (docs/processing.md).",
+)
 @click.pass_context
-def init(ctx: click.Context, directory: Path | None, name: str | None, force: bool) -> None:
-    """Create a project in DIR (default: the current directory) from the iris template.
+def init(
+    ctx: click.Context, directory: Path | None, name: str | None, force: bool, template: str
+) -> None:
+    """Create a project in DIR (default: the current directory) from a template.
 
     DIR gets mlcicd.yaml (the pipeline renamed), src/train.py, src/inference.py,
-    requirements.txt, data/ and tests/, and a git repository with a first commit
+    requirements.txt and data/ (the iris template: tests/; the pipeline template:
+    src/prepare.py and src/evaluate.py), and a git repository with a first commit
     unless DIR is inside one already. Then: mlcicd run DIR.
     """
     target = directory or ctx.find_root().obj or Path(".")
-    result = init_project(Path(target), name=name, force=force)
+    result = init_project(Path(target), name=name, force=force, template=template)
     shown = _shown(result.path)
     where = result.path if shown == "." else shown
     click.echo(

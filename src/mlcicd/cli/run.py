@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from mlcicd import git
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
 from mlcicd.cli.progress import TerminalReporter
-from mlcicd.config import CONFIG_FILE, Config, RunBackend, with_backend
-from mlcicd.endpoints.client import invoke_endpoint
-from mlcicd.errors import MlcicdError
-from mlcicd.pipeline import RunOptions, run_pipeline
-from mlcicd.project import Project
-from mlcicd.stages import default_stages
-from mlcicd.state import StageExecution
+from mlcicd.config import RunBackend
+from mlcicd.operations import RunDone, RunRequest, on_backend, open_operations
+from mlcicd.pipeline import RunOptions
 
 
 @cli.command()
@@ -67,105 +62,91 @@ def run(
     project = find_project(ctx, project_dir)
     config = project.config  # validate before anything runs
     if backend is not None:
-        config = _on_backend(project, config, backend, stack_name, ref)
-        project.config = config  # this run's config: every stage and backend reads it from here
-    reporter = TerminalReporter(sys.stderr if as_json else None)
-    options = RunOptions(force=force, allow_dirty=allow_dirty, ref=ref)
-    from mlcicd.daemon.client import find_running_service, run_through_service
-
+        project = on_backend(project, backend, stack_name=stack_name, ref=ref)
     # When `mlcicd up` serves this project its queue runs it, so one run per pipeline holds.
-    # (--backend runs stay here: the service always runs the commit's own mlcicd.yaml.)
-    service_url = find_running_service(project) if backend is None else None
-    if service_url is not None:
-        click.echo(
-            f"mlcicd run · {config.pipeline} · {project.root} · via {service_url}", err=as_json
-        )
-        ctx.exit(
-            run_through_service(
-                project,
-                service_url,
-                ref=ref,
-                force=force,
-                allow_dirty=allow_dirty,
-                as_json=as_json,
-                reporter=reporter,
-            )
-        )
-    click.echo(f"mlcicd run · {config.pipeline} · {project.root}", err=as_json)
-    try:
-        summary = run_pipeline(project, default_stages(config), options, reporter)
-    except KeyboardInterrupt:
-        click.echo(
-            "interrupted: the run is recorded as Stopped; the endpoint keeps serving", err=True
-        )
-        ctx.exit(130)
-    run_record = summary.run
-    if as_json:
-        echo_json({"run": run_record, "stages": project.state.stages(run_record.id)})
-    if summary.error is not None:
-        _show_failure(project.state.stages(run_record.id), summary.error)
-        ctx.exit(summary.error.exit_code)
-    if summary.waiting:
-        click.echo(
-            f"run {run_record.id} is waiting for approval: `mlcicd approve {run_record.id}` "
-            f"or `mlcicd reject {run_record.id}`",
-            err=as_json,
-        )
-        return
-    deploy = summary.outputs.get("deploy", {})
+    ops = open_operations(project, through_service=backend is None)
 
-    def out(message: str) -> None:
+    def say(message: str) -> None:
         click.echo(message, err=as_json)  # with --json, stdout is the JSON alone
 
-    out(f"run {run_record.id} succeeded in {run_record.elapsed:.1f}s")
+    via = f" · via {ops.service_url}" if ops.service_url else ""
+    say(f"mlcicd run · {config.pipeline} · {project.root}{via}")
+    request = ops.request_run(RunOptions(force=force, allow_dirty=allow_dirty, ref=ref))
+    if request.run_id is not None:
+        _say_queued(request, say)
+    try:
+        done = ops.finish_run(
+            request, TerminalReporter(sys.stderr if as_json else None), on_wait=say
+        )
+    except KeyboardInterrupt:
+        if request.run_id is None:
+            click.echo(
+                "interrupted: the run is recorded as Stopped; the endpoint keeps serving", err=True
+            )
+        else:
+            click.echo(
+                f"stopped following; run {request.run_id} goes on in the service (`mlcicd runs "
+                f"show {request.run_id}`)",
+                err=True,
+            )
+        ctx.exit(130)
+    if as_json:
+        echo_json(done.record)
+    if done.error is not None:
+        _show_failure(done)
+        ctx.exit(done.error.exit_code)
+    if done.status == "WaitingForApproval":
+        say(
+            f"run {done.run_id} is waiting for approval: `mlcicd approve {done.run_id}` "
+            f"or `mlcicd reject {done.run_id}`"
+        )
+        return
+    _show_success(done, say)
+
+
+def _say_queued(request: RunRequest, say: Callable[[str], None]) -> None:
+    """What the service did with the run asked for: queued it, or follows the one it had."""
+    sha = request.commit[:12]
+    if request.existing:
+        say(
+            f"run {request.run_id} of {sha} is already {request.status.lower()} in the service "
+            f"at {request.service_url}; following it"
+        )
+    else:
+        say(f"run {request.run_id} of {sha} queued in the service at {request.service_url}")
+    for old in request.superseded:
+        say(f"run {old} (queued, not started) is superseded by run {request.run_id}")
+
+
+def _show_success(done: RunDone, say: Callable[[str], None]) -> None:
+    say(f"run {done.run_id} succeeded in {done.elapsed:.1f}s")
+    deploy = done.deploy
     if deploy.get("arn"):
-        out(f"endpoint {deploy['endpoint']}: {deploy['arn']}")
-        out(
+        say(f"endpoint {deploy['endpoint']}: {deploy['arn']}")
+        say(
             f"invoke it at {deploy['runtime_url']} (signed: boto3's sagemaker-runtime "
             "invoke_endpoint)"
         )
     if deploy.get("url"):
-        out(f"endpoint {deploy['endpoint']}: {deploy['url']}/invocations")
-        if config.deploy.sample:
-            try:
-                response = invoke_endpoint(
-                    deploy["url"], config.deploy.sample.encode(), "application/json"
-                )
-                body = response.body.decode(errors="replace")
-                out(f"sample  {json.dumps(json.loads(config.deploy.sample))} → {body.strip()}")
-            except MlcicdError as exc:
-                out(f"sample prediction failed: {exc.headline}")
+        say(f"endpoint {deploy['endpoint']}: {deploy['url']}/invocations")
+    if done.sample is not None and done.sample.error is not None:
+        say(f"sample prediction failed: {done.sample.error}")
+    elif done.sample is not None:
+        say(f"sample  {done.sample.request} → {done.sample.answer}")
 
 
-def _on_backend(
-    project: Project, config: Config, backend: RunBackend, stack_name: str | None, ref: str | None
-) -> Config:
-    """``config`` on ``backend``; with a stack, what it lacks comes from the stack's outputs."""
-    source = str(project.root / CONFIG_FILE)
-    if backend != "aws" or stack_name is None:
-        return with_backend(config, backend, source=source)
-    from mlcicd.aws.stack import stack_outputs
-
-    outputs = stack_outputs(stack_name)
-    commit = None
-    if not config.train.image:  # the image CodeBuild built from the commit this run runs
-        commit = git.resolve_commit(
-            project.repo, project.rel, ref or config.branch, config.branch
-        ).sha
-    return with_backend(config, backend, stack_outputs=outputs, commit=commit, source=source)
-
-
-def _show_failure(stages: list[StageExecution], error: MlcicdError) -> None:
+def _show_failure(done: RunDone) -> None:
     """The failed stage's last log lines (what led to it), then the error in one line."""
-    failed = next((s for s in stages if s.status == "Failed"), None)
-    if failed is not None and failed.log_path and Path(failed.log_path).is_file():
+    assert done.error is not None
+    log = done.failed_log
+    if log is not None and log.is_file():
         lines = [
             line
-            for line in Path(failed.log_path).read_text(errors="replace").splitlines()
+            for line in log.read_text(errors="replace").splitlines()
             if " FAILED: " not in line  # the error itself is printed below
         ][-15:]
         if lines:
-            click.echo(f"last lines of the {failed.stage} log ({failed.log_path}):", err=True)
+            click.echo(f"last lines of the {done.failed_stage} log ({log}):", err=True)
             for line in lines:
                 click.echo(f"    │ {line}", err=True)
-    click.echo(f"error: {error.headline}", err=True)
+    click.echo(f"error: {done.error.headline}", err=True)

@@ -77,6 +77,11 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
             for s in stages
         ],
     )
+    check = next((s.outputs for s in stages if s.stage == "data_check" and s.outputs), None)
+    if check and check.get("violations"):
+        click.echo(f"data check against model {check.get('model')} ({check.get('mode')}):")
+        for v in check["violations"]:
+            click.echo(f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
     staged = next((s for s in stages if s.stage == "staging" and s.outputs), None)
     if staged is not None:
         from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts

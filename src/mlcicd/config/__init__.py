@@ -3,6 +3,7 @@
     schema.py    the schema: frozen dataclasses, one per section, with their defaults
     load.py      ``load_config`` / ``parse_config``: the YAML walked into the schema
     checks.py    the checks a type cannot express, SageMaker's limits among them
+    processing.py  ``processing:`` as a graph: references, order, phases and their checks
     backend.py   ``with_backend``: one run on local or AWS, filled from the stack's outputs
 
 The schema is the dataclasses of schema.py; ``load_config`` walks the YAML against their
@@ -42,6 +43,7 @@ from mlcicd.config.schema import (
     LinearConfig,
     MetricDefinition,
     MonitorConfig,
+    ProcessingStepConfig,
     ServiceConfig,
     ShadowConfig,
     StoreConfig,
@@ -72,6 +74,7 @@ __all__ = [
     "LinearConfig",
     "MetricDefinition",
     "MonitorConfig",
+    "ProcessingStepConfig",
     "RunBackend",
     "ServiceConfig",
     "ShadowConfig",

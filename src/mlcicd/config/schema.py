@@ -252,6 +252,35 @@ class StagingConfig:
 
 
 @dataclass(frozen=True)
+class ProcessingStepConfig:
+    """``processing[i]``: a script run as a SageMaker ProcessingJob (docs/processing.md).
+
+    ``inputs`` map a name (``/opt/ml/processing/input/<name>``) to a path in the commit or to
+    an earlier output, ``<step>.<output>`` or ``train.model``; each of ``outputs`` is
+    ``/opt/ml/processing/output/<name>``, stored as an artifact. A step runs before training
+    unless ``after`` is ``train`` (or a step that runs after it); ``report`` names a JSON file
+    in an output (``evaluation/evaluation.json``) whose numbers the gate reads."""
+
+    name: str
+    entry_point: str
+    source_dir: str = "src"
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    arguments: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    after: str | None = None  # "train", or the name of a step this one waits for
+    report: str | None = None  # "<output>/<file>.json": a PropertyFile for the gate
+    backend: Literal["local", "sagemaker"] = "local"
+    max_runtime: int = 3600  # seconds (StoppingCondition.MaxRuntimeInSeconds)
+    # SageMaker backend (ignored by the local one): the image (default train.image), instances,
+    # and whether the job may reach the network; the role and KMS key are train's.
+    image: str | None = None
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    network_isolation: bool = True
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where artifacts go: a local directory (default: the project's state dir) or s3://."""
 
@@ -288,6 +317,28 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class TransformConfig:
+    """``transform``: a batch transform stage after register (docs/transform.md): the new
+    model scores ``input`` into ``output`` (paths from the project directory) with SageMaker's
+    CreateTransformJob fields; skipped when the same model already scored the same input."""
+
+    input: str
+    output: str
+    backend: str = "local"
+    content_type: str = "text/csv"
+    accept: str | None = None
+    split_type: Literal["Line", "None"] = "Line"
+    batch_strategy: Literal["MultiRecord", "SingleRecord"] = "MultiRecord"
+    max_payload_mb: float = 6
+    max_concurrent: int = 1
+    compression: Literal["None", "Gzip"] = "None"
+    assemble_with: Literal["Line", "None"] = "Line"
+    input_filter: str = "$"
+    join_source: Literal["None", "Input"] = "None"
+    output_filter: str = "$"
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: str
     branch: str = "main"
@@ -300,6 +351,10 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     staging: StagingConfig | None = None  # None: no testing stage
+    processing: tuple[ProcessingStepConfig, ...] = ()  # docs/processing.md
+    # New training data against the production model's baseline, before training.
+    data_check: Literal["off", "warn", "fail"] = "off"
+    transform: TransformConfig | None = None  # None: no batch transform stage
 
     @property
     def endpoint_name(self) -> str:

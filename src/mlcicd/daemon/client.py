@@ -1,5 +1,6 @@
-"""The CLI's side of a running `mlcicd up`: when the service serves the project, `mlcicd run`,
-`approve`, `reject`, `runs retry` and `endpoints rollback` go through its HTTP API, so that
+"""The client of a running `mlcicd up`'s API, which :mod:`mlcicd.operations.http` speaks
+through: when the service serves the project, `mlcicd run`, `approve`, `reject`,
+`runs retry` and `endpoints rollback` go through its HTTP API, so that
 the queue's rules hold (one run per pipeline at a time, newer commits supersede queued ones,
 a rollback waits for the run in progress) and the service is the one process that runs pipelines.
 
@@ -16,10 +17,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
-
-import click
 
 from mlcicd.daemon import auth
 from mlcicd.daemon.info import running_service
@@ -31,16 +30,11 @@ from mlcicd.errors import (
     StateError,
     TokenRefusedError,
 )
+from mlcicd.pipeline import Reporter
 from mlcicd.project import Project
 
 FINISHED = ("Succeeded", "Failed", "Stopped", "Superseded")
 POLL = 0.5
-
-
-class Reporter(Protocol):
-    def stage_started(self, stage: str) -> None: ...
-    def log(self, stage: str, line: str) -> None: ...
-    def stage_finished(self, stage: str, status: str, elapsed: float, message: str) -> None: ...
 
 
 def find_running_service(project: Project) -> str | None:
@@ -160,6 +154,12 @@ def request_rollback(
     return answer
 
 
+def endpoints(url: str, project: Project) -> list[dict[str, Any]]:
+    """The project's endpoints as the service sees them: [{"name", "status", "url", …}]."""
+    answer: list[dict[str, Any]] = call(url, project, "/api/endpoints")
+    return answer
+
+
 def get_run(url: str, project: Project, run_id: int) -> dict[str, Any]:
     answer: dict[str, Any] = call(url, project, f"/api/runs/{run_id}")
     return answer
@@ -224,68 +224,3 @@ def follow_run(
         if _settled(shown) and all(s["stage"] in done for s in running):
             return shown
         time.sleep(poll)
-
-
-def run_through_service(
-    project: Project,
-    url: str,
-    *,
-    ref: str | None,
-    force: bool,
-    allow_dirty: bool,
-    as_json: bool,
-    reporter: Reporter,
-) -> int:
-    """`mlcicd run` when `mlcicd up` serves the project: queue the run there and follow it.
-    The exit code: 0 when it succeeded (or waits for approval), 1 when it did not, 130 when
-    the user stopped following (the run goes on)."""
-
-    def say(message: str) -> None:
-        click.echo(message, err=as_json)
-
-    answer = submit_run(url, project, ref=ref, force=force, allow_dirty=allow_dirty)
-    run = answer["run"]
-    sha = str(run.get("commit_sha") or run.get("ref") or "")[:12]
-    if answer.get("existing"):
-        say(
-            f"run {run['id']} of {sha} is already {run['status'].lower()} in the service at "
-            f"{url}; following it"
-        )
-    else:
-        say(f"run {run['id']} of {sha} queued in the service at {url}")
-    for old in answer.get("superseded") or []:
-        say(f"run {old} (queued, not started) is superseded by run {run['id']}")
-    try:
-        shown = follow_run(url, project, int(run["id"]), reporter, on_wait=say)
-    except KeyboardInterrupt:
-        click.echo(
-            f"stopped following; run {run['id']} goes on in the service (`mlcicd runs show "
-            f"{run['id']}`)",
-            err=True,
-        )
-        return 130
-    run = shown["run"]
-    if as_json:
-        click.echo(json.dumps({"run": run, "stages": shown["stages"]}, indent=2))
-    if run["status"] == "WaitingForApproval":
-        say(
-            f"run {run['id']} is waiting for approval: `mlcicd approve {run['id']}` or `mlcicd "
-            f"reject {run['id']}`"
-        )
-        return 0
-    if run["status"] == "Succeeded":
-        elapsed = (run.get("ended_at") or time.time()) - (run.get("started_at") or time.time())
-        say(f"run {run['id']} succeeded in {elapsed:.1f}s")
-        name = project.config.deploy.endpoint_name
-        endpoints = call(url, project, "/api/endpoints")
-        endpoint = next((e for e in endpoints if e.get("name") == name), None)
-        if endpoint is not None and endpoint.get("status") == "InService" and endpoint.get("url"):
-            say(f"endpoint {endpoint['name']}: {endpoint['url']}/invocations")
-        return 0
-    failed = next((s for s in shown["stages"] if s["status"] == "Failed"), None)
-    where = f" in {failed['stage']}" if failed else ""
-    reason = run.get("failure_reason") or ""
-    click.echo(
-        f"error: run {run['id']} {run['status'].lower()}{where}: {reason}".rstrip(": "), err=True
-    )
-    return 1

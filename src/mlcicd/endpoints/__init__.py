@@ -9,6 +9,7 @@ podman.py         PodmanEndpointBackend: the project's image running ``serve``, 
 podman_config.py  what its endpoint.json records of how it serves, read back to restart it
 sagemaker.py      SageMakerEndpointBackend: SageMaker endpoints (their metrics from CloudWatch)
 refresh.py        an endpoint's record brought up to date with what its backend reports
+recorded.py       a recorded endpoint by name, through the backend that deployed it
 
 :func:`open_backend` picks the backend by its ``TYPE`` (``deploy.backend``, or the one an
 endpoint was recorded with).

@@ -17,17 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlcicd import git
 from mlcicd.config import Config
+from mlcicd.config.processing import parse_reference
 from mlcicd.errors import MlcicdError, MonitorError
 from mlcicd.monitor.constraints import suggest_constraints
 from mlcicd.monitor.dataset import read_channel
 from mlcicd.monitor.statistics import dataset_statistics
+from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
 from mlcicd.state import ModelBaseline, ModelPackage
 
@@ -42,9 +44,12 @@ class BaselineDocuments:
     dataset: dict[str, Any]  # what it was computed from: channel, files, label, item_count
 
 
-def training_channel(config: Config, source_dir: Path) -> tuple[str, Path]:
+def training_channel(
+    config: Config, source_dir: Path, channels_at: Mapping[str, Path] | None = None
+) -> tuple[str, Path]:
     """The channel a baseline reads (``monitor.channel``; else ``training``, or the only one)
-    and where it is."""
+    and where it is: in ``channels_at`` (where a run found each channel, a processing step's
+    output among them), else in ``source_dir``."""
     channels = config.train.channels
     name = config.monitor.channel
     if name is None:
@@ -61,6 +66,8 @@ def training_channel(config: Config, source_dir: Path) -> tuple[str, Path]:
             + (f" among {', '.join(channels)}" if channels else " (train.channels names none)"),
             hint="name one with monitor.channel in mlcicd.yaml",
         )
+    if channels_at is not None and name in channels_at:
+        return name, channels_at[name]
     location = Path(channels[name])
     return name, location if location.is_absolute() else source_dir / location
 
@@ -72,8 +79,10 @@ def label_column(config: Config) -> str | None:
     return config.gate.challenger.label if config.gate.challenger is not None else None
 
 
-def compute_baseline(config: Config, source_dir: Path) -> BaselineDocuments:
-    channel, path = training_channel(config, source_dir)
+def compute_baseline(
+    config: Config, source_dir: Path, channels: Mapping[str, Path] | None = None
+) -> BaselineDocuments:
+    channel, path = training_channel(config, source_dir, channels)
     table = read_channel(path, channel=channel, label=label_column(config))
     if not table.names:
         raise MonitorError(
@@ -142,6 +151,8 @@ def ensure_baseline(
     package: ModelPackage,
     source_dir: Path,
     log: Callable[[str], None],
+    *,
+    channels: Mapping[str, Path] | None = None,
 ) -> ModelBaseline | None:
     """The register stage's step: the model's baseline, computed if it has none. Never raises
     an mlcicd error: a model without a baseline is still a model (``monitor check`` says so)."""
@@ -150,7 +161,7 @@ def ensure_baseline(
         log(f"data-quality baseline of {package.arn}: already computed")
         return existing
     try:
-        baseline = store_baseline(project, package, compute_baseline(config, source_dir))
+        baseline = store_baseline(project, package, compute_baseline(config, source_dir, channels))
     except MlcicdError as exc:
         log(f"no data-quality baseline for {package.arn}: {exc.headline}")
         return None
@@ -182,7 +193,29 @@ def rebaseline(project: Project, version: int | None = None) -> ModelBaseline:
     source_dir = project.state_dir / "sources" / commit["tree"]
     if not source_dir.is_dir():
         git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
-    return store_baseline(project, package, compute_baseline(config, source_dir))
+    channels = _processed_channels(project, config, package)
+    return store_baseline(project, package, compute_baseline(config, source_dir, channels))
+
+
+def _processed_channels(project: Project, config: Config, package: ModelPackage) -> dict[str, Path]:
+    """The training channels that were a processing step's output (``prepare.train``), as
+    the model's lineage recorded them: extracted again from the store, checked by digest."""
+    steps = {s.name: s for s in config.processing}
+    recorded = package.lineage.get("processing") or {}
+    found: dict[str, Path] = {}
+    for name, location in config.train.channels.items():
+        ref = parse_reference(location, steps)
+        if ref is None:
+            continue
+        output = ((recorded.get(ref.step) or {}).get("outputs") or {}).get(ref.output)
+        if not isinstance(output, dict):
+            raise MonitorError(
+                f"training channel {name!r} is {location}, and model {package.arn}'s lineage "
+                "does not record that output",
+                hint="the model was trained before the channel came from a processing step",
+            )
+        found[name] = output_directory(project, output)
+    return found
 
 
 def load_baseline(

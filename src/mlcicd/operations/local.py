@@ -3,11 +3,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 from mlcicd.daemon.auth import os_user
-from mlcicd.operations.base import Continued, Decision, Retried, RollbackDone, RollbackRequest
-from mlcicd.pipeline import Reporter
+from mlcicd.errors import MlcicdError
+from mlcicd.operations.base import (
+    Continued,
+    Decision,
+    Retried,
+    RollbackDone,
+    RollbackRequest,
+    RunDone,
+    RunRequest,
+    Sample,
+)
+from mlcicd.pipeline import Reporter, RunOptions
 from mlcicd.project import Project
 
 
@@ -16,6 +28,41 @@ class LocalOperations:
 
     def __init__(self, project: Project) -> None:
         self.project = project
+
+    def request_run(self, options: RunOptions) -> RunRequest:
+        return RunRequest(options)
+
+    def finish_run(
+        self,
+        request: RunRequest,
+        reporter: Reporter,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> RunDone:
+        from mlcicd.pipeline import run_pipeline
+        from mlcicd.stages import default_stages
+
+        project = self.project
+        summary = run_pipeline(project, default_stages(project.config), request.options, reporter)
+        run = summary.run
+        stages = project.state.stages(run.id)
+        done = RunDone(
+            run_id=run.id,
+            status=run.status,
+            elapsed=run.elapsed,
+            record={"run": run, "stages": stages},
+            error=summary.error,
+        )
+        if summary.error is not None:
+            failed = next((s for s in stages if s.status == "Failed"), None)
+            if failed is not None:
+                done.failed_stage = failed.stage
+                done.failed_log = Path(failed.log_path) if failed.log_path else None
+        elif summary.succeeded:
+            done.deploy = summary.outputs.get("deploy", {})
+            if done.deploy.get("url") and project.config.deploy.sample:
+                done.sample = _ask_sample(done.deploy["url"], project.config.deploy.sample)
+        return done
 
     def decide(self, run_id: int, approved: bool, comment: str | None) -> Decision:
         approval, timed_out = self.project.state.decide_approval_unless_expired(
@@ -96,3 +143,17 @@ class LocalOperations:
             raise summary.error
         deploy = summary.outputs.get("deploy", {})
         return RollbackDone(run_id=summary.run.id, url=deploy.get("url"))
+
+
+def _ask_sample(url: str, sample: str) -> Sample:
+    """The endpoint at ``url``'s answer to ``sample``: the run's proof that it serves."""
+    from mlcicd.endpoints.client import invoke_endpoint
+
+    try:
+        response = invoke_endpoint(url, sample.encode(), "application/json")
+    except MlcicdError as exc:
+        return Sample(request=sample, error=exc.headline)
+    return Sample(
+        request=json.dumps(json.loads(sample)),
+        answer=response.body.decode(errors="replace").strip(),
+    )

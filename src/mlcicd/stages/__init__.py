@@ -3,11 +3,14 @@
 
     source.py      SOURCE: the commit resolved and its tree exported (only committed content)
     build.py       BUILD: the isolated environment from requirements.txt, the project's tests
+    process.py     PROCESS (steps before training) and EVALUATE (after): ``processing:``'s jobs
+    data_check.py  DATA_CHECK (``data_check: warn|fail``): training data against production's
     train.py       TRAIN: a training job under SageMaker's contract; its model.tar.gz stored
     gate.py        GATE: the thresholds (the rule in :mod:`mlcicd.thresholds`), then ...
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
     approve.py     APPROVE (``approve: manual``): a person decides before production
     register.py    REGISTER: a model package in the registry, one version per model sha256
+    transform.py   TRANSFORM (``transform:``): the registered model scores a dataset
     staging.py     STAGING (``staging:``): a staging endpoint, the endpoint tests, a load check
     deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
 """
@@ -18,27 +21,40 @@ from mlcicd.config import Config
 from mlcicd.pipeline import Stage
 from mlcicd.stages.approve import ApproveStage
 from mlcicd.stages.build import BuildStage
+from mlcicd.stages.data_check import DataCheckStage
 from mlcicd.stages.deploy import DeployStage
 from mlcicd.stages.gate import GateStage
+from mlcicd.stages.process import EvaluateStage, ProcessStage, processing_stages
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
 from mlcicd.stages.staging import StagingStage
 from mlcicd.stages.train import TrainStage
+from mlcicd.stages.transform import TransformStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
     """The pipeline's stages; with ``approve: manual``, an approval before the model is
-    registered — or, with ``staging:``, after staging, so the person sees its results."""
+    registered — or, with ``staging:``, after staging, so the person sees its results; with
+    ``transform:``, a batch transform by the new model right after register."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
+    )
+    before, after = processing_stages(config)
+    check: list[Stage] = (
+        [DataCheckStage()] if config is not None and config.data_check != "off" else []
+    )
+    # processing: steps before training, the data check, then the steps after it (evaluate)
+    trained: list[Stage] = [*before, *check, TrainStage(), *after, GateStage()]
+    transform: list[Stage] = (
+        [TransformStage()] if config is not None and config.transform is not None else []
     )
     if config is not None and config.staging is not None:
         return [
             SourceStage(),
             BuildStage(),
-            TrainStage(),
-            GateStage(),
+            *trained,
             RegisterStage(),
+            *transform,
             StagingStage(),
             *approve,
             DeployStage(),
@@ -46,10 +62,10 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     return [
         SourceStage(),
         BuildStage(),
-        TrainStage(),
-        GateStage(),
+        *trained,
         *approve,
         RegisterStage(),
+        *transform,
         DeployStage(),
     ]
 
@@ -57,11 +73,15 @@ def default_stages(config: Config | None = None) -> list[Stage]:
 __all__ = [
     "ApproveStage",
     "BuildStage",
+    "DataCheckStage",
     "DeployStage",
+    "EvaluateStage",
     "GateStage",
+    "ProcessStage",
     "RegisterStage",
     "SourceStage",
     "StagingStage",
     "TrainStage",
+    "TransformStage",
     "default_stages",
 ]

@@ -1,4 +1,5 @@
-"""GATE: the model quality gate — thresholds from mlcicd.yaml on the job's metrics.
+"""GATE: the model quality gate — thresholds from mlcicd.yaml on the job's metrics and on
+the processing steps' reports (``evaluation.metrics.accuracy``: a JSON path into a report).
 
 A model that misses a threshold is registered as Rejected (so the registry remembers it),
 the run fails naming metric, value and threshold, and the endpoint keeps what it served.
@@ -6,18 +7,31 @@ the run fails naming metric, value and threshold, and the endpoint keeps what it
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mlcicd.config import Config
 from mlcicd.errors import GateError
 from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.stages.process import step_reports
 from mlcicd.stages.register import register_model
-from mlcicd.thresholds import evaluate_thresholds
+from mlcicd.thresholds import evaluate_thresholds, report_value
 
 
-def evaluate(config: Config, metrics: dict[str, float]) -> list[str]:
+def evaluate(
+    config: Config, metrics: dict[str, float], reports: dict[str, Any] | None = None
+) -> list[str]:
     """The failed checks of ``config``'s gate, each as one sentence; empty when the model passes."""
-    return evaluate_thresholds(config.gate.thresholds, metrics)
+    return evaluate_thresholds(config.gate.thresholds, metrics, reports)
+
+
+def _shown(metric: str, metrics: dict[str, float], reports: dict[str, Any]) -> object:
+    first, dot, path = metric.partition(".")
+    if dot and first in reports:
+        try:
+            return report_value(reports[first], path)
+        except ValueError as exc:
+            return str(exc)
+    return metrics.get(metric, "not reported")
 
 
 class GateStage:
@@ -28,9 +42,10 @@ class GateStage:
 
     def run(self, ctx: RunContext) -> StageResult:
         metrics = ctx.outputs["train"]["metrics"]
+        reports = step_reports(ctx.config, ctx.outputs)
         for threshold in ctx.config.gate.thresholds:
-            ctx.log(f"check {threshold}: {metrics.get(threshold.metric, 'not reported')}")
-        failures = evaluate(ctx.config, metrics)
+            ctx.log(f"check {threshold}: {_shown(threshold.metric, metrics, reports)}")
+        failures = evaluate(ctx.config, metrics, reports)
         challenger: dict[str, object] = {}
         if not failures and ctx.config.gate.challenger is not None:
             from mlcicd.stages.challenger import compare
@@ -51,6 +66,7 @@ class GateStage:
         outputs = {
             "passed": True,
             "metrics": metrics,
+            **({"reports": reports} if reports else {}),
             **({"challenger": challenger} if challenger else {}),
         }
         return StageResult("Succeeded", f"passed: {checks}", outputs)

@@ -1,7 +1,8 @@
 """REGISTER: a model package in the registry — group = pipeline, versions 1, 2, 3…
 
 A model is identified by its sha256: registering the same bytes again reuses the version.
-Lineage is explicit: commit → build digest → training job → model package. An Approved model
+Lineage is explicit: commit → build digest → processing steps' outputs → training job →
+evaluation report → model package. An Approved model
 gets its data-quality baseline here, from its training channel (mlcicd.monitor.baseline): a
 model whose data cannot give one is registered all the same, and the log says why.
 """
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from mlcicd.config import Config
+from mlcicd.errors import MlcicdError
 from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.stages.process import processing_lineage
+from mlcicd.stages.train import channel_sources
 from mlcicd.state import ModelPackage
 
 
@@ -44,6 +48,7 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
                 "data_digest": train["data_digest"],
                 "metrics": train["metrics"],
             },
+            **({"processing": steps} if (steps := processing_lineage(ctx.outputs)) else {}),
         },
     )
 
@@ -81,7 +86,14 @@ class RegisterStage:
         from mlcicd.monitor.baseline import ensure_baseline
 
         source_dir = Path(ctx.outputs["source"]["source_dir"])
-        baseline = ensure_baseline(ctx.project, ctx.config, package, source_dir, ctx.log)
+        try:  # where this run found its channels (a processing step's output among them)
+            channels = {name: path for name, (path, _) in channel_sources(ctx).items()}
+        except MlcicdError as exc:
+            ctx.log(f"the training channels cannot be found again: {exc.headline}")
+            channels = None
+        baseline = ensure_baseline(
+            ctx.project, ctx.config, package, source_dir, ctx.log, channels=channels
+        )
         if baseline is not None:
             outputs["baseline"] = {
                 "statistics": baseline.statistics_uri,

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from mlcicd import git
 from mlcicd.config import Config
+from mlcicd.config.processing import parse_reference
 from mlcicd.errors import ProjectError
 from mlcicd.pipeline import RunContext, StageResult
 
@@ -82,13 +83,23 @@ def _check_files(config: Config, source_dir: Path, sha: str) -> None:
         "train.entry_point": f"{config.train.source_dir}/{config.train.entry_point}",
         "deploy.entry_point": f"{config.deploy.source_dir}/{config.deploy.entry_point}",
     }
+    steps = {s.name: s for s in config.processing}
     needed.update(
         {
             f"train.channels.{name}": path
             for name, path in config.train.channels.items()
-            if not Path(path).is_absolute()
+            if not Path(path).is_absolute() and parse_reference(path, steps) is None
         }
     )
+    for i, step in enumerate(config.processing):  # an earlier step's output is not in the commit
+        needed[f"processing[{i}].entry_point"] = f"{step.source_dir}/{step.entry_point}"
+        needed.update(
+            {
+                f"processing[{i}].inputs.{name}": path
+                for name, path in step.inputs.items()
+                if not Path(path).is_absolute() and parse_reference(path, steps) is None
+            }
+        )
     for key, rel in needed.items():
         if not (source_dir / rel).exists():
             raise ProjectError(

@@ -10,15 +10,18 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlcicd import git
 from mlcicd.config import Config, TrainConfig
-from mlcicd.errors import ArtifactError, TrainingError
-from mlcicd.fsutil import atomic_write_bytes, sha256_file
+from mlcicd.config.processing import parse_reference
+from mlcicd.errors import ArtifactError, TrainingError, reason_of
+from mlcicd.fsutil import atomic_write_bytes
 from mlcicd.pipeline import RunContext, StageResult
+from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
+from mlcicd.stages.process import path_digest, step_output
 from mlcicd.state import TrainingJobRecord
 from mlcicd.training import Channel, MetricDefinition, TrainingJobSpec, open_backend
 
@@ -29,28 +32,36 @@ def job_name(pipeline: str, run_id: int) -> str:
     return f"{pipeline[:32].rstrip('-')}-{stamp}-{run_id}"
 
 
-def data_digest(project: Project, commit: str, source_dir: Path, channels: dict[str, str]) -> str:
-    """A digest of every channel's content: git's tree id when committed, else file hashes."""
+def data_digest(
+    project: Project,
+    commit: str,
+    source_dir: Path,
+    channels: dict[str, str],
+    known: Mapping[str, str] | None = None,
+) -> str:
+    """A digest of every channel's content: git's tree id when committed, else file hashes;
+    ``known`` digests (a processing step's output: its sha256) stand in for a channel's."""
     parts: dict[str, str] = {}
     for name, location in sorted(channels.items()):
-        path = Path(location)
-        if not path.is_absolute():
-            rel = "/".join(p for p in (project.rel, path.as_posix()) if p)
-            parts[name] = git.tree_id(project.repo, commit, rel) or _hash_path(source_dir / path)
-        else:
-            parts[name] = _hash_path(path)
+        parts[name] = (known or {}).get(name) or path_digest(project, commit, source_dir, location)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _hash_path(path: Path) -> str:
-    if not path.exists():
-        return "missing"
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for file in files:
-        name = file.relative_to(path) if file != path else file.name
-        digest.update(f"{name}\0{sha256_file(file)}\0".encode())
-    return digest.hexdigest()
+def channel_sources(ctx: RunContext) -> dict[str, tuple[Path, str | None]]:
+    """Each training channel's directory, with its digest when it is a processing step's
+    output (``prepare.train``: extracted from the store, safely, once)."""
+    steps = {s.name: s for s in ctx.config.processing}
+    source_dir = Path(ctx.outputs["source"]["source_dir"])
+    found: dict[str, tuple[Path, str | None]] = {}
+    for name, location in ctx.config.train.channels.items():
+        ref = parse_reference(location, steps)
+        if ref is not None:
+            artifact = step_output(ctx.outputs, ref)
+            found[name] = (output_directory(ctx.project, artifact), artifact["sha256"])
+        else:
+            path = Path(location)
+            found[name] = (path if path.is_absolute() else source_dir / path, None)
+    return found
 
 
 class TrainStage:
@@ -65,8 +76,10 @@ class TrainStage:
         source = ctx.outputs["source"]
         source_dir = Path(source["source_dir"])
         build_digest = ctx.outputs["build"]["digest"]
-        channels = self._channels(cfg, source_dir)
-        data = data_digest(project, source["commit"], source_dir, cfg.channels)
+        sources = channel_sources(ctx)
+        channels = self._channels(cfg, sources)
+        known = {n: digest for n, (_, digest) in sources.items() if digest is not None}
+        data = data_digest(project, source["commit"], source_dir, cfg.channels, known)
         settings = {
             k: v
             for k, v in ctx.config.to_dict()["train"].items()
@@ -155,11 +168,7 @@ class TrainStage:
             record.status, record.secondary_status = (
                 ("Stopped", "Interrupted") if stopped else ("Failed", "Failed")
             )
-            record.failure_reason = (
-                "interrupted by the user (Ctrl-C)"
-                if stopped
-                else getattr(exc, "headline", None) or f"{type(exc).__name__}: {exc}"
-            )
+            record.failure_reason = reason_of(exc)
             record.ended_at = time.time()
             project.state.record_training_job(record)
             raise
@@ -183,10 +192,12 @@ class TrainStage:
         return StageResult("Succeeded", f"job {name}: {shown}", outputs)
 
     @staticmethod
-    def _channels(cfg: TrainConfig, source_dir: Path) -> tuple[Channel, ...]:
+    def _channels(
+        cfg: TrainConfig, sources: Mapping[str, tuple[Path, str | None]]
+    ) -> tuple[Channel, ...]:
         channels = []
         for name, location in cfg.channels.items():
-            path = Path(location) if Path(location).is_absolute() else source_dir / location
+            path = sources[name][0]
             if not path.exists():
                 raise TrainingError(
                     f"channel {name!r}: {location} does not exist in the commit",

@@ -14,6 +14,8 @@ connection (:class:`~mlcicd.state.db.Tables`):
 * :mod:`~mlcicd.state.endpoints` — endpoints, their configs and their history
 * :mod:`~mlcicd.state.events` — the event log, notifiers' cursors, webhook deliveries
 * :mod:`~mlcicd.state.monitoring` — baselines and monitoring executions
+* :mod:`~mlcicd.state.processing` — processing jobs, their outputs and reports
+* :mod:`~mlcicd.state.transforms` — batch transform jobs
 
 :class:`State` is the front callers hold: it opens the database and has every group's
 methods. A new table goes into :mod:`~mlcicd.state.schema` (with a new
@@ -30,6 +32,7 @@ from mlcicd.state.db import Database
 from mlcicd.state.endpoints import Endpoints
 from mlcicd.state.events import Events
 from mlcicd.state.monitoring import Monitoring
+from mlcicd.state.processing import Processing
 from mlcicd.state.queue import Queue
 from mlcicd.state.records import (
     COMPLETED,
@@ -45,15 +48,18 @@ from mlcicd.state.records import (
     ModelBaseline,
     ModelPackage,
     MonitoringExecution,
+    ProcessingJobRecord,
     Run,
     StageExecution,
     TrainingJobRecord,
+    TransformJobRecord,
 )
 from mlcicd.state.registry import Registry
 from mlcicd.state.schema import SCHEMA_VERSION
+from mlcicd.state.transforms import Transforms
 
 
-class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring):
+class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring, Processing, Transforms):
     """The state database of one state directory.
 
     Each base is one group of tables over the same :class:`~mlcicd.state.db.Database`
@@ -86,8 +92,10 @@ __all__ = [
     "ModelBaseline",
     "ModelPackage",
     "MonitoringExecution",
+    "ProcessingJobRecord",
     "Run",
     "StageExecution",
     "State",
     "TrainingJobRecord",
+    "TransformJobRecord",
 ]

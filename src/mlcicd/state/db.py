@@ -40,6 +40,9 @@ JSON_COLUMNS = {
     "data",
     "dataset",
     "variants",
+    "inputs",
+    "report",
+    "settings",
 }
 BOOL_COLUMNS = {"dirty", "forced"}
 

@@ -14,11 +14,13 @@ Versions:
 3. model versions' data-quality baselines
 4. monitoring executions of endpoints' schedules
 5. the digests of webhook bodies, so a replay under a new delivery id is known
+6. processing jobs: the steps of ``processing:``, their outputs and reports
+7. batch transform jobs
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 # --- runs and the queue (runs.py, queue.py) ---------------------------------------------------
 
@@ -227,4 +229,53 @@ CREATE INDEX IF NOT EXISTS monitoring_executions_window
     ON monitoring_executions(endpoint_name, window_end);
 """
 
-SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING
+# --- processing jobs (processing.py) ---------------------------------------------------------
+
+PROCESSING = """
+CREATE TABLE IF NOT EXISTS processing_jobs (
+    name            TEXT PRIMARY KEY,
+    run_id          INTEGER,
+    step            TEXT NOT NULL,          -- the name of its step in processing:
+    cache_key       TEXT NOT NULL,          -- script, arguments and input digests
+    status          TEXT NOT NULL,          -- InProgress | Completed | Failed | Stopped
+    failure_reason  TEXT,
+    exit_message    TEXT,                   -- /opt/ml/output/message (ExitMessage)
+    inputs          TEXT NOT NULL DEFAULT '{}',   -- {name: digest or reference}
+    outputs         TEXT NOT NULL DEFAULT '{}',   -- {name: {"uri", "sha256"}}
+    report          TEXT,                   -- the step's report (a PropertyFile), as JSON
+    log_path        TEXT,
+    started_at      REAL NOT NULL,
+    ended_at        REAL
+);
+CREATE INDEX IF NOT EXISTS processing_jobs_cache ON processing_jobs(cache_key, status);
+"""
+
+# --- batch transform jobs (transforms.py) ------------------------------------------------------
+
+TRANSFORMS = """
+CREATE TABLE IF NOT EXISTS transform_jobs (
+    name            TEXT PRIMARY KEY,       -- TransformJobName
+    backend         TEXT NOT NULL,
+    status          TEXT NOT NULL,          -- InProgress | Completed | Failed | Stopped
+    failure_reason  TEXT,
+    model_group     TEXT,
+    model_version   INTEGER,
+    model_sha256    TEXT NOT NULL,
+    input_uri       TEXT NOT NULL,
+    output_uri      TEXT NOT NULL,
+    -- ContentType, SplitType, BatchStrategy, DataProcessing… as TransformSettings has them
+    settings        TEXT NOT NULL DEFAULT '{}',
+    objects         INTEGER NOT NULL DEFAULT 0,
+    rows_in         INTEGER NOT NULL DEFAULT 0,
+    rows_out        INTEGER NOT NULL DEFAULT 0,
+    run_id          INTEGER,
+    pid             INTEGER,                -- the process running it, while InProgress
+    pid_start       INTEGER,
+    log_path        TEXT,
+    started_at      REAL NOT NULL,
+    ended_at        REAL
+);
+CREATE INDEX IF NOT EXISTS transform_jobs_model ON transform_jobs(model_group, model_version);
+"""
+
+SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING + PROCESSING + TRANSFORMS

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 DEFAULT = "iris"
+NAMES = ("iris", "pipeline")  # examples/<name>; setup.py ships the same
 
 PACKAGED = Path(__file__).resolve().parent
 SOURCE = PACKAGED.parents[2] / "examples"  # src/mlcicd/templates -> the repository's examples/

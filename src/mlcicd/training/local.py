@@ -36,8 +36,8 @@ from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.errors import ArtifactError, TrainingError
-from mlcicd.fsutil import atomic_write_json, open_private_log
-from mlcicd.process import ProcessOutcome, child_environment, run_streaming
+from mlcicd.fsutil import atomic_write_json, copy_code, link_into, open_private_log
+from mlcicd.process import ProcessOutcome, run_streaming, script_environment
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
@@ -57,20 +57,9 @@ from mlcicd.training.toolkit import (
     training_env_vars,
 )
 
-_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
-_NOT_CODE = ("__pycache__", ".git")
-
 
 def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
-
-
-def _link_or_copy(src: str, dst: str) -> str:
-    try:
-        os.link(src, dst)
-    except OSError:  # another filesystem, or links not allowed there
-        shutil.copy2(src, dst)
-    return dst
 
 
 def _read_metrics_file(path: Path) -> dict[str, float]:
@@ -313,24 +302,9 @@ class LocalTrainingBackend:
             job.log_path.parent,
         ):
             directory.mkdir(parents=True, exist_ok=True)
-        jobs_root = self.jobs_root
-
-        def not_code(directory: str, names: list[str]) -> set[str]:
-            # The jobs root may sit inside source_dir; never copy jobs into jobs.
-            return {
-                n for n in names if n in _NOT_CODE or Path(directory, n).absolute() == jobs_root
-            }
-
-        shutil.copytree(spec.source_dir, paths.code, ignore=not_code)
+        copy_code(spec.source_dir, paths.code, skip=self.jobs_root)
         for channel in spec.channels:
-            target = paths.channel(channel.name)
-            target.mkdir(parents=True)
-            if channel.source.is_dir():
-                shutil.copytree(
-                    channel.source, target, copy_function=_link_or_copy, dirs_exist_ok=True
-                )
-            else:
-                _link_or_copy(str(channel.source), str(target / channel.source.name))
+            link_into(channel.source, paths.channel(channel.name))
 
         job.hyperparameters = encode_hyperparameters(
             {
@@ -354,12 +328,7 @@ class LocalTrainingBackend:
             "SAGEMAKER_SUBMIT_DIRECTORY": str(paths.code),
             "TRAINING_JOB_NAME": spec.name,
         }
-        env = {
-            k: v
-            for k, v in child_environment().items()
-            if k not in _PYTHON_ENV and not k.startswith("SM_")
-        }
-        env["PYTHONUNBUFFERED"] = "1"
+        env = script_environment()
         env.update(spec.environment)
         env.update(runner_env)
         env.update(

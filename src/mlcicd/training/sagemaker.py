@@ -27,14 +27,13 @@ Layout in the store (bucket ``store.models_bucket``, prefix the pipeline)::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mlcicd.archive import pack_dir
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.images import require_image
+from mlcicd.aws.joblogs import CloudWatchTail, JobLog, OnLog, epoch
 from mlcicd.aws.names import TRAINING_JOBS_LOG_GROUP, poll_seconds
 from mlcicd.aws.training_jobs import (
     CODE_CHANNEL,
@@ -51,7 +50,7 @@ from mlcicd.aws.training_jobs import (
 )
 from mlcicd.config import Config
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, TrainingError
-from mlcicd.fsutil import atomic_write_json, open_private_log
+from mlcicd.fsutil import atomic_write_json
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.base import (
@@ -60,64 +59,6 @@ from mlcicd.training.base import (
     TrainingJobStatus,
     parse_metrics,
 )
-
-OnLog = Callable[[str], None]
-
-
-class _JobLog:
-    """The job's log: to the caller's ``on_log`` and to ``logs/training.log``."""
-
-    def __init__(self, path: Path, on_log: OnLog | None) -> None:
-        self.path = path
-        self.on_log = on_log
-        self.file = open_private_log(path)
-
-    def __call__(self, line: str) -> None:
-        self.file.write(line + "\n")
-        self.file.flush()
-        if self.on_log is not None:
-            self.on_log(line)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-class _CloudWatchTail:
-    """The job's log streams (``<job>/algo-N-…``) in ``/aws/sagemaker/TrainingJobs``, read
-    from where the last call stopped."""
-
-    def __init__(self, logs: AwsClient, job: str) -> None:
-        self.logs = logs
-        self.job = job
-        self.tokens: dict[str, str | None] = {}
-
-    def lines(self) -> list[str]:
-        try:
-            streams = self.logs.describe_log_streams(
-                logGroupName=TRAINING_JOBS_LOG_GROUP, logStreamNamePrefix=f"{self.job}/"
-            ).get("logStreams", [])
-        except AwsError as exc:
-            if exc.code == "ResourceNotFoundException":  # no job has logged in this region yet
-                return []
-            raise
-        found: list[str] = []
-        for stream in sorted(s["logStreamName"] for s in streams):
-            token = self.tokens.get(stream)
-            while True:
-                params: dict[str, Any] = {
-                    "logGroupName": TRAINING_JOBS_LOG_GROUP,
-                    "logStreamName": stream,
-                    "startFromHead": True,
-                }
-                if token:
-                    params["nextToken"] = token
-                page = self.logs.get_log_events(**params)
-                found.extend(str(e["message"]).rstrip("\n") for e in page.get("events", []))
-                if page.get("nextForwardToken") in (None, token):
-                    break
-                token = page["nextForwardToken"]
-            self.tokens[stream] = token
-        return found
 
 
 class SageMakerTrainingBackend:
@@ -218,13 +159,13 @@ class SageMakerTrainingBackend:
                 hint="check train.source_dir and train.entry_point",
             )
         job_dir = self.job_dir(spec.name)
-        log = _JobLog(job_dir / "logs" / "training.log", on_log)
+        log = JobLog(job_dir / "logs" / "training.log", on_log)
         try:
             return self._run(spec, job_dir, log)
         finally:
             log.close()
 
-    def _run(self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog) -> TrainingJobResult:
+    def _run(self, spec: TrainingJobSpec, job_dir: Path, log: JobLog) -> TrainingJobResult:
         sagemaker = client("sagemaker")
         request = self._request(spec, job_dir, log, sagemaker.meta.region_name)
         try:
@@ -247,7 +188,7 @@ class SageMakerTrainingBackend:
         return self._result(spec, job_dir, described, log, series)
 
     def _request(
-        self, spec: TrainingJobSpec, job_dir: Path, log: _JobLog, region: str | None
+        self, spec: TrainingJobSpec, job_dir: Path, log: JobLog, region: str | None
     ) -> dict[str, Any]:
         base = f"{self.prefix}/{spec.name}"
         channels: dict[str, str] = {}
@@ -326,11 +267,11 @@ class SageMakerTrainingBackend:
         self,
         spec: TrainingJobSpec,
         sagemaker: AwsClient,
-        log: _JobLog,
+        log: JobLog,
         series: list[tuple[str, float, float]],
     ) -> dict[str, Any]:
         interval = poll_seconds(self.poll_seconds)
-        tail = _CloudWatchTail(client("logs"), spec.name)
+        tail = CloudWatchTail(client("logs"), TRAINING_JOBS_LOG_GROUP, spec.name)
         seen = 0
         while True:
             time.sleep(interval)
@@ -350,9 +291,9 @@ class SageMakerTrainingBackend:
 
     @staticmethod
     def _log_lines(
-        tail: _CloudWatchTail,
+        tail: CloudWatchTail,
         spec: TrainingJobSpec,
-        log: _JobLog,
+        log: JobLog,
         series: list[tuple[str, float, float]],
     ) -> None:
         for line in tail.lines():
@@ -363,7 +304,7 @@ class SageMakerTrainingBackend:
             )
 
     @staticmethod
-    def _stop(sagemaker: AwsClient, name: str, log: _JobLog) -> None:
+    def _stop(sagemaker: AwsClient, name: str, log: JobLog) -> None:
         log(f"interrupted: stopping training job {name}")
         try:
             sagemaker.stop_training_job(TrainingJobName=name)
@@ -375,7 +316,7 @@ class SageMakerTrainingBackend:
         spec: TrainingJobSpec,
         job_dir: Path,
         described: dict[str, Any],
-        log: _JobLog,
+        log: JobLog,
         series: list[tuple[str, float, float]],
     ) -> TrainingJobResult:
         status: TrainingJobStatus = described["TrainingJobStatus"]
@@ -412,19 +353,11 @@ class SageMakerTrainingBackend:
             model_artifact=artifact,
             model_sha256=sha256,
             exit_code=None,  # SageMaker does not report the script's exit code
-            started_at=_epoch(described.get("TrainingStartTime") or described.get("CreationTime")),
-            ended_at=_epoch(described.get("TrainingEndTime")) or time.time(),
+            started_at=epoch(described.get("TrainingStartTime") or described.get("CreationTime")),
+            ended_at=epoch(described.get("TrainingEndTime")) or time.time(),
             log_path=log.path,
             job_dir=job_dir,
         )
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float):
-        return float(value)
-    return 0.0
 
 
 __all__ = ["SageMakerTrainingBackend"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd.errors import TrainingError
+from mlcicd.process import exit_reason
 
 # Hyperparameters the SageMaker Python SDK adds for script mode; they configure the toolkit
 # and are never passed to the script (params.SAGEMAKER_HYPERPARAMETERS in the toolkit).
@@ -446,13 +447,7 @@ def training_env_vars(
 
 def algorithm_error_reason(exit_code: int, log_tail: Sequence[str]) -> str:
     """FailureReason for a script that failed without writing output/failure."""
-    if exit_code < 0:
-        head = f"AlgorithmError: the training script was killed by signal {-exit_code}"
-    else:
-        head = f"AlgorithmError: the training script exited with exit code {exit_code}"
-    if not log_tail:
-        return head + " (it printed nothing)"
-    return head + "; last log lines:\n" + "\n".join(log_tail)
+    return exit_reason("training script", exit_code, log_tail)
 
 
 def failure_reason_from_file(text: str) -> str:

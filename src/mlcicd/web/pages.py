@@ -217,6 +217,7 @@ def run_page(
             ],
             empty="no stages yet (the run is queued)",
         ),
+        _data_check(by_name),
         _gate(by_name),
         _staging(by_name),
         _approval(pipeline, pipelines, approval),
@@ -243,6 +244,36 @@ def run_page(
         )
     refresh = REFRESH_ACTIVE if run["status"] in ACTIVE else None
     return page(f"Run {run['id']}", join(body), pipelines=pipelines, refresh=refresh)
+
+
+def _data_check(by_name: dict[str, dict[str, Any]]) -> Html:
+    """The training data against production's baseline: each violation, by column."""
+    outputs = (by_name.get("data_check") or {}).get("outputs") or {}
+    if not outputs:
+        return Html("")
+    return join(
+        [
+            Html("<h2>Data check</h2>"),
+            facts(
+                [
+                    ("result", status(outputs.get("status") or "-")),
+                    ("mode", outputs.get("mode")),
+                    ("against", outputs.get("model")),
+                    ("channel", outputs.get("channel")),
+                    ("rows", outputs.get("rows")),
+                    ("why skipped", outputs.get("reason")),
+                ]
+            ),
+            table(
+                ["column", "check", "description"],
+                [
+                    (v["feature_name"], v["constraint_check_type"], v["description"])
+                    for v in outputs.get("violations") or []
+                ],
+                empty="no violations",
+            ),
+        ]
+    )
 
 
 def _gate(by_name: dict[str, dict[str, Any]]) -> Html:
