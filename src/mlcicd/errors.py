@@ -18,6 +18,8 @@
     │   ├── PortInUseError      the requested port is taken
     │   └── EndpointRollbackError
     │                           an update was rolled back because an alarm tripped (its figures)
+    ├── TransformError          a batch transform job cannot start (a bad setting, input or
+    │                           output) or failed (a record the model refused: object and line)
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
     ├── MonitorError            data-quality monitoring cannot run: no baseline, no training data
     │   │                       to compute one from, an unreadable capture config
@@ -165,6 +167,10 @@ class EndpointRollbackError(EndpointError):
     def __init__(self, message: str, *, rollback: dict[str, Any], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.rollback = rollback
+
+
+class TransformError(MlcicdError):
+    """A batch transform job cannot start or failed: names the flag or key, object and line."""
 
 
 class NotFoundError(MlcicdError):

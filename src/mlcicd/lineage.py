@@ -62,6 +62,10 @@ def model_lineage(state: State, group: str, version: int) -> dict[str, Any]:
             "created_at": package.created_at,
         },
         "endpoint_configs": configs,
+        "transform_jobs": [
+            {"name": j.name, "status": j.status, "output": j.output_uri, "run_id": j.run_id}
+            for j in state.transform_jobs(group, version)
+        ],
     }
 
 

@@ -117,7 +117,7 @@ def rollback(
     state, config = project.state, project.config
     package, current = rollback_target(project, endpoint, to_version)
     _refuse_while_running(project)
-    outputs = _deploy_inputs(project, package)
+    outputs = deploy_inputs(project, package)
     trigger = _trigger(
         endpoint, package, current, explicit=to_version is not None, by=by, reason=reason
     )
@@ -194,7 +194,7 @@ def run_queued_rollback(project: Project, run: Run, reporter: Reporter | None = 
     package = state.get_model_package(group, version)
     _check_servable(package)
     current = f"{record.model_group}/{record.model_version}"
-    outputs = _deploy_inputs(project, package)
+    outputs = deploy_inputs(project, package)
     commit = outputs["source"]
     # What it rolls back from is what the endpoint serves now: a run may have deployed since.
     since = (
@@ -217,7 +217,7 @@ def run_queued_rollback(project: Project, run: Run, reporter: Reporter | None = 
     )
 
 
-def _deploy_inputs(project: Project, package: ModelPackage) -> dict[str, dict[str, Any]]:
+def deploy_inputs(project: Project, package: ModelPackage) -> dict[str, dict[str, Any]]:
     """The outputs of source, build and register for ``package``, rebuilt from its lineage."""
     config = project.config
     commit: dict[str, Any] = package.lineage["commit"]
@@ -247,4 +247,10 @@ def _deploy_inputs(project: Project, package: ModelPackage) -> dict[str, dict[st
     }
 
 
-__all__ = ["request_rollback", "rollback", "rollback_target", "run_queued_rollback"]
+__all__ = [
+    "deploy_inputs",
+    "request_rollback",
+    "rollback",
+    "rollback_target",
+    "run_queued_rollback",
+]

@@ -41,6 +41,7 @@ from tests.aws.conftest import AwsClient, push_image
 from tests.aws.events import IMAGE, ROLE_ARN
 from tests.aws.sagemaker_sim import sagemaker_writes
 from tests.conftest import IRIS, commit_all, make_repo
+from tests.helpers import drop_staging
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +49,13 @@ STORE = "mlcicd-iris-runs"
 ENDPOINT = "iris-classifier-endpoint"
 
 
-def with_staging(project: Path, section: str = "") -> None:
-    """examples/iris's ``staging:`` (its last section) replaced by ``section`` (none: "")."""
-    path = project / "mlcicd.yaml"
-    text = path.read_text()
-    assert "\nstaging:" in text
-    path.write_text(text[: text.index("\nstaging:")] + "\n" + section)
-
-
 def on_sagemaker(project: Path, staging: str = "") -> None:
-    with_staging(project, staging)
+    """Train and serve on SageMaker; ``staging`` replaces examples/iris's ``staging:`` (whose
+    endpoint tests need the model's answers, which moto's canned ones are not)."""
+    drop_staging(project)
+    if staging:
+        path = project / "mlcicd.yaml"
+        path.write_text(path.read_text().rstrip("\n") + "\n\n" + staging)
     path = project / "mlcicd.yaml"
     text = path.read_text()
     for old, new in (
@@ -184,8 +182,8 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     )
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
     project = make_repo(tmp_path / "iris")
+    drop_staging(project)  # staging on SageMaker: test_run_stages_the_model_on_a_sagemaker_…
     path = project / "mlcicd.yaml"
-    with_staging(project)
     path.write_text(
         path.read_text().replace("test: python -m pytest -q tests", "test: python -c pass")
     )

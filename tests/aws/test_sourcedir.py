@@ -16,8 +16,8 @@ import pytest
 
 from mlcicd.archive import pack_dir
 from mlcicd.serving.container import config_from_env, fetch_code
+from mlcicd.shapes import encode_hyperparameters
 from mlcicd.training.container import main as train_main
-from mlcicd.training.toolkit import encode_hyperparameters
 from tests.aws.conftest import REGION, AwsClient
 from tests.training.conftest import DUMP_SCRIPT
 from tests.training.test_container import environ, fake_opt_ml

@@ -16,8 +16,8 @@ import pytest
 
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.sockets import inherited_socket
 from mlcicd.serving.watchdog import EXIT_STALLED
-from mlcicd.serving.worker import inherited_socket
 from tests.helpers import IrisModel
 from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, request, write_code
 

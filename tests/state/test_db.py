@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlcicd.errors import StateError
-from mlcicd.state import SCHEMA_VERSION, Delivery, State
+from mlcicd.state import SCHEMA_VERSION, Delivery, State, TransformJobRecord
 
 STAGES = ["source", "build", "train"]
 
@@ -144,5 +144,35 @@ def test_a_schema_5_database_gains_the_processing_jobs(tmp_path: Path) -> None:
     assert (
         sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
         == SCHEMA_VERSION
-        == 6
+    )
+
+
+def test_a_schema_6_database_gains_transform_jobs(tmp_path: Path) -> None:
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE transform_jobs")
+    db.execute("PRAGMA user_version=6")
+    db.commit()
+    db.close()
+    state = State(tmp_path / "state.db")
+    assert state.transform_jobs() == []
+    state.create_transform_job(
+        TransformJobRecord(
+            name="j",
+            backend="local",
+            status="InProgress",
+            failure_reason=None,
+            model_group="iris",
+            model_version=1,
+            model_sha256="a" * 64,
+            input_uri="in",
+            output_uri="out",
+        )
+    )
+    assert [j.name for j in state.transform_jobs("iris", 1)] == ["j"]
+    assert state.processing_jobs(run_id=1) == []  # schema 6's table kept as it was
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+        == 7
     )

@@ -29,6 +29,7 @@ def test_the_public_names_are_curated() -> None:
         "StageExecution",
         "State",
         "TrainingJobRecord",
+        "TransformJobRecord",
     }
     assert len(mlcicd.state.__all__) == len(set(mlcicd.state.__all__))
     assert all(hasattr(mlcicd.state, name) for name in mlcicd.state.__all__)
@@ -47,6 +48,7 @@ LAYERS = [
     "endpoints",
     "monitoring",
     "processing",
+    "transforms",
 ]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mlcicd.shapes import encode_hyperparameters
 from mlcicd.training.container import main
-from mlcicd.training.toolkit import encode_hyperparameters, input_data_config, resource_config
+from mlcicd.training.toolkit import input_data_config, resource_config
 from tests.helpers import wait_for
 from tests.training.conftest import DUMP_SCRIPT, SAVE_MODEL, process_gone
 

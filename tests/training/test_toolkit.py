@@ -10,8 +10,6 @@ import pytest
 
 from mlcicd.training.toolkit import (
     TrainingPaths,
-    decode_hyperparameters,
-    encode_hyperparameters,
     env_value,
     hyperparameter_args,
     input_data_config,
@@ -110,22 +108,6 @@ def env_for(hps: dict[str, Any], **kwargs: Any) -> dict[str, str]:
         num_cpus=4,
         **kwargs,
     )
-
-
-def test_hyperparameters_travel_as_json_strings() -> None:
-    hps = {"epochs": 3, "lr": 0.1, "opt": "adam", "bn": True, "layers": [1, 2], "cfg": {"a": None}}
-    encoded = encode_hyperparameters(hps)
-    assert encoded == {
-        "epochs": "3",
-        "lr": "0.1",
-        "opt": '"adam"',
-        "bn": "true",
-        "layers": "[1, 2]",
-        "cfg": '{"a": null}',
-    }
-    assert decode_hyperparameters(encoded) == hps
-    # Written by hand (not by the SDK): values that are not JSON stay strings, as in the toolkit.
-    assert decode_hyperparameters({"opt": "adam", "n": "5"}) == {"opt": "adam", "n": 5}
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from typing import Any
 from mlcicd.aws import hosting
 from mlcicd.aws.alarms import put_alarms, rollback_alarms
 from mlcicd.aws.clients import AwsClient
-from mlcicd.endpoints.base import DataCapture, DeploymentPolicy
 from mlcicd.errors import EndpointError
+from mlcicd.shapes import DataCapture, DeploymentPolicy
 
 # Under the store, in the artifacts bucket's place: where the deploy stage has a local
 # endpoint write its capture.

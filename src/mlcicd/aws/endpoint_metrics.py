@@ -25,9 +25,9 @@ from typing import Any
 
 from mlcicd.aws.alarms import NAMESPACE
 from mlcicd.aws.clients import AwsClient
-from mlcicd.endpoints.base import EndpointMetrics
 from mlcicd.errors import AwsError
 from mlcicd.serving.metrics import COUNTERS, LATENCIES, PERCENTILES, variant_summary
+from mlcicd.shapes import EndpointMetrics
 
 MAX_QUERIES = 500  # GetMetricData's limit on MetricDataQueries per call
 SHORT_WINDOW = 300.0  # seconds: below it, SageMaker's delay is worth a note

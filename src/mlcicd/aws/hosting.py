@@ -18,15 +18,21 @@ The traffic shifting comes from ``deploy.strategy`` in this shape
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+from mlcicd.archive import pack_dir
 from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
-from mlcicd.aws.names import ENV_TRAFFIC_ROUTING
+from mlcicd.aws.names import ENV_TRAFFIC_ROUTING, model_name
 from mlcicd.errors import AwsError, ConfigError, EndpointError
+from mlcicd.fsutil import sha256_file
 from mlcicd.serving.model_check import MODEL_DATA_URL_ENV, MODEL_SHA256_ENV
+from mlcicd.store.s3 import S3ArtifactStore
 
 # MODEL_SHA256_ENV and MODEL_DATA_URL_ENV go in each Model's container environment: the model
 # bytes it may serve (the container checks them before model_fn) and where they are;
@@ -314,3 +320,86 @@ __all__ = [
     "tag_list",
     "update_weights",
 ]
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """What a SageMaker Model serves: the model file, its digest, the inference code."""
+
+    model_file: Path
+    model_sha256: str
+    code_dir: Path
+    entry_point: str = "inference.py"
+    environment: Mapping[str, str] | None = None
+
+
+def ensure_serving_model(
+    sagemaker: AwsClient,
+    store: S3ArtifactStore,
+    model: ServingModel,
+    *,
+    bucket: str,
+    pipeline: str,
+    image: str,
+    role_arn: str,
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """The SageMaker Model serving ``model`` with ``image`` (made unless it exists): its name.
+
+    model.tar.gz and the code (``sourcedir.tar.gz``) go to the store under ``pipeline``,
+    each uploaded unless S3's own checksum says it is there; an endpoint's variant and a
+    transform job of the same model and code share one Model.
+    """
+    model_url = _upload_model(store, model, bucket, pipeline)
+    code_url = _upload_code(store, model.code_dir, bucket, pipeline)
+    environment = {
+        "SAGEMAKER_PROGRAM": model.entry_point,
+        "SAGEMAKER_SUBMIT_DIRECTORY": code_url,
+        "SAGEMAKER_REGION": str(sagemaker.meta.region_name or ""),
+        MODEL_SHA256_ENV: model.model_sha256,  # checked by the container, fetched
+        MODEL_DATA_URL_ENV: model_url,  # from here (mlcicd.serving.model_check)
+        **(model.environment or {}),
+    }
+    digest = hashlib.sha256(
+        json.dumps(
+            {"image": image, "model": model_url, "environment": environment}, sort_keys=True
+        ).encode()
+    ).hexdigest()
+    name = model_name(pipeline, f"{model.model_sha256[:12]}-{digest[:12]}")
+    ensure_model(
+        sagemaker,
+        name=name,
+        image=image,
+        model_data_url=model_url,
+        role_arn=role_arn,
+        environment=environment,
+        tags=tags,
+    )
+    return name
+
+
+def _upload_model(store: S3ArtifactStore, model: ServingModel, bucket: str, pipeline: str) -> str:
+    """model.tar.gz on S3, uploaded unless S3's own checksum says it is there already."""
+    key = f"{pipeline}/models/{model.model_sha256}/model.tar.gz"
+    sha256 = sha256_file(model.model_file)
+    if sha256 != model.model_sha256:
+        raise EndpointError(
+            f"model {model.model_file} has sha256 {sha256[:12]}…, the endpoint config names "
+            f"{model.model_sha256[:12]}…",
+            hint="it changed after it was registered; retrain with --force",
+        )
+    uri = store.uri(bucket, key)
+    if not store.holds(uri, model.model_file):
+        store.put_file(model.model_file, bucket, key)
+    return uri
+
+
+def _upload_code(store: S3ArtifactStore, code_dir: Path, bucket: str, pipeline: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="mlcicd-sourcedir-") as tmp:
+        archive = Path(tmp) / "sourcedir.tar.gz"
+        sha256 = pack_dir(code_dir, archive)  # deterministic: same code, same digest
+        key = f"{pipeline}/code/{sha256}/sourcedir.tar.gz"
+        uri = store.uri(bucket, key)
+        if not store.holds(uri, archive):
+            store.put_file(archive, bucket, key)
+    return uri

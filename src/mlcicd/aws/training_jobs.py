@@ -19,8 +19,8 @@ from typing import Any
 
 from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
 from mlcicd.errors import AwsError, ConfigError
+from mlcicd.shapes import encode_hyperparameters
 from mlcicd.store.s3 import parse_s3_uri
-from mlcicd.training.toolkit import encode_hyperparameters
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 METRICS_FILE = "metrics.json"

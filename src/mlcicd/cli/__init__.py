@@ -77,6 +77,7 @@ from mlcicd.cli import (  # noqa: E402
     rollback,
     run,
     runs,
+    transform,
     up,
 )
 
@@ -96,5 +97,6 @@ __all__ = [
     "rollback",
     "run",
     "runs",
+    "transform",
     "up",
 ]

@@ -27,13 +27,12 @@ def up(ctx: click.Context, project_dirs: tuple[Path, ...], port: int | None) -> 
     ones), polling when service.poll_interval is set, and endpoint supervision. Stop it with
     Ctrl-C; a run in progress is recorded as Failed and can be retried.
     """
-    from mlcicd.daemon.core import Service
+    from mlcicd.daemon import up as daemon_up
 
     projects = [find_project(ctx, d) for d in project_dirs] or [find_project(ctx)]
-    service = Service(
+    service = daemon_up.start(
         [p.root for p in projects], port if port is not None else projects[0].config.service.port
     )
-    service.start()
     click.echo(
         f"mlcicd up: {service.url} (webhook: {service.url}/webhooks/github) — Ctrl-C to stop",
         err=True,

@@ -122,6 +122,37 @@ def _check_semantics(config: Config, source: str) -> None:
         )
     _check_monitor(config, source)
     _check_staging(config, source)
+    _check_transform(config, source)
+
+
+def _check_transform(config: Config, source: str) -> None:
+    """What a type cannot say of ``transform:`` (its filters are read when the stage runs)."""
+    transform = config.transform
+    if transform is None:
+        return
+    for key in ("input", "output"):
+        if not getattr(transform, key).strip():
+            raise ConfigError("must name a file or directory", path=source, key=f"transform.{key}")
+    if transform.backend not in ("local", "sagemaker"):
+        raise ConfigError(
+            f"transform backend {transform.backend!r} is not available in this version",
+            path=source,
+            key="transform.backend",
+            hint="use backend: local or sagemaker",
+        )
+    if not 0 < transform.max_payload_mb <= 100:
+        raise ConfigError(
+            f"must be more than 0 and at most 100 (MB), as SageMaker's, got "
+            f"{transform.max_payload_mb}",
+            path=source,
+            key="transform.max_payload_mb",
+        )
+    if not 1 <= transform.max_concurrent <= 64:
+        raise ConfigError(
+            f"must be 1 to 64 workers, got {transform.max_concurrent}",
+            path=source,
+            key="transform.max_concurrent",
+        )
 
 
 def _check_staging(config: Config, source: str) -> None:

@@ -317,6 +317,28 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class TransformConfig:
+    """``transform``: a batch transform stage after register (docs/transform.md): the new
+    model scores ``input`` into ``output`` (paths from the project directory) with SageMaker's
+    CreateTransformJob fields; skipped when the same model already scored the same input."""
+
+    input: str
+    output: str
+    backend: str = "local"
+    content_type: str = "text/csv"
+    accept: str | None = None
+    split_type: Literal["Line", "None"] = "Line"
+    batch_strategy: Literal["MultiRecord", "SingleRecord"] = "MultiRecord"
+    max_payload_mb: float = 6
+    max_concurrent: int = 1
+    compression: Literal["None", "Gzip"] = "None"
+    assemble_with: Literal["Line", "None"] = "Line"
+    input_filter: str = "$"
+    join_source: Literal["None", "Input"] = "None"
+    output_filter: str = "$"
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: str
     branch: str = "main"
@@ -332,6 +354,7 @@ class Config:
     processing: tuple[ProcessingStepConfig, ...] = ()  # docs/processing.md
     # New training data against the production model's baseline, before training.
     data_check: Literal["off", "warn", "fail"] = "off"
+    transform: TransformConfig | None = None  # None: no batch transform stage
 
     @property
     def endpoint_name(self) -> str:
@@ -339,10 +362,15 @@ class Config:
 
     @property
     def staging_endpoint_name(self) -> str | None:
-        """The staging endpoint's name, or None when the project has no ``staging:``."""
+        """The staging endpoint's name, or None when the project has no ``staging:``. The
+        default, ``<endpoint>-staging``, is cut to fit an endpoint name (a default that fails
+        the checks would make the longest pipeline names `mlcicd init` allows unusable)."""
         if self.staging is None:
             return None
-        return self.staging.endpoint_name or f"{self.endpoint_name}-staging"
+        suffix = "-staging"
+        return self.staging.endpoint_name or (
+            f"{self.endpoint_name[: MAX_ENDPOINT_NAME - len(suffix)].rstrip('-')}{suffix}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

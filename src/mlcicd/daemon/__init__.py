@@ -2,6 +2,7 @@
 — the long-running side — an HTTP API and GitHub webhook, the durable run queue
 and its worker, polling, endpoint supervision, scheduled monitoring and event notifications.
 
+    up.py          `mlcicd up` put together: the loop and its HTTP server, made and started
     core.py        Service: the loop that claims queued runs, resumes approved ones, polls,
                    supervises endpoints; one per process, for one or more projects
     runner.py      one run in its own process (`python -m mlcicd.daemon.runner`)

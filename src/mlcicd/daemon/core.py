@@ -8,6 +8,9 @@ resume runs that have a decision, else claim the oldest queued run (one run per 
 time); poll when due; supervise endpoints.
 Every run executes in its own subprocess (:mod:`mlcicd.daemon.runner`).
 
+The HTTP server calls into the service; the service only starts and stops it, as a
+:class:`Server` it is handed (:mod:`mlcicd.daemon.up` makes both), so it never imports it.
+
 At start, whatever a previous service left is made definite before anything new starts:
 runs whose process is gone are Failed with the reason, queued runs stay queued and run,
 and endpoints whose server is gone are started again on the config they served.
@@ -24,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from mlcicd.daemon import auth, triggers
 from mlcicd.daemon.endpoint_watch import EndpointWatch
@@ -32,7 +36,7 @@ from mlcicd.daemon.monitoring import MonitoringScheduler
 from mlcicd.daemon.notifier import EventNotifier
 from mlcicd.daemon.runner import PARENT_ENV
 from mlcicd.daemon.webhook import WebhookTarget
-from mlcicd.errors import MlcicdError, PortInUseError
+from mlcicd.errors import MlcicdError
 from mlcicd.fsutil import open_private_log
 from mlcicd.process import child_environment
 from mlcicd.project import Project
@@ -40,6 +44,17 @@ from mlcicd.project import Project
 TICK = 0.25
 SUPERVISE_EVERY = 1.0
 STOP_GRACE = 30.0
+
+
+class Server(Protocol):
+    """What serves the service's HTTP API (:class:`mlcicd.daemon.http.ServiceServer`), as
+    the service sees it: bound to ``port`` already, started and stopped with the service."""
+
+    port: int
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -119,17 +134,9 @@ class Service:
             f"or set ${auth.TOKEN_ENV} for the client"
         )
 
-    def start(self) -> None:
-        from mlcicd.daemon.http import ServiceServer
-
-        self.load_tokens()
-        try:
-            server = ServiceServer(self, self.port)
-        except OSError as exc:
-            raise PortInUseError(
-                f"cannot listen on 127.0.0.1:{self.port}: {exc.strerror or exc}",
-                hint="another `mlcicd up` may be running; pass --port",
-            ) from exc
+    def start(self, server: Server) -> None:
+        """Recover what a previous service left, then serve: ``server`` (bound, with the
+        tokens of :meth:`load_tokens`), service.json, the loop and its threads."""
         self.port = server.port
         self.url = f"http://127.0.0.1:{self.port}"
         self._recover()

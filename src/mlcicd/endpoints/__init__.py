@@ -1,7 +1,8 @@
 """Endpoint lifecycle: create, update, describe, delete — local and SageMaker side by side.
 
-base.py           ProductionVariant, EndpointConfig, EndpointDescription, EndpointMetrics,
-                  EndpointBackend
+base.py           ProductionVariant, EndpointConfig, EndpointDescription, EndpointBackend
+                  (DataCapture, DeploymentPolicy and EndpointMetrics are in mlcicd.shapes,
+                  which the AWS request builders share)
 local.py          LocalEndpointBackend: a supervisor process per endpoint on this machine
 local_config.py   its serving config.json, models and code, built from an EndpointConfig
 local_process.py  starting, watching and stopping its supervisor and workers
@@ -21,15 +22,13 @@ from typing import TYPE_CHECKING
 
 from mlcicd.endpoints.base import (
     STATUSES,
-    DataCapture,
-    DeploymentPolicy,
     EndpointBackend,
     EndpointConfig,
     EndpointDescription,
-    EndpointMetrics,
     ProductionVariant,
 )
 from mlcicd.errors import ConfigError
+from mlcicd.shapes import DataCapture, DeploymentPolicy, EndpointMetrics
 
 if TYPE_CHECKING:
     from mlcicd.project import Project

@@ -3,8 +3,8 @@
 A :class:`ProductionVariant` is one model behind an endpoint; an :class:`EndpointConfig`
 names what an endpoint serves; an :class:`EndpointBackend` makes an endpoint serve it
 (``deploy`` creates or updates, and blocks until InService or failure) and reports on it,
-its :class:`EndpointMetrics` included. A failed update leaves the endpoint serving its
-previous config, as on SageMaker.
+its :class:`~mlcicd.shapes.EndpointMetrics` included. A failed update leaves the endpoint
+serving its previous config, as on SageMaker.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from mlcicd.errors import EndpointError
+from mlcicd.shapes import DataCapture, DeploymentPolicy, EndpointMetrics
 
 if TYPE_CHECKING:
     from mlcicd.config import DeployConfig
@@ -43,37 +44,6 @@ class ProductionVariant:
     python: Path  # the model environment's interpreter (with uvicorn, httptools, orjson, mlcicd)
     weight: float = 1.0
     environment: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeploymentPolicy:
-    """How an update shifts traffic and when it rolls back (SageMaker's ``DeploymentConfig``).
-
-    ``strategy`` is ``all_at_once``, ``canary`` (``canary_percent`` first) or ``linear``
-    (``linear_step_percent`` per step); each step waits ``wait_seconds`` while the alarms
-    watch the new config: a 5XX rate above ``max_5xx_rate`` (0..1) or a p99 ModelLatency
-    above ``max_p99_latency_ms`` rolls the update back.
-    """
-
-    strategy: str = "all_at_once"
-    canary_percent: float = 10.0
-    linear_step_percent: float = 25.0
-    wait_seconds: float = 0.0
-    max_5xx_rate: float | None = None
-    max_p99_latency_ms: float | None = None
-    min_invocations: int = 1
-
-
-@dataclass(frozen=True)
-class DataCapture:
-    """SageMaker's ``DataCaptureConfig``: a sampled share of requests and/or responses."""
-
-    sampling_percentage: float = 100.0
-    capture_input: bool = True
-    capture_output: bool = True
-    # A directory, an s3:// URI (SageMaker's DestinationS3Uri), or None: the backend's default
-    # place.
-    destination: Path | str | None = None
 
 
 def deployment_policy(deploy: DeployConfig) -> DeploymentPolicy:
@@ -151,23 +121,6 @@ class EndpointDescription:
     last_rollback: dict[str, Any] | None = None  # the alarm and its figures
     traffic: dict[str, Any] | None = None  # during a canary/linear update: the new config's share
     arn: str | None = None  # SageMaker's EndpointArn (SageMaker endpoints have no url, port or pid)
-
-
-class EndpointMetrics(TypedDict):
-    """An endpoint's metrics over a window, the same from every backend (what
-    ``mlcicd endpoints metrics`` prints, and its ``--json``).
-
-    ``variants`` maps each variant to SageMaker's names: ``Invocations``,
-    ``Invocation4XXErrors``, ``Invocation5XXErrors`` (counts over the window), ``5XXRate``,
-    and ``ModelLatencyp50_ms`` … ``OverheadLatencyp99_ms`` (milliseconds; None without
-    requests) — :func:`mlcicd.serving.metrics.variant_summary` makes each one.
-    """
-
-    endpoint: str
-    window_seconds: float | None  # as asked; None: since the endpoint started
-    variants: dict[str, dict[str, Any]]
-    counters: dict[str, int]  # the backend's own, e.g. CaptureDropped (none on SageMaker)
-    notes: list[str]  # what a reader should know about these figures (SageMaker's delay)
 
 
 # The columns a person reads of each variant's metrics (the CLI's table and the dashboard's):

@@ -8,7 +8,7 @@ belongs to that container, so an update had to choose between a new port (a new 
 stopping the old container before the new one could bind (requests refused meanwhile). Here
 the socket is bound once, on the host, and each container is started with it as fd 3
 (``podman run --preserve-fds 1``, ``LISTEN_FDS=1``: systemd-style socket activation,
-:func:`mlcicd.serving.supervisor.inherited_socket`). The old and the new container accept
+:func:`mlcicd.serving.sockets.activated_socket`). The old and the new container accept
 from the same socket — the same kernel accept queue — so the switch is the local backend's:
 start the new one, let the old one drain, and no connection is refused or dropped.
 
@@ -38,7 +38,7 @@ from mlcicd import procinfo
 from mlcicd.errors import EndpointError, PortInUseError
 from mlcicd.fsutil import atomic_write_text, read_object
 from mlcicd.process import child_environment
-from mlcicd.serving.supervisor import bind_socket
+from mlcicd.serving.sockets import bind_socket
 
 LISTENER_FILE = "listener.json"
 SOCKET_FILE = "listener.sock"

@@ -47,7 +47,6 @@ from mlcicd.endpoints.base import (
     UPDATING,
     EndpointConfig,
     EndpointDescription,
-    EndpointMetrics,
     checked_weights,
 )
 from mlcicd.endpoints.local_config import prune, serving_config
@@ -58,6 +57,7 @@ from mlcicd.fsutil import read_object as _read
 from mlcicd.serving import metrics
 from mlcicd.serving.config import WEIGHTS_FILE, ServingConfig
 from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE
+from mlcicd.shapes import EndpointMetrics
 
 META_FILE = "endpoint.json"
 LOCK_FILE = ".lock"

@@ -52,7 +52,6 @@ from mlcicd.endpoints.base import (
     IN_SERVICE,
     EndpointConfig,
     EndpointDescription,
-    EndpointMetrics,
     ProductionVariant,
 )
 from mlcicd.endpoints.local import _locked  # one deploy or delete of an endpoint at a time
@@ -71,6 +70,7 @@ from mlcicd.process import child_environment
 from mlcicd.serving import metrics
 from mlcicd.serving.model_check import ARCHIVE_NAME, MODEL_SHA256_ENV
 from mlcicd.serving.supervisor import STATUS_FILE
+from mlcicd.shapes import EndpointMetrics
 
 RECORD_FILE = "endpoint.json"
 SERVE_DIR_IN_CONTAINER = "/var/run/mlcicd-serve"

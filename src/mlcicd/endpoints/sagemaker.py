@@ -36,16 +36,11 @@ SageMaker endpoints have no local URL, port or process: those fields are None.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
-from mlcicd.archive import pack_dir
 from mlcicd.aws import endpoint_metrics, hosting
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.deployment import (
@@ -58,17 +53,16 @@ from mlcicd.aws.deployment import (
     rollback_thresholds,
     traffic_routing,
 )
-from mlcicd.aws.names import model_name, poll_seconds
+from mlcicd.aws.names import poll_seconds
 from mlcicd.config import Config, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
-    EndpointMetrics,
     ProductionVariant,
     checked_weights,
 )
 from mlcicd.errors import ConfigError, EndpointError, NotFoundError
-from mlcicd.fsutil import sha256_file
+from mlcicd.shapes import EndpointMetrics
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 
@@ -293,58 +287,22 @@ class SageMakerEndpointBackend:
 
     def _model(self, sagemaker: AwsClient, variant: ProductionVariant) -> str:
         """The SageMaker Model serving ``variant`` (made unless it exists): its name."""
-        model_url = self._upload_model(variant)
-        code_url = self._upload_code(variant)
-        environment = {
-            "SAGEMAKER_PROGRAM": variant.entry_point,
-            "SAGEMAKER_SUBMIT_DIRECTORY": code_url,
-            "SAGEMAKER_REGION": str(sagemaker.meta.region_name or ""),
-            hosting.MODEL_SHA256_ENV: variant.model_sha256,  # checked by the container, fetched
-            hosting.MODEL_DATA_URL_ENV: model_url,  # from here (mlcicd.serving.model_check)
-            **variant.environment,
-        }
-        digest = hashlib.sha256(
-            json.dumps(
-                {"image": self.image, "model": model_url, "environment": environment},
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()
-        name = model_name(self.pipeline, f"{variant.model_sha256[:12]}-{digest[:12]}")
-        hosting.ensure_model(
+        return hosting.ensure_serving_model(
             sagemaker,
-            name=name,
+            self.store,
+            hosting.ServingModel(
+                model_file=variant.model_data,
+                model_sha256=variant.model_sha256,
+                code_dir=variant.code_dir,
+                entry_point=variant.entry_point,
+                environment=dict(variant.environment),
+            ),
+            bucket=self.bucket,
+            pipeline=self.pipeline,
             image=self.image,
-            model_data_url=model_url,
             role_arn=self.role_arn,
-            environment=environment,
             tags=self._tags(),
         )
-        return name
-
-    def _upload_model(self, variant: ProductionVariant) -> str:
-        """model.tar.gz on S3, uploaded unless S3's own checksum says it is there already."""
-        key = f"{self.pipeline}/models/{variant.model_sha256}/model.tar.gz"
-        sha256 = sha256_file(variant.model_data)
-        if sha256 != variant.model_sha256:
-            raise EndpointError(
-                f"model {variant.model_data} has sha256 {sha256[:12]}…, the endpoint config names "
-                f"{variant.model_sha256[:12]}…",
-                hint="it changed after it was registered; retrain with --force",
-            )
-        uri = self.store.uri(self.bucket, key)
-        if not self.store.holds(uri, variant.model_data):
-            self.store.put_file(variant.model_data, self.bucket, key)
-        return uri
-
-    def _upload_code(self, variant: ProductionVariant) -> str:
-        with tempfile.TemporaryDirectory(prefix="mlcicd-sourcedir-") as tmp:
-            archive = Path(tmp) / "sourcedir.tar.gz"
-            sha256 = pack_dir(variant.code_dir, archive)  # deterministic: same code, same digest
-            key = f"{self.pipeline}/code/{sha256}/sourcedir.tar.gz"
-            uri = self.store.uri(self.bucket, key)
-            if not self.store.holds(uri, archive):
-                self.store.put_file(archive, self.bucket, key)
-        return uri
 
     def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:
         return data_capture_config(

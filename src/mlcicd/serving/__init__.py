@@ -4,12 +4,16 @@
     codecs.py      request/response bodies: JSON, CSV, NPY, JSON Lines; content negotiation
     handlers.py    the user's inference.py: model_fn / input_fn / predict_fn / output_fn
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations
+    fleet.py       the traffic split inside a worker: production variants drawn by weight
+    responses.py   one ASGI response; the error shapes of the container and Runtime paths
     worker.py      one worker process: load the model, then serve the inherited socket
     watchdog.py    a worker whose handler hangs: heartbeat, answer the stuck requests, exit
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
+    workers.py     its workers: started, replaced with backoff, killed when stalled, retired
+    sockets.py     the listening socket: bound, handed over (LISTEN_FDS) or inherited
     rollout.py     how an update replaces the serving generation: at once, or shifting traffic
                    step by step under alarms, rolled back when one trips
-    status.py      status.json, as the supervisor writes it
+    status.py      status.json, as the supervisor writes it (the supervisor hands itself over)
     generation.py  worker processes as the supervisor sees them (start, events, exit)
     container.py   ``serve`` inside a SageMaker container, on top of the supervisor
     model_check.py the container serves only the model.tar.gz of MLCICD_MODEL_SHA256

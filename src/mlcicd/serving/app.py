@@ -17,16 +17,16 @@ lookup that can be made once (content types, Accept negotiation, variant table) 
 Prediction runs on the event loop thread: a worker is one core's worth of model. A handler
 that never returns stalls the whole worker; :mod:`mlcicd.serving.watchdog` answers for it.
 
-Traffic is split here, in the worker, with no proxy: a :class:`Fleet` is one endpoint
-config's production variants with their weights (``set_weights`` changes them in place);
-during a canary or linear update the worker holds two fleets, the serving config's
-(``blue``) and the new one, and ``green_share`` of requests go to the new one. Data capture
-and the shadow variant happen after the response is sent, through bounded queues.
+Traffic is split here, in the worker, with no proxy: a :class:`~mlcicd.serving.fleet.Fleet`
+is one endpoint config's production variants with their weights; during a canary or linear
+update the worker holds two fleets, the serving config's (``blue``) and the new one, and
+``green_share`` of requests go to the new one. Data capture and the shadow variant happen
+after the response is sent, through bounded queues. The shapes of the answers, errors
+included, are :mod:`mlcicd.serving.responses`'s.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
 import os
@@ -37,80 +37,29 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from time import perf_counter
 from typing import Any
 
-import orjson
-
-from mlcicd.serving import batching, codecs
+from mlcicd.serving import batching, codecs, responses
 from mlcicd.serving import metrics as metrics_files
 from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.codecs import InvocationError, PayloadTooLargeError
 from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
+from mlcicd.serving.fleet import Fleet
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
+from mlcicd.serving.responses import INVOKED_VARIANT, JSON_HEADER, Headers, Send, respond
 from mlcicd.serving.watchdog import IN_HANDLERS
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 TARGET_VARIANT = b"x-amzn-sagemaker-target-variant"
 INFERENCE_ID = b"x-amzn-sagemaker-inference-id"
-INVOKED_VARIANT = b"x-amzn-invoked-production-variant"
 # A refused body is still read to its end by uvicorn, but discarded (never held), so the client
 # gets its 413 rather than a reset mid-upload and the connection stays usable. Past this
 # declared size that is not worth it: the connection is closed instead.
 _DISCARD_LIMIT = 64 * 1024 * 1024
 _CACHE_SIZE = 256
-_JSON_HEADER = (b"content-type", b"application/json")
 _PROMETHEUS_HEADER = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-_CLOSE = (b"connection", b"close")
 _UNSEEN = object()
-
-
-class Fleet:
-    """One endpoint config's production variants, their weights and their metrics."""
-
-    __slots__ = ("by_name", "config_name", "cumulative", "header", "metrics", "single", "variants")
-
-    def __init__(
-        self,
-        config_name: str,
-        variants: Sequence[LoadedVariant],
-        metrics: metrics_files.WorkerMetrics,
-    ) -> None:
-        if not variants:
-            raise ValueError("an InferenceApp needs at least one loaded variant")
-        self.config_name = config_name
-        self.variants = tuple(variants)
-        self.by_name = {v.name: v for v in self.variants}
-        self.header = {v.name: v.name.encode() for v in self.variants}
-        self.metrics = {v.name: metrics.variant(config_name, v.name) for v in self.variants}
-        self.cumulative: list[float] = []
-        self.single: LoadedVariant | None = None
-        self.set_weights({})
-
-    def set_weights(self, weights: Mapping[str, float]) -> None:
-        """New traffic weights (variants not named keep theirs); one assignment, no lock."""
-        for variant in self.variants:
-            weight = weights.get(variant.name)
-            if isinstance(weight, int | float) and weight >= 0:
-                variant.weight = float(weight)
-        total = sum(v.weight for v in self.variants)
-        if total <= 0:  # all zero: SageMaker refuses it; serve evenly rather than not at all
-            self.cumulative = [(i + 1) / len(self.variants) for i in range(len(self.variants))]
-        else:
-            self.cumulative = list(itertools.accumulate(v.weight / total for v in self.variants))
-        live = [v for v in self.variants if v.weight > 0]
-        self.single = live[0] if len(live) == 1 else None
-
-    def pick(self) -> LoadedVariant:
-        """A variant drawn by weight (SageMaker's traffic split between production variants)."""
-        single = self.single
-        if single is not None:
-            return single
-        index = bisect.bisect_right(self.cumulative, random.random())
-        return self.variants[min(index, len(self.variants) - 1)]
 
 
 class InferenceApp:
@@ -166,15 +115,21 @@ class InferenceApp:
                 if method == "POST":
                     await self._invoke(scope, receive, send, None)
                 else:
-                    await self._plain_error(send, 405, f"{method} {path}: use POST", allow=b"POST")
+                    await responses.plain_error(
+                        send, 405, f"{method} {path}: use POST", close=self.draining, allow=b"POST"
+                    )
             elif path == "/metrics":
                 await self._metrics(send)
             elif path == "/ping":
                 if method in ("GET", "HEAD"):
                     await self._ping(send)
                 else:
-                    await self._plain_error(
-                        send, 405, f"{method} {path}: use GET", allow=b"GET, HEAD"
+                    await responses.plain_error(
+                        send,
+                        405,
+                        f"{method} {path}: use GET",
+                        close=self.draining,
+                        allow=b"GET, HEAD",
                     )
             elif (
                 path.startswith("/endpoints/") and path.endswith("/invocations") and len(path) > 23
@@ -182,16 +137,24 @@ class InferenceApp:
                 if method == "POST":
                     await self._invoke(scope, receive, send, path[11:-12])
                 else:
-                    await self._plain_error(send, 405, f"{method} {path}: use POST", allow=b"POST")
+                    await responses.plain_error(
+                        send, 405, f"{method} {path}: use POST", close=self.draining, allow=b"POST"
+                    )
             else:
-                await self._plain_error(
-                    send, 404, f"no such path {path!r}: use GET /ping or POST /invocations"
+                await responses.plain_error(
+                    send,
+                    404,
+                    f"no such path {path!r}: use GET /ping or POST /invocations",
+                    close=self.draining,
                 )
         except Exception as exc:  # a bug of ours: answer, log, keep serving
             self.log.exception("internal error answering %s %s", method, path)
             try:
-                await self._plain_error(
-                    send, 500, f"internal server error: {describe_exception(exc)}"
+                await responses.plain_error(
+                    send,
+                    500,
+                    f"internal server error: {describe_exception(exc)}",
+                    close=self.draining,
                 )
             except Exception:
                 self.log.debug("could not send the 500 response", exc_info=True)
@@ -212,15 +175,13 @@ class InferenceApp:
         )
         body = metrics_files.prometheus(summed, self.endpoint_name or "")
         headers = [_PROMETHEUS_HEADER, (b"content-length", str(len(body)).encode())]
-        await _respond(send, 200, headers, body, self.draining)
+        await respond(send, 200, headers, body, self.draining)
 
     async def _ping(self, send: Send) -> None:
         if self.healthy:
-            await _respond(
-                send, 200, [_JSON_HEADER, (b"content-length", b"2")], b"{}", self.draining
-            )
+            await respond(send, 200, [JSON_HEADER, (b"content-length", b"2")], b"{}", self.draining)
         else:
-            await self._plain_error(send, 503, "the model is not loaded")
+            await responses.plain_error(send, 503, "the model is not loaded", close=self.draining)
 
     async def _invoke(
         self, scope: Scope, receive: Receive, send: Send, runtime_name: str | None
@@ -254,8 +215,12 @@ class InferenceApp:
 
         if runtime and self.endpoint_name is not None and runtime_name != self.endpoint_name:
             vmetrics.errors_4xx += 1
-            await self._validation_error(
-                send, 400, f"Endpoint {runtime_name} of account local not found.", request_id
+            await responses.validation_error(
+                send,
+                400,
+                f"Endpoint {runtime_name} of account local not found.",
+                request_id,
+                close=self.draining,
             )
             return
 
@@ -302,11 +267,12 @@ class InferenceApp:
                 chosen = fleet.by_name.get(wanted)
             if chosen is None:
                 vmetrics.errors_4xx += 1
-                await self._validation_error(
+                await responses.validation_error(
                     send,
                     400,
                     f"Variant {wanted} does not exist for endpoint {runtime_name or ''}.".rstrip(),
                     request_id,
+                    close=self.draining,
                 )
                 return
             if chosen is not variant:
@@ -332,13 +298,16 @@ class InferenceApp:
             vmetrics.error(exc.status)
             self._log_failure(scope, variant.name, request_id, exc)
             if runtime:
-                await self._model_error(send, exc, variant.name, request_id)
+                await responses.model_error(
+                    send, exc, request_id, log_hint=self.log_hint, close=self.draining
+                )
             else:
-                await self._error(
+                await responses.error(
                     send,
                     exc.status,
                     exc.error_type,
                     exc.message,
+                    close=self.draining,
                     variant=fleet.header[variant.name],
                 )
             return
@@ -360,7 +329,7 @@ class InferenceApp:
                     "dropped custom attributes that are not printable ASCII: %r", value
                 )
         vmetrics.observe(latency, perf_counter() - arrived - latency)
-        await _respond(send, 200, headers, out, self.draining)
+        await respond(send, 200, headers, out, self.draining)
 
         # Off the hot path: the answer is sent; both only queue (bounded) and never raise.
         capture, shadow = self.capture, self.shadow
@@ -436,91 +405,13 @@ class InferenceApp:
         )
         self.log.warning("POST invocations -> 413: %s", exc.message)
         if runtime:
-            await self._validation_error(send, 413, exc.message, request_id, close=close)
+            await responses.validation_error(
+                send, 413, exc.message, request_id, close=close or self.draining
+            )
         else:
-            await self._error(send, 413, exc.error_type, exc.message, close=close)
-
-    async def _error(
-        self,
-        send: Send,
-        status: int,
-        error_type: str,
-        message: str,
-        *,
-        close: bool = False,
-        variant: bytes | None = None,
-    ) -> None:
-        body = orjson.dumps({"error": error_type, "message": message})
-        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
-        if variant is not None:
-            headers.append((INVOKED_VARIANT, variant))
-        await _respond(send, status, headers, body, close or self.draining)
-
-    async def _plain_error(
-        self, send: Send, status: int, message: str, allow: bytes | None = None
-    ) -> None:
-        body = orjson.dumps({"error": _REASONS.get(status, "Error"), "message": message})
-        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
-        if allow is not None:
-            headers.append((b"allow", allow))
-        await _respond(send, status, headers, body, self.draining)
-
-    async def _validation_error(
-        self, send: Send, status: int, message: str, request_id: str | None, *, close: bool = False
-    ) -> None:
-        await self._runtime_error(
-            send, status, "ValidationError", {"Message": message}, request_id, close
-        )
-
-    async def _model_error(
-        self, send: Send, exc: InvocationError, variant: str, request_id: str | None
-    ) -> None:
-        kind = "client" if exc.status < 500 else "server"
-        fields = {
-            "ErrorCode": "CLIENT_ERROR_FROM_MODEL"
-            if exc.status < 500
-            else "INTERNAL_FAILURE_FROM_MODEL",
-            "Message": (
-                f'Received {kind} error ({exc.status}) from primary with message "{exc.message}". '
-                f"See {self.log_hint} for more information."
-            ),
-            "OriginalStatusCode": exc.status,
-            "OriginalMessage": exc.message,
-        }
-        await self._runtime_error(send, 424, "ModelError", fields, request_id, False)
-
-    async def _runtime_error(
-        self,
-        send: Send,
-        status: int,
-        error_type: str,
-        fields: dict[str, Any],
-        request_id: str | None,
-        close: bool,
-    ) -> None:
-        body = orjson.dumps({"__type": error_type, **fields})
-        headers = [
-            _JSON_HEADER,
-            (b"content-length", str(len(body)).encode()),
-            (b"x-amzn-errortype", error_type.encode()),
-            (b"x-amzn-requestid", (request_id or "").encode()),
-        ]
-        await _respond(send, status, headers, body, close or self.draining)
-
-
-_REASONS = {
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    500: "InternalServerError",
-    503: "ServiceUnavailable",
-}
-
-
-async def _respond(send: Send, status: int, headers: Headers, body: bytes, close: bool) -> None:
-    if close:
-        headers.append(_CLOSE)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+            await responses.error(
+                send, 413, exc.error_type, exc.message, close=close or self.draining
+            )
 
 
 def _int(value: bytes | None) -> int | None:

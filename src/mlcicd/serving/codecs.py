@@ -278,6 +278,9 @@ def _encode_csv(prediction: Any) -> bytes:
             f"{CSV}; "
             f"ask for {JSON} or {NPY}"
         )
+    if array.ndim < 2 and array.dtype.kind in "biuf":  # one value a row: no per-row join
+        values = array.reshape(-1).tolist()
+        return ("\n".join(map(str, values)) + "\n").encode() if values else b""
     rows = array.reshape(-1, 1) if array.ndim < 2 else array
     if array.dtype.kind in "biuf":
         return "".join(",".join(map(str, row)) + "\n" for row in rows.tolist()).encode()

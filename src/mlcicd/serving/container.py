@@ -43,7 +43,8 @@ from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.model_check import verified_model_dir
-from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor, activated_socket
+from mlcicd.serving.sockets import activated_socket
+from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor
 
 DEFAULT_BASE_DIR = "/opt/ml"
 

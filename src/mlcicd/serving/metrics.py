@@ -13,7 +13,11 @@ names the folded worker, so a reader that sees both does not count it twice.
 
 Windows (``--window 5m``) come from ``series.jsonl``: the supervisor appends the summed
 counters every few seconds (only when they changed); a window is now minus the line at
-its start. The histograms have four buckets per octave, so a percentile is exact to ±9 %.
+its start. The histograms have four buckets per octave (16 µs to about 67 s), and a
+percentile is interpolated inside the bucket of the sample at its rank, so it is within one
+bucket of that sample: a factor 2^(1/4), from -16 % to +19 % (tests/serving/test_metrics.py
+holds it to that; on smooth, dense traffic it comes within 5 % of the exact percentile).
+Below 16 µs the first bucket starts at 0; past 67 s a percentile reads 67 s.
 Stdlib only: the supervisor and the CLI read these files too.
 """
 

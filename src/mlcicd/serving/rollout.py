@@ -11,17 +11,19 @@ metrics. An alarm that trips (5XX rate or p99 ModelLatency above its threshold) 
 traffic back at once, starts a generation of the old config, and records the rollback with
 its figures (``last_rollback``, and ``last_update_failure`` for the deployer).
 
-A :class:`Rollout` runs in the supervisor's process and drives it through its public
-methods only: ``start_generation``, ``promote`` (make a generation the serving one),
-``idle`` (let time pass, the workers tended meanwhile), ``stopping``, ``write_status``; it
-reads ``current`` and sets ``status``. The update fields of ``status.json`` are its own.
+A :class:`Rollout` runs in the supervisor's process and drives it through the
+:class:`Host` it is given (the supervisor, which imports this module, not the other way):
+``start_generation``, ``promote`` (make a generation the serving one), ``idle`` (let time
+pass, the workers tended meanwhile), ``stopping``, ``write_status``; it reads ``current``
+and sets ``status``. The update fields of ``status.json`` are its own (:meth:`Rollout.record`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving import metrics
@@ -29,19 +31,52 @@ from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
 from mlcicd.serving.generation import Generation
 from mlcicd.serving.status import utcnow
 
-if TYPE_CHECKING:  # the supervisor imports this module
-    from mlcicd.serving.supervisor import Supervisor
-
 ALARM_CHECK_INTERVAL = 0.5
 
 # The supervisor's log lines: a rollout is a part of its work, in its process.
 log = logging.getLogger("mlcicd.serving.supervisor")
 
 
+class Host(Protocol):
+    """What a rollout drives: the endpoint's supervisor
+    (:class:`mlcicd.serving.supervisor.Supervisor`)."""
+
+    state_dir: Path
+    current: Generation | None
+    status: str
+
+    def start_generation(
+        self,
+        config: ServingConfig,
+        digest: str,
+        *,
+        blue: ServingConfig | None = None,
+        green_percent: float = 100.0,
+    ) -> Generation | str:
+        """A generation of ``config`` with all its workers ready, or why not."""
+        ...
+
+    def promote(self, gen: Generation) -> Generation:
+        """Make ``gen`` the serving generation; the one it replaces (returned) drains."""
+        ...
+
+    def idle(self, seconds: float) -> None:
+        """Let up to ``seconds`` pass, tending the workers meanwhile."""
+        ...
+
+    def stopping(self) -> bool:
+        """SIGTERM or SIGINT has arrived."""
+        ...
+
+    def write_status(self) -> None:
+        """Write status.json as things are now."""
+        ...
+
+
 class Rollout:
     """One endpoint's updates: how each replaces the serving generation, and how it went."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Host) -> None:
         self.supervisor = supervisor
         self.state_dir = supervisor.state_dir
         self.metrics_dir = self.state_dir / metrics.METRICS_DIR
@@ -50,6 +85,17 @@ class Rollout:
         self.last_update_at: str | None = None
         self.last_rollback: dict[str, Any] | None = None
         self.traffic: dict[str, Any] | None = None  # during a shift: who gets what share
+
+    def record(self) -> dict[str, Any]:
+        """What ``status.json`` says of the updates: the last one's outcome, the last
+        rollback, and the traffic split of the one under way."""
+        return {
+            "last_update_failure": self.last_update_failure,
+            "last_update_digest": self.last_update_digest,
+            "last_update_at": self.last_update_at,
+            "last_rollback": self.last_rollback,
+            "traffic": self.traffic,
+        }
 
     def update(self, config: ServingConfig, digest: str) -> None:
         """Replace the serving generation with one of ``config``, as its deployment says."""

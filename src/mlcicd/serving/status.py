@@ -4,29 +4,49 @@ The supervisor writes it, atomically, whenever something in it changes (nothing 
 writes it): its status, where it listens, the serving generation and its config, the
 workers, why it failed, and how the last update went (as its
 :class:`~mlcicd.serving.rollout.Rollout` recorded it). :mod:`mlcicd.endpoints.local` reads
-it to describe the endpoint and to wait for a deploy.
+it to describe the endpoint and to wait for a deploy. The supervisor imports this module and
+hands itself over as a :class:`StatusSource`; nothing here imports the supervisor.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # the supervisor imports this module
-    from mlcicd.serving.supervisor import Supervisor
+from mlcicd.serving.generation import Generation
+from mlcicd.serving.workers import WorkerPool
+
+
+class StatusSource(Protocol):
+    """What ``status.json`` describes: an endpoint's supervisor
+    (:class:`mlcicd.serving.supervisor.Supervisor`)."""
+
+    status: str
+    host: str
+    port: int | None
+    launch_id: str | None
+    start_time: int | None
+    started_at: str
+    current: Generation | None
+    workers: WorkerPool
+    failure_reason: str | None
+    failure_kind: str | None
+    log_hint: str
 
 
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def status_document(supervisor: Supervisor) -> dict[str, Any]:
-    """What ``status.json`` says of ``supervisor`` now."""
+def status_document(supervisor: StatusSource, updates: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``status.json`` says of ``supervisor`` now; ``updates``: how its updates went
+    (:meth:`mlcicd.serving.rollout.Rollout.record`)."""
     gen = supervisor.current
     config = gen.config if gen else None
     host = "127.0.0.1" if supervisor.host in ("0.0.0.0", "::", "") else supervisor.host
-    port, rollout = supervisor.port, supervisor.rollout
+    port = supervisor.port
     return {
         "status": supervisor.status,
         "pid": os.getpid(),
@@ -53,18 +73,14 @@ def status_document(supervisor: Supervisor) -> dict[str, Any]:
                 "generation": w.generation.number,
                 "state": w.state,
             }
-            for w in supervisor.workers.values()
+            for w in supervisor.workers.by_pid.values()
         ],
-        "worker_restarts": supervisor.worker_restarts,
+        "worker_restarts": supervisor.workers.restarts,
         "started_at": supervisor.started_at,
         "updated_at": utcnow(),
         "failure_reason": supervisor.failure_reason,
         "failure_kind": supervisor.failure_kind,
-        "last_update_failure": rollout.last_update_failure,
-        "last_update_digest": rollout.last_update_digest,
-        "last_update_at": rollout.last_update_at,
-        "last_rollback": rollout.last_rollback,
-        "traffic": rollout.traffic,
+        **updates,
         "deployment": config.deployment.to_dict() if config else None,
         "log": supervisor.log_hint,
     }

@@ -20,7 +20,9 @@ succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
                     handler stuck holding the GIL), it is SIGKILLed. Replaced as above.
 
 How an update moves the traffic — all at once, or step by step watching alarms, rolled
-back when one trips — is :mod:`mlcicd.serving.rollout`, which the supervisor drives.
+back when one trips — is :mod:`mlcicd.serving.rollout`, which the supervisor drives. Its
+workers — started, replaced, killed, retired, and the one wait for their events and the
+signals — are a :class:`~mlcicd.serving.workers.WorkerPool`.
 
 ``status.json`` is written only here, atomically; ``config_digest`` (the sha256 of the
 config.json bytes a generation was started from) lets a waiting deployer tell its own
@@ -31,17 +33,15 @@ the process that started it neither waits for nor reaps it.
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import json
 import logging
 import os
-import selectors
 import signal
 import socket
 import sys
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,12 @@ from mlcicd.fsutil import atomic_write_json, atomic_write_text
 from mlcicd.serving import metrics
 from mlcicd.serving.balance import ConnectionBoard
 from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
-from mlcicd.serving.generation import Generation, Worker, exit_text, last_line, spawn_worker
+from mlcicd.serving.generation import Generation
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.rollout import Rollout
+from mlcicd.serving.sockets import bind_socket
 from mlcicd.serving.status import status_document, utcnow
+from mlcicd.serving.workers import WorkerPool
 
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
@@ -63,70 +65,9 @@ RUN_DIR = "run"
 LOG_FILE = "logs/endpoint.log"
 
 EXIT_FAILED = 1
-RESTART_BACKOFF = (0.5, 30.0)  # first delay, ceiling; doubles per consecutive crash
-STABLE_AFTER = 10.0  # a worker ready this long resets the crash count
 ACCEPT_STOP_TIMEOUT = 10.0  # for a retiring worker to say it no longer accepts connections
-_DRAIN_GRACE = 2.0  # mirrors worker.DRAIN_GRACE (not imported: it pulls uvicorn)
-STALL_KILL_GRACE = 5.0  # past model_timeout, for a stalled worker to answer for itself and exit
 
 log = logging.getLogger("mlcicd.serving.supervisor")
-
-
-def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """The endpoint's listening socket; :class:`PortInUseError` if ``port`` is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)  # shared with every worker: none may ever block in accept()
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"port {port} is already in use",
-                hint="choose another port, or stop what listens on it",
-            ) from exc
-        raise
-    return sock
-
-
-LISTEN_FDS_START = 3  # systemd's SD_LISTEN_FDS_START: the first inherited socket
-SOCKET_ACTIVATION_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-
-
-def activated_socket(env: MutableMapping[str, str]) -> socket.socket | None:
-    """The listening socket handed to this process (systemd-style ``LISTEN_FDS``), or None.
-
-    A container endpoint's socket is bound on the host and outlives its containers
-    (:mod:`mlcicd.endpoints.listener`): each container serves it from fd 3, so an update
-    moves no address and the kernel's accept queue carries the requests across. The
-    variables are removed from ``env`` (the workers get the socket by its number, and
-    must not take themselves for activated). ``LISTEN_PID``, when set, must be this
-    process (systemd's rule: the variables were meant for it, not for a parent).
-    Raises ValueError saying what is wrong with what was handed over.
-    """
-    count, pid = env.get("LISTEN_FDS"), env.get("LISTEN_PID")
-    for name in SOCKET_ACTIVATION_ENV:
-        env.pop(name, None)
-    if not count:
-        return None
-    if pid and pid != str(os.getpid()):
-        return None
-    if count != "1":
-        raise ValueError(f"LISTEN_FDS={count}: one listening socket is expected (fd 3)")
-    try:
-        sock = socket.socket(fileno=LISTEN_FDS_START)
-    except OSError as exc:
-        raise ValueError(f"LISTEN_FDS=1 but fd 3 is not a socket: {exc}") from exc
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
-        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-    ):
-        sock.detach()
-        raise ValueError("LISTEN_FDS=1 but fd 3 is not a listening TCP socket")
-    sock.setblocking(False)  # as bind_socket: shared with every worker
-    return sock
 
 
 class Supervisor:
@@ -144,18 +85,24 @@ class Supervisor:
         self.state_dir = state_dir.resolve()
         self.launch_id = launch_id
         self.log_hint = log_hint or str(self.state_dir / LOG_FILE)
-        self.sock: socket.socket | None = sock
         self._inherited = sock is not None
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.current: Generation | None = None
-        self.workers: dict[int, Worker] = {}
+        self.workers = WorkerPool(
+            self.state_dir,
+            run_dir=self.state_dir / RUN_DIR,
+            log_file=self.state_dir / LOG_FILE,
+            log_hint=self.log_hint,
+            serving=lambda: self.current,
+            changed=self.write_status,
+        )
+        self.workers.sock = sock  # else bound from config.json at start
         self.started_at = utcnow()
         self.start_time = procinfo.start_time(os.getpid())
         self.status = "Creating"
         self.failure_reason: str | None = None
         self.failure_kind: str | None = None
-        self.worker_restarts = 0
         self.rollout = Rollout(self)  # updates, and what status.json says of them
         self.metrics_dir = self.state_dir / metrics.METRICS_DIR
         self._series_last: str | None = None
@@ -163,9 +110,6 @@ class Supervisor:
         self._next_generation = 1
         self._stop = False
         self._reload = False
-        self._selector = selectors.DefaultSelector()
-        self._wakeup: int | None = None
-        self.board: ConnectionBoard | None = None  # how many connections each worker holds
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -175,10 +119,10 @@ class Supervisor:
             return self._run()
         except Exception as exc:  # a bug of ours: leave no worker behind, say what happened
             log.exception("the supervisor crashed")
-            for worker in list(self.workers.values()):
+            for worker in list(self.workers.by_pid.values()):
                 worker.proc.kill()
                 worker.proc.wait()
-            self.workers.clear()
+            self.workers.by_pid.clear()
             return self._fail(f"the endpoint server crashed: {type(exc).__name__}: {exc}", "crash")
 
     def _run(self) -> int:
@@ -196,18 +140,18 @@ class Supervisor:
         except (OSError, ValueError) as exc:
             return self._fail(f"cannot read {self.state_dir / CONFIG_FILE}: {exc}", "config")
         self.host = config.host
-        if self.sock is None:
+        if self.workers.sock is None:
             try:
-                self.sock = bind_socket(config.host, config.port)
+                self.workers.sock = bind_socket(config.host, config.port)
             except PortInUseError as exc:
                 return self._fail(exc.message, "port_in_use")
             except OSError as exc:
                 return self._fail(f"cannot listen on {config.host}:{config.port}: {exc}", "bind")
         else:  # handed over: its address is the one clients use, whatever config.json says
-            self.host = str(self.sock.getsockname()[0])
-        self.port = self.sock.getsockname()[1]
+            self.host = str(self.workers.sock.getsockname()[0])
+        self.port = self.workers.sock.getsockname()[1]
         log.info("listening on %s:%d", self.host, self.port)
-        self.board = ConnectionBoard.create()
+        self.workers.board = ConnectionBoard.create()
 
         started = self.start_generation(config, digest)
         if isinstance(started, str):
@@ -221,7 +165,7 @@ class Supervisor:
         log.info("InService: %s (generation %d) on port %d", config.name, started.number, self.port)
 
         while not self.stopping():
-            self._wait(self._next_timeout())
+            self.workers.wait(self._next_timeout())
             if self.stopping():  # the wait ran the signal handlers
                 break
             if self._reload:
@@ -243,10 +187,11 @@ class Supervisor:
         return EXIT_FAILED
 
     def _stopped(self) -> None:
-        log.info("stopping: draining %d worker(s)", len(self.workers))
-        for gen in {w.generation for w in self.workers.values()}:
-            self._retire(gen, wait=False)
-        self._wait_for_exit(list(self.workers.values()))
+        workers = self.workers
+        log.info("stopping: draining %d worker(s)", len(workers.by_pid))
+        for gen in {w.generation for w in workers.by_pid.values()}:
+            workers.retire(gen, wait=False)
+        workers.wait_for_exit(list(workers.by_pid.values()))
         self._close_socket()
         self.status, self.failure_reason = (
             "OutOfService",
@@ -257,9 +202,9 @@ class Supervisor:
         log.info("stopped")
 
     def _close_socket(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        if self.workers.sock is not None:
+            self.workers.sock.close()
+            self.workers.sock = None
 
     # -- generations ----------------------------------------------------------------------
 
@@ -297,16 +242,16 @@ class Supervisor:
         log.info("generation %d: starting %d worker(s) for %s", number, config.workers, config.name)
         for _ in range(config.workers):
             try:
-                self._spawn(gen)
+                self.workers.spawn(gen)
             except OSError as exc:
-                self._retire(gen, wait=True)
+                self.workers.retire(gen, wait=True)
                 return f"cannot start a worker with {config.python or sys.executable}: {exc}"
         deadline = time.monotonic() + config.startup_timeout
         reason: str
         while True:
             broken = next((w for w in gen.workers if w.error or w.exit_code is not None), None)
             if broken is not None:
-                reason = broken.error or self._exit_reason(broken)
+                reason = broken.error or self.workers.exit_reason(broken)
                 break
             if all(w.state == "ready" for w in gen.workers):
                 log.info("generation %d: all %d worker(s) ready", number, len(gen.workers))
@@ -322,10 +267,10 @@ class Supervisor:
                     f"model_fn may be slow or stuck — see {self.log_hint}"
                 )
                 break
-            self._wait(min(0.25, deadline - now))
-            self._reap()
+            self.workers.wait(min(0.25, deadline - now))
+            self.workers.reap()
         log.error("generation %d failed: %s", number, reason)
-        self._retire(gen, wait=True)
+        self.workers.retire(gen, wait=True)
         return reason
 
     def _update(self) -> None:
@@ -355,193 +300,31 @@ class Supervisor:
         """Make ``gen`` the serving generation; the one it replaces (returned) drains."""
         old, self.current = self.current, gen
         assert old is not None
-        self._retire(old, wait=False)
+        self.workers.retire(old, wait=False)
         # InService with the new config means new connections reach the new generation only:
         # wait (briefly) until the old workers say they stopped accepting.
-        self._wait_until_not_accepting(old.workers, ACCEPT_STOP_TIMEOUT)
+        self.workers.wait_until_not_accepting(old.workers, ACCEPT_STOP_TIMEOUT)
         return old
 
-    # -- workers --------------------------------------------------------------------------
-
-    def _spawn(self, gen: Generation) -> Worker:
-        assert self.sock is not None
-        board = self.board
-        slot = board.claim() if board is not None else None
-        try:
-            worker = spawn_worker(
-                gen,
-                self.sock.fileno(),
-                cwd=self.state_dir / RUN_DIR,
-                log_hint=self.log_hint,
-                board_fd=board.fd if board is not None else None,
-                slot=slot,
-            )
-        except BaseException:
-            if board is not None:
-                board.release(slot)
-            raise
-        assert worker.status_fd is not None
-        self._selector.register(worker.status_fd, selectors.EVENT_READ, worker)
-        gen.workers.append(worker)
-        self.workers[worker.pid] = worker
-        log.info("generation %d: worker %d started", gen.number, worker.pid)
-        return worker
-
-    def _on_status(self, worker: Worker) -> None:
-        events = worker.read_events()
-        if events is None:
-            self._close_status(worker)
-            return
-        for event in events:
-            if event.get("event") == "ready" and worker.state == "starting":
-                worker.state, worker.ready_at, worker.accepting = "ready", time.monotonic(), True
-                if worker.generation is self.current:
-                    self.write_status()  # a replacement joined
-            elif event.get("event") == "draining":
-                worker.accepting = False
-            elif event.get("event") == "failed":
-                worker.error = str(event.get("error") or "the worker failed to load the model")
-            elif event.get("event") == "stalled":
-                worker.error = str(event.get("error") or "its event loop stalled")
-            else:
-                log.warning("worker %d sent an unexpected event: %r", worker.pid, event)
-
-    def _close_status(self, worker: Worker) -> None:
-        if worker.status_fd is not None:
-            self._selector.unregister(worker.status_fd)
-            os.close(worker.status_fd)
-            worker.status_fd = None
-
-    def _reap(self) -> None:
-        """Collect exited workers; schedule replacements for the serving generation's."""
-        now = time.monotonic()
-        for worker in list(self.workers.values()):
-            code = worker.proc.poll()
-            if code is None:
-                if worker.state == "ready" and now - worker.ready_at > STABLE_AFTER:
-                    worker.generation.crashes = 0
-                continue
-            worker.exit_code = code
-            del self.workers[worker.pid]
-            if self.board is not None:
-                self.board.release(worker.slot)
-            if worker.status_fd is not None:
-                self._on_status(worker)  # a last event may still be in the pipe
-                self._close_status(worker)
-            gen = worker.generation
-            metrics.fold_worker(self.metrics_dir, f"g{gen.number}-{worker.pid}")
-            if gen is self.current:
-                gen.workers.remove(worker)
-            if worker.state == "stopping":
-                log.info(
-                    "generation %d: worker %d exited (%s)", gen.number, worker.pid, exit_text(code)
-                )
-            elif gen is self.current:
-                delay = min(RESTART_BACKOFF[0] * 2**gen.crashes, RESTART_BACKOFF[1])
-                gen.crashes += 1
-                gen.restarts_due.append(now + delay)
-                log.warning(
-                    "generation %d: worker %d died (%s)%s; replacing it in %.1fs",
-                    gen.number,
-                    worker.pid,
-                    exit_text(code),
-                    f": {worker.error}" if worker.error else "",
-                    delay,
-                )
-                self.write_status()
-            if gen is not self.current and not any(
-                w.generation is gen for w in self.workers.values()
-            ):
-                gen.spec_path.unlink(missing_ok=True)
+    # -- housekeeping ---------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
-        self._reap()
-        gen, now = self.current, time.monotonic()
+        self.workers.reap()
+        now = time.monotonic()
         if now >= self._series_due:
             self._series_due = now + metrics.SERIES_INTERVAL
             summed = metrics.read_all(self.metrics_dir)
             self._series_last = metrics.append_series(self.metrics_dir, summed, self._series_last)
-        if gen is not None:
-            due = [t for t in gen.restarts_due if t <= now]
-            gen.restarts_due = [t for t in gen.restarts_due if t > now]
-            for _ in due:
-                try:
-                    self._spawn(gen)
-                    self.worker_restarts += 1
-                except OSError as exc:
-                    log.error("cannot replace a worker: %s", exc)
-                    gen.restarts_due.append(now + RESTART_BACKOFF[1])
-        for worker in self.workers.values():
-            if worker.state == "stopping" and now >= worker.kill_at:
-                log.warning("worker %d did not drain in time; killing it", worker.pid)
-                worker.proc.kill()
-                worker.kill_at = now + 5.0
-            elif worker.state == "ready" and self.board is not None:
-                self._kill_if_stalled(worker, now)
+        self.workers.tend(now)
 
-    def _kill_if_stalled(self, worker: Worker, now: float) -> None:
-        """SIGKILL a worker whose loop stalled past ``model_timeout`` and did not exit itself
-        (no signal reaches a wedged loop; its watchdog thread has had its grace)."""
-        assert self.board is not None
-        timeout = worker.generation.config.model_timeout
-        stalled = self.board.stalled_for(worker.slot, now)
-        if stalled <= timeout + STALL_KILL_GRACE:
-            return
-        worker.state, worker.accepting = "stalled", False
-        worker.error = (
-            f"its event loop stalled for {stalled:.0f}s (deploy.model_timeout is {timeout:g}s) "
-            "and it did not exit; killed"
-        )
-        log.error(
-            "generation %d: worker %d: %s", worker.generation.number, worker.pid, worker.error
-        )
-        worker.proc.kill()
-
-    def _retire(self, gen: Generation, *, wait: bool) -> None:
-        """SIGTERM a generation's workers (they drain); with ``wait``, until they are gone."""
-        deadline = time.monotonic() + gen.config.drain_timeout + _DRAIN_GRACE + 5.0
-        victims = [w for w in self.workers.values() if w.generation is gen]
-        for worker in victims:
-            if worker.state != "stopping":
-                worker.state, worker.kill_at = "stopping", deadline
-                worker.proc.terminate()  # a no-op once Popen has seen it exit
-        if wait:
-            self._wait_for_exit(victims)
-
-    def _wait_until_not_accepting(self, workers: list[Worker], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while any(w.pid in self.workers and w.accepting for w in workers):
-            if time.monotonic() > deadline:
-                log.warning("old workers still accept connections after %.0fs; going on", timeout)
-                return
-            self._wait(0.02)
-            self._reap()
-
-    def _wait_for_exit(self, workers: list[Worker]) -> None:
-        while any(w.pid in self.workers for w in workers):
-            self._wait(0.1)
-            self._reap()
-            now = time.monotonic()
-            for worker in workers:
-                if worker.pid in self.workers and now >= worker.kill_at:
-                    log.warning("worker %d did not stop in time; killing it", worker.pid)
-                    worker.proc.kill()
-                    worker.kill_at = now + 5.0
-
-    def _exit_reason(self, worker: Worker) -> str:
-        reason = f"a worker exited ({exit_text(worker.exit_code)}) before it was ready"
-        tail = last_line(self.state_dir / LOG_FILE)
-        return f"{reason}: {tail}" if tail else f"{reason}; see {self.log_hint}"
-
-    # -- waiting and signals ----------------------------------------------------------------
+    # -- signals and waiting --------------------------------------------------------------
 
     def _install_signals(self) -> None:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        self._wakeup = read_fd
-        self._selector.register(read_fd, selectors.EVENT_READ, None)
+        self.workers.watch_wakeup(read_fd)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
 
@@ -552,21 +335,9 @@ class Supervisor:
             self._stop = True
         # SIGCHLD only wakes the loop (through the wakeup fd) so a dead worker is seen at once
 
-    def _wait(self, timeout: float) -> None:
-        for key, _ in self._selector.select(max(timeout, 0.0)):
-            if key.data is None:
-                assert self._wakeup is not None
-                try:
-                    while os.read(self._wakeup, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-            else:
-                self._on_status(key.data)
-
     def idle(self, seconds: float) -> None:
         """Let up to ``seconds`` pass, tending the workers meanwhile."""
-        self._wait(seconds)
+        self.workers.wait(seconds)
         self._housekeeping()
 
     def _next_timeout(self) -> float:
@@ -578,7 +349,9 @@ class Supervisor:
     # -- status ---------------------------------------------------------------------------
 
     def write_status(self) -> None:
-        atomic_write_json(self.state_dir / STATUS_FILE, status_document(self))
+        atomic_write_json(
+            self.state_dir / STATUS_FILE, status_document(self, self.rollout.record())
+        )
 
 
 def detach(state_dir: Path) -> None:

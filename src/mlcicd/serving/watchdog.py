@@ -17,7 +17,7 @@ same 60 s by default) is that limit here. Three parts, none of them per request:
   connections, counts the timeouts as 5XX errors, logs where the handler is stuck, and exits
   with :data:`EXIT_STALLED`. The supervisor replaces it as it replaces any dead worker.
 - **the supervisor**: a worker whose stamp is older than ``model_timeout`` plus a grace
-  (:data:`mlcicd.serving.supervisor.STALL_KILL_GRACE`) is SIGKILLed — a handler stuck in C
+  (:data:`mlcicd.serving.workers.STALL_KILL_GRACE`) is SIGKILLed — a handler stuck in C
   code that holds the GIL never lets the thread above run; its clients then see the
   connection close, without a status.
 

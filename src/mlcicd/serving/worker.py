@@ -63,6 +63,7 @@ from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
 from mlcicd.serving.protocol import GuardedProtocol, guarded_protocol
 from mlcicd.serving.shadow import ShadowRunner
+from mlcicd.serving.sockets import inherited_socket
 from mlcicd.serving.watchdog import Heartbeat, Watchdog
 
 log = logging.getLogger("mlcicd.serving.worker")
@@ -362,17 +363,6 @@ def serve(
     finally:
         if server.stall_watchdog is not None:  # the loop is gone: no heartbeat from here on
             server.stall_watchdog.stop()
-
-
-def inherited_socket(fd: int) -> socket.socket:
-    """The listening socket behind ``fd`` (family and protocol read from the fd itself).
-
-    ``socket.fromfd(fd, AF_UNIX, ...)`` as uvicorn's ``fd=`` option does would mislabel a TCP
-    socket, and TCP_NODELAY would be skipped on every accepted connection.
-    """
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(False)
-    return sock
 
 
 def board(fd: int | None) -> ConnectionBoard | None:

@@ -10,6 +10,7 @@
     challenger.py  ... champion/challenger: is the new model as good as the one serving?
     approve.py     APPROVE (``approve: manual``): a person decides before production
     register.py    REGISTER: a model package in the registry, one version per model sha256
+    transform.py   TRANSFORM (``transform:``): the registered model scores a dataset
     staging.py     STAGING (``staging:``): a staging endpoint, the endpoint tests, a load check
     deploy.py      DEPLOY: the endpoint created or updated to serve the registered model
 """
@@ -28,11 +29,13 @@ from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
 from mlcicd.stages.staging import StagingStage
 from mlcicd.stages.train import TrainStage
+from mlcicd.stages.transform import TransformStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
     """The pipeline's stages; with ``approve: manual``, an approval before the model is
-    registered — or, with ``staging:``, after staging, so the person sees its results."""
+    registered — or, with ``staging:``, after staging, so the person sees its results; with
+    ``transform:``, a batch transform by the new model right after register."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
@@ -42,12 +45,16 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     )
     # processing: steps before training, the data check, then the steps after it (evaluate)
     trained: list[Stage] = [*before, *check, TrainStage(), *after, GateStage()]
+    transform: list[Stage] = (
+        [TransformStage()] if config is not None and config.transform is not None else []
+    )
     if config is not None and config.staging is not None:
         return [
             SourceStage(),
             BuildStage(),
             *trained,
             RegisterStage(),
+            *transform,
             StagingStage(),
             *approve,
             DeployStage(),
@@ -58,6 +65,7 @@ def default_stages(config: Config | None = None) -> list[Stage]:
         *trained,
         *approve,
         RegisterStage(),
+        *transform,
         DeployStage(),
     ]
 
@@ -74,5 +82,6 @@ __all__ = [
     "SourceStage",
     "StagingStage",
     "TrainStage",
+    "TransformStage",
     "default_stages",
 ]

@@ -15,6 +15,7 @@ connection (:class:`~mlcicd.state.db.Tables`):
 * :mod:`~mlcicd.state.events` — the event log, notifiers' cursors, webhook deliveries
 * :mod:`~mlcicd.state.monitoring` — baselines and monitoring executions
 * :mod:`~mlcicd.state.processing` — processing jobs, their outputs and reports
+* :mod:`~mlcicd.state.transforms` — batch transform jobs
 
 :class:`State` is the front callers hold: it opens the database and has every group's
 methods. A new table goes into :mod:`~mlcicd.state.schema` (with a new
@@ -51,12 +52,14 @@ from mlcicd.state.records import (
     Run,
     StageExecution,
     TrainingJobRecord,
+    TransformJobRecord,
 )
 from mlcicd.state.registry import Registry
 from mlcicd.state.schema import SCHEMA_VERSION
+from mlcicd.state.transforms import Transforms
 
 
-class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring, Processing):
+class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring, Processing, Transforms):
     """The state database of one state directory.
 
     Each base is one group of tables over the same :class:`~mlcicd.state.db.Database`
@@ -94,4 +97,5 @@ __all__ = [
     "StageExecution",
     "State",
     "TrainingJobRecord",
+    "TransformJobRecord",
 ]

@@ -42,6 +42,7 @@ JSON_COLUMNS = {
     "variants",
     "inputs",
     "report",
+    "settings",
 }
 BOOL_COLUMNS = {"dirty", "forced"}
 

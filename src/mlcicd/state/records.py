@@ -246,3 +246,32 @@ class MonitoringExecution:
         if self.status == WITH_VIOLATIONS:
             return f"{self.violation_count} violation{'s' if self.violation_count != 1 else ''}"
         return f"{self.status.lower()}: {self.reason}"
+
+
+@dataclass
+class TransformJobRecord:
+    """A batch transform job (SageMaker's TransformJob): what ran, on what, how it ended."""
+
+    name: str
+    backend: str
+    status: str
+    failure_reason: str | None
+    model_group: str | None
+    model_version: int | None
+    model_sha256: str
+    input_uri: str
+    output_uri: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    objects: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    run_id: int | None = None
+    pid: int | None = None
+    pid_start: int | None = None
+    log_path: str | None = None
+    started_at: float = 0.0
+    ended_at: float | None = None
+
+    @property
+    def model(self) -> str:
+        return f"{self.model_group}/{self.model_version}" if self.model_group else "?"

@@ -15,11 +15,12 @@ Versions:
 4. monitoring executions of endpoints' schedules
 5. the digests of webhook bodies, so a replay under a new delivery id is known
 6. processing jobs: the steps of ``processing:``, their outputs and reports
+7. batch transform jobs
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # --- runs and the queue (runs.py, queue.py) ---------------------------------------------------
 
@@ -249,4 +250,32 @@ CREATE TABLE IF NOT EXISTS processing_jobs (
 CREATE INDEX IF NOT EXISTS processing_jobs_cache ON processing_jobs(cache_key, status);
 """
 
-SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING + PROCESSING
+# --- batch transform jobs (transforms.py) ------------------------------------------------------
+
+TRANSFORMS = """
+CREATE TABLE IF NOT EXISTS transform_jobs (
+    name            TEXT PRIMARY KEY,       -- TransformJobName
+    backend         TEXT NOT NULL,
+    status          TEXT NOT NULL,          -- InProgress | Completed | Failed | Stopped
+    failure_reason  TEXT,
+    model_group     TEXT,
+    model_version   INTEGER,
+    model_sha256    TEXT NOT NULL,
+    input_uri       TEXT NOT NULL,
+    output_uri      TEXT NOT NULL,
+    -- ContentType, SplitType, BatchStrategy, DataProcessing… as TransformSettings has them
+    settings        TEXT NOT NULL DEFAULT '{}',
+    objects         INTEGER NOT NULL DEFAULT 0,
+    rows_in         INTEGER NOT NULL DEFAULT 0,
+    rows_out        INTEGER NOT NULL DEFAULT 0,
+    run_id          INTEGER,
+    pid             INTEGER,                -- the process running it, while InProgress
+    pid_start       INTEGER,
+    log_path        TEXT,
+    started_at      REAL NOT NULL,
+    ended_at        REAL
+);
+CREATE INDEX IF NOT EXISTS transform_jobs_model ON transform_jobs(model_group, model_version);
+"""
+
+SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING + PROCESSING + TRANSFORMS

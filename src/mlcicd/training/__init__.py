@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mlcicd.errors import ConfigError
+from mlcicd.shapes import decode_hyperparameters, encode_hyperparameters
 from mlcicd.training.base import (
     Channel,
     MetricDefinition,
@@ -28,8 +29,6 @@ from mlcicd.training.base import (
 from mlcicd.training.local import LocalTrainingBackend
 from mlcicd.training.toolkit import (
     TrainingPaths,
-    decode_hyperparameters,
-    encode_hyperparameters,
     hyperparameter_args,
     training_env_document,
     training_env_vars,

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Literal, Protocol
 
 from mlcicd.errors import TrainingError
-from mlcicd.training.toolkit import SAGEMAKER_HYPERPARAMETERS, encode_hyperparameters
+from mlcicd.shapes import encode_hyperparameters
+from mlcicd.training.toolkit import SAGEMAKER_HYPERPARAMETERS
 
 # SageMaker's own patterns (CreateTrainingJob TrainingJobName, Channel ChannelName).
 JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")

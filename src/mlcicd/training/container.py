@@ -40,11 +40,11 @@ from typing import Any
 from mlcicd.aws.sourcedir import download_and_extract, is_archive_path, is_s3_uri
 from mlcicd.errors import MlcicdError, TrainingError
 from mlcicd.process import run_streaming
+from mlcicd.shapes import decode_hyperparameters
 from mlcicd.training.toolkit import (
     DEFAULT_HOST,
     TrainingPaths,
     algorithm_error_reason,
-    decode_hyperparameters,
     hyperparameter_args,
     missing_model_reason,
     resource_config,

@@ -38,6 +38,7 @@ from mlcicd.archive import pack_dir
 from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import atomic_write_json, copy_code, link_into, open_private_log
 from mlcicd.process import ProcessOutcome, run_streaming, script_environment
+from mlcicd.shapes import decode_hyperparameters, encode_hyperparameters
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
@@ -47,8 +48,6 @@ from mlcicd.training.base import (
 from mlcicd.training.toolkit import (
     TrainingPaths,
     algorithm_error_reason,
-    decode_hyperparameters,
-    encode_hyperparameters,
     failure_reason_from_file,
     hyperparameter_args,
     input_data_config,

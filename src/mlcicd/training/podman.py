@@ -30,8 +30,8 @@ from mlcicd.errors import TrainingError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.images.podman import image_id, missing_entry, podman, podman_binary, remove_container
 from mlcicd.process import ProcessOutcome, child_environment, run_streaming
+from mlcicd.shapes import encode_hyperparameters
 from mlcicd.training.local import LocalTrainingBackend, _Job
-from mlcicd.training.toolkit import encode_hyperparameters
 
 OPT_ML = "/opt/ml"
 # The directories of the job that SageMaker mounts (the rest of the job dir is ours).

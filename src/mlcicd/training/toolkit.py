@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcicd.errors import TrainingError
 from mlcicd.process import exit_reason
 
 # Hyperparameters the SageMaker Python SDK adds for script mode; they configure the toolkit
@@ -125,35 +124,6 @@ class TrainingPaths:
 
     def channel(self, name: str) -> Path:
         return self.input_data / name
-
-
-def encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
-    """What SageMaker writes to hyperparameters.json: every value JSON-encoded into a string.
-
-    (The SageMaker Python SDK's ``_json_encode_hyperparameters``; the CreateTrainingJob API
-    only carries strings, so ``0.1`` travels as ``"0.1"`` and ``"adam"`` as ``"\\"adam\\""``.)
-    """
-    encoded: dict[str, str] = {}
-    for key, value in hyperparameters.items():
-        try:
-            encoded[str(key)] = json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise TrainingError(
-                f"hyperparameter {key!r}: {type(value).__name__} value cannot be encoded as JSON",
-                hint="use strings, numbers, booleans, lists or dicts",
-            ) from exc
-    return encoded
-
-
-def decode_hyperparameters(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """What the toolkit reads back: each value JSON-decoded, or kept as is if it is not JSON."""
-    decoded: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            decoded[key] = json.loads(value)
-        except (TypeError, ValueError):
-            decoded[key] = value
-    return decoded
 
 
 def split_hyperparameters(

@@ -59,8 +59,8 @@ from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, 
 from mlcicd.aws.lambdas.staging import Target, clear_leftover, delete_step, staging_endpoint
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import ShadowConfig, VariantConfig
-from mlcicd.endpoints.base import DataCapture
 from mlcicd.errors import ArtifactError, ConfigError, EndpointError
+from mlcicd.shapes import DataCapture
 
 MODEL_JSON = "model.json"
 _REQUIRED = ("model_data_url", "model_package_arn", "model_package_version", "image_uri")

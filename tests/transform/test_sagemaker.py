@@ -1,0 +1,96 @@
+"""`--backend sagemaker` against moto's server: the registered model becomes a SageMaker Model
+(as an endpoint's variant does), CreateTransformJob carries the job's fields under SageMaker's
+names, and the job is followed to its end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlcicd.aws.transform_jobs import create_transform_job_request
+from mlcicd.errors import TransformError
+from mlcicd.store import S3ArtifactStore
+from mlcicd.transform import TransformJobSpec, TransformModel, TransformSettings
+from mlcicd.transform.sagemaker import SageMakerTransformBackend
+from tests.aws.events import IMAGE, ROLE_ARN
+
+SETTINGS = TransformSettings(
+    max_payload_mb=2.5, max_concurrent=4, input_filter="$[1:]", join_source="Input"
+)
+
+
+def test_the_request_names_every_field_as_sagemaker_does() -> None:
+    request = create_transform_job_request(
+        name="nightly",
+        model_name="m",
+        settings=SETTINGS.to_dict(),
+        input_uri="s3://batch/in",
+        output_uri="s3://batch/out",
+        instance_type="ml.m5.large",
+    )
+    assert request["MaxPayloadInMB"] == 3 and request["MaxConcurrentTransforms"] == 4
+    assert request["TransformInput"] == {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://batch/in"}},
+        "ContentType": "text/csv",
+        "CompressionType": "None",
+        "SplitType": "Line",
+    }
+    assert request["TransformOutput"] == {
+        "S3OutputPath": "s3://batch/out",
+        "Accept": "text/csv",
+        "AssembleWith": "Line",
+    }
+    assert request["DataProcessing"] == {
+        "InputFilter": "$[1:]",
+        "JoinSource": "Input",
+        "OutputFilter": "$",
+    }
+    plain = create_transform_job_request(
+        name="n",
+        model_name="m",
+        settings=TransformSettings().to_dict(),
+        input_uri="s3://b/i",
+        output_uri="s3://b/o",
+        instance_type="ml.m5.large",
+    )
+    assert "DataProcessing" not in plain
+
+
+@pytest.mark.integration
+def test_a_transform_job_on_sagemaker_from_the_registered_model(
+    tmp_path: Path, model: TransformModel, aws_env: Any
+) -> None:
+    s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
+    for bucket in ("store", "batch"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="batch", Key="in/a.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    backend = SageMakerTransformBackend(
+        S3ArtifactStore("s3://store"),
+        bucket="models",
+        pipeline="iris-classifier",
+        image=IMAGE,
+        role_arn=ROLE_ARN,
+        instance_type="ml.m5.large",
+        jobs_root=tmp_path,
+    )
+    spec = TransformJobSpec("nightly", model, "s3://batch/in", "s3://batch/out", SETTINGS)
+
+    result = backend.run(spec)
+
+    assert (result.status, result.objects, result.outputs) == (
+        "Completed",
+        1,
+        ["s3://batch/out/a.csv.out"],
+    )
+    job = sagemaker.describe_transform_job(TransformJobName="nightly")
+    assert job["TransformJobStatus"] == "Completed"
+    assert job["TransformInput"]["SplitType"] == "Line" and job["MaxPayloadInMB"] == 3
+    container = sagemaker.describe_model(ModelName=job["ModelName"])["PrimaryContainer"]
+    assert container["Image"] == IMAGE
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["ModelDataUrl"].endswith(f"/{model.model_sha256}/model.tar.gz")
+
+    with pytest.raises(TransformError, match="--input data/ is not on S3"):
+        backend.run(TransformJobSpec("local-input", model, "data/", "s3://batch/o"))
