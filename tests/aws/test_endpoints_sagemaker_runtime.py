@@ -1,12 +1,13 @@
 """What a test process gets to call a SageMaker endpoint (mlcicd/endpoints/sagemaker_runtime.py):
-checked by running boto3's ``sagemaker-runtime`` in a child with exactly that environment,
-against moto's server."""
+checked by running boto3's ``sagemaker-runtime`` in a child with that environment and a
+profile of its own (never this process's keys), against moto's server."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,16 +26,24 @@ print(json.dumps({"body": answer["Body"].read().decode(), "region": os.environ["
 """
 
 
-def test_a_boto3_test_reaches_the_endpoint_with_that_environment_alone(
-    aws_env: AwsClient,
+def test_a_boto3_test_reaches_the_endpoint_with_that_environment_and_its_own_profile(
+    aws_env: AwsClient, tmp_path: Path
 ) -> None:
     environment = client_environment(ARN)
     assert environment["AWS_REGION"] == "eu-west-1"  # the endpoint's, from its ARN
-    assert environment["AWS_ACCESS_KEY_ID"] == "testing"  # this process's: the runtime signs
+    # This process's keys stay here: the test signs with credentials of its own.
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(
+        environment
+    )
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[endpoint-tests]\naws_access_key_id = tests\naws_secret_access_key = tests\n"
+    )
     child = {
         "PATH": "/usr/bin:/bin",
         "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        "AWS_PROFILE": "endpoint-tests",
         "MLCICD_ENDPOINT_NAME": "iris-classifier-endpoint-staging",
         **environment,
     }

@@ -242,7 +242,8 @@ def test_run_backend_aws_without_a_stack_names_the_missing_keys(tmp_path: Path) 
 # What the staging test below runs as `staging.test`: what a test using boto3 sees.
 PROBE = """
 import json, os, sys, boto3
-seen = {n: os.environ.get(n) for n in ("MLCICD_ENDPOINT_NAME", "MLCICD_ENDPOINT_URL", "AWS_REGION")}
+names = ("MLCICD_ENDPOINT_NAME", "MLCICD_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID")
+seen = {n: os.environ.get(n) for n in names}
 answer = boto3.client("sagemaker-runtime").invoke_endpoint(
     EndpointName=os.environ["MLCICD_ENDPOINT_NAME"], Body=b"[[5.1, 3.5, 1.4, 0.2]]",
     ContentType="application/json")
@@ -258,8 +259,15 @@ def test_run_stages_the_model_on_a_sagemaker_endpoint_before_production(
     aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """source → … → register → staging (deploy, test, load, delete) → deploy, on SageMaker:
-    the test calls the staging endpoint through boto3's sagemaker-runtime, signed, with the
-    variables the stage sets; production does not exist yet while it runs."""
+    the test calls the staging endpoint through boto3's sagemaker-runtime, signed with a
+    profile of its own (the run's keys are withheld), with the variables the stage sets;
+    production does not exist yet while it runs."""
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[endpoint-tests]\naws_access_key_id = tests\naws_secret_access_key = tests\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_PROFILE", "endpoint-tests")  # the run itself signs with its keys
     aws_env("s3").create_bucket(Bucket=STORE)
     push_image(aws_env, IMAGE)
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
@@ -283,6 +291,7 @@ def test_run_stages_the_model_on_a_sagemaker_endpoint_before_production(
         "MLCICD_ENDPOINT_URL": "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/"
         f"{STAGING_ENDPOINT}/invocations",
         "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": None,  # the run's keys stay with the run
         "answer": "body",  # moto's canned answer: the call was signed and reached the runtime
         "endpoints": [STAGING_ENDPOINT],  # production comes after staging
     }
@@ -312,7 +321,7 @@ def test_examples_iris_endpoint_tests_pass_against_a_sagemaker_endpoint(
     from mlcicd.endpoints.sagemaker_runtime import client_environment
 
     arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{STAGING_ENDPOINT}"
-    environment = {
+    environment = {  # this process's keys (moto takes any): here, they are the tests' own
         **os.environ,
         **client_environment(arn),
         "MLCICD_ENDPOINT_NAME": STAGING_ENDPOINT,

@@ -11,7 +11,6 @@ same as the local load check's.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from mlcicd.aws.clients import AwsClient, Timeouts, client, resolve_endpoint_url
 from mlcicd.endpoints.load import LoadResult
 from mlcicd.errors import AwsError
-from mlcicd.process import AWS_CREDENTIALS
 
 # One try per request, and no minute-long waits behind a stuck one.
 LOAD_TIMEOUTS = Timeouts(connect_seconds=10, read_seconds=60, total_max_attempts=1)
@@ -32,10 +30,11 @@ def runtime_client() -> AwsClient:
 
 
 def client_environment(arn: str) -> dict[str, str]:
-    """What a test process needs to call the SageMaker endpoint ``arn`` with boto3's
-    ``sagemaker-runtime``: its region, the AWS endpoint mlcicd itself talks to (moto's,
-    LocalStack's, when ``MLCICD_AWS_ENDPOINT_URL`` says so) and this process's AWS
-    credentials — the runtime takes only signed requests (docs/security.md)."""
+    """What a test process needs, besides credentials, to call the SageMaker endpoint ``arn``
+    with boto3's ``sagemaker-runtime``: its region, and the AWS endpoint mlcicd itself talks
+    to (moto's, LocalStack's) when ``MLCICD_AWS_ENDPOINT_URL`` says so. No credentials: the
+    project's test code is not trusted with this process's keys; it signs with its own (a
+    profile, an instance or CodeBuild role — docs/security.md)."""
     parts = arn.split(":", 5)
     if len(parts) != 6:
         raise ValueError(f"not a SageMaker endpoint ARN: {arn!r}")
@@ -43,7 +42,6 @@ def client_environment(arn: str) -> dict[str, str]:
     url = resolve_endpoint_url()
     if url:
         env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = url
-    env.update({k: v for k, v in os.environ.items() if k in AWS_CREDENTIALS})
     return env
 
 
