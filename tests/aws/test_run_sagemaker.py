@@ -259,15 +259,11 @@ def test_run_stages_the_model_on_a_sagemaker_endpoint_before_production(
     aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """source → … → register → staging (deploy, test, load, delete) → deploy, on SageMaker:
-    the test calls the staging endpoint through boto3's sagemaker-runtime, signed with a
-    profile of its own (the run's keys are withheld), with the variables the stage sets;
+    the test calls the staging endpoint through boto3's sagemaker-runtime, signed with
+    credentials of its own (the run's keys are withheld), with the variables the stage sets;
     production does not exist yet while it runs."""
-    credentials = tmp_path / "credentials"
-    credentials.write_text(
-        "[endpoint-tests]\naws_access_key_id = tests\naws_secret_access_key = tests\n"
-    )
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    monkeypatch.setenv("AWS_PROFILE", "endpoint-tests")  # the run itself signs with its keys
+    credentials = tmp_path / "credentials"  # the endpoint test's own (moto takes any)
+    credentials.write_text("[default]\naws_access_key_id = tests\naws_secret_access_key = tests\n")
     aws_env("s3").create_bucket(Bucket=STORE)
     push_image(aws_env, IMAGE)
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
@@ -281,6 +277,8 @@ def test_run_stages_the_model_on_a_sagemaker_endpoint_before_production(
         "  load: {requests: 20, concurrency: 2}\n",
     )
     model, output, log = trained_here(tmp_path)
+    # The run signs with its keys (the variables); its children find only this file.
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     with sagemaker_writes(aws_env, model=model, output=output, log=log):
         result = CliRunner().invoke(cli, ["-C", str(project), "run"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
