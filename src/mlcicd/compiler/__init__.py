@@ -1,5 +1,8 @@
 """The model compiler: common scikit-learn estimators recompiled to plain numpy ("lean
-predictors"), behind the endpoint's default ``predict_fn`` (:mod:`mlcicd.serving.handlers`).
+predictors"), behind the endpoint's default ``predict_fn`` (:mod:`mlcicd.serving.handlers`),
+and behind a user's own handlers, which call the model's methods themselves: there
+:func:`bind_methods` binds the compiled ``predict``, ``predict_proba``, ``predict_log_proba``
+and ``decision_function`` on the model instance (the same object, its class untouched).
 
 scikit-learn's ``predict`` spends most of a one-row call validating input and dispatching
 (~150 µs for a LogisticRegression whose math takes ~2 µs; ~7 ms for a 100-tree forest that
@@ -25,7 +28,9 @@ a subclass that overrides it is not mistaken for its parent. SVC, kNN, multi-out
 multilabel models are not compiled (yet): they keep ``model.predict``. Anything else, and any
 input the lean path does not cover (not a 2-D numeric array, float32, NaN or infinity — except
 for a bare HistGradientBoosting, which takes them as they are — the wrong width), goes to the
-model's own ``predict``: answers never change, only their cost.
+model's own ``predict``: answers never change, only their cost. So does a call of more rows
+than the compiled code wins on (:data:`LEAN_ROWS`, per family: the tree walk costs more a row
+than scikit-learn's, whose per-call cost a large call spreads thin).
 
 Belt and braces: :func:`compile_model` runs the compiled predictor and the estimator side by
 side on synthetic rows (random ones and rows made of the trees' own thresholds, where float32
