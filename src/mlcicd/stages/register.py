@@ -4,7 +4,10 @@ A model is identified by its sha256: registering the same bytes again reuses the
 Lineage is explicit: commit → build digest → processing steps' outputs → training job →
 evaluation report → model package. An Approved model
 gets its data-quality baseline here, from its training channel (mlcicd.monitor.baseline): a
-model whose data cannot give one is registered all the same, and the log says why.
+model whose data cannot give one is registered all the same, and the log says why. With
+``explain:``, every model gets its SHAP report here too (mlcicd.explain.report), cached by the
+model's digest; a model that cannot be explained is registered all the same unless
+``explain.required``.
 """
 
 from __future__ import annotations
@@ -99,4 +102,30 @@ class RegisterStage:
                 "statistics": baseline.statistics_uri,
                 "constraints": baseline.constraints_uri,
             }
+        if ctx.config.explain is not None:
+            outputs["explanation"] = self._explain(ctx, package, source_dir, channels)
         return StageResult("Cached" if cached else "Succeeded", f"model {package.arn}", outputs)
+
+    @staticmethod
+    def _explain(
+        ctx: RunContext,
+        package: ModelPackage,
+        source_dir: Path,
+        channels: dict[str, Path] | None,
+    ) -> str | None:
+        """The model's explanation (docs/explain.md), in its build environment: its report's
+        URI, or None when it could not be explained (the log says why)."""
+        from mlcicd.explain.report import ensure_report
+
+        build = ctx.outputs["build"]
+        report = ensure_report(
+            ctx.project,
+            ctx.config,
+            package,
+            source_dir=source_dir,
+            python=build["python"],
+            environment=Path(build["environment"]),
+            channels=channels,
+            log=ctx.log,
+        )
+        return None if report is None else str(report.get("uri") or "")
