@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
 from mlcicd.cli import cli, find_project
+from mlcicd.cli.models import model_version
 from mlcicd.cli.output import echo_json, table
-from mlcicd.errors import NotFoundError
 
 
 @cli.command()
@@ -30,12 +29,7 @@ def explain(ctx: click.Context, target: str, rows_file: Path | None, as_json: bo
     from mlcicd.explain.report import explain_version
 
     project = find_project(ctx)
-    match = re.fullmatch(r"(?:(.+)/)?(\d+)", target)
-    if match is None:
-        raise NotFoundError(f"{target!r} is not a model version (GROUP/VERSION or VERSION)")
-    package = project.state.get_model_package(
-        match.group(1) or project.config.pipeline, int(match.group(2))
-    )
+    package = model_version(project, target)
     report = explain_version(
         project, package, rows_file=rows_file, log=lambda line: click.echo(line, err=True)
     )

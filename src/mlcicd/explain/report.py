@@ -57,7 +57,7 @@ def load_report(project: Project, package: ModelPackage) -> dict[str, Any] | Non
     if not store.exists(uri):
         return None
     report: dict[str, Any] = json.loads(store.read_bytes(uri))
-    return report
+    return {**report, "uri": uri}
 
 
 def _store(project: Project, package: ModelPackage, report: dict[str, Any]) -> str:
