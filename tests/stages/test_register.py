@@ -19,14 +19,14 @@ from tests.stages.conftest import Stages
 EXPLAIN = "explain:\n  rows: 40\n"
 
 
-def trained(model: IrisModel, stages: Stages) -> dict[str, Any]:
+def trained(model: IrisModel, stages: Stages, job: str = "job-1") -> dict[str, Any]:
     """The train stage's outputs for ``model``, stored as the train stage stores a model."""
     project = stages.project
     ref = project.store.put_file(
-        model.archive, project.config.store.models_bucket, "iris/job-1/output/model.tar.gz"
+        model.archive, project.config.store.models_bucket, f"iris/{job}/output/model.tar.gz"
     )
     return {
-        "job": "job-1",
+        "job": job,
         "metrics": {"accuracy": 0.97},
         "model_uri": ref.uri,
         "model_sha256": ref.sha256,
@@ -35,9 +35,9 @@ def trained(model: IrisModel, stages: Stages) -> dict[str, Any]:
     }
 
 
-def register(stages: Stages, model: IrisModel) -> dict[str, Any]:
+def register(stages: Stages, model: IrisModel, job: str = "job-1") -> dict[str, Any]:
     outputs = {"source": stages.source(), "build": stages.build()}
-    outputs["train"] = trained(model, stages)
+    outputs["train"] = trained(model, stages, job)
     return RegisterStage().run(stages.context(outputs)).outputs
 
 

@@ -13,7 +13,7 @@ model's digest; a model that cannot be explained is registered all the same unle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mlcicd.config import Config
 from mlcicd.errors import MlcicdError
@@ -56,6 +56,36 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
     )
 
 
+def run_channels(ctx: RunContext) -> dict[str, Path] | None:
+    """Where this run found its training channels (a processing step's output among them), or
+    None (logged) when they cannot be found again."""
+    try:
+        return {name: path for name, (path, _) in channel_sources(ctx).items()}
+    except MlcicdError as exc:
+        ctx.log(f"the training channels cannot be found again: {exc.headline}")
+        return None
+
+
+def explain_model(
+    ctx: RunContext, package: ModelPackage, channels: dict[str, Path] | None
+) -> dict[str, Any] | None:
+    """The model's explanation (docs/explain.md), computed in its build environment unless it
+    has one: the report, or None when it could not be explained (the log says why)."""
+    from mlcicd.explain.report import ensure_report
+
+    build = ctx.outputs["build"]
+    return ensure_report(
+        ctx.project,
+        ctx.config,
+        package,
+        source_dir=Path(ctx.outputs["source"]["source_dir"]),
+        python=build["python"],
+        environment=Path(build["environment"]),
+        channels=channels,
+        log=ctx.log,
+    )
+
+
 def _approval_follows(config: Config) -> bool:
     """Does a manual approval come after this stage (``staging:`` puts it after staging)?"""
     return config.approve.mode == "manual" and config.staging is not None
@@ -89,11 +119,7 @@ class RegisterStage:
         from mlcicd.monitor.baseline import ensure_baseline
 
         source_dir = Path(ctx.outputs["source"]["source_dir"])
-        try:  # where this run found its channels (a processing step's output among them)
-            channels = {name: path for name, (path, _) in channel_sources(ctx).items()}
-        except MlcicdError as exc:
-            ctx.log(f"the training channels cannot be found again: {exc.headline}")
-            channels = None
+        channels = run_channels(ctx)
         baseline = ensure_baseline(
             ctx.project, ctx.config, package, source_dir, ctx.log, channels=channels
         )
@@ -103,29 +129,6 @@ class RegisterStage:
                 "constraints": baseline.constraints_uri,
             }
         if ctx.config.explain is not None:
-            outputs["explanation"] = self._explain(ctx, package, source_dir, channels)
+            report = explain_model(ctx, package, channels)
+            outputs["explanation"] = None if report is None else report["uri"]
         return StageResult("Cached" if cached else "Succeeded", f"model {package.arn}", outputs)
-
-    @staticmethod
-    def _explain(
-        ctx: RunContext,
-        package: ModelPackage,
-        source_dir: Path,
-        channels: dict[str, Path] | None,
-    ) -> str | None:
-        """The model's explanation (docs/explain.md), in its build environment: its report's
-        URI, or None when it could not be explained (the log says why)."""
-        from mlcicd.explain.report import ensure_report
-
-        build = ctx.outputs["build"]
-        report = ensure_report(
-            ctx.project,
-            ctx.config,
-            package,
-            source_dir=source_dir,
-            python=build["python"],
-            environment=Path(build["environment"]),
-            channels=channels,
-            log=ctx.log,
-        )
-        return None if report is None else str(report.get("uri") or "")
