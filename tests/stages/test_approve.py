@@ -9,7 +9,8 @@ from mlcicd.pipeline import WAITING
 from mlcicd.stages.approve import ApproveStage
 from tests.helpers import IrisModel
 from tests.monitor.helpers import record_endpoint
-from tests.stages.test_register import EXPLAIN, explained_repo, register, trained
+from tests.stages.conftest import trained
+from tests.stages.test_register import EXPLAIN, explained_repo, register
 
 ENDPOINT = "iris-classifier-endpoint"
 
@@ -23,7 +24,7 @@ def test_the_request_shows_new_importance_beside_production(
     stages.lines.clear()
 
     outputs = {"source": stages.source(), "build": stages.build()}
-    outputs["train"] = trained(iris, stages, "job-2")
+    outputs["train"] = trained(stages.project, iris, "job-2")
     result = ApproveStage().run(stages.context(outputs))
     assert result.status == WAITING
     importance = result.outputs["importance"]

@@ -14,30 +14,14 @@ from mlcicd.explain.report import load_report
 from mlcicd.stages.register import RegisterStage
 from tests.conftest import commit_all
 from tests.helpers import IrisModel, set_yaml
-from tests.stages.conftest import Stages
+from tests.stages.conftest import Stages, trained
 
 EXPLAIN = "explain:\n  rows: 40\n"
 
 
-def trained(model: IrisModel, stages: Stages, job: str = "job-1") -> dict[str, Any]:
-    """The train stage's outputs for ``model``, stored as the train stage stores a model."""
-    project = stages.project
-    ref = project.store.put_file(
-        model.archive, project.config.store.models_bucket, f"iris/{job}/output/model.tar.gz"
-    )
-    return {
-        "job": job,
-        "metrics": {"accuracy": 0.97},
-        "model_uri": ref.uri,
-        "model_sha256": ref.sha256,
-        "data_digest": "d" * 64,
-        "hyperparameters": {},
-    }
-
-
 def register(stages: Stages, model: IrisModel, job: str = "job-1") -> dict[str, Any]:
     outputs = {"source": stages.source(), "build": stages.build()}
-    outputs["train"] = trained(model, stages, job)
+    outputs["train"] = trained(stages.project, model, job, accuracy=0.97)
     return RegisterStage().run(stages.context(outputs)).outputs
 
 
