@@ -3,7 +3,7 @@
 - ``train_iris``: a small real model, saved and packed as an endpoint serves it (the
   session-scoped ``iris`` and ``flipped`` fixtures in tests/conftest.py train it once).
 - ``mlcicd``: the CLI in-process, as a user types it; ``as_json`` its JSON output;
-  ``set_yaml`` edits a project's mlcicd.yaml.
+  ``set_yaml`` edits a project's mlcicd.yaml; ``drop_staging`` removes its staging stage.
 - ``StageRecorder``: a pipeline reporter that keeps what it was told, for asserting on.
 - ``wait_for``: a wait on a condition; its deadline only guards against hanging, so a slow
   machine makes a test slower, never red.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -131,6 +132,15 @@ def set_yaml(project: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, old
     path.write_text(text.replace(old, new))
+
+
+def drop_staging(project: Path) -> None:
+    """Remove the ``staging:`` section of the project's mlcicd.yaml: for tests whose point is
+    elsewhere, a run without a staging endpoint is seconds shorter."""
+    path = project / "mlcicd.yaml"
+    text, count = re.subn(r"(?m)^staging:.*\n(?:(?:[ \t].*|#.*|)\n)*", "", path.read_text())
+    assert count == 1, "mlcicd.yaml has no staging: section"
+    path.write_text(text)
 
 
 class StageRecorder:

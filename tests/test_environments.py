@@ -58,3 +58,19 @@ def test_missing_requirements_file_is_named(tmp_path: Path) -> None:
         ensure_environment(
             tmp_path / "requirements.txt", (), tmp_path / "cache", log=lambda _: None
         )
+
+
+def test_another_installation_of_the_same_version_gets_its_own_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An environment links to the package of the mlcicd that made it: a second checkout (or
+    venv) must not reuse it, or its endpoints would run the first checkout's code — and fail
+    with "No module named mlcicd" once that checkout is removed."""
+    import mlcicd
+    from mlcicd.environments import environment_key
+
+    here = environment_key("six\n", ())
+    other = tmp_path / "other-checkout" / "src" / "mlcicd"
+    other.mkdir(parents=True)
+    monkeypatch.setattr(mlcicd, "__file__", str(other / "__init__.py"))
+    assert environment_key("six\n", ()) != here

@@ -3,8 +3,9 @@
 An environment holds the project's ``requirements.txt``, its test requirements, and the
 serving runtime mlcicd's endpoint needs (uvicorn, httptools, uvloop, orjson, numpy — pinned to the
 versions mlcicd itself runs with), plus a path entry that makes the ``mlcicd`` package
-importable without installing it. Its key is the sha256 of all of that and the Python
-version, so a second build with the same requirements reuses it in milliseconds.
+importable without installing it. Its key is the sha256 of all of that, the Python
+version and where this mlcicd is installed, so a second build with the same requirements
+reuses it in milliseconds.
 
 Environments are built in place under a lock and marked complete last: an interrupted
 build is found incomplete and rebuilt, never used half-made.
@@ -111,6 +112,10 @@ def environment_key(requirements: str, extra: tuple[str, ...]) -> str:
         "extra": sorted(extra),
         "runtime": runtime_requirements(),
         "mlcicd": mlcicd.__version__,
+        # The environment links to this installation's package (_link_mlcicd): another
+        # checkout or venv of the same version gets its own, never a link to code elsewhere
+        # (stale if that checkout moved on, broken once it is removed).
+        "package": str(_package_dir()),
         "layout": 2,  # 2: bytecode compiled at install
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -228,6 +233,11 @@ def _build(
         raise
 
 
+def _package_dir() -> Path:
+    """This installation's ``mlcicd`` package directory, which environments link to."""
+    return Path(mlcicd.__file__).resolve().parent
+
+
 def _link_mlcicd(env: Path) -> None:
     """Make ``import mlcicd`` work in ``env`` without installing mlcicd's CLI dependencies.
 
@@ -236,9 +246,7 @@ def _link_mlcicd(env: Path) -> None:
     """
     runtime = env / "mlcicd-runtime"
     runtime.mkdir(exist_ok=True)
-    (runtime / "mlcicd").symlink_to(
-        Path(mlcicd.__file__).resolve().parent, target_is_directory=True
-    )
+    (runtime / "mlcicd").symlink_to(_package_dir(), target_is_directory=True)
     purelib = subprocess.run(
         [
             str(env / "bin" / "python"),

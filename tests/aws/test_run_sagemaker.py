@@ -37,6 +37,7 @@ from tests.aws.conftest import AwsClient, push_image
 from tests.aws.events import IMAGE, ROLE_ARN
 from tests.aws.sagemaker_sim import sagemaker_writes
 from tests.conftest import IRIS, commit_all, make_repo
+from tests.helpers import drop_staging
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,7 @@ ENDPOINT = "iris-classifier-endpoint"
 
 
 def on_sagemaker(project: Path) -> None:
+    drop_staging(project)  # the local staging stage's endpoint tests call a local server
     path = project / "mlcicd.yaml"
     text = path.read_text()
     for old, new in (
@@ -171,6 +173,7 @@ def test_run_backend_aws_takes_what_it_needs_from_the_stack(
     )
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
     project = make_repo(tmp_path / "iris")
+    drop_staging(project)  # staging on AWS is the AWS pipeline's (a test action), not this one's
     path = project / "mlcicd.yaml"
     path.write_text(
         path.read_text().replace("test: python -m pytest -q tests", "test: python -c pass")

@@ -43,13 +43,13 @@ def skip_project_tests(project: Path) -> None:
 def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) -> None:
     result = mlcicd(iris_project, "run", str(iris_project))
     assert result.exit_code == 0, result.output
-    for stage in ("source", "build", "train", "gate", "register", "deploy"):
+    for stage in ("source", "build", "train", "gate", "register", "staging", "deploy"):
         assert stage in result.output
     assert "accuracy=0.9333" in result.output  # the training log tail
     assert "/invocations" in result.output and "sample" in result.output
 
     assert stage_status(iris_project, 1) == dict.fromkeys(
-        ("source", "build", "train", "gate", "register", "deploy"), "Succeeded"
+        ("source", "build", "train", "gate", "register", "staging", "deploy"), "Succeeded"
     )
     endpoint = as_json(
         mlcicd(iris_project, "endpoints", "describe", "iris-classifier-endpoint", "--json")
@@ -83,6 +83,7 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
         "train": "Cached",
         "gate": "Succeeded",
         "register": "Cached",
+        "staging": "Cached",  # the same model and endpoint tests passed staging in run 1
         "deploy": "Cached",
     }
     assert "cached" in again.output
@@ -96,7 +97,7 @@ def test_run_deploys_a_serving_endpoint_and_rerun_is_cached(iris_project: Path) 
     forced = mlcicd(iris_project, "run", "--force")
     assert forced.exit_code == 0, forced.output
     statuses = stage_status(iris_project, 3)
-    assert [statuses[s] for s in ("build", "train", "deploy")] == ["Succeeded"] * 3
+    assert [statuses[s] for s in ("build", "train", "staging", "deploy")] == ["Succeeded"] * 4
     assert statuses["register"] == "Cached"
     assert len(as_json(mlcicd(iris_project, "models", "list", "--json"))) == 1
 
@@ -184,7 +185,9 @@ def test_max_runtime_stops_the_job(iris_project: Path) -> None:
     assert "MaxRuntimeExceeded" in result.output
 
 
-def test_model_fn_that_raises_fails_deploy_and_keeps_nothing_half_done(iris_project: Path) -> None:
+def test_model_fn_that_raises_fails_staging_and_keeps_nothing_half_done(
+    iris_project: Path,
+) -> None:
     inference = iris_project / "src" / "inference.py"
     inference.write_text(
         inference.read_text().replace(
@@ -199,7 +202,9 @@ def test_model_fn_that_raises_fails_deploy_and_keeps_nothing_half_done(iris_proj
     result = mlcicd(iris_project, "run")
     assert result.exit_code == 1
     assert "cannot load the model on purpose" in result.output
-    assert stage_status(iris_project, 1)["deploy"] == "Failed"
+    # The staging endpoint serves it first: production is never touched.
+    assert stage_status(iris_project, 1)["staging"] == "Failed"
+    assert stage_status(iris_project, 1)["deploy"] == "Skipped"
     # Nothing is left serving, and nothing claims to be.
     endpoints = as_json(mlcicd(iris_project, "endpoints", "list", "--json"))
     assert all(e["status"] != "InService" for e in endpoints)

@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import commit_all, git, make_repo, stop_endpoints
-from tests.helpers import as_json, mlcicd, set_yaml, wait_for
+from tests.helpers import as_json, drop_staging, mlcicd, set_yaml, wait_for
 
 SECRET = "it's a secret to everybody"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
 def fast_project(path: Path) -> Path:
-    """A committed iris copy whose build skips the project's own tests (they are not the point)."""
+    """A committed iris copy whose build skips the project's own tests and whose run has no
+    staging stage (they are not the point)."""
     project = make_repo(path)
     set_yaml(project, "test: python -m pytest -q tests", "test: python -c pass")
+    drop_staging(project)
     commit_all(project, "fast build")
     return project
 

@@ -379,10 +379,15 @@ class Config:
 
     @property
     def staging_endpoint_name(self) -> str | None:
-        """The staging endpoint's name, or None when the project has no ``staging:``."""
+        """The staging endpoint's name, or None when the project has no ``staging:``. The
+        default, ``<endpoint>-staging``, is cut to fit an endpoint name (a default that fails
+        the checks would make the longest pipeline names `mlcicd init` allows unusable)."""
         if self.staging is None:
             return None
-        return self.staging.endpoint_name or f"{self.endpoint_name}-staging"
+        suffix = "-staging"
+        return self.staging.endpoint_name or (
+            f"{self.endpoint_name[: MAX_ENDPOINT_NAME - len(suffix)].rstrip('-')}{suffix}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
