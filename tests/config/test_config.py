@@ -313,6 +313,11 @@ def test_explain_is_off_unless_present_and_has_defaults() -> None:
         ("explain: {rows: many}", "explain.rows: expected an integer"),
         ("explain: {baseline: ' '}", "explain.baseline: expected 'training' or a CSV file"),
         ("explain: {online: true}", "explain.online: online explanations are not served yet"),
+        (
+            "explain: {baseline: /etc/data.csv}",
+            "explain.baseline: expected a path inside the commit",
+        ),
+        ("explain: {baseline: ../other/x.csv}", "explain.baseline: expected a path inside the"),
         ("explain: {required: maybe}", "explain.required: expected"),
         ("explain: {row: 5}", "explain.row: unknown key"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import PurePosixPath
 
 from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
@@ -144,6 +145,15 @@ def _check_explain(config: Config, source: str) -> None:
             "expected 'training' or a CSV file in the commit, got an empty string",
             path=source,
             key="explain.baseline",
+        )
+    baseline = PurePosixPath(explain.baseline)
+    if baseline.is_absolute() or ".." in baseline.parts:
+        # A pushed commit's mlcicd.yaml must not make the register stage read the machine's files.
+        raise ConfigError(
+            f"expected a path inside the commit, got {explain.baseline!r}",
+            path=source,
+            key="explain.baseline",
+            hint="give the CSV's path relative to mlcicd.yaml, without '..'",
         )
     if explain.online:
         raise ConfigError(
