@@ -3,6 +3,10 @@
 Servers, each with 2 worker processes, each measured alone (the others stopped):
   mlflow     `mlflow models serve -w 2 --env-manager local` (MLflow 3.x, from the bench venv)
   mlcicd     our endpoint: supervisor + 2 workers, default handlers (lean predictor, batching)
+  iris-own   our endpoint with examples/iris' own inference.py (a user's handlers: the model's
+             methods compiled, micro-batched as it opts in)
+  iris-own-off  the same with MLCICD_FASTPATH=0 MLCICD_BATCHING=0: a user's handlers before
+             issue 17 (not among the defaults; name it in --servers)
   uvicorn    a minimal raw-ASGI uvicorn app calling model.predict on each request
   hello      uvicorn answering `{}` without reading the body: the HTTP floor
 Models: LogisticRegression and a 100-tree RandomForest on iris; a single-row JSON POST
@@ -263,13 +267,27 @@ def serve_mlflow(
     return start(cmd, env, work, work / "mlflow.log")
 
 
-def serve_mlcicd(model_dir: Path, work: Path, port: int, python: str) -> subprocess.Popen[bytes]:
+IRIS_HANDLERS = REPO / "examples" / "iris" / "src" / "inference.py"
+
+
+def serve_mlcicd(
+    model_dir: Path,
+    work: Path,
+    port: int,
+    python: str,
+    handlers: Path | None = None,
+    settings: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Our endpoint, with SageMaker's default handlers unless ``handlers`` names a script."""
     from mlcicd.serving.config import ServingConfig, VariantSpec
 
     edir = work / f"endpoint-{model_dir.parent.name}-{port}"
     code = edir / "code"
     code.mkdir(parents=True)
-    (code / "inference.py").write_text("# SageMaker's default handlers\n")
+    if handlers is None:
+        (code / "inference.py").write_text("# SageMaker's default handlers\n")
+    else:
+        shutil.copy(handlers, code / "inference.py")
     config = ServingConfig(
         name="bench",
         variants=(VariantSpec(name="AllTraffic", model_dir=str(model_dir), code_dir=str(code)),),
@@ -277,7 +295,7 @@ def serve_mlcicd(model_dir: Path, work: Path, port: int, python: str) -> subproc
         workers=2,
     )
     (edir / "config.json").write_text(json.dumps(config.to_dict()))
-    env = dict(os.environ)
+    env = dict(os.environ, **(settings or {}))
     import mlcicd  # the package this script imported: the work tree's src/ unless PYTHONPATH says
 
     src = str(Path(mlcicd.__file__).resolve().parents[1])
@@ -443,11 +461,17 @@ def measure(
         elif server == "mlcicd":
             assert model_dir is not None
             proc = serve_mlcicd(model_dir, work, port, args.mlcicd_python)
+        elif server.startswith("iris-own"):
+            assert model_dir is not None
+            off = (
+                {"MLCICD_FASTPATH": "0", "MLCICD_BATCHING": "0"} if server.endswith("-off") else {}
+            )
+            proc = serve_mlcicd(model_dir, work, port, args.mlcicd_python, IRIS_HANDLERS, off)
         else:
             proc = serve_uvicorn("hello" if server == "hello" else "predict", model_dir, work, port)
         try:
             wait_ready(f"http://127.0.0.1:{port}/ping", proc)
-            if server == "mlcicd":  # /ping answers once one worker is up: wait for them all
+            if server == "mlcicd" or server.startswith("iris-own"):  # /ping: one worker is up
                 wait_in_service(work / f"endpoint-{model_dir.parent.name}-{port}", proc)
             url = f"http://127.0.0.1:{port}/invocations"
             load(url, body, 8, 1.0, args.threads, work)  # warm-up

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 import mlcicd
+from mlcicd.config import Config
 from mlcicd.errors import BuildError
 from mlcicd.process import child_environment, run_streaming
 
@@ -80,6 +81,31 @@ def aws_requirements() -> list[str]:
         return [f"boto3=={metadata.version('boto3')}"]
     except metadata.PackageNotFoundError:
         return ["boto3"]
+
+
+def explain_requirements() -> list[str]:
+    """shap, pinned to what this mlcicd runs with: the register stage explains a model in its
+    build environment, where the model's classes unpickle (docs/explain.md)."""
+    try:
+        return [f"shap=={metadata.version('shap')}"]
+    except metadata.PackageNotFoundError:
+        return ["shap"]
+
+
+def environment_extras(config: Config) -> tuple[str, ...]:
+    """What the environment holds besides requirements.txt: the test requirements, boto3
+    when the local endpoint's workers write their data capture to an S3 store themselves or
+    when the endpoint tests call a SageMaker staging endpoint (signed requests only), and
+    shap when the register stage explains the model there (``explain:``)."""
+    deploy, store = config.deploy, config.store.uri or ""
+    extras = config.build.test_requirements
+    captures = deploy.data_capture.enabled and store.startswith("s3://")
+    staged = deploy.backend == "sagemaker" and config.staging is not None and config.staging.test
+    if (deploy.backend == "local" and captures) or staged:
+        extras = (*extras, *aws_requirements())
+    if config.explain is not None:
+        extras = (*extras, *explain_requirements())
+    return extras
 
 
 def environment_key(requirements: str, extra: tuple[str, ...]) -> str:

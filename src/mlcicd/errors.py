@@ -21,6 +21,8 @@
     ├── TransformError          a batch transform job cannot start (a bad setting, input or
     │                           output) or failed (a record the model refused: object and line)
     ├── NotFoundError           a run, model package or endpoint of that name does not exist
+    ├── ExplainError            a model cannot be explained: its predict_fn gives labels only, a
+    │                           feature is not a number, the attributions do not add up
     ├── MonitorError            data-quality monitoring cannot run: no baseline, no training data
     │   │                       to compute one from, an unreadable capture config
     │   └── NothingToCheckError a check has nothing to check: no such endpoint, capture disabled,
@@ -177,6 +179,10 @@ class NotFoundError(MlcicdError):
     """A named run, model package or endpoint does not exist."""
 
     exit_code = 3
+
+
+class ExplainError(MlcicdError):
+    """A model cannot be explained (docs/explain.md): what is missing, and what to change."""
 
 
 class MonitorError(MlcicdError):

@@ -119,6 +119,15 @@ class Project:
     def store(self) -> ArtifactStore:
         return open_store(self.config.store.uri, default_root=self.state_dir / "artifacts")
 
+    def model_archive(self, uri: str, sha256: str) -> Path:
+        """A local, digest-checked model.tar.gz (downloaded once from a remote store)."""
+        path = self.store.local_path(uri)
+        if path is None:
+            path = self.state_dir / "models" / sha256 / "model.tar.gz"
+            if not path.is_file():
+                self.store.get_file(uri, path, expected_sha256=sha256)
+        return path
+
     @cached_property
     def repo(self) -> Path:
         return git.repo_root(self.root)

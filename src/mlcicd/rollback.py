@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from mlcicd import git
-from mlcicd.environments import ensure_environment
+from mlcicd.environments import ensure_environment, environment_extras
 from mlcicd.errors import NotFoundError, StateError
 from mlcicd.pipeline import Reporter, RunOptions, RunSummary, run_pipeline
 from mlcicd.project import Project, cache_dir
-from mlcicd.stages.build import environment_extras
 from mlcicd.stages.deploy import DeployStage
 from mlcicd.state import ModelPackage, Run
 

@@ -55,6 +55,9 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     )
     text = mlcicd(iris_project, "endpoints", "describe", NAME).output
     assert "A=1, B=0" in text
+    # the template's own predict_fn calls the Pipeline's methods: answered by compiled code
+    methods = "predict, predict_proba, predict_log_proba, decision_function"
+    assert f"compiled            A: {methods}; B: {methods}" in text
 
     summary = wait_for(
         "the invocations counted",

@@ -79,12 +79,28 @@ def fit(estimator: Any, X: np.ndarray, y: np.ndarray) -> Any:
 
 
 def assert_same(lean: LeanPredictor, model: Any, rows: np.ndarray) -> None:
+    """Every compiled method, on ``rows`` in calls of at most ``lean.max_rows`` (all covered)."""
+    step = lean.max_rows or len(rows)
+    for start in range(0, len(rows), step):
+        assert_same_call(lean, model, rows[start : start + step])
+
+
+def assert_same_call(lean: LeanPredictor, model: Any, rows: np.ndarray) -> None:
     assert lean.covers(rows)
     ours, theirs = lean.predict(rows), model.predict(rows)
     assert ours.dtype == theirs.dtype
     np.testing.assert_array_equal(ours, theirs)
+    if "decision_function" in lean.methods:
+        np.testing.assert_array_equal(lean.decision_function(rows), model.decision_function(rows))
     if hasattr(model, "predict_proba") and lean._proba is not None:
         np.testing.assert_allclose(lean.predict_proba(rows), model.predict_proba(rows), atol=1e-9)
+    if "predict_log_proba" in lean.methods:
+        with np.errstate(divide="ignore"):
+            np.testing.assert_allclose(
+                np.exp(lean.predict_log_proba(rows)),
+                np.exp(model.predict_log_proba(rows)),
+                atol=1e-9,
+            )
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIERS))
@@ -214,6 +230,7 @@ def test_gradient_boosting_regressors(name: str) -> None:
     lean = compile_model(model)
     assert lean is not None, f"{name} is not compiled"
     for rows in (X, X[:1], X[7:8], rng.normal(size=(100, 5)) * 3, threshold_rows(model, 5)):
+        rows = rows[: lean.max_rows]  # larger calls go to the estimator (LEAN_ROWS)
         assert lean.covers(rows)
         np.testing.assert_array_equal(lean.predict(rows), model.predict(rows))  # bit for bit
 
@@ -233,7 +250,7 @@ def test_hist_gradient_boosting_takes_nan_and_inf_as_it_does() -> None:
     for model in (classifier, regressor):
         lean = compile_model(model)
         assert lean is not None and lean.allow_nonfinite
-        assert lean.covers(holes)
+        assert lean.covers(holes[: lean.max_rows])
         assert_identical(lean, model, holes)
         assert_identical(lean, model, np.full((1, 4), np.nan))
     scaled = fit(make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=5)), X, y)
@@ -379,8 +396,106 @@ def test_a_predictor_that_disagrees_at_load_is_dropped(monkeypatch: pytest.Monke
     real = compiler._compile
 
     def off_by_one(model: Any) -> Any:
-        predict, proba, description = real(model)
-        return (lambda X: (predict(X) + 1) % 3), proba, description
+        lean, family = real(model)
+        return lean._replace(predict=lambda X: (lean.predict(X) + 1) % 3), family
 
     monkeypatch.setattr(compiler, "_compile", off_by_one)
     assert compile_model(model) is None
+
+
+def test_a_decision_function_that_disagrees_drops_the_predictor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)
+    real = compiler._compile
+
+    def shifted(model: Any) -> Any:
+        lean, family = real(model)
+        assert lean.decision is not None
+        decision = lean.decision
+        return lean._replace(decision=lambda X: decision(X) + 1e-9), family
+
+    monkeypatch.setattr(compiler, "_compile", shifted)
+    assert compile_model(model) is None
+
+
+@pytest.mark.parametrize(
+    ("make", "family"),
+    [
+        (lambda: RandomForestClassifier(n_estimators=5, random_state=0), "trees"),
+        (lambda: GradientBoostingClassifier(n_estimators=5, random_state=0), "boosting"),
+    ],
+)
+def test_large_calls_go_to_the_estimator(
+    make: Callable[[], Any], family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above LEAN_ROWS the estimator's own predict is the faster: the predictor hands over."""
+    model = fit(make(), X_IRIS, Y_IRIS)
+    lean = compile_model(model)
+    assert lean is not None and lean.max_rows == compiler.LEAN_ROWS[family] is not None
+    rows = np.vstack([X_IRIS] * 4)[: lean.max_rows + 1]
+    assert lean.covers(rows[:-1]) and not lean.covers(rows)
+    calls: list[int] = []
+    own = lean._own["predict"]
+    assert own is not None
+
+    def counted(X: Any) -> Any:
+        calls.append(len(X))
+        return own(X)
+
+    lean._own["predict"] = counted
+    np.testing.assert_array_equal(lean.predict(rows), model.predict(rows))
+    assert calls == [len(rows)]
+    lean.predict(rows[:-1])
+    assert calls == [len(rows)]  # the compiled path: the estimator was not called
+
+
+def test_linear_models_have_no_row_limit() -> None:
+    lean = compile_model(fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS))
+    assert lean is not None and lean.max_rows is None
+    assert lean.covers(np.vstack([X_IRIS] * 100))
+
+
+def test_bind_methods_answers_through_the_compiled_code_on_the_same_object() -> None:
+    model = fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), X_IRIS, Y_IRIS)
+    before = {k: v for k, v in vars(model).items()}
+    bound = compiler.bind_methods(model)
+    assert bound == ("predict", "predict_proba", "predict_log_proba", "decision_function")
+    lean = compiler.lookup(model)
+    assert lean is not None
+    for name in bound:  # each method is the predictor's, bound on the instance only
+        assert getattr(model, name) == getattr(lean, name)
+    assert {k: v for k, v in vars(model).items() if k not in bound} == before
+    assert type(model).__name__ == "Pipeline" and isinstance(model, type(lean.model))
+    fresh = fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), X_IRIS, Y_IRIS)
+    assert_same(lean, fresh, X_IRIS)
+    np.testing.assert_array_equal(model.predict(X_IRIS), fresh.predict(X_IRIS))
+    np.testing.assert_array_equal(model.decision_function(X_IRIS), fresh.decision_function(X_IRIS))
+    # input the compiled code does not cover: the class's own method, not a recursion
+    single = X_IRIS[:5].astype(np.float32)
+    assert not lean.covers(single)
+    np.testing.assert_array_equal(model.predict(single), fresh.predict(single))
+    np.testing.assert_allclose(model.predict_proba(single), fresh.predict_proba(single))
+    with pytest.raises(ValueError, match="features"):
+        model.predict(X_IRIS[:, :3])  # scikit-learn's own error
+
+
+def test_bind_methods_skips_what_the_model_cannot_answer() -> None:
+    hgb = fit(HistGradientBoostingClassifier(max_iter=5), X_IRIS, Y_IRIS)
+    assert compiler.bind_methods(hgb) == ("predict", "predict_proba", "decision_function")
+    assert "predict_log_proba" not in vars(hgb)
+    scaled = fit(
+        make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=5)), X_IRIS, Y_IRIS
+    )
+    assert "predict_log_proba" not in compiler.bind_methods(scaled)
+    regressor = fit(RandomForestRegressor(n_estimators=3, random_state=0), X_IRIS, Y_IRIS)
+    assert compiler.bind_methods(regressor) == ("predict",)
+
+
+def test_bind_methods_binds_nothing_when_off_or_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compiler.bind_methods(NotSklearn()) == ()
+    assert compiler.bind_methods(fit(Custom(max_iter=500), X_IRIS, Y_IRIS)) == ()
+    monkeypatch.setenv("MLCICD_FASTPATH", "0")
+    model = fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)
+    assert compiler.bind_methods(model) == ()
+    assert "predict" not in vars(model)

@@ -288,3 +288,41 @@ def test_bad_staging_settings_name_their_key(text: str, expected: str) -> None:
 def test_a_bad_transform_section_names_its_key(section: str, key: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"{key}: .*{message}"):
         parse_config(f"pipeline: iris\n{section}\n")
+
+
+def test_explain_is_off_unless_present_and_has_defaults() -> None:
+    assert parse_config("pipeline: p").explain is None
+    explain = parse_config("pipeline: p\nexplain: {}").explain
+    assert explain is not None
+    assert (explain.baseline, explain.rows, explain.online, explain.required) == (
+        "training",
+        500,
+        False,
+        False,
+    )
+    assert explain.baseline_file is None
+    chosen = parse_config("pipeline: p\nexplain: {baseline: data/base.csv, rows: 50}").explain
+    assert chosen is not None and (chosen.baseline_file, chosen.rows) == ("data/base.csv", 50)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("explain: {rows: 0}", "explain.rows: expected between 1 and 10000 rows, got 0"),
+        ("explain: {rows: 20000}", "explain.rows: expected between 1 and 10000 rows, got 20000"),
+        ("explain: {rows: many}", "explain.rows: expected an integer"),
+        ("explain: {baseline: ' '}", "explain.baseline: expected 'training' or a CSV file"),
+        ("explain: {online: true}", "explain.online: online explanations are not served yet"),
+        (
+            "explain: {baseline: /etc/data.csv}",
+            "explain.baseline: expected a path inside the commit",
+        ),
+        ("explain: {baseline: ../other/x.csv}", "explain.baseline: expected a path inside the"),
+        ("explain: {required: maybe}", "explain.required: expected"),
+        ("explain: {row: 5}", "explain.row: unknown key"),
+    ],
+)
+def test_bad_explain_settings_name_their_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"pipeline: p\n{text}")
+    assert expected in caught.value.headline

@@ -23,6 +23,7 @@ from tests.endpoints.conftest import endpoint_config
 from tests.helpers import IrisModel, wait_for
 from tests.serving.helpers import (
     FULL_HANDLERS,
+    INTROSPECTING_HANDLERS,
     MODEL_FN_RAISES,
     NO_HANDLERS,
     PREDICT_FN_RAISES,
@@ -88,6 +89,51 @@ def test_deploy_serves_sklearns_predictions(
     } <= status.keys()
 
 
+def introspect(url: str, rows: np.ndarray, dtype: str = "float64") -> dict:
+    body = json.dumps({"instances": rows.tolist(), "dtype": dtype})
+    response = request(url, body=body, headers=JSON)
+    assert response.status == 200, response.body
+    return response.json()
+
+
+def assert_sklearns_answers(answer: dict, model: object, rows: np.ndarray) -> None:
+    assert answer["labels"] == model.predict(rows).tolist()  # type: ignore[attr-defined]
+    for key, method in (
+        ("probabilities", "predict_proba"),
+        ("log_probabilities", "predict_log_proba"),
+        ("decision", "decision_function"),
+    ):
+        np.testing.assert_allclose(answer[key], getattr(model, method)(rows), rtol=0, atol=1e-12)
+
+
+def test_users_own_handlers_get_the_compiled_model(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    """A user's predict_fn calls the model's methods: the compiled code answers them, on the
+    same LogisticRegression object, and float32 rows (not covered) go to scikit-learn."""
+    described = backend.deploy(endpoint_config(tmp_path, iris, INTROSPECTING_HANDLERS))
+    assert described.url
+    methods = ["predict", "predict_proba", "predict_log_proba", "decision_function"]
+    assert [v["compiled"] for v in described.variants] == [methods]
+    answer = introspect(described.url, iris.X)
+    assert answer["isinstance"] is True and answer["bound"] == sorted(methods)
+    assert_sklearns_answers(answer, iris.model, iris.X)
+    assert_sklearns_answers(introspect(described.url, iris.X[3:4]), iris.model, iris.X[3:4])
+    single = iris.X[:5].astype(np.float32)
+    assert_sklearns_answers(introspect(described.url, single, "float32"), iris.model, single)
+
+
+def test_fastpath_off_leaves_the_users_model_alone(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLCICD_FASTPATH", "0")
+    described = backend.deploy(endpoint_config(tmp_path, iris, INTROSPECTING_HANDLERS))
+    assert described.url and [v["compiled"] for v in described.variants] == [[]]
+    answer = introspect(described.url, iris.X)
+    assert answer["isinstance"] is True and answer["bound"] == []
+    assert_sklearns_answers(answer, iris.model, iris.X)
+
+
 def test_deploy_with_all_four_handlers(
     tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
 ) -> None:
@@ -123,6 +169,25 @@ def test_model_fn_error_fails_the_deploy_and_leaves_nothing_running(
     )
     assert described.url is None and described.pid is None
     assert none_alive(processes_of(backend, "iris"))
+
+
+def test_a_predict_fn_that_opts_into_batching_and_breaks_fails_the_deploy(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    script = """
+    import joblib, os
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        return model.predict(data)[:1]
+
+    predict_fn.supports_batching = True
+    """
+    with pytest.raises(EndpointError, match=r"predict_fn of inference\.py declares supports_batch"):
+        backend.deploy(endpoint_config(tmp_path, iris, script))
+    assert backend.describe("iris").status == "Failed"
 
 
 def test_broken_update_keeps_the_old_generation_serving(

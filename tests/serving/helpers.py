@@ -170,3 +170,39 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait()
+
+
+# A user's predict_fn calling every prediction method itself, and saying what model it got.
+# {"instances": [...], "dtype": "float32"} makes input the compiled code does not cover.
+INTROSPECTING_HANDLERS = """
+    import json
+    import os
+
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+    def input_fn(body, content_type):
+        data = json.loads(body)
+        return np.asarray(data["instances"], dtype=data.get("dtype", "float64"))
+
+
+    def predict_fn(data, model):
+        return {
+            "labels": model.predict(data).tolist(),
+            "probabilities": model.predict_proba(data).tolist(),
+            "log_probabilities": model.predict_log_proba(data).tolist(),
+            "decision": model.decision_function(data).tolist(),
+            "isinstance": isinstance(model, LogisticRegression),
+            "bound": sorted(k for k in vars(model) if k.startswith(("predict", "decision"))),
+        }
+
+
+    def output_fn(prediction, accept):
+        return json.dumps(prediction), "application/json"
+"""

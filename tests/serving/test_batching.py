@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlcicd.errors import EndpointError
 from mlcicd.serving import batching, codecs
 from mlcicd.serving.batching import Batcher, batchable, batcher_for
 from mlcicd.serving.codecs import BadRequestError
@@ -196,3 +197,79 @@ def test_a_new_event_loop_starts_clean(code_dir: Path, iris: IrisModel) -> None:
     batcher.max_wait = 0
     answers = asyncio.run(asyncio.wait_for(invoke_all(batcher, [body(iris.X[:2])]), 30))
     assert answers == [iris.model.predict(iris.X[:2]).tolist()]
+
+
+BREAKS_ON_A_BATCH = """
+    import joblib, os
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        if len(data) > 1:
+            raise RuntimeError("one row at a time")
+        return model.predict(data)
+
+    predict_fn.supports_batching = True
+"""
+
+ROW_ZERO_ONLY = """
+    import joblib, os
+
+    def model_fn(model_dir):
+        return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+    def predict_fn(data, model):
+        return [int(model.predict(data[:1])[0])] * len(data)  # every row gets row 0's answer
+
+    predict_fn.supports_batching = True
+"""
+
+IRIS_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "iris" / "src"
+
+
+@pytest.mark.parametrize(
+    ("script", "match"),
+    [
+        (BREAKS_ON_A_BATCH, r"raised on a batch of 4 rows .*RuntimeError: one row at a time"),
+        (WRONG_LENGTH, r"its answer to a batch of 4 rows \(ndarray\[1\]\)"),
+        (ROW_ZERO_ONLY, r"is not its answers to those rows one at a time"),
+    ],
+)
+def test_a_predict_fn_that_opts_in_and_breaks_on_a_batch_fails_at_load(
+    code_dir: Path, iris: IrisModel, script: str, match: str
+) -> None:
+    variant = variant_for(code_dir, script, iris)
+    with pytest.raises(EndpointError, match=r"predict_fn of inference.py declares") as caught:
+        batching.check_batching(variant)
+    assert caught.match(match)
+    assert "supports_batching" in str(caught.value.hint)
+
+
+def test_batch_safe_and_undeclared_handlers_pass_the_check(
+    code_dir: Path, iris: IrisModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batching.check_batching(variant_for(code_dir / "a", NO_HANDLERS, iris))
+    batching.check_batching(variant_for(code_dir / "b", NOT_DECLARED, iris))
+    batching.check_batching(variant_for(code_dir / "c", RECORDING, iris))
+    monkeypatch.setenv("MLCICD_BATCHING", "0")  # not batched: not checked
+    batching.check_batching(variant_for(code_dir / "d", ROW_ZERO_ONLY, iris))
+
+
+def test_the_iris_examples_handlers_are_batched_with_their_dict_answers(iris: IrisModel) -> None:
+    """examples/iris (the `mlcicd init` template) opts in: its dict of per-row lists is split
+    key by key, and each request gets exactly what it gets alone."""
+    handlers = load_handlers(IRIS_EXAMPLE)
+    assert handlers.predict_fn.supports_batching is True
+    variant = LoadedVariant("AllTraffic", handlers, handlers.load_model(iris.model_dir))
+    batching.check_batching(variant)
+    batcher = Batcher(variant)
+    requests = [iris.X[i : i + 1 + i % 2] for i in range(0, 60, 3)]
+    answers = asyncio.run(invoke_all(batcher, [body(r) for r in requests]))
+    for request, answer in zip(requests, answers, strict=True):
+        alone = json.loads(variant.invoke(body(request), codecs.JSON, codecs.JSON)[0])
+        assert answer["predictions"] == alone["predictions"] == iris.model.predict(request).tolist()
+        assert answer["labels"] == alone["labels"]
+        # a matrix product over more rows may round the last bit differently (so may sklearn's)
+        np.testing.assert_allclose(answer["probabilities"], alone["probabilities"], atol=1e-12)
+    assert batcher.batches >= 1 and batcher.batched_requests > 1

@@ -199,3 +199,33 @@ def test_the_default_predict_fn_uses_the_compiled_model(code_dir: Path, iris: Ir
     assert compiler.register(model) is lean  # compiled once
     out = handlers.predict_fn(iris.X[:4], model)
     np.testing.assert_array_equal(out, iris.model.predict(iris.X[:4]))
+
+
+@pytest.mark.parametrize("script", [FULL_HANDLERS, TRANSFORM_FN, CONTEXT_HANDLERS])
+def test_users_handlers_get_the_model_with_compiled_methods(
+    code_dir: Path, iris: IrisModel, script: str
+) -> None:
+    variant = loaded(code_dir, script, iris)
+    methods = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+    assert variant.compiled == methods
+    lean = compiler.lookup(variant.model)
+    assert lean is not None and isinstance(variant.model, type(iris.model))
+    assert all(vars(variant.model)[m] == getattr(lean, m) for m in methods)
+    np.testing.assert_array_equal(variant.model.predict(iris.X), iris.model.predict(iris.X))
+    np.testing.assert_allclose(
+        variant.model.predict_proba(iris.X), iris.model.predict_proba(iris.X), rtol=0, atol=1e-12
+    )
+
+
+def test_the_default_predict_fn_binds_nothing(code_dir: Path, iris: IrisModel) -> None:
+    variant = loaded(code_dir, NO_HANDLERS, iris)
+    assert variant.compiled == ("predict",) and "predict" not in vars(variant.model)
+
+
+def test_fastpath_off_compiles_nothing(
+    code_dir: Path, iris: IrisModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLCICD_FASTPATH", "0")
+    variant = loaded(code_dir, FULL_HANDLERS, iris)
+    assert variant.compiled == () and compiler.lookup(variant.model) is None
+    assert not {"predict", "predict_proba"} & vars(variant.model).keys()

@@ -81,7 +81,11 @@ def test_ready_then_serves_then_drains(
     tmp_path: Path, iris: IrisModel, listener: socket.socket, processes: Processes
 ) -> None:
     proc, fd = spawn(tmp_path, iris, NO_HANDLERS, listener, processes)
-    assert read_event(fd) == {"event": "ready", "pid": proc.pid}
+    assert read_event(fd) == {
+        "event": "ready",
+        "pid": proc.pid,
+        "compiled": {"AllTraffic": ["predict"]},  # the default predict_fn, compiled
+    }
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     assert request(url, "GET", "/ping").status == 200
     proc.send_signal(signal.SIGTERM)

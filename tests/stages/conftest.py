@@ -77,6 +77,21 @@ class Stages:
         return {"digest": "b" * 64, "python": sys.executable, "environment": sys.prefix}
 
 
+def trained(project: Project, model: IrisModel, job: str, accuracy: float = 0.9) -> dict[str, Any]:
+    """The train stage's outputs for ``model``, stored as the train stage stores a model."""
+    ref = project.store.put_file(
+        model.archive, project.config.store.models_bucket, f"iris/{job}/output/model.tar.gz"
+    )
+    return {
+        "job": job,
+        "metrics": {"accuracy": accuracy},
+        "model_uri": ref.uri,
+        "model_sha256": ref.sha256,
+        "data_digest": "d" * 64,
+        "hyperparameters": {},
+    }
+
+
 def registered(project: Project, model: IrisModel) -> dict[str, Any]:
     """The register stage's outputs for ``model``, stored and registered as it does."""
     ref = project.store.put_file(

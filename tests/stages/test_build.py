@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 
 from mlcicd.config import parse_config
-from mlcicd.stages.build import environment_extras
+from mlcicd.environments import environment_extras
 
 
 def extras(text: str) -> tuple[str, ...]:

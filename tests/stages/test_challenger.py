@@ -18,7 +18,7 @@ from mlcicd.stages.challenger import champion, compare, judge
 from mlcicd.state import ModelPackage
 from tests.helpers import IrisModel
 from tests.monitor.helpers import record_endpoint
-from tests.stages.conftest import Stages
+from tests.stages.conftest import Stages, trained
 
 ENDPOINT = "iris-classifier-endpoint"
 HELD_OUT = ChallengerConfig(data="data/iris.csv", label="species")
@@ -46,18 +46,7 @@ def test_judge_applies_both_margins() -> None:
 
 
 def candidate(model: IrisModel, project: Project, job: str) -> dict[str, Any]:
-    """The train stage's outputs for ``model``, stored as the train stage stores a model."""
-    ref = project.store.put_file(
-        model.archive, project.config.store.models_bucket, f"iris/{job}/output/model.tar.gz"
-    )
-    return {
-        "job": job,
-        "metrics": {"accuracy": 0.9},
-        "model_uri": ref.uri,
-        "model_sha256": ref.sha256,
-        "data_digest": "d" * 64,
-        "hyperparameters": {},
-    }
+    return trained(model=model, project=project, job=job)
 
 
 def accuracy(model: IrisModel, labels: np.ndarray) -> float:

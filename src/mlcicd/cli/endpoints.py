@@ -75,6 +75,13 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
     if described.variants:
         weights = ", ".join(f"{v['name']}={v['weight']:g}" for v in described.variants)
         click.echo(f"  {'variants':<20}{weights}")
+        compiled = [
+            f"{v['name']}: {', '.join(v['compiled']) or 'none'}"
+            for v in described.variants
+            if isinstance(v.get("compiled"), list)
+        ]
+        if compiled:  # the model methods answered through compiled code (MLCICD_FASTPATH)
+            click.echo(f"  {'compiled':<20}{'; '.join(compiled)}")
     if described.traffic:
         t = described.traffic
         click.echo(

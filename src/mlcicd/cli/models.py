@@ -6,6 +6,9 @@ import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
+from mlcicd.errors import NotFoundError
+from mlcicd.project import Project
+from mlcicd.state import ModelPackage
 
 
 @cli.group()
@@ -39,3 +42,38 @@ def models_list(ctx: click.Context, group: str | None, as_json: bool) -> None:
             for p in packages
         ],
     )
+
+
+def model_version(project: Project, target: str) -> ModelPackage:
+    """The model package TARGET names: GROUP/VERSION, or VERSION of the project's pipeline."""
+    group, _, version = target.rpartition("/")
+    if not version.isdigit():
+        raise NotFoundError(f"{target!r} is not a model version (GROUP/VERSION or VERSION)")
+    return project.state.get_model_package(group or project.config.pipeline, int(version))
+
+
+@models.command("describe")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models_describe(ctx: click.Context, target: str, as_json: bool) -> None:
+    """One model version (GROUP/VERSION or VERSION): its record and what drives it."""
+    from mlcicd.explain.report import load_report, top_features
+
+    project = find_project(ctx)
+    package = model_version(project, target)
+    report = load_report(project, package)
+    if as_json:
+        echo_json({"model": package, "explanation": report})
+        return
+    click.echo(f"model {package.arn}  {package.status}  sha256 {package.model_sha256[:12]}")
+    click.echo(f"  uri {package.model_uri}")
+    click.echo(f"  metrics {' '.join(f'{k}={v:g}' for k, v in sorted(package.metrics.items()))}")
+    click.echo(f"  commit {(package.commit_sha or '')[:12]}  created {when(package.created_at)}")
+    if report is None:
+        click.echo("  explanation: none (add explain: to mlcicd.yaml)")
+    elif "error" in report:
+        click.echo(f"  explanation: failed: {report['error']}")
+    else:
+        top = ", ".join(f"{name} {value:.3g}" for name, value in top_features(report))
+        click.echo(f"  top features (mean |SHAP|, {report['explainer']}): {top}")

@@ -1,5 +1,8 @@
 """The model compiler: common scikit-learn estimators recompiled to plain numpy ("lean
-predictors"), behind the endpoint's default ``predict_fn`` (:mod:`mlcicd.serving.handlers`).
+predictors"), behind the endpoint's default ``predict_fn`` (:mod:`mlcicd.serving.handlers`),
+and behind a user's own handlers, which call the model's methods themselves: there
+:func:`bind_methods` binds the compiled ``predict``, ``predict_proba``, ``predict_log_proba``
+and ``decision_function`` on the model instance (the same object, its class untouched).
 
 scikit-learn's ``predict`` spends most of a one-row call validating input and dispatching
 (~150 µs for a LogisticRegression whose math takes ~2 µs; ~7 ms for a 100-tree forest that
@@ -25,7 +28,9 @@ a subclass that overrides it is not mistaken for its parent. SVC, kNN, multi-out
 multilabel models are not compiled (yet): they keep ``model.predict``. Anything else, and any
 input the lean path does not cover (not a 2-D numeric array, float32, NaN or infinity — except
 for a bare HistGradientBoosting, which takes them as they are — the wrong width), goes to the
-model's own ``predict``: answers never change, only their cost.
+model's own ``predict``: answers never change, only their cost. So does a call of more rows
+than the compiled code wins on (:data:`LEAN_ROWS`, per family: the tree walk costs more a row
+than scikit-learn's, whose per-call cost a large call spreads thin).
 
 Belt and braces: :func:`compile_model` runs the compiled predictor and the estimator side by
 side on synthetic rows (random ones and rows made of the trees' own thresholds, where float32
@@ -62,10 +67,16 @@ from mlcicd.compiler.verify import agrees, probe_rows
 
 log = logging.getLogger("mlcicd.compiler")
 
+# Above how many rows a call goes to the estimator's own method, by family (None: never).
+# The compiled code wins by skipping scikit-learn's per-call cost, which a large call spreads
+# thin, while its tree walk costs more a row than scikit-learn's; measured on the project's
+# 2-core machine (docs/benchmarks.md, "crossover"), with a margin to the slower side.
+LEAN_ROWS: dict[str, int | None] = {"linear": None, "trees": 384, "boosting": 192}
+
 
 def compile_model(model: Any) -> LeanPredictor | None:
     """A verified lean predictor for ``model``, or None (then use ``model.predict``)."""
-    if os.environ.get("MLCICD_FASTPATH", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not enabled():
         return None
     if not type(model).__module__.startswith("sklearn."):
         return None
@@ -76,12 +87,18 @@ def compile_model(model: Any) -> LeanPredictor | None:
         return None
     if built is None:
         return None
-    predictor = LeanPredictor(model, *built)
+    width, lean, nonfinite, family = built
+    predictor = LeanPredictor(model, width, lean, nonfinite, max_rows=LEAN_ROWS[family])
     if not agrees(predictor, model):
         log.warning("lean predictor for %s disagreed with predict; not used", type(model).__name__)
         return None
     log.info("lean predictor: %s", predictor.description)
     return predictor
+
+
+def enabled() -> bool:
+    """Is the lean path on (``MLCICD_FASTPATH`` is not 0/false/no/off)?"""
+    return os.environ.get("MLCICD_FASTPATH", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 # The lean predictor of each loaded model, by identity (a model is served for the life of the
@@ -108,48 +125,69 @@ def lookup(model: Any) -> LeanPredictor | None:
     return None
 
 
+def bind_methods(model: Any) -> tuple[str, ...]:
+    """Answer ``model``'s own prediction methods through its lean predictor; which ones.
+
+    For a user's ``predict_fn``, which calls ``model.predict`` / ``predict_proba`` /
+    ``predict_log_proba`` / ``decision_function`` itself: the compiled methods are bound on
+    the instance (its ``__dict__``, which attribute lookup reads before the class), so the
+    handlers get the same object — ``isinstance`` holds, every other attribute is untouched —
+    and each method still answers any input the compiled code does not cover through the
+    class's own (:class:`LeanPredictor` calls those, never the instance's). Nothing is bound
+    when the model is not compiled or the lean path is off.
+    """
+    predictor = register(model)
+    if predictor is None or not hasattr(model, "__dict__"):
+        return ()
+    methods = predictor.methods
+    for name in methods:
+        vars(model)[name] = getattr(predictor, name)
+    return methods
+
+
 # -------------------------------------------------------------------------- recognition
 
 
-def _build(model: Any) -> tuple[int, Compiled, Compiled | None, str, bool] | None:
+def _build(model: Any) -> tuple[int, Lean, bool, str] | None:
     sklearn = sk("sklearn")
     if sklearn.get_config().get("transform_output", "default") != "default":
         return None
     width = getattr(model, "n_features_in_", None)
     if not isinstance(width, int) or width < 1:
         return None
-    steps = _compile(model)
-    if steps is None:
+    found = _compile(model)
+    if found is None:
         return None
-    compiled, proba, description = steps
+    lean, family = found
     # A bare HistGradientBoosting takes NaN and ±inf as they are (NaN follows each split's
     # missing_go_to_left); in a Pipeline the scalers reject inf, so there they go to predict.
     # (Its module is loaded if the model is one: no import for every other model.)
     hist = sys.modules.get("sklearn.ensemble._hist_gradient_boosting.gradient_boosting")
     nonfinite = hist is not None and isinstance(model, hist.BaseHistGradientBoosting)
-    return width, compiled, proba, description, nonfinite
+    return width, lean, nonfinite, family
 
 
-def _compile(model: Any) -> Lean | None:
+def _compile(model: Any) -> tuple[Lean, str] | None:
+    """The compiled model and its family (a key of :data:`LEAN_ROWS`)."""
     Pipeline = sk("sklearn.pipeline").Pipeline
     if type(model) is Pipeline:
         return _compile_pipeline(model)
     from mlcicd.compiler import boosting, forest
 
-    for compile_one in (
-        compile_linear_classifier,
-        compile_linear_regressor,
-        forest.compile_trees,
-        boosting.compile_gradient_boosting,
-        boosting.compile_hist_gradient_boosting,
+    for compile_one, family in (
+        (compile_linear_classifier, "linear"),
+        (compile_linear_regressor, "linear"),
+        (forest.compile_trees, "trees"),
+        (boosting.compile_gradient_boosting, "boosting"),
+        (boosting.compile_hist_gradient_boosting, "boosting"),
     ):
         result = compile_one(model)
         if result is not None:
-            return result
+            return result, family
     return None
 
 
-def _compile_pipeline(pipe: Any) -> Lean | None:
+def _compile_pipeline(pipe: Any) -> tuple[Lean, str] | None:
     # Called for exact Pipeline instances only (its predict is an available_if descriptor, so
     # there is no stable function to compare): transform each step, predict with the last.
     transforms: list[Compiled] = []
@@ -160,27 +198,39 @@ def _compile_pipeline(pipe: Any) -> Lean | None:
             return None
         transforms.append(transform)
         names.append(type(step).__name__)
-    final = _compile(pipe.steps[-1][1])
-    if final is None:
+    found = _compile(pipe.steps[-1][1])
+    if found is None:
         return None
-    predict, proba, description = final
+    final, family = found
 
     def run(X: Array) -> Array:
         for transform in transforms:
             X = transform(X)
         return X
 
-    def pipe_predict(X: Array) -> Array:
-        return predict(run(X))
+    def after(method: Compiled | None) -> Compiled | None:
+        if method is None:
+            return None
+        final_method = method
 
-    pipe_proba = None
-    if proba is not None:
-        final_proba = proba
+        def piped(X: Array) -> Array:
+            return final_method(run(X))
 
-        def pipe_proba(X: Array) -> Array:
-            return final_proba(run(X))
+        return piped
 
-    return pipe_predict, pipe_proba, " → ".join([*names, description])
+    predict = after(final.predict)
+    assert predict is not None
+    description = " → ".join([*names, final.description])
+    return Lean(predict, after(final.proba), description, after(final.decision)), family
 
 
-__all__ = ["LeanPredictor", "compile_model", "lookup", "probe_rows", "register"]
+__all__ = [
+    "LEAN_ROWS",
+    "LeanPredictor",
+    "bind_methods",
+    "compile_model",
+    "enabled",
+    "lookup",
+    "probe_rows",
+    "register",
+]

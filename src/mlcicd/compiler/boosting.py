@@ -85,7 +85,7 @@ def compile_gradient_boosting(model: Any) -> Lean | None:
             out: Array = raw(X).ravel()
             return out
 
-        return regress, None, f"{cls.__name__} (flattened, {stages})"
+        return Lean(regress, None, f"{cls.__name__} (flattened, {stages})")
     return _classifier(model, raw, n_columns, ties_positive=True, stages=stages)
 
 
@@ -133,7 +133,7 @@ def compile_hist_gradient_boosting(model: Any) -> Lean | None:
             out: Array = inverse(raw(X).ravel())
             return out
 
-        return regress, None, f"{cls.__name__} (flattened, {stages})"
+        return Lean(regress, None, f"{cls.__name__} (flattened, {stages})")
     return _classifier(model, raw, n_columns, ties_positive=False, stages=stages)
 
 
@@ -186,7 +186,7 @@ def _classifier(
         return out
 
     kind = f"{stages}, {classes.size} classes"
-    return predict, proba, f"{type(model).__name__} (flattened, {kind})"
+    return Lean(predict, proba, f"{type(model).__name__} (flattened, {kind})", decision)
 
 
 __all__ = ["compile_gradient_boosting", "compile_hist_gradient_boosting"]

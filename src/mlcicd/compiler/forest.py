@@ -211,13 +211,13 @@ def compile_trees(model: Any) -> Lean | None:
             return forest.values(X)
 
         kind = f"{len(trees)} tree(s), {classes.size} classes"
-        return predict, proba, f"{cls.__name__} (flattened, {kind})"
+        return Lean(predict, proba, f"{cls.__name__} (flattened, {kind})")
 
     def regress(X: Array) -> Array:
         out: Array = forest.values(X)[:, 0]
         return out
 
-    return regress, None, f"{cls.__name__} (flattened, {len(trees)} tree(s))"
+    return Lean(regress, None, f"{cls.__name__} (flattened, {len(trees)} tree(s))")
 
 
 def _pairs_order(children_left: Array, children_right: Array) -> tuple[Array, int]:

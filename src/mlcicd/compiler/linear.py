@@ -100,7 +100,7 @@ def compile_linear_classifier(model: Any) -> Lean | None:
             e /= e.sum(axis=1).reshape(-1, 1)
             return e
 
-    return predict, proba, f"{cls.__name__} (numpy, {classes.size} classes)"
+    return Lean(predict, proba, f"{cls.__name__} (numpy, {classes.size} classes)", scores)
 
 
 def compile_linear_regressor(model: Any) -> Lean | None:
@@ -134,7 +134,7 @@ def compile_linear_regressor(model: Any) -> Lean | None:
         out: Array = X @ coef_t + intercept
         return out
 
-    return predict, None, f"{cls.__name__} (numpy)"
+    return Lean(predict, None, f"{cls.__name__} (numpy)")
 
 
 __all__ = ["compile_linear_classifier", "compile_linear_regressor", "compile_scaler"]

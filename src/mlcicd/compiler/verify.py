@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcicd.compiler.base import Array, LeanPredictor
+from mlcicd.compiler.base import Array, LeanPredictor, own_method
 
 log = logging.getLogger("mlcicd.compiler")
 
@@ -20,6 +20,9 @@ PROBE_ROWS = 64
 
 
 def agrees(predictor: LeanPredictor, model: Any) -> bool:
+    """Every compiled method against the estimator's own (:func:`.base.own_method`): labels
+    and decision values identical, probabilities (and their logs, compared as probabilities)
+    within 1e-12."""
     rows = probe_rows(model, predictor.n_features)
     batches = [rows, rows[:1]]
     if predictor.allow_nonfinite:
@@ -29,21 +32,63 @@ def agrees(predictor: LeanPredictor, model: Any) -> bool:
         holes[2::5, -1] = -np.inf
         batches.append(holes)
     try:
+        _forget_unanswered(predictor, rows[:1])
+        methods = predictor.methods
         for batch in batches:
-            ours = predictor._compiled(batch)
-            theirs = np.asarray(model.predict(batch))
-            if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
+            if not _same(predictor._compiled(batch), own_method(model, "predict"), batch):
                 return False
+            if "decision_function" in methods:
+                own = own_method(model, "decision_function")
+                assert predictor._decision is not None
+                if not _same(predictor._decision(batch), own, batch):
+                    return False
             if predictor._proba is None or len(batch) == 1:
                 continue
             mine = predictor._proba(batch)
-            expected = np.asarray(model.predict_proba(batch))
-            if mine.shape != expected.shape or not np.allclose(mine, expected, rtol=0, atol=1e-12):
+            if not _close(mine, own_method(model, "predict_proba"), batch):
                 return False
+            if "predict_log_proba" in methods:
+                own = own_method(model, "predict_log_proba")
+                with np.errstate(divide="ignore"):  # log(0): -inf, for both
+                    if not _close(np.exp(np.log(mine)), _exp(own), batch):
+                        return False
         return True
     except Exception:
         log.debug("probing the lean predictor failed", exc_info=True)
         return False
+
+
+def _forget_unanswered(predictor: LeanPredictor, row: Array) -> None:
+    """Drop the optional methods the estimator has but cannot answer: a Pipeline defines
+    ``predict_log_proba`` whatever its last step, which may have none
+    (HistGradientBoosting)."""
+    for name in ("predict_log_proba", "decision_function"):
+        own = predictor._own[name]
+        if own is None:
+            continue
+        try:
+            with np.errstate(divide="ignore"):
+                own(row)
+        except AttributeError:
+            predictor._own[name] = None
+
+
+def _same(ours: Array, method: Any, batch: Array) -> bool:
+    theirs = np.asarray(method(batch))
+    return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs))
+
+
+def _close(ours: Array, method: Any, batch: Array) -> bool:
+    theirs = np.asarray(method(batch))
+    return ours.shape == theirs.shape and bool(np.allclose(ours, theirs, rtol=0, atol=1e-12))
+
+
+def _exp(method: Any) -> Any:
+    def exp(batch: Array) -> Array:
+        out: Array = np.exp(np.asarray(method(batch)))
+        return out
+
+    return exp
 
 
 def probe_rows(model: Any, width: int, n: int = PROBE_ROWS) -> Array:

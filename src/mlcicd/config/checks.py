@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import PurePosixPath
 
 from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
@@ -22,6 +23,8 @@ from mlcicd.config.schema import (
 from mlcicd.durations import format_duration
 from mlcicd.errors import ConfigError
 
+# explain.rows: above this, an exact explainer's report takes minutes and a sampling one's hours.
+MAX_EXPLAIN_ROWS = 10_000
 # Lowers monitor.schedule's floor (seconds): the tests' service checks every few seconds.
 # Not for production use: a check reads its whole window into memory and writes reports.
 MIN_SCHEDULE_ENV = "MLCICD_MONITOR_MIN_SCHEDULE"
@@ -123,6 +126,42 @@ def _check_semantics(config: Config, source: str) -> None:
     _check_monitor(config, source)
     _check_staging(config, source)
     _check_transform(config, source)
+    _check_explain(config, source)
+
+
+def _check_explain(config: Config, source: str) -> None:
+    """``explain:``: a row count SHAP can afford, and a baseline that names something."""
+    explain = config.explain
+    if explain is None:
+        return
+    if not 1 <= explain.rows <= MAX_EXPLAIN_ROWS:
+        raise ConfigError(
+            f"expected between 1 and {MAX_EXPLAIN_ROWS} rows, got {explain.rows}",
+            path=source,
+            key="explain.rows",
+        )
+    if not explain.baseline.strip():
+        raise ConfigError(
+            "expected 'training' or a CSV file in the commit, got an empty string",
+            path=source,
+            key="explain.baseline",
+        )
+    baseline = PurePosixPath(explain.baseline)
+    if baseline.is_absolute() or ".." in baseline.parts:
+        # A pushed commit's mlcicd.yaml must not make the register stage read the machine's files.
+        raise ConfigError(
+            f"expected a path inside the commit, got {explain.baseline!r}",
+            path=source,
+            key="explain.baseline",
+            hint="give the CSV's path relative to mlcicd.yaml, without '..'",
+        )
+    if explain.online:
+        raise ConfigError(
+            "online explanations are not served yet",
+            path=source,
+            key="explain.online",
+            hint="set explain.online: false (`mlcicd explain GROUP/VERSION` gives importance)",
+        )
 
 
 def _check_transform(config: Config, source: str) -> None:

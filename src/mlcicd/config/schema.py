@@ -290,6 +290,22 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ExplainConfig:
+    """``explain:`` (docs/explain.md): what drives each model version, as mean |SHAP| per
+    feature, computed when it is registered; off when the section is absent."""
+
+    baseline: str = "training"  # "training" (a k-means summary of the channel) or a CSV file
+    rows: int = 500  # rows of the training channel explained at register
+    online: bool = False  # endpoints answer explanation requests (not yet served)
+    required: bool = False  # an explainer that fails fails the run (else it is recorded)
+
+    @property
+    def baseline_file(self) -> str | None:
+        """The baseline's CSV file in the commit, or None for the training channel's summary."""
+        return None if self.baseline == "training" else self.baseline
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     """Data-quality monitoring in SageMaker Model Monitor's terms (docs/monitor.md): a
     baseline from the training channel when a model is registered, checked by
@@ -355,6 +371,7 @@ class Config:
     # New training data against the production model's baseline, before training.
     data_check: Literal["off", "warn", "fail"] = "off"
     transform: TransformConfig | None = None  # None: no batch transform stage
+    explain: ExplainConfig | None = None  # None: models are not explained
 
     @property
     def endpoint_name(self) -> str:

@@ -185,6 +185,13 @@ def rebaseline(project: Project, version: int | None = None) -> ModelBaseline:
         package = approved[0]
     else:
         package = state.get_model_package(group, version)
+    source_dir, channels = model_sources(project, package)
+    return store_baseline(project, package, compute_baseline(config, source_dir, channels))
+
+
+def model_sources(project: Project, package: ModelPackage) -> tuple[Path, dict[str, Path]]:
+    """The model's commit, exported, and the channels a processing step made for it: where
+    its code and training data are found again after the run."""
     commit = package.lineage.get("commit") or {}
     if not commit.get("commit") or not commit.get("tree"):
         raise MonitorError(
@@ -193,8 +200,7 @@ def rebaseline(project: Project, version: int | None = None) -> ModelBaseline:
     source_dir = project.state_dir / "sources" / commit["tree"]
     if not source_dir.is_dir():
         git.export_tree(project.repo, commit["commit"], project.rel, source_dir)
-    channels = _processed_channels(project, config, package)
-    return store_baseline(project, package, compute_baseline(config, source_dir, channels))
+    return source_dir, _processed_channels(project, project.config, package)
 
 
 def _processed_channels(project: Project, config: Config, package: ModelPackage) -> dict[str, Path]:

@@ -22,6 +22,12 @@ Who is batched: variants with SageMaker's default ``predict_fn``, and inference 
         return model.predict(data)
     predict_fn.supports_batching = True
 
+One answer per row: an array or a list with a row per input row, or a dict of such
+columns (``{"predictions": [...], "probabilities": [...]}``), split key by key. A
+``predict_fn`` that opts in is tried at load (:func:`check_batching`) on a sample of rows, in
+one call and row by row: if the batch raises, or its answer is not those rows' answers, the
+variant does not load — the mistake shows at deploy, not at the first busy second.
+
 Never a ``predict_fn`` that takes the context argument (the context is per request) or a
 ``transform_fn``. Only 2-D numeric arrays with the same dtype and width are concatenated;
 anything else is predicted alone. ``MLCICD_BATCHING=0`` turns batching off.
@@ -41,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcicd.compiler import probe_rows
+from mlcicd.errors import EndpointError
 from mlcicd.serving.codecs import InvocationError
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, default_predict_fn
 
@@ -63,6 +71,84 @@ def batchable(variant: LoadedVariant) -> bool:
         h.predict_fn is default_predict_fn
         or getattr(h.predict_fn, "supports_batching", False) is True
     )
+
+
+SAMPLE_ROWS = 4  # the rows check_batching predicts together and alone
+
+
+def check_batching(variant: LoadedVariant) -> None:
+    """A ``predict_fn`` that declares ``supports_batching`` must answer a batch as it answers
+    its rows one by one; raise :class:`EndpointError` naming it if not.
+
+    The sample is synthetic rows of the model's width (:func:`mlcicd.compiler.probe_rows`); a
+    model that does not say its width (``n_features_in_``), or a ``predict_fn`` that refuses
+    the sample row by row too, is not checked here (its batches still fall back to one call
+    per request when they fail).
+    """
+    h = variant.handlers
+    if h.predict_fn is default_predict_fn or not batchable(variant):
+        return
+    width = getattr(variant.model, "n_features_in_", None)
+    if not isinstance(width, int) or width < 1:
+        return
+    rows = _sample(variant.model, width)
+    try:
+        alone = [variant.predict(rows[i : i + 1]) for i in range(len(rows))]
+    except InvocationError:
+        log.info("the batching check's sample does not suit predict_fn; not checked")
+        return
+    where = f"predict_fn of {h.script.name}"
+    fix = f"make {where} answer one entry per row, or remove its supports_batching = True"
+    try:
+        together = variant.predict(rows)
+    except InvocationError as exc:
+        raise EndpointError(
+            f"{where} declares supports_batching = True but raised on a batch of {len(rows)} "
+            f"rows it answers one at a time: {exc.message}",
+            hint=fix,
+        ) from exc
+    parts = _split(together, [1] * len(rows))
+    if parts is None or not all(_same_answer(a, b) for a, b in zip(parts, alone, strict=True)):
+        raise EndpointError(
+            f"{where} declares supports_batching = True, but its answer to a batch of "
+            f"{len(rows)} rows ({_describe(together)}) is not its answers to those rows one "
+            "at a time",
+            hint=fix,
+        )
+
+
+def _sample(model: Any, width: int) -> Any:
+    """:data:`SAMPLE_ROWS` synthetic rows the model answers differently where it can: a
+    handler that mixes rows up must show it."""
+    rows = probe_rows(model, width)
+    try:
+        labels = np.asarray(model.predict(rows))
+        _, first = np.unique(labels, return_index=True)
+    except Exception:  # not an estimator we can ask: the first rows will do
+        return rows[:SAMPLE_ROWS]
+    rest = [i for i in range(len(rows)) if i not in set(first.tolist())]
+    chosen = sorted(first.tolist())[:SAMPLE_ROWS] + rest
+    return rows[chosen[:SAMPLE_ROWS]]
+
+
+def _same_answer(a: Any, b: Any) -> bool:
+    """Equal answers; floats within what a batched matrix product may change (1e-9)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(_same_answer(a[k], b[k]) for k in a)
+        )
+    try:
+        x, y = np.asarray(a), np.asarray(b)
+    except ValueError:  # ragged
+        return bool(a == b)
+    if x.shape != y.shape:
+        return False
+    if x.dtype.kind in "fc" and y.dtype.kind in "fc":
+        return bool(np.allclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True))
+    return bool(np.array_equal(x, y))
 
 
 class Batcher:
@@ -227,6 +313,14 @@ def _groups(queue: list[Pending]) -> list[list[Pending]]:
 def _split(prediction: Any, sizes: list[int]) -> list[Any] | None:
     """Each request's rows of a batched answer, or None if it has not one answer per row."""
     total = sum(sizes)
+    if isinstance(prediction, dict):  # columns, one entry per row each: split key by key
+        columns = {key: _split(value, sizes) for key, value in prediction.items()}
+        if not columns or any(parts is None for parts in columns.values()):
+            return None
+        return [
+            {key: parts[i] for key, parts in columns.items() if parts is not None}
+            for i in range(len(sizes))
+        ]
     if isinstance(prediction, np.ndarray):
         if prediction.ndim == 0 or prediction.shape[0] != total:
             return None

@@ -40,6 +40,7 @@ class Worker:
     kill_at: float = 0.0
     buffer: bytes = b""
     slot: int | None = None  # on the supervisor's connection board
+    compiled: dict[str, list[str]] | None = None  # per variant, from its "ready" event
 
     @property
     def pid(self) -> int:

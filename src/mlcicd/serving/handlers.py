@@ -274,7 +274,7 @@ def default_predict_fn(data: Any, model: Any) -> Any:
 class LoadedVariant:
     """A production variant ready to answer: its handlers and its loaded model."""
 
-    __slots__ = ("handlers", "model", "n_features", "name", "weight")
+    __slots__ = ("compiled", "handlers", "model", "n_features", "name", "weight")
 
     def __init__(
         self, name: str, handlers: InferenceHandlers, model: Any, weight: float = 1.0
@@ -291,8 +291,15 @@ class LoadedVariant:
             else None
         )
         self.n_features: int | None = width if isinstance(width, int) else None
-        if handlers.predict_fn is default_predict_fn:
-            compiler.register(model)  # compiled and verified now, at load, not per request
+        # Compiled and verified now, at load, not per request. A user's predict_fn (or
+        # transform_fn) calls the model's methods itself: they are answered through the
+        # compiled code, bound on the model (compiler.bind_methods). Which methods were
+        # compiled is what `endpoints describe` says.
+        self.compiled: tuple[str, ...] = ()
+        if handlers.transform_fn is not None or handlers.predict_fn is not default_predict_fn:
+            self.compiled = compiler.bind_methods(model)
+        elif compiler.register(model) is not None:
+            self.compiled = ("predict",)
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, context: InvocationContext | None = None

@@ -40,6 +40,18 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _compiled(supervisor: StatusSource, gen: Generation | None, variant: str) -> list[str] | None:
+    """The model methods a ready worker of ``gen`` answers through compiled code for
+    ``variant`` (:attr:`mlcicd.serving.handlers.LoadedVariant.compiled`); None before one is
+    ready."""
+    for worker in supervisor.workers.by_pid.values():
+        if worker.generation is gen and worker.compiled is not None:
+            methods = worker.compiled.get(variant)
+            if isinstance(methods, list):
+                return [str(m) for m in methods]
+    return None
+
+
 def status_document(supervisor: StatusSource, updates: Mapping[str, Any]) -> dict[str, Any]:
     """What ``status.json`` says of ``supervisor`` now; ``updates``: how its updates went
     (:meth:`mlcicd.serving.rollout.Rollout.record`)."""
@@ -61,7 +73,12 @@ def status_document(supervisor: StatusSource, updates: Mapping[str, Any]) -> dic
         "endpoint_name": config.endpoint_name if config else None,
         "model_sha256": config.variants[0].model_sha256 if config else None,
         "variants": [
-            {"name": v.name, "model_sha256": v.model_sha256, "weight": v.weight}
+            {
+                "name": v.name,
+                "model_sha256": v.model_sha256,
+                "weight": v.weight,
+                "compiled": _compiled(supervisor, gen, v.name),
+            }
             for v in config.variants
         ]
         if config

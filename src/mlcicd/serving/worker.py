@@ -50,6 +50,7 @@ import uvicorn
 from mlcicd.fsutil import read_json
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
+from mlcicd.serving.batching import check_batching
 from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.config import (
     TRAFFIC_FILE,
@@ -80,7 +81,11 @@ def load_variant(spec: VariantSpec) -> LoadedVariant:
     handlers = load_handlers(Path(spec.code_dir), spec.entry_point)
     model = handlers.load_model(spec.model_dir)
     log.info("variant %s loaded from %s", spec.name, spec.model_dir)
-    return LoadedVariant(spec.name, handlers, model, spec.weight)
+    variant = LoadedVariant(spec.name, handlers, model, spec.weight)
+    check_batching(variant)  # a predict_fn that opts in and breaks on a batch: fail now
+    if variant.compiled:
+        log.info("variant %s: compiled %s", spec.name, ", ".join(variant.compiled))
+    return variant
 
 
 def build_app(
@@ -437,7 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def ready() -> None:
         log.info("ready: serving %s", ", ".join(v.name for v in app.variants))
-        _report(args.status_fd, {"event": "ready", "pid": os.getpid()}, last=False)
+        # which model methods answer through compiled code, per variant: for `describe`
+        compiled = {v.name: list(v.compiled) for v in app.variants}
+        _report(
+            args.status_fd,
+            {"event": "ready", "pid": os.getpid(), "compiled": compiled},
+            last=False,
+        )
 
     pipe_open = [True]  # the draining event is the last: the fd is closed (its number reused)
 

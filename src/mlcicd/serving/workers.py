@@ -104,6 +104,8 @@ class WorkerPool:
         for event in events:
             if event.get("event") == "ready" and worker.state == "starting":
                 worker.state, worker.ready_at, worker.accepting = "ready", time.monotonic(), True
+                compiled = event.get("compiled")
+                worker.compiled = compiled if isinstance(compiled, dict) else None
                 if worker.generation is self._serving():
                     self._changed()  # a replacement joined
             elif event.get("event") == "draining":

@@ -15,11 +15,37 @@ from mlcicd.config import Config
 from mlcicd.errors import StageError
 from mlcicd.pipeline import WAITING, RunContext, StageResult
 from mlcicd.stages.challenger import champion
-from mlcicd.stages.register import register_model
+from mlcicd.stages.register import explain_model, register_model, run_channels
+from mlcicd.state import ModelPackage
 
 
 def _metrics(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())) or "no metrics"
+
+
+def _importance(
+    ctx: RunContext, package: ModelPackage, production: ModelPackage | None
+) -> dict[str, Any]:
+    """Mean |SHAP| per feature of the new model (explained now, if the register stage has not)
+    and of production's, for the person deciding (docs/explain.md)."""
+    from mlcicd.explain.report import load_report
+
+    report = explain_model(ctx, package, run_channels(ctx))
+    theirs = load_report(ctx.project, production) if production is not None else None
+    return {
+        "model": None if report is None else report["importance"],
+        "production": None if theirs is None or "error" in theirs else theirs["importance"],
+    }
+
+
+def _log_importance(ctx: RunContext, importance: dict[str, Any] | None) -> None:
+    if not importance or importance["model"] is None:
+        return
+    ours, theirs = importance["model"], importance["production"] or {}
+    ctx.log("importance (mean |SHAP|), new" + (" vs production:" if theirs else ":"))
+    for feature in sorted(ours, key=lambda f: -ours[f]):
+        was = f" vs {theirs[feature]:.4g}" if feature in theirs else ""
+        ctx.log(f"  {feature}: {ours[feature]:.4g}{was}")
 
 
 class ApproveStage:
@@ -80,6 +106,8 @@ class ApproveStage:
             else None,
             "challenger": ctx.outputs.get("gate", {}).get("challenger"),
         }
+        if ctx.config.explain is not None:
+            summary["importance"] = _importance(ctx, package, production)
         timeout = ctx.config.approve.timeout
         superseded = state.request_approval(
             ctx.run.id, package.group_name, package.version, timeout=timeout, summary=summary
@@ -103,6 +131,7 @@ class ApproveStage:
                 )
         else:
             ctx.log("production: no model serves the endpoint yet")
+        _log_importance(ctx, summary.get("importance"))
         if superseded:
             ctx.log(f"superseded the runs waiting before: {', '.join(map(str, superseded))}")
         ctx.log(

@@ -13,23 +13,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from mlcicd.config import Config, ImageConfig
-from mlcicd.environments import aws_requirements, ensure_environment
+from mlcicd.environments import ensure_environment, environment_extras
 from mlcicd.errors import BuildError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.process import run_streaming
 from mlcicd.project import cache_dir
-
-
-def environment_extras(config: Config) -> tuple[str, ...]:
-    """What the environment holds besides requirements.txt: the test requirements, and boto3
-    when the local endpoint's workers write their data capture to an S3 store themselves, or
-    when the endpoint tests call a SageMaker staging endpoint (signed requests only)."""
-    deploy, store = config.deploy, config.store.uri or ""
-    if deploy.backend == "local" and deploy.data_capture.enabled and store.startswith("s3://"):
-        return (*config.build.test_requirements, *aws_requirements())
-    if deploy.backend == "sagemaker" and config.staging is not None and config.staging.test:
-        return (*config.build.test_requirements, *aws_requirements())
-    return config.build.test_requirements
 
 
 def image_settings(config: Config) -> ImageConfig | None:

@@ -36,16 +36,6 @@ def champion(project: Project, endpoint_name: str) -> ModelPackage | None:
         return None
 
 
-def model_archive(project: Project, uri: str, sha256: str) -> Path:
-    """A local, digest-checked model.tar.gz (downloaded once from a remote store)."""
-    path = project.store.local_path(uri)
-    if path is None:
-        path = project.state_dir / "models" / sha256 / "model.tar.gz"
-        if not path.is_file():
-            project.store.get_file(uri, path, expected_sha256=sha256)
-    return path
-
-
 def judge(
     cfg: ChallengerConfig, challenger: float, champion_value: float
 ) -> tuple[bool, float, float]:
@@ -93,7 +83,7 @@ def compare(ctx: RunContext, cfg: ChallengerConfig) -> tuple[list[str], dict[str
             ("champion", current.model_uri, current.model_sha256),
         ):
             models[name] = str(Path(tmp, name))
-            safe_extract(model_archive(project, uri, sha), Path(tmp, name), expected_sha256=sha)
+            safe_extract(project.model_archive(uri, sha), Path(tmp, name), expected_sha256=sha)
         spec = {
             "code_dir": str(source_dir / ctx.config.deploy.source_dir),
             "entry_point": ctx.config.deploy.entry_point,

@@ -4,13 +4,16 @@ A model is identified by its sha256: registering the same bytes again reuses the
 Lineage is explicit: commit → build digest → processing steps' outputs → training job →
 evaluation report → model package. An Approved model
 gets its data-quality baseline here, from its training channel (mlcicd.monitor.baseline): a
-model whose data cannot give one is registered all the same, and the log says why.
+model whose data cannot give one is registered all the same, and the log says why. With
+``explain:``, every model gets its SHAP report here too (mlcicd.explain.report), cached by the
+model's digest; a model that cannot be explained is registered all the same unless
+``explain.required``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mlcicd.config import Config
 from mlcicd.errors import MlcicdError
@@ -53,6 +56,36 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
     )
 
 
+def run_channels(ctx: RunContext) -> dict[str, Path] | None:
+    """Where this run found its training channels (a processing step's output among them), or
+    None (logged) when they cannot be found again."""
+    try:
+        return {name: path for name, (path, _) in channel_sources(ctx).items()}
+    except MlcicdError as exc:
+        ctx.log(f"the training channels cannot be found again: {exc.headline}")
+        return None
+
+
+def explain_model(
+    ctx: RunContext, package: ModelPackage, channels: dict[str, Path] | None
+) -> dict[str, Any] | None:
+    """The model's explanation (docs/explain.md), computed in its build environment unless it
+    has one: the report, or None when it could not be explained (the log says why)."""
+    from mlcicd.explain.report import ensure_report
+
+    build = ctx.outputs["build"]
+    return ensure_report(
+        ctx.project,
+        ctx.config,
+        package,
+        source_dir=Path(ctx.outputs["source"]["source_dir"]),
+        python=build["python"],
+        environment=Path(build["environment"]),
+        channels=channels,
+        log=ctx.log,
+    )
+
+
 def _approval_follows(config: Config) -> bool:
     """Does a manual approval come after this stage (``staging:`` puts it after staging)?"""
     return config.approve.mode == "manual" and config.staging is not None
@@ -86,11 +119,7 @@ class RegisterStage:
         from mlcicd.monitor.baseline import ensure_baseline
 
         source_dir = Path(ctx.outputs["source"]["source_dir"])
-        try:  # where this run found its channels (a processing step's output among them)
-            channels = {name: path for name, (path, _) in channel_sources(ctx).items()}
-        except MlcicdError as exc:
-            ctx.log(f"the training channels cannot be found again: {exc.headline}")
-            channels = None
+        channels = run_channels(ctx)
         baseline = ensure_baseline(
             ctx.project, ctx.config, package, source_dir, ctx.log, channels=channels
         )
@@ -99,4 +128,7 @@ class RegisterStage:
                 "statistics": baseline.statistics_uri,
                 "constraints": baseline.constraints_uri,
             }
+        if ctx.config.explain is not None:
+            report = explain_model(ctx, package, channels)
+            outputs["explanation"] = None if report is None else report["uri"]
         return StageResult("Cached" if cached else "Succeeded", f"model {package.arn}", outputs)

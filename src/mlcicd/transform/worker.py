@@ -28,22 +28,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
-import numpy as np
-
 from mlcicd.errors import MlcicdError
 from mlcicd.serving.codecs import BadRequestError, InvocationError
 from mlcicd.serving.handlers import (
-    HandlerError,
     LoadedVariant,
-    default_predict_fn,
     describe_exception,
     load_handlers,
 )
 from mlcicd.transform import dataproc
 
 CSV, JSONLINES = "text/csv", "application/jsonlines"
-# Above this many rows, the default predict_fn calls the estimator itself (see _call).
-LEAN_ROWS = 1024
 
 
 class TaskError(Exception):
@@ -67,9 +61,6 @@ class Transformer:
         self.single = settings["batch_strategy"] == "SingleRecord"
         self.assemble_lines = settings["assemble_with"] == "Line"
         self.join = settings["join_source"] == "Input"
-        self.default_predict = variant.handlers.predict_fn is default_predict_fn and hasattr(
-            variant.model, "predict"
-        )
         self.input_steps = dataproc.parse_path(settings["input_filter"])
         self.output_steps = dataproc.parse_path(settings["output_filter"])
         self.per_record = self.join or (self.input_steps, self.output_steps) != ((), ())
@@ -109,26 +100,10 @@ class Transformer:
         return answer
 
     def _call(self, body: bytes) -> bytes:
-        """What the endpoint does with ``body`` (:meth:`LoadedVariant.invoke`), but for the
-        default ``predict_fn`` on a large mini-batch: the estimator's own ``predict`` then.
-
-        The compiled predictor wins on the endpoint's few rows a call and loses on a
-        mini-batch's hundred thousand (a 100-tree forest: 33 µs a row against 6); both give
-        the same answers (the compiler's contract), so the choice is the size's.
-        """
-        variant = self.variant
-        if variant.handlers.transform_fn is not None or not self.default_predict:
-            answer, _type = variant.invoke(body, self.content_type, self.accept)
-            return answer
-        data = variant.read_input(body, self.content_type)
-        if isinstance(data, np.ndarray) and data.ndim == 2 and len(data) > LEAN_ROWS:
-            try:
-                prediction = variant.model.predict(data)
-            except Exception as exc:
-                raise HandlerError("predict_fn", exc) from exc
-        else:
-            prediction = variant.predict(data)
-        answer, _type = variant.write_output(prediction, self.accept)
+        """What the endpoint does with ``body`` (:meth:`LoadedVariant.invoke`). A large
+        mini-batch goes to the estimator's own methods inside the compiled predictor
+        (:data:`mlcicd.compiler.LEAN_ROWS`): the size decides there, for every caller."""
+        answer, _type = self.variant.invoke(body, self.content_type, self.accept)
         return answer
 
     def _processed(self, lines: list[bytes]) -> tuple[bytes, int, int]:
