@@ -193,7 +193,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
 
 
 def wait_in_service(state_dir: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    from mlcicd.serving.supervisor import STATUS_FILE
+    from mlcicd.serving.layout import STATUS_FILE
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

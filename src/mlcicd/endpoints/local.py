@@ -55,8 +55,8 @@ from mlcicd.errors import EndpointError, EndpointRollbackError, NotFoundError, P
 from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
 from mlcicd.fsutil import read_object as _read
 from mlcicd.serving import metrics
-from mlcicd.serving.config import WEIGHTS_FILE, ServingConfig
-from mlcicd.serving.supervisor import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE
+from mlcicd.serving.config import ServingConfig
+from mlcicd.serving.layout import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE, WEIGHTS_FILE
 from mlcicd.shapes import EndpointMetrics
 
 META_FILE = "endpoint.json"

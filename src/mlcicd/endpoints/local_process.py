@@ -23,7 +23,7 @@ from mlcicd.errors import EndpointError, PortInUseError
 from mlcicd.fsutil import open_private_log, read_object
 from mlcicd.process import child_environment
 from mlcicd.serving.config import ServingConfig
-from mlcicd.serving.supervisor import LOG_FILE, PID_FILE, STATUS_FILE
+from mlcicd.serving.layout import LOG_FILE, PID_FILE, STATUS_FILE
 
 POLL_INTERVAL = 0.05  # how often a waiting caller reads status.json again
 

@@ -68,8 +68,8 @@ from mlcicd.images.podman import (
 )
 from mlcicd.process import child_environment
 from mlcicd.serving import metrics
+from mlcicd.serving.layout import STATUS_FILE
 from mlcicd.serving.model_check import ARCHIVE_NAME, MODEL_SHA256_ENV
-from mlcicd.serving.supervisor import STATUS_FILE
 from mlcicd.shapes import EndpointMetrics
 
 RECORD_FILE = "endpoint.json"

@@ -29,7 +29,7 @@ from mlcicd.monitor.constraints import FeatureCheck, check, violations_document
 from mlcicd.monitor.dataset import Row, positional_name
 from mlcicd.monitor.statistics import Cell, dataset_statistics
 from mlcicd.project import Project
-from mlcicd.serving.supervisor import CONFIG_FILE
+from mlcicd.serving.layout import CONFIG_FILE
 from mlcicd.state import EndpointConfigRecord, EndpointRecord, ModelPackage
 
 VIOLATIONS_EXIT_CODE = 3  # `mlcicd monitor check` found violations (0: none; errors: 1 or 2)

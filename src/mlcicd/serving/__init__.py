@@ -1,6 +1,7 @@
 """The endpoint server: the SageMaker inference-container contract over a real HTTP server.
 
     config.py      the serving config (config.json) the supervisor and its workers read
+    layout.py      what an endpoint's directory holds: config, status, pid, log, control files
     codecs.py      request/response bodies: JSON, CSV, NPY, JSON Lines; content negotiation
     handlers.py    the user's inference.py: model_fn / input_fn / predict_fn / output_fn
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations

@@ -17,10 +17,6 @@ DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
 DEFAULT_MODEL_TIMEOUT = 60.0  # SageMaker's invocation limit: a worker stalled longer is replaced
 STRATEGIES = ("all_at_once", "canary", "linear")
 CAPTURE_QUEUE_SIZE = 1000
-# The endpoint's control files, which its workers poll: written by the supervisor during a
-# canary or linear update, and by `set-weights`.
-TRAFFIC_FILE = "traffic.json"  # {"generation": N, "green_percent": p}
-WEIGHTS_FILE = "weights.json"  # {"config_name": ..., "weights": {variant: weight}}
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,11 @@ from pathlib import Path
 from mlcicd.errors import MlcicdError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.layout import CONFIG_FILE
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.model_check import verified_model_dir
 from mlcicd.serving.sockets import activated_socket
-from mlcicd.serving.supervisor import CONFIG_FILE, Supervisor
+from mlcicd.serving.supervisor import Supervisor
 
 DEFAULT_BASE_DIR = "/opt/ml"
 

@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving import metrics
-from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
+from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.generation import Generation
+from mlcicd.serving.layout import TRAFFIC_FILE
 from mlcicd.serving.status import utcnow
 
 ALARM_CHECK_INTERVAL = 0.5

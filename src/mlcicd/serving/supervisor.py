@@ -50,19 +50,21 @@ from mlcicd.errors import PortInUseError
 from mlcicd.fsutil import atomic_write_json, atomic_write_text
 from mlcicd.serving import metrics
 from mlcicd.serving.balance import ConnectionBoard
-from mlcicd.serving.config import TRAFFIC_FILE, ServingConfig
+from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.generation import Generation
+from mlcicd.serving.layout import (
+    CONFIG_FILE,
+    LOG_FILE,
+    PID_FILE,
+    RUN_DIR,
+    STATUS_FILE,
+    TRAFFIC_FILE,
+)
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.rollout import Rollout
 from mlcicd.serving.sockets import bind_socket
 from mlcicd.serving.status import status_document, utcnow
 from mlcicd.serving.workers import WorkerPool
-
-CONFIG_FILE = "config.json"
-STATUS_FILE = "status.json"
-PID_FILE = "supervisor.pid"
-RUN_DIR = "run"
-LOG_FILE = "logs/endpoint.log"
 
 EXIT_FAILED = 1
 ACCEPT_STOP_TIMEOUT = 10.0  # for a retiring worker to say it no longer accepts connections

@@ -52,14 +52,9 @@ from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.batching import check_batching
 from mlcicd.serving.capture import CaptureWriter
-from mlcicd.serving.config import (
-    TRAFFIC_FILE,
-    WEIGHTS_FILE,
-    CaptureSpec,
-    ServingConfig,
-    VariantSpec,
-)
+from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
+from mlcicd.serving.layout import TRAFFIC_FILE, WEIGHTS_FILE
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
 from mlcicd.serving.protocol import GuardedProtocol, guarded_protocol

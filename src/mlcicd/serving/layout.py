@@ -1,0 +1,29 @@
+"""What an endpoint's directory holds: the names the backend, the supervisor and its workers
+share.
+
+The endpoint backend (local, or ``serve`` inside a container) writes the config; the
+supervisor reads it and writes the status, its pid and the log; the workers poll the control
+files. The names live here, apart from the supervisor, so that a caller that only reads or
+writes one of these files does not import the module that runs the endpoint.
+
+    config.json         the serving config (:mod:`mlcicd.serving.config`), re-read on SIGHUP
+    status.json         the supervisor's account of the endpoint, written atomically
+    supervisor.pid      who launched the supervisor and its process identity (``--detach``)
+    run/                one spec per generation of workers (``gen-N.json``)
+    logs/endpoint.log   the supervisor's and workers' log lines
+    traffic.json        a canary or linear update's share for the new generation
+    weights.json        the production variants' weights set by ``set-weights``
+    metrics/            per-worker counters (:data:`mlcicd.serving.metrics.METRICS_DIR`)
+"""
+
+from __future__ import annotations
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+PID_FILE = "supervisor.pid"
+RUN_DIR = "run"
+LOG_FILE = "logs/endpoint.log"
+# The endpoint's control files, which its workers poll: written by the supervisor during a
+# canary or linear update, and by `set-weights`.
+TRAFFIC_FILE = "traffic.json"  # {"generation": N, "green_percent": p}
+WEIGHTS_FILE = "weights.json"  # {"config_name": ..., "weights": {variant: weight}}
