@@ -1,14 +1,15 @@
-"""Atomic writes: whole or not at all, durable once they return, the owner's alone."""
+"""Atomic writes: whole or not at all, durable once they return, the owner's alone; the lock."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from mlcicd.fsutil import atomic_open, atomic_write_text
+from mlcicd.fsutil import atomic_open, atomic_write_text, locked
 
 
 def test_the_directory_is_synced_after_the_rename(
@@ -49,3 +50,28 @@ def test_the_file_is_the_owners_alone(tmp_path: Path) -> None:
     path = tmp_path / "record.json"
     atomic_write_text(path, "{}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _try_lock(path: Path) -> bool:
+    """Whether another open file (as another process would have) gets the lock now."""
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+
+def test_locked_excludes_other_holders_until_the_block_ends(tmp_path: Path) -> None:
+    path = tmp_path / "made" / ".lock"
+    with locked(path):
+        assert not _try_lock(path)
+    assert _try_lock(path)
+
+
+def test_locked_is_released_when_the_block_raises(tmp_path: Path) -> None:
+    path = tmp_path / ".lock"
+    with pytest.raises(RuntimeError), locked(path):
+        raise RuntimeError("boom")
+    assert _try_lock(path)

@@ -13,15 +13,13 @@ build is found incomplete and rebuilt, never used half-made.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import mlcicd
 from mlcicd.config import Config
 from mlcicd.errors import BuildError
+from mlcicd.fsutil import locked
 from mlcicd.process import child_environment, run_streaming
 
 RUNTIME_PACKAGES = ("uvicorn", "httptools", "orjson", "uvloop")
@@ -124,17 +123,6 @@ def environment_key(requirements: str, extra: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _uv() -> str:
     try:
         from uv import find_uv_bin
@@ -168,7 +156,7 @@ def ensure_environment(
     path = cache_root / "envs" / key[:24]
     if (path / COMPLETE_MARKER).exists():
         return Environment(key=key, path=path, cached=True)
-    with _locked(cache_root / "envs" / f"{key[:24]}.lock"):
+    with locked(cache_root / "envs" / f"{key[:24]}.lock"):
         if (path / COMPLETE_MARKER).exists():  # built by another process while we waited
             return Environment(key=key, path=path, cached=True)
         if path.exists():

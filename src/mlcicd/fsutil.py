@@ -1,8 +1,9 @@
-"""Atomic writes and digests: the two things every artifact relies on."""
+"""Atomic writes and digests, the two things every artifact relies on; a lock across processes."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +51,20 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created, with its directory, if missing) for the
+    block: one holder at a time across processes. The lock is ``flock``'s, on an open file,
+    so the kernel releases it when a holder dies: nothing stale is left to clean up."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def fsync_dir(directory: Path) -> None:

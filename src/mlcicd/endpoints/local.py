@@ -27,13 +27,11 @@ starting, watching and stopping the processes is :mod:`mlcicd.endpoints.local_pr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import re
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +50,7 @@ from mlcicd.endpoints.base import (
 from mlcicd.endpoints.local_config import prune, serving_config
 from mlcicd.endpoints.local_process import POLL_INTERVAL, exited, launch, live_status, stop
 from mlcicd.errors import EndpointError, EndpointRollbackError, NotFoundError, PortInUseError
-from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, sha256_bytes
+from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, locked, sha256_bytes
 from mlcicd.fsutil import read_object as _read
 from mlcicd.serving import metrics
 from mlcicd.serving.config import ServingConfig
@@ -60,7 +58,7 @@ from mlcicd.serving.layout import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE, 
 from mlcicd.shapes import EndpointMetrics
 
 META_FILE = "endpoint.json"
-LOCK_FILE = ".lock"
+LOCK_FILE = ".lock"  # one deploy or delete of an endpoint at a time, across processes
 # SageMaker's rule for endpoint and endpoint config names; it also keeps them safe as paths.
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -90,7 +88,7 @@ class LocalEndpointBackend:
         _check_name(config.name, "endpoint config name")
         edir = self.endpoint_dir(config.endpoint_name)
         edir.mkdir(parents=True, exist_ok=True)
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             if not (edir / META_FILE).is_file():
                 atomic_write_json(
                     edir / META_FILE,
@@ -176,7 +174,7 @@ class LocalEndpointBackend:
             name, weights, {v["name"]: v["weight"] for v in described.variants}
         )
         edir = self.endpoint_dir(name)
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             atomic_write_json(
                 edir / WEIGHTS_FILE, {"config_name": described.config_name, "weights": merged}
             )
@@ -223,7 +221,7 @@ class LocalEndpointBackend:
         edir = self.endpoint_dir(name)
         if not edir.is_dir():
             raise NotFoundError(f"endpoint {name} does not exist")
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             stop(edir, self.stop_timeout)
             shutil.rmtree(edir, ignore_errors=True)
 
@@ -236,7 +234,7 @@ class LocalEndpointBackend:
         edir = self.endpoint_dir(name)
         if not (edir / META_FILE).is_file():
             raise NotFoundError(f"endpoint {name} does not exist", hint="deploy it first")
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             if live_status(edir) is not None:
                 return self.describe(name)
             config_path = edir / CONFIG_FILE
@@ -359,17 +357,6 @@ def _check_name(name: str, what: str) -> None:
             f"{what} {name!r} is not valid",
             hint="use up to 63 letters, digits and hyphens, starting with a letter or digit",
         )
-
-
-@contextlib.contextmanager
-def _locked(edir: Path) -> Iterator[None]:
-    """One deploy or delete of an endpoint at a time, across processes."""
-    with open(edir / LOCK_FILE, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _epoch(stamp: Any) -> float | None:

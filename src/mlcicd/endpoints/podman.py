@@ -54,10 +54,9 @@ from mlcicd.endpoints.base import (
     EndpointDescription,
     ProductionVariant,
 )
-from mlcicd.endpoints.local import _locked  # one deploy or delete of an endpoint at a time
 from mlcicd.endpoints.podman_config import copy_code, recorded, remove_code, serving_record
 from mlcicd.errors import EndpointError, NotFoundError
-from mlcicd.fsutil import atomic_write_json, read_object
+from mlcicd.fsutil import atomic_write_json, locked, read_object
 from mlcicd.images.podman import (
     image_id,
     missing_entry,
@@ -73,6 +72,7 @@ from mlcicd.serving.model_check import ARCHIVE_NAME, MODEL_SHA256_ENV
 from mlcicd.shapes import EndpointMetrics
 
 RECORD_FILE = "endpoint.json"
+LOCK_FILE = ".lock"  # one deploy or delete of an endpoint at a time, across processes
 SERVE_DIR_IN_CONTAINER = "/var/run/mlcicd-serve"
 PING_INTERVAL = 0.2
 LOG_LINES = 15
@@ -124,7 +124,7 @@ class PodmanEndpointBackend:
         built = image_id(self.image, error=EndpointError)
         edir = self.endpoint_dir(config.endpoint_name)
         edir.mkdir(parents=True, exist_ok=True)
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             record = read_object(edir / RECORD_FILE) or {}
             old = str(record.get("container") or "") or None
             old_running = old is not None and self._state(old)[0]
@@ -186,7 +186,7 @@ class PodmanEndpointBackend:
         edir = self.endpoint_dir(name)
         if not (edir / RECORD_FILE).is_file():
             raise NotFoundError(f"endpoint {name} does not exist", hint="deploy it first")
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             record = read_object(edir / RECORD_FILE) or {}
             old = str(record.get("container") or "")
             if old and self._state(old)[0]:
@@ -286,7 +286,7 @@ class PodmanEndpointBackend:
         edir = self.endpoint_dir(name)
         if not (edir / RECORD_FILE).is_file():
             raise NotFoundError(f"endpoint {name} does not exist")
-        with _locked(edir):
+        with locked(edir / LOCK_FILE):
             record = read_object(edir / RECORD_FILE) or {}
             if record.get("container"):
                 self._stop(str(record["container"]))
