@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import json
-import secrets
-import tempfile
 from pathlib import Path
 
 import click
 
 from mlcicd.aws.package import build_lambda_package
-from mlcicd.aws.stack import (
-    StackEvent,
-    default_code_bucket,
-    deploy_stack,
-    destroy_stack,
-    upload_lambda_package,
-)
-from mlcicd.aws.template import DEFAULT_STACK_NAME, build_template, template_body, to_yaml
+from mlcicd.aws.pipeline_stack import deploy_pipeline, pipeline_template, publish_lambda_code
+from mlcicd.aws.stack import StackEvent, destroy_stack
+from mlcicd.aws.template import DEFAULT_STACK_NAME, to_yaml
 from mlcicd.aws.template.parameters import WEBHOOK_SECRET
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json
-from mlcicd.errors import ConfigError, ProjectError
-from mlcicd.project import Project
+from mlcicd.errors import ConfigError
 
 
 @cli.group()
 def aws() -> None:
     """The pipeline on AWS: CodePipeline, CodeBuild, ECR, Lambda and SageMaker."""
-
-
-def _buildspec(project: Project) -> str:
-    """buildspec.yml's path from the repository root, where CodeBuild starts."""
-    try:
-        rel = project.rel
-    except ProjectError:  # not (yet) a git repository: the project will be its root
-        rel = ""
-    return f"{rel}/buildspec.yml" if rel else "buildspec.yml"
 
 
 @aws.command("template")
@@ -64,9 +47,7 @@ def aws_template(
     alarms and the SNS topic. Nothing is created: see docs/aws.md for the parameters.
     """
     project = find_project(ctx, project_dir)
-    template = build_template(
-        project.config, stack_name=stack_name, approval=approval, buildspec=_buildspec(project)
-    )
+    template = pipeline_template(project, stack_name=stack_name, approval=approval)
     if as_json:
         click.echo(json.dumps(template, indent=2))
     else:
@@ -176,34 +157,21 @@ def aws_deploy(
     never shown: CodePipeline registers it with GitHub itself.
     """
     project = find_project(ctx, project_dir)
-    template = build_template(
-        project.config, stack_name=stack_name, approval=approval, buildspec=_buildspec(project)
-    )
+    template = pipeline_template(project, stack_name=stack_name, approval=approval)
     parameters = _parameters(parameter_values)
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    if "LambdaCodeKey" not in parameters:
-        bucket = parameters.get("LambdaCodeBucket") or code_bucket or default_code_bucket()
-        with tempfile.TemporaryDirectory(prefix="mlcicd-package-") as tmp:
-            package = build_lambda_package(Path(tmp) / "lambdas.zip")
-            key = upload_lambda_package(package, bucket)
-        parameters.update(LambdaCodeBucket=bucket, LambdaCodeKey=key)
+    code = publish_lambda_code(parameters, code_bucket)
+    if code is not None:
         say(
-            f"Lambda package s3://{bucket}/{key} ({package.files} files, sha256 "
-            f"{package.sha256[:12]})"
+            f"Lambda package s3://{code.bucket}/{code.key} ({code.files} files, sha256 "
+            f"{code.sha256[:12]})"
         )
     say(f"deploying stack {stack_name} …")
-    # 256 random bits, URL-safe: used only if the stack has no WebhookSecret yet.
-    generated = {WEBHOOK_SECRET: secrets.token_urlsafe(32)}
-    result = deploy_stack(
-        stack_name,
-        template_body(template),
-        template,
-        parameters,
-        first_values=generated,
-        on_event=lambda e: say(str(e)),
-        tags={"mlcicd:pipeline": project.config.pipeline},
+    deployment = deploy_pipeline(
+        project, template, parameters, code, stack_name=stack_name, on_event=lambda e: say(str(e))
     )
-    if WEBHOOK_SECRET in result.first_values:
+    result = deployment.stack
+    if deployment.webhook_secret_generated:
         say(
             f"{WEBHOOK_SECRET}: generated at random and kept by CloudFormation (NoEcho); "
             "CodePipeline registers it with GitHub's webhook. To change it: "
