@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Protocol
 
 from mlcicd.config import Config
-from mlcicd.errors import MlcicdError, StageError
+from mlcicd.errors import MlcicdError, NotFoundError, StageError
 from mlcicd.fsutil import open_private_log
 from mlcicd.project import Project
-from mlcicd.state import Run
+from mlcicd.state import Run, State
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,42 @@ class Stage(Protocol):
 
 def log_path(project: Project, group: str, stream: str) -> Path:
     return project.state_dir / "logs" / group.strip("/") / f"{stream}.log"
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """One log of a run: a stage's, or a training job's (listed after the train stage)."""
+
+    title: str  # "train (Succeeded)", "training job iris-… (Completed)"
+    path: Path
+
+    def read(self) -> str | None:
+        """The whole log, undecodable bytes replaced; None if it was never written."""
+        return self.path.read_text(errors="replace") if self.path.is_file() else None
+
+
+def run_logs(state: State, run_id: int, stage: str | None = None) -> list[RunLog]:
+    """A run's logs in stage order (only ``stage``'s if given): `mlcicd logs`."""
+    state.get_run(run_id)  # NotFoundError for a run that does not exist
+    stages = state.stages(run_id)
+    if stage is not None:
+        stages = [s for s in stages if s.stage == stage]
+        if not stages:
+            names = ", ".join(s.stage for s in state.stages(run_id))
+            raise NotFoundError(f"run {run_id} has no stage {stage!r}", hint=f"stages: {names}")
+    found: list[RunLog] = []
+    for execution in stages:
+        if not execution.log_path:
+            continue
+        found.append(RunLog(f"{execution.stage} ({execution.status})", Path(execution.log_path)))
+        if execution.stage == "train":
+            # The training job's own log (the SageMaker TrainingJobs group) follows its stage.
+            found += [
+                RunLog(f"training job {job.name} ({job.status})", Path(job.log_path))
+                for job in state.training_jobs(run_id=run_id)
+                if job.log_path and Path(job.log_path).is_file()
+            ]
+    return found
 
 
 @dataclass

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.errors import NotFoundError
 from mlcicd.operations import open_operations
+from mlcicd.pipeline import run_logs
 
 
 @cli.group()
@@ -100,28 +98,10 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
 @click.pass_context
 def logs(ctx: click.Context, run_id: int, stage: str | None) -> None:
     """Print a run's logs, stage by stage."""
-    state = find_project(ctx).state
-    state.get_run(run_id)
-    stages = state.stages(run_id)
-    if stage is not None:
-        stages = [s for s in stages if s.stage == stage]
-        if not stages:
-            names = ", ".join(s.stage for s in state.stages(run_id))
-            raise NotFoundError(f"run {run_id} has no stage {stage!r}", hint=f"stages: {names}")
-    for execution in stages:
-        if not execution.log_path:
-            continue
-        click.echo(f"==> {execution.stage} ({execution.status}) {execution.log_path}")
-        path = Path(execution.log_path)
-        click.echo(
-            path.read_text(errors="replace") if path.is_file() else "(no log was written)", nl=False
-        )
-        if execution.stage == "train":
-            # The training job's own log (the SageMaker TrainingJobs group) follows its stage.
-            for job in state.training_jobs(run_id=run_id):
-                if job.log_path and Path(job.log_path).is_file():
-                    click.echo(f"==> training job {job.name} ({job.status}) {job.log_path}")
-                    click.echo(Path(job.log_path).read_text(errors="replace"), nl=False)
+    for log in run_logs(find_project(ctx).state, run_id, stage):
+        click.echo(f"==> {log.title} {log.path}")
+        text = log.read()
+        click.echo("(no log was written)" if text is None else text, nl=False)
 
 
 @runs.command("retry")
