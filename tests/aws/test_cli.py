@@ -75,3 +75,34 @@ def test_help() -> None:
     result = CliRunner().invoke(cli, ["aws", "--help"])
     assert result.exit_code == 0
     assert "template" in result.output
+
+
+def test_a_project_with_steps_the_stack_does_not_run_is_refused_with_exit_code_2() -> None:
+    # examples/pipeline: prepare → train → evaluate, which only `mlcicd run` runs.
+    code, output = _run(str(IRIS.parent / "pipeline"))
+    assert code == 2, output
+    assert output.startswith(
+        "error: mlcicd.yaml: processing: the AWS pipeline does not run processing steps yet "
+        "(prepare, evaluate); the training Lambda would look for "
+        "train.channels.training: prepare.train as a path in the commit"
+    )
+    assert "`mlcicd run`" in output
+    assert "Resources" not in output  # nothing generated
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_deploy_refuses_the_same_project_before_it_packages_or_calls_aws() -> None:
+    # No AWS here: a deploy that got past the template would fail on credentials instead.
+    result = CliRunner().invoke(
+        cli,
+        ["aws", "deploy", str(IRIS.parent / "pipeline"), "-p", "GitHubOwner=ada"],
+        env={
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_CONFIG_FILE": "/dev/null",
+            **dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")),
+        },
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: mlcicd.yaml: processing: the AWS pipeline ")
+    assert "Lambda package" not in result.output

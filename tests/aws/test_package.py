@@ -29,6 +29,18 @@ def test_the_package_holds_mlcicd_and_pure_python_yaml(tmp_path: Path) -> None:
     assert package.key == f"mlcicd/lambdas-{package.sha256[:16]}.zip"
 
 
+def test_only_what_the_handlers_import_goes_in(tmp_path: Path) -> None:
+    """The pipeline's stages, the CLI, the service and the endpoint's request path are not the
+    Lambdas' code (the import test below proves nothing they need is left out)."""
+    package = build_lambda_package(tmp_path / "lambdas.zip")
+    with zipfile.ZipFile(package.path) as archive:
+        names = set(archive.namelist())
+    assert {"mlcicd/__init__.py", "mlcicd/thresholds.py", "mlcicd/aws/__init__.py"} <= names
+    assert "mlcicd/aws/lambdas/deploy.py" in names and "mlcicd/aws/lambdas/staging.py" in names
+    for left_out in ("stages/", "cli/", "daemon/", "web/", "compiler/", "serving/app.py"):
+        assert not [n for n in names if n.startswith(f"mlcicd/{left_out}")], left_out
+
+
 def test_the_same_code_makes_the_same_bytes(tmp_path: Path) -> None:
     assert (
         build_lambda_package(tmp_path / "a.zip").sha256

@@ -557,3 +557,53 @@ def test_the_key_policy_lets_services_use_the_key_only_for_this_accounts_resourc
         in_this_account.replace("{service}", "cloudwatch") + f"alarm:{name}" for name in notifying
     }
     assert len(notifying) == 5
+
+
+# What only `mlcicd run` runs: each section, as a project would write it, and the key the
+# stack's refusal names. (staging:, approve, monitor and deploy.* are the stack's own.)
+PREPARE = {"name": "prepare", "entry_point": "prepare.py", "inputs": {"raw": "data"}}
+NOT_IN_THE_STACK = [
+    pytest.param(
+        {"processing": [{**PREPARE, "outputs": ["train"]}], "train": {"channels": {}}},
+        "processing",
+        id="processing",
+    ),
+    pytest.param({"data_check": "warn"}, "data_check", id="data_check"),
+    pytest.param({"gate": {"challenger": {"data": "data/iris.csv"}}}, "gate.challenger", id="gate"),
+    pytest.param({"transform": {"input": "data", "output": "scores"}}, "transform", id="transform"),
+    pytest.param({"explain": {"rows": 50}}, "explain", id="explain"),
+]
+
+
+@pytest.mark.parametrize(("sections", "key"), NOT_IN_THE_STACK)
+def test_a_section_the_stack_does_not_run_is_refused_by_its_key(
+    sections: dict[str, Any], key: str
+) -> None:
+    config = iris_with(**sections)
+    with pytest.raises(ConfigError) as raised:
+        build_template(config)
+    assert raised.value.key == key
+    assert raised.value.message.startswith(f"mlcicd.yaml: {key}: the AWS pipeline ")
+    assert "yet" in raised.value.message
+    assert raised.value.hint is not None
+    assert "for the stack" in raised.value.hint
+    assert "`mlcicd run`" in raised.value.hint
+
+
+def test_a_channel_naming_a_step_output_is_said_to_be_read_as_a_path() -> None:
+    config = iris_with(
+        processing=[{**PREPARE, "outputs": ["train"]}],
+        train={"channels": {"training": "prepare.train"}},
+    )
+    with pytest.raises(ConfigError, match=r"^mlcicd\.yaml: processing: ") as raised:
+        build_template(config)
+    assert "(prepare)" in raised.value.message
+    assert "train.channels.training: prepare.train as a path in the commit" in raised.value.message
+    assert "processing.backend: sagemaker" in (raised.value.hint or "")
+
+
+def test_data_check_off_and_the_stacks_own_sections_generate() -> None:
+    # examples/iris has staging:, monitor: and approve is always set: all mapped by the stack.
+    config = iris_with(data_check="off", approve={"mode": "manual"})
+    assert config.staging is not None
+    assert "Pipeline" in build_template(config)["Resources"]

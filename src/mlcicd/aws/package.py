@@ -1,5 +1,8 @@
 """The orchestrator Lambdas' deployment package: mlcicd and PyYAML, one reproducible zip.
 
+Of mlcicd, only the modules the handlers import go in — found by reading the import
+statements of ``mlcicd.aws.lambdas`` and of everything they import (function-level imports
+included), so the pipeline's stages, the endpoint server and the CLI stay out.
 Lambda's Python runtime brings boto3, so it is left out. PyYAML goes in as pure Python, its
 C extension left out: that is built for one platform, and PyYAML falls back without it.
 The zip is reproducible — sorted names, fixed timestamps and modes, no bytecode — so the
@@ -9,6 +12,7 @@ and CloudFormation updates the functions exactly when their code changed.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ PACKAGES = (
     "mlcicd",
     "yaml",
 )  # everything the handlers import beyond the standard library and boto3
+HANDLERS = "mlcicd.aws.lambdas"  # every module of this package, and what they import
 _DATA_FILES = ("py.typed",)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 LAMBDA_SIZE_LIMIT = 50 * 1024 * 1024  # a zip given to Lambda directly (unzipped: 250 MB)
@@ -49,10 +54,68 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _module_file(root: Path, module: str) -> Path | None:
+    """The file of ``module`` (dotted, under the package at ``root``), or None."""
+    parts = module.split(".")[1:]
+    package = root.joinpath(*parts, "__init__.py")
+    if package.is_file():
+        return package
+    plain = root.joinpath(*parts[:-1], f"{parts[-1]}.py") if parts else None
+    return plain if plain is not None and plain.is_file() else None
+
+
+def _imported(path: Path, module: str, package: str) -> set[str]:
+    """The ``package`` modules that ``path`` (module ``module``) imports, anywhere in it."""
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = here.split(".")[: len(here.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # a submodule, if it is one
+    return {m for m in found if m == package or m.startswith(package + ".")}
+
+
+def handler_modules() -> dict[str, Path]:
+    """Every mlcicd module the Lambdas' handlers can import, with its package ``__init__``s."""
+    root = _package_dir("mlcicd")
+    lambdas = _package_dir(HANDLERS)
+    todo = [HANDLERS] + [
+        f"{HANDLERS}.{p.stem}" for p in sorted(lambdas.glob("*.py")) if p.stem != "__init__"
+    ]
+    found: dict[str, Path] = {}
+    while todo:
+        module = todo.pop()
+        if module in found:
+            continue
+        path = _module_file(root, module)
+        if path is None:  # a name imported from a module, not a module itself
+            continue
+        found[module] = path
+        parts = module.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # its packages
+        todo.extend(_imported(path, module, "mlcicd"))
+    return found
+
+
 def package_files() -> list[tuple[str, Path]]:
     """``(name in the zip, file)`` for every file of the package, sorted."""
     files: list[tuple[str, Path]] = []
-    for package in PACKAGES:
+    mlcicd_root = _package_dir("mlcicd")
+    for path in handler_modules().values():
+        files.append(((Path("mlcicd") / path.relative_to(mlcicd_root)).as_posix(), path))
+    files.extend(
+        ((Path("mlcicd") / name).as_posix(), mlcicd_root / name)
+        for name in _DATA_FILES
+        if (mlcicd_root / name).is_file()
+    )
+    for package in PACKAGES[1:]:
         root = _package_dir(package)
         for path in root.rglob("*"):
             if not path.is_file() or "__pycache__" in path.parts:

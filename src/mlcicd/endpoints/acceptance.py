@@ -33,6 +33,10 @@ LOCAL_RUNTIME_CREDENTIALS = {
 }
 PING_POLL_SECONDS = 0.05
 _PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
+# pytest's short summary: "FAILED tests/x.py::test_y - message" (the message may run on for
+# many lines where CI is set, pushing the names out of the tail: they are kept as they pass).
+_PYTEST_FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")
+MAX_FAILED_NAMED = 50
 
 
 @dataclass
@@ -44,6 +48,7 @@ class EndpointTestOutcome:
     timed_out: bool
     counts: dict[str, int] = field(default_factory=dict)
     tail: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # pytest's "FAILED <test id>" lines
 
     @property
     def passed(self) -> bool:
@@ -56,6 +61,7 @@ class EndpointTestOutcome:
             "timed_out": self.timed_out,
             "counts": self.counts,
             "tail": self.tail,
+            "failed": self.failed,
         }
 
 
@@ -86,9 +92,17 @@ def run_endpoint_tests(
     """Run ``staging.test`` (``command``) in ``cwd`` with ``env``, bounded by ``timeout``.
     ``StagingError`` naming the key when it cannot start; a failing command is an outcome."""
     log(f"$ {command}")
+    failed: list[str] = []
+
+    def on_line(line: str) -> None:
+        log(line)
+        named = _PYTEST_FAILED.match(line)
+        if named and len(failed) < MAX_FAILED_NAMED:
+            failed.append(f"{named[1]} {named[2]}")
+
     try:
         outcome = run_streaming(
-            shlex.split(command), cwd=cwd, env=env, on_line=log, max_runtime_seconds=timeout
+            shlex.split(command), cwd=cwd, env=env, on_line=on_line, max_runtime_seconds=timeout
         )
     except OSError as exc:
         raise StagingError(
@@ -103,7 +117,9 @@ def run_endpoint_tests(
             for number, what in found:
                 counts["errors" if what.startswith("error") else what] = int(number)
             break
-    return EndpointTestOutcome(command, outcome.exit_code, outcome.timed_out, counts, outcome.tail)
+    return EndpointTestOutcome(
+        command, outcome.exit_code, outcome.timed_out, counts, outcome.tail, failed
+    )
 
 
 def load_check(
@@ -196,6 +212,11 @@ def staging_facts(outputs: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def failed_test_tail(outputs: Mapping[str, Any]) -> list[str]:
-    """The endpoint tests' last lines when they failed (what a person reads first)."""
+    """When the endpoint tests failed, what a person reads first: the tests pytest named as
+    failed, then the output's last lines."""
     test = outputs.get("test") or {}
-    return [] if not test or test.get("exit_code") == 0 else list(test.get("tail") or [])
+    if not test or test.get("exit_code") == 0:
+        return []
+    tail = list(test.get("tail") or [])
+    named = [line for line in test.get("failed") or [] if not any(t.startswith(line) for t in tail)]
+    return [*named, *tail]

@@ -1,7 +1,8 @@
 """The reference architecture as a CloudFormation template, generated from mlcicd.yaml.
 
 ``build_template`` returns the template as plain data (dicts, lists, strings), so tests and
-tools can read it; ``to_yaml`` writes it out. Applying it is a separate step.
+tools can read it; ``to_yaml`` writes it out. Applying it is a separate step. A section of
+mlcicd.yaml the stack does not run is refused first (``check_stack_runs``).
 
     storage.py      KMS key, artifacts/models/access-log buckets, ECR repository
     monitoring.py   log groups, SNS topic, dead-letter queue, CloudWatch alarms
@@ -22,7 +23,9 @@ import yaml
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
-from mlcicd.config import Config, check_sagemaker_deploy
+from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy
+from mlcicd.config.processing import parse_reference
+from mlcicd.errors import ConfigError
 
 DEFAULT_STACK_NAME = "ml-cicd-pipeline"
 TEMPLATE_VERSION = "2010-09-09"
@@ -37,6 +40,7 @@ def build_template(
 ) -> Json:
     """The stack for ``config``. ``approval`` sets the default of the RequireApproval
     parameter; ``buildspec`` is the build spec's path from the repository root."""
+    check_stack_runs(config)
     names = StackNames.from_config(config, stack_name)
     # The pipeline deploys to SageMaker whatever deploy.backend says: SageMaker's limits hold.
     check_sagemaker_deploy(config.deploy)
@@ -63,6 +67,69 @@ def build_template(
         "Resources": resources,
         "Outputs": _outputs(),
     }
+
+
+def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
+    """Refuse a section of mlcicd.yaml the stack's pipeline does not run (yet).
+
+    The pipeline is build → train + gate → register → (staging) → deploy, done by CodeBuild and
+    the two orchestrator Lambdas; a section only ``mlcicd run`` implements would otherwise be
+    dropped without a word, and the stack would deploy models the project's own gate, data
+    check or evaluation never saw. Every stack path (``mlcicd aws template``, ``deploy``)
+    generates the template, so this one check, before anything is generated, covers them all.
+    """
+    run = "or run the pipeline with `mlcicd run`, which does"
+    if config.processing:
+        steps = {step.name: step for step in config.processing}
+        named = ", ".join(steps)
+        channels = [
+            f"train.channels.{channel}: {value}"
+            for channel, value in config.train.channels.items()
+            if parse_reference(value, steps) is not None
+        ]
+        also = (
+            f"; the training Lambda would look for {', '.join(channels)} as a path in the commit"
+            if channels
+            else ""
+        )
+        raise ConfigError(
+            f"the AWS pipeline does not run processing steps yet ({named}){also}",
+            path=source,
+            key="processing",
+            hint="for the stack, remove processing: and the channels and gate keys naming its "
+            f"outputs; {run} (processing.backend: sagemaker runs each step as a ProcessingJob)",
+        )
+    if config.data_check != "off":
+        raise ConfigError(
+            "the AWS pipeline does not check new training data against the production model's "
+            f"baseline yet (data_check: {config.data_check})",
+            path=source,
+            key="data_check",
+            hint=f"for the stack, set data_check: off; {run}",
+        )
+    if config.gate.challenger is not None:
+        raise ConfigError(
+            "the AWS pipeline does not compare the new model with the production one yet: "
+            "its gate would pass on the thresholds alone",
+            path=source,
+            key="gate.challenger",
+            hint=f"for the stack, remove gate.challenger; {run}",
+        )
+    if config.transform is not None:
+        raise ConfigError(
+            "the AWS pipeline does not run the batch transform stage yet",
+            path=source,
+            key="transform",
+            hint=f"for the stack, remove transform:; {run} (transform.backend: sagemaker runs "
+            "a SageMaker transform job)",
+        )
+    if config.explain is not None:
+        raise ConfigError(
+            "the AWS pipeline does not explain the models it registers yet",
+            path=source,
+            key="explain",
+            hint=f"for the stack, remove explain:; {run} (at register)",
+        )
 
 
 def _outputs() -> Json:
@@ -122,6 +189,7 @@ __all__ = [
     "DEFAULT_STACK_NAME",
     "TEMPLATE_BODY_LIMIT",
     "build_template",
+    "check_stack_runs",
     "template_body",
     "to_yaml",
 ]
