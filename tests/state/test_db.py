@@ -176,3 +176,29 @@ def test_a_schema_6_database_gains_transform_jobs(tmp_path: Path) -> None:
         == SCHEMA_VERSION
         == 7
     )
+
+
+def test_threads_sharing_the_state_never_nest_their_transactions(state: State) -> None:
+    """A run's parallel processing steps (and the service's threads) share one connection:
+    each transaction must be whole before another thread's begins."""
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def write(n: int) -> None:
+        start.wait()
+        try:
+            for i in range(25):
+                state.add_event("test", f"thread-{n}", {"i": i})
+                state.recent_events(5)
+        except BaseException as exc:  # the test reports what any thread hit
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[0]
+    assert len(state.events(limit=1000)) == 100

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,10 +67,17 @@ def to_record(cls: type[Any], row: sqlite3.Row) -> Any:
 
 
 class Database:
-    """One connection to the state database at ``path``, created and migrated on open."""
+    """One connection to the state database at ``path``, created and migrated on open.
+
+    The connection is shared by the threads of one process (the service's, a run's parallel
+    processing steps): a transaction is a state of the connection, so each takes ``_lock``
+    for its whole length, and reads take it too, never seeing another thread's half-done
+    transaction. Other processes have their own connections; SQLite queues them.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
         try:
             private_dir(path.parent)
             self.connection = sqlite3.connect(
@@ -125,26 +133,31 @@ class Database:
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; ``BEGIN IMMEDIATE`` so concurrent writers queue, not fail."""
-        self.connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.connection
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        self.connection.execute("COMMIT")
+        with self._lock:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
 
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         """A read outside a transaction."""
-        return self.connection.execute(sql, args)
+        with self._lock:
+            return self.connection.execute(sql, args)
 
     def one(self, cls: type[Any], sql: str, *args: Any) -> Any:
         """The record of the first row ``sql`` selects, None when there is none."""
-        row = self.connection.execute(sql, args).fetchone()
+        with self._lock:
+            row = self.connection.execute(sql, args).fetchone()
         return None if row is None else to_record(cls, row)
 
     def all(self, cls: type[Any], sql: str, *args: Any) -> list[Any]:
         """The records of every row ``sql`` selects."""
-        return [to_record(cls, r) for r in self.connection.execute(sql, args).fetchall()]
+        with self._lock:
+            rows = self.connection.execute(sql, args).fetchall()
+        return [to_record(cls, r) for r in rows]
 
 
 class Tables:
