@@ -64,21 +64,16 @@ def _module_file(root: Path, module: str) -> Path | None:
     return plain if plain is not None and plain.is_file() else None
 
 
-def _imported(path: Path, module: str, package: str) -> set[str]:
-    """The ``package`` modules that ``path`` (module ``module``) imports, anywhere in it."""
+def _imported(path: Path, package: str) -> set[str]:
+    """The ``package`` modules that ``path`` imports, anywhere in it (mlcicd imports absolutely;
+    a name imported from a module is tried as a submodule too)."""
     found: set[str] = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    here = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = here.split(".")[: len(here.split(".")) - (node.level - 1)]
-                base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)  # a submodule, if it is one
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
     return {m for m in found if m == package or m.startswith(package + ".")}
 
 
@@ -100,7 +95,7 @@ def handler_modules() -> dict[str, Path]:
         found[module] = path
         parts = module.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # its packages
-        todo.extend(_imported(path, module, "mlcicd"))
+        todo.extend(_imported(path, "mlcicd"))
     return found
 
 
