@@ -79,6 +79,7 @@ def _page(
                         "pipeline": name,
                         "root": root,
                         "runs": data.runs(project.state, RECENT_RUNS),
+                        "history": data.history(project),
                         "endpoints": data.endpoints(project),
                         "events": data.recent_events(project.state, RECENT_EVENTS),
                     }
@@ -110,7 +111,7 @@ def _page(
             name, names, detail, data.run_logs(state, run_id, tail=pages.LOG_LINES)
         )
     if m := re.fullmatch(r"/models/([^/]+)/(\d+)", path):
-        found = data.model(open_project(root).state, unquote(m.group(1)), int(m.group(2)))
+        found = data.model(open_project(root), unquote(m.group(1)), int(m.group(2)))
         return pages.model_page(name, names, data.jsonable(found))
     if m := re.fullmatch(r"/endpoints/([^/]+)", path):
         return pages.endpoint_page(
