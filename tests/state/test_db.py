@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlcicd.errors import StateError
-from mlcicd.state import SCHEMA_VERSION, Delivery, State, TransformJobRecord
+from mlcicd.state import SCHEMA_VERSION, Delivery, MinuteMetrics, State, TransformJobRecord
 
 STAGES = ["source", "build", "train"]
 
@@ -101,6 +101,30 @@ def test_an_older_database_gains_the_tables_of_later_schemas(
     )
 
 
+def test_a_schema_7_database_gains_the_endpoint_metric_history(tmp_path: Path) -> None:
+    State(tmp_path / "state.db").close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DROP TABLE endpoint_metrics")
+    db.execute("PRAGMA user_version=7")
+    db.commit()
+    db.close()
+    state = State(tmp_path / "state.db")
+    row = MinuteMetrics("ep", 120, "AllTraffic", 5, 1, 0, model_p99_ms=2.5, share=1.0)
+    state.record_endpoint_minute([row], now=180.0)
+    assert state.endpoint_metric_history("ep", since=60) == [row]
+    assert state.endpoint_metric_history("ep", since=121) == []
+    state.record_endpoint_minute([], now=120 + 7 * 86400 + 1)  # nothing new: nothing pruned
+    state.record_endpoint_minute(
+        [MinuteMetrics("ep", 8 * 86400, "AllTraffic", 1, 0, 0)], now=8 * 86400
+    )
+    assert [r.minute for r in state.endpoint_metric_history("ep", since=0)] == [8 * 86400]
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+        == 8
+    )
+
+
 def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Path) -> None:
     State(tmp_path / "state.db").close()
     db = sqlite3.connect(tmp_path / "state.db")
@@ -174,7 +198,6 @@ def test_a_schema_6_database_gains_transform_jobs(tmp_path: Path) -> None:
     assert (
         sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
         == SCHEMA_VERSION
-        == 7
     )
 
 

@@ -7,7 +7,9 @@ import re
 from typing import Any
 from xml.etree import ElementTree
 
-from mlcicd.web import charts
+import pytest
+
+from mlcicd.web import charts, data
 from mlcicd.web.pages import endpoint_page, model_page, overview, run_page
 
 XSS = "<script>alert(1)</script>"
@@ -182,3 +184,51 @@ def test_the_endpoint_page_draws_drift_per_feature_against_the_threshold() -> No
     html = endpoint_page("iris", ["iris"], data)
     assert len(shapes(html, "pt")) == 6 and len(shapes(html, "bad")) == 1
     assert len(shapes(html, "limit")) == 1
+
+
+def test_the_endpoint_page_charts_its_metric_history_with_deployments_marked() -> None:
+    since = 60_000.0
+    minutes = [
+        {
+            "minute": since + 60 * i,
+            "variant": variant,
+            "invocations": 60 * (i + 1),
+            "errors_4xx": 1,
+            "errors_5xx": 0,
+            "model_p50_ms": 2.0,
+            "model_p99_ms": 9.0,
+            "overhead_p50_ms": 0.3,
+            "overhead_p99_ms": 1.0,
+            "share": share,
+            "shift_percent": 25.0 if i >= 8 else None,
+        }
+        for i in range(10)
+        for variant, share in (("A", 0.75), ("B", 0.25))
+    ]
+    data = {
+        "endpoint": {"name": "ep", "status": "InService"},
+        "configs": [],
+        "history": [{"at": since + 300, "reason": "deploy", "config_name": XSS}],
+        "metric_history": {
+            "window": "1h",
+            "since": since,
+            "until": since + 3600,
+            "minutes": minutes,
+        },
+    }
+    html = endpoint_page("iris", ["iris"], data)
+    figures = re.findall(r"<figure.*?</figure>", html, flags=re.S)
+    per_second = next(f for f in figures if "Invocations per second" in f)
+    assert len(shapes(per_second, "pt")) == 20  # two variants, ten minutes
+    assert len(shapes(html, "mark")) == 5  # the deployment, on each of the five charts
+    share = next(f for f in figures if "Traffic share" in f)
+    assert len(shapes(share, "pt")) == 20 + 2  # and the new config's share while it shifted
+    assert 'href="/endpoints/ep?window=7d"' in html and "<b>1h</b>" in html
+    assert XSS not in html
+
+
+def test_a_history_window_is_a_duration_within_the_week_kept() -> None:
+    assert data.history_window(None) == 3600 and data.history_window("7d") == 7 * 86400
+    for bad in ("8d", "10s", "soon"):
+        with pytest.raises(ValueError, match="is not a duration from 1m to 7d"):
+            data.history_window(bad)

@@ -12,9 +12,11 @@ page never waits on AWS.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from mlcicd.durations import format_duration, parse_duration
 from mlcicd.endpoints import open_backend
 from mlcicd.endpoints.base import EndpointDescription
 from mlcicd.endpoints.local import LocalEndpointBackend
@@ -31,6 +33,7 @@ METRICS_WINDOW = 300.0  # seconds; `mlcicd endpoints metrics`' default window (5
 MONITORING_EXECUTIONS = 10  # the newest monitoring executions an endpoint's answer holds
 TAIL_BYTES = 64 * 1024  # a log tail never reads more than this from the end of a file
 HISTORY_RUNS = 30  # the runs a pipeline's history chart draws
+HISTORY_WINDOW = 3600.0  # seconds of an endpoint's metric history its page charts by default
 
 
 def runs(state: State, limit: int = 50) -> list[Run]:
@@ -137,15 +140,33 @@ def endpoints(project: Project) -> list[EndpointRecord]:
     return [_refreshed(project, record)[0] for record in project.state.list_endpoints()]
 
 
-def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dict[str, Any]:
+def history_window(text: str | None) -> float:
+    """The seconds of ``?window=`` (``1h``, ``7d``…; default an hour), at most the week
+    that is kept."""
+    if text is None:
+        return HISTORY_WINDOW
+    seconds = parse_duration(text)
+    if seconds is None or not 60 <= seconds <= 7 * 86400:
+        raise ValueError(f"window={text!r} is not a duration from 1m to 7d (e.g. 15m, 1h, 24h, 7d)")
+    return seconds
+
+
+def endpoint(
+    project: Project,
+    name: str,
+    window: float = METRICS_WINDOW,
+    history_window: float = HISTORY_WINDOW,
+) -> dict[str, Any]:
     """One endpoint: its record, what its backend reports now, the configs it served, its
     variants' metrics over ``window`` seconds (the summary `mlcicd endpoints metrics` prints),
-    its history (deploys, rollbacks, restarts, alarms) and its newest monitoring executions."""
+    its per-minute metrics over ``history_window`` seconds (kept by `mlcicd up`), its history
+    (deploys, rollbacks, restarts, alarms) and its newest monitoring executions."""
     state = project.state
     record = state.get_endpoint(name)
     if record is None:
         raise NotFoundError(f"endpoint {name} does not exist")
     current, live = _refreshed(project, record)
+    now = time.time()
     metrics = None
     if live is not None:
         try:
@@ -159,6 +180,12 @@ def endpoint(project: Project, name: str, window: float = METRICS_WINDOW) -> dic
         "metrics": metrics,
         "history": state.endpoint_history(name),
         "monitoring": monitoring(project, name, MONITORING_EXECUTIONS),
+        "metric_history": {
+            "window": format_duration(history_window),
+            "until": now,
+            "since": now - history_window,
+            "minutes": state.endpoint_metric_history(name, since=now - history_window),
+        },
     }
 
 

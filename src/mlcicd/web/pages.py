@@ -745,6 +745,7 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
         ),
         Html("<h2>Metrics</h2>"),
         _metrics(metrics),
+        _metric_history(pipeline, pipelines, record["name"], data),
         _monitoring(pipeline, pipelines, data.get("monitoring") or {}),
         Html("<h2>Endpoint config</h2>"),
         facts(
@@ -842,6 +843,134 @@ def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, A
                 rows,
                 empty="no monitoring executions yet",
             ),
+        ]
+    )
+
+
+HISTORY_POINTS = 180  # at most this many points per line: longer windows are bucketed
+WINDOWS = ("15m", "1h", "6h", "24h", "7d")
+
+
+def _metric_history(
+    pipeline: str, pipelines: Sequence[str], name: str, data: dict[str, Any]
+) -> Html:
+    """The endpoint's per-minute metrics over the chosen window (links choose another):
+    invocations/s, latencies, error rates and traffic share per variant, with its
+    deployments, rollbacks and restarts marked on the same time axis."""
+    history = data.get("metric_history") or {}
+    minutes = history.get("minutes") or []
+    since, until = float(history.get("since") or 0), float(history.get("until") or 0)
+    q = _q(pipeline, pipelines)
+    choose = join(
+        [
+            Html(f"<b>{h(w)}</b>")
+            if w == history.get("window")
+            else link(href(f"/endpoints/{part(name)}", pipeline=q, window=w), w)
+            for w in WINDOWS
+        ],
+        " · ",
+    )
+    head = Html(
+        f"<h2>Metric history</h2><p>last {choose} "
+        '<span class="muted">(per minute, kept for 7 days by `mlcicd up`)</span></p>'
+    )
+    if not minutes:
+        return join([head, Html('<p class="muted">no requests recorded in this window</p>')])
+    bucket = max(60.0, (until - since) / HISTORY_POINTS)
+    buckets: dict[str, dict[float, list[dict[str, Any]]]] = {}
+    for m in minutes:
+        at = since + (float(m["minute"]) - since) // bucket * bucket
+        buckets.setdefault(m["variant"], {}).setdefault(at, []).append(m)
+    variants = sorted(buckets)
+
+    def line(variant: str, label: str, value: Any) -> charts.Series:
+        return charts.Series(
+            f"{variant} {label}".strip() if len(variants) > 1 or label else variant,
+            [(at, value(rows)) for at, rows in sorted(buckets[variant].items())],
+        )
+
+    def total(rows: list[dict[str, Any]], key: str) -> int:
+        return sum(int(r.get(key) or 0) for r in rows)
+
+    def rate(key: str) -> Any:
+        return lambda rows: (
+            total(rows, key) / total(rows, "invocations") * 100
+            if total(rows, "invocations")
+            else None
+        )
+
+    def weighted(key: str) -> Any:  # p50s averaged by the minutes' invocations
+        def value(rows: list[dict[str, Any]]) -> float | None:
+            scored = [(r[key], r["invocations"]) for r in rows if r.get(key) is not None]
+            weight = sum(n for _, n in scored)
+            return sum(v * n for v, n in scored) / weight if weight else None
+
+        return value
+
+    def worst(key: str) -> Any:  # a bucket's p99 is its worst minute's
+        return lambda rows: max((r[key] for r in rows if r.get(key) is not None), default=None)
+
+    marks = [
+        charts.Mark(float(c["at"]), f"{c['reason']}: {c.get('config_name') or ''}", c["reason"])
+        for c in data.get("history") or []
+    ]
+    window = (since, until)
+    per_second = [line(v, "", lambda rows: total(rows, "invocations") / bucket) for v in variants]
+    shares = [line(v, "", lambda rows: (rows[-1].get("share") or 0) * 100) for v in variants]
+    shifting = {
+        float(m["minute"]): float(m["shift_percent"])
+        for m in minutes
+        if m.get("shift_percent") is not None
+    }
+    if shifting:
+        shares.append(charts.Series("new config (canary/linear)", sorted(shifting.items())))
+    return join(
+        [
+            head,
+            charts.line_chart(
+                "Invocations per second", per_second, marks=marks, x_range=window, unit="/s"
+            ),
+            charts.line_chart(
+                "Model latency p50 / p99 (ms)",
+                [
+                    s
+                    for v in variants
+                    for s in (
+                        line(v, "p50", weighted("model_p50_ms")),
+                        line(v, "p99", worst("model_p99_ms")),
+                    )
+                ],
+                marks=marks,
+                x_range=window,
+            ),
+            charts.line_chart(
+                "Overhead latency p50 / p99 (ms)",
+                [
+                    s
+                    for v in variants
+                    for s in (
+                        line(v, "p50", weighted("overhead_p50_ms")),
+                        line(v, "p99", worst("overhead_p99_ms")),
+                    )
+                ],
+                marks=marks,
+                x_range=window,
+            ),
+            charts.line_chart(
+                "4XX / 5XX (% of invocations)",
+                [
+                    s
+                    for v in variants
+                    for s in (
+                        line(v, "4XX", rate("errors_4xx")),
+                        line(v, "5XX", rate("errors_5xx")),
+                    )
+                ],
+                marks=marks,
+                x_range=window,
+                unit="%",
+            ),
+            charts.line_chart("Traffic share (%)", shares, marks=marks, x_range=window, unit="%"),
         ]
     )
 

@@ -7,8 +7,8 @@
     /models                        the model registry
     /models/{group}/{version}      a model, its metrics, lineage and data-quality baseline
     /endpoints                     endpoints, live status for local ones
-    /endpoints/{name}              an endpoint: variants and weights, metrics, monitoring,
-                                   config, history
+    /endpoints/{name}              an endpoint: variants and weights, metrics and their
+                                   history (?window=1h), monitoring, config, history
     /events                        the registry's event log
 
 ``?pipeline=NAME`` picks the project when the service serves several (default: the first).
@@ -114,9 +114,9 @@ def _page(
         found = data.model(open_project(root), unquote(m.group(1)), int(m.group(2)))
         return pages.model_page(name, names, data.jsonable(found))
     if m := re.fullmatch(r"/endpoints/([^/]+)", path):
-        return pages.endpoint_page(
-            name, names, data.jsonable(data.endpoint(open_project(root), unquote(m.group(1))))
-        )
+        window = data.history_window(query.get("window", [None])[0])
+        found = data.endpoint(open_project(root), unquote(m.group(1)), history_window=window)
+        return pages.endpoint_page(name, names, data.jsonable(found))
     raise NotFoundError(f"no such page: {path}", hint="the dashboard starts at /")
 
 
