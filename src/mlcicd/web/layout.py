@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from mlcicd.web import live
+
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#223;color:#eee;padding:.5em 1em}header a{color:#eee;margin-right:1.2em}
@@ -170,8 +172,15 @@ def metrics_text(metrics: Any) -> str | None:
 
 
 def page(title: str, body: Html, *, pipelines: Sequence[str], refresh: int | None = None) -> str:
-    """A whole page: the navigation, ``body``, and a refresh every ``refresh`` seconds (no JS)."""
-    meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
+    """A whole page: the navigation, ``body``, and new content every ``refresh`` seconds —
+    swapped in by :mod:`mlcicd.web.live`'s script, or, without JavaScript, a refresh."""
+    meta = (
+        f'<noscript><meta http-equiv="refresh" content="{int(refresh)}"></noscript>'
+        f'<script src="{live.PATH}" defer></script>'
+        if refresh
+        else ""
+    )
+    live_attr = f' data-live="{int(refresh)}"' if refresh else ""
     nav = "".join(
         link(href(path), label)
         for path, label in (
@@ -188,5 +197,5 @@ def page(title: str, body: Html, *, pipelines: Sequence[str], refresh: int | Non
         f"<title>{h(title)} · mlcicd</title><style>{CSS}</style></head>"
         f"<body><header><b>mlcicd</b>{nav}"
         f'<span class="muted">{h(", ".join(pipelines))}</span></header>'
-        f"<main><h1>{h(title)}</h1>{body}</main></body></html>\n"
+        f"<main{live_attr}><h1>{h(title)}</h1>{body}</main></body></html>\n"
     )

@@ -11,6 +11,8 @@
                                    history (?window=1h), monitoring, config, history
     /events                        the registry's event log
 
+    /static/live.js                the script that swaps in a live page's new content
+
 ``?pipeline=NAME`` picks the project when the service serves several (default: the first).
 Unknown runs, models and endpoints are 404 pages.
 """
@@ -26,13 +28,18 @@ from urllib.parse import unquote
 
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
-from mlcicd.web import data, pages
+from mlcicd.web import data, live, pages
 
 RECENT_RUNS = 15
 RECENT_EVENTS = 10
 EVENTS = 200
 
-SECTIONS = ("runs", "models", "endpoints", "events")
+SECTIONS = ("runs", "models", "endpoints", "events", "static")
+
+
+def asset(path: str) -> tuple[str, bytes] | None:
+    """The content type and bytes of a static file of the dashboard (its one script)."""
+    return (live.TYPE, live.SCRIPT.encode()) if path == live.PATH else None
 
 
 def is_page(path: str) -> bool:
