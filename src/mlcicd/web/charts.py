@@ -128,11 +128,12 @@ def clock(ts: float, span: float) -> str:
     return moment.strftime("%H:%M" if span <= 86400 else "%m-%d %H:%M")
 
 
-def _figure(title: str, svg: str, legend: str = "", note: str = "") -> Html:
+def _figure(title: str, svg: str, legend: str = "", note: str = "", *, wide: bool = True) -> Html:
     caption = f"<figcaption>{h(title)}</figcaption>"
     extra = f'<div class="legend">{legend}</div>' if legend else ""
     extra += f'<p class="muted">{h(note)}</p>' if note else ""
-    return Html(f'<figure class="fig">{caption}{svg}{extra}</figure>')
+    css = "fig" if wide else "fig narrow"
+    return Html(f'<figure class="{css}">{caption}{svg}{extra}</figure>')
 
 
 def _svg(title: str, width: float, height: float, body: str) -> str:
@@ -157,10 +158,12 @@ def line_chart(
     marks: Sequence[Mark] = (),
     x_range: tuple[float, float] | None = None,
     unit: str = "",
+    zero: bool = True,
     empty: str = "no data yet",
 ) -> Html:
     """Lines of ``series`` over a shared x axis (times, or plain numbers such as versions),
-    with a dashed ``threshold`` and vertical ``marks``; each point a circle with its value."""
+    with a dashed ``threshold`` and vertical ``marks``; each point a circle with its value.
+    The y axis starts at zero unless ``zero`` is False (a metric near 0.9: its changes)."""
     xs = [x for s in series for x, y in s.points if y is not None]
     ys = [y for s in series for _, y in s.points if y is not None]
     if not xs:
@@ -170,7 +173,9 @@ def line_chart(
         x0, x1 = x0 - 1, x1 + 1
     lo = min(ys + ([threshold] if threshold is not None else []))
     hi = max(ys + ([threshold] if threshold is not None else []))
-    yticks = nice_ticks(min(lo, 0.0) if lo >= 0 else lo, hi)
+    if not zero and hi - lo < 1e-9:
+        lo, hi = lo - abs(lo) * 0.05 - 1e-3, hi + abs(hi) * 0.05 + 1e-3
+    yticks = nice_ticks(min(lo, 0.0) if zero and lo >= 0 else lo, hi)
     y0, y1 = yticks[0], yticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -197,10 +202,15 @@ def line_chart(
         if time_axis
         else sorted(set(xs))[:: max(1, len(set(xs)) // 8)]
     )
+    shown: set[str] = set()
     for tick in xticks:
         label = clock(tick, x1 - x0) if time_axis else number(tick)
+        if label in shown:  # a span of seconds: one label says it
+            continue
+        shown.add(label)
+        anchor = "start" if tick == x0 else "end" if tick == x1 else "middle"
         parts.append(
-            f'<text x="{_num(px(tick))}" y="{HEIGHT - 10}" text-anchor="middle">{h(label)}</text>'
+            f'<text x="{_num(px(tick))}" y="{HEIGHT - 10}" text-anchor="{anchor}">{h(label)}</text>'
         )
     if threshold is not None:
         ty = _num(py(threshold))
@@ -397,46 +407,46 @@ class Node:
 
 
 def graph(title: str, layers: Sequence[Sequence[Node]]) -> Html:
-    """Boxes in columns left to right, each column's boxes joined to the next column's (the
-    lineage: commit → build → training job → model → endpoint configs)."""
+    """Boxes in rows top to bottom, each row's boxes joined to the next row's (the lineage:
+    commit → build → training job → model → endpoint configs). Rows rather than columns:
+    names stay readable, on a phone too."""
     layers = [list(layer) for layer in layers if layer]
     if not layers:
         return _figure(title, "", note="nothing recorded")
-    box_h, gap_y = 36.0, 10.0
-    box_w = min(132.0, (WIDTH - 16 - 14.0 * (len(layers) - 1)) / len(layers))
-    gap_x = (WIDTH - 16 - box_w * len(layers)) / max(1, len(layers) - 1)
-    chars = int(box_w / 6.2)
-    tallest = max(len(layer) for layer in layers)
-    height = 16 + tallest * (box_h + gap_y)
-    centres: list[list[tuple[float, float]]] = []
+    width, box_h, gap_x, gap_y = 480.0, 36.0, 10.0, 16.0
+    widest = max(len(layer) for layer in layers)
+    box_w = min(300.0, (width - 16 - gap_x * (widest - 1)) / widest)
+    chars = int(box_w / 6.4)
+    height = 16 + len(layers) * (box_h + gap_y) - gap_y
+    centres: list[list[float]] = []
     parts = []
-    for col, layer in enumerate(layers):
-        x = 8 + col * (box_w + gap_x)
-        offset = (tallest - len(layer)) * (box_h + gap_y) / 2
+    for row, layer in enumerate(layers):
+        y = 8 + row * (box_h + gap_y)
+        left = (width - len(layer) * box_w - (len(layer) - 1) * gap_x) / 2
         centres.append([])
-        for row, node in enumerate(layer):
-            y = 8 + offset + row * (box_h + gap_y)
-            centres[-1].append((x, y + box_h / 2))
+        for col, node in enumerate(layer):
+            x = left + col * (box_w + gap_x)
+            centres[-1].append(x + box_w / 2)
             text = node.label if len(node.label) <= chars else node.label[: chars - 1] + "…"
             detail = node.detail if len(node.detail) <= chars else node.detail[: chars - 1] + "…"
             body = (
-                f'<g class="node"><rect x="{_num(x)}" y="{_num(y)}" width="{box_w:g}" '
+                f'<g class="node"><rect x="{_num(x)}" y="{_num(y)}" width="{_num(box_w)}" '
                 f'height="{box_h:g}" rx="4"><title>{h(node.label)} {h(node.detail)}</title></rect>'
                 f'<text x="{_num(x + 6)}" y="{_num(y + 15)}">{h(text)}</text>'
                 f'<text x="{_num(x + 6)}" y="{_num(y + 29)}" class="muted">{h(detail)}</text></g>'
             )
             parts.append(f'<a href="{h(node.url)}">{body}</a>' if node.url else body)
-    for col in range(len(centres) - 1):
-        for x_a, y_a in centres[col]:
-            for x_b, y_b in centres[col + 1]:
-                start, end = x_a + box_w, x_b
-                mid = (start + end) / 2
-                parts.insert(
-                    0,
-                    f'<path class="edge" d="M{_num(start)},{_num(y_a)} C{_num(mid)},{_num(y_a)} '
-                    f'{_num(mid)},{_num(y_b)} {_num(end)},{_num(y_b)}"/>',
+    edges = []
+    for row in range(len(centres) - 1):
+        top = 8 + row * (box_h + gap_y) + box_h
+        for x_a in centres[row]:
+            for x_b in centres[row + 1]:
+                edges.append(
+                    f'<path class="edge" d="M{_num(x_a)},{_num(top)} '
+                    f"C{_num(x_a)},{_num(top + gap_y / 2)} {_num(x_b)},{_num(top + gap_y / 2)} "
+                    f'{_num(x_b)},{_num(top + gap_y)}"/>'
                 )
-    return _figure(title, _svg(title, WIDTH, height, "".join(parts)))
+    return _figure(title, _svg(title, width, height, "".join(edges + parts)), wide=False)
 
 
 def _seconds(value: float) -> str:

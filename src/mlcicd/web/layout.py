@@ -35,7 +35,8 @@ code,.mono{font-family:ui-monospace,monospace;font-size:.95em}.muted{color:#777}
 .st-WaitingForApproval,.st-Pending,.st-PendingManualApproval{background:#f8d3a0}
 .st-Failed,.st-Rejected,.st-OutOfService,.st-Stopped,.st-failed,.st-CompletedWithViolations{background:#f5c2c2}
 .arrow{color:#999;margin:0 .4em}
-figure{margin:.6em 0 1em;max-width:760px}figcaption{font-weight:600;margin-bottom:.2em}
+figure{margin:.6em 0 1em;max-width:760px}figure.narrow{max-width:520px}
+figcaption{font-weight:600;margin-bottom:.2em}
 svg.chart{width:100%;height:auto;background:#fff;border:1px solid #e3e3e3;font:11px system-ui}
 svg.chart text{fill:#444}svg.chart .axis{stroke:#bbb}svg.chart .grid{stroke:#eee}
 svg.chart .line{fill:none;stroke-width:1.6}svg.chart .limit{stroke:#c0392b;stroke-dasharray:5 3}

@@ -183,7 +183,7 @@ def _history(pipeline: str, pipelines: Sequence[str], history: dict[str, Any]) -
     ]
     parts = [
         Html(f"<h2>{h(pipeline)}: history</h2>"),
-        charts.stacked_bars(f"Duration of the last {len(runs)} runs, by stage", columns),
+        charts.stacked_bars(f"Run durations by stage (the last {len(runs)})", columns),
     ]
     models = sorted(history.get("models") or [], key=lambda m: m["created_at"])
     for threshold in history.get("thresholds") or []:
@@ -208,6 +208,7 @@ def _history(pipeline: str, pipelines: Sequence[str], history: dict[str, Any]) -
                 [series],
                 threshold=float(threshold["value"]),
                 threshold_label=f"gate {metric} {threshold['op']}",
+                zero=False,
             )
         )
     return join(parts)
