@@ -118,6 +118,18 @@ def test_a_schema_7_database_gains_the_endpoint_metric_history(tmp_path: Path) -
         [MinuteMetrics("ep", 8 * 86400, "AllTraffic", 1, 0, 0)], now=8 * 86400
     )
     assert [r.minute for r in state.endpoint_metric_history("ep", since=0)] == [8 * 86400]
+    # A long window's chart sums minutes into buckets: counts added, p50s weighed, worst p99.
+    base = 9 * 86400
+    state.record_endpoint_minute(
+        [
+            MinuteMetrics("ep", base + 60 * i, "A", n, i, 0, model_p50_ms=p50, model_p99_ms=p99)
+            for i, (n, p50, p99) in enumerate(((10, 1.0, 5.0), (30, 3.0, 9.0), (0, None, None)))
+        ],
+        now=base,
+    )
+    summed = state.endpoint_metric_history("ep", since=base, bucket=180)
+    assert [(r.minute, r.invocations, r.errors_4xx) for r in summed] == [(base, 40, 3)]
+    assert summed[0].model_p50_ms == 2.5 and summed[0].model_p99_ms == 9.0
     assert (
         sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
         == SCHEMA_VERSION

@@ -27,6 +27,7 @@ HEIGHT = 200
 LEFT, RIGHT, TOP, BOTTOM = 52, 12, 14, 30
 ROW = 22  # a timeline's or a bar chart's row, in user units
 PALETTE = 8  # series colours s0…s7
+DENSE = 90  # a line of more points is drawn without a circle (and hover text) per point
 
 
 @dataclass
@@ -237,8 +238,9 @@ def line_chart(
         for run in runs:
             if len(run) > 1:
                 parts.append(f'<polyline class="line {colour}" points="{" ".join(run)}"/>')
+        dense = len(s.points) > DENSE
         for k, (x, y) in enumerate(s.points):
-            if y is None:
+            if y is None or (dense and k not in s.bad):  # a dense line: its marked points only
                 continue
             text = (
                 s.labels[k]

@@ -34,6 +34,7 @@ MONITORING_EXECUTIONS = 10  # the newest monitoring executions an endpoint's ans
 TAIL_BYTES = 64 * 1024  # a log tail never reads more than this from the end of a file
 HISTORY_RUNS = 30  # the runs a pipeline's history chart draws
 HISTORY_WINDOW = 3600.0  # seconds of an endpoint's metric history its page charts by default
+HISTORY_POINTS = 180  # at most this many points per line: longer windows are summed in buckets
 
 
 def runs(state: State, limit: int = 50) -> list[Run]:
@@ -95,7 +96,11 @@ def history(project: Project, limit: int = HISTORY_RUNS) -> dict[str, Any]:
         ]
     except ConfigError:
         thresholds = []
-    return {"runs": runs, "thresholds": thresholds, "models": state.list_model_packages()}
+    models = [
+        {"arn": m.arn, "metrics": m.metrics, "status": m.status, "created_at": m.created_at}
+        for m in state.list_model_packages()
+    ]
+    return {"runs": runs, "thresholds": thresholds, "models": models}
 
 
 def models(state: State) -> list[Any]:
@@ -151,6 +156,12 @@ def history_window(text: str | None) -> float:
     return seconds
 
 
+def _bucket(window: float) -> int:
+    """The seconds each point of a ``window``'s chart sums: whole minutes, at most
+    :data:`HISTORY_POINTS` points."""
+    return max(1, -(-int(window) // (60 * HISTORY_POINTS))) * 60
+
+
 def endpoint(
     project: Project,
     name: str,
@@ -184,7 +195,10 @@ def endpoint(
             "window": format_duration(history_window),
             "until": now,
             "since": now - history_window,
-            "minutes": state.endpoint_metric_history(name, since=now - history_window),
+            "bucket": (bucket := _bucket(history_window)),
+            "minutes": state.endpoint_metric_history(
+                name, since=now - history_window, bucket=bucket
+            ),
         },
     }
 

@@ -848,7 +848,6 @@ def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, A
     )
 
 
-HISTORY_POINTS = 180  # at most this many points per line: longer windows are bucketed
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
 
 
@@ -877,11 +876,10 @@ def _metric_history(
     )
     if not minutes:
         return join([head, Html('<p class="muted">no requests recorded in this window</p>')])
-    bucket = max(60.0, (until - since) / HISTORY_POINTS)
+    bucket = float(history.get("bucket") or 60)
     buckets: dict[str, dict[float, list[dict[str, Any]]]] = {}
-    for m in minutes:
-        at = since + (float(m["minute"]) - since) // bucket * bucket
-        buckets.setdefault(m["variant"], {}).setdefault(at, []).append(m)
+    for m in minutes:  # one row per point (summed by the state); a list keeps the shape simple
+        buckets.setdefault(m["variant"], {}).setdefault(float(m["minute"]), []).append(m)
     variants = sorted(buckets)
 
     def line(variant: str, label: str, value: Any) -> charts.Series:
