@@ -101,14 +101,19 @@ def test_an_older_database_gains_the_tables_of_later_schemas(
     )
 
 
-def test_a_schema_7_database_gains_the_endpoint_metric_history(tmp_path: Path) -> None:
-    State(tmp_path / "state.db").close()
-    db = sqlite3.connect(tmp_path / "state.db")
-    db.execute("DROP TABLE endpoint_metrics")
-    db.execute("PRAGMA user_version=7")
+def older(path: Path, version: int, table: str) -> State:
+    """A database of schema ``version`` (without ``table``, which came later), opened."""
+    State(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"PRAGMA user_version={version}")
     db.commit()
     db.close()
-    state = State(tmp_path / "state.db")
+    return State(path)
+
+
+def test_a_schema_7_database_gains_the_endpoint_metric_history(tmp_path: Path) -> None:
+    state = older(tmp_path / "state.db", 7, "endpoint_metrics")
     row = MinuteMetrics("ep", 120, "AllTraffic", 5, 1, 0, model_p99_ms=2.5, share=1.0)
     state.record_endpoint_minute([row], now=180.0)
     assert state.endpoint_metric_history("ep", since=60) == [row]
@@ -184,13 +189,7 @@ def test_a_schema_5_database_gains_the_processing_jobs(tmp_path: Path) -> None:
 
 
 def test_a_schema_6_database_gains_transform_jobs(tmp_path: Path) -> None:
-    State(tmp_path / "state.db").close()
-    db = sqlite3.connect(tmp_path / "state.db")
-    db.execute("DROP TABLE transform_jobs")
-    db.execute("PRAGMA user_version=6")
-    db.commit()
-    db.close()
-    state = State(tmp_path / "state.db")
+    state = older(tmp_path / "state.db", 6, "transform_jobs")
     assert state.transform_jobs() == []
     state.create_transform_job(
         TransformJobRecord(

@@ -7,7 +7,7 @@ Every value from a run, a repository, a log, a model or an endpoint goes through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts
@@ -877,45 +877,30 @@ def _metric_history(
     if not minutes:
         return join([head, Html('<p class="muted">no requests recorded in this window</p>')])
     bucket = float(history.get("bucket") or 60)
-    buckets: dict[str, dict[float, list[dict[str, Any]]]] = {}
-    for m in minutes:  # one row per point (summed by the state); a list keeps the shape simple
-        buckets.setdefault(m["variant"], {}).setdefault(float(m["minute"]), []).append(m)
-    variants = sorted(buckets)
+    rows: dict[str, list[dict[str, Any]]] = {}  # per variant, one row per point (summed by SQL)
+    for m in minutes:
+        rows.setdefault(m["variant"], []).append(m)
+    variants = sorted(rows)
 
-    def line(variant: str, label: str, value: Any) -> charts.Series:
-        return charts.Series(
-            f"{variant} {label}".strip() if len(variants) > 1 or label else variant,
-            [(at, value(rows)) for at, rows in sorted(buckets[variant].items())],
-        )
+    def lines(*what: tuple[str, Callable[[dict[str, Any]], float | None]]) -> list[charts.Series]:
+        """Per variant, a line of each (label, value of a row)."""
+        return [
+            charts.Series(f"{v} {label}".strip(), [(float(r["minute"]), value(r)) for r in rows[v]])
+            for v in variants
+            for label, value in what
+        ]
 
-    def total(rows: list[dict[str, Any]], key: str) -> int:
-        return sum(int(r.get(key) or 0) for r in rows)
+    def rate(key: str) -> Callable[[dict[str, Any]], float | None]:
+        return lambda r: int(r.get(key) or 0) / r["invocations"] * 100 if r["invocations"] else None
 
-    def rate(key: str) -> Any:
-        return lambda rows: (
-            total(rows, key) / total(rows, "invocations") * 100
-            if total(rows, "invocations")
-            else None
-        )
-
-    def weighted(key: str) -> Any:  # p50s averaged by the minutes' invocations
-        def value(rows: list[dict[str, Any]]) -> float | None:
-            scored = [(r[key], r["invocations"]) for r in rows if r.get(key) is not None]
-            weight = sum(n for _, n in scored)
-            return sum(v * n for v, n in scored) / weight if weight else None
-
-        return value
-
-    def worst(key: str) -> Any:  # a bucket's p99 is its worst minute's
-        return lambda rows: max((r[key] for r in rows if r.get(key) is not None), default=None)
+    def field(key: str) -> Callable[[dict[str, Any]], float | None]:
+        return lambda r: r.get(key)
 
     marks = [
         charts.Mark(float(c["at"]), f"{c['reason']}: {c.get('config_name') or ''}", c["reason"])
         for c in data.get("history") or []
     ]
-    window = (since, until)
-    per_second = [line(v, "", lambda rows: total(rows, "invocations") / bucket) for v in variants]
-    shares = [line(v, "", lambda rows: (rows[-1].get("share") or 0) * 100) for v in variants]
+    shares = lines(("", lambda r: float(r.get("share") or 0) * 100))
     shifting = {
         float(m["minute"]): float(m["shift_percent"])
         for m in minutes
@@ -923,53 +908,30 @@ def _metric_history(
     }
     if shifting:
         shares.append(charts.Series("new config (canary/linear)", sorted(shifting.items())))
+    shown = [
+        ("Invocations per second", lines(("", lambda r: r["invocations"] / bucket)), "/s"),
+        (
+            "Model latency p50 / p99 (ms)",
+            lines(("p50", field("model_p50_ms")), ("p99", field("model_p99_ms"))),
+            "",
+        ),
+        (
+            "Overhead latency p50 / p99 (ms)",
+            lines(("p50", field("overhead_p50_ms")), ("p99", field("overhead_p99_ms"))),
+            "",
+        ),
+        (
+            "4XX / 5XX (% of invocations)",
+            lines(("4XX", rate("errors_4xx")), ("5XX", rate("errors_5xx"))),
+            "%",
+        ),
+        ("Traffic share (%)", shares, "%"),
+    ]
     return join(
-        [
-            head,
-            charts.line_chart(
-                "Invocations per second", per_second, marks=marks, x_range=window, unit="/s"
-            ),
-            charts.line_chart(
-                "Model latency p50 / p99 (ms)",
-                [
-                    s
-                    for v in variants
-                    for s in (
-                        line(v, "p50", weighted("model_p50_ms")),
-                        line(v, "p99", worst("model_p99_ms")),
-                    )
-                ],
-                marks=marks,
-                x_range=window,
-            ),
-            charts.line_chart(
-                "Overhead latency p50 / p99 (ms)",
-                [
-                    s
-                    for v in variants
-                    for s in (
-                        line(v, "p50", weighted("overhead_p50_ms")),
-                        line(v, "p99", worst("overhead_p99_ms")),
-                    )
-                ],
-                marks=marks,
-                x_range=window,
-            ),
-            charts.line_chart(
-                "4XX / 5XX (% of invocations)",
-                [
-                    s
-                    for v in variants
-                    for s in (
-                        line(v, "4XX", rate("errors_4xx")),
-                        line(v, "5XX", rate("errors_5xx")),
-                    )
-                ],
-                marks=marks,
-                x_range=window,
-                unit="%",
-            ),
-            charts.line_chart("Traffic share (%)", shares, marks=marks, x_range=window, unit="%"),
+        [head]
+        + [
+            charts.line_chart(title, series, marks=marks, x_range=(since, until), unit=unit)
+            for title, series, unit in shown
         ]
     )
 
