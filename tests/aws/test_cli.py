@@ -77,15 +77,11 @@ def test_help() -> None:
     assert "template" in result.output
 
 
-def test_a_project_with_steps_the_stack_does_not_run_is_refused_with_exit_code_2() -> None:
-    # examples/pipeline: prepare → train → evaluate, which only `mlcicd run` runs.
+def test_a_project_with_a_section_the_stack_does_not_run_is_refused_with_exit_code_2() -> None:
+    # examples/pipeline checks its data (data_check: fail), which only `mlcicd run` does.
     code, output = _run(str(IRIS.parent / "pipeline"))
     assert code == 2, output
-    assert output.startswith(
-        "error: mlcicd.yaml: processing: the AWS pipeline does not run processing steps yet "
-        "(prepare, evaluate); the training Lambda would look for "
-        "train.channels.training: prepare.train as a path in the commit"
-    )
+    assert output.startswith("error: mlcicd.yaml: data_check: the AWS pipeline does not check ")
     assert "`mlcicd run`" in output
     assert "Resources" not in output  # nothing generated
     assert len(output.strip().splitlines()) == 1
@@ -104,5 +100,5 @@ def test_deploy_refuses_the_same_project_before_it_packages_or_calls_aws() -> No
         },
     )
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("error: mlcicd.yaml: processing: the AWS pipeline ")
+    assert result.output.startswith("error: mlcicd.yaml: data_check: the AWS pipeline ")
     assert "Lambda package" not in result.output

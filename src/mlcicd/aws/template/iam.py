@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mlcicd.aws.names import StackNames, arn
+from mlcicd.aws.names import PROCESSING_JOBS_LOG_GROUP, StackNames, arn
 from mlcicd.aws.template import parameters as p
 from mlcicd.aws.template._cfn import (
     NO_VALUE,
@@ -179,7 +179,8 @@ def _training_job_role(names: StackNames) -> Json:
             condition={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
         ),
         allow("LocateModels", ["s3:GetBucketLocation"], [arn_of(MODELS_BUCKET)]),
-        *_sagemaker_basics(names.training_jobs_log_group),
+        # The processing steps' jobs run with this role too.
+        *_sagemaker_basics(names.training_jobs_log_group, PROCESSING_JOBS_LOG_GROUP),
         # KmsKeyId (the model and output on S3) and VolumeKmsKeyId (the instances' volumes,
         # attached through a grant only an AWS resource may use).
         _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
@@ -277,6 +278,15 @@ def _training_function_role(names: StackNames) -> Json:
                 "sagemaker:AddTags",
             ],
             [sub(names.sagemaker_arn("training-job", f"{names.training_job_prefix}*"))],
+        ),
+        allow(  # processing: the steps around training, on the training jobs' prefix
+            "RunThePipelinesProcessingJobs",
+            [
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:AddTags",
+            ],
+            [sub(names.sagemaker_arn("processing-job", f"{names.training_job_prefix}*"))],
         ),
         allow(
             "RegisterThePipelinesModels",

@@ -42,7 +42,7 @@ from mlcicd.aws.template.monitoring import (
     TRAINING_FUNCTION_LOG_GROUP,
 )
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
-from mlcicd.config import Config
+from mlcicd.config import Config, ProcessingStepConfig
 from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError
 
@@ -196,9 +196,26 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         n.ENV_METRIC_DEFINITIONS: _json(
             [{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]
         ),
+        n.ENV_PROCESSING: _json(processing_setting(config)) if config.processing else "",
     }
     _check_size(environment, "train")
     return environment
+
+
+def processing_setting(config: Config) -> dict[str, Any]:
+    """``processing:`` for the training Lambda: each step's keys that differ from their
+    defaults (the variables' 4 KB are shared), and where the environment's requirements are."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ProcessingStepConfig)}
+    steps = [
+        {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(step).items()
+            # The stack runs every step on SageMaker, whatever its backend says.
+            if k != "backend" and (k not in defaults or v != defaults[k]) and v not in ({}, ())
+        }
+        for step in config.processing
+    ]
+    return {"steps": steps, "requirements": config.build.requirements}
 
 
 def capture_destination(config: Config) -> str:
@@ -275,7 +292,7 @@ def _check_size(environment: dict[str, Any], section: str) -> None:
             f"the settings passed to the {section} Lambda take about {size} bytes; Lambda allows "
             f"{LAMBDA_ENVIRONMENT_LIMIT} for its whole environment",
             key=section,
-            hint="shorten the hyperparameters, environment or metric definitions",
+            hint="shorten the hyperparameters, environment, metric definitions or processing steps",
         )
 
 
