@@ -14,13 +14,13 @@ recorded by the Stubber, as in test_lambda_training.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mlcicd.aws.clients import client
 from mlcicd.aws.template import build_template
+from mlcicd.config import Config
 from tests.aws.conftest import PIPELINE_EXAMPLE, AwsClient, pipeline_with
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
@@ -43,7 +43,7 @@ PIPELINE = "iris-pipeline"
 TRAIN_CSV = b"sepal_length,sepal_width,petal_length,petal_width,species\n5.1,3.5,1.4,0.2,0\n"
 
 
-def _source_files() -> dict[str, bytes]:
+def source_files() -> dict[str, bytes]:
     return {
         p.relative_to(EXAMPLE).as_posix(): p.read_bytes()
         for p in EXAMPLE.rglob("*")
@@ -51,22 +51,34 @@ def _source_files() -> dict[str, bytes]:
     }
 
 
-@pytest.fixture
-def stack(aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClient]:
-    """The stack's buckets, the Build and Source artifacts of examples/pipeline, the training
-    function's environment as its template sets it."""
-    template = build_template(pipeline_with(data_check="off"))
-    environment = lambda_environment(template, "TrainingFunction")
+def set_up_stack(
+    aws: AwsClient, monkeypatch: pytest.MonkeyPatch, config: Config, files: dict[str, bytes]
+) -> None:
+    """The stack's buckets, the Build and Source (``files``) artifacts, the training function's
+    environment as the template generated from ``config`` sets it."""
+    environment = lambda_environment(build_template(config), "TrainingFunction")
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    s3 = aws_env("s3")
+    s3 = aws("s3")
     for bucket in (ARTIFACTS_BUCKET, MODELS_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    build, source = (i["location"]["s3Location"]["objectKey"] for i in INPUTS)
+    build = INPUTS[0]["location"]["s3Location"]["objectKey"]
     detail = json.dumps({"ImageURI": IMAGE}).encode()
     s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=build, Body=zip_bytes({"imageDetail.json": detail}))
-    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=source, Body=zip_bytes(_source_files()))
-    yield aws_env
+    push_source(aws, files)
+
+
+def push_source(aws: AwsClient, files: dict[str, bytes]) -> None:
+    """A commit of ``files`` as the pipeline's source artifact."""
+    source = INPUTS[1]["location"]["s3Location"]["objectKey"]
+    aws("s3").put_object(Bucket=ARTIFACTS_BUCKET, Key=source, Body=zip_bytes(files))
+
+
+@pytest.fixture
+def stack(aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch) -> AwsClient:
+    """examples/pipeline's stack (without its data check), before its first push."""
+    set_up_stack(aws_env, monkeypatch, pipeline_with(data_check="off"), source_files())
+    return aws_env
 
 
 def processing_job(aws: AwsClient, step: str) -> dict[str, Any]:

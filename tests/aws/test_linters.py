@@ -50,7 +50,7 @@ def template_file(
     config = {
         "canary-alarms-capture": canary_config,
         "staging-with-approval": staging_config,
-        "processing-steps": pipeline_with(data_check="off"),  # examples/pipeline
+        "processing-steps": pipeline_with(),  # examples/pipeline: steps and data check
     }.get(request.param, iris_config)
     path.write_text(
         to_yaml(build_template(config, approval=request.param.endswith("with-approval"))),

@@ -57,6 +57,9 @@ ENV_ENDPOINT_ENVIRONMENT = "MLCICD_ENDPOINT_ENVIRONMENT"  # JSON: each Model's e
 # processing: for the training Lambda, JSON {"steps": [step, …], "requirements": path}, each
 # step mlcicd.yaml's keys (docs/processing.md) but backend; "" = no steps.
 ENV_PROCESSING = "MLCICD_PROCESSING"
+# data_check: JSON {"mode": "warn"|"fail", "channel", "label", "drift_threshold", "method"};
+# "" = off.
+ENV_DATA_CHECK = "MLCICD_DATA_CHECK"
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
 # The deploy Lambda's second endpoint (staging:); "" = none. An action's UserParameters

@@ -37,6 +37,14 @@ JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 IO_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MESSAGE_LIMIT = 1024
 MAX_REPORT_BYTES = 1 << 20  # a report is a few numbers; anything larger is not one
+# The data check as a processing job (the stack's pipeline, mlcicd.monitor.datacheck's
+# ``processing_job``): the training channel and production's baseline in, one output out
+# holding the channel's statistics.json and constraints.json (the new model's baseline),
+# constraint_violations.json and the check's report.json.
+DATA_CHECK_INPUT = "data"
+DATA_CHECK_BASELINE_INPUT = "baseline"
+DATA_CHECK_OUTPUT = "datacheck"
+DATA_CHECK_REPORT = "report.json"
 # What of a step's settings its cache key covers (with its code, inputs and environment).
 CACHED_SETTINGS = ("source_dir", "entry_point", "arguments", "environment", "outputs", "report")
 CODE_INPUT = "code"  # the ScriptProcessor's input holding the script

@@ -32,6 +32,7 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.codepipeline import Artifact, PipelineJob
+from mlcicd.aws.lambdas import datacheck as dc
 from mlcicd.aws.lambdas import steps as st
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
@@ -86,6 +87,7 @@ class TrainingSettings:
     require_approval: bool
     project_dir: str
     processing: st.ProcessingSettings
+    data_check: dc.DataCheckSettings
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingSettings:
@@ -138,6 +140,7 @@ class TrainingSettings:
                 project_dir=project_dir,
                 channels=channels,
             ),
+            data_check=dc.DataCheckSettings.from_environ(environ),
         )
 
     @property
@@ -177,7 +180,7 @@ def job_name_for(settings: TrainingSettings, pipeline_job_id: str) -> str:
 
 
 def start(job: PipelineJob, settings: TrainingSettings) -> None:
-    if not settings.processing.steps:
+    if not settings.processing.steps and not settings.data_check.enabled:
         start_training(job, settings, {"run": run_id(job.id)})
         return
     source = _source(job)
@@ -191,7 +194,29 @@ def run_steps(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any
     if not st.advance(settings.processing, state, "before", lambda: _source_tree(job)):
         _continue_steps(job, state, "before")
         return
+    checking = settings.data_check.enabled and not state.get("checked")
+    if checking and not dc.advance(
+        settings.data_check,
+        settings.processing,
+        state,
+        channel_uri=lambda: _channel_uri(job, settings, state, settings.data_check.channel),
+    ):
+        check = str(state["check"])
+        job.continue_later(state, summary=f"data check: job {check}", external_id=check)
+        return
     start_training(job, settings, state)
+
+
+def _channel_uri(
+    job: PipelineJob, settings: TrainingSettings, state: Mapping[str, Any], channel: str
+) -> str:
+    """Where the training job will read ``channel``: a step's output, or the files uploaded
+    from the commit (to the training job's input, where it finds them again)."""
+    from_steps = st.channel_uris(settings.processing, state)
+    if channel in from_steps:
+        return from_steps[channel]
+    name = n.training_job_name(settings.pipeline, str(state["run"]))
+    return _upload_channels(job, settings, _source(job), name, only=channel)[channel]
 
 
 @contextmanager
@@ -279,13 +304,18 @@ def _image_uri(job: PipelineJob) -> str:
 
 
 def _upload_channels(
-    job: PipelineJob, settings: TrainingSettings, source: Artifact, name: str
+    job: PipelineJob,
+    settings: TrainingSettings,
+    source: Artifact,
+    name: str,
+    *,
+    only: str | None = None,
 ) -> dict[str, str]:
     """Each channel's files from the source artifact to ``<job>/input/data/<channel>/``."""
     paths = {
         channel: location
         for channel, location in sorted(settings.channels.items())
-        if settings.processing.reference(location) is None
+        if settings.processing.reference(location) is None and only in (None, channel)
     }
     if not paths:
         return {}
@@ -534,7 +564,9 @@ def register(
                     "ContentType": "application/json",
                     "S3Uri": f"s3://{settings.models_bucket}/{metrics_key}",
                 }
-            }
+            },
+            # The training channel's baseline, from this run's data check: the next one's.
+            **dc.baseline_metrics(settings.processing, state),
         },
         "CustomerMetadataProperties": {k: v[:256] for k, v in properties.items() if v},
         # Within SageMaker's idempotency window, a second create with this token is the first.

@@ -51,6 +51,7 @@ def build_template(
             rollback_alarms=pipeline.rollback_alarm_names(config, names),
             capture_prefix=pipeline.capture_prefix(config),
             staging_cleanup=config.staging is not None and not config.staging.keep,
+            data_check=config.data_check != "off",
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
     }
@@ -79,14 +80,6 @@ def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
     generated, covers them all.
     """
     run = "or run the pipeline with `mlcicd run`, which does"
-    if config.data_check != "off":
-        raise ConfigError(
-            "the AWS pipeline does not check new training data against the production model's "
-            f"baseline yet (data_check: {config.data_check})",
-            path=source,
-            key="data_check",
-            hint=f"for the stack, set data_check: off; {run}",
-        )
     if config.gate.challenger is not None:
         raise ConfigError(
             "the AWS pipeline does not compare the new model with the production one yet: "

@@ -42,6 +42,9 @@ ACTIONS_ON_ANY_RESOURCE = frozenset(
         "codepipeline:PutJobSuccessResult",  # job results name a job id, not a resource
         "codepipeline:PutJobFailureResult",
         "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
+        # A listing names no resource; the training Lambda lists only its own group, for the
+        # data check's production model (with data_check: warn|fail only).
+        "sagemaker:ListModelPackages",
     }
 )
 
@@ -61,16 +64,18 @@ def resources(
     rollback_alarms: Sequence[str] = (),
     capture_prefix: str | None = None,
     staging_cleanup: bool = True,
+    data_check: bool = False,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
     (None: it captures nothing); ``staging_cleanup``: the staging test project deletes the
-    staging endpoint when its tests fail (``staging.keep`` is false)."""
+    staging endpoint when its tests fail (``staging.keep`` is false); ``data_check``: the
+    training Lambda looks up the production model's baseline (``data_check: warn|fail``)."""
     roles = {
         SAGEMAKER_ROLE: _training_job_role(names),
         ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
         CODEBUILD_ROLE: _codebuild_role(names),
-        TRAINING_FUNCTION_ROLE: _training_function_role(names),
+        TRAINING_FUNCTION_ROLE: _training_function_role(names, data_check=data_check),
         DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
         PIPELINE_ROLE: _pipeline_role(names),
     }
@@ -263,8 +268,14 @@ def _function_basics(log_group: str, execution_role: str) -> list[Json]:
     ]
 
 
-def _training_function_role(names: StackNames) -> Json:
+def _training_function_role(names: StackNames, *, data_check: bool) -> Json:
     group = names.model_package_group
+    # The data check's production model: the newest Approved version of the group.
+    finding = (
+        [_allow_on_any_resource("FindTheProductionModel", ["sagemaker:ListModelPackages"])]
+        if data_check
+        else []
+    )
     return _role(
         "lambda.amazonaws.com",
         "Training Lambda: start and follow the pipeline's training jobs, register model packages",
@@ -302,6 +313,7 @@ def _training_function_role(names: StackNames) -> Json:
                 sub(names.sagemaker_arn("model-package", f"{group}/*")),
             ],
         ),
+        *finding,
         # The channels it uploads, the model it hashes, the registration it records: all under
         # <pipeline>/.
         allow(

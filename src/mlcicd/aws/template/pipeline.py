@@ -43,6 +43,7 @@ from mlcicd.aws.template.monitoring import (
 )
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
 from mlcicd.config import Config, ProcessingStepConfig
+from mlcicd.config.processing import baseline_channel
 from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError
 
@@ -197,6 +198,7 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
             [{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]
         ),
         n.ENV_PROCESSING: _json(processing_setting(config)) if config.processing else "",
+        n.ENV_DATA_CHECK: _json(data_check_setting(config)) if config.data_check != "off" else "",
     }
     _check_size(environment, "train")
     return environment
@@ -216,6 +218,26 @@ def processing_setting(config: Config) -> dict[str, Any]:
         for step in config.processing
     ]
     return {"steps": steps, "requirements": config.build.requirements}
+
+
+def data_check_setting(config: Config) -> dict[str, Any]:
+    """``data_check`` for the training Lambda, with what of ``monitor:`` the check reads."""
+    monitor, channel = config.monitor, baseline_channel(config)
+    if channel is None:
+        raise ConfigError(
+            "the data check reads the training channel monitor.channel names (else training, "
+            f"or the only one), and train.channels ({', '.join(config.train.channels)}) has no "
+            "such channel",
+            key="monitor.channel",
+            hint="name the channel to check with monitor.channel",
+        )
+    return {
+        "mode": config.data_check,
+        "channel": channel,
+        "label": monitor.label,
+        "drift_threshold": monitor.drift_threshold,
+        "method": monitor.comparison_method,
+    }
 
 
 def capture_destination(config: Config) -> str:
