@@ -13,6 +13,7 @@ and CodePipeline's results (the Stubber, as in test_lambda_training).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def through_the_check(
 
 
 def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked_against(
-    stack: AwsClient, tmp_path: Path
+    stack: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The first push: no approved model yet, so the channel is profiled, not checked.
     check, trained = through_the_check(stack, "job-1", tmp_path / "one")
@@ -126,3 +127,15 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
     }
     assert inputs["baseline"] == f"{folder}/"
     assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == jobs_before
+
+    # The same commit with data_check: warn: prepare is reused, the check finds the same
+    # violations, and training starts all the same.
+    setting = json.loads(os.environ["MLCICD_DATA_CHECK"])
+    monkeypatch.setenv("MLCICD_DATA_CHECK", json.dumps({**setting, "mode": "warn"}))
+    first = report("run-3")
+    state = json.loads(token_of(first))
+    assert state["cached"] == ["prepare"] and "job" not in state
+    run_processing_job(stack, state["check"], tmp_path / "three")
+    warned = json.loads(token_of(report("run-3-2", continuation=token_of(first))))
+    assert warned["checked"] == "CompletedWithViolations"
+    assert warned["job"].startswith(f"{PIPELINE}-")  # the training job, started

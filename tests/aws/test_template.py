@@ -643,6 +643,17 @@ def test_processing_steps_go_to_the_training_function_and_its_policies() -> None
     assert plain["Properties"]["Environment"]["Variables"]["MLCICD_PROCESSING"] == ""
 
 
+def test_more_steps_than_the_continuation_token_holds_are_refused() -> None:
+    steps = [
+        {"name": f"featurise-data-{i:09d}", "entry_point": "f.py", "inputs": {"raw": "data"}}
+        for i in range(12)
+    ]
+    with pytest.raises(ConfigError, match="continuation token") as raised:
+        build_template(iris_with(processing=steps))
+    assert raised.value.key == "processing"
+    assert build_template(iris_with(processing=steps[:4]))  # a few long names fit
+
+
 def test_data_check_off_and_the_stacks_own_sections_generate() -> None:
     # examples/iris has staging:, monitor: and approve is always set: all mapped by the stack.
     config = iris_with(data_check="off", approve={"mode": "manual"})

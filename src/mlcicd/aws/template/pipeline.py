@@ -204,6 +204,9 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
     return environment
 
 
+CONTINUATION_TOKEN_LIMIT = 2048  # PutJobSuccessResult's continuationToken
+
+
 def processing_setting(config: Config) -> dict[str, Any]:
     """``processing:`` for the training Lambda: each step's keys that differ from their
     defaults (the variables' 4 KB are shared), and where the environment's requirements are."""
@@ -217,7 +220,25 @@ def processing_setting(config: Config) -> dict[str, Any]:
         }
         for step in config.processing
     ]
+    _check_state(config)
     return {"steps": steps, "requirements": config.build.requirements}
+
+
+def _check_state(config: Config) -> None:
+    """The training Lambda carries a run's state in CodePipeline's continuation token (2,048
+    characters): per step its job's name, its cache key and whether it is done, besides the
+    image, the commit, the training job and the model. Estimated generously, refused here
+    rather than when a push reaches the step."""
+    pipeline = len(config.pipeline)
+    size = 800 + 4 * pipeline + sum(4 * len(s.name) + pipeline + 50 for s in config.processing)
+    if size > CONTINUATION_TOKEN_LIMIT:
+        raise ConfigError(
+            f"the stack's pipeline keeps a run's state in CodePipeline's continuation token "
+            f"({CONTINUATION_TOKEN_LIMIT} characters), and {len(config.processing)} steps with "
+            f"these names need about {size}",
+            key="processing",
+            hint="shorten the steps' names, or merge steps; `mlcicd run` has no such limit",
+        )
 
 
 def data_check_setting(config: Config) -> dict[str, Any]:
