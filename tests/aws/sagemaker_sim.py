@@ -23,6 +23,13 @@ from typing import Any
 
 from mlcicd.aws.clients import client
 from mlcicd.store.s3 import parse_s3_uri
+from mlcicd.training import (
+    Channel,
+    LocalTrainingBackend,
+    MetricDefinition,
+    TrainingJobSpec,
+    TrainingPaths,
+)
 from tests.aws.conftest import AwsClient
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -126,3 +133,26 @@ def run_processing_job(aws: AwsClient, name: str, base: Path) -> subprocess.Comp
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
             s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
     return done
+
+
+def train_here(
+    tmp_path: Path, source_dir: Path, channel: Path
+) -> tuple[bytes, dict[str, bytes], list[str]]:
+    """What a SageMaker job running ``source_dir``'s train.py on ``channel`` (the training
+    channel) produces, trained once on this machine: the model, output/data, the log."""
+    result = LocalTrainingBackend(tmp_path / "local-jobs").run(
+        TrainingJobSpec(
+            name="trained-here",
+            source_dir=source_dir,
+            entry_point="train.py",
+            python=Path(sys.executable),
+            hyperparameters={"C": 1.0, "max_iter": 200},
+            channels=[Channel("training", channel)],
+            metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
+        )
+    )
+    result.raise_for_status()
+    assert result.model_artifact is not None
+    output_data = TrainingPaths(result.job_dir).output_data
+    output = {p.name: p.read_bytes() for p in output_data.iterdir() if p.is_file()}
+    return result.model_artifact.read_bytes(), output, result.log_path.read_text().splitlines()

@@ -13,7 +13,6 @@ test_run_sagemaker does for examples/iris).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,16 +23,9 @@ from click.testing import CliRunner
 
 from mlcicd.aws.clients import client
 from mlcicd.cli import cli
-from mlcicd.training import (
-    Channel,
-    LocalTrainingBackend,
-    MetricDefinition,
-    TrainingJobSpec,
-    TrainingPaths,
-)
 from tests.aws.conftest import PIPELINE_EXAMPLE, AwsClient, push_image
 from tests.aws.events import IMAGE, ROLE_ARN
-from tests.aws.sagemaker_sim import run_processing_job, sagemaker_writes
+from tests.aws.sagemaker_sim import run_processing_job, sagemaker_writes, train_here
 from tests.conftest import commit_all, make_repo
 
 pytestmark = pytest.mark.integration
@@ -62,27 +54,6 @@ def sagemaker_processes(aws: AwsClient, root: Path) -> Iterator[list[str]]:
         events.unregister(event, completed, unique_id="sagemaker-processes")
 
 
-def trained_here(tmp_path: Path) -> tuple[bytes, dict[str, bytes]]:
-    """What the training job of examples/pipeline's train.py produces (on its raw data, whose
-    columns prepare's train output keeps)."""
-    result = LocalTrainingBackend(tmp_path / "local-jobs").run(
-        TrainingJobSpec(
-            name="pipeline-here",
-            source_dir=PIPELINE_EXAMPLE / "src",
-            entry_point="train.py",
-            python=Path(sys.executable),
-            hyperparameters={"C": 1.0, "max_iter": 200},
-            channels=[Channel("training", PIPELINE_EXAMPLE / "data" / "raw")],
-            metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
-        )
-    )
-    result.raise_for_status()
-    assert result.model_artifact is not None
-    output_data = TrainingPaths(result.job_dir).output_data
-    output = {p.name: p.read_bytes() for p in output_data.iterdir() if p.is_file()}
-    return result.model_artifact.read_bytes(), output
-
-
 def test_the_pipeline_example_runs_its_steps_on_sagemaker(
     aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,7 +70,10 @@ def test_the_pipeline_example_runs_its_steps_on_sagemaker(
     assert IMAGE in text
     path.write_text(text + f"\nstore:\n  uri: s3://{STORE}/pipeline\n")
     commit_all(project, "SageMaker's image and role")
-    model, output = trained_here(tmp_path)
+    # Its train.py on its raw data, whose columns prepare's train output keeps.
+    model, output, _ = train_here(
+        tmp_path, PIPELINE_EXAMPLE / "src", PIPELINE_EXAMPLE / "data" / "raw"
+    )
 
     with (
         sagemaker_processes(aws_env, tmp_path / "jobs") as ran,

@@ -31,6 +31,7 @@ from mlcicd.aws.processing_jobs import (
     create_processing_job_request,
     describe_processing_job,
     failure_reason,
+    start_processing_job,
 )
 from mlcicd.errors import AwsError, ConfigError, DataCheckError, ProcessingError
 from mlcicd.processing.base import (
@@ -172,13 +173,7 @@ def _start(
         kms_key_id=processing.kms_key_id,
         tags={"mlcicd:pipeline": processing.pipeline, "mlcicd:step": "data_check"},
     )
-    try:
-        sagemaker.create_processing_job(**request)
-    except AwsError as exc:
-        raise ProcessingError(
-            f"data check: SageMaker did not start processing job {name}: {exc.message}",
-            hint=exc.hint,
-        ) from exc
+    start_processing_job(sagemaker, request, where="data check: ")
     log(f"data check: processing job {name} started")
     return name
 

@@ -44,6 +44,7 @@ from mlcicd.aws.processing_jobs import (
     create_processing_job_request,
     describe_processing_job,
     failure_reason,
+    start_processing_job,
 )
 from mlcicd.config import Config, ProcessingStepConfig, TrainConfig
 from mlcicd.config.processing import (
@@ -335,13 +336,7 @@ def _start(
             "mlcicd:commit": str(state.get("revision") or "")[:256],
         },
     )
-    try:
-        sagemaker.create_processing_job(**request)
-    except AwsError as exc:
-        raise ProcessingError(
-            f"step {step.name}: SageMaker did not start processing job {name}: {exc.message}",
-            hint=exc.hint,
-        ) from exc
+    start_processing_job(sagemaker, request, where=f"step {step.name}: ")
     log(f"step {step.name}: processing job {name} started on {step.instance_type}")
     return name, False
 

@@ -55,7 +55,7 @@ from mlcicd.aws.training_jobs import (
 from mlcicd.config import Threshold
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, GateError, TrainingError
 from mlcicd.store.s3 import parse_s3_uri
-from mlcicd.thresholds import evaluate_thresholds, report_value
+from mlcicd.thresholds import evaluate_thresholds, shown_value
 
 IMAGE_DETAIL = "imageDetail.json"  # written by buildspec.yml
 MODEL_JSON = "model.json"  # read by the deploy Lambda
@@ -407,7 +407,7 @@ def complete(
     log(f"training job {name} completed; metrics: {shown}")
     reports = st.reports(settings.processing, state) if settings.processing.steps else {}
     for threshold in settings.thresholds:
-        log(f"check {threshold}: {_shown(threshold.metric, metrics, reports)}")
+        log(f"check {threshold}: {shown_value(threshold.metric, metrics, reports)}")
     failures = evaluate_thresholds(settings.thresholds, metrics, reports)
     model_data_url = model_uri(described)
     known = state.get("model") or {}
@@ -464,16 +464,6 @@ def complete(
             "ModelDataUrl": model_data_url,
         },
     )
-
-
-def _shown(metric: str, metrics: Mapping[str, float], reports: Mapping[str, Any]) -> object:
-    first, dot, path = metric.partition(".")
-    if dot and first in reports:
-        try:
-            return report_value(reports[first], path)
-        except ValueError as exc:
-            return str(exc)
-    return metrics.get(metric, "not reported")
 
 
 def _named(artifacts: tuple[Artifact, ...], name: str) -> Artifact:
