@@ -3,7 +3,7 @@ the data, before training, the training channel against the production model's b
 
 The check is ``mlcicd.monitor.datacheck`` — the code ``mlcicd run`` runs — run as a SageMaker
 ProcessingJob ``<pipeline>-datacheck-<run>`` in the image this commit built (it has mlcicd and
-numpy; the function has neither, and its 15 minutes and memory would bound the data): its code
+numpy; the function has neither, and its time limit and memory would bound the data): its code
 is a three-line script calling ``mlcicd.monitor.datacheck.processing_job``. Production's model is
 the newest Approved version of the model package group ``<pipeline>``; its baseline is the
 ``ModelMetrics.ModelDataQuality`` the training Lambda registered it with — the statistics.json
