@@ -116,7 +116,7 @@ def test_the_overview_draws_run_durations_and_the_gate_metric_per_version() -> N
             {
                 "pipeline": "iris",
                 "root": "/p",
-                "runs": [],
+                "runs": [{"id": 3, "status": "Succeeded"}, {"id": 99, "status": "Queued"}],
                 "endpoints": [],
                 "events": [],
                 "history": history,
@@ -124,10 +124,12 @@ def test_the_overview_draws_run_durations_and_the_gate_metric_per_version() -> N
         ]
     )
     assert len(shapes(html, "bar")) == 6  # two stages in each of three runs
+    assert len(shapes(html, "span")) == 2  # run 3's stages in its row (run 99 has none yet)
     assert len(shapes(html, "outcome")) == 3
     assert len(shapes(html, "pt")) == 3 and len(shapes(html, "bad")) == 1
     assert len(shapes(html, "limit")) == 1
-    assert html.index('href="/runs/1"') < html.index('href="/runs/3"')  # oldest first
+    bars = re.findall(r"Run durations.*?</figure>", html, flags=re.S)[0]
+    assert bars.index('href="/runs/1"') < bars.index('href="/runs/3"')  # oldest first
 
 
 def test_the_model_page_sets_a_version_beside_production() -> None:

@@ -352,6 +352,29 @@ def timeline(title: str, spans: Sequence[Span], *, empty: str = "no stages yet")
     return _figure(title, _svg(title, WIDTH, height, "".join(parts)))
 
 
+def strip(title: str, stages: Sequence[tuple[str, str, float | None]]) -> Html:
+    """A run's stages in one small bar for a table cell: each stage's share of the run's time
+    (at least a sliver, so a cached or skipped one shows), in its status colour."""
+    if not stages:
+        return Html("")
+    width, height = 120.0, 10.0
+    times = [max(float(t or 0.0), 0.0) for _, _, t in stages]
+    total = sum(times) or 1.0
+    parts, x = [], 0.0
+    for (name, status, _), t in zip(stages, times, strict=True):
+        w = max(t / total * (width - 2 * len(stages)), 2.0)
+        parts.append(
+            f'<rect class="span c-{_css(status)}" x="{_num(x)}" y="0" width="{_num(w)}" '
+            f'height="{height:g}"><title>{h(name)}: {h(status)}, {h(_seconds(t))}</title></rect>'
+        )
+        x += w + 1
+    return Html(
+        f'<svg class="strip" viewBox="0 0 {_num(x)} {height:g}" width="{_num(x)}" '
+        f'height="{height:g}" role="img" aria-label="{h(title)}: stages" '
+        f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
+    )
+
+
 def stacked_bars(title: str, columns: Sequence[Column], *, empty: str = "no runs yet") -> Html:
     """One bar per column (a run), its segments (stages' durations) stacked; the outcome is
     the colour of a strip under the bar; each bar links to its run."""
@@ -470,5 +493,6 @@ __all__ = [
     "graph",
     "line_chart",
     "stacked_bars",
+    "strip",
     "timeline",
 ]

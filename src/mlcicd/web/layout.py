@@ -57,7 +57,7 @@ svg.chart a:hover rect,svg.chart a:focus rect{stroke:#000;stroke-width:1.5}
 rect.c-Succeeded,rect.c-Completed{fill:#7cc47c}rect.c-Cached{fill:#9cc0e6}
 rect.c-Running,rect.c-Queued{fill:#f4d35e}rect.c-WaitingForApproval{fill:#f0a35e}
 rect.c-Failed,rect.c-CompletedWithViolations,rect.c-Rejected{fill:#e06b6b}
-rect.c-Skipped,rect.c-Cancelled{fill:#ccc}
+rect.c-Skipped,rect.c-Cancelled,rect.c-Pending{fill:#ccc}svg.strip{vertical-align:middle}
 .legend{font-size:.9em;color:#555}.legend i{display:inline-block;width:.8em;height:.8em;
 margin:0 .3em 0 .8em;vertical-align:middle;background:currentColor}
 @media (max-width:640px){body{font-size:13px}main{padding:0 .5em 1em}header a{margin-right:.6em}

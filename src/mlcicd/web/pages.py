@@ -82,11 +82,23 @@ def trigger_text(trigger: Any) -> str | None:
     return f"{kind} by {trigger['by']}" if trigger.get("by") else kind
 
 
-def _runs_table(pipeline: str, pipelines: Sequence[str], runs: list[dict[str, Any]]) -> Html:
+def _runs_table(
+    pipeline: str,
+    pipelines: Sequence[str],
+    runs: list[dict[str, Any]],
+    stages: dict[Any, list[dict[str, Any]]] | None = None,
+) -> Html:
+    """The runs, each with its stages as a strip of status colours when ``stages`` (by run
+    id) has them."""
+    stages = stages or {}
     rows = [
         (
             run_link(pipeline, pipelines, r["id"]),
             status(r["status"]),
+            charts.strip(
+                f"run {r['id']}",
+                [(s["stage"], s["status"], s.get("elapsed")) for s in stages.get(r["id"], [])],
+            ),
             mono(short(r.get("commit_sha"))),
             subject(r.get("message")),
             trigger_text(r.get("trigger")),
@@ -97,7 +109,17 @@ def _runs_table(pipeline: str, pipelines: Sequence[str], runs: list[dict[str, An
         for r in runs
     ]
     return table(
-        ["run", "status", "commit", "message", "trigger", "started", "duration", "failure"],
+        [
+            "run",
+            "status",
+            "stages",
+            "commit",
+            "message",
+            "trigger",
+            "started",
+            "duration",
+            "failure",
+        ],
         rows,
         empty="no runs yet: push a commit, or `mlcicd run`",
     )
@@ -144,7 +166,7 @@ def overview(pipelines: Sequence[dict[str, Any]]) -> str:
         name = p["pipeline"]
         sections.append(
             f'<h2>{h(name)} <span class="muted">{h(p["root"])}</span></h2>'
-            f"{_runs_table(name, names, p['runs'])}"
+            f"{_runs_table(name, names, p['runs'], _stages_by_run(p))}"
             f"{_history(name, names, p.get('history') or {})}"
             f"<h2>{h(name)}: endpoints</h2>{_endpoints_table(name, names, p['endpoints'])}"
             f"<h2>{h(name)}: latest events</h2>{_events_table(name, names, p['events'])}"
@@ -156,6 +178,10 @@ def overview(pipelines: Sequence[dict[str, Any]]) -> str:
         pipelines=names,
         refresh=REFRESH_ACTIVE if active else REFRESH,
     )
+
+
+def _stages_by_run(overview: dict[str, Any]) -> dict[Any, list[dict[str, Any]]]:
+    return {r["id"]: r["stages"] for r in (overview.get("history") or {}).get("runs") or []}
 
 
 def _history(pipeline: str, pipelines: Sequence[str], history: dict[str, Any]) -> Html:
