@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import secrets
@@ -25,6 +26,8 @@ ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
     "codepipeline:PutJobSuccessResult",
     "codepipeline:PutJobFailureResult",
     "cloudwatch:PutMetricData",
+    "application-autoscaling:DescribeScalableTargets",  # with deploy.autoscaling
+    "application-autoscaling:DescribeScalingPolicies",
 }
 
 REFERENCE_LOG_GROUPS = {
@@ -115,14 +118,17 @@ def test_the_lambdas_write_to_their_own_log_groups(template: dict[str, Any]) -> 
 
 
 def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(
-    template: dict[str, Any],
+    template: dict[str, Any], scaled_config: Config
 ) -> None:
     on_any_resource: set[str] = set()
-    for overrides in (
-        {},
-        {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"},
+    for generated, overrides in itertools.product(
+        (template, build_template(scaled_config)),
+        (
+            {},
+            {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"},
+        ),
     ):
-        for role, statement in role_statements(resolve(template, overrides)):
+        for role, statement in role_statements(resolve(generated, overrides)):
             actions = as_list(statement["Action"])
             for action in actions:
                 verb = action.partition(":")[2]

@@ -149,6 +149,7 @@ def _content(key: str, value: Any) -> Any:
             v.get("InstanceType"),
             v.get("InitialInstanceCount"),
             float(v.get("InitialVariantWeight", 1.0)),
+            tuple(sorted((v.get("ServerlessConfig") or {}).items())),
         )
         for v in value
     )

@@ -51,6 +51,8 @@ ENV_ROLLBACK_THRESHOLDS = "MLCICD_ROLLBACK_THRESHOLDS"  # JSON: deploy.alarms {m
 ENV_DATA_CAPTURE = "MLCICD_DATA_CAPTURE"  # JSON: deploy.data_capture {sampling_percentage, …}
 ENV_VARIANTS = "MLCICD_VARIANTS"  # JSON: deploy.variants [{name, model, weight}]
 ENV_SHADOW = "MLCICD_SHADOW"  # JSON: deploy.shadow {name, model}
+ENV_AUTOSCALING = "MLCICD_AUTOSCALING"  # JSON: deploy.autoscaling {min_instances, …}; "" off
+ENV_SERVERLESS = "MLCICD_SERVERLESS"  # JSON: deploy.serverless {memory_mb, max_concurrency}
 ENV_ENDPOINT_ENVIRONMENT = "MLCICD_ENDPOINT_ENVIRONMENT"  # JSON: each Model's environment
 # Each has a default for a function whose environment lacks it.
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root

@@ -53,6 +53,7 @@ def build_template(
             rollback_alarms=pipeline.rollback_alarm_names(config, names),
             capture_prefix=pipeline.capture_prefix(config),
             staging_cleanup=config.staging is not None and not config.staging.keep,
+            autoscaled=config.deploy.autoscaling is not None,
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
     }

@@ -42,6 +42,9 @@ ACTIONS_ON_ANY_RESOURCE = frozenset(
         "codepipeline:PutJobSuccessResult",  # job results name a job id, not a resource
         "codepipeline:PutJobFailureResult",
         "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
+        # Application Auto Scaling's reads have no resource type (deploy.autoscaling only).
+        "application-autoscaling:DescribeScalableTargets",
+        "application-autoscaling:DescribeScalingPolicies",
     }
 )
 
@@ -61,17 +64,19 @@ def resources(
     rollback_alarms: Sequence[str] = (),
     capture_prefix: str | None = None,
     staging_cleanup: bool = True,
+    autoscaled: bool = False,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
     (None: it captures nothing); ``staging_cleanup``: the staging test project deletes the
-    staging endpoint when its tests fail (``staging.keep`` is false)."""
+    staging endpoint when its tests fail (``staging.keep`` is false); ``autoscaled``: the
+    deploy Lambda registers the endpoint's variants for scaling (``deploy.autoscaling``)."""
     roles = {
         SAGEMAKER_ROLE: _training_job_role(names),
         ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
         CODEBUILD_ROLE: _codebuild_role(names),
         TRAINING_FUNCTION_ROLE: _training_function_role(names),
-        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
+        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms, autoscaled),
         PIPELINE_ROLE: _pipeline_role(names),
     }
     if names.staging_endpoint is not None:
@@ -309,7 +314,75 @@ def _alarm(name: str) -> Json:
     return sub(arn("cloudwatch", f"alarm:{name}"))
 
 
-def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> Json:
+def _scale_the_endpoint(names: StackNames) -> list[Json]:
+    """What registering the endpoint's variants for scaling takes (mlcicd/aws/autoscaling.py),
+    as Application Auto Scaling documents it for SageMaker. Its scalable targets' ARNs are
+    opaque ids, not endpoint names: the writes are held to targets tagged with this endpoint
+    (created so, by RegisterScalableTarget's Tags)."""
+    endpoint = names.endpoint
+    targets = [sub(arn("application-autoscaling", "scalable-target/*"))]
+    tag = "mlcicd:endpoint"
+    return [
+        _allow_on_any_resource(
+            "ReadScaling",
+            [
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScalingPolicies",
+            ],
+        ),
+        allow(
+            "RegisterTheEndpointsVariantsOnly",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:TagResource",
+            ],
+            targets,
+            condition={"StringEquals": {f"aws:RequestTag/{tag}": endpoint}},
+        ),
+        allow(
+            "ScaleTheEndpointsVariantsOnly",
+            [
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DeregisterScalableTarget",
+            ],
+            targets,
+            condition={"StringEquals": {f"aws:ResourceTag/{tag}": endpoint}},
+        ),
+        # Registering checks that the caller may read and resize the variant; a target
+        # tracking policy's alarms are put in the caller's name.
+        allow(
+            "ResizeTheEndpoint",
+            ["sagemaker:UpdateEndpointWeightsAndCapacities"],
+            [sub(names.sagemaker_arn("endpoint", endpoint))],
+        ),
+        allow(
+            "TheTargetTrackingAlarms",
+            ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            [_alarm(f"TargetTracking-endpoint/{endpoint}/variant/*")],
+        ),
+        allow(
+            "CreateTheScalingServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            [
+                sub(
+                    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+                    "sagemaker.application-autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                )
+            ],
+            condition={
+                "StringLike": {
+                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
+                }
+            },
+        ),
+    ]
+
+
+def _deploy_function_role(
+    names: StackNames, rollback_alarms: Sequence[str], autoscaled: bool = False
+) -> Json:
     # PutMetricAlarm with Tags also needs TagResource on the alarm.
     put_alarms = allow(
         "PutTheRollbackAlarms",
@@ -347,6 +420,7 @@ def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> 
             [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
         ),
         *([put_alarms] if rollback_alarms else []),
+        *(_scale_the_endpoint(names) if autoscaled else []),
         *_manage_staging_endpoint(names),
     )
 

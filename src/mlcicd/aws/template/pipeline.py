@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any
 
+from mlcicd.aws import autoscaling
 from mlcicd.aws import names as n
 from mlcicd.aws.alarms import rollback_alarms
 from mlcicd.aws.deployment import CAPTURE_PREFIX, rollback_thresholds, traffic_routing
@@ -246,6 +247,10 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
         if deploy.variants
         else "",
         n.ENV_SHADOW: _json(dataclasses.asdict(deploy.shadow)) if deploy.shadow else "",
+        n.ENV_AUTOSCALING: _json(autoscaling.to_json(deploy.autoscaling))
+        if deploy.autoscaling
+        else "",
+        n.ENV_SERVERLESS: _json(dataclasses.asdict(deploy.serverless)) if deploy.serverless else "",
         # As `mlcicd run` sets each Model's (its code is in the image here, not on S3).
         n.ENV_ENDPOINT_ENVIRONMENT: _json(
             {"SAGEMAKER_PROGRAM": deploy.entry_point, **deploy.environment}
