@@ -178,6 +178,7 @@ class StackNames:
     models_bucket_prefix: str
     repository: str = REPOSITORY_NAME
     staging_endpoint: str | None = None  # staging: the testing stage's endpoint; None: no stage
+    api: bool = False  # api.enabled: a REST API in front of the endpoint
 
     @classmethod
     def from_config(cls, config: Config, stack_name: str) -> StackNames:
@@ -211,6 +212,7 @@ class StackNames:
             artifacts_bucket_prefix=config.store.artifacts_bucket,
             models_bucket_prefix=config.store.models_bucket,
             staging_endpoint=config.staging_endpoint_name,
+            api=config.api.enabled,
         )
 
     # --- S3 (global names: made unique per account and region) -------------------------
@@ -245,6 +247,10 @@ class StackNames:
     def staging_test_project(self) -> str:
         """The CodeBuild project that runs ``staging.test`` against the staging endpoint."""
         return f"{self.stack}-staging-test"
+
+    @property
+    def rest_api(self) -> str:
+        return f"{self.stack}-api"
 
     @property
     def topic(self) -> str:
@@ -296,6 +302,15 @@ class StackNames:
         if self.staging_endpoint_log_group is None:
             return ()
         return self.staging_test_log_group, self.staging_endpoint_log_group
+
+    @property
+    def api_log_group(self) -> str:
+        return f"/aws/apigateway/{self.rest_api}"
+
+    @property
+    def api_log_groups(self) -> tuple[str, ...]:
+        """The API's access log group, with ``api.enabled``."""
+        return (self.api_log_group,) if self.api else ()
 
     def log_group_arn(self, name: str) -> str:
         return arn("logs", f"log-group:{name}:*")

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from mlcicd.aws.names import StackNames
-from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
+from mlcicd.aws.template import api, iam, monitoring, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
 from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy, check_sagemaker_hosting
 from mlcicd.config.processing import parse_reference
@@ -56,6 +56,7 @@ def build_template(
             autoscaled=config.deploy.autoscaling is not None,
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
+        **api.resources(config, names),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
@@ -67,7 +68,7 @@ def build_template(
         "Rules": parameters.rules(),
         "Conditions": parameters.conditions(),
         "Resources": resources,
-        "Outputs": _outputs(),
+        "Outputs": _outputs(config),
     }
 
 
@@ -134,7 +135,7 @@ def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
         )
 
 
-def _outputs() -> Json:
+def _outputs(config: Config) -> Json:
     outputs: dict[str, tuple[str, Any]] = {
         "ArtifactsBucketName": ("Pipeline artifacts bucket", ref(storage.ARTIFACTS_BUCKET)),
         "ModelsBucketName": ("Model artifacts bucket", ref(storage.MODELS_BUCKET)),
@@ -152,6 +153,7 @@ def _outputs() -> Json:
         "TrainingFunctionName": ("Training orchestrator Lambda", ref(pipeline.TRAINING_FUNCTION)),
         "DeployFunctionName": ("Deploy orchestrator Lambda", ref(pipeline.DEPLOY_FUNCTION)),
         "EncryptionKeyArn": ("KMS key of the stack's data", arn_of(storage.KEY)),
+        **api.outputs(config),
     }
     return {
         key: {"Description": description, "Value": value}
