@@ -176,6 +176,26 @@ def _new_client(
         return boto3.session.Session().client(service, **kwargs)  # type: ignore[call-overload]
 
 
+def signing_credentials() -> Any:
+    """botocore's credentials as boto3 resolves them (environment, profile, role), for
+    signing a request no client makes (SigV4 for API Gateway's execute-api)."""
+    try:
+        import boto3
+    except ImportError as exc:
+        raise AwsError(
+            "boto3 is not installed",
+            code="ImportError",
+            hint="install mlcicd with its AWS extra: pip install 'mlcicd[aws]'",
+        ) from exc
+    with aws_errors("credentials"):
+        found = boto3.session.Session().get_credentials()
+    if found is None:
+        raise AwsError(
+            "no AWS credentials found", code="NoCredentialsError", hint=_HINTS["NoCredentialsError"]
+        )
+    return found
+
+
 class AwsClient:
     """A boto3 client whose method calls raise ``AwsError``; ``raw`` is the client itself
     (for botocore's Stubber or paginators). Anything else passes through unchanged."""
@@ -294,5 +314,6 @@ __all__ = [
     "is_already_there",
     "is_not_found",
     "resolve_endpoint_url",
+    "signing_credentials",
     "translate",
 ]

@@ -52,6 +52,7 @@ STAGE_NAME = "v1"
 URL_OUTPUT = "ApiUrl"
 KEY_OUTPUT = "ApiKeyId"
 AUTH_OUTPUT = "ApiAuth"
+ENDPOINT_OUTPUT = "ApiEndpointName"
 
 # One line of JSON per request: who, what, how it went (API Gateway's $context variables).
 _ACCESS_LOG_FORMAT = json.dumps(
@@ -262,10 +263,19 @@ def outputs(config: Config) -> dict[str, tuple[str, object]]:
             ),
         ),
         AUTH_OUTPUT: ("How callers authenticate: iam (SigV4) or api_key", config.api.auth),
+        ENDPOINT_OUTPUT: ("The endpoint the API invokes", config.endpoint_name),
     }
     if config.api.auth == "api_key":
         found[KEY_OUTPUT] = ("The API key's id (get-api-key --include-value)", ref(API_KEY))
     return found
 
 
-__all__ = ["AUTH_OUTPUT", "KEY_OUTPUT", "STAGE_NAME", "URL_OUTPUT", "outputs", "resources"]
+__all__ = [
+    "AUTH_OUTPUT",
+    "ENDPOINT_OUTPUT",
+    "KEY_OUTPUT",
+    "STAGE_NAME",
+    "URL_OUTPUT",
+    "outputs",
+    "resources",
+]
