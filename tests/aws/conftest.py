@@ -65,6 +65,7 @@ SCALED = {
         "isolation": True,
         "private_subnets": True,
         "vpc_id": "vpc-0123456789abcdef0",
+        "route_tables": ["rtb-0123abcd"],
     },
     "train": {"use_spot": True, "max_wait": 90000, "checkpoints": True},
 }

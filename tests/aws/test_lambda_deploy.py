@@ -25,7 +25,7 @@ from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas import deploy
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
-from tests.aws.conftest import AwsClient, iris_with_deploy
+from tests.aws.conftest import AwsClient, iris_with, iris_with_deploy
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
     ENDPOINT_ROLE_ARN,
@@ -496,3 +496,34 @@ def test_a_serverless_endpoint_config_has_no_instances(
     ]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
     assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
+
+
+def test_models_in_the_vpc_isolated_check_the_archive_without_network(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = {
+        "subnets": ["subnet-0123456789abcdef0"],
+        "security_groups": ["sg-0123abcd"],
+        "isolation": True,
+    }
+    configure(monkeypatch, iris_with(network=network))
+    model = trained(pipeline)
+    with SentParams(client("sagemaker"), "CreateModel") as sent:  # moto drops the isolation
+        config = json.loads(token_of(report("job-1")))["config"]
+    ((_, params),) = sent.calls
+    assert params["EnableNetworkIsolation"] is True
+    sagemaker = pipeline("sagemaker")
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    described = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert described["VpcConfig"] == {
+        "SecurityGroupIds": ["sg-0123abcd"],
+        "Subnets": ["subnet-0123456789abcdef0"],
+    }
+    # The archive itself lands in /opt/ml/model: the container checks it with no network.
+    assert described["PrimaryContainer"]["ModelDataSource"] == {
+        "S3DataSource": {
+            "S3Uri": model["model_data_url"],
+            "S3DataType": "S3Object",
+            "CompressionType": "None",
+        }
+    }

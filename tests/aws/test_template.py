@@ -28,6 +28,11 @@ ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
     "cloudwatch:PutMetricData",
     "application-autoscaling:DescribeScalableTargets",  # with deploy.autoscaling
     "application-autoscaling:DescribeScalingPolicies",
+    "ec2:DescribeNetworkInterfaces",  # with network.subnets
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
 }
 
 REFERENCE_LOG_GROUPS = {

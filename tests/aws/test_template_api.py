@@ -11,7 +11,7 @@ import pytest
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
 from tests.aws.cfn import resources_of_type
-from tests.aws.conftest import AwsClient, clients, iris_with, reset
+from tests.aws.conftest import SCALED, AwsClient, clients, iris_with, reset
 from tests.aws.stack import create_stack, for_moto
 
 ENDPOINT = "iris-classifier-endpoint"
@@ -98,27 +98,42 @@ def test_a_changed_method_is_deployed_anew() -> None:
 
 
 @pytest.fixture(scope="module")
-def in_moto(moto_server: str, scaled_config: Config) -> dict[str, Any]:
-    """The stack with every key of issue 14, created in moto's server: its POST method."""
+def in_moto(moto_server: str) -> dict[str, Any]:
+    """The stack with every key of issue 14, created in moto's server in a VPC made there
+    (moto checks that the VPC exists): its POST method and VPC endpoints."""
     reset(moto_server)
     aws: AwsClient = clients(moto_server)
-    template, removed = for_moto(build_template(scaled_config))
-    assert {"RestApi", "ApiInvokeMethod"}.isdisjoint(removed)
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="jobs", Description="jobs", VpcId=vpc)["GroupId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    network = {
+        **SCALED["network"],
+        "vpc_id": vpc,
+        "subnets": [subnet],
+        "security_groups": [group],
+        "route_tables": [table],
+    }
+    template, removed = for_moto(build_template(iris_with(**{**SCALED, "network": network})))
+    assert {"RestApi", "ApiInvokeMethod", "S3VpcEndpoint"}.isdisjoint(removed)
     create_stack(aws, template)
     apigateway = aws("apigateway")
     (api,) = apigateway.get_rest_apis()["items"]
     assert api["name"] == "ml-cicd-pipeline-api"
     resources = {r["path"]: r for r in apigateway.get_resources(restApiId=api["id"])["items"]}
-    method: dict[str, Any] = apigateway.get_method(
+    method = apigateway.get_method(
         restApiId=api["id"], resourceId=resources["/invocations"]["id"], httpMethod="POST"
     )
-    return method
+    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    return {"method": method, "vpc_endpoints": endpoints, "network": network}
 
 
 @pytest.mark.integration
 def test_in_moto_the_integration_points_at_the_endpoint(in_moto: dict[str, Any]) -> None:
-    assert in_moto["apiKeyRequired"] is True
-    assert in_moto["methodIntegration"]["uri"] == (
+    method = in_moto["method"]
+    assert method["apiKeyRequired"] is True
+    assert method["methodIntegration"]["uri"] == (
         f"arn:aws:apigateway:us-east-1:runtime.sagemaker:path/endpoints/{ENDPOINT}/invocations"
     )
 
@@ -128,4 +143,23 @@ def test_in_moto_the_integration_points_at_the_endpoint(in_moto: dict[str, Any])
     strict=True, reason="moto 5.2 creates the method's integration without its Credentials"
 )
 def test_moto_keeps_the_integration_role(in_moto: dict[str, Any]) -> None:
-    assert "ApiGatewayRole" in in_moto["methodIntegration"]["credentials"]
+    assert "ApiGatewayRole" in in_moto["method"]["methodIntegration"]["credentials"]
+
+
+@pytest.mark.integration
+def test_in_moto_private_subnets_get_s3_and_sagemaker_endpoints(in_moto: dict[str, Any]) -> None:
+    network = in_moto["network"]
+    found = {e["ServiceName"]: e for e in in_moto["vpc_endpoints"]}
+    assert set(found) == {
+        "com.amazonaws.us-east-1.s3",
+        "com.amazonaws.us-east-1.sagemaker.api",
+        "com.amazonaws.us-east-1.sagemaker.runtime",
+    }
+    s3 = found["com.amazonaws.us-east-1.s3"]
+    assert (s3["VpcEndpointType"], s3["RouteTableIds"]) == ("Gateway", network["route_tables"])
+    for service in ("sagemaker.api", "sagemaker.runtime"):
+        interface = found[f"com.amazonaws.us-east-1.{service}"]
+        assert interface["VpcEndpointType"] == "Interface"
+        assert interface["SubnetIds"] == network["subnets"]
+        assert interface["PrivateDnsEnabled"] is True
+        assert all(e["VpcId"] == network["vpc_id"] for e in found.values())

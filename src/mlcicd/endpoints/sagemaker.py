@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -58,6 +58,7 @@ from mlcicd.aws.deployment import (
     traffic_routing,
 )
 from mlcicd.aws.names import poll_seconds
+from mlcicd.aws.network import vpc_config
 from mlcicd.config import AutoscalingConfig, Config, ServerlessConfig, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
@@ -92,6 +93,7 @@ class SageMakerEndpointBackend:
         timeout: float = DEFAULT_TIMEOUT,
         scaling: AutoscalingConfig | None = None,
         serverless: ServerlessConfig | None = None,
+        vpc_config: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """``deployment``, when given, is UpdateEndpoint's DeploymentConfig as is, instead of
         the one each EndpointConfig's policy makes."""
@@ -108,6 +110,7 @@ class SageMakerEndpointBackend:
         self.timeout = timeout
         self.scaling = scaling
         self.serverless = serverless
+        self.vpc_config = vpc_config
 
     @classmethod
     def from_config(cls, config: Config, store: ArtifactStore) -> SageMakerEndpointBackend:
@@ -142,6 +145,7 @@ class SageMakerEndpointBackend:
             capture_bucket=config.store.artifacts_bucket,
             scaling=config.deploy.autoscaling,
             serverless=config.deploy.serverless,
+            vpc_config=vpc_config(config.network),
         )
 
     @property
@@ -320,6 +324,7 @@ class SageMakerEndpointBackend:
             image=self.image,
             role_arn=self.role_arn,
             tags=self._tags(),
+            vpc_config=self.vpc_config,
         )
 
     def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:

@@ -60,8 +60,16 @@ from mlcicd.aws.hosting import (
     progress,
     start_deployment,
 )
-from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
+from mlcicd.aws.lambdas.runtime import (
+    bool_setting,
+    int_setting,
+    json_setting,
+    log,
+    run_job,
+    setting,
+)
 from mlcicd.aws.lambdas.staging import Target, clear_leftover, delete_step, staging_endpoint
+from mlcicd.aws.network import vpc_from_json
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import AutoscalingConfig, ServerlessConfig, ShadowConfig, VariantConfig
 from mlcicd.errors import ArtifactError, ConfigError, EndpointError
@@ -87,6 +95,8 @@ class DeploySettings:
     staging_endpoint: str | None = None  # staging:'s endpoint; None: the stack has no stage
     autoscaling: AutoscalingConfig | None = None  # None: a fixed instance count
     serverless: ServerlessConfig | None = None  # None: instances
+    vpc_config: dict[str, list[str]] | None = None  # network: the Models' VpcConfig
+    network_isolation: bool = False  # network.isolation: the Models reach no network
     staging: bool = False  # this invocation deploys to the staging endpoint
 
     @classmethod
@@ -116,6 +126,10 @@ class DeploySettings:
             serverless=serverless_from_json(
                 json_setting(environ, n.ENV_SERVERLESS, {}), where=n.ENV_SERVERLESS
             ),
+            vpc_config=vpc_from_json(
+                json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
+            ),
+            network_isolation=bool_setting(environ, n.ENV_MODEL_NETWORK_ISOLATION, False),
         )
 
     def for_staging(self) -> DeploySettings:
@@ -286,6 +300,9 @@ def _model(
                 "model": data_url,
                 "sha256": sha256,
                 "environment": environment,
+                # Only when set: a Model without them keeps the name it had before them.
+                **({"vpc": settings.vpc_config} if settings.vpc_config else {}),
+                **({"isolated": True} if settings.network_isolation else {}),
             },
             sort_keys=True,
         ).encode()
@@ -300,6 +317,8 @@ def _model(
         role_arn=settings.role_arn,
         environment=environment,
         tags=tags,
+        vpc_config=settings.vpc_config,
+        network_isolation=settings.network_isolation,
     ):
         log(f"model {name} created ({data_url})")
     return name

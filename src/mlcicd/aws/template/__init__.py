@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from mlcicd.aws.names import StackNames
-from mlcicd.aws.template import api, iam, monitoring, parameters, pipeline, storage
+from mlcicd.aws.template import api, iam, monitoring, network, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
 from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy, check_sagemaker_hosting
 from mlcicd.config.processing import parse_reference
@@ -54,9 +54,11 @@ def build_template(
             capture_prefix=pipeline.capture_prefix(config),
             staging_cleanup=config.staging is not None and not config.staging.keep,
             autoscaled=config.deploy.autoscaling is not None,
+            network=config.network,
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
         **api.resources(config, names),
+        **network.resources(config.network),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,

@@ -25,6 +25,7 @@ from mlcicd.aws.template._cfn import (
 )
 from mlcicd.aws.template.monitoring import DEAD_LETTER_QUEUE, TOPIC
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
+from mlcicd.config import NetworkConfig
 
 SAGEMAKER_ROLE = (
     "SageMakerExecutionRole"  # the training jobs' (the name predates the endpoints' own)
@@ -36,6 +37,15 @@ DEPLOY_FUNCTION_ROLE = "DeployFunctionRole"
 PIPELINE_ROLE = "PipelineRole"
 STAGING_TEST_ROLE = "StagingTestRole"  # with staging: only
 
+# What SageMaker reads of the VPC before it puts an instance's network interface there.
+_EC2_DESCRIBE = (
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
+
 ACTIONS_ON_ANY_RESOURCE = frozenset(
     {
         "ecr:GetAuthorizationToken",  # a registry login, not a repository action
@@ -45,6 +55,8 @@ ACTIONS_ON_ANY_RESOURCE = frozenset(
         # Application Auto Scaling's reads have no resource type (deploy.autoscaling only).
         "application-autoscaling:DescribeScalableTargets",
         "application-autoscaling:DescribeScalingPolicies",
+        # EC2's reads have no resource type either (network: the jobs' and Models' VPC only).
+        *_EC2_DESCRIBE,
     }
 )
 
@@ -65,15 +77,17 @@ def resources(
     capture_prefix: str | None = None,
     staging_cleanup: bool = True,
     autoscaled: bool = False,
+    network: NetworkConfig | None = None,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
     (None: it captures nothing); ``staging_cleanup``: the staging test project deletes the
     staging endpoint when its tests fail (``staging.keep`` is false); ``autoscaled``: the
-    deploy Lambda registers the endpoint's variants for scaling (``deploy.autoscaling``)."""
+    deploy Lambda registers the endpoint's variants for scaling (``deploy.autoscaling``);
+    ``network``: the training jobs and Models run in these subnets (``network:``)."""
     roles = {
-        SAGEMAKER_ROLE: _training_job_role(names),
-        ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
+        SAGEMAKER_ROLE: _training_job_role(names, network),
+        ENDPOINT_ROLE: _endpoint_role(names, capture_prefix, network),
         CODEBUILD_ROLE: _codebuild_role(names),
         TRAINING_FUNCTION_ROLE: _training_function_role(names),
         DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms, autoscaled),
@@ -163,7 +177,39 @@ def _sagemaker_basics(*log_groups: str) -> list[Json]:
     ]
 
 
-def _training_job_role(names: StackNames) -> Json:
+def _in_the_vpc(network: NetworkConfig | None) -> list[Json]:
+    """What SageMaker needs, as the role of a job or a Model in the user's VPC, to put its
+    instances' network interfaces there: only in ``network.subnets``, only with
+    ``network.security_groups``, and only those interfaces it then manages."""
+    if network is None or not network.in_vpc:
+        return []
+    subnets = [sub(arn("ec2", f"subnet/{s}")) for s in network.subnets]
+    interfaces = sub(arn("ec2", "network-interface/*"))
+    return [
+        _allow_on_any_resource("ReadTheVpc", list(_EC2_DESCRIBE)),
+        allow(
+            "InterfacesInTheSubnetsOnly",
+            ["ec2:CreateNetworkInterface"],
+            [
+                *subnets,
+                *[sub(arn("ec2", f"security-group/{g}")) for g in network.security_groups],
+                interfaces,
+            ],
+        ),
+        allow(
+            "ManageThoseInterfaces",
+            [
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            [interfaces],
+            condition={"ArnEquals": {"ec2:Subnet": subnets}},
+        ),
+    ]
+
+
+def _training_job_role(names: StackNames, network: NetworkConfig | None = None) -> Json:
     # The pipeline's jobs (the training Lambda's) keep everything under <pipeline>/, those of
     # `mlcicd run --backend aws` under [<store prefix>/]<models bucket prefix>/<pipeline>/: the
     # channels and code they read, the model, output and checkpoints they write.
@@ -194,10 +240,13 @@ def _training_job_role(names: StackNames) -> Json:
             [arn_of(KEY)],
             condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         ),
+        *_in_the_vpc(network),
     )
 
 
-def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
+def _endpoint_role(
+    names: StackNames, capture_prefix: str | None, network: NetworkConfig | None = None
+) -> Json:
     capture = (
         [
             allow(
@@ -223,6 +272,7 @@ def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
             [_alarm(a) for a in names.rollback_alarms],
         ),
         _use_key("kms:Decrypt", *(["kms:GenerateDataKey"] if capture_prefix else [])),
+        *_in_the_vpc(network),
     )
 
 
