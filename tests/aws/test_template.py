@@ -618,3 +618,38 @@ def test_data_check_off_and_the_stacks_own_sections_generate() -> None:
     config = iris_with(data_check="off", approve={"mode": "manual"})
     assert config.staging is not None
     assert "Pipeline" in build_template(config)["Resources"]
+
+
+def _statements(template: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = template["Resources"][role]["Properties"]["Policies"]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_scaling_and_the_vpc_are_granted_on_this_stack_s_own_only(scaled_config: Config) -> None:
+    template = build_template(scaled_config)
+    deploy = _statements(template, "DeployFunctionRole")
+    endpoint = "iris-classifier-endpoint"
+    assert deploy["RegisterTheEndpointsVariantsOnly"]["Condition"] == {
+        "StringEquals": {"aws:RequestTag/mlcicd:endpoint": endpoint}
+    }
+    assert deploy["ScaleTheEndpointsVariantsOnly"]["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/mlcicd:endpoint": endpoint}
+    }
+    assert deploy["CreateTheScalingServiceLinkedRole"]["Condition"] == {
+        "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+    }
+    for role in ("SageMakerExecutionRole", "EndpointExecutionRole"):
+        statements = _statements(template, role)
+        create = [r["Fn::Sub"] for r in statements["InterfacesInTheSubnetsOnly"]["Resource"]]
+        assert [r.rsplit(":", 1)[1] for r in create] == [
+            "subnet/subnet-0123456789abcdef0",
+            "subnet/subnet-0fedcba9876543210",
+            "security-group/sg-0123abcd",
+            "network-interface/*",
+        ]
+        manage = statements["ManageThoseInterfaces"]["Condition"]["ArnEquals"]["ec2:Subnet"]
+        assert [s["Fn::Sub"] for s in manage] == create[:2]
+    # Without the keys, none of it.
+    plain = build_template(iris_with(staging=None))
+    assert "RegisterTheEndpointsVariantsOnly" not in _statements(plain, "DeployFunctionRole")
+    assert "InterfacesInTheSubnetsOnly" not in _statements(plain, "SageMakerExecutionRole")
