@@ -71,6 +71,24 @@ SCALED = {
 }
 
 
+def scaled_in_moto(aws: Callable[[str], Any]) -> dict[str, Any]:
+    """SCALED with its network in a VPC made in moto's server (whose CloudFormation checks
+    that the VPC of a VPC endpoint exists)."""
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="jobs", Description="jobs", VpcId=vpc)["GroupId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    network = {
+        **SCALED["network"],
+        "vpc_id": vpc,
+        "subnets": [subnet],
+        "security_groups": [group],
+        "route_tables": [table],
+    }
+    return {**SCALED, "network": network}
+
+
 @pytest.fixture(scope="session")
 def scaled_config() -> Config:
     """examples/iris with every key of issue 14 (autoscaling, api, network, spot)."""

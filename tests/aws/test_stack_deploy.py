@@ -30,7 +30,7 @@ from mlcicd.aws.stack import StackEvent, deploy_stack, describe_stack, upload_la
 from mlcicd.aws.template import TEMPLATE_BODY_LIMIT, build_template, to_yaml
 from mlcicd.config import Config
 from mlcicd.errors import ConfigError
-from tests.aws.conftest import SCALED, AwsClient
+from tests.aws.conftest import AwsClient, scaled_in_moto
 from tests.aws.stack import CONNECTION, for_moto
 from tests.conftest import IRIS
 from tests.helpers import mlcicd
@@ -242,7 +242,7 @@ def test_a_template_past_the_inline_limit_is_read_from_s3(
     shutil.copytree(IRIS, project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
     config = project / "mlcicd.yaml"
     data = yaml.safe_load(config.read_text())
-    for section, values in SCALED.items():
+    for section, values in scaled_in_moto(aws_env).items():
         data[section] = {**data.get(section, {}), **values}
     config.write_text(yaml.safe_dump(data))
 

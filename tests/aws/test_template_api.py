@@ -11,7 +11,7 @@ import pytest
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
 from tests.aws.cfn import resources_of_type
-from tests.aws.conftest import SCALED, AwsClient, clients, iris_with, reset
+from tests.aws.conftest import AwsClient, clients, iris_with, reset, scaled_in_moto
 from tests.aws.stack import create_stack, for_moto
 
 ENDPOINT = "iris-classifier-endpoint"
@@ -103,19 +103,8 @@ def in_moto(moto_server: str) -> dict[str, Any]:
     (moto checks that the VPC exists): its POST method and VPC endpoints."""
     reset(moto_server)
     aws: AwsClient = clients(moto_server)
-    ec2 = aws("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="jobs", Description="jobs", VpcId=vpc)["GroupId"]
-    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    network = {
-        **SCALED["network"],
-        "vpc_id": vpc,
-        "subnets": [subnet],
-        "security_groups": [group],
-        "route_tables": [table],
-    }
-    template, removed = for_moto(build_template(iris_with(**{**SCALED, "network": network})))
+    sections = scaled_in_moto(aws)
+    template, removed = for_moto(build_template(iris_with(**sections)))
     assert {"RestApi", "ApiInvokeMethod", "S3VpcEndpoint"}.isdisjoint(removed)
     create_stack(aws, template)
     apigateway = aws("apigateway")
@@ -125,8 +114,8 @@ def in_moto(moto_server: str) -> dict[str, Any]:
     method = apigateway.get_method(
         restApiId=api["id"], resourceId=resources["/invocations"]["id"], httpMethod="POST"
     )
-    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
-    return {"method": method, "vpc_endpoints": endpoints, "network": network}
+    endpoints = aws("ec2").describe_vpc_endpoints()["VpcEndpoints"]
+    return {"method": method, "vpc_endpoints": endpoints, "network": sections["network"]}
 
 
 @pytest.mark.integration
