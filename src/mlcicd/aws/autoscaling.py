@@ -27,7 +27,7 @@ from typing import Any
 
 from mlcicd.aws.clients import AwsClient
 from mlcicd.config import AutoscalingConfig
-from mlcicd.errors import AwsError, ConfigError
+from mlcicd.errors import AwsError
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -43,19 +43,6 @@ def resource_id(endpoint: str, variant: str) -> str:
 def to_json(scaling: AutoscalingConfig) -> dict[str, Any]:
     """``deploy.autoscaling`` as the deploy Lambda's ``$MLCICD_AUTOSCALING``."""
     return dataclasses.asdict(scaling)
-
-
-def from_json(value: Any, *, where: str) -> AutoscalingConfig | None:
-    """``$MLCICD_AUTOSCALING`` read back: None for ``{}`` (no autoscaling)."""
-    if not value:
-        return None
-    try:
-        return AutoscalingConfig(**value)
-    except TypeError as exc:
-        raise ConfigError(
-            f"{where}: {value!r} is not deploy.autoscaling ({exc})",
-            path="the function's environment",
-        ) from exc
 
 
 def policy(scaling: AutoscalingConfig) -> dict[str, Any]:
@@ -150,7 +137,6 @@ __all__ = [
     "NAMESPACE",
     "POLICY_NAME",
     "deregister",
-    "from_json",
     "policy",
     "register",
     "registered",

@@ -25,7 +25,7 @@ from mlcicd.aws import hosting
 from mlcicd.aws.alarms import put_alarms, rollback_alarms
 from mlcicd.aws.clients import AwsClient
 from mlcicd.config import ServerlessConfig
-from mlcicd.errors import ConfigError, EndpointError
+from mlcicd.errors import EndpointError
 from mlcicd.shapes import DataCapture, DeploymentPolicy
 
 # Under the store, in the artifacts bucket's place: where the deploy stage has a local
@@ -85,19 +85,6 @@ def endpoint_config_request(
 def serverless_config(serverless: ServerlessConfig) -> dict[str, int]:
     """``deploy.serverless`` as a production variant's ServerlessConfig."""
     return {"MemorySizeInMB": serverless.memory_mb, "MaxConcurrency": serverless.max_concurrency}
-
-
-def serverless_from_json(value: Any, *, where: str) -> ServerlessConfig | None:
-    """``$MLCICD_SERVERLESS`` read back: None for ``{}`` (instances)."""
-    if not value:
-        return None
-    try:
-        return ServerlessConfig(**value)
-    except TypeError as exc:
-        raise ConfigError(
-            f"{where}: {value!r} is not deploy.serverless ({exc})",
-            path="the function's environment",
-        ) from exc
 
 
 # What data capture records as text rather than base64: the types the local endpoint's
@@ -251,6 +238,5 @@ __all__ = [
     "put_endpoint_config",
     "rollback_thresholds",
     "serverless_config",
-    "serverless_from_json",
     "traffic_routing",
 ]

@@ -48,7 +48,6 @@ from mlcicd.aws.deployment import (
     endpoint_config_request,
     prepare_deployment,
     put_endpoint_config,
-    serverless_from_json,
 )
 from mlcicd.aws.hosting import (
     MODEL_DATA_URL_ENV,
@@ -120,11 +119,11 @@ class DeploySettings:
                 for k, v in json_setting(environ, n.ENV_ENDPOINT_ENVIRONMENT, {}).items()
             },
             staging_endpoint=environ.get(n.ENV_STAGING_ENDPOINT_NAME) or None,
-            autoscaling=autoscaling.from_json(
-                json_setting(environ, n.ENV_AUTOSCALING, {}), where=n.ENV_AUTOSCALING
+            autoscaling=_optional(
+                AutoscalingConfig, n.ENV_AUTOSCALING, json_setting(environ, n.ENV_AUTOSCALING, {})
             ),
-            serverless=serverless_from_json(
-                json_setting(environ, n.ENV_SERVERLESS, {}), where=n.ENV_SERVERLESS
+            serverless=_optional(
+                ServerlessConfig, n.ENV_SERVERLESS, json_setting(environ, n.ENV_SERVERLESS, {})
             ),
             vpc_config=vpc_from_json(
                 json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
