@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import PurePosixPath
 
+from mlcicd.config.infrastructure import check_infrastructure, check_sagemaker_hosting
 from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
     CONFIG_FILE,
@@ -127,6 +128,9 @@ def _check_semantics(config: Config, source: str) -> None:
     _check_staging(config, source)
     _check_transform(config, source)
     _check_explain(config, source)
+    check_infrastructure(config, source)
+    if config.deploy.backend == "sagemaker":
+        check_sagemaker_hosting(config, source)
 
 
 def _check_explain(config: Config, source: str) -> None:
