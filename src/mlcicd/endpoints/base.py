@@ -18,7 +18,7 @@ from mlcicd.errors import EndpointError
 from mlcicd.shapes import DataCapture, DeploymentPolicy, EndpointMetrics
 
 if TYPE_CHECKING:
-    from mlcicd.config import DeployConfig
+    from mlcicd.config import AutoscalingConfig, DeployConfig
 
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
 DEFAULT_MODEL_TIMEOUT = 60.0  # SageMaker's invocation limit (fixed there)
@@ -98,6 +98,7 @@ class EndpointConfig:
     shadow: ProductionVariant | None = None  # gets a copy of the traffic; never answers
     data_capture: DataCapture | None = None
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
+    autoscaling: AutoscalingConfig | None = None  # deploy.autoscaling; None: ``workers`` always
 
 
 @dataclass
@@ -120,6 +121,9 @@ class EndpointDescription:
     variants: list[dict[str, Any]] = field(default_factory=list)  # name, weight, model_sha256
     last_rollback: dict[str, Any] | None = None  # the alarm and its figures
     traffic: dict[str, Any] | None = None  # during a canary/linear update: the new config's share
+    # deploy.autoscaling as it acts now: bounds, target, workers now and wanted, the measured
+    # rate, the last change and why (serving.autoscale's record); None without a policy
+    autoscaling: dict[str, Any] | None = None
     arn: str | None = None  # SageMaker's EndpointArn (SageMaker endpoints have no url, port or pid)
 
 

@@ -345,9 +345,7 @@ class Supervisor:
         decision = self.autoscaler.decide(spec, current, now)
         if decision is None or decision.workers == current:
             return
-        log.info(
-            "autoscaling: %d → %d worker(s): %s", current, decision.workers, decision.reason
-        )
+        log.info("autoscaling: %d → %d worker(s): %s", current, decision.workers, decision.reason)
         self.workers.resize(gen, decision.workers)
         self.autoscaler.changed(current, decision.workers, decision.reason, now)
         self.write_status()
