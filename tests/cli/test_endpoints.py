@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mlcicd.cli.endpoints import scaling_lines
 from tests.cli.test_run import ROWS
 from tests.conftest import commit_all
 from tests.helpers import as_json, mlcicd, set_yaml, wait_for
@@ -86,24 +85,3 @@ def test_ab_variants_weights_metrics_and_capture(iris_project: Path) -> None:
     assert bad.exit_code != 0 and "has no variant C" in bad.output
     bad = mlcicd(iris_project, "endpoints", "set-weights", NAME, "A")
     assert bad.exit_code != 0 and "VARIANT=WEIGHT" in bad.output
-
-
-def test_describe_prints_the_scaling_and_its_last_change() -> None:
-    lines = dict(
-        scaling_lines(
-            {
-                "min_instances": 1,
-                "max_instances": 4,
-                "target_invocations_per_instance": 600.0,
-                "current_instances": 3,
-                "desired_instances": 3,
-                "invocations_per_instance": 512.5,
-                "last_change": {"at": "T", "from": 1, "to": 3, "reason": "1500 > target 600"},
-            }
-        )
-    )
-    assert lines == {
-        "workers": "3 (min 1, max 4, wanted 3)",
-        "invocations/worker": "512.5 a minute (target 600)",
-        "last scaling": "T: 1 → 3, 1500 > target 600",
-    }

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
-from mlcicd.endpoints.base import metric_rows
+from mlcicd.endpoints.base import metric_rows, scaling_lines
 from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.errors import EndpointError
 
@@ -88,9 +87,8 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(
             f"  {'traffic shift':<20}{t['percent']:g}% to {t['config_name']} ({t['strategy']})"
         )
-    if described.autoscaling:
-        for label, value in scaling_lines(described.autoscaling):
-            click.echo(f"  {label:<20}{value}")
+    for label, value in scaling_lines(described.autoscaling):
+        click.echo(f"  {label:<20}{value}")
     if described.last_rollback:
         rb = described.last_rollback
         click.echo(
@@ -261,33 +259,3 @@ def endpoints_metrics(ctx: click.Context, name: str, window: str, as_json: bool)
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     for note in summary["notes"]:
         click.echo(f"  note: {note}")
-
-
-def scaling_lines(scaling: dict[str, Any]) -> list[tuple[str, str]]:
-    """``deploy.autoscaling`` as it acts now, as ``describe`` prints it: the workers now and
-    wanted within the bounds, the measured rate against the target, the last change and why."""
-    rate = scaling.get("invocations_per_instance")
-    desired = scaling.get("desired_instances")
-    lines = [
-        (
-            "workers",
-            f"{scaling.get('current_instances')} "
-            f"(min {scaling.get('min_instances')}, max {scaling.get('max_instances')}"
-            + (f", wanted {desired})" if desired is not None else ")"),
-        ),
-        (
-            "invocations/worker",
-            f"{'-' if rate is None else f'{rate:g}'} a minute "
-            f"(target {scaling.get('target_invocations_per_instance'):g})",
-        ),
-    ]
-    change = scaling.get("last_change")
-    if change:
-        lines.append(
-            (
-                "last scaling",
-                f"{change.get('at')}: {change.get('from')} → {change.get('to')}, "
-                f"{change.get('reason')}",
-            )
-        )
-    return lines

@@ -149,6 +149,39 @@ def metric_rows(
     return headings, rows
 
 
+def scaling_lines(scaling: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``deploy.autoscaling`` as it acts now (:attr:`EndpointDescription.autoscaling`), as a
+    person reads it (the CLI's describe and the dashboard's endpoint page): the workers now and
+    wanted within the bounds, the measured rate against the target, the last change and why."""
+    if not scaling:
+        return []
+    rate = scaling.get("invocations_per_instance")
+    desired = scaling.get("desired_instances")
+    lines = [
+        (
+            "workers",
+            f"{scaling.get('current_instances')} "
+            f"(min {scaling.get('min_instances')}, max {scaling.get('max_instances')}"
+            + (f", wanted {desired})" if desired is not None else ")"),
+        ),
+        (
+            "invocations/worker",
+            f"{'-' if rate is None else f'{rate:g}'} a minute "
+            f"(target {scaling.get('target_invocations_per_instance'):g})",
+        ),
+    ]
+    change = scaling.get("last_change")
+    if change:
+        lines.append(
+            (
+                "last scaling",
+                f"{change.get('at')}: {change.get('from')} → {change.get('to')}, "
+                f"{change.get('reason')}",
+            )
+        )
+    return lines
+
+
 class EndpointBackend(Protocol):
     """Creates, updates, describes and deletes endpoints of one kind."""
 
