@@ -512,14 +512,14 @@ def test_autoscaling_starts_within_its_bounds_and_describe_shows_it(
     tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
 ) -> None:
     policy = AutoscalingConfig(
-        min_instances=2, max_instances=3, target_invocations_per_instance=60_000
+        min_instances=1, max_instances=1, target_invocations_per_instance=60_000
     )
-    config = endpoint_config(tmp_path, iris, NO_HANDLERS, workers=1)
+    config = endpoint_config(tmp_path, iris, NO_HANDLERS, workers=3)
     described = backend.deploy(dataclasses.replace(config, autoscaling=policy))
     scaling = described.autoscaling
-    assert scaling is not None and scaling["current_instances"] == 2  # min_instances, not 1
-    assert (scaling["min_instances"], scaling["max_instances"]) == (2, 3)
+    assert scaling is not None and scaling["current_instances"] == 1  # max_instances, not 3
+    assert (scaling["min_instances"], scaling["max_instances"]) == (1, 1)
     assert scaling["target_invocations_per_instance"] == 60_000 and scaling["last_change"] is None
-    assert [w["state"] for w in status_of(backend, "iris")["workers"]] == ["ready", "ready"]
+    assert [w["state"] for w in status_of(backend, "iris")["workers"]] == ["ready"]
     written = json.loads((backend.endpoint_dir("iris") / "config.json").read_text())
     assert written["autoscaling"]["scale_in_cooldown"] == 300
