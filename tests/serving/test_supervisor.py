@@ -466,6 +466,12 @@ def test_workers_scale_out_under_load_and_back_in_without_a_failed_request(
     url = first["url"]
     trickle = Traffic(url, clients=1, pause=0.5)  # 120 a minute: under the target, always on
     try:
+        measured = wait_for(
+            "the rate measured while nothing changes",
+            lambda: (s := status(state_dir)["autoscaling"])["invocations_per_minute"] and s,
+            timeout=60,
+        )
+        assert measured["current_instances"] == 1 and measured["last_change"] is None
         rising = Traffic(url, clients=4, pause=0.0)
         try:
             out = scaled_to(state_dir, 3, "under the load")

@@ -111,6 +111,7 @@ class Supervisor:
         self.failure_kind: str | None = None
         self.rollout = Rollout(self)  # updates, and what status.json says of them
         self.autoscaler = Autoscaler()  # deploy.autoscaling: how many workers serve, and why
+        self._rate_shown: tuple[float | None, float] = (None, 0.0)  # in status.json; next due
         self.metrics_dir = self.state_dir / metrics.METRICS_DIR
         self._series_last: str | None = None
         self._series_due = 0.0
@@ -344,6 +345,9 @@ class Supervisor:
         current = self.workers.serving_count(gen)
         decision = self.autoscaler.decide(spec, current, now)
         if decision is None or decision.workers == current:
+            shown, due = self._rate_shown
+            if self.autoscaler.rate != shown and now >= due:  # describe's rate, at most 5 s old
+                self.write_status()
             return
         log.info("autoscaling: %d → %d worker(s): %s", current, decision.workers, decision.reason)
         self.workers.resize(gen, decision.workers)
@@ -384,6 +388,7 @@ class Supervisor:
     def write_status(self) -> None:
         gen = self.current
         spec = gen.config.autoscaling if gen is not None else None
+        self._rate_shown = (self.autoscaler.rate, time.monotonic() + metrics.SERIES_INTERVAL)
         scaling = (
             self.autoscaler.record(spec, self.workers.serving_count(gen))
             if gen is not None and spec is not None
