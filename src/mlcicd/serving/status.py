@@ -4,9 +4,10 @@ The supervisor writes it, atomically, whenever something in it changes (nothing 
 writes it): its status, where it listens, the serving generation and its config, the
 workers, why it failed, how the last update went (as its
 :class:`~mlcicd.serving.rollout.Rollout` recorded it) and, with ``autoscaling``, how many
-workers serve and why (its :class:`~mlcicd.serving.autoscale.Autoscaler`'s record). :mod:`mlcicd.endpoints.local` reads
-it to describe the endpoint and to wait for a deploy. The supervisor imports this module and
-hands itself over as a :class:`StatusSource`; nothing here imports the supervisor.
+workers serve and why (its :class:`~mlcicd.serving.autoscale.Autoscaler`'s record).
+:mod:`mlcicd.endpoints.local` reads it to describe the endpoint and to wait for a deploy. The
+supervisor imports this module and hands itself over as a :class:`StatusSource`; nothing here
+imports the supervisor.
 """
 
 from __future__ import annotations
