@@ -23,7 +23,7 @@ import yaml
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
-from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy
+from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy, check_sagemaker_hosting
 from mlcicd.errors import ConfigError
 
 DEFAULT_STACK_NAME = "ml-cicd-pipeline"
@@ -43,6 +43,7 @@ def build_template(
     names = StackNames.from_config(config, stack_name)
     # The pipeline deploys to SageMaker whatever deploy.backend says: SageMaker's limits hold.
     check_sagemaker_deploy(config.deploy)
+    check_sagemaker_hosting(config, CONFIG_FILE)
     resources: Json = {
         **storage.resources(names),
         **monitoring.resources(names),
