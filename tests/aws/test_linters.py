@@ -14,7 +14,7 @@ import pytest
 
 from mlcicd.aws.template import build_template, to_yaml
 from mlcicd.config import Config
-from tests.aws.conftest import iris_with
+from tests.aws.conftest import iris_with, pipeline_with
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -40,6 +40,7 @@ CHECKOV_ENV = "MLCICD_CHECKOV"
         "staging-with-approval",
         "scaled-api-key-vpc",
         "serverless-api-iam",
+        "processing-steps",
     ],
 )
 def template_file(
@@ -58,6 +59,7 @@ def template_file(
         "serverless-api-iam": iris_with(
             deploy={"serverless": {"memory_mb": 2048}}, api={"enabled": True, "auth": "iam"}
         ),
+        "processing-steps": pipeline_with(),  # examples/pipeline: steps and data check
     }.get(request.param, iris_config)
     path.write_text(
         to_yaml(build_template(config, approval=request.param.endswith("with-approval"))),

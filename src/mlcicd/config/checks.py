@@ -392,6 +392,7 @@ def _check_container_deploy(deploy: DeployConfig, source: str) -> None:
         ("shadow", deploy.shadow is not None, "a shadow variant"),
         ("strategy", deploy.strategy != "all_at_once", f"strategy {deploy.strategy}"),
         ("data_capture.enabled", deploy.data_capture.enabled, "data capture"),
+        ("autoscaling", deploy.autoscaling is not None, "autoscaling its workers"),
     ]
     for key, present, what in unsupported:
         if present:
