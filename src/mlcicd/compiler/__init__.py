@@ -159,7 +159,8 @@ def _state_without(model: Any, bound: tuple[str, ...]) -> Any:
 
     ``object.__reduce_ex__`` (pickle, joblib, ``copy``) reads ``__getstate__`` from the
     instance, so this one, bound there, is asked instead of the class's."""
-    state = type(model).__getstate__(model)
+    class_getstate: Any = type(model).__getstate__
+    state = class_getstate(model)
     if isinstance(state, dict):
         return {key: value for key, value in state.items() if key not in bound}
     return state
