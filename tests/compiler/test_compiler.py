@@ -523,3 +523,28 @@ def test_a_model_with_bound_methods_pickles_and_copies_without_them() -> None:
     joblib.dump(model, buffer)
     buffer.seek(0)
     np.testing.assert_array_equal(joblib.load(buffer).predict(X_IRIS), model.predict(X_IRIS))
+
+
+def test_covers_refuses_every_non_finite_row_and_takes_integers() -> None:
+    """The small-input finiteness test (a sum of the values) misses no NaN or infinity;
+    an overflowing sum only sends the row to the estimator, which answers it as before."""
+    model = fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)
+    lean = compile_model(model)
+    assert lean is not None
+    row = X_IRIS[:1].copy()
+    for bad in (np.nan, np.inf, -np.inf):
+        for at in range(4):
+            holed = row.copy()
+            holed[0, at] = bad
+            assert not lean.covers(holed)
+            assert not lean.covers(np.vstack([X_IRIS[:3], holed]))
+    assert not lean.covers(np.array([[np.inf, -np.inf, 1.0, 1.0]]))
+    huge = np.array([[1e308, 1e308, 0.0, 0.0]])
+    assert not lean.covers(huge)  # the sum overflows: the estimator's answer, unchanged
+    np.testing.assert_array_equal(lean.predict(huge), model.predict(huge))
+    assert lean.covers(np.array([[5, 3, 1, 0]]))
+    assert lean.covers(row) and not lean.covers(row.astype(">f8").astype(">f8"))
+    big = np.vstack([X_IRIS] * 2)  # past the small-input test: numpy's
+    assert lean.covers(big)
+    big[-1, -1] = np.nan
+    assert not lean.covers(big)

@@ -96,6 +96,11 @@ class Observed(DirectProtocol):
     """The direct protocol, noting which requests it answered itself."""
 
     seen: ClassVar[list[bytes]] = []
+    made: ClassVar[list[DirectProtocol]] = []
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.made.append(self)
 
     def _direct_cycle(self) -> Any:
         cycle = super()._direct_cycle()
@@ -237,3 +242,26 @@ def test_a_content_type_that_would_split_the_headers_is_refused_alike(
         assert await exchange(fast, request) == expected
 
     both(code_dir, iris, BAD_TYPE_HANDLERS, check)
+
+
+def test_an_idle_keep_alive_connection_is_closed_by_the_sweep_without_a_408(
+    code_dir: Path, iris: IrisModel
+) -> None:
+    """uvicorn closes a connection idle past its keep-alive timeout with a timer per request;
+    the direct path leaves it to the worker's sweep: closed the same, silently."""
+    Observed.made = []
+
+    async def check(slow: int, fast: int, a: InferenceApp, b: InferenceApp) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fast)
+        writer.write(get("/ping"))
+        await asyncio.wait_for(reader.readuntil(b"{}"), 10)
+        (protocol,) = Observed.made
+        now = asyncio.get_running_loop().time()
+        assert protocol.idle and protocol.deadline is not None
+        assert not protocol.expired(now)  # within the keep-alive timeout: open
+        assert not protocol.transport.is_closing()
+        assert not protocol.expired(now + protocol.timeout_keep_alive + 1)  # not a slow client
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, nothing written
+        writer.close()
+
+    both(code_dir, iris, NO_HANDLERS, check)

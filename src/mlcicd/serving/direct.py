@@ -100,10 +100,12 @@ class DirectProtocol(GuardedProtocol):
 
     max_body = 0
     direct: DirectCycle | None = None  # the request being answered directly, if any
+    idle = False  # answered, waiting for the next request: the deadline is the keep-alive's
 
     # -- per request: uvicorn's callbacks, deciding which path once the headers are in ----
 
     def on_message_begin(self) -> None:
+        self.idle = False
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
@@ -218,13 +220,12 @@ class DirectProtocol(GuardedProtocol):
 
     def _write(self, cycle: DirectCycle, status: int, headers: Any, body: bytes) -> None:
         """The whole response in one write: what uvicorn's ``send`` writes in two."""
-        parts = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
-            parts += (name, b": ", value, b"\r\n")
+        # one search over every value (a tab is allowed in a value, and separates them)
+        if HEADER_VALUE_RE.search(b"\t".join([value for _, value in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
+        parts = [STATUS_LINE[status], _default_block(self.server_state.default_headers)]
         close = False
         for name, value in headers:
-            if HEADER_VALUE_RE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
             if name == b"connection" and b"close" in [
                 token.lower().strip() for token in value.split(b",")
             ]:
@@ -242,6 +243,43 @@ class DirectProtocol(GuardedProtocol):
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timeout as a deadline the worker's sweep enforces
+        (:meth:`~mlcicd.serving.protocol.GuardedProtocol.expired`: closed, nothing written,
+        as uvicorn's timer does) instead of a timer made and cancelled per request."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.idle = True
+            self.deadline = self.loop.time() + self.timeout_keep_alive
+
+    def expired(self, now: float) -> bool:
+        if not self.idle:
+            return super().expired(now)
+        deadline = self.deadline
+        if deadline is not None and now >= deadline and not self.transport.is_closing():
+            self.deadline = None
+            self.transport.close()
+        return False  # an idle keep-alive connection closed: no client was late
+
+
+_DEFAULT_BLOCK: list[Any] = [None, b""]  # uvicorn's default headers (the date), encoded
+
+
+def _default_block(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's default headers encoded, once per list (uvicorn makes a new one when the
+    date changes, once a second)."""
+    if _DEFAULT_BLOCK[0] is not headers:
+        _DEFAULT_BLOCK[1] = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        _DEFAULT_BLOCK[0] = headers
+    block: bytes = _DEFAULT_BLOCK[1]
+    return block
 
 
 class _Receive:
