@@ -11,7 +11,9 @@ measures, bench/serving.py). Three views:
 - ``parts``: each piece of the request path timed alone (timeit, best of 5);
 - ``--profile``: cProfile of the endpoint's path, tottime summed by where it is spent.
 
-Run:  .venv/bin/python bench/request_path.py [--requests 20000] [--profile]
+``--handlers examples/iris/src/inference.py`` serves a user's handlers instead of the defaults.
+
+Run:  .venv/bin/python bench/request_path.py [--requests 20000] [--profile] [--handlers PATH]
 The driver's own cost (feeding, turning the loop) is measured with a protocol that answers
 nothing, and subtracted.
 """
@@ -194,7 +196,7 @@ def paths(model_dir: Path, code_dir: Path, n: int) -> dict[str, float]:
 
 
 def best_us(fn: Callable[[], Any], number: int = 20000) -> float:
-    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+    return min(timeit.repeat(fn, number=number, repeat=5, timer=time.thread_time)) / number * 1e6
 
 
 def parts(model_dir: Path, code_dir: Path) -> dict[str, float]:
@@ -345,6 +347,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--handlers",
+        type=Path,
+        help="an inference.py to serve instead of the default handlers (e.g. examples/iris')",
+    )
     args = parser.parse_args()
     uvloop.install()  # as the worker runs (uvicorn's loop="auto")
     X, y = load_iris(return_X_y=True)
@@ -353,12 +360,15 @@ def main() -> int:
         model_dir.mkdir()
         code_dir.mkdir()
         joblib.dump(LogisticRegression(max_iter=500).fit(X, y), model_dir / "model.joblib")
-        (code_dir / "inference.py").write_text("# SageMaker's default handlers\n")
+        if args.handlers is not None:
+            (code_dir / "inference.py").write_text(args.handlers.read_text())
+        else:
+            (code_dir / "inference.py").write_text("# SageMaker's default handlers\n")
         np.seterr(all="ignore")
         print(f"CPU µs per request, {args.requests} requests, best of 5:")
         for name, us in paths(model_dir, code_dir, args.requests).items():
             print(f"  {us:7.2f}  {name}")
-        print("µs per call, timeit best of 5:")
+        print("CPU µs per call, timeit best of 5:")
         for name, us in parts(model_dir, code_dir).items():
             print(f"  {us:7.2f}  {name}")
         if args.profile:
