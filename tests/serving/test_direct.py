@@ -265,3 +265,29 @@ def test_an_idle_keep_alive_connection_is_closed_by_the_sweep_without_a_408(
         writer.close()
 
     both(code_dir, iris, NO_HANDLERS, check)
+
+
+def test_a_body_arriving_in_pieces_is_answered_alike(code_dir: Path, iris: IrisModel) -> None:
+    rows = json.dumps([[5.0 + i / 100, 3.0, 1.5, 0.2] for i in range(60)]).encode()
+    request = post("/invocations", rows, JSON)
+    assert len(rows) < MAX_BODY
+
+    async def in_pieces(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for start in range(0, len(request), 97):
+            writer.write(request[start : start + 97])
+            await writer.drain()
+            await asyncio.sleep(0)  # let the server read what came so far
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = re.search(rb"content-length: (\d+)", head)
+        assert length is not None
+        body = await asyncio.wait_for(reader.readexactly(int(length.group(1))), 10)
+        writer.close()
+        return head + body
+
+    async def check(slow: int, fast: int, a: InferenceApp, b: InferenceApp) -> None:
+        expected = await in_pieces(slow)
+        assert expected.startswith(b"HTTP/1.1 200 ")
+        assert await in_pieces(fast) == expected
+
+    both(code_dir, iris, NO_HANDLERS, check)

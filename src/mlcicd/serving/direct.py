@@ -87,7 +87,7 @@ class DirectCycle:
     def __init__(self, scope: dict[str, Any], keep_alive: bool) -> None:
         self.scope = scope
         self.keep_alive = keep_alive
-        self.body: bytes = b""
+        self.body: list[bytes] = []  # joined once complete (no copy per chunk)
         self.head: bytes | None = None  # the status line and headers, once the app sent them
         self.disconnected = False
         self.response_started = False
@@ -130,7 +130,7 @@ class DirectProtocol(GuardedProtocol):
         if cycle is None:
             super().on_body(body)
         else:  # the declared length is within the limit, and httptools holds the client to it
-            cycle.body += body
+            cycle.body.append(body)
 
     def on_message_complete(self) -> None:
         cycle = self.direct
@@ -139,7 +139,8 @@ class DirectProtocol(GuardedProtocol):
             return
         self.deadline = None
         self.direct = None
-        body, cycle.body = cycle.body, b""
+        chunks, cycle.body = cycle.body, []
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._step(self.app(cycle.scope, _Receive(body), self._sender(cycle)), cycle)
 
     def _direct_cycle(self) -> DirectCycle | None:
