@@ -106,6 +106,7 @@ def serving_config(edir: Path, config: EndpointConfig, *, port: int, in_use: boo
             shadow=shadow,
             capture=capture,
             deployment=deployment,
+            explainer=config.explainer,
         )
     except ValueError as exc:
         raise EndpointError(f"endpoint config {config.name}: {exc}") from exc

@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mlcicd.aws.names import versioned_endpoint_config_name
 from mlcicd.config import Config, DeployConfig
@@ -98,6 +98,11 @@ class DeployStage:
             ]
             if isinstance(capture.destination, str):  # on S3: a new store is a new config
                 settings["data_capture"].append(capture.destination)
+        explainer = (
+            self._explainer(ctx) if ctx.config.explain and ctx.config.explain.online else None
+        )
+        if explainer is not None:  # kept out otherwise: existing config names stay valid
+            settings["explainer"] = explainer
         if cfg.backend == "container":  # another image is another config
             settings["image"] = ctx.outputs["build"].get("image_id")
         elif cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
@@ -151,6 +156,7 @@ class DeployStage:
             shadow=shadow,
             data_capture=capture,
             deployment=policy,
+            explainer=explainer,
         )
         project.state.record_endpoint_config(
             EndpointConfigRecord(
@@ -192,6 +198,16 @@ class DeployStage:
         store = ctx.project.store
         uri = store.uri(ctx.config.store.artifacts_bucket, "data-capture")
         return store.local_path(uri) or uri
+
+    @staticmethod
+    def _explainer(ctx: RunContext) -> dict[str, Any]:
+        """``explain.online``: the ClarifyExplainerConfig from this run's model's report."""
+        from mlcicd.explain.online import clarify_explainer_config
+        from mlcicd.explain.report import load_report
+
+        registered = ctx.outputs["register"]
+        package = ctx.project.state.get_model_package(registered["group"], registered["version"])
+        return clarify_explainer_config(load_report(ctx.project, package), package.arn)
 
     @staticmethod
     def _policy(cfg: DeployConfig) -> DeploymentPolicy:
