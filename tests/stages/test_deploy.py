@@ -10,7 +10,7 @@ import pytest
 
 from mlcicd.errors import MlcicdError
 from mlcicd.stages.deploy import DeployStage
-from tests.helpers import IrisModel, set_yaml
+from tests.helpers import IrisModel, mlcicd, set_yaml
 from tests.serving.helpers import request
 from tests.stages.conftest import Stages, registered
 
@@ -137,6 +137,19 @@ def test_explain_online_serves_clarifys_answer_to_the_header_only(
         assert (
             abs((margins[0][label] - sums[0][label]) - (margins[1][label] - sums[1][label])) < 1e-6
         )
+
+    # `mlcicd invoke --explain`: the same answer for a person, and as Clarify's JSON
+    body = json.dumps(ROWS)
+    shown = mlcicd(stages.project, "invoke", ENDPOINT, "--body", body, "--explain")
+    assert shown.exit_code == 0, shown.output
+    assert "attributions (linear explainer, on the margin)" in shown.output
+    assert "record 2:" in shown.output and "FEATURE" in shown.output
+    first = shown.output.split("record 1:")[1].splitlines()[2]  # the most influential feature
+    assert first.split()[0] in ("petal_length", "petal_width")
+    raw = mlcicd(stages.project, "invoke", ENDPOINT, "--body", body, "--explain", "--json")
+    assert len(json.loads(raw.output)["explanations"]["kernel_shap"]) == 2
+    none = mlcicd(stages.project, "invoke", ENDPOINT, "--body", body, "--explain-if", "`false`")
+    assert "no record explained" in none.output
 
 
 def test_explain_online_without_a_report_fails_the_deploy_saying_why(
