@@ -557,3 +557,37 @@ def _watched(alarm: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, str]]
         for m in alarm["Metrics"]
         if "MetricStat" in m
     }
+
+
+def test_explain_online_is_a_clarify_explainer_config_with_its_baseline_in_the_store(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
+    from mlcicd.explain.online import clarify_explainer_config
+
+    report = {
+        "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "expected_value": {"0": 0.1, "1": 0.2, "2": 0.3},
+        "baseline": [[5.0, 3.4, 1.5, 0.2], [6.5, 3.0, 5.5, 2.0]],
+    }
+    clarify = clarify_explainer_config(report, "iris-classifier/1")
+    explained = config("v1-explained", variant(tmp_path, "AllTraffic", "one"), explainer=clarify)
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        backend.deploy(explained)
+    ((_, params),) = sent.calls
+    sent_config = params["ExplainerConfig"]["ClarifyExplainerConfig"]
+    uri = sent_config["ShapConfig"]["ShapBaselineConfig"]["ShapBaselineUri"]
+    assert uri.startswith(f"s3://{STORE}/runs/ml-cicd-pipeline-models/iris-classifier/explain/")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    stored = aws_env("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert stored == "5.0,3.4,1.5,0.2\n6.5,3.0,5.5,2.0"
+    assert sent_config == {
+        "EnableExplanations": "`false`",
+        "ShapConfig": {"ShapBaselineConfig": {"MimeType": "text/csv", "ShapBaselineUri": uri}},
+        "InferenceConfig": {
+            "FeatureHeaders": report["features"],
+            "LabelHeaders": ["0", "1", "2"],
+            "MaxRecordCount": 100,
+        },
+    }
+    # botocore validated the request against SageMaker's model before sending it; moto 5.2
+    # drops ExplainerConfig (as ShadowProductionVariants), so what was sent is what is checked.
