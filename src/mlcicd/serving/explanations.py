@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from mlcicd.errors import ExplainError
 from mlcicd.serving import codecs, explainers
@@ -273,7 +274,7 @@ class OnlineExplainer:
             "label_headers": self.labels,
             "explanations": explanations,
         }
-        return json.dumps(answer).encode()
+        return orjson.dumps(answer)
 
     def _rows(self, data: Any) -> np.ndarray:
         """The decoded request as a table of numbers, or a 400 naming the text feature."""
