@@ -257,3 +257,16 @@ def test_a_clarify_config_that_cannot_work_is_refused_with_its_key(iris: IrisMod
     assert "names 3 features" in explanations.clarify_problems(wrong_headers)[0]
     long = {**good, "EnableExplanations": "`true` && " * 10}
     assert "1 to 64 characters" in explanations.clarify_problems(long)[0]
+
+
+def test_the_serving_config_carries_the_explainer_and_refuses_a_bad_one(
+    iris: IrisModel,
+) -> None:
+    from mlcicd.serving.config import ServingConfig, VariantSpec
+
+    variant = VariantSpec(name="AllTraffic", model_dir="/m", code_dir="/c")
+    config = ServingConfig(name="c", variants=(variant,), explainer=clarify(iris))
+    again = ServingConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again.explainer == clarify(iris)
+    with pytest.raises(ValueError, match=r"explainer: InferenceConfig\.MaxRecordCount"):
+        ServingConfig(name="c", variants=(variant,), explainer=clarify(iris, MaxRecordCount=0))
