@@ -13,7 +13,6 @@ from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
 from mlcicd.endpoints.base import metric_rows
-from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.errors import EndpointError
 
 
@@ -182,21 +181,14 @@ def invoke(
     """Send one request to endpoint NAME and print the response; with --explain, the
     prediction and each record's attributions per feature and label (docs/explain.md)."""
     project = find_project(ctx)
-    _, described = recorded.live(project, name)
-    if described.status not in ("InService", "Updating") or not described.url:
-        raise EndpointError(
-            f"endpoint {name} is {described.status}"
-            + (f": {described.failure_reason}" if described.failure_reason else ""),
-            hint="redeploy it with `mlcicd run --force`",
-        )
     if body_file is not None:
         data = body_file.read_bytes()
     elif body is not None:
         data = body.encode()
     else:
         data = sys.stdin.buffer.read()
-    response = invoke_endpoint(
-        described.url, data, content_type, accept=accept, enable_explanations=explain
+    response = recorded.invoke(
+        project, name, data, content_type, accept=accept, enable_explanations=explain
     )
     if not response.ok:
         raise EndpointError(f"{name} answered {response.status}: {response.error_message()}")
