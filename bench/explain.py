@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,16 +40,14 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 REPO = Path(__file__).resolve().parents[1]
+# bench/serving.py's server helpers (start, free_port, wait_in_service, stop): one copy.
+_spec = importlib.util.spec_from_file_location("bench_serving", REPO / "bench" / "serving.py")
+assert _spec is not None and _spec.loader is not None
+BENCH = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(BENCH)
 ROW = b"5.1,3.5,1.4,0.2"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 EXPLAIN = {"X-Amzn-SageMaker-Enable-Explanations": "`true`"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clarify(X: np.ndarray) -> dict[str, Any]:
@@ -68,7 +65,7 @@ def serve(
     model_dir: Path, work: Path, explainer: dict[str, Any] | None, src: str
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     """A supervisor with 2 workers on ``model_dir``, mlcicd imported from ``src``."""
-    port = free_port()
+    port = BENCH.free_port()
     edir = work / f"endpoint-{port}"
     code = edir / "code"
     code.mkdir(parents=True)
@@ -84,40 +81,9 @@ def serve(
         config["explainer"] = explainer
     (edir / "config.json").write_text(json.dumps(config))
     env = dict(os.environ, PYTHONPATH=src)
-    with open(work / "mlcicd.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlcicd.serving.supervisor", str(edir)],
-            env=env,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = [sys.executable, "-m", "mlcicd.serving.supervisor", str(edir)]
+    proc = BENCH.start(command, env, work, work / "mlcicd.log")
     return proc, f"http://127.0.0.1:{port}", edir
-
-
-def wait_in_service(edir: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the endpoint exited with {proc.returncode}: see mlcicd.log")
-        try:
-            if json.loads((edir / "status.json").read_text()).get("status") == "InService":
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{edir} not InService after {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def measure(url: str, duration: float, runs: int, headers: dict[str, str]) -> dict[str, float]:
@@ -174,10 +140,10 @@ def online(duration: float, runs: int, work: Path) -> list[tuple[str, str, dict[
         for label, config, src, headers in cells:
             proc, url, edir = serve(model_dir, work, config, src)
             try:
-                wait_in_service(edir, proc)
+                BENCH.wait_in_service(edir, proc)
                 rows.append((name, label, measure(url, duration, runs, headers)))
             finally:
-                stop(proc)
+                BENCH.stop(proc)
             print(name, label, rows[-1][2], flush=True)
     return rows
 

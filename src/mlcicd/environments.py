@@ -65,13 +65,7 @@ def venv_environment(path: Path) -> dict[str, str]:
 
 def runtime_requirements() -> list[str]:
     """The serving runtime, pinned to what this mlcicd runs with (so endpoints behave alike)."""
-    pins = []
-    for name in RUNTIME_PACKAGES:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pins.append(name)
-    return [*pins, "numpy"]
+    return [*_pinned(tuple(RUNTIME_PACKAGES)), "numpy"]
 
 
 def aws_requirements() -> list[str]:
@@ -86,7 +80,11 @@ def explain_requirements(online: bool = False) -> list[str]:
     """shap, pinned to what this mlcicd runs with: the register stage explains a model in its
     build environment, where the model's classes unpickle (docs/explain.md); and jmespath
     when the endpoint's workers evaluate Clarify's ``EnableExplanations`` there."""
-    names = ["shap", "jmespath"] if online else ["shap"]
+    return _pinned(("shap", "jmespath") if online else ("shap",))
+
+
+def _pinned(names: tuple[str, ...]) -> list[str]:
+    """``name==version`` as installed beside this mlcicd, else the bare name."""
     pins = []
     for name in names:
         try:

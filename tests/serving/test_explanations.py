@@ -25,8 +25,8 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.8, 5.1, 1.5]]
 EXPLAIN = {"X-Amzn-SageMaker-Enable-Explanations": "`true`"}
 
-# predict_fn answers labels only: nothing numeric to explain through KernelSHAP
-LABELS_ONLY = """
+# A model shap cannot read exactly (wrapped): explained through predict_fn's numbers, if any.
+OPAQUE = """
     import joblib, os
 
     class Opaque:
@@ -35,26 +35,24 @@ LABELS_ONLY = """
 
     def model_fn(model_dir):
         return Opaque(joblib.load(os.path.join(model_dir, "model.joblib")))
-
+"""
+# predict_fn answers labels only: nothing numeric to explain through KernelSHAP
+LABELS_ONLY = (
+    OPAQUE
+    + """
     def predict_fn(data, model):
         names = ["setosa", "versicolor", "virginica"]
         return [names[int(v)] for v in model.inner.predict(data)]
 """
-
-# a model shap cannot read, whose predict_fn gives probabilities: KernelSHAP
-OPAQUE_PROBABILITIES = """
-    import joblib, os
-
-    class Opaque:
-        def __init__(self, model):
-            self.inner = model
-
-    def model_fn(model_dir):
-        return Opaque(joblib.load(os.path.join(model_dir, "model.joblib")))
-
+)
+# probabilities from predict_fn: KernelSHAP
+OPAQUE_PROBABILITIES = (
+    OPAQUE
+    + """
     def predict_fn(data, model):
         return {"probabilities": model.inner.predict_proba(data).tolist()}
 """
+)
 
 
 def clarify(iris: IrisModel, **inference: Any) -> dict[str, Any]:
