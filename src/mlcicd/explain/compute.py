@@ -10,7 +10,8 @@ through the script's ``predict_fn``, given the rows as a float array (as the def
 ``input_fn`` decodes them). The report, or ``{"error": …}``, is one JSON object on the last
 line of stdout.
 
-Kept to the standard library, numpy, shap and :mod:`mlcicd.serving.handlers`, as
+Kept to the standard library, numpy, shap, :mod:`mlcicd.serving.handlers` and
+:mod:`mlcicd.serving.explainers` (the explainer, chosen as the endpoint chooses it), as
 :mod:`mlcicd.evaluation` is: it runs where the workers run, not where the CLI runs.
 """
 
