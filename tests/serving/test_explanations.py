@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from mlcicd.serving import explanations
+from mlcicd.serving import explainers, explanations
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.explainers import EXACT_TOLERANCE, KERNEL_TOLERANCE
 from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer, baseline_csv
@@ -217,10 +217,11 @@ def test_the_header_on_an_endpoint_without_an_explainer_says_how_to_get_one(
 def test_requests_without_the_header_run_no_explainer_code(
     code_dir: Path, iris: IrisModel, forest_dir: Path
 ) -> None:
-    """The hot path: not one call into the explanations module or shap for a plain request
-    to an endpoint that explains — while the same request with the header does call them."""
+    """The hot path: not one call into the explainer modules or shap for a plain request to
+    an endpoint that explains — while the same request with the header does call them (and
+    not to build the explainer: that happened at load)."""
     app, _ = explained_app(code_dir, forest_dir, clarify(iris), FULL_HANDLERS)
-    watched = (explanations.__file__, "/shap/")
+    watched = (explanations.__file__, explainers.__file__, "/shap/")
     calls: list[str] = []
 
     def profile(frame: Any, event: str, arg: Any) -> None:
@@ -244,6 +245,9 @@ def test_requests_without_the_header_run_no_explainer_code(
     assert asked.status == 200, asked.body
     assert any("explanations.py:explain" in c for c in calls)
     assert any("/shap/" in c for c in calls)
+    # built once, at load: the request only computes values with it
+    assert not any(c.endswith(("explainers.py:build", "explainers.py:choose")) for c in calls)
+    assert any(c.endswith("explainers.py:shap_values") for c in calls)
 
 
 def test_a_clarify_config_that_cannot_work_is_refused_with_its_key(iris: IrisModel) -> None:
