@@ -211,7 +211,7 @@ def test_the_header_on_an_endpoint_without_an_explainer_says_how_to_get_one(
     app = InferenceApp([LoadedVariant("AllTraffic", handlers, iris.model)], endpoint_name="iris")
     response = call_asgi(app, body=json.dumps(ROWS), headers=EXPLAIN)
     assert response.status == 400
-    assert "explain.online: true" in response.json()["message"]
+    assert "explain.online is off" in response.json()["message"]
 
 
 def test_requests_without_the_header_run_no_explainer_code(

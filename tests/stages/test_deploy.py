@@ -152,12 +152,14 @@ def test_explain_online_serves_clarifys_answer_to_the_header_only(
     assert "no record explained" in none.output
 
 
-def test_explain_online_without_a_report_fails_the_deploy_saying_why(
+def test_explain_online_and_required_without_a_report_fails_the_deploy_saying_why(
     iris_repo: Path, iris: IrisModel
 ) -> None:
+    """Unless explain.required, a model without a report is served without explanations
+    (the log says so): a rollback to a version from before explain: still deploys."""
     from tests.stages.test_register import explained_repo
 
-    stages = explained_repo(iris_repo, "explain:\n  online: true\n")
+    stages = explained_repo(iris_repo, "explain:\n  online: true\n  required: true\n")
     outputs = {
         "source": stages.source(),
         "build": stages.build(),

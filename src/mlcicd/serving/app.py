@@ -364,7 +364,8 @@ class InferenceApp:
         if explainer is None:
             raise BadRequestError(
                 f"endpoint {self.endpoint_name or ''} has no explainer: its endpoint config "
-                "carries no ClarifyExplainerConfig (set explain.online: true and deploy)"
+                "carries no ClarifyExplainerConfig (explain.online is off, or the model was "
+                "not explained at register: the deploy log says which)"
             )
         answer = explainer.explain(body, media, accept, expression.decode("latin-1"), context)
         return answer, codecs.JSON

@@ -200,14 +200,24 @@ class DeployStage:
         return store.local_path(uri) or uri
 
     @staticmethod
-    def _explainer(ctx: RunContext) -> dict[str, Any]:
-        """``explain.online``: the ClarifyExplainerConfig from this run's model's report."""
+    def _explainer(ctx: RunContext) -> dict[str, Any] | None:
+        """``explain.online``: the ClarifyExplainerConfig from the served model's report. A
+        model without one (its explainer failed at register, or a rollback to a version from
+        before ``explain:``) is served without explanations, said in the log — unless
+        ``explain.required``, as at register."""
+        from mlcicd.errors import ExplainError
         from mlcicd.explain.online import clarify_explainer_config
         from mlcicd.explain.report import load_report
 
         registered = ctx.outputs["register"]
         package = ctx.project.state.get_model_package(registered["group"], registered["version"])
-        return clarify_explainer_config(load_report(ctx.project, package), package.arn)
+        try:
+            return clarify_explainer_config(load_report(ctx.project, package), package.arn)
+        except ExplainError as exc:
+            if ctx.config.explain is not None and ctx.config.explain.required:
+                raise
+            ctx.log(f"{exc.headline}: the endpoint serves it without explanations")
+            return None
 
     @staticmethod
     def _policy(cfg: DeployConfig) -> DeploymentPolicy:
