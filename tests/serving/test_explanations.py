@@ -184,8 +184,9 @@ def test_enable_explanations_picks_records_by_the_models_answer(
         (NO_HANDLERS, json.dumps([["5.1", "3.5", "1.4", "wide"]]), {}, "petal_width holds text"),
         (NO_HANDLERS, json.dumps(ROWS * 2), {}, "8 records to explain; an explained request"),
         (NO_HANDLERS, json.dumps([[5.1, 3.5, 1.4]]), {}, "must have 4 values"),
+        (NO_HANDLERS, json.dumps(ROWS) + " " * 2**20, {}, "over the explainer's limit of 1048576"),
     ],
-    ids=["labels-only", "text-feature", "too-many-records", "width"],
+    ids=["labels-only", "text-feature", "too-many-records", "width", "payload"],
 )
 def test_what_cannot_be_explained_is_a_400_naming_what_is_missing(
     code_dir: Path,
@@ -195,7 +196,8 @@ def test_what_cannot_be_explained_is_a_400_naming_what_is_missing(
     headers: dict[str, str],
     message: str,
 ) -> None:
-    app, _ = explained_app(code_dir, iris.model_dir, clarify(iris, MaxRecordCount=4), script)
+    settings = clarify(iris, MaxRecordCount=4, MaxPayloadInMB=1)
+    app, _ = explained_app(code_dir, iris.model_dir, settings, script)
     response = call_asgi(app, body=body, headers={**EXPLAIN, **headers})
     assert response.status == 400, response.body
     assert message in response.json()["message"]

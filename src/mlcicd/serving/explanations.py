@@ -2,7 +2,7 @@
 
 An endpoint config with an explainer carries SageMaker's ``ClarifyExplainerConfig`` as is
 (``EnableExplanations``, ``ShapConfig.ShapBaselineConfig``, ``InferenceConfig``'s
-``FeatureHeaders``/``LabelHeaders``/``MaxRecordCount``); each worker builds one
+``FeatureHeaders``/``LabelHeaders``/``MaxRecordCount``/``MaxPayloadInMB``); each worker builds one
 :class:`OnlineExplainer` per variant when it loads the model — the explainer chosen as at
 register (:mod:`mlcicd.serving.explainers`: exact tree or linear where the model allows,
 KernelSHAP over ``predict_fn`` otherwise), never per request.
@@ -24,7 +24,8 @@ header says which one did (``tree``, ``linear`` or ``kernel``) and on what outpu
 
 A request without the header never reaches this module: the app's hot path is unchanged.
 What cannot be explained is a 400 naming what is missing: a model whose predict_fn answers
-labels only, a text feature, more records than ``MaxRecordCount``.
+labels only, a text feature, more records than ``MaxRecordCount``, a body over
+``MaxPayloadInMB``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ExplainerSettings:
     feature_headers: tuple[str, ...] | None
     label_headers: tuple[str, ...] | None
     max_record_count: int
+    max_payload_bytes: int | None  # InferenceConfig.MaxPayloadInMB, for explained requests
     number_of_samples: int | None
     seed: int | None
 
@@ -90,6 +92,11 @@ class ExplainerSettings:
         records = inference.get("MaxRecordCount", DEFAULT_MAX_RECORDS)
         if not isinstance(records, int) or isinstance(records, bool) or records < 1:
             raise ValueError(f"InferenceConfig.MaxRecordCount: a number >= 1, got {records!r}")
+        megabytes = inference.get("MaxPayloadInMB")
+        if megabytes is not None and (
+            not isinstance(megabytes, int) or isinstance(megabytes, bool) or megabytes < 1
+        ):
+            raise ValueError(f"InferenceConfig.MaxPayloadInMB: a number >= 1, got {megabytes!r}")
         expression = config.get("EnableExplanations", ALWAYS)
         if not isinstance(expression, str) or not 1 <= len(expression) <= MAX_EXPRESSION:
             raise ValueError(
@@ -106,6 +113,7 @@ class ExplainerSettings:
             feature_headers=features,
             label_headers=_strings(inference, "LabelHeaders"),
             max_record_count=records,
+            max_payload_bytes=megabytes * 1024 * 1024 if megabytes is not None else None,
             number_of_samples=samples,
             seed=seed,
         )
@@ -244,6 +252,12 @@ class OnlineExplainer:
             )
         choice = self.choice
         assert choice is not None
+        limit = self.settings.max_payload_bytes
+        if limit is not None and len(body) > limit:
+            raise BadRequestError(
+                f"the body of an explained request is {len(body)} bytes, over the explainer's "
+                f"limit of {limit} (InferenceConfig.MaxPayloadInMB): split the request"
+            )
         rows = self._rows(self.variant.read_input(body, content_type, context))
         prediction = self.variant.predict(rows, context)
         out, out_type = self.variant.write_output(prediction, accept, context)
