@@ -87,19 +87,19 @@ def serve(
     return proc, f"http://127.0.0.1:{port}", edir
 
 
-def measure(url: str, duration: float, runs: int, headers: dict[str, str]) -> dict[str, float]:
-    """The median over ``runs`` of throughput and p50/p99 at 8 connections."""
+def load(url: str, duration: float, headers: dict[str, str]) -> Any:
+    """One run of single-row CSV requests at 8 connections."""
     from mlcicd.endpoints.load import run_load
 
-    run_load(url, ROW, concurrency=8, duration=1.0, content_type="text/csv", headers=headers)
-    results = []
-    for _ in range(runs):
-        result = run_load(
-            url, ROW, concurrency=8, duration=duration, content_type="text/csv", headers=headers
-        )
-        if result.errors:
-            raise RuntimeError(f"{result.errors} errors, the first: {result.first_error}")
-        results.append(result)
+    result = run_load(
+        url, ROW, concurrency=8, duration=duration, content_type="text/csv", headers=headers
+    )
+    if result.errors:
+        raise RuntimeError(f"{result.errors} errors, the first: {result.first_error}")
+    return result
+
+
+def medians(results: list[Any]) -> dict[str, float]:
     return {
         "rps": statistics.median(r.rps for r in results),
         "p50_ms": statistics.median(r.p50_ms for r in results),
@@ -138,13 +138,24 @@ def online(duration: float, runs: int, work: Path) -> list[tuple[str, str, dict[
             ("unasked", explainer, here, {}),
             ("explained", explainer, here, EXPLAIN),
         ]
-        for label, config, src, headers in cells:
-            proc, url, edir = serve(model_dir, work, config, src)
-            try:
+        # All four served at once (idle but for the one measured), measured in turn, run by
+        # run: a shared machine's load drifts, and then it drifts for every cell alike.
+        served = [
+            (label, *serve(model_dir, work, config, src), h) for label, config, src, h in cells
+        ]
+        try:
+            for _, proc, url, edir, headers in served:
                 BENCH.wait_in_service(edir, proc)
-                rows.append((name, label, measure(url, duration, runs, headers)))
-            finally:
+                load(url, 1.0, headers)  # warm
+            results: dict[str, list[Any]] = {label: [] for label, *_ in served}
+            for _ in range(runs):
+                for label, _, url, _, headers in served:
+                    results[label].append(load(url, duration, headers))
+        finally:
+            for _, proc, *_ in served:
                 BENCH.stop(proc)
+        for label, runs_of_cell in results.items():
+            rows.append((name, label, medians(runs_of_cell)))
             print(name, label, rows[-1][2], flush=True)
     return rows
 
