@@ -9,10 +9,13 @@ from typing import Any
 
 import click
 
+from mlcicd.aws.gateway import ApiTarget, invoke_api
+from mlcicd.aws.stack import stack_outputs
+from mlcicd.aws.template import DEFAULT_STACK_NAME
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
-from mlcicd.endpoints.base import metric_rows
+from mlcicd.endpoints.base import metric_rows, scaling_lines
 from mlcicd.errors import EndpointError
 
 
@@ -88,6 +91,8 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(
             f"  {'traffic shift':<20}{t['percent']:g}% to {t['config_name']} ({t['strategy']})"
         )
+    for label, value in scaling_lines(described.autoscaling):
+        click.echo(f"  {label:<20}{value}")
     if described.last_rollback:
         rb = described.last_rollback
         click.echo(
@@ -167,6 +172,23 @@ def endpoints_delete(ctx: click.Context, name: str) -> None:
     help="Explain the records whose answer this expression holds for, e.g. '[0] > `0.5`'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="With --explain: print Clarify's JSON.")
+@click.option(
+    "--via-api",
+    is_flag=True,
+    help="Through the stack's API Gateway API (api: in mlcicd.yaml), as an application would.",
+)
+@click.option(
+    "--stack-name",
+    default=DEFAULT_STACK_NAME,
+    show_default=True,
+    help="With --via-api: the stack whose API to call.",
+)
+@click.option(
+    "--api-key",
+    envvar="MLCICD_API_KEY",
+    default=None,
+    help="With --via-api and api.auth: api_key: the key (default: read from API Gateway).",
+)
 @click.pass_context
 def invoke(
     ctx: click.Context,
@@ -177,19 +199,30 @@ def invoke(
     accept: str | None,
     explain: str | None,
     as_json: bool,
+    via_api: bool,
+    stack_name: str,
+    api_key: str | None,
 ) -> None:
     """Send one request to endpoint NAME and print the response; with --explain, the
     prediction and each record's attributions per feature and label (docs/explain.md)."""
-    project = find_project(ctx)
+    if via_api and explain is not None:
+        raise click.UsageError(
+            "--explain goes to the endpoint itself: the stack's API does not forward "
+            "X-Amzn-SageMaker-Enable-Explanations"
+        )
     if body_file is not None:
         data = body_file.read_bytes()
     elif body is not None:
         data = body.encode()
     else:
         data = sys.stdin.buffer.read()
-    response = recorded.invoke(
-        project, name, data, content_type, accept=accept, enable_explanations=explain
-    )
+    if via_api:
+        target = ApiTarget.from_outputs(stack_outputs(stack_name), stack=stack_name, endpoint=name)
+        response = invoke_api(target, data, content_type, accept=accept, api_key=api_key)
+    else:  # where it runs: a local URL, or SageMaker's runtime API
+        response = recorded.invoke(
+            find_project(ctx), name, data, content_type, accept=accept, enable_explanations=explain
+        )
     if not response.ok:
         raise EndpointError(f"{name} answered {response.status}: {response.error_message()}")
     if explain is not None and not as_json:

@@ -13,6 +13,7 @@ inference code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -103,6 +104,8 @@ class DeployStage:
         )
         if explainer is not None:  # kept out otherwise: existing config names stay valid
             settings["explainer"] = explainer
+        if cfg.autoscaling is not None and cfg.backend == "local":  # in the workers' config.json
+            settings["autoscaling"] = dataclasses.asdict(cfg.autoscaling)
         if cfg.backend == "container":  # another image is another config
             settings["image"] = ctx.outputs["build"].get("image_id")
         elif cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
@@ -157,6 +160,7 @@ class DeployStage:
             data_capture=capture,
             deployment=policy,
             explainer=explainer,
+            autoscaling=cfg.autoscaling,
         )
         project.state.record_endpoint_config(
             EndpointConfigRecord(

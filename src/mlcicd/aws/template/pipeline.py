@@ -8,10 +8,12 @@ import json
 import math
 from typing import Any
 
+from mlcicd.aws import autoscaling
 from mlcicd.aws import names as n
 from mlcicd.aws.alarms import rollback_alarms
 from mlcicd.aws.deployment import CAPTURE_PREFIX, rollback_thresholds, traffic_routing
 from mlcicd.aws.names import StackNames
+from mlcicd.aws.network import vpc_config
 from mlcicd.aws.template import parameters as p
 from mlcicd.aws.template import staging
 from mlcicd.aws.template._cfn import (
@@ -42,7 +44,8 @@ from mlcicd.aws.template.monitoring import (
     TRAINING_FUNCTION_LOG_GROUP,
 )
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
-from mlcicd.config import Config
+from mlcicd.config import Config, ProcessingStepConfig
+from mlcicd.config.processing import baseline_channel
 from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError
 
@@ -190,15 +193,76 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         n.ENV_TRAINING_MAX_WAIT: "" if train.max_wait is None else str(train.max_wait),
         n.ENV_TRAINING_KMS_KEY: arn_of(KEY),  # the stack's, which its training role may use
         n.ENV_TRAINING_NETWORK_ISOLATION: "true" if train.network_isolation else "false",
+        n.ENV_TRAINING_CHECKPOINTS: "true" if train.checkpoints else "false",
+        **_network_environment(config),
         n.ENV_TRAINING_CHANNELS: _json(train.channels),
         n.ENV_TRAINING_ENVIRONMENT: _json(train.environment),
         n.ENV_HYPERPARAMETERS: _json(train.hyperparameters),
         n.ENV_METRIC_DEFINITIONS: _json(
             [{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]
         ),
+        n.ENV_PROCESSING: _json(processing_setting(config)) if config.processing else "",
+        n.ENV_DATA_CHECK: _json(data_check_setting(config)) if config.data_check != "off" else "",
     }
     _check_size(environment, "train")
     return environment
+
+
+CONTINUATION_TOKEN_LIMIT = 2048  # PutJobSuccessResult's continuationToken
+
+
+def processing_setting(config: Config) -> dict[str, Any]:
+    """``processing:`` for the training Lambda: each step's keys that differ from their
+    defaults (the variables' 4 KB are shared), and where the environment's requirements are."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ProcessingStepConfig)}
+    steps = [
+        {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(step).items()
+            # The stack runs every step on SageMaker, whatever its backend says.
+            if k != "backend" and (k not in defaults or v != defaults[k]) and v not in ({}, ())
+        }
+        for step in config.processing
+    ]
+    _check_state(config)
+    return {"steps": steps, "requirements": config.build.requirements}
+
+
+def _check_state(config: Config) -> None:
+    """The training Lambda carries a run's state in CodePipeline's continuation token (2,048
+    characters): per step its job's name, its cache key and whether it is done, besides the
+    image, the commit, the training job and the model. Estimated generously, refused here
+    rather than when a push reaches the step."""
+    pipeline = len(config.pipeline)
+    size = 800 + 4 * pipeline + sum(4 * len(s.name) + pipeline + 50 for s in config.processing)
+    if size > CONTINUATION_TOKEN_LIMIT:
+        raise ConfigError(
+            f"the stack's pipeline keeps a run's state in CodePipeline's continuation token "
+            f"({CONTINUATION_TOKEN_LIMIT} characters), and {len(config.processing)} steps with "
+            f"these names need about {size}",
+            key="processing",
+            hint="shorten the steps' names, or merge steps; `mlcicd run` has no such limit",
+        )
+
+
+def data_check_setting(config: Config) -> dict[str, Any]:
+    """``data_check`` for the training Lambda, with what of ``monitor:`` the check reads."""
+    monitor, channel = config.monitor, baseline_channel(config)
+    if channel is None:
+        raise ConfigError(
+            "the data check reads the training channel monitor.channel names (else training, "
+            f"or the only one), and train.channels ({', '.join(config.train.channels)}) has no "
+            "such channel",
+            key="monitor.channel",
+            hint="name the channel to check with monitor.channel",
+        )
+    return {
+        "mode": config.data_check,
+        "channel": channel,
+        "label": monitor.label,
+        "drift_threshold": monitor.drift_threshold,
+        "method": monitor.comparison_method,
+    }
 
 
 def capture_destination(config: Config) -> str:
@@ -246,12 +310,32 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
         if deploy.variants
         else "",
         n.ENV_SHADOW: _json(dataclasses.asdict(deploy.shadow)) if deploy.shadow else "",
+        n.ENV_AUTOSCALING: _json(autoscaling.to_json(deploy.autoscaling))
+        if deploy.autoscaling
+        else "",
+        n.ENV_SERVERLESS: _json(dataclasses.asdict(deploy.serverless)) if deploy.serverless else "",
+        **_network_environment(config),
         # As `mlcicd run` sets each Model's (its code is in the image here, not on S3).
         n.ENV_ENDPOINT_ENVIRONMENT: _json(
             {"SAGEMAKER_PROGRAM": deploy.entry_point, **deploy.environment}
         ),
     }
     _check_size(environment, "deploy")
+    return environment
+
+
+def _network_environment(config: Config) -> dict[str, str]:
+    """``network:`` for both Lambdas (empty without a VPC or isolation: nothing to pass)."""
+    network = config.network
+    vpc = vpc_config(network)
+    environment = {}
+    if vpc is not None:
+        environment[n.ENV_VPC_CONFIG] = _json(vpc)
+        environment[n.ENV_INTER_CONTAINER_ENCRYPTION] = (
+            "true" if network.encrypt_inter_container else "false"
+        )
+    if network.isolation:
+        environment[n.ENV_MODEL_NETWORK_ISOLATION] = "true"
     return environment
 
 
@@ -275,7 +359,7 @@ def _check_size(environment: dict[str, Any], section: str) -> None:
             f"the settings passed to the {section} Lambda take about {size} bytes; Lambda allows "
             f"{LAMBDA_ENVIRONMENT_LIMIT} for its whole environment",
             key=section,
-            hint="shorten the hyperparameters, environment or metric definitions",
+            hint="shorten the hyperparameters, environment, metric definitions or processing steps",
         )
 
 
