@@ -7,6 +7,7 @@
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations
     fleet.py       the traffic split inside a worker: production variants drawn by weight
     responses.py   one ASGI response; the error shapes of the container and Runtime paths
+    direct.py      the endpoint's own routes answered from the protocol, below uvicorn's cycle
     worker.py      one worker process: load the model, then serve the inherited socket
     watchdog.py    a worker whose handler hangs: heartbeat, answer the stuck requests, exit
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers

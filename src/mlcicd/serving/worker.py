@@ -48,6 +48,7 @@ import orjson
 import uvicorn
 
 from mlcicd.fsutil import read_json
+from mlcicd.serving import direct
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.batching import check_batching
@@ -334,7 +335,9 @@ def serve(
     and, with ``balance``, takes only its share of new connections (see
     :mod:`mlcicd.serving.balance`). With ``model_timeout``, a loop stalled that long is
     answered for and the process exits (:mod:`mlcicd.serving.watchdog`)."""
-    protocol = guarded_protocol(header_timeout, body_timeout)
+    protocol: type[GuardedProtocol] = guarded_protocol(header_timeout, body_timeout)
+    if direct.enabled():  # the endpoint's own routes answered below uvicorn's cycle
+        protocol = direct.direct_protocol(header_timeout, body_timeout, app.max_payload_bytes)
     config = uvicorn.Config(
         app,
         loop="auto",  # uvloop when installed, else asyncio
