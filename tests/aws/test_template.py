@@ -589,8 +589,26 @@ PREPARE = {"name": "prepare", "entry_point": "prepare.py", "inputs": {"raw": "da
 NOT_IN_THE_STACK = [
     pytest.param({"gate": {"challenger": {"data": "data/iris.csv"}}}, "gate.challenger", id="gate"),
     pytest.param({"transform": {"input": "data", "output": "scores"}}, "transform", id="transform"),
-    pytest.param({"explain": {"rows": 50}}, "explain", id="explain"),
+    pytest.param({"explain": {"online": True}}, "explain.online", id="explain"),
 ]
+
+
+def test_explain_reaches_the_training_function_with_the_channel_and_inference_script() -> None:
+    template = build_template(iris_with(explain={"rows": 50, "baseline": "data/iris.csv"}))
+    variables = template["Resources"]["TrainingFunction"]["Properties"]["Environment"]
+    assert json.loads(variables["Variables"]["MLCICD_EXPLAIN"]) == {
+        "channel": "training",
+        "label": "species",
+        "rows": 50,
+        "baseline": "data/iris.csv",
+        "source_dir": "src",
+        "entry_point": "inference.py",
+        "prediction_key": "predictions",
+        "required": False,
+        "online": False,
+    }
+    without = build_template(iris_with())["Resources"]["TrainingFunction"]["Properties"]
+    assert without["Environment"]["Variables"]["MLCICD_EXPLAIN"] == ""
 
 
 @pytest.mark.parametrize(("sections", "key"), NOT_IN_THE_STACK)

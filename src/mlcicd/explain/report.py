@@ -89,7 +89,29 @@ def prepare(
     """The rows to explain (``rows_file``, else ``explain.rows`` sampled from the training
     channel) and the baseline (``explain.baseline``: the channel, or a CSV in the commit)."""
     channel, path = training_channel(config, source_dir, channels)
-    label = label_column(config)
+    baseline_file = settings.baseline_file
+    return read_inputs(
+        channel,
+        path,
+        label_column(config),
+        settings,
+        baseline=None if baseline_file is None else (source_dir / baseline_file, baseline_file),
+        rows_file=rows_file,
+    )
+
+
+def read_inputs(
+    channel: str,
+    path: Path,
+    label: str | None,
+    settings: ExplainConfig,
+    *,
+    baseline: tuple[Path, str] | None = None,
+    rows_file: Path | None = None,
+) -> Inputs:
+    """:func:`prepare` once the channel is found: ``path`` holds channel ``channel``'s CSV;
+    ``baseline`` is the baseline CSV and the name it is shown by (None: the channel). The
+    stack's processing job (:mod:`mlcicd.explain.job`) calls it with its inputs' paths."""
     table = read_channel(path, channel=channel, label=label)
     if label is None and table.names:  # as the gate's evaluation: the label is the last column
         label = table.names.pop()
@@ -104,12 +126,11 @@ def prepare(
         count = min(settings.rows, len(training))
         rows = training[np.sort(draw.choice(len(training), count, replace=False))]
         rows_from = f"channel {channel}"
-    baseline_file = settings.baseline_file
-    if baseline_file is None:
+    if baseline is None:
         background, baseline_from = training, f"channel {channel} (k-means summary)"
     else:
-        background = _columns_of(source_dir / baseline_file, features, label)
-        baseline_from = baseline_file
+        background = _columns_of(baseline[0], features, label)
+        baseline_from = baseline[1]
     dataset = {
         "channel": channel,
         "label": label,
@@ -161,23 +182,46 @@ def compute(
         model_dir = Path(tmp, "model")
         archive = project.model_archive(package.model_uri, package.model_sha256)
         safe_extract(archive, model_dir, expected_sha256=package.model_sha256)
-        np.save(Path(tmp, "rows.npy"), inputs.rows)
-        np.save(Path(tmp, "background.npy"), inputs.background)
-        spec = {
-            "code_dir": str(source_dir / config.deploy.source_dir),
-            "entry_point": config.deploy.entry_point,
-            "model_dir": str(model_dir),
-            "rows": str(Path(tmp, "rows.npy")),
-            "background": str(Path(tmp, "background.npy")),
-            "features": inputs.features,
-            "prediction_key": _prediction_key(config),
-        }
-        Path(tmp, "spec.json").write_text(json.dumps(spec))
+        write_spec(
+            Path(tmp),
+            inputs,
+            code_dir=source_dir / config.deploy.source_dir,
+            entry_point=config.deploy.entry_point,
+            model_dir=model_dir,
+            prediction_key=prediction_key(config),
+        )
         answer = _run(python, environment, Path(tmp), config.build.timeout, log)
     return {**answer, "model": package.arn, "dataset": inputs.dataset}
 
 
-def _prediction_key(config: Config) -> str:
+def write_spec(
+    folder: Path,
+    inputs: Inputs,
+    *,
+    code_dir: Path,
+    entry_point: str,
+    model_dir: Path,
+    prediction_key: str,
+) -> dict[str, Any]:
+    """:mod:`mlcicd.explain.compute`'s spec, written to ``folder/spec.json`` with the rows and
+    the baseline beside it; returned too (the stack's job runs it in its own process)."""
+    np.save(folder / "rows.npy", inputs.rows)
+    np.save(folder / "background.npy", inputs.background)
+    spec = {
+        "code_dir": str(code_dir),
+        "entry_point": entry_point,
+        "model_dir": str(model_dir),
+        "rows": str(folder / "rows.npy"),
+        "background": str(folder / "background.npy"),
+        "features": inputs.features,
+        "prediction_key": prediction_key,
+    }
+    (folder / "spec.json").write_text(json.dumps(spec))
+    return spec
+
+
+def prediction_key(config: Config) -> str:
+    """The key of a JSON object answer holding the predictions (the challenger's)."""
     challenger = config.gate.challenger
     return challenger.prediction_key if challenger is not None else "predictions"
 

@@ -45,6 +45,15 @@ DATA_CHECK_INPUT = "data"
 DATA_CHECK_BASELINE_INPUT = "baseline"
 DATA_CHECK_OUTPUT = "datacheck"
 DATA_CHECK_REPORT = "report.json"
+# The register-time explanation as a processing job (the stack's pipeline,
+# mlcicd.explain.job's ``processing_job``): the training channel, the model archive, the
+# inference code and (explain.baseline: FILE) the baseline CSV in; the report out.
+EXPLAIN_DATA_INPUT = "data"
+EXPLAIN_MODEL_INPUT = "model"
+EXPLAIN_INFERENCE_INPUT = "inference"
+EXPLAIN_BASELINE_INPUT = "baseline"
+EXPLAIN_OUTPUT = "explain"
+EXPLAIN_REPORT = "report.json"
 # What of a step's settings its cache key covers (with its code, inputs and environment).
 CACHED_SETTINGS = ("source_dir", "entry_point", "arguments", "environment", "outputs", "report")
 CODE_INPUT = "code"  # the ScriptProcessor's input holding the script

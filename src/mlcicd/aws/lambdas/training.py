@@ -20,6 +20,7 @@ the job fails with the reason SageMaker gave.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.codepipeline import Artifact, PipelineJob
 from mlcicd.aws.lambdas import datacheck as dc
+from mlcicd.aws.lambdas import explain as ex
 from mlcicd.aws.lambdas import steps as st
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
@@ -89,6 +91,9 @@ class TrainingSettings:
     project_dir: str
     processing: st.ProcessingSettings
     data_check: dc.DataCheckSettings
+    explain: ex.ExplainSettings = dataclasses.field(
+        default_factory=lambda: ex.ExplainSettings(enabled=False)
+    )
     vpc_config: dict[str, list[str]] | None = None  # network: subnets and security groups
     inter_container_encryption: bool = False
     checkpoints: bool = False  # train.checkpoints (spot checkpoints whatever it says)
@@ -145,6 +150,7 @@ class TrainingSettings:
                 channels=channels,
             ),
             data_check=dc.DataCheckSettings.from_environ(environ),
+            explain=ex.ExplainSettings.from_environ(environ),
             vpc_config=vpc_from_json(
                 json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
             ),
@@ -228,6 +234,19 @@ def _channel_uri(
         return from_steps[channel]
     name = n.training_job_name(settings.pipeline, str(state["run"]))
     return _upload_channels(job, settings, _source(job), name, only=channel)[channel]
+
+
+def _trained_on(described: Mapping[str, Any], channel: str) -> str:
+    """Where the completed training job read ``channel`` (its InputDataConfig)."""
+    for item in described.get("InputDataConfig") or []:
+        if item.get("ChannelName") == channel:
+            return str(item["DataSource"]["S3DataSource"]["S3Uri"])
+    raise ConfigError(
+        f"training job {described.get('TrainingJobName')} had no channel {channel!r} to "
+        "explain the model on",
+        key="monitor.channel",
+        hint="name the training channel to explain with monitor.channel",
+    )
 
 
 @contextmanager
@@ -441,6 +460,18 @@ def complete(
             f"quality gate failed: {reason}",
             hint=f"model {package['arn']} was registered as Rejected; the endpoint keeps its model",
         )
+    if settings.explain.enabled and not ex.advance(
+        settings.explain,
+        settings.processing,
+        state,
+        model_data_url=model_data_url,
+        sha256=sha256,
+        channel_uri=lambda: _trained_on(described, settings.explain.channel),
+        source=lambda: _source_tree(job),
+    ):
+        explaining = str(state["explain"])
+        job.continue_later(state, summary=f"explain: job {explaining}", external_id=explaining)
+        return
     status = "PendingManualApproval" if settings.require_approval else "Approved"
     package = register(settings, state, model_data_url, sha256, metrics, status=status, reason=None)
     model = {
@@ -456,6 +487,8 @@ def complete(
         "image_uri": state.get("image"),
         "source_revision": state.get("revision"),
     }
+    if state.get("explained"):  # the deploy Lambda's Clarify baseline (explain.online)
+        model["explanation"] = state["explained"]
     if settings.processing.steps:
         model["processing_jobs"] = dict(st.iter_jobs(state))
         model["reports"] = reports
@@ -545,7 +578,9 @@ def register(
         Body=json.dumps(dict(metrics), sort_keys=True).encode(),
         ContentType="application/json",
     )
+    explainability, explained = ex.metadata(state)
     properties = {
+        **explained,
         "training_job": name,
         "model_sha256": sha256,
         "image": str(state.get("image") or ""),
@@ -571,6 +606,7 @@ def register(
             },
             # The training channel's baseline, from this run's data check: the next one's.
             **dc.baseline_metrics(settings.processing, state),
+            **explainability,  # explain: the report stored beside the model
         },
         "CustomerMetadataProperties": {k: v[:256] for k, v in properties.items() if v},
         # Within SageMaker's idempotency window, a second create with this token is the first.

@@ -101,12 +101,13 @@ def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
             hint=f"for the stack, remove transform:; {run} (transform.backend: sagemaker runs "
             "a SageMaker transform job)",
         )
-    if config.explain is not None:
+    if config.explain is not None and config.explain.online:
         raise ConfigError(
-            "the AWS pipeline does not explain the models it registers yet",
+            "the AWS pipeline explains the models it registers, but its endpoint does not "
+            "answer explanation requests yet",
             path=source,
-            key="explain",
-            hint=f"for the stack, remove explain:; {run} (at register)",
+            key="explain.online",
+            hint=f"for the stack, set explain.online: false; {run}",
         )
 
 

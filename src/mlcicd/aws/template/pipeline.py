@@ -44,7 +44,7 @@ from mlcicd.aws.template.monitoring import (
     TRAINING_FUNCTION_LOG_GROUP,
 )
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
-from mlcicd.config import Config, ProcessingStepConfig
+from mlcicd.config import Config, ExplainConfig, ProcessingStepConfig
 from mlcicd.config.processing import baseline_channel
 from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError
@@ -203,6 +203,7 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         ),
         n.ENV_PROCESSING: _json(processing_setting(config)) if config.processing else "",
         n.ENV_DATA_CHECK: _json(data_check_setting(config)) if config.data_check != "off" else "",
+        n.ENV_EXPLAIN: _json(explain_setting(config)) if config.explain else "",
     }
     _check_size(environment, "train")
     return environment
@@ -234,7 +235,8 @@ def _check_state(config: Config) -> None:
     image, the commit, the training job and the model. Estimated generously, refused here
     rather than when a push reaches the step."""
     pipeline = len(config.pipeline)
-    size = 800 + 4 * pipeline + sum(4 * len(s.name) + pipeline + 50 for s in config.processing)
+    size = 800 + 4 * pipeline + (400 + pipeline if config.explain else 0)
+    size += sum(4 * len(s.name) + pipeline + 50 for s in config.processing)
     if size > CONTINUATION_TOKEN_LIMIT:
         raise ConfigError(
             f"the stack's pipeline keeps a run's state in CodePipeline's continuation token "
@@ -262,6 +264,31 @@ def data_check_setting(config: Config) -> dict[str, Any]:
         "label": monitor.label,
         "drift_threshold": monitor.drift_threshold,
         "method": monitor.comparison_method,
+    }
+
+
+def explain_setting(config: Config) -> dict[str, Any]:
+    """``explain:`` for the training Lambda, with the channel (as the data check's), the
+    label and the inference script the explainer loads the model with."""
+    explain, channel = config.explain or ExplainConfig(), baseline_channel(config)
+    if channel is None:
+        raise ConfigError(
+            "the explainer reads the training channel monitor.channel names (else training, "
+            f"or the only one), and train.channels ({', '.join(config.train.channels)}) has no "
+            "such channel",
+            key="monitor.channel",
+            hint="name the channel to explain the model on with monitor.channel",
+        )
+    return {
+        "channel": channel,
+        "label": config.monitor.label,  # the stack has no challenger (whose label it would be)
+        "rows": explain.rows,
+        "baseline": explain.baseline_file,
+        "source_dir": config.deploy.source_dir,
+        "entry_point": config.deploy.entry_point,
+        "prediction_key": "predictions",
+        "required": explain.required,
+        "online": explain.online,
     }
 
 
