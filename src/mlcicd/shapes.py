@@ -6,7 +6,9 @@ imports the other: how an update shifts traffic (:class:`DeploymentPolicy`, Sage
 ``DeploymentConfig``), what it captures (:class:`DataCapture`, its ``DataCaptureConfig``),
 an endpoint's metrics as every backend reports them (:class:`EndpointMetrics`), and how
 hyperparameters travel (:func:`encode_hyperparameters`: the CreateTrainingJob API carries
-strings; :func:`decode_hyperparameters` reads them back). Plain data and pure functions:
+strings; :func:`decode_hyperparameters` reads them back), and an endpoint's online explainer
+(:func:`clarify_explainer_config`, built by ``mlcicd run``'s SageMaker backend and the
+stack's deploy Lambda alike; the Lambda has no numpy). Plain data and pure functions:
 nothing here calls anything.
 """
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from mlcicd.errors import TrainingError
+from mlcicd.errors import ExplainError, TrainingError
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,55 @@ def decode_hyperparameters(raw: Mapping[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             decoded[key] = value
     return decoded
+
+
+# --- online explanations (docs/explain.md, "Online") -----------------------------------------
+
+DEFAULT_MAX_RECORDS = 100  # records per explained request, unless MaxRecordCount says
+ENABLE_BY_DEFAULT = "`false`"  # EnableExplanations: a record is explained when asked
+
+
+def baseline_csv(rows: Any) -> str:
+    """Baseline rows as ``ShapBaseline``'s CSV text (repr of each float: no digits lost)."""
+    return "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
+
+
+def clarify_explainer_config(report: Mapping[str, Any] | None, model: str) -> dict[str, Any]:
+    """``ClarifyExplainerConfig`` for the model whose register-time report is ``report``
+    (``model``: its ARN, for the errors); ``ExplainError`` when the report cannot give one.
+
+    The report's baseline (the k-means summary it explained against, at most 10 rows) becomes
+    ``ShapConfig.ShapBaselineConfig.ShapBaseline``, its features
+    ``InferenceConfig.FeatureHeaders`` and its outputs (the classes, for a classifier)
+    ``LabelHeaders``: an endpoint explains a request against the same baseline the version's
+    importance was computed on. ``EnableExplanations`` is ``false``: a record is explained
+    when its request asks (``X-Amzn-SageMaker-Enable-Explanations``), never by default."""
+    if report is None:
+        raise ExplainError(
+            f"explain.online: model {model} was not explained at register, so its endpoint "
+            "has no baseline to explain against",
+            hint="run the pipeline with explain: set (the register stage explains the model)",
+        )
+    if "error" in report:
+        raise ExplainError(
+            f"explain.online: model {model} could not be explained at register: {report['error']}",
+            hint="fix the cause (`mlcicd explain` says it), or set explain.online: false",
+        )
+    baseline = report.get("baseline")
+    if not baseline:
+        raise ExplainError(
+            f"explain.online: the report of model {model} predates online explanations "
+            "(it keeps no baseline)",
+            hint="run the pipeline again: the register stage explains the model anew",
+        )
+    return {
+        "EnableExplanations": ENABLE_BY_DEFAULT,
+        "ShapConfig": {
+            "ShapBaselineConfig": {"MimeType": "text/csv", "ShapBaseline": baseline_csv(baseline)},
+        },
+        "InferenceConfig": {
+            "FeatureHeaders": list(report["features"]),
+            "LabelHeaders": list(report["expected_value"]),
+            "MaxRecordCount": DEFAULT_MAX_RECORDS,
+        },
+    }

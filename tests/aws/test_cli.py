@@ -78,11 +78,11 @@ def test_help() -> None:
 
 
 def _explaining(tmp_path: Path) -> Path:
-    """examples/iris with explain.online, which only `mlcicd run` runs."""
+    """examples/iris with transform:, which only `mlcicd run` runs."""
     project = tmp_path / "iris"
     shutil.copytree(IRIS, project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
     config = yaml.safe_load((project / "mlcicd.yaml").read_text())
-    config["explain"] = {"rows": 50, "online": True}
+    config["transform"] = {"input": "data", "output": "scores"}
     (project / "mlcicd.yaml").write_text(yaml.safe_dump(config))
     return project
 
@@ -92,7 +92,7 @@ def test_a_project_with_a_section_the_stack_does_not_run_is_refused_with_exit_co
 ) -> None:
     code, output = _run(str(_explaining(tmp_path)))
     assert code == 2, output
-    assert output.startswith("error: mlcicd.yaml: explain.online: the AWS pipeline explains ")
+    assert output.startswith("error: mlcicd.yaml: transform: the AWS pipeline does not run ")
     assert "`mlcicd run`" in output
     assert "Resources" not in output  # nothing generated
     assert len(output.strip().splitlines()) == 1
@@ -124,5 +124,5 @@ def test_deploy_refuses_the_same_project_before_it_packages_or_calls_aws(tmp_pat
         },
     )
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("error: mlcicd.yaml: explain.online: the AWS pipeline ")
+    assert result.output.startswith("error: mlcicd.yaml: transform: the AWS pipeline ")
     assert "Lambda package" not in result.output

@@ -527,3 +527,70 @@ def test_models_in_the_vpc_isolated_check_the_archive_without_network(
             "CompressionType": "None",
         }
     }
+
+
+EXPLAINED = {
+    "explainer": "linear",
+    "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    "importance": {
+        "sepal_length": 0.5,
+        "sepal_width": 0.2,
+        "petal_length": 1.0,
+        "petal_width": 1.3,
+    },
+    "expected_value": {"0": 0.1, "1": 0.2, "2": 0.3},
+    "baseline": [[5.0, 3.4, 1.5, 0.2], [6.5, 3.0, 5.5, 2.0]],
+}
+
+
+def explained(aws: AwsClient, **model_json: Any) -> dict[str, Any]:
+    """A trained model whose model.json says what the training Lambda's explainer left."""
+    model = {**trained(aws), **model_json}
+    aws("s3").put_object(
+        Bucket=ARTIFACTS_BUCKET,
+        Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
+        Body=zip_bytes({"model.json": json.dumps(model).encode()}),
+    )
+    return model
+
+
+def test_explain_online_gives_the_endpoint_config_clarify_from_the_models_report(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, iris_with(explain={"online": True}))
+    pipeline("s3").create_bucket(Bucket=MODELS_BUCKET)
+    key = "iris-classifier/iris-classifier-0123/explain/abababababababab.json"
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(EXPLAINED).encode())
+    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        assert report("job-1")[0] == "PutJobSuccessResult"
+    ((_, params),) = sent.calls
+    # The same ClarifyExplainerConfig `mlcicd run`'s SageMaker backend sends (moto drops it:
+    # what was sent is checked), its baseline beside the models.
+    clarify = params["ExplainerConfig"]["ClarifyExplainerConfig"]
+    uri = clarify["ShapConfig"]["ShapBaselineConfig"]["ShapBaselineUri"]
+    assert uri.startswith(f"s3://{MODELS_BUCKET}/iris-classifier/explain/")
+    assert clarify == {
+        "EnableExplanations": "`false`",
+        "ShapConfig": {"ShapBaselineConfig": {"MimeType": "text/csv", "ShapBaselineUri": uri}},
+        "InferenceConfig": {
+            "FeatureHeaders": EXPLAINED["features"],
+            "LabelHeaders": ["0", "1", "2"],
+            "MaxRecordCount": 100,
+        },
+    }
+    stored = pipeline("s3").get_object(Bucket=MODELS_BUCKET, Key=uri.split("/", 3)[3])
+    assert stored["Body"].read().decode() == "5.0,3.4,1.5,0.2\n6.5,3.0,5.5,2.0"
+
+
+def test_explain_online_for_a_model_that_could_not_be_explained_fails_saying_why(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, iris_with(explain={"online": True}))
+    explained(pipeline, explanation_error="model_fn of inference.py raised KeyError: 110")
+    failed = report("job-1", fails=True)
+    assert failed[0] == "PutJobFailureResult"
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith("explain.online: model arn:aws:sagemaker:")
+    assert "could not be explained at register: model_fn of inference.py raised" in message
+    assert not pipeline("sagemaker").list_endpoint_configs()["EndpointConfigs"]

@@ -59,7 +59,8 @@ def template_file(
         "serverless-api-iam": iris_with(
             deploy={"serverless": {"memory_mb": 2048}}, api={"enabled": True, "auth": "iam"}
         ),
-        "processing-steps": pipeline_with(),  # examples/pipeline: steps and data check
+        # examples/pipeline: steps and data check; its models explained, online too
+        "processing-steps": pipeline_with(explain={"online": True}),
     }.get(request.param, iris_config)
     path.write_text(
         to_yaml(build_template(config, approval=request.param.endswith("with-approval"))),

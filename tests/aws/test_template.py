@@ -589,7 +589,6 @@ PREPARE = {"name": "prepare", "entry_point": "prepare.py", "inputs": {"raw": "da
 NOT_IN_THE_STACK = [
     pytest.param({"gate": {"challenger": {"data": "data/iris.csv"}}}, "gate.challenger", id="gate"),
     pytest.param({"transform": {"input": "data", "output": "scores"}}, "transform", id="transform"),
-    pytest.param({"explain": {"online": True}}, "explain.online", id="explain"),
 ]
 
 
@@ -609,6 +608,26 @@ def test_explain_reaches_the_training_function_with_the_channel_and_inference_sc
     }
     without = build_template(iris_with())["Resources"]["TrainingFunction"]["Properties"]
     assert without["Environment"]["Variables"]["MLCICD_EXPLAIN"] == ""
+
+
+def _deploy_role_statements(template: dict[str, Any]) -> dict[str, Any]:
+    (policy,) = template["Resources"]["DeployFunctionRole"]["Properties"]["Policies"]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_explain_online_lets_the_deploy_function_read_reports_and_put_baselines_only() -> None:
+    online = build_template(iris_with(explain={"online": True}))
+    variables = online["Resources"]["DeployFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["MLCICD_EXPLAIN_ONLINE"] == "true"
+    statements = _deploy_role_statements(online)
+    read, put = statements["ReadTheModelsExplanations"], statements["PutTheClarifyBaseline"]
+    assert (read["Action"], put["Action"]) == (["s3:GetObject"], ["s3:PutObject"])
+    assert read["Resource"] == [{"Fn::Sub": "${ModelsBucket.Arn}/iris-classifier/*/explain/*"}]
+    assert put["Resource"] == [{"Fn::Sub": "${ModelsBucket.Arn}/iris-classifier/explain/*"}]
+    # Without explain.online the deploy function touches no model's files.
+    offline = build_template(iris_with(explain={"online": False}))
+    assert "ReadTheModelsExplanations" not in _deploy_role_statements(offline)
+    assert "PutTheClarifyBaseline" not in _deploy_role_statements(offline)
 
 
 @pytest.mark.parametrize(("sections", "key"), NOT_IN_THE_STACK)

@@ -16,8 +16,9 @@ from sklearn.ensemble import RandomForestClassifier
 from mlcicd.serving import explainers, explanations
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.explainers import EXACT_TOLERANCE, KERNEL_TOLERANCE
-from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer, baseline_csv
+from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer
 from mlcicd.serving.handlers import LoadedVariant, load_handlers
+from mlcicd.shapes import baseline_csv
 from tests.helpers import IrisModel
 from tests.serving.helpers import FULL_HANDLERS, NO_HANDLERS, call_asgi, write_code
 

@@ -17,6 +17,7 @@ training Lambda registered — and from the Models on both go through this modul
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,15 @@ def endpoint_config_request(
     if explainer:
         request["ExplainerConfig"] = {"ClarifyExplainerConfig": dict(explainer)}
     return request
+
+
+def clarify_baseline_key(pipeline: str, explainer: Mapping[str, Any]) -> tuple[str, bytes]:
+    """Where the inline ``ShapBaseline`` of ``explainer`` goes in the models bucket, and its
+    bytes: content-addressed (``<pipeline>/explain/<sha256>/baseline.csv``), so a model
+    explained against the same baseline reuses the object — for ``mlcicd run``'s SageMaker
+    backend and the stack's deploy Lambda alike."""
+    data = str(explainer["ShapConfig"]["ShapBaselineConfig"]["ShapBaseline"]).encode()
+    return f"{pipeline}/explain/{hashlib.sha256(data).hexdigest()}/baseline.csv", data
 
 
 def clarify_with_baseline_uri(explainer: Mapping[str, Any], uri: str) -> dict[str, Any]:

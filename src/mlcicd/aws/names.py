@@ -69,6 +69,8 @@ ENV_DATA_CHECK = "MLCICD_DATA_CHECK"
 # explain: JSON {"channel", "label", "rows", "baseline", "source_dir", "entry_point",
 # "prediction_key", "required", "online"} (source_dir and baseline in the repository); "" = off.
 ENV_EXPLAIN = "MLCICD_EXPLAIN"
+# explain.online for the deploy Lambda: "true" = the EndpointConfig carries ExplainerConfig.
+ENV_EXPLAIN_ONLINE = "MLCICD_EXPLAIN_ONLINE"
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
 # The deploy Lambda's second endpoint (staging:); "" = none. An action's UserParameters

@@ -42,7 +42,6 @@ SageMaker endpoints have no local URL, port or process: those fields are None.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -53,6 +52,7 @@ from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.deployment import (
     CAPTURE_PREFIX,
     VariantModel,
+    clarify_baseline_key,
     clarify_with_baseline_uri,
     data_capture_config,
     endpoint_config_request,
@@ -344,9 +344,7 @@ class SageMakerEndpointBackend:
         (content-addressed: ``<pipeline>/explain/<sha256>/baseline.csv``)."""
         if config.explainer is None:
             return None
-        baseline = config.explainer["ShapConfig"]["ShapBaselineConfig"]["ShapBaseline"]
-        data = str(baseline).encode()
-        key = f"{self.pipeline}/explain/{hashlib.sha256(data).hexdigest()}/baseline.csv"
+        key, data = clarify_baseline_key(self.pipeline, config.explainer)
         uri = self.store.put_bytes(data, self.bucket, key).uri
         return clarify_with_baseline_uri(config.explainer, uri)
 

@@ -45,12 +45,12 @@ from mlcicd.errors import ExplainError
 from mlcicd.serving import codecs, explainers
 from mlcicd.serving.codecs import BadRequestError
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
+from mlcicd.shapes import DEFAULT_MAX_RECORDS
 
 ENABLE_EXPLANATIONS = b"x-amzn-sagemaker-enable-explanations"
 EXPLAINER_HEADER = b"x-mlcicd-explainer"
 VERSION = "1.0"
 ALWAYS = "`true`"
-DEFAULT_MAX_RECORDS = 100  # records per explained request, unless MaxRecordCount says
 MAX_EXPRESSION = 64  # Clarify's limit on EnableExplanations
 _CACHE_SIZE = 64
 
@@ -158,11 +158,6 @@ def _csv_rows(text: str) -> np.ndarray:
     if baseline.ndim != 2 or not baseline.size:
         raise ValueError("ShapBaseline: rows of equal length are needed")
     return baseline
-
-
-def baseline_csv(rows: Any) -> str:
-    """Baseline rows as ``ShapBaseline``'s CSV text (repr of each float: no digits lost)."""
-    return "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
 
 
 class OnlineExplainer:

@@ -44,6 +44,8 @@ from mlcicd.aws.codepipeline import PipelineJob
 from mlcicd.aws.deployment import (
     THRESHOLDS,
     VariantModel,
+    clarify_baseline_key,
+    clarify_with_baseline_uri,
     data_capture_config,
     endpoint_config_request,
     prepare_deployment,
@@ -71,8 +73,10 @@ from mlcicd.aws.lambdas.staging import Target, clear_leftover, delete_step, stag
 from mlcicd.aws.network import vpc_from_json
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import AutoscalingConfig, ServerlessConfig, ShadowConfig, VariantConfig
-from mlcicd.errors import ArtifactError, ConfigError, EndpointError
-from mlcicd.shapes import DataCapture
+from mlcicd.errors import ArtifactError, AwsError, ConfigError, EndpointError, ExplainError
+from mlcicd.processing.base import MAX_REPORT_BYTES, parse_report
+from mlcicd.shapes import DataCapture, clarify_explainer_config
+from mlcicd.store.s3 import parse_s3_uri
 
 MODEL_JSON = "model.json"
 _REQUIRED = ("model_data_url", "model_package_arn", "model_package_version", "image_uri")
@@ -96,6 +100,7 @@ class DeploySettings:
     serverless: ServerlessConfig | None = None  # None: instances
     vpc_config: dict[str, list[str]] | None = None  # network: the Models' VpcConfig
     network_isolation: bool = False  # network.isolation: the Models reach no network
+    explain_online: bool = False  # explain.online: the EndpointConfig's ExplainerConfig
     staging: bool = False  # this invocation deploys to the staging endpoint
 
     @classmethod
@@ -129,6 +134,7 @@ class DeploySettings:
                 json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
             ),
             network_isolation=bool_setting(environ, n.ENV_MODEL_NETWORK_ISOLATION, False),
+            explain_online=bool_setting(environ, n.ENV_EXPLAIN_ONLINE, False),
         )
 
     def for_staging(self) -> DeploySettings:
@@ -254,6 +260,7 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
         instance_count=settings.instance_count,
         shadow=shadow,
         data_capture=capture,
+        explainer=_explainer(settings, model) if settings.explain_online else None,
         serverless=settings.serverless,
     )
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
@@ -267,6 +274,34 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
         "variants": [v.name for v in variants],
     }
     _start(job, settings, state)
+
+
+def _explainer(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, Any]:
+    """``explain.online``: the ClarifyExplainerConfig of the model just trained, from the
+    report the training Lambda stored beside it, as ``mlcicd run``'s SageMaker backend builds
+    it — its baseline CSV put beside the models (content-addressed) as ShapBaselineUri."""
+    arn = str(model["model_package_arn"])
+    uri = model.get("explanation")
+    if not uri:  # not explained: the builder says why (the error, or none at all)
+        failed = model.get("explanation_error")
+        clarify_explainer_config({"error": failed} if failed else None, arn)
+    bucket, key = parse_s3_uri(str(uri))
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    except AwsError as exc:
+        if exc.code in ("NoSuchKey", "404"):
+            raise ExplainError(
+                f"explain.online: the report of model {arn} is gone from {uri}",
+                hint="run the pipeline again: the Train action explains the model anew",
+            ) from exc
+        raise
+    with body:
+        report = parse_report(body.read(MAX_REPORT_BYTES + 1), f"explain.online: {uri}")
+    clarify = clarify_explainer_config(report, arn)
+    baseline_key, data = clarify_baseline_key(settings.pipeline, clarify)
+    client("s3").put_object(Bucket=bucket, Key=baseline_key, Body=data, ContentType="text/csv")
+    log(f"explain.online: the endpoint explains against s3://{bucket}/{baseline_key}")
+    return clarify_with_baseline_uri(clarify, f"s3://{bucket}/{baseline_key}")
 
 
 def _model(

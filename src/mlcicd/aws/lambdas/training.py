@@ -489,6 +489,8 @@ def complete(
     }
     if state.get("explained"):  # the deploy Lambda's Clarify baseline (explain.online)
         model["explanation"] = state["explained"]
+    elif state.get("explain_error"):
+        model["explanation_error"] = state["explain_error"]
     if settings.processing.steps:
         model["processing_jobs"] = dict(st.iter_jobs(state))
         model["reports"] = reports

@@ -55,6 +55,7 @@ def build_template(
             autoscaled=config.deploy.autoscaling is not None,
             network=config.network,
             data_check=config.data_check != "off",
+            explain_online=config.explain is not None and config.explain.online,
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
         **api.resources(config, names),
@@ -100,14 +101,6 @@ def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
             key="transform",
             hint=f"for the stack, remove transform:; {run} (transform.backend: sagemaker runs "
             "a SageMaker transform job)",
-        )
-    if config.explain is not None and config.explain.online:
-        raise ConfigError(
-            "the AWS pipeline explains the models it registers, but its endpoint does not "
-            "answer explanation requests yet",
-            path=source,
-            key="explain.online",
-            hint=f"for the stack, set explain.online: false; {run}",
         )
 
 

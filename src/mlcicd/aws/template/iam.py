@@ -82,6 +82,7 @@ def resources(
     autoscaled: bool = False,
     network: NetworkConfig | None = None,
     data_check: bool = False,
+    explain_online: bool = False,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
@@ -90,13 +91,16 @@ def resources(
     training Lambda looks up the production model's baseline (``data_check: warn|fail``);
     ``autoscaled``: the deploy Lambda registers the endpoint's variants for scaling
     (``deploy.autoscaling``); ``network``: the training jobs and Models run in these subnets
-    (``network:``)."""
+    (``network:``); ``explain_online``: the deploy Lambda reads the model's explanation and
+    puts its Clarify baseline beside it (``explain.online``)."""
     roles = {
         SAGEMAKER_ROLE: _training_job_role(names, network),
         ENDPOINT_ROLE: _endpoint_role(names, capture_prefix, network),
         CODEBUILD_ROLE: _codebuild_role(names),
         TRAINING_FUNCTION_ROLE: _training_function_role(names, data_check=data_check),
-        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms, autoscaled),
+        DEPLOY_FUNCTION_ROLE: _deploy_function_role(
+            names, rollback_alarms, autoscaled, explain_online=explain_online
+        ),
         PIPELINE_ROLE: _pipeline_role(names),
     }
     if names.staging_endpoint is not None:
@@ -454,8 +458,27 @@ def _scale_the_endpoint(names: StackNames) -> list[Json]:
 
 
 def _deploy_function_role(
-    names: StackNames, rollback_alarms: Sequence[str], autoscaled: bool = False
+    names: StackNames,
+    rollback_alarms: Sequence[str],
+    autoscaled: bool = False,
+    *,
+    explain_online: bool = False,
 ) -> Json:
+    # explain.online: the report the training Lambda stored beside the model
+    # (<pipeline>/<job>/explain/), and the baseline CSV the endpoint's explainer reads
+    # (<pipeline>/explain/), nothing else of the models bucket.
+    explaining = [
+        allow(
+            "ReadTheModelsExplanations",
+            ["s3:GetObject"],
+            [_objects(MODELS_BUCKET, f"{names.pipeline}/*/explain/")],
+        ),
+        allow(
+            "PutTheClarifyBaseline",
+            ["s3:PutObject"],
+            [_objects(MODELS_BUCKET, f"{names.pipeline}/explain/")],
+        ),
+    ]
     # PutMetricAlarm with Tags also needs TagResource on the alarm.
     put_alarms = allow(
         "PutTheRollbackAlarms",
@@ -494,6 +517,7 @@ def _deploy_function_role(
         ),
         *([put_alarms] if rollback_alarms else []),
         *(_scale_the_endpoint(names) if autoscaled else []),
+        *(explaining if explain_online else []),
         *_manage_staging_endpoint(names),
     )
 
