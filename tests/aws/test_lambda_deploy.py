@@ -583,14 +583,20 @@ def test_explain_online_gives_the_endpoint_config_clarify_from_the_models_report
     assert stored["Body"].read().decode() == "5.0,3.4,1.5,0.2\n6.5,3.0,5.5,2.0"
 
 
-def test_explain_online_for_a_model_that_could_not_be_explained_fails_saying_why(
+def test_a_model_that_could_not_be_explained_is_served_without_unless_required(
     pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(monkeypatch, iris_with(explain={"online": True}))
     explained(pipeline, explanation_error="model_fn of inference.py raised KeyError: 110")
-    failed = report("job-1", fails=True)
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        assert report("job-1")[0] == "PutJobSuccessResult"
+    ((_, params),) = sent.calls
+    assert "ExplainerConfig" not in params  # served, without explanations (the log says why)
+
+    configure(monkeypatch, iris_with(explain={"online": True, "required": True}))
+    explained(pipeline, explanation_error="model_fn of inference.py raised KeyError: 110")
+    failed = report("job-2", fails=True)
     assert failed[0] == "PutJobFailureResult"
     message = failed[1]["failureDetails"]["message"]
     assert message.startswith("explain.online: model arn:aws:sagemaker:")
     assert "could not be explained at register: model_fn of inference.py raised" in message
-    assert not pipeline("sagemaker").list_endpoint_configs()["EndpointConfigs"]

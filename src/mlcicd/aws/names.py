@@ -71,6 +71,8 @@ ENV_DATA_CHECK = "MLCICD_DATA_CHECK"
 ENV_EXPLAIN = "MLCICD_EXPLAIN"
 # explain.online for the deploy Lambda: "true" = the EndpointConfig carries ExplainerConfig.
 ENV_EXPLAIN_ONLINE = "MLCICD_EXPLAIN_ONLINE"
+# explain.required for the deploy Lambda: "true" = a model without a report fails the deploy.
+ENV_EXPLAIN_REQUIRED = "MLCICD_EXPLAIN_REQUIRED"
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
 # The deploy Lambda's second endpoint (staging:); "" = none. An action's UserParameters

@@ -101,6 +101,7 @@ class DeploySettings:
     vpc_config: dict[str, list[str]] | None = None  # network: the Models' VpcConfig
     network_isolation: bool = False  # network.isolation: the Models reach no network
     explain_online: bool = False  # explain.online: the EndpointConfig's ExplainerConfig
+    explain_required: bool = False  # explain.required: no report fails the deploy
     staging: bool = False  # this invocation deploys to the staging endpoint
 
     @classmethod
@@ -135,6 +136,7 @@ class DeploySettings:
             ),
             network_isolation=bool_setting(environ, n.ENV_MODEL_NETWORK_ISOLATION, False),
             explain_online=bool_setting(environ, n.ENV_EXPLAIN_ONLINE, False),
+            explain_required=bool_setting(environ, n.ENV_EXPLAIN_REQUIRED, False),
         )
 
     def for_staging(self) -> DeploySettings:
@@ -276,10 +278,22 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     _start(job, settings, state)
 
 
-def _explainer(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, Any]:
+def _explainer(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, Any] | None:
     """``explain.online``: the ClarifyExplainerConfig of the model just trained, from the
     report the training Lambda stored beside it, as ``mlcicd run``'s SageMaker backend builds
-    it — its baseline CSV put beside the models (content-addressed) as ShapBaselineUri."""
+    it — its baseline CSV put beside the models (content-addressed) as ShapBaselineUri. A
+    model without a report (its explainer failed) is served without explanations, said in
+    the log, unless ``explain.required`` — as ``mlcicd run``'s deploy stage does."""
+    try:
+        return _clarify(settings, model)
+    except ExplainError as exc:
+        if settings.explain_required:
+            raise
+        log(f"{exc.headline}: the endpoint serves it without explanations")
+        return None
+
+
+def _clarify(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, Any]:
     arn = str(model["model_package_arn"])
     uri = model.get("explanation")
     if not uri:  # not explained: the builder says why (the error, or none at all)

@@ -2,8 +2,8 @@
 before the model is registered, what drives it as mean |SHAP| per feature (docs/explain.md).
 
 The explainer is ``mlcicd.explain.job`` — the code ``mlcicd run``'s register stage runs —
-run as a SageMaker ProcessingJob ``<pipeline>-explain-<run>`` in the image this commit built
-(it has mlcicd, numpy, shap and the model's own classes; the function has none of them): its
+run as a SageMaker ProcessingJob ``<pipeline>-explain-<12 hex digits>`` in the image this
+commit built (it has mlcicd, numpy, shap and the model's classes; the function has none): its
 code is a three-line script calling ``mlcicd.explain.job.processing_job``, its inputs the
 training channel, the training job's model.tar.gz, the commit's ``deploy.source_dir`` (the
 inference script whose ``model_fn`` loads the model) and the ``explain.baseline`` CSV when it
@@ -235,7 +235,7 @@ def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
         if exc.code in ("NoSuchKey", "404"):
             return {
                 "error": f"{where}: the job wrote no report (the image's mlcicd must have "
-                "mlcicd.explain.job, and shap: mlcicd[explain])"
+                "mlcicd.explain.job: build it with this mlcicd)"
             }
         raise
     with body:

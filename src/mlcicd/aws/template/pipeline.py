@@ -329,6 +329,7 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
         **_common_environment(names, ENDPOINT_ROLE),
         n.ENV_STAGING_ENDPOINT_NAME: names.staging_endpoint or "",
         n.ENV_EXPLAIN_ONLINE: "true" if config.explain and config.explain.online else "false",
+        n.ENV_EXPLAIN_REQUIRED: "true" if config.explain and config.explain.required else "false",
         n.ENV_ENDPOINT_INSTANCE_TYPE: deploy.instance_type,
         n.ENV_ENDPOINT_INSTANCE_COUNT: str(deploy.instance_count),
         n.ENV_TRAFFIC_ROUTING: _json(traffic_routing(policy)),
