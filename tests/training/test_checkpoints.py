@@ -114,7 +114,9 @@ def manifest(store: LocalArtifactStore, files: dict[str, str]) -> None:
     store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
 
 
-@pytest.mark.parametrize("name", ["../outside.txt", "/etc/cron.d/x", "a/../../b"])
+@pytest.mark.parametrize(
+    "name", ["../outside.txt", "/etc/cron.d/x", "a/../../b", ".", "a/./b", "a/", "a\0b", "a\\b"]
+)
 def test_a_manifest_naming_a_path_outside_checkpoints_is_refused(
     tmp_path: Path, store: LocalArtifactStore, name: str
 ) -> None:
@@ -122,6 +124,26 @@ def test_a_manifest_naming_a_path_outside_checkpoints_is_refused(
     with pytest.raises(TrainingError, match="not a path inside the job's checkpoints/"):
         restore(store, WHERE, tmp_path / "ckpt")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_a_manifest_naming_a_file_and_a_folder_inside_it_is_refused_as_damaged(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    """A file where a folder goes (or a full disk) is the same clear refusal, never an OSError."""
+    digest = store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
+    store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    manifest(store, {"a": digest, "a/b": digest})
+    with pytest.raises(TrainingError, match=r"are damaged: a/b: File exists") as raised:
+        restore(store, WHERE, tmp_path / "ckpt")
+    assert "remove that folder from the store" in (raised.value.hint or "")
+
+
+def test_a_manifest_nested_too_deep_for_json_is_refused(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    store.put_bytes(b"[" * 100_000, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+    with pytest.raises(TrainingError, match="is not valid JSON"):
+        restore(store, WHERE, tmp_path / "ckpt")
 
 
 def test_a_changed_checkpoint_file_is_refused_with_what_to_do(

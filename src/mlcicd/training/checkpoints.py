@@ -26,7 +26,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from mlcicd.errors import ArtifactError, TrainingError
@@ -57,14 +57,17 @@ def restore(store: ArtifactStore, where: CheckpointConfig, dest: Path) -> Restor
         target = (root / relative).resolve()
         if not target.is_relative_to(root):  # through a link the script left: never written
             raise TrainingError(f"checkpoint {relative!r} would be written outside {root}")
-        target.parent.mkdir(parents=True, exist_ok=True)
         uri = store.uri(where.bucket, f"{where.prefix}/files/{digest}")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             store.get_file(uri, target, expected_sha256=digest)
-        except ArtifactError as exc:
+        except (ArtifactError, OSError) as exc:
+            # OSError: the manifest names "a" and "a/b" (a file where a folder goes), or the
+            # disk is full — said like a damaged file, never a traceback.
+            why = exc.message if isinstance(exc, ArtifactError) else exc.strerror or str(exc)
             raise TrainingError(
                 f"the checkpoints kept at {store.uri(where.bucket, where.prefix)} are damaged: "
-                f"{relative}: {exc.message}",
+                f"{relative}: {why}",
                 hint="remove that folder from the store to start the training afresh",
             ) from exc
     job = manifest.get("job")
@@ -102,7 +105,7 @@ def _manifest(store: ArtifactStore, where: CheckpointConfig) -> dict[str, Any] |
         return None
     try:
         data = json.loads(store.read_bytes(uri))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
         raise TrainingError(
             f"the checkpoint manifest {uri} is not valid JSON: {exc}",
             hint="remove it from the store to start the training afresh",
@@ -114,8 +117,11 @@ def _manifest(store: ArtifactStore, where: CheckpointConfig) -> dict[str, Any] |
             hint="remove it from the store to start the training afresh",
         )
     for relative, digest in files.items():
-        path = PurePosixPath(relative)
-        if not relative or path.is_absolute() or ".." in path.parts or "\\" in relative:
+        # Only the names save() writes: "/"-separated parts, none empty, "." or "..", no
+        # backslash or NUL. "." named the checkpoints/ folder itself (its temp file went to
+        # the job's folder); "a/./b" or "a/" are another spelling of a name, never written.
+        parts = relative.split("/")  # JSON object keys are strings
+        if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
             raise TrainingError(
                 f"the checkpoint manifest {uri} names {relative!r}, which is not a path inside "
                 "the job's checkpoints/",
