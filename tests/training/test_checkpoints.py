@@ -138,6 +138,23 @@ def test_a_manifest_naming_a_file_and_a_folder_inside_it_is_refused_as_damaged(
     assert "remove that folder from the store" in (raised.value.hint or "")
 
 
+def test_one_file_named_many_times_is_capped_as_a_model_archive_is(
+    tmp_path: Path, store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One kept file, named under many paths, would write many times its size."""
+    digest = store.put_bytes(b"w" * 1000, WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
+    store.put_bytes(b"w" * 1000, WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    manifest(store, {f"copy-{i}": digest for i in range(10)})
+    monkeypatch.setenv("MLCICD_MAX_MODEL_BYTES", "4500")
+    with pytest.raises(TrainingError, match=r"more than 4500 bytes \(MLCICD_MAX_MODEL_BYTES\)"):
+        restore(store, WHERE, tmp_path / "ckpt")
+    assert len(list((tmp_path / "ckpt").iterdir())) == 5  # and not one more
+    monkeypatch.setenv("MLCICD_MAX_MODEL_MEMBERS", "9")
+    with pytest.raises(TrainingError, match=r"name 10 files, more than 9"):
+        restore(store, WHERE, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
 def test_a_manifest_nested_too_deep_for_json_is_refused(
     tmp_path: Path, store: LocalArtifactStore
 ) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcicd.archive import MAX_BYTES_ENV, MAX_MEMBERS_ENV, Limits
 from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import sha256_file
 from mlcicd.store.base import ArtifactStore
@@ -53,6 +54,17 @@ def restore(store: ArtifactStore, where: CheckpointConfig, dest: Path) -> Restor
         return Restored(None, 0)
     files = manifest["files"]
     root = dest.resolve()
+    # A manifest may name one big file a million times: the set is capped as a model archive
+    # is (MLCICD_MAX_MODEL_MEMBERS files, MLCICD_MAX_MODEL_BYTES bytes), checked as it goes.
+    limits = Limits.from_env()
+    if len(files) > limits.max_members:
+        raise TrainingError(
+            f"the checkpoints kept at {store.uri(where.bucket, where.prefix)} name "
+            f"{len(files)} files, more than {limits.max_members} ({MAX_MEMBERS_ENV})",
+            hint="remove that folder from the store to start the training afresh, or raise "
+            f"{MAX_MEMBERS_ENV}",
+        )
+    total = 0
     for relative, digest in files.items():
         target = (root / relative).resolve()
         if not target.is_relative_to(root):  # through a link the script left: never written
@@ -70,6 +82,14 @@ def restore(store: ArtifactStore, where: CheckpointConfig, dest: Path) -> Restor
                 f"{relative}: {why}",
                 hint="remove that folder from the store to start the training afresh",
             ) from exc
+        total += target.stat().st_size
+        if total > limits.max_bytes:
+            raise TrainingError(
+                f"the checkpoints kept at {store.uri(where.bucket, where.prefix)} come to more "
+                f"than {limits.max_bytes} bytes ({MAX_BYTES_ENV}), at {relative}",
+                hint="remove that folder from the store to start the training afresh, or raise "
+                f"{MAX_BYTES_ENV}",
+            )
     job = manifest.get("job")
     return Restored(job if isinstance(job, str) else None, len(files))
 
