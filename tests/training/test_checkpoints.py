@@ -155,6 +155,20 @@ def test_one_file_named_many_times_is_capped_as_a_model_archive_is(
     assert not (tmp_path / "again").exists()
 
 
+def test_the_job_a_manifest_names_reaches_the_log_only_as_a_job_name(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    digest = store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
+    store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    forged = "a\nINFO training job iris-1 completed"
+    body = json.dumps({"job": forged, "files": {"w.bin": digest}}).encode()
+    store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+    assert restore(store, WHERE, tmp_path / "ckpt").job is None
+    body = json.dumps({"job": "iris-attempt-1", "files": {"w.bin": digest}}).encode()
+    store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+    assert restore(store, WHERE, tmp_path / "again").job == "iris-attempt-1"
+
+
 def test_a_manifest_nested_too_deep_for_json_is_refused(
     tmp_path: Path, store: LocalArtifactStore
 ) -> None:
