@@ -205,3 +205,18 @@ def test_links_the_script_left_are_not_followed_into_the_store(
     assert restored.files == 1 and sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
         "weights.bin"
     ]
+
+
+def test_a_checkpoints_folder_replaced_by_a_link_keeps_nothing(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    """save follows no link, the folder's own included: a script that made checkpoints/ a link
+    to the owner's ~/.aws does not have mlcicd copy it to the store."""
+    private = tmp_path / "home" / ".aws"
+    private.mkdir(parents=True)
+    (private / "credentials").write_text("aws_secret_access_key = not-for-the-store")
+    kept = tmp_path / "kept"
+    kept.symlink_to(private, target_is_directory=True)
+    assert save(store, WHERE, kept, "attempt-1") == 0
+    stored = [Path(store.local_path(u) or "") for u in store.list_uris(WHERE.bucket, WHERE.prefix)]
+    assert all(b"not-for-the-store" not in path.read_bytes() for path in stored)

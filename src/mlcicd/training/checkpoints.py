@@ -102,7 +102,12 @@ def save(store: ArtifactStore, where: CheckpointConfig, source: Path, job: str) 
     """Keep the files under ``source`` (symbolic links are not followed: they stay behind);
     how many. The manifest goes last, so a save cut short leaves the previous one whole."""
     files: dict[str, str] = {}
-    for path in sorted(source.rglob("*")):
+    # checkpoints/ itself replaced by a link is kept as nothing: rglob would follow it, as it
+    # follows no link below. (Only a local script can do it — in a container the folder is a
+    # mount point — and a local script runs as the owner: this keeps save's rule whole, it is
+    # no boundary; the container's links, resolved on the host, are the ones that matter.)
+    paths = [] if source.is_symlink() else sorted(source.rglob("*"))
+    for path in paths:
         if path.is_symlink() or not path.is_file():
             continue
         digest = sha256_file(path)
