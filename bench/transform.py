@@ -61,10 +61,11 @@ start = time.perf_counter()
 result = LocalTransformBackend(Path(a["root"])).run(
     spec, on_log=lambda _: loaded.append(time.perf_counter() - start))
 took = time.perf_counter() - start
-mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+mine, workers = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 print(json.dumps({"seconds": took, "loaded": loaded[0] if loaded else 0.0,
-                  "rows": result.rows_in, "rss_kb": mine + workers}))
+                  "rows": result.rows_in, "rss_kb": mine.ru_maxrss + workers.ru_maxrss,
+                  "cpu_job": mine.ru_utime + mine.ru_stime,
+                  "cpu_workers": workers.ru_utime + workers.ru_stime}))
 """
 
 
@@ -104,11 +105,13 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     seconds, rss = python(SCRIPT, str(model_dir / "model.joblib"), str(data), str(work / "s.csv"))
     results["script"] = (args.rows / float(seconds), rss)
     job = {"archive": str(archive), "sha": sha, "code": str(code), "root": str(work / "jobs")}
+    results["ceiling"] = ceiling()
     for workers in (1, 2):
         out = work / f"out{workers}"
         report = transform(job, data.parent, out, workers)
         results[f"transform{workers}"] = (report["rows"] / report["seconds"], report["rss_kb"])
         results[f"scoring{workers}"] = report["rows"] / (report["seconds"] - report["loaded"])
+        results[f"cpu{workers}"] = (report["cpu_job"], report["cpu_workers"])
         same = (out / "rows.csv.out").read_bytes() == (work / "s.csv").read_bytes()
         results[f"same{workers}"] = same
     results["http"] = http_rate(model_dir, work, data, args.http_rows)
@@ -157,6 +160,22 @@ def python(code: str, *argv: str) -> tuple[str, int]:
     return out.strip().splitlines()[-1], usage.ru_maxrss
 
 
+BUSY = "import time\ns = time.process_time()\nwhile time.process_time() - s < 2: pass"
+
+
+def ceiling() -> float:
+    """What two processes get done against one on this machine now: two busy loops of 2
+    CPU-seconds each, against one (on a shared machine, far below 2x)."""
+    took = []
+    for count in (1, 2):
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(count)]
+        for proc in procs:
+            proc.wait()
+        took.append(time.perf_counter() - start)
+    return 2 * took[0] / took[1]
+
+
 def transform(job: dict[str, Any], source: Path, output: Path, workers: int) -> dict[str, Any]:
     name = f"{output.name}-{workers}"
     argv = {**job, "name": name, "input": str(source), "output": str(output), "workers": workers}
@@ -203,6 +222,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
     script, one, two, http = r["script"][0], r["transform1"][0], r["transform2"][0], r["http"]
     steady = r["scoring2"] / r["scoring1"]
     long_one, long_two = r["amortized"]
+    cpu1, cpu2 = r["cpu1"], r["cpu2"]
     small, large = r[f"memory{args.memory_mb}"] / 1024, r[f"memory{args.memory_mb * 10}"] / 1024
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -246,6 +266,10 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{large:.0f} MB on {args.memory_mb * 10} MB (target: <= {small + 100:.0f} MB). "
         f"On the {args.memory_mb} MB file, 2 workers: {long_two:,.0f} rows/s, "
         f"{long_two / long_one:.2f}x one worker's {long_one:,.0f}.",
+        "",
+        f"CPU-seconds, job process / workers: 1 worker {cpu1[0]:.2f} / {cpu1[1]:.2f}, "
+        f"2 workers {cpu2[0]:.2f} / {cpu2[1]:.2f}. Two busy loops against one on the machine "
+        f"at the time: {r['ceiling']:.2f}x (the most 2 workers could get).",
         "",
     ]
     return "\n".join(lines)
