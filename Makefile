@@ -40,13 +40,13 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: lint tools containers
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadgroup
 
 unit: setup
 	$(BIN)/pytest -m "not integration"
 
 integration: setup tools containers
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest -n auto --dist loadgroup -m integration
 
 bench: setup
 	$(BIN)/python bench/pipeline.py

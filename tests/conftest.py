@@ -94,3 +94,12 @@ def iris_project(tmp_path: Path) -> Iterator[Path]:
     project = make_repo(tmp_path / "iris")
     yield project
     stop_endpoints(project)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n 2 --dist loadgroup`), the tests sharing a costly session fixture
+    (one podman image, one moto server) stay on one worker so it is built once."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts
+        if parts[0] in ("containers", "aws"):
+            item.add_marker(pytest.mark.xdist_group(parts[0]))

@@ -43,6 +43,17 @@ def report_value(report: Any, path: str) -> float:
     return float(value)
 
 
+def shown_value(metric: str, metrics: Mapping[str, float], reports: Mapping[str, Any]) -> object:
+    """What a gate's log line shows for ``metric``: the number it reads, or why it has none."""
+    first, dot, path = metric.partition(".")
+    if dot and first in reports:
+        try:
+            return report_value(reports[first], path)
+        except ValueError as exc:
+            return str(exc)
+    return metrics.get(metric, "not reported")
+
+
 def evaluate_thresholds(
     thresholds: Iterable[Threshold],
     metrics: Mapping[str, float],
@@ -73,4 +84,4 @@ def evaluate_thresholds(
     return failures
 
 
-__all__ = ["evaluate_thresholds", "report_value"]
+__all__ = ["evaluate_thresholds", "report_value", "shown_value"]

@@ -74,6 +74,17 @@ def staging_config() -> Config:
     return iris_with(staging=STAGING)
 
 
+PIPELINE_EXAMPLE = IRIS.parent / "pipeline"
+
+
+def pipeline_with(**sections: object) -> Config:
+    """examples/pipeline's mlcicd.yaml (prepare → train → evaluate, gated on evaluate's
+    report) with these top-level sections replaced."""
+    data = yaml.safe_load((PIPELINE_EXAMPLE / CONFIG_FILE).read_text())
+    data.update(sections)
+    return parse_config(yaml.safe_dump(data))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -77,25 +77,45 @@ def test_help() -> None:
     assert "template" in result.output
 
 
-def test_a_project_with_steps_the_stack_does_not_run_is_refused_with_exit_code_2() -> None:
-    # examples/pipeline: prepare → train → evaluate, which only `mlcicd run` runs.
-    code, output = _run(str(IRIS.parent / "pipeline"))
+def _explaining(tmp_path: Path) -> Path:
+    """examples/iris with explain:, which only `mlcicd run` runs."""
+    project = tmp_path / "iris"
+    shutil.copytree(IRIS, project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
+    config = yaml.safe_load((project / "mlcicd.yaml").read_text())
+    config["explain"] = {"rows": 50}
+    (project / "mlcicd.yaml").write_text(yaml.safe_dump(config))
+    return project
+
+
+def test_a_project_with_a_section_the_stack_does_not_run_is_refused_with_exit_code_2(
+    tmp_path: Path,
+) -> None:
+    code, output = _run(str(_explaining(tmp_path)))
     assert code == 2, output
-    assert output.startswith(
-        "error: mlcicd.yaml: processing: the AWS pipeline does not run processing steps yet "
-        "(prepare, evaluate); the training Lambda would look for "
-        "train.channels.training: prepare.train as a path in the commit"
-    )
+    assert output.startswith("error: mlcicd.yaml: explain: the AWS pipeline does not explain ")
     assert "`mlcicd run`" in output
     assert "Resources" not in output  # nothing generated
     assert len(output.strip().splitlines()) == 1
 
 
-def test_deploy_refuses_the_same_project_before_it_packages_or_calls_aws() -> None:
+def test_the_pipeline_example_generates_with_its_steps_and_data_check() -> None:
+    # examples/pipeline: prepare → train → evaluate, data_check: fail — all in the stack now.
+    code, output = _run(str(IRIS.parent / "pipeline"))
+    assert code == 0, output
+    function = yaml.safe_load(output)["Resources"]["TrainingFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert [s["name"] for s in json.loads(variables["MLCICD_PROCESSING"])["steps"]] == [
+        "prepare",
+        "evaluate",
+    ]
+    assert json.loads(variables["MLCICD_DATA_CHECK"])["mode"] == "fail"
+
+
+def test_deploy_refuses_the_same_project_before_it_packages_or_calls_aws(tmp_path: Path) -> None:
     # No AWS here: a deploy that got past the template would fail on credentials instead.
     result = CliRunner().invoke(
         cli,
-        ["aws", "deploy", str(IRIS.parent / "pipeline"), "-p", "GitHubOwner=ada"],
+        ["aws", "deploy", str(_explaining(tmp_path)), "-p", "GitHubOwner=ada"],
         env={
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
@@ -104,5 +124,5 @@ def test_deploy_refuses_the_same_project_before_it_packages_or_calls_aws() -> No
         },
     )
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("error: mlcicd.yaml: processing: the AWS pipeline ")
+    assert result.output.startswith("error: mlcicd.yaml: explain: the AWS pipeline ")
     assert "Lambda package" not in result.output

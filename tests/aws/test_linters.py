@@ -13,6 +13,7 @@ import pytest
 
 from mlcicd.aws.template import build_template, to_yaml
 from mlcicd.config import Config
+from tests.aws.conftest import pipeline_with
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,13 @@ CHECKOV_ENV = "MLCICD_CHECKOV"
 
 @pytest.fixture(
     scope="module",
-    params=["without-approval", "with-approval", "canary-alarms-capture", "staging-with-approval"],
+    params=[
+        "without-approval",
+        "with-approval",
+        "canary-alarms-capture",
+        "staging-with-approval",
+        "processing-steps",
+    ],
 )
 def template_file(
     request: pytest.FixtureRequest,
@@ -40,9 +47,11 @@ def template_file(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.yaml"
-    config = {"canary-alarms-capture": canary_config, "staging-with-approval": staging_config}.get(
-        request.param, iris_config
-    )
+    config = {
+        "canary-alarms-capture": canary_config,
+        "staging-with-approval": staging_config,
+        "processing-steps": pipeline_with(),  # examples/pipeline: steps and data check
+    }.get(request.param, iris_config)
     path.write_text(
         to_yaml(build_template(config, approval=request.param.endswith("with-approval"))),
         encoding="utf-8",

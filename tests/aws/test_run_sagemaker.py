@@ -30,16 +30,9 @@ import pytest
 from click.testing import CliRunner
 
 from mlcicd.cli import cli
-from mlcicd.training import (
-    Channel,
-    LocalTrainingBackend,
-    MetricDefinition,
-    TrainingJobSpec,
-    TrainingPaths,
-)
 from tests.aws.conftest import AwsClient, push_image
 from tests.aws.events import IMAGE, ROLE_ARN
-from tests.aws.sagemaker_sim import sagemaker_writes
+from tests.aws.sagemaker_sim import sagemaker_writes, train_here
 from tests.conftest import IRIS, commit_all, make_repo
 from tests.helpers import drop_staging
 
@@ -77,24 +70,8 @@ def on_sagemaker(project: Path, staging: str = "") -> None:
 
 
 def trained_here(tmp_path: Path) -> tuple[bytes, dict[str, bytes], list[str]]:
-    """What a SageMaker job running the project's train.py produces: the model, output/data,
-    the log."""
-    result = LocalTrainingBackend(tmp_path / "local-jobs").run(
-        TrainingJobSpec(
-            name="iris-here",
-            source_dir=IRIS / "src",
-            entry_point="train.py",
-            python=Path(sys.executable),
-            hyperparameters={"C": 1.0, "max_iter": 200},
-            channels=[Channel("training", IRIS / "data")],
-            metric_definitions=[MetricDefinition("accuracy", r"accuracy=([0-9.]+)")],
-        )
-    )
-    result.raise_for_status()
-    assert result.model_artifact is not None
-    output_data = TrainingPaths(result.job_dir).output_data
-    output = {p.name: p.read_bytes() for p in output_data.iterdir() if p.is_file()}
-    return result.model_artifact.read_bytes(), output, result.log_path.read_text().splitlines()
+    """What a SageMaker job running examples/iris's train.py produces."""
+    return train_here(tmp_path, IRIS / "src", IRIS / "data")
 
 
 def test_run_trains_and_deploys_on_sagemaker(

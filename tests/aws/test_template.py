@@ -16,7 +16,7 @@ from mlcicd.aws.template import TEMPLATE_BODY_LIMIT, build_template, iam, templa
 from mlcicd.config import Config, parse_config
 from mlcicd.errors import ConfigError
 from tests.aws.cfn import as_list, references, resolve, resources_of_type, role_statements
-from tests.aws.conftest import CANARY_DEPLOY, iris_with
+from tests.aws.conftest import CANARY_DEPLOY, iris_with, pipeline_with
 
 # The actions AWS authorises only on Resource "*" (no resource type in IAM), and so the only
 # ones a role may hold on "*". Adding one here is a decision: write down why in iam.py.
@@ -25,6 +25,7 @@ ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
     "codepipeline:PutJobSuccessResult",
     "codepipeline:PutJobFailureResult",
     "cloudwatch:PutMetricData",
+    "sagemaker:ListModelPackages",  # the data check's, only with data_check: warn|fail
 }
 
 REFERENCE_LOG_GROUPS = {
@@ -118,11 +119,16 @@ def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(
     template: dict[str, Any],
 ) -> None:
     on_any_resource: set[str] = set()
-    for overrides in (
-        {},
-        {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"},
+    checking = build_template(pipeline_with())  # examples/pipeline: its data check lists models
+    for generated, overrides in (
+        (template, {}),
+        (
+            template,
+            {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"},
+        ),
+        (checking, {}),
     ):
-        for role, statement in role_statements(resolve(template, overrides)):
+        for role, statement in role_statements(resolve(generated, overrides)):
             actions = as_list(statement["Action"])
             for action in actions:
                 verb = action.partition(":")[2]
@@ -208,10 +214,12 @@ def test_endpoints_read_models_and_never_write_them(
 
 
 def test_training_jobs_write_only_under_the_pipelines_prefix(template: dict[str, Any]) -> None:
-    # The pipeline's own jobs, and those of `mlcicd run --backend aws` (under any store prefix).
+    # The pipeline's own jobs, and those of `mlcicd run --backend aws` (under any store prefix):
+    # its training jobs under the models "bucket", its processing jobs under the artifacts one.
     under = {
         "${ModelsBucket.Arn}/iris-classifier/*",
         "${ModelsBucket.Arn}/*ml-cicd-pipeline-models/iris-classifier/*",
+        "${ModelsBucket.Arn}/*ml-cicd-pipeline-artifacts/iris-classifier/processing/*",
     }
     grants = _s3_grants(template, "SageMakerExecutionRole")
     assert (
@@ -231,7 +239,11 @@ def test_training_jobs_write_only_under_the_pipelines_prefix(template: dict[str,
     ]
     assert listing["Condition"] == {
         "StringLike": {
-            "s3:prefix": ["iris-classifier/*", "*ml-cicd-pipeline-models/iris-classifier/*"]
+            "s3:prefix": [
+                "iris-classifier/*",
+                "*ml-cicd-pipeline-models/iris-classifier/*",
+                "*ml-cicd-pipeline-artifacts/iris-classifier/processing/*",
+            ]
         }
     }
     # Their volumes are encrypted through a grant that only an AWS resource may use.
@@ -510,7 +522,10 @@ def test_fits_in_a_create_stack_template_body(template: dict[str, Any]) -> None:
     # CloudFormation takes at most 51,200 bytes inline; beyond that it has to go through S3.
     assert len(to_yaml(template).encode()) < TEMPLATE_BODY_LIMIT
     # What `mlcicd aws deploy` sends, with every stage and option: still inline, with room.
-    everything = build_template(iris_with(deploy=CANARY_DEPLOY), approval=True)
+    everything = build_template(
+        iris_with(deploy=CANARY_DEPLOY, processing=[{**PREPARE, "outputs": ["train"]}]),
+        approval=True,
+    )
     assert everything["Resources"]["StagingTestProject"]
     body = template_body(everything)
     assert json.loads(body) == everything
@@ -563,12 +578,6 @@ def test_the_key_policy_lets_services_use_the_key_only_for_this_accounts_resourc
 # stack's refusal names. (staging:, approve, monitor and deploy.* are the stack's own.)
 PREPARE = {"name": "prepare", "entry_point": "prepare.py", "inputs": {"raw": "data"}}
 NOT_IN_THE_STACK = [
-    pytest.param(
-        {"processing": [{**PREPARE, "outputs": ["train"]}], "train": {"channels": {}}},
-        "processing",
-        id="processing",
-    ),
-    pytest.param({"data_check": "warn"}, "data_check", id="data_check"),
     pytest.param({"gate": {"challenger": {"data": "data/iris.csv"}}}, "gate.challenger", id="gate"),
     pytest.param({"transform": {"input": "data", "output": "scores"}}, "transform", id="transform"),
     pytest.param({"explain": {"rows": 50}}, "explain", id="explain"),
@@ -590,16 +599,59 @@ def test_a_section_the_stack_does_not_run_is_refused_by_its_key(
     assert "`mlcicd run`" in raised.value.hint
 
 
-def test_a_channel_naming_a_step_output_is_said_to_be_read_as_a_path() -> None:
+def test_processing_steps_go_to_the_training_function_and_its_policies() -> None:
     config = iris_with(
-        processing=[{**PREPARE, "outputs": ["train"]}],
+        processing=[
+            {**PREPARE, "outputs": ["train"], "backend": "sagemaker", "max_runtime": 900},
+        ],
         train={"channels": {"training": "prepare.train"}},
     )
-    with pytest.raises(ConfigError, match=r"^mlcicd\.yaml: processing: ") as raised:
-        build_template(config)
-    assert "(prepare)" in raised.value.message
-    assert "train.channels.training: prepare.train as a path in the commit" in raised.value.message
-    assert "processing.backend: sagemaker" in (raised.value.hint or "")
+    template = build_template(config)
+    resources = template["Resources"]
+    variables = resources["TrainingFunction"]["Properties"]["Environment"]["Variables"]
+    # Only what differs from a step's defaults (backend: the stack runs every step on SageMaker).
+    assert json.loads(variables["MLCICD_PROCESSING"]) == {
+        "steps": [
+            {
+                "name": "prepare",
+                "entry_point": "prepare.py",
+                "inputs": {"raw": "data"},
+                "outputs": ["train"],
+                "max_runtime": 900,
+            }
+        ],
+        "requirements": "requirements.txt",
+    }
+    (jobs,) = [
+        s
+        for role, s in role_statements(template)
+        if role == "TrainingFunctionRole" and s["Sid"] == "RunThePipelinesProcessingJobs"
+    ]
+    assert jobs["Action"] == [
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:DescribeProcessingJob",
+        "sagemaker:AddTags",
+    ]
+    assert jobs["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+            "processing-job/iris-classifier-*"
+        }
+    ]
+    # A project without steps has none to pass.
+    plain = build_template(iris_with())["Resources"]["TrainingFunction"]
+    assert plain["Properties"]["Environment"]["Variables"]["MLCICD_PROCESSING"] == ""
+
+
+def test_more_steps_than_the_continuation_token_holds_are_refused() -> None:
+    steps = [
+        {"name": f"featurise-data-{i:09d}", "entry_point": "f.py", "inputs": {"raw": "data"}}
+        for i in range(12)
+    ]
+    with pytest.raises(ConfigError, match="continuation token") as raised:
+        build_template(iris_with(processing=steps))
+    assert raised.value.key == "processing"
+    assert build_template(iris_with(processing=steps[:4]))  # a few long names fit
 
 
 def test_data_check_off_and_the_stacks_own_sections_generate() -> None:

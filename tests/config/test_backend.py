@@ -160,3 +160,15 @@ def test_runtime_url() -> None:
     )
     with pytest.raises(ValueError):
         runtime_url("x", "arn:aws:sagemaker:eu-west-1:1:model/x")
+
+
+def test_the_processing_steps_go_where_training_goes() -> None:
+    # examples/pipeline: prepare and evaluate run locally by default; on AWS they are
+    # ProcessingJobs, as the stack's pipeline runs them.
+    pipeline = load_config(IRIS.parent / "pipeline")
+    assert {s.backend for s in pipeline.processing} == {"local"}
+    on_aws = with_backend(pipeline, "aws", stack_outputs=OUTPUTS, commit=COMMIT)
+    assert [s.backend for s in on_aws.processing] == ["sagemaker", "sagemaker"]
+    assert [s.name for s in on_aws.processing] == ["prepare", "evaluate"]
+    back = with_backend(on_aws, "local")
+    assert [s.backend for s in back.processing] == ["local", "local"]

@@ -84,3 +84,28 @@ def test_a_model_that_cannot_load_fails_and_nothing_claims_to_serve(
         DeployStage().run(stages.context(outputs))
     record = project.state.get_endpoint(ENDPOINT)
     assert record is None or record.status != "InService"
+
+
+def test_deploy_autoscaling_reaches_the_local_endpoints_workers(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    set_yaml(
+        iris_repo,
+        "  workers: 2\n",
+        "  workers: 1\n  autoscaling: {max_instances: 2, target_invocations_per_instance: 9000}\n",
+    )
+    stages = Stages(iris_repo)
+    project = stages.project
+    outputs = {
+        "source": stages.source(),
+        "build": stages.build(),
+        "register": registered(project, iris),
+    }
+    deployed = DeployStage().run(stages.context(outputs))
+    live = json.loads((project.state_dir / "endpoints" / ENDPOINT / "status.json").read_text())
+    assert (
+        live["autoscaling"]["max_instances"] == 2 and live["autoscaling"]["current_instances"] == 1
+    )
+    (config,) = project.state.endpoint_configs(ENDPOINT)
+    assert config.name == deployed.outputs["config_name"]
+    assert config.spec["autoscaling"]["target_invocations_per_instance"] == 9000  # in its name

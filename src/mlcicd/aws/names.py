@@ -20,6 +20,7 @@ from mlcicd.errors import ConfigError
 REPOSITORY_NAME = "ml-model-repo"  # the reference's ECR repository; buildspec.yml pushes there
 VARIANT_NAME = "AllTraffic"  # the endpoint's production variant (SageMaker's own default name)
 TRAINING_JOBS_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_JOBS_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 
 # The environment of the orchestrator Lambdas: set by the template, read by mlcicd.aws.lambdas.
 ENV_PIPELINE = "MLCICD_PIPELINE"
@@ -53,6 +54,12 @@ ENV_VARIANTS = "MLCICD_VARIANTS"  # JSON: deploy.variants [{name, model, weight}
 ENV_SHADOW = "MLCICD_SHADOW"  # JSON: deploy.shadow {name, model}
 ENV_ENDPOINT_ENVIRONMENT = "MLCICD_ENDPOINT_ENVIRONMENT"  # JSON: each Model's environment
 # Each has a default for a function whose environment lacks it.
+# processing: for the training Lambda, JSON {"steps": [step, …], "requirements": path}, each
+# step mlcicd.yaml's keys (docs/processing.md) but backend; "" = no steps.
+ENV_PROCESSING = "MLCICD_PROCESSING"
+# data_check: JSON {"mode": "warn"|"fail", "channel", "label", "drift_threshold", "method"};
+# "" = off.
+ENV_DATA_CHECK = "MLCICD_DATA_CHECK"
 ENV_PROJECT_DIR = "MLCICD_PROJECT_DIR"  # the project's directory in the repository; "" = its root
 ENV_REQUIRE_APPROVAL = "MLCICD_REQUIRE_APPROVAL"  # "true": models wait as PendingManualApproval
 # The deploy Lambda's second endpoint (staging:); "" = none. An action's UserParameters
@@ -115,6 +122,12 @@ def _sagemaker_name(prefix: str, suffix: str, what: str, key: str) -> str:
 def training_job_name(pipeline: str, suffix: str) -> str:
     """``<pipeline>-<suffix>``: what the training Lambda's policy allows it to start."""
     return _sagemaker_name(training_job_prefix(pipeline), suffix, "training job", "pipeline")
+
+
+def processing_job_name(pipeline: str, suffix: str) -> str:
+    """``<pipeline>-<suffix>``: a processing job the training Lambda's policy allows it to
+    start (``processing-job/<pipeline>-*``, the training jobs' prefix)."""
+    return _sagemaker_name(training_job_prefix(pipeline), suffix, "processing job", "pipeline")
 
 
 def model_name(pipeline: str, suffix: str) -> str:
@@ -355,12 +368,18 @@ class StackNames:
         return endpoint_config_prefix(self.endpoint)
 
     @property
-    def training_prefixes(self) -> tuple[str, str]:
-        """Where in the models bucket training jobs read and write, as IAM patterns:
-        ``<pipeline>/`` (the training Lambda's jobs) and ``*<models bucket prefix>/<pipeline>/``
-        (the jobs of ``mlcicd run --backend aws``, whose store keeps them under
-        ``[<store.uri prefix>/]<store.models_bucket>/<pipeline>/``)."""
-        return f"{self.pipeline}/", f"*{self.models_bucket_prefix}/{self.pipeline}/"
+    def training_prefixes(self) -> tuple[str, str, str]:
+        """Where in the models bucket training and processing jobs (one role) read and write,
+        as IAM patterns: ``<pipeline>/`` (the training Lambda's jobs, its steps' under
+        ``<pipeline>/processing/``), ``*<models bucket prefix>/<pipeline>/`` (the training jobs
+        of ``mlcicd run --backend aws``, whose store keeps them under ``[<store.uri prefix>/]
+        <store.models_bucket>/<pipeline>/``) and ``*<artifacts bucket prefix>/<pipeline>/
+        processing/`` (its processing jobs', ``processing/sagemaker.py``)."""
+        return (
+            f"{self.pipeline}/",
+            f"*{self.models_bucket_prefix}/{self.pipeline}/",
+            f"*{self.artifacts_bucket_prefix}/{self.pipeline}/processing/",
+        )
 
     @property
     def model_package_group(self) -> str:

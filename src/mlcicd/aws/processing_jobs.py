@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlcicd.aws.clients import AwsClient, is_not_found
+from mlcicd.errors import AwsError, ProcessingError
+
 PROCESSING_ROOT = "/opt/ml/processing"
 PROCESSING_JOBS_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 CODE_INPUT = "code"
@@ -113,6 +116,32 @@ def failure_reason(description: Mapping[str, Any]) -> str:
     return f"the processing job ended {status} without a reason from SageMaker"
 
 
+def start_processing_job(
+    sagemaker: AwsClient, request: Mapping[str, Any], *, where: str = ""
+) -> None:
+    """CreateProcessingJob; AWS's refusal as a ProcessingError (``where``: what the job is
+    for, ``step prepare: `` — the start of the message)."""
+    try:
+        sagemaker.create_processing_job(**request)
+    except AwsError as exc:
+        raise ProcessingError(
+            f"{where}SageMaker did not start processing job {request['ProcessingJobName']}: "
+            f"{exc.message}",
+            hint=exc.hint,
+        ) from exc
+
+
+def describe_processing_job(sagemaker: AwsClient, name: str) -> dict[str, Any] | None:
+    """DescribeProcessingJob, or None if there is no job of that name."""
+    try:
+        described: dict[str, Any] = sagemaker.describe_processing_job(ProcessingJobName=name)
+    except AwsError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return described
+
+
 def output_uris(description: Mapping[str, Any]) -> dict[str, str]:
     """Where SageMaker uploaded each output: ``{name: s3 prefix}``."""
     outputs = (description.get("ProcessingOutputConfig") or {}).get("Outputs") or []
@@ -124,6 +153,8 @@ __all__ = [
     "PROCESSING_JOBS_LOG_GROUP",
     "TERMINAL_STATUSES",
     "create_processing_job_request",
+    "describe_processing_job",
     "failure_reason",
     "output_uris",
+    "start_processing_job",
 ]

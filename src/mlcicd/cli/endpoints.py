@@ -10,7 +10,7 @@ import click
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
-from mlcicd.endpoints.base import metric_rows
+from mlcicd.endpoints.base import metric_rows, scaling_lines
 from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.errors import EndpointError
 
@@ -87,6 +87,8 @@ def endpoints_describe(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(
             f"  {'traffic shift':<20}{t['percent']:g}% to {t['config_name']} ({t['strategy']})"
         )
+    for label, value in scaling_lines(described.autoscaling):
+        click.echo(f"  {label:<20}{value}")
     if described.last_rollback:
         rb = described.last_rollback
         click.echo(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from mlcicd.config.checks import _check_semantics
-from mlcicd.config.schema import CONFIG_FILE, Config
+from mlcicd.config.schema import CONFIG_FILE, Config, ProcessingStepConfig
 from mlcicd.errors import ConfigError
 
 RunBackend = Literal["aws", "local"]
@@ -31,10 +31,11 @@ def with_backend(
 ) -> Config:
     """``config`` with every stage on ``backend`` — a new Config; ``config`` is unchanged.
 
-    ``local`` runs training and the endpoint on this machine. ``aws`` sets ``train.backend``
-    and ``deploy.backend`` to ``sagemaker``, which needs ``train.image``, ``train.role`` and
-    ``store.uri`` on S3: what the config leaves unset is taken from ``stack_outputs`` (the
-    outputs of the stack ``mlcicd aws deploy`` made) — ``SageMakerRoleArn`` → ``train.role``,
+    ``local`` runs training, the processing steps and the endpoint on this machine. ``aws``
+    sets ``train.backend``, ``deploy.backend`` and each step's ``backend`` to ``sagemaker``,
+    which needs ``train.image``, ``train.role`` and ``store.uri`` on S3: what the config
+    leaves unset is taken from ``stack_outputs`` (the outputs of the stack ``mlcicd aws
+    deploy`` made) — ``SageMakerRoleArn`` → ``train.role``,
     ``ModelsBucketName`` → ``store.uri`` (``s3://<bucket>``), ``RepositoryUri`` and the
     ``commit`` being run → ``train.image`` (``<uri>:<commit[:12]>``, the tag buildspec.yml
     gives the image it builds). Whatever is still missing is one ConfigError naming every
@@ -47,6 +48,7 @@ def with_backend(
             config,
             train=dataclasses.replace(config.train, backend="local"),
             deploy=dataclasses.replace(config.deploy, backend="local"),
+            processing=_steps_on(config, "local"),
         )
         _check_semantics(result, source)
         return result
@@ -100,6 +102,15 @@ def with_backend(
             role=config.deploy.role or outputs.get(STACK_ENDPOINT_ROLE_OUTPUT) or None,
         ),
         store=dataclasses.replace(store, uri=uri),
+        processing=_steps_on(config, "sagemaker"),
     )
     _check_semantics(result, source)
     return result
+
+
+def _steps_on(
+    config: Config, backend: Literal["local", "sagemaker"]
+) -> tuple[ProcessingStepConfig, ...]:
+    """Every processing step on ``backend``: a run on AWS runs its steps as ProcessingJobs, as
+    the stack's pipeline does (with train.image, train.role and the store above)."""
+    return tuple(dataclasses.replace(step, backend=backend) for step in config.processing)

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import PurePosixPath
 
+from mlcicd.config.infrastructure import check_infrastructure, check_sagemaker_hosting
 from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
     CONFIG_FILE,
@@ -127,6 +128,9 @@ def _check_semantics(config: Config, source: str) -> None:
     _check_staging(config, source)
     _check_transform(config, source)
     _check_explain(config, source)
+    check_infrastructure(config, source)
+    if config.deploy.backend == "sagemaker":
+        check_sagemaker_hosting(config, source)
 
 
 def _check_explain(config: Config, source: str) -> None:
@@ -388,6 +392,7 @@ def _check_container_deploy(deploy: DeployConfig, source: str) -> None:
         ("shadow", deploy.shadow is not None, "a shadow variant"),
         ("strategy", deploy.strategy != "all_at_once", f"strategy {deploy.strategy}"),
         ("data_capture.enabled", deploy.data_capture.enabled, "data capture"),
+        ("autoscaling", deploy.autoscaling is not None, "autoscaling its workers"),
     ]
     for key, present, what in unsupported:
         if present:

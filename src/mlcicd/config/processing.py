@@ -101,6 +101,17 @@ def report_names(config: Config) -> dict[str, ProcessingStepConfig]:
     return names
 
 
+def baseline_channel(config: Config) -> str | None:
+    """The training channel a baseline and the data check read: ``monitor.channel``, else
+    ``training``, else the only one; None when there is no such channel."""
+    channels = config.train.channels
+    name = config.monitor.channel
+    if name is None:
+        name = "training" if "training" in channels else next(iter(channels), None)
+        name = name if name == "training" or len(channels) == 1 else None
+    return name if name in channels else None
+
+
 def check_processing(config: Config, source: str) -> None:
     """Every check of ``processing:``, ``train.channels``' references, the gate's report keys
     and ``data_check``."""
@@ -318,6 +329,7 @@ __all__ = [
     "MODEL",
     "TRAIN",
     "Reference",
+    "baseline_channel",
     "check_processing",
     "dependencies",
     "parse_reference",

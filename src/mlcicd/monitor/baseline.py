@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import git
-from mlcicd.config import Config
-from mlcicd.config.processing import parse_reference
+from mlcicd.config import Config, MonitorConfig
+from mlcicd.config.processing import baseline_channel, parse_reference
 from mlcicd.errors import MlcicdError, MonitorError
 from mlcicd.monitor.constraints import suggest_constraints
-from mlcicd.monitor.dataset import read_channel
+from mlcicd.monitor.dataset import Table, read_channel
 from mlcicd.monitor.statistics import dataset_statistics
 from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
@@ -51,16 +51,8 @@ def training_channel(
     and where it is: in ``channels_at`` (where a run found each channel, a processing step's
     output among them), else in ``source_dir``."""
     channels = config.train.channels
-    name = config.monitor.channel
+    name = baseline_channel(config)
     if name is None:
-        name = (
-            "training"
-            if "training" in channels
-            else next(iter(channels))
-            if len(channels) == 1
-            else None
-        )
-    if name is None or name not in channels:
         raise MonitorError(
             "no training channel to compute a data-quality baseline from"
             + (f" among {', '.join(channels)}" if channels else " (train.channels names none)"),
@@ -84,15 +76,18 @@ def compute_baseline(
 ) -> BaselineDocuments:
     channel, path = training_channel(config, source_dir, channels)
     table = read_channel(path, channel=channel, label=label_column(config))
+    return baseline_of(table, channel, config.monitor)
+
+
+def baseline_of(table: Table, channel: str, monitor: MonitorConfig) -> BaselineDocuments:
+    """A channel's baseline from its table (read by ``read_channel``)."""
     if not table.names:
         raise MonitorError(
             f"training channel {channel!r} has no column but the label {table.label!r}"
         )
     statistics = dataset_statistics(table.names, table.columns, table.rows)
     constraints = suggest_constraints(
-        statistics,
-        drift_threshold=config.monitor.drift_threshold,
-        method=config.monitor.comparison_method,
+        statistics, drift_threshold=monitor.drift_threshold, method=monitor.comparison_method
     )
     dataset = {
         "channel": channel,
@@ -245,6 +240,7 @@ def load_baseline(
 
 __all__ = [
     "BaselineDocuments",
+    "baseline_of",
     "compute_baseline",
     "describe",
     "ensure_baseline",

@@ -15,16 +15,33 @@ artifacts bucket under ``<pipeline>/data-check/run-<id>/``.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlcicd.config import Config
-from mlcicd.monitor.baseline import label_column, load_baseline
+from mlcicd.config import Config, MonitorConfig
+from mlcicd.errors import MonitorError
+from mlcicd.monitor.baseline import (
+    CONSTRAINTS,
+    STATISTICS,
+    baseline_of,
+    label_column,
+    load_baseline,
+)
 from mlcicd.monitor.constraints import check, violations_document
-from mlcicd.monitor.dataset import read_channel
+from mlcicd.monitor.dataset import Table, read_channel
 from mlcicd.monitor.statistics import dataset_statistics
+from mlcicd.processing.base import (
+    DATA_CHECK_BASELINE_INPUT,
+    DATA_CHECK_INPUT,
+    DATA_CHECK_OUTPUT,
+    DATA_CHECK_REPORT,
+    ProcessingPaths,
+)
 from mlcicd.project import Project
 from mlcicd.state import ModelPackage
 
@@ -77,17 +94,7 @@ def check_training_data(
         )
     statistics, constraints = load_baseline(project, baseline)
     table = read_channel(path, channel=channel, label=label_column(config))
-    known = {f["name"] for f in constraints["features"]}
-    columns = dict(zip(table.names, table.columns, strict=True))
-    _, violations = check(
-        statistics,
-        constraints,
-        {n: c for n, c in columns.items() if n in known},
-        table.rows,
-        extra=[n for n in table.names if n not in known],
-        drift_threshold=config.monitor.drift_threshold,
-        method=config.monitor.comparison_method,
-    )
+    violations = check_table(table, statistics, constraints, config.monitor)
     folder = f"{config.pipeline}/data-check/run-{run_id}"
     store, bucket = project.store, config.store.artifacts_bucket
     current = dataset_statistics(table.names, table.columns, table.rows)
@@ -106,8 +113,88 @@ def check_training_data(
     )
 
 
+def check_table(
+    table: Table, statistics: dict[str, Any], constraints: dict[str, Any], monitor: MonitorConfig
+) -> list[dict[str, str]]:
+    """The violations of ``table`` (a channel, read by ``read_channel``) against a baseline's
+    statistics and constraints: the monitoring schedule's checks, with ``monitor``'s threshold
+    and method."""
+    known = {f["name"] for f in constraints["features"]}
+    columns = dict(zip(table.names, table.columns, strict=True))
+    _, violations = check(
+        statistics,
+        constraints,
+        {n: c for n, c in columns.items() if n in known},
+        table.rows,
+        extra=[n for n in table.names if n not in known],
+        drift_threshold=monitor.drift_threshold,
+        method=monitor.comparison_method,
+    )
+    return violations
+
+
+def processing_job(argv: Sequence[str] | None = None) -> int:
+    """The data check as a SageMaker ProcessingJob: what the stack's training Lambda runs in the
+    project's image (``python3 /opt/ml/processing/input/code/datacheck.py --channel NAME
+    [--label COLUMN] --drift-threshold X --method Robust``).
+
+    Reads the channel from ``input/data/`` and, when given, production's baseline
+    (statistics.json and constraints.json) from ``input/baseline/``; writes to
+    ``output/datacheck/`` the channel's own baseline (the new model's, registered with it),
+    its violations and ``report.json`` (``status``: Passed, CompletedWithViolations, Skipped or
+    Unreadable). The Lambda decides what a violation means (``data_check: warn|fail``): the
+    job exits 0 whenever it could look. Memory and time are bounded as a baseline's are: the
+    channel is streamed once and sampled to ``MAX_ROWS`` rows."""
+    parser = argparse.ArgumentParser(prog="datacheck.py")
+    parser.add_argument("--channel", required=True)
+    parser.add_argument("--label")
+    parser.add_argument("--drift-threshold", type=float, default=MonitorConfig.drift_threshold)
+    parser.add_argument("--method", choices=("Robust", "Simple"), default="Robust")
+    args = parser.parse_args(argv)
+    monitor = MonitorConfig(
+        channel=args.channel,
+        label=args.label,
+        drift_threshold=args.drift_threshold,
+        comparison_method=args.method,
+    )
+    paths = ProcessingPaths(Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")))
+    out = paths.output(DATA_CHECK_OUTPUT)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"channel": args.channel, "violations": []}
+    try:
+        table = read_channel(paths.input(DATA_CHECK_INPUT), channel=args.channel, label=args.label)
+        documents = baseline_of(table, args.channel, monitor)
+    except MonitorError as exc:  # no CSV, no rows, the label gone: the Lambda says what it means
+        report.update(status="Unreadable", reason=exc.message)
+        (out / DATA_CHECK_REPORT).write_bytes(_encode(report))
+        return 0
+    (out / STATISTICS).write_bytes(_encode(documents.statistics))
+    (out / CONSTRAINTS).write_bytes(_encode(documents.constraints))
+    report["rows"] = table.rows
+    baseline = paths.input(DATA_CHECK_BASELINE_INPUT)
+    if not (baseline / STATISTICS).is_file() or not (baseline / CONSTRAINTS).is_file():
+        report.update(status=SKIPPED, reason="no approved model has a baseline")
+    else:
+        violations = check_table(
+            table,
+            json.loads((baseline / STATISTICS).read_bytes()),
+            json.loads((baseline / CONSTRAINTS).read_bytes()),
+            monitor,
+        )
+        report.update(status=WITH_VIOLATIONS if violations else PASSED, violations=violations)
+        (out / "constraint_violations.json").write_bytes(_encode(violations_document(violations)))
+    (out / DATA_CHECK_REPORT).write_bytes(_encode(report))
+    return 0
+
+
 def _encode(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
-__all__ = ["DataCheckReport", "check_training_data", "production_model"]
+__all__ = [
+    "DataCheckReport",
+    "check_table",
+    "check_training_data",
+    "processing_job",
+    "production_model",
+]

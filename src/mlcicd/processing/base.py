@@ -18,19 +18,35 @@ The container's view, as SageMaker lays it out (:class:`ProcessingPaths`, under 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from mlcicd.errors import ProcessingError
+
+if TYPE_CHECKING:
+    from mlcicd.config import ProcessingStepConfig
 
 # SageMaker's patterns (ProcessingJobName; InputName/OutputName without the dots we keep
 # for references) and its ExitMessage/FailureReason limit.
 JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 IO_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MESSAGE_LIMIT = 1024
+MAX_REPORT_BYTES = 1 << 20  # a report is a few numbers; anything larger is not one
+# The data check as a processing job (the stack's pipeline, mlcicd.monitor.datacheck's
+# ``processing_job``): the training channel and production's baseline in, one output out
+# holding the channel's statistics.json and constraints.json (the new model's baseline),
+# constraint_violations.json and the check's report.json.
+DATA_CHECK_INPUT = "data"
+DATA_CHECK_BASELINE_INPUT = "baseline"
+DATA_CHECK_OUTPUT = "datacheck"
+DATA_CHECK_REPORT = "report.json"
+# What of a step's settings its cache key covers (with its code, inputs and environment).
+CACHED_SETTINGS = ("source_dir", "entry_point", "arguments", "environment", "outputs", "report")
 CODE_INPUT = "code"  # the ScriptProcessor's input holding the script
 DEFAULT_HOST = "algo-1"
 
@@ -170,3 +186,29 @@ class ProcessingBackend(Protocol):
 def exit_message(text: str) -> str:
     """ExitMessage: the first 1 KB of /opt/ml/output/message, as SageMaker keeps it."""
     return text.strip()[:MESSAGE_LIMIT]
+
+
+def cache_key(
+    step: ProcessingStepConfig, *, code: str, inputs: Mapping[str, str], environment: str
+) -> str:
+    """A step's cache key: its settings, the digest of its ``code`` (its source_dir), of each
+    input and of the ``environment`` it runs in. The one rule for ``mlcicd run`` (digests from
+    git and the store) and the pipeline's Lambda (digests of the source artifact and of the
+    jobs that produced each output): an unchanged step on unchanged inputs is not run again."""
+    settings = {k: getattr(step, k) for k in CACHED_SETTINGS}
+    document = {"step": settings, "code": code, "inputs": dict(inputs), "env": environment}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def parse_report(data: bytes, where: str) -> dict[str, Any]:
+    """A step's report (a PropertyFile) from its bytes: a JSON object of at most
+    ``MAX_REPORT_BYTES``. ``where`` names it in the error (``step evaluate: report …``)."""
+    if len(data) > MAX_REPORT_BYTES:
+        raise ProcessingError(f"{where}: larger than {MAX_REPORT_BYTES} bytes, not a report")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProcessingError(f"{where}: not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ProcessingError(f"{where}: expected a JSON object, got {type(document).__name__}")
+    return document

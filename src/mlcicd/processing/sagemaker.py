@@ -37,6 +37,7 @@ from mlcicd.aws.processing_jobs import (
     create_processing_job_request,
     failure_reason,
     output_uris,
+    start_processing_job,
 )
 from mlcicd.config import Config, ProcessingStepConfig
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, ProcessingError
@@ -161,13 +162,7 @@ class SageMakerProcessingBackend:
             tags={"mlcicd:pipeline": self.prefix.split("/", 1)[0]},
         )
         sagemaker = client("sagemaker")
-        try:
-            sagemaker.create_processing_job(**request)
-        except AwsError as exc:
-            raise ProcessingError(
-                f"SageMaker did not start processing job {spec.name}: {exc.message}",
-                hint=exc.hint,
-            ) from exc
+        start_processing_job(sagemaker, request)
         log(f"processing job {spec.name} created on {self.instance_count} x {self.instance_type}")
         try:
             described = self._wait(spec.name, sagemaker, log)

@@ -14,6 +14,7 @@
     sockets.py     the listening socket: bound, handed over (LISTEN_FDS) or inherited
     rollout.py     how an update replaces the serving generation: at once, or shifting traffic
                    step by step under alarms, rolled back when one trips
+    autoscale.py   target tracking: how many workers should serve the load now, and why
     status.py      status.json, as the supervisor writes it (the supervisor hands itself over)
     generation.py  worker processes as the supervisor sees them (start, events, exit)
     container.py   ``serve`` inside a SageMaker container, on top of the supervisor

@@ -35,7 +35,8 @@ from mlcicd.stages.transform import TransformStage
 def default_stages(config: Config | None = None) -> list[Stage]:
     """The pipeline's stages; with ``approve: manual``, an approval before the model is
     registered — or, with ``staging:``, after staging, so the person sees its results; with
-    ``transform:``, a batch transform by the new model right after register."""
+    ``transform:``, a batch transform by the new model just before deploy — after staging and
+    approval, so a model rejected there has scored nothing."""
     approve: list[Stage] = (
         [ApproveStage()] if config is not None and config.approve.mode == "manual" else []
     )
@@ -54,9 +55,9 @@ def default_stages(config: Config | None = None) -> list[Stage]:
             BuildStage(),
             *trained,
             RegisterStage(),
-            *transform,
             StagingStage(),
             *approve,
+            *transform,
             DeployStage(),
         ]
     return [

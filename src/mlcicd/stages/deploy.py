@@ -13,6 +13,7 @@ inference code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -98,6 +99,8 @@ class DeployStage:
             ]
             if isinstance(capture.destination, str):  # on S3: a new store is a new config
                 settings["data_capture"].append(capture.destination)
+        if cfg.autoscaling is not None and cfg.backend == "local":  # in the workers' config.json
+            settings["autoscaling"] = dataclasses.asdict(cfg.autoscaling)
         if cfg.backend == "container":  # another image is another config
             settings["image"] = ctx.outputs["build"].get("image_id")
         elif cfg.backend != "local":  # what else a SageMaker EndpointConfig's name must stand for
@@ -151,6 +154,7 @@ class DeployStage:
             shadow=shadow,
             data_capture=capture,
             deployment=policy,
+            autoscaling=cfg.autoscaling,
         )
         project.state.record_endpoint_config(
             EndpointConfigRecord(

@@ -14,7 +14,7 @@ from mlcicd.errors import GateError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.stages.process import step_reports
 from mlcicd.stages.register import register_model
-from mlcicd.thresholds import evaluate_thresholds, report_value
+from mlcicd.thresholds import evaluate_thresholds, shown_value
 
 
 def evaluate(
@@ -22,16 +22,6 @@ def evaluate(
 ) -> list[str]:
     """The failed checks of ``config``'s gate, each as one sentence; empty when the model passes."""
     return evaluate_thresholds(config.gate.thresholds, metrics, reports)
-
-
-def _shown(metric: str, metrics: dict[str, float], reports: dict[str, Any]) -> object:
-    first, dot, path = metric.partition(".")
-    if dot and first in reports:
-        try:
-            return report_value(reports[first], path)
-        except ValueError as exc:
-            return str(exc)
-    return metrics.get(metric, "not reported")
 
 
 class GateStage:
@@ -44,7 +34,7 @@ class GateStage:
         metrics = ctx.outputs["train"]["metrics"]
         reports = step_reports(ctx.config, ctx.outputs)
         for threshold in ctx.config.gate.thresholds:
-            ctx.log(f"check {threshold}: {_shown(threshold.metric, metrics, reports)}")
+            ctx.log(f"check {threshold}: {shown_value(threshold.metric, metrics, reports)}")
         failures = evaluate(ctx.config, metrics, reports)
         challenger: dict[str, object] = {}
         if not failures and ctx.config.gate.challenger is not None:

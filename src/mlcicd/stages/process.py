@@ -15,7 +15,6 @@ completed job's stored outputs and report. Each output is stored as
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,11 +39,11 @@ from mlcicd.fsutil import sha256_file
 from mlcicd.pipeline import RunContext, Stage, StageResult
 from mlcicd.processing import ProcessingInput, ProcessingJobResult, ProcessingJobSpec, open_backend
 from mlcicd.processing.artifacts import output_directory
+from mlcicd.processing.base import MAX_REPORT_BYTES, cache_key, parse_report
 from mlcicd.project import Project
 from mlcicd.state import ProcessingJobRecord
 
 STAGE_OF_PHASE: dict[Phase, str] = {"before": "process", "after": "evaluate"}
-MAX_REPORT_BYTES = 1 << 20  # a report is a few numbers; anything larger is not one
 
 
 def path_digest(project: Project, commit: str, source_dir: Path, location: str) -> str:
@@ -174,21 +173,11 @@ class _StepsStage:
                 )
             inputs.append(ProcessingInput(name, path))
             digests[name] = path_digest(project, source["commit"], source_dir, value)
-        settings = {
-            k: getattr(step, k)
-            for k in ("source_dir", "entry_point", "arguments", "environment", "outputs", "report")
-        }
         code = path_digest(project, source["commit"], source_dir, step.source_dir)
-        cache_key = hashlib.sha256(
-            json.dumps(
-                # The environment, not the build digest: that one changes with every commit.
-                {"step": settings, "code": code, "inputs": digests, "env": build["environment"]},
-                sort_keys=True,
-                default=list,
-            ).encode()
-        ).hexdigest()
+        # The environment, not the build digest: that one changes with every commit.
+        key = cache_key(step, code=code, inputs=digests, environment=build["environment"])
         if not ctx.options.force:
-            previous = project.state.find_completed_processing_job(cache_key)
+            previous = project.state.find_completed_processing_job(key)
             if previous is not None and all(
                 project.store.exists(o["uri"]) for o in previous.outputs.values()
             ):
@@ -211,7 +200,7 @@ class _StepsStage:
             name=name,
             run_id=ctx.run.id,
             step=step.name,
-            cache_key=cache_key,
+            cache_key=key,
             status="InProgress",
             failure_reason=None,
             exit_message=None,
@@ -264,13 +253,7 @@ class _StepsStage:
             )
         if path.stat().st_size > MAX_REPORT_BYTES:
             raise ProcessingError(f"{where}: larger than {MAX_REPORT_BYTES} bytes, not a report")
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ProcessingError(f"{where}: not JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise ProcessingError(f"{where}: expected a JSON object, got {type(document).__name__}")
-        return document
+        return parse_report(path.read_bytes(), where)
 
     @staticmethod
     def _store(ctx: RunContext, result: ProcessingJobResult) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts
-from mlcicd.endpoints.base import metric_rows
+from mlcicd.endpoints.base import metric_rows, scaling_lines
 from mlcicd.web.layout import (
     Html,
     compact,
@@ -584,6 +584,7 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
                     else None,
                 ),
                 ("last rollback", compact(rollback) if rollback else None),
+                *scaling_lines(live.get("autoscaling")),  # deploy.autoscaling, locally
                 ("created", when(record.get("created_at"))),
                 ("updated", when(record.get("updated_at"))),
                 (

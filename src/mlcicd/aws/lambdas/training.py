@@ -1,5 +1,9 @@
 """TRAIN: the pipeline's training Lambda (``mlcicd.aws.lambdas.training.handler``).
 
+With ``processing:``, the steps before training run first and those after it before the gate,
+as SageMaker ProcessingJobs (:mod:`mlcicd.aws.lambdas.steps`); the outline below is then the
+middle of the action.
+
 First invocation (no continuation token): read the image URI from the build's
 ``imageDetail.json``, upload the training channels from the source artifact to the models
 bucket, start the SageMaker training job ``<pipeline>-<suffix of the job id>`` — unless a
@@ -19,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -27,6 +32,8 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.codepipeline import Artifact, PipelineJob
+from mlcicd.aws.lambdas import datacheck as dc
+from mlcicd.aws.lambdas import steps as st
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
     int_setting,
@@ -48,7 +55,7 @@ from mlcicd.aws.training_jobs import (
 from mlcicd.config import Threshold
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, GateError, TrainingError
 from mlcicd.store.s3 import parse_s3_uri
-from mlcicd.thresholds import evaluate_thresholds
+from mlcicd.thresholds import evaluate_thresholds, shown_value
 
 IMAGE_DETAIL = "imageDetail.json"  # written by buildspec.yml
 MODEL_JSON = "model.json"  # read by the deploy Lambda
@@ -79,6 +86,8 @@ class TrainingSettings:
     metric_definitions: list[dict[str, str]]
     require_approval: bool
     project_dir: str
+    processing: st.ProcessingSettings
+    data_check: dc.DataCheckSettings
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingSettings:
@@ -97,25 +106,41 @@ class TrainingSettings:
                 Threshold(metric=str(raw["metric"]), op=raw["op"], value=float(raw["value"]))
             )
         max_wait = setting(environ, n.ENV_TRAINING_MAX_WAIT, "")
+        pipeline = setting(environ, n.ENV_PIPELINE)
+        role_arn = setting(environ, n.ENV_SAGEMAKER_ROLE_ARN)
+        models_bucket = setting(environ, n.ENV_MODELS_BUCKET)
+        kms_key_id = setting(environ, n.ENV_TRAINING_KMS_KEY, "") or None
+        channels = json_setting(environ, n.ENV_TRAINING_CHANNELS, {})
+        project_dir = setting(environ, n.ENV_PROJECT_DIR, "").strip("/")
         return cls(
-            pipeline=setting(environ, n.ENV_PIPELINE),
-            role_arn=setting(environ, n.ENV_SAGEMAKER_ROLE_ARN),
-            models_bucket=setting(environ, n.ENV_MODELS_BUCKET),
+            pipeline=pipeline,
+            role_arn=role_arn,
+            models_bucket=models_bucket,
             thresholds=tuple(thresholds),
             instance_type=setting(environ, n.ENV_TRAINING_INSTANCE_TYPE, "ml.m5.large"),
             instance_count=int_setting(environ, n.ENV_TRAINING_INSTANCE_COUNT, 1),
             use_spot=bool_setting(environ, n.ENV_TRAINING_USE_SPOT, False),
             max_runtime=int_setting(environ, n.ENV_TRAINING_MAX_RUNTIME, 86400),
             max_wait=int_setting(environ, n.ENV_TRAINING_MAX_WAIT) if max_wait else None,
-            kms_key_id=setting(environ, n.ENV_TRAINING_KMS_KEY, "") or None,
+            kms_key_id=kms_key_id,
             # The code is in the image: a job reaches no network unless mlcicd.yaml says it must.
             network_isolation=bool_setting(environ, n.ENV_TRAINING_NETWORK_ISOLATION, True),
-            channels=json_setting(environ, n.ENV_TRAINING_CHANNELS, {}),
+            channels=channels,
             environment=json_setting(environ, n.ENV_TRAINING_ENVIRONMENT, {}),
             hyperparameters=json_setting(environ, n.ENV_HYPERPARAMETERS, {}),
             metric_definitions=json_setting(environ, n.ENV_METRIC_DEFINITIONS, []),
             require_approval=bool_setting(environ, n.ENV_REQUIRE_APPROVAL, False),
-            project_dir=setting(environ, n.ENV_PROJECT_DIR, "").strip("/"),
+            project_dir=project_dir,
+            processing=st.ProcessingSettings.parse(
+                json_setting(environ, n.ENV_PROCESSING, {}),
+                pipeline=pipeline,
+                models_bucket=models_bucket,
+                role_arn=role_arn,
+                kms_key_id=kms_key_id,
+                project_dir=project_dir,
+                channels=channels,
+            ),
+            data_check=dc.DataCheckSettings.from_environ(environ),
         )
 
     @property
@@ -141,18 +166,78 @@ def step(job: PipelineJob, settings: TrainingSettings) -> None:
         follow(job, settings, job.continuation)
 
 
+def run_id(pipeline_job_id: str) -> str:
+    """The run's id: the first CodePipeline job's, hashed (continuations are new jobs)."""
+    return hashlib.sha256(pipeline_job_id.encode()).hexdigest()[:16]
+
+
 def job_name_for(settings: TrainingSettings, pipeline_job_id: str) -> str:
     """The same CodePipeline job always names the same training job (retries find it)."""
-    return n.training_job_name(
-        settings.pipeline, hashlib.sha256(pipeline_job_id.encode()).hexdigest()[:16]
-    )
+    return n.training_job_name(settings.pipeline, run_id(pipeline_job_id))
 
 
 # --- start -----------------------------------------------------------------------------------
 
 
 def start(job: PipelineJob, settings: TrainingSettings) -> None:
-    name = job_name_for(settings, job.id)
+    if not settings.processing.steps and not settings.data_check.enabled:
+        start_training(job, settings, {"run": run_id(job.id)})
+        return
+    source = _source(job)
+    state = {"run": run_id(job.id), "image": _image_uri(job), "revision": source.revision}
+    run_steps(job, settings, state)
+
+
+def run_steps(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) -> None:
+    """The steps before training: start those that are ready; train once they have all
+    completed."""
+    if not st.advance(settings.processing, state, "before", lambda: _source_tree(job)):
+        _continue_steps(job, state, "before")
+        return
+    checking = settings.data_check.enabled and not state.get("checked")
+    if checking and not dc.advance(
+        settings.data_check,
+        settings.processing,
+        state,
+        channel_uri=lambda: _channel_uri(job, settings, state, settings.data_check.channel),
+    ):
+        check = str(state["check"])
+        job.continue_later(state, summary=f"data check: job {check}", external_id=check)
+        return
+    start_training(job, settings, state)
+
+
+def _channel_uri(
+    job: PipelineJob, settings: TrainingSettings, state: Mapping[str, Any], channel: str
+) -> str:
+    """Where the training job will read ``channel``: a step's output, or the files uploaded
+    from the commit (to the training job's input, where it finds them again)."""
+    from_steps = st.channel_uris(settings.processing, state)
+    if channel in from_steps:
+        return from_steps[channel]
+    name = n.training_job_name(settings.pipeline, str(state["run"]))
+    return _upload_channels(job, settings, _source(job), name, only=channel)[channel]
+
+
+@contextmanager
+def _source_tree(job: PipelineJob, source: Artifact | None = None) -> Iterator[st.SourceTree]:
+    with job.open_zip(source or _source(job)) as archive:
+        yield st.SourceTree(archive)
+
+
+def _continue_steps(job: PipelineJob, state: dict[str, Any], when: str) -> None:
+    steps, done = state.get("steps", {}), set(state.get("done", []))
+    running = ", ".join(f"{s} ({j})" for s, j in steps.items() if s not in done)
+    stage = "process" if when == "before" else "evaluate"
+    job.continue_later(
+        state,
+        summary=f"{stage}: {len(done)} of the steps completed; running {running}",
+        external_id=next(iter(j for s, j in steps.items() if s not in done), None),
+    )
+
+
+def start_training(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) -> None:
+    name = n.training_job_name(settings.pipeline, str(state["run"]))
     sagemaker = client("sagemaker")
     source = _source(job)
     described = describe_training_job(sagemaker, name)
@@ -163,8 +248,9 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
         )
         image = str(described["AlgorithmSpecification"]["TrainingImage"])
     else:
-        image = _image_uri(job)
+        image = str(state.get("image") or _image_uri(job))
         channels = _upload_channels(job, settings, source, name)
+        channels.update(st.channel_uris(settings.processing, state))
         request = create_training_job_request(
             name=name,
             image=image,
@@ -192,7 +278,10 @@ def start(job: PipelineJob, settings: TrainingSettings) -> None:
             f"training job {name} "
             f"{'started' if created else 'was started by an earlier invocation'} with {image}"
         )
-    state = {"job": name, "image": image, "revision": source.revision}
+    if settings.processing.steps:
+        state = {**state, "job": name, "image": image}
+    else:  # the state of an action without steps, as it was before them
+        state = {"job": name, "image": image, "revision": source.revision}
     job.continue_later(state, summary=f"training job {name} started", external_id=name, percent=0)
 
 
@@ -215,35 +304,34 @@ def _image_uri(job: PipelineJob) -> str:
 
 
 def _upload_channels(
-    job: PipelineJob, settings: TrainingSettings, source: Artifact, name: str
+    job: PipelineJob,
+    settings: TrainingSettings,
+    source: Artifact,
+    name: str,
+    *,
+    only: str | None = None,
 ) -> dict[str, str]:
     """Each channel's files from the source artifact to ``<job>/input/data/<channel>/``."""
-    if not settings.channels:
+    paths = {
+        channel: location
+        for channel, location in sorted(settings.channels.items())
+        if settings.processing.reference(location) is None and only in (None, channel)
+    }
+    if not paths:
         return {}
     s3 = client("s3")
     uris: dict[str, str] = {}
-    with job.open_zip(source) as archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        for channel, location in sorted(settings.channels.items()):
+    with _source_tree(job, source) as tree:
+        for channel, location in paths.items():
             if PurePosixPath(location).is_absolute():
                 raise ConfigError(
                     f"channel {channel!r} is the absolute path {location}; on AWS channels come "
                     "from the repository",
                     key=f"train.channels.{channel}",
                 )
-            root = "/".join(p for p in (settings.project_dir, location.strip("/")) if p)
+            root = settings.processing.in_project(location)
             prefix = f"{settings.job_prefix(name)}/input/data/{channel}/"
-            found = 0
-            for member in members:
-                if member.filename == root:  # a single file
-                    rel = PurePosixPath(root).name
-                elif member.filename.startswith(root + "/"):
-                    rel = member.filename[len(root) + 1 :]
-                else:
-                    continue
-                with archive.open(member) as data:
-                    s3.upload_fileobj(data, settings.models_bucket, prefix + rel)
-                found += 1
+            found = tree.upload(s3, settings.models_bucket, root, prefix)
             if not found:
                 raise TrainingError(
                     f"channel {channel!r}: {root} is not in the source artifact (commit "
@@ -259,6 +347,12 @@ def _upload_channels(
 
 
 def follow(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) -> None:
+    if "job" not in state:  # the steps before training
+        run_steps(job, settings, state)
+        return
+    if "model" in state:  # the steps after it
+        evaluate_steps(job, settings, state)
+        return
     name = str(state["job"])
     described = describe_training_job(client("sagemaker"), name)
     if described is None:
@@ -279,6 +373,24 @@ def follow(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) 
         raise TrainingError(
             f"training job {name} {status.lower()} ({secondary}): {failure_reason(described)}"
         )
+    if settings.processing.phase_steps("after"):
+        url = model_uri(described)
+        state["model"] = {"uri": url, "sha256": _sha256_of(client("s3"), url, name)}
+        evaluate_steps(job, settings, state)
+        return
+    complete(job, settings, state, described)
+
+
+def evaluate_steps(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) -> None:
+    """The steps after training (they may read ``train.model``); the gate once they have
+    completed."""
+    if not st.advance(settings.processing, state, "after", lambda: _source_tree(job)):
+        _continue_steps(job, state, "after")
+        return
+    name = str(state["job"])
+    described = describe_training_job(client("sagemaker"), name)
+    if described is None:
+        raise TrainingError(f"training job {name} does not exist (deleted after it completed?)")
     complete(job, settings, state, described)
 
 
@@ -293,11 +405,13 @@ def complete(
         raise TrainingError(f"training job {name}: {exc}") from exc
     shown = ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())) or "none"
     log(f"training job {name} completed; metrics: {shown}")
+    reports = st.reports(settings.processing, state) if settings.processing.steps else {}
     for threshold in settings.thresholds:
-        log(f"check {threshold}: {metrics.get(threshold.metric, 'not reported')}")
-    failures = evaluate_thresholds(settings.thresholds, metrics)
+        log(f"check {threshold}: {shown_value(threshold.metric, metrics, reports)}")
+    failures = evaluate_thresholds(settings.thresholds, metrics, reports)
     model_data_url = model_uri(described)
-    sha256 = _sha256_of(s3, model_data_url, name)
+    known = state.get("model") or {}
+    sha256 = known.get("sha256") or _sha256_of(s3, model_data_url, name)
     if failures:
         reason = "; ".join(failures)
         package = register(
@@ -328,6 +442,9 @@ def complete(
         "image_uri": state.get("image"),
         "source_revision": state.get("revision"),
     }
+    if settings.processing.steps:
+        model["processing_jobs"] = dict(st.iter_jobs(state))
+        model["reports"] = reports
     output = job.outputs[0] if len(job.outputs) == 1 else _named(job.outputs, MODEL_OUTPUT)
     job.write_zip(
         output, {MODEL_JSON: (json.dumps(model, indent=2, sort_keys=True) + "\n").encode()}
@@ -419,6 +536,7 @@ def register(
         "model_sha256": sha256,
         "image": str(state.get("image") or ""),
         "commit": str(state.get("revision") or ""),
+        **{f"processing_{step}"[:128]: job for step, job in st.iter_jobs(state)},
         **{f"metric_{k}"[:128]: f"{v:g}" for k, v in sorted(metrics.items())},
     }
     params: dict[str, Any] = {
@@ -436,7 +554,9 @@ def register(
                     "ContentType": "application/json",
                     "S3Uri": f"s3://{settings.models_bucket}/{metrics_key}",
                 }
-            }
+            },
+            # The training channel's baseline, from this run's data check: the next one's.
+            **dc.baseline_metrics(settings.processing, state),
         },
         "CustomerMetadataProperties": {k: v[:256] for k, v in properties.items() if v},
         # Within SageMaker's idempotency window, a second create with this token is the first.

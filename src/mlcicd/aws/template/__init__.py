@@ -23,8 +23,7 @@ import yaml
 from mlcicd.aws.names import StackNames
 from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
-from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy
-from mlcicd.config.processing import parse_reference
+from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy, check_sagemaker_hosting
 from mlcicd.errors import ConfigError
 
 DEFAULT_STACK_NAME = "ml-cicd-pipeline"
@@ -44,6 +43,7 @@ def build_template(
     names = StackNames.from_config(config, stack_name)
     # The pipeline deploys to SageMaker whatever deploy.backend says: SageMaker's limits hold.
     check_sagemaker_deploy(config.deploy)
+    check_sagemaker_hosting(config, CONFIG_FILE)
     resources: Json = {
         **storage.resources(names),
         **monitoring.resources(names),
@@ -52,6 +52,7 @@ def build_template(
             rollback_alarms=pipeline.rollback_alarm_names(config, names),
             capture_prefix=pipeline.capture_prefix(config),
             staging_cleanup=config.staging is not None and not config.staging.keep,
+            data_check=config.data_check != "off",
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
     }
@@ -72,41 +73,14 @@ def build_template(
 def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
     """Refuse a section of mlcicd.yaml the stack's pipeline does not run (yet).
 
-    The pipeline is build → train + gate → register → (staging) → deploy, done by CodeBuild and
-    the two orchestrator Lambdas; a section only ``mlcicd run`` implements would otherwise be
-    dropped without a word, and the stack would deploy models the project's own gate, data
-    check or evaluation never saw. Every stack path (``mlcicd aws template``, ``deploy``)
-    generates the template, so this one check, before anything is generated, covers them all.
+    The pipeline is build → (process) → train → (evaluate) → gate → register → (staging) →
+    deploy, done by CodeBuild and the two orchestrator Lambdas; a section only ``mlcicd run``
+    implements would otherwise be dropped without a word, and the stack would deploy models
+    the project's own gate, data check or evaluation never saw. Every stack path (``mlcicd aws
+    template``, ``deploy``) generates the template, so this one check, before anything is
+    generated, covers them all.
     """
     run = "or run the pipeline with `mlcicd run`, which does"
-    if config.processing:
-        steps = {step.name: step for step in config.processing}
-        named = ", ".join(steps)
-        channels = [
-            f"train.channels.{channel}: {value}"
-            for channel, value in config.train.channels.items()
-            if parse_reference(value, steps) is not None
-        ]
-        also = (
-            f"; the training Lambda would look for {', '.join(channels)} as a path in the commit"
-            if channels
-            else ""
-        )
-        raise ConfigError(
-            f"the AWS pipeline does not run processing steps yet ({named}){also}",
-            path=source,
-            key="processing",
-            hint="for the stack, remove processing: and the channels and gate keys naming its "
-            f"outputs; {run} (processing.backend: sagemaker runs each step as a ProcessingJob)",
-        )
-    if config.data_check != "off":
-        raise ConfigError(
-            "the AWS pipeline does not check new training data against the production model's "
-            f"baseline yet (data_check: {config.data_check})",
-            path=source,
-            key="data_check",
-            hint=f"for the stack, set data_check: off; {run}",
-        )
     if config.gate.challenger is not None:
         raise ConfigError(
             "the AWS pipeline does not compare the new model with the production one yet: "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mlcicd.aws.names import StackNames, arn
+from mlcicd.aws.names import PROCESSING_JOBS_LOG_GROUP, StackNames, arn
 from mlcicd.aws.template import parameters as p
 from mlcicd.aws.template._cfn import (
     NO_VALUE,
@@ -42,6 +42,9 @@ ACTIONS_ON_ANY_RESOURCE = frozenset(
         "codepipeline:PutJobSuccessResult",  # job results name a job id, not a resource
         "codepipeline:PutJobFailureResult",
         "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
+        # A listing names no resource; the training Lambda lists only its own group, for the
+        # data check's production model (with data_check: warn|fail only).
+        "sagemaker:ListModelPackages",
     }
 )
 
@@ -61,16 +64,18 @@ def resources(
     rollback_alarms: Sequence[str] = (),
     capture_prefix: str | None = None,
     staging_cleanup: bool = True,
+    data_check: bool = False,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
     (None: it captures nothing); ``staging_cleanup``: the staging test project deletes the
-    staging endpoint when its tests fail (``staging.keep`` is false)."""
+    staging endpoint when its tests fail (``staging.keep`` is false); ``data_check``: the
+    training Lambda looks up the production model's baseline (``data_check: warn|fail``)."""
     roles = {
         SAGEMAKER_ROLE: _training_job_role(names),
         ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
         CODEBUILD_ROLE: _codebuild_role(names),
-        TRAINING_FUNCTION_ROLE: _training_function_role(names),
+        TRAINING_FUNCTION_ROLE: _training_function_role(names, data_check=data_check),
         DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
         PIPELINE_ROLE: _pipeline_role(names),
     }
@@ -179,7 +184,8 @@ def _training_job_role(names: StackNames) -> Json:
             condition={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
         ),
         allow("LocateModels", ["s3:GetBucketLocation"], [arn_of(MODELS_BUCKET)]),
-        *_sagemaker_basics(names.training_jobs_log_group),
+        # The processing steps' jobs run with this role too.
+        *_sagemaker_basics(names.training_jobs_log_group, PROCESSING_JOBS_LOG_GROUP),
         # KmsKeyId (the model and output on S3) and VolumeKmsKeyId (the instances' volumes,
         # attached through a grant only an AWS resource may use).
         _use_key("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
@@ -262,8 +268,14 @@ def _function_basics(log_group: str, execution_role: str) -> list[Json]:
     ]
 
 
-def _training_function_role(names: StackNames) -> Json:
+def _training_function_role(names: StackNames, *, data_check: bool) -> Json:
     group = names.model_package_group
+    # The data check's production model: the newest Approved version of the group.
+    finding = (
+        [_allow_on_any_resource("FindTheProductionModel", ["sagemaker:ListModelPackages"])]
+        if data_check
+        else []
+    )
     return _role(
         "lambda.amazonaws.com",
         "Training Lambda: start and follow the pipeline's training jobs, register model packages",
@@ -277,6 +289,15 @@ def _training_function_role(names: StackNames) -> Json:
                 "sagemaker:AddTags",
             ],
             [sub(names.sagemaker_arn("training-job", f"{names.training_job_prefix}*"))],
+        ),
+        allow(  # processing: the steps around training, on the training jobs' prefix
+            "RunThePipelinesProcessingJobs",
+            [
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:AddTags",
+            ],
+            [sub(names.sagemaker_arn("processing-job", f"{names.training_job_prefix}*"))],
         ),
         allow(
             "RegisterThePipelinesModels",
@@ -292,6 +313,7 @@ def _training_function_role(names: StackNames) -> Json:
                 sub(names.sagemaker_arn("model-package", f"{group}/*")),
             ],
         ),
+        *finding,
         # The channels it uploads, the model it hashes, the registration it records: all under
         # <pipeline>/.
         allow(

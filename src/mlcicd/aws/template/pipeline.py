@@ -42,7 +42,8 @@ from mlcicd.aws.template.monitoring import (
     TRAINING_FUNCTION_LOG_GROUP,
 )
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
-from mlcicd.config import Config
+from mlcicd.config import Config, ProcessingStepConfig
+from mlcicd.config.processing import baseline_channel
 from mlcicd.endpoints.base import data_capture, deployment_policy
 from mlcicd.errors import ConfigError
 
@@ -196,9 +197,68 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         n.ENV_METRIC_DEFINITIONS: _json(
             [{"Name": d.name, "Regex": d.regex} for d in train.metric_definitions]
         ),
+        n.ENV_PROCESSING: _json(processing_setting(config)) if config.processing else "",
+        n.ENV_DATA_CHECK: _json(data_check_setting(config)) if config.data_check != "off" else "",
     }
     _check_size(environment, "train")
     return environment
+
+
+CONTINUATION_TOKEN_LIMIT = 2048  # PutJobSuccessResult's continuationToken
+
+
+def processing_setting(config: Config) -> dict[str, Any]:
+    """``processing:`` for the training Lambda: each step's keys that differ from their
+    defaults (the variables' 4 KB are shared), and where the environment's requirements are."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ProcessingStepConfig)}
+    steps = [
+        {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(step).items()
+            # The stack runs every step on SageMaker, whatever its backend says.
+            if k != "backend" and (k not in defaults or v != defaults[k]) and v not in ({}, ())
+        }
+        for step in config.processing
+    ]
+    _check_state(config)
+    return {"steps": steps, "requirements": config.build.requirements}
+
+
+def _check_state(config: Config) -> None:
+    """The training Lambda carries a run's state in CodePipeline's continuation token (2,048
+    characters): per step its job's name, its cache key and whether it is done, besides the
+    image, the commit, the training job and the model. Estimated generously, refused here
+    rather than when a push reaches the step."""
+    pipeline = len(config.pipeline)
+    size = 800 + 4 * pipeline + sum(4 * len(s.name) + pipeline + 50 for s in config.processing)
+    if size > CONTINUATION_TOKEN_LIMIT:
+        raise ConfigError(
+            f"the stack's pipeline keeps a run's state in CodePipeline's continuation token "
+            f"({CONTINUATION_TOKEN_LIMIT} characters), and {len(config.processing)} steps with "
+            f"these names need about {size}",
+            key="processing",
+            hint="shorten the steps' names, or merge steps; `mlcicd run` has no such limit",
+        )
+
+
+def data_check_setting(config: Config) -> dict[str, Any]:
+    """``data_check`` for the training Lambda, with what of ``monitor:`` the check reads."""
+    monitor, channel = config.monitor, baseline_channel(config)
+    if channel is None:
+        raise ConfigError(
+            "the data check reads the training channel monitor.channel names (else training, "
+            f"or the only one), and train.channels ({', '.join(config.train.channels)}) has no "
+            "such channel",
+            key="monitor.channel",
+            hint="name the channel to check with monitor.channel",
+        )
+    return {
+        "mode": config.data_check,
+        "channel": channel,
+        "label": monitor.label,
+        "drift_threshold": monitor.drift_threshold,
+        "method": monitor.comparison_method,
+    }
 
 
 def capture_destination(config: Config) -> str:
@@ -275,7 +335,7 @@ def _check_size(environment: dict[str, Any], section: str) -> None:
             f"the settings passed to the {section} Lambda take about {size} bytes; Lambda allows "
             f"{LAMBDA_ENVIRONMENT_LIMIT} for its whole environment",
             key=section,
-            hint="shorten the hyperparameters, environment or metric definitions",
+            hint="shorten the hyperparameters, environment, metric definitions or processing steps",
         )
 
 

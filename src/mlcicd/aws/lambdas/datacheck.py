@@ -1,0 +1,283 @@
+"""The data check in the pipeline (``data_check: warn|fail``): after the steps that prepare
+the data, before training, the training channel against the production model's baseline.
+
+The check is ``mlcicd.monitor.datacheck`` — the code ``mlcicd run`` runs — run as a SageMaker
+ProcessingJob ``<pipeline>-datacheck-<run>`` in the image this commit built (it has mlcicd and
+numpy; the function has neither, and its time limit and memory would bound the data): its code
+is a three-line script calling ``mlcicd.monitor.datacheck.processing_job``. Production's model is
+the newest Approved version of the model package group ``<pipeline>``; its baseline is the
+``ModelMetrics.ModelDataQuality`` the training Lambda registered it with — the statistics.json
+and constraints.json the data check of its own run computed from its training channel. So each
+model the pipeline registers carries the baseline the next run's check reads; a model without
+one (registered before, or by other tools), or no approved model yet, skips the check.
+
+``fail``: a violation fails the action before training, naming each column and check; ``warn``
+logs them and trains. The job's output (``<pipeline>/processing/<job>/output/datacheck/``)
+keeps the report, the violations and the channel's statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlcicd.aws import names as n
+from mlcicd.aws.clients import AwsClient, client, is_not_found
+from mlcicd.aws.lambdas.runtime import json_setting, log
+from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings
+from mlcicd.aws.processing_jobs import (
+    CODE_INPUT,
+    create_processing_job_request,
+    describe_processing_job,
+    failure_reason,
+    start_processing_job,
+)
+from mlcicd.errors import AwsError, ConfigError, DataCheckError, ProcessingError
+from mlcicd.processing.base import (
+    DATA_CHECK_BASELINE_INPUT,
+    DATA_CHECK_INPUT,
+    DATA_CHECK_OUTPUT,
+    DATA_CHECK_REPORT,
+    MAX_REPORT_BYTES,
+    parse_report,
+)
+
+SCRIPT = "datacheck.py"
+# The job's code: the check itself is the image's mlcicd (the version it was built with).
+SCRIPT_SOURCE = b"""import sys
+
+from mlcicd.monitor.datacheck import processing_job
+
+sys.exit(processing_job(sys.argv[1:]))
+"""
+INSTANCE_TYPE = "ml.m5.large"
+MAX_RUNTIME = 3600
+_MODES = ("warn", "fail")
+
+
+@dataclass(frozen=True)
+class DataCheckSettings:
+    """``data_check`` and ``monitor:`` as the stack passes them (``MLCICD_DATA_CHECK``)."""
+
+    mode: str  # off | warn | fail
+    channel: str = "training"
+    label: str | None = None
+    drift_threshold: float = 0.1
+    method: str = "Robust"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> DataCheckSettings:
+        raw = json_setting(environ, n.ENV_DATA_CHECK, {})
+        if not raw:
+            return cls(mode="off")
+        if raw.get("mode") not in _MODES or not isinstance(raw.get("channel"), str):
+            raise ConfigError(
+                f"{n.ENV_DATA_CHECK}: {raw!r} is not a data check",
+                path="the function's environment",
+            )
+        return cls(
+            mode=str(raw["mode"]),
+            channel=str(raw["channel"]),
+            label=raw.get("label"),
+            drift_threshold=float(raw.get("drift_threshold", 0.1)),
+            method=str(raw.get("method", "Robust")),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    def arguments(self) -> list[str]:
+        label = ["--label", self.label] if self.label else []
+        return [
+            "--channel",
+            self.channel,
+            *label,
+            "--drift-threshold",
+            f"{self.drift_threshold:g}",
+            "--method",
+            self.method,
+        ]
+
+
+def advance(
+    settings: DataCheckSettings,
+    processing: ProcessingSettings,
+    state: dict[str, Any],
+    *,
+    channel_uri: Callable[[], str],
+) -> bool:
+    """Start the check, or look at it: True once it has passed (or warned, or was skipped).
+    ``state["check"]`` is its job; ``state["checked"]`` its report's status once it is done.
+    ``channel_uri`` gives the training channel's S3 prefix (called only to start the job)."""
+    sagemaker = client("sagemaker")
+    name = state.get("check")
+    if name is None:
+        state["check"] = _start(sagemaker, settings, processing, state, channel_uri())
+        return False
+    described = describe_processing_job(sagemaker, name)
+    if described is None:
+        raise ProcessingError(f"data check: processing job {name} does not exist")
+    status = str(described["ProcessingJobStatus"])
+    if status in RUNNING:
+        log(f"data check: processing job {name}: {status}")
+        return False
+    if status != "Completed":
+        raise ProcessingError(
+            f"data check: processing job {name} {status.lower()}: {failure_reason(described)}",
+            hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
+        )
+    report = _report(processing, name)
+    _judge(settings, processing, name, report)
+    state["checked"] = str(report.get("status"))
+    return True
+
+
+def _start(
+    sagemaker: AwsClient,
+    settings: DataCheckSettings,
+    processing: ProcessingSettings,
+    state: Mapping[str, Any],
+    channel_uri: str,
+) -> str:
+    name = n.processing_job_name(processing.pipeline, f"datacheck-{state['run'][:12]}")
+    if describe_processing_job(sagemaker, name) is not None:
+        log(f"data check: processing job {name} exists already: not starting it again")
+        return name
+    bucket, prefix = processing.models_bucket, f"{processing.job_prefix(name)}/input"
+    client("s3").put_object(
+        Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{SCRIPT}", Body=SCRIPT_SOURCE
+    )
+    inputs = {DATA_CHECK_INPUT: channel_uri}
+    baseline = production_baseline(sagemaker, processing.pipeline)
+    if baseline is None:
+        log("data check: no approved model has a baseline: the channel is profiled, not checked")
+    else:
+        arn, folder = baseline
+        log(f"data check: channel {settings.channel} against model {arn}'s baseline {folder}")
+        inputs[DATA_CHECK_BASELINE_INPUT] = folder
+    request = create_processing_job_request(
+        name=name,
+        image=str(state["image"]),
+        role_arn=processing.role_arn,
+        code_uri=f"s3://{bucket}/{prefix}/{CODE_INPUT}/",
+        entry_point=SCRIPT,
+        inputs=inputs,
+        outputs={DATA_CHECK_OUTPUT: processing.output_uri(name, DATA_CHECK_OUTPUT)},
+        arguments=settings.arguments(),
+        environment={},
+        instance_type=INSTANCE_TYPE,
+        instance_count=1,
+        max_runtime=MAX_RUNTIME,
+        kms_key_id=processing.kms_key_id,
+        tags={"mlcicd:pipeline": processing.pipeline, "mlcicd:step": "data_check"},
+    )
+    start_processing_job(sagemaker, request, where="data check: ")
+    log(f"data check: processing job {name} started")
+    return name
+
+
+def production_baseline(sagemaker: AwsClient, group: str) -> tuple[str, str] | None:
+    """(model package ARN, the S3 folder of its baseline) of the newest Approved model of
+    ``group`` — None when there is none, or it was registered without a baseline."""
+    try:
+        listed = sagemaker.list_model_packages(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="Approved",
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=1,
+        )
+    except AwsError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    packages = listed.get("ModelPackageSummaryList") or []
+    if not packages:
+        return None
+    arn = str(packages[0]["ModelPackageArn"])
+    described = sagemaker.describe_model_package(ModelPackageName=arn)
+    quality = (described.get("ModelMetrics") or {}).get("ModelDataQuality") or {}
+    statistics = (quality.get("Statistics") or {}).get("S3Uri")
+    constraints = (quality.get("Constraints") or {}).get("S3Uri")
+    if not statistics or not constraints:
+        log(f"data check: model {arn} was registered without a baseline")
+        return None
+    folder = str(statistics).rsplit("/", 1)[0]
+    if str(constraints).rsplit("/", 1)[0] != folder:
+        log(f"data check: model {arn}'s statistics and constraints are not side by side")
+        return None
+    return arn, folder + "/"
+
+
+def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
+    key = f"{processing.job_prefix(job)}/output/{DATA_CHECK_OUTPUT}/{DATA_CHECK_REPORT}"
+    where = f"data check: s3://{processing.models_bucket}/{key}"
+    try:
+        body = client("s3").get_object(Bucket=processing.models_bucket, Key=key)["Body"]
+    except AwsError as exc:
+        if exc.code in ("NoSuchKey", "404"):
+            raise ProcessingError(
+                f"{where}: the job wrote no report",
+                hint="the image's mlcicd must have mlcicd.monitor.datacheck.processing_job",
+            ) from exc
+        raise
+    with body:
+        return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+
+
+def _judge(
+    settings: DataCheckSettings, processing: ProcessingSettings, job: str, report: dict[str, Any]
+) -> None:
+    status = report.get("status")
+    channel = f"channel {settings.channel}"
+    if status == "Unreadable":
+        reason = (
+            f"the training channel {settings.channel!r} cannot be checked: {report.get('reason')}"
+        )
+        if settings.mode == "fail":
+            raise DataCheckError(reason, hint="the channel must hold CSV data with its label")
+        log(f"data check (warn): {reason}")
+        return
+    if status == "Skipped":
+        log(f"data check skipped: {report.get('reason')}")
+        return
+    violations = report.get("violations") or []
+    for v in violations:
+        log(f"violation: {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
+    if not violations:
+        log(f"data check passed: {channel} ({report.get('rows')} rows)")
+        return
+    summary = "; ".join(
+        f"{v['feature_name']}: {v['constraint_check_type']} ({v['description']})"
+        for v in violations
+    )
+    uri = processing.output_uri(job, DATA_CHECK_OUTPUT)
+    if settings.mode == "fail":
+        raise DataCheckError(
+            f"data check failed: {channel} against production's baseline: {summary}",
+            hint=f"the report: {uri}/; fix the data, or set data_check: warn",
+        )
+    log(f"data check (warn): {len(violations)} violations: {summary}")
+
+
+def baseline_metrics(processing: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, Any]:
+    """``ModelMetrics.ModelDataQuality`` for the model this run registers: the channel's
+    statistics and constraints its data check computed (the next run's baseline)."""
+    job = state.get("check")
+    if not job or state.get("checked") == "Unreadable":  # no statistics for an unread channel
+        return {}
+    folder = processing.output_uri(str(job), DATA_CHECK_OUTPUT)
+    return {
+        "ModelDataQuality": {
+            kind: {"ContentType": "application/json", "S3Uri": f"{folder}/{file}"}
+            for kind, file in (
+                ("Statistics", "statistics.json"),
+                ("Constraints", "constraints.json"),
+            )
+        }
+    }
+
+
+__all__ = ["DataCheckSettings", "advance", "baseline_metrics", "production_baseline"]

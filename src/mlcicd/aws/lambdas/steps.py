@@ -1,0 +1,424 @@
+"""The steps of ``processing:`` in the pipeline: the training Lambda runs them as SageMaker
+ProcessingJobs, before and after the training job, as ``mlcicd run`` runs them.
+
+The Train action is one state machine, each CodePipeline continuation one step of it::
+
+    process    the steps that run before training, in waves (every step whose inputs exist)
+    train      the training job; a channel ``prepare.train`` is that step's output on S3
+    evaluate   the steps after training; ``train.model`` is the job's model.tar.gz
+    gate       the metrics and the steps' reports (``thresholds.evaluate_thresholds``)
+
+One source for each part, shared with ``mlcicd run``: the order and the meaning of a reference
+are ``mlcicd.config.processing``'s, each job's request is ``create_processing_job_request``
+(what ``processing.backend: sagemaker`` sends), its cache key ``processing.base.cache_key`` and
+a report is read by ``processing.base.parse_report``.
+
+A step's job is ``<pipeline>-<step>-<run>`` (``<run>``: the first CodePipeline job's id, hashed),
+its code and path inputs are copied from the source artifact to
+``<pipeline>/processing/<job>/input/`` in the models bucket, its outputs are written by
+SageMaker to ``<pipeline>/processing/<job>/output/<name>/``. Its cache key takes the digests the
+function can know: the step's ``source_dir`` and each path input hashed from the source
+artifact's files (names and sha256s: the commit has no git here), an earlier step's output as
+the job that wrote it, ``train.model`` as its sha256, the environment as ``build.requirements``'
+digest. A completed job is remembered under ``<pipeline>/processing/cache/<key>.json``; a later
+run whose step has the same key reuses that job while it is Completed and each of its outputs
+holds an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, fields
+from pathlib import PurePosixPath
+from typing import Any, Protocol
+
+from mlcicd.aws import names as n
+from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.lambdas.runtime import log
+from mlcicd.aws.processing_jobs import (
+    CODE_INPUT,
+    create_processing_job_request,
+    describe_processing_job,
+    failure_reason,
+    start_processing_job,
+)
+from mlcicd.config import Config, ProcessingStepConfig, TrainConfig
+from mlcicd.config.processing import (
+    TRAIN,
+    Phase,
+    Reference,
+    dependencies,
+    parse_reference,
+    phase,
+    report_names,
+    step_order,
+)
+from mlcicd.errors import AwsError, ConfigError, ProcessingError
+from mlcicd.processing.base import MAX_REPORT_BYTES, cache_key, parse_report
+
+RUNNING = ("InProgress", "Stopping")
+_TUPLES = ("outputs", "arguments")
+_WHERE = "the function's environment"
+
+
+class SourceTree:
+    """The source artifact (a zip of the commit): its files under a path, their digest."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+        self.members = [m for m in archive.infolist() if not m.is_dir()]
+
+    def files(self, root: str) -> list[tuple[zipfile.ZipInfo, str]]:
+        """Each file at ``root`` (one file, or a directory's files) with its path below it."""
+        found = []
+        for member in self.members:
+            if member.filename == root:
+                found.append((member, PurePosixPath(root).name))
+            elif member.filename.startswith(root + "/"):
+                found.append((member, member.filename[len(root) + 1 :]))
+        return sorted(found, key=lambda pair: pair[1])
+
+    def digest(self, root: str) -> str:
+        """The files at ``root`` as a step's cache key sees them: each name and sha256."""
+        files = self.files(root)
+        if not files:
+            return "missing"
+        digest = hashlib.sha256()
+        for member, rel in files:
+            content = hashlib.sha256()
+            with self.archive.open(member) as data:
+                while chunk := data.read(1 << 20):
+                    content.update(chunk)
+            digest.update(f"{rel}\0{content.hexdigest()}\0".encode())
+        return digest.hexdigest()
+
+    def upload(self, s3: AwsClient, bucket: str, root: str, prefix: str) -> int:
+        """Copy the files at ``root`` under ``prefix``; how many there were."""
+        files = self.files(root)
+        for member, rel in files:
+            with self.archive.open(member) as data:
+                s3.upload_fileobj(data, bucket, prefix + rel)
+        return len(files)
+
+
+class OpenSource(Protocol):
+    def __call__(self) -> AbstractContextManager[SourceTree]: ...
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """``processing:`` as the stack passes it (``MLCICD_PROCESSING``), and where things go."""
+
+    pipeline: str
+    models_bucket: str
+    role_arn: str
+    kms_key_id: str | None
+    project_dir: str
+    channels: dict[str, str]
+    steps: tuple[ProcessingStepConfig, ...] = ()
+    requirements: str = "requirements.txt"
+
+    @classmethod
+    def parse(cls, raw: Any, **common: Any) -> ProcessingSettings:
+        """From the variable's JSON (``{}`` when the project has no steps)."""
+        known = {f.name for f in fields(ProcessingStepConfig)}
+        steps = []
+        for i, step in enumerate(raw.get("steps", [])):
+            if not isinstance(step, dict) or not set(step) <= known or "name" not in step:
+                raise ConfigError(
+                    f"{n.ENV_PROCESSING}: step {i} is not a processing step: {step!r}", path=_WHERE
+                )
+            values: dict[str, Any] = {k: tuple(v) if k in _TUPLES else v for k, v in step.items()}
+            steps.append(ProcessingStepConfig(**values))
+        requirements = str(raw.get("requirements", "requirements.txt"))
+        return cls(steps=tuple(steps), requirements=requirements, **common)
+
+    @property
+    def config(self) -> Config:
+        """Just enough of mlcicd.yaml for ``config.processing``'s graph functions."""
+        return Config(
+            pipeline=self.pipeline,
+            processing=self.steps,
+            train=TrainConfig(channels=dict(self.channels)),
+        )
+
+    def phase_steps(self, when: Phase) -> list[ProcessingStepConfig]:
+        config = self.config
+        return [s for s in step_order(config) if phase(config, s.name) == when]
+
+    def reference(self, value: str) -> Reference | None:
+        return parse_reference(value, {s.name: s for s in self.steps})
+
+    def in_project(self, location: str) -> str:
+        """A path of mlcicd.yaml as a path in the source artifact."""
+        return "/".join(p for p in (self.project_dir, location.strip("/")) if p and p != ".")
+
+    def job_prefix(self, job: str) -> str:
+        return f"{self.pipeline}/processing/{job}"
+
+    def output_uri(self, job: str, output: str) -> str:
+        """Where SageMaker writes ``output`` of ``job`` (a prefix: read it with a ``/``)."""
+        return f"s3://{self.models_bucket}/{self.job_prefix(job)}/output/{output}"
+
+    def cache_index(self, key: str) -> str:
+        return f"{self.pipeline}/processing/cache/{key}.json"
+
+
+def advance(
+    settings: ProcessingSettings,
+    state: dict[str, Any],
+    when: Phase,
+    open_source: OpenSource,
+) -> bool:
+    """One look at the steps of phase ``when``: note the jobs that completed, fail on one that
+    did not, start every step whose inputs now exist. True when all of them have completed.
+    ``state`` (the continuation's) keeps ``steps`` ({step: job}) and ``done`` (step names)."""
+    started: dict[str, str] = state.setdefault("steps", {})
+    done: list[str] = state.setdefault("done", [])
+    sagemaker = client("sagemaker")
+    steps = settings.phase_steps(when)
+    for step in steps:
+        if (
+            step.name in started
+            and step.name not in done
+            and _finished(sagemaker, settings, step, started[step.name], state)
+        ):
+            done.append(step.name)
+    config = settings.config
+    source: SourceTree | None = None
+    with _Lazy(open_source) as lazy:
+        # A cached step is done at once, and may make the next ones ready: look again.
+        while ready := [
+            s for s in steps if s.name not in started and dependencies(s, config) <= set(done)
+        ]:
+            for step in ready:
+                source = source or lazy.get()
+                name, cached = _start(sagemaker, settings, state, step, source)
+                started[step.name] = name
+                if cached:
+                    done.append(step.name)
+    return all(s.name in done for s in steps)
+
+
+class _Lazy:
+    """The source artifact, downloaded only when a step is started."""
+
+    def __init__(self, open_source: OpenSource) -> None:
+        self.open_source = open_source
+        self.context: AbstractContextManager[SourceTree] | None = None
+
+    def __enter__(self) -> _Lazy:
+        return self
+
+    def get(self) -> SourceTree:
+        self.context = self.open_source()
+        return self.context.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.context is not None:
+            self.context.__exit__(None, None, None)
+
+
+def _finished(
+    sagemaker: AwsClient,
+    settings: ProcessingSettings,
+    step: ProcessingStepConfig,
+    name: str,
+    state: Mapping[str, Any],
+) -> bool:
+    described = describe_processing_job(sagemaker, name)
+    if described is None:
+        raise ProcessingError(
+            f"step {step.name}: processing job {name} does not exist (deleted while the "
+            "pipeline waited?)"
+        )
+    status = str(described["ProcessingJobStatus"])
+    if status in RUNNING:
+        log(f"step {step.name}: processing job {name}: {status}")
+        return False
+    if status != "Completed":
+        raise ProcessingError(
+            f"step {step.name}: processing job {name} {status.lower()}: "
+            f"{failure_reason(described)}",
+            hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
+        )
+    log(f"step {step.name}: processing job {name} completed")
+    key = state.get("keys", {}).get(step.name)
+    if key:
+        client("s3").put_object(
+            Bucket=settings.models_bucket,
+            Key=settings.cache_index(key),
+            Body=json.dumps({"job": name, "step": step.name}).encode(),
+            ContentType="application/json",
+        )
+    return True
+
+
+def _start(
+    sagemaker: AwsClient,
+    settings: ProcessingSettings,
+    state: dict[str, Any],
+    step: ProcessingStepConfig,
+    source: SourceTree,
+) -> tuple[str, bool]:
+    """Start ``step``'s job, or find the completed one with its cache key: (job, cached)."""
+    s3 = client("s3")
+    inputs: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    for name, value in step.inputs.items():
+        ref = settings.reference(value)
+        if ref is None:
+            root = settings.in_project(value)
+            if PurePosixPath(value).is_absolute() or not source.files(root):
+                raise ProcessingError(
+                    f"step {step.name}: input {name!r}: {value} is not in the source artifact "
+                    f"(commit {str(state.get('revision') or '?')[:12]})",
+                    hint="commit the data, or point the input at an earlier step's output",
+                )
+            paths[name], digests[name] = root, source.digest(root)
+        elif ref.step == TRAIN:
+            model = state["model"]
+            inputs[name], digests[name] = model["uri"], model["sha256"]
+        else:
+            producer = state["steps"][ref.step]
+            inputs[name] = settings.output_uri(producer, ref.output) + "/"
+            digests[name] = f"job {producer} output {ref.output}"
+    code_root = settings.in_project(step.source_dir)
+    key = cache_key(
+        step,
+        code=source.digest(code_root),
+        inputs=digests,
+        environment=source.digest(settings.in_project(settings.requirements)),
+    )
+    state.setdefault("keys", {})[step.name] = key[:16]
+    cached = _cached(s3, sagemaker, settings, step, key[:16])
+    if cached is not None:
+        log(f"step {step.name}: processing job {cached} already ran this script on these inputs")
+        state.setdefault("cached", []).append(step.name)
+        return cached, True
+    name = n.processing_job_name(settings.pipeline, f"{step.name}-{state['run'][:12]}")
+    if describe_processing_job(sagemaker, name) is not None:
+        log(f"step {step.name}: processing job {name} exists already: not starting it again")
+        return name, False
+    prefix = f"{settings.job_prefix(name)}/input"
+    bucket = settings.models_bucket
+    if not source.upload(s3, bucket, code_root, f"{prefix}/{CODE_INPUT}/"):
+        raise ProcessingError(
+            f"step {step.name}: source_dir {step.source_dir} is not in the source artifact",
+            hint=f"commit it, or fix processing's {step.name}.source_dir",
+        )
+    for input_name, root in paths.items():
+        source.upload(s3, bucket, root, f"{prefix}/{input_name}/")
+        inputs[input_name] = f"s3://{bucket}/{prefix}/{input_name}/"
+    request = create_processing_job_request(
+        name=name,
+        image=step.image or str(state["image"]),
+        role_arn=settings.role_arn,
+        code_uri=f"s3://{bucket}/{prefix}/{CODE_INPUT}/",
+        entry_point=step.entry_point,
+        inputs={k: inputs[k] for k in step.inputs},
+        outputs={o: settings.output_uri(name, o) for o in step.outputs},
+        arguments=step.arguments,
+        environment=step.environment,
+        instance_type=step.instance_type,
+        instance_count=step.instance_count,
+        max_runtime=step.max_runtime,
+        network_isolation=step.network_isolation,
+        kms_key_id=settings.kms_key_id,
+        tags={
+            "mlcicd:pipeline": settings.pipeline,
+            "mlcicd:step": step.name,
+            "mlcicd:commit": str(state.get("revision") or "")[:256],
+        },
+    )
+    start_processing_job(sagemaker, request, where=f"step {step.name}: ")
+    log(f"step {step.name}: processing job {name} started on {step.instance_type}")
+    return name, False
+
+
+def _cached(
+    s3: AwsClient,
+    sagemaker: AwsClient,
+    settings: ProcessingSettings,
+    step: ProcessingStepConfig,
+    key: str,
+) -> str | None:
+    """The completed job an earlier run of the same step with the same key left, if its
+    outputs are all still there."""
+    try:
+        body = s3.get_object(Bucket=settings.models_bucket, Key=settings.cache_index(key))["Body"]
+        with body:
+            job = str(json.loads(body.read())["job"])
+    except AwsError as exc:
+        if exc.code in ("NoSuchKey", "404"):
+            return None
+        raise
+    described = describe_processing_job(sagemaker, job)
+    if described is None or described["ProcessingJobStatus"] != "Completed":
+        return None
+    for output in step.outputs:
+        listed = s3.list_objects_v2(
+            Bucket=settings.models_bucket,
+            Prefix=f"{settings.job_prefix(job)}/output/{output}/",
+            MaxKeys=1,
+        )
+        if not listed.get("KeyCount"):
+            return None
+    return job
+
+
+def channel_uris(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, str]:
+    """The training channels that are steps' outputs, as the S3 prefixes SageMaker wrote."""
+    uris = {}
+    for channel, value in settings.channels.items():
+        ref = settings.reference(value)
+        if ref is not None:
+            uris[channel] = settings.output_uri(state["steps"][ref.step], ref.output) + "/"
+    return uris
+
+
+def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The steps' reports the gate may read, by the names a gate key may start with
+    (``report_names``), each read from where SageMaker wrote it."""
+    s3 = client("s3")
+    found: dict[str, Any] = {}
+    for name, step in report_names(settings.config).items():
+        output, _, file = str(step.report).partition("/")
+        job = state["steps"][step.name]
+        key = f"{settings.job_prefix(job)}/output/{output}/{file}"
+        where = f"step {step.name}: report {step.report} (s3://{settings.models_bucket}/{key})"
+        try:
+            head = s3.head_object(Bucket=settings.models_bucket, Key=key)
+        except AwsError as exc:
+            if exc.code in ("NoSuchKey", "404", "NotFound"):
+                raise ProcessingError(
+                    f"{where}: the job wrote no such file",
+                    hint=f"write it to /opt/ml/processing/output/{step.report}",
+                ) from exc
+            raise
+        if int(head.get("ContentLength", 0)) > MAX_REPORT_BYTES:
+            raise ProcessingError(f"{where}: larger than {MAX_REPORT_BYTES} bytes, not a report")
+        body = s3.get_object(Bucket=settings.models_bucket, Key=key)["Body"]
+        with body:
+            found[name] = parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+    return found
+
+
+def iter_jobs(state: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each step and its job, for the model's lineage."""
+    yield from sorted((state.get("steps") or {}).items())
+
+
+__all__ = [
+    "ProcessingSettings",
+    "SourceTree",
+    "advance",
+    "channel_uris",
+    "iter_jobs",
+    "reports",
+]

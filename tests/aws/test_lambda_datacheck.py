@@ -1,0 +1,141 @@
+"""The data check in the pipeline (``data_check: fail``): examples/pipeline pushed twice to
+the stack's training Lambda, against moto's server. The second commit's data has a text column
+where numbers were, and is stopped before training, naming the column.
+
+Real: the Lambda's calls (S3, the processing and training jobs and the model registry as moto
+implements them), and the jobs' scripts — prepare.py and the data check's own script, run as
+SageMaker would run them by ``sagemaker_sim.run_processing_job`` (inputs downloaded from S3,
+the entrypoint run with SAGEMAKER_BASE_DIR, outputs uploaded), since moto only records a job.
+Simulated: the training job's model and evaluate's report (their scripts need scikit-learn),
+and CodePipeline's results (the Stubber, as in test_lambda_training).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlcicd.aws.lambdas.datacheck import SCRIPT
+from tests.aws.conftest import AwsClient, pipeline_with
+from tests.aws.events import MODELS_BUCKET, token_of
+from tests.aws.sagemaker_sim import run_processing_job
+from tests.aws.test_lambda_steps import (
+    PIPELINE,
+    evaluated,
+    push_source,
+    report,
+    set_up_stack,
+    source_files,
+    training_writes,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch) -> AwsClient:
+    """examples/pipeline's stack, data_check: fail as its mlcicd.yaml says."""
+    set_up_stack(aws_env, monkeypatch, pipeline_with(), source_files())
+    return aws_env
+
+
+def through_the_check(
+    aws: AwsClient, run: str, tmp: Path, *, fails: bool = False
+) -> tuple[str, tuple[str, dict[str, Any]]]:
+    """Push ``run``: prepare (run for real), then the data check's job (run for real); return
+    the check's job and the result of the invocation that read its report."""
+    trained = len(aws("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+    first = report(run)
+    run_processing_job(aws, json.loads(token_of(first))["steps"]["prepare"], tmp / "prepare")
+    started = report(f"{run}-2", continuation=token_of(first))
+    check = json.loads(token_of(started))["check"]
+    assert check.startswith(f"{PIPELINE}-datacheck-")
+    # No training job before the check has ended.
+    assert len(aws("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == trained
+    run_processing_job(aws, check, tmp / "check")
+    return check, report(f"{run}-3", continuation=token_of(started), fails=fails)
+
+
+def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked_against(
+    stack: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first push: no approved model yet, so the channel is profiled, not checked.
+    check, trained = through_the_check(stack, "job-1", tmp_path / "one")
+    assert trained[0] == "PutJobSuccessResult"
+    described = stack("sagemaker").describe_processing_job(ProcessingJobName=check)
+    assert described["AppSpecification"]["ContainerEntrypoint"] == [
+        "python3",
+        f"/opt/ml/processing/input/code/{SCRIPT}",
+    ]
+    assert described["AppSpecification"]["ContainerArguments"] == [
+        *("--channel", "training", "--label", "species"),
+        *("--drift-threshold", "0.1", "--method", "Robust"),
+    ]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in described["ProcessingInputs"]}
+    (prepare,) = stack("sagemaker").list_processing_jobs(NameContains="-prepare-")[
+        "ProcessingJobSummaries"
+    ]
+    assert inputs["data"] == (
+        f"s3://{MODELS_BUCKET}/{PIPELINE}/processing/{prepare['ProcessingJobName']}/output/train/"
+    )
+    assert "baseline" not in inputs
+    state = json.loads(token_of(trained))
+    training_writes(stack, state["job"], {"accuracy": 0.9})
+    evaluating = report("job-1-4", continuation=token_of(trained))
+    evaluated(stack, 0.97)
+    done = report("job-1-5", continuation=token_of(evaluating))
+    assert done[0] == "PutJobSuccessResult" and "continuationToken" not in done[1]
+    (summary,) = stack("sagemaker").list_model_packages(ModelPackageGroupName=PIPELINE)[
+        "ModelPackageSummaryList"
+    ]
+    package = stack("sagemaker").describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+    quality = package["ModelMetrics"]["ModelDataQuality"]
+    folder = f"s3://{MODELS_BUCKET}/{PIPELINE}/processing/{check}/output/datacheck"
+    assert quality["Statistics"]["S3Uri"] == f"{folder}/statistics.json"
+    assert quality["Constraints"]["S3Uri"] == f"{folder}/constraints.json"
+    key = f"{PIPELINE}/processing/{check}/output/datacheck/constraints.json"
+    constraints = json.loads(stack("s3").get_object(Bucket=MODELS_BUCKET, Key=key)["Body"].read())
+    assert [f["name"] for f in constraints["features"]] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+
+    # The second push: petal_length holds text. The check reads the first model's baseline
+    # and stops the run before training, naming the column.
+    files = source_files()
+    raw = files["data/raw/iris.csv"].decode().splitlines()
+    raw[1:] = [",".join(["5.0", "3.4", "long", "0.2", "0"]) for _ in raw[1:]]
+    files["data/raw/iris.csv"] = ("\n".join(raw) + "\n").encode()
+    push_source(stack, files)
+    jobs_before = len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+    check, failed = through_the_check(stack, "run-2", tmp_path / "two", fails=True)
+    assert failed[0] == "PutJobFailureResult"
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith("data check failed: channel training against production's ")
+    assert "petal_length: data_type_check" in message
+    inputs = {
+        i["InputName"]: i["S3Input"]["S3Uri"]
+        for i in stack("sagemaker").describe_processing_job(ProcessingJobName=check)[
+            "ProcessingInputs"
+        ]
+    }
+    assert inputs["baseline"] == f"{folder}/"
+    assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == jobs_before
+
+    # The same commit with data_check: warn: prepare is reused, the check finds the same
+    # violations, and training starts all the same.
+    setting = json.loads(os.environ["MLCICD_DATA_CHECK"])
+    monkeypatch.setenv("MLCICD_DATA_CHECK", json.dumps({**setting, "mode": "warn"}))
+    first = report("run-3")
+    state = json.loads(token_of(first))
+    assert state["cached"] == ["prepare"] and "job" not in state
+    run_processing_job(stack, state["check"], tmp_path / "three")
+    warned = json.loads(token_of(report("run-3-2", continuation=token_of(first))))
+    assert warned["checked"] == "CompletedWithViolations"
+    assert warned["job"].startswith(f"{PIPELINE}-")  # the training job, started
