@@ -251,11 +251,12 @@ def predict_fn(data, model):
 JOB = """
 import json, sys
 from pathlib import Path
-from mlcicd.transform import TransformJobSpec, TransformModel
+from mlcicd.transform import TransformJobSpec, TransformModel, TransformSettings
 from mlcicd.transform.local import LocalTransformBackend
 m = json.loads(sys.argv[1])
 model = TransformModel(m["ref"], Path(m["file"]), m["sha"], Path(m["code"]), environment=m["env"])
-spec = TransformJobSpec("killed", model, m["input"], m["output"])
+two = TransformSettings(max_concurrent=2)
+spec = TransformJobSpec("killed", model, m["input"], m["output"], two)
 LocalTransformBackend(Path(m["root"])).run(spec)
 """
 
@@ -290,7 +291,12 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
         [sys.executable, "-c", JOB, json.dumps(args)], start_new_session=True, cwd=tmp_path
     )
     try:
-        wait_for("the third mini-batch", gate.with_suffix(".reached").exists)
+        # two workers: a and b done, then each worker held at its next mini-batch (c, d)
+        done = [tmp_path / "out" / f"{name}.csv.out" for name in "ab"]
+        wait_for(
+            "the third mini-batch, and a and b written",
+            lambda: gate.with_suffix(".reached").exists() and all(p.exists() for p in done),
+        )
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
