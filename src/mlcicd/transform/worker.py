@@ -349,6 +349,7 @@ def main(argv: list[str]) -> int:
             report(_error(task, "io", None, describe_exception(exc)))
         else:
             report({"event": "done", "id": task["id"]})
+    protocol.flush()
     return 0
 
 
@@ -356,5 +357,17 @@ def _error(task: dict[str, Any], kind: str, line: int | None, error: str) -> dic
     return {"event": "error", "id": task["id"], "kind": kind, "line": line, "error": error}
 
 
+def exit_now(code: int) -> None:
+    """End the worker without tearing its interpreter down, as multiprocessing's workers do.
+
+    Every part is written and closed and every answer sent by then; what is left is freeing
+    the model and unloading scikit-learn, scipy and pandas — a second and more on a busy
+    machine, which the job would wait for — and waiting on any thread the user's code left
+    running, which could be forever."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))
