@@ -102,8 +102,11 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     generate(data, args.rows)
     results: dict[str, Any] = {"input_mb": data.stat().st_size / 2**20, "load": os.getloadavg()}
 
-    seconds, rss = python(SCRIPT, str(model_dir / "model.joblib"), str(data), str(work / "s.csv"))
+    seconds, rss, cpu = python(
+        SCRIPT, str(model_dir / "model.joblib"), str(data), str(work / "s.csv")
+    )
     results["script"] = (args.rows / float(seconds), rss)
+    results["script_cpu"] = cpu
     job = {"archive": str(archive), "sha": sha, "code": str(code), "root": str(work / "jobs")}
     results["ceiling"] = ceiling()
     for workers in (1, 2):
@@ -147,8 +150,9 @@ def generate(path: Path, rows: int) -> None:
             np.savetxt(fh, np.clip(chunk, 0.1, None), fmt="%.1f", delimiter=",")
 
 
-def python(code: str, *argv: str) -> tuple[str, int]:
-    """Run ``code`` in a fresh interpreter: its last line of output, and its peak RSS (kB)."""
+def python(code: str, *argv: str) -> tuple[str, int, float]:
+    """Run ``code`` in a fresh interpreter: its last line of output, its peak RSS (kB) and
+    its CPU-seconds."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, env=_env(), text=True
     )
@@ -157,7 +161,7 @@ def python(code: str, *argv: str) -> tuple[str, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"{code.strip().splitlines()[0]} failed ({proc.returncode})")
-    return out.strip().splitlines()[-1], usage.ru_maxrss
+    return out.strip().splitlines()[-1], usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 BUSY = "import time\ns = time.process_time()\nwhile time.process_time() - s < 2: pass"
@@ -179,7 +183,7 @@ def ceiling() -> float:
 def transform(job: dict[str, Any], source: Path, output: Path, workers: int) -> dict[str, Any]:
     name = f"{output.name}-{workers}"
     argv = {**job, "name": name, "input": str(source), "output": str(output), "workers": workers}
-    last, _ = python(JOB, json.dumps(argv))
+    last, _, _ = python(JOB, json.dumps(argv))
     report: dict[str, Any] = json.loads(last)
     return report
 
@@ -268,7 +272,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{long_two / long_one:.2f}x one worker's {long_one:,.0f}.",
         "",
         f"CPU-seconds, job process / workers: 1 worker {cpu1[0]:.2f} / {cpu1[1]:.2f}, "
-        f"2 workers {cpu2[0]:.2f} / {cpu2[1]:.2f}. Two busy loops against one on the machine "
+        f"2 workers {cpu2[0]:.2f} / {cpu2[1]:.2f}; the script {r['script_cpu']:.2f} (each a "
+        "whole process, imports included). Two busy loops against one on the machine "
         f"at the time: {r['ceiling']:.2f}x (the most 2 workers could get).",
         "",
     ]
