@@ -108,11 +108,28 @@ def test_the_issue_s_example_loads_with_its_defaults() -> None:
             "takes at most 5, got 6",
         ),
         (
-            f"network: {{subnets: [{SUBNET}], security_groups: [{SG}], private_subnets: true}}",
+            f"network: {{subnets: [{SUBNET}], security_groups: [{SG}], private_subnets: true, "
+            "route_tables: [rtb-0123abcd]}",
             "network.vpc_id",
             "network.vpc_id is not set",
         ),
         ("network: {private_subnets: true}", "network.private_subnets", "need network.subnets"),
+        (
+            f"network: {{subnets: [{SUBNET}], security_groups: [{SG}], private_subnets: true, "
+            "vpc_id: vpc-0123abcd}",
+            "network.route_tables",
+            "network.route_tables lists none",
+        ),
+        (
+            "network: {route_tables: [rt-1]}",
+            "network.route_tables[0]",
+            "'rt-1' is not a route table id",
+        ),
+        (
+            "deploy: {backend: sagemaker}\nnetwork: {isolation: true}",
+            "network.isolation",
+            "an isolated container cannot fetch",
+        ),
         ("network: {vpc_id: vpc-1}", "network.vpc_id", "'vpc-1' is not a VPC id"),
         (
             "network: {isolation: true}\ntrain: {network_isolation: false}",

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from mlcicd.aws.gateway import ApiTarget, invoke_api
+from mlcicd.aws.stack import stack_outputs
+from mlcicd.aws.template import DEFAULT_STACK_NAME
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
@@ -154,6 +157,23 @@ def endpoints_delete(ctx: click.Context, name: str) -> None:
 @click.option(
     "--accept", default=None, help="The response type to ask for (default: the endpoint's choice)."
 )
+@click.option(
+    "--via-api",
+    is_flag=True,
+    help="Through the stack's API Gateway API (api: in mlcicd.yaml), as an application would.",
+)
+@click.option(
+    "--stack-name",
+    default=DEFAULT_STACK_NAME,
+    show_default=True,
+    help="With --via-api: the stack whose API to call.",
+)
+@click.option(
+    "--api-key",
+    envvar="MLCICD_API_KEY",
+    default=None,
+    help="With --via-api and api.auth: api_key: the key (default: read from API Gateway).",
+)
 @click.pass_context
 def invoke(
     ctx: click.Context,
@@ -162,29 +182,42 @@ def invoke(
     body_file: Path | None,
     content_type: str,
     accept: str | None,
+    via_api: bool,
+    stack_name: str,
+    api_key: str | None,
 ) -> None:
     """Send one request to endpoint NAME and print the response."""
-    project = find_project(ctx)
-    _, described = recorded.live(project, name)
-    if described.status not in ("InService", "Updating") or not described.url:
-        raise EndpointError(
-            f"endpoint {name} is {described.status}"
-            + (f": {described.failure_reason}" if described.failure_reason else ""),
-            hint="redeploy it with `mlcicd run --force`",
-        )
+    url = None if via_api else _live_url(ctx, name)
     if body_file is not None:
         data = body_file.read_bytes()
     elif body is not None:
         data = body.encode()
     else:
         data = sys.stdin.buffer.read()
-    response = invoke_endpoint(described.url, data, content_type, accept=accept)
+    if url is None:
+        target = ApiTarget.from_outputs(stack_outputs(stack_name), stack=stack_name, endpoint=name)
+        response = invoke_api(target, data, content_type, accept=accept, api_key=api_key)
+    else:
+        response = invoke_endpoint(url, data, content_type, accept=accept)
     if not response.ok:
         raise EndpointError(f"{name} answered {response.status}: {response.error_message()}")
     sys.stdout.buffer.write(
         response.body if response.body.endswith(b"\n") else response.body + b"\n"
     )
     sys.stdout.flush()
+
+
+def _live_url(ctx: click.Context, name: str) -> str:
+    """The URL of the endpoint this project recorded as NAME, which must be serving."""
+    _, described = recorded.live(find_project(ctx), name)
+    if described.status not in ("InService", "Updating") or not described.url:
+        raise EndpointError(
+            f"endpoint {name} is {described.status}"
+            + (f": {described.failure_reason}" if described.failure_reason else ""),
+            hint="redeploy it with `mlcicd run --force`"
+            + ("" if described.url or described.status != "InService" else "; or --via-api"),
+        )
+    return described.url
 
 
 def _weight(text: str) -> tuple[str, float]:

@@ -128,9 +128,9 @@ def _check_semantics(config: Config, source: str) -> None:
     _check_staging(config, source)
     _check_transform(config, source)
     _check_explain(config, source)
-    check_infrastructure(config, source)
-    if config.deploy.backend == "sagemaker":
+    if config.deploy.backend == "sagemaker":  # SageMaker's refusals name the key to drop
         check_sagemaker_hosting(config, source)
+    check_infrastructure(config, source)
 
 
 def _check_explain(config: Config, source: str) -> None:

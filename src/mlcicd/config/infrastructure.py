@@ -23,6 +23,12 @@ _MAX_SECURITY_GROUPS = 5
 _ID_RE = {
     "subnets": re.compile(r"^subnet-[0-9a-f]{8,17}$"),
     "security_groups": re.compile(r"^sg-[0-9a-f]{8,17}$"),
+    "route_tables": re.compile(r"^rtb-[0-9a-f]{8,17}$"),
+}
+_EXAMPLE_IDS = {
+    "subnets": "subnet-0123456789abcdef0",
+    "security_groups": "sg-0123abcd",
+    "route_tables": "rtb-0123abcd",
 }
 _VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 # API Gateway's account-level default throttle; a usage plan cannot exceed it.
@@ -148,6 +154,7 @@ def _check_network(config: Config, source: str) -> None:
     for key, ids, most in (
         ("subnets", network.subnets, _MAX_SUBNETS),
         ("security_groups", network.security_groups, _MAX_SECURITY_GROUPS),
+        ("route_tables", network.route_tables, _MAX_SUBNETS),
     ):
         if len(ids) > most:
             raise ConfigError(
@@ -161,9 +168,7 @@ def _check_network(config: Config, source: str) -> None:
                     f"{value!r} is not a {key[:-1].replace('_', ' ')} id",
                     path=source,
                     key=f"network.{key}[{i}]",
-                    hint="e.g. subnet-0123456789abcdef0"
-                    if key == "subnets"
-                    else "e.g. sg-0123abcd",
+                    hint=f"e.g. {_EXAMPLE_IDS[key]}",
                 )
     if bool(network.subnets) != bool(network.security_groups):
         missing = "security_groups" if network.subnets else "subnets"
@@ -193,6 +198,23 @@ def _check_network(config: Config, source: str) -> None:
             path=source,
             key="network.vpc_id",
             hint="give the subnets' VPC id",
+        )
+    if network.private_subnets and not network.route_tables:
+        raise ConfigError(
+            "S3's VPC endpoint for private subnets is a gateway on their route tables: "
+            "network.route_tables lists none",
+            path=source,
+            key="network.route_tables",
+            hint="list the route tables of network.subnets (rtb-…)",
+        )
+    if network.isolation and config.deploy.backend == "sagemaker":
+        raise ConfigError(
+            "deploy.backend: sagemaker serves the inference code from S3 (sourcedir.tar.gz), "
+            "which an isolated container cannot fetch",
+            path=source,
+            key="network.isolation",
+            hint="deploy through the stack's pipeline (its image holds the code), or drop "
+            "network.isolation for `mlcicd run`",
         )
     if network.isolation and not config.train.network_isolation:
         raise ConfigError(

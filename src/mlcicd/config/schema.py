@@ -408,7 +408,8 @@ class NetworkConfig:
 
     ``isolation`` runs the Models' containers with no network (EnableNetworkIsolation; training
     jobs have train.network_isolation). ``private_subnets``: the subnets have no route to the
-    internet, so the stack creates S3 and SageMaker VPC endpoints in ``vpc_id``."""
+    internet, so the stack creates S3 and SageMaker VPC endpoints in ``vpc_id`` (S3's a
+    gateway on ``route_tables``)."""
 
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
@@ -416,6 +417,7 @@ class NetworkConfig:
     encrypt_inter_container: bool = True  # EnableInterContainerTrafficEncryption (training)
     private_subnets: bool = False
     vpc_id: str | None = None
+    route_tables: tuple[str, ...] = ()  # the subnets' route tables, for S3's gateway endpoint
 
     @property
     def in_vpc(self) -> bool:

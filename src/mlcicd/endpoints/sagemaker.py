@@ -18,6 +18,10 @@ The rest of ``deploy:`` means on SageMaker what it means locally, in SageMaker's
 - ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR);
 - ``alarms``: CloudWatch alarms on the new fleet (:mod:`mlcicd.aws.alarms`) in its
   AutoRollbackConfiguration;
+- ``serverless``: each variant's ServerlessConfig instead of instances;
+- ``autoscaling``: each variant's ScalableTarget and target-tracking policy
+  (:mod:`mlcicd.aws.autoscaling`), deregistered before an update and registered again once
+  the endpoint is InService on the new config;
 - ``mlcicd endpoints set-weights``: UpdateEndpointWeightsAndCapacities;
 - ``mlcicd endpoints metrics``: CloudWatch's ``AWS/SageMaker`` metrics in one GetMetricData
   call (:mod:`mlcicd.aws.endpoint_metrics`), summarised as the local endpoint's.
@@ -37,11 +41,11 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from mlcicd.aws import endpoint_metrics, hosting
+from mlcicd.aws import autoscaling, endpoint_metrics, hosting
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.deployment import (
     CAPTURE_PREFIX,
@@ -54,7 +58,8 @@ from mlcicd.aws.deployment import (
     traffic_routing,
 )
 from mlcicd.aws.names import poll_seconds
-from mlcicd.config import Config, StoreConfig
+from mlcicd.aws.network import vpc_config
+from mlcicd.config import AutoscalingConfig, Config, ServerlessConfig, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
@@ -86,6 +91,9 @@ class SageMakerEndpointBackend:
         deployment: Mapping[str, Any] | None = None,
         poll_seconds: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        scaling: AutoscalingConfig | None = None,
+        serverless: ServerlessConfig | None = None,
+        vpc_config: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """``deployment``, when given, is UpdateEndpoint's DeploymentConfig as is, instead of
         the one each EndpointConfig's policy makes."""
@@ -100,6 +108,9 @@ class SageMakerEndpointBackend:
         self.deployment = deployment
         self.poll_seconds = poll_seconds
         self.timeout = timeout
+        self.scaling = scaling
+        self.serverless = serverless
+        self.vpc_config = vpc_config
 
     @classmethod
     def from_config(cls, config: Config, store: ArtifactStore) -> SageMakerEndpointBackend:
@@ -132,6 +143,9 @@ class SageMakerEndpointBackend:
             instance_type=config.deploy.instance_type,
             instance_count=config.deploy.instance_count,
             capture_bucket=config.store.artifacts_bucket,
+            scaling=config.deploy.autoscaling,
+            serverless=config.deploy.serverless,
+            vpc_config=vpc_config(config.network),
         )
 
     @property
@@ -155,6 +169,7 @@ class SageMakerEndpointBackend:
             instance_count=self.instance_count,
             shadow=shadow,
             data_capture=self._data_capture(config),
+            serverless=self.serverless,
         )
         put_endpoint_config(sagemaker, request, tags=self._tags())
         # Made (its alarms put) only when the update is: not while another one rolls out.
@@ -177,6 +192,13 @@ class SageMakerEndpointBackend:
                 hosting.describe_endpoint(sagemaker, config.endpoint_name), config.name
             )
             if now.state == "done":
+                if self.scaling is not None:
+                    autoscaling.register(
+                        client("application-autoscaling"),
+                        config.endpoint_name,
+                        [v.name for v in config.variants],
+                        self.scaling,
+                    )
                 return self.describe(config.endpoint_name)
             if now.state == "failed":
                 raise EndpointError(
@@ -302,6 +324,7 @@ class SageMakerEndpointBackend:
             image=self.image,
             role_arn=self.role_arn,
             tags=self._tags(),
+            vpc_config=self.vpc_config,
         )
 
     def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:
@@ -313,7 +336,10 @@ class SageMakerEndpointBackend:
 
     def _deployment(self, config: EndpointConfig) -> dict[str, Any] | None:
         """UpdateEndpoint's DeploymentConfig for ``config``: its traffic shifting and, with
-        alarms, their CloudWatch alarms (put now, watching ``config``'s fleet)."""
+        alarms, their CloudWatch alarms (put now, watching ``config``'s fleet). The variants
+        registered for scaling are deregistered first: SageMaker refuses some updates of them."""
+        if self.scaling is not None:
+            autoscaling.deregister(client("application-autoscaling"), config.endpoint_name)
         if self.deployment is not None:
             return dict(self.deployment)
         policy = config.deployment
