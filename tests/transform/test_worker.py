@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from mlcicd.transform.worker import TaskError, _blank_lines, mini_batches, split_lines
+from mlcicd.transform.worker import BLOCK, TaskError, _blank_lines, mini_batches, split_lines
 
 SAMPLES = [
     b"",
@@ -97,3 +97,31 @@ def test_a_record_larger_than_the_payload_is_named_by_its_line_in_the_range() ->
     assert (caught.value.kind, caught.value.line) == ("payload", 2)
     # a last line exactly as long as the payload, without a newline, fits
     assert read(b"1,2\n" + b"7" * 20, 4, None, 20, False) == [(0, b"7" * 20)]
+
+
+class Watched(io.BytesIO):
+    """A file that remembers the most it handed out at once."""
+
+    largest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._seen(super().read(size))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._seen(super().readline(size))
+
+    def _seen(self, data: bytes) -> bytes:
+        self.largest = max(self.largest, len(data))
+        return data
+
+
+def test_a_line_without_end_is_never_read_whole() -> None:
+    endless = b"9" * (3 * BLOCK)  # a file that is one huge line: no newline anywhere
+    watched = Watched(endless)
+    with pytest.raises(TaskError, match="larger than MaxPayloadInMB"):
+        list(mini_batches(watched, 0, None, 1000, False))
+    assert watched.largest <= 1001  # the payload and one byte, not 3 MB
+
+    watched = Watched(endless + b"\n1,2\n")  # a range starting inside it skips it a block at a time
+    assert [body for _n, _s, body in mini_batches(watched, 10, None, 1000, False)] == [b"1,2\n"]
+    assert watched.largest <= BLOCK
