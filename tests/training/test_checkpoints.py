@@ -109,9 +109,16 @@ def test_checkpoints_without_a_store_are_refused_before_anything_runs(
     assert not backend.job_dir("job-1").exists()
 
 
-def manifest(store: LocalArtifactStore, files: dict[str, str]) -> None:
-    body = json.dumps({"job": "elsewhere", "files": files}).encode()
+def manifest(store: LocalArtifactStore, files: dict[str, str], job: str = "elsewhere") -> None:
+    body = json.dumps({"job": job, "files": files}).encode()
     store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+
+
+def kept_file(store: LocalArtifactStore, data: bytes) -> str:
+    """``data`` kept under its digest, as save keeps a file; the digest."""
+    digest = store.put_bytes(data, WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
+    store.put_bytes(data, WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    return digest
 
 
 @pytest.mark.parametrize(
@@ -130,8 +137,7 @@ def test_a_manifest_naming_a_file_and_a_folder_inside_it_is_refused_as_damaged(
     tmp_path: Path, store: LocalArtifactStore
 ) -> None:
     """A file where a folder goes (or a full disk) is the same clear refusal, never an OSError."""
-    digest = store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
-    store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    digest = kept_file(store, b"w")
     manifest(store, {"a": digest, "a/b": digest})
     with pytest.raises(TrainingError, match=r"are damaged: a/b: File exists") as raised:
         restore(store, WHERE, tmp_path / "ckpt")
@@ -142,8 +148,7 @@ def test_one_file_named_many_times_is_capped_as_a_model_archive_is(
     tmp_path: Path, store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One kept file, named under many paths, would write many times its size."""
-    digest = store.put_bytes(b"w" * 1000, WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
-    store.put_bytes(b"w" * 1000, WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    digest = kept_file(store, b"w" * 1000)
     manifest(store, {f"copy-{i}": digest for i in range(10)})
     monkeypatch.setenv("MLCICD_MAX_MODEL_BYTES", "4500")
     with pytest.raises(TrainingError, match=r"more than 4500 bytes \(MLCICD_MAX_MODEL_BYTES\)"):
@@ -158,14 +163,10 @@ def test_one_file_named_many_times_is_capped_as_a_model_archive_is(
 def test_the_job_a_manifest_names_reaches_the_log_only_as_a_job_name(
     tmp_path: Path, store: LocalArtifactStore
 ) -> None:
-    digest = store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
-    store.put_bytes(b"w", WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
-    forged = "a\nINFO training job iris-1 completed"
-    body = json.dumps({"job": forged, "files": {"w.bin": digest}}).encode()
-    store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+    digest = kept_file(store, b"w")
+    manifest(store, {"w.bin": digest}, job="a\nINFO training job iris-1 completed")
     assert restore(store, WHERE, tmp_path / "ckpt").job is None
-    body = json.dumps({"job": "iris-attempt-1", "files": {"w.bin": digest}}).encode()
-    store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+    manifest(store, {"w.bin": digest}, job="iris-attempt-1")
     assert restore(store, WHERE, tmp_path / "again").job == "iris-attempt-1"
 
 
