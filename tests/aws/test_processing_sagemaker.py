@@ -190,7 +190,7 @@ def test_the_config_names_what_is_missing(tmp_path: Path) -> None:
         SageMakerProcessingBackend.from_config(config, prepare, s3, tmp_path)
     config, prepare = step(base + "train:\n  image: x\n  role: arn:aws:iam::1:role/r\n")
     backend = SageMakerProcessingBackend.from_config(config, prepare, s3, tmp_path)
-    assert (backend.settings.image, backend.bucket, backend.prefix) == (
+    assert (backend.settings.image, backend.settings.bucket, backend.settings.prefix) == (
         "x",
         "ml-cicd-pipeline-artifacts",
         "iris/processing",

@@ -60,14 +60,20 @@ def test_the_request_names_every_field_as_sagemaker_does() -> None:
     assert "DataProcessing" not in plain
 
 
+def batch_input(aws_env: Any) -> Any:
+    """The store's bucket and s3://batch/in/a.csv (one row); SageMaker's client."""
+    s3 = aws_env("s3")
+    for bucket in ("store", "batch"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="batch", Key="in/a.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    return aws_env("sagemaker")
+
+
 @pytest.mark.integration
 def test_a_transform_job_on_sagemaker_from_the_registered_model(
     tmp_path: Path, model: TransformModel, aws_env: Any
 ) -> None:
-    s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
-    for bucket in ("store", "batch"):
-        s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket="batch", Key="in/a.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    sagemaker = batch_input(aws_env)
     backend = SageMakerTransformBackend(
         SageMakerJobSettings(
             store=S3ArtifactStore("s3://store"),
@@ -105,10 +111,7 @@ def test_the_model_of_a_transform_job_is_in_the_vpc_network_names(
     tmp_path: Path, model: TransformModel, aws_env: Any
 ) -> None:
     """network: puts the job's Model in the user's VPC, as it does an endpoint's."""
-    s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
-    for bucket in ("store", "batch"):
-        s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket="batch", Key="in/a.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    sagemaker = batch_input(aws_env)
     config = parse_config(
         f"pipeline: iris-classifier\ntrain:\n  image: {IMAGE}\n  role: {ROLE_ARN}\n"
         "network:\n  subnets: [subnet-0123456789abcdef0]\n  security_groups: [sg-0123abcd]\n"

@@ -38,6 +38,10 @@ class SageMakerJobSettings:
     inter_container_encryption: bool = False
     poll_seconds: float | None = None
 
+    def uri(self, key: str) -> str:
+        """The ``s3://`` URI of ``key`` in the job's bucket of the store."""
+        return self.store.uri(self.bucket, key)
+
     @classmethod
     def from_config(
         cls,

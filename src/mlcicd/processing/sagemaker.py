@@ -52,7 +52,6 @@ from mlcicd.processing.base import (
     exit_message,
 )
 from mlcicd.store.base import ArtifactStore
-from mlcicd.store.s3 import S3ArtifactStore
 
 _NOT_UPLOADED = ("__pycache__", ".git")
 
@@ -84,18 +83,6 @@ class SageMakerProcessingBackend:
         )
         return cls(jobs_root, settings)
 
-    @property
-    def store(self) -> S3ArtifactStore:
-        return self.settings.store
-
-    @property
-    def bucket(self) -> str:
-        return self.settings.bucket
-
-    @property
-    def prefix(self) -> str:
-        return self.settings.prefix
-
     def run(self, spec: ProcessingJobSpec, *, on_log: OnLog | None = None) -> ProcessingJobResult:
         entry = spec.source_dir / spec.entry_point
         if not entry.is_file():
@@ -113,10 +100,10 @@ class SageMakerProcessingBackend:
     def _run(
         self, spec: ProcessingJobSpec, paths: ProcessingPaths, log: JobLog
     ) -> ProcessingJobResult:
-        base = f"{self.prefix}/{spec.name}"
+        base = f"{self.settings.prefix}/{spec.name}"
         code = self._upload(spec.source_dir, f"{base}/input/{CODE_INPUT}")
         inputs = {i.name: self._upload(i.source, f"{base}/input/{i.name}") for i in spec.inputs}
-        log(f"code and {len(inputs)} input(s) uploaded under {self.store.uri(self.bucket, base)}")
+        log(f"code and {len(inputs)} input(s) uploaded under {self.settings.uri(base)}")
         request = create_processing_job_request(
             name=spec.name,
             image=self.settings.image,
@@ -124,7 +111,7 @@ class SageMakerProcessingBackend:
             code_uri=code,
             entry_point=spec.entry_point,
             inputs=inputs,
-            outputs={n: self.store.uri(self.bucket, f"{base}/output/{n}") for n in spec.outputs},
+            outputs={n: self.settings.uri(f"{base}/output/{n}") for n in spec.outputs},
             arguments=spec.arguments,
             environment=spec.environment,
             instance_type=self.settings.instance_type,
@@ -132,7 +119,7 @@ class SageMakerProcessingBackend:
             max_runtime=spec.max_runtime_seconds,
             network_isolation=self.settings.network_isolation,
             kms_key_id=self.settings.kms_key_id,
-            tags={"mlcicd:pipeline": self.prefix.split("/", 1)[0]},
+            tags={"mlcicd:pipeline": self.settings.prefix.split("/", 1)[0]},
             vpc_config=self.settings.vpc_config,
             inter_container_encryption=self.settings.inter_container_encryption,
         )
@@ -187,8 +174,8 @@ class SageMakerProcessingBackend:
         )
         for path in files:
             rel = path.name if path == source else path.relative_to(source).as_posix()
-            self.store.put_file(path, self.bucket, f"{key}/{rel}")
-        return self.store.uri(self.bucket, key) + "/"
+            self.settings.store.put_file(path, self.settings.bucket, f"{key}/{rel}")
+        return self.settings.uri(key) + "/"
 
     def _wait(self, name: str, sagemaker: AwsClient, log: JobLog) -> dict[str, Any]:
         interval = poll_seconds(self.settings.poll_seconds)
@@ -216,8 +203,8 @@ class SageMakerProcessingBackend:
             prefix = uploaded.get(name, "").rstrip("/") + "/"
             directory = paths.output(name)
             directory.mkdir(parents=True, exist_ok=True)
-            key = f"{self.prefix}/{spec.name}/output/{name}"
-            for uri in self.store.list_uris(self.bucket, key):
+            key = f"{self.settings.prefix}/{spec.name}/output/{name}"
+            for uri in self.settings.store.list_uris(self.settings.bucket, key):
                 rel = PurePosixPath(uri.removeprefix(prefix))
                 if (
                     not uri.startswith(prefix)
@@ -228,7 +215,7 @@ class SageMakerProcessingBackend:
                         f"output {name!r}: SageMaker uploaded {uri}, which is not a file inside "
                         f"{prefix}"
                     )
-                self.store.download(uri, directory / Path(*rel.parts))
+                self.settings.store.download(uri, directory / Path(*rel.parts))
             archive = paths.base / "outputs" / f"{name}.tar.gz"
             outputs[name] = OutputArtifact(name, directory, archive, pack_dir(directory, archive))
             log(f"output {name} downloaded from {prefix}")

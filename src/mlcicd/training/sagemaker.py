@@ -53,7 +53,6 @@ from mlcicd.config import Config
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, TrainingError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.store.base import ArtifactStore
-from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
@@ -79,9 +78,7 @@ class SageMakerTrainingBackend:
         self.settings = settings
         self.use_spot = use_spot
         self.max_wait = max_wait
-        self.output_path = (
-            output_path or settings.store.uri(settings.bucket, settings.prefix)
-        ).rstrip("/")
+        self.output_path = (output_path or settings.uri(settings.prefix)).rstrip("/")
         self.checkpoints = checkpoints
 
     @classmethod
@@ -114,18 +111,6 @@ class SageMakerTrainingBackend:
             output_path=train.output_path,
             checkpoints=train.checkpoints,
         )
-
-    @property
-    def store(self) -> S3ArtifactStore:
-        return self.settings.store
-
-    @property
-    def bucket(self) -> str:
-        return self.settings.bucket
-
-    @property
-    def prefix(self) -> str:
-        return self.settings.prefix
 
     def job_dir(self, name: str) -> Path:
         return self.jobs_root / name
@@ -177,7 +162,7 @@ class SageMakerTrainingBackend:
     def _request(
         self, spec: TrainingJobSpec, job_dir: Path, log: JobLog, region: str | None
     ) -> dict[str, Any]:
-        base = f"{self.prefix}/{spec.name}"
+        base = f"{self.settings.prefix}/{spec.name}"
         channels: dict[str, str] = {}
         if self.settings.network_isolation and any(c.name == CODE_CHANNEL for c in spec.channels):
             raise ConfigError(
@@ -204,16 +189,18 @@ class SageMakerTrainingBackend:
                     if path == channel.source
                     else path.relative_to(channel.source).as_posix()
                 )
-                self.store.put_file(path, self.bucket, f"{base}/input/data/{channel.name}/{rel}")
-            channels[channel.name] = (
-                self.store.uri(self.bucket, f"{base}/input/data/{channel.name}") + "/"
-            )
+                self.settings.store.put_file(
+                    path, self.settings.bucket, f"{base}/input/data/{channel.name}/{rel}"
+                )
+            channels[channel.name] = self.settings.uri(f"{base}/input/data/{channel.name}") + "/"
             log(
                 f"channel {channel.name}: {len(files)} file(s) uploaded to {channels[channel.name]}"
             )
         sourcedir = job_dir / "source" / "sourcedir.tar.gz"
         pack_dir(spec.source_dir, sourcedir)
-        code = self.store.put_file(sourcedir, self.bucket, f"{base}/source/sourcedir.tar.gz")
+        code = self.settings.store.put_file(
+            sourcedir, self.settings.bucket, f"{base}/source/sourcedir.tar.gz"
+        )
         log(f"code {spec.source_dir} uploaded to {code.uri}")
         submit_directory = code.uri
         if (
@@ -247,7 +234,7 @@ class SageMakerTrainingBackend:
             metric_definitions=[
                 {"Name": d.name, "Regex": d.regex} for d in spec.metric_definitions
             ],
-            tags={"mlcicd:pipeline": self.prefix},
+            tags={"mlcicd:pipeline": self.settings.prefix},
             kms_key_id=self.settings.kms_key_id,
             network_isolation=self.settings.network_isolation,
             vpc_config=self.settings.vpc_config,
@@ -325,7 +312,7 @@ class SageMakerTrainingBackend:
         if status == "Completed":
             uri = model_uri(described)
             try:
-                ref = self.store.download(uri, job_dir / "output" / "model.tar.gz")
+                ref = self.settings.store.download(uri, job_dir / "output" / "model.tar.gz")
             except ArtifactError as exc:
                 raise ArtifactError(
                     f"training job {spec.name} completed, but its model is missing: {exc.message}",

@@ -74,17 +74,13 @@ class SageMakerTransformBackend:
         )
         return cls(settings, jobs_root=jobs_root, where=where)
 
-    @property
-    def store(self) -> S3ArtifactStore:
-        return self.settings.store
-
     def log_path(self, name: str) -> Path:
         """SageMaker keeps the log (CloudWatch, /aws/sagemaker/TransformJobs); nothing here."""
         return self.jobs_root / name / "job.log"
 
     def input_digest(self, source: str) -> str:
         self._check_s3(source, "input")
-        return s3io.listing_digest(self.store.client, source, self.where("input"))
+        return s3io.listing_digest(self.settings.store.client, source, self.where("input"))
 
     def run(
         self,
@@ -99,7 +95,7 @@ class SageMakerTransformBackend:
         model = spec.model
         model_name = hosting.ensure_serving_model(
             sagemaker,
-            self.store,
+            self.settings.store,
             hosting.ServingModel(
                 model.model_file,
                 model.model_sha256,
@@ -138,7 +134,7 @@ class SageMakerTransformBackend:
                 hint="see its log in CloudWatch (/aws/sagemaker/TransformJobs)",
             )
         bucket, prefix = s3io.split(spec.input, "input")
-        objects = s3io.keys(self.store.client, bucket, prefix)
+        objects = s3io.keys(self.settings.store.client, bucket, prefix)
         base = spec.output.rstrip("/")
         outputs = [f"{base}/{key[len(prefix) :].lstrip('/')}.out" for key, _ in objects]
         return TransformJobResult(COMPLETED, None, len(objects), 0, 0, outputs)
