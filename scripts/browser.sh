@@ -15,7 +15,7 @@ if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null; then
-  echo "browser: no apt-get here: chromium not installed (the browser test will skip)"
+  echo "browser: no apt-get here: chromium not installed (the browser test fails unless MLCICD_SKIP_BROWSER=1)"
   exit 0
 fi
 SUDO=""
@@ -23,7 +23,7 @@ if [ "$(id -u)" != "0" ]; then
   if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
     SUDO="sudo -n"
   else
-    echo "browser: not root: chromium not installed (the browser test will skip)"
+    echo "browser: not root: chromium not installed (the browser test fails unless MLCICD_SKIP_BROWSER=1)"
     exit 0
   fi
 fi

@@ -325,7 +325,7 @@ class ExplainConfig:
 
     baseline: str = "training"  # "training" (a k-means summary of the channel) or a CSV file
     rows: int = 500  # rows of the training channel explained at register
-    online: bool = False  # endpoints answer explanation requests (not yet served)
+    online: bool = False  # endpoints answer explanation requests (Clarify's contract)
     required: bool = False  # an explainer that fails fails the run (else it is recorded)
 
     @property
