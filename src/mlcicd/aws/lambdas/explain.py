@@ -215,6 +215,8 @@ def _start(
         max_runtime=MAX_RUNTIME,
         kms_key_id=processing.kms_key_id,
         tags={"mlcicd:pipeline": processing.pipeline, "mlcicd:step": "explain"},
+        vpc_config=processing.vpc_config,
+        inter_container_encryption=processing.inter_container_encryption,
     )
     start_processing_job(sagemaker, request, where="explain: ")
     log(f"explain: processing job {name} started on {training_job}'s model")
