@@ -25,7 +25,7 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.lambdas.runtime import json_setting, log
-from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings
+from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, job_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
     create_processing_job_request,
@@ -39,8 +39,6 @@ from mlcicd.processing.base import (
     DATA_CHECK_INPUT,
     DATA_CHECK_OUTPUT,
     DATA_CHECK_REPORT,
-    MAX_REPORT_BYTES,
-    parse_report,
 )
 
 SCRIPT = "datacheck.py"
@@ -217,19 +215,14 @@ def production_baseline(sagemaker: AwsClient, group: str) -> tuple[str, str] | N
 
 
 def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
-    key = f"{processing.job_prefix(job)}/output/{DATA_CHECK_OUTPUT}/{DATA_CHECK_REPORT}"
-    where = f"data check: s3://{processing.models_bucket}/{key}"
-    try:
-        body = client("s3").get_object(Bucket=processing.models_bucket, Key=key)["Body"]
-    except AwsError as exc:
-        if exc.code in ("NoSuchKey", "404"):
-            raise ProcessingError(
-                f"{where}: the job wrote no report",
-                hint="the image's mlcicd must have mlcicd.monitor.datacheck.processing_job",
-            ) from exc
-        raise
-    with body:
-        return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+    report: dict[str, Any] = job_report(
+        processing,
+        job,
+        f"{DATA_CHECK_OUTPUT}/{DATA_CHECK_REPORT}",
+        "data check",
+        hint="the image's mlcicd must have mlcicd.monitor.datacheck.processing_job",
+    )
+    return report
 
 
 def _judge(

@@ -30,7 +30,7 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.runtime import json_setting, log
-from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, SourceTree
+from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, SourceTree, job_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
     create_processing_job_request,
@@ -38,7 +38,7 @@ from mlcicd.aws.processing_jobs import (
     failure_reason,
     start_processing_job,
 )
-from mlcicd.errors import AwsError, ConfigError, ExplainError, MlcicdError, ProcessingError
+from mlcicd.errors import ConfigError, ExplainError, ProcessingError
 from mlcicd.processing.base import (
     EXPLAIN_BASELINE_INPUT,
     EXPLAIN_DATA_INPUT,
@@ -46,8 +46,6 @@ from mlcicd.processing.base import (
     EXPLAIN_MODEL_INPUT,
     EXPLAIN_OUTPUT,
     EXPLAIN_REPORT,
-    MAX_REPORT_BYTES,
-    parse_report,
 )
 
 SCRIPT = "explain.py"
@@ -229,22 +227,18 @@ def _run_of(training_job: str) -> str:
 
 
 def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
-    key = f"{processing.job_prefix(job)}/output/{EXPLAIN_OUTPUT}/{EXPLAIN_REPORT}"
-    where = f"explain: s3://{processing.models_bucket}/{key}"
+    """The job's report; one it did not write, or that is not one, is its ``error``."""
     try:
-        body = client("s3").get_object(Bucket=processing.models_bucket, Key=key)["Body"]
-    except AwsError as exc:
-        if exc.code in ("NoSuchKey", "404"):
-            return {
-                "error": f"{where}: the job wrote no report (the image's mlcicd must have "
-                "mlcicd.explain.job: build it with this mlcicd)"
-            }
-        raise
-    with body:
-        try:
-            return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
-        except MlcicdError as exc:
-            return {"error": exc.headline}
+        report: dict[str, Any] = job_report(
+            processing,
+            job,
+            f"{EXPLAIN_OUTPUT}/{EXPLAIN_REPORT}",
+            "explain",
+            hint="the image's mlcicd must have mlcicd.explain.job: build it with this mlcicd",
+        )
+    except ProcessingError as exc:
+        return {"error": exc.headline}
+    return report
 
 
 def _store(

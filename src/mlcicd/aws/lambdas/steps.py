@@ -440,6 +440,22 @@ def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str,
     return found
 
 
+def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hint: str) -> Any:
+    """The report a job of the Lambda's own (the data check, the explainer) wrote to
+    ``output/<path>``, parsed as data; ``ProcessingError`` naming ``where`` when it wrote none
+    (``hint``: why that can be), or when it is not a report."""
+    key = f"{settings.job_prefix(job)}/output/{path}"
+    where = f"{where}: s3://{settings.models_bucket}/{key}"
+    try:
+        body = client("s3").get_object(Bucket=settings.models_bucket, Key=key)["Body"]
+    except AwsError as exc:
+        if exc.code in ("NoSuchKey", "404"):
+            raise ProcessingError(f"{where}: the job wrote no report", hint=hint) from exc
+        raise
+    with body:
+        return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+
+
 def iter_jobs(state: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """Each step and its job, for the model's lineage."""
     yield from sorted((state.get("steps") or {}).items())
