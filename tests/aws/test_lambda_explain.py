@@ -172,3 +172,20 @@ def test_an_explainer_that_fails_is_recorded_and_fails_the_action_only_when_requ
     message = failed[1]["failureDetails"]["message"]
     assert message.startswith("explain.required: ") and "could not be explained" in message
     assert only_package(aws)["ModelPackageArn"] == package["ModelPackageArn"]  # job-1's alone
+
+
+def test_a_baseline_file_the_commit_lacks_is_recorded_without_starting_the_job(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch, trained: tuple[bytes, dict[str, bytes]]
+) -> None:
+    aws = stack_with(aws_env, monkeypatch, baseline="data/absent.csv")
+    model, output = trained
+    started = report("job-1")
+    job = json.loads(token_of(started))["job"]
+    prefix = f"{GROUP}/{job}/output"
+    aws("s3").put_object(Bucket=MODELS_BUCKET, Key=f"{prefix}/model.tar.gz", Body=model)
+    aws("s3").put_object(Bucket=MODELS_BUCKET, Key=f"{prefix}/output.tar.gz", Body=tar_gz(output))
+    done = report("job-1-2", continuation=token_of(started))
+    assert done[0] == "PutJobSuccessResult" and "continuationToken" not in done[1]
+    assert not aws("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
+    error = only_package(aws)["CustomerMetadataProperties"]["explanation_error"]
+    assert error == "explain.baseline data/absent.csv is not in the source artifact"

@@ -25,13 +25,10 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.lambdas.runtime import json_setting, log
-from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, job_report
+from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, job_report, start_own_job
 from mlcicd.aws.processing_jobs import (
-    CODE_INPUT,
-    create_processing_job_request,
     describe_processing_job,
     failure_reason,
-    start_processing_job,
 )
 from mlcicd.errors import AwsError, ConfigError, DataCheckError, ProcessingError
 from mlcicd.processing.base import (
@@ -49,8 +46,6 @@ from mlcicd.monitor.datacheck import processing_job
 
 sys.exit(processing_job(sys.argv[1:]))
 """
-INSTANCE_TYPE = "ml.m5.large"
-MAX_RUNTIME = 3600
 _MODES = ("warn", "fail")
 # What mlcicd.monitor.datacheck.processing_job writes (the function has no numpy to import it)
 _STATUSES = ("Passed", "CompletedWithViolations", "Skipped", "Unreadable")
@@ -146,10 +141,6 @@ def _start(
     if describe_processing_job(sagemaker, name) is not None:
         log(f"data check: processing job {name} exists already: not starting it again")
         return name
-    bucket, prefix = processing.models_bucket, f"{processing.job_prefix(name)}/input"
-    client("s3").put_object(
-        Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{SCRIPT}", Body=SCRIPT_SOURCE
-    )
     inputs = {DATA_CHECK_INPUT: channel_uri}
     baseline = production_baseline(sagemaker, processing.pipeline)
     if baseline is None:
@@ -158,26 +149,17 @@ def _start(
         arn, folder = baseline
         log(f"data check: channel {settings.channel} against model {arn}'s baseline {folder}")
         inputs[DATA_CHECK_BASELINE_INPUT] = folder
-    request = create_processing_job_request(
-        name=name,
+    start_own_job(
+        processing,
+        name,
         image=str(state["image"]),
-        role_arn=processing.role_arn,
-        code_uri=f"s3://{bucket}/{prefix}/{CODE_INPUT}/",
-        entry_point=SCRIPT,
+        script=(SCRIPT, SCRIPT_SOURCE),
         inputs=inputs,
-        outputs={DATA_CHECK_OUTPUT: processing.output_uri(name, DATA_CHECK_OUTPUT)},
+        output=DATA_CHECK_OUTPUT,
         arguments=settings.arguments(),
-        environment={},
-        instance_type=INSTANCE_TYPE,
-        instance_count=1,
-        max_runtime=MAX_RUNTIME,
-        kms_key_id=processing.kms_key_id,
-        tags={"mlcicd:pipeline": processing.pipeline, "mlcicd:step": "data_check"},
-        vpc_config=processing.vpc_config,
-        inter_container_encryption=processing.inter_container_encryption,
+        step="data_check",
+        where="data check",
     )
-    start_processing_job(sagemaker, request, where="data check: ")
-    log(f"data check: processing job {name} started")
     return name
 
 

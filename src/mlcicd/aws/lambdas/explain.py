@@ -30,13 +30,17 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.runtime import json_setting, log
-from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, SourceTree, job_report
+from mlcicd.aws.lambdas.steps import (
+    RUNNING,
+    ProcessingSettings,
+    SourceTree,
+    input_prefix,
+    job_report,
+    start_own_job,
+)
 from mlcicd.aws.processing_jobs import (
-    CODE_INPUT,
-    create_processing_job_request,
     describe_processing_job,
     failure_reason,
-    start_processing_job,
 )
 from mlcicd.errors import ConfigError, ExplainError, ProcessingError
 from mlcicd.processing.base import (
@@ -56,8 +60,6 @@ from mlcicd.explain.job import processing_job
 
 sys.exit(processing_job(sys.argv[1:]))
 """
-INSTANCE_TYPE = "ml.m5.large"
-MAX_RUNTIME = 3600
 ERROR_LIMIT = 300  # of an explainer's error kept in the continuation token (2,048 characters)
 
 
@@ -137,9 +139,13 @@ def advance(
     sagemaker = client("sagemaker")
     name = state.get("explain")
     if name is None:
-        state["explain"] = _start(
-            settings, processing, state, model_data_url, sha256, channel_uri, source
-        )
+        try:
+            state["explain"] = _start(
+                settings, processing, state, model_data_url, sha256, channel_uri, source
+            )
+        except ExplainError as exc:  # what the job needs is not in the commit: recorded
+            _store(settings, processing, state, sha256, {"error": exc.headline})
+            return True
         return False
     described = describe_processing_job(sagemaker, name)
     if described is None:
@@ -174,9 +180,7 @@ def _start(
     if describe_processing_job(sagemaker, name) is not None:
         log(f"explain: processing job {name} exists already: not starting it again")
         return name
-    s3, bucket = client("s3"), processing.models_bucket
-    prefix = f"{processing.job_prefix(name)}/input"
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{SCRIPT}", Body=SCRIPT_SOURCE)
+    s3, bucket, prefix = client("s3"), processing.models_bucket, input_prefix(processing, name)
     inputs = {
         EXPLAIN_DATA_INPUT: channel_uri(),
         EXPLAIN_MODEL_INPUT: model_data_url,
@@ -198,26 +202,18 @@ def _start(
                     hint="commit the baseline CSV, or set explain.baseline: training",
                 )
             inputs[EXPLAIN_BASELINE_INPUT] = f"s3://{bucket}/{key}"
-    request = create_processing_job_request(
-        name=name,
+    start_own_job(
+        processing,
+        name,
         image=str(state["image"]),
-        role_arn=processing.role_arn,
-        code_uri=f"s3://{bucket}/{prefix}/{CODE_INPUT}/",
-        entry_point=SCRIPT,
+        script=(SCRIPT, SCRIPT_SOURCE),
         inputs=inputs,
-        outputs={EXPLAIN_OUTPUT: processing.output_uri(name, EXPLAIN_OUTPUT)},
+        output=EXPLAIN_OUTPUT,
         arguments=settings.arguments(sha256),
-        environment={},
-        instance_type=INSTANCE_TYPE,
-        instance_count=1,
-        max_runtime=MAX_RUNTIME,
-        kms_key_id=processing.kms_key_id,
-        tags={"mlcicd:pipeline": processing.pipeline, "mlcicd:step": "explain"},
-        vpc_config=processing.vpc_config,
-        inter_container_encryption=processing.inter_container_encryption,
+        step="explain",
+        where="explain",
     )
-    start_processing_job(sagemaker, request, where="explain: ")
-    log(f"explain: processing job {name} started on {training_job}'s model")
+    log(f"explain: {name} explains {training_job}'s model")
     return name
 
 

@@ -38,7 +38,7 @@ import hashlib
 import json
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from pathlib import PurePosixPath
@@ -438,6 +438,57 @@ def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str,
         with body:
             found[name] = parse_report(body.read(MAX_REPORT_BYTES + 1), where)
     return found
+
+
+# The jobs the Lambda runs of its own (the data check, the explainer): mlcicd's code in the
+# commit's image, on one instance, for at most an hour.
+OWN_JOB_INSTANCE_TYPE = "ml.m5.large"
+OWN_JOB_MAX_RUNTIME = 3600
+
+
+def input_prefix(settings: ProcessingSettings, job: str) -> str:
+    """Where a job of the Lambda's own has its inputs uploaded (its script under ``code/``)."""
+    return f"{settings.job_prefix(job)}/input"
+
+
+def start_own_job(
+    settings: ProcessingSettings,
+    name: str,
+    *,
+    image: str,
+    script: tuple[str, bytes],
+    inputs: Mapping[str, str],
+    output: str,
+    arguments: Sequence[str],
+    step: str,
+    where: str,
+) -> None:
+    """Start processing job ``name``: ``script`` (its file name and source, a few lines
+    calling mlcicd) run in ``image`` on ``inputs``, its one ``output`` beside it; ``step``
+    tags it, ``where`` names it in the errors and the log."""
+    bucket, prefix = settings.models_bucket, input_prefix(settings, name)
+    entry_point, source = script
+    client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{entry_point}", Body=source)
+    request = create_processing_job_request(
+        name=name,
+        image=image,
+        role_arn=settings.role_arn,
+        code_uri=f"s3://{bucket}/{prefix}/{CODE_INPUT}/",
+        entry_point=entry_point,
+        inputs=inputs,
+        outputs={output: settings.output_uri(name, output)},
+        arguments=arguments,
+        environment={},
+        instance_type=OWN_JOB_INSTANCE_TYPE,
+        instance_count=1,
+        max_runtime=OWN_JOB_MAX_RUNTIME,
+        kms_key_id=settings.kms_key_id,
+        tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step},
+        vpc_config=settings.vpc_config,
+        inter_container_encryption=settings.inter_container_encryption,
+    )
+    start_processing_job(client("sagemaker"), request, where=f"{where}: ")
+    log(f"{where}: processing job {name} started")
 
 
 def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hint: str) -> Any:
