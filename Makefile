@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins boto3/botocore far behind ours, so it lives in an environment of its own.
 TOOLS  := .venv-tools
 
-.PHONY: setup tools containers demo test lint unit integration bench clean
+.PHONY: setup tools containers browser demo test lint unit integration bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ $(TOOLS)/.installed: Makefile
 containers:
 	@bash scripts/containers.sh
 
+# Debian's chromium and chromium-driver for the dashboard's browser test: installed with apt
+# where this machine can (root), else that test skips. MLCICD_SKIP_BROWSER=1 skips.
+browser:
+	@bash scripts/browser.sh
+
 demo: setup
 	@bash scripts/demo.sh
 
@@ -39,13 +44,13 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint tools containers
+test: lint tools containers browser
 	$(BIN)/pytest -n auto --dist loadgroup
 
 unit: setup
 	$(BIN)/pytest -m "not integration"
 
-integration: setup tools containers
+integration: setup tools containers browser
 	$(BIN)/pytest -n auto --dist loadgroup -m integration
 
 bench: setup

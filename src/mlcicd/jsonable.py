@@ -13,16 +13,19 @@ from typing import Any
 def to_jsonable(obj: Any) -> Any:
     """``obj`` as dicts, lists and scalars; a dataclass keeps the properties its readers use
     (``arn``, ``elapsed``, ``verdict``); anything else becomes its ``str``."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        data = dataclasses.asdict(obj)
-        for name in ("arn", "elapsed", "verdict"):
-            if hasattr(obj, name):
-                data[name] = getattr(obj, name)
-        return to_jsonable(data)
+    # Scalars first: they are most of what a page's data holds (the dashboard converts
+    # thousands of records per page, bench/dashboard.py).
+    if obj is None or isinstance(obj, int | float | str | bool):
+        return obj
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, int | float | str | bool) or obj is None:
-        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        # Field by field rather than dataclasses.asdict, which deep-copies every value first.
+        data = {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        for name in ("arn", "elapsed", "verdict"):
+            if hasattr(obj, name):
+                data[name] = to_jsonable(getattr(obj, name))
+        return data
     return str(obj)

@@ -36,6 +36,7 @@ CHILD_SETTINGS = frozenset(
         "MLCICD_BATCHING",
         "MLCICD_BATCH_WAIT_MS",
         "MLCICD_CACHE",
+        "MLCICD_DIRECT",  # the workers' direct request path (serving/direct.py)
         "MLCICD_FASTPATH",
         "MLCICD_GIT_TIMEOUT",  # a run process fetches its commit (daemon/runner.py)
         "MLCICD_HOME",

@@ -49,6 +49,52 @@ def canary_config() -> Config:
     return iris_with_deploy(**CANARY_DEPLOY)
 
 
+# Issue 14's keys together: autoscaling, the API in front, the VPC, spot with checkpoints.
+SCALED = {
+    "deploy": {
+        "autoscaling": {
+            "min_instances": 1,
+            "max_instances": 4,
+            "target_invocations_per_instance": 1000,
+        }
+    },
+    "api": {"enabled": True, "auth": "api_key", "throttle": {"rate": 50, "burst": 100}},
+    "network": {
+        "subnets": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+        "security_groups": ["sg-0123abcd"],
+        "isolation": True,
+        "private_subnets": True,
+        "vpc_id": "vpc-0123456789abcdef0",
+        "route_tables": ["rtb-0123abcd"],
+    },
+    "train": {"use_spot": True, "max_wait": 90000, "checkpoints": True},
+}
+
+
+def scaled_in_moto(aws: Callable[[str], Any]) -> dict[str, Any]:
+    """SCALED with its network in a VPC made in moto's server (whose CloudFormation checks
+    that the VPC of a VPC endpoint exists)."""
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="jobs", Description="jobs", VpcId=vpc)["GroupId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    network = {
+        **SCALED["network"],
+        "vpc_id": vpc,
+        "subnets": [subnet],
+        "security_groups": [group],
+        "route_tables": [table],
+    }
+    return {**SCALED, "network": network}
+
+
+@pytest.fixture(scope="session")
+def scaled_config() -> Config:
+    """examples/iris with every key of issue 14 (autoscaling, api, network, spot)."""
+    return iris_with(**SCALED)
+
+
 # staging: the testing stage, with the project's endpoint tests and a load check.
 STAGING = {
     "test": "python -m pytest -q tests/endpoint",

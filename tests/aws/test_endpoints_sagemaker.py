@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
+from mlcicd.aws import autoscaling
 from mlcicd.aws.clients import client
+from mlcicd.config import AutoscalingConfig
 from mlcicd.endpoints import EndpointConfig, ProductionVariant
 from mlcicd.endpoints.sagemaker import SageMakerEndpointBackend
 from mlcicd.errors import EndpointError, NotFoundError
@@ -228,3 +230,40 @@ def test_delete(backend: SageMakerEndpointBackend, tmp_path: Path) -> None:
         backend.describe(ENDPOINT)
     with pytest.raises(NotFoundError):
         backend.delete(ENDPOINT)
+
+
+def test_a_scaled_endpoint_is_deregistered_around_an_update(
+    backend: SageMakerEndpointBackend, tmp_path: Path, aws_env: AwsClient
+) -> None:
+    """deploy.autoscaling: registered once InService; at the UpdateEndpoint, nothing is
+    registered (SageMaker refuses some updates of a registered variant); registered again
+    once InService on the new config."""
+    backend.scaling = AutoscalingConfig(max_instances=3, target_invocations_per_instance=200)
+    old, new = config(tmp_path, 1), config(tmp_path, 2)
+    backend.deploy(old)
+    variant = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+    scaling = aws_env("application-autoscaling")
+    assert autoscaling.registered(client("application-autoscaling"), ENDPOINT) == [variant]
+    at_update: list[list[str]] = []
+
+    def look(**_: Any) -> None:
+        at_update.append(autoscaling.registered(client("application-autoscaling"), ENDPOINT))
+
+    events = client("sagemaker").raw.meta.events
+    event, unique_id = "before-parameter-build.sagemaker.UpdateEndpoint", "look-at-scaling"
+    events.register(event, look, unique_id=unique_id)
+    try:
+        with OperationStubber(client("sagemaker"), "DescribeEndpoint", "UpdateEndpoint") as stub:
+            for _ in range(2):
+                stub.add_response("describe_endpoint", answer(old.name, "InService"))
+            stub.add_response("update_endpoint", {"EndpointArn": ARN})
+            for _ in range(2):
+                stub.add_response("describe_endpoint", answer(new.name, "InService"))
+            backend.deploy(new)
+    finally:
+        events.unregister(event, look, unique_id=unique_id)
+    assert at_update == [[]]
+    (target,) = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (variant, 1, 3)
+    (policy,) = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 200.0

@@ -25,7 +25,7 @@ from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas import deploy
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
-from tests.aws.conftest import AwsClient, iris_with_deploy
+from tests.aws.conftest import AwsClient, iris_with, iris_with_deploy
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
     ENDPOINT_ROLE_ARN,
@@ -419,3 +419,111 @@ def test_waits_for_another_deployment_before_updating(pipeline: AwsClient) -> No
         sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
         again = token_of(report("job-4", continuation=token))
     assert json.loads(again)["started"] is True
+
+
+AUTOSCALING = {
+    "min_instances": 1,
+    "max_instances": 4,
+    "target_invocations_per_instance": 1000,
+}
+
+
+def scaling(aws: AwsClient) -> dict[str, Any]:
+    """The endpoint's scalable targets and policies, as Application Auto Scaling has them."""
+    autoscaling = aws("application-autoscaling")
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")
+    policies = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")
+    return {
+        "targets": {
+            t["ResourceId"]: (t["MinCapacity"], t["MaxCapacity"])
+            for t in targets["ScalableTargets"]
+        },
+        "policies": {
+            p["ResourceId"]: p["TargetTrackingScalingPolicyConfiguration"]
+            for p in policies["ScalingPolicies"]
+        },
+    }
+
+
+def test_autoscaling_is_registered_once_in_service_and_lifted_around_an_update(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, iris_with_deploy(autoscaling=AUTOSCALING))
+    trained(pipeline)
+    token = token_of(report("job-1"))
+    assert scaling(pipeline)["targets"] == {}  # not before the endpoint is InService
+    report("job-2", continuation=token)
+    variant = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+    registered = scaling(pipeline)
+    assert registered["targets"] == {variant: (1, 4)}
+    assert registered["policies"] == {
+        variant: {
+            "TargetValue": 1000.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
+        }
+    }
+
+    # An update: deregistered before UpdateEndpoint (SageMaker refuses some updates of a
+    # registered variant), registered again once InService on the new config.
+    trained(pipeline, job="iris-classifier-0456", sha="cd" * 32)
+    with OperationStubber(client("sagemaker"), "UpdateEndpoint") as sagemaker:
+        sagemaker.add_response("update_endpoint", {"EndpointArn": ARN})
+        token = token_of(report("job-3"))
+    assert len(sagemaker.calls) == 1
+    assert scaling(pipeline)["targets"] == {}
+    new = json.loads(token)["config"]
+    with OperationStubber(client("sagemaker"), "DescribeEndpoint") as sagemaker:
+        sagemaker.add_response("describe_endpoint", endpoint_answer(new, "InService"))
+        report("job-4", continuation=token)
+    assert scaling(pipeline) == registered
+
+
+def test_a_serverless_endpoint_config_has_no_instances(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(
+        monkeypatch,
+        iris_with_deploy(serverless={"memory_mb": 4096, "max_concurrency": 5}),
+    )
+    trained(pipeline)
+    config = json.loads(token_of(report("job-1")))["config"]
+    (variant,) = pipeline("sagemaker").describe_endpoint_config(EndpointConfigName=config)[
+        "ProductionVariants"
+    ]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
+    assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
+
+
+def test_models_in_the_vpc_isolated_check_the_archive_without_network(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = {
+        "subnets": ["subnet-0123456789abcdef0"],
+        "security_groups": ["sg-0123abcd"],
+        "isolation": True,
+    }
+    configure(monkeypatch, iris_with(network=network))
+    model = trained(pipeline)
+    with SentParams(client("sagemaker"), "CreateModel") as sent:  # moto drops the isolation
+        config = json.loads(token_of(report("job-1")))["config"]
+    ((_, params),) = sent.calls
+    assert params["EnableNetworkIsolation"] is True
+    sagemaker = pipeline("sagemaker")
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    described = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert described["VpcConfig"] == {
+        "SecurityGroupIds": ["sg-0123abcd"],
+        "Subnets": ["subnet-0123456789abcdef0"],
+    }
+    # The archive itself lands in /opt/ml/model: the container checks it with no network.
+    assert described["PrimaryContainer"]["ModelDataSource"] == {
+        "S3DataSource": {
+            "S3Uri": model["model_data_url"],
+            "S3DataType": "S3Object",
+            "CompressionType": "None",
+        }
+    }

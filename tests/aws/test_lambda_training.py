@@ -45,7 +45,7 @@ from tests.aws.events import (
     token_of,
     zip_bytes,
 )
-from tests.aws.stubs import OperationStubber
+from tests.aws.stubs import OperationStubber, SentParams
 from tests.conftest import IRIS
 
 pytestmark = pytest.mark.integration
@@ -351,3 +351,31 @@ def test_a_job_goes_onto_the_network_only_when_mlcicd_yaml_says_so(iris_config: 
         lambda_environment(build_template(online), "TrainingFunction")
     )
     assert (settings.network_isolation, settings.kms_key_id) == (False, KEY_ARN)
+
+
+def test_a_job_in_the_vpc_with_checkpoints_as_the_stack_sets_it(
+    pipeline: AwsClient, scaled_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """network: and train.checkpoints reach CreateTrainingJob through the function's
+    environment (moto keeps the VpcConfig; the request itself is read for the rest)."""
+    for name, value in lambda_environment(
+        build_template(scaled_config), "TrainingFunction"
+    ).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLCICD_TRAINING_MAX_WAIT", "")  # scaled's 90000 s: iris runs 600 s
+    monkeypatch.setenv("MLCICD_TRAINING_USE_SPOT", "false")  # checkpoints without spot
+    with SentParams(client("sagemaker"), "CreateTrainingJob") as sent:
+        name = json.loads(token_of(invoke("job-1")[0]))["job"]
+    ((_, request),) = sent.calls
+    vpc = {
+        "SecurityGroupIds": ["sg-0123abcd"],
+        "Subnets": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+    }
+    assert request["VpcConfig"] == vpc
+    assert request["EnableInterContainerTrafficEncryption"] is True
+    assert request["EnableNetworkIsolation"] is True
+    assert request["CheckpointConfig"] == {
+        "S3Uri": f"s3://{MODELS_BUCKET}/iris-classifier/{name}/checkpoints",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert started_job(pipeline)["VpcConfig"] == vpc

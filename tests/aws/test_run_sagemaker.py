@@ -82,6 +82,15 @@ def test_run_trains_and_deploys_on_sagemaker(
     monkeypatch.setenv("MLCICD_SAGEMAKER_POLL_SECONDS", "0.01")
     project = make_repo(tmp_path / "iris")
     on_sagemaker(project)
+    path = project / "mlcicd.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "  instance_type: ml.t2.medium\n",
+            "  instance_type: ml.t2.medium\n"
+            "  autoscaling: {max_instances: 3, target_invocations_per_instance: 500}\n",
+        )
+    )
+    commit_all(project, "scale the endpoint")
     model, output, log = trained_here(tmp_path)
     assert "metrics.json" in output
 
@@ -107,6 +116,17 @@ def test_run_trains_and_deploys_on_sagemaker(
         EndpointConfigName=endpoint["EndpointConfigName"]
     )["ProductionVariants"]
     assert variant["InstanceType"] == "ml.t2.medium"
+    # deploy.autoscaling: the variant registered, with its target-tracking policy.
+    autoscaling = aws_env("application-autoscaling")
+    (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")[
+        "ScalableTargets"
+    ]
+    assert target["ResourceId"] == f"endpoint/{ENDPOINT}/variant/AllTraffic"
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    (policy,) = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
+        "ScalingPolicies"
+    ]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 500.0
     # The registered model's bytes are the job's, stored with their digest.
     key = f"iris/ml-cicd-pipeline-models/iris-classifier/{job}/output/model.tar.gz"
     assert s3.get_object(Bucket=STORE, Key=key)["Body"].read() == model

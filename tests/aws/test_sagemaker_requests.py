@@ -116,6 +116,20 @@ def test_spot_training_waits_and_checkpoints() -> None:
         _request(use_spot=True, max_wait=60)
 
 
+def test_checkpoints_without_spot_and_a_job_in_a_vpc() -> None:
+    request = _request(checkpoints=True, checkpoint_uri="s3://b/ckpt")
+    assert request["CheckpointConfig"] == {
+        "S3Uri": "s3://b/ckpt",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]  # type: ignore[operator]
+    assert "VpcConfig" not in request
+    vpc = {"SecurityGroupIds": ["sg-0123abcd"], "Subnets": ["subnet-0123abcd"]}
+    in_vpc = _request(vpc_config=vpc, inter_container_encryption=True)
+    assert in_vpc["VpcConfig"] == vpc
+    assert in_vpc["EnableInterContainerTrafficEncryption"] is True
+
+
 def test_metrics() -> None:
     assert metric_list(
         {"FinalMetricDataList": [{"MetricName": "accuracy", "Value": 0.9, "Timestamp": 0}]}

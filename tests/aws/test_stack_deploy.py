@@ -17,18 +17,20 @@ cfn-lint does that (tests/aws/test_linters.py).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlcicd.aws.clients import client
 from mlcicd.aws.package import build_lambda_package
 from mlcicd.aws.stack import StackEvent, deploy_stack, describe_stack, upload_lambda_package
-from mlcicd.aws.template import build_template, to_yaml
+from mlcicd.aws.template import TEMPLATE_BODY_LIMIT, build_template, to_yaml
 from mlcicd.config import Config
 from mlcicd.errors import ConfigError
-from tests.aws.conftest import AwsClient
+from tests.aws.conftest import AwsClient, scaled_in_moto
 from tests.aws.stack import CONNECTION, for_moto
 from tests.conftest import IRIS
 from tests.helpers import mlcicd
@@ -228,3 +230,31 @@ def test_a_first_value_is_not_used_for_a_parameter_an_earlier_deploy_set(
     )
     assert (updated.changed, updated.first_values) == (True, ())
     assert _stack_parameters()["WebhookSecret"] == parameters["WebhookSecret"]
+
+
+def test_a_template_past_the_inline_limit_is_read_from_s3(
+    aws_env: AwsClient, tmp_path: Path
+) -> None:
+    """Autoscaling, the API in front and the VPC endpoints take the template past the 51,200
+    bytes CloudFormation takes inline: `mlcicd aws deploy` puts it beside the Lambda code and
+    passes its TemplateURL."""
+    project = tmp_path / "iris"
+    shutil.copytree(IRIS, project, ignore=shutil.ignore_patterns(".mlcicd", "__pycache__"))
+    config = project / "mlcicd.yaml"
+    data = yaml.safe_load(config.read_text())
+    for section, values in scaled_in_moto(aws_env).items():
+        data[section] = {**data.get(section, {}), **values}
+    config.write_text(yaml.safe_dump(data))
+
+    deployed = mlcicd(
+        None, "aws", "deploy", str(project), *[f"--parameter={k}={v}" for k, v in GITHUB.items()]
+    )
+    assert deployed.exit_code == 0, deployed.output
+    assert "stack ml-cicd-pipeline: CREATE_COMPLETE" in deployed.output
+    code_bucket = "mlcicd-lambda-code-123456789012-us-east-1"
+    listed = aws_env("s3").list_objects_v2(Bucket=code_bucket, Prefix="mlcicd/templates/")
+    (uploaded,) = listed["Contents"]
+    assert uploaded["Size"] > TEMPLATE_BODY_LIMIT
+    body = aws_env("s3").get_object(Bucket=code_bucket, Key=uploaded["Key"])["Body"].read()
+    assert "RestApi" in json.loads(body)["Resources"]
+    assert describe_stack(client("cloudformation"), STACK) is not None

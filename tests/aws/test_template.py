@@ -25,6 +25,13 @@ ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
     "codepipeline:PutJobSuccessResult",
     "codepipeline:PutJobFailureResult",
     "cloudwatch:PutMetricData",
+    "application-autoscaling:DescribeScalableTargets",  # with deploy.autoscaling
+    "application-autoscaling:DescribeScalingPolicies",
+    "ec2:DescribeNetworkInterfaces",  # with network.subnets
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
     "sagemaker:ListModelPackages",  # the data check's, only with data_check: warn|fail
 }
 
@@ -116,10 +123,11 @@ def test_the_lambdas_write_to_their_own_log_groups(template: dict[str, Any]) -> 
 
 
 def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(
-    template: dict[str, Any],
+    template: dict[str, Any], scaled_config: Config
 ) -> None:
     on_any_resource: set[str] = set()
     checking = build_template(pipeline_with())  # examples/pipeline: its data check lists models
+    scaled = build_template(scaled_config)  # issue 14's keys: autoscaling, the VPC
     for generated, overrides in (
         (template, {}),
         (
@@ -127,6 +135,7 @@ def test_no_role_holds_a_wildcard_action_or_resource_beyond_what_aws_requires(
             {"ConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/x"},
         ),
         (checking, {}),
+        (scaled, {}),
     ):
         for role, statement in role_statements(resolve(generated, overrides)):
             actions = as_list(statement["Action"])
@@ -659,3 +668,38 @@ def test_data_check_off_and_the_stacks_own_sections_generate() -> None:
     config = iris_with(data_check="off", approve={"mode": "manual"})
     assert config.staging is not None
     assert "Pipeline" in build_template(config)["Resources"]
+
+
+def _statements(template: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = template["Resources"][role]["Properties"]["Policies"]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_scaling_and_the_vpc_are_granted_on_this_stack_s_own_only(scaled_config: Config) -> None:
+    template = build_template(scaled_config)
+    deploy = _statements(template, "DeployFunctionRole")
+    endpoint = "iris-classifier-endpoint"
+    assert deploy["RegisterTheEndpointsVariantsOnly"]["Condition"] == {
+        "StringEquals": {"aws:RequestTag/mlcicd:endpoint": endpoint}
+    }
+    assert deploy["ScaleTheEndpointsVariantsOnly"]["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/mlcicd:endpoint": endpoint}
+    }
+    assert deploy["CreateTheScalingServiceLinkedRole"]["Condition"] == {
+        "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+    }
+    for role in ("SageMakerExecutionRole", "EndpointExecutionRole"):
+        statements = _statements(template, role)
+        create = [r["Fn::Sub"] for r in statements["InterfacesInTheSubnetsOnly"]["Resource"]]
+        assert [r.rsplit(":", 1)[1] for r in create] == [
+            "subnet/subnet-0123456789abcdef0",
+            "subnet/subnet-0fedcba9876543210",
+            "security-group/sg-0123abcd",
+            "network-interface/*",
+        ]
+        manage = statements["ManageThoseInterfaces"]["Condition"]["ArnEquals"]["ec2:Subnet"]
+        assert [s["Fn::Sub"] for s in manage] == create[:2]
+    # Without the keys, none of it.
+    plain = build_template(iris_with(staging=None))
+    assert "RegisterTheEndpointsVariantsOnly" not in _statements(plain, "DeployFunctionRole")
+    assert "InterfacesInTheSubnetsOnly" not in _statements(plain, "SageMakerExecutionRole")

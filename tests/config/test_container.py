@@ -40,6 +40,11 @@ def test_a_wrong_build_image_names_the_key() -> None:
         ("{backend: container, shadow: {model: 1}}", "deploy.shadow"),
         ("{backend: container, strategy: canary}", "deploy.strategy"),
         ("{backend: container, data_capture: {enabled: true}}", "deploy.data_capture.enabled"),
+        (
+            "{backend: container, autoscaling: {max_instances: 2, "
+            "target_invocations_per_instance: 9}}",
+            "deploy.autoscaling",
+        ),
     ],
 )
 def test_a_container_endpoint_refuses_what_one_container_cannot_serve(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from mlcicd import procinfo
+from mlcicd.config import AutoscalingConfig
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import ArtifactError, EndpointError, NotFoundError, PortInUseError
 from tests.endpoints.conftest import endpoint_config
@@ -504,3 +506,20 @@ def test_boto3_model_error_and_the_worker_keeps_serving(
         json.loads(response["Body"].read()) == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
     )
     assert processes_of(backend, "iris") == workers_before
+
+
+def test_autoscaling_starts_within_its_bounds_and_describe_shows_it(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    policy = AutoscalingConfig(
+        min_instances=1, max_instances=1, target_invocations_per_instance=60_000
+    )
+    config = endpoint_config(tmp_path, iris, NO_HANDLERS, workers=3)
+    described = backend.deploy(dataclasses.replace(config, autoscaling=policy))
+    scaling = described.autoscaling
+    assert scaling is not None and scaling["current_instances"] == 1  # max_instances, not 3
+    assert (scaling["min_instances"], scaling["max_instances"]) == (1, 1)
+    assert scaling["target_invocations_per_instance"] == 60_000 and scaling["last_change"] is None
+    assert [w["state"] for w in status_of(backend, "iris")["workers"]] == ["ready"]
+    written = json.loads((backend.endpoint_dir("iris") / "config.json").read_text())
+    assert written["autoscaling"]["scale_in_cooldown"] == 300

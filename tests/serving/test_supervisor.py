@@ -20,7 +20,7 @@ import pytest
 from mlcicd import procinfo
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving import metrics
-from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.config import AutoscalingSpec, ServingConfig, VariantSpec
 from tests.helpers import IrisModel, kill_tree, train_iris, wait_for
 from tests.serving.helpers import (
     MODEL_FN_RAISES,
@@ -46,6 +46,7 @@ def write_config(
     workers: int = 1,
     startup_timeout: float = 30.0,
     model_timeout: float = 60.0,
+    autoscaling: AutoscalingSpec | None = None,
 ) -> Path:
     code = write_code(state_dir.parent / f"code-{name}", script)
     config = ServingConfig(
@@ -56,6 +57,7 @@ def write_config(
         startup_timeout=startup_timeout,
         drain_timeout=5.0,
         model_timeout=model_timeout,
+        autoscaling=autoscaling,
         variants=(
             VariantSpec(
                 name="AllTraffic",
@@ -386,3 +388,104 @@ def test_a_worker_stalled_holding_the_gil_is_killed_by_the_supervisor(
     assert isinstance(hung(), ConnectionError)  # no thread of the worker could answer
     assert "did not exit; killed" in (state_dir / "endpoint.log").read_text()
     assert predict(after["url"]) == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
+
+
+class Traffic:
+    """Clients on keep-alive connections (http.client, one request in flight each), pausing
+    ``pause`` seconds between requests; every answer that is not a 200 — or no answer — is a
+    failure. Bounded: each client stops at ``stop()`` or after ``limit`` requests."""
+
+    def __init__(self, url: str, clients: int, pause: float, limit: int = 200_000) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.answered = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+        def client() -> None:
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                for _ in range(limit):
+                    if self._stop.wait(pause):
+                        return
+                    try:
+                        conn.request("POST", "/invocations", body=ROW, headers=JSON)
+                        response = conn.getresponse()
+                        response.read()
+                        failure = None if response.status == 200 else f"{response.status}"
+                    except (OSError, http.client.HTTPException) as exc:
+                        failure = f"{type(exc).__name__}: {exc}"
+                        conn.close()
+                    with self._lock:
+                        self.answered += failure is None
+                        if failure is not None:
+                            self.failures.append(failure)
+            finally:
+                conn.close()
+
+        self._threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+
+def scaled_to(state_dir: Path, count: int, what: str) -> dict[str, Any]:
+    """status.json once the autoscaler serves with ``count`` workers, all ready and no other
+    alive."""
+    return wait_for(
+        f"{count} worker(s) {what}",
+        lambda: (
+            (s := status(state_dir)).get("autoscaling", {}).get("current_instances") == count
+            and [w["state"] for w in s["workers"]] == ["ready"] * count
+            and s
+        ),
+        timeout=120,
+    )
+
+
+def test_workers_scale_out_under_load_and_back_in_without_a_failed_request(
+    tmp_path: Path, iris: IrisModel, start_supervisor: Start
+) -> None:
+    policy = AutoscalingSpec(
+        min_instances=1,
+        max_instances=3,
+        target_invocations_per_instance=300,  # 5 a second: the heavy load is far above
+        scale_out_cooldown=0.0,
+        scale_in_cooldown=1.0,
+        window_seconds=2.0,
+    )
+    state_dir = write_config(tmp_path / "ep", iris, workers=1, autoscaling=policy)
+    start_supervisor(state_dir)
+    first = in_service(state_dir)
+    assert len(first["workers"]) == 1 and first["autoscaling"]["current_instances"] == 1
+    assert first["autoscaling"]["last_change"] is None
+    url = first["url"]
+    trickle = Traffic(url, clients=1, pause=0.5)  # 120 a minute: under the target, always on
+    try:
+        measured = wait_for(
+            "the rate measured while nothing changes",
+            lambda: (s := status(state_dir)["autoscaling"])["invocations_per_minute"] and s,
+            timeout=60,
+        )
+        assert measured["current_instances"] == 1 and measured["last_change"] is None
+        rising = Traffic(url, clients=4, pause=0.0)
+        try:
+            out = scaled_to(state_dir, 3, "under the load")
+        finally:
+            rising.stop()
+        change = out["autoscaling"]["last_change"]
+        assert change["to"] == 3 and "> target 300" in change["reason"], change
+        assert rising.answered > 0 and rising.failures == []
+        back = scaled_to(state_dir, 1, "once the load fell")
+    finally:
+        trickle.stop()
+    change = back["autoscaling"]["last_change"]
+    assert (change["from"], change["to"]) == (2, 1) and "< target 300" in change["reason"]
+    assert trickle.answered > 0 and trickle.failures == []
+    gone = {w["pid"] for w in out["workers"]} - {w["pid"] for w in back["workers"]}
+    assert len(gone) == 2 and all(procinfo.start_time(pid) is None for pid in gone)
+    assert "exit code 0" in (state_dir / "endpoint.log").read_text()  # drained, not killed

@@ -72,3 +72,32 @@ def test_a_failed_job_fails_the_stage_and_its_record(iris_repo: Path) -> None:
     assert failed.value.hint is not None and "mlcicd logs" in failed.value.hint
     jobs = stages.project.state.training_jobs(run_id=ctx.run.id)
     assert [(j.status, j.model_uri) for j in jobs] == [("Failed", None)]
+
+
+# Killed (SIGKILL, as a spot reclaim is) once it has checkpointed half the work; the next
+# attempt finds the half in /opt/ml/checkpoints and finishes.
+HALF_THEN_KILLED = """\
+import os, signal
+from pathlib import Path
+
+model = Path(os.environ["SM_MODEL_DIR"])
+half = model.parent / "checkpoints" / "half.txt"
+if not half.exists():
+    half.write_text("the first half")
+    os.kill(os.getpid(), signal.SIGKILL)
+print("resumed with " + half.read_text())
+(model / "model.txt").write_text("trained")
+"""
+
+
+def test_with_checkpoints_the_next_run_of_a_killed_job_resumes(iris_repo: Path) -> None:
+    (iris_repo / "src" / "train.py").write_text(HALF_THEN_KILLED)
+    set_yaml(iris_repo, "  max_runtime: 600", "  max_runtime: 600\n  checkpoints: true")
+    stages = Stages(iris_repo)
+    outputs = {"source": stages.source(), "build": stages.build()}
+    with pytest.raises(TrainingError, match="killed by signal 9"):
+        TrainStage().run(stages.context(outputs))
+    again = TrainStage().run(stages.context(outputs))  # the next run: another job, same training
+    assert again.status == "Succeeded"
+    assert "resumed with the first half" in stages.lines
+    assert any("restored into /opt/ml/checkpoints" in line for line in stages.lines)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlcicd.errors import StateError
-from mlcicd.state import SCHEMA_VERSION, Delivery, State, TransformJobRecord
+from mlcicd.state import SCHEMA_VERSION, Delivery, MinuteMetrics, State, TransformJobRecord
 
 STAGES = ["source", "build", "train"]
 
@@ -101,6 +101,47 @@ def test_an_older_database_gains_the_tables_of_later_schemas(
     )
 
 
+def older(path: Path, version: int, table: str) -> State:
+    """A database of schema ``version`` (without ``table``, which came later), opened."""
+    State(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"PRAGMA user_version={version}")
+    db.commit()
+    db.close()
+    return State(path)
+
+
+def test_a_schema_7_database_gains_the_endpoint_metric_history(tmp_path: Path) -> None:
+    state = older(tmp_path / "state.db", 7, "endpoint_metrics")
+    row = MinuteMetrics("ep", 120, "AllTraffic", 5, 1, 0, model_p99_ms=2.5, share=1.0)
+    state.record_endpoint_minute([row], now=180.0)
+    assert state.endpoint_metric_history("ep", since=60) == [row]
+    assert state.endpoint_metric_history("ep", since=121) == []
+    state.record_endpoint_minute([], now=120 + 7 * 86400 + 1)  # nothing new: nothing pruned
+    state.record_endpoint_minute(
+        [MinuteMetrics("ep", 8 * 86400, "AllTraffic", 1, 0, 0)], now=8 * 86400
+    )
+    assert [r.minute for r in state.endpoint_metric_history("ep", since=0)] == [8 * 86400]
+    # A long window's chart sums minutes into buckets: counts added, p50s weighed, worst p99.
+    base = 9 * 86400
+    state.record_endpoint_minute(
+        [
+            MinuteMetrics("ep", base + 60 * i, "A", n, i, 0, model_p50_ms=p50, model_p99_ms=p99)
+            for i, (n, p50, p99) in enumerate(((10, 1.0, 5.0), (30, 3.0, 9.0), (0, None, None)))
+        ],
+        now=base,
+    )
+    summed = state.endpoint_metric_history("ep", since=base, bucket=180)
+    assert [(r.minute, r.invocations, r.errors_4xx) for r in summed] == [(base, 40, 3)]
+    assert summed[0].model_p50_ms == 2.5 and summed[0].model_p99_ms == 9.0
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
+        == SCHEMA_VERSION
+        == 8
+    )
+
+
 def test_a_schema_4_database_gains_body_digests_and_knows_a_replay(tmp_path: Path) -> None:
     State(tmp_path / "state.db").close()
     db = sqlite3.connect(tmp_path / "state.db")
@@ -148,13 +189,7 @@ def test_a_schema_5_database_gains_the_processing_jobs(tmp_path: Path) -> None:
 
 
 def test_a_schema_6_database_gains_transform_jobs(tmp_path: Path) -> None:
-    State(tmp_path / "state.db").close()
-    db = sqlite3.connect(tmp_path / "state.db")
-    db.execute("DROP TABLE transform_jobs")
-    db.execute("PRAGMA user_version=6")
-    db.commit()
-    db.close()
-    state = State(tmp_path / "state.db")
+    state = older(tmp_path / "state.db", 6, "transform_jobs")
     assert state.transform_jobs() == []
     state.create_transform_job(
         TransformJobRecord(
@@ -174,7 +209,6 @@ def test_a_schema_6_database_gains_transform_jobs(tmp_path: Path) -> None:
     assert (
         sqlite3.connect(tmp_path / "state.db").execute("PRAGMA user_version").fetchone()[0]
         == SCHEMA_VERSION
-        == 7
     )
 
 

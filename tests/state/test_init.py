@@ -22,6 +22,7 @@ def test_the_public_names_are_curated() -> None:
         "EndpointRecord",
         "Event",
         "ModelBaseline",
+        "MinuteMetrics",
         "ModelPackage",
         "MonitoringExecution",
         "ProcessingJobRecord",
@@ -49,6 +50,7 @@ LAYERS = [
     "monitoring",
     "processing",
     "transforms",
+    "metric_history",
 ]
 
 

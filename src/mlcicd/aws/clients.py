@@ -140,6 +140,19 @@ def _default_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
+def _boto3() -> Any:
+    """boto3, imported on first use, or AwsError saying how to install it."""
+    try:
+        import boto3
+    except ImportError as exc:
+        raise AwsError(
+            "boto3 is not installed",
+            code="ImportError",
+            hint="install mlcicd with its AWS extra: pip install 'mlcicd[aws]'",
+        ) from exc
+    return boto3
+
+
 def _new_client(
     service: str,
     region: str | None,
@@ -147,15 +160,9 @@ def _new_client(
     credentials: Credentials | None,
     timeouts: Timeouts | None,
 ) -> Any:
-    try:
-        import boto3
-        from botocore.config import Config as BotoConfig
-    except ImportError as exc:
-        raise AwsError(
-            "boto3 is not installed",
-            code="ImportError",
-            hint="install mlcicd with its AWS extra: pip install 'mlcicd[aws]'",
-        ) from exc
+    boto3 = _boto3()
+    from botocore.config import Config as BotoConfig
+
     if timeouts is None:
         config = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
     else:
@@ -173,7 +180,20 @@ def _new_client(
         )
     with aws_errors(f"{service} client"):
         # A session per client: boto3's default session is not safe to share across threads.
-        return boto3.session.Session().client(service, **kwargs)  # type: ignore[call-overload]
+        return boto3.session.Session().client(service, **kwargs)
+
+
+def signing_credentials() -> Any:
+    """botocore's credentials as boto3 resolves them (environment, profile, role), for
+    signing a request no client makes (SigV4 for API Gateway's execute-api)."""
+    boto3 = _boto3()
+    with aws_errors("credentials"):
+        found = boto3.session.Session().get_credentials()
+    if found is None:
+        raise AwsError(
+            "no AWS credentials found", code="NoCredentialsError", hint=_HINTS["NoCredentialsError"]
+        )
+    return found
 
 
 class AwsClient:
@@ -294,5 +314,6 @@ __all__ = [
     "is_already_there",
     "is_not_found",
     "resolve_endpoint_url",
+    "signing_credentials",
     "translate",
 ]

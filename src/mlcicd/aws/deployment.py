@@ -24,6 +24,7 @@ from typing import Any
 from mlcicd.aws import hosting
 from mlcicd.aws.alarms import put_alarms, rollback_alarms
 from mlcicd.aws.clients import AwsClient
+from mlcicd.config import ServerlessConfig
 from mlcicd.errors import EndpointError
 from mlcicd.shapes import DataCapture, DeploymentPolicy
 
@@ -50,17 +51,26 @@ def endpoint_config_request(
     instance_count: int,
     shadow: VariantModel | None = None,
     data_capture: Mapping[str, Any] | None = None,
+    explainer: Mapping[str, Any] | None = None,
+    serverless: ServerlessConfig | None = None,
 ) -> dict[str, Any]:
     """CreateEndpointConfig's parameters (without tags): every variant on ``instance_count``
-    instances of ``instance_type``; the shadow weighted as the first production variant —
-    SageMaker copies to it the share of requests its weight says, and it should see all."""
+    instances of ``instance_type`` — or, with ``serverless``, on SageMaker's ServerlessConfig
+    instead (no instances); the shadow weighted as the first production variant —
+    SageMaker copies to it the share of requests its weight says, and it should see all;
+    ``explainer``, a ClarifyExplainerConfig, as its ExplainerConfig (see
+    :func:`clarify_with_baseline_uri`)."""
 
     def production_variant(variant: VariantModel, weight: float) -> dict[str, Any]:
+        capacity: dict[str, Any] = (
+            {"InitialInstanceCount": instance_count, "InstanceType": instance_type}
+            if serverless is None
+            else {"ServerlessConfig": serverless_config(serverless)}
+        )
         return {
             "VariantName": variant.name,
             "ModelName": variant.model_name,
-            "InitialInstanceCount": instance_count,
-            "InstanceType": instance_type,
+            **capacity,
             "InitialVariantWeight": weight,
         }
 
@@ -72,7 +82,23 @@ def endpoint_config_request(
         request["ShadowProductionVariants"] = [production_variant(shadow, variants[0].weight)]
     if data_capture:
         request["DataCaptureConfig"] = dict(data_capture)
+    if explainer:
+        request["ExplainerConfig"] = {"ClarifyExplainerConfig": dict(explainer)}
     return request
+
+
+def clarify_with_baseline_uri(explainer: Mapping[str, Any], uri: str) -> dict[str, Any]:
+    """The ClarifyExplainerConfig with its inline ``ShapBaseline`` replaced by the S3 object
+    holding the same CSV (``uri``): SageMaker caps the inline text at 4096 characters, and
+    the baseline stays beside the models in the store."""
+    shap = dict(explainer["ShapConfig"])
+    shap["ShapBaselineConfig"] = {"MimeType": "text/csv", "ShapBaselineUri": uri}
+    return {**explainer, "ShapConfig": shap}
+
+
+def serverless_config(serverless: ServerlessConfig) -> dict[str, int]:
+    """``deploy.serverless`` as a production variant's ServerlessConfig."""
+    return {"MemorySizeInMB": serverless.memory_mb, "MaxConcurrency": serverless.max_concurrency}
 
 
 # What data capture records as text rather than base64: the types the local endpoint's
@@ -225,5 +251,6 @@ __all__ = [
     "prepare_deployment",
     "put_endpoint_config",
     "rollback_thresholds",
+    "serverless_config",
     "traffic_routing",
 ]

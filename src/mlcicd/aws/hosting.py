@@ -82,15 +82,30 @@ def ensure_model(
     role_arn: str,
     environment: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
+    vpc_config: Mapping[str, Sequence[str]] | None = None,
+    network_isolation: bool = False,
 ) -> bool:
-    """Create the Model unless it exists; return whether it was created now."""
+    """Create the Model unless it exists; return whether it was created now.
+
+    ``vpc_config`` puts its containers in the user's VPC (``network:``). With
+    ``network_isolation`` they reach no network at all, so the container could not fetch the
+    archive it checks the model against (mlcicd.serving.model_check): SageMaker is asked to
+    copy model.tar.gz as it is (an uncompressed S3Object) into /opt/ml/model, where the
+    container finds, verifies and extracts it itself."""
     if described_or_none(sagemaker.describe_model, ModelName=name) is not None:
         return False
-    container: dict[str, Any] = {
-        "Image": image,
-        "ModelDataUrl": model_data_url,
-        "Mode": "SingleModel",
-    }
+    data: dict[str, Any] = {"ModelDataUrl": model_data_url}
+    if network_isolation:
+        data = {
+            "ModelDataSource": {
+                "S3DataSource": {
+                    "S3Uri": model_data_url,
+                    "S3DataType": "S3Object",
+                    "CompressionType": "None",
+                }
+            }
+        }
+    container: dict[str, Any] = {"Image": image, **data, "Mode": "SingleModel"}
     if environment:
         container["Environment"] = dict(environment)
     params: dict[str, Any] = {
@@ -98,6 +113,10 @@ def ensure_model(
         "PrimaryContainer": container,
         "ExecutionRoleArn": role_arn,
     }
+    if vpc_config:
+        params["VpcConfig"] = {k: list(v) for k, v in vpc_config.items()}
+    if network_isolation:
+        params["EnableNetworkIsolation"] = True
     return _create(sagemaker.create_model, params, tags)
 
 
@@ -149,6 +168,7 @@ def _content(key: str, value: Any) -> Any:
             v.get("InstanceType"),
             v.get("InitialInstanceCount"),
             float(v.get("InitialVariantWeight", 1.0)),
+            tuple(sorted((v.get("ServerlessConfig") or {}).items())),
         )
         for v in value
     )
@@ -343,6 +363,7 @@ def ensure_serving_model(
     image: str,
     role_arn: str,
     tags: Mapping[str, str] | None = None,
+    vpc_config: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """The SageMaker Model serving ``model`` with ``image`` (made unless it exists): its name.
 
@@ -362,7 +383,13 @@ def ensure_serving_model(
     }
     digest = hashlib.sha256(
         json.dumps(
-            {"image": image, "model": model_url, "environment": environment}, sort_keys=True
+            {
+                "image": image,
+                "model": model_url,
+                "environment": environment,
+                **({"vpc": vpc_config} if vpc_config else {}),  # a Model without keeps its name
+            },
+            sort_keys=True,
         ).encode()
     ).hexdigest()
     name = model_name(pipeline, f"{model.model_sha256[:12]}-{digest[:12]}")
@@ -374,6 +401,7 @@ def ensure_serving_model(
         role_arn=role_arn,
         environment=environment,
         tags=tags,
+        vpc_config=vpc_config,
     )
     return name
 

@@ -39,6 +39,10 @@ ENV_TRAINING_KMS_KEY = (
     "MLCICD_TRAINING_KMS_KEY"  # KmsKeyId and VolumeKmsKeyId; "" = SageMaker's default
 )
 ENV_TRAINING_NETWORK_ISOLATION = "MLCICD_TRAINING_NETWORK_ISOLATION"  # "true" or "false"
+ENV_TRAINING_CHECKPOINTS = "MLCICD_TRAINING_CHECKPOINTS"  # "true": train.checkpoints
+ENV_INTER_CONTAINER_ENCRYPTION = "MLCICD_INTER_CONTAINER_ENCRYPTION"  # "true" or "false"
+ENV_VPC_CONFIG = "MLCICD_VPC_CONFIG"  # JSON: VpcConfig {Subnets, SecurityGroupIds}; "" none
+ENV_MODEL_NETWORK_ISOLATION = "MLCICD_MODEL_NETWORK_ISOLATION"  # "true": network.isolation
 ENV_TRAINING_CHANNELS = "MLCICD_TRAINING_CHANNELS"  # JSON: {channel: path in the source}
 ENV_TRAINING_ENVIRONMENT = "MLCICD_TRAINING_ENVIRONMENT"  # JSON: {name: value}
 ENV_HYPERPARAMETERS = "MLCICD_HYPERPARAMETERS"  # JSON: {name: value}
@@ -53,6 +57,8 @@ ENV_ROLLBACK_THRESHOLDS = "MLCICD_ROLLBACK_THRESHOLDS"  # JSON: deploy.alarms {m
 ENV_DATA_CAPTURE = "MLCICD_DATA_CAPTURE"  # JSON: deploy.data_capture {sampling_percentage, …}
 ENV_VARIANTS = "MLCICD_VARIANTS"  # JSON: deploy.variants [{name, model, weight}]
 ENV_SHADOW = "MLCICD_SHADOW"  # JSON: deploy.shadow {name, model}
+ENV_AUTOSCALING = "MLCICD_AUTOSCALING"  # JSON: deploy.autoscaling {min_instances, …}; "" off
+ENV_SERVERLESS = "MLCICD_SERVERLESS"  # JSON: deploy.serverless {memory_mb, max_concurrency}
 ENV_ENDPOINT_ENVIRONMENT = "MLCICD_ENDPOINT_ENVIRONMENT"  # JSON: each Model's environment
 # Each has a default for a function whose environment lacks it.
 # processing: for the training Lambda, JSON {"steps": [step, …], "requirements": path}, each
@@ -190,6 +196,7 @@ class StackNames:
     models_bucket_prefix: str
     repository: str = REPOSITORY_NAME
     staging_endpoint: str | None = None  # staging: the testing stage's endpoint; None: no stage
+    api: bool = False  # api.enabled: a REST API in front of the endpoint
 
     @classmethod
     def from_config(cls, config: Config, stack_name: str) -> StackNames:
@@ -223,6 +230,7 @@ class StackNames:
             artifacts_bucket_prefix=config.store.artifacts_bucket,
             models_bucket_prefix=config.store.models_bucket,
             staging_endpoint=config.staging_endpoint_name,
+            api=config.api.enabled,
         )
 
     # --- S3 (global names: made unique per account and region) -------------------------
@@ -257,6 +265,10 @@ class StackNames:
     def staging_test_project(self) -> str:
         """The CodeBuild project that runs ``staging.test`` against the staging endpoint."""
         return f"{self.stack}-staging-test"
+
+    @property
+    def rest_api(self) -> str:
+        return f"{self.stack}-api"
 
     @property
     def topic(self) -> str:
@@ -308,6 +320,15 @@ class StackNames:
         if self.staging_endpoint_log_group is None:
             return ()
         return self.staging_test_log_group, self.staging_endpoint_log_group
+
+    @property
+    def api_log_group(self) -> str:
+        return f"/aws/apigateway/{self.rest_api}"
+
+    @property
+    def api_log_groups(self) -> tuple[str, ...]:
+        """The API's access log group, with ``api.enabled``."""
+        return (self.api_log_group,) if self.api else ()
 
     def log_group_arn(self, name: str) -> str:
         return arn("logs", f"log-group:{name}:*")

@@ -25,8 +25,9 @@ from mlcicd.aws.stack import (
     default_code_bucket,
     deploy_stack,
     upload_lambda_package,
+    upload_template,
 )
-from mlcicd.aws.template import build_template, template_body
+from mlcicd.aws.template import TEMPLATE_BODY_LIMIT, build_template, template_body
 from mlcicd.aws.template.parameters import WEBHOOK_SECRET
 from mlcicd.errors import ProjectError
 from mlcicd.project import Project
@@ -100,7 +101,10 @@ def deploy_pipeline(
     first so that a bad config fails before anything is uploaded); wait for CloudFormation.
 
     ``code`` is what :func:`publish_lambda_code` uploaded (None: ``parameters`` name it).
-    Parameters not given keep their values on an update.
+    Parameters not given keep their values on an update. A template past CloudFormation's
+    inline limit (``api:`` with the rest can pass it) goes to S3 first, beside the Lambda
+    code — the one bucket a deploy writes before the stack exists — and CloudFormation reads
+    it from there.
     """
     given = dict(parameters)
     if code is not None:
@@ -108,14 +112,19 @@ def deploy_pipeline(
     # 256 random bits, URL-safe: used only if the stack has no WebhookSecret yet. It is never
     # returned: CloudFormation keeps it (NoEcho) and CodePipeline registers it with GitHub.
     generated = {WEBHOOK_SECRET: secrets.token_urlsafe(32)}
+    body = template_body(template)
+    template_url = None
+    if len(body.encode("utf-8")) > TEMPLATE_BODY_LIMIT:
+        template_url = upload_template(body, given.get(CODE_BUCKET) or default_code_bucket())
     result = deploy_stack(
         stack_name,
-        template_body(template),
+        body,
         template,
         given,
         first_values=generated,
         on_event=on_event,
         tags={"mlcicd:pipeline": project.config.pipeline},
+        template_url=template_url,
     )
     return PipelineDeployment(result, code)
 

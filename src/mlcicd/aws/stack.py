@@ -12,6 +12,7 @@ what is in the way.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -147,8 +148,11 @@ def deploy_stack(
     first_values: Mapping[str, str] | None = None,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     timeout: float = DEFAULT_TIMEOUT,
+    template_url: str | None = None,
 ) -> StackResult:
     """Create or update ``stack_name`` to ``template_body`` through a change set; wait.
+    With ``template_url`` (the same template on S3: :func:`upload_template`), CloudFormation
+    reads it from there instead — past its inline limit, it reads no other way.
 
     ``template`` is the same template as plain data (for its parameter names). Parameters
     not given keep their previous values on an update. ``first_values`` are for parameters
@@ -182,7 +186,7 @@ def deploy_stack(
         "StackName": stack_name,
         "ChangeSetName": change_set,
         "ChangeSetType": "CREATE" if creating else "UPDATE",
-        "TemplateBody": template_body,
+        **({"TemplateURL": template_url} if template_url else {"TemplateBody": template_body}),
         "Parameters": change_parameters,
         "Capabilities": list(CAPABILITIES),
         "Description": "mlcicd aws deploy",
@@ -429,6 +433,37 @@ def upload_lambda_package(package: LambdaPackage, bucket: str) -> str:
     """Put the package in ``bucket`` (created, private, if missing) under its digest; return
     the key."""
     s3 = client("s3")
+    _ensure_bucket(s3, bucket)
+    try:
+        s3.head_object(Bucket=bucket, Key=package.key)
+    except AwsError as exc:
+        if exc.code not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        s3.upload_file(
+            str(package.path),
+            bucket,
+            package.key,
+            ExtraArgs={"Metadata": {"sha256": package.sha256}, "ChecksumAlgorithm": "SHA256"},
+        )
+    return package.key
+
+
+def upload_template(body: str, bucket: str) -> str:
+    """Put a template CloudFormation cannot take inline (past ``TEMPLATE_BODY_LIMIT``) in
+    ``bucket`` (created, private, if missing) under its digest; return its URL, for
+    TemplateURL."""
+    s3 = client("s3")
+    _ensure_bucket(s3, bucket)
+    data = body.encode("utf-8")
+    key = f"mlcicd/templates/{hashlib.sha256(data).hexdigest()}.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+    region = s3.meta.region_name or "us-east-1"
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{bucket}.s3.{region}.{domain}/{key}"
+
+
+def _ensure_bucket(s3: AwsClient, bucket: str) -> None:
+    """``bucket``, created private if missing."""
     try:
         s3.head_bucket(Bucket=bucket)
     except AwsError as exc:
@@ -448,18 +483,6 @@ def upload_lambda_package(package: LambdaPackage, bucket: str) -> str:
                 "RestrictPublicBuckets": True,
             },
         )
-    try:
-        s3.head_object(Bucket=bucket, Key=package.key)
-    except AwsError as exc:
-        if exc.code not in ("404", "NoSuchKey", "NotFound"):
-            raise
-        s3.upload_file(
-            str(package.path),
-            bucket,
-            package.key,
-            ExtraArgs={"Metadata": {"sha256": package.sha256}, "ChecksumAlgorithm": "SHA256"},
-        )
-    return package.key
 
 
 __all__ = [
@@ -470,4 +493,5 @@ __all__ = [
     "describe_stack",
     "destroy_stack",
     "upload_lambda_package",
+    "upload_template",
 ]

@@ -25,6 +25,7 @@ from mlcicd.store.s3 import parse_s3_uri
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 METRICS_FILE = "metrics.json"
 VOLUME_SIZE_GB = 30
+CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with CheckpointConfig's S3Uri
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
 PROGRAM = "sagemaker_program"
 # With network isolation the container cannot fetch its code from S3: SageMaker puts it in
@@ -65,6 +66,9 @@ def create_training_job_request(
     tags: Mapping[str, str] | None = None,
     kms_key_id: str | None = None,
     network_isolation: bool = False,
+    vpc_config: Mapping[str, Sequence[str]] | None = None,
+    inter_container_encryption: bool = False,
+    checkpoints: bool = False,
 ) -> dict[str, Any]:
     """CreateTrainingJob's parameters, as plain data.
 
@@ -72,7 +76,11 @@ def create_training_job_request(
     JSON-encoded into strings as the SageMaker SDK does (the toolkit decodes them).
     Managed spot training needs ``MaxWaitTimeInSeconds`` (``max_wait``, default
     ``max_runtime``) and gets checkpointing to ``checkpoint_uri``, so an interrupted job
-    resumes where it was instead of starting over.
+    resumes where it was instead of starting over; ``checkpoints`` asks for it without spot
+    (``train.checkpoints``: the script finds what it saved in /opt/ml/checkpoints).
+
+    ``vpc_config`` runs the job in the user's VPC (``network:``), with the traffic between
+    its instances encrypted when ``inter_container_encryption``.
 
     ``kms_key_id`` encrypts the model and output SageMaker writes to S3 (``KmsKeyId``) and
     the instances' storage volume (``VolumeKmsKeyId``, except on instance types with only
@@ -129,11 +137,11 @@ def create_training_job_request(
                 hint="it is the runtime plus the time to wait for spot capacity",
             )
         stopping["MaxWaitTimeInSeconds"] = wait
-        if checkpoint_uri:
-            request["CheckpointConfig"] = {
-                "S3Uri": checkpoint_uri,
-                "LocalPath": "/opt/ml/checkpoints",
-            }
+    if checkpoint_uri and (use_spot or checkpoints):
+        request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_DIR}
+    if vpc_config:
+        request["VpcConfig"] = {k: list(v) for k, v in vpc_config.items()}
+        request["EnableInterContainerTrafficEncryption"] = inter_container_encryption
     if environment:
         request["Environment"] = dict(environment)
     if tags:

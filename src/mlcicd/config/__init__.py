@@ -3,6 +3,7 @@
     schema.py    the schema: frozen dataclasses, one per section, with their defaults
     load.py      ``load_config`` / ``parse_config``: the YAML walked into the schema
     checks.py    the checks a type cannot express, SageMaker's limits among them
+    infrastructure.py  autoscaling, serverless, api, network and spot: ranges, SageMaker's refusals
     processing.py  ``processing:`` as a graph: references, order, phases and their checks
     backend.py   ``with_backend``: one run on local or AWS, filled from the stack's outputs
 
@@ -24,13 +25,16 @@ from mlcicd.config.backend import (
     with_backend,
 )
 from mlcicd.config.checks import check_sagemaker_deploy
+from mlcicd.config.infrastructure import check_sagemaker_hosting
 from mlcicd.config.load import load_config, parse_config
 from mlcicd.config.schema import (
     CONFIG_FILE,
     MAX_ENDPOINT_NAME,
     NAME_RE,
     AlarmsConfig,
+    ApiConfig,
     ApproveConfig,
+    AutoscalingConfig,
     BuildConfig,
     CanaryConfig,
     ChallengerConfig,
@@ -44,11 +48,14 @@ from mlcicd.config.schema import (
     LinearConfig,
     MetricDefinition,
     MonitorConfig,
+    NetworkConfig,
     ProcessingStepConfig,
+    ServerlessConfig,
     ServiceConfig,
     ShadowConfig,
     StoreConfig,
     Threshold,
+    ThrottleConfig,
     TrainConfig,
     VariantConfig,
 )
@@ -62,7 +69,9 @@ __all__ = [
     "STACK_REPOSITORY_OUTPUT",
     "STACK_ROLE_OUTPUT",
     "AlarmsConfig",
+    "ApiConfig",
     "ApproveConfig",
+    "AutoscalingConfig",
     "BuildConfig",
     "CanaryConfig",
     "ChallengerConfig",
@@ -76,15 +85,19 @@ __all__ = [
     "LinearConfig",
     "MetricDefinition",
     "MonitorConfig",
+    "NetworkConfig",
     "ProcessingStepConfig",
     "RunBackend",
+    "ServerlessConfig",
     "ServiceConfig",
     "ShadowConfig",
     "StoreConfig",
     "Threshold",
+    "ThrottleConfig",
     "TrainConfig",
     "VariantConfig",
     "check_sagemaker_deploy",
+    "check_sagemaker_hosting",
     "load_config",
     "parse_config",
     "with_backend",

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import PurePosixPath
 
+from mlcicd.config.infrastructure import check_infrastructure, check_sagemaker_hosting
 from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
     CONFIG_FILE,
@@ -127,6 +128,9 @@ def _check_semantics(config: Config, source: str) -> None:
     _check_staging(config, source)
     _check_transform(config, source)
     _check_explain(config, source)
+    if config.deploy.backend == "sagemaker":  # SageMaker's refusals name the key to drop
+        check_sagemaker_hosting(config, source)
+    check_infrastructure(config, source)
 
 
 def _check_explain(config: Config, source: str) -> None:
@@ -155,12 +159,12 @@ def _check_explain(config: Config, source: str) -> None:
             key="explain.baseline",
             hint="give the CSV's path relative to mlcicd.yaml, without '..'",
         )
-    if explain.online:
+    if explain.online and config.deploy.backend == "container":
         raise ConfigError(
-            "online explanations are not served yet",
+            "a container endpoint does not serve explanations",
             path=source,
             key="explain.online",
-            hint="set explain.online: false (`mlcicd explain GROUP/VERSION` gives importance)",
+            hint="use deploy.backend: local or sagemaker, or set explain.online: false",
         )
 
 
@@ -388,6 +392,7 @@ def _check_container_deploy(deploy: DeployConfig, source: str) -> None:
         ("shadow", deploy.shadow is not None, "a shadow variant"),
         ("strategy", deploy.strategy != "all_at_once", f"strategy {deploy.strategy}"),
         ("data_capture.enabled", deploy.data_capture.enabled, "data capture"),
+        ("autoscaling", deploy.autoscaling is not None, "autoscaling its workers"),
     ]
     for key, present, what in unsupported:
         if present:

@@ -81,6 +81,10 @@ class TrainConfig:
         None  # encrypts the job's output and volume (the stack's EncryptionKeyArn)
     )
     network_isolation: bool = True  # the script reaches no network; false if it must download
+    # /opt/ml/checkpoints kept in the store (s3://…/checkpoints/<pipeline>/ on SageMaker, the
+    # job's checkpoints/ directory locally) so a spot-interrupted or retried job resumes from
+    # it. On SageMaker, use_spot checkpoints whatever this says (an interruption resumes).
+    checkpoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,29 @@ class DataCaptureConfig:
 
 
 @dataclass(frozen=True)
+class AutoscalingConfig:
+    """``deploy.autoscaling``: target tracking on invocations per instance (SageMaker's
+    SageMakerVariantInvocationsPerInstance, per minute) between ``min_instances`` and
+    ``max_instances`` — Application Auto Scaling per variant on AWS, the endpoint's worker
+    processes locally. Cooldowns are seconds after a scale-in / scale-out before the next."""
+
+    max_instances: int
+    target_invocations_per_instance: float
+    min_instances: int = 1
+    scale_in_cooldown: int = 300
+    scale_out_cooldown: int = 60
+
+
+@dataclass(frozen=True)
+class ServerlessConfig:
+    """``deploy.serverless``: a serverless endpoint (SageMaker's ServerlessConfig) instead of
+    instances; SageMaker refuses it with variants, shadow, capture and more (config/checks.py)."""
+
+    memory_mb: int = 2048  # MemorySizeInMB: 1024 to 6144 in steps of 1024
+    max_concurrency: int = 20  # MaxConcurrency: 1 to 200
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     backend: Literal["local", "sagemaker", "container"] = "local"
     endpoint_name: str | None = None
@@ -223,6 +250,8 @@ class DeployConfig:
     role: str | None = (
         None  # the endpoint's execution role (the stack's EndpointRoleArn); default train.role
     )
+    autoscaling: AutoscalingConfig | None = None  # None: a fixed count (instance_count, workers)
+    serverless: ServerlessConfig | None = None  # None: instances
 
 
 @dataclass(frozen=True)
@@ -296,7 +325,7 @@ class ExplainConfig:
 
     baseline: str = "training"  # "training" (a k-means summary of the channel) or a CSV file
     rows: int = 500  # rows of the training channel explained at register
-    online: bool = False  # endpoints answer explanation requests (not yet served)
+    online: bool = False  # endpoints answer explanation requests (Clarify's contract)
     required: bool = False  # an explainer that fails fails the run (else it is recorded)
 
     @property
@@ -355,6 +384,47 @@ class TransformConfig:
 
 
 @dataclass(frozen=True)
+class ThrottleConfig:
+    """``api.throttle``: the usage plan's steady rate (requests per second) and burst."""
+
+    rate: float = 100.0
+    burst: int = 200
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """``api:``: an HTTPS API (API Gateway) in front of the SageMaker endpoint, POST
+    /invocations; ``auth`` is ``iam`` (SigV4-signed requests) or ``api_key`` (keys with a
+    usage plan). The local endpoint speaks the runtime API itself (docs/aws.md)."""
+
+    enabled: bool = False
+    auth: Literal["iam", "api_key"] = "iam"
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """``network:``: training jobs and the endpoint's Models in the user's VPC (VpcConfig).
+
+    ``isolation`` runs the Models' containers with no network (EnableNetworkIsolation; training
+    jobs have train.network_isolation). ``private_subnets``: the subnets have no route to the
+    internet, so the stack creates S3 and SageMaker VPC endpoints in ``vpc_id`` (S3's a
+    gateway on ``route_tables``)."""
+
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    isolation: bool = False
+    encrypt_inter_container: bool = True  # EnableInterContainerTrafficEncryption (training)
+    private_subnets: bool = False
+    vpc_id: str | None = None
+    route_tables: tuple[str, ...] = ()  # the subnets' route tables, for S3's gateway endpoint
+
+    @property
+    def in_vpc(self) -> bool:
+        return bool(self.subnets)
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: str
     branch: str = "main"
@@ -372,6 +442,8 @@ class Config:
     data_check: Literal["off", "warn", "fail"] = "off"
     transform: TransformConfig | None = None  # None: no batch transform stage
     explain: ExplainConfig | None = None  # None: models are not explained
+    api: ApiConfig = field(default_factory=ApiConfig)  # docs/aws.md
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # docs/aws.md
 
     @property
     def endpoint_name(self) -> str:

@@ -56,7 +56,7 @@ def get(service: Service, path: str, query: dict[str, list[str]]) -> Any:
         if path == "/api/models":
             return data.models(state)
         if m := re.fullmatch(r"/api/models/([^/]+)/(\d+)", path):
-            return data.model(state, unquote(m.group(1)), int(m.group(2)))
+            return data.model(project, unquote(m.group(1)), int(m.group(2)))
         if path == "/api/endpoints":
             return data.endpoints(project)
         if m := re.fullmatch(r"/api/endpoints/([A-Za-z0-9-]+)", path):

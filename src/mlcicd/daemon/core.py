@@ -260,6 +260,8 @@ class Service:
             self._start_next(s)
         if supervise and s.child is None:
             self.endpoint_watch.check(project)
+        if supervise:  # during a run too: the history has no gap while a model trains
+            self.endpoint_watch.sample(project)
 
     def _start_next(self, s: Served) -> None:
         state, pipeline = s.project.state, s.project.config.pipeline

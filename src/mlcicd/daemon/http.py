@@ -101,10 +101,11 @@ SWEEP = 0.25  # how often late clients are looked for
 DRAIN_LIMIT = 64 * 1024 * 1024
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
-# A page shows values from commits, logs and models: no script may run, whatever slips through.
+# A page shows values from commits, logs and models: no script may run but the dashboard's own
+# file (web/live.py), whatever slips through — no inline script, no eval, no other origin.
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; "
+    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -258,6 +259,8 @@ class ServiceApp:
     # -- the work, in the pool ---------------------------------------------------------------
 
     def _page(self, request: Request) -> Answer:
+        if (asset := routes.asset(request.path)) is not None:
+            return Answer(HTTPStatus.OK, asset[1], asset[0], PAGE_HEADERS)
         served = [(s.project.config.pipeline, s.project.root) for s in self.service.served]
         status, page = routes.render(served, request.path, request.query)
         return Answer(status, page.encode(), "text/html; charset=utf-8", PAGE_HEADERS)

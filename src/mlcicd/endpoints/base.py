@@ -18,7 +18,7 @@ from mlcicd.errors import EndpointError
 from mlcicd.shapes import DataCapture, DeploymentPolicy, EndpointMetrics
 
 if TYPE_CHECKING:
-    from mlcicd.config import DeployConfig
+    from mlcicd.config import AutoscalingConfig, DeployConfig
 
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
 DEFAULT_MODEL_TIMEOUT = 60.0  # SageMaker's invocation limit (fixed there)
@@ -98,6 +98,9 @@ class EndpointConfig:
     shadow: ProductionVariant | None = None  # gets a copy of the traffic; never answers
     data_capture: DataCapture | None = None
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
+    # SageMaker's ClarifyExplainerConfig (inline ShapBaseline): online explanations
+    explainer: Mapping[str, Any] | None = None
+    autoscaling: AutoscalingConfig | None = None  # deploy.autoscaling; None: ``workers`` always
 
 
 @dataclass
@@ -120,6 +123,9 @@ class EndpointDescription:
     variants: list[dict[str, Any]] = field(default_factory=list)  # name, weight, model_sha256
     last_rollback: dict[str, Any] | None = None  # the alarm and its figures
     traffic: dict[str, Any] | None = None  # during a canary/linear update: the new config's share
+    # deploy.autoscaling as it acts now: bounds, target, workers now and wanted, the measured
+    # rate, the last change and why (serving.autoscale's record); None without a policy
+    autoscaling: dict[str, Any] | None = None
     arn: str | None = None  # SageMaker's EndpointArn (SageMaker endpoints have no url, port or pid)
 
 
@@ -143,6 +149,39 @@ def metric_rows(
     headings = ["variant", *(heading for heading, _ in METRIC_COLUMNS)]
     rows = [(name, *(m.get(key) for _, key in METRIC_COLUMNS)) for name, m in variants.items()]
     return headings, rows
+
+
+def scaling_lines(scaling: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``deploy.autoscaling`` as it acts now (:attr:`EndpointDescription.autoscaling`), as a
+    person reads it (the CLI's describe and the dashboard's endpoint page): the workers now and
+    wanted within the bounds, the measured rate against the target, the last change and why."""
+    if not scaling:
+        return []
+    rate = scaling.get("invocations_per_instance")
+    desired = scaling.get("desired_instances")
+    lines = [
+        (
+            "workers",
+            f"{scaling.get('current_instances')} "
+            f"(min {scaling.get('min_instances')}, max {scaling.get('max_instances')}"
+            + (f", wanted {desired})" if desired is not None else ")"),
+        ),
+        (
+            "invocations/worker",
+            f"{'-' if rate is None else f'{rate:g}'} a minute "
+            f"(target {scaling.get('target_invocations_per_instance'):g})",
+        ),
+    ]
+    change = scaling.get("last_change")
+    if change:
+        lines.append(
+            (
+                "last scaling",
+                f"{change.get('at')}: {change.get('from')} → {change.get('to')}, "
+                f"{change.get('reason')}",
+            )
+        )
+    return lines
 
 
 class EndpointBackend(Protocol):

@@ -159,6 +159,7 @@ class LocalEndpointBackend:
             variants=self._variants(edir, status),
             last_rollback=status.get("last_rollback"),
             traffic=status.get("traffic") if serving else None,
+            autoscaling=status.get("autoscaling") if serving else None,
         )
 
     def set_weights(self, name: str, weights: dict[str, float]) -> EndpointDescription:

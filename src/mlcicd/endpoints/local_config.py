@@ -23,7 +23,13 @@ from pathlib import Path
 from mlcicd.archive import ensure_extracted
 from mlcicd.endpoints.base import EndpointConfig
 from mlcicd.errors import EndpointError
-from mlcicd.serving.config import CaptureSpec, DeploymentSpec, ServingConfig, VariantSpec
+from mlcicd.serving.config import (
+    AutoscalingSpec,
+    CaptureSpec,
+    DeploymentSpec,
+    ServingConfig,
+    VariantSpec,
+)
 
 CAPTURE_DIR = "data-capture"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -90,6 +96,18 @@ def serving_config(edir: Path, config: EndpointConfig, *, port: int, in_use: boo
         max_p99_latency_ms=policy.max_p99_latency_ms,
         min_invocations=policy.min_invocations,
     )
+    scaling = config.autoscaling
+    autoscaling = (
+        AutoscalingSpec(
+            min_instances=scaling.min_instances,
+            max_instances=scaling.max_instances,
+            target_invocations_per_instance=scaling.target_invocations_per_instance,
+            scale_in_cooldown=scaling.scale_in_cooldown,
+            scale_out_cooldown=scaling.scale_out_cooldown,
+        )
+        if scaling is not None
+        else None
+    )
     try:
         return ServingConfig(
             name=config.name,
@@ -106,6 +124,8 @@ def serving_config(edir: Path, config: EndpointConfig, *, port: int, in_use: boo
             shadow=shadow,
             capture=capture,
             deployment=deployment,
+            explainer=config.explainer,
+            autoscaling=autoscaling,
         )
     except ValueError as exc:
         raise EndpointError(f"endpoint config {config.name}: {exc}") from exc

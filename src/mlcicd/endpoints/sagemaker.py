@@ -15,9 +15,15 @@ The rest of ``deploy:`` means on SageMaker what it means locally, in SageMaker's
   copied; SageMaker allows one production variant beside it);
 - ``data_capture``: DataCaptureConfig writing under the store (``data-capture/`` of the
   artifacts bucket, as the local endpoint lays it out: ``<endpoint>/<variant>/yyyy/mm/dd/hh``);
+- ``explain.online``: ExplainerConfig.ClarifyExplainerConfig, its ShapBaseline uploaded to the
+  store (``<pipeline>/explain/<sha256>/baseline.csv``) as ShapBaselineUri;
 - ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR);
 - ``alarms``: CloudWatch alarms on the new fleet (:mod:`mlcicd.aws.alarms`) in its
   AutoRollbackConfiguration;
+- ``serverless``: each variant's ServerlessConfig instead of instances;
+- ``autoscaling``: each variant's ScalableTarget and target-tracking policy
+  (:mod:`mlcicd.aws.autoscaling`), deregistered before an update and registered again once
+  the endpoint is InService on the new config;
 - ``mlcicd endpoints set-weights``: UpdateEndpointWeightsAndCapacities;
 - ``mlcicd endpoints metrics``: CloudWatch's ``AWS/SageMaker`` metrics in one GetMetricData
   call (:mod:`mlcicd.aws.endpoint_metrics`), summarised as the local endpoint's.
@@ -36,16 +42,18 @@ SageMaker endpoints have no local URL, port or process: those fields are None.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from mlcicd.aws import endpoint_metrics, hosting
+from mlcicd.aws import autoscaling, endpoint_metrics, hosting
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.deployment import (
     CAPTURE_PREFIX,
     VariantModel,
+    clarify_with_baseline_uri,
     data_capture_config,
     endpoint_config_request,
     prepare_deployment,
@@ -54,7 +62,8 @@ from mlcicd.aws.deployment import (
     traffic_routing,
 )
 from mlcicd.aws.names import poll_seconds
-from mlcicd.config import Config, StoreConfig
+from mlcicd.aws.network import vpc_config
+from mlcicd.config import AutoscalingConfig, Config, ServerlessConfig, StoreConfig
 from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
@@ -86,6 +95,9 @@ class SageMakerEndpointBackend:
         deployment: Mapping[str, Any] | None = None,
         poll_seconds: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        scaling: AutoscalingConfig | None = None,
+        serverless: ServerlessConfig | None = None,
+        vpc_config: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """``deployment``, when given, is UpdateEndpoint's DeploymentConfig as is, instead of
         the one each EndpointConfig's policy makes."""
@@ -100,6 +112,9 @@ class SageMakerEndpointBackend:
         self.deployment = deployment
         self.poll_seconds = poll_seconds
         self.timeout = timeout
+        self.scaling = scaling
+        self.serverless = serverless
+        self.vpc_config = vpc_config
 
     @classmethod
     def from_config(cls, config: Config, store: ArtifactStore) -> SageMakerEndpointBackend:
@@ -132,6 +147,9 @@ class SageMakerEndpointBackend:
             instance_type=config.deploy.instance_type,
             instance_count=config.deploy.instance_count,
             capture_bucket=config.store.artifacts_bucket,
+            scaling=config.deploy.autoscaling,
+            serverless=config.deploy.serverless,
+            vpc_config=vpc_config(config.network),
         )
 
     @property
@@ -155,6 +173,8 @@ class SageMakerEndpointBackend:
             instance_count=self.instance_count,
             shadow=shadow,
             data_capture=self._data_capture(config),
+            explainer=self._explainer(config),
+            serverless=self.serverless,
         )
         put_endpoint_config(sagemaker, request, tags=self._tags())
         # Made (its alarms put) only when the update is: not while another one rolls out.
@@ -177,6 +197,13 @@ class SageMakerEndpointBackend:
                 hosting.describe_endpoint(sagemaker, config.endpoint_name), config.name
             )
             if now.state == "done":
+                if self.scaling is not None:
+                    autoscaling.register(
+                        client("application-autoscaling"),
+                        config.endpoint_name,
+                        [v.name for v in config.variants],
+                        self.scaling,
+                    )
                 return self.describe(config.endpoint_name)
             if now.state == "failed":
                 raise EndpointError(
@@ -302,6 +329,7 @@ class SageMakerEndpointBackend:
             image=self.image,
             role_arn=self.role_arn,
             tags=self._tags(),
+            vpc_config=self.vpc_config,
         )
 
     def _data_capture(self, config: EndpointConfig) -> dict[str, Any] | None:
@@ -311,9 +339,23 @@ class SageMakerEndpointBackend:
             kms_key_id=self.store.kms_key_id,
         )
 
+    def _explainer(self, config: EndpointConfig) -> dict[str, Any] | None:
+        """``explain.online``: the ClarifyExplainerConfig, its baseline uploaded to the store
+        (content-addressed: ``<pipeline>/explain/<sha256>/baseline.csv``)."""
+        if config.explainer is None:
+            return None
+        baseline = config.explainer["ShapConfig"]["ShapBaselineConfig"]["ShapBaseline"]
+        data = str(baseline).encode()
+        key = f"{self.pipeline}/explain/{hashlib.sha256(data).hexdigest()}/baseline.csv"
+        uri = self.store.put_bytes(data, self.bucket, key).uri
+        return clarify_with_baseline_uri(config.explainer, uri)
+
     def _deployment(self, config: EndpointConfig) -> dict[str, Any] | None:
         """UpdateEndpoint's DeploymentConfig for ``config``: its traffic shifting and, with
-        alarms, their CloudWatch alarms (put now, watching ``config``'s fleet)."""
+        alarms, their CloudWatch alarms (put now, watching ``config``'s fleet). The variants
+        registered for scaling are deregistered first: SageMaker refuses some updates of them."""
+        if self.scaling is not None:
+            autoscaling.deregister(client("application-autoscaling"), config.endpoint_name)
         if self.deployment is not None:
             return dict(self.deployment)
         policy = config.deployment

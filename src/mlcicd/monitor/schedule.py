@@ -85,6 +85,8 @@ def _variant(check: VariantCheck) -> dict[str, Any]:
         "records": check.records,
         "rows": check.rows,
         "violations": check.violations,
+        # each feature's drift, for the dashboard's drift-over-time chart
+        "drift": {f.name: f.drift for f in check.features if f.drift is not None},
         "statistics_uri": check.statistics_uri,
         "violations_uri": check.violations_uri,
         "baseline_constraints": check.baseline_constraints,

@@ -17,6 +17,8 @@ DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit
 DEFAULT_MODEL_TIMEOUT = 60.0  # SageMaker's invocation limit: a worker stalled longer is replaced
 STRATEGIES = ("all_at_once", "canary", "linear")
 CAPTURE_QUEUE_SIZE = 1000
+# How far back the invocation rate that drives autoscaling is measured (SageMaker: one minute).
+DEFAULT_SCALING_WINDOW = 10.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,77 @@ class DeploymentSpec:
 
 
 @dataclass(frozen=True)
+class AutoscalingSpec:
+    """Target tracking on the workers (``deploy.autoscaling``; SageMaker's
+    ``SageMakerVariantInvocationsPerInstance`` policy): between ``min_instances`` and
+    ``max_instances`` workers, about ``target_invocations_per_instance`` invocations per worker
+    per minute, measured over the last ``window_seconds``. A scale-out waits
+    ``scale_out_cooldown`` after the previous one; a scale-in (one worker at a time)
+    ``scale_in_cooldown`` after any change."""
+
+    min_instances: int = 1
+    max_instances: int = 1
+    target_invocations_per_instance: float = 1000.0
+    scale_in_cooldown: float = 300.0
+    scale_out_cooldown: float = 60.0
+    window_seconds: float = DEFAULT_SCALING_WINDOW
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.min_instances < 1:
+            out.append(f"autoscaling.min_instances: at least 1, got {self.min_instances}")
+        if self.max_instances < self.min_instances:
+            out.append(
+                f"autoscaling.max_instances: at least min_instances ({self.min_instances}), "
+                f"got {self.max_instances}"
+            )
+        if not (
+            self.target_invocations_per_instance > 0
+            and math.isfinite(self.target_invocations_per_instance)
+        ):
+            out.append(
+                "autoscaling.target_invocations_per_instance: a positive number, got "
+                f"{self.target_invocations_per_instance}"
+            )
+        for key in ("scale_in_cooldown", "scale_out_cooldown"):
+            if not getattr(self, key) >= 0:
+                out.append(f"autoscaling.{key}: must not be negative, got {getattr(self, key)}")
+        if not self.window_seconds > 0:
+            out.append(f"autoscaling.window_seconds: must be positive, got {self.window_seconds}")
+        return out
+
+    def clamp(self, count: int) -> int:
+        """``count`` workers, kept between ``min_instances`` and ``max_instances``."""
+        return max(self.min_instances, min(self.max_instances, count))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "target_invocations_per_instance": self.target_invocations_per_instance,
+            "scale_in_cooldown": self.scale_in_cooldown,
+            "scale_out_cooldown": self.scale_out_cooldown,
+            "window_seconds": self.window_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> AutoscalingSpec:
+        number = (int, float)
+        return cls(
+            min_instances=_get(data, "min_instances", where, int, 1),
+            max_instances=_get(data, "max_instances", where, int, 1),
+            target_invocations_per_instance=float(
+                _get(data, "target_invocations_per_instance", where, number, 1000.0)
+            ),
+            scale_in_cooldown=float(_get(data, "scale_in_cooldown", where, number, 300.0)),
+            scale_out_cooldown=float(_get(data, "scale_out_cooldown", where, number, 60.0)),
+            window_seconds=float(
+                _get(data, "window_seconds", where, number, DEFAULT_SCALING_WINDOW)
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     """One production variant as a worker loads it."""
 
@@ -192,6 +265,9 @@ class ServingConfig:
     shadow: VariantSpec | None = None
     capture: CaptureSpec | None = None
     deployment: DeploymentSpec = field(default_factory=DeploymentSpec)
+    # SageMaker's ClarifyExplainerConfig, as is: online explanations (serving.explanations)
+    explainer: Mapping[str, Any] | None = None
+    autoscaling: AutoscalingSpec | None = None  # None: always ``workers`` workers
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -236,7 +312,19 @@ class ServingConfig:
             if not bucket:
                 out.append(f"capture.destination: {self.capture.destination!r} names no bucket")
         out.extend(self.deployment.problems())
+        if self.explainer is not None:
+            from mlcicd.serving.explanations import clarify_problems
+
+            out.extend(clarify_problems(self.explainer))
+        if self.autoscaling is not None:
+            out.extend(self.autoscaling.problems())
         return out
+
+    @property
+    def initial_workers(self) -> int:
+        """How many workers a generation of this config starts with: ``workers``, kept
+        within the autoscaling bounds."""
+        return self.autoscaling.clamp(self.workers) if self.autoscaling else self.workers
 
     @property
     def python(self) -> str | None:
@@ -261,6 +349,8 @@ class ServingConfig:
             "shadow": self.shadow.to_dict() if self.shadow else None,
             "capture": self.capture.to_dict() if self.capture else None,
             "deployment": self.deployment.to_dict(),
+            "explainer": dict(self.explainer) if self.explainer is not None else None,
+            "autoscaling": self.autoscaling.to_dict() if self.autoscaling else None,
         }
 
     @classmethod
@@ -273,6 +363,7 @@ class ServingConfig:
         raw_variants = _get(data, "variants", where, list)
         shadow = _get(data, "shadow", where, (dict, type(None)), None)
         capture = _get(data, "capture", where, (dict, type(None)), None)
+        autoscaling = _get(data, "autoscaling", where, (dict, type(None)), None)
         variants = tuple(
             VariantSpec.from_dict(v, f"{where}: variants[{i}]")
             if isinstance(v, Mapping)
@@ -299,6 +390,10 @@ class ServingConfig:
             shadow=VariantSpec.from_dict(shadow, f"{where}: shadow") if shadow else None,
             capture=CaptureSpec.from_dict(capture) if capture else None,
             deployment=DeploymentSpec.from_dict(_get(data, "deployment", where, dict, {})),
+            explainer=_get(data, "explainer", where, (dict, type(None)), None),
+            autoscaling=AutoscalingSpec.from_dict(autoscaling, f"{where}: autoscaling")
+            if autoscaling is not None
+            else None,
         )
 
 

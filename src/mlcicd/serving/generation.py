@@ -143,7 +143,8 @@ def worker_env(config: ServingConfig) -> dict[str, str]:
     env.setdefault("SAGEMAKER_SUBMIT_DIRECTORY", first.code_dir)
     # One worker per core: BLAS/OpenMP pools sized for the whole machine would fight. Set
     # here, since the libraries read them when numpy is first imported.
-    threads = str(max(1, (os.cpu_count() or 1) // config.workers))
+    most = config.autoscaling.max_instances if config.autoscaling else config.workers
+    threads = str(max(1, (os.cpu_count() or 1) // most))
     for name in _THREAD_VARS:
         env.setdefault(name, threads)
     for variant in config.variants:

@@ -2,10 +2,12 @@
 
 The supervisor writes it, atomically, whenever something in it changes (nothing else
 writes it): its status, where it listens, the serving generation and its config, the
-workers, why it failed, and how the last update went (as its
-:class:`~mlcicd.serving.rollout.Rollout` recorded it). :mod:`mlcicd.endpoints.local` reads
-it to describe the endpoint and to wait for a deploy. The supervisor imports this module and
-hands itself over as a :class:`StatusSource`; nothing here imports the supervisor.
+workers, why it failed, how the last update went (as its
+:class:`~mlcicd.serving.rollout.Rollout` recorded it) and, with ``autoscaling``, how many
+workers serve and why (its :class:`~mlcicd.serving.autoscale.Autoscaler`'s record).
+:mod:`mlcicd.endpoints.local` reads it to describe the endpoint and to wait for a deploy. The
+supervisor imports this module and hands itself over as a :class:`StatusSource`; nothing here
+imports the supervisor.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _compiled(supervisor: StatusSource, gen: Generation | None, variant: str) ->
 
 def status_document(supervisor: StatusSource, updates: Mapping[str, Any]) -> dict[str, Any]:
     """What ``status.json`` says of ``supervisor`` now; ``updates``: how its updates went
-    (:meth:`mlcicd.serving.rollout.Rollout.record`)."""
+    (:meth:`mlcicd.serving.rollout.Rollout.record`) and its scaling (``autoscaling``)."""
     gen = supervisor.current
     config = gen.config if gen else None
     host = "127.0.0.1" if supervisor.host in ("0.0.0.0", "::", "") else supervisor.host

@@ -18,6 +18,9 @@ succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
                     ``model_timeout``: the worker answers for itself and exits
                     (:mod:`mlcicd.serving.watchdog`); if it has not after a grace (a
                     handler stuck holding the GIL), it is SIGKILLed. Replaced as above.
+    load changes    with ``autoscaling`` in config.json, workers are added or drained to keep
+                    the invocations per worker per minute near its target
+                    (:mod:`mlcicd.serving.autoscale`); ``status.json`` says how many and why.
 
 How an update moves the traffic — all at once, or step by step watching alarms, rolled
 back when one trips — is :mod:`mlcicd.serving.rollout`, which the supervisor drives. Its
@@ -49,6 +52,7 @@ from mlcicd import procinfo
 from mlcicd.errors import PortInUseError
 from mlcicd.fsutil import atomic_write_json, atomic_write_text
 from mlcicd.serving import metrics
+from mlcicd.serving.autoscale import Autoscaler
 from mlcicd.serving.balance import ConnectionBoard
 from mlcicd.serving.config import ServingConfig
 from mlcicd.serving.generation import Generation
@@ -106,6 +110,8 @@ class Supervisor:
         self.failure_reason: str | None = None
         self.failure_kind: str | None = None
         self.rollout = Rollout(self)  # updates, and what status.json says of them
+        self.autoscaler = Autoscaler()  # deploy.autoscaling: how many workers serve, and why
+        self._rate_shown: tuple[float | None, float] = (None, 0.0)  # in status.json; next due
         self.metrics_dir = self.state_dir / metrics.METRICS_DIR
         self._series_last: str | None = None
         self._series_due = 0.0
@@ -227,8 +233,8 @@ class Supervisor:
         blue: ServingConfig | None = None,
         green_percent: float = 100.0,
     ) -> Generation | str:
-        """Start ``config.workers`` workers and wait until all are ready: the generation, or
-        why not.
+        """Start ``config.workers`` workers (with autoscaling: as many as serve now, within
+        its bounds) and wait until all are ready: the generation, or why not.
 
         With ``blue``, the workers also load that config and give ``config`` only
         ``green_percent`` of the traffic (until ``traffic.json`` says otherwise).
@@ -241,8 +247,12 @@ class Supervisor:
             data.update(blue=blue.to_dict(), green_percent=green_percent)
         atomic_write_json(spec, data)
         gen = Generation(number, config, digest, spec)
-        log.info("generation %d: starting %d worker(s) for %s", number, config.workers, config.name)
-        for _ in range(config.workers):
+        count = config.initial_workers
+        if config.autoscaling is not None and self.current is not None:
+            # An update keeps the capacity the load has scaled to, within the new bounds.
+            count = config.autoscaling.clamp(self.workers.serving_count(self.current))
+        log.info("generation %d: starting %d worker(s) for %s", number, count, config.name)
+        for _ in range(count):
             try:
                 self.workers.spawn(gen)
             except OSError as exc:
@@ -318,6 +328,31 @@ class Supervisor:
             summed = metrics.read_all(self.metrics_dir)
             self._series_last = metrics.append_series(self.metrics_dir, summed, self._series_last)
         self.workers.tend(now)
+        self._autoscale(now)
+
+    def _autoscale(self, now: float) -> None:
+        """Resize the serving generation as ``deploy.autoscaling`` says (not during an update:
+        the rollout owns the workers then)."""
+        gen = self.current
+        spec = gen.config.autoscaling if gen is not None else None
+        if gen is None or spec is None or self.status != "InService":
+            return
+        if not self.autoscaler.due(now):
+            return
+        summed = metrics.read_all(self.metrics_dir)
+        invocations = sum(c.get("Invocations", 0) for c in summed["series"].values())
+        self.autoscaler.observe(now, invocations, spec.window_seconds)
+        current = self.workers.serving_count(gen)
+        decision = self.autoscaler.decide(spec, current, now)
+        if decision is None or decision.workers == current:
+            shown, due = self._rate_shown
+            if self.autoscaler.rate != shown and now >= due:  # describe's rate, at most 5 s old
+                self.write_status()
+            return
+        log.info("autoscaling: %d → %d worker(s): %s", current, decision.workers, decision.reason)
+        self.workers.resize(gen, decision.workers)
+        self.autoscaler.changed(current, decision.workers, decision.reason, now)
+        self.write_status()
 
     # -- signals and waiting --------------------------------------------------------------
 
@@ -351,8 +386,17 @@ class Supervisor:
     # -- status ---------------------------------------------------------------------------
 
     def write_status(self) -> None:
+        gen = self.current
+        spec = gen.config.autoscaling if gen is not None else None
+        self._rate_shown = (self.autoscaler.rate, time.monotonic() + metrics.SERIES_INTERVAL)
+        scaling = (
+            self.autoscaler.record(spec, self.workers.serving_count(gen))
+            if gen is not None and spec is not None
+            else None
+        )
         atomic_write_json(
-            self.state_dir / STATUS_FILE, status_document(self, self.rollout.record())
+            self.state_dir / STATUS_FILE,
+            status_document(self, {**self.rollout.record(), "autoscaling": scaling}),
         )
 
 

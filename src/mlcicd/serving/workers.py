@@ -147,6 +147,8 @@ class WorkerPool:
                 log.info(
                     "generation %d: worker %d exited (%s)", gen.number, worker.pid, exit_text(code)
                 )
+                if gen is self._serving():
+                    self._changed()  # scaled in: status.json lists one worker fewer
             elif gen is self._serving():
                 delay = min(RESTART_BACKOFF[0] * 2**gen.crashes, RESTART_BACKOFF[1])
                 gen.crashes += 1
@@ -185,14 +187,49 @@ class WorkerPool:
 
     def retire(self, gen: Generation, *, wait: bool) -> None:
         """SIGTERM a generation's workers (they drain); with ``wait``, until they are gone."""
-        deadline = time.monotonic() + gen.config.drain_timeout + _DRAIN_GRACE + 5.0
-        victims = [w for w in self.by_pid.values() if w.generation is gen]
+        self.stop([w for w in self.by_pid.values() if w.generation is gen], wait=wait)
+
+    def stop(self, victims: list[Worker], *, wait: bool) -> None:
+        """SIGTERM ``victims``: each stops accepting, answers what it holds, exits (killed
+        past its generation's ``drain_timeout``); none is replaced. With ``wait``, until
+        they are gone."""
         for worker in victims:
             if worker.state != "stopping":
-                worker.state, worker.kill_at = "stopping", deadline
+                drain = worker.generation.config.drain_timeout
+                worker.state = "stopping"
+                worker.kill_at = time.monotonic() + drain + _DRAIN_GRACE + 5.0
                 worker.proc.terminate()  # a no-op once Popen has seen it exit
         if wait:
             self.wait_for_exit(victims)
+
+    def serving_count(self, gen: Generation) -> int:
+        """How many workers ``gen`` has, counting those due to be replaced and not those
+        stopping."""
+        return sum(w.state != "stopping" for w in gen.workers) + len(gen.restarts_due)
+
+    def resize(self, gen: Generation, count: int) -> None:
+        """Start or stop workers of ``gen`` until it has ``count`` (autoscaling).
+
+        A new worker accepts connections only once its model is loaded (its "ready"); a
+        removed one drains as a retiring generation's does: the listening socket stays open
+        in the others, so no connection waiting or request in flight is lost. The newest go
+        first: a worker still starting or due to be replaced serves nobody yet.
+        """
+        have = self.serving_count(gen)
+        while have < count:
+            try:
+                self.spawn(gen)
+            except OSError as exc:
+                log.error("generation %d: cannot start another worker: %s", gen.number, exc)
+                return
+            have += 1
+        while have > count and gen.restarts_due:
+            gen.restarts_due.pop()
+            have -= 1
+        if have > count:
+            live = [w for w in gen.workers if w.state != "stopping"]
+            live.sort(key=lambda w: (w.state == "ready", -w.ready_at))
+            self.stop(live[: have - count], wait=False)
 
     def wait_until_not_accepting(self, workers: list[Worker], timeout: float) -> None:
         """Until ``workers`` say they stopped accepting connections (or ``timeout``)."""

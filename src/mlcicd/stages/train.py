@@ -23,7 +23,13 @@ from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
 from mlcicd.stages.process import path_digest, step_output
 from mlcicd.state import TrainingJobRecord
-from mlcicd.training import Channel, MetricDefinition, TrainingJobSpec, open_backend
+from mlcicd.training import (
+    Channel,
+    CheckpointConfig,
+    MetricDefinition,
+    TrainingJobSpec,
+    open_backend,
+)
 
 
 def job_name(pipeline: str, run_id: int) -> str:
@@ -90,6 +96,7 @@ class TrainStage:
                 "instance_count",
                 "use_spot",
                 "max_wait",
+                "checkpoints",  # where the work is kept, not what is trained
                 "role",
                 "output_path",
             )
@@ -129,6 +136,14 @@ class TrainStage:
             ),
             max_runtime_seconds=cfg.max_runtime,
             environment=cfg.environment,
+            # An attempt of the same training (build, data, settings) resumes from the last
+            # one's /opt/ml/checkpoints (the local and container backends; SageMaker's own).
+            checkpoints=CheckpointConfig(
+                ctx.config.store.models_bucket,
+                f"{ctx.config.pipeline}/checkpoints/{cache_key[:16]}",
+            )
+            if cfg.checkpoints or cfg.use_spot
+            else None,
         )
         ctx.log(f"starting training job {name} ({backend.TYPE})")
         sm_log = project.path("logs", "aws", "sagemaker", "TrainingJobs", f"{name}.log")

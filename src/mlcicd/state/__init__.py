@@ -16,6 +16,7 @@ connection (:class:`~mlcicd.state.db.Tables`):
 * :mod:`~mlcicd.state.monitoring` — baselines and monitoring executions
 * :mod:`~mlcicd.state.processing` — processing jobs, their outputs and reports
 * :mod:`~mlcicd.state.transforms` — batch transform jobs
+* :mod:`~mlcicd.state.metric_history` — endpoint metrics per minute, kept for a week
 
 :class:`State` is the front callers hold: it opens the database and has every group's
 methods. A new table goes into :mod:`~mlcicd.state.schema` (with a new
@@ -31,6 +32,7 @@ from mlcicd.state.approvals import Approvals
 from mlcicd.state.db import Database
 from mlcicd.state.endpoints import Endpoints
 from mlcicd.state.events import Events
+from mlcicd.state.metric_history import MetricHistory, MinuteMetrics
 from mlcicd.state.monitoring import Monitoring
 from mlcicd.state.processing import Processing
 from mlcicd.state.queue import Queue
@@ -59,7 +61,17 @@ from mlcicd.state.schema import SCHEMA_VERSION
 from mlcicd.state.transforms import Transforms
 
 
-class State(Queue, Approvals, Registry, Endpoints, Events, Monitoring, Processing, Transforms):
+class State(
+    Queue,
+    Approvals,
+    Registry,
+    Endpoints,
+    Events,
+    Monitoring,
+    Processing,
+    Transforms,
+    MetricHistory,
+):
     """The state database of one state directory.
 
     Each base is one group of tables over the same :class:`~mlcicd.state.db.Database`
@@ -89,6 +101,7 @@ __all__ = [
     "EndpointConfigRecord",
     "EndpointRecord",
     "Event",
+    "MinuteMetrics",
     "ModelBaseline",
     "ModelPackage",
     "MonitoringExecution",

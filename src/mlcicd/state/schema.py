@@ -16,11 +16,12 @@ Versions:
 5. the digests of webhook bodies, so a replay under a new delivery id is known
 6. processing jobs: the steps of ``processing:``, their outputs and reports
 7. batch transform jobs
+8. endpoint metrics per minute (what ``/metrics`` counts), for the dashboard's charts
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # --- runs and the queue (runs.py, queue.py) ---------------------------------------------------
 
@@ -278,4 +279,26 @@ CREATE TABLE IF NOT EXISTS transform_jobs (
 CREATE INDEX IF NOT EXISTS transform_jobs_model ON transform_jobs(model_group, model_version);
 """
 
-SCHEMA = RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING + PROCESSING + TRANSFORMS
+# --- endpoint metrics per minute (metric_history.py) --------------------------------------------
+
+METRIC_HISTORY = """
+CREATE TABLE IF NOT EXISTS endpoint_metrics (
+    endpoint        TEXT NOT NULL,
+    minute          INTEGER NOT NULL,       -- the minute's start, seconds since the epoch
+    variant         TEXT NOT NULL,
+    invocations     INTEGER NOT NULL,
+    errors_4xx      INTEGER NOT NULL,
+    errors_5xx      INTEGER NOT NULL,
+    model_p50_ms    REAL,                   -- NULL: no request in that minute
+    model_p99_ms    REAL,
+    overhead_p50_ms REAL,
+    overhead_p99_ms REAL,
+    share           REAL,                   -- the variant's share of the traffic (its weight)
+    shift_percent   REAL,                   -- during a canary/linear update: the new config's
+    PRIMARY KEY (endpoint, minute, variant)
+) WITHOUT ROWID;
+"""
+
+SCHEMA = (
+    RUNS + REGISTRY + ENDPOINTS + EVENTS + MONITORING + PROCESSING + TRANSFORMS + METRIC_HISTORY
+)

@@ -3,6 +3,7 @@
 base.py       TrainingJobSpec → TrainingBackend.run → TrainingJobResult; parse_metrics
 toolkit.py    the /opt/ml layout, SM_* environment and arguments, as pure functions
 local.py      LocalTrainingBackend: jobs as subprocesses in <jobs_root>/<name>/
+checkpoints.py  /opt/ml/checkpoints kept in the artifact store between attempts
 container.py  ``python -m mlcicd.training.container``: the same, inside a SageMaker image
 podman.py     PodmanTrainingBackend: the host side, running that image's ``train`` with podman
 sagemaker.py  SageMakerTrainingBackend: CreateTrainingJob on SageMaker, its logs and metrics
@@ -19,6 +20,7 @@ from mlcicd.errors import ConfigError
 from mlcicd.shapes import decode_hyperparameters, encode_hyperparameters
 from mlcicd.training.base import (
     Channel,
+    CheckpointConfig,
     MetricDefinition,
     TrainingBackend,
     TrainingJobResult,
@@ -50,7 +52,7 @@ def open_backend(
     ``container`` job runs unless ``train.image`` names one). Each is imported only when chosen.
     """
     if config.backend == "local":
-        return LocalTrainingBackend(project.state_dir / "jobs")
+        return LocalTrainingBackend(project.state_dir / "jobs", store=project.store)
     if config.backend == "sagemaker":
         from mlcicd.training.sagemaker import SageMakerTrainingBackend
 
@@ -72,7 +74,9 @@ def open_backend(
                 key="train.image",
                 hint="set build.image: true (or train.image: TAG)",
             )
-        return PodmanTrainingBackend(project.state_dir / "jobs", config.image or str(image))
+        return PodmanTrainingBackend(
+            project.state_dir / "jobs", config.image or str(image), store=project.store
+        )
     raise ConfigError(
         f"training backend {config.backend!r} is not available in this version",
         key="train.backend",
@@ -82,6 +86,7 @@ def open_backend(
 
 __all__ = [
     "Channel",
+    "CheckpointConfig",
     "LocalTrainingBackend",
     "MetricDefinition",
     "TrainingBackend",

@@ -71,6 +71,15 @@ class Channel:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """Where a job's ``/opt/ml/checkpoints`` is kept between attempts: ``bucket``/``prefix``
+    in the artifact store (SageMaker's ``CheckpointConfig.S3Uri``)."""
+
+    bucket: str
+    prefix: str
+
+
+@dataclass(frozen=True)
 class TrainingJobSpec:
     """What to run. Validated on construction; filesystem checks happen in the backend."""
 
@@ -84,6 +93,7 @@ class TrainingJobSpec:
     max_runtime_seconds: int = 86400
     environment: Mapping[str, str] = field(default_factory=dict)
     instance_type: str = "local"
+    checkpoints: CheckpointConfig | None = None  # None: checkpoints/ starts empty, kept nowhere
 
     def __post_init__(self) -> None:
         if not JOB_NAME_PATTERN.fullmatch(self.name):

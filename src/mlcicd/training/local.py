@@ -14,6 +14,11 @@ Deliberate choices, where SageMaker leaves room:
   series (``metric_series``) keeps every regex match. A malformed file fails the job.
 - The model is packed only when the job completes; a completed script that wrote nothing to
   ``SM_MODEL_DIR`` fails the job. (SageMaker also uploads the model of a *stopped* job.)
+- With ``spec.checkpoints`` (``train.checkpoints`` or ``use_spot``), ``checkpoints/`` — the
+  job's ``/opt/ml/checkpoints`` — starts with what the last attempt of the same training left
+  in the store, and what this attempt leaves is kept there when the script ends, however it
+  ends (:mod:`mlcicd.training.checkpoints`). SageMaker uploads checkpoints while the job runs;
+  here they are kept when the script ends, so only the death of this runner itself loses them.
 - The script inherits this process's environment minus Python's own variables
   (``PYTHONPATH``, ``VIRTUAL_ENV``, …), any stale ``SM_*`` and the secrets
   (:func:`~mlcicd.process.child_environment`: mlcicd's tokens, AWS credentials — a local
@@ -39,6 +44,8 @@ from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import atomic_write_json, copy_code, link_into, open_private_log
 from mlcicd.process import ProcessOutcome, run_streaming, script_environment
 from mlcicd.shapes import decode_hyperparameters, encode_hyperparameters
+from mlcicd.store.base import ArtifactStore
+from mlcicd.training import checkpoints
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
@@ -116,6 +123,7 @@ class _Job:
     model_artifact: Path | None = None
     model_sha256: str | None = None
     training_image: str | None = None  # the image the job ran in (the container backend)
+    resumed_from: str | None = None  # the job whose checkpoints this one started with
 
     @property
     def log_path(self) -> Path:
@@ -175,6 +183,7 @@ class _Job:
             "ResourceConfig": {"InstanceType": spec.instance_type, "InstanceCount": 1},
             "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
             "CheckpointConfig": {"LocalPath": str(self.paths.checkpoints)},
+            "CheckpointsRestoredFrom": self.resumed_from,
             "Environment": dict(spec.environment),
             "CreationTime": _iso(self.created_at),
             "TrainingStartTime": _iso(self.started_at),
@@ -231,9 +240,17 @@ class LocalTrainingBackend:
 
     TYPE: ClassVar[str] = "local"
 
-    def __init__(self, jobs_root: Path, *, stop_grace_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        jobs_root: Path,
+        *,
+        stop_grace_seconds: float = 5.0,
+        store: ArtifactStore | None = None,
+    ) -> None:
+        """``store``: where ``spec.checkpoints`` are kept between attempts."""
         self.jobs_root = Path(jobs_root).absolute()
         self.stop_grace_seconds = stop_grace_seconds
+        self.store = store
 
     def job_dir(self, name: str) -> Path:
         return self.jobs_root / name
@@ -243,6 +260,11 @@ class LocalTrainingBackend:
     ) -> TrainingJobResult:
         python = _resolve_python(spec.python)
         self._check_sources(spec)
+        if spec.checkpoints is not None and self.store is None:
+            raise TrainingError(
+                f"training job {spec.name} keeps checkpoints, and this backend has no store",
+                hint="give LocalTrainingBackend the project's store (store=project.store)",
+            )
         paths = TrainingPaths(self.job_dir(spec.name))
         self.jobs_root.mkdir(parents=True, exist_ok=True)
         try:
@@ -256,9 +278,15 @@ class LocalTrainingBackend:
         job.transition("Starting", "Preparing the instances for training")
         try:
             env = self._prepare(job)
+            self._restore_checkpoints(job, on_log)
             job.transition("Training", "Training the model")
-            outcome = self._execute(job, env, on_log)
+            try:
+                outcome = self._execute(job, env, on_log)
+            except BaseException:
+                self._keep_checkpoints(job, on_log, completed=False)
+                raise
             self._conclude(job, outcome)
+            self._keep_checkpoints(job, on_log, completed=job.status == "Completed")
         except KeyboardInterrupt:
             job.finish(
                 "Stopped", "Interrupted", "the training job was interrupted (Ctrl-C) and stopped"
@@ -344,6 +372,50 @@ class LocalTrainingBackend:
         env["PYTHONPATH"] = os.pathsep.join([str(paths.code), *([user_path] if user_path else [])])
         job.command = [str(job.python), spec.entry_point, *hyperparameter_args(hyperparameters)]
         return env
+
+    def _restore_checkpoints(self, job: _Job, on_log: Callable[[str], None] | None) -> None:
+        where = job.spec.checkpoints
+        if where is None or self.store is None:
+            return
+        restored = checkpoints.restore(self.store, where, job.paths.checkpoints)
+        if restored.files:
+            job.resumed_from = restored.job
+            self._say(
+                job,
+                on_log,
+                f"checkpoints: {restored.files} file(s) of job {restored.job} restored "
+                "into /opt/ml/checkpoints",
+            )
+
+    def _keep_checkpoints(
+        self, job: _Job, on_log: Callable[[str], None] | None, *, completed: bool
+    ) -> None:
+        """Keep what the script left in checkpoints/ (a completed job clears the kept set).
+        A store that fails here is reported, not raised: the job's outcome stands."""
+        where = job.spec.checkpoints
+        if where is None or self.store is None:
+            return
+        try:
+            if completed:
+                checkpoints.clear(self.store, where, job.spec.name)
+                return
+            kept = checkpoints.save(self.store, where, job.paths.checkpoints, job.spec.name)
+        except (ArtifactError, OSError) as exc:
+            self._say(job, on_log, f"checkpoints: could not keep them in the store: {exc}")
+            return
+        self._say(
+            job,
+            on_log,
+            f"checkpoints: {kept} file(s) kept at {self.store.uri(where.bucket, where.prefix)}",
+        )
+
+    @staticmethod
+    def _say(job: _Job, on_log: Callable[[str], None] | None, line: str) -> None:
+        """A line of the runner's own in the job's log."""
+        with open_private_log(job.log_path) as log:
+            log.write(line + "\n")
+        if on_log is not None:
+            on_log(line)
 
     def _execute(
         self, job: _Job, env: dict[str, str], on_log: Callable[[str], None] | None

@@ -31,6 +31,7 @@ from mlcicd.fsutil import atomic_write_json
 from mlcicd.images.podman import image_id, missing_entry, podman, podman_binary, remove_container
 from mlcicd.process import ProcessOutcome, child_environment, run_streaming
 from mlcicd.shapes import encode_hyperparameters
+from mlcicd.store.base import ArtifactStore
 from mlcicd.training.local import LocalTrainingBackend, _Job
 
 OPT_ML = "/opt/ml"
@@ -43,8 +44,15 @@ class PodmanTrainingBackend(LocalTrainingBackend):
 
     TYPE: ClassVar[str] = "container"
 
-    def __init__(self, jobs_root: Path, image: str, *, stop_grace_seconds: float = 5.0) -> None:
-        super().__init__(jobs_root, stop_grace_seconds=stop_grace_seconds)
+    def __init__(
+        self,
+        jobs_root: Path,
+        image: str,
+        *,
+        stop_grace_seconds: float = 5.0,
+        store: ArtifactStore | None = None,
+    ) -> None:
+        super().__init__(jobs_root, stop_grace_seconds=stop_grace_seconds, store=store)
         podman_binary(TrainingError)  # no podman: say so before any job directory is made
         self.image = image
         self.image_id = image_id(image, error=TrainingError)

@@ -27,6 +27,7 @@ Layout in the store (bucket ``store.models_bucket``, prefix the pipeline)::
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +36,7 @@ from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.images import require_image
 from mlcicd.aws.joblogs import CloudWatchTail, JobLog, OnLog, epoch
 from mlcicd.aws.names import TRAINING_JOBS_LOG_GROUP, poll_seconds
+from mlcicd.aws.network import vpc_config
 from mlcicd.aws.training_jobs import (
     CODE_CHANNEL,
     CODE_CHANNEL_SOURCEDIR,
@@ -81,6 +83,9 @@ class SageMakerTrainingBackend:
         poll_seconds: float | None = None,
         kms_key_id: str | None = None,
         network_isolation: bool = True,
+        vpc_config: Mapping[str, Sequence[str]] | None = None,
+        inter_container_encryption: bool = False,
+        checkpoints: bool = False,
     ) -> None:
         self.jobs_root = jobs_root
         self.store = store
@@ -96,6 +101,9 @@ class SageMakerTrainingBackend:
         self.poll_seconds = poll_seconds
         self.kms_key_id = kms_key_id
         self.network_isolation = network_isolation
+        self.vpc_config = vpc_config
+        self.inter_container_encryption = inter_container_encryption
+        self.checkpoints = checkpoints
 
     @classmethod
     def from_config(
@@ -138,6 +146,9 @@ class SageMakerTrainingBackend:
             output_path=train.output_path,
             kms_key_id=train.kms_key,
             network_isolation=train.network_isolation,
+            vpc_config=vpc_config(config.network),
+            inter_container_encryption=config.network.encrypt_inter_container,
+            checkpoints=train.checkpoints,
         )
 
     def job_dir(self, name: str) -> Path:
@@ -261,6 +272,9 @@ class SageMakerTrainingBackend:
             tags={"mlcicd:pipeline": self.prefix},
             kms_key_id=self.kms_key_id,
             network_isolation=self.network_isolation,
+            vpc_config=self.vpc_config,
+            inter_container_encryption=self.inter_container_encryption,
+            checkpoints=self.checkpoints,
         )
 
     def _wait(

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from mlcicd.web import live
+
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#223;color:#eee;padding:.5em 1em}header a{color:#eee;margin-right:1.2em}
@@ -33,6 +35,33 @@ code,.mono{font-family:ui-monospace,monospace;font-size:.95em}.muted{color:#777}
 .st-WaitingForApproval,.st-Pending,.st-PendingManualApproval{background:#f8d3a0}
 .st-Failed,.st-Rejected,.st-OutOfService,.st-Stopped,.st-failed,.st-CompletedWithViolations{background:#f5c2c2}
 .arrow{color:#999;margin:0 .4em}
+figure{margin:.6em 0 1em;max-width:760px}figure.narrow{max-width:520px}
+figcaption{font-weight:600;margin-bottom:.2em}
+svg.chart{width:100%;height:auto;background:#fff;border:1px solid #e3e3e3;font:11px system-ui}
+svg.chart text{fill:#444}svg.chart .axis{stroke:#bbb}svg.chart .grid{stroke:#eee}
+svg.chart .line{fill:none;stroke-width:1.6}svg.chart .limit{stroke:#c0392b;stroke-dasharray:5 3}
+svg.chart .mark{stroke:#7a5;stroke-width:1.2;stroke-dasharray:2 2}
+svg.chart .mark.m-rollback,svg.chart .mark.m-restart_failed{stroke:#c0392b}
+svg.chart .mark.m-restart{stroke:#e67e22}
+svg.chart .pt.bad{fill:#fff;stroke:#c0392b;stroke-width:2.4}
+svg.chart .node rect{fill:#f4f6fb;stroke:#99a}svg.chart .edge{stroke:#99a;fill:none}
+svg.chart a:hover rect,svg.chart a:focus rect{stroke:#000;stroke-width:1.5}
+.s0{stroke:#3465a4;fill:#3465a4;color:#3465a4}
+.s1{stroke:#e67e22;fill:#e67e22;color:#e67e22}
+.s2{stroke:#2e9e6a;fill:#2e9e6a;color:#2e9e6a}
+.s3{stroke:#8e44ad;fill:#8e44ad;color:#8e44ad}
+.s4{stroke:#c0392b;fill:#c0392b;color:#c0392b}
+.s5{stroke:#16a2b8;fill:#16a2b8;color:#16a2b8}
+.s6{stroke:#7f8c3d;fill:#7f8c3d;color:#7f8c3d}
+.s7{stroke:#b8860b;fill:#b8860b;color:#b8860b}
+rect.c-Succeeded,rect.c-Completed{fill:#7cc47c}rect.c-Cached{fill:#9cc0e6}
+rect.c-Running,rect.c-Queued{fill:#f4d35e}rect.c-WaitingForApproval{fill:#f0a35e}
+rect.c-Failed,rect.c-CompletedWithViolations,rect.c-Rejected{fill:#e06b6b}
+rect.c-Skipped,rect.c-Cancelled,rect.c-Pending{fill:#ccc}svg.strip{vertical-align:middle}
+.legend{font-size:.9em;color:#555}.legend i{display:inline-block;width:.8em;height:.8em;
+margin:0 .3em 0 .8em;vertical-align:middle;background:currentColor}
+@media (max-width:640px){body{font-size:13px}main{padding:0 .5em 1em}header a{margin-right:.6em}
+table{display:block;overflow-x:auto}dl{grid-template-columns:1fr}dd{margin-bottom:.3em}}
 """
 
 
@@ -144,8 +173,15 @@ def metrics_text(metrics: Any) -> str | None:
 
 
 def page(title: str, body: Html, *, pipelines: Sequence[str], refresh: int | None = None) -> str:
-    """A whole page: the navigation, ``body``, and a refresh every ``refresh`` seconds (no JS)."""
-    meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
+    """A whole page: the navigation, ``body``, and new content every ``refresh`` seconds —
+    swapped in by :mod:`mlcicd.web.live`'s script, or, without JavaScript, a refresh."""
+    meta = (
+        f'<noscript><meta http-equiv="refresh" content="{int(refresh)}"></noscript>'
+        f'<script src="{live.PATH}" defer></script>'
+        if refresh
+        else ""
+    )
+    live_attr = f' data-live="{int(refresh)}"' if refresh else ""
     nav = "".join(
         link(href(path), label)
         for path, label in (
@@ -162,5 +198,5 @@ def page(title: str, body: Html, *, pipelines: Sequence[str], refresh: int | Non
         f"<title>{h(title)} · mlcicd</title><style>{CSS}</style></head>"
         f"<body><header><b>mlcicd</b>{nav}"
         f'<span class="muted">{h(", ".join(pipelines))}</span></header>'
-        f"<main><h1>{h(title)}</h1>{body}</main></body></html>\n"
+        f"<main{live_attr}><h1>{h(title)}</h1>{body}</main></body></html>\n"
     )

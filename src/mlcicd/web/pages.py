@@ -7,11 +7,12 @@ Every value from a run, a repository, a log, a model or an endpoint goes through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlcicd.endpoints.acceptance import failed_test_tail, staging_facts
-from mlcicd.endpoints.base import metric_rows
+from mlcicd.endpoints.base import metric_rows, scaling_lines
+from mlcicd.web import charts
 from mlcicd.web.layout import (
     Html,
     compact,
@@ -81,11 +82,23 @@ def trigger_text(trigger: Any) -> str | None:
     return f"{kind} by {trigger['by']}" if trigger.get("by") else kind
 
 
-def _runs_table(pipeline: str, pipelines: Sequence[str], runs: list[dict[str, Any]]) -> Html:
+def _runs_table(
+    pipeline: str,
+    pipelines: Sequence[str],
+    runs: list[dict[str, Any]],
+    stages: dict[Any, list[dict[str, Any]]] | None = None,
+) -> Html:
+    """The runs, each with its stages as a strip of status colours when ``stages`` (by run
+    id) has them."""
+    stages = stages or {}
     rows = [
         (
             run_link(pipeline, pipelines, r["id"]),
             status(r["status"]),
+            charts.strip(
+                f"run {r['id']}",
+                [(s["stage"], s["status"], s.get("elapsed")) for s in stages.get(r["id"], [])],
+            ),
             mono(short(r.get("commit_sha"))),
             subject(r.get("message")),
             trigger_text(r.get("trigger")),
@@ -96,7 +109,17 @@ def _runs_table(pipeline: str, pipelines: Sequence[str], runs: list[dict[str, An
         for r in runs
     ]
     return table(
-        ["run", "status", "commit", "message", "trigger", "started", "duration", "failure"],
+        [
+            "run",
+            "status",
+            "stages",
+            "commit",
+            "message",
+            "trigger",
+            "started",
+            "duration",
+            "failure",
+        ],
         rows,
         empty="no runs yet: push a commit, or `mlcicd run`",
     )
@@ -143,7 +166,8 @@ def overview(pipelines: Sequence[dict[str, Any]]) -> str:
         name = p["pipeline"]
         sections.append(
             f'<h2>{h(name)} <span class="muted">{h(p["root"])}</span></h2>'
-            f"{_runs_table(name, names, p['runs'])}"
+            f"{_runs_table(name, names, p['runs'], _stages_by_run(p))}"
+            f"{_history(name, names, p.get('history') or {})}"
             f"<h2>{h(name)}: endpoints</h2>{_endpoints_table(name, names, p['endpoints'])}"
             f"<h2>{h(name)}: latest events</h2>{_events_table(name, names, p['events'])}"
         )
@@ -154,6 +178,66 @@ def overview(pipelines: Sequence[dict[str, Any]]) -> str:
         pipelines=names,
         refresh=REFRESH_ACTIVE if active else REFRESH,
     )
+
+
+def _stages_by_run(overview: dict[str, Any]) -> dict[Any, list[dict[str, Any]]]:
+    return {r["id"]: r["stages"] for r in (overview.get("history") or {}).get("runs") or []}
+
+
+def _history(pipeline: str, pipelines: Sequence[str], history: dict[str, Any]) -> Html:
+    """The pipeline's last runs as stacked stage durations (which stage grew?), and each gate
+    metric of every model version over time, against its threshold."""
+    runs = list(reversed(history.get("runs") or []))
+    if not runs:
+        return Html("")
+    colours: dict[str, str] = {}
+    for r in runs:
+        for s in r["stages"]:
+            colours.setdefault(s["stage"], f"s{len(colours) % charts.PALETTE}")
+    columns = [
+        charts.Column(
+            label=f"#{r['id']}",
+            segments=[
+                charts.Segment(s["stage"], float(s["elapsed"]), colours[s["stage"]])
+                for s in r["stages"]
+                if isinstance(s.get("elapsed"), int | float)
+            ],
+            status=r["status"],
+            url=href(f"/runs/{part(r['id'])}", pipeline=_q(pipeline, pipelines)),
+        )
+        for r in runs
+    ]
+    parts = [
+        Html(f"<h2>{h(pipeline)}: history</h2>"),
+        charts.stacked_bars(f"Run durations by stage (the last {len(runs)})", columns),
+    ]
+    models = sorted(history.get("models") or [], key=lambda m: m["created_at"])
+    for threshold in history.get("thresholds") or []:
+        metric = threshold["metric"]
+        scored = [
+            m for m in models if isinstance((m.get("metrics") or {}).get(metric), int | float)
+        ]
+        if not scored:
+            continue
+        series = charts.Series(
+            metric,
+            [(m["created_at"], float(m["metrics"][metric])) for m in scored],
+            bad={i for i, m in enumerate(scored) if m["status"] == "Rejected"},
+            labels=[
+                f"{m['arn']}: {metric} {m['metrics'][metric]:g} ({m['status']})" for m in scored
+            ],
+        )
+        parts.append(
+            charts.line_chart(
+                f"Gate metric {metric} of each model version (gate: {metric} "
+                f"{threshold['op']} {threshold['value']:g}; rejected versions ringed)",
+                [series],
+                threshold=float(threshold["value"]),
+                threshold_label=f"gate {metric} {threshold['op']}",
+                zero=False,
+            )
+        )
+    return join(parts)
 
 
 def run_page(
@@ -171,6 +255,11 @@ def run_page(
         (approval["model_group"], approval["model_version"]) if approval else (None, None),
     )
     deployed = (by_name.get("deploy") or {}).get("outputs") or {}
+    # Stages of one log group write one log (train, gate and register: the training Lambda's).
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in stages:
+        groups.setdefault(s.get("log_path") or f"stage:{s['stage']}", []).append(s)
+    anchors = {s["stage"]: f"log-{part(g[0]['stage'])}" for g in groups.values() for s in g}
     body = [
         facts(
             [
@@ -203,6 +292,22 @@ def run_page(
             ]
         ),
         Html("<h2>Stages</h2>"),
+        charts.timeline(
+            f"Run {run['id']}: its stages over time",
+            [
+                charts.Span(
+                    s["stage"],
+                    float(s["started_at"]),
+                    float(s.get("elapsed") or 0.0),
+                    s["status"],
+                    url=f"#{anchors[s['stage']]}",
+                    note=s.get("message") or "",
+                )
+                for s in stages
+                if isinstance(s.get("started_at"), int | float)
+            ],
+            empty="no stage has started yet",
+        ),
         table(
             ["stage", "status", "started", "duration", "message"],
             [
@@ -223,10 +328,6 @@ def run_page(
         _approval(pipeline, pipelines, approval),
         Html("<h2>Logs</h2>"),
     ]
-    # Stages of one log group write one log (train, gate and register: the training Lambda's).
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for s in stages:
-        groups.setdefault(s.get("log_path") or f"stage:{s['stage']}", []).append(s)
     for together in groups.values():
         text = logs.get(together[0]["stage"], "")
         opened = (
@@ -237,7 +338,8 @@ def run_page(
         names = join([Html(f"{h(s['stage'])} {status(s['status'])}") for s in together], ", ")
         body.append(
             Html(
-                f'<details{opened}><summary>{names} <span class="muted">last {LOG_LINES} lines'
+                f'<details id="{anchors[together[0]["stage"]]}"{opened}><summary>{names} '
+                f'<span class="muted">last {LOG_LINES} lines'
                 "</span></summary>"
                 f"{pre(text) if text else Html('<p class=muted>no log</p>')}</details>"
             )
@@ -414,20 +516,61 @@ def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) ->
         lineage.get("training_job") or {},
     )
     configs = lineage.get("endpoint_configs") or []
-    arrow = Html('<span class="arrow">→</span>')
-    chain = [
-        mono(short(commit.get("commit"))) if commit.get("commit") else h("uncommitted"),
-        run_link(pipeline, pipelines, package["run_id"])
-        if package.get("run_id") is not None
-        else h("no run"),
-        h(package["arn"]),
+    q = _q(pipeline, pipelines)
+    layers = [
+        [
+            charts.Node(
+                "commit " + (short(commit.get("commit")) or "uncommitted"),
+                subject(commit.get("message")),
+            )
+        ],
+        [charts.Node("build", short(build.get("digest"), 19) or "-")],
+        [
+            charts.Node(
+                job.get("name") or "training job",
+                f"run {package['run_id']}" if package.get("run_id") is not None else "no run",
+                href(f"/runs/{part(package['run_id'])}", pipeline=q)
+                if package.get("run_id") is not None
+                else None,
+            )
+        ],
+        [charts.Node(f"model {package['arn']}", package["status"])],
+        [
+            charts.Node(
+                c["name"], c["endpoint"], href(f"/endpoints/{part(c['endpoint'])}", pipeline=q)
+            )
+            for c in configs
+        ],
     ]
-    chain += [
-        Html(f"{h(c['name'])} ({endpoint_link(pipeline, pipelines, c['endpoint'])})")
-        for c in configs
+    production = data.get("production")
+    metric_names = sorted(
+        {
+            k
+            for p in (package, production or {})
+            for k, v in (p.get("metrics") or {}).items()
+            if isinstance(v, int | float)
+        }
+    )
+    compared = [(package["arn"], package.get("metrics") or {})]
+    if production:
+        compared.append((f"{production['arn']} (production)", production.get("metrics") or {}))
+    importance = [
+        (arn, values)
+        for arn, values in (
+            (package["arn"], data.get("importance")),
+            (
+                production["arn"] + " (production)" if production else "",
+                data.get("production_importance"),
+            ),
+        )
+        if values
     ]
+    features = sorted(
+        {f for _, values in importance for f in values},
+        key=lambda f: -max(float(v.get(f) or 0.0) for _, v in importance),
+    )
     body = [
-        Html(f"<p>{join(chain, arrow)}</p>"),
+        charts.graph(f"Lineage of {package['arn']}", layers),
         facts(
             [
                 ("status", status(package["status"])),
@@ -435,11 +578,30 @@ def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) ->
                 ("sha256", mono(package.get("model_sha256"))),
                 ("uri", mono(package.get("model_uri"))),
                 ("created", when(package.get("created_at"))),
+                (
+                    "production",
+                    model_link(pipeline, pipelines, production["group_name"], production["version"])
+                    if production
+                    else None,
+                ),
             ]
         ),
         Html("<h2>Metrics</h2>"),
+        charts.bar_chart(
+            f"Metrics of {package['arn']}" + (" beside production" if production else ""),
+            metric_names,
+            [(arn, [m.get(k) for k in metric_names]) for arn, m in compared],
+            empty="no metrics",
+        ),
         table(
             ["metric", "value"], sorted((package.get("metrics") or {}).items()), empty="no metrics"
+        ),
+        Html("<h2>Feature importance</h2>"),
+        charts.bar_chart(
+            "Mean |SHAP| per feature",
+            features,
+            [(arn, [v.get(f) for f in features]) for arn, v in importance],
+            empty="not explained (`mlcicd explain`)",
         ),
         _baseline(package, data.get("baseline")),
         Html("<h2>Commit</h2>"),
@@ -584,6 +746,7 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
                     else None,
                 ),
                 ("last rollback", compact(rollback) if rollback else None),
+                *scaling_lines(live.get("autoscaling")),  # deploy.autoscaling, locally
                 ("created", when(record.get("created_at"))),
                 ("updated", when(record.get("updated_at"))),
                 (
@@ -610,6 +773,7 @@ def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any])
         ),
         Html("<h2>Metrics</h2>"),
         _metrics(metrics),
+        _metric_history(pipeline, pipelines, record["name"], data),
         _monitoring(pipeline, pipelines, data.get("monitoring") or {}),
         Html("<h2>Endpoint config</h2>"),
         facts(
@@ -692,6 +856,7 @@ def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, A
         [
             Html("<h2>Monitoring</h2>"),
             Html(f'<p class="muted">{h(said)}</p>'),
+            _drift_chart(monitoring),
             table(
                 [
                     "#",
@@ -707,6 +872,132 @@ def _monitoring(pipeline: str, pipelines: Sequence[str], monitoring: dict[str, A
                 empty="no monitoring executions yet",
             ),
         ]
+    )
+
+
+WINDOWS = ("15m", "1h", "6h", "24h", "7d")
+
+
+def _metric_history(
+    pipeline: str, pipelines: Sequence[str], name: str, data: dict[str, Any]
+) -> Html:
+    """The endpoint's per-minute metrics over the chosen window (links choose another):
+    invocations/s, latencies, error rates and traffic share per variant, with its
+    deployments, rollbacks and restarts marked on the same time axis."""
+    history = data.get("metric_history") or {}
+    minutes = history.get("minutes") or []
+    since, until = float(history.get("since") or 0), float(history.get("until") or 0)
+    q = _q(pipeline, pipelines)
+    choose = join(
+        [
+            Html(f"<b>{h(w)}</b>")
+            if w == history.get("window")
+            else link(href(f"/endpoints/{part(name)}", pipeline=q, window=w), w)
+            for w in WINDOWS
+        ],
+        " · ",
+    )
+    head = Html(
+        f"<h2>Metric history</h2><p>last {choose} "
+        '<span class="muted">(per minute, kept for 7 days by `mlcicd up`)</span></p>'
+    )
+    if not minutes:
+        return join([head, Html('<p class="muted">no requests recorded in this window</p>')])
+    bucket = float(history.get("bucket") or 60)
+    rows: dict[str, list[dict[str, Any]]] = {}  # per variant, one row per point (summed by SQL)
+    for m in minutes:
+        rows.setdefault(m["variant"], []).append(m)
+    variants = sorted(rows)
+
+    def lines(*what: tuple[str, Callable[[dict[str, Any]], float | None]]) -> list[charts.Series]:
+        """Per variant, a line of each (label, value of a row)."""
+        return [
+            charts.Series(f"{v} {label}".strip(), [(float(r["minute"]), value(r)) for r in rows[v]])
+            for v in variants
+            for label, value in what
+        ]
+
+    def rate(key: str) -> Callable[[dict[str, Any]], float | None]:
+        return lambda r: int(r.get(key) or 0) / r["invocations"] * 100 if r["invocations"] else None
+
+    def field(key: str) -> Callable[[dict[str, Any]], float | None]:
+        return lambda r: r.get(key)
+
+    marks = [
+        charts.Mark(float(c["at"]), f"{c['reason']}: {c.get('config_name') or ''}", c["reason"])
+        for c in data.get("history") or []
+    ]
+    shares = lines(("", lambda r: float(r.get("share") or 0) * 100))
+    shifting = {
+        float(m["minute"]): float(m["shift_percent"])
+        for m in minutes
+        if m.get("shift_percent") is not None
+    }
+    if shifting:
+        shares.append(charts.Series("new config (canary/linear)", sorted(shifting.items())))
+    shown = [
+        ("Invocations per second", lines(("", lambda r: r["invocations"] / bucket)), "/s"),
+        (
+            "Model latency p50 / p99 (ms)",
+            lines(("p50", field("model_p50_ms")), ("p99", field("model_p99_ms"))),
+            "",
+        ),
+        (
+            "Overhead latency p50 / p99 (ms)",
+            lines(("p50", field("overhead_p50_ms")), ("p99", field("overhead_p99_ms"))),
+            "",
+        ),
+        (
+            "4XX / 5XX (% of invocations)",
+            lines(("4XX", rate("errors_4xx")), ("5XX", rate("errors_5xx"))),
+            "%",
+        ),
+        ("Traffic share (%)", shares, "%"),
+    ]
+    return join(
+        [head]
+        + [
+            charts.line_chart(title, series, marks=marks, x_range=(since, until), unit=unit)
+            for title, series, unit in shown
+        ]
+    )
+
+
+def _drift_chart(monitoring: dict[str, Any]) -> Html:
+    """Each feature's drift per monitoring execution, oldest first, against the threshold; a
+    check that found the feature in violation is ringed."""
+    executions = [
+        e
+        for e in reversed(monitoring.get("executions") or [])
+        if any(v.get("drift") for v in e.get("variants") or [])
+    ]
+    if not executions:
+        return Html("")
+    features = sorted({f for e in executions for v in e["variants"] for f in v.get("drift") or {}})
+    series = []
+    for feature in features:
+        points: list[tuple[float, float | None]] = []
+        bad = set()
+        for i, e in enumerate(executions):
+            drifts = [
+                float(v["drift"][feature])
+                for v in e["variants"]
+                if isinstance((v.get("drift") or {}).get(feature), int | float)
+            ]
+            points.append((float(e["window_end"]), max(drifts) if drifts else None))
+            if any(
+                x.get("feature_name") == feature
+                for v in e["variants"]
+                for x in v.get("violations") or []
+            ):
+                bad.add(i)
+        series.append(charts.Series(feature, points, bad=bad))
+    threshold = monitoring.get("drift_threshold")
+    return charts.line_chart(
+        "Drift per feature, each check (violations ringed)",
+        series,
+        threshold=float(threshold) if isinstance(threshold, int | float) else None,
+        threshold_label="monitor.drift_threshold",
     )
 
 

@@ -7,9 +7,11 @@
     /models                        the model registry
     /models/{group}/{version}      a model, its metrics, lineage and data-quality baseline
     /endpoints                     endpoints, live status for local ones
-    /endpoints/{name}              an endpoint: variants and weights, metrics, monitoring,
-                                   config, history
+    /endpoints/{name}              an endpoint: variants and weights, metrics and their
+                                   history (?window=1h), monitoring, config, history
     /events                        the registry's event log
+
+    /static/live.js                the script that swaps in a live page's new content
 
 ``?pipeline=NAME`` picks the project when the service serves several (default: the first).
 Unknown runs, models and endpoints are 404 pages.
@@ -26,13 +28,18 @@ from urllib.parse import unquote
 
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
-from mlcicd.web import data, pages
+from mlcicd.web import data, live, pages
 
 RECENT_RUNS = 15
 RECENT_EVENTS = 10
 EVENTS = 200
 
-SECTIONS = ("runs", "models", "endpoints", "events")
+SECTIONS = ("runs", "models", "endpoints", "events", "static")
+
+
+def asset(path: str) -> tuple[str, bytes] | None:
+    """The content type and bytes of a static file of the dashboard (its one script)."""
+    return (live.TYPE, live.SCRIPT.encode()) if path == live.PATH else None
 
 
 def is_page(path: str) -> bool:
@@ -79,6 +86,7 @@ def _page(
                         "pipeline": name,
                         "root": root,
                         "runs": data.runs(project.state, RECENT_RUNS),
+                        "history": data.history(project),
                         "endpoints": data.endpoints(project),
                         "events": data.recent_events(project.state, RECENT_EVENTS),
                     }
@@ -110,12 +118,12 @@ def _page(
             name, names, detail, data.run_logs(state, run_id, tail=pages.LOG_LINES)
         )
     if m := re.fullmatch(r"/models/([^/]+)/(\d+)", path):
-        found = data.model(open_project(root).state, unquote(m.group(1)), int(m.group(2)))
+        found = data.model(open_project(root), unquote(m.group(1)), int(m.group(2)))
         return pages.model_page(name, names, data.jsonable(found))
     if m := re.fullmatch(r"/endpoints/([^/]+)", path):
-        return pages.endpoint_page(
-            name, names, data.jsonable(data.endpoint(open_project(root), unquote(m.group(1))))
-        )
+        window = data.history_window(query.get("window", [None])[0])
+        found = data.endpoint(open_project(root), unquote(m.group(1)), history_window=window)
+        return pages.endpoint_page(name, names, data.jsonable(found))
     raise NotFoundError(f"no such page: {path}", hint="the dashboard starts at /")
 
 

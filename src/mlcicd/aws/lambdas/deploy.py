@@ -12,7 +12,10 @@ passes ``deploy:`` on as ``MLCICD_*`` variables and both build the EndpointConfi
 traffic shifting and the rollback alarms with :mod:`mlcicd.aws.deployment`: ``variants``
 and ``shadow`` (``latest`` is the model just trained, a number that version of the model
 package group), every Model on this commit's image; ``data_capture``; ``strategy``; and
-``alarms``, put as CloudWatch alarms on the new fleet when the update starts.
+``alarms``, put as CloudWatch alarms on the new fleet when the update starts;
+``serverless``, a ServerlessConfig instead of instances; ``autoscaling``, each variant's
+ScalableTarget and target-tracking policy (:mod:`mlcicd.aws.autoscaling`), deregistered
+before an update and registered again once the endpoint is InService, as AWS documents.
 
 Later invocations: while SageMaker works, return the token again; InService on the new
 config succeeds; anything else (Failed, or an update SageMaker rolled back) fails the job
@@ -34,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mlcicd.aws import autoscaling
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import client
 from mlcicd.aws.codepipeline import PipelineJob
@@ -55,10 +59,18 @@ from mlcicd.aws.hosting import (
     progress,
     start_deployment,
 )
-from mlcicd.aws.lambdas.runtime import int_setting, json_setting, log, run_job, setting
+from mlcicd.aws.lambdas.runtime import (
+    bool_setting,
+    int_setting,
+    json_setting,
+    log,
+    run_job,
+    setting,
+)
 from mlcicd.aws.lambdas.staging import Target, clear_leftover, delete_step, staging_endpoint
+from mlcicd.aws.network import vpc_from_json
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
-from mlcicd.config import ShadowConfig, VariantConfig
+from mlcicd.config import AutoscalingConfig, ServerlessConfig, ShadowConfig, VariantConfig
 from mlcicd.errors import ArtifactError, ConfigError, EndpointError
 from mlcicd.shapes import DataCapture
 
@@ -80,6 +92,10 @@ class DeploySettings:
     shadow: ShadowConfig | None = None
     environment: Mapping[str, str] | None = None  # each Model's, beside MLCICD_MODEL_SHA256
     staging_endpoint: str | None = None  # staging:'s endpoint; None: the stack has no stage
+    autoscaling: AutoscalingConfig | None = None  # None: a fixed instance count
+    serverless: ServerlessConfig | None = None  # None: instances
+    vpc_config: dict[str, list[str]] | None = None  # network: the Models' VpcConfig
+    network_isolation: bool = False  # network.isolation: the Models reach no network
     staging: bool = False  # this invocation deploys to the staging endpoint
 
     @classmethod
@@ -103,17 +119,29 @@ class DeploySettings:
                 for k, v in json_setting(environ, n.ENV_ENDPOINT_ENVIRONMENT, {}).items()
             },
             staging_endpoint=environ.get(n.ENV_STAGING_ENDPOINT_NAME) or None,
+            autoscaling=_optional(
+                AutoscalingConfig, n.ENV_AUTOSCALING, json_setting(environ, n.ENV_AUTOSCALING, {})
+            ),
+            serverless=_optional(
+                ServerlessConfig, n.ENV_SERVERLESS, json_setting(environ, n.ENV_SERVERLESS, {})
+            ),
+            vpc_config=vpc_from_json(
+                json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
+            ),
+            network_isolation=bool_setting(environ, n.ENV_MODEL_NETWORK_ISOLATION, False),
         )
 
     def for_staging(self) -> DeploySettings:
-        """Production's settings on the staging endpoint, all at once, unguarded, uncaptured:
-        the rollback alarms carry production's names, and test traffic is no one's data."""
+        """Production's settings on the staging endpoint, all at once, unguarded, uncaptured,
+        unscaled: the rollback alarms carry production's names, test traffic is no one's data,
+        and the stack lets the Lambda scale production's endpoint only."""
         return dataclasses.replace(
             self,
             endpoint=staging_endpoint(self.staging_endpoint),
             routing={"type": "ALL_AT_ONCE", "wait_seconds": 0},
             thresholds={},
             capture=None,
+            autoscaling=None,
             staging=True,
         )
 
@@ -226,6 +254,7 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
         instance_count=settings.instance_count,
         shadow=shadow,
         data_capture=capture,
+        serverless=settings.serverless,
     )
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     config_name = n.versioned_endpoint_config_name(settings.endpoint, version, digest)
@@ -270,6 +299,9 @@ def _model(
                 "model": data_url,
                 "sha256": sha256,
                 "environment": environment,
+                # Only when set: a Model without them keeps the name it had before them.
+                **({"vpc": settings.vpc_config} if settings.vpc_config else {}),
+                **({"isolated": True} if settings.network_isolation else {}),
             },
             sort_keys=True,
         ).encode()
@@ -284,6 +316,8 @@ def _model(
         role_arn=settings.role_arn,
         environment=environment,
         tags=tags,
+        vpc_config=settings.vpc_config,
+        network_isolation=settings.network_isolation,
     ):
         log(f"model {name} created ({data_url})")
     return name
@@ -314,6 +348,11 @@ def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
         return
 
     def deployment() -> dict[str, Any] | None:  # only for an update: it puts the rollback alarms
+        if settings.autoscaling is not None:
+            # SageMaker refuses some updates of a variant registered for scaling.
+            gone = autoscaling.deregister(client("application-autoscaling"), endpoint)
+            if gone:
+                log(f"deregistered from autoscaling until the update is done: {', '.join(gone)}")
         made = prepare_deployment(
             client("cloudwatch"),
             endpoint=endpoint,
@@ -365,6 +404,14 @@ def follow(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
     if now.state == "failed":
         raise EndpointError(f"endpoint {endpoint} ({now.status}): {now.reason}")
     log(f"endpoint {endpoint} is InService with {config}")
+    if settings.autoscaling is not None:
+        scaled = autoscaling.register(
+            client("application-autoscaling"),
+            endpoint,
+            state.get("variants") or [n.VARIANT_NAME],
+            settings.autoscaling,
+        )
+        log(f"autoscaling {', '.join(scaled)} on {autoscaling.METRIC}")
     job.succeed(
         summary=f"{endpoint} InService with {config}",
         external_id=endpoint,

@@ -42,6 +42,7 @@ from mlcicd.aws.lambdas.runtime import (
     run_job,
     setting,
 )
+from mlcicd.aws.network import vpc_from_json
 from mlcicd.aws.template.pipeline import BUILD_OUTPUT, MODEL_OUTPUT, SOURCE_OUTPUT
 from mlcicd.aws.training_jobs import (
     create_training_job_request,
@@ -88,6 +89,9 @@ class TrainingSettings:
     project_dir: str
     processing: st.ProcessingSettings
     data_check: dc.DataCheckSettings
+    vpc_config: dict[str, list[str]] | None = None  # network: subnets and security groups
+    inter_container_encryption: bool = False
+    checkpoints: bool = False  # train.checkpoints (spot checkpoints whatever it says)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingSettings:
@@ -141,6 +145,13 @@ class TrainingSettings:
                 channels=channels,
             ),
             data_check=dc.DataCheckSettings.from_environ(environ),
+            vpc_config=vpc_from_json(
+                json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
+            ),
+            inter_container_encryption=bool_setting(
+                environ, n.ENV_INTER_CONTAINER_ENCRYPTION, False
+            ),
+            checkpoints=bool_setting(environ, n.ENV_TRAINING_CHECKPOINTS, False),
         )
 
     @property
@@ -272,6 +283,9 @@ def start_training(job: PipelineJob, settings: TrainingSettings, state: dict[str
             },
             kms_key_id=settings.kms_key_id,
             network_isolation=settings.network_isolation,
+            vpc_config=settings.vpc_config,
+            inter_container_encryption=settings.inter_container_encryption,
+            checkpoints=settings.checkpoints,
         )
         created = start_training_job(sagemaker, request)
         log(

@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 
 from mlcicd.aws.names import DEFAULT_STACK_NAME, StackNames
-from mlcicd.aws.template import iam, monitoring, parameters, pipeline, storage
+from mlcicd.aws.template import api, iam, monitoring, network, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
-from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy
+from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy, check_sagemaker_hosting
 from mlcicd.errors import ConfigError
 
 TEMPLATE_VERSION = "2010-09-09"
@@ -42,6 +42,7 @@ def build_template(
     names = StackNames.from_config(config, stack_name)
     # The pipeline deploys to SageMaker whatever deploy.backend says: SageMaker's limits hold.
     check_sagemaker_deploy(config.deploy)
+    check_sagemaker_hosting(config, CONFIG_FILE)
     resources: Json = {
         **storage.resources(names),
         **monitoring.resources(names),
@@ -50,9 +51,13 @@ def build_template(
             rollback_alarms=pipeline.rollback_alarm_names(config, names),
             capture_prefix=pipeline.capture_prefix(config),
             staging_cleanup=config.staging is not None and not config.staging.keep,
+            autoscaled=config.deploy.autoscaling is not None,
+            network=config.network,
             data_check=config.data_check != "off",
         ),
         **pipeline.resources(config, names, buildspec=buildspec),
+        **api.resources(config, names),
+        **network.resources(config.network),
     }
     return {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
@@ -64,7 +69,7 @@ def build_template(
         "Rules": parameters.rules(),
         "Conditions": parameters.conditions(),
         "Resources": resources,
-        "Outputs": _outputs(),
+        "Outputs": _outputs(config),
     }
 
 
@@ -104,7 +109,7 @@ def check_stack_runs(config: Config, source: str = CONFIG_FILE) -> None:
         )
 
 
-def _outputs() -> Json:
+def _outputs(config: Config) -> Json:
     outputs: dict[str, tuple[str, Any]] = {
         "ArtifactsBucketName": ("Pipeline artifacts bucket", ref(storage.ARTIFACTS_BUCKET)),
         "ModelsBucketName": ("Model artifacts bucket", ref(storage.MODELS_BUCKET)),
@@ -122,6 +127,7 @@ def _outputs() -> Json:
         "TrainingFunctionName": ("Training orchestrator Lambda", ref(pipeline.TRAINING_FUNCTION)),
         "DeployFunctionName": ("Deploy orchestrator Lambda", ref(pipeline.DEPLOY_FUNCTION)),
         "EncryptionKeyArn": ("KMS key of the stack's data", arn_of(storage.KEY)),
+        **api.outputs(config),
     }
     return {
         key: {"Description": description, "Value": value}

@@ -25,6 +25,7 @@ from mlcicd.aws.template._cfn import (
 )
 from mlcicd.aws.template.monitoring import DEAD_LETTER_QUEUE, TOPIC
 from mlcicd.aws.template.storage import ARTIFACTS_BUCKET, KEY, MODELS_BUCKET, REPOSITORY
+from mlcicd.config import NetworkConfig
 
 SAGEMAKER_ROLE = (
     "SageMakerExecutionRole"  # the training jobs' (the name predates the endpoints' own)
@@ -36,12 +37,26 @@ DEPLOY_FUNCTION_ROLE = "DeployFunctionRole"
 PIPELINE_ROLE = "PipelineRole"
 STAGING_TEST_ROLE = "StagingTestRole"  # with staging: only
 
+# What SageMaker reads of the VPC before it puts an instance's network interface there.
+_EC2_DESCRIBE = (
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
+
 ACTIONS_ON_ANY_RESOURCE = frozenset(
     {
         "ecr:GetAuthorizationToken",  # a registry login, not a repository action
         "codepipeline:PutJobSuccessResult",  # job results name a job id, not a resource
         "codepipeline:PutJobFailureResult",
         "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
+        # Application Auto Scaling's reads have no resource type (deploy.autoscaling only).
+        "application-autoscaling:DescribeScalableTargets",
+        "application-autoscaling:DescribeScalingPolicies",
+        # EC2's reads have no resource type either (network: the jobs' and Models' VPC only).
+        *_EC2_DESCRIBE,
         # A listing names no resource; the training Lambda lists only its own group, for the
         # data check's production model (with data_check: warn|fail only).
         "sagemaker:ListModelPackages",
@@ -64,19 +79,24 @@ def resources(
     rollback_alarms: Sequence[str] = (),
     capture_prefix: str | None = None,
     staging_cleanup: bool = True,
+    autoscaled: bool = False,
+    network: NetworkConfig | None = None,
     data_check: bool = False,
 ) -> Json:
     """``rollback_alarms``: the alarms the deploy Lambda puts for ``deploy.alarms``;
     ``capture_prefix``: where in the models bucket the endpoint writes its data capture
     (None: it captures nothing); ``staging_cleanup``: the staging test project deletes the
     staging endpoint when its tests fail (``staging.keep`` is false); ``data_check``: the
-    training Lambda looks up the production model's baseline (``data_check: warn|fail``)."""
+    training Lambda looks up the production model's baseline (``data_check: warn|fail``);
+    ``autoscaled``: the deploy Lambda registers the endpoint's variants for scaling
+    (``deploy.autoscaling``); ``network``: the training jobs and Models run in these subnets
+    (``network:``)."""
     roles = {
-        SAGEMAKER_ROLE: _training_job_role(names),
-        ENDPOINT_ROLE: _endpoint_role(names, capture_prefix),
+        SAGEMAKER_ROLE: _training_job_role(names, network),
+        ENDPOINT_ROLE: _endpoint_role(names, capture_prefix, network),
         CODEBUILD_ROLE: _codebuild_role(names),
         TRAINING_FUNCTION_ROLE: _training_function_role(names, data_check=data_check),
-        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms),
+        DEPLOY_FUNCTION_ROLE: _deploy_function_role(names, rollback_alarms, autoscaled),
         PIPELINE_ROLE: _pipeline_role(names),
     }
     if names.staging_endpoint is not None:
@@ -163,7 +183,39 @@ def _sagemaker_basics(*log_groups: str) -> list[Json]:
     ]
 
 
-def _training_job_role(names: StackNames) -> Json:
+def _in_the_vpc(network: NetworkConfig | None) -> list[Json]:
+    """What SageMaker needs, as the role of a job or a Model in the user's VPC, to put its
+    instances' network interfaces there: only in ``network.subnets``, only with
+    ``network.security_groups``, and only those interfaces it then manages."""
+    if network is None or not network.in_vpc:
+        return []
+    subnets = [sub(arn("ec2", f"subnet/{s}")) for s in network.subnets]
+    interfaces = sub(arn("ec2", "network-interface/*"))
+    return [
+        _allow_on_any_resource("ReadTheVpc", list(_EC2_DESCRIBE)),
+        allow(
+            "InterfacesInTheSubnetsOnly",
+            ["ec2:CreateNetworkInterface"],
+            [
+                *subnets,
+                *[sub(arn("ec2", f"security-group/{g}")) for g in network.security_groups],
+                interfaces,
+            ],
+        ),
+        allow(
+            "ManageThoseInterfaces",
+            [
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            [interfaces],
+            condition={"ArnEquals": {"ec2:Subnet": subnets}},
+        ),
+    ]
+
+
+def _training_job_role(names: StackNames, network: NetworkConfig | None = None) -> Json:
     # The pipeline's jobs (the training Lambda's) keep everything under <pipeline>/, those of
     # `mlcicd run --backend aws` under [<store prefix>/]<models bucket prefix>/<pipeline>/: the
     # channels and code they read, the model, output and checkpoints they write.
@@ -195,10 +247,13 @@ def _training_job_role(names: StackNames) -> Json:
             [arn_of(KEY)],
             condition={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         ),
+        *_in_the_vpc(network),
     )
 
 
-def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
+def _endpoint_role(
+    names: StackNames, capture_prefix: str | None, network: NetworkConfig | None = None
+) -> Json:
     capture = (
         [
             allow(
@@ -224,6 +279,7 @@ def _endpoint_role(names: StackNames, capture_prefix: str | None) -> Json:
             [_alarm(a) for a in names.rollback_alarms],
         ),
         _use_key("kms:Decrypt", *(["kms:GenerateDataKey"] if capture_prefix else [])),
+        *_in_the_vpc(network),
     )
 
 
@@ -331,7 +387,75 @@ def _alarm(name: str) -> Json:
     return sub(arn("cloudwatch", f"alarm:{name}"))
 
 
-def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> Json:
+def _scale_the_endpoint(names: StackNames) -> list[Json]:
+    """What registering the endpoint's variants for scaling takes (mlcicd/aws/autoscaling.py),
+    as Application Auto Scaling documents it for SageMaker. Its scalable targets' ARNs are
+    opaque ids, not endpoint names: the writes are held to targets tagged with this endpoint
+    (created so, by RegisterScalableTarget's Tags)."""
+    endpoint = names.endpoint
+    targets = [sub(arn("application-autoscaling", "scalable-target/*"))]
+    tag = "mlcicd:endpoint"
+    return [
+        _allow_on_any_resource(
+            "ReadScaling",
+            [
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScalingPolicies",
+            ],
+        ),
+        allow(
+            "RegisterTheEndpointsVariantsOnly",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:TagResource",
+            ],
+            targets,
+            condition={"StringEquals": {f"aws:RequestTag/{tag}": endpoint}},
+        ),
+        allow(
+            "ScaleTheEndpointsVariantsOnly",
+            [
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DeregisterScalableTarget",
+            ],
+            targets,
+            condition={"StringEquals": {f"aws:ResourceTag/{tag}": endpoint}},
+        ),
+        # Registering checks that the caller may read and resize the variant; a target
+        # tracking policy's alarms are put in the caller's name.
+        allow(
+            "ResizeTheEndpoint",
+            ["sagemaker:UpdateEndpointWeightsAndCapacities"],
+            [sub(names.sagemaker_arn("endpoint", endpoint))],
+        ),
+        allow(
+            "TheTargetTrackingAlarms",
+            ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            [_alarm(f"TargetTracking-endpoint/{endpoint}/variant/*")],
+        ),
+        allow(
+            "CreateTheScalingServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            [
+                sub(
+                    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+                    "sagemaker.application-autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                )
+            ],
+            condition={
+                "StringLike": {
+                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
+                }
+            },
+        ),
+    ]
+
+
+def _deploy_function_role(
+    names: StackNames, rollback_alarms: Sequence[str], autoscaled: bool = False
+) -> Json:
     # PutMetricAlarm with Tags also needs TagResource on the alarm.
     put_alarms = allow(
         "PutTheRollbackAlarms",
@@ -369,6 +493,7 @@ def _deploy_function_role(names: StackNames, rollback_alarms: Sequence[str]) -> 
             [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
         ),
         *([put_alarms] if rollback_alarms else []),
+        *(_scale_the_endpoint(names) if autoscaled else []),
         *_manage_staging_endpoint(names),
     )
 

@@ -8,10 +8,12 @@ import json
 import math
 from typing import Any
 
+from mlcicd.aws import autoscaling
 from mlcicd.aws import names as n
 from mlcicd.aws.alarms import rollback_alarms
 from mlcicd.aws.deployment import CAPTURE_PREFIX, rollback_thresholds, traffic_routing
 from mlcicd.aws.names import StackNames
+from mlcicd.aws.network import vpc_config
 from mlcicd.aws.template import parameters as p
 from mlcicd.aws.template import staging
 from mlcicd.aws.template._cfn import (
@@ -191,6 +193,8 @@ def _training_environment(config: Config, names: StackNames, *, project_dir: str
         n.ENV_TRAINING_MAX_WAIT: "" if train.max_wait is None else str(train.max_wait),
         n.ENV_TRAINING_KMS_KEY: arn_of(KEY),  # the stack's, which its training role may use
         n.ENV_TRAINING_NETWORK_ISOLATION: "true" if train.network_isolation else "false",
+        n.ENV_TRAINING_CHECKPOINTS: "true" if train.checkpoints else "false",
+        **_network_environment(config),
         n.ENV_TRAINING_CHANNELS: _json(train.channels),
         n.ENV_TRAINING_ENVIRONMENT: _json(train.environment),
         n.ENV_HYPERPARAMETERS: _json(train.hyperparameters),
@@ -306,12 +310,32 @@ def _deploy_environment(config: Config, names: StackNames) -> dict[str, Any]:
         if deploy.variants
         else "",
         n.ENV_SHADOW: _json(dataclasses.asdict(deploy.shadow)) if deploy.shadow else "",
+        n.ENV_AUTOSCALING: _json(autoscaling.to_json(deploy.autoscaling))
+        if deploy.autoscaling
+        else "",
+        n.ENV_SERVERLESS: _json(dataclasses.asdict(deploy.serverless)) if deploy.serverless else "",
+        **_network_environment(config),
         # As `mlcicd run` sets each Model's (its code is in the image here, not on S3).
         n.ENV_ENDPOINT_ENVIRONMENT: _json(
             {"SAGEMAKER_PROGRAM": deploy.entry_point, **deploy.environment}
         ),
     }
     _check_size(environment, "deploy")
+    return environment
+
+
+def _network_environment(config: Config) -> dict[str, str]:
+    """``network:`` for both Lambdas (empty without a VPC or isolation: nothing to pass)."""
+    network = config.network
+    vpc = vpc_config(network)
+    environment = {}
+    if vpc is not None:
+        environment[n.ENV_VPC_CONFIG] = _json(vpc)
+        environment[n.ENV_INTER_CONTAINER_ENCRYPTION] = (
+            "true" if network.encrypt_inter_container else "false"
+        )
+    if network.isolation:
+        environment[n.ENV_MODEL_NETWORK_ISOLATION] = "true"
     return environment
 
 

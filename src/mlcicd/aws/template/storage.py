@@ -108,6 +108,7 @@ def _key(names: StackNames) -> Json:
         names.training_jobs_log_group,
         names.endpoint_log_group,
         *names.staging_log_groups,
+        *names.api_log_groups,
     ]
     log_group_arns = [sub(arn("logs", f"log-group:{group}")) for group in log_groups]
     return {
