@@ -65,6 +65,7 @@ class _TrainingJob:
                 stdout, stderr = self.proc.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.communicate()
                 raise
             self.run = TrainingRun(
                 self.proc.returncode,
