@@ -2,6 +2,8 @@
 
     GET  /ping                              200 once the model is loaded
     GET  /metrics                           every worker's counts, Prometheus text format
+    GET  /execution-parameters              what a batch transform may send: concurrency,
+                                            batch strategy, payload size (SageMaker's ask)
     POST /invocations                       the container contract; errors keep their status
     POST /endpoints/{name}/invocations      what ``boto3 sagemaker-runtime invoke_endpoint``
                                             calls; errors take SageMaker Runtime's shape
@@ -36,6 +38,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any
+
+import orjson
 
 from mlcicd.serving import batching, codecs, responses
 from mlcicd.serving import metrics as metrics_files
@@ -80,6 +84,7 @@ class InferenceApp:
         green_share: float = 1.0,
         capture: CaptureWriter | None = None,
         shadow: Any = None,  # a ShadowRunner
+        workers: int = 1,
     ) -> None:
         self.metrics = metrics or metrics_files.WorkerMetrics(endpoint_name or "", None, "0")
         self.fleet = Fleet(config_name, variants, self.metrics)
@@ -101,6 +106,7 @@ class InferenceApp:
         self._accept_cache: dict[tuple[bytes | None, bool], object] = {}
         self._type_headers: dict[str, bytes] = {}
         self._id_prefix = str(uuid.uuid4())[:24]
+        self._execution_parameters = execution_parameters(workers, max_payload_bytes)
         self._ids = itertools.count(1)
 
     # -- the ASGI entry point -------------------------------------------------------------
@@ -120,6 +126,19 @@ class InferenceApp:
                     )
             elif path == "/metrics":
                 await self._metrics(send)
+            elif path == "/execution-parameters":
+                if method in ("GET", "HEAD"):
+                    body = self._execution_parameters
+                    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+                    await respond(send, 200, headers, body, self.draining)
+                else:
+                    await responses.plain_error(
+                        send,
+                        405,
+                        f"{method} {path}: use GET",
+                        close=self.draining,
+                        allow=b"GET, HEAD",
+                    )
             elif path == "/ping":
                 if method in ("GET", "HEAD"):
                     await self._ping(send)
@@ -412,6 +431,25 @@ class InferenceApp:
             await responses.error(
                 send, 413, exc.error_type, exc.message, close=close or self.draining
             )
+
+
+def execution_parameters(workers: int, max_payload_bytes: int) -> bytes:
+    """``GET /execution-parameters``, as SageMaker's containers answer it: a batch transform
+    job left at ``MaxConcurrentTransforms=0`` asks the container how to send its records.
+
+    One request at a time per worker is what keeps every core busy (each worker predicts on
+    its own loop, micro-batching what arrives together); records may be sent several to a
+    request (the codecs take many rows, CSV lines or JSON Lines: ``MULTI_RECORD``); and a
+    payload as large as the endpoint accepts, in whole MB (at least 1: 0 would mean
+    "unlimited, chunked" to SageMaker).
+    """
+    return orjson.dumps(
+        {
+            "MaxConcurrentTransforms": max(1, workers),
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": max(1, max_payload_bytes // (1024 * 1024)),
+        }
+    )
 
 
 def _int(value: bytes | None) -> int | None:

@@ -6,11 +6,11 @@ cycle with an ``asyncio.Event``, a task to run the app, ``receive`` waiting on t
 and every response header checked by a regular expression in ``send``
 (docs/benchmarks.md, "the request path, cost by cost"). For the requests an endpoint is
 built for — a whole request on a keep-alive HTTP/1.1 connection to ``/invocations``,
-``/endpoints/{name}/invocations``, ``/ping`` or ``/metrics`` — :class:`DirectProtocol`
-skips all of that: httptools parses as before (uvicorn's own callbacks collect the headers),
-and once the body is in, the app's coroutine is driven right there, without a task (it
-suspends only on a micro-batch, and is resumed by that future's callback), its response
-written in one piece.
+``/endpoints/{name}/invocations``, ``/ping``, ``/metrics`` or ``/execution-parameters`` —
+:class:`DirectProtocol` skips all of that: httptools parses as before (uvicorn's own
+callbacks collect the headers), and once the body is in, the app's coroutine is driven right
+there, without a task (it suspends only on a micro-batch, and is resumed by that future's
+callback), its response written in one piece.
 
 The app is the same :class:`~mlcicd.serving.app.InferenceApp`, called with the same scope
 keys it reads, so routing, status codes, headers, metrics, capture, variants and shadow
@@ -42,7 +42,7 @@ from mlcicd.serving.protocol import GuardedProtocol
 
 log = logging.getLogger("mlcicd.serving.direct")
 
-_ROUTES = frozenset((b"/invocations", b"/ping", b"/metrics"))
+_ROUTES = frozenset((b"/invocations", b"/ping", b"/metrics", b"/execution-parameters"))
 _RUNTIME_PREFIX = b"/endpoints/"
 _RUNTIME_SUFFIX = b"/invocations"
 _DISCONNECT = {"type": "http.disconnect"}

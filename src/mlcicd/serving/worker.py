@@ -143,6 +143,7 @@ def build_app(
         green_share=green_percent / 100.0,
         capture=capture,
         shadow=shadow,
+        workers=config.initial_workers,
     )
 
 
