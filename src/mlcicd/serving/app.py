@@ -48,7 +48,8 @@ from mlcicd.serving.codecs import InvocationError, PayloadTooLargeError
 from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
 from mlcicd.serving.fleet import Fleet
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
-from mlcicd.serving.responses import INVOKED_VARIANT, JSON_HEADER, Headers, Send, respond
+from mlcicd.serving.metrics import VariantMetrics
+from mlcicd.serving.responses import BODY, INVOKED_VARIANT, JSON_HEADER, Headers, Send, respond
 from mlcicd.serving.watchdog import IN_HANDLERS
 
 Scope = MutableMapping[str, Any]
@@ -252,27 +253,11 @@ class InferenceApp:
                 send, declared, runtime, request_id, close=declared > _DISCARD_LIMIT
             )
             return
-        message = await receive()
-        if message["type"] != "http.request":
-            return  # the client went away
-        body: bytes = message.get("body", b"")
-        if message.get("more_body", False):
-            parts = [body]
-            size = len(body)
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    vmetrics.errors_4xx += 1
-                    await self._too_large(send, size, runtime, request_id, close=False)
-                    return
-                parts.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(parts)
+        body: bytes | None = scope.get(BODY)  # the direct path read it whole already
+        if body is None:
+            body = await self._receive(receive, send, vmetrics, runtime, request_id)
+            if body is None:
+                return
         if len(body) > limit:
             vmetrics.errors_4xx += 1
             await self._too_large(send, len(body), runtime, request_id, close=False)
@@ -312,7 +297,11 @@ class InferenceApp:
         try:
             media = self._media(content_type)
             answer_type = self._accept(accept, variant.handlers.default_output)
-            out, out_type = await batching.invoke(variant, body, media, answer_type, context)
+            batcher = batching.batcher_for(variant)
+            if batcher is None:
+                out, out_type = variant.invoke(body, media, answer_type, context)
+            else:  # one coroutine less than batching.invoke
+                out, out_type = await batcher.invoke(body, media, answer_type, context)
         except InvocationError as exc:
             vmetrics.error(exc.status)
             self._log_failure(scope, variant.name, request_id, exc)
@@ -358,6 +347,40 @@ class InferenceApp:
                 capture.offer((variant.name, iid, time.time(), media, body, out_type, out, None))
             if shadow is not None and fleet is self.fleet:
                 shadow.offer((iid, body, media, answer_type, variant.name, out, out_type))
+
+    async def _receive(
+        self,
+        receive: Receive,
+        send: Send,
+        vmetrics: VariantMetrics,
+        runtime: bool,
+        request_id: str | None,
+    ) -> bytes | None:
+        """The body from ASGI messages, refused (413, None) once past the limit; None when
+        the client went away."""
+        limit = self.max_payload_bytes
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            parts = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    vmetrics.errors_4xx += 1
+                    await self._too_large(send, size, runtime, request_id, close=False)
+                    return None
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(parts)
+        return body
 
     # -- once-per-value lookups -----------------------------------------------------------
 
