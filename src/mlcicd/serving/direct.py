@@ -9,8 +9,11 @@ built for — a whole request on a keep-alive HTTP/1.1 connection to ``/invocati
 ``/endpoints/{name}/invocations``, ``/ping``, ``/metrics`` or ``/execution-parameters`` —
 :class:`DirectProtocol` skips all of that: httptools parses as before (uvicorn's own
 callbacks collect the headers), and once the body is in, the app's coroutine is driven right
-there, without a task (it suspends only on a micro-batch, and is resumed by that future's
-callback), its response written in one piece.
+there, without a task: the body goes with the scope (no ``receive`` to await), it suspends
+only on a micro-batch and is resumed inside that batch's flush with its answer
+(:class:`~mlcicd.serving.batching.Hop`: no future, handle or loop iteration per request),
+and its response is handed over whole (:class:`~mlcicd.serving.responses.WholeSend`) and
+written in one piece, each header line encoded and checked once (:func:`_line`).
 
 The app is the same :class:`~mlcicd.serving.app.InferenceApp`, called with the same scope
 keys it reads, so routing, status codes, headers, metrics, capture, variants and shadow
@@ -48,6 +51,8 @@ log = logging.getLogger("mlcicd.serving.direct")
 _ROUTES = frozenset((b"/invocations", b"/ping", b"/metrics", b"/execution-parameters"))
 _RUNTIME_PREFIX = b"/endpoints/"
 _RUNTIME_SUFFIX = b"/invocations"
+_PATHS = {route: route.decode() for route in _ROUTES}  # decoded once
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _DISCONNECT = {"type": "http.disconnect"}
 _CLOSE_LINE = b"connection: close\r\n"
 _OFF = ("0", "false", "no", "off")
@@ -176,12 +181,12 @@ class DirectProtocol(GuardedProtocol):
                     return None
             elif name == b"transfer-encoding":
                 return None
-        path = url.decode("ascii")
+        method = parser.get_method()
         scope = {
             "type": "http",
             "http_version": "1.1",
-            "method": parser.get_method().decode("ascii"),
-            "path": path,
+            "method": _METHODS.get(method) or method.decode("ascii"),
+            "path": _PATHS.get(url) or url.decode("ascii"),
             "raw_path": url,
             "query_string": b"",
             "headers": self.headers,
