@@ -119,6 +119,20 @@ def child_environment(
     }
 
 
+# The libraries' own thread pools (OpenMP: scikit-learn's histogram boosting, XGBoost,
+# LightGBM; BLAS), each sized for the whole machine unless told.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_cores(env: dict[str, str], workers: int) -> dict[str, str]:
+    """``env`` with each of ``workers`` processes' thread pools sized to its share of the
+    cores, where ``env`` does not size them itself: ``workers`` pools of a thread per core
+    would fight over the cores. Set before the child starts: the libraries read them when
+    they are first imported."""
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return {**{name: threads for name in THREAD_VARS}, **env}
+
+
 # Python's own variables: a script runs in its build's interpreter, never with ours.
 PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 

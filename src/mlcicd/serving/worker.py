@@ -54,6 +54,7 @@ from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.batching import check_batching
 from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
+from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
 from mlcicd.serving.layout import TRAFFIC_FILE, WEIGHTS_FILE
 from mlcicd.serving.logs import configure_logging
@@ -131,6 +132,11 @@ def build_app(
             recorder,
             lambda: metrics.count("ShadowDropped"),
         )
+    explainers = {}
+    if config.explainer is not None:  # built now, once per worker: never per request
+        settings = ExplainerSettings.from_clarify(config.explainer)
+        everyone = [*loaded, *(blue_fleet[1] if blue_fleet else [])]
+        explainers = {v: OnlineExplainer(v, settings) for v in everyone}
     return InferenceApp(
         loaded,
         endpoint_name=config.endpoint_name,
@@ -143,6 +149,7 @@ def build_app(
         green_share=green_percent / 100.0,
         capture=capture,
         shadow=shadow,
+        explainers=explainers,
         workers=config.initial_workers,
     )
 
