@@ -307,8 +307,11 @@ class InferenceApp:
                 out, out_type = self._explained(variant, body, media, answer_type, context, explain)
             elif (batcher := batching.batcher_for(variant)) is None:
                 out, out_type = variant.invoke(body, media, answer_type, context)
-            else:  # one coroutine less than batching.invoke
-                out, out_type = await batcher.invoke(body, media, answer_type, context)
+            else:  # Batcher.invoke's steps, one coroutine less per request
+                data = variant.read_input(body, media, context)
+                hop = batcher.place(data)
+                prediction = variant.predict(data, context) if hop is None else await hop
+                out, out_type = variant.write_output(prediction, answer_type, context)
         except InvocationError as exc:
             vmetrics.error(exc.status)
             self._log_failure(scope, variant.name, request_id, exc)

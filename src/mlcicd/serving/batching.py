@@ -269,11 +269,21 @@ class Batcher:
         """One request, its prediction made together with whatever else is queued."""
         variant = self.variant
         data = variant.read_input(body, content_type, context)
-        if _stackable(data) and data.shape[0] <= self.max_rows:
-            prediction = await self.submit(data)
-        else:
-            prediction = variant.predict(data, context)
+        hop = self.place(data)
+        prediction = variant.predict(data, context) if hop is None else await hop
         return variant.write_output(prediction, accept, context)
+
+    def place(self, data: Any) -> Hop | None:
+        """``data`` queued for the next batch (its :class:`Hop`), or None when it is to be
+        predicted alone (not rows of numbers, or more rows than a batch holds)."""
+        if (
+            type(data) is np.ndarray
+            and data.ndim == 2
+            and 0 < data.shape[0] <= self.max_rows
+            and data.dtype.kind in "biuf"
+        ):
+            return self.submit(data)
+        return None
 
     def submit(self, data: Any) -> Hop:
         """Queue one request's rows; the :class:`Hop` resolves to its own rows of the answer."""
@@ -384,15 +394,6 @@ async def invoke(
     if batcher is None:
         return variant.invoke(body, content_type, accept, context)
     return await batcher.invoke(body, content_type, accept, context)
-
-
-def _stackable(data: Any) -> bool:
-    return (
-        type(data) is np.ndarray
-        and data.ndim == 2
-        and data.shape[0] > 0
-        and data.dtype.kind in "biuf"
-    )
 
 
 def _groups(queue: list[Pending]) -> list[list[Pending]]:
