@@ -131,30 +131,21 @@ class InferenceApp:
                     )
             elif path == "/metrics":
                 await self._metrics(send)
-            elif path == "/execution-parameters":
-                if method in ("GET", "HEAD"):
+            elif path == "/ping" or path == "/execution-parameters":
+                if method not in ("GET", "HEAD"):
+                    await responses.plain_error(
+                        send,
+                        405,
+                        f"{method} {path}: use GET",
+                        close=self.draining,
+                        allow=b"GET, HEAD",
+                    )
+                elif path == "/ping":
+                    await self._ping(send)
+                else:
                     body = self._execution_parameters
                     headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
                     await respond(send, 200, headers, body, self.draining)
-                else:
-                    await responses.plain_error(
-                        send,
-                        405,
-                        f"{method} {path}: use GET",
-                        close=self.draining,
-                        allow=b"GET, HEAD",
-                    )
-            elif path == "/ping":
-                if method in ("GET", "HEAD"):
-                    await self._ping(send)
-                else:
-                    await responses.plain_error(
-                        send,
-                        405,
-                        f"{method} {path}: use GET",
-                        close=self.draining,
-                        allow=b"GET, HEAD",
-                    )
             elif (
                 path.startswith("/endpoints/") and path.endswith("/invocations") and len(path) > 23
             ):
