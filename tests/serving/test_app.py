@@ -54,6 +54,25 @@ def test_ping(app: InferenceApp) -> None:
     assert response.status == 503 and "not loaded" in response.json()["message"]
 
 
+def test_execution_parameters_as_sagemaker_containers_answer_them(
+    code_dir: Path, iris: IrisModel
+) -> None:
+    """A batch transform job with MaxConcurrentTransforms=0 asks the container: as many
+    requests at once as there are workers, several records to a request, the payload limit."""
+    app = make_app(code_dir, iris, workers=3, max_payload_bytes=20 * 1024 * 1024)
+    response = call_asgi(app, "GET", "/execution-parameters")
+    assert response.status == 200 and response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 20,
+    }
+    small = make_app(code_dir / "small", iris, max_payload_bytes=4096)
+    assert call_asgi(small, "GET", "/execution-parameters").json()["MaxPayloadInMB"] == 1
+    response = call_asgi(app, "POST", "/execution-parameters", body="{}")
+    assert response.status == 405 and response.headers["allow"] == "GET, HEAD"
+
+
 def test_json_in_json_out(app: InferenceApp, iris: IrisModel) -> None:
     response = call_asgi(
         app, body=json.dumps(ROWS), headers={"Content-Type": "application/json; charset=utf-8"}

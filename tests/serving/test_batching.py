@@ -163,6 +163,38 @@ def test_cancelled_requests_do_not_break_the_batch(code_dir: Path, iris: IrisMod
     assert answer.tolist() == iris.model.predict(iris.X[1:2]).tolist()
 
 
+def test_a_task_awaiting_its_batch_is_woken_as_by_a_future_and_can_be_cancelled(
+    code_dir: Path, iris: IrisModel
+) -> None:
+    """A request's place in a batch (Hop) is no asyncio future: a task (uvicorn's path)
+    awaits it all the same — woken on a later iteration, never inside the flush — and a
+    task cancelled while queued ends cancelled, without costing the others their answers."""
+    variant = variant_for(code_dir, NO_HANDLERS, iris)
+    batcher = Batcher(variant)
+    order: list[str] = []
+
+    async def one(rows: Any, name: str) -> Any:
+        answer = await batcher.submit(rows)
+        order.append(name)
+        return answer
+
+    async def scenario() -> tuple[list[Any], list[str]]:
+        tasks = [asyncio.create_task(one(iris.X[i : i + 1], str(i))) for i in range(3)]
+        await asyncio.sleep(0)  # all three queued
+        tasks[1].cancel()
+        asyncio.get_running_loop().call_soon(order.append, "flushed")
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return results, order
+
+    results, seen = asyncio.run(scenario())
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [r.tolist() for r in (results[0], results[2])] == [
+        iris.model.predict(iris.X[i : i + 1]).tolist() for i in (0, 2)
+    ]
+    assert seen == ["flushed", "0", "2"]  # woken after the flush's iteration, in order
+    assert batcher.batches == 1 and batcher.batched_requests == 2
+
+
 def test_who_is_batched(code_dir: Path, iris: IrisModel, monkeypatch: pytest.MonkeyPatch) -> None:
     assert batchable(variant_for(code_dir / "a", NO_HANDLERS, iris))
     assert batchable(variant_for(code_dir / "b", RECORDING, iris))

@@ -71,6 +71,8 @@ TABLE: list[tuple[bytes, bool]] = [
     (get("/ping"), True),
     (get("/ping", "HEAD"), True),
     (get("/ping", "DELETE"), True),  # 405
+    (get("/execution-parameters"), True),
+    (get("/execution-parameters", "PUT"), True),  # 405
     (get("/nowhere"), False),  # 404, through uvicorn
     (post("/invocations?x=1", ROW, JSON), False),  # a query string: uvicorn's path
     (post("/endpoints/ir%69s/invocations", ROW, JSON), False),  # escaped: uvicorn unquotes

@@ -2,6 +2,8 @@
 
     GET  /ping                              200 once the model is loaded
     GET  /metrics                           every worker's counts, Prometheus text format
+    GET  /execution-parameters              what a batch transform may send: concurrency,
+                                            batch strategy, payload size (SageMaker's ask)
     POST /invocations                       the container contract; errors keep their status
     POST /endpoints/{name}/invocations      what ``boto3 sagemaker-runtime invoke_endpoint``
                                             calls; errors take SageMaker Runtime's shape
@@ -37,6 +39,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from time import perf_counter
 from typing import Any
 
+import orjson
+
 from mlcicd.serving import batching, codecs, responses
 from mlcicd.serving import metrics as metrics_files
 from mlcicd.serving.capture import CaptureWriter
@@ -45,7 +49,8 @@ from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
 from mlcicd.serving.explanations import ENABLE_EXPLANATIONS, EXPLAINER_HEADER
 from mlcicd.serving.fleet import Fleet
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
-from mlcicd.serving.responses import INVOKED_VARIANT, JSON_HEADER, Headers, Send, respond
+from mlcicd.serving.metrics import VariantMetrics
+from mlcicd.serving.responses import BODY, INVOKED_VARIANT, JSON_HEADER, Headers, Send, respond
 from mlcicd.serving.watchdog import IN_HANDLERS
 
 Scope = MutableMapping[str, Any]
@@ -82,6 +87,7 @@ class InferenceApp:
         capture: CaptureWriter | None = None,
         shadow: Any = None,  # a ShadowRunner
         explainers: Mapping[LoadedVariant, Any] | None = None,  # OnlineExplainer per variant
+        workers: int = 1,
     ) -> None:
         self.metrics = metrics or metrics_files.WorkerMetrics(endpoint_name or "", None, "0")
         self.fleet = Fleet(config_name, variants, self.metrics)
@@ -105,6 +111,7 @@ class InferenceApp:
         self._accept_cache: dict[tuple[bytes | None, bool], object] = {}
         self._type_headers: dict[str, bytes] = {}
         self._id_prefix = str(uuid.uuid4())[:24]
+        self._execution_parameters = execution_parameters(workers, max_payload_bytes)
         self._ids = itertools.count(1)
 
     # -- the ASGI entry point -------------------------------------------------------------
@@ -124,10 +131,8 @@ class InferenceApp:
                     )
             elif path == "/metrics":
                 await self._metrics(send)
-            elif path == "/ping":
-                if method in ("GET", "HEAD"):
-                    await self._ping(send)
-                else:
+            elif path == "/ping" or path == "/execution-parameters":
+                if method not in ("GET", "HEAD"):
                     await responses.plain_error(
                         send,
                         405,
@@ -135,6 +140,12 @@ class InferenceApp:
                         close=self.draining,
                         allow=b"GET, HEAD",
                     )
+                elif path == "/ping":
+                    await self._ping(send)
+                else:
+                    body = self._execution_parameters
+                    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+                    await respond(send, 200, headers, body, self.draining)
             elif (
                 path.startswith("/endpoints/") and path.endswith("/invocations") and len(path) > 23
             ):
@@ -239,27 +250,11 @@ class InferenceApp:
                 send, declared, runtime, request_id, close=declared > _DISCARD_LIMIT
             )
             return
-        message = await receive()
-        if message["type"] != "http.request":
-            return  # the client went away
-        body: bytes = message.get("body", b"")
-        if message.get("more_body", False):
-            parts = [body]
-            size = len(body)
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    vmetrics.errors_4xx += 1
-                    await self._too_large(send, size, runtime, request_id, close=False)
-                    return
-                parts.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(parts)
+        body: bytes | None = scope.get(BODY)  # the direct path read it whole already
+        if body is None:
+            body = await self._receive(receive, send, vmetrics, runtime, request_id)
+            if body is None:
+                return
         if len(body) > limit:
             vmetrics.errors_4xx += 1
             await self._too_large(send, len(body), runtime, request_id, close=False)
@@ -299,10 +294,15 @@ class InferenceApp:
         try:
             media = self._media(content_type)
             answer_type = self._accept(accept, variant.handlers.default_output)
-            if explain is None:
-                out, out_type = await batching.invoke(variant, body, media, answer_type, context)
-            else:  # off the hot path: Clarify's answer, the prediction and its attributions
+            if explain is not None:  # off the hot path: Clarify's answer, with attributions
                 out, out_type = self._explained(variant, body, media, answer_type, context, explain)
+            elif (batcher := batching.batcher_for(variant)) is None:
+                out, out_type = variant.invoke(body, media, answer_type, context)
+            else:  # Batcher.invoke's steps, one coroutine less per request
+                data = variant.read_input(body, media, context)
+                hop = batcher.place(data)
+                prediction = variant.predict(data, context) if hop is None else await hop
+                out, out_type = variant.write_output(prediction, answer_type, context)
         except InvocationError as exc:
             vmetrics.error(exc.status)
             self._log_failure(scope, variant.name, request_id, exc)
@@ -350,6 +350,40 @@ class InferenceApp:
                 capture.offer((variant.name, iid, time.time(), media, body, out_type, out, None))
             if shadow is not None and fleet is self.fleet and explain is None:
                 shadow.offer((iid, body, media, answer_type, variant.name, out, out_type))
+
+    async def _receive(
+        self,
+        receive: Receive,
+        send: Send,
+        vmetrics: VariantMetrics,
+        runtime: bool,
+        request_id: str | None,
+    ) -> bytes | None:
+        """The body from ASGI messages, refused (413, None) once past the limit; None when
+        the client went away."""
+        limit = self.max_payload_bytes
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            parts = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    vmetrics.errors_4xx += 1
+                    await self._too_large(send, size, runtime, request_id, close=False)
+                    return None
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(parts)
+        return body
 
     def _explained(
         self,
@@ -442,6 +476,25 @@ class InferenceApp:
             await responses.error(
                 send, 413, exc.error_type, exc.message, close=close or self.draining
             )
+
+
+def execution_parameters(workers: int, max_payload_bytes: int) -> bytes:
+    """``GET /execution-parameters``, as SageMaker's containers answer it: a batch transform
+    job left at ``MaxConcurrentTransforms=0`` asks the container how to send its records.
+
+    One request at a time per worker is what keeps every core busy (each worker predicts on
+    its own loop, micro-batching what arrives together); records may be sent several to a
+    request (the codecs take many rows, CSV lines or JSON Lines: ``MULTI_RECORD``); and a
+    payload as large as the endpoint accepts, in whole MB (at least 1: 0 would mean
+    "unlimited, chunked" to SageMaker).
+    """
+    return orjson.dumps(
+        {
+            "MaxConcurrentTransforms": max(1, workers),
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": max(1, max_payload_bytes // (1024 * 1024)),
+        }
+    )
 
 
 def _int(value: bytes | None) -> int | None:

@@ -41,6 +41,7 @@ queued future is resolved, with an answer or an error, so no request can hang on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
@@ -57,7 +58,99 @@ log = logging.getLogger("mlcicd.serving.batching")
 DEFAULT_MAX_BATCH = 256
 _OFF = ("0", "false", "no", "off")
 
-Pending = tuple[Any, "asyncio.Future[Any]"]
+Pending = tuple[Any, "Hop"]
+_PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
+
+
+class Hop:
+    """One request's place in a micro-batch: what it awaits instead of an asyncio future.
+
+    A future wakes whoever awaits it on the next loop iteration (its callbacks go through
+    ``call_soon``): a handle, an iteration and a callback per batched request. The direct
+    path (:mod:`mlcicd.serving.direct`) drives the app's coroutine itself and asks, with
+    :meth:`then`, to be resumed right inside the flush, with the answer. A task (uvicorn's
+    path, tests) awaits it as it awaits a future — the duck-typed protocol asyncio's tasks
+    accept (``_asyncio_future_blocking``, ``get_loop``, ``add_done_callback``, ``result``,
+    ``cancel``) — and is woken as by a future, on the next iteration: a task must not be
+    stepped while another one runs, and the flush may run inside one (a full queue).
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_callbacks", "_loop", "_state", "_then", "_value")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._state = _PENDING
+        self._value: Any = None
+        self._then: Any = None
+        self._callbacks: list[tuple[Any, Any]] | None = None
+        self._asyncio_future_blocking = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> Any:
+        if self._state == _PENDING:
+            raise asyncio.InvalidStateError("the micro-batch has not answered yet")
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError()
+        if self._state == _FAILED:
+            raise self._value
+        return self._value
+
+    def then(self, callback: Any) -> None:
+        """Call ``callback()`` as soon as this is done, synchronously, in the flush."""
+        self._then = callback
+
+    def add_done_callback(self, callback: Any, *, context: Any = None) -> None:
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append((callback, context))
+        if self._state != _PENDING:
+            self._wake()
+
+    def remove_done_callback(self, callback: Any) -> int:
+        before = len(self._callbacks or ())
+        self._callbacks = [c for c in self._callbacks or () if c[0] != callback]
+        return before - len(self._callbacks)
+
+    def set_result(self, value: Any) -> None:
+        self._finish(_DONE, value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._finish(_FAILED, exc)
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._finish(_CANCELLED, None)
+        return True
+
+    def _finish(self, state: int, value: Any) -> None:
+        if self._state != _PENDING:
+            raise asyncio.InvalidStateError("the micro-batch answered this request already")
+        self._state, self._value = state, value
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+        if self._callbacks:
+            self._wake()
+
+    def _wake(self) -> None:
+        callbacks, self._callbacks = self._callbacks or [], None
+        for callback, context in callbacks:
+            self._loop.call_soon(callback, self, context=context)
+
+    def __await__(self) -> Any:
+        if self._state == _PENDING:
+            self._asyncio_future_blocking = True
+            yield self
+        return self.result()
 
 
 def batchable(variant: LoadedVariant) -> bool:
@@ -176,18 +269,28 @@ class Batcher:
         """One request, its prediction made together with whatever else is queued."""
         variant = self.variant
         data = variant.read_input(body, content_type, context)
-        if _stackable(data) and data.shape[0] <= self.max_rows:
-            prediction = await self.submit(data)
-        else:
-            prediction = variant.predict(data, context)
+        hop = self.place(data)
+        prediction = variant.predict(data, context) if hop is None else await hop
         return variant.write_output(prediction, accept, context)
 
-    def submit(self, data: Any) -> asyncio.Future[Any]:
-        """Queue one request's rows; the future resolves to its own rows of the answer."""
+    def place(self, data: Any) -> Hop | None:
+        """``data`` queued for the next batch (its :class:`Hop`), or None when it is to be
+        predicted alone (not rows of numbers, or more rows than a batch holds)."""
+        if (
+            type(data) is np.ndarray
+            and data.ndim == 2
+            and 0 < data.shape[0] <= self.max_rows
+            and data.dtype.kind in "biuf"
+        ):
+            return self.submit(data)
+        return None
+
+    def submit(self, data: Any) -> Hop:
+        """Queue one request's rows; the :class:`Hop` resolves to its own rows of the answer."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a worker has one loop; tests may run several in turn
             self._reset(loop)
-        future: asyncio.Future[Any] = loop.create_future()
+        future = Hop(loop)
         if self._rows + data.shape[0] > self.max_rows and self._queue:
             self._cancel_schedule()
             self.flush()  # the queue is full: answer it now, start a new one
@@ -204,7 +307,8 @@ class Batcher:
         """Forget what a previous, finished event loop left queued (its requests are gone)."""
         for _, future in self._queue:
             if not future.done() and not future.get_loop().is_closed():
-                future.cancel()
+                with contextlib.suppress(RuntimeError):  # a waiter on the closed loop
+                    future.cancel()
         self._queue, self._rows, self._scheduled, self._loop = [], 0, None, loop
 
     def _cancel_schedule(self) -> None:
@@ -258,7 +362,7 @@ class Batcher:
         for (_, future), part in zip(live, parts, strict=True):
             future.set_result(part)
 
-    def _predict_alone(self, data: Any, future: asyncio.Future[Any]) -> None:
+    def _predict_alone(self, data: Any, future: Hop) -> None:
         try:
             future.set_result(self.variant.predict(data))
         except InvocationError as exc:
@@ -290,15 +394,6 @@ async def invoke(
     if batcher is None:
         return variant.invoke(body, content_type, accept, context)
     return await batcher.invoke(body, content_type, accept, context)
-
-
-def _stackable(data: Any) -> bool:
-    return (
-        type(data) is np.ndarray
-        and data.ndim == 2
-        and data.shape[0] > 0
-        and data.dtype.kind in "biuf"
-    )
 
 
 def _groups(queue: list[Pending]) -> list[list[Pending]]:

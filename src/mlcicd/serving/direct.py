@@ -6,11 +6,14 @@ cycle with an ``asyncio.Event``, a task to run the app, ``receive`` waiting on t
 and every response header checked by a regular expression in ``send``
 (docs/benchmarks.md, "the request path, cost by cost"). For the requests an endpoint is
 built for — a whole request on a keep-alive HTTP/1.1 connection to ``/invocations``,
-``/endpoints/{name}/invocations``, ``/ping`` or ``/metrics`` — :class:`DirectProtocol`
-skips all of that: httptools parses as before (uvicorn's own callbacks collect the headers),
-and once the body is in, the app's coroutine is driven right there, without a task (it
-suspends only on a micro-batch, and is resumed by that future's callback), its response
-written in one piece.
+``/endpoints/{name}/invocations``, ``/ping``, ``/metrics`` or ``/execution-parameters`` —
+:class:`DirectProtocol` skips all of that: httptools parses as before (uvicorn's own
+callbacks collect the headers), and once the body is in, the app's coroutine is driven right
+there, without a task: the body goes with the scope (no ``receive`` to await), it suspends
+only on a micro-batch and is resumed inside that batch's flush with its answer
+(:class:`~mlcicd.serving.batching.Hop`: no future, handle or loop iteration per request),
+and its response is handed over whole (:class:`~mlcicd.serving.responses.WholeSend`) and
+written in one piece, each header line encoded and checked once (:func:`_line`).
 
 The app is the same :class:`~mlcicd.serving.app.InferenceApp`, called with the same scope
 keys it reads, so routing, status codes, headers, metrics, capture, variants and shadow
@@ -29,7 +32,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, MutableMapping
+from functools import partial
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -38,13 +42,17 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
 )
 
+from mlcicd.serving.batching import Hop
 from mlcicd.serving.protocol import GuardedProtocol
+from mlcicd.serving.responses import BODY, Headers, WholeSend
 
 log = logging.getLogger("mlcicd.serving.direct")
 
-_ROUTES = frozenset((b"/invocations", b"/ping", b"/metrics"))
+_ROUTES = frozenset((b"/invocations", b"/ping", b"/metrics", b"/execution-parameters"))
 _RUNTIME_PREFIX = b"/endpoints/"
 _RUNTIME_SUFFIX = b"/invocations"
+_PATHS = {route: route.decode() for route in _ROUTES}  # decoded once
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _DISCONNECT = {"type": "http.disconnect"}
 _CLOSE_LINE = b"connection: close\r\n"
 _OFF = ("0", "false", "no", "off")
@@ -141,7 +149,9 @@ class DirectProtocol(GuardedProtocol):
         self.direct = None
         chunks, cycle.body = cycle.body, []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._step(self.app(cycle.scope, _Receive(body), self._sender(cycle)), cycle)
+        scope = cycle.scope
+        scope[BODY] = body
+        self._step(self.app(scope, _Receive(body), _Send(self, cycle)), cycle)
 
     def _direct_cycle(self) -> DirectCycle | None:
         """A cycle for a request the direct path answers exactly as uvicorn's would, or None."""
@@ -171,12 +181,12 @@ class DirectProtocol(GuardedProtocol):
                     return None
             elif name == b"transfer-encoding":
                 return None
-        path = url.decode("ascii")
+        method = parser.get_method()
         scope = {
             "type": "http",
             "http_version": "1.1",
-            "method": parser.get_method().decode("ascii"),
-            "path": path,
+            "method": _METHODS.get(method) or method.decode("ascii"),
+            "path": _PATHS.get(url) or url.decode("ascii"),
             "raw_path": url,
             "query_string": b"",
             "headers": self.headers,
@@ -199,6 +209,10 @@ class DirectProtocol(GuardedProtocol):
             self.logger.error("Exception in ASGI application\n", exc_info=exc)
             self._ended(cycle, failed=True)
             return
+        if type(waiting) is Hop:  # a micro-batch: resumed inside its flush, with the answer
+            waiting._asyncio_future_blocking = False
+            waiting.then(partial(self._step, coro, cycle))
+            return
         add_done_callback: Callable[..., None] | None = getattr(waiting, "add_done_callback", None)
         if add_done_callback is None:  # a bare yield (asyncio.sleep(0)): next iteration
             self.loop.call_soon(self._step, coro, cycle)
@@ -216,22 +230,17 @@ class DirectProtocol(GuardedProtocol):
             self.transport.write(_INTERNAL_ERROR)
         self.transport.close()
 
-    def _sender(self, cycle: DirectCycle) -> _Send:
-        return _Send(self, cycle)
-
     def _write(self, cycle: DirectCycle, status: int, headers: Any, body: bytes) -> None:
         """The whole response in one write: what uvicorn's ``send`` writes in two."""
-        # one search over every value (a tab is allowed in a value, and separates them)
-        if HEADER_VALUE_RE.search(b"\t".join([value for _, value in headers])):
-            raise RuntimeError("Invalid HTTP header value.")
         parts = [STATUS_LINE[status], _default_block(self.server_state.default_headers)]
         close = False
-        for name, value in headers:
-            if name == b"connection" and b"close" in [
-                token.lower().strip() for token in value.split(b",")
-            ]:
-                close = True
-            parts += (name, b": ", value, b"\r\n")
+        lines = _LINES
+        for header in headers:
+            found = lines.get(header)
+            if found is None:
+                found = _line(header)
+            parts.append(found[0])
+            close = close or found[1]
         if close:
             cycle.keep_alive = False
         elif not cycle.keep_alive:
@@ -270,6 +279,28 @@ class DirectProtocol(GuardedProtocol):
         return False  # an idle keep-alive connection closed: no client was late
 
 
+# Each header line encoded once: a response's lines repeat (its content type, its variant,
+# the length of a one-row answer). Bounded: a request id or a length may be new each time.
+_LINES: dict[tuple[bytes, bytes], tuple[bytes, bool]] = {}
+_LINES_KEPT = 1024
+
+
+def _line(header: tuple[bytes, bytes]) -> tuple[bytes, bool]:
+    """``name: value\\r\\n`` and whether it closes the connection, checked as uvicorn's
+    ``send`` checks a value (no control character: it would split the header block)."""
+    name, value = header
+    if HEADER_VALUE_RE.search(value):
+        raise RuntimeError("Invalid HTTP header value.")
+    close = name == b"connection" and b"close" in [
+        token.lower().strip() for token in value.split(b",")
+    ]
+    found = (b"".join((name, b": ", value, b"\r\n")), close)
+    if len(_LINES) >= _LINES_KEPT:
+        _LINES.clear()
+    _LINES[header] = found
+    return found
+
+
 _DEFAULT_BLOCK: list[Any] = [None, b""]  # uvicorn's default headers (the date), encoded
 
 
@@ -298,17 +329,18 @@ class _Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
 
-class _Send:
-    """The app's ``send``: the start message held, written with the body."""
+class _Send(WholeSend):
+    """The app's ``send``: the start message held, written with the body; or the whole
+    response at once (:func:`~mlcicd.serving.responses.respond`)."""
 
     __slots__ = ("cycle", "protocol", "start")
 
     def __init__(self, protocol: DirectProtocol, cycle: DirectCycle) -> None:
         self.protocol = protocol
         self.cycle = cycle
-        self.start: dict[str, Any] | None = None
+        self.start: MutableMapping[str, Any] | None = None
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
         cycle = self.cycle
         if cycle.disconnected:
             return
@@ -327,6 +359,15 @@ class _Send:
             raise RuntimeError("the direct path answers in one body message")
         start = self.start
         self.protocol._write(cycle, start["status"], start.get("headers", ()), message["body"])
+
+    def whole(self, status: int, headers: Headers, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle.disconnected:
+            return
+        if self.start is not None or cycle.response_complete:
+            raise RuntimeError("Unexpected ASGI message 'http.response.start' sent.")
+        cycle.response_started = True
+        self.protocol._write(cycle, status, headers, body)
 
 
 def direct_protocol(

@@ -25,6 +25,7 @@ Headers = list[tuple[bytes, bytes]]
 
 INVOKED_VARIANT = b"x-amzn-invoked-production-variant"
 JSON_HEADER = (b"content-type", b"application/json")
+BODY = "mlcicd.body"  # the scope key of a request body already read in full (the direct path)
 _CLOSE = (b"connection", b"close")
 
 _REASONS = {
@@ -35,9 +36,25 @@ _REASONS = {
 }
 
 
+class WholeSend:
+    """A ``send`` that also takes a whole response in one call (the direct path's): no
+    message dicts, no two awaits."""
+
+    __slots__ = ()
+
+    async def __call__(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def whole(self, status: int, headers: Headers, body: bytes) -> None:
+        raise NotImplementedError
+
+
 async def respond(send: Send, status: int, headers: Headers, body: bytes, close: bool) -> None:
     if close:
         headers.append(_CLOSE)
+    if isinstance(send, WholeSend):
+        send.whole(status, headers, body)
+        return
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -150,6 +150,7 @@ def build_app(
         capture=capture,
         shadow=shadow,
         explainers=explainers,
+        workers=config.initial_workers,
     )
 
 
