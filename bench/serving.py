@@ -7,6 +7,8 @@ Servers, each with 2 worker processes, each measured alone (the others stopped):
              methods compiled, micro-batched as it opts in)
   iris-own-off  the same with MLCICD_FASTPATH=0 MLCICD_BATCHING=0: a user's handlers before
              issue 17 (not among the defaults; name it in --servers)
+  mlcicd-uvicorn  the default handlers with MLCICD_DIRECT=0: every request through uvicorn's
+             request cycle, as before serving/direct.py (name it in --servers)
   uvicorn    a minimal raw-ASGI uvicorn app calling model.predict on each request
   hello      uvicorn answering `{}` without reading the body: the HTTP floor
 Models: LogisticRegression and a 100-tree RandomForest on iris; a single-row JSON POST
@@ -410,6 +412,9 @@ def main() -> int:
         default=sys.executable,
         help="interpreter for our workers (e.g. .venv-bench/bin/python to measure with uvloop)",
     )
+    parser.add_argument(
+        "--models", default="all", help="all, LogisticRegression or RandomForest-100"
+    )
     parser.add_argument("--label", default="", help="a note for this run in the record")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
@@ -449,7 +454,8 @@ def measure(
     table: dict[tuple[str, str, int], Result],
     args: argparse.Namespace,
 ) -> None:
-    cells = [(s, m) for s in servers for m in (models if s != "hello" else ["-"])]
+    chosen = [m for m in models if args.models in ("all", m)]
+    cells = [(s, m) for s in servers for m in (chosen if s != "hello" else ["-"])]
     for server, model_name in cells:
         port = free_port()
         model_dir = models.get(model_name)
@@ -458,9 +464,10 @@ def measure(
             assert bench_python is not None and model_dir is not None
             proc = serve_mlflow(bench_python, model_dir, work, port)
             body = json.dumps({"inputs": [ROW]}).encode()
-        elif server == "mlcicd":
+        elif server in ("mlcicd", "mlcicd-uvicorn"):
             assert model_dir is not None
-            proc = serve_mlcicd(model_dir, work, port, args.mlcicd_python)
+            via = {"MLCICD_DIRECT": "0"} if server == "mlcicd-uvicorn" else {}
+            proc = serve_mlcicd(model_dir, work, port, args.mlcicd_python, settings=via)
         elif server.startswith("iris-own"):
             assert model_dir is not None
             off = (
@@ -471,7 +478,7 @@ def measure(
             proc = serve_uvicorn("hello" if server == "hello" else "predict", model_dir, work, port)
         try:
             wait_ready(f"http://127.0.0.1:{port}/ping", proc)
-            if server == "mlcicd" or server.startswith("iris-own"):  # /ping: one worker is up
+            if server.startswith(("mlcicd", "iris-own")):  # /ping: one worker is up
                 wait_in_service(work / f"endpoint-{model_dir.parent.name}-{port}", proc)
             url = f"http://127.0.0.1:{port}/invocations"
             load(url, body, 8, 1.0, args.threads, work)  # warm-up

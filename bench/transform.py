@@ -5,11 +5,12 @@ RandomForest, each measured alone, each in a fresh process (its peak RSS from wa
   script      what a user writes instead: pandas.read_csv of the whole file, model.predict,
               to_csv (the default handlers answer predict, so the outputs are the same bytes)
   transform   `LocalTransformBackend` with the default handlers (lean predictor), MultiRecord,
-              6 MB mini-batches, --max-concurrent 1 and 2
+              6 MB mini-batches, --max-concurrent 1 and 2: rows/s of the whole job, and once
+              the workers have loaded the model (what the second worker can halve)
   http        SageMaker's way on this machine: SingleRecord, one HTTP request per record to our
               endpoint server (2 workers, 2 client threads) — on --http-rows rows, scaled
   memory      transform (1 worker) on a small and a 10x larger file: peak RSS of the job process
-              plus its worker
+              plus its worker; and 2 workers on the small file (the load amortized)
 
 Run:  .venv/bin/python bench/transform.py [--rows 200000] [--memory-mb 10] [--record]
       .venv/bin/python bench/transform.py --full      1,000,000 rows; memory on 100 MB and 1 GB
@@ -55,12 +56,16 @@ a = json.loads(sys.argv[1])
 model = TransformModel("bench/1", Path(a["archive"]), a["sha"], Path(a["code"]))
 spec = TransformJobSpec(a["name"], model, a["input"], a["output"],
                         TransformSettings(max_concurrent=a["workers"]))
+loaded = []
 start = time.perf_counter()
-result = LocalTransformBackend(Path(a["root"])).run(spec)
+result = LocalTransformBackend(Path(a["root"])).run(
+    spec, on_log=lambda _: loaded.append(time.perf_counter() - start))
 took = time.perf_counter() - start
-mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": took, "rows": result.rows_in, "rss_kb": mine + workers}))
+mine, workers = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print(json.dumps({"seconds": took, "loaded": loaded[0] if loaded else 0.0,
+                  "rows": result.rows_in, "rss_kb": mine.ru_maxrss + workers.ru_maxrss,
+                  "cpu_job": mine.ru_utime + mine.ru_stime,
+                  "cpu_workers": workers.ru_utime + workers.ru_stime}))
 """
 
 
@@ -95,15 +100,21 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     (code / "inference.py").write_text("# SageMaker's default handlers\n")
     data = work / "in" / "rows.csv"
     generate(data, args.rows)
-    results: dict[str, Any] = {"input_mb": data.stat().st_size / 2**20}
+    results: dict[str, Any] = {"input_mb": data.stat().st_size / 2**20, "load": os.getloadavg()}
 
-    seconds, rss = python(SCRIPT, str(model_dir / "model.joblib"), str(data), str(work / "s.csv"))
+    seconds, rss, cpu = python(
+        SCRIPT, str(model_dir / "model.joblib"), str(data), str(work / "s.csv")
+    )
     results["script"] = (args.rows / float(seconds), rss)
+    results["script_cpu"] = cpu
     job = {"archive": str(archive), "sha": sha, "code": str(code), "root": str(work / "jobs")}
+    results["ceiling"] = ceiling()
     for workers in (1, 2):
         out = work / f"out{workers}"
         report = transform(job, data.parent, out, workers)
         results[f"transform{workers}"] = (report["rows"] / report["seconds"], report["rss_kb"])
+        results[f"scoring{workers}"] = report["rows"] / (report["seconds"] - report["loaded"])
+        results[f"cpu{workers}"] = (report["cpu_job"], report["cpu_workers"])
         same = (out / "rows.csv.out").read_bytes() == (work / "s.csv").read_bytes()
         results[f"same{workers}"] = same
     results["http"] = http_rate(model_dir, work, data, args.http_rows)
@@ -114,6 +125,12 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         generate(source, int(size * 2**20 / 16))  # ~16 bytes a row
         report = transform(job, source.parent, work / f"memout{size}", 1)
         results[f"memory{size}"] = report["rss_kb"]
+        if size == small_mb:  # two workers on a job that lasts: the model load amortized
+            two = transform(job, source.parent, work / f"memout{size}-2", 2)
+            results["amortized"] = (
+                report["rows"] / report["seconds"],
+                two["rows"] / two["seconds"],
+            )
         source.unlink()
     return results
 
@@ -133,8 +150,9 @@ def generate(path: Path, rows: int) -> None:
             np.savetxt(fh, np.clip(chunk, 0.1, None), fmt="%.1f", delimiter=",")
 
 
-def python(code: str, *argv: str) -> tuple[str, int]:
-    """Run ``code`` in a fresh interpreter: its last line of output, and its peak RSS (kB)."""
+def python(code: str, *argv: str) -> tuple[str, int, float]:
+    """Run ``code`` in a fresh interpreter: its last line of output, its peak RSS (kB) and
+    its CPU-seconds."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, env=_env(), text=True
     )
@@ -143,13 +161,29 @@ def python(code: str, *argv: str) -> tuple[str, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"{code.strip().splitlines()[0]} failed ({proc.returncode})")
-    return out.strip().splitlines()[-1], usage.ru_maxrss
+    return out.strip().splitlines()[-1], usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+
+
+BUSY = "import time\ns = time.process_time()\nwhile time.process_time() - s < 2: pass"
+
+
+def ceiling() -> float:
+    """What two processes get done against one on this machine now: two busy loops of 2
+    CPU-seconds each, against one (on a shared machine, far below 2x)."""
+    took = []
+    for count in (1, 2):
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(count)]
+        for proc in procs:
+            proc.wait()
+        took.append(time.perf_counter() - start)
+    return 2 * took[0] / took[1]
 
 
 def transform(job: dict[str, Any], source: Path, output: Path, workers: int) -> dict[str, Any]:
     name = f"{output.name}-{workers}"
     argv = {**job, "name": name, "input": str(source), "output": str(output), "workers": workers}
-    last, _ = python(JOB, json.dumps(argv))
+    last, _, _ = python(JOB, json.dumps(argv))
     report: dict[str, Any] = json.loads(last)
     return report
 
@@ -190,6 +224,9 @@ def _env() -> dict[str, str]:
 
 def render(r: dict[str, Any], args: argparse.Namespace) -> str:
     script, one, two, http = r["script"][0], r["transform1"][0], r["transform2"][0], r["http"]
+    steady = r["scoring2"] / r["scoring1"]
+    long_one, long_two = r["amortized"]
+    cpu1, cpu2 = r["cpu1"], r["cpu2"]
     small, large = r[f"memory{args.memory_mb}"] / 1024, r[f"memory{args.memory_mb * 10}"] / 1024
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -205,7 +242,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "transform, 2 workers",
             two,
             r["transform2"][1],
-            f"{two / one:.2f}x one worker (>= 1.6x); same bytes: {r['same2']}",
+            f"{two / one:.2f}x one worker (>= 1.6x; once loaded {steady:.2f}x); "
+            f"same bytes: {r['same2']}",
         ),
         (
             f"SingleRecord over HTTP ({args.http_rows:,} rows)",
@@ -218,7 +256,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"## Batch transform (issue 11): `bench/transform.py{' --full' if args.full else ''}`",
         "",
         f"{args.rows:,} rows ({r['input_mb']:.1f} MB), 100-tree RandomForest, default handlers; "
-        f"{machine()}; {now}, load average {load}.",
+        f"{machine()}; {now}, load average {load} (at the start: "
+        f"{', '.join(f'{x:.1f}' for x in r['load'])}).",
         "",
         "| | rows/s | peak RSS | against the target |",
         "|---|---|---|---|",
@@ -228,7 +267,14 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         ),
         "",
         f"Memory, transform with 1 worker: {small:.0f} MB on {args.memory_mb} MB of input, "
-        f"{large:.0f} MB on {args.memory_mb * 10} MB (target: <= {small + 100:.0f} MB).",
+        f"{large:.0f} MB on {args.memory_mb * 10} MB (target: <= {small + 100:.0f} MB). "
+        f"On the {args.memory_mb} MB file, 2 workers: {long_two:,.0f} rows/s, "
+        f"{long_two / long_one:.2f}x one worker's {long_one:,.0f}.",
+        "",
+        f"CPU-seconds, job process / workers: 1 worker {cpu1[0]:.2f} / {cpu1[1]:.2f}, "
+        f"2 workers {cpu2[0]:.2f} / {cpu2[1]:.2f}; the script {r['script_cpu']:.2f} (each a "
+        "whole process, imports included). Two busy loops against one on the machine "
+        f"at the time: {r['ceiling']:.2f}x (the most 2 workers could get).",
         "",
     ]
     return "\n".join(lines)

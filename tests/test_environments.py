@@ -74,3 +74,18 @@ def test_another_installation_of_the_same_version_gets_its_own_environment(
     other.mkdir(parents=True)
     monkeypatch.setattr(mlcicd, "__file__", str(other / "__init__.py"))
     assert environment_key("six\n", ()) != here
+
+
+def test_explained_models_get_shap_and_online_explanations_jmespath_too() -> None:
+    """The workers evaluate Clarify's EnableExplanations with jmespath, in the model's
+    environment: pinned beside shap only when the endpoint explains online."""
+    from mlcicd.config import parse_config
+    from mlcicd.environments import environment_extras
+
+    def extras(section: str) -> set[str]:
+        names = {e.partition("==")[0] for e in environment_extras(parse_config(section))}
+        return names & {"shap", "jmespath"}
+
+    assert extras("pipeline: p\n") == set()
+    assert extras("pipeline: p\nexplain: {rows: 5}\n") == {"shap"}
+    assert extras("pipeline: p\nexplain: {online: true}\n") == {"shap", "jmespath"}

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from mlcicd.process import AWS_CREDENTIALS, CHILD_SETTINGS, child_environment, run_streaming
+from mlcicd.process import (
+    AWS_CREDENTIALS,
+    CHILD_SETTINGS,
+    child_environment,
+    run_streaming,
+    share_cores,
+)
 from mlcicd.project import Project
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mlcicd"
@@ -22,6 +29,7 @@ WITHHELD = {
     "MLCICD_SERVICE_PID",
     "MLCICD_ENDPOINT_URL",  # set by the staging stage for its endpoint tests alone
     "MLCICD_ENDPOINT_NAME",
+    "MLCICD_API_KEY",  # `mlcicd invoke --via-api`'s key for the stack's API: a secret
     "MLCICD_NOTIFY_BACKOFF",  # read by the service process alone (daemon/notifier.py)
     "MLCICD_SPEC",  # what the staging test project's build spec installs; mlcicd never reads it
 }
@@ -107,3 +115,15 @@ def test_every_mlcicd_variable_in_the_source_is_classified() -> None:
 def test_credentials_are_not_settings() -> None:
     assert not {n for n in CHILD_SETTINGS if re.search("TOKEN|SECRET|PASSWORD|KEY", n)}
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} <= AWS_CREDENTIALS
+
+
+def test_worker_thread_pools_share_the_cores_unless_the_environment_sizes_them() -> None:
+    cores = os.cpu_count() or 1
+    shared = share_cores({"OMP_NUM_THREADS": "3", "PATH": "/bin"}, 2 * cores)
+    assert shared == {
+        "OMP_NUM_THREADS": "3",  # the user's own setting stands
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PATH": "/bin",
+    }
+    assert share_cores({}, 1)["MKL_NUM_THREADS"] == str(cores)

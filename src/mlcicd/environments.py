@@ -65,13 +65,7 @@ def venv_environment(path: Path) -> dict[str, str]:
 
 def runtime_requirements() -> list[str]:
     """The serving runtime, pinned to what this mlcicd runs with (so endpoints behave alike)."""
-    pins = []
-    for name in RUNTIME_PACKAGES:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pins.append(name)
-    return [*pins, "numpy"]
+    return [*_pinned(tuple(RUNTIME_PACKAGES)), "numpy"]
 
 
 def aws_requirements() -> list[str]:
@@ -82,13 +76,22 @@ def aws_requirements() -> list[str]:
         return ["boto3"]
 
 
-def explain_requirements() -> list[str]:
+def explain_requirements(online: bool = False) -> list[str]:
     """shap, pinned to what this mlcicd runs with: the register stage explains a model in its
-    build environment, where the model's classes unpickle (docs/explain.md)."""
-    try:
-        return [f"shap=={metadata.version('shap')}"]
-    except metadata.PackageNotFoundError:
-        return ["shap"]
+    build environment, where the model's classes unpickle (docs/explain.md); and jmespath
+    when the endpoint's workers evaluate Clarify's ``EnableExplanations`` there."""
+    return _pinned(("shap", "jmespath") if online else ("shap",))
+
+
+def _pinned(names: tuple[str, ...]) -> list[str]:
+    """``name==version`` as installed beside this mlcicd, else the bare name."""
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
 
 
 def environment_extras(config: Config) -> tuple[str, ...]:
@@ -103,7 +106,7 @@ def environment_extras(config: Config) -> tuple[str, ...]:
     if (deploy.backend == "local" and captures) or staged:
         extras = (*extras, *aws_requirements())
     if config.explain is not None:
-        extras = (*extras, *explain_requirements())
+        extras = (*extras, *explain_requirements(config.explain.online))
     return extras
 
 

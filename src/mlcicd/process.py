@@ -36,6 +36,7 @@ CHILD_SETTINGS = frozenset(
         "MLCICD_BATCHING",
         "MLCICD_BATCH_WAIT_MS",
         "MLCICD_CACHE",
+        "MLCICD_DIRECT",  # the workers' direct request path (serving/direct.py)
         "MLCICD_FASTPATH",
         "MLCICD_GIT_TIMEOUT",  # a run process fetches its commit (daemon/runner.py)
         "MLCICD_HOME",
@@ -116,6 +117,20 @@ def child_environment(
         and k not in _withheld
         and (aws or k not in AWS_CREDENTIALS)
     }
+
+
+# The libraries' own thread pools (OpenMP: scikit-learn's histogram boosting, XGBoost,
+# LightGBM; BLAS), each sized for the whole machine unless told.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_cores(env: dict[str, str], workers: int) -> dict[str, str]:
+    """``env`` with each of ``workers`` processes' thread pools sized to its share of the
+    cores, where ``env`` does not size them itself: ``workers`` pools of a thread per core
+    would fight over the cores. Set before the child starts: the libraries read them when
+    they are first imported."""
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return {**{name: threads for name in THREAD_VARS}, **env}
 
 
 # Python's own variables: a script runs in its build's interpreter, never with ours.

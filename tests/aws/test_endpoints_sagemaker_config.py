@@ -488,9 +488,9 @@ def test_describe_survives_a_deleted_model(
     ]
 
 
-def test_the_cli_sets_the_weights_of_a_sagemaker_endpoint(
-    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
-) -> None:
+def recorded_project(tmp_path: Path, config_name: str) -> Path:
+    """A project whose state records the SageMaker endpoint (serving ``config_name``), as
+    the deploy stage leaves it: what `mlcicd endpoints` and `mlcicd invoke` reach."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "mlcicd.yaml").write_text(f"""\
@@ -501,8 +501,6 @@ deploy:
    instance_count: 2}}
 store: {{uri: 's3://{STORE}/runs'}}
 """)
-    ab = config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two"))
-    backend.deploy(ab)
     now = time.time()
     Project(project).state.upsert_endpoint(
         EndpointRecord(
@@ -512,7 +510,7 @@ store: {{uri: 's3://{STORE}/runs'}}
             url=None,
             port=None,
             pid=None,
-            config_name=ab.name,
+            config_name=config_name,
             model_group=None,
             model_version=None,
             model_sha256=None,
@@ -521,6 +519,16 @@ store: {{uri: 's3://{STORE}/runs'}}
             updated_at=now,
         )
     )
+
+    return project
+
+
+def test_the_cli_sets_the_weights_of_a_sagemaker_endpoint(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
+    ab = config("v1-ab", variant(tmp_path, "A", "one"), variant(tmp_path, "B", "two"))
+    backend.deploy(ab)
+    project = recorded_project(tmp_path, ab.name)
 
     result = CliRunner().invoke(
         cli, ["-C", str(project), "endpoints", "set-weights", ENDPOINT, "A=1", "B=0", "--json"]
@@ -557,3 +565,90 @@ def _watched(alarm: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, str]]
         for m in alarm["Metrics"]
         if "MetricStat" in m
     }
+
+
+def test_explain_online_is_a_clarify_explainer_config_with_its_baseline_in_the_store(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, tmp_path: Path
+) -> None:
+    from mlcicd.explain.online import clarify_explainer_config
+
+    report = {
+        "features": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        "expected_value": {"0": 0.1, "1": 0.2, "2": 0.3},
+        "baseline": [[5.0, 3.4, 1.5, 0.2], [6.5, 3.0, 5.5, 2.0]],
+    }
+    clarify = clarify_explainer_config(report, "iris-classifier/1")
+    explained = config("v1-explained", variant(tmp_path, "AllTraffic", "one"), explainer=clarify)
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        backend.deploy(explained)
+    ((_, params),) = sent.calls
+    sent_config = params["ExplainerConfig"]["ClarifyExplainerConfig"]
+    uri = sent_config["ShapConfig"]["ShapBaselineConfig"]["ShapBaselineUri"]
+    assert uri.startswith(f"s3://{STORE}/runs/ml-cicd-pipeline-models/iris-classifier/explain/")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    stored = aws_env("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert stored == "5.0,3.4,1.5,0.2\n6.5,3.0,5.5,2.0"
+    assert sent_config == {
+        "EnableExplanations": "`false`",
+        "ShapConfig": {"ShapBaselineConfig": {"MimeType": "text/csv", "ShapBaselineUri": uri}},
+        "InferenceConfig": {
+            "FeatureHeaders": report["features"],
+            "LabelHeaders": ["0", "1", "2"],
+            "MaxRecordCount": 100,
+        },
+    }
+    # botocore validated the request against SageMaker's model before sending it; moto 5.2
+    # drops ExplainerConfig (as ShadowProductionVariants), so what was sent is what is checked.
+
+
+def test_invoke_explain_on_sagemaker_sends_enable_explanations(
+    backend: SageMakerEndpointBackend, aws_env: AwsClient, moto_server: str, tmp_path: Path
+) -> None:
+    """`mlcicd invoke --explain` on a SageMaker endpoint: InvokeEndpoint with
+    EnableExplanations, signed; Clarify's answer (moto's canned one here) printed."""
+    import urllib.request
+
+    deployed = config("v1-invoked", variant(tmp_path, "AllTraffic", "one"))
+    backend.deploy(deployed)
+    project = recorded_project(tmp_path, deployed.name)
+    clarify_answer = {
+        "version": "1.0",
+        "predictions": {"content_type": "text/csv", "data": "2\n"},
+        "label_headers": ["2"],
+        "explanations": {
+            "kernel_shap": [
+                [
+                    {"feature_header": "petal_length", "attributions": [{"attribution": [0.5]}]},
+                    {"feature_header": "sepal_width", "attributions": [{"attribution": [-0.01]}]},
+                ]
+            ]
+        },
+    }
+    canned = {
+        "account_id": "123456789012",
+        "region": "us-east-1",
+        "results": [{"Body": json.dumps(clarify_answer), "ContentType": "application/json"}],
+    }
+    urllib.request.urlopen(  # moto's API: what its InvokeEndpoint answers
+        urllib.request.Request(
+            f"{moto_server}/moto-api/static/sagemaker/endpoint-results",
+            data=json.dumps(canned).encode(),
+            method="POST",
+        )
+    ).read()
+    from mlcicd.endpoints.sagemaker_runtime import runtime_client
+
+    with SentParams(runtime_client(), "InvokeEndpoint") as sent:
+        result = CliRunner().invoke(
+            cli,
+            [
+                *("-C", str(project), "invoke", ENDPOINT, "--body", "6.3,2.8,5.1,1.5"),
+                *("--content-type", "text/csv", "--explain"),
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    ((_, params),) = sent.calls
+    assert (params["EndpointName"], params["EnableExplanations"]) == (ENDPOINT, "`true`")
+    lines = result.output.split("record 1:")[1].splitlines()
+    assert lines[1].split() == ["FEATURE", "2"]
+    assert lines[2].split() == ["petal_length", "+0.5000"]

@@ -139,3 +139,23 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
     warned = json.loads(token_of(report("run-3-2", continuation=token_of(first))))
     assert warned["checked"] == "CompletedWithViolations"
     assert warned["job"].startswith(f"{PIPELINE}-")  # the training job, started
+
+
+def test_the_steps_and_the_check_run_in_the_vpc_network_names(
+    aws_env: AwsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """network: reaches the stack's processing jobs (each step's, the data check's) as it
+    reaches its training job: through the function's environment (moto keeps NetworkConfig)."""
+    network = {"subnets": ["subnet-0123456789abcdef0"], "security_groups": ["sg-0123abcd"]}
+    set_up_stack(aws_env, monkeypatch, pipeline_with(network=network), source_files())
+    first = report("job-1")
+    prepare = json.loads(token_of(first))["steps"]["prepare"]
+    run_processing_job(aws_env, prepare, tmp_path / "prepare")
+    check = json.loads(token_of(report("job-1-2", continuation=token_of(first))))["check"]
+    for job in (prepare, check):
+        described = aws_env("sagemaker").describe_processing_job(ProcessingJobName=job)
+        assert described["NetworkConfig"]["VpcConfig"] == {
+            "SecurityGroupIds": ["sg-0123abcd"],
+            "Subnets": ["subnet-0123456789abcdef0"],
+        }, job
+        assert described["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True

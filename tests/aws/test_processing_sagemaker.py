@@ -10,6 +10,7 @@ that fails: moto's jobs always complete.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from mlcicd.aws.clients import client
+from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.processing_jobs import PROCESSING_JOBS_LOG_GROUP
 from mlcicd.config import parse_config
 from mlcicd.errors import ConfigError
@@ -43,12 +45,14 @@ def backend(aws_env: AwsClient, tmp_path: Path) -> SageMakerProcessingBackend:
     aws_env("s3").create_bucket(Bucket=STORE)
     return SageMakerProcessingBackend(
         tmp_path / "jobs",
-        store=S3ArtifactStore(f"s3://{STORE}/runs"),
-        bucket="ml-cicd-pipeline-artifacts",
-        prefix="iris/processing",
-        image=IMAGE,
-        role_arn=ROLE_ARN,
-        poll_seconds=0.01,
+        SageMakerJobSettings(
+            store=S3ArtifactStore(f"s3://{STORE}/runs"),
+            bucket="ml-cicd-pipeline-artifacts",
+            prefix="iris/processing",
+            image=IMAGE,
+            role_arn=ROLE_ARN,
+            poll_seconds=0.01,
+        ),
     )
 
 
@@ -186,8 +190,37 @@ def test_the_config_names_what_is_missing(tmp_path: Path) -> None:
         SageMakerProcessingBackend.from_config(config, prepare, s3, tmp_path)
     config, prepare = step(base + "train:\n  image: x\n  role: arn:aws:iam::1:role/r\n")
     backend = SageMakerProcessingBackend.from_config(config, prepare, s3, tmp_path)
-    assert (backend.image, backend.bucket, backend.prefix) == (
+    assert (backend.settings.image, backend.settings.bucket, backend.settings.prefix) == (
         "x",
         "ml-cicd-pipeline-artifacts",
         "iris/processing",
     )
+
+
+NETWORK = (
+    "network:\n  subnets: [subnet-0123456789abcdef0]\n  security_groups: [sg-0123abcd]\n"
+    "  encrypt_inter_container: true\n"
+)
+VPC = {"SecurityGroupIds": ["sg-0123abcd"], "Subnets": ["subnet-0123456789abcdef0"]}
+
+
+def test_a_job_runs_in_the_vpc_network_names(aws_env: AwsClient, tmp_path: Path) -> None:
+    """network: reaches the processing job as it reaches a training job (moto keeps the
+    NetworkConfig it was sent)."""
+    aws_env("s3").create_bucket(Bucket=STORE)
+    config = parse_config(
+        "pipeline: iris\nprocessing:\n  - {name: prepare, entry_point: p.py, backend: sagemaker}\n"
+        f"train:\n  image: {IMAGE}\n  role: {ROLE_ARN}\n" + NETWORK
+    )
+    backend = SageMakerProcessingBackend.from_config(
+        config, config.processing[0], S3ArtifactStore(f"s3://{STORE}/runs"), tmp_path / "jobs"
+    )
+    backend.settings = dataclasses.replace(backend.settings, poll_seconds=0.01)
+    with sagemaker_uploads(aws_env, {"train/train.csv": b"a\n"}, []) as served:
+        assert backend.run(spec()).status == "Completed"
+    (described,) = served
+    assert described["NetworkConfig"] == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": VPC,
+    }

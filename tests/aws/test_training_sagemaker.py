@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from mlcicd.aws.clients import client
+from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.config import parse_config
 from mlcicd.errors import ConfigError
 from mlcicd.store import LocalArtifactStore, S3ArtifactStore
@@ -41,13 +42,15 @@ def backend(aws_env: AwsClient, tmp_path: Path) -> SageMakerTrainingBackend:
     aws_env("s3").create_bucket(Bucket=STORE)
     return SageMakerTrainingBackend(
         tmp_path / "jobs",
-        store=S3ArtifactStore(f"s3://{STORE}/runs"),
-        bucket="ml-cicd-pipeline-models",
-        prefix="iris-classifier",
-        image=IMAGE,
-        role_arn=ROLE_ARN,
-        instance_type="ml.c5.xlarge",
-        poll_seconds=0.01,
+        SageMakerJobSettings(
+            store=S3ArtifactStore(f"s3://{STORE}/runs"),
+            bucket="ml-cicd-pipeline-models",
+            prefix="iris-classifier",
+            image=IMAGE,
+            role_arn=ROLE_ARN,
+            instance_type="ml.c5.xlarge",
+            poll_seconds=0.01,
+        ),
     )
 
 
@@ -129,7 +132,7 @@ def test_the_job_is_encrypted_with_the_key_and_may_be_let_onto_the_network(
     backend = SageMakerTrainingBackend.from_config(
         config, S3ArtifactStore(f"s3://{STORE}"), tmp_path / "jobs"
     )
-    backend.poll_seconds = 0.01
+    backend.settings = dataclasses.replace(backend.settings, poll_seconds=0.01)
     with sagemaker_writes(aws_env, model=tar_gz({"model.joblib": b"fitted"})):
         assert backend.run(spec()).status == "Completed"
     job = aws_env("sagemaker").describe_training_job(TrainingJobName=JOB)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import io
+import pickle
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+import joblib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -460,12 +464,13 @@ def test_bind_methods_answers_through_the_compiled_code_on_the_same_object() -> 
     model = fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), X_IRIS, Y_IRIS)
     before = {k: v for k, v in vars(model).items()}
     bound = compiler.bind_methods(model)
+    added = {*bound, "__getstate__"}
     assert bound == ("predict", "predict_proba", "predict_log_proba", "decision_function")
     lean = compiler.lookup(model)
     assert lean is not None
     for name in bound:  # each method is the predictor's, bound on the instance only
         assert getattr(model, name) == getattr(lean, name)
-    assert {k: v for k, v in vars(model).items() if k not in bound} == before
+    assert {k: v for k, v in vars(model).items() if k not in added} == before
     assert type(model).__name__ == "Pipeline" and isinstance(model, type(lean.model))
     fresh = fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), X_IRIS, Y_IRIS)
     assert_same(lean, fresh, X_IRIS)
@@ -499,3 +504,47 @@ def test_bind_methods_binds_nothing_when_off_or_unknown(monkeypatch: pytest.Monk
     model = fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)
     assert compiler.bind_methods(model) == ()
     assert "predict" not in vars(model)
+
+
+def test_a_model_with_bound_methods_pickles_and_copies_without_them() -> None:
+    """A user's handler may pickle or deep-copy the model it was given (to cache it, to
+    ship it to a thread): the compiled bindings hold closures that cannot be pickled, so
+    they are left out and the copy is the plain estimator, answering as before."""
+    model = fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), X_IRIS, Y_IRIS)
+    bound = compiler.bind_methods(model)
+    assert bound
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model), copy.copy(model)):
+        assert type(clone) is type(model)
+        assert not set(vars(clone)) & {*bound, "__getstate__"}
+        np.testing.assert_array_equal(clone.predict(X_IRIS), model.predict(X_IRIS))
+        np.testing.assert_allclose(clone.predict_proba(X_IRIS), model.predict_proba(X_IRIS))
+    assert compiler.lookup(model) is not None and model.predict == compiler.lookup(model).predict
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    np.testing.assert_array_equal(joblib.load(buffer).predict(X_IRIS), model.predict(X_IRIS))
+
+
+def test_covers_refuses_every_non_finite_row_and_takes_integers() -> None:
+    """The small-input finiteness test (a sum of the values) misses no NaN or infinity;
+    an overflowing sum only sends the row to the estimator, which answers it as before."""
+    model = fit(LogisticRegression(max_iter=500), X_IRIS, Y_IRIS)
+    lean = compile_model(model)
+    assert lean is not None
+    row = X_IRIS[:1].copy()
+    for bad in (np.nan, np.inf, -np.inf):
+        for at in range(4):
+            holed = row.copy()
+            holed[0, at] = bad
+            assert not lean.covers(holed)
+            assert not lean.covers(np.vstack([X_IRIS[:3], holed]))
+    assert not lean.covers(np.array([[np.inf, -np.inf, 1.0, 1.0]]))
+    huge = np.array([[1e308, 1e308, 0.0, 0.0]])
+    assert not lean.covers(huge)  # the sum overflows: the estimator's answer, unchanged
+    np.testing.assert_array_equal(lean.predict(huge), model.predict(huge))
+    assert lean.covers(np.array([[5, 3, 1, 0]]))
+    assert lean.covers(row) and not lean.covers(row.astype(">f8").astype(">f8"))
+    big = np.vstack([X_IRIS] * 2)  # past the small-input test: numpy's
+    assert lean.covers(big)
+    big[-1, -1] = np.nan
+    assert not lean.covers(big)

@@ -312,7 +312,10 @@ def test_explain_is_off_unless_present_and_has_defaults() -> None:
         ("explain: {rows: 20000}", "explain.rows: expected between 1 and 10000 rows, got 20000"),
         ("explain: {rows: many}", "explain.rows: expected an integer"),
         ("explain: {baseline: ' '}", "explain.baseline: expected 'training' or a CSV file"),
-        ("explain: {online: true}", "explain.online: online explanations are not served yet"),
+        (
+            "deploy: {backend: container}\nexplain: {online: true}",
+            "explain.online: a container endpoint does not serve explanations",
+        ),
         (
             "explain: {baseline: /etc/data.csv}",
             "explain.baseline: expected a path inside the commit",

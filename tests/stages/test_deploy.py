@@ -10,7 +10,7 @@ import pytest
 
 from mlcicd.errors import MlcicdError
 from mlcicd.stages.deploy import DeployStage
-from tests.helpers import IrisModel, set_yaml
+from tests.helpers import IrisModel, mlcicd, set_yaml
 from tests.serving.helpers import request
 from tests.stages.conftest import Stages, registered
 
@@ -84,6 +84,90 @@ def test_a_model_that_cannot_load_fails_and_nothing_claims_to_serve(
         DeployStage().run(stages.context(outputs))
     record = project.state.get_endpoint(ENDPOINT)
     assert record is None or record.status != "InService"
+
+
+def test_explain_online_serves_clarifys_answer_to_the_header_only(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    """explain.online: the endpoint config carries the ClarifyExplainerConfig built from the
+    register-time report; boto3's EnableExplanations gets Clarify's answer, a plain request
+    the model's own."""
+    from tests.endpoints.test_local import boto3_client
+    from tests.stages.test_register import explained_repo, register
+
+    one_worker(iris_repo)
+    stages = explained_repo(iris_repo, "explain:\n  rows: 40\n  online: true\n")
+    project = stages.project
+    outputs = {"source": stages.source(), "build": stages.build()}
+    outputs["register"] = register(stages, iris)
+    deployed = DeployStage().run(stages.context(outputs))
+    (config,) = project.state.endpoint_configs(ENDPOINT)
+    clarify = config.spec["explainer"]
+    assert clarify["EnableExplanations"] == "`false`"
+    assert clarify["InferenceConfig"]["FeatureHeaders"] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert len(clarify["ShapConfig"]["ShapBaselineConfig"]["ShapBaseline"].splitlines()) == 10
+
+    url = deployed.outputs["url"]
+    plain = request(url, body=json.dumps(ROWS), headers={"Content-Type": "application/json"})
+    assert plain.json()["predictions"] == iris.model.predict(ROWS).tolist()
+    assert "explanations" not in plain.json() and "x-mlcicd-explainer" not in plain.headers
+    response = boto3_client(url).invoke_endpoint(
+        EndpointName=ENDPOINT,
+        Body="\n".join(",".join(map(str, row)) for row in ROWS),
+        ContentType="text/csv",
+        Accept="text/csv",
+        EnableExplanations="`true`",
+    )
+    answer = json.loads(response["Body"].read())
+    assert response["ContentType"] == "application/json"
+    assert answer["label_headers"] == ["0", "1", "2"]
+    records = answer["explanations"]["kernel_shap"]
+    margins = iris.model.decision_function(ROWS)
+    sums = [
+        [sum(f["attributions"][0]["attribution"][k] for f in record) for k in range(3)]
+        for record in records
+    ]
+    # local accuracy: the margin minus the attributions is the same expected value per record
+    for label in range(3):
+        assert (
+            abs((margins[0][label] - sums[0][label]) - (margins[1][label] - sums[1][label])) < 1e-6
+        )
+
+    # `mlcicd invoke --explain`: the same answer for a person, and as Clarify's JSON
+    body = json.dumps(ROWS)
+    shown = mlcicd(stages.project, "invoke", ENDPOINT, "--body", body, "--explain")
+    assert shown.exit_code == 0, shown.output
+    assert "attributions (linear explainer, on the margin)" in shown.output
+    assert "record 2:" in shown.output and "FEATURE" in shown.output
+    first = shown.output.split("record 1:")[1].splitlines()[2]  # the most influential feature
+    assert first.split()[0] in ("petal_length", "petal_width")
+    raw = mlcicd(stages.project, "invoke", ENDPOINT, "--body", body, "--explain", "--json")
+    assert len(json.loads(raw.output)["explanations"]["kernel_shap"]) == 2
+    none = mlcicd(stages.project, "invoke", ENDPOINT, "--body", body, "--explain-if", "`false`")
+    assert "no record explained" in none.output
+
+
+def test_explain_online_and_required_without_a_report_fails_the_deploy_saying_why(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    """Unless explain.required, a model without a report is served without explanations
+    (the log says so): a rollback to a version from before explain: still deploys."""
+    from tests.stages.test_register import explained_repo
+
+    stages = explained_repo(iris_repo, "explain:\n  online: true\n  required: true\n")
+    outputs = {
+        "source": stages.source(),
+        "build": stages.build(),
+        "register": registered(stages.project, iris),
+    }
+    with pytest.raises(MlcicdError, match="was not explained at register"):
+        DeployStage().run(stages.context(outputs))
+    assert stages.project.state.get_endpoint(ENDPOINT) is None
 
 
 def test_deploy_autoscaling_reaches_the_local_endpoints_workers(

@@ -93,3 +93,25 @@ def test_no_explain_section_no_step(iris_repo: Path, iris: IrisModel) -> None:
     set_yaml(iris_repo, "pipeline: iris-classifier", "pipeline: iris-classifier")
     outputs = register(Stages(iris_repo), iris)
     assert "explanation" not in outputs
+
+
+def test_online_explanations_recompute_a_report_that_keeps_no_baseline(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    """A report stored before online explanations has no baseline: an endpoint needs one."""
+    import json
+
+    stages = explained_repo(iris_repo, EXPLAIN + "  online: true\n")
+    register(stages, iris)
+    package = stages.project.state.get_model_package("iris-classifier", 1)
+    report = load_report(stages.project, package)
+    assert report is not None and len(report["baseline"]) == 10
+    old = {k: v for k, v in report.items() if k not in ("baseline", "uri")}
+    stages.project.store.put_bytes(
+        json.dumps(old).encode(),
+        stages.project.config.store.models_bucket,
+        report["uri"].split("/ml-cicd-pipeline-models/")[-1],
+    )
+    assert "baseline" not in (load_report(stages.project, package) or {})
+    register(stages, iris)
+    assert len((load_report(stages.project, package) or {})["baseline"]) == 10

@@ -4,6 +4,7 @@ real files, SageMaker's fields one by one, and what a failure (or a kill -9) lea
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import signal
@@ -250,11 +251,12 @@ def predict_fn(data, model):
 JOB = """
 import json, sys
 from pathlib import Path
-from mlcicd.transform import TransformJobSpec, TransformModel
+from mlcicd.transform import TransformJobSpec, TransformModel, TransformSettings
 from mlcicd.transform.local import LocalTransformBackend
 m = json.loads(sys.argv[1])
 model = TransformModel(m["ref"], Path(m["file"]), m["sha"], Path(m["code"]), environment=m["env"])
-spec = TransformJobSpec("killed", model, m["input"], m["output"])
+two = TransformSettings(max_concurrent=2)
+spec = TransformJobSpec("killed", model, m["input"], m["output"], two)
 LocalTransformBackend(Path(m["root"])).run(spec)
 """
 
@@ -289,7 +291,12 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
         [sys.executable, "-c", JOB, json.dumps(args)], start_new_session=True, cwd=tmp_path
     )
     try:
-        wait_for("the third mini-batch", gate.with_suffix(".reached").exists)
+        # two workers: a and b done, then each worker held at its next mini-batch (c, d)
+        done = [tmp_path / "out" / f"{name}.csv.out" for name in "ab"]
+        wait_for(
+            "the third mini-batch, and a and b written",
+            lambda: gate.with_suffix(".reached").exists() and all(p.exists() for p in done),
+        )
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
@@ -310,3 +317,124 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
     ]
     for name in "abcd":
         assert (out / f"{name}.csv.out").read_text().splitlines() == predicted(iris, data)
+
+
+# -- one worker or several: the same bytes ------------------------------------------------
+
+# A model that needs no scikit-learn (its workers start in a blink): each row's answer is its
+# sum, in tenths. Each worker's model_fn records its pid and its thread-pool size.
+SUMMING = """
+import os
+import numpy as np
+
+def model_fn(model_dir):
+    with open(os.environ["LOADS"], "a") as fh:
+        fh.write(f"{os.getpid()} {os.environ.get('OMP_NUM_THREADS')}\\n")
+    return "summing"
+
+def predict_fn(data, model):
+    return np.rint(np.asarray(data, dtype=float).sum(axis=1) * 10).astype(int)
+"""
+
+
+@pytest.fixture(scope="module")
+def summing(tmp_path_factory: pytest.TempPathFactory, iris: IrisModel) -> TransformModel:
+    code = tmp_path_factory.mktemp("summing")
+    (code / "inference.py").write_text(textwrap.dedent(SUMMING))
+    loads = str(code / "loads.txt")
+    return TransformModel(
+        "summing/1", iris.archive, iris.sha256, code, environment={"LOADS": loads}
+    )
+
+
+def summed(data: np.ndarray) -> list[str]:
+    return [str(int(v)) for v in np.rint(data.sum(axis=1) * 10)]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"batch_strategy": "SingleRecord", "assemble_with": "None"},
+        {"input_filter": "$[1:]", "join_source": "Input", "output_filter": "$[0,-1]"},
+    ],
+    ids=["multi-record", "single-record", "filter-join"],
+)
+def test_three_workers_write_the_same_bytes_as_one_across_ranges_cut_anywhere(
+    tmp_path: Path,
+    iris: IrisModel,
+    summing: TransformModel,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, object],
+) -> None:
+    monkeypatch.setattr(local_module, "TASK_BYTES", 333)  # ranges cut inside lines
+    ids = "join_source" in settings
+    data = rows(iris, 400)
+    a = write_csv(tmp_path / "in" / "a.csv", data, ids=ids)
+    if not ids:  # blank lines between records, no newline at the end
+        lines = a.read_text().splitlines()
+        a.write_text("\n".join(x + ("\n" if i % 37 else "\n\n") for i, x in enumerate(lines))[:-1])
+    write_csv(tmp_path / "in" / "b.csv", data[:3], ids=ids)
+    loads = Path(summing.environment["LOADS"])
+    loads.unlink(missing_ok=True)
+
+    one = run(tmp_path, summing, tmp_path / "in", "one", "one", max_payload_mb=0.0005, **settings)
+    three = run(
+        tmp_path,
+        summing,
+        tmp_path / "in",
+        "three",
+        "three",
+        max_payload_mb=0.0005,
+        max_concurrent=3,
+        **settings,
+    )
+
+    for name in ("a.csv.out", "b.csv.out"):
+        assert (tmp_path / "three" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    answers = summed(data)
+    if ids:
+        answers = [f"id-{i},{s}" for i, s in enumerate(answers)]
+    # (the CSV answer to one record ends with its newline: AssembleWith None adds none)
+    assert (tmp_path / "one" / "a.csv.out").read_text() == "".join(s + "\n" for s in answers)
+    assert (one.rows_in, one.rows_out) == (three.rows_in, three.rows_out) == (403, 403)
+    # Three workers share the cores: each one's thread pools are sized to its share (one
+    # still loading when the others had done every task was stopped before it wrote).
+    pools = [line.split()[1] for line in loads.read_text().splitlines()]
+    assert pools[0] == str(os.cpu_count() or 1)
+    assert 1 <= len(pools[1:]) <= 3 and set(pools[1:]) == {str(max(1, (os.cpu_count() or 1) // 3))}
+
+
+def test_a_refused_record_is_named_by_its_line_whichever_worker_read_its_range(
+    tmp_path: Path, iris: IrisModel, summing: TransformModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "TASK_BYTES", 150)
+    source = write_csv(tmp_path / "in" / "b.csv", rows(iris, 300))
+    lines = source.read_text().splitlines()
+    lines[200] = "5.1,oops,1.4,0.2"
+    lines[20:20] = ["", ""]  # blank lines before it count as lines
+    source.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(TransformError, match=r"input_fn rejected a record in b\.csv, line 203: "):
+        run(tmp_path, summing, source, max_concurrent=3, max_payload_mb=0.0005)
+
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".mlcicd-transform.json"]
+
+
+def test_tasks_shrink_toward_the_end_and_cover_each_object_once(tmp_path: Path) -> None:
+    def obj(name: str, size: int) -> local_module.InputObject:
+        return local_module.InputObject(name, tmp_path / name, size)
+
+    big, small = obj("big.csv", 50 << 20), obj("small.csv", 10 << 10)
+    tasks = local_module.plan_tasks([big, small], tmp_path, "Line", "None", 2)
+
+    ranges = [(t.start, t.end) for t in tasks if t.obj is big]
+    assert ranges[0][0] == 0 and ranges[-1][1] == big.size
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    sizes = [end - start for start, end in ranges if end is not None]
+    assert max(sizes) == local_module.TASK_BYTES and sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] < local_module.TASK_BYTES // 8  # the last ones small: workers end together
+    assert [(t.start, t.end) for t in tasks if t.obj is small] == [(0, None)]
+    for split, compression in (("None", "None"), ("Line", "Gzip")):  # cannot be entered midway
+        whole = local_module.plan_tasks([big], tmp_path, split, compression, 2)
+        assert [(t.start, t.end, t.whole) for t in whole] == [(0, None, split == "None")]

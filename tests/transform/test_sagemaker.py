@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.transform_jobs import create_transform_job_request
+from mlcicd.config import parse_config
 from mlcicd.errors import TransformError
 from mlcicd.store import S3ArtifactStore
 from mlcicd.transform import TransformJobSpec, TransformModel, TransformSettings
@@ -58,21 +60,29 @@ def test_the_request_names_every_field_as_sagemaker_does() -> None:
     assert "DataProcessing" not in plain
 
 
+def batch_input(aws_env: Any) -> Any:
+    """The store's bucket and s3://batch/in/a.csv (one row); SageMaker's client."""
+    s3 = aws_env("s3")
+    for bucket in ("store", "batch"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="batch", Key="in/a.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    return aws_env("sagemaker")
+
+
 @pytest.mark.integration
 def test_a_transform_job_on_sagemaker_from_the_registered_model(
     tmp_path: Path, model: TransformModel, aws_env: Any
 ) -> None:
-    s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
-    for bucket in ("store", "batch"):
-        s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket="batch", Key="in/a.csv", Body=b"5.1,3.5,1.4,0.2\n")
+    sagemaker = batch_input(aws_env)
     backend = SageMakerTransformBackend(
-        S3ArtifactStore("s3://store"),
-        bucket="models",
-        pipeline="iris-classifier",
-        image=IMAGE,
-        role_arn=ROLE_ARN,
-        instance_type="ml.m5.large",
+        SageMakerJobSettings(
+            store=S3ArtifactStore("s3://store"),
+            bucket="models",
+            prefix="iris-classifier",
+            image=IMAGE,
+            role_arn=ROLE_ARN,
+            instance_type="ml.m5.large",
+        ),
         jobs_root=tmp_path,
     )
     spec = TransformJobSpec("nightly", model, "s3://batch/in", "s3://batch/out", SETTINGS)
@@ -94,3 +104,24 @@ def test_a_transform_job_on_sagemaker_from_the_registered_model(
 
     with pytest.raises(TransformError, match="--input data/ is not on S3"):
         backend.run(TransformJobSpec("local-input", model, "data/", "s3://batch/o"))
+
+
+@pytest.mark.integration
+def test_the_model_of_a_transform_job_is_in_the_vpc_network_names(
+    tmp_path: Path, model: TransformModel, aws_env: Any
+) -> None:
+    """network: puts the job's Model in the user's VPC, as it does an endpoint's."""
+    sagemaker = batch_input(aws_env)
+    config = parse_config(
+        f"pipeline: iris-classifier\ntrain:\n  image: {IMAGE}\n  role: {ROLE_ARN}\n"
+        "network:\n  subnets: [subnet-0123456789abcdef0]\n  security_groups: [sg-0123abcd]\n"
+    )
+    backend = SageMakerTransformBackend.from_config(config, S3ArtifactStore("s3://store"), tmp_path)
+
+    backend.run(TransformJobSpec("in-vpc", model, "s3://batch/in", "s3://batch/out", SETTINGS))
+
+    job = sagemaker.describe_transform_job(TransformJobName="in-vpc")
+    assert sagemaker.describe_model(ModelName=job["ModelName"])["VpcConfig"] == {
+        "SecurityGroupIds": ["sg-0123abcd"],
+        "Subnets": ["subnet-0123456789abcdef0"],
+    }

@@ -51,12 +51,15 @@ def endpoint_config_request(
     instance_count: int,
     shadow: VariantModel | None = None,
     data_capture: Mapping[str, Any] | None = None,
+    explainer: Mapping[str, Any] | None = None,
     serverless: ServerlessConfig | None = None,
 ) -> dict[str, Any]:
     """CreateEndpointConfig's parameters (without tags): every variant on ``instance_count``
     instances of ``instance_type`` — or, with ``serverless``, on SageMaker's ServerlessConfig
     instead (no instances); the shadow weighted as the first production variant —
-    SageMaker copies to it the share of requests its weight says, and it should see all."""
+    SageMaker copies to it the share of requests its weight says, and it should see all;
+    ``explainer``, a ClarifyExplainerConfig, as its ExplainerConfig (see
+    :func:`clarify_with_baseline_uri`)."""
 
     def production_variant(variant: VariantModel, weight: float) -> dict[str, Any]:
         capacity: dict[str, Any] = (
@@ -79,7 +82,18 @@ def endpoint_config_request(
         request["ShadowProductionVariants"] = [production_variant(shadow, variants[0].weight)]
     if data_capture:
         request["DataCaptureConfig"] = dict(data_capture)
+    if explainer:
+        request["ExplainerConfig"] = {"ClarifyExplainerConfig": dict(explainer)}
     return request
+
+
+def clarify_with_baseline_uri(explainer: Mapping[str, Any], uri: str) -> dict[str, Any]:
+    """The ClarifyExplainerConfig with its inline ``ShapBaseline`` replaced by the S3 object
+    holding the same CSV (``uri``): SageMaker caps the inline text at 4096 characters, and
+    the baseline stays beside the models in the store."""
+    shap = dict(explainer["ShapConfig"])
+    shap["ShapBaselineConfig"] = {"MimeType": "text/csv", "ShapBaselineUri": uri}
+    return {**explainer, "ShapConfig": shap}
 
 
 def serverless_config(serverless: ServerlessConfig) -> dict[str, int]:

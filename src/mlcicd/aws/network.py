@@ -1,6 +1,7 @@
-"""``network:`` on SageMaker, as plain data: the VpcConfig that training jobs and Models
-get (CreateTrainingJob, CreateModel), the same from ``mlcicd run`` and from the stack's
-Lambdas (which read it back from ``$MLCICD_VPC_CONFIG``).
+"""``network:`` on SageMaker, as plain data: the VpcConfig that training and processing jobs
+and Models get (CreateTrainingJob, CreateProcessingJob's NetworkConfig, CreateModel — an
+endpoint's or a transform job's), the same from ``mlcicd run`` and from the stack's Lambdas
+(which read it back from ``$MLCICD_VPC_CONFIG``).
 
 Both fields are needed, or neither (checked at load). In a VPC, SageMaker puts an elastic
 network interface in one of the subnets for each instance; with no route to the internet

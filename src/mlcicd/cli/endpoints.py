@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +16,6 @@ from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
 from mlcicd.endpoints.base import metric_rows, scaling_lines
-from mlcicd.endpoints.client import invoke_endpoint
 from mlcicd.errors import EndpointError
 
 
@@ -158,6 +159,20 @@ def endpoints_delete(ctx: click.Context, name: str) -> None:
     "--accept", default=None, help="The response type to ask for (default: the endpoint's choice)."
 )
 @click.option(
+    "--explain",
+    "explain",
+    flag_value="`true`",
+    default=None,
+    help="Ask for the records' SHAP attributions (X-Amzn-SageMaker-Enable-Explanations).",
+)
+@click.option(
+    "--explain-if",
+    "explain",
+    metavar="JMESPATH",
+    help="Explain the records whose answer this expression holds for, e.g. '[0] > `0.5`'.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --explain: print Clarify's JSON.")
+@click.option(
     "--via-api",
     is_flag=True,
     help="Through the stack's API Gateway API (api: in mlcicd.yaml), as an application would.",
@@ -182,42 +197,71 @@ def invoke(
     body_file: Path | None,
     content_type: str,
     accept: str | None,
+    explain: str | None,
+    as_json: bool,
     via_api: bool,
     stack_name: str,
     api_key: str | None,
 ) -> None:
-    """Send one request to endpoint NAME and print the response."""
-    url = None if via_api else _live_url(ctx, name)
+    """Send one request to endpoint NAME and print the response; with --explain, the
+    prediction and each record's attributions per feature and label (docs/explain.md)."""
+    if via_api and explain is not None:
+        raise click.UsageError(
+            "--explain goes to the endpoint itself: the stack's API does not forward "
+            "X-Amzn-SageMaker-Enable-Explanations"
+        )
     if body_file is not None:
         data = body_file.read_bytes()
     elif body is not None:
         data = body.encode()
     else:
         data = sys.stdin.buffer.read()
-    if url is None:
+    if via_api:
         target = ApiTarget.from_outputs(stack_outputs(stack_name), stack=stack_name, endpoint=name)
         response = invoke_api(target, data, content_type, accept=accept, api_key=api_key)
-    else:
-        response = invoke_endpoint(url, data, content_type, accept=accept)
+    else:  # where it runs: a local URL, or SageMaker's runtime API
+        response = recorded.invoke(
+            find_project(ctx), name, data, content_type, accept=accept, enable_explanations=explain
+        )
     if not response.ok:
         raise EndpointError(f"{name} answered {response.status}: {response.error_message()}")
+    if explain is not None and not as_json:
+        _print_explained(json.loads(response.body), response.headers.get("x-mlcicd-explainer"))
+        return
     sys.stdout.buffer.write(
         response.body if response.body.endswith(b"\n") else response.body + b"\n"
     )
     sys.stdout.flush()
 
 
-def _live_url(ctx: click.Context, name: str) -> str:
-    """The URL of the endpoint this project recorded as NAME, which must be serving."""
-    _, described = recorded.live(find_project(ctx), name)
-    if described.status not in ("InService", "Updating") or not described.url:
-        raise EndpointError(
-            f"endpoint {name} is {described.status}"
-            + (f": {described.failure_reason}" if described.failure_reason else ""),
-            hint="redeploy it with `mlcicd run --force`"
-            + ("" if described.url or described.status != "InService" else "; or --via-api"),
+def _print_explained(answer: dict[str, Any], explainer: str | None) -> None:
+    """Clarify's answer for a person: the prediction, then per explained record a table of
+    the features (most influential first) by label."""
+    predictions = answer.get("predictions", {})
+    click.echo(f"prediction ({predictions.get('content_type', '?')}):")
+    click.echo(str(predictions.get("data", "")).rstrip("\n"))
+    records = answer.get("explanations", {}).get("kernel_shap")
+    if not records:
+        click.echo("\nno record explained (EnableExplanations held for none)")
+        return
+    how = explainer.replace("; output=", " explainer, on the ") if explainer else "SHAP"
+    click.echo(f"\nattributions ({how}): how far each feature moves each label's output")
+    labels = [str(label) for label in answer.get("label_headers") or []]
+    for number, record in enumerate(records, 1):
+        click.echo("")
+        if record is None:
+            click.echo(f"record {number}: not explained")
+            continue
+        click.echo(f"record {number}:")
+        rows = []
+        for index, feature in enumerate(record):
+            values = feature["attributions"][0]["attribution"]
+            rows.append((feature.get("feature_header", f"feature {index + 1}"), values))
+        rows.sort(key=lambda row: -max(abs(v) for v in row[1]))
+        heads = (
+            labels if len(labels) == len(rows[0][1]) else [str(i) for i in range(len(rows[0][1]))]
         )
-    return described.url
+        table(["feature", *heads], [(f, *(f"{v:+.4f}" for v in vs)) for f, vs in rows])
 
 
 def _weight(text: str) -> tuple[str, float]:

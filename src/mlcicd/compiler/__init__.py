@@ -52,6 +52,7 @@ and :mod:`.boosting` are imported at the first model load, never at a request.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -125,6 +126,9 @@ def lookup(model: Any) -> LeanPredictor | None:
     return None
 
 
+_GETSTATE = "__getstate__"
+
+
 def bind_methods(model: Any) -> tuple[str, ...]:
     """Answer ``model``'s own prediction methods through its lean predictor; which ones.
 
@@ -135,6 +139,10 @@ def bind_methods(model: Any) -> tuple[str, ...]:
     and each method still answers any input the compiled code does not cover through the
     class's own (:class:`LeanPredictor` calls those, never the instance's). Nothing is bound
     when the model is not compiled or the lean path is off.
+
+    The bindings hold compiled closures, which cannot be pickled: a ``__getstate__`` bound
+    beside them leaves them out, so a handler that pickles, joblib-dumps or deep-copies its
+    model gets the plain estimator (answering the same, through scikit-learn).
     """
     predictor = register(model)
     if predictor is None or not hasattr(model, "__dict__"):
@@ -142,7 +150,20 @@ def bind_methods(model: Any) -> tuple[str, ...]:
     methods = predictor.methods
     for name in methods:
         vars(model)[name] = getattr(predictor, name)
+    vars(model)["__getstate__"] = functools.partial(_state_without, model, (*methods, _GETSTATE))
     return methods
+
+
+def _state_without(model: Any, bound: tuple[str, ...]) -> Any:
+    """The model's state as its class gives it, minus what :func:`bind_methods` bound.
+
+    ``object.__reduce_ex__`` (pickle, joblib, ``copy``) reads ``__getstate__`` from the
+    instance, so this one, bound there, is asked instead of the class's."""
+    class_getstate: Any = type(model).__getstate__
+    state = class_getstate(model)
+    if isinstance(state, dict):
+        return {key: value for key, value in state.items() if key not in bound}
+    return state
 
 
 # -------------------------------------------------------------------------- recognition

@@ -4,6 +4,7 @@ make, and scikit-learn imported on first use."""
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,6 +15,12 @@ Compiled = Callable[[Array], Array]
 
 # The methods a lean predictor may answer for its model (and bind on it, see bind_methods).
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+
+_FLOAT64 = np.dtype(np.float64)
+# Up to this many values the finiteness test is a Python sum of the values: ~5x cheaper
+# than np.isfinite(X).all() on a row (two ufunc calls), the same verdict on finite rows.
+_SMALL = 256
 
 
 class Lean(NamedTuple):
@@ -93,15 +100,26 @@ class LeanPredictor:
     def covers(self, X: Any) -> bool:
         """Is ``X`` an input the compiled path answers exactly as the estimator would, and
         no faster by the estimator's own method?"""
-        return (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and X.shape[1] == self.n_features
-            and X.shape[0] > 0
-            and (self.max_rows is None or X.shape[0] <= self.max_rows)
-            and (X.dtype == np.float64 or X.dtype.kind in "iu")
-            and (self.allow_nonfinite or bool(np.isfinite(X).all()))
-        )
+        # Per request, on a row or a few: each numpy call here costs about a microsecond, as
+        # much as the compiled arithmetic, so the cheap tests come first and the dtype is
+        # compared by identity before equality (``dtype == np.float64`` converts the type).
+        if type(X) is not np.ndarray:
+            return False
+        shape = X.shape
+        if len(shape) != 2 or shape[1] != self.n_features or not shape[0]:
+            return False
+        if self.max_rows is not None and shape[0] > self.max_rows:
+            return False
+        dtype = X.dtype
+        if dtype.kind in "iu":
+            return True  # integers are finite
+        if dtype is not _FLOAT64 and dtype != _FLOAT64:
+            return False
+        if self.allow_nonfinite:
+            return True
+        if X.size <= _SMALL:  # a sum is NaN or ±inf if any value is (or if it overflows: then
+            return math.isfinite(sum(X.ravel().tolist()))  # the estimator answers, as it may)
+        return bool(np.isfinite(X).all())
 
     def predict(self, X: Any) -> Any:
         if self.covers(X):

@@ -159,12 +159,12 @@ def _check_explain(config: Config, source: str) -> None:
             key="explain.baseline",
             hint="give the CSV's path relative to mlcicd.yaml, without '..'",
         )
-    if explain.online:
+    if explain.online and config.deploy.backend == "container":
         raise ConfigError(
-            "online explanations are not served yet",
+            "a container endpoint does not serve explanations",
             path=source,
             key="explain.online",
-            hint="set explain.online: false (`mlcicd explain GROUP/VERSION` gives importance)",
+            hint="use deploy.backend: local or sagemaker, or set explain.online: false",
         )
 
 

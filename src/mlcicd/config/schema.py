@@ -325,7 +325,7 @@ class ExplainConfig:
 
     baseline: str = "training"  # "training" (a k-means summary of the channel) or a CSV file
     rows: int = 500  # rows of the training channel explained at register
-    online: bool = False  # endpoints answer explanation requests (not yet served)
+    online: bool = False  # endpoints answer explanation requests (Clarify's contract)
     required: bool = False  # an explainer that fails fails the run (else it is recorded)
 
     @property
@@ -404,7 +404,7 @@ class ApiConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """``network:``: training jobs and the endpoint's Models in the user's VPC (VpcConfig).
+    """``network:``: SageMaker's jobs and Models in the user's VPC (VpcConfig).
 
     ``isolation`` runs the Models' containers with no network (EnableNetworkIsolation; training
     jobs have train.network_isolation). ``private_subnets``: the subnets have no route to the
@@ -414,7 +414,7 @@ class NetworkConfig:
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
     isolation: bool = False
-    encrypt_inter_container: bool = True  # EnableInterContainerTrafficEncryption (training)
+    encrypt_inter_container: bool = True  # EnableInterContainerTrafficEncryption (jobs)
     private_subnets: bool = False
     vpc_id: str | None = None
     route_tables: tuple[str, ...] = ()  # the subnets' route tables, for S3's gateway endpoint

@@ -98,6 +98,8 @@ class EndpointConfig:
     shadow: ProductionVariant | None = None  # gets a copy of the traffic; never answers
     data_capture: DataCapture | None = None
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
+    # SageMaker's ClarifyExplainerConfig (inline ShapBaseline): online explanations
+    explainer: Mapping[str, Any] | None = None
     autoscaling: AutoscalingConfig | None = None  # deploy.autoscaling; None: ``workers`` always
 
 

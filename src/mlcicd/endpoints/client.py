@@ -43,14 +43,18 @@ def invoke_endpoint(
     accept: str | None = None,
     path: str = "/invocations",
     timeout: float = 60.0,
+    enable_explanations: str | None = None,
 ) -> InvocationResponse:
-    """POST ``body`` to ``url`` + ``path``; connection problems become ``EndpointError``."""
+    """POST ``body`` to ``url`` + ``path``; connection problems become ``EndpointError``.
+    ``enable_explanations``: Clarify's JMESPath expression, e.g. ```true``` (docs/explain.md)."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.hostname is None:
         raise EndpointError(f"{url!r} is not an endpoint URL")
     headers = {"Content-Type": content_type}
     if accept:
         headers["Accept"] = accept
+    if enable_explanations is not None:
+        headers["X-Amzn-SageMaker-Enable-Explanations"] = enable_explanations
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
     try:
         conn.request("POST", path, body=body, headers=headers)

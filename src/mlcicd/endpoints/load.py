@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +83,12 @@ def run_load(
     content_type: str = "application/json",
     path: str | None = None,
     timeout: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """POST ``body`` to ``url`` (its path, or ``path``) ``requests`` times, or for ``duration``
-    seconds, over ``concurrency`` keep-alive connections. ``EndpointError`` for a URL that is
-    not ``http://host:port``; everything the endpoint does wrong is in the result."""
+    seconds, over ``concurrency`` keep-alive connections (``headers``: more of them on each
+    request). ``EndpointError`` for a URL that is not ``http://host:port``; everything the
+    endpoint does wrong is in the result."""
     if (requests is None) == (duration is None):
         raise ValueError("give either requests or duration")
     parsed = urllib.parse.urlsplit(url)
@@ -97,7 +100,8 @@ def run_load(
     host, port = parsed.hostname, parsed.port or 80
     request = (
         f"POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        + f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     return asyncio.run(
         _load(

@@ -124,6 +124,7 @@ def serving_config(edir: Path, config: EndpointConfig, *, port: int, in_use: boo
             shadow=shadow,
             capture=capture,
             deployment=deployment,
+            explainer=config.explainer,
             autoscaling=autoscaling,
         )
     except ValueError as exc:

@@ -109,11 +109,13 @@ class PodmanEndpointBackend:
             len(config.variants) != 1
             or config.shadow is not None
             or config.data_capture is not None
+            or config.explainer is not None
         ):
             raise EndpointError(
-                f"endpoint {config.endpoint_name}: a container serves one model, without shadow "
-                "or capture",
-                hint="use deploy.backend: local for variants, shadows and data capture",
+                f"endpoint {config.endpoint_name}: a container serves one model, without shadow, "
+                "capture or explanations",
+                hint="use deploy.backend: local for variants, shadows, data capture and "
+                "explain.online",
             )
         if self.image is None:
             raise EndpointError(

@@ -15,6 +15,8 @@ The rest of ``deploy:`` means on SageMaker what it means locally, in SageMaker's
   copied; SageMaker allows one production variant beside it);
 - ``data_capture``: DataCaptureConfig writing under the store (``data-capture/`` of the
   artifacts bucket, as the local endpoint lays it out: ``<endpoint>/<variant>/yyyy/mm/dd/hh``);
+- ``explain.online``: ExplainerConfig.ClarifyExplainerConfig, its ShapBaseline uploaded to the
+  store (``<pipeline>/explain/<sha256>/baseline.csv``) as ShapBaselineUri;
 - ``strategy``: UpdateEndpoint's BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY, LINEAR);
 - ``alarms``: CloudWatch alarms on the new fleet (:mod:`mlcicd.aws.alarms`) in its
   AutoRollbackConfiguration;
@@ -40,6 +42,7 @@ SageMaker endpoints have no local URL, port or process: those fields are None.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -50,6 +53,7 @@ from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.deployment import (
     CAPTURE_PREFIX,
     VariantModel,
+    clarify_with_baseline_uri,
     data_capture_config,
     endpoint_config_request,
     prepare_deployment,
@@ -169,6 +173,7 @@ class SageMakerEndpointBackend:
             instance_count=self.instance_count,
             shadow=shadow,
             data_capture=self._data_capture(config),
+            explainer=self._explainer(config),
             serverless=self.serverless,
         )
         put_endpoint_config(sagemaker, request, tags=self._tags())
@@ -333,6 +338,17 @@ class SageMakerEndpointBackend:
             default_destination=self.store.uri(self.capture_bucket, CAPTURE_PREFIX),
             kms_key_id=self.store.kms_key_id,
         )
+
+    def _explainer(self, config: EndpointConfig) -> dict[str, Any] | None:
+        """``explain.online``: the ClarifyExplainerConfig, its baseline uploaded to the store
+        (content-addressed: ``<pipeline>/explain/<sha256>/baseline.csv``)."""
+        if config.explainer is None:
+            return None
+        baseline = config.explainer["ShapConfig"]["ShapBaselineConfig"]["ShapBaseline"]
+        data = str(baseline).encode()
+        key = f"{self.pipeline}/explain/{hashlib.sha256(data).hexdigest()}/baseline.csv"
+        uri = self.store.put_bytes(data, self.bucket, key).uri
+        return clarify_with_baseline_uri(config.explainer, uri)
 
     def _deployment(self, config: EndpointConfig) -> dict[str, Any] | None:
         """UpdateEndpoint's DeploymentConfig for ``config``: its traffic shifting and, with

@@ -10,7 +10,8 @@ through the script's ``predict_fn``, given the rows as a float array (as the def
 ``input_fn`` decodes them). The report, or ``{"error": …}``, is one JSON object on the last
 line of stdout.
 
-Kept to the standard library, numpy, shap and :mod:`mlcicd.serving.handlers`, as
+Kept to the standard library, numpy, shap, :mod:`mlcicd.serving.handlers` and
+:mod:`mlcicd.serving.explainers` (the explainer, chosen as the endpoint chooses it), as
 :mod:`mlcicd.evaluation` is: it runs where the workers run, not where the CLI runs.
 """
 
@@ -25,28 +26,8 @@ from typing import Any
 import numpy as np
 
 from mlcicd.errors import ExplainError, MlcicdError
-from mlcicd.explain.shapley import Predict, explain
-
-
-def numeric_predict(predict: Any, probe: np.ndarray, key: str) -> tuple[Predict | None, str]:
-    """``predict_fn``'s answer as numbers: its ``probabilities``, else its predictions when
-    they are numbers; None when it gives labels only (the caller says what is missing)."""
-
-    def probabilities(rows: np.ndarray) -> np.ndarray:
-        return np.asarray(predict(rows)["probabilities"], dtype=float)
-
-    def values(rows: np.ndarray) -> np.ndarray:
-        answer = predict(rows)
-        return np.asarray(answer[key] if isinstance(answer, dict) else answer, dtype=float)
-
-    answer = predict(probe)
-    if isinstance(answer, dict) and "probabilities" in answer:
-        return probabilities, "probability"
-    try:
-        values(probe)
-    except (TypeError, ValueError, KeyError):
-        return None, "value"
-    return values, "value"
+from mlcicd.explain.shapley import explain
+from mlcicd.serving.explainers import numeric_predict
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:

@@ -230,7 +230,9 @@ def ensure_report(
     if settings is None:
         return None
     existing = load_report(project, package)
-    if existing is not None and "error" not in existing:
+    # A report from before online explanations keeps no baseline: an endpoint needs one.
+    stale = settings.online and existing is not None and "baseline" not in existing
+    if existing is not None and "error" not in existing and not stale:
         log(f"explanation of {package.arn}: already computed")
         return existing
     try:

@@ -5,10 +5,10 @@ run by SageMaker from this machine.
 ``source_dir`` and each input to the S3 artifact store, starts the job with the image, role
 and instances configured (the script as ``python3 /opt/ml/processing/input/code/<entry>``,
 network-isolated unless the step says otherwise, output and volume encrypted with
-``train.kms_key``), then polls DescribeProcessingJob, passing on each line of the job's
-CloudWatch log (``/aws/sagemaker/ProcessingJobs``), until the job ends. Each output SageMaker
-uploaded is then downloaded into the job's local directory and packed, so the stage stores it
-exactly as a local job's.
+``train.kms_key``, in the VPC ``network:`` names), then polls DescribeProcessingJob, passing
+on each line of the job's CloudWatch log (``/aws/sagemaker/ProcessingJobs``), until the job
+ends. Each output SageMaker uploaded is then downloaded into the job's local directory and
+packed, so the stage stores it exactly as a local job's.
 
 Every key SageMaker's output holds is checked before a file is written for it: a key that is
 absolute, empty or climbs out with ``..`` fails the job (an S3 key may hold any of them).
@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from mlcicd.archive import pack_dir
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.joblogs import CloudWatchTail, JobLog, OnLog, epoch
+from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.names import poll_seconds
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -40,7 +41,7 @@ from mlcicd.aws.processing_jobs import (
     start_processing_job,
 )
 from mlcicd.config import Config, ProcessingStepConfig
-from mlcicd.errors import ArtifactError, AwsError, ConfigError, ProcessingError
+from mlcicd.errors import ArtifactError, AwsError, ProcessingError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.processing.base import (
     OutputArtifact,
@@ -51,7 +52,6 @@ from mlcicd.processing.base import (
     exit_message,
 )
 from mlcicd.store.base import ArtifactStore
-from mlcicd.store.s3 import S3ArtifactStore
 
 _NOT_UPLOADED = ("__pycache__", ".git")
 
@@ -59,69 +59,29 @@ _NOT_UPLOADED = ("__pycache__", ".git")
 class SageMakerProcessingBackend:
     TYPE: ClassVar[str] = "sagemaker"
 
-    def __init__(
-        self,
-        jobs_root: Path,
-        *,
-        store: S3ArtifactStore,
-        bucket: str,
-        prefix: str,
-        image: str,
-        role_arn: str,
-        instance_type: str = "ml.m5.large",
-        instance_count: int = 1,
-        network_isolation: bool = True,
-        kms_key_id: str | None = None,
-        poll_seconds: float | None = None,
-    ) -> None:
+    def __init__(self, jobs_root: Path, settings: SageMakerJobSettings) -> None:
         self.jobs_root = jobs_root
-        self.store = store
-        self.bucket = bucket
-        self.prefix = prefix
-        self.image = image
-        self.role_arn = role_arn
-        self.instance_type = instance_type
-        self.instance_count = instance_count
-        self.network_isolation = network_isolation
-        self.kms_key_id = kms_key_id
-        self.poll_seconds = poll_seconds
+        self.settings = settings
 
     @classmethod
     def from_config(
         cls, config: Config, step: ProcessingStepConfig, store: ArtifactStore, jobs_root: Path
     ) -> SageMakerProcessingBackend:
-        where = f"processing.{step.name}"
-        if not isinstance(store, S3ArtifactStore):
-            raise ConfigError(
-                "a processing job on SageMaker needs the artifact store on S3",
-                key="store.uri",
-                hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX",
-            )
-        image = step.image or config.train.image
-        if not image:
-            raise ConfigError(
-                "required with backend: sagemaker (or train.image, the project's image)",
-                key=f"{where}.image",
-                hint="an ECR image with Python and the step's packages, e.g. SKLearnProcessor's",
-            )
-        if not config.train.role:
-            raise ConfigError(
-                "a processing job on SageMaker runs with train.role, and it is not set",
-                key="train.role",
-                hint="an IAM role SageMaker may assume, e.g. the stack's SageMakerRoleArn output",
-            )
-        return cls(
-            jobs_root,
-            store=store,
+        settings = SageMakerJobSettings.from_config(
+            config,
+            store,
+            jobs="a processing job",
             bucket=config.store.artifacts_bucket,
             prefix=f"{config.pipeline}/processing",
-            image=image,
+            image=step.image or config.train.image,
             role_arn=config.train.role,
             instance_type=step.instance_type,
             instance_count=step.instance_count,
             network_isolation=step.network_isolation,
             kms_key_id=config.train.kms_key,
+            image_key=f"processing.{step.name}.image",
         )
+        return cls(jobs_root, settings)
 
     def run(self, spec: ProcessingJobSpec, *, on_log: OnLog | None = None) -> ProcessingJobResult:
         entry = spec.source_dir / spec.entry_point
@@ -140,30 +100,35 @@ class SageMakerProcessingBackend:
     def _run(
         self, spec: ProcessingJobSpec, paths: ProcessingPaths, log: JobLog
     ) -> ProcessingJobResult:
-        base = f"{self.prefix}/{spec.name}"
+        base = f"{self.settings.prefix}/{spec.name}"
         code = self._upload(spec.source_dir, f"{base}/input/{CODE_INPUT}")
         inputs = {i.name: self._upload(i.source, f"{base}/input/{i.name}") for i in spec.inputs}
-        log(f"code and {len(inputs)} input(s) uploaded under {self.store.uri(self.bucket, base)}")
+        log(f"code and {len(inputs)} input(s) uploaded under {self.settings.uri(base)}")
         request = create_processing_job_request(
             name=spec.name,
-            image=self.image,
-            role_arn=self.role_arn,
+            image=self.settings.image,
+            role_arn=self.settings.role_arn,
             code_uri=code,
             entry_point=spec.entry_point,
             inputs=inputs,
-            outputs={n: self.store.uri(self.bucket, f"{base}/output/{n}") for n in spec.outputs},
+            outputs={n: self.settings.uri(f"{base}/output/{n}") for n in spec.outputs},
             arguments=spec.arguments,
             environment=spec.environment,
-            instance_type=self.instance_type,
-            instance_count=self.instance_count,
+            instance_type=self.settings.instance_type,
+            instance_count=self.settings.instance_count,
             max_runtime=spec.max_runtime_seconds,
-            network_isolation=self.network_isolation,
-            kms_key_id=self.kms_key_id,
-            tags={"mlcicd:pipeline": self.prefix.split("/", 1)[0]},
+            network_isolation=self.settings.network_isolation,
+            kms_key_id=self.settings.kms_key_id,
+            tags={"mlcicd:pipeline": self.settings.prefix.split("/", 1)[0]},
+            vpc_config=self.settings.vpc_config,
+            inter_container_encryption=self.settings.inter_container_encryption,
         )
         sagemaker = client("sagemaker")
         start_processing_job(sagemaker, request)
-        log(f"processing job {spec.name} created on {self.instance_count} x {self.instance_type}")
+        log(
+            f"processing job {spec.name} created on {self.settings.instance_count} x "
+            f"{self.settings.instance_type}"
+        )
         try:
             described = self._wait(spec.name, sagemaker, log)
         except KeyboardInterrupt:
@@ -209,11 +174,11 @@ class SageMakerProcessingBackend:
         )
         for path in files:
             rel = path.name if path == source else path.relative_to(source).as_posix()
-            self.store.put_file(path, self.bucket, f"{key}/{rel}")
-        return self.store.uri(self.bucket, key) + "/"
+            self.settings.store.put_file(path, self.settings.bucket, f"{key}/{rel}")
+        return self.settings.uri(key) + "/"
 
     def _wait(self, name: str, sagemaker: AwsClient, log: JobLog) -> dict[str, Any]:
-        interval = poll_seconds(self.poll_seconds)
+        interval = poll_seconds(self.settings.poll_seconds)
         tail = CloudWatchTail(client("logs"), PROCESSING_JOBS_LOG_GROUP, name)
         while True:
             time.sleep(interval)
@@ -238,8 +203,8 @@ class SageMakerProcessingBackend:
             prefix = uploaded.get(name, "").rstrip("/") + "/"
             directory = paths.output(name)
             directory.mkdir(parents=True, exist_ok=True)
-            key = f"{self.prefix}/{spec.name}/output/{name}"
-            for uri in self.store.list_uris(self.bucket, key):
+            key = f"{self.settings.prefix}/{spec.name}/output/{name}"
+            for uri in self.settings.store.list_uris(self.settings.bucket, key):
                 rel = PurePosixPath(uri.removeprefix(prefix))
                 if (
                     not uri.startswith(prefix)
@@ -250,7 +215,7 @@ class SageMakerProcessingBackend:
                         f"output {name!r}: SageMaker uploaded {uri}, which is not a file inside "
                         f"{prefix}"
                     )
-                self.store.download(uri, directory / Path(*rel.parts))
+                self.settings.store.download(uri, directory / Path(*rel.parts))
             archive = paths.base / "outputs" / f"{name}.tar.gz"
             outputs[name] = OutputArtifact(name, directory, archive, pack_dir(directory, archive))
             log(f"output {name} downloaded from {prefix}")

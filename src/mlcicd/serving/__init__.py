@@ -7,6 +7,7 @@
     app.py         the raw ASGI app: /ping, /invocations, /endpoints/{name}/invocations
     fleet.py       the traffic split inside a worker: production variants drawn by weight
     responses.py   one ASGI response; the error shapes of the container and Runtime paths
+    direct.py      the endpoint's own routes answered from the protocol, below uvicorn's cycle
     worker.py      one worker process: load the model, then serve the inherited socket
     watchdog.py    a worker whose handler hangs: heartbeat, answer the stuck requests, exit
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
@@ -24,6 +25,10 @@
     background.py  a bounded queue drained by one daemon thread: work off the hot path
     capture.py     data capture: sampled requests and responses as JSON Lines
     shadow.py      the shadow variant: a copy of live traffic, answered off the hot path
+    explainers.py  the SHAP explainer chosen from the model (tree, linear, kernel): one code
+                   for the register-time report and the endpoint
+    explanations.py  online explanations in SageMaker Clarify's contract, one explainer per
+                   variant built at load; only requests that ask reach it
     metrics.py     SageMaker's endpoint metrics, counted per worker, summed over all
     logs.py        one log line per event, on stderr
 
@@ -31,5 +36,7 @@ The default predict_fn's lean predictors are the model compiler's, :mod:`mlcicd.
 Everything here runs under the *model's* interpreter, which has numpy, uvicorn, httptools
 and orjson but none of the CLI's dependencies: import only the stdlib, those four,
 ``mlcicd.errors`` / ``fsutil`` / ``archive`` / ``procinfo`` / ``process``, the artifact store
-(capture) and the compiler (a test, tests/serving/test_imports.py, holds us to it).
+(capture) and the compiler (a test, tests/serving/test_imports.py, holds us to it); shap,
+scikit-learn and jmespath only inside the explainer's functions, when the endpoint explains
+online (``explain.online`` puts them in the model's environment).
 """

@@ -40,8 +40,9 @@ from typing import Any
 from mlcicd.serving import batching, codecs, responses
 from mlcicd.serving import metrics as metrics_files
 from mlcicd.serving.capture import CaptureWriter
-from mlcicd.serving.codecs import InvocationError, PayloadTooLargeError
+from mlcicd.serving.codecs import BadRequestError, InvocationError, PayloadTooLargeError
 from mlcicd.serving.config import DEFAULT_MAX_PAYLOAD_BYTES
+from mlcicd.serving.explanations import ENABLE_EXPLANATIONS, EXPLAINER_HEADER
 from mlcicd.serving.fleet import Fleet
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
 from mlcicd.serving.responses import INVOKED_VARIANT, JSON_HEADER, Headers, Send, respond
@@ -80,6 +81,7 @@ class InferenceApp:
         green_share: float = 1.0,
         capture: CaptureWriter | None = None,
         shadow: Any = None,  # a ShadowRunner
+        explainers: Mapping[LoadedVariant, Any] | None = None,  # OnlineExplainer per variant
     ) -> None:
         self.metrics = metrics or metrics_files.WorkerMetrics(endpoint_name or "", None, "0")
         self.fleet = Fleet(config_name, variants, self.metrics)
@@ -88,6 +90,8 @@ class InferenceApp:
         self.green_share = green_share
         self.capture = capture
         self.shadow = shadow
+        # Built at load (serving.explanations); only a request asking for one reaches them.
+        self.explainers = dict(explainers or {})
         self.endpoint_name = endpoint_name
         self.max_payload_bytes = max_payload_bytes
         self.default_accept = default_accept or os.environ.get(
@@ -190,7 +194,7 @@ class InferenceApp:
         runtime = runtime_name is not None
         request_id = f"{self._id_prefix}{next(self._ids):012x}" if runtime else None
 
-        content_type = accept = length = attributes = target = inference_id = None
+        content_type = accept = length = attributes = target = inference_id = explain = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -204,6 +208,8 @@ class InferenceApp:
                 target = value
             elif name == INFERENCE_ID:
                 inference_id = value
+            elif name == ENABLE_EXPLANATIONS:
+                explain = value
 
         # The variant by weight (the fleet first, during a canary); counted from here on.
         fleet = self.fleet
@@ -293,7 +299,10 @@ class InferenceApp:
         try:
             media = self._media(content_type)
             answer_type = self._accept(accept, variant.handlers.default_output)
-            out, out_type = await batching.invoke(variant, body, media, answer_type, context)
+            if explain is None:
+                out, out_type = await batching.invoke(variant, body, media, answer_type, context)
+            else:  # off the hot path: Clarify's answer, the prediction and its attributions
+                out, out_type = self._explained(variant, body, media, answer_type, context, explain)
         except InvocationError as exc:
             vmetrics.error(exc.status)
             self._log_failure(scope, variant.name, request_id, exc)
@@ -318,6 +327,8 @@ class InferenceApp:
             (b"content-length", str(len(out)).encode()),
             (INVOKED_VARIANT, fleet.header[variant.name]),
         ]
+        if explain is not None:
+            headers.append((EXPLAINER_HEADER, self.explainers[variant].header))
         if runtime:
             headers.append((b"x-amzn-requestid", (request_id or "").encode()))
         if context is not None and context.response_custom_attributes is not None:
@@ -337,8 +348,27 @@ class InferenceApp:
             iid = inference_id.decode("latin-1") if inference_id is not None else request_id
             if capture is not None and capture.sampled():
                 capture.offer((variant.name, iid, time.time(), media, body, out_type, out, None))
-            if shadow is not None and fleet is self.fleet:
+            if shadow is not None and fleet is self.fleet and explain is None:
                 shadow.offer((iid, body, media, answer_type, variant.name, out, out_type))
+
+    def _explained(
+        self,
+        variant: LoadedVariant,
+        body: bytes,
+        media: str,
+        accept: str,
+        context: InvocationContext | None,
+        expression: bytes,
+    ) -> tuple[bytes, str]:
+        explainer = self.explainers.get(variant)
+        if explainer is None:
+            raise BadRequestError(
+                f"endpoint {self.endpoint_name or ''} has no explainer: its endpoint config "
+                "carries no ClarifyExplainerConfig (explain.online is off, or the model was "
+                "not explained at register: the deploy log says which)"
+            )
+        answer = explainer.explain(body, media, accept, expression.decode("latin-1"), context)
+        return answer, codecs.JSON
 
     # -- once-per-value lookups -----------------------------------------------------------
 

@@ -265,6 +265,8 @@ class ServingConfig:
     shadow: VariantSpec | None = None
     capture: CaptureSpec | None = None
     deployment: DeploymentSpec = field(default_factory=DeploymentSpec)
+    # SageMaker's ClarifyExplainerConfig, as is: online explanations (serving.explanations)
+    explainer: Mapping[str, Any] | None = None
     autoscaling: AutoscalingSpec | None = None  # None: always ``workers`` workers
 
     def __post_init__(self) -> None:
@@ -310,6 +312,10 @@ class ServingConfig:
             if not bucket:
                 out.append(f"capture.destination: {self.capture.destination!r} names no bucket")
         out.extend(self.deployment.problems())
+        if self.explainer is not None:
+            from mlcicd.serving.explanations import clarify_problems
+
+            out.extend(clarify_problems(self.explainer))
         if self.autoscaling is not None:
             out.extend(self.autoscaling.problems())
         return out
@@ -343,6 +349,7 @@ class ServingConfig:
             "shadow": self.shadow.to_dict() if self.shadow else None,
             "capture": self.capture.to_dict() if self.capture else None,
             "deployment": self.deployment.to_dict(),
+            "explainer": dict(self.explainer) if self.explainer is not None else None,
             "autoscaling": self.autoscaling.to_dict() if self.autoscaling else None,
         }
 
@@ -383,6 +390,7 @@ class ServingConfig:
             shadow=VariantSpec.from_dict(shadow, f"{where}: shadow") if shadow else None,
             capture=CaptureSpec.from_dict(capture) if capture else None,
             deployment=DeploymentSpec.from_dict(_get(data, "deployment", where, dict, {})),
+            explainer=_get(data, "explainer", where, (dict, type(None)), None),
             autoscaling=AutoscalingSpec.from_dict(autoscaling, f"{where}: autoscaling")
             if autoscaling is not None
             else None,

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import procinfo
-from mlcicd.process import child_environment
+from mlcicd.process import child_environment, share_cores
 from mlcicd.serving.config import ServingConfig
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(eq=False)
@@ -141,12 +139,9 @@ def worker_env(config: ServingConfig) -> dict[str, str]:
     first = config.variants[0]
     env.setdefault("SAGEMAKER_PROGRAM", first.entry_point)
     env.setdefault("SAGEMAKER_SUBMIT_DIRECTORY", first.code_dir)
-    # One worker per core: BLAS/OpenMP pools sized for the whole machine would fight. Set
-    # here, since the libraries read them when numpy is first imported.
+    # One worker per core: BLAS/OpenMP pools sized for the whole machine would fight.
     most = config.autoscaling.max_instances if config.autoscaling else config.workers
-    threads = str(max(1, (os.cpu_count() or 1) // most))
-    for name in _THREAD_VARS:
-        env.setdefault(name, threads)
+    env = share_cores(env, most)
     for variant in config.variants:
         env.update(variant.environment)
     return env

@@ -48,11 +48,13 @@ import orjson
 import uvicorn
 
 from mlcicd.fsutil import read_json
+from mlcicd.serving import direct
 from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.batching import check_batching
 from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
+from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
 from mlcicd.serving.layout import TRAFFIC_FILE, WEIGHTS_FILE
 from mlcicd.serving.logs import configure_logging
@@ -130,6 +132,11 @@ def build_app(
             recorder,
             lambda: metrics.count("ShadowDropped"),
         )
+    explainers = {}
+    if config.explainer is not None:  # built now, once per worker: never per request
+        settings = ExplainerSettings.from_clarify(config.explainer)
+        everyone = [*loaded, *(blue_fleet[1] if blue_fleet else [])]
+        explainers = {v: OnlineExplainer(v, settings) for v in everyone}
     return InferenceApp(
         loaded,
         endpoint_name=config.endpoint_name,
@@ -142,6 +149,7 @@ def build_app(
         green_share=green_percent / 100.0,
         capture=capture,
         shadow=shadow,
+        explainers=explainers,
     )
 
 
@@ -327,7 +335,9 @@ def serve(
     and, with ``balance``, takes only its share of new connections (see
     :mod:`mlcicd.serving.balance`). With ``model_timeout``, a loop stalled that long is
     answered for and the process exits (:mod:`mlcicd.serving.watchdog`)."""
-    protocol = guarded_protocol(header_timeout, body_timeout)
+    protocol: type[GuardedProtocol] = guarded_protocol(header_timeout, body_timeout)
+    if direct.enabled():  # the endpoint's own routes answered below uvicorn's cycle
+        protocol = direct.direct_protocol(header_timeout, body_timeout, app.max_payload_bytes)
     config = uvicorn.Config(
         app,
         loop="auto",  # uvloop when installed, else asyncio

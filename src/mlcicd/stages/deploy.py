@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mlcicd.aws.names import versioned_endpoint_config_name
 from mlcicd.config import Config, DeployConfig
@@ -99,6 +99,11 @@ class DeployStage:
             ]
             if isinstance(capture.destination, str):  # on S3: a new store is a new config
                 settings["data_capture"].append(capture.destination)
+        explainer = (
+            self._explainer(ctx) if ctx.config.explain and ctx.config.explain.online else None
+        )
+        if explainer is not None:  # kept out otherwise: existing config names stay valid
+            settings["explainer"] = explainer
         if cfg.autoscaling is not None and cfg.backend == "local":  # in the workers' config.json
             settings["autoscaling"] = dataclasses.asdict(cfg.autoscaling)
         if cfg.backend == "container":  # another image is another config
@@ -154,6 +159,7 @@ class DeployStage:
             shadow=shadow,
             data_capture=capture,
             deployment=policy,
+            explainer=explainer,
             autoscaling=cfg.autoscaling,
         )
         project.state.record_endpoint_config(
@@ -196,6 +202,26 @@ class DeployStage:
         store = ctx.project.store
         uri = store.uri(ctx.config.store.artifacts_bucket, "data-capture")
         return store.local_path(uri) or uri
+
+    @staticmethod
+    def _explainer(ctx: RunContext) -> dict[str, Any] | None:
+        """``explain.online``: the ClarifyExplainerConfig from the served model's report. A
+        model without one (its explainer failed at register, or a rollback to a version from
+        before ``explain:``) is served without explanations, said in the log — unless
+        ``explain.required``, as at register."""
+        from mlcicd.errors import ExplainError
+        from mlcicd.explain.online import clarify_explainer_config
+        from mlcicd.explain.report import load_report
+
+        registered = ctx.outputs["register"]
+        package = ctx.project.state.get_model_package(registered["group"], registered["version"])
+        try:
+            return clarify_explainer_config(load_report(ctx.project, package), package.arn)
+        except ExplainError as exc:
+            if ctx.config.explain is not None and ctx.config.explain.required:
+                raise
+            ctx.log(f"{exc.headline}: the endpoint serves it without explanations")
+            return None
 
     @staticmethod
     def _policy(cfg: DeployConfig) -> DeploymentPolicy:

@@ -27,7 +27,6 @@ Layout in the store (bucket ``store.models_bucket``, prefix the pipeline)::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,8 +34,8 @@ from mlcicd.archive import pack_dir
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.images import require_image
 from mlcicd.aws.joblogs import CloudWatchTail, JobLog, OnLog, epoch
+from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.names import TRAINING_JOBS_LOG_GROUP, poll_seconds
-from mlcicd.aws.network import vpc_config
 from mlcicd.aws.training_jobs import (
     CODE_CHANNEL,
     CODE_CHANNEL_SOURCEDIR,
@@ -54,7 +53,6 @@ from mlcicd.config import Config
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, TrainingError
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.store.base import ArtifactStore
-from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.training.base import (
     TrainingJobResult,
     TrainingJobSpec,
@@ -69,40 +67,18 @@ class SageMakerTrainingBackend:
     def __init__(
         self,
         jobs_root: Path,
+        settings: SageMakerJobSettings,
         *,
-        store: S3ArtifactStore,
-        bucket: str,
-        prefix: str,
-        image: str,
-        role_arn: str,
-        instance_type: str = "ml.m5.large",
-        instance_count: int = 1,
         use_spot: bool = False,
         max_wait: int | None = None,
         output_path: str | None = None,
-        poll_seconds: float | None = None,
-        kms_key_id: str | None = None,
-        network_isolation: bool = True,
-        vpc_config: Mapping[str, Sequence[str]] | None = None,
-        inter_container_encryption: bool = False,
         checkpoints: bool = False,
     ) -> None:
         self.jobs_root = jobs_root
-        self.store = store
-        self.bucket = bucket
-        self.prefix = prefix
-        self.image = image
-        self.role_arn = role_arn
-        self.instance_type = instance_type
-        self.instance_count = instance_count
+        self.settings = settings
         self.use_spot = use_spot
         self.max_wait = max_wait
-        self.output_path = (output_path or store.uri(bucket, prefix)).rstrip("/")
-        self.poll_seconds = poll_seconds
-        self.kms_key_id = kms_key_id
-        self.network_isolation = network_isolation
-        self.vpc_config = vpc_config
-        self.inter_container_encryption = inter_container_encryption
+        self.output_path = (output_path or settings.uri(settings.prefix)).rstrip("/")
         self.checkpoints = checkpoints
 
     @classmethod
@@ -110,44 +86,29 @@ class SageMakerTrainingBackend:
         cls, config: Config, store: ArtifactStore, jobs_root: Path
     ) -> SageMakerTrainingBackend:
         train = config.train
-        if not isinstance(store, S3ArtifactStore):
-            raise ConfigError(
-                "training on SageMaker needs the artifact store on S3",
-                key="store.uri",
-                hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX",
-            )
-        if not train.image:
-            raise ConfigError(
-                "required with backend: sagemaker",
-                key="train.image",
-                hint="the ECR URI of the image built from the project's Dockerfile",
-            )
-        if not train.role:
-            raise ConfigError(
-                "required with backend: sagemaker",
-                key="train.role",
-                hint="an IAM role SageMaker may assume, e.g. the stack's SageMakerRoleArn output",
-            )
-        if train.output_path and not train.output_path.startswith("s3://"):
-            raise ConfigError(
-                f"expected an s3:// URI, got {train.output_path!r}", key="train.output_path"
-            )
-        return cls(
-            jobs_root,
-            store=store,
+        settings = SageMakerJobSettings.from_config(
+            config,
+            store,
+            jobs="training",
             bucket=config.store.models_bucket,
             prefix=config.pipeline,
             image=train.image,
             role_arn=train.role,
             instance_type=train.instance_type,
             instance_count=train.instance_count,
+            network_isolation=train.network_isolation,
+            kms_key_id=train.kms_key,
+        )
+        if train.output_path and not train.output_path.startswith("s3://"):
+            raise ConfigError(
+                f"expected an s3:// URI, got {train.output_path!r}", key="train.output_path"
+            )
+        return cls(
+            jobs_root,
+            settings,
             use_spot=train.use_spot,
             max_wait=train.max_wait,
             output_path=train.output_path,
-            kms_key_id=train.kms_key,
-            network_isolation=train.network_isolation,
-            vpc_config=vpc_config(config.network),
-            inter_container_encryption=config.network.encrypt_inter_container,
             checkpoints=train.checkpoints,
         )
 
@@ -158,7 +119,7 @@ class SageMakerTrainingBackend:
         """Raise ``ArtifactError`` if the image is an ECR image that was never pushed (SageMaker
         would say so only minutes into the job, and obscurely); else a line for the log, or
         None for an image in another registry (not checked). See ``mlcicd.aws.images``."""
-        return require_image(self.image)
+        return require_image(self.settings.image)
 
     # --- run -------------------------------------------------------------------------------
 
@@ -186,8 +147,8 @@ class SageMakerTrainingBackend:
                 f"SageMaker did not start training job {spec.name}: {exc.message}", hint=exc.hint
             ) from exc
         log(
-            f"training job {spec.name} created on {self.instance_count} x {self.instance_type} "
-            f"with {self.image}"
+            f"training job {spec.name} created on {self.settings.instance_count} x "
+            f"{self.settings.instance_type} with {self.settings.image}"
         )
         series: list[tuple[str, float, float]] = []
         try:
@@ -201,9 +162,9 @@ class SageMakerTrainingBackend:
     def _request(
         self, spec: TrainingJobSpec, job_dir: Path, log: JobLog, region: str | None
     ) -> dict[str, Any]:
-        base = f"{self.prefix}/{spec.name}"
+        base = f"{self.settings.prefix}/{spec.name}"
         channels: dict[str, str] = {}
-        if self.network_isolation and any(c.name == CODE_CHANNEL for c in spec.channels):
+        if self.settings.network_isolation and any(c.name == CODE_CHANNEL for c in spec.channels):
             raise ConfigError(
                 f"the channel name {CODE_CHANNEL!r} is taken by the training code when the job "
                 "runs network-isolated",
@@ -228,19 +189,23 @@ class SageMakerTrainingBackend:
                     if path == channel.source
                     else path.relative_to(channel.source).as_posix()
                 )
-                self.store.put_file(path, self.bucket, f"{base}/input/data/{channel.name}/{rel}")
-            channels[channel.name] = (
-                self.store.uri(self.bucket, f"{base}/input/data/{channel.name}") + "/"
-            )
+                self.settings.store.put_file(
+                    path, self.settings.bucket, f"{base}/input/data/{channel.name}/{rel}"
+                )
+            channels[channel.name] = self.settings.uri(f"{base}/input/data/{channel.name}") + "/"
             log(
                 f"channel {channel.name}: {len(files)} file(s) uploaded to {channels[channel.name]}"
             )
         sourcedir = job_dir / "source" / "sourcedir.tar.gz"
         pack_dir(spec.source_dir, sourcedir)
-        code = self.store.put_file(sourcedir, self.bucket, f"{base}/source/sourcedir.tar.gz")
+        code = self.settings.store.put_file(
+            sourcedir, self.settings.bucket, f"{base}/source/sourcedir.tar.gz"
+        )
         log(f"code {spec.source_dir} uploaded to {code.uri}")
         submit_directory = code.uri
-        if self.network_isolation:  # SageMaker brings the code in; the container fetches nothing
+        if (
+            self.settings.network_isolation
+        ):  # SageMaker brings the code in; the container fetches nothing
             channels[CODE_CHANNEL] = code.uri.rpartition("/")[0] + "/"
             submit_directory = CODE_CHANNEL_SOURCEDIR
         hyperparameters: dict[str, Any] = {
@@ -254,12 +219,12 @@ class SageMakerTrainingBackend:
             hyperparameters["sagemaker_region"] = region
         return create_training_job_request(
             name=spec.name,
-            image=self.image,
-            role_arn=self.role_arn,
+            image=self.settings.image,
+            role_arn=self.settings.role_arn,
             channels=channels,
             output_path=self.output_path,
-            instance_type=self.instance_type,
-            instance_count=self.instance_count,
+            instance_type=self.settings.instance_type,
+            instance_count=self.settings.instance_count,
             max_runtime=spec.max_runtime_seconds,
             use_spot=self.use_spot,
             max_wait=self.max_wait,
@@ -269,11 +234,11 @@ class SageMakerTrainingBackend:
             metric_definitions=[
                 {"Name": d.name, "Regex": d.regex} for d in spec.metric_definitions
             ],
-            tags={"mlcicd:pipeline": self.prefix},
-            kms_key_id=self.kms_key_id,
-            network_isolation=self.network_isolation,
-            vpc_config=self.vpc_config,
-            inter_container_encryption=self.inter_container_encryption,
+            tags={"mlcicd:pipeline": self.settings.prefix},
+            kms_key_id=self.settings.kms_key_id,
+            network_isolation=self.settings.network_isolation,
+            vpc_config=self.settings.vpc_config,
+            inter_container_encryption=self.settings.inter_container_encryption,
             checkpoints=self.checkpoints,
         )
 
@@ -284,7 +249,7 @@ class SageMakerTrainingBackend:
         log: JobLog,
         series: list[tuple[str, float, float]],
     ) -> dict[str, Any]:
-        interval = poll_seconds(self.poll_seconds)
+        interval = poll_seconds(self.settings.poll_seconds)
         tail = CloudWatchTail(client("logs"), TRAINING_JOBS_LOG_GROUP, spec.name)
         seen = 0
         while True:
@@ -347,7 +312,7 @@ class SageMakerTrainingBackend:
         if status == "Completed":
             uri = model_uri(described)
             try:
-                ref = self.store.download(uri, job_dir / "output" / "model.tar.gz")
+                ref = self.settings.store.download(uri, job_dir / "output" / "model.tar.gz")
             except ArtifactError as exc:
                 raise ArtifactError(
                     f"training job {spec.name} completed, but its model is missing: {exc.message}",

@@ -7,11 +7,14 @@
 
 The input (a file or a directory of them) is cut into tasks: a byte range of a file split
 on lines (the worker finishes the line a range ends in and skips the one it starts in), or a
-whole object (``SplitType: None``, or gzip, which cannot be entered in the middle). Up to
-``max_concurrent`` workers (:mod:`mlcicd.transform.worker`) each load the model once and
-take the next task when they finish one, so two workers share one big file. When every task
-of an object is done its parts are joined into ``<output>/<name>.out`` under a temporary
-name and renamed: an output either is complete or is not there.
+whole object (``SplitType: None``, or gzip, which cannot be entered in the middle); the
+tasks shrink toward the job's end, so that the workers finish together. Up to
+``max_concurrent`` workers (:mod:`mlcicd.transform.worker`) each load the model once (their
+thread pools sized to their share of the cores) and take the next task when they finish one,
+so two workers share one big file. This process reads no record: it hands out byte ranges
+and joins parts. When every task of an object is done its parts are joined into
+``<output>/<name>.out`` under a temporary name and renamed: an output either is complete or
+is not there.
 
 The output directory is the job's: it may hold only what a job with the same model, input
 and settings writes (a ``.mlcicd-transform.json`` says which), so a rerun after a failure
@@ -38,7 +41,7 @@ from typing import IO, Any, ClassVar
 from mlcicd.archive import ensure_extracted
 from mlcicd.errors import TransformError
 from mlcicd.fsutil import atomic_write_json, open_private_log
-from mlcicd.process import child_environment
+from mlcicd.process import child_environment, share_cores
 from mlcicd.transform import s3io
 from mlcicd.transform.base import (
     COMPLETED,
@@ -187,10 +190,8 @@ class LocalTransformBackend:
                 "settings": settings.to_dict(),
             },
         )
-        # Four tasks a worker at least, so that workers share one file evenly.
-        total = sum(o.size for o in objects)
-        task_bytes = min(TASK_BYTES, max(MIN_TASK_BYTES, total // (4 * settings.max_concurrent)))
-        tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, task_bytes)
+        workers = settings.max_concurrent
+        tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, workers)
         progress = TransformProgress(
             objects_total=len(objects),
             bytes_total=sum(o.size for o in objects),
@@ -198,10 +199,15 @@ class LocalTransformBackend:
         )
         run = _Run(self, spec, tasks, progress, output, on_progress, upload)
         try:
-            run.start_workers(worker_spec, min(settings.max_concurrent, len(tasks)))
-            if on_log is not None:
-                on_log(f"{len(run.workers)} worker(s) loaded {spec.model.ref}; {len(tasks)} tasks")
-            run.dispatch()
+            run.start_workers(worker_spec, min(workers, len(tasks)))
+
+            def loaded() -> None:
+                if on_log is not None:
+                    on_log(
+                        f"{len(run.workers)} worker(s) loaded {spec.model.ref}; {len(tasks)} tasks"
+                    )
+
+            run.dispatch(loaded)
         finally:
             run.stop()
             shutil.rmtree(parts, ignore_errors=True)
@@ -239,9 +245,9 @@ class _Run:
         self.log_path = backend.log_path(spec.name)
 
     def start_workers(self, worker_spec: Path, count: int) -> None:
-        model = self.spec.model
-        python = str(model.python or sys.executable)
-        env = {**child_environment(), **model.environment}
+        """Start ``count`` workers; each loads the model while the others do."""
+        python = str(self.spec.model.python or sys.executable)
+        env = share_cores({**child_environment(), **self.spec.model.environment}, count)
         with open_private_log(self.log_path, "ab") as log:
             for _ in range(count):
                 try:
@@ -262,28 +268,32 @@ class _Run:
                 assert proc.stdout is not None
                 os.set_blocking(proc.stdout.fileno(), False)
                 self.selector.register(proc.stdout, selectors.EVENT_READ, worker)
+
+    def dispatch(self, on_loaded: Callable[[], None]) -> None:
+        """Every task to a worker, each worker's first as soon as it has loaded the model
+        (not when the last one has: on a busy machine they load at different speeds)."""
+        model = self.spec.model
         deadline = time.monotonic() + LOAD_TIMEOUT
-        while not all(w.ready for w in self.workers):
-            if time.monotonic() > deadline:
+        while not all(t.done for t in self.tasks):
+            if not any(w.ready for w in self.workers) and time.monotonic() > deadline:
                 raise TransformError(
                     f"the model {model.ref} did not load in {LOAD_TIMEOUT:.0f}s",
                     hint=f"see {self.log_path}",
                 )
             for worker, message in self._messages(1.0):
-                if message.get("event") == "ready":
+                event = message.get("event")
+                if event == "ready" and not worker.ready:
                     worker.ready = True
-                elif message.get("event") == "failed":
+                    self._assign(worker)
+                    if all(w.ready for w in self.workers):
+                        on_loaded()
+                elif event == "failed":
                     raise TransformError(
                         f"the model {model.ref} could not be loaded: {message.get('error')}",
                         hint=f"see {self.log_path}",
                     )
-
-    def dispatch(self) -> None:
-        for worker in self.workers:
-            self._assign(worker)
-        while any(w.task is not None for w in self.workers):
-            for worker, message in self._messages(1.0):
-                self._handle(worker, message)
+                else:
+                    self._handle(worker, message)
 
     def _assign(self, worker: _Worker) -> None:
         worker.task = self.pending.pop() if self.pending else None
@@ -480,18 +490,31 @@ def claim_output(output: Path, objects: list[InputObject], key: dict[str, Any], 
 
 
 def plan_tasks(
-    objects: list[InputObject], parts: Path, split_type: str, compression: str, task_bytes: int
+    objects: list[InputObject], parts: Path, split_type: str, compression: str, workers: int
 ) -> list[Task]:
+    """The objects cut into tasks, in order: byte ranges of a file split on lines, shrinking
+    as the job nears its end (a third of what is left per worker, within
+    [MIN_TASK_BYTES, TASK_BYTES]), so that the workers finish together; a whole object when
+    it cannot be entered in the middle (``SplitType: None``, gzip)."""
     tasks: list[Task] = []
+    remaining = sum(o.size for o in objects)
     for obj in objects:
         whole = split_type == "None"
-        if whole or compression == "Gzip" or obj.size <= task_bytes:
-            ranges: list[tuple[int, int | None]] = [(0, None)]
-        else:
-            ranges = [(s, min(s + task_bytes, obj.size)) for s in range(0, obj.size, task_bytes)]
-        for start, end in ranges:
+        ranges: list[tuple[int, int | None]] = []
+        if not (whole or compression == "Gzip"):
+            start = 0
+            while start < obj.size:
+                size = min(TASK_BYTES, max(MIN_TASK_BYTES, remaining // (3 * workers)))
+                end = min(start + size, obj.size)
+                ranges.append((start, end))
+                remaining -= end - start
+                start = end
+        if len(ranges) <= 1:
+            ranges = [(0, None)]
+            remaining -= obj.size if whole or compression == "Gzip" else 0
+        for first, last in ranges:
             part = parts / f"{len(tasks):06d}"
-            tasks.append(Task(len(tasks), obj, start, end, whole, part))
+            tasks.append(Task(len(tasks), obj, first, last, whole, part))
     return tasks
 
 

@@ -5,7 +5,8 @@ The model and its code go to the S3 store and become a SageMaker Model exactly a
 endpoint's variant does (:func:`mlcicd.aws.hosting.ensure_serving_model`, so the two share
 it); the job's fields are the local job's, under SageMaker's names
 (:mod:`mlcicd.aws.transform_jobs`). Input and output must be ``s3://``: SageMaker reads and
-writes nothing else. The job is followed until Completed, Failed or Stopped; its
+writes nothing else. ``network:`` puts the Model in the user's VPC, as an endpoint's (one
+Model serves both). The job is followed until Completed, Failed or Stopped; its
 FailureReason becomes the :class:`TransformError`.
 """
 
@@ -18,9 +19,10 @@ from typing import Any, ClassVar
 
 from mlcicd.aws import hosting, transform_jobs
 from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.names import poll_seconds
 from mlcicd.config import Config
-from mlcicd.errors import ConfigError, TransformError
+from mlcicd.errors import TransformError
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.transform import s3io
@@ -42,23 +44,13 @@ class SageMakerTransformBackend:
 
     def __init__(
         self,
-        store: S3ArtifactStore,
+        settings: SageMakerJobSettings,
         *,
-        bucket: str,
-        pipeline: str,
-        image: str,
-        role_arn: str,
-        instance_type: str,
         jobs_root: Path,
         where: Where = flag,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self.store = store
-        self.bucket = bucket
-        self.pipeline = pipeline
-        self.image = image
-        self.role_arn = role_arn
-        self.instance_type = instance_type
+        self.settings = settings
         self.jobs_root = jobs_root
         self.where = where
         self.timeout = timeout
@@ -67,29 +59,20 @@ class SageMakerTransformBackend:
     def from_config(
         cls, config: Config, store: ArtifactStore, jobs_root: Path, where: Where = flag
     ) -> SageMakerTransformBackend:
-        if not isinstance(store, S3ArtifactStore):
-            raise ConfigError(
-                "SageMaker transform jobs need the artifact store on S3",
-                key="store.uri",
-                hint="set store.uri: s3://BUCKET or s3://BUCKET/PREFIX",
-            )
-        role = config.deploy.role or config.train.role
-        if not config.train.image or not role:
-            raise ConfigError(
-                "required with the sagemaker transform backend (the image that serves the "
-                "model, and its role)",
-                key="train.image" if not config.train.image else "deploy.role",
-            )
-        return cls(
+        settings = SageMakerJobSettings.from_config(
+            config,
             store,
+            jobs="a transform job",
             bucket=config.store.models_bucket,
-            pipeline=config.pipeline,
-            image=config.train.image,
-            role_arn=role,
+            prefix=config.pipeline,
+            image=config.train.image,  # one image trains and serves
+            role_arn=config.deploy.role or config.train.role,
             instance_type=config.deploy.instance_type,
-            jobs_root=jobs_root,
-            where=where,
+            # The store's own key, as before: the job's role (deploy.role) may not use train's.
+            kms_key_id=store.kms_key_id if isinstance(store, S3ArtifactStore) else None,
+            role_key="deploy.role",
         )
+        return cls(settings, jobs_root=jobs_root, where=where)
 
     def log_path(self, name: str) -> Path:
         """SageMaker keeps the log (CloudWatch, /aws/sagemaker/TransformJobs); nothing here."""
@@ -97,7 +80,7 @@ class SageMakerTransformBackend:
 
     def input_digest(self, source: str) -> str:
         self._check_s3(source, "input")
-        return s3io.listing_digest(self.store.client, source, self.where("input"))
+        return s3io.listing_digest(self.settings.store.client, source, self.where("input"))
 
     def run(
         self,
@@ -112,7 +95,7 @@ class SageMakerTransformBackend:
         model = spec.model
         model_name = hosting.ensure_serving_model(
             sagemaker,
-            self.store,
+            self.settings.store,
             hosting.ServingModel(
                 model.model_file,
                 model.model_sha256,
@@ -120,11 +103,12 @@ class SageMakerTransformBackend:
                 model.entry_point,
                 model.environment,
             ),
-            bucket=self.bucket,
-            pipeline=self.pipeline,
-            image=self.image,
-            role_arn=self.role_arn,
-            tags={"mlcicd:pipeline": self.pipeline},
+            bucket=self.settings.bucket,
+            pipeline=self.settings.prefix,
+            image=self.settings.image,
+            role_arn=self.settings.role_arn,
+            tags={"mlcicd:pipeline": self.settings.prefix},
+            vpc_config=self.settings.vpc_config,
         )
         request = transform_jobs.create_transform_job_request(
             name=spec.name,
@@ -132,9 +116,10 @@ class SageMakerTransformBackend:
             settings=spec.settings.to_dict(),
             input_uri=spec.input,
             output_uri=spec.output,
-            instance_type=self.instance_type,
-            kms_key_id=self.store.kms_key_id,
-            tags={"mlcicd:pipeline": self.pipeline},
+            instance_type=self.settings.instance_type,
+            instance_count=self.settings.instance_count,
+            kms_key_id=self.settings.kms_key_id,
+            tags={"mlcicd:pipeline": self.settings.prefix},
         )
         if transform_jobs.describe_transform_job(sagemaker, spec.name) is None:
             sagemaker.create_transform_job(**request)
@@ -149,7 +134,7 @@ class SageMakerTransformBackend:
                 hint="see its log in CloudWatch (/aws/sagemaker/TransformJobs)",
             )
         bucket, prefix = s3io.split(spec.input, "input")
-        objects = s3io.keys(self.store.client, bucket, prefix)
+        objects = s3io.keys(self.settings.store.client, bucket, prefix)
         base = spec.output.rstrip("/")
         outputs = [f"{base}/{key[len(prefix) :].lstrip('/')}.out" for key, _ in objects]
         return TransformJobResult(COMPLETED, None, len(objects), 0, 0, outputs)
@@ -164,7 +149,7 @@ class SageMakerTransformBackend:
                 return described
             if time.monotonic() > deadline:
                 raise TransformError(f"SageMaker transform job {name} did not end in time")
-            time.sleep(poll_seconds())
+            time.sleep(poll_seconds(self.settings.poll_seconds))
 
     def _check_s3(self, uri: str, what: str) -> None:
         if not uri.startswith(s3io.S3):

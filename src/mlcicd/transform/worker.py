@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ from mlcicd.serving.handlers import (
 from mlcicd.transform import dataproc
 
 CSV, JSONLINES = "text/csv", "application/jsonlines"
+BLOCK = 1 << 20  # how much of a line too long to matter is read at a time, skipping it
 
 
 class TaskError(Exception):
@@ -78,22 +80,26 @@ class Transformer:
             )
         return self._assembled(self.invoke(body, 0)), 1
 
-    def batch(self, lines: list[bytes]) -> tuple[bytes, int, int]:
-        """A mini-batch of lines (blank ones included, as they came) → its output, assembled,
-        and how many records went in and came out."""
+    def batch(self, body: bytes) -> tuple[bytes, int, int]:
+        """A mini-batch, lines as they came (blank ones included) → its output, assembled,
+        and how many records went in and came out. The lines are split only where records
+        are read one by one (filters, joins) or a refused one is looked for."""
         if self.per_record:
-            return self._processed(lines)
-        out = self.invoke(b"".join(lines), lines)
-        rows_in = len(lines) - sum(1 for line in lines if len(line) <= 2 and not line.strip())
+            return self._processed(split_lines(body))
+        out = self.invoke(body)
+        rows_in = _count_lines(body) - _blank_lines(body)
         return self._assembled(out), rows_in, _count_lines(out) if self.assemble_lines else rows_in
 
-    def invoke(self, body: bytes, lines: list[bytes] | int) -> bytes:
-        """The model on one request; a refused record is found in ``lines`` (or is line
-        ``lines``)."""
+    def invoke(self, body: bytes, lines: list[bytes] | int | None = None) -> bytes:
+        """The model on one request; a refused record is found in ``lines`` (the lines of
+        ``body`` when None), or is line ``lines``."""
         try:
             answer = self._call(body)
         except BadRequestError as exc:
-            where = self._first_rejected(lines) if isinstance(lines, list) else lines
+            if isinstance(lines, int):
+                where: int | None = lines
+            else:
+                where = self._first_rejected(split_lines(body) if lines is None else lines)
             raise TaskError("input_fn", exc.message, where) from exc
         except InvocationError as exc:
             raise TaskError("model", exc.message, lines if isinstance(lines, int) else 0) from exc
@@ -181,45 +187,89 @@ def _count_lines(out: bytes) -> int:
     return out.count(b"\n") + (1 if out and not out.endswith(b"\n") else 0)
 
 
+# A blank line: at most one whitespace character before its newline (or, the last line
+# without one, at most two): the codecs skip them, they are not records.
+_BLANK_INSIDE = re.compile(rb"\n[ \t\r\x0b\x0c]?(?=\n)")  # finds the newline before it
+_BLANK_FIRST = re.compile(rb"\A(?:[ \t\r\x0b\x0c]?\n|[ \t\r\x0b\x0c]{1,2}\Z)")
+_BLANK_LAST = re.compile(rb"\n[ \t\r\x0b\x0c]{1,2}\Z")
+
+
+def _blank_lines(body: bytes) -> int:
+    """How many of the lines of ``body`` are blank, counted in C (no line is split)."""
+    blank = len(_BLANK_INSIDE.findall(body))
+    blank += 1 if _BLANK_FIRST.match(body) else 0
+    return blank + (1 if _BLANK_LAST.search(body) else 0)
+
+
+def split_lines(body: bytes) -> list[bytes]:
+    """The lines of ``body``, each with its newline (only ``\\n`` ends a line, as in a
+    file's ``readline``)."""
+    lines = [line + b"\n" for line in body.split(b"\n")]
+    last = lines.pop()  # after the last newline: b"\n" alone, or a line without its newline
+    if last != b"\n":
+        lines.append(last[:-1])
+    return lines
+
+
+def _skip_partial_line(fh: IO[bytes], start: int) -> None:
+    """Seek to the first line that starts at or after ``start`` (a line as long as it may
+    be is skipped a block at a time, never read whole)."""
+    fh.seek(start - 1)
+    while True:
+        piece = fh.readline(BLOCK)
+        if not piece or piece.endswith(b"\n"):
+            return
+
+
 def mini_batches(
     fh: IO[bytes], start: int, end: int | None, payload: int, single: bool
-) -> Iterator[tuple[int, list[bytes]]]:
+) -> Iterator[tuple[int, int, bytes]]:
     """The lines starting in ``[start, end)`` of ``fh`` (to its end when ``end`` is None) in
     mini-batches of at most ``payload`` bytes, one record each when ``single``: (index of the
-    batch's first line in the range, its lines). Blank lines ride along in a multi-record
-    batch (the codecs skip them) and are skipped alone."""
+    batch's first line in the range, the bytes of the range it took, its lines as one body).
+
+    The file is read in blocks of ``payload`` bytes cut at their last newline: nothing is
+    parsed or split here — a mini-batch is as the file has it. Blank lines ride along in a
+    multi-record batch (the codecs skip them); a batch of blank lines only is skipped.
+    """
     if start > 0:
-        fh.seek(start - 1)
-        fh.readline()  # the line we start in belongs to the task before
+        _skip_partial_line(fh, start)
     pos = fh.tell()
-    batch: list[bytes] = []
-    first = size = 0
-    number = -1
-    while end is None or pos < end:
-        line = fh.readline()
-        if not line:
-            break
-        number += 1
-        pos += len(line)
-        if len(line) > payload:
-            raise TaskError(
-                "payload",
-                f"a record of {len(line)} bytes is larger than MaxPayloadInMB ({payload} bytes)",
-                number,
-            )
+    buffer = b""
+    number = 0
+    at_end = False
+    while buffer or not at_end:
+        if end is not None and pos >= end:
+            return
+        while len(buffer) <= payload and not at_end:  # a batch, and a byte to know it ends
+            block = fh.read(payload + 1 - len(buffer))
+            at_end = not block
+            buffer += block
+        if not buffer:
+            return
+        if at_end and len(buffer) <= payload:
+            cut = len(buffer)
+        else:
+            cut = buffer.rfind(b"\n", 0, payload) + 1
+            if cut == 0:
+                raise TaskError(
+                    "payload",
+                    f"a record is larger than MaxPayloadInMB ({payload} bytes)",
+                    number,
+                )
+        if end is not None and pos + cut > end:
+            # The lines that start before ``end`` are this range's; the rest the next one's.
+            ending = buffer.find(b"\n", end - pos - 1)
+            cut = ending + 1 if ending >= 0 else len(buffer)
+        body, buffer = buffer[:cut], buffer[cut:]
         if single:
-            if line.strip():
-                yield number, [line]
-            continue
-        if size + len(line) > payload:
-            yield first, batch
-            batch, size = [], 0
-        if not batch:
-            first = number
-        batch.append(line)
-        size += len(line)
-    if batch and any(line.strip() for line in batch):
-        yield first, batch
+            for k, line in enumerate(split_lines(body)):
+                if line.strip():
+                    yield number + k, len(line), line
+        elif body.strip():
+            yield number, cut, body
+        number += _count_lines(body)
+        pos += cut
 
 
 # -- the protocol -------------------------------------------------------------------------
@@ -239,20 +289,17 @@ def run_task(
             out.write(data)
             report(_progress(task, 1, rows_out, 0))
         else:
-            last = task["start"]
             batches = mini_batches(
                 fh, task["start"], task.get("end"), transformer.payload, transformer.single
             )
-            for first, lines in batches:
+            for first, size, body in batches:
                 try:
-                    data, rows_in, rows_out = transformer.batch(lines)
+                    data, rows_in, rows_out = transformer.batch(body)
                 except TaskError as exc:
                     exc.line = None if exc.line is None else first + exc.line
                     raise
                 out.write(data)
-                position = last if compressed else fh.tell()
-                report(_progress(task, rows_in, rows_out, position - last))
-                last = position
+                report(_progress(task, rows_in, rows_out, 0 if compressed else size))
     os.replace(partial, part)
 
 
@@ -302,6 +349,7 @@ def main(argv: list[str]) -> int:
             report(_error(task, "io", None, describe_exception(exc)))
         else:
             report({"event": "done", "id": task["id"]})
+    protocol.flush()
     return 0
 
 
@@ -309,5 +357,17 @@ def _error(task: dict[str, Any], kind: str, line: int | None, error: str) -> dic
     return {"event": "error", "id": task["id"], "kind": kind, "line": line, "error": error}
 
 
+def exit_now(code: int) -> None:
+    """End the worker without tearing its interpreter down, as multiprocessing's workers do.
+
+    Every part is written and closed and every answer sent by then; what is left is freeing
+    the model and unloading scikit-learn, scipy and pandas — a second and more on a busy
+    machine, which the job would wait for — and waiting on any thread the user's code left
+    running, which could be forever."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

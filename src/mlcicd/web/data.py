@@ -145,6 +145,15 @@ def endpoints(project: Project) -> list[EndpointRecord]:
     return [_refreshed(project, record)[0] for record in project.state.list_endpoints()]
 
 
+def page_number(text: str | None) -> int:
+    """``?page=`` of a long list: a whole number from 1 (default 1)."""
+    if text is None:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"page={text!r} is not a page number (a whole number from 1)")
+    return int(text)
+
+
 def history_window(text: str | None) -> float:
     """The seconds of ``?window=`` (``1h``, ``7d``…; default an hour), at most the week
     that is kept."""

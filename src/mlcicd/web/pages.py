@@ -474,12 +474,21 @@ def _approval(pipeline: str, pipelines: Sequence[str], approval: dict[str, Any] 
     )
 
 
+MODELS_PER_PAGE = 100
+
+
 def models_page(
-    pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]
+    pipelines: Sequence[str],
+    per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]],
+    *,
+    number: int = 1,
 ) -> str:
-    """``/models``: every model package, newest version first."""
+    """``/models``: the model packages, newest version first, :data:`MODELS_PER_PAGE` per
+    pipeline on a page (a registry of a thousand versions stays a page a phone can load)."""
     sections = []
-    for pipeline, packages in per_pipeline:
+    for pipeline, all_packages in per_pipeline:
+        start = (number - 1) * MODELS_PER_PAGE
+        packages = all_packages[start : start + MODELS_PER_PAGE]
         rows = [
             (
                 model_link(pipeline, pipelines, p["group_name"], p["version"]),
@@ -499,12 +508,32 @@ def models_page(
                     table(
                         ["model", "status", "why", "metrics", "commit", "run", "created"],
                         rows,
-                        empty="no models yet",
+                        empty="no models yet" if number == 1 else "no models on this page",
+                    ),
+                    _pages_nav(
+                        pipeline, pipelines, number, start, len(packages), len(all_packages)
                     ),
                 ]
             )
         )
     return page("Models", join(sections), pipelines=pipelines, refresh=REFRESH)
+
+
+def _pages_nav(
+    pipeline: str, pipelines: Sequence[str], number: int, start: int, shown: int, total: int
+) -> Html:
+    """Which versions a page of /models shows, and links to the newer and older ones."""
+    if total <= MODELS_PER_PAGE and number == 1:
+        return Html("")
+    q = _q(pipeline, pipelines)
+    parts = [
+        h(f"versions {start + 1} to {start + shown} of {total}" if shown else f"{total} versions")
+    ]
+    if number > 1:
+        parts.append(link(href("/models", pipeline=q, page=number - 1), "← newer"))
+    if start + shown < total:
+        parts.append(link(href("/models", pipeline=q, page=number + 1), "older →"))
+    return Html('<p class="muted">' + " · ".join(str(p) for p in parts) + "</p>")
 
 
 def model_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@
     /                              per pipeline: newest runs, endpoints, latest events
     /runs/{id}                     a run: stages, the gate's metrics and verdict, approval,
                                    log tails
-    /models                        the model registry
+    /models                        the model registry (?page=2: the older versions)
     /models/{group}/{version}      a model, its metrics, lineage and data-quality baseline
     /endpoints                     endpoints, live status for local ones
     /endpoints/{name}              an endpoint: variants and weights, metrics and their
@@ -97,7 +97,9 @@ def _page(
         models = [
             (name, data.jsonable(data.models(open_project(root).state))) for name, root in served
         ]
-        return pages.models_page(names, models)
+        return pages.models_page(
+            names, models, number=data.page_number(query.get("page", [None])[0])
+        )
     if path == "/endpoints":
         endpoints = [
             (name, data.jsonable(data.endpoints(open_project(root)))) for name, root in served

@@ -172,6 +172,8 @@ def _start(
         max_runtime=MAX_RUNTIME,
         kms_key_id=processing.kms_key_id,
         tags={"mlcicd:pipeline": processing.pipeline, "mlcicd:step": "data_check"},
+        vpc_config=processing.vpc_config,
+        inter_container_encryption=processing.inter_container_encryption,
     )
     start_processing_job(sagemaker, request, where="data check: ")
     log(f"data check: processing job {name} started")

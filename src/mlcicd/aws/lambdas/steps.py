@@ -121,6 +121,8 @@ class ProcessingSettings:
     channels: dict[str, str]
     steps: tuple[ProcessingStepConfig, ...] = ()
     requirements: str = "requirements.txt"
+    vpc_config: dict[str, list[str]] | None = None  # network:, as the training job's
+    inter_container_encryption: bool = False
 
     @classmethod
     def parse(cls, raw: Any, **common: Any) -> ProcessingSettings:
@@ -330,6 +332,8 @@ def _start(
         max_runtime=step.max_runtime,
         network_isolation=step.network_isolation,
         kms_key_id=settings.kms_key_id,
+        vpc_config=settings.vpc_config,
+        inter_container_encryption=settings.inter_container_encryption,
         tags={
             "mlcicd:pipeline": settings.pipeline,
             "mlcicd:step": step.name,

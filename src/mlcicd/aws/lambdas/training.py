@@ -116,6 +116,8 @@ class TrainingSettings:
         kms_key_id = setting(environ, n.ENV_TRAINING_KMS_KEY, "") or None
         channels = json_setting(environ, n.ENV_TRAINING_CHANNELS, {})
         project_dir = setting(environ, n.ENV_PROJECT_DIR, "").strip("/")
+        vpc = vpc_from_json(json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG)
+        encrypt = bool_setting(environ, n.ENV_INTER_CONTAINER_ENCRYPTION, False)
         return cls(
             pipeline=pipeline,
             role_arn=role_arn,
@@ -143,14 +145,12 @@ class TrainingSettings:
                 kms_key_id=kms_key_id,
                 project_dir=project_dir,
                 channels=channels,
+                vpc_config=vpc,
+                inter_container_encryption=encrypt,
             ),
             data_check=dc.DataCheckSettings.from_environ(environ),
-            vpc_config=vpc_from_json(
-                json_setting(environ, n.ENV_VPC_CONFIG, {}), where=n.ENV_VPC_CONFIG
-            ),
-            inter_container_encryption=bool_setting(
-                environ, n.ENV_INTER_CONTAINER_ENCRYPTION, False
-            ),
+            vpc_config=vpc,
+            inter_container_encryption=encrypt,
             checkpoints=bool_setting(environ, n.ENV_TRAINING_CHECKPOINTS, False),
         )
 
