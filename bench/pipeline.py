@@ -11,6 +11,11 @@ Measures, on this machine, for each:
   staging    for a template with `staging:` (iris): the staging stage's own time in each warm
              run (a staging endpoint, the endpoint tests, the load check, the teardown), and
              the warm runs of a copy without `staging:` for comparison
+  by stage   where a warm run's time goes: each stage's time as the run recorded it, and the
+             CPU time (user + sys) of the run's whole process tree — the CLI, the project's
+             tests, the training job; not the endpoint's workers, which the endpoint's own
+             supervisor starts — a figure that a machine busy with other work changes less
+             than the wall time
 
 Run: .venv/bin/python bench/pipeline.py [--repeat N] [--template iris|pipeline] [--record]
 --record appends the figures to docs/benchmarks.md with the machine and date.
@@ -21,11 +26,13 @@ Targets (2 cores): iris warm < 10 s, unchanged < 1 s; pipeline warm < 6 s; the s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,12 +47,21 @@ GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
 
 
 def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    return sh_cpu(cmd, cwd, env)[0]
+
+
+def sh_cpu(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time, and the CPU time (user + sys) of ``cmd``'s process tree: every descendant
+    that was waited for (a detached endpoint supervisor and its workers are not)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def commit(project: Path, env: dict[str, str], message: str) -> None:
@@ -89,18 +105,25 @@ def main() -> None:
 
     rows = []
     for template in args.template or sorted(TEMPLATES):
-        cold, warm, unchanged, staging = _measure(template, args.repeat)
+        runs = _measure(template, args.repeat)
         rows += [
-            (f"{template}: cold (empty environment cache)", [cold]),
-            (f"{template}: warm (new commit → InService)", warm),
-            (f"{template}: unchanged rerun (all cached)", unchanged),
+            (f"{template}: cold (empty environment cache)", [runs.cold]),
+            (f"{template}: warm (new commit → InService)", runs.warm),
+            (f"{template}: unchanged rerun (all cached)", runs.unchanged),
         ]
-        if staging:
-            _, plain, _, _ = _measure(template, args.repeat, staging=False)
+        breakdown = runs
+        if "staging" in runs.stages:
+            plain = _measure(template, args.repeat, staging=False)
             rows += [
-                (f"{template}: staging stage, in the warm run", staging),
-                (f"{template}: warm, a copy without staging", plain),
+                (f"{template}: staging stage, in the warm run", runs.stages["staging"]),
+                (f"{template}: warm, a copy without staging", plain.warm),
             ]
+            breakdown = plain
+        label = f"{template}{'' if breakdown is runs else ' without staging'}: warm"
+        rows += [(f"{label}, CPU of the run's processes", breakdown.warm_cpu)]
+        rows += [
+            (f"{label}, stage {stage}", seconds) for stage, seconds in breakdown.stages.items()
+        ]
     print(f"machine: {machine()}")
     print(f"{'case':<44}{'median':>9}{'min':>9}{'max':>9}  n")
     for name, values in rows:
@@ -131,11 +154,19 @@ def main() -> None:
 TEMPLATES = {"iris": "iris-classifier-endpoint", "pipeline": "iris-pipeline-endpoint"}
 
 
-def _measure(
-    template: str, repeat: int, *, staging: bool = True
-) -> tuple[float, list[float], list[float], list[float]]:
-    """Cold, warm and unchanged runs' wall times, and the staging stage's time in each warm
-    run (none when the project has no ``staging:``, or ``staging`` is false: it is removed)."""
+@dataclasses.dataclass
+class Measured:
+    cold: float
+    warm: list[float] = dataclasses.field(default_factory=list)
+    unchanged: list[float] = dataclasses.field(default_factory=list)
+    warm_cpu: list[float] = dataclasses.field(default_factory=list)
+    # each stage's time in each warm run, as the run recorded it, in the run's order
+    stages: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+def _measure(template: str, repeat: int, *, staging: bool = True) -> Measured:
+    """Cold, warm and unchanged runs' wall times, the warm runs' CPU time and their stages'
+    times (``staging`` false: the project's ``staging:`` is removed first)."""
     with tempfile.TemporaryDirectory(prefix="mlcicd-bench-") as tmp:
         root = Path(tmp)
         project = root / template
@@ -152,18 +183,18 @@ def _measure(
             config.write_text(
                 re.sub(r"(?m)^staging:.*\n(?:(?:[ \t].*|#.*|)\n)*", "", config.read_text())
             )
-        staged = re.search(r"(?m)^staging:", config.read_text()) is not None
         commit(project, env, template)
         try:
-            cold = sh([*MLCICD, "run", str(project)], project, env)
-            warm, unchanged, stage = [], [], []
+            runs = Measured(cold=sh([*MLCICD, "run", str(project)], project, env))
             for i in range(repeat):
                 config.write_text(_bump(config.read_text(), i))
                 commit(project, env, f"hyperparameter change {i}")
-                warm.append(sh([*MLCICD, "run", str(project)], project, env))
-                if staged:
-                    stage.append(_stage_seconds(project, env, "staging"))
-                unchanged.append(sh([*MLCICD, "run", str(project)], project, env))
+                wall, cpu = sh_cpu([*MLCICD, "run", str(project)], project, env)
+                runs.warm.append(wall)
+                runs.warm_cpu.append(cpu)
+                for stage, seconds in _stage_times(project, env).items():
+                    runs.stages.setdefault(stage, []).append(seconds)
+                runs.unchanged.append(sh([*MLCICD, "run", str(project)], project, env))
         finally:
             subprocess.run(
                 [*MLCICD, "-C", str(project), "endpoints", "delete", TEMPLATES[template]],
@@ -171,11 +202,11 @@ def _measure(
                 env=env,
                 capture_output=True,
             )
-    return cold, warm, unchanged, stage
+    return runs
 
 
-def _stage_seconds(project: Path, env: dict[str, str], stage: str) -> float:
-    """The newest run's ``stage`` time, as the run recorded it."""
+def _stage_times(project: Path, env: dict[str, str]) -> dict[str, float]:
+    """The newest run's stages and their times, as the run recorded them."""
     shown = subprocess.run(
         [*MLCICD, "-C", str(project), "runs", "list", "--json"],
         env=env,
@@ -191,8 +222,7 @@ def _stage_seconds(project: Path, env: dict[str, str], stage: str) -> float:
         text=True,
         check=True,
     )
-    (execution,) = [s for s in json.loads(detail.stdout)["stages"] if s["stage"] == stage]
-    return float(execution["elapsed"])
+    return {s["stage"]: float(s["elapsed"] or 0.0) for s in json.loads(detail.stdout)["stages"]}
 
 
 def _bump(text: str, i: int) -> str:

@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
-from mlcicd.aws.lambdas.datacheck import SCRIPT
+from mlcicd.aws.lambdas.datacheck import SCRIPT, DataCheckSettings, advance
+from mlcicd.aws.lambdas.steps import ProcessingSettings
+from mlcicd.errors import ProcessingError
 from tests.aws.conftest import AwsClient, pipeline_with
-from tests.aws.events import MODELS_BUCKET, token_of
+from tests.aws.events import IMAGE, MODELS_BUCKET, ROLE_ARN, token_of
 from tests.aws.sagemaker_sim import run_processing_job
 from tests.aws.test_lambda_steps import (
     PIPELINE,
@@ -139,6 +141,38 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
     warned = json.loads(token_of(report("run-3-2", continuation=token_of(first))))
     assert warned["checked"] == "CompletedWithViolations"
     assert warned["job"].startswith(f"{PIPELINE}-")  # the training job, started
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        {},  # no status: was "passed"
+        {"status": "Fine"},
+        {"status": "CompletedWithViolations", "violations": ["petal_length"]},
+        {"status": "CompletedWithViolations", "violations": [{"feature_name": 1}]},
+        {"status": "Passed", "violations": {"a": "b"}},
+    ],
+)
+def test_a_report_that_is_not_the_checks_fails_the_check_naming_it(
+    aws_env: AwsClient, written: dict[str, Any]
+) -> None:
+    """The report is the job's output, and whoever writes the bucket (or a broken image) writes
+    it: one the check did not write neither passes nor crashes the function."""
+    job = f"{PIPELINE}-datacheck-written"
+    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+    aws_env("sagemaker").create_processing_job(  # moto's jobs are Completed at once
+        ProcessingJobName=job,
+        ProcessingResources={"ClusterConfig": cluster},
+        AppSpecification={"ImageUri": IMAGE},
+        RoleArn=ROLE_ARN,
+    )
+    aws_env("s3").create_bucket(Bucket=MODELS_BUCKET)
+    key = f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
+    aws_env("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(written).encode())
+    processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
+    for mode in ("warn", "fail"):
+        with pytest.raises(ProcessingError, match=f"the report of {job} is not a data check's"):
+            advance(DataCheckSettings(mode=mode), processing, {"check": job}, channel_uri=str)
 
 
 def test_the_steps_and_the_check_run_in_the_vpc_network_names(

@@ -251,3 +251,44 @@ def test_a_report_the_job_did_not_write_fails_naming_it(stack: AwsClient) -> Non
     message = failed[1]["failureDetails"]["message"]
     assert message.startswith("step evaluate: report evaluation/evaluation.json (s3://")
     assert "the job wrote no such file" in message
+
+
+@pytest.mark.parametrize("index", ["another job", "not JSON", "a name that is a path"])
+def test_a_tampered_cache_index_runs_the_step_again(stack: AwsClient, index: str) -> None:
+    """Whoever can write to the models bucket rewrites prepare's cache entry: at a Completed job
+    of theirs whose "outputs" they planted under the pipeline's prefix, or at garbage. The step
+    runs again; training never reads the planted data."""
+    first = report("job-1")
+    prepare = prepared(stack)
+    report("job-2", continuation=token_of(first))
+    s3, sagemaker = stack("s3"), stack("sagemaker")
+    (entry,) = s3.list_objects_v2(Bucket=MODELS_BUCKET, Prefix=f"{PIPELINE}/processing/cache/")[
+        "Contents"
+    ]
+    theirs = f"{PIPELINE}-prepare-planted"
+    if index == "another job":  # the same request, under their name, without the key's tag
+        cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+        sagemaker.create_processing_job(
+            ProcessingJobName=theirs,
+            ProcessingResources={"ClusterConfig": cluster},
+            AppSpecification={"ImageUri": IMAGE},
+            RoleArn=ROLE_ARN,
+            Tags=[
+                {"Key": "mlcicd:pipeline", "Value": PIPELINE},
+                {"Key": "mlcicd:step", "Value": "prepare"},
+            ],
+        )
+        for output in ("train", "test"):
+            planted = f"{PIPELINE}/processing/{theirs}/output/{output}/{output}.csv"
+            s3.put_object(Bucket=MODELS_BUCKET, Key=planted, Body=b"planted\n")
+        body = json.dumps({"job": theirs, "step": "prepare"}).encode()
+    elif index == "not JSON":
+        body = b"[" * 100_000
+    else:
+        body = json.dumps({"job": f"../{prepare['ProcessingJobName']}"}).encode()
+    s3.put_object(Bucket=MODELS_BUCKET, Key=entry["Key"], Body=body)
+
+    state = json.loads(token_of(report("run-2")))
+    assert "cached" not in state
+    assert state["steps"]["prepare"] not in (theirs, prepare["ProcessingJobName"])
+    assert state["steps"]["prepare"].startswith(f"{PIPELINE}-prepare-")

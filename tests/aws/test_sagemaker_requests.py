@@ -139,6 +139,7 @@ def test_metrics() -> None:
         (b"[1]", "must hold an object"),
         (b'{"a": true}', "not a finite number"),
         (b"{", "not JSON"),
+        (b"[" * 100_000, "not JSON"),  # the job's output: nested past the parser's depth
     ):
         with pytest.raises(ValueError, match=message):
             parse_metrics_file(bad)

@@ -26,7 +26,13 @@ import yaml
 
 from mlcicd.aws.clients import client
 from mlcicd.aws.package import build_lambda_package
-from mlcicd.aws.stack import StackEvent, deploy_stack, describe_stack, upload_lambda_package
+from mlcicd.aws.stack import (
+    StackEvent,
+    deploy_stack,
+    describe_stack,
+    upload_lambda_package,
+    upload_template,
+)
 from mlcicd.aws.template import TEMPLATE_BODY_LIMIT, build_template, to_yaml
 from mlcicd.config import Config
 from mlcicd.errors import ConfigError
@@ -258,3 +264,36 @@ def test_a_template_past_the_inline_limit_is_read_from_s3(
     body = aws_env("s3").get_object(Bucket=code_bucket, Key=uploaded["Key"])["Body"].read()
     assert "RestApi" in json.loads(body)["Resources"]
     assert describe_stack(client("cloudformation"), STACK) is not None
+
+
+def test_every_call_on_the_code_bucket_names_this_account_as_its_owner(
+    aws_env: AwsClient, tmp_path: Path
+) -> None:
+    """The default code bucket's name (``mlcicd-lambda-code-<account>-<region>``) is guessable:
+    another account could create it first, open it to us, and swap the Lambda code or the
+    template before CloudFormation reads them. Every call on it carries ExpectedBucketOwner, so
+    S3 answers 403 for such a bucket (moto does not enforce the header: the test reads it off
+    each request the real client sends)."""
+    sent: list[tuple[str, bytes | None]] = []
+
+    def record(request: Any, event_name: str, **_: Any) -> None:
+        owner = request.headers.get("x-amz-expected-bucket-owner")
+        sent.append((event_name.rsplit(".", 1)[-1], owner))
+
+    events = client("s3").meta.events
+    events.register("before-send.s3", record)
+    try:
+        package = build_lambda_package(tmp_path / "lambdas.zip")
+        upload_lambda_package(package, "mlcicd-code-owned")
+        upload_template("{}", "mlcicd-code-owned")
+    finally:
+        events.unregister("before-send.s3", record)
+    account = aws_env("sts").get_caller_identity()["Account"]
+    on_the_bucket = [(op, owner) for op, owner in sent if op != "CreateBucket"]
+    assert {op for op, _ in on_the_bucket} == {
+        "HeadBucket",
+        "PutPublicAccessBlock",
+        "HeadObject",
+        "PutObject",
+    }
+    assert all(owner == account.encode() for _, owner in on_the_bucket), sent

@@ -640,6 +640,7 @@ def test_processing_steps_go_to_the_training_function_and_its_policies() -> None
         "sagemaker:CreateProcessingJob",
         "sagemaker:DescribeProcessingJob",
         "sagemaker:AddTags",
+        "sagemaker:ListTags",
     ]
     assert jobs["Resource"] == [
         {

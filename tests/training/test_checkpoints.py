@@ -109,12 +109,21 @@ def test_checkpoints_without_a_store_are_refused_before_anything_runs(
     assert not backend.job_dir("job-1").exists()
 
 
-def manifest(store: LocalArtifactStore, files: dict[str, str]) -> None:
-    body = json.dumps({"job": "elsewhere", "files": files}).encode()
+def manifest(store: LocalArtifactStore, files: dict[str, str], job: str = "elsewhere") -> None:
+    body = json.dumps({"job": job, "files": files}).encode()
     store.put_bytes(body, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
 
 
-@pytest.mark.parametrize("name", ["../outside.txt", "/etc/cron.d/x", "a/../../b"])
+def kept_file(store: LocalArtifactStore, data: bytes) -> str:
+    """``data`` kept under its digest, as save keeps a file; the digest."""
+    digest = store.put_bytes(data, WHERE.bucket, f"{WHERE.prefix}/files/x").sha256
+    store.put_bytes(data, WHERE.bucket, f"{WHERE.prefix}/files/{digest}")
+    return digest
+
+
+@pytest.mark.parametrize(
+    "name", ["../outside.txt", "/etc/cron.d/x", "a/../../b", ".", "a/./b", "a/", "a\0b", "a\\b"]
+)
 def test_a_manifest_naming_a_path_outside_checkpoints_is_refused(
     tmp_path: Path, store: LocalArtifactStore, name: str
 ) -> None:
@@ -122,6 +131,51 @@ def test_a_manifest_naming_a_path_outside_checkpoints_is_refused(
     with pytest.raises(TrainingError, match="not a path inside the job's checkpoints/"):
         restore(store, WHERE, tmp_path / "ckpt")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_a_manifest_naming_a_file_and_a_folder_inside_it_is_refused_as_damaged(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    """A file where a folder goes (or a full disk) is the same clear refusal, never an OSError."""
+    digest = kept_file(store, b"w")
+    manifest(store, {"a": digest, "a/b": digest})
+    with pytest.raises(TrainingError, match=r"are damaged: a/b: File exists") as raised:
+        restore(store, WHERE, tmp_path / "ckpt")
+    assert "remove that folder from the store" in (raised.value.hint or "")
+
+
+def test_one_file_named_many_times_is_capped_as_a_model_archive_is(
+    tmp_path: Path, store: LocalArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One kept file, named under many paths, would write many times its size."""
+    digest = kept_file(store, b"w" * 1000)
+    manifest(store, {f"copy-{i}": digest for i in range(10)})
+    monkeypatch.setenv("MLCICD_MAX_MODEL_BYTES", "4500")
+    with pytest.raises(TrainingError, match=r"more than 4500 bytes \(MLCICD_MAX_MODEL_BYTES\)"):
+        restore(store, WHERE, tmp_path / "ckpt")
+    assert len(list((tmp_path / "ckpt").iterdir())) == 5  # and not one more
+    monkeypatch.setenv("MLCICD_MAX_MODEL_MEMBERS", "9")
+    with pytest.raises(TrainingError, match=r"name 10 files, more than 9"):
+        restore(store, WHERE, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
+def test_the_job_a_manifest_names_reaches_the_log_only_as_a_job_name(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    digest = kept_file(store, b"w")
+    manifest(store, {"w.bin": digest}, job="a\nINFO training job iris-1 completed")
+    assert restore(store, WHERE, tmp_path / "ckpt").job is None
+    manifest(store, {"w.bin": digest}, job="iris-attempt-1")
+    assert restore(store, WHERE, tmp_path / "again").job == "iris-attempt-1"
+
+
+def test_a_manifest_nested_too_deep_for_json_is_refused(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    store.put_bytes(b"[" * 100_000, WHERE.bucket, f"{WHERE.prefix}/{MANIFEST}")
+    with pytest.raises(TrainingError, match="is not valid JSON"):
+        restore(store, WHERE, tmp_path / "ckpt")
 
 
 def test_a_changed_checkpoint_file_is_refused_with_what_to_do(
@@ -152,3 +206,18 @@ def test_links_the_script_left_are_not_followed_into_the_store(
     assert restored.files == 1 and sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
         "weights.bin"
     ]
+
+
+def test_a_checkpoints_folder_replaced_by_a_link_keeps_nothing(
+    tmp_path: Path, store: LocalArtifactStore
+) -> None:
+    """save follows no link, the folder's own included: a script that made checkpoints/ a link
+    to the owner's ~/.aws does not have mlcicd copy it to the store."""
+    private = tmp_path / "home" / ".aws"
+    private.mkdir(parents=True)
+    (private / "credentials").write_text("aws_secret_access_key = not-for-the-store")
+    kept = tmp_path / "kept"
+    kept.symlink_to(private, target_is_directory=True)
+    assert save(store, WHERE, kept, "attempt-1") == 0
+    stored = [Path(store.local_path(u) or "") for u in store.list_uris(WHERE.bucket, WHERE.prefix)]
+    assert all(b"not-for-the-store" not in path.read_bytes() for path in stored)

@@ -12,7 +12,7 @@ import pytest
 from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.transform_jobs import create_transform_job_request
 from mlcicd.config import parse_config
-from mlcicd.errors import TransformError
+from mlcicd.errors import ConfigError, TransformError
 from mlcicd.store import S3ArtifactStore
 from mlcicd.transform import TransformJobSpec, TransformModel, TransformSettings
 from mlcicd.transform.sagemaker import SageMakerTransformBackend
@@ -125,3 +125,16 @@ def test_the_model_of_a_transform_job_is_in_the_vpc_network_names(
         "SecurityGroupIds": ["sg-0123abcd"],
         "Subnets": ["subnet-0123456789abcdef0"],
     }
+
+
+def test_an_isolated_network_refuses_a_sagemaker_transform(tmp_path: Path) -> None:
+    """Its Model would fetch the code from S3: refused, as deploy.backend: sagemaker is, rather
+    than run less isolated than the config says."""
+    config = parse_config(
+        f"pipeline: iris-classifier\ntrain:\n  image: {IMAGE}\n  role: {ROLE_ARN}\n"
+        "network:\n  subnets: [subnet-0123456789abcdef0]\n  security_groups: [sg-0123abcd]\n"
+        "  isolation: true\n"
+    )
+    with pytest.raises(ConfigError, match="isolated container cannot fetch") as raised:
+        SageMakerTransformBackend.from_config(config, S3ArtifactStore("s3://store"), tmp_path)
+    assert raised.value.key == "network.isolation"

@@ -39,10 +39,8 @@ def test_metric_lines_have_a_fixed_format(trained: TrainingRun) -> None:
     assert re.fullmatch(r"f1=\d\.\d{4}", lines[1])
 
 
-def test_accuracy_below_min_accuracy_fails_the_job(
-    tmp_path: Path, run_train: Callable[..., TrainingRun]
-) -> None:
-    run = run_train(tmp_path, "--min_accuracy", "1.01")
+def test_accuracy_below_min_accuracy_fails_the_job(run_train: Callable[..., TrainingRun]) -> None:
+    run = run_train("--min_accuracy", "1.01")
     assert run.returncode == 1
     reason = (run.output_dir / "failure").read_text()
     assert "below min_accuracy 1.01" in reason

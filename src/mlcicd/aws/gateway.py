@@ -6,6 +6,12 @@ The stack's outputs say where the API is (``ApiUrl``), which endpoint it fronts
 with SigV4 for ``execute-api`` with the caller's own AWS credentials; ``api_key`` sends the
 usage plan's key in ``x-api-key`` — given, or read with GetApiKey (``ApiKeyId``) by a caller
 allowed to.
+
+The URL is a stack output, and whoever can update the stack (or its template in S3) could
+change it. Credentials go only where the template points: ``https://<id>.execute-api.<region>.
+amazonaws.com[.cn]/…``, or the host of ``MLCICD_AWS_ENDPOINT_URL`` (an emulator such as moto,
+which gets every other call too). A redirect is the API's answer, never followed: urllib would
+resend ``x-api-key``, ``Authorization`` and the session token to wherever ``Location`` says.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlcicd.aws.clients import client, signing_credentials
+from mlcicd.aws.clients import client, resolve_endpoint_url, signing_credentials
 from mlcicd.aws.template.api import AUTH_OUTPUT, ENDPOINT_OUTPUT, KEY_OUTPUT, URL_OUTPUT
 from mlcicd.endpoints.client import InvocationResponse
 from mlcicd.errors import ConfigError, EndpointError
 
 _REGION_RE = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+_API_HOST = re.compile(r"[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,34 @@ class ApiTarget:
                 hint=f"invoke {fronted} --via-api, or pick its stack with --stack-name",
             )
         return cls(
-            url=outputs[URL_OUTPUT],
+            url=_api_url(outputs[URL_OUTPUT], stack),
             endpoint=fronted,
             auth=outputs.get(AUTH_OUTPUT, "iam"),
             key_id=outputs.get(KEY_OUTPUT),
         )
+
+
+def _api_url(url: str, stack: str) -> str:
+    """``url`` when it is API Gateway's (or the emulator's): the only place to authenticate to."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    emulator = resolve_endpoint_url()
+    if emulator and host == urllib.parse.urlsplit(emulator).hostname:
+        return url
+    if parts.scheme == "https" and _API_HOST.fullmatch(host) and parts.port in (None, 443):
+        return url
+    raise EndpointError(
+        f"stack {stack}'s API URL {url} is not API Gateway's "
+        "(https://<id>.execute-api.<region>.amazonaws.com/…): not sending credentials to it",
+        hint="the stack's template was changed outside mlcicd; `mlcicd aws deploy` again",
+    )
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is returned as the answer: following it would resend the key or signature."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
 
 
 def api_key_value(key_id: str) -> str:
@@ -88,7 +118,8 @@ def invoke_api(
         headers = _signed(target.url, body, headers)
     request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        opener = urllib.request.build_opener(_NoRedirects)
+        with opener.open(request, timeout=timeout) as response:
             return _response(response.status, dict(response.headers.items()), response.read())
     except urllib.error.HTTPError as exc:
         return _response(exc.code, dict(exc.headers.items()), exc.read())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from mlcicd.config import Config
 from mlcicd.errors import ConfigError
 
+DEFAULT_STACK_NAME = "ml-cicd-pipeline"  # `mlcicd aws …`'s --stack-name
 REPOSITORY_NAME = "ml-model-repo"  # the reference's ECR repository; buildspec.yml pushes there
 VARIANT_NAME = "AllTraffic"  # the endpoint's production variant (SageMaker's own default name)
 TRAINING_JOBS_LOG_GROUP = "/aws/sagemaker/TrainingJobs"

@@ -433,9 +433,9 @@ def upload_lambda_package(package: LambdaPackage, bucket: str) -> str:
     """Put the package in ``bucket`` (created, private, if missing) under its digest; return
     the key."""
     s3 = client("s3")
-    _ensure_bucket(s3, bucket)
+    owner = _ensure_bucket(s3, bucket)
     try:
-        s3.head_object(Bucket=bucket, Key=package.key)
+        s3.head_object(Bucket=bucket, Key=package.key, ExpectedBucketOwner=owner)
     except AwsError as exc:
         if exc.code not in ("404", "NoSuchKey", "NotFound"):
             raise
@@ -443,7 +443,11 @@ def upload_lambda_package(package: LambdaPackage, bucket: str) -> str:
             str(package.path),
             bucket,
             package.key,
-            ExtraArgs={"Metadata": {"sha256": package.sha256}, "ChecksumAlgorithm": "SHA256"},
+            ExtraArgs={
+                "Metadata": {"sha256": package.sha256},
+                "ChecksumAlgorithm": "SHA256",
+                "ExpectedBucketOwner": owner,
+            },
         )
     return package.key
 
@@ -453,20 +457,43 @@ def upload_template(body: str, bucket: str) -> str:
     ``bucket`` (created, private, if missing) under its digest; return its URL, for
     TemplateURL."""
     s3 = client("s3")
-    _ensure_bucket(s3, bucket)
+    owner = _ensure_bucket(s3, bucket)
     data = body.encode("utf-8")
     key = f"mlcicd/templates/{hashlib.sha256(data).hexdigest()}.json"
-    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=data,
+        ContentType="application/json",
+        ExpectedBucketOwner=owner,
+    )
     region = s3.meta.region_name or "us-east-1"
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"https://{bucket}.s3.{region}.{domain}/{key}"
 
 
-def _ensure_bucket(s3: AwsClient, bucket: str) -> None:
-    """``bucket``, created private if missing."""
+def _ensure_bucket(s3: AwsClient, bucket: str) -> str:
+    """``bucket``, created private if missing; the caller's account, which owns it.
+
+    Bucket names are global and the default one (``mlcicd-lambda-code-<account>-<region>``)
+    is guessable: anyone could create it first and let us write to it, then swap the Lambda
+    code or the template between our upload and CloudFormation's read. Every call on it says
+    whose it must be (``ExpectedBucketOwner``), so S3 refuses (403) a bucket of another
+    account instead of taking our code."""
+    owner = str(client("sts").get_caller_identity()["Account"])
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner)
     except AwsError as exc:
+        if exc.code in ("403", "AccessDenied"):
+            raise AwsError(
+                f"the code bucket {bucket} is not this account's ({owner}), or you may not "
+                "read it: not uploading the Lambda code or the template to it",
+                code=exc.code,
+                aws_message=exc.aws_message,
+                operation=exc.operation,
+                hint="pass --code-bucket with a bucket of this account (or the "
+                "LambdaCodeBucket parameter)",
+            ) from exc
         if exc.code not in ("404", "NoSuchBucket", "NotFound"):
             raise
         region = s3.meta.region_name or "us-east-1"
@@ -476,6 +503,7 @@ def _ensure_bucket(s3: AwsClient, bucket: str) -> None:
         s3.create_bucket(**create)
         s3.put_public_access_block(
             Bucket=bucket,
+            ExpectedBucketOwner=owner,
             PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True,
                 "IgnorePublicAcls": True,
@@ -483,6 +511,7 @@ def _ensure_bucket(s3: AwsClient, bucket: str) -> None:
                 "RestrictPublicBuckets": True,
             },
         )
+    return owner
 
 
 __all__ = [

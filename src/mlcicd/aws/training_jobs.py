@@ -240,7 +240,7 @@ def output_metrics(s3: AwsClient, uri: str) -> dict[str, float] | None:
 def parse_metrics_file(data: bytes) -> dict[str, float]:
     try:
         parsed = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
         raise ValueError(f"{METRICS_FILE} is not JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise ValueError(f"{METRICS_FILE} must hold an object of name: number")

@@ -9,9 +9,7 @@ from typing import Any
 
 import click
 
-from mlcicd.aws.gateway import ApiTarget, invoke_api
-from mlcicd.aws.stack import stack_outputs
-from mlcicd.aws.template import DEFAULT_STACK_NAME
+from mlcicd.aws.names import DEFAULT_STACK_NAME
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
 from mlcicd.endpoints import recorded
@@ -217,6 +215,10 @@ def invoke(
     else:
         data = sys.stdin.buffer.read()
     if via_api:
+        # Imported here: the stack's API client would load the template for every command.
+        from mlcicd.aws.gateway import ApiTarget, invoke_api
+        from mlcicd.aws.stack import stack_outputs
+
         target = ApiTarget.from_outputs(stack_outputs(stack_name), stack=stack_name, endpoint=name)
         response = invoke_api(target, data, content_type, accept=accept, api_key=api_key)
     else:  # where it runs: a local URL, or SageMaker's runtime API

@@ -207,7 +207,8 @@ def parse_report(data: bytes, where: str) -> dict[str, Any]:
         raise ProcessingError(f"{where}: larger than {MAX_REPORT_BYTES} bytes, not a report")
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: "[[[[…" — 1 MB of it nests deeper than the parser goes
         raise ProcessingError(f"{where}: not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise ProcessingError(f"{where}: expected a JSON object, got {type(document).__name__}")

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlcicd.config import Config
 from mlcicd.pipeline import Stage
 from mlcicd.stages.approve import ApproveStage
@@ -27,9 +29,11 @@ from mlcicd.stages.gate import GateStage
 from mlcicd.stages.process import EvaluateStage, ProcessStage, processing_stages
 from mlcicd.stages.register import RegisterStage
 from mlcicd.stages.source import SourceStage
-from mlcicd.stages.staging import StagingStage
 from mlcicd.stages.train import TrainStage
-from mlcicd.stages.transform import TransformStage
+
+if TYPE_CHECKING:
+    from mlcicd.stages.staging import StagingStage
+    from mlcicd.stages.transform import TransformStage
 
 
 def default_stages(config: Config | None = None) -> list[Stage]:
@@ -46,10 +50,16 @@ def default_stages(config: Config | None = None) -> list[Stage]:
     )
     # processing: steps before training, the data check, then the steps after it (evaluate)
     trained: list[Stage] = [*before, *check, TrainStage(), *after, GateStage()]
-    transform: list[Stage] = (
-        [TransformStage()] if config is not None and config.transform is not None else []
-    )
+    # The staging and transform stages (a load client, the transform machinery) are imported
+    # only for a pipeline that has them: every `mlcicd run` starts here.
+    transform: list[Stage] = []
+    if config is not None and config.transform is not None:
+        from mlcicd.stages.transform import TransformStage
+
+        transform = [TransformStage()]
     if config is not None and config.staging is not None:
+        from mlcicd.stages.staging import StagingStage
+
         return [
             SourceStage(),
             BuildStage(),
@@ -86,3 +96,16 @@ __all__ = [
     "TransformStage",
     "default_stages",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``StagingStage`` and ``TransformStage``, imported when first asked for."""
+    if name == "StagingStage":
+        from mlcicd.stages.staging import StagingStage
+
+        return StagingStage
+    if name == "TransformStage":
+        from mlcicd.stages.transform import TransformStage
+
+        return TransformStage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

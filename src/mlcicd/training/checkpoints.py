@@ -26,13 +26,14 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from mlcicd.archive import MAX_BYTES_ENV, MAX_MEMBERS_ENV, Limits
 from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import sha256_file
 from mlcicd.store.base import ArtifactStore
-from mlcicd.training.base import CheckpointConfig
+from mlcicd.training.base import JOB_NAME_PATTERN, CheckpointConfig
 
 MANIFEST = "manifest.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -53,29 +54,60 @@ def restore(store: ArtifactStore, where: CheckpointConfig, dest: Path) -> Restor
         return Restored(None, 0)
     files = manifest["files"]
     root = dest.resolve()
+    # A manifest may name one big file a million times: the set is capped as a model archive
+    # is (MLCICD_MAX_MODEL_MEMBERS files, MLCICD_MAX_MODEL_BYTES bytes), checked as it goes.
+    limits = Limits.from_env()
+    if len(files) > limits.max_members:
+        raise TrainingError(
+            f"the checkpoints kept at {store.uri(where.bucket, where.prefix)} name "
+            f"{len(files)} files, more than {limits.max_members} ({MAX_MEMBERS_ENV})",
+            hint="remove that folder from the store to start the training afresh, or raise "
+            f"{MAX_MEMBERS_ENV}",
+        )
+    total = 0
     for relative, digest in files.items():
         target = (root / relative).resolve()
         if not target.is_relative_to(root):  # through a link the script left: never written
             raise TrainingError(f"checkpoint {relative!r} would be written outside {root}")
-        target.parent.mkdir(parents=True, exist_ok=True)
         uri = store.uri(where.bucket, f"{where.prefix}/files/{digest}")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             store.get_file(uri, target, expected_sha256=digest)
-        except ArtifactError as exc:
+        except (ArtifactError, OSError) as exc:
+            # OSError: the manifest names "a" and "a/b" (a file where a folder goes), or the
+            # disk is full — said like a damaged file, never a traceback.
+            why = exc.message if isinstance(exc, ArtifactError) else exc.strerror or str(exc)
             raise TrainingError(
                 f"the checkpoints kept at {store.uri(where.bucket, where.prefix)} are damaged: "
-                f"{relative}: {exc.message}",
+                f"{relative}: {why}",
                 hint="remove that folder from the store to start the training afresh",
             ) from exc
+        total += target.stat().st_size
+        if total > limits.max_bytes:
+            raise TrainingError(
+                f"the checkpoints kept at {store.uri(where.bucket, where.prefix)} come to more "
+                f"than {limits.max_bytes} bytes ({MAX_BYTES_ENV}), at {relative}",
+                hint="remove that folder from the store to start the training afresh, or raise "
+                f"{MAX_BYTES_ENV}",
+            )
+    # The job's name goes into the job's log and description.json: only a job name's characters
+    # (a newline in it would forge log lines).
     job = manifest.get("job")
-    return Restored(job if isinstance(job, str) else None, len(files))
+    return Restored(
+        job if isinstance(job, str) and JOB_NAME_PATTERN.fullmatch(job) else None, len(files)
+    )
 
 
 def save(store: ArtifactStore, where: CheckpointConfig, source: Path, job: str) -> int:
     """Keep the files under ``source`` (symbolic links are not followed: they stay behind);
     how many. The manifest goes last, so a save cut short leaves the previous one whole."""
     files: dict[str, str] = {}
-    for path in sorted(source.rglob("*")):
+    # checkpoints/ itself replaced by a link is kept as nothing: rglob would follow it, as it
+    # follows no link below. (Only a local script can do it — in a container the folder is a
+    # mount point — and a local script runs as the owner: this keeps save's rule whole, it is
+    # no boundary; the container's links, resolved on the host, are the ones that matter.)
+    paths = [] if source.is_symlink() else sorted(source.rglob("*"))
+    for path in paths:
         if path.is_symlink() or not path.is_file():
             continue
         digest = sha256_file(path)
@@ -102,7 +134,7 @@ def _manifest(store: ArtifactStore, where: CheckpointConfig) -> dict[str, Any] |
         return None
     try:
         data = json.loads(store.read_bytes(uri))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
         raise TrainingError(
             f"the checkpoint manifest {uri} is not valid JSON: {exc}",
             hint="remove it from the store to start the training afresh",
@@ -114,8 +146,11 @@ def _manifest(store: ArtifactStore, where: CheckpointConfig) -> dict[str, Any] |
             hint="remove it from the store to start the training afresh",
         )
     for relative, digest in files.items():
-        path = PurePosixPath(relative)
-        if not relative or path.is_absolute() or ".." in path.parts or "\\" in relative:
+        # Only the names save() writes: "/"-separated parts, none empty, "." or "..", no
+        # backslash or NUL. "." named the checkpoints/ folder itself (its temp file went to
+        # the job's folder); "a/./b" or "a/" are another spelling of a name, never written.
+        parts = relative.split("/")  # JSON object keys are strings
+        if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
             raise TrainingError(
                 f"the checkpoint manifest {uri} names {relative!r}, which is not a path inside "
                 "the job's checkpoints/",

@@ -383,8 +383,8 @@ class LocalTrainingBackend:
             self._say(
                 job,
                 on_log,
-                f"checkpoints: {restored.files} file(s) of job {restored.job} restored "
-                "into /opt/ml/checkpoints",
+                f"checkpoints: {restored.files} file(s) of job {restored.job or '(unnamed)'} "
+                "restored into /opt/ml/checkpoints",
             )
 
     def _keep_checkpoints(

@@ -21,8 +21,8 @@ from mlcicd.aws import hosting, transform_jobs
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.jobsettings import SageMakerJobSettings
 from mlcicd.aws.names import poll_seconds
-from mlcicd.config import Config
-from mlcicd.errors import TransformError
+from mlcicd.config import CONFIG_FILE, Config
+from mlcicd.errors import ConfigError, TransformError
 from mlcicd.store.base import ArtifactStore
 from mlcicd.store.s3 import S3ArtifactStore
 from mlcicd.transform import s3io
@@ -59,6 +59,17 @@ class SageMakerTransformBackend:
     def from_config(
         cls, config: Config, store: ArtifactStore, jobs_root: Path, where: Where = flag
     ) -> SageMakerTransformBackend:
+        if config.network.isolation:
+            # As deploy.backend: sagemaker (config/infrastructure.py): the job's Model would be
+            # outside the isolation the config asks for, not silently less isolated.
+            raise ConfigError(
+                "a SageMaker transform job serves the inference code from S3 "
+                "(sourcedir.tar.gz), which an isolated container cannot fetch",
+                path=CONFIG_FILE,
+                key="network.isolation",
+                hint="transform on this machine (transform.backend: local, or no --backend "
+                "sagemaker), or drop network.isolation",
+            )
         settings = SageMakerJobSettings.from_config(
             config,
             store,

@@ -54,6 +54,9 @@ sys.exit(processing_job(sys.argv[1:]))
 INSTANCE_TYPE = "ml.m5.large"
 MAX_RUNTIME = 3600
 _MODES = ("warn", "fail")
+# What mlcicd.monitor.datacheck.processing_job writes (the function has no numpy to import it)
+_STATUSES = ("Passed", "CompletedWithViolations", "Skipped", "Unreadable")
+_VIOLATION_KEYS = ("feature_name", "constraint_check_type", "description")
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,23 @@ def _judge(
 ) -> None:
     status = report.get("status")
     channel = f"channel {settings.channel}"
+    violations = report.get("violations") or []
+    # The report is the job's output, read as data: one that is not the check's (no status,
+    # "{}", violations that are not objects) would have passed, or crashed the function.
+    if status not in _STATUSES or not (
+        isinstance(violations, list)
+        and all(
+            isinstance(v, dict) and all(isinstance(v.get(k), str) for k in _VIOLATION_KEYS)
+            for v in violations
+        )
+    ):
+        raise ProcessingError(
+            f"data check: the report of {job} is not a data check's: status {status!r}, "
+            f"violations {str(violations)[:200]}",
+            hint="the image's mlcicd writes it (mlcicd.monitor.datacheck.processing_job); "
+            "check the image, and the report under "
+            f"{processing.output_uri(job, DATA_CHECK_OUTPUT)}/",
+        )
     if status == "Unreadable":
         reason = (
             f"the training channel {settings.channel!r} cannot be checked: {report.get('reason')}"
@@ -245,7 +265,6 @@ def _judge(
     if status == "Skipped":
         log(f"data check skipped: {report.get('reason')}")
         return
-    violations = report.get("violations") or []
     for v in violations:
         log(f"violation: {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
     if not violations:

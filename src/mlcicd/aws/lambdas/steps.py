@@ -23,12 +23,20 @@ the job that wrote it, ``train.model`` as its sha256, the environment as ``build
 digest. A completed job is remembered under ``<pipeline>/processing/cache/<key>.json``; a later
 run whose step has the same key reuses that job while it is Completed and each of its outputs
 holds an object.
+
+The index is only a pointer: whoever can write to the models bucket (a processing job's own
+role can) could point a step at any Completed job and plant its "outputs" under that name.
+The job it names is reused only when SageMaker's own record agrees — tagged with this pipeline,
+this step and this cache key when the Lambda started it (``mlcicd:cache-key``; S3 cannot
+change a job's tags) — and an index that is not JSON or names no valid job is a cache miss:
+the step runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -61,6 +69,8 @@ from mlcicd.errors import AwsError, ConfigError, ProcessingError
 from mlcicd.processing.base import MAX_REPORT_BYTES, cache_key, parse_report
 
 RUNNING = ("InProgress", "Stopping")
+CACHE_KEY_TAG = "mlcicd:cache-key"
+_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's ProcessingJobName
 _TUPLES = ("outputs", "arguments")
 _WHERE = "the function's environment"
 
@@ -338,6 +348,7 @@ def _start(
             "mlcicd:pipeline": settings.pipeline,
             "mlcicd:step": step.name,
             "mlcicd:commit": str(state.get("revision") or "")[:256],
+            CACHE_KEY_TAG: key[:16],
         },
     )
     start_processing_job(sagemaker, request, where=f"step {step.name}: ")
@@ -354,16 +365,32 @@ def _cached(
 ) -> str | None:
     """The completed job an earlier run of the same step with the same key left, if its
     outputs are all still there."""
+    index = settings.cache_index(key)
     try:
-        body = s3.get_object(Bucket=settings.models_bucket, Key=settings.cache_index(key))["Body"]
+        body = s3.get_object(Bucket=settings.models_bucket, Key=index)["Body"]
         with body:
-            job = str(json.loads(body.read())["job"])
+            data = body.read(4096)
     except AwsError as exc:
         if exc.code in ("NoSuchKey", "404"):
             return None
         raise
+    try:
+        job = json.loads(data)["job"]
+    except (ValueError, RecursionError, TypeError, KeyError):
+        job = None
+    if not isinstance(job, str) or not _JOB_NAME.fullmatch(job):
+        log(f"step {step.name}: the cache index {index} names no job: running the step")
+        return None
     described = describe_processing_job(sagemaker, job)
     if described is None or described["ProcessingJobStatus"] != "Completed":
+        return None
+    tags = sagemaker.list_tags(ResourceArn=described["ProcessingJobArn"]).get("Tags") or []
+    wanted = {"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step.name, CACHE_KEY_TAG: key}
+    if {t["Key"]: t["Value"] for t in tags if t["Key"] in wanted} != wanted:
+        log(
+            f"step {step.name}: the cache index {index} names job {job}, which SageMaker does "
+            "not know as this step's with this key: running the step"
+        )
         return None
     for output in step.outputs:
         listed = s3.list_objects_v2(

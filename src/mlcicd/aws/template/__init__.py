@@ -20,13 +20,12 @@ from typing import Any
 
 import yaml
 
-from mlcicd.aws.names import StackNames
+from mlcicd.aws.names import DEFAULT_STACK_NAME, StackNames
 from mlcicd.aws.template import api, iam, monitoring, network, parameters, pipeline, storage
 from mlcicd.aws.template._cfn import Json, arn_of, get_att, ref
 from mlcicd.config import CONFIG_FILE, Config, check_sagemaker_deploy, check_sagemaker_hosting
 from mlcicd.errors import ConfigError
 
-DEFAULT_STACK_NAME = "ml-cicd-pipeline"
 TEMPLATE_VERSION = "2010-09-09"
 
 

@@ -352,6 +352,7 @@ def _training_function_role(names: StackNames, *, data_check: bool) -> Json:
                 "sagemaker:CreateProcessingJob",
                 "sagemaker:DescribeProcessingJob",
                 "sagemaker:AddTags",
+                "sagemaker:ListTags",  # a cached step's job: its tags are the cache's proof
             ],
             [sub(names.sagemaker_arn("processing-job", f"{names.training_job_prefix}*"))],
         ),
