@@ -98,8 +98,14 @@ def iris_project(tmp_path: Path) -> Iterator[Path]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`-n 2 --dist loadgroup`), the tests sharing a costly session fixture
-    (one podman image, one moto server) stay on one worker so it is built once."""
+    stay on one worker so it is built once: the container tests (one podman image). The AWS
+    tests only share one moto server per worker, which starts in about a second (and the store
+    and transform tests start one on either worker anyway): they are kept together per module
+    (for its module-scoped fixtures) and spread over the workers, rather than all on one, where
+    they were the longest stretch of the run."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts
-        if parts[0] in ("containers", "aws"):
-            item.add_marker(pytest.mark.xdist_group(parts[0]))
+        if parts[0] == "containers":
+            item.add_marker(pytest.mark.xdist_group("containers"))
+        elif parts[0] == "aws":
+            item.add_marker(pytest.mark.xdist_group("/".join(parts)))

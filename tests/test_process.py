@@ -30,6 +30,7 @@ WITHHELD = {
     "MLCICD_ENDPOINT_URL",  # set by the staging stage for its endpoint tests alone
     "MLCICD_ENDPOINT_NAME",
     "MLCICD_API_KEY",  # `mlcicd invoke --via-api`'s key for the stack's API: a secret
+    "MLCICD_NOTIFY_BACKOFF",  # read by the service process alone (daemon/notifier.py)
     "MLCICD_SPEC",  # what the staging test project's build spec installs; mlcicd never reads it
 }
 

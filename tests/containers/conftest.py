@@ -63,12 +63,42 @@ def containers_named(prefix: str) -> list[str]:
     return [name for name in out.split() if name.startswith(prefix)]
 
 
+def containers_mounting(directory: Path) -> list[str]:
+    """mlcicd's containers (running or not) with a volume from under ``directory``.
+
+    Every container mlcicd makes mounts its job's or endpoint's directory, which a test keeps
+    under its own tmp_path: so this finds one test's containers and never those of the tests
+    that other pytest workers, or other checkouts on this machine, run at the same time.
+    """
+    names = containers_named("mlcicd-")
+    if not names:
+        return []
+    inspected = subprocess.run(  # not check=True: a container removed since `ps` is an error
+        [
+            "podman",
+            "container",
+            "inspect",
+            "--format",
+            "{{.Name}}{{range .Mounts}}\t{{.Source}}{{end}}",
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+    under = directory.resolve()
+    return [
+        name
+        for name, *sources in (line.split("\t") for line in inspected.splitlines() if line)
+        if any(Path(source).is_relative_to(under) for source in sources)
+    ]
+
+
 @pytest.fixture
-def no_containers_left() -> Iterator[None]:
-    """Every container a test made with mlcicd's names is gone when it ends."""
-    before = set(containers_named("mlcicd-"))
+def no_containers_left(tmp_path: Path) -> Iterator[None]:
+    """Every container the test made (mounting from its tmp_path) is gone when it ends; those
+    left are removed, and the test fails."""
     yield
-    left = set(containers_named("mlcicd-")) - before
+    left = containers_mounting(tmp_path)
     for name in left:
         subprocess.run(["podman", "rm", "--force", name], capture_output=True)
     assert not left, f"containers left behind: {sorted(left)}"

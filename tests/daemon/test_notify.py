@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from mlcicd.daemon.notifier import MAX_ATTEMPTS, EventNotifier
+from mlcicd.daemon.notifier import BACKOFF_ENV, MAX_ATTEMPTS, EventNotifier
 from tests.conftest import commit_all
 from tests.daemon.conftest import ServiceProcess, fast_project, finished
-from tests.helpers import set_yaml, wait_for
+from tests.helpers import mlcicd, set_yaml, wait_for
 from tests.monitor.helpers import CONFIG, make_project
 
 pytestmark = pytest.mark.integration
@@ -83,8 +83,10 @@ def test_events_are_posted_retried_and_bounded(
     )
     commit_all(project, "notify three receivers")
 
-    service = ServiceProcess(project, tmp_path / "service.log").start()
-    services.append(service)
+    # Retries 0.05 s, 0.1 s, … apart: the same attempts as the default 0.5 s, … 8 s, not 15 s of
+    # waiting per event given up on.
+    service = ServiceProcess(project, tmp_path / "service.log", env={BACKOFF_ENV: "0.05"})
+    services.append(service.start())
     runs = wait_for("the poll to queue a run", lambda: service.get("/api/runs"))
     status = wait_for("the run", lambda: finished(project, runs[0]["id"]))
     assert status == "Succeeded", (tmp_path / "service.log").read_text()
@@ -154,3 +156,15 @@ def test_the_cursor_survives_a_restart_and_nothing_is_sent_twice(
     # again before c (or never sent c).
     assert [e["subject"] for e in receiver.received] == ["a", "b", "c"]
     assert len(receiver.attempts) == 3
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_a_bad_backoff_setting_stops_the_service_before_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    project = make_project(tmp_path / "project", config=CONFIG)
+    monkeypatch.setenv(BACKOFF_ENV, value)
+    result = mlcicd(project.root, "up", "--port", "0")
+    assert result.exit_code != 0
+    assert f"{BACKOFF_ENV}={value!r} is not a positive number of seconds" in result.output
+    assert not (project.root / ".mlcicd" / "service.json").exists()

@@ -33,7 +33,7 @@ from mlcicd.daemon import auth, triggers
 from mlcicd.daemon.endpoint_watch import EndpointWatch
 from mlcicd.daemon.info import remove_info, write_info
 from mlcicd.daemon.monitoring import MonitoringScheduler
-from mlcicd.daemon.notifier import EventNotifier
+from mlcicd.daemon.notifier import EventNotifier, notify_backoff
 from mlcicd.daemon.runner import PARENT_ENV
 from mlcicd.daemon.webhook import WebhookTarget
 from mlcicd.errors import MlcicdError
@@ -74,6 +74,7 @@ class Served:
 
 class Service:
     def __init__(self, roots: list[Path], port: int, *, out: object = None) -> None:
+        self.notify_backoff = notify_backoff()  # a bad setting: fail before opening anything
         self.roots = [Path(r).resolve() for r in roots]
         self.port = port
         self.stop_event = threading.Event()
@@ -144,7 +145,7 @@ class Service:
         server.start()
         for s in self.served:
             write_info(s.project.state_dir, self.url)
-        notifier = EventNotifier(self.roots, self.log, self.stop_event)
+        notifier = EventNotifier(self.roots, self.log, self.stop_event, self.notify_backoff)
         monitoring = MonitoringScheduler(self.roots, self.log, self.stop_event)
         self._threads = [
             threading.Thread(target=self._loop, name="queue", daemon=True),

@@ -7,25 +7,55 @@ the first time starts at the newest event, so adding one does not replay the pas
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from mlcicd.daemon.info import post_json
+from mlcicd.errors import ProjectError
 from mlcicd.project import Project
 
 MAX_ATTEMPTS = 6
 MAX_BACKOFF = 30.0
+# The first retry's delay (seconds), doubled per failed attempt up to MAX_BACKOFF. A setting
+# so a test (or an impatient receiver's owner) need not wait the 15 s an event takes to give
+# up; read once by the service process, which alone runs the notifier.
+BACKOFF = 0.5
+BACKOFF_ENV = "MLCICD_NOTIFY_BACKOFF"
+
+
+def notify_backoff() -> float:
+    """The first retry's delay: :data:`BACKOFF_ENV` if set, else :data:`BACKOFF`."""
+    value = os.environ.get(BACKOFF_ENV)
+    if not value:
+        return BACKOFF
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ProjectError(
+            f"{BACKOFF_ENV}={value!r} is not a positive number of seconds",
+            hint=f"set it to e.g. 0.05, or unset it for {BACKOFF:g}",
+        )
+    return seconds
 
 
 class EventNotifier:
     def __init__(
-        self, roots: list[Path], log: Callable[[str], None], stop: threading.Event
+        self,
+        roots: list[Path],
+        log: Callable[[str], None],
+        stop: threading.Event,
+        backoff: float = BACKOFF,
     ) -> None:
         self.projects = [Project(root) for root in roots]  # own connections: this is its own thread
         self.log = log
         self.stop = stop
+        self.backoff = backoff
         self._failures: dict[str, tuple[int, float]] = {}  # url -> attempts, next try
 
     def run(self) -> None:
@@ -54,7 +84,7 @@ class EventNotifier:
             else:
                 attempts += 1
                 if attempts < MAX_ATTEMPTS:
-                    delay = min(MAX_BACKOFF, 0.5 * 2 ** (attempts - 1))
+                    delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempts - 1))
                     self._failures[url] = (attempts, time.monotonic() + delay)
                     return
                 self.log(
