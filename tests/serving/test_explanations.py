@@ -15,8 +15,9 @@ from sklearn.ensemble import RandomForestClassifier
 
 from mlcicd.serving import explainers, explanations
 from mlcicd.serving.app import InferenceApp
+from mlcicd.serving.clarify import ExplainerSettings, clarify_problems
 from mlcicd.serving.explainers import EXACT_TOLERANCE, KERNEL_TOLERANCE
-from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer
+from mlcicd.serving.explanations import OnlineExplainer
 from mlcicd.serving.handlers import LoadedVariant, load_handlers
 from mlcicd.shapes import baseline_csv
 from tests.helpers import IrisModel
@@ -255,13 +256,13 @@ def test_requests_without_the_header_run_no_explainer_code(
 
 def test_a_clarify_config_that_cannot_work_is_refused_with_its_key(iris: IrisModel) -> None:
     good = clarify(iris)
-    assert explanations.clarify_problems(good) == []
+    assert clarify_problems(good) == []
     no_baseline = {**good, "ShapConfig": {"ShapBaselineConfig": {"ShapBaselineUri": "s3://b/k"}}}
-    assert "ShapBaseline" in explanations.clarify_problems(no_baseline)[0]
+    assert "ShapBaseline" in clarify_problems(no_baseline)[0]
     wrong_headers = {**good, "InferenceConfig": {"FeatureHeaders": FEATURES[:3]}}
-    assert "names 3 features" in explanations.clarify_problems(wrong_headers)[0]
+    assert "names 3 features" in clarify_problems(wrong_headers)[0]
     long = {**good, "EnableExplanations": "`true` && " * 10}
-    assert "1 to 64 characters" in explanations.clarify_problems(long)[0]
+    assert "1 to 64 characters" in clarify_problems(long)[0]
 
 
 def test_the_serving_config_carries_the_explainer_and_refuses_a_bad_one(

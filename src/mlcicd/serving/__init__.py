@@ -29,6 +29,8 @@
                    for the register-time report and the endpoint
     explanations.py  online explanations in SageMaker Clarify's contract, one explainer per
                    variant built at load; only requests that ask reach it
+    clarify.py     the ClarifyExplainerConfig read and checked (no explainer, no handlers:
+                   checking a serving config imports only this)
     metrics.py     SageMaker's endpoint metrics, counted per worker, summed over all
     logs.py        one log line per event, on stderr
 

@@ -265,7 +265,7 @@ class ServingConfig:
     shadow: VariantSpec | None = None
     capture: CaptureSpec | None = None
     deployment: DeploymentSpec = field(default_factory=DeploymentSpec)
-    # SageMaker's ClarifyExplainerConfig, as is: online explanations (serving.explanations)
+    # SageMaker's ClarifyExplainerConfig, as is: online explanations (serving.clarify checks it)
     explainer: Mapping[str, Any] | None = None
     autoscaling: AutoscalingSpec | None = None  # None: always ``workers`` workers
 
@@ -313,7 +313,7 @@ class ServingConfig:
                 out.append(f"capture.destination: {self.capture.destination!r} names no bucket")
         out.extend(self.deployment.problems())
         if self.explainer is not None:
-            from mlcicd.serving.explanations import clarify_problems
+            from mlcicd.serving.clarify import clarify_problems
 
             out.extend(clarify_problems(self.explainer))
         if self.autoscaling is not None:

@@ -34,8 +34,6 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,121 +41,16 @@ import orjson
 
 from mlcicd.errors import ExplainError
 from mlcicd.serving import codecs, explainers
+from mlcicd.serving.clarify import ALWAYS, MAX_EXPRESSION, ExplainerSettings
 from mlcicd.serving.codecs import BadRequestError
 from mlcicd.serving.handlers import InvocationContext, LoadedVariant, describe_exception
-from mlcicd.shapes import DEFAULT_MAX_RECORDS
 
 ENABLE_EXPLANATIONS = b"x-amzn-sagemaker-enable-explanations"
 EXPLAINER_HEADER = b"x-mlcicd-explainer"
 VERSION = "1.0"
-ALWAYS = "`true`"
-MAX_EXPRESSION = 64  # Clarify's limit on EnableExplanations
 _CACHE_SIZE = 64
 
 log = logging.getLogger("mlcicd.serving.explanations")
-
-
-@dataclass(frozen=True)
-class ExplainerSettings:
-    """A ``ClarifyExplainerConfig`` as a worker uses it."""
-
-    enable_explanations: str
-    baseline: np.ndarray  # (rows, features)
-    feature_headers: tuple[str, ...] | None
-    label_headers: tuple[str, ...] | None
-    max_record_count: int
-    max_payload_bytes: int | None  # InferenceConfig.MaxPayloadInMB, for explained requests
-    number_of_samples: int | None
-    seed: int | None
-
-    @classmethod
-    def from_clarify(cls, config: Mapping[str, Any]) -> ExplainerSettings:
-        """Read SageMaker's ``ClarifyExplainerConfig``; ``ValueError`` says what is wrong."""
-        shap = _mapping(config, "ShapConfig", required=True)
-        baseline_config = _mapping(shap, "ShapBaselineConfig", where="ShapConfig", required=True)
-        text = baseline_config.get("ShapBaseline")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(
-                "ShapConfig.ShapBaselineConfig.ShapBaseline: an inline CSV baseline is needed "
-                "(a local endpoint does not read ShapBaselineUri)"
-            )
-        baseline = _csv_rows(text)
-        inference = _mapping(config, "InferenceConfig")
-        features = _strings(inference, "FeatureHeaders")
-        if features is not None and len(features) != baseline.shape[1]:
-            raise ValueError(
-                f"InferenceConfig.FeatureHeaders names {len(features)} features, the baseline "
-                f"has {baseline.shape[1]} columns"
-            )
-        records = inference.get("MaxRecordCount", DEFAULT_MAX_RECORDS)
-        if not isinstance(records, int) or isinstance(records, bool) or records < 1:
-            raise ValueError(f"InferenceConfig.MaxRecordCount: a number >= 1, got {records!r}")
-        megabytes = inference.get("MaxPayloadInMB")
-        if megabytes is not None and (
-            not isinstance(megabytes, int) or isinstance(megabytes, bool) or megabytes < 1
-        ):
-            raise ValueError(f"InferenceConfig.MaxPayloadInMB: a number >= 1, got {megabytes!r}")
-        expression = config.get("EnableExplanations", ALWAYS)
-        if not isinstance(expression, str) or not 1 <= len(expression) <= MAX_EXPRESSION:
-            raise ValueError(
-                f"EnableExplanations: a JMESPath expression of 1 to {MAX_EXPRESSION} "
-                f"characters, got {expression!r}"
-            )
-        samples, seed = shap.get("NumberOfSamples"), shap.get("Seed")
-        for key, value in (("NumberOfSamples", samples), ("Seed", seed)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ValueError(f"ShapConfig.{key}: a whole number, got {value!r}")
-        return cls(
-            enable_explanations=expression,
-            baseline=baseline,
-            feature_headers=features,
-            label_headers=_strings(inference, "LabelHeaders"),
-            max_record_count=records,
-            max_payload_bytes=megabytes * 1024 * 1024 if megabytes is not None else None,
-            number_of_samples=samples,
-            seed=seed,
-        )
-
-
-def clarify_problems(config: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a ``ClarifyExplainerConfig`` (the serving config's check)."""
-    try:
-        ExplainerSettings.from_clarify(config)
-    except ValueError as exc:
-        return [f"explainer: {exc}"]
-    return []
-
-
-def _mapping(
-    data: Mapping[str, Any], key: str, *, where: str = "", required: bool = False
-) -> Mapping[str, Any]:
-    value = data.get(key)
-    name = f"{where}.{key}" if where else key
-    if value is None and not required:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{name}: an object is needed, got {type(value).__name__}")
-    return value
-
-
-def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"InferenceConfig.{key}: a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _csv_rows(text: str) -> np.ndarray:
-    rows = [row for row in csv.reader(io.StringIO(text.strip())) if row]
-    try:
-        baseline = np.asarray([[float(cell) for cell in row] for row in rows], dtype=float)
-    except ValueError as exc:
-        raise ValueError(f"ShapBaseline: rows of numbers are needed ({exc})") from None
-    if baseline.ndim != 2 or not baseline.size:
-        raise ValueError("ShapBaseline: rows of equal length are needed")
-    return baseline
 
 
 class OnlineExplainer:

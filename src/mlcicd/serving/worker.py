@@ -53,8 +53,9 @@ from mlcicd.serving.app import InferenceApp
 from mlcicd.serving.balance import BalancedAcceptor, ConnectionBoard
 from mlcicd.serving.batching import check_batching
 from mlcicd.serving.capture import CaptureWriter
+from mlcicd.serving.clarify import ExplainerSettings
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
-from mlcicd.serving.explanations import ExplainerSettings, OnlineExplainer
+from mlcicd.serving.explanations import OnlineExplainer
 from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
 from mlcicd.serving.layout import TRAFFIC_FILE, WEIGHTS_FILE
 from mlcicd.serving.logs import configure_logging
