@@ -32,6 +32,8 @@ WORKER_ALLOWED = {
     "mlcicd.compiler.base",
     "mlcicd.compiler.linear",
     "mlcicd.compiler.verify",
+    # SageMaker's shapes (stdlib only): Clarify's record limit for online explanations.
+    "mlcicd.shapes",
 }
 
 
