@@ -53,7 +53,7 @@ EXPLAIN = {"X-Amzn-SageMaker-Enable-Explanations": "`true`"}
 
 def clarify(X: np.ndarray) -> dict[str, Any]:
     from mlcicd.serving.explainers import summary
-    from mlcicd.serving.explanations import baseline_csv
+    from mlcicd.shapes import baseline_csv
 
     return {
         "EnableExplanations": "`false`",
