@@ -36,6 +36,7 @@ from pathlib import Path
 import mlcicd
 from mlcicd import git
 from mlcicd.errors import BuildError
+from mlcicd.fsutil import locked
 from mlcicd.images.podman import image_id, podman, podman_binary, tail
 from mlcicd.process import child_environment, run_streaming
 from mlcicd.project import Project, cache_dir
@@ -85,6 +86,9 @@ def choose_base(explicit: str | None, configured: str | None) -> str | None:
     return explicit or configured or os.environ.get(BASE_ENV) or None
 
 
+WHEEL_LOCK = ".mlcicd-wheel.lock"  # in the source tree, beside the build/ that pip writes
+
+
 def _source_root() -> Path:
     """The source tree of the running mlcicd, from which its wheel is built."""
     root = Path(mlcicd.__file__).resolve().parents[2]
@@ -121,6 +125,17 @@ def mlcicd_wheel(log: OnLog) -> tuple[Path, str]:
     found = sorted(out.glob("mlcicd-*.whl")) if out.is_dir() else []
     if found:
         return found[0], digest
+    # pip builds in the source tree (its build/ and egg-info): two builds at once — two runs,
+    # or two test workers with caches of their own — overwrite each other's files there and
+    # one fails ("No such file or directory"). One build of a tree at a time.
+    with locked(root / WHEEL_LOCK):
+        found = sorted(out.glob("mlcicd-*.whl")) if out.is_dir() else []
+        if found:  # built by the holder we waited for
+            return found[0], digest
+        return _build_wheel(root, out, log), digest
+
+
+def _build_wheel(root: Path, out: Path, log: OnLog) -> Path:
     log(f"building a wheel of mlcicd {mlcicd.__version__} from {root}")
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".wheel-", dir=out.parent))
@@ -148,7 +163,7 @@ def mlcicd_wheel(log: OnLog) -> tuple[Path, str]:
         os.replace(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return sorted(out.glob("mlcicd-*.whl"))[0], digest
+    return sorted(out.glob("mlcicd-*.whl"))[0]
 
 
 def host_pip_settings() -> dict[str, str]:
