@@ -122,6 +122,8 @@ def test_a_missing_bucket_drops_counts_warns_and_the_writer_goes_on(
     for n in range(3):
         capture.offer(record(n))
     wait_for("3 capture drops", lambda: drops.count == 3, timeout=30)
+    # the writer thread counts the drops, then warns: wait for the warning too
+    wait_for("the warning", lambda: "capture record(s) dropped" in caplog.text, timeout=30)
     assert capture.failed == 3 and capture.written == 0
     assert "NoSuchBucket" in caplog.text and "3 capture record(s) dropped" in caplog.text
 
