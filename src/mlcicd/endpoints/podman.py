@@ -76,6 +76,7 @@ LOCK_FILE = ".lock"  # one deploy or delete of an endpoint at a time, across pro
 SERVE_DIR_IN_CONTAINER = "/var/run/mlcicd-serve"
 PING_INTERVAL = 0.2
 LOG_LINES = 15
+EXIT_LOG_WAIT = 3.0
 
 
 # Run as ``python -c _FD3 FD podman run …``: podman passes fds 3.. (--preserve-fds), so the
@@ -474,16 +475,29 @@ class PodmanEndpointBackend:
         running, pid, code = [*done.stdout.split(), "", "", ""][:3]
         if running == "true":
             return True, int(pid) if pid.isdigit() else None, ""
-        return False, None, f"container {name} exited with code {code}; its log: {self._logs(name)}"
-
-    def _logs(self, name: str) -> str:
-        done = podman(
-            ["logs", "--tail", str(LOG_LINES), name],
-            error=EndpointError,
-            what="reading logs",
-            check=False,
+        return (
+            False,
+            None,
+            f"container {name} exited with code {code}; its log: {self._logs(name, exited=True)}",
         )
-        return tail(done.stdout + done.stderr, LOG_LINES) or "(empty)"
+
+    def _logs(self, name: str, *, exited: bool = False) -> str:
+        """The log's last lines. conmon may still be copying an exited container's last output
+        into the log when podman already reports the exit (containers/podman#10675): for an
+        exited container an empty log is read again for up to EXIT_LOG_WAIT seconds, so the
+        reason it gives (a refused model, a traceback) reaches the user."""
+        deadline = time.monotonic() + (EXIT_LOG_WAIT if exited else 0.0)
+        while True:
+            done = podman(
+                ["logs", "--tail", str(LOG_LINES), name],
+                error=EndpointError,
+                what="reading logs",
+                check=False,
+            )
+            said = tail(done.stdout + done.stderr, LOG_LINES)
+            if said or time.monotonic() >= deadline:
+                return said or "(empty)"
+            time.sleep(PING_INTERVAL)
 
     def _stop(self, name: str) -> None:
         """SIGTERM (the server drains), SIGKILL after the drain time; then remove it."""
