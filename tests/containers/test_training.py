@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -93,6 +95,32 @@ def test_max_runtime_stops_the_container(
     result = backend.run(spec(source, "slow-1", max_runtime_seconds=3))
     assert (result.status, result.secondary_status) == ("Stopped", "MaxRuntimeExceeded")
     assert containers_named(backend.container_name("slow-1")) == []
+
+
+def test_max_runtime_stops_a_container_that_podman_was_slow_to_create(
+    iris_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_containers_left: None
+) -> None:
+    """On a loaded machine the deadline can pass before `podman run` has made the container;
+    a `podman stop` then finds nothing to stop, and the job must not run on unbounded.
+    A podman wrapper delays `run` past the deadline, deterministically."""
+    real = shutil.which(os.environ.get(PODMAN_ENV) or "podman")
+    delayed = tmp_path / "delayed"
+    wrapper = write(
+        tmp_path / "bin" / "podman",
+        f'#!/bin/sh\nif [ "$1" = run ]; then sleep 3; touch "{delayed}"; fi\nexec "{real}" "$@"\n',
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv(PODMAN_ENV, str(wrapper))
+    source = write(
+        tmp_path / "src" / "train.py",
+        "import os, time\ntime.sleep(60)\n"
+        "open(os.path.join(os.environ['SM_MODEL_DIR'], 'finished'), 'w').close()\n",
+    ).parent
+    backend = PodmanTrainingBackend(tmp_path / "jobs", iris_image, stop_grace_seconds=1)
+    result = backend.run(spec(source, "late-1", max_runtime_seconds=1))
+    assert delayed.exists()  # the container was made after the deadline
+    assert (result.status, result.secondary_status) == ("Stopped", "MaxRuntimeExceeded")
+    assert not (result.job_dir / "model" / "finished").exists()  # stopped, not run to its end
 
 
 def test_a_failing_script_fails_the_job_with_its_reason(iris_image: str, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from mlcicd.training.local import LocalTrainingBackend, _Job
 OPT_ML = "/opt/ml"
 # The directories of the job that SageMaker mounts (the rest of the job dir is ours).
 MOUNTED = ("input", "model", "output", "code", "checkpoints")
+STOP_RETRY_SECONDS = 0.5  # past the deadline, until `podman run` returns
 
 
 class PodmanTrainingBackend(LocalTrainingBackend):
@@ -104,18 +105,25 @@ class PodmanTrainingBackend(LocalTrainingBackend):
         self, job: _Job, env: dict[str, str], on_line: Callable[[str], None]
     ) -> ProcessOutcome:
         """``podman run``, with the deadline enforced on the container: killing the podman
-        client alone would leave the container running."""
+        client alone would leave the container running.
+
+        On a loaded machine the deadline can pass before ``podman run`` has made the
+        container, and ``podman stop`` then finds nothing to stop: so the stop is repeated
+        until ``podman run`` returns, never sent once and forgotten."""
         name = self.container_name(job.spec.name)
         stopped = threading.Event()
+        finished = threading.Event()
 
         def stop_at_deadline() -> None:
             stopped.set()
-            podman(
-                ["stop", "--time", str(max(1, round(self.stop_grace_seconds))), name],
-                error=TrainingError,
-                what=f"stopping container {name}",
-                check=False,
-            )
+            while not finished.is_set():
+                podman(
+                    ["stop", "--time", str(max(1, round(self.stop_grace_seconds))), name],
+                    error=TrainingError,
+                    what=f"stopping container {name}",
+                    check=False,
+                )
+                finished.wait(STOP_RETRY_SECONDS)
 
         timer = threading.Timer(job.spec.max_runtime_seconds, stop_at_deadline)
         timer.daemon = True
@@ -129,6 +137,7 @@ class PodmanTrainingBackend(LocalTrainingBackend):
                 stop_grace_seconds=self.stop_grace_seconds + 10,
             )
         finally:
+            finished.set()
             timer.cancel()
             remove_container(name)
         if stopped.is_set():
