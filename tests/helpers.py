@@ -10,6 +10,7 @@
 - ``register_model`` / ``record_endpoint``: a registry and an endpoint record, without
   training or serving anything.
 - ``delete_endpoints`` / ``kill_tree``: the teardown of the endpoints a test started.
+- ``free_port``: a port for a server that a test starts on a port it names.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -208,3 +211,30 @@ def delete_endpoints(backend: LocalEndpointBackend) -> None:
         except Exception:
             status = _read(endpoint / "status.json") or {}
             kill_tree([status.get("pid", 0), *(w["pid"] for w in status.get("workers", []))])
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default where unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server a test starts on a port it names.
+
+    Not ``bind(0)``'s answer: that port is in the ephemeral range, where any other process's
+    ``bind(0)`` or outgoing connection may take it between this pick and the server's bind
+    (the other xdist worker's servers and clients, other test sessions on the machine). Below
+    the range only another explicit pick can, and the picks are random.
+    """
+    for _ in range(100):
+        port = random.randrange(10000, _ephemeral_low())
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free loopback port below the ephemeral range")

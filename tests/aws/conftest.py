@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import yaml
 
 from mlcicd.config import CONFIG_FILE, Config, load_config, parse_config
 from tests.conftest import IRIS
+from tests.helpers import free_port
 
 REGION = "us-east-1"
 
@@ -131,16 +131,10 @@ def pipeline_with(**sections: object) -> Config:
     return parse_config(yaml.safe_dump(data))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m moto.server`` on a free loopback port, for the whole session."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

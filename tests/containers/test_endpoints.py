@@ -19,8 +19,8 @@ from mlcicd.errors import EndpointError, NotFoundError
 from tests.conftest import IRIS
 from tests.containers.conftest import SECRETS, assert_no_secret_in, containers_named, write
 from tests.endpoints.test_updates import LoadProcess
-from tests.helpers import IrisModel, train_iris, wait_for
-from tests.serving.helpers import Response, free_port, request
+from tests.helpers import IrisModel, free_port, train_iris, wait_for
+from tests.serving.helpers import Response, request
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import subprocess
 import textwrap
 from collections.abc import Iterable
@@ -87,12 +86,6 @@ def write_code(directory: Path, script: str, name: str = "inference.py") -> Path
     directory.mkdir(parents=True, exist_ok=True)
     (directory / name).write_text(textwrap.dedent(script))
     return directory
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mlcicd.serving.container import config_from_env
-from tests.helpers import IrisModel, wait_for
-from tests.serving.helpers import NO_HANDLERS, free_port, request, write_code
+from tests.helpers import IrisModel, free_port, wait_for
+from tests.serving.helpers import NO_HANDLERS, request, write_code
 
 
 def test_config_from_env_defaults(tmp_path: Path) -> None:

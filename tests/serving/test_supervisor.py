@@ -21,11 +21,10 @@ from mlcicd import procinfo
 from mlcicd.fsutil import atomic_write_json
 from mlcicd.serving import metrics
 from mlcicd.serving.config import AutoscalingSpec, ServingConfig, VariantSpec
-from tests.helpers import IrisModel, kill_tree, train_iris, wait_for
+from tests.helpers import IrisModel, free_port, kill_tree, train_iris, wait_for
 from tests.serving.helpers import (
     MODEL_FN_RAISES,
     NO_HANDLERS,
-    free_port,
     request,
     stop_process,
     write_code,
