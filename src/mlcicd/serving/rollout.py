@@ -112,13 +112,13 @@ class Rollout:
         self._done(None, digest)
         old = supervisor.promote(started)
         supervisor.status = "InService"
-        supervisor.write_status()
-        log.info(
+        log.info(  # before status.json says so: its readers may read the log next
             "InService: %s (generation %d); generation %d draining",
             config.name,
             started.number,
             old.number,
         )
+        supervisor.write_status()
 
     def failed(self, digest: str | None, reason: str) -> None:
         """Record why the update to ``digest`` failed; the serving generation goes on."""
@@ -174,13 +174,13 @@ class Rollout:
         self.traffic = None
         self._done(None, digest)
         supervisor.status = "InService"
-        supervisor.write_status()
-        log.info(
+        log.info(  # before status.json says so, as in update()
             "InService: %s (generation %d) after a %s update",
             config.name,
             started.number,
             deployment.strategy,
         )
+        supervisor.write_status()
 
     def _set_traffic(self, gen: Generation, percent: float, blue_name: str) -> None:
         atomic_write_json(

@@ -169,8 +169,9 @@ class Supervisor:
             return self._fail(started, "startup")
         self.current = started
         self.status = "InService"
-        self.write_status()
+        # The log first: whoever waits on status.json (deploy, a test) may read the log next.
         log.info("InService: %s (generation %d) on port %d", config.name, started.number, self.port)
+        self.write_status()
 
         while not self.stopping():
             self.workers.wait(self._next_timeout())
@@ -206,8 +207,8 @@ class Supervisor:
             "the endpoint server was stopped (SIGTERM)",
         )
         self.current = None
-        self.write_status()
         log.info("stopped")
+        self.write_status()
 
     def _close_socket(self) -> None:
         if self.workers.sock is not None:
