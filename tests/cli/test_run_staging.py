@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mlcicd import procinfo
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import NotFoundError
 from tests.conftest import commit_all
@@ -146,13 +147,7 @@ def test_a_kill_9_during_staging_leaves_a_server_that_the_next_run_removes(
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes: it serves nothing.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.is_file() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
+    return procinfo.start_time(pid) is not None  # a zombie is gone: it serves nothing
 
 
 def test_a_manual_approval_comes_after_staging_with_its_results(iris_project: Path) -> None:
