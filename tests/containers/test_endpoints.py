@@ -185,6 +185,32 @@ def test_updates_under_load_keep_the_port_and_lose_no_request(
     assert iris_containers(backend) == [3]  # the failed update took no generation
 
 
+def test_an_exited_containers_last_line_is_read_even_when_it_came_in_two_writes(
+    base_image: str, tmp_path: Path, no_containers_left: None
+) -> None:
+    """Python with PYTHONUNBUFFERED=1 (as the iris image sets it) writes print()'s text and
+    its newline in two writes; when conmon reads between them, `podman logs --tail` of podman
+    4.3 shows only the newline (containers/podman#19562) — CI saw 'its log: (empty)' where
+    the container had said why it refused the model. The pause makes that split certain."""
+    backend = PodmanEndpointBackend(tmp_path / "endpoints", base_image)
+    name = backend.container_name("iris", 1)
+    said = "serve: refusing to serve the model: it was changed after it was recorded"
+    script = (
+        f"import sys, time; sys.stderr.write({said!r}); time.sleep(0.5); sys.stderr.write('\\n')"
+    )
+    volume = f"{tmp_path}:/mnt"  # so that no_containers_left finds it, should it stay
+    started = ["podman", "run", "--detach", "--name", name, "--volume", volume]
+    started += ["--env", "PYTHONUNBUFFERED=1", base_image]  # as the iris image sets it
+    subprocess.run([*started, "python3", "-c", f"{script}; sys.exit(1)"], check=True)
+    subprocess.run(["podman", "wait", name], capture_output=True, check=True)
+    try:
+        running, _, reason = backend._state(name)
+    finally:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True)
+    assert not running
+    assert reason.endswith(f"exited with code 1; its log: {said}")
+
+
 def test_the_port_cannot_move_and_is_freed_by_delete(
     backend: PodmanEndpointBackend, iris: IrisModel
 ) -> None:

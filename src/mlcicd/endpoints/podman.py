@@ -59,6 +59,7 @@ from mlcicd.errors import EndpointError, NotFoundError
 from mlcicd.fsutil import atomic_write_json, locked, read_object
 from mlcicd.images.podman import (
     image_id,
+    log_tail,
     missing_entry,
     podman,
     podman_binary,
@@ -488,13 +489,7 @@ class PodmanEndpointBackend:
         reason it gives (a refused model, a traceback) reaches the user."""
         deadline = time.monotonic() + (EXIT_LOG_WAIT if exited else 0.0)
         while True:
-            done = podman(
-                ["logs", "--tail", str(LOG_LINES), name],
-                error=EndpointError,
-                what="reading logs",
-                check=False,
-            )
-            said = tail(done.stdout + done.stderr, LOG_LINES)
+            said = log_tail(name, LOG_LINES, error=EndpointError)
             if said or time.monotonic() >= deadline:
                 return said or "(empty)"
             time.sleep(PING_INTERVAL)

@@ -20,9 +20,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlcicd.errors import MlcicdError
-from mlcicd.process import child_environment
+from mlcicd.process import child_environment, run_streaming
 
 PODMAN_ENV = "MLCICD_PODMAN"
 INSTALL_HINT = (
@@ -101,6 +102,34 @@ def image_id(tag: str, *, error: type[MlcicdError]) -> str:
         what=f"inspecting image {tag}",
     )
     return "sha256:" + done.stdout.strip().removeprefix("sha256:")
+
+
+def log_tail(name: str, lines: int, *, error: type[MlcicdError]) -> str:
+    """The last ``lines`` (at most 20) non-empty lines of container ``name``'s log ("" if none).
+
+    ``podman logs --tail`` first; when that shows nothing, the whole log, streamed (memory
+    stays bounded however long it is). podman 4.3's ``--tail`` (Debian's) with the k8s-file
+    driver shows only a newline when the last line came in two writes — a partial record,
+    then the newline: Python with PYTHONUNBUFFERED=1, as images set it, writes print()'s
+    text and its newline apart, and conmon may read between them (containers/podman#19562).
+    CI saw "its log: (empty)" where a container had said why it refused its model.
+    """
+    done = podman(
+        ["logs", "--tail", str(lines), name], error=error, what="reading logs", check=False
+    )
+    said = tail(done.stdout + done.stderr, lines)
+    if said:
+        return said
+    try:
+        whole = run_streaming(
+            [podman_binary(error), "logs", name],
+            cwd=Path("/"),
+            env=child_environment(),
+            on_line=lambda line: None,
+        )
+    except OSError:
+        return ""
+    return tail("\n".join(whole.tail), lines)
 
 
 def remove_container(name: str) -> None:
