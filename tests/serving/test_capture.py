@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from mlcicd.serving.capture import FILE_RECORDS, CaptureWriter, Record
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
 from tests.aws.conftest import AwsClient, aws_env, moto_server  # noqa: F401  (fixtures)
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 BUCKET = "mlcicd-capture-test"
 WHEN = 1714568862.25  # 2024-05-01T13:07:42.250Z
@@ -142,15 +141,33 @@ def test_a_missing_bucket_drops_counts_warns_and_the_writer_goes_on(
     assert (capture.written, capture.failed, drops.count) == (2, 3, 3)
 
 
+def test_a_drop_is_counted_once_its_warning_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever waits on the drop count (the worker's metrics, a test) finds the warning that
+    says why already in the log: the writer warns first, then counts."""
+    caplog.set_level(logging.WARNING, "mlcicd.serving.capture")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    warned_when_counted: list[bool] = []
+    capture = CaptureWriter(
+        CaptureSpec(destination=str(blocked / "data-capture")),
+        "iris",
+        "w1",
+        lambda: warned_when_counted.append("capture record(s) dropped" in caplog.text),
+    )
+    capture.offer(record(0))
+    capture.close()
+    assert warned_when_counted == [True]
+
+
 @pytest.mark.integration
 def test_an_unreachable_s3_fails_a_write_in_seconds_and_the_writer_goes_on(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Nothing listens where S3 should be (a closed port on loopback): each file fails after
     the capture client's two attempts, its records counted, and the next file is tried."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # not bind(0)'s: another process could take that one meanwhile
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     for name, value in (

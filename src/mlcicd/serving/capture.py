@@ -168,11 +168,16 @@ class CaptureWriter(BackgroundQueue):
         return f"{datetime.fromtimestamp(seconds, UTC):%M-%S}-{millis:03d}-{self.worker_id}.jsonl"
 
     def _dropped(self, count: int, where: str, exc: Exception) -> None:
-        """Count the records of a file that could not be written; warn now and then."""
+        """Count the records of a file that could not be written; warn now and then. The
+        warning comes before the count: whoever waits on the drop count (the worker's metrics,
+        a test) then finds the reason already in the log."""
         self.failed += count
         self._unreported += count
+        self._warn(where, exc)
         for _ in range(count):
             self.on_drop()
+
+    def _warn(self, where: str, exc: Exception) -> None:
         now = time.monotonic()
         if self._warned_at is not None and now - self._warned_at < WARN_INTERVAL:
             return
