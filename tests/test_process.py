@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import mlcicd.process
 from mlcicd.process import (
     AWS_CREDENTIALS,
     CHILD_SETTINGS,
@@ -71,6 +72,9 @@ def test_the_configured_webhook_secret_is_withheld_whatever_its_name(
         "pipeline: p\nservice: {webhook_secret_env: GH_HOOK_KEY}\n"
     )
     monkeypatch.setenv("GH_HOOK_KEY", "hook-secret")
+    # What this process withholds is process-wide: start from none, and leave none behind for
+    # the worker's next tests (nor fail when run again in the same process).
+    monkeypatch.setattr(mlcicd.process, "_withheld", set())
     assert child_environment()["GH_HOOK_KEY"] == "hook-secret"  # nobody has read the config yet
     assert Project(tmp_path).config.service.webhook_secret_env == "GH_HOOK_KEY"
     assert "GH_HOOK_KEY" not in child_environment()
