@@ -79,7 +79,7 @@ class ServiceProcess:
 
     def get(self, path: str) -> Any:
         request = urllib.request.Request(self.url + path, headers=self.auth())
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def post(
@@ -89,7 +89,7 @@ class ServiceProcess:
         sent = {**(self.auth() if token else {}), **headers}
         request = urllib.request.Request(self.url + path, data=body, method="POST", headers=sent)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())

@@ -108,7 +108,7 @@ def board() -> Iterator[ConnectionBoard]:
 
 def connect(listener: socket.socket) -> socket.socket:
     """A connection that has been accepted and answered (so a worker holds it)."""
-    client = socket.create_connection(listener.getsockname(), timeout=5)
+    client = socket.create_connection(listener.getsockname(), timeout=30)  # a guard against hanging
     client.sendall(b"x")
     assert client.recv(1) == b"x"
     return client
@@ -155,7 +155,7 @@ def test_connections_are_shared_evenly(listener: socket.socket, board: Connectio
         wait_for(
             "5 connections accepted",
             lambda: sum(w.acceptor.connections for w in workers) == 5,
-            timeout=5,
+            timeout=30,
         )
         assert [board.counts[i] for i in (0, 1)] == [w.acceptor.connections for w in workers]
         clients.append(connect(listener))  # the next goes to whichever holds fewer
