@@ -21,9 +21,9 @@ import pytest
 
 from mlcicd.aws.lambdas.datacheck import SCRIPT, DataCheckSettings, advance
 from mlcicd.aws.lambdas.steps import ProcessingSettings
-from mlcicd.errors import ProcessingError
+from mlcicd.errors import ArtifactError, ProcessingError
 from tests.aws.conftest import AwsClient, pipeline_with
-from tests.aws.events import IMAGE, MODELS_BUCKET, ROLE_ARN, token_of
+from tests.aws.events import IMAGE, MODELS_BUCKET, ROLE_ARN, create_models_bucket, token_of
 from tests.aws.sagemaker_sim import run_processing_job
 from tests.aws.test_lambda_steps import (
     PIPELINE,
@@ -166,7 +166,7 @@ def test_a_report_that_is_not_the_checks_fails_the_check_naming_it(
         AppSpecification={"ImageUri": IMAGE},
         RoleArn=ROLE_ARN,
     )
-    aws_env("s3").create_bucket(Bucket=MODELS_BUCKET)
+    create_models_bucket(aws_env("s3"))
     key = f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
     aws_env("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(written).encode())
     processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
@@ -193,3 +193,36 @@ def test_the_steps_and_the_check_run_in_the_vpc_network_names(
             "Subnets": ["subnet-0123456789abcdef0"],
         }, job
         assert described["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
+
+
+def test_a_report_replaced_after_the_check_ended_stops_the_pipeline_naming_it(
+    aws_env: AwsClient,
+) -> None:
+    """The check found violations; between the job's end and the Lambda's read, whoever can
+    write the models bucket puts a passing report in its place. The report's versions show
+    the second write: the check fails naming the object, not passes on the planted report."""
+    job = f"{PIPELINE}-datacheck-replaced"
+    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+    aws_env("sagemaker").create_processing_job(  # moto's jobs are Completed at once
+        ProcessingJobName=job,
+        ProcessingResources={"ClusterConfig": cluster},
+        AppSpecification={"ImageUri": IMAGE},
+        RoleArn=ROLE_ARN,
+    )
+    create_models_bucket(aws_env("s3"))
+    key = f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
+    violation = {
+        "feature_name": "petal_length",
+        "constraint_check_type": "data_type_check",
+        "description": "text where numbers were",
+    }
+    for written in (
+        {"status": "CompletedWithViolations", "violations": [violation]},  # the job's
+        {"status": "Passed", "violations": []},  # theirs
+    ):
+        aws_env("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(written).encode())
+    processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
+    state: dict[str, Any] = {"check": job}
+    with pytest.raises(ArtifactError, match=f"s3://{MODELS_BUCKET}/{key} was written or deleted"):
+        advance(DataCheckSettings(mode="fail"), processing, state, channel_uri=str)
+    assert "checked" not in state

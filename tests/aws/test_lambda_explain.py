@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.explain import SCRIPT
 from tests.aws.conftest import AwsClient, iris_with
 from tests.aws.events import ARTIFACTS_BUCKET, MODELS_BUCKET, read_zip, token_of
@@ -189,3 +190,38 @@ def test_a_baseline_file_the_commit_lacks_is_recorded_without_starting_the_job(
     assert not aws("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
     error = only_package(aws)["CustomerMetadataProperties"]["explanation_error"]
     assert error.startswith("explain.baseline data/absent.csv is not in the source artifact")
+
+
+def test_the_model_is_hashed_once_not_at_each_look_at_the_explainer(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch, trained: tuple[bytes, dict[str, bytes]]
+) -> None:
+    """The continuation token carries the model's sha256 from the first read after the
+    training job completed: while the explain job runs, CodePipeline's continuations read
+    nothing of model.tar.gz (it was streamed whole each time)."""
+    aws = stack_with(aws_env, monkeypatch)
+    model, output = trained
+    job, described, token = to_the_explainer(aws, "job-1", model, output)
+    assert json.loads(token)["model"]["sha256"] == hashlib.sha256(model).hexdigest()
+    key = f"{GROUP}/{job}/output/model.tar.gz"
+    read: list[str] = []
+
+    def reading(params: dict[str, Any], **kwargs: Any) -> None:
+        if key in (params.get("Key"), params.get("Prefix")):
+            read.append(str(kwargs.get("event_name")))
+
+    def running(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if parsed.get("ProcessingJobName") == described["ProcessingJobName"]:
+            parsed["ProcessingJobStatus"] = "InProgress"  # moto's are Completed at once
+
+    s3, sagemaker = client("s3").meta.events, client("sagemaker").meta.events
+    s3.register("before-parameter-build.s3", reading, unique_id="reading")
+    sagemaker.register("after-call.sagemaker.DescribeProcessingJob", running, unique_id="running")
+    try:
+        for run in ("job-1-3", "job-1-4"):
+            assert token_of(report(run, continuation=token)) == token
+    finally:
+        s3.unregister("before-parameter-build.s3", reading, unique_id="reading")
+        sagemaker.unregister(
+            "after-call.sagemaker.DescribeProcessingJob", running, unique_id="running"
+        )
+    assert read == []

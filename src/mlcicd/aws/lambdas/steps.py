@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.joboutputs import written_once
 from mlcicd.aws.lambdas.runtime import log
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -423,18 +424,17 @@ def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str,
         job = state["steps"][step.name]
         key = f"{settings.job_prefix(job)}/output/{output}/{file}"
         where = f"step {step.name}: report {step.report} (s3://{settings.models_bucket}/{key})"
-        try:
-            head = s3.head_object(Bucket=settings.models_bucket, Key=key)
-        except AwsError as exc:
-            if exc.code in ("NoSuchKey", "404", "NotFound"):
-                raise ProcessingError(
-                    f"{where}: the job wrote no such file",
-                    hint=f"write it to /opt/ml/processing/output/{step.report}",
-                ) from exc
-            raise
-        if int(head.get("ContentLength", 0)) > MAX_REPORT_BYTES:
+        written = written_once(s3, settings.models_bucket, key, job=job)
+        if written is None:
+            raise ProcessingError(
+                f"{where}: the job wrote no such file",
+                hint=f"write it to /opt/ml/processing/output/{step.report}",
+            )
+        if written.size > MAX_REPORT_BYTES:
             raise ProcessingError(f"{where}: larger than {MAX_REPORT_BYTES} bytes, not a report")
-        body = s3.get_object(Bucket=settings.models_bucket, Key=key)["Body"]
+        body = s3.get_object(Bucket=settings.models_bucket, Key=key, VersionId=written.version_id)[
+            "Body"
+        ]
         with body:
             found[name] = parse_report(body.read(MAX_REPORT_BYTES + 1), where)
     return found
@@ -497,12 +497,13 @@ def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hi
     (``hint``: why that can be), or when it is not a report."""
     key = f"{settings.job_prefix(job)}/output/{path}"
     where = f"{where}: s3://{settings.models_bucket}/{key}"
-    try:
-        body = client("s3").get_object(Bucket=settings.models_bucket, Key=key)["Body"]
-    except AwsError as exc:
-        if exc.code in ("NoSuchKey", "404"):
-            raise ProcessingError(f"{where}: the job wrote no report", hint=hint) from exc
-        raise
+    s3 = client("s3")
+    written = written_once(s3, settings.models_bucket, key, job=job)  # as the job wrote it
+    if written is None:
+        raise ProcessingError(f"{where}: the job wrote no report", hint=hint)
+    body = s3.get_object(Bucket=settings.models_bucket, Key=key, VersionId=written.version_id)[
+        "Body"
+    ]
     with body:
         return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
 

@@ -376,15 +376,15 @@ def _training_function_role(names: StackNames, *, data_check: bool) -> Json:
         ),
         *finding,
         # The channels it uploads, the model it hashes, the registration it records: all under
-        # <pipeline>/.
+        # <pipeline>/. A job's output is read as the one version the job wrote (joboutputs).
         allow(
             "ReadAndWriteUnderThePipelinesPrefix",
-            ["s3:GetObject", "s3:PutObject"],
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
             [_objects(MODELS_BUCKET, f"{names.pipeline}/")],
         ),
-        allow(
-            "ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]
-        ),  # NoSuchKey, not AccessDenied
+        allow(  # NoSuchKey, not AccessDenied; and how many versions an output has
+            "ListModels", ["s3:ListBucket", "s3:ListBucketVersions"], [arn_of(MODELS_BUCKET)]
+        ),
     )
 
 
