@@ -19,15 +19,18 @@ from typing import Any
 
 import pytest
 
+from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.datacheck import SCRIPT, DataCheckSettings, advance
 from mlcicd.aws.lambdas.steps import ProcessingSettings
-from mlcicd.errors import ArtifactError, ProcessingError
+from mlcicd.errors import ArtifactError, ConfigError, ProcessingError
 from tests.aws.conftest import AwsClient, pipeline_with
 from tests.aws.events import IMAGE, MODELS_BUCKET, ROLE_ARN, create_models_bucket, token_of
 from tests.aws.sagemaker_sim import run_processing_job
+from tests.aws.stubs import SentParams
 from tests.aws.test_lambda_steps import (
     PIPELINE,
     evaluated,
+    prepared,
     push_source,
     report,
     set_up_stack,
@@ -226,3 +229,33 @@ def test_a_report_replaced_after_the_check_ended_stops_the_pipeline_naming_it(
     with pytest.raises(ArtifactError, match=f"s3://{MODELS_BUCKET}/{key} was written or deleted"):
         advance(DataCheckSettings(mode="fail"), processing, state, channel_uri=str)
     assert "checked" not in state
+
+
+def test_the_check_runs_on_the_instance_mlcicd_yaml_names(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """monitor.instance_type and monitor.max_runtime reach the check's job through the stack
+    (they were fixed at ml.m5.large for an hour)."""
+    monitor = {"label": "species", "instance_type": "ml.c5.2xlarge", "max_runtime": 1800}
+    set_up_stack(aws_env, monkeypatch, pipeline_with(monitor=monitor), source_files())
+    first = report("job-1")
+    prepared(aws_env)
+    with SentParams(client("sagemaker"), "CreateProcessingJob") as sent:
+        check = json.loads(token_of(report("job-1-2", continuation=token_of(first))))["check"]
+    ((_, request),) = sent.calls  # moto keeps no ProcessingResources
+    assert request["ProcessingJobName"] == check
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    described = aws_env("sagemaker").describe_processing_job(ProcessingJobName=check)
+    assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800}
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [{"instance_type": "m5.large"}, {"max_runtime": "1h"}, {"max_runtime": 0}],
+)
+def test_a_data_check_setting_with_resources_no_job_has_names_the_variable(
+    resources: dict[str, Any],
+) -> None:
+    raw = {"mode": "fail", "channel": "training", **resources}
+    with pytest.raises(ConfigError, match=r"MLCICD_DATA_CHECK: instance_type .* are not a"):
+        DataCheckSettings.from_environ({"MLCICD_DATA_CHECK": json.dumps(raw)})

@@ -25,6 +25,7 @@ from mlcicd.aws.lambdas.explain import SCRIPT
 from tests.aws.conftest import AwsClient, iris_with
 from tests.aws.events import ARTIFACTS_BUCKET, MODELS_BUCKET, read_zip, token_of
 from tests.aws.sagemaker_sim import run_processing_job, tar_gz, train_here
+from tests.aws.stubs import SentParams
 from tests.aws.test_lambda_steps import set_up_stack
 from tests.aws.test_lambda_training import OUTPUTS, report
 from tests.conftest import IRIS
@@ -202,26 +203,31 @@ def test_the_model_is_hashed_once_not_at_each_look_at_the_explainer(
     model, output = trained
     job, described, token = to_the_explainer(aws, "job-1", model, output)
     assert json.loads(token)["model"]["sha256"] == hashlib.sha256(model).hexdigest()
-    key = f"{GROUP}/{job}/output/model.tar.gz"
-    read: list[str] = []
-
-    def reading(params: dict[str, Any], **kwargs: Any) -> None:
-        if key in (params.get("Key"), params.get("Prefix")):
-            read.append(str(kwargs.get("event_name")))
 
     def running(parsed: dict[str, Any], **kwargs: Any) -> None:
         if parsed.get("ProcessingJobName") == described["ProcessingJobName"]:
             parsed["ProcessingJobStatus"] = "InProgress"  # moto's are Completed at once
 
-    s3, sagemaker = client("s3").meta.events, client("sagemaker").meta.events
-    s3.register("before-parameter-build.s3", reading, unique_id="reading")
-    sagemaker.register("after-call.sagemaker.DescribeProcessingJob", running, unique_id="running")
+    events = client("sagemaker").meta.events
+    events.register("after-call.sagemaker.DescribeProcessingJob", running, unique_id="running")
     try:
-        for run in ("job-1-3", "job-1-4"):
-            assert token_of(report(run, continuation=token)) == token
+        with SentParams(client("s3"), "GetObject", "HeadObject", "ListObjectVersions") as sent:
+            for run in ("job-1-3", "job-1-4"):
+                assert token_of(report(run, continuation=token)) == token
     finally:
-        s3.unregister("before-parameter-build.s3", reading, unique_id="reading")
-        sagemaker.unregister(
-            "after-call.sagemaker.DescribeProcessingJob", running, unique_id="running"
-        )
-    assert read == []
+        events.unregister("after-call.sagemaker.DescribeProcessingJob", unique_id="running")
+    key = f"{GROUP}/{job}/output/model.tar.gz"
+    assert [c for c in sent.calls if key in (c[1].get("Key"), c[1].get("Prefix"))] == []
+    assert sent.calls  # the metrics were read: the hook saw the function's reads
+
+
+def test_the_explain_job_runs_on_the_instance_mlcicd_yaml_names(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch, trained: tuple[bytes, dict[str, bytes]]
+) -> None:
+    aws = stack_with(aws_env, monkeypatch, instance_type="ml.c5.xlarge", max_runtime=7200)
+    model, output = trained
+    with SentParams(client("sagemaker"), "CreateProcessingJob") as sent:
+        _, described, _ = to_the_explainer(aws, "job-1", model, output)
+    ((_, request),) = sent.calls  # moto keeps no ProcessingResources
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.c5.xlarge"
+    assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}

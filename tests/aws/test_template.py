@@ -593,7 +593,8 @@ NOT_IN_THE_STACK = [
 
 
 def test_explain_reaches_the_training_function_with_the_channel_and_inference_script() -> None:
-    template = build_template(iris_with(explain={"rows": 50, "baseline": "data/iris.csv"}))
+    explain = {"rows": 50, "baseline": "data/iris.csv", "instance_type": "ml.c5.xlarge"}
+    template = build_template(iris_with(explain={**explain, "max_runtime": 7200}))
     variables = template["Resources"]["TrainingFunction"]["Properties"]["Environment"]
     assert json.loads(variables["Variables"]["MLCICD_EXPLAIN"]) == {
         "channel": "training",
@@ -605,6 +606,8 @@ def test_explain_reaches_the_training_function_with_the_channel_and_inference_sc
         "prediction_key": "predictions",
         "required": False,
         "online": False,
+        "instance_type": "ml.c5.xlarge",
+        "max_runtime": 7200,
     }
     without = build_template(iris_with())["Resources"]["TrainingFunction"]["Properties"]
     assert without["Environment"]["Variables"]["MLCICD_EXPLAIN"] == ""

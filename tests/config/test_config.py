@@ -303,6 +303,10 @@ def test_explain_is_off_unless_present_and_has_defaults() -> None:
     assert explain.baseline_file is None
     chosen = parse_config("pipeline: p\nexplain: {baseline: data/base.csv, rows: 50}").explain
     assert chosen is not None and (chosen.baseline_file, chosen.rows) == ("data/base.csv", 50)
+    # The stack's explain and data check jobs: SageMaker's smallest general instance, an hour.
+    config = parse_config("pipeline: p\nexplain: {}")
+    for job in (config.explain, config.monitor):
+        assert job is not None and (job.instance_type, job.max_runtime) == ("ml.m5.large", 3600)
 
 
 @pytest.mark.parametrize(
@@ -323,6 +327,10 @@ def test_explain_is_off_unless_present_and_has_defaults() -> None:
         ("explain: {baseline: ../other/x.csv}", "explain.baseline: expected a path inside the"),
         ("explain: {required: maybe}", "explain.required: expected"),
         ("explain: {row: 5}", "explain.row: unknown key"),
+        ("explain: {instance_type: m5.large}", "explain.instance_type: expected a SageMaker"),
+        ("explain: {max_runtime: 0}", "explain.max_runtime: must be at least 1 second, got 0"),
+        ("monitor: {instance_type: ''}", "monitor.instance_type: expected a SageMaker instance"),
+        ("monitor: {max_runtime: -5}", "monitor.max_runtime: must be at least 1 second, got -5"),
     ],
 )
 def test_bad_explain_settings_name_their_key(text: str, expected: str) -> None:

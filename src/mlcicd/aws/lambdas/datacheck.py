@@ -25,7 +25,15 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.lambdas.runtime import json_setting, log
-from mlcicd.aws.lambdas.steps import RUNNING, ProcessingSettings, job_report, start_own_job
+from mlcicd.aws.lambdas.steps import (
+    OWN_JOB_INSTANCE_TYPE,
+    OWN_JOB_MAX_RUNTIME,
+    RUNNING,
+    ProcessingSettings,
+    job_report,
+    own_job_resources,
+    start_own_job,
+)
 from mlcicd.aws.processing_jobs import (
     describe_processing_job,
     failure_reason,
@@ -61,6 +69,8 @@ class DataCheckSettings:
     label: str | None = None
     drift_threshold: float = 0.1
     method: str = "Robust"
+    instance_type: str = OWN_JOB_INSTANCE_TYPE  # monitor.instance_type
+    max_runtime: int = OWN_JOB_MAX_RUNTIME  # monitor.max_runtime
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> DataCheckSettings:
@@ -72,7 +82,10 @@ class DataCheckSettings:
                 f"{n.ENV_DATA_CHECK}: {raw!r} is not a data check",
                 path="the function's environment",
             )
+        instance_type, max_runtime = own_job_resources(raw, n.ENV_DATA_CHECK)
         return cls(
+            instance_type=instance_type,
+            max_runtime=max_runtime,
             mode=str(raw["mode"]),
             channel=str(raw["channel"]),
             label=raw.get("label"),
@@ -159,6 +172,8 @@ def _start(
         arguments=settings.arguments(),
         step="data_check",
         where="data check",
+        instance_type=settings.instance_type,
+        max_runtime=settings.max_runtime,
     )
     return name
 

@@ -31,11 +31,14 @@ from mlcicd.aws import names as n
 from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.runtime import json_setting, log
 from mlcicd.aws.lambdas.steps import (
+    OWN_JOB_INSTANCE_TYPE,
+    OWN_JOB_MAX_RUNTIME,
     RUNNING,
     ProcessingSettings,
     SourceTree,
     input_prefix,
     job_report,
+    own_job_resources,
     start_own_job,
 )
 from mlcicd.aws.processing_jobs import (
@@ -78,6 +81,8 @@ class ExplainSettings:
     prediction_key: str = "predictions"
     required: bool = False
     online: bool = False
+    instance_type: str = OWN_JOB_INSTANCE_TYPE  # explain.instance_type
+    max_runtime: int = OWN_JOB_MAX_RUNTIME  # explain.max_runtime
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ExplainSettings:
@@ -92,7 +97,10 @@ class ExplainSettings:
                 f"{n.ENV_EXPLAIN}: {raw!r} is not an explain setting",
                 path="the function's environment",
             )
+        instance_type, max_runtime = own_job_resources(raw, n.ENV_EXPLAIN)
         return cls(
+            instance_type=instance_type,
+            max_runtime=max_runtime,
             enabled=True,
             channel=str(raw["channel"]),
             label=raw.get("label"),
@@ -212,6 +220,8 @@ def _start(
         arguments=settings.arguments(sha256),
         step="explain",
         where="explain",
+        instance_type=settings.instance_type,
+        max_runtime=settings.max_runtime,
     )
     log(f"explain: {name} explains {training_job}'s model")
     return name

@@ -441,9 +441,31 @@ def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str,
 
 
 # The jobs the Lambda runs of its own (the data check, the explainer): mlcicd's code in the
-# commit's image, on one instance, for at most an hour.
+# commit's image, on one instance — by default this one, for at most an hour (monitor.* and
+# explain.* instance_type and max_runtime; an older stack's environment has neither).
 OWN_JOB_INSTANCE_TYPE = "ml.m5.large"
 OWN_JOB_MAX_RUNTIME = 3600
+
+
+def own_job_resources(raw: Mapping[str, Any], variable: str) -> tuple[str, int]:
+    """``instance_type`` and ``max_runtime`` of a job of the Lambda's own, from its setting's
+    JSON (``variable``: where it came from, for the error)."""
+    instance_type = raw.get("instance_type", OWN_JOB_INSTANCE_TYPE)
+    max_runtime = raw.get("max_runtime", OWN_JOB_MAX_RUNTIME)
+    if (
+        not isinstance(instance_type, str)
+        or not instance_type.startswith("ml.")
+        or isinstance(max_runtime, bool)
+        or not isinstance(max_runtime, int)
+        or max_runtime < 1
+    ):
+        raise ConfigError(
+            f"{variable}: instance_type {instance_type!r} and max_runtime {max_runtime!r} are "
+            "not a processing job's",
+            path=_WHERE,
+            hint="the stack sets it from mlcicd.yaml: redeploy with `mlcicd aws deploy`",
+        )
+    return instance_type, max_runtime
 
 
 def input_prefix(settings: ProcessingSettings, job: str) -> str:
@@ -462,10 +484,13 @@ def start_own_job(
     arguments: Sequence[str],
     step: str,
     where: str,
+    instance_type: str = OWN_JOB_INSTANCE_TYPE,
+    max_runtime: int = OWN_JOB_MAX_RUNTIME,
 ) -> None:
     """Start processing job ``name``: ``script`` (its file name and source, a few lines
-    calling mlcicd) run in ``image`` on ``inputs``, its one ``output`` beside it; ``step``
-    tags it, ``where`` names it in the errors and the log."""
+    calling mlcicd) run in ``image`` on ``inputs``, its one ``output`` beside it, on one
+    ``instance_type`` for at most ``max_runtime`` seconds; ``step`` tags it, ``where`` names
+    it in the errors and the log."""
     bucket, prefix = settings.models_bucket, input_prefix(settings, name)
     entry_point, source = script
     client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{entry_point}", Body=source)
@@ -479,16 +504,16 @@ def start_own_job(
         outputs={output: settings.output_uri(name, output)},
         arguments=arguments,
         environment={},
-        instance_type=OWN_JOB_INSTANCE_TYPE,
+        instance_type=instance_type,
         instance_count=1,
-        max_runtime=OWN_JOB_MAX_RUNTIME,
+        max_runtime=max_runtime,
         kms_key_id=settings.kms_key_id,
         tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step},
         vpc_config=settings.vpc_config,
         inter_container_encryption=settings.inter_container_encryption,
     )
     start_processing_job(client("sagemaker"), request, where=f"{where}: ")
-    log(f"{where}: processing job {name} started")
+    log(f"{where}: processing job {name} started on {instance_type}")
 
 
 def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hint: str) -> Any:
