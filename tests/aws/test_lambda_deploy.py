@@ -482,6 +482,26 @@ def test_autoscaling_is_registered_once_in_service_and_lifted_around_an_update(
     assert scaling(pipeline) == registered
 
 
+def test_autoscaling_removed_from_the_config_is_deregistered(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy.autoscaling removed from mlcicd.yaml (and so from the stack): the next deploy
+    lifts the variant's scalable target and policy — left there, Application Auto Scaling
+    would go on resizing an endpoint the config says has a fixed count. The same model
+    again: no update of the endpoint, only the registration goes."""
+    configure(monkeypatch, iris_with_deploy(autoscaling=AUTOSCALING))
+    trained(pipeline)
+    report("job-2", continuation=token_of(report("job-1")))
+    assert scaling(pipeline)["targets"]
+
+    configure(monkeypatch, iris_with_deploy())  # examples/iris: no autoscaling
+    token = token_of(report("run-2"))
+    assert json.loads(token)["started"] is True  # "already on" its config: nothing to update
+    done = report("run-2-2", continuation=token)
+    assert done[0] == "PutJobSuccessResult"
+    assert scaling(pipeline) == {"targets": {}, "policies": {}}
+
+
 def test_a_serverless_endpoint_config_has_no_instances(
     pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
     "codepipeline:PutJobSuccessResult",
     "codepipeline:PutJobFailureResult",
     "cloudwatch:PutMetricData",
-    "application-autoscaling:DescribeScalableTargets",  # with deploy.autoscaling
+    "application-autoscaling:DescribeScalableTargets",  # the deploy Lambda's (deregistering)
     "application-autoscaling:DescribeScalingPolicies",
     "ec2:DescribeNetworkInterfaces",  # with network.subnets
     "ec2:DescribeVpcs",
@@ -740,7 +740,17 @@ def test_scaling_and_the_vpc_are_granted_on_this_stack_s_own_only(scaled_config:
         ]
         manage = statements["ManageThoseInterfaces"]["Condition"]["ArnEquals"]["ec2:Subnet"]
         assert [s["Fn::Sub"] for s in manage] == create[:2]
-    # Without the keys, none of it.
+    # Without the keys, none of it — but deregistering this endpoint's variants: when
+    # deploy.autoscaling is removed, the deploy Lambda lifts what an earlier deploy registered.
     plain = build_template(iris_with(staging=None))
-    assert "RegisterTheEndpointsVariantsOnly" not in _statements(plain, "DeployFunctionRole")
+    released = _statements(plain, "DeployFunctionRole")
+    assert "RegisterTheEndpointsVariantsOnly" not in released
+    assert "ScaleTheEndpointsVariantsOnly" not in released
+    assert released["ReleaseTheEndpointsVariantsOnly"]["Action"] == [
+        "application-autoscaling:DeleteScalingPolicy",
+        "application-autoscaling:DeregisterScalableTarget",
+    ]
+    assert released["ReleaseTheEndpointsVariantsOnly"]["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/mlcicd:endpoint": endpoint}
+    }
     assert "InterfacesInTheSubnetsOnly" not in _statements(plain, "SageMakerExecutionRole")
