@@ -130,7 +130,11 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
             "ProcessingInputs"
         ]
     }
-    assert inputs["baseline"] == f"{folder}/"
+    # The first model's baseline, as its check wrote it, copied to this check's own input.
+    pinned = f"{PIPELINE}/processing/{check}/input/baseline"
+    assert inputs["baseline"] == f"s3://{MODELS_BUCKET}/{pinned}/"
+    copied = stack("s3").get_object(Bucket=MODELS_BUCKET, Key=f"{pinned}/constraints.json")
+    assert json.loads(copied["Body"].read()) == constraints
     assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == jobs_before
 
     # The same commit with data_check: warn: prepare is reused, the check finds the same
@@ -259,3 +263,62 @@ def test_a_data_check_setting_with_resources_no_job_has_names_the_variable(
     raw = {"mode": "fail", "channel": "training", **resources}
     with pytest.raises(ConfigError, match=r"MLCICD_DATA_CHECK: instance_type .* are not a"):
         DataCheckSettings.from_environ({"MLCICD_DATA_CHECK": json.dumps(raw)})
+
+
+def test_a_production_baseline_written_again_stops_the_next_check_naming_it(
+    aws_env: AwsClient,
+) -> None:
+    """The registry names production's baseline by URI, and SageMaker would read whatever is
+    there: a constraints.json replaced with one that passes anything would silence the check.
+    The check's job gets a copy of the version the earlier check wrote; one written twice
+    fails the run, naming it."""
+    s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
+    create_models_bucket(s3)
+    earlier = f"{PIPELINE}-datacheck-earlier"
+    folder = f"{PIPELINE}/processing/{earlier}/output/datacheck"
+    for file in ("statistics.json", "constraints.json"):
+        s3.put_object(Bucket=MODELS_BUCKET, Key=f"{folder}/{file}", Body=b'{"the": "check\'s"}')
+    sagemaker.create_model_package_group(ModelPackageGroupName=PIPELINE)
+    sagemaker.create_model_package(
+        ModelPackageGroupName=PIPELINE,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{MODELS_BUCKET}/m.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelMetrics={
+            "ModelDataQuality": {
+                kind: {"ContentType": "application/json", "S3Uri": f"s3://{MODELS_BUCKET}/{key}"}
+                for kind, key in (
+                    ("Statistics", f"{folder}/statistics.json"),
+                    ("Constraints", f"{folder}/constraints.json"),
+                )
+            }
+        },
+    )
+    processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
+    channel = f"s3://{MODELS_BUCKET}/{PIPELINE}/channel/"
+    state: dict[str, Any] = {"run": "0123456789abcdef", "image": IMAGE}
+    assert not advance(
+        DataCheckSettings(mode="fail"), processing, state, channel_uri=lambda: channel
+    )
+    check = state["check"]
+    described = sagemaker.describe_processing_job(ProcessingJobName=check)
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in described["ProcessingInputs"]}
+    pinned = f"{PIPELINE}/processing/{check}/input/baseline"
+    assert inputs["baseline"] == f"s3://{MODELS_BUCKET}/{pinned}/"
+
+    # Theirs, over the earlier check's: the next run's check does not start on it.
+    theirs = b'{"features": []}'
+    s3.put_object(Bucket=MODELS_BUCKET, Key=f"{folder}/constraints.json", Body=theirs)
+    copied = s3.get_object(Bucket=MODELS_BUCKET, Key=f"{pinned}/constraints.json")
+    assert copied["Body"].read() == b'{"the": "check\'s"}'  # the copy is the version read
+    again: dict[str, Any] = {"run": "fedcba9876543210", "image": IMAGE}
+    with pytest.raises(
+        ArtifactError,
+        match=f"^s3://{MODELS_BUCKET}/{folder}/constraints.json was written or deleted after "
+        f"job {earlier} wrote it",
+    ):
+        advance(DataCheckSettings(mode="fail"), processing, again, channel_uri=lambda: channel)
+    assert "check" not in again
