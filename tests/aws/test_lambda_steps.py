@@ -274,6 +274,31 @@ def test_a_report_replaced_before_the_gate_reads_it_stops_the_pipeline(stack: Aw
     ]
 
 
+@pytest.mark.parametrize("when", ["before training reads it", "before a later run reuses it"])
+def test_a_step_output_written_again_is_not_read_by_the_next_job(
+    stack: AwsClient, when: str
+) -> None:
+    """prepare's train output is the training channel, and a later run with the same inputs
+    reuses it. Whoever can write the models bucket replaces train.csv after prepare wrote it:
+    neither this run's training job nor the next run is given the prefix; the action fails
+    naming the object."""
+    first = report("job-1")
+    job = prepared(stack)["ProcessingJobName"]
+    key = f"{PIPELINE}/processing/{job}/output/train/train.csv"
+    if when == "before a later run reuses it":
+        report("job-2", continuation=token_of(first))  # trains on it, remembers it
+        started = len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+        stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
+        failed = report("run-2", fails=True)
+    else:
+        started = 0
+        stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
+        failed = report("job-2", continuation=token_of(first), fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {job}")
+    assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == started
+
+
 @pytest.mark.parametrize("index", ["another job", "not JSON", "a name that is a path"])
 def test_a_tampered_cache_index_runs_the_step_again(stack: AwsClient, index: str) -> None:
     """Whoever can write to the models bucket rewrites prepare's cache entry: at a Completed job

@@ -40,38 +40,62 @@ def written_once(s3: AwsClient, bucket: str, key: str, *, job: str) -> Written |
     Raises ArtifactError naming the object when it was written more than once (or deleted) —
     the job writes it once, so something else did — or when the bucket keeps no versions.
     """
-    versions: list[dict[str, Any]] = []
-    markers = 0
-    params: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+    found = _versions(s3, bucket, key, job=job)
+    if key not in found:
+        return None
+    return found[key]
+
+
+def all_written_once(s3: AwsClient, bucket: str, prefix: str, *, job: str) -> int:
+    """How many objects there are under ``prefix`` (a job's output directory), each checked to
+    be the one version ``job`` wrote — before another job (a later step, the training job) is
+    given the prefix to read, or a cached job's outputs are reused by a later run.
+
+    Raises ArtifactError naming the first object written again, or deleted, since."""
+    return len(_versions(s3, bucket, prefix, job=job, exact=False))
+
+
+def _versions(
+    s3: AwsClient, bucket: str, prefix: str, *, job: str, exact: bool = True
+) -> dict[str, Written]:
+    """Each object at ``prefix`` (only that key when ``exact``) as the one version ``job``
+    wrote; ArtifactError for the first that is not."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    markers: dict[str, int] = {}
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
     while True:
         page = s3.list_object_versions(**params)
-        versions += [v for v in page.get("Versions") or [] if v.get("Key") == key]
-        markers += sum(1 for m in page.get("DeleteMarkers") or [] if m.get("Key") == key)
+        for version in page.get("Versions") or []:
+            if not exact or version.get("Key") == prefix:
+                versions.setdefault(str(version["Key"]), []).append(version)
+        for marker in page.get("DeleteMarkers") or []:
+            if not exact or marker.get("Key") == prefix:
+                markers[str(marker["Key"])] = markers.get(str(marker["Key"]), 0) + 1
         if not page.get("IsTruncated"):
             break
         params["KeyMarker"] = page["NextKeyMarker"]
         params["VersionIdMarker"] = page["NextVersionIdMarker"]
-    uri = f"s3://{bucket}/{key}"
-    if not versions and not markers:
-        return None
-    if len(versions) + markers > 1:
-        raise ArtifactError(
-            f"{uri} was written or deleted after job {job} wrote it ({len(versions)} versions, "
-            f"{markers} delete markers): it is not the job's output, the pipeline stops here",
-            hint="whoever can write the models bucket replaced it: find who in its access log "
-            "or CloudTrail; then release the change again to run the pipeline anew",
-        )
-    if not versions:
-        raise ArtifactError(f"{uri}, written by job {job}, was deleted")
-    version_id = str(versions[0].get("VersionId") or _UNVERSIONED)
-    if version_id == _UNVERSIONED:
-        raise ArtifactError(
-            f"the models bucket {bucket} keeps no versions, so {uri} cannot be told from a "
-            f"replacement of job {job}'s output",
-            hint=f"turn versioning on (aws s3api put-bucket-versioning --bucket {bucket} "
-            "--versioning-configuration Status=Enabled): the stack creates the bucket so",
-        )
-    return Written(version_id=version_id, size=int(versions[0].get("Size", 0)))
+    found: dict[str, Written] = {}
+    for key in sorted({*versions, *markers}):
+        kept, deleted = versions.get(key, []), markers.get(key, 0)
+        uri = f"s3://{bucket}/{key}"
+        if len(kept) + deleted > 1 or not kept:
+            raise ArtifactError(
+                f"{uri} was written or deleted after job {job} wrote it ({len(kept)} versions, "
+                f"{deleted} delete markers): it is not the job's output, the pipeline stops here",
+                hint="whoever can write the models bucket replaced it: find who in its access "
+                "log or CloudTrail; then release the change again to run the pipeline anew",
+            )
+        version_id = str(kept[0].get("VersionId") or _UNVERSIONED)
+        if version_id == _UNVERSIONED:
+            raise ArtifactError(
+                f"the models bucket {bucket} keeps no versions, so {uri} cannot be told from a "
+                f"replacement of job {job}'s output",
+                hint=f"turn versioning on (aws s3api put-bucket-versioning --bucket {bucket} "
+                "--versioning-configuration Status=Enabled): the stack creates the bucket so",
+            )
+        found[key] = Written(version_id=version_id, size=int(kept[0].get("Size", 0)))
+    return found
 
 
-__all__ = ["Written", "written_once"]
+__all__ = ["Written", "all_written_once", "written_once"]

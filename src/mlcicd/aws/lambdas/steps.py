@@ -29,7 +29,9 @@ role can) could point a step at any Completed job and plant its "outputs" under 
 The job it names is reused only when SageMaker's own record agrees — tagged with this pipeline,
 this step and this cache key when the Lambda started it (``mlcicd:cache-key``; S3 cannot
 change a job's tags) — and an index that is not JSON or names no valid job is a cache miss:
-the step runs again.
+the step runs again. The reused job's outputs must still be as it wrote them (one version
+each in the versioned bucket, :mod:`mlcicd.aws.joboutputs`), as must any output before a later
+job is given it: one written again fails the action, naming it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Any, Protocol
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
-from mlcicd.aws.joboutputs import written_once
+from mlcicd.aws.joboutputs import all_written_once, written_once
 from mlcicd.aws.lambdas.runtime import log
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -68,6 +70,7 @@ from mlcicd.config.processing import (
 )
 from mlcicd.errors import AwsError, ConfigError, ProcessingError
 from mlcicd.processing.base import MAX_REPORT_BYTES, cache_key, parse_report
+from mlcicd.store.s3 import parse_s3_uri
 
 RUNNING = ("InProgress", "Stopping")
 CACHE_KEY_TAG = "mlcicd:cache-key"
@@ -296,10 +299,13 @@ def _start(
             paths[name], digests[name] = root, source.digest(root)
         elif ref.step == TRAIN:
             model = state["model"]
+            # One version now is the one hashed then: no role may delete a version.
+            bucket, key = parse_s3_uri(model["uri"])
+            written_once(s3, bucket, key, job=str(state["job"]))
             inputs[name], digests[name] = model["uri"], model["sha256"]
         else:
             producer = state["steps"][ref.step]
-            inputs[name] = settings.output_uri(producer, ref.output) + "/"
+            inputs[name] = _job_output(s3, settings, producer, ref.output)
             digests[name] = f"job {producer} output {ref.output}"
     code_root = settings.in_project(step.source_dir)
     key = cache_key(
@@ -393,25 +399,35 @@ def _cached(
             "not know as this step's with this key: running the step"
         )
         return None
-    for output in step.outputs:
-        listed = s3.list_objects_v2(
-            Bucket=settings.models_bucket,
-            Prefix=f"{settings.job_prefix(job)}/output/{output}/",
-            MaxKeys=1,
-        )
-        if not listed.get("KeyCount"):
+    for output in step.outputs:  # each still there, and still as the job wrote it
+        prefix = f"{settings.job_prefix(job)}/output/{output}/"
+        if not all_written_once(s3, settings.models_bucket, prefix, job=job):
             return None
     return job
 
 
 def channel_uris(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, str]:
-    """The training channels that are steps' outputs, as the S3 prefixes SageMaker wrote."""
+    """The training channels that are steps' outputs, as the S3 prefixes SageMaker wrote
+    (each checked to hold only what its job wrote: a job is about to read it)."""
     uris = {}
     for channel, value in settings.channels.items():
         ref = settings.reference(value)
         if ref is not None:
-            uris[channel] = settings.output_uri(state["steps"][ref.step], ref.output) + "/"
+            producer = state["steps"][ref.step]
+            uris[channel] = _job_output(client("s3"), settings, producer, ref.output)
     return uris
+
+
+def _job_output(s3: AwsClient, settings: ProcessingSettings, job: str, output: str) -> str:
+    """``output`` of ``job`` as the prefix another job will read, once every object under it
+    is checked to be the one version ``job`` wrote. SageMaker reads a prefix as it is when the
+    next job starts, so this narrows the window for a replacement to that start; it cannot
+    close it (docs/processing.md, "Not yet")."""
+    uri = settings.output_uri(job, output)
+    all_written_once(
+        s3, settings.models_bucket, f"{settings.job_prefix(job)}/output/{output}/", job=job
+    )
+    return uri + "/"
 
 
 def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, Any]:
