@@ -276,10 +276,11 @@ def test_a_deploy_without_autoscaling_deregisters_what_an_earlier_one_registered
     so with no update to deregister around — lifts the target and its policy, which would
     otherwise go on resizing an endpoint the config says has a fixed count."""
     backend.scaling = AutoscalingConfig(max_instances=3, target_invocations_per_instance=200)
-    backend.deploy(config(tmp_path, 1))
+    same = config(tmp_path, 1)  # once: a tar.gz made again has another gzip time, another digest
+    backend.deploy(same)
     scaling = aws_env("application-autoscaling")
     assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     backend.scaling = None
-    backend.deploy(config(tmp_path, 1))
+    backend.deploy(same)
     assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]

@@ -150,6 +150,20 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
     assert warned["job"].startswith(f"{PIPELINE}-")  # the training job, started
 
 
+def completed_check(aws: AwsClient, job: str) -> str:
+    """A data check's job ``job`` that has completed (as moto's are at once), in a stack's
+    models bucket; return the key of the report it writes."""
+    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+    aws("sagemaker").create_processing_job(
+        ProcessingJobName=job,
+        ProcessingResources={"ClusterConfig": cluster},
+        AppSpecification={"ImageUri": IMAGE},
+        RoleArn=ROLE_ARN,
+    )
+    create_models_bucket(aws("s3"))
+    return f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
+
+
 @pytest.mark.parametrize(
     "written",
     [
@@ -166,15 +180,7 @@ def test_a_report_that_is_not_the_checks_fails_the_check_naming_it(
     """The report is the job's output, and whoever writes the bucket (or a broken image) writes
     it: one the check did not write neither passes nor crashes the function."""
     job = f"{PIPELINE}-datacheck-written"
-    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
-    aws_env("sagemaker").create_processing_job(  # moto's jobs are Completed at once
-        ProcessingJobName=job,
-        ProcessingResources={"ClusterConfig": cluster},
-        AppSpecification={"ImageUri": IMAGE},
-        RoleArn=ROLE_ARN,
-    )
-    create_models_bucket(aws_env("s3"))
-    key = f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
+    key = completed_check(aws_env, job)
     aws_env("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(written).encode())
     processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
     for mode in ("warn", "fail"):
@@ -209,15 +215,7 @@ def test_a_report_replaced_after_the_check_ended_stops_the_pipeline_naming_it(
     write the models bucket puts a passing report in its place. The report's versions show
     the second write: the check fails naming the object, not passes on the planted report."""
     job = f"{PIPELINE}-datacheck-replaced"
-    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
-    aws_env("sagemaker").create_processing_job(  # moto's jobs are Completed at once
-        ProcessingJobName=job,
-        ProcessingResources={"ClusterConfig": cluster},
-        AppSpecification={"ImageUri": IMAGE},
-        RoleArn=ROLE_ARN,
-    )
-    create_models_bucket(aws_env("s3"))
-    key = f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
+    key = completed_check(aws_env, job)
     violation = {
         "feature_name": "petal_length",
         "constraint_check_type": "data_type_check",
