@@ -138,6 +138,9 @@ def test_a_push_with_explain_registers_the_model_with_its_report_beside_it(
     written = aws("s3").get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read()
     model_json = json.loads(read_zip(written)["model.json"])
     assert model_json["explanation"] == uri
+    key = uri.removeprefix(f"s3://{MODELS_BUCKET}/")
+    stored_bytes = aws("s3").get_object(Bucket=MODELS_BUCKET, Key=key)["Body"].read()
+    assert model_json["explanation_sha256"] == hashlib.sha256(stored_bytes).hexdigest()
 
 
 def test_an_explainer_that_fails_is_recorded_and_fails_the_action_only_when_required(

@@ -311,7 +311,17 @@ def _clarify(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, An
             ) from exc
         raise
     with body:
-        report = parse_report(body.read(MAX_REPORT_BYTES + 1), f"explain.online: {uri}")
+        data = body.read(MAX_REPORT_BYTES + 1)
+    expected = model.get("explanation_sha256")  # model.json of an older Train action: none
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise ArtifactError(
+            f"explain.online: the report of model {arn} at {uri} is not the one the Train "
+            f"action stored (sha256 {hashlib.sha256(data).hexdigest()[:12]}…, stored "
+            f"{str(expected)[:12]}…): the endpoint is not given its baseline",
+            hint="whoever can write the models bucket replaced it: find who in its access log "
+            "or CloudTrail; run the pipeline again to explain the model anew",
+        )
+    report = parse_report(data, f"explain.online: {uri}")
     clarify = clarify_explainer_config(report, arn)
     baseline_key, data = clarify_baseline_key(settings.pipeline, clarify)
     client("s3").put_object(Bucket=bucket, Key=baseline_key, Body=data, ContentType="text/csv")

@@ -258,11 +258,9 @@ def _store(
     training_job = str(state["job"])
     key = report_key(processing.pipeline, training_job, sha256)
     uri = f"s3://{processing.models_bucket}/{key}"
+    stored = (json.dumps({**report, "training_job": training_job}, indent=2) + "\n").encode()
     client("s3").put_object(
-        Bucket=processing.models_bucket,
-        Key=key,
-        Body=(json.dumps({**report, "training_job": training_job}, indent=2) + "\n").encode(),
-        ContentType="application/json",
+        Bucket=processing.models_bucket, Key=key, Body=stored, ContentType="application/json"
     )
     error = report.get("error")
     if error is None and not report.get("baseline") and settings.online:
@@ -283,7 +281,9 @@ def _store(
         + ", ".join(f"{k} {v:.3g}" for k, v in top)
         + f" ({uri})"
     )
-    state["explained"] = uri
+    # model.json carries its digest: the deploy Lambda reads the report (its Clarify baseline)
+    # perhaps days later, after the approval, from a bucket others can write.
+    state["explained"], state["explained_sha256"] = uri, hashlib.sha256(stored).hexdigest()
 
 
 def metadata(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

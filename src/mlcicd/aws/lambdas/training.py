@@ -489,6 +489,7 @@ def complete(
     }
     if state.get("explained"):  # the deploy Lambda's Clarify baseline (explain.online)
         model["explanation"] = state["explained"]
+        model["explanation_sha256"] = state.get("explained_sha256")
     elif state.get("explain_error"):
         model["explanation_error"] = state["explain_error"]
     if settings.processing.steps:
