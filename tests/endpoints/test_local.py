@@ -523,3 +523,25 @@ def test_autoscaling_starts_within_its_bounds_and_describe_shows_it(
     assert [w["state"] for w in status_of(backend, "iris")["workers"]] == ["ready"]
     written = json.loads((backend.endpoint_dir("iris") / "config.json").read_text())
     assert written["autoscaling"]["scale_in_cooldown"] == 300
+
+
+def test_a_redeploy_without_autoscaling_serves_a_fixed_count_again(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    """deploy.autoscaling removed from mlcicd.yaml: the update's generation serves
+    ``workers`` and nothing resizes it (SageMaker's registration is the deploy's to lift:
+    tests/aws/test_lambda_deploy.py)."""
+    policy = AutoscalingConfig(
+        min_instances=2, max_instances=2, target_invocations_per_instance=60_000
+    )
+    config = endpoint_config(tmp_path, iris, NO_HANDLERS, workers=1)
+    scaled = backend.deploy(dataclasses.replace(config, autoscaling=policy))
+    assert scaled.autoscaling is not None and scaled.autoscaling["current_instances"] == 2
+    fixed = backend.deploy(config)
+    assert fixed.autoscaling is None
+    status = status_of(backend, "iris")
+    serving = [w["state"] for w in status["workers"] if w["generation"] == status["generation"]]
+    assert serving == ["ready"]  # the scaled generation's two drain meanwhile
+    assert status.get("autoscaling") is None
+    written = json.loads((backend.endpoint_dir("iris") / "config.json").read_text())
+    assert written.get("autoscaling") is None
