@@ -254,9 +254,9 @@ LOCAL_MAX_WORKERS = 32
 
 
 def _check_local_workers(deploy: DeployConfig, source: str) -> None:
-    """How many worker processes a local endpoint may run (SageMaker bounds its instances
-    itself: check_sagemaker_hosting)."""
-    if deploy.backend != "local":
+    """How many worker processes an endpoint on this machine (local, or a container's
+    ``serve``) may run; SageMaker bounds its instances itself (check_sagemaker_hosting)."""
+    if deploy.backend == "sagemaker":
         return
     scaling = deploy.autoscaling
     counts = {"workers": deploy.workers}
@@ -265,7 +265,8 @@ def _check_local_workers(deploy: DeployConfig, source: str) -> None:
     for key, count in counts.items():
         if count > LOCAL_MAX_WORKERS:
             raise ConfigError(
-                f"a local endpoint runs 1 to {LOCAL_MAX_WORKERS} worker processes, got {count}",
+                f"an endpoint on this machine runs 1 to {LOCAL_MAX_WORKERS} worker processes, "
+                f"got {count}",
                 path=source,
                 key=f"deploy.{key}",
                 hint="for more, deploy to SageMaker (deploy.backend: sagemaker)",
