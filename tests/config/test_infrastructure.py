@@ -199,7 +199,7 @@ def test_a_local_endpoint_runs_at_most_32_workers(deploy: str, key: str) -> None
     assert info.value.key == key
     assert "an endpoint on this machine runs 1 to 32 worker processes, got" in str(info.value)
     assert "deploy.backend: sagemaker" in str(info.value)
-    sagemaker = deploy.replace("{", "{backend: sagemaker, ", 1)
+    sagemaker = deploy.replace("backend: container, ", "").replace("{", "{backend: sagemaker, ", 1)
     assert parse_config(f"pipeline: p\ndeploy: {sagemaker}\n").deploy.backend == "sagemaker"
 
 
