@@ -168,3 +168,38 @@ def test_a_bad_backoff_setting_stops_the_service_before_it_serves(
     assert result.exit_code != 0
     assert f"{BACKOFF_ENV}={value!r} is not a positive number of seconds" in result.output
     assert not (project.root / ".mlcicd" / "service.json").exists()
+
+
+def test_an_idle_notifier_reads_nothing_until_the_database_changes(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    receiver = Receiver(0)
+    receivers.append(receiver)
+    project = make_project(
+        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
+    )
+    state = project.state
+    state.event_cursor(receiver.url)  # delivery starts here
+    stop = threading.Event()
+    notifier = EventNotifier([project.root], print, stop)
+    thread = threading.Thread(target=notifier.run, daemon=True)
+    thread.start()
+    try:
+        state.add_event("registered", "a", {})
+        wait_for("a delivered", lambda: len(receiver.received) == 1, timeout=30)
+        # Its own cursor write is a change too: let it read that once, then count its queries.
+        reads = notifier.reads
+        wait_for("a look with nothing new", lambda: notifier.checks > reads + 2, timeout=30)
+        queries: list[str] = []
+        notifier.projects[0].state.db.connection.set_trace_callback(queries.append)
+        checks = notifier.checks
+        wait_for("four more looks", lambda: notifier.checks >= checks + 4, timeout=30)
+        assert queries == []  # before: two queries per URL every 0.5 s, whatever happened
+
+        state.add_event("deployed", "b", {})  # another connection's commit wakes it
+        wait_for("b delivered", lambda: len(receiver.received) == 2, timeout=30)
+        assert any("FROM events" in q for q in queries)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert [e["subject"] for e in receiver.received] == ["a", "b"]
