@@ -340,6 +340,12 @@ class ServingConfig:
         return self.autoscaling.clamp(self.workers) if self.autoscaling else self.workers
 
     @property
+    def most_workers(self) -> int:
+        """How many workers this config may serve with at once: autoscaling's
+        ``max_instances``, else ``workers``."""
+        return self.autoscaling.max_instances if self.autoscaling else self.workers
+
+    @property
     def python(self) -> str | None:
         """The interpreter the workers run under (shared by all variants)."""
         return self.variants[0].python if self.variants else None
