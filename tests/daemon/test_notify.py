@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mlcicd.daemon.notifier import BACKOFF_ENV, MAX_ATTEMPTS, EventNotifier
+from mlcicd.project import Project
 from tests.conftest import commit_all
 from tests.daemon.conftest import ServiceProcess, fast_project, finished
 from tests.helpers import mlcicd, set_yaml, wait_for
@@ -71,6 +72,16 @@ def receivers() -> Iterator[list[Receiver]]:
         receiver.close()
 
 
+def notifying_project(tmp_path: Path, receivers: list[Receiver]) -> tuple[Receiver, Project]:
+    """A project whose events go to a new receiver that answers every POST."""
+    receiver = Receiver(0)
+    receivers.append(receiver)
+    project = make_project(
+        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
+    )
+    return receiver, project
+
+
 def test_events_are_posted_retried_and_bounded(
     tmp_path: Path, services: list[ServiceProcess], receivers: list[Receiver]
 ) -> None:
@@ -120,11 +131,7 @@ def test_events_are_posted_retried_and_bounded(
 def test_the_cursor_survives_a_restart_and_nothing_is_sent_twice(
     tmp_path: Path, receivers: list[Receiver]
 ) -> None:
-    receiver = Receiver(0)
-    receivers.append(receiver)
-    project = make_project(
-        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
-    )
+    receiver, project = notifying_project(tmp_path, receivers)
     root, state = project.root, project.state
     state.add_event("registered", "before", {})
     # The URL first seen now: its cursor starts after the newest event (the past is not replayed).
@@ -173,11 +180,7 @@ def test_a_bad_backoff_setting_stops_the_service_before_it_serves(
 def test_an_idle_notifier_reads_nothing_until_the_database_changes(
     tmp_path: Path, receivers: list[Receiver]
 ) -> None:
-    receiver = Receiver(0)
-    receivers.append(receiver)
-    project = make_project(
-        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
-    )
+    receiver, project = notifying_project(tmp_path, receivers)
     state = project.state
     state.event_cursor(receiver.url)  # delivery starts here
     stop = threading.Event()

@@ -19,7 +19,7 @@ import pytest
 
 from mlcicd import __version__, procinfo
 from mlcicd.config import AutoscalingConfig
-from mlcicd.endpoints import local
+from mlcicd.endpoints import EndpointDescription, local
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import ArtifactError, EndpointError, NotFoundError, PortInUseError
 from tests.endpoints.conftest import endpoint_config
@@ -258,23 +258,37 @@ class Hammer:
             thread.join(30)
 
 
-def test_update_switches_the_model_without_failing_a_request(
-    tmp_path: Path, iris: IrisModel, flipped: IrisModel, backend: LocalEndpointBackend
-) -> None:
-    rows = iris.X[::10].tolist()
-    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
-    old_workers = processes_of(backend, "iris")[1:]
-    with Hammer(first.url or "", rows) as hammer:
+def update_under_load(
+    backend: LocalEndpointBackend,
+    tmp_path: Path,
+    flipped: IrisModel,
+    url: str,
+    rows: list[list[float]],
+    old: list[tuple[int, int | None]],
+) -> tuple[Hammer, EndpointDescription]:
+    """Deploy cfg-2 (the flipped model) while clients keep invoking ``url``; they stop once
+    the ``old`` processes have drained and exited."""
+    with Hammer(url, rows) as hammer:
         wait_for("50 answers", lambda: hammer.count > 50)
         second = backend.deploy(
             endpoint_config(tmp_path, flipped, NO_HANDLERS, name="cfg-2", workers=2)
         )
         counted = hammer.count
         wait_for("50 more answers", lambda: hammer.count > counted + 50)
-        wait_for(
-            "the old workers to exit", lambda: none_alive(old_workers), timeout=30
-        )  # the old generation drained and left
+        wait_for("the old processes to exit", lambda: none_alive(old), timeout=60)
         time.sleep(0.3)
+    return hammer, second
+
+
+def test_update_switches_the_model_without_failing_a_request(
+    tmp_path: Path, iris: IrisModel, flipped: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    rows = iris.X[::10].tolist()
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
+    old_workers = processes_of(backend, "iris")[1:]
+    hammer, second = update_under_load(
+        backend, tmp_path, flipped, first.url or "", rows, old_workers
+    )
     assert hammer.failures == []
     assert second.status == "InService" and second.config_name == "cfg-2" and second.generation == 2
     assert (
@@ -541,14 +555,7 @@ def test_a_deploy_by_another_version_replaces_the_server_without_failing_a_reque
     assert (recorded["mlcicd_version"], recorded["layout_version"]) == (__version__, 2)
     old = processes_of(backend, "iris")
     monkeypatch.setattr(local, "__version__", "9.9.9")  # this deployer: a newer mlcicd
-    with Hammer(first.url or "", rows) as hammer:
-        wait_for("50 answers", lambda: hammer.count > 50)
-        second = backend.deploy(
-            endpoint_config(tmp_path, flipped, NO_HANDLERS, name="cfg-2", workers=2)
-        )
-        counted = hammer.count
-        wait_for("50 more answers", lambda: hammer.count > counted + 50)
-        wait_for("the old server and workers to exit", lambda: none_alive(old), timeout=60)
+    hammer, second = update_under_load(backend, tmp_path, flipped, first.url or "", rows, old)
     assert hammer.failures == []
     assert second.status == "InService" and second.config_name == "cfg-2"
     assert second.url == first.url and second.pid != first.pid and second.generation == 2
