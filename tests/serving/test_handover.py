@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,15 +19,21 @@ from mlcicd.serving import handover
 pytestmark = pytest.mark.integration  # processes and unix sockets
 
 # A process that stands for the running supervisor: it outlives SIGUSR2 and does nothing.
-_IDLE = "import signal, time; signal.signal(signal.SIGUSR2, signal.SIG_IGN); time.sleep(600)"
+_IDLE = (
+    "import signal, time; signal.signal(signal.SIGUSR2, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(600)"
+)
 
 
 @pytest.fixture
 def bystander() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", _IDLE])
+    proc = subprocess.Popen([sys.executable, "-c", _IDLE], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"  # SIGUSR2 no longer kills it
     yield proc
     proc.kill()
     proc.wait()
+    proc.stdout.close()
 
 
 def _start(proc: subprocess.Popen[bytes]) -> int | None:
@@ -43,22 +48,17 @@ def test_a_socket_from_anyone_but_the_running_server_is_ignored(
     try:
         recorded = json.loads((tmp_path / "run" / "successor.json").read_text())
         assert recorded["socket"] == offer.path and recorded["launch_id"] == "launch-1"
-        sent = threading.Event()
-        listener = socket.create_server(("127.0.0.1", 0))
-
-        def impostor() -> None:  # this process is not the supervisor the offer waits for
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.connect(offer.path)
-                socket.send_fds(conn, [handover.MAGIC], [listener.fileno()])
-            sent.set()
-
-        thread = threading.Thread(target=impostor)
-        thread.start()
-        with pytest.raises(EndpointError, match="did not hand its socket over within 2s"):
-            offer.receive(bystander.pid, _start(bystander), timeout=2.0)
-        thread.join(10)
-        assert sent.is_set()
-        listener.close()
+        # This process is not the supervisor the offer waits for; its socket waits in the
+        # offer's backlog until receive accepts it.
+        with (
+            socket.create_server(("127.0.0.1", 0)) as listener,
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor,
+        ):
+            impostor.connect(offer.path)
+            socket.send_fds(impostor, [handover.MAGIC], [listener.fileno()])
+            with pytest.raises(EndpointError, match="did not hand its socket over within 2s"):
+                offer.receive(bystander.pid, _start(bystander), timeout=2.0)
+        assert bystander.poll() is None
     finally:
         offer.close()
 
