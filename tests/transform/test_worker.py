@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,20 @@ def test_the_worker_module_imports_only_what_a_worker_uses() -> None:
     loaded = set(json.loads(out))
     assert "mlcicd.serving.handlers" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+@pytest.mark.integration  # a worker process
+def test_a_worker_whose_job_ends_before_it_is_ready_ends_quietly(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text("print('loaded')\n")  # the user's prints: to the log
+    worker = subprocess.run(
+        [sys.executable, "-m", "mlcicd.transform.worker", str(code), "inference.py"],
+        input=b"",  # stdin closed before the model's directory came
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert (worker.returncode, worker.stdout) == (0, b"")
+    assert "loaded" in worker.stderr.decode().splitlines()
