@@ -337,3 +337,28 @@ def test_bad_explain_settings_name_their_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(f"pipeline: p\n{text}")
     assert expected in caught.value.headline
+
+
+@pytest.mark.parametrize("number", [".inf", "-.inf", ".nan", ".NaN"])
+@pytest.mark.parametrize(
+    ("yaml", "key"),
+    [
+        ("deploy: {startup_timeout: X}", "deploy.startup_timeout"),
+        (
+            "deploy: {autoscaling: {max_instances: 2, target_invocations_per_instance: X}}",
+            "deploy.autoscaling.target_invocations_per_instance",
+        ),
+        (
+            "deploy: {data_capture: {sampling_percentage: X}}",
+            "deploy.data_capture.sampling_percentage",
+        ),
+        ("staging: {load: {p99_ms: X}}", "staging.load.p99_ms"),
+    ],
+)
+def test_no_number_in_the_config_is_infinite_or_nan(yaml: str, key: str, number: str) -> None:
+    """YAML reads .inf and .nan as floats, and every comparison with NaN is false: a bound of
+    NaN would pass every check. One rule for every number of the schema, where it is read."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"pipeline: p\n{yaml.replace('X', number)}\n")
+    assert info.value.key == key
+    assert "expected a finite number, got" in str(info.value)
