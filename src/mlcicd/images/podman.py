@@ -16,6 +16,7 @@ Every call names the error class to raise, so a failure reads as the stage's own
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -130,6 +131,13 @@ def log_tail(name: str, lines: int, *, error: type[MlcicdError]) -> str:
     except OSError:
         return ""
     return tail("\n".join(whole.tail), lines)
+
+
+def root_id(root: Path) -> str:
+    """A short id of the directory whose jobs or endpoints a container runs, for its name:
+    container names are machine-wide, so two checkouts running the same job or endpoint name
+    at once must not pick the same one."""
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
 
 
 def remove_container(name: str) -> None:
