@@ -3,7 +3,6 @@ connections the server closes, and a port where nothing listens."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ import pytest
 from mlcicd.endpoints.acceptance import missed_bounds
 from mlcicd.endpoints.load import run_load
 from mlcicd.errors import EndpointError
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration  # a socket
 
@@ -75,9 +75,7 @@ def test_a_connection_the_server_closes_is_opened_again(url: str) -> None:
 
 
 def test_nothing_listening_counts_every_request_as_an_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # not bind(0)'s: another process could take that one meanwhile
     result = run_load(f"http://127.0.0.1:{port}/invocations", b"[1]", requests=5, concurrency=2)
     assert (result.requests, result.errors) == (5, 5)
     assert result.first_error is not None and "ConnectionRefusedError" in result.first_error
