@@ -253,9 +253,14 @@ def test_ctrl_c_records_the_run_as_stopped(iris_project: Path) -> None:
         text=True,
     )
     assert proc.stdout is not None
+    seen: list[str] = []
     for line in proc.stdout:
+        seen.append(line)
         if line.strip() == "│ training":  # the script is running
             break
+    else:  # without this, a run that never said so would be "interrupted" once it had ended
+        proc.wait()
+        pytest.fail(f"the run ended without its script saying 'training':\n{''.join(seen)}")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)  # a guard against hanging, not a measure
     assert proc.returncode == 130, out
