@@ -35,11 +35,11 @@ from mlcicd.aws.lambdas.steps import (
     SourceTree,
     ended_job,
     input_prefix,
+    job_failure,
     job_report,
     start_own_job,
     started_already,
 )
-from mlcicd.aws.processing_jobs import failure_reason
 from mlcicd.errors import ConfigError, ExplainError, ProcessingError
 from mlcicd.processing.base import (
     EXPLAIN_BASELINE_INPUT,
@@ -141,14 +141,8 @@ def advance(
     described = ended_job(name, "explain", failed=True)
     if described is None:
         return False
-    status = str(described["ProcessingJobStatus"])
-    if status == "Completed":
-        report = _report(processing, name)
-    else:
-        report = {
-            "error": f"processing job {name} {status.lower()}: {failure_reason(described)} "
-            f"(its log: /aws/sagemaker/ProcessingJobs, stream {name}/…)"
-        }
+    failure = job_failure(described)
+    report = _report(processing, name) if failure is None else {"error": failure.headline}
     _store(settings, processing, state, sha256, report)
     return True
 

@@ -255,12 +255,21 @@ def ended_job(name: str, where: str, *, failed: bool = False) -> dict[str, Any] 
     if status in RUNNING:
         log(f"{where}: processing job {name}: {status}")
         return None
-    if status != "Completed" and not failed:
-        raise ProcessingError(
-            f"{where}: processing job {name} {status.lower()}: {failure_reason(described)}",
-            hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
-        )
+    failure = job_failure(described)
+    if failure is not None and not failed:
+        raise ProcessingError(f"{where}: {failure.message}", hint=failure.hint)
     return dict(described)
+
+
+def job_failure(described: Mapping[str, Any]) -> ProcessingError | None:
+    """Why a job that ended did not complete (None: it did), with where its log is."""
+    name, status = described["ProcessingJobName"], str(described["ProcessingJobStatus"])
+    if status == "Completed":
+        return None
+    return ProcessingError(
+        f"processing job {name} {status.lower()}: {failure_reason(described)}",
+        hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
+    )
 
 
 def _finished(
