@@ -115,6 +115,7 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         results[f"transform{workers}"] = (report["rows"] / report["seconds"], report["rss_kb"])
         results[f"scoring{workers}"] = report["rows"] / (report["seconds"] - report["loaded"])
         results[f"cpu{workers}"] = (report["cpu_job"], report["cpu_workers"])
+        results[f"start{workers}"] = (report["loaded"], report["seconds"])
         same = (out / "rows.csv.out").read_bytes() == (work / "s.csv").read_bytes()
         results[f"same{workers}"] = same
     results["http"] = http_rate(model_dir, work, data, args.http_rows)
@@ -227,6 +228,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
     steady = r["scoring2"] / r["scoring1"]
     long_one, long_two = r["amortized"]
     cpu1, cpu2 = r["cpu1"], r["cpu2"]
+    start1, start2 = r["start1"], r["start2"]
     small, large = r[f"memory{args.memory_mb}"] / 1024, r[f"memory{args.memory_mb * 10}"] / 1024
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -275,6 +277,11 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"2 workers {cpu2[0]:.2f} / {cpu2[1]:.2f}; the script {r['script_cpu']:.2f} (each a "
         "whole process, imports included). Two busy loops against one on the machine "
         f"at the time: {r['ceiling']:.2f}x (the most 2 workers could get).",
+        "",
+        f"Start (every worker loaded the model) / whole job: 1 worker {start1[0]:.2f} s / "
+        f"{start1[1]:.2f} s, 2 workers {start2[0]:.2f} s / {start2[1]:.2f} s. The job takes "
+        "start + work / N: 2 workers reach 1.6x one where one worker's work is at least 3x "
+        "the start.",
         "",
     ]
     return "\n".join(lines)

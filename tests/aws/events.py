@@ -23,6 +23,13 @@ IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/ml-model-repo:0123456789ab"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def create_models_bucket(s3: Any) -> None:
+    """The stack's models bucket, versioned as the template makes it (the Lambdas read a job's
+    output only as the one version the job wrote: mlcicd.aws.joboutputs)."""
+    s3.create_bucket(Bucket=MODELS_BUCKET)
+    s3.put_bucket_versioning(Bucket=MODELS_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -267,3 +267,20 @@ def test_a_scaled_endpoint_is_deregistered_around_an_update(
     assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (variant, 1, 3)
     (policy,) = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 200.0
+
+
+def test_a_deploy_without_autoscaling_deregisters_what_an_earlier_one_registered(
+    backend: SageMakerEndpointBackend, tmp_path: Path, aws_env: AwsClient
+) -> None:
+    """deploy.autoscaling removed from mlcicd.yaml: the next deploy — here of the same config,
+    so with no update to deregister around — lifts the target and its policy, which would
+    otherwise go on resizing an endpoint the config says has a fixed count."""
+    backend.scaling = AutoscalingConfig(max_instances=3, target_invocations_per_instance=200)
+    same = config(tmp_path, 1)  # once: a tar.gz made again has another gzip time, another digest
+    backend.deploy(same)
+    scaling = aws_env("application-autoscaling")
+    assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    backend.scaling = None
+    backend.deploy(same)
+    assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]

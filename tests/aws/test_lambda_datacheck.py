@@ -19,15 +19,18 @@ from typing import Any
 
 import pytest
 
+from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.datacheck import SCRIPT, DataCheckSettings, advance
 from mlcicd.aws.lambdas.steps import ProcessingSettings
-from mlcicd.errors import ProcessingError
+from mlcicd.errors import ArtifactError, ConfigError, ProcessingError
 from tests.aws.conftest import AwsClient, pipeline_with
-from tests.aws.events import IMAGE, MODELS_BUCKET, ROLE_ARN, token_of
+from tests.aws.events import IMAGE, MODELS_BUCKET, ROLE_ARN, create_models_bucket, token_of
 from tests.aws.sagemaker_sim import run_processing_job
+from tests.aws.stubs import SentParams
 from tests.aws.test_lambda_steps import (
     PIPELINE,
     evaluated,
+    prepared,
     push_source,
     report,
     set_up_stack,
@@ -127,7 +130,11 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
             "ProcessingInputs"
         ]
     }
-    assert inputs["baseline"] == f"{folder}/"
+    # The first model's baseline, as its check wrote it, copied to this check's own input.
+    pinned = f"{PIPELINE}/processing/{check}/input/baseline"
+    assert inputs["baseline"] == f"s3://{MODELS_BUCKET}/{pinned}/"
+    copied = stack("s3").get_object(Bucket=MODELS_BUCKET, Key=f"{pinned}/constraints.json")
+    assert json.loads(copied["Body"].read()) == constraints
     assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == jobs_before
 
     # The same commit with data_check: warn: prepare is reused, the check finds the same
@@ -141,6 +148,20 @@ def test_the_first_model_carries_the_baseline_the_second_commits_data_is_checked
     warned = json.loads(token_of(report("run-3-2", continuation=token_of(first))))
     assert warned["checked"] == "CompletedWithViolations"
     assert warned["job"].startswith(f"{PIPELINE}-")  # the training job, started
+
+
+def completed_check(aws: AwsClient, job: str) -> str:
+    """A data check's job ``job`` that has completed (as moto's are at once), in a stack's
+    models bucket; return the key of the report it writes."""
+    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+    aws("sagemaker").create_processing_job(
+        ProcessingJobName=job,
+        ProcessingResources={"ClusterConfig": cluster},
+        AppSpecification={"ImageUri": IMAGE},
+        RoleArn=ROLE_ARN,
+    )
+    create_models_bucket(aws("s3"))
+    return f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
 
 
 @pytest.mark.parametrize(
@@ -159,15 +180,7 @@ def test_a_report_that_is_not_the_checks_fails_the_check_naming_it(
     """The report is the job's output, and whoever writes the bucket (or a broken image) writes
     it: one the check did not write neither passes nor crashes the function."""
     job = f"{PIPELINE}-datacheck-written"
-    cluster = {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
-    aws_env("sagemaker").create_processing_job(  # moto's jobs are Completed at once
-        ProcessingJobName=job,
-        ProcessingResources={"ClusterConfig": cluster},
-        AppSpecification={"ImageUri": IMAGE},
-        RoleArn=ROLE_ARN,
-    )
-    aws_env("s3").create_bucket(Bucket=MODELS_BUCKET)
-    key = f"{PIPELINE}/processing/{job}/output/datacheck/report.json"
+    key = completed_check(aws_env, job)
     aws_env("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(written).encode())
     processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
     for mode in ("warn", "fail"):
@@ -193,3 +206,117 @@ def test_the_steps_and_the_check_run_in_the_vpc_network_names(
             "Subnets": ["subnet-0123456789abcdef0"],
         }, job
         assert described["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
+
+
+def test_a_report_replaced_after_the_check_ended_stops_the_pipeline_naming_it(
+    aws_env: AwsClient,
+) -> None:
+    """The check found violations; between the job's end and the Lambda's read, whoever can
+    write the models bucket puts a passing report in its place. The report's versions show
+    the second write: the check fails naming the object, not passes on the planted report."""
+    job = f"{PIPELINE}-datacheck-replaced"
+    key = completed_check(aws_env, job)
+    violation = {
+        "feature_name": "petal_length",
+        "constraint_check_type": "data_type_check",
+        "description": "text where numbers were",
+    }
+    for written in (
+        {"status": "CompletedWithViolations", "violations": [violation]},  # the job's
+        {"status": "Passed", "violations": []},  # theirs
+    ):
+        aws_env("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(written).encode())
+    processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
+    state: dict[str, Any] = {"check": job}
+    with pytest.raises(ArtifactError, match=f"s3://{MODELS_BUCKET}/{key} was written or deleted"):
+        advance(DataCheckSettings(mode="fail"), processing, state, channel_uri=str)
+    assert "checked" not in state
+
+
+def test_the_check_runs_on_the_instance_mlcicd_yaml_names(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """monitor.instance_type and monitor.max_runtime reach the check's job through the stack
+    (they were fixed at ml.m5.large for an hour)."""
+    monitor = {"label": "species", "instance_type": "ml.c5.2xlarge", "max_runtime": 1800}
+    set_up_stack(aws_env, monkeypatch, pipeline_with(monitor=monitor), source_files())
+    first = report("job-1")
+    prepared(aws_env)
+    with SentParams(client("sagemaker"), "CreateProcessingJob") as sent:
+        check = json.loads(token_of(report("job-1-2", continuation=token_of(first))))["check"]
+    ((_, request),) = sent.calls  # moto keeps no ProcessingResources
+    assert request["ProcessingJobName"] == check
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    described = aws_env("sagemaker").describe_processing_job(ProcessingJobName=check)
+    assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800}
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [{"instance_type": "m5.large"}, {"max_runtime": "1h"}, {"max_runtime": 0}],
+)
+def test_a_data_check_setting_with_resources_no_job_has_names_the_variable(
+    resources: dict[str, Any],
+) -> None:
+    raw = {"mode": "fail", "channel": "training", **resources}
+    with pytest.raises(ConfigError, match=r"MLCICD_DATA_CHECK: instance_type .* are not a"):
+        DataCheckSettings.from_environ({"MLCICD_DATA_CHECK": json.dumps(raw)})
+
+
+def test_a_production_baseline_written_again_stops_the_next_check_naming_it(
+    aws_env: AwsClient,
+) -> None:
+    """The registry names production's baseline by URI, and SageMaker would read whatever is
+    there: a constraints.json replaced with one that passes anything would silence the check.
+    The check's job gets a copy of the version the earlier check wrote; one written twice
+    fails the run, naming it."""
+    s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
+    create_models_bucket(s3)
+    earlier = f"{PIPELINE}-datacheck-earlier"
+    folder = f"{PIPELINE}/processing/{earlier}/output/datacheck"
+    for file in ("statistics.json", "constraints.json"):
+        s3.put_object(Bucket=MODELS_BUCKET, Key=f"{folder}/{file}", Body=b'{"the": "check\'s"}')
+    sagemaker.create_model_package_group(ModelPackageGroupName=PIPELINE)
+    sagemaker.create_model_package(
+        ModelPackageGroupName=PIPELINE,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{MODELS_BUCKET}/m.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelMetrics={
+            "ModelDataQuality": {
+                kind: {"ContentType": "application/json", "S3Uri": f"s3://{MODELS_BUCKET}/{key}"}
+                for kind, key in (
+                    ("Statistics", f"{folder}/statistics.json"),
+                    ("Constraints", f"{folder}/constraints.json"),
+                )
+            }
+        },
+    )
+    processing = ProcessingSettings(PIPELINE, MODELS_BUCKET, ROLE_ARN, None, ".", {})
+    channel = f"s3://{MODELS_BUCKET}/{PIPELINE}/channel/"
+    state: dict[str, Any] = {"run": "0123456789abcdef", "image": IMAGE}
+    assert not advance(
+        DataCheckSettings(mode="fail"), processing, state, channel_uri=lambda: channel
+    )
+    check = state["check"]
+    described = sagemaker.describe_processing_job(ProcessingJobName=check)
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in described["ProcessingInputs"]}
+    pinned = f"{PIPELINE}/processing/{check}/input/baseline"
+    assert inputs["baseline"] == f"s3://{MODELS_BUCKET}/{pinned}/"
+
+    # Theirs, over the earlier check's: the next run's check does not start on it.
+    theirs = b'{"features": []}'
+    s3.put_object(Bucket=MODELS_BUCKET, Key=f"{folder}/constraints.json", Body=theirs)
+    copied = s3.get_object(Bucket=MODELS_BUCKET, Key=f"{pinned}/constraints.json")
+    assert copied["Body"].read() == b'{"the": "check\'s"}'  # the copy is the version read
+    again: dict[str, Any] = {"run": "fedcba9876543210", "image": IMAGE}
+    with pytest.raises(
+        ArtifactError,
+        match=f"^s3://{MODELS_BUCKET}/{folder}/constraints.json was written or deleted after "
+        f"job {earlier} wrote it",
+    ):
+        advance(DataCheckSettings(mode="fail"), processing, again, channel_uri=lambda: channel)
+    assert "check" not in again

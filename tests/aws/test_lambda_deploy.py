@@ -15,6 +15,7 @@ ShadowProductionVariants (it accepts and drops them): what was sent is recorded 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -482,6 +483,26 @@ def test_autoscaling_is_registered_once_in_service_and_lifted_around_an_update(
     assert scaling(pipeline) == registered
 
 
+def test_autoscaling_removed_from_the_config_is_deregistered(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy.autoscaling removed from mlcicd.yaml (and so from the stack): the next deploy
+    lifts the variant's scalable target and policy — left there, Application Auto Scaling
+    would go on resizing an endpoint the config says has a fixed count. The same model
+    again: no update of the endpoint, only the registration goes."""
+    configure(monkeypatch, iris_with_deploy(autoscaling=AUTOSCALING))
+    trained(pipeline)
+    report("job-2", continuation=token_of(report("job-1")))
+    assert scaling(pipeline)["targets"]
+
+    configure(monkeypatch, iris_with_deploy())  # examples/iris: no autoscaling
+    token = token_of(report("run-2"))
+    assert json.loads(token)["started"] is True  # "already on" its config: nothing to update
+    done = report("run-2-2", continuation=token)
+    assert done[0] == "PutJobSuccessResult"
+    assert scaling(pipeline) == {"targets": {}, "policies": {}}
+
+
 def test_a_serverless_endpoint_config_has_no_instances(
     pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -581,6 +602,34 @@ def test_explain_online_gives_the_endpoint_config_clarify_from_the_models_report
     }
     stored = pipeline("s3").get_object(Bucket=MODELS_BUCKET, Key=uri.split("/", 3)[3])
     assert stored["Body"].read().decode() == "5.0,3.4,1.5,0.2\n6.5,3.0,5.5,2.0"
+
+
+def test_a_report_replaced_since_the_train_action_stored_it_is_not_served(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.json carries the stored report's sha256: a report replaced while the model
+    waited for its approval (its baseline, its features) does not become the endpoint's
+    Clarify config; the action fails naming it, explain.required or not."""
+    configure(monkeypatch, iris_with(explain={"online": True}))
+    pipeline("s3").create_bucket(Bucket=MODELS_BUCKET)
+    key = "iris-classifier/iris-classifier-0123/explain/abababababababab.json"
+    stored = json.dumps(EXPLAINED).encode()
+    theirs = json.dumps({**EXPLAINED, "baseline": [[0.0, 0.0, 0.0, 0.0]]}).encode()
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=theirs)
+    explained(
+        pipeline,
+        explanation=f"s3://{MODELS_BUCKET}/{key}",
+        explanation_sha256=hashlib.sha256(stored).hexdigest(),
+    )
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        failed = report("job-1", fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(
+        f"explain.online: the report of model arn:aws:sagemaker:us-east-1:123456789012:"
+        f"model-package/iris-classifier/1 at s3://{MODELS_BUCKET}/{key} is not the one the "
+        "Train action stored"
+    ), message
+    assert sent.calls == []
 
 
 def test_a_model_that_could_not_be_explained_is_served_without_unless_required(

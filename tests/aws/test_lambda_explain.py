@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.explain import SCRIPT
 from tests.aws.conftest import AwsClient, iris_with
 from tests.aws.events import ARTIFACTS_BUCKET, MODELS_BUCKET, read_zip, token_of
 from tests.aws.sagemaker_sim import run_processing_job, tar_gz, train_here
+from tests.aws.stubs import SentParams
 from tests.aws.test_lambda_steps import set_up_stack
 from tests.aws.test_lambda_training import OUTPUTS, report
 from tests.conftest import IRIS
@@ -136,6 +138,9 @@ def test_a_push_with_explain_registers_the_model_with_its_report_beside_it(
     written = aws("s3").get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read()
     model_json = json.loads(read_zip(written)["model.json"])
     assert model_json["explanation"] == uri
+    key = uri.removeprefix(f"s3://{MODELS_BUCKET}/")
+    stored_bytes = aws("s3").get_object(Bucket=MODELS_BUCKET, Key=key)["Body"].read()
+    assert model_json["explanation_sha256"] == hashlib.sha256(stored_bytes).hexdigest()
 
 
 def test_an_explainer_that_fails_is_recorded_and_fails_the_action_only_when_required(
@@ -189,3 +194,43 @@ def test_a_baseline_file_the_commit_lacks_is_recorded_without_starting_the_job(
     assert not aws("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
     error = only_package(aws)["CustomerMetadataProperties"]["explanation_error"]
     assert error.startswith("explain.baseline data/absent.csv is not in the source artifact")
+
+
+def test_the_model_is_hashed_once_not_at_each_look_at_the_explainer(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch, trained: tuple[bytes, dict[str, bytes]]
+) -> None:
+    """The continuation token carries the model's sha256 from the first read after the
+    training job completed: while the explain job runs, CodePipeline's continuations read
+    nothing of model.tar.gz (it was streamed whole each time)."""
+    aws = stack_with(aws_env, monkeypatch)
+    model, output = trained
+    job, described, token = to_the_explainer(aws, "job-1", model, output)
+    assert json.loads(token)["model"]["sha256"] == hashlib.sha256(model).hexdigest()
+
+    def running(parsed: dict[str, Any], **kwargs: Any) -> None:
+        if parsed.get("ProcessingJobName") == described["ProcessingJobName"]:
+            parsed["ProcessingJobStatus"] = "InProgress"  # moto's are Completed at once
+
+    events = client("sagemaker").meta.events
+    events.register("after-call.sagemaker.DescribeProcessingJob", running, unique_id="running")
+    try:
+        with SentParams(client("s3"), "GetObject", "HeadObject", "ListObjectVersions") as sent:
+            for run in ("job-1-3", "job-1-4"):
+                assert token_of(report(run, continuation=token)) == token
+    finally:
+        events.unregister("after-call.sagemaker.DescribeProcessingJob", unique_id="running")
+    key = f"{GROUP}/{job}/output/model.tar.gz"
+    assert [c for c in sent.calls if key in (c[1].get("Key"), c[1].get("Prefix"))] == []
+    assert sent.calls  # the metrics were read: the hook saw the function's reads
+
+
+def test_the_explain_job_runs_on_the_instance_mlcicd_yaml_names(
+    aws_env: AwsClient, monkeypatch: pytest.MonkeyPatch, trained: tuple[bytes, dict[str, bytes]]
+) -> None:
+    aws = stack_with(aws_env, monkeypatch, instance_type="ml.c5.xlarge", max_runtime=7200)
+    model, output = trained
+    with SentParams(client("sagemaker"), "CreateProcessingJob") as sent:
+        _, described, _ = to_the_explainer(aws, "job-1", model, output)
+    ((_, request),) = sent.calls  # moto keeps no ProcessingResources
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.c5.xlarge"
+    assert described["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}

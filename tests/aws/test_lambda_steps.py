@@ -28,6 +28,7 @@ from tests.aws.events import (
     KEY_ARN,
     MODELS_BUCKET,
     ROLE_ARN,
+    create_models_bucket,
     lambda_environment,
     read_zip,
     token_of,
@@ -60,8 +61,8 @@ def set_up_stack(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     s3 = aws("s3")
-    for bucket in (ARTIFACTS_BUCKET, MODELS_BUCKET):
-        s3.create_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+    create_models_bucket(s3)
     build = INPUTS[0]["location"]["s3Location"]["objectKey"]
     detail = json.dumps({"ImageURI": IMAGE}).encode()
     s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=build, Body=zip_bytes({"imageDetail.json": detail}))
@@ -251,6 +252,51 @@ def test_a_report_the_job_did_not_write_fails_naming_it(stack: AwsClient) -> Non
     message = failed[1]["failureDetails"]["message"]
     assert message.startswith("step evaluate: report evaluation/evaluation.json (s3://")
     assert "the job wrote no such file" in message
+
+
+def test_a_report_replaced_before_the_gate_reads_it_stops_the_pipeline(stack: AwsClient) -> None:
+    """evaluate's report said 0.5; whoever can write the models bucket puts 0.99 in its place
+    before the gate reads it. The gate reads only the version the job wrote, and a report
+    written twice stops the action naming it: nothing is registered."""
+    first = report("job-1")
+    prepared(stack)
+    second = report("job-2", continuation=token_of(first))
+    training_writes(stack, json.loads(token_of(second))["job"], {"accuracy": 0.99})
+    third = report("job-3", continuation=token_of(second))
+    job = evaluated(stack, 0.5)["ProcessingJobName"]
+    evaluated(stack, 0.99)  # theirs, over the job's
+    failed = report("job-4", continuation=token_of(third), fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    key = f"{PIPELINE}/processing/{job}/output/evaluation/evaluation.json"
+    assert message.startswith(f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {job}")
+    assert not stack("sagemaker").list_model_packages(ModelPackageGroupName=PIPELINE)[
+        "ModelPackageSummaryList"
+    ]
+
+
+@pytest.mark.parametrize("when", ["before training reads it", "before a later run reuses it"])
+def test_a_step_output_written_again_is_not_read_by_the_next_job(
+    stack: AwsClient, when: str
+) -> None:
+    """prepare's train output is the training channel, and a later run with the same inputs
+    reuses it. Whoever can write the models bucket replaces train.csv after prepare wrote it:
+    neither this run's training job nor the next run is given the prefix; the action fails
+    naming the object."""
+    first = report("job-1")
+    job = prepared(stack)["ProcessingJobName"]
+    key = f"{PIPELINE}/processing/{job}/output/train/train.csv"
+    if when == "before a later run reuses it":
+        report("job-2", continuation=token_of(first))  # trains on it, remembers it
+        started = len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+        stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
+        failed = report("run-2", fails=True)
+    else:
+        started = 0
+        stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
+        failed = report("job-2", continuation=token_of(first), fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {job}")
+    assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == started
 
 
 @pytest.mark.parametrize("index", ["another job", "not JSON", "a name that is a path"])

@@ -39,6 +39,7 @@ from tests.aws.events import (
     MODELS_BUCKET,
     ROLE_ARN,
     artifact,
+    create_models_bucket,
     job_event,
     lambda_environment,
     read_zip,
@@ -67,8 +68,8 @@ def pipeline(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     s3 = aws_env("s3")
-    for bucket in (ARTIFACTS_BUCKET, MODELS_BUCKET):
-        s3.create_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+    create_models_bucket(s3)
     s3.put_object(
         Bucket=ARTIFACTS_BUCKET,
         Key=INPUTS[0]["location"]["s3Location"]["objectKey"],
@@ -379,6 +380,30 @@ def test_a_job_in_the_vpc_with_checkpoints_as_the_stack_sets_it(
         "LocalPath": "/opt/ml/checkpoints",
     }
     assert started_job(pipeline)["VpcConfig"] == vpc
+
+
+@pytest.mark.parametrize("replaced", ["model.tar.gz", "output.tar.gz"])
+def test_an_output_written_again_after_its_job_stops_the_pipeline_naming_it(
+    pipeline: AwsClient, replaced: str
+) -> None:
+    """Whoever can write the models bucket replaces the model (or the metrics) after the job
+    wrote it and before the Lambda reads it: the bucket's versions show a second write, the
+    action fails naming the object, and nothing is registered."""
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    sagemaker_writes_output(pipeline, name, {"accuracy": 0.5})  # would miss the gate
+    key = f"iris-classifier/{name}/output/{replaced}"
+    theirs = {"model.joblib": b"their model", "metrics.json": b'{"accuracy": 0.99}'}
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=tar_gz(theirs))
+
+    failed = report("job-2", continuation=token, fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(
+        f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {name} wrote it "
+        "(2 versions, 0 delete markers)"
+    ), message
+    listed = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")
+    assert not listed["ModelPackageSummaryList"]
 
 
 def test_a_garbled_registration_marker_fails_naming_it(pipeline: AwsClient) -> None:

@@ -25,7 +25,7 @@ ACTIONS_ALLOWED_ON_ANY_RESOURCE = {
     "codepipeline:PutJobSuccessResult",
     "codepipeline:PutJobFailureResult",
     "cloudwatch:PutMetricData",
-    "application-autoscaling:DescribeScalableTargets",  # with deploy.autoscaling
+    "application-autoscaling:DescribeScalableTargets",  # the deploy Lambda's (deregistering)
     "application-autoscaling:DescribeScalingPolicies",
     "ec2:DescribeNetworkInterfaces",  # with network.subnets
     "ec2:DescribeVpcs",
@@ -593,7 +593,8 @@ NOT_IN_THE_STACK = [
 
 
 def test_explain_reaches_the_training_function_with_the_channel_and_inference_script() -> None:
-    template = build_template(iris_with(explain={"rows": 50, "baseline": "data/iris.csv"}))
+    explain = {"rows": 50, "baseline": "data/iris.csv", "instance_type": "ml.c5.xlarge"}
+    template = build_template(iris_with(explain={**explain, "max_runtime": 7200}))
     variables = template["Resources"]["TrainingFunction"]["Properties"]["Environment"]
     assert json.loads(variables["Variables"]["MLCICD_EXPLAIN"]) == {
         "channel": "training",
@@ -605,6 +606,8 @@ def test_explain_reaches_the_training_function_with_the_channel_and_inference_sc
         "prediction_key": "predictions",
         "required": False,
         "online": False,
+        "instance_type": "ml.c5.xlarge",
+        "max_runtime": 7200,
     }
     without = build_template(iris_with())["Resources"]["TrainingFunction"]["Properties"]
     assert without["Environment"]["Variables"]["MLCICD_EXPLAIN"] == ""
@@ -737,7 +740,17 @@ def test_scaling_and_the_vpc_are_granted_on_this_stack_s_own_only(scaled_config:
         ]
         manage = statements["ManageThoseInterfaces"]["Condition"]["ArnEquals"]["ec2:Subnet"]
         assert [s["Fn::Sub"] for s in manage] == create[:2]
-    # Without the keys, none of it.
+    # Without the keys, none of it — but deregistering this endpoint's variants: when
+    # deploy.autoscaling is removed, the deploy Lambda lifts what an earlier deploy registered.
     plain = build_template(iris_with(staging=None))
-    assert "RegisterTheEndpointsVariantsOnly" not in _statements(plain, "DeployFunctionRole")
+    released = _statements(plain, "DeployFunctionRole")
+    assert "RegisterTheEndpointsVariantsOnly" not in released
+    assert "ScaleTheEndpointsVariantsOnly" not in released
+    assert released["ReleaseTheEndpointsVariantsOnly"]["Action"] == [
+        "application-autoscaling:DeleteScalingPolicy",
+        "application-autoscaling:DeregisterScalableTarget",
+    ]
+    assert released["ReleaseTheEndpointsVariantsOnly"]["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/mlcicd:endpoint": endpoint}
+    }
     assert "InterfacesInTheSubnetsOnly" not in _statements(plain, "SageMakerExecutionRole")

@@ -66,11 +66,13 @@ def test_without_the_rest_of_deploy_a_plain_update_and_no_alarm_permission(
         assert env[unset] == ""
     assert json.loads(env[names.ENV_ENDPOINT_ENVIRONMENT]) == {"SAGEMAKER_PROGRAM": "inference.py"}
     deploy_role = _statements(template, "DeployFunctionRole")
-    assert not [
-        s
-        for s in deploy_role.values()
+    # No alarm of its own to put: only the target-tracking alarms an earlier
+    # deploy.autoscaling left, which deleting its policy deletes in the Lambda's name.
+    assert {
+        sid: as_list(s["Action"])
+        for sid, s in deploy_role.items()
         if any(a.startswith("cloudwatch:") for a in as_list(s["Action"]))
-    ]
+    } == {"TheTargetTrackingAlarms": ["cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"]}
     # What SageMaker reads for a rollback: the two alarms deploy.alarms becomes, and no other.
     read = _statements(template, "EndpointExecutionRole")["ReadRollbackAlarms"]
     assert _alarm_arns(read) == {ALARM_ARN + ERRORS_ALARM, ALARM_ARN + LATENCY_ALARM}

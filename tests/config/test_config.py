@@ -303,6 +303,10 @@ def test_explain_is_off_unless_present_and_has_defaults() -> None:
     assert explain.baseline_file is None
     chosen = parse_config("pipeline: p\nexplain: {baseline: data/base.csv, rows: 50}").explain
     assert chosen is not None and (chosen.baseline_file, chosen.rows) == ("data/base.csv", 50)
+    # The stack's explain and data check jobs: SageMaker's smallest general instance, an hour.
+    config = parse_config("pipeline: p\nexplain: {}")
+    for job in (config.explain, config.monitor):
+        assert job is not None and (job.instance_type, job.max_runtime) == ("ml.m5.large", 3600)
 
 
 @pytest.mark.parametrize(
@@ -323,9 +327,38 @@ def test_explain_is_off_unless_present_and_has_defaults() -> None:
         ("explain: {baseline: ../other/x.csv}", "explain.baseline: expected a path inside the"),
         ("explain: {required: maybe}", "explain.required: expected"),
         ("explain: {row: 5}", "explain.row: unknown key"),
+        ("explain: {instance_type: m5.large}", "explain.instance_type: expected a SageMaker"),
+        ("explain: {max_runtime: 0}", "explain.max_runtime: must be at least 1 second, got 0"),
+        ("monitor: {instance_type: ''}", "monitor.instance_type: expected a SageMaker instance"),
+        ("monitor: {max_runtime: -5}", "monitor.max_runtime: must be at least 1 second, got -5"),
     ],
 )
 def test_bad_explain_settings_name_their_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(f"pipeline: p\n{text}")
     assert expected in caught.value.headline
+
+
+@pytest.mark.parametrize("number", [".inf", "-.inf", ".nan", ".NaN"])
+@pytest.mark.parametrize(
+    ("yaml", "key"),
+    [
+        ("deploy: {startup_timeout: X}", "deploy.startup_timeout"),
+        (
+            "deploy: {autoscaling: {max_instances: 2, target_invocations_per_instance: X}}",
+            "deploy.autoscaling.target_invocations_per_instance",
+        ),
+        (
+            "deploy: {data_capture: {sampling_percentage: X}}",
+            "deploy.data_capture.sampling_percentage",
+        ),
+        ("staging: {load: {p99_ms: X}}", "staging.load.p99_ms"),
+    ],
+)
+def test_no_number_in_the_config_is_infinite_or_nan(yaml: str, key: str, number: str) -> None:
+    """YAML reads .inf and .nan as floats, and every comparison with NaN is false: a bound of
+    NaN would pass every check. One rule for every number of the schema, where it is read."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"pipeline: p\n{yaml.replace('X', number)}\n")
+    assert info.value.key == key
+    assert "expected a finite number, got" in str(info.value)

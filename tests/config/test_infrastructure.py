@@ -180,3 +180,31 @@ def test_what_sagemaker_refuses_of_a_serverless_endpoint(extra: str, key: str, w
     assert info.value.key == key
     assert f"a serverless endpoint (deploy.serverless) takes no {what}" in str(info.value)
     assert parse_config(SERVERLESS).deploy.serverless is not None
+
+
+@pytest.mark.parametrize(
+    ("deploy", "key"),
+    [
+        ("{workers: 33}", "deploy.workers"),
+        ("{backend: container, workers: 33}", "deploy.workers"),
+        (
+            "{autoscaling: {max_instances: 1000, target_invocations_per_instance: 100}}",
+            "deploy.autoscaling.max_instances",
+        ),
+    ],
+)
+def test_a_local_endpoint_runs_at_most_32_workers(deploy: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"pipeline: p\ndeploy: {deploy}\n")
+    assert info.value.key == key
+    assert "an endpoint on this machine runs 1 to 32 worker processes, got" in str(info.value)
+    assert "deploy.backend: sagemaker" in str(info.value)
+    sagemaker = deploy.replace("backend: container, ", "").replace("{", "{backend: sagemaker, ", 1)
+    assert parse_config(f"pipeline: p\ndeploy: {sagemaker}\n").deploy.backend == "sagemaker"
+
+
+def test_the_local_bound_is_the_serving_configs() -> None:
+    from mlcicd.config.infrastructure import LOCAL_MAX_WORKERS
+    from mlcicd.serving.config import MAX_WORKERS
+
+    assert LOCAL_MAX_WORKERS == MAX_WORKERS

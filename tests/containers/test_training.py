@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,43 @@ def test_neither_podman_nor_the_job_gets_a_secret_of_mlcicd(
     assert "GREETING" in names and "SM_MODEL_DIR" in names
     assert not set(SECRETS) & set(names)
     assert_no_secret_in(podman_environments)
+
+
+def test_two_checkouts_run_the_same_job_name_at_once(
+    iris_image: str, tmp_path: Path, no_containers_left: None
+) -> None:
+    """Container names are machine-wide: the job name alone clashed across project roots."""
+    first = PodmanTrainingBackend(tmp_path / "a" / "jobs", iris_image)
+    second = PodmanTrainingBackend(tmp_path / "b" / "jobs", iris_image)
+    assert first.container_name("twin-1") != second.container_name("twin-1")
+    slow = write(
+        tmp_path / "slow" / "train.py",
+        "import time\nprint('started', flush=True)\ntime.sleep(600)\n",
+    ).parent
+    quick = write(
+        tmp_path / "quick" / "train.py",
+        "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\n",
+    ).parent
+    started = threading.Event()
+    results = []
+
+    def on_log(line: str) -> None:
+        if "started" in line:
+            started.set()
+
+    def run_slow() -> None:
+        results.append(first.run(spec(slow, "twin-1"), on_log=on_log))
+
+    thread = threading.Thread(target=run_slow)
+    thread.start()
+    try:
+        assert started.wait(120), "the first checkout's job did not start"
+        result = second.run(spec(quick, "twin-1"))
+        assert result.status == "Completed", result.failure_reason
+        assert containers_named(first.container_name("twin-1")) != []  # still running
+    finally:
+        subprocess.run(
+            ["podman", "stop", "--time", "1", first.container_name("twin-1")], capture_output=True
+        )
+        thread.join(120)
+    assert len(results) == 1 and results[0].status in ("Failed", "Stopped")

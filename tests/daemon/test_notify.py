@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mlcicd.daemon.notifier import BACKOFF_ENV, MAX_ATTEMPTS, EventNotifier
+from mlcicd.project import Project
 from tests.conftest import commit_all
 from tests.daemon.conftest import ServiceProcess, fast_project, finished
 from tests.helpers import mlcicd, set_yaml, wait_for
@@ -71,6 +72,16 @@ def receivers() -> Iterator[list[Receiver]]:
         receiver.close()
 
 
+def notifying_project(tmp_path: Path, receivers: list[Receiver]) -> tuple[Receiver, Project]:
+    """A project whose events go to a new receiver that answers every POST."""
+    receiver = Receiver(0)
+    receivers.append(receiver)
+    project = make_project(
+        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
+    )
+    return receiver, project
+
+
 def test_events_are_posted_retried_and_bounded(
     tmp_path: Path, services: list[ServiceProcess], receivers: list[Receiver]
 ) -> None:
@@ -120,11 +131,7 @@ def test_events_are_posted_retried_and_bounded(
 def test_the_cursor_survives_a_restart_and_nothing_is_sent_twice(
     tmp_path: Path, receivers: list[Receiver]
 ) -> None:
-    receiver = Receiver(0)
-    receivers.append(receiver)
-    project = make_project(
-        tmp_path / "project", config=CONFIG + f"service: {{notify: [{receiver.url}]}}\n"
-    )
+    receiver, project = notifying_project(tmp_path, receivers)
     root, state = project.root, project.state
     state.add_event("registered", "before", {})
     # The URL first seen now: its cursor starts after the newest event (the past is not replayed).
@@ -168,3 +175,34 @@ def test_a_bad_backoff_setting_stops_the_service_before_it_serves(
     assert result.exit_code != 0
     assert f"{BACKOFF_ENV}={value!r} is not a positive number of seconds" in result.output
     assert not (project.root / ".mlcicd" / "service.json").exists()
+
+
+def test_an_idle_notifier_reads_nothing_until_the_database_changes(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    receiver, project = notifying_project(tmp_path, receivers)
+    state = project.state
+    state.event_cursor(receiver.url)  # delivery starts here
+    stop = threading.Event()
+    notifier = EventNotifier([project.root], print, stop)
+    thread = threading.Thread(target=notifier.run, daemon=True)
+    thread.start()
+    try:
+        state.add_event("registered", "a", {})
+        wait_for("a delivered", lambda: len(receiver.received) == 1, timeout=30)
+        # Its own cursor write is a change too: let it read that once, then count its queries.
+        reads = notifier.reads
+        wait_for("a look with nothing new", lambda: notifier.checks > reads + 2, timeout=30)
+        queries: list[str] = []
+        notifier.projects[0].state.db.connection.set_trace_callback(queries.append)
+        checks = notifier.checks
+        wait_for("four more looks", lambda: notifier.checks >= checks + 4, timeout=30)
+        assert queries == []  # before: two queries per URL every 0.5 s, whatever happened
+
+        state.add_event("deployed", "b", {})  # another connection's commit wakes it
+        wait_for("b delivered", lambda: len(receiver.received) == 2, timeout=30)
+        assert any("FROM events" in q for q in queries)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert [e["subject"] for e in receiver.received] == ["a", "b"]

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcicd import procinfo
+from mlcicd import __version__, procinfo
 from mlcicd.config import AutoscalingConfig
+from mlcicd.endpoints import EndpointDescription, local
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import ArtifactError, EndpointError, NotFoundError, PortInUseError
 from tests.endpoints.conftest import endpoint_config
@@ -257,23 +258,37 @@ class Hammer:
             thread.join(30)
 
 
-def test_update_switches_the_model_without_failing_a_request(
-    tmp_path: Path, iris: IrisModel, flipped: IrisModel, backend: LocalEndpointBackend
-) -> None:
-    rows = iris.X[::10].tolist()
-    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
-    old_workers = processes_of(backend, "iris")[1:]
-    with Hammer(first.url or "", rows) as hammer:
+def update_under_load(
+    backend: LocalEndpointBackend,
+    tmp_path: Path,
+    flipped: IrisModel,
+    url: str,
+    rows: list[list[float]],
+    old: list[tuple[int, int | None]],
+) -> tuple[Hammer, EndpointDescription]:
+    """Deploy cfg-2 (the flipped model) while clients keep invoking ``url``; they stop once
+    the ``old`` processes have drained and exited."""
+    with Hammer(url, rows) as hammer:
         wait_for("50 answers", lambda: hammer.count > 50)
         second = backend.deploy(
             endpoint_config(tmp_path, flipped, NO_HANDLERS, name="cfg-2", workers=2)
         )
         counted = hammer.count
         wait_for("50 more answers", lambda: hammer.count > counted + 50)
-        wait_for(
-            "the old workers to exit", lambda: none_alive(old_workers), timeout=30
-        )  # the old generation drained and left
+        wait_for("the old processes to exit", lambda: none_alive(old), timeout=60)
         time.sleep(0.3)
+    return hammer, second
+
+
+def test_update_switches_the_model_without_failing_a_request(
+    tmp_path: Path, iris: IrisModel, flipped: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    rows = iris.X[::10].tolist()
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
+    old_workers = processes_of(backend, "iris")[1:]
+    hammer, second = update_under_load(
+        backend, tmp_path, flipped, first.url or "", rows, old_workers
+    )
     assert hammer.failures == []
     assert second.status == "InService" and second.config_name == "cfg-2" and second.generation == 2
     assert (
@@ -523,3 +538,94 @@ def test_autoscaling_starts_within_its_bounds_and_describe_shows_it(
     assert [w["state"] for w in status_of(backend, "iris")["workers"]] == ["ready"]
     written = json.loads((backend.endpoint_dir("iris") / "config.json").read_text())
     assert written["autoscaling"]["scale_in_cooldown"] == 300
+
+
+def test_a_redeploy_without_autoscaling_serves_a_fixed_count_again(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    """deploy.autoscaling removed from mlcicd.yaml: the update's generation serves
+    ``workers`` and nothing resizes it (SageMaker's registration is the deploy's to lift:
+    tests/aws/test_lambda_deploy.py)."""
+    policy = AutoscalingConfig(
+        min_instances=2, max_instances=2, target_invocations_per_instance=60_000
+    )
+    config = endpoint_config(tmp_path, iris, NO_HANDLERS, workers=1)
+    scaled = backend.deploy(dataclasses.replace(config, autoscaling=policy))
+    assert scaled.autoscaling is not None and scaled.autoscaling["current_instances"] == 2
+    fixed = backend.deploy(config)
+    assert fixed.autoscaling is None
+    status = status_of(backend, "iris")
+    serving = [w["state"] for w in status["workers"] if w["generation"] == status["generation"]]
+    assert serving == ["ready"]  # the scaled generation's two drain meanwhile
+    assert status.get("autoscaling") is None
+    written = json.loads((backend.endpoint_dir("iris") / "config.json").read_text())
+    assert written.get("autoscaling") is None
+
+
+def test_a_deploy_by_another_version_replaces_the_server_without_failing_a_request(
+    tmp_path: Path,
+    iris: IrisModel,
+    flipped: IrisModel,
+    backend: LocalEndpointBackend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After an upgrade the running supervisor is the old code: a deploy replaces it (its
+    socket handed over) instead of asking it to start workers it may not understand."""
+    rows = iris.X[::10].tolist()
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS, workers=2))
+    recorded = status_of(backend, "iris")
+    assert (recorded["mlcicd_version"], recorded["layout_version"]) == (__version__, 2)
+    old = processes_of(backend, "iris")
+    monkeypatch.setattr(local, "__version__", "9.9.9")  # this deployer: a newer mlcicd
+    hammer, second = update_under_load(backend, tmp_path, flipped, first.url or "", rows, old)
+    assert hammer.failures == []
+    assert second.status == "InService" and second.config_name == "cfg-2"
+    assert second.url == first.url and second.pid != first.pid and second.generation == 2
+    new = json.dumps(flipped.model.predict(rows).tolist(), separators=(",", ":"))
+    assert request(second.url or "", body=json.dumps(rows), headers=JSON).body.decode() == new
+    assert not (backend.endpoint_dir("iris") / "run" / "successor.json").exists()
+
+
+def test_a_failed_replacement_leaves_the_old_server_serving(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+    monkeypatch.setattr(local, "__version__", "9.9.9")
+    with pytest.raises(
+        EndpointError,
+        match=rf"iris still runs on mlcicd {__version__} \(serving layout 2\): its replacement "
+        r"by this mlcicd 9\.9\.9 \(serving layout 2\) failed: .*the weights are corrupt",
+    ):
+        backend.deploy(endpoint_config(tmp_path, iris, MODEL_FN_RAISES, name="cfg-broken"))
+    described = backend.describe("iris")
+    assert described.status == "InService" and described.pid == first.pid
+    assert described.config_name == "cfg-1"
+    assert json.loads((backend.endpoint_dir("iris") / "config.json").read_text())["name"] == "cfg-1"
+    response = request(first.url or "", body="[[6.7, 3.0, 5.2, 2.3]]", headers=JSON)
+    assert response.json() == iris.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
+
+
+def test_a_server_too_old_to_hand_over_is_refused_with_the_command_to_run(
+    tmp_path: Path, iris: IrisModel, backend: LocalEndpointBackend
+) -> None:
+    """A supervisor from before the handover records no version: a deploy says what to do
+    rather than fail in its workers ("mmap length is greater than file size")."""
+    edir = backend.endpoint_dir("iris")
+    edir.mkdir(parents=True)
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        status = {"status": "InService", "pid": old.pid, "port": 1}
+        status["pid_start_time"] = procinfo.start_time(old.pid)
+        (edir / "status.json").write_text(json.dumps(status))
+        (edir / "config.json").write_text('{"name": "cfg-0"}')
+        with pytest.raises(
+            EndpointError,
+            match=r"iris is served by an older mlcicd \(it records no version\), which cannot "
+            r"start the workers of this mlcicd .* mlcicd endpoints delete iris, then deploy again",
+        ):
+            backend.deploy(endpoint_config(tmp_path, iris, NO_HANDLERS))
+        assert json.loads((edir / "config.json").read_text()) == {"name": "cfg-0"}
+        assert old.poll() is None
+    finally:
+        old.kill()
+        old.wait()

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mlcicd.errors import ArtifactError
+from mlcicd.errors import ArtifactError, MonitorError
 from mlcicd.monitor.baseline import load_baseline, rebaseline
 from mlcicd.pipeline import RunContext, RunOptions, SilentReporter
 from mlcicd.project import Project
 from mlcicd.stages.register import RegisterStage
+from mlcicd.state import ModelBaseline
 from tests.conftest import git
 from tests.helpers import mlcicd
 from tests.monitor.helpers import FEATURES
@@ -147,3 +148,25 @@ def test_a_baseline_changed_after_it_was_written_is_refused(iris_project: Path) 
     Path(baseline.constraints_uri.removeprefix("file://")).write_text("{}")
     with pytest.raises(ArtifactError, match="recorded"):
         load_baseline(project, baseline)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"[" * 1_000_000, "is not JSON: maximum recursion depth"),  # deeper than the parser
+        (b"[1, 2]", "expected a JSON object, got list"),
+        (b"\xff{}", "is not JSON"),
+    ],
+)
+def test_a_baseline_that_is_not_a_json_object_is_a_clear_error(
+    iris_project: Path, document: bytes, message: str
+) -> None:
+    project = Project(iris_project)
+    bucket = project.config.store.models_bucket
+    good = project.store.put_bytes(b'{"features": []}', bucket, "iris/baseline/constraints.json")
+    bad = project.store.put_bytes(document, bucket, "iris/baseline/statistics.json")
+    baseline = ModelBaseline("iris-classifier", 3, bad.uri, bad.sha256, good.uri, good.sha256)
+    with pytest.raises(MonitorError, match=message) as caught:
+        load_baseline(project, baseline)
+    assert bad.uri in caught.value.message
+    assert caught.value.hint == "compute it again: mlcicd monitor baseline --model 3"

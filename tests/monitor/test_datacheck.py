@@ -67,3 +67,24 @@ def test_a_channel_without_csv_is_reported_unreadable(
     report = job(tmp_path, None, monkeypatch)
     assert report["status"] == "Unreadable"
     assert "holds no .csv file" in report["reason"]
+
+
+@pytest.mark.parametrize(
+    ("statistics", "reason"),
+    [
+        (b"[" * 1_000_000, "baseline statistics.json is not JSON: maximum recursion depth"),
+        (b'"a string"', "baseline statistics.json: expected a JSON object, got str"),
+    ],
+)
+def test_a_baseline_that_is_not_a_json_object_is_reported_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, statistics: bytes, reason: str
+) -> None:
+    """Production's baseline comes from the models bucket: one nested deeper than json's parser
+    goes is a report the Lambda reads, not a RecursionError that kills the job."""
+    baseline = ProcessingPaths(tmp_path).input("baseline")
+    baseline.mkdir(parents=True)
+    (baseline / "statistics.json").write_bytes(statistics)
+    (baseline / "constraints.json").write_text('{"features": []}')
+    report = job(tmp_path, IRIS / "data" / "iris.csv", monkeypatch)
+    assert report["status"] == "Unreadable"
+    assert reason in report["reason"]

@@ -5,6 +5,8 @@ The supervisor resizing real workers under real load is in test_supervisor.py.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 import pytest
@@ -92,7 +94,11 @@ def test_the_status_record_says_the_rate_per_worker_and_the_last_change() -> Non
         ({"min_instances": 0}, "autoscaling.min_instances: at least 1, got 0"),
         ({"max_instances": 0}, "autoscaling.max_instances: at least min_instances (1), got 0"),
         ({"target_invocations_per_instance": 0}, "target_invocations_per_instance"),
-        ({"scale_in_cooldown": -1}, "autoscaling.scale_in_cooldown: must not be negative"),
+        ({"scale_in_cooldown": -1}, "autoscaling.scale_in_cooldown: a finite number of seconds"),
+        ({"scale_out_cooldown": math.inf}, "autoscaling.scale_out_cooldown: a finite number"),
+        ({"window_seconds": math.inf}, "autoscaling.window_seconds: a finite, positive number"),
+        ({"window_seconds": math.nan}, "autoscaling.window_seconds: a finite, positive number"),
+        ({"max_instances": 33}, "autoscaling.max_instances: at most 32, got 33"),
     ],
 )
 def test_a_bad_policy_is_refused_with_its_key(change: dict[str, float], message: str) -> None:
@@ -116,3 +122,20 @@ def test_the_policy_travels_in_config_json_and_bounds_the_first_workers() -> Non
     assert again.autoscaling == SPEC and again.initial_workers == 4
     with pytest.raises(ValueError, match="'max_instances' has the wrong type"):
         ServingConfig.from_dict({**config.to_dict(), "autoscaling": {"max_instances": "4"}})
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_config_json_holds_finite_numbers_only(number: str) -> None:
+    """json.loads reads NaN and Infinity: a hand-edited config.json must not start an endpoint
+    whose scaling window, or any other number, never ends."""
+    config = ServingConfig(
+        name="c", variants=(VariantSpec(name="v", model_dir="/m", code_dir="/c"),), autoscaling=SPEC
+    )
+    text = json.dumps(config.to_dict()).replace(
+        '"window_seconds": 10.0', f'"window_seconds": {number}'
+    )
+    assert number in text
+    with pytest.raises(ValueError, match=r"'window_seconds' must be a finite number"):
+        ServingConfig.from_dict(json.loads(text), where="config.json")
+    with pytest.raises(ValueError, match=r"'startup_timeout' must be a finite number"):
+        ServingConfig.from_dict({**config.to_dict(), "startup_timeout": json.loads(number)})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mlcicd.errors import EndpointError
 from mlcicd.serving.balance import ABSENT, BUSY_AFTER_SECONDS, BalancedAcceptor, ConnectionBoard
 from tests.helpers import IrisModel, wait_for
 from tests.serving.helpers import request
@@ -258,3 +259,17 @@ def test_the_endpoints_workers_share_keep_alive_clients(
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_board_of_another_layout_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """A worker of a newer mlcicd started by an older supervisor: its board is shorter than
+    this version's (mmap alone says only "mmap length is greater than file size")."""
+    with open(tmp_path / "board", "w+b") as handle:
+        handle.truncate(64 * 4)  # counts only: an older layout, without the heartbeats
+        with pytest.raises(EndpointError, match=r"holds 256 bytes .* another mlcicd version"):
+            ConnectionBoard(handle.fileno())
+    board = ConnectionBoard.create()  # the supervisor's own: its workers map it as it is
+    try:
+        ConnectionBoard(os.dup(board.fd)).close()
+    finally:
+        board.close()

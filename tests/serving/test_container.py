@@ -30,6 +30,13 @@ def test_config_from_env_defaults(tmp_path: Path) -> None:
     assert config.max_payload_bytes == 6 * 1024 * 1024
 
 
+def test_a_big_instance_serves_with_as_many_workers_as_an_endpoint_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 96)  # ml.c5.24xlarge
+    assert config_from_env({"SM_MODEL_DIR": "/m", "SAGEMAKER_SUBMIT_DIRECTORY": "/c"}).workers == 32
+
+
 def test_config_from_env_overrides() -> None:
     config = config_from_env(
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from mlcicd.fsutil import atomic_write_json
-from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.config import AutoscalingSpec, ServingConfig, VariantSpec
 from mlcicd.serving.sockets import inherited_socket
 from mlcicd.serving.watchdog import EXIT_STALLED
+from mlcicd.serving.worker import build_app
 from tests.helpers import IrisModel
-from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, request, write_code
+from tests.serving.helpers import MODEL_FN_RAISES, NO_HANDLERS, call_asgi, request, write_code
 
 Processes = list[subprocess.Popen[bytes]]
 
@@ -136,3 +138,28 @@ def test_a_stalled_worker_answers_for_itself_and_exits(
         events.close()
     assert proc.wait(timeout=20) == EXIT_STALLED
     assert proc.stderr is not None and b"in predict_fn" in proc.stderr.read()
+
+
+def test_execution_parameters_offer_what_the_fleet_takes_once_scaled_out(
+    tmp_path: Path, iris: IrisModel
+) -> None:
+    """A batch transform asks once how many requests to send at once: with autoscaling, as
+    many as max_instances workers take, not the one or two serving when it asks."""
+    scaling = AutoscalingSpec(min_instances=1, max_instances=6, target_invocations_per_instance=10)
+    config = ServingConfig(
+        name="cfg",
+        variants=(
+            VariantSpec(
+                name="AllTraffic",
+                model_dir=str(iris.model_dir),
+                code_dir=str(write_code(tmp_path / "code", NO_HANDLERS)),
+            ),
+        ),
+        workers=1,
+        autoscaling=scaling,
+    )
+    app = build_app(config, state_dir=tmp_path / "state")
+    answer = call_asgi(app, "GET", "/execution-parameters").json()
+    assert answer["MaxConcurrentTransforms"] == 6 and config.initial_workers == 1
+    fixed = build_app(dataclasses.replace(config, workers=3, autoscaling=None))
+    assert call_asgi(fixed, "GET", "/execution-parameters").json()["MaxConcurrentTransforms"] == 3

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcicd.errors import TransformError
+from mlcicd.errors import ArtifactError, TransformError
 from mlcicd.transform import TransformJobSpec, TransformModel, TransformSettings
 from mlcicd.transform import local as local_module
 from mlcicd.transform.base import TransformJobResult
@@ -231,6 +231,74 @@ def test_the_users_handlers_run_and_a_model_that_cannot_load_fails_the_job(
             source,
             "b",
         )
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """The worker processes each job of the test started (the job's own, as it keeps them)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    start = local_module._Run.start_workers
+
+    def recording(self: local_module._Run, count: int) -> None:
+        try:
+            start(self, count)
+        finally:
+            procs.extend(w.proc for w in self.workers)
+
+    monkeypatch.setattr(local_module._Run, "start_workers", recording)
+    return procs
+
+
+def test_a_bad_model_found_after_the_workers_started_stops_them_and_writes_nothing(
+    tmp_path: Path,
+    iris: IrisModel,
+    flipped: IrisModel,
+    model: TransformModel,
+    started: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(local_module, "TASK_BYTES", 200)  # work for two workers
+    source = write_csv(tmp_path / "in" / "a.csv", rows(iris, 50))
+    # another model's bytes under this model's digest: found while the workers load the code
+    changed = TransformModel(model.ref, flipped.archive, iris.sha256, model.code_dir)
+
+    with pytest.raises(ArtifactError, match=r"has sha256 .*, expected "):
+        run(tmp_path, changed, source, max_concurrent=2)
+
+    assert len(started) == 2  # they had started before the archive was checked ...
+    assert all(proc.returncode is not None for proc in started)  # ... and are gone (reaped)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".mlcicd-transform.json"]
+    assert not (tmp_path / "jobs" / "models" / iris.sha256).exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import os\nos._exit(7)\n", r"a transform worker \(pid \d+\) exited with code 7"),
+        ("raise ImportError('no such module: torch')\n", r"could not be loaded: .*no such mod"),
+    ],
+    ids=["dies", "fails"],
+)
+def test_a_worker_that_dies_or_fails_loading_the_code_fails_the_job_and_leaves_none(
+    tmp_path: Path,
+    iris: IrisModel,
+    model: TransformModel,
+    started: list[subprocess.Popen[bytes]],
+    code: str,
+    message: str,
+) -> None:
+    source = write_csv(tmp_path / "in" / "a.csv", rows(iris, 50))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "inference.py").write_text(code)  # run as the worker starts, before the model
+    failing = TransformModel(model.ref, model.model_file, model.model_sha256, broken)
+
+    with pytest.raises(TransformError, match=message) as raised:
+        run(tmp_path, failing, source, max_concurrent=2, max_payload_mb=0.0005)
+
+    assert raised.value.hint is not None and "job.log" in raised.value.hint
+    assert started and all(proc.returncode is not None for proc in started)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".mlcicd-transform.json"]
 
 
 HOLDING = """

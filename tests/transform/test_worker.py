@@ -5,7 +5,11 @@ with blank lines, CRLF, a missing last newline, and ranges cut anywhere."""
 from __future__ import annotations
 
 import io
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +129,49 @@ def test_a_line_without_end_is_never_read_whole() -> None:
     watched = Watched(endless + b"\n1,2\n")  # a range starting inside it skips it a block at a time
     assert [body for _n, _s, body in mini_batches(watched, 10, None, 1000, False)] == [b"1,2\n"]
     assert watched.largest <= BLOCK
+
+
+# What a worker may not bring with it: each of these costs every worker's start (or pulls in
+# what does), and none is used by one. The model's own libraries come with its model_fn.
+HEAVY = (
+    "mlcicd.state",
+    "mlcicd.config",
+    "mlcicd.project",
+    "sqlite3",
+    "pydantic",
+    "yaml",
+    "boto3",
+    "botocore",
+    "pandas",
+    "scipy",
+    "sklearn",
+    "joblib",
+)
+
+
+@pytest.mark.integration  # a fresh interpreter
+def test_the_worker_module_imports_only_what_a_worker_uses() -> None:
+    code = "import json, sys\nimport mlcicd.transform.worker\nprint(json.dumps(list(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "mlcicd.serving.handlers" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+@pytest.mark.integration  # a worker process
+def test_a_worker_whose_job_ends_before_it_is_ready_ends_quietly(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text("print('loaded')\n")  # the user's prints: to the log
+    worker = subprocess.run(
+        [sys.executable, "-m", "mlcicd.transform.worker", str(code), "inference.py"],
+        input=b"",  # stdin closed before the model's directory came
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert (worker.returncode, worker.stdout) == (0, b"")
+    assert "loaded" in worker.stderr.decode().splitlines()

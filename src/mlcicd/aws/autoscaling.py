@@ -14,6 +14,14 @@ update therefore goes: delete the policies and deregister the variants
 the deploy does this around every update, so a change of instance type or variants never
 fails on it. While it is deregistered the endpoint keeps the instance count it had.
 
+Removing ``deploy.autoscaling`` from the config must also remove the registration: left
+behind, Application Auto Scaling would go on resizing the endpoint the config now says has a
+fixed count, and refuse the next update of its instance type. So every deploy deregisters
+before an update whatever the config says, and once the endpoint is InService
+:func:`settle` registers the variants — or, without ``autoscaling``, deregisters what an
+earlier deploy registered (the endpoint keeps the instance count it had then; the next update
+sets ``deploy.instance_count``).
+
 Each target is tagged ``mlcicd:endpoint=<endpoint>``: Application Auto Scaling's resources
 are opaque ids, not endpoint names, so the stack's IAM policy lets the deploy Lambda touch
 only the targets carrying its endpoint's tag (mlcicd/aws/template/iam.py).
@@ -121,6 +129,20 @@ def deregister(autoscaling: AwsClient, endpoint: str) -> list[str]:
     return targets
 
 
+def settle(
+    autoscaling: AwsClient,
+    endpoint: str,
+    variants: Sequence[str],
+    scaling: AutoscalingConfig | None,
+) -> tuple[list[str], list[str]]:
+    """Once ``endpoint`` is InService: its variants registered with ``scaling``, or — when the
+    config has none — the variants an earlier deploy registered deregistered. Returns (the
+    resource ids registered, those deregistered)."""
+    if scaling is not None:
+        return register(autoscaling, endpoint, variants, scaling), []
+    return [], deregister(autoscaling, endpoint)
+
+
 def _gone_is_fine(call: Any, **kwargs: Any) -> None:
     """``call``, where another deploy having removed the thing first is success."""
     try:
@@ -141,5 +163,6 @@ __all__ = [
     "register",
     "registered",
     "resource_id",
+    "settle",
     "to_json",
 ]

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
+from mlcicd.aws.joboutputs import written_once
 from mlcicd.errors import AwsError, ConfigError
 from mlcicd.shapes import encode_hyperparameters
 from mlcicd.store.s3 import parse_s3_uri
@@ -209,15 +210,22 @@ def model_uri(description: Mapping[str, Any]) -> str:
     return f"{base}/{description['TrainingJobName']}/output/model.tar.gz"
 
 
-def output_metrics(s3: AwsClient, uri: str) -> dict[str, float] | None:
+def output_metrics(s3: AwsClient, uri: str, *, job: str | None = None) -> dict[str, float] | None:
     """``metrics.json`` from the job's ``output.tar.gz``, streamed (nothing else is read);
-    None when there is no output.tar.gz or no metrics.json in it.
+    None when there is no output.tar.gz or no metrics.json in it. With ``job``, only the
+    version that job wrote is read (:func:`mlcicd.aws.joboutputs.written_once`).
 
     Raises ValueError saying what is wrong with a malformed metrics.json.
     """
     bucket, key = parse_s3_uri(uri)
+    pinned: dict[str, str] = {}
+    if job is not None:
+        written = written_once(s3, bucket, key, job=job)
+        if written is None:
+            return None
+        pinned = {"VersionId": written.version_id}
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=key, **pinned)["Body"]
     except AwsError as exc:
         if exc.code in ("NoSuchKey", "404"):
             return None
@@ -256,10 +264,14 @@ def parse_metrics_file(data: bytes) -> dict[str, float]:
     return metrics
 
 
-def final_metrics(s3: AwsClient, description: Mapping[str, Any]) -> dict[str, float]:
-    """SageMaker's final metrics, with ``metrics.json`` from output.tar.gz taking precedence."""
+def final_metrics(
+    s3: AwsClient, description: Mapping[str, Any], *, pinned: bool = False
+) -> dict[str, float]:
+    """SageMaker's final metrics, with ``metrics.json`` from output.tar.gz taking precedence
+    (``pinned``: the output.tar.gz the job wrote, refusing one written again since)."""
     metrics = metric_list(description)
-    from_file = output_metrics(s3, output_uri(description))
+    job = str(description["TrainingJobName"]) if pinned else None
+    from_file = output_metrics(s3, output_uri(description), job=job)
     if from_file:
         metrics.update(from_file)
     return metrics

@@ -123,6 +123,7 @@ def _check_semantics(config: Config, source: str) -> None:
     _check_staging(config, source)
     _check_transform(config, source)
     _check_explain(config, source)
+    _check_own_jobs(config, source)
     if config.deploy.backend == "sagemaker":  # SageMaker's refusals name the key to drop
         check_sagemaker_hosting(config, source)
     check_infrastructure(config, source)
@@ -157,6 +158,21 @@ def _check_explain(config: Config, source: str) -> None:
             key="explain.online",
             hint="use deploy.backend: local or sagemaker, or set explain.online: false",
         )
+
+
+def _check_own_jobs(config: Config, source: str) -> None:
+    """The stack's data check and explain jobs: an instance SageMaker names, a time limit."""
+    for section, job in (("monitor", config.monitor), ("explain", config.explain)):
+        if job is None:
+            continue
+        if not job.instance_type.startswith("ml.") or len(job.instance_type) < 4:
+            raise ConfigError(
+                f"expected a SageMaker instance type, got {job.instance_type!r}",
+                path=source,
+                key=f"{section}.instance_type",
+                hint="e.g. ml.m5.large (the default), ml.m5.xlarge",
+            )
+        at_least(source, f"{section}.max_runtime", job.max_runtime, 1, " second")
 
 
 def _check_transform(config: Config, source: str) -> None:

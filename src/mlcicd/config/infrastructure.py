@@ -39,6 +39,7 @@ _MAX_API_BURST = 5_000
 
 def check_infrastructure(config: Config, source: str) -> None:
     _check_autoscaling(config.deploy, source)
+    _check_local_workers(config.deploy, source)
     _check_serverless(config.deploy.serverless, source)
     _check_api(config, source)
     _check_network(config, source)
@@ -214,3 +215,28 @@ def _check_spot(config: Config, source: str) -> None:
             key="train.max_wait",
             hint="it is the runtime plus the time to wait for spot capacity",
         )
+
+
+# A local endpoint's workers are processes on this machine: an update runs two generations at
+# once, and the connection board has 64 slots (mlcicd.serving.config.MAX_WORKERS says the same).
+LOCAL_MAX_WORKERS = 32
+
+
+def _check_local_workers(deploy: DeployConfig, source: str) -> None:
+    """How many worker processes an endpoint on this machine (local, or a container's
+    ``serve``) may run; SageMaker bounds its instances itself (check_sagemaker_hosting)."""
+    if deploy.backend == "sagemaker":
+        return
+    scaling = deploy.autoscaling
+    counts = {"workers": deploy.workers}
+    if scaling is not None:
+        counts["autoscaling.max_instances"] = scaling.max_instances
+    for key, count in counts.items():
+        if count > LOCAL_MAX_WORKERS:
+            raise ConfigError(
+                f"an endpoint on this machine runs 1 to {LOCAL_MAX_WORKERS} worker processes, "
+                f"got {count}",
+                path=source,
+                key=f"deploy.{key}",
+                hint="for more, deploy to SageMaker (deploy.backend: sagemaker)",
+            )

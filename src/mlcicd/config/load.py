@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -166,6 +167,8 @@ def _coerce(tp: Any, value: Any, keypath: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"expected a number, got {_kind(value)}", path=source, key=keypath)
+        if not math.isfinite(value):  # YAML's .inf and .nan: no setting means either
+            raise ConfigError(f"expected a finite number, got {value}", path=source, key=keypath)
         return float(value)
     if tp is str:
         if not isinstance(value, str):

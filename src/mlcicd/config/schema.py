@@ -327,6 +327,9 @@ class ExplainConfig:
     rows: int = 500  # rows of the training channel explained at register
     online: bool = False  # endpoints answer explanation requests (Clarify's contract)
     required: bool = False  # an explainer that fails fails the run (else it is recorded)
+    # The stack's explain job (a SageMaker ProcessingJob; `mlcicd run` explains in the build env).
+    instance_type: str = "ml.m5.large"
+    max_runtime: int = 3600  # seconds (StoppingCondition.MaxRuntimeInSeconds)
 
     @property
     def baseline_file(self) -> str | None:
@@ -354,6 +357,9 @@ class MonitorConfig:
         "Robust"  # constraints.json's comparison_method
     )
     schedule: str | None = None  # `mlcicd up` checks the endpoint this often (1h, 30m); None: never
+    # The stack's data check job (a SageMaker ProcessingJob; `mlcicd run` checks in the build env).
+    instance_type: str = "ml.m5.large"
+    max_runtime: int = 3600  # seconds (StoppingCondition.MaxRuntimeInSeconds)
 
     @property
     def schedule_seconds(self) -> float | None:

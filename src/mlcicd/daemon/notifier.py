@@ -3,6 +3,12 @@ each retried with backoff and given up after a bounded number of attempts.
 
 Delivery resumes where it stopped (a cursor per URL in the state database); a URL seen for
 the first time starts at the newest event, so adding one does not replay the past.
+
+Events are written by other processes (each run is one), so nothing in this one can say
+when there is a new one; but every commit changes the database's files. The notifier looks
+at them (two ``stat`` calls per project, no query) every :data:`CHANGE_CHECK` seconds and
+reads the event log only when they changed or a retry is due, sleeping until the earlier of
+the two: an idle service asks its database nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from mlcicd.project import Project
 
 MAX_ATTEMPTS = 6
 MAX_BACKOFF = 30.0
+CHANGE_CHECK = 0.5  # seconds between looks at the state files for a commit
 # The first retry's delay (seconds), doubled per failed attempt up to MAX_BACKOFF. A setting
 # so a test (or an impatient receiver's owner) need not wait the 15 s an event takes to give
 # up; read once by the service process, which alone runs the notifier.
@@ -57,12 +64,33 @@ class EventNotifier:
         self.stop = stop
         self.backoff = backoff
         self._failures: dict[str, tuple[int, float]] = {}  # url -> attempts, next try
+        self._seen: dict[int, tuple[tuple[int, int, int] | None, ...]] = {}  # project -> files
+        self.checks = 0  # looks at the state files
+        self.reads = 0  # passes that read the event log
 
     def run(self) -> None:
-        while not self.stop.wait(0.5):
-            for project in self.projects:
-                for url in project.config.service.notify:
+        while not self.stop.wait(self._sleep()):
+            self.checks += 1
+            for index, project in enumerate(self.projects):
+                files = _files(project.state.path)
+                urls = project.config.service.notify
+                if files == self._seen.get(index) and not any(map(self._retry_due, urls)):
+                    continue
+                # Seen before reading: a commit while we read is a change for the next look.
+                self._seen[index] = files
+                self.reads += 1
+                for url in urls:
                     self._deliver(project, url)
+
+    def _retry_due(self, url: str) -> bool:
+        failed = self._failures.get(url)
+        return failed is not None and time.monotonic() >= failed[1]
+
+    def _sleep(self) -> float:
+        """Until the next look at the state files, or the next retry if it is due sooner."""
+        now = time.monotonic()
+        retries = (next_try - now for _, next_try in self._failures.values())
+        return max(0.0, min([CHANGE_CHECK, *retries]))
 
     def _deliver(self, project: Project, url: str) -> None:
         attempts, next_try = self._failures.get(url, (0, 0.0))
@@ -96,3 +124,17 @@ class EventNotifier:
             self._failures.pop(url, None)
             if self.stop.is_set():
                 return
+
+
+def _files(db: Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """What a commit changes of the state database: its file's and its WAL's identity, size
+    and modification time (None for a file not there)."""
+    found: list[tuple[int, int, int] | None] = []
+    for path in (db, db.with_name(f"{db.name}-wal")):
+        try:
+            st = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(found)

@@ -14,6 +14,11 @@
         run/                 per-generation worker specs; the workers' working directory
         logs/endpoint.log    supervisor and workers, one line per event
 
+A live supervisor of another mlcicd version (or serving layout) than this one is replaced,
+not updated: its workers would be this version's code, which it may not be able to start
+(:mod:`mlcicd.serving.handover`: the new supervisor takes its socket and serves the new
+config; the old one serves until then, so the upgrade loses no request).
+
 ``deploy`` with no live supervisor starts one (``--detach``: it outlives this process) and
 waits for InService or Failed; with a live one it rewrites config.json, sends SIGHUP and
 waits until the status shows that config's digest (or an update failure for it, in which
@@ -36,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlcicd import procinfo
+from mlcicd import __version__, procinfo
 from mlcicd.endpoints.base import (
     CREATING,
     FAILED,
@@ -54,7 +59,14 @@ from mlcicd.fsutil import atomic_write_bytes, atomic_write_json, locked, sha256_
 from mlcicd.fsutil import read_object as _read
 from mlcicd.serving import metrics
 from mlcicd.serving.config import ServingConfig
-from mlcicd.serving.layout import CONFIG_FILE, LOG_FILE, PID_FILE, STATUS_FILE, WEIGHTS_FILE
+from mlcicd.serving.layout import (
+    CONFIG_FILE,
+    LAYOUT_VERSION,
+    LOG_FILE,
+    PID_FILE,
+    STATUS_FILE,
+    WEIGHTS_FILE,
+)
 from mlcicd.shapes import EndpointMetrics
 
 META_FILE = "endpoint.json"
@@ -96,6 +108,8 @@ class LocalEndpointBackend:
                 )
             live = live_status(edir)
             serving = self._prepare(edir, config, live)
+            if live is not None and not runs_this_version(live):
+                return self._replace(edir, config, serving, live)
             if live is not None:
                 return self._update(edir, config, serving, live)
             return self._create(edir, config, serving)
@@ -283,6 +297,45 @@ class LocalEndpointBackend:
         )
         return self.describe(name)
 
+    def _replace(
+        self, edir: Path, config: EndpointConfig, serving: ServingConfig, live: dict[str, Any]
+    ) -> EndpointDescription:
+        """Serve ``config`` from a supervisor of this version, which takes the listening socket
+        over from the running one (of another version) and replaces it once ready."""
+        name = config.endpoint_name
+        theirs, ours = served_by(live), f"mlcicd {__version__} (serving layout {LAYOUT_VERSION})"
+        if not isinstance(live.get("layout_version"), int):  # older than the handover
+            raise EndpointError(
+                f"endpoint {name} is served by {theirs}, which cannot start the workers of this "
+                f"{ours} nor hand its socket over",
+                hint=f"restart it on this version: mlcicd endpoints delete {name}, then deploy "
+                "again (it does not serve in between)",
+            )
+        log_path = edir / LOG_FILE
+        config_path, pid_path = edir / CONFIG_FILE, edir / PID_FILE
+        previous = config_path.read_bytes() if config_path.is_file() else None
+        launcher = pid_path.read_bytes() if pid_path.is_file() else None
+        atomic_write_json(config_path, serving.to_dict())
+        try:
+            launch(
+                edir,
+                name,
+                serving,
+                launch_timeout=self.launch_timeout,
+                stop_timeout=self.stop_timeout,
+                take_over=True,
+            )
+        except EndpointError as exc:
+            _restore(config_path, previous)
+            _restore(pid_path, launcher)
+            raise EndpointError(
+                f"endpoint {name} still runs on {theirs}: its replacement by this {ours} "
+                f"failed: {exc.message}",
+                hint=exc.hint or f"see {log_path}",
+            ) from exc
+        prune(edir, serving, previous)
+        return self.describe(name)
+
     def _update(
         self, edir: Path, config: EndpointConfig, serving: ServingConfig, live: dict[str, Any]
     ) -> EndpointDescription:
@@ -350,6 +403,22 @@ class LocalEndpointBackend:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def runs_this_version(status: dict[str, Any]) -> bool:
+    """Whether the supervisor that wrote ``status`` runs this mlcicd and serving layout."""
+    return (
+        status.get("layout_version") == LAYOUT_VERSION
+        and status.get("mlcicd_version") == __version__
+    )
+
+
+def served_by(status: dict[str, Any]) -> str:
+    """The mlcicd that the supervisor that wrote ``status`` runs, for a message."""
+    version, layout = status.get("mlcicd_version"), status.get("layout_version")
+    if not isinstance(layout, int):
+        return "an older mlcicd (it records no version)"
+    return f"mlcicd {version} (serving layout {layout})"
 
 
 def _check_name(name: str, what: str) -> None:

@@ -23,21 +23,33 @@ from mlcicd.errors import EndpointError, PortInUseError
 from mlcicd.fsutil import open_private_log, read_object
 from mlcicd.process import child_environment
 from mlcicd.serving.config import ServingConfig
-from mlcicd.serving.layout import LOG_FILE, PID_FILE, STATUS_FILE
+from mlcicd.serving.layout import LOG_FILE, PID_FILE, STATUS_FILE, SUCCESSOR_FILE
 
 POLL_INTERVAL = 0.05  # how often a waiting caller reads status.json again
+TAKE_OVER_GRACE = 90.0  # the handover and the old server's exit, beyond the new one's start
 
 
 def launch(
-    edir: Path, name: str, serving: ServingConfig, *, launch_timeout: float, stop_timeout: float
+    edir: Path,
+    name: str,
+    serving: ServingConfig,
+    *,
+    launch_timeout: float,
+    stop_timeout: float,
+    take_over: bool = False,
 ) -> None:
     """Start a supervisor on the config.json in ``edir``; wait for InService or Failed.
 
     Returns once it is InService; raises :class:`PortInUseError` or :class:`EndpointError`
-    with the reason otherwise (one not InService in time is stopped first).
+    with the reason otherwise (one not InService in time is stopped first). With
+    ``take_over`` it replaces the running supervisor (:mod:`mlcicd.serving.handover`), which
+    serves until then and on if this one fails.
     """
-    for stale in (STATUS_FILE, PID_FILE):
-        (edir / stale).unlink(missing_ok=True)
+    if take_over:
+        (edir / SUCCESSOR_FILE).unlink(missing_ok=True)
+    else:
+        for stale in (STATUS_FILE, PID_FILE):
+            (edir / stale).unlink(missing_ok=True)
     log_path = edir / LOG_FILE
     python = serving.python or sys.executable
     launch_id = uuid.uuid4().hex
@@ -49,6 +61,7 @@ def launch(
         "--detach",
         "--launch-id",
         launch_id,
+        *(["--take-over"] if take_over else []),
     ]
     try:
         with open_private_log(log_path, "ab") as log:
@@ -81,6 +94,8 @@ def launch(
     record = read_object(edir / PID_FILE) or {}
     pid, start = record.get("pid"), record.get("start_time")
     deadline = time.monotonic() + serving.startup_timeout + launch_timeout
+    if take_over:  # the socket handed over, and the old server drained
+        deadline += serving.drain_timeout + TAKE_OVER_GRACE
     while True:
         alive = procinfo.is_alive(pid, start)  # first: if it died, the status read next is final
         status = read_object(edir / STATUS_FILE)
@@ -100,9 +115,22 @@ def launch(
                 raise EndpointError(
                     f"endpoint {name} failed to start: {reason}", hint=f"see {log_path}"
                 )
+        successor = read_object(edir / SUCCESSOR_FILE) if take_over else None
+        if successor is not None and successor.get("launch_id") == launch_id:
+            reason = successor.get("failure_reason")
+            if reason:
+                _wait_gone(pid, start, 10.0)
+                raise EndpointError(str(reason), hint=f"see {log_path}")
         if not alive:
             raise exited(name, log_path, "while starting")
         if time.monotonic() > deadline:
+            if take_over:  # the running server serves on: stop only the successor
+                procinfo.signal_process(pid, start, signal.SIGTERM)
+                raise EndpointError(
+                    f"the new endpoint server of {name} was not InService after "
+                    f"{serving.startup_timeout:g}s; it was stopped, the old one serves on",
+                    hint=f"see {log_path}",
+                )
             stop(edir, stop_timeout)
             raise EndpointError(
                 f"endpoint {name} was not InService after {serving.startup_timeout:g}s; it was "

@@ -36,7 +36,6 @@ endpoint.json recorded — no deploy config needed — on the same socket, so th
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -63,6 +62,7 @@ from mlcicd.images.podman import (
     podman,
     podman_binary,
     remove_container,
+    root_id,
     tail,
 )
 from mlcicd.process import child_environment
@@ -93,7 +93,7 @@ class PodmanEndpointBackend:
         self.root = Path(root).resolve()
         self.image = image
         self.drain_seconds = drain_seconds
-        self.root_id = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        self.root_id = root_id(self.root)
 
     def container_name(self, endpoint: str, generation: int) -> str:
         return f"mlcicd-ep-{endpoint}-{self.root_id}-{generation}"

@@ -196,14 +196,13 @@ class SageMakerEndpointBackend:
             now = hosting.progress(
                 hosting.describe_endpoint(sagemaker, config.endpoint_name), config.name
             )
-            if now.state == "done":
-                if self.scaling is not None:
-                    autoscaling.register(
-                        client("application-autoscaling"),
-                        config.endpoint_name,
-                        [v.name for v in config.variants],
-                        self.scaling,
-                    )
+            if now.state == "done":  # registered, or deregistered once autoscaling is removed
+                autoscaling.settle(
+                    client("application-autoscaling"),
+                    config.endpoint_name,
+                    [v.name for v in config.variants],
+                    self.scaling,
+                )
                 return self.describe(config.endpoint_name)
             if now.state == "failed":
                 raise EndpointError(
@@ -351,9 +350,9 @@ class SageMakerEndpointBackend:
     def _deployment(self, config: EndpointConfig) -> dict[str, Any] | None:
         """UpdateEndpoint's DeploymentConfig for ``config``: its traffic shifting and, with
         alarms, their CloudWatch alarms (put now, watching ``config``'s fleet). The variants
-        registered for scaling are deregistered first: SageMaker refuses some updates of them."""
-        if self.scaling is not None:
-            autoscaling.deregister(client("application-autoscaling"), config.endpoint_name)
+        registered for scaling are deregistered first (with autoscaling or without: an earlier
+        deploy may have registered them): SageMaker refuses some updates of them."""
+        autoscaling.deregister(client("application-autoscaling"), config.endpoint_name)
         if self.deployment is not None:
             return dict(self.deployment)
         policy = config.deployment

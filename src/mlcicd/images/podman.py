@@ -16,10 +16,12 @@ Every call names the error class to raise, so a failure reads as the stage's own
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlcicd.errors import MlcicdError
 from mlcicd.process import child_environment
@@ -101,6 +103,13 @@ def image_id(tag: str, *, error: type[MlcicdError]) -> str:
         what=f"inspecting image {tag}",
     )
     return "sha256:" + done.stdout.strip().removeprefix("sha256:")
+
+
+def root_id(root: Path) -> str:
+    """A short id of the directory whose jobs or endpoints a container runs, for its name:
+    container names are machine-wide, so two checkouts running the same job or endpoint name
+    at once must not pick the same one."""
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
 
 
 def remove_container(name: str) -> None:

@@ -35,6 +35,7 @@ from mlcicd.state import ModelBaseline, ModelPackage
 
 STATISTICS = "statistics.json"
 CONSTRAINTS = "constraints.json"
+MAX_BASELINE_BYTES = 64 << 20  # per-feature statistics and sketches; anything larger is not one
 
 
 @dataclass
@@ -232,10 +233,28 @@ def load_baseline(
         ):
             path = project.store.get_file(uri, Path(tmp) / "document.json", expected_sha256=sha256)
             try:
-                documents.append(json.loads(path.read_text(encoding="utf-8")))
-            except ValueError as exc:
-                raise MonitorError(f"{uri} is not JSON: {exc}") from exc
+                documents.append(parse_baseline_document(path, uri))
+            except MonitorError as exc:
+                raise MonitorError(
+                    exc.message,
+                    hint=f"compute it again: mlcicd monitor baseline --model {baseline.version}",
+                ) from exc
     return documents[0], documents[1]
+
+
+def parse_baseline_document(path: Path, where: str) -> dict[str, Any]:
+    """A baseline's statistics.json or constraints.json at ``path`` (``where`` names it in the
+    error): a JSON object of at most :data:`MAX_BASELINE_BYTES`. One nested deeper than the
+    parser goes ("[[[[…") is a MonitorError like any other bad file, not a RecursionError."""
+    if path.stat().st_size > MAX_BASELINE_BYTES:
+        raise MonitorError(f"{where}: larger than {MAX_BASELINE_BYTES} bytes, not a baseline")
+    try:
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MonitorError(f"{where} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise MonitorError(f"{where}: expected a JSON object, got {type(document).__name__}")
+    return document
 
 
 __all__ = [
@@ -246,6 +265,7 @@ __all__ = [
     "ensure_baseline",
     "label_column",
     "load_baseline",
+    "parse_baseline_document",
     "rebaseline",
     "store_baseline",
     "training_channel",

@@ -31,6 +31,7 @@ from mlcicd.monitor.baseline import (
     baseline_of,
     label_column,
     load_baseline,
+    parse_baseline_document,
 )
 from mlcicd.monitor.constraints import check, violations_document
 from mlcicd.monitor.dataset import Table, read_channel
@@ -175,12 +176,14 @@ def processing_job(argv: Sequence[str] | None = None) -> int:
     if not (baseline / STATISTICS).is_file() or not (baseline / CONSTRAINTS).is_file():
         report.update(status=SKIPPED, reason="no approved model has a baseline")
     else:
-        violations = check_table(
-            table,
-            json.loads((baseline / STATISTICS).read_bytes()),
-            json.loads((baseline / CONSTRAINTS).read_bytes()),
-            monitor,
-        )
+        try:
+            statistics = parse_baseline_document(baseline / STATISTICS, f"baseline {STATISTICS}")
+            constraints = parse_baseline_document(baseline / CONSTRAINTS, f"baseline {CONSTRAINTS}")
+        except MonitorError as exc:  # production's baseline, from the models bucket
+            report.update(status="Unreadable", reason=exc.message)
+            (out / DATA_CHECK_REPORT).write_bytes(_encode(report))
+            return 0
+        violations = check_table(table, statistics, constraints, monitor)
         report.update(status=WITH_VIOLATIONS if violations else PASSED, violations=violations)
         (out / "constraint_violations.json").write_bytes(_encode(violations_document(violations)))
     (out / DATA_CHECK_REPORT).write_bytes(_encode(report))

@@ -13,6 +13,7 @@
     supervisor.py  one endpoint's long-lived process: the socket, generations of workers
     workers.py     its workers: started, replaced with backoff, killed when stalled, retired
     sockets.py     the listening socket: bound, handed over (LISTEN_FDS) or inherited
+    handover.py    the socket moved to a supervisor of another mlcicd version, no request lost
     rollout.py     how an update replaces the serving generation: at once, or shifting traffic
                    step by step under alarms, rolled back when one trips
     autoscale.py   target tracking: how many workers should serve the load now, and why

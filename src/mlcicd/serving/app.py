@@ -483,7 +483,9 @@ def execution_parameters(workers: int, max_payload_bytes: int) -> bytes:
     job left at ``MaxConcurrentTransforms=0`` asks the container how to send its records.
 
     One request at a time per worker is what keeps every core busy (each worker predicts on
-    its own loop, micro-batching what arrives together); records may be sent several to a
+    its own loop, micro-batching what arrives together), ``workers`` being as many as the
+    endpoint may run (with autoscaling, ``max_instances``: a transform held to today's count
+    would never load it enough to scale out); records may be sent several to a
     request (the codecs take many rows, CSV lines or JSON Lines: ``MULTI_RECORD``); and a
     payload as large as the endpoint accepts, in whole MB (at least 1: 0 would mean
     "unlimited, chunked" to SageMaker).

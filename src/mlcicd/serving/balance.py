@@ -32,6 +32,9 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from mlcicd import __version__
+from mlcicd.errors import EndpointError
+
 log = logging.getLogger("mlcicd.serving.balance")
 
 SLOTS = 64  # workers of every generation alive at once, replacements included
@@ -51,6 +54,13 @@ class ConnectionBoard:
         size = _COUNTS_BYTES + SLOTS * 8
         if create:
             os.ftruncate(fd, size)
+        elif (actual := os.fstat(fd).st_size) != size:  # mmap would say only "length > size"
+            raise EndpointError(
+                f"the supervisor's connection board (fd {fd}) holds {actual} bytes where this "
+                f"worker (mlcicd {__version__}) needs {size}: the endpoint's server runs another "
+                "mlcicd version",
+                hint="deploy the endpoint again with this version: the deploy replaces its server",
+            )
         self.fd = fd
         self._map = mmap.mmap(fd, size)
         self.counts = memoryview(self._map)[:_COUNTS_BYTES].cast("i")  # aligned int32: never torn

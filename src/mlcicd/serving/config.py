@@ -19,6 +19,9 @@ STRATEGIES = ("all_at_once", "canary", "linear")
 CAPTURE_QUEUE_SIZE = 1000
 # How far back the invocation rate that drives autoscaling is measured (SageMaker: one minute).
 DEFAULT_SCALING_WINDOW = 10.0
+# Worker processes of one config on this machine: an update runs two generations at once, and
+# the connection board has 64 slots (balance.SLOTS). mlcicd.config.infrastructure says the same.
+MAX_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,21 @@ class AutoscalingSpec:
                 "autoscaling.target_invocations_per_instance: a positive number, got "
                 f"{self.target_invocations_per_instance}"
             )
+        if self.max_instances > MAX_WORKERS:
+            out.append(
+                f"autoscaling.max_instances: at most {MAX_WORKERS}, got {self.max_instances}"
+            )
         for key in ("scale_in_cooldown", "scale_out_cooldown"):
-            if not getattr(self, key) >= 0:
-                out.append(f"autoscaling.{key}: must not be negative, got {getattr(self, key)}")
-        if not self.window_seconds > 0:
-            out.append(f"autoscaling.window_seconds: must be positive, got {self.window_seconds}")
+            if not 0 <= getattr(self, key) < math.inf:
+                out.append(
+                    f"autoscaling.{key}: a finite number of seconds, 0 or more, got "
+                    f"{getattr(self, key)}"
+                )
+        if not 0 < self.window_seconds < math.inf:
+            out.append(
+                "autoscaling.window_seconds: a finite, positive number of seconds, got "
+                f"{self.window_seconds}"
+            )
         return out
 
     def clamp(self, count: int) -> int:
@@ -289,8 +302,8 @@ class ServingConfig:
             out.append(
                 "variants: all variants must use the same python (one worker serves them all)"
             )
-        if self.workers < 1:
-            out.append(f"workers: must be at least 1, got {self.workers}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            out.append(f"workers: 1 to {MAX_WORKERS}, got {self.workers}")
         if not 0 <= self.port <= 65535:
             out.append(f"port: must be between 0 and 65535, got {self.port}")
         if self.startup_timeout <= 0:
@@ -325,6 +338,12 @@ class ServingConfig:
         """How many workers a generation of this config starts with: ``workers``, kept
         within the autoscaling bounds."""
         return self.autoscaling.clamp(self.workers) if self.autoscaling else self.workers
+
+    @property
+    def most_workers(self) -> int:
+        """How many workers this config may serve with at once: autoscaling's
+        ``max_instances``, else ``workers``."""
+        return self.autoscaling.max_instances if self.autoscaling else self.workers
 
     @property
     def python(self) -> str | None:
@@ -408,6 +427,8 @@ def _get(data: Mapping[str, Any], key: str, where: str, types: Any, default: Any
     value = data[key]
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in _tuple(types)):
         raise ValueError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    if isinstance(value, float) and not math.isfinite(value):  # json.loads takes NaN, Infinity
+        raise ValueError(f"{where}: {key!r} must be a finite number, got {value}")
     return value
 
 

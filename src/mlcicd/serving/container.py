@@ -40,7 +40,7 @@ from pathlib import Path
 
 from mlcicd.errors import MlcicdError
 from mlcicd.fsutil import atomic_write_json
-from mlcicd.serving.config import ServingConfig, VariantSpec
+from mlcicd.serving.config import MAX_WORKERS, ServingConfig, VariantSpec
 from mlcicd.serving.layout import CONFIG_FILE
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.model_check import verified_model_dir
@@ -60,7 +60,9 @@ def config_from_env(env: Mapping[str, str]) -> ServingConfig:
         code_dir = str(
             next((p for p in (base / "code", model_dir / "code") if p.is_dir()), base / "code")
         )
-    workers = int(env.get("SAGEMAKER_MODEL_SERVER_WORKERS") or os.cpu_count() or 1)
+    # One per CPU by default, within what one endpoint runs (a 96-CPU instance gets 32).
+    cpus = min(os.cpu_count() or 1, MAX_WORKERS)
+    workers = int(env.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cpus)
     payload_mb = float(env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB") or 6)
     variant = VariantSpec(
         name=env.get("SAGEMAKER_VARIANT_NAME", "AllTraffic"),

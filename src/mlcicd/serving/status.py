@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from mlcicd import __version__
 from mlcicd.serving.generation import Generation
+from mlcicd.serving.layout import LAYOUT_VERSION
 from mlcicd.serving.workers import WorkerPool
 
 
@@ -63,6 +65,10 @@ def status_document(supervisor: StatusSource, updates: Mapping[str, Any]) -> dic
     port = supervisor.port
     return {
         "status": supervisor.status,
+        # What a deploy compares with its own, to tell whether this supervisor can start its
+        # workers (:mod:`mlcicd.serving.handover`).
+        "mlcicd_version": __version__,
+        "layout_version": LAYOUT_VERSION,
         "pid": os.getpid(),
         "pid_start_time": supervisor.start_time,
         "launch_id": supervisor.launch_id,

@@ -14,6 +14,9 @@ succeeded and they listen. Then it writes ``status.json`` (InService) and waits:
     SIGTERM/SIGINT  stop the workers gracefully, write status OutOfService, exit 0.
     a worker dies   it is replaced, with exponential backoff; its last metrics are folded
                     into metrics/retired.json, so the endpoint's counters never go back.
+    SIGUSR2         a successor of another mlcicd version asks for the listening socket
+                    (:mod:`mlcicd.serving.handover`); SIGUSR1 once it serves: stop writing
+                    status.json, drain, exit. ``--take-over`` is the successor's side.
     a worker stalls its event loop has not stamped its heartbeat on the board for
                     ``model_timeout``: the worker answers for itself and exits
                     (:mod:`mlcicd.serving.watchdog`); if it has not after a grace (a
@@ -49,9 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from mlcicd import procinfo
-from mlcicd.errors import PortInUseError
-from mlcicd.fsutil import atomic_write_json, atomic_write_text
-from mlcicd.serving import metrics
+from mlcicd.errors import EndpointError, PortInUseError
+from mlcicd.fsutil import atomic_write_json, atomic_write_text, read_object
+from mlcicd.serving import handover, metrics
 from mlcicd.serving.autoscale import Autoscaler
 from mlcicd.serving.balance import ConnectionBoard
 from mlcicd.serving.config import ServingConfig
@@ -72,6 +75,8 @@ from mlcicd.serving.workers import WorkerPool
 
 EXIT_FAILED = 1
 ACCEPT_STOP_TIMEOUT = 10.0  # for a retiring worker to say it no longer accepts connections
+HANDOVER_TIMEOUT = 30.0  # for the running supervisor to send its socket (it may be mid-update)
+PREDECESSOR_GRACE = 30.0  # past its drain_timeout, for a superseded supervisor to exit
 
 log = logging.getLogger("mlcicd.serving.supervisor")
 
@@ -86,8 +91,11 @@ class Supervisor:
         launch_id: str | None = None,
         log_hint: str | None = None,
         sock: socket.socket | None = None,
+        take_over: bool = False,
     ) -> None:
-        """``sock``: a listening socket to serve instead of binding config.json's address."""
+        """``sock``: a listening socket to serve instead of binding config.json's address;
+        ``take_over``: ask the endpoint's running supervisor for its socket instead, and
+        replace it once this one's workers are ready."""
         self.state_dir = state_dir.resolve()
         self.launch_id = launch_id
         self.log_hint = log_hint or str(self.state_dir / LOG_FILE)
@@ -118,6 +126,13 @@ class Supervisor:
         self._next_generation = 1
         self._stop = False
         self._reload = False
+        self._take_over = take_over
+        self._offer: handover.Offer | None = None
+        self._predecessor: tuple[int, int | None] | None = None
+        # status.json belongs to the running supervisor until it has exited; and to none once
+        # this one has handed its socket over and been superseded.
+        self._quiet = take_over
+        self._hand_over_asked = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -141,14 +156,20 @@ class Supervisor:
         self._series_last = metrics.append_series(
             self.metrics_dir, metrics.read_all(self.metrics_dir), None
         )
-        (self.state_dir / TRAFFIC_FILE).unlink(missing_ok=True)  # generation numbers restart
+        if not self._take_over:  # else the running supervisor's generations go on
+            (self.state_dir / TRAFFIC_FILE).unlink(missing_ok=True)  # generation numbers restart
         self.write_status()
         try:
             config, digest = self._read_config()
         except (OSError, ValueError) as exc:
             return self._fail(f"cannot read {self.state_dir / CONFIG_FILE}: {exc}", "config")
         self.host = config.host
-        if self.workers.sock is None:
+        if self._take_over:
+            try:
+                self.workers.sock = self._receive_socket()
+            except (EndpointError, OSError) as exc:
+                return self._fail(f"cannot take the endpoint over: {exc}", "handover")
+        elif self.workers.sock is None:
             try:
                 self.workers.sock = bind_socket(config.host, config.port)
             except PortInUseError as exc:
@@ -168,6 +189,8 @@ class Supervisor:
                 return 0
             return self._fail(started, "startup")
         self.current = started
+        if self._take_over:
+            self._supersede(config)
         self.status = "InService"
         self.write_status()
         log.info("InService: %s (generation %d) on port %d", config.name, started.number, self.port)
@@ -191,8 +214,43 @@ class Supervisor:
         log.error("failed: %s", reason)
         self._close_socket()
         self.status, self.failure_reason, self.failure_kind = "Failed", reason, kind
+        if self._quiet and self._offer is not None:  # a successor: the old one serves on
+            self._offer.failed(reason)
+            self._offer.close()
         self.write_status()
         return EXIT_FAILED
+
+    # -- taking over from a supervisor of another version (mlcicd.serving.handover) ------
+
+    def _receive_socket(self) -> socket.socket:
+        """The running supervisor's listening socket; generations are numbered after its."""
+        running = read_object(self.state_dir / STATUS_FILE) or {}
+        pid, start = running.get("pid"), running.get("pid_start_time")
+        if not isinstance(pid, int):
+            raise EndpointError(f"{self.state_dir / STATUS_FILE} names no running server")
+        generation = running.get("generation")
+        if isinstance(generation, int):
+            self._next_generation = generation + 1
+        self._predecessor = (pid, start)
+        self._offer = handover.Offer(self.state_dir, self.launch_id)
+        log.info("taking over from the endpoint server (pid %d)", pid)
+        return self._offer.receive(pid, start, HANDOVER_TIMEOUT)
+
+    def _supersede(self, config: ServingConfig) -> None:
+        """This supervisor's workers are ready: the running one drains and exits; then
+        status.json is ours."""
+        assert self._predecessor is not None and self._offer is not None
+        pid, start = self._predecessor
+        procinfo.signal_process(pid, start, handover.SUPERSEDED)
+        deadline = time.monotonic() + config.drain_timeout + PREDECESSOR_GRACE
+        while procinfo.is_alive(pid, start) and time.monotonic() < deadline and not self._stop:
+            self.idle(0.1)
+        if procinfo.is_alive(pid, start):
+            log.warning("the endpoint server taken over (pid %d) has not exited", pid)
+        self._quiet = False
+        handover.clear(self.state_dir)
+        self._offer.close()
+        log.info("took over from the endpoint server (pid %d)", pid)
 
     def _stopped(self) -> None:
         workers = self.workers
@@ -321,6 +379,10 @@ class Supervisor:
     # -- housekeeping ---------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
+        if self._hand_over_asked:
+            self._hand_over_asked = False
+            if self.workers.sock is not None:
+                handover.hand_over(self.state_dir, self.workers.sock)
         self.workers.reap()
         now = time.monotonic()
         if now >= self._series_due:
@@ -362,7 +424,14 @@ class Supervisor:
         os.set_blocking(write_fd, False)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         self.workers.watch_wakeup(read_fd)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGCHLD,
+            handover.HAND_OVER,
+            handover.SUPERSEDED,
+        ):
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -370,6 +439,10 @@ class Supervisor:
             self._reload = True
         elif signum in (signal.SIGTERM, signal.SIGINT):
             self._stop = True
+        elif signum == handover.HAND_OVER:
+            self._hand_over_asked = True
+        elif signum == handover.SUPERSEDED:  # the successor serves and writes status.json
+            self._quiet = self._stop = True
         # SIGCHLD only wakes the loop (through the wakeup fd) so a dead worker is seen at once
 
     def idle(self, seconds: float) -> None:
@@ -386,6 +459,8 @@ class Supervisor:
     # -- status ---------------------------------------------------------------------------
 
     def write_status(self) -> None:
+        if self._quiet:
+            return
         gen = self.current
         spec = gen.config.autoscaling if gen is not None else None
         self._rate_shown = (self.autoscaler.rate, time.monotonic() + metrics.SERIES_INTERVAL)
@@ -417,13 +492,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("endpoint_dir", type=Path)
     parser.add_argument("--detach", action="store_true", help="fork into the background first")
     parser.add_argument("--launch-id", help="echoed in status.json so the starter knows its launch")
+    parser.add_argument(
+        "--take-over",
+        action="store_true",
+        help="replace the endpoint's running server, serving its socket (mlcicd.serving.handover)",
+    )
     args = parser.parse_args(argv)
     state_dir: Path = args.endpoint_dir.resolve()
     if args.detach:
         detach(state_dir)
     os.chdir(state_dir)
     configure_logging("supervisor")
-    return Supervisor(state_dir, launch_id=args.launch_id).run()
+    return Supervisor(state_dir, launch_id=args.launch_id, take_over=args.take_over).run()
 
 
 if __name__ == "__main__":

@@ -151,7 +151,9 @@ def build_app(
         capture=capture,
         shadow=shadow,
         explainers=explainers,
-        workers=config.initial_workers,
+        # What a batch transform may send at once (/execution-parameters): as much as the
+        # fleet takes once scaled out; the load it sends is what scales it out.
+        workers=config.most_workers,
     )
 
 

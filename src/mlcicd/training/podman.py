@@ -16,6 +16,8 @@ does all of that); only the running differs:
   ``train.entry_point`` mean what they mean locally;
 - ``max_runtime`` is ``podman stop``: SIGTERM to the entry, SIGKILL after the grace period;
   on Ctrl-C or any error the container is removed;
+- the container is ``mlcicd-train-<job>-<root id>``: container names are machine-wide, and two
+  checkouts may run the same job name at once;
 - the image's id (``sha256:…``) is recorded as ``AlgorithmSpecification.TrainingImage``.
 """
 
@@ -28,7 +30,14 @@ from typing import ClassVar
 
 from mlcicd.errors import TrainingError
 from mlcicd.fsutil import atomic_write_json
-from mlcicd.images.podman import image_id, missing_entry, podman, podman_binary, remove_container
+from mlcicd.images.podman import (
+    image_id,
+    missing_entry,
+    podman,
+    podman_binary,
+    remove_container,
+    root_id,
+)
 from mlcicd.process import ProcessOutcome, child_environment, run_streaming
 from mlcicd.shapes import encode_hyperparameters
 from mlcicd.store.base import ArtifactStore
@@ -56,9 +65,12 @@ class PodmanTrainingBackend(LocalTrainingBackend):
         podman_binary(TrainingError)  # no podman: say so before any job directory is made
         self.image = image
         self.image_id = image_id(image, error=TrainingError)
+        self.root_id = root_id(self.jobs_root)
 
     def container_name(self, job_name: str) -> str:
-        return f"mlcicd-train-{job_name}"
+        """The job's container: its name and its jobs root's id (two checkouts running the
+        same job name at once each get their own)."""
+        return f"mlcicd-train-{job_name}-{self.root_id}"
 
     def _prepare(self, job: _Job) -> dict[str, str]:
         super()._prepare(job)  # the layout, the code, the channels, input/config/*.json

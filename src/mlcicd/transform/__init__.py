@@ -10,6 +10,9 @@ worker.py     ``python -m mlcicd.transform.worker``: one worker, in the model's 
 jobs.py       a job run and recorded (InProgress → Completed / Failed / Stopped)
 
 :func:`open_backend` picks the backend by its ``TYPE`` (``transform.backend``, ``--backend``).
+``job_name`` and ``run_job`` are imported when first asked for: a worker (``python -m
+mlcicd.transform.worker``) imports this package first, and the state database's modules
+would add to every worker's start what no worker uses.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from mlcicd.transform.base import (
     check_settings,
     flag,
 )
-from mlcicd.transform.jobs import job_name, run_job
 
 if TYPE_CHECKING:
     from mlcicd.project import Project
+    from mlcicd.transform.jobs import job_name, run_job
 
 
 def open_backend(kind: str, project: Project, *, where: Where = flag) -> TransformBackend:
@@ -56,6 +59,16 @@ def open_backend(kind: str, project: Project, *, where: Where = flag) -> Transfo
         key="transform.backend",
         hint="use backend: local or sagemaker",
     )
+
+
+def __getattr__(name: str) -> object:
+    """``job_name`` and ``run_job`` (:mod:`mlcicd.transform.jobs`), imported when first asked
+    for."""
+    if name in ("job_name", "run_job"):
+        from mlcicd.transform import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,7 +1,6 @@
 """Transform jobs on this machine: worker processes running the model's own inference code.
 
     <root>/models/<sha256>/     each model.tar.gz, digest-checked and extracted once
-    <root>/<job>/spec.json      what the workers load (model, code, settings)
     <root>/<job>/job.log        the workers' stderr: the user's prints, tracebacks
     <root>/<job>/parts/         each task's output, renamed into place when complete
 
@@ -11,10 +10,12 @@ whole object (``SplitType: None``, or gzip, which cannot be entered in the middl
 tasks shrink toward the job's end, so that the workers finish together. Up to
 ``max_concurrent`` workers (:mod:`mlcicd.transform.worker`) each load the model once (their
 thread pools sized to their share of the cores) and take the next task when they finish one,
-so two workers share one big file. This process reads no record: it hands out byte ranges
-and joins parts. When every task of an object is done its parts are joined into
-``<output>/<name>.out`` under a temporary name and renamed: an output either is complete or
-is not there.
+so two workers share one big file. They start first: their interpreters and the model's code
+load while this process downloads, lists, claims, extracts and plans, and each is handed the
+model's directory when it is there (a worker's start is most of a short job). This process
+reads no record: it hands out byte ranges and joins parts. When every task of an object is
+done its parts are joined into ``<output>/<name>.out`` under a temporary name and renamed:
+an output either is complete or is not there.
 
 The output directory is the job's: it may hold only what a job with the same model, input
 and settings writes (a ``.mlcicd-transform.json`` says which), so a rerun after a failure
@@ -148,58 +149,52 @@ class LocalTransformBackend:
         on_progress: Callable[[TransformProgress], None] | None,
         on_log: Callable[[str], None] | None,
     ) -> TransformJobResult:
+        """The workers start first, each loading the model's code while this process gets
+        the job ready (the input downloaded and listed, the output claimed, the model
+        archive checked and extracted, the tasks planned); each is then handed the model's
+        directory and the job's settings, and loads the model."""
         settings = spec.settings
         remote_in, remote_out = (u.startswith(s3io.S3) for u in (spec.input, spec.output))
-        source = Path(spec.input)
-        if remote_in:
-            source = s3io.download_input(self.s3(), spec.input, staged / "in", self.where("input"))
-        objects = list_inputs(source, self.where("input"))
-        upload: Callable[[Path, str], None] | None = None
-        if remote_out:
-            output = staged / "out"
-            expected = {o.name + OUTPUT_SUFFIX for o in objects}
-            client = self.s3()
-            s3io.claim_output(client, spec.output, expected, _job_key(spec), self.where("output"))
-            output.mkdir(parents=True)
-
-            def upload(path: Path, rel: str) -> None:
-                s3io.upload(client, path, spec.output, rel)
-                path.unlink()
-
-        else:
-            output = Path(spec.output).resolve()
-            if not remote_in:
-                _check_apart(source.resolve(), output, self.where)
-            claim_output(output, objects, _job_key(spec), self.where("output"))
-        model_dir = ensure_extracted(
-            spec.model.model_file,
-            self.root / "models" / spec.model.model_sha256,
-            expected_sha256=spec.model.model_sha256,
-        )
-        job_dir = self.root / spec.name
         parts = job_dir / "parts"
-        shutil.rmtree(parts, ignore_errors=True)
-        parts.mkdir(parents=True)
-        worker_spec = job_dir / "spec.json"
-        atomic_write_json(
-            worker_spec,
-            {
-                "model_dir": str(model_dir),
-                "code_dir": str(spec.model.code_dir),
-                "entry_point": spec.model.entry_point,
-                "settings": settings.to_dict(),
-            },
-        )
         workers = settings.max_concurrent
-        tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, workers)
-        progress = TransformProgress(
-            objects_total=len(objects),
-            bytes_total=sum(o.size for o in objects),
-            started=time.monotonic(),
-        )
-        run = _Run(self, spec, tasks, progress, output, on_progress, upload)
+        objects: list[InputObject] = []
+        tasks: list[Task] = []
+        if not remote_in:  # what needs no worker is refused before one starts
+            objects = list_inputs(Path(spec.input), self.where("input"))
+            if not remote_out:
+                _check_apart(Path(spec.input).resolve(), Path(spec.output).resolve(), self.where)
+            tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, workers)
+        run = _Run(self, spec, on_progress)
         try:
-            run.start_workers(worker_spec, min(workers, len(tasks)))
+            run.start_workers(min(workers, len(tasks)) if tasks else workers)
+            if remote_in:
+                source = s3io.download_input(
+                    self.s3(), spec.input, staged / "in", self.where("input")
+                )
+                objects = list_inputs(source, self.where("input"))
+                tasks = plan_tasks(
+                    objects, parts, settings.split_type, settings.compression, workers
+                )
+            output, upload = self._claim(spec, objects, staged)
+            model_dir = ensure_extracted(
+                spec.model.model_file,
+                self.root / "models" / spec.model.model_sha256,
+                expected_sha256=spec.model.model_sha256,
+            )
+            shutil.rmtree(parts, ignore_errors=True)
+            parts.mkdir(parents=True)
+            progress = TransformProgress(
+                objects_total=len(objects),
+                bytes_total=sum(o.size for o in objects),
+                started=time.monotonic(),
+            )
+            run.begin(
+                {"model_dir": str(model_dir), "settings": settings.to_dict()},
+                tasks,
+                progress,
+                output,
+                upload,
+            )
 
             def loaded() -> None:
                 if on_log is not None:
@@ -217,6 +212,27 @@ class LocalTransformBackend:
             COMPLETED, None, len(objects), progress.rows_in, progress.rows_out, outputs
         )
 
+    def _claim(
+        self, spec: TransformJobSpec, objects: list[InputObject], staged: Path
+    ) -> tuple[Path, Callable[[Path, str], None] | None]:
+        """The output made this job's: where the outputs are assembled, and how each is
+        uploaded when it is complete (None: it is in its place already)."""
+        if not spec.output.startswith(s3io.S3):
+            output = Path(spec.output).resolve()
+            claim_output(output, objects, _job_key(spec), self.where("output"))
+            return output, None
+        output = staged / "out"
+        expected = {o.name + OUTPUT_SUFFIX for o in objects}
+        client = self.s3()
+        s3io.claim_output(client, spec.output, expected, _job_key(spec), self.where("output"))
+        output.mkdir(parents=True)
+
+        def upload(path: Path, rel: str) -> None:
+            s3io.upload(client, path, spec.output, rel)
+            path.unlink()
+
+        return output, upload
+
 
 class _Run:
     """One job's workers and tasks, from the first start to the last rename."""
@@ -225,38 +241,36 @@ class _Run:
         self,
         backend: LocalTransformBackend,
         spec: TransformJobSpec,
-        tasks: list[Task],
-        progress: TransformProgress,
-        output: Path,
         on_progress: Callable[[TransformProgress], None] | None,
-        upload: Callable[[Path, str], None] | None = None,
     ) -> None:
         self.backend = backend
-        self.upload = upload
         self.spec = spec
-        self.tasks = tasks
-        self.pending = list(reversed(tasks))
-        self.progress = progress
-        self.output = output
         self.on_progress = on_progress
+        self.upload: Callable[[Path, str], None] | None = None
+        self.tasks: list[Task] = []
+        self.pending: list[Task] = []
+        self.progress = TransformProgress()
+        self.output = Path()
         self.workers: list[_Worker] = []
         self.selector = selectors.DefaultSelector()
         self.gzip = spec.settings.compression == "Gzip"
         self.log_path = backend.log_path(spec.name)
 
-    def start_workers(self, worker_spec: Path, count: int) -> None:
-        """Start ``count`` workers; each loads the model while the others do."""
+    def start_workers(self, count: int) -> None:
+        """Start ``count`` workers; each loads the model's code while the others do, and
+        while this process gets the job ready (:meth:`begin` hands them the rest)."""
         python = str(self.spec.model.python or sys.executable)
         env = share_cores({**child_environment(), **self.spec.model.environment}, count)
+        code = [str(self.spec.model.code_dir), self.spec.model.entry_point]
         with open_private_log(self.log_path, "ab") as log:
             for _ in range(count):
                 try:
                     proc = subprocess.Popen(
-                        [python, "-m", "mlcicd.transform.worker", str(worker_spec)],
+                        [python, "-m", "mlcicd.transform.worker", *code],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=log,
-                        cwd=worker_spec.parent,
+                        cwd=self.log_path.parent,
                         env=env,
                     )
                 except OSError as exc:
@@ -268,6 +282,27 @@ class _Run:
                 assert proc.stdout is not None
                 os.set_blocking(proc.stdout.fileno(), False)
                 self.selector.register(proc.stdout, selectors.EVENT_READ, worker)
+
+    def begin(
+        self,
+        load: dict[str, Any],
+        tasks: list[Task],
+        progress: TransformProgress,
+        output: Path,
+        upload: Callable[[Path, str], None] | None,
+    ) -> None:
+        """The job is ready: ``load`` (the model's directory, the settings) to every worker,
+        which loads the model; ``tasks`` to hand out as they are ready."""
+        self.tasks, self.pending = tasks, list(reversed(tasks))
+        self.progress, self.output, self.upload = progress, output, upload
+        line = (json.dumps(load) + "\n").encode()
+        for worker in self.workers:
+            stdin = worker.proc.stdin
+            assert stdin is not None
+            # A worker that could not load the code has said why (or died): dispatch reads it.
+            with contextlib.suppress(OSError):
+                stdin.write(line)
+                stdin.flush()
 
     def dispatch(self, on_loaded: Callable[[], None]) -> None:
         """Every task to a worker, each worker's first as soon as it has loaded the model
@@ -323,10 +358,10 @@ class _Run:
             task.done = True
             size = (task.end if task.end is not None else task.obj.size) - task.start
             progress.bytes_done += max(0, size - task.reported)
+            self._assign(worker)  # it works (or ends) while the object is assembled
             if all(t.done for t in self.tasks if t.obj is task.obj):
                 self._assemble(task.obj)
                 progress.objects_done += 1
-            self._assign(worker)
         elif event == "error":
             raise self._failure(task, message)
         if self.on_progress is not None:

@@ -1,14 +1,17 @@
 """One worker of a local transform job: load the model once, then transform the tasks it is sent.
 
-    python -m mlcicd.transform.worker SPEC_JSON
+    python -m mlcicd.transform.worker CODE_DIR ENTRY_POINT
 
 Runs in the model's build environment, like an endpoint worker, through the same
 :mod:`mlcicd.serving.handlers` (the user's ``model_fn``/``input_fn``/``predict_fn``/
 ``output_fn``, or the defaults with their compiled fast path): the same code, the same answers.
 
-The protocol is JSON lines: the job sends a task per line on stdin
+The protocol is JSON lines. The worker loads the model's code (``inference.py`` and what it
+imports) as it starts, while the job gets ready; the job's first line on stdin is then
+``{"model_dir", "settings"}`` (the model is loaded from it), and each line after it a task
 (``{"id", "path", "start", "end", "part", "whole", "gzip"}``: a byte range of an input file,
-or the whole file); the worker answers on its protocol pipe (stdout as it started; the user's
+or the whole file). Stdin closed before the first line (the job failed getting ready) ends
+the worker quietly. The worker answers on its protocol pipe (stdout as it started; the user's
 prints go to stderr, the job's log) with ``{"event": "ready"}`` once the model is loaded, then
 per mini-batch ``{"event": "progress", "id", "rows_in", "rows_out", "bytes"}`` and per task
 ``{"event": "done", "id"}`` or ``{"event": "error", "id", "kind", "line", "error"}`` (``line``
@@ -321,7 +324,6 @@ def _progress(task: dict[str, Any], rows_in: int, rows_out: int, size: int) -> d
 
 
 def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     # The protocol gets the real stdout; what the user's code prints goes to the log.
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
@@ -331,7 +333,11 @@ def main(argv: list[str]) -> int:
         protocol.write(json.dumps(message) + "\n")
 
     try:
-        handlers = load_handlers(Path(spec["code_dir"]), spec.get("entry_point", "inference.py"))
+        handlers = load_handlers(Path(argv[0]), argv[1] if len(argv) > 1 else "inference.py")
+        job = sys.stdin.readline()
+        if not job:
+            return 0  # the job ended before it was ready: nothing to load
+        spec = json.loads(job)
         variant = LoadedVariant("AllTraffic", handlers, handlers.load_model(spec["model_dir"]))
         transformer = Transformer(variant, spec["settings"])
     except Exception as exc:

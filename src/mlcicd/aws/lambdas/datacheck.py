@@ -24,15 +24,20 @@ from typing import Any
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
+from mlcicd.aws.joboutputs import written_once
 from mlcicd.aws.lambdas.runtime import json_setting, log
 from mlcicd.aws.lambdas.steps import (
+    OWN_JOB_INSTANCE_TYPE,
+    OWN_JOB_MAX_RUNTIME,
     ProcessingSettings,
     ended_job,
+    input_prefix,
     job_report,
+    own_job_resources,
     start_own_job,
     started_already,
 )
-from mlcicd.errors import AwsError, ConfigError, DataCheckError, ProcessingError
+from mlcicd.errors import ArtifactError, AwsError, ConfigError, DataCheckError, ProcessingError
 from mlcicd.processing.base import (
     DATA_CHECK_BASELINE_INPUT,
     DATA_CHECK_INPUT,
@@ -43,6 +48,7 @@ from mlcicd.processing.base import (
 SCRIPT = "datacheck.py"  # the job's code: it calls this module's processing_job
 MODULE = "mlcicd.monitor.datacheck"
 _MODES = ("warn", "fail")
+BASELINE_FILES = ("statistics.json", "constraints.json")  # what the check's output holds
 # What mlcicd.monitor.datacheck.processing_job writes (the function has no numpy to import it)
 _STATUSES = ("Passed", "CompletedWithViolations", "Skipped", "Unreadable")
 _VIOLATION_KEYS = ("feature_name", "constraint_check_type", "description")
@@ -57,6 +63,8 @@ class DataCheckSettings:
     label: str | None = None
     drift_threshold: float = 0.1
     method: str = "Robust"
+    instance_type: str = OWN_JOB_INSTANCE_TYPE  # monitor.instance_type
+    max_runtime: int = OWN_JOB_MAX_RUNTIME  # monitor.max_runtime
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> DataCheckSettings:
@@ -68,7 +76,10 @@ class DataCheckSettings:
                 f"{n.ENV_DATA_CHECK}: {raw!r} is not a data check",
                 path="the function's environment",
             )
+        instance_type, max_runtime = own_job_resources(raw, n.ENV_DATA_CHECK)
         return cls(
+            instance_type=instance_type,
+            max_runtime=max_runtime,
             mode=str(raw["mode"]),
             channel=str(raw["channel"]),
             label=raw.get("label"),
@@ -131,7 +142,7 @@ def _start(
     else:
         arn, folder = baseline
         log(f"data check: channel {settings.channel} against model {arn}'s baseline {folder}")
-        inputs[DATA_CHECK_BASELINE_INPUT] = folder
+        inputs[DATA_CHECK_BASELINE_INPUT] = _pin_baseline(processing, folder, name)
     start_own_job(
         processing,
         name,
@@ -143,6 +154,8 @@ def _start(
         arguments=settings.arguments(),
         step="data_check",
         where="data check",
+        instance_type=settings.instance_type,
+        max_runtime=settings.max_runtime,
     )
     return name
 
@@ -178,6 +191,37 @@ def production_baseline(sagemaker: AwsClient, group: str) -> tuple[str, str] | N
         log(f"data check: model {arn}'s statistics and constraints are not side by side")
         return None
     return arn, folder + "/"
+
+
+def _pin_baseline(processing: ProcessingSettings, folder: str, job: str) -> str:
+    """Copy production's baseline — each file as the one version the check that computed it
+    wrote (``joboutputs.written_once``) — to ``job``'s own input, and return that prefix.
+
+    The registry names the files by URI, and SageMaker reads a URI as it is when the job
+    starts: whoever can write the models bucket could have replaced constraints.json with one
+    that passes anything. A file written twice fails the run naming it; the copy is of the
+    version read, so nothing written after this check is what the job reads."""
+    bucket, _, prefix = folder.removeprefix("s3://").partition("/")
+    if bucket != processing.models_bucket:
+        raise ConfigError(
+            f"data check: production's baseline {folder} is not in the models bucket "
+            f"{processing.models_bucket}",
+            hint="the pipeline registers each model with the baseline its own check computed; "
+            "register the production model from this pipeline",
+        )
+    producer = prefix.removeprefix(f"{processing.pipeline}/processing/").split("/", 1)[0]
+    s3, target = client("s3"), f"{input_prefix(processing, job)}/{DATA_CHECK_BASELINE_INPUT}"
+    for file in BASELINE_FILES:
+        key = f"{prefix}{file}"
+        written = written_once(s3, bucket, key, job=producer)
+        if written is None:
+            raise ArtifactError(f"data check: production's baseline s3://{bucket}/{key} is gone")
+        s3.copy_object(
+            Bucket=bucket,
+            Key=f"{target}/{file}",
+            CopySource={"Bucket": bucket, "Key": key, "VersionId": written.version_id},
+        )
+    return f"s3://{bucket}/{target}/"
 
 
 def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
@@ -252,10 +296,7 @@ def baseline_metrics(processing: ProcessingSettings, state: Mapping[str, Any]) -
     return {
         "ModelDataQuality": {
             kind: {"ContentType": "application/json", "S3Uri": f"{folder}/{file}"}
-            for kind, file in (
-                ("Statistics", "statistics.json"),
-                ("Constraints", "constraints.json"),
-            )
+            for kind, file in zip(("Statistics", "Constraints"), BASELINE_FILES, strict=True)
         }
     }
 

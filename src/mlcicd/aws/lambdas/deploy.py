@@ -15,7 +15,8 @@ package group), every Model on this commit's image; ``data_capture``; ``strategy
 ``alarms``, put as CloudWatch alarms on the new fleet when the update starts;
 ``serverless``, a ServerlessConfig instead of instances; ``autoscaling``, each variant's
 ScalableTarget and target-tracking policy (:mod:`mlcicd.aws.autoscaling`), deregistered
-before an update and registered again once the endpoint is InService, as AWS documents.
+before an update and registered again once the endpoint is InService, as AWS documents —
+or, once ``autoscaling`` is removed from mlcicd.yaml, deregistered for good.
 
 Later invocations: while SageMaker works, return the token again; InService on the new
 config succeeds; anything else (Failed, or an update SageMaker rolled back) fails the job
@@ -66,7 +67,7 @@ from mlcicd.aws.lambdas.runtime import (
     int_setting,
     json_setting,
     log,
-    read_report,
+    read_object,
     run_job,
     setting,
 )
@@ -75,6 +76,7 @@ from mlcicd.aws.network import vpc_from_json
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import AutoscalingConfig, ServerlessConfig, ShadowConfig, VariantConfig
 from mlcicd.errors import ArtifactError, ConfigError, EndpointError, ExplainError
+from mlcicd.processing.base import parse_report
 from mlcicd.shapes import DataCapture, clarify_explainer_config
 from mlcicd.store.s3 import parse_s3_uri
 
@@ -300,12 +302,22 @@ def _clarify(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, An
         failed = model.get("explanation_error")
         clarify_explainer_config({"error": failed} if failed else None, arn)
     bucket, key = parse_s3_uri(str(uri))
-    report = read_report(bucket, key, f"explain.online: {uri}")
-    if report is None:
+    data = read_object(bucket, key)
+    if data is None:
         raise ExplainError(
             f"explain.online: the report of model {arn} is gone from {uri}",
             hint="run the pipeline again: the Train action explains the model anew",
         )
+    expected = model.get("explanation_sha256")  # model.json of an older Train action: none
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise ArtifactError(
+            f"explain.online: the report of model {arn} at {uri} is not the one the Train "
+            f"action stored (sha256 {hashlib.sha256(data).hexdigest()[:12]}…, stored "
+            f"{str(expected)[:12]}…): the endpoint is not given its baseline",
+            hint="whoever can write the models bucket replaced it: find who in its access log "
+            "or CloudTrail; run the pipeline again to explain the model anew",
+        )
+    report = parse_report(data, f"explain.online: {uri}")
     clarify = clarify_explainer_config(report, arn)
     baseline_key, data = clarify_baseline_key(settings.pipeline, clarify)
     client("s3").put_object(Bucket=bucket, Key=baseline_key, Body=data, ContentType="text/csv")
@@ -392,11 +404,11 @@ def _start(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
         return
 
     def deployment() -> dict[str, Any] | None:  # only for an update: it puts the rollback alarms
-        if settings.autoscaling is not None:
-            # SageMaker refuses some updates of a variant registered for scaling.
-            gone = autoscaling.deregister(client("application-autoscaling"), endpoint)
-            if gone:
-                log(f"deregistered from autoscaling until the update is done: {', '.join(gone)}")
+        # SageMaker refuses some updates of a variant registered for scaling — also when
+        # deploy.autoscaling has just been removed from the config.
+        gone = autoscaling.deregister(client("application-autoscaling"), endpoint)
+        if gone:
+            log(f"deregistered from autoscaling until the update is done: {', '.join(gone)}")
         made = prepare_deployment(
             client("cloudwatch"),
             endpoint=endpoint,
@@ -448,14 +460,19 @@ def follow(job: PipelineJob, settings: DeploySettings, state: dict[str, Any]) ->
     if now.state == "failed":
         raise EndpointError(f"endpoint {endpoint} ({now.status}): {now.reason}")
     log(f"endpoint {endpoint} is InService with {config}")
-    if settings.autoscaling is not None:
-        scaled = autoscaling.register(
-            client("application-autoscaling"),
-            endpoint,
-            state.get("variants") or [n.VARIANT_NAME],
-            settings.autoscaling,
-        )
+    scaled, released = autoscaling.settle(
+        client("application-autoscaling"),
+        endpoint,
+        state.get("variants") or [n.VARIANT_NAME],
+        settings.autoscaling,
+    )
+    if scaled:
         log(f"autoscaling {', '.join(scaled)} on {autoscaling.METRIC}")
+    if released:
+        log(
+            f"deploy.autoscaling is not set: deregistered {', '.join(released)} (the endpoint "
+            "keeps the instances it has until the next update)"
+        )
     job.succeed(
         summary=f"{endpoint} InService with {config}",
         external_id=endpoint,

@@ -31,12 +31,15 @@ from mlcicd.aws import names as n
 from mlcicd.aws.clients import client
 from mlcicd.aws.lambdas.runtime import json_setting, log
 from mlcicd.aws.lambdas.steps import (
+    OWN_JOB_INSTANCE_TYPE,
+    OWN_JOB_MAX_RUNTIME,
     ProcessingSettings,
     SourceTree,
     ended_job,
     input_prefix,
     job_failure,
     job_report,
+    own_job_resources,
     start_own_job,
     started_already,
 )
@@ -70,6 +73,8 @@ class ExplainSettings:
     prediction_key: str = "predictions"
     required: bool = False
     online: bool = False
+    instance_type: str = OWN_JOB_INSTANCE_TYPE  # explain.instance_type
+    max_runtime: int = OWN_JOB_MAX_RUNTIME  # explain.max_runtime
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ExplainSettings:
@@ -84,7 +89,10 @@ class ExplainSettings:
                 f"{n.ENV_EXPLAIN}: {raw!r} is not an explain setting",
                 path="the function's environment",
             )
+        instance_type, max_runtime = own_job_resources(raw, n.ENV_EXPLAIN)
         return cls(
+            instance_type=instance_type,
+            max_runtime=max_runtime,
             enabled=True,
             channel=str(raw["channel"]),
             label=raw.get("label"),
@@ -193,6 +201,8 @@ def _start(
         arguments=settings.arguments(sha256),
         step="explain",
         where="explain",
+        instance_type=settings.instance_type,
+        max_runtime=settings.max_runtime,
     )
     log(f"explain: {name} explains {training_job}'s model")
     return name
@@ -229,11 +239,9 @@ def _store(
     training_job = str(state["job"])
     key = report_key(processing.pipeline, training_job, sha256)
     uri = f"s3://{processing.models_bucket}/{key}"
+    stored = (json.dumps({**report, "training_job": training_job}, indent=2) + "\n").encode()
     client("s3").put_object(
-        Bucket=processing.models_bucket,
-        Key=key,
-        Body=(json.dumps({**report, "training_job": training_job}, indent=2) + "\n").encode(),
-        ContentType="application/json",
+        Bucket=processing.models_bucket, Key=key, Body=stored, ContentType="application/json"
     )
     error = report.get("error")
     if error is None and not report.get("baseline") and settings.online:
@@ -254,7 +262,9 @@ def _store(
         + ", ".join(f"{k} {v:.3g}" for k, v in top)
         + f" ({uri})"
     )
-    state["explained"] = uri
+    # model.json carries its digest: the deploy Lambda reads the report (its Clarify baseline)
+    # perhaps days later, after the approval, from a bucket others can write.
+    state["explained"], state["explained_sha256"] = uri, hashlib.sha256(stored).hexdigest()
 
 
 def metadata(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -66,17 +66,28 @@ def bool_setting(environ: Mapping[str, str], name: str, default: bool) -> bool:
     return default if not raw else raw == "true"
 
 
-def read_report(bucket: str, key: str, where: str) -> dict[str, Any] | None:
-    """The JSON report at ``s3://bucket/key``, None when there is none; read as data
-    (``parse_report``: at most ``MAX_REPORT_BYTES``, an object; errors name ``where``)."""
+def read_object(bucket: str, key: str, *, version_id: str | None = None) -> bytes | None:
+    """At most ``MAX_REPORT_BYTES + 1`` bytes of ``s3://bucket/key`` (of that version), None
+    when there is no such object: a report's bytes, never more than one can be."""
+    extra = {"VersionId": version_id} if version_id else {}
     try:
-        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        body = client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"]
     except AwsError as exc:
-        if exc.code in ("NoSuchKey", "404"):
+        if exc.code in ("NoSuchKey", "NoSuchVersion", "404"):
             return None
         raise
     with body:
-        return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+        data: bytes = body.read(MAX_REPORT_BYTES + 1)
+    return data
+
+
+def read_report(
+    bucket: str, key: str, where: str, *, version_id: str | None = None
+) -> dict[str, Any] | None:
+    """The JSON report at ``s3://bucket/key``, None when there is none; read as data
+    (``parse_report``: at most ``MAX_REPORT_BYTES``, an object; errors name ``where``)."""
+    data = read_object(bucket, key, version_id=version_id)
+    return None if data is None else parse_report(data, where)
 
 
 def run_job(

@@ -29,7 +29,9 @@ role can) could point a step at any Completed job and plant its "outputs" under 
 The job it names is reused only when SageMaker's own record agrees — tagged with this pipeline,
 this step and this cache key when the Lambda started it (``mlcicd:cache-key``; S3 cannot
 change a job's tags) — and an index that is not JSON or names no valid job is a cache miss:
-the step runs again.
+the step runs again. The reused job's outputs must still be as it wrote them (one version
+each in the versioned bucket, :mod:`mlcicd.aws.joboutputs`), as must any output before a later
+job is given it: one written again fails the action, naming it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from typing import Any, Protocol
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
+from mlcicd.aws.joboutputs import all_written_once, written_once
 from mlcicd.aws.lambdas.runtime import log, read_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -67,6 +70,7 @@ from mlcicd.config.processing import (
 )
 from mlcicd.errors import AwsError, ConfigError, ProcessingError
 from mlcicd.processing.base import cache_key
+from mlcicd.store.s3 import parse_s3_uri
 
 RUNNING = ("InProgress", "Stopping")
 CACHE_KEY_TAG = "mlcicd:cache-key"
@@ -317,10 +321,13 @@ def _start(
             paths[name], digests[name] = root, source.digest(root)
         elif ref.step == TRAIN:
             model = state["model"]
+            # One version now is the one hashed then: no role may delete a version.
+            bucket, key = parse_s3_uri(model["uri"])
+            written_once(s3, bucket, key, job=str(state["job"]))
             inputs[name], digests[name] = model["uri"], model["sha256"]
         else:
             producer = state["steps"][ref.step]
-            inputs[name] = settings.output_uri(producer, ref.output) + "/"
+            inputs[name] = _job_output(s3, settings, producer, ref.output)
             digests[name] = f"job {producer} output {ref.output}"
     code_root = settings.in_project(step.source_dir)
     key = cache_key(
@@ -413,25 +420,35 @@ def _cached(
             "not know as this step's with this key: running the step"
         )
         return None
-    for output in step.outputs:
-        listed = s3.list_objects_v2(
-            Bucket=settings.models_bucket,
-            Prefix=f"{settings.job_prefix(job)}/output/{output}/",
-            MaxKeys=1,
-        )
-        if not listed.get("KeyCount"):
+    for output in step.outputs:  # each still there, and still as the job wrote it
+        prefix = f"{settings.job_prefix(job)}/output/{output}/"
+        if not all_written_once(s3, settings.models_bucket, prefix, job=job):
             return None
     return job
 
 
 def channel_uris(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, str]:
-    """The training channels that are steps' outputs, as the S3 prefixes SageMaker wrote."""
+    """The training channels that are steps' outputs, as the S3 prefixes SageMaker wrote
+    (each checked to hold only what its job wrote: a job is about to read it)."""
     uris = {}
     for channel, value in settings.channels.items():
         ref = settings.reference(value)
         if ref is not None:
-            uris[channel] = settings.output_uri(state["steps"][ref.step], ref.output) + "/"
+            producer = state["steps"][ref.step]
+            uris[channel] = _job_output(client("s3"), settings, producer, ref.output)
     return uris
+
+
+def _job_output(s3: AwsClient, settings: ProcessingSettings, job: str, output: str) -> str:
+    """``output`` of ``job`` as the prefix another job will read, once every object under it
+    is checked to be the one version ``job`` wrote. SageMaker reads a prefix as it is when the
+    next job starts, so this narrows the window for a replacement to that start; it cannot
+    close it (docs/processing.md, "Not yet")."""
+    uri = settings.output_uri(job, output)
+    all_written_once(
+        s3, settings.models_bucket, f"{settings.job_prefix(job)}/output/{output}/", job=job
+    )
+    return uri + "/"
 
 
 def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -450,11 +467,33 @@ def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str,
 
 
 # The jobs the Lambda runs of its own (the data check, the explainer): mlcicd's code in the
-# commit's image, on one instance, for at most an hour.
+# commit's image, on one instance — by default this one, for at most an hour (monitor.* and
+# explain.* instance_type and max_runtime; an older stack's environment has neither).
 OWN_JOB_INSTANCE_TYPE = "ml.m5.large"
 OWN_JOB_MAX_RUNTIME = 3600
 # Their code: it calls the image's mlcicd (the version it was built with, with numpy and shap).
 OWN_JOB_SCRIPT = "import sys\nfrom {} import processing_job as run\nsys.exit(run(sys.argv[1:]))\n"
+
+
+def own_job_resources(raw: Mapping[str, Any], variable: str) -> tuple[str, int]:
+    """``instance_type`` and ``max_runtime`` of a job of the Lambda's own, from its setting's
+    JSON (``variable``: where it came from, for the error)."""
+    instance_type = raw.get("instance_type", OWN_JOB_INSTANCE_TYPE)
+    max_runtime = raw.get("max_runtime", OWN_JOB_MAX_RUNTIME)
+    if (
+        not isinstance(instance_type, str)
+        or not instance_type.startswith("ml.")
+        or isinstance(max_runtime, bool)
+        or not isinstance(max_runtime, int)
+        or max_runtime < 1
+    ):
+        raise ConfigError(
+            f"{variable}: instance_type {instance_type!r} and max_runtime {max_runtime!r} are "
+            "not a processing job's",
+            path=_WHERE,
+            hint="the stack sets it from mlcicd.yaml: redeploy with `mlcicd aws deploy`",
+        )
+    return instance_type, max_runtime
 
 
 def input_prefix(settings: ProcessingSettings, job: str) -> str:
@@ -474,10 +513,13 @@ def start_own_job(
     arguments: Sequence[str],
     step: str,
     where: str,
+    instance_type: str = OWN_JOB_INSTANCE_TYPE,
+    max_runtime: int = OWN_JOB_MAX_RUNTIME,
 ) -> None:
     """Start processing job ``name``: ``script``, calling ``module``'s ``processing_job``,
-    run in ``image`` on ``inputs``, its one ``output`` beside it; ``step`` tags it, ``where``
-    names it in the errors and the log."""
+    run in ``image`` on ``inputs``, its one ``output`` beside it, on one ``instance_type`` for
+    at most ``max_runtime`` seconds; ``step`` tags it, ``where`` names it in the errors and
+    the log."""
     bucket, prefix = settings.models_bucket, input_prefix(settings, name)
     source = OWN_JOB_SCRIPT.format(module).encode()
     client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{script}", Body=source)
@@ -491,24 +533,28 @@ def start_own_job(
         outputs={output: settings.output_uri(name, output)},
         arguments=arguments,
         environment={},
-        instance_type=OWN_JOB_INSTANCE_TYPE,
+        instance_type=instance_type,
         instance_count=1,
-        max_runtime=OWN_JOB_MAX_RUNTIME,
+        max_runtime=max_runtime,
         kms_key_id=settings.kms_key_id,
         tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step},
         vpc_config=settings.vpc_config,
         inter_container_encryption=settings.inter_container_encryption,
     )
     start_processing_job(client("sagemaker"), request, where=f"{where}: ")
-    log(f"{where}: processing job {name} started")
+    log(f"{where}: processing job {name} started on {instance_type}")
 
 
 def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hint: str) -> Any:
-    """The report ``job`` wrote to ``output/<path>``, parsed as data; ``ProcessingError``
-    naming ``where`` and the object when it wrote none (``hint``: what to do), or no report."""
+    """The report ``job`` wrote to ``output/<path>`` — the one version it wrote
+    (``joboutputs.written_once``) — parsed as data; ``ProcessingError`` naming ``where`` and
+    the object when it wrote none (``hint``: what to do), or no report."""
     key = f"{settings.job_prefix(job)}/output/{path}"
     where = f"{where}: report {path} (s3://{settings.models_bucket}/{key})"
-    report = read_report(settings.models_bucket, key, where)
+    written = written_once(client("s3"), settings.models_bucket, key, job=job)
+    report = None
+    if written is not None:
+        report = read_report(settings.models_bucket, key, where, version_id=written.version_id)
     if report is None:
         raise ProcessingError(f"{where}: the job wrote no such file", hint=hint)
     return report

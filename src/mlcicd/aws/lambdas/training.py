@@ -33,6 +33,7 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.codepipeline import Artifact, PipelineJob
+from mlcicd.aws.joboutputs import written_once
 from mlcicd.aws.lambdas import datacheck as dc
 from mlcicd.aws.lambdas import explain as ex
 from mlcicd.aws.lambdas import steps as st
@@ -407,18 +408,18 @@ def follow(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) 
         raise TrainingError(
             f"training job {name} {status.lower()} ({secondary}): {failure_reason(described)}"
         )
-    if settings.processing.phase_steps("after"):
-        url = model_uri(described)
-        state["model"] = {"uri": url, "sha256": _sha256_of(client("s3"), url, name)}
-        evaluate_steps(job, settings, state)
-        return
-    complete(job, settings, state, described)
+    # The model's digest, once: the steps after training, the gate, the explainer's
+    # continuations and the registry all take it from the token.
+    url = model_uri(described)
+    state["model"] = {"uri": url, "sha256": _sha256_of(client("s3"), url, name)}
+    evaluate_steps(job, settings, state)
 
 
 def evaluate_steps(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) -> None:
     """The steps after training (they may read ``train.model``); the gate once they have
     completed."""
-    if not st.advance(settings.processing, state, "after", lambda: _source_tree(job)):
+    after = settings.processing.phase_steps("after")
+    if after and not st.advance(settings.processing, state, "after", lambda: _source_tree(job)):
         _continue_steps(job, state, "after")
         return
     name = str(state["job"])
@@ -434,7 +435,7 @@ def complete(
     name = str(state["job"])
     s3 = client("s3")
     try:
-        metrics = final_metrics(s3, described)
+        metrics = final_metrics(s3, described, pinned=True)
     except ValueError as exc:
         raise TrainingError(f"training job {name}: {exc}") from exc
     shown = ", ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())) or "none"
@@ -444,8 +445,7 @@ def complete(
         log(f"check {threshold}: {shown_value(threshold.metric, metrics, reports)}")
     failures = evaluate_thresholds(settings.thresholds, metrics, reports)
     model_data_url = model_uri(described)
-    known = state.get("model") or {}
-    sha256 = known.get("sha256") or _sha256_of(s3, model_data_url, name)
+    sha256 = str(state["model"]["sha256"])  # taken once, when the job had completed
     if failures:
         reason = "; ".join(failures)
         package = register(
@@ -490,6 +490,7 @@ def complete(
     }
     if state.get("explained"):  # the deploy Lambda's Clarify baseline (explain.online)
         model["explanation"] = state["explained"]
+        model["explanation_sha256"] = state.get("explained_sha256")
     elif state.get("explain_error"):
         model["explanation_error"] = state["explain_error"]
     if settings.processing.steps:
@@ -527,16 +528,14 @@ def _named(artifacts: tuple[Artifact, ...], name: str) -> Artifact:
 
 
 def _sha256_of(s3: AwsClient, uri: str, job_name: str) -> str:
-    """The model's digest, streamed from S3 (never held whole in the function's memory)."""
+    """The model's digest, streamed from S3 (never held whole in the function's memory), of
+    the one version the job wrote: every later reader (the explainer, the endpoint's
+    container) checks the model against it."""
     bucket, key = parse_s3_uri(uri)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except AwsError as exc:
-        if exc.code in ("NoSuchKey", "404"):
-            raise ArtifactError(
-                f"training job {job_name} completed but {uri} does not exist"
-            ) from exc
-        raise
+    written = written_once(s3, bucket, key, job=job_name)
+    if written is None:
+        raise ArtifactError(f"training job {job_name} completed but {uri} does not exist")
+    body = s3.get_object(Bucket=bucket, Key=key, VersionId=written.version_id)["Body"]
     digest = hashlib.sha256()
     try:
         for chunk in body.iter_chunks(1 << 20):

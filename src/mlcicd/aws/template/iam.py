@@ -52,7 +52,8 @@ ACTIONS_ON_ANY_RESOURCE = frozenset(
         "codepipeline:PutJobSuccessResult",  # job results name a job id, not a resource
         "codepipeline:PutJobFailureResult",
         "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
-        # Application Auto Scaling's reads have no resource type (deploy.autoscaling only).
+        # Application Auto Scaling's reads have no resource type (the deploy Lambda's: it
+        # deregisters what an earlier deploy.autoscaling registered).
         "application-autoscaling:DescribeScalableTargets",
         "application-autoscaling:DescribeScalingPolicies",
         # EC2's reads have no resource type either (network: the jobs' and Models' VPC only).
@@ -378,15 +379,15 @@ def _training_function_role(names: StackNames, *, data_check: bool) -> Json:
         ),
         *finding,
         # The channels it uploads, the model it hashes, the registration it records: all under
-        # <pipeline>/.
+        # <pipeline>/. A job's output is read as the one version the job wrote (joboutputs).
         allow(
             "ReadAndWriteUnderThePipelinesPrefix",
-            ["s3:GetObject", "s3:PutObject"],
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
             [_objects(MODELS_BUCKET, f"{names.pipeline}/")],
         ),
-        allow(
-            "ListModels", ["s3:ListBucket"], [arn_of(MODELS_BUCKET)]
-        ),  # NoSuchKey, not AccessDenied
+        allow(  # NoSuchKey, not AccessDenied; and how many versions an output has
+            "ListModels", ["s3:ListBucket", "s3:ListBucketVersions"], [arn_of(MODELS_BUCKET)]
+        ),
     )
 
 
@@ -394,14 +395,20 @@ def _alarm(name: str) -> Json:
     return sub(arn("cloudwatch", f"alarm:{name}"))
 
 
-def _scale_the_endpoint(names: StackNames) -> list[Json]:
-    """What registering the endpoint's variants for scaling takes (mlcicd/aws/autoscaling.py),
-    as Application Auto Scaling documents it for SageMaker. Its scalable targets' ARNs are
-    opaque ids, not endpoint names: the writes are held to targets tagged with this endpoint
-    (created so, by RegisterScalableTarget's Tags)."""
+_SCALING_TAG = "mlcicd:endpoint"
+
+
+def _scalable_targets() -> list[Json]:
+    return [sub(arn("application-autoscaling", "scalable-target/*"))]
+
+
+def _release_the_endpoints_scaling(names: StackNames) -> list[Json]:
+    """What deregistering the endpoint's variants takes: the deploy Lambda does it before
+    every update, and for good once ``deploy.autoscaling`` is removed — when the stack no
+    longer grants the rest of :func:`_scale_the_endpoint`. Only deletions, only of the
+    targets tagged with this endpoint (and their target-tracking alarms, which deleting a
+    policy deletes in the caller's name)."""
     endpoint = names.endpoint
-    targets = [sub(arn("application-autoscaling", "scalable-target/*"))]
-    tag = "mlcicd:endpoint"
     return [
         _allow_on_any_resource(
             "ReadScaling",
@@ -410,6 +417,32 @@ def _scale_the_endpoint(names: StackNames) -> list[Json]:
                 "application-autoscaling:DescribeScalingPolicies",
             ],
         ),
+        allow(
+            "ReleaseTheEndpointsVariantsOnly",
+            [
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DeregisterScalableTarget",
+            ],
+            _scalable_targets(),
+            condition={"StringEquals": {f"aws:ResourceTag/{_SCALING_TAG}": endpoint}},
+        ),
+        allow(
+            "TheTargetTrackingAlarms",
+            ["cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            [_alarm(f"TargetTracking-endpoint/{endpoint}/variant/*")],
+        ),
+    ]
+
+
+def _scale_the_endpoint(names: StackNames) -> list[Json]:
+    """What registering the endpoint's variants for scaling takes (mlcicd/aws/autoscaling.py),
+    as Application Auto Scaling documents it for SageMaker. Its scalable targets' ARNs are
+    opaque ids, not endpoint names: the writes are held to targets tagged with this endpoint
+    (created so, by RegisterScalableTarget's Tags)."""
+    endpoint = names.endpoint
+    targets = _scalable_targets()
+    tag = _SCALING_TAG
+    return [
         allow(
             "RegisterTheEndpointsVariantsOnly",
             [
@@ -421,11 +454,7 @@ def _scale_the_endpoint(names: StackNames) -> list[Json]:
         ),
         allow(
             "ScaleTheEndpointsVariantsOnly",
-            [
-                "application-autoscaling:PutScalingPolicy",
-                "application-autoscaling:DeleteScalingPolicy",
-                "application-autoscaling:DeregisterScalableTarget",
-            ],
+            ["application-autoscaling:PutScalingPolicy"],
             targets,
             condition={"StringEquals": {f"aws:ResourceTag/{tag}": endpoint}},
         ),
@@ -437,8 +466,8 @@ def _scale_the_endpoint(names: StackNames) -> list[Json]:
             [sub(names.sagemaker_arn("endpoint", endpoint))],
         ),
         allow(
-            "TheTargetTrackingAlarms",
-            ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            "PutTheTargetTrackingAlarms",
+            ["cloudwatch:PutMetricAlarm"],
             [_alarm(f"TargetTracking-endpoint/{endpoint}/variant/*")],
         ),
         allow(
@@ -519,6 +548,7 @@ def _deploy_function_role(
             [sub(names.sagemaker_arn("model-package", f"{names.model_package_group}/*"))],
         ),
         *([put_alarms] if rollback_alarms else []),
+        *_release_the_endpoints_scaling(names),
         *(_scale_the_endpoint(names) if autoscaled else []),
         *(explaining if explain_online else []),
         *_manage_staging_endpoint(names),

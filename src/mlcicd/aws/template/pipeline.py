@@ -264,6 +264,8 @@ def data_check_setting(config: Config) -> dict[str, Any]:
         "label": monitor.label,
         "drift_threshold": monitor.drift_threshold,
         "method": monitor.comparison_method,
+        "instance_type": monitor.instance_type,
+        "max_runtime": monitor.max_runtime,
     }
 
 
@@ -289,6 +291,8 @@ def explain_setting(config: Config) -> dict[str, Any]:
         "prediction_key": "predictions",
         "required": explain.required,
         "online": explain.online,
+        "instance_type": explain.instance_type,
+        "max_runtime": explain.max_runtime,
     }
 
 

@@ -1,0 +1,83 @@
+"""The listening socket's handover between supervisors: only the expected peer takes part.
+(The handover end to end, under load: tests/endpoints/test_local.py.)"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlcicd import procinfo
+from mlcicd.errors import EndpointError
+from mlcicd.serving import handover
+
+pytestmark = pytest.mark.integration  # processes and unix sockets
+
+# A process that stands for the running supervisor: it outlives SIGUSR2 and does nothing.
+_IDLE = (
+    "import signal, time; signal.signal(signal.SIGUSR2, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(600)"
+)
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", _IDLE], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"  # SIGUSR2 no longer kills it
+    yield proc
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+
+
+def _start(proc: subprocess.Popen[bytes]) -> int | None:
+    return procinfo.start_time(proc.pid)
+
+
+def test_a_socket_from_anyone_but_the_running_server_is_ignored(
+    tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    (tmp_path / "run").mkdir()
+    offer = handover.Offer(tmp_path, "launch-1")
+    try:
+        recorded = json.loads((tmp_path / "run" / "successor.json").read_text())
+        assert recorded["socket"] == offer.path and recorded["launch_id"] == "launch-1"
+        # This process is not the supervisor the offer waits for; its socket waits in the
+        # offer's backlog until receive accepts it.
+        with (
+            socket.create_server(("127.0.0.1", 0)) as listener,
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor,
+        ):
+            impostor.connect(offer.path)
+            socket.send_fds(impostor, [handover.MAGIC], [listener.fileno()])
+            with pytest.raises(EndpointError, match="did not hand its socket over within 2s"):
+                offer.receive(bystander.pid, _start(bystander), timeout=2.0)
+        assert bystander.poll() is None
+    finally:
+        offer.close()
+
+
+def test_the_socket_is_sent_only_to_the_recorded_successor(
+    tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    """successor.json names a live process, but the unix socket there is someone else's."""
+    (tmp_path / "run").mkdir()
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as trap:
+        trap.bind(path)
+        trap.listen(1)
+        record = {"pid": bystander.pid, "start_time": _start(bystander), "socket": path}
+        (tmp_path / "run" / "successor.json").write_text(json.dumps(record))
+        with socket.create_server(("127.0.0.1", 0)) as listening:
+            assert handover.hand_over(tmp_path, listening) is False
+        conn, _ = trap.accept()
+        with conn:
+            conn.settimeout(5)
+            message, fds, _, _ = socket.recv_fds(conn, 64, 1)
+        assert (message, fds) == (b"", [])  # closed without a word, and no socket
