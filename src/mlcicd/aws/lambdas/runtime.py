@@ -67,8 +67,7 @@ def bool_setting(environ: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def read_object(bucket: str, key: str, *, version_id: str | None = None) -> bytes | None:
-    """At most ``MAX_REPORT_BYTES + 1`` bytes of ``s3://bucket/key`` (of that version), None
-    when there is no such object: a report's bytes, never more than one can be."""
+    """A report's bytes (no more than one can have) at ``s3://bucket/key``, or None."""
     extra = {"VersionId": version_id} if version_id else {}
     try:
         body = client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"]
@@ -84,8 +83,7 @@ def read_object(bucket: str, key: str, *, version_id: str | None = None) -> byte
 def read_report(
     bucket: str, key: str, where: str, *, version_id: str | None = None
 ) -> dict[str, Any] | None:
-    """The JSON report at ``s3://bucket/key``, None when there is none; read as data
-    (``parse_report``: at most ``MAX_REPORT_BYTES``, an object; errors name ``where``)."""
+    """:func:`read_object` parsed as data (``parse_report``, its errors naming ``where``)."""
     data = read_object(bucket, key, version_id=version_id)
     return None if data is None else parse_report(data, where)
 
