@@ -44,7 +44,7 @@ from mlcicd.serving import batching, codecs
 from mlcicd.serving.direct import direct_protocol
 from mlcicd.serving.handlers import LoadedVariant, load_handlers
 from mlcicd.serving.metrics import WorkerMetrics
-from mlcicd.serving.protocol import guarded_protocol
+from mlcicd.serving.protocol import guarded_config, guarded_protocol
 
 BODY = b"[[5.1, 3.5, 1.4, 0.2]]"
 REQUEST = (
@@ -105,15 +105,7 @@ def make_protocol(app: Any, direct: bool) -> tuple[asyncio.Protocol, Transport]:
     protocol_class = (
         direct_protocol(10.0, 60.0, 6 * 1024 * 1024) if direct else guarded_protocol(10.0, 60.0)
     )
-    config = uvicorn.Config(  # as the worker configures it (worker.serve)
-        app,
-        http=protocol_class,
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
-    )
+    config = guarded_config(app, protocol_class)  # as the worker configures it (worker.serve)
     config.load()
     server_state = uvicorn.server.ServerState()
     protocol = protocol_class(config=config, server_state=server_state, app_state={})

@@ -404,3 +404,19 @@ def test_an_output_written_again_after_its_job_stops_the_pipeline_naming_it(
     ), message
     listed = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")
     assert not listed["ModelPackageSummaryList"]
+
+
+def test_a_garbled_registration_marker_fails_naming_it(pipeline: AwsClient) -> None:
+    """The marker beside the job's output is read as data, as the other JSON the Lambdas read
+    on S3: one that is not JSON fails the action naming it, not as an internal error."""
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    sagemaker_writes_output(pipeline, name, {"accuracy": 0.97, "f1": 0.96})
+    marker = f"iris-classifier/{name}/model-package.json"
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=marker, Body=b"[" * 100_000)
+    call = report("job-2", continuation=token, fails=True)
+    message = call[1]["failureDetails"]["message"]
+    assert message.startswith(f"{name}'s registration (s3://{MODELS_BUCKET}/{marker}): not JSON")
+    assert not pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")[
+        "ModelPackageSummaryList"
+    ]

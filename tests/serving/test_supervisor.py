@@ -157,6 +157,12 @@ def test_sighup_starts_a_new_generation(
     assert predict(after["url"]) == flipped.model.predict([[6.7, 3.0, 5.2, 2.3]]).tolist()
     old = before["workers"][0]["pid"]
     wait_for("the old worker to exit", lambda: procinfo.start_time(old) is None, timeout=20)
+    # status.json forgets the drained generation's worker once it has exited
+    wait_for(
+        "status.json to list generation 2's workers only",
+        lambda: {w["generation"] for w in status(state_dir)["workers"]} == {2},
+        timeout=20,
+    )
 
 
 def test_failed_update_keeps_the_old_generation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,17 +25,29 @@ def one_worker(root: Path) -> None:
     set_yaml(root, "workers: 2", "workers: 1")
 
 
+def deploy_inputs(
+    stages: Stages, iris: IrisModel, *, explained: bool = False
+) -> dict[str, dict[str, Any]]:
+    """What the deploy stage reads of a run: the commit, its build and ``iris`` registered —
+    put in the registry directly, or ``explained`` by a run of the register stage (which
+    computes its report, as ``explain.online`` needs)."""
+    outputs = {"source": stages.source(), "build": stages.build()}
+    if explained:
+        from tests.stages.test_register import register
+
+        outputs["register"] = register(stages, iris)
+    else:
+        outputs["register"] = registered(stages.project, iris)
+    return outputs
+
+
 def test_a_model_is_served_recorded_and_a_redeploy_is_cached(
     iris_repo: Path, iris: IrisModel
 ) -> None:
     one_worker(iris_repo)
     stages = Stages(iris_repo)
     project = stages.project
-    outputs = {
-        "source": stages.source(),
-        "build": stages.build(),
-        "register": registered(project, iris),
-    }
+    outputs = deploy_inputs(stages, iris)
     first = DeployStage().run(stages.context(outputs))
     assert first.status == "Succeeded" and first.outputs["changed"] is True
     url = first.outputs["url"]
@@ -75,11 +88,7 @@ def test_a_model_that_cannot_load_fails_and_nothing_claims_to_serve(
     )
     stages = Stages(iris_repo)
     project = stages.project
-    outputs = {
-        "source": stages.source(),
-        "build": stages.build(),
-        "register": registered(project, iris),
-    }
+    outputs = deploy_inputs(stages, iris)
     with pytest.raises(MlcicdError, match="cannot load the model on purpose"):
         DeployStage().run(stages.context(outputs))
     record = project.state.get_endpoint(ENDPOINT)
@@ -93,13 +102,12 @@ def test_explain_online_serves_clarifys_answer_to_the_header_only(
     register-time report; boto3's EnableExplanations gets Clarify's answer, a plain request
     the model's own."""
     from tests.endpoints.test_local import boto3_client
-    from tests.stages.test_register import explained_repo, register
+    from tests.stages.test_register import explained_repo
 
     one_worker(iris_repo)
     stages = explained_repo(iris_repo, "explain:\n  rows: 40\n  online: true\n")
     project = stages.project
-    outputs = {"source": stages.source(), "build": stages.build()}
-    outputs["register"] = register(stages, iris)
+    outputs = deploy_inputs(stages, iris, explained=True)
     deployed = DeployStage().run(stages.context(outputs))
     (config,) = project.state.endpoint_configs(ENDPOINT)
     clarify = config.spec["explainer"]
@@ -160,11 +168,7 @@ def test_explain_online_and_required_without_a_report_fails_the_deploy_saying_wh
     from tests.stages.test_register import explained_repo
 
     stages = explained_repo(iris_repo, "explain:\n  online: true\n  required: true\n")
-    outputs = {
-        "source": stages.source(),
-        "build": stages.build(),
-        "register": registered(stages.project, iris),
-    }
+    outputs = deploy_inputs(stages, iris)
     with pytest.raises(MlcicdError, match="was not explained at register"):
         DeployStage().run(stages.context(outputs))
     assert stages.project.state.get_endpoint(ENDPOINT) is None
@@ -180,11 +184,7 @@ def test_deploy_autoscaling_reaches_the_local_endpoints_workers(
     )
     stages = Stages(iris_repo)
     project = stages.project
-    outputs = {
-        "source": stages.source(),
-        "build": stages.build(),
-        "register": registered(project, iris),
-    }
+    outputs = deploy_inputs(stages, iris)
     deployed = DeployStage().run(stages.context(outputs))
     live = json.loads((project.state_dir / "endpoints" / ENDPOINT / "status.json").read_text())
     assert (

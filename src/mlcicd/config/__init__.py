@@ -5,6 +5,7 @@
     checks.py    the checks a type cannot express, SageMaker's limits among them
     infrastructure.py  autoscaling, serverless, api, network and spot: ranges, SageMaker's refusals
     processing.py  ``processing:`` as a graph: references, order, phases and their checks
+    bounds.py    the range checks the three above share: one wording for each kind of bound
     backend.py   ``with_backend``: one run on local or AWS, filled from the stack's outputs
 
 The schema is the dataclasses of schema.py; ``load_config`` walks the YAML against their

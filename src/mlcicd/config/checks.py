@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import PurePosixPath
 
+from mlcicd.config.bounds import at_least, not_negative, positive, within
 from mlcicd.config.infrastructure import check_infrastructure, check_sagemaker_hosting
 from mlcicd.config.processing import check_processing, report_names
 from mlcicd.config.schema import (
@@ -58,16 +59,15 @@ def _check_semantics(config: Config, source: str) -> None:
             else "it is <pipeline>-endpoint: set a shorter deploy.endpoint_name, or shorten "
             "pipeline",
         )
-    positive = {
+    counts = {
         "train.max_runtime": config.train.max_runtime,
         "train.instance_count": config.train.instance_count,
         "deploy.workers": config.deploy.workers,
         "deploy.instance_count": config.deploy.instance_count,
         "build.timeout": config.build.timeout,
     }
-    for key, number in positive.items():
-        if number < 1:
-            raise ConfigError(f"must be at least 1, got {number}", path=source, key=key)
+    for key, number in counts.items():
+        at_least(source, key, number, 1)
     _check_deploy(config.deploy, source)
     if config.deploy.port is not None and not 0 <= config.deploy.port <= 65535:
         raise ConfigError(f"not a TCP port: {config.deploy.port}", path=source, key="deploy.port")
@@ -105,14 +105,9 @@ def _check_semantics(config: Config, source: str) -> None:
             )
     if not 1 <= config.service.port <= 65535:
         raise ConfigError(f"not a TCP port: {config.service.port}", path=source, key="service.port")
-    if config.service.poll_interval is not None and config.service.poll_interval <= 0:
-        raise ConfigError(
-            "must be a positive number of seconds", path=source, key="service.poll_interval"
-        )
-    if config.approve.timeout is not None and config.approve.timeout <= 0:
-        raise ConfigError(
-            "must be a positive number of seconds", path=source, key="approve.timeout"
-        )
+    seconds = "number of seconds"
+    positive(source, "service.poll_interval", config.service.poll_interval, seconds)
+    positive(source, "approve.timeout", config.approve.timeout, seconds)
     for i, url in enumerate(config.service.notify):
         if not url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -139,12 +134,8 @@ def _check_explain(config: Config, source: str) -> None:
     explain = config.explain
     if explain is None:
         return
-    if not 1 <= explain.rows <= MAX_EXPLAIN_ROWS:
-        raise ConfigError(
-            f"expected between 1 and {MAX_EXPLAIN_ROWS} rows, got {explain.rows}",
-            path=source,
-            key="explain.rows",
-        )
+    rows = f"expected between 1 and {MAX_EXPLAIN_ROWS} rows"
+    within(source, "explain.rows", explain.rows, 1, MAX_EXPLAIN_ROWS, rows)
     if not explain.baseline.strip():
         raise ConfigError(
             "expected 'training' or a CSV file in the commit, got an empty string",
@@ -181,12 +172,7 @@ def _check_own_jobs(config: Config, source: str) -> None:
                 key=f"{section}.instance_type",
                 hint="e.g. ml.m5.large (the default), ml.m5.xlarge",
             )
-        if job.max_runtime < 1:
-            raise ConfigError(
-                f"must be at least 1 second, got {job.max_runtime}",
-                path=source,
-                key=f"{section}.max_runtime",
-            )
+        at_least(source, f"{section}.max_runtime", job.max_runtime, 1, " second")
 
 
 def _check_transform(config: Config, source: str) -> None:
@@ -204,19 +190,12 @@ def _check_transform(config: Config, source: str) -> None:
             key="transform.backend",
             hint="use backend: local or sagemaker",
         )
-    if not 0 < transform.max_payload_mb <= 100:
-        raise ConfigError(
-            f"must be more than 0 and at most 100 (MB), as SageMaker's, got "
-            f"{transform.max_payload_mb}",
-            path=source,
-            key="transform.max_payload_mb",
-        )
-    if not 1 <= transform.max_concurrent <= 64:
-        raise ConfigError(
-            f"must be 1 to 64 workers, got {transform.max_concurrent}",
-            path=source,
-            key="transform.max_concurrent",
-        )
+    payload = "must be more than 0 and at most 100 (MB), as SageMaker's"
+    within(
+        source, "transform.max_payload_mb", transform.max_payload_mb, 0, 100, payload, above=True
+    )
+    workers = "must be 1 to 64 workers"
+    within(source, "transform.max_concurrent", transform.max_concurrent, 1, 64, workers)
 
 
 def _check_staging(config: Config, source: str) -> None:
@@ -242,10 +221,7 @@ def _check_staging(config: Config, source: str) -> None:
             key="staging.endpoint_name",
             hint="give staging its own name, or leave it out for <endpoint>-staging",
         )
-    if staging.timeout < 1:
-        raise ConfigError(
-            f"must be at least 1 second, got {staging.timeout}", path=source, key="staging.timeout"
-        )
+    at_least(source, "staging.timeout", staging.timeout, 1, " second")
     if staging.test is not None and not staging.test.strip():
         raise ConfigError(
             "is empty: give the command that runs the endpoint tests, or leave it out",
@@ -255,23 +231,11 @@ def _check_staging(config: Config, source: str) -> None:
     load = staging.load
     if load is None:
         return
-    for field_name, number in (("requests", load.requests), ("concurrency", load.concurrency)):
-        if number < 1:
-            raise ConfigError(
-                f"must be at least 1, got {number}", path=source, key=f"staging.load.{field_name}"
-            )
-    if load.p99_ms is not None and load.p99_ms <= 0:
-        raise ConfigError(
-            f"must be a positive number of milliseconds, got {load.p99_ms}",
-            path=source,
-            key="staging.load.p99_ms",
-        )
-    if not 0.0 <= load.max_error_rate <= 1.0:
-        raise ConfigError(
-            f"must be a fraction between 0.0 and 1.0, got {load.max_error_rate}",
-            path=source,
-            key="staging.load.max_error_rate",
-        )
+    at_least(source, "staging.load.requests", load.requests, 1)
+    at_least(source, "staging.load.concurrency", load.concurrency, 1)
+    positive(source, "staging.load.p99_ms", load.p99_ms, "number of milliseconds")
+    fraction = "must be a fraction between 0.0 and 1.0"
+    within(source, "staging.load.max_error_rate", load.max_error_rate, 0, 1, fraction)
     if load.payload is None and config.deploy.sample is None:
         raise ConfigError(
             "the load check has nothing to send",
@@ -283,14 +247,10 @@ def _check_staging(config: Config, source: str) -> None:
 
 def _check_monitor(config: Config, source: str) -> None:
     monitor = config.monitor
-    if not 0 < monitor.drift_threshold <= 1:
-        raise ConfigError(
-            "a distribution distance is between 0 and 1; expected a threshold above 0 and at "
-            "most 1, "
-            f"got {monitor.drift_threshold:g}",
-            path=source,
-            key="monitor.drift_threshold",
-        )
+    distance = (
+        "a distribution distance is between 0 and 1; expected a threshold above 0 and at most 1"
+    )
+    within(source, "monitor.drift_threshold", monitor.drift_threshold, 0, 1, distance, above=True)
     channels = config.train.channels
     if monitor.channel is not None and monitor.channel not in channels:
         raise ConfigError(
@@ -346,33 +306,22 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
     def fail(key: str, message: str) -> None:
         raise ConfigError(message, path=source, key=f"deploy.{key}")
 
-    for key, value in (
-        ("canary.percent", deploy.canary.percent),
-        ("linear.step_percent", deploy.linear.step_percent),
-    ):
-        if not 0 < value <= 100:
-            fail(key, f"must be a percentage above 0 and at most 100, got {value:g}")
-    for key, value in (
-        ("canary.bake_seconds", deploy.canary.bake_seconds),
-        ("linear.interval_seconds", deploy.linear.interval_seconds),
-        ("alarms.bake_seconds", deploy.alarms.bake_seconds),
-    ):
-        if value < 0:
-            fail(key, f"must not be negative, got {value:g}")
-    for key, value in (
-        ("header_timeout", deploy.header_timeout),
-        ("body_timeout", deploy.body_timeout),
-        ("model_timeout", deploy.model_timeout),
-    ):
-        if value <= 0:
-            fail(key, f"must be a positive number of seconds, got {value:g}")
-    rate = deploy.alarms.max_5xx_rate
-    if rate is not None and not 0 <= rate <= 1:
-        fail("alarms.max_5xx_rate", f"a rate between 0 and 1 (0.01 is 1%), got {rate:g}")
-    if deploy.alarms.max_p99_latency_ms is not None and deploy.alarms.max_p99_latency_ms <= 0:
-        fail("alarms.max_p99_latency_ms", "must be a positive number of milliseconds")
-    if not 0 <= deploy.data_capture.sampling_percentage <= 100:
-        fail("data_capture.sampling_percentage", "must be between 0 and 100")
+    percentage = "must be a percentage above 0 and at most 100"
+    within(source, "deploy.canary.percent", deploy.canary.percent, 0, 100, percentage, above=True)
+    step = deploy.linear.step_percent
+    within(source, "deploy.linear.step_percent", step, 0, 100, percentage, above=True)
+    not_negative(source, "deploy.canary.bake_seconds", deploy.canary.bake_seconds)
+    not_negative(source, "deploy.linear.interval_seconds", deploy.linear.interval_seconds)
+    not_negative(source, "deploy.alarms.bake_seconds", deploy.alarms.bake_seconds)
+    for key in ("header_timeout", "body_timeout", "model_timeout"):
+        positive(source, f"deploy.{key}", getattr(deploy, key), "number of seconds")
+    rate = "a rate between 0 and 1 (0.01 is 1%)"
+    within(source, "deploy.alarms.max_5xx_rate", deploy.alarms.max_5xx_rate, 0, 1, rate)
+    p99 = deploy.alarms.max_p99_latency_ms
+    positive(source, "deploy.alarms.max_p99_latency_ms", p99, "number of milliseconds")
+    sampling = deploy.data_capture.sampling_percentage
+    percent = "must be between 0 and 100"
+    within(source, "deploy.data_capture.sampling_percentage", sampling, 0, 100, percent)
     names = [v.name for v in deploy.variants]
     for i, variant in enumerate(deploy.variants):
         if not NAME_RE.match(variant.name):
@@ -382,8 +331,7 @@ def _check_deploy(deploy: DeployConfig, source: str) -> None:
             )
         if names.count(variant.name) > 1:
             fail(f"variants[{i}].name", f"{variant.name!r} is used by more than one variant")
-        if variant.weight < 0:
-            fail(f"variants[{i}].weight", f"must not be negative, got {variant.weight:g}")
+        not_negative(source, f"deploy.variants[{i}].weight", variant.weight)
         if isinstance(variant.model, str) and variant.model != "latest":
             fail(
                 f"variants[{i}].model",

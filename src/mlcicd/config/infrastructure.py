@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from mlcicd.config.bounds import at_least, not_negative, one_of, positive, within
 from mlcicd.config.schema import Config, DeployConfig, ServerlessConfig
 from mlcicd.errors import ConfigError
 
@@ -53,26 +54,13 @@ def _check_autoscaling(deploy: DeployConfig, source: str) -> None:
     def fail(key: str, message: str, hint: str | None = None) -> None:
         raise ConfigError(message, path=source, key=f"deploy.autoscaling.{key}", hint=hint)
 
-    if scaling.min_instances < 1:
-        fail("min_instances", f"must be at least 1, got {scaling.min_instances}")
-    if scaling.max_instances < scaling.min_instances:
-        fail(
-            "max_instances",
-            f"must be at least min_instances ({scaling.min_instances}), got "
-            f"{scaling.max_instances}",
-        )
-    if scaling.target_invocations_per_instance <= 0:
-        fail(
-            "target_invocations_per_instance",
-            "must be a positive number of invocations per instance per minute, got "
-            f"{scaling.target_invocations_per_instance:g}",
-        )
-    for key, value in (
-        ("scale_in_cooldown", scaling.scale_in_cooldown),
-        ("scale_out_cooldown", scaling.scale_out_cooldown),
-    ):
-        if value < 0:
-            fail(key, f"must be a number of seconds, 0 or more, got {value}")
+    at, low = "deploy.autoscaling.", scaling.min_instances
+    at_least(source, at + "min_instances", low, 1)
+    at_least(source, at + "max_instances", scaling.max_instances, low, name="min_instances")
+    target, per = scaling.target_invocations_per_instance, "invocations per instance per minute"
+    positive(source, at + "target_invocations_per_instance", target, f"number of {per}")
+    not_negative(source, at + "scale_in_cooldown", scaling.scale_in_cooldown)
+    not_negative(source, at + "scale_out_cooldown", scaling.scale_out_cooldown)
     if deploy.serverless is not None:
         fail(
             "min_instances",
@@ -85,20 +73,11 @@ def _check_autoscaling(deploy: DeployConfig, source: str) -> None:
 def _check_serverless(serverless: ServerlessConfig | None, source: str) -> None:
     if serverless is None:
         return
-    if serverless.memory_mb not in SERVERLESS_MEMORY_MB:
-        raise ConfigError(
-            f"SageMaker's MemorySizeInMB is one of {', '.join(map(str, SERVERLESS_MEMORY_MB))}, "
-            f"got {serverless.memory_mb}",
-            path=source,
-            key="deploy.serverless.memory_mb",
-        )
-    if not 1 <= serverless.max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
-        raise ConfigError(
-            f"SageMaker's MaxConcurrency is 1 to {SERVERLESS_MAX_CONCURRENCY}, got "
-            f"{serverless.max_concurrency}",
-            path=source,
-            key="deploy.serverless.max_concurrency",
-        )
+    at, most = "deploy.serverless.", SERVERLESS_MAX_CONCURRENCY
+    memory = "SageMaker's MemorySizeInMB is"
+    one_of(source, at + "memory_mb", serverless.memory_mb, SERVERLESS_MEMORY_MB, memory)
+    concurrency = f"SageMaker's MaxConcurrency is 1 to {most}"
+    within(source, at + "max_concurrency", serverless.max_concurrency, 1, most, concurrency)
 
 
 def check_sagemaker_hosting(config: Config, source: str) -> None:
@@ -133,21 +112,11 @@ def check_sagemaker_hosting(config: Config, source: str) -> None:
 
 
 def _check_api(config: Config, source: str) -> None:
-    throttle = config.api.throttle
-    if not 0 < throttle.rate <= _MAX_API_RATE:
-        raise ConfigError(
-            f"requests per second above 0 and at most {_MAX_API_RATE:g} (API Gateway's account "
-            f"limit), got {throttle.rate:g}",
-            path=source,
-            key="api.throttle.rate",
-        )
-    if not 1 <= throttle.burst <= _MAX_API_BURST:
-        raise ConfigError(
-            f"a burst of 1 to {_MAX_API_BURST} requests (API Gateway's account limit), got "
-            f"{throttle.burst}",
-            path=source,
-            key="api.throttle.burst",
-        )
+    throttle, limit = config.api.throttle, "(API Gateway's account limit)"
+    rate = f"requests per second above 0 and at most {_MAX_API_RATE:g} {limit}"
+    within(source, "api.throttle.rate", throttle.rate, 0, _MAX_API_RATE, rate, above=True)
+    burst = f"a burst of 1 to {_MAX_API_BURST} requests {limit}"
+    within(source, "api.throttle.burst", throttle.burst, 1, _MAX_API_BURST, burst)
 
 
 def _check_network(config: Config, source: str) -> None:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from mlcicd.config.bounds import at_least
 from mlcicd.config.schema import NAME_RE, Config, ProcessingStepConfig
 from mlcicd.errors import ConfigError
 
@@ -185,10 +186,8 @@ def _check_step(
         or ".." in (step.entry_point.split("/"))
     ):
         fail("entry_point", f"{step.entry_point!r} is not a path relative to source_dir")
-    if step.max_runtime < 1:
-        fail("max_runtime", f"must be at least 1 second, got {step.max_runtime}")
-    if step.instance_count < 1:
-        fail("instance_count", f"must be at least 1, got {step.instance_count}")
+    at_least(source, f"{key}.max_runtime", step.max_runtime, 1, " second")
+    at_least(source, f"{key}.instance_count", step.instance_count, 1)
     for name in step.inputs:
         if not IO_NAME_RE.match(name) or name in RESERVED_INPUTS:
             fail(

@@ -76,7 +76,7 @@ import uvicorn
 from mlcicd.daemon import api, auth, webhook
 from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.jsonable import to_jsonable
-from mlcicd.serving.protocol import GuardedProtocol, guarded_protocol
+from mlcicd.serving.protocol import GuardedProtocol, guarded_config, guarded_protocol
 from mlcicd.web import routes
 
 if TYPE_CHECKING:
@@ -376,17 +376,10 @@ class ServiceServer:
         self.port: int = self.socket.getsockname()[1]
         self.app = ServiceApp(service, self.port)
         protocol = guarded_protocol(header_timeout, body_timeout)
-        config = uvicorn.Config(
+        config = guarded_config(
             self.app,
+            protocol,
             loop="asyncio",
-            http=protocol,
-            ws="none",
-            lifespan="off",
-            interface="asgi3",
-            access_log=False,
-            log_config=None,
-            proxy_headers=False,
-            server_header=False,
             limit_concurrency=concurrency,
             timeout_keep_alive=5,
             timeout_graceful_shutdown=5,

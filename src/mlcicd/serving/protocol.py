@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with deadlines for a request's headers and body.
+"""uvicorn's httptools protocol with deadlines for a request's headers and body, and the
+uvicorn settings it is served with.
 
 Shared by the endpoint's workers (:mod:`mlcicd.serving.worker`) and the API of `mlcicd up`
 (:mod:`mlcicd.daemon.http`). It imports only uvicorn, so the daemon gets it without the
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _TIMEOUT_BODY = b'{"error":"RequestTimeout","message":"the request was not received in time"}'
@@ -74,4 +77,23 @@ def guarded_protocol(header_timeout: float, body_timeout: float) -> type[Guarded
         "GuardedProtocol",
         (GuardedProtocol,),
         {"header_timeout": header_timeout, "body_timeout": body_timeout},
+    )
+
+
+def guarded_config(app: Any, protocol: type[GuardedProtocol], **settings: Any) -> uvicorn.Config:
+    """uvicorn's Config as both servers run ``app``: ``protocol`` (HTTP/1.1, no websockets,
+    no lifespan), none of uvicorn's own logging (no access log, no log config), the client's
+    address as the socket has it (no proxy header believed) and no Server header. ``settings``
+    add the server's own (loop, concurrency limit, keep-alive, graceful shutdown)."""
+    return uvicorn.Config(
+        app,
+        http=protocol,
+        ws="none",
+        lifespan="off",
+        interface="asgi3",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        **settings,
     )

@@ -60,7 +60,7 @@ from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_hand
 from mlcicd.serving.layout import TRAFFIC_FILE, WEIGHTS_FILE
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
-from mlcicd.serving.protocol import GuardedProtocol, guarded_protocol
+from mlcicd.serving.protocol import GuardedProtocol, guarded_config, guarded_protocol
 from mlcicd.serving.shadow import ShadowRunner
 from mlcicd.serving.sockets import inherited_socket
 from mlcicd.serving.watchdog import Heartbeat, Watchdog
@@ -342,17 +342,10 @@ def serve(
     protocol: type[GuardedProtocol] = guarded_protocol(header_timeout, body_timeout)
     if direct.enabled():  # the endpoint's own routes answered below uvicorn's cycle
         protocol = direct.direct_protocol(header_timeout, body_timeout, app.max_payload_bytes)
-    config = uvicorn.Config(
+    config = guarded_config(
         app,
+        protocol,
         loop="auto",  # uvloop when installed, else asyncio
-        http=protocol,
-        ws="none",
-        lifespan="off",
-        interface="asgi3",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
         timeout_graceful_shutdown=max(1, int(drain_timeout)),
     )
     server = WorkerServer(

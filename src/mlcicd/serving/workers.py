@@ -147,8 +147,7 @@ class WorkerPool:
                 log.info(
                     "generation %d: worker %d exited (%s)", gen.number, worker.pid, exit_text(code)
                 )
-                if gen is self._serving():
-                    self._changed()  # scaled in: status.json lists one worker fewer
+                self._changed()  # scaled in, or an old generation drained: one worker fewer
             elif gen is self._serving():
                 delay = min(RESTART_BACKOFF[0] * 2**gen.crashes, RESTART_BACKOFF[1])
                 gen.crashes += 1

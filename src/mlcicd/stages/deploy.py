@@ -114,9 +114,8 @@ class DeployStage:
                 instance_type=cfg.instance_type,
                 instance_count=cfg.instance_count,
             )
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         endpoint_name = ctx.config.endpoint_name
-        config_name = versioned_endpoint_config_name(endpoint_name, registered["version"], digest)
+        config_name = config_name_for(endpoint_name, registered, settings)
         backend = open_backend(cfg.backend, project, image=ctx.outputs["build"].get("image"))
 
         try:
@@ -162,19 +161,7 @@ class DeployStage:
             explainer=explainer,
             autoscaling=cfg.autoscaling,
         )
-        project.state.record_endpoint_config(
-            EndpointConfigRecord(
-                name=config_name,
-                endpoint_name=endpoint_name,
-                model_group=registered["group"],
-                model_version=registered["version"],
-                model_sha256=registered["model_sha256"],
-                run_id=ctx.run.id,
-                reason="deploy",
-                spec=settings,
-                created_at=time.time(),
-            )
-        )
+        record_config(ctx, config_name, endpoint_name, settings, reason="deploy")
         try:
             described = backend.deploy(endpoint_config)
         finally:
@@ -231,6 +218,34 @@ class DeployStage:
     def _record(ctx: RunContext, backend: EndpointBackend, name: str) -> None:
         """Mirror what the backend reports into the state database (also after a failure)."""
         refresh(ctx.project.state, backend, name)
+
+
+def config_name_for(endpoint: str, registered: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The endpoint config's name: the model's version and a digest of everything that
+    makes it another config (``settings``), so the same settings keep the same name."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return versioned_endpoint_config_name(endpoint, registered["version"], digest)
+
+
+def record_config(
+    ctx: RunContext, name: str, endpoint: str, settings: dict[str, Any], *, reason: str
+) -> None:
+    """Record endpoint config ``name`` of ``endpoint`` for the registered model of this run
+    (``settings``: its spec), before a backend deploys it."""
+    registered = ctx.outputs["register"]
+    ctx.project.state.record_endpoint_config(
+        EndpointConfigRecord(
+            name=name,
+            endpoint_name=endpoint,
+            model_group=registered["group"],
+            model_version=registered["version"],
+            model_sha256=registered["model_sha256"],
+            run_id=ctx.run.id,
+            reason=reason,
+            spec=settings,
+            created_at=time.time(),
+        )
+    )
 
 
 def model_file(project: Project, uri: str, sha256: str) -> Path:

@@ -22,12 +22,10 @@ import dataclasses
 import hashlib
 import json
 import shlex
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
-from mlcicd.aws.names import versioned_endpoint_config_name
 from mlcicd.config import Config
 from mlcicd.config.schema import StagingConfig
 from mlcicd.endpoints import EndpointBackend, EndpointConfig, EndpointDescription, open_backend
@@ -46,8 +44,7 @@ from mlcicd.environments import venv_environment
 from mlcicd.errors import EndpointError, MlcicdError, NotFoundError, StagingError
 from mlcicd.pipeline import RunContext, StageResult
 from mlcicd.project import Project
-from mlcicd.stages.deploy import model_file
-from mlcicd.state import EndpointConfigRecord
+from mlcicd.stages.deploy import config_name_for, model_file, record_config
 
 STAGING_REASON = "staging"  # the endpoint config record's reason: this endpoint is a staging one
 
@@ -178,21 +175,8 @@ class StagingStage:
             "deploy": _deploy_settings(ctx.config),
             "image": ctx.outputs["build"].get("image_id"),
         }
-        spec = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        config_name = versioned_endpoint_config_name(endpoint, registered["version"], spec)
-        ctx.project.state.record_endpoint_config(
-            EndpointConfigRecord(
-                name=config_name,
-                endpoint_name=endpoint,
-                model_group=registered["group"],
-                model_version=registered["version"],
-                model_sha256=registered["model_sha256"],
-                run_id=ctx.run.id,
-                reason=STAGING_REASON,
-                spec=settings,
-                created_at=time.time(),
-            )
-        )
+        config_name = config_name_for(endpoint, registered, settings)
+        record_config(ctx, config_name, endpoint, settings, reason=STAGING_REASON)
         ctx.log(f"deploying {endpoint} with {config_name}")
         try:
             described = backend.deploy(

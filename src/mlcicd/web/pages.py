@@ -733,11 +733,7 @@ def endpoints_page(
     pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]
 ) -> str:
     """``/endpoints``: every endpoint, live status for local ones."""
-    sections = [
-        join([Html(f"<h2>{h(pipeline)}</h2>"), _endpoints_table(pipeline, pipelines, endpoints)])
-        for pipeline, endpoints in per_pipeline
-    ]
-    return page("Endpoints", join(sections), pipelines=pipelines, refresh=REFRESH)
+    return _per_pipeline("Endpoints", pipelines, per_pipeline, _endpoints_table)
 
 
 def endpoint_page(pipeline: str, pipelines: Sequence[str], data: dict[str, Any]) -> str:
@@ -1059,11 +1055,21 @@ def events_page(
     pipelines: Sequence[str], per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]]
 ) -> str:
     """``/events``: the registry's event log, newest first."""
+    return _per_pipeline("Events", pipelines, per_pipeline, _events_table)
+
+
+def _per_pipeline(
+    title: str,
+    pipelines: Sequence[str],
+    per_pipeline: Sequence[tuple[str, list[dict[str, Any]]]],
+    table: Callable[[str, Sequence[str], list[dict[str, Any]]], Html],
+) -> str:
+    """A page of one section per pipeline: its name over ``table`` of its records."""
     sections = [
-        join([Html(f"<h2>{h(pipeline)}</h2>"), _events_table(pipeline, pipelines, events)])
-        for pipeline, events in per_pipeline
+        join([Html(f"<h2>{h(pipeline)}</h2>"), table(pipeline, pipelines, records)])
+        for pipeline, records in per_pipeline
     ]
-    return page("Events", join(sections), pipelines=pipelines, refresh=REFRESH)
+    return page(title, join(sections), pipelines=pipelines, refresh=REFRESH)
 
 
 def error_page(pipelines: Sequence[str], title: str, message: str, hint: str | None = None) -> str:

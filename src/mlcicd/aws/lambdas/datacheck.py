@@ -29,16 +29,13 @@ from mlcicd.aws.lambdas.runtime import json_setting, log
 from mlcicd.aws.lambdas.steps import (
     OWN_JOB_INSTANCE_TYPE,
     OWN_JOB_MAX_RUNTIME,
-    RUNNING,
     ProcessingSettings,
+    ended_job,
     input_prefix,
     job_report,
     own_job_resources,
     start_own_job,
-)
-from mlcicd.aws.processing_jobs import (
-    describe_processing_job,
-    failure_reason,
+    started_already,
 )
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, DataCheckError, ProcessingError
 from mlcicd.processing.base import (
@@ -48,14 +45,8 @@ from mlcicd.processing.base import (
     DATA_CHECK_REPORT,
 )
 
-SCRIPT = "datacheck.py"
-# The job's code: the check itself is the image's mlcicd (the version it was built with).
-SCRIPT_SOURCE = b"""import sys
-
-from mlcicd.monitor.datacheck import processing_job
-
-sys.exit(processing_job(sys.argv[1:]))
-"""
+SCRIPT = "datacheck.py"  # the job's code: it calls this module's processing_job
+MODULE = "mlcicd.monitor.datacheck"
 _MODES = ("warn", "fail")
 BASELINE_FILES = ("statistics.json", "constraints.json")  # what the check's output holds
 # What mlcicd.monitor.datacheck.processing_job writes (the function has no numpy to import it)
@@ -123,23 +114,12 @@ def advance(
     """Start the check, or look at it: True once it has passed (or warned, or was skipped).
     ``state["check"]`` is its job; ``state["checked"]`` its report's status once it is done.
     ``channel_uri`` gives the training channel's S3 prefix (called only to start the job)."""
-    sagemaker = client("sagemaker")
     name = state.get("check")
     if name is None:
-        state["check"] = _start(sagemaker, settings, processing, state, channel_uri())
+        state["check"] = _start(settings, processing, state, channel_uri())
         return False
-    described = describe_processing_job(sagemaker, name)
-    if described is None:
-        raise ProcessingError(f"data check: processing job {name} does not exist")
-    status = str(described["ProcessingJobStatus"])
-    if status in RUNNING:
-        log(f"data check: processing job {name}: {status}")
+    if ended_job(name, "data check") is None:
         return False
-    if status != "Completed":
-        raise ProcessingError(
-            f"data check: processing job {name} {status.lower()}: {failure_reason(described)}",
-            hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
-        )
     report = _report(processing, name)
     _judge(settings, processing, name, report)
     state["checked"] = str(report.get("status"))
@@ -147,18 +127,16 @@ def advance(
 
 
 def _start(
-    sagemaker: AwsClient,
     settings: DataCheckSettings,
     processing: ProcessingSettings,
     state: Mapping[str, Any],
     channel_uri: str,
 ) -> str:
     name = n.processing_job_name(processing.pipeline, f"datacheck-{state['run'][:12]}")
-    if describe_processing_job(sagemaker, name) is not None:
-        log(f"data check: processing job {name} exists already: not starting it again")
+    if started_already(name, "data check"):
         return name
     inputs = {DATA_CHECK_INPUT: channel_uri}
-    baseline = production_baseline(sagemaker, processing.pipeline)
+    baseline = production_baseline(client("sagemaker"), processing.pipeline)
     if baseline is None:
         log("data check: no approved model has a baseline: the channel is profiled, not checked")
     else:
@@ -169,7 +147,8 @@ def _start(
         processing,
         name,
         image=str(state["image"]),
-        script=(SCRIPT, SCRIPT_SOURCE),
+        script=SCRIPT,
+        module=MODULE,
         inputs=inputs,
         output=DATA_CHECK_OUTPUT,
         arguments=settings.arguments(),
@@ -251,7 +230,7 @@ def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
         job,
         f"{DATA_CHECK_OUTPUT}/{DATA_CHECK_REPORT}",
         "data check",
-        hint="the image's mlcicd must have mlcicd.monitor.datacheck.processing_job",
+        hint=f"the image's mlcicd must have {MODULE}.processing_job",
     )
     return report
 

@@ -67,6 +67,7 @@ from mlcicd.aws.lambdas.runtime import (
     int_setting,
     json_setting,
     log,
+    read_object,
     run_job,
     setting,
 )
@@ -74,8 +75,8 @@ from mlcicd.aws.lambdas.staging import Target, clear_leftover, delete_step, stag
 from mlcicd.aws.network import vpc_from_json
 from mlcicd.aws.template.pipeline import MODEL_OUTPUT
 from mlcicd.config import AutoscalingConfig, ServerlessConfig, ShadowConfig, VariantConfig
-from mlcicd.errors import ArtifactError, AwsError, ConfigError, EndpointError, ExplainError
-from mlcicd.processing.base import MAX_REPORT_BYTES, parse_report
+from mlcicd.errors import ArtifactError, ConfigError, EndpointError, ExplainError
+from mlcicd.processing.base import parse_report
 from mlcicd.shapes import DataCapture, clarify_explainer_config
 from mlcicd.store.s3 import parse_s3_uri
 
@@ -301,17 +302,12 @@ def _clarify(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, An
         failed = model.get("explanation_error")
         clarify_explainer_config({"error": failed} if failed else None, arn)
     bucket, key = parse_s3_uri(str(uri))
-    try:
-        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
-    except AwsError as exc:
-        if exc.code in ("NoSuchKey", "404"):
-            raise ExplainError(
-                f"explain.online: the report of model {arn} is gone from {uri}",
-                hint="run the pipeline again: the Train action explains the model anew",
-            ) from exc
-        raise
-    with body:
-        data = body.read(MAX_REPORT_BYTES + 1)
+    data = read_object(bucket, key)
+    if data is None:
+        raise ExplainError(
+            f"explain.online: the report of model {arn} is gone from {uri}",
+            hint="run the pipeline again: the Train action explains the model anew",
+        )
     expected = model.get("explanation_sha256")  # model.json of an older Train action: none
     if expected and hashlib.sha256(data).hexdigest() != expected:
         raise ArtifactError(

@@ -33,17 +33,15 @@ from mlcicd.aws.lambdas.runtime import json_setting, log
 from mlcicd.aws.lambdas.steps import (
     OWN_JOB_INSTANCE_TYPE,
     OWN_JOB_MAX_RUNTIME,
-    RUNNING,
     ProcessingSettings,
     SourceTree,
+    ended_job,
     input_prefix,
+    job_failure,
     job_report,
     own_job_resources,
     start_own_job,
-)
-from mlcicd.aws.processing_jobs import (
-    describe_processing_job,
-    failure_reason,
+    started_already,
 )
 from mlcicd.errors import ConfigError, ExplainError, ProcessingError
 from mlcicd.processing.base import (
@@ -55,14 +53,8 @@ from mlcicd.processing.base import (
     EXPLAIN_REPORT,
 )
 
-SCRIPT = "explain.py"
-# The job's code: the explainer itself is the image's mlcicd (the version it was built with).
-SCRIPT_SOURCE = b"""import sys
-
-from mlcicd.explain.job import processing_job
-
-sys.exit(processing_job(sys.argv[1:]))
-"""
+SCRIPT = "explain.py"  # the job's code: it calls this module's processing_job
+MODULE = "mlcicd.explain.job"
 ERROR_LIMIT = 300  # of an explainer's error kept in the continuation token (2,048 characters)
 
 
@@ -144,7 +136,6 @@ def advance(
     report's S3 URI once it is done, ``state["explain_error"]`` why there is none."""
     if "explained" in state:
         return True
-    sagemaker = client("sagemaker")
     name = state.get("explain")
     if name is None:
         try:
@@ -155,20 +146,11 @@ def advance(
             _store(settings, processing, state, sha256, {"error": exc.headline})
             return True
         return False
-    described = describe_processing_job(sagemaker, name)
+    described = ended_job(name, "explain", failed=True)
     if described is None:
-        raise ProcessingError(f"explain: processing job {name} does not exist")
-    status = str(described["ProcessingJobStatus"])
-    if status in RUNNING:
-        log(f"explain: processing job {name}: {status}")
         return False
-    if status == "Completed":
-        report = _report(processing, name)
-    else:
-        report = {
-            "error": f"processing job {name} {status.lower()}: {failure_reason(described)} "
-            f"(its log: /aws/sagemaker/ProcessingJobs, stream {name}/…)"
-        }
+    failure = job_failure(described)
+    report = _report(processing, name) if failure is None else {"error": failure.headline}
     _store(settings, processing, state, sha256, report)
     return True
 
@@ -184,9 +166,7 @@ def _start(
 ) -> str:
     training_job = str(state["job"])
     name = n.processing_job_name(processing.pipeline, f"explain-{_run_of(training_job)}")
-    sagemaker = client("sagemaker")
-    if describe_processing_job(sagemaker, name) is not None:
-        log(f"explain: processing job {name} exists already: not starting it again")
+    if started_already(name, "explain"):
         return name
     s3, bucket, prefix = client("s3"), processing.models_bucket, input_prefix(processing, name)
     inputs = {
@@ -214,7 +194,8 @@ def _start(
         processing,
         name,
         image=str(state["image"]),
-        script=(SCRIPT, SCRIPT_SOURCE),
+        script=SCRIPT,
+        module=MODULE,
         inputs=inputs,
         output=EXPLAIN_OUTPUT,
         arguments=settings.arguments(sha256),
@@ -240,7 +221,7 @@ def _report(processing: ProcessingSettings, job: str) -> dict[str, Any]:
             job,
             f"{EXPLAIN_OUTPUT}/{EXPLAIN_REPORT}",
             "explain",
-            hint="the image's mlcicd must have mlcicd.explain.job: build it with this mlcicd",
+            hint=f"the image's mlcicd must have {MODULE}: build it with this mlcicd",
         )
     except ProcessingError as exc:
         return {"error": exc.headline}

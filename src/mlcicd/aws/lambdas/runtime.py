@@ -1,4 +1,5 @@
-"""What both orchestrator Lambdas share: their settings, and one way to end a job.
+"""What both orchestrator Lambdas share: their settings, one reader of a JSON report on S3,
+and one way to end a job.
 
 An expected failure (``MlcicdError``: AWS said no, the gate failed, a setting is wrong) ends
 the CodePipeline job as failed with its one-line headline; so does a bug, with the
@@ -15,8 +16,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlcicd.aws.clients import client
 from mlcicd.aws.codepipeline import PipelineJob
-from mlcicd.errors import ConfigError, MlcicdError
+from mlcicd.errors import AwsError, ConfigError, MlcicdError
+from mlcicd.processing.base import MAX_REPORT_BYTES, parse_report
 
 _WHERE = "the function's environment"
 
@@ -61,6 +64,28 @@ def int_setting(environ: Mapping[str, str], name: str, default: int | None = Non
 def bool_setting(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name, "").strip().lower()
     return default if not raw else raw == "true"
+
+
+def read_object(bucket: str, key: str, *, version_id: str | None = None) -> bytes | None:
+    """A report's bytes (no more than one can have) at ``s3://bucket/key``, or None."""
+    extra = {"VersionId": version_id} if version_id else {}
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"]
+    except AwsError as exc:
+        if exc.code in ("NoSuchKey", "NoSuchVersion", "404"):
+            return None
+        raise
+    with body:
+        data: bytes = body.read(MAX_REPORT_BYTES + 1)
+    return data
+
+
+def read_report(
+    bucket: str, key: str, where: str, *, version_id: str | None = None
+) -> dict[str, Any] | None:
+    """:func:`read_object` parsed as data (``parse_report``, its errors naming ``where``)."""
+    data = read_object(bucket, key, version_id=version_id)
+    return None if data is None else parse_report(data, where)
 
 
 def run_job(

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.joboutputs import all_written_once, written_once
-from mlcicd.aws.lambdas.runtime import log
+from mlcicd.aws.lambdas.runtime import log, read_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
     create_processing_job_request,
@@ -69,7 +69,7 @@ from mlcicd.config.processing import (
     step_order,
 )
 from mlcicd.errors import AwsError, ConfigError, ProcessingError
-from mlcicd.processing.base import MAX_REPORT_BYTES, cache_key, parse_report
+from mlcicd.processing.base import cache_key
 from mlcicd.store.s3 import parse_s3_uri
 
 RUNNING = ("InProgress", "Stopping")
@@ -201,7 +201,7 @@ def advance(
         if (
             step.name in started
             and step.name not in done
-            and _finished(sagemaker, settings, step, started[step.name], state)
+            and _finished(settings, step, started[step.name], state)
         ):
             done.append(step.name)
     config = settings.config
@@ -239,29 +239,51 @@ class _Lazy:
             self.context.__exit__(None, None, None)
 
 
+def started_already(name: str, where: str) -> bool:
+    """Whether job ``name`` exists: a retried invocation looks at it, not starts it again."""
+    if describe_processing_job(client("sagemaker"), name) is None:
+        return False
+    log(f"{where}: processing job {name} exists already: not starting it again")
+    return True
+
+
+def ended_job(name: str, where: str, *, failed: bool = False) -> dict[str, Any] | None:
+    """Job ``name``'s description once it has completed (``failed``: or ended otherwise), None
+    while it runs; ``ProcessingError`` naming ``where`` when it is gone, failed or stopped."""
+    described = describe_processing_job(client("sagemaker"), name)
+    if described is None:
+        raise ProcessingError(
+            f"{where}: processing job {name} does not exist (deleted while the pipeline waited?)"
+        )
+    status = str(described["ProcessingJobStatus"])
+    if status in RUNNING:
+        log(f"{where}: processing job {name}: {status}")
+        return None
+    failure = job_failure(described)
+    if failure is not None and not failed:
+        raise ProcessingError(f"{where}: {failure.message}", hint=failure.hint)
+    return dict(described)
+
+
+def job_failure(described: Mapping[str, Any]) -> ProcessingError | None:
+    """Why a job that ended did not complete (None: it did), with where its log is."""
+    name, status = described["ProcessingJobName"], str(described["ProcessingJobStatus"])
+    if status == "Completed":
+        return None
+    return ProcessingError(
+        f"processing job {name} {status.lower()}: {failure_reason(described)}",
+        hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
+    )
+
+
 def _finished(
-    sagemaker: AwsClient,
     settings: ProcessingSettings,
     step: ProcessingStepConfig,
     name: str,
     state: Mapping[str, Any],
 ) -> bool:
-    described = describe_processing_job(sagemaker, name)
-    if described is None:
-        raise ProcessingError(
-            f"step {step.name}: processing job {name} does not exist (deleted while the "
-            "pipeline waited?)"
-        )
-    status = str(described["ProcessingJobStatus"])
-    if status in RUNNING:
-        log(f"step {step.name}: processing job {name}: {status}")
+    if ended_job(name, f"step {step.name}") is None:
         return False
-    if status != "Completed":
-        raise ProcessingError(
-            f"step {step.name}: processing job {name} {status.lower()}: "
-            f"{failure_reason(described)}",
-            hint=f"its log: /aws/sagemaker/ProcessingJobs, stream {name}/…",
-        )
     log(f"step {step.name}: processing job {name} completed")
     key = state.get("keys", {}).get(step.name)
     if key:
@@ -321,10 +343,9 @@ def _start(
         state.setdefault("cached", []).append(step.name)
         return cached, True
     name = n.processing_job_name(settings.pipeline, f"{step.name}-{state['run'][:12]}")
-    if describe_processing_job(sagemaker, name) is not None:
-        log(f"step {step.name}: processing job {name} exists already: not starting it again")
+    if started_already(name, f"step {step.name}"):
         return name, False
-    prefix = f"{settings.job_prefix(name)}/input"
+    prefix = input_prefix(settings, name)
     bucket = settings.models_bucket
     if not source.upload(s3, bucket, code_root, f"{prefix}/{CODE_INPUT}/"):
         raise ProcessingError(
@@ -433,26 +454,15 @@ def _job_output(s3: AwsClient, settings: ProcessingSettings, job: str, output: s
 def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str, Any]:
     """The steps' reports the gate may read, by the names a gate key may start with
     (``report_names``), each read from where SageMaker wrote it."""
-    s3 = client("s3")
     found: dict[str, Any] = {}
     for name, step in report_names(settings.config).items():
-        output, _, file = str(step.report).partition("/")
-        job = state["steps"][step.name]
-        key = f"{settings.job_prefix(job)}/output/{output}/{file}"
-        where = f"step {step.name}: report {step.report} (s3://{settings.models_bucket}/{key})"
-        written = written_once(s3, settings.models_bucket, key, job=job)
-        if written is None:
-            raise ProcessingError(
-                f"{where}: the job wrote no such file",
-                hint=f"write it to /opt/ml/processing/output/{step.report}",
-            )
-        if written.size > MAX_REPORT_BYTES:
-            raise ProcessingError(f"{where}: larger than {MAX_REPORT_BYTES} bytes, not a report")
-        body = s3.get_object(Bucket=settings.models_bucket, Key=key, VersionId=written.version_id)[
-            "Body"
-        ]
-        with body:
-            found[name] = parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+        found[name] = job_report(
+            settings,
+            state["steps"][step.name],
+            str(step.report),
+            f"step {step.name}",
+            hint=f"write it to /opt/ml/processing/output/{step.report}",
+        )
     return found
 
 
@@ -461,6 +471,8 @@ def reports(settings: ProcessingSettings, state: Mapping[str, Any]) -> dict[str,
 # explain.* instance_type and max_runtime; an older stack's environment has neither).
 OWN_JOB_INSTANCE_TYPE = "ml.m5.large"
 OWN_JOB_MAX_RUNTIME = 3600
+# Their code: it calls the image's mlcicd (the version it was built with, with numpy and shap).
+OWN_JOB_SCRIPT = "import sys\nfrom {} import processing_job as run\nsys.exit(run(sys.argv[1:]))\n"
 
 
 def own_job_resources(raw: Mapping[str, Any], variable: str) -> tuple[str, int]:
@@ -485,7 +497,7 @@ def own_job_resources(raw: Mapping[str, Any], variable: str) -> tuple[str, int]:
 
 
 def input_prefix(settings: ProcessingSettings, job: str) -> str:
-    """Where a job of the Lambda's own has its inputs uploaded (its script under ``code/``)."""
+    """Where a job's inputs are uploaded (its script under ``code/``)."""
     return f"{settings.job_prefix(job)}/input"
 
 
@@ -494,7 +506,8 @@ def start_own_job(
     name: str,
     *,
     image: str,
-    script: tuple[str, bytes],
+    script: str,
+    module: str,
     inputs: Mapping[str, str],
     output: str,
     arguments: Sequence[str],
@@ -503,19 +516,19 @@ def start_own_job(
     instance_type: str = OWN_JOB_INSTANCE_TYPE,
     max_runtime: int = OWN_JOB_MAX_RUNTIME,
 ) -> None:
-    """Start processing job ``name``: ``script`` (its file name and source, a few lines
-    calling mlcicd) run in ``image`` on ``inputs``, its one ``output`` beside it, on one
-    ``instance_type`` for at most ``max_runtime`` seconds; ``step`` tags it, ``where`` names
-    it in the errors and the log."""
+    """Start processing job ``name``: ``script``, calling ``module``'s ``processing_job``,
+    run in ``image`` on ``inputs``, its one ``output`` beside it, on one ``instance_type`` for
+    at most ``max_runtime`` seconds; ``step`` tags it, ``where`` names it in the errors and
+    the log."""
     bucket, prefix = settings.models_bucket, input_prefix(settings, name)
-    entry_point, source = script
-    client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{entry_point}", Body=source)
+    source = OWN_JOB_SCRIPT.format(module).encode()
+    client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{CODE_INPUT}/{script}", Body=source)
     request = create_processing_job_request(
         name=name,
         image=image,
         role_arn=settings.role_arn,
         code_uri=f"s3://{bucket}/{prefix}/{CODE_INPUT}/",
-        entry_point=entry_point,
+        entry_point=script,
         inputs=inputs,
         outputs={output: settings.output_uri(name, output)},
         arguments=arguments,
@@ -533,20 +546,18 @@ def start_own_job(
 
 
 def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hint: str) -> Any:
-    """The report a job of the Lambda's own (the data check, the explainer) wrote to
-    ``output/<path>``, parsed as data; ``ProcessingError`` naming ``where`` when it wrote none
-    (``hint``: why that can be), or when it is not a report."""
+    """The report ``job`` wrote to ``output/<path>`` — the one version it wrote
+    (``joboutputs.written_once``) — parsed as data; ``ProcessingError`` naming ``where`` and
+    the object when it wrote none (``hint``: what to do), or no report."""
     key = f"{settings.job_prefix(job)}/output/{path}"
-    where = f"{where}: s3://{settings.models_bucket}/{key}"
-    s3 = client("s3")
-    written = written_once(s3, settings.models_bucket, key, job=job)  # as the job wrote it
-    if written is None:
-        raise ProcessingError(f"{where}: the job wrote no report", hint=hint)
-    body = s3.get_object(Bucket=settings.models_bucket, Key=key, VersionId=written.version_id)[
-        "Body"
-    ]
-    with body:
-        return parse_report(body.read(MAX_REPORT_BYTES + 1), where)
+    where = f"{where}: report {path} (s3://{settings.models_bucket}/{key})"
+    written = written_once(client("s3"), settings.models_bucket, key, job=job)
+    report = None
+    if written is not None:
+        report = read_report(settings.models_bucket, key, where, version_id=written.version_id)
+    if report is None:
+        raise ProcessingError(f"{where}: the job wrote no such file", hint=hint)
+    return report
 
 
 def iter_jobs(state: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

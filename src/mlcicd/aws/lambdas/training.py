@@ -42,6 +42,7 @@ from mlcicd.aws.lambdas.runtime import (
     int_setting,
     json_setting,
     log,
+    read_report,
     run_job,
     setting,
 )
@@ -562,15 +563,11 @@ def register(
     name = str(state["job"])
     s3, sagemaker = client("s3"), client("sagemaker")
     marker_key = f"{settings.job_prefix(name)}/{REGISTRATION}"
-    try:
-        body = s3.get_object(Bucket=settings.models_bucket, Key=marker_key)["Body"]
-        with body:
-            known: dict[str, Any] = json.loads(body.read())
+    where = f"{name}'s registration (s3://{settings.models_bucket}/{marker_key})"
+    known = read_report(settings.models_bucket, marker_key, where)
+    if known is not None:
         log(f"{name} was registered already as {known['arn']}")
         return known
-    except AwsError as exc:
-        if exc.code not in ("NoSuchKey", "404"):
-            raise
     _ensure_group(sagemaker, settings.pipeline)
     metrics_key = f"{settings.job_prefix(name)}/metrics.json"
     s3.put_object(

@@ -143,6 +143,16 @@ def _write_logs(sid: str, *groups: str) -> Json:
     )
 
 
+def _read_and_write_artifacts() -> Json:
+    """The pipeline's artifacts, read (any version) and written: CodePipeline, CodeBuild's
+    build and both orchestrator Lambdas."""
+    return allow(
+        "ReadAndWriteArtifacts",
+        ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+        [_objects(ARTIFACTS_BUCKET)],
+    )
+
+
 def _use_key(*actions: str) -> Json:
     return allow("UseTheStackKey", list(actions), [arn_of(KEY)])
 
@@ -293,11 +303,7 @@ def _codebuild_role(names: StackNames) -> Json:
         "codebuild.amazonaws.com",
         "CodeBuild: read the source artifact, build and push the image, write build logs",
         _write_logs("WriteBuildLogs", names.build_log_group),
-        allow(
-            "ReadAndWriteArtifacts",
-            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-            [_objects(ARTIFACTS_BUCKET)],
-        ),
+        _read_and_write_artifacts(),
         allow(
             "LocateArtifacts",
             ["s3:GetBucketAcl", "s3:GetBucketLocation"],
@@ -318,11 +324,7 @@ def _function_basics(log_group: str, execution_role: str) -> list[Json]:
             "ReportToCodePipeline",
             ["codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult"],
         ),
-        allow(
-            "ReadAndWriteArtifacts",
-            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-            [_objects(ARTIFACTS_BUCKET)],
-        ),
+        _read_and_write_artifacts(),
         allow("SendToTheDeadLetterQueue", ["sqs:SendMessage"], [arn_of(DEAD_LETTER_QUEUE)]),
         _use_key("kms:Decrypt", "kms:GenerateDataKey"),
         _pass_role(execution_role),
@@ -622,11 +624,7 @@ def _pipeline_role(names: StackNames) -> Json:
     return _role(
         "codepipeline.amazonaws.com",
         "CodePipeline: move artifacts, start the build, invoke the Lambdas, notify approvers",
-        allow(
-            "ReadAndWriteArtifacts",
-            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-            [_objects(ARTIFACTS_BUCKET)],
-        ),
+        _read_and_write_artifacts(),
         allow(
             "LocateArtifacts",
             ["s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
