@@ -420,3 +420,35 @@ def test_a_garbled_registration_marker_fails_naming_it(pipeline: AwsClient) -> N
     assert not pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")[
         "ModelPackageSummaryList"
     ]
+
+
+def test_a_planted_registration_marker_is_not_believed(pipeline: AwsClient) -> None:
+    """Whoever can write the models bucket plants the marker beside the job's output, naming a
+    package of theirs: the action fails naming it instead of reporting (and deploying) it."""
+    token = token_of(invoke("job-1")[0])
+    name = json.loads(token)["job"]
+    sagemaker_writes_output(pipeline, name, {"accuracy": 0.97, "f1": 0.96})
+    sagemaker = pipeline("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="theirs")
+    theirs = sagemaker.create_model_package(
+        ModelPackageGroupName="theirs",
+        InferenceSpecification={
+            "Containers": [{"Image": "their/image", "ModelDataUrl": "s3://their/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"training_job": name},
+    )["ModelPackageArn"]
+    marker = f"iris-classifier/{name}/model-package.json"
+    known = {"arn": theirs, "version": 1, "status": "Approved", "training_job": name}
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=marker, Body=json.dumps(known).encode())
+    call = report("job-2", continuation=token, fails=True)
+    message = call[1]["failureDetails"]["message"]
+    assert message.startswith(
+        f"{name}'s registration (s3://{MODELS_BUCKET}/{marker}) names {theirs}, which is not this "
+        "job's model"
+    ), message
+    assert not sagemaker.list_model_packages(ModelPackageGroupName="iris-classifier")[
+        "ModelPackageSummaryList"
+    ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -81,3 +82,42 @@ def test_the_socket_is_sent_only_to_the_recorded_successor(
             conn.settimeout(5)
             message, fds, _, _ = socket.recv_fds(conn, 64, 1)
         assert (message, fds) == (b"", [])  # closed without a word, and no socket
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK),
+    reason="needs root and the system's python3, to run a process as nobody",
+)
+def test_a_peer_of_another_user_has_no_pid() -> None:
+    """Both sides match the peer's pid; a process of another user never matches, whatever
+    pid it has (as if the endpoint's run/ were writable by others)."""
+    tag = f"mlcicd-handover-test-{os.getpid()}"
+    name = "\0" + tag  # an abstract address: no file permissions in the way
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(name)
+        listener.listen(1)
+        listener.settimeout(60)  # guards against hanging, not a measure
+        other = subprocess.Popen(
+            [
+                "/usr/bin/python3",
+                "-c",
+                "import socket, sys, time; s = socket.socket(socket.AF_UNIX); "
+                "s.connect(chr(0) + sys.argv[1]); time.sleep(60)",
+                tag,
+            ],
+            cwd="/",
+            user=65534,  # nobody
+            group=65534,
+        )
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                assert handover.peer_pid(conn) == -1
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mine:
+                mine.connect(name)
+                conn, _ = listener.accept()
+                with conn:
+                    assert handover.peer_pid(conn) == os.getpid()
+        finally:
+            other.kill()
+            other.wait()

@@ -51,9 +51,11 @@ log = logging.getLogger("mlcicd.serving.handover")
 
 
 def peer_pid(conn: socket.socket) -> int:
-    """The pid of the process at the other end of the unix socket ``conn``."""
-    pid, _, _ = _CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
-    return int(pid)
+    """The pid of the process at the other end of the unix socket ``conn``, or -1 (no pid)
+    when it runs as another user: the handover is between one user's processes only, even
+    if the endpoint's ``run/`` were ever writable by others."""
+    pid, uid, _ = _CREDS.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
+    return int(pid) if uid == os.geteuid() else -1
 
 
 class Offer:

@@ -566,6 +566,7 @@ def register(
     where = f"{name}'s registration (s3://{settings.models_bucket}/{marker_key})"
     known = read_report(settings.models_bucket, marker_key, where)
     if known is not None:
+        _check_registered(sagemaker, settings.pipeline, known, name, sha256, where)
         log(f"{name} was registered already as {known['arn']}")
         return known
     _ensure_group(sagemaker, settings.pipeline)
@@ -624,6 +625,44 @@ def register(
         ContentType="application/json",
     )
     return known
+
+
+def _check_registered(
+    sagemaker: AwsClient,
+    group: str,
+    known: Mapping[str, Any],
+    name: str,
+    sha256: str,
+    where: str,
+) -> None:
+    """A marker is believed only for a package of this pipeline registered for this job's
+    model: whoever can write the models bucket could plant one naming another package, which
+    the deploy would then serve."""
+    arn = known.get("arn")
+    hint = (
+        "the marker beside the job's output was not written by this pipeline; remove it and "
+        "release the change again to register this job's model"
+    )
+    if not isinstance(arn, str) or not arn:
+        raise ArtifactError(f"{where} names no model package", hint=hint)
+    try:
+        package = sagemaker.describe_model_package(ModelPackageName=arn)
+    except AwsError as exc:
+        raise ArtifactError(
+            f"{where} names {arn}, which SageMaker cannot describe: {exc}", hint=hint
+        ) from exc
+    properties = package.get("CustomerMetadataProperties") or {}
+    found = (
+        package.get("ModelPackageGroupName"),
+        properties.get("training_job"),
+        properties.get("model_sha256"),
+    )
+    if found != (group, name, sha256):
+        raise ArtifactError(
+            f"{where} names {arn}, which is not this job's model (group, training job, "
+            f"model sha256: {found}; expected {(group, name, sha256)})",
+            hint=hint,
+        )
 
 
 def _ensure_group(sagemaker: AwsClient, group: str) -> None:
