@@ -382,6 +382,14 @@ def test_a_job_in_the_vpc_with_checkpoints_as_the_stack_sets_it(
     assert started_job(pipeline)["VpcConfig"] == vpc
 
 
+def fails_registering_nothing(pipeline: AwsClient, token: str) -> str:
+    """The Train action's continuation fails: its message; no model package was made."""
+    call = report("job-2", continuation=token, fails=True)
+    listed = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")
+    assert not listed["ModelPackageSummaryList"]
+    return str(call[1]["failureDetails"]["message"])
+
+
 @pytest.mark.parametrize("replaced", ["model.tar.gz", "output.tar.gz"])
 def test_an_output_written_again_after_its_job_stops_the_pipeline_naming_it(
     pipeline: AwsClient, replaced: str
@@ -396,14 +404,11 @@ def test_an_output_written_again_after_its_job_stops_the_pipeline_naming_it(
     theirs = {"model.joblib": b"their model", "metrics.json": b'{"accuracy": 0.99}'}
     pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=tar_gz(theirs))
 
-    failed = report("job-2", continuation=token, fails=True)
-    message = failed[1]["failureDetails"]["message"]
+    message = fails_registering_nothing(pipeline, token)
     assert message.startswith(
         f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {name} wrote it "
         "(2 versions, 0 delete markers)"
     ), message
-    listed = pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")
-    assert not listed["ModelPackageSummaryList"]
 
 
 def test_a_garbled_registration_marker_fails_naming_it(pipeline: AwsClient) -> None:
@@ -414,12 +419,8 @@ def test_a_garbled_registration_marker_fails_naming_it(pipeline: AwsClient) -> N
     sagemaker_writes_output(pipeline, name, {"accuracy": 0.97, "f1": 0.96})
     marker = f"iris-classifier/{name}/model-package.json"
     pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=marker, Body=b"[" * 100_000)
-    call = report("job-2", continuation=token, fails=True)
-    message = call[1]["failureDetails"]["message"]
+    message = fails_registering_nothing(pipeline, token)
     assert message.startswith(f"{name}'s registration (s3://{MODELS_BUCKET}/{marker}): not JSON")
-    assert not pipeline("sagemaker").list_model_packages(ModelPackageGroupName="iris-classifier")[
-        "ModelPackageSummaryList"
-    ]
 
 
 def test_a_planted_registration_marker_is_not_believed(pipeline: AwsClient) -> None:
@@ -443,12 +444,8 @@ def test_a_planted_registration_marker_is_not_believed(pipeline: AwsClient) -> N
     marker = f"iris-classifier/{name}/model-package.json"
     known = {"arn": theirs, "version": 1, "status": "Approved", "training_job": name}
     pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=marker, Body=json.dumps(known).encode())
-    call = report("job-2", continuation=token, fails=True)
-    message = call[1]["failureDetails"]["message"]
+    message = fails_registering_nothing(pipeline, token)
     assert message.startswith(
         f"{name}'s registration (s3://{MODELS_BUCKET}/{marker}) names {theirs}, which is not this "
         "job's model"
     ), message
-    assert not sagemaker.list_model_packages(ModelPackageGroupName="iris-classifier")[
-        "ModelPackageSummaryList"
-    ]
