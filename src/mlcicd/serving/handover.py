@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -126,6 +127,11 @@ def _listening(message: bytes, fds: list[int], pid: int) -> socket.socket:
         for fd in fds:
             os.close(fd)
         raise EndpointError(f"the endpoint server (pid {pid}) sent {message[:40]!r}, not a socket")
+    if not stat.S_ISSOCK(os.fstat(fds[0]).st_mode):  # socket() would raise and leak it
+        os.close(fds[0])
+        raise EndpointError(
+            f"the endpoint server (pid {pid}) sent a descriptor that is not a socket"
+        )
     sock = socket.socket(fileno=fds[0])
     if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
         socket.SOL_SOCKET, socket.SO_ACCEPTCONN
