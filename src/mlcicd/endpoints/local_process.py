@@ -189,20 +189,19 @@ def exited(name: str, log_path: Path, when: str, *, pid: int | None = None) -> E
 
 
 def _tail(path: Path, pid: int | None = None, limit: int = 1 << 20) -> str:
-    """The last non-empty line within ``limit`` bytes of the log's end, of process ``pid``'s
-    if given (its lines name it: ``supervisor[<pid>]``, :mod:`mlcicd.serving.logs`)."""
-    mark = f"[{pid}] " if pid is not None else ""
+    """The last non-empty line within ``limit`` bytes of the log's end: process ``pid``'s
+    last if given and it logged one (its lines name it: ``supervisor[<pid>]``,
+    :mod:`mlcicd.serving.logs`; a traceback it died of does not)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
             lines = [
-                line
-                for line in fh.read().decode("utf-8", "replace").splitlines()
-                if line.strip() and mark in line
+                line for line in fh.read().decode("utf-8", "replace").splitlines() if line.strip()
             ]
     except OSError:
         return "no log"
-    return lines[-1].strip() if lines else "nothing logged"
+    own = [line for line in lines if f"[{pid}] " in line] if pid is not None else []
+    return (own or lines or ["nothing logged"])[-1].strip()
 
 
 def _wait_gone(pid: int | None, start: int | None, timeout: float) -> bool:
