@@ -14,13 +14,16 @@ recorded by the Stubber, as in test_lambda_training.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from mlcicd.aws import joboutputs
 from mlcicd.aws.clients import client
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
+from tests.aws import job_times
 from tests.aws.conftest import PIPELINE_EXAMPLE, AwsClient, pipeline_with
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
@@ -296,6 +299,35 @@ def test_a_step_output_written_again_is_not_read_by_the_next_job(
         failed = report("job-2", continuation=token_of(first), fails=True)
     message = failed[1]["failureDetails"]["message"]
     assert message.startswith(f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {job}")
+    assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == started
+
+
+@pytest.mark.parametrize("when", ["before training reads it", "before a later run reuses it"])
+def test_a_key_added_under_a_step_output_after_its_job_ended_is_not_read_by_the_next_job(
+    stack: AwsClient, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A NEW object under prepare's train output has one version, as the job's own do; it was
+    written after the job ended, so neither this run's training job nor the next run is given
+    the prefix: the action fails naming the object. (moto and this test share one clock: no
+    slack for two services' clocks.)"""
+    monkeypatch.setattr(joboutputs, "CLOCK_SLACK", timedelta(0))
+    first = report("job-1")
+    job = prepared(stack)["ProcessingJobName"]
+    job_times.ended_now(job)
+    key = f"{PIPELINE}/processing/{job}/output/train/more.csv"
+    if when == "before a later run reuses it":
+        second = report("job-2", continuation=token_of(first))  # the job's own outputs pass
+        assert json.loads(token_of(second))["job"]  # training started on them
+        started = len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+        stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
+        failed = report("run-2", fails=True)
+    else:
+        started = 0
+        stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
+        failed = report("job-2", continuation=token_of(first), fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(f"s3://{MODELS_BUCKET}/{key} was written at "), message
+    assert f"outside job {job}'s run" in message
     assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == started
 
 

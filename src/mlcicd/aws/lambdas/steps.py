@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
-from mlcicd.aws.joboutputs import all_written_once, written_once
+from mlcicd.aws.joboutputs import JobRun, all_written_once, job_run, written_once
 from mlcicd.aws.lambdas.runtime import log, read_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -57,6 +57,7 @@ from mlcicd.aws.processing_jobs import (
     failure_reason,
     start_processing_job,
 )
+from mlcicd.aws.training_jobs import describe_training_job
 from mlcicd.config import Config, ProcessingStepConfig, TrainConfig
 from mlcicd.config.processing import (
     TRAIN,
@@ -68,7 +69,7 @@ from mlcicd.config.processing import (
     report_names,
     step_order,
 )
-from mlcicd.errors import AwsError, ConfigError, ProcessingError
+from mlcicd.errors import ArtifactError, AwsError, ConfigError, ProcessingError
 from mlcicd.processing.base import cache_key
 from mlcicd.store.s3 import parse_s3_uri
 
@@ -323,7 +324,7 @@ def _start(
             model = state["model"]
             # One version now is the one hashed then: no role may delete a version.
             bucket, key = parse_s3_uri(model["uri"])
-            written_once(s3, bucket, key, job=str(state["job"]))
+            written_once(s3, bucket, key, job=training_run(str(state["job"])))
             inputs[name], digests[name] = model["uri"], model["sha256"]
         else:
             producer = state["steps"][ref.step]
@@ -422,7 +423,7 @@ def _cached(
         return None
     for output in step.outputs:  # each still there, and still as the job wrote it
         prefix = f"{settings.job_prefix(job)}/output/{output}/"
-        if not all_written_once(s3, settings.models_bucket, prefix, job=job):
+        if not all_written_once(s3, settings.models_bucket, prefix, job=job_run(described)):
             return None
     return job
 
@@ -446,7 +447,10 @@ def _job_output(s3: AwsClient, settings: ProcessingSettings, job: str, output: s
     close it (docs/processing.md, "Not yet")."""
     uri = settings.output_uri(job, output)
     all_written_once(
-        s3, settings.models_bucket, f"{settings.job_prefix(job)}/output/{output}/", job=job
+        s3,
+        settings.models_bucket,
+        f"{settings.job_prefix(job)}/output/{output}/",
+        job=processing_run(job),
     )
     return uri + "/"
 
@@ -551,13 +555,36 @@ def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hi
     the object when it wrote none (``hint``: what to do), or no report."""
     key = f"{settings.job_prefix(job)}/output/{path}"
     where = f"{where}: report {path} (s3://{settings.models_bucket}/{key})"
-    written = written_once(client("s3"), settings.models_bucket, key, job=job)
+    written = written_once(client("s3"), settings.models_bucket, key, job=processing_run(job))
     report = None
     if written is not None:
         report = read_report(settings.models_bucket, key, where, version_id=written.version_id)
     if report is None:
         raise ProcessingError(f"{where}: the job wrote no such file", hint=hint)
     return report
+
+
+def processing_run(name: str) -> JobRun:
+    """When processing job ``name`` ran — what its outputs are checked against
+    (``joboutputs.job_run``); ArtifactError when SageMaker no longer knows it."""
+    described = describe_processing_job(client("sagemaker"), name)
+    if described is None:
+        raise ArtifactError(
+            f"processing job {name} does not exist: its outputs cannot be checked",
+            hint="release the change again to run the pipeline anew",
+        )
+    return job_run(described)
+
+
+def training_run(name: str) -> JobRun:
+    """When training job ``name`` ran (as :func:`processing_run`)."""
+    described = describe_training_job(client("sagemaker"), name)
+    if described is None:
+        raise ArtifactError(
+            f"training job {name} does not exist: its model cannot be checked",
+            hint="release the change again to run the pipeline anew",
+        )
+    return job_run(described)
 
 
 def iter_jobs(state: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
