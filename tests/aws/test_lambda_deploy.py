@@ -581,8 +581,13 @@ def test_explain_online_gives_the_endpoint_config_clarify_from_the_models_report
     configure(monkeypatch, iris_with(explain={"online": True}))
     pipeline("s3").create_bucket(Bucket=MODELS_BUCKET)
     key = "iris-classifier/iris-classifier-0123/explain/abababababababab.json"
-    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(EXPLAINED).encode())
-    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    stored = json.dumps(EXPLAINED).encode()
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=stored)
+    explained(
+        pipeline,
+        explanation=f"s3://{MODELS_BUCKET}/{key}",
+        explanation_sha256=hashlib.sha256(stored).hexdigest(),
+    )
     with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
         assert report("job-1")[0] == "PutJobSuccessResult"
     ((_, params),) = sent.calls
@@ -629,6 +634,37 @@ def test_a_report_replaced_since_the_train_action_stored_it_is_not_served(
         f"model-package/iris-classifier/1 at s3://{MODELS_BUCKET}/{key} is not the one the "
         "Train action stored"
     ), message
+    assert sent.calls == []
+
+
+def test_a_report_without_its_sha256_is_not_served_and_fails_the_action_if_required(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """model.json of an older Train action carries no sha256 of the report: whoever can write
+    the models bucket could have replaced it, and nothing would tell. The endpoint is served
+    without explanations (the log says why) — or, with explain.required, the action fails
+    saying to rerun the Train action."""
+    pipeline("s3").create_bucket(Bucket=MODELS_BUCKET)
+    key = "iris-classifier/iris-classifier-0123/explain/abababababababab.json"
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(EXPLAINED).encode())
+    configure(monkeypatch, iris_with(explain={"online": True}))
+    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        assert report("job-1")[0] == "PutJobSuccessResult"
+    ((_, params),) = sent.calls
+    assert "ExplainerConfig" not in params
+    logged = capsys.readouterr().out
+    assert "registered without the sha256 of its report" in logged
+    assert "the endpoint serves it without explanations" in logged
+
+    configure(monkeypatch, iris_with(explain={"online": True, "required": True}))
+    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        failed = report("job-2", fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith("explain.online: model arn:aws:sagemaker:"), message
+    assert "registered without the sha256 of its report" in message
+    assert "rerun the Train action" in message
     assert sent.calls == []
 
 
