@@ -219,7 +219,8 @@ def test_a_failed_step_fails_the_action_with_its_name_and_reason(stack: AwsClien
         FailureReason="AlgorithmError: prepare.py: no CSV under /opt/ml/processing/input/raw",
     )
     stub = OperationStubber(client("sagemaker"), "DescribeProcessingJob")
-    stub.add_response("describe_processing_job", described)
+    for _ in ("the token's check (provenance)", "the step's progress"):
+        stub.add_response("describe_processing_job", described)
     with stub:
         failed = report("job-2", continuation=token_of(first), fails=True)
     assert failed[0] == "PutJobFailureResult"

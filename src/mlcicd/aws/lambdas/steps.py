@@ -49,6 +49,7 @@ from typing import Any, Protocol
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.joboutputs import JobRun, all_written_once, job_run, written_once
+from mlcicd.aws.lambdas.provenance import EXECUTION_TAG
 from mlcicd.aws.lambdas.runtime import log, read_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -138,6 +139,9 @@ class ProcessingSettings:
     requirements: str = "requirements.txt"
     vpc_config: dict[str, list[str]] | None = None  # network:, as the training job's
     inter_container_encryption: bool = False
+    # The pipeline execution this invocation serves (``provenance.execution_id``): every job
+    # started is tagged with it. Set per invocation from the event, never from the token.
+    execution: str = ""
 
     @classmethod
     def parse(cls, raw: Any, **common: Any) -> ProcessingSettings:
@@ -180,6 +184,11 @@ class ProcessingSettings:
     def output_uri(self, job: str, output: str) -> str:
         """Where SageMaker writes ``output`` of ``job`` (a prefix: read it with a ``/``)."""
         return f"s3://{self.models_bucket}/{self.job_prefix(job)}/output/{output}"
+
+    @property
+    def execution_tag(self) -> dict[str, str]:
+        """The tag naming the execution that starts a job (none outside an invocation)."""
+        return {EXECUTION_TAG: self.execution} if self.execution else {}
 
     def cache_index(self, key: str) -> str:
         return f"{self.pipeline}/processing/cache/{key}.json"
@@ -378,6 +387,7 @@ def _start(
             "mlcicd:step": step.name,
             "mlcicd:commit": str(state.get("revision") or "")[:256],
             CACHE_KEY_TAG: key[:16],
+            **settings.execution_tag,
         },
     )
     start_processing_job(sagemaker, request, where=f"step {step.name}: ")
@@ -541,7 +551,7 @@ def start_own_job(
         instance_count=1,
         max_runtime=max_runtime,
         kms_key_id=settings.kms_key_id,
-        tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step},
+        tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step, **settings.execution_tag},
         vpc_config=settings.vpc_config,
         inter_container_encryption=settings.inter_container_encryption,
     )

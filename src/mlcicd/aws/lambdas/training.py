@@ -37,6 +37,7 @@ from mlcicd.aws.joboutputs import JobRun, job_run, written_once
 from mlcicd.aws.lambdas import datacheck as dc
 from mlcicd.aws.lambdas import explain as ex
 from mlcicd.aws.lambdas import steps as st
+from mlcicd.aws.lambdas.provenance import check_token, execution_id
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
     int_setting,
@@ -179,9 +180,15 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def step(job: PipelineJob, settings: TrainingSettings) -> None:
+    execution = execution_id(job)
+    settings = dataclasses.replace(
+        settings, processing=dataclasses.replace(settings.processing, execution=execution)
+    )
     if job.continuation is None:
         start(job, settings)
     else:
+        # Before anything the token names is read: it is the caller's to say (provenance).
+        check_token(settings.pipeline, execution, job.continuation)
         follow(job, settings, job.continuation)
 
 
@@ -301,6 +308,7 @@ def start_training(job: PipelineJob, settings: TrainingSettings, state: dict[str
             tags={
                 "mlcicd:pipeline": settings.pipeline,
                 "mlcicd:commit": (source.revision or "")[:256],
+                **settings.processing.execution_tag,
             },
             kms_key_id=settings.kms_key_id,
             network_isolation=settings.network_isolation,
