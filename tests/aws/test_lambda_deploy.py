@@ -188,6 +188,48 @@ def test_a_rejected_model_is_not_deployed(pipeline: AwsClient) -> None:
     assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []
 
 
+@pytest.mark.parametrize("forged", ["another pipeline's config", "another endpoint"])
+def test_a_continuation_token_naming_what_this_action_did_not_make_changes_no_endpoint(
+    pipeline: AwsClient, forged: str
+) -> None:
+    """Whoever can call codepipeline:PutJobSuccessResult puts a token of their own: another
+    pipeline's EndpointConfig for this endpoint, or this config for another endpoint, as not
+    yet started. The action fails before either is touched."""
+    trained(pipeline)
+    token = json.loads(token_of(report("job-1")))
+    sagemaker = pipeline("sagemaker")
+    sagemaker.create_model(
+        ModelName="their-model",
+        ExecutionRoleArn=ENDPOINT_ROLE_ARN,
+        PrimaryContainer={"Image": IMAGE},
+    )
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": "their-model",
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large",
+    }
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="their-config",
+        ProductionVariants=[variant],
+        Tags=[{"Key": "mlcicd:pipeline", "Value": "another-pipeline"}],
+    )
+    if forged == "another endpoint":
+        theirs = {**token, "endpoint": "another-endpoint", "started": False}
+    else:
+        theirs = {**token, "config": "their-config", "started": False}
+    call = report("job-2", continuation=json.dumps(theirs), fails=True)
+    message = call[1]["failureDetails"]["message"]
+    assert message.startswith(
+        f"the continuation token names endpoint {theirs['endpoint']} and endpoint config "
+        f"{theirs['config']}, which this action did not make"
+    ), message
+    (endpoint,) = sagemaker.list_endpoints()["Endpoints"]
+    assert endpoint["EndpointName"] == ENDPOINT
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == token["config"]
+
+
 def _deploy_first_version(aws: AwsClient) -> str:
     trained(aws)
     token = token_of(report("job-1"))

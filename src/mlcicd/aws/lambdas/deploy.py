@@ -62,6 +62,7 @@ from mlcicd.aws.hosting import (
     progress,
     start_deployment,
 )
+from mlcicd.aws.lambdas.provenance import PACKAGE_TAG, PIPELINE_TAG, check_deploy_token
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
     int_setting,
@@ -211,6 +212,8 @@ def step(job: PipelineJob, settings: DeploySettings) -> None:
     if job.continuation is None:
         start(job, settings)
     else:
+        # Before the token's endpoint and config are touched: it is the caller's to say.
+        check_deploy_token(settings.pipeline, settings.endpoint, read_model(job), job.continuation)
         follow(job, settings, job.continuation)
 
 
@@ -232,8 +235,8 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     _approve(sagemaker, model, job.id, approve=not settings.staging)
     version = int(model["model_package_version"])
     tags = {
-        "mlcicd:pipeline": settings.pipeline,
-        "mlcicd:model-package": str(model["model_package_arn"])[:256],
+        PIPELINE_TAG: settings.pipeline,
+        PACKAGE_TAG: str(model["model_package_arn"])[:256],  # a continuation checks it
     }
     models: dict[int | str, str] = {}
 

@@ -11,7 +11,9 @@ in the token but derived from the event — the input artifacts' locations, whic
 names anew for each execution and gives each continuation as it gave the first invocation. A
 token naming a job without both tags fails the action before anything is read or registered.
 A step reused from an earlier run (its cache key's job) carries an earlier execution's id: it
-must carry this pipeline's and this step's tags.
+must carry this pipeline's and this step's tags. The Deploy action's token names an endpoint
+and an EndpointConfig: the endpoint must be the action's, the config tagged with this pipeline
+and the model package of the execution's model.json (:func:`check_deploy_token`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from mlcicd.aws.clients import client
+from mlcicd.aws.clients import client, is_not_found
 from mlcicd.aws.codepipeline import PipelineJob
 from mlcicd.aws.processing_jobs import describe_processing_job
 from mlcicd.aws.training_jobs import describe_training_job, model_uri
-from mlcicd.errors import ArtifactError
+from mlcicd.errors import ArtifactError, AwsError
 
 PIPELINE_TAG = "mlcicd:pipeline"
 EXECUTION_TAG = "mlcicd:execution"
 STEP_TAG = "mlcicd:step"
+PACKAGE_TAG = "mlcicd:model-package"  # the Deploy action's EndpointConfig: the model it serves
 
 
 def execution_id(job: PipelineJob) -> str:
@@ -93,4 +96,41 @@ _HINT = (
 )
 
 
-__all__ = ["EXECUTION_TAG", "PIPELINE_TAG", "check_token", "execution_id"]
+def check_deploy_token(
+    pipeline: str, endpoint: str, model: Mapping[str, Any], state: Mapping[str, Any]
+) -> None:
+    """The Deploy action's token names this action's endpoint, and an EndpointConfig this
+    pipeline made for ``model`` — model.json of this execution's input artifact, which the
+    token cannot change; ArtifactError otherwise. A config named by a forged token would
+    otherwise be put on the endpoint (another pipeline's, or an older model's)."""
+    package = str(model.get("model_package_arn"))
+    config = str(state.get("config"))
+    found: dict[str, str] = {}
+    if state.get("endpoint") == endpoint and state.get("package") == package:
+        sagemaker = client("sagemaker")
+        try:
+            arn = sagemaker.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
+        except AwsError as exc:
+            if not is_not_found(exc):
+                raise
+        else:
+            listed = sagemaker.list_tags(ResourceArn=arn).get("Tags") or []
+            found = {str(t["Key"]): str(t["Value"]) for t in listed}
+    wanted = {PIPELINE_TAG: pipeline, PACKAGE_TAG: package[:256]}
+    if {k: found.get(k) for k in wanted} != wanted:
+        raise ArtifactError(
+            f"the continuation token names endpoint {state.get('endpoint')} and endpoint config "
+            f"{config}, which this action did not make for model {package} on endpoint "
+            f"{endpoint}: the action stops here, the endpoint is not changed",
+            hint=_HINT,
+        )
+
+
+__all__ = [
+    "EXECUTION_TAG",
+    "PACKAGE_TAG",
+    "PIPELINE_TAG",
+    "check_deploy_token",
+    "check_token",
+    "execution_id",
+]
