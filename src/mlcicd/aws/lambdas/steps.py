@@ -577,21 +577,18 @@ def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hi
 def processing_run(name: str) -> JobRun:
     """When processing job ``name`` ran — what its outputs are checked against
     (``joboutputs.job_run``); ArtifactError when SageMaker no longer knows it."""
-    described = describe_processing_job(client("sagemaker"), name)
-    if described is None:
-        raise ArtifactError(
-            f"processing job {name} does not exist: its outputs cannot be checked",
-            hint="release the change again to run the pipeline anew",
-        )
-    return job_run(described)
+    return _run(describe_processing_job(client("sagemaker"), name), f"processing job {name}")
 
 
 def training_run(name: str) -> JobRun:
     """When training job ``name`` ran (as :func:`processing_run`)."""
-    described = describe_training_job(client("sagemaker"), name)
+    return _run(describe_training_job(client("sagemaker"), name), f"training job {name}")
+
+
+def _run(described: Mapping[str, Any] | None, job: str) -> JobRun:
     if described is None:
         raise ArtifactError(
-            f"training job {name} does not exist: its model cannot be checked",
+            f"{job} does not exist: its outputs cannot be checked",
             hint="release the change again to run the pipeline anew",
         )
     return job_run(described)
