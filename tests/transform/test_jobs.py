@@ -16,7 +16,7 @@ import pytest
 from mlcicd import procinfo
 from mlcicd.state import State
 from mlcicd.transform import TransformModel
-from tests.helpers import IrisModel, wait_for
+from tests.helpers import IrisModel, as_foreground_job, wait_for
 from tests.transform.conftest import rows
 from tests.transform.test_local import HOLDING, write_csv
 
@@ -60,6 +60,7 @@ def test_ctrl_c_stops_the_job_and_records_it_stopped(
         [sys.executable, "-c", RECORDED_JOB, json.dumps(args)],
         start_new_session=True,
         stderr=subprocess.DEVNULL,
+        preexec_fn=as_foreground_job,  # not SIGINT ignored, as under `pytest &`
     )
     try:
         wait_for("the third mini-batch", gate.with_suffix(".reached").exists)
