@@ -64,6 +64,9 @@ def test_ctrl_c_stops_the_job_and_records_it_stopped(
     )
     try:
         wait_for("the third mini-batch", gate.with_suffix(".reached").exists)
+        # b's output is assembled while c's batch is already held: a Ctrl-C before that ends
+        # would rightly leave b out (seen under load).
+        wait_for("b's output", (tmp_path / "out" / "b.csv.out").exists)
         record = State(tmp_path / "state.db").get_transform_job("stopped")
         assert record.status == "InProgress" and record.pid == job.pid
         os.kill(job.pid, signal.SIGINT)  # the job process alone, as a terminal's Ctrl-C would
