@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import textwrap
 from pathlib import Path
@@ -16,6 +17,7 @@ from mlcicd.serving.handlers import (
     InvocationContext,
     LoadedVariant,
     default_predict_fn,
+    gc_paused_while_loading,
     load_handlers,
 )
 from tests.helpers import IrisModel
@@ -229,3 +231,29 @@ def test_fastpath_off_compiles_nothing(
     variant = loaded(code_dir, FULL_HANDLERS, iris)
     assert variant.compiled == () and compiler.lookup(variant.model) is None
     assert not {"predict", "predict_proba"} & vars(variant.model).keys()
+
+
+def test_a_load_runs_without_the_cyclic_gc_and_what_it_loaded_is_frozen_after() -> None:
+    frozen = gc.get_freeze_count()
+    try:
+        with gc_paused_while_loading():
+            assert not gc.isenabled()
+            loaded = [[n] for n in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(loaded)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_failed_load_freezes_nothing_and_a_paused_gc_stays_paused() -> None:
+    frozen = gc.get_freeze_count()
+    with pytest.raises(EndpointError), gc_paused_while_loading():
+        raise EndpointError("model_fn failed")
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    gc.disable()
+    try:
+        with gc_paused_while_loading():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()

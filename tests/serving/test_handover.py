@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -121,3 +122,55 @@ def test_a_peer_of_another_user_has_no_pid() -> None:
         finally:
             other.kill()
             other.wait()
+
+
+# The running supervisor gone wrong: asked for its socket, it sends a pipe's end with MAGIC.
+_SENDS_A_PIPE = """
+import json, os, signal, socket, sys
+read, write = os.pipe()
+def send(*_):
+    record = json.load(open(sys.argv[1]))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(record["socket"])
+        socket.send_fds(conn, [sys.argv[2].encode()], [read])
+signal.signal(signal.SIGUSR2, send)
+print(os.fstat(read).st_ino, flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def _held() -> set[str]:
+    """What this process's descriptors are open on (the listing's own one is gone by then)."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            held.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return held
+
+
+def test_a_descriptor_that_is_not_a_socket_is_closed_and_refused(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    offer = handover.Offer(tmp_path, "launch-1")
+    sender = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _SENDS_A_PIPE,
+            str(tmp_path / "run" / "successor.json"),
+            handover.MAGIC.decode(),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert sender.stdout is not None
+        pipe = f"pipe:[{int(sender.stdout.readline())}]"  # its handler is installed
+        with pytest.raises(EndpointError, match="sent a descriptor that is not a socket"):
+            offer.receive(sender.pid, _start(sender), timeout=60.0)
+        assert pipe not in _held()
+    finally:
+        sender.kill()
+        sender.wait()
+        assert sender.stdout is not None
+        sender.stdout.close()
+        offer.close()

@@ -1,15 +1,20 @@
 """The latency histogram's quantiles against numpy's on known samples: four buckets per
 octave, so an estimate is never more than one bucket (a factor 2^(1/4)) from the sample at its
-rank, and on a smooth, dense distribution within five percent of the exact quantile."""
+rank, and on a smooth, dense distribution within five percent of the exact quantile. And
+retired.json, folded into by two supervisors at once during a handover."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mlcicd.serving.metrics import BOUNDS_US, PERCENTILES, VariantMetrics, quantile
+from mlcicd.serving.metrics import BOUNDS_US, PERCENTILES, VariantMetrics, quantile, read_all
 
 ONE_BUCKET = 2 ** (1 / 4)
 
@@ -58,3 +63,40 @@ def test_empty_and_out_of_range() -> None:
     assert quantile({"3": 0}, 0.5) is None
     # Beyond the last bound (about 67 s) the estimate stays at that bound, never infinite.
     assert quantile(histogram(np.array([1000.0])), 0.99) == BOUNDS_US[-1]
+
+
+FOLDS = 300  # per process: enough that two unlocked read-modify-writes meet every time
+_FOLDER = """
+import sys
+from pathlib import Path
+from mlcicd.serving.metrics import fold_worker
+sys.stdin.readline()  # both are started: fold at once
+for i in range({folds}):
+    fold_worker(Path(sys.argv[1]), f"{{sys.argv[2]}}{{i}}")
+"""
+
+
+@pytest.mark.integration  # processes
+def test_two_supervisors_folding_at_once_lose_no_count(tmp_path: Path) -> None:
+    """During a handover the old supervisor's workers drain while the new one's may exit:
+    both fold into retired.json, and no fold may undo the other's (a counter going back)."""
+    snapshot = {"series": {"cfg|AllTraffic": {"Invocations": 1}}, "counters": {"Shed": 1}}
+    for prefix in ("g1-", "g2-"):
+        for i in range(FOLDS):
+            (tmp_path / f"w-{prefix}{i}.json").write_text(json.dumps(snapshot))
+    folders = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FOLDER.format(folds=FOLDS), str(tmp_path), prefix],
+            stdin=subprocess.PIPE,
+        )
+        for prefix in ("g1-", "g2-")
+    ]
+    for folder in folders:
+        assert folder.stdin is not None
+        folder.stdin.write(b"go\n")
+        folder.stdin.close()
+    assert [folder.wait(timeout=120) for folder in folders] == [0, 0]
+    assert list(tmp_path.glob("w-*.json")) == []
+    summed = read_all(tmp_path)
+    assert summed["series"]["cfg|AllTraffic"]["Invocations"] == 2 * FOLDS
+    assert summed["counters"] == {"Shed": 2 * FOLDS}

@@ -390,17 +390,21 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
 # -- one worker or several: the same bytes ------------------------------------------------
 
 # A model that needs no scikit-learn (its workers start in a blink): each row's answer is its
-# sum, in tenths. Each worker's model_fn records its pid and its thread-pool size.
+# sum, in tenths. Each worker's model_fn records its pid, its thread-pool size and whether the
+# cyclic GC ran while it loaded; each mini-batch, whether the GC runs and the load is frozen.
 SUMMING = """
+import gc
 import os
 import numpy as np
 
 def model_fn(model_dir):
     with open(os.environ["LOADS"], "a") as fh:
-        fh.write(f"{os.getpid()} {os.environ.get('OMP_NUM_THREADS')}\\n")
+        fh.write(f"{os.getpid()} {os.environ.get('OMP_NUM_THREADS')} {gc.isenabled()}\\n")
     return "summing"
 
 def predict_fn(data, model):
+    with open(os.environ["LOADS"] + ".gc", "a") as fh:
+        fh.write(f"{gc.isenabled()} {gc.get_freeze_count() > 0}\\n")
     return np.rint(np.asarray(data, dtype=float).sum(axis=1) * 10).astype(int)
 """
 
@@ -445,6 +449,8 @@ def test_three_workers_write_the_same_bytes_as_one_across_ranges_cut_anywhere(
     write_csv(tmp_path / "in" / "b.csv", data[:3], ids=ids)
     loads = Path(summing.environment["LOADS"])
     loads.unlink(missing_ok=True)
+    batches = Path(f"{loads}.gc")
+    batches.unlink(missing_ok=True)
 
     one = run(tmp_path, summing, tmp_path / "in", "one", "one", max_payload_mb=0.0005, **settings)
     three = run(
@@ -471,6 +477,10 @@ def test_three_workers_write_the_same_bytes_as_one_across_ranges_cut_anywhere(
     pools = [line.split()[1] for line in loads.read_text().splitlines()]
     assert pools[0] == str(os.cpu_count() or 1)
     assert 1 <= len(pools[1:]) <= 3 and set(pools[1:]) == {str(max(1, (os.cpu_count() or 1) // 3))}
+    # Every model loaded with the cyclic GC paused; every batch scored with it running again
+    # and the load out of its reach (serving.handlers.gc_paused_while_loading).
+    assert {line.split()[2] for line in loads.read_text().splitlines()} == {"False"}
+    assert set(batches.read_text().splitlines()) == {"True True"}
 
 
 def test_a_refused_record_is_named_by_its_line_whichever_worker_read_its_range(

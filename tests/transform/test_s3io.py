@@ -3,6 +3,8 @@ prefix claimed like a directory, nothing half-written uploaded."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,27 @@ def test_a_key_that_would_climb_out_of_the_job_directory_is_refused(
     with pytest.raises(TransformError, match="is not a clean path"):
         backend.run(spec)
     assert not list(tmp_path.rglob("escaped.csv"))
+
+
+def test_a_one_object_input_starts_one_worker(
+    tmp_path: Path, iris: IrisModel, model: TransformModel, aws_env: Any
+) -> None:
+    """The workers start before the download, as many as the listing gives tasks: not
+    max_concurrent, of which all but one would load the model's libraries for nothing.
+    (They are counted by the interpreter they run: the model's ``python``, a wrapper here.)"""
+    s3 = aws_env("s3")
+    s3.create_bucket(Bucket="batch")
+    s3.put_object(Bucket="batch", Key="in/one.csv", Body=b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    started = tmp_path / "started"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$$" >> {started}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    counted = dataclasses.replace(model, python=python)
+    settings = TransformSettings(max_concurrent=4)
+    spec = TransformJobSpec("one", counted, "s3://batch/in", str(tmp_path / "out"), settings)
+    LocalTransformBackend(tmp_path / "jobs").run(spec)
+    answer = (tmp_path / "out" / "one.csv.out").read_text().splitlines()
+    assert answer == [
+        str(v) for v in iris.model.predict([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    ]
+    assert len(started.read_text().split()) == 1

@@ -121,8 +121,8 @@ def launch(
             if reason:
                 _wait_gone(pid, start, 10.0)
                 raise EndpointError(str(reason), hint=f"see {log_path}")
-        if not alive:
-            raise exited(name, log_path, "while starting")
+        if not alive:  # a successor shares the log with the server that still runs
+            raise exited(name, log_path, "while starting", pid=pid if take_over else None)
         if time.monotonic() > deadline:
             if take_over:  # the running server serves on: stop only the successor
                 procinfo.signal_process(pid, start, signal.SIGTERM)
@@ -178,14 +178,20 @@ def stop(edir: Path, timeout: float) -> None:
         _wait_gone_all(set(processes), 5.0)
 
 
-def exited(name: str, log_path: Path, when: str) -> EndpointError:
-    """The error for endpoint ``name``'s server that died ``when``, with the last line it logged."""
+def exited(name: str, log_path: Path, when: str, *, pid: int | None = None) -> EndpointError:
+    """The error for endpoint ``name``'s server that died ``when``, with the last line it
+    logged: the last line of the log, or, given its ``pid``, its own last line (a successor's
+    log is the running server's and its workers' too)."""
     return EndpointError(
-        f"the endpoint server of {name} exited {when} ({_tail(log_path)})", hint=f"see {log_path}"
+        f"the endpoint server of {name} exited {when} ({_tail(log_path, pid)})",
+        hint=f"see {log_path}",
     )
 
 
-def _tail(path: Path, limit: int = 4096) -> str:
+def _tail(path: Path, pid: int | None = None, limit: int = 1 << 20) -> str:
+    """The last non-empty line within ``limit`` bytes of the log's end: process ``pid``'s
+    last if given and it logged one (its lines name it: ``supervisor[<pid>]``,
+    :mod:`mlcicd.serving.logs`; a traceback it died of does not)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - limit))
@@ -194,7 +200,8 @@ def _tail(path: Path, limit: int = 4096) -> str:
             ]
     except OSError:
         return "no log"
-    return lines[-1].strip() if lines else "nothing logged"
+    own = [line for line in lines if f"[{pid}] " in line] if pid is not None else []
+    return (own or lines or ["nothing logged"])[-1].strip()
 
 
 def _wait_gone(pid: int | None, start: int | None, timeout: float) -> bool:

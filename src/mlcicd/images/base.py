@@ -8,7 +8,9 @@ into itself, PEP 668; the venv also gives the ``python`` and ``pip`` commands th
 Dockerfile and the ``train``/``serve`` entries call), and the tree is imported as an image
 (``tar -c . | podman import``). Debian's own Python is what runs: 3.11 on bookworm.
 
-It is made once per machine: a tag that exists is reused. debootstrap needs root.
+It is made once per machine: a tag that exists is reused, and one session makes it at a time
+(a lock in the cache directory; a session that waited reuses the image). debootstrap needs
+root.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcicd.errors import BuildError
+from mlcicd.fsutil import locked, sha256_bytes
 from mlcicd.images.podman import image_exists, image_id, podman_binary, tail
 from mlcicd.process import child_environment, run_streaming
+from mlcicd.project import cache_dir
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -208,18 +212,26 @@ def make_base_image(
     mirror = (mirror or host_mirror()).rstrip("/")
     tag = tag or default_tag(suite)
     start = time.monotonic()
-    if not force and image_exists(tag, error=BuildError):
+
+    def made(built: bool) -> BaseImage:
         return BaseImage(
-            tag, image_id(tag, error=BuildError), False, time.monotonic() - start, suite, mirror
+            tag, image_id(tag, error=BuildError), built, time.monotonic() - start, suite, mirror
         )
-    log: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="mlcicd-rootfs-", dir=workdir) as scratch:
-        rootfs = Path(scratch) / "rootfs"
-        rootfs.mkdir()
-        _debootstrap(rootfs, suite, mirror, log)
-        _check_python(rootfs, suite)
-        _make_venv(rootfs, log)
-        _import(rootfs, tag)
-    return BaseImage(
-        tag, image_id(tag, error=BuildError), True, time.monotonic() - start, suite, mirror
-    )
+
+    if not force and image_exists(tag, error=BuildError):
+        return made(False)
+    # Two sessions (a CLI and a service, two test runs) missing the image at once would both
+    # debootstrap — minutes each, the mirror twice — and import over each other: one makes
+    # it while the other waits, then reuses it.
+    with locked(cache_dir() / "images" / f"base-{sha256_bytes(tag.encode())[:16]}.lock"):
+        if not force and image_exists(tag, error=BuildError):
+            return made(False)  # made by the holder we waited for
+        log: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="mlcicd-rootfs-", dir=workdir) as scratch:
+            rootfs = Path(scratch) / "rootfs"
+            rootfs.mkdir()
+            _debootstrap(rootfs, suite, mirror, log)
+            _check_python(rootfs, suite)
+            _make_venv(rootfs, log)
+            _import(rootfs, tag)
+        return made(True)

@@ -19,7 +19,8 @@ The protocol, kept as it is across versions (add to it, never change it):
 3. The successor starts its generation on that socket. Once it is ready it sends SIGUSR1:
    its predecessor stops writing status.json, drains its workers and exits; the successor
    writes status.json once it is gone. If the generation fails, the successor records why
-   in ``run/successor.json`` and exits: the predecessor never stopped serving.
+   in ``run/successor.json`` and exits: the predecessor never stopped serving. (So does a
+   successor that fails before step 1: its record then names no socket.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -74,18 +76,7 @@ class Offer:
         self._record({})
 
     def _record(self, extra: dict[str, Any]) -> None:
-        pid = os.getpid()
-        atomic_write_json(
-            self.state_dir / SUCCESSOR_FILE,
-            {
-                "pid": pid,
-                "start_time": procinfo.start_time(pid),
-                "launch_id": self.launch_id,
-                "socket": self.path,
-                "protocol": PROTOCOL,
-                **extra,
-            },
-        )
+        _record(self.state_dir, self.launch_id, {"socket": self.path, **extra})
 
     def receive(self, pid: int, start: int | None, timeout: float) -> socket.socket:
         """Ask supervisor ``pid`` for its listening socket; wait up to ``timeout`` seconds."""
@@ -121,11 +112,37 @@ class Offer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def failed_before_offer(state_dir: Path, launch_id: str | None, reason: str) -> None:
+    """:meth:`Offer.failed` for a successor that gave up before it had an offer (config.json
+    unreadable, no running server named): the endpoint's log is shared with the running
+    server and its workers, so its last line is no successor's reason."""
+    _record(state_dir, launch_id, {"failure_reason": reason})
+
+
+def _record(state_dir: Path, launch_id: str | None, extra: dict[str, Any]) -> None:
+    pid = os.getpid()
+    atomic_write_json(
+        state_dir / SUCCESSOR_FILE,
+        {
+            "pid": pid,
+            "start_time": procinfo.start_time(pid),
+            "launch_id": launch_id,
+            "protocol": PROTOCOL,
+            **extra,
+        },
+    )
+
+
 def _listening(message: bytes, fds: list[int], pid: int) -> socket.socket:
     if message != MAGIC or len(fds) != 1:
         for fd in fds:
             os.close(fd)
         raise EndpointError(f"the endpoint server (pid {pid}) sent {message[:40]!r}, not a socket")
+    if not stat.S_ISSOCK(os.fstat(fds[0]).st_mode):  # socket() would raise and leak it
+        os.close(fds[0])
+        raise EndpointError(
+            f"the endpoint server (pid {pid}) sent a descriptor that is not a socket"
+        )
     sock = socket.socket(fileno=fds[0])
     if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
         socket.SOL_SOCKET, socket.SO_ACCEPTCONN

@@ -18,7 +18,7 @@ percentile is interpolated inside the bucket of the sample at its rank, so it is
 bucket of that sample: a factor 2^(1/4), from -16 % to +19 % (tests/serving/test_metrics.py
 holds it to that; on smooth, dense traffic it comes within 5 % of the exact percentile).
 Below 16 µs the first bucket starts at 0; past 67 s a percentile reads 67 s.
-Stdlib only: the supervisor and the CLI read these files too.
+Stdlib (and :mod:`mlcicd.fsutil`) only: the supervisor and the CLI read these files too.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the supervisor reads these files too, and stays light
     from mlcicd.shapes import EndpointMetrics
 
+from mlcicd.fsutil import locked
+
 METRICS_DIR = "metrics"
 RETIRED_FILE = "retired.json"
+_RETIRED_LOCK = ".retired.lock"  # held by whoever folds into retired.json
 SERIES_FILE = "series.jsonl"
 FLUSH_INTERVAL = 0.5
 SERIES_INTERVAL = 5.0
@@ -194,17 +197,22 @@ def merge(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def fold_worker(directory: Path, worker_id: str) -> None:
-    """Add an exited worker's last counts to ``retired.json``, then forget its file."""
+    """Add an exited worker's last counts to ``retired.json``, then forget its file.
+
+    Under a lock: during a handover (:mod:`mlcicd.serving.handover`) two supervisors fold
+    their exiting workers, and of two read-modify-writes at once the later would undo the
+    earlier's fold — counts lost with the worker's file, a counter going back."""
     path = directory / f"w-{worker_id}.json"
-    data = _load(path)
-    if data is None:
+    with locked(directory / _RETIRED_LOCK):
+        data = _load(path)
+        if data is None:
+            path.unlink(missing_ok=True)
+            return
+        retired = _load(directory / RETIRED_FILE) or {}
+        merged = merge([retired, data])
+        folded = [*retired.get("folded", []), worker_id][-_RETIRED_REMEMBERED:]
+        _write(directory / RETIRED_FILE, {**merged, "folded": folded})
         path.unlink(missing_ok=True)
-        return
-    retired = _load(directory / RETIRED_FILE) or {}
-    merged = merge([retired, data])
-    folded = [*retired.get("folded", []), worker_id][-_RETIRED_REMEMBERED:]
-    _write(directory / RETIRED_FILE, {**merged, "folded": folded})
-    path.unlink(missing_ok=True)
 
 
 def difference(now: Mapping[str, Any], then: Mapping[str, Any]) -> dict[str, Any]:

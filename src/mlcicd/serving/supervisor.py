@@ -127,6 +127,7 @@ class Supervisor:
         self._stop = False
         self._reload = False
         self._take_over = take_over
+        self._successor = take_over  # until the running supervisor has handed over and gone
         self._offer: handover.Offer | None = None
         self._predecessor: tuple[int, int | None] | None = None
         # status.json belongs to the running supervisor until it has exited; and to none once
@@ -215,9 +216,12 @@ class Supervisor:
         log.error("failed: %s", reason)
         self._close_socket()
         self.status, self.failure_reason, self.failure_kind = "Failed", reason, kind
-        if self._quiet and self._offer is not None:  # a successor: the old one serves on
-            self._offer.failed(reason)
-            self._offer.close()
+        if self._successor:  # the old one serves on: the deployer learns why from our record
+            if self._offer is not None:
+                self._offer.failed(reason)
+                self._offer.close()
+            else:
+                handover.failed_before_offer(self.state_dir, self.launch_id, reason)
         self.write_status()
         return EXIT_FAILED
 
@@ -248,7 +252,7 @@ class Supervisor:
             self.idle(0.1)
         if procinfo.is_alive(pid, start):
             log.warning("the endpoint server taken over (pid %d) has not exited", pid)
-        self._quiet = False
+        self._quiet = self._successor = False
         handover.clear(self.state_dir)
         self._offer.close()
         log.info("took over from the endpoint server (pid %d)", pid)

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import os
 import signal
@@ -56,7 +55,12 @@ from mlcicd.serving.capture import CaptureWriter
 from mlcicd.serving.clarify import ExplainerSettings
 from mlcicd.serving.config import CaptureSpec, ServingConfig, VariantSpec
 from mlcicd.serving.explanations import OnlineExplainer
-from mlcicd.serving.handlers import LoadedVariant, describe_exception, load_handlers
+from mlcicd.serving.handlers import (
+    LoadedVariant,
+    describe_exception,
+    gc_paused_while_loading,
+    load_handlers,
+)
 from mlcicd.serving.layout import TRAFFIC_FILE, WEIGHTS_FILE
 from mlcicd.serving.logs import configure_logging
 from mlcicd.serving.metrics import FLUSH_INTERVAL, METRICS_DIR, WorkerMetrics
@@ -423,24 +427,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ServingConfig.from_dict(spec, where=str(args.spec))
         blue = spec.get("blue")
         state_dir = Path(spec["state_dir"]) if spec.get("state_dir") else None
-        app = build_app(
-            config,
-            log_hint=args.log_hint,
-            state_dir=state_dir,
-            worker_id=f"g{args.generation}-{os.getpid()}",
-            blue=ServingConfig.from_dict(blue, where=f"{args.spec}: blue") if blue else None,
-            green_percent=float(spec.get("green_percent", 100.0)),
-        )
+        # The model, its libraries and the app stay for the worker's life: loaded without
+        # the cyclic GC, then out of its reach, or each full collection walks them all
+        # (~25 ms with scikit-learn loaded), stalling every request in flight — that was the
+        # p99 at high concurrency.
+        with gc_paused_while_loading():
+            app = build_app(
+                config,
+                log_hint=args.log_hint,
+                state_dir=state_dir,
+                worker_id=f"g{args.generation}-{os.getpid()}",
+                blue=ServingConfig.from_dict(blue, where=f"{args.spec}: blue") if blue else None,
+                green_percent=float(spec.get("green_percent", 100.0)),
+            )
     except Exception as exc:
         message = getattr(exc, "headline", None) or describe_exception(exc)
         log.error("failed to load the model: %s", message, exc_info=True)
         _report(args.status_fd, {"event": "failed", "error": message})
         return EXIT_LOAD_FAILED
-    # The model, its libraries and the app stay for the worker's life: move them out of the
-    # cyclic GC's reach, or each full collection walks them all (~25 ms with scikit-learn
-    # loaded), stalling every request in flight — that was the p99 at high concurrency.
-    gc.collect()
-    gc.freeze()
 
     def ready() -> None:
         log.info("ready: serving %s", ", ".join(v.name for v in app.variants))

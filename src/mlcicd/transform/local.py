@@ -10,9 +10,11 @@ whole object (``SplitType: None``, or gzip, which cannot be entered in the middl
 tasks shrink toward the job's end, so that the workers finish together. Up to
 ``max_concurrent`` workers (:mod:`mlcicd.transform.worker`) each load the model once (their
 thread pools sized to their share of the cores) and take the next task when they finish one,
-so two workers share one big file. They start first: their interpreters and the model's code
-load while this process downloads, lists, claims, extracts and plans, and each is handed the
-model's directory when it is there (a worker's start is most of a short job). This process
+so two workers share one big file. They start first, no more than there are tasks (an
+``s3://`` input's are planned from its listing, before the download): their interpreters and
+the model's code load while this process downloads, lists, claims, extracts and plans, and
+each is handed the model's directory when it is there (a worker's start is most of a short
+job). This process
 reads no record: it hands out byte ranges and joins parts. When every task of an object is
 done its parts are joined into ``<output>/<name>.out`` under a temporary name and renamed:
 an output either is complete or is not there.
@@ -157,21 +159,25 @@ class LocalTransformBackend:
         remote_in, remote_out = (u.startswith(s3io.S3) for u in (spec.input, spec.output))
         parts = job_dir / "parts"
         workers = settings.max_concurrent
-        objects: list[InputObject] = []
-        tasks: list[Task] = []
-        if not remote_in:  # what needs no worker is refused before one starts
+        listed: list[tuple[str, str, int]] = []
+        if remote_in:  # the listing says what the download will hold: no surplus worker
+            listed = s3io.list_input(self.s3(), spec.input, self.where("input"))
+            objects = [
+                InputObject(rel, staged / "in" / rel, size)
+                for _, rel, size in listed
+                if _transformed(rel)
+            ]
+        else:  # what needs no worker is refused before one starts
             objects = list_inputs(Path(spec.input), self.where("input"))
             if not remote_out:
                 _check_apart(Path(spec.input).resolve(), Path(spec.output).resolve(), self.where)
-            tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, workers)
+        tasks = plan_tasks(objects, parts, settings.split_type, settings.compression, workers)
         run = _Run(self, spec, on_progress)
         try:
-            run.start_workers(min(workers, len(tasks)) if tasks else workers)
+            run.start_workers(min(workers, len(tasks)))
             if remote_in:
-                source = s3io.download_input(
-                    self.s3(), spec.input, staged / "in", self.where("input")
-                )
-                objects = list_inputs(source, self.where("input"))
+                source = s3io.download_input(self.s3(), spec.input, staged / "in", listed)
+                objects = list_inputs(source, self.where("input"))  # as downloaded
                 tasks = plan_tasks(
                     objects, parts, settings.split_type, settings.compression, workers
                 )
@@ -464,7 +470,7 @@ def list_inputs(source: Path, name: str) -> list[InputObject]:
     objects = [
         InputObject(p.relative_to(source).as_posix(), p.resolve(), p.stat().st_size)
         for p in sorted(source.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        if p.is_file() and _transformed(p.relative_to(source).as_posix())
     ]
     if not objects or not any(o.size for o in objects):
         raise TransformError(
@@ -472,6 +478,11 @@ def list_inputs(source: Path, name: str) -> list[InputObject]:
             hint="point it at the files to transform",
         )
     return objects
+
+
+def _transformed(name: str) -> bool:
+    """A file of the input that is transformed: none in or under a hidden name (``.git``)."""
+    return not any(part.startswith(".") for part in name.split("/"))
 
 
 def _check_apart(source: Path, output: Path, where: Where) -> None:

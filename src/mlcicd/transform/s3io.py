@@ -1,8 +1,9 @@
 """Inputs from and outputs to ``s3://``: SageMaker's S3Prefix data source and S3OutputPath.
 
 An input prefix's objects (its keys, relative to the prefix: ``<prefix>/day=1/a.csv`` is
-``day=1/a.csv``) are downloaded into the job's directory before the workers start —
-streamed to disk by boto3's transfer manager, never held in memory — and each ``.out`` is
+``day=1/a.csv``) are listed before the workers start (as many start as the listing gives
+tasks) and downloaded into the job's directory while they do — streamed to disk by boto3's
+transfer manager, never held in memory — and each ``.out`` is
 uploaded when it is complete: S3 makes an object visible whole or not at all, so nothing
 half-written appears under the output prefix. The output prefix is claimed as a local
 directory is (:func:`mlcicd.transform.local.claim_output`): a ``.mlcicd-transform.json``
@@ -60,18 +61,28 @@ def listing_digest(client: Any, uri: str, name: str) -> str:
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
-def download_input(client: Any, uri: str, dest: Path, name: str) -> Path:
-    """The objects under ``uri`` as files under ``dest`` (their names relative to it)."""
+def list_input(client: Any, uri: str, name: str) -> list[tuple[str, str, int]]:
+    """The objects under ``uri`` as (key, name relative to the input, size): what
+    :func:`download_input` writes where; refused when there is none, or a key is no clean path."""
     bucket, prefix = split(uri, name)
     found = keys(client, bucket, prefix)
     if not found:
         raise TransformError(
             f"{name} {uri} holds no objects", hint="point it at the files to transform"
         )
-    for key, _size in found:
+    listed = []
+    for key, size in found:
         rel = key[len(prefix) :].lstrip("/") if key != prefix else Path(key).name
         if any(part in ("", ".", "..") for part in rel.split("/")):
             raise TransformError(f"{name} {uri}: the key {key!r} is not a clean path")
+        listed.append((key, rel, size))
+    return listed
+
+
+def download_input(client: Any, uri: str, dest: Path, listed: list[tuple[str, str, int]]) -> Path:
+    """The objects ``listed`` (:func:`list_input`'s) under ``uri`` as files under ``dest``."""
+    bucket, _ = split(uri, "input")
+    for key, rel, _size in listed:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(bucket, key, str(target))

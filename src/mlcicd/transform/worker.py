@@ -37,6 +37,7 @@ from mlcicd.serving.codecs import BadRequestError, InvocationError
 from mlcicd.serving.handlers import (
     LoadedVariant,
     describe_exception,
+    gc_paused_while_loading,
     load_handlers,
 )
 from mlcicd.transform import dataproc
@@ -333,12 +334,14 @@ def main(argv: list[str]) -> int:
         protocol.write(json.dumps(message) + "\n")
 
     try:
-        handlers = load_handlers(Path(argv[0]), argv[1] if len(argv) > 1 else "inference.py")
-        job = sys.stdin.readline()
-        if not job:
-            return 0  # the job ended before it was ready: nothing to load
-        spec = json.loads(job)
-        variant = LoadedVariant("AllTraffic", handlers, handlers.load_model(spec["model_dir"]))
+        with gc_paused_while_loading():
+            handlers = load_handlers(Path(argv[0]), argv[1] if len(argv) > 1 else "inference.py")
+            job = sys.stdin.readline()
+            if not job:
+                return 0  # the job ended before it was ready: nothing to load
+            spec = json.loads(job)
+            model = handlers.load_model(spec["model_dir"])
+            variant = LoadedVariant("AllTraffic", handlers, model)
         transformer = Transformer(variant, spec["settings"])
     except Exception as exc:
         error = exc.headline if isinstance(exc, MlcicdError) else describe_exception(exc)
