@@ -33,10 +33,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcicd.fsutil import locked
+
 if TYPE_CHECKING:  # the supervisor reads these files too, and stays light
     from mlcicd.shapes import EndpointMetrics
-
-from mlcicd.fsutil import locked
 
 METRICS_DIR = "metrics"
 RETIRED_FILE = "retired.json"
