@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mlcicd.config import CONFIG_FILE, Config, load_config, parse_config
+from tests.aws import job_times
 from tests.conftest import IRIS
 from tests.helpers import free_port
 
@@ -214,6 +215,7 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> AwsClient:
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    job_times.follow()
     return clients(moto_server)
 
 

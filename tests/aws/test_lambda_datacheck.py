@@ -271,9 +271,8 @@ def test_a_production_baseline_written_again_stops_the_next_check_naming_it(
     The check's job gets a copy of the version the earlier check wrote; one written twice
     fails the run, naming it."""
     s3, sagemaker = aws_env("s3"), aws_env("sagemaker")
-    create_models_bucket(s3)
     earlier = f"{PIPELINE}-datacheck-earlier"
-    folder = f"{PIPELINE}/processing/{earlier}/output/datacheck"
+    folder = completed_check(aws_env, earlier).rsplit("/", 1)[0]
     for file in ("statistics.json", "constraints.json"):
         s3.put_object(Bucket=MODELS_BUCKET, Key=f"{folder}/{file}", Body=b'{"the": "check\'s"}')
     sagemaker.create_model_package_group(ModelPackageGroupName=PIPELINE)

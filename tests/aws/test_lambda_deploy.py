@@ -188,6 +188,48 @@ def test_a_rejected_model_is_not_deployed(pipeline: AwsClient) -> None:
     assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []
 
 
+@pytest.mark.parametrize("forged", ["another pipeline's config", "another endpoint"])
+def test_a_continuation_token_naming_what_this_action_did_not_make_changes_no_endpoint(
+    pipeline: AwsClient, forged: str
+) -> None:
+    """Whoever can call codepipeline:PutJobSuccessResult puts a token of their own: another
+    pipeline's EndpointConfig for this endpoint, or this config for another endpoint, as not
+    yet started. The action fails before either is touched."""
+    trained(pipeline)
+    token = json.loads(token_of(report("job-1")))
+    sagemaker = pipeline("sagemaker")
+    sagemaker.create_model(
+        ModelName="their-model",
+        ExecutionRoleArn=ENDPOINT_ROLE_ARN,
+        PrimaryContainer={"Image": IMAGE},
+    )
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": "their-model",
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large",
+    }
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="their-config",
+        ProductionVariants=[variant],
+        Tags=[{"Key": "mlcicd:pipeline", "Value": "another-pipeline"}],
+    )
+    if forged == "another endpoint":
+        theirs = {**token, "endpoint": "another-endpoint", "started": False}
+    else:
+        theirs = {**token, "config": "their-config", "started": False}
+    call = report("job-2", continuation=json.dumps(theirs), fails=True)
+    message = call[1]["failureDetails"]["message"]
+    assert message.startswith(
+        f"the continuation token names endpoint {theirs['endpoint']} and endpoint config "
+        f"{theirs['config']}, which this action did not make"
+    ), message
+    (endpoint,) = sagemaker.list_endpoints()["Endpoints"]
+    assert endpoint["EndpointName"] == ENDPOINT
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointConfigName"] == token["config"]
+
+
 def _deploy_first_version(aws: AwsClient) -> str:
     trained(aws)
     token = token_of(report("job-1"))
@@ -581,8 +623,13 @@ def test_explain_online_gives_the_endpoint_config_clarify_from_the_models_report
     configure(monkeypatch, iris_with(explain={"online": True}))
     pipeline("s3").create_bucket(Bucket=MODELS_BUCKET)
     key = "iris-classifier/iris-classifier-0123/explain/abababababababab.json"
-    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(EXPLAINED).encode())
-    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    stored = json.dumps(EXPLAINED).encode()
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=stored)
+    explained(
+        pipeline,
+        explanation=f"s3://{MODELS_BUCKET}/{key}",
+        explanation_sha256=hashlib.sha256(stored).hexdigest(),
+    )
     with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
         assert report("job-1")[0] == "PutJobSuccessResult"
     ((_, params),) = sent.calls
@@ -629,6 +676,37 @@ def test_a_report_replaced_since_the_train_action_stored_it_is_not_served(
         f"model-package/iris-classifier/1 at s3://{MODELS_BUCKET}/{key} is not the one the "
         "Train action stored"
     ), message
+    assert sent.calls == []
+
+
+def test_a_report_without_its_sha256_is_not_served_and_fails_the_action_if_required(
+    pipeline: AwsClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """model.json of an older Train action carries no sha256 of the report: whoever can write
+    the models bucket could have replaced it, and nothing would tell. The endpoint is served
+    without explanations (the log says why) — or, with explain.required, the action fails
+    saying to rerun the Train action."""
+    pipeline("s3").create_bucket(Bucket=MODELS_BUCKET)
+    key = "iris-classifier/iris-classifier-0123/explain/abababababababab.json"
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=json.dumps(EXPLAINED).encode())
+    configure(monkeypatch, iris_with(explain={"online": True}))
+    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        assert report("job-1")[0] == "PutJobSuccessResult"
+    ((_, params),) = sent.calls
+    assert "ExplainerConfig" not in params
+    logged = capsys.readouterr().out
+    assert "registered without the sha256 of its report" in logged
+    assert "the endpoint serves it without explanations" in logged
+
+    configure(monkeypatch, iris_with(explain={"online": True, "required": True}))
+    explained(pipeline, explanation=f"s3://{MODELS_BUCKET}/{key}")
+    with SentParams(client("sagemaker"), "CreateEndpointConfig") as sent:
+        failed = report("job-2", fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith("explain.online: model arn:aws:sagemaker:"), message
+    assert "registered without the sha256 of its report" in message
+    assert "rerun the Train action" in message
     assert sent.calls == []
 
 

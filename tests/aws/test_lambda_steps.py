@@ -14,13 +14,16 @@ recorded by the Stubber, as in test_lambda_training.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from mlcicd.aws import joboutputs
 from mlcicd.aws.clients import client
 from mlcicd.aws.template import build_template
 from mlcicd.config import Config
+from tests.aws import job_times
 from tests.aws.conftest import PIPELINE_EXAMPLE, AwsClient, pipeline_with
 from tests.aws.events import (
     ARTIFACTS_BUCKET,
@@ -216,7 +219,8 @@ def test_a_failed_step_fails_the_action_with_its_name_and_reason(stack: AwsClien
         FailureReason="AlgorithmError: prepare.py: no CSV under /opt/ml/processing/input/raw",
     )
     stub = OperationStubber(client("sagemaker"), "DescribeProcessingJob")
-    stub.add_response("describe_processing_job", described)
+    for _ in ("the token's check (provenance)", "the step's progress"):
+        stub.add_response("describe_processing_job", described)
     with stub:
         failed = report("job-2", continuation=token_of(first), fails=True)
     assert failed[0] == "PutJobFailureResult"
@@ -274,19 +278,29 @@ def test_a_report_replaced_before_the_gate_reads_it_stops_the_pipeline(stack: Aw
     ]
 
 
+@pytest.mark.parametrize("planted", ["written again", "added after the job ended"])
 @pytest.mark.parametrize("when", ["before training reads it", "before a later run reuses it"])
-def test_a_step_output_written_again_is_not_read_by_the_next_job(
-    stack: AwsClient, when: str
+def test_a_step_output_not_as_its_job_wrote_it_is_not_read_by_the_next_job(
+    stack: AwsClient, monkeypatch: pytest.MonkeyPatch, when: str, planted: str
 ) -> None:
     """prepare's train output is the training channel, and a later run with the same inputs
-    reuses it. Whoever can write the models bucket replaces train.csv after prepare wrote it:
+    reuses it. Whoever can write the models bucket replaces train.csv after prepare wrote it,
+    or adds a NEW object beside it (one version, as the job's own) after the job ended:
     neither this run's training job nor the next run is given the prefix; the action fails
-    naming the object."""
+    naming the object. (moto and this test share one clock: no slack for two services'.)"""
+    monkeypatch.setattr(joboutputs, "CLOCK_SLACK", timedelta(0))
     first = report("job-1")
     job = prepared(stack)["ProcessingJobName"]
-    key = f"{PIPELINE}/processing/{job}/output/train/train.csv"
+    if planted == "written again":
+        key = f"{PIPELINE}/processing/{job}/output/train/train.csv"
+        refused = f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {job}"
+    else:
+        job_times.ended_now(job)
+        key = f"{PIPELINE}/processing/{job}/output/train/more.csv"
+        refused = f"s3://{MODELS_BUCKET}/{key} was written at "
     if when == "before a later run reuses it":
-        report("job-2", continuation=token_of(first))  # trains on it, remembers it
+        second = report("job-2", continuation=token_of(first))  # the job's own outputs pass
+        assert json.loads(token_of(second))["job"]  # training started on them
         started = len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"])
         stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
         failed = report("run-2", fails=True)
@@ -295,7 +309,8 @@ def test_a_step_output_written_again_is_not_read_by_the_next_job(
         stack("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=b"planted\n")
         failed = report("job-2", continuation=token_of(first), fails=True)
     message = failed[1]["failureDetails"]["message"]
-    assert message.startswith(f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {job}")
+    assert message.startswith(refused), message
+    assert planted == "written again" or f"outside job {job}'s run" in message
     assert len(stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == started
 
 

@@ -234,7 +234,8 @@ def test_continues_while_the_job_runs(pipeline: AwsClient) -> None:
         ],
     }
     with OperationStubber(client("sagemaker"), "DescribeTrainingJob") as sagemaker:
-        sagemaker.add_response("describe_training_job", running, {"TrainingJobName": name})
+        for _ in ("the token's check (provenance)", "the job's progress"):
+            sagemaker.add_response("describe_training_job", running, {"TrainingJobName": name})
         call = report("job-2", continuation=token)
     assert token_of(call) == token
     assert "InProgress (Training)" in call[1]["executionDetails"]["summary"]
@@ -250,7 +251,8 @@ def test_a_failed_job_fails_with_sagemakers_reason(pipeline: AwsClient) -> None:
         "FailureReason": "AlgorithmError: ExecuteUserScriptError: accuracy below the minimum",
     }
     with OperationStubber(client("sagemaker"), "DescribeTrainingJob") as sagemaker:
-        sagemaker.add_response("describe_training_job", failed, {"TrainingJobName": name})
+        for _ in ("the token's check (provenance)", "the job's progress"):
+            sagemaker.add_response("describe_training_job", failed, {"TrainingJobName": name})
         call = report("job-2", continuation=token, fails=True)
     assert call[0] == "PutJobFailureResult"
     assert call[1]["failureDetails"]["type"] == "JobFailed"
@@ -449,3 +451,47 @@ def test_a_planted_registration_marker_is_not_believed(pipeline: AwsClient) -> N
         f"{name}'s registration (s3://{MODELS_BUCKET}/{marker}) names {theirs}, which is not this "
         "job's model"
     ), message
+
+
+FOREIGN_TAGS = {
+    "another pipeline's": {"mlcicd:pipeline": "another-pipeline"},
+    "another execution's": {"mlcicd:pipeline": "iris-classifier", "mlcicd:execution": "0" * 16},
+}
+
+
+@pytest.mark.parametrize("whose", [*FOREIGN_TAGS, "a model its job did not write"])
+def test_a_continuation_token_naming_a_job_this_execution_did_not_start_fails_it(
+    pipeline: AwsClient, whose: str
+) -> None:
+    """Whoever can call codepipeline:PutJobSuccessResult puts a token of their own: naming a
+    completed training job of another pipeline (or another execution of this one) whose model
+    passes the gate, or this job with another model. The action fails before reading it, and
+    nothing is registered."""
+    token = json.loads(token_of(invoke("job-1")[0]))
+    theirs = "another-pipeline-0123456789abcdef"
+    pipeline("sagemaker").create_training_job(
+        TrainingJobName=theirs,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        OutputDataConfig={"S3OutputPath": f"s3://{MODELS_BUCKET}/iris-classifier"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+        Tags=[{"Key": k, "Value": v} for k, v in FOREIGN_TAGS.get(whose, {}).items()],
+    )
+    model = sagemaker_writes_output(pipeline, theirs, {"accuracy": 0.99})
+    if whose in FOREIGN_TAGS:
+        forged = {**token, "job": theirs}
+    else:  # this execution's job, finished, and their model as the one it wrote
+        sagemaker_writes_output(pipeline, token["job"], {"accuracy": 0.99})
+        uri = f"s3://{MODELS_BUCKET}/iris-classifier/{theirs}/output/model.tar.gz"
+        forged = {**token, "model": {"uri": uri, "sha256": hashlib.sha256(model).hexdigest()}}
+
+    message = fails_registering_nothing(pipeline, json.dumps(forged))
+    if whose in FOREIGN_TAGS:
+        assert message.startswith(
+            f"the continuation token names training job {theirs}, which this pipeline's "
+            "execution did not start"
+        ), message
+    else:
+        assert message.startswith(f"the continuation token names the model {uri}, not the one")
+    assert "PutJobSuccessResult" in message  # the hint: who could have done it

@@ -754,3 +754,21 @@ def test_scaling_and_the_vpc_are_granted_on_this_stack_s_own_only(scaled_config:
         "StringEquals": {"aws:ResourceTag/mlcicd:endpoint": endpoint}
     }
     assert "InterfacesInTheSubnetsOnly" not in _statements(plain, "SageMakerExecutionRole")
+
+
+def test_the_lambdas_may_read_the_tags_that_prove_a_continuations_jobs_theirs(
+    template: dict[str, Any],
+) -> None:
+    """Each continuation checks the tags of the jobs (training) and the endpoint config
+    (deploy) its token names (mlcicd.aws.lambdas.provenance): both roles may read them, on
+    their own resources' prefixes only."""
+    statements = {(role, s.get("Sid")): s for role, s in role_statements(template)}
+    for role, sid, kind in (
+        ("TrainingFunctionRole", "RunThePipelinesTrainingJobs", "training-job"),
+        ("DeployFunctionRole", "ManageThePipelinesEndpoint", "endpoint-config"),
+    ):
+        statement = statements[(role, sid)]
+        assert "sagemaker:ListTags" in statement["Action"], role
+        resources = [str(r["Fn::Sub"]) for r in as_list(statement["Resource"])]
+        assert any(f":{kind}/iris-classifier" in r for r in resources), resources
+        assert all("*" not in r.split(":")[-1].split("/")[0] for r in resources)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlcicd.aws.clients import AwsClient, is_already_there, is_not_found
-from mlcicd.aws.joboutputs import written_once
+from mlcicd.aws.joboutputs import JobRun, job_run, written_once
 from mlcicd.errors import AwsError, ConfigError
 from mlcicd.shapes import encode_hyperparameters
 from mlcicd.store.s3 import parse_s3_uri
@@ -210,7 +210,9 @@ def model_uri(description: Mapping[str, Any]) -> str:
     return f"{base}/{description['TrainingJobName']}/output/model.tar.gz"
 
 
-def output_metrics(s3: AwsClient, uri: str, *, job: str | None = None) -> dict[str, float] | None:
+def output_metrics(
+    s3: AwsClient, uri: str, *, job: JobRun | None = None
+) -> dict[str, float] | None:
     """``metrics.json`` from the job's ``output.tar.gz``, streamed (nothing else is read);
     None when there is no output.tar.gz or no metrics.json in it. With ``job``, only the
     version that job wrote is read (:func:`mlcicd.aws.joboutputs.written_once`).
@@ -270,7 +272,7 @@ def final_metrics(
     """SageMaker's final metrics, with ``metrics.json`` from output.tar.gz taking precedence
     (``pinned``: the output.tar.gz the job wrote, refusing one written again since)."""
     metrics = metric_list(description)
-    job = str(description["TrainingJobName"]) if pinned else None
+    job = job_run(description) if pinned else None
     from_file = output_metrics(s3, output_uri(description), job=job)
     if from_file:
         metrics.update(from_file)

@@ -34,6 +34,7 @@ from mlcicd.aws.lambdas.steps import (
     input_prefix,
     job_report,
     own_job_resources,
+    processing_run,
     start_own_job,
     started_already,
 )
@@ -213,7 +214,7 @@ def _pin_baseline(processing: ProcessingSettings, folder: str, job: str) -> str:
     s3, target = client("s3"), f"{input_prefix(processing, job)}/{DATA_CHECK_BASELINE_INPUT}"
     for file in BASELINE_FILES:
         key = f"{prefix}{file}"
-        written = written_once(s3, bucket, key, job=producer)
+        written = written_once(s3, bucket, key, job=processing_run(producer))
         if written is None:
             raise ArtifactError(f"data check: production's baseline s3://{bucket}/{key} is gone")
         s3.copy_object(

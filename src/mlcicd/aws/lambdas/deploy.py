@@ -62,6 +62,7 @@ from mlcicd.aws.hosting import (
     progress,
     start_deployment,
 )
+from mlcicd.aws.lambdas.provenance import PACKAGE_TAG, PIPELINE_TAG, check_deploy_token
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
     int_setting,
@@ -211,6 +212,8 @@ def step(job: PipelineJob, settings: DeploySettings) -> None:
     if job.continuation is None:
         start(job, settings)
     else:
+        # Before the token's endpoint and config are touched: it is the caller's to say.
+        check_deploy_token(settings.pipeline, settings.endpoint, read_model(job), job.continuation)
         follow(job, settings, job.continuation)
 
 
@@ -232,8 +235,8 @@ def start(job: PipelineJob, settings: DeploySettings) -> None:
     _approve(sagemaker, model, job.id, approve=not settings.staging)
     version = int(model["model_package_version"])
     tags = {
-        "mlcicd:pipeline": settings.pipeline,
-        "mlcicd:model-package": str(model["model_package_arn"])[:256],
+        PIPELINE_TAG: settings.pipeline,
+        PACKAGE_TAG: str(model["model_package_arn"])[:256],  # a continuation checks it
     }
     models: dict[int | str, str] = {}
 
@@ -284,8 +287,9 @@ def _explainer(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, 
     """``explain.online``: the ClarifyExplainerConfig of the model just trained, from the
     report the training Lambda stored beside it, as ``mlcicd run``'s SageMaker backend builds
     it — its baseline CSV put beside the models (content-addressed) as ShapBaselineUri. A
-    model without a report (its explainer failed) is served without explanations, said in
-    the log, unless ``explain.required`` — as ``mlcicd run``'s deploy stage does."""
+    model without a report (its explainer failed), or whose report's sha256 model.json does
+    not carry (an older Train action's), is served without explanations, said in the log,
+    unless ``explain.required`` — as ``mlcicd run``'s deploy stage does."""
     try:
         return _clarify(settings, model)
     except ExplainError as exc:
@@ -308,8 +312,16 @@ def _clarify(settings: DeploySettings, model: Mapping[str, Any]) -> dict[str, An
             f"explain.online: the report of model {arn} is gone from {uri}",
             hint="run the pipeline again: the Train action explains the model anew",
         )
-    expected = model.get("explanation_sha256")  # model.json of an older Train action: none
-    if expected and hashlib.sha256(data).hexdigest() != expected:
+    expected = model.get("explanation_sha256")
+    if not expected:  # model.json of an older Train action: the report cannot be verified
+        raise ExplainError(
+            f"explain.online: model {arn} was registered without the sha256 of its report "
+            f"{uri} (by an older Train action), so the report cannot be told from a "
+            "replacement: the endpoint is not given it",
+            hint="rerun the Train action (release the change again): it explains the model "
+            "anew and records the report's sha256",
+        )
+    if hashlib.sha256(data).hexdigest() != expected:
         raise ArtifactError(
             f"explain.online: the report of model {arn} at {uri} is not the one the Train "
             f"action stored (sha256 {hashlib.sha256(data).hexdigest()[:12]}…, stored "

@@ -48,7 +48,8 @@ from typing import Any, Protocol
 
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
-from mlcicd.aws.joboutputs import all_written_once, written_once
+from mlcicd.aws.joboutputs import JobRun, all_written_once, job_run, written_once
+from mlcicd.aws.lambdas.provenance import EXECUTION_TAG
 from mlcicd.aws.lambdas.runtime import log, read_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -57,6 +58,7 @@ from mlcicd.aws.processing_jobs import (
     failure_reason,
     start_processing_job,
 )
+from mlcicd.aws.training_jobs import describe_training_job
 from mlcicd.config import Config, ProcessingStepConfig, TrainConfig
 from mlcicd.config.processing import (
     TRAIN,
@@ -68,7 +70,7 @@ from mlcicd.config.processing import (
     report_names,
     step_order,
 )
-from mlcicd.errors import AwsError, ConfigError, ProcessingError
+from mlcicd.errors import ArtifactError, AwsError, ConfigError, ProcessingError
 from mlcicd.processing.base import cache_key
 from mlcicd.store.s3 import parse_s3_uri
 
@@ -137,6 +139,9 @@ class ProcessingSettings:
     requirements: str = "requirements.txt"
     vpc_config: dict[str, list[str]] | None = None  # network:, as the training job's
     inter_container_encryption: bool = False
+    # The pipeline execution this invocation serves (``provenance.execution_id``): every job
+    # started is tagged with it. Set per invocation from the event, never from the token.
+    execution: str = ""
 
     @classmethod
     def parse(cls, raw: Any, **common: Any) -> ProcessingSettings:
@@ -179,6 +184,11 @@ class ProcessingSettings:
     def output_uri(self, job: str, output: str) -> str:
         """Where SageMaker writes ``output`` of ``job`` (a prefix: read it with a ``/``)."""
         return f"s3://{self.models_bucket}/{self.job_prefix(job)}/output/{output}"
+
+    @property
+    def execution_tag(self) -> dict[str, str]:
+        """The tag naming the execution that starts a job (none outside an invocation)."""
+        return {EXECUTION_TAG: self.execution} if self.execution else {}
 
     def cache_index(self, key: str) -> str:
         return f"{self.pipeline}/processing/cache/{key}.json"
@@ -323,7 +333,7 @@ def _start(
             model = state["model"]
             # One version now is the one hashed then: no role may delete a version.
             bucket, key = parse_s3_uri(model["uri"])
-            written_once(s3, bucket, key, job=str(state["job"]))
+            written_once(s3, bucket, key, job=training_run(str(state["job"])))
             inputs[name], digests[name] = model["uri"], model["sha256"]
         else:
             producer = state["steps"][ref.step]
@@ -377,6 +387,7 @@ def _start(
             "mlcicd:step": step.name,
             "mlcicd:commit": str(state.get("revision") or "")[:256],
             CACHE_KEY_TAG: key[:16],
+            **settings.execution_tag,
         },
     )
     start_processing_job(sagemaker, request, where=f"step {step.name}: ")
@@ -422,7 +433,7 @@ def _cached(
         return None
     for output in step.outputs:  # each still there, and still as the job wrote it
         prefix = f"{settings.job_prefix(job)}/output/{output}/"
-        if not all_written_once(s3, settings.models_bucket, prefix, job=job):
+        if not all_written_once(s3, settings.models_bucket, prefix, job=job_run(described)):
             return None
     return job
 
@@ -446,7 +457,10 @@ def _job_output(s3: AwsClient, settings: ProcessingSettings, job: str, output: s
     close it (docs/processing.md, "Not yet")."""
     uri = settings.output_uri(job, output)
     all_written_once(
-        s3, settings.models_bucket, f"{settings.job_prefix(job)}/output/{output}/", job=job
+        s3,
+        settings.models_bucket,
+        f"{settings.job_prefix(job)}/output/{output}/",
+        job=processing_run(job),
     )
     return uri + "/"
 
@@ -537,7 +551,7 @@ def start_own_job(
         instance_count=1,
         max_runtime=max_runtime,
         kms_key_id=settings.kms_key_id,
-        tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step},
+        tags={"mlcicd:pipeline": settings.pipeline, "mlcicd:step": step, **settings.execution_tag},
         vpc_config=settings.vpc_config,
         inter_container_encryption=settings.inter_container_encryption,
     )
@@ -551,13 +565,33 @@ def job_report(settings: ProcessingSettings, job: str, path: str, where: str, hi
     the object when it wrote none (``hint``: what to do), or no report."""
     key = f"{settings.job_prefix(job)}/output/{path}"
     where = f"{where}: report {path} (s3://{settings.models_bucket}/{key})"
-    written = written_once(client("s3"), settings.models_bucket, key, job=job)
+    written = written_once(client("s3"), settings.models_bucket, key, job=processing_run(job))
     report = None
     if written is not None:
         report = read_report(settings.models_bucket, key, where, version_id=written.version_id)
     if report is None:
         raise ProcessingError(f"{where}: the job wrote no such file", hint=hint)
     return report
+
+
+def processing_run(name: str) -> JobRun:
+    """When processing job ``name`` ran — what its outputs are checked against
+    (``joboutputs.job_run``); ArtifactError when SageMaker no longer knows it."""
+    return _run(describe_processing_job(client("sagemaker"), name), f"processing job {name}")
+
+
+def training_run(name: str) -> JobRun:
+    """When training job ``name`` ran (as :func:`processing_run`)."""
+    return _run(describe_training_job(client("sagemaker"), name), f"training job {name}")
+
+
+def _run(described: Mapping[str, Any] | None, job: str) -> JobRun:
+    if described is None:
+        raise ArtifactError(
+            f"{job} does not exist: its outputs cannot be checked",
+            hint="release the change again to run the pipeline anew",
+        )
+    return job_run(described)
 
 
 def iter_jobs(state: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

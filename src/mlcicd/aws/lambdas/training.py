@@ -33,10 +33,11 @@ from typing import Any
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client, is_not_found
 from mlcicd.aws.codepipeline import Artifact, PipelineJob
-from mlcicd.aws.joboutputs import written_once
+from mlcicd.aws.joboutputs import JobRun, job_run, written_once
 from mlcicd.aws.lambdas import datacheck as dc
 from mlcicd.aws.lambdas import explain as ex
 from mlcicd.aws.lambdas import steps as st
+from mlcicd.aws.lambdas.provenance import check_token, execution_id
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
     int_setting,
@@ -179,9 +180,15 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def step(job: PipelineJob, settings: TrainingSettings) -> None:
+    execution = execution_id(job)
+    settings = dataclasses.replace(
+        settings, processing=dataclasses.replace(settings.processing, execution=execution)
+    )
     if job.continuation is None:
         start(job, settings)
     else:
+        # Before anything the token names is read: it is the caller's to say (provenance).
+        check_token(settings.pipeline, execution, job.continuation)
         follow(job, settings, job.continuation)
 
 
@@ -301,6 +308,7 @@ def start_training(job: PipelineJob, settings: TrainingSettings, state: dict[str
             tags={
                 "mlcicd:pipeline": settings.pipeline,
                 "mlcicd:commit": (source.revision or "")[:256],
+                **settings.processing.execution_tag,
             },
             kms_key_id=settings.kms_key_id,
             network_isolation=settings.network_isolation,
@@ -411,7 +419,7 @@ def follow(job: PipelineJob, settings: TrainingSettings, state: dict[str, Any]) 
     # The model's digest, once: the steps after training, the gate, the explainer's
     # continuations and the registry all take it from the token.
     url = model_uri(described)
-    state["model"] = {"uri": url, "sha256": _sha256_of(client("s3"), url, name)}
+    state["model"] = {"uri": url, "sha256": _sha256_of(client("s3"), url, job_run(described))}
     evaluate_steps(job, settings, state)
 
 
@@ -527,14 +535,14 @@ def _named(artifacts: tuple[Artifact, ...], name: str) -> Artifact:
     )
 
 
-def _sha256_of(s3: AwsClient, uri: str, job_name: str) -> str:
+def _sha256_of(s3: AwsClient, uri: str, job: JobRun) -> str:
     """The model's digest, streamed from S3 (never held whole in the function's memory), of
     the one version the job wrote: every later reader (the explainer, the endpoint's
     container) checks the model against it."""
     bucket, key = parse_s3_uri(uri)
-    written = written_once(s3, bucket, key, job=job_name)
+    written = written_once(s3, bucket, key, job=job)
     if written is None:
-        raise ArtifactError(f"training job {job_name} completed but {uri} does not exist")
+        raise ArtifactError(f"training job {job.name} completed but {uri} does not exist")
     body = s3.get_object(Bucket=bucket, Key=key, VersionId=written.version_id)["Body"]
     digest = hashlib.sha256()
     try:

@@ -350,6 +350,7 @@ def _training_function_role(names: StackNames, *, data_check: bool) -> Json:
                 "sagemaker:DescribeTrainingJob",
                 "sagemaker:StopTrainingJob",
                 "sagemaker:AddTags",
+                "sagemaker:ListTags",  # a continuation's job: its tags prove whose it is
             ],
             [sub(names.sagemaker_arn("training-job", f"{names.training_job_prefix}*"))],
         ),
@@ -535,6 +536,7 @@ def _deploy_function_role(
                 "sagemaker:UpdateEndpoint",
                 "sagemaker:DescribeEndpoint",
                 "sagemaker:AddTags",
+                "sagemaker:ListTags",  # a continuation's endpoint config: whose it is
             ],
             [
                 sub(names.sagemaker_arn("model", f"{names.model_prefix}*")),
@@ -568,6 +570,7 @@ def _manage_staging_endpoint(names: StackNames) -> list[Json]:
                 "sagemaker:CreateEndpointConfig",
                 "sagemaker:DescribeEndpointConfig",
                 "sagemaker:AddTags",
+                "sagemaker:ListTags",
             ],
             [sub(names.sagemaker_arn("endpoint-config", f"{staging}-*"))],
         ),

@@ -1,0 +1,136 @@
+"""Which pipeline execution started a job: checked on each continuation of the Train action
+before any job the token names is followed.
+
+The Train action keeps its progress in the continuation token, and CodePipeline hands the
+token back as it was put: whoever can call ``codepipeline:PutJobSuccessResult`` for the
+action's job could put one of their own, naming another pipeline's training job (a model
+trained on other data) or a processing job whose "report" passes the gate. The token is not
+signed — a signature needs a secret the function keeps, and this needs none: every job the
+function starts is tagged with the pipeline and with this execution's id, and the id is not
+in the token but derived from the event — the input artifacts' locations, which CodePipeline
+names anew for each execution and gives each continuation as it gave the first invocation. A
+token naming a job without both tags fails the action before anything is read or registered.
+A step reused from an earlier run (its cache key's job) carries an earlier execution's id: it
+must carry this pipeline's and this step's tags. The Deploy action's token names an endpoint
+and an EndpointConfig: the endpoint must be the action's, the config tagged with this pipeline
+and the model package of the execution's model.json (:func:`check_deploy_token`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from mlcicd.aws.clients import client, is_not_found
+from mlcicd.aws.codepipeline import PipelineJob
+from mlcicd.aws.processing_jobs import describe_processing_job
+from mlcicd.aws.training_jobs import describe_training_job, model_uri
+from mlcicd.errors import ArtifactError, AwsError
+
+PIPELINE_TAG = "mlcicd:pipeline"
+EXECUTION_TAG = "mlcicd:execution"
+STEP_TAG = "mlcicd:step"
+PACKAGE_TAG = "mlcicd:model-package"  # the Deploy action's EndpointConfig: the model it serves
+
+
+def execution_id(job: PipelineJob) -> str:
+    """This execution's id: the input artifacts' locations, hashed — the same for the first
+    invocation and each continuation, and never the token's to say."""
+    places = sorted(f"{a.bucket}/{a.key}" for a in job.inputs)
+    return hashlib.sha256("\n".join(places).encode()).hexdigest()[:16]
+
+
+def check_token(pipeline: str, execution: str, state: Mapping[str, Any]) -> None:
+    """Each job ``state`` (a continuation token) names was started by this pipeline's
+    ``execution`` — a reused step's, by this pipeline for that step; MlcicdError naming the
+    first that was not."""
+    wanted = {PIPELINE_TAG: pipeline, EXECUTION_TAG: execution}
+    if state.get("job"):
+        trained = _check(str(state["job"]), "training", wanted)
+        model = state.get("model")
+        if isinstance(model, Mapping) and model.get("uri") != model_uri(trained):
+            raise ArtifactError(
+                f"the continuation token names the model {model.get('uri')}, not the one "
+                f"training job {state['job']} wrote ({model_uri(trained)}): the action stops "
+                "here, nothing is registered",
+                hint=_HINT,
+            )
+    cached = set(state.get("cached") or [])
+    for step, name in sorted((state.get("steps") or {}).items()):
+        if step in cached:
+            _check(str(name), "processing", {PIPELINE_TAG: pipeline, STEP_TAG: str(step)})
+        else:
+            _check(str(name), "processing", {**wanted, STEP_TAG: str(step)})
+    for key in ("check", "explain"):
+        if state.get(key):
+            _check(str(state[key]), "processing", wanted)
+
+
+def _check(name: str, kind: str, wanted: Mapping[str, str]) -> dict[str, Any]:
+    sagemaker = client("sagemaker")
+    if kind == "training":
+        described = describe_training_job(sagemaker, name)
+        arn = None if described is None else described["TrainingJobArn"]
+    else:
+        described = describe_processing_job(sagemaker, name)
+        arn = None if described is None else described["ProcessingJobArn"]
+    tags: dict[str, str] = {}
+    if arn is not None:
+        listed = sagemaker.list_tags(ResourceArn=arn).get("Tags") or []
+        tags = {str(t["Key"]): str(t["Value"]) for t in listed if t["Key"] in wanted}
+    if tags != dict(wanted):
+        raise ArtifactError(
+            f"the continuation token names {kind} job {name}, which this pipeline's execution "
+            f"did not start (its tags {tags or 'none'}, expected {dict(wanted)}): the action "
+            "stops here, nothing is registered",
+            hint=_HINT,
+        )
+    assert described is not None  # the tags were found on it
+    return described
+
+
+_HINT = (
+    "whoever can call codepipeline:PutJobSuccessResult handed the function a token of their "
+    "own: find who in CloudTrail; then release the change again"
+)
+
+
+def check_deploy_token(
+    pipeline: str, endpoint: str, model: Mapping[str, Any], state: Mapping[str, Any]
+) -> None:
+    """The Deploy action's token names this action's endpoint, and an EndpointConfig this
+    pipeline made for ``model`` — model.json of this execution's input artifact, which the
+    token cannot change; ArtifactError otherwise. A config named by a forged token would
+    otherwise be put on the endpoint (another pipeline's, or an older model's)."""
+    package = str(model.get("model_package_arn"))
+    config = str(state.get("config"))
+    found: dict[str, str] = {}
+    if state.get("endpoint") == endpoint and state.get("package") == package:
+        sagemaker = client("sagemaker")
+        try:
+            arn = sagemaker.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
+        except AwsError as exc:
+            if not is_not_found(exc):
+                raise
+        else:
+            listed = sagemaker.list_tags(ResourceArn=arn).get("Tags") or []
+            found = {str(t["Key"]): str(t["Value"]) for t in listed}
+    wanted = {PIPELINE_TAG: pipeline, PACKAGE_TAG: package[:256]}
+    if {k: found.get(k) for k in wanted} != wanted:
+        raise ArtifactError(
+            f"the continuation token names endpoint {state.get('endpoint')} and endpoint config "
+            f"{config}, which this action did not make for model {package} on endpoint "
+            f"{endpoint}: the action stops here, the endpoint is not changed",
+            hint=_HINT,
+        )
+
+
+__all__ = [
+    "EXECUTION_TAG",
+    "PACKAGE_TAG",
+    "PIPELINE_TAG",
+    "check_deploy_token",
+    "check_token",
+    "execution_id",
+]
