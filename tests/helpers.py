@@ -11,6 +11,8 @@
   training or serving anything.
 - ``delete_endpoints`` / ``kill_tree``: the teardown of the endpoints a test started.
 - ``free_port``: a port for a server that a test starts on a port it names.
+- ``as_foreground_job``: for a process a test stops with Ctrl-C (SIGINT), as a terminal's
+  foreground job is started.
 """
 
 from __future__ import annotations
@@ -238,3 +240,16 @@ def free_port() -> int:
                 continue
             return port
     raise AssertionError("no free loopback port below the ephemeral range")
+
+
+def as_foreground_job() -> None:
+    """``preexec_fn`` of a process that a test stops with SIGINT, its Ctrl-C: SIGINT at its
+    default, as a terminal starts its foreground job.
+
+    A test runner started in the background of a non-interactive shell (``pytest … &`` in a
+    script: POSIX has such a job ignore SIGINT and SIGQUIT) passes SIG_IGN on to every process
+    it starts, through xdist's workers, and Python keeps an inherited SIG_IGN rather than
+    raising KeyboardInterrupt (as a shell's background job should): the process under test
+    would never see the Ctrl-C and run on to its end. (A handler of the runner's own would
+    not leak: exec resets a caught signal to its default, never an ignored one.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,6 +14,7 @@ from mlcicd.training.toolkit import (
     hyperparameter_args,
     input_data_config,
     resource_config,
+    script_mode_env,
     training_env_document,
     training_env_vars,
 )
@@ -238,6 +239,41 @@ def test_environ_sets_program_and_framework_module() -> None:
     assert env["SM_MODULE_NAME"] == "env"
     assert env["SM_FRAMEWORK_MODULE"] == "fw.training:main"
     assert env["SM_MODULE_DIR"] == "/opt/ml/code"
+
+
+def test_script_mode_env_puts_the_toolkit_over_the_job_and_the_code_first() -> None:
+    """What both the local runner and the container's entry point hand the script."""
+    base = {
+        "SAGEMAKER_PROGRAM": "train.py",
+        "PYTHONPATH": "/opt/lib",
+        "SM_MODEL_DIR": "/stale",  # the job's own value of a toolkit variable loses
+        "PYTHONUNBUFFERED": "0",  # the job's choice is kept
+        "MINE": "kept",
+    }
+    env = script_mode_env(
+        BASE,
+        base,
+        code_dir=BASE.code,
+        hyperparameters={"epochs": 2},
+        resource_config=resource_config("ml.m5.large"),
+        input_data_config=input_data_config(["training"]),
+        num_cpus=3,
+    )
+    assert env["PYTHONPATH"] == "/opt/ml/code:/opt/lib"
+    assert env["SM_MODEL_DIR"] == "/opt/ml/model"
+    assert env["SM_USER_ENTRY_POINT"] == "train.py"  # read from the base
+    assert env["SM_NUM_CPUS"] == "3"
+    assert (env["PYTHONUNBUFFERED"], env["MINE"]) == ("0", "kept")
+    plain = script_mode_env(
+        BASE,
+        {},
+        code_dir=Path("/x"),
+        hyperparameters={},
+        resource_config=resource_config("local"),
+        input_data_config={},
+        num_cpus=1,
+    )
+    assert (plain["PYTHONPATH"], plain["PYTHONUNBUFFERED"]) == ("/x", "1")
 
 
 def test_resource_config_without_instance_groups() -> None:

@@ -16,7 +16,7 @@ import pytest
 from mlcicd import procinfo
 from mlcicd.state import State
 from mlcicd.transform import TransformModel
-from tests.helpers import IrisModel, wait_for
+from tests.helpers import IrisModel, as_foreground_job, wait_for
 from tests.transform.conftest import rows
 from tests.transform.test_local import HOLDING, write_csv
 
@@ -60,9 +60,13 @@ def test_ctrl_c_stops_the_job_and_records_it_stopped(
         [sys.executable, "-c", RECORDED_JOB, json.dumps(args)],
         start_new_session=True,
         stderr=subprocess.DEVNULL,
+        preexec_fn=as_foreground_job,  # not SIGINT ignored, as under `pytest &`
     )
     try:
         wait_for("the third mini-batch", gate.with_suffix(".reached").exists)
+        # b's output is assembled while c's batch is already held: a Ctrl-C before that ends
+        # would rightly leave b out (seen under load).
+        wait_for("b's output", (tmp_path / "out" / "b.csv.out").exists)
         record = State(tmp_path / "state.db").get_transform_job("stopped")
         assert record.status == "InProgress" and record.pid == job.pid
         os.kill(job.pid, signal.SIGINT)  # the job process alone, as a terminal's Ctrl-C would

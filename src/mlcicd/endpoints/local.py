@@ -201,16 +201,7 @@ class LocalEndpointBackend:
         edir = self.endpoint_dir(name)
         if not edir.is_dir():
             raise NotFoundError(f"endpoint {name} does not exist")
-        mdir = edir / metrics.METRICS_DIR
-        summed = metrics.window(mdir, window) if window else metrics.read_all(mdir)
-        variants = metrics.by_variant(summed)
-        return {
-            "endpoint": name,
-            "window_seconds": window,
-            "variants": {v: metrics.summary(c) for v, c in sorted(variants.items())},
-            "counters": summed.get("counters", {}),
-            "notes": [],
-        }
+        return metrics.endpoint_metrics(name, edir / metrics.METRICS_DIR, window)
 
     def _variants(self, edir: Path, status: dict[str, Any]) -> list[dict[str, Any]]:
         variants = [dict(v) for v in status.get("variants", []) if isinstance(v, dict)]

@@ -311,16 +311,7 @@ class PodmanEndpointBackend:
         mdir = (
             self.endpoint_dir(name) / "serve" / str(record.get("container")) / metrics.METRICS_DIR
         )
-        summed = metrics.window(mdir, window) if window else metrics.read_all(mdir)
-        return {
-            "endpoint": name,
-            "window_seconds": window,
-            "variants": {
-                v: metrics.summary(c) for v, c in sorted(metrics.by_variant(summed).items())
-            },
-            "counters": summed.get("counters", {}),
-            "notes": [],
-        }
+        return metrics.endpoint_metrics(name, mdir, window)
 
     # -- the container --------------------------------------------------------------------
 

@@ -26,15 +26,17 @@ from mlcicd import git
 from mlcicd.config import Config, MonitorConfig
 from mlcicd.config.processing import baseline_channel, parse_reference
 from mlcicd.errors import MlcicdError, MonitorError
-from mlcicd.monitor.constraints import suggest_constraints
+from mlcicd.monitor.constraints import suggest_constraints, violations_document
 from mlcicd.monitor.dataset import Table, read_channel
 from mlcicd.monitor.statistics import dataset_statistics
 from mlcicd.processing.artifacts import output_directory
 from mlcicd.project import Project
 from mlcicd.state import ModelBaseline, ModelPackage
+from mlcicd.store.base import ArtifactStore
 
 STATISTICS = "statistics.json"
 CONSTRAINTS = "constraints.json"
+VIOLATIONS = "constraint_violations.json"
 MAX_BASELINE_BYTES = 64 << 20  # per-feature statistics and sketches; anything larger is not one
 
 
@@ -101,15 +103,37 @@ def baseline_of(table: Table, channel: str, monitor: MonitorConfig) -> BaselineD
     return BaselineDocuments(statistics, constraints, dataset)
 
 
-def _encode(document: dict[str, Any]) -> bytes:
+def encode_document(document: Mapping[str, Any] | list[Any]) -> bytes:
+    """A monitoring document's bytes as stored (indented JSON, a final newline): the baseline's
+    digest is of these bytes, and every check writes its documents the same way."""
     return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def store_check(
+    store: ArtifactStore,
+    bucket: str,
+    folder: str,
+    statistics: dict[str, Any],
+    violations: list[dict[str, str]],
+) -> tuple[str, str]:
+    """What a check against a baseline leaves in ``bucket`` under ``folder``, as Model Monitor
+    does: the data's ``statistics.json`` and the ``constraint_violations.json``; their URIs.
+    The endpoint's check (``mlcicd monitor check``) and the data check both store it here."""
+    stats = store.put_bytes(encode_document(statistics), bucket, f"{folder}/{STATISTICS}")
+    found = store.put_bytes(
+        encode_document(violations_document(violations)), bucket, f"{folder}/{VIOLATIONS}"
+    )
+    return stats.uri, found.uri
 
 
 def store_baseline(
     project: Project, package: ModelPackage, documents: BaselineDocuments
 ) -> ModelBaseline:
     """Write the two files beside the model, then record them with the model version."""
-    statistics, constraints = _encode(documents.statistics), _encode(documents.constraints)
+    statistics, constraints = (
+        encode_document(documents.statistics),
+        encode_document(documents.constraints),
+    )
     digest = hashlib.sha256(statistics + b"\0" + constraints).hexdigest()[:16]
     job = package.training_job or f"model-{package.model_sha256[:12]}"
     folder = f"{package.group_name}/{job}/baseline/{digest}"

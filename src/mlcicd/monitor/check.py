@@ -12,20 +12,18 @@ SageMaker's monitoring outputs in its layout.
 from __future__ import annotations
 
 import bisect
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from mlcicd.durations import parse_duration
 from mlcicd.endpoints.local import LocalEndpointBackend
 from mlcicd.errors import MonitorError, NothingToCheckError
 from mlcicd.fsutil import read_json
-from mlcicd.monitor.baseline import load_baseline
+from mlcicd.monitor.baseline import load_baseline, store_check
 from mlcicd.monitor.capture import CapturedRecord, CaptureScan, read_capture
-from mlcicd.monitor.constraints import FeatureCheck, check, violations_document
+from mlcicd.monitor.constraints import FeatureCheck, check
 from mlcicd.monitor.dataset import Row, positional_name
 from mlcicd.monitor.statistics import Cell, dataset_statistics
 from mlcicd.project import Project
@@ -305,15 +303,13 @@ def _check_group(
     ordered = [n for n in names if n in present] + extras
     current = dataset_statistics(ordered, [columns[n] for n in ordered], len(rows))
     folder = f"{endpoint}/{variant}/{stamp:%Y/%m/%d/%H}/{stamp:%M-%S}-v{package.version}"
-    store, bucket = project.store, project.config.store.artifacts_bucket
-    result.statistics_uri = store.put_bytes(
-        _encode(current), bucket, f"monitoring/{folder}/statistics.json"
-    ).uri
-    result.violations_uri = store.put_bytes(
-        _encode(violations_document(violations)),
-        bucket,
-        f"monitoring/{folder}/constraint_violations.json",
-    ).uri
+    result.statistics_uri, result.violations_uri = store_check(
+        project.store,
+        project.config.store.artifacts_bucket,
+        f"monitoring/{folder}",
+        current,
+        violations,
+    )
     return result
 
 
@@ -348,10 +344,6 @@ def _columns(rows: list[Row], names: list[str]) -> tuple[dict[str, list[Cell]], 
 
 def _position(name: str) -> int | None:
     return int(name[2:]) if name.startswith("_c") and name[2:].isdigit() else None
-
-
-def _encode(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 __all__ = [

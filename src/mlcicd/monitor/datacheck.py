@@ -16,7 +16,6 @@ artifacts bucket under ``<pipeline>/data-check/run-<id>/``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,10 +27,13 @@ from mlcicd.errors import MonitorError
 from mlcicd.monitor.baseline import (
     CONSTRAINTS,
     STATISTICS,
+    VIOLATIONS,
     baseline_of,
+    encode_document,
     label_column,
     load_baseline,
     parse_baseline_document,
+    store_check,
 )
 from mlcicd.monitor.constraints import check, violations_document
 from mlcicd.monitor.dataset import Table, read_channel
@@ -96,21 +98,21 @@ def check_training_data(
     statistics, constraints = load_baseline(project, baseline)
     table = read_channel(path, channel=channel, label=label_column(config))
     violations = check_table(table, statistics, constraints, config.monitor)
-    folder = f"{config.pipeline}/data-check/run-{run_id}"
-    store, bucket = project.store, config.store.artifacts_bucket
-    current = dataset_statistics(table.names, table.columns, table.rows)
+    statistics_uri, violations_uri = store_check(
+        project.store,
+        config.store.artifacts_bucket,
+        f"{config.pipeline}/data-check/run-{run_id}",
+        dataset_statistics(table.names, table.columns, table.rows),
+        violations,
+    )
     return DataCheckReport(
         WITH_VIOLATIONS if violations else PASSED,
         channel,
         model=model.arn,
         rows=table.rows,
         violations=violations,
-        statistics_uri=store.put_bytes(_encode(current), bucket, f"{folder}/statistics.json").uri,
-        violations_uri=store.put_bytes(
-            _encode(violations_document(violations)),
-            bucket,
-            f"{folder}/constraint_violations.json",
-        ).uri,
+        statistics_uri=statistics_uri,
+        violations_uri=violations_uri,
     )
 
 
@@ -167,10 +169,10 @@ def processing_job(argv: Sequence[str] | None = None) -> int:
         documents = baseline_of(table, args.channel, monitor)
     except MonitorError as exc:  # no CSV, no rows, the label gone: the Lambda says what it means
         report.update(status="Unreadable", reason=exc.message)
-        (out / DATA_CHECK_REPORT).write_bytes(_encode(report))
+        (out / DATA_CHECK_REPORT).write_bytes(encode_document(report))
         return 0
-    (out / STATISTICS).write_bytes(_encode(documents.statistics))
-    (out / CONSTRAINTS).write_bytes(_encode(documents.constraints))
+    (out / STATISTICS).write_bytes(encode_document(documents.statistics))
+    (out / CONSTRAINTS).write_bytes(encode_document(documents.constraints))
     report["rows"] = table.rows
     baseline = paths.input(DATA_CHECK_BASELINE_INPUT)
     if not (baseline / STATISTICS).is_file() or not (baseline / CONSTRAINTS).is_file():
@@ -181,17 +183,13 @@ def processing_job(argv: Sequence[str] | None = None) -> int:
             constraints = parse_baseline_document(baseline / CONSTRAINTS, f"baseline {CONSTRAINTS}")
         except MonitorError as exc:  # production's baseline, from the models bucket
             report.update(status="Unreadable", reason=exc.message)
-            (out / DATA_CHECK_REPORT).write_bytes(_encode(report))
+            (out / DATA_CHECK_REPORT).write_bytes(encode_document(report))
             return 0
         violations = check_table(table, statistics, constraints, monitor)
         report.update(status=WITH_VIOLATIONS if violations else PASSED, violations=violations)
-        (out / "constraint_violations.json").write_bytes(_encode(violations_document(violations)))
-    (out / DATA_CHECK_REPORT).write_bytes(_encode(report))
+        (out / VIOLATIONS).write_bytes(encode_document(violations_document(violations)))
+    (out / DATA_CHECK_REPORT).write_bytes(encode_document(report))
     return 0
-
-
-def _encode(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 __all__ = [

@@ -31,9 +31,12 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcicd.fsutil import locked
+
+if TYPE_CHECKING:  # the supervisor reads these files too, and stays light
+    from mlcicd.shapes import EndpointMetrics
 
 METRICS_DIR = "metrics"
 RETIRED_FILE = "retired.json"
@@ -284,6 +287,20 @@ def variant_summary(
             value = latencies_us.get(f"{name}{label}")
             out[f"{name}{label}_ms"] = None if value is None else round(value / 1000, 3)
     return out
+
+
+def endpoint_metrics(endpoint: str, directory: Path, seconds: float | None) -> EndpointMetrics:
+    """``endpoint``'s metrics from the files in ``directory``, over the last ``seconds`` or
+    since its server started, as every backend reports them: a local endpoint's own
+    directory and a serving container's mount hold the same files, read the same way."""
+    summed = window(directory, seconds) if seconds else read_all(directory)
+    return {
+        "endpoint": endpoint,
+        "window_seconds": seconds,
+        "variants": {v: summary(c) for v, c in sorted(by_variant(summed).items())},
+        "counters": summed.get("counters", {}),
+        "notes": [],
+    }
 
 
 # -- the series file: windows ----------------------------------------------------------------

@@ -48,7 +48,7 @@ from mlcicd.training.toolkit import (
     hyperparameter_args,
     missing_model_reason,
     resource_config,
-    training_env_vars,
+    script_mode_env,
 )
 
 DEFAULT_BASE_DIR = Path("/opt/ml")
@@ -118,20 +118,16 @@ def _prepare(
     script = code_dir / str(program)
     if not script.is_file():
         raise TrainingError(f"training program {program!r} not found: looked for {script}")
-    env = dict(environ)
-    env.update(
-        training_env_vars(
-            paths,
-            hyperparameters=hyperparameters,
-            resource_config=resources,
-            input_data_config=data_config,
-            environ=environ,
-            num_cpus=os.cpu_count() or 1,
-            num_gpus=_num_gpus(),
-        )
+    env = script_mode_env(
+        paths,
+        environ,
+        code_dir=code_dir,
+        hyperparameters=hyperparameters,
+        resource_config=resources,
+        input_data_config=data_config,
+        num_cpus=os.cpu_count() or 1,
+        num_gpus=_num_gpus(),
     )
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_dir), environ.get("PYTHONPATH")]))
-    env.setdefault("PYTHONUNBUFFERED", "1")
     return [sys.executable, str(program), *hyperparameter_args(hyperparameters)], code_dir, env
 
 

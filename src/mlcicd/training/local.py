@@ -60,7 +60,7 @@ from mlcicd.training.toolkit import (
     input_data_config,
     missing_model_reason,
     resource_config,
-    training_env_vars,
+    script_mode_env,
 )
 
 
@@ -355,21 +355,15 @@ class LocalTrainingBackend:
             "SAGEMAKER_SUBMIT_DIRECTORY": str(paths.code),
             "TRAINING_JOB_NAME": spec.name,
         }
-        env = script_environment()
-        env.update(spec.environment)
-        env.update(runner_env)
-        env.update(
-            training_env_vars(
-                paths,
-                hyperparameters=hyperparameters,
-                resource_config=resources,
-                input_data_config=data_config,
-                environ=env,
-                num_cpus=os.cpu_count() or 1,
-            )
+        env = script_mode_env(
+            paths,
+            {**script_environment(), **spec.environment, **runner_env},
+            code_dir=paths.code,
+            hyperparameters=hyperparameters,
+            resource_config=resources,
+            input_data_config=data_config,
+            num_cpus=os.cpu_count() or 1,
         )
-        user_path = spec.environment.get("PYTHONPATH")
-        env["PYTHONPATH"] = os.pathsep.join([str(paths.code), *([user_path] if user_path else [])])
         job.command = [str(job.python), spec.entry_point, *hyperparameter_args(hyperparameters)]
         return env
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,6 +414,43 @@ def training_env_vars(
         or environ.get("AWS_DEFAULT_REGION", "")
     )
     return result
+
+
+def script_mode_env(
+    paths: TrainingPaths,
+    base: Mapping[str, str],
+    *,
+    code_dir: Path,
+    hyperparameters: Mapping[str, Any],
+    resource_config: Mapping[str, Any],
+    input_data_config: Mapping[str, Any],
+    num_cpus: int,
+    num_gpus: int = 0,
+) -> dict[str, str]:
+    """The script's whole environment, as the toolkit starts a script-mode entry point.
+
+    ``base`` is what the job already says (its own variables, ``SAGEMAKER_PROGRAM``,
+    ``TRAINING_JOB_NAME``); the toolkit's :func:`training_env_vars` go over it, ``code_dir``
+    comes first on ``PYTHONPATH`` (before ``base``'s own, so the job's modules win), and the
+    output is unbuffered unless ``base`` says otherwise, so each line reaches the log as it is
+    printed. The local runner and the in-container entry point both build it here, so a
+    script sees the same world on either.
+    """
+    env = dict(base)
+    env.update(
+        training_env_vars(
+            paths,
+            hyperparameters=hyperparameters,
+            resource_config=resource_config,
+            input_data_config=input_data_config,
+            environ=base,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+    )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_dir), base.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
 
 
 def algorithm_error_reason(exit_code: int, log_tail: Sequence[str]) -> str:
