@@ -52,6 +52,7 @@ from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
     ProductionVariant,
+    check_name,
 )
 from mlcicd.endpoints.podman_config import copy_code, recorded, remove_code, serving_record
 from mlcicd.errors import EndpointError, NotFoundError
@@ -100,13 +101,13 @@ class PodmanEndpointBackend:
         return f"mlcicd-ep-{endpoint}-{self.root_id}-{generation}"
 
     def endpoint_dir(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise EndpointError(f"endpoint name {name!r} is not valid")
-        return self.root / name
+        return self.root / check_name(name)
 
     # -- the interface --------------------------------------------------------------------
 
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
+        edir = self.endpoint_dir(config.endpoint_name)  # before podman is asked anything
+        check_name(config.name, "endpoint config name")
         if (
             len(config.variants) != 1
             or config.shadow is not None
@@ -126,7 +127,6 @@ class PodmanEndpointBackend:
             )
         podman_binary(EndpointError)
         built = image_id(self.image, error=EndpointError)
-        edir = self.endpoint_dir(config.endpoint_name)
         edir.mkdir(parents=True, exist_ok=True)
         with locked(edir / LOCK_FILE):
             record = read_object(edir / RECORD_FILE) or {}
