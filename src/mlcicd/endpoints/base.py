@@ -259,6 +259,6 @@ def check_name(name: object, what: str = "endpoint name") -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise EndpointError(
             f"{what} {name!r} is not valid: SageMaker's rule is {NAME_RULE}",
-            hint="rename it (deploy.endpoint_name in mlcicd.yaml, or the name you gave)",
+            hint="rename it by that rule: deploy.endpoint_name in mlcicd.yaml, or the name given",
         )
     return name

@@ -71,7 +71,7 @@ from mlcicd.process import child_environment
 from mlcicd.serving import metrics
 from mlcicd.serving.layout import STATUS_FILE
 from mlcicd.serving.model_check import ARCHIVE_NAME, MODEL_SHA256_ENV
-from mlcicd.shapes import EndpointMetrics
+from mlcicd.shapes import NAME_RE, EndpointMetrics
 
 RECORD_FILE = "endpoint.json"
 LOCK_FILE = ".lock"  # one deploy or delete of an endpoint at a time, across processes
@@ -283,7 +283,7 @@ class PodmanEndpointBackend:
         return [
             self.describe(d.name)
             for d in sorted(self.root.iterdir())
-            if (d / RECORD_FILE).is_file()
+            if NAME_RE.match(d.name) and (d / RECORD_FILE).is_file()  # as the local backend
         ]
 
     def delete(self, name: str) -> None:
