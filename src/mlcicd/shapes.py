@@ -8,19 +8,27 @@ an endpoint's metrics as every backend reports them (:class:`EndpointMetrics`), 
 hyperparameters travel (:func:`encode_hyperparameters`: the CreateTrainingJob API carries
 strings; :func:`decode_hyperparameters` reads them back), and an endpoint's online explainer
 (:func:`clarify_explainer_config`, built by ``mlcicd run``'s SageMaker backend and the
-stack's deploy Lambda alike; the Lambda has no numpy). Plain data and pure functions:
-nothing here calls anything.
+stack's deploy Lambda alike; the Lambda has no numpy), and SageMaker's rule for a
+resource's name (:data:`NAME_RE`: the config's checks and every backend's). Plain data and
+pure functions: nothing here calls anything.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 from mlcicd.errors import ExplainError, TrainingError
+
+# SageMaker's resource-name pattern (endpoints and their configs, jobs, model package groups):
+# 1-63 letters, digits and hyphens, starting and ending with a letter or digit. It also keeps
+# a name safe as a path part and a container's name. ``\Z``, not ``$``: "iris\n" is no name.
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
+NAME_RULE = "1-63 letters, digits and hyphens, starting and ending with a letter or digit"
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def test_defaults_fill_what_is_not_said() -> None:
             "mlcicd.yaml: gate.accuracy: cannot read threshold",
         ),
         ("pipeline: 'not ok'", "mlcicd.yaml: pipeline: 'not ok' is not a valid name"),
+        ('pipeline: "iris\\n"', "mlcicd.yaml: pipeline: 'iris\\n' is not a valid name"),
         ("branch: main", "mlcicd.yaml: pipeline: required key is missing"),
         ("- a\n- b", "mlcicd.yaml: expected a mapping of settings at the top level"),
         ("pipeline: p\n  bad: [", "mlcicd.yaml: line 2"),

@@ -71,6 +71,26 @@ def test_a_key_that_would_climb_out_of_the_job_directory_is_refused(
     assert not list(tmp_path.rglob("escaped.csv"))
 
 
+def test_an_input_of_hidden_or_empty_objects_is_refused_from_its_listing(
+    tmp_path: Path, model: TransformModel, aws_env: Any
+) -> None:
+    """As a local directory of them is, and before anything is downloaded: the objects are
+    archived (GLACIER), so a download would fail with S3's InvalidObjectState instead."""
+    s3 = aws_env("s3")
+    s3.create_bucket(Bucket="batch")
+    for key, body in (("in/.hidden.csv", b"5.1,3.5,1.4,0.2\n"), ("in/empty.csv", b"")):
+        s3.put_object(Bucket="batch", Key=key, Body=body, StorageClass="GLACIER")
+    backend = LocalTransformBackend(tmp_path / "jobs")
+    spec = TransformJobSpec("hidden", model, "s3://batch/in", str(tmp_path / "out"))
+    with pytest.raises(TransformError) as refused:
+        backend.run(spec)
+    assert str(refused.value) == (
+        "--input s3://batch/in is empty: no file with records in it"
+        " (point it at the files to transform)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_one_object_input_starts_one_worker(
     tmp_path: Path, iris: IrisModel, model: TransformModel, aws_env: Any
 ) -> None:

@@ -7,16 +7,14 @@ here is what the file may hold; ``mlcicd.config.checks`` holds the rules a type 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlcicd.durations import parse_duration
+from mlcicd.shapes import NAME_RE as NAME_RE  # SageMaker's name rule, for the checks
 
 CONFIG_FILE = "mlcicd.yaml"
 
-# SageMaker's resource-name pattern (training jobs, endpoints, model package groups).
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # An endpoint config is named "<endpoint>-v<version>-<digest>" within SageMaker's 63
 # characters, and must start with the whole endpoint name (the IAM policies' prefix).
 MAX_ENDPOINT_NAME = 50

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from mlcicd.errors import EndpointError
-from mlcicd.shapes import DataCapture, DeploymentPolicy, EndpointMetrics
+from mlcicd.shapes import NAME_RE, NAME_RULE, DataCapture, DeploymentPolicy, EndpointMetrics
 
 if TYPE_CHECKING:
     from mlcicd.config import AutoscalingConfig, DeployConfig
@@ -250,3 +250,15 @@ def checked_weights(
     if not any(merged.values()):
         raise EndpointError("at least one variant needs a weight above 0")
     return merged
+
+
+def check_name(name: object, what: str = "endpoint name") -> str:
+    """``name`` if it follows SageMaker's rule for endpoint (and endpoint config) names, which
+    every backend holds to: a name SageMaker would refuse fails here, before a backend makes
+    a directory or a container of it, not later inside podman or on SageMaker alone."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise EndpointError(
+            f"{what} {name!r} is not valid: SageMaker's rule is {NAME_RULE}",
+            hint="rename it by that rule: deploy.endpoint_name in mlcicd.yaml, or the name given",
+        )
+    return name

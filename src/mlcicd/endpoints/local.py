@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import signal
 import time
@@ -50,6 +49,7 @@ from mlcicd.endpoints.base import (
     UPDATING,
     EndpointConfig,
     EndpointDescription,
+    check_name,
     checked_weights,
 )
 from mlcicd.endpoints.local_config import prune, serving_config
@@ -67,12 +67,10 @@ from mlcicd.serving.layout import (
     STATUS_FILE,
     WEIGHTS_FILE,
 )
-from mlcicd.shapes import EndpointMetrics
+from mlcicd.shapes import NAME_RE, EndpointMetrics
 
 META_FILE = "endpoint.json"
 LOCK_FILE = ".lock"  # one deploy or delete of an endpoint at a time, across processes
-# SageMaker's rule for endpoint and endpoint config names; it also keeps them safe as paths.
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 class LocalEndpointBackend:
@@ -88,8 +86,7 @@ class LocalEndpointBackend:
         self.launch_timeout = launch_timeout
 
     def endpoint_dir(self, name: str) -> Path:
-        _check_name(name, "endpoint name")
-        return self.root / name
+        return self.root / check_name(name)
 
     def log_path(self, name: str) -> Path:
         return self.endpoint_dir(name) / LOG_FILE
@@ -97,7 +94,7 @@ class LocalEndpointBackend:
     # -- the interface --------------------------------------------------------------------
 
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
-        _check_name(config.name, "endpoint config name")
+        check_name(config.name, "endpoint config name")
         edir = self.endpoint_dir(config.endpoint_name)
         edir.mkdir(parents=True, exist_ok=True)
         with locked(edir / LOCK_FILE):
@@ -410,14 +407,6 @@ def served_by(status: dict[str, Any]) -> str:
     if not isinstance(layout, int):
         return "an older mlcicd (it records no version)"
     return f"mlcicd {version} (serving layout {layout})"
-
-
-def _check_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise EndpointError(
-            f"{what} {name!r} is not valid",
-            hint="use up to 63 letters, digits and hyphens, starting with a letter or digit",
-        )
 
 
 def _epoch(stamp: Any) -> float | None:

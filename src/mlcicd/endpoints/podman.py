@@ -52,6 +52,7 @@ from mlcicd.endpoints.base import (
     EndpointConfig,
     EndpointDescription,
     ProductionVariant,
+    check_name,
 )
 from mlcicd.endpoints.podman_config import copy_code, recorded, remove_code, serving_record
 from mlcicd.errors import EndpointError, NotFoundError
@@ -70,7 +71,7 @@ from mlcicd.process import child_environment
 from mlcicd.serving import metrics
 from mlcicd.serving.layout import STATUS_FILE
 from mlcicd.serving.model_check import ARCHIVE_NAME, MODEL_SHA256_ENV
-from mlcicd.shapes import EndpointMetrics
+from mlcicd.shapes import NAME_RE, EndpointMetrics
 
 RECORD_FILE = "endpoint.json"
 LOCK_FILE = ".lock"  # one deploy or delete of an endpoint at a time, across processes
@@ -100,13 +101,13 @@ class PodmanEndpointBackend:
         return f"mlcicd-ep-{endpoint}-{self.root_id}-{generation}"
 
     def endpoint_dir(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise EndpointError(f"endpoint name {name!r} is not valid")
-        return self.root / name
+        return self.root / check_name(name)
 
     # -- the interface --------------------------------------------------------------------
 
     def deploy(self, config: EndpointConfig) -> EndpointDescription:
+        edir = self.endpoint_dir(config.endpoint_name)  # before podman is asked anything
+        check_name(config.name, "endpoint config name")
         if (
             len(config.variants) != 1
             or config.shadow is not None
@@ -126,7 +127,6 @@ class PodmanEndpointBackend:
             )
         podman_binary(EndpointError)
         built = image_id(self.image, error=EndpointError)
-        edir = self.endpoint_dir(config.endpoint_name)
         edir.mkdir(parents=True, exist_ok=True)
         with locked(edir / LOCK_FILE):
             record = read_object(edir / RECORD_FILE) or {}
@@ -283,7 +283,7 @@ class PodmanEndpointBackend:
         return [
             self.describe(d.name)
             for d in sorted(self.root.iterdir())
-            if (d / RECORD_FILE).is_file()
+            if NAME_RE.match(d.name) and (d / RECORD_FILE).is_file()  # as the local backend
         ]
 
     def delete(self, name: str) -> None:

@@ -27,13 +27,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from mlcicd.errors import ProcessingError
+from mlcicd.shapes import NAME_RE, NAME_RULE
 
 if TYPE_CHECKING:
     from mlcicd.config import ProcessingStepConfig
 
 # SageMaker's patterns (ProcessingJobName; InputName/OutputName without the dots we keep
 # for references) and its ExitMessage/FailureReason limit.
-JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 IO_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MESSAGE_LIMIT = 1024
 MAX_REPORT_BYTES = 1 << 20  # a report is a few numbers; anything larger is not one
@@ -123,10 +123,9 @@ class ProcessingJobSpec:
     instance_type: str = "local"
 
     def __post_init__(self) -> None:
-        if not JOB_NAME_PATTERN.fullmatch(self.name):
+        if not NAME_RE.match(self.name):
             raise ProcessingError(
-                f"processing job name {self.name!r} is not valid",
-                hint="use 1-63 letters, digits and hyphens",
+                f"processing job name {self.name!r} is not valid", hint=f"use {NAME_RULE}"
             )
         entry = PurePosixPath(self.entry_point)
         if not self.entry_point or entry.is_absolute() or ".." in entry.parts:

@@ -18,11 +18,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Literal, Protocol
 
 from mlcicd.errors import TrainingError
-from mlcicd.shapes import encode_hyperparameters
+from mlcicd.shapes import NAME_RE, NAME_RULE, encode_hyperparameters
 from mlcicd.training.toolkit import SAGEMAKER_HYPERPARAMETERS
 
 # SageMaker's own patterns (CreateTrainingJob TrainingJobName, Channel ChannelName).
-JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 CHANNEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 # Environment variables the runner owns; a spec may not set them.
 RESERVED_ENV = ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY", "TRAINING_JOB_NAME")
@@ -96,11 +95,9 @@ class TrainingJobSpec:
     checkpoints: CheckpointConfig | None = None  # None: checkpoints/ starts empty, kept nowhere
 
     def __post_init__(self) -> None:
-        if not JOB_NAME_PATTERN.fullmatch(self.name):
+        if not NAME_RE.match(self.name):
             raise TrainingError(
-                f"training job name {self.name!r} is not valid",
-                hint="use 1-63 letters, digits and hyphens, starting and ending with a letter or "
-                "digit",
+                f"training job name {self.name!r} is not valid", hint=f"use {NAME_RULE}"
             )
         entry = PurePosixPath(self.entry_point)
         if not self.entry_point or entry.is_absolute() or ".." in entry.parts:

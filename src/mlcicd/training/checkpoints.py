@@ -32,8 +32,9 @@ from typing import Any
 from mlcicd.archive import MAX_BYTES_ENV, MAX_MEMBERS_ENV, Limits
 from mlcicd.errors import ArtifactError, TrainingError
 from mlcicd.fsutil import sha256_file
+from mlcicd.shapes import NAME_RE
 from mlcicd.store.base import ArtifactStore
-from mlcicd.training.base import JOB_NAME_PATTERN, CheckpointConfig
+from mlcicd.training.base import CheckpointConfig
 
 MANIFEST = "manifest.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -93,9 +94,7 @@ def restore(store: ArtifactStore, where: CheckpointConfig, dest: Path) -> Restor
     # The job's name goes into the job's log and description.json: only a job name's characters
     # (a newline in it would forge log lines).
     job = manifest.get("job")
-    return Restored(
-        job if isinstance(job, str) and JOB_NAME_PATTERN.fullmatch(job) else None, len(files)
-    )
+    return Restored(job if isinstance(job, str) and NAME_RE.match(job) else None, len(files))
 
 
 def save(store: ArtifactStore, where: CheckpointConfig, source: Path, job: str) -> int:

@@ -167,6 +167,7 @@ class LocalTransformBackend:
                 for _, rel, size in listed
                 if _transformed(rel)
             ]
+            _check_records(objects, self.where("input"), spec.input)  # before any download
         else:  # what needs no worker is refused before one starts
             objects = list_inputs(Path(spec.input), self.where("input"))
             if not remote_out:
@@ -472,12 +473,18 @@ def list_inputs(source: Path, name: str) -> list[InputObject]:
         for p in sorted(source.rglob("*"))
         if p.is_file() and _transformed(p.relative_to(source).as_posix())
     ]
+    _check_records(objects, name, str(source))
+    return objects
+
+
+def _check_records(objects: list[InputObject], name: str, source: str) -> None:
+    """Refuse an input with nothing to transform: no object, or only hidden or empty ones —
+    a directory or an ``s3://`` listing alike."""
     if not objects or not any(o.size for o in objects):
         raise TransformError(
             f"{name} {source} is empty: no file with records in it",
             hint="point it at the files to transform",
         )
-    return objects
 
 
 def _transformed(name: str) -> bool:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -72,11 +71,11 @@ from mlcicd.config.processing import (
 )
 from mlcicd.errors import ArtifactError, AwsError, ConfigError, ProcessingError
 from mlcicd.processing.base import cache_key
+from mlcicd.shapes import NAME_RE
 from mlcicd.store.s3 import parse_s3_uri
 
 RUNNING = ("InProgress", "Stopping")
 CACHE_KEY_TAG = "mlcicd:cache-key"
-_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's ProcessingJobName
 _TUPLES = ("outputs", "arguments")
 _WHERE = "the function's environment"
 
@@ -417,7 +416,7 @@ def _cached(
         job = json.loads(data)["job"]
     except (ValueError, RecursionError, TypeError, KeyError):
         job = None
-    if not isinstance(job, str) or not _JOB_NAME.fullmatch(job):
+    if not isinstance(job, str) or not NAME_RE.match(job):
         log(f"step {step.name}: the cache index {index} names no job: running the step")
         return None
     described = describe_processing_job(sagemaker, job)
