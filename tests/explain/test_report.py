@@ -82,7 +82,7 @@ def test_a_report_replaced_in_the_store_is_refused_naming_it(
     with pytest.raises(ArtifactError, match="is not the one the register stage stored") as caught:
         load_report(project, package)
     assert uri in caught.value.message
-    assert "mlcicd run --ref COMMIT" in (caught.value.hint or "")
+    assert "explain iris-classifier/1 --rows FILE" in (caught.value.hint or "")
 
     refused = mlcicd(project, "explain", "1", catch_exceptions=True)
     assert refused.exit_code == 1 and "9.0" not in refused.stdout
@@ -129,7 +129,7 @@ def test_a_package_registered_without_the_sha256_has_its_report_not_used(
         load_report(project, package)
     refused = mlcicd(project, "explain", "1", catch_exceptions=True)
     assert refused.exit_code == 1
-    assert "it is not used (explain the model anew, which records it: `mlcicd run" in (
+    assert "it is not used (explain the model anew, which records it: a run of the commit" in (
         refused.stderr
     )
     described = mlcicd(project, "models", "describe", "1")

@@ -70,7 +70,7 @@ def load_report(project: Project, package: ModelPackage) -> dict[str, Any] | Non
         if expected:
             raise ExplainError(
                 f"the explanation report of model {package.arn} is gone from {uri}",
-                hint=f"explain the model anew: {REEXPLAIN}",
+                hint=f"explain the model anew: {reexplain(package)}",
             )
         return None
     if not isinstance(expected, str) or not expected:
@@ -78,7 +78,7 @@ def load_report(project: Project, package: ModelPackage) -> dict[str, Any] | Non
             f"model {package.arn} was registered without the sha256 of its explanation report "
             f"{uri} (by an mlcicd that did not record it), so the report cannot be told from a "
             "replacement: it is not used",
-            hint=f"explain the model anew, which records it: {REEXPLAIN}",
+            hint=f"explain the model anew, which records it: {reexplain(package)}",
         )
     data = store.read_bytes(uri)
     digest = hashlib.sha256(data).hexdigest()
@@ -87,19 +87,27 @@ def load_report(project: Project, package: ModelPackage) -> dict[str, Any] | Non
             f"the explanation report of model {package.arn} at {uri} is not the one the register "
             f"stage stored (sha256 {digest[:12]}…, recorded {expected[:12]}…): it is not used",
             hint="whoever can write the model store replaced it: find who (the bucket's access "
-            f"log or CloudTrail, the directory's owners); then explain the model anew: {REEXPLAIN}",
+            f"log or CloudTrail, the directory's owners); then explain the model anew: "
+            f"{reexplain(package)}",
         )
     try:
         report = parse_report(data, f"the explanation report of model {package.arn} at {uri}")
     except ProcessingError as exc:  # the processing steps' reader, its error ours
-        raise ArtifactError(exc.message, hint=f"explain the model anew: {REEXPLAIN}") from exc
+        hint = f"explain the model anew: {reexplain(package)}"
+        raise ArtifactError(exc.message, hint=hint) from exc
     return {**report, "uri": uri}
 
 
-REEXPLAIN = (
-    "`mlcicd run --ref COMMIT` of the commit that trained it (its register stage finds the "
-    "model registered and stores a new report with its sha256)"
-)
+def reexplain(package: ModelPackage) -> str:
+    """How a model gets a report whose sha256 is recorded: the register stage of a run of its
+    commit stores one (the model is found registered); meanwhile ``--rows`` explains rows
+    from the model itself, trusting nothing stored."""
+    commit = (package.commit_sha or "")[:12] or "its commit"
+    return (
+        f"a run of the commit that trained it ({commit}: `mlcicd run`) stores a new report "
+        f"with its sha256 at register; `mlcicd explain {package.arn} --rows FILE` explains "
+        "rows anew meanwhile"
+    )
 
 
 def _store(project: Project, package: ModelPackage, report: dict[str, Any]) -> str:
