@@ -59,6 +59,12 @@ def replace_report(project: Project, package: ModelPackage, data: bytes) -> str:
     return uri
 
 
+def forget_sha256(project: Project) -> None:
+    """Drop every package's recorded report sha256, as an mlcicd before it kept none."""
+    with project.state.db.tx() as db:
+        db.execute("UPDATE model_packages SET lineage=json_remove(lineage, '$.explanation')")
+
+
 def test_the_stored_reports_sha256_is_recorded_with_the_package(
     explained: tuple[Project, ModelPackage],
 ) -> None:
@@ -122,8 +128,7 @@ def test_a_package_registered_without_the_sha256_has_its_report_not_used(
     replacement, so it is not used (as the stack's deploy Lambda treats model.json without
     one); the CLI says why and how to explain it anew."""
     project, package = explained
-    with project.state.db.tx() as db:  # what an mlcicd before this change recorded
-        db.execute("UPDATE model_packages SET lineage=json_remove(lineage, '$.explanation')")
+    forget_sha256(project)
     package = project.state.get_model_package("iris-classifier", 1)
     with pytest.raises(ExplainError, match="registered without the sha256 of its explanation"):
         load_report(project, package)

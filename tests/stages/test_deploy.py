@@ -206,7 +206,7 @@ def test_explain_online_serves_a_package_registered_without_the_sha256_unexplain
     explain.required the deploy fails saying how to explain the model anew."""
     from mlcicd.errors import ExplainError
     from mlcicd.explain.report import _store
-    from tests.explain.test_report import REPORT
+    from tests.explain.test_report import REPORT, forget_sha256
     from tests.stages.test_register import explained_repo
 
     one_worker(iris_repo)
@@ -214,8 +214,7 @@ def test_explain_online_serves_a_package_registered_without_the_sha256_unexplain
     outputs = deploy_inputs(stages, iris)
     package = stages.project.state.get_model_package("iris-classifier", 1)
     _store(stages.project, package, REPORT)
-    with stages.project.state.db.tx() as db:  # what an mlcicd before this change recorded
-        db.execute("UPDATE model_packages SET lineage=json_remove(lineage, '$.explanation')")
+    forget_sha256(stages.project)
     with pytest.raises(ExplainError, match="registered without the sha256 of its explanation"):
         DeployStage().run(stages.context(outputs))
     assert stages.project.state.get_endpoint(ENDPOINT) is None
@@ -223,7 +222,7 @@ def test_explain_online_serves_a_package_registered_without_the_sha256_unexplain
     set_yaml(iris_repo, "  required: true\n", "")
     stages = Stages(iris_repo)
     result = DeployStage().run(stages.context(outputs))
-    assert result.status == "Succeeded", result.summary
+    assert result.status == "Succeeded", result.message
     (config,) = stages.project.state.endpoint_configs(ENDPOINT)
     assert "explainer" not in config.spec
     assert any(
