@@ -11,9 +11,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from mlcicd.transform.worker import BLOCK, TaskError, _blank_lines, mini_batches, split_lines
+from mlcicd import compiler
+from mlcicd.serving.handlers import LoadedVariant, load_handlers
+from mlcicd.transform import TransformSettings
+from mlcicd.transform.worker import (
+    BLOCK,
+    LEAN_CALL_LINES,
+    TaskError,
+    Transformer,
+    _blank_lines,
+    mini_batches,
+    split_lines,
+)
+from tests.helpers import IrisModel
 
 SAMPLES = [
     b"",
@@ -175,3 +188,25 @@ def test_a_worker_whose_job_ends_before_it_is_ready_ends_quietly(tmp_path: Path)
 
     assert (worker.returncode, worker.stdout) == (0, b"")
     assert "loaded" in worker.stderr.decode().splitlines()
+
+
+def test_the_model_is_compiled_before_the_first_call_small_enough_to_use_it(
+    tmp_path: Path, iris: IrisModel
+) -> None:
+    (tmp_path / "inference.py").write_text("")  # SageMaker's default handlers
+    handlers = load_handlers(tmp_path)
+    model = handlers.load_model(iris.model_dir)  # its own copy: the compiler's registry is global
+    variant = LoadedVariant("AllTraffic", handlers, model, compile_now=False)
+    transformer = Transformer(variant, TransformSettings().to_dict())
+    rows = np.tile(iris.X, (LEAN_CALL_LINES // len(iris.X) + 1, 1))[:LEAN_CALL_LINES]
+    large = "".join(",".join(f"{v:.1f}" for v in row) + "\n" for row in rows).encode()
+    expected = "".join(f"{v}\n" for v in iris.model.predict(np.round(rows, 1))).encode()
+
+    # A job of large mini-batches never compiles: scikit-learn answers them anyway.
+    assert transformer.batch(large) == (expected, LEAN_CALL_LINES, LEAN_CALL_LINES)
+    assert (variant.compile_pending, variant.compiled) == (True, ())
+
+    # The first small call compiles it (once), and is answered through it, the same.
+    assert transformer.batch(large[: large.index(b"\n") + 1])[0] == expected[:2]
+    assert (variant.compile_pending, variant.compiled) == (False, ("predict",))
+    assert compiler.lookup(model) is not None

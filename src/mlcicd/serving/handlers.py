@@ -300,10 +300,16 @@ def default_predict_fn(data: Any, model: Any) -> Any:
 class LoadedVariant:
     """A production variant ready to answer: its handlers and its loaded model."""
 
-    __slots__ = ("compiled", "handlers", "model", "n_features", "name", "weight")
+    __slots__ = ("compile_pending", "compiled", "handlers", "model", "n_features", "name", "weight")
 
     def __init__(
-        self, name: str, handlers: InferenceHandlers, model: Any, weight: float = 1.0
+        self,
+        name: str,
+        handlers: InferenceHandlers,
+        model: Any,
+        weight: float = 1.0,
+        *,
+        compile_now: bool = True,
     ) -> None:
         self.name = name
         self.handlers = handlers
@@ -317,14 +323,25 @@ class LoadedVariant:
             else None
         )
         self.n_features: int | None = width if isinstance(width, int) else None
-        # Compiled and verified now, at load, not per request. A user's predict_fn (or
-        # transform_fn) calls the model's methods itself: they are answered through the
-        # compiled code, bound on the model (compiler.bind_methods). Which methods were
-        # compiled is what `endpoints describe` says.
         self.compiled: tuple[str, ...] = ()
-        if handlers.transform_fn is not None or handlers.predict_fn is not default_predict_fn:
-            self.compiled = compiler.bind_methods(model)
-        elif compiler.register(model) is not None:
+        self.compile_pending = True
+        if compile_now:
+            self.compile()
+
+    def compile(self) -> None:
+        """Compile and verify the model's lean predictor, once: at load, not per request (an
+        endpoint), or before the first call small enough to take it (a transform worker,
+        whose mini-batches are mostly too large: :data:`mlcicd.compiler.LEAN_ROWS`). A user's
+        predict_fn (or transform_fn) calls the model's methods itself: they are answered
+        through the compiled code, bound on the model (compiler.bind_methods). Which methods
+        were compiled is what `endpoints describe` says."""
+        if not self.compile_pending:
+            return
+        self.compile_pending = False
+        h = self.handlers
+        if h.transform_fn is not None or h.predict_fn is not default_predict_fn:
+            self.compiled = compiler.bind_methods(self.model)
+        elif compiler.register(self.model) is not None:
             self.compiled = ("predict",)
 
     def invoke(

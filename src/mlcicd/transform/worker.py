@@ -44,6 +44,8 @@ from mlcicd.transform import dataproc
 
 CSV, JSONLINES = "text/csv", "application/jsonlines"
 BLOCK = 1 << 20  # how much of a line too long to matter is read at a time, skipping it
+# A call of fewer lines may take the compiled path (above mlcicd.compiler.LEAN_ROWS' largest).
+LEAN_CALL_LINES = 1024
 
 
 class TaskError(Exception):
@@ -112,8 +114,14 @@ class Transformer:
     def _call(self, body: bytes) -> bytes:
         """What the endpoint does with ``body`` (:meth:`LoadedVariant.invoke`). A large
         mini-batch goes to the estimator's own methods inside the compiled predictor
-        (:data:`mlcicd.compiler.LEAN_ROWS`): the size decides there, for every caller."""
-        answer, _type = self.variant.invoke(body, self.content_type, self.accept)
+        (:data:`mlcicd.compiler.LEAN_ROWS`): the size decides there, for every caller. So the
+        model is compiled only before the first call of at most :data:`LEAN_CALL_LINES` lines
+        (SingleRecord's first record, a small object, a range's last mini-batch): a job of
+        large mini-batches never pays for compiling and verifying it at its workers' start."""
+        variant = self.variant
+        if variant.compile_pending and body.count(b"\n") < LEAN_CALL_LINES:
+            variant.compile()
+        answer, _type = variant.invoke(body, self.content_type, self.accept)
         return answer
 
     def _processed(self, lines: list[bytes]) -> tuple[bytes, int, int]:
@@ -341,7 +349,7 @@ def main(argv: list[str]) -> int:
                 return 0  # the job ended before it was ready: nothing to load
             spec = json.loads(job)
             model = handlers.load_model(spec["model_dir"])
-            variant = LoadedVariant("AllTraffic", handlers, model)
+            variant = LoadedVariant("AllTraffic", handlers, model, compile_now=False)
         transformer = Transformer(variant, spec["settings"])
     except Exception as exc:
         error = exc.headline if isinstance(exc, MlcicdError) else describe_exception(exc)
