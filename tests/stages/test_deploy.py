@@ -174,6 +174,64 @@ def test_explain_online_and_required_without_a_report_fails_the_deploy_saying_wh
     assert stages.project.state.get_endpoint(ENDPOINT) is None
 
 
+def test_explain_online_refuses_a_report_replaced_since_register_required_or_not(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    """The report's sha256 is recorded at register: one replaced in the store since (its
+    baseline, its features) fails the deploy naming it, before any endpoint starts — as the
+    stack's deploy Lambda refuses one model.json has another sha256 of."""
+    from mlcicd.errors import ArtifactError
+    from mlcicd.explain.report import _store
+    from tests.explain.test_report import REPORT
+    from tests.stages.test_register import explained_repo
+
+    stages = explained_repo(iris_repo, "explain:\n  online: true\n")
+    outputs = deploy_inputs(stages, iris)
+    package = stages.project.state.get_model_package("iris-classifier", 1)
+    uri = _store(stages.project, package, REPORT)
+    path = stages.project.store.local_path(uri)
+    assert path is not None
+    path.write_text(json.dumps({**REPORT, "baseline": [[0.0, 0.0, 0.0, 0.0]]}))
+    with pytest.raises(ArtifactError, match="is not the one the register stage stored") as caught:
+        DeployStage().run(stages.context(outputs))
+    assert uri in caught.value.message
+    assert stages.project.state.get_endpoint(ENDPOINT) is None
+
+
+def test_explain_online_serves_a_package_registered_without_the_sha256_unexplained(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    """A package registered before mlcicd recorded its report's sha256: the report is not
+    used — the endpoint is served without explanations, the log says why — and with
+    explain.required the deploy fails saying how to explain the model anew."""
+    from mlcicd.errors import ExplainError
+    from mlcicd.explain.report import _store
+    from tests.explain.test_report import REPORT, forget_sha256
+    from tests.stages.test_register import explained_repo
+
+    one_worker(iris_repo)
+    stages = explained_repo(iris_repo, "explain:\n  online: true\n  required: true\n")
+    outputs = deploy_inputs(stages, iris)
+    package = stages.project.state.get_model_package("iris-classifier", 1)
+    _store(stages.project, package, REPORT)
+    forget_sha256(stages.project)
+    with pytest.raises(ExplainError, match="registered without the sha256 of its explanation"):
+        DeployStage().run(stages.context(outputs))
+    assert stages.project.state.get_endpoint(ENDPOINT) is None
+
+    set_yaml(iris_repo, "  required: true\n", "")
+    stages = Stages(iris_repo)
+    result = DeployStage().run(stages.context(outputs))
+    assert result.status == "Succeeded", result.message
+    (config,) = stages.project.state.endpoint_configs(ENDPOINT)
+    assert "explainer" not in config.spec
+    assert any(
+        "registered without the sha256 of its explanation report" in line
+        and line.endswith("the endpoint serves it without explanations")
+        for line in stages.lines
+    ), stages.lines
+
+
 def test_deploy_autoscaling_reaches_the_local_endpoints_workers(
     iris_repo: Path, iris: IrisModel
 ) -> None:

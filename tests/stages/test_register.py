@@ -4,13 +4,14 @@ and cached by its digest; a model that cannot be explained is registered all the
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlcicd.errors import ExplainError
-from mlcicd.explain.report import load_report
+from mlcicd.explain.report import _store, load_report
 from mlcicd.stages.register import RegisterStage
 from tests.conftest import commit_all
 from tests.helpers import IrisModel, set_yaml
@@ -99,19 +100,48 @@ def test_online_explanations_recompute_a_report_that_keeps_no_baseline(
     iris_repo: Path, iris: IrisModel
 ) -> None:
     """A report stored before online explanations has no baseline: an endpoint needs one."""
-    import json
-
     stages = explained_repo(iris_repo, EXPLAIN + "  online: true\n")
     register(stages, iris)
     package = stages.project.state.get_model_package("iris-classifier", 1)
     report = load_report(stages.project, package)
     assert report is not None and len(report["baseline"]) == 10
     old = {k: v for k, v in report.items() if k not in ("baseline", "uri")}
-    stages.project.store.put_bytes(
-        json.dumps(old).encode(),
-        stages.project.config.store.models_bucket,
-        report["uri"].split("/ml-cicd-pipeline-models/")[-1],
-    )
+    _store(stages.project, package, old)  # as an mlcicd before online explanations stored it
+    package = stages.project.state.get_model_package("iris-classifier", 1)
     assert "baseline" not in (load_report(stages.project, package) or {})
     register(stages, iris)
+    package = stages.project.state.get_model_package("iris-classifier", 1)
     assert len((load_report(stages.project, package) or {})["baseline"]) == 10
+
+
+def test_a_report_replaced_in_the_store_is_explained_anew_and_its_sha256_recorded(
+    iris_repo: Path, iris: IrisModel
+) -> None:
+    """The register stage does not keep a report it did not write: it says so, explains the
+    model again and records the new report's sha256 (a later version of the same model keeps
+    it)."""
+    stages = explained_repo(iris_repo)
+    register(stages, iris)
+    package = stages.project.state.get_model_package("iris-classifier", 1)
+    uri = package.lineage["explanation"]["uri"]
+    path = stages.project.store.local_path(uri)
+    assert path is not None
+    path.write_text(path.read_text().replace('"linear"', '"tree"'))
+    stages.lines.clear()
+    register(stages, iris)
+    assert any(
+        line.startswith(f"the explanation report of model iris-classifier/1 at {uri} is not")
+        and line.endswith("explaining the model anew")
+        for line in stages.lines
+    ), stages.lines
+    package = stages.project.state.get_model_package("iris-classifier", 1)
+    report = load_report(stages.project, package)
+    assert report is not None and report["explainer"] == "linear"
+    assert package.lineage["explanation"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    stages.project.state.set_model_package_status("iris-classifier", 1, "Rejected")
+    stages.lines.clear()
+    assert register(stages, iris)["version"] == 2  # the same model, registered again
+    assert "explanation of iris-classifier/2: already computed" in stages.lines
+    again = stages.project.state.get_model_package("iris-classifier", 2)
+    assert again.lineage["explanation"] == package.lineage["explanation"]

@@ -6,7 +6,7 @@ import click
 
 from mlcicd.cli import cli, find_project
 from mlcicd.cli.output import echo_json, table, when
-from mlcicd.errors import NotFoundError
+from mlcicd.errors import MlcicdError, NotFoundError
 from mlcicd.project import Project
 from mlcicd.state import ModelPackage
 
@@ -62,15 +62,20 @@ def models_describe(ctx: click.Context, target: str, as_json: bool) -> None:
 
     project = find_project(ctx)
     package = model_version(project, target)
-    report = load_report(project, package)
+    try:
+        report, refused = load_report(project, package), None
+    except MlcicdError as exc:  # replaced in the store, or unverifiable: not shown
+        report, refused = None, exc.headline
     if as_json:
-        echo_json({"model": package, "explanation": report})
+        echo_json({"model": package, "explanation": report, "explanation_refused": refused})
         return
     click.echo(f"model {package.arn}  {package.status}  sha256 {package.model_sha256[:12]}")
     click.echo(f"  uri {package.model_uri}")
     click.echo(f"  metrics {' '.join(f'{k}={v:g}' for k, v in sorted(package.metrics.items()))}")
     click.echo(f"  commit {(package.commit_sha or '')[:12]}  created {when(package.created_at)}")
-    if report is None:
+    if refused is not None:
+        click.echo(f"  explanation: not shown: {refused}")
+    elif report is None:
         click.echo("  explanation: none (add explain: to mlcicd.yaml)")
     elif "error" in report:
         click.echo(f"  explanation: failed: {report['error']}")

@@ -14,6 +14,7 @@ The data is read here, in mlcicd's process, as the data-quality baseline reads i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Mapping
@@ -26,10 +27,11 @@ import numpy as np
 from mlcicd.archive import safe_extract
 from mlcicd.config import Config, ExplainConfig
 from mlcicd.environments import ensure_environment, environment_extras, venv_environment
-from mlcicd.errors import ExplainError, MlcicdError
+from mlcicd.errors import ArtifactError, ExplainError, MlcicdError, ProcessingError
 from mlcicd.monitor.baseline import label_column, model_sources, training_channel
 from mlcicd.monitor.dataset import Table, read_channel
 from mlcicd.process import run_streaming
+from mlcicd.processing.base import parse_report
 from mlcicd.project import Project, cache_dir
 from mlcicd.state import ModelPackage
 
@@ -51,19 +53,77 @@ def report_key(package: ModelPackage) -> str:
 
 def load_report(project: Project, package: ModelPackage) -> dict[str, Any] | None:
     """The stored report of ``package`` (an ``error`` key when it could not be explained), or
-    None when it was never explained."""
+    None when it was never explained.
+
+    The store may be a bucket or directory others can write, and a report becomes an
+    endpoint's Clarify baseline: it is read only if its bytes have the sha256 recorded with
+    the package when the register stage stored it (``lineage["explanation"]``), and parsed
+    with the size and depth bounds of every report mlcicd reads. A report whose bytes differ
+    is an :class:`ArtifactError`; one of a package registered without the sha256 (before
+    mlcicd recorded it), or gone since it was recorded, an :class:`ExplainError`: it is not
+    used, as the stack's deploy Lambda does not use a report model.json has no sha256 of."""
     store = project.store
     uri = store.uri(project.config.store.models_bucket, report_key(package))
+    recorded = package.lineage.get("explanation")
+    expected = recorded.get("sha256") if isinstance(recorded, dict) else None
     if not store.exists(uri):
+        if expected:
+            raise ExplainError(
+                f"the explanation report of model {package.arn} is gone from {uri}",
+                hint=f"explain the model anew: {reexplain(package)}",
+            )
         return None
-    report: dict[str, Any] = json.loads(store.read_bytes(uri))
+    if not isinstance(expected, str) or not expected:
+        raise ExplainError(
+            f"model {package.arn} was registered without the sha256 of its explanation report "
+            f"{uri} (by an mlcicd that did not record it), so the report cannot be told from a "
+            "replacement: it is not used",
+            hint=f"explain the model anew, which records it: {reexplain(package)}",
+        )
+    data = store.read_bytes(uri)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ArtifactError(
+            f"the explanation report of model {package.arn} at {uri} is not the one the register "
+            f"stage stored (sha256 {digest[:12]}…, recorded {expected[:12]}…): it is not used",
+            hint="whoever can write the model store replaced it: find who (the bucket's access "
+            f"log or CloudTrail, the directory's owners); then explain the model anew: "
+            f"{reexplain(package)}",
+        )
+    try:
+        report = parse_report(data, f"the explanation report of model {package.arn} at {uri}")
+    except ProcessingError as exc:  # the processing steps' reader, its error ours
+        hint = f"explain the model anew: {reexplain(package)}"
+        raise ArtifactError(exc.message, hint=hint) from exc
     return {**report, "uri": uri}
 
 
+def reexplain(package: ModelPackage) -> str:
+    """How a model gets a report whose sha256 is recorded: the register stage of a run of its
+    commit stores one (the model is found registered); meanwhile ``--rows`` explains rows
+    from the model itself, trusting nothing stored."""
+    commit = (package.commit_sha or "")[:12] or "its commit"
+    return (
+        f"a run of the commit that trained it ({commit}: `mlcicd run`) stores a new report "
+        f"with its sha256 at register; `mlcicd explain {package.arn} --rows FILE` explains "
+        "rows anew meanwhile"
+    )
+
+
 def _store(project: Project, package: ModelPackage, report: dict[str, Any]) -> str:
+    """Store ``report`` where :func:`load_report` looks, and record its sha256 with every
+    package of the model, the only bytes :func:`load_report` will read there."""
     data = (json.dumps(report, indent=2) + "\n").encode()
     bucket = project.config.store.models_bucket
-    return project.store.put_bytes(data, bucket, report_key(package)).uri
+    uri = project.store.put_bytes(data, bucket, report_key(package)).uri
+    project.state.record_explanation(
+        package.group_name,
+        package.model_sha256,
+        package.training_job,
+        uri=uri,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return uri
 
 
 def _matrix(table: Table, where: str) -> np.ndarray:
@@ -273,7 +333,11 @@ def ensure_report(
     settings = config.explain
     if settings is None:
         return None
-    existing = load_report(project, package)
+    try:
+        existing = load_report(project, package)
+    except MlcicdError as exc:  # replaced, unverifiable or gone: this stage writes it anew
+        log(f"{exc.message}: explaining the model anew")
+        existing = None
     # A report from before online explanations keeps no baseline: an endpoint needs one.
     stale = settings.online and existing is not None and "baseline" not in existing
     if existing is not None and "error" not in existing and not stale:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from mlcicd.config import Config
-from mlcicd.errors import StageError
+from mlcicd.errors import MlcicdError, StageError
 from mlcicd.pipeline import WAITING, RunContext, StageResult
 from mlcicd.stages.challenger import champion
 from mlcicd.stages.register import explain_model, register_model, run_channels
@@ -27,11 +27,16 @@ def _importance(
     ctx: RunContext, package: ModelPackage, production: ModelPackage | None
 ) -> dict[str, Any]:
     """Mean |SHAP| per feature of the new model (explained now, if the register stage has not)
-    and of production's, for the person deciding (docs/explain.md)."""
+    and of production's, for the person deciding (docs/explain.md); production's only from a
+    report :func:`~mlcicd.explain.report.load_report` verified, the log says why not."""
     from mlcicd.explain.report import load_report
 
     report = explain_model(ctx, package, run_channels(ctx))
-    theirs = load_report(ctx.project, production) if production is not None else None
+    try:
+        theirs = load_report(ctx.project, production) if production is not None else None
+    except MlcicdError as exc:  # replaced since it was stored, or never verifiable: not shown
+        ctx.log(f"production's importance is not shown: {exc.headline}")
+        theirs = None
     return {
         "model": None if report is None else report["importance"],
         "production": None if theirs is None or "error" in theirs else theirs["importance"],

@@ -194,8 +194,10 @@ class DeployStage:
     def _explainer(ctx: RunContext) -> dict[str, Any] | None:
         """``explain.online``: the ClarifyExplainerConfig from the served model's report. A
         model without one (its explainer failed at register, or a rollback to a version from
-        before ``explain:``) is served without explanations, said in the log — unless
-        ``explain.required``, as at register."""
+        before ``explain:``, or registered before mlcicd recorded its report's sha256) is
+        served without explanations, said in the log — unless ``explain.required``, as at
+        register. A report replaced in the store since (its sha256 is not the recorded one)
+        fails the stage, required or not, as the stack's deploy Lambda does."""
         from mlcicd.errors import ExplainError
         from mlcicd.explain.online import clarify_explainer_config
         from mlcicd.explain.report import load_report

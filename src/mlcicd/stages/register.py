@@ -29,6 +29,11 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
     existing = state.find_model_package(ctx.config.pipeline, train["model_sha256"])
     if existing is not None and existing.status == status:
         return existing
+    # The same model of the same job shares its explanation report (its key follows from
+    # them): the new version keeps the sha256 recorded when mlcicd stored it.
+    explained = None
+    if existing is not None and existing.training_job == train["job"]:
+        explained = existing.lineage.get("explanation")
     return state.register_model_package(
         group_name=ctx.config.pipeline,
         status=status,
@@ -52,6 +57,7 @@ def register_model(ctx: RunContext, *, status: str, reason: str | None = None) -
                 "metrics": train["metrics"],
             },
             **({"processing": steps} if (steps := processing_lineage(ctx.outputs)) else {}),
+            **({"explanation": explained} if explained else {}),
         },
     )
 

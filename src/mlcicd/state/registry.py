@@ -157,6 +157,28 @@ class Registry(Tables):
             kind = {"Approved": "approved", "Rejected": "rejected"}.get(status, "status_changed")
             add_event(db, kind, f"{group_name}/{version}", {"status": status, "reason": reason})
 
+    def record_explanation(
+        self, group_name: str, model_sha256: str, training_job: str | None, *, uri: str, sha256: str
+    ) -> int:
+        """The sha256 of the explanation report just stored at ``uri``, kept in the record of
+        every package of that model as ``lineage["explanation"]`` (they share the report: its
+        key follows from the group, the training job and the model's digest), so a reader can
+        tell the report mlcicd wrote from one put there since (docs/explain.md). The packages
+        updated are counted."""
+        with self.db.tx() as db:
+            cur = db.execute(
+                "UPDATE model_packages SET lineage=json_set(lineage, '$.explanation', json(?))"
+                " WHERE group_name=? AND model_sha256=? AND training_job IS ?",
+                (
+                    json.dumps({"uri": uri, "sha256": sha256}),
+                    group_name,
+                    model_sha256,
+                    training_job,
+                ),
+            )
+            count: int = cur.rowcount
+        return count
+
     def record_staging(
         self,
         group_name: str,
