@@ -6,7 +6,9 @@ RandomForest, each measured alone, each in a fresh process (its peak RSS from wa
               to_csv (the default handlers answer predict, so the outputs are the same bytes)
   transform   `LocalTransformBackend` with the default handlers (lean predictor), MultiRecord,
               6 MB mini-batches, --max-concurrent 1 and 2: rows/s of the whole job, and once
-              the workers have loaded the model (what the second worker can halve)
+              the workers have loaded the model (what the second worker can halve); one and
+              two side by side --pairs times, the median pair shown (a shared machine's noise
+              moves one pair's ratio by ±0.05)
   http        SageMaker's way on this machine: SingleRecord, one HTTP request per record to our
               endpoint server (2 workers, 2 client threads) — on --http-rows rows, scaled
   memory      transform (1 worker) on a small and a 10x larger file: peak RSS of the job process
@@ -20,7 +22,7 @@ script runs in the same requirements plus pandas, which it reads and writes the 
 this checkout's dev environment: its import-linter, moto and shap bring rich and pandas, which
 scikit-learn imports when they are there — ~0.3 s of a worker's start no user's build has.)
 
-Run:  .venv/bin/python bench/transform.py [--rows 200000] [--memory-mb 10] [--record]
+Run:  .venv/bin/python bench/transform.py [--rows 200000] [--memory-mb 10] [--pairs 5] [--record]
       .venv/bin/python bench/transform.py --full      1,000,000 rows; memory on 100 MB and 1 GB
 Targets (issue 11): transform ≥ 50 % of the script's rows/s; ≥ 20x http; 2 workers ≥ 1.6x one;
 peak RSS on the large file ≤ the small file's + 100 MB.
@@ -33,6 +35,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,6 +87,7 @@ def main() -> int:
     parser.add_argument("--memory-mb", type=int, default=10, help="the small file of the pair")
     parser.add_argument("--http-rows", type=int, default=3000)
     parser.add_argument("--full", action="store_true", help="1,000,000 rows; 100 MB vs 1 GB")
+    parser.add_argument("--pairs", type=int, default=5, help="1 worker vs 2, side by side")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
     if args.full:
@@ -129,15 +133,27 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "python": model_python,
     }
     results["ceiling"] = ceiling()
-    for workers in (1, 2):
-        out = work / f"out{workers}"
-        report = transform(job, data.parent, out, workers)
+    # One worker and two, side by side, `--pairs` times (the order alternating, so a drift of
+    # the machine favours neither): the figures are each pair's, the median pair's shown.
+    pairs: list[dict[int, dict[str, Any]]] = []
+    for turn in range(args.pairs):
+        pair = {}
+        for workers in (1, 2) if turn % 2 == 0 else (2, 1):
+            out = work / f"out{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            report = transform(job, data.parent, out, workers, f"{turn}")
+            report["same"] = (out / "rows.csv.out").read_bytes() == (work / "s.csv").read_bytes()
+            pair[workers] = report
+        pairs.append(pair)
+    ratios = sorted(p[1]["seconds"] / p[2]["seconds"] for p in pairs)
+    results["ratios"] = ratios
+    middle = sorted(pairs, key=lambda p: p[1]["seconds"] / p[2]["seconds"])[len(pairs) // 2]
+    for workers, report in middle.items():
         results[f"transform{workers}"] = (report["rows"] / report["seconds"], report["rss_kb"])
         results[f"scoring{workers}"] = report["rows"] / (report["seconds"] - report["loaded"])
         results[f"cpu{workers}"] = (report["cpu_job"], report["cpu_workers"])
         results[f"start{workers}"] = (report["loaded"], report["seconds"])
-        same = (out / "rows.csv.out").read_bytes() == (work / "s.csv").read_bytes()
-        results[f"same{workers}"] = same
+        results[f"same{workers}"] = all(p[workers]["same"] for p in pairs)
     results["http"] = http_rate(model_dir, work, data, args.http_rows, model_python)
 
     small_mb = args.memory_mb
@@ -219,8 +235,10 @@ def ceiling() -> float:
     return 2 * took[0] / took[1]
 
 
-def transform(job: dict[str, Any], source: Path, output: Path, workers: int) -> dict[str, Any]:
-    name = f"{output.name}-{workers}"
+def transform(
+    job: dict[str, Any], source: Path, output: Path, workers: int, turn: str = ""
+) -> dict[str, Any]:
+    name = f"{output.name}-{workers}{turn}"
     argv = {**job, "name": name, "input": str(source), "output": str(output), "workers": workers}
     last, _, _ = python(JOB, json.dumps(argv))
     report: dict[str, Any] = json.loads(last)
@@ -283,7 +301,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             two,
             r["transform2"][1],
             f"{two / one:.2f}x one worker (>= 1.6x; once loaded {steady:.2f}x); "
-            f"same bytes: {r['same2']}",
+            f"same bytes: {r['same2']}; the median of {len(r['ratios'])} pairs "
+            f"({', '.join(f'{x:.2f}x' for x in r['ratios'])})",
         ),
         (
             f"SingleRecord over HTTP ({args.http_rows:,} rows)",
