@@ -319,3 +319,23 @@ def test_a_production_baseline_written_again_stops_the_next_check_naming_it(
     ):
         advance(DataCheckSettings(mode="fail"), processing, again, channel_uri=lambda: channel)
     assert "check" not in again
+
+
+def test_a_continuation_token_saying_the_check_passed_does_not_skip_it(
+    stack: AwsClient, tmp_path: Path
+) -> None:
+    """Whoever can call codepipeline:PutJobSuccessResult hands back the token of the running
+    check with ``checked`` added: the function would take it as passed and train on the
+    data. ``checked`` is only ever handed over with the training job it let start: the
+    action fails, and no training job is started."""
+    first = report("job-1")
+    run_processing_job(stack, json.loads(token_of(first))["steps"]["prepare"], tmp_path)
+    started = json.loads(token_of(report("job-1-2", continuation=token_of(first))))
+    assert "check" in started
+
+    failed = report("job-1-3", continuation=json.dumps({**started, "checked": "OK"}), fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(
+        "the continuation token says checked, which the action decides itself"
+    ), message
+    assert not stack("sagemaker").list_training_jobs()["TrainingJobSummaries"]

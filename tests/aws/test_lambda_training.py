@@ -495,3 +495,36 @@ def test_a_continuation_token_naming_a_job_this_execution_did_not_start_fails_it
     else:
         assert message.startswith(f"the continuation token names the model {uri}, not the one")
     assert "PutJobSuccessResult" in message  # the hint: who could have done it
+
+
+def test_a_continuation_token_naming_another_image_fails_before_it_is_registered(
+    pipeline: AwsClient,
+) -> None:
+    """The token carries the image the build pushed, to have it at hand: a forged one names
+    an image of the caller's choosing, which would be the registered model's container (and
+    the deploy Lambda's endpoint's). The image is the event's build artifact's."""
+    token = json.loads(token_of(invoke("job-1")[0]))
+    sagemaker_writes_output(pipeline, token["job"], {"accuracy": 0.99})
+    theirs = "111111111111.dkr.ecr.us-east-1.amazonaws.com/theirs:latest"
+
+    message = fails_registering_nothing(pipeline, json.dumps({**token, "image": theirs}))
+    assert message.startswith(
+        f"the continuation token names image {theirs!r}, not this execution's ({IMAGE!r})"
+    ), message
+
+
+def test_a_continuation_token_carrying_an_explanation_report_fails_the_action(
+    pipeline: AwsClient,
+) -> None:
+    """The explainer's outcome is decided and written into model.json within one invocation:
+    a token carrying one would hand the deploy Lambda a report (and its sha256) of the
+    caller's choosing as the endpoint's Clarify baseline."""
+    token = json.loads(token_of(invoke("job-1")[0]))
+    sagemaker_writes_output(pipeline, token["job"], {"accuracy": 0.99})
+    report_uri = f"s3://{MODELS_BUCKET}/theirs/report.json"
+    forged = {**token, "explained": report_uri, "explained_sha256": "0" * 64}
+
+    message = fails_registering_nothing(pipeline, json.dumps(forged))
+    assert message.startswith(
+        "the continuation token says explained, explained_sha256, which the action decides itself"
+    ), message

@@ -14,12 +14,19 @@ A step reused from an earlier run (its cache key's job) carries an earlier execu
 must carry this pipeline's and this step's tags. The Deploy action's token names an endpoint
 and an EndpointConfig: the endpoint must be the action's, the config tagged with this pipeline
 and the model package of the execution's model.json (:func:`check_deploy_token`).
+
+The token carries more than job names. What the event gives as well — the image the build
+pushed, the commit — must be the event's (:func:`check_event_values`): a token's own image
+would be trained on, run as a step and registered. And the outcomes the function decides
+within one invocation and never hands over (the explainer's report, its failure), or only
+once training has started (the data check's), are refused in a token: with them a caller
+would skip the data check, or give the endpoint an explanation report of their choosing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlcicd.aws.clients import client, is_not_found
@@ -45,6 +52,16 @@ def check_token(pipeline: str, execution: str, state: Mapping[str, Any]) -> None
     """Each job ``state`` (a continuation token) names was started by this pipeline's
     ``execution`` — a reused step's, by this pipeline for that step; MlcicdError naming the
     first that was not."""
+    outcomes = [key for key in _DECIDED_IN_ONE_INVOCATION if key in state]
+    if "checked" in state and not state.get("job"):  # the check passed: training started
+        outcomes.append("checked")
+    if outcomes:
+        raise ArtifactError(
+            f"the continuation token says {', '.join(outcomes)}, which the action decides "
+            "itself and never hands over in a token: the action stops here, nothing is "
+            "registered",
+            hint=_HINT,
+        )
     wanted = {PIPELINE_TAG: pipeline, EXECUTION_TAG: execution}
     if state.get("job"):
         trained = _check(str(state["job"]), "training", wanted)
@@ -64,7 +81,21 @@ def check_token(pipeline: str, execution: str, state: Mapping[str, Any]) -> None
             _check(str(name), "processing", {**wanted, STEP_TAG: str(step)})
     for key in ("check", "explain"):
         if state.get(key):
-            _check(str(state[key]), "processing", wanted)
+            step = "data_check" if key == "check" else key  # as start_own_job tags them
+            _check(str(state[key]), "processing", {**wanted, STEP_TAG: step})
+
+
+def check_event_values(state: Mapping[str, Any], event: Mapping[str, Callable[[], Any]]) -> None:
+    """Each value ``state`` (a continuation token) carries that the event gives too — ``event``
+    maps its key to how the event gives it — is the event's; ArtifactError naming the first
+    that is not (an image of the caller's choosing would be trained on and registered)."""
+    for key, value in event.items():
+        if key in state and state[key] != (expected := value()):
+            raise ArtifactError(
+                f"the continuation token names {key} {state[key]!r}, not this execution's "
+                f"({expected!r}): the action stops here, nothing is started or registered",
+                hint=_HINT,
+            )
 
 
 def _check(name: str, kind: str, wanted: Mapping[str, str]) -> dict[str, Any]:
@@ -89,6 +120,10 @@ def _check(name: str, kind: str, wanted: Mapping[str, str]) -> dict[str, Any]:
     assert described is not None  # the tags were found on it
     return described
 
+
+# Set and used within one invocation (the explainer's outcome goes straight into model.json):
+# never in a token the function hands over.
+_DECIDED_IN_ONE_INVOCATION = ("explained", "explained_sha256", "explain_error")
 
 _HINT = (
     "whoever can call codepipeline:PutJobSuccessResult handed the function a token of their "
@@ -131,6 +166,7 @@ __all__ = [
     "PACKAGE_TAG",
     "PIPELINE_TAG",
     "check_deploy_token",
+    "check_event_values",
     "check_token",
     "execution_id",
 ]

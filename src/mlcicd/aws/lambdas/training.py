@@ -37,7 +37,7 @@ from mlcicd.aws.joboutputs import JobRun, job_run, written_once
 from mlcicd.aws.lambdas import datacheck as dc
 from mlcicd.aws.lambdas import explain as ex
 from mlcicd.aws.lambdas import steps as st
-from mlcicd.aws.lambdas.provenance import check_token, execution_id
+from mlcicd.aws.lambdas.provenance import check_event_values, check_token, execution_id
 from mlcicd.aws.lambdas.runtime import (
     bool_setting,
     int_setting,
@@ -189,6 +189,10 @@ def step(job: PipelineJob, settings: TrainingSettings) -> None:
     else:
         # Before anything the token names is read: it is the caller's to say (provenance).
         check_token(settings.pipeline, execution, job.continuation)
+        check_event_values(
+            job.continuation,
+            {"image": lambda: _image_uri(job), "revision": lambda: _source(job).revision},
+        )
         follow(job, settings, job.continuation)
 
 
