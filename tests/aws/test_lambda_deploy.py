@@ -188,7 +188,7 @@ def test_a_rejected_model_is_not_deployed(pipeline: AwsClient) -> None:
     assert pipeline("sagemaker").list_endpoints()["Endpoints"] == []
 
 
-@pytest.mark.parametrize("forged", ["another pipeline's config", "another endpoint"])
+@pytest.mark.parametrize("forged", ["another pipeline's config", "another endpoint", "variants"])
 def test_a_continuation_token_naming_what_this_action_did_not_make_changes_no_endpoint(
     pipeline: AwsClient, forged: str
 ) -> None:
@@ -216,14 +216,22 @@ def test_a_continuation_token_naming_what_this_action_did_not_make_changes_no_en
     )
     if forged == "another endpoint":
         theirs = {**token, "endpoint": "another-endpoint", "started": False}
+    elif forged == "variants":  # the rollback alarms would watch a variant that serves nothing
+        theirs = {**token, "variants": ["Unwatched"], "started": False}
     else:
         theirs = {**token, "config": "their-config", "started": False}
     call = report("job-2", continuation=json.dumps(theirs), fails=True)
     message = call[1]["failureDetails"]["message"]
-    assert message.startswith(
-        f"the continuation token names endpoint {theirs['endpoint']} and endpoint config "
-        f"{theirs['config']}, which this action did not make"
-    ), message
+    if forged == "variants":
+        assert message.startswith(
+            f"the continuation token names variants ['Unwatched'], not those endpoint config "
+            f"{token['config']} serves (['AllTraffic'])"
+        ), message
+    else:
+        assert message.startswith(
+            f"the continuation token names endpoint {theirs['endpoint']} and endpoint config "
+            f"{theirs['config']}, which this action did not make"
+        ), message
     (endpoint,) = sagemaker.list_endpoints()["Endpoints"]
     assert endpoint["EndpointName"] == ENDPOINT
     described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)

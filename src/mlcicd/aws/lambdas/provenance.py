@@ -136,27 +136,39 @@ def check_deploy_token(
 ) -> None:
     """The Deploy action's token names this action's endpoint, and an EndpointConfig this
     pipeline made for ``model`` — model.json of this execution's input artifact, which the
-    token cannot change; ArtifactError otherwise. A config named by a forged token would
-    otherwise be put on the endpoint (another pipeline's, or an older model's)."""
+    token cannot change — and the variants that config serves; ArtifactError otherwise. A
+    config named by a forged token would otherwise be put on the endpoint (another
+    pipeline's, or an older model's)."""
     package = str(model.get("model_package_arn"))
     config = str(state.get("config"))
     found: dict[str, str] = {}
+    served: list[str] = []
     if state.get("endpoint") == endpoint and state.get("package") == package:
         sagemaker = client("sagemaker")
         try:
-            arn = sagemaker.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
+            described = sagemaker.describe_endpoint_config(EndpointConfigName=config)
         except AwsError as exc:
             if not is_not_found(exc):
                 raise
         else:
-            listed = sagemaker.list_tags(ResourceArn=arn).get("Tags") or []
-            found = {str(t["Key"]): str(t["Value"]) for t in listed}
+            listed = sagemaker.list_tags(ResourceArn=described["EndpointConfigArn"]).get("Tags")
+            found = {str(t["Key"]): str(t["Value"]) for t in listed or []}
+            served = [str(v["VariantName"]) for v in described.get("ProductionVariants") or []]
     wanted = {PIPELINE_TAG: pipeline, PACKAGE_TAG: package[:256]}
     if {k: found.get(k) for k in wanted} != wanted:
         raise ArtifactError(
             f"the continuation token names endpoint {state.get('endpoint')} and endpoint config "
             f"{config}, which this action did not make for model {package} on endpoint "
             f"{endpoint}: the action stops here, the endpoint is not changed",
+            hint=_HINT,
+        )
+    # The rollback alarms and autoscaling are put on the token's variants: other names would
+    # leave the served ones unwatched, a bad deployment not rolled back.
+    if state.get("variants") != served:
+        raise ArtifactError(
+            f"the continuation token names variants {state.get('variants')}, not those endpoint "
+            f"config {config} serves ({served}): the action stops here, the endpoint is not "
+            "changed",
             hint=_HINT,
         )
 
