@@ -528,3 +528,23 @@ def test_a_continuation_token_carrying_an_explanation_report_fails_the_action(
     assert message.startswith(
         "the continuation token says explained, explained_sha256, which the action decides itself"
     ), message
+
+
+def test_a_continuation_token_with_a_replaced_models_digest_fails_the_action(
+    pipeline: AwsClient,
+) -> None:
+    """Whoever can write the models bucket and call PutJobSuccessResult replaces the model
+    the job wrote and hands in a token with the replacement's sha256: every reader (the
+    explainer, the registry, the endpoint's container) would check their model against their
+    digest. The token's model must still be the one version its job wrote."""
+    token = json.loads(token_of(invoke("job-1")[0]))
+    sagemaker_writes_output(pipeline, token["job"], {"accuracy": 0.99})
+    key = f"iris-classifier/{token['job']}/output/model.tar.gz"
+    theirs = tar_gz({"model.joblib": b"their model"})
+    pipeline("s3").put_object(Bucket=MODELS_BUCKET, Key=key, Body=theirs)
+    model = {"uri": f"s3://{MODELS_BUCKET}/{key}", "sha256": hashlib.sha256(theirs).hexdigest()}
+
+    message = fails_registering_nothing(pipeline, json.dumps({**token, "model": model}))
+    assert message.startswith(
+        f"s3://{MODELS_BUCKET}/{key} was written or deleted after job {token['job']} wrote it"
+    ), message

@@ -31,9 +31,11 @@ from typing import Any
 
 from mlcicd.aws.clients import client, is_not_found
 from mlcicd.aws.codepipeline import PipelineJob
+from mlcicd.aws.joboutputs import job_run, written_once
 from mlcicd.aws.processing_jobs import describe_processing_job
 from mlcicd.aws.training_jobs import describe_training_job, model_uri
 from mlcicd.errors import ArtifactError, AwsError
+from mlcicd.store.s3 import parse_s3_uri
 
 PIPELINE_TAG = "mlcicd:pipeline"
 EXECUTION_TAG = "mlcicd:execution"
@@ -73,6 +75,16 @@ def check_token(pipeline: str, execution: str, state: Mapping[str, Any]) -> None
                 "here, nothing is registered",
                 hint=_HINT,
             )
+        if isinstance(model, Mapping):
+            # Still the one version the job wrote: the token's sha256 is then that version's
+            # digest or one every reader refuses — not a replacement's, handed in with it.
+            bucket, key = parse_s3_uri(str(model["uri"]))
+            if written_once(client("s3"), bucket, key, job=job_run(trained)) is None:
+                raise ArtifactError(
+                    f"the model {model['uri']} training job {state['job']} wrote is gone: the "
+                    "action stops here, nothing is registered",
+                    hint="release the change again to train the model anew",
+                )
     cached = set(state.get("cached") or [])
     for step, name in sorted((state.get("steps") or {}).items()):
         if step in cached:
