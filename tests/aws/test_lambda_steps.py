@@ -353,3 +353,38 @@ def test_a_tampered_cache_index_runs_the_step_again(stack: AwsClient, index: str
     assert "cached" not in state
     assert state["steps"]["prepare"] not in (theirs, prepare["ProcessingJobName"])
     assert state["steps"]["prepare"].startswith(f"{PIPELINE}-prepare-")
+
+
+def test_a_reused_step_is_recorded_and_its_continuation_goes_on(stack: AwsClient) -> None:
+    first = report("job-1")
+    prepare = prepared(stack)["ProcessingJobName"]
+    report("job-2", continuation=token_of(first))  # prepare completes: its cache index
+    again = report("run-2")  # the same commit: prepare reused, recorded by the function
+    reused = json.loads(token_of(again))
+    assert (reused["steps"], reused["cached"]) == ({"prepare": prepare}, ["prepare"])
+    training_writes(stack, reused["job"], {"accuracy": 0.9})
+    assert report("run-2-2", continuation=token_of(again))[0] == "PutJobSuccessResult"
+
+
+def test_a_continuation_token_claiming_a_step_reused_that_this_execution_ran_fails_it(
+    stack: AwsClient,
+) -> None:
+    """An earlier run's job of the same step carries this pipeline's and this step's tags,
+    whatever data it ran on. Whoever can call PutJobSuccessResult claims it reused for a
+    commit whose data changed: the action fails, as this execution recorded no such reuse."""
+    first = report("job-1")
+    prepare = prepared(stack)["ProcessingJobName"]
+    report("job-2", continuation=token_of(first))  # prepare completes: its cache index
+    files = source_files()
+    raw = next(name for name in files if name.startswith("data/raw/"))
+    push_source(stack, {**files, raw: files[raw] + files[raw].splitlines(keepends=True)[-1]})
+    changed = json.loads(token_of(report("run-3")))
+    assert changed["steps"]["prepare"] != prepare and "cached" not in changed
+    forged = {**changed, "steps": {"prepare": prepare}, "cached": ["prepare"]}
+
+    failed = report("run-3-2", continuation=json.dumps(forged), fails=True)
+    message = failed[1]["failureDetails"]["message"]
+    assert message.startswith(
+        f"the continuation token names processing job {prepare} as reused, which this "
+        "pipeline's execution did not reuse"
+    ), message

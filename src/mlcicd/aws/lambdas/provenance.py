@@ -11,9 +11,11 @@ in the token but derived from the event — the input artifacts' locations, whic
 names anew for each execution and gives each continuation as it gave the first invocation. A
 token naming a job without both tags fails the action before anything is read or registered.
 A step reused from an earlier run (its cache key's job) carries an earlier execution's id: it
-must carry this pipeline's and this step's tags. The Deploy action's token names an endpoint
-and an EndpointConfig: the endpoint must be the action's, the config tagged with this pipeline
-and the model package of the execution's model.json (:func:`check_deploy_token`).
+must carry this pipeline's and this step's tags, and be the job this execution recorded
+reusing (:func:`reuse_record`) — any earlier run's job of the step has those tags. The
+Deploy action's token names an endpoint and an EndpointConfig: the endpoint must be the
+action's, the config tagged with this pipeline and the model package of the execution's
+model.json (:func:`check_deploy_token`).
 
 The token carries more than job names. What the event gives as well — the image the build
 pushed, the commit — must be the event's (:func:`check_event_values`): a token's own image
@@ -26,6 +28,7 @@ would skip the data check, or give the endpoint an explanation report of their c
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,10 +53,17 @@ def execution_id(job: PipelineJob) -> str:
     return hashlib.sha256("\n".join(places).encode()).hexdigest()[:16]
 
 
-def check_token(pipeline: str, execution: str, state: Mapping[str, Any]) -> None:
+def reuse_record(pipeline: str, execution: str, step: str) -> str:
+    """The key (in the models bucket) where ``execution`` records the earlier job it reuses
+    for ``step``: written by the function when its cache key finds the job, never by a token."""
+    return f"{pipeline}/processing/reused/{execution}/{step}.json"
+
+
+def check_token(pipeline: str, execution: str, state: Mapping[str, Any], bucket: str) -> None:
     """Each job ``state`` (a continuation token) names was started by this pipeline's
-    ``execution`` — a reused step's, by this pipeline for that step; MlcicdError naming the
-    first that was not."""
+    ``execution`` — a reused step's, by this pipeline for that step, and recorded in
+    ``bucket`` as this execution's reuse (:func:`reuse_record`); MlcicdError naming the first
+    that was not."""
     outcomes = [key for key in _DECIDED_IN_ONE_INVOCATION if key in state]
     if "checked" in state and not state.get("job"):  # the check passed: training started
         outcomes.append("checked")
@@ -88,6 +98,7 @@ def check_token(pipeline: str, execution: str, state: Mapping[str, Any]) -> None
     cached = set(state.get("cached") or [])
     for step, name in sorted((state.get("steps") or {}).items()):
         if step in cached:
+            _check_reused(bucket, reuse_record(pipeline, execution, str(step)), str(name))
             _check(str(name), "processing", {PIPELINE_TAG: pipeline, STEP_TAG: str(step)})
         else:
             _check(str(name), "processing", {**wanted, STEP_TAG: str(step)})
@@ -108,6 +119,28 @@ def check_event_values(state: Mapping[str, Any], event: Mapping[str, Callable[[]
                 f"({expected!r}): the action stops here, nothing is started or registered",
                 hint=_HINT,
             )
+
+
+def _check_reused(bucket: str, key: str, name: str) -> None:
+    """Job ``name`` is the one this execution recorded reusing at ``key``: an earlier run's
+    job of the same step carries the same tags, whatever data it ran on."""
+    recorded = None
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        with body:
+            recorded = json.loads(body.read(4096)).get("job")
+    except AwsError as exc:
+        if not is_not_found(exc) and exc.code != "NoSuchKey":
+            raise
+    except (ValueError, AttributeError, RecursionError):
+        recorded = None
+    if recorded != name:
+        raise ArtifactError(
+            f"the continuation token names processing job {name} as reused, which this "
+            f"pipeline's execution did not reuse (s3://{bucket}/{key} names "
+            f"{recorded or 'none'}): the action stops here, nothing is registered",
+            hint=_HINT,
+        )
 
 
 def _check(name: str, kind: str, wanted: Mapping[str, str]) -> dict[str, Any]:
@@ -193,4 +226,5 @@ __all__ = [
     "check_event_values",
     "check_token",
     "execution_id",
+    "reuse_record",
 ]

@@ -48,7 +48,7 @@ from typing import Any, Protocol
 from mlcicd.aws import names as n
 from mlcicd.aws.clients import AwsClient, client
 from mlcicd.aws.joboutputs import JobRun, all_written_once, job_run, written_once
-from mlcicd.aws.lambdas.provenance import EXECUTION_TAG
+from mlcicd.aws.lambdas.provenance import EXECUTION_TAG, reuse_record
 from mlcicd.aws.lambdas.runtime import log, read_report
 from mlcicd.aws.processing_jobs import (
     CODE_INPUT,
@@ -191,6 +191,12 @@ class ProcessingSettings:
 
     def cache_index(self, key: str) -> str:
         return f"{self.pipeline}/processing/cache/{key}.json"
+
+    def reuse_record(self, step: str) -> str:
+        """Where this execution records the earlier job it reuses for ``step`` (its cache
+        key's): a continuation token claiming the step reused must name that job
+        (``provenance.check_token``)."""
+        return reuse_record(self.pipeline, self.execution, step)
 
 
 def advance(
@@ -350,6 +356,12 @@ def _start(
     if cached is not None:
         log(f"step {step.name}: processing job {cached} already ran this script on these inputs")
         state.setdefault("cached", []).append(step.name)
+        s3.put_object(
+            Bucket=settings.models_bucket,
+            Key=settings.reuse_record(step.name),
+            Body=json.dumps({"job": cached}).encode(),
+            ContentType="application/json",
+        )
         return cached, True
     name = n.processing_job_name(settings.pipeline, f"{step.name}-{state['run'][:12]}")
     if started_already(name, f"step {step.name}"):

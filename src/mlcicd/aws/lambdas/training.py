@@ -188,7 +188,7 @@ def step(job: PipelineJob, settings: TrainingSettings) -> None:
         start(job, settings)
     else:
         # Before anything the token names is read: it is the caller's to say (provenance).
-        check_token(settings.pipeline, execution, job.continuation)
+        check_token(settings.pipeline, execution, job.continuation, settings.models_bucket)
         check_event_values(
             job.continuation,
             {"image": lambda: _image_uri(job), "revision": lambda: _source(job).revision},
