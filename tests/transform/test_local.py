@@ -301,15 +301,15 @@ def test_a_worker_that_dies_or_fails_loading_the_code_fails_the_job_and_leaves_n
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".mlcicd-transform.json"]
 
 
+# Holds the objects of 51 rows (c and d), whichever worker gets them and whenever: not the
+# third call — a worker can finish a and c before the other's first call on b.
 HOLDING = """
 import os, time
 from mlcicd.serving.handlers import default_predict_fn
 
 def predict_fn(data, model):
     gate = os.environ["GATE"]
-    with open(gate + ".calls", "a") as fh:
-        fh.write(".")
-    if os.path.getsize(gate + ".calls") > 2 and os.path.exists(gate + ".hold"):
+    if len(data) == 51 and os.path.exists(gate + ".hold"):
         open(gate + ".reached", "w").close()
         while os.path.exists(gate + ".hold"):  # held here until the job is killed
             time.sleep(0.05)
@@ -335,9 +335,9 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
     (model.code_dir / "inference.py").write_text(textwrap.dedent(HOLDING))
     gate = tmp_path / "gate"
     gate.with_suffix(".hold").write_text("")
-    data = rows(iris, 50)
-    for name in ("a", "b", "c", "d"):
-        write_csv(tmp_path / "in" / f"{name}.csv", data)
+    data = {"a": rows(iris, 50), "b": rows(iris, 50), "c": rows(iris, 51), "d": rows(iris, 51)}
+    for name, part in data.items():
+        write_csv(tmp_path / "in" / f"{name}.csv", part)
     held = TransformModel(
         model.ref,
         model.model_file,
@@ -359,7 +359,7 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
         [sys.executable, "-c", JOB, json.dumps(args)], start_new_session=True, cwd=tmp_path
     )
     try:
-        # two workers: a and b done, then each worker held at its next mini-batch (c, d)
+        # two workers: a and b done, c and d held (each one mini-batch, on either worker)
         done = [tmp_path / "out" / f"{name}.csv.out" for name in "ab"]
         wait_for(
             "the third mini-batch, and a and b written",
@@ -375,7 +375,7 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
     gate.with_suffix(".hold").unlink()
     result = run(tmp_path, held, tmp_path / "in", name="rerun")
 
-    assert result.rows_out == 200
+    assert result.rows_out == 202
     assert sorted(p.name for p in out.iterdir()) == [
         ".mlcicd-transform.json",
         "a.csv.out",
@@ -383,8 +383,8 @@ def test_a_rerun_after_kill_9_starts_clean_and_ends_with_the_same_outputs(
         "c.csv.out",
         "d.csv.out",
     ]
-    for name in "abcd":
-        assert (out / f"{name}.csv.out").read_text().splitlines() == predicted(iris, data)
+    for name, part in data.items():
+        assert (out / f"{name}.csv.out").read_text().splitlines() == predicted(iris, part)
 
 
 # -- one worker or several: the same bytes ------------------------------------------------
