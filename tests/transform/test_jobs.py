@@ -43,8 +43,8 @@ def test_ctrl_c_stops_the_job_and_records_it_stopped(
     (model.code_dir / "inference.py").write_text(textwrap.dedent(HOLDING))
     gate = tmp_path / "gate"
     gate.with_suffix(".hold").write_text("")
-    for name in ("a", "b", "c"):
-        write_csv(tmp_path / "in" / f"{name}.csv", rows(iris, 20))
+    for name, count in (("a", 20), ("b", 20), ("c", 51)):  # HOLDING holds c (51 rows)
+        write_csv(tmp_path / "in" / f"{name}.csv", rows(iris, count))
     args = {
         "ref": model.ref,
         "file": str(model.model_file),
@@ -63,7 +63,7 @@ def test_ctrl_c_stops_the_job_and_records_it_stopped(
         preexec_fn=as_foreground_job,  # not SIGINT ignored, as under `pytest &`
     )
     try:
-        wait_for("the third mini-batch", gate.with_suffix(".reached").exists)
+        wait_for("c's mini-batch held", gate.with_suffix(".reached").exists)
         # b's output is assembled while c's batch is already held: a Ctrl-C before that ends
         # would rightly leave b out (seen under load).
         wait_for("b's output", (tmp_path / "out" / "b.csv.out").exists)
